@@ -1,0 +1,1348 @@
+/*
+ * INI configuration through inih.
+ *
+ * Debian's inih has a 200-byte line buffer and no line numbers in the
+ * handler: a longer line would reach the handler in chunks and errors would
+ * name lines that do not exist. So the text is fed to ini_parse_stream by a
+ * reader of our own that counts real lines and refuses over-long ones, and
+ * the handler takes the line number from the reader. Indented continuation
+ * lines arrive as further values of the same key: each is kept as a row.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "nde/nde.h"
+#include "internal.h"
+
+/* inih reads at most INI_MAX_LINE - 1 bytes per call, newline included. */
+#define LINE_MAX_CHARS (INI_MAX_LINE - 2)
+#define SECTION_TABLES_MAX 8
+
+typedef struct value {
+    char *key;
+    const char *file;  /* interned origin: a path or "command line (...)" */
+    long line;         /* 0 for overrides */
+    char **rows;
+    long *row_lines;
+    size_t nrows, cap;
+    char *joined;      /* cache for nde_get_string on TEXT keys */
+} value;
+
+struct nde_section {
+    char *name;
+    const char *file;
+    long line;
+    nde_config *cfg;
+    value *values;
+    size_t nvalues, cap;
+    const nde_key *tables[SECTION_TABLES_MAX + 1];
+};
+
+struct nde_config {
+    nde_section **sections;
+    size_t nsections, cap;
+    char **origins;    /* interned origin strings */
+    size_t norigins, origins_cap;
+    char *path;
+};
+
+/* ---- small utilities --------------------------------------------------- */
+
+static char *dup_str(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
+static int grow(void **arr, size_t *cap, size_t need, size_t elem)
+{
+    size_t ncap;
+    void *p;
+    if (need <= *cap)
+        return 0;
+    ncap = *cap ? *cap * 2 : 8;
+    while (ncap < need)
+        ncap *= 2;
+    if (!(p = realloc(*arr, ncap * elem)))
+        return -1;
+    *arr = p;
+    *cap = ncap;
+    return 0;
+}
+
+static const char *trim_copy(const char *s, size_t n, char *buf, size_t len)
+{
+    while (n && isspace((unsigned char)*s))
+        s++, n--;
+    while (n && isspace((unsigned char)s[n - 1]))
+        n--;
+    if (n >= len)
+        n = len - 1;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    return buf;
+}
+
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), i, j;
+    size_t row[65];
+    if (la > 64 || lb > 64)
+        return (size_t)-1;
+    for (j = 0; j <= lb; j++)
+        row[j] = j;
+    for (i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (row[j] + 1 < best)
+                best = row[j] + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+const char *nde_suggest(const char *word, const char *const *candidates)
+{
+    const char *best = NULL;
+    size_t best_d = (size_t)-1, limit = strlen(word) / 3 + 1;
+    for (; *candidates; candidates++) {
+        size_t d = edit_distance(word, *candidates);
+        if (d < best_d) {
+            best_d = d;
+            best = *candidates;
+        }
+    }
+    return best_d <= limit ? best : NULL;
+}
+
+/* ---- construction ------------------------------------------------------ */
+
+nde_config *nde_config_create(void)
+{
+    return calloc(1, sizeof(nde_config));
+}
+
+static void value_free(value *v)
+{
+    size_t i;
+    for (i = 0; i < v->nrows; i++)
+        free(v->rows[i]);
+    free(v->rows);
+    free(v->row_lines);
+    free(v->key);
+    free(v->joined);
+}
+
+void nde_config_destroy(nde_config *cfg)
+{
+    size_t i, j;
+    if (!cfg)
+        return;
+    for (i = 0; i < cfg->nsections; i++) {
+        nde_section *sec = cfg->sections[i];
+        for (j = 0; j < sec->nvalues; j++)
+            value_free(&sec->values[j]);
+        free(sec->values);
+        free(sec->name);
+        free(sec);
+    }
+    for (i = 0; i < cfg->norigins; i++)
+        free(cfg->origins[i]);
+    free(cfg->origins);
+    free(cfg->sections);
+    free(cfg->path);
+    free(cfg);
+}
+
+static const char *intern_origin(nde_config *cfg, const char *origin)
+{
+    char *copy;
+    if (cfg->norigins && strcmp(cfg->origins[cfg->norigins - 1], origin) == 0)
+        return cfg->origins[cfg->norigins - 1];
+    if (grow((void **)&cfg->origins, &cfg->origins_cap, cfg->norigins + 1,
+             sizeof(char *)) ||
+        !(copy = dup_str(origin)))
+        return NULL;
+    cfg->origins[cfg->norigins++] = copy;
+    return copy;
+}
+
+/* Section names the program understands: fixed ones and NAME.sub families. */
+static const char *const known_sections[] = {
+    "problem", "field", "solver", "adjoint", "train", "data", "ab", NULL};
+static const char *const known_families[] = {"field", "regularizer", "arm",
+                                             NULL};
+
+static int section_name_known(const char *name)
+{
+    const char *dot = strchr(name, '.');
+    size_t i;
+    if (!dot) {
+        for (i = 0; known_sections[i]; i++)
+            if (strcmp(name, known_sections[i]) == 0)
+                return 1;
+        return 0;
+    }
+    if (!nde_plugin_name_valid(dot + 1))
+        return 0;
+    for (i = 0; known_families[i]; i++)
+        if (strlen(known_families[i]) == (size_t)(dot - name) &&
+            strncmp(name, known_families[i], (size_t)(dot - name)) == 0)
+            return 1;
+    return 0;
+}
+
+static int unknown_section_error(nde_ctx *ctx, const char *origin,
+                                 const char *name)
+{
+    const char *dot = strchr(name, '.');
+    const char *hint;
+    if (dot) {
+        char family[64];
+        trim_copy(name, (size_t)(dot - name), family, sizeof family);
+        hint = nde_suggest(family, known_families);
+        if (hint && nde_plugin_name_valid(dot + 1))
+            return nde_error(ctx, NDE_ECONFIG,
+                             "%s: unknown section [%s] (did you mean [%s%s]?)",
+                             origin, name, hint, dot);
+        if (section_name_known(family) || hint)
+            return nde_error(ctx, NDE_ECONFIG,
+                             "%s: unknown section [%s] (a sub-section name "
+                             "after '.' must match [a-z0-9_]+)",
+                             origin, name);
+        return nde_error(ctx, NDE_ECONFIG,
+                         "%s: unknown section [%s] (known: problem, field, "
+                         "solver, adjoint, train, data, ab, field.NAME, "
+                         "regularizer.NAME, arm.NAME)",
+                         origin, name);
+    }
+    hint = nde_suggest(name, known_sections);
+    if (hint)
+        return nde_error(ctx, NDE_ECONFIG,
+                         "%s: unknown section [%s] (did you mean [%s]?)",
+                         origin, name, hint);
+    return nde_error(ctx, NDE_ECONFIG,
+                     "%s: unknown section [%s] (known: problem, field, solver, "
+                     "adjoint, train, data, ab, field.NAME, regularizer.NAME, "
+                     "arm.NAME)",
+                     origin, name);
+}
+
+nde_section *nde_config_section(const nde_config *cfg, const char *name)
+{
+    size_t i;
+    for (i = 0; i < cfg->nsections; i++)
+        if (strcmp(cfg->sections[i]->name, name) == 0)
+            return cfg->sections[i];
+    return NULL;
+}
+
+static nde_section *section_add(nde_config *cfg, const char *name,
+                                const char *file, long line)
+{
+    nde_section *sec = nde_config_section(cfg, name);
+    if (sec)
+        return sec;
+    if (grow((void **)&cfg->sections, &cfg->cap, cfg->nsections + 1,
+             sizeof(nde_section *)) ||
+        !(sec = calloc(1, sizeof *sec)))
+        return NULL;
+    if (!(sec->name = dup_str(name))) {
+        free(sec);
+        return NULL;
+    }
+    sec->file = file;
+    sec->line = line;
+    sec->cfg = cfg;
+    cfg->sections[cfg->nsections++] = sec;
+    return sec;
+}
+
+static value *section_value(const nde_section *sec, const char *key)
+{
+    size_t i;
+    for (i = 0; i < sec->nvalues; i++)
+        if (strcmp(sec->values[i].key, key) == 0)
+            return &sec->values[i];
+    return NULL;
+}
+
+static int value_append_row(value *v, const char *text, long line)
+{
+    char *row;
+    if (v->nrows + 1 > v->cap) {
+        size_t ncap = v->cap ? v->cap * 2 : 4;
+        char **rows = realloc(v->rows, ncap * sizeof *rows);
+        long *lines;
+        if (!rows)
+            return -1;
+        v->rows = rows;
+        if (!(lines = realloc(v->row_lines, ncap * sizeof *lines)))
+            return -1;
+        v->row_lines = lines;
+        v->cap = ncap;
+    }
+    if (!(row = dup_str(text)))
+        return -1;
+    v->rows[v->nrows] = row;
+    v->row_lines[v->nrows++] = line;
+    free(v->joined);
+    v->joined = NULL;
+    return 0;
+}
+
+/* A new (or replaced) key with no rows yet. */
+static value *section_set(nde_section *sec, const char *key, const char *file,
+                          long line)
+{
+    value *v = section_value(sec, key);
+    if (v) {
+        value_free(v);
+        memset(v, 0, sizeof *v);
+    } else {
+        if (grow((void **)&sec->values, &sec->cap, sec->nvalues + 1,
+                 sizeof(value)))
+            return NULL;
+        v = &sec->values[sec->nvalues++];
+        memset(v, 0, sizeof *v);
+    }
+    if (!(v->key = dup_str(key)))
+        return NULL;
+    v->file = file;
+    v->line = line;
+    return v;
+}
+
+/* ---- parsing ------------------------------------------------------------ */
+
+typedef struct parse_state {
+    nde_config *cfg;
+    nde_ctx *ctx;
+    const char *origin;   /* interned file name */
+    FILE *file;           /* one of file / text is the source */
+    const char *text;
+    long line;            /* real line number of the line last read */
+    int line_indented;    /* it starts with white space */
+    int failed;
+    char last_section[256];
+    char last_key[256];
+    long last_key_section_line;
+    char *linebuf;
+    size_t linecap;
+} parse_state;
+
+static int next_char(parse_state *st)
+{
+    if (st->file)
+        return getc(st->file);
+    if (!*st->text)
+        return EOF;
+    return (unsigned char)*st->text++;
+}
+
+static char *read_line(char *str, int num, void *stream)
+{
+    parse_state *st = stream;
+    size_t n = 0;
+    int c;
+
+    if (st->failed)
+        return NULL;
+    while ((c = next_char(st)) != EOF && c != '\n') {
+        if (grow((void **)&st->linebuf, &st->linecap, n + 2, 1)) {
+            nde_error(st->ctx, NDE_ENOMEM, "%s: out of memory", st->origin);
+            st->failed = 1;
+            return NULL;
+        }
+        st->linebuf[n++] = (char)c;
+    }
+    if (c == EOF && n == 0)
+        return NULL;
+    st->line++;
+    if (n && st->linebuf[n - 1] == '\r')
+        n--;
+    if (n > LINE_MAX_CHARS || n + 2 > (size_t)num) {
+        nde_error(st->ctx, NDE_ECONFIG,
+                  "%s:%ld: line too long (%zu characters; at most %d): put "
+                  "long lists on indented continuation lines",
+                  st->origin, st->line, n, LINE_MAX_CHARS);
+        st->failed = 1;
+        return NULL;
+    }
+    memcpy(str, st->linebuf, n);
+    str[n] = '\n';
+    str[n + 1] = '\0';
+    st->line_indented = n > 0 && (str[0] == ' ' || str[0] == '\t');
+    return str;
+}
+
+static int handle_pair(void *user, const char *section, const char *name,
+                       const char *val)
+{
+    parse_state *st = user;
+    nde_section *sec;
+    value *v;
+    char where[320];
+
+    if (st->failed)
+        return 0;
+    snprintf(where, sizeof where, "%s:%ld", st->origin, st->line);
+    if (!*section) {
+        nde_error(st->ctx, NDE_ECONFIG,
+                  "%s: key '%s' appears before any [section]", where, name);
+        st->failed = 1;
+        return 0;
+    }
+    /* check_headers() created every section of this text already. */
+    if (!(sec = nde_config_section(st->cfg, section)))
+        goto oom;
+    v = section_value(sec, name);
+    if (st->line_indented && v && strcmp(st->last_key, name) == 0 &&
+        strcmp(st->last_section, section) == 0 && v->file == st->origin) {
+        if (value_append_row(v, val, st->line))
+            goto oom;
+        return 1;
+    }
+    if (v && v->file == st->origin && v->line > 0) {
+        nde_error(st->ctx, NDE_ECONFIG,
+                  "%s: [%s] %s: key given twice (first at line %ld)", where,
+                  section, name, v->line);
+        st->failed = 1;
+        return 0;
+    }
+    if (!(v = section_set(sec, name, st->origin, st->line)) ||
+        value_append_row(v, val, st->line))
+        goto oom;
+    snprintf(st->last_section, sizeof st->last_section, "%s", section);
+    snprintf(st->last_key, sizeof st->last_key, "%s", name);
+    return 1;
+oom:
+    nde_error(st->ctx, NDE_ENOMEM, "%s: out of memory", where);
+    st->failed = 1;
+    return 0;
+}
+
+/* inih reports a section only through its keys, so a pre-pass over the
+ * text checks every header (empty sections included) with its real line
+ * and creates the sections in order of appearance. */
+static int check_headers(parse_state *st, const char *text)
+{
+    long line = 0;
+    const char *p = text;
+    while (*p) {
+        const char *end = strchr(p, '\n');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        const char *q = p;
+        line++;
+        while (q < p + n && (*q == ' ' || *q == '\t'))
+            q++;
+        if (q < p + n && *q == '[') {
+            const char *close = memchr(q, ']', (size_t)(p + n - q));
+            char name[256], where[320];
+            snprintf(where, sizeof where, "%s:%ld", st->origin, line);
+            if (!close)
+                return nde_error(st->ctx, NDE_ECONFIG,
+                                 "%s: section header without ']'", where);
+            trim_copy(q + 1, (size_t)(close - q - 1), name, sizeof name);
+            if (!section_name_known(name))
+                return unknown_section_error(st->ctx, where, name);
+            if (!section_add(st->cfg, name, st->origin, line))
+                return nde_error(st->ctx, NDE_ENOMEM, "out of memory");
+        }
+        p += n;
+        if (*p == '\n')
+            p++;
+    }
+    return NDE_OK;
+}
+
+static int parse_text(nde_config *cfg, const char *origin, const char *text,
+                      nde_ctx *ctx)
+{
+    parse_state st;
+    int rc;
+
+    memset(&st, 0, sizeof st);
+    st.cfg = cfg;
+    st.ctx = ctx;
+    st.text = text;
+    if (!(st.origin = intern_origin(cfg, origin)))
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    if ((rc = check_headers(&st, text)) != NDE_OK)
+        return rc;
+    rc = ini_parse_stream(read_line, &st, handle_pair, &st);
+    free(st.linebuf);
+    if (st.failed)
+        return nde_ctx_status(ctx);
+    if (rc != 0) {
+        /* inih's own syntax error at real line rc: quote that line. */
+        const char *p = text;
+        char shown[80];
+        long line;
+        for (line = 1; line < rc && *p; line++) {
+            p = strchr(p, '\n');
+            p = p ? p + 1 : "";
+        }
+        trim_copy(p, strcspn(p, "\n"), shown, sizeof shown);
+        return nde_error(ctx, NDE_ECONFIG,
+                         "%s:%d: syntax error: expected '[section]' or "
+                         "'key = value', got '%s'",
+                         origin, rc, shown);
+    }
+    return NDE_OK;
+}
+
+int nde_config_load_string(nde_config *cfg, const char *origin,
+                           const char *text, nde_ctx *ctx)
+{
+    return parse_text(cfg, origin, text, ctx);
+}
+
+int nde_config_load_file(nde_config *cfg, const char *path, nde_ctx *ctx)
+{
+    FILE *fp = fopen(path, "rb");
+    char *text = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+
+    if (!fp)
+        return nde_error(ctx, NDE_EIO, "%s: cannot open: %s", path,
+                         strerror(errno));
+    for (;;) {
+        size_t got;
+        if (grow((void **)&text, &cap, n + 4097, 1)) {
+            fclose(fp);
+            free(text);
+            return nde_error(ctx, NDE_ENOMEM, "%s: out of memory", path);
+        }
+        got = fread(text + n, 1, 4096, fp);
+        n += got;
+        if (got < 4096)
+            break;
+    }
+    rc = ferror(fp);
+    fclose(fp);
+    if (rc) {
+        free(text);
+        return nde_error(ctx, NDE_EIO, "%s: read error", path);
+    }
+    text[n] = '\0';
+    if (memchr(text, '\0', n)) {
+        free(text);
+        return nde_error(ctx, NDE_ECONFIG, "%s: not a text file (NUL byte)",
+                         path);
+    }
+    if (!cfg->path && !(cfg->path = dup_str(path))) {
+        free(text);
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    }
+    rc = parse_text(cfg, path, text, ctx);
+    free(text);
+    return rc;
+}
+
+int nde_config_override(nde_config *cfg, const char *assignment, nde_ctx *ctx)
+{
+    const char *eq = strchr(assignment, '='), *dot;
+    char lhs[256], section[256], key[256], origin[600], valbuf[4096];
+    const char *file;
+    nde_section *sec;
+    value *v;
+
+    snprintf(origin, sizeof origin, "command line (-s %s)", assignment);
+    if (!eq)
+        return nde_error(ctx, NDE_ECONFIG,
+                         "%s: expected section.key=value", origin);
+    trim_copy(assignment, (size_t)(eq - assignment), lhs, sizeof lhs);
+    dot = strrchr(lhs, '.');
+    if (!dot || dot == lhs || !dot[1])
+        return nde_error(ctx, NDE_ECONFIG,
+                         "%s: expected section.key=value (the section is "
+                         "everything before the last dot)",
+                         origin);
+    trim_copy(lhs, (size_t)(dot - lhs), section, sizeof section);
+    trim_copy(dot + 1, strlen(dot + 1), key, sizeof key);
+    trim_copy(eq + 1, strlen(eq + 1), valbuf, sizeof valbuf);
+    if (!section_name_known(section))
+        return unknown_section_error(ctx, origin, section);
+    if (!(file = intern_origin(cfg, origin)) ||
+        !(sec = section_add(cfg, section, file, 0)) ||
+        !(v = section_set(sec, key, file, 0)) ||
+        value_append_row(v, valbuf, 0))
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    return NDE_OK;
+}
+
+int nde_config_write(const nde_config *cfg, FILE *out)
+{
+    size_t i, j, r;
+    for (i = 0; i < cfg->nsections; i++) {
+        const nde_section *sec = cfg->sections[i];
+        fprintf(out, "%s[%s]\n", i ? "\n" : "", sec->name);
+        for (j = 0; j < sec->nvalues; j++) {
+            const value *v = &sec->values[j];
+            fprintf(out, "%s = %s\n", v->key, v->nrows ? v->rows[0] : "");
+            for (r = 1; r < v->nrows; r++)
+                fprintf(out, "    %s\n", v->rows[r]);
+        }
+    }
+    return ferror(out) ? NDE_EIO : NDE_OK;
+}
+
+const char *nde_config_path(const nde_config *cfg) { return cfg->path; }
+size_t nde_config_nsections(const nde_config *cfg) { return cfg->nsections; }
+
+nde_section *nde_config_section_at(const nde_config *cfg, size_t i)
+{
+    return i < cfg->nsections ? cfg->sections[i] : NULL;
+}
+
+int nde_config_require(const nde_config *cfg, const char *name,
+                       nde_section **out, nde_ctx *ctx)
+{
+    *out = nde_config_section(cfg, name);
+    if (!*out)
+        return nde_error(ctx, NDE_ECONFIG, "%s: missing section [%s]",
+                         cfg->path ? cfg->path : "config", name);
+    return NDE_OK;
+}
+
+/* ---- sections ----------------------------------------------------------- */
+
+const char *nde_section_name(const nde_section *sec) { return sec->name; }
+nde_config *nde_section_config(const nde_section *sec) { return sec->cfg; }
+size_t nde_section_nkeys(const nde_section *sec) { return sec->nvalues; }
+
+int nde_section_has(const nde_section *sec, const char *key)
+{
+    return section_value(sec, key) != NULL;
+}
+
+const char *nde_section_key_at(const nde_section *sec, size_t i)
+{
+    return i < sec->nvalues ? sec->values[i].key : NULL;
+}
+
+/* Thread-unsafe by design (the ctx is per thread of work; this buffer is
+ * only used to format messages). */
+static const char *format_origin(const char *file, long line, char *buf,
+                                 size_t len)
+{
+    if (line > 0)
+        snprintf(buf, len, "%s:%ld", file, line);
+    else
+        snprintf(buf, len, "%s", file);
+    return buf;
+}
+
+const char *nde_section_origin(const nde_section *sec, const char *key)
+{
+    static char buf[640];
+    const value *v = key ? section_value(sec, key) : NULL;
+    if (v)
+        return format_origin(v->file, v->line, buf, sizeof buf);
+    return format_origin(sec->file, sec->line, buf, sizeof buf);
+}
+
+static int verror_at(const nde_section *sec, const char *key, long line,
+                     nde_ctx *ctx, const char *fmt, va_list ap)
+{
+    char msg[768], where[640];
+    const value *v = key ? section_value(sec, key) : NULL;
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (v)
+        format_origin(v->file, line > 0 ? line : v->line, where, sizeof where);
+    else
+        format_origin(sec->file, sec->line, where, sizeof where);
+    if (key)
+        return nde_error(ctx, NDE_ECONFIG, "%s: [%s] %s: %s", where, sec->name,
+                         key, msg);
+    return nde_error(ctx, NDE_ECONFIG, "%s: [%s]: %s", where, sec->name, msg);
+}
+
+int nde_section_error(const nde_section *sec, const char *key, nde_ctx *ctx,
+                      const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+    va_start(ap, fmt);
+    rc = verror_at(sec, key, 0, ctx, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static int row_error(const nde_section *sec, const char *key, long line,
+                     nde_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static int row_error(const nde_section *sec, const char *key, long line,
+                     nde_ctx *ctx, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+    va_start(ap, fmt);
+    rc = verror_at(sec, key, line, ctx, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* ---- value parsing ------------------------------------------------------ */
+
+static int parse_double(const char *s, double *out)
+{
+    char buf[128], *end;
+    trim_copy(s, strlen(s), buf, sizeof buf);
+    if (!*buf)
+        return -1;
+    errno = 0;
+    *out = strtod(buf, &end);
+    if (*end || !isfinite(*out))
+        return -1;
+    return 0;
+}
+
+static int parse_long(const char *s, long *out)
+{
+    char buf[64], *end;
+    trim_copy(s, strlen(s), buf, sizeof buf);
+    if (!*buf)
+        return -1;
+    errno = 0;
+    *out = strtol(buf, &end, 10);
+    return (*end || errno) ? -1 : 0;
+}
+
+static int parse_bool(const char *s, int *out)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    char buf[16];
+    size_t i;
+    trim_copy(s, strlen(s), buf, sizeof buf);
+    for (i = 0; i < 4; i++) {
+        if (strcasecmp(buf, yes[i]) == 0)
+            return *out = 1, 0;
+        if (strcasecmp(buf, no[i]) == 0)
+            return *out = 0, 0;
+    }
+    return -1;
+}
+
+static int word_valid(const char *w)
+{
+    if (!*w)
+        return 0;
+    for (; *w; w++)
+        if (!isalnum((unsigned char)*w) && !strchr("_.+-", *w))
+            return 0;
+    return 1;
+}
+
+/* Iterate over the comma-separated items of a row; a trailing comma (a list
+ * continued on the next line) is allowed. Returns the number of items, or
+ * -1 with *bad set to the index of an empty item. */
+typedef int (*item_fn)(const char *item, void *user);
+
+static long for_items(const char *row, item_fn fn, void *user, char *bad,
+                      size_t badlen)
+{
+    long count = 0;
+    const char *p = row;
+    char item[256];
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        trim_copy(p, n, item, sizeof item);
+        if (!*item) {
+            if (!comma && count > 0)
+                return count; /* trailing comma */
+            if (!comma && count == 0)
+                return 0;     /* empty row */
+            snprintf(bad, badlen, "an empty item");
+            return -1;
+        }
+        if (fn && fn(item, user)) {
+            snprintf(bad, badlen, "'%s'", item);
+            return -1;
+        }
+        count++;
+        if (!comma)
+            return count;
+        p = comma + 1;
+    }
+}
+
+static int item_double(const char *item, void *user)
+{
+    double d;
+    (void)user;
+    return parse_double(item, &d);
+}
+
+static int item_long(const char *item, void *user)
+{
+    long l;
+    (void)user;
+    return parse_long(item, &l);
+}
+
+static int item_word(const char *item, void *user)
+{
+    (void)user;
+    return !word_valid(item);
+}
+
+static int item_assign(const char *item, void *user)
+{
+    const char *eq = strchr(item, '=');
+    char name[128];
+    double d;
+    (void)user;
+    if (!eq)
+        return -1;
+    trim_copy(item, (size_t)(eq - item), name, sizeof name);
+    return !word_valid(name) || parse_double(eq + 1, &d);
+}
+
+static const char *type_expectation(nde_key_type type)
+{
+    switch (type) {
+    case NDE_KEY_DOUBLE: return "a finite number";
+    case NDE_KEY_INT: return "an integer";
+    case NDE_KEY_BOOL: return "true or false";
+    case NDE_KEY_WORD: return "one word ([A-Za-z0-9_.+-])";
+    case NDE_KEY_TEXT: return "text";
+    case NDE_KEY_DOUBLES: return "a comma-separated list of numbers";
+    case NDE_KEY_INTS: return "a comma-separated list of integers";
+    case NDE_KEY_WORDS: return "a comma-separated list of words";
+    case NDE_KEY_ASSIGNS: return "a comma-separated list of name=number";
+    }
+    return "?";
+}
+
+static int check_value(const nde_section *sec, const value *v,
+                       nde_key_type type, nde_ctx *ctx)
+{
+    size_t r;
+    int scalar = type == NDE_KEY_DOUBLE || type == NDE_KEY_INT ||
+                 type == NDE_KEY_BOOL || type == NDE_KEY_WORD;
+    item_fn fn = NULL;
+    if (scalar && v->nrows > 1)
+        return row_error(sec, v->key, v->row_lines[1], ctx,
+                         "expected %s, got a continuation line",
+                         type_expectation(type));
+    for (r = 0; r < v->nrows; r++) {
+        const char *row = v->rows[r];
+        long line = v->row_lines[r];
+        char bad[300], shown[120];
+        double d;
+        long l;
+        int b;
+        trim_copy(row, strlen(row), shown, sizeof shown);
+        switch (type) {
+        case NDE_KEY_DOUBLE:
+            if (parse_double(row, &d))
+                return row_error(sec, v->key, line, ctx,
+                                 "expected a finite number, got '%s'", shown);
+            continue;
+        case NDE_KEY_INT:
+            if (parse_long(row, &l))
+                return row_error(sec, v->key, line, ctx,
+                                 "expected an integer, got '%s'", shown);
+            continue;
+        case NDE_KEY_BOOL:
+            if (parse_bool(row, &b))
+                return row_error(sec, v->key, line, ctx,
+                                 "expected true or false, got '%s'", shown);
+            continue;
+        case NDE_KEY_WORD:
+            if (!word_valid(shown))
+                return row_error(sec, v->key, line, ctx,
+                                 "expected one word ([A-Za-z0-9_.+-]), got "
+                                 "'%s'",
+                                 shown);
+            continue;
+        case NDE_KEY_TEXT:
+            continue;
+        case NDE_KEY_DOUBLES: fn = item_double; break;
+        case NDE_KEY_INTS: fn = item_long; break;
+        case NDE_KEY_WORDS: fn = item_word; break;
+        case NDE_KEY_ASSIGNS: fn = item_assign; break;
+        }
+        if (for_items(row, fn, NULL, bad, sizeof bad) < 0)
+            return row_error(sec, v->key, line, ctx,
+                             "expected %s; %s is not valid",
+                             type_expectation(type), bad);
+    }
+    return NDE_OK;
+}
+
+static const nde_key *find_spec(const nde_key *const *tables, const char *key)
+{
+    const nde_key *prefix_match = NULL;
+    for (; tables && *tables; tables++) {
+        const nde_key *k;
+        for (k = *tables; k->name; k++) {
+            size_t n = strlen(k->name);
+            if (strcmp(k->name, key) == 0)
+                return k;
+            if (n && k->name[n - 1] == '*' && strncmp(k->name, key, n - 1) == 0 &&
+                strlen(key) >= n)
+                prefix_match = k;
+        }
+    }
+    return prefix_match;
+}
+
+int nde_section_check(nde_section *sec, const nde_key *const *tables,
+                      nde_ctx *ctx)
+{
+    size_t i, ntables = 0;
+    int rc;
+
+    for (; tables && tables[ntables]; ntables++)
+        if (ntables == SECTION_TABLES_MAX)
+            return nde_error(ctx, NDE_EINVAL, "too many key tables");
+    for (i = 0; i < sec->nvalues; i++) {
+        const value *v = &sec->values[i];
+        const nde_key *spec;
+        if (strcmp(v->key, "plugin") == 0)
+            continue;
+        spec = find_spec(tables, v->key);
+        if (!spec) {
+            const char *names[256];
+            size_t n = 0, t;
+            const char *hint;
+            for (t = 0; t < ntables; t++) {
+                const nde_key *k;
+                for (k = tables[t]; k->name && n < 255; k++)
+                    if (!strchr(k->name, '*'))
+                        names[n++] = k->name;
+            }
+            names[n] = NULL;
+            hint = nde_suggest(v->key, names);
+            if (hint)
+                return nde_section_error(sec, v->key, ctx,
+                                         "unknown key (did you mean '%s'?)",
+                                         hint);
+            return nde_section_error(sec, v->key, ctx,
+                                     "unknown key (see `nde plugins` for the "
+                                     "accepted keys)");
+        }
+        if ((rc = check_value(sec, v, spec->type, ctx)) != NDE_OK)
+            return rc;
+    }
+    memcpy(sec->tables, tables, ntables * sizeof *tables);
+    sec->tables[ntables] = NULL;
+    return NDE_OK;
+}
+
+/* ---- getters ------------------------------------------------------------ */
+
+/* The value's rows, or the default as a single row. *rows == NULL with
+ * NDE_OK means optional and absent. */
+typedef struct lookup {
+    const char *const *rows;
+    const long *lines;
+    size_t nrows;
+    const char *def_row[1];
+    long def_line[1];
+    const value *v;
+} lookup;
+
+static int look_up(const nde_section *sec, const char *key, lookup *lk,
+                   nde_ctx *ctx)
+{
+    const nde_key *spec;
+    memset(lk, 0, sizeof *lk);
+    lk->v = section_value(sec, key);
+    if (lk->v) {
+        lk->rows = (const char *const *)lk->v->rows;
+        lk->lines = lk->v->row_lines;
+        lk->nrows = lk->v->nrows;
+        return NDE_OK;
+    }
+    spec = find_spec(sec->tables, key);
+    if (!spec || !spec->def)
+        return nde_section_error(sec, key, ctx, "missing required key%s%s%s",
+                                 spec && spec->help ? " (" : "",
+                                 spec && spec->help ? spec->help : "",
+                                 spec && spec->help ? ")" : "");
+    if (!*spec->def)
+        return NDE_OK;
+    lk->def_row[0] = spec->def;
+    lk->rows = lk->def_row;
+    lk->lines = lk->def_line;
+    lk->nrows = 1;
+    return NDE_OK;
+}
+
+static int scalar_row(const nde_section *sec, const char *key, lookup *lk,
+                      nde_ctx *ctx)
+{
+    int rc = look_up(sec, key, lk, ctx);
+    if (rc == NDE_OK && !lk->rows)
+        return nde_section_error(sec, key, ctx, "missing required key");
+    return rc;
+}
+
+int nde_get_double(const nde_section *sec, const char *key, double *out,
+                   nde_ctx *ctx)
+{
+    lookup lk;
+    int rc = scalar_row(sec, key, &lk, ctx);
+    if (rc)
+        return rc;
+    if (parse_double(lk.rows[0], out))
+        return nde_section_error(sec, key, ctx,
+                                 "expected a finite number, got '%s'",
+                                 lk.rows[0]);
+    return NDE_OK;
+}
+
+int nde_get_long(const nde_section *sec, const char *key, long *out,
+                 nde_ctx *ctx)
+{
+    lookup lk;
+    int rc = scalar_row(sec, key, &lk, ctx);
+    if (rc)
+        return rc;
+    if (parse_long(lk.rows[0], out))
+        return nde_section_error(sec, key, ctx,
+                                 "expected an integer, got '%s'", lk.rows[0]);
+    return NDE_OK;
+}
+
+int nde_get_bool(const nde_section *sec, const char *key, int *out,
+                 nde_ctx *ctx)
+{
+    lookup lk;
+    int rc = scalar_row(sec, key, &lk, ctx);
+    if (rc)
+        return rc;
+    if (parse_bool(lk.rows[0], out))
+        return nde_section_error(sec, key, ctx,
+                                 "expected true or false, got '%s'",
+                                 lk.rows[0]);
+    return NDE_OK;
+}
+
+int nde_get_string(const nde_section *sec, const char *key, const char **out,
+                   nde_ctx *ctx)
+{
+    lookup lk;
+    value *v;
+    size_t r, len = 0;
+    int rc = scalar_row(sec, key, &lk, ctx);
+    if (rc)
+        return rc;
+    v = (value *)lk.v;
+    if (!v) {
+        *out = lk.rows[0];
+        return NDE_OK;
+    }
+    if (!v->joined) {
+        for (r = 0; r < v->nrows; r++)
+            len += strlen(v->rows[r]) + 1;
+        if (!(v->joined = malloc(len + 1)))
+            return nde_error(ctx, NDE_ENOMEM, "out of memory");
+        v->joined[0] = '\0';
+        for (r = 0; r < v->nrows; r++) {
+            char *end = v->joined + strlen(v->joined);
+            trim_copy(v->rows[r], strlen(v->rows[r]), end,
+                      strlen(v->rows[r]) + 1);
+            if (r + 1 < v->nrows)
+                strcat(v->joined, " ");
+        }
+    }
+    *out = v->joined;
+    return NDE_OK;
+}
+
+/* Parsed list items of all rows, with the row each came from. */
+typedef struct collect {
+    nde_key_type type;
+    double *d;
+    long *l;
+    char **names;
+    size_t n, cap;
+    int oom;
+} collect;
+
+static int collect_item(const char *item, void *user)
+{
+    collect *c = user;
+    if (c->n + 2 > c->cap) {
+        size_t ncap = c->cap ? 2 * c->cap : 16;
+        double *d = realloc(c->d, ncap * sizeof *d);
+        long *l;
+        char **names;
+        if (!d)
+            return c->oom = 1;
+        c->d = d;
+        if (!(l = realloc(c->l, ncap * sizeof *l)))
+            return c->oom = 1;
+        c->l = l;
+        if (!(names = realloc(c->names, ncap * sizeof *names)))
+            return c->oom = 1;
+        c->names = names;
+        c->cap = ncap;
+    }
+    c->names[c->n] = NULL;
+    switch (c->type) {
+    case NDE_KEY_DOUBLES:
+        if (parse_double(item, &c->d[c->n]))
+            return 1;
+        break;
+    case NDE_KEY_INTS:
+        if (parse_long(item, &c->l[c->n]))
+            return 1;
+        break;
+    case NDE_KEY_WORDS:
+        if (!word_valid(item))
+            return 1;
+        if (!(c->names[c->n] = dup_str(item)))
+            return c->oom = 1;
+        break;
+    default: { /* NDE_KEY_ASSIGNS */
+        const char *eq = strchr(item, '=');
+        char name[128];
+        if (!eq)
+            return 1;
+        trim_copy(item, (size_t)(eq - item), name, sizeof name);
+        if (!word_valid(name) || parse_double(eq + 1, &c->d[c->n]))
+            return 1;
+        if (!(c->names[c->n] = dup_str(name)))
+            return c->oom = 1;
+    }
+    }
+    c->n++;
+    c->names[c->n] = NULL;
+    return 0;
+}
+
+static void collect_free(collect *c)
+{
+    size_t i;
+    if (c->names)
+        for (i = 0; i < c->n; i++)
+            free(c->names[i]);
+    free(c->names);
+    free(c->d);
+    free(c->l);
+}
+
+/* rows_out (may be NULL) receives the item count of each row. */
+static int collect_rows(const nde_section *sec, const char *key,
+                        nde_key_type type, collect *c, size_t **row_counts,
+                        size_t *nrows, nde_ctx *ctx)
+{
+    lookup lk;
+    size_t r;
+    int rc = look_up(sec, key, &lk, ctx);
+    memset(c, 0, sizeof *c);
+    c->type = type;
+    if (rc)
+        return rc;
+    if (row_counts && !(*row_counts = calloc(lk.nrows + 1, sizeof(size_t))))
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    if (nrows)
+        *nrows = lk.nrows;
+    for (r = 0; r < lk.nrows; r++) {
+        char bad[300];
+        size_t before = c->n;
+        if (for_items(lk.rows[r], collect_item, c, bad, sizeof bad) < 0) {
+            int oom = c->oom;
+            collect_free(c);
+            if (row_counts) {
+                free(*row_counts);
+                *row_counts = NULL;
+            }
+            if (oom)
+                return nde_error(ctx, NDE_ENOMEM, "out of memory");
+            return row_error(sec, key, lk.lines[r], ctx,
+                             "expected %s; %s is not valid",
+                             type_expectation(type), bad);
+        }
+        if (row_counts)
+            (*row_counts)[r] = c->n - before;
+    }
+    return NDE_OK;
+}
+
+int nde_get_doubles(const nde_section *sec, const char *key, double **out,
+                    size_t *n, nde_ctx *ctx)
+{
+    collect c;
+    int rc = collect_rows(sec, key, NDE_KEY_DOUBLES, &c, NULL, NULL, ctx);
+    *out = NULL;
+    *n = 0;
+    if (rc)
+        return rc;
+    *out = c.d;
+    *n = c.n;
+    c.d = NULL;
+    collect_free(&c);
+    return NDE_OK;
+}
+
+int nde_get_doubles_n(const nde_section *sec, const char *key, double *out,
+                      size_t n, nde_ctx *ctx)
+{
+    double *vals;
+    size_t got;
+    int rc = nde_get_doubles(sec, key, &vals, &got, ctx);
+    if (rc)
+        return rc;
+    if (got != n) {
+        free(vals);
+        return nde_section_error(sec, key, ctx, "expected %zu values, got %zu",
+                                 n, got);
+    }
+    memcpy(out, vals, n * sizeof *out);
+    free(vals);
+    return NDE_OK;
+}
+
+int nde_get_matrix(const nde_section *sec, const char *key, double **out,
+                   size_t *rows, size_t *cols, nde_ctx *ctx)
+{
+    collect c;
+    size_t *counts = NULL, nrows = 0, r, keep = 0;
+    int rc = collect_rows(sec, key, NDE_KEY_DOUBLES, &c, &counts, &nrows, ctx);
+    *out = NULL;
+    *rows = *cols = 0;
+    if (rc)
+        return rc;
+    for (r = 0; r < nrows; r++) {
+        if (counts[r] == 0)
+            continue;
+        if (keep && counts[r] != *cols) {
+            const value *v = section_value(sec, key);
+            long line = v ? v->row_lines[r] : 0;
+            size_t first = *cols, got = counts[r];
+            free(counts);
+            collect_free(&c);
+            return row_error(sec, key, line, ctx,
+                             "row %zu has %zu values, the first row %zu "
+                             "(one row per line; all rows the same length)",
+                             keep + 1, got, first);
+        }
+        *cols = counts[r];
+        keep++;
+    }
+    free(counts);
+    *rows = keep;
+    *out = c.d;
+    c.d = NULL;
+    collect_free(&c);
+    return NDE_OK;
+}
+
+int nde_get_longs(const nde_section *sec, const char *key, long **out,
+                  size_t *n, nde_ctx *ctx)
+{
+    collect c;
+    int rc = collect_rows(sec, key, NDE_KEY_INTS, &c, NULL, NULL, ctx);
+    *out = NULL;
+    *n = 0;
+    if (rc)
+        return rc;
+    *out = c.l;
+    *n = c.n;
+    c.l = NULL;
+    collect_free(&c);
+    return NDE_OK;
+}
+
+static char **empty_strings(void)
+{
+    return calloc(1, sizeof(char *));
+}
+
+int nde_get_words(const nde_section *sec, const char *key, char ***out,
+                  size_t *n, nde_ctx *ctx)
+{
+    collect c;
+    int rc = collect_rows(sec, key, NDE_KEY_WORDS, &c, NULL, NULL, ctx);
+    *out = NULL;
+    *n = 0;
+    if (rc)
+        return rc;
+    *out = c.names ? c.names : empty_strings();
+    *n = c.n;
+    c.names = NULL;
+    c.n = 0;
+    collect_free(&c);
+    return *out ? NDE_OK : nde_error(ctx, NDE_ENOMEM, "out of memory");
+}
+
+int nde_get_assigns(const nde_section *sec, const char *key, char ***names,
+                    double **values, size_t *n, nde_ctx *ctx)
+{
+    collect c;
+    int rc = collect_rows(sec, key, NDE_KEY_ASSIGNS, &c, NULL, NULL, ctx);
+    *names = NULL;
+    *values = NULL;
+    *n = 0;
+    if (rc)
+        return rc;
+    *names = c.names ? c.names : empty_strings();
+    *values = c.d;
+    *n = c.n;
+    c.names = NULL;
+    c.d = NULL;
+    c.n = 0;
+    collect_free(&c);
+    return *names ? NDE_OK : nde_error(ctx, NDE_ENOMEM, "out of memory");
+}
+
+void nde_strings_free(char **strings)
+{
+    char **p;
+    if (!strings)
+        return;
+    for (p = strings; *p; p++)
+        free(*p);
+    free(strings);
+}
+
+int nde_section_plugin(nde_ctx *ctx, nde_section *sec, nde_kind kind,
+                       const nde_plugin_info **out)
+{
+    const value *v = section_value(sec, "plugin");
+    char name[128];
+    int rc;
+    if (!v)
+        return nde_section_error(sec, "plugin", ctx,
+                                 "missing required key (the %s plugin to use; "
+                                 "`nde plugins` lists them)",
+                                 nde_kind_name(kind));
+    trim_copy(v->rows[0], strlen(v->rows[0]), name, sizeof name);
+    if (v->nrows > 1 || (rc = nde_plugin_find(ctx, kind, name, out)) == 0) {
+        if (v->nrows > 1)
+            return nde_section_error(sec, "plugin", ctx,
+                                     "expected one plugin name");
+        return NDE_OK;
+    }
+    {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", nde_ctx_message(ctx));
+        return nde_section_error(sec, "plugin", ctx, "%s", msg);
+    }
+}

@@ -1,0 +1,81 @@
+/* Generic field object: composition from a config section, lifecycle. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "nde/nde.h"
+#include "internal.h"
+
+int nde_field_create(nde_ctx *ctx, const nde_config *cfg, const char *section,
+                     size_t batch_max, nde_field **out)
+{
+    nde_section *sec;
+    const nde_plugin_info *info;
+    int rc;
+
+    *out = NULL;
+    if ((rc = nde_config_require(cfg, section, &sec, ctx)) != NDE_OK)
+        return rc;
+    if ((rc = nde_section_plugin(ctx, sec, NDE_KIND_FIELD, &info)) != NDE_OK)
+        return rc;
+    return nde_field_create_from(ctx, (const nde_field_type *)info, sec,
+                                 batch_max, out);
+}
+
+int nde_field_create_from(nde_ctx *ctx, const nde_field_type *type,
+                          nde_section *sec, size_t batch_max, nde_field **out)
+{
+    const nde_key *const tables[] = {type->info.keys, NULL};
+    nde_field *f;
+    int rc;
+
+    *out = NULL;
+    if (batch_max == 0)
+        return nde_error(ctx, NDE_EINVAL, "field '%s': batch_max must be > 0",
+                         type->info.name);
+    if (!type->create || !type->destroy || !type->eval || !type->vjp ||
+        !type->init_params)
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "field plugin '%s' lacks a required operation "
+                         "(create, destroy, init_params, eval, vjp)",
+                         type->info.name);
+    if (sec && (rc = nde_section_check(sec, tables, ctx)) != NDE_OK)
+        return rc;
+    if (!(f = calloc(1, sizeof *f)))
+        return nde_error(ctx, NDE_ENOMEM, "out of memory creating field '%s'",
+                         type->info.name);
+    f->type = type;
+    f->ctx = ctx;
+    f->batch_max = batch_max;
+    if ((rc = type->create(f, sec, ctx)) != NDE_OK) {
+        nde_field_destroy(f);
+        return rc;
+    }
+    if (f->dim == 0) {
+        nde_field_destroy(f);
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "field plugin '%s' created a field of dimension 0",
+                         type->info.name);
+    }
+    *out = f;
+    return NDE_OK;
+}
+
+void nde_field_destroy(nde_field *f)
+{
+    if (!f)
+        return;
+    f->type->destroy(f);
+    free(f);
+}
+
+int nde_field_init_params(nde_field *f, double *theta, uint64_t seed)
+{
+    return f->type->init_params(f, theta, seed);
+}
+
+void nde_field_param_name(const nde_field *f, size_t i, char *buf, size_t len)
+{
+    if (f->type->param_name && f->type->param_name(f, i, buf, len) == NDE_OK)
+        return;
+    snprintf(buf, len, "theta[%zu]", i);
+}

@@ -1,0 +1,104 @@
+/*
+ * nde/field.h - the vector-field interface: y' = f(t, y, theta).
+ *
+ * Arrays are row-major and batch-major: a state is batch x dim. The
+ * parameters are one flat vector theta of length nparams owned by the caller
+ * (solver, trainer), so optimizers, checkpoints and gradient checks are
+ * generic.
+ *
+ * Lifecycle: nde_field_create() allocates the instance, checks the section's
+ * keys against the descriptor, and calls type->create, which must allocate
+ * every buffer eval/vjp need for up to batch_max rows and set dim and
+ * nparams. eval and vjp never allocate. destroy must accept an instance whose
+ * create failed half-way (state may be NULL or partly built).
+ *
+ * Status of eval/vjp: NDE_OK; NDE_ERETRY when the output is not finite (the
+ * solve loop rejects the step and shrinks it); NDE_EFATAL to stop now (set a
+ * message through f->ctx first).
+ */
+#ifndef NDE_FIELD_H
+#define NDE_FIELD_H
+
+#include <stdint.h>
+#include "config.h"
+#include "plugin.h"
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nde_field nde_field;
+
+typedef struct nde_field_type {
+    nde_plugin_info info; /* kind NDE_KIND_FIELD; must be first */
+
+    /* Read the section, set f->dim, f->nparams (and f->state_names if the
+     * field names its states), allocate f->state. */
+    int (*create)(nde_field *f, nde_section *sec, nde_ctx *ctx);
+    void (*destroy)(nde_field *f);
+
+    /* Write initial parameters into theta[0..nparams): values given in the
+     * config, or random ones drawn from `seed` (same seed, same theta). */
+    int (*init_params)(nde_field *f, double *theta, uint64_t seed);
+
+    /* dy = f(t, y, theta) for `batch` rows (batch <= batch_max). */
+    int (*eval)(nde_field *f, double t, const double *y, const double *theta,
+                double *dy, size_t batch);
+
+    /* Vector-Jacobian product at (t, y, theta) with cotangent v (batch x dim):
+     * vy     += v^T df/dy      (batch x dim; row by row)
+     * vtheta += v^T df/dtheta  (nparams; summed over the batch rows)
+     * Either output may be NULL when not wanted. */
+    int (*vjp)(nde_field *f, double t, const double *y, const double *theta,
+               const double *v, double *vy, double *vtheta, size_t batch);
+
+    /* Optional (may be NULL): a name for parameter i, for reports. */
+    int (*param_name)(const nde_field *f, size_t i, char *buf, size_t len);
+} nde_field_type;
+
+struct nde_field {
+    const nde_field_type *type;
+    nde_ctx *ctx;
+    size_t batch_max;         /* set before create                     */
+    size_t dim;               /* set by create                         */
+    size_t nparams;           /* set by create                         */
+    const char *const *state_names; /* dim names, or NULL; owned by state */
+    void *state;              /* the plugin's own                      */
+};
+
+/* Create the field described by config section `section` (whose `plugin`
+ * key names it). Used by the program and by composite fields (`sum`). */
+int nde_field_create(nde_ctx *ctx, const nde_config *cfg, const char *section,
+                     size_t batch_max, nde_field **out);
+/* Same with a descriptor already at hand (tests, built-in use). */
+int nde_field_create_from(nde_ctx *ctx, const nde_field_type *type,
+                          nde_section *sec, size_t batch_max, nde_field **out);
+void nde_field_destroy(nde_field *f);
+
+int nde_field_init_params(nde_field *f, double *theta, uint64_t seed);
+
+static inline int nde_field_eval(nde_field *f, double t, const double *y,
+                                 const double *theta, double *dy, size_t batch)
+{
+    return f->type->eval(f, t, y, theta, dy, batch);
+}
+
+static inline int nde_field_vjp(nde_field *f, double t, const double *y,
+                                const double *theta, const double *v,
+                                double *vy, double *vtheta, size_t batch)
+{
+    return f->type->vjp(f, t, y, theta, v, vy, vtheta, batch);
+}
+
+/* "a", "b", or "theta[17]" when the field has no names. */
+void nde_field_param_name(const nde_field *f, size_t i, char *buf, size_t len);
+
+/* Derive an independent 64-bit seed for sub-component `index` (SplitMix64),
+ * so composite fields seed their parts reproducibly. */
+uint64_t nde_seed_derive(uint64_t seed, uint64_t index);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,27 @@
+/*
+ * nde/nde.h - everything a program or plugin needs.
+ */
+#ifndef NDE_NDE_H
+#define NDE_NDE_H
+
+#include "status.h"
+#include "plugin.h"
+#include "config.h"
+#include "registry.h"
+#include "field.h"
+#include "solver.h"
+#include "solve.h"
+#include "adjoint.h"
+#include "regularizer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* "0.1.0" */
+const char *nde_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

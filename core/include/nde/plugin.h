@@ -1,0 +1,130 @@
+/*
+ * nde/plugin.h - what every plugin declares, and how a module exports it.
+ *
+ * A plugin is a `const`, static descriptor whose first member is an
+ * nde_plugin_info: ABI version, kind, name, one-line description, accepted
+ * config keys and capability flags. A shared object (module) exports one
+ * data symbol, `nde_module_entry`, listing its descriptors; use NDE_MODULE().
+ *
+ *     static const nde_field_type my_field = { .info = { NDE_ABI_VERSION,
+ *         NDE_KIND_FIELD, "my_field", "what it is", my_keys, 0 }, ... };
+ *     NDE_MODULE(&my_field.info);
+ *
+ * The registry refuses a module or descriptor whose ABI version differs from
+ * the library's, naming the file and both versions.
+ */
+#ifndef NDE_PLUGIN_H
+#define NDE_PLUGIN_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped whenever a descriptor or instance layout in these headers changes. */
+#define NDE_ABI_VERSION 1
+
+/* Numeric build choices a plugin must share with the library (Lua-style
+ * insurance against a plugin built for another configuration). */
+#define NDE_BUILD_SIGNATURE                                                  \
+    ((unsigned)(sizeof(double) | (sizeof(size_t) << 8) | (sizeof(void *) << 16)))
+
+typedef enum nde_kind {
+    NDE_KIND_FIELD = 1,
+    NDE_KIND_SOLVER,
+    NDE_KIND_ADJOINT,
+    NDE_KIND_REGULARIZER
+} nde_kind;
+#define NDE_KIND_COUNT 4
+
+/* "field", "solver", "adjoint", "regularizer"; "?" otherwise. */
+const char *nde_kind_name(nde_kind kind);
+
+/*
+ * Config key types. Values are checked against the type when a component is
+ * composed, before its create() runs, so getters never see malformed text.
+ */
+typedef enum nde_key_type {
+    NDE_KEY_DOUBLE = 1, /* one finite number                          */
+    NDE_KEY_INT,        /* one integer                                 */
+    NDE_KEY_BOOL,       /* true/false/yes/no/on/off/1/0                */
+    NDE_KEY_WORD,       /* one word: [A-Za-z0-9_.+-]+                  */
+    NDE_KEY_TEXT,       /* free text (an expression, a path)           */
+    NDE_KEY_DOUBLES,    /* comma-separated numbers; rows on lines      */
+    NDE_KEY_INTS,       /* comma-separated integers                    */
+    NDE_KEY_WORDS,      /* comma-separated words                       */
+    NDE_KEY_ASSIGNS     /* comma-separated name=number pairs           */
+} nde_key_type;
+
+/* "double", "int", ... as printed by `nde plugins`. */
+const char *nde_key_type_name(nde_key_type type);
+
+/*
+ * One accepted key. `def` is the default as config text; NULL means the key
+ * is required; "" means optional with no value (nde_section_has() is false).
+ * A name ending in '*' accepts every key with that prefix (e.g. "d*" for the
+ * equations of `expr`); the plugin checks the rest of the name itself.
+ * Tables end with an entry whose name is NULL.
+ */
+typedef struct nde_key {
+    const char *name;
+    nde_key_type type;
+    const char *def;
+    const char *help;
+} nde_key;
+
+/* Capability flags (nde_plugin_info.flags), checked when a config is
+ * composed so that bad pairings are refused before any work starts. */
+enum nde_capability {
+    /* solvers */
+    NDE_CAP_ADAPTIVE       = 1u << 0, /* has an embedded error estimate    */
+    NDE_CAP_DENSE          = 1u << 1, /* dense output inside a step        */
+    NDE_CAP_STIFFNESS      = 1u << 2, /* stiffness estimate per step       */
+    NDE_CAP_STEP_VJP       = 1u << 3, /* VJP of one step                   */
+    NDE_CAP_FSAL           = 1u << 4, /* first stage = last of previous    */
+    /* fields */
+    NDE_CAP_DIFFUSION      = 1u << 8, /* provides a diffusion g(t, y)      */
+    /* adjoints and regularizers: what the forward solve must record */
+    NDE_NEEDS_DENSE        = 1u << 16, /* dense output of every step      */
+    NDE_NEEDS_STEPS        = 1u << 17, /* every accepted step (t, h, y)   */
+    NDE_NEEDS_STEP_VJP     = 1u << 18, /* the solver's step VJP           */
+    NDE_NEEDS_ERROR_EST    = 1u << 19, /* an adaptive solver              */
+    NDE_NEEDS_STIFFNESS    = 1u << 20  /* the solver's stiffness estimate */
+};
+
+typedef struct nde_plugin_info {
+    int abi_version;         /* NDE_ABI_VERSION the plugin was built with */
+    nde_kind kind;
+    const char *name;        /* [a-z0-9_]+, unique per kind               */
+    const char *description; /* one line                                  */
+    const nde_key *keys;     /* accepted keys besides `plugin`; may be NULL */
+    unsigned flags;          /* enum nde_capability                       */
+} nde_plugin_info;
+
+/* What a module exports under the name NDE_MODULE_SYMBOL. */
+typedef struct nde_module {
+    int abi_version;                          /* NDE_ABI_VERSION       */
+    unsigned build_signature;                 /* NDE_BUILD_SIGNATURE   */
+    const nde_plugin_info *const *components; /* NULL-terminated       */
+} nde_module;
+
+#define NDE_MODULE_SYMBOL "nde_module_entry"
+
+#if defined(__GNUC__)
+#define NDE_EXPORT __attribute__((visibility("default")))
+#else
+#define NDE_EXPORT
+#endif
+
+#define NDE_MODULE(...)                                                      \
+    static const nde_plugin_info *const nde_module_components_[] = {         \
+        __VA_ARGS__, NULL};                                                  \
+    NDE_EXPORT extern const nde_module nde_module_entry;                     \
+    const nde_module nde_module_entry = {                                    \
+        NDE_ABI_VERSION, NDE_BUILD_SIGNATURE, nde_module_components_}
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,54 @@
+/*
+ * nde/registry.h - finding plugins by name.
+ *
+ * Plugins are shared objects named NAME.so, searched in order in: the build
+ * tree (when the running libnde is the build tree's own), each directory of
+ * $NDE_PLUGIN_PATH (colon separated), and the installed plugin directory.
+ * A name must match [a-z0-9_]+ (a config never names a path). The registry
+ * lives in the nde_ctx and unloads every module when the context is
+ * destroyed.
+ */
+#ifndef NDE_REGISTRY_H
+#define NDE_REGISTRY_H
+
+#include "plugin.h"
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Load the plugin `name` of `kind`. Errors (NDE_EPLUGIN): a malformed name;
+ * no such plugin (the message lists the available ones of that kind); a
+ * module without the entry point; an ABI or build-signature mismatch (the
+ * message names the file, the version found and the version expected); a
+ * module whose component of that name is of another kind.
+ */
+int nde_plugin_find(nde_ctx *ctx, nde_kind kind, const char *name,
+                    const nde_plugin_info **out);
+
+/* The path of the module a loaded plugin came from, or NULL. */
+const char *nde_plugin_path(nde_ctx *ctx, const nde_plugin_info *info);
+
+/* Call visit for every plugin found in the search path, in search order,
+ * skipping names already seen. Modules that fail to load are reported
+ * through `broken` (may be NULL) with the file and the reason. Stops early
+ * and returns the callback's value when it is non-zero. */
+typedef int (*nde_plugin_visit_fn)(const nde_plugin_info *info,
+                                   const char *path, void *user);
+typedef void (*nde_plugin_broken_fn)(const char *path, const char *reason,
+                                     void *user);
+int nde_plugin_foreach(nde_ctx *ctx, nde_plugin_visit_fn visit,
+                       nde_plugin_broken_fn broken, void *user);
+
+/* The search path as used, colon separated (for messages and --help). */
+const char *nde_plugin_search_path(nde_ctx *ctx);
+
+/* 1 if name matches [a-z0-9_]+ (and is at most 64 characters). */
+int nde_plugin_name_valid(const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

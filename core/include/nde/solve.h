@@ -1,0 +1,109 @@
+/*
+ * nde/solve.h - the solve loop (core, not a plugin) and the problem section.
+ *
+ * Layers as in GSL odeiv2: the solver takes one step and estimates its
+ * error; the controller (nde_controller) proposes the next step size from
+ * the scaled error; nde_solve accepts or rejects, saves, counts and stops.
+ *
+ * Adaptive solvers (NDE_CAP_ADAPTIVE) step with a PI controller and the
+ * automatic first step unless opts.dt > 0; fixed-step solvers take steps of
+ * opts.dt (the last one before t1 or a tstop is shortened to land on it).
+ * Save times are served by dense output, never by shortening steps (solvers
+ * without dense output stop exactly on save times). Integration may run
+ * backwards (t1 < t0); save times and tstops must then decrease.
+ */
+#ifndef NDE_SOLVE_H
+#define NDE_SOLVE_H
+
+#include "config.h"
+#include "field.h"
+#include "solver.h"
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* PI step-size controller (OrdinaryDiffEq defaults, methods.md 2.2):
+ * h_new = h * clamp(safety * EEst^-beta1 * EEst_prev^beta2, qmin, qmax). */
+typedef struct nde_controller {
+    double safety, qmin, qmax, beta1, beta2;
+    double err_prev;        /* EEst of the last accepted step (>= 1e-4) */
+} nde_controller;
+
+typedef struct nde_solve_opts {
+    double rtol, atol;
+    double dt;              /* adaptive: initial step (0 = automatic);
+                               fixed-step: the step                     */
+    double dtmin;           /* |h| below this (or below round-off at t) is
+                               a step-size underflow                      */
+    double dtmax;           /* 0 = unlimited                              */
+    long max_steps;         /* accepted + rejected                        */
+    nde_controller ctrl;
+    const double *tstops;   /* times the solver must step onto exactly    */
+    size_t ntstops;
+} nde_solve_opts;
+
+/* The solve loop's keys of a [solver] section (rtol, atol, dt, max_steps,
+ * dtmin, dtmax, safety, qmin, qmax, beta1, beta2). */
+extern const nde_key nde_solve_keys[];
+
+/* Defaults for a solver type (beta1 = 7/(10p), beta2 = 2/(5p), p = order). */
+void nde_solve_opts_default(nde_solve_opts *o, const nde_solver_type *type);
+/* Defaults, then the keys of a checked [solver] section. */
+int nde_solve_opts_from_section(nde_solve_opts *o, const nde_solver_type *type,
+                                const nde_section *sec, nde_ctx *ctx);
+
+typedef struct nde_stats {
+    long nfe;               /* field evaluations in the forward solve      */
+    long nfe_backward;      /* evaluations + VJPs in a backward pass        */
+    long steps_accepted;
+    long steps_rejected;
+    long retries;           /* rejections caused by non-finite values      */
+    double h_min, h_max;    /* smallest / largest accepted |h|              */
+    int status;             /* status of the solve                          */
+} nde_stats;
+
+/*
+ * Integrate from (t0, y0) to t1 over the solver's current batch
+ * (nde_solver_set_batch), writing y at each of the nsave save times into
+ * ysave (nsave x batch x dim). Save times lie in [t0, t1] in the direction
+ * of integration, non-decreasing; a save time equal to t0 returns y0.
+ * stats (may be NULL) is filled even on failure.
+ * Errors: NDE_EMAXSTEPS, NDE_ESTEPSIZE (step-size underflow),
+ * NDE_ENONFINITE (the field keeps returning non-finite values, or the state
+ * became non-finite), NDE_EFATAL (from the field), NDE_EINVAL.
+ */
+int nde_solve(nde_solver *s, const nde_solve_opts *opts, const double *theta,
+              double t0, const double *y0, double t1, size_t nsave,
+              const double *tsave, double *ysave, nde_stats *stats);
+
+/* Hairer's initial step heuristic (methods.md 2.4); costs one evaluation
+ * beyond f0 = f(t0, y0), which the caller supplies. */
+int nde_initial_step(nde_solver *s, const nde_solve_opts *opts,
+                     const double *theta, double t0, const double *y0,
+                     const double *f0, double t1, double *h0);
+
+/* The [problem] section: t0, t1, y0 (one row per line), saveat | nsave,
+ * tstops. */
+typedef struct nde_problem {
+    double t0, t1;
+    size_t batch, dim;
+    double *y0;             /* batch x dim                               */
+    size_t nsave;
+    double *tsave;
+    size_t ntstops;
+    double *tstops;
+} nde_problem;
+
+extern const nde_key nde_problem_keys[];
+
+/* Read and check [problem]; y0 rows must have `dim` values each. */
+int nde_problem_from_section(nde_problem *p, nde_section *sec, size_t dim,
+                             nde_ctx *ctx);
+void nde_problem_free(nde_problem *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,128 @@
+/*
+ * nde/solver.h - the solver interface: one step, its error and stiffness
+ * estimates, dense output inside the step, and the VJP of the step.
+ *
+ * ABI 1 solvers are explicit Runge-Kutta methods: a plugin supplies a
+ * tableau and the core engine (core/rk.c) does the rest, so every RK solver
+ * shares one implementation of stepping, FSAL reuse, dense output,
+ * stiffness estimation and the step VJP. Solvers with their own structure
+ * (SDE solvers, reversible ones) will append their own ops in a later ABI.
+ *
+ * A step of size h from (t, y) over a batch of B rows (n = B * dim values):
+ *     g_i = y + h sum_{j<i} a_ij k_j,   k_i = f(t + c_i h, g_i)
+ *     y_next = y + h sum_i b_i k_i
+ *     err    = h sum_i btilde_i k_i                 (btilde = bhat - b)
+ *     EEst   = sqrt(mean_m (err_m / (atol + rtol max(|y_m|, |y_next_m|)))^2)
+ * Dense output for theta in [0, 1]:
+ *     y(t + theta h) = y + h sum_i b_i(theta) k_i,
+ *     b_i(theta) = sum_{j=1..dense_degree} dense[i*dense_degree + j-1] theta^j
+ * Stiffness (Pal et al. 2021/2023, methods.md 2.6), with stage q = stiff_stage
+ * evaluated at c_q = 1 and the last stage at y_next (FSAL):
+ *     S = RMS(k_s - k_q) / RMS(y_next - g_q) / stability_size
+ */
+#ifndef NDE_SOLVER_H
+#define NDE_SOLVER_H
+
+#include "config.h"
+#include "field.h"
+#include "plugin.h"
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nde_rk_tableau {
+    int stages;             /* s                                              */
+    const double *c;        /* s nodes                                        */
+    const double *a;        /* s x s, row-major, strictly lower triangular    */
+    const double *b;        /* s weights of the propagated solution           */
+    const double *btilde;   /* s error weights bhat - b, or NULL              */
+    int fsal;               /* last stage is f(t + h, y_next)                 */
+    int dense_degree;       /* 0 = no dense output                            */
+    const double *dense;    /* s x dense_degree polynomial coefficients       */
+    int stiff_stage;        /* q (0-based) with c_q = 1, or -1                */
+    double stability_size;  /* normalises the stiffness estimate             */
+} nde_rk_tableau;
+
+typedef struct nde_solver_type {
+    nde_plugin_info info;   /* kind NDE_KIND_SOLVER, flags NDE_CAP_*; first */
+    int order;              /* order of the propagated solution              */
+    int error_order;        /* order of the embedded solution; 0 if none     */
+    int dense_order;        /* order of the dense output; 0 if none          */
+    const nde_rk_tableau *tableau;
+} nde_solver_type;
+
+/* Engine counters; reset by the caller when it wants per-solve numbers. */
+typedef struct nde_solver_counts {
+    long nfe;               /* field evaluations                              */
+    long nvjp;              /* field VJPs                                     */
+} nde_solver_counts;
+
+typedef struct nde_solver {
+    const nde_solver_type *type;
+    nde_ctx *ctx;
+    nde_field *field;       /* borrowed; must outlive the solver             */
+    size_t batch_max;       /* rows the workspace was sized for              */
+    size_t batch;           /* rows of the current solve (<= batch_max)      */
+    nde_solver_counts counts;
+    void *work;             /* engine workspace                              */
+} nde_solver;
+
+/* Create the solver named by section `section` (key `plugin`) for `field`,
+ * checking the section against the solve loop's keys and the plugin's. */
+int nde_solver_create(nde_ctx *ctx, const nde_config *cfg, const char *section,
+                      nde_field *field, nde_solver **out);
+int nde_solver_create_from(nde_ctx *ctx, const nde_solver_type *type,
+                           nde_field *field, nde_solver **out);
+void nde_solver_destroy(nde_solver *s);
+
+/* Rows for the following calls; NDE_EINVAL above batch_max. Invalidates the
+ * FSAL stage. */
+int nde_solver_set_batch(nde_solver *s, size_t batch);
+
+/*
+ * One step of size h (either sign) from (t, y). Writes y_next and, when err
+ * is not NULL and the solver has an error estimate, the error vector.
+ * Reuses k_1 from the previous step when the solver is FSAL and the previous
+ * step was accepted onto this y (nde_solver_accept); call
+ * nde_solver_invalidate() whenever y changes otherwise. Returns the field's
+ * status (NDE_ERETRY on non-finite stage values, so the caller can shrink h).
+ */
+int nde_solver_step(nde_solver *s, const double *theta, double t, double h,
+                    const double *y, double *y_next, double *err);
+
+/* The last step was accepted: carry its FSAL stage into the next step. */
+void nde_solver_accept(nde_solver *s);
+void nde_solver_invalidate(nde_solver *s);
+
+/* Dense output of the last step (taken from y with size h) at fraction
+ * theta in [0, 1]. NDE_ECAPABILITY if the solver has none. */
+int nde_solver_dense(const nde_solver *s, const double *y, double h,
+                     double theta, double *out);
+
+/* Stiffness estimate of the last step (y_next as returned by it); 0 when
+ * the denominator vanishes. NDE_ECAPABILITY if the solver has none. */
+int nde_solver_stiffness(const nde_solver *s, const double *y_next,
+                         double *out);
+
+/* Scaled RMS norm of err with scale atol + rtol max(|y|, |y_next|). */
+double nde_error_norm(const double *err, const double *y, const double *y_next,
+                      size_t n, double rtol, double atol);
+
+/*
+ * VJP of one step (t, y, h) -> (y_next, EEst, S), recomputing the stages.
+ * Given cotangents ybar_next (n values, may be NULL), ebar on EEst (computed
+ * with rtol/atol) and sbar on S, accumulate ybar += and thetabar += (either
+ * may be NULL). h is a constant (no gradient through step-size control).
+ * Counts its field evaluations and VJPs in s->counts.
+ */
+int nde_solver_step_vjp(nde_solver *s, const double *theta, double t, double h,
+                        const double *y, double rtol, double atol,
+                        const double *ybar_next, double ebar, double sbar,
+                        double *ybar, double *thetabar);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

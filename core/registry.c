@@ -1,0 +1,434 @@
+/*
+ * Plugin registry: finds NAME.so modules in the search path with libltdl,
+ * checks their ABI and keeps them loaded until the context is destroyed.
+ */
+#define _GNU_SOURCE /* dladdr */
+#include <dirent.h>
+#include <dlfcn.h>
+#include <limits.h>
+#include <ltdl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nde/nde.h"
+#include "internal.h"
+#include "nde_build_config.h"
+
+#define NAME_MAX_CHARS 64
+
+typedef struct module {
+    char *path;
+    lt_dlhandle handle;
+    const nde_module *entry;
+} module;
+
+struct nde_registry {
+    int ltdl_ready;
+    char **dirs;
+    size_t ndirs;
+    char *search_path;    /* dirs joined with ':' */
+    module *modules;
+    size_t nmodules, cap;
+};
+
+int nde_plugin_name_valid(const char *name)
+{
+    size_t n = 0;
+    if (!name || !*name)
+        return 0;
+    for (; *name; name++, n++)
+        if (!((*name >= 'a' && *name <= 'z') || (*name >= '0' && *name <= '9') ||
+              *name == '_'))
+            return 0;
+    return n <= NAME_MAX_CHARS;
+}
+
+static int add_dir(nde_registry *reg, const char *dir, size_t len)
+{
+    char **dirs;
+    char *copy;
+    size_t i;
+    if (len == 0)
+        return 0;
+    for (i = 0; i < reg->ndirs; i++)
+        if (strlen(reg->dirs[i]) == len && strncmp(reg->dirs[i], dir, len) == 0)
+            return 0;
+    if (!(dirs = realloc(reg->dirs, (reg->ndirs + 1) * sizeof *dirs)))
+        return -1;
+    reg->dirs = dirs;
+    if (!(copy = malloc(len + 1)))
+        return -1;
+    memcpy(copy, dir, len);
+    copy[len] = '\0';
+    reg->dirs[reg->ndirs++] = copy;
+    return 0;
+}
+
+/* True when the libnde running this code is the build tree's own, so a
+ * build can be used without installing (and an installed nde never picks
+ * up a stale build tree). */
+static int running_from_build_tree(void)
+{
+    Dl_info info;
+    char lib[PATH_MAX], root[PATH_MAX];
+    size_t n;
+    if (!dladdr((void *)nde_plugin_name_valid, &info) || !info.dli_fname ||
+        !realpath(info.dli_fname, lib) || !realpath(NDE_BUILD_ROOT, root))
+        return 0;
+    n = strlen(root);
+    return strncmp(lib, root, n) == 0 && lib[n] == '/';
+}
+
+nde_registry *nde_registry_create(void)
+{
+    static const char *const build_dirs[] = {"solvers", "plugins", "adjoints",
+                                             "regularizers"};
+    nde_registry *reg = calloc(1, sizeof *reg);
+    const char *env = getenv("NDE_PLUGIN_PATH");
+    size_t i, len = 1;
+    if (!reg)
+        return NULL;
+    if (running_from_build_tree()) {
+        for (i = 0; i < sizeof build_dirs / sizeof *build_dirs; i++) {
+            char dir[PATH_MAX];
+            snprintf(dir, sizeof dir, "%s/%s", NDE_BUILD_ROOT, build_dirs[i]);
+            if (add_dir(reg, dir, strlen(dir)))
+                goto fail;
+        }
+    }
+    while (env && *env) {
+        const char *colon = strchr(env, ':');
+        size_t n = colon ? (size_t)(colon - env) : strlen(env);
+        if (add_dir(reg, env, n))
+            goto fail;
+        env += n + (colon != NULL);
+    }
+    if (add_dir(reg, NDE_PLUGIN_DIR, strlen(NDE_PLUGIN_DIR)))
+        goto fail;
+    for (i = 0; i < reg->ndirs; i++)
+        len += strlen(reg->dirs[i]) + 1;
+    if (!(reg->search_path = malloc(len)))
+        goto fail;
+    reg->search_path[0] = '\0';
+    for (i = 0; i < reg->ndirs; i++) {
+        if (i)
+            strcat(reg->search_path, ":");
+        strcat(reg->search_path, reg->dirs[i]);
+    }
+    if (lt_dlinit() == 0)
+        reg->ltdl_ready = 1;
+    return reg;
+fail:
+    nde_registry_destroy(reg);
+    return NULL;
+}
+
+void nde_registry_destroy(nde_registry *reg)
+{
+    size_t i;
+    if (!reg)
+        return;
+    for (i = 0; i < reg->nmodules; i++) {
+        if (reg->modules[i].handle)
+            lt_dlclose(reg->modules[i].handle);
+        free(reg->modules[i].path);
+    }
+    if (reg->ltdl_ready)
+        lt_dlexit();
+    for (i = 0; i < reg->ndirs; i++)
+        free(reg->dirs[i]);
+    free(reg->dirs);
+    free(reg->modules);
+    free(reg->search_path);
+    free(reg);
+}
+
+static nde_registry *registry(nde_ctx *ctx)
+{
+    nde_registry *reg = nde_ctx_registry(ctx);
+    if (!reg)
+        nde_error(ctx, NDE_ENOMEM, "out of memory creating the plugin registry");
+    else if (!reg->ltdl_ready) {
+        nde_error(ctx, NDE_EPLUGIN, "cannot initialise libltdl");
+        return NULL;
+    }
+    return reg;
+}
+
+const char *nde_plugin_search_path(nde_ctx *ctx)
+{
+    nde_registry *reg = registry(ctx);
+    return reg ? reg->search_path : "";
+}
+
+/* Load (or find already loaded) the module at `path`. On failure the
+ * context holds a message naming the file. */
+static int load_module(nde_ctx *ctx, nde_registry *reg, const char *path,
+                       const module **out)
+{
+    const nde_module *entry;
+    lt_dlhandle handle;
+    module *mods;
+    char *copy;
+    size_t i;
+
+    for (i = 0; i < reg->nmodules; i++)
+        if (strcmp(reg->modules[i].path, path) == 0) {
+            *out = &reg->modules[i];
+            return NDE_OK;
+        }
+    if (!(handle = lt_dlopen(path))) {
+        const char *why = lt_dlerror(); /* copy at once: the next call overwrites it */
+        return nde_error(ctx, NDE_EPLUGIN, "%s: cannot load: %s", path,
+                         why ? why : "unknown error");
+    }
+    entry = lt_dlsym(handle, NDE_MODULE_SYMBOL);
+    if (!entry) {
+        lt_dlclose(handle);
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "%s: not an nde plugin (no entry point '%s')", path,
+                         NDE_MODULE_SYMBOL);
+    }
+    if (entry->abi_version != NDE_ABI_VERSION) {
+        int found = entry->abi_version;
+        lt_dlclose(handle);
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "%s: plugin ABI version %d, but this nde (%s) "
+                         "expects ABI version %d: rebuild the plugin",
+                         path, found, nde_version(), NDE_ABI_VERSION);
+    }
+    if (entry->build_signature != NDE_BUILD_SIGNATURE || !entry->components) {
+        lt_dlclose(handle);
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "%s: plugin built for another configuration "
+                         "(build signature 0x%x, expected 0x%x)",
+                         path, entry->build_signature, NDE_BUILD_SIGNATURE);
+    }
+    for (i = 0; entry->components[i]; i++) {
+        const nde_plugin_info *info = entry->components[i];
+        if (info->abi_version != NDE_ABI_VERSION) {
+            int found = info->abi_version;
+            lt_dlclose(handle);
+            return nde_error(ctx, NDE_EPLUGIN,
+                             "%s: component '%s' has ABI version %d, but this "
+                             "nde expects ABI version %d: rebuild the plugin",
+                             path, info->name ? info->name : "?", found,
+                             NDE_ABI_VERSION);
+        }
+        if (!nde_plugin_name_valid(info->name) || !info->description ||
+            info->kind < NDE_KIND_FIELD || info->kind > NDE_KIND_REGULARIZER) {
+            lt_dlclose(handle);
+            return nde_error(ctx, NDE_EPLUGIN,
+                             "%s: component %zu has an invalid name, kind or "
+                             "description",
+                             path, i);
+        }
+    }
+    if (!(mods = realloc(reg->modules, (reg->nmodules + 1) * sizeof *mods)) ||
+        !(copy = strdup(path))) {
+        if (mods)
+            reg->modules = mods;
+        lt_dlclose(handle);
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    }
+    reg->modules = mods;
+    mods[reg->nmodules].path = copy;
+    mods[reg->nmodules].handle = handle;
+    mods[reg->nmodules].entry = entry;
+    *out = &mods[reg->nmodules++];
+    return NDE_OK;
+}
+
+static const nde_plugin_info *module_component(const module *m, const char *name,
+                                               int kind)
+{
+    const nde_plugin_info *const *c;
+    for (c = m->entry->components; *c; c++)
+        if (strcmp((*c)->name, name) == 0 && (kind == 0 || (int)(*c)->kind == kind))
+            return *c;
+    return NULL;
+}
+
+typedef struct available {
+    nde_kind kind;
+    const char *names[128];
+    size_t n;
+} available;
+
+static int collect_available(const nde_plugin_info *info, const char *path,
+                             void *user)
+{
+    available *a = user;
+    (void)path;
+    if (info->kind == a->kind && a->n < 127)
+        a->names[a->n++] = info->name;
+    return 0;
+}
+
+int nde_plugin_find(nde_ctx *ctx, nde_kind kind, const char *name,
+                    const nde_plugin_info **out)
+{
+    nde_registry *reg = registry(ctx);
+    const nde_plugin_info *info;
+    available avail;
+    char list[600], hint[100];
+    size_t i;
+    int rc;
+
+    *out = NULL;
+    if (!reg)
+        return nde_ctx_status(ctx);
+    if (!nde_plugin_name_valid(name))
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "invalid %s plugin name '%s': a plugin name is "
+                         "[a-z0-9_]+ (at most %d characters), never a path",
+                         nde_kind_name(kind), name, NAME_MAX_CHARS);
+    for (i = 0; i < reg->nmodules; i++)
+        if ((info = module_component(&reg->modules[i], name, kind))) {
+            *out = info;
+            return NDE_OK;
+        }
+    for (i = 0; i < reg->ndirs; i++) {
+        char path[PATH_MAX];
+        const module *m;
+        snprintf(path, sizeof path, "%s/%s.so", reg->dirs[i], name);
+        if (access(path, F_OK) != 0)
+            continue;
+        if ((rc = load_module(ctx, reg, path, &m)) != NDE_OK)
+            return rc;
+        if ((info = module_component(m, name, kind))) {
+            *out = info;
+            return NDE_OK;
+        }
+        if ((info = module_component(m, name, 0)))
+            return nde_error(ctx, NDE_EPLUGIN,
+                             "%s: '%s' is a %s plugin, not a %s plugin", path,
+                             name, nde_kind_name(info->kind),
+                             nde_kind_name(kind));
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "%s: module does not provide a %s plugin named '%s'",
+                         path, nde_kind_name(kind), name);
+    }
+
+    avail.kind = kind;
+    avail.n = 0;
+    nde_plugin_foreach(ctx, collect_available, NULL, &avail);
+    avail.names[avail.n] = NULL;
+    list[0] = hint[0] = '\0';
+    for (i = 0; i < avail.n; i++) {
+        size_t len = strlen(list);
+        snprintf(list + len, sizeof list - len, "%s%s", i ? ", " : "",
+                 avail.names[i]);
+    }
+    if (avail.n && nde_suggest(name, avail.names))
+        snprintf(hint, sizeof hint, " (did you mean '%s'?)",
+                 nde_suggest(name, avail.names));
+    return nde_error(ctx, NDE_EPLUGIN,
+                     "no %s plugin named '%s'%s; available %s plugins: %s "
+                     "(search path: %s)",
+                     nde_kind_name(kind), name, hint, nde_kind_name(kind),
+                     avail.n ? list : "none", reg->search_path);
+}
+
+const char *nde_plugin_path(nde_ctx *ctx, const nde_plugin_info *info)
+{
+    nde_registry *reg = nde_ctx_registry(ctx);
+    size_t i;
+    const nde_plugin_info *const *c;
+    if (!reg)
+        return NULL;
+    for (i = 0; i < reg->nmodules; i++)
+        for (c = reg->modules[i].entry->components; *c; c++)
+            if (*c == info)
+                return reg->modules[i].path;
+    return NULL;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The NAME.so files of a directory, sorted. */
+static char **list_modules(const char *dir, size_t *n)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char **names = NULL;
+    size_t cap = 0;
+    *n = 0;
+    if (!d)
+        return NULL;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        char stem[NAME_MAX_CHARS + 1];
+        if (len < 4 || len - 3 > NAME_MAX_CHARS ||
+            strcmp(e->d_name + len - 3, ".so") != 0)
+            continue;
+        memcpy(stem, e->d_name, len - 3);
+        stem[len - 3] = '\0';
+        if (!nde_plugin_name_valid(stem))
+            continue;
+        if (*n + 1 > cap) {
+            char **p = realloc(names, (cap = cap ? 2 * cap : 16) * sizeof *p);
+            if (!p)
+                break;
+            names = p;
+        }
+        if (!(names[*n] = strdup(e->d_name)))
+            break;
+        (*n)++;
+    }
+    closedir(d);
+    if (names)
+        qsort(names, *n, sizeof *names, compare_names);
+    return names;
+}
+
+int nde_plugin_foreach(nde_ctx *ctx, nde_plugin_visit_fn visit,
+                       nde_plugin_broken_fn broken, void *user)
+{
+    nde_registry *reg = registry(ctx);
+    const nde_plugin_info *seen[256];
+    size_t nseen = 0, i, j, k, n;
+    int rc = 0;
+
+    if (!reg)
+        return nde_ctx_status(ctx);
+    for (i = 0; i < reg->ndirs && rc == 0; i++) {
+        char **files = list_modules(reg->dirs[i], &n);
+        for (j = 0; j < n; j++) {
+            char path[PATH_MAX];
+            const module *m;
+            const nde_plugin_info *const *c;
+            snprintf(path, sizeof path, "%s/%s", reg->dirs[i], files[j]);
+            if (rc != 0) {
+                free(files[j]);
+                continue;
+            }
+            if (load_module(ctx, reg, path, &m) != NDE_OK) {
+                if (broken)
+                    broken(path, nde_ctx_message(ctx), user);
+                nde_ctx_clear(ctx);
+                free(files[j]);
+                continue;
+            }
+            for (c = m->entry->components; rc == 0 && *c; c++) {
+                for (k = 0; k < nseen; k++)
+                    if (seen[k]->kind == (*c)->kind &&
+                        strcmp(seen[k]->name, (*c)->name) == 0)
+                        break;
+                if (k < nseen)
+                    continue;
+                if (nseen < 256)
+                    seen[nseen++] = *c;
+                rc = visit(*c, path, user);
+            }
+            free(files[j]);
+        }
+        free(files);
+    }
+    return rc;
+}
