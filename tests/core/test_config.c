@@ -1,0 +1,386 @@
+/* Config layer: parsing, continuation rows, overrides, type checks, errors. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nde/nde.h>
+
+static nde_ctx *ctx;
+static nde_config *cfg;
+
+static void setup(void)
+{
+    ctx = nde_ctx_create();
+    cfg = nde_config_create();
+}
+
+static void teardown(void)
+{
+    nde_config_destroy(cfg);
+    nde_ctx_destroy(ctx);
+}
+
+static const nde_key solver_keys[] = {
+    {"rtol", NDE_KEY_DOUBLE, "1e-6", "relative tolerance"},
+    {"atol", NDE_KEY_DOUBLE, "1e-6", "absolute tolerance"},
+    {"max_steps", NDE_KEY_INT, "100000", "step limit"},
+    {"adaptive", NDE_KEY_BOOL, "true", "adaptive stepping"},
+    {"name", NDE_KEY_WORD, "x", "a word"},
+    {"saveat", NDE_KEY_DOUBLES, "", "save times"},
+    {"layers", NDE_KEY_INTS, NULL, "layer sizes"},
+    {"state", NDE_KEY_WORDS, "", "state names"},
+    {"params", NDE_KEY_ASSIGNS, "", "parameters"},
+    {"d*", NDE_KEY_TEXT, "", "equations"},
+    {NULL, 0, NULL, NULL}};
+
+static nde_section *load_checked(const char *text)
+{
+    const nde_key *const tables[] = {solver_keys, NULL};
+    nde_section *sec;
+    ck_assert_int_eq(nde_config_load_string(cfg, "t.ini", text, ctx), NDE_OK);
+    sec = nde_config_section(cfg, "solver");
+    ck_assert_ptr_nonnull(sec);
+    ck_assert_int_eq(nde_section_check(sec, tables, ctx), NDE_OK);
+    return sec;
+}
+
+static void assert_message(const char *needle)
+{
+    ck_assert_msg(strstr(nde_ctx_message(ctx), needle) != NULL,
+                  "message '%s' lacks '%s'", nde_ctx_message(ctx), needle);
+}
+
+START_TEST(typed_values_and_defaults)
+{
+    nde_section *sec = load_checked("[solver]\nplugin = tsit5\nrtol = 1e-3 ; inline comment\n"
+                                    "layers = 2, 50, 2\nadaptive = no\nstate = x, y\n"
+                                    "params = a=1.5, b = -2\ndx = a*x - b*x*y\n");
+    double d;
+    long l, *ls;
+    int b;
+    size_t n;
+    char **words, **names;
+    double *vals;
+    const char *s;
+
+    ck_assert_int_eq(nde_get_double(sec, "rtol", &d, ctx), NDE_OK);
+    ck_assert_double_eq(d, 1e-3);
+    ck_assert_int_eq(nde_get_double(sec, "atol", &d, ctx), NDE_OK); /* default */
+    ck_assert_double_eq(d, 1e-6);
+    ck_assert_int_eq(nde_get_long(sec, "max_steps", &l, ctx), NDE_OK);
+    ck_assert_int_eq(l, 100000);
+    ck_assert_int_eq(nde_get_bool(sec, "adaptive", &b, ctx), NDE_OK);
+    ck_assert_int_eq(b, 0);
+    ck_assert_int_eq(nde_get_longs(sec, "layers", &ls, &n, ctx), NDE_OK);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_int_eq(ls[1], 50);
+    free(ls);
+    ck_assert_int_eq(nde_get_words(sec, "state", &words, &n, ctx), NDE_OK);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(words[1], "y");
+    ck_assert_ptr_null(words[2]);
+    nde_strings_free(words);
+    ck_assert_int_eq(nde_get_assigns(sec, "params", &names, &vals, &n, ctx), NDE_OK);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(names[1], "b");
+    ck_assert_double_eq(vals[1], -2.0);
+    nde_strings_free(names);
+    free(vals);
+    ck_assert_int_eq(nde_get_string(sec, "dx", &s, ctx), NDE_OK);
+    ck_assert_str_eq(s, "a*x - b*x*y");
+    ck_assert_int_eq(nde_get_string(sec, "plugin", &s, ctx), NDE_OK);
+    ck_assert_str_eq(s, "tsit5");
+    /* optional list with no default: present as zero items */
+    ck_assert_int_eq(nde_get_doubles(sec, "saveat", &vals, &n, ctx), NDE_OK);
+    ck_assert_uint_eq(n, 0);
+    free(vals);
+}
+END_TEST
+
+START_TEST(continuation_rows)
+{
+    nde_config *c2 = cfg;
+    nde_section *sec;
+    double *m;
+    size_t rows, cols, n;
+    const nde_key keys[] = {{"y0", NDE_KEY_DOUBLES, NULL, "rows"},
+                            {"saveat", NDE_KEY_DOUBLES, "", "times"},
+                            {NULL, 0, NULL, NULL}};
+    const nde_key *const tables[] = {keys, NULL};
+    ck_assert_int_eq(nde_config_load_string(c2, "p.ini",
+                                            "[problem]\ny0 = 1.0, 1.0   ; first row\n"
+                                            "     2.0, 0.5\n"
+                                            "saveat = 0, 1, 2,\n  3, 4\n",
+                                            ctx),
+                     NDE_OK);
+    sec = nde_config_section(c2, "problem");
+    ck_assert_int_eq(nde_section_check(sec, tables, ctx), NDE_OK);
+    ck_assert_int_eq(nde_get_matrix(sec, "y0", &m, &rows, &cols, ctx), NDE_OK);
+    ck_assert_uint_eq(rows, 2);
+    ck_assert_uint_eq(cols, 2);
+    ck_assert_double_eq(m[2], 2.0);
+    ck_assert_double_eq(m[3], 0.5);
+    free(m);
+    ck_assert_int_eq(nde_get_doubles(sec, "saveat", &m, &n, ctx), NDE_OK);
+    ck_assert_uint_eq(n, 5);
+    ck_assert_double_eq(m[4], 4.0);
+    free(m);
+}
+END_TEST
+
+START_TEST(matrix_rows_must_agree)
+{
+    nde_section *sec;
+    double *m;
+    size_t rows, cols;
+    const nde_key keys[] = {{"y0", NDE_KEY_DOUBLES, NULL, "rows"},
+                            {NULL, 0, NULL, NULL}};
+    const nde_key *const tables[] = {keys, NULL};
+    ck_assert_int_eq(nde_config_load_string(cfg, "p.ini",
+                                            "[problem]\ny0 = 1, 2\n  3\n", ctx),
+                     NDE_OK);
+    sec = nde_config_section(cfg, "problem");
+    ck_assert_int_eq(nde_section_check(sec, tables, ctx), NDE_OK);
+    ck_assert_int_eq(nde_get_matrix(sec, "y0", &m, &rows, &cols, ctx), NDE_ECONFIG);
+    assert_message("p.ini:3: [problem] y0: row 2 has 1 values");
+}
+END_TEST
+
+START_TEST(over_long_line_names_real_line)
+{
+    char text[600];
+    int n = snprintf(text, sizeof text, "[solver]\nrtol = 1e-3\nsaveat = 0");
+    while (n < 300)
+        n += snprintf(text + n, sizeof text - (size_t)n, ", 1");
+    snprintf(text + n, sizeof text - (size_t)n, "\natol = 1\n");
+    ck_assert_int_eq(nde_config_load_string(cfg, "long.ini", text, ctx), NDE_ECONFIG);
+    assert_message("long.ini:3: line too long");
+}
+END_TEST
+
+START_TEST(unknown_section_suggests)
+{
+    ck_assert_int_eq(nde_config_load_string(cfg, "s.ini", "[problem]\nt1 = 1\n\n[solvr]\nrtol = 1\n", ctx),
+                     NDE_ECONFIG);
+    assert_message("s.ini:4: unknown section [solvr] (did you mean [solver]?)");
+    nde_ctx_clear(ctx);
+    ck_assert_int_eq(nde_config_load_string(cfg, "s.ini", "[regulariser.local]\n", ctx),
+                     NDE_ECONFIG);
+    assert_message("did you mean [regularizer.local]?");
+}
+END_TEST
+
+START_TEST(unknown_key_suggests)
+{
+    const nde_key *const tables[] = {solver_keys, NULL};
+    ck_assert_int_eq(nde_config_load_string(cfg, "k.ini", "[solver]\nplugin = tsit5\nrtoll = 1e-3\n", ctx),
+                     NDE_OK);
+    ck_assert_int_eq(nde_section_check(nde_config_section(cfg, "solver"), tables, ctx),
+                     NDE_ECONFIG);
+    assert_message("k.ini:3: [solver] rtoll: unknown key (did you mean 'rtol'?)");
+}
+END_TEST
+
+START_TEST(bad_values_name_file_line_key)
+{
+    const nde_key *const tables[] = {solver_keys, NULL};
+    static const struct {
+        const char *text, *needle;
+    } cases[] = {
+        {"[solver]\nrtol = abc\n", "b.ini:2: [solver] rtol: expected a finite number, got 'abc'"},
+        {"[solver]\nrtol = 1e-3 # not a comment\n", "[solver] rtol: expected a finite number"},
+        {"[solver]\nrtol = inf\n", "expected a finite number, got 'inf'"},
+        {"[solver]\nmax_steps = 1.5\n", "[solver] max_steps: expected an integer"},
+        {"[solver]\nadaptive = maybe\n", "expected true or false, got 'maybe'"},
+        {"[solver]\nlayers = 2, x, 2\n", "[solver] layers: expected a comma-separated list of integers; 'x' is not valid"},
+        {"[solver]\nlayers = 2,, 2\n", "an empty item is not valid"},
+        {"[solver]\nparams = a=1, b\n", "'b' is not valid"},
+        {"[solver]\nname = two words\n", "expected one word"},
+        {"[solver]\nrtol = 1\n  2\n", "b.ini:3: [solver] rtol: expected a finite number, got a continuation line"},
+    };
+    size_t i;
+    for (i = 0; i < sizeof cases / sizeof *cases; i++) {
+        nde_config *c = nde_config_create();
+        nde_ctx_clear(ctx);
+        ck_assert_int_eq(nde_config_load_string(c, "b.ini", cases[i].text, ctx), NDE_OK);
+        ck_assert_int_eq(nde_section_check(nde_config_section(c, "solver"), tables, ctx),
+                         NDE_ECONFIG);
+        ck_assert_msg(strstr(nde_ctx_message(ctx), cases[i].needle),
+                      "case %zu: '%s' lacks '%s'", i, nde_ctx_message(ctx), cases[i].needle);
+        nde_config_destroy(c);
+    }
+}
+END_TEST
+
+START_TEST(missing_required_and_wrong_length)
+{
+    nde_section *sec = load_checked("[solver]\nsaveat = 1, 2, 3\n");
+    long *ls;
+    size_t n;
+    double three[3], two[2];
+    ck_assert_int_eq(nde_get_longs(sec, "layers", &ls, &n, ctx), NDE_ECONFIG);
+    assert_message("t.ini:1: [solver] layers: missing required key (layer sizes)");
+    ck_assert_int_eq(nde_get_doubles_n(sec, "saveat", three, 3, ctx), NDE_OK);
+    ck_assert_int_eq(nde_get_doubles_n(sec, "saveat", two, 2, ctx), NDE_ECONFIG);
+    assert_message("t.ini:2: [solver] saveat: expected 2 values, got 3");
+}
+END_TEST
+
+START_TEST(overrides)
+{
+    nde_section *sec;
+    double d;
+    ck_assert_int_eq(nde_config_load_string(cfg, "o.ini", "[solver]\nrtol = 1e-6\n", ctx), NDE_OK);
+    ck_assert_int_eq(nde_config_override(cfg, "solver.rtol=1e-3", ctx), NDE_OK);
+    ck_assert_int_eq(nde_config_override(cfg, "field.expert.b = 2", ctx), NDE_OK);
+    sec = load_checked("");
+    ck_assert_int_eq(nde_get_double(sec, "rtol", &d, ctx), NDE_OK);
+    ck_assert_double_eq(d, 1e-3);
+    sec = nde_config_section(cfg, "field.expert");
+    ck_assert_ptr_nonnull(sec);
+    ck_assert(nde_section_has(sec, "b"));
+    ck_assert_ptr_nonnull(strstr(nde_section_origin(sec, "b"), "command line (-s field.expert.b = 2)"));
+
+    ck_assert_int_eq(nde_config_override(cfg, "solverrtol=1", ctx), NDE_ECONFIG);
+    assert_message("expected section.key=value");
+    ck_assert_int_eq(nde_config_override(cfg, "solver.rtol", ctx), NDE_ECONFIG);
+    ck_assert_int_eq(nde_config_override(cfg, "slover.rtol=1", ctx), NDE_ECONFIG);
+    assert_message("did you mean [solver]?");
+    /* an override that does not parse is caught by the check, naming it */
+    ck_assert_int_eq(nde_config_override(cfg, "solver.atol=x", ctx), NDE_OK);
+    {
+        const nde_key *const tables[] = {solver_keys, NULL};
+        ck_assert_int_eq(nde_section_check(nde_config_section(cfg, "solver"), tables, ctx),
+                         NDE_ECONFIG);
+        assert_message("command line (-s solver.atol=x): [solver] atol: expected a finite number");
+    }
+}
+END_TEST
+
+START_TEST(syntax_errors)
+{
+    ck_assert_int_eq(nde_config_load_string(cfg, "x.ini", "[solver]\nrtol = 1\nthis is not ini\n", ctx),
+                     NDE_ECONFIG);
+    assert_message("x.ini:3: syntax error");
+    assert_message("this is not ini");
+    nde_ctx_clear(ctx);
+    ck_assert_int_eq(nde_config_load_string(cfg, "y.ini", "rtol = 1\n", ctx), NDE_ECONFIG);
+    assert_message("y.ini:1: key 'rtol' appears before any [section]");
+    nde_ctx_clear(ctx);
+    ck_assert_int_eq(nde_config_load_string(cfg, "z.ini", "[solver]\nrtol = 1\natol = 2\nrtol = 3\n", ctx),
+                     NDE_ECONFIG);
+    assert_message("z.ini:4: [solver] rtol: key given twice (first at line 2)");
+    nde_ctx_clear(ctx);
+    ck_assert_int_eq(nde_config_load_string(cfg, "w.ini", "[solver\n", ctx), NDE_ECONFIG);
+    assert_message("w.ini:1: section header without ']'");
+}
+END_TEST
+
+START_TEST(missing_file)
+{
+    ck_assert_int_eq(nde_config_load_file(cfg, "/nonexistent/x.ini", ctx), NDE_EIO);
+    assert_message("/nonexistent/x.ini: cannot open");
+}
+END_TEST
+
+START_TEST(write_round_trip)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem;
+    nde_config *back = nde_config_create();
+    nde_section *sec;
+    double *m;
+    size_t rows, cols;
+    const nde_key keys[] = {{"y0", NDE_KEY_DOUBLES, NULL, "rows"}, {NULL, 0, NULL, NULL}};
+    const nde_key *const tables[] = {keys, NULL};
+
+    ck_assert_int_eq(nde_config_load_string(cfg, "r.ini", "[problem]\ny0 = 1, 2\n  3, 4\n[solver]\nrtol=1e-9\n", ctx),
+                     NDE_OK);
+    ck_assert_int_eq(nde_config_override(cfg, "field.expert.b=2", ctx), NDE_OK);
+    mem = open_memstream(&buf, &len);
+    ck_assert_int_eq(nde_config_write(cfg, mem), NDE_OK);
+    fclose(mem);
+    ck_assert_int_eq(nde_config_load_string(back, "written", buf, ctx), NDE_OK);
+    sec = nde_config_section(back, "problem");
+    ck_assert_int_eq(nde_section_check(sec, tables, ctx), NDE_OK);
+    ck_assert_int_eq(nde_get_matrix(sec, "y0", &m, &rows, &cols, ctx), NDE_OK);
+    ck_assert_uint_eq(rows * 10 + cols, 22);
+    ck_assert_double_eq(m[3], 4.0);
+    free(m);
+    ck_assert(nde_section_has(nde_config_section(back, "field.expert"), "b"));
+    nde_config_destroy(back);
+    free(buf);
+}
+END_TEST
+
+START_TEST(suggestions)
+{
+    const char *const words[] = {"rtol", "atol", "max_steps", NULL};
+    ck_assert_str_eq(nde_suggest("rtoll", words), "rtol");
+    ck_assert_str_eq(nde_suggest("maxsteps", words), "max_steps");
+    ck_assert_ptr_null(nde_suggest("completely_different", words));
+}
+END_TEST
+
+START_TEST(plugin_names)
+{
+    const nde_plugin_info *info;
+    ck_assert(nde_plugin_name_valid("tsit5"));
+    ck_assert(!nde_plugin_name_valid("../x"));
+    ck_assert(!nde_plugin_name_valid("Tsit5"));
+    ck_assert(!nde_plugin_name_valid(""));
+    ck_assert_int_eq(nde_plugin_find(ctx, NDE_KIND_SOLVER, "../x", &info), NDE_EPLUGIN);
+    assert_message("invalid solver plugin name '../x'");
+    ck_assert_int_eq(nde_plugin_find(ctx, NDE_KIND_SOLVER, "no_such_solver", &info),
+                     NDE_EPLUGIN);
+    assert_message("no solver plugin named 'no_such_solver'");
+    assert_message("available solver plugins:");
+}
+END_TEST
+
+START_TEST(status_table)
+{
+    ck_assert_str_eq(nde_status_name(NDE_EMAXSTEPS), "NDE_EMAXSTEPS");
+    ck_assert_str_eq(nde_status_string(NDE_OK), "success");
+    ck_assert(nde_status_is_usage(NDE_ECONFIG));
+    ck_assert(!nde_status_is_usage(NDE_ENONFINITE));
+    ck_assert_int_eq(nde_error(ctx, NDE_EIO, "x %d", 1), NDE_EIO);
+    nde_error_prefix(ctx, "file");
+    ck_assert_str_eq(nde_ctx_message(ctx), "file: x 1");
+    ck_assert(nde_seed_derive(1, 0) != nde_seed_derive(1, 1));
+    ck_assert(nde_seed_derive(1, 0) == nde_seed_derive(1, 0));
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("config");
+    SRunner *sr;
+    int failed;
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, typed_values_and_defaults);
+    tcase_add_test(tc, continuation_rows);
+    tcase_add_test(tc, matrix_rows_must_agree);
+    tcase_add_test(tc, over_long_line_names_real_line);
+    tcase_add_test(tc, unknown_section_suggests);
+    tcase_add_test(tc, unknown_key_suggests);
+    tcase_add_test(tc, bad_values_name_file_line_key);
+    tcase_add_test(tc, missing_required_and_wrong_length);
+    tcase_add_test(tc, overrides);
+    tcase_add_test(tc, syntax_errors);
+    tcase_add_test(tc, missing_file);
+    tcase_add_test(tc, write_round_trip);
+    tcase_add_test(tc, suggestions);
+    tcase_add_test(tc, plugin_names);
+    tcase_add_test(tc, status_table);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
