@@ -1,0 +1,54 @@
+/*
+ * cli.h - shared parts of the `nde` program.
+ *
+ * Exit codes: 0 success, 1 a computation or I/O failed, 2 bad usage or a
+ * bad config. Every message goes to stderr as "nde: <message>".
+ */
+#ifndef NDE_CLI_H
+#define NDE_CLI_H
+
+#include <stdio.h>
+
+#include "nde/nde.h"
+
+enum {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_FAILURE = 1,
+    CLI_EXIT_USAGE = 2
+};
+
+/* Print "nde: <message>\n" on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Print the library's last message and return the exit code for status. */
+int cli_fail(nde_ctx *ctx, int status);
+
+/* 1 if arg is -h or --help. */
+int cli_is_help(const char *arg);
+
+int cli_solve(int argc, char **argv);
+int cli_plugins(int argc, char **argv);
+
+extern const char cli_solve_help[];
+extern const char cli_plugins_help[];
+
+/*
+ * An output file that appears complete or not at all: data go to a
+ * temporary file in the destination's directory, renamed over the
+ * destination by cli_outfile_commit(). A NULL or "-" path means stdout.
+ */
+typedef struct cli_outfile {
+    FILE *fp;
+    char *path;  /* destination; NULL for stdout */
+    char *tmp;   /* temporary name while open    */
+} cli_outfile;
+
+/* 0 on success; else prints why and returns -1. */
+int cli_outfile_open(cli_outfile *o, const char *path);
+/* Flush, sync, close and rename into place; 0 on success, else prints why,
+ * removes the temporary file and returns -1. */
+int cli_outfile_commit(cli_outfile *o);
+/* Close and remove the temporary file (no-op for stdout or when closed). */
+void cli_outfile_discard(cli_outfile *o);
+
+#endif

@@ -1,0 +1,97 @@
+/*
+ * nde.c - the `nde` program: command dispatch, --help and --version.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char main_help[] =
+    "Usage: nde COMMAND [ARGS]...\n"
+    "       nde --help | --version\n"
+    "\n"
+    "Neural differential equations from plugins combined by an INI config.\n"
+    "\n"
+    "Commands:\n"
+    "  solve CONFIG    solve the problem of CONFIG and write the solution as CSV\n"
+    "  plugins         list the plugins found, with their config keys\n"
+    "\n"
+    "Run `nde COMMAND --help` for the options of a command.\n"
+    "\n"
+    "Exit status: 0 success, 1 the computation or an output failed,\n"
+    "2 bad usage or a bad config.\n"
+    "\n"
+    "Environment:\n"
+    "  NDE_PLUGIN_PATH  colon-separated directories searched for plugins\n"
+    "                   (after the build tree, before the installed ones)\n";
+
+typedef struct cli_command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+} cli_command;
+
+static const cli_command commands[] = {
+    {"solve", cli_solve},
+    {"plugins", cli_plugins},
+};
+
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("nde: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+int cli_fail(nde_ctx *ctx, int status)
+{
+    const char *msg = ctx ? nde_ctx_message(ctx) : "";
+    cli_error("%s", msg && *msg ? msg : nde_status_string(status));
+    return nde_status_is_usage(status) ? CLI_EXIT_USAGE : CLI_EXIT_FAILURE;
+}
+
+int cli_is_help(const char *arg)
+{
+    return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *names[NCOMMANDS + 1];
+    const char *guess;
+    size_t i;
+
+    if (argc < 2) {
+        fputs(main_help, stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (cli_is_help(argv[1])) {
+        fputs(main_help, stdout);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
+        printf("nde %s (ABI %d)\n", nde_version(), NDE_ABI_VERSION);
+        return CLI_EXIT_OK;
+    }
+    for (i = 0; i < NCOMMANDS; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+
+    for (i = 0; i < NCOMMANDS; i++)
+        names[i] = commands[i].name;
+    names[NCOMMANDS] = NULL;
+    if (argv[1][0] == '-')
+        cli_error("unknown option '%s' (try `nde --help`)", argv[1]);
+    else if ((guess = nde_suggest(argv[1], names)))
+        cli_error("unknown command '%s'; did you mean '%s'? "
+                  "(try `nde --help`)", argv[1], guess);
+    else
+        cli_error("unknown command '%s' (try `nde --help` for the list)",
+                  argv[1]);
+    return CLI_EXIT_USAGE;
+}

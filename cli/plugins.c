@@ -1,0 +1,127 @@
+/*
+ * plugins.c - `nde plugins`: every plugin found in the search path,
+ * grouped by kind, with its description and config keys.
+ */
+#include <string.h>
+
+#include "cli.h"
+
+const char cli_plugins_help[] =
+    "Usage: nde plugins [KIND]\n"
+    "\n"
+    "List the plugins found in the search path (the build tree, each\n"
+    "directory of $NDE_PLUGIN_PATH, then the installed plugin directory),\n"
+    "grouped by kind (field, solver, adjoint, regularizer), each with its\n"
+    "description, the module it came from and its config keys: name, type,\n"
+    "default (or \"required\") and help. With KIND, list only that kind.\n"
+    "Modules that cannot be loaded are reported on stderr.\n";
+
+typedef struct list_state {
+    nde_kind kind;       /* list plugins of this kind            */
+    size_t count;        /* how many were listed                 */
+    int report_broken;   /* report modules that fail to load     */
+} list_state;
+
+static void print_keys(const nde_key *keys, const char *indent)
+{
+    const nde_key *k;
+
+    if (!keys || !keys->name) {
+        printf("%s(no keys besides plugin)\n", indent);
+        return;
+    }
+    for (k = keys; k->name; k++) {
+        const char *def = !k->def ? "required" : *k->def ? k->def : "(unset)";
+        printf("%s%-12s %-8s %-12s %s\n", indent, k->name,
+               nde_key_type_name(k->type), def, k->help ? k->help : "");
+    }
+}
+
+static int visit(const nde_plugin_info *info, const char *path, void *user)
+{
+    list_state *st = user;
+
+    if (info->kind != st->kind)
+        return 0;
+    st->count++;
+    printf("  %s - %s\n", info->name, info->description);
+    printf("      module: %s\n", path ? path : "(built in)");
+    print_keys(info->keys, "      ");
+    return 0;
+}
+
+static void broken(const char *path, const char *reason, void *user)
+{
+    const list_state *st = user;
+    if (st->report_broken)
+        cli_error("warning: cannot load %s: %s", path, reason);
+}
+
+int cli_plugins(int argc, char **argv)
+{
+    static const nde_kind kinds[NDE_KIND_COUNT] = {
+        NDE_KIND_FIELD, NDE_KIND_SOLVER, NDE_KIND_ADJOINT,
+        NDE_KIND_REGULARIZER};
+    const char *only = NULL;
+    nde_ctx *ctx;
+    size_t i;
+    int rc, first = 1, code = CLI_EXIT_OK;
+
+    if (argc >= 2 && cli_is_help(argv[1])) {
+        fputs(cli_plugins_help, stdout);
+        return CLI_EXIT_OK;
+    }
+    if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
+        cli_error("plugins: unexpected argument '%s' (usage: nde plugins "
+                  "[KIND])", argv[argc > 2 ? 2 : 1]);
+        return CLI_EXIT_USAGE;
+    }
+    if (argc == 2) {
+        only = argv[1];
+        for (i = 0; i < NDE_KIND_COUNT; i++)
+            if (strcmp(only, nde_kind_name(kinds[i])) == 0)
+                break;
+        if (i == NDE_KIND_COUNT) {
+            cli_error("plugins: unknown kind '%s' (kinds: field, solver, "
+                      "adjoint, regularizer)", only);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (!(ctx = nde_ctx_create())) {
+        cli_error("out of memory");
+        return CLI_EXIT_FAILURE;
+    }
+    printf("Plugin search path: %s\n", nde_plugin_search_path(ctx));
+    /* One pass per kind keeps the listing grouped; broken modules are
+     * reported in the first pass only. */
+    for (i = 0; i < NDE_KIND_COUNT; i++) {
+        list_state st = {kinds[i], 0, first};
+        const char *name = nde_kind_name(kinds[i]);
+
+        if (only && strcmp(only, name) != 0)
+            continue;
+        printf("\n%s plugins:\n", name);
+        rc = nde_plugin_foreach(ctx, visit, broken, &st);
+        first = 0;
+        if (rc != NDE_OK) {
+            code = cli_fail(ctx, rc);
+            break;
+        }
+        if (st.count == 0)
+            printf("  (none found)\n");
+        if (kinds[i] == NDE_KIND_SOLVER) {
+            printf("  Keys every solver section accepts (the solve loop):\n");
+            print_keys(nde_solve_keys, "      ");
+        }
+    }
+    if (code == CLI_EXIT_OK && !only) {
+        printf("\n[problem] keys:\n");
+        print_keys(nde_problem_keys, "      ");
+    }
+    if (fflush(stdout) != 0 && code == CLI_EXIT_OK) {
+        cli_error("writing to standard output failed");
+        code = CLI_EXIT_FAILURE;
+    }
+    nde_ctx_destroy(ctx);
+    return code;
+}

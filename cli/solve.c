@@ -1,0 +1,320 @@
+/*
+ * solve.c - `nde solve CONFIG`: compose field, solver and problem from a
+ * config, solve, and write the solution at the save times as CSV.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* Parameters not given by the config (e.g. an mlp without `seed`) are drawn
+ * from this seed, so two runs of one config give the same output. */
+#define CLI_SOLVE_SEED 1
+
+const char cli_solve_help[] =
+    "Usage: nde solve CONFIG [-s SECTION.KEY=VALUE]... [-o FILE]\n"
+    "                 [--stats-json FILE]\n"
+    "\n"
+    "Solve the initial value problem of CONFIG: the vector field [field],\n"
+    "the solver [solver] and the problem [problem] (t0, t1, y0, saveat or\n"
+    "nsave, tstops). Writes the solution at the save times as CSV: a header\n"
+    "`t,<state names>` (y0,y1,... when the field does not name its states)\n"
+    "and one row per save time; when y0 has several rows (a batch), a\n"
+    "leading `batch` column numbers them from 0, rows grouped by batch row.\n"
+    "Numbers are printed with 17 significant digits (they read back exactly).\n"
+    "Parameters the config does not set are drawn from seed 1.\n"
+    "\n"
+    "Options:\n"
+    "  -s, --set SECTION.KEY=VALUE  override a config value (in order given;\n"
+    "                               creates the section if absent;\n"
+    "                               `field.expert.b=2` sets b in [field.expert])\n"
+    "  -o, --output FILE            write the CSV to FILE (default: stdout)\n"
+    "      --stats-json FILE        write the solver statistics as JSON, also\n"
+    "                               when the solve fails\n"
+    "  -h, --help                   show this help\n"
+    "\n"
+    "The statistics (evaluations, accepted and rejected steps, status) are\n"
+    "printed on stderr. Output files are written to a temporary name and\n"
+    "renamed, so a failed run leaves no partial file.\n"
+    "Exit status: 0 success, 1 the solve or an output failed, 2 bad usage\n"
+    "or a bad config.\n";
+
+typedef struct solve_args {
+    const char *config;
+    const char **sets;
+    size_t nsets;
+    const char *output;
+    const char *stats_json;
+} solve_args;
+
+/* Option value: "--opt VALUE", "--opt=VALUE" or "-oVALUE". NULL when the
+ * argument is not this option. */
+static const char *option_value(int argc, char **argv, int *i,
+                                const char *shrt, const char *lng, int *missing)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(lng);
+
+    *missing = 0;
+    if ((shrt && strcmp(a, shrt) == 0) || strcmp(a, lng) == 0) {
+        if (*i + 1 >= argc) {
+            *missing = 1;
+            return NULL;
+        }
+        return argv[++*i];
+    }
+    if (strncmp(a, lng, n) == 0 && a[n] == '=')
+        return a + n + 1;
+    if (shrt && strncmp(a, shrt, 2) == 0 && a[2] != '\0' && a[1] != '-')
+        return a + 2;
+    return NULL;
+}
+
+static int parse_args(int argc, char **argv, solve_args *args)
+{
+    int i, missing;
+    const char *v;
+
+    memset(args, 0, sizeof *args);
+    if (!(args->sets = calloc((size_t)argc, sizeof *args->sets))) {
+        cli_error("out of memory");
+        return CLI_EXIT_FAILURE;
+    }
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if ((v = option_value(argc, argv, &i, "-s", "--set", &missing)))
+            args->sets[args->nsets++] = v;
+        else if (!missing &&
+                 (v = option_value(argc, argv, &i, "-o", "--output", &missing)))
+            args->output = v;
+        else if (!missing &&
+                 (v = option_value(argc, argv, &i, NULL, "--stats-json",
+                                   &missing)))
+            args->stats_json = v;
+        else if (missing) {
+            cli_error("solve: option '%s' needs a value (try `nde solve "
+                      "--help`)", a);
+            return CLI_EXIT_USAGE;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            cli_error("solve: unknown option '%s' (try `nde solve --help`)",
+                      a);
+            return CLI_EXIT_USAGE;
+        } else if (args->config) {
+            cli_error("solve: more than one config file ('%s', '%s')",
+                      args->config, a);
+            return CLI_EXIT_USAGE;
+        } else
+            args->config = a;
+    }
+    if (!args->config) {
+        cli_error("solve: no config file given (usage: nde solve CONFIG "
+                  "[-s SECTION.KEY=VALUE]... [-o FILE])");
+        return CLI_EXIT_USAGE;
+    }
+    return CLI_EXIT_OK;
+}
+
+/* Rows of y0, so the field and solver can be sized before the problem is
+ * read against the field's dimension. */
+static int count_batch(nde_section *psec, size_t *batch, nde_ctx *ctx)
+{
+    const nde_key *const tables[] = {nde_problem_keys, NULL};
+    double *y0 = NULL;
+    size_t rows = 0, cols = 0;
+    int rc;
+
+    if ((rc = nde_section_check(psec, tables, ctx)) != NDE_OK)
+        return rc;
+    rc = nde_get_matrix(psec, "y0", &y0, &rows, &cols, ctx);
+    free(y0);
+    if (rc == NDE_OK && rows == 0)
+        rc = nde_section_error(psec, "y0", ctx, "no initial state given");
+    *batch = rows;
+    return rc;
+}
+
+static void write_stats_text(const nde_stats *st, FILE *out)
+{
+    fprintf(out,
+            "nde: nfe %ld, steps accepted %ld, rejected %ld (retries %ld), "
+            "status %s\n",
+            st->nfe, st->steps_accepted, st->steps_rejected, st->retries,
+            nde_status_name(st->status));
+}
+
+static void json_double(FILE *out, double x)
+{
+    if (isfinite(x))
+        fprintf(out, "%.17g", x);
+    else
+        fputs("null", out);
+}
+
+static int write_stats_json(const nde_stats *st, const char *path)
+{
+    cli_outfile o;
+
+    if (cli_outfile_open(&o, path) != 0)
+        return -1;
+    fprintf(o.fp,
+            "{\"nfe\": %ld, \"nfe_backward\": %ld, \"steps_accepted\": %ld, "
+            "\"steps_rejected\": %ld, \"retries\": %ld, \"h_min\": ",
+            st->nfe, st->nfe_backward, st->steps_accepted, st->steps_rejected,
+            st->retries);
+    json_double(o.fp, st->steps_accepted > 0 ? st->h_min : NAN);
+    fputs(", \"h_max\": ", o.fp);
+    json_double(o.fp, st->steps_accepted > 0 ? st->h_max : NAN);
+    fprintf(o.fp, ", \"status\": \"%s\", \"status_code\": %d}\n",
+            nde_status_name(st->status), st->status);
+    return cli_outfile_commit(&o);
+}
+
+static int write_csv(const char *path, const nde_field *f,
+                     const nde_problem *p, const double *ysave)
+{
+    cli_outfile o;
+    size_t b, k, j;
+    int batched = p->batch > 1;
+
+    if (cli_outfile_open(&o, path) != 0)
+        return -1;
+    fputs(batched ? "batch,t" : "t", o.fp);
+    for (j = 0; j < f->dim; j++) {
+        if (f->state_names)
+            fprintf(o.fp, ",%s", f->state_names[j]);
+        else
+            fprintf(o.fp, ",y%zu", j);
+    }
+    fputc('\n', o.fp);
+    for (b = 0; b < p->batch; b++) {
+        for (k = 0; k < p->nsave; k++) {
+            const double *y = ysave + (k * p->batch + b) * f->dim;
+            if (batched)
+                fprintf(o.fp, "%zu,", b);
+            fprintf(o.fp, "%.17g", p->tsave[k]);
+            for (j = 0; j < f->dim; j++)
+                fprintf(o.fp, ",%.17g", y[j]);
+            fputc('\n', o.fp);
+        }
+    }
+    if (cli_outfile_commit(&o) != 0)
+        return -1;
+    return 0;
+}
+
+/* Everything one solve holds, so one function can free it on any path. */
+typedef struct solve_run {
+    nde_ctx *ctx;
+    nde_config *cfg;
+    nde_field *field;
+    nde_solver *solver;
+    nde_problem problem;
+    double *theta, *ysave;
+} solve_run;
+
+static void solve_run_free(solve_run *r)
+{
+    free(r->ysave);
+    free(r->theta);
+    nde_problem_free(&r->problem);
+    nde_solver_destroy(r->solver);
+    nde_field_destroy(r->field);
+    nde_config_destroy(r->cfg);
+    nde_ctx_destroy(r->ctx);
+}
+
+/* Apply the overrides to the loaded config and compose; NDE_OK or a status
+ * with ctx's message. The config layer refuses unknown section names (at
+ * load and in overrides); known sections that solve does not read, such as
+ * [train], are left alone so one config serves every command. */
+static int compose(solve_run *r, const solve_args *args, nde_solve_opts *opts)
+{
+    nde_section *psec, *ssec;
+    size_t i, batch = 0;
+    int rc;
+
+    for (i = 0; i < args->nsets; i++)
+        if ((rc = nde_config_override(r->cfg, args->sets[i], r->ctx)) != NDE_OK)
+            return rc;
+    if ((rc = nde_config_require(r->cfg, "problem", &psec, r->ctx)) != NDE_OK ||
+        (rc = nde_config_require(r->cfg, "solver", &ssec, r->ctx)) != NDE_OK ||
+        (rc = count_batch(psec, &batch, r->ctx)) != NDE_OK ||
+        (rc = nde_field_create(r->ctx, r->cfg, "field", batch, &r->field)) !=
+            NDE_OK ||
+        (rc = nde_solver_create(r->ctx, r->cfg, "solver", r->field,
+                                &r->solver)) != NDE_OK ||
+        (rc = nde_solve_opts_from_section(opts, r->solver->type, ssec,
+                                          r->ctx)) != NDE_OK ||
+        (rc = nde_problem_from_section(&r->problem, psec, r->field->dim,
+                                       r->ctx)) != NDE_OK)
+        return rc;
+    opts->tstops = r->problem.tstops;
+    opts->ntstops = r->problem.ntstops;
+    if (r->problem.nsave == 0)
+        return nde_section_error(psec, NULL, r->ctx,
+                                 "no save times (set saveat or nsave)");
+    r->theta = calloc(r->field->nparams ? r->field->nparams : 1,
+                      sizeof *r->theta);
+    r->ysave = calloc(r->problem.nsave * r->problem.batch * r->field->dim,
+                      sizeof *r->ysave);
+    if (!r->theta || !r->ysave)
+        return nde_error(r->ctx, NDE_ENOMEM, "out of memory");
+    if ((rc = nde_field_init_params(r->field, r->theta, CLI_SOLVE_SEED)) !=
+            NDE_OK ||
+        (rc = nde_solver_set_batch(r->solver, r->problem.batch)) != NDE_OK)
+        return rc;
+    return NDE_OK;
+}
+
+int cli_solve(int argc, char **argv)
+{
+    solve_args args;
+    solve_run run;
+    nde_solve_opts opts;
+    nde_stats stats;
+    int rc, code;
+
+    if (argc >= 2 && cli_is_help(argv[1])) {
+        fputs(cli_solve_help, stdout);
+        return CLI_EXIT_OK;
+    }
+    memset(&run, 0, sizeof run);
+    if ((code = parse_args(argc, argv, &args)) != CLI_EXIT_OK)
+        goto done;
+    if (!(run.ctx = nde_ctx_create()) || !(run.cfg = nde_config_create())) {
+        cli_error("out of memory");
+        code = CLI_EXIT_FAILURE;
+        goto done;
+    }
+    if ((rc = nde_config_load_file(run.cfg, args.config, run.ctx)) != NDE_OK) {
+        /* An unreadable CONFIG argument is a usage error too. */
+        cli_fail(run.ctx, rc);
+        code = CLI_EXIT_USAGE;
+        goto done;
+    }
+    if ((rc = compose(&run, &args, &opts)) != NDE_OK) {
+        code = cli_fail(run.ctx, rc);
+        goto done;
+    }
+
+    memset(&stats, 0, sizeof stats);
+    rc = nde_solve(run.solver, &opts, run.theta, run.problem.t0,
+                   run.problem.y0, run.problem.t1, run.problem.nsave,
+                   run.problem.tsave, run.ysave, &stats);
+    stats.status = rc;
+    write_stats_text(&stats, stderr);
+    code = CLI_EXIT_OK;
+    if (args.stats_json && write_stats_json(&stats, args.stats_json) != 0)
+        code = CLI_EXIT_FAILURE;
+    if (rc != NDE_OK)
+        code = cli_fail(run.ctx, rc);
+    else if (code == CLI_EXIT_OK &&
+             write_csv(args.output, run.field, &run.problem, run.ysave) != 0)
+        code = CLI_EXIT_FAILURE;
+done:
+    free(args.sets);
+    solve_run_free(&run);
+    return code;
+}
