@@ -1,0 +1,353 @@
+/*
+ * expr - a vector field written as expressions (libmatheval):
+ *
+ *     [field]
+ *     plugin = expr
+ *     state  = x, y
+ *     params = a=1.5, b=1.0, c=3.0, d=1.0
+ *     dx     = a*x - b*x*y
+ *     dy     = -c*y + d*x*y
+ *
+ * Expressions may use t, the state names and the parameter names. The
+ * derivatives with respect to every state and parameter are derived
+ * symbolically once, at create, and used by the VJP.
+ *
+ * libmatheval quirks (see tests/fields): `^` is left-associative (2^3^2 is
+ * 64); the derivative of x^y with a variable exponent contains log(x), so it
+ * is NaN for x <= 0 even where the function is smooth; e, pi, ln2, ... are
+ * constants, so they cannot name states or parameters; an empty expression
+ * does not parse.
+ *
+ * Parameters theta: the `params` values in the order given; init_params
+ * writes them (the seed is unused).
+ */
+#include <matheval.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nde/field.h>
+
+typedef struct expr_state {
+    size_t nstate, nparam, nvars;
+    char **vars;          /* t, states, params: names as matheval wants  */
+    double *values;       /* nvars values of the current evaluation      */
+    double *init;         /* nparam initial values                       */
+    void **eq;            /* nstate evaluators                           */
+    void **dy;            /* nstate x nstate: d eq_i / d state_j or NULL */
+    void **dp;            /* nstate x nparam: d eq_i / d param_k or NULL */
+    const char **state_names;
+} expr_state;
+
+static int is_constant_zero(void *ev)
+{
+    return strcmp(evaluator_get_string(ev), "0") == 0;
+}
+
+/* Load row i of y and t into the value vector; theta once per call. */
+static void load_values(expr_state *s, double t, const double *theta)
+{
+    s->values[0] = t;
+    memcpy(s->values + 1 + s->nstate, theta, s->nparam * sizeof *theta);
+}
+
+static int expr_eval(nde_field *f, double t, const double *y,
+                     const double *theta, double *dy, size_t batch)
+{
+    expr_state *s = f->state;
+    const size_t d = s->nstate;
+    int bad = 0;
+    load_values(s, t, theta);
+    for (size_t i = 0; i < batch; i++) {
+        memcpy(s->values + 1, y + i * d, d * sizeof *y);
+        for (size_t j = 0; j < d; j++) {
+            double v = evaluator_evaluate(s->eq[j], (int)s->nvars, s->vars,
+                                          s->values);
+            dy[i * d + j] = v;
+            bad |= !isfinite(v);
+        }
+    }
+    return bad ? NDE_ERETRY : NDE_OK;
+}
+
+static int expr_vjp(nde_field *f, double t, const double *y,
+                    const double *theta, const double *v, double *vy,
+                    double *vtheta, size_t batch)
+{
+    expr_state *s = f->state;
+    const size_t d = s->nstate, np = s->nparam;
+    const int n = (int)s->nvars;
+    load_values(s, t, theta);
+    for (size_t i = 0; i < batch; i++) {
+        memcpy(s->values + 1, y + i * d, d * sizeof *y);
+        for (size_t j = 0; j < d; j++) {
+            double vij = v[i * d + j];
+            if (vij == 0.0)
+                continue;
+            if (vy)
+                for (size_t k = 0; k < d; k++)
+                    if (s->dy[j * d + k])
+                        vy[i * d + k] += vij * evaluator_evaluate(
+                            s->dy[j * d + k], n, s->vars, s->values);
+            if (vtheta)
+                for (size_t k = 0; k < np; k++)
+                    if (s->dp[j * np + k])
+                        vtheta[k] += vij * evaluator_evaluate(
+                            s->dp[j * np + k], n, s->vars, s->values);
+        }
+    }
+    return NDE_OK;
+}
+
+static int expr_init_params(nde_field *f, double *theta, uint64_t seed)
+{
+    (void)seed;
+    const expr_state *s = f->state;
+    if (s->nparam)
+        memcpy(theta, s->init, s->nparam * sizeof *theta);
+    return NDE_OK;
+}
+
+static int expr_param_name(const nde_field *f, size_t i, char *buf, size_t len)
+{
+    const expr_state *s = f->state;
+    if (i >= s->nparam)
+        return NDE_EINVAL;
+    snprintf(buf, len, "%s", s->vars[1 + s->nstate + i]);
+    return NDE_OK;
+}
+
+static void destroy_evaluators(void **ev, size_t n)
+{
+    if (!ev)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (ev[i])
+            evaluator_destroy(ev[i]);
+    free(ev);
+}
+
+static void expr_destroy(nde_field *f)
+{
+    expr_state *s = f->state;
+    if (!s)
+        return;
+    destroy_evaluators(s->eq, s->nstate);
+    destroy_evaluators(s->dy, s->nstate * s->nstate);
+    destroy_evaluators(s->dp, s->nstate * s->nparam);
+    if (s->vars)
+        for (size_t i = 0; i < s->nvars; i++)
+            free(s->vars[i]);
+    free(s->vars);
+    free(s->values);
+    free(s->init);
+    free(s->state_names);
+    free(s);
+    f->state = NULL;
+}
+
+/* A name must be one matheval variable on its own: this refuses syntax
+ * that is not a name and matheval's constants (e, pi, ...). */
+static int valid_variable(const char *name)
+{
+    char *copy = strdup(name);
+    if (!copy)
+        return 0;
+    void *ev = evaluator_create(copy);
+    free(copy);
+    if (!ev)
+        return 0;
+    char **names;
+    int count;
+    evaluator_get_variables(ev, &names, &count);
+    int ok = count == 1 && strcmp(names[0], name) == 0;
+    evaluator_destroy(ev);
+    return ok;
+}
+
+static int find_var(const expr_state *s, const char *name)
+{
+    for (size_t i = 0; i < s->nvars; i++)
+        if (s->vars[i] && strcmp(s->vars[i], name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Add `name` as variable slot s->nvars, checking it (key names the list). */
+static int add_var(expr_state *s, const nde_section *sec, const char *key,
+                   const char *name, nde_ctx *ctx)
+{
+    if (strcmp(name, "t") == 0)
+        return nde_section_error(sec, key, ctx,
+                                 "'t' is the time and cannot name a %s",
+                                 strcmp(key, "state") == 0 ? "state"
+                                                           : "parameter");
+    if (find_var(s, name) >= 0)
+        return nde_section_error(sec, key, ctx, "'%s' is declared twice",
+                                 name);
+    if (!valid_variable(name))
+        return nde_section_error(sec, key, ctx,
+                                 "'%s' is not usable as a variable name (a "
+                                 "letter followed by letters, digits or _, "
+                                 "and not a constant such as e or pi)", name);
+    if (!(s->vars[s->nvars] = strdup(name)))
+        return nde_error(ctx, NDE_ENOMEM, "expr: out of memory");
+    s->nvars++;
+    return NDE_OK;
+}
+
+/* Parse the equation of state j from key d<name>; derive it. */
+static int build_equation(expr_state *s, const nde_section *sec, size_t j,
+                          nde_ctx *ctx)
+{
+    const char *name = s->vars[1 + j];
+    char key[80];
+    const char *text;
+    int status;
+    snprintf(key, sizeof key, "d%s", name);
+    if (!nde_section_has(sec, key))
+        return nde_section_error(sec, key, ctx,
+                                 "missing equation for state '%s'", name);
+    if ((status = nde_get_string(sec, key, &text, ctx)))
+        return status;
+    if (strspn(text, " \t") == strlen(text))
+        return nde_section_error(sec, key, ctx, "empty expression");
+    char *copy = strdup(text);
+    if (!copy)
+        return nde_error(ctx, NDE_ENOMEM, "expr: out of memory");
+    s->eq[j] = evaluator_create(copy);
+    free(copy);
+    if (!s->eq[j])
+        return nde_section_error(sec, key, ctx,
+                                 "cannot parse expression '%s'", text);
+    char **used;
+    int nused;
+    evaluator_get_variables(s->eq[j], &used, &nused);
+    for (int u = 0; u < nused; u++)
+        if (find_var(s, used[u]) < 0)
+            return nde_section_error(
+                sec, key, ctx,
+                "expression '%s' uses unknown variable '%s' (known: t, the "
+                "names in state and params)", text, used[u]);
+    for (size_t k = 0; k < s->nstate + s->nparam; k++) {
+        void *der = evaluator_derivative(s->eq[j], s->vars[1 + k]);
+        if (!der)
+            return nde_error(ctx, NDE_ENOMEM, "expr: out of memory");
+        if (is_constant_zero(der)) {
+            evaluator_destroy(der);
+            der = NULL;
+        }
+        if (k < s->nstate)
+            s->dy[j * s->nstate + k] = der;
+        else
+            s->dp[j * s->nparam + (k - s->nstate)] = der;
+    }
+    return NDE_OK;
+}
+
+/* Every d-key must name a state. */
+static int check_equation_keys(const expr_state *s, const nde_section *sec,
+                               nde_ctx *ctx)
+{
+    for (size_t i = 0; i < nde_section_nkeys(sec); i++) {
+        const char *key = nde_section_key_at(sec, i);
+        if (key[0] != 'd')
+            continue;
+        int v = find_var(s, key + 1);
+        if (v < 1 || (size_t)v > s->nstate)
+            return nde_section_error(sec, key, ctx,
+                                     "'%s' is not a state (declared in "
+                                     "state: the equation of x is dx)",
+                                     key + 1);
+    }
+    return NDE_OK;
+}
+
+static int expr_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
+{
+    expr_state *s = calloc(1, sizeof *s);
+    char **states = NULL, **pnames = NULL;
+    double *pvalues = NULL;
+    size_t nstates = 0, nparams = 0;
+    int status;
+    if (!s)
+        return nde_error(ctx, NDE_ENOMEM, "expr: out of memory");
+    f->state = s;
+    if ((status = nde_get_words(sec, "state", &states, &nstates, ctx)) ||
+        (status = nde_get_assigns(sec, "params", &pnames, &pvalues, &nparams,
+                                  ctx)))
+        goto done;
+    if (nstates == 0) {
+        status = nde_section_error(sec, "state", ctx,
+                                   "needs at least one state name");
+        goto done;
+    }
+    s->vars = calloc(1 + nstates + nparams, sizeof *s->vars);
+    s->values = calloc(1 + nstates + nparams, sizeof *s->values);
+    s->init = malloc((nparams ? nparams : 1) * sizeof *s->init);
+    s->eq = calloc(nstates, sizeof *s->eq);
+    s->dy = calloc(nstates * nstates, sizeof *s->dy);
+    s->dp = calloc(nstates * (nparams ? nparams : 1), sizeof *s->dp);
+    s->state_names = calloc(nstates, sizeof *s->state_names);
+    if (!s->vars || !s->values || !s->init || !s->eq || !s->dy || !s->dp ||
+        !s->state_names) {
+        status = nde_error(ctx, NDE_ENOMEM, "expr: out of memory");
+        goto done;
+    }
+    if (!(s->vars[0] = strdup("t"))) {
+        status = nde_error(ctx, NDE_ENOMEM, "expr: out of memory");
+        goto done;
+    }
+    s->nvars = 1;
+    for (size_t j = 0; j < nstates; j++)
+        if ((status = add_var(s, sec, "state", states[j], ctx)))
+            goto done;
+    s->nstate = nstates;
+    for (size_t k = 0; k < nparams; k++)
+        if ((status = add_var(s, sec, "params", pnames[k], ctx)))
+            goto done;
+    s->nparam = nparams;
+    if (nparams)
+        memcpy(s->init, pvalues, nparams * sizeof *pvalues);
+    if ((status = check_equation_keys(s, sec, ctx)))
+        goto done;
+    for (size_t j = 0; j < nstates; j++)
+        if ((status = build_equation(s, sec, j, ctx)))
+            goto done;
+    for (size_t j = 0; j < nstates; j++)
+        s->state_names[j] = s->vars[1 + j];
+    f->state_names = s->state_names;
+    f->dim = nstates;
+    f->nparams = nparams;
+done:
+    nde_strings_free(states);
+    nde_strings_free(pnames);
+    free(pvalues);
+    return status;
+}
+
+static const nde_key expr_keys[] = {
+    {"state", NDE_KEY_WORDS, NULL,
+     "names of the state variables, e.g. x, y (also the CSV headers)"},
+    {"params", NDE_KEY_ASSIGNS, "",
+     "learnable parameters with initial values, e.g. a=1.5, b=1.0"},
+    {"d*", NDE_KEY_TEXT, "",
+     "d<state> = expression: the equation of that state, in t, the states "
+     "and the params (libmatheval syntax; ^ is left-associative)"},
+    {NULL, 0, NULL, NULL},
+};
+
+static const nde_field_type expr_type = {
+    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "expr",
+             "field written as expressions, with symbolic derivatives "
+             "(libmatheval)", expr_keys, 0},
+    .create = expr_create,
+    .destroy = expr_destroy,
+    .init_params = expr_init_params,
+    .eval = expr_eval,
+    .vjp = expr_vjp,
+    .param_name = expr_param_name,
+};
+
+NDE_MODULE(&expr_type.info);

@@ -1,0 +1,619 @@
+/*
+ * mlp - a multilayer perceptron vector field: dy = W_L s(... s(W_1 u + b_1)
+ * ...) + b_L, where u is y (or y^3 elementwise, and t appended as one more
+ * input when `time` is on). The output layer is affine.
+ *
+ * Parameter layout: for each layer l = 1..L in order, W_l (out x in,
+ * row-major) then b_l (out). With `time`, the first layer's input is
+ * (u, t), so W_1's last column multiplies t.
+ *
+ * Speed: a layer whose input or output width is at most `thin_width` runs in
+ * plain loops ordered so that the innermost loop runs over the wider side
+ * (contiguous, vectorised by gcc -O3); wider layers go through OpenBLAS
+ * dgemm over the whole batch. tanh is our own branch-free version (libm's
+ * scalar tanh alone costs more than the spiral MLP's arithmetic).
+ */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nde/field.h>
+
+enum mlp_activation { ACT_TANH, ACT_RELU, ACT_SOFTPLUS, ACT_IDENTITY };
+
+static const char *const activation_names[] = {"tanh", "relu", "softplus",
+                                               "identity", NULL};
+
+typedef struct mlp_layer {
+    size_t in, out;
+    size_t w_off, b_off;   /* offsets of W and b in theta               */
+    int act;               /* enum mlp_activation; output layer: identity */
+    int blas;              /* 1: dgemm; 0: hand loops                    */
+    int by_column;         /* hand loops with inner loop over `out`      */
+    double *wt;            /* W transposed (in x out), by_column only    */
+} mlp_layer;
+
+typedef struct mlp_state {
+    size_t nlayers;
+    mlp_layer *layer;
+    int time_input;
+    int cube_input;
+    long seed;
+    size_t in0;            /* first layer's input width: dim (+1)        */
+    double *x0;            /* batch x in0: transformed input            */
+    double **h;            /* h[l]: batch x out of layer l (l < L-1)    */
+    double *g, *gx;        /* batch x max width: cotangent ping-pong    */
+    double *dwt;           /* in x out scratch for by_column dW         */
+} mlp_state;
+
+/* ---- vectorisable tanh ------------------------------------------------ */
+
+static inline double bits_to_double(uint64_t u)
+{
+    double d;
+    memcpy(&d, &u, sizeof d);
+    return d;
+}
+
+static inline uint64_t double_to_bits(double d)
+{
+    uint64_t u;
+    memcpy(&u, &d, sizeof u);
+    return u;
+}
+
+/*
+ * expm1(a) for a in [0, 40] (or NaN), branch-free. a = n ln2 + r with
+ * |r| <= ln2/2 (Cody-Waite split of ln2, fdlibm's constants), then
+ * expm1(a) = 2^n expm1(r) + (2^n - 1): for n = 0 this is expm1(r) itself, so
+ * small arguments keep full relative accuracy. expm1(r) is its Taylor series
+ * to r^13: the first omitted term is below 1.2e-17 relative for |r| <= 0.347.
+ * Rounding to n uses the 1.5 * 2^52 shift, so no float-to-int conversion
+ * happens (NaN stays NaN through p).
+ */
+static inline double expm1_reduced(double a)
+{
+    const double inv_ln2 = 1.44269504088896338700e+00;
+    const double ln2_hi = 6.93147180369123816490e-01; /* low bits zero */
+    const double ln2_lo = 1.90821492927058770002e-10;
+    const double shift = 0x1.8p52;
+    double kd = a * inv_ln2 + shift;
+    double n = kd - shift;
+    double r = (a - n * ln2_hi) - n * ln2_lo;
+    uint64_t ni = double_to_bits(kd) - double_to_bits(shift);
+    double scale = bits_to_double((ni + 1023u) << 52);
+    double p = 1.0 / 6227020800.0; /* 1/13! */
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = r + (r * r) * p;
+    return scale * p + (scale - 1.0);
+}
+
+/*
+ * tanh(x) = sign(x) e / (e + 2), e = expm1(2|x|). Working on |x| keeps
+ * e >= 0, where the quotient does not amplify e's error. |x| > 20 gives
+ * +-1 (tanh(20) rounds to 1); NaN propagates through e.
+ */
+static inline double mlp_tanh1(double x)
+{
+    double t = fabs(x);
+    double tc = t > 20.0 ? 20.0 : t;
+    double e = expm1_reduced(tc + tc);
+    double r = e / (e + 2.0);
+    r = t > 20.0 ? 1.0 : r;
+    return copysign(r, x);
+}
+
+static void mlp_tanh_array(double *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = mlp_tanh1(x[i]);
+}
+
+/* softplus(z) = max(z, 0) + log1p(exp(-|z|)), without overflow. */
+static void softplus_array(double *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        double z = x[i];
+        x[i] = (z > 0.0 ? z : 0.0) + log1p(exp(-fabs(z)));
+    }
+}
+
+static void activate(int act, double *x, size_t n)
+{
+    switch (act) {
+    case ACT_TANH:
+        mlp_tanh_array(x, n);
+        break;
+    case ACT_RELU:
+        for (size_t i = 0; i < n; i++)
+            x[i] = x[i] > 0.0 ? x[i] : 0.0;
+        break;
+    case ACT_SOFTPLUS:
+        softplus_array(x, n);
+        break;
+    default:
+        break;
+    }
+}
+
+/* g *= s'(z), written in terms of the activation's output h = s(z):
+ * tanh' = 1 - h^2, relu' = [h > 0], softplus' = sigmoid(z) = 1 - e^-h. */
+static void multiply_derivative(int act, const double *h, double *g, size_t n)
+{
+    switch (act) {
+    case ACT_TANH:
+        for (size_t i = 0; i < n; i++)
+            g[i] *= 1.0 - h[i] * h[i];
+        break;
+    case ACT_RELU:
+        for (size_t i = 0; i < n; i++)
+            g[i] = h[i] > 0.0 ? g[i] : 0.0;
+        break;
+    case ACT_SOFTPLUS:
+        for (size_t i = 0; i < n; i++)
+            g[i] *= -expm1(-h[i]);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- small dense kernels ---------------------------------------------- */
+
+/* Four independent partial sums: a fixed summation order that gcc
+ * vectorises without -ffast-math. */
+static inline double dot(const double *a, const double *b, size_t n)
+{
+    double s[4] = {0.0, 0.0, 0.0, 0.0};
+    size_t k = 0;
+    for (; k + 4 <= n; k += 4)
+        for (size_t j = 0; j < 4; j++)
+            s[j] += a[k + j] * b[k + j];
+    double r = (s[0] + s[2]) + (s[1] + s[3]);
+    for (; k < n; k++)
+        r += a[k] * b[k];
+    return r;
+}
+
+static inline void axpy(double *restrict y, double a, const double *restrict x,
+                        size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        y[k] += a * x[k];
+}
+
+static int all_finite(const double *x, size_t n)
+{
+    int bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad |= !(fabs(x[i]) <= 1.79769313486231570815e+308);
+    return !bad;
+}
+
+/* Z (batch x out) = X W^T + b. */
+static void layer_forward(const mlp_layer *ly, const double *theta,
+                          const double *x, double *z, size_t batch)
+{
+    const double *w = theta + ly->w_off, *b = theta + ly->b_off;
+    const size_t in = ly->in, out = ly->out;
+    if (ly->blas) {
+        for (size_t i = 0; i < batch; i++)
+            memcpy(z + i * out, b, out * sizeof *z);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)batch,
+                    (int)out, (int)in, 1.0, x, (int)in, w, (int)in, 1.0, z,
+                    (int)out);
+    } else if (ly->by_column) {
+        double *wt = ly->wt;
+        for (size_t o = 0; o < out; o++)
+            for (size_t k = 0; k < in; k++)
+                wt[k * out + o] = w[o * in + k];
+        for (size_t i = 0; i < batch; i++) {
+            double *zi = z + i * out;
+            memcpy(zi, b, out * sizeof *z);
+            for (size_t k = 0; k < in; k++)
+                axpy(zi, x[i * in + k], wt + k * out, out);
+        }
+    } else {
+        for (size_t i = 0; i < batch; i++)
+            for (size_t o = 0; o < out; o++)
+                z[i * out + o] = b[o] + dot(w + o * in, x + i * in, in);
+    }
+}
+
+/*
+ * Given G = dL/dZ (batch x out) for Z = X W^T + b: accumulate dL/dW and
+ * dL/db into vtheta (if not NULL) and write GX = dL/dX = G W (if not NULL).
+ * by_column layers use ly->wt from the forward pass of the same call.
+ */
+static void layer_backward(const mlp_state *s, const mlp_layer *ly,
+                           const double *theta, const double *x,
+                           const double *g, double *gx, double *vtheta,
+                           size_t batch)
+{
+    const double *w = theta + ly->w_off;
+    const size_t in = ly->in, out = ly->out;
+    if (vtheta) {
+        double *dw = vtheta + ly->w_off, *db = vtheta + ly->b_off;
+        for (size_t i = 0; i < batch; i++)
+            axpy(db, 1.0, g + i * out, out);
+        if (ly->blas) {
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out,
+                        (int)in, (int)batch, 1.0, g, (int)out, x, (int)in, 1.0,
+                        dw, (int)in);
+        } else if (ly->by_column) {
+            double *dwt = s->dwt;
+            memset(dwt, 0, in * out * sizeof *dwt);
+            for (size_t i = 0; i < batch; i++)
+                for (size_t k = 0; k < in; k++)
+                    axpy(dwt + k * out, x[i * in + k], g + i * out, out);
+            for (size_t o = 0; o < out; o++)
+                for (size_t k = 0; k < in; k++)
+                    dw[o * in + k] += dwt[k * out + o];
+        } else {
+            for (size_t i = 0; i < batch; i++)
+                for (size_t o = 0; o < out; o++)
+                    axpy(dw + o * in, g[i * out + o], x + i * in, in);
+        }
+    }
+    if (!gx)
+        return;
+    if (ly->blas) {
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)batch,
+                    (int)in, (int)out, 1.0, g, (int)out, w, (int)in, 0.0, gx,
+                    (int)in);
+    } else if (ly->by_column) {
+        for (size_t i = 0; i < batch; i++)
+            for (size_t k = 0; k < in; k++)
+                gx[i * in + k] = dot(ly->wt + k * out, g + i * out, out);
+    } else {
+        for (size_t i = 0; i < batch; i++) {
+            double *gxi = gx + i * in;
+            memset(gxi, 0, in * sizeof *gxi);
+            for (size_t o = 0; o < out; o++)
+                axpy(gxi, g[i * out + o], w + o * in, in);
+        }
+    }
+}
+
+/* The first layer's input: y, y^3, and t as a last column when asked. */
+static const double *prepare_input(mlp_state *s, size_t dim, double t,
+                                   const double *y, size_t batch)
+{
+    if (!s->cube_input && !s->time_input)
+        return y;
+    const size_t in0 = s->in0;
+    for (size_t i = 0; i < batch; i++) {
+        const double *yi = y + i * dim;
+        double *xi = s->x0 + i * in0;
+        if (s->cube_input)
+            for (size_t j = 0; j < dim; j++)
+                xi[j] = yi[j] * yi[j] * yi[j];
+        else
+            memcpy(xi, yi, dim * sizeof *xi);
+        if (s->time_input)
+            xi[dim] = t;
+    }
+    return s->x0;
+}
+
+/* Forward through the hidden layers; returns the last hidden output (the
+ * output layer's input). */
+static const double *forward_hidden(mlp_state *s, const double *x0,
+                                    const double *theta, size_t batch)
+{
+    const double *x = x0;
+    for (size_t l = 0; l + 1 < s->nlayers; l++) {
+        const mlp_layer *ly = &s->layer[l];
+        layer_forward(ly, theta, x, s->h[l], batch);
+        activate(ly->act, s->h[l], batch * ly->out);
+        x = s->h[l];
+    }
+    return x;
+}
+
+static int mlp_eval(nde_field *f, double t, const double *y,
+                    const double *theta, double *dy, size_t batch)
+{
+    mlp_state *s = f->state;
+    const double *x0 = prepare_input(s, f->dim, t, y, batch);
+    const double *x = forward_hidden(s, x0, theta, batch);
+    layer_forward(&s->layer[s->nlayers - 1], theta, x, dy, batch);
+    return all_finite(dy, batch * f->dim) ? NDE_OK : NDE_ERETRY;
+}
+
+static int mlp_vjp(nde_field *f, double t, const double *y,
+                   const double *theta, const double *v, double *vy,
+                   double *vtheta, size_t batch)
+{
+    mlp_state *s = f->state;
+    if (!vy && !vtheta)
+        return NDE_OK;
+    const double *x0 = prepare_input(s, f->dim, t, y, batch);
+    forward_hidden(s, x0, theta, batch);
+
+    const double *g = v; /* dL/dZ of the current layer */
+    double *buf[2] = {s->g, s->gx};
+    int next = 0;
+    for (size_t l = s->nlayers; l-- > 0;) {
+        const mlp_layer *ly = &s->layer[l];
+        const double *x = l > 0 ? s->h[l - 1] : x0;
+        double *gx = (l > 0 || vy) ? buf[next] : NULL;
+        layer_backward(s, ly, theta, x, g, gx, vtheta, batch);
+        if (l > 0)
+            multiply_derivative(s->layer[l - 1].act, s->h[l - 1], gx,
+                                batch * ly->in);
+        g = gx;
+        next ^= 1;
+    }
+    if (!vy)
+        return NDE_OK;
+    const size_t dim = f->dim, in0 = s->in0;
+    for (size_t i = 0; i < batch; i++) {
+        const double *gi = g + i * in0, *yi = y + i * dim;
+        double *vyi = vy + i * dim;
+        if (s->cube_input)
+            for (size_t j = 0; j < dim; j++)
+                vyi[j] += 3.0 * yi[j] * yi[j] * gi[j];
+        else
+            for (size_t j = 0; j < dim; j++)
+                vyi[j] += gi[j];
+    }
+    return all_finite(vy, batch * dim) ? NDE_OK : NDE_ERETRY;
+}
+
+/* Glorot-uniform weights W ~ U(-a, a), a = sqrt(6 / (in + out)) (Glorot &
+ * Bengio 2010), zero biases. Weight j of the whole vector is drawn from
+ * nde_seed_derive(seed, j), so theta depends on the seed alone. */
+static int mlp_init_params(nde_field *f, double *theta, uint64_t seed)
+{
+    mlp_state *s = f->state;
+    for (size_t l = 0; l < s->nlayers; l++) {
+        const mlp_layer *ly = &s->layer[l];
+        double a = sqrt(6.0 / (double)(ly->in + ly->out));
+        for (size_t j = 0; j < ly->in * ly->out; j++) {
+            uint64_t u = nde_seed_derive(seed, ly->w_off + j);
+            double unit = (double)(u >> 11) * 0x1.0p-53; /* [0, 1) */
+            theta[ly->w_off + j] = a * (2.0 * unit - 1.0);
+        }
+        memset(theta + ly->b_off, 0, ly->out * sizeof *theta);
+    }
+    return NDE_OK;
+}
+
+static int mlp_param_name(const nde_field *f, size_t i, char *buf, size_t len)
+{
+    const mlp_state *s = f->state;
+    for (size_t l = 0; l < s->nlayers; l++) {
+        const mlp_layer *ly = &s->layer[l];
+        if (i < ly->b_off) {
+            size_t j = i - ly->w_off;
+            snprintf(buf, len, "W%zu[%zu,%zu]", l + 1, j / ly->in,
+                     j % ly->in);
+            return NDE_OK;
+        }
+        if (i < ly->b_off + ly->out) {
+            snprintf(buf, len, "b%zu[%zu]", l + 1, i - ly->b_off);
+            return NDE_OK;
+        }
+    }
+    return NDE_EINVAL;
+}
+
+static void mlp_destroy(nde_field *f)
+{
+    mlp_state *s = f->state;
+    if (!s)
+        return;
+    if (s->layer)
+        for (size_t l = 0; l < s->nlayers; l++)
+            free(s->layer[l].wt);
+    if (s->h)
+        for (size_t l = 0; l + 1 < s->nlayers; l++)
+            free(s->h[l]);
+    free(s->h);
+    free(s->layer);
+    free(s->x0);
+    free(s->g);
+    free(s->gx);
+    free(s->dwt);
+    free(s);
+    f->state = NULL;
+}
+
+static int parse_activation(const char *word)
+{
+    for (int a = 0; activation_names[a]; a++)
+        if (strcmp(word, activation_names[a]) == 0)
+            return a;
+    return -1;
+}
+
+/* Read `activation` into layer[l].act for the hidden layers. */
+static int read_activations(mlp_state *s, nde_section *sec, nde_ctx *ctx)
+{
+    char **words = NULL;
+    size_t n = 0;
+    int status = nde_get_words(sec, "activation", &words, &n, ctx);
+    if (status)
+        return status;
+    size_t nhidden = s->nlayers - 1;
+    if (n != 1 && n != nhidden) {
+        status = nde_section_error(sec, "activation", ctx,
+                                   "expected 1 or %zu values (one per hidden "
+                                   "layer), got %zu", nhidden, n);
+        goto done;
+    }
+    for (size_t l = 0; l < nhidden; l++) {
+        const char *word = words[n == 1 ? 0 : l];
+        int act = parse_activation(word);
+        if (act < 0) {
+            const char *guess = nde_suggest(word, activation_names);
+            status = nde_section_error(
+                sec, "activation", ctx,
+                "unknown activation '%s'%s%s%s (expected tanh, relu, "
+                "softplus or identity)", word, guess ? " (did you mean '" : "",
+                guess ? guess : "", guess ? "'?)" : "");
+            goto done;
+        }
+        s->layer[l].act = act;
+    }
+done:
+    nde_strings_free(words);
+    return status;
+}
+
+static int mlp_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
+{
+    mlp_state *s = calloc(1, sizeof *s);
+    long *widths = NULL;
+    size_t nwidths = 0;
+    int status;
+    if (!s)
+        return nde_error(ctx, NDE_ENOMEM, "mlp: out of memory");
+    f->state = s;
+
+    status = nde_get_longs(sec, "layers", &widths, &nwidths, ctx);
+    if (status)
+        return status;
+    if (nwidths < 2) {
+        status = nde_section_error(sec, "layers", ctx,
+                                   "need at least 2 widths (input, output), "
+                                   "got %zu", nwidths);
+        goto done;
+    }
+    for (size_t l = 0; l < nwidths; l++)
+        if (widths[l] < 1 || widths[l] > 1000000) {
+            status = nde_section_error(sec, "layers", ctx,
+                                       "width %zu is %ld; widths must be in "
+                                       "1..1000000", l + 1, widths[l]);
+            goto done;
+        }
+    if (widths[nwidths - 1] != widths[0]) {
+        status = nde_section_error(sec, "layers", ctx,
+                                   "the output width %ld must equal the state "
+                                   "dimension (the first width, %ld)",
+                                   widths[nwidths - 1], widths[0]);
+        goto done;
+    }
+
+    int time_input = 0;
+    long thin_width = 0;
+    const char *input = NULL;
+    if ((status = nde_get_bool(sec, "time", &time_input, ctx)) ||
+        (status = nde_get_string(sec, "input", &input, ctx)) ||
+        (status = nde_get_long(sec, "seed", &s->seed, ctx)) ||
+        (status = nde_get_long(sec, "thin_width", &thin_width, ctx)))
+        goto done;
+    if (strcmp(input, "identity") == 0) {
+        s->cube_input = 0;
+    } else if (strcmp(input, "cube") == 0) {
+        s->cube_input = 1;
+    } else {
+        status = nde_section_error(sec, "input", ctx,
+                                   "unknown input transform '%s' (expected "
+                                   "identity or cube)", input);
+        goto done;
+    }
+    s->time_input = time_input;
+
+    const size_t dim = (size_t)widths[0];
+    s->nlayers = nwidths - 1;
+    s->in0 = dim + (time_input ? 1 : 0);
+    s->layer = calloc(s->nlayers, sizeof *s->layer);
+    if (!s->layer)
+        goto nomem;
+    size_t off = 0, maxw = s->in0, max_dwt = 0;
+    for (size_t l = 0; l < s->nlayers; l++) {
+        mlp_layer *ly = &s->layer[l];
+        ly->in = l == 0 ? s->in0 : (size_t)widths[l];
+        ly->out = (size_t)widths[l + 1];
+        ly->w_off = off;
+        ly->b_off = off + ly->in * ly->out;
+        off = ly->b_off + ly->out;
+        ly->act = ACT_IDENTITY;
+        ly->blas = ly->in > (size_t)thin_width && ly->out > (size_t)thin_width;
+        ly->by_column = !ly->blas && ly->out > ly->in;
+        if (ly->by_column) {
+            ly->wt = malloc(ly->in * ly->out * sizeof *ly->wt);
+            if (!ly->wt)
+                goto nomem;
+            if (ly->in * ly->out > max_dwt)
+                max_dwt = ly->in * ly->out;
+        }
+        if (ly->out > maxw)
+            maxw = ly->out;
+    }
+    if ((status = read_activations(s, sec, ctx)))
+        goto done;
+
+    const size_t bmax = f->batch_max;
+    s->h = calloc(s->nlayers, sizeof *s->h);
+    s->x0 = malloc(bmax * s->in0 * sizeof *s->x0);
+    s->g = malloc(bmax * maxw * sizeof *s->g);
+    s->gx = malloc(bmax * maxw * sizeof *s->gx);
+    if (max_dwt)
+        s->dwt = malloc(max_dwt * sizeof *s->dwt);
+    if (!s->h || !s->x0 || !s->g || !s->gx || (max_dwt && !s->dwt))
+        goto nomem;
+    for (size_t l = 0; l + 1 < s->nlayers; l++)
+        if (!(s->h[l] = malloc(bmax * s->layer[l].out * sizeof *s->h[l])))
+            goto nomem;
+
+    f->dim = dim;
+    f->nparams = off;
+    status = NDE_OK;
+    goto done;
+nomem:
+    status = nde_error(ctx, NDE_ENOMEM, "mlp: out of memory");
+done:
+    free(widths);
+    return status;
+}
+
+static const nde_key mlp_keys[] = {
+    {"layers", NDE_KEY_INTS, NULL,
+     "layer widths from input to output, e.g. 2, 50, 2; the first and the "
+     "last are the state dimension"},
+    {"activation", NDE_KEY_WORDS, "tanh",
+     "tanh, relu, softplus or identity: one per hidden layer, or one for all "
+     "(the output layer is affine)"},
+    {"time", NDE_KEY_BOOL, "false",
+     "feed t to the first layer as one more input"},
+    {"input", NDE_KEY_WORD, "identity",
+     "identity or cube: elementwise transform of y before the first layer"},
+    {"seed", NDE_KEY_INT, "1",
+     "seed of the initial weights when the program is not given one; the "
+     "weights come from the seed passed to init_params, which the program "
+     "takes from here"},
+    {"thin_width", NDE_KEY_INT, "8",
+     "a layer whose input or output width is at most this runs in plain "
+     "loops, a wider one through BLAS dgemm (0: BLAS for every layer)"},
+    {NULL, 0, NULL, NULL},
+};
+
+static const nde_field_type mlp_type = {
+    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "mlp",
+             "multilayer perceptron (tanh/relu/softplus), BLAS for wide "
+             "layers", mlp_keys, 0},
+    .create = mlp_create,
+    .destroy = mlp_destroy,
+    .init_params = mlp_init_params,
+    .eval = mlp_eval,
+    .vjp = mlp_vjp,
+    .param_name = mlp_param_name,
+};
+
+NDE_MODULE(&mlp_type.info);

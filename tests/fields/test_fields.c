@@ -1,0 +1,637 @@
+/*
+ * Field plugins: a conformance suite run over every field plugin with
+ * representative configs (VJP against central finite differences, batch
+ * position independence, deterministic init_params, accumulating VJP), then
+ * specific tests per plugin, bad input, libmatheval quirks and the mlp's
+ * vectorised tanh.
+ */
+#include <check.h>
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <matheval.h>
+#include <nde/nde.h>
+
+void mlp_internal_tanh(double *x, size_t n);
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static uint64_t rng_state;
+
+/* Uniform in [-1, 1), from SplitMix64 via nde_seed_derive. */
+static double uniform(void)
+{
+    uint64_t u = nde_seed_derive(0x5eed, rng_state++);
+    return 2.0 * ((double)(u >> 11) * 0x1.0p-53) - 1.0;
+}
+
+static void fill_uniform(double *x, size_t n, double scale)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = scale * uniform();
+}
+
+typedef struct loaded {
+    nde_ctx *ctx;
+    nde_config *cfg;
+    nde_field *f;
+} loaded;
+
+/* Create [field] from ini text; returns the status, f set on success. */
+static int load(loaded *L, const char *ini, size_t batch_max)
+{
+    L->ctx = nde_ctx_create();
+    L->cfg = nde_config_create();
+    L->f = NULL;
+    ck_assert_ptr_nonnull(L->ctx);
+    ck_assert_ptr_nonnull(L->cfg);
+    int status = nde_config_load_string(L->cfg, "test.ini", ini, L->ctx);
+    if (status)
+        return status;
+    return nde_field_create(L->ctx, L->cfg, "field", batch_max, &L->f);
+}
+
+static void load_ok(loaded *L, const char *ini, size_t batch_max)
+{
+    int status = load(L, ini, batch_max);
+    ck_assert_msg(status == NDE_OK, "create failed: %s",
+                  nde_ctx_message(L->ctx));
+}
+
+static void unload(loaded *L)
+{
+    nde_field_destroy(L->f);
+    nde_config_destroy(L->cfg);
+    nde_ctx_destroy(L->ctx);
+}
+
+/* sum_i v_i . f(t, y)_i over the batch */
+static double contract(nde_field *f, double t, const double *y,
+                       const double *theta, const double *v, double *dy,
+                       size_t batch)
+{
+    ck_assert_int_eq(nde_field_eval(f, t, y, theta, dy, batch), NDE_OK);
+    double s = 0.0;
+    for (size_t k = 0; k < batch * f->dim; k++)
+        s += v[k] * dy[k];
+    return s;
+}
+
+/* ---- conformance suite ------------------------------------------------ */
+
+/*
+ * Checks any field:
+ *  - vy and vtheta against central differences of v . f, step
+ *    h = 1e-6 (1 + |x|), at random y, theta, v (fixed seed), batch 3:
+ *    |fd - vjp| <= 1e-6 max(1, |vjp|);
+ *  - row i of a batch equals a batch-of-one eval of row i (to 1e-13
+ *    relative: dgemm may block a 1-row product differently);
+ *  - init_params is deterministic for a seed;
+ *  - vjp accumulates (a second call adds the same again) and takes NULL
+ *    outputs.
+ */
+static void check_field(const char *label, const char *ini)
+{
+    enum { B = 3 };
+    const double t = 0.7, tol = 1e-6;
+    loaded L;
+    load_ok(&L, ini, B);
+    nde_field *f = L.f;
+    const size_t d = f->dim, p = f->nparams, n = B * d;
+    double *theta = calloc(p + 1, sizeof *theta);
+    double *theta2 = calloc(p + 1, sizeof *theta2);
+    double *y = malloc(n * sizeof *y), *v = malloc(n * sizeof *v);
+    double *dy = malloc(n * sizeof *dy), *dy1 = malloc(d * sizeof *dy1);
+    double *vy = calloc(n, sizeof *vy), *vth = calloc(p + 1, sizeof *vth);
+    double *vy2 = calloc(n, sizeof *vy2), *vth2 = calloc(p + 1, sizeof *vth2);
+    ck_assert(theta && theta2 && y && v && dy && dy1 && vy && vth && vy2 &&
+              vth2);
+    rng_state = 1;
+
+    /* init_params: deterministic */
+    ck_assert_int_eq(nde_field_init_params(f, theta, 42), NDE_OK);
+    ck_assert_int_eq(nde_field_init_params(f, theta2, 42), NDE_OK);
+    ck_assert_msg(memcmp(theta, theta2, p * sizeof *theta) == 0,
+                  "%s: init_params(42) differs between calls", label);
+
+    /* random point: theta perturbed so that biases are not all zero */
+    for (size_t k = 0; k < p; k++)
+        theta[k] += 0.2 * uniform();
+    fill_uniform(y, n, 1.0);
+    fill_uniform(v, n, 1.0);
+
+    /* batch position independence */
+    ck_assert_int_eq(nde_field_eval(f, t, y, theta, dy, B), NDE_OK);
+    for (size_t i = 0; i < B; i++) {
+        ck_assert_int_eq(nde_field_eval(f, t, y + i * d, theta, dy1, 1),
+                         NDE_OK);
+        for (size_t j = 0; j < d; j++)
+            ck_assert_msg(fabs(dy1[j] - dy[i * d + j]) <=
+                              1e-13 * (1.0 + fabs(dy[i * d + j])),
+                          "%s: row %zu col %zu: batch %.17g, alone %.17g",
+                          label, i, j, dy[i * d + j], dy1[j]);
+    }
+
+    /* VJP against central differences */
+    ck_assert_int_eq(nde_field_vjp(f, t, y, theta, v, vy, vth, B), NDE_OK);
+    double scale = 0.0;
+    for (size_t k = 0; k < n; k++) {
+        double keep = y[k], h = 1e-6 * (1.0 + fabs(keep));
+        y[k] = keep + h;
+        double lp = contract(f, t, y, theta, v, dy, B);
+        y[k] = keep - h;
+        double lm = contract(f, t, y, theta, v, dy, B);
+        y[k] = keep;
+        double fd = (lp - lm) / (2.0 * h);
+        ck_assert_msg(fabs(fd - vy[k]) <= tol * fmax(1.0, fabs(vy[k])),
+                      "%s: vy[%zu] = %.12g, finite difference %.12g", label,
+                      k, vy[k], fd);
+        scale = fmax(scale, fabs(vy[k]));
+    }
+    for (size_t k = 0; k < p; k++) {
+        double keep = theta[k], h = 1e-6 * (1.0 + fabs(keep));
+        theta[k] = keep + h;
+        double lp = contract(f, t, y, theta, v, dy, B);
+        theta[k] = keep - h;
+        double lm = contract(f, t, y, theta, v, dy, B);
+        theta[k] = keep;
+        double fd = (lp - lm) / (2.0 * h);
+        char name[64];
+        nde_field_param_name(f, k, name, sizeof name);
+        ck_assert_msg(fabs(fd - vth[k]) <= tol * fmax(1.0, fabs(vth[k])),
+                      "%s: vtheta[%zu] (%s) = %.12g, finite difference %.12g",
+                      label, k, name, vth[k], fd);
+        scale = fmax(scale, fabs(vth[k]));
+    }
+    ck_assert_msg(scale > 0.0, "%s: the VJP is identically zero", label);
+
+    /* accumulation: a second call on top of the first doubles it */
+    memcpy(vy2, vy, n * sizeof *vy);
+    memcpy(vth2, vth, p * sizeof *vth);
+    ck_assert_int_eq(nde_field_vjp(f, t, y, theta, v, vy2, vth2, B), NDE_OK);
+    for (size_t k = 0; k < n; k++)
+        ck_assert_msg(fabs(vy2[k] - 2.0 * vy[k]) <= 1e-12 * fabs(vy[k]),
+                      "%s: vy does not accumulate", label);
+    for (size_t k = 0; k < p; k++)
+        ck_assert_msg(fabs(vth2[k] - 2.0 * vth[k]) <= 1e-12 * fabs(vth[k]),
+                      "%s: vtheta does not accumulate", label);
+
+    /* NULL outputs: each alone gives the same values */
+    memset(vy2, 0, n * sizeof *vy2);
+    memset(vth2, 0, (p + 1) * sizeof *vth2);
+    ck_assert_int_eq(nde_field_vjp(f, t, y, theta, v, vy2, NULL, B), NDE_OK);
+    ck_assert_int_eq(nde_field_vjp(f, t, y, theta, v, NULL, vth2, B), NDE_OK);
+    for (size_t k = 0; k < n; k++)
+        ck_assert_msg(fabs(vy2[k] - vy[k]) <= 1e-13 * fabs(vy[k]),
+                      "%s: vy alone differs", label);
+    for (size_t k = 0; k < p; k++)
+        ck_assert_msg(fabs(vth2[k] - vth[k]) <= 1e-13 * fabs(vth[k]),
+                      "%s: vtheta alone differs", label);
+    ck_assert_int_eq(nde_field_vjp(f, t, y, theta, v, NULL, NULL, B), NDE_OK);
+
+    free(theta);
+    free(theta2);
+    free(y);
+    free(v);
+    free(dy);
+    free(dy1);
+    free(vy);
+    free(vth);
+    free(vy2);
+    free(vth2);
+    unload(&L);
+}
+
+static const char *const conformance_configs[][2] = {
+    {"mlp tanh", "[field]\nplugin = mlp\nlayers = 2, 16, 2\n"},
+    {"mlp relu", "[field]\nplugin = mlp\nlayers = 3, 12, 3\nactivation = relu\n"},
+    {"mlp softplus",
+     "[field]\nplugin = mlp\nlayers = 2, 10, 2\nactivation = softplus\n"},
+    {"mlp identity",
+     "[field]\nplugin = mlp\nlayers = 2, 10, 2\nactivation = identity\n"},
+    {"mlp mixed deep time cube",
+     "[field]\nplugin = mlp\nlayers = 2, 12, 9, 2\n"
+     "activation = softplus, tanh\ntime = true\ninput = cube\n"},
+    {"mlp spiral", "[field]\nplugin = mlp\nlayers = 2, 50, 2\ninput = cube\n"},
+    {"mlp wide blas",
+     "[field]\nplugin = mlp\nlayers = 12, 20, 16, 12\ntime = yes\n"},
+    {"mlp wide blas everywhere",
+     "[field]\nplugin = mlp\nlayers = 3, 20, 3\nthin_width = 0\n"
+     "activation = relu\n"},
+    {"linear",
+     "[field]\nplugin = linear\nA = 0.5, -1, 0.25\n  1, -0.3, 2\n"
+     "  0, 0.7, -1.5\nb = 1, 2, 3\n"},
+    {"expr lotka-volterra",
+     "[field]\nplugin = expr\nstate = x, y\n"
+     "params = a=1.5, b=1.0, c=3.0, d=1.0\n"
+     "dx = a*x - b*x*y\ndy = -c*y + d*x*y\n"},
+    {"expr with t",
+     "[field]\nplugin = expr\nstate = u, w\nparams = k=0.8, om=2\n"
+     "du = w*sin(om*t) - k*u^2\ndw = -u + exp(-t)*w^3 + t\n"},
+    {"sum expr + mlp",
+     "[field]\nplugin = sum\nparts = known, net\n"
+     "[field.known]\nplugin = expr\nstate = x, y\nparams = a=1.5, b=1.0\n"
+     "dx = a*x - b*x*y\ndy = -y + x*y\n"
+     "[field.net]\nplugin = mlp\nlayers = 2, 8, 2\n"},
+};
+
+START_TEST(conformance)
+{
+    check_field(conformance_configs[_i][0], conformance_configs[_i][1]);
+}
+END_TEST
+
+/* ---- mlp -------------------------------------------------------------- */
+
+/* layers 1, 2, 1: f(y) = e tanh(a u + c) + f2 tanh(b u + d) + g */
+START_TEST(mlp_hand_computed)
+{
+    const char *inputs[] = {"identity", "cube"};
+    for (int cube = 0; cube < 2; cube++) {
+        char ini[200];
+        snprintf(ini, sizeof ini,
+                 "[field]\nplugin = mlp\nlayers = 1, 2, 1\ninput = %s\n",
+                 inputs[cube]);
+        loaded L;
+        load_ok(&L, ini, 2);
+        ck_assert_uint_eq(L.f->dim, 1);
+        ck_assert_uint_eq(L.f->nparams, 7);
+        /* W1 (2x1), b1 (2), W2 (1x2), b2 (1) */
+        const double theta[7] = {0.3, -1.2, 0.1, 0.4, 2.0, -0.5, 0.25};
+        const double y[2] = {0.5, -1.5};
+        double dy[2];
+        ck_assert_int_eq(nde_field_eval(L.f, 0.0, y, theta, dy, 2), NDE_OK);
+        for (int i = 0; i < 2; i++) {
+            double u = cube ? y[i] * y[i] * y[i] : y[i];
+            double want = 2.0 * tanh(0.3 * u + 0.1) -
+                          0.5 * tanh(-1.2 * u + 0.4) + 0.25;
+            ck_assert_double_eq_tol(dy[i], want, 1e-15);
+        }
+        unload(&L);
+    }
+}
+END_TEST
+
+START_TEST(mlp_time_input_and_names)
+{
+    loaded L;
+    load_ok(&L, "[field]\nplugin = mlp\nlayers = 1, 1, 1\ntime = true\n"
+                "activation = relu\n", 1);
+    ck_assert_uint_eq(L.f->nparams, 2 + 1 + 1 + 1);
+    /* W1 = [2, -3] on (y, t), b1 = 0.5, W2 = 4, b2 = -1 */
+    const double theta[5] = {2.0, -3.0, 0.5, 4.0, -1.0};
+    double y = 1.0, dy;
+    ck_assert_int_eq(nde_field_eval(L.f, 0.25, &y, theta, &dy, 1), NDE_OK);
+    ck_assert_double_eq_tol(dy, 4.0 * (2.0 - 0.75 + 0.5) - 1.0, 1e-15);
+    ck_assert_int_eq(nde_field_eval(L.f, 1.0, &y, theta, &dy, 1), NDE_OK);
+    ck_assert_double_eq(dy, -1.0); /* relu cut */
+    char name[32];
+    nde_field_param_name(L.f, 1, name, sizeof name);
+    ck_assert_str_eq(name, "W1[0,1]");
+    nde_field_param_name(L.f, 4, name, sizeof name);
+    ck_assert_str_eq(name, "b2[0]");
+    unload(&L);
+}
+END_TEST
+
+START_TEST(mlp_glorot_init)
+{
+    loaded L;
+    load_ok(&L, "[field]\nplugin = mlp\nlayers = 2, 50, 2\n", 1);
+    const size_t p = L.f->nparams;
+    ck_assert_uint_eq(p, 2 * 50 + 50 + 50 * 2 + 2);
+    double *a = malloc(p * sizeof *a), *b = malloc(p * sizeof *b);
+    nde_field_init_params(L.f, a, 1);
+    nde_field_init_params(L.f, b, 2);
+    double lim = sqrt(6.0 / 52.0), maxw = 0.0, mean = 0.0;
+    for (size_t k = 0; k < 100; k++) {
+        ck_assert(fabs(a[k]) < lim);
+        maxw = fmax(maxw, fabs(a[k]));
+        mean += a[k] / 100.0;
+    }
+    ck_assert(maxw > 0.8 * lim);    /* really spread over the interval */
+    ck_assert(fabs(mean) < 0.1);
+    for (size_t k = 100; k < 150; k++)
+        ck_assert(a[k] == 0.0); /* b1 */
+    ck_assert(a[150] != b[150]); /* another seed, other weights */
+    free(a);
+    free(b);
+    unload(&L);
+}
+END_TEST
+
+START_TEST(mlp_nonfinite_is_retry)
+{
+    loaded L;
+    load_ok(&L, "[field]\nplugin = mlp\nlayers = 2, 4, 2\n", 1);
+    double theta[22], y[2] = {NAN, 0.0}, dy[2];
+    nde_field_init_params(L.f, theta, 3);
+    ck_assert_int_eq(nde_field_eval(L.f, 0.0, y, theta, dy, 1), NDE_ERETRY);
+    unload(&L);
+}
+END_TEST
+
+/* ---- linear, expr, sum ------------------------------------------------ */
+
+START_TEST(linear_values)
+{
+    loaded L;
+    load_ok(&L, "[field]\nplugin = linear\nA = 1, 2\n  3, 4\nb = 0.5, -1\n", 2);
+    ck_assert_uint_eq(L.f->dim, 2);
+    ck_assert_uint_eq(L.f->nparams, 6);
+    double theta[6], y[4] = {1.0, -2.0, 0.25, 3.0}, dy[4];
+    nde_field_init_params(L.f, theta, 99);
+    const double want_theta[6] = {1, 2, 3, 4, 0.5, -1};
+    for (int k = 0; k < 6; k++)
+        ck_assert_double_eq(theta[k], want_theta[k]);
+    ck_assert_int_eq(nde_field_eval(L.f, 0.0, y, theta, dy, 2), NDE_OK);
+    ck_assert_double_eq(dy[0], 1 - 4 + 0.5);
+    ck_assert_double_eq(dy[1], 3 - 8 - 1);
+    ck_assert_double_eq(dy[2], 0.25 + 6 + 0.5);
+    ck_assert_double_eq(dy[3], 0.75 + 12 - 1);
+    unload(&L);
+
+    load_ok(&L, "[field]\nplugin = linear\nA = 2\n", 1); /* b defaults to 0 */
+    nde_field_init_params(L.f, theta, 0);
+    ck_assert_double_eq(theta[1], 0.0);
+    unload(&L);
+}
+END_TEST
+
+static const char *const lv_ini =
+    "[field]\nplugin = expr\nstate = x, y\n"
+    "params = a=1.5, b=1.0, c=3.0, d=1.0\n"
+    "dx = a*x - b*x*y\ndy = -c*y + d*x*y\n";
+
+START_TEST(expr_lotka_volterra)
+{
+    loaded L;
+    load_ok(&L, lv_ini, 2);
+    ck_assert_uint_eq(L.f->dim, 2);
+    ck_assert_uint_eq(L.f->nparams, 4);
+    ck_assert_ptr_nonnull(L.f->state_names);
+    ck_assert_str_eq(L.f->state_names[0], "x");
+    ck_assert_str_eq(L.f->state_names[1], "y");
+    char name[16];
+    nde_field_param_name(L.f, 2, name, sizeof name);
+    ck_assert_str_eq(name, "c");
+    double theta[4], y[4] = {2.0, 0.5, 1.0, 3.0}, dy[4];
+    nde_field_init_params(L.f, theta, 0);
+    ck_assert_double_eq(theta[0], 1.5);
+    ck_assert_double_eq(theta[3], 1.0);
+    ck_assert_int_eq(nde_field_eval(L.f, 0.0, y, theta, dy, 2), NDE_OK);
+    ck_assert_double_eq_tol(dy[0], 1.5 * 2 - 2 * 0.5, 1e-15);
+    ck_assert_double_eq_tol(dy[1], -3 * 0.5 + 2 * 0.5, 1e-15);
+    ck_assert_double_eq_tol(dy[2], 1.5 - 3, 1e-15);
+    ck_assert_double_eq_tol(dy[3], -9 + 3, 1e-15);
+    theta[0] = 2.0; /* parameters come from theta, not the config */
+    ck_assert_int_eq(nde_field_eval(L.f, 0.0, y, theta, dy, 1), NDE_OK);
+    ck_assert_double_eq_tol(dy[0], 2 * 2 - 2 * 0.5, 1e-15);
+    unload(&L);
+}
+END_TEST
+
+START_TEST(sum_values_and_names)
+{
+    loaded L;
+    load_ok(&L, "[field]\nplugin = sum\nparts = one, two\n"
+                "[field.one]\nplugin = linear\nA = 1, 0\n  0, 2\n"
+                "[field.two]\nplugin = expr\nstate = p, q\nparams = k=3\n"
+                "dp = k*q\ndq = t\n", 1);
+    ck_assert_uint_eq(L.f->nparams, 6 + 1);
+    ck_assert_str_eq(L.f->state_names[0], "p"); /* the first part with names */
+    char name[32];
+    nde_field_param_name(L.f, 6, name, sizeof name);
+    ck_assert_str_eq(name, "two.k");
+    nde_field_param_name(L.f, 1, name, sizeof name);
+    ck_assert_str_eq(name, "one.A[0,1]");
+    double theta[7], y[2] = {1.0, 2.0}, dy[2];
+    nde_field_init_params(L.f, theta, 5);
+    ck_assert_int_eq(nde_field_eval(L.f, 0.5, y, theta, dy, 1), NDE_OK);
+    ck_assert_double_eq_tol(dy[0], 1.0 + 3 * 2.0, 1e-15);
+    ck_assert_double_eq_tol(dy[1], 4.0 + 0.5, 1e-15);
+    unload(&L);
+}
+END_TEST
+
+START_TEST(sum_seeds_parts_apart)
+{
+    loaded L, M;
+    load_ok(&L, "[field]\nplugin = sum\nparts = a, b\n"
+                "[field.a]\nplugin = mlp\nlayers = 2, 4, 2\n"
+                "[field.b]\nplugin = mlp\nlayers = 2, 4, 2\n", 1);
+    load_ok(&M, "[field]\nplugin = mlp\nlayers = 2, 4, 2\n", 1);
+    double ts[44], ta[22], tb[22];
+    nde_field_init_params(L.f, ts, 7);
+    nde_field_init_params(M.f, ta, nde_seed_derive(7, 0));
+    nde_field_init_params(M.f, tb, nde_seed_derive(7, 1));
+    ck_assert(memcmp(ts, ta, sizeof ta) == 0);
+    ck_assert(memcmp(ts + 22, tb, sizeof tb) == 0);
+    ck_assert(ts[0] != ts[22]);
+    unload(&L);
+    unload(&M);
+}
+END_TEST
+
+/* ---- bad input -------------------------------------------------------- */
+
+static const char *const bad_configs[][3] = {
+    /* config, key, text the message must contain */
+    {"[field]\nplugin = mlp\nlayers = 2, 50, 3\n", "layers", "must equal"},
+    {"[field]\nplugin = mlp\nlayers = 2\n", "layers", "at least 2"},
+    {"[field]\nplugin = mlp\nlayers = 2, 0, 2\n", "layers", "width 2 is 0"},
+    {"[field]\nplugin = mlp\nlayers = 2, 5, 5, 2\nactivation = tanh, relu, "
+     "tanh\n", "activation", "expected 1 or 2 values"},
+    {"[field]\nplugin = mlp\nlayers = 2, 5, 2\nactivation = tahn\n",
+     "activation", "did you mean 'tanh'"},
+    {"[field]\nplugin = mlp\nlayers = 2, 5, 2\ninput = square\n", "input",
+     "unknown input transform 'square'"},
+    {"[field]\nplugin = mlp\n", "layers", "missing required key"},
+    {"[field]\nplugin = linear\nA = 1, 2, 3\n", "A", "square matrix"},
+    {"[field]\nplugin = linear\nA = 1, 2\n  3, 4\nb = 1, 2, 3\n", "b",
+     "expected 2 values"},
+    {"[field]\nplugin = expr\nstate = x\ndx = x\ndz = 1\n", "dz",
+     "'z' is not a state"},
+    {"[field]\nplugin = expr\nstate = x, y\ndx = y\n", "dy",
+     "missing equation for state 'y'"},
+    {"[field]\nplugin = expr\nstate = x\ndx = k*x\n", "dx",
+     "expression 'k*x' uses unknown variable 'k'"},
+    {"[field]\nplugin = expr\nstate = x\ndx = 2*(x\n", "dx",
+     "cannot parse expression '2*(x'"},
+    {"[field]\nplugin = expr\nstate = x\ndx = foo(x)\n", "dx",
+     "cannot parse expression 'foo(x)'"},
+    {"[field]\nplugin = expr\nstate = x\ndx =\n", "dx", "empty expression"},
+    {"[field]\nplugin = expr\nstate = x, e\ndx = 1\nde = 1\n", "state",
+     "'e' is not usable"},
+    {"[field]\nplugin = expr\nstate = x, t\ndx = 1\n", "state",
+     "'t' is the time"},
+    {"[field]\nplugin = expr\nstate = x\nparams = x=1\ndx = 1\n", "params",
+     "'x' is declared twice"},
+    {"[field]\nplugin = sum\nparts = a\n[field.a]\nplugin = linear\nA = 1\n",
+     "parts", "at least 2 parts"},
+    {"[field]\nplugin = sum\nparts = a, b\n[field.a]\nplugin = linear\nA = 1\n",
+     "parts", "part 'b' has no section [field.b]"},
+    {"[field]\nplugin = sum\nparts = a, b\n[field.a]\nplugin = linear\nA = 1\n"
+     "[field.b]\nplugin = linear\nA = 1, 0\n  0, 1\n",
+     "parts", "part 'b' has dimension 2 but part 'a' has 1"},
+    {"[field]\nplugin = sum\nparts = a, b\n[field.a]\nplugin = linear\nA = 1\n"
+     "[field.b]\nplugin = sum\nparts = a, b\n",
+     "parts", "part 'b' is this sum itself"},
+    {"[field]\nplugin = sum\nparts = a, b\n[field.a]\nplugin = linear\nA = 1\n"
+     "[field.b]\nplugin = sum\nparts = a, c\n[field.c]\nplugin = sum\n"
+     "parts = a, b\n", "parts", "a cycle"},
+};
+
+START_TEST(bad_input)
+{
+    const char *ini = bad_configs[_i][0], *key = bad_configs[_i][1],
+               *text = bad_configs[_i][2];
+    loaded L;
+    int status = load(&L, ini, 1);
+    const char *msg = nde_ctx_message(L.ctx);
+    char keyref[64];
+    snprintf(keyref, sizeof keyref, "] %s:", key);
+    ck_assert_msg(status == NDE_ECONFIG, "config %d: status %s (%s)", _i,
+                  nde_status_name(status), msg);
+    ck_assert_ptr_null(L.f);
+    ck_assert_msg(strstr(msg, keyref) && strstr(msg, text) &&
+                      strstr(msg, "test.ini:"),
+                  "config %d: message '%s' lacks '%s' or '%s'", _i, msg,
+                  keyref, text);
+    unload(&L);
+}
+END_TEST
+
+/* ---- libmatheval behaviour the expr plugin relies on -------------------- */
+
+static double eval1(const char *text, double x, const char *dname,
+                    double *deriv)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", text);
+    void *ev = evaluator_create(buf);
+    ck_assert_msg(ev != NULL, "'%s' does not parse", text);
+    char *names[] = {"x"};
+    double r = evaluator_evaluate(ev, 1, names, &x);
+    if (dname) {
+        void *d = evaluator_derivative(ev, (char *)dname);
+        *deriv = evaluator_evaluate(d, 1, names, &x);
+        evaluator_destroy(d);
+    }
+    evaluator_destroy(ev);
+    return r;
+}
+
+START_TEST(matheval_quirks)
+{
+    double d;
+    ck_assert_double_eq(eval1("x^2", -3.0, "x", &d), 9.0);
+    ck_assert_double_eq(d, -6.0);
+    ck_assert_double_eq(eval1("-x^2", 3.0, "x", &d), -9.0); /* -(x^2) */
+    ck_assert_double_eq(d, -6.0);
+    ck_assert_double_eq(eval1("2*-x", 3.0, "x", &d), -6.0);
+    ck_assert_double_eq(d, -2.0);
+    ck_assert_double_eq_tol(eval1("exp(x)", 1.0, "x", &d), M_E, 1e-15);
+    ck_assert_double_eq_tol(d, M_E, 1e-15);
+    ck_assert_double_eq(eval1("2^3^2", 0.0, NULL, NULL), 64.0); /* (2^3)^2 */
+    ck_assert_double_eq_tol(eval1("e", 0.0, NULL, NULL), M_E, 1e-15);
+    char empty[] = "", blank[] = "  ", implicit[] = "2x";
+    ck_assert_ptr_null(evaluator_create(empty));
+    ck_assert_ptr_null(evaluator_create(blank));
+    ck_assert_ptr_null(evaluator_create(implicit));
+}
+END_TEST
+
+/* ---- the mlp's vectorised tanh ---------------------------------------- */
+
+/* relative error in units of DBL_EPSILON (2^-52) */
+static double rel_err(double got, double want)
+{
+    if (want == 0.0)
+        return got == 0.0 ? 0.0 : INFINITY;
+    return fabs(got - want) / fabs(want);
+}
+
+START_TEST(tanh_accuracy)
+{
+    enum { N = 600001 };
+    double *x = malloc(N * sizeof *x), *r = malloc(N * sizeof *r);
+    ck_assert(x && r);
+    /* a uniform grid over [-30, 30] and a log grid over tiny to 30 */
+    for (size_t i = 0; i < N / 2; i++)
+        x[i] = -30.0 + 60.0 * (double)i / (double)(N / 2 - 1);
+    for (size_t i = N / 2; i < N; i++) {
+        double e = -320.0 + 322.0 * (double)(i - N / 2) / (double)(N / 2);
+        x[i] = ((i & 1) ? -1.0 : 1.0) * 30.0 * pow(10.0, e) / 100.0;
+    }
+    memcpy(r, x, N * sizeof *r);
+    mlp_internal_tanh(r, N);
+    double worst = 0.0, at = 0.0;
+    for (size_t i = 0; i < N; i++) {
+        double e = rel_err(r[i], tanh(x[i]));
+        if (e > worst) {
+            worst = e;
+            at = x[i];
+        }
+    }
+    /* Measured worst: 4.4e-16 (2 DBL_EPSILON) at x = 1.46e-11; 3 * DBL_EPSILON
+     * = 6.7e-16 asserted. */
+    ck_assert_msg(worst <= 3.0 * DBL_EPSILON,
+                  "max relative error %.3g at x = %.17g", worst, at);
+
+    double special[] = {0.0, -0.0, 5e-324, -5e-324, 1e-300, -1e-20,
+                        20.0, -20.5, 1e300, INFINITY, -INFINITY, NAN};
+    const size_t ns = sizeof special / sizeof *special;
+    memcpy(r, special, sizeof special);
+    mlp_internal_tanh(r, ns);
+    for (size_t i = 0; i + 1 < ns; i++) {
+        ck_assert_msg(r[i] == tanh(special[i]) &&
+                          signbit(r[i]) == signbit(special[i]),
+                      "tanh(%g) = %.17g, libm %.17g", special[i], r[i],
+                      tanh(special[i]));
+    }
+    ck_assert(isnan(r[ns - 1]));
+    free(x);
+    free(r);
+}
+END_TEST
+
+static Suite *fields_suite(void)
+{
+    Suite *s = suite_create("fields");
+    TCase *tc = tcase_create("conformance");
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, conformance, 0,
+                        sizeof conformance_configs /
+                            sizeof conformance_configs[0]);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("plugins");
+    tcase_add_test(tc, mlp_hand_computed);
+    tcase_add_test(tc, mlp_time_input_and_names);
+    tcase_add_test(tc, mlp_glorot_init);
+    tcase_add_test(tc, mlp_nonfinite_is_retry);
+    tcase_add_test(tc, linear_values);
+    tcase_add_test(tc, expr_lotka_volterra);
+    tcase_add_test(tc, sum_values_and_names);
+    tcase_add_test(tc, sum_seeds_parts_apart);
+    tcase_add_loop_test(tc, bad_input, 0,
+                        sizeof bad_configs / sizeof bad_configs[0]);
+    tcase_add_test(tc, matheval_quirks);
+    tcase_add_test(tc, tanh_accuracy);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(fields_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
