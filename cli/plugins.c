@@ -53,7 +53,12 @@ static int visit(const nde_plugin_info *info, const char *path, void *user)
 static void broken(const char *path, const char *reason, void *user)
 {
     const list_state *st = user;
-    if (st->report_broken)
+    if (!st->report_broken)
+        return;
+    /* The registry's reasons usually start with the path already. */
+    if (strncmp(reason, path, strlen(path)) == 0)
+        cli_error("warning: cannot load %s", reason);
+    else
         cli_error("warning: cannot load %s: %s", path, reason);
 }
 

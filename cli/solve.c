@@ -308,9 +308,10 @@ int cli_solve(int argc, char **argv)
     code = CLI_EXIT_OK;
     if (args.stats_json && write_stats_json(&stats, args.stats_json) != 0)
         code = CLI_EXIT_FAILURE;
-    if (rc != NDE_OK)
+    if (rc != NDE_OK) {
+        nde_error_prefix(run.ctx, "solve failed");
         code = cli_fail(run.ctx, rc);
-    else if (code == CLI_EXIT_OK &&
+    } else if (code == CLI_EXIT_OK &&
              write_csv(args.output, run.field, &run.problem, run.ysave) != 0)
         code = CLI_EXIT_FAILURE;
 done:
