@@ -2,9 +2,15 @@
 # Install nde into a staging directory, build the out-of-tree example
 # plugin (plugins/example) against the installed nde.pc outside the build
 # tree, check its VJP, and solve with it through the installed `nde`.
-# Usage: install_test.sh BUILD_DIR SOURCE_DIR PREFIX LIBDIR_ABS
+# Usage: install_test.sh BUILD_DIR SOURCE_DIR PREFIX LIBDIR_ABS SANITIZE
 set -euo pipefail
-build=$1 src=$2 prefix=$3 libdir=$4
+build=$1 src=$2 prefix=$3 libdir=$4 sanitize=$5
+
+# A sanitized libnde needs the sanitizer runtime in the programs that load
+# it, so a sanitized build builds the user's plugin and checker that way.
+if [ "$sanitize" != none ]; then
+    export CFLAGS="-O1 -g -fsanitize=$sanitize -fno-omit-frame-pointer"
+fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/nde-install-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
