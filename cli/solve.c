@@ -9,8 +9,10 @@
 
 #include "cli.h"
 
-/* Parameters not given by the config (e.g. an mlp without `seed`) are drawn
- * from this seed, so two runs of one config give the same output. */
+/* Parameters the config does not give are drawn from the [field] section's
+ * `seed` key when its plugin declares one (the mlp documents that the
+ * program takes its seed from there), else from this seed: two runs of one
+ * config give the same numbers. */
 #define CLI_SOLVE_SEED 1
 
 const char cli_solve_help[] =
@@ -24,7 +26,8 @@ const char cli_solve_help[] =
     "and one row per save time; when y0 has several rows (a batch), a\n"
     "leading `batch` column numbers them from 0, rows grouped by batch row.\n"
     "Numbers are printed with 17 significant digits (they read back exactly).\n"
-    "Parameters the config does not set are drawn from seed 1.\n"
+    "Parameters the config does not set are drawn from the `seed` key of\n"
+    "[field] when its plugin has one (mlp), else from seed 1.\n"
     "\n"
     "Options:\n"
     "  -s, --set SECTION.KEY=VALUE  override a config value (in order given;\n"
@@ -225,6 +228,28 @@ static void solve_run_free(solve_run *r)
     nde_ctx_destroy(r->ctx);
 }
 
+/* The seed for init_params: [field]'s own `seed` key if its plugin has
+ * one (the section is checked, so the getter applies the default), else
+ * CLI_SOLVE_SEED. */
+static int field_seed(const nde_config *cfg, const nde_field *f,
+                      uint64_t *seed, nde_ctx *ctx)
+{
+    const nde_key *k;
+    long value;
+    int rc;
+
+    *seed = CLI_SOLVE_SEED;
+    for (k = f->type->info.keys; k && k->name; k++) {
+        if (strcmp(k->name, "seed") != 0 || k->type != NDE_KEY_INT)
+            continue;
+        if ((rc = nde_get_long(nde_config_section(cfg, "field"), "seed",
+                               &value, ctx)) != NDE_OK)
+            return rc;
+        *seed = (uint64_t)value;
+    }
+    return NDE_OK;
+}
+
 /* Apply the overrides to the loaded config and compose; NDE_OK or a status
  * with ctx's message. The config layer refuses unknown section names (at
  * load and in overrides); known sections that solve does not read, such as
@@ -233,6 +258,7 @@ static int compose(solve_run *r, const solve_args *args, nde_solve_opts *opts)
 {
     nde_section *psec, *ssec;
     size_t i, batch = 0;
+    uint64_t seed;
     int rc;
 
     for (i = 0; i < args->nsets; i++)
@@ -261,8 +287,8 @@ static int compose(solve_run *r, const solve_args *args, nde_solve_opts *opts)
                       sizeof *r->ysave);
     if (!r->theta || !r->ysave)
         return nde_error(r->ctx, NDE_ENOMEM, "out of memory");
-    if ((rc = nde_field_init_params(r->field, r->theta, CLI_SOLVE_SEED)) !=
-            NDE_OK ||
+    if ((rc = field_seed(r->cfg, r->field, &seed, r->ctx)) != NDE_OK ||
+        (rc = nde_field_init_params(r->field, r->theta, seed)) != NDE_OK ||
         (rc = nde_solver_set_batch(r->solver, r->problem.batch)) != NDE_OK)
         return rc;
     return NDE_OK;

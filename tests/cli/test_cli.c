@@ -464,6 +464,26 @@ START_TEST(test_examples_run)
 }
 END_TEST
 
+START_TEST(test_mlp_seed)
+{
+    /* The mlp's weights come from [field]'s seed key: same seed, same
+     * numbers; another seed, other numbers. */
+    run_result a = run("solve", example("spiral.ini"), "-s", "problem.nsave=2");
+    run_result b = run("solve", example("spiral.ini"), "-s", "problem.nsave=2",
+                       "-s", "field.seed=1");
+    run_result c = run("solve", example("spiral.ini"), "-s", "problem.nsave=2",
+                       "-s", "field.seed=2");
+    assert_ok(a);
+    assert_ok(b);
+    assert_ok(c);
+    ck_assert_str_eq(a.out, b.out);
+    ck_assert_str_ne(a.out, c.out);
+    result_free(&a);
+    result_free(&b);
+    result_free(&c);
+}
+END_TEST
+
 START_TEST(test_plugins_lists_all)
 {
     static const char *const names[] = {"mlp", "linear", "expr", "sum",
@@ -758,6 +778,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_batch_column);
     tcase_add_test(tc, test_stats_json);
     tcase_add_test(tc, test_examples_run);
+    tcase_add_test(tc, test_mlp_seed);
     tcase_add_test(tc, test_plugins_lists_all);
     tcase_add_test(tc, test_set_creates_section);
     tcase_add_test(tc, test_set_subsection_key);
