@@ -32,9 +32,35 @@ static void print_keys(const nde_key *keys, const char *indent)
     }
     for (k = keys; k->name; k++) {
         const char *def = !k->def ? "required" : *k->def ? k->def : "(unset)";
-        printf("%s%-12s %-8s %-12s %s\n", indent, k->name,
+        printf("%s%-12s %-15s %-10s %s\n", indent, k->name,
                nde_key_type_name(k->type), def, k->help ? k->help : "");
     }
+}
+
+/* "adaptive, dense, ..." for the capability flags set in `flags`. */
+static void print_flags(unsigned flags)
+{
+    static const struct {
+        unsigned flag;
+        const char *name;
+    } names[] = {
+        {NDE_CAP_ADAPTIVE, "adaptive"}, {NDE_CAP_DENSE, "dense output"},
+        {NDE_CAP_STIFFNESS, "stiffness estimate"},
+        {NDE_CAP_STEP_VJP, "step VJP"}, {NDE_CAP_FSAL, "FSAL"},
+        {NDE_CAP_DIFFUSION, "diffusion"},
+        {NDE_NEEDS_DENSE, "needs dense output"},
+        {NDE_NEEDS_STEPS, "needs steps"},
+        {NDE_NEEDS_STEP_VJP, "needs step VJP"},
+        {NDE_NEEDS_ERROR_EST, "needs error estimate"},
+        {NDE_NEEDS_STIFFNESS, "needs stiffness estimate"}};
+    const char *sep = "";
+    size_t i;
+
+    for (i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (flags & names[i].flag) {
+            printf("%s%s", sep, names[i].name);
+            sep = ", ";
+        }
 }
 
 static int visit(const nde_plugin_info *info, const char *path, void *user)
@@ -46,6 +72,21 @@ static int visit(const nde_plugin_info *info, const char *path, void *user)
     st->count++;
     printf("  %s - %s\n", info->name, info->description);
     printf("      module: %s\n", path ? path : "(built in)");
+    if (info->kind == NDE_KIND_SOLVER) {
+        /* info is the first member of the solver's descriptor */
+        const nde_solver_type *type = (const nde_solver_type *)info;
+        printf("      order %d", type->order);
+        if (type->error_order)
+            printf(", error estimate of order %d", type->error_order);
+        if (type->dense_order)
+            printf(", dense output of order %d", type->dense_order);
+        printf("\n");
+    }
+    if (info->flags) {
+        printf("      capabilities: ");
+        print_flags(info->flags);
+        printf("\n");
+    }
     print_keys(info->keys, "      ");
     return 0;
 }

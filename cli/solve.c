@@ -278,9 +278,6 @@ static int compose(solve_run *r, const solve_args *args, nde_solve_opts *opts)
         return rc;
     opts->tstops = r->problem.tstops;
     opts->ntstops = r->problem.ntstops;
-    if (r->problem.nsave == 0)
-        return nde_section_error(psec, NULL, r->ctx,
-                                 "no save times (set saveat or nsave)");
     r->theta = calloc(r->field->nparams ? r->field->nparams : 1,
                       sizeof *r->theta);
     r->ysave = calloc(r->problem.nsave * r->problem.batch * r->field->dim,
