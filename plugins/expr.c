@@ -271,6 +271,10 @@ static int expr_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
     double *pvalues = NULL;
     size_t nstates = 0, nparams = 0;
     int status;
+    if (!sec) {
+        free(s);
+        return nde_error(ctx, NDE_EINVAL, "expr: needs a config section");
+    }
     if (!s)
         return nde_error(ctx, NDE_ENOMEM, "expr: out of memory");
     f->state = s;

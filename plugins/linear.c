@@ -97,6 +97,10 @@ static int linear_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
     double *a = NULL, *b = NULL;
     size_t na = 0, nb = 0;
     int status;
+    if (!sec) {
+        free(s);
+        return nde_error(ctx, NDE_EINVAL, "linear: needs a config section");
+    }
     if (!s)
         return nde_error(ctx, NDE_ENOMEM, "linear: out of memory");
     f->state = s;

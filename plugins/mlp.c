@@ -41,7 +41,6 @@ typedef struct mlp_state {
     mlp_layer *layer;
     int time_input;
     int cube_input;
-    long seed;
     size_t in0;            /* first layer's input width: dim (+1)        */
     double *x0;            /* batch x in0: transformed input            */
     double **h;            /* h[l]: batch x out of layer l (l < L-1)    */
@@ -501,6 +500,10 @@ static int mlp_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
     long *widths = NULL;
     size_t nwidths = 0;
     int status;
+    if (!sec) {
+        free(s);
+        return nde_error(ctx, NDE_EINVAL, "mlp: needs a config section");
+    }
     if (!s)
         return nde_error(ctx, NDE_ENOMEM, "mlp: out of memory");
     f->state = s;
@@ -534,7 +537,6 @@ static int mlp_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
     const char *input = NULL;
     if ((status = nde_get_bool(sec, "time", &time_input, ctx)) ||
         (status = nde_get_string(sec, "input", &input, ctx)) ||
-        (status = nde_get_long(sec, "seed", &s->seed, ctx)) ||
         (status = nde_get_long(sec, "thin_width", &thin_width, ctx)))
         goto done;
     if (strcmp(input, "identity") == 0) {

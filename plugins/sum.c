@@ -160,6 +160,10 @@ static int sum_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
     sum_state *s = calloc(1, sizeof *s);
     size_t n = 0;
     int status;
+    if (!sec) {
+        free(s);
+        return nde_error(ctx, NDE_EINVAL, "sum: needs a config section");
+    }
     if (!s)
         return nde_error(ctx, NDE_ENOMEM, "sum: out of memory");
     f->state = s;
