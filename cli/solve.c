@@ -202,9 +202,7 @@ static int write_csv(const char *path, const nde_field *f,
             fputc('\n', o.fp);
         }
     }
-    if (cli_outfile_commit(&o) != 0)
-        return -1;
-    return 0;
+    return cli_outfile_commit(&o);
 }
 
 /* Everything one solve holds, so one function can free it on any path. */
@@ -297,12 +295,13 @@ int cli_solve(int argc, char **argv)
     solve_run run;
     nde_solve_opts opts;
     nde_stats stats;
-    int rc, code;
+    int i, rc, code;
 
-    if (argc >= 2 && cli_is_help(argv[1])) {
-        fputs(cli_solve_help, stdout);
-        return CLI_EXIT_OK;
-    }
+    for (i = 1; i < argc; i++)
+        if (cli_is_help(argv[i])) {
+            fputs(cli_solve_help, stdout);
+            return CLI_EXIT_OK;
+        }
     memset(&run, 0, sizeof run);
     if ((code = parse_args(argc, argv, &args)) != CLI_EXIT_OK)
         goto done;
