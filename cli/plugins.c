@@ -128,8 +128,15 @@ int cli_plugins(int argc, char **argv)
             if (strcmp(only, nde_kind_name(kinds[i])) == 0)
                 break;
         if (i == NDE_KIND_COUNT) {
-            cli_error("plugins: unknown kind '%s' (kinds: field, solver, "
-                      "adjoint, regularizer)", only);
+            const char *names[NDE_KIND_COUNT + 1], *guess;
+            for (i = 0; i < NDE_KIND_COUNT; i++)
+                names[i] = nde_kind_name(kinds[i]);
+            names[NDE_KIND_COUNT] = NULL;
+            guess = nde_suggest(only, names);
+            cli_error("plugins: unknown kind '%s'%s%s%s (kinds: field, "
+                      "solver, adjoint, regularizer)", only,
+                      guess ? "; did you mean '" : "", guess ? guess : "",
+                      guess ? "'?" : "");
             return CLI_EXIT_USAGE;
         }
     }

@@ -506,6 +506,21 @@ START_TEST(test_plugins_lists_all)
 }
 END_TEST
 
+START_TEST(test_plugins_kind_filter)
+{
+    run_result r = run("plugins", "solver");
+    assert_ok(r);
+    assert_contains(r.out, "\n  tsit5 - ");
+    assert_contains(r.out, "order 5");
+    ck_assert_ptr_null(strstr(r.out, "\n  mlp - "));
+    result_free(&r);
+
+    r = run("plugins", "solvers");
+    assert_fails(r, 2, "unknown kind 'solvers'", "did you mean 'solver'");
+    result_free(&r);
+}
+END_TEST
+
 /* ---- overrides ---------------------------------------------------------- */
 
 START_TEST(test_set_creates_section)
@@ -780,6 +795,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_examples_run);
     tcase_add_test(tc, test_mlp_seed);
     tcase_add_test(tc, test_plugins_lists_all);
+    tcase_add_test(tc, test_plugins_kind_filter);
     tcase_add_test(tc, test_set_creates_section);
     tcase_add_test(tc, test_set_subsection_key);
     tcase_add_test(tc, test_set_unknown_section);
