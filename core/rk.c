@@ -1,0 +1,443 @@
+/*
+ * The explicit Runge-Kutta engine shared by every tableau solver: one step
+ * with its embedded error, FSAL reuse, dense output, the stiffness estimate
+ * and the VJP of one step. Formulas are those of nde/solver.h.
+ *
+ * Hot path: no allocation and no indirect call except the field's eval;
+ * every vector operation is a plain loop over n = batch * dim values.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nde/nde.h"
+#include "rk.h"
+
+int nde_rk_work_create(int stages, size_t n_max, nde_rk_work **out)
+{
+    /* k, kv, gv, kbar per stage; g, gq, gbar, gqbar, ynbar, errv, ynextv,
+     * y, y_next, err, y1, f1 once. */
+    const size_t nbuf = 4 * (size_t)stages + 12;
+    nde_rk_work *w;
+    double *p;
+
+    *out = NULL;
+    if (!(w = calloc(1, sizeof *w)))
+        return NDE_ENOMEM;
+    if (!(w->block = calloc(nbuf * n_max, sizeof(double)))) {
+        free(w);
+        return NDE_ENOMEM;
+    }
+    w->stages = stages;
+    p = w->block;
+    for (int i = 0; i < stages; i++) {
+        w->k[i] = p;    p += n_max;
+        w->kv[i] = p;   p += n_max;
+        w->gv[i] = p;   p += n_max;
+        w->kbar[i] = p; p += n_max;
+    }
+    w->g = p;      p += n_max;
+    w->gq = p;     p += n_max;
+    w->gbar = p;   p += n_max;
+    w->gqbar = p;  p += n_max;
+    w->ynbar = p;  p += n_max;
+    w->errv = p;   p += n_max;
+    w->ynextv = p; p += n_max;
+    w->y = p;      p += n_max;
+    w->y_next = p; p += n_max;
+    w->err = p;    p += n_max;
+    w->y1 = p;     p += n_max;
+    w->f1 = p;
+    *out = w;
+    return NDE_OK;
+}
+
+void nde_rk_work_destroy(nde_rk_work *w)
+{
+    if (!w)
+        return;
+    free(w->block);
+    free(w);
+}
+
+/* out = y + sum_{j<m} hc[j] k[j] (hc already scaled by h). One pass per
+ * non-zero coefficient, each a loop gcc vectorises. */
+static inline void rk_combine(double *restrict out, const double *restrict y,
+                              const double *hc, int m, double *const *k,
+                              size_t n)
+{
+    int j = 0;
+
+    while (j < m && hc[j] == 0.0)
+        j++;
+    if (j == m) {
+        memcpy(out, y, n * sizeof *out);
+        return;
+    }
+    {
+        const double c = hc[j];
+        const double *restrict kj = k[j];
+        for (size_t i = 0; i < n; i++)
+            out[i] = y[i] + c * kj[i];
+    }
+    for (j++; j < m; j++) {
+        const double c = hc[j];
+        const double *restrict kj = k[j];
+        if (c == 0.0)
+            continue;
+        for (size_t i = 0; i < n; i++)
+            out[i] += c * kj[i];
+    }
+}
+
+/* out += sum_{j<m} hc[j] k[j]. */
+static inline void rk_accumulate(double *restrict out, const double *hc,
+                                 int m, double *const *k, size_t n)
+{
+    for (int j = 0; j < m; j++) {
+        const double c = hc[j];
+        const double *restrict kj = k[j];
+        if (c == 0.0)
+            continue;
+        for (size_t i = 0; i < n; i++)
+            out[i] += c * kj[i];
+    }
+}
+
+static inline void rk_scale(double *hc, const double *coef, int m, double h)
+{
+    for (int j = 0; j < m; j++)
+        hc[j] = h * coef[j];
+}
+
+/* Apply a pending FSAL hand-over: the last stage of the accepted step is
+ * f(t + h, y_next), the next step's first stage. */
+static inline void rk_take_fsal(nde_rk_work *w)
+{
+    if (w->fsal_pending) {
+        double *tmp = w->k[0];
+        w->k[0] = w->k[w->stages - 1];
+        w->k[w->stages - 1] = tmp;
+        w->fsal_pending = 0;
+        w->k1_valid = 1;
+    }
+}
+
+int nde_rk_eval_first(nde_solver *s, const double *theta, double t,
+                      const double *y, const double **f0)
+{
+    nde_rk_work *w = s->work;
+    int rc;
+
+    w->fsal_pending = 0;
+    w->k1_valid = 0;
+    s->counts.nfe++;
+    rc = nde_field_eval(s->field, t, y, theta, w->k[0], s->batch);
+    if (rc != NDE_OK)
+        return rc;
+    w->k1_valid = 1;
+    *f0 = w->k[0];
+    return NDE_OK;
+}
+
+int nde_solver_step(nde_solver *s, const double *theta, double t, double h,
+                    const double *y, double *y_next, double *err)
+{
+    const nde_rk_tableau *tab = s->type->tableau;
+    nde_rk_work *w = s->work;
+    nde_field *f = s->field;
+    const int ns = tab->stages;
+    const int last_fsal = tab->fsal ? ns - 1 : ns;
+    const size_t batch = s->batch;
+    const size_t n = batch * f->dim;
+    double hc[NDE_RK_MAX_STAGES];
+    int rc;
+
+    rk_take_fsal(w);
+    if (!w->k1_valid) {
+        s->counts.nfe++;
+        if ((rc = nde_field_eval(f, t, y, theta, w->k[0], batch)) != NDE_OK)
+            return rc;
+        w->k1_valid = 1;
+    }
+    for (int i = 1; i < last_fsal; i++) {
+        double *gi = i == tab->stiff_stage ? w->gq : w->g;
+        rk_scale(hc, tab->a + (size_t)i * ns, i, h);
+        rk_combine(gi, y, hc, i, w->k, n);
+        s->counts.nfe++;
+        rc = nde_field_eval(f, t + tab->c[i] * h, gi, theta, w->k[i], batch);
+        if (rc != NDE_OK)
+            return rc;
+    }
+    rk_scale(hc, tab->b, ns, h);
+    rk_combine(y_next, y, hc, last_fsal, w->k, n);
+    if (tab->fsal) {
+        s->counts.nfe++;
+        rc = nde_field_eval(f, t + h, y_next, theta, w->k[ns - 1], batch);
+        if (rc != NDE_OK)
+            return rc;
+    }
+    if (err && tab->btilde) {
+        rk_scale(hc, tab->btilde, ns, h);
+        memset(err, 0, n * sizeof *err);
+        rk_accumulate(err, hc, ns, w->k, n);
+    }
+    return NDE_OK;
+}
+
+void nde_solver_accept(nde_solver *s)
+{
+    nde_rk_work *w = s->work;
+
+    /* The swap waits for the next step so that dense output of the step
+     * just accepted stays available. */
+    if (s->type->tableau->fsal) {
+        w->fsal_pending = 1;
+    } else {
+        w->k1_valid = 0;
+    }
+}
+
+void nde_solver_invalidate(nde_solver *s)
+{
+    nde_rk_work *w = s->work;
+
+    w->k1_valid = 0;
+    w->fsal_pending = 0;
+}
+
+int nde_solver_dense(const nde_solver *s, const double *y, double h,
+                     double theta, double *out)
+{
+    const nde_rk_tableau *tab = s->type->tableau;
+    const nde_rk_work *w = s->work;
+    const int deg = tab->dense_degree;
+    double hc[NDE_RK_MAX_STAGES];
+
+    if (deg <= 0)
+        return nde_error(s->ctx, NDE_ECAPABILITY,
+                         "solver '%s' has no dense output",
+                         s->type->info.name);
+    for (int i = 0; i < tab->stages; i++) {
+        const double *r = tab->dense + (size_t)i * deg;
+        double p = 0.0;
+        for (int j = deg - 1; j >= 0; j--)
+            p = (p + r[j]) * theta;
+        hc[i] = h * p;
+    }
+    rk_combine(out, y, hc, tab->stages, w->k, s->batch * s->field->dim);
+    return NDE_OK;
+}
+
+int nde_solver_stiffness(const nde_solver *s, const double *y_next,
+                         double *out)
+{
+    const nde_rk_tableau *tab = s->type->tableau;
+    const nde_rk_work *w = s->work;
+    const size_t n = s->batch * s->field->dim;
+    const double *ks, *kq;
+    double num = 0.0, den = 0.0;
+
+    if (tab->stiff_stage < 0)
+        return nde_error(s->ctx, NDE_ECAPABILITY,
+                         "solver '%s' has no stiffness estimate",
+                         s->type->info.name);
+    /* A pending FSAL swap has not happened yet, so k[s-1] is still this
+     * step's last stage. */
+    ks = w->k[tab->stages - 1];
+    kq = w->k[tab->stiff_stage];
+    for (size_t i = 0; i < n; i++) {
+        const double du = ks[i] - kq[i], dg = y_next[i] - w->gq[i];
+        num += du * du;
+        den += dg * dg;
+    }
+    /* RMS(du) / RMS(dg): the 1/n factors cancel. */
+    *out = den > 0.0 ? sqrt(num / den) / tab->stability_size : 0.0;
+    return NDE_OK;
+}
+
+double nde_error_norm(const double *err, const double *y, const double *y_next,
+                      size_t n, double rtol, double atol)
+{
+    double sum = 0.0;
+
+    for (size_t i = 0; i < n; i++) {
+        const double a = fabs(y[i]), b = fabs(y_next[i]);
+        const double q = err[i] / (atol + rtol * (a > b ? a : b));
+        sum += q * q;
+    }
+    return sqrt(sum / (double)n);
+}
+
+double nde_rk_error_norm_checked(const double *err, const double *y,
+                                 const double *y_next, size_t n, double rtol,
+                                 double atol)
+{
+    double sum = 0.0, poison = 0.0;
+
+    for (size_t i = 0; i < n; i++) {
+        const double a = fabs(y[i]), b = fabs(y_next[i]);
+        const double q = err[i] / (atol + rtol * (a > b ? a : b));
+        sum += q * q;
+        poison += y_next[i] * 0.0; /* NaN iff y_next[i] is Inf or NaN */
+    }
+    return sqrt(sum / (double)n) + poison;
+}
+
+/*
+ * Reverse mode through one step. Forward (recomputed here):
+ *   g_i = y + h sum_j a_ij k_j,  k_i = f(t + c_i h, g_i)
+ *   y_next = y + h sum_i b_i k_i,  err = h sum_i btilde_i k_i
+ *   EEst = sqrt(mean (err/sc)^2),  sc = atol + rtol max(|y|, |y_next|)
+ *   S = sqrt(sum u^2 / sum w^2) / stab,  u = k_s - k_q,  w = y_next - g_q
+ * For FSAL tableaus the last stage's argument is y + h sum_j a_sj k_j, the
+ * same numbers as y_next (a_s = b), so it is treated as a stage like any
+ * other.
+ */
+int nde_solver_step_vjp(nde_solver *s, const double *theta, double t, double h,
+                        const double *y, double rtol, double atol,
+                        const double *ybar_next, double ebar, double sbar,
+                        double *ybar, double *thetabar)
+{
+    const nde_rk_tableau *tab = s->type->tableau;
+    nde_rk_work *w = s->work;
+    nde_field *f = s->field;
+    const int ns = tab->stages, q = tab->stiff_stage;
+    const size_t batch = s->batch;
+    const size_t n = batch * f->dim;
+    double hc[NDE_RK_MAX_STAGES];
+    int rc;
+
+    if (ebar != 0.0 && !tab->btilde)
+        return nde_error(s->ctx, NDE_ECAPABILITY,
+                         "solver '%s' has no error estimate to differentiate",
+                         s->type->info.name);
+    if (sbar != 0.0 && q < 0)
+        return nde_error(s->ctx, NDE_ECAPABILITY,
+                         "solver '%s' has no stiffness estimate to "
+                         "differentiate", s->type->info.name);
+
+    /* Forward: stage arguments and stages. */
+    memcpy(w->gv[0], y, n * sizeof *y);
+    for (int i = 0; i < ns; i++) {
+        if (i > 0) {
+            rk_scale(hc, tab->a + (size_t)i * ns, i, h);
+            rk_combine(w->gv[i], y, hc, i, w->kv, n);
+        }
+        s->counts.nfe++;
+        rc = nde_field_eval(f, t + tab->c[i] * h, w->gv[i], theta, w->kv[i],
+                            batch);
+        if (rc != NDE_OK)
+            return rc;
+    }
+    rk_scale(hc, tab->b, ns, h);
+    rk_combine(w->ynextv, y, hc, ns, w->kv, n);
+
+    for (int i = 0; i < ns; i++)
+        memset(w->kbar[i], 0, n * sizeof(double));
+    if (ybar_next)
+        memcpy(w->ynbar, ybar_next, n * sizeof(double));
+    else
+        memset(w->ynbar, 0, n * sizeof(double));
+
+    /* EEst: through err and through the scale. */
+    if (ebar != 0.0) {
+        double sum = 0.0, eest;
+        rk_scale(hc, tab->btilde, ns, h);
+        memset(w->errv, 0, n * sizeof(double));
+        rk_accumulate(w->errv, hc, ns, w->kv, n);
+        for (size_t i = 0; i < n; i++) {
+            const double a = fabs(y[i]), b = fabs(w->ynextv[i]);
+            const double r = w->errv[i] / (atol + rtol * (a > b ? a : b));
+            sum += r * r;
+        }
+        eest = sqrt(sum / (double)n);
+        if (eest > 0.0) {
+            const double cst = ebar / ((double)n * eest);
+            for (size_t i = 0; i < n; i++) {
+                const double yi = y[i], yn = w->ynextv[i];
+                const double a = fabs(yi), b = fabs(yn);
+                const double sc = atol + rtol * (a > b ? a : b);
+                const double r = w->errv[i] / sc;
+                const double scbar = -cst * r * r / sc;
+                w->errv[i] = cst * r / sc; /* now d(ebar EEst)/d err */
+                if (a >= b) {
+                    if (ybar)
+                        ybar[i] += scbar * rtol * (yi > 0 ? 1.0 : yi < 0 ? -1.0 : 0.0);
+                } else {
+                    w->ynbar[i] += scbar * rtol * (yn > 0 ? 1.0 : -1.0);
+                }
+            }
+            for (int j = 0; j < ns; j++) {
+                const double c = h * tab->btilde[j];
+                if (c == 0.0)
+                    continue;
+                for (size_t i = 0; i < n; i++)
+                    w->kbar[j][i] += c * w->errv[i];
+            }
+        }
+    }
+
+    /* Stiffness: S = sqrt(N2 / D2) / stab. */
+    if (q >= 0)
+        memset(w->gqbar, 0, n * sizeof(double));
+    if (sbar != 0.0) {
+        const double *ks = w->kv[ns - 1], *kq = w->kv[q], *gq = w->gv[q];
+        double n2 = 0.0, d2 = 0.0;
+        for (size_t i = 0; i < n; i++) {
+            const double du = ks[i] - kq[i], dg = w->ynextv[i] - gq[i];
+            n2 += du * du;
+            d2 += dg * dg;
+        }
+        if (d2 > 0.0) {
+            const double st = sqrt(n2 / d2) / tab->stability_size;
+            const double cu = n2 > 0.0 ? sbar * st / n2 : 0.0;
+            const double cg = -sbar * st / d2;
+            for (size_t i = 0; i < n; i++) {
+                const double du = ks[i] - kq[i], dg = w->ynextv[i] - gq[i];
+                w->kbar[ns - 1][i] += cu * du;
+                w->kbar[q][i] -= cu * du;
+                w->ynbar[i] += cg * dg;
+                w->gqbar[i] -= cg * dg;
+            }
+        }
+    }
+
+    /* y_next = y + h sum b_i k_i */
+    if (ybar)
+        for (size_t i = 0; i < n; i++)
+            ybar[i] += w->ynbar[i];
+    for (int j = 0; j < ns; j++) {
+        const double c = h * tab->b[j];
+        if (c == 0.0)
+            continue;
+        for (size_t i = 0; i < n; i++)
+            w->kbar[j][i] += c * w->ynbar[i];
+    }
+
+    /* Stages in reverse: gbar_i = kbar_i^T df/dy (+ direct terms), then
+     * g_i = y + h sum_j a_ij k_j. */
+    for (int i = ns - 1; i >= 0; i--) {
+        double *gbar = w->gbar;
+        if (i == q)
+            memcpy(gbar, w->gqbar, n * sizeof(double));
+        else
+            memset(gbar, 0, n * sizeof(double));
+        s->counts.nvjp++;
+        rc = nde_field_vjp(f, t + tab->c[i] * h, w->gv[i], theta, w->kbar[i],
+                           gbar, thetabar, batch);
+        if (rc != NDE_OK)
+            return rc;
+        if (ybar)
+            for (size_t m = 0; m < n; m++)
+                ybar[m] += gbar[m];
+        for (int j = 0; j < i; j++) {
+            const double c = h * tab->a[(size_t)i * ns + j];
+            if (c == 0.0)
+                continue;
+            for (size_t m = 0; m < n; m++)
+                w->kbar[j][m] += c * gbar[m];
+        }
+    }
+    return NDE_OK;
+}

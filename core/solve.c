@@ -1,0 +1,394 @@
+/*
+ * The solve loop: accept/reject, save times by dense output, tstops,
+ * counting and the failure modes (maximum steps, step-size underflow,
+ * non-finite values). Step-size proposals come from core/controller.c,
+ * steps from the RK engine (core/rk.c).
+ */
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "nde/nde.h"
+#include "rk.h"
+
+/* A non-finite step is retried this many times in a row, each time with a
+ * quarter of the step, before the solve gives up. */
+#define MAX_RETRIES 30
+#define RETRY_SHRINK 0.25
+
+/* An adaptive step that would leave less than 1% of itself before a stop is
+ * stretched onto the stop (no sliver steps); fixed steps only absorb
+ * round-off. */
+#define LAND_STRETCH_ADAPTIVE 1.01
+#define LAND_STRETCH_FIXED (1.0 + 1e-8)
+
+const nde_key nde_solve_keys[] = {
+    {"rtol", NDE_KEY_DOUBLE, "1e-6",
+     "relative tolerance (scaled RMS error norm, adaptive solvers)"},
+    {"atol", NDE_KEY_DOUBLE, "1e-6", "absolute tolerance"},
+    {"dt", NDE_KEY_DOUBLE, "0",
+     "step size: first step of an adaptive solver (0 = automatic), the "
+     "step of a fixed-step solver (must be > 0)"},
+    {"max_steps", NDE_KEY_INT, "100000",
+     "most steps (accepted + rejected) per solve"},
+    {"dtmin", NDE_KEY_DOUBLE, "0",
+     "smallest allowed |step|; below it the solve stops with a step-size "
+     "underflow"},
+    {"dtmax", NDE_KEY_DOUBLE, "0", "largest allowed |step| (0 = unlimited)"},
+    {"safety", NDE_KEY_DOUBLE, "0.9", "PI controller safety factor"},
+    {"qmin", NDE_KEY_DOUBLE, "0.2", "smallest step-size ratio h_new/h"},
+    {"qmax", NDE_KEY_DOUBLE, "10", "largest step-size ratio h_new/h"},
+    {"beta1", NDE_KEY_DOUBLE, "",
+     "PI exponent on the current error (default 7/(10 p), p = the solver's "
+     "order)"},
+    {"beta2", NDE_KEY_DOUBLE, "",
+     "PI exponent on the previous error (default 2/(5 p))"},
+    {NULL, 0, NULL, NULL}};
+
+void nde_solve_opts_default(nde_solve_opts *o, const nde_solver_type *type)
+{
+    const double p = type->order > 0 ? type->order : 1;
+
+    memset(o, 0, sizeof *o);
+    o->rtol = 1e-6;
+    o->atol = 1e-6;
+    o->max_steps = 100000;
+    o->ctrl.safety = 0.9;
+    o->ctrl.qmin = 0.2;
+    o->ctrl.qmax = 10.0;
+    o->ctrl.beta1 = 7.0 / (10.0 * p);
+    o->ctrl.beta2 = 2.0 / (5.0 * p);
+    nde_controller_reset(&o->ctrl);
+}
+
+static int opt_double(const nde_section *sec, const char *key, double *out,
+                      double lo, int lo_open, double hi, nde_ctx *ctx)
+{
+    int rc;
+
+    if ((rc = nde_get_double(sec, key, out, ctx)) != NDE_OK)
+        return rc;
+    if (*out < lo || (lo_open && *out == lo) || *out > hi)
+        return nde_section_error(sec, key, ctx, "%g is outside %s%g, %g]",
+                                 *out, lo_open ? "(" : "[", lo, hi);
+    return NDE_OK;
+}
+
+int nde_solve_opts_from_section(nde_solve_opts *o, const nde_solver_type *type,
+                                const nde_section *sec, nde_ctx *ctx)
+{
+    nde_controller *c = &o->ctrl;
+    int rc;
+
+    nde_solve_opts_default(o, type);
+    if ((rc = opt_double(sec, "rtol", &o->rtol, 0, 0, 1, ctx)) ||
+        (rc = opt_double(sec, "atol", &o->atol, 0, 0, HUGE_VAL, ctx)) ||
+        (rc = opt_double(sec, "dt", &o->dt, 0, 0, HUGE_VAL, ctx)) ||
+        (rc = opt_double(sec, "dtmin", &o->dtmin, 0, 0, HUGE_VAL, ctx)) ||
+        (rc = opt_double(sec, "dtmax", &o->dtmax, 0, 0, HUGE_VAL, ctx)) ||
+        (rc = opt_double(sec, "safety", &c->safety, 0, 1, 1, ctx)) ||
+        (rc = opt_double(sec, "qmin", &c->qmin, 0, 1, 1, ctx)) ||
+        (rc = opt_double(sec, "qmax", &c->qmax, 1, 0, HUGE_VAL, ctx)) ||
+        (rc = nde_get_long(sec, "max_steps", &o->max_steps, ctx)))
+        return rc;
+    if (nde_section_has(sec, "beta1") &&
+        (rc = opt_double(sec, "beta1", &c->beta1, 0, 0, 1, ctx)))
+        return rc;
+    if (nde_section_has(sec, "beta2") &&
+        (rc = opt_double(sec, "beta2", &c->beta2, 0, 0, 1, ctx)))
+        return rc;
+    if (o->max_steps <= 0)
+        return nde_section_error(sec, "max_steps", ctx, "must be > 0");
+    if (o->rtol == 0 && o->atol == 0)
+        return nde_section_error(sec, "atol", ctx,
+                                 "rtol and atol cannot both be 0");
+    if ((type->info.flags & NDE_CAP_ADAPTIVE) == 0 && o->dt <= 0)
+        return nde_section_error(sec, "dt", ctx,
+                                 "solver '%s' is fixed-step (no error "
+                                 "estimate): set dt > 0", type->info.name);
+    return NDE_OK;
+}
+
+static double rms_scaled(const double *v, const double *y, size_t n,
+                         double rtol, double atol)
+{
+    double sum = 0.0;
+
+    for (size_t i = 0; i < n; i++) {
+        const double q = v[i] / (atol + rtol * fabs(y[i]));
+        sum += q * q;
+    }
+    return sqrt(sum / (double)n);
+}
+
+int nde_initial_step(nde_solver *s, const nde_solve_opts *o,
+                     const double *theta, double t0, const double *y0,
+                     const double *f0, double t1, double *h0_out)
+{
+    nde_rk_work *w = s->work;
+    const size_t n = s->batch * s->field->dim;
+    const double dir = t1 >= t0 ? 1.0 : -1.0;
+    const double span = fabs(t1 - t0);
+    const int p = s->type->order;
+    double d0, d1, d2 = 0.0, h0, h1, dmax;
+    int rc, tries;
+
+    /* Hairer's heuristic, methods.md 2.4. */
+    d0 = rms_scaled(y0, y0, n, o->rtol, o->atol);
+    d1 = rms_scaled(f0, y0, n, o->rtol, o->atol);
+    if (!isfinite(d0) || !isfinite(d1))
+        return nde_error(s->ctx, NDE_ENONFINITE,
+                         "non-finite initial state or derivative at t = %g",
+                         t0);
+    h0 = (d0 < 1e-5 || d1 < 1e-5) ? 1e-6 : 0.01 * d0 / d1;
+    if (h0 > span)
+        h0 = span;
+    if (o->dtmax > 0 && h0 > o->dtmax)
+        h0 = o->dtmax;
+    for (tries = 0;; tries++) {
+        const double hs = dir * h0;
+        for (size_t i = 0; i < n; i++)
+            w->y1[i] = y0[i] + hs * f0[i];
+        s->counts.nfe++;
+        rc = nde_field_eval(s->field, t0 + hs, w->y1, theta, w->f1, s->batch);
+        if (rc == NDE_OK) {
+            for (size_t i = 0; i < n; i++)
+                w->f1[i] -= f0[i];
+            d2 = rms_scaled(w->f1, y0, n, o->rtol, o->atol) / h0;
+            if (isfinite(d2))
+                break;
+        } else if (rc != NDE_ERETRY) {
+            return rc;
+        }
+        if (tries == MAX_RETRIES)
+            return nde_error(s->ctx, NDE_ENONFINITE,
+                             "initial step: the field is non-finite near "
+                             "t = %g for every trial step down to %g", t0, h0);
+        h0 *= RETRY_SHRINK;
+    }
+    dmax = d1 > d2 ? d1 : d2;
+    h1 = dmax <= 1e-15 ? fmax(1e-6, h0 * 1e-3) : pow(0.01 / dmax, 1.0 / p);
+    h0 = fmin(100.0 * h0, h1);
+    if (h0 > span)
+        h0 = span;
+    if (o->dtmax > 0 && h0 > o->dtmax)
+        h0 = o->dtmax;
+    if (h0 < o->dtmin)
+        h0 = o->dtmin;
+    *h0_out = dir * h0;
+    return NDE_OK;
+}
+
+static int all_finite(const double *v, size_t n)
+{
+    double poison = 0.0;
+
+    for (size_t i = 0; i < n; i++)
+        poison += v[i] * 0.0;
+    return poison == 0.0;
+}
+
+/* Times in [t0, t1] (closed) or, for tstops, any order-respecting list. */
+static int check_times(nde_ctx *ctx, const char *what, const double *ts,
+                       size_t n, double t0, double t1, int in_range)
+{
+    const double dir = t1 >= t0 ? 1.0 : -1.0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(ts[i]))
+            return nde_error(ctx, NDE_EINVAL, "%s[%zu] is not finite", what, i);
+        if (in_range && (dir * (ts[i] - t0) < 0 || dir * (ts[i] - t1) > 0))
+            return nde_error(ctx, NDE_EINVAL,
+                             "%s[%zu] = %g lies outside [t0, t1] = [%g, %g]",
+                             what, i, ts[i], t0, t1);
+        if (i > 0 && dir * (ts[i] - ts[i - 1]) < 0)
+            return nde_error(ctx, NDE_EINVAL,
+                             "%s must be %s in the direction of integration "
+                             "(%s[%zu] = %g after %g)", what,
+                             dir > 0 ? "non-decreasing" : "non-increasing",
+                             what, i, ts[i], ts[i - 1]);
+    }
+    return NDE_OK;
+}
+
+static int solve_loop(nde_solver *s, const nde_solve_opts *o,
+                      const double *theta, double t0, const double *y0,
+                      double t1, size_t nsave, const double *tsave,
+                      double *ysave, nde_stats *st)
+{
+    const unsigned flags = s->type->info.flags;
+    const int adaptive = (flags & NDE_CAP_ADAPTIVE) != 0;
+    const int dense = (flags & NDE_CAP_DENSE) != 0;
+    const double stretch = adaptive ? LAND_STRETCH_ADAPTIVE : LAND_STRETCH_FIXED;
+    const double dir = t1 >= t0 ? 1.0 : -1.0;
+    const size_t n = s->batch * s->field->dim;
+    nde_rk_work *w = s->work;
+    nde_controller ctrl = o->ctrl;
+    double *y = w->y, *yn = w->y_next, *err = adaptive ? w->err : NULL;
+    size_t isave = 0, istop = 0;
+    long nsteps = 0;
+    int nretry = 0, rc;
+    double t = t0, habs;
+
+    if (!isfinite(t0) || !isfinite(t1))
+        return nde_error(s->ctx, NDE_EINVAL, "t0 = %g, t1 = %g: not finite",
+                         t0, t1);
+    if (o->max_steps <= 0 || o->rtol < 0 || o->atol < 0 ||
+        (adaptive && o->rtol == 0 && o->atol == 0))
+        return nde_error(s->ctx, NDE_EINVAL,
+                         "solve options: need max_steps > 0, rtol >= 0, "
+                         "atol >= 0, not both 0");
+    if (!adaptive && !(o->dt > 0))
+        return nde_error(s->ctx, NDE_EINVAL,
+                         "solver '%s' is fixed-step (no error estimate): "
+                         "dt must be > 0, got %g", s->type->info.name, o->dt);
+    if ((rc = check_times(s->ctx, "save times", tsave, nsave, t0, t1, 1)) ||
+        (rc = check_times(s->ctx, "tstops", o->tstops, o->ntstops, t0, t1, 0)))
+        return rc;
+    if (!all_finite(y0, n))
+        return nde_error(s->ctx, NDE_ENONFINITE,
+                         "the initial state is not finite");
+
+    memcpy(y, y0, n * sizeof *y);
+    nde_solver_invalidate(s);
+    while (isave < nsave && tsave[isave] == t0) {
+        memcpy(ysave + isave * n, y0, n * sizeof *y);
+        isave++;
+    }
+    while (istop < o->ntstops && dir * (o->tstops[istop] - t0) <= 0)
+        istop++;
+    if (t1 == t0)
+        return NDE_OK;
+
+    nde_controller_reset(&ctrl);
+    if (adaptive && o->dt == 0) {
+        const double *f0;
+        double h0;
+        rc = nde_rk_eval_first(s, theta, t0, y, &f0);
+        if (rc == NDE_ERETRY)
+            return nde_error(s->ctx, NDE_ENONFINITE,
+                             "the field is not finite at the initial state "
+                             "(t = %g)", t0);
+        if (rc != NDE_OK)
+            return rc;
+        if ((rc = nde_initial_step(s, o, theta, t0, y, f0, t1, &h0)))
+            return rc;
+        habs = fabs(h0);
+    } else {
+        habs = o->dt;
+    }
+    if (o->dtmax > 0 && habs > o->dtmax)
+        habs = o->dtmax;
+
+    while (t != t1) {
+        double stop = t1, h, t_new, eest = 0.0;
+        int land = 0, nonfinite = 0;
+
+        if (istop < o->ntstops && dir * (o->tstops[istop] - t1) < 0)
+            stop = o->tstops[istop];
+        if (!dense && isave < nsave && dir * (tsave[isave] - stop) < 0)
+            stop = tsave[isave];
+        h = dir * habs;
+        if (fabs(stop - t) <= habs * stretch) {
+            h = stop - t;
+            land = 1;
+        }
+        if (fabs(h) <= 4.0 * DBL_EPSILON * fabs(t) ||
+            (!land && fabs(h) < o->dtmin)) {
+            if (nretry > 0)
+                return nde_error(s->ctx, NDE_ENONFINITE,
+                                 "non-finite values at t = %g persist down "
+                                 "to step size %g", t, fabs(h));
+            return nde_error(s->ctx, NDE_ESTEPSIZE,
+                             "step size underflow at t = %g: |h| = %g is "
+                             "below %s", t, fabs(h),
+                             fabs(h) < o->dtmin ? "dtmin" : "round-off");
+        }
+        if (nsteps >= o->max_steps)
+            return nde_error(s->ctx, NDE_EMAXSTEPS,
+                             "max_steps = %ld reached at t = %g before "
+                             "t1 = %g", o->max_steps, t, t1);
+        nsteps++;
+
+        rc = nde_solver_step(s, theta, t, h, y, yn, err);
+        if (rc == NDE_ERETRY) {
+            nonfinite = 1;
+        } else if (rc != NDE_OK) {
+            return rc;
+        } else if (adaptive) {
+            eest = nde_rk_error_norm_checked(err, y, yn, n, o->rtol, o->atol);
+            nonfinite = !isfinite(eest);
+        } else {
+            nonfinite = !all_finite(yn, n);
+        }
+        if (nonfinite) {
+            st->retries++;
+            st->steps_rejected++;
+            if (++nretry > MAX_RETRIES)
+                return nde_error(s->ctx, NDE_ENONFINITE,
+                                 "non-finite values at t = %g in %d retries "
+                                 "in a row (last |h| = %g)", t, MAX_RETRIES,
+                                 fabs(h));
+            habs = fabs(h) * RETRY_SHRINK;
+            continue;
+        }
+        nretry = 0;
+        if (eest > 1.0) {
+            st->steps_rejected++;
+            habs = fabs(nde_controller_reject(&ctrl, eest, h));
+            continue;
+        }
+
+        st->steps_accepted++;
+        t_new = land ? stop : t + h;
+        while (isave < nsave && dir * (tsave[isave] - t_new) <= 0) {
+            double *out = ysave + isave * n;
+            if (tsave[isave] == t_new)
+                memcpy(out, yn, n * sizeof *out);
+            else
+                nde_solver_dense(s, y, h, (tsave[isave] - t) / h, out);
+            isave++;
+        }
+        if (fabs(h) < st->h_min)
+            st->h_min = fabs(h);
+        if (fabs(h) > st->h_max)
+            st->h_max = fabs(h);
+        {
+            double *tmp = y;
+            y = yn;
+            yn = tmp;
+        }
+        t = t_new;
+        nde_solver_accept(s);
+        if (land && istop < o->ntstops && stop == o->tstops[istop]) {
+            /* A tstop may be a discontinuity: no FSAL stage across it. */
+            while (istop < o->ntstops && dir * (o->tstops[istop] - t) <= 0)
+                istop++;
+            nde_solver_invalidate(s);
+        }
+        habs = adaptive ? fabs(nde_controller_accept(&ctrl, eest, h)) : o->dt;
+        if (o->dtmax > 0 && habs > o->dtmax)
+            habs = o->dtmax;
+    }
+    return NDE_OK;
+}
+
+int nde_solve(nde_solver *s, const nde_solve_opts *opts, const double *theta,
+              double t0, const double *y0, double t1, size_t nsave,
+              const double *tsave, double *ysave, nde_stats *stats)
+{
+    const long nfe0 = s->counts.nfe;
+    nde_stats st;
+    int rc;
+
+    memset(&st, 0, sizeof st);
+    st.h_min = HUGE_VAL;
+    rc = solve_loop(s, opts, theta, t0, y0, t1, nsave, tsave, ysave, &st);
+    st.nfe = s->counts.nfe - nfe0;
+    if (st.steps_accepted == 0)
+        st.h_min = 0.0;
+    st.status = rc;
+    if (stats)
+        *stats = st;
+    return rc;
+}
