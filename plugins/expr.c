@@ -255,11 +255,16 @@ static int check_equation_keys(const expr_state *s, const nde_section *sec,
         if (key[0] != 'd')
             continue;
         int v = find_var(s, key + 1);
-        if (v < 1 || (size_t)v > s->nstate)
+        if (v < 1 || (size_t)v > s->nstate) {
+            char states[256] = "";
+            for (size_t j = 0; j < s->nstate; j++)
+                snprintf(states + strlen(states), sizeof states - strlen(states),
+                         "%s%s", j ? ", " : "", s->vars[1 + j]);
             return nde_section_error(sec, key, ctx,
-                                     "'%s' is not a state (declared in "
-                                     "state: the equation of x is dx)",
-                                     key + 1);
+                                     "'%s' is not a state (the states are "
+                                     "%s; the equation of state x is dx)",
+                                     key + 1, states);
+        }
     }
     return NDE_OK;
 }

@@ -128,9 +128,9 @@ static int create_parts(nde_field *f, sum_state *s, nde_section *sec,
         for (int d = 0; d < nbuilding; d++)
             if (strcmp(building[d], section) == 0)
                 return nde_section_error(sec, "parts", ctx,
-                                         "part '%s' contains [%s], which "
-                                         "contains this sum (a cycle)",
-                                         s->name[i], building[d]);
+                                         "part '%s' ([%s]) contains this "
+                                         "sum: a cycle", s->name[i],
+                                         building[d]);
         if (!nde_config_section(cfg, section))
             return nde_section_error(sec, "parts", ctx,
                                      "part '%s' has no section [%s]",
