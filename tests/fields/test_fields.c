@@ -246,6 +246,37 @@ START_TEST(conformance)
 }
 END_TEST
 
+/* Every field plugin in the search path has a config above, so a new one
+ * cannot skip the suite unnoticed. */
+static int require_conformance_config(const nde_plugin_info *info,
+                                      const char *path, void *user)
+{
+    (void)user;
+    if (info->kind != NDE_KIND_FIELD)
+        return 0;
+    char needle[96];
+    snprintf(needle, sizeof needle, "plugin = %s\n", info->name);
+    size_t n = sizeof conformance_configs / sizeof conformance_configs[0];
+    for (size_t i = 0; i < n; i++)
+        if (strstr(conformance_configs[i][1], needle))
+            return 0;
+    ck_abort_msg("field plugin '%s' (%s) has no conformance config in "
+                 "tests/fields/test_fields.c", info->name, path);
+    return 1;
+}
+
+START_TEST(every_field_plugin_is_covered)
+{
+    nde_ctx *ctx = nde_ctx_create();
+    ck_assert_int_eq(
+        nde_plugin_foreach(ctx, require_conformance_config, NULL, NULL), 0);
+    const nde_plugin_info *info;
+    ck_assert_int_eq(nde_plugin_find(ctx, NDE_KIND_FIELD, "sum", &info),
+                     NDE_OK); /* the search did see the build tree */
+    nde_ctx_destroy(ctx);
+}
+END_TEST
+
 /* ---- mlp -------------------------------------------------------------- */
 
 /* layers 1, 2, 1: f(y) = e tanh(a u + c) + f2 tanh(b u + d) + g */
@@ -616,6 +647,7 @@ static Suite *fields_suite(void)
     tcase_add_loop_test(tc, conformance, 0,
                         sizeof conformance_configs /
                             sizeof conformance_configs[0]);
+    tcase_add_test(tc, every_field_plugin_is_covered);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("plugins");
