@@ -662,6 +662,9 @@ const char *nde_section_origin(const nde_section *sec, const char *key)
 
 static int verror_at(const nde_section *sec, const char *key, long line,
                      nde_ctx *ctx, const char *fmt, va_list ap)
+    __attribute__((format(printf, 5, 0), nonnull(5)));
+static int verror_at(const nde_section *sec, const char *key, long line,
+                     nde_ctx *ctx, const char *fmt, va_list ap)
 {
     char msg[768], where[640];
     const value *v = key ? section_value(sec, key) : NULL;
