@@ -14,35 +14,42 @@
 /* OrdinaryDiffEq's qoldinit: the floor on the remembered error. */
 #define ERR_PREV_MIN 1e-4
 
-void nde_controller_reset(nde_controller *c)
+void nde_pi_init(nde_pi *pi, const nde_controller *params)
 {
-    c->err_prev = ERR_PREV_MIN;
+    pi->c = *params;
+    pi->c.err_prev = ERR_PREV_MIN;
+    pi->log_err_prev = log(ERR_PREV_MIN);
 }
 
-double nde_controller_accept(nde_controller *c, double eest, double h)
+double nde_pi_accept(nde_pi *pi, double eest, double h)
 {
-    double factor;
+    const nde_controller *c = &pi->c;
+    double factor = c->qmax, log_eest = log(ERR_PREV_MIN);
 
-    if (eest == 0.0) {
-        factor = c->qmax;
-    } else {
-        /* One log and one exp instead of two pow calls. */
-        factor = c->safety * exp(c->beta2 * log(c->err_prev) -
-                                 c->beta1 * log(eest));
+    if (eest > 0.0) {
+        log_eest = log(eest);
+        factor = c->safety * exp(c->beta2 * pi->log_err_prev -
+                                 c->beta1 * log_eest);
         if (factor < c->qmin)
             factor = c->qmin;
         else if (factor > c->qmax)
             factor = c->qmax;
     }
-    c->err_prev = eest > ERR_PREV_MIN ? eest : ERR_PREV_MIN;
+    if (eest > ERR_PREV_MIN) {
+        pi->c.err_prev = eest;
+        pi->log_err_prev = log_eest;
+    } else {
+        pi->c.err_prev = ERR_PREV_MIN;
+        pi->log_err_prev = log(ERR_PREV_MIN);
+    }
     return h * factor;
 }
 
-double nde_controller_reject(const nde_controller *c, double eest, double h)
+double nde_pi_reject(const nde_pi *pi, double eest, double h)
 {
-    double factor = c->safety * exp(-c->beta1 * log(eest));
+    double factor = pi->c.safety * exp(-pi->c.beta1 * log(eest));
 
-    if (!(factor > c->qmin)) /* also when eest is NaN */
-        factor = c->qmin;
+    if (!(factor > pi->c.qmin)) /* also when eest is NaN */
+        factor = pi->c.qmin;
     return h * factor;
 }

@@ -60,47 +60,85 @@ void nde_rk_work_destroy(nde_rk_work *w)
     free(w);
 }
 
-/* out = y + sum_{j<m} hc[j] k[j] (hc already scaled by h). One pass per
- * non-zero coefficient, each a loop gcc vectorises. */
-static inline void rk_combine(double *restrict out, const double *restrict y,
-                              const double *hc, int m, double *const *k,
-                              size_t n)
+/* out = y + sum_{j<m} hc[j] k[j] (hc already scaled by h), for a stage
+ * count m known at compile time: the j sum unrolls and the loop over the n
+ * values vectorises, with no per-coefficient pass over memory. */
+static inline __attribute__((always_inline)) void
+rk_combine_m(double *restrict out, const double *restrict y, const double *hc,
+             double *const *k, size_t n, const int m)
 {
-    int j = 0;
-
-    while (j < m && hc[j] == 0.0)
-        j++;
-    if (j == m) {
-        memcpy(out, y, n * sizeof *out);
-        return;
-    }
-    {
-        const double c = hc[j];
-        const double *restrict kj = k[j];
-        for (size_t i = 0; i < n; i++)
-            out[i] = y[i] + c * kj[i];
-    }
-    for (j++; j < m; j++) {
-        const double c = hc[j];
-        const double *restrict kj = k[j];
-        if (c == 0.0)
-            continue;
-        for (size_t i = 0; i < n; i++)
-            out[i] += c * kj[i];
+    for (size_t i = 0; i < n; i++) {
+        double acc = y ? y[i] : 0.0;
+#pragma GCC unroll 16
+        for (int j = 0; j < m; j++)
+            acc += hc[j] * k[j][i];
+        out[i] = acc;
     }
 }
 
-/* out += sum_{j<m} hc[j] k[j]. */
-static inline void rk_accumulate(double *restrict out, const double *hc,
-                                 int m, double *const *k, size_t n)
+/* out = y + sum_{j<m} hc[j] k[j]; y may be NULL (then 0). */
+static void rk_combine(double *restrict out, const double *restrict y,
+                       const double *hc, int m, double *const *k, size_t n)
 {
-    for (int j = 0; j < m; j++) {
-        const double c = hc[j];
-        const double *restrict kj = k[j];
-        if (c == 0.0)
-            continue;
-        for (size_t i = 0; i < n; i++)
-            out[i] += c * kj[i];
+    switch (m) {
+    case 0: if (y) memcpy(out, y, n * sizeof *out); else memset(out, 0, n * sizeof *out); break;
+    case 1: rk_combine_m(out, y, hc, k, n, 1); break;
+    case 2: rk_combine_m(out, y, hc, k, n, 2); break;
+    case 3: rk_combine_m(out, y, hc, k, n, 3); break;
+    case 4: rk_combine_m(out, y, hc, k, n, 4); break;
+    case 5: rk_combine_m(out, y, hc, k, n, 5); break;
+    case 6: rk_combine_m(out, y, hc, k, n, 6); break;
+    case 7: rk_combine_m(out, y, hc, k, n, 7); break;
+    default: {
+        /* Longer tableaus: one pass per coefficient. */
+        if (y)
+            memcpy(out, y, n * sizeof *out);
+        else
+            memset(out, 0, n * sizeof *out);
+        for (int j = 0; j < m; j++) {
+            const double c = hc[j];
+            const double *restrict kj = k[j];
+            for (size_t i = 0; i < n; i++)
+                out[i] += c * kj[i];
+        }
+    }
+    }
+}
+
+/* err = sum_j hc[j] k[j] and its scaled RMS norm in the same pass; NaN
+ * when y_next holds a non-finite value (nde_rk_error_norm_checked). */
+static inline __attribute__((always_inline)) double
+rk_error_m(double *restrict err, const double *restrict y,
+           const double *restrict y_next, const double *hc, double *const *k,
+           size_t n, double rtol, double atol, const int m)
+{
+    double sum = 0.0, poison = 0.0;
+
+    for (size_t i = 0; i < n; i++) {
+        const double a = fabs(y[i]), b = fabs(y_next[i]);
+        double e = 0.0, q;
+#pragma GCC unroll 16
+        for (int j = 0; j < m; j++)
+            e += hc[j] * k[j][i];
+        err[i] = e;
+        q = e / (atol + rtol * (a > b ? a : b));
+        sum += q * q;
+        poison += y_next[i] * 0.0;
+    }
+    return sqrt(sum / (double)n) + poison;
+}
+
+static double rk_error(double *restrict err, const double *restrict y,
+                       const double *restrict y_next, const double *hc,
+                       int m, double *const *k, size_t n, double rtol,
+                       double atol)
+{
+    switch (m) {
+    case 4: return rk_error_m(err, y, y_next, hc, k, n, rtol, atol, 4);
+    case 7: return rk_error_m(err, y, y_next, hc, k, n, rtol, atol, 7);
+    default:
+        rk_combine(err, NULL, hc, m, k, n);
+        return nde_rk_error_norm_checked(err, y, y_next, n, rtol, atol);
     }
 }
 
@@ -143,6 +181,13 @@ int nde_rk_eval_first(nde_solver *s, const double *theta, double t,
 int nde_solver_step(nde_solver *s, const double *theta, double t, double h,
                     const double *y, double *y_next, double *err)
 {
+    return nde_rk_step(s, theta, t, h, y, y_next, err, 0.0, 0.0, NULL);
+}
+
+int nde_rk_step(nde_solver *s, const double *theta, double t, double h,
+                const double *y, double *y_next, double *err, double rtol,
+                double atol, double *eest)
+{
     const nde_rk_tableau *tab = s->type->tableau;
     nde_rk_work *w = s->work;
     nde_field *f = s->field;
@@ -150,7 +195,7 @@ int nde_solver_step(nde_solver *s, const double *theta, double t, double h,
     const int last_fsal = tab->fsal ? ns - 1 : ns;
     const size_t batch = s->batch;
     const size_t n = batch * f->dim;
-    double hc[NDE_RK_MAX_STAGES];
+    double hc[NDE_RK_MAX_STAGES] = {0};
     int rc;
 
     rk_take_fsal(w);
@@ -179,8 +224,10 @@ int nde_solver_step(nde_solver *s, const double *theta, double t, double h,
     }
     if (err && tab->btilde) {
         rk_scale(hc, tab->btilde, ns, h);
-        memset(err, 0, n * sizeof *err);
-        rk_accumulate(err, hc, ns, w->k, n);
+        if (eest)
+            *eest = rk_error(err, y, y_next, hc, ns, w->k, n, rtol, atol);
+        else
+            rk_combine(err, NULL, hc, ns, w->k, n);
     }
     return NDE_OK;
 }
@@ -212,7 +259,7 @@ int nde_solver_dense(const nde_solver *s, const double *y, double h,
     const nde_rk_tableau *tab = s->type->tableau;
     const nde_rk_work *w = s->work;
     const int deg = tab->dense_degree;
-    double hc[NDE_RK_MAX_STAGES];
+    double hc[NDE_RK_MAX_STAGES] = {0};
 
     if (deg <= 0)
         return nde_error(s->ctx, NDE_ECAPABILITY,
@@ -305,7 +352,7 @@ int nde_solver_step_vjp(nde_solver *s, const double *theta, double t, double h,
     const int ns = tab->stages, q = tab->stiff_stage;
     const size_t batch = s->batch;
     const size_t n = batch * f->dim;
-    double hc[NDE_RK_MAX_STAGES];
+    double hc[NDE_RK_MAX_STAGES] = {0};
     int rc;
 
     if (ebar != 0.0 && !tab->btilde)
@@ -344,8 +391,7 @@ int nde_solver_step_vjp(nde_solver *s, const double *theta, double t, double h,
     if (ebar != 0.0) {
         double sum = 0.0, eest;
         rk_scale(hc, tab->btilde, ns, h);
-        memset(w->errv, 0, n * sizeof(double));
-        rk_accumulate(w->errv, hc, ns, w->kv, n);
+        rk_combine(w->errv, NULL, hc, ns, w->kv, n);
         for (size_t i = 0; i < n; i++) {
             const double a = fabs(y[i]), b = fabs(w->ynextv[i]);
             const double r = w->errv[i] / (atol + rtol * (a > b ? a : b));

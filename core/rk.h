@@ -35,17 +35,30 @@ void nde_rk_work_destroy(nde_rk_work *w);
 int nde_rk_eval_first(nde_solver *s, const double *theta, double t,
                       const double *y, const double **f0);
 
+/* nde_solver_step that also returns, when eest is not NULL (and err is
+ * not NULL), the checked error norm computed in the same pass as err. */
+int nde_rk_step(nde_solver *s, const double *theta, double t, double h,
+                const double *y, double *y_next, double *err, double rtol,
+                double atol, double *eest);
+
 /* nde_error_norm, but NaN when y_next holds a non-finite value: the loop's
  * one check for a non-finite state. */
 double nde_rk_error_norm_checked(const double *err, const double *y,
                                  const double *y_next, size_t n, double rtol,
                                  double atol);
 
-/* PI controller (core/controller.c), methods.md 2.2. */
-void nde_controller_reset(nde_controller *c);
+/* PI controller (core/controller.c), methods.md 2.2: the parameters of an
+ * nde_controller and the loop's memory of the last accepted error, kept
+ * also as its logarithm so that a step costs one log and one exp. */
+typedef struct nde_pi {
+    nde_controller c;       /* parameters; c.err_prev kept up to date   */
+    double log_err_prev;
+} nde_pi;
+
+void nde_pi_init(nde_pi *pi, const nde_controller *params);
 /* Next step size after an accepted step of size h with error eest <= 1. */
-double nde_controller_accept(nde_controller *c, double eest, double h);
+double nde_pi_accept(nde_pi *pi, double eest, double h);
 /* Retry size after a rejected step of size h with error eest > 1. */
-double nde_controller_reject(const nde_controller *c, double eest, double h);
+double nde_pi_reject(const nde_pi *pi, double eest, double h);
 
 #endif

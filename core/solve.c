@@ -58,7 +58,7 @@ void nde_solve_opts_default(nde_solve_opts *o, const nde_solver_type *type)
     o->ctrl.qmax = 10.0;
     o->ctrl.beta1 = 7.0 / (10.0 * p);
     o->ctrl.beta2 = 2.0 / (5.0 * p);
-    nde_controller_reset(&o->ctrl);
+    o->ctrl.err_prev = 1e-4;
 }
 
 static int opt_double(const nde_section *sec, const char *key, double *out,
@@ -223,7 +223,7 @@ static int solve_loop(nde_solver *s, const nde_solve_opts *o,
     const double dir = t1 >= t0 ? 1.0 : -1.0;
     const size_t n = s->batch * s->field->dim;
     nde_rk_work *w = s->work;
-    nde_controller ctrl = o->ctrl;
+    nde_pi pi;
     double *y = w->y, *yn = w->y_next, *err = adaptive ? w->err : NULL;
     size_t isave = 0, istop = 0;
     long nsteps = 0;
@@ -260,7 +260,7 @@ static int solve_loop(nde_solver *s, const nde_solve_opts *o,
     if (t1 == t0)
         return NDE_OK;
 
-    nde_controller_reset(&ctrl);
+    nde_pi_init(&pi, &o->ctrl);
     if (adaptive && o->dt == 0) {
         const double *f0;
         double h0;
@@ -310,13 +310,13 @@ static int solve_loop(nde_solver *s, const nde_solve_opts *o,
                              "t1 = %g", o->max_steps, t, t1);
         nsteps++;
 
-        rc = nde_solver_step(s, theta, t, h, y, yn, err);
+        rc = nde_rk_step(s, theta, t, h, y, yn, err, o->rtol, o->atol,
+                         &eest);
         if (rc == NDE_ERETRY) {
             nonfinite = 1;
         } else if (rc != NDE_OK) {
             return rc;
         } else if (adaptive) {
-            eest = nde_rk_error_norm_checked(err, y, yn, n, o->rtol, o->atol);
             nonfinite = !isfinite(eest);
         } else {
             nonfinite = !all_finite(yn, n);
@@ -335,7 +335,7 @@ static int solve_loop(nde_solver *s, const nde_solve_opts *o,
         nretry = 0;
         if (eest > 1.0) {
             st->steps_rejected++;
-            habs = fabs(nde_controller_reject(&ctrl, eest, h));
+            habs = fabs(nde_pi_reject(&pi, eest, h));
             continue;
         }
 
@@ -366,7 +366,7 @@ static int solve_loop(nde_solver *s, const nde_solve_opts *o,
                 istop++;
             nde_solver_invalidate(s);
         }
-        habs = adaptive ? fabs(nde_controller_accept(&ctrl, eest, h)) : o->dt;
+        habs = adaptive ? fabs(nde_pi_accept(&pi, eest, h)) : o->dt;
         if (o->dtmax > 0 && habs > o->dtmax)
             habs = o->dtmax;
     }

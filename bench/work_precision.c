@@ -1,0 +1,432 @@
+/*
+ * Work-precision benchmark: nde's tsit5, dopri5 and bs3 against GSL's
+ * gsl_odeiv2 (rkf45, rkck, rk8pd through gsl_odeiv2_driver, standard
+ * control, hstart 1e-6, driver allocated per solve as in baselines.md 3) on
+ * Lotka-Volterra, Van der Pol (mu = 1), DETEST B5 and the demo spiral, at
+ * tolerances 1e-4 ... 1e-10 (atol = rtol = tol). Error = max norm at T
+ * against rk8pd at 1e-13. Time per solve: batches of repeated solves of at
+ * least 30 ms, median (min-max) of 7 batches, nde and GSL interleaved.
+ * Then the fastest configuration per error level, the tsit5 ratios, and
+ * the loop overhead per RHS evaluation on a trivial RHS.
+ *
+ * Usage: bench_work_precision [batches]   (markdown on stdout)
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <gsl/gsl_errno.h>
+#include <gsl/gsl_odeiv2.h>
+
+#include "nde/nde.h"
+
+/* ------------------------------------------------------------------ */
+/* Problems: one RHS per problem, used by both sides                   */
+
+typedef void (*rhs_fn)(const double *y, double *dy);
+
+static void lv_rhs(const double *y, double *dy)
+{
+    dy[0] = 1.5 * y[0] - y[0] * y[1];
+    dy[1] = -3.0 * y[1] + y[0] * y[1];
+}
+
+static void vdp_rhs(const double *y, double *dy)
+{
+    dy[0] = y[1];
+    dy[1] = (1.0 - y[0] * y[0]) * y[1] - y[0];
+}
+
+static void b5_rhs(const double *y, double *dy)
+{
+    dy[0] = y[1] * y[2];
+    dy[1] = -y[0] * y[2];
+    dy[2] = -0.51 * y[0] * y[1];
+}
+
+/* y' = y^3 A, y a row vector, A = [[-0.1, 2], [-2, -0.1]]. */
+static void spiral_rhs(const double *y, double *dy)
+{
+    const double a = y[0] * y[0] * y[0], b = y[1] * y[1] * y[1];
+    dy[0] = -0.1 * a - 2.0 * b;
+    dy[1] = 2.0 * a - 0.1 * b;
+}
+
+static void decay_rhs(const double *y, double *dy) { dy[0] = -y[0]; }
+
+typedef struct problem {
+    const char *name;
+    size_t dim;
+    double t1;
+    double y0[3];
+    rhs_fn rhs;
+} problem;
+
+static const problem problems[] = {
+    {"lotka_volterra", 2, 10.0, {1.0, 1.0, 0}, lv_rhs},
+    {"van_der_pol_mu1", 2, 20.0, {2.0, 0.0, 0}, vdp_rhs},
+    {"detest_b5", 3, 12.0, {0.0, 1.0, 1.0}, b5_rhs},
+    {"spiral_demo", 2, 25.0, {2.0, 0.0, 0}, spiral_rhs},
+};
+#define NPROB (sizeof problems / sizeof problems[0])
+
+/* nde side: a field type per problem, the problem in its state. */
+#define FIELD_OF(fname, rhs, D)                                              \
+    static int fname##_eval(nde_field *f, double t, const double *y,         \
+                            const double *th, double *dy, size_t batch)      \
+    {                                                                        \
+        (void)f; (void)t; (void)th;                                          \
+        for (size_t r = 0; r < batch; r++)                                   \
+            rhs(y + r * (D), dy + r * (D));                                  \
+        return NDE_OK;                                                       \
+    }                                                                        \
+    static int fname##_create(nde_field *f, nde_section *s, nde_ctx *c)      \
+    {                                                                        \
+        (void)s; (void)c;                                                    \
+        f->dim = (D);                                                        \
+        return NDE_OK;                                                       \
+    }                                                                        \
+    static const nde_field_type fname##_type = {                             \
+        .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, #fname, "bench", NULL, 0}, \
+        .create = fname##_create, .destroy = no_destroy,                     \
+        .init_params = no_init, .eval = fname##_eval, .vjp = no_vjp}
+
+static void no_destroy(nde_field *f) { (void)f; }
+static int no_init(nde_field *f, double *th, uint64_t seed)
+{
+    (void)f; (void)th; (void)seed;
+    return NDE_OK;
+}
+static int no_vjp(nde_field *f, double t, const double *y, const double *th,
+                  const double *v, double *vy, double *vth, size_t batch)
+{
+    (void)t; (void)y; (void)th; (void)v; (void)vy; (void)vth; (void)batch;
+    return nde_error(f->ctx, NDE_EFATAL, "bench field has no vjp");
+}
+
+FIELD_OF(lv, lv_rhs, 2);
+FIELD_OF(vdp, vdp_rhs, 2);
+FIELD_OF(b5, b5_rhs, 3);
+FIELD_OF(spiral, spiral_rhs, 2);
+FIELD_OF(decay, decay_rhs, 1);
+
+static const nde_field_type *const field_types[NPROB] = {
+    &lv_type, &vdp_type, &b5_type, &spiral_type};
+
+/* GSL side. */
+typedef struct gsl_params {
+    rhs_fn rhs;
+    long nfe;
+} gsl_params;
+
+static int gsl_rhs(double t, const double y[], double dydt[], void *params)
+{
+    gsl_params *p = params;
+    (void)t;
+    p->nfe++;
+    p->rhs(y, dydt);
+    return GSL_SUCCESS;
+}
+
+/* ------------------------------------------------------------------ */
+/* Solvers under test                                                  */
+
+enum { NDE_TSIT5, NDE_DOPRI5, NDE_BS3, GSL_RKF45, GSL_RKCK, GSL_RK8PD,
+       NCONF };
+static const char *const conf_name[NCONF] = {
+    "nde_tsit5", "nde_dopri5", "nde_bs3", "gsl_rkf45", "gsl_rkck",
+    "gsl_rk8pd"};
+static const char *const nde_plugin[3] = {"tsit5", "dopri5", "bs3"};
+#define IS_GSL(c) ((c) >= GSL_RKF45)
+
+static const gsl_odeiv2_step_type *gsl_type(int c)
+{
+    return c == GSL_RKF45 ? gsl_odeiv2_step_rkf45
+           : c == GSL_RKCK ? gsl_odeiv2_step_rkck
+                           : gsl_odeiv2_step_rk8pd;
+}
+
+typedef struct run {
+    long nfe, steps, rejected;
+    double y[3];
+    int status;
+} run;
+
+static nde_ctx *ctx;
+static nde_solver *nde_solvers[NPROB][3];
+static nde_field *nde_fields[NPROB];
+static const nde_solver_type *nde_types[3];
+
+static void solve_nde(int c, size_t ip, double tol, run *r)
+{
+    const problem *p = &problems[ip];
+    nde_solver *s = nde_solvers[ip][c];
+    nde_solve_opts o;
+    nde_stats st;
+    nde_solve_opts_default(&o, s->type);
+    o.rtol = o.atol = tol;
+    r->status = nde_solve(s, &o, NULL, 0.0, p->y0, p->t1, 1, &p->t1, r->y,
+                          &st);
+    r->nfe = st.nfe;
+    r->steps = st.steps_accepted + st.steps_rejected;
+    r->rejected = st.steps_rejected;
+}
+
+static void solve_gsl(const gsl_odeiv2_step_type *T, rhs_fn rhs, size_t dim,
+                      const double *y0, double t1, double tol, run *r)
+{
+    gsl_params par = {rhs, 0};
+    gsl_odeiv2_system sys = {gsl_rhs, NULL, dim, &par};
+    gsl_odeiv2_driver *d =
+        gsl_odeiv2_driver_alloc_standard_new(&sys, T, 1e-6, tol, tol, 1, 0);
+    double t = 0.0;
+    memcpy(r->y, y0, dim * sizeof(double));
+    r->status = gsl_odeiv2_driver_apply(d, &t, t1, r->y);
+    r->nfe = par.nfe;
+    r->steps = (long)d->e->count;
+    r->rejected = (long)d->e->failed_steps;
+    gsl_odeiv2_driver_free(d);
+}
+
+static void solve_conf(int c, size_t ip, double tol, run *r)
+{
+    const problem *p = &problems[ip];
+    if (IS_GSL(c))
+        solve_gsl(gsl_type(c), p->rhs, p->dim, p->y0, p->t1, tol, r);
+    else
+        solve_nde(c, ip, tol, r);
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Seconds per solve over a batch of at least 30 ms. */
+static double time_batch(int c, size_t ip, double tol)
+{
+    run r;
+    long reps = 0;
+    double t0 = now(), el;
+    do {
+        for (int i = 0; i < 16; i++)
+            solve_conf(c, ip, tol, &r);
+        reps += 16;
+        el = now() - t0;
+    } while (el < 0.03);
+    return el / (double)reps;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* ------------------------------------------------------------------ */
+
+#define NTOL 7
+#define MAXB 15
+
+typedef struct cell {
+    run r;
+    double err, med, lo, hi;
+} cell;
+
+static cell results[NPROB][NCONF][NTOL];
+
+static void fastest(size_t ip, int c, double level, int *best)
+{
+    *best = -1;
+    for (int k = 0; k < NTOL; k++) {
+        const cell *x = &results[ip][c][k];
+        if (x->r.status == 0 && x->err <= level &&
+            (*best < 0 || x->med < results[ip][c][*best].med))
+            *best = k;
+    }
+}
+
+/* Loop overhead per RHS evaluation on y' = -y over [0, 20] at tol 1e-8. */
+static void overhead(int batches)
+{
+    const double y0 = 1.0, t1 = 20.0, tol = 1e-8;
+    nde_field *f;
+    nde_solver *s[3];
+    printf("\n**Loop overhead per RHS evaluation** (y' = -y, t in [0, 20], "
+           "tol 1e-8; the RHS itself is one multiply)\n\n");
+    printf("| solver | RHS evals | µs/solve median | ns per RHS eval |\n");
+    printf("|---|---|---|---|\n");
+    if (nde_field_create_from(ctx, &decay_type, NULL, 1, &f) != NDE_OK)
+        return;
+    for (int c = 0; c < 3; c++)
+        nde_solver_create_from(ctx, nde_types[c], f, &s[c]);
+    for (int c = 0; c < NCONF; c++) {
+        double tb[MAXB];
+        run r;
+        for (int b = 0; b < batches; b++) {
+            long reps = 0;
+            double t0 = now(), el;
+            do {
+                for (int i = 0; i < 16; i++) {
+                    if (IS_GSL(c)) {
+                        solve_gsl(gsl_type(c), decay_rhs, 1, &y0, t1, tol, &r);
+                    } else {
+                        nde_solve_opts o;
+                        nde_stats st;
+                        nde_solve_opts_default(&o, s[c]->type);
+                        o.rtol = o.atol = tol;
+                        r.status = nde_solve(s[c], &o, NULL, 0, &y0, t1, 1,
+                                             &t1, r.y, &st);
+                        r.nfe = st.nfe;
+                    }
+                }
+                reps += 16;
+                el = now() - t0;
+            } while (el < 0.03);
+            tb[b] = el / (double)reps;
+        }
+        qsort(tb, (size_t)batches, sizeof tb[0], cmp_double);
+        printf("| %s | %ld | %.2f | %.1f |\n", conf_name[c], r.nfe,
+               1e6 * tb[batches / 2], 1e9 * tb[batches / 2] / (double)r.nfe);
+    }
+    for (int c = 0; c < 3; c++)
+        nde_solver_destroy(s[c]);
+    nde_field_destroy(f);
+}
+
+int main(int argc, char **argv)
+{
+    const double tols[NTOL] = {1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10};
+    const double levels[3] = {1e-4, 1e-6, 1e-8};
+    int batches = argc > 1 ? atoi(argv[1]) : 7;
+    double ref[NPROB][3];
+
+    if (batches < 1 || batches > MAXB)
+        batches = 7;
+    gsl_set_error_handler_off();
+    ctx = nde_ctx_create();
+    for (int c = 0; c < 3; c++) {
+        const nde_plugin_info *info;
+        if (nde_plugin_find(ctx, NDE_KIND_SOLVER, nde_plugin[c], &info)) {
+            fprintf(stderr, "%s\n", nde_ctx_message(ctx));
+            return 1;
+        }
+        nde_types[c] = (const nde_solver_type *)info;
+    }
+    for (size_t ip = 0; ip < NPROB; ip++) {
+        run r;
+        if (nde_field_create_from(ctx, field_types[ip], NULL, 1,
+                                  &nde_fields[ip])) {
+            fprintf(stderr, "%s\n", nde_ctx_message(ctx));
+            return 1;
+        }
+        for (int c = 0; c < 3; c++)
+            if (nde_solver_create_from(ctx, nde_types[c], nde_fields[ip],
+                                       &nde_solvers[ip][c])) {
+                fprintf(stderr, "%s\n", nde_ctx_message(ctx));
+                return 1;
+            }
+        solve_gsl(gsl_odeiv2_step_rk8pd, problems[ip].rhs, problems[ip].dim,
+                  problems[ip].y0, problems[ip].t1, 1e-13, &r);
+        memcpy(ref[ip], r.y, sizeof ref[ip]);
+    }
+
+    /* Counts and errors, then interleaved timing batches. */
+    for (size_t ip = 0; ip < NPROB; ip++)
+        for (int c = 0; c < NCONF; c++)
+            for (int k = 0; k < NTOL; k++) {
+                cell *x = &results[ip][c][k];
+                double e = 0;
+                solve_conf(c, ip, tols[k], &x->r);
+                for (size_t i = 0; i < problems[ip].dim; i++)
+                    e = fmax(e, fabs(x->r.y[i] - ref[ip][i]));
+                x->err = x->r.status ? NAN : e;
+            }
+    for (size_t ip = 0; ip < NPROB; ip++)
+        for (int k = 0; k < NTOL; k++) {
+            double tb[NCONF][MAXB];
+            for (int b = 0; b < batches; b++)
+                for (int c = 0; c < NCONF; c++)
+                    tb[c][b] = time_batch(c, ip, tols[k]);
+            for (int c = 0; c < NCONF; c++) {
+                cell *x = &results[ip][c][k];
+                qsort(tb[c], (size_t)batches, sizeof(double), cmp_double);
+                x->med = tb[c][batches / 2];
+                x->lo = tb[c][0];
+                x->hi = tb[c][batches - 1];
+            }
+        }
+
+    printf("## Work-precision: nde vs GSL odeiv2\n\n");
+    printf("atol = rtol = tol; error = max norm at T against rk8pd at 1e-13; "
+           "time = median (min-max) of %d batches of >= 30 ms.\n", batches);
+    for (size_t ip = 0; ip < NPROB; ip++) {
+        printf("\n**%s**\n\n", problems[ip].name);
+        printf("| solver | tol | RHS evals | steps | rejected | µs/solve "
+               "median (min–max) | ns/RHS eval | err_inf at T |\n");
+        printf("|---|---|---|---|---|---|---|---|\n");
+        for (int c = 0; c < NCONF; c++)
+            for (int k = 0; k < NTOL; k++) {
+                const cell *x = &results[ip][c][k];
+                printf("| %s | %.0e | %ld | %ld | %ld | %.2f (%.2f–%.2f) | "
+                       "%.0f | %.2e |\n", conf_name[c], tols[k], x->r.nfe,
+                       x->r.steps, x->r.rejected, 1e6 * x->med, 1e6 * x->lo,
+                       1e6 * x->hi, 1e9 * x->med / (double)x->r.nfe, x->err);
+            }
+    }
+
+    printf("\n**Fastest configuration reaching each error level** "
+           "(µs/solve @ tol)\n\n");
+    printf("| problem | level | nde_tsit5 | nde_dopri5 | nde_bs3 | gsl_rkf45 "
+           "| gsl_rkck | gsl_rk8pd | tsit5 / rkf45 | tsit5 / rkck | "
+           "tsit5 / fastest GSL |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (size_t ip = 0; ip < NPROB; ip++)
+        for (int l = 0; l < 3; l++) {
+            int best[NCONF];
+            double gbest = HUGE_VAL;
+            printf("| %s | %.0e |", problems[ip].name, levels[l]);
+            for (int c = 0; c < NCONF; c++) {
+                fastest(ip, c, levels[l], &best[c]);
+                if (best[c] < 0) {
+                    printf(" — |");
+                    continue;
+                }
+                printf(" %.2f @%.0e |", 1e6 * results[ip][c][best[c]].med,
+                       tols[best[c]]);
+                if (IS_GSL(c) && results[ip][c][best[c]].med < gbest)
+                    gbest = results[ip][c][best[c]].med;
+            }
+            if (best[NDE_TSIT5] < 0) {
+                printf(" — | — | — |\n");
+                continue;
+            }
+            {
+                const double t5 = results[ip][NDE_TSIT5][best[NDE_TSIT5]].med;
+                const int cmp[2] = {GSL_RKF45, GSL_RKCK};
+                for (int j = 0; j < 2; j++) {
+                    if (best[cmp[j]] < 0)
+                        printf(" — |");
+                    else
+                        printf(" %.2f |",
+                               t5 / results[ip][cmp[j]][best[cmp[j]]].med);
+                }
+                printf(" %.2f |\n", t5 / gbest);
+            }
+        }
+    printf("\nRatios < 1: tsit5 is faster.\n");
+
+    overhead(batches);
+
+    for (size_t ip = 0; ip < NPROB; ip++) {
+        for (int c = 0; c < 3; c++)
+            nde_solver_destroy(nde_solvers[ip][c]);
+        nde_field_destroy(nde_fields[ip]);
+    }
+    nde_ctx_destroy(ctx);
+    return 0;
+}
