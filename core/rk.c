@@ -76,9 +76,11 @@ rk_combine_m(double *restrict out, const double *restrict y, const double *hc,
     }
 }
 
-/* out = y + sum_{j<m} hc[j] k[j]; y may be NULL (then 0). */
-static void rk_combine(double *restrict out, const double *restrict y,
-                       const double *hc, int m, double *const *k, size_t n)
+/* out = y + sum_{j<m} hc[j] k[j]; y may be NULL (then 0). Inlined into
+ * the step (saves a call per stage), called elsewhere. */
+static inline __attribute__((always_inline)) void
+rk_combine_inline(double *restrict out, const double *restrict y,
+                  const double *hc, int m, double *const *k, size_t n)
 {
     switch (m) {
     case 0: if (y) memcpy(out, y, n * sizeof *out); else memset(out, 0, n * sizeof *out); break;
@@ -103,6 +105,12 @@ static void rk_combine(double *restrict out, const double *restrict y,
         }
     }
     }
+}
+
+static void rk_combine(double *restrict out, const double *restrict y,
+                       const double *hc, int m, double *const *k, size_t n)
+{
+    rk_combine_inline(out, y, hc, m, k, n);
 }
 
 /* err = sum_j hc[j] k[j] and its scaled RMS norm in the same pass; NaN
@@ -208,14 +216,14 @@ int nde_rk_step(nde_solver *s, const double *theta, double t, double h,
     for (int i = 1; i < last_fsal; i++) {
         double *gi = i == tab->stiff_stage ? w->gq : w->g;
         rk_scale(hc, tab->a + (size_t)i * ns, i, h);
-        rk_combine(gi, y, hc, i, w->k, n);
+        rk_combine_inline(gi, y, hc, i, w->k, n);
         s->counts.nfe++;
         rc = nde_field_eval(f, t + tab->c[i] * h, gi, theta, w->k[i], batch);
         if (rc != NDE_OK)
             return rc;
     }
     rk_scale(hc, tab->b, ns, h);
-    rk_combine(y_next, y, hc, last_fsal, w->k, n);
+    rk_combine_inline(y_next, y, hc, last_fsal, w->k, n);
     if (tab->fsal) {
         s->counts.nfe++;
         rc = nde_field_eval(f, t + h, y_next, theta, w->k[ns - 1], batch);
@@ -227,7 +235,7 @@ int nde_rk_step(nde_solver *s, const double *theta, double t, double h,
         if (eest)
             *eest = rk_error(err, y, y_next, hc, ns, w->k, n, rtol, atol);
         else
-            rk_combine(err, NULL, hc, ns, w->k, n);
+            rk_combine_inline(err, NULL, hc, ns, w->k, n);
     }
     return NDE_OK;
 }
