@@ -415,7 +415,14 @@ static int handle_pair(void *user, const char *section, const char *name,
     v = section_value(sec, name);
     if (st->line_indented && v && strcmp(st->last_key, name) == 0 &&
         strcmp(st->last_section, section) == 0 && v->file == st->origin) {
-        if (value_append_row(v, val, st->line))
+        /* inih strips " ;" comments only on key lines, so a continuation
+         * row is cut here, by the same rule. */
+        char row[INI_MAX_LINE];
+        const char *c = val;
+        while ((c = strchr(c, ';')) && c > val && !isspace((unsigned char)c[-1]))
+            c++;
+        trim_copy(val, c ? (size_t)(c - val) : strlen(val), row, sizeof row);
+        if (value_append_row(v, row, st->line))
             goto oom;
         return 1;
     }

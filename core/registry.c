@@ -20,7 +20,6 @@
 
 typedef struct module {
     char *path;
-    lt_dlhandle handle;
     const nde_module *entry;
 } module;
 
@@ -130,13 +129,13 @@ void nde_registry_destroy(nde_registry *reg)
     size_t i;
     if (!reg)
         return;
-    for (i = 0; i < reg->nmodules; i++) {
-        if (reg->modules[i].handle)
-            lt_dlclose(reg->modules[i].handle);
+    /* Modules stay loaded (libltdl keeps them reachable) until the process
+     * exits: a plugin's own libraries may hold global state - libmatheval
+     * keeps its parser buffer in globals - that unmapping would orphan, and
+     * descriptors handed out must never dangle. Loading the same module
+     * again, from a later context, reuses the mapping. */
+    for (i = 0; i < reg->nmodules; i++)
         free(reg->modules[i].path);
-    }
-    if (reg->ltdl_ready)
-        lt_dlexit();
     for (i = 0; i < reg->ndirs; i++)
         free(reg->dirs[i]);
     free(reg->dirs);
@@ -235,7 +234,6 @@ static int load_module(nde_ctx *ctx, nde_registry *reg, const char *path,
     }
     reg->modules = mods;
     mods[reg->nmodules].path = copy;
-    mods[reg->nmodules].handle = handle;
     mods[reg->nmodules].entry = entry;
     *out = &mods[reg->nmodules++];
     return NDE_OK;

@@ -110,8 +110,8 @@ START_TEST(continuation_rows)
     const nde_key *const tables[] = {keys, NULL};
     ck_assert_int_eq(nde_config_load_string(c2, "p.ini",
                                             "[problem]\ny0 = 1.0, 1.0   ; first row\n"
-                                            "     2.0, 0.5\n"
-                                            "saveat = 0, 1, 2,\n  3, 4\n",
+                                            "     2.0, 0.5 ; second row\n"
+                                            "saveat = 0, 1, 2,\n  3, 4 ; the end\n",
                                             ctx),
                      NDE_OK);
     sec = nde_config_section(c2, "problem");
@@ -198,6 +198,7 @@ START_TEST(bad_values_name_file_line_key)
         {"[solver]\nparams = a=1, b\n", "'b' is not valid"},
         {"[solver]\nname = two words\n", "expected one word"},
         {"[solver]\nrtol = 1\n  2\n", "b.ini:3: [solver] rtol: expected a finite number, got a continuation line"},
+        {"[solver]\nlayers = 1,\n  2;3\n", "b.ini:3: [solver] layers: expected a comma-separated list of integers; '2;3' is not valid"},
     };
     size_t i;
     for (i = 0; i < sizeof cases / sizeof *cases; i++) {

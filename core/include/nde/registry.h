@@ -5,8 +5,9 @@
  * tree (when the running libnde is the build tree's own), each directory of
  * $NDE_PLUGIN_PATH (colon separated), and the installed plugin directory.
  * A name must match [a-z0-9_]+ (a config never names a path). The registry
- * lives in the nde_ctx and unloads every module when the context is
- * destroyed.
+ * lives in the nde_ctx and releases everything it allocated when the
+ * context is destroyed; the modules themselves stay mapped until the
+ * process exits (their libraries may hold global state).
  */
 #ifndef NDE_REGISTRY_H
 #define NDE_REGISTRY_H
