@@ -133,6 +133,9 @@ int nde_initial_step(nde_solver *s, const nde_solve_opts *o,
     double d0, d1, d2 = 0.0, h0, h1, dmax;
     int rc, tries;
 
+    if (!(span > 0))
+        return nde_error(s->ctx, NDE_EINVAL,
+                         "initial step: t1 = t0 = %g (or not finite)", t0);
     /* Hairer's heuristic, methods.md 2.4. */
     d0 = rms_scaled(y0, y0, n, o->rtol, o->atol);
     d1 = rms_scaled(f0, y0, n, o->rtol, o->atol);
