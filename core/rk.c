@@ -261,13 +261,12 @@ void nde_solver_invalidate(nde_solver *s)
     w->fsal_pending = 0;
 }
 
-int nde_solver_dense(const nde_solver *s, const double *y, double h,
-                     double theta, double *out)
+/* hc[i] = h b_i(theta): the dense-output weights of every stage. */
+static int dense_weights(const nde_solver *s, double theta, double h,
+                         double *hc)
 {
     const nde_rk_tableau *tab = s->type->tableau;
-    const nde_rk_work *w = s->work;
     const int deg = tab->dense_degree;
-    double hc[NDE_RK_MAX_STAGES] = {0};
 
     if (deg <= 0)
         return nde_error(s->ctx, NDE_ECAPABILITY,
@@ -280,8 +279,41 @@ int nde_solver_dense(const nde_solver *s, const double *y, double h,
             p = (p + r[j]) * theta;
         hc[i] = h * p;
     }
-    rk_combine(out, y, hc, tab->stages, w->k, s->batch * s->field->dim);
     return NDE_OK;
+}
+
+int nde_solver_dense(const nde_solver *s, const double *y, double h,
+                     double theta, double *out)
+{
+    const nde_rk_work *w = s->work;
+    double hc[NDE_RK_MAX_STAGES] = {0};
+    int rc = dense_weights(s, theta, h, hc);
+
+    if (rc == NDE_OK)
+        rk_combine(out, y, hc, s->type->tableau->stages, w->k,
+                   s->batch * s->field->dim);
+    return rc;
+}
+
+int nde_solver_dense_from(const nde_solver *s, const double *y, double h,
+                          const double *k, double theta, double *out)
+{
+    const int ns = s->type->tableau->stages;
+    const size_t n = s->batch * s->field->dim;
+    const double *ks[NDE_RK_MAX_STAGES];
+    double hc[NDE_RK_MAX_STAGES] = {0};
+    int rc = dense_weights(s, theta, h, hc);
+
+    for (int i = 0; i < ns; i++)
+        ks[i] = k + (size_t)i * n;
+    if (rc == NDE_OK)
+        rk_combine(out, y, hc, ns, (double *const *)ks, n);
+    return rc;
+}
+
+int nde_solver_stages(const nde_solver *s)
+{
+    return s->type->tableau->stages;
 }
 
 int nde_solver_stiffness(const nde_solver *s, const double *y_next,
@@ -352,6 +384,7 @@ double nde_rk_error_norm_checked(const double *err, const double *y,
 int nde_solver_step_vjp(nde_solver *s, const double *theta, double t, double h,
                         const double *y, double rtol, double atol,
                         const double *ybar_next, double ebar, double sbar,
+                        const nde_dense_cotangent *dc, size_t ndc,
                         double *ybar, double *thetabar)
 {
     const nde_rk_tableau *tab = s->type->tableau;
@@ -467,6 +500,21 @@ int nde_solver_step_vjp(nde_solver *s, const double *theta, double t, double h,
             continue;
         for (size_t i = 0; i < n; i++)
             w->kbar[j][i] += c * w->ynbar[i];
+    }
+
+    /* Dense outputs y(theta) = y + h sum b_i(theta) k_i. */
+    for (size_t d = 0; d < ndc; d++) {
+        if ((rc = dense_weights(s, dc[d].theta, h, hc)) != NDE_OK)
+            return rc;
+        if (ybar)
+            for (size_t i = 0; i < n; i++)
+                ybar[i] += dc[d].g[i];
+        for (int j = 0; j < ns; j++) {
+            if (hc[j] == 0.0)
+                continue;
+            for (size_t i = 0; i < n; i++)
+                w->kbar[j][i] += hc[j] * dc[d].g[i];
+        }
     }
 
     /* Stages in reverse: gbar_i = kbar_i^T df/dy (+ direct terms), then

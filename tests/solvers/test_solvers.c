@@ -625,16 +625,24 @@ START_TEST(test_stiffness_linear)
 END_TEST
 
 /* Scalar loss of one step: <w, y_next> + ew EEst + sw S, at (y, theta). */
+/* Weights on the dense output at DENSE_THETA inside the step (mode 3). */
+#define DENSE_THETA 0.37
+
 static double step_loss(nde_solver *s, const double *theta, double t, double h,
                         const double *y, const double *w, double ew, double sw,
-                        double rtol, double atol)
+                        const double *dw, double rtol, double atol)
 {
     const size_t n = s->batch * s->field->dim;
-    double yn[16], err[16], L = 0;
+    double yn[16], err[16], yd[16], L = 0;
     nde_solver_invalidate(s);
     ck_assert_int_eq(nde_solver_step(s, theta, t, h, y, yn, err), NDE_OK);
     for (size_t i = 0; i < n; i++)
         L += w[i] * yn[i];
+    if (dw) {
+        ck_assert_int_eq(nde_solver_dense(s, y, h, DENSE_THETA, yd), NDE_OK);
+        for (size_t i = 0; i < n; i++)
+            L += dw[i] * yd[i];
+    }
     if (ew != 0)
         L += ew * nde_error_norm(err, y, yn, n, rtol, atol);
     if (sw != 0) {
@@ -646,7 +654,8 @@ static double step_loss(nde_solver *s, const double *theta, double t, double h,
 }
 
 /* The step VJP against central differences, w.r.t. y and theta, for the
- * cotangent on y_next, on EEst (through err and the scale) and on S. */
+ * cotangent on y_next, on EEst (through err and the scale), on S and on a
+ * dense output inside the step. */
 START_TEST(test_step_vjp)
 {
     const size_t batch = 3, n = 6, np = 3;
@@ -659,18 +668,22 @@ START_TEST(test_step_vjp)
         const nde_solver_type *st = solvers.type[k];
         nde_field *f = make_field(&nl_field, batch);
         nde_solver *s = make_solver(st, f);
-        for (int mode = 0; mode < 3; mode++) {
-            /* mode 0: y_next; 1: EEst; 2: stiffness */
+        for (int mode = 0; mode < 4; mode++) {
+            /* mode 0: y_next; 1: EEst; 2: stiffness; 3: dense output */
             const double *wy = mode == 0 ? w : zero;
+            const double *dw = mode == 3 ? w : NULL;
+            const nde_dense_cotangent dc = {DENSE_THETA, w};
             const double ew = mode == 1 ? 2.5 : 0, sw = mode == 2 ? 1.7 : 0;
             double ybar[6] = {0}, thbar[3] = {0};
             long nvjp0 = s->counts.nvjp;
             if ((mode == 1 && !st->tableau->btilde) ||
-                (mode == 2 && st->tableau->stiff_stage < 0))
+                (mode == 2 && st->tableau->stiff_stage < 0) ||
+                (mode == 3 && st->tableau->dense_degree == 0))
                 continue;
             ck_assert_int_eq(nde_solver_step_vjp(s, theta, t, h, y0, rtol,
-                                                 atol, wy, ew, sw, ybar,
-                                                 thbar), NDE_OK);
+                                                 atol, wy, ew, sw, dw ? &dc : NULL,
+                                                 dw ? 1 : 0, ybar, thbar),
+                             NDE_OK);
             ck_assert_int_eq(s->counts.nvjp - nvjp0, st->tableau->stages);
             for (size_t i = 0; i < n + np; i++) {
                 /* EEst sums cancelling stages: a larger eps keeps the
@@ -680,9 +693,9 @@ START_TEST(test_step_vjp)
                 memcpy(yp, y0, sizeof yp);
                 memcpy(thp, theta, sizeof thp);
                 if (i < n) yp[i] += eps; else thp[i - n] += eps;
-                Lp = step_loss(s, thp, t, h, yp, wy, ew, sw, rtol, atol);
+                Lp = step_loss(s, thp, t, h, yp, wy, ew, sw, dw, rtol, atol);
                 if (i < n) yp[i] -= 2 * eps; else thp[i - n] -= 2 * eps;
-                Lm = step_loss(s, thp, t, h, yp, wy, ew, sw, rtol, atol);
+                Lm = step_loss(s, thp, t, h, yp, wy, ew, sw, dw, rtol, atol);
                 fd = (Lp - Lm) / (2 * eps);
                 an = i < n ? ybar[i] : thbar[i - n];
                 ck_assert_msg(fabs(fd - an) <= 1e-7 + 1e-6 * fabs(fd),
@@ -694,7 +707,8 @@ START_TEST(test_step_vjp)
         }
         /* NULL outputs are allowed. */
         ck_assert_int_eq(nde_solver_step_vjp(s, theta, t, h, y0, rtol, atol,
-                                             w, 0, 0, NULL, NULL), NDE_OK);
+                                             w, 0, 0, NULL, 0, NULL, NULL),
+                         NDE_OK);
         nde_solver_destroy(s);
         nde_field_destroy(f);
     }

@@ -3,12 +3,21 @@
  *
  * An adjoint turns the record of a forward solve and a list of cotangents
  * (t_k, dL/dy(t_k)) - save-point losses and regularizer terms at any time in
- * the interval - into dL/dy0 and dL/dtheta. It declares in info.flags what
- * the forward solve must record for it (NDE_NEEDS_DENSE, NDE_NEEDS_STEPS,
- * NDE_NEEDS_STEP_VJP), and the solve loop records only that.
+ * the interval - into dL/dy0 and dL/dtheta. An instance declares in
+ * a->record what the forward solve must record for it (NDE_NEEDS_DENSE,
+ * NDE_NEEDS_STEPS, ... and a->max_states for checkpointing), and the solve
+ * loop records only that (nde_solve_opts.record).
  *
- * The registry loads adjoint plugins now; the recording solve they consume
- * (nde_trajectory) and the first plugins arrive with training.
+ * Conventions shared by every adjoint:
+ * - A cotangent at time t_k is dL/dy(t_k) for the solution the forward
+ *   solve returned at t_k: the dense output inside a step, or the state at a
+ *   step's end. Several cotangents may share a time (they add).
+ * - The step sizes and accept/reject decisions of the forward solve are
+ *   constants: no gradient flows through the step-size controller.
+ * - Continuous adjoints (backsolve, interpolating) integrate backwards with
+ *   the forward solver type and tolerances unless their section says
+ *   otherwise, and add each cotangent's jump when they reach its time
+ *   (a tstop) without restarting the step-size control.
  */
 #ifndef NDE_ADJOINT_H
 #define NDE_ADJOINT_H
@@ -17,14 +26,11 @@
 #include "plugin.h"
 #include "solve.h"
 #include "status.h"
+#include "trajectory.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* The record of one forward solve (opaque; see nde/trajectory.h once it
- * exists). */
-typedef struct nde_trajectory nde_trajectory;
 
 /* dL/dy at time t: batch x dim values. */
 typedef struct nde_cotangent {
@@ -35,22 +41,58 @@ typedef struct nde_cotangent {
 typedef struct nde_adjoint nde_adjoint;
 
 typedef struct nde_adjoint_type {
-    nde_plugin_info info; /* kind NDE_KIND_ADJOINT; first */
-    int (*create)(nde_adjoint *a, nde_section *sec, nde_ctx *ctx);
+    nde_plugin_info info; /* kind NDE_KIND_ADJOINT; flags NDE_NEEDS_*; first */
+
+    /* Read the section (sec may be NULL: defaults), check the forward
+     * solver's capabilities (NDE_ECAPABILITY naming what is missing), set
+     * a->record and a->max_states, allocate what gradient() needs for up to
+     * s->batch_max rows. */
+    int (*create)(nde_adjoint *a, nde_section *sec, nde_solver *s,
+                  nde_ctx *ctx);
     void (*destroy)(nde_adjoint *a);
-    /* ybar0 (batch x dim) and thetabar (nparams) are overwritten; backward
-     * evaluations are added to stats->nfe_backward. Cotangents are sorted by
-     * time in the direction of the forward solve. */
-    int (*gradient)(nde_adjoint *a, nde_solver *s, const nde_trajectory *fwd,
-                    const double *theta, const nde_cotangent *ct, size_t nct,
-                    double *ybar0, double *thetabar, nde_stats *stats);
+
+    /* ybar0 (batch x dim) and thetabar (nparams) are overwritten.
+     * fwd was recorded by nde_solve with the same solver, opts and theta.
+     * Cotangents are sorted by time in the direction of the forward solve
+     * and lie in [t0, t1]. Backward field evaluations and VJPs are added to
+     * stats->nfe_backward (other stats fields untouched). */
+    int (*gradient)(nde_adjoint *a, const nde_solve_opts *opts,
+                    const nde_trajectory *fwd, const double *theta,
+                    const nde_cotangent *ct, size_t nct, double *ybar0,
+                    double *thetabar, nde_stats *stats);
 } nde_adjoint_type;
 
 struct nde_adjoint {
     const nde_adjoint_type *type;
     nde_ctx *ctx;
+    nde_solver *solver;   /* the forward solver (borrowed)               */
+    unsigned record;      /* NDE_NEEDS_* the forward solve must record    */
+    size_t max_states;    /* trajectory states kept (0 = every step)      */
     void *state;
 };
+
+/* Create the adjoint named by section `section` (key `plugin`) for the
+ * forward solver s; a missing section means `default_plugin` with its
+ * defaults. */
+int nde_adjoint_create(nde_ctx *ctx, const nde_config *cfg,
+                       const char *section, const char *default_plugin,
+                       nde_solver *s, nde_adjoint **out);
+int nde_adjoint_create_from(nde_ctx *ctx, const nde_adjoint_type *type,
+                            nde_section *sec, nde_solver *s,
+                            nde_adjoint **out);
+void nde_adjoint_destroy(nde_adjoint *a);
+
+static inline int nde_adjoint_gradient(nde_adjoint *a,
+                                       const nde_solve_opts *opts,
+                                       const nde_trajectory *fwd,
+                                       const double *theta,
+                                       const nde_cotangent *ct, size_t nct,
+                                       double *ybar0, double *thetabar,
+                                       nde_stats *stats)
+{
+    return a->type->gradient(a, opts, fwd, theta, ct, nct, ybar0, thetabar,
+                             stats);
+}
 
 #ifdef __cplusplus
 }

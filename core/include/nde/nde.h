@@ -10,9 +10,11 @@
 #include "registry.h"
 #include "field.h"
 #include "solver.h"
+#include "trajectory.h"
 #include "solve.h"
 #include "adjoint.h"
 #include "regularizer.h"
+#include "data.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -23,7 +23,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a descriptor or instance layout in these headers changes. */
-#define NDE_ABI_VERSION 1
+#define NDE_ABI_VERSION 2
 
 /* Numeric build choices a plugin must share with the library (Lua-style
  * insurance against a plugin built for another configuration). */

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include "adjoint.h"
 #include "config.h"
+#include "trajectory.h"
 #include "plugin.h"
 #include "status.h"
 

@@ -19,6 +19,7 @@
 #include "field.h"
 #include "solver.h"
 #include "status.h"
+#include "trajectory.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -42,6 +43,18 @@ typedef struct nde_solve_opts {
     nde_controller ctrl;
     const double *tstops;   /* times the solver must step onto exactly    */
     size_t ntstops;
+    /* Called after the solve lands on tstop i (once per tstop, also for a
+     * tstop at t1); may change y in place (an adjoint adds a cotangent's
+     * jump). The step size carries on; FSAL is invalidated. Non-zero
+     * return stops the solve with that status. NULL = none. */
+    int (*at_tstop)(void *user, size_t i, double t, double *y);
+    void *at_tstop_user;
+    /* Error norm over the first norm_n values of the state only (a
+     * seminorm, e.g. without the parameter adjoint); 0 = all. */
+    size_t norm_n;
+    /* Record the solve into this trajectory (what its flags ask); NULL =
+     * record nothing. */
+    nde_trajectory *record;
 } nde_solve_opts;
 
 /* The solve loop's keys of a [solver] section (rtol, atol, dt, max_steps,

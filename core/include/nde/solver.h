@@ -101,6 +101,14 @@ void nde_solver_invalidate(nde_solver *s);
 int nde_solver_dense(const nde_solver *s, const double *y, double h,
                      double theta, double *out);
 
+/* Dense output of a recorded step: k holds its stages (stages x n, as
+ * nde_trajectory.k), y its start state. */
+int nde_solver_dense_from(const nde_solver *s, const double *y, double h,
+                          const double *k, double theta, double *out);
+
+/* Number of stages of a step (the size of a trajectory's k per step). */
+int nde_solver_stages(const nde_solver *s);
+
 /* Stiffness estimate of the last step (y_next as returned by it); 0 when
  * the denominator vanishes. NDE_ECAPABILITY if the solver has none. */
 int nde_solver_stiffness(const nde_solver *s, const double *y_next,
@@ -110,16 +118,25 @@ int nde_solver_stiffness(const nde_solver *s, const double *y_next,
 double nde_error_norm(const double *err, const double *y, const double *y_next,
                       size_t n, double rtol, double atol);
 
+/* A cotangent on the dense output y(t + theta h) of a step (n values). */
+typedef struct nde_dense_cotangent {
+    double theta;
+    const double *g;
+} nde_dense_cotangent;
+
 /*
- * VJP of one step (t, y, h) -> (y_next, EEst, S), recomputing the stages.
- * Given cotangents ybar_next (n values, may be NULL), ebar on EEst (computed
- * with rtol/atol) and sbar on S, accumulate ybar += and thetabar += (either
- * may be NULL). h is a constant (no gradient through step-size control).
- * Counts its field evaluations and VJPs in s->counts.
+ * VJP of one step (t, y, h) -> (y_next, EEst, S, dense outputs), recomputing
+ * the stages. Given cotangents ybar_next (n values, may be NULL), ebar on
+ * EEst (computed with rtol/atol), sbar on S and ndc cotangents on dense
+ * outputs inside the step (save points served by dense output), accumulate
+ * ybar += and thetabar += (either may be NULL). h is a constant (no
+ * gradient through step-size control). Counts its field evaluations and
+ * VJPs in s->counts.
  */
 int nde_solver_step_vjp(nde_solver *s, const double *theta, double t, double h,
                         const double *y, double rtol, double atol,
                         const double *ybar_next, double ebar, double sbar,
+                        const nde_dense_cotangent *dc, size_t ndc,
                         double *ybar, double *thetabar);
 
 #ifdef __cplusplus

@@ -1,0 +1,64 @@
+/*
+ * nde/trajectory.h - the record of one forward solve, for adjoints and
+ * regularizers.
+ *
+ * What is recorded is chosen by flags (the NDE_NEEDS_* declared by the
+ * adjoint and regularizers of a run); the solve loop records only that.
+ * Every accepted step j = 0..nsteps-1 always has its start time t[j] and
+ * its size h[j] (two doubles a step). On request:
+ *   NDE_NEEDS_STEPS      y[j]: the state at the start of step j (n values)
+ *   NDE_NEEDS_DENSE      k[j]: the step's stages (stages x n values), and
+ *                        y[j] as with NDE_NEEDS_STEPS, so the dense output
+ *                        of any step can be evaluated later
+ *   NDE_NEEDS_ERROR_EST  eest[j]: the step's scaled error norm
+ *   NDE_NEEDS_STIFFNESS  stiff[j]: the step's stiffness estimate
+ * With max_states > 0, y is kept for at most that many steps, evenly spread
+ * over the step index (when full, every other one is dropped and the
+ * stride doubles): ystep[i] says which step y[i] belongs to. Adjoints that
+ * replay steps from such checkpoints get memory O(max_states).
+ *
+ * Buffers grow geometrically and are kept across solves (nde_solve resets
+ * the count), so repeated training solves stop allocating once they have
+ * seen their longest solve.
+ */
+#ifndef NDE_TRAJECTORY_H
+#define NDE_TRAJECTORY_H
+
+#include <stddef.h>
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nde_trajectory {
+    unsigned record;     /* NDE_NEEDS_* flags                              */
+    size_t max_states;   /* 0 = y at every step (with NDE_NEEDS_STEPS)     */
+    size_t n;            /* values per state (batch x dim)                 */
+    int stages;          /* stages per step in k                           */
+    double t0, t1;       /* the solve's interval                          */
+    size_t nsteps;       /* accepted steps recorded                        */
+    double *t, *h;       /* nsteps each                                    */
+    size_t nstates;      /* states in y (== nsteps unless max_states)     */
+    size_t stride;       /* y holds every stride-th step                   */
+    size_t *ystep;       /* nstates: the step index of each stored state   */
+    double *y;           /* nstates x n                                    */
+    double *k;           /* nsteps x stages x n                            */
+    double *eest;        /* nsteps                                         */
+    double *stiff;       /* nsteps                                         */
+    double *y_final;     /* n: the state at t1                             */
+    size_t cap, states_cap; /* allocated steps / states                   */
+} nde_trajectory;
+
+/* An empty record. NULL when out of memory. */
+nde_trajectory *nde_trajectory_create(unsigned record, size_t max_states);
+void nde_trajectory_destroy(nde_trajectory *tr);
+
+/* The step j whose interval [t[j], t[j] + h[j]] contains t (either
+ * direction of integration); the last step for t1. -1 if outside. */
+long nde_trajectory_find(const nde_trajectory *tr, double t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
