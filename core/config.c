@@ -1351,8 +1351,10 @@ int nde_section_plugin(nde_ctx *ctx, nde_section *sec, nde_kind kind,
         return NDE_OK;
     }
     {
+        /* Keep the registry's status (NDE_EPLUGIN), add where it was asked. */
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", nde_ctx_message(ctx));
-        return nde_section_error(sec, "plugin", ctx, "%s", msg);
+        return nde_error(ctx, rc, "%s: [%s] plugin: %s",
+                         nde_section_origin(sec, "plugin"), sec->name, msg);
     }
 }

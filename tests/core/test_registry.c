@@ -81,6 +81,34 @@ START_TEST(wrong_kind_and_did_you_mean)
 }
 END_TEST
 
+/* A plugin named in a config section: the registry's status and message,
+ * with the file, line, section and key in front. */
+START_TEST(section_plugin_errors_keep_their_status)
+{
+    nde_ctx *ctx = nde_ctx_create();
+    nde_config *cfg = nde_config_create();
+    nde_field *f;
+    ck_assert_int_eq(nde_config_load_string(cfg, "p.ini",
+                                            "[field]\nplugin = ../x\n[field.a]\n"
+                                            "plugin = mlpp\n[field.b]\nlayers = 2\n",
+                                            ctx),
+                     NDE_OK);
+    ck_assert_int_eq(nde_field_create(ctx, cfg, "field", 1, &f), NDE_EPLUGIN);
+    ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx),
+                                 "p.ini:2: [field] plugin: invalid field plugin name '../x'"));
+    ck_assert_int_eq(nde_field_create(ctx, cfg, "field.a", 1, &f), NDE_EPLUGIN);
+    ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx),
+                                 "p.ini:4: [field.a] plugin: no field plugin named 'mlpp' "
+                                 "(did you mean 'mlp'?)"));
+    ck_assert_int_eq(nde_field_create(ctx, cfg, "field.b", 1, &f), NDE_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx), "[field.b] plugin: missing required key"));
+    ck_assert_int_eq(nde_field_create(ctx, cfg, "field.c", 1, &f), NDE_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx), "missing section [field.c]"));
+    nde_config_destroy(cfg);
+    nde_ctx_destroy(ctx);
+}
+END_TEST
+
 static int count_only(const nde_plugin_info *info, const char *path, void *user)
 {
     (void)info;
@@ -118,6 +146,7 @@ int main(void)
     tcase_add_test(tc, every_plugin_loads_and_is_found_again);
     tcase_add_test(tc, wrong_kind_and_did_you_mean);
     tcase_add_test(tc, load_unload_cycles_do_not_grow);
+    tcase_add_test(tc, section_plugin_errors_keep_their_status);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
