@@ -28,9 +28,34 @@ int cli_is_help(const char *arg);
 
 int cli_solve(int argc, char **argv);
 int cli_plugins(int argc, char **argv);
+int cli_train(int argc, char **argv);
+int cli_predict(int argc, char **argv);
+int cli_gradcheck(int argc, char **argv);
 
 extern const char cli_solve_help[];
 extern const char cli_plugins_help[];
+extern const char cli_train_help[];
+extern const char cli_predict_help[];
+extern const char cli_gradcheck_help[];
+
+/* Option value: "--opt VALUE", "--opt=VALUE" or "-oVALUE" (shrt may be
+ * NULL). NULL when argv[*i] is not this option; *missing is set when it is
+ * but no value follows. Advances *i past a separate value. */
+const char *cli_option_value(int argc, char **argv, int *i, const char *shrt,
+                             const char *lng, int *missing);
+
+/* A JSON number with 17 significant digits, or null when not finite. */
+void cli_json_double(FILE *out, double x);
+
+/*
+ * Write a solution as CSV (atomically; NULL or "-" = stdout): a header
+ * `t,<state names>` (y0,y1,... when the field does not name its states),
+ * one row per save time; with batch > 1 a leading `batch` column, rows
+ * grouped by batch row. ysave is nsave x batch x dim. 0 or -1 (printed).
+ */
+int cli_write_solution_csv(const char *path, const nde_field *f,
+                           const double *tsave, size_t nsave, size_t batch,
+                           const double *ysave);
 
 /*
  * An output file that appears complete or not at all: data go to a

@@ -14,8 +14,12 @@ static const char main_help[] =
     "Neural differential equations from plugins combined by an INI config.\n"
     "\n"
     "Commands:\n"
-    "  solve CONFIG    solve the problem of CONFIG and write the solution as CSV\n"
-    "  plugins         list the plugins found, with their config keys\n"
+    "  solve CONFIG      solve the problem of CONFIG and write the solution as CSV\n"
+    "  train CONFIG      train the model of CONFIG (metrics, checkpoints)\n"
+    "  predict CKPT      predict with a trained checkpoint, write CSV\n"
+    "  gradcheck CONFIG  compare the adjoint's gradient with discrete and\n"
+    "                    finite differences on one mini-batch\n"
+    "  plugins           list the plugins found, with their config keys\n"
     "\n"
     "Run `nde COMMAND --help` for the options of a command.\n"
     "\n"
@@ -33,6 +37,9 @@ typedef struct cli_command {
 
 static const cli_command commands[] = {
     {"solve", cli_solve},
+    {"train", cli_train},
+    {"predict", cli_predict},
+    {"gradcheck", cli_gradcheck},
     {"plugins", cli_plugins},
 };
 

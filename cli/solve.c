@@ -52,29 +52,6 @@ typedef struct solve_args {
     const char *stats_json;
 } solve_args;
 
-/* Option value: "--opt VALUE", "--opt=VALUE" or "-oVALUE". NULL when the
- * argument is not this option. */
-static const char *option_value(int argc, char **argv, int *i,
-                                const char *shrt, const char *lng, int *missing)
-{
-    const char *a = argv[*i];
-    size_t n = strlen(lng);
-
-    *missing = 0;
-    if ((shrt && strcmp(a, shrt) == 0) || strcmp(a, lng) == 0) {
-        if (*i + 1 >= argc) {
-            *missing = 1;
-            return NULL;
-        }
-        return argv[++*i];
-    }
-    if (strncmp(a, lng, n) == 0 && a[n] == '=')
-        return a + n + 1;
-    if (shrt && strncmp(a, shrt, 2) == 0 && a[2] != '\0' && a[1] != '-')
-        return a + 2;
-    return NULL;
-}
-
 static int parse_args(int argc, char **argv, solve_args *args)
 {
     int i, missing;
@@ -87,14 +64,14 @@ static int parse_args(int argc, char **argv, solve_args *args)
     }
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if ((v = option_value(argc, argv, &i, "-s", "--set", &missing)))
+        if ((v = cli_option_value(argc, argv, &i, "-s", "--set", &missing)))
             args->sets[args->nsets++] = v;
-        else if (!missing &&
-                 (v = option_value(argc, argv, &i, "-o", "--output", &missing)))
+        else if (!missing && (v = cli_option_value(argc, argv, &i, "-o",
+                                                   "--output", &missing)))
             args->output = v;
         else if (!missing &&
-                 (v = option_value(argc, argv, &i, NULL, "--stats-json",
-                                   &missing)))
+                 (v = cli_option_value(argc, argv, &i, NULL,
+                                       "--stats-json", &missing)))
             args->stats_json = v;
         else if (missing) {
             cli_error("solve: option '%s' needs a value (try `nde solve "
@@ -147,14 +124,6 @@ static void write_stats_text(const nde_stats *st, FILE *out)
             nde_status_name(st->status));
 }
 
-static void json_double(FILE *out, double x)
-{
-    if (isfinite(x))
-        fprintf(out, "%.17g", x);
-    else
-        fputs("null", out);
-}
-
 static int write_stats_json(const nde_stats *st, const char *path)
 {
     cli_outfile o;
@@ -166,42 +135,11 @@ static int write_stats_json(const nde_stats *st, const char *path)
             "\"steps_rejected\": %ld, \"retries\": %ld, \"h_min\": ",
             st->nfe, st->nfe_backward, st->steps_accepted, st->steps_rejected,
             st->retries);
-    json_double(o.fp, st->steps_accepted > 0 ? st->h_min : NAN);
+    cli_json_double(o.fp, st->steps_accepted > 0 ? st->h_min : NAN);
     fputs(", \"h_max\": ", o.fp);
-    json_double(o.fp, st->steps_accepted > 0 ? st->h_max : NAN);
+    cli_json_double(o.fp, st->steps_accepted > 0 ? st->h_max : NAN);
     fprintf(o.fp, ", \"status\": \"%s\", \"status_code\": %d}\n",
             nde_status_name(st->status), st->status);
-    return cli_outfile_commit(&o);
-}
-
-static int write_csv(const char *path, const nde_field *f,
-                     const nde_problem *p, const double *ysave)
-{
-    cli_outfile o;
-    size_t b, k, j;
-    int batched = p->batch > 1;
-
-    if (cli_outfile_open(&o, path) != 0)
-        return -1;
-    fputs(batched ? "batch,t" : "t", o.fp);
-    for (j = 0; j < f->dim; j++) {
-        if (f->state_names)
-            fprintf(o.fp, ",%s", f->state_names[j]);
-        else
-            fprintf(o.fp, ",y%zu", j);
-    }
-    fputc('\n', o.fp);
-    for (b = 0; b < p->batch; b++) {
-        for (k = 0; k < p->nsave; k++) {
-            const double *y = ysave + (k * p->batch + b) * f->dim;
-            if (batched)
-                fprintf(o.fp, "%zu,", b);
-            fprintf(o.fp, "%.17g", p->tsave[k]);
-            for (j = 0; j < f->dim; j++)
-                fprintf(o.fp, ",%.17g", y[j]);
-            fputc('\n', o.fp);
-        }
-    }
     return cli_outfile_commit(&o);
 }
 
@@ -334,7 +272,9 @@ int cli_solve(int argc, char **argv)
         nde_error_prefix(run.ctx, "solve failed");
         code = cli_fail(run.ctx, rc);
     } else if (code == CLI_EXIT_OK &&
-             write_csv(args.output, run.field, &run.problem, run.ysave) != 0)
+               cli_write_solution_csv(args.output, run.field,
+                                      run.problem.tsave, run.problem.nsave,
+                                      run.problem.batch, run.ysave) != 0)
         code = CLI_EXIT_FAILURE;
 done:
     free(args.sets);

@@ -15,6 +15,7 @@
 #include "adjoint.h"
 #include "regularizer.h"
 #include "data.h"
+#include "train.h"
 
 #ifdef __cplusplus
 extern "C" {

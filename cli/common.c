@@ -1,0 +1,69 @@
+/*
+ * common.c - helpers shared by the commands: option values, JSON numbers,
+ * solution CSV files.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "cli.h"
+
+const char *cli_option_value(int argc, char **argv, int *i, const char *shrt,
+                             const char *lng, int *missing)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(lng);
+
+    *missing = 0;
+    if ((shrt && strcmp(a, shrt) == 0) || strcmp(a, lng) == 0) {
+        if (*i + 1 >= argc) {
+            *missing = 1;
+            return NULL;
+        }
+        return argv[++*i];
+    }
+    if (strncmp(a, lng, n) == 0 && a[n] == '=')
+        return a + n + 1;
+    if (shrt && strncmp(a, shrt, 2) == 0 && a[2] != '\0' && a[1] != '-')
+        return a + 2;
+    return NULL;
+}
+
+void cli_json_double(FILE *out, double x)
+{
+    if (isfinite(x))
+        fprintf(out, "%.17g", x);
+    else
+        fputs("null", out);
+}
+
+int cli_write_solution_csv(const char *path, const nde_field *f,
+                           const double *tsave, size_t nsave, size_t batch,
+                           const double *ysave)
+{
+    cli_outfile o;
+    size_t b, k, j;
+    int batched = batch > 1;
+
+    if (cli_outfile_open(&o, path) != 0)
+        return -1;
+    fputs(batched ? "batch,t" : "t", o.fp);
+    for (j = 0; j < f->dim; j++) {
+        if (f->state_names)
+            fprintf(o.fp, ",%s", f->state_names[j]);
+        else
+            fprintf(o.fp, ",y%zu", j);
+    }
+    fputc('\n', o.fp);
+    for (b = 0; b < batch; b++) {
+        for (k = 0; k < nsave; k++) {
+            const double *y = ysave + (k * batch + b) * f->dim;
+            if (batched)
+                fprintf(o.fp, "%zu,", b);
+            fprintf(o.fp, "%.17g", tsave[k]);
+            for (j = 0; j < f->dim; j++)
+                fprintf(o.fp, ",%.17g", y[j]);
+            fputc('\n', o.fp);
+        }
+    }
+    return cli_outfile_commit(&o);
+}

@@ -1,0 +1,689 @@
+/*
+ * train.c - `nde train`, `nde predict` and `nde gradcheck`: the training
+ * loop around the library's trainer (metrics, progress, checkpoints,
+ * evaluation, summary), prediction from a checkpoint, and the gradient
+ * check of the configured adjoint.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+const char cli_train_help[] =
+    "Usage: nde train CONFIG [-s SECTION.KEY=VALUE]... [--resume CKPT]\n"
+    "                 [--quiet] [--summary-json FILE]\n"
+    "\n"
+    "Train the model of CONFIG: the field [field], the solver [solver], the\n"
+    "adjoint [adjoint] (default: interpolating), the data [data] and the\n"
+    "training settings [train] (see nde/train.h and `nde train --help`).\n"
+    "[problem] is not used by training; `nde predict` uses it when asked.\n"
+    "\n"
+    "[data]  source = spiral | field; npoints, t1, batch_time, noise;\n"
+    "        source = field also y0 and true_params.\n"
+    "[train] iterations, batch_size, lr, seed, eval_every, checkpoint,\n"
+    "        checkpoint_every, metrics, beta1, beta2, eps, weight_decay,\n"
+    "        clip (see `nde plugins` for the solver/adjoint keys).\n"
+    "\n"
+    "Every iteration appends one JSON object to the metrics file (iteration,\n"
+    "loss, grad_norm, nfe_forward, nfe_backward, steps_accepted,\n"
+    "steps_rejected, time_s); every eval_every iterations and at the end one\n"
+    "more with test_loss, predict_nfe and predict_time_s. The checkpoint is\n"
+    "written (atomically) every checkpoint_every iterations and at the end;\n"
+    "a failed iteration (solver failure, non-finite loss) stops the run with\n"
+    "the iteration in the message and leaves the last good checkpoint.\n"
+    "Paths in [train] are relative to the working directory. Models with at\n"
+    "most 16 parameters print them by name at the end.\n"
+    "\n"
+    "Options:\n"
+    "  -s, --set SECTION.KEY=VALUE  override a config value\n"
+    "      --resume CKPT            continue from a checkpoint, bit for bit\n"
+    "                               as if never interrupted (the config may\n"
+    "                               differ only in [train] iterations,\n"
+    "                               eval_every, checkpoint, checkpoint_every,\n"
+    "                               metrics; metrics are appended)\n"
+    "      --quiet                  no progress line\n"
+    "      --summary-json FILE      write a summary as one JSON object\n"
+    "  -h, --help                   show this help\n"
+    "\n"
+    "Exit status: 0 success, 1 training or an output failed, 2 bad usage,\n"
+    "a bad config or an unusable checkpoint.\n";
+
+const char cli_predict_help[] =
+    "Usage: nde predict CKPT [-s SECTION.KEY=VALUE]... [-o FILE]\n"
+    "                   [--summary-json FILE]\n"
+    "\n"
+    "Run the model trained into checkpoint CKPT (with the config stored in\n"
+    "it) on the held-out set, or, when an override sets a problem.* key\n"
+    "(e.g. -s problem.y0=1,0 -s problem.nsave=101), on the [problem]\n"
+    "section: t0, t1, y0 (one or more rows), saveat or nsave. Writes the\n"
+    "prediction as CSV (as `nde solve`) and prints the NFE, the wall time\n"
+    "and, for the held-out set, the test loss on stderr.\n"
+    "\n"
+    "Options:\n"
+    "  -s, --set SECTION.KEY=VALUE  override a value of the stored config\n"
+    "  -o, --output FILE            write the CSV to FILE (default: stdout)\n"
+    "      --summary-json FILE      write test_loss, predict_nfe,\n"
+    "                               predict_time_s, status as JSON\n"
+    "  -h, --help                   show this help\n";
+
+const char cli_gradcheck_help[] =
+    "Usage: nde gradcheck CONFIG [-s SECTION.KEY=VALUE]... [--tol X]\n"
+    "                     [--nparams K]\n"
+    "\n"
+    "On one mini-batch drawn as training would, compute dL/dtheta with the\n"
+    "configured adjoint, with `discrete` (the exact gradient of the\n"
+    "discretised solve) and with central finite differences on K randomly\n"
+    "chosen parameters (default 8), and print the relative differences\n"
+    "||a - b|| / ||b||. Finite differences of an adaptive solve also see the\n"
+    "step sizes move, so they agree only to about the solver's tolerance.\n"
+    "\n"
+    "Options:\n"
+    "  -s, --set SECTION.KEY=VALUE  override a config value\n"
+    "      --tol X                  largest accepted relative difference of\n"
+    "                               the configured adjoint against discrete\n"
+    "                               and against finite differences\n"
+    "                               (default 1e-3)\n"
+    "      --nparams K              parameters checked by finite differences\n"
+    "  -h, --help                   show this help\n"
+    "\n"
+    "Exit status: 0 within tolerance, 1 a difference exceeds it or the\n"
+    "computation failed, 2 bad usage or a bad config.\n";
+
+typedef struct train_args {
+    const char *config;  /* CONFIG or CKPT */
+    const char **sets;
+    size_t nsets;
+    const char *resume, *summary, *output;
+    int quiet;
+    double tol;
+    long nprobe;
+} train_args;
+
+/* Parse the common shape: one positional argument, -s, and the options
+ * `allowed` names ("resume quiet summary output tol nparams"). */
+static int parse_args(const char *cmd, int argc, char **argv,
+                      const char *allowed, train_args *a)
+{
+    int i, missing;
+    const char *v;
+    char *end;
+
+    memset(a, 0, sizeof *a);
+    a->tol = 1e-3;
+    a->nprobe = 8;
+    if (!(a->sets = calloc((size_t)argc, sizeof *a->sets))) {
+        cli_error("out of memory");
+        return CLI_EXIT_FAILURE;
+    }
+    for (i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        missing = 0;
+        if ((v = cli_option_value(argc, argv, &i, "-s", "--set", &missing)))
+            a->sets[a->nsets++] = v;
+        else if (!missing && strstr(allowed, "resume") &&
+                 (v = cli_option_value(argc, argv, &i, NULL, "--resume",
+                                       &missing)))
+            a->resume = v;
+        else if (!missing && strstr(allowed, "summary") &&
+                 (v = cli_option_value(argc, argv, &i, NULL, "--summary-json",
+                                       &missing)))
+            a->summary = v;
+        else if (!missing && strstr(allowed, "output") &&
+                 (v = cli_option_value(argc, argv, &i, "-o", "--output",
+                                       &missing)))
+            a->output = v;
+        else if (!missing && strstr(allowed, "tol") &&
+                 (v = cli_option_value(argc, argv, &i, NULL, "--tol",
+                                       &missing))) {
+            a->tol = strtod(v, &end);
+            if (*end || end == v || !(a->tol > 0)) {
+                cli_error("%s: --tol needs a positive number, not '%s'", cmd,
+                          v);
+                return CLI_EXIT_USAGE;
+            }
+        } else if (!missing && strstr(allowed, "nparams") &&
+                   (v = cli_option_value(argc, argv, &i, NULL, "--nparams",
+                                         &missing))) {
+            a->nprobe = strtol(v, &end, 10);
+            if (*end || end == v || a->nprobe < 1) {
+                cli_error("%s: --nparams needs a positive integer, not '%s'",
+                          cmd, v);
+                return CLI_EXIT_USAGE;
+            }
+        } else if (missing) {
+            cli_error("%s: option '%s' needs a value (try `nde %s --help`)",
+                      cmd, arg, cmd);
+            return CLI_EXIT_USAGE;
+        } else if (strstr(allowed, "quiet") && strcmp(arg, "--quiet") == 0)
+            a->quiet = 1;
+        else if (arg[0] == '-' && arg[1] != '\0') {
+            cli_error("%s: unknown option '%s' (try `nde %s --help`)", cmd,
+                      arg, cmd);
+            return CLI_EXIT_USAGE;
+        } else if (a->config) {
+            cli_error("%s: more than one %s ('%s', '%s')", cmd,
+                      strcmp(cmd, "predict") ? "config file" : "checkpoint",
+                      a->config, arg);
+            return CLI_EXIT_USAGE;
+        } else
+            a->config = arg;
+    }
+    if (!a->config) {
+        cli_error("%s: no %s given (try `nde %s --help`)", cmd,
+                  strcmp(cmd, "predict") ? "config file" : "checkpoint", cmd);
+        return CLI_EXIT_USAGE;
+    }
+    return CLI_EXIT_OK;
+}
+
+static int help_wanted(int argc, char **argv, const char *text)
+{
+    for (int i = 1; i < argc; i++)
+        if (cli_is_help(argv[i])) {
+            fputs(text, stdout);
+            return 1;
+        }
+    return 0;
+}
+
+/* Load CONFIG and apply the overrides; an exit code. */
+static int load_config(nde_ctx *ctx, nde_config *cfg, const train_args *a)
+{
+    int rc;
+    size_t i;
+
+    if ((rc = nde_config_load_file(cfg, a->config, ctx)) != NDE_OK) {
+        cli_fail(ctx, rc);
+        return CLI_EXIT_USAGE;
+    }
+    for (i = 0; i < a->nsets; i++)
+        if ((rc = nde_config_override(cfg, a->sets[i], ctx)) != NDE_OK)
+            return cli_fail(ctx, rc);
+    return CLI_EXIT_OK;
+}
+
+/* ---- nde train ----------------------------------------------------------- */
+
+static int write_checkpoint(const nde_trainer *tr, const char *path,
+                            nde_ctx *ctx)
+{
+    cli_outfile o;
+    int rc;
+
+    if (cli_outfile_open(&o, path) != 0)
+        return -1;
+    if ((rc = nde_trainer_checkpoint_write(tr, o.fp)) != NDE_OK) {
+        cli_fail(ctx, rc);
+        cli_outfile_discard(&o);
+        return -1;
+    }
+    return cli_outfile_commit(&o);
+}
+
+static void metrics_step(FILE *fp, const nde_train_step *m)
+{
+    fprintf(fp, "{\"iteration\": %ld, \"loss\": ", m->iteration);
+    cli_json_double(fp, m->loss);
+    fputs(", \"grad_norm\": ", fp);
+    cli_json_double(fp, m->grad_norm);
+    fprintf(fp,
+            ", \"nfe_forward\": %ld, \"nfe_backward\": %ld, "
+            "\"steps_accepted\": %ld, \"steps_rejected\": %ld, \"time_s\": ",
+            m->nfe_forward, m->nfe_backward, m->steps_accepted,
+            m->steps_rejected);
+    cli_json_double(fp, m->time_s);
+    fputs("}\n", fp);
+}
+
+static void metrics_eval(FILE *fp, long iteration, const nde_eval_result *e)
+{
+    fprintf(fp, "{\"iteration\": %ld, \"test_loss\": ", iteration);
+    cli_json_double(fp, e->test_loss);
+    fprintf(fp, ", \"predict_nfe\": %ld, \"predict_time_s\": ", e->nfe);
+    cli_json_double(fp, e->time_s);
+    fputs("}\n", fp);
+}
+
+typedef struct summary {
+    long iterations;
+    const nde_train_totals *tot;
+    nde_eval_result eval;
+    double final_loss;
+    int status;
+} summary;
+
+static int write_summary(const char *path, const summary *s)
+{
+    cli_outfile o;
+
+    if (cli_outfile_open(&o, path) != 0)
+        return -1;
+    fprintf(o.fp, "{\"iterations\": %ld, \"train_time_s\": ", s->iterations);
+    cli_json_double(o.fp, s->tot ? s->tot->time_s : NAN);
+    fprintf(o.fp, ", \"train_nfe_forward\": %ld, \"train_nfe_backward\": %ld",
+            s->tot ? s->tot->nfe_forward : 0,
+            s->tot ? s->tot->nfe_backward : 0);
+    fputs(", \"final_loss\": ", o.fp);
+    cli_json_double(o.fp, s->final_loss);
+    fputs(", \"test_loss\": ", o.fp);
+    cli_json_double(o.fp, s->eval.test_loss);
+    fprintf(o.fp, ", \"predict_nfe\": %ld, \"predict_time_s\": ",
+            s->eval.nfe);
+    cli_json_double(o.fp, s->eval.time_s);
+    fprintf(o.fp, ", \"status\": \"%s\", \"status_code\": %d}\n",
+            nde_status_name(s->status), s->status);
+    return cli_outfile_commit(&o);
+}
+
+static void print_params(const nde_trainer *tr)
+{
+    const nde_field *f = nde_trainer_field(tr);
+    const double *theta = nde_trainer_params(tr);
+    size_t i, P = nde_trainer_nparams(tr);
+    char name[128];
+
+    if (P > 16)
+        return;
+    for (i = 0; i < P; i++) {
+        nde_field_param_name(f, i, name, sizeof name);
+        printf("%s = %.10g\n", name, theta[i]);
+    }
+    fflush(stdout);
+}
+
+int cli_train(int argc, char **argv)
+{
+    train_args a;
+    nde_ctx *ctx = NULL;
+    nde_config *cfg = NULL;
+    nde_trainer *tr = NULL;
+    const nde_train_settings *set;
+    FILE *metrics = NULL;
+    summary sum;
+    nde_train_step m;
+    long last_eval = -1;
+    int code, rc = NDE_OK, progress;
+
+    if (help_wanted(argc, argv, cli_train_help))
+        return CLI_EXIT_OK;
+    memset(&sum, 0, sizeof sum);
+    sum.eval.test_loss = NAN;
+    sum.eval.time_s = NAN;
+    sum.final_loss = NAN;
+    if ((code = parse_args("train", argc, argv, "resume quiet summary", &a)))
+        goto done;
+    if (!(ctx = nde_ctx_create()) || !(cfg = nde_config_create())) {
+        cli_error("out of memory");
+        code = CLI_EXIT_FAILURE;
+        goto done;
+    }
+    if ((code = load_config(ctx, cfg, &a)) != CLI_EXIT_OK)
+        goto done;
+    if ((rc = nde_trainer_create(ctx, cfg, 0, &tr)) != NDE_OK ||
+        (a.resume && (rc = nde_trainer_checkpoint_load(
+                          tr, a.resume, NDE_CHECKPOINT_RESUME)) != NDE_OK)) {
+        code = cli_fail(ctx, rc);
+        goto done;
+    }
+    set = nde_trainer_settings(tr);
+    sum.tot = nde_trainer_totals(tr);
+    if (set->metrics && !(metrics = fopen(set->metrics, a.resume ? "a" : "w"))) {
+        cli_error("%s: cannot open the metrics file: %m", set->metrics);
+        code = CLI_EXIT_FAILURE;
+        goto done;
+    }
+    progress = !a.quiet && isatty(STDERR_FILENO);
+    code = CLI_EXIT_OK;
+    while (nde_trainer_iteration(tr) < set->iterations) {
+        rc = nde_trainer_step(tr, &m);
+        if (metrics)
+            metrics_step(metrics, &m);
+        if (rc != NDE_OK)
+            break;
+        sum.final_loss = m.loss;
+        if (set->eval_every > 0 && m.iteration % set->eval_every == 0) {
+            if ((rc = nde_trainer_evaluate(tr, &sum.eval)) != NDE_OK)
+                break;
+            last_eval = m.iteration;
+            if (metrics)
+                metrics_eval(metrics, m.iteration, &sum.eval);
+        }
+        if (progress)
+            fprintf(stderr, "\r%ld/%ld  loss %.4g  test %.4g  nfe %ld+%ld   ",
+                    m.iteration, set->iterations, m.loss, sum.eval.test_loss,
+                    m.nfe_forward, m.nfe_backward);
+        if (set->checkpoint && set->checkpoint_every > 0 &&
+            m.iteration % set->checkpoint_every == 0 &&
+            write_checkpoint(tr, set->checkpoint, ctx) != 0) {
+            code = CLI_EXIT_FAILURE;
+            break;
+        }
+        if (metrics)
+            fflush(metrics);
+    }
+    if (progress)
+        fputc('\n', stderr);
+    sum.iterations = nde_trainer_iteration(tr);
+    if (rc == NDE_OK && code == CLI_EXIT_OK) {
+        if (last_eval != sum.iterations) {
+            rc = nde_trainer_evaluate(tr, &sum.eval);
+            if (rc == NDE_OK && metrics)
+                metrics_eval(metrics, sum.iterations, &sum.eval);
+        }
+        if (rc == NDE_OK && set->checkpoint &&
+            write_checkpoint(tr, set->checkpoint, ctx) != 0)
+            code = CLI_EXIT_FAILURE;
+    }
+    if (metrics && fclose(metrics) != 0) {
+        cli_error("%s: %m", set->metrics);
+        code = CLI_EXIT_FAILURE;
+    }
+    metrics = NULL;
+    sum.status = rc;
+    if (rc != NDE_OK) {
+        code = cli_fail(ctx, rc);
+        if (set->checkpoint)
+            cli_error("training stopped; the checkpoint %s holds the last "
+                      "good state written", set->checkpoint);
+    } else if (code == CLI_EXIT_OK) {
+        fprintf(stderr,
+                "nde: %ld iterations in %.3f s (nfe %ld forward, %ld "
+                "backward); test_loss %.6g, prediction %ld nfe in %.3f ms\n",
+                sum.iterations, sum.tot->time_s, sum.tot->nfe_forward,
+                sum.tot->nfe_backward, sum.eval.test_loss, sum.eval.nfe,
+                1e3 * sum.eval.time_s);
+        print_params(tr);
+    }
+    if (a.summary && write_summary(a.summary, &sum) != 0 &&
+        code == CLI_EXIT_OK)
+        code = CLI_EXIT_FAILURE;
+done:
+    if (metrics)
+        fclose(metrics);
+    nde_trainer_destroy(tr);
+    nde_config_destroy(cfg);
+    nde_ctx_destroy(ctx);
+    free(a.sets);
+    return code;
+}
+
+/* ---- nde predict --------------------------------------------------------- */
+
+static int wants_problem(const train_args *a)
+{
+    for (size_t i = 0; i < a->nsets; i++)
+        if (strncmp(a->sets[i], "problem.", 8) == 0)
+            return 1;
+    return 0;
+}
+
+/* Rows of [problem] y0 (checked against the problem keys). */
+static int problem_rows(nde_config *cfg, size_t *rows, nde_ctx *ctx)
+{
+    const nde_key *const tables[] = {nde_problem_keys, NULL};
+    nde_section *psec;
+    double *y0 = NULL;
+    size_t cols = 0;
+    int rc;
+
+    *rows = 0;
+    if ((rc = nde_config_require(cfg, "problem", &psec, ctx)) != NDE_OK ||
+        (rc = nde_section_check(psec, tables, ctx)) != NDE_OK ||
+        (rc = nde_get_matrix(psec, "y0", &y0, rows, &cols, ctx)) != NDE_OK)
+        return rc;
+    free(y0);
+    if (*rows == 0)
+        return nde_section_error(psec, "y0", ctx, "no initial state given");
+    return NDE_OK;
+}
+
+int cli_predict(int argc, char **argv)
+{
+    train_args a;
+    nde_ctx *ctx = NULL;
+    nde_config *cfg = NULL;
+    nde_trainer *tr = NULL;
+    nde_problem prob;
+    nde_stats st;
+    summary sum;
+    char *text = NULL;
+    double *ysave = NULL;
+    size_t rows = 0, i;
+    int code, rc = NDE_OK, use_problem;
+
+    if (help_wanted(argc, argv, cli_predict_help))
+        return CLI_EXIT_OK;
+    memset(&prob, 0, sizeof prob);
+    memset(&sum, 0, sizeof sum);
+    sum.eval.test_loss = NAN;
+    sum.eval.time_s = NAN;
+    sum.final_loss = NAN;
+    if ((code = parse_args("predict", argc, argv, "output summary", &a)))
+        goto done;
+    if (!(ctx = nde_ctx_create()) || !(cfg = nde_config_create())) {
+        cli_error("out of memory");
+        code = CLI_EXIT_FAILURE;
+        goto done;
+    }
+    if ((rc = nde_checkpoint_read_config(a.config, &text, ctx)) != NDE_OK ||
+        (rc = nde_config_load_string(cfg, a.config, text, ctx)) != NDE_OK) {
+        code = cli_fail(ctx, rc);
+        goto done;
+    }
+    for (i = 0; i < a.nsets; i++)
+        if ((rc = nde_config_override(cfg, a.sets[i], ctx)) != NDE_OK) {
+            code = cli_fail(ctx, rc);
+            goto done;
+        }
+    use_problem = wants_problem(&a);
+    if ((use_problem && (rc = problem_rows(cfg, &rows, ctx)) != NDE_OK) ||
+        (rc = nde_trainer_create(ctx, cfg, rows, &tr)) != NDE_OK ||
+        (rc = nde_trainer_checkpoint_load(tr, a.config,
+                                          NDE_CHECKPOINT_PARAMS)) != NDE_OK ||
+        (use_problem &&
+         (rc = nde_problem_from_section(&prob,
+                                        nde_config_section(cfg, "problem"),
+                                        nde_trainer_field(tr)->dim, ctx)) !=
+             NDE_OK)) {
+        code = cli_fail(ctx, rc);
+        goto done;
+    }
+    sum.iterations = nde_trainer_iteration(tr);
+    if (use_problem) {
+        const size_t n = prob.nsave * prob.batch * nde_trainer_field(tr)->dim;
+        struct timespec t0, t1;
+        if (!(ysave = calloc(n ? n : 1, sizeof *ysave))) {
+            cli_error("out of memory");
+            code = CLI_EXIT_FAILURE;
+            goto done;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        rc = nde_trainer_predict(tr, prob.t0, prob.y0, prob.batch, prob.t1,
+                                 prob.nsave, prob.tsave, ysave, &st);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        sum.eval.nfe = st.nfe;
+        sum.eval.time_s = (double)(t1.tv_sec - t0.tv_sec) +
+                          1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    } else
+        rc = nde_trainer_evaluate(tr, &sum.eval);
+    sum.status = rc;
+    if (rc != NDE_OK) {
+        nde_error_prefix(ctx, "predict failed");
+        code = cli_fail(ctx, rc);
+    } else {
+        fprintf(stderr, "nde: prediction %ld nfe in %.3f ms", sum.eval.nfe,
+                1e3 * sum.eval.time_s);
+        if (!use_problem)
+            fprintf(stderr, "; test_loss %.6g", sum.eval.test_loss);
+        fputc('\n', stderr);
+        if (use_problem)
+            code = cli_write_solution_csv(a.output, nde_trainer_field(tr),
+                                          prob.tsave, prob.nsave, prob.batch,
+                                          ysave)
+                       ? CLI_EXIT_FAILURE
+                       : CLI_EXIT_OK;
+        else {
+            const double *t, *pred;
+            size_t n = nde_trainer_test_times(tr, &t, &pred);
+            code = cli_write_solution_csv(a.output, nde_trainer_field(tr), t,
+                                          n, 1, pred)
+                       ? CLI_EXIT_FAILURE
+                       : CLI_EXIT_OK;
+        }
+    }
+    if (a.summary && write_summary(a.summary, &sum) != 0 &&
+        code == CLI_EXIT_OK)
+        code = CLI_EXIT_FAILURE;
+done:
+    free(ysave);
+    free(text);
+    nde_problem_free(&prob);
+    nde_trainer_destroy(tr);
+    nde_config_destroy(cfg);
+    nde_ctx_destroy(ctx);
+    free(a.sets);
+    return code;
+}
+
+/* ---- nde gradcheck ------------------------------------------------------- */
+
+static double rel_diff(const double *a, const double *b, const size_t *idx,
+                       size_t n)
+{
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        size_t j = idx ? idx[i] : i;
+        num += (a[j] - b[j]) * (a[j] - b[j]);
+        den += b[j] * b[j];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+int cli_gradcheck(int argc, char **argv)
+{
+    train_args a;
+    nde_ctx *ctx = NULL;
+    nde_config *cfg = NULL;
+    nde_trainer *tr = NULL;
+    nde_adjoint *disc = NULL;
+    const nde_plugin_info *info;
+    double *g_adj = NULL, *g_disc = NULL, *g_fd = NULL, *th = NULL, loss, lp,
+           lm;
+    size_t *idx = NULL, P, K, i;
+    nde_stats st;
+    int code, rc;
+
+    if (help_wanted(argc, argv, cli_gradcheck_help))
+        return CLI_EXIT_OK;
+    if ((code = parse_args("gradcheck", argc, argv, "tol nparams", &a)))
+        goto done;
+    if (!(ctx = nde_ctx_create()) || !(cfg = nde_config_create())) {
+        cli_error("out of memory");
+        code = CLI_EXIT_FAILURE;
+        goto done;
+    }
+    if ((code = load_config(ctx, cfg, &a)) != CLI_EXIT_OK)
+        goto done;
+    if ((rc = nde_trainer_create(ctx, cfg, 0, &tr)) != NDE_OK ||
+        (rc = nde_plugin_find(ctx, NDE_KIND_ADJOINT, "discrete", &info)) !=
+            NDE_OK ||
+        (rc = nde_adjoint_create_from(ctx, (const nde_adjoint_type *)info,
+                                      NULL, nde_trainer_solver(tr), &disc)) !=
+            NDE_OK) {
+        code = cli_fail(ctx, rc);
+        goto done;
+    }
+    P = nde_trainer_nparams(tr);
+    K = (size_t)a.nprobe < P ? (size_t)a.nprobe : P;
+    g_adj = calloc(P + 1, sizeof *g_adj);
+    g_disc = calloc(P + 1, sizeof *g_disc);
+    g_fd = calloc(P + 1, sizeof *g_fd);
+    th = calloc(P + 1, sizeof *th);
+    idx = calloc(P + 1, sizeof *idx);
+    if (!g_adj || !g_disc || !g_fd || !th || !idx) {
+        cli_error("out of memory");
+        code = CLI_EXIT_FAILURE;
+        goto done;
+    }
+    memcpy(th, nde_trainer_params(tr), P * sizeof *th);
+    /* K distinct parameters by a partial Fisher-Yates shuffle drawn from
+     * the probe stream. */
+    {
+        uint64_t s = nde_seed_derive(nde_trainer_settings(tr)->seed,
+                                     NDE_STREAM_PROBE);
+        for (i = 0; i < P; i++)
+            idx[i] = i;
+        for (i = 0; i < K; i++) {
+            size_t j = i + (size_t)(nde_seed_derive(s, i) % (P - i));
+            size_t t = idx[i];
+            idx[i] = idx[j];
+            idx[j] = t;
+        }
+    }
+    nde_trainer_probe(tr);
+    if ((rc = nde_trainer_loss_grad(tr, NULL, th, &loss, g_adj, &st)) !=
+            NDE_OK ||
+        (rc = nde_trainer_loss_grad(tr, disc, th, &loss, g_disc, &st)) !=
+            NDE_OK) {
+        code = cli_fail(ctx, rc);
+        goto done;
+    }
+    for (i = 0; i < K; i++) {
+        size_t j = idx[i];
+        double h = 1e-6 * fmax(1.0, fabs(th[j])), keep = th[j];
+        th[j] = keep + h;
+        rc = nde_trainer_loss_grad(tr, NULL, th, &lp, NULL, &st);
+        th[j] = keep - h;
+        if (rc == NDE_OK)
+            rc = nde_trainer_loss_grad(tr, NULL, th, &lm, NULL, &st);
+        th[j] = keep;
+        if (rc != NDE_OK) {
+            code = cli_fail(ctx, rc);
+            goto done;
+        }
+        g_fd[j] = (lp - lm) / (2.0 * h);
+    }
+    {
+        const char *name = nde_trainer_adjoint(tr)->type->info.name;
+        double r_ad = rel_diff(g_adj, g_disc, NULL, P);
+        double r_af = rel_diff(g_adj, g_fd, idx, K);
+        double r_df = rel_diff(g_disc, g_fd, idx, K);
+        char pname[128];
+
+        printf("loss %.17g, %zu parameters, %zu checked by finite "
+               "differences\n", loss, P, K);
+        printf("%-12s %-12s %-24s %s\n", "parameter", name, "discrete",
+               "finite difference");
+        for (i = 0; i < K; i++) {
+            nde_field_param_name(nde_trainer_field(tr), idx[i], pname,
+                                 sizeof pname);
+            printf("%-12s %-12.6g %-24.6g %.6g\n", pname, g_adj[idx[i]],
+                   g_disc[idx[i]], g_fd[idx[i]]);
+        }
+        printf("relative difference %s vs discrete: %.3g\n", name, r_ad);
+        printf("relative difference %s vs finite differences: %.3g\n", name,
+               r_af);
+        printf("relative difference discrete vs finite differences: %.3g\n",
+               r_df);
+        code = (r_ad <= a.tol && r_af <= a.tol) ? CLI_EXIT_OK
+                                                : CLI_EXIT_FAILURE;
+        if (code != CLI_EXIT_OK)
+            cli_error("gradcheck: a relative difference exceeds --tol %g",
+                      a.tol);
+    }
+done:
+    free(idx);
+    free(th);
+    free(g_fd);
+    free(g_disc);
+    free(g_adj);
+    nde_adjoint_destroy(disc);
+    nde_trainer_destroy(tr);
+    nde_config_destroy(cfg);
+    nde_ctx_destroy(ctx);
+    free(a.sets);
+    return code;
+}

@@ -1,0 +1,197 @@
+/*
+ * nde/train.h - the trainer: data task, loss, Adam, checkpoints.
+ *
+ * A trainer is composed from a config: [field], [solver], [adjoint]
+ * (default `interpolating`), [data] and [train]. One call of
+ * nde_trainer_step() is one iteration: draw a mini-batch, solve forward
+ * over the whole batch at once (recording what the adjoint declared),
+ * compute the loss and its cotangents (t_k, dL/dy(t_k)), run the adjoint,
+ * clip the gradient's norm and take an Adam step.
+ *
+ * Loss (trajectory fitting): the mean squared error over every observed
+ * value of the batch (rows x times x components); a NaN target is missing
+ * and skipped (neither in the sum nor in the count).
+ *
+ * Random numbers: one [train] seed; each use draws from its own stream
+ * derived with nde_seed_derive(seed, NDE_STREAM_*): the same seed and
+ * config give the same numbers bit for bit. The [field] section's own
+ * `seed` key (mlp) is not used by the trainer.
+ *
+ * [data] source = spiral: torchdiffeq's ode_demo (methods.md 13.1):
+ * y' = (y^3) A, A = [[-0.1, 2], [-2, -0.1]], y0 = (2, 0), npoints points
+ * on [0, t1], the truth solved by tsit5 at rtol 1e-10 / atol 1e-12 plus
+ * optional Gaussian noise of standard deviation `noise`. A mini-batch is
+ * batch_size windows of batch_time consecutive points starting at distinct
+ * random indices in [0, npoints - batch_time]; every window is solved on
+ * the times t[0..batch_time-1] (window-relative, as torchdiffeq does: the
+ * field should be autonomous) from its first observation.
+ * source = field: the same with the config's own [field] as the true
+ * system, its parameters set by [data] true_params (name=value, names as
+ * nde_field_param_name gives them) and the initial state [data] y0.
+ * The test set is the whole noise-free trajectory predicted from the true
+ * y0: test_loss is the MSE over it.
+ */
+#ifndef NDE_TRAIN_H
+#define NDE_TRAIN_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include "adjoint.h"
+#include "config.h"
+#include "field.h"
+#include "solve.h"
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Indices for nde_seed_derive(train seed, i): one stream per use. */
+enum nde_stream {
+    NDE_STREAM_BATCHES = 0, /* mini-batch sampling            */
+    NDE_STREAM_INIT = 1,    /* parameter initialisation       */
+    NDE_STREAM_NOISE = 2,   /* observation noise of the data  */
+    NDE_STREAM_SPLIT = 3,   /* train/test split of a data set */
+    NDE_STREAM_PROBE = 4    /* gradcheck's parameter subset   */
+};
+
+/* The keys of [train] and [data]. */
+extern const nde_key nde_train_keys[];
+extern const nde_key nde_data_keys[];
+
+typedef struct nde_train_settings {
+    long iterations;        /* total iterations of the run                */
+    long batch_size;
+    long eval_every;        /* 0 = evaluate at the end only               */
+    long checkpoint_every;  /* 0 = checkpoint at the end only             */
+    double lr, beta1, beta2, eps, weight_decay;
+    double clip;            /* gradient-norm clip; 0 = off                */
+    uint64_t seed;
+    const char *checkpoint; /* path or NULL (lives as long as the config) */
+    const char *metrics;    /* path or NULL                               */
+} nde_train_settings;
+
+/* One iteration's numbers. */
+typedef struct nde_train_step {
+    long iteration;         /* iterations done, this one included (1-based) */
+    double loss;            /* before the update                          */
+    double grad_norm;       /* before clipping                            */
+    long nfe_forward, nfe_backward, steps_accepted, steps_rejected;
+    double time_s;          /* wall time of the iteration                 */
+} nde_train_step;
+
+/* Evaluation on the held-out set. */
+typedef struct nde_eval_result {
+    double test_loss;
+    long nfe;               /* prediction field evaluations               */
+    double time_s;          /* prediction wall time                       */
+} nde_eval_result;
+
+/* Running totals since the first iteration (kept in checkpoints). */
+typedef struct nde_train_totals {
+    long nfe_forward, nfe_backward;
+    double time_s;          /* wall time inside nde_trainer_step          */
+} nde_train_totals;
+
+typedef struct nde_trainer nde_trainer;
+
+/*
+ * Compose a trainer from cfg (borrowed; must outlive the trainer).
+ * min_batch: rows nde_trainer_predict must accept beyond the training
+ * batch (0 if none). Parameters are initialised from the seed (or the
+ * values the config gives). Errors: NDE_ECONFIG naming file, line,
+ * section and key; NDE_EPLUGIN; NDE_ECAPABILITY; a failed data generation.
+ */
+int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
+                       nde_trainer **out);
+void nde_trainer_destroy(nde_trainer *tr);
+
+const nde_train_settings *nde_trainer_settings(const nde_trainer *tr);
+nde_field *nde_trainer_field(const nde_trainer *tr);
+/* theta[nparams], updated in place by each step. */
+double *nde_trainer_params(const nde_trainer *tr);
+size_t nde_trainer_nparams(const nde_trainer *tr);
+long nde_trainer_iteration(const nde_trainer *tr);
+const nde_train_totals *nde_trainer_totals(const nde_trainer *tr);
+
+/*
+ * One iteration. On a failed solve or a non-finite loss or gradient the
+ * parameters are left as they were and the message names the iteration:
+ * NDE_EMAXSTEPS, NDE_ESTEPSIZE, NDE_ENONFINITE, ... m is filled as far as
+ * the iteration got.
+ */
+int nde_trainer_step(nde_trainer *tr, nde_train_step *m);
+
+/* Predict the held-out set with the current parameters; test loss, NFE
+ * and wall time. */
+int nde_trainer_evaluate(nde_trainer *tr, nde_eval_result *r);
+
+/* The held-out set's time grid and its prediction from the last
+ * evaluation (nsave x dim), for writing out. */
+size_t nde_trainer_test_times(const nde_trainer *tr, const double **t,
+                              const double **pred);
+
+/* Solve the trained model from (t0, y0 of `batch` rows) to t1, saving at
+ * tsave (as nde_solve); batch may be up to the training batch or
+ * min_batch. */
+int nde_trainer_predict(nde_trainer *tr, double t0, const double *y0,
+                        size_t batch, double t1, size_t nsave,
+                        const double *tsave, double *ysave, nde_stats *st);
+
+/*
+ * Gradient check support. nde_trainer_probe() draws a new mini-batch from
+ * the sampling stream (as a step would) and keeps it; nde_trainer_loss_grad
+ * computes the loss of that batch at theta and, when grad is not NULL, its
+ * gradient with adjoint `a` (NULL = the configured one). Neither changes
+ * the trainer's parameters or optimizer.
+ */
+int nde_trainer_probe(nde_trainer *tr);
+int nde_trainer_loss_grad(nde_trainer *tr, nde_adjoint *a,
+                          const double *theta, double *loss, double *grad,
+                          nde_stats *st);
+nde_solver *nde_trainer_solver(const nde_trainer *tr);
+nde_adjoint *nde_trainer_adjoint(const nde_trainer *tr);
+
+/*
+ * Checkpoints: a binary file, host byte order (doubles as IEEE 754):
+ *   "NDECKPT1"            8-byte magic (the 1 is the format version)
+ *   u32 version           NDE_CHECKPOINT_VERSION
+ *   u32 byte-order mark   0x01020304 as written by the host
+ *   u64 payload length
+ *   u32 crc32             zlib crc32 of the payload
+ *   payload:
+ *     u64 config length, config text (nde_config_write of the effective
+ *         config, after overrides)
+ *     u64 nparams, i64 iteration, i64 Adam step count
+ *     f64 theta[nparams], m[nparams], v[nparams]
+ *     i64 nfe_forward, i64 nfe_backward, f64 train time (totals)
+ *     u64 rng state length, the sampling RNG's state
+ * The file is written whole by the caller's atomic-file logic.
+ */
+#define NDE_CHECKPOINT_VERSION 1u
+
+int nde_trainer_checkpoint_write(const nde_trainer *tr, FILE *out);
+
+enum nde_checkpoint_mode {
+    NDE_CHECKPOINT_PARAMS = 0, /* parameters only (predict)              */
+    NDE_CHECKPOINT_RESUME = 1  /* everything; the config must match      */
+};
+
+/*
+ * Load a checkpoint into tr. Refused (NDE_ECONFIG, naming the file and
+ * what is wrong, parameters untouched): a truncated file, a bad magic,
+ * version or byte order, a checksum mismatch, a different parameter
+ * count, and in RESUME mode a config that differs from the checkpoint's in
+ * anything but [train] iterations, eval_every, checkpoint,
+ * checkpoint_every and metrics (the keys that do not change the numbers).
+ */
+int nde_trainer_checkpoint_load(nde_trainer *tr, const char *path, int mode);
+
+/* The effective config text stored in a checkpoint (malloc'd, for
+ * `nde predict`); the same checks as above except the config's. */
+int nde_checkpoint_read_config(const char *path, char **text, nde_ctx *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,679 @@
+/*
+ * The trainer: data task, mean-squared-error loss with its cotangents,
+ * one batched forward solve and one adjoint pass per iteration, Adam.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_rng.h>
+
+#include "nde/nde.h"
+#include "nde/train.h"
+#include "train_internal.h"
+
+const nde_key nde_train_keys[] = {
+    {"iterations", NDE_KEY_INT, "2000", "total training iterations"},
+    {"batch_size", NDE_KEY_INT, "20", "rows (windows) per mini-batch"},
+    {"lr", NDE_KEY_DOUBLE, "1e-3", "Adam learning rate"},
+    {"seed", NDE_KEY_INT, "1",
+     "seed of every random stream (batches, initialisation, noise)"},
+    {"eval_every", NDE_KEY_INT, "100",
+     "evaluate on the held-out set every this many iterations (0 = only at "
+     "the end)"},
+    {"checkpoint", NDE_KEY_TEXT, "", "checkpoint file (none if absent)"},
+    {"checkpoint_every", NDE_KEY_INT, "500",
+     "write the checkpoint every this many iterations (0 = only at the "
+     "end)"},
+    {"metrics", NDE_KEY_TEXT, "",
+     "metrics file: one JSON object per iteration (none if absent)"},
+    {"beta1", NDE_KEY_DOUBLE, "0.9", "Adam first-moment decay"},
+    {"beta2", NDE_KEY_DOUBLE, "0.999", "Adam second-moment decay"},
+    {"eps", NDE_KEY_DOUBLE, "1e-8", "Adam denominator guard"},
+    {"weight_decay", NDE_KEY_DOUBLE, "0",
+     "L2 penalty added to the gradient (as torch.optim.Adam)"},
+    {"clip", NDE_KEY_DOUBLE, "0",
+     "clip the gradient's Euclidean norm to this (0 = off)"},
+    {NULL, 0, NULL, NULL}};
+
+const nde_key nde_data_keys[] = {
+    {"source", NDE_KEY_WORD, NULL,
+     "where the data come from: spiral | field"},
+    {"npoints", NDE_KEY_INT, "1000", "observation times on [0, t1]"},
+    {"t1", NDE_KEY_DOUBLE, "25", "end of the observed interval"},
+    {"batch_time", NDE_KEY_INT, "10",
+     "consecutive observations per mini-batch window"},
+    {"noise", NDE_KEY_DOUBLE, "0",
+     "standard deviation of Gaussian observation noise"},
+    {"y0", NDE_KEY_DOUBLES, "", "source = field: the true initial state"},
+    {"true_params", NDE_KEY_ASSIGNS, "",
+     "source = field: the true system's parameters by name (others keep "
+     "the field's initial values)"},
+    {NULL, 0, NULL, NULL}};
+
+/* The spiral's true field y' = (y^3) A, A = [[-0.1, 2], [-2, -0.1]]
+ * (methods.md 13.1), as an `expr` model solved by tsit5 through the
+ * registry like any other config. */
+static const char spiral_truth_ini[] =
+    "[field]\n"
+    "plugin = expr\n"
+    "state = x, y\n"
+    "dx = -0.1*x^3 - 2.0*y^3\n"
+    "dy = 2.0*x^3 - 0.1*y^3\n";
+
+#define TRUTH_RTOL 1e-10
+#define TRUTH_ATOL 1e-12
+#define TRUTH_MAX_STEPS 10000000L
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- settings ----------------------------------------------------------- */
+
+static int get_long_min(const nde_section *sec, const char *key, long lo,
+                        long *out, nde_ctx *ctx)
+{
+    int rc = nde_get_long(sec, key, out, ctx);
+    if (rc == NDE_OK && *out < lo)
+        return nde_section_error(sec, key, ctx, "%ld is below %ld", *out, lo);
+    return rc;
+}
+
+static int get_double_in(const nde_section *sec, const char *key, double lo,
+                         int lo_open, double hi, int hi_open, double *out,
+                         nde_ctx *ctx)
+{
+    int rc = nde_get_double(sec, key, out, ctx);
+    if (rc != NDE_OK)
+        return rc;
+    if (*out < lo || (lo_open && *out == lo) || *out > hi ||
+        (hi_open && *out == hi))
+        return nde_section_error(sec, key, ctx, "%g is outside %s%g, %g%s",
+                                 *out, lo_open ? "(" : "[", lo, hi,
+                                 hi_open ? ")" : "]");
+    return NDE_OK;
+}
+
+static int optional_text(const nde_section *sec, const char *key,
+                         const char **out, nde_ctx *ctx)
+{
+    *out = NULL;
+    if (!nde_section_has(sec, key))
+        return NDE_OK;
+    int rc = nde_get_string(sec, key, out, ctx);
+    if (rc == NDE_OK && **out == '\0')
+        *out = NULL;
+    return rc;
+}
+
+static int read_settings(nde_train_settings *s, nde_section *sec,
+                         nde_ctx *ctx)
+{
+    const nde_key *const tables[] = {nde_train_keys, NULL};
+    long seed;
+    int rc;
+
+    if ((rc = nde_section_check(sec, tables, ctx)) != NDE_OK ||
+        (rc = get_long_min(sec, "iterations", 0, &s->iterations, ctx)) ||
+        (rc = get_long_min(sec, "batch_size", 1, &s->batch_size, ctx)) ||
+        (rc = get_long_min(sec, "eval_every", 0, &s->eval_every, ctx)) ||
+        (rc = get_long_min(sec, "checkpoint_every", 0, &s->checkpoint_every,
+                           ctx)) ||
+        (rc = get_long_min(sec, "seed", 0, &seed, ctx)) ||
+        (rc = get_double_in(sec, "lr", 0, 1, HUGE_VAL, 0, &s->lr, ctx)) ||
+        (rc = get_double_in(sec, "beta1", 0, 0, 1, 1, &s->beta1, ctx)) ||
+        (rc = get_double_in(sec, "beta2", 0, 0, 1, 1, &s->beta2, ctx)) ||
+        (rc = get_double_in(sec, "eps", 0, 1, HUGE_VAL, 0, &s->eps, ctx)) ||
+        (rc = get_double_in(sec, "weight_decay", 0, 0, HUGE_VAL, 0,
+                            &s->weight_decay, ctx)) ||
+        (rc = get_double_in(sec, "clip", 0, 0, HUGE_VAL, 0, &s->clip, ctx)) ||
+        (rc = optional_text(sec, "checkpoint", &s->checkpoint, ctx)) ||
+        (rc = optional_text(sec, "metrics", &s->metrics, ctx)))
+        return rc;
+    s->seed = (uint64_t)seed;
+    return NDE_OK;
+}
+
+/* ---- data --------------------------------------------------------------- */
+
+/* Solve the true system at the observation times, tight tolerances. */
+static int solve_truth(nde_trainer *tr, nde_field *f, const double *theta,
+                       const double *y0)
+{
+    const nde_plugin_info *info;
+    nde_solver *s = NULL;
+    nde_solve_opts o;
+    nde_stats st;
+    int rc;
+
+    if ((rc = nde_plugin_find(tr->ctx, NDE_KIND_SOLVER, "tsit5", &info)) !=
+            NDE_OK ||
+        (rc = nde_solver_create_from(tr->ctx, (const nde_solver_type *)info,
+                                     f, &s)) != NDE_OK)
+        return rc;
+    nde_solve_opts_default(&o, s->type);
+    o.rtol = TRUTH_RTOL;
+    o.atol = TRUTH_ATOL;
+    o.max_steps = TRUTH_MAX_STEPS;
+    if ((rc = nde_solver_set_batch(s, 1)) == NDE_OK)
+        rc = nde_solve(s, &o, theta, tr->tgrid[0], y0,
+                       tr->tgrid[tr->npoints - 1], tr->npoints, tr->tgrid,
+                       tr->truth, &st);
+    if (rc != NDE_OK)
+        nde_error_prefix(tr->ctx, "[data]: solving the true system");
+    nde_solver_destroy(s);
+    return rc;
+}
+
+/* The config's own field with [data] true_params and y0. */
+static int field_truth(nde_trainer *tr, nde_section *dsec)
+{
+    nde_field *f = NULL;
+    double *theta = NULL, *values = NULL;
+    char **names = NULL, buf[128];
+    size_t n = 0, i, j;
+    int rc;
+
+    if (!nde_section_has(dsec, "y0"))
+        return nde_section_error(dsec, "y0", tr->ctx,
+                                 "source = field needs the true initial "
+                                 "state");
+    if ((rc = nde_get_doubles_n(dsec, "y0", tr->y0true, tr->dim, tr->ctx)) !=
+            NDE_OK ||
+        (rc = nde_field_create(tr->ctx, tr->cfg, "field", 1, &f)) != NDE_OK)
+        goto done;
+    if (!(theta = calloc(f->nparams + 1, sizeof *theta))) {
+        rc = nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+        goto done;
+    }
+    if ((rc = nde_field_init_params(f, theta,
+                                    nde_seed_derive(tr->set.seed,
+                                                    NDE_STREAM_INIT))) !=
+        NDE_OK)
+        goto done;
+    if (nde_section_has(dsec, "true_params") &&
+        (rc = nde_get_assigns(dsec, "true_params", &names, &values, &n,
+                              tr->ctx)) != NDE_OK)
+        goto done;
+    for (i = 0; i < n; i++) {
+        for (j = 0; j < f->nparams; j++) {
+            nde_field_param_name(f, j, buf, sizeof buf);
+            if (strcmp(buf, names[i]) == 0)
+                break;
+        }
+        if (j == f->nparams) {
+            rc = nde_section_error(dsec, "true_params", tr->ctx,
+                                   "the field has no parameter '%s'",
+                                   names[i]);
+            goto done;
+        }
+        theta[j] = values[i];
+    }
+    rc = solve_truth(tr, f, theta, tr->y0true);
+done:
+    nde_strings_free(names);
+    free(values);
+    free(theta);
+    nde_field_destroy(f);
+    return rc;
+}
+
+static int spiral_truth(nde_trainer *tr, nde_section *dsec)
+{
+    nde_config *c = nde_config_create();
+    nde_field *f = NULL;
+    int rc;
+
+    if (nde_section_has(dsec, "y0") || nde_section_has(dsec, "true_params"))
+        return nde_section_error(dsec,
+                                 nde_section_has(dsec, "y0") ? "y0"
+                                                             : "true_params",
+                                 tr->ctx,
+                                 "source = spiral fixes its system and y0; "
+                                 "this key is for source = field");
+    if (!c)
+        return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    tr->y0true[0] = 2.0;
+    tr->y0true[1] = 0.0;
+    if ((rc = nde_config_load_string(c, "spiral truth", spiral_truth_ini,
+                                     tr->ctx)) == NDE_OK &&
+        (rc = nde_field_create(tr->ctx, c, "field", 1, &f)) == NDE_OK)
+        rc = solve_truth(tr, f, NULL, tr->y0true);
+    nde_field_destroy(f);
+    nde_config_destroy(c);
+    return rc;
+}
+
+static int make_data(nde_trainer *tr, nde_section *dsec)
+{
+    const nde_key *const tables[] = {nde_data_keys, NULL};
+    const char *source;
+    long npoints, bt;
+    double t1, noise;
+    size_t i, n;
+    gsl_rng *r;
+    int rc;
+
+    if ((rc = nde_section_check(dsec, tables, tr->ctx)) != NDE_OK ||
+        (rc = nde_get_string(dsec, "source", &source, tr->ctx)) ||
+        (rc = get_long_min(dsec, "npoints", 2, &npoints, tr->ctx)) ||
+        (rc = get_long_min(dsec, "batch_time", 2, &bt, tr->ctx)) ||
+        (rc = get_double_in(dsec, "t1", 0, 1, HUGE_VAL, 0, &t1, tr->ctx)) ||
+        (rc = get_double_in(dsec, "noise", 0, 0, HUGE_VAL, 0, &noise,
+                            tr->ctx)))
+        return rc;
+    if (strcmp(source, "spiral") != 0 && strcmp(source, "field") != 0)
+        return nde_section_error(dsec, "source", tr->ctx,
+                                 "unknown source '%s' (known: spiral, "
+                                 "field)", source);
+    if (strcmp(source, "spiral") == 0 && tr->dim != 2)
+        return nde_section_error(dsec, "source", tr->ctx,
+                                 "the field's dim (%zu) must equal the "
+                                 "data's dim (2)", tr->dim);
+    if (bt > npoints)
+        return nde_section_error(dsec, "batch_time", tr->ctx,
+                                 "%ld is more than npoints (%ld)", bt,
+                                 npoints);
+    tr->npoints = (size_t)npoints;
+    tr->bt = (size_t)bt;
+    tr->nchoices = tr->npoints - tr->bt + 1;
+    if ((size_t)tr->set.batch_size > tr->nchoices)
+        return nde_error(tr->ctx, NDE_ECONFIG,
+                         "[train] batch_size (%ld) is more than the %zu "
+                         "distinct windows of [data] (npoints - batch_time "
+                         "+ 1)", tr->set.batch_size, tr->nchoices);
+    n = tr->npoints * tr->dim;
+    tr->tgrid = malloc(tr->npoints * sizeof *tr->tgrid);
+    tr->truth = malloc(n * sizeof *tr->truth);
+    tr->obs = malloc(n * sizeof *tr->obs);
+    tr->pred_test = malloc(n * sizeof *tr->pred_test);
+    tr->choices = malloc(tr->nchoices * sizeof *tr->choices);
+    if (!tr->tgrid || !tr->truth || !tr->obs || !tr->pred_test ||
+        !tr->choices)
+        return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    /* linspace(0, t1, npoints) as numpy computes it */
+    for (i = 0; i < tr->npoints; i++)
+        tr->tgrid[i] = t1 * (double)i / (double)(tr->npoints - 1);
+    tr->tgrid[tr->npoints - 1] = t1;
+    for (i = 0; i < tr->nchoices; i++)
+        tr->choices[i] = i;
+    rc = strcmp(source, "spiral") == 0 ? spiral_truth(tr, dsec)
+                                       : field_truth(tr, dsec);
+    if (rc != NDE_OK)
+        return rc;
+    memcpy(tr->obs, tr->truth, n * sizeof *tr->obs);
+    if (noise > 0) {
+        if (!(r = gsl_rng_alloc(gsl_rng_mt19937)))
+            return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+        gsl_rng_set(r, nde_seed_derive(tr->set.seed, NDE_STREAM_NOISE));
+        for (i = 0; i < n; i++)
+            tr->obs[i] += gsl_ran_gaussian_ziggurat(r, noise);
+        gsl_rng_free(r);
+    }
+    return NDE_OK;
+}
+
+/* ---- composition --------------------------------------------------------- */
+
+int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
+                       nde_trainer **out)
+{
+    nde_section *tsec, *dsec, *ssec;
+    nde_trainer *tr;
+    size_t bmax, nb, P;
+    int rc;
+
+    *out = NULL;
+    if (!(tr = calloc(1, sizeof *tr)))
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    tr->ctx = ctx;
+    tr->cfg = cfg;
+    if ((rc = nde_config_require(cfg, "train", &tsec, ctx)) != NDE_OK ||
+        (rc = nde_config_require(cfg, "data", &dsec, ctx)) != NDE_OK ||
+        (rc = nde_config_require(cfg, "solver", &ssec, ctx)) != NDE_OK ||
+        (rc = read_settings(&tr->set, tsec, ctx)) != NDE_OK)
+        goto fail;
+    tr->B = (size_t)tr->set.batch_size;
+    bmax = tr->B > min_batch ? tr->B : min_batch;
+    if ((rc = nde_field_create(ctx, cfg, "field", bmax, &tr->field)) !=
+            NDE_OK ||
+        (rc = nde_solver_create(ctx, cfg, "solver", tr->field,
+                                &tr->solver)) != NDE_OK ||
+        (rc = nde_solve_opts_from_section(&tr->opts, tr->solver->type, ssec,
+                                          ctx)) != NDE_OK ||
+        (rc = nde_adjoint_create(ctx, cfg, "adjoint", "interpolating",
+                                 tr->solver, &tr->adj)) != NDE_OK)
+        goto fail;
+    tr->dim = tr->field->dim;
+    P = tr->P = tr->field->nparams;
+    if (!(tr->y0true = calloc(tr->dim, sizeof *tr->y0true))) {
+        rc = nde_error(ctx, NDE_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if ((rc = make_data(tr, dsec)) != NDE_OK)
+        goto fail;
+    nb = tr->bt * tr->B * tr->dim;
+    tr->theta = calloc(P + 1, sizeof *tr->theta);
+    tr->grad = calloc(P + 1, sizeof *tr->grad);
+    tr->m = calloc(P + 1, sizeof *tr->m);
+    tr->v = calloc(P + 1, sizeof *tr->v);
+    tr->starts = calloc(tr->B, sizeof *tr->starts);
+    tr->y0b = calloc(tr->B * tr->dim, sizeof *tr->y0b);
+    tr->ybar0 = calloc(tr->B * tr->dim, sizeof *tr->ybar0);
+    tr->target = calloc(nb, sizeof *tr->target);
+    tr->ysave = calloc(nb, sizeof *tr->ysave);
+    tr->gbuf = calloc(nb, sizeof *tr->gbuf);
+    tr->ct = calloc(tr->bt, sizeof *tr->ct);
+    tr->traj = nde_trajectory_create(tr->adj->record, tr->adj->max_states);
+    tr->rng = gsl_rng_alloc(gsl_rng_mt19937);
+    if (!tr->theta || !tr->grad || !tr->m || !tr->v || !tr->starts ||
+        !tr->y0b || !tr->ybar0 || !tr->target || !tr->ysave || !tr->gbuf ||
+        !tr->ct || !tr->traj || !tr->rng) {
+        rc = nde_error(ctx, NDE_ENOMEM, "out of memory");
+        goto fail;
+    }
+    gsl_rng_set(tr->rng, nde_seed_derive(tr->set.seed, NDE_STREAM_BATCHES));
+    if ((rc = nde_field_init_params(tr->field, tr->theta,
+                                    nde_seed_derive(tr->set.seed,
+                                                    NDE_STREAM_INIT))) !=
+        NDE_OK)
+        goto fail;
+    *out = tr;
+    return NDE_OK;
+fail:
+    nde_trainer_destroy(tr);
+    return rc;
+}
+
+void nde_trainer_destroy(nde_trainer *tr)
+{
+    if (!tr)
+        return;
+    nde_trajectory_destroy(tr->traj);
+    nde_trajectory_destroy(tr->alt_traj);
+    if (tr->rng)
+        gsl_rng_free(tr->rng);
+    nde_adjoint_destroy(tr->adj);
+    nde_solver_destroy(tr->solver);
+    nde_field_destroy(tr->field);
+    free(tr->y0true);
+    free(tr->tgrid);
+    free(tr->truth);
+    free(tr->obs);
+    free(tr->pred_test);
+    free(tr->choices);
+    free(tr->theta);
+    free(tr->grad);
+    free(tr->m);
+    free(tr->v);
+    free(tr->starts);
+    free(tr->y0b);
+    free(tr->ybar0);
+    free(tr->target);
+    free(tr->ysave);
+    free(tr->gbuf);
+    free(tr->ct);
+    free(tr);
+}
+
+const nde_train_settings *nde_trainer_settings(const nde_trainer *tr)
+{
+    return &tr->set;
+}
+nde_field *nde_trainer_field(const nde_trainer *tr) { return tr->field; }
+nde_solver *nde_trainer_solver(const nde_trainer *tr) { return tr->solver; }
+nde_adjoint *nde_trainer_adjoint(const nde_trainer *tr) { return tr->adj; }
+double *nde_trainer_params(const nde_trainer *tr) { return tr->theta; }
+size_t nde_trainer_nparams(const nde_trainer *tr) { return tr->P; }
+long nde_trainer_iteration(const nde_trainer *tr) { return tr->iter; }
+const nde_train_totals *nde_trainer_totals(const nde_trainer *tr)
+{
+    return &tr->tot;
+}
+
+/* ---- one iteration ------------------------------------------------------- */
+
+/* Draw batch_size distinct window starts and gather y0 rows and targets. */
+static void sample_batch(nde_trainer *tr)
+{
+    const size_t D = tr->dim, B = tr->B;
+    size_t b, k;
+
+    gsl_ran_choose(tr->rng, tr->starts, B, tr->choices, tr->nchoices,
+                   sizeof *tr->starts);
+    for (b = 0; b < B; b++) {
+        memcpy(tr->y0b + b * D, tr->obs + tr->starts[b] * D,
+               D * sizeof *tr->y0b);
+        for (k = 0; k < tr->bt; k++)
+            memcpy(tr->target + (k * B + b) * D,
+                   tr->obs + (tr->starts[b] + k) * D, D * sizeof *tr->target);
+    }
+}
+
+/*
+ * MSE over every observed value, and its gradient as cotangents. The
+ * window's first point is its y0 (residual 0, no gradient): it counts in
+ * the mean, as in torchdiffeq's demo, but gets no cotangent.
+ */
+static double mse_cotangents(nde_trainer *tr, size_t *nct)
+{
+    const size_t per = tr->B * tr->dim, n = tr->bt * per;
+    double sum = 0.0, scale;
+    size_t i, count = 0, k;
+
+    for (i = 0; i < n; i++) {
+        double r = tr->ysave[i] - tr->target[i];
+        if (isnan(tr->target[i])) {
+            tr->gbuf[i] = 0.0;
+            continue;
+        }
+        tr->gbuf[i] = r;
+        sum += r * r;
+        count++;
+    }
+    if (count == 0)
+        return NAN;
+    scale = 2.0 / (double)count;
+    for (i = 0; i < n; i++)
+        tr->gbuf[i] *= scale;
+    *nct = 0;
+    for (k = 1; k < tr->bt; k++) {
+        tr->ct[*nct].t = tr->tgrid[k];
+        tr->ct[*nct].g = tr->gbuf + k * per;
+        (*nct)++;
+    }
+    return sum / (double)count;
+}
+
+static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
+                     const double *theta, double *loss, double *grad,
+                     nde_stats *st)
+{
+    nde_solve_opts o = tr->opts;
+    size_t nct = 0;
+    int rc;
+
+    o.record = grad ? traj : NULL;
+    memset(st, 0, sizeof *st);
+    if ((rc = nde_solver_set_batch(tr->solver, tr->B)) != NDE_OK)
+        return rc;
+    rc = nde_solve(tr->solver, &o, theta, tr->tgrid[0], tr->y0b,
+                   tr->tgrid[tr->bt - 1], tr->bt, tr->tgrid, tr->ysave, st);
+    st->status = rc;
+    if (rc != NDE_OK) {
+        nde_error_prefix(tr->ctx, "forward solve");
+        return rc;
+    }
+    *loss = mse_cotangents(tr, &nct);
+    if (!isfinite(*loss))
+        return nde_error(tr->ctx, NDE_ENONFINITE,
+                         "the loss is not finite (%g)", *loss);
+    if (!grad)
+        return NDE_OK;
+    st->nfe_backward = 0;
+    rc = nde_adjoint_gradient(a, &o, traj, theta, tr->ct, nct, tr->ybar0,
+                              grad, st);
+    st->status = rc;
+    if (rc != NDE_OK)
+        nde_error_prefix(tr->ctx, "gradient (adjoint '%s')",
+                         a->type->info.name);
+    return rc;
+}
+
+/* Adam (Kingma & Ba 2015, Algorithm 1) with an L2 term added to the
+ * gradient as torch.optim.Adam's weight_decay does. */
+static void adam_update(nde_trainer *tr)
+{
+    const nde_train_settings *s = &tr->set;
+    double c1, c2, g;
+    size_t i;
+
+    tr->adam_t++;
+    c1 = 1.0 - pow(s->beta1, (double)tr->adam_t);
+    c2 = 1.0 - pow(s->beta2, (double)tr->adam_t);
+    for (i = 0; i < tr->P; i++) {
+        g = tr->grad[i] + s->weight_decay * tr->theta[i];
+        tr->m[i] = s->beta1 * tr->m[i] + (1.0 - s->beta1) * g;
+        tr->v[i] = s->beta2 * tr->v[i] + (1.0 - s->beta2) * g * g;
+        tr->theta[i] -= s->lr * (tr->m[i] / c1) /
+                        (sqrt(tr->v[i] / c2) + s->eps);
+    }
+}
+
+int nde_trainer_step(nde_trainer *tr, nde_train_step *m)
+{
+    const double start = now_s();
+    double norm = 0.0;
+    nde_stats st;
+    size_t i;
+    int rc;
+
+    memset(m, 0, sizeof *m);
+    m->iteration = tr->iter + 1;
+    m->loss = NAN;
+    m->grad_norm = NAN;
+    sample_batch(tr);
+    rc = loss_grad(tr, tr->adj, tr->traj, tr->theta, &m->loss, tr->grad, &st);
+    m->nfe_forward = st.nfe;
+    m->nfe_backward = st.nfe_backward;
+    m->steps_accepted = st.steps_accepted;
+    m->steps_rejected = st.steps_rejected;
+    tr->tot.nfe_forward += st.nfe;
+    tr->tot.nfe_backward += st.nfe_backward;
+    if (rc == NDE_OK) {
+        for (i = 0; i < tr->P; i++)
+            norm += tr->grad[i] * tr->grad[i];
+        norm = sqrt(norm);
+        m->grad_norm = norm;
+        if (!isfinite(norm))
+            rc = nde_error(tr->ctx, NDE_ENONFINITE,
+                           "the gradient is not finite");
+    }
+    if (rc != NDE_OK) {
+        nde_error_prefix(tr->ctx, "iteration %ld", m->iteration);
+        m->time_s = now_s() - start;
+        tr->tot.time_s += m->time_s;
+        return rc;
+    }
+    if (tr->set.clip > 0 && norm > tr->set.clip)
+        for (i = 0; i < tr->P; i++)
+            tr->grad[i] *= tr->set.clip / norm;
+    adam_update(tr);
+    tr->iter++;
+    m->time_s = now_s() - start;
+    tr->tot.time_s += m->time_s;
+    return NDE_OK;
+}
+
+/* ---- evaluation and prediction ------------------------------------------- */
+
+int nde_trainer_predict(nde_trainer *tr, double t0, const double *y0,
+                        size_t batch, double t1, size_t nsave,
+                        const double *tsave, double *ysave, nde_stats *st)
+{
+    nde_solve_opts o = tr->opts;
+    int rc;
+
+    o.record = NULL;
+    memset(st, 0, sizeof *st);
+    if (batch > tr->solver->batch_max)
+        return nde_error(tr->ctx, NDE_EINVAL,
+                         "predict: %zu initial states, at most %zu", batch,
+                         tr->solver->batch_max);
+    if ((rc = nde_solver_set_batch(tr->solver, batch)) != NDE_OK)
+        return rc;
+    rc = nde_solve(tr->solver, &o, tr->theta, t0, y0, t1, nsave, tsave,
+                   ysave, st);
+    st->status = rc;
+    return rc;
+}
+
+int nde_trainer_evaluate(nde_trainer *tr, nde_eval_result *r)
+{
+    const size_t n = tr->npoints * tr->dim;
+    double start, sum = 0.0;
+    nde_stats st;
+    size_t i;
+    int rc;
+
+    memset(r, 0, sizeof *r);
+    r->test_loss = NAN;
+    start = now_s();
+    rc = nde_trainer_predict(tr, tr->tgrid[0], tr->y0true, 1,
+                             tr->tgrid[tr->npoints - 1], tr->npoints,
+                             tr->tgrid, tr->pred_test, &st);
+    r->time_s = now_s() - start;
+    r->nfe = st.nfe;
+    if (rc != NDE_OK) {
+        nde_error_prefix(tr->ctx, "evaluation after iteration %ld", tr->iter);
+        return rc;
+    }
+    for (i = 0; i < n; i++) {
+        double d = tr->pred_test[i] - tr->truth[i];
+        sum += d * d;
+    }
+    r->test_loss = sum / (double)n;
+    return NDE_OK;
+}
+
+size_t nde_trainer_test_times(const nde_trainer *tr, const double **t,
+                              const double **pred)
+{
+    *t = tr->tgrid;
+    *pred = tr->pred_test;
+    return tr->npoints;
+}
+
+/* ---- gradient check ------------------------------------------------------ */
+
+int nde_trainer_probe(nde_trainer *tr)
+{
+    sample_batch(tr);
+    return NDE_OK;
+}
+
+int nde_trainer_loss_grad(nde_trainer *tr, nde_adjoint *a,
+                          const double *theta, double *loss, double *grad,
+                          nde_stats *st)
+{
+    nde_trajectory *traj = tr->traj;
+
+    if (a && a != tr->adj && grad) {
+        if (tr->alt_traj && (tr->alt_traj->record != a->record ||
+                             tr->alt_traj->max_states != a->max_states)) {
+            nde_trajectory_destroy(tr->alt_traj);
+            tr->alt_traj = NULL;
+        }
+        if (!tr->alt_traj &&
+            !(tr->alt_traj = nde_trajectory_create(a->record, a->max_states)))
+            return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+        traj = tr->alt_traj;
+    }
+    return loss_grad(tr, a ? a : tr->adj, traj, theta, loss, grad, st);
+}
