@@ -189,12 +189,22 @@ int nde_rk_eval_first(nde_solver *s, const double *theta, double t,
 int nde_solver_step(nde_solver *s, const double *theta, double t, double h,
                     const double *y, double *y_next, double *err)
 {
-    return nde_rk_step(s, theta, t, h, y, y_next, err, 0.0, 0.0, NULL);
+    return nde_rk_step(s, theta, t, h, y, y_next, err, 0.0, 0.0, 0, NULL);
+}
+
+/* 0 when every value is finite, NaN otherwise. */
+static double nonfinite_poison(const double *v, size_t n)
+{
+    double poison = 0.0;
+
+    for (size_t i = 0; i < n; i++)
+        poison += v[i] * 0.0;
+    return poison;
 }
 
 int nde_rk_step(nde_solver *s, const double *theta, double t, double h,
                 const double *y, double *y_next, double *err, double rtol,
-                double atol, double *eest)
+                double atol, size_t norm_n, double *eest)
 {
     const nde_rk_tableau *tab = s->type->tableau;
     nde_rk_work *w = s->work;
@@ -232,7 +242,12 @@ int nde_rk_step(nde_solver *s, const double *theta, double t, double h,
     }
     if (err && tab->btilde) {
         rk_scale(hc, tab->btilde, ns, h);
-        if (eest)
+        if (eest && norm_n < n)
+            /* Seminorm: the excluded values only need the finite check. */
+            *eest = rk_error(err, y, y_next, hc, ns, w->k, norm_n, rtol,
+                             atol) +
+                    nonfinite_poison(y_next + norm_n, n - norm_n);
+        else if (eest)
             *eest = rk_error(err, y, y_next, hc, ns, w->k, n, rtol, atol);
         else
             rk_combine_inline(err, NULL, hc, ns, w->k, n);

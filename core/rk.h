@@ -36,16 +36,29 @@ int nde_rk_eval_first(nde_solver *s, const double *theta, double t,
                       const double *y, const double **f0);
 
 /* nde_solver_step that also returns, when eest is not NULL (and err is
- * not NULL), the checked error norm computed in the same pass as err. */
+ * not NULL), the checked error norm computed in the same pass as err, over
+ * the first norm_n values (err is then written for those only; the rest of
+ * y_next is still checked for non-finite values). norm_n >= n: all. */
 int nde_rk_step(nde_solver *s, const double *theta, double t, double h,
                 const double *y, double *y_next, double *err, double rtol,
-                double atol, double *eest);
+                double atol, size_t norm_n, double *eest);
 
 /* nde_error_norm, but NaN when y_next holds a non-finite value: the loop's
  * one check for a non-finite state. */
 double nde_rk_error_norm_checked(const double *err, const double *y,
                                  const double *y_next, size_t n, double rtol,
                                  double atol);
+
+/* Recording a solve into an nde_trajectory (core/trajectory.c). begin
+ * resets the count and sizes the buffers for n values a state and `stages`
+ * stages; push appends one accepted step (k: the step's stages, read only
+ * with NDE_NEEDS_DENSE); end stores t1 and the final state. NDE_ENOMEM
+ * when a buffer cannot grow. */
+int nde_trajectory_begin(nde_trajectory *tr, size_t n, int stages, double t0);
+int nde_trajectory_push(nde_trajectory *tr, double t, double h,
+                        const double *y, double *const *k, double eest,
+                        double stiff);
+void nde_trajectory_end(nde_trajectory *tr, double t1, const double *y);
 
 /* PI controller (core/controller.c), methods.md 2.2: the parameters of an
  * nde_controller and the loop's memory of the last accepted error, kept

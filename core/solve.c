@@ -126,7 +126,9 @@ int nde_initial_step(nde_solver *s, const nde_solve_opts *o,
                      const double *f0, double t1, double *h0_out)
 {
     nde_rk_work *w = s->work;
-    const size_t n = s->batch * s->field->dim;
+    const size_t n_all = s->batch * s->field->dim;
+    /* The seminorm (opts.norm_n) also measures the first step. */
+    const size_t n = o->norm_n > 0 && o->norm_n < n_all ? o->norm_n : n_all;
     const double dir = t1 >= t0 ? 1.0 : -1.0;
     const double span = fabs(t1 - t0);
     const int p = s->type->order;
@@ -150,7 +152,7 @@ int nde_initial_step(nde_solver *s, const nde_solve_opts *o,
         h0 = o->dtmax;
     for (tries = 0;; tries++) {
         const double hs = dir * h0;
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n_all; i++)
             w->y1[i] = y0[i] + hs * f0[i];
         s->counts.nfe++;
         rc = nde_field_eval(s->field, t0 + hs, w->y1, theta, w->f1, s->batch);
@@ -214,6 +216,48 @@ static int check_times(nde_ctx *ctx, const char *what, const double *ts,
     return NDE_OK;
 }
 
+static int record_begin(nde_solver *s, nde_trajectory *rec, size_t n,
+                        double t0)
+{
+    const unsigned flags = s->type->info.flags;
+    const char *name = s->type->info.name;
+
+    if ((rec->record & NDE_NEEDS_DENSE) && !(flags & NDE_CAP_DENSE))
+        return nde_error(s->ctx, NDE_ECAPABILITY,
+                         "recording dense output: solver '%s' has none",
+                         name);
+    if ((rec->record & NDE_NEEDS_ERROR_EST) && !(flags & NDE_CAP_ADAPTIVE))
+        return nde_error(s->ctx, NDE_ECAPABILITY,
+                         "recording error estimates: solver '%s' has none "
+                         "(not adaptive)", name);
+    if ((rec->record & NDE_NEEDS_STIFFNESS) && !(flags & NDE_CAP_STIFFNESS))
+        return nde_error(s->ctx, NDE_ECAPABILITY,
+                         "recording stiffness estimates: solver '%s' has "
+                         "none", name);
+    if (nde_trajectory_begin(rec, n, nde_solver_stages(s), t0) != NDE_OK)
+        return nde_error(s->ctx, NDE_ENOMEM,
+                         "out of memory for the trajectory record");
+    return NDE_OK;
+}
+
+/* Append the accepted step (t, h) from y to y_next; the engine's k still
+ * hold this step's stages (the FSAL swap waits for the next step). */
+static int record_step(nde_solver *s, nde_trajectory *rec, double t,
+                       double h, const double *y, const double *y_next,
+                       double eest)
+{
+    const nde_rk_work *w = s->work;
+    double stiff = 0.0;
+
+    if (rec->record & NDE_NEEDS_STIFFNESS)
+        nde_solver_stiffness(s, y_next, &stiff);
+    if (nde_trajectory_push(rec, t, h, y, w->k, eest, stiff) != NDE_OK)
+        return nde_error(s->ctx, NDE_ENOMEM,
+                         "out of memory recording step %zu of the solve",
+                         rec->nsteps);
+    return NDE_OK;
+}
+
 static int solve_loop(nde_solver *s, const nde_solve_opts *o,
                       const double *theta, double t0, const double *y0,
                       double t1, size_t nsave, const double *tsave,
@@ -225,6 +269,8 @@ static int solve_loop(nde_solver *s, const nde_solve_opts *o,
     const double stretch = adaptive ? LAND_STRETCH_ADAPTIVE : LAND_STRETCH_FIXED;
     const double dir = t1 >= t0 ? 1.0 : -1.0;
     const size_t n = s->batch * s->field->dim;
+    const size_t norm_n = o->norm_n > 0 && o->norm_n < n ? o->norm_n : n;
+    nde_trajectory *rec = o->record;
     nde_rk_work *w = s->work;
     nde_pi pi;
     double *y = w->y, *yn = w->y_next, *err = adaptive ? w->err : NULL;
@@ -251,6 +297,8 @@ static int solve_loop(nde_solver *s, const nde_solve_opts *o,
     if (!all_finite(y0, n))
         return nde_error(s->ctx, NDE_ENONFINITE,
                          "the initial state is not finite");
+    if (rec && (rc = record_begin(s, rec, n, t0)) != NDE_OK)
+        return rc;
 
     memcpy(y, y0, n * sizeof *y);
     nde_solver_invalidate(s);
@@ -260,8 +308,11 @@ static int solve_loop(nde_solver *s, const nde_solve_opts *o,
     }
     while (istop < o->ntstops && dir * (o->tstops[istop] - t0) <= 0)
         istop++;
-    if (t1 == t0)
+    if (t1 == t0) {
+        if (rec)
+            nde_trajectory_end(rec, t1, y);
         return NDE_OK;
+    }
 
     nde_pi_init(&pi, &o->ctrl);
     if (adaptive && o->dt == 0) {
@@ -314,7 +365,7 @@ static int solve_loop(nde_solver *s, const nde_solve_opts *o,
         nsteps++;
 
         rc = nde_rk_step(s, theta, t, h, y, yn, err, o->rtol, o->atol,
-                         &eest);
+                         norm_n, &eest);
         if (rc == NDE_ERETRY) {
             nonfinite = 1;
         } else if (rc != NDE_OK) {
@@ -343,6 +394,8 @@ static int solve_loop(nde_solver *s, const nde_solve_opts *o,
         }
 
         st->steps_accepted++;
+        if (rec && (rc = record_step(s, rec, t, h, y, yn, eest)) != NDE_OK)
+            return rc;
         t_new = land ? stop : t + h;
         while (isave < nsave && dir * (tsave[isave] - t_new) <= 0) {
             double *out = ysave + isave * n;
@@ -364,15 +417,21 @@ static int solve_loop(nde_solver *s, const nde_solve_opts *o,
         t = t_new;
         nde_solver_accept(s);
         if (land && istop < o->ntstops && stop == o->tstops[istop]) {
-            /* A tstop may be a discontinuity: no FSAL stage across it. */
-            while (istop < o->ntstops && dir * (o->tstops[istop] - t) <= 0)
-                istop++;
+            /* A tstop may be a discontinuity (or at_tstop changes y): no
+             * FSAL stage across it. The step size carries on. */
+            for (; istop < o->ntstops && dir * (o->tstops[istop] - t) <= 0;
+                 istop++)
+                if (o->at_tstop &&
+                    (rc = o->at_tstop(o->at_tstop_user, istop, t, y)) != 0)
+                    return rc;
             nde_solver_invalidate(s);
         }
         habs = adaptive ? fabs(nde_pi_accept(&pi, eest, h)) : o->dt;
         if (o->dtmax > 0 && habs > o->dtmax)
             habs = o->dtmax;
     }
+    if (rec)
+        nde_trajectory_end(rec, t1, y);
     return NDE_OK;
 }
 

@@ -1070,6 +1070,269 @@ END_TEST
 /* ------------------------------------------------------------------ */
 /* Config: [solver] and [problem] sections                             */
 
+/* ------------------------------------------------------------------ */
+/* Recording, seminorm, tstop callback                                 */
+
+/* Every accepted step is recorded: replaying it from the recorded state
+ * reproduces the next recorded state, the error norm, the stiffness and
+ * the dense output bit for bit. */
+START_TEST(test_record_contents)
+{
+    const double th[2] = {0.3, 2.0}, y0[2] = {1.0, 0.5}, t1 = 3.0;
+    const unsigned all = NDE_NEEDS_STEPS | NDE_NEEDS_DENSE |
+                         NDE_NEEDS_ERROR_EST | NDE_NEEDS_STIFFNESS;
+    const nde_solver_type *st = solver_named("tsit5");
+    nde_field *f = make_field(&rot_field, 1);
+    nde_solver *s = make_solver(st, f);
+    nde_solve_opts o = opts_for(st, 1e-7);
+    nde_trajectory *tr = nde_trajectory_create(all, 0);
+    nde_stats stats;
+    double yend[2], yn[2], err[2], d1[2], d2[2];
+    ck_assert_ptr_nonnull(tr);
+    o.record = tr;
+    ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y0, t1, 1, &t1, yend, &stats),
+                     NDE_OK);
+    ck_assert_uint_eq(tr->nsteps, (size_t)stats.steps_accepted);
+    ck_assert_uint_eq(tr->nstates, tr->nsteps);
+    ck_assert_int_eq(tr->stages, 7);
+    ck_assert(tr->t0 == 0.0 && tr->t1 == t1 && tr->t[0] == 0.0);
+    ck_assert(memcmp(tr->y_final, yend, sizeof yend) == 0);
+    ck_assert(memcmp(tr->y, y0, sizeof y0) == 0);
+    for (size_t j = 0; j < tr->nsteps; j++) {
+        const double *yj = tr->y + 2 * j;
+        const double *ynext = j + 1 < tr->nsteps ? tr->y + 2 * (j + 1)
+                                                 : tr->y_final;
+        double stiff;
+        ck_assert_uint_eq(tr->ystep[j], j);
+        nde_solver_invalidate(s);
+        ck_assert_int_eq(nde_solver_step(s, th, tr->t[j], tr->h[j], yj, yn,
+                                         err), NDE_OK);
+        ck_assert_msg(memcmp(yn, ynext, sizeof yn) == 0, "step %zu", j);
+        ck_assert(nde_error_norm(err, yj, yn, 2, o.rtol, o.atol) ==
+                  tr->eest[j]);
+        ck_assert(tr->eest[j] <= 1.0);
+        ck_assert_int_eq(nde_solver_stiffness(s, yn, &stiff), NDE_OK);
+        ck_assert(stiff == tr->stiff[j]);
+        ck_assert_int_eq(nde_solver_dense(s, yj, tr->h[j], 0.37, d1), NDE_OK);
+        ck_assert_int_eq(nde_solver_dense_from(s, yj, tr->h[j],
+                                               tr->k + j * 7 * 2, 0.37, d2),
+                         NDE_OK);
+        ck_assert(memcmp(d1, d2, sizeof d1) == 0);
+        if (j + 1 < tr->nsteps)
+            ck_assert(fabs(tr->t[j] + tr->h[j] - tr->t[j + 1]) < 1e-14);
+        ck_assert_int_eq(nde_trajectory_find(tr, tr->t[j] + 0.5 * tr->h[j]),
+                         (long)j);
+    }
+    ck_assert_int_eq(nde_trajectory_find(tr, t1), (long)tr->nsteps - 1);
+    ck_assert_int_eq(nde_trajectory_find(tr, t1 + 1e-9), -1);
+    ck_assert_int_eq(nde_trajectory_find(tr, -1e-9), -1);
+
+    /* A second, shorter solve resets the record. */
+    {
+        const size_t first = tr->nsteps;
+        const double t2 = 0.5;
+        ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y0, t2, 1, &t2, yend,
+                                   &stats), NDE_OK);
+        ck_assert_uint_eq(tr->nsteps, (size_t)stats.steps_accepted);
+        ck_assert_uint_lt(tr->nsteps, first);
+        ck_assert(tr->t1 == t2);
+    }
+    /* Dense output cannot be recorded from a solver without it. */
+    {
+        nde_trajectory *tk = nde_trajectory_create(NDE_NEEDS_STIFFNESS, 0);
+        nde_solver *s4 = make_solver(solver_named("rk4"), f);
+        nde_solve_opts o4 = opts_for(solver_named("rk4"), 1e-6);
+        o4.dt = 0.1;
+        o4.record = tk;
+        ck_assert_int_eq(nde_solve(s4, &o4, th, 0.0, y0, t1, 1, &t1, yend,
+                                   NULL), NDE_ECAPABILITY);
+        ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx), "stiffness"));
+        nde_solver_destroy(s4);
+        nde_trajectory_destroy(tk);
+    }
+    nde_trajectory_destroy(tr);
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+}
+END_TEST
+
+/* max_states: at most that many states, evenly spread (step i * stride),
+ * equal to the full record's states at those steps. */
+START_TEST(test_record_thinning)
+{
+    const double th[2] = {0.1, 1.0}, y0[2] = {1.0, 0.0}, t1 = 10.0;
+    const nde_solver_type *st = solver_named("rk4");
+    nde_field *f = make_field(&rot_field, 1);
+    nde_solver *s = make_solver(st, f);
+    nde_solve_opts o = opts_for(st, 1e-6);
+    nde_trajectory *full = nde_trajectory_create(NDE_NEEDS_STEPS, 0);
+    double yend[2];
+    o.dt = 0.01;
+    o.record = full;
+    ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y0, t1, 1, &t1, yend, NULL),
+                     NDE_OK);
+    ck_assert_uint_eq(full->nsteps, 1000);
+    ck_assert_ptr_null(full->k);
+    for (size_t maxs = 1; maxs <= 40; maxs += 3) {
+        nde_trajectory *tr = nde_trajectory_create(NDE_NEEDS_STEPS, maxs);
+        o.record = tr;
+        ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y0, t1, 1, &t1, yend,
+                                   NULL), NDE_OK);
+        ck_assert_uint_eq(tr->nsteps, 1000);
+        ck_assert_uint_le(tr->nstates, maxs);
+        ck_assert_uint_le(tr->states_cap, maxs);
+        /* Thinned only when full: more than half the slots in use. */
+        ck_assert_uint_gt(2 * tr->nstates, maxs);
+        ck_assert_uint_eq(tr->stride & (tr->stride - 1), 0);
+        /* The last state lies within one stride of the last step. */
+        ck_assert_uint_ge((tr->nstates + 1) * tr->stride, 1000);
+        for (size_t i = 0; i < tr->nstates; i++) {
+            ck_assert_uint_eq(tr->ystep[i], i * tr->stride);
+            ck_assert(memcmp(tr->y + 2 * i, full->y + 2 * tr->ystep[i],
+                             2 * sizeof(double)) == 0);
+        }
+        nde_trajectory_destroy(tr);
+    }
+    nde_trajectory_destroy(full);
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+}
+END_TEST
+
+/* norm_n: the error norm of a batch of two rows over the first row only
+ * steps exactly as a solve of that row alone. */
+START_TEST(test_norm_n)
+{
+    const double th[2] = {0.2, 3.0}, t1 = 4.0;
+    const double y0[4] = {1.0, 0.0, 100.0, 30.0};
+    const nde_solver_type *st = solver_named("tsit5");
+    nde_field *f = make_field(&rot_field, 2);
+    nde_solver *s = make_solver(st, f);
+    nde_solve_opts o = opts_for(st, 1e-8);
+    nde_stats one, semi, full;
+    double y1[2], y2[4];
+    o.rtol = 0.0;
+    ck_assert_int_eq(nde_solver_set_batch(s, 1), NDE_OK);
+    ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y0, t1, 1, &t1, y1, &one),
+                     NDE_OK);
+    ck_assert_int_eq(nde_solver_set_batch(s, 2), NDE_OK);
+    o.norm_n = 2;
+    ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y0, t1, 1, &t1, y2, &semi),
+                     NDE_OK);
+    o.norm_n = 0;
+    ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y0, t1, 1, &t1, y2 + 0, &full),
+                     NDE_OK);
+    fprintf(stderr, "norm_n: %ld steps on row 0 alone, %ld with norm_n = 2, "
+            "%ld with the full norm\n", one.steps_accepted,
+            semi.steps_accepted, full.steps_accepted);
+    ck_assert_int_eq(semi.steps_accepted, one.steps_accepted);
+    ck_assert_int_eq(semi.steps_rejected, one.steps_rejected);
+    ck_assert_int_gt(full.steps_accepted, semi.steps_accepted);
+    o.norm_n = 2;
+    ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y0, t1, 1, &t1, y2, NULL),
+                     NDE_OK);
+    ck_assert(memcmp(y1, y2, sizeof y1) == 0);
+    /* The excluded values are still checked for non-finite values. */
+    {
+        const double ybad[4] = {1.0, 0.0, 1e300, 1e300};
+        const double big[2] = {-1e3, 0.0};
+        ck_assert_int_eq(nde_solve(s, &o, big, 0.0, ybad, t1, 1, &t1, y2,
+                                   NULL), NDE_ENONFINITE);
+    }
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+}
+END_TEST
+
+typedef struct jump_user {
+    const double *tstops;
+    int hits[4];
+    size_t fail_at;         /* index whose call fails; > 3 = none */
+    int bad_time;
+} jump_user;
+
+static int add_jump(void *user, size_t i, double t, double *y)
+{
+    jump_user *u = user;
+    if (i > 3 || t != u->tstops[i])
+        u->bad_time = 1;
+    else
+        u->hits[i]++;
+    if (i == u->fail_at)
+        return NDE_EFATAL;
+    y[0] += 1.0;
+    return 0;
+}
+
+/* at_tstop: y' = -y with y += 1 at t = 0.5, 1, 1 (twice) and t1 = 2; every
+ * tstop is hit once at its exact time, the jumps land in the solution and
+ * the step size carries on across them. */
+START_TEST(test_at_tstop)
+{
+    const double th[2] = {1.0, 0.0}, y0[2] = {1.0, 0.0}, t1 = 2.0;
+    const double ts[4] = {0.5, 1.0, 1.0, 2.0};
+    const double e5 = exp(-0.5);
+    const double exact = (((e5 + 1.0) * e5 + 2.0) * exp(-1.0)) + 1.0;
+    const nde_solver_type *st = solver_named("tsit5");
+    nde_field *f = make_field(&rot_field, 1);
+    nde_solver *s = make_solver(st, f);
+    nde_solve_opts o = opts_for(st, 1e-10);
+    nde_trajectory *tr = nde_trajectory_create(NDE_NEEDS_STEPS, 0);
+    jump_user u = {ts, {0}, 99, 0};
+    nde_stats plain, jumps;
+    double y[2];
+    ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y0, t1, 1, &t1, y, &plain),
+                     NDE_OK);
+    o.tstops = ts;
+    o.ntstops = 4;
+    o.at_tstop = add_jump;
+    o.at_tstop_user = &u;
+    o.record = tr;
+    ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y0, t1, 1, &t1, y, &jumps),
+                     NDE_OK);
+    fprintf(stderr, "at_tstop: %ld steps without tstops, %ld with 3 jumps; "
+            "error %.2e\n", plain.steps_accepted, jumps.steps_accepted,
+            fabs(tr->y_final[0] - exact));
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(u.hits[i], 1);
+    ck_assert(!u.bad_time);
+    /* The save at t1 is the state reaching t1; the record's final state
+     * includes the jump at t1. */
+    ck_assert(tr->y_final[0] == y[0] + 1.0);
+    ck_assert_msg(fabs(tr->y_final[0] - exact) < 1e-8, "%.17g vs %.17g",
+                  tr->y_final[0], exact);
+    /* No restart of the step-size control: solving piece by piece (each
+     * piece starting with the automatic first step) takes more steps. */
+    {
+        const double ends[3] = {0.5, 1.0, 2.0}, add[3] = {1.0, 2.0, 0.0};
+        nde_solve_opts op = opts_for(st, 1e-10);
+        double ya[2] = {1.0, 0.0}, t = 0.0;
+        long restart = 0;
+        for (int p = 0; p < 3; p++) {
+            nde_stats sp;
+            ck_assert_int_eq(nde_solve(s, &op, th, t, ya, ends[p], 1,
+                                       &ends[p], ya, &sp), NDE_OK);
+            ya[0] += add[p];
+            t = ends[p];
+            restart += sp.steps_accepted;
+        }
+        fprintf(stderr, "at_tstop: %ld steps when restarting at each "
+                "jump\n", restart);
+        ck_assert_int_lt(jumps.steps_accepted, restart);
+    }
+    /* A failing callback stops the solve with its status. */
+    memset(u.hits, 0, sizeof u.hits);
+    u.fail_at = 1;
+    ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y0, t1, 1, &t1, y, &jumps),
+                     NDE_EFATAL);
+    ck_assert_int_eq(jumps.status, NDE_EFATAL);
+    ck_assert(u.hits[0] == 1 && u.hits[1] == 1 && u.hits[2] == 0);
+    nde_trajectory_destroy(tr);
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+}
+END_TEST
+
 static nde_config *load(const char *text)
 {
     nde_config *cfg = nde_config_create();
@@ -1212,6 +1475,10 @@ Suite *solver_suite(void)
     tcase_add_test(tc, test_nonfinite);
     tcase_add_test(tc, test_retry_region);
     tcase_add_test(tc, test_step_underflow);
+    tcase_add_test(tc, test_record_contents);
+    tcase_add_test(tc, test_record_thinning);
+    tcase_add_test(tc, test_norm_n);
+    tcase_add_test(tc, test_at_tstop);
     suite_add_tcase(su, tc);
 
     tc = tcase_create("config");

@@ -1,0 +1,240 @@
+/*
+ * discrete: the exact gradient of the discretised solution. The recorded
+ * accepted steps are replayed backwards through the solver's step VJP
+ * (reverse-mode through every stage), so the result is the derivative of
+ * what the forward solve computed, up to round-off.
+ *
+ * The step sizes of the forward solve are constants (no gradient through
+ * the step-size controller, nde/adjoint.h): the result equals finite
+ * differences of the solve with its step sequence frozen.
+ *
+ * With `checkpoints = N` only N step states are recorded (max_states); the
+ * states between two checkpoints are recomputed forward with the recorded
+ * step sizes when the backward sweep reaches that segment. Memory is
+ * O(N + longest segment) states instead of O(steps).
+ *
+ * Buffers that depend on the solve (the recomputed segment, the list of
+ * dense-output cotangents of a step) grow on demand and are kept across
+ * calls, so repeated gradients of similar solves stop allocating.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "nde/nde.h"
+
+typedef struct discrete_state {
+    size_t n_max, nparams;
+    double *ybar, *ybar_prev; /* n_max each                            */
+    double *seg;              /* recomputed states of one segment       */
+    size_t seg_cap;           /* states seg can hold                    */
+    nde_dense_cotangent *dc;  /* dense cotangents of one step           */
+    size_t dc_cap;
+} discrete_state;
+
+static const nde_key discrete_keys[] = {
+    {"checkpoints", NDE_KEY_INT, "0",
+     "record only this many step states and recompute the others forward "
+     "from the nearest one (memory O(checkpoints)); 0 = every step"},
+    {NULL, 0, NULL, NULL}};
+
+static void discrete_destroy(nde_adjoint *a)
+{
+    discrete_state *d = a->state;
+
+    if (!d)
+        return;
+    free(d->ybar);
+    free(d->ybar_prev);
+    free(d->seg);
+    free(d->dc);
+    free(d);
+    a->state = NULL;
+}
+
+static int discrete_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
+                           nde_ctx *ctx)
+{
+    discrete_state *d;
+    long checkpoints = 0;
+    int rc;
+
+    if (!(s->type->info.flags & NDE_CAP_STEP_VJP))
+        return nde_error(ctx, NDE_ECAPABILITY,
+                         "adjoint 'discrete' needs the solver's step VJP "
+                         "(NDE_CAP_STEP_VJP); solver '%s' has none",
+                         s->type->info.name);
+    if (sec && (rc = nde_get_long(sec, "checkpoints", &checkpoints, ctx)))
+        return rc;
+    if (checkpoints < 0)
+        return nde_section_error(sec, "checkpoints", ctx, "must be >= 0");
+    if (!(d = calloc(1, sizeof *d)))
+        return nde_error(ctx, NDE_ENOMEM, "adjoint 'discrete': out of memory");
+    a->state = d;
+    d->n_max = s->batch_max * s->field->dim;
+    d->nparams = s->field->nparams;
+    if (!(d->ybar = malloc(d->n_max * sizeof(double))) ||
+        !(d->ybar_prev = malloc(d->n_max * sizeof(double))))
+        return nde_error(ctx, NDE_ENOMEM, "adjoint 'discrete': out of memory");
+    a->record = NDE_NEEDS_STEPS;
+    a->max_states = (size_t)checkpoints;
+    return NDE_OK;
+}
+
+static int grow(void **p, size_t *cap, size_t want, size_t size)
+{
+    void *q;
+
+    if (want <= *cap)
+        return NDE_OK;
+    if (!(q = realloc(*p, want * size)))
+        return NDE_ENOMEM;
+    *p = q;
+    *cap = want;
+    return NDE_OK;
+}
+
+static void add(double *y, const double *g, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] += g[i];
+}
+
+/* True when the forward solve stepped onto t_j as a tstop (it then did not
+ * carry its FSAL stage across; the recomputation does the same). */
+static int is_tstop(const nde_solve_opts *o, double t)
+{
+    for (size_t i = 0; i < o->ntstops; i++)
+        if (o->tstops[i] == t)
+            return 1;
+    return 0;
+}
+
+/* States of steps j0..j1-1 into d->seg, from the checkpoint y at step j0,
+ * replaying the recorded step sizes. */
+static int recompute(nde_adjoint *a, const nde_solve_opts *o,
+                     const nde_trajectory *fwd, const double *theta,
+                     size_t j0, size_t j1, const double *y)
+{
+    discrete_state *d = a->state;
+    nde_solver *s = a->solver;
+    const size_t n = fwd->n;
+    int rc;
+
+    memcpy(d->seg, y, n * sizeof(double));
+    nde_solver_invalidate(s);
+    for (size_t j = j0; j + 1 < j1; j++) {
+        double *yj = d->seg + (j - j0) * n;
+        if (j > j0 && is_tstop(o, fwd->t[j]))
+            nde_solver_invalidate(s);
+        rc = nde_solver_step(s, theta, fwd->t[j], fwd->h[j], yj, yj + n,
+                             NULL);
+        if (rc != NDE_OK)
+            return nde_error(a->ctx, rc == NDE_ERETRY ? NDE_ENONFINITE : rc,
+                             "adjoint 'discrete': recomputing step %zu from "
+                             "its checkpoint failed", j);
+        nde_solver_accept(s);
+    }
+    nde_solver_invalidate(s);
+    return NDE_OK;
+}
+
+static int discrete_gradient(nde_adjoint *a, const nde_solve_opts *opts,
+                             const nde_trajectory *fwd, const double *theta,
+                             const nde_cotangent *ct, size_t nct,
+                             double *ybar0, double *thetabar,
+                             nde_stats *stats)
+{
+    discrete_state *d = a->state;
+    nde_solver *s = a->solver;
+    const size_t n = s->batch * s->field->dim;
+    const double dir = fwd->t1 >= fwd->t0 ? 1.0 : -1.0;
+    const nde_solver_counts c0 = s->counts;
+    size_t ic = nct;
+    long iseg;
+    int rc = NDE_OK;
+
+    if (fwd->n != n || !(fwd->record & NDE_NEEDS_STEPS) ||
+        (fwd->nsteps > 0 && fwd->nstates == 0))
+        return nde_error(a->ctx, NDE_EINVAL,
+                         "adjoint 'discrete': the trajectory does not hold "
+                         "the step states of this batch (record "
+                         "NDE_NEEDS_STEPS with the solver's current batch)");
+    if (grow((void **)&d->dc, &d->dc_cap, nct, sizeof *d->dc))
+        return nde_error(a->ctx, NDE_ENOMEM, "adjoint 'discrete': out of "
+                         "memory for %zu cotangents", nct);
+    memset(d->ybar, 0, n * sizeof(double));
+    memset(thetabar, 0, d->nparams * sizeof(double));
+    while (ic > 0 && dir * (ct[ic - 1].t - fwd->t1) >= 0)
+        add(d->ybar, ct[--ic].g, n);
+
+    /* Segments between stored states, last first; without checkpoints
+     * every segment is one step and its state is read directly. */
+    for (iseg = (long)fwd->nstates - 1; iseg >= 0; iseg--) {
+        const size_t j0 = fwd->ystep[iseg];
+        const size_t j1 = (size_t)iseg + 1 < fwd->nstates
+                              ? fwd->ystep[iseg + 1] : fwd->nsteps;
+        const double *ys = fwd->y + (size_t)iseg * n;
+        if (j1 - j0 > 1) {
+            if (grow((void **)&d->seg, &d->seg_cap, (j1 - j0) * n,
+                     sizeof(double)))
+                return nde_error(a->ctx, NDE_ENOMEM, "adjoint 'discrete': "
+                                 "out of memory for a segment of %zu steps",
+                                 j1 - j0);
+            if ((rc = recompute(a, opts, fwd, theta, j0, j1, ys)))
+                goto done;
+            ys = d->seg;
+        }
+        for (size_t j = j1; j-- > j0;) {
+            const double tj = fwd->t[j], hj = fwd->h[j];
+            const double *yj = ys + (j - j0) * n;
+            size_t ndc = 0;
+            double *tmp;
+            /* Strictly inside the step: cotangents on its dense output. */
+            while (ic > 0 && dir * (ct[ic - 1].t - tj) > 0) {
+                ic--;
+                d->dc[ndc].theta = (ct[ic].t - tj) / hj;
+                d->dc[ndc++].g = ct[ic].g;
+            }
+            if (ndc > 0 && !(s->type->info.flags & NDE_CAP_DENSE)) {
+                rc = nde_error(a->ctx, NDE_ECAPABILITY,
+                               "adjoint 'discrete': a cotangent at t = %g "
+                               "lies inside a step and solver '%s' has no "
+                               "dense output", ct[ic].t, s->type->info.name);
+                goto done;
+            }
+            memset(d->ybar_prev, 0, n * sizeof(double));
+            rc = nde_solver_step_vjp(s, theta, tj, hj, yj, opts->rtol,
+                                     opts->atol, d->ybar, 0.0, 0.0, d->dc,
+                                     ndc, d->ybar_prev, thetabar);
+            if (rc != NDE_OK)
+                goto done;
+            tmp = d->ybar;
+            d->ybar = d->ybar_prev;
+            d->ybar_prev = tmp;
+            /* At the step's start: the end of the step before, or t0. */
+            while (ic > 0 && dir * (ct[ic - 1].t - tj) >= 0)
+                add(d->ybar, ct[--ic].g, n);
+        }
+    }
+    /* A solve of zero length has no steps: every cotangent is at t0. */
+    while (ic > 0)
+        add(d->ybar, ct[--ic].g, n);
+    memcpy(ybar0, d->ybar, n * sizeof(double));
+done:
+    if (stats)
+        stats->nfe_backward += (s->counts.nfe - c0.nfe) +
+                               (s->counts.nvjp - c0.nvjp);
+    return rc;
+}
+
+static const nde_adjoint_type discrete_type = {
+    .info = {NDE_ABI_VERSION, NDE_KIND_ADJOINT, "discrete",
+             "exact gradient of the discretised solve: replays the recorded "
+             "steps through the solver's step VJP (step sizes held constant)",
+             discrete_keys, NDE_NEEDS_STEPS | NDE_NEEDS_STEP_VJP},
+    .create = discrete_create,
+    .destroy = discrete_destroy,
+    .gradient = discrete_gradient,
+};
+
+NDE_MODULE(&discrete_type.info);

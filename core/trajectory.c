@@ -1,0 +1,182 @@
+/*
+ * The record of a forward solve (nde/trajectory.h): growth, thinning of the
+ * stored states, and lookup of the step that contains a time. The solve
+ * loop writes into it through the core-private calls declared in rk.h.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "nde/nde.h"
+#include "rk.h"
+
+#define TRAJ_MIN_CAP 64
+
+nde_trajectory *nde_trajectory_create(unsigned record, size_t max_states)
+{
+    nde_trajectory *tr = calloc(1, sizeof *tr);
+
+    if (!tr)
+        return NULL;
+    tr->record = record;
+    tr->max_states = max_states;
+    tr->stride = 1;
+    return tr;
+}
+
+void nde_trajectory_destroy(nde_trajectory *tr)
+{
+    if (!tr)
+        return;
+    free(tr->t);
+    free(tr->h);
+    free(tr->ystep);
+    free(tr->y);
+    free(tr->k);
+    free(tr->eest);
+    free(tr->stiff);
+    free(tr->y_final);
+    free(tr);
+}
+
+static int wants_states(const nde_trajectory *tr)
+{
+    return (tr->record & (NDE_NEEDS_STEPS | NDE_NEEDS_DENSE)) != 0;
+}
+
+static int grow(void **p, size_t count, size_t size)
+{
+    void *q;
+
+    if (count == 0)
+        return NDE_OK;
+    if (!(q = realloc(*p, count * size)))
+        return NDE_ENOMEM;
+    *p = q;
+    return NDE_OK;
+}
+
+/* Reallocate every buffer for cap steps and states_cap states of n values
+ * (a solve with another batch or solver may reuse the record). */
+static int traj_realloc(nde_trajectory *tr, size_t cap, size_t states_cap,
+                        size_t n, int stages)
+{
+    const int dense = (tr->record & NDE_NEEDS_DENSE) != 0;
+
+    if (grow((void **)&tr->t, cap, sizeof(double)) ||
+        grow((void **)&tr->h, cap, sizeof(double)) ||
+        ((tr->record & NDE_NEEDS_ERROR_EST) &&
+         grow((void **)&tr->eest, cap, sizeof(double))) ||
+        ((tr->record & NDE_NEEDS_STIFFNESS) &&
+         grow((void **)&tr->stiff, cap, sizeof(double))) ||
+        (dense && grow((void **)&tr->k, cap * (size_t)stages * n,
+                       sizeof(double))) ||
+        (wants_states(tr) &&
+         (grow((void **)&tr->y, states_cap * n, sizeof(double)) ||
+          grow((void **)&tr->ystep, states_cap, sizeof(size_t)))))
+        return NDE_ENOMEM;
+    tr->cap = cap;
+    tr->states_cap = wants_states(tr) ? states_cap : 0;
+    return NDE_OK;
+}
+
+int nde_trajectory_begin(nde_trajectory *tr, size_t n, int stages, double t0)
+{
+    if (n != tr->n || stages != tr->stages || !tr->y_final) {
+        if (grow((void **)&tr->y_final, n, sizeof(double)) ||
+            traj_realloc(tr, tr->cap, tr->states_cap, n, stages))
+            return NDE_ENOMEM;
+    }
+    tr->n = n;
+    tr->stages = stages;
+    tr->t0 = tr->t1 = t0;
+    tr->nsteps = 0;
+    tr->nstates = 0;
+    tr->stride = 1;
+    return NDE_OK;
+}
+
+/* Keep every other stored state (indices 0, 2, 4, ...): the stride doubles
+ * and the states stay evenly spread over the step index. */
+static void thin_states(nde_trajectory *tr)
+{
+    const size_t n = tr->n;
+    size_t keep = 0;
+
+    for (size_t i = 0; i < tr->nstates; i += 2, keep++) {
+        if (keep != i) {
+            memcpy(tr->y + keep * n, tr->y + i * n, n * sizeof(double));
+            tr->ystep[keep] = tr->ystep[i];
+        }
+    }
+    tr->nstates = keep;
+    tr->stride *= 2;
+}
+
+int nde_trajectory_push(nde_trajectory *tr, double t, double h,
+                        const double *y, double *const *k, double eest,
+                        double stiff)
+{
+    const size_t n = tr->n, j = tr->nsteps;
+    int store = 0;
+
+    if (j == tr->cap) {
+        size_t cap = tr->cap < TRAJ_MIN_CAP ? TRAJ_MIN_CAP : 2 * tr->cap;
+        size_t scap = tr->states_cap;
+        if (tr->max_states == 0)
+            scap = cap;
+        else if (scap < tr->max_states)
+            scap = tr->max_states;
+        if (traj_realloc(tr, cap, scap, n, tr->stages))
+            return NDE_ENOMEM;
+    }
+    tr->t[j] = t;
+    tr->h[j] = h;
+    if (tr->record & NDE_NEEDS_ERROR_EST)
+        tr->eest[j] = eest;
+    if (tr->record & NDE_NEEDS_STIFFNESS)
+        tr->stiff[j] = stiff;
+    if (tr->record & NDE_NEEDS_DENSE) {
+        double *kj = tr->k + j * (size_t)tr->stages * n;
+        for (int i = 0; i < tr->stages; i++)
+            memcpy(kj + (size_t)i * n, k[i], n * sizeof(double));
+    }
+    if (wants_states(tr)) {
+        while (tr->max_states > 0 && j % tr->stride == 0 &&
+               tr->nstates == tr->max_states)
+            thin_states(tr);
+        store = j % tr->stride == 0;
+    }
+    if (store) {
+        memcpy(tr->y + tr->nstates * n, y, n * sizeof(double));
+        tr->ystep[tr->nstates++] = j;
+    }
+    tr->nsteps = j + 1;
+    return NDE_OK;
+}
+
+void nde_trajectory_end(nde_trajectory *tr, double t1, const double *y)
+{
+    tr->t1 = t1;
+    memcpy(tr->y_final, y, tr->n * sizeof(double));
+}
+
+long nde_trajectory_find(const nde_trajectory *tr, double t)
+{
+    const double dir = tr->t1 >= tr->t0 ? 1.0 : -1.0;
+    size_t lo = 0, hi;
+
+    if (tr->nsteps == 0 || dir * (t - tr->t0) < 0 || dir * (t - tr->t1) > 0)
+        return -1;
+    if (t == tr->t1)
+        return (long)tr->nsteps - 1;
+    /* Largest j with t[j] at or before t. */
+    hi = tr->nsteps;
+    while (hi - lo > 1) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (dir * (t - tr->t[mid]) >= 0)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return (long)lo;
+}
