@@ -439,6 +439,9 @@ typedef struct idx_file {
     uint64_t offset;     /* uncompressed bytes consumed so far */
     uint64_t file_size;  /* bytes on disk */
     int compressed;
+    /* Set by idx_header, to name the item a read stops in. */
+    const char *item;    /* "image" or "label" */
+    uint64_t data_start, item_size, count;
 } idx_file;
 
 static const char *idx_where(const idx_file *f)
@@ -484,29 +487,41 @@ static const char *gz_message(gzFile gz, int *err)
     return colon ? colon + 2 : msg;
 }
 
-/* Read exactly n bytes; `what` says what was expected there. */
+/* What lies at uncompressed offset off: "image 3 of 60000". */
+static const char *idx_item_at(const idx_file *f, uint64_t off, char *buf,
+                               size_t size)
+{
+    snprintf(buf, size, "%s %llu of %llu", f->item,
+             (unsigned long long)((off - f->data_start) / f->item_size),
+             (unsigned long long)f->count);
+    return buf;
+}
+
+/* Read exactly n bytes; `what` says what was expected there (NULL: items
+ * of the data part, named by idx_item_at). */
 static int idx_read(idx_file *f, void *buf, size_t n, const char *what,
                     nde_ctx *ctx)
 {
     size_t got = 0;
+    char item[96];
     while (got < n) {
         size_t want = n - got < IDX_CHUNK_BYTES ? n - got : IDX_CHUNK_BYTES;
         int r = gzread(f->gz, (char *)buf + got, (unsigned)want);
         int err;
         const char *msg = gz_message(f->gz, &err);
+        const uint64_t at = f->offset + got + (r > 0 ? (size_t)r : 0);
+        const char *w = what ? what : idx_item_at(f, at, item, sizeof item);
         if (r < 0 || (err != Z_OK && err != Z_BUF_ERROR))
             return nde_error(ctx, NDE_EIO,
                              "%s: corrupt gzip data near byte offset %llu%s "
-                             "while reading %s: %s", f->path,
-                             (unsigned long long)(f->offset + got),
-                             idx_where(f), what, msg);
+                             "(reading %s): %s", f->path,
+                             (unsigned long long)at, idx_where(f), w, msg);
         got += (size_t)r;
         if ((size_t)r < want)
             return nde_error(ctx, NDE_EIO,
-                             "%s: truncated: ends at byte offset %llu%s, in %s "
-                             "(%zu more bytes expected)%s", f->path,
-                             (unsigned long long)(f->offset + got),
-                             idx_where(f), what, n - got,
+                             "%s: truncated: ends at byte offset %llu%s, in "
+                             "%s%s", f->path, (unsigned long long)at,
+                             idx_where(f), w,
                              err == Z_BUF_ERROR ? "; the gzip stream ends early"
                                                 : "");
     }
@@ -550,6 +565,10 @@ static int idx_header(idx_file *f, uint32_t magic, uint32_t *count,
     *count = be32(h + 4);
     *rows = images ? be32(h + 8) : 1;
     *cols = images ? be32(h + 12) : 1;
+    f->item = images ? "image" : "label";
+    f->data_start = f->offset;
+    f->item_size = (uint64_t)*rows * *cols;
+    f->count = *count;
     if (*count == 0)
         return nde_error(ctx, NDE_ECONFIG,
                          "%s: byte offset 4%s: the header declares 0 %s",
@@ -571,18 +590,21 @@ static int idx_header(idx_file *f, uint32_t magic, uint32_t *count,
                                ? UINT64_MAX
                                : f->file_size * GZIP_MAX_RATIO)
                         : f->file_size;
-    if (payload > room)
-        return nde_error(ctx, f->compressed ? NDE_ECONFIG : NDE_EIO,
-                         "%s: byte offset 4: the header declares %u %s%s%s "
-                         "(%llu bytes in all), more than %s of %llu bytes "
-                         "can hold%s", f->path, *count, kind,
-                         images ? " of " : "",
-                         images ? "rows x cols" : "",
+    if (payload > room) {
+        char items[64];
+        if (images)
+            snprintf(items, sizeof items, "%u images of %u x %u", *count,
+                     *rows, *cols);
+        else
+            snprintf(items, sizeof items, "%u labels", *count);
+        return nde_error(ctx, NDE_EIO,
+                         "%s: byte offset 4: the header declares %s (%llu "
+                         "bytes in all), more than %s of %llu bytes can hold "
+                         "(truncated file or corrupt header)", f->path, items,
                          (unsigned long long)payload,
                          f->compressed ? "a gzip file" : "the file",
-                         (unsigned long long)f->file_size,
-                         f->compressed ? " (corrupt header)"
-                                       : " (truncated or corrupt file)");
+                         (unsigned long long)f->file_size);
+    }
     if (!f->compressed && payload < f->file_size)
         return nde_error(ctx, NDE_ECONFIG,
                          "%s: byte offset %llu: unexpected data after the "
@@ -630,7 +652,6 @@ static int idx_read_images(idx_file *f, nde_dataset *d, size_t n,
     size_t cap = 0;
     unsigned char *buf = malloc(per_chunk * nf);
     int status = NDE_OK;
-    char what[96];
     if (!buf)
         return nde_error(ctx, NDE_ENOMEM, "%s: out of memory", f->path);
     /* The array grows with what was actually read, so a header that
@@ -643,9 +664,7 @@ static int idx_read_images(idx_file *f, nde_dataset *d, size_t n,
                                "pixels", f->path, done + k, nf);
             break;
         }
-        snprintf(what, sizeof what, "images %zu to %zu (of %zu pixels each)",
-                 done, done + k - 1, nf);
-        status = idx_read(f, buf, k * nf, what, ctx);
+        status = idx_read(f, buf, k * nf, NULL, ctx);
         if (status)
             break;
         double *x = d->x + done * nf;
@@ -664,7 +683,6 @@ static int idx_read_labels(idx_file *f, nde_dataset *d, size_t n,
     unsigned char *buf = malloc(IDX_CHUNK_BYTES);
     size_t cap = 0;
     int status = NDE_OK, max_label = 0;
-    char what[96];
     if (!buf)
         return nde_error(ctx, NDE_ENOMEM, "%s: out of memory", f->path);
     for (size_t done = 0; done < n;) {
@@ -673,8 +691,7 @@ static int idx_read_labels(idx_file *f, nde_dataset *d, size_t n,
             status = nde_error(ctx, NDE_ENOMEM, "%s: out of memory", f->path);
             break;
         }
-        snprintf(what, sizeof what, "labels %zu to %zu", done, done + k - 1);
-        status = idx_read(f, buf, k, what, ctx);
+        status = idx_read(f, buf, k, NULL, ctx);
         if (status)
             break;
         for (size_t i = 0; i < k; i++) {

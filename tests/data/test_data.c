@@ -378,9 +378,10 @@ START_TEST(idx_bad_headers)
     put32(buf + 12, 0xffffffffu);
     p = write_file(2, "huge", buf, 40);
     check_error(nde_data_read_idx(p, lp, 0, &d, ctx), d, NDE_EIO, p,
-                "byte offset 4", "more than the file of 40 bytes", NULL);
+                "byte offset 4", "4294967295 images of 4294967295 x "
+                "4294967295", "more than the file of 40 bytes", NULL);
     p = write_gzip(2, "huge.gz", buf, 40);
-    check_error(nde_data_read_idx(p, lp, 0, &d, ctx), d, NDE_ECONFIG, p,
+    check_error(nde_data_read_idx(p, lp, 0, &d, ctx), d, NDE_EIO, p,
                 "byte offset 4", "more than a gzip file", NULL);
     /* Trailing bytes after the declared data. */
     memcpy(buf, img, ni);
@@ -448,7 +449,8 @@ START_TEST(idx_overstated_count)
     ck_assert_int_eq(setrlimit(RLIMIT_AS, &old), 0);
 #endif
     check_error(status, d, NDE_EIO, p, "truncated",
-                "ends at byte offset 1048592 (uncompressed)", NULL);
+                "ends at byte offset 1048592 (uncompressed)",
+                "in image 1 of 1000", NULL);
 }
 END_TEST
 

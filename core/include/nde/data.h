@@ -5,6 +5,13 @@
  * Readers check everything they read and report bad input with the file,
  * the line (CSV) or byte offset (IDX) and what was expected; they never
  * crash on a short, truncated or malformed file.
+ *
+ * Statuses: NDE_EIO when the bytes cannot be had (cannot open or read, a
+ * file that ends early, a corrupt gzip stream, an IDX header that declares
+ * more than the file can hold); NDE_ECONFIG when they were read but are
+ * wrong (a malformed cell, wrong magic, counts that disagree, data after
+ * the declared end); NDE_ENOMEM; NDE_EINVAL for NULL arguments or a
+ * test_fraction outside [0, 1). On error *out (*train, *test) is NULL.
  */
 #ifndef NDE_DATA_H
 #define NDE_DATA_H
@@ -49,6 +56,14 @@ typedef struct nde_dataset {
  * Rows of one series are contiguous with increasing t; an empty cell is a
  * missing value (at least one value per row). Errors name file:line and the
  * column.
+ * Cells are split at every comma (no quoting) and trimmed of spaces and
+ * tabs; CRLF line ends, a last line without newline and lines of any
+ * length are accepted. Blank lines and lines whose first non-blank
+ * character is '#' are skipped (so an id cannot start with '#'). Only an
+ * empty cell is missing: "NaN", "inf" and numbers out of double range are
+ * refused, and t is never missing. A first line whose t column is a
+ * number is refused as a missing header. A series' rows that resume after
+ * another series are refused (file:line of the resumption).
  */
 int nde_data_read_csv(const char *path, nde_dataset **out, nde_ctx *ctx);
 
@@ -58,13 +73,25 @@ int nde_data_read_csv(const char *path, nde_dataset **out, nde_ctx *ctx);
  * same count. At most `limit` examples are read (0 = all). nclasses is
  * 1 + the largest label. Errors: wrong magic, count mismatch, a short or
  * truncated file (with the byte offset), a label out of range.
+ * Labels are bytes, so any label is in range. Reading everything (limit 0
+ * or >= the count) also refuses data after the declared items and checks
+ * the gzip CRC; with a smaller limit only the header and the first `limit`
+ * items are read. Memory grows with the data actually read, never with
+ * the header's count alone.
  */
 int nde_data_read_idx(const char *images, const char *labels, size_t limit,
                       nde_dataset **out, nde_ctx *ctx);
 
 /* Split into train and test parts: whole series (SERIES) or examples
  * (CLASSES), a fraction test_fraction in [0, 1) going to the test part,
- * chosen by a permutation drawn from seed. */
+ * chosen by a permutation drawn from seed.
+ * The test part has round(test_fraction * n) items, raised to 1 and
+ * lowered to n - 1 when test_fraction > 0 (both parts non-empty); that
+ * needs n >= 2 (else NDE_ECONFIG). test_fraction 0 gives an empty test
+ * part. The permutation: gsl_rng_mt19937 seeded with the low 32 bits of
+ * seed ^ (seed >> 32) (GSL maps 0 to 4357), gsl_ran_shuffle of 0..n-1;
+ * its first items go to test. Both parts keep the file order and are deep
+ * copies (each destroyed on its own); a CLASSES part keeps d's nclasses. */
 int nde_data_split(const nde_dataset *d, double test_fraction, uint64_t seed,
                    nde_dataset **train, nde_dataset **test, nde_ctx *ctx);
 
