@@ -1,0 +1,529 @@
+/*
+ * test_train.c - end-to-end tests of `nde train` / `nde predict`: loss
+ * decreases for each adjoint, resume is bit-for-bit, seeds reproduce,
+ * bad checkpoints and configs are refused, failures name the iteration.
+ *
+ * NDE_EXE is the program, NDE_SOURCE_ROOT locates examples/. Runs are
+ * short (tens of iterations) so the suite stays fast under sanitizers.
+ */
+#include <check.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_ARGS 48
+
+typedef struct run_result {
+    int code;
+    char *out, *err;
+} run_result;
+
+static char workdir[1024];
+static char spiral[4096];
+
+static char *read_all(const char *path, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    char *buf;
+    long n;
+
+    if (!fp)
+        return NULL;
+    fseek(fp, 0, SEEK_END);
+    n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    ck_assert_ptr_nonnull(buf = malloc((size_t)n + 1));
+    ck_assert_uint_eq(fread(buf, 1, (size_t)n, fp), (size_t)n);
+    buf[n] = '\0';
+    fclose(fp);
+    if (len)
+        *len = (size_t)n;
+    return buf;
+}
+
+static void write_all(const char *path, const char *data, size_t len)
+{
+    FILE *fp = fopen(path, "wb");
+    ck_assert_ptr_nonnull(fp);
+    ck_assert_uint_eq(fwrite(data, 1, len, fp), len);
+    fclose(fp);
+}
+
+static const char *in_dir(const char *name)
+{
+    static char bufs[8][4096];
+    static int next;
+    char *b = bufs[next++ % 8];
+    snprintf(b, 4096, "%s/%s", workdir, name);
+    return b;
+}
+
+static void setup(void)
+{
+    const char *src = getenv("NDE_SOURCE_ROOT");
+    ck_assert_ptr_nonnull(src);
+    snprintf(workdir, sizeof workdir, "/tmp/nde_train_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(workdir));
+    snprintf(spiral, sizeof spiral, "%s/examples/spiral.ini", src);
+}
+
+static void teardown(void)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", workdir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Run nde in workdir with the NULL-terminated arguments. */
+static run_result run_v(const char *arg, va_list ap)
+{
+    const char *argv[MAX_ARGS + 2];
+    const char *exe = getenv("NDE_EXE");
+    char out_path[4096], err_path[4096];
+    run_result r;
+    pid_t pid;
+    int n = 0, status;
+
+    ck_assert_ptr_nonnull(exe);
+    snprintf(out_path, sizeof out_path, "%s/.stdout", workdir);
+    snprintf(err_path, sizeof err_path, "%s/.stderr", workdir);
+    argv[n++] = "nde";
+    for (; arg && n < MAX_ARGS; arg = va_arg(ap, const char *))
+        argv[n++] = arg;
+    argv[n] = NULL;
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int fo = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0 ||
+            chdir(workdir) != 0)
+            _exit(127);
+        execv(exe, (char *const *)argv);
+        _exit(127);
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    ck_assert_ptr_nonnull(r.out = read_all(out_path, NULL));
+    ck_assert_ptr_nonnull(r.err = read_all(err_path, NULL));
+    ck_assert_msg(!strstr(r.err, "Sanitizer") &&
+                      !strstr(r.err, "runtime error"),
+                  "sanitizer report:\n%s", r.err);
+    return r;
+}
+
+static run_result run_(const char *arg, ...)
+{
+    va_list ap;
+    run_result r;
+    va_start(ap, arg);
+    r = run_v(arg, ap);
+    va_end(ap);
+    return r;
+}
+#define run(...) run_(__VA_ARGS__, (const char *)NULL)
+
+static void result_free(run_result *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+#define assert_contains(hay, needle)                                         \
+    ck_assert_msg(strstr((hay), (needle)) != NULL,                           \
+                  "expected \"%s\" in:\n%s", (needle), (hay))
+#define assert_code(r, want)                                                 \
+    ck_assert_msg((r).code == (want), "exit code %d, expected %d:\n%s",      \
+                  (r).code, (want), (r).err)
+
+/* The metrics file without the wall times (everything after "time_s"). */
+static char *metrics_without_times(const char *name)
+{
+    char *text = read_all(in_dir(name), NULL), *src, *dst;
+    ck_assert_ptr_nonnull(text);
+    for (src = dst = text; *src;) {
+        char *t = strstr(src, "time_s\":");
+        char *eol = strchr(src, '\n');
+        size_t keep;
+        if (!eol)
+            eol = src + strlen(src);
+        keep = (size_t)((t && t < eol ? t : eol) - src);
+        memmove(dst, src, keep);
+        dst += keep;
+        *dst++ = '\n';
+        src = *eol ? eol + 1 : eol;
+    }
+    *dst = '\0';
+    return text;
+}
+
+/* Iteration, theta, m, v of a checkpoint (layout in nde/train.h). */
+typedef struct ckpt_view {
+    char *data;
+    size_t len;
+    int64_t iteration;
+    uint64_t nparams;
+    const char *state; /* theta, m, v: 3 x nparams doubles */
+} ckpt_view;
+
+static ckpt_view ckpt_read(const char *name)
+{
+    ckpt_view c;
+    uint64_t cfglen;
+    size_t off = 28;
+
+    ck_assert_ptr_nonnull(c.data = read_all(in_dir(name), &c.len));
+    ck_assert_uint_gt(c.len, off + 8);
+    memcpy(&cfglen, c.data + off, 8);
+    off += 8 + cfglen;
+    memcpy(&c.nparams, c.data + off, 8);
+    memcpy(&c.iteration, c.data + off + 8, 8);
+    c.state = c.data + off + 24;
+    ck_assert_uint_le(off + 24 + 3 * c.nparams * 8, c.len);
+    return c;
+}
+
+/* ---- loss decreases ------------------------------------------------------ */
+
+/* Full-batch training (every window of a 200-point spiral in each batch),
+ * so the loss of iteration 1 and of the last iteration are the same
+ * function at two parameter values. */
+static void loss_decreases(const char *adjoint)
+{
+    char plugin[64];
+    run_result r;
+    char *m, *last;
+    double first, final;
+
+    snprintf(plugin, sizeof plugin, "adjoint.plugin=%s", adjoint);
+    r = run("train", spiral, "-s", plugin, "-s", "data.npoints=200", "-s",
+            "data.t1=5", "-s", "train.batch_size=191", "-s",
+            "train.iterations=40", "-s", "train.lr=0.01", "-s",
+            "train.metrics=m.jsonl", "-s", "train.checkpoint=", "--quiet");
+    assert_code(r, 0);
+    result_free(&r);
+    m = read_all(in_dir("m.jsonl"), NULL);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_int_eq(sscanf(m, "{\"iteration\": 1, \"loss\": %lf", &first), 1);
+    ck_assert_ptr_nonnull(last = strstr(m, "{\"iteration\": 40, \"loss\": "));
+    ck_assert_int_eq(sscanf(last, "{\"iteration\": 40, \"loss\": %lf", &final),
+                     1);
+    ck_assert_msg(final < 0.25 * first,
+                  "%s: loss %g after 40 iterations, %g at the first", adjoint,
+                  final, first);
+    free(m);
+}
+
+START_TEST(test_loss_decreases_discrete) { loss_decreases("discrete"); }
+END_TEST
+
+/* ---- reproducibility and resume ------------------------------------------ */
+
+#define SHORT "-s", "adjoint.plugin=discrete", "-s", "train.eval_every=10", \
+              "--quiet"
+
+START_TEST(test_same_seed_same_numbers)
+{
+    run_result r;
+    char *a, *b, *c;
+
+    r = run("train", spiral, SHORT, "-s", "train.iterations=20", "-s",
+            "train.metrics=a.jsonl", "-s", "train.checkpoint=a.ckpt");
+    assert_code(r, 0);
+    result_free(&r);
+    r = run("train", spiral, SHORT, "-s", "train.iterations=20", "-s",
+            "train.metrics=b.jsonl", "-s", "train.checkpoint=b.ckpt");
+    assert_code(r, 0);
+    result_free(&r);
+    r = run("train", spiral, SHORT, "-s", "train.iterations=20", "-s",
+            "train.seed=2", "-s", "train.metrics=c.jsonl", "-s",
+            "train.checkpoint=c.ckpt");
+    assert_code(r, 0);
+    result_free(&r);
+    a = metrics_without_times("a.jsonl");
+    b = metrics_without_times("b.jsonl");
+    c = metrics_without_times("c.jsonl");
+    ck_assert_msg(strcmp(a, b) == 0, "same seed, different metrics");
+    /* the seed matters: the test can fail */
+    ck_assert_msg(strcmp(a, c) != 0, "another seed, the same metrics");
+    free(a);
+    free(b);
+    free(c);
+}
+END_TEST
+
+START_TEST(test_resume_bit_for_bit)
+{
+    run_result r;
+    ckpt_view x, y;
+    char *a, *b;
+
+    /* eval_every 15: the interrupted run's final evaluation at 15 is
+     * also one of the uninterrupted run's */
+    r = run("train", spiral, SHORT, "-s", "train.iterations=30", "-s",
+            "train.eval_every=15", "-s", "train.metrics=full.jsonl", "-s", "train.checkpoint=full.ckpt");
+    assert_code(r, 0);
+    result_free(&r);
+    r = run("train", spiral, SHORT, "-s", "train.iterations=15", "-s",
+            "train.eval_every=15", "-s", "train.metrics=part.jsonl", "-s", "train.checkpoint=part.ckpt");
+    assert_code(r, 0);
+    result_free(&r);
+    x = ckpt_read("part.ckpt");
+    ck_assert_int_eq(x.iteration, 15);
+    free(x.data);
+    r = run("train", spiral, SHORT, "-s", "train.iterations=30", "-s",
+            "train.eval_every=15", "-s", "train.metrics=part.jsonl", "-s",
+            "train.checkpoint=part.ckpt", "--resume", "part.ckpt");
+    assert_code(r, 0);
+    result_free(&r);
+    x = ckpt_read("full.ckpt");
+    y = ckpt_read("part.ckpt");
+    ck_assert_int_eq(x.iteration, 30);
+    ck_assert_int_eq(y.iteration, 30);
+    ck_assert_uint_eq(x.nparams, y.nparams);
+    ck_assert_msg(memcmp(x.state, y.state, 3 * x.nparams * 8) == 0,
+                  "parameters or Adam state differ after resume");
+    a = metrics_without_times("full.jsonl");
+    b = metrics_without_times("part.jsonl");
+    ck_assert_msg(strcmp(a, b) == 0, "metrics differ after resume");
+    free(a);
+    free(b);
+    free(x.data);
+    free(y.data);
+}
+END_TEST
+
+/* ---- refused checkpoints ------------------------------------------------- */
+
+static void make_checkpoint(void)
+{
+    run_result r = run("train", spiral, SHORT, "-s", "train.iterations=5",
+                       "-s", "train.metrics=", "-s",
+                       "train.checkpoint=good.ckpt");
+    assert_code(r, 0);
+    result_free(&r);
+}
+
+static void resume_refused(const char *ckpt, const char *needle,
+                           const char *set)
+{
+    run_result r = run("train", spiral, SHORT, "-s", "train.iterations=10",
+                       "-s", "train.metrics=", "-s", "train.checkpoint=",
+                       "-s", set ? set : "train.lr=1e-3", "--resume", ckpt);
+    assert_code(r, 2);
+    assert_contains(r.err, needle);
+    result_free(&r);
+}
+
+START_TEST(test_checkpoint_truncated)
+{
+    ckpt_view c;
+    make_checkpoint();
+    c = ckpt_read("good.ckpt");
+    write_all(in_dir("short.ckpt"), c.data, c.len - 100);
+    write_all(in_dir("header.ckpt"), c.data, 12);
+    free(c.data);
+    resume_refused("short.ckpt", "truncated", NULL);
+    resume_refused("header.ckpt", "truncated", NULL);
+    resume_refused("missing.ckpt", "cannot open checkpoint", NULL);
+}
+END_TEST
+
+START_TEST(test_checkpoint_corrupted)
+{
+    ckpt_view c;
+    make_checkpoint();
+    c = ckpt_read("good.ckpt");
+    c.data[c.len - 700] ^= 0x10;
+    write_all(in_dir("bad.ckpt"), c.data, c.len);
+    memcpy(c.data, "NOTACKPT", 8);
+    write_all(in_dir("magic.ckpt"), c.data, c.len);
+    free(c.data);
+    resume_refused("bad.ckpt", "crc32 mismatch", NULL);
+    resume_refused("magic.ckpt", "wrong magic", NULL);
+}
+END_TEST
+
+START_TEST(test_checkpoint_mismatched)
+{
+    run_result r;
+    make_checkpoint();
+    /* another model: a different parameter count */
+    resume_refused("good.ckpt", "parameters", "field.layers=2,20,2");
+    /* the same model, a setting that changes the numbers */
+    resume_refused("good.ckpt", "different config", "train.lr=0.5");
+    resume_refused("good.ckpt", "different config", "solver.rtol=1e-5");
+    /* the keys that do not change the numbers may differ */
+    r = run("train", spiral, SHORT, "-s", "train.iterations=7", "-s",
+            "train.metrics=", "-s", "train.checkpoint=", "--resume",
+            "good.ckpt");
+    assert_code(r, 0);
+    result_free(&r);
+}
+END_TEST
+
+/* ---- failures during training -------------------------------------------- */
+
+START_TEST(test_divergence_keeps_last_checkpoint)
+{
+    run_result r;
+    ckpt_view c;
+
+    r = run("train", spiral, SHORT, "-s", "train.lr=1e6", "-s",
+            "solver.max_steps=2000", "-s", "train.iterations=50", "-s",
+            "train.checkpoint_every=1", "-s", "train.metrics=", "-s",
+            "train.checkpoint=div.ckpt");
+    assert_code(r, 1);
+    assert_contains(r.err, "nde: iteration 2: ");
+    assert_contains(r.err, "last good state");
+    result_free(&r);
+    c = ckpt_read("div.ckpt");
+    ck_assert_int_eq(c.iteration, 1);
+    free(c.data);
+}
+END_TEST
+
+/* A loss that overflows while the solve stays finite: x' = a x observed
+ * up to exp(700). */
+START_TEST(test_nonfinite_loss)
+{
+    static const char cfg[] =
+        "[field]\nplugin = expr\nstate = x\nparams = a=1\ndx = a*x\n"
+        "[solver]\nplugin = tsit5\nrtol = 1e-6\natol = 1e-6\n"
+        "[adjoint]\nplugin = discrete\n"
+        "[data]\nsource = field\ny0 = 1\ntrue_params = a=1.001\n"
+        "npoints = 2\nt1 = 700\nbatch_time = 2\n"
+        "[train]\nbatch_size = 1\niterations = 3\n";
+    run_result r;
+
+    write_all(in_dir("exp.ini"), cfg, sizeof cfg - 1);
+    r = run("train", in_dir("exp.ini"), "--quiet");
+    assert_code(r, 1);
+    assert_contains(r.err, "nde: iteration 1: the loss is not finite");
+    result_free(&r);
+}
+END_TEST
+
+START_TEST(test_step_limit_names_iteration)
+{
+    run_result r = run("train", spiral, SHORT, "-s", "solver.max_steps=2",
+                       "-s", "train.metrics=", "-s", "train.checkpoint=",
+                       "--summary-json", "s.json");
+    char *s;
+    assert_code(r, 1);
+    assert_contains(r.err, "nde: iteration 1: forward solve: max_steps = 2");
+    result_free(&r);
+    ck_assert_ptr_nonnull(s = read_all(in_dir("s.json"), NULL));
+    assert_contains(s, "\"status\": \"NDE_EMAXSTEPS\"");
+    free(s);
+}
+END_TEST
+
+/* ---- bad [train] / [data] ------------------------------------------------ */
+
+START_TEST(test_bad_keys)
+{
+    static const struct {
+        const char *set, *needle;
+    } cases[] = {
+        {"train.iteratons=5", "[train] iteratons: unknown key (did you mean "
+                              "'iterations'?)"},
+        {"train.lr=-1", "[train] lr: -1 is outside (0, inf]"},
+        {"train.batch_size=0", "[train] batch_size: 0 is below 1"},
+        {"train.beta2=1", "[train] beta2: 1 is outside [0, 1)"},
+        {"train.seed=x", "[train] seed"},
+        {"data.source=mnist", "[data] source: unknown source 'mnist'"},
+        {"data.batch_time=2000", "[data] batch_time: 2000 is more than "
+                                 "npoints (1000)"},
+        {"data.y0=1,2", "[data] y0: source = spiral fixes"},
+        {"field.layers=3,50,3", "the field's dim (3) must equal the data's "
+                                "dim (2)"},
+        {"adjoint.plugin=nosuch", "no adjoint plugin named 'nosuch'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        run_result r = run("train", spiral, "-s", "adjoint.plugin=discrete",
+                           "-s", cases[i].set, "--quiet");
+        assert_code(r, 2);
+        assert_contains(r.err, cases[i].needle);
+        if (strncmp(cases[i].set, "field.", 6) != 0)
+            assert_contains(r.err, "command line (-s ");
+        result_free(&r);
+    }
+}
+END_TEST
+
+/* ---- predict ------------------------------------------------------------- */
+
+START_TEST(test_predict)
+{
+    run_result r;
+    char *csv, *s;
+    double t, x, y;
+
+    r = run("train", spiral, SHORT, "-s", "train.iterations=10", "-s",
+            "train.metrics=", "-s", "train.checkpoint=p.ckpt");
+    assert_code(r, 0);
+    result_free(&r);
+    r = run("predict", "p.ckpt", "-o", "held.csv", "--summary-json",
+            "p.json");
+    assert_code(r, 0);
+    assert_contains(r.err, "test_loss");
+    result_free(&r);
+    csv = read_all(in_dir("held.csv"), NULL);
+    ck_assert_ptr_nonnull(csv);
+    ck_assert_int_eq(sscanf(csv, "t,y0,y1\n%lf,%lf,%lf", &t, &x, &y), 3);
+    ck_assert(t == 0 && x == 2 && y == 0);
+    free(csv);
+    ck_assert_ptr_nonnull(s = read_all(in_dir("p.json"), NULL));
+    assert_contains(s, "\"predict_nfe\": ");
+    free(s);
+    r = run("predict", "p.ckpt", "-s", "problem.y0=1,0.5", "-s",
+            "problem.nsave=3", "-s", "problem.t1=1", "-o", "prob.csv");
+    assert_code(r, 0);
+    result_free(&r);
+    csv = read_all(in_dir("prob.csv"), NULL);
+    ck_assert_ptr_nonnull(csv);
+    assert_contains(csv, "t,y0,y1\n0,1,0.5\n0.5,");
+    assert_contains(csv, "\n1,");
+    free(csv);
+}
+END_TEST
+
+static Suite *train_suite(void)
+{
+    Suite *s = suite_create("train");
+    TCase *tc = tcase_create("train");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_loss_decreases_discrete);
+    tcase_add_test(tc, test_same_seed_same_numbers);
+    tcase_add_test(tc, test_resume_bit_for_bit);
+    tcase_add_test(tc, test_checkpoint_truncated);
+    tcase_add_test(tc, test_checkpoint_corrupted);
+    tcase_add_test(tc, test_checkpoint_mismatched);
+    tcase_add_test(tc, test_divergence_keeps_last_checkpoint);
+    tcase_add_test(tc, test_nonfinite_loss);
+    tcase_add_test(tc, test_step_limit_names_iteration);
+    tcase_add_test(tc, test_bad_keys);
+    tcase_add_test(tc, test_predict);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(train_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
