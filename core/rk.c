@@ -331,6 +331,17 @@ int nde_solver_stages(const nde_solver *s)
     return s->type->tableau->stages;
 }
 
+void nde_solver_copy_stages(const nde_solver *s, double *k)
+{
+    const nde_rk_work *w = s->work;
+    const size_t n = s->batch * s->field->dim;
+
+    /* A pending FSAL swap has not happened yet: k[] is still the last
+     * step's. */
+    for (int i = 0; i < w->stages; i++)
+        memcpy(k + (size_t)i * n, w->k[i], n * sizeof(double));
+}
+
 int nde_solver_stiffness(const nde_solver *s, const double *y_next,
                          double *out)
 {

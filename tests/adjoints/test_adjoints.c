@@ -379,7 +379,7 @@ static double fd_loss(void *user, const double *theta, const double *y0)
 
 START_TEST(test_found)
 {
-    const char *expected[] = {"discrete", NULL};
+    const char *expected[] = {"discrete", "interpolating", NULL};
     for (size_t i = 0; expected[i]; i++) {
         int found = 0;
         for (size_t k = 0; k < adjoints.n; k++)
@@ -599,6 +599,13 @@ START_TEST(test_discrete_checkpoints)
 }
 END_TEST
 
+START_TEST(test_interpolating_checkpoints)
+{
+    checkpoints_same("interpolating", "[adjoint]\nplugin = interpolating\n"
+                                      "checkpoints = 7\n");
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Refused pairings                                                    */
 
@@ -618,6 +625,29 @@ START_TEST(test_refused)
     ck_assert_ptr_null(a);
     ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx), "step VJP"));
     nde_solver_destroy(s);
+    /* A solver without dense output cannot serve interpolating. */
+    {
+        nde_solver_type nodense = *tsit5;
+        nde_rk_tableau tab = *tsit5->tableau;
+        tab.dense_degree = 0;
+        tab.dense = NULL;
+        nodense.tableau = &tab;
+        nodense.dense_order = 0;
+        nodense.info.flags &= ~(unsigned)NDE_CAP_DENSE;
+        ck_assert_int_eq(nde_solver_create_from(ctx, &nodense, p.f, &s),
+                         NDE_OK);
+        ck_assert_int_eq(nde_adjoint_create_from(
+                             ctx, adjoint_named("interpolating"), NULL, s, &a),
+                         NDE_ECAPABILITY);
+        ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx), "dense output"));
+        /* discrete works with it (no dense output needed without
+         * cotangents inside steps). */
+        ck_assert_int_eq(nde_adjoint_create_from(
+                             ctx, adjoint_named("discrete"), NULL, s, &a),
+                         NDE_OK);
+        nde_adjoint_destroy(a);
+        nde_solver_destroy(s);
+    }
     /* Unknown keys are refused with a suggestion. */
     {
         nde_config *cfg = config_from("[adjoint]\nplugin = discrete\n"
@@ -660,6 +690,7 @@ static Suite *adjoint_suite(void)
     tcase_add_test(tc, test_discrete_fd_fixed);
     tcase_add_test(tc, test_discrete_fd_frozen);
     tcase_add_test(tc, test_discrete_checkpoints);
+    tcase_add_test(tc, test_interpolating_checkpoints);
     tcase_add_test(tc, test_refused);
     suite_add_tcase(su, tc);
     return su;

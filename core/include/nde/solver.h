@@ -109,6 +109,11 @@ int nde_solver_dense_from(const nde_solver *s, const double *y, double h,
 /* Number of stages of a step (the size of a trajectory's k per step). */
 int nde_solver_stages(const nde_solver *s);
 
+/* Copy the stages of the last step into k (stages x n values, the layout
+ * of nde_trajectory.k), so that a caller replaying steps can keep their
+ * dense output for nde_solver_dense_from. Valid until the next step. */
+void nde_solver_copy_stages(const nde_solver *s, double *k);
+
 /* Stiffness estimate of the last step (y_next as returned by it); 0 when
  * the denominator vanishes. NDE_ECAPABILITY if the solver has none. */
 int nde_solver_stiffness(const nde_solver *s, const double *y_next,

@@ -1,0 +1,384 @@
+/*
+ * interpolating: the continuous adjoint with the state taken from the
+ * forward solve's dense output (methods.md 4.2, 4.3). Only [a, a_theta]
+ * are integrated, backwards in t from t1 to t0 with the forward solver
+ * type:
+ *     da/dt = -a df/dy (t, y(t)),   da_theta/dt = -a df/dtheta (t, y(t))
+ * a(t1) = the cotangents at t1, a_theta(t1) = 0; then dL/dy0 = a(t0) and
+ * dL/dtheta = a_theta(t0). Each cotangent inside (t0, t1) is a tstop of
+ * the backward solve whose at_tstop adds its jump to a, so the step-size
+ * control carries on across observation times.
+ *
+ * The forward solve records every step's state and stages
+ * (NDE_NEEDS_DENSE). With `checkpoints = N` it records only N step states
+ * (NDE_NEEDS_STEPS, max_states = N) and the dense output of a segment
+ * between two checkpoints is regenerated, when the backward solve first
+ * needs it, by replaying the recorded steps: memory O(N + longest
+ * segment), at most one extra forward pass.
+ *
+ * The augmented system is a field of this plugin's own type over one row
+ * of n + P values (n = batch x dim of the forward state); its dimension is
+ * set for the current batch before each backward solve (the workspace is
+ * sized for batch_max at create). Buffers that depend on the solve (tstop
+ * list, regenerated segment) grow on demand and are kept across calls.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nde/nde.h"
+
+typedef struct interp_state {
+    nde_field *field;         /* the forward field (borrowed)            */
+    nde_solver *fwd_solver;   /* borrowed                                */
+    nde_field *augf;          /* [a, a_theta]                            */
+    nde_solver *augs;
+    size_t n_max, nparams;
+    int stages;
+    double rtol, atol;        /* NaN: the forward solve's                */
+    int seminorm;
+    size_t checkpoints;
+    /* per gradient call */
+    const nde_trajectory *fwd;
+    const double *theta;
+    size_t n;
+    const nde_cotangent *ct;
+    size_t *ct_of_stop;       /* tstop i -> cotangent index              */
+    double *tstops;
+    size_t stops_cap;
+    double *ybuf, *z0, *z1;   /* n_max; n_max + P; n_max + P             */
+    /* checkpoint segment: states and stages of its steps */
+    long seg;                 /* segment held, -1 = none                 */
+    double *seg_y, *seg_k;
+    size_t seg_cap;           /* steps the buffers hold                  */
+} interp_state;
+
+static const nde_key interp_keys[] = {
+    {"rtol", NDE_KEY_DOUBLE, "",
+     "relative tolerance of the backward solve (default: the forward one)"},
+    {"atol", NDE_KEY_DOUBLE, "",
+     "absolute tolerance of the backward solve (default: the forward one)"},
+    {"norm", NDE_KEY_WORD, "full",
+     "error norm of the backward solve: full, or seminorm (without the "
+     "parameter adjoint; Kidger et al. 2021)"},
+    {"checkpoints", NDE_KEY_INT, "0",
+     "record only this many step states and regenerate the dense output "
+     "between them on the way back (memory O(checkpoints)); 0 = record the "
+     "dense output of every step"},
+    {NULL, 0, NULL, NULL}};
+
+/* ---- the augmented field -------------------------------------------- */
+
+static int aug_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
+{
+    (void)sec; (void)ctx;
+    f->dim = 1; /* set by the plugin once the instance exists */
+    f->nparams = 0;
+    return NDE_OK;
+}
+
+static void aug_destroy(nde_field *f) { (void)f; }
+
+static int aug_init(nde_field *f, double *theta, uint64_t seed)
+{
+    (void)f; (void)theta; (void)seed;
+    return NDE_OK;
+}
+
+static int aug_novjp(nde_field *f, double t, const double *y,
+                     const double *theta, const double *v, double *vy,
+                     double *vtheta, size_t batch)
+{
+    (void)t; (void)y; (void)theta; (void)v; (void)vy; (void)vtheta;
+    (void)batch;
+    return nde_error(f->ctx, NDE_EFATAL,
+                     "the interpolating adjoint's system has no VJP");
+}
+
+/* Replay the steps of checkpoint segment iseg, keeping each step's state
+ * and stages. */
+static int regenerate(interp_state *d, long iseg)
+{
+    const nde_trajectory *fwd = d->fwd;
+    nde_solver *s = d->fwd_solver;
+    const size_t n = d->n, j0 = fwd->ystep[iseg];
+    const size_t j1 = (size_t)iseg + 1 < fwd->nstates ? fwd->ystep[iseg + 1]
+                                                      : fwd->nsteps;
+    int rc;
+
+    memcpy(d->seg_y, fwd->y + (size_t)iseg * n, n * sizeof(double));
+    nde_solver_invalidate(s);
+    for (size_t j = j0; j < j1; j++) {
+        double *yj = d->seg_y + (j - j0) * n;
+        /* The last step's end state is not needed: write it to ybuf. */
+        double *ynext = j + 1 < j1 ? yj + n : d->ybuf;
+        rc = nde_solver_step(s, d->theta, fwd->t[j], fwd->h[j], yj, ynext,
+                             NULL);
+        if (rc != NDE_OK)
+            return nde_error(s->ctx, rc == NDE_ERETRY ? NDE_EFATAL : rc,
+                             "adjoint 'interpolating': replaying step %zu "
+                             "from its checkpoint failed", j);
+        nde_solver_copy_stages(s, d->seg_k + (j - j0) * (size_t)d->stages * n);
+        nde_solver_accept(s);
+    }
+    nde_solver_invalidate(s);
+    d->seg = iseg;
+    return NDE_OK;
+}
+
+/* y(t) from the forward dense output into d->ybuf. */
+static int interpolate(interp_state *d, double t)
+{
+    const nde_trajectory *fwd = d->fwd;
+    const size_t n = d->n, sk = (size_t)d->stages * n;
+    long j = nde_trajectory_find(fwd, t);
+    const double *yj, *kj;
+    int rc;
+
+    if (j < 0) /* round-off just outside [t0, t1] */
+        j = fwd->t1 >= fwd->t0 ? (t < fwd->t0 ? 0 : (long)fwd->nsteps - 1)
+                               : (t > fwd->t0 ? 0 : (long)fwd->nsteps - 1);
+    if (d->checkpoints == 0) {
+        yj = fwd->y + (size_t)j * n;
+        kj = fwd->k + (size_t)j * sk;
+    } else {
+        const long iseg = j / (long)fwd->stride;
+        const size_t j0 = fwd->ystep[iseg];
+        if (d->seg != iseg && (rc = regenerate(d, iseg)) != NDE_OK)
+            return rc;
+        yj = d->seg_y + ((size_t)j - j0) * n;
+        kj = d->seg_k + ((size_t)j - j0) * sk;
+    }
+    return nde_solver_dense_from(d->fwd_solver, yj, fwd->h[j], kj,
+                                 (t - fwd->t[j]) / fwd->h[j], d->ybuf);
+}
+
+/* z = [a, a_theta]: dz = -(a df/dy, a df/dtheta) at (t, y(t)). */
+static int aug_eval(nde_field *f, double t, const double *z,
+                    const double *theta, double *dz, size_t batch)
+{
+    interp_state *d = f->state;
+    const size_t m = d->n + d->nparams;
+    int rc;
+
+    (void)batch;
+    if ((rc = interpolate(d, t)) != NDE_OK)
+        return rc;
+    memset(dz, 0, m * sizeof(double));
+    rc = nde_field_vjp(d->field, t, d->ybuf, theta, z, dz, dz + d->n,
+                       d->n / d->field->dim);
+    if (rc != NDE_OK)
+        return rc;
+    for (size_t i = 0; i < m; i++)
+        dz[i] = -dz[i];
+    return NDE_OK;
+}
+
+static const nde_field_type aug_type = {
+    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "interpolating_adjoint",
+             "[a, a_theta] of the interpolating adjoint", NULL, 0},
+    .create = aug_create, .destroy = aug_destroy, .init_params = aug_init,
+    .eval = aug_eval, .vjp = aug_novjp};
+
+/* ---- the plugin ------------------------------------------------------ */
+
+static void interp_destroy(nde_adjoint *a)
+{
+    interp_state *d = a->state;
+
+    if (!d)
+        return;
+    nde_solver_destroy(d->augs);
+    nde_field_destroy(d->augf);
+    free(d->ct_of_stop);
+    free(d->tstops);
+    free(d->ybuf);
+    free(d->z0);
+    free(d->z1);
+    free(d->seg_y);
+    free(d->seg_k);
+    free(d);
+    a->state = NULL;
+}
+
+static int interp_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
+                         nde_ctx *ctx)
+{
+    interp_state *d;
+    const char *norm = "full";
+    long checkpoints = 0;
+    int rc;
+
+    if (!(s->type->info.flags & NDE_CAP_DENSE))
+        return nde_error(ctx, NDE_ECAPABILITY,
+                         "adjoint 'interpolating' needs the solver's dense "
+                         "output (NDE_CAP_DENSE); solver '%s' has none",
+                         s->type->info.name);
+    if (!(d = calloc(1, sizeof *d)))
+        return nde_error(ctx, NDE_ENOMEM,
+                         "adjoint 'interpolating': out of memory");
+    a->state = d;
+    d->rtol = d->atol = NAN;
+    if (sec) {
+        if ((nde_section_has(sec, "rtol") &&
+             (rc = nde_get_double(sec, "rtol", &d->rtol, ctx))) ||
+            (nde_section_has(sec, "atol") &&
+             (rc = nde_get_double(sec, "atol", &d->atol, ctx))) ||
+            (rc = nde_get_string(sec, "norm", &norm, ctx)) ||
+            (rc = nde_get_long(sec, "checkpoints", &checkpoints, ctx)))
+            return rc;
+        if (d->rtol < 0 || d->atol < 0)
+            return nde_section_error(sec, d->rtol < 0 ? "rtol" : "atol", ctx,
+                                     "must be >= 0");
+        if (strcmp(norm, "full") != 0 && strcmp(norm, "seminorm") != 0)
+            return nde_section_error(sec, "norm", ctx,
+                                     "'%s': expected full or seminorm", norm);
+        if (checkpoints < 0)
+            return nde_section_error(sec, "checkpoints", ctx,
+                                     "must be >= 0");
+    }
+    d->seminorm = strcmp(norm, "seminorm") == 0;
+    d->checkpoints = (size_t)checkpoints;
+    d->field = s->field;
+    d->fwd_solver = s;
+    d->n_max = s->batch_max * s->field->dim;
+    d->nparams = s->field->nparams;
+    d->stages = nde_solver_stages(s);
+    d->seg = -1;
+    if (!(d->ybuf = malloc(d->n_max * sizeof(double))) ||
+        !(d->z0 = malloc((d->n_max + d->nparams) * sizeof(double))) ||
+        !(d->z1 = malloc((d->n_max + d->nparams) * sizeof(double))))
+        return nde_error(ctx, NDE_ENOMEM,
+                         "adjoint 'interpolating': out of memory");
+    if ((rc = nde_field_create_from(ctx, &aug_type, NULL, 1, &d->augf)))
+        return rc;
+    d->augf->dim = d->n_max + d->nparams;
+    d->augf->state = d;
+    if ((rc = nde_solver_create_from(ctx, s->type, d->augf, &d->augs)))
+        return rc;
+    a->record = d->checkpoints ? NDE_NEEDS_STEPS : NDE_NEEDS_DENSE;
+    a->max_states = d->checkpoints;
+    return NDE_OK;
+}
+
+static int add_jump(void *user, size_t i, double t, double *z)
+{
+    interp_state *d = user;
+    const double *g = d->ct[d->ct_of_stop[i]].g;
+
+    (void)t;
+    for (size_t m = 0; m < d->n; m++)
+        z[m] += g[m];
+    return NDE_OK;
+}
+
+static int grow(void **p, size_t want, size_t size)
+{
+    void *q = realloc(*p, want * size);
+
+    if (!q)
+        return NDE_ENOMEM;
+    *p = q;
+    return NDE_OK;
+}
+
+static int interp_gradient(nde_adjoint *a, const nde_solve_opts *opts,
+                           const nde_trajectory *fwd, const double *theta,
+                           const nde_cotangent *ct, size_t nct,
+                           double *ybar0, double *thetabar, nde_stats *stats)
+{
+    interp_state *d = a->state;
+    nde_solver *s = d->fwd_solver;
+    const size_t n = s->batch * s->field->dim, P = d->nparams;
+    const unsigned need = d->checkpoints ? NDE_NEEDS_STEPS : NDE_NEEDS_DENSE;
+    const double dir = fwd->t1 >= fwd->t0 ? 1.0 : -1.0;
+    const long nfe0 = s->counts.nfe;
+    nde_solve_opts bo = *opts;
+    nde_stats bst;
+    size_t lo = 0, hi = nct, nstops = 0;
+    int rc = NDE_OK;
+
+    memset(&bst, 0, sizeof bst);
+    if (fwd->n != n || !(fwd->record & need) ||
+        (fwd->nsteps > 0 && fwd->nstates == 0))
+        return nde_error(a->ctx, NDE_EINVAL,
+                         "adjoint 'interpolating': the trajectory does not "
+                         "hold the %s of this batch", d->checkpoints
+                         ? "step states" : "dense output");
+    if (d->seg_cap < fwd->stride && d->checkpoints) {
+        if (grow((void **)&d->seg_y, fwd->stride * n, sizeof(double)) ||
+            grow((void **)&d->seg_k, fwd->stride * (size_t)d->stages * n,
+                 sizeof(double)))
+            return nde_error(a->ctx, NDE_ENOMEM, "adjoint 'interpolating': "
+                             "out of memory for a segment of %zu steps",
+                             fwd->stride);
+        d->seg_cap = fwd->stride;
+    }
+    if (d->stops_cap < nct) {
+        if (grow((void **)&d->tstops, nct, sizeof(double)) ||
+            grow((void **)&d->ct_of_stop, nct, sizeof(size_t)))
+            return nde_error(a->ctx, NDE_ENOMEM, "adjoint 'interpolating': "
+                             "out of memory for %zu cotangents", nct);
+        d->stops_cap = nct;
+    }
+    d->fwd = fwd;
+    d->theta = theta;
+    d->n = n;
+    d->ct = ct;
+    d->seg = -1;
+    d->augf->dim = n + P;
+
+    /* a(t1): the cotangents at t1; the ones at t0 go straight to ybar0;
+     * those in between become tstops, latest first. */
+    memset(d->z0, 0, (n + P) * sizeof(double));
+    while (hi > 0 && dir * (ct[hi - 1].t - fwd->t1) >= 0)
+        for (size_t m = 0, k = --hi; m < n; m++)
+            d->z0[m] += ct[k].g[m];
+    while (lo < hi && dir * (ct[lo].t - fwd->t0) <= 0)
+        lo++;
+    for (size_t k = hi; k-- > lo;) {
+        d->tstops[nstops] = ct[k].t;
+        d->ct_of_stop[nstops++] = k;
+    }
+
+    if (fwd->t1 != fwd->t0) {
+        bo.rtol = isnan(d->rtol) ? opts->rtol : d->rtol;
+        bo.atol = isnan(d->atol) ? opts->atol : d->atol;
+        bo.tstops = d->tstops;
+        bo.ntstops = nstops;
+        bo.at_tstop = add_jump;
+        bo.at_tstop_user = d;
+        bo.norm_n = d->seminorm ? n : 0;
+        bo.record = NULL;
+        rc = nde_solve(d->augs, &bo, theta, fwd->t1, d->z0, fwd->t0, 1,
+                       &fwd->t0, d->z1, &bst);
+        if (rc != NDE_OK) {
+            nde_error_prefix(a->ctx, "adjoint 'interpolating', backward "
+                             "solve");
+            goto done;
+        }
+    } else {
+        memcpy(d->z1, d->z0, (n + P) * sizeof(double));
+    }
+    for (size_t k = 0; k < lo; k++)
+        for (size_t m = 0; m < n; m++)
+            d->z1[m] += ct[k].g[m];
+    memcpy(ybar0, d->z1, n * sizeof(double));
+    memcpy(thetabar, d->z1 + n, P * sizeof(double));
+done:
+    if (stats)
+        stats->nfe_backward += bst.nfe + (s->counts.nfe - nfe0);
+    return rc;
+}
+
+static const nde_adjoint_type interp_type = {
+    .info = {NDE_ABI_VERSION, NDE_KIND_ADJOINT, "interpolating",
+             "continuous adjoint [a, a_theta] integrated backwards with the "
+             "state from the forward dense output (or checkpoints)",
+             interp_keys, NDE_NEEDS_DENSE},
+    .create = interp_create,
+    .destroy = interp_destroy,
+    .gradient = interp_gradient,
+};
+
+NDE_MODULE(&interp_type.info);
