@@ -162,7 +162,8 @@ static int csv_next(csv_reader *r, nde_ctx *ctx)
         errno = 0;
         ssize_t len = getline(&r->line, &r->line_cap, r->f);
         if (len < 0) {
-            if (ferror(r->f)) {
+            /* glibc's getline reports a failed allocation by errno only. */
+            if (ferror(r->f) || errno == ENOMEM) {
                 int e = errno;
                 return -nde_error(ctx, e == ENOMEM ? NDE_ENOMEM : NDE_EIO,
                                   "%s: read error after line %zu: %s", r->path,
@@ -406,8 +407,9 @@ int nde_data_read_csv(const char *path, nde_dataset **out, nde_ctx *ctx)
     r.path = path;
     r.f = fopen(path, "r");
     if (!r.f) {
-        status = nde_error(ctx, NDE_EIO, "%s: cannot open: %s", path,
-                           strerror(errno));
+        int e = errno;
+        status = nde_error(ctx, e == ENOMEM ? NDE_ENOMEM : NDE_EIO,
+                           "%s: cannot open: %s", path, strerror(e));
     } else {
         status = csv_read(&r, d, ctx);
         fclose(r.f);
@@ -487,6 +489,19 @@ static const char *gz_message(gzFile gz, int *err)
     return colon ? colon + 2 : msg;
 }
 
+/* A failed gzread: out of memory, an OS read error or corrupt data. */
+static int idx_gz_failure(const idx_file *f, int err, const char *msg,
+                          uint64_t at, const char *what, nde_ctx *ctx)
+{
+    if (err == Z_MEM_ERROR)
+        return nde_error(ctx, NDE_ENOMEM, "%s: out of memory while reading",
+                         f->path);
+    return nde_error(ctx, NDE_EIO, "%s: %s near byte offset %llu%s (reading "
+                     "%s): %s", f->path,
+                     err == Z_ERRNO ? "read error" : "corrupt gzip data",
+                     (unsigned long long)at, idx_where(f), what, msg);
+}
+
 /* What lies at uncompressed offset off: "image 3 of 60000". */
 static const char *idx_item_at(const idx_file *f, uint64_t off, char *buf,
                                size_t size)
@@ -512,10 +527,7 @@ static int idx_read(idx_file *f, void *buf, size_t n, const char *what,
         const uint64_t at = f->offset + got + (r > 0 ? (size_t)r : 0);
         const char *w = what ? what : idx_item_at(f, at, item, sizeof item);
         if (r < 0 || (err != Z_OK && err != Z_BUF_ERROR))
-            return nde_error(ctx, NDE_EIO,
-                             "%s: corrupt gzip data near byte offset %llu%s "
-                             "(reading %s): %s", f->path,
-                             (unsigned long long)at, idx_where(f), w, msg);
+            return idx_gz_failure(f, err, msg, at, w, ctx);
         got += (size_t)r;
         if ((size_t)r < want)
             return nde_error(ctx, NDE_EIO,
@@ -626,10 +638,8 @@ static int idx_expect_end(idx_file *f, nde_ctx *ctx)
     int r = gzread(f->gz, &c, 1);
     const char *msg = gz_message(f->gz, &err);
     if (r < 0 || (err != Z_OK && err != Z_BUF_ERROR))
-        return nde_error(ctx, NDE_EIO,
-                         "%s: corrupt gzip data after byte offset %llu%s: %s",
-                         f->path, (unsigned long long)f->offset, idx_where(f),
-                         msg);
+        return idx_gz_failure(f, err, msg, f->offset, "the end of the file",
+                              ctx);
     if (err == Z_BUF_ERROR)
         return nde_error(ctx, NDE_EIO,
                          "%s: truncated gzip stream: its trailer is missing "

@@ -6,7 +6,10 @@
  * `test_data --fashion-mnist` instead reads Debian's dataset-fashion-mnist
  * files and exits 77 (skipped) when they are not installed.
  */
+#define _GNU_SOURCE /* RTLD_NEXT */
 #include <check.h>
+#include <dlfcn.h>
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -389,6 +392,10 @@ START_TEST(idx_bad_headers)
     p = write_file(2, "trailing", buf, ni + 1);
     check_error(nde_data_read_idx(p, lp, 0, &d, ctx), d, NDE_ECONFIG, p,
                 "byte offset 58", "unexpected data", NULL);
+    /* Also when only the first images are read (plain files: the size is
+     * checked against the header up front). */
+    check_error(nde_data_read_idx(p, lp, 3, &d, ctx), d, NDE_ECONFIG, p,
+                "byte offset 58", "unexpected data", NULL);
     p = write_gzip(2, "trailing.gz", buf, ni + 1);
     check_error(nde_data_read_idx(p, lp, 0, &d, ctx), d, NDE_ECONFIG, p,
                 "byte offset 58 (uncompressed)", "unexpected data", NULL);
@@ -727,6 +734,195 @@ START_TEST(split_classes)
 }
 END_TEST
 
+/* ----------------------------------------------------- allocation failure */
+
+/*
+ * Outside AddressSanitizer (which owns malloc) this executable replaces
+ * malloc, calloc, realloc and free with pass-throughs that, when armed,
+ * count live blocks and fail the allocation numbered fail_at. Each reader
+ * and split then runs with a failure at every one of its allocations in
+ * turn: it must return NDE_ENOMEM (or succeed, if the failure was
+ * tolerated, as glibc's qsort does), never crash, and leave no block live.
+ */
+#ifndef __SANITIZE_ADDRESS__
+static void *(*real_malloc)(size_t);
+static void *(*real_calloc)(size_t, size_t);
+static void *(*real_realloc)(void *, size_t);
+static void (*real_free)(void *);
+static int armed, resolving;
+static long nalloc, fail_at = -1, live;
+static _Alignas(16) char boot[8192]; /* dlsym's allocations while resolving */
+static size_t boot_used;
+
+static void resolve(void)
+{
+    resolving = 1;
+    real_malloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "malloc");
+    real_calloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "calloc");
+    real_realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
+    real_free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
+    resolving = 0;
+}
+
+static int in_boot(const void *p)
+{
+    return (const char *)p >= boot && (const char *)p < boot + sizeof boot;
+}
+
+/* 1 when this allocation is to fail. */
+static int injected(void)
+{
+    if (!armed || nalloc++ != fail_at)
+        return 0;
+    errno = ENOMEM;
+    return 1;
+}
+
+void *malloc(size_t n)
+{
+    if (!real_malloc)
+        resolve();
+    if (injected())
+        return NULL;
+    void *p = real_malloc(n);
+    live += armed && p;
+    return p;
+}
+
+void *calloc(size_t a, size_t b)
+{
+    if (resolving) {
+        size_t n = (a * b + 15) & ~(size_t)15;
+        if (boot_used + n > sizeof boot)
+            return NULL;
+        boot_used += n;
+        return boot + boot_used - n; /* static storage: already zero */
+    }
+    if (!real_calloc)
+        resolve();
+    if (injected())
+        return NULL;
+    void *p = real_calloc(a, b);
+    live += armed && p;
+    return p;
+}
+
+void *realloc(void *p, size_t n)
+{
+    if (!real_realloc)
+        resolve();
+    if (injected())
+        return NULL;
+    void *q = real_realloc(p, n);
+    live += armed && q && !p;
+    return q;
+}
+
+void free(void *p)
+{
+    if (!p || in_boot(p))
+        return;
+    if (!real_free)
+        resolve();
+    live -= armed;
+    real_free(p);
+}
+
+typedef int (*scenario)(nde_dataset **out, nde_dataset **out2);
+static const char *fault_paths[4];
+static nde_dataset *fault_base;
+
+static int read_csv_ok(nde_dataset **o, nde_dataset **o2)
+{
+    (void)o2;
+    return nde_data_read_csv(fault_paths[0], o, ctx);
+}
+static int read_csv_bad(nde_dataset **o, nde_dataset **o2)
+{
+    (void)o2;
+    return nde_data_read_csv(fault_paths[1], o, ctx);
+}
+static int read_idx_plain(nde_dataset **o, nde_dataset **o2)
+{
+    (void)o2;
+    return nde_data_read_idx(fault_paths[2], fault_paths[3], 0, o, ctx);
+}
+static int read_idx_gzip(nde_dataset **o, nde_dataset **o2)
+{
+    char gi[512], gl[512];
+    (void)o2;
+    snprintf(gi, sizeof gi, "%s.gz", fault_paths[2]);
+    snprintf(gl, sizeof gl, "%s.gz", fault_paths[3]);
+    return nde_data_read_idx(gi, gl, 0, o, ctx);
+}
+static int split(nde_dataset **o, nde_dataset **o2)
+{
+    return nde_data_split(fault_base, 0.4, 9, o, o2, ctx);
+}
+
+/* Returns how many runs ended in NDE_ENOMEM. */
+static long fail_each_allocation(scenario run, int ok_status)
+{
+    long nomem = 0;
+    for (long k = 0;; k++) {
+        nde_dataset *a = NULL, *b = NULL;
+        nalloc = 0;
+        fail_at = k;
+        live = 0;
+        armed = 1;
+        int status = run(&a, &b);
+        long attempts = nalloc;
+        nde_dataset_destroy(a);
+        nde_dataset_destroy(b);
+        armed = 0;
+        ck_assert_msg(status == ok_status || status == NDE_ENOMEM,
+                      "allocation %ld failed: status %s: %s", k,
+                      nde_status_name(status), nde_ctx_message(ctx));
+        if (status == NDE_ENOMEM) {
+            nomem++;
+            ck_assert_ptr_null(a);
+            ck_assert_ptr_null(b);
+            ck_assert_msg(strstr(nde_ctx_message(ctx), "out of memory") ||
+                          strstr(nde_ctx_message(ctx), "Cannot allocate"),
+                          "message: %s", nde_ctx_message(ctx));
+        }
+        ck_assert_msg(live == 0, "allocation %ld failed: %ld blocks leaked",
+                      k, live);
+        if (k >= attempts)
+            break; /* this run had no failure: every allocation was tried */
+    }
+    return nomem;
+}
+
+START_TEST(allocation_failures)
+{
+    const char *csv = "id,t,x,y\n# c\na,0,1,\na,1,,2\nb,0,3,4\nc,5,6,7\n";
+    unsigned char img[16 + NIMG * NPIX], lab[8 + NIMG];
+    size_t ni = make_images(img, 0x803, NIMG), nl = make_labels(lab, 0x801, NIMG);
+    fault_paths[0] = write_text(0, "fault.csv", csv);
+    fault_paths[1] = write_text(1, "fault_bad.csv",
+                                "id,t,x\na,0,1\nb,0,1\na,1,1\n");
+    fault_paths[2] = write_file(2, "fimg", img, ni);
+    fault_paths[3] = write_file(3, "flab", lab, nl);
+    write_gzip(0, "fimg.gz", img, ni);
+    write_gzip(0, "flab.gz", lab, nl);
+    fault_paths[0] = write_text(0, "fault.csv", csv); /* slot 0 reused */
+    ck_assert_int_gt(fail_each_allocation(read_csv_ok, NDE_OK), 5);
+    ck_assert_int_gt(fail_each_allocation(read_csv_bad, NDE_ECONFIG), 5);
+    ck_assert_int_gt(fail_each_allocation(read_idx_plain, NDE_OK), 5);
+    ck_assert_int_gt(fail_each_allocation(read_idx_gzip, NDE_OK), 5);
+    ck_assert_int_eq(nde_data_read_csv(fault_paths[0], &fault_base, ctx),
+                     NDE_OK);
+    ck_assert_int_gt(fail_each_allocation(split, NDE_OK), 5);
+    nde_dataset_destroy(fault_base);
+    ck_assert_int_eq(nde_data_read_idx(fault_paths[2], fault_paths[3], 0,
+                                       &fault_base, ctx), NDE_OK);
+    ck_assert_int_gt(fail_each_allocation(split, NDE_OK), 3);
+    nde_dataset_destroy(fault_base);
+}
+END_TEST
+#endif
+
 /* -------------------------------------------------------- Fashion-MNIST */
 
 #define FMNIST_DIR "/usr/share/datasets/fashion-mnist/"
@@ -821,7 +1017,8 @@ static void remove_tree(void)
         "ok.csv", "long.csv", "does_not_exist.csv", "img", "lab", "img.gz",
         "lab.gz", "text.idx", "lab5", "img0", "cols0", "huge", "huge.gz",
         "overstated.gz", "trailing", "trailing.gz", "badcrc.gz", "badmethod.gz",
-        "garbage.gz", "cut", "series10.csv", "series1.csv"};
+        "garbage.gz", "cut", "series10.csv", "series1.csv", "fault.csv",
+        "fault_bad.csv", "fimg", "flab", "fimg.gz", "flab.gz"};
     char name[64];
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         unlink(tmp_path(0, names[i]));
@@ -863,6 +1060,15 @@ int main(int argc, char **argv)
     tcase_add_test(tc, split_sizes);
     tcase_add_test(tc, split_classes);
     suite_add_tcase(s, tc);
+#ifndef __SANITIZE_ADDRESS__
+    tc = tcase_create("nomem");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, allocation_failures);
+    suite_add_tcase(s, tc);
+#else
+    printf("allocation-failure test not built: AddressSanitizer owns "
+           "malloc (it runs in the plain build)\n");
+#endif
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
