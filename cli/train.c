@@ -655,12 +655,12 @@ int cli_gradcheck(int argc, char **argv)
 
         printf("loss %.17g, %zu parameters, %zu checked by finite "
                "differences\n", loss, P, K);
-        printf("%-12s %-12s %-24s %s\n", "parameter", name, "discrete",
+        printf("%-12s %-16s %-24s %s\n", "parameter", name, "discrete",
                "finite difference");
         for (i = 0; i < K; i++) {
             nde_field_param_name(nde_trainer_field(tr), idx[i], pname,
                                  sizeof pname);
-            printf("%-12s %-12.6g %-24.6g %.6g\n", pname, g_adj[idx[i]],
+            printf("%-12s %-16.9g %-24.9g %.9g\n", pname, g_adj[idx[i]],
                    g_disc[idx[i]], g_fd[idx[i]]);
         }
         printf("relative difference %s vs discrete: %.3g\n", name, r_ad);

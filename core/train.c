@@ -226,8 +226,9 @@ done:
 
 static int spiral_truth(nde_trainer *tr, nde_section *dsec)
 {
-    nde_config *c = nde_config_create();
+    nde_config *c;
     nde_field *f = NULL;
+    double no_params[1] = {0.0}; /* the field has none; never NULL */
     int rc;
 
     if (nde_section_has(dsec, "y0") || nde_section_has(dsec, "true_params"))
@@ -237,14 +238,14 @@ static int spiral_truth(nde_trainer *tr, nde_section *dsec)
                                  tr->ctx,
                                  "source = spiral fixes its system and y0; "
                                  "this key is for source = field");
-    if (!c)
+    if (!(c = nde_config_create()))
         return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
     tr->y0true[0] = 2.0;
     tr->y0true[1] = 0.0;
     if ((rc = nde_config_load_string(c, "spiral truth", spiral_truth_ini,
                                      tr->ctx)) == NDE_OK &&
         (rc = nde_field_create(tr->ctx, c, "field", 1, &f)) == NDE_OK)
-        rc = solve_truth(tr, f, NULL, tr->y0true);
+        rc = solve_truth(tr, f, no_params, tr->y0true);
     nde_field_destroy(f);
     nde_config_destroy(c);
     return rc;

@@ -8,6 +8,7 @@
  */
 #include <check.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -495,6 +496,57 @@ START_TEST(test_predict)
 }
 END_TEST
 
+/* ---- gradcheck, examples ------------------------------------------------ */
+
+START_TEST(test_gradcheck)
+{
+    run_result r = run("gradcheck", spiral, "-s", "adjoint.plugin=discrete",
+                       "-s", "solver.rtol=1e-9", "-s", "solver.atol=1e-9");
+    assert_code(r, 0);
+    assert_contains(r.out, "relative difference discrete vs finite "
+                           "differences: ");
+    result_free(&r);
+    /* finite differences of an adaptive solve agree to ~1e-8 here, not
+     * 1e-14: the check must report it and fail */
+    r = run("gradcheck", spiral, "-s", "adjoint.plugin=discrete", "--tol",
+            "1e-14");
+    assert_code(r, 1);
+    assert_contains(r.err, "exceeds --tol");
+    result_free(&r);
+}
+END_TEST
+
+START_TEST(test_lotka_volterra_recovery)
+{
+    static const char *names[] = {"a = ", "b = ", "c = ", "d = "};
+    static const double truth[] = {1.5, 1.0, 3.0, 1.0};
+    char lv[4096];
+    run_result r;
+
+    snprintf(lv, sizeof lv, "%s/examples/lotka_volterra_fit.ini",
+             getenv("NDE_SOURCE_ROOT"));
+    r = run("train", lv, "-s", "adjoint.plugin=discrete", "--quiet");
+    assert_code(r, 0);
+    for (int i = 0; i < 4; i++) {
+        const char *p = strstr(r.out, names[i]);
+        double v;
+        ck_assert_msg(p && sscanf(p + 4, "%lf", &v) == 1, "no %s in:\n%s",
+                      names[i], r.out);
+        ck_assert_msg(fabs(v - truth[i]) < 0.05 * truth[i],
+                      "%s%g, truth %g", names[i], v, truth[i]);
+    }
+    result_free(&r);
+}
+END_TEST
+
+START_TEST(test_solve_ignores_training_sections)
+{
+    run_result r = run("solve", spiral, "-o", "sol.csv");
+    assert_code(r, 0);
+    result_free(&r);
+}
+END_TEST
+
 static Suite *train_suite(void)
 {
     Suite *s = suite_create("train");
@@ -513,6 +565,9 @@ static Suite *train_suite(void)
     tcase_add_test(tc, test_step_limit_names_iteration);
     tcase_add_test(tc, test_bad_keys);
     tcase_add_test(tc, test_predict);
+    tcase_add_test(tc, test_gradcheck);
+    tcase_add_test(tc, test_lotka_volterra_recovery);
+    tcase_add_test(tc, test_solve_ignores_training_sections);
     suite_add_tcase(s, tc);
     return s;
 }
