@@ -925,7 +925,7 @@ END_TEST
 
 /* -------------------------------------------------------- Fashion-MNIST */
 
-#define FMNIST_DIR "/usr/share/datasets/fashion-mnist/"
+#define FMNIST_DIR "/usr/share/datasets/fashion-mnist"
 
 static double now(void)
 {
@@ -935,34 +935,40 @@ static double now(void)
 }
 
 /* Reference numbers from Python's gzip module over the same files: the
- * sum of all pixel bytes, the first labels; the classes are balanced. */
+ * sum of all pixel bytes, the first labels; the classes are balanced.
+ * NDE_FASHION_MNIST_DIR replaces the directory (e.g. to see the skip). */
 static int fashion_mnist(void)
 {
+    const char *dir = getenv("NDE_FASHION_MNIST_DIR");
     static const struct {
-        const char *images, *labels;
+        const char *image_file, *label_file;
         size_t n;
         uint64_t pixel_sum;
         int first[4];
     } sets[] = {
-        {FMNIST_DIR "train-images-idx3-ubyte.gz",
-         FMNIST_DIR "train-labels-idx1-ubyte.gz", 60000, 3431114169u,
+        {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", 60000, 3431114169u,
          {9, 0, 0, 3}},
-        {FMNIST_DIR "t10k-images-idx3-ubyte.gz",
-         FMNIST_DIR "t10k-labels-idx1-ubyte.gz", 10000, 573469082u,
+        {"t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", 10000, 573469082u,
          {9, 2, 1, 1}}};
+    char images[2][512], labels[2][512];
     int failures = 0;
-    for (int s = 0; s < 2; s++)
-        if (access(sets[s].images, R_OK) || access(sets[s].labels, R_OK)) {
+    if (!dir)
+        dir = FMNIST_DIR;
+    for (int s = 0; s < 2; s++) {
+        snprintf(images[s], sizeof images[s], "%s/%s", dir, sets[s].image_file);
+        snprintf(labels[s], sizeof labels[s], "%s/%s", dir, sets[s].label_file);
+        if (access(images[s], R_OK) || access(labels[s], R_OK)) {
             printf("SKIP: %s or %s not readable; install Debian's "
                    "dataset-fashion-mnist package to run this test\n",
-                   sets[s].images, sets[s].labels);
+                   images[s], labels[s]);
             return 77;
         }
+    }
     nde_ctx *c = nde_ctx_create();
     for (int s = 0; s < 2; s++) {
         nde_dataset *d = NULL;
         double t0 = now();
-        int status = nde_data_read_idx(sets[s].images, sets[s].labels, 0, &d, c);
+        int status = nde_data_read_idx(images[s], labels[s], 0, &d, c);
         double dt = now() - t0;
         if (status) {
             printf("FAIL: %s\n", nde_ctx_message(c));
@@ -988,7 +994,7 @@ static int fashion_mnist(void)
         bad |= d->nexamples != sets[s].n || d->nfeatures != 784 ||
                d->nclasses != 10 || sum != sets[s].pixel_sum;
         printf("%s: %zu images of %zu pixels, %zu classes, pixel sum %llu "
-               "(expected %llu), read in %.3f s: %s\n", sets[s].images,
+               "(expected %llu), read in %.3f s: %s\n", images[s],
                d->nexamples, d->nfeatures, d->nclasses,
                (unsigned long long)sum, (unsigned long long)sets[s].pixel_sum,
                dt, bad ? "FAIL" : "ok");
@@ -998,7 +1004,7 @@ static int fashion_mnist(void)
     /* limit reads only the first examples. */
     nde_dataset *d = NULL;
     double t0 = now();
-    int status = nde_data_read_idx(sets[0].images, sets[0].labels, 1000, &d, c);
+    int status = nde_data_read_idx(images[0], labels[0], 1000, &d, c);
     printf("first 1000 training images read in %.3f s\n", now() - t0);
     if (status || d->nexamples != 1000 || d->label[0] != 9) {
         printf("FAIL: limit 1000: %s\n", status ? nde_ctx_message(c) : "wrong");
