@@ -426,7 +426,17 @@ static int solve_loop(nde_solver *s, const nde_solve_opts *o,
                     return rc;
             nde_solver_invalidate(s);
         }
-        habs = adaptive ? fabs(nde_pi_accept(&pi, eest, h)) : o->dt;
+        if (adaptive) {
+            const double planned = habs;
+            habs = fabs(nde_pi_accept(&pi, eest, h));
+            /* A step cut short to land on a stop says nothing against the
+             * size the controller had planned: carry that on instead of
+             * ramping up again from the short step. */
+            if (land && fabs(h) < planned && habs < planned)
+                habs = planned;
+        } else {
+            habs = o->dt;
+        }
         if (o->dtmax > 0 && habs > o->dtmax)
             habs = o->dtmax;
     }

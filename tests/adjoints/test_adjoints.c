@@ -379,7 +379,8 @@ static double fd_loss(void *user, const double *theta, const double *y0)
 
 START_TEST(test_found)
 {
-    const char *expected[] = {"discrete", "interpolating", NULL};
+    const char *expected[] = {"discrete", "interpolating", "backsolve",
+                              NULL};
     for (size_t i = 0; expected[i]; i++) {
         int found = 0;
         for (size_t k = 0; k < adjoints.n; k++)
@@ -607,6 +608,132 @@ START_TEST(test_interpolating_checkpoints)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* Continuous adjoints: seminorm, observation times                    */
+
+/* norm = seminorm: the same gradient within tolerance. The backward NFE
+ * of both norms are printed: with an RMS norm over all 2n + P values the
+ * P parameter-adjoint entries, whose errors are small, dilute the full
+ * norm, so the seminorm over [y, a] is not always the cheaper one (see
+ * the report of this suite). */
+START_TEST(test_seminorm)
+{
+    const char *names[2] = {"backsolve", "interpolating"};
+    const char *inis[2] = {spiral_ini, lv_ini};
+    const char *what[2] = {"spiral-mlp", "lotka-volterra"};
+    const double y0s[2][4] = {{2.0, 0.0, 0.5, 1.0}, {1.0, 1.0, 0.5, 1.0}};
+    const double ts[4] = {1.0, 2.5, 4.0, 5.0};
+    const double tols[2] = {1e-5, 1e-8};
+    for (int k = 0; k < 2; k++)
+        for (int q = 0; q < 2; q++)
+            for (int it = 0; it < 2; it++) {
+                char sec[128];
+                problem p;
+                run rf, rs;
+                cotangents c;
+                double *gf, *gs, yf[4], ys[4], eg, ey;
+                long nfull, nsemi;
+                problem_from(&p, inis[q], 2, y0s[q], 0.0, 5.0);
+                cotangents_at(&c, ts, 4, p.n);
+                gf = malloc(p.P * sizeof(double));
+                gs = malloc(p.P * sizeof(double));
+                snprintf(sec, sizeof sec,
+                         "[adjoint]\nplugin = %s\nnorm = seminorm\n",
+                         names[k]);
+                run_make(&rf, &p, "tsit5", tols[it], 0.0,
+                         adjoint_named(names[k]), NULL);
+                run_make(&rs, &p, "tsit5", tols[it], 0.0,
+                         adjoint_named(names[k]), sec);
+                nfull = run_gradient(&rf, &p, &c, yf, gf);
+                nsemi = run_gradient(&rs, &p, &c, ys, gs);
+                eg = rel_err(gs, gf, p.P);
+                ey = rel_err(ys, yf, p.n);
+                fprintf(stderr, "%s %s (P = %zu) tol %g: backward NFE full "
+                        "%ld, seminorm %ld; gradient rel diff %.2e (y0 "
+                        "%.2e)\n", names[k], what[q], p.P, tols[it], nfull,
+                        nsemi, eg, ey);
+                ck_assert_msg(eg < 1e3 * tols[it] && ey < 1e3 * tols[it],
+                              "%s %s: %.3g %.3g", names[k], what[q], eg, ey);
+                run_free(&rf);
+                run_free(&rs);
+                free(gf);
+                free(gs);
+                problem_free(&p);
+            }
+}
+END_TEST
+
+/* The torchdiffeq spiral (methods.md 13.1) with 10 observation times:
+ * backsolve keeps its step size across them. Compared with one
+ * observation at t1 only, and with backward solves that restart at each
+ * observation (one gradient per interval, each starting with the
+ * automatic first step, as torchdiffeq's odeint per interval does). */
+START_TEST(test_observations_no_restart)
+{
+    static const char spiral_true[] =
+        "[field]\nplugin = expr\nstate = x, y\n"
+        "params = a=-0.1, b=2.0\n"
+        "dx = a*x^3 + b*y^3\ndy = -b*x^3 + a*y^3\n";
+    const double y0[2] = {2.0, 0.0}, T = 25.0, tol = 1e-6;
+    const char *names[2] = {"backsolve", "interpolating"};
+    double ts[10], ys[20];
+    for (int i = 0; i < 10; i++)
+        ts[i] = T * (i + 1) / 10.0;
+    for (int k = 0; k < 2; k++) {
+        problem p;
+        run r;
+        cotangents c, c1;
+        double g[2], yb[2];
+        long n10, n1, nrestart = 0;
+        problem_from(&p, spiral_true, 1, y0, 0.0, T);
+        cotangents_at(&c, ts, 10, 2);
+        cotangents_at(&c1, &T, 1, 2);
+        run_make(&r, &p, "tsit5", tol, 0.0, adjoint_named(names[k]), NULL);
+        n10 = run_gradient(&r, &p, &c, yb, g);
+        n1 = run_gradient(&r, &p, &c1, yb, g);
+        ck_assert_int_eq(nde_solve(r.s, &r.o, p.theta, 0.0, y0, T, 10, ts,
+                                   ys, NULL), NDE_OK);
+        /* Interval by interval from the last: the cotangent at its end is
+         * the observation's plus the adjoint carried from the interval
+         * after it; the parameter gradients add up. */
+        {
+            double carry[2] = {0.0, 0.0}, gsum[2] = {0.0, 0.0};
+            for (int i = 9; i >= 0; i--) {
+                cotangents ci;
+                ci.n = 1;
+                ci.t[0] = ts[i];
+                for (int m = 0; m < 2; m++)
+                    ci.w[m] = c.w[2 * i + m] + carry[m];
+                ci.ct[0].t = ts[i];
+                ci.ct[0].g = ci.w;
+                p.t0 = i == 0 ? 0.0 : ts[i - 1];
+                p.t1 = ts[i];
+                memcpy(p.y0, i == 0 ? y0 : ys + 2 * (i - 1),
+                       2 * sizeof(double));
+                nrestart += run_gradient(&r, &p, &ci, carry, g);
+                gsum[0] += g[0];
+                gsum[1] += g[1];
+            }
+            p.t0 = 0.0;
+            p.t1 = T;
+            memcpy(p.y0, y0, sizeof y0);
+            n10 = run_gradient(&r, &p, &c, yb, g);
+            fprintf(stderr, "%s spiral: restarted gradient vs one solve: "
+                    "rel diff %.2e (y0 %.2e)\n", names[k],
+                    rel_err(gsum, g, 2), rel_err(carry, yb, 2));
+            ck_assert(rel_err(gsum, g, 2) < 1e-3);
+        }
+        fprintf(stderr, "%s spiral tol %g: backward NFE %ld with 10 "
+                "observations, %ld with one at t1, %ld restarting at each "
+                "observation\n", names[k], tol, n10, n1, nrestart);
+        ck_assert_int_lt(n10, 0.95 * (double)nrestart);
+        ck_assert_int_lt(n10, 3 * n1 / 2);
+        run_free(&r);
+        problem_free(&p);
+    }
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 /* Refused pairings                                                    */
 
 START_TEST(test_refused)
@@ -691,6 +818,8 @@ static Suite *adjoint_suite(void)
     tcase_add_test(tc, test_discrete_fd_frozen);
     tcase_add_test(tc, test_discrete_checkpoints);
     tcase_add_test(tc, test_interpolating_checkpoints);
+    tcase_add_test(tc, test_seminorm);
+    tcase_add_test(tc, test_observations_no_restart);
     tcase_add_test(tc, test_refused);
     suite_add_tcase(su, tc);
     return su;

@@ -1,0 +1,285 @@
+/*
+ * backsolve: the continuous adjoint with the state integrated backwards
+ * together with it (methods.md 4.1, 4.2). From z(t1) = [y(t1), a(t1), 0]
+ * the system
+ *     dy/dt = f(t, y),  da/dt = -a df/dy,  da_theta/dt = -a df/dtheta
+ * is solved with t decreasing from t1 to t0 by the forward solver type;
+ * then dL/dy0 = a(t0) and dL/dtheta = a_theta(t0). The forward solve
+ * records nothing but its final state.
+ *
+ * Each cotangent inside (t0, t1) is a tstop of the backward solve whose
+ * at_tstop adds its jump to a, and the step size carries on across it
+ * (torchdiffeq restarts its step-size heuristic at every observation
+ * time instead). With `norm = seminorm` the error norm covers [y, a] only
+ * (Kidger, Chen, Lyons 2021, "Hey, that's not an ODE"): a_theta is an
+ * integral that does not feed back into the rest, so its error need not
+ * control the steps.
+ *
+ * Like every backsolve, the reconstructed y drifts from the forward path
+ * on problems that are unstable backwards (methods.md 4.2: Lorenz).
+ *
+ * The augmented system is a field of this plugin's own type over one row
+ * of 2n + P values (n = batch x dim); its dimension is set for the current
+ * batch before each backward solve (the workspace is sized for batch_max
+ * at create). The tstop list grows on demand and is kept across calls.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nde/nde.h"
+
+typedef struct backsolve_state {
+    nde_field *field;         /* the forward field (borrowed)            */
+    nde_field *augf;          /* [y, a, a_theta]                         */
+    nde_solver *augs;
+    size_t n_max, nparams;
+    double rtol, atol;        /* NaN: the forward solve's                */
+    int seminorm;
+    /* per gradient call */
+    size_t n;
+    const nde_cotangent *ct;
+    size_t *ct_of_stop;
+    double *tstops;
+    size_t stops_cap;
+    double *z0, *z1;          /* 2 n_max + P each                        */
+} backsolve_state;
+
+static const nde_key backsolve_keys[] = {
+    {"rtol", NDE_KEY_DOUBLE, "",
+     "relative tolerance of the backward solve (default: the forward one)"},
+    {"atol", NDE_KEY_DOUBLE, "",
+     "absolute tolerance of the backward solve (default: the forward one)"},
+    {"norm", NDE_KEY_WORD, "full",
+     "error norm of the backward solve: full, or seminorm (over y and a "
+     "only, without the parameter adjoint; Kidger et al. 2021)"},
+    {NULL, 0, NULL, NULL}};
+
+/* ---- the augmented field -------------------------------------------- */
+
+static int aug_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
+{
+    (void)sec; (void)ctx;
+    f->dim = 1; /* set by the plugin once the instance exists */
+    f->nparams = 0;
+    return NDE_OK;
+}
+
+static void aug_destroy(nde_field *f) { (void)f; }
+
+static int aug_init(nde_field *f, double *theta, uint64_t seed)
+{
+    (void)f; (void)theta; (void)seed;
+    return NDE_OK;
+}
+
+static int aug_novjp(nde_field *f, double t, const double *y,
+                     const double *theta, const double *v, double *vy,
+                     double *vtheta, size_t batch)
+{
+    (void)t; (void)y; (void)theta; (void)v; (void)vy; (void)vtheta;
+    (void)batch;
+    return nde_error(f->ctx, NDE_EFATAL,
+                     "the backsolve adjoint's system has no VJP");
+}
+
+/* z = [y, a, a_theta]: dz = [f, -a df/dy, -a df/dtheta] at (t, y). */
+static int aug_eval(nde_field *f, double t, const double *z,
+                    const double *theta, double *dz, size_t batch)
+{
+    backsolve_state *d = f->state;
+    const size_t n = d->n, rows = n / d->field->dim;
+    double *da = dz + n;
+    int rc;
+
+    (void)batch;
+    if ((rc = nde_field_eval(d->field, t, z, theta, dz, rows)) != NDE_OK)
+        return rc;
+    memset(da, 0, (n + d->nparams) * sizeof(double));
+    rc = nde_field_vjp(d->field, t, z, theta, z + n, da, da + n, rows);
+    if (rc != NDE_OK)
+        return rc;
+    for (size_t i = 0; i < n + d->nparams; i++)
+        da[i] = -da[i];
+    return NDE_OK;
+}
+
+static const nde_field_type aug_type = {
+    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "backsolve_adjoint",
+             "[y, a, a_theta] of the backsolve adjoint", NULL, 0},
+    .create = aug_create, .destroy = aug_destroy, .init_params = aug_init,
+    .eval = aug_eval, .vjp = aug_novjp};
+
+/* ---- the plugin ------------------------------------------------------ */
+
+static void backsolve_destroy(nde_adjoint *a)
+{
+    backsolve_state *d = a->state;
+
+    if (!d)
+        return;
+    nde_solver_destroy(d->augs);
+    nde_field_destroy(d->augf);
+    free(d->ct_of_stop);
+    free(d->tstops);
+    free(d->z0);
+    free(d->z1);
+    free(d);
+    a->state = NULL;
+}
+
+static int backsolve_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
+                            nde_ctx *ctx)
+{
+    backsolve_state *d;
+    const char *norm = "full";
+    size_t m;
+    int rc;
+
+    if (!(d = calloc(1, sizeof *d)))
+        return nde_error(ctx, NDE_ENOMEM, "adjoint 'backsolve': out of memory");
+    a->state = d;
+    d->rtol = d->atol = NAN;
+    if (sec) {
+        if ((nde_section_has(sec, "rtol") &&
+             (rc = nde_get_double(sec, "rtol", &d->rtol, ctx))) ||
+            (nde_section_has(sec, "atol") &&
+             (rc = nde_get_double(sec, "atol", &d->atol, ctx))) ||
+            (rc = nde_get_string(sec, "norm", &norm, ctx)))
+            return rc;
+        if (d->rtol < 0 || d->atol < 0)
+            return nde_section_error(sec, d->rtol < 0 ? "rtol" : "atol", ctx,
+                                     "must be >= 0");
+        if (strcmp(norm, "full") != 0 && strcmp(norm, "seminorm") != 0)
+            return nde_section_error(sec, "norm", ctx,
+                                     "'%s': expected full or seminorm", norm);
+    }
+    d->seminorm = strcmp(norm, "seminorm") == 0;
+    d->field = s->field;
+    d->n_max = s->batch_max * s->field->dim;
+    d->nparams = s->field->nparams;
+    m = 2 * d->n_max + d->nparams;
+    if (!(d->z0 = malloc(m * sizeof(double))) ||
+        !(d->z1 = malloc(m * sizeof(double))))
+        return nde_error(ctx, NDE_ENOMEM, "adjoint 'backsolve': out of memory");
+    if ((rc = nde_field_create_from(ctx, &aug_type, NULL, 1, &d->augf)))
+        return rc;
+    d->augf->dim = m;
+    d->augf->state = d;
+    if ((rc = nde_solver_create_from(ctx, s->type, d->augf, &d->augs)))
+        return rc;
+    a->record = 0;
+    a->max_states = 0;
+    return NDE_OK;
+}
+
+static int add_jump(void *user, size_t i, double t, double *z)
+{
+    backsolve_state *d = user;
+    const double *g = d->ct[d->ct_of_stop[i]].g;
+    double *a = z + d->n;
+
+    (void)t;
+    for (size_t m = 0; m < d->n; m++)
+        a[m] += g[m];
+    return NDE_OK;
+}
+
+static int grow(void **p, size_t want, size_t size)
+{
+    void *q = realloc(*p, want * size);
+
+    if (!q)
+        return NDE_ENOMEM;
+    *p = q;
+    return NDE_OK;
+}
+
+static int backsolve_gradient(nde_adjoint *a, const nde_solve_opts *opts,
+                              const nde_trajectory *fwd, const double *theta,
+                              const nde_cotangent *ct, size_t nct,
+                              double *ybar0, double *thetabar,
+                              nde_stats *stats)
+{
+    backsolve_state *d = a->state;
+    const nde_solver *s = a->solver;
+    const size_t n = s->batch * s->field->dim, P = d->nparams;
+    const double dir = fwd->t1 >= fwd->t0 ? 1.0 : -1.0;
+    nde_solve_opts bo = *opts;
+    nde_stats bst;
+    size_t lo = 0, hi = nct, nstops = 0;
+    double *a1;
+    int rc = NDE_OK;
+
+    memset(&bst, 0, sizeof bst);
+    if (fwd->n != n || !fwd->y_final)
+        return nde_error(a->ctx, NDE_EINVAL,
+                         "adjoint 'backsolve': the trajectory does not hold "
+                         "the final state of this batch");
+    if (d->stops_cap < nct) {
+        if (grow((void **)&d->tstops, nct, sizeof(double)) ||
+            grow((void **)&d->ct_of_stop, nct, sizeof(size_t)))
+            return nde_error(a->ctx, NDE_ENOMEM, "adjoint 'backsolve': out "
+                             "of memory for %zu cotangents", nct);
+        d->stops_cap = nct;
+    }
+    d->n = n;
+    d->ct = ct;
+    d->augf->dim = 2 * n + P;
+
+    /* z(t1) = [y(t1), the cotangents at t1, 0]; cotangents at t0 go
+     * straight to ybar0; those in between become tstops, latest first. */
+    memcpy(d->z0, fwd->y_final, n * sizeof(double));
+    memset(d->z0 + n, 0, (n + P) * sizeof(double));
+    a1 = d->z0 + n;
+    while (hi > 0 && dir * (ct[hi - 1].t - fwd->t1) >= 0)
+        for (size_t m = 0, k = --hi; m < n; m++)
+            a1[m] += ct[k].g[m];
+    while (lo < hi && dir * (ct[lo].t - fwd->t0) <= 0)
+        lo++;
+    for (size_t k = hi; k-- > lo;) {
+        d->tstops[nstops] = ct[k].t;
+        d->ct_of_stop[nstops++] = k;
+    }
+
+    if (fwd->t1 != fwd->t0) {
+        bo.rtol = isnan(d->rtol) ? opts->rtol : d->rtol;
+        bo.atol = isnan(d->atol) ? opts->atol : d->atol;
+        bo.tstops = d->tstops;
+        bo.ntstops = nstops;
+        bo.at_tstop = add_jump;
+        bo.at_tstop_user = d;
+        bo.norm_n = d->seminorm ? 2 * n : 0;
+        bo.record = NULL;
+        rc = nde_solve(d->augs, &bo, theta, fwd->t1, d->z0, fwd->t0, 1,
+                       &fwd->t0, d->z1, &bst);
+        if (rc != NDE_OK) {
+            nde_error_prefix(a->ctx, "adjoint 'backsolve', backward solve");
+            goto done;
+        }
+    } else {
+        memcpy(d->z1, d->z0, (2 * n + P) * sizeof(double));
+    }
+    for (size_t k = 0; k < lo; k++)
+        for (size_t m = 0; m < n; m++)
+            d->z1[n + m] += ct[k].g[m];
+    memcpy(ybar0, d->z1 + n, n * sizeof(double));
+    memcpy(thetabar, d->z1 + 2 * n, P * sizeof(double));
+done:
+    /* Each evaluation of the system is one field evaluation and one VJP. */
+    if (stats)
+        stats->nfe_backward += 2 * bst.nfe;
+    return rc;
+}
+
+static const nde_adjoint_type backsolve_type = {
+    .info = {NDE_ABI_VERSION, NDE_KIND_ADJOINT, "backsolve",
+             "continuous adjoint: state, adjoint and parameter adjoint "
+             "integrated backwards together from y(t1) (memory O(1))",
+             backsolve_keys, 0},
+    .create = backsolve_create,
+    .destroy = backsolve_destroy,
+    .gradient = backsolve_gradient,
+};
+
+NDE_MODULE(&backsolve_type.info);
