@@ -132,7 +132,6 @@ static int parse_number(const cell *c, double *out)
             return -1;
         s = heap;
     }
-    errno = 0;
     v = strtod(s, &end);
     int bad = end != s + c->n || !isfinite(v);
     free(heap);
@@ -358,10 +357,10 @@ static int csv_read(csv_reader *r, nde_dataset *d, nde_ctx *ctx)
             }
             if (parse_number(cj, &y[j])) {
                 status = nde_error(ctx, NDE_ECONFIG,
-                                   "%s:%zu: column %zu (%s): '%.*s' is not a "
+                                   "%s:%zu: column %zu (%.*s): '%.*s' is not a "
                                    "finite number (leave the cell empty for a "
                                    "missing value)", r->path, r->lineno, j + 3,
-                                   d->names[j],
+                                   QUOTE_MAX, d->names[j],
                                    (int)(cj->n < QUOTE_MAX ? cj->n : QUOTE_MAX),
                                    cj->s);
                 goto done;
@@ -432,7 +431,7 @@ int nde_data_read_csv(const char *path, nde_dataset **out, nde_ctx *ctx)
  * declares more than that from a gzip file is corrupt, and is refused
  * before anything is allocated from it. */
 #define GZIP_MAX_RATIO 1032u
-/* Examples read per gzread call. */
+/* Bytes asked of gzread at once (images are read in whole images). */
 #define IDX_CHUNK_BYTES (1u << 20)
 
 typedef struct idx_file {
