@@ -29,6 +29,8 @@ const nde_key nde_train_keys[] = {
      "end)"},
     {"metrics", NDE_KEY_TEXT, "",
      "metrics file: one JSON object per iteration (none if absent)"},
+    {"lr_decay", NDE_KEY_DOUBLE, "1",
+     "learning rate of iteration i (from 0) is lr * lr_decay^i"},
     {"beta1", NDE_KEY_DOUBLE, "0.9", "Adam first-moment decay"},
     {"beta2", NDE_KEY_DOUBLE, "0.999", "Adam second-moment decay"},
     {"eps", NDE_KEY_DOUBLE, "1e-8", "Adam denominator guard"},
@@ -127,6 +129,8 @@ static int read_settings(nde_train_settings *s, nde_section *sec,
                            ctx)) ||
         (rc = get_long_min(sec, "seed", 0, &seed, ctx)) ||
         (rc = get_double_in(sec, "lr", 0, 1, HUGE_VAL, 0, &s->lr, ctx)) ||
+        (rc = get_double_in(sec, "lr_decay", 0, 1, 1, 0, &s->lr_decay,
+                            ctx)) ||
         (rc = get_double_in(sec, "beta1", 0, 0, 1, 1, &s->beta1, ctx)) ||
         (rc = get_double_in(sec, "beta2", 0, 0, 1, 1, &s->beta2, ctx)) ||
         (rc = get_double_in(sec, "eps", 0, 1, HUGE_VAL, 0, &s->eps, ctx)) ||
@@ -532,9 +536,10 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
 static void adam_update(nde_trainer *tr)
 {
     const nde_train_settings *s = &tr->set;
-    double c1, c2, g;
+    double c1, c2, g, lr;
     size_t i;
 
+    lr = s->lr * pow(s->lr_decay, (double)tr->adam_t);
     tr->adam_t++;
     c1 = 1.0 - pow(s->beta1, (double)tr->adam_t);
     c2 = 1.0 - pow(s->beta2, (double)tr->adam_t);
@@ -542,7 +547,7 @@ static void adam_update(nde_trainer *tr)
         g = tr->grad[i] + s->weight_decay * tr->theta[i];
         tr->m[i] = s->beta1 * tr->m[i] + (1.0 - s->beta1) * g;
         tr->v[i] = s->beta2 * tr->v[i] + (1.0 - s->beta2) * g * g;
-        tr->theta[i] -= s->lr * (tr->m[i] / c1) /
+        tr->theta[i] -= lr * (tr->m[i] / c1) /
                         (sqrt(tr->v[i] / c2) + s->eps);
     }
 }

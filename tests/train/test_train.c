@@ -223,6 +223,13 @@ static void loss_decreases(const char *adjoint)
 
 START_TEST(test_loss_decreases_discrete) { loss_decreases("discrete"); }
 END_TEST
+START_TEST(test_loss_decreases_interpolating)
+{
+    loss_decreases("interpolating");
+}
+END_TEST
+START_TEST(test_loss_decreases_backsolve) { loss_decreases("backsolve"); }
+END_TEST
 
 /* ---- reproducibility and resume ------------------------------------------ */
 
@@ -500,12 +507,20 @@ END_TEST
 
 START_TEST(test_gradcheck)
 {
-    run_result r = run("gradcheck", spiral, "-s", "adjoint.plugin=discrete",
-                       "-s", "solver.rtol=1e-9", "-s", "solver.atol=1e-9");
-    assert_code(r, 0);
-    assert_contains(r.out, "relative difference discrete vs finite "
-                           "differences: ");
-    result_free(&r);
+    static const char *const adjoints[] = {"adjoint.plugin=discrete",
+                                           "adjoint.plugin=interpolating",
+                                           "adjoint.plugin=backsolve"};
+    run_result r;
+
+    for (int i = 0; i < 3; i++) {
+        r = run("gradcheck", spiral, "-s", adjoints[i], "-s",
+                "solver.rtol=1e-9", "-s", "solver.atol=1e-9", "--tol",
+                "1e-6");
+        assert_code(r, 0);
+        assert_contains(r.out, "relative difference discrete vs finite "
+                               "differences: ");
+        result_free(&r);
+    }
     /* finite differences of an adaptive solve agree to ~1e-8 here, not
      * 1e-14: the check must report it and fail */
     r = run("gradcheck", spiral, "-s", "adjoint.plugin=discrete", "--tol",
@@ -555,6 +570,8 @@ static Suite *train_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_loss_decreases_discrete);
+    tcase_add_test(tc, test_loss_decreases_interpolating);
+    tcase_add_test(tc, test_loss_decreases_backsolve);
     tcase_add_test(tc, test_same_seed_same_numbers);
     tcase_add_test(tc, test_resume_bit_for_bit);
     tcase_add_test(tc, test_checkpoint_truncated);

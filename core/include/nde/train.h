@@ -64,7 +64,7 @@ typedef struct nde_train_settings {
     long batch_size;
     long eval_every;        /* 0 = evaluate at the end only               */
     long checkpoint_every;  /* 0 = checkpoint at the end only             */
-    double lr, beta1, beta2, eps, weight_decay;
+    double lr, lr_decay, beta1, beta2, eps, weight_decay;
     double clip;            /* gradient-norm clip; 0 = off                */
     uint64_t seed;
     const char *checkpoint; /* path or NULL (lives as long as the config) */
