@@ -258,6 +258,27 @@ static int record_step(nde_solver *s, nde_trajectory *rec, double t,
     return NDE_OK;
 }
 
+/* Landed on tstop *istop at t: call at_tstop for every tstop at t (a
+ * non-zero return goes to *rc) and drop the FSAL stage (a tstop may be a
+ * discontinuity, or at_tstop has changed y). Returns the next step size:
+ * the step size carries on, and a step cut short to land here says
+ * nothing against the size the controller had planned (habs), so that is
+ * kept rather than ramping up again from the short step. Out of line:
+ * the loop's hot path never comes here. */
+static __attribute__((noinline)) double
+at_tstops(nde_solver *s, const nde_solve_opts *o, double dir, double t,
+          double *y, size_t *istop, int adaptive, double h, double habs,
+          double next, int *rc)
+{
+    for (; *istop < o->ntstops && dir * (o->tstops[*istop] - t) <= 0;
+         (*istop)++)
+        if (o->at_tstop &&
+            (*rc = o->at_tstop(o->at_tstop_user, *istop, t, y)) != 0)
+            return next;
+    nde_solver_invalidate(s);
+    return adaptive && next < habs && fabs(h) < habs ? habs : next;
+}
+
 static int solve_loop(nde_solver *s, const nde_solve_opts *o,
                       const double *theta, double t0, const double *y0,
                       double t1, size_t nsave, const double *tsave,
@@ -416,26 +437,17 @@ static int solve_loop(nde_solver *s, const nde_solve_opts *o,
         }
         t = t_new;
         nde_solver_accept(s);
-        if (land && istop < o->ntstops && stop == o->tstops[istop]) {
-            /* A tstop may be a discontinuity (or at_tstop changes y): no
-             * FSAL stage across it. The step size carries on. */
-            for (; istop < o->ntstops && dir * (o->tstops[istop] - t) <= 0;
-                 istop++)
-                if (o->at_tstop &&
-                    (rc = o->at_tstop(o->at_tstop_user, istop, t, y)) != 0)
-                    return rc;
-            nde_solver_invalidate(s);
-        }
-        if (adaptive) {
-            const double planned = habs;
-            habs = fabs(nde_pi_accept(&pi, eest, h));
-            /* A step cut short to land on a stop says nothing against the
-             * size the controller had planned: carry that on instead of
-             * ramping up again from the short step. */
-            if (land && fabs(h) < planned && habs < planned)
-                habs = planned;
-        } else {
-            habs = o->dt;
+        {
+            double next = adaptive ? fabs(nde_pi_accept(&pi, eest, h))
+                                   : o->dt;
+            if (land && istop < o->ntstops && stop == o->tstops[istop]) {
+                int trc = NDE_OK;
+                next = at_tstops(s, o, dir, t, y, &istop, adaptive, h, habs,
+                                 next, &trc);
+                if (trc != NDE_OK)
+                    return trc;
+            }
+            habs = next;
         }
         if (o->dtmax > 0 && habs > o->dtmax)
             habs = o->dtmax;

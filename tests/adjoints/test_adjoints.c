@@ -414,6 +414,19 @@ START_TEST(test_linear_analytic)
         ck_assert_msg(fabs(ybar0 - dy0) < 1e-8 * dy0, "%s: %.17g vs %.17g",
                       adjoints.type[k]->info.name, ybar0, dy0);
         run_free(&r);
+        /* Integrating backwards in time: from y(T) = y0 to t = 0,
+         * L = y(0) = y0 e^{-theta T}. */
+        p.t0 = T;
+        p.t1 = 0.0;
+        c.t[0] = c.ct[0].t = 0.0;
+        run_make(&r, &p, "tsit5", 1e-11, 0.0, adjoints.type[k], NULL);
+        run_gradient(&r, &p, &c, &ybar0, &thbar);
+        ck_assert_msg(fabs(thbar + T * y0 * exp(-th * T)) <
+                          1e-8 * T * exp(-th * T) &&
+                      fabs(ybar0 - exp(-th * T)) < 1e-8 * exp(-th * T),
+                      "%s backwards: %.17g %.17g",
+                      adjoints.type[k]->info.name, thbar, ybar0);
+        run_free(&r);
         problem_free(&p);
     }
 }
@@ -505,6 +518,32 @@ START_TEST(test_contract)
         ck_assert(memcmp(g1, g2, sizeof g1) == 0);
         ck_assert(memcmp(y1, y2, sizeof y1) == 0);
         run_free(&r);
+        problem_free(&p);
+    }
+    /* A batch below batch_max gives what a solver sized for it gives. */
+    for (size_t k = 0; k < adjoints.n; k++) {
+        const double y2r[4] = {1.0, 1.0, 0.5, 1.5};
+        problem p;
+        run r;
+        cotangents c;
+        nde_field *f2;
+        double g1[4], g2[4], y1[4], yb2[4];
+        problem_from(&p, lv_ini, 2, y2r, 0.0, 3.0);
+        cotangents_at(&c, ts, 2, p.n);
+        run_make(&r, &p, "tsit5", 1e-8, 0.0, adjoints.type[k], NULL);
+        run_gradient(&r, &p, &c, y1, g1);
+        run_free(&r);
+        f2 = p.f;
+        ck_assert_int_eq(nde_field_create(ctx, p.cfg, "field", 5, &p.f),
+                         NDE_OK);
+        run_make(&r, &p, "tsit5", 1e-8, 0.0, adjoints.type[k], NULL);
+        run_gradient(&r, &p, &c, yb2, g2);
+        ck_assert_msg(memcmp(g1, g2, sizeof g1) == 0 &&
+                      memcmp(y1, yb2, sizeof y1) == 0, "%s: batch 2 of 5",
+                      adjoints.type[k]->info.name);
+        run_free(&r);
+        nde_field_destroy(p.f);
+        p.f = f2;
         problem_free(&p);
     }
 }
