@@ -434,6 +434,10 @@ const nde_train_settings *nde_trainer_settings(const nde_trainer *tr)
 nde_field *nde_trainer_field(const nde_trainer *tr) { return tr->field; }
 nde_solver *nde_trainer_solver(const nde_trainer *tr) { return tr->solver; }
 nde_adjoint *nde_trainer_adjoint(const nde_trainer *tr) { return tr->adj; }
+const nde_trajectory *nde_trainer_trajectory(const nde_trainer *tr)
+{
+    return tr->traj;
+}
 double *nde_trainer_params(const nde_trainer *tr) { return tr->theta; }
 size_t nde_trainer_nparams(const nde_trainer *tr) { return tr->P; }
 long nde_trainer_iteration(const nde_trainer *tr) { return tr->iter; }

@@ -151,6 +151,8 @@ int nde_trainer_loss_grad(nde_trainer *tr, nde_adjoint *a,
                           nde_stats *st);
 nde_solver *nde_trainer_solver(const nde_trainer *tr);
 nde_adjoint *nde_trainer_adjoint(const nde_trainer *tr);
+/* The record of the last training forward solve (for memory accounting). */
+const nde_trajectory *nde_trainer_trajectory(const nde_trainer *tr);
 
 /*
  * Checkpoints: a binary file, host byte order (doubles as IEEE 754):
