@@ -21,8 +21,10 @@ const char cli_train_help[] =
     "training settings [train] (see nde/train.h and `nde train --help`).\n"
     "[problem] is not used by training; `nde predict` uses it when asked.\n"
     "\n"
-    "[data]  source = spiral | field; npoints, t1, batch_time, noise;\n"
-    "        source = field also y0 and true_params.\n"
+    "[data]  source = spiral | field | csv. spiral, field: npoints, t1,\n"
+    "        batch_time, noise (field also y0, true_params); csv: path,\n"
+    "        test_fraction (a batch is batch_size whole series, each from\n"
+    "        its first observation, times shifted to start at 0).\n"
     "[train] iterations, batch_size, lr, lr_decay, seed, eval_every,\n"
     "        checkpoint, checkpoint_every, metrics, beta1, beta2, eps,\n"
     "        weight_decay, clip (see `nde plugins` for the solver and\n"
@@ -441,6 +443,43 @@ static int problem_rows(nde_config *cfg, size_t *rows, nde_ctx *ctx)
     return NDE_OK;
 }
 
+/* The held-out prediction: `t,<states>` for one series, with a leading
+ * `series` column (the series ids) for several. */
+static int write_heldout_csv(const char *path, const nde_trainer *tr)
+{
+    const nde_field *f = nde_trainer_field(tr);
+    const size_t ns = nde_trainer_ntest(tr);
+    const double *t, *pred;
+    const char *id;
+    cli_outfile o;
+    size_t i, k, j, n;
+
+    if (ns == 1) {
+        n = nde_trainer_test_series(tr, 0, &id, &t, &pred);
+        return cli_write_solution_csv(path, f, t, n, 1, pred);
+    }
+    if (cli_outfile_open(&o, path) != 0)
+        return -1;
+    fputs("series,t", o.fp);
+    for (j = 0; j < f->dim; j++) {
+        if (f->state_names)
+            fprintf(o.fp, ",%s", f->state_names[j]);
+        else
+            fprintf(o.fp, ",y%zu", j);
+    }
+    fputc('\n', o.fp);
+    for (i = 0; i < ns; i++) {
+        n = nde_trainer_test_series(tr, i, &id, &t, &pred);
+        for (k = 0; k < n; k++) {
+            fprintf(o.fp, "%s,%.17g", id, t[k]);
+            for (j = 0; j < f->dim; j++)
+                fprintf(o.fp, ",%.17g", pred[k * f->dim + j]);
+            fputc('\n', o.fp);
+        }
+    }
+    return cli_outfile_commit(&o);
+}
+
 int cli_predict(int argc, char **argv)
 {
     train_args a;
@@ -526,14 +565,9 @@ int cli_predict(int argc, char **argv)
                                           ysave)
                        ? CLI_EXIT_FAILURE
                        : CLI_EXIT_OK;
-        else {
-            const double *t, *pred;
-            size_t n = nde_trainer_test_times(tr, &t, &pred);
-            code = cli_write_solution_csv(a.output, nde_trainer_field(tr), t,
-                                          n, 1, pred)
-                       ? CLI_EXIT_FAILURE
-                       : CLI_EXIT_OK;
-        }
+        else
+            code = write_heldout_csv(a.output, tr) ? CLI_EXIT_FAILURE
+                                                   : CLI_EXIT_OK;
     }
     if (a.summary && write_summary(a.summary, &sum) != 0 &&
         code == CLI_EXIT_OK)

@@ -42,7 +42,7 @@ const nde_key nde_train_keys[] = {
 
 const nde_key nde_data_keys[] = {
     {"source", NDE_KEY_WORD, NULL,
-     "where the data come from: spiral | field"},
+     "where the data come from: spiral | field | csv"},
     {"npoints", NDE_KEY_INT, "1000", "observation times on [0, t1]"},
     {"t1", NDE_KEY_DOUBLE, "25", "end of the observed interval"},
     {"batch_time", NDE_KEY_INT, "10",
@@ -53,6 +53,11 @@ const nde_key nde_data_keys[] = {
     {"true_params", NDE_KEY_ASSIGNS, "",
      "source = field: the true system's parameters by name (others keep "
      "the field's initial values)"},
+    {"path", NDE_KEY_TEXT, "",
+     "source = csv: the file (series id, t, one column per state; "
+     "relative to the config's directory)"},
+    {"test_fraction", NDE_KEY_DOUBLE, "0.2",
+     "source = csv: fraction of the series held out for testing"},
     {NULL, 0, NULL, NULL}};
 
 /* The spiral's true field y' = (y^3) A, A = [[-0.1, 2], [-2, -0.1]]
@@ -255,28 +260,22 @@ static int spiral_truth(nde_trainer *tr, nde_section *dsec)
     return rc;
 }
 
-static int make_data(nde_trainer *tr, nde_section *dsec)
+/* Generated data: the spiral or the config's own field. */
+static int make_generated(nde_trainer *tr, nde_section *dsec,
+                          const char *source)
 {
-    const nde_key *const tables[] = {nde_data_keys, NULL};
-    const char *source;
     long npoints, bt;
     double t1, noise;
     size_t i, n;
     gsl_rng *r;
     int rc;
 
-    if ((rc = nde_section_check(dsec, tables, tr->ctx)) != NDE_OK ||
-        (rc = nde_get_string(dsec, "source", &source, tr->ctx)) ||
-        (rc = get_long_min(dsec, "npoints", 2, &npoints, tr->ctx)) ||
+    if ((rc = get_long_min(dsec, "npoints", 2, &npoints, tr->ctx)) ||
         (rc = get_long_min(dsec, "batch_time", 2, &bt, tr->ctx)) ||
         (rc = get_double_in(dsec, "t1", 0, 1, HUGE_VAL, 0, &t1, tr->ctx)) ||
         (rc = get_double_in(dsec, "noise", 0, 0, HUGE_VAL, 0, &noise,
                             tr->ctx)))
         return rc;
-    if (strcmp(source, "spiral") != 0 && strcmp(source, "field") != 0)
-        return nde_section_error(dsec, "source", tr->ctx,
-                                 "unknown source '%s' (known: spiral, "
-                                 "field)", source);
     if (strcmp(source, "spiral") == 0 && tr->dim != 2)
         return nde_section_error(dsec, "source", tr->ctx,
                                  "the field's dim (%zu) must equal the "
@@ -297,12 +296,10 @@ static int make_data(nde_trainer *tr, nde_section *dsec)
     tr->tgrid = malloc(tr->npoints * sizeof *tr->tgrid);
     tr->truth = malloc(n * sizeof *tr->truth);
     tr->obs = malloc(n * sizeof *tr->obs);
-    tr->pred_test = malloc(n * sizeof *tr->pred_test);
     tr->choices = malloc(tr->nchoices * sizeof *tr->choices);
-    if (!tr->tgrid || !tr->truth || !tr->obs || !tr->pred_test ||
-        !tr->choices)
+    if (!tr->tgrid || !tr->truth || !tr->obs || !tr->choices)
         return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
-    /* linspace(0, t1, npoints) as numpy computes it */
+    /* linspace(0, t1, npoints) */
     for (i = 0; i < tr->npoints; i++)
         tr->tgrid[i] = t1 * (double)i / (double)(tr->npoints - 1);
     tr->tgrid[tr->npoints - 1] = t1;
@@ -321,7 +318,162 @@ static int make_data(nde_trainer *tr, nde_section *dsec)
             tr->obs[i] += gsl_ran_gaussian_ziggurat(r, noise);
         gsl_rng_free(r);
     }
+    tr->Tcap = tr->bt;
+    tr->T = tr->bt;
+    tr->tsave = tr->tgrid;
+    /* the held-out set: the noise-free trajectory from the true y0 */
+    tr->ntest = 1;
+    tr->test_nmax = tr->npoints;
+    if (!(tr->test_id = calloc(1, sizeof *tr->test_id)) ||
+        !(tr->test_n = calloc(1, sizeof *tr->test_n)) ||
+        !(tr->test_t = calloc(1, sizeof *tr->test_t)) ||
+        !(tr->test_obs = calloc(1, sizeof *tr->test_obs)) ||
+        !(tr->test_pred = calloc(1, sizeof *tr->test_pred)) ||
+        !(tr->pred_buf = malloc(n * sizeof *tr->pred_buf)))
+        return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    tr->test_id[0] = source;
+    tr->test_n[0] = tr->npoints;
+    tr->test_t[0] = tr->tgrid;
+    tr->test_obs[0] = tr->truth;
+    tr->test_pred[0] = tr->pred_buf;
     return NDE_OK;
+}
+
+/* A path from the config: relative to the config file's directory unless
+ * it was given on the command line (then relative to the working one). */
+static char *config_relative(const nde_section *sec, const char *key,
+                             const char *path)
+{
+    const char *cfgpath = nde_config_path(nde_section_config(sec));
+    const char *origin = nde_section_origin(sec, key), *slash;
+    size_t dirlen;
+    char *out;
+
+    if (path[0] == '/' || !cfgpath || strncmp(origin, "command line", 12) == 0 ||
+        !(slash = strrchr(cfgpath, '/')))
+        return strdup(path);
+    dirlen = (size_t)(slash - cfgpath) + 1;
+    if (!(out = malloc(dirlen + strlen(path) + 1)))
+        return NULL;
+    memcpy(out, cfgpath, dirlen);
+    strcpy(out + dirlen, path);
+    return out;
+}
+
+/* CSV time series: whole series; each series' first observation is its
+ * initial state (all components required) and its times are shifted to
+ * start at 0. */
+static int make_csv(nde_trainer *tr, nde_section *dsec)
+{
+    const char *path;
+    char *full = NULL;
+    nde_dataset *ds = NULL;
+    double frac;
+    size_t i, j, nmax = 0, total = 0;
+    int rc;
+
+    if (!nde_section_has(dsec, "path"))
+        return nde_section_error(dsec, "path", tr->ctx,
+                                 "source = csv needs the file's path");
+    if ((rc = nde_get_string(dsec, "path", &path, tr->ctx)) ||
+        (rc = get_double_in(dsec, "test_fraction", 0, 0, 1, 1, &frac,
+                            tr->ctx)))
+        return rc;
+    if (!(full = config_relative(dsec, "path", path)))
+        return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    rc = nde_data_read_csv(full, &ds, tr->ctx);
+    free(full);
+    if (rc != NDE_OK)
+        return rc;
+    if (ds->dim != tr->dim) {
+        rc = nde_section_error(dsec, "path", tr->ctx,
+                               "the field's dim (%zu) must equal the data's "
+                               "dim (%zu columns after series id and t)",
+                               tr->dim, ds->dim);
+        nde_dataset_destroy(ds);
+        return rc;
+    }
+    for (i = 0; i < ds->nseries; i++)
+        for (j = 0; j < tr->dim; j++)
+            if (isnan(ds->series[i].y[j])) {
+                rc = nde_section_error(dsec, "path", tr->ctx,
+                                       "series '%s': its first observation "
+                                       "is its initial state and must have "
+                                       "every component",
+                                       ds->series[i].id);
+                nde_dataset_destroy(ds);
+                return rc;
+            }
+    rc = nde_data_split(ds, frac,
+                        nde_seed_derive(tr->set.seed, NDE_STREAM_SPLIT),
+                        &tr->ds_train, &tr->ds_test, tr->ctx);
+    nde_dataset_destroy(ds);
+    if (rc != NDE_OK)
+        return rc;
+    if (tr->ds_train->nseries < (size_t)tr->set.batch_size)
+        return nde_error(tr->ctx, NDE_ECONFIG,
+                         "[train] batch_size (%ld) is more than the %zu "
+                         "training series of %s", tr->set.batch_size,
+                         tr->ds_train->nseries, path);
+    /* the test part may be empty (test_fraction 0): evaluate on the
+     * training series then */
+    {
+        const nde_dataset *t = tr->ds_test->nseries ? tr->ds_test
+                                                    : tr->ds_train;
+        tr->ntest = t->nseries;
+        for (i = 0; i < t->nseries; i++) {
+            total += t->series[i].npoints;
+            if (t->series[i].npoints > tr->test_nmax)
+                tr->test_nmax = t->series[i].npoints;
+        }
+        tr->test_id = calloc(tr->ntest, sizeof *tr->test_id);
+        tr->test_n = calloc(tr->ntest, sizeof *tr->test_n);
+        tr->test_t = calloc(tr->ntest, sizeof *tr->test_t);
+        tr->test_obs = calloc(tr->ntest, sizeof *tr->test_obs);
+        tr->test_pred = calloc(tr->ntest, sizeof *tr->test_pred);
+        tr->pred_buf = malloc(total * tr->dim * sizeof *tr->pred_buf);
+        tr->test_tshift = malloc(tr->test_nmax * sizeof *tr->test_tshift);
+        if (!tr->test_id || !tr->test_n || !tr->test_t || !tr->test_obs ||
+            !tr->test_pred || !tr->pred_buf || !tr->test_tshift)
+            return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+        for (i = 0, total = 0; i < t->nseries; i++) {
+            tr->test_id[i] = t->series[i].id;
+            tr->test_n[i] = t->series[i].npoints;
+            tr->test_t[i] = t->series[i].t;
+            tr->test_obs[i] = t->series[i].y;
+            tr->test_pred[i] = tr->pred_buf + total * tr->dim;
+            total += t->series[i].npoints;
+        }
+    }
+    tr->nchoices = tr->ds_train->nseries;
+    for (i = 0; i < tr->nchoices; i++)
+        if (tr->ds_train->series[i].npoints > nmax)
+            nmax = tr->ds_train->series[i].npoints;
+    tr->Tcap = nmax * (size_t)tr->set.batch_size;
+    if (!(tr->choices = malloc(tr->nchoices * sizeof *tr->choices)) ||
+        !(tr->tsave = malloc(tr->Tcap * sizeof *tr->tsave)))
+        return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    for (i = 0; i < tr->nchoices; i++)
+        tr->choices[i] = i;
+    return NDE_OK;
+}
+
+static int make_data(nde_trainer *tr, nde_section *dsec)
+{
+    const nde_key *const tables[] = {nde_data_keys, NULL};
+    const char *source;
+    int rc;
+
+    if ((rc = nde_section_check(dsec, tables, tr->ctx)) != NDE_OK ||
+        (rc = nde_get_string(dsec, "source", &source, tr->ctx)))
+        return rc;
+    if (strcmp(source, "csv") == 0)
+        return make_csv(tr, dsec);
+    if (strcmp(source, "spiral") != 0 && strcmp(source, "field") != 0)
+        return nde_section_error(dsec, "source", tr->ctx,
+                                 "unknown source '%s' (known: spiral, "
+                                 "field, csv)", source);
+    return make_generated(tr, dsec, source);
 }
 
 /* ---- composition --------------------------------------------------------- */
@@ -363,7 +515,7 @@ int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
     }
     if ((rc = make_data(tr, dsec)) != NDE_OK)
         goto fail;
-    nb = tr->bt * tr->B * tr->dim;
+    nb = tr->Tcap * tr->B * tr->dim;
     tr->theta = calloc(P + 1, sizeof *tr->theta);
     tr->grad = calloc(P + 1, sizeof *tr->grad);
     tr->m = calloc(P + 1, sizeof *tr->m);
@@ -374,7 +526,7 @@ int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
     tr->target = calloc(nb, sizeof *tr->target);
     tr->ysave = calloc(nb, sizeof *tr->ysave);
     tr->gbuf = calloc(nb, sizeof *tr->gbuf);
-    tr->ct = calloc(tr->bt, sizeof *tr->ct);
+    tr->ct = calloc(tr->Tcap, sizeof *tr->ct);
     tr->traj = nde_trajectory_create(tr->adj->record, tr->adj->max_states);
     tr->rng = gsl_rng_alloc(gsl_rng_mt19937);
     if (!tr->theta || !tr->grad || !tr->m || !tr->v || !tr->starts ||
@@ -408,11 +560,21 @@ void nde_trainer_destroy(nde_trainer *tr)
     nde_solver_destroy(tr->solver);
     nde_field_destroy(tr->field);
     free(tr->y0true);
+    if (tr->tsave != tr->tgrid)
+        free(tr->tsave);
     free(tr->tgrid);
     free(tr->truth);
     free(tr->obs);
-    free(tr->pred_test);
     free(tr->choices);
+    nde_dataset_destroy(tr->ds_train);
+    nde_dataset_destroy(tr->ds_test);
+    free(tr->test_id);
+    free(tr->test_n);
+    free(tr->test_t);
+    free(tr->test_obs);
+    free(tr->test_pred);
+    free(tr->test_tshift);
+    free(tr->pred_buf);
     free(tr->theta);
     free(tr->grad);
     free(tr->m);
@@ -449,7 +611,7 @@ const nde_train_totals *nde_trainer_totals(const nde_trainer *tr)
 /* ---- one iteration ------------------------------------------------------- */
 
 /* Draw batch_size distinct window starts and gather y0 rows and targets. */
-static void sample_batch(nde_trainer *tr)
+static void sample_windows(nde_trainer *tr)
 {
     const size_t D = tr->dim, B = tr->B;
     size_t b, k;
@@ -465,6 +627,67 @@ static void sample_batch(nde_trainer *tr)
     }
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Index of t in the sorted tsave[0..n) (present by construction). */
+static size_t find_time(const double *tsave, size_t n, double t)
+{
+    size_t lo = 0, hi = n;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (tsave[mid] <= t)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Draw batch_size distinct series; the save times are the union of their
+ * shifted times, a target is NaN where a series has no observation. */
+static void sample_series(nde_trainer *tr)
+{
+    const size_t D = tr->dim, B = tr->B;
+    const nde_dataset *d = tr->ds_train;
+    size_t b, j, n = 0, u;
+
+    gsl_ran_choose(tr->rng, tr->starts, B, tr->choices, tr->nchoices,
+                   sizeof *tr->starts);
+    for (b = 0; b < B; b++) {
+        const nde_series *s = &d->series[tr->starts[b]];
+        for (j = 0; j < s->npoints; j++)
+            tr->tsave[n++] = s->t[j] - s->t[0];
+    }
+    qsort(tr->tsave, n, sizeof *tr->tsave, cmp_double);
+    for (j = u = 0; j < n; j++)
+        if (u == 0 || tr->tsave[j] != tr->tsave[u - 1])
+            tr->tsave[u++] = tr->tsave[j];
+    tr->T = u;
+    for (j = 0; j < u * B * D; j++)
+        tr->target[j] = NAN;
+    for (b = 0; b < B; b++) {
+        const nde_series *s = &d->series[tr->starts[b]];
+        memcpy(tr->y0b + b * D, s->y, D * sizeof *tr->y0b);
+        for (j = 0; j < s->npoints; j++) {
+            size_t k = find_time(tr->tsave, u, s->t[j] - s->t[0]);
+            memcpy(tr->target + (k * B + b) * D, s->y + j * D,
+                   D * sizeof *tr->target);
+        }
+    }
+}
+
+static void sample_batch(nde_trainer *tr)
+{
+    if (tr->ds_train)
+        sample_series(tr);
+    else
+        sample_windows(tr);
+}
+
 /*
  * MSE over every observed value, and its gradient as cotangents. The
  * window's first point is its y0 (residual 0, no gradient): it counts in
@@ -472,7 +695,7 @@ static void sample_batch(nde_trainer *tr)
  */
 static double mse_cotangents(nde_trainer *tr, size_t *nct)
 {
-    const size_t per = tr->B * tr->dim, n = tr->bt * per;
+    const size_t per = tr->B * tr->dim, n = tr->T * per;
     double sum = 0.0, scale;
     size_t i, count = 0, k;
 
@@ -492,8 +715,8 @@ static double mse_cotangents(nde_trainer *tr, size_t *nct)
     for (i = 0; i < n; i++)
         tr->gbuf[i] *= scale;
     *nct = 0;
-    for (k = 1; k < tr->bt; k++) {
-        tr->ct[*nct].t = tr->tgrid[k];
+    for (k = 1; k < tr->T; k++) {
+        tr->ct[*nct].t = tr->tsave[k];
         tr->ct[*nct].g = tr->gbuf + k * per;
         (*nct)++;
     }
@@ -512,8 +735,12 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
     memset(st, 0, sizeof *st);
     if ((rc = nde_solver_set_batch(tr->solver, tr->B)) != NDE_OK)
         return rc;
-    rc = nde_solve(tr->solver, &o, theta, tr->tgrid[0], tr->y0b,
-                   tr->tgrid[tr->bt - 1], tr->bt, tr->tgrid, tr->ysave, st);
+    if (tr->T < 2)
+        return nde_error(tr->ctx, NDE_ECONFIG,
+                         "the mini-batch has a single observation time: "
+                         "nothing to fit");
+    rc = nde_solve(tr->solver, &o, theta, tr->tsave[0], tr->y0b,
+                   tr->tsave[tr->T - 1], tr->T, tr->tsave, tr->ysave, st);
     st->status = rc;
     if (rc != NDE_OK) {
         nde_error_prefix(tr->ctx, "forward solve");
@@ -626,38 +853,60 @@ int nde_trainer_predict(nde_trainer *tr, double t0, const double *y0,
 
 int nde_trainer_evaluate(nde_trainer *tr, nde_eval_result *r)
 {
-    const size_t n = tr->npoints * tr->dim;
+    const size_t D = tr->dim;
     double start, sum = 0.0;
+    size_t i, j, count = 0;
     nde_stats st;
-    size_t i;
-    int rc;
+    int rc = NDE_OK;
 
     memset(r, 0, sizeof *r);
     r->test_loss = NAN;
     start = now_s();
-    rc = nde_trainer_predict(tr, tr->tgrid[0], tr->y0true, 1,
-                             tr->tgrid[tr->npoints - 1], tr->npoints,
-                             tr->tgrid, tr->pred_test, &st);
+    for (i = 0; i < tr->ntest && rc == NDE_OK; i++) {
+        const size_t n = tr->test_n[i];
+        const double *t = tr->test_t[i];
+        if (tr->test_tshift) {
+            for (j = 0; j < n; j++)
+                tr->test_tshift[j] = tr->test_t[i][j] - tr->test_t[i][0];
+            t = tr->test_tshift;
+        }
+        if (n < 2) {
+            memcpy(tr->test_pred[i], tr->test_obs[i], D * sizeof(double));
+            continue;
+        }
+        rc = nde_trainer_predict(tr, t[0],
+                                 tr->test_tshift ? tr->test_obs[i]
+                                                 : tr->y0true,
+                                 1, t[n - 1], n, t, tr->test_pred[i], &st);
+        r->nfe += st.nfe;
+    }
     r->time_s = now_s() - start;
-    r->nfe = st.nfe;
     if (rc != NDE_OK) {
         nde_error_prefix(tr->ctx, "evaluation after iteration %ld", tr->iter);
         return rc;
     }
-    for (i = 0; i < n; i++) {
-        double d = tr->pred_test[i] - tr->truth[i];
-        sum += d * d;
-    }
-    r->test_loss = sum / (double)n;
+    for (i = 0; i < tr->ntest; i++)
+        for (j = 0; j < tr->test_n[i] * D; j++) {
+            double d = tr->test_pred[i][j] - tr->test_obs[i][j];
+            if (isnan(tr->test_obs[i][j]))
+                continue;
+            sum += d * d;
+            count++;
+        }
+    r->test_loss = count ? sum / (double)count : NAN;
     return NDE_OK;
 }
 
-size_t nde_trainer_test_times(const nde_trainer *tr, const double **t,
-                              const double **pred)
+size_t nde_trainer_ntest(const nde_trainer *tr) { return tr->ntest; }
+
+size_t nde_trainer_test_series(const nde_trainer *tr, size_t i,
+                               const char **id, const double **t,
+                               const double **pred)
 {
-    *t = tr->tgrid;
-    *pred = tr->pred_test;
-    return tr->npoints;
+    *id = tr->test_id[i];
+    *t = tr->test_t[i];
+    *pred = tr->test_pred[i];
+    return tr->test_n[i];
 }
 
 /* ---- gradient check ------------------------------------------------------ */

@@ -26,20 +26,35 @@ struct nde_trainer {
     gsl_rng *rng;              /* mini-batch sampling stream             */
     nde_train_totals tot;
 
-    /* data: observations at npoints times, windows of bt points */
+    /* generated data (spiral, field): observations at npoints times,
+     * windows of bt points */
     size_t npoints, bt, nchoices;
     double *tgrid;             /* npoints                                 */
     double *truth, *obs;       /* npoints x dim (obs = truth + noise)    */
     double *y0true;            /* dim                                     */
-    double *pred_test;         /* npoints x dim, the last evaluation     */
     size_t *choices;           /* 0..nchoices-1, for gsl_ran_choose      */
 
+    /* CSV data: whole series, time shifted to start at 0 */
+    nde_dataset *ds_train, *ds_test;
+
+    /* the held-out set: ntest series, each predicted from its first
+     * point (generated data: one series, the noise-free truth) */
+    size_t ntest;
+    const char **test_id;
+    size_t *test_n;
+    const double **test_t, **test_obs;
+    double **test_pred;        /* into pred_buf                           */
+    double *test_tshift;       /* shifted times of the longest series     */
+    double *pred_buf;
+    size_t test_nmax;
+
     /* the current mini-batch (B rows); k-major as nde_solve saves */
-    size_t B;
-    size_t *starts;            /* B window starts                         */
+    size_t B, T, Tcap;         /* rows, save times, their capacity        */
+    double *tsave;             /* T save times                            */
+    size_t *starts;            /* B window starts / series indices        */
     double *y0b, *ybar0;       /* B x dim                                 */
-    double *target, *ysave, *gbuf; /* bt x B x dim                        */
-    nde_cotangent *ct;         /* bt                                      */
+    double *target, *ysave, *gbuf; /* Tcap x B x dim                      */
+    nde_cotangent *ct;         /* Tcap                                    */
 };
 
 #endif

@@ -562,6 +562,96 @@ START_TEST(test_solve_ignores_training_sections)
 }
 END_TEST
 
+/* ---- source = csv -------------------------------------------------------- */
+
+#define LV_EXPR                                                              \
+    "[field]\nplugin = expr\nstate = x, y\n"                                \
+    "params = a=1, b=1, c=1, d=1\n"                                          \
+    "dx = a*x - b*x*y\ndy = d*x*y - c*y\n"
+
+/* Series from `nde solve` of the true system (its batch CSV is the data
+ * format: id, t, states), then recover the parameters from them. */
+START_TEST(test_csv_recovers_parameters)
+{
+    static const char solve_cfg[] =
+        "[problem]\nt0 = 0\nt1 = 5\nnsave = 26\n"
+        "y0 = 1, 1\n    2, 1\n    1, 2\n    1.5, 0.5\n    0.5, 1.5\n"
+        "    2, 2\n"
+        "[solver]\nplugin = tsit5\nrtol = 1e-10\natol = 1e-12\n"
+        "[field]\nplugin = expr\nstate = x, y\n"
+        "params = a=1.5, b=1.0, c=3.0, d=1.0\n"
+        "dx = a*x - b*x*y\ndy = d*x*y - c*y\n";
+    static const char train_cfg[] =
+        "[solver]\nplugin = tsit5\nrtol = 1e-6\natol = 1e-8\n" LV_EXPR
+        "[adjoint]\nplugin = discrete\n"
+        "[data]\nsource = csv\npath = lv.csv\ntest_fraction = 0.34\n"
+        "[train]\niterations = 300\nbatch_size = 4\nlr = 0.05\n";
+    static const char *names[] = {"a = ", "b = ", "c = ", "d = "};
+    static const double truth[] = {1.5, 1.0, 3.0, 1.0};
+    run_result r;
+    char *csv;
+
+    write_all(in_dir("lvsolve.ini"), solve_cfg, sizeof solve_cfg - 1);
+    write_all(in_dir("lvfit.ini"), train_cfg, sizeof train_cfg - 1);
+    r = run("solve", "lvsolve.ini", "-o", "lv.csv");
+    assert_code(r, 0);
+    result_free(&r);
+    r = run("train", "lvfit.ini", "--quiet", "-s", "train.checkpoint=lv.ckpt");
+    assert_code(r, 0);
+    for (int i = 0; i < 4; i++) {
+        const char *p = strstr(r.out, names[i]);
+        double v;
+        ck_assert_msg(p && sscanf(p + 4, "%lf", &v) == 1, "no %s in:\n%s",
+                      names[i], r.out);
+        ck_assert_msg(fabs(v - truth[i]) < 1e-3 * truth[i], "%s%g, truth %g",
+                      names[i], v, truth[i]);
+    }
+    result_free(&r);
+    /* the held-out series, one block per series id */
+    r = run("predict", "lv.ckpt", "-o", "held.csv");
+    assert_code(r, 0);
+    result_free(&r);
+    ck_assert_ptr_nonnull(csv = read_all(in_dir("held.csv"), NULL));
+    ck_assert(strncmp(csv, "series,t,x,y\n", 13) == 0);
+    free(csv);
+}
+END_TEST
+
+START_TEST(test_csv_bad_input)
+{
+    static const char base[] =
+        "[solver]\nplugin = tsit5\n" LV_EXPR
+        "[adjoint]\nplugin = discrete\n"
+        "[data]\nsource = csv\npath = d.csv\ntest_fraction = 0\n"
+        "[train]\niterations = 2\nbatch_size = 1\n";
+    static const char three[] = "id,t,x,y,z\na,0,1,1,1\na,1,2,2,2\n";
+    static const char nan_first[] = "id,t,x,y\na,0,1,\na,1,2,2\n";
+    static const char bad_cell[] = "id,t,x,y\na,0,1,1\na,1,2,oops\n";
+    run_result r;
+
+    write_all(in_dir("c.ini"), base, sizeof base - 1);
+    write_all(in_dir("d.csv"), three, sizeof three - 1);
+    r = run("train", "c.ini", "--quiet");
+    assert_code(r, 2);
+    assert_contains(r.err, "the field's dim (2) must equal the data's dim (3");
+    result_free(&r);
+    write_all(in_dir("d.csv"), nan_first, sizeof nan_first - 1);
+    r = run("train", "c.ini", "--quiet");
+    assert_code(r, 2);
+    assert_contains(r.err, "series 'a': its first observation");
+    result_free(&r);
+    write_all(in_dir("d.csv"), bad_cell, sizeof bad_cell - 1);
+    r = run("train", "c.ini", "--quiet");
+    ck_assert_int_ne(r.code, 0);
+    assert_contains(r.err, "d.csv:3");
+    result_free(&r);
+    r = run("train", "c.ini", "--quiet", "-s", "data.path=none.csv");
+    ck_assert_int_ne(r.code, 0);
+    assert_contains(r.err, "none.csv");
+    result_free(&r);
+}
+END_TEST
+
 static Suite *train_suite(void)
 {
     Suite *s = suite_create("train");
@@ -585,6 +675,8 @@ static Suite *train_suite(void)
     tcase_add_test(tc, test_gradcheck);
     tcase_add_test(tc, test_lotka_volterra_recovery);
     tcase_add_test(tc, test_solve_ignores_training_sections);
+    tcase_add_test(tc, test_csv_recovers_parameters);
+    tcase_add_test(tc, test_csv_bad_input);
     suite_add_tcase(s, tc);
     return s;
 }

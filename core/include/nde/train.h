@@ -30,6 +30,15 @@
  * nde_field_param_name gives them) and the initial state [data] y0.
  * The test set is the whole noise-free trajectory predicted from the true
  * y0: test_loss is the MSE over it.
+ * source = csv: time series read by nde_data_read_csv from `path` and
+ * split by nde_data_split (test_fraction, a seed derived from the train
+ * seed). A mini-batch is batch_size whole training series; each series'
+ * first observation is its initial state (every component required) and
+ * its times are shifted to start at 0 (the field should be autonomous);
+ * the batch is solved once on the union of the shifted times, a series
+ * contributing only at its own times (NaN cells skipped). The test loss
+ * is the MSE over the observed values of every test series (the training
+ * series when test_fraction = 0), each predicted from its first point.
  */
 #ifndef NDE_TRAIN_H
 #define NDE_TRAIN_H
@@ -126,10 +135,13 @@ int nde_trainer_step(nde_trainer *tr, nde_train_step *m);
  * and wall time. */
 int nde_trainer_evaluate(nde_trainer *tr, nde_eval_result *r);
 
-/* The held-out set's time grid and its prediction from the last
- * evaluation (nsave x dim), for writing out. */
-size_t nde_trainer_test_times(const nde_trainer *tr, const double **t,
-                              const double **pred);
+/* The held-out set: nde_trainer_ntest() series; series i has its id, its
+ * times (as observed) and the last evaluation's prediction (n x dim);
+ * returns n. */
+size_t nde_trainer_ntest(const nde_trainer *tr);
+size_t nde_trainer_test_series(const nde_trainer *tr, size_t i,
+                               const char **id, const double **t,
+                               const double **pred);
 
 /* Solve the trained model from (t0, y0 of `batch` rows) to t1, saving at
  * tsave (as nde_solve); batch may be up to the training batch or
