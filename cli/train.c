@@ -18,7 +18,7 @@ const char cli_train_help[] =
     "\n"
     "Train the model of CONFIG: the field [field], the solver [solver], the\n"
     "adjoint [adjoint] (default: interpolating), the data [data] and the\n"
-    "training settings [train] (see nde/train.h and `nde train --help`).\n"
+    "training settings [train] (the contract is in nde/train.h).\n"
     "[problem] is not used by training; `nde predict` uses it when asked.\n"
     "\n"
     "[data]  source = spiral | field | csv. spiral, field: npoints, t1,\n"
