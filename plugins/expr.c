@@ -49,7 +49,8 @@ static int is_constant_zero(void *ev)
 static void load_values(expr_state *s, double t, const double *theta)
 {
     s->values[0] = t;
-    memcpy(s->values + 1 + s->nstate, theta, s->nparam * sizeof *theta);
+    if (s->nparam) /* theta may be NULL for a field without parameters */
+        memcpy(s->values + 1 + s->nstate, theta, s->nparam * sizeof *theta);
 }
 
 static int expr_eval(nde_field *f, double t, const double *y,

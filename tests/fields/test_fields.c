@@ -427,6 +427,24 @@ START_TEST(expr_lotka_volterra)
 }
 END_TEST
 
+/* A field without parameters accepts theta = NULL (the UBSan build checks
+ * that nothing is copied from it). */
+START_TEST(expr_without_params_takes_null_theta)
+{
+    loaded L;
+    double y[2] = {2.0, -1.0}, dy[2], v[2] = {1.0, 1.0}, vy[2] = {0, 0};
+    load_ok(&L, "[field]\nplugin = expr\nstate = x\ndx = -x*x + t\n", 2);
+    ck_assert_uint_eq(L.f->nparams, 0);
+    ck_assert_int_eq(nde_field_eval(L.f, 0.5, y, NULL, dy, 2), NDE_OK);
+    ck_assert_double_eq_tol(dy[0], -4.0 + 0.5, 1e-15);
+    ck_assert_double_eq_tol(dy[1], -1.0 + 0.5, 1e-15);
+    ck_assert_int_eq(nde_field_vjp(L.f, 0.5, y, NULL, v, vy, NULL, 2), NDE_OK);
+    ck_assert_double_eq_tol(vy[0], -4.0, 1e-15);
+    ck_assert_double_eq_tol(vy[1], 2.0, 1e-15);
+    unload(&L);
+}
+END_TEST
+
 START_TEST(sum_values_and_names)
 {
     loaded L;
@@ -657,6 +675,7 @@ static Suite *fields_suite(void)
     tcase_add_test(tc, mlp_nonfinite_is_retry);
     tcase_add_test(tc, linear_values);
     tcase_add_test(tc, expr_lotka_volterra);
+    tcase_add_test(tc, expr_without_params_takes_null_theta);
     tcase_add_test(tc, sum_values_and_names);
     tcase_add_test(tc, sum_seeds_parts_apart);
     tcase_add_loop_test(tc, bad_input, 0,
