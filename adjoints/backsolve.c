@@ -10,10 +10,13 @@
  * Each cotangent inside (t0, t1) is a tstop of the backward solve whose
  * at_tstop adds its jump to a, and the step size carries on across it
  * (torchdiffeq restarts its step-size heuristic at every observation
- * time instead). With `norm = seminorm` the error norm covers [y, a] only
- * (Kidger, Chen, Lyons 2021, "Hey, that's not an ODE"): a_theta is an
- * integral that does not feed back into the rest, so its error need not
- * control the steps.
+ * time instead). The error norm is torchdiffeq's mixed norm: the largest
+ * of the scaled RMS norms of y, a and a_theta, each one block over the
+ * whole batch (an RMS over all 2n + P values would let the P small
+ * parameter-adjoint entries dilute the errors of y and a). With `norm =
+ * seminorm` it covers y and a only (Kidger, Chen, Lyons 2021, "Hey,
+ * that's not an ODE"): a_theta is an integral that does not feed back
+ * into the rest, so its error need not control the steps.
  *
  * Like every backsolve, the reconstructed y drifts from the forward path
  * on problems that are unstable backwards (methods.md 4.2: Lorenz).
@@ -38,6 +41,7 @@ typedef struct backsolve_state {
     int seminorm;
     /* per gradient call */
     size_t n;
+    size_t norm_blocks[3];    /* n, n, P                                 */
     const nde_cotangent *ct;
     size_t *ct_of_stop;
     double *tstops;
@@ -51,8 +55,10 @@ static const nde_key backsolve_keys[] = {
     {"atol", NDE_KEY_DOUBLE, "",
      "absolute tolerance of the backward solve (default: the forward one)"},
     {"norm", NDE_KEY_WORD, "full",
-     "error norm of the backward solve: full, or seminorm (over y and a "
-     "only, without the parameter adjoint; Kidger et al. 2021)"},
+     "error norm of the backward solve: full (the largest scaled RMS of "
+     "y, a and the parameter adjoint, each over the whole batch), or "
+     "seminorm (the same over y and a only, without the parameter "
+     "adjoint; Kidger et al. 2021)"},
     {NULL, 0, NULL, NULL}};
 
 /* ---- the augmented field -------------------------------------------- */
@@ -249,7 +255,10 @@ static int backsolve_gradient(nde_adjoint *a, const nde_solve_opts *opts,
         bo.ntstops = nstops;
         bo.at_tstop = add_jump;
         bo.at_tstop_user = d;
-        bo.norm_n = d->seminorm ? 2 * n : 0;
+        d->norm_blocks[0] = d->norm_blocks[1] = n;
+        d->norm_blocks[2] = P;
+        bo.norm_blocks = d->norm_blocks;
+        bo.nnorm_blocks = d->seminorm || P == 0 ? 2 : 3;
         bo.record = NULL;
         rc = nde_solve(d->augs, &bo, theta, fwd->t1, d->z0, fwd->t0, 1,
                        &fwd->t0, d->z1, &bst);

@@ -7,7 +7,10 @@
  * a(t1) = the cotangents at t1, a_theta(t1) = 0; then dL/dy0 = a(t0) and
  * dL/dtheta = a_theta(t0). Each cotangent inside (t0, t1) is a tstop of
  * the backward solve whose at_tstop adds its jump to a, so the step-size
- * control carries on across observation times.
+ * control carries on across observation times. The error norm is the
+ * larger of the scaled RMS norms of a and a_theta, each one block over
+ * the whole batch (torchdiffeq's mixed norm); `norm = seminorm` leaves
+ * a_theta out (Kidger, Chen, Lyons 2021).
  *
  * The forward solve records every step's state and stages
  * (NDE_NEEDS_DENSE). With `checkpoints = N` it records only N step states
@@ -42,6 +45,7 @@ typedef struct interp_state {
     const nde_trajectory *fwd;
     const double *theta;
     size_t n;
+    size_t norm_blocks[2];    /* n, P                                    */
     const nde_cotangent *ct;
     size_t *ct_of_stop;       /* tstop i -> cotangent index              */
     double *tstops;
@@ -59,8 +63,10 @@ static const nde_key interp_keys[] = {
     {"atol", NDE_KEY_DOUBLE, "",
      "absolute tolerance of the backward solve (default: the forward one)"},
     {"norm", NDE_KEY_WORD, "full",
-     "error norm of the backward solve: full, or seminorm (without the "
-     "parameter adjoint; Kidger et al. 2021)"},
+     "error norm of the backward solve: full (the larger scaled RMS of "
+     "the adjoint and the parameter adjoint, each over the whole batch), "
+     "or seminorm (the adjoint's only, without the parameter adjoint; "
+     "Kidger et al. 2021)"},
     {"checkpoints", NDE_KEY_INT, "0",
      "record only this many step states and regenerate the dense output "
      "between them on the way back (memory O(checkpoints)); 0 = record the "
@@ -348,7 +354,10 @@ static int interp_gradient(nde_adjoint *a, const nde_solve_opts *opts,
         bo.ntstops = nstops;
         bo.at_tstop = add_jump;
         bo.at_tstop_user = d;
-        bo.norm_n = d->seminorm ? n : 0;
+        d->norm_blocks[0] = n;
+        d->norm_blocks[1] = P;
+        bo.norm_blocks = d->norm_blocks;
+        bo.nnorm_blocks = d->seminorm || P == 0 ? 1 : 2;
         bo.record = NULL;
         rc = nde_solve(d->augs, &bo, theta, fwd->t1, d->z0, fwd->t0, 1,
                        &fwd->t0, d->z1, &bst);

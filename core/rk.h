@@ -36,12 +36,16 @@ int nde_rk_eval_first(nde_solver *s, const double *theta, double t,
                       const double *y, const double **f0);
 
 /* nde_solver_step that also returns, when eest is not NULL (and err is
- * not NULL), the checked error norm computed in the same pass as err, over
- * the first norm_n values (err is then written for those only; the rest of
- * y_next is still checked for non-finite values). norm_n >= n: all. */
+ * not NULL), the checked error norm computed in the same pass as err:
+ * nblocks = 0, the scaled RMS over all n values; otherwise the largest
+ * scaled RMS of the consecutive blocks of blocks[0..nblocks-1] values
+ * (checked by the caller: each > 0, sum <= n; err is then written for the
+ * blocks only, and the values after them are still checked for
+ * non-finite values). */
 int nde_rk_step(nde_solver *s, const double *theta, double t, double h,
                 const double *y, double *y_next, double *err, double rtol,
-                double atol, size_t norm_n, double *eest);
+                double atol, const size_t *blocks, size_t nblocks,
+                double *eest);
 
 /* nde_error_norm, but NaN when y_next holds a non-finite value: the loop's
  * one check for a non-finite state. */

@@ -121,14 +121,56 @@ static double rms_scaled(const double *v, const double *y, size_t n,
     return sqrt(sum / (double)n);
 }
 
+/* rms_scaled in the solve's norm (opts.norm_blocks): the largest block
+ * RMS, or one RMS over all n values; NaN propagates. */
+static double norm_scaled(const nde_solve_opts *o, const double *v,
+                          const double *y, size_t n)
+{
+    double norm = 0.0, poison = 0.0;
+    size_t off = 0;
+
+    if (o->nnorm_blocks == 0)
+        return rms_scaled(v, y, n, o->rtol, o->atol);
+    for (size_t b = 0; b < o->nnorm_blocks; b++) {
+        const double e = rms_scaled(v + off, y + off, o->norm_blocks[b],
+                                    o->rtol, o->atol);
+        poison += e * 0.0;
+        if (e > norm)
+            norm = e;
+        off += o->norm_blocks[b];
+    }
+    return norm + poison;
+}
+
+/* Blocks non-empty and within the n values of the state. */
+static int check_norm_blocks(nde_ctx *ctx, const nde_solve_opts *o, size_t n)
+{
+    size_t sum = 0;
+
+    if (o->nnorm_blocks > 0 && !o->norm_blocks)
+        return nde_error(ctx, NDE_EINVAL, "solve options: nnorm_blocks = %zu "
+                         "but norm_blocks is NULL", o->nnorm_blocks);
+    for (size_t b = 0; b < o->nnorm_blocks; b++) {
+        if (o->norm_blocks[b] == 0)
+            return nde_error(ctx, NDE_EINVAL, "solve options: error-norm "
+                             "block %zu is empty (norm_blocks[%zu] = 0)", b,
+                             b);
+        if (o->norm_blocks[b] > n - sum)
+            return nde_error(ctx, NDE_EINVAL, "solve options: the error-norm "
+                             "blocks (%zu of them) cover more than the "
+                             "state's %zu values (batch x dim)",
+                             o->nnorm_blocks, n);
+        sum += o->norm_blocks[b];
+    }
+    return NDE_OK;
+}
+
 int nde_initial_step(nde_solver *s, const nde_solve_opts *o,
                      const double *theta, double t0, const double *y0,
                      const double *f0, double t1, double *h0_out)
 {
     nde_rk_work *w = s->work;
-    const size_t n_all = s->batch * s->field->dim;
-    /* The seminorm (opts.norm_n) also measures the first step. */
-    const size_t n = o->norm_n > 0 && o->norm_n < n_all ? o->norm_n : n_all;
+    const size_t n = s->batch * s->field->dim;
     const double dir = t1 >= t0 ? 1.0 : -1.0;
     const double span = fabs(t1 - t0);
     const int p = s->type->order;
@@ -138,9 +180,11 @@ int nde_initial_step(nde_solver *s, const nde_solve_opts *o,
     if (!(span > 0))
         return nde_error(s->ctx, NDE_EINVAL,
                          "initial step: t1 = t0 = %g (or not finite)", t0);
-    /* Hairer's heuristic, methods.md 2.4. */
-    d0 = rms_scaled(y0, y0, n, o->rtol, o->atol);
-    d1 = rms_scaled(f0, y0, n, o->rtol, o->atol);
+    if ((rc = check_norm_blocks(s->ctx, o, n)) != NDE_OK)
+        return rc;
+    /* Hairer's heuristic, methods.md 2.4, in the solve's error norm. */
+    d0 = norm_scaled(o, y0, y0, n);
+    d1 = norm_scaled(o, f0, y0, n);
     if (!isfinite(d0) || !isfinite(d1))
         return nde_error(s->ctx, NDE_ENONFINITE,
                          "non-finite initial state or derivative at t = %g",
@@ -152,14 +196,14 @@ int nde_initial_step(nde_solver *s, const nde_solve_opts *o,
         h0 = o->dtmax;
     for (tries = 0;; tries++) {
         const double hs = dir * h0;
-        for (size_t i = 0; i < n_all; i++)
+        for (size_t i = 0; i < n; i++)
             w->y1[i] = y0[i] + hs * f0[i];
         s->counts.nfe++;
         rc = nde_field_eval(s->field, t0 + hs, w->y1, theta, w->f1, s->batch);
         if (rc == NDE_OK) {
             for (size_t i = 0; i < n; i++)
                 w->f1[i] -= f0[i];
-            d2 = rms_scaled(w->f1, y0, n, o->rtol, o->atol) / h0;
+            d2 = norm_scaled(o, w->f1, y0, n) / h0;
             if (isfinite(d2))
                 break;
         } else if (rc != NDE_ERETRY) {
@@ -290,7 +334,6 @@ static int solve_loop(nde_solver *s, const nde_solve_opts *o,
     const double stretch = adaptive ? LAND_STRETCH_ADAPTIVE : LAND_STRETCH_FIXED;
     const double dir = t1 >= t0 ? 1.0 : -1.0;
     const size_t n = s->batch * s->field->dim;
-    const size_t norm_n = o->norm_n > 0 && o->norm_n < n ? o->norm_n : n;
     nde_trajectory *rec = o->record;
     nde_rk_work *w = s->work;
     nde_pi pi;
@@ -313,7 +356,8 @@ static int solve_loop(nde_solver *s, const nde_solve_opts *o,
                          "solver '%s' is fixed-step (no error estimate): "
                          "dt must be > 0, got %g", s->type->info.name, o->dt);
     if ((rc = check_times(s->ctx, "save times", tsave, nsave, t0, t1, 1)) ||
-        (rc = check_times(s->ctx, "tstops", o->tstops, o->ntstops, t0, t1, 0)))
+        (rc = check_times(s->ctx, "tstops", o->tstops, o->ntstops, t0, t1, 0)) ||
+        (rc = check_norm_blocks(s->ctx, o, n)))
         return rc;
     if (!all_finite(y0, n))
         return nde_error(s->ctx, NDE_ENONFINITE,
@@ -386,7 +430,7 @@ static int solve_loop(nde_solver *s, const nde_solve_opts *o,
         nsteps++;
 
         rc = nde_rk_step(s, theta, t, h, y, yn, err, o->rtol, o->atol,
-                         norm_n, &eest);
+                         o->norm_blocks, o->nnorm_blocks, &eest);
         if (rc == NDE_ERETRY) {
             nonfinite = 1;
         } else if (rc != NDE_OK) {

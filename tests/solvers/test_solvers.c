@@ -1199,12 +1199,13 @@ START_TEST(test_record_thinning)
 }
 END_TEST
 
-/* norm_n: the error norm of a batch of two rows over the first row only
- * steps exactly as a solve of that row alone. */
-START_TEST(test_norm_n)
+/* norm_blocks = {2}: the error norm of a batch of two rows over the first
+ * row only steps exactly as a solve of that row alone. */
+START_TEST(test_norm_blocks_prefix)
 {
     const double th[2] = {0.2, 3.0}, t1 = 4.0;
     const double y0[4] = {1.0, 0.0, 100.0, 30.0};
+    const size_t row0[1] = {2};
     const nde_solver_type *st = solver_named("tsit5");
     nde_field *f = make_field(&rot_field, 2);
     nde_solver *s = make_solver(st, f);
@@ -1216,19 +1217,20 @@ START_TEST(test_norm_n)
     ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y0, t1, 1, &t1, y1, &one),
                      NDE_OK);
     ck_assert_int_eq(nde_solver_set_batch(s, 2), NDE_OK);
-    o.norm_n = 2;
+    o.norm_blocks = row0;
+    o.nnorm_blocks = 1;
     ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y0, t1, 1, &t1, y2, &semi),
                      NDE_OK);
-    o.norm_n = 0;
+    o.nnorm_blocks = 0;
     ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y0, t1, 1, &t1, y2 + 0, &full),
                      NDE_OK);
-    fprintf(stderr, "norm_n: %ld steps on row 0 alone, %ld with norm_n = 2, "
-            "%ld with the full norm\n", one.steps_accepted,
+    fprintf(stderr, "norm blocks: %ld steps on row 0 alone, %ld with blocks "
+            "{2}, %ld with the full norm\n", one.steps_accepted,
             semi.steps_accepted, full.steps_accepted);
     ck_assert_int_eq(semi.steps_accepted, one.steps_accepted);
     ck_assert_int_eq(semi.steps_rejected, one.steps_rejected);
     ck_assert_int_gt(full.steps_accepted, semi.steps_accepted);
-    o.norm_n = 2;
+    o.nnorm_blocks = 1;
     ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y0, t1, 1, &t1, y2, NULL),
                      NDE_OK);
     ck_assert(memcmp(y1, y2, sizeof y1) == 0);
@@ -1238,6 +1240,145 @@ START_TEST(test_norm_n)
         const double big[2] = {-1e3, 0.0};
         ck_assert_int_eq(nde_solve(s, &o, big, 0.0, ybad, t1, 1, &t1, y2,
                                    NULL), NDE_ENONFINITE);
+    }
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+}
+END_TEST
+
+/* Scaled RMS of err over [lo, hi), scale atol + rtol max(|y|, |yn|). */
+static double block_rms(const double *err, const double *y, const double *yn,
+                        size_t lo, size_t hi, double rtol, double atol)
+{
+    double sum = 0.0;
+    for (size_t i = lo; i < hi; i++) {
+        const double sc = atol + rtol * fmax(fabs(y[i]), fabs(yn[i]));
+        sum += (err[i] / sc) * (err[i] / sc);
+    }
+    return sqrt(sum / (double)(hi - lo));
+}
+
+/* Blocks {2, 3} over a batch of three rows (6 values, the last left out):
+ * each recorded step's EEst is the larger of the two blocks' RMS, computed
+ * here from the step's err; the second block (large rows) dominates, and
+ * the RMS over everything would be another number. */
+START_TEST(test_norm_blocks_value)
+{
+    const double th[2] = {0.3, 2.0}, t1 = 3.0;
+    const double y0[6] = {1.0, 0.0, 80.0, -30.0, 50.0, 1e3};
+    const size_t blocks[2] = {2, 3};
+    const double rtol = 1e-10, atol = 1e-7; /* mostly absolute */
+    const nde_solver_type *st = solver_named("tsit5");
+    nde_field *f = make_field(&rot_field, 3);
+    nde_solver *s = make_solver(st, f);
+    nde_solve_opts o = opts_for(st, 1e-7);
+    nde_trajectory *tr =
+        nde_trajectory_create(NDE_NEEDS_STEPS | NDE_NEEDS_ERROR_EST, 0);
+    double yend[6], yn[6], err[6];
+    size_t dominated = 0;
+    ck_assert_ptr_nonnull(tr);
+    ck_assert_int_eq(nde_solver_set_batch(s, 3), NDE_OK);
+    o.rtol = rtol;
+    o.atol = atol;
+    o.norm_blocks = blocks;
+    o.nnorm_blocks = 2;
+    o.record = tr;
+    ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y0, t1, 1, &t1, yend, NULL),
+                     NDE_OK);
+    ck_assert_uint_gt(tr->nsteps, 5);
+    ck_assert_uint_eq(tr->nstates, tr->nsteps);
+    for (size_t j = 0; j < tr->nsteps; j++) {
+        const double *y = tr->y + 6 * j;
+        double e0, e1, all, want;
+        nde_solver_invalidate(s);
+        ck_assert_int_eq(nde_solver_step(s, th, tr->t[j], tr->h[j], y, yn,
+                                         err), NDE_OK);
+        e0 = block_rms(err, y, yn, 0, 2, rtol, atol);
+        e1 = block_rms(err, y, yn, 2, 5, rtol, atol);
+        all = block_rms(err, y, yn, 0, 6, rtol, atol);
+        want = fmax(e0, e1);
+        ck_assert_msg(fabs(tr->eest[j] - want) <= 1e-13 * want,
+                      "step %zu: EEst %.17g, max of block RMS %.17g "
+                      "(blocks %.3g, %.3g)", j, tr->eest[j], want, e0, e1);
+        ck_assert_msg(fabs(all - want) > 1e-3 * want,
+                      "step %zu: the RMS over all values %.17g equals the "
+                      "block norm", j, all);
+        dominated += e1 > 2.0 * e0;
+    }
+    fprintf(stderr, "norm blocks {2, 3}: %zu steps, block 2 dominates in "
+            "%zu\n", tr->nsteps, dominated);
+    ck_assert_uint_gt(2 * dominated, tr->nsteps);
+    nde_trajectory_destroy(tr);
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+}
+END_TEST
+
+/* nnorm_blocks = 0 and one block over the whole state: the same step
+ * sequence, EEst and result bit for bit. */
+START_TEST(test_norm_blocks_default)
+{
+    const double th[2] = {0.3, 2.0}, t1 = 3.0;
+    const double y0[4] = {1.0, 0.0, 80.0, -30.0};
+    const size_t whole[1] = {4};
+    const nde_solver_type *st = solver_named("tsit5");
+    nde_field *f = make_field(&rot_field, 2);
+    nde_solver *s = make_solver(st, f);
+    nde_solve_opts o = opts_for(st, 1e-7);
+    nde_trajectory *t0 = nde_trajectory_create(NDE_NEEDS_ERROR_EST, 0);
+    nde_trajectory *t1r = nde_trajectory_create(NDE_NEEDS_ERROR_EST, 0);
+    nde_stats s0, s1;
+    double ya[4], yb[4];
+    ck_assert_int_eq(nde_solver_set_batch(s, 2), NDE_OK);
+    o.record = t0;
+    ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y0, t1, 1, &t1, ya, &s0),
+                     NDE_OK);
+    o.norm_blocks = whole;
+    o.nnorm_blocks = 1;
+    o.record = t1r;
+    ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y0, t1, 1, &t1, yb, &s1),
+                     NDE_OK);
+    ck_assert_int_eq(s0.nfe, s1.nfe);
+    ck_assert_int_eq(s0.steps_rejected, s1.steps_rejected);
+    ck_assert_uint_eq(t0->nsteps, t1r->nsteps);
+    ck_assert(memcmp(t0->h, t1r->h, t0->nsteps * sizeof(double)) == 0);
+    ck_assert(memcmp(t0->eest, t1r->eest, t0->nsteps * sizeof(double)) == 0);
+    ck_assert(memcmp(ya, yb, sizeof ya) == 0);
+    nde_trajectory_destroy(t0);
+    nde_trajectory_destroy(t1r);
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+}
+END_TEST
+
+/* Empty blocks, blocks past the state and a NULL list are refused. */
+START_TEST(test_norm_blocks_invalid)
+{
+    const double th[2] = {0.3, 2.0}, t1 = 1.0, y0[4] = {1, 0, 2, 1};
+    const size_t empty[2] = {2, 0}, past[2] = {2, 3}, over[1] = {5};
+    const struct { const size_t *b; size_t nb; const char *msg; } bad[4] = {
+        {empty, 2, "empty"}, {past, 2, "more than"}, {over, 1, "more than"},
+        {NULL, 1, "NULL"}};
+    const nde_solver_type *st = solver_named("tsit5");
+    nde_field *f = make_field(&rot_field, 2);
+    nde_solver *s = make_solver(st, f);
+    double y[4], f0[4], h0;
+    ck_assert_int_eq(nde_solver_set_batch(s, 2), NDE_OK);
+    rot_eval(f, 0.0, y0, th, f0, 2);
+    for (int i = 0; i < 4; i++) {
+        nde_solve_opts o = opts_for(st, 1e-6);
+        o.norm_blocks = bad[i].b;
+        o.nnorm_blocks = bad[i].nb;
+        ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y0, t1, 1, &t1, y, NULL),
+                         NDE_EINVAL);
+        ck_assert_msg(strstr(nde_ctx_message(ctx), bad[i].msg),
+                      "case %d: %s", i, nde_ctx_message(ctx));
+        ck_assert_int_eq(nde_initial_step(s, &o, th, 0.0, y0, f0, t1, &h0),
+                         NDE_EINVAL);
+        /* Also with a fixed step given (no initial step). */
+        o.dt = 0.1;
+        ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y0, t1, 1, &t1, y, NULL),
+                         NDE_EINVAL);
     }
     nde_solver_destroy(s);
     nde_field_destroy(f);
@@ -1477,7 +1618,10 @@ Suite *solver_suite(void)
     tcase_add_test(tc, test_step_underflow);
     tcase_add_test(tc, test_record_contents);
     tcase_add_test(tc, test_record_thinning);
-    tcase_add_test(tc, test_norm_n);
+    tcase_add_test(tc, test_norm_blocks_prefix);
+    tcase_add_test(tc, test_norm_blocks_value);
+    tcase_add_test(tc, test_norm_blocks_default);
+    tcase_add_test(tc, test_norm_blocks_invalid);
     tcase_add_test(tc, test_at_tstop);
     suite_add_tcase(su, tc);
 

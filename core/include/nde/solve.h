@@ -49,9 +49,17 @@ typedef struct nde_solve_opts {
      * return stops the solve with that status. NULL = none. */
     int (*at_tstop)(void *user, size_t i, double t, double *y);
     void *at_tstop_user;
-    /* Error norm over the first norm_n values of the state only (a
-     * seminorm, e.g. without the parameter adjoint); 0 = all. */
-    size_t norm_n;
+    /* Error norm by blocks (a mixed norm, as torchdiffeq's over tensors):
+     * the state (the whole batch, batch x dim values) is split into
+     * consecutive blocks of norm_blocks[0], ..., norm_blocks[nnorm_blocks
+     * - 1] values (each > 0, summing to at most the state size) and the
+     * error norm (also in the automatic first step) is the largest of the
+     * blocks' scaled RMS norms. Values after the last block are left out
+     * (a seminorm, e.g. without the parameter adjoint) but still checked
+     * for non-finite values. nnorm_blocks = 0: one scaled RMS over the
+     * whole state. Checked by nde_solve (NDE_EINVAL). */
+    const size_t *norm_blocks;
+    size_t nnorm_blocks;
     /* Record the solve into this trajectory (what its flags ask); NULL =
      * record nothing. */
     nde_trajectory *record;
