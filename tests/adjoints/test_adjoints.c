@@ -432,17 +432,30 @@ START_TEST(test_linear_analytic)
 }
 END_TEST
 
+static int has_key(const nde_adjoint_type *at, const char *key)
+{
+    for (const nde_key *k = at->info.keys; k && k->name; k++)
+        if (strcmp(k->name, key) == 0)
+            return 1;
+    return 0;
+}
+
 /* Against discrete at rtol = atol = 1e-10, batch 2, cotangents at t0,
- * between save points, on shared times and at t1. */
+ * between save points, on shared times and at t1; adjoints with a `norm`
+ * key with both norms. */
 static void agree_with_discrete(const char *ini, const double *y0, double t1,
                                 const char *what)
 {
     const double ts[7] = {0.0, 0.37 * t1, 0.5 * t1, 0.5 * t1, 0.71 * t1,
                           0.9 * t1, t1};
-    for (size_t k = 0; k < adjoints.n; k++) {
+    const char *norms[2] = {"full", "seminorm"};
+    for (size_t k = 0; k < adjoints.n; k++)
+        for (int q = 0; q < (has_key(adjoints.type[k], "norm") ? 2 : 1);
+             q++) {
         problem p;
         run rd, ra;
         cotangents c;
+        char sec[128];
         double *gd, *ga, yd[8], ya[8];
         double eth, ey;
         long nfe;
@@ -450,19 +463,22 @@ static void agree_with_discrete(const char *ini, const double *y0, double t1,
         cotangents_at(&c, ts, 7, p.n);
         gd = malloc(p.P * sizeof(double));
         ga = malloc(p.P * sizeof(double));
+        snprintf(sec, sizeof sec, "[adjoint]\nplugin = %s\nnorm = %s\n",
+                 adjoints.type[k]->info.name, norms[q]);
         run_make(&rd, &p, "tsit5", 1e-10, 0.0, adjoint_named("discrete"),
                  NULL);
-        run_make(&ra, &p, "tsit5", 1e-10, 0.0, adjoints.type[k], NULL);
+        run_make(&ra, &p, "tsit5", 1e-10, 0.0, adjoints.type[k],
+                 q > 0 ? sec : NULL);
         run_gradient(&rd, &p, &c, yd, gd);
         nfe = run_gradient(&ra, &p, &c, ya, ga);
         eth = rel_err(ga, gd, p.P);
         ey = rel_err(ya, yd, p.n);
-        fprintf(stderr, "%s %-14s vs discrete: dL/dtheta rel %.2e, dL/dy0 "
-                "rel %.2e; forward %ld steps, backward NFE %ld\n", what,
-                adjoints.type[k]->info.name, eth, ey,
-                ra.fwd.steps_accepted, nfe);
-        ck_assert_msg(eth < 1e-5 && ey < 1e-5, "%s %s: %.3g %.3g", what,
-                      adjoints.type[k]->info.name, eth, ey);
+        fprintf(stderr, "%s %-14s %-8s vs discrete: dL/dtheta rel %.2e, "
+                "dL/dy0 rel %.2e; forward %ld steps, backward NFE %ld\n",
+                what, adjoints.type[k]->info.name, q ? "seminorm" : "", eth,
+                ey, ra.fwd.steps_accepted, nfe);
+        ck_assert_msg(eth < 1e-5 && ey < 1e-5, "%s %s %s: %.3g %.3g", what,
+                      adjoints.type[k]->info.name, norms[q], eth, ey);
         ck_assert_int_gt(nfe, 0);
         run_free(&rd);
         run_free(&ra);
@@ -649,11 +665,12 @@ END_TEST
 /* ------------------------------------------------------------------ */
 /* Continuous adjoints: seminorm, observation times                    */
 
-/* norm = seminorm: the same gradient within tolerance. The backward NFE
- * of both norms are printed: with an RMS norm over all 2n + P values the
- * P parameter-adjoint entries, whose errors are small, dilute the full
- * norm, so the seminorm over [y, a] is not always the cheaper one (see
- * the report of this suite). */
+/* norm = seminorm: the same gradient within tolerance, and on the spiral
+ * MLP (P = 252) at most the backward NFE of the full norm. Both norms are
+ * maxima of per-part RMS norms, so the seminorm's is never larger than
+ * the full one's at the same state; with a single RMS over all values
+ * the many small parameter-adjoint entries diluted the full norm and the
+ * seminorm cost more. The NFE of both are printed for the record. */
 START_TEST(test_seminorm)
 {
     const char *names[2] = {"backsolve", "interpolating"};
@@ -692,6 +709,10 @@ START_TEST(test_seminorm)
                         nsemi, eg, ey);
                 ck_assert_msg(eg < 1e3 * tols[it] && ey < 1e3 * tols[it],
                               "%s %s: %.3g %.3g", names[k], what[q], eg, ey);
+                if (q == 0)
+                    ck_assert_msg(nsemi <= nfull, "%s %s tol %g: seminorm "
+                                  "NFE %ld > full %ld", names[k], what[q],
+                                  tols[it], nsemi, nfull);
                 run_free(&rf);
                 run_free(&rs);
                 free(gf);
