@@ -21,10 +21,14 @@ const char cli_train_help[] =
     "training settings [train] (the contract is in nde/train.h).\n"
     "[problem] is not used by training; `nde predict` uses it when asked.\n"
     "\n"
-    "[data]  source = spiral | field | csv. spiral, field: npoints, t1,\n"
-    "        batch_time, noise (field also y0, true_params); csv: path,\n"
+    "[data]  source = spiral | field | csv | idx. spiral, field: npoints,\n"
+    "        t1, batch_time, noise (field also y0, true_params); csv: path,\n"
     "        test_fraction (a batch is batch_size whole series, each from\n"
-    "        its first observation, times shifted to start at 0).\n"
+    "        its first observation, times shifted to start at 0); idx:\n"
+    "        images, labels, test_images, test_labels, limit, test_limit\n"
+    "        (classification: linear encoder -> the ODE on [0, 1] -> linear\n"
+    "        decoder -> softmax; the ODE state dim, i.e. the field's dim,\n"
+    "        is the encoder's width).\n"
     "[train] iterations, batch_size, lr, lr_decay, seed, eval_every,\n"
     "        checkpoint, checkpoint_every, metrics, beta1, beta2, eps,\n"
     "        weight_decay, clip (see `nde plugins` for the solver and\n"
@@ -33,7 +37,9 @@ const char cli_train_help[] =
     "Every iteration appends one JSON object to the metrics file (iteration,\n"
     "loss, grad_norm, nfe_forward, nfe_backward, steps_accepted,\n"
     "steps_rejected, time_s); every eval_every iterations and at the end one\n"
-    "more with test_loss, predict_nfe and predict_time_s. The checkpoint is\n"
+    "more with test_loss (classification also test_accuracy), predict_nfe\n"
+    "and predict_time_s, also printed on stderr unless --quiet. The\n"
+    "checkpoint is\n"
     "written (atomically) every checkpoint_every iterations and at the end;\n"
     "a failed iteration (solver failure, non-finite loss) stops the run with\n"
     "the iteration in the message and leaves the last good checkpoint.\n"
@@ -63,7 +69,9 @@ const char cli_predict_help[] =
     "(e.g. -s problem.y0=1,0 -s problem.nsave=101), on the [problem]\n"
     "section: t0, t1, y0 (one or more rows), saveat or nsave. Writes the\n"
     "prediction as CSV (as `nde solve`) and prints the NFE, the wall time\n"
-    "and, for the held-out set, the test loss on stderr.\n"
+    "and, for the held-out set, the test loss on stderr. A classification\n"
+    "checkpoint (source = idx) writes `index,label,predicted,p0..pC-1` for\n"
+    "the test set and prints the accuracy too.\n"
     "\n"
     "Options:\n"
     "  -s, --set SECTION.KEY=VALUE  override a value of the stored config\n"
@@ -245,6 +253,10 @@ static void metrics_eval(FILE *fp, long iteration, const nde_eval_result *e)
 {
     fprintf(fp, "{\"iteration\": %ld, \"test_loss\": ", iteration);
     cli_json_double(fp, e->test_loss);
+    if (!isnan(e->test_accuracy)) {
+        fputs(", \"test_accuracy\": ", fp);
+        cli_json_double(fp, e->test_accuracy);
+    }
     fprintf(fp, ", \"predict_nfe\": %ld, \"predict_time_s\": ", e->nfe);
     cli_json_double(fp, e->time_s);
     fputs("}\n", fp);
@@ -273,6 +285,10 @@ static int write_summary(const char *path, const summary *s)
     cli_json_double(o.fp, s->final_loss);
     fputs(", \"test_loss\": ", o.fp);
     cli_json_double(o.fp, s->eval.test_loss);
+    if (!isnan(s->eval.test_accuracy)) {
+        fputs(", \"test_accuracy\": ", o.fp);
+        cli_json_double(o.fp, s->eval.test_accuracy);
+    }
     fprintf(o.fp, ", \"predict_nfe\": %ld, \"predict_time_s\": ",
             s->eval.nfe);
     cli_json_double(o.fp, s->eval.time_s);
@@ -283,7 +299,6 @@ static int write_summary(const char *path, const summary *s)
 
 static void print_params(const nde_trainer *tr)
 {
-    const nde_field *f = nde_trainer_field(tr);
     const double *theta = nde_trainer_params(tr);
     size_t i, P = nde_trainer_nparams(tr);
     char name[128];
@@ -291,10 +306,20 @@ static void print_params(const nde_trainer *tr)
     if (P > 16)
         return;
     for (i = 0; i < P; i++) {
-        nde_field_param_name(f, i, name, sizeof name);
+        nde_trainer_param_name(tr, i, name, sizeof name);
         printf("%s = %.10g\n", name, theta[i]);
     }
     fflush(stdout);
+}
+
+/* One line per evaluation (after the progress line, if any). */
+static void eval_line(int progress, long iteration, const nde_eval_result *e)
+{
+    fprintf(stderr, "%siteration %ld: test_loss %.6g", progress ? "\r" : "",
+            iteration, e->test_loss);
+    if (!isnan(e->test_accuracy))
+        fprintf(stderr, ", test_accuracy %.4f", e->test_accuracy);
+    fprintf(stderr, ", prediction %ld nfe in %.3f s\n", e->nfe, e->time_s);
 }
 
 int cli_train(int argc, char **argv)
@@ -314,6 +339,7 @@ int cli_train(int argc, char **argv)
         return CLI_EXIT_OK;
     memset(&sum, 0, sizeof sum);
     sum.eval.test_loss = NAN;
+    sum.eval.test_accuracy = NAN;
     sum.eval.time_s = NAN;
     sum.final_loss = NAN;
     if ((code = parse_args("train", argc, argv, "resume quiet summary", &a)))
@@ -353,6 +379,8 @@ int cli_train(int argc, char **argv)
             last_eval = m.iteration;
             if (metrics)
                 metrics_eval(metrics, m.iteration, &sum.eval);
+            if (!a.quiet)
+                eval_line(progress, m.iteration, &sum.eval);
         }
         if (progress)
             fprintf(stderr, "\r%ld/%ld  loss %.4g  test %.4g  nfe %ld+%ld   ",
@@ -394,9 +422,12 @@ int cli_train(int argc, char **argv)
     } else if (code == CLI_EXIT_OK) {
         fprintf(stderr,
                 "nde: %ld iterations in %.3f s (nfe %ld forward, %ld "
-                "backward); test_loss %.6g, prediction %ld nfe in %.3f ms\n",
-                sum.iterations, sum.tot->time_s, sum.tot->nfe_forward,
-                sum.tot->nfe_backward, sum.eval.test_loss, sum.eval.nfe,
+                "backward); test_loss %.6g, ", sum.iterations,
+                sum.tot->time_s, sum.tot->nfe_forward, sum.tot->nfe_backward,
+                sum.eval.test_loss);
+        if (!isnan(sum.eval.test_accuracy))
+            fprintf(stderr, "test_accuracy %.4f, ", sum.eval.test_accuracy);
+        fprintf(stderr, "prediction %ld nfe in %.3f ms\n", sum.eval.nfe,
                 1e3 * sum.eval.time_s);
         print_params(tr);
     }
@@ -443,17 +474,49 @@ static int problem_rows(nde_config *cfg, size_t *rows, nde_ctx *ctx)
     return NDE_OK;
 }
 
+/* Classification: `index,label,predicted,p0..pC-1` per test example. */
+static int write_classes_csv(const char *path, const nde_trainer *tr)
+{
+    const size_t N = nde_trainer_ntest(tr);
+    const int *label;
+    const double *prob;
+    const size_t C = nde_trainer_test_classes(tr, &label, &prob);
+    cli_outfile o;
+    size_t i, c, best;
+
+    if (cli_outfile_open(&o, path) != 0)
+        return -1;
+    fputs("index,label,predicted", o.fp);
+    for (c = 0; c < C; c++)
+        fprintf(o.fp, ",p%zu", c);
+    fputc('\n', o.fp);
+    for (i = 0; i < N; i++) {
+        const double *p = prob + i * C;
+        for (best = 0, c = 1; c < C; c++)
+            if (p[c] > p[best])
+                best = c;
+        fprintf(o.fp, "%zu,%d,%zu", i, label[i], best);
+        for (c = 0; c < C; c++)
+            fprintf(o.fp, ",%.9g", p[c]);
+        fputc('\n', o.fp);
+    }
+    return cli_outfile_commit(&o);
+}
+
 /* The held-out prediction: `t,<states>` for one series, with a leading
- * `series` column (the series ids) for several. */
+ * `series` column (the series ids) for several; classes for source = idx. */
 static int write_heldout_csv(const char *path, const nde_trainer *tr)
 {
     const nde_field *f = nde_trainer_field(tr);
     const size_t ns = nde_trainer_ntest(tr);
     const double *t, *pred;
+    const int *label;
     const char *id;
     cli_outfile o;
     size_t i, k, j, n;
 
+    if (nde_trainer_test_classes(tr, &label, &pred) > 0)
+        return write_classes_csv(path, tr);
     if (ns == 1) {
         n = nde_trainer_test_series(tr, 0, &id, &t, &pred);
         return cli_write_solution_csv(path, f, t, n, 1, pred);
@@ -499,6 +562,7 @@ int cli_predict(int argc, char **argv)
     memset(&prob, 0, sizeof prob);
     memset(&sum, 0, sizeof sum);
     sum.eval.test_loss = NAN;
+    sum.eval.test_accuracy = NAN;
     sum.eval.time_s = NAN;
     sum.final_loss = NAN;
     if ((code = parse_args("predict", argc, argv, "output summary", &a)))
@@ -558,6 +622,8 @@ int cli_predict(int argc, char **argv)
                 1e3 * sum.eval.time_s);
         if (!use_problem)
             fprintf(stderr, "; test_loss %.6g", sum.eval.test_loss);
+        if (!use_problem && !isnan(sum.eval.test_accuracy))
+            fprintf(stderr, "; test_accuracy %.4f", sum.eval.test_accuracy);
         fputc('\n', stderr);
         if (use_problem)
             code = cli_write_solution_csv(a.output, nde_trainer_field(tr),
@@ -693,8 +759,7 @@ int cli_gradcheck(int argc, char **argv)
         printf("%-12s %-16s %-24s %s\n", "parameter", name, "discrete",
                "finite difference");
         for (i = 0; i < K; i++) {
-            nde_field_param_name(nde_trainer_field(tr), idx[i], pname,
-                                 sizeof pname);
+            nde_trainer_param_name(tr, idx[i], pname, sizeof pname);
             printf("%-12s %-16.9g %-24.9g %.9g\n", pname, g_adj[idx[i]],
                    g_disc[idx[i]], g_fd[idx[i]]);
         }

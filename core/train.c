@@ -1,8 +1,11 @@
 /*
- * The trainer: data task, mean-squared-error loss with its cotangents,
- * one batched forward solve and one adjoint pass per iteration, Adam.
+ * The trainer: data task, mean-squared-error loss (time series) or
+ * encoder -> ODE -> decoder -> softmax cross-entropy (classification) with
+ * its cotangents, one batched forward solve and one adjoint pass per
+ * iteration, Adam.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -42,7 +45,7 @@ const nde_key nde_train_keys[] = {
 
 const nde_key nde_data_keys[] = {
     {"source", NDE_KEY_WORD, NULL,
-     "where the data come from: spiral | field | csv"},
+     "where the data come from: spiral | field | csv | idx"},
     {"npoints", NDE_KEY_INT, "1000", "observation times on [0, t1]"},
     {"t1", NDE_KEY_DOUBLE, "25", "end of the observed interval"},
     {"batch_time", NDE_KEY_INT, "10",
@@ -58,6 +61,23 @@ const nde_key nde_data_keys[] = {
      "relative to the config's directory)"},
     {"test_fraction", NDE_KEY_DOUBLE, "0.2",
      "source = csv: fraction of the series held out for testing"},
+    {"images", NDE_KEY_TEXT,
+     "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz",
+     "source = idx: training images (IDX, gzip or not; relative to the "
+     "config's directory)"},
+    {"labels", NDE_KEY_TEXT,
+     "/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz",
+     "source = idx: training labels"},
+    {"test_images", NDE_KEY_TEXT,
+     "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz",
+     "source = idx: test images"},
+    {"test_labels", NDE_KEY_TEXT,
+     "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz",
+     "source = idx: test labels"},
+    {"limit", NDE_KEY_INT, "0",
+     "source = idx: training examples read (the first ones; 0 = all)"},
+    {"test_limit", NDE_KEY_INT, "0",
+     "source = idx: test examples read (the first ones; 0 = all)"},
     {NULL, 0, NULL, NULL}};
 
 /* The spiral's true field y' = (y^3) A, A = [[-0.1, 2], [-2, -0.1]]
@@ -458,6 +478,74 @@ static int make_csv(nde_trainer *tr, nde_section *dsec)
     return NDE_OK;
 }
 
+/* One pair of IDX files; a file that cannot be read is a bad [data]
+ * entry (NDE_ECONFIG, the reader's message naming the file). */
+static int read_idx_pair(nde_trainer *tr, nde_section *dsec,
+                         const char *ikey, const char *lkey,
+                         const char *limkey, nde_dataset **out)
+{
+    const char *ipath, *lpath;
+    char *ifull = NULL, *lfull = NULL;
+    long limit;
+    int rc;
+
+    if ((rc = nde_get_string(dsec, ikey, &ipath, tr->ctx)) ||
+        (rc = nde_get_string(dsec, lkey, &lpath, tr->ctx)) ||
+        (rc = get_long_min(dsec, limkey, 0, &limit, tr->ctx)))
+        return rc;
+    if (!(ifull = config_relative(dsec, ikey, ipath)) ||
+        !(lfull = config_relative(dsec, lkey, lpath)))
+        rc = nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    else
+        rc = nde_data_read_idx(ifull, lfull, (size_t)limit, out, tr->ctx);
+    free(ifull);
+    free(lfull);
+    if (rc == NDE_EIO) {
+        nde_error_prefix(tr->ctx, "[data] %s, %s", ikey, lkey);
+        rc = NDE_ECONFIG;
+    }
+    return rc;
+}
+
+/* Labelled images: the training and test sets, the epoch permutation. */
+static int make_idx(nde_trainer *tr, nde_section *dsec)
+{
+    int rc;
+
+    if ((rc = read_idx_pair(tr, dsec, "images", "labels", "limit",
+                            &tr->idx_train)) ||
+        (rc = read_idx_pair(tr, dsec, "test_images", "test_labels",
+                            "test_limit", &tr->idx_test)))
+        return rc;
+    if (tr->idx_test->nfeatures != tr->idx_train->nfeatures)
+        return nde_section_error(dsec, "test_images", tr->ctx,
+                                 "%zu features per test image, %zu per "
+                                 "training image", tr->idx_test->nfeatures,
+                                 tr->idx_train->nfeatures);
+    if (tr->idx_train->nexamples == 0 || tr->idx_test->nexamples == 0)
+        return nde_section_error(dsec, "images", tr->ctx,
+                                 "no examples to train or test on");
+    tr->classify = 1;
+    tr->F = tr->idx_train->nfeatures;
+    tr->C = tr->idx_train->nclasses > tr->idx_test->nclasses
+                ? tr->idx_train->nclasses
+                : tr->idx_test->nclasses;
+    if (tr->C < 2)
+        return nde_section_error(dsec, "labels", tr->ctx,
+                                 "a single class: nothing to classify");
+    tr->Tcap = tr->T = 1;
+    tr->ntest = tr->idx_test->nexamples;
+    tr->perm_epoch = -1;
+    if (!(tr->perm = malloc(tr->idx_train->nexamples * sizeof *tr->perm)) ||
+        !(tr->perm_rng = gsl_rng_alloc(gsl_rng_mt19937)) ||
+        !(tr->xb = malloc(tr->B * tr->F * sizeof *tr->xb)) ||
+        !(tr->prob = malloc(tr->B * tr->C * sizeof *tr->prob)) ||
+        !(tr->yb = malloc(tr->B * sizeof *tr->yb)) ||
+        !(tr->test_prob = malloc(tr->ntest * tr->C * sizeof *tr->test_prob)))
+        return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    return NDE_OK;
+}
+
 static int make_data(nde_trainer *tr, nde_section *dsec)
 {
     const nde_key *const tables[] = {nde_data_keys, NULL};
@@ -469,14 +557,39 @@ static int make_data(nde_trainer *tr, nde_section *dsec)
         return rc;
     if (strcmp(source, "csv") == 0)
         return make_csv(tr, dsec);
+    if (strcmp(source, "idx") == 0)
+        return make_idx(tr, dsec);
     if (strcmp(source, "spiral") != 0 && strcmp(source, "field") != 0)
         return nde_section_error(dsec, "source", tr->ctx,
                                  "unknown source '%s' (known: spiral, "
-                                 "field, csv)", source);
+                                 "field, csv, idx)", source);
     return make_generated(tr, dsec, source);
 }
 
 /* ---- composition --------------------------------------------------------- */
+
+/* Glorot-uniform weights (Glorot & Bengio 2010, eq. 16) of the encoder and
+ * decoder, biases 0. */
+static int init_classifier(nde_trainer *tr)
+{
+    const size_t D = tr->dim, F = tr->F, C = tr->C;
+    double *we = tr->theta + tr->Pf, *wd = we + D * F + D, a;
+    gsl_rng *r;
+    size_t i;
+
+    if (!(r = gsl_rng_alloc(gsl_rng_mt19937)))
+        return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    gsl_rng_set(r, nde_seed_derive(nde_seed_derive(tr->set.seed,
+                                                   NDE_STREAM_INIT), 1));
+    a = sqrt(6.0 / (double)(F + D));
+    for (i = 0; i < D * F; i++)
+        we[i] = a * (2.0 * gsl_rng_uniform(r) - 1.0);
+    a = sqrt(6.0 / (double)(D + C));
+    for (i = 0; i < C * D; i++)
+        wd[i] = a * (2.0 * gsl_rng_uniform(r) - 1.0);
+    gsl_rng_free(r);
+    return NDE_OK;
+}
 
 int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
                        nde_trainer **out)
@@ -515,6 +628,9 @@ int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
     }
     if ((rc = make_data(tr, dsec)) != NDE_OK)
         goto fail;
+    tr->Pf = P;
+    if (tr->classify)
+        P = tr->P = P + tr->dim * tr->F + tr->dim + tr->C * tr->dim + tr->C;
     nb = tr->Tcap * tr->B * tr->dim;
     tr->theta = calloc(P + 1, sizeof *tr->theta);
     tr->grad = calloc(P + 1, sizeof *tr->grad);
@@ -539,7 +655,8 @@ int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
     if ((rc = nde_field_init_params(tr->field, tr->theta,
                                     nde_seed_derive(tr->set.seed,
                                                     NDE_STREAM_INIT))) !=
-        NDE_OK)
+            NDE_OK ||
+        (tr->classify && (rc = init_classifier(tr)) != NDE_OK))
         goto fail;
     *out = tr;
     return NDE_OK;
@@ -568,6 +685,15 @@ void nde_trainer_destroy(nde_trainer *tr)
     free(tr->choices);
     nde_dataset_destroy(tr->ds_train);
     nde_dataset_destroy(tr->ds_test);
+    nde_dataset_destroy(tr->idx_train);
+    nde_dataset_destroy(tr->idx_test);
+    free(tr->perm);
+    if (tr->perm_rng)
+        gsl_rng_free(tr->perm_rng);
+    free(tr->xb);
+    free(tr->prob);
+    free(tr->yb);
+    free(tr->test_prob);
     free(tr->test_id);
     free(tr->test_n);
     free(tr->test_t);
@@ -680,9 +806,37 @@ static void sample_series(nde_trainer *tr)
     }
 }
 
+/* Examples iter * B ... iter * B + B - 1 of the stream made of one random
+ * permutation of the training set per epoch: it depends on the iteration
+ * alone, so a resumed run draws the same batches. */
+static void sample_examples(nde_trainer *tr)
+{
+    const nde_dataset *d = tr->idx_train;
+    const size_t N = d->nexamples, B = tr->B, F = tr->F;
+    const uint64_t base = nde_seed_derive(tr->set.seed, NDE_STREAM_BATCHES);
+    size_t b, j;
+
+    for (b = 0; b < B; b++) {
+        const uint64_t k = (uint64_t)tr->iter * B + b;
+        const long epoch = (long)(k / N);
+        if (epoch != tr->perm_epoch) {
+            for (j = 0; j < N; j++)
+                tr->perm[j] = j;
+            gsl_rng_set(tr->perm_rng, nde_seed_derive(base, (uint64_t)epoch));
+            gsl_ran_shuffle(tr->perm_rng, tr->perm, N, sizeof *tr->perm);
+            tr->perm_epoch = epoch;
+        }
+        j = tr->perm[k % N];
+        memcpy(tr->xb + b * F, d->x + j * F, F * sizeof *tr->xb);
+        tr->yb[b] = d->label[j];
+    }
+}
+
 static void sample_batch(nde_trainer *tr)
 {
-    if (tr->ds_train)
+    if (tr->classify)
+        sample_examples(tr);
+    else if (tr->ds_train)
         sample_series(tr);
     else
         sample_windows(tr);
@@ -723,6 +877,192 @@ static double mse_cotangents(nde_trainer *tr, size_t *nct)
     return sum / (double)count;
 }
 
+/* ---- classification: encoder -> ODE on [0, 1] -> decoder -> softmax ---- */
+
+static const double t_end = 1.0;
+
+/* y0 = x W^T + b for n rows. */
+static void encode(const nde_trainer *tr, const double *theta,
+                   const double *x, size_t n, double *y0)
+{
+    const size_t D = tr->dim, F = tr->F;
+    const double *W = theta + tr->Pf, *bias = W + D * F;
+    size_t b, d, f;
+
+    for (b = 0; b < n; b++)
+        for (d = 0; d < D; d++) {
+            const double *w = W + d * F, *xr = x + b * F;
+            double s = bias[d];
+            for (f = 0; f < F; f++)
+                s += w[f] * xr[f];
+            y0[b * D + d] = s;
+        }
+}
+
+/* Logits y W^T + b of n rows into p, the cross-entropy summed over the
+ * rows (log-sum-exp shifted by the row's largest logit), p overwritten by
+ * the softmax probabilities. */
+static double decode_xent(const nde_trainer *tr, const double *theta,
+                          const double *y, const int *label, size_t n,
+                          double *p)
+{
+    const size_t D = tr->dim, C = tr->C;
+    const double *W = theta + tr->Pf + D * tr->F + D, *bias = W + C * D;
+    double sum = 0.0;
+    size_t b, c, d;
+
+    for (b = 0; b < n; b++) {
+        double *row = p + b * C, mx = -HUGE_VAL, z = 0.0, lse;
+        for (c = 0; c < C; c++) {
+            double s = bias[c];
+            for (d = 0; d < D; d++)
+                s += W[c * D + d] * y[b * D + d];
+            row[c] = s;
+            if (s > mx)
+                mx = s;
+        }
+        for (c = 0; c < C; c++)
+            z += exp(row[c] - mx);
+        lse = mx + log(z);
+        sum += lse - row[label[b]];
+        for (c = 0; c < C; c++)
+            row[c] = exp(row[c] - lse);
+    }
+    return sum;
+}
+
+/* Mean cross-entropy of n rows back through the decoder: dL/dlogits =
+ * (p - onehot) / n; the decoder's gradient into grad, dL/dy(1) into gy. */
+static void decoder_vjp(const nde_trainer *tr, const double *theta,
+                        const double *y, const int *label, size_t n,
+                        const double *p, double *grad, double *gy)
+{
+    const size_t D = tr->dim, C = tr->C, off = tr->Pf + D * tr->F + D;
+    const double *W = theta + off;
+    double *gW = grad + off, *gb = gW + C * D;
+    size_t b, c, d;
+
+    memset(gW, 0, (C * D + C) * sizeof *gW);
+    for (b = 0; b < n; b++) {
+        double *gyr = gy + b * D;
+        memset(gyr, 0, D * sizeof *gyr);
+        for (c = 0; c < C; c++) {
+            const double g =
+                (p[b * C + c] - (label[b] == (int)c ? 1.0 : 0.0)) / (double)n;
+            gb[c] += g;
+            for (d = 0; d < D; d++) {
+                gW[c * D + d] += g * y[b * D + d];
+                gyr[d] += g * W[c * D + d];
+            }
+        }
+    }
+}
+
+/* The encoder's gradient from dL/dy0 (ybar0, n rows). */
+static void encoder_vjp(const nde_trainer *tr, const double *x,
+                        const double *ybar0, size_t n, double *grad)
+{
+    const size_t D = tr->dim, F = tr->F;
+    double *gW = grad + tr->Pf, *gb = gW + D * F;
+    size_t b, d, f;
+
+    memset(gW, 0, (D * F + D) * sizeof *gW);
+    for (b = 0; b < n; b++)
+        for (d = 0; d < D; d++) {
+            const double g = ybar0[b * D + d];
+            const double *xr = x + b * F;
+            double *w = gW + d * F;
+            gb[d] += g;
+            for (f = 0; f < F; f++)
+                w[f] += g * xr[f];
+        }
+}
+
+static int classify_loss_grad(nde_trainer *tr, nde_adjoint *a,
+                              nde_trajectory *traj, const double *theta,
+                              double *loss, double *grad, nde_stats *st)
+{
+    const size_t B = tr->B;
+    nde_solve_opts o = tr->opts;
+    int rc;
+
+    o.record = grad ? traj : NULL;
+    memset(st, 0, sizeof *st);
+    if ((rc = nde_solver_set_batch(tr->solver, B)) != NDE_OK)
+        return rc;
+    encode(tr, theta, tr->xb, B, tr->y0b);
+    rc = nde_solve(tr->solver, &o, theta, 0.0, tr->y0b, t_end, 1, &t_end,
+                   tr->ysave, st);
+    st->status = rc;
+    if (rc != NDE_OK) {
+        nde_error_prefix(tr->ctx, "forward solve");
+        return rc;
+    }
+    *loss = decode_xent(tr, theta, tr->ysave, tr->yb, B, tr->prob) /
+            (double)B;
+    if (!isfinite(*loss))
+        return nde_error(tr->ctx, NDE_ENONFINITE,
+                         "the loss is not finite (%g)", *loss);
+    if (!grad)
+        return NDE_OK;
+    decoder_vjp(tr, theta, tr->ysave, tr->yb, B, tr->prob, grad, tr->gbuf);
+    tr->ct[0].t = t_end;
+    tr->ct[0].g = tr->gbuf;
+    st->nfe_backward = 0;
+    rc = nde_adjoint_gradient(a, &o, traj, theta, tr->ct, 1, tr->ybar0, grad,
+                              st);
+    st->status = rc;
+    if (rc != NDE_OK) {
+        nde_error_prefix(tr->ctx, "gradient (adjoint '%s')",
+                         a->type->info.name);
+        return rc;
+    }
+    encoder_vjp(tr, tr->xb, tr->ybar0, B, grad);
+    return NDE_OK;
+}
+
+/* The test set in chunks of batch_size rows. */
+static int classify_evaluate(nde_trainer *tr, nde_eval_result *r)
+{
+    const nde_dataset *d = tr->idx_test;
+    const size_t N = d->nexamples, B = tr->B, C = tr->C;
+    nde_solve_opts o = tr->opts;
+    double start = now_s(), sum = 0.0;
+    size_t i, n, c, correct = 0;
+    nde_stats st;
+    int rc = NDE_OK;
+
+    o.record = NULL;
+    for (i = 0; i < N && rc == NDE_OK; i += n) {
+        n = N - i < B ? N - i : B;
+        encode(tr, tr->theta, d->x + i * tr->F, n, tr->y0b);
+        if ((rc = nde_solver_set_batch(tr->solver, n)) != NDE_OK)
+            break;
+        rc = nde_solve(tr->solver, &o, tr->theta, 0.0, tr->y0b, t_end, 1,
+                       &t_end, tr->ysave, &st);
+        r->nfe += st.nfe;
+        if (rc == NDE_OK)
+            sum += decode_xent(tr, tr->theta, tr->ysave, d->label + i, n,
+                               tr->test_prob + i * C);
+    }
+    r->time_s = now_s() - start;
+    if (rc != NDE_OK) {
+        nde_error_prefix(tr->ctx, "evaluation after iteration %ld", tr->iter);
+        return rc;
+    }
+    for (i = 0; i < N; i++) {
+        const double *p = tr->test_prob + i * C;
+        size_t best = 0;
+        for (c = 1; c < C; c++)
+            if (p[c] > p[best])
+                best = c;
+        correct += (int)best == d->label[i];
+    }
+    r->test_loss = sum / (double)N;
+    r->test_accuracy = (double)correct / (double)N;
+    return NDE_OK;
+}
+
 static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
                      const double *theta, double *loss, double *grad,
                      nde_stats *st)
@@ -730,6 +1070,9 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
     nde_solve_opts o = tr->opts;
     size_t nct = 0;
     int rc;
+
+    if (tr->classify)
+        return classify_loss_grad(tr, a, traj, theta, loss, grad, st);
 
     o.record = grad ? traj : NULL;
     memset(st, 0, sizeof *st);
@@ -861,6 +1204,9 @@ int nde_trainer_evaluate(nde_trainer *tr, nde_eval_result *r)
 
     memset(r, 0, sizeof *r);
     r->test_loss = NAN;
+    r->test_accuracy = NAN;
+    if (tr->classify)
+        return classify_evaluate(tr, r);
     start = now_s();
     for (i = 0; i < tr->ntest && rc == NDE_OK; i++) {
         const size_t n = tr->test_n[i];
@@ -903,6 +1249,11 @@ size_t nde_trainer_test_series(const nde_trainer *tr, size_t i,
                                const char **id, const double **t,
                                const double **pred)
 {
+    if (tr->classify) {
+        *id = NULL;
+        *t = *pred = NULL;
+        return 0;
+    }
     *id = tr->test_id[i];
     *t = tr->test_t[i];
     *pred = tr->test_pred[i];
@@ -935,4 +1286,37 @@ int nde_trainer_loss_grad(nde_trainer *tr, nde_adjoint *a,
         traj = tr->alt_traj;
     }
     return loss_grad(tr, a ? a : tr->adj, traj, theta, loss, grad, st);
+}
+
+size_t nde_trainer_test_classes(const nde_trainer *tr, const int **label,
+                                const double **prob)
+{
+    if (!tr->classify) {
+        *label = NULL;
+        *prob = NULL;
+        return 0;
+    }
+    *label = tr->idx_test->label;
+    *prob = tr->test_prob;
+    return tr->C;
+}
+
+void nde_trainer_param_name(const nde_trainer *tr, size_t i, char *buf,
+                            size_t size)
+{
+    const size_t D = tr->dim, F = tr->F, C = tr->C;
+
+    if (i < tr->Pf) {
+        nde_field_param_name(tr->field, i, buf, size);
+        return;
+    }
+    i -= tr->Pf;
+    if (i < D * F)
+        snprintf(buf, size, "enc.W[%zu,%zu]", i / F, i % F);
+    else if ((i -= D * F) < D)
+        snprintf(buf, size, "enc.b[%zu]", i);
+    else if ((i -= D) < C * D)
+        snprintf(buf, size, "dec.W[%zu,%zu]", i / D, i % D);
+    else
+        snprintf(buf, size, "dec.b[%zu]", i - C * D);
 }

@@ -48,6 +48,19 @@ struct nde_trainer {
     double *pred_buf;
     size_t test_nmax;
 
+    /* classification (source = idx): theta = [field (Pf) | encoder W
+     * (D x F), b (D) | decoder W (C x D), b (C)] */
+    int classify;
+    size_t F, C, Pf;
+    nde_dataset *idx_train, *idx_test;
+    size_t *perm;              /* this epoch's order of the examples     */
+    long perm_epoch;           /* the epoch perm is for (-1: none)       */
+    gsl_rng *perm_rng;
+    double *xb;                /* B x F                                   */
+    double *prob;              /* B x C: logits, then probabilities       */
+    int *yb;                   /* B labels                                */
+    double *test_prob;         /* ntest x C                               */
+
     /* the current mini-batch (B rows); k-major as nde_solve saves */
     size_t B, T, Tcap;         /* rows, save times, their capacity        */
     double *tsave;             /* T save times                            */

@@ -39,6 +39,28 @@
  * contributing only at its own times (NaN cells skipped). The test loss
  * is the MSE over the observed values of every test series (the training
  * series when test_fraction = 0), each predicted from its first point.
+ *
+ * [data] source = idx: image classification from MNIST-format IDX files
+ * (nde_data_read_idx): `images`, `labels` (training) and `test_images`,
+ * `test_labels` (defaults: Debian's dataset-fashion-mnist files), `limit`
+ * and `test_limit` examples read (0 = all). The model: a linear encoder
+ * (F features -> D), the neural ODE block on t in [0, 1] (the configured
+ * field, solver and adjoint; only y(1) is used), a linear decoder
+ * (D -> C classes) and a softmax. D is the field's dim (for mlp: the first
+ * and last entry of [field] layers); C is 1 + the largest label of either
+ * set. Loss: softmax cross-entropy (log-sum-exp), the mean over the batch.
+ * theta (nde_trainer_params) is [field's nparams | encoder W (D x F, row
+ * d = the weights into state d) | encoder b (D) | decoder W (C x D) |
+ * decoder b (C)]; the encoder and decoder weights are Glorot-uniform
+ * (limit sqrt(6 / (fan_in + fan_out))), biases 0, drawn from a gsl
+ * mt19937 seeded with nde_seed_derive(nde_seed_derive(seed,
+ * NDE_STREAM_INIT), 1). Mini-batches: the training examples are visited
+ * in a new random order each epoch (the permutation of epoch e is drawn
+ * from nde_seed_derive(nde_seed_derive(seed, NDE_STREAM_BATCHES), e)),
+ * batch_size consecutive examples of that stream per iteration (a batch
+ * may straddle two epochs). The test set is predicted in chunks of
+ * batch_size rows: test_loss is the mean cross-entropy, test_accuracy the
+ * fraction of examples whose largest probability is their label.
  */
 #ifndef NDE_TRAIN_H
 #define NDE_TRAIN_H
@@ -92,6 +114,7 @@ typedef struct nde_train_step {
 /* Evaluation on the held-out set. */
 typedef struct nde_eval_result {
     double test_loss;
+    double test_accuracy;   /* classification; NAN for time series       */
     long nfe;               /* prediction field evaluations               */
     double time_s;          /* prediction wall time                       */
 } nde_eval_result;
@@ -142,6 +165,17 @@ size_t nde_trainer_ntest(const nde_trainer *tr);
 size_t nde_trainer_test_series(const nde_trainer *tr, size_t i,
                                const char **id, const double **t,
                                const double **pred);
+
+/* Classification (source = idx): returns the number of classes C and
+ * points *label at the ntest test labels and *prob at the last
+ * evaluation's class probabilities (ntest x C); 0 for time series. */
+size_t nde_trainer_test_classes(const nde_trainer *tr, const int **label,
+                                const double **prob);
+
+/* The name of parameter i of theta: the field's (nde_field_param_name)
+ * or, for classification, enc.W[d,f], enc.b[d], dec.W[c,d], dec.b[c]. */
+void nde_trainer_param_name(const nde_trainer *tr, size_t i, char *buf,
+                            size_t size);
 
 /* Solve the trained model from (t0, y0 of `batch` rows) to t1, saving at
  * tsave (as nde_solve); batch may be up to the training batch or
