@@ -1,7 +1,8 @@
 /*
  * test_train.c - end-to-end tests of `nde train` / `nde predict`: loss
  * decreases for each adjoint, resume is bit-for-bit, seeds reproduce,
- * bad checkpoints and configs are refused, failures name the iteration.
+ * bad checkpoints and configs are refused, failures name the iteration;
+ * classification (source = idx) on a tiny generated IDX data set.
  *
  * NDE_EXE is the program, NDE_SOURCE_ROOT locates examples/. Runs are
  * short (tens of iterations) so the suite stays fast under sanitizers.
@@ -17,6 +18,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define MAX_ARGS 48
 
@@ -652,6 +654,278 @@ START_TEST(test_csv_bad_input)
 }
 END_TEST
 
+/* ---- classification (source = idx) -------------------------------------- */
+
+#define IMG_SIDE 4
+#define NCLASS 3
+
+/* A big-endian u32 into b. */
+static void be32(unsigned char *b, uint32_t v)
+{
+    b[0] = (unsigned char)(v >> 24);
+    b[1] = (unsigned char)(v >> 16);
+    b[2] = (unsigned char)(v >> 8);
+    b[3] = (unsigned char)v;
+}
+
+static void gz_write_file(const char *name, const unsigned char *data,
+                          size_t len)
+{
+    gzFile gz = gzopen(in_dir(name), "wb");
+    ck_assert_ptr_nonnull(gz);
+    ck_assert_int_eq(gzwrite(gz, data, (unsigned)len), (int)len);
+    ck_assert_int_eq(gzclose(gz), Z_OK);
+}
+
+/*
+ * n 4x4 images of 3 classes, gzip-compressed IDX: class c lights rows
+ * 0..c-1... no: class c has its bright band on row c (value 200-255), the
+ * other pixels dim noise (0-79); labels cycle 0, 1, 2 with a pseudorandom
+ * jitter. Linearly separable by the band's row.
+ */
+static void write_idx_set(const char *images, const char *labels, size_t n,
+                          uint32_t seed)
+{
+    const size_t F = IMG_SIDE * IMG_SIDE;
+    unsigned char *img = malloc(16 + n * F), *lab = malloc(8 + n);
+    uint32_t s = seed;
+    size_t i, k;
+
+    ck_assert_ptr_nonnull(img);
+    ck_assert_ptr_nonnull(lab);
+    be32(img, 0x00000803u);
+    be32(img + 4, (uint32_t)n);
+    be32(img + 8, IMG_SIDE);
+    be32(img + 12, IMG_SIDE);
+    be32(lab, 0x00000801u);
+    be32(lab + 4, (uint32_t)n);
+    for (i = 0; i < n; i++) {
+        int c;
+        s = s * 1664525u + 1013904223u;
+        c = (int)((s >> 16) % NCLASS);
+        lab[8 + i] = (unsigned char)c;
+        for (k = 0; k < F; k++) {
+            s = s * 1664525u + 1013904223u;
+            img[16 + i * F + k] =
+                (unsigned char)(k / IMG_SIDE == (size_t)c
+                                    ? 200 + (s >> 16) % 56
+                                    : (s >> 16) % 80);
+        }
+    }
+    gz_write_file(images, img, 16 + n * F);
+    gz_write_file(labels, lab, 8 + n);
+    free(img);
+    free(lab);
+}
+
+/* tiny.ini: 120 training and 60 test images; a 3-8-3 tanh MLP field. */
+static void write_tiny_classifier(void)
+{
+    static const char ini[] =
+        "[solver]\nplugin = tsit5\nrtol = 1e-6\natol = 1e-8\n"
+        "[field]\nplugin = mlp\nlayers = 3, 8, 3\nactivation = tanh\n"
+        "time = false\n"
+        "[adjoint]\nplugin = discrete\n"
+        "[data]\nsource = idx\nimages = tr-img.gz\nlabels = tr-lab.gz\n"
+        "test_images = te-img.gz\ntest_labels = te-lab.gz\n"
+        "[train]\niterations = 60\nbatch_size = 16\nlr = 0.03\nseed = 1\n"
+        "eval_every = 20\n";
+    write_idx_set("tr-img.gz", "tr-lab.gz", 120, 7u);
+    write_idx_set("te-img.gz", "te-lab.gz", 60, 99u);
+    write_all(in_dir("tiny.ini"), ini, sizeof ini - 1);
+}
+
+static double json_number(const char *text, const char *key)
+{
+    char pat[128];
+    const char *p;
+    double v;
+
+    snprintf(pat, sizeof pat, "\"%s\": ", key);
+    p = strstr(text, pat);
+    ck_assert_msg(p != NULL, "no %s in %s", key, text);
+    ck_assert_int_eq(sscanf(p + strlen(pat), "%lf", &v), 1);
+    return v;
+}
+
+/* Every parameter (field, encoder, decoder) by central differences. */
+START_TEST(test_classify_gradcheck)
+{
+    static const char *const adjoints[] = {"adjoint.plugin=discrete",
+                                           "adjoint.plugin=interpolating"};
+    run_result r;
+
+    write_tiny_classifier();
+    for (int i = 0; i < 2; i++) {
+        r = run("gradcheck", "tiny.ini", "-s", adjoints[i], "-s",
+                "solver.rtol=1e-10", "-s", "solver.atol=1e-10", "--nparams",
+                "1000", "--tol", "1e-6");
+        assert_code(r, 0);
+        /* 59 field + 3 x 16 + 3 encoder + 3 x 3 + 3 decoder parameters */
+        assert_contains(r.out, "122 parameters, 122 checked");
+        assert_contains(r.out, "enc.W[2,15]");
+        assert_contains(r.out, "enc.b[0]");
+        assert_contains(r.out, "dec.W[2,2]");
+        assert_contains(r.out, "dec.b[2]");
+        assert_contains(r.out, "W1[");
+        result_free(&r);
+    }
+    r = run("gradcheck", "tiny.ini", "--nparams", "1000", "--tol", "1e-14");
+    assert_code(r, 1);
+    result_free(&r);
+}
+END_TEST
+
+/* Loss falls and test accuracy rises far above chance (1/3); predict
+ * writes one row per test image and the same accuracy. */
+START_TEST(test_classify_learns)
+{
+    run_result r;
+    char *sum, *m, *csv, *last, *line;
+    double first, final, acc, acc_pred;
+    int rows = 0, correct = 0;
+
+    write_tiny_classifier();
+    r = run("train", "tiny.ini", "-s", "train.metrics=m.jsonl", "-s",
+            "train.checkpoint=c.ckpt", "--summary-json", "s.json",
+            "--quiet");
+    assert_code(r, 0);
+    result_free(&r);
+    ck_assert_ptr_nonnull(sum = read_all(in_dir("s.json"), NULL));
+    ck_assert_ptr_nonnull(m = read_all(in_dir("m.jsonl"), NULL));
+    ck_assert_int_eq(sscanf(m, "{\"iteration\": 1, \"loss\": %lf", &first), 1);
+    ck_assert_ptr_nonnull(last = strstr(m, "{\"iteration\": 60, \"loss\": "));
+    ck_assert_int_eq(sscanf(last, "{\"iteration\": 60, \"loss\": %lf", &final),
+                     1);
+    acc = json_number(sum, "test_accuracy");
+    ck_assert_msg(final < 0.5 * first, "loss %g after 60 iterations, %g first",
+                  final, first);
+    ck_assert_msg(acc > 0.9, "test_accuracy %g", acc);
+    ck_assert_double_gt(json_number(sum, "predict_nfe"), 0);
+    ck_assert_ptr_nonnull(strstr(m, "\"test_accuracy\": "));
+    free(sum);
+    free(m);
+
+    r = run("predict", "c.ckpt", "-o", "pred.csv", "--summary-json",
+            "p.json");
+    assert_code(r, 0);
+    assert_contains(r.err, "test_accuracy ");
+    result_free(&r);
+    ck_assert_ptr_nonnull(csv = read_all(in_dir("pred.csv"), NULL));
+    ck_assert_msg(strncmp(csv, "index,label,predicted,p0,p1,p2\n", 31) == 0,
+                  "header: %.40s", csv);
+    for (line = strchr(csv, '\n') + 1; *line; line = strchr(line, '\n') + 1) {
+        int idx, lab, pred;
+        double p[3];
+        ck_assert_int_eq(sscanf(line, "%d,%d,%d,%lf,%lf,%lf", &idx, &lab,
+                                &pred, &p[0], &p[1], &p[2]),
+                         6);
+        ck_assert_int_eq(idx, rows);
+        ck_assert_double_eq_tol(p[0] + p[1] + p[2], 1.0, 1e-6);
+        correct += lab == pred;
+        rows++;
+    }
+    ck_assert_int_eq(rows, 60);
+    ck_assert_ptr_nonnull(sum = read_all(in_dir("p.json"), NULL));
+    acc_pred = json_number(sum, "test_accuracy");
+    ck_assert_double_eq_tol(acc_pred, acc, 1e-12);
+    ck_assert_double_eq_tol((double)correct / rows, acc, 1e-12);
+    free(sum);
+    free(csv);
+}
+END_TEST
+
+/* 120 examples in batches of 16: the interruption at 15 falls inside an
+ * epoch, and both halves cross epoch boundaries. */
+START_TEST(test_classify_resume_bit_for_bit)
+{
+    run_result r;
+    ckpt_view x, y;
+    char *a, *b;
+
+    write_tiny_classifier();
+    r = run("train", "tiny.ini", "-s", "train.iterations=30", "-s",
+            "train.eval_every=15", "-s", "train.metrics=full.jsonl", "-s",
+            "train.checkpoint=full.ckpt", "--quiet");
+    assert_code(r, 0);
+    result_free(&r);
+    r = run("train", "tiny.ini", "-s", "train.iterations=15", "-s",
+            "train.eval_every=15", "-s", "train.metrics=part.jsonl", "-s",
+            "train.checkpoint=part.ckpt", "--quiet");
+    assert_code(r, 0);
+    result_free(&r);
+    r = run("train", "tiny.ini", "-s", "train.iterations=30", "-s",
+            "train.eval_every=15", "-s", "train.metrics=part.jsonl", "-s",
+            "train.checkpoint=part.ckpt", "--resume", "part.ckpt", "--quiet");
+    assert_code(r, 0);
+    result_free(&r);
+    x = ckpt_read("full.ckpt");
+    y = ckpt_read("part.ckpt");
+    ck_assert_int_eq(x.iteration, 30);
+    ck_assert_int_eq(y.iteration, 30);
+    ck_assert_uint_eq(x.nparams, 122);
+    ck_assert_uint_eq(x.nparams, y.nparams);
+    ck_assert_msg(memcmp(x.state, y.state, 3 * x.nparams * 8) == 0,
+                  "parameters or Adam state differ after resume");
+    a = metrics_without_times("full.jsonl");
+    b = metrics_without_times("part.jsonl");
+    ck_assert_msg(strcmp(a, b) == 0, "metrics differ after resume");
+    free(a);
+    free(b);
+    free(x.data);
+    free(y.data);
+    /* a checkpoint of another encoder width is refused */
+    r = run("train", "tiny.ini", "-s", "field.layers=4,8,4", "--resume",
+            "full.ckpt", "--quiet");
+    assert_code(r, 2);
+    assert_contains(r.err, "full.ckpt");
+    result_free(&r);
+}
+END_TEST
+
+/* Missing, malformed and truncated IDX files: exit 2 naming the file. */
+START_TEST(test_classify_bad_files)
+{
+    static const unsigned char wrong_magic[] = {0, 0, 8, 1, 0, 0, 0, 0};
+    unsigned char *whole;
+    size_t len;
+    run_result r;
+
+    write_tiny_classifier();
+    r = run("train", "tiny.ini", "-s", "data.images=missing-img.gz",
+            "--quiet");
+    assert_code(r, 2);
+    assert_contains(r.err, "missing-img.gz");
+    result_free(&r);
+    r = run("train", "tiny.ini", "-s", "data.test_labels=none.gz", "--quiet");
+    assert_code(r, 2);
+    assert_contains(r.err, "none.gz");
+    result_free(&r);
+    write_all(in_dir("magic.idx"), (const char *)wrong_magic,
+              sizeof wrong_magic);
+    r = run("train", "tiny.ini", "-s", "data.images=magic.idx", "--quiet");
+    assert_code(r, 2);
+    assert_contains(r.err, "magic.idx");
+    result_free(&r);
+    /* images cut short: uncompressed, half of the file */
+    write_idx_set("u-img.gz", "u-lab.gz", 120, 7u);
+    {
+        gzFile gz = gzopen(in_dir("u-img.gz"), "rb");
+        ck_assert_ptr_nonnull(gz);
+        ck_assert_ptr_nonnull(whole = malloc(16 + 120 * 16));
+        len = (size_t)gzread(gz, whole, 16 + 120 * 16);
+        gzclose(gz);
+        ck_assert_uint_eq(len, 16 + 120 * 16);
+        write_all(in_dir("short.idx"), (const char *)whole, len / 2);
+        free(whole);
+    }
+    r = run("train", "tiny.ini", "-s", "data.images=short.idx", "--quiet");
+    assert_code(r, 2);
+    assert_contains(r.err, "short.idx");
+    result_free(&r);
+}
+END_TEST
+
 static Suite *train_suite(void)
 {
     Suite *s = suite_create("train");
@@ -677,6 +951,10 @@ static Suite *train_suite(void)
     tcase_add_test(tc, test_solve_ignores_training_sections);
     tcase_add_test(tc, test_csv_recovers_parameters);
     tcase_add_test(tc, test_csv_bad_input);
+    tcase_add_test(tc, test_classify_gradcheck);
+    tcase_add_test(tc, test_classify_learns);
+    tcase_add_test(tc, test_classify_resume_bit_for_bit);
+    tcase_add_test(tc, test_classify_bad_files);
     suite_add_tcase(s, tc);
     return s;
 }
