@@ -38,9 +38,10 @@ const char cli_train_help[] =
     "loss, grad_norm, nfe_forward, nfe_backward, steps_accepted,\n"
     "steps_rejected, time_s); every eval_every iterations and at the end one\n"
     "more with test_loss (classification also test_accuracy), predict_nfe\n"
-    "and predict_time_s, also printed on stderr unless --quiet. The\n"
-    "checkpoint is\n"
-    "written (atomically) every checkpoint_every iterations and at the end;\n"
+    "and predict_time_s, also printed on stderr when it is a terminal\n"
+    "(with the progress line; neither with --quiet or when stderr is not a\n"
+    "terminal). The checkpoint is written (atomically) every\n"
+    "checkpoint_every iterations and at the end;\n"
     "a failed iteration (solver failure, non-finite loss) stops the run with\n"
     "the iteration in the message and leaves the last good checkpoint.\n"
     "Paths in [train] are relative to the working directory. Models with at\n"
@@ -53,7 +54,7 @@ const char cli_train_help[] =
     "                               differ only in [train] iterations,\n"
     "                               eval_every, checkpoint, checkpoint_every,\n"
     "                               metrics; metrics are appended)\n"
-    "      --quiet                  no progress line\n"
+    "      --quiet                  no progress or evaluation lines\n"
     "      --summary-json FILE      write a summary as one JSON object\n"
     "  -h, --help                   show this help\n"
     "\n"
@@ -313,10 +314,11 @@ static void print_params(const nde_trainer *tr)
 }
 
 /* One line per evaluation (after the progress line, if any). */
-static void eval_line(int progress, long iteration, const nde_eval_result *e)
+/* Over the progress line (\r), which the next iteration redraws below. */
+static void eval_line(long iteration, const nde_eval_result *e)
 {
-    fprintf(stderr, "%siteration %ld: test_loss %.6g", progress ? "\r" : "",
-            iteration, e->test_loss);
+    fprintf(stderr, "\riteration %ld: test_loss %.6g", iteration,
+            e->test_loss);
     if (!isnan(e->test_accuracy))
         fprintf(stderr, ", test_accuracy %.4f", e->test_accuracy);
     fprintf(stderr, ", prediction %ld nfe in %.3f s\n", e->nfe, e->time_s);
@@ -379,8 +381,8 @@ int cli_train(int argc, char **argv)
             last_eval = m.iteration;
             if (metrics)
                 metrics_eval(metrics, m.iteration, &sum.eval);
-            if (!a.quiet)
-                eval_line(progress, m.iteration, &sum.eval);
+            if (progress)
+                eval_line(m.iteration, &sum.eval);
         }
         if (progress)
             fprintf(stderr, "\r%ld/%ld  loss %.4g  test %.4g  nfe %ld+%ld   ",
