@@ -98,7 +98,9 @@ static long median_l(long *v, size_t n)
 /* Bytes of the record as used by its solve (not the grown capacity). */
 static size_t traj_bytes(const nde_trajectory *t)
 {
-    size_t b = t->nsteps * 2 * sizeof(double) + t->n * sizeof(double);
+    size_t b = t->n * sizeof(double);
+    if (t->t)
+        b += t->nsteps * 2 * sizeof(double);
     if (t->y)
         b += t->nstates * (t->n * sizeof(double) + sizeof(size_t));
     if (t->k)

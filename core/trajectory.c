@@ -62,8 +62,9 @@ static int traj_realloc(nde_trajectory *tr, size_t cap, size_t states_cap,
 {
     const int dense = (tr->record & NDE_NEEDS_DENSE) != 0;
 
-    if (grow((void **)&tr->t, cap, sizeof(double)) ||
-        grow((void **)&tr->h, cap, sizeof(double)) ||
+    if ((tr->record &&
+         (grow((void **)&tr->t, cap, sizeof(double)) ||
+          grow((void **)&tr->h, cap, sizeof(double)))) ||
         ((tr->record & NDE_NEEDS_ERROR_EST) &&
          grow((void **)&tr->eest, cap, sizeof(double))) ||
         ((tr->record & NDE_NEEDS_STIFFNESS) &&
@@ -119,6 +120,10 @@ int nde_trajectory_push(nde_trajectory *tr, double t, double h,
     const size_t n = tr->n, j = tr->nsteps;
     int store = 0;
 
+    if (!tr->record) { /* only the count: memory flat in the steps */
+        tr->nsteps = j + 1;
+        return NDE_OK;
+    }
     if (j == tr->cap) {
         size_t cap = tr->cap < TRAJ_MIN_CAP ? TRAJ_MIN_CAP : 2 * tr->cap;
         size_t scap = tr->states_cap;
@@ -165,7 +170,8 @@ long nde_trajectory_find(const nde_trajectory *tr, double t)
     const double dir = tr->t1 >= tr->t0 ? 1.0 : -1.0;
     size_t lo = 0, hi;
 
-    if (tr->nsteps == 0 || dir * (t - tr->t0) < 0 || dir * (t - tr->t1) > 0)
+    if (tr->nsteps == 0 || !tr->t || dir * (t - tr->t0) < 0 ||
+        dir * (t - tr->t1) > 0)
         return -1;
     if (t == tr->t1)
         return (long)tr->nsteps - 1;

@@ -1137,6 +1137,23 @@ START_TEST(test_record_contents)
         ck_assert_uint_lt(tr->nsteps, first);
         ck_assert(tr->t1 == t2);
     }
+    /* Nothing requested: the count, the ends and y_final only. */
+    {
+        nde_trajectory *t0r = nde_trajectory_create(0, 0);
+        o.record = t0r;
+        ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y0, t1, 1, &t1, yend,
+                                   &stats), NDE_OK);
+        ck_assert_uint_eq(t0r->nsteps, (size_t)stats.steps_accepted);
+        ck_assert(t0r->nsteps > 10);
+        ck_assert_ptr_null(t0r->t);
+        ck_assert_ptr_null(t0r->h);
+        ck_assert_ptr_null(t0r->y);
+        ck_assert(t0r->t1 == t1);
+        ck_assert(memcmp(t0r->y_final, yend, sizeof yend) == 0);
+        ck_assert_int_eq(nde_trajectory_find(t0r, 0.5), -1);
+        nde_trajectory_destroy(t0r);
+        o.record = tr;
+    }
     /* Dense output cannot be recorded from a solver without it. */
     {
         nde_trajectory *tk = nde_trajectory_create(NDE_NEEDS_STIFFNESS, 0);

@@ -4,8 +4,10 @@
  *
  * What is recorded is chosen by flags (the NDE_NEEDS_* declared by the
  * adjoint and regularizers of a run); the solve loop records only that.
- * Every accepted step j = 0..nsteps-1 always has its start time t[j] and
- * its size h[j] (two doubles a step). On request:
+ * With record = 0 only the step count, t0, t1 and y_final are kept (memory
+ * independent of the number of steps: what backsolve needs). Otherwise
+ * every accepted step j = 0..nsteps-1 has its start time t[j] and its size
+ * h[j] (two doubles a step), and on request:
  *   NDE_NEEDS_STEPS      y[j]: the state at the start of step j (n values)
  *   NDE_NEEDS_DENSE      k[j]: the step's stages (stages x n values), and
  *                        y[j] as with NDE_NEEDS_STEPS, so the dense output
@@ -55,7 +57,8 @@ nde_trajectory *nde_trajectory_create(unsigned record, size_t max_states);
 void nde_trajectory_destroy(nde_trajectory *tr);
 
 /* The step j whose interval [t[j], t[j] + h[j]] contains t (either
- * direction of integration); the last step for t1. -1 if outside. */
+ * direction of integration); the last step for t1. -1 if outside or when
+ * no step times were recorded (record = 0). */
 long nde_trajectory_find(const nde_trajectory *tr, double t);
 
 #ifdef __cplusplus
