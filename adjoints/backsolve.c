@@ -42,10 +42,7 @@ typedef struct backsolve_state {
     /* per gradient call */
     size_t n;
     size_t norm_blocks[3];    /* n, n, P                                 */
-    const nde_cotangent *ct;
-    size_t *ct_of_stop;
-    double *tstops;
-    size_t stops_cap;
+    nde_jumps jumps;          /* the cotangents, into a                  */
     double *z0, *z1;          /* 2 n_max + P each                        */
 } backsolve_state;
 
@@ -126,8 +123,7 @@ static void backsolve_destroy(nde_adjoint *a)
         return;
     nde_solver_destroy(d->augs);
     nde_field_destroy(d->augf);
-    free(d->ct_of_stop);
-    free(d->tstops);
+    nde_jumps_free(&d->jumps);
     free(d->z0);
     free(d->z1);
     free(d);
@@ -179,28 +175,6 @@ static int backsolve_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
     return NDE_OK;
 }
 
-static int add_jump(void *user, size_t i, double t, double *z)
-{
-    backsolve_state *d = user;
-    const double *g = d->ct[d->ct_of_stop[i]].g;
-    double *a = z + d->n;
-
-    (void)t;
-    for (size_t m = 0; m < d->n; m++)
-        a[m] += g[m];
-    return NDE_OK;
-}
-
-static int grow(void **p, size_t want, size_t size)
-{
-    void *q = realloc(*p, want * size);
-
-    if (!q)
-        return NDE_ENOMEM;
-    *p = q;
-    return NDE_OK;
-}
-
 static int backsolve_gradient(nde_adjoint *a, const nde_solve_opts *opts,
                               const nde_trajectory *fwd, const double *theta,
                               const nde_cotangent *ct, size_t nct,
@@ -210,51 +184,31 @@ static int backsolve_gradient(nde_adjoint *a, const nde_solve_opts *opts,
     backsolve_state *d = a->state;
     const nde_solver *s = a->solver;
     const size_t n = s->batch * s->field->dim, P = d->nparams;
-    const double dir = fwd->t1 >= fwd->t0 ? 1.0 : -1.0;
     nde_solve_opts bo = *opts;
     nde_stats bst;
-    size_t lo = 0, hi = nct, nstops = 0;
-    double *a1;
-    int rc = NDE_OK;
+    int rc;
 
     memset(&bst, 0, sizeof bst);
     if (fwd->n != n || !fwd->y_final)
         return nde_error(a->ctx, NDE_EINVAL,
                          "adjoint 'backsolve': the trajectory does not hold "
                          "the final state of this batch");
-    if (d->stops_cap < nct) {
-        if (grow((void **)&d->tstops, nct, sizeof(double)) ||
-            grow((void **)&d->ct_of_stop, nct, sizeof(size_t)))
-            return nde_error(a->ctx, NDE_ENOMEM, "adjoint 'backsolve': out "
-                             "of memory for %zu cotangents", nct);
-        d->stops_cap = nct;
-    }
     d->n = n;
-    d->ct = ct;
     d->augf->dim = 2 * n + P;
 
-    /* z(t1) = [y(t1), the cotangents at t1, 0]; cotangents at t0 go
-     * straight to ybar0; those in between become tstops, latest first. */
+    /* z(t1) = [y(t1), the cotangents at t1, 0]. */
     memcpy(d->z0, fwd->y_final, n * sizeof(double));
     memset(d->z0 + n, 0, (n + P) * sizeof(double));
-    a1 = d->z0 + n;
-    while (hi > 0 && dir * (ct[hi - 1].t - fwd->t1) >= 0)
-        for (size_t m = 0, k = --hi; m < n; m++)
-            a1[m] += ct[k].g[m];
-    while (lo < hi && dir * (ct[lo].t - fwd->t0) <= 0)
-        lo++;
-    for (size_t k = hi; k-- > lo;) {
-        d->tstops[nstops] = ct[k].t;
-        d->ct_of_stop[nstops++] = k;
+    if ((rc = nde_jumps_plan(&d->jumps, fwd, ct, nct, n, n, d->z0,
+                             a->ctx)) != NDE_OK) {
+        nde_error_prefix(a->ctx, "adjoint 'backsolve'");
+        return rc;
     }
 
     if (fwd->t1 != fwd->t0) {
         bo.rtol = isnan(d->rtol) ? opts->rtol : d->rtol;
         bo.atol = isnan(d->atol) ? opts->atol : d->atol;
-        bo.tstops = d->tstops;
-        bo.ntstops = nstops;
-        bo.at_tstop = add_jump;
-        bo.at_tstop_user = d;
+        nde_jumps_use(&d->jumps, &bo);
         d->norm_blocks[0] = d->norm_blocks[1] = n;
         d->norm_blocks[2] = P;
         bo.norm_blocks = d->norm_blocks;
@@ -269,9 +223,7 @@ static int backsolve_gradient(nde_adjoint *a, const nde_solve_opts *opts,
     } else {
         memcpy(d->z1, d->z0, (2 * n + P) * sizeof(double));
     }
-    for (size_t k = 0; k < lo; k++)
-        for (size_t m = 0; m < n; m++)
-            d->z1[n + m] += ct[k].g[m];
+    nde_jumps_finish(&d->jumps, d->z1);
     memcpy(ybar0, d->z1 + n, n * sizeof(double));
     memcpy(thetabar, d->z1 + 2 * n, P * sizeof(double));
 done:

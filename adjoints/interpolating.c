@@ -46,10 +46,7 @@ typedef struct interp_state {
     const double *theta;
     size_t n;
     size_t norm_blocks[2];    /* n, P                                    */
-    const nde_cotangent *ct;
-    size_t *ct_of_stop;       /* tstop i -> cotangent index              */
-    double *tstops;
-    size_t stops_cap;
+    nde_jumps jumps;          /* the cotangents, into a                  */
     double *ybuf, *z0, *z1;   /* n_max; n_max + P; n_max + P             */
     /* checkpoint segment: states and stages of its steps */
     long seg;                 /* segment held, -1 = none                 */
@@ -196,8 +193,7 @@ static void interp_destroy(nde_adjoint *a)
         return;
     nde_solver_destroy(d->augs);
     nde_field_destroy(d->augf);
-    free(d->ct_of_stop);
-    free(d->tstops);
+    nde_jumps_free(&d->jumps);
     free(d->ybuf);
     free(d->z0);
     free(d->z1);
@@ -267,17 +263,6 @@ static int interp_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
     return NDE_OK;
 }
 
-static int add_jump(void *user, size_t i, double t, double *z)
-{
-    interp_state *d = user;
-    const double *g = d->ct[d->ct_of_stop[i]].g;
-
-    (void)t;
-    for (size_t m = 0; m < d->n; m++)
-        z[m] += g[m];
-    return NDE_OK;
-}
-
 static int grow(void **p, size_t want, size_t size)
 {
     void *q = realloc(*p, want * size);
@@ -297,12 +282,10 @@ static int interp_gradient(nde_adjoint *a, const nde_solve_opts *opts,
     nde_solver *s = d->fwd_solver;
     const size_t n = s->batch * s->field->dim, P = d->nparams;
     const unsigned need = d->checkpoints ? NDE_NEEDS_STEPS : NDE_NEEDS_DENSE;
-    const double dir = fwd->t1 >= fwd->t0 ? 1.0 : -1.0;
     const long nfe0 = s->counts.nfe;
     nde_solve_opts bo = *opts;
     nde_stats bst;
-    size_t lo = 0, hi = nct, nstops = 0;
-    int rc = NDE_OK;
+    int rc;
 
     memset(&bst, 0, sizeof bst);
     if (fwd->n != n || !(fwd->record & need) ||
@@ -320,40 +303,24 @@ static int interp_gradient(nde_adjoint *a, const nde_solve_opts *opts,
                              fwd->stride);
         d->seg_cap = fwd->stride;
     }
-    if (d->stops_cap < nct) {
-        if (grow((void **)&d->tstops, nct, sizeof(double)) ||
-            grow((void **)&d->ct_of_stop, nct, sizeof(size_t)))
-            return nde_error(a->ctx, NDE_ENOMEM, "adjoint 'interpolating': "
-                             "out of memory for %zu cotangents", nct);
-        d->stops_cap = nct;
-    }
     d->fwd = fwd;
     d->theta = theta;
     d->n = n;
-    d->ct = ct;
     d->seg = -1;
     d->augf->dim = n + P;
 
-    /* a(t1): the cotangents at t1; the ones at t0 go straight to ybar0;
-     * those in between become tstops, latest first. */
+    /* z(t1) = [the cotangents at t1, 0]. */
     memset(d->z0, 0, (n + P) * sizeof(double));
-    while (hi > 0 && dir * (ct[hi - 1].t - fwd->t1) >= 0)
-        for (size_t m = 0, k = --hi; m < n; m++)
-            d->z0[m] += ct[k].g[m];
-    while (lo < hi && dir * (ct[lo].t - fwd->t0) <= 0)
-        lo++;
-    for (size_t k = hi; k-- > lo;) {
-        d->tstops[nstops] = ct[k].t;
-        d->ct_of_stop[nstops++] = k;
+    if ((rc = nde_jumps_plan(&d->jumps, fwd, ct, nct, n, 0, d->z0,
+                             a->ctx)) != NDE_OK) {
+        nde_error_prefix(a->ctx, "adjoint 'interpolating'");
+        return rc;
     }
 
     if (fwd->t1 != fwd->t0) {
         bo.rtol = isnan(d->rtol) ? opts->rtol : d->rtol;
         bo.atol = isnan(d->atol) ? opts->atol : d->atol;
-        bo.tstops = d->tstops;
-        bo.ntstops = nstops;
-        bo.at_tstop = add_jump;
-        bo.at_tstop_user = d;
+        nde_jumps_use(&d->jumps, &bo);
         d->norm_blocks[0] = n;
         d->norm_blocks[1] = P;
         bo.norm_blocks = d->norm_blocks;
@@ -369,9 +336,7 @@ static int interp_gradient(nde_adjoint *a, const nde_solve_opts *opts,
     } else {
         memcpy(d->z1, d->z0, (n + P) * sizeof(double));
     }
-    for (size_t k = 0; k < lo; k++)
-        for (size_t m = 0; m < n; m++)
-            d->z1[m] += ct[k].g[m];
+    nde_jumps_finish(&d->jumps, d->z1);
     memcpy(ybar0, d->z1, n * sizeof(double));
     memcpy(thetabar, d->z1 + n, P * sizeof(double));
 done:

@@ -1,5 +1,7 @@
-/* Generic adjoint object: composition from a config section, lifecycle. */
+/* Generic adjoint object: composition from a config section, lifecycle;
+ * the cotangent jumps shared by the continuous adjoints. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "nde/nde.h"
 #include "internal.h"
@@ -66,4 +68,73 @@ void nde_adjoint_destroy(nde_adjoint *a)
         return;
     a->type->destroy(a);
     free(a);
+}
+
+int nde_jumps_plan(nde_jumps *j, const nde_trajectory *fwd,
+                   const nde_cotangent *ct, size_t nct, size_t n,
+                   size_t offset, double *z_t1, nde_ctx *ctx)
+{
+    const double dir = fwd->t1 >= fwd->t0 ? 1.0 : -1.0;
+    size_t lo = 0, hi = nct;
+
+    if (j->cap < nct) {
+        double *t = realloc(j->tstops, nct * sizeof *t);
+        size_t *k;
+        if (t)
+            j->tstops = t;
+        if (!t || !(k = realloc(j->ct_of_stop, nct * sizeof *k)))
+            return nde_error(ctx, NDE_ENOMEM,
+                             "out of memory for %zu cotangents", nct);
+        j->ct_of_stop = k;
+        j->cap = nct;
+    }
+    j->ct = ct;
+    j->n = n;
+    j->offset = offset;
+    while (hi > 0 && dir * (ct[hi - 1].t - fwd->t1) >= 0)
+        for (size_t m = 0, k = --hi; m < n; m++)
+            z_t1[offset + m] += ct[k].g[m];
+    while (lo < hi && dir * (ct[lo].t - fwd->t0) <= 0)
+        lo++;
+    j->lo = lo;
+    j->nstops = 0;
+    for (size_t k = hi; k-- > lo;) {
+        j->tstops[j->nstops] = ct[k].t;
+        j->ct_of_stop[j->nstops++] = k;
+    }
+    return NDE_OK;
+}
+
+static int add_jump(void *user, size_t i, double t, double *z)
+{
+    const nde_jumps *j = user;
+    const double *g = j->ct[j->ct_of_stop[i]].g;
+    double *a = z + j->offset;
+
+    (void)t;
+    for (size_t m = 0; m < j->n; m++)
+        a[m] += g[m];
+    return NDE_OK;
+}
+
+void nde_jumps_use(nde_jumps *j, nde_solve_opts *o)
+{
+    o->tstops = j->tstops;
+    o->ntstops = j->nstops;
+    o->at_tstop = add_jump;
+    o->at_tstop_user = j;
+}
+
+void nde_jumps_finish(const nde_jumps *j, double *z_t0)
+{
+    for (size_t k = 0; k < j->lo; k++)
+        for (size_t m = 0; m < j->n; m++)
+            z_t0[j->offset + m] += j->ct[k].g[m];
+}
+
+void nde_jumps_free(nde_jumps *j)
+{
+    free(j->tstops);
+    free(j->ct_of_stop);
+    memset(j, 0, sizeof *j);
 }

@@ -94,6 +94,32 @@ static inline int nde_adjoint_gradient(nde_adjoint *a,
                              stats);
 }
 
+/*
+ * The cotangent jumps of a continuous adjoint, which integrates its state z
+ * backwards from t1 to t0 with the adjoint a (n values) at `offset` in z:
+ * nde_jumps_plan adds the cotangents at t1 to a(t1) (in z_t1) and makes the
+ * ones strictly inside (t0, t1) tstops of the backward solve, latest first;
+ * nde_jumps_use puts them and a callback that adds each jump into solve
+ * options (the step size carries on across them); nde_jumps_finish adds
+ * the cotangents at t0 to a(t0) (in z_t0). Buffers grow to the largest
+ * cotangent count seen and are kept; nde_jumps_free releases them.
+ */
+typedef struct nde_jumps {
+    const nde_cotangent *ct;
+    size_t n, offset;
+    size_t lo;              /* cotangents [0, lo) lie at t0               */
+    double *tstops;         /* nstops times, latest first                 */
+    size_t *ct_of_stop;     /* tstop i -> cotangent index                 */
+    size_t nstops, cap;
+} nde_jumps;
+
+int nde_jumps_plan(nde_jumps *j, const nde_trajectory *fwd,
+                   const nde_cotangent *ct, size_t nct, size_t n,
+                   size_t offset, double *z_t1, nde_ctx *ctx);
+void nde_jumps_use(nde_jumps *j, nde_solve_opts *o);
+void nde_jumps_finish(const nde_jumps *j, double *z_t0);
+void nde_jumps_free(nde_jumps *j);
+
 #ifdef __cplusplus
 }
 #endif
