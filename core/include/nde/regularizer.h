@@ -1,16 +1,32 @@
 /*
  * nde/regularizer.h - the regularizer interface.
  *
- * A regularizer may adjust the problem before a training solve (STEER draws
- * the end time) and, after it, returns a scalar value R, a direct
- * dR/dtheta, and extra cotangents (t, dR/dy(t)) that are merged into the
- * adjoint's list, so it works with any adjoint. It declares in info.flags
- * what it needs recorded (NDE_NEEDS_STEPS, NDE_NEEDS_ERROR_EST,
- * NDE_NEEDS_STIFFNESS), checked against the solver when a config is
- * composed.
+ * A regularizer adds weight * R(theta) to a training loss. Around each
+ * training solve (never in evaluation):
+ * - before_solve (optional) may move the end time of the solve (STEER) and
+ *   ask for extra save times (local regularization's sampled t_s). When t1
+ *   moves, the trainer stretches the whole time grid of the solve with it:
+ *   every save time t_k becomes t0 + (t_k - t0) (t1' - t0) / (t1 - t0), so
+ *   observations are compared at the stretched times (for an autonomous
+ *   field: a random rescaling of the vector field by (t1 - t0)/(t1' - t0)).
+ * - after_solve returns R (unweighted), adds weight * dR/dtheta to
+ *   thetabar directly, and may hand back cotangents (t, weight * dR/dy(t))
+ *   that the trainer merges into the adjoint's list, so gradients flowing
+ *   through the trajectory reach theta through whatever adjoint is
+ *   configured. A regularizer that holds the trajectory constant (the local
+ *   regularizer of Pal et al. 2023) returns no cotangents.
  *
- * The registry loads regularizer plugins now; the plugins arrive with the
- * regularizer work.
+ * An instance declares in r->needs what it requires: record flags for the
+ * forward solve (NDE_NEEDS_STEPS, ...) and solver capabilities
+ * (NDE_NEEDS_ERROR_EST: an adaptive solver; NDE_NEEDS_STIFFNESS;
+ * NDE_NEEDS_STEP_VJP). nde_regularizer_create refuses a solver that lacks
+ * one, naming the regularizer, the solver and what is missing, before any
+ * work starts.
+ *
+ * Weights: every [regularizer.NAME] section takes, besides `plugin` and the
+ * plugin's keys, the keys of nde_regularizer_keys: weight, and an optional
+ * schedule (constant, or exponential decay from weight to weight_final
+ * over the run, as the Pal et al. papers anneal theirs).
  */
 #ifndef NDE_REGULARIZER_H
 #define NDE_REGULARIZER_H
@@ -18,9 +34,10 @@
 #include <stdint.h>
 #include "adjoint.h"
 #include "config.h"
-#include "trajectory.h"
 #include "plugin.h"
+#include "solve.h"
 #include "status.h"
+#include "trajectory.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,34 +45,89 @@ extern "C" {
 
 typedef struct nde_regularizer nde_regularizer;
 
-/* The part of a training solve a regularizer may change before it runs. */
+/* What before_solve may change. extra_save has room for
+ * NDE_REGULARIZER_MAX_EXTRA times. */
+#define NDE_REGULARIZER_MAX_EXTRA 8
 typedef struct nde_solve_request {
-    double t0, t1;          /* t1 may be changed (STEER)                    */
-    double *extra_save;     /* extra save times the regularizer needs       */
-    size_t nextra_save, extra_save_cap;
+    double t0, t1;          /* t1 may be moved (STEER)                    */
+    size_t nextra;          /* extra save times asked for                 */
+    double extra_save[NDE_REGULARIZER_MAX_EXTRA];
 } nde_solve_request;
+
+/* What after_solve sees. */
+typedef struct nde_regularizer_input {
+    nde_solver *solver;         /* the forward solver; its workspace may be
+                                   used for extra steps (FSAL invalidated) */
+    const nde_solve_opts *opts; /* the training solve's options (rtol, atol) */
+    const nde_trajectory *fwd;  /* its record (what r->needs asked for)     */
+    const double *theta;
+    double t0, t1;              /* the interval actually solved            */
+    const double *extra_y;      /* states at the extra save times, in the
+                                   order asked: nextra x batch x dim        */
+    size_t nextra;
+    double weight;              /* this iteration's weight                  */
+} nde_regularizer_input;
+
+/* What after_solve returns. */
+typedef struct nde_regularizer_output {
+    double value;               /* R, unweighted                           */
+    double *thetabar;           /* += weight * dR/dtheta (direct part)     */
+    const nde_cotangent *ct;    /* weight * dR/dy(t), owned by the plugin,
+                                   valid until its next call; may be NULL */
+    size_t nct;
+    long nfe;                   /* field evaluations it spent (forward)    */
+    long nvjp;                  /* field VJPs it spent                     */
+} nde_regularizer_output;
 
 typedef struct nde_regularizer_type {
     nde_plugin_info info; /* kind NDE_KIND_REGULARIZER; first */
-    int (*create)(nde_regularizer *r, nde_section *sec, nde_ctx *ctx);
+
+    /* Read the section (sec may be NULL: defaults); set r->needs; allocate
+     * for up to s->batch_max rows. */
+    int (*create)(nde_regularizer *r, nde_section *sec, nde_solver *s,
+                  nde_ctx *ctx);
     void (*destroy)(nde_regularizer *r);
-    /* Optional (may be NULL). rng_seed is this iteration's seed for the
-     * regularizer's own random stream. */
+    /* Optional (may be NULL). seed: this iteration's seed for the
+     * regularizer's own random stream (the same seed, the same draw). */
     int (*before_solve)(nde_regularizer *r, nde_solve_request *req,
-                        uint64_t rng_seed);
-    /* R into *value; thetabar += dR/dtheta (unweighted; the trainer applies
-     * the weight); cotangents appended through *ct / *nct (owned by r). */
-    int (*after_solve)(nde_regularizer *r, nde_solver *s,
-                       const nde_trajectory *fwd, const double *theta,
-                       double *value, double *thetabar,
-                       const nde_cotangent **ct, size_t *nct);
+                        uint64_t seed);
+    int (*after_solve)(nde_regularizer *r, const nde_regularizer_input *in,
+                       nde_regularizer_output *out);
 } nde_regularizer_type;
 
 struct nde_regularizer {
     const nde_regularizer_type *type;
     nde_ctx *ctx;
+    nde_solver *solver;     /* the forward solver (borrowed)              */
+    unsigned needs;         /* NDE_NEEDS_*: record flags and capabilities */
     void *state;
 };
+
+/* The weight keys every [regularizer.NAME] section accepts: weight
+ * (required), schedule = constant | exponential (default constant),
+ * weight_final (the last iteration's weight for exponential). */
+extern const nde_key nde_regularizer_keys[];
+
+typedef struct nde_weight_schedule {
+    double weight, weight_final;
+    int exponential;
+} nde_weight_schedule;
+
+/* The weight at iteration i (0-based) of a run of n iterations: weight, or
+ * weight (weight_final / weight)^(i / (n - 1)) for exponential decay. */
+double nde_weight_at(const nde_weight_schedule *w, long i, long n);
+
+/* Create the regularizer of section `section` (e.g. "regularizer.local",
+ * key `plugin`) for the forward solver s: checks the section against the
+ * plugin's keys and nde_regularizer_keys, reads the schedule into *w, and
+ * refuses a solver lacking a capability the instance needs. */
+int nde_regularizer_create(nde_ctx *ctx, const nde_config *cfg,
+                           const char *section, nde_solver *s,
+                           nde_weight_schedule *w, nde_regularizer **out);
+int nde_regularizer_create_from(nde_ctx *ctx, const nde_regularizer_type *type,
+                                nde_section *sec, nde_solver *s,
+                                nde_regularizer **out);
+void nde_regularizer_destroy(nde_regularizer *r);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,154 @@
+/* Generic regularizer object: composition from a config section, weight
+ * schedule, capability checks against the forward solver. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nde/nde.h"
+#include "internal.h"
+
+const nde_key nde_regularizer_keys[] = {
+    {"weight", NDE_KEY_DOUBLE, NULL,
+     "weight of the regularizer in the loss (>= 0); with schedule = "
+     "exponential, the first iteration's"},
+    {"schedule", NDE_KEY_WORD, "constant",
+     "constant, or exponential: decay from weight to weight_final over the "
+     "run (Pal et al. anneal e.g. 100 -> 10)"},
+    {"weight_final", NDE_KEY_DOUBLE, "",
+     "the last iteration's weight (schedule = exponential; > 0)"},
+    {NULL, 0, NULL, NULL}};
+
+double nde_weight_at(const nde_weight_schedule *w, long i, long n)
+{
+    if (!w->exponential || n <= 1 || w->weight == w->weight_final)
+        return w->weight;
+    return w->weight * pow(w->weight_final / w->weight,
+                           (double)i / (double)(n - 1));
+}
+
+static int read_schedule(nde_section *sec, nde_weight_schedule *w,
+                         nde_ctx *ctx)
+{
+    const char *schedule;
+    int rc;
+
+    memset(w, 0, sizeof *w);
+    if ((rc = nde_get_double(sec, "weight", &w->weight, ctx)) ||
+        (rc = nde_get_string(sec, "schedule", &schedule, ctx)))
+        return rc;
+    if (!(w->weight >= 0))
+        return nde_section_error(sec, "weight", ctx, "must be >= 0, got %g",
+                                 w->weight);
+    w->weight_final = w->weight;
+    if (strcmp(schedule, "exponential") == 0) {
+        w->exponential = 1;
+        if (!nde_section_has(sec, "weight_final"))
+            return nde_section_error(sec, "weight_final", ctx,
+                                     "missing required key (schedule = "
+                                     "exponential decays to it)");
+        if ((rc = nde_get_double(sec, "weight_final", &w->weight_final, ctx)))
+            return rc;
+        if (!(w->weight_final > 0) || !(w->weight > 0))
+            return nde_section_error(sec, "weight_final", ctx,
+                                     "exponential decay needs weight > 0 "
+                                     "and weight_final > 0");
+    } else if (strcmp(schedule, "constant") == 0) {
+        if (nde_section_has(sec, "weight_final"))
+            return nde_section_error(sec, "weight_final", ctx,
+                                     "only used with schedule = exponential");
+    } else {
+        return nde_section_error(sec, "schedule", ctx,
+                                 "expected constant or exponential, got '%s'",
+                                 schedule);
+    }
+    return NDE_OK;
+}
+
+int nde_regularizer_create(nde_ctx *ctx, const nde_config *cfg,
+                           const char *section, nde_solver *s,
+                           nde_weight_schedule *w, nde_regularizer **out)
+{
+    const nde_plugin_info *info;
+    nde_section *sec;
+    int rc;
+
+    *out = NULL;
+    if ((rc = nde_config_require(cfg, section, &sec, ctx)) ||
+        (rc = nde_section_plugin(ctx, sec, NDE_KIND_REGULARIZER, &info)) ||
+        (rc = nde_regularizer_create_from(ctx,
+                                          (const nde_regularizer_type *)info,
+                                          sec, s, out)))
+        return rc;
+    if ((rc = read_schedule(sec, w, ctx))) {
+        nde_regularizer_destroy(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* The capability a need asks of the solver, and its name. */
+static const struct {
+    unsigned need, cap;
+    const char *what;
+} needs_caps[] = {
+    {NDE_NEEDS_ERROR_EST, NDE_CAP_ADAPTIVE, "an error estimate"},
+    {NDE_NEEDS_STIFFNESS, NDE_CAP_STIFFNESS, "a stiffness estimate"},
+    {NDE_NEEDS_STEP_VJP, NDE_CAP_STEP_VJP, "a step VJP"},
+    {NDE_NEEDS_DENSE, NDE_CAP_DENSE, "dense output"},
+};
+
+int nde_regularizer_create_from(nde_ctx *ctx, const nde_regularizer_type *type,
+                                nde_section *sec, nde_solver *s,
+                                nde_regularizer **out)
+{
+    const nde_key *const tables[] = {nde_regularizer_keys, type->info.keys,
+                                     NULL};
+    nde_regularizer *r;
+    int rc;
+
+    *out = NULL;
+    if (type->info.kind != NDE_KIND_REGULARIZER)
+        return nde_error(ctx, NDE_EPLUGIN, "plugin '%s' is not a regularizer",
+                         type->info.name);
+    if (!type->create || !type->destroy || !type->after_solve)
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "regularizer plugin '%s' lacks a required operation "
+                         "(create, destroy, after_solve)", type->info.name);
+    if (!s)
+        return nde_error(ctx, NDE_EINVAL, "regularizer '%s': needs a solver",
+                         type->info.name);
+    if (sec && (rc = nde_section_check(sec, tables, ctx)) != NDE_OK)
+        return rc;
+    if (!(r = calloc(1, sizeof *r)))
+        return nde_error(ctx, NDE_ENOMEM, "out of memory creating "
+                         "regularizer '%s'", type->info.name);
+    r->type = type;
+    r->ctx = ctx;
+    r->solver = s;
+    if ((rc = type->create(r, sec, s, ctx)) != NDE_OK) {
+        nde_regularizer_destroy(r);
+        return rc;
+    }
+    for (size_t i = 0; i < sizeof needs_caps / sizeof *needs_caps; i++)
+        if ((r->needs & needs_caps[i].need) &&
+            !(s->type->info.flags & needs_caps[i].cap)) {
+            rc = nde_error(ctx, NDE_ECAPABILITY,
+                           "%s%sregularizer '%s' needs %s, which solver '%s' "
+                           "does not have",
+                           sec ? nde_section_origin(sec, "plugin") : "",
+                           sec ? ": " : "", type->info.name,
+                           needs_caps[i].what, s->type->info.name);
+            nde_regularizer_destroy(r);
+            return rc;
+        }
+    *out = r;
+    return NDE_OK;
+}
+
+void nde_regularizer_destroy(nde_regularizer *r)
+{
+    if (!r)
+        return;
+    r->type->destroy(r);
+    free(r);
+}
