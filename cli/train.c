@@ -33,10 +33,20 @@ const char cli_train_help[] =
     "        checkpoint, checkpoint_every, metrics, beta1, beta2, eps,\n"
     "        weight_decay, clip (see `nde plugins` for the solver and\n"
     "        adjoint keys).\n"
+    "[regularizer.NAME]  (any number; NAME matches [a-z0-9_]+) plugin,\n"
+    "        weight, schedule = constant | exponential, weight_final and\n"
+    "        the plugin's keys (`nde plugins`). Training only: loss += weight\n"
+    "        * R each iteration, in section order; never in evaluation or\n"
+    "        prediction. A solver lacking what a regularizer needs (e.g. an\n"
+    "        error estimate) is refused before training. Weight 0 still runs\n"
+    "        it (its value is reported); remove the section to turn it off.\n"
     "\n"
     "Every iteration appends one JSON object to the metrics file (iteration,\n"
-    "loss, grad_norm, nfe_forward, nfe_backward, steps_accepted,\n"
-    "steps_rejected, time_s); every eval_every iterations and at the end one\n"
+    "loss, grad_norm, with regularizers reg (the weighted sum, included in\n"
+    "loss) and reg_NAME (each one's unweighted value), nfe_forward,\n"
+    "nfe_backward (regularizers' own evaluations and VJPs included),\n"
+    "steps_accepted, steps_rejected, time_s); every eval_every iterations\n"
+    "and at the end one\n"
     "more with test_loss (classification also test_accuracy), predict_nfe\n"
     "and predict_time_s, also printed on stderr when it is a terminal\n"
     "(with the progress line; neither with --quiet or when stderr is not a\n"
@@ -235,12 +245,25 @@ static int write_checkpoint(const nde_trainer *tr, const char *path,
     return cli_outfile_commit(&o);
 }
 
-static void metrics_step(FILE *fp, const nde_train_step *m)
+static void metrics_step(FILE *fp, const nde_trainer *tr,
+                         const nde_train_step *m)
 {
+    const size_t nreg = nde_trainer_nregularizers(tr);
+    double value;
+
     fprintf(fp, "{\"iteration\": %ld, \"loss\": ", m->iteration);
     cli_json_double(fp, m->loss);
     fputs(", \"grad_norm\": ", fp);
     cli_json_double(fp, m->grad_norm);
+    if (nreg > 0) {
+        fputs(", \"reg\": ", fp);
+        cli_json_double(fp, m->reg);
+    }
+    for (size_t i = 0; i < nreg; i++) {
+        const char *name = nde_trainer_regularizer(tr, i, &value);
+        fprintf(fp, ", \"reg_%s\": ", name);
+        cli_json_double(fp, value);
+    }
     fprintf(fp,
             ", \"nfe_forward\": %ld, \"nfe_backward\": %ld, "
             "\"steps_accepted\": %ld, \"steps_rejected\": %ld, \"time_s\": ",
@@ -371,7 +394,7 @@ int cli_train(int argc, char **argv)
     while (nde_trainer_iteration(tr) < set->iterations) {
         rc = nde_trainer_step(tr, &m);
         if (metrics)
-            metrics_step(metrics, &m);
+            metrics_step(metrics, tr, &m);
         if (rc != NDE_OK)
             break;
         sum.final_loss = m.loss;

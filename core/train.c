@@ -566,6 +566,332 @@ static int make_data(nde_trainer *tr, nde_section *dsec)
     return make_generated(tr, dsec, source);
 }
 
+/* ---- regularizers -------------------------------------------------------- */
+
+#define RECORD_NEEDS                                                         \
+    (NDE_NEEDS_STEPS | NDE_NEEDS_DENSE | NDE_NEEDS_ERROR_EST |               \
+     NDE_NEEDS_STIFFNESS)
+
+/* What a training solve with adjoint a records: the union of the
+ * adjoint's and the regularizers' needs; a regularizer that reads the
+ * states of steps gets every one of them. */
+static void record_for(const nde_trainer *tr, const nde_adjoint *a,
+                       unsigned *record, size_t *max_states)
+{
+    unsigned reg = 0;
+    size_t i;
+
+    for (i = 0; i < tr->nregs; i++)
+        reg |= tr->regs[i].r->needs & RECORD_NEEDS;
+    *record = a->record | reg;
+    *max_states = (reg & (NDE_NEEDS_STEPS | NDE_NEEDS_DENSE))
+                      ? 0
+                      : a->max_states;
+}
+
+static int push_regularizer(nde_trainer *tr, const char *name,
+                            nde_regularizer *r, const nde_weight_schedule *w)
+{
+    nde_train_reg *regs, *g;
+
+    if (!(regs = realloc(tr->regs, (tr->nregs + 1) * sizeof *regs)))
+        return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    tr->regs = regs;
+    g = &regs[tr->nregs];
+    memset(g, 0, sizeof *g);
+    if (!(g->name = strdup(name)))
+        return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    g->r = r;
+    g->w = *w;
+    g->value = NAN;
+    tr->nregs++;
+    return NDE_OK;
+}
+
+/* Every [regularizer.NAME] section, in the config's order. */
+static int regs_create(nde_trainer *tr)
+{
+    const size_t n = nde_config_nsections(tr->cfg);
+    static const char prefix[] = "regularizer.";
+    nde_weight_schedule w;
+    nde_regularizer *r;
+    size_t i;
+    int rc;
+
+    for (i = 0; i < n; i++) {
+        const char *name = nde_section_name(nde_config_section_at(tr->cfg, i));
+        if (strncmp(name, prefix, sizeof prefix - 1) != 0)
+            continue;
+        if ((rc = nde_regularizer_create(tr->ctx, tr->cfg, name, tr->solver,
+                                         &w, &r)) != NDE_OK)
+            return rc;
+        if ((rc = push_regularizer(tr, name + sizeof prefix - 1, r, &w)) !=
+            NDE_OK) {
+            nde_regularizer_destroy(r);
+            return rc;
+        }
+    }
+    return NDE_OK;
+}
+
+/* The buffers that depend on the number of regularizers, and the record
+ * of the training solve (its flags depend on them). */
+static int regs_alloc(nde_trainer *tr)
+{
+    const size_t E = NDE_REGULARIZER_MAX_EXTRA * tr->nregs;
+    const size_t per = tr->B * tr->dim, ns = tr->Tcap + E;
+    nde_trajectory *traj;
+    unsigned record;
+    size_t max_states;
+
+    record_for(tr, tr->adj, &record, &max_states);
+    if (!(traj = nde_trajectory_create(record, max_states)))
+        return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    nde_trajectory_destroy(tr->traj);
+    tr->traj = traj;
+    if (tr->nregs == 0)
+        return NDE_OK;
+    free(tr->reg_grad);
+    free(tr->tk);
+    free(tr->solve_t);
+    free(tr->slot);
+    free(tr->ysolve);
+    free(tr->extra_t);
+    free(tr->extra_y);
+    tr->reg_grad = calloc(tr->P + 1, sizeof *tr->reg_grad);
+    tr->tk = calloc(tr->Tcap, sizeof *tr->tk);
+    tr->solve_t = calloc(ns, sizeof *tr->solve_t);
+    tr->slot = calloc(ns, sizeof *tr->slot);
+    tr->ysolve = calloc(ns * per, sizeof *tr->ysolve);
+    tr->extra_t = calloc(E, sizeof *tr->extra_t);
+    tr->extra_y = calloc(E * per, sizeof *tr->extra_y);
+    tr->extra_cap = E;
+    if (!tr->reg_grad || !tr->tk || !tr->solve_t || !tr->slot ||
+        !tr->ysolve || !tr->extra_t || !tr->extra_y)
+        return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    return NDE_OK;
+}
+
+/* t between a and b (either order). */
+static int between(double t, double a, double b)
+{
+    return a <= b ? (t >= a && t <= b) : (t <= a && t >= b);
+}
+
+/* Stretch t of [t0, t1] onto [t0, t1s]. */
+static double stretch(double t, double t0, double t1, double t1s)
+{
+    double u;
+
+    if (t == t1)
+        return t1s;
+    u = t0 + (t - t0) * ((t1s - t0) / (t1 - t0));
+    return between(u, t0, t1s) ? u : (fabs(u - t0) < fabs(u - t1s) ? t0
+                                                                   : t1s);
+}
+
+/* before_solve of every regularizer, in order: the solve's end *t1 (moved
+ * by STEER) and the extra save times, stretched along when t1 moves. */
+static int regs_before(nde_trainer *tr, double t0, double *t1)
+{
+    const uint64_t base = nde_seed_derive(
+        nde_seed_derive(tr->set.seed, NDE_STREAM_REGULARIZER),
+        (uint64_t)tr->iter);
+    nde_solve_request req;
+    size_t j, e;
+    int rc;
+
+    tr->nextra = 0;
+    for (j = 0; j < tr->nregs; j++) {
+        nde_train_reg *g = &tr->regs[j];
+        g->first = tr->nextra;
+        g->nextra = 0;
+        if (!g->r->type->before_solve)
+            continue;
+        memset(&req, 0, sizeof req);
+        req.t0 = t0;
+        req.t1 = *t1;
+        if ((rc = g->r->type->before_solve(g->r, &req,
+                                           nde_seed_derive(base, j))) !=
+            NDE_OK) {
+            nde_error_prefix(tr->ctx, "regularizer '%s'", g->name);
+            return rc;
+        }
+        if (req.t1 != *t1) {
+            if (!isfinite(req.t1) || req.t1 == t0 ||
+                (req.t1 > t0) != (*t1 > t0))
+                return nde_error(tr->ctx, NDE_EINVAL,
+                                 "regularizer '%s' moved the end time to %g "
+                                 "(the solve starts at %g and ends at %g)",
+                                 g->name, req.t1, t0, *t1);
+            for (e = 0; e < tr->nextra; e++)
+                tr->extra_t[e] = stretch(tr->extra_t[e], t0, *t1, req.t1);
+            *t1 = req.t1;
+        }
+        if (req.nextra > NDE_REGULARIZER_MAX_EXTRA)
+            return nde_error(tr->ctx, NDE_EINVAL,
+                             "regularizer '%s' asked for %zu extra save "
+                             "times (at most %d)", g->name, req.nextra,
+                             NDE_REGULARIZER_MAX_EXTRA);
+        for (e = 0; e < req.nextra; e++) {
+            if (!between(req.extra_save[e], t0, *t1))
+                return nde_error(tr->ctx, NDE_EINVAL,
+                                 "regularizer '%s': extra save time %g is "
+                                 "outside the solve [%g, %g]", g->name,
+                                 req.extra_save[e], t0, *t1);
+            tr->extra_t[tr->nextra++] = req.extra_save[e];
+        }
+        g->nextra = req.nextra;
+    }
+    return NDE_OK;
+}
+
+/* The solve's save times: the n data times ts of [t0, t1] stretched onto
+ * [t0, t1s] (into tk) merged in the direction of the solve with the extra
+ * times; slot[j] = k for data time k, n + e for extra time e. */
+static void plan_saves(nde_trainer *tr, double t0, double t1, double t1s,
+                       const double *ts, size_t n)
+{
+    const double d = t1s >= t0 ? 1.0 : -1.0;
+    size_t k = 0, j, e, next, last = 0;
+    int have_last = 0;
+
+    for (k = 0; k < n; k++)
+        tr->tk[k] = t1s == t1 ? ts[k] : stretch(ts[k], t0, t1, t1s);
+    tr->nsolve = n + tr->nextra;
+    for (j = k = 0; j < tr->nsolve; j++) {
+        /* the earliest extra time after the last one taken (ties by
+         * index), so equal times keep the order asked */
+        next = tr->nextra;
+        for (e = 0; e < tr->nextra; e++) {
+            const double te = d * tr->extra_t[e];
+            if (have_last &&
+                (te < d * tr->extra_t[last] ||
+                 (te == d * tr->extra_t[last] && e <= last)))
+                continue;
+            if (next == tr->nextra || te < d * tr->extra_t[next])
+                next = e;
+        }
+        if (next < tr->nextra &&
+            (k == n || d * tr->extra_t[next] < d * tr->tk[k])) {
+            tr->solve_t[j] = tr->extra_t[next];
+            tr->slot[j] = n + next;
+            last = next;
+            have_last = 1;
+        } else {
+            tr->solve_t[j] = tr->tk[k];
+            tr->slot[j] = k++;
+        }
+    }
+}
+
+/* The saved states to the data rows (ydata, n times) and extra_y. */
+static void gather_saves(nde_trainer *tr, double *ydata, size_t n)
+{
+    const size_t per = tr->B * tr->dim;
+    size_t j;
+
+    for (j = 0; j < tr->nsolve; j++) {
+        const size_t s = tr->slot[j];
+        memcpy(s < n ? ydata + s * per : tr->extra_y + (s - n) * per,
+               tr->ysolve + j * per, per * sizeof *ydata);
+    }
+}
+
+/* after_solve of every regularizer: their weighted sum into *reg, their
+ * direct gradient into reg_grad, their NFE into st; their cotangents are
+ * kept for merge_cotangents. */
+static int regs_after(nde_trainer *tr, const nde_solve_opts *o,
+                      const nde_trajectory *traj, const double *theta,
+                      double t0, double t1s, nde_stats *st, double *reg)
+{
+    const size_t per = tr->B * tr->dim;
+    nde_regularizer_input in;
+    nde_regularizer_output out;
+    size_t j, c;
+    int rc;
+
+    *reg = 0.0;
+    memset(tr->reg_grad, 0, tr->P * sizeof *tr->reg_grad);
+    for (j = 0; j < tr->nregs; j++) {
+        nde_train_reg *g = &tr->regs[j];
+        memset(&in, 0, sizeof in);
+        memset(&out, 0, sizeof out);
+        in.solver = tr->solver;
+        in.opts = o;
+        in.fwd = traj;
+        in.theta = theta;
+        in.t0 = t0;
+        in.t1 = t1s;
+        in.extra_y = tr->extra_y + g->first * per;
+        in.nextra = g->nextra;
+        in.weight = nde_weight_at(&g->w, tr->iter, tr->set.iterations);
+        out.thetabar = tr->reg_grad;
+        g->ct = NULL;
+        g->nct = 0;
+        rc = g->r->type->after_solve(g->r, &in, &out);
+        st->nfe += out.nfe;
+        st->nfe_backward += out.nvjp;
+        if (rc != NDE_OK) {
+            nde_error_prefix(tr->ctx, "regularizer '%s'", g->name);
+            return rc;
+        }
+        if (!isfinite(out.value))
+            return nde_error(tr->ctx, NDE_ENONFINITE,
+                             "regularizer '%s': its value is not finite "
+                             "(%g)", g->name, out.value);
+        for (c = 0; c < out.nct; c++)
+            if (!out.ct || !between(out.ct[c].t, t0, t1s))
+                return nde_error(tr->ctx, NDE_EINVAL,
+                                 "regularizer '%s': cotangent %zu at %g is "
+                                 "outside the solve [%g, %g]", g->name, c,
+                                 out.ct ? out.ct[c].t : NAN, t0, t1s);
+        g->value = out.value;
+        g->ct = out.ct;
+        g->nct = out.nct;
+        *reg += in.weight * out.value;
+    }
+    /* a regularizer may have used the solver's workspace */
+    return nde_solver_set_batch(tr->solver, tr->B);
+}
+
+/* The loss's cotangents and the regularizers' in one list sorted by time
+ * in the direction of the solve (stable: equal times keep their order and
+ * add in the adjoint). */
+static int merge_cotangents(nde_trainer *tr, const nde_cotangent *ct,
+                            size_t nct, double t0, double t1s,
+                            const nde_cotangent **out, size_t *nout)
+{
+    const double d = t1s >= t0 ? 1.0 : -1.0;
+    size_t n = nct, j, i;
+
+    for (j = 0; j < tr->nregs; j++)
+        n += tr->regs[j].nct;
+    if (n > tr->ct_cap) {
+        nde_cotangent *p = realloc(tr->ct_all, n * sizeof *p);
+        if (!p)
+            return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+        tr->ct_all = p;
+        tr->ct_cap = n;
+    }
+    memcpy(tr->ct_all, ct, nct * sizeof *ct);
+    n = nct;
+    for (j = 0; j < tr->nregs; j++)
+        for (i = 0; i < tr->regs[j].nct; i++) {
+            /* insertion: the lists are short or nearly sorted */
+            const nde_cotangent c = tr->regs[j].ct[i];
+            size_t k = n++;
+            while (k > 0 && d * tr->ct_all[k - 1].t > d * c.t) {
+                tr->ct_all[k] = tr->ct_all[k - 1];
+                k--;
+            }
+            tr->ct_all[k] = c;
+        }
+    *out = tr->ct_all;
+    *nout = n;
+    return NDE_OK;
+}
+
 /* ---- composition --------------------------------------------------------- */
 
 /* Glorot-uniform weights (Glorot & Bengio 2010, eq. 16) of the encoder and
@@ -618,7 +944,8 @@ int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
         (rc = nde_solve_opts_from_section(&tr->opts, tr->solver->type, ssec,
                                           ctx)) != NDE_OK ||
         (rc = nde_adjoint_create(ctx, cfg, "adjoint", "interpolating",
-                                 tr->solver, &tr->adj)) != NDE_OK)
+                                 tr->solver, &tr->adj)) != NDE_OK ||
+        (rc = regs_create(tr)) != NDE_OK)
         goto fail;
     tr->dim = tr->field->dim;
     P = tr->P = tr->field->nparams;
@@ -643,14 +970,15 @@ int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
     tr->ysave = calloc(nb, sizeof *tr->ysave);
     tr->gbuf = calloc(nb, sizeof *tr->gbuf);
     tr->ct = calloc(tr->Tcap, sizeof *tr->ct);
-    tr->traj = nde_trajectory_create(tr->adj->record, tr->adj->max_states);
     tr->rng = gsl_rng_alloc(gsl_rng_mt19937);
     if (!tr->theta || !tr->grad || !tr->m || !tr->v || !tr->starts ||
         !tr->y0b || !tr->ybar0 || !tr->target || !tr->ysave || !tr->gbuf ||
-        !tr->ct || !tr->traj || !tr->rng) {
+        !tr->ct || !tr->rng) {
         rc = nde_error(ctx, NDE_ENOMEM, "out of memory");
         goto fail;
     }
+    if ((rc = regs_alloc(tr)) != NDE_OK)
+        goto fail;
     gsl_rng_set(tr->rng, nde_seed_derive(tr->set.seed, NDE_STREAM_BATCHES));
     if ((rc = nde_field_init_params(tr->field, tr->theta,
                                     nde_seed_derive(tr->set.seed,
@@ -671,6 +999,19 @@ void nde_trainer_destroy(nde_trainer *tr)
         return;
     nde_trajectory_destroy(tr->traj);
     nde_trajectory_destroy(tr->alt_traj);
+    for (size_t i = 0; i < tr->nregs; i++) {
+        nde_regularizer_destroy(tr->regs[i].r);
+        free(tr->regs[i].name);
+    }
+    free(tr->regs);
+    free(tr->reg_grad);
+    free(tr->tk);
+    free(tr->solve_t);
+    free(tr->slot);
+    free(tr->ysolve);
+    free(tr->extra_t);
+    free(tr->extra_y);
+    free(tr->ct_all);
     if (tr->rng)
         gsl_rng_free(tr->rng);
     nde_adjoint_destroy(tr->adj);
@@ -845,9 +1186,11 @@ static void sample_batch(nde_trainer *tr)
 /*
  * MSE over every observed value, and its gradient as cotangents. The
  * window's first point is its y0 (residual 0, no gradient): it counts in
- * the mean, as in torchdiffeq's demo, but gets no cotangent.
+ * the mean, as in torchdiffeq's demo, but gets no cotangent. tk: the
+ * save times as solved (stretched when a regularizer moved t1).
  */
-static double mse_cotangents(nde_trainer *tr, size_t *nct)
+static double mse_cotangents(nde_trainer *tr, const double *tk,
+                             size_t *nct)
 {
     const size_t per = tr->B * tr->dim, n = tr->T * per;
     double sum = 0.0, scale;
@@ -870,7 +1213,7 @@ static double mse_cotangents(nde_trainer *tr, size_t *nct)
         tr->gbuf[i] *= scale;
     *nct = 0;
     for (k = 1; k < tr->T; k++) {
-        tr->ct[*nct].t = tr->tsave[k];
+        tr->ct[*nct].t = tk[k];
         tr->ct[*nct].g = tr->gbuf + k * per;
         (*nct)++;
     }
@@ -984,32 +1327,58 @@ static int classify_loss_grad(nde_trainer *tr, nde_adjoint *a,
 {
     const size_t B = tr->B;
     nde_solve_opts o = tr->opts;
+    const nde_cotangent *ct = tr->ct;
+    const double *ts = &t_end;
+    double t1s = t_end, reg;
+    size_t nct = 1, ns = 1, i;
+    double *yout = tr->ysave;
     int rc;
 
-    o.record = grad ? traj : NULL;
+    o.record = grad || tr->nregs ? traj : NULL;
     memset(st, 0, sizeof *st);
+    tr->reg_total = 0.0;
     if ((rc = nde_solver_set_batch(tr->solver, B)) != NDE_OK)
         return rc;
     encode(tr, theta, tr->xb, B, tr->y0b);
-    rc = nde_solve(tr->solver, &o, theta, 0.0, tr->y0b, t_end, 1, &t_end,
-                   tr->ysave, st);
+    if (tr->nregs) {
+        if ((rc = regs_before(tr, 0.0, &t1s)) != NDE_OK)
+            return rc;
+        plan_saves(tr, 0.0, t_end, t1s, &t_end, 1);
+        ts = tr->solve_t;
+        ns = tr->nsolve;
+        yout = tr->ysolve;
+    }
+    rc = nde_solve(tr->solver, &o, theta, 0.0, tr->y0b, t1s, ns, ts, yout,
+                   st);
     st->status = rc;
+    st->nfe_backward = 0;
     if (rc != NDE_OK) {
         nde_error_prefix(tr->ctx, "forward solve");
         return rc;
     }
+    if (tr->nregs)
+        gather_saves(tr, tr->ysave, 1);
     *loss = decode_xent(tr, theta, tr->ysave, tr->yb, B, tr->prob) /
             (double)B;
     if (!isfinite(*loss))
         return nde_error(tr->ctx, NDE_ENONFINITE,
                          "the loss is not finite (%g)", *loss);
+    if (tr->nregs) {
+        if ((rc = regs_after(tr, &o, traj, theta, 0.0, t1s, st, &reg)) !=
+            NDE_OK)
+            return rc;
+        tr->reg_total = reg;
+        *loss += reg;
+    }
     if (!grad)
         return NDE_OK;
     decoder_vjp(tr, theta, tr->ysave, tr->yb, B, tr->prob, grad, tr->gbuf);
-    tr->ct[0].t = t_end;
+    tr->ct[0].t = t1s;
     tr->ct[0].g = tr->gbuf;
-    st->nfe_backward = 0;
-    rc = nde_adjoint_gradient(a, &o, traj, theta, tr->ct, 1, tr->ybar0, grad,
+    if (tr->nregs &&
+        (rc = merge_cotangents(tr, tr->ct, 1, 0.0, t1s, &ct, &nct)) != NDE_OK)
+        return rc;
+    rc = nde_adjoint_gradient(a, &o, traj, theta, ct, nct, tr->ybar0, grad,
                               st);
     st->status = rc;
     if (rc != NDE_OK) {
@@ -1018,6 +1387,8 @@ static int classify_loss_grad(nde_trainer *tr, nde_adjoint *a,
         return rc;
     }
     encoder_vjp(tr, tr->xb, tr->ybar0, B, grad);
+    for (i = 0; tr->nregs && i < tr->P; i++)
+        grad[i] += tr->reg_grad[i];
     return NDE_OK;
 }
 
@@ -1068,41 +1439,72 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
                      nde_stats *st)
 {
     nde_solve_opts o = tr->opts;
-    size_t nct = 0;
+    const nde_cotangent *ct = tr->ct;
+    const double *ts = tr->tsave;
+    double *yout = tr->ysave, t0, t1, t1s, reg;
+    size_t nct = 0, ns = tr->T, i;
     int rc;
 
     if (tr->classify)
         return classify_loss_grad(tr, a, traj, theta, loss, grad, st);
 
-    o.record = grad ? traj : NULL;
+    o.record = grad || tr->nregs ? traj : NULL;
     memset(st, 0, sizeof *st);
+    tr->reg_total = 0.0;
     if ((rc = nde_solver_set_batch(tr->solver, tr->B)) != NDE_OK)
         return rc;
     if (tr->T < 2)
         return nde_error(tr->ctx, NDE_ECONFIG,
                          "the mini-batch has a single observation time: "
                          "nothing to fit");
-    rc = nde_solve(tr->solver, &o, theta, tr->tsave[0], tr->y0b,
-                   tr->tsave[tr->T - 1], tr->T, tr->tsave, tr->ysave, st);
+    t0 = tr->tsave[0];
+    t1 = t1s = tr->tsave[tr->T - 1];
+    if (tr->nregs) {
+        if ((rc = regs_before(tr, t0, &t1s)) != NDE_OK)
+            return rc;
+        plan_saves(tr, t0, t1, t1s, tr->tsave, tr->T);
+        ts = tr->solve_t;
+        ns = tr->nsolve;
+        yout = tr->ysolve;
+    }
+    rc = nde_solve(tr->solver, &o, theta, t0, tr->y0b, t1s, ns, ts, yout,
+                   st);
     st->status = rc;
+    st->nfe_backward = 0;
     if (rc != NDE_OK) {
         nde_error_prefix(tr->ctx, "forward solve");
         return rc;
     }
-    *loss = mse_cotangents(tr, &nct);
+    if (tr->nregs)
+        gather_saves(tr, tr->ysave, tr->T);
+    *loss = mse_cotangents(tr, tr->nregs ? tr->tk : tr->tsave, &nct);
     if (!isfinite(*loss))
         return nde_error(tr->ctx, NDE_ENONFINITE,
                          "the loss is not finite (%g)", *loss);
+    if (tr->nregs) {
+        if ((rc = regs_after(tr, &o, traj, theta, t0, t1s, st, &reg)) !=
+            NDE_OK)
+            return rc;
+        tr->reg_total = reg;
+        *loss += reg;
+    }
     if (!grad)
         return NDE_OK;
-    st->nfe_backward = 0;
-    rc = nde_adjoint_gradient(a, &o, traj, theta, tr->ct, nct, tr->ybar0,
-                              grad, st);
+    if (tr->nregs &&
+        (rc = merge_cotangents(tr, tr->ct, nct, t0, t1s, &ct, &nct)) !=
+            NDE_OK)
+        return rc;
+    rc = nde_adjoint_gradient(a, &o, traj, theta, ct, nct, tr->ybar0, grad,
+                              st);
     st->status = rc;
-    if (rc != NDE_OK)
+    if (rc != NDE_OK) {
         nde_error_prefix(tr->ctx, "gradient (adjoint '%s')",
                          a->type->info.name);
-    return rc;
+        return rc;
+    }
+    for (i = 0; tr->nregs && i < tr->P; i++)
+        grad[i] += tr->reg_grad[i];
+    return NDE_OK;
 }
 
 /* Adam (Kingma & Ba 2015, Algorithm 1) with an L2 term added to the
@@ -1140,6 +1542,7 @@ int nde_trainer_step(nde_trainer *tr, nde_train_step *m)
     m->grad_norm = NAN;
     sample_batch(tr);
     rc = loss_grad(tr, tr->adj, tr->traj, tr->theta, &m->loss, tr->grad, &st);
+    m->reg = tr->reg_total;
     m->nfe_forward = st.nfe;
     m->nfe_backward = st.nfe_backward;
     m->steps_accepted = st.steps_accepted;
@@ -1273,15 +1676,18 @@ int nde_trainer_loss_grad(nde_trainer *tr, nde_adjoint *a,
                           nde_stats *st)
 {
     nde_trajectory *traj = tr->traj;
+    unsigned record;
+    size_t max_states;
 
     if (a && a != tr->adj && grad) {
-        if (tr->alt_traj && (tr->alt_traj->record != a->record ||
-                             tr->alt_traj->max_states != a->max_states)) {
+        record_for(tr, a, &record, &max_states);
+        if (tr->alt_traj && (tr->alt_traj->record != record ||
+                             tr->alt_traj->max_states != max_states)) {
             nde_trajectory_destroy(tr->alt_traj);
             tr->alt_traj = NULL;
         }
         if (!tr->alt_traj &&
-            !(tr->alt_traj = nde_trajectory_create(a->record, a->max_states)))
+            !(tr->alt_traj = nde_trajectory_create(record, max_states)))
             return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
         traj = tr->alt_traj;
     }
@@ -1319,4 +1725,48 @@ void nde_trainer_param_name(const nde_trainer *tr, size_t i, char *buf,
         snprintf(buf, size, "dec.W[%zu,%zu]", i / D, i % D);
     else
         snprintf(buf, size, "dec.b[%zu]", i - C * D);
+}
+
+size_t nde_trainer_nregularizers(const nde_trainer *tr) { return tr->nregs; }
+
+const char *nde_trainer_regularizer(const nde_trainer *tr, size_t i,
+                                    double *value)
+{
+    if (i >= tr->nregs) {
+        if (value)
+            *value = NAN;
+        return NULL;
+    }
+    if (value)
+        *value = tr->regs[i].value;
+    return tr->regs[i].name;
+}
+
+int nde_trainer_add_regularizer(nde_trainer *tr, const char *name,
+                                nde_regularizer *r,
+                                const nde_weight_schedule *w)
+{
+    int rc;
+
+    if (!r || !w || !name || !nde_plugin_name_valid(name))
+        return nde_error(tr->ctx, NDE_EINVAL,
+                         "add regularizer: a name matching [a-z0-9_]+, a "
+                         "regularizer and a schedule are needed");
+    if (r->solver != tr->solver)
+        return nde_error(tr->ctx, NDE_EINVAL,
+                         "add regularizer '%s': made for another solver",
+                         name);
+    for (size_t i = 0; i < tr->nregs; i++)
+        if (strcmp(tr->regs[i].name, name) == 0)
+            return nde_error(tr->ctx, NDE_EINVAL,
+                             "add regularizer '%s': the name is taken", name);
+    if ((rc = push_regularizer(tr, name, r, w)) != NDE_OK)
+        return rc;
+    if ((rc = regs_alloc(tr)) != NDE_OK) {
+        /* the caller keeps r */
+        tr->nregs--;
+        free(tr->regs[tr->nregs].name);
+        regs_alloc(tr);
+    }
+    return rc;
 }

@@ -7,6 +7,17 @@
 #include "nde/nde.h"
 #include "nde/train.h"
 
+/* One regularizer of the run. */
+typedef struct nde_train_reg {
+    char *name;                /* NAME of [regularizer.NAME]              */
+    nde_regularizer *r;
+    nde_weight_schedule w;
+    size_t first, nextra;      /* its extra save times in extra_t         */
+    double value;              /* R of the last training solve            */
+    const nde_cotangent *ct;   /* its cotangents of the last solve        */
+    size_t nct;
+} nde_train_reg;
+
 struct nde_trainer {
     nde_ctx *ctx;
     const nde_config *cfg;
@@ -68,6 +79,21 @@ struct nde_trainer {
     double *y0b, *ybar0;       /* B x dim                                 */
     double *target, *ysave, *gbuf; /* Tcap x B x dim                      */
     nde_cotangent *ct;         /* Tcap                                    */
+
+    /* regularizers (training solves only) */
+    nde_train_reg *regs;
+    size_t nregs;
+    double *reg_grad;          /* P: their direct gradient                */
+    double *tk;                /* Tcap: the data's save times as solved   */
+    double *solve_t;           /* Tcap + extras: the solve's save times   */
+    size_t *slot;              /* solve_t[j] -> data time k, or T + extra */
+    size_t nsolve;
+    double *ysolve;            /* (Tcap + extras) x B x dim               */
+    double *extra_t, *extra_y; /* extras, extras x B x dim                */
+    size_t nextra, extra_cap;  /* extra_cap = MAX_EXTRA x nregs           */
+    nde_cotangent *ct_all;     /* the loss's and the regularizers'        */
+    size_t ct_cap;
+    double reg_total;          /* weighted sum of the last training solve */
 };
 
 #endif

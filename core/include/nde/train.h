@@ -61,6 +61,44 @@
  * may straddle two epochs). The test set is predicted in chunks of
  * batch_size rows: test_loss is the mean cross-entropy, test_accuracy the
  * fraction of examples whose largest probability is their label.
+ *
+ * Regularizers (nde/regularizer.h): every [regularizer.NAME] section
+ * (NAME matching [a-z0-9_]+; overrides say regularizer.NAME.key) is
+ * created with nde_regularizer_create in the config's section order, with
+ * its weight schedule; a solver lacking a capability one needs is refused
+ * at composition (NDE_ECAPABILITY naming the regularizer and the solver).
+ * A regularizer of weight 0 still runs (STEER still moves t1, the value is
+ * still reported, its gradient is zero): remove the section to turn it
+ * off. Regularizers act in training only (nde_trainer_step and
+ * nde_trainer_loss_grad), never in evaluation or prediction. The forward
+ * solve records the union of the adjoint's record flags and every
+ * regularizer's (NDE_NEEDS_STEPS, _DENSE, _ERROR_EST, _STIFFNESS), also
+ * when no gradient is asked; the adjoint's max_states applies unless a
+ * regularizer needs the states of every step (NDE_NEEDS_STEPS or
+ * NDE_NEEDS_DENSE). In iteration i (0-based; for nde_trainer_loss_grad the
+ * next iteration), regularizer j (in order) draws from the seed
+ * nde_seed_derive(nde_seed_derive(nde_seed_derive(seed,
+ * NDE_STREAM_REGULARIZER), i), j): the draws depend on the iteration only,
+ * so a resumed run repeats them. before_solve is called for each in order
+ * with the batch's t0, t1 (t1 as moved by the ones before it); when t1
+ * moves, every save time of the solve - the data's and the extra ones
+ * asked before - is stretched to t0 + (t - t0) (t1' - t0) / (t1 - t0), and
+ * the observation of original time t_k is compared with the state at the
+ * stretched t_k (classification: y(1) becomes y(t1')). A moved t1 must
+ * stay finite and on the same side of t0; extra save times must lie in the
+ * interval. Extra save times are merged into the solve's sorted save
+ * times; each regularizer gets the states at its own times, in the order
+ * it asked, as extra_y. After the forward solve and the data loss,
+ * after_solve is called for each in order with weight = nde_weight_at(
+ * schedule, i, [train] iterations) (an exponential schedule spans the
+ * run's iteration count: resuming with another count changes the
+ * remaining weights); loss += weight * R, its direct gradient is added to
+ * the gradient, and its cotangents (in [t0, t1']) are merged with the
+ * loss's by time (entries at equal times add, as the adjoint convention
+ * says). Its nfe counts in the iteration's nfe_forward, its nvjp in
+ * nfe_backward. nde_train_step.loss is the data loss plus reg (the
+ * weighted sum); nde_trainer_regularizer() gives each one's name and last
+ * unweighted value.
  */
 #ifndef NDE_TRAIN_H
 #define NDE_TRAIN_H
@@ -70,6 +108,7 @@
 #include "adjoint.h"
 #include "config.h"
 #include "field.h"
+#include "regularizer.h"
 #include "solve.h"
 #include "status.h"
 
@@ -83,7 +122,8 @@ enum nde_stream {
     NDE_STREAM_INIT = 1,    /* parameter initialisation       */
     NDE_STREAM_NOISE = 2,   /* observation noise of the data  */
     NDE_STREAM_SPLIT = 3,   /* train/test split of a data set */
-    NDE_STREAM_PROBE = 4    /* gradcheck's parameter subset   */
+    NDE_STREAM_PROBE = 4,   /* gradcheck's parameter subset   */
+    NDE_STREAM_REGULARIZER = 5 /* regularizers' draws (STEER's t1, ...) */
 };
 
 /* The keys of [train] and [data]. */
@@ -107,6 +147,7 @@ typedef struct nde_train_step {
     long iteration;         /* iterations done, this one included (1-based) */
     double loss;            /* before the update                          */
     double grad_norm;       /* before clipping                            */
+    double reg;             /* the weighted regularization in loss        */
     long nfe_forward, nfe_backward, steps_accepted, steps_rejected;
     double time_s;          /* wall time of the iteration                 */
 } nde_train_step;
@@ -197,6 +238,22 @@ int nde_trainer_loss_grad(nde_trainer *tr, nde_adjoint *a,
                           nde_stats *st);
 nde_solver *nde_trainer_solver(const nde_trainer *tr);
 nde_adjoint *nde_trainer_adjoint(const nde_trainer *tr);
+/* The regularizers: their count; the name (NAME of [regularizer.NAME]) of
+ * regularizer i (in order) and its unweighted value R in the last
+ * training solve (NAN before the first) in *value (may be NULL). */
+size_t nde_trainer_nregularizers(const nde_trainer *tr);
+const char *nde_trainer_regularizer(const nde_trainer *tr, size_t i,
+                                    double *value);
+
+/* Add a regularizer made by the caller (e.g. nde_regularizer_create_from
+ * with nde_trainer_solver()) after the config's ones, named `name`
+ * ([a-z0-9_]+, not yet used), with schedule *w. The trainer owns r on
+ * success (the caller keeps it on failure). It is not in the config, so
+ * checkpoints do not know it. */
+int nde_trainer_add_regularizer(nde_trainer *tr, const char *name,
+                                nde_regularizer *r,
+                                const nde_weight_schedule *w);
+
 /* The record of the last training forward solve (for memory accounting). */
 const nde_trajectory *nde_trainer_trajectory(const nde_trainer *tr);
 
