@@ -1,0 +1,539 @@
+/*
+ * Regularizer suite. Conformance: every regularizer plugin found by
+ * nde_plugin_foreach, in each of its variants, on Lotka-Volterra (expr)
+ * and a 2-8-2 tanh MLP with a batch of 2: the total gradient (direct
+ * thetabar plus the cotangents carried back by the `discrete` adjoint over
+ * the recorded forward solve) against central finite differences of R
+ * (forward solve and regularizer re-run with the same seed). The step
+ * sequence is frozen (tsit5, qmin = qmax = 1, fixed dt = dtmax, a
+ * tolerance loose enough that every step is accepted; the step count is
+ * checked equal in every evaluation), and dtmax = dt also pins the local
+ * regularizer's initial-step dt, which it holds constant. Agreement:
+ * |grad - fd| <= 1e-6 max(|fd|_inf, 1e-8) per component (stated below
+ * as GRAD_RTOL). The local regularizer with through_state = false drops
+ * dR/dy_s dy_s/dtheta by design, so it is checked against differences
+ * with y_s frozen from the unperturbed solve.
+ *
+ * Then values (global on y' = lambda y from an independent evaluation of
+ * the tableau, stiffness = |lambda| / stability size, kinetic against the
+ * analytic integral on a linear field, Hutchinson's mean, l2 exactly),
+ * determinism, sampling, steer's b and refused pairings.
+ *
+ * Measured agreement is printed to stderr for the record.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nde/nde.h"
+
+#define MAX_REGS 16
+#define GRAD_RTOL 1e-6
+#define NMAX 16
+
+static nde_ctx *ctx;
+
+typedef struct reg_list {
+    const nde_regularizer_type *type[MAX_REGS];
+    size_t n;
+} reg_list;
+
+static int collect(const nde_plugin_info *info, const char *path, void *user)
+{
+    reg_list *l = user;
+    (void)path;
+    if (info->kind == NDE_KIND_REGULARIZER && l->n < MAX_REGS)
+        l->type[l->n++] = (const nde_regularizer_type *)info;
+    return 0;
+}
+
+static void setup(void)
+{
+    ctx = nde_ctx_create();
+    ck_assert_ptr_nonnull(ctx);
+}
+
+static void teardown(void) { nde_ctx_destroy(ctx); }
+
+static const nde_plugin_info *plugin(nde_kind kind, const char *name)
+{
+    const nde_plugin_info *info;
+    int rc = nde_plugin_find(ctx, kind, name, &info);
+    ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
+    return info;
+}
+
+/* ------------------------------------------------------------------ */
+/* A test field y' = theta0 y (scalar per row).                         */
+
+static void lin_destroy(nde_field *f) { (void)f; }
+static int lin_init(nde_field *f, double *theta, uint64_t seed)
+{
+    (void)f; (void)seed;
+    theta[0] = -2.0;
+    return NDE_OK;
+}
+static int lin_create(nde_field *f, nde_section *sec, nde_ctx *c)
+{
+    (void)sec; (void)c;
+    f->dim = 1;
+    f->nparams = 1;
+    return NDE_OK;
+}
+static int lin_eval(nde_field *f, double t, const double *y,
+                    const double *th, double *dy, size_t batch)
+{
+    (void)f; (void)t;
+    for (size_t i = 0; i < batch; i++)
+        dy[i] = th[0] * y[i];
+    return NDE_OK;
+}
+static int lin_vjp(nde_field *f, double t, const double *y, const double *th,
+                   const double *v, double *vy, double *vth, size_t batch)
+{
+    (void)f; (void)t;
+    for (size_t i = 0; i < batch; i++) {
+        if (vy)
+            vy[i] += v[i] * th[0];
+        if (vth)
+            vth[0] += v[i] * y[i];
+    }
+    return NDE_OK;
+}
+static const nde_field_type lin_field = {
+    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "lin", "y' = theta y", NULL,
+             0},
+    .create = lin_create, .destroy = lin_destroy, .init_params = lin_init,
+    .eval = lin_eval, .vjp = lin_vjp};
+
+/* ------------------------------------------------------------------ */
+/* Fixture: field, solver, discrete adjoint, regularizer, record.       */
+
+typedef struct fixture {
+    nde_config *cfg, *rcfg;
+    nde_field *f;
+    nde_solver *s;
+    nde_adjoint *adj;
+    nde_regularizer *r;
+    nde_trajectory *tr;
+    nde_solve_opts o;
+    double *theta;
+    size_t P, n, batch;
+    double y0[NMAX];
+    double t0, t1;
+    double ysave[NDE_REGULARIZER_MAX_EXTRA * NMAX];
+    nde_solve_request req;      /* of the last evaluation */
+    long nsteps, nfe, nvjp;     /* of the last evaluation */
+} fixture;
+
+static const char lv_ini[] =
+    "[field]\nplugin = expr\nstate = x, y\n"
+    "params = a=1.5, b=1.0, c=3.0, d=1.0\n"
+    "dx = a*x - b*x*y\ndy = d*x*y - c*y\n";
+static const char mlp_ini[] =
+    "[field]\nplugin = mlp\nlayers = 2, 8, 2\nactivation = tanh\n";
+
+/* Field from config text (or the built-in lin when text is NULL), solver,
+ * frozen-step options, discrete adjoint. */
+static void fx_init(fixture *fx, const char *field_ini, const char *solver,
+                    size_t batch, const double *y0, double t0, double t1,
+                    double dt, double tol)
+{
+    int rc;
+
+    memset(fx, 0, sizeof *fx);
+    fx->cfg = nde_config_create();
+    if (field_ini) {
+        rc = nde_config_load_string(fx->cfg, "test", field_ini, ctx);
+        ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
+        rc = nde_field_create(ctx, fx->cfg, "field", batch, &fx->f);
+    } else {
+        rc = nde_field_create_from(ctx, &lin_field, NULL, batch, &fx->f);
+    }
+    ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
+    fx->P = fx->f->nparams;
+    fx->theta = calloc(fx->P, sizeof(double));
+    ck_assert_int_eq(nde_field_init_params(fx->f, fx->theta, 1), NDE_OK);
+    rc = nde_solver_create_from(
+        ctx, (const nde_solver_type *)plugin(NDE_KIND_SOLVER, solver), fx->f,
+        &fx->s);
+    ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
+    ck_assert_int_eq(nde_solver_set_batch(fx->s, batch), NDE_OK);
+    nde_solve_opts_default(&fx->o, fx->s->type);
+    fx->o.rtol = fx->o.atol = tol;
+    if (dt > 0) {
+        fx->o.dt = dt;
+        fx->o.dtmax = dt;
+        fx->o.ctrl.qmin = fx->o.ctrl.qmax = 1.0;
+    }
+    rc = nde_adjoint_create_from(
+        ctx, (const nde_adjoint_type *)plugin(NDE_KIND_ADJOINT, "discrete"),
+        NULL, fx->s, &fx->adj);
+    ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
+    fx->batch = batch;
+    fx->n = batch * fx->f->dim;
+    ck_assert(fx->n <= NMAX);
+    memcpy(fx->y0, y0, fx->n * sizeof(double));
+    fx->t0 = t0;
+    fx->t1 = t1;
+}
+
+/* The regularizer from a section body ("" = no section: defaults). */
+static int fx_reg(fixture *fx, const nde_regularizer_type *type,
+                  const char *body)
+{
+    unsigned rec;
+    int rc;
+
+    nde_regularizer_destroy(fx->r);
+    fx->r = NULL;
+    nde_trajectory_destroy(fx->tr);
+    fx->tr = NULL;
+    if (body && *body) {
+        char text[512];
+        nde_section *sec;
+        snprintf(text, sizeof text, "[regularizer.x]\nplugin = %s\n%s\n",
+                 type->info.name, body);
+        nde_config_destroy(fx->rcfg);
+        fx->rcfg = nde_config_create();
+        rc = nde_config_load_string(fx->rcfg, "reg", text, ctx);
+        ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
+        sec = nde_config_section(fx->rcfg, "regularizer.x");
+        rc = nde_regularizer_create_from(ctx, type, sec, fx->s, &fx->r);
+    } else {
+        rc = nde_regularizer_create_from(ctx, type, NULL, fx->s, &fx->r);
+    }
+    if (rc != NDE_OK)
+        return rc;
+    rec = (fx->r->needs & (NDE_NEEDS_STEPS | NDE_NEEDS_DENSE |
+                           NDE_NEEDS_ERROR_EST | NDE_NEEDS_STIFFNESS)) |
+          fx->adj->record;
+    fx->tr = nde_trajectory_create(rec, 0);
+    ck_assert_ptr_nonnull(fx->tr);
+    return NDE_OK;
+}
+
+static void fx_free(fixture *fx)
+{
+    nde_regularizer_destroy(fx->r);
+    nde_trajectory_destroy(fx->tr);
+    nde_adjoint_destroy(fx->adj);
+    nde_solver_destroy(fx->s);
+    nde_field_destroy(fx->f);
+    nde_config_destroy(fx->cfg);
+    nde_config_destroy(fx->rcfg);
+    free(fx->theta);
+}
+
+/* What to hold fixed from an earlier solve (local's y_s). */
+typedef struct frozen {
+    int on;
+    double ysave[NDE_REGULARIZER_MAX_EXTRA * NMAX];
+    double *y;      /* the record's step states */
+    size_t ny;
+} frozen;
+
+/*
+ * Forward solve + regularizer at theta with seed. grad (may be NULL):
+ * weight * dR/dtheta, direct plus the cotangents through `discrete`.
+ * fz (may be NULL): replace y_s by the frozen one before after_solve.
+ */
+static double fx_eval(fixture *fx, const double *theta, uint64_t seed,
+                      double weight, double *grad, const frozen *fz)
+{
+    nde_regularizer_output out;
+    nde_regularizer_input in;
+    nde_stats st;
+    double direct[256], ybar0[NMAX];
+    int rc;
+
+    ck_assert(fx->P <= 256);
+    memset(&fx->req, 0, sizeof fx->req);
+    fx->req.t0 = fx->t0;
+    fx->req.t1 = fx->t1;
+    if (fx->r->type->before_solve) {
+        rc = fx->r->type->before_solve(fx->r, &fx->req, seed);
+        ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
+    }
+    fx->o.record = fx->tr;
+    rc = nde_solve(fx->s, &fx->o, theta, fx->req.t0, fx->y0, fx->req.t1,
+                   fx->req.nextra, fx->req.extra_save, fx->ysave, &st);
+    fx->o.record = NULL;
+    ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
+    if (fx->o.dt > 0)
+        ck_assert_int_eq(st.steps_rejected, 0);
+    fx->nsteps = st.steps_accepted;
+    if (fz && fz->on) {
+        memcpy(fx->ysave, fz->ysave, sizeof fx->ysave);
+        if (fz->y) {
+            ck_assert_uint_eq(fz->ny, fx->tr->nstates * fx->n);
+            memcpy(fx->tr->y, fz->y, fz->ny * sizeof(double));
+        }
+    }
+    memset(direct, 0, sizeof direct);
+    memset(&out, 0, sizeof out);
+    out.thetabar = direct;
+    in.solver = fx->s;
+    in.opts = &fx->o;
+    in.fwd = fx->tr;
+    in.theta = theta;
+    in.t0 = fx->req.t0;
+    in.t1 = fx->req.t1;
+    in.extra_y = fx->ysave;
+    in.nextra = fx->req.nextra;
+    in.weight = weight;
+    rc = fx->r->type->after_solve(fx->r, &in, &out);
+    ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
+    fx->nfe = out.nfe;
+    fx->nvjp = out.nvjp;
+    if (grad) {
+        /* Cotangents sorted by time for the adjoint (they come sorted from
+         * every plugin here; check it). */
+        for (size_t k = 1; k < out.nct; k++)
+            ck_assert(out.ct[k].t >= out.ct[k - 1].t);
+        rc = nde_adjoint_gradient(fx->adj, &fx->o, fx->tr, theta, out.ct,
+                                  out.nct, ybar0, grad, &st);
+        ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
+        for (size_t i = 0; i < fx->P; i++)
+            grad[i] += direct[i];
+    }
+    return out.value;
+}
+
+/* Snapshot y_s (extra saves and the record's states) of the last eval. */
+static void freeze(const fixture *fx, frozen *fz)
+{
+    fz->on = 1;
+    memcpy(fz->ysave, fx->ysave, sizeof fz->ysave);
+    fz->ny = fx->tr->nstates * fx->n;
+    fz->y = malloc((fz->ny + 1) * sizeof(double));
+    memcpy(fz->y, fx->tr->y, fz->ny * sizeof(double));
+}
+
+/* Gradient against central differences; returns the worst relative
+ * error (scaled by the largest |fd|). */
+static double gradcheck(fixture *fx, const char *what, int hold_ys)
+{
+    const double weight = 0.5;
+    const uint64_t seed = 7;
+    double grad[256], fd[256], *th = malloc(fx->P * sizeof(double));
+    double scale = 1e-300, worst = 0.0;
+    frozen fz = {0};
+    long nsteps;
+
+    fx_eval(fx, fx->theta, seed, weight, grad, NULL);
+    nsteps = fx->nsteps;
+    if (hold_ys)
+        freeze(fx, &fz);
+    for (size_t i = 0; i < fx->P; i++) {
+        const double e = 1e-3 * fmax(1.0, fabs(fx->theta[i]));
+        double r[4];
+        for (int k = 0; k < 4; k++) {
+            static const double off[4] = {1, -1, 2, -2};
+            memcpy(th, fx->theta, fx->P * sizeof(double));
+            th[i] += off[k] * e;
+            r[k] = fx_eval(fx, th, seed, weight, NULL, &fz);
+            ck_assert_int_eq(fx->nsteps, nsteps);
+        }
+        /* Fourth-order central difference (Richardson). */
+        fd[i] = (8.0 * (r[0] - r[1]) - (r[2] - r[3])) / (12.0 * e);
+        scale = fmax(scale, fabs(fd[i]));
+    }
+    for (size_t i = 0; i < fx->P; i++) {
+        worst = fmax(worst, fabs(grad[i] / weight - fd[i]) / scale);
+        if (getenv("REG_VERBOSE"))
+            fprintf(stderr, "  %zu: grad %.10e fd %.10e\n", i,
+                    grad[i] / weight, fd[i]);
+    }
+    fprintf(stderr, "gradcheck %-52s P=%3zu steps=%ld |fd|max=%.3e "
+            "rel.err=%.2e\n", what, fx->P, nsteps, scale, worst);
+    free(th);
+    free(fz.y);
+    return worst;
+}
+
+/* Variants per known plugin; a plugin not listed runs with its defaults.
+ * The int says whether y_s must be held fixed for the differences. */
+typedef struct variant {
+    const char *plugin, *body;
+    int hold_ys;
+} variant;
+
+static const variant variants[] = {
+    {"l2", "weight = 1\nscale = 0.3", 0},
+    {"steer", "weight = 1\nb = 0.25", 0},
+    {"global", "weight = 1", 0},
+    {"global", "weight = 1\naggregate = sum", 0},
+    {"global", "weight = 1\naggregate = max", 0},
+    {"global", "weight = 1\nmeasure = stiffness", 0},
+    {"global", "weight = 1\nmeasure = stiffness\naggregate = mean", 0},
+    {"local", "weight = 1\nthrough_state = true", 0},
+    {"local", "weight = 1\nsampling = biased\nthrough_state = true", 0},
+    {"local", "weight = 1\nmeasure = stiffness\nthrough_state = true", 0},
+    {"local", "weight = 1", 1},
+    {"local", "weight = 1\nsampling = biased", 1},
+    {"local", "weight = 1\nmeasure = stiffness\nsampling = biased", 1},
+    {"kinetic", "weight = 1", 0},
+    {"kinetic", "weight = 1\nkinetic = 0", 0},
+    {"kinetic", "weight = 1\njacobian = 0", 0},
+};
+
+static void conformance_on(const char *field_ini, const double *y0,
+                           double theta_scale, const char *fname)
+{
+    reg_list regs = {0};
+    size_t ntested = 0;
+
+    ck_assert_int_eq(nde_plugin_foreach(ctx, collect, NULL, &regs), 0);
+    ck_assert_uint_ge(regs.n, 5);
+    for (size_t p = 0; p < regs.n; p++) {
+        const char *name = regs.type[p]->info.name;
+        int known = 0;
+        for (size_t v = 0; v <= sizeof variants / sizeof *variants; v++) {
+            const char *body = "";
+            int hold = 0;
+            char what[160];
+            fixture fx;
+            if (v < sizeof variants / sizeof *variants) {
+                if (strcmp(variants[v].plugin, name) != 0)
+                    continue;
+                known = 1;
+                body = variants[v].body;
+                hold = variants[v].hold_ys;
+            } else if (known) {
+                break;
+            }
+            fx_init(&fx, field_ini, "tsit5", 2, y0, 0.0, 1.0, 0.1, 1e-1);
+            for (size_t i = 0; i < fx.P; i++)
+                fx.theta[i] *= theta_scale;
+            ck_assert_msg(fx_reg(&fx, regs.type[p], body) == NDE_OK, "%s",
+                          nde_ctx_message(ctx));
+            snprintf(what, sizeof what, "%s %s [%s]%s", fname, name, body,
+                     hold ? " y_s held" : "");
+            for (char *c = what; *c; c++)
+                if (*c == '\n')
+                    *c = ' ';
+            ck_assert_msg(gradcheck(&fx, what, hold) <= GRAD_RTOL, "%s",
+                          what);
+            ntested++;
+            fx_free(&fx);
+        }
+    }
+    ck_assert_uint_ge(ntested, regs.n);
+}
+
+START_TEST(conformance_lv)
+{
+    const double y0[4] = {1.0, 1.0, 0.8, 1.3};
+    conformance_on(lv_ini, y0, 1.0, "lv");
+}
+END_TEST
+
+START_TEST(conformance_mlp)
+{
+    const double y0[4] = {2.0, 0.0, 0.5, -1.0};
+    conformance_on(mlp_ini, y0, 3.0, "mlp");
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* l2 and steer                                                         */
+
+START_TEST(l2_exact)
+{
+    const double y0[4] = {1.0, 1.0, 0.8, 1.3};
+    double grad[256], want = 0.0;
+    fixture fx;
+
+    fx_init(&fx, lv_ini, "rk4", 2, y0, 0.0, 1.0, 0.1, 1e-3);
+    ck_assert_int_eq(fx_reg(&fx, (const nde_regularizer_type *)plugin(
+                                      NDE_KIND_REGULARIZER, "l2"),
+                            "weight = 1\nscale = 0.3"), NDE_OK);
+    ck_assert_uint_eq(fx.r->needs, 0);
+    for (size_t i = 0; i < fx.P; i++)
+        want += 0.3 * fx.theta[i] * fx.theta[i];
+    ck_assert_double_eq(fx_eval(&fx, fx.theta, 1, 0.7, grad, NULL), want);
+    for (size_t i = 0; i < fx.P; i++)
+        ck_assert_double_eq(grad[i], 2 * 0.7 * 0.3 * fx.theta[i]);
+    fx_free(&fx);
+}
+END_TEST
+
+START_TEST(steer_window)
+{
+    const nde_regularizer_type *t =
+        (const nde_regularizer_type *)plugin(NDE_KIND_REGULARIZER, "steer");
+    const double y0[2] = {1.0, 1.0};
+    double lo = 10, hi = -10, prev = 0;
+    fixture fx;
+    int rc;
+
+    fx_init(&fx, lv_ini, "tsit5", 1, y0, 0.0, 1.0, 0, 1e-6);
+    /* b outside (0, t1 - t0): at create when b <= 0, at the solve else. */
+    ck_assert_int_eq(fx_reg(&fx, t, "weight = 1\nb = 0"), NDE_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx), "b"));
+    ck_assert_int_eq(fx_reg(&fx, t, "weight = 1\nb = -0.5"), NDE_ECONFIG);
+    ck_assert_int_eq(fx_reg(&fx, t, ""), NDE_ECONFIG);
+    ck_assert_int_eq(fx_reg(&fx, t, "weight = 1\nb = 1"), NDE_OK);
+    memset(&fx.req, 0, sizeof fx.req);
+    fx.req.t0 = 0.0;
+    fx.req.t1 = 1.0;
+    rc = t->before_solve(fx.r, &fx.req, 3);
+    ck_assert_int_eq(rc, NDE_ECONFIG);
+    ck_assert_msg(strstr(nde_ctx_message(ctx), "steer") &&
+                  strstr(nde_ctx_message(ctx), "key b"), "%s",
+                  nde_ctx_message(ctx));
+    ck_assert_int_eq(fx_reg(&fx, t, "weight = 1\nb = 0.5"), NDE_OK);
+    for (uint64_t seed = 1; seed <= 200; seed++) {
+        double v = fx_eval(&fx, fx.theta, seed, 1.0, NULL, NULL);
+        ck_assert_double_eq(v, 0.0);
+        ck_assert(fx.req.t1 >= 0.5 && fx.req.t1 <= 1.5);
+        ck_assert(seed == 1 || fx.req.t1 != prev);
+        prev = fx.req.t1;
+        lo = fmin(lo, fx.req.t1);
+        hi = fmax(hi, fx.req.t1);
+        /* The solve really ended there. */
+        ck_assert_double_eq(fx.tr->t1, fx.req.t1);
+    }
+    ck_assert(lo < 0.6 && hi > 1.4);
+    /* Same seed, same end time. */
+    fx_eval(&fx, fx.theta, 5, 1.0, NULL, NULL);
+    prev = fx.req.t1;
+    fx_eval(&fx, fx.theta, 5, 1.0, NULL, NULL);
+    ck_assert_double_eq(fx.req.t1, prev);
+    fx_free(&fx);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("regularizers");
+    TCase *tc = tcase_create("conformance");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, conformance_lv);
+    tcase_add_test(tc, conformance_mlp);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("plugins");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, l2_exact);
+    tcase_add_test(tc, steer_window);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
