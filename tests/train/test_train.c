@@ -20,6 +20,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "nde/nde.h"
+
 #define MAX_ARGS 48
 
 typedef struct run_result {
@@ -926,6 +928,494 @@ START_TEST(test_classify_bad_files)
 }
 END_TEST
 
+/* ---- regularizers through `nde train` (test module treg) ------------------ */
+
+#define TREG "-s", "regularizer.wd.plugin=treg"
+
+START_TEST(test_reg_capability_refused)
+{
+    run_result r = run("train", spiral, "--quiet", TREG, "-s",
+                       "regularizer.wd.weight=1", "-s",
+                       "regularizer.wd.needs=error_est", "-s",
+                       "solver.plugin=rk4", "-s", "solver.dt=0.05");
+    assert_code(r, 2);
+    assert_contains(r.err, "regularizer 'treg'");
+    assert_contains(r.err, "solver 'rk4'");
+    assert_contains(r.err, "error estimate");
+    result_free(&r);
+}
+END_TEST
+
+START_TEST(test_reg_bad_keys)
+{
+    run_result r = run("train", spiral, "--quiet", TREG, "-s",
+                       "regularizer.wd.wieght=1");
+    assert_code(r, 2);
+    assert_contains(r.err, "[regularizer.wd] wieght");
+    assert_contains(r.err, "did you mean 'weight'");
+    result_free(&r);
+    r = run("train", spiral, "--quiet", TREG);
+    assert_code(r, 2);
+    assert_contains(r.err, "[regularizer.wd] weight: missing");
+    result_free(&r);
+    r = run("train", spiral, "--quiet", TREG, "-s", "regularizer.wd.weight=1",
+            "-s", "regularizer.wd.schedule=exponential");
+    assert_code(r, 2);
+    assert_contains(r.err, "weight_final");
+    result_free(&r);
+}
+END_TEST
+
+/* Exponential 100 -> 10 over 5 iterations: reg / reg_wd is the weight. */
+START_TEST(test_reg_schedule_in_metrics)
+{
+    run_result r = run("train", spiral, "--quiet", TREG, "-s",
+                       "regularizer.wd.weight=100", "-s",
+                       "regularizer.wd.schedule=exponential", "-s",
+                       "regularizer.wd.weight_final=10", "-s",
+                       "train.iterations=5", "-s", "train.eval_every=0", "-s",
+                       "train.metrics=w.jsonl");
+    char *text, *line;
+    int i = 0;
+
+    assert_code(r, 0);
+    result_free(&r);
+    ck_assert_ptr_nonnull(text = read_all(in_dir("w.jsonl"), NULL));
+    for (line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        double want = 100.0 * pow(0.1, i / 4.0);
+        if (!strstr(line, "\"loss\""))
+            continue;
+        ck_assert_double_eq_tol(json_number(line, "reg") /
+                                    json_number(line, "reg_wd"),
+                                want, 1e-9 * want);
+        i++;
+    }
+    ck_assert_int_eq(i, 5);
+    free(text);
+}
+END_TEST
+
+/* As test_resume_bit_for_bit, with a regularizer (and one of weight 0,
+ * which still reports its value). */
+START_TEST(test_reg_resume_bit_for_bit)
+{
+#define REGS TREG, "-s", "regularizer.wd.weight=1e-3", "-s",                  \
+             "regularizer.zero.plugin=treg", "-s", "regularizer.zero.weight=0"
+    run_result r;
+    ckpt_view x, y;
+    char *a, *b;
+
+    r = run("train", spiral, SHORT, REGS, "-s", "train.iterations=30", "-s",
+            "train.eval_every=15", "-s", "train.metrics=full.jsonl", "-s",
+            "train.checkpoint=full.ckpt");
+    assert_code(r, 0);
+    result_free(&r);
+    r = run("train", spiral, SHORT, REGS, "-s", "train.iterations=15", "-s",
+            "train.eval_every=15", "-s", "train.metrics=part.jsonl", "-s",
+            "train.checkpoint=part.ckpt");
+    assert_code(r, 0);
+    result_free(&r);
+    /* the regularizer sections are part of the checkpoint's config */
+    r = run("train", spiral, SHORT, "-s", "train.iterations=30", "-s",
+            "train.checkpoint=x.ckpt", "--resume", "part.ckpt");
+    assert_code(r, 2);
+    assert_contains(r.err, "regularizer");
+    result_free(&r);
+    r = run("train", spiral, SHORT, REGS, "-s", "train.iterations=30", "-s",
+            "train.eval_every=15", "-s", "train.metrics=part.jsonl", "-s",
+            "train.checkpoint=part.ckpt", "--resume", "part.ckpt");
+    assert_code(r, 0);
+    result_free(&r);
+    x = ckpt_read("full.ckpt");
+    y = ckpt_read("part.ckpt");
+    ck_assert_int_eq(y.iteration, 30);
+    ck_assert_uint_eq(x.nparams, y.nparams);
+    ck_assert_msg(memcmp(x.state, y.state, 3 * x.nparams * 8) == 0,
+                  "parameters or Adam state differ after resume");
+    a = metrics_without_times("full.jsonl");
+    b = metrics_without_times("part.jsonl");
+    ck_assert_msg(strcmp(a, b) == 0, "metrics differ after resume");
+    assert_contains(a, "\"reg\": ");
+    assert_contains(a, "\"reg_wd\": ");
+    assert_contains(a, "\"reg_zero\": ");
+    free(a);
+    free(b);
+    free(x.data);
+    free(y.data);
+#undef REGS
+}
+END_TEST
+
+/* ---- regularizers through the library (test-local types) ---------------- */
+
+/* What the test regularizers saw. */
+static struct {
+    long calls, before_calls;
+    uint64_t seed, seeds_differ;
+    double t0, t1, weight[16];
+    size_t nextra;
+    double extra_y[4 * 64], y0[64];
+    size_t n;
+} seen;
+
+static nde_ctx *reg_ctx;
+static nde_config *reg_cfg;
+
+static nde_trainer *trainer_from(const char *text)
+{
+    nde_trainer *tr = NULL;
+    ck_assert_ptr_nonnull(reg_ctx = nde_ctx_create());
+    ck_assert_ptr_nonnull(reg_cfg = nde_config_create());
+    ck_assert_int_eq(nde_config_load_string(reg_cfg, "test", text, reg_ctx),
+                     NDE_OK);
+    ck_assert_msg(nde_trainer_create(reg_ctx, reg_cfg, 0, &tr) == NDE_OK,
+                  "%s", nde_ctx_message(reg_ctx));
+    return tr;
+}
+
+static void trainer_free(nde_trainer *tr)
+{
+    nde_trainer_destroy(tr);
+    nde_config_destroy(reg_cfg);
+    nde_ctx_destroy(reg_ctx);
+}
+
+static void add_reg(nde_trainer *tr, const nde_regularizer_type *type,
+                    const char *name, double w0, double w1, int expo)
+{
+    nde_regularizer *r;
+    nde_weight_schedule w = {w0, w1, expo};
+    ck_assert_int_eq(nde_regularizer_create_from(reg_ctx, type, NULL,
+                                                 nde_trainer_solver(tr), &r),
+                     NDE_OK);
+    ck_assert_msg(nde_trainer_add_regularizer(tr, name, r, &w) == NDE_OK,
+                  "%s", nde_ctx_message(reg_ctx));
+}
+
+static int noop_create(nde_regularizer *r, nde_section *sec, nde_solver *s,
+                       nde_ctx *ctx)
+{
+    (void)r, (void)sec, (void)s, (void)ctx;
+    return NDE_OK;
+}
+static void noop_destroy(nde_regularizer *r) { (void)r; }
+
+/* (a) ||theta||^2 directly and (b) 0.5 ||y(t_c)||^2 at an extra save time
+ * t_c inside the interval, handed back as the cotangent w y(t_c). */
+static double probe_g[64 * 4];
+static nde_cotangent probe_ct;
+
+static int probe_before(nde_regularizer *r, nde_solve_request *req,
+                        uint64_t seed)
+{
+    (void)r;
+    if (seen.before_calls++ > 0 && seed != seen.seed)
+        seen.seeds_differ = 1;
+    seen.seed = seed;
+    req->extra_save[req->nextra++] = req->t0 + 0.37 * (req->t1 - req->t0);
+    return NDE_OK;
+}
+
+static int probe_after(nde_regularizer *r, const nde_regularizer_input *in,
+                       nde_regularizer_output *out)
+{
+    const size_t P = r->solver->field->nparams;
+    const size_t n = r->solver->batch * r->solver->field->dim;
+    double sum = 0.0, sy = 0.0;
+    size_t i;
+
+    ck_assert_uint_eq(in->nextra, 1);
+    ck_assert_uint_le(n, 64 * 4);
+    for (i = 0; i < P; i++) {
+        sum += in->theta[i] * in->theta[i];
+        out->thetabar[i] += 2.0 * in->weight * in->theta[i];
+    }
+    for (i = 0; i < n; i++) {
+        sy += 0.5 * in->extra_y[i] * in->extra_y[i];
+        probe_g[i] = in->weight * in->extra_y[i];
+    }
+    probe_ct.t = in->t0 + 0.37 * (in->t1 - in->t0);
+    probe_ct.g = probe_g;
+    out->ct = &probe_ct;
+    out->nct = 1;
+    out->value = sum + sy;
+    seen.calls++;
+    return NDE_OK;
+}
+
+static const nde_regularizer_type probe_reg = {
+    {NDE_ABI_VERSION, NDE_KIND_REGULARIZER, "probe", "test", NULL, 0},
+    noop_create, noop_destroy, probe_before, probe_after};
+
+/* A small spiral MLP on a fixed-step solver: the discrete adjoint is the
+ * exact gradient of the discretised loss, so finite differences agree to
+ * round-off. */
+static const char fd_ini[] =
+    "[solver]\nplugin = rk4\ndt = 0.05\n"
+    "[field]\nplugin = mlp\nlayers = 2, 6, 2\nactivation = tanh\n"
+    "input = cube\ntime = false\n"
+    "[adjoint]\nplugin = discrete\n"
+    "[data]\nsource = spiral\nnpoints = 100\nt1 = 5\nbatch_time = 8\n"
+    "[train]\niterations = 10\nbatch_size = 3\nseed = 7\n";
+
+START_TEST(test_reg_gradient_fd)
+{
+    nde_trainer *tr = trainer_from(fd_ini), *plain;
+    const size_t P = nde_trainer_nparams(tr);
+    double th[64], g[64], g0[64], loss, lp, lm, loss0, num = 0, den = 0,
+           dir = 0, gn = 0;
+    nde_stats st;
+    size_t i;
+
+    ck_assert_uint_le(P, 64);
+    memset(&seen, 0, sizeof seen);
+    add_reg(tr, &probe_reg, "probe", 0.7, 0.7, 0);
+    memcpy(th, nde_trainer_params(tr), P * sizeof *th);
+    nde_trainer_probe(tr);
+    ck_assert_int_eq(nde_trainer_loss_grad(tr, NULL, th, &loss, g, &st),
+                     NDE_OK);
+    ck_assert_uint_eq(seen.seed,
+                      nde_seed_derive(nde_seed_derive(nde_seed_derive(
+                                          7, NDE_STREAM_REGULARIZER), 0),
+                                      0));
+    for (i = 0; i < P; i++) {
+        double h = 1e-6 * fmax(1.0, fabs(th[i])), keep = th[i], fd;
+        th[i] = keep + h;
+        ck_assert_int_eq(nde_trainer_loss_grad(tr, NULL, th, &lp, NULL, &st),
+                         NDE_OK);
+        th[i] = keep - h;
+        ck_assert_int_eq(nde_trainer_loss_grad(tr, NULL, th, &lm, NULL, &st),
+                         NDE_OK);
+        th[i] = keep;
+        fd = (lp - lm) / (2 * h);
+        num += (g[i] - fd) * (g[i] - fd);
+        den += fd * fd;
+    }
+    ck_assert_int_eq(seen.seeds_differ, 0);
+    ck_assert_msg(sqrt(num / den) < 1e-6, "gradient vs FD: %g",
+                  sqrt(num / den));
+
+    /* the regularizer's part is large, and not only its direct part: the
+     * cotangent through the trajectory matters */
+    plain = NULL;
+    ck_assert_int_eq(nde_trainer_create(reg_ctx, reg_cfg, 0, &plain), NDE_OK);
+    nde_trainer_probe(plain);
+    ck_assert_int_eq(
+        nde_trainer_loss_grad(plain, NULL, th, &loss0, g0, &st), NDE_OK);
+    ck_assert_double_gt(loss - loss0, 1e-3);
+    for (i = 0; i < P; i++) {
+        double d = g[i] - g0[i] - 2 * 0.7 * th[i];
+        dir += d * d;
+        gn += g[i] * g[i];
+    }
+    ck_assert_msg(sqrt(dir / gn) > 1e-2,
+                  "the cotangent part is negligible (%g)", sqrt(dir / gn));
+    nde_trainer_destroy(plain);
+    trainer_free(tr);
+}
+END_TEST
+
+/* STEER-like: t1 doubled; two extra save times asked out of order; it
+ * records t0, t1, y0 (fwd->y[0], NDE_NEEDS_STEPS) and the extra states. */
+static int stretch_create(nde_regularizer *r, nde_section *sec,
+                          nde_solver *s, nde_ctx *ctx)
+{
+    (void)sec, (void)s, (void)ctx;
+    r->needs = NDE_NEEDS_STEPS;
+    return NDE_OK;
+}
+
+static int stretch_before(nde_regularizer *r, nde_solve_request *req,
+                          uint64_t seed)
+{
+    (void)r, (void)seed;
+    seen.before_calls++;
+    req->t1 = req->t0 + 2.0 * (req->t1 - req->t0);
+    req->extra_save[req->nextra++] = req->t0 + 0.3 * (req->t1 - req->t0);
+    req->extra_save[req->nextra++] = req->t0 + 0.05 * (req->t1 - req->t0);
+    return NDE_OK;
+}
+
+static int stretch_after(nde_regularizer *r, const nde_regularizer_input *in,
+                         nde_regularizer_output *out)
+{
+    const size_t n = r->solver->batch * r->solver->field->dim;
+    (void)out;
+    ck_assert_uint_le(n, 64);
+    seen.calls++;
+    seen.t0 = in->t0;
+    seen.t1 = in->t1;
+    seen.nextra = in->nextra;
+    seen.n = n;
+    ck_assert_ptr_nonnull(in->fwd->y);
+    memcpy(seen.y0, in->fwd->y, n * sizeof *seen.y0);
+    memcpy(seen.extra_y, in->extra_y, in->nextra * n * sizeof *seen.extra_y);
+    return NDE_OK;
+}
+
+static const nde_regularizer_type stretch_reg = {
+    {NDE_ABI_VERSION, NDE_KIND_REGULARIZER, "stretch", "test", NULL, 0},
+    stretch_create, noop_destroy, stretch_before, stretch_after};
+
+/* y' = -y observed on [0, 2] at 41 points; every window of 5 points in
+ * one batch (gsl_ran_choose of all of them: in index order). */
+static const char decay_ini[] =
+    "[solver]\nplugin = tsit5\nrtol = 1e-11\natol = 1e-13\n"
+    "[field]\nplugin = expr\nstate = y\ndy = -y\n"
+    "[adjoint]\nplugin = discrete\n"
+    "[data]\nsource = field\ny0 = 1\nnpoints = 41\nt1 = 2\nbatch_time = 5\n"
+    "[train]\niterations = 5\nbatch_size = 37\nseed = 1\n";
+
+START_TEST(test_reg_stretch_and_extra_saves)
+{
+    nde_trainer *tr = trainer_from(decay_ini);
+    const double dt = 2.0 / 40, t1 = 4 * dt;
+    const double te[2] = {0.3 * 2 * t1, 0.05 * 2 * t1};
+    double loss, want = 0.0, th[1] = {0};
+    nde_stats st;
+    size_t b, k, e;
+
+    memset(&seen, 0, sizeof seen);
+    add_reg(tr, &stretch_reg, "stretch", 1.0, 1.0, 0);
+    nde_trainer_probe(tr);
+    ck_assert_int_eq(nde_trainer_loss_grad(tr, NULL, th, &loss, NULL, &st),
+                     NDE_OK);
+    ck_assert_int_eq(seen.calls, 1);
+    ck_assert_double_eq(seen.t0, 0.0);
+    ck_assert_double_eq_tol(seen.t1, 2 * t1, 1e-15);
+    ck_assert_uint_eq(seen.nextra, 2);
+    ck_assert_uint_eq(seen.n, 37);
+    for (b = 0; b < 37; b++) {
+        const double y0 = seen.y0[b];
+        ck_assert_double_eq_tol(y0, exp(-(double)b * dt), 1e-8);
+        /* the observation at t_k against the solution at 2 t_k */
+        for (k = 0; k < 5; k++) {
+            double d = y0 * (exp(-2.0 * k * dt) - exp(-(double)k * dt));
+            want += d * d;
+        }
+        /* extra states in the order asked */
+        for (e = 0; e < 2; e++)
+            ck_assert_msg(fabs(seen.extra_y[e * 37 + b] -
+                               y0 * exp(-te[e])) < 1e-9,
+                          "row %zu extra %zu: %.12g, want %.12g", b, e,
+                          seen.extra_y[e * 37 + b], y0 * exp(-te[e]));
+    }
+    want /= 37.0 * 5.0;
+    ck_assert_msg(fabs(loss - want) < 1e-9 * want, "loss %.12g, want %.12g",
+                  loss, want);
+    ck_assert_double_gt(want, 1e-3);
+    trainer_free(tr);
+}
+END_TEST
+
+/* Evaluation never runs regularizers: the same prediction NFE and loss. */
+START_TEST(test_reg_not_in_evaluation)
+{
+    nde_trainer *tr = trainer_from(decay_ini), *plain = NULL;
+    nde_eval_result a, b;
+    nde_train_step m;
+    long calls;
+
+    memset(&seen, 0, sizeof seen);
+    add_reg(tr, &stretch_reg, "stretch", 1.0, 1.0, 0);
+    ck_assert_int_eq(nde_trainer_create(reg_ctx, reg_cfg, 0, &plain), NDE_OK);
+    ck_assert_int_eq(nde_trainer_step(tr, &m), NDE_OK);
+    calls = seen.calls;
+    ck_assert_int_eq(calls, 1);
+    ck_assert_int_eq(nde_trainer_evaluate(tr, &a), NDE_OK);
+    ck_assert_int_eq(nde_trainer_evaluate(plain, &b), NDE_OK);
+    ck_assert_int_eq(seen.calls, calls);
+    ck_assert_int_eq(seen.before_calls, calls);
+    ck_assert_int_gt(a.nfe, 0);
+    ck_assert_int_eq(a.nfe, b.nfe);
+    ck_assert_double_eq(a.test_loss, b.test_loss);
+    nde_trainer_destroy(plain);
+    trainer_free(tr);
+}
+END_TEST
+
+/* Records each iteration's weight; value 1 so reg = weight. */
+static int weight_after(nde_regularizer *r, const nde_regularizer_input *in,
+                        nde_regularizer_output *out)
+{
+    (void)r;
+    if (seen.calls < 16)
+        seen.weight[seen.calls] = in->weight;
+    seen.calls++;
+    out->value = 1.0;
+    return NDE_OK;
+}
+
+static const nde_regularizer_type weight_reg = {
+    {NDE_ABI_VERSION, NDE_KIND_REGULARIZER, "weights", "test", NULL, 0},
+    noop_create, noop_destroy, NULL, weight_after};
+
+START_TEST(test_reg_weight_schedule)
+{
+    nde_trainer *tr = trainer_from(decay_ini);
+    nde_train_step m;
+    double v;
+    int i;
+
+    memset(&seen, 0, sizeof seen);
+    add_reg(tr, &weight_reg, "w", 100.0, 10.0, 1);
+    for (i = 0; i < 5; i++) {
+        const double want = 100.0 * pow(0.1, i / 4.0);
+        ck_assert_int_eq(nde_trainer_step(tr, &m), NDE_OK);
+        ck_assert_double_eq_tol(seen.weight[i], want, 1e-12 * want);
+        ck_assert_double_eq_tol(m.reg, want, 1e-12 * want);
+    }
+    ck_assert_double_eq_tol(seen.weight[4], 10.0, 1e-12);
+    ck_assert_str_eq(nde_trainer_regularizer(tr, 0, &v), "w");
+    ck_assert_double_eq(v, 1.0);
+    trainer_free(tr);
+}
+END_TEST
+
+/* The record: what the adjoint declares alone; with a regularizer that
+ * needs error estimates and one that needs steps, the union, and every
+ * state (max_states 0). */
+static int needs_create(nde_regularizer *r, nde_section *sec, nde_solver *s,
+                        nde_ctx *ctx)
+{
+    (void)sec, (void)s, (void)ctx;
+    r->needs = NDE_NEEDS_ERROR_EST;
+    return NDE_OK;
+}
+
+static const nde_regularizer_type needs_reg = {
+    {NDE_ABI_VERSION, NDE_KIND_REGULARIZER, "needs", "test", NULL, 0},
+    needs_create, noop_destroy, NULL, weight_after};
+
+START_TEST(test_reg_record_flags)
+{
+    nde_trainer *tr = trainer_from(
+        "[solver]\nplugin = tsit5\n"
+        "[field]\nplugin = expr\nstate = y\ndy = -y\n"
+        "[adjoint]\nplugin = backsolve\n"
+        "[data]\nsource = field\ny0 = 1\nnpoints = 41\nt1 = 2\n"
+        "batch_time = 5\n"
+        "[train]\niterations = 5\nbatch_size = 3\nseed = 1\n");
+    const unsigned own = nde_trainer_adjoint(tr)->record;
+    nde_train_step m;
+
+    memset(&seen, 0, sizeof seen);
+    ck_assert_uint_eq(nde_trainer_trajectory(tr)->record, own);
+    add_reg(tr, &needs_reg, "a", 1.0, 1.0, 0);
+    ck_assert_uint_eq(nde_trainer_trajectory(tr)->record,
+                      own | NDE_NEEDS_ERROR_EST);
+    add_reg(tr, &stretch_reg, "b", 1.0, 1.0, 0);
+    ck_assert_uint_eq(nde_trainer_trajectory(tr)->record,
+                      own | NDE_NEEDS_ERROR_EST | NDE_NEEDS_STEPS);
+    ck_assert_uint_eq(nde_trainer_trajectory(tr)->max_states, 0);
+    ck_assert_int_eq(nde_trainer_step(tr, &m), NDE_OK);
+    ck_assert_ptr_nonnull(nde_trainer_trajectory(tr)->eest);
+    ck_assert_uint_eq(nde_trainer_trajectory(tr)->nstates,
+                      nde_trainer_trajectory(tr)->nsteps);
+    trainer_free(tr);
+}
+END_TEST
+
 static Suite *train_suite(void)
 {
     Suite *s = suite_create("train");
@@ -955,6 +1445,15 @@ static Suite *train_suite(void)
     tcase_add_test(tc, test_classify_learns);
     tcase_add_test(tc, test_classify_resume_bit_for_bit);
     tcase_add_test(tc, test_classify_bad_files);
+    tcase_add_test(tc, test_reg_capability_refused);
+    tcase_add_test(tc, test_reg_bad_keys);
+    tcase_add_test(tc, test_reg_schedule_in_metrics);
+    tcase_add_test(tc, test_reg_resume_bit_for_bit);
+    tcase_add_test(tc, test_reg_gradient_fd);
+    tcase_add_test(tc, test_reg_stretch_and_extra_saves);
+    tcase_add_test(tc, test_reg_not_in_evaluation);
+    tcase_add_test(tc, test_reg_weight_schedule);
+    tcase_add_test(tc, test_reg_record_flags);
     suite_add_tcase(s, tc);
     return s;
 }
