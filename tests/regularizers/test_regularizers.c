@@ -507,6 +507,244 @@ START_TEST(steer_window)
 }
 END_TEST
 
+
+static const nde_regularizer_type *reg_named(const char *name)
+{
+    return (const nde_regularizer_type *)plugin(NDE_KIND_REGULARIZER, name);
+}
+
+/* One tsit5 step of y' = lambda y from y with h, from the tableau alone
+ * (independent of the engine): y_next and the error vector. */
+static void linear_step(const nde_rk_tableau *tab, double lambda, double y,
+                        double h, double *y_next, double *err)
+{
+    double k[16], yn = y, e = 0.0;
+
+    for (int i = 0; i < tab->stages; i++) {
+        double g = y;
+        for (int j = 0; j < i; j++)
+            g += h * tab->a[i * tab->stages + j] * k[j];
+        k[i] = lambda * g;
+    }
+    for (int i = 0; i < tab->stages; i++) {
+        yn += h * tab->b[i] * k[i];
+        e += h * tab->btilde[i] * k[i];
+    }
+    *y_next = yn;
+    *err = e;
+}
+
+START_TEST(global_error_linear)
+{
+    const double y0[1] = {1.0}, lambda = -2.0;
+    double want = 0.0, maxv = 0.0, v;
+    fixture fx;
+
+    /* Adaptive steps (default controller): the record gives t_j, h_j. */
+    fx_init(&fx, NULL, "tsit5", 1, y0, 0.0, 2.0, 0, 1e-6);
+    ck_assert_int_eq(fx_reg(&fx, reg_named("global"), "weight = 1"), NDE_OK);
+    v = fx_eval(&fx, fx.theta, 1, 1.0, NULL, NULL);
+    ck_assert_int_ge(fx.nsteps, 5);
+    for (size_t j = 0; j < fx.tr->nsteps; j++) {
+        const double y = fx.tr->y[j], h = fx.tr->h[j];
+        double yn, err, sc, eest;
+        linear_step(fx.s->type->tableau, lambda, y, h, &yn, &err);
+        sc = 1e-6 + 1e-6 * fmax(fabs(y), fabs(yn));
+        eest = fabs(err) / sc;
+        /* The loop's own EEst is the same number (no block norm here). */
+        ck_assert_double_eq_tol(fx.tr->eest[j], eest, 1e-9 * eest);
+        want += eest * fabs(h);
+        maxv = fmax(maxv, eest * fabs(h));
+    }
+    want /= (double)fx.tr->nsteps;
+    fprintf(stderr, "global error on y' = -2y: %.15e hand %.15e (%ld "
+            "steps)\n", v, want, fx.nsteps);
+    ck_assert_double_eq_tol(v, want, 1e-10 * want);
+    ck_assert_int_eq(fx_reg(&fx, reg_named("global"),
+                            "weight = 1\naggregate = sum"), NDE_OK);
+    v = fx_eval(&fx, fx.theta, 1, 1.0, NULL, NULL);
+    ck_assert_double_eq_tol(v, want * (double)fx.nsteps, 1e-10 * v);
+    ck_assert_int_eq(fx_reg(&fx, reg_named("global"),
+                            "weight = 1\naggregate = max"), NDE_OK);
+    v = fx_eval(&fx, fx.theta, 1, 1.0, NULL, NULL);
+    ck_assert_double_eq_tol(v, maxv, 1e-10 * v);
+    fx_free(&fx);
+}
+END_TEST
+
+/* For y' = lambda y the stages are exactly linear: k_s - k_q = lambda
+ * (y_next - g_q), so the estimate is |lambda| / stability size. */
+START_TEST(stiffness_linear)
+{
+    const double y0[1] = {1.0};
+    const char *bodies[] = {"weight = 1\nmeasure = stiffness",
+                            "weight = 1\nmeasure = stiffness\naggregate = mean",
+                            "weight = 1\nmeasure = stiffness\nsampling = biased",
+                            "weight = 1\nmeasure = stiffness"};
+    const char *names[] = {"global", "global", "local", "local"};
+    fixture fx;
+
+    fx_init(&fx, NULL, "tsit5", 1, y0, 0.0, 2.0, 0, 1e-6);
+    for (int i = 0; i < 4; i++) {
+        const double want = 2.0 / fx.s->type->tableau->stability_size;
+        double v;
+        ck_assert_int_eq(fx_reg(&fx, reg_named(names[i]), bodies[i]),
+                         NDE_OK);
+        v = fx_eval(&fx, fx.theta, 3, 1.0, NULL, NULL);
+        fprintf(stderr, "stiffness %s on y' = -2y: %.15f want %.15f\n",
+                names[i], v, want);
+        ck_assert_double_eq_tol(v, want, 1e-12);
+    }
+    ck_assert_double_eq_tol(2.0 / fx.s->type->tableau->stability_size,
+                            2.0 / 3.5068, 1e-15);
+    fx_free(&fx);
+}
+END_TEST
+
+static const char rot_ini[] =
+    "[field]\nplugin = linear\nA = -0.5, 2, -2, -0.5\n";
+
+/* y' = A y, A = a I + b J: ||A y||^2 = (a^2 + b^2) e^{2 a t} ||y0||^2. */
+START_TEST(kinetic_linear)
+{
+    const double y0[4] = {1.0, 0.5, -0.3, 2.0}, a = -0.5, b = 2.0, T = 1.5;
+    const double y2 = (1.0 + 0.25 + 0.09 + 4.0) / 2.0; /* mean ||y0||^2 */
+    const double want = (a * a + b * b) * y2 * (exp(2 * a * T) - 1) / (2 * a);
+    double v, mean = 0.0;
+    const int nseeds = 400;
+    fixture fx;
+
+    fx_init(&fx, rot_ini, "tsit5", 2, y0, 0.0, T, 0, 1e-10);
+    ck_assert_int_eq(fx_reg(&fx, reg_named("kinetic"),
+                            "weight = 1\njacobian = 0"), NDE_OK);
+    v = fx_eval(&fx, fx.theta, 1, 1.0, NULL, NULL);
+    fprintf(stderr, "kinetic on a linear field: %.15e analytic %.15e "
+            "rel %.2e (%ld steps)\n", v, want, fabs(v - want) / want,
+            fx.nsteps);
+    ck_assert_double_eq_tol(v, want, 1e-8 * want);
+
+    /* Hutchinson: E ||A eps||^2 = ||A||_F^2 = 2 (a^2 + b^2); over many
+     * probes the mean is T ||A||_F^2 (sd of the mean ~ 3.5% here). */
+    ck_assert_int_eq(fx_reg(&fx, reg_named("kinetic"),
+                            "weight = 1\nkinetic = 0"), NDE_OK);
+    fx.o.rtol = fx.o.atol = 1e-6;
+    for (int s = 1; s <= nseeds; s++)
+        mean += fx_eval(&fx, fx.theta, (uint64_t)s, 1.0, NULL, NULL);
+    mean /= nseeds;
+    fprintf(stderr, "Hutchinson mean over %d probes: %.4f, ||A||_F^2 T = "
+            "%.4f\n", nseeds, mean, 2 * (a * a + b * b) * T);
+    ck_assert_double_eq_tol(mean / (2 * (a * a + b * b) * T), 1.0, 0.14);
+    fx_free(&fx);
+}
+END_TEST
+
+START_TEST(deterministic)
+{
+    const double y0[4] = {2.0, 0.0, 0.5, -1.0};
+    const char *names[] = {"local", "local", "kinetic", "global", "steer"};
+    const char *bodies[] = {"weight = 1", "weight = 1\nsampling = biased",
+                            "weight = 1", "weight = 1", "weight = 1\nb = 0.3"};
+    fixture fx;
+
+    fx_init(&fx, mlp_ini, "tsit5", 2, y0, 0.0, 1.0, 0, 1e-6);
+    for (int i = 0; i < 5; i++) {
+        double g1[64], g2[64], v1, v2, v3;
+        ck_assert_int_eq(fx_reg(&fx, reg_named(names[i]), bodies[i]),
+                         NDE_OK);
+        v1 = fx_eval(&fx, fx.theta, 11, 0.3, g1, NULL);
+        v2 = fx_eval(&fx, fx.theta, 11, 0.3, g2, NULL);
+        ck_assert_mem_eq(&v1, &v2, sizeof v1);
+        ck_assert_mem_eq(g1, g2, fx.P * sizeof(double));
+        v3 = fx_eval(&fx, fx.theta, 12, 0.3, NULL, NULL);
+        if (strcmp(names[i], "steer") != 0 && strcmp(names[i], "global"))
+            ck_assert_msg(v3 != v1, "%s: seeds 11 and 12 gave the same R",
+                          names[i]);
+    }
+    fx_free(&fx);
+}
+END_TEST
+
+/* Unbiased t_s: in [t0, t1), different per seed, mean near the middle;
+ * biased: drawn among the steps (several distinct values). Counts. */
+START_TEST(local_sampling)
+{
+    const double y0[4] = {2.0, 0.0, 0.5, -1.0};
+    double mean = 0.0, prev = -1, vals[60];
+    size_t ndistinct = 0;
+    fixture fx;
+
+    fx_init(&fx, mlp_ini, "tsit5", 2, y0, 0.5, 2.5, 0, 1e-6);
+    ck_assert_int_eq(fx_reg(&fx, reg_named("local"), "weight = 1"), NDE_OK);
+    for (uint64_t seed = 1; seed <= 200; seed++) {
+        double ts;
+        fx_eval(&fx, fx.theta, seed, 1.0, NULL, NULL);
+        ck_assert_uint_eq(fx.req.nextra, 1);
+        ts = fx.req.extra_save[0];
+        ck_assert(ts >= 0.5 && ts < 2.5);
+        ck_assert(ts != prev);
+        prev = ts;
+        mean += ts / 200;
+        /* f0, initial step, the step (7 stages, FSAL invalidated) and
+         * its VJP (7 evaluations, 7 VJPs). */
+        ck_assert_int_eq(fx.nfe, 16);
+        ck_assert_int_eq(fx.nvjp, 7);
+    }
+    fprintf(stderr, "unbiased t_s mean over 200 seeds: %.4f (uniform on "
+            "[0.5, 2.5): 1.5 +- 0.04)\n", mean);
+    ck_assert_double_eq_tol(mean, 1.5, 0.17);
+
+    ck_assert_int_eq(fx_reg(&fx, reg_named("local"),
+                            "weight = 1\nsampling = biased"), NDE_OK);
+    for (uint64_t seed = 1; seed <= 60; seed++) {
+        const double v = fx_eval(&fx, fx.theta, seed, 1.0, NULL, NULL);
+        size_t k = 0;
+        ck_assert_uint_eq(fx.req.nextra, 0);
+        while (k < ndistinct && vals[k] != v)
+            k++;
+        if (k == ndistinct)
+            vals[ndistinct++] = v;
+    }
+    fprintf(stderr, "biased: %zu distinct values over 60 seeds (%ld "
+            "steps)\n", ndistinct, fx.nsteps);
+    ck_assert_uint_ge(ndistinct, fx.nsteps < 5 ? (size_t)fx.nsteps : 5);
+    ck_assert_uint_le(ndistinct, (size_t)fx.nsteps);
+    fx_free(&fx);
+}
+END_TEST
+
+START_TEST(refused_pairings)
+{
+    const double y0[2] = {1.0, 1.0};
+    const char *msg;
+    fixture fx;
+
+    fx_init(&fx, lv_ini, "rk4", 1, y0, 0.0, 1.0, 0.1, 1e-6);
+    ck_assert_int_eq(fx_reg(&fx, reg_named("local"), "weight = 1"),
+                     NDE_ECAPABILITY);
+    msg = nde_ctx_message(ctx);
+    ck_assert_msg(strstr(msg, "local") && strstr(msg, "rk4") &&
+                  strstr(msg, "error estimate"), "%s", msg);
+    ck_assert_int_eq(fx_reg(&fx, reg_named("local"),
+                            "weight = 1\nmeasure = stiffness"),
+                     NDE_ECAPABILITY);
+    ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx), "stiffness"));
+    ck_assert_int_eq(fx_reg(&fx, reg_named("global"), "weight = 1"),
+                     NDE_ECAPABILITY);
+    ck_assert_int_eq(fx_reg(&fx, reg_named("local"),
+                            "weight = 1\nsampling = sometimes"), NDE_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx), "sampling"));
+    ck_assert_int_eq(fx_reg(&fx, reg_named("global"),
+                            "weight = 1\naggregate = median"), NDE_ECONFIG);
+    ck_assert_int_eq(fx_reg(&fx, reg_named("kinetic"),
+                            "weight = 1\nkinetic = -1"), NDE_ECONFIG);
+    /* Plugins that need nothing of the solver work with rk4. */
+    ck_assert_int_eq(fx_reg(&fx, reg_named("l2"), "weight = 1"), NDE_OK);
+    ck_assert_int_eq(fx_reg(&fx, reg_named("kinetic"), "weight = 1"),
+                     NDE_OK);
+    fx_free(&fx);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("regularizers");
@@ -523,6 +761,12 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, l2_exact);
     tcase_add_test(tc, steer_window);
+    tcase_add_test(tc, global_error_linear);
+    tcase_add_test(tc, stiffness_linear);
+    tcase_add_test(tc, kinetic_linear);
+    tcase_add_test(tc, deterministic);
+    tcase_add_test(tc, local_sampling);
+    tcase_add_test(tc, refused_pairings);
     suite_add_tcase(s, tc);
     return s;
 }
