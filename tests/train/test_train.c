@@ -1126,6 +1126,7 @@ static int probe_after(nde_regularizer *r, const nde_regularizer_input *in,
 
     ck_assert_uint_eq(in->nextra, 1);
     ck_assert_uint_le(n, 64 * 4);
+    ck_assert_ptr_nonnull(out->thetabar);
     for (i = 0; i < P; i++) {
         sum += in->theta[i] * in->theta[i];
         out->thetabar[i] += 2.0 * in->weight * in->theta[i];
@@ -1158,16 +1159,18 @@ static const char fd_ini[] =
     "[data]\nsource = spiral\nnpoints = 100\nt1 = 5\nbatch_time = 8\n"
     "[train]\niterations = 10\nbatch_size = 3\nseed = 7\n";
 
-START_TEST(test_reg_gradient_fd)
+/* The trainer's gradient of data loss + regularizer against central
+ * differences of the same (same batch, same regularizer seed). */
+static void reg_gradient_fd(const char *ini, uint64_t seed)
 {
-    nde_trainer *tr = trainer_from(fd_ini), *plain;
-    const size_t P = nde_trainer_nparams(tr);
-    double th[64], g[64], g0[64], loss, lp, lm, loss0, num = 0, den = 0,
+    nde_trainer *tr = trainer_from(ini), *plain;
+    const size_t P = nde_trainer_nparams(tr), Pf = nde_trainer_field(tr)->nparams;
+    double th[256], g[256], g0[256], loss, lp, lm, loss0, num = 0, den = 0,
            dir = 0, gn = 0;
     nde_stats st;
     size_t i;
 
-    ck_assert_uint_le(P, 64);
+    ck_assert_uint_le(P, 256);
     memset(&seen, 0, sizeof seen);
     add_reg(tr, &probe_reg, "probe", 0.7, 0.7, 0);
     memcpy(th, nde_trainer_params(tr), P * sizeof *th);
@@ -1176,7 +1179,7 @@ START_TEST(test_reg_gradient_fd)
                      NDE_OK);
     ck_assert_uint_eq(seen.seed,
                       nde_seed_derive(nde_seed_derive(nde_seed_derive(
-                                          7, NDE_STREAM_REGULARIZER), 0),
+                                          seed, NDE_STREAM_REGULARIZER), 0),
                                       0));
     for (i = 0; i < P; i++) {
         double h = 1e-6 * fmax(1.0, fabs(th[i])), keep = th[i], fd;
@@ -1204,7 +1207,7 @@ START_TEST(test_reg_gradient_fd)
         nde_trainer_loss_grad(plain, NULL, th, &loss0, g0, &st), NDE_OK);
     ck_assert_double_gt(loss - loss0, 1e-3);
     for (i = 0; i < P; i++) {
-        double d = g[i] - g0[i] - 2 * 0.7 * th[i];
+        double d = g[i] - g0[i] - (i < Pf ? 2 * 0.7 * th[i] : 0.0);
         dir += d * d;
         gn += g[i] * g[i];
     }
@@ -1212,6 +1215,28 @@ START_TEST(test_reg_gradient_fd)
                   "the cotangent part is negligible (%g)", sqrt(dir / gn));
     nde_trainer_destroy(plain);
     trainer_free(tr);
+}
+
+START_TEST(test_reg_gradient_fd) { reg_gradient_fd(fd_ini, 7); }
+END_TEST
+
+/* The same through the classifier (encoder -> ODE -> decoder). */
+START_TEST(test_reg_classify_gradient_fd)
+{
+    char ini[2048];
+
+    write_idx_set("tr-img.gz", "tr-lab.gz", 40, 7u);
+    write_idx_set("te-img.gz", "te-lab.gz", 10, 99u);
+    snprintf(ini, sizeof ini,
+             "[solver]\nplugin = rk4\ndt = 0.1\n"
+             "[field]\nplugin = mlp\nlayers = 2, 4, 2\nactivation = tanh\n"
+             "time = false\n[adjoint]\nplugin = discrete\n"
+             "[data]\nsource = idx\nimages = %s\nlabels = %s\n"
+             "test_images = %s\ntest_labels = %s\n"
+             "[train]\niterations = 5\nbatch_size = 4\nseed = 3\n",
+             in_dir("tr-img.gz"), in_dir("tr-lab.gz"), in_dir("te-img.gz"),
+             in_dir("te-lab.gz"));
+    reg_gradient_fd(ini, 3);
 }
 END_TEST
 
@@ -1450,6 +1475,7 @@ static Suite *train_suite(void)
     tcase_add_test(tc, test_reg_schedule_in_metrics);
     tcase_add_test(tc, test_reg_resume_bit_for_bit);
     tcase_add_test(tc, test_reg_gradient_fd);
+    tcase_add_test(tc, test_reg_classify_gradient_fd);
     tcase_add_test(tc, test_reg_stretch_and_extra_saves);
     tcase_add_test(tc, test_reg_not_in_evaluation);
     tcase_add_test(tc, test_reg_weight_schedule);
