@@ -11,8 +11,10 @@
  *                        uses the plain scaled RMS norm so that value and
  *                        VJP agree);
  *   measure = stiffness: v_j = S_j = RMS(k_s - k_q) / RMS(y_next - g_q) /
- *                        stability size (nde_solver_stiffness; |lambda h|
- *                        / 3.5068 for tsit5).
+ *                        stability size (nde_solver_stiffness, as
+ *                        LocalRegNeuralDE.jl: on y' = lambda y it is
+ *                        |lambda| / 3.5068 for tsit5, with no factor h,
+ *                        although the issue text writes |lambda h|).
  * R = aggregate_j v_j with aggregate = mean | sum | max. Defaults as the
  * authors' code (RegNeuralDE.jl mnist_node.jl): mean for error, max for
  * stiffness.
@@ -49,8 +51,8 @@ typedef struct global_state {
 static const nde_key global_keys[] = {
     {"measure", NDE_KEY_WORD, "error",
      "error: per-step error estimate EEst times |h| (time units); "
-     "stiffness: per-step stiffness estimate |lambda h| / stability size "
-     "(dimensionless)"},
+     "stiffness: per-step stiffness estimate |lambda| / stability size "
+     "(nde_solver_stiffness; 1/time units)"},
     {"aggregate", NDE_KEY_WORD, "",
      "mean, sum or max over the accepted steps (default: mean for error, "
      "max for stiffness, as Pal et al.'s code); gradients hold step sizes "

@@ -55,7 +55,7 @@ static const nde_key local_keys[] = {
      "uniform among the solver's accepted step start times"},
     {"measure", NDE_KEY_WORD, "error",
      "error: the extra step's EEst * |dt| (time units); stiffness: its "
-     "stiffness estimate (dimensionless)"},
+     "stiffness estimate |lambda| / stability size (1/time units)"},
     {"through_state", NDE_KEY_BOOL, "false",
      "also hand weight * dR/dy_s to the adjoint as a cotangent at t_s "
      "(the paper holds y_s constant)"},

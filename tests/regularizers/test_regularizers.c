@@ -745,6 +745,43 @@ START_TEST(refused_pairings)
 }
 END_TEST
 
+/* A record that keeps only a few step states (an adjoint's checkpoints):
+ * the plugins replay the missing ones and give the same R and gradient. */
+START_TEST(checkpointed_record)
+{
+    const double y0[4] = {2.0, 0.0, 0.5, -1.0};
+    const char *names[] = {"global", "global", "local", "kinetic"};
+    const char *bodies[] = {"weight = 1", "weight = 1\nmeasure = stiffness",
+                            "weight = 1\nsampling = biased\n"
+                            "through_state = true", "weight = 1"};
+    fixture fx;
+
+    fx_init(&fx, mlp_ini, "tsit5", 2, y0, 0.0, 1.0, 0, 1e-9);
+    for (int i = 0; i < 4; i++) {
+        double g1[64], g2[64], v1, v2, worst = 0.0, gmax = 0.0;
+        unsigned rec;
+        ck_assert_int_eq(fx_reg(&fx, reg_named(names[i]), bodies[i]),
+                         NDE_OK);
+        v1 = fx_eval(&fx, fx.theta, 4, 1.0, g1, NULL);
+        rec = fx.tr->record;
+        nde_trajectory_destroy(fx.tr);
+        fx.tr = nde_trajectory_create(rec, 3);
+        v2 = fx_eval(&fx, fx.theta, 4, 1.0, g2, NULL);
+        ck_assert_uint_lt(fx.tr->nstates, (size_t)fx.nsteps);
+        for (size_t k = 0; k < fx.P; k++) {
+            worst = fmax(worst, fabs(g1[k] - g2[k]));
+            gmax = fmax(gmax, fabs(g1[k]));
+        }
+        fprintf(stderr, "checkpointed %s: R rel %.1e, grad rel %.1e (%zu of "
+                "%ld states)\n", names[i], fabs(v1 - v2) / fabs(v1),
+                worst / gmax, fx.tr->nstates, fx.nsteps);
+        ck_assert_double_eq_tol(v1, v2, 1e-10 * fabs(v1));
+        ck_assert(worst <= 1e-10 * gmax);
+    }
+    fx_free(&fx);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("regularizers");
@@ -767,6 +804,7 @@ static Suite *suite(void)
     tcase_add_test(tc, deterministic);
     tcase_add_test(tc, local_sampling);
     tcase_add_test(tc, refused_pairings);
+    tcase_add_test(tc, checkpointed_record);
     suite_add_tcase(s, tc);
     return s;
 }
