@@ -930,6 +930,54 @@ END_TEST
 
 /* ---- regularizers through `nde train` (test module treg) ------------------ */
 
+/* The real plugins on the full-batch spiral of loss_decreases: the run
+ * completes, the loss (data + weighted regularizer) falls, and the
+ * regularizer's value is in the metrics. */
+static void reg_loss_decreases(const char *plugin, const char *key,
+                               const char *value)
+{
+    char pset[96], wset[96], kset[96], name[64];
+    run_result r;
+    char *m, *last;
+    double first, final;
+
+    snprintf(pset, sizeof pset, "regularizer.r.plugin=%s", plugin);
+    snprintf(wset, sizeof wset, "regularizer.r.weight=0.01");
+    snprintf(kset, sizeof kset, "regularizer.r.%s=%s", key ? key : "weight",
+             key ? value : "0.01");
+    r = run("train", spiral, "-s", pset, "-s", wset, "-s", kset, "-s",
+            "adjoint.plugin=interpolating", "-s", "data.npoints=200", "-s",
+            "data.t1=5", "-s", "train.batch_size=191", "-s",
+            "train.iterations=40", "-s", "train.lr=0.01", "-s",
+            "train.metrics=m.jsonl", "-s", "train.checkpoint=", "--quiet");
+    assert_code(r, 0);
+    result_free(&r);
+    m = read_all(in_dir("m.jsonl"), NULL);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_int_eq(sscanf(m, "{\"iteration\": 1, \"loss\": %lf", &first), 1);
+    ck_assert_ptr_nonnull(last = strstr(m, "{\"iteration\": 40, \"loss\": "));
+    ck_assert_int_eq(sscanf(last, "{\"iteration\": 40, \"loss\": %lf", &final),
+                     1);
+    ck_assert_msg(final < 0.25 * first,
+                  "%s: loss %g after 40 iterations, %g at the first", plugin,
+                  final, first);
+    snprintf(name, sizeof name, "reg_r");
+    ck_assert_double_ge(json_number(last, name), 0.0);
+    free(m);
+}
+
+START_TEST(test_reg_spiral_local) { reg_loss_decreases("local", NULL, NULL); }
+END_TEST
+START_TEST(test_reg_spiral_local_biased)
+{
+    reg_loss_decreases("local", "sampling", "biased");
+}
+END_TEST
+START_TEST(test_reg_spiral_global) { reg_loss_decreases("global", NULL, NULL); }
+END_TEST
+START_TEST(test_reg_spiral_steer) { reg_loss_decreases("steer", "b", "0.01"); }
+END_TEST
+
 #define TREG "-s", "regularizer.wd.plugin=treg"
 
 START_TEST(test_reg_capability_refused)
@@ -995,12 +1043,18 @@ START_TEST(test_reg_schedule_in_metrics)
 }
 END_TEST
 
-/* As test_resume_bit_for_bit, with a regularizer (and one of weight 0,
- * which still reports its value). */
+/* As test_resume_bit_for_bit, with regularizers: treg, one of weight 0
+ * (which still reports its value), and the random ones steer (t1 drawn)
+ * and local (t_s drawn), in that order. */
 START_TEST(test_reg_resume_bit_for_bit)
 {
 #define REGS TREG, "-s", "regularizer.wd.weight=1e-3", "-s",                  \
-             "regularizer.zero.plugin=treg", "-s", "regularizer.zero.weight=0"
+             "regularizer.zero.plugin=treg", "-s",                           \
+             "regularizer.zero.weight=0", "-s",                              \
+             "regularizer.steer.plugin=steer", "-s",                         \
+             "regularizer.steer.weight=1", "-s", "regularizer.steer.b=0.1",  \
+             "-s", "regularizer.loc.plugin=local", "-s",                     \
+             "regularizer.loc.weight=0.01"
     run_result r;
     ckpt_view x, y;
     char *a, *b;
@@ -1038,6 +1092,7 @@ START_TEST(test_reg_resume_bit_for_bit)
     assert_contains(a, "\"reg\": ");
     assert_contains(a, "\"reg_wd\": ");
     assert_contains(a, "\"reg_zero\": ");
+    assert_contains(a, "\"reg_loc\": ");
     free(a);
     free(b);
     free(x.data);
@@ -1471,6 +1526,10 @@ static Suite *train_suite(void)
     tcase_add_test(tc, test_classify_resume_bit_for_bit);
     tcase_add_test(tc, test_classify_bad_files);
     tcase_add_test(tc, test_reg_capability_refused);
+    tcase_add_test(tc, test_reg_spiral_local);
+    tcase_add_test(tc, test_reg_spiral_local_biased);
+    tcase_add_test(tc, test_reg_spiral_global);
+    tcase_add_test(tc, test_reg_spiral_steer);
     tcase_add_test(tc, test_reg_bad_keys);
     tcase_add_test(tc, test_reg_schedule_in_metrics);
     tcase_add_test(tc, test_reg_resume_bit_for_bit);
