@@ -1014,6 +1014,31 @@ START_TEST(test_reg_bad_keys)
 }
 END_TEST
 
+/* A regularizer of weight 0 that moves nothing leaves every number of the
+ * run as it is without it (the wiring itself does not perturb the solve). */
+START_TEST(test_reg_zero_weight_same_numbers)
+{
+    run_result r;
+    ckpt_view x, y;
+
+    r = run("train", spiral, SHORT, "-s", "train.iterations=20", "-s",
+            "train.checkpoint=a.ckpt");
+    assert_code(r, 0);
+    result_free(&r);
+    r = run("train", spiral, SHORT, TREG, "-s", "regularizer.wd.weight=0",
+            "-s", "train.iterations=20", "-s", "train.checkpoint=b.ckpt");
+    assert_code(r, 0);
+    result_free(&r);
+    x = ckpt_read("a.ckpt");
+    y = ckpt_read("b.ckpt");
+    ck_assert_uint_eq(x.nparams, y.nparams);
+    ck_assert_msg(memcmp(x.state, y.state, 3 * x.nparams * 8) == 0,
+                  "a weight-0 regularizer changed the parameters");
+    free(x.data);
+    free(y.data);
+}
+END_TEST
+
 /* Exponential 100 -> 10 over 5 iterations: reg / reg_wd is the weight. */
 START_TEST(test_reg_schedule_in_metrics)
 {
@@ -1531,6 +1556,7 @@ static Suite *train_suite(void)
     tcase_add_test(tc, test_reg_spiral_global);
     tcase_add_test(tc, test_reg_spiral_steer);
     tcase_add_test(tc, test_reg_bad_keys);
+    tcase_add_test(tc, test_reg_zero_weight_same_numbers);
     tcase_add_test(tc, test_reg_schedule_in_metrics);
     tcase_add_test(tc, test_reg_resume_bit_for_bit);
     tcase_add_test(tc, test_reg_gradient_fd);

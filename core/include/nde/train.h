@@ -229,8 +229,10 @@ int nde_trainer_predict(nde_trainer *tr, double t0, const double *y0,
  * Gradient check support. nde_trainer_probe() draws a new mini-batch from
  * the sampling stream (as a step would) and keeps it; nde_trainer_loss_grad
  * computes the loss of that batch at theta and, when grad is not NULL, its
- * gradient with adjoint `a` (NULL = the configured one). Neither changes
- * the trainer's parameters or optimizer.
+ * gradient with adjoint `a` (NULL = the configured one), regularizers
+ * included with the next iteration's weights and seeds (the same draws on
+ * every call until a step is taken, so finite differences see one
+ * function). Neither changes the trainer's parameters or optimizer.
  */
 int nde_trainer_probe(nde_trainer *tr);
 int nde_trainer_loss_grad(nde_trainer *tr, nde_adjoint *a,
