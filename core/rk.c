@@ -169,14 +169,15 @@ static inline void rk_take_fsal(nde_rk_work *w)
     }
 }
 
-int nde_rk_eval_first(nde_solver *s, const double *theta, double t,
-                      const double *y, const double **f0)
+int nde_solver_first_stage(nde_solver *s, const double *theta, double t,
+                           const double *y, const double **f0)
 {
     nde_rk_work *w = s->work;
     int rc;
 
     w->fsal_pending = 0;
     w->k1_valid = 0;
+    w->last_valid = 0;
     s->counts.nfe++;
     rc = nde_field_eval(s->field, t, y, theta, w->k[0], s->batch);
     if (rc != NDE_OK)
@@ -245,6 +246,7 @@ int nde_rk_step(nde_solver *s, const double *theta, double t, double h,
     double hc[NDE_RK_MAX_STAGES] = {0};
     int rc;
 
+    w->last_valid = 0;
     rk_take_fsal(w);
     if (!w->k1_valid) {
         s->counts.nfe++;
@@ -279,6 +281,11 @@ int nde_rk_step(nde_solver *s, const double *theta, double t, double h,
         else
             rk_combine_inline(err, NULL, hc, ns, w->k, n);
     }
+    w->last_valid = 1;
+    w->last_t = t;
+    w->last_h = h;
+    w->last_y = y;
+    w->last_theta = theta;
     return NDE_OK;
 }
 
@@ -288,6 +295,7 @@ void nde_solver_accept(nde_solver *s)
 
     /* The swap waits for the next step so that dense output of the step
      * just accepted stays available. */
+    w->last_valid = 0;
     if (s->type->tableau->fsal) {
         w->fsal_pending = 1;
     } else {
@@ -301,6 +309,7 @@ void nde_solver_invalidate(nde_solver *s)
 
     w->k1_valid = 0;
     w->fsal_pending = 0;
+    w->last_valid = 0;
 }
 
 /* hc[i] = h b_i(theta): the dense-output weights of every stage. */
@@ -434,11 +443,44 @@ double nde_rk_error_norm_checked(const double *err, const double *y,
  * same numbers as y_next (a_s = b), so it is treated as a stage like any
  * other.
  */
+static int step_vjp(nde_solver *s, const double *theta, double t, double h,
+                    const double *y, int reuse, double rtol, double atol,
+                    const double *ybar_next, double ebar, double sbar,
+                    const nde_dense_cotangent *dc, size_t ndc, double *ybar,
+                    double *thetabar);
+
 int nde_solver_step_vjp(nde_solver *s, const double *theta, double t, double h,
                         const double *y, double rtol, double atol,
                         const double *ybar_next, double ebar, double sbar,
                         const nde_dense_cotangent *dc, size_t ndc,
                         double *ybar, double *thetabar)
+{
+    return step_vjp(s, theta, t, h, y, 0, rtol, atol, ybar_next, ebar, sbar,
+                    dc, ndc, ybar, thetabar);
+}
+
+int nde_solver_last_step_vjp(nde_solver *s, double rtol, double atol,
+                             const double *ybar_next, double ebar,
+                             double sbar, const nde_dense_cotangent *dc,
+                             size_t ndc, double *ybar, double *thetabar)
+{
+    const nde_rk_work *w = s->work;
+
+    if (!w->last_valid)
+        return nde_error(s->ctx, NDE_EINVAL,
+                         "solver '%s': no step to differentiate (the last "
+                         "one was accepted or none was taken)",
+                         s->type->info.name);
+    return step_vjp(s, w->last_theta, w->last_t, w->last_h, w->last_y, 1,
+                    rtol, atol, ybar_next, ebar, sbar, dc, ndc, ybar,
+                    thetabar);
+}
+
+static int step_vjp(nde_solver *s, const double *theta, double t, double h,
+                    const double *y, int reuse, double rtol, double atol,
+                    const double *ybar_next, double ebar, double sbar,
+                    const nde_dense_cotangent *dc, size_t ndc, double *ybar,
+                    double *thetabar)
 {
     const nde_rk_tableau *tab = s->type->tableau;
     nde_rk_work *w = s->work;
@@ -458,12 +500,16 @@ int nde_solver_step_vjp(nde_solver *s, const double *theta, double t, double h,
                          "solver '%s' has no stiffness estimate to "
                          "differentiate", s->type->info.name);
 
-    /* Forward: stage arguments and stages. */
+    /* Forward: stage arguments and stages (the last step's, when reused). */
     memcpy(w->gv[0], y, n * sizeof *y);
     for (int i = 0; i < ns; i++) {
         if (i > 0) {
             rk_scale(hc, tab->a + (size_t)i * ns, i, h);
             rk_combine(w->gv[i], y, hc, i, w->kv, n);
+        }
+        if (reuse) {
+            memcpy(w->kv[i], w->k[i], n * sizeof(double));
+            continue;
         }
         s->counts.nfe++;
         rc = nde_field_eval(f, t + tab->c[i] * h, w->gv[i], theta, w->kv[i],

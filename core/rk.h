@@ -14,6 +14,11 @@ typedef struct nde_rk_work {
     double *g;              /* stage argument                                */
     double *gq;             /* argument of the stiffness stage q             */
     int k1_valid;           /* k[0] = f(t, y) for the y of the next step     */
+    /* the last step taken, while its stages are intact (no accept or new
+     * step since): nde_solver_last_step_vjp reuses them */
+    int last_valid;
+    double last_t, last_h;
+    const double *last_y, *last_theta;
     int fsal_pending;       /* last step accepted: k[s-1] becomes k[0]       */
     /* step VJP: its own stages (the step's k stay intact for dense output),
      * every stage argument, every stage cotangent */
@@ -29,11 +34,6 @@ typedef struct nde_rk_work {
 /* Workspace for n_max = batch_max * dim values (core/rk.c). */
 int nde_rk_work_create(int stages, size_t n_max, nde_rk_work **out);
 void nde_rk_work_destroy(nde_rk_work *w);
-
-/* k[0] = f(t, y) now, kept as the first stage of the next step (FSAL or
- * not); *f0 points to it until the next step. */
-int nde_rk_eval_first(nde_solver *s, const double *theta, double t,
-                      const double *y, const double **f0);
 
 /* nde_solver_step that also returns, when eest is not NULL (and err is
  * not NULL), the checked error norm computed in the same pass as err:

@@ -383,7 +383,7 @@ static int solve_loop(nde_solver *s, const nde_solve_opts *o,
     if (adaptive && o->dt == 0) {
         const double *f0;
         double h0;
-        rc = nde_rk_eval_first(s, theta, t0, y, &f0);
+        rc = nde_solver_first_stage(s, theta, t0, y, &f0);
         if (rc == NDE_ERETRY)
             return nde_error(s->ctx, NDE_ENONFINITE,
                              "the field is not finite at the initial state "

@@ -8,8 +8,9 @@
  *   sampling = biased: t_s is the start time of an accepted step j drawn
  *     uniformly from the solve's steps, y_s its recorded state.
  * From (t_s, y_s) one fresh solver step is taken towards t1 with dt from
- * the initial-step heuristic (nde_initial_step over [t_s, t1], f0 =
- * f(t_s, y_s) evaluated here), and
+ * the initial-step heuristic (nde_initial_step over [t_s, t1], with f0 =
+ * f(t_s, y_s) from nde_solver_first_stage, which is also the step's first
+ * stage), and
  *   measure = error:     R = EEst |dt| (EEst: nde_error_norm with the
  *                        training rtol/atol);
  *   measure = stiffness: R = the step's stiffness estimate.
@@ -28,8 +29,10 @@
  * or the solve have zero length, R = 0 with no gradient.
  *
  * The forward solver's workspace is used for the extra step; its FSAL
- * state is invalidated afterwards. The evaluation of f0 is counted in
- * s->counts like the engine's own; out->nfe/nvjp are the deltas.
+ * state is invalidated afterwards. The VJP reuses the step's stages
+ * (nde_solver_last_step_vjp): the regularizer costs the heuristic's two
+ * evaluations, the step's other stages and one VJP per stage;
+ * out->nfe/nvjp are the deltas of s->counts.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -45,7 +48,7 @@ typedef struct local_state {
     double u;                 /* this solve's draw                         */
     size_t iextra;            /* index of t_s among the extra save times   */
     int drawn;
-    double *f0, *y, *y_next, *err, *ybar; /* n_max each                  */
+    double *y, *y_next, *err, *ybar;     /* n_max each                   */
     nde_cotangent ct;
 } local_state;
 
@@ -67,7 +70,6 @@ static void local_destroy(nde_regularizer *r)
 
     if (!l)
         return;
-    free(l->f0);
     free(l->y);
     free(l->y_next);
     free(l->err);
@@ -107,8 +109,7 @@ static int local_create(nde_regularizer *r, nde_section *sec, nde_solver *s,
         return nde_section_error(sec, "measure", ctx, "expected error or "
                                  "stiffness, got '%s'", measure);
     l->n_max = s->batch_max * s->field->dim;
-    if (!(l->f0 = malloc(l->n_max * sizeof(double))) ||
-        !(l->y = malloc(l->n_max * sizeof(double))) ||
+    if (!(l->y = malloc(l->n_max * sizeof(double))) ||
         !(l->y_next = malloc(l->n_max * sizeof(double))) ||
         !(l->err = malloc(l->n_max * sizeof(double))) ||
         !(l->ybar = malloc(l->n_max * sizeof(double))))
@@ -172,6 +173,7 @@ static int local_after_solve(nde_regularizer *r,
     const size_t n = s->batch * s->field->dim;
     const double rtol = in->opts->rtol, atol = in->opts->atol;
     const nde_solver_counts c0 = s->counts;
+    const double *f0;
     double ts, dt, value;
     int rc;
 
@@ -217,14 +219,12 @@ static int local_after_solve(nde_regularizer *r,
         memcpy(l->y, in->extra_y + l->iextra * n, n * sizeof(double));
     }
 
-    s->counts.nfe++;
-    if ((rc = nde_field_eval(s->field, ts, l->y, in->theta, l->f0,
-                             s->batch)) ||
-        (rc = nde_initial_step(s, in->opts, in->theta, ts, l->y, l->f0,
-                               in->t1, &dt)))
-        goto done;
-    nde_solver_invalidate(s);
-    if ((rc = nde_solver_step(s, in->theta, ts, dt, l->y, l->y_next,
+    /* f(t_s, y_s) serves the initial-step heuristic and is the step's
+     * first stage. */
+    if ((rc = nde_solver_first_stage(s, in->theta, ts, l->y, &f0)) ||
+        (rc = nde_initial_step(s, in->opts, in->theta, ts, l->y, f0, in->t1,
+                               &dt)) ||
+        (rc = nde_solver_step(s, in->theta, ts, dt, l->y, l->y_next,
                               l->measure == MEASURE_ERROR ? l->err : NULL)))
         goto done;
     if (l->measure == MEASURE_ERROR)
@@ -241,10 +241,10 @@ static int local_after_solve(nde_regularizer *r,
                                                             : 0.0;
         if (l->through_state)
             memset(l->ybar, 0, n * sizeof(double));
-        rc = nde_solver_step_vjp(s, in->theta, ts, dt, l->y, rtol, atol, NULL,
-                                 ebar, sbar, NULL, 0,
-                                 l->through_state ? l->ybar : NULL,
-                                 out->thetabar);
+        /* The step just taken, from its own stages. */
+        rc = nde_solver_last_step_vjp(s, rtol, atol, NULL, ebar, sbar, NULL,
+                                      0, l->through_state ? l->ybar : NULL,
+                                      out->thetabar);
         if (rc == NDE_OK && l->through_state) {
             l->ct.t = ts;
             l->ct.g = l->ybar;

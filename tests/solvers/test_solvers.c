@@ -705,6 +705,32 @@ START_TEST(test_step_vjp)
                               fd);
             }
         }
+        /* The step just taken: the same numbers from its own stages, with
+         * no field evaluation; refused once the step is accepted. */
+        if (st->tableau->btilde) {
+            const nde_dense_cotangent dc = {DENSE_THETA, w};
+            double yn[6], err[6], yb1[6] = {0}, tb1[3] = {0};
+            double yb2[6] = {0}, tb2[3] = {0};
+            long nfe0;
+            nde_solver_invalidate(s);
+            ck_assert_int_eq(nde_solver_step(s, theta, t, h, y0, yn, err),
+                             NDE_OK);
+            nfe0 = s->counts.nfe;
+            ck_assert_int_eq(nde_solver_last_step_vjp(s, rtol, atol, w, 1.3,
+                                                      0, &dc, 1, yb1, tb1),
+                             NDE_OK);
+            ck_assert_int_eq(s->counts.nfe, nfe0);
+            ck_assert_int_eq(nde_solver_step_vjp(s, theta, t, h, y0, rtol,
+                                                 atol, w, 1.3, 0, &dc, 1,
+                                                 yb2, tb2), NDE_OK);
+            ck_assert_int_eq(s->counts.nfe - nfe0, st->tableau->stages);
+            ck_assert(memcmp(yb1, yb2, sizeof yb1) == 0);
+            ck_assert(memcmp(tb1, tb2, sizeof tb1) == 0);
+            nde_solver_accept(s);
+            ck_assert_int_eq(nde_solver_last_step_vjp(s, rtol, atol, w, 1.3,
+                                                      0, NULL, 0, yb1, tb1),
+                             NDE_EINVAL);
+        }
         /* NULL outputs are allowed. */
         ck_assert_int_eq(nde_solver_step_vjp(s, theta, t, h, y0, rtol, atol,
                                              w, 0, 0, NULL, 0, NULL, NULL),

@@ -92,6 +92,12 @@ int nde_solver_set_batch(nde_solver *s, size_t batch);
 int nde_solver_step(nde_solver *s, const double *theta, double t, double h,
                     const double *y, double *y_next, double *err);
 
+/* Evaluate f(t, y) into the first stage of the next step and return it in
+ * *f0 (valid until that step): what the initial-step heuristic needs, with
+ * no evaluation wasted when the step from y follows. */
+int nde_solver_first_stage(nde_solver *s, const double *theta, double t,
+                           const double *y, const double **f0);
+
 /* The last step was accepted: carry its FSAL stage into the next step. */
 void nde_solver_accept(nde_solver *s);
 void nde_solver_invalidate(nde_solver *s);
@@ -143,6 +149,15 @@ int nde_solver_step_vjp(nde_solver *s, const double *theta, double t, double h,
                         const double *ybar_next, double ebar, double sbar,
                         const nde_dense_cotangent *dc, size_t ndc,
                         double *ybar, double *thetabar);
+
+/* The same for the step the last nde_solver_step call took (its theta, t,
+ * h and y, which the caller must not have changed since), reusing its
+ * stages instead of evaluating the field again. NDE_EINVAL when there is
+ * no such step (none taken, or accepted since). */
+int nde_solver_last_step_vjp(nde_solver *s, double rtol, double atol,
+                             const double *ybar_next, double ebar,
+                             double sbar, const nde_dense_cotangent *dc,
+                             size_t ndc, double *ybar, double *thetabar);
 
 #ifdef __cplusplus
 }
