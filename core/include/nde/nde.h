@@ -16,6 +16,7 @@
 #include "regularizer.h"
 #include "data.h"
 #include "train.h"
+#include "ab.h"
 
 #ifdef __cplusplus
 extern "C" {
