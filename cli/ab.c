@@ -1,0 +1,1121 @@
+/*
+ * ab.c - `nde ab`: A/B comparisons of config variations. Every arm (the base
+ * config plus its overrides) is composed and validated before anything runs;
+ * then every arm x seed is trained by a child `nde train` (this same binary),
+ * -j at a time, into DIR/runs/ARM/seedN (layout: ab_layout in the README);
+ * finished runs are kept across invocations. The report (a table on stdout,
+ * DIR/ab.json, the plots) compares each arm with the baseline (nde/ab.h).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ab.h"
+#include "ab_plot.h"
+#include "cli.h"
+
+const char cli_ab_help[] =
+    "Usage: nde ab CONFIG [-o DIR] [-j N] [--arm NAME:KEY=VALUE,...]...\n"
+    "              [--seeds 1,2,3]\n"
+    "\n"
+    "A/B test config variations. CONFIG holds\n"
+    "  [ab]        base = the config every arm starts from (relative to\n"
+    "              CONFIG's directory), seeds = 1, 2, 3, 4, 5,\n"
+    "              baseline = an arm name, metrics = summary keys to report\n"
+    "              (default test_loss, predict_nfe, predict_time_s,\n"
+    "              train_time_s, train_nfe_forward)\n"
+    "  [arm.NAME]  overrides SECTION.KEY = VALUE of the base (none: the base\n"
+    "              as it is), e.g. regularizer.local.plugin = local\n"
+    "Every arm is composed and validated with the first seed before any run\n"
+    "starts. Then every arm x seed runs as `nde train BASE -s OVERRIDE...\n"
+    "-s train.seed=N` (no checkpoint) into DIR/runs/ARM/seedN/ (summary.json,\n"
+    "metrics.jsonl, stderr.txt). A run whose summary.json exists is not run\n"
+    "again: an interrupted `nde ab` continues where it stopped (runs are\n"
+    "known by arm name and seed: after changing an arm, remove its\n"
+    "directory). Ctrl-C stops the runs and removes their partial files.\n"
+    "\n"
+    "Report, per arm and metric over its successful runs: mean +- sd, the\n"
+    "ratio of means to the baseline with a 95% Fieller interval and the\n"
+    "two-sided Welch t-test p-value (Welch-Satterthwaite degrees of\n"
+    "freedom; the baseline's own row has ratio 1, interval [1, 1] and no\n"
+    "p-value). Written as a table on stdout, DIR/ab.json (every run's\n"
+    "summary, the effective config of each arm) and the plots in DIR.\n"
+    "\n"
+    "Options:\n"
+    "  -o, --output DIR      run directory (default: CONFIG without .ini)\n"
+    "  -j, --jobs N          runs at a time (default: the number of cores)\n"
+    "      --arm NAME:KEY=VALUE,...  one more arm (values without commas)\n"
+    "      --seeds LIST      seeds instead of [ab] seeds, e.g. 1,2,3\n"
+    "  -h, --help            show this help\n"
+    "\n"
+    "Exit status: 0 every run succeeded, 1 a run or an output failed (the\n"
+    "report is still written, the failed runs with their message), 2 bad\n"
+    "usage or a bad config (nothing runs), 130 interrupted.\n";
+
+static const nde_key ab_keys[] = {
+    {"base", NDE_KEY_TEXT, NULL, "the config every arm starts from"},
+    {"seeds", NDE_KEY_INTS, "1, 2, 3, 4, 5", "train.seed of the runs"},
+    {"baseline", NDE_KEY_WORD, NULL, "the arm the others are compared with"},
+    {"metrics", NDE_KEY_WORDS,
+     "test_loss, predict_nfe, predict_time_s, train_time_s, "
+     "train_nfe_forward",
+     "summary keys reported"},
+    {NULL, 0, NULL, NULL}};
+
+/* Arm sections: every key is an override, checked when composed. */
+static const nde_key arm_keys[] = {
+    {"*", NDE_KEY_TEXT, "", "SECTION.KEY override of the base"},
+    {NULL, 0, NULL, NULL}};
+
+/* The keys of an `nde train --summary-json` object that are numbers. */
+static const char *const summary_numbers[] = {
+    "iterations",   "train_time_s",  "train_nfe_forward",
+    "train_nfe_backward", "final_loss", "test_loss",
+    "test_accuracy", "predict_nfe",  "predict_time_s", NULL};
+
+enum run_state { RUN_PENDING, RUN_RUNNING, RUN_OK, RUN_FAILED };
+
+typedef struct ab_kv {
+    char *key, *raw; /* raw: the value's JSON text */
+} ab_kv;
+
+typedef struct ab_run {
+    long seed;
+    enum run_state state;
+    pid_t pid;
+    char *dir;
+    ab_kv *kv;
+    size_t nkv;
+    char *message;
+} ab_run;
+
+typedef struct ab_arm {
+    char *name;
+    char *origin;  /* where the arm was defined */
+    char **overrides;
+    size_t noverrides;
+    char *config_text;
+    ab_run *runs;  /* one per seed */
+} ab_arm;
+
+typedef struct ab_plan {
+    char *base;    /* the base config's path */
+    char *dir;
+    long *seeds;
+    size_t nseeds;
+    char **metrics;
+    size_t nmetrics;
+    char *baseline;
+    ab_arm *arms;
+    size_t narms;
+    long jobs;
+} ab_plan;
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    interrupted = sig;
+}
+
+static char *xstrdup(const char *s)
+{
+    char *d = strdup(s);
+    if (!d) {
+        cli_error("out of memory");
+        exit(CLI_EXIT_FAILURE);
+    }
+    return d;
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+    if (!(p = realloc(p, n ? n : 1))) {
+        cli_error("out of memory");
+        exit(CLI_EXIT_FAILURE);
+    }
+    return p;
+}
+
+static char *xprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *xprintf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    s = xrealloc(NULL, (size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+static int name_valid(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (!(islower((unsigned char)*s) || isdigit((unsigned char)*s) ||
+              *s == '_'))
+            return 0;
+    return 1;
+}
+
+static ab_arm *find_arm(const ab_plan *p, const char *name)
+{
+    for (size_t i = 0; i < p->narms; i++)
+        if (strcmp(p->arms[i].name, name) == 0)
+            return &p->arms[i];
+    return NULL;
+}
+
+static ab_arm *add_arm(ab_plan *p, const char *name, const char *origin)
+{
+    ab_arm *a;
+    if (find_arm(p, name)) {
+        cli_error("%s: arm '%s' is defined twice", origin, name);
+        return NULL;
+    }
+    p->arms = xrealloc(p->arms, (p->narms + 1) * sizeof *p->arms);
+    a = &p->arms[p->narms++];
+    memset(a, 0, sizeof *a);
+    a->name = xstrdup(name);
+    a->origin = xstrdup(origin);
+    return a;
+}
+
+static void add_override(ab_arm *a, char *assignment)
+{
+    a->overrides = xrealloc(a->overrides,
+                            (a->noverrides + 1) * sizeof *a->overrides);
+    a->overrides[a->noverrides++] = assignment;
+}
+
+/* "1,2,3" into seeds; 0 or -1 (printed). */
+static int parse_seeds(const char *text, long **seeds, size_t *n)
+{
+    const char *s = text;
+    char *end;
+    *n = 0;
+    while (*s) {
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 0 || (*end && *end != ',')) {
+            cli_error("ab: --seeds needs non-negative integers separated by "
+                      "commas, not '%s'", text);
+            return -1;
+        }
+        *seeds = xrealloc(*seeds, (*n + 1) * sizeof **seeds);
+        (*seeds)[(*n)++] = v;
+        s = *end ? end + 1 : end;
+    }
+    return 0;
+}
+
+/* "NAME:key=value,key=value" (or "NAME" / "NAME:") into a new arm. */
+static int parse_arm_option(ab_plan *p, const char *text)
+{
+    const char *colon = strchr(text, ':');
+    char *name = colon ? strndup(text, (size_t)(colon - text)) : xstrdup(text);
+    char *origin = xprintf("command line (--arm %s)", text);
+    ab_arm *a = NULL;
+    int rc = -1;
+
+    if (!name_valid(name))
+        cli_error("%s: the arm name must match [a-z0-9_]+", origin);
+    else if ((a = add_arm(p, name, origin))) {
+        const char *s = colon ? colon + 1 : "";
+        rc = 0;
+        while (*s) {
+            const char *comma = strchr(s, ',');
+            size_t len = comma ? (size_t)(comma - s) : strlen(s);
+            char *item = strndup(s, len);
+            char *eq = strchr(item, '=');
+            if (!eq || !memchr(item, '.', (size_t)(eq - item))) {
+                cli_error("%s: '%s' is not SECTION.KEY=VALUE", origin, item);
+                free(item);
+                rc = -1;
+                break;
+            }
+            add_override(a, item);
+            s += len + (comma ? 1 : 0);
+        }
+    }
+    free(name);
+    free(origin);
+    return rc;
+}
+
+/* The directory part of path ("." when none). */
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return xstrdup(".");
+    return strndup(path, slash == path ? 1 : (size_t)(slash - path));
+}
+
+/* Read [ab] and the arm sections of the A/B config; an exit code. */
+static int read_ab_config(ab_plan *p, const char *path, int seeds_given,
+                          nde_ctx *ctx)
+{
+    const nde_key *const ab_tables[] = {ab_keys, NULL};
+    const nde_key *const arm_tables[] = {arm_keys, NULL};
+    nde_config *cfg = nde_config_create();
+    nde_section *sec;
+    const char *base, *baseline;
+    char *dir;
+    size_t i, k;
+    int rc, code = CLI_EXIT_USAGE;
+
+    if (!cfg) {
+        cli_error("out of memory");
+        return CLI_EXIT_FAILURE;
+    }
+    if ((rc = nde_config_load_file(cfg, path, ctx)) != NDE_OK ||
+        (rc = nde_config_require(cfg, "ab", &sec, ctx)) != NDE_OK ||
+        (rc = nde_section_check(sec, ab_tables, ctx)) != NDE_OK ||
+        (rc = nde_get_string(sec, "base", &base, ctx)) != NDE_OK ||
+        (rc = nde_get_string(sec, "baseline", &baseline, ctx)) != NDE_OK ||
+        (rc = nde_get_words(sec, "metrics", &p->metrics, &p->nmetrics,
+                            ctx)) != NDE_OK ||
+        (!seeds_given && (rc = nde_get_longs(sec, "seeds", &p->seeds,
+                                             &p->nseeds, ctx)) != NDE_OK)) {
+        cli_fail(ctx, rc);
+        goto done;
+    }
+    p->baseline = xstrdup(baseline);
+    for (i = 0; i < p->nmetrics; i++) {
+        for (k = 0; summary_numbers[k]; k++)
+            if (strcmp(p->metrics[i], summary_numbers[k]) == 0)
+                break;
+        if (!summary_numbers[k]) {
+            const char *hint = nde_suggest(p->metrics[i], summary_numbers);
+            nde_section_error(sec, "metrics", ctx,
+                              "'%s' is not a summary number%s%s%s",
+                              p->metrics[i], hint ? " (did you mean '" : "",
+                              hint ? hint : "", hint ? "'?)" : "");
+            cli_fail(ctx, NDE_ECONFIG);
+            goto done;
+        }
+    }
+    for (i = 0; !seeds_given && i < p->nseeds; i++)
+        if (p->seeds[i] < 0) {
+            nde_section_error(sec, "seeds", ctx, "seeds must be >= 0");
+            cli_fail(ctx, NDE_ECONFIG);
+            goto done;
+        }
+    dir = dir_of(path);
+    p->base = base[0] == '/' ? xstrdup(base) : xprintf("%s/%s", dir, base);
+    free(dir);
+
+    for (i = 0; i < nde_config_nsections(cfg); i++) {
+        nde_section *s = nde_config_section_at(cfg, i);
+        const char *name = nde_section_name(s);
+        ab_arm *a;
+        if (strcmp(name, "ab") == 0)
+            continue;
+        if (strncmp(name, "arm.", 4) != 0) {
+            cli_error("%s: section [%s] does not belong in an A/B config "
+                      "(only [ab] and [arm.NAME]: put it into the base or "
+                      "an arm)", nde_section_origin(s, NULL), name);
+            goto done;
+        }
+        if (!(a = add_arm(p, name + 4, nde_section_origin(s, NULL))))
+            goto done;
+        if ((rc = nde_section_check(s, arm_tables, ctx)) != NDE_OK) {
+            cli_fail(ctx, rc);
+            goto done;
+        }
+        for (k = 0; k < nde_section_nkeys(s); k++) {
+            const char *key = nde_section_key_at(s, k), *value;
+            if (!strchr(key, '.')) {
+                cli_error("%s: [%s] %s: an arm key is SECTION.KEY (e.g. "
+                          "solver.rtol)", nde_section_origin(s, key), name,
+                          key);
+                goto done;
+            }
+            if ((rc = nde_get_string(s, key, &value, ctx)) != NDE_OK) {
+                cli_fail(ctx, rc);
+                goto done;
+            }
+            add_override(a, xprintf("%s=%s", key, value));
+        }
+    }
+    code = CLI_EXIT_OK;
+done:
+    nde_config_destroy(cfg);
+    return code;
+}
+
+/* Base + the arm's overrides (+ extra assignments); NULL on error with the
+ * message in ctx. */
+static nde_config *compose(const ab_plan *p, const ab_arm *a,
+                           const char *const *extra, nde_ctx *ctx)
+{
+    nde_config *cfg = nde_config_create();
+    size_t i;
+    if (!cfg) {
+        nde_error(ctx, NDE_ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (nde_config_load_file(cfg, p->base, ctx) != NDE_OK)
+        goto fail;
+    for (i = 0; i < a->noverrides; i++)
+        if (nde_config_override(cfg, a->overrides[i], ctx) != NDE_OK)
+            goto fail;
+    for (; extra && *extra; extra++)
+        if (nde_config_override(cfg, *extra, ctx) != NDE_OK)
+            goto fail;
+    return cfg;
+fail:
+    nde_config_destroy(cfg);
+    return NULL;
+}
+
+/* Compose every arm with the first seed and create (then destroy) its
+ * trainer: bad keys, values and capability mismatches stop here. */
+static int validate_arms(ab_plan *p, nde_ctx *ctx)
+{
+    for (size_t i = 0; i < p->narms; i++) {
+        ab_arm *a = &p->arms[i];
+        char *seed = xprintf("train.seed=%ld", p->seeds[0]);
+        const char *const extra[] = {seed, "train.checkpoint=",
+                                     "train.metrics=", NULL};
+        nde_config *cfg = compose(p, a, NULL, ctx);
+        nde_trainer *tr = NULL;
+        char *text = NULL;
+        size_t len = 0;
+        FILE *mem;
+        int rc = NDE_OK;
+
+        if (cfg) {
+            mem = open_memstream(&text, &len);
+            if (!mem || nde_config_write(cfg, mem) != NDE_OK ||
+                fclose(mem) != 0) {
+                cli_error("out of memory");
+                exit(CLI_EXIT_FAILURE);
+            }
+            a->config_text = text;
+            for (size_t k = 0; extra[k] && rc == NDE_OK; k++)
+                rc = nde_config_override(cfg, extra[k], ctx);
+            if (rc == NDE_OK)
+                rc = nde_trainer_create(ctx, cfg, 0, &tr);
+        }
+        free(seed);
+        nde_trainer_destroy(tr);
+        nde_config_destroy(cfg);
+        if (!cfg || rc != NDE_OK) {
+            cli_error("arm '%s' (%s): %s", a->name, a->origin,
+                      nde_ctx_message(ctx));
+            return CLI_EXIT_USAGE;
+        }
+    }
+    return CLI_EXIT_OK;
+}
+
+/* ---- run files ----------------------------------------------------------- */
+
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *buf = NULL;
+    size_t n = 0, cap = 0, got;
+    if (!f)
+        return NULL;
+    do {
+        if (n + 4096 + 1 > cap)
+            buf = xrealloc(buf, cap = 2 * cap + 4096 + 1);
+        got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+    } while (got > 0);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+static const char *skip_ws(const char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    return s;
+}
+
+/* A flat JSON object of numbers, plain strings, true/false/null, as
+ * `nde train --summary-json` writes; 0 when complete and parseable. */
+static int parse_summary(const char *text, ab_kv **kv, size_t *n)
+{
+    const char *s = skip_ws(text), *e;
+    *kv = NULL;
+    *n = 0;
+    if (*s++ != '{')
+        return -1;
+    s = skip_ws(s);
+    while (*s != '}') {
+        ab_kv item;
+        if (*s++ != '"' || !(e = strchr(s, '"')))
+            return -1;
+        item.key = strndup(s, (size_t)(e - s));
+        s = skip_ws(e + 1);
+        if (*s++ != ':') {
+            free(item.key);
+            return -1;
+        }
+        s = skip_ws(s);
+        if (*s == '"')
+            e = strchr(s + 1, '"') ? strchr(s + 1, '"') + 1 : NULL;
+        else {
+            for (e = s; *e && !strchr(",} \t\r\n", *e); e++)
+                ;
+            if (e == s)
+                e = NULL;
+        }
+        if (!e) {
+            free(item.key);
+            return -1;
+        }
+        item.raw = strndup(s, (size_t)(e - s));
+        *kv = xrealloc(*kv, (*n + 1) * sizeof **kv);
+        (*kv)[(*n)++] = item;
+        s = skip_ws(e);
+        if (*s == ',')
+            s = skip_ws(s + 1);
+        else if (*s != '}')
+            return -1;
+    }
+    return *skip_ws(s + 1) == '\0' ? 0 : -1;
+}
+
+static void free_kv(ab_kv *kv, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(kv[i].key);
+        free(kv[i].raw);
+    }
+    free(kv);
+}
+
+static const char *kv_get(const ab_run *r, const char *key)
+{
+    for (size_t i = 0; i < r->nkv; i++)
+        if (strcmp(r->kv[i].key, key) == 0)
+            return r->kv[i].raw;
+    return NULL;
+}
+
+/* The run's metric, NAN when absent or null. */
+static double run_metric(const ab_run *r, const char *key)
+{
+    const char *raw = kv_get(r, key);
+    char *end;
+    double v;
+    if (!raw)
+        return NAN;
+    v = strtod(raw, &end);
+    return end != raw && *end == '\0' ? v : NAN;
+}
+
+/* The last non-empty line of the run's stderr.txt, or NULL. */
+static char *last_stderr_line(const ab_run *r)
+{
+    char *path = xprintf("%s/stderr.txt", r->dir);
+    char *text = read_text(path), *end, *start, *line = NULL;
+    free(path);
+    if (!text)
+        return NULL;
+    end = text + strlen(text);
+    while (end > text && isspace((unsigned char)end[-1]))
+        end--;
+    *end = '\0';
+    start = end;
+    while (start > text && start[-1] != '\n' && start[-1] != '\r')
+        start--;
+    if (*start)
+        line = xstrdup(start);
+    free(text);
+    return line;
+}
+
+/* Load the run's summary.json if it is there; 1 when loaded. A summary
+ * whose status is not NDE_OK marks a failed run. */
+static int load_summary(ab_run *r)
+{
+    char *path = xprintf("%s/summary.json", r->dir);
+    char *text = read_text(path);
+    const char *status;
+    int ok;
+
+    free(path);
+    if (!text)
+        return 0;
+    ok = parse_summary(text, &r->kv, &r->nkv) == 0;
+    free(text);
+    if (!ok) {
+        free_kv(r->kv, r->nkv);
+        r->kv = NULL;
+        r->nkv = 0;
+        return 0;
+    }
+    status = kv_get(r, "status");
+    r->state = status && strcmp(status, "\"NDE_OK\"") == 0 ? RUN_OK
+                                                          : RUN_FAILED;
+    if (r->state == RUN_FAILED && !(r->message = last_stderr_line(r)))
+        r->message = xprintf("status %s", status ? status : "unknown");
+    return 1;
+}
+
+static int mkdirs(const char *path)
+{
+    char *p = xstrdup(path);
+    for (char *s = p + 1; ; s++) {
+        if (*s == '/' || *s == '\0') {
+            char c = *s;
+            *s = '\0';
+            if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+                cli_error("%s: cannot create the directory: %m", p);
+                free(p);
+                return -1;
+            }
+            if (!(*s = c))
+                break;
+        }
+    }
+    free(p);
+    return 0;
+}
+
+/* ---- running ------------------------------------------------------------- */
+
+static pid_t start_run(const ab_plan *p, const ab_arm *a, ab_run *r)
+{
+    char **argv = xrealloc(NULL, (2 * a->noverrides + 16) * sizeof *argv);
+    char *seed = xprintf("train.seed=%ld", r->seed);
+    char *metrics = xprintf("train.metrics=%s/metrics.jsonl", r->dir);
+    char *summary = xprintf("%s/summary.json", r->dir);
+    char *errpath = xprintf("%s/stderr.txt", r->dir);
+    size_t n = 0, i;
+    pid_t pid;
+
+    argv[n++] = "nde";
+    argv[n++] = "train";
+    argv[n++] = p->base;
+    for (i = 0; i < a->noverrides; i++) {
+        argv[n++] = "-s";
+        argv[n++] = a->overrides[i];
+    }
+    argv[n++] = "-s";
+    argv[n++] = seed;
+    argv[n++] = "-s";
+    argv[n++] = metrics;
+    argv[n++] = "-s";
+    argv[n++] = "train.checkpoint=";
+    argv[n++] = "--quiet";
+    argv[n++] = "--summary-json";
+    argv[n++] = summary;
+    argv[n] = NULL;
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    if (pid == 0) {
+        int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+        int nul = open("/dev/null", O_WRONLY);
+        if (fd < 0 || nul < 0 || dup2(fd, STDERR_FILENO) < 0 ||
+            dup2(nul, STDOUT_FILENO) < 0)
+            _exit(127);
+        execv("/proc/self/exe", argv);
+        dprintf(STDERR_FILENO, "nde: cannot run /proc/self/exe: %s\n",
+                strerror(errno));
+        _exit(127);
+    }
+    if (pid < 0)
+        cli_error("cannot start a run: %m");
+    free(argv);
+    free(seed);
+    free(metrics);
+    free(summary);
+    free(errpath);
+    return pid;
+}
+
+static void finish_run(ab_run *r, int wstatus)
+{
+    r->pid = 0;
+    if (load_summary(r))
+        return;
+    r->state = RUN_FAILED;
+    if (!(r->message = last_stderr_line(r)))
+        r->message =
+            WIFSIGNALED(wstatus)
+                ? xprintf("killed by signal %d", WTERMSIG(wstatus))
+                : xprintf("exit status %d", WEXITSTATUS(wstatus));
+}
+
+static void progress(const ab_plan *p, size_t done, size_t total,
+                     size_t failed, size_t running)
+{
+    (void)p;
+    fprintf(stderr, "\rab: %zu/%zu runs done, %zu running, %zu failed   ",
+            done, total, running, failed);
+}
+
+/* Stop the running children and remove their partial files. */
+static void kill_runs(ab_plan *p)
+{
+    for (size_t i = 0; i < p->narms; i++)
+        for (size_t s = 0; s < p->nseeds; s++) {
+            ab_run *r = &p->arms[i].runs[s];
+            char *path;
+            if (r->state != RUN_RUNNING)
+                continue;
+            kill(r->pid, SIGTERM);
+            while (waitpid(r->pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+            r->state = RUN_PENDING;
+            path = xprintf("%s/metrics.jsonl", r->dir);
+            unlink(path);
+            free(path);
+            path = xprintf("%s/stderr.txt", r->dir);
+            unlink(path);
+            free(path);
+        }
+}
+
+/* Run every pending arm x seed, seed-major so that arms share the machine
+ * alike; an exit code (130 when interrupted). */
+static int run_all(ab_plan *p)
+{
+    const int tty = isatty(STDERR_FILENO);
+    size_t total = p->narms * p->nseeds, done = 0, failed = 0, running = 0;
+    size_t next = 0, i, s;
+    struct sigaction sa, old_int, old_term;
+
+    for (i = 0; i < p->narms; i++)
+        for (s = 0; s < p->nseeds; s++) {
+            ab_run *r = &p->arms[i].runs[s];
+            if (r->state == RUN_OK || r->state == RUN_FAILED) {
+                done++;
+                failed += r->state == RUN_FAILED;
+            } else if (mkdirs(r->dir) != 0)
+                return CLI_EXIT_FAILURE;
+        }
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    if (tty)
+        progress(p, done, total, failed, running);
+    while (!interrupted) {
+        int wstatus;
+        pid_t pid;
+        while (running < (size_t)p->jobs && next < total) {
+            ab_arm *a = &p->arms[next % p->narms];
+            ab_run *r = &a->runs[next / p->narms];
+            next++;
+            if (r->state != RUN_PENDING)
+                continue;
+            if ((r->pid = start_run(p, a, r)) < 0) {
+                r->state = RUN_FAILED;
+                r->message = xprintf("cannot start: %s", strerror(errno));
+                done++;
+                failed++;
+                continue;
+            }
+            r->state = RUN_RUNNING;
+            running++;
+        }
+        if (running == 0)
+            break;
+        if ((pid = waitpid(-1, &wstatus, 0)) < 0)
+            continue;  /* EINTR: the loop condition sees the signal */
+        for (i = 0; i < total; i++) {
+            ab_run *r = &p->arms[i % p->narms].runs[i / p->narms];
+            if (r->state == RUN_RUNNING && r->pid == pid) {
+                finish_run(r, wstatus);
+                running--;
+                done++;
+                failed += r->state == RUN_FAILED;
+                break;
+            }
+        }
+        if (tty)
+            progress(p, done, total, failed, running);
+    }
+    if (interrupted)
+        kill_runs(p);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (tty)
+        fputc('\n', stderr);
+    if (interrupted) {
+        cli_error("ab: interrupted; finished runs are kept, run the same "
+                  "command again to continue");
+        return 130;
+    }
+    return CLI_EXIT_OK;
+}
+
+/* ---- report -------------------------------------------------------------- */
+
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c == '\n')
+            fputs("\\n", f);
+        else if (c == '\t')
+            fputs("\\t", f);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+/* The arm's successful values of a metric (finite ones). */
+static size_t arm_values(const ab_plan *p, const ab_arm *a,
+                         const char *metric, double *out)
+{
+    size_t n = 0;
+    for (size_t s = 0; s < p->nseeds; s++) {
+        double v;
+        if (a->runs[s].state != RUN_OK)
+            continue;
+        v = run_metric(&a->runs[s], metric);
+        if (isfinite(v))
+            out[n++] = v;
+    }
+    return n;
+}
+
+/* The arm against the baseline for one metric; the baseline itself gets
+ * ratio 1, interval [1, 1] and no p-value. */
+static void compare(const ab_plan *p, const ab_arm *a, const char *metric,
+                    double *x, double *y, size_t *n, nde_ab_compare *c)
+{
+    const ab_arm *b = find_arm(p, p->baseline);
+    size_t ny = arm_values(p, b, metric, y);
+    *n = arm_values(p, a, metric, x);
+    nde_ab_compare_means(x, *n, y, ny, c);
+    if (a == b) {
+        c->ratio = c->mean_y != 0 && *n > 0 ? 1.0 : NAN;
+        c->ci95[0] = c->ci95[1] = c->ratio;
+        c->p_value = NAN;
+    }
+}
+
+static void print_table(const ab_plan *p)
+{
+    double *x = xrealloc(NULL, p->nseeds * sizeof *x);
+    double *y = xrealloc(NULL, p->nseeds * sizeof *y);
+    size_t i, m, s, n, ok;
+    nde_ab_compare c;
+
+    printf("%-18s %-18s %-27s %-28s %s\n", "arm (runs ok)", "metric",
+           "mean +- sd", "ratio to baseline [95% CI]", "p");
+    for (i = 0; i < p->narms; i++) {
+        const ab_arm *a = &p->arms[i];
+        char head[64];
+        for (ok = 0, s = 0; s < p->nseeds; s++)
+            ok += a->runs[s].state == RUN_OK;
+        snprintf(head, sizeof head, "%s (%zu/%zu)", a->name, ok, p->nseeds);
+        for (m = 0; m < p->nmetrics; m++) {
+            char ms[64], rs[64], ps[32];
+            compare(p, a, p->metrics[m], x, y, &n, &c);
+            snprintf(ms, sizeof ms, "%.4g +- %.2g", c.mean_x, c.sd_x);
+            if (isnan(c.ci95[0]))
+                snprintf(rs, sizeof rs, "%.3f [unbounded]", c.ratio);
+            else
+                snprintf(rs, sizeof rs, "%.3f [%.3f, %.3f]", c.ratio,
+                         c.ci95[0], c.ci95[1]);
+            if (isnan(c.p_value))
+                snprintf(ps, sizeof ps, "-");
+            else
+                snprintf(ps, sizeof ps, "%.3g", c.p_value);
+            printf("%-18s %-18s %-27s %-28s %s\n", m ? "" : head,
+                   p->metrics[m], ms, rs, ps);
+        }
+    }
+    for (i = 0; i < p->narms; i++)
+        for (s = 0; s < p->nseeds; s++)
+            if (p->arms[i].runs[s].state == RUN_FAILED)
+                printf("failed: %s seed %ld: %s\n", p->arms[i].name,
+                       p->arms[i].runs[s].seed, p->arms[i].runs[s].message);
+    fflush(stdout);
+    free(x);
+    free(y);
+}
+
+static void write_run(FILE *f, const ab_run *r)
+{
+    fprintf(f, "{\"seed\": %ld, \"status\": \"%s\"", r->seed,
+            r->state == RUN_OK ? "ok"
+                               : r->state == RUN_FAILED ? "failed" : "not run");
+    if (r->message) {
+        fputs(", \"message\": ", f);
+        json_string(f, r->message);
+    }
+    for (size_t k = 0; k < r->nkv; k++)
+        fprintf(f, ", \"%s\": %s",
+                strcmp(r->kv[k].key, "status") ? r->kv[k].key
+                                               : "train_status",
+                r->kv[k].raw);
+    fputc('}', f);
+}
+
+static int write_json(const ab_plan *p, const char *config_path)
+{
+    char *path = xprintf("%s/ab.json", p->dir);
+    double *x = xrealloc(NULL, p->nseeds * sizeof *x);
+    double *y = xrealloc(NULL, p->nseeds * sizeof *y);
+    cli_outfile o;
+    size_t i, k, n;
+    nde_ab_compare c;
+    int rc;
+
+    rc = cli_outfile_open(&o, path);
+    free(path);
+    if (rc != 0)
+        goto done;
+    fputs("{\"config\": ", o.fp);
+    json_string(o.fp, config_path);
+    fputs(", \"base\": ", o.fp);
+    json_string(o.fp, p->base);
+    fputs(", \"baseline\": ", o.fp);
+    json_string(o.fp, p->baseline);
+    fputs(",\n \"ci_method\": \"Fieller 95% interval of the ratio of two "
+          "independent means, Welch-Satterthwaite df; p: two-sided Welch "
+          "t-test\",\n \"seeds\": [", o.fp);
+    for (i = 0; i < p->nseeds; i++)
+        fprintf(o.fp, "%s%ld", i ? ", " : "", p->seeds[i]);
+    fputs("], \"metrics\": [", o.fp);
+    for (i = 0; i < p->nmetrics; i++) {
+        fputs(i ? ", " : "", o.fp);
+        json_string(o.fp, p->metrics[i]);
+    }
+    fputs("],\n \"arms\": [", o.fp);
+    for (i = 0; i < p->narms; i++) {
+        const ab_arm *a = &p->arms[i];
+        fputs(i ? ",\n  {\"name\": " : "\n  {\"name\": ", o.fp);
+        json_string(o.fp, a->name);
+        fputs(", \"overrides\": [", o.fp);
+        for (k = 0; k < a->noverrides; k++) {
+            fputs(k ? ", " : "", o.fp);
+            json_string(o.fp, a->overrides[k]);
+        }
+        fputs("],\n   \"config\": ", o.fp);
+        json_string(o.fp, a->config_text);
+        fputs(",\n   \"runs\": [", o.fp);
+        for (k = 0; k < p->nseeds; k++) {
+            fputs(k ? ",\n    " : "\n    ", o.fp);
+            write_run(o.fp, &a->runs[k]);
+        }
+        fputs("],\n   \"summary\": {", o.fp);
+        for (k = 0; k < p->nmetrics; k++) {
+            compare(p, a, p->metrics[k], x, y, &n, &c);
+            fprintf(o.fp, "%s\n    ", k ? "," : "");
+            json_string(o.fp, p->metrics[k]);
+            fprintf(o.fp, ": {\"n\": %zu, \"mean\": ", n);
+            cli_json_double(o.fp, c.mean_x);
+            fputs(", \"sd\": ", o.fp);
+            cli_json_double(o.fp, c.sd_x);
+            fputs(", \"ratio_to_baseline\": ", o.fp);
+            cli_json_double(o.fp, c.ratio);
+            fputs(", \"ci95\": [", o.fp);
+            cli_json_double(o.fp, c.ci95[0]);
+            fputs(", ", o.fp);
+            cli_json_double(o.fp, c.ci95[1]);
+            fputs("], \"p_value\": ", o.fp);
+            cli_json_double(o.fp, c.p_value);
+            fputc('}', o.fp);
+        }
+        fputs("}}", o.fp);
+    }
+    fputs("]}\n", o.fp);
+    rc = cli_outfile_commit(&o);
+done:
+    free(x);
+    free(y);
+    return rc;
+}
+
+static int make_plots(const ab_plan *p)
+{
+    const char **names = xrealloc(NULL, p->narms * sizeof *names);
+    char err[1024];
+    int rc;
+    for (size_t i = 0; i < p->narms; i++)
+        names[i] = p->arms[i].name;
+    rc = ab_plot(p->dir, names, p->narms, p->seeds, p->nseeds, p->baseline,
+                 err, sizeof err);
+    if (rc != 0)
+        cli_error("ab: plots: %s", err);
+    free(names);
+    return rc;
+}
+
+/* ---- the command --------------------------------------------------------- */
+
+static void free_plan(ab_plan *p)
+{
+    for (size_t i = 0; i < p->narms; i++) {
+        ab_arm *a = &p->arms[i];
+        for (size_t k = 0; k < a->noverrides; k++)
+            free(a->overrides[k]);
+        for (size_t s = 0; a->runs && s < p->nseeds; s++) {
+            free(a->runs[s].dir);
+            free(a->runs[s].message);
+            free_kv(a->runs[s].kv, a->runs[s].nkv);
+        }
+        free(a->runs);
+        free(a->overrides);
+        free(a->name);
+        free(a->origin);
+        free(a->config_text);
+    }
+    free(p->arms);
+    free(p->base);
+    free(p->dir);
+    free(p->seeds);
+    free(p->baseline);
+    nde_strings_free(p->metrics);
+}
+
+int cli_ab(int argc, char **argv)
+{
+    ab_plan p;
+    nde_ctx *ctx = NULL;
+    const char *config = NULL, *dir = NULL, *seeds = NULL, *v;
+    const char **arm_opts;
+    size_t narm_opts = 0, i, k, s;
+    int code = CLI_EXIT_USAGE, missing, failed = 0;
+    char *end;
+
+    memset(&p, 0, sizeof p);
+    for (i = 1; i < (size_t)argc; i++)
+        if (cli_is_help(argv[i])) {
+            fputs(cli_ab_help, stdout);
+            return CLI_EXIT_OK;
+        }
+    arm_opts = xrealloc(NULL, (size_t)argc * sizeof *arm_opts);
+    p.jobs = sysconf(_SC_NPROCESSORS_ONLN);
+    if (p.jobs < 1)
+        p.jobs = 1;
+    for (int j = 1; j < argc; j++) {
+        const char *arg = argv[j];
+        if ((v = cli_option_value(argc, argv, &j, "-o", "--output", &missing)))
+            dir = v;
+        else if (!missing &&
+                 (v = cli_option_value(argc, argv, &j, "-j", "--jobs",
+                                       &missing))) {
+            p.jobs = strtol(v, &end, 10);
+            if (*end || end == v || p.jobs < 1) {
+                cli_error("ab: -j needs a positive integer, not '%s'", v);
+                goto done;
+            }
+        } else if (!missing && (v = cli_option_value(argc, argv, &j, NULL,
+                                                     "--arm", &missing)))
+            arm_opts[narm_opts++] = v;
+        else if (!missing && (v = cli_option_value(argc, argv, &j, NULL,
+                                                   "--seeds", &missing)))
+            seeds = v;
+        else if (missing) {
+            cli_error("ab: option '%s' needs a value (try `nde ab --help`)",
+                      arg);
+            goto done;
+        } else if (arg[0] == '-' && arg[1] != '\0') {
+            cli_error("ab: unknown option '%s' (try `nde ab --help`)", arg);
+            goto done;
+        } else if (config) {
+            cli_error("ab: more than one config file ('%s', '%s')", config,
+                      arg);
+            goto done;
+        } else
+            config = arg;
+    }
+    if (!config) {
+        cli_error("ab: no config file given (try `nde ab --help`)");
+        goto done;
+    }
+    if (!(ctx = nde_ctx_create())) {
+        cli_error("out of memory");
+        code = CLI_EXIT_FAILURE;
+        goto done;
+    }
+    if (seeds && parse_seeds(seeds, &p.seeds, &p.nseeds) != 0)
+        goto done;
+    if ((code = read_ab_config(&p, config, seeds != NULL, ctx)) != 0)
+        goto done;
+    code = CLI_EXIT_USAGE;
+    for (i = 0; i < narm_opts; i++)
+        if (parse_arm_option(&p, arm_opts[i]) != 0)
+            goto done;
+    if (p.nseeds == 0 || p.narms == 0) {
+        cli_error("%s: no %s", config, p.nseeds ? "arms ([arm.NAME])"
+                                                : "seeds");
+        goto done;
+    }
+    for (s = 0; s < p.nseeds; s++)
+        for (k = 0; k < s; k++)
+            if (p.seeds[k] == p.seeds[s]) {
+                cli_error("%s: seed %ld is listed twice", config, p.seeds[s]);
+                goto done;
+            }
+    if (!find_arm(&p, p.baseline)) {
+        cli_error("%s: [ab] baseline: '%s' names no arm", config,
+                  p.baseline);
+        goto done;
+    }
+    if ((code = validate_arms(&p, ctx)) != CLI_EXIT_OK)
+        goto done;
+
+    if (dir)
+        p.dir = xstrdup(dir);
+    else {
+        size_t n = strlen(config);
+        p.dir = n > 4 && strcmp(config + n - 4, ".ini") == 0
+                    ? strndup(config, n - 4)
+                    : xprintf("%s.ab", config);
+    }
+    for (i = 0; i < p.narms; i++) {
+        ab_arm *a = &p.arms[i];
+        a->runs = xrealloc(NULL, p.nseeds * sizeof *a->runs);
+        memset(a->runs, 0, p.nseeds * sizeof *a->runs);
+        for (s = 0; s < p.nseeds; s++) {
+            a->runs[s].seed = p.seeds[s];
+            a->runs[s].dir =
+                xprintf("%s/runs/%s/seed%ld", p.dir, a->name, p.seeds[s]);
+            load_summary(&a->runs[s]);
+        }
+    }
+    if ((code = run_all(&p)) != CLI_EXIT_OK)
+        goto done;
+    print_table(&p);
+    for (i = 0; i < p.narms; i++)
+        for (s = 0; s < p.nseeds; s++)
+            failed += p.arms[i].runs[s].state != RUN_OK;
+    if (failed)
+        cli_error("ab: %d of %zu runs failed (listed above and in "
+                  "%s/ab.json)", failed, p.narms * p.nseeds, p.dir);
+    if (write_json(&p, config) != 0 || make_plots(&p) != 0 || failed)
+        code = CLI_EXIT_FAILURE;
+done:
+    free(arm_opts);
+    free_plan(&p);
+    nde_ctx_destroy(ctx);
+    return code;
+}
