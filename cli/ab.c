@@ -837,7 +837,11 @@ static void print_table(const ab_plan *p)
             char ms[64], rs[64], ps[32];
             compare(p, a, p->metrics[m], x, y, &n, &c);
             snprintf(ms, sizeof ms, "%.4g +- %.2g", c.mean_x, c.sd_x);
-            if (isnan(c.ci95[0]))
+            if (n == 0)
+                snprintf(ms, sizeof ms, "- (no value)");
+            if (isnan(c.ratio))
+                snprintf(rs, sizeof rs, "-");
+            else if (isnan(c.ci95[0]))
                 snprintf(rs, sizeof rs, "%.3f [unbounded]", c.ratio);
             else
                 snprintf(rs, sizeof rs, "%.3f [%.3f, %.3f]", c.ratio,

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ab.h"
 #include "cli.h"
 
 static const char main_help[] =
@@ -19,6 +20,9 @@ static const char main_help[] =
     "  predict CKPT      predict with a trained checkpoint, write CSV\n"
     "  gradcheck CONFIG  compare the adjoint's gradient with discrete and\n"
     "                    finite differences on one mini-batch\n"
+    "  ab CONFIG         A/B test config variations over seeds (runs\n"
+    "                    `nde train` per arm and seed, compares with a\n"
+    "                    baseline)\n"
     "  plugins           list the plugins found, with their config keys\n"
     "\n"
     "Run `nde COMMAND --help` for the options of a command.\n"
@@ -41,6 +45,7 @@ static const cli_command commands[] = {
     {"predict", cli_predict},
     {"gradcheck", cli_gradcheck},
     {"plugins", cli_plugins},
+    {"ab", cli_ab},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

@@ -1,0 +1,470 @@
+/*
+ * test_ab.c - `nde ab` end to end: a tiny spiral A/B (2 arms x 2 seeds,
+ * -j 2) whose ab.json is parsed back and checked against the contract,
+ * resumability (finished runs are not redone), and bad input (exit 2 before
+ * anything runs; a failing run recorded with its message, exit 1).
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- a small JSON reader, enough to walk ab.json ------------------------- */
+
+typedef enum { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ } jtype;
+
+typedef struct jval {
+    jtype type;
+    double num;
+    char *str;
+    size_t n;
+    char **keys;        /* objects */
+    struct jval **items;
+} jval;
+
+static jval *jparse(const char **s);
+
+static void jskip(const char **s)
+{
+    while (isspace((unsigned char)**s))
+        (*s)++;
+}
+
+static char *jstring(const char **s)
+{
+    char *out = malloc(strlen(*s) + 1), *o = out;
+    (*s)++;
+    while (**s && **s != '"') {
+        if (**s == '\\') {
+            (*s)++;
+            if (**s == 'n')
+                *o++ = '\n';
+            else if (**s == 't')
+                *o++ = '\t';
+            else if (**s == 'u') {
+                *o++ = '?';
+                *s += 4;
+            } else
+                *o++ = **s;
+            (*s)++;
+        } else
+            *o++ = *(*s)++;
+    }
+    if (**s != '"') {
+        free(out);
+        return NULL;
+    }
+    (*s)++;
+    *o = '\0';
+    return out;
+}
+
+static jval *jcontainer(const char **s, int obj)
+{
+    jval *v = calloc(1, sizeof *v);
+    v->type = obj ? J_OBJ : J_ARR;
+    (*s)++;
+    jskip(s);
+    if (**s == (obj ? '}' : ']')) {
+        (*s)++;
+        return v;
+    }
+    for (;;) {
+        char *key = NULL;
+        jval *item;
+        jskip(s);
+        if (obj) {
+            if (**s != '"' || !(key = jstring(s)))
+                return NULL;
+            jskip(s);
+            if (*(*s)++ != ':')
+                return NULL;
+        }
+        if (!(item = jparse(s)))
+            return NULL;
+        v->items = realloc(v->items, (v->n + 1) * sizeof *v->items);
+        v->keys = realloc(v->keys, (v->n + 1) * sizeof *v->keys);
+        v->items[v->n] = item;
+        v->keys[v->n++] = key;
+        jskip(s);
+        if (**s == ',') {
+            (*s)++;
+            continue;
+        }
+        if (*(*s)++ != (obj ? '}' : ']'))
+            return NULL;
+        return v;
+    }
+}
+
+static jval *jparse(const char **s)
+{
+    jval *v;
+    char *end;
+    jskip(s);
+    if (**s == '{' || **s == '[')
+        return jcontainer(s, **s == '{');
+    v = calloc(1, sizeof *v);
+    if (**s == '"') {
+        v->type = J_STR;
+        if (!(v->str = jstring(s)))
+            return NULL;
+    } else if (strncmp(*s, "null", 4) == 0) {
+        v->type = J_NULL;
+        *s += 4;
+    } else if (strncmp(*s, "true", 4) == 0 || strncmp(*s, "false", 5) == 0) {
+        v->type = J_BOOL;
+        v->num = **s == 't';
+        *s += **s == 't' ? 4 : 5;
+    } else {
+        v->type = J_NUM;
+        v->num = strtod(*s, &end);
+        if (end == *s)
+            return NULL;
+        *s = end;
+    }
+    return v;
+}
+
+static jval *jget(const jval *o, const char *key)
+{
+    ck_assert_msg(o && o->type == J_OBJ, "not an object looking for %s", key);
+    for (size_t i = 0; i < o->n; i++)
+        if (strcmp(o->keys[i], key) == 0)
+            return o->items[i];
+    ck_abort_msg("key '%s' missing", key);
+    return NULL;
+}
+
+static jval *jtyped(const jval *o, const char *key, jtype t)
+{
+    jval *v = jget(o, key);
+    ck_assert_msg(v->type == t, "key '%s' has type %d, not %d", key, v->type,
+                  t);
+    return v;
+}
+
+static void jfree(jval *v)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < v->n; i++) {
+        jfree(v->items[i]);
+        free(v->keys[i]);
+    }
+    free(v->items);
+    free(v->keys);
+    free(v->str);
+    free(v);
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *buf;
+    long n;
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    rewind(f);
+    buf = malloc((size_t)n + 1);
+    buf[fread(buf, 1, (size_t)n, f)] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static jval *load_json(const char *path)
+{
+    char *text = slurp(path);
+    const char *s = text;
+    jval *v;
+    ck_assert_msg(text != NULL, "cannot read %s", path);
+    v = jparse(&s);
+    ck_assert_msg(v != NULL, "%s is not JSON", path);
+    jskip(&s);
+    ck_assert_msg(*s == '\0', "trailing text in %s", path);
+    free(text);
+    return v;
+}
+
+/* ---- running nde ab ------------------------------------------------------ */
+
+static char tmpdir[256];
+
+static void setup(void)
+{
+    strcpy(tmpdir, "/tmp/nde_ab_XXXXXX");
+    ck_assert(mkdtemp(tmpdir) != NULL);
+}
+
+static void teardown(void)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Write the A/B config `name` in tmpdir: a short spiral base plus arms. */
+static void write_ab(const char *name, const char *baseline,
+                     const char *arms)
+{
+    char path[512];
+    FILE *f;
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    f = fopen(path, "w");
+    ck_assert(f != NULL);
+    fprintf(f,
+            "[ab]\nbase = base.ini\nseeds = 1, 2\nbaseline = %s\n"
+            "metrics = test_loss, predict_nfe, predict_time_s, "
+            "train_time_s, train_nfe_forward\n%s",
+            baseline, arms);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/base.ini", tmpdir);
+    if (access(path, F_OK) != 0) {
+        f = fopen(path, "w");
+        ck_assert(f != NULL);
+        /* A short spiral: 300 points, 40 iterations. */
+        fprintf(f,
+                "[solver]\nplugin = tsit5\nrtol = 1e-6\natol = 1e-8\n"
+                "[field]\nplugin = mlp\nlayers = 2, 16, 2\n"
+                "activation = tanh\ninput = cube\ntime = false\nseed = 1\n"
+                "[adjoint]\nplugin = interpolating\n"
+                "[data]\nsource = spiral\nnpoints = 300\nt1 = 25\n"
+                "batch_time = 10\n"
+                "[train]\niterations = 40\nbatch_size = 10\nlr = 3e-3\n"
+                "seed = 1\neval_every = 20\n");
+        fclose(f);
+    }
+}
+
+/* Run `nde ab tmpdir/name ARGS -o tmpdir/out`; its exit code; stderr is
+ * left in tmpdir/err.txt. */
+static int run_ab(const char *name, const char *args)
+{
+    char cmd[2048];
+    int st;
+    snprintf(cmd, sizeof cmd,
+             "'%s' ab '%s/%s' -o '%s/out' %s > '%s/out.txt' 2> '%s/err.txt'",
+             getenv("NDE_EXE"), tmpdir, name, tmpdir, args, tmpdir, tmpdir);
+    st = system(cmd);
+    ck_assert(WIFEXITED(st));
+    return WEXITSTATUS(st);
+}
+
+static int stderr_has(const char *text)
+{
+    char path[512];
+    char *s;
+    int found;
+    snprintf(path, sizeof path, "%s/err.txt", tmpdir);
+    s = slurp(path);
+    found = s && strstr(s, text) != NULL;
+    if (!found)
+        fprintf(stderr, "stderr lacks '%s': %s\n", text, s ? s : "(none)");
+    free(s);
+    return found;
+}
+
+static int out_exists(void)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/out", tmpdir);
+    return access(path, F_OK) == 0;
+}
+
+static struct timespec summary_mtime(const char *arm, int seed)
+{
+    char path[512];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/out/runs/%s/seed%d/summary.json", tmpdir,
+             arm, seed);
+    ck_assert_msg(stat(path, &st) == 0, "%s missing", path);
+    return st.st_mtim;
+}
+
+static int same_time(struct timespec a, struct timespec b)
+{
+    return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+static const char two_arms[] =
+    "[arm.plain]\n"
+    "[arm.local]\n"
+    "regularizer.local.plugin = local\n"
+    "regularizer.local.weight = 0.1\n";
+
+static const char *const metric_names[] = {
+    "test_loss", "predict_nfe", "predict_time_s", "train_time_s",
+    "train_nfe_forward"};
+
+START_TEST(end_to_end_and_resume)
+{
+    char path[512];
+    jval *root, *arms;
+    struct timespec t_plain1, t_local2;
+    size_t i, k, m;
+
+    write_ab("ab.ini", "plain", two_arms);
+    ck_assert_int_eq(run_ab("ab.ini", "-j 2"), 0);
+    snprintf(path, sizeof path, "%s/out/ab.json", tmpdir);
+    root = load_json(path);
+    ck_assert_str_eq(jtyped(root, "baseline", J_STR)->str, "plain");
+    arms = jtyped(root, "arms", J_ARR);
+    ck_assert_uint_eq(arms->n, 2);
+    for (i = 0; i < 2; i++) {
+        jval *a = arms->items[i], *runs, *sum;
+        ck_assert_str_eq(jtyped(a, "name", J_STR)->str,
+                         i ? "local" : "plain");
+        ck_assert_uint_eq(jtyped(a, "overrides", J_ARR)->n, i ? 2 : 0);
+        ck_assert(strstr(jtyped(a, "config", J_STR)->str, "[solver]"));
+        runs = jtyped(a, "runs", J_ARR);
+        ck_assert_uint_eq(runs->n, 2);
+        for (k = 0; k < 2; k++) {
+            jval *r = runs->items[k];
+            ck_assert_double_eq(jtyped(r, "seed", J_NUM)->num, k + 1);
+            ck_assert_str_eq(jtyped(r, "status", J_STR)->str, "ok");
+            ck_assert_double_eq(jtyped(r, "iterations", J_NUM)->num, 40);
+            ck_assert(jtyped(r, "test_loss", J_NUM)->num > 0);
+            ck_assert(jtyped(r, "predict_nfe", J_NUM)->num > 0);
+        }
+        sum = jtyped(a, "summary", J_OBJ);
+        for (m = 0; m < 5; m++) {
+            jval *s = jtyped(sum, metric_names[m], J_OBJ);
+            jval *ci = jtyped(s, "ci95", J_ARR);
+            double mean = jtyped(s, "mean", J_NUM)->num;
+            double ratio = jtyped(s, "ratio_to_baseline", J_NUM)->num;
+            ck_assert(mean > 0);
+            ck_assert(jtyped(s, "sd", J_NUM)->num >= 0);
+            ck_assert_uint_eq(ci->n, 2);
+            if (i == 0) {
+                /* the baseline against itself: 1, [1, 1], no p-value */
+                ck_assert_double_eq(ratio, 1.0);
+                ck_assert_double_eq(ci->items[0]->num, 1.0);
+                ck_assert_double_eq(ci->items[1]->num, 1.0);
+                ck_assert_int_eq(jget(s, "p_value")->type, J_NULL);
+            } else {
+                double p = jget(s, "p_value")->num;
+                ck_assert_int_eq(jget(s, "p_value")->type, J_NUM);
+                ck_assert(p >= 0 && p <= 1);
+                ck_assert(ratio > 0);
+            }
+        }
+    }
+    jfree(root);
+    snprintf(path, sizeof path, "%s/out/runs/local/seed2/metrics.jsonl",
+             tmpdir);
+    ck_assert(access(path, F_OK) == 0);
+
+    /* A second invocation redoes nothing; a removed summary is redone. */
+    t_plain1 = summary_mtime("plain", 1);
+    t_local2 = summary_mtime("local", 2);
+    snprintf(path, sizeof path, "%s/out/runs/local/seed2/summary.json",
+             tmpdir);
+    ck_assert_int_eq(unlink(path), 0);
+    usleep(20000);
+    ck_assert_int_eq(run_ab("ab.ini", "-j 2"), 0);
+    ck_assert(same_time(t_plain1, summary_mtime("plain", 1)));
+    ck_assert(!same_time(t_local2, summary_mtime("local", 2)));
+    t_local2 = summary_mtime("local", 2);
+    ck_assert_int_eq(run_ab("ab.ini", "-j 1"), 0);
+    ck_assert(same_time(t_plain1, summary_mtime("plain", 1)));
+    ck_assert(same_time(t_local2, summary_mtime("local", 2)));
+}
+END_TEST
+
+START_TEST(bad_key_refused_before_running)
+{
+    write_ab("ab.ini", "plain",
+             "[arm.plain]\n[arm.typo]\nsolver.rtoll = 1e-3\n");
+    ck_assert_int_eq(run_ab("ab.ini", ""), 2);
+    ck_assert(stderr_has("arm 'typo'"));
+    ck_assert(stderr_has("rtoll"));
+    ck_assert(!out_exists());
+    /* the same from the command line */
+    write_ab("ab.ini", "plain", "[arm.plain]\n");
+    ck_assert_int_eq(run_ab("ab.ini", "--arm cli:solvr.rtol=1"), 2);
+    ck_assert(stderr_has("arm 'cli'"));
+    ck_assert(!out_exists());
+}
+END_TEST
+
+START_TEST(baseline_names_no_arm)
+{
+    write_ab("ab.ini", "plian", two_arms);
+    ck_assert_int_eq(run_ab("ab.ini", ""), 2);
+    ck_assert(stderr_has("'plian' names no arm"));
+    ck_assert(!out_exists());
+}
+END_TEST
+
+START_TEST(capability_refused)
+{
+    write_ab("ab.ini", "plain",
+             "[arm.plain]\n[arm.local_rk4]\nsolver.plugin = rk4\n"
+             "solver.dt = 0.01\nregularizer.local.plugin = local\n"
+             "regularizer.local.weight = 0.1\n");
+    ck_assert_int_eq(run_ab("ab.ini", ""), 2);
+    ck_assert(stderr_has("arm 'local_rk4'"));
+    ck_assert(stderr_has("rk4"));
+    ck_assert(!out_exists());
+}
+END_TEST
+
+START_TEST(failed_run_recorded)
+{
+    char path[512];
+    jval *root, *arms, *runs;
+    write_ab("ab.ini", "plain",
+             "[arm.plain]\n[arm.starved]\nsolver.max_steps = 1\n");
+    ck_assert_int_eq(run_ab("ab.ini", "-j 2"), 1);
+    ck_assert(stderr_has("2 of 4 runs failed"));
+    snprintf(path, sizeof path, "%s/out/ab.json", tmpdir);
+    root = load_json(path);
+    arms = jtyped(root, "arms", J_ARR);
+    runs = jtyped(arms->items[0], "runs", J_ARR);
+    ck_assert_str_eq(jtyped(runs->items[0], "status", J_STR)->str, "ok");
+    ck_assert_str_eq(jtyped(runs->items[1], "status", J_STR)->str, "ok");
+    runs = jtyped(arms->items[1], "runs", J_ARR);
+    for (size_t k = 0; k < 2; k++) {
+        ck_assert_str_eq(jtyped(runs->items[k], "status", J_STR)->str,
+                         "failed");
+        ck_assert(strstr(jtyped(runs->items[k], "message", J_STR)->str,
+                         "max_steps"));
+    }
+    ck_assert_double_eq(
+        jtyped(jtyped(jtyped(arms->items[1], "summary", J_OBJ), "test_loss",
+                      J_OBJ),
+               "n", J_NUM)->num,
+        0);
+    jfree(root);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("ab");
+    TCase *tc = tcase_create("runner");
+    SRunner *sr;
+    int failed;
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, end_to_end_and_resume);
+    tcase_add_test(tc, bad_key_refused_before_running);
+    tcase_add_test(tc, baseline_names_no_arm);
+    tcase_add_test(tc, capability_refused);
+    tcase_add_test(tc, failed_run_recorded);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
