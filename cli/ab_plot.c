@@ -16,6 +16,10 @@
  * iterations (the plot's subtitle states the window); the mean and band are
  * then taken over the seeds' window averages.
  *
+ * PNG through the pngcairo device; SVG through PLplot's own svg device
+ * rather than svgcairo, because cairo turns text into glyph outlines and
+ * the legend's arm names should stay text (searchable, testable).
+ *
  * PLplot keeps global state, may print and may call exit(): its abort
  * handler collects the message instead of printing, its exit handler jumps
  * back here, and each file is one stream from plinit to plend. Each file is
@@ -37,7 +41,7 @@
 
 #include <plplot.h>
 
-#define CURVE_MAX_POINTS 200
+#define CURVE_MAX_POINTS 100
 #define PAGE_WIDTH 1000
 #define PAGE_HEIGHT 650
 #define CHAR_SCALE 0.7      /* of PLplot's default, for this page size */
@@ -95,7 +99,7 @@ typedef struct plot_data {
     double window;      /* iterations per averaging window */
     int loss_logy;      /* log axes where the values span a decade or */
     int predict_logx;   /* more (fewer would leave no labelled tick)  */
-    double time_unit;   /* prediction times are plotted in s or ms */
+    double time_unit;   /* prediction times are plotted in s, ms or us */
 } plot_data;
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -546,7 +550,7 @@ static void draw_legend(const plot_data *pd, int symbols)
         box_lw[i] = 1.0;
         line_col[i] = col;
         line_sty[i] = 1 + (PLINT)((i / NPALETTE) % 8);
-        line_w[i] = 2.5;
+        line_w[i] = a->baseline ? 4.5 : 2.0;
         sym_col[i] = col;
         sym_scale[i] = a->baseline ? 0.8 : 0.6;
         sym_num[i] = 1;
@@ -607,34 +611,41 @@ static void draw_curves(const void *arg)
     plwidth(1.0);
     for (size_t i = 0; i < pd->narms; i++) {
         const curve *c = cp->use_loss ? &pd->arms[i].loss : &pd->arms[i].nfe;
-        PLINT col = (PLINT)(i % NPALETTE);
         PLFLT bx[2 * CURVE_MAX_POINTS], by[2 * CURVE_MAX_POINTS];
 
-        if (c->n == 0)
+        if (c->n < 2)
             continue;
-        if (c->n > 1) {
-            for (size_t k = 0; k < c->n; k++) {
-                bx[k] = c->x[k];
-                by[k] = c->hi[k];
-                bx[2 * c->n - 1 - k] = c->x[k];
-                by[2 * c->n - 1 - k] = c->lo[k];
-            }
-            plcol0(COL_BAND + col);
-            plfill((PLINT)(2 * c->n), bx, by);
+        for (size_t k = 0; k < c->n; k++) {
+            bx[k] = c->x[k];
+            by[k] = c->hi[k];
+            bx[2 * c->n - 1 - k] = c->x[k];
+            by[2 * c->n - 1 - k] = c->lo[k];
         }
-        plcol0(COL_ARM + col);
-        pllsty(1 + (PLINT)((i / NPALETTE) % 8));
-        plwidth(2.5);
-        if (c->n > 1) {
-            plline((PLINT)c->n, c->x, c->mean);
-        } else {
-            /* One window: a point with its band as an error bar. */
-            plstring(1, c->x, c->mean, MARK_ARM);
-            plerry(1, c->x, c->lo, c->hi);
-        }
-        plwidth(1.0);
-        pllsty(1);
+        plcol0(COL_BAND + (PLINT)(i % NPALETTE));
+        plfill((PLINT)(2 * c->n), bx, by);
     }
+    /* Lines over all bands; the baseline first and wider, so an arm that
+     * coincides with it leaves it visible at the edges. */
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < pd->narms; i++) {
+            const curve *c = cp->use_loss ? &pd->arms[i].loss
+                                          : &pd->arms[i].nfe;
+
+            if (c->n == 0 || pd->arms[i].baseline != (pass == 0))
+                continue;
+            plcol0(COL_ARM + (PLINT)(i % NPALETTE));
+            pllsty(1 + (PLINT)((i / NPALETTE) % 8));
+            plwidth(pass == 0 ? 4.5 : 2.0);
+            if (c->n > 1) {
+                plline((PLINT)c->n, c->x, c->mean);
+            } else {
+                /* One window: a point with its band as an error bar. */
+                plstring(1, c->x, c->mean, MARK_ARM);
+                plerry(1, c->x, c->lo, c->hi);
+            }
+            plwidth(1.0);
+            pllsty(1);
+        }
     plcol0(COL_FG);
     plbox("bcnst", 0.0, 0, logy ? "bcnstvl" : "bcnstv", 0.0, 0);
     pllab("iteration",
@@ -703,8 +714,9 @@ static void predict_panel(const plot_data *pd, double vx0, double vx1,
     plbox(pd->predict_logx ? "bcnstl" : "bcnst", 0.0, 0, "bcnstv", 0.0, 0);
     pllab(pd->predict_logx ? "test loss (log scale)" : "test loss",
           !time_axis ? "prediction NFE"
-          : pd->time_unit == 1.0 ? "prediction time (s)"
-                                 : "prediction time (ms)",
+          : pd->time_unit == 1.0  ? "prediction time (s)"
+          : pd->time_unit == 1e-3 ? "prediction time (ms)"
+                                  : "prediction time (\u00b5s)",
           time_axis ? "Prediction time vs test loss"
                     : "Prediction NFE vs test loss");
 }
@@ -963,7 +975,7 @@ int ab_plot(const char *dir, const char *const *arms, size_t narms,
         }
         pd.loss_logy = spans_decade(lo, hi);
         pd.predict_logx = !nonpositive && spans_decade(plo, phi);
-        pd.time_unit = tmax < 1.0 ? 1e-3 : 1.0;
+        pd.time_unit = tmax < 1e-3 ? 1e-6 : tmax < 1.0 ? 1e-3 : 1.0;
         for (size_t i = 0; i < narms; i++) {
             arm_data *a = &pd.arms[i];
 
