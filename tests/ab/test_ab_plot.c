@@ -213,12 +213,18 @@ static void check_outputs(const char *dir, const char *const *must_name,
                           rgb[0], rgb[1], rgb[2]);
         } else {
             size_t len;
-            char *svg = read_all(path, &len);
+            char *svg = read_all(path, &len), *bg, *fill;
 
             ck_assert_ptr_nonnull(svg);
             ck_assert_msg(!strncmp(svg, "<?xml", 5), "%s: not XML", path);
             ck_assert_msg(strstr(svg, "<svg") != NULL, "%s: no <svg>", path);
             ck_assert_msg(strstr(svg, "</svg>") != NULL, "%s: cut", path);
+            /* The page's first element: a white background rectangle. */
+            bg = strstr(svg, "<rect");
+            fill = bg ? strstr(bg, "fill=\"#FFFFFF\"") : NULL;
+            ck_assert_msg(bg && bg < strstr(svg, "<g") && fill
+                          && fill < strstr(bg, "/>"),
+                          "%s: no white background first", path);
             for (size_t k = 0; k < nnames; k++) {
                 /* PLplot's SVG device writes each character as &#xHH; */
                 char enc[1024] = "";
@@ -279,6 +285,8 @@ START_TEST(single_iteration)
     char err[512] = "";
 
     write_run(dir, "only", 7, 1, 1.0, 0, 1);
+    if (getenv("AB_PLOT_KEEP"))
+        printf("single-iteration plots in %s\n", dir);
     ck_assert_msg(ab_plot(dir, arms, 1, seeds, 1, "only", err, sizeof err)
                   == 0, "ab_plot: %s", err);
     check_outputs(dir, names, 1);
@@ -286,7 +294,8 @@ START_TEST(single_iteration)
     ck_assert_msg(ab_plot(dir, arms, 1, seeds, 1, NULL, err, sizeof err)
                   == 0, "ab_plot: %s", err);
     check_outputs(dir, names, 1);
-    remove_tree(dir);
+    if (!getenv("AB_PLOT_KEEP"))
+        remove_tree(dir);
     free(dir);
 }
 END_TEST
