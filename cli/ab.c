@@ -818,6 +818,15 @@ static void compare(const ab_plan *p, const ab_arm *a, const char *metric,
     }
 }
 
+/* The baseline's number of values of a metric. */
+static size_t ny_of(const ab_plan *p, const char *metric)
+{
+    double *y = xrealloc(NULL, p->nseeds * sizeof *y);
+    size_t n = arm_values(p, find_arm(p, p->baseline), metric, y);
+    free(y);
+    return n;
+}
+
 static void print_table(const ab_plan *p)
 {
     double *x = xrealloc(NULL, p->nseeds * sizeof *x);
@@ -825,7 +834,7 @@ static void print_table(const ab_plan *p)
     size_t i, m, s, n, ok;
     nde_ab_compare c;
 
-    printf("%-18s %-18s %-27s %-28s %s\n", "arm (runs ok)", "metric",
+    printf("%-22s %-18s %-27s %-28s %s\n", "arm (runs ok)", "metric",
            "mean +- sd", "ratio to baseline [95% CI]", "p");
     for (i = 0; i < p->narms; i++) {
         const ab_arm *a = &p->arms[i];
@@ -841,6 +850,8 @@ static void print_table(const ab_plan *p)
                 snprintf(ms, sizeof ms, "- (no value)");
             if (isnan(c.ratio))
                 snprintf(rs, sizeof rs, "-");
+            else if (n < 2 || ny_of(p, p->metrics[m]) < 2)
+                snprintf(rs, sizeof rs, "%.3f [n < 2]", c.ratio);
             else if (isnan(c.ci95[0]))
                 snprintf(rs, sizeof rs, "%.3f [unbounded]", c.ratio);
             else
@@ -850,7 +861,7 @@ static void print_table(const ab_plan *p)
                 snprintf(ps, sizeof ps, "-");
             else
                 snprintf(ps, sizeof ps, "%.3g", c.p_value);
-            printf("%-18s %-18s %-27s %-28s %s\n", m ? "" : head,
+            printf("%-22s %-18s %-27s %-28s %s\n", m ? "" : head,
                    p->metrics[m], ms, rs, ps);
         }
     }
