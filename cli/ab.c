@@ -2,7 +2,8 @@
  * ab.c - `nde ab`: A/B comparisons of config variations. Every arm (the base
  * config plus its overrides) is composed and validated before anything runs;
  * then every arm x seed is trained by a child `nde train` (this same binary),
- * -j at a time, into DIR/runs/ARM/seedN (layout: ab_layout in the README);
+ * -j at a time, into DIR/runs/ARM/seedN (summary.json, metrics.jsonl,
+ * stderr.txt: the layout the plots read, cli/ab_plot.h);
  * finished runs are kept across invocations. The report (a table on stdout,
  * DIR/ab.json, the plots) compares each arm with the baseline (nde/ab.h).
  */
@@ -681,6 +682,8 @@ static void kill_runs(ab_plan *p)
             while (waitpid(r->pid, NULL, 0) < 0 && errno == EINTR)
                 ;
             r->state = RUN_PENDING;
+            if (load_summary(r))
+                continue;  /* it finished before the signal */
             path = xprintf("%s/metrics.jsonl", r->dir);
             unlink(path);
             free(path);
