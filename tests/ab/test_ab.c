@@ -7,6 +7,8 @@
 #define _GNU_SOURCE
 #include <check.h>
 #include <ctype.h>
+#include <dirent.h>
+#include <signal.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -447,6 +449,54 @@ START_TEST(failed_run_recorded)
 }
 END_TEST
 
+
+/* SIGINT while runs are under way: exit 130, the children are stopped and
+ * no run directory keeps files without a summary; no ab.json. */
+START_TEST(interrupt_leaves_no_partial_files)
+{
+    char path[512], seedpath[600], args_o[600], args_c[600];
+    const char *arms[] = {"plain", "local"};
+    pid_t pid;
+    int st, i, waited;
+
+    write_ab("ab.ini", "plain",
+             "[arm.plain]\ntrain.iterations = 10000000\n"
+             "[arm.local]\ntrain.iterations = 10000000\n");
+    snprintf(args_c, sizeof args_c, "%s/ab.ini", tmpdir);
+    snprintf(args_o, sizeof args_o, "%s/out", tmpdir);
+    pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        execl(getenv("NDE_EXE"), "nde", "ab", args_c, "-o", args_o, "-j",
+              "2", (char *)NULL);
+        _exit(127);
+    }
+    snprintf(path, sizeof path, "%s/out/runs/local/seed1/metrics.jsonl",
+             tmpdir);
+    for (waited = 0; access(path, F_OK) != 0 && waited < 600; waited++)
+        usleep(50000);
+    ck_assert_msg(waited < 600, "the runs did not start");
+    usleep(200000);
+    ck_assert_int_eq(kill(pid, SIGINT), 0);
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert(WIFEXITED(st));
+    ck_assert_int_eq(WEXITSTATUS(st), 130);
+    for (i = 0; i < 2; i++) {
+        DIR *d;
+        struct dirent *e;
+        snprintf(seedpath, sizeof seedpath, "%s/out/runs/%s/seed1", tmpdir,
+                 arms[i]);
+        ck_assert((d = opendir(seedpath)) != NULL);
+        while ((e = readdir(d)))
+            ck_assert_msg(e->d_name[0] == '.', "%s/%s left behind",
+                          seedpath, e->d_name);
+        closedir(d);
+    }
+    snprintf(path, sizeof path, "%s/out/ab.json", tmpdir);
+    ck_assert(access(path, F_OK) != 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ab");
@@ -461,6 +511,7 @@ int main(void)
     tcase_add_test(tc, baseline_names_no_arm);
     tcase_add_test(tc, capability_refused);
     tcase_add_test(tc, failed_run_recorded);
+    tcase_add_test(tc, interrupt_leaves_no_partial_files);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
