@@ -17,6 +17,7 @@
 #include <zlib.h>
 
 #include "ab_plot.h"
+#include "../test_util.h"
 
 #define PAGE_WIDTH 1000
 #define PAGE_HEIGHT 650
@@ -25,26 +26,6 @@ static const char *const plot_names[6] = {
     "loss.png", "loss.svg", "nfe.png", "nfe.svg", "predict.png",
     "predict.svg",
 };
-
-static char *read_all(const char *path, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    char *buf;
-    long n;
-
-    if (!fp)
-        return NULL;
-    fseek(fp, 0, SEEK_END);
-    n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    buf = malloc((size_t)n + 1);
-    ck_assert_ptr_nonnull(buf);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)n, fp), (size_t)n);
-    buf[n] = '\0';
-    fclose(fp);
-    *len = (size_t)n;
-    return buf;
-}
 
 static void mkdirs(const char *path)
 {
@@ -144,7 +125,7 @@ static void check_png(const char *path, unsigned rgb[3])
     static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n',
                                          0x1a, '\n'};
     size_t len, pos = 8, idat_len = 0;
-    unsigned char *png = (unsigned char *)read_all(path, &len);
+    unsigned char *png = (unsigned char *)test_read_file(path, &len);
     unsigned char *idat = NULL, out[16];
     unsigned colour_type, bpp;
     z_stream zs;
@@ -213,7 +194,7 @@ static void check_outputs(const char *dir, const char *const *must_name,
                           rgb[0], rgb[1], rgb[2]);
         } else {
             size_t len;
-            char *svg = read_all(path, &len), *bg, *fill;
+            char *svg = test_read_file(path, &len), *bg, *fill;
 
             ck_assert_ptr_nonnull(svg);
             ck_assert_msg(!strncmp(svg, "<?xml", 5), "%s: not XML", path);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "nde/plugin.h"
+#include "../test_util.h"
 
 #define MAX_ARGS 32
 
@@ -36,25 +37,6 @@ static const char *env_or_fail(const char *name)
     const char *v = getenv(name);
     ck_assert_msg(v && *v, "environment variable %s is not set", name);
     return v;
-}
-
-static char *read_file(const char *path)
-{
-    FILE *fp = fopen(path, "rb");
-    char *buf;
-    long n;
-
-    if (!fp)
-        return NULL;
-    fseek(fp, 0, SEEK_END);
-    n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    buf = malloc((size_t)n + 1);
-    ck_assert_ptr_nonnull(buf);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)n, fp), (size_t)n);
-    buf[n] = '\0';
-    fclose(fp);
-    return buf;
 }
 
 /* A path in workdir, valid until the test's teardown. */
@@ -136,8 +118,8 @@ static run_result run_env(const char *plugin_path, const char *arg, ...)
     }
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    r.out = read_file(out_path);
-    r.err = read_file(err_path);
+    r.out = test_read_file(out_path, NULL);
+    r.err = test_read_file(err_path, NULL);
     ck_assert_ptr_nonnull(r.out);
     ck_assert_ptr_nonnull(r.err);
     unlink(out_path);
@@ -428,7 +410,7 @@ START_TEST(test_stats_json)
 
     assert_ok(r);
     ck_assert_str_eq(r.out, "");
-    text = read_file(json);
+    text = test_read_file(json, NULL);
     ck_assert_ptr_nonnull(text);
     assert_contains(text, "\"nfe\": ");
     assert_contains(text, "\"steps_accepted\": ");
@@ -439,7 +421,7 @@ START_TEST(test_stats_json)
     p = strstr(text, "\"steps_accepted\": ");
     ck_assert_int_gt(atol(p + 18), 0);
     free(text);
-    text = read_file(path_in("out.csv"));
+    text = test_read_file(path_in("out.csv"), NULL);
     ck_assert_ptr_nonnull(text);
     ck_assert(strncmp(text, "t,x,y\n", 6) == 0);
     free(text);
@@ -741,7 +723,7 @@ START_TEST(test_failed_solve_leaves_no_output)
     ck_assert_str_eq(r.out, "");
     ck_assert_int_eq(access(out, F_OK), -1);
     /* The statistics of the failed run are written, completely. */
-    text = read_file(json);
+    text = test_read_file(json, NULL);
     ck_assert_ptr_nonnull(text);
     assert_contains(text, "\"status\": \"NDE_EMAXSTEPS\"");
     assert_contains(text, "}\n");
@@ -754,7 +736,7 @@ START_TEST(test_failed_solve_leaves_no_output)
     write_config("out.csv", "old\n");
     r = run("solve", cfg, "-o", out);
     ck_assert_int_eq(r.code, 1);
-    text = read_file(out);
+    text = test_read_file(out, NULL);
     ck_assert_str_eq(text, "old\n");
     free(text);
     result_free(&r);
@@ -762,7 +744,7 @@ START_TEST(test_failed_solve_leaves_no_output)
     /* ... and replaced whole by a successful run. */
     r = run("solve", example("lotka_volterra.ini"), "-o", out);
     assert_ok(r);
-    text = read_file(out);
+    text = test_read_file(out, NULL);
     ck_assert(strncmp(text, "t,x,y\n", 6) == 0);
     free(text);
     ck_assert_uint_eq(count_entries(), 3);

@@ -21,6 +21,7 @@
 #include <zlib.h>
 
 #include "nde/nde.h"
+#include "../test_util.h"
 
 #define MAX_ARGS 48
 
@@ -31,26 +32,6 @@ typedef struct run_result {
 
 static char workdir[1024];
 static char spiral[4096];
-
-static char *read_all(const char *path, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    char *buf;
-    long n;
-
-    if (!fp)
-        return NULL;
-    fseek(fp, 0, SEEK_END);
-    n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    ck_assert_ptr_nonnull(buf = malloc((size_t)n + 1));
-    ck_assert_uint_eq(fread(buf, 1, (size_t)n, fp), (size_t)n);
-    buf[n] = '\0';
-    fclose(fp);
-    if (len)
-        *len = (size_t)n;
-    return buf;
-}
 
 static void write_all(const char *path, const char *data, size_t len)
 {
@@ -115,8 +96,8 @@ static run_result run_v(const char *arg, va_list ap)
     }
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    ck_assert_ptr_nonnull(r.out = read_all(out_path, NULL));
-    ck_assert_ptr_nonnull(r.err = read_all(err_path, NULL));
+    ck_assert_ptr_nonnull(r.out = test_read_file(out_path, NULL));
+    ck_assert_ptr_nonnull(r.err = test_read_file(err_path, NULL));
     ck_assert_msg(!strstr(r.err, "Sanitizer") &&
                       !strstr(r.err, "runtime error"),
                   "sanitizer report:\n%s", r.err);
@@ -150,7 +131,7 @@ static void result_free(run_result *r)
 /* The metrics file without the wall times (everything after "time_s"). */
 static char *metrics_without_times(const char *name)
 {
-    char *text = read_all(in_dir(name), NULL), *src, *dst;
+    char *text = test_read_file(in_dir(name), NULL), *src, *dst;
     ck_assert_ptr_nonnull(text);
     for (src = dst = text; *src;) {
         char *t = strstr(src, "time_s\":");
@@ -183,7 +164,7 @@ static ckpt_view ckpt_read(const char *name)
     uint64_t cfglen;
     size_t off = 28;
 
-    ck_assert_ptr_nonnull(c.data = read_all(in_dir(name), &c.len));
+    ck_assert_ptr_nonnull(c.data = test_read_file(in_dir(name), &c.len));
     ck_assert_uint_gt(c.len, off + 8);
     memcpy(&cfglen, c.data + off, 8);
     off += 8 + cfglen;
@@ -213,7 +194,7 @@ static void loss_decreases(const char *adjoint)
             "train.metrics=m.jsonl", "-s", "train.checkpoint=", "--quiet");
     assert_code(r, 0);
     result_free(&r);
-    m = read_all(in_dir("m.jsonl"), NULL);
+    m = test_read_file(in_dir("m.jsonl"), NULL);
     ck_assert_ptr_nonnull(m);
     ck_assert_int_eq(sscanf(m, "{\"iteration\": 1, \"loss\": %lf", &first), 1);
     ck_assert_ptr_nonnull(last = strstr(m, "{\"iteration\": 40, \"loss\": "));
@@ -431,7 +412,7 @@ START_TEST(test_step_limit_names_iteration)
     assert_code(r, 1);
     assert_contains(r.err, "nde: iteration 1: forward solve: max_steps = 2");
     result_free(&r);
-    ck_assert_ptr_nonnull(s = read_all(in_dir("s.json"), NULL));
+    ck_assert_ptr_nonnull(s = test_read_file(in_dir("s.json"), NULL));
     assert_contains(s, "\"status\": \"NDE_EMAXSTEPS\"");
     free(s);
 }
@@ -487,19 +468,19 @@ START_TEST(test_predict)
     assert_code(r, 0);
     assert_contains(r.err, "test_loss");
     result_free(&r);
-    csv = read_all(in_dir("held.csv"), NULL);
+    csv = test_read_file(in_dir("held.csv"), NULL);
     ck_assert_ptr_nonnull(csv);
     ck_assert_int_eq(sscanf(csv, "t,y0,y1\n%lf,%lf,%lf", &t, &x, &y), 3);
     ck_assert(t == 0 && x == 2 && y == 0);
     free(csv);
-    ck_assert_ptr_nonnull(s = read_all(in_dir("p.json"), NULL));
+    ck_assert_ptr_nonnull(s = test_read_file(in_dir("p.json"), NULL));
     assert_contains(s, "\"predict_nfe\": ");
     free(s);
     r = run("predict", "p.ckpt", "-s", "problem.y0=1,0.5", "-s",
             "problem.nsave=3", "-s", "problem.t1=1", "-o", "prob.csv");
     assert_code(r, 0);
     result_free(&r);
-    csv = read_all(in_dir("prob.csv"), NULL);
+    csv = test_read_file(in_dir("prob.csv"), NULL);
     ck_assert_ptr_nonnull(csv);
     assert_contains(csv, "t,y0,y1\n0,1,0.5\n0.5,");
     assert_contains(csv, "\n1,");
@@ -615,7 +596,7 @@ START_TEST(test_csv_recovers_parameters)
     r = run("predict", "lv.ckpt", "-o", "held.csv");
     assert_code(r, 0);
     result_free(&r);
-    ck_assert_ptr_nonnull(csv = read_all(in_dir("held.csv"), NULL));
+    ck_assert_ptr_nonnull(csv = test_read_file(in_dir("held.csv"), NULL));
     ck_assert(strncmp(csv, "series,t,x,y\n", 13) == 0);
     free(csv);
 }
@@ -793,8 +774,8 @@ START_TEST(test_classify_learns)
             "--quiet");
     assert_code(r, 0);
     result_free(&r);
-    ck_assert_ptr_nonnull(sum = read_all(in_dir("s.json"), NULL));
-    ck_assert_ptr_nonnull(m = read_all(in_dir("m.jsonl"), NULL));
+    ck_assert_ptr_nonnull(sum = test_read_file(in_dir("s.json"), NULL));
+    ck_assert_ptr_nonnull(m = test_read_file(in_dir("m.jsonl"), NULL));
     ck_assert_int_eq(sscanf(m, "{\"iteration\": 1, \"loss\": %lf", &first), 1);
     ck_assert_ptr_nonnull(last = strstr(m, "{\"iteration\": 60, \"loss\": "));
     ck_assert_int_eq(sscanf(last, "{\"iteration\": 60, \"loss\": %lf", &final),
@@ -813,7 +794,7 @@ START_TEST(test_classify_learns)
     assert_code(r, 0);
     assert_contains(r.err, "test_accuracy ");
     result_free(&r);
-    ck_assert_ptr_nonnull(csv = read_all(in_dir("pred.csv"), NULL));
+    ck_assert_ptr_nonnull(csv = test_read_file(in_dir("pred.csv"), NULL));
     ck_assert_msg(strncmp(csv, "index,label,predicted,p0,p1,p2\n", 31) == 0,
                   "header: %.40s", csv);
     for (line = strchr(csv, '\n') + 1; *line; line = strchr(line, '\n') + 1) {
@@ -828,7 +809,7 @@ START_TEST(test_classify_learns)
         rows++;
     }
     ck_assert_int_eq(rows, 60);
-    ck_assert_ptr_nonnull(sum = read_all(in_dir("p.json"), NULL));
+    ck_assert_ptr_nonnull(sum = test_read_file(in_dir("p.json"), NULL));
     acc_pred = json_number(sum, "test_accuracy");
     ck_assert_double_eq_tol(acc_pred, acc, 1e-12);
     ck_assert_double_eq_tol((double)correct / rows, acc, 1e-12);
@@ -952,7 +933,7 @@ static void reg_loss_decreases(const char *plugin, const char *key,
             "train.metrics=m.jsonl", "-s", "train.checkpoint=", "--quiet");
     assert_code(r, 0);
     result_free(&r);
-    m = read_all(in_dir("m.jsonl"), NULL);
+    m = test_read_file(in_dir("m.jsonl"), NULL);
     ck_assert_ptr_nonnull(m);
     ck_assert_int_eq(sscanf(m, "{\"iteration\": 1, \"loss\": %lf", &first), 1);
     ck_assert_ptr_nonnull(last = strstr(m, "{\"iteration\": 40, \"loss\": "));
@@ -1053,7 +1034,7 @@ START_TEST(test_reg_schedule_in_metrics)
 
     assert_code(r, 0);
     result_free(&r);
-    ck_assert_ptr_nonnull(text = read_all(in_dir("w.jsonl"), NULL));
+    ck_assert_ptr_nonnull(text = test_read_file(in_dir("w.jsonl"), NULL));
     for (line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
         double want = 100.0 * pow(0.1, i / 4.0);
         if (!strstr(line, "\"loss\""))
