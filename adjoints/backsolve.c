@@ -60,42 +60,15 @@ static const nde_key backsolve_keys[] = {
 
 /* ---- the augmented field -------------------------------------------- */
 
-static int aug_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
-{
-    (void)sec; (void)ctx;
-    f->dim = 1; /* set by the plugin once the instance exists */
-    f->nparams = 0;
-    return NDE_OK;
-}
-
-static void aug_destroy(nde_field *f) { (void)f; }
-
-static int aug_init(nde_field *f, double *theta, uint64_t seed)
-{
-    (void)f; (void)theta; (void)seed;
-    return NDE_OK;
-}
-
-static int aug_novjp(nde_field *f, double t, const double *y,
-                     const double *theta, const double *v, double *vy,
-                     double *vtheta, size_t batch)
-{
-    (void)t; (void)y; (void)theta; (void)v; (void)vy; (void)vtheta;
-    (void)batch;
-    return nde_error(f->ctx, NDE_EFATAL,
-                     "the backsolve adjoint's system has no VJP");
-}
-
 /* z = [y, a, a_theta]: dz = [f, -a df/dy, -a df/dtheta] at (t, y). */
-static int aug_eval(nde_field *f, double t, const double *z,
-                    const double *theta, double *dz, size_t batch)
+static int aug_eval(void *user, double t, const double *z,
+                    const double *theta, double *dz)
 {
-    backsolve_state *d = f->state;
+    backsolve_state *d = user;
     const size_t n = d->n, rows = n / d->field->dim;
     double *da = dz + n;
     int rc;
 
-    (void)batch;
     if ((rc = nde_field_eval(d->field, t, z, theta, dz, rows)) != NDE_OK)
         return rc;
     memset(da, 0, (n + d->nparams) * sizeof(double));
@@ -106,12 +79,6 @@ static int aug_eval(nde_field *f, double t, const double *z,
         da[i] = -da[i];
     return NDE_OK;
 }
-
-static const nde_field_type aug_type = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "backsolve_adjoint",
-             "[y, a, a_theta] of the backsolve adjoint", NULL, 0},
-    .create = aug_create, .destroy = aug_destroy, .init_params = aug_init,
-    .eval = aug_eval, .vjp = aug_novjp};
 
 /* ---- the plugin ------------------------------------------------------ */
 
@@ -164,10 +131,8 @@ static int backsolve_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
     if (!(d->z0 = malloc(m * sizeof(double))) ||
         !(d->z1 = malloc(m * sizeof(double))))
         return nde_error(ctx, NDE_ENOMEM, "adjoint 'backsolve': out of memory");
-    if ((rc = nde_field_create_from(ctx, &aug_type, NULL, 1, &d->augf)))
+    if ((rc = nde_field_create_rhs(ctx, m, aug_eval, d, &d->augf)))
         return rc;
-    d->augf->dim = m;
-    d->augf->state = d;
     if ((rc = nde_solver_create_from(ctx, s->type, d->augf, &d->augs)))
         return rc;
     a->record = 0;

@@ -72,32 +72,6 @@ static const nde_key interp_keys[] = {
 
 /* ---- the augmented field -------------------------------------------- */
 
-static int aug_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
-{
-    (void)sec; (void)ctx;
-    f->dim = 1; /* set by the plugin once the instance exists */
-    f->nparams = 0;
-    return NDE_OK;
-}
-
-static void aug_destroy(nde_field *f) { (void)f; }
-
-static int aug_init(nde_field *f, double *theta, uint64_t seed)
-{
-    (void)f; (void)theta; (void)seed;
-    return NDE_OK;
-}
-
-static int aug_novjp(nde_field *f, double t, const double *y,
-                     const double *theta, const double *v, double *vy,
-                     double *vtheta, size_t batch)
-{
-    (void)t; (void)y; (void)theta; (void)v; (void)vy; (void)vtheta;
-    (void)batch;
-    return nde_error(f->ctx, NDE_EFATAL,
-                     "the interpolating adjoint's system has no VJP");
-}
-
 /* Replay the steps of checkpoint segment iseg, keeping each step's state
  * and stages. */
 static int regenerate(interp_state *d, long iseg)
@@ -157,14 +131,13 @@ static int interpolate(interp_state *d, double t)
 }
 
 /* z = [a, a_theta]: dz = -(a df/dy, a df/dtheta) at (t, y(t)). */
-static int aug_eval(nde_field *f, double t, const double *z,
-                    const double *theta, double *dz, size_t batch)
+static int aug_eval(void *user, double t, const double *z,
+                    const double *theta, double *dz)
 {
-    interp_state *d = f->state;
+    interp_state *d = user;
     const size_t m = d->n + d->nparams;
     int rc;
 
-    (void)batch;
     if ((rc = interpolate(d, t)) != NDE_OK)
         return rc;
     memset(dz, 0, m * sizeof(double));
@@ -176,12 +149,6 @@ static int aug_eval(nde_field *f, double t, const double *z,
         dz[i] = -dz[i];
     return NDE_OK;
 }
-
-static const nde_field_type aug_type = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "interpolating_adjoint",
-             "[a, a_theta] of the interpolating adjoint", NULL, 0},
-    .create = aug_create, .destroy = aug_destroy, .init_params = aug_init,
-    .eval = aug_eval, .vjp = aug_novjp};
 
 /* ---- the plugin ------------------------------------------------------ */
 
@@ -252,10 +219,9 @@ static int interp_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
         !(d->z1 = malloc((d->n_max + d->nparams) * sizeof(double))))
         return nde_error(ctx, NDE_ENOMEM,
                          "adjoint 'interpolating': out of memory");
-    if ((rc = nde_field_create_from(ctx, &aug_type, NULL, 1, &d->augf)))
+    if ((rc = nde_field_create_rhs(ctx, d->n_max + d->nparams, aug_eval, d,
+                                   &d->augf)))
         return rc;
-    d->augf->dim = d->n_max + d->nparams;
-    d->augf->state = d;
     if ((rc = nde_solver_create_from(ctx, s->type, d->augf, &d->augs)))
         return rc;
     a->record = d->checkpoints ? NDE_NEEDS_STEPS : NDE_NEEDS_DENSE;

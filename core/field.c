@@ -79,3 +79,68 @@ void nde_field_param_name(const nde_field *f, size_t i, char *buf, size_t len)
         return;
     snprintf(buf, len, "theta[%zu]", i);
 }
+
+/* ---- a field from a plain function ------------------------------------- */
+
+typedef struct rhs_state {
+    nde_rhs_fn fn;
+    void *user;
+} rhs_state;
+
+static int rhs_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
+{
+    (void)sec;
+    if (!(f->state = calloc(1, sizeof(rhs_state))))
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    f->dim = 1; /* nde_field_create_rhs sets the real one */
+    return NDE_OK;
+}
+
+static void rhs_destroy(nde_field *f) { free(f->state); }
+
+static int rhs_init(nde_field *f, double *theta, uint64_t seed)
+{
+    (void)f; (void)theta; (void)seed;
+    return NDE_OK;
+}
+
+static int rhs_eval(nde_field *f, double t, const double *y,
+                    const double *theta, double *dy, size_t batch)
+{
+    const rhs_state *r = f->state;
+    (void)batch;
+    return r->fn(r->user, t, y, theta, dy);
+}
+
+static int rhs_vjp(nde_field *f, double t, const double *y,
+                   const double *theta, const double *v, double *vy,
+                   double *vtheta, size_t batch)
+{
+    (void)t; (void)y; (void)theta; (void)v; (void)vy; (void)vtheta;
+    (void)batch;
+    return nde_error(f->ctx, NDE_EFATAL, "a function field has no VJP");
+}
+
+static const nde_field_type rhs_type = {
+    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "rhs",
+             "a plain function y' = fn(t, y) (built in)", NULL, 0},
+    .create = rhs_create, .destroy = rhs_destroy, .init_params = rhs_init,
+    .eval = rhs_eval, .vjp = rhs_vjp};
+
+int nde_field_create_rhs(nde_ctx *ctx, size_t dim, nde_rhs_fn fn, void *user,
+                         nde_field **out)
+{
+    rhs_state *r;
+    int rc;
+
+    if (dim == 0 || !fn)
+        return nde_error(ctx, NDE_EINVAL, "function field: need dim > 0 "
+                         "and a function");
+    if ((rc = nde_field_create_from(ctx, &rhs_type, NULL, 1, out)))
+        return rc;
+    r = (*out)->state;
+    r->fn = fn;
+    r->user = user;
+    (*out)->dim = dim;
+    return NDE_OK;
+}

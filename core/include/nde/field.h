@@ -76,6 +76,15 @@ int nde_field_create_from(nde_ctx *ctx, const nde_field_type *type,
                           nde_section *sec, size_t batch_max, nde_field **out);
 void nde_field_destroy(nde_field *f);
 
+/* A field from a plain function, for a system a plugin integrates itself
+ * (an adjoint's augmented state): one row of `dim` values, no parameters,
+ * no VJP; fn gets the theta the solve was given. f->dim may be lowered
+ * between solves (the solver's workspace was sized for `dim`). */
+typedef int (*nde_rhs_fn)(void *user, double t, const double *y,
+                          const double *theta, double *dy);
+int nde_field_create_rhs(nde_ctx *ctx, size_t dim, nde_rhs_fn fn, void *user,
+                         nde_field **out);
+
 int nde_field_init_params(nde_field *f, double *theta, uint64_t seed);
 
 static inline int nde_field_eval(nde_field *f, double t, const double *y,
