@@ -26,7 +26,6 @@
  * batch before each backward solve (the workspace is sized for batch_max
  * at create). The tstop list grows on demand and is kept across calls.
  */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,8 +36,7 @@ typedef struct backsolve_state {
     nde_field *augf;          /* [y, a, a_theta]                         */
     nde_solver *augs;
     size_t n_max, nparams;
-    double rtol, atol;        /* NaN: the forward solve's                */
-    int seminorm;
+    nde_backward_settings bw; /* rtol, atol, norm of the section         */
     /* per gradient call */
     size_t n;
     size_t norm_blocks[3];    /* n, n, P                                 */
@@ -101,29 +99,14 @@ static int backsolve_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
                             nde_ctx *ctx)
 {
     backsolve_state *d;
-    const char *norm = "full";
     size_t m;
     int rc;
 
     if (!(d = calloc(1, sizeof *d)))
         return nde_error(ctx, NDE_ENOMEM, "adjoint 'backsolve': out of memory");
     a->state = d;
-    d->rtol = d->atol = NAN;
-    if (sec) {
-        if ((nde_section_has(sec, "rtol") &&
-             (rc = nde_get_double(sec, "rtol", &d->rtol, ctx))) ||
-            (nde_section_has(sec, "atol") &&
-             (rc = nde_get_double(sec, "atol", &d->atol, ctx))) ||
-            (rc = nde_get_string(sec, "norm", &norm, ctx)))
-            return rc;
-        if (d->rtol < 0 || d->atol < 0)
-            return nde_section_error(sec, d->rtol < 0 ? "rtol" : "atol", ctx,
-                                     "must be >= 0");
-        if (strcmp(norm, "full") != 0 && strcmp(norm, "seminorm") != 0)
-            return nde_section_error(sec, "norm", ctx,
-                                     "'%s': expected full or seminorm", norm);
-    }
-    d->seminorm = strcmp(norm, "seminorm") == 0;
+    if ((rc = nde_backward_settings_read(&d->bw, sec, ctx)))
+        return rc;
     d->field = s->field;
     d->n_max = s->batch_max * s->field->dim;
     d->nparams = s->field->nparams;
@@ -149,7 +132,7 @@ static int backsolve_gradient(nde_adjoint *a, const nde_solve_opts *opts,
     backsolve_state *d = a->state;
     const nde_solver *s = a->solver;
     const size_t n = s->batch * s->field->dim, P = d->nparams;
-    nde_solve_opts bo = *opts;
+    nde_solve_opts bo;
     nde_stats bst;
     int rc;
 
@@ -171,13 +154,12 @@ static int backsolve_gradient(nde_adjoint *a, const nde_solve_opts *opts,
     }
 
     if (fwd->t1 != fwd->t0) {
-        bo.rtol = isnan(d->rtol) ? opts->rtol : d->rtol;
-        bo.atol = isnan(d->atol) ? opts->atol : d->atol;
+        nde_backward_settings_apply(&d->bw, opts, &bo);
         nde_jumps_use(&d->jumps, &bo);
         d->norm_blocks[0] = d->norm_blocks[1] = n;
         d->norm_blocks[2] = P;
         bo.norm_blocks = d->norm_blocks;
-        bo.nnorm_blocks = d->seminorm || P == 0 ? 2 : 3;
+        bo.nnorm_blocks = d->bw.seminorm || P == 0 ? 2 : 3;
         bo.record = NULL;
         rc = nde_solve(d->augs, &bo, theta, fwd->t1, d->z0, fwd->t0, 1,
                        &fwd->t0, d->z1, &bst);

@@ -25,7 +25,6 @@
  * sized for batch_max at create). Buffers that depend on the solve (tstop
  * list, regenerated segment) grow on demand and are kept across calls.
  */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,8 +37,7 @@ typedef struct interp_state {
     nde_solver *augs;
     size_t n_max, nparams;
     int stages;
-    double rtol, atol;        /* NaN: the forward solve's                */
-    int seminorm;
+    nde_backward_settings bw; /* rtol, atol, norm of the section         */
     size_t checkpoints;
     /* per gradient call */
     const nde_trajectory *fwd;
@@ -174,7 +172,6 @@ static int interp_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
                          nde_ctx *ctx)
 {
     interp_state *d;
-    const char *norm = "full";
     long checkpoints = 0;
     int rc;
 
@@ -187,26 +184,11 @@ static int interp_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
         return nde_error(ctx, NDE_ENOMEM,
                          "adjoint 'interpolating': out of memory");
     a->state = d;
-    d->rtol = d->atol = NAN;
-    if (sec) {
-        if ((nde_section_has(sec, "rtol") &&
-             (rc = nde_get_double(sec, "rtol", &d->rtol, ctx))) ||
-            (nde_section_has(sec, "atol") &&
-             (rc = nde_get_double(sec, "atol", &d->atol, ctx))) ||
-            (rc = nde_get_string(sec, "norm", &norm, ctx)) ||
-            (rc = nde_get_long(sec, "checkpoints", &checkpoints, ctx)))
-            return rc;
-        if (d->rtol < 0 || d->atol < 0)
-            return nde_section_error(sec, d->rtol < 0 ? "rtol" : "atol", ctx,
-                                     "must be >= 0");
-        if (strcmp(norm, "full") != 0 && strcmp(norm, "seminorm") != 0)
-            return nde_section_error(sec, "norm", ctx,
-                                     "'%s': expected full or seminorm", norm);
-        if (checkpoints < 0)
-            return nde_section_error(sec, "checkpoints", ctx,
-                                     "must be >= 0");
-    }
-    d->seminorm = strcmp(norm, "seminorm") == 0;
+    if ((rc = nde_backward_settings_read(&d->bw, sec, ctx)) ||
+        (sec && (rc = nde_get_long(sec, "checkpoints", &checkpoints, ctx))))
+        return rc;
+    if (checkpoints < 0)
+        return nde_section_error(sec, "checkpoints", ctx, "must be >= 0");
     d->checkpoints = (size_t)checkpoints;
     d->field = s->field;
     d->fwd_solver = s;
@@ -249,7 +231,7 @@ static int interp_gradient(nde_adjoint *a, const nde_solve_opts *opts,
     const size_t n = s->batch * s->field->dim, P = d->nparams;
     const unsigned need = d->checkpoints ? NDE_NEEDS_STEPS : NDE_NEEDS_DENSE;
     const long nfe0 = s->counts.nfe;
-    nde_solve_opts bo = *opts;
+    nde_solve_opts bo;
     nde_stats bst;
     int rc;
 
@@ -284,13 +266,12 @@ static int interp_gradient(nde_adjoint *a, const nde_solve_opts *opts,
     }
 
     if (fwd->t1 != fwd->t0) {
-        bo.rtol = isnan(d->rtol) ? opts->rtol : d->rtol;
-        bo.atol = isnan(d->atol) ? opts->atol : d->atol;
+        nde_backward_settings_apply(&d->bw, opts, &bo);
         nde_jumps_use(&d->jumps, &bo);
         d->norm_blocks[0] = n;
         d->norm_blocks[1] = P;
         bo.norm_blocks = d->norm_blocks;
-        bo.nnorm_blocks = d->seminorm || P == 0 ? 1 : 2;
+        bo.nnorm_blocks = d->bw.seminorm || P == 0 ? 1 : 2;
         bo.record = NULL;
         rc = nde_solve(d->augs, &bo, theta, fwd->t1, d->z0, fwd->t0, 1,
                        &fwd->t0, d->z1, &bst);

@@ -1,5 +1,6 @@
 /* Generic adjoint object: composition from a config section, lifecycle;
  * the cotangent jumps shared by the continuous adjoints. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,6 +69,41 @@ void nde_adjoint_destroy(nde_adjoint *a)
         return;
     a->type->destroy(a);
     free(a);
+}
+
+int nde_backward_settings_read(nde_backward_settings *b,
+                               const nde_section *sec, nde_ctx *ctx)
+{
+    const char *norm = "full";
+    int rc;
+
+    b->rtol = b->atol = NAN;
+    b->seminorm = 0;
+    if (!sec)
+        return NDE_OK;
+    if ((nde_section_has(sec, "rtol") &&
+         (rc = nde_get_double(sec, "rtol", &b->rtol, ctx))) ||
+        (nde_section_has(sec, "atol") &&
+         (rc = nde_get_double(sec, "atol", &b->atol, ctx))) ||
+        (rc = nde_get_string(sec, "norm", &norm, ctx)))
+        return rc;
+    if (b->rtol < 0 || b->atol < 0)
+        return nde_section_error(sec, b->rtol < 0 ? "rtol" : "atol", ctx,
+                                 "must be >= 0");
+    if (strcmp(norm, "full") != 0 && strcmp(norm, "seminorm") != 0)
+        return nde_section_error(sec, "norm", ctx,
+                                 "'%s': expected full or seminorm", norm);
+    b->seminorm = strcmp(norm, "seminorm") == 0;
+    return NDE_OK;
+}
+
+void nde_backward_settings_apply(const nde_backward_settings *b,
+                                 const nde_solve_opts *fwd,
+                                 nde_solve_opts *bo)
+{
+    *bo = *fwd;
+    bo->rtol = isnan(b->rtol) ? fwd->rtol : b->rtol;
+    bo->atol = isnan(b->atol) ? fwd->atol : b->atol;
 }
 
 int nde_jumps_plan(nde_jumps *j, const nde_trajectory *fwd,

@@ -854,6 +854,30 @@ START_TEST(test_refused)
         nde_config_destroy(cfg);
         nde_solver_destroy(s);
     }
+    /* The backward-solve settings of both continuous adjoints. */
+    {
+        static const char *const bad[][2] = {
+            {"norm = semi", "'semi': expected full or seminorm"},
+            {"rtol = -1e-6", "[adjoint] rtol: must be >= 0"},
+            {"atol = -1", "[adjoint] atol: must be >= 0"}};
+        static const char *const names[] = {"backsolve", "interpolating"};
+        ck_assert_int_eq(nde_solver_create_from(ctx, tsit5, p.f, &s), NDE_OK);
+        for (size_t k = 0; k < 2; k++)
+            for (size_t i = 0; i < 3; i++) {
+                char text[128];
+                nde_config *cfg;
+                snprintf(text, sizeof text, "[adjoint]\nplugin = %s\n%s\n",
+                         names[k], bad[i][0]);
+                cfg = config_from(text);
+                ck_assert_int_eq(nde_adjoint_create(ctx, cfg, "adjoint",
+                                                    NULL, s, &a),
+                                 NDE_ECONFIG);
+                ck_assert_msg(strstr(nde_ctx_message(ctx), bad[i][1]),
+                              "%s: %s", names[k], nde_ctx_message(ctx));
+                nde_config_destroy(cfg);
+            }
+        nde_solver_destroy(s);
+    }
     problem_free(&p);
 }
 END_TEST

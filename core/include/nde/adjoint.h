@@ -95,6 +95,23 @@ static inline int nde_adjoint_gradient(nde_adjoint *a,
 }
 
 /*
+ * The backward-solve settings of a continuous adjoint's section: rtol and
+ * atol (absent: the forward solve's) and norm = full | seminorm. read
+ * checks them (sec may be NULL: defaults); apply starts the backward
+ * options from the forward ones with these tolerances.
+ */
+typedef struct nde_backward_settings {
+    double rtol, atol;      /* NaN: the forward solve's                   */
+    int seminorm;
+} nde_backward_settings;
+
+int nde_backward_settings_read(nde_backward_settings *b,
+                               const nde_section *sec, nde_ctx *ctx);
+void nde_backward_settings_apply(const nde_backward_settings *b,
+                                 const nde_solve_opts *fwd,
+                                 nde_solve_opts *bo);
+
+/*
  * The cotangent jumps of a continuous adjoint, which integrates its state z
  * backwards from t1 to t0 with the adjoint a (n values) at `offset` in z:
  * nde_jumps_plan adds the cotangents at t1 to a(t1) (in z_t1) and makes the
