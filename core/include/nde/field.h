@@ -12,6 +12,13 @@
  * nparams. eval and vjp never allocate. destroy must accept an instance whose
  * create failed half-way (state may be NULL or partly built).
  *
+ * SDE fields (f->noise = NDE_NOISE_DIAGONAL, set by create) also provide a
+ * diagonal diffusion: dy_i = f_i dt + g_i(t, y, theta) dW_i, one noise
+ * channel per state, with its VJP. Which calculus the equations are written
+ * in is the [field] key `calculus` (read by core, f->calculus): `ito`,
+ * `stratonovich`, or `solver` (the default: the model is whatever the
+ * chosen SDE solver integrates, the usual reading for a learned model).
+ *
  * Status of eval/vjp: NDE_OK; NDE_ERETRY when the output is not finite (the
  * solve loop rejects the step and shrinks it); NDE_EFATAL to stop now (set a
  * message through f->ctx first).
@@ -55,7 +62,28 @@ typedef struct nde_field_type {
 
     /* Optional (may be NULL): a name for parameter i, for reports. */
     int (*param_name)(const nde_field *f, size_t i, char *buf, size_t len);
+
+    /* SDE fields only (called when f->noise is set; may be NULL otherwise):
+     * g = g(t, y, theta), batch x dim, the noise on state i being g_i dW_i;
+     * and its VJP with cotangent v (batch x dim):
+     * vy_j   += sum_i v_i dg_i/dy_j   (row by row)
+     * vtheta += sum_i v_i dg_i/dtheta (summed over the rows)
+     * Same status conventions as eval and vjp. */
+    int (*diffusion)(nde_field *f, double t, const double *y,
+                     const double *theta, double *g, size_t batch);
+    int (*diffusion_vjp)(nde_field *f, double t, const double *y,
+                         const double *theta, const double *v, double *vy,
+                         double *vtheta, size_t batch);
 } nde_field_type;
+
+/* f->noise */
+enum nde_noise { NDE_NOISE_NONE = 0, NDE_NOISE_DIAGONAL = 1 };
+/* f->calculus: the SDE form the equations are written in. */
+enum nde_calculus {
+    NDE_CALCULUS_SOLVER = 0,    /* whichever the SDE solver integrates     */
+    NDE_CALCULUS_ITO,
+    NDE_CALCULUS_STRATONOVICH
+};
 
 struct nde_field {
     const nde_field_type *type;
@@ -64,6 +92,8 @@ struct nde_field {
     size_t dim;               /* set by create                         */
     size_t nparams;           /* set by create                         */
     const char *const *state_names; /* dim names, or NULL; owned by state */
+    int noise;                /* enum nde_noise, set by create          */
+    int calculus;             /* enum nde_calculus, set by core         */
     void *state;              /* the plugin's own                      */
 };
 
@@ -99,6 +129,25 @@ static inline int nde_field_vjp(nde_field *f, double t, const double *y,
 {
     return f->type->vjp(f, t, y, theta, v, vy, vtheta, batch);
 }
+
+/* Diffusion and its VJP (only for f->noise != NDE_NOISE_NONE). */
+static inline int nde_field_diffusion(nde_field *f, double t, const double *y,
+                                      const double *theta, double *g,
+                                      size_t batch)
+{
+    return f->type->diffusion(f, t, y, theta, g, batch);
+}
+
+static inline int nde_field_diffusion_vjp(nde_field *f, double t,
+                                          const double *y, const double *theta,
+                                          const double *v, double *vy,
+                                          double *vtheta, size_t batch)
+{
+    return f->type->diffusion_vjp(f, t, y, theta, v, vy, vtheta, batch);
+}
+
+/* "ito", "stratonovich" or "solver". */
+const char *nde_calculus_name(int calculus);
 
 /* "a", "b", or "theta[17]" when the field has no names. */
 void nde_field_param_name(const nde_field *f, size_t i, char *buf, size_t len);

@@ -10,6 +10,7 @@
 #include "registry.h"
 #include "field.h"
 #include "solver.h"
+#include "brownian.h"
 #include "trajectory.h"
 #include "solve.h"
 #include "adjoint.h"

@@ -23,7 +23,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a descriptor or instance layout in these headers changes. */
-#define NDE_ABI_VERSION 2
+#define NDE_ABI_VERSION 3
 
 /* Numeric build choices a plugin must share with the library (Lua-style
  * insurance against a plugin built for another configuration). */
@@ -83,6 +83,9 @@ enum nde_capability {
     NDE_CAP_STIFFNESS      = 1u << 2, /* stiffness estimate per step       */
     NDE_CAP_STEP_VJP       = 1u << 3, /* VJP of one step                   */
     NDE_CAP_FSAL           = 1u << 4, /* first stage = last of previous    */
+    NDE_CAP_SDE_ITO        = 1u << 5, /* integrates Ito SDEs               */
+    NDE_CAP_SDE_STRATONOVICH = 1u << 6, /* integrates Stratonovich SDEs    */
+    NDE_CAP_REVERSIBLE     = 1u << 7, /* exact algebraic reverse step      */
     /* fields */
     NDE_CAP_DIFFUSION      = 1u << 8, /* provides a diffusion g(t, y)      */
     /* adjoints and regularizers: what the forward solve must record */

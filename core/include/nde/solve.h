@@ -11,10 +11,19 @@
  * Save times are served by dense output, never by shortening steps (solvers
  * without dense output stop exactly on save times). Integration may run
  * backwards (t1 < t0); save times and tstops must then decrease.
+ *
+ * Solvers with ops (SDE solvers, reversible ones) step forwards only, on the
+ * grid t0 + k dt (opts.dt > 0 required): each step ends at the next grid
+ * point, save time, tstop or t1, whichever comes first, so save times and
+ * tstops split a grid cell instead of shifting the grid. An SDE solver
+ * takes its increments from opts.brownian, which the caller resets to the
+ * solve's path (nde_brownian_reset with t0, t1, dt and n = batch x dim)
+ * before the solve; an adjoint queries the same path backwards.
  */
 #ifndef NDE_SOLVE_H
 #define NDE_SOLVE_H
 
+#include "brownian.h"
 #include "config.h"
 #include "field.h"
 #include "solver.h"
@@ -63,6 +72,8 @@ typedef struct nde_solve_opts {
     /* Record the solve into this trajectory (what its flags ask); NULL =
      * record nothing. */
     nde_trajectory *record;
+    /* SDE solvers: the Brownian path of this solve (borrowed). */
+    nde_brownian *brownian;
 } nde_solve_opts;
 
 /* The solve loop's keys of a [solver] section (rtol, atol, dt, max_steps,

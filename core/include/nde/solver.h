@@ -6,7 +6,8 @@
  * tableau and the core engine (core/rk.c) does the rest, so every RK solver
  * shares one implementation of stepping, FSAL reuse, dense output,
  * stiffness estimation and the step VJP. Solvers with their own structure
- * (SDE solvers, reversible ones) will append their own ops in a later ABI.
+ * (SDE solvers, reversible ones) supply ops instead (nde_solver_ops below):
+ * a state (y, aux) advanced by fixed steps, optionally reversed exactly.
  *
  * A step of size h from (t, y) over a batch of B rows (n = B * dim values):
  *     g_i = y + h sum_{j<i} a_ij k_j,   k_i = f(t + c_i h, g_i)
@@ -45,12 +46,56 @@ typedef struct nde_rk_tableau {
     double stability_size;  /* normalises the stiffness estimate             */
 } nde_rk_tableau;
 
+typedef struct nde_solver nde_solver;
+
+/*
+ * A solver with its own structure: fixed steps of a state (y, aux), where
+ * aux is `aux` further blocks of n = batch x dim values the method carries
+ * from step to step (reversible Heun: z, f(z), g(z)). dw is the Brownian
+ * increment of the step (n values: one channel per state) for an SDE
+ * field, NULL for an ODE field. Outputs never alias inputs. One evaluation
+ * of an SDE field (drift and diffusion at one point) counts as one in
+ * s->counts.nfe, one VJP of both as one in s->counts.nvjp.
+ */
+typedef struct nde_solver_ops {
+    int aux;                /* blocks of n values besides y (0 = none)       */
+    /* Workspace for batch_max x dim values in s->work; destroy must
+     * accept a half-built one. */
+    int (*create)(nde_solver *s);
+    void (*destroy)(nde_solver *s);
+    /* The state at the start of a solve: aux0 from (t0, y0). */
+    int (*start)(nde_solver *s, const double *theta, double t0,
+                 const double *y0, double *aux0);
+    /* One step of size h: (y, aux) at t -> (y_next, aux_next) at t + h. */
+    int (*step)(nde_solver *s, const double *theta, double t, double h,
+                const double *dw, const double *y, const double *aux,
+                double *y_next, double *aux_next);
+    /* NDE_CAP_REVERSIBLE only (else NULL): the exact inverse of step,
+     * (y_next, aux_next) at t + h -> (y, aux) at t, to round-off. */
+    int (*reverse)(nde_solver *s, const double *theta, double t, double h,
+                   const double *dw, const double *y_next,
+                   const double *aux_next, double *y, double *aux);
+    /* VJP of step at (t, h, dw, y, aux): given cotangents on y_next and
+     * aux_next (either may be NULL = zero), accumulate ybar +=, auxbar +=
+     * and thetabar += (any may be NULL when not wanted). */
+    int (*step_vjp)(nde_solver *s, const double *theta, double t, double h,
+                    const double *dw, const double *y, const double *aux,
+                    const double *ybar_next, const double *auxbar_next,
+                    double *ybar, double *auxbar, double *thetabar);
+    /* VJP of start: given auxbar0, accumulate ybar0 += and thetabar +=. */
+    int (*start_vjp)(nde_solver *s, const double *theta, double t0,
+                     const double *y0, const double *auxbar0, double *ybar0,
+                     double *thetabar);
+} nde_solver_ops;
+
 typedef struct nde_solver_type {
     nde_plugin_info info;   /* kind NDE_KIND_SOLVER, flags NDE_CAP_*; first */
-    int order;              /* order of the propagated solution              */
+    int order;              /* order of the propagated solution (SDE
+                               solvers: strong order x 2, so 1 = 0.5)        */
     int error_order;        /* order of the embedded solution; 0 if none     */
     int dense_order;        /* order of the dense output; 0 if none          */
-    const nde_rk_tableau *tableau;
+    const nde_rk_tableau *tableau; /* explicit RK solvers; or else ops      */
+    const nde_solver_ops *ops;
 } nde_solver_type;
 
 /* Engine counters; reset by the caller when it wants per-solve numbers. */
@@ -59,18 +104,21 @@ typedef struct nde_solver_counts {
     long nvjp;              /* field VJPs                                     */
 } nde_solver_counts;
 
-typedef struct nde_solver {
+struct nde_solver {
     const nde_solver_type *type;
     nde_ctx *ctx;
     nde_field *field;       /* borrowed; must outlive the solver             */
     size_t batch_max;       /* rows the workspace was sized for              */
     size_t batch;           /* rows of the current solve (<= batch_max)      */
     nde_solver_counts counts;
-    void *work;             /* engine workspace                              */
-} nde_solver;
+    void *work;             /* engine (or ops) workspace                     */
+};
 
 /* Create the solver named by section `section` (key `plugin`) for `field`,
- * checking the section against the solve loop's keys and the plugin's. */
+ * checking the section against the solve loop's keys and the plugin's.
+ * Refused (NDE_ECAPABILITY, naming solver and field): an SDE solver with a
+ * field without diffusion, an ODE solver with one, and a field whose
+ * `calculus` is not the one the SDE solver integrates. */
 int nde_solver_create(nde_ctx *ctx, const nde_config *cfg, const char *section,
                       nde_field *field, nde_solver **out);
 int nde_solver_create_from(nde_ctx *ctx, const nde_solver_type *type,
@@ -158,6 +206,31 @@ int nde_solver_last_step_vjp(nde_solver *s, double rtol, double atol,
                              const double *ybar_next, double ebar,
                              double sbar, const nde_dense_cotangent *dc,
                              size_t ndc, double *ybar, double *thetabar);
+
+/*
+ * Solvers with ops (s->type->ops != NULL; the RK functions above return
+ * NDE_ECAPABILITY for them, and these return it for tableau solvers).
+ * aux arguments hold nde_solver_aux(s) x n values (may be NULL when that
+ * is 0). See nde_solver_ops for the contracts.
+ */
+int nde_solver_aux(const nde_solver *s);
+int nde_solver_is_sde(const nde_solver *s);   /* NDE_CAP_SDE_* set      */
+int nde_solver_start(nde_solver *s, const double *theta, double t0,
+                     const double *y0, double *aux0);
+int nde_solver_advance(nde_solver *s, const double *theta, double t, double h,
+                       const double *dw, const double *y, const double *aux,
+                       double *y_next, double *aux_next);
+int nde_solver_reverse(nde_solver *s, const double *theta, double t, double h,
+                       const double *dw, const double *y_next,
+                       const double *aux_next, double *y, double *aux);
+int nde_solver_advance_vjp(nde_solver *s, const double *theta, double t,
+                           double h, const double *dw, const double *y,
+                           const double *aux, const double *ybar_next,
+                           const double *auxbar_next, double *ybar,
+                           double *auxbar, double *thetabar);
+int nde_solver_start_vjp(nde_solver *s, const double *theta, double t0,
+                         const double *y0, const double *auxbar0,
+                         double *ybar0, double *thetabar);
 
 #ifdef __cplusplus
 }

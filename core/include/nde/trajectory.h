@@ -14,6 +14,10 @@
  *                        of any step can be evaluated later
  *   NDE_NEEDS_ERROR_EST  eest[j]: the step's scaled error norm
  *   NDE_NEEDS_STIFFNESS  stiff[j]: the step's stiffness estimate
+ * For solvers with ops (nde_solver_ops), `stages` is the solver's aux
+ * count and k[j] holds the aux state at the start of step j (with
+ * NDE_NEEDS_STEPS); aux_final (aux x n values) is always kept, so a
+ * reversible solver's adjoint can run the steps backwards from the end.
  * With max_states > 0, y is kept for at most that many steps, evenly spread
  * over the step index (when full, every other one is dropped and the
  * stride doubles): ystep[i] says which step y[i] belongs to. Adjoints that
@@ -49,6 +53,7 @@ typedef struct nde_trajectory {
     double *eest;        /* nsteps                                         */
     double *stiff;       /* nsteps                                         */
     double *y_final;     /* n: the state at t1                             */
+    double *aux_final;   /* stages x n: ops solvers' aux state at t1       */
     size_t cap, states_cap; /* allocated steps / states                   */
 } nde_trajectory;
 

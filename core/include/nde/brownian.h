@@ -1,0 +1,67 @@
+/*
+ * nde/brownian.h - Brownian paths for SDE solvers: a Brownian Interval
+ * (Kidger, Foster, Li, Lyons 2021, methods.md 8.2) whose increments are a
+ * deterministic function of a seed and the queried times.
+ *
+ * One path has n independent channels (batch rows x noise channels, laid
+ * out as a state: row-major, batch-major). W(ta, tb) = W(tb) - W(ta) is
+ * exact for any ta, tb in [t0, t1]: every increment is a Brownian bridge
+ * conditioned on the values above it in a binary tree of intervals. The
+ * tree's shape does not depend on the order of the queries: its top is a
+ * balanced tree over the cells of the grid t0 + k dt (the last cell ends at
+ * t1), and a time strictly inside a cell is reached by bisecting the cell
+ * (the time is taken to 2^-52 of the cell's width, below the resolution of
+ * a double time). So the backward pass of an adjoint, querying the same
+ * intervals in reverse order, gets the forward pass's increments bit for
+ * bit, and only the root-to-leaf paths of the last queries are kept: memory
+ * is bounded by the tree depth, not the number of steps. Queries of
+ * consecutive grid cells cost O(1) amortised.
+ *
+ * Not thread-safe: one instance per solve in flight.
+ */
+#ifndef NDE_BROWNIAN_H
+#define NDE_BROWNIAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nde_brownian nde_brownian;
+
+/* An instance for paths of up to n_max channels. All memory is allocated
+ * here; reset and increment never allocate. */
+int nde_brownian_create(nde_ctx *ctx, size_t n_max, nde_brownian **out);
+void nde_brownian_destroy(nde_brownian *bm);
+
+/* Start the path `seed` of n channels on [t0, t1] (t0 < t1) with grid step
+ * dt (0 < dt; dt >= t1 - t0 makes one cell). The same (seed, t0, t1, dt, n)
+ * gives the same path, bit for bit. NDE_EINVAL on bad arguments. */
+int nde_brownian_reset(nde_brownian *bm, uint64_t seed, double t0, double t1,
+                       double dt, size_t n);
+
+/* dw[i] = W_i(tb) - W_i(ta) for the n channels; ta, tb in [t0, t1] in
+ * either order (tb < ta gives the negative). NDE_EINVAL outside. */
+int nde_brownian_increment(nde_brownian *bm, double ta, double tb,
+                           double *dw);
+
+/* The path's grid: cells, and the time of grid point k (0..cells; exactly
+ * t0 + k * dt for k < cells, t1 for k = cells). A fixed-step solver steps
+ * onto these times so that its queries are whole cells. */
+size_t nde_brownian_cells(const nde_brownian *bm);
+double nde_brownian_grid_time(const nde_brownian *bm, size_t k);
+
+typedef struct nde_brownian_stats {
+    long queries;           /* increment calls since reset              */
+    long nodes;             /* tree nodes sampled since reset           */
+    size_t bytes;           /* memory held by the instance              */
+} nde_brownian_stats;
+void nde_brownian_get_stats(const nde_brownian *bm, nde_brownian_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
