@@ -32,6 +32,26 @@ extern "C" {
 
 typedef struct nde_brownian nde_brownian;
 
+/* The grid of a fixed step dt > 0 on [t0, t1] (t0 < t1), shared by the
+ * Brownian Interval and the fixed-step loop so that their times agree bit
+ * for bit: cells = steps of dt needed to reach t1 (a last cell shorter than
+ * 1e-9 dt is merged into the one before); grid point k is t0 + k dt for
+ * k < cells and t1 for k = cells. */
+static inline size_t nde_grid_cells(double t0, double t1, double dt)
+{
+    double r = (t1 - t0) / dt - 1e-9;
+    size_t c = r > 0.0 ? (size_t)r : 0;
+    if ((double)c < r)
+        c++;
+    return c ? c : 1;
+}
+
+static inline double nde_grid_time(double t0, double t1, double dt,
+                                   size_t cells, size_t k)
+{
+    return k >= cells ? t1 : t0 + (double)k * dt;
+}
+
 /* An instance for paths of up to n_max channels. All memory is allocated
  * here; reset and increment never allocate. */
 int nde_brownian_create(nde_ctx *ctx, size_t n_max, nde_brownian **out);

@@ -116,6 +116,29 @@ int nde_initial_step(nde_solver *s, const nde_solve_opts *opts,
                      const double *theta, double t0, const double *y0,
                      const double *f0, double t1, double *h0);
 
+/*
+ * The step boundaries of a fixed-step solve with an ops solver (the same
+ * sequence forwards and backwards, so an adjoint can walk it without a
+ * record): the grid points of nde_grid_cells / nde_grid_time merged with
+ * the save times and tstops strictly inside (t0, t1), and t1. tsave and
+ * tstops (non-decreasing) are borrowed. next returns the first boundary
+ * strictly after t (t1 for t >= t1), prev the last one strictly before t
+ * (t0 for t <= t0).
+ */
+typedef struct nde_step_grid {
+    double t0, t1, dt;
+    size_t cells;
+    const double *tsave;
+    size_t nsave;
+    const double *tstops;
+    size_t ntstops;
+} nde_step_grid;
+int nde_step_grid_init(nde_step_grid *g, double t0, double t1, double dt,
+                       const double *tsave, size_t nsave,
+                       const double *tstops, size_t ntstops, nde_ctx *ctx);
+double nde_step_grid_next(const nde_step_grid *g, double t);
+double nde_step_grid_prev(const nde_step_grid *g, double t);
+
 /* The [problem] section: t0, t1, y0 (one row per line), saveat | nsave,
  * tstops. */
 typedef struct nde_problem {

@@ -54,6 +54,8 @@ typedef struct nde_trajectory {
     double *stiff;       /* nsteps                                         */
     double *y_final;     /* n: the state at t1                             */
     double *aux_final;   /* stages x n: ops solvers' aux state at t1       */
+    double *tsave;       /* ops solvers: the solve's save times            */
+    size_t nsave, tsave_cap;
     size_t cap, states_cap; /* allocated steps / states                   */
 } nde_trajectory;
 
