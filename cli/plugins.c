@@ -162,6 +162,10 @@ int cli_plugins(int argc, char **argv)
         }
         if (st.count == 0)
             printf("  (none found)\n");
+        if (kinds[i] == NDE_KIND_FIELD) {
+            printf("  Keys every field section accepts (read by core):\n");
+            print_keys(nde_field_keys, "      ");
+        }
         if (kinds[i] == NDE_KIND_SOLVER) {
             printf("  Keys every solver section accepts (the solve loop):\n");
             print_keys(nde_solve_keys, "      ");

@@ -1,9 +1,72 @@
 /* Generic field object: composition from a config section, lifecycle. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "nde/nde.h"
 #include "internal.h"
+
+const nde_key nde_field_keys[] = {
+    {"calculus", NDE_KEY_WORD, "solver",
+     "ito, stratonovich or solver: the SDE form the diffusion is written in "
+     "(solver: whichever form the SDE solver integrates); only for fields "
+     "with a diffusion"},
+    {NULL, 0, NULL, NULL},
+};
+
+static const char *const calculus_names[] = {"solver", "ito", "stratonovich",
+                                             NULL};
+
+const char *nde_calculus_name(int calculus)
+{
+    if (calculus < NDE_CALCULUS_SOLVER || calculus > NDE_CALCULUS_STRATONOVICH)
+        return "?";
+    return calculus_names[calculus];
+}
+
+static int read_calculus(nde_section *sec, int *out, nde_ctx *ctx)
+{
+    const char *word, *guess;
+    int rc;
+
+    if ((rc = nde_get_string(sec, "calculus", &word, ctx)) != NDE_OK)
+        return rc;
+    for (int c = 0; calculus_names[c]; c++)
+        if (strcmp(word, calculus_names[c]) == 0) {
+            *out = c;
+            return NDE_OK;
+        }
+    guess = nde_suggest(word, calculus_names);
+    return nde_section_error(sec, "calculus", ctx,
+                             "unknown calculus '%s'%s%s%s (expected ito, "
+                             "stratonovich or solver)", word,
+                             guess ? " (did you mean '" : "",
+                             guess ? guess : "", guess ? "'?)" : "");
+}
+
+/* What create produced must match the section: a diffusion needs its ops,
+ * and a calculus is only meaningful for a field with a diffusion. */
+static int check_noise(const nde_field *f, nde_section *sec, nde_ctx *ctx)
+{
+    const char *name = f->type->info.name;
+
+    if (f->noise != NDE_NOISE_NONE && f->noise != NDE_NOISE_DIAGONAL)
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "field plugin '%s' set an unknown noise type %d",
+                         name, f->noise);
+    if (f->noise != NDE_NOISE_NONE &&
+        (!f->type->diffusion || !f->type->diffusion_vjp))
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "field plugin '%s' declares a diffusion but lacks "
+                         "the diffusion or diffusion_vjp operation", name);
+    if (f->noise == NDE_NOISE_NONE && f->calculus != NDE_CALCULUS_SOLVER)
+        return nde_section_error(sec, "calculus", ctx,
+                                 "'%s' is set but this '%s' field has no "
+                                 "diffusion (an ODE); remove the key or give "
+                                 "the field a diffusion",
+                                 nde_calculus_name(f->calculus), name);
+    return NDE_OK;
+}
 
 int nde_field_create(nde_ctx *ctx, const nde_config *cfg, const char *section,
                      size_t batch_max, nde_field **out)
@@ -24,7 +87,8 @@ int nde_field_create(nde_ctx *ctx, const nde_config *cfg, const char *section,
 int nde_field_create_from(nde_ctx *ctx, const nde_field_type *type,
                           nde_section *sec, size_t batch_max, nde_field **out)
 {
-    const nde_key *const tables[] = {type->info.keys, NULL};
+    const nde_key *const tables[] = {nde_field_keys, type->info.keys, NULL};
+    int calculus = NDE_CALCULUS_SOLVER;
     nde_field *f;
     int rc;
 
@@ -38,7 +102,8 @@ int nde_field_create_from(nde_ctx *ctx, const nde_field_type *type,
                          "field plugin '%s' lacks a required operation "
                          "(create, destroy, init_params, eval, vjp)",
                          type->info.name);
-    if (sec && (rc = nde_section_check(sec, tables, ctx)) != NDE_OK)
+    if (sec && ((rc = nde_section_check(sec, tables, ctx)) != NDE_OK ||
+                (rc = read_calculus(sec, &calculus, ctx)) != NDE_OK))
         return rc;
     if (!(f = calloc(1, sizeof *f)))
         return nde_error(ctx, NDE_ENOMEM, "out of memory creating field '%s'",
@@ -46,7 +111,9 @@ int nde_field_create_from(nde_ctx *ctx, const nde_field_type *type,
     f->type = type;
     f->ctx = ctx;
     f->batch_max = batch_max;
-    if ((rc = type->create(f, sec, ctx)) != NDE_OK) {
+    f->calculus = calculus;
+    if ((rc = type->create(f, sec, ctx)) != NDE_OK ||
+        (rc = check_noise(f, sec, ctx)) != NDE_OK) {
         nde_field_destroy(f);
         return rc;
     }

@@ -12,6 +12,18 @@
  * derivatives with respect to every state and parameter are derived
  * symbolically once, at create, and used by the VJP.
  *
+ * An SDE adds g<name> keys: the diagonal diffusion of state <name>, e.g.
+ * geometric Brownian motion dx = mu x dt + sigma x dW:
+ *
+ *     state  = x
+ *     params = mu=0.5, sigma=0.3
+ *     dx     = mu*x
+ *     gx     = sigma*x
+ *
+ * Once any g key is given the field has a diffusion (f->noise), and a state
+ * without a g key has none (g = 0). The [field] key `calculus` says whether
+ * the equations are in Ito or Stratonovich form.
+ *
  * libmatheval quirks (see tests/fields): `^` is left-associative (2^3^2 is
  * 64); the derivative of x^y with a variable exponent contains log(x), so it
  * is NaN for x <= 0 even where the function is smooth; e, pi, ln2, ... are
@@ -29,14 +41,21 @@
 
 #include <nde/field.h>
 
+/* One expression per state with its symbolic derivatives: the drift, or
+ * the diffusion (where eq[i] == NULL means g_i = 0). */
+typedef struct expr_system {
+    void **eq;            /* nstate evaluators                           */
+    void **dy;            /* nstate x nstate: d eq_i / d state_j or NULL */
+    void **dp;            /* nstate x nparam: d eq_i / d param_k or NULL */
+} expr_system;
+
 typedef struct expr_state {
     size_t nstate, nparam, nvars;
     char **vars;          /* t, states, params: names as matheval wants  */
     double *values;       /* nvars values of the current evaluation      */
     double *init;         /* nparam initial values                       */
-    void **eq;            /* nstate evaluators                           */
-    void **dy;            /* nstate x nstate: d eq_i / d state_j or NULL */
-    void **dp;            /* nstate x nparam: d eq_i / d param_k or NULL */
+    expr_system drift;
+    expr_system diffusion;
     const char **state_names;
 } expr_state;
 
@@ -53,30 +72,31 @@ static void load_values(expr_state *s, double t, const double *theta)
         memcpy(s->values + 1 + s->nstate, theta, s->nparam * sizeof *theta);
 }
 
-static int expr_eval(nde_field *f, double t, const double *y,
-                     const double *theta, double *dy, size_t batch)
+static int system_eval(expr_state *s, const expr_system *sys, double t,
+                       const double *y, const double *theta, double *out,
+                       size_t batch)
 {
-    expr_state *s = f->state;
     const size_t d = s->nstate;
     int bad = 0;
     load_values(s, t, theta);
     for (size_t i = 0; i < batch; i++) {
         memcpy(s->values + 1, y + i * d, d * sizeof *y);
         for (size_t j = 0; j < d; j++) {
-            double v = evaluator_evaluate(s->eq[j], (int)s->nvars, s->vars,
-                                          s->values);
-            dy[i * d + j] = v;
+            double v = sys->eq[j] ? evaluator_evaluate(sys->eq[j],
+                                                       (int)s->nvars, s->vars,
+                                                       s->values)
+                                  : 0.0;
+            out[i * d + j] = v;
             bad |= !isfinite(v);
         }
     }
     return bad ? NDE_ERETRY : NDE_OK;
 }
 
-static int expr_vjp(nde_field *f, double t, const double *y,
-                    const double *theta, const double *v, double *vy,
-                    double *vtheta, size_t batch)
+static int system_vjp(expr_state *s, const expr_system *sys, double t,
+                      const double *y, const double *theta, const double *v,
+                      double *vy, double *vtheta, size_t batch)
 {
-    expr_state *s = f->state;
     const size_t d = s->nstate, np = s->nparam;
     const int n = (int)s->nvars;
     load_values(s, t, theta);
@@ -84,21 +104,51 @@ static int expr_vjp(nde_field *f, double t, const double *y,
         memcpy(s->values + 1, y + i * d, d * sizeof *y);
         for (size_t j = 0; j < d; j++) {
             double vij = v[i * d + j];
-            if (vij == 0.0)
+            if (vij == 0.0 || !sys->eq[j])
                 continue;
             if (vy)
                 for (size_t k = 0; k < d; k++)
-                    if (s->dy[j * d + k])
+                    if (sys->dy[j * d + k])
                         vy[i * d + k] += vij * evaluator_evaluate(
-                            s->dy[j * d + k], n, s->vars, s->values);
+                            sys->dy[j * d + k], n, s->vars, s->values);
             if (vtheta)
                 for (size_t k = 0; k < np; k++)
-                    if (s->dp[j * np + k])
+                    if (sys->dp[j * np + k])
                         vtheta[k] += vij * evaluator_evaluate(
-                            s->dp[j * np + k], n, s->vars, s->values);
+                            sys->dp[j * np + k], n, s->vars, s->values);
         }
     }
     return NDE_OK;
+}
+
+static int expr_eval(nde_field *f, double t, const double *y,
+                     const double *theta, double *dy, size_t batch)
+{
+    expr_state *s = f->state;
+    return system_eval(s, &s->drift, t, y, theta, dy, batch);
+}
+
+static int expr_vjp(nde_field *f, double t, const double *y,
+                    const double *theta, const double *v, double *vy,
+                    double *vtheta, size_t batch)
+{
+    expr_state *s = f->state;
+    return system_vjp(s, &s->drift, t, y, theta, v, vy, vtheta, batch);
+}
+
+static int expr_diffusion(nde_field *f, double t, const double *y,
+                          const double *theta, double *g, size_t batch)
+{
+    expr_state *s = f->state;
+    return system_eval(s, &s->diffusion, t, y, theta, g, batch);
+}
+
+static int expr_diffusion_vjp(nde_field *f, double t, const double *y,
+                              const double *theta, const double *v, double *vy,
+                              double *vtheta, size_t batch)
+{
+    expr_state *s = f->state;
+    return system_vjp(s, &s->diffusion, t, y, theta, v, vy, vtheta, batch);
 }
 
 static int expr_init_params(nde_field *f, double *theta, uint64_t seed)
@@ -129,14 +179,28 @@ static void destroy_evaluators(void **ev, size_t n)
     free(ev);
 }
 
+static void destroy_system(expr_system *sys, size_t nstate, size_t nparam)
+{
+    destroy_evaluators(sys->eq, nstate);
+    destroy_evaluators(sys->dy, nstate * nstate);
+    destroy_evaluators(sys->dp, nstate * nparam);
+}
+
+static int alloc_system(expr_system *sys, size_t nstate, size_t nparam)
+{
+    sys->eq = calloc(nstate, sizeof *sys->eq);
+    sys->dy = calloc(nstate * nstate, sizeof *sys->dy);
+    sys->dp = calloc(nstate * (nparam ? nparam : 1), sizeof *sys->dp);
+    return sys->eq && sys->dy && sys->dp;
+}
+
 static void expr_destroy(nde_field *f)
 {
     expr_state *s = f->state;
     if (!s)
         return;
-    destroy_evaluators(s->eq, s->nstate);
-    destroy_evaluators(s->dy, s->nstate * s->nstate);
-    destroy_evaluators(s->dp, s->nstate * s->nparam);
+    destroy_system(&s->drift, s->nstate, s->nparam);
+    destroy_system(&s->diffusion, s->nstate, s->nparam);
     if (s->vars)
         for (size_t i = 0; i < s->nvars; i++)
             free(s->vars[i]);
@@ -198,18 +262,23 @@ static int add_var(expr_state *s, const nde_section *sec, const char *key,
     return NDE_OK;
 }
 
-/* Parse the equation of state j from key d<name>; derive it. */
-static int build_equation(expr_state *s, const nde_section *sec, size_t j,
-                          nde_ctx *ctx)
+/* Parse the expression of state j from key <prefix><name> into sys (the
+ * drift's d<name> is required, the diffusion's g<name> optional); derive
+ * it. */
+static int build_equation(expr_state *s, expr_system *sys, char prefix,
+                          const nde_section *sec, size_t j, nde_ctx *ctx)
 {
     const char *name = s->vars[1 + j];
     char key[80];
     const char *text;
     int status;
-    snprintf(key, sizeof key, "d%s", name);
-    if (!nde_section_has(sec, key))
+    snprintf(key, sizeof key, "%c%s", prefix, name);
+    if (!nde_section_has(sec, key)) {
+        if (prefix == 'g')
+            return NDE_OK;
         return nde_section_error(sec, key, ctx,
                                  "missing equation for state '%s'", name);
+    }
     if ((status = nde_get_string(sec, key, &text, ctx)))
         return status;
     if (strspn(text, " \t") == strlen(text))
@@ -217,14 +286,14 @@ static int build_equation(expr_state *s, const nde_section *sec, size_t j,
     char *copy = strdup(text);
     if (!copy)
         return nde_error(ctx, NDE_ENOMEM, "expr: out of memory");
-    s->eq[j] = evaluator_create(copy);
+    sys->eq[j] = evaluator_create(copy);
     free(copy);
-    if (!s->eq[j])
+    if (!sys->eq[j])
         return nde_section_error(sec, key, ctx,
                                  "cannot parse expression '%s'", text);
     char **used;
     int nused;
-    evaluator_get_variables(s->eq[j], &used, &nused);
+    evaluator_get_variables(sys->eq[j], &used, &nused);
     for (int u = 0; u < nused; u++)
         if (find_var(s, used[u]) < 0)
             return nde_section_error(
@@ -232,7 +301,7 @@ static int build_equation(expr_state *s, const nde_section *sec, size_t j,
                 "expression '%s' uses unknown variable '%s' (known: t, the "
                 "names in state and params)", text, used[u]);
     for (size_t k = 0; k < s->nstate + s->nparam; k++) {
-        void *der = evaluator_derivative(s->eq[j], s->vars[1 + k]);
+        void *der = evaluator_derivative(sys->eq[j], s->vars[1 + k]);
         if (!der)
             return nde_error(ctx, NDE_ENOMEM, "expr: out of memory");
         if (is_constant_zero(der)) {
@@ -240,20 +309,21 @@ static int build_equation(expr_state *s, const nde_section *sec, size_t j,
             der = NULL;
         }
         if (k < s->nstate)
-            s->dy[j * s->nstate + k] = der;
+            sys->dy[j * s->nstate + k] = der;
         else
-            s->dp[j * s->nparam + (k - s->nstate)] = der;
+            sys->dp[j * s->nparam + (k - s->nstate)] = der;
     }
     return NDE_OK;
 }
 
-/* Every d-key must name a state. */
+/* Every d- and g-key must name a state; says whether there is a g-key. */
 static int check_equation_keys(const expr_state *s, const nde_section *sec,
-                               nde_ctx *ctx)
+                               int *has_diffusion, nde_ctx *ctx)
 {
+    *has_diffusion = 0;
     for (size_t i = 0; i < nde_section_nkeys(sec); i++) {
         const char *key = nde_section_key_at(sec, i);
-        if (key[0] != 'd')
+        if (key[0] != 'd' && key[0] != 'g')
             continue;
         int v = find_var(s, key + 1);
         if (v < 1 || (size_t)v > s->nstate) {
@@ -263,9 +333,13 @@ static int check_equation_keys(const expr_state *s, const nde_section *sec,
                          "%s%s", j ? ", " : "", s->vars[1 + j]);
             return nde_section_error(sec, key, ctx,
                                      "'%s' is not a state (the states are "
-                                     "%s; the equation of state x is dx)",
-                                     key + 1, states);
+                                     "%s; the %s of state x is %cx)",
+                                     key + 1, states,
+                                     key[0] == 'd' ? "equation" : "diffusion",
+                                     key[0]);
         }
+        if (key[0] == 'g')
+            *has_diffusion = 1;
     }
     return NDE_OK;
 }
@@ -296,12 +370,10 @@ static int expr_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
     s->vars = calloc(1 + nstates + nparams, sizeof *s->vars);
     s->values = calloc(1 + nstates + nparams, sizeof *s->values);
     s->init = malloc((nparams ? nparams : 1) * sizeof *s->init);
-    s->eq = calloc(nstates, sizeof *s->eq);
-    s->dy = calloc(nstates * nstates, sizeof *s->dy);
-    s->dp = calloc(nstates * (nparams ? nparams : 1), sizeof *s->dp);
     s->state_names = calloc(nstates, sizeof *s->state_names);
-    if (!s->vars || !s->values || !s->init || !s->eq || !s->dy || !s->dp ||
-        !s->state_names) {
+    if (!s->vars || !s->values || !s->init || !s->state_names ||
+        !alloc_system(&s->drift, nstates, nparams) ||
+        !alloc_system(&s->diffusion, nstates, nparams)) {
         status = nde_error(ctx, NDE_ENOMEM, "expr: out of memory");
         goto done;
     }
@@ -320,11 +392,14 @@ static int expr_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
     s->nparam = nparams;
     if (nparams)
         memcpy(s->init, pvalues, nparams * sizeof *pvalues);
-    if ((status = check_equation_keys(s, sec, ctx)))
+    int has_diffusion;
+    if ((status = check_equation_keys(s, sec, &has_diffusion, ctx)))
         goto done;
     for (size_t j = 0; j < nstates; j++)
-        if ((status = build_equation(s, sec, j, ctx)))
+        if ((status = build_equation(s, &s->drift, 'd', sec, j, ctx)) ||
+            (status = build_equation(s, &s->diffusion, 'g', sec, j, ctx)))
             goto done;
+    f->noise = has_diffusion ? NDE_NOISE_DIAGONAL : NDE_NOISE_NONE;
     for (size_t j = 0; j < nstates; j++)
         s->state_names[j] = s->vars[1 + j];
     f->state_names = s->state_names;
@@ -345,19 +420,26 @@ static const nde_key expr_keys[] = {
     {"d*", NDE_KEY_TEXT, "",
      "d<state> = expression: the equation of that state, in t, the states "
      "and the params (libmatheval syntax; ^ is left-associative)"},
+    {"g*", NDE_KEY_TEXT, "",
+     "g<state> = expression: the diffusion of that state (noise g dW, one "
+     "channel per state); any g key makes the field an SDE, and a state "
+     "without one has g = 0"},
     {NULL, 0, NULL, NULL},
 };
 
 static const nde_field_type expr_type = {
     .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "expr",
              "field written as expressions, with symbolic derivatives "
-             "(libmatheval)", expr_keys, 0},
+             "(libmatheval); an SDE with g<state> keys", expr_keys,
+             NDE_CAP_DIFFUSION},
     .create = expr_create,
     .destroy = expr_destroy,
     .init_params = expr_init_params,
     .eval = expr_eval,
     .vjp = expr_vjp,
     .param_name = expr_param_name,
+    .diffusion = expr_diffusion,
+    .diffusion_vjp = expr_diffusion_vjp,
 };
 
 NDE_MODULE(&expr_type.info);

@@ -6,7 +6,8 @@
  *     parts  = known, correction      ; sections [field.known] ...
  *
  * Parameters are the parts' parameters concatenated in `parts` order; part i
- * is initialised with the seed nde_seed_derive(seed, i).
+ * is initialised with the seed nde_seed_derive(seed, i). Parts must be
+ * ODE fields (no diffusion).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,6 +141,11 @@ static int create_parts(nde_field *f, sum_state *s, nde_section *sec,
         if (status)
             return status;
         const nde_field *part = s->part[i];
+        if (part->noise != NDE_NOISE_NONE)
+            return nde_section_error(sec, "parts", ctx,
+                                     "part '%s' has a diffusion; a sum adds "
+                                     "drifts only (give the diffusion to a "
+                                     "single field, not a sum)", s->name[i]);
         if (part->dim != s->part[0]->dim)
             return nde_section_error(sec, "parts", ctx,
                                      "part '%s' has dimension %zu but part "

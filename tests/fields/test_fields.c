@@ -70,12 +70,19 @@ static void unload(loaded *L)
     nde_ctx_destroy(L->ctx);
 }
 
-/* sum_i v_i . f(t, y)_i over the batch */
-static double contract(nde_field *f, double t, const double *y,
+/* A pair of operations of a field: eval and vjp, or diffusion and
+ * diffusion_vjp. */
+typedef int (*eval_op)(nde_field *, double, const double *, const double *,
+                       double *, size_t);
+typedef int (*vjp_op)(nde_field *, double, const double *, const double *,
+                      const double *, double *, double *, size_t);
+
+/* sum_i v_i . op(t, y)_i over the batch */
+static double contract(nde_field *f, eval_op op, double t, const double *y,
                        const double *theta, const double *v, double *dy,
                        size_t batch)
 {
-    ck_assert_int_eq(nde_field_eval(f, t, y, theta, dy, batch), NDE_OK);
+    ck_assert_int_eq(op(f, t, y, theta, dy, batch), NDE_OK);
     double s = 0.0;
     for (size_t k = 0; k < batch * f->dim; k++)
         s += v[k] * dy[k];
@@ -85,7 +92,8 @@ static double contract(nde_field *f, double t, const double *y,
 /* ---- conformance suite ------------------------------------------------ */
 
 /*
- * Checks any field:
+ * Checks any field, its drift (eval, vjp) and, when it has noise, its
+ * diffusion (diffusion, diffusion_vjp) alike:
  *  - vy and vtheta against central differences of v . f, step
  *    h = 1e-6 (1 + |x|), at random y, theta, v (fixed seed), batch 3:
  *    |fd - vjp| <= 1e-6 max(1, |vjp|);
@@ -95,13 +103,11 @@ static double contract(nde_field *f, double t, const double *y,
  *  - vjp accumulates (a second call adds the same again) and takes NULL
  *    outputs.
  */
-static void check_field(const char *label, const char *ini)
+static void check_ops(const char *label, nde_field *f, eval_op eval,
+                      vjp_op vjp)
 {
     enum { B = 3 };
     const double t = 0.7, tol = 1e-6;
-    loaded L;
-    load_ok(&L, ini, B);
-    nde_field *f = L.f;
     const size_t d = f->dim, p = f->nparams, n = B * d;
     double *theta = calloc(p + 1, sizeof *theta);
     double *theta2 = calloc(p + 1, sizeof *theta2);
@@ -126,10 +132,9 @@ static void check_field(const char *label, const char *ini)
     fill_uniform(v, n, 1.0);
 
     /* batch position independence */
-    ck_assert_int_eq(nde_field_eval(f, t, y, theta, dy, B), NDE_OK);
+    ck_assert_int_eq(eval(f, t, y, theta, dy, B), NDE_OK);
     for (size_t i = 0; i < B; i++) {
-        ck_assert_int_eq(nde_field_eval(f, t, y + i * d, theta, dy1, 1),
-                         NDE_OK);
+        ck_assert_int_eq(eval(f, t, y + i * d, theta, dy1, 1), NDE_OK);
         for (size_t j = 0; j < d; j++)
             ck_assert_msg(fabs(dy1[j] - dy[i * d + j]) <=
                               1e-13 * (1.0 + fabs(dy[i * d + j])),
@@ -138,14 +143,14 @@ static void check_field(const char *label, const char *ini)
     }
 
     /* VJP against central differences */
-    ck_assert_int_eq(nde_field_vjp(f, t, y, theta, v, vy, vth, B), NDE_OK);
+    ck_assert_int_eq(vjp(f, t, y, theta, v, vy, vth, B), NDE_OK);
     double scale = 0.0;
     for (size_t k = 0; k < n; k++) {
         double keep = y[k], h = 1e-6 * (1.0 + fabs(keep));
         y[k] = keep + h;
-        double lp = contract(f, t, y, theta, v, dy, B);
+        double lp = contract(f, eval, t, y, theta, v, dy, B);
         y[k] = keep - h;
-        double lm = contract(f, t, y, theta, v, dy, B);
+        double lm = contract(f, eval, t, y, theta, v, dy, B);
         y[k] = keep;
         double fd = (lp - lm) / (2.0 * h);
         ck_assert_msg(fabs(fd - vy[k]) <= tol * fmax(1.0, fabs(vy[k])),
@@ -156,9 +161,9 @@ static void check_field(const char *label, const char *ini)
     for (size_t k = 0; k < p; k++) {
         double keep = theta[k], h = 1e-6 * (1.0 + fabs(keep));
         theta[k] = keep + h;
-        double lp = contract(f, t, y, theta, v, dy, B);
+        double lp = contract(f, eval, t, y, theta, v, dy, B);
         theta[k] = keep - h;
-        double lm = contract(f, t, y, theta, v, dy, B);
+        double lm = contract(f, eval, t, y, theta, v, dy, B);
         theta[k] = keep;
         double fd = (lp - lm) / (2.0 * h);
         char name[64];
@@ -173,7 +178,7 @@ static void check_field(const char *label, const char *ini)
     /* accumulation: a second call on top of the first doubles it */
     memcpy(vy2, vy, n * sizeof *vy);
     memcpy(vth2, vth, p * sizeof *vth);
-    ck_assert_int_eq(nde_field_vjp(f, t, y, theta, v, vy2, vth2, B), NDE_OK);
+    ck_assert_int_eq(vjp(f, t, y, theta, v, vy2, vth2, B), NDE_OK);
     for (size_t k = 0; k < n; k++)
         ck_assert_msg(fabs(vy2[k] - 2.0 * vy[k]) <= 1e-12 * fabs(vy[k]),
                       "%s: vy does not accumulate", label);
@@ -184,15 +189,15 @@ static void check_field(const char *label, const char *ini)
     /* NULL outputs: each alone gives the same values */
     memset(vy2, 0, n * sizeof *vy2);
     memset(vth2, 0, (p + 1) * sizeof *vth2);
-    ck_assert_int_eq(nde_field_vjp(f, t, y, theta, v, vy2, NULL, B), NDE_OK);
-    ck_assert_int_eq(nde_field_vjp(f, t, y, theta, v, NULL, vth2, B), NDE_OK);
+    ck_assert_int_eq(vjp(f, t, y, theta, v, vy2, NULL, B), NDE_OK);
+    ck_assert_int_eq(vjp(f, t, y, theta, v, NULL, vth2, B), NDE_OK);
     for (size_t k = 0; k < n; k++)
         ck_assert_msg(fabs(vy2[k] - vy[k]) <= 1e-13 * fabs(vy[k]),
                       "%s: vy alone differs", label);
     for (size_t k = 0; k < p; k++)
         ck_assert_msg(fabs(vth2[k] - vth[k]) <= 1e-13 * fabs(vth[k]),
                       "%s: vtheta alone differs", label);
-    ck_assert_int_eq(nde_field_vjp(f, t, y, theta, v, NULL, NULL, B), NDE_OK);
+    ck_assert_int_eq(vjp(f, t, y, theta, v, NULL, NULL, B), NDE_OK);
 
     free(theta);
     free(theta2);
@@ -204,6 +209,18 @@ static void check_field(const char *label, const char *ini)
     free(vth);
     free(vy2);
     free(vth2);
+}
+
+static void check_field(const char *label, const char *ini)
+{
+    loaded L;
+    load_ok(&L, ini, 3);
+    check_ops(label, L.f, L.f->type->eval, L.f->type->vjp);
+    if (L.f->noise != NDE_NOISE_NONE) {
+        char dlabel[160];
+        snprintf(dlabel, sizeof dlabel, "%s (diffusion)", label);
+        check_ops(dlabel, L.f, L.f->type->diffusion, L.f->type->diffusion_vjp);
+    }
     unload(&L);
 }
 
@@ -233,6 +250,13 @@ static const char *const conformance_configs[][2] = {
     {"expr with t",
      "[field]\nplugin = expr\nstate = u, w\nparams = k=0.8, om=2\n"
      "du = w*sin(om*t) - k*u^2\ndw = -u + exp(-t)*w^3 + t\n"},
+    {"expr gbm",
+     "[field]\nplugin = expr\nstate = x\nparams = mu=0.5, sigma=0.3\n"
+     "dx = mu*x\ngx = sigma*x\ncalculus = ito\n"},
+    {"expr sde coupled, one state without noise",
+     "[field]\nplugin = expr\nstate = x, y, z\nparams = a=0.7, s=0.4, k=1.3\n"
+     "dx = -a*x + y\ndy = x - y*z\ndz = t - k*z\n"
+     "gx = s*sin(y) + a*x^2\ngz = s*exp(-t)*(1 + z^2)\n"},
     {"sum expr + mlp",
      "[field]\nplugin = sum\nparts = known, net\n"
      "[field.known]\nplugin = expr\nstate = x, y\nparams = a=1.5, b=1.0\n"
@@ -445,6 +469,59 @@ START_TEST(expr_without_params_takes_null_theta)
 }
 END_TEST
 
+/* Geometric Brownian motion dx = mu x dt + sigma x dW: g and its
+ * derivatives by hand; calculus read by core. */
+START_TEST(expr_gbm_diffusion)
+{
+    loaded L;
+    load_ok(&L, "[field]\nplugin = expr\nstate = x\nparams = mu=0.5, "
+                "sigma=0.3\ndx = mu*x\ngx = sigma*x\n"
+                "calculus = stratonovich\n", 2);
+    ck_assert_int_eq(L.f->noise, NDE_NOISE_DIAGONAL);
+    ck_assert_int_eq(L.f->calculus, NDE_CALCULUS_STRATONOVICH);
+    ck_assert_str_eq(nde_calculus_name(L.f->calculus), "stratonovich");
+    ck_assert(L.f->type->info.flags & NDE_CAP_DIFFUSION);
+    double theta[2], y[2] = {2.0, -0.5}, g[2], v[2] = {1.0, 3.0};
+    double vy[2] = {0, 0}, vth[2] = {0, 0};
+    nde_field_init_params(L.f, theta, 0);
+    ck_assert_int_eq(nde_field_diffusion(L.f, 0.1, y, theta, g, 2), NDE_OK);
+    ck_assert_double_eq_tol(g[0], 0.6, 1e-15);
+    ck_assert_double_eq_tol(g[1], -0.15, 1e-15);
+    ck_assert_int_eq(nde_field_diffusion_vjp(L.f, 0.1, y, theta, v, vy, vth,
+                                             2), NDE_OK);
+    ck_assert_double_eq_tol(vy[0], 0.3, 1e-15);     /* v sigma */
+    ck_assert_double_eq_tol(vy[1], 0.9, 1e-15);
+    ck_assert_double_eq(vth[0], 0.0);               /* g has no mu */
+    ck_assert_double_eq_tol(vth[1], 2.0 - 1.5, 1e-15); /* sum v x */
+    theta[1] = 0.0 / 0.0; /* a NaN diffusion asks for a retry */
+    ck_assert_int_eq(nde_field_diffusion(L.f, 0.1, y, theta, g, 1),
+                     NDE_ERETRY);
+    unload(&L);
+
+    /* default calculus; a state without a g key has g = 0 */
+    load_ok(&L, "[field]\nplugin = expr\nstate = x, y\ndx = y\ndy = -x\n"
+                "gy = 0.5*x\n", 1);
+    ck_assert_int_eq(L.f->calculus, NDE_CALCULUS_SOLVER);
+    ck_assert_str_eq(nde_calculus_name(L.f->calculus), "solver");
+    double y2[2] = {4.0, 1.0}, g2[2] = {7.0, 7.0};
+    ck_assert_int_eq(nde_field_diffusion(L.f, 0.0, y2, NULL, g2, 1), NDE_OK);
+    ck_assert_double_eq(g2[0], 0.0);
+    ck_assert_double_eq(g2[1], 2.0);
+    unload(&L);
+
+    /* without g keys: an ODE, as before */
+    load_ok(&L, lv_ini, 1);
+    ck_assert_int_eq(L.f->noise, NDE_NOISE_NONE);
+    unload(&L);
+    load_ok(&L, "[field]\nplugin = expr\nstate = x\ndx = -x\n"
+                "calculus = solver\n", 1);
+    ck_assert_int_eq(L.f->noise, NDE_NOISE_NONE);
+    unload(&L);
+    ck_assert_str_eq(nde_calculus_name(NDE_CALCULUS_ITO), "ito");
+    ck_assert_str_eq(nde_calculus_name(17), "?");
+}
+END_TEST
+
 START_TEST(sum_values_and_names)
 {
     loaded L;
@@ -534,6 +611,27 @@ static const char *const bad_configs[][3] = {
     {"[field]\nplugin = sum\nparts = a, b\n[field.a]\nplugin = linear\nA = 1\n"
      "[field.b]\nplugin = sum\nparts = a, c\n[field.c]\nplugin = sum\n"
      "parts = a, b\n", "parts", "a cycle"},
+    /* SDEs: the core's calculus key and expr's diffusion keys */
+    {"[field]\nplugin = expr\nstate = x\ndx = -x\ncalculus = ito\n",
+     "calculus", "'ito' is set but this 'expr' field has no diffusion"},
+    {"[field]\nplugin = mlp\nlayers = 2, 4, 2\ncalculus = stratonovich\n",
+     "calculus", "has no diffusion"},
+    {"[field]\nplugin = expr\nstate = x\ndx = -x\ngx = x\ncalculus = itoo\n",
+     "calculus", "unknown calculus 'itoo' (did you mean 'ito'?)"},
+    {"[field]\nplugin = expr\nstate = x\ndx = -x\ngx = x\ncalculus = 1\n",
+     "calculus", "expected ito, stratonovich or solver"},
+    {"[field]\nplugin = expr\nstate = x, y\ndx = -x\ndy = x\ngz = 1\n",
+     "gz", "'z' is not a state (the states are x, y; the diffusion of state x "
+     "is gx)"},
+    {"[field]\nplugin = expr\nstate = x\ndx = -x\ng = 1\n", "g",
+     "unknown key"},
+    {"[field]\nplugin = expr\nstate = x\ndx = -x\ngx = s*x\n", "gx",
+     "expression 's*x' uses unknown variable 's'"},
+    {"[field]\nplugin = expr\nstate = x\ndx = -x\ngx =\n", "gx",
+     "empty expression"},
+    {"[field]\nplugin = sum\nparts = a, b\n[field.a]\nplugin = linear\n"
+     "A = 1\n[field.b]\nplugin = expr\nstate = x\ndx = 1\ngx = 1\n",
+     "parts", "part 'b' has a diffusion"},
 };
 
 START_TEST(bad_input)
@@ -676,6 +774,7 @@ static Suite *fields_suite(void)
     tcase_add_test(tc, linear_values);
     tcase_add_test(tc, expr_lotka_volterra);
     tcase_add_test(tc, expr_without_params_takes_null_theta);
+    tcase_add_test(tc, expr_gbm_diffusion);
     tcase_add_test(tc, sum_values_and_names);
     tcase_add_test(tc, sum_seeds_parts_apart);
     tcase_add_loop_test(tc, bad_input, 0,

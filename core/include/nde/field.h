@@ -149,6 +149,9 @@ static inline int nde_field_diffusion_vjp(nde_field *f, double t,
 /* "ito", "stratonovich" or "solver". */
 const char *nde_calculus_name(int calculus);
 
+/* The keys every [field] section accepts besides its plugin's (calculus). */
+extern const nde_key nde_field_keys[];
+
 /* "a", "b", or "theta[17]" when the field has no names. */
 void nde_field_param_name(const nde_field *f, size_t i, char *buf, size_t len);
 
