@@ -25,7 +25,25 @@
  * of 2n + P values (n = batch x dim); its dimension is set for the current
  * batch before each backward solve (the workspace is sized for batch_max
  * at create). The tstop list grows on demand and is kept across calls.
+ *
+ * SDEs (a Stratonovich solver such as reversible_heun; methods.md 4.4, Li,
+ * Wong, Chen, Duvenaud 2020): for dy = f dt + g o dW the augmented state
+ * obeys, backwards over the same Brownian path,
+ *     y(s)   = y(t)   - int_s^t f du        - int_s^t g o dW
+ *     a(s)   = a(t)   + int_s^t a df/dy du  + int_s^t a dg/dy o dW
+ *     a_th(s)= a_th(t)+ int_s^t a df/dth du + int_s^t a dg/dth o dW
+ * The adjoint's noise is not diagonal (a_i gets sum_j a_j dg_j/dy_i dW_j,
+ * the diffusion VJP with v = a dW), so this plugin steps it itself with
+ * Heun's method (trapezoidal, which converges to the Stratonovich
+ * solution) on the forward solve's step boundaries walked backwards
+ * (nde_step_grid), each step's increment queried again from the solve's
+ * Brownian path. A stage is one drift and diffusion evaluation and one VJP
+ * of both. Cotangents must lie on step boundaries (save times, tstops).
+ * The gradient converges to the exact one (and to `discrete`'s) as dt
+ * shrinks. Itô solvers are refused: the backward equation above is the
+ * Stratonovich one.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,6 +60,10 @@ typedef struct backsolve_state {
     size_t norm_blocks[3];    /* n, n, P                                 */
     nde_jumps jumps;          /* the cotangents, into a                  */
     double *z0, *z1;          /* 2 n_max + P each                        */
+    /* SDEs: Heun on the augmented state, all 2 n_max + P unless noted */
+    int sde;
+    double *zt, *d1, *d2;     /* predictor, the two stages' increments   */
+    double *fg, *v, *dw;      /* 2 n_max (f, g), n_max, n_max            */
 } backsolve_state;
 
 static const nde_key backsolve_keys[] = {
@@ -78,6 +100,118 @@ static int aug_eval(void *user, double t, const double *z,
     return NDE_OK;
 }
 
+/* ---- SDEs: Heun backwards on the augmented state -------------------- */
+
+/* dz = the backward increment of z = [y, a, a_theta] over a step of size h
+ * with Brownian increment dw, from the point (t, z):
+ * [-(f h + g dw), a df/dy h + (a dw) dg/dy, a df/dth h + (a dw) dg/dth]. */
+static int sde_increment(backsolve_state *d, double t, const double *z,
+                         const double *theta, double h, double *dz)
+{
+    const size_t n = d->n, rows = n / d->field->dim, P = d->nparams;
+    const double *a = z + n;
+    double *f = d->fg, *g = d->fg + n;
+    int rc;
+
+    if ((rc = nde_field_eval(d->field, t, z, theta, f, rows)) ||
+        (rc = nde_field_diffusion(d->field, t, z, theta, g, rows)))
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        dz[i] = -(f[i] * h + g[i] * d->dw[i]);
+    memset(dz + n, 0, (n + P) * sizeof(double));
+    if ((rc = nde_field_vjp(d->field, t, z, theta, a, dz + n, dz + 2 * n,
+                            rows)))
+        return rc;
+    for (size_t i = n; i < 2 * n + P; i++)
+        dz[i] *= h;
+    for (size_t i = 0; i < n; i++)
+        d->v[i] = a[i] * d->dw[i];
+    return nde_field_diffusion_vjp(d->field, t, z, theta, d->v, dz + n,
+                                   dz + 2 * n, rows);
+}
+
+static void add_ct(double *a, const double *g, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        a[i] += g[i];
+}
+
+static int sde_gradient(nde_adjoint *a, const nde_solve_opts *opts,
+                        const nde_trajectory *fwd, const double *theta,
+                        const nde_cotangent *ct, size_t nct, double *ybar0,
+                        double *thetabar, long *nfe)
+{
+    backsolve_state *d = a->state;
+    const size_t n = d->n, P = d->nparams, m = 2 * n + P;
+    nde_step_grid grid;
+    size_t ic = nct;
+    double t = fwd->t1, *z = d->z0;
+    int rc;
+
+    if (fwd->t1 < fwd->t0)
+        return nde_error(a->ctx, NDE_EINVAL, "adjoint 'backsolve': solver "
+                         "'%s' steps forwards only",
+                         a->solver->type->info.name);
+    if (!opts->brownian)
+        return nde_error(a->ctx, NDE_EINVAL,
+                         "adjoint 'backsolve': solver '%s' needs the solve's "
+                         "Brownian path (opts->brownian)",
+                         a->solver->type->info.name);
+    if (fwd->t1 > fwd->t0 &&
+        (rc = nde_step_grid_init(&grid, fwd->t0, fwd->t1, opts->dt,
+                                 fwd->tsave, fwd->nsave, opts->tstops,
+                                 opts->ntstops, a->ctx)) != NDE_OK) {
+        nde_error_prefix(a->ctx, "adjoint 'backsolve'");
+        return rc;
+    }
+    memcpy(z, fwd->y_final, n * sizeof(double));
+    memset(z + n, 0, (n + P) * sizeof(double));
+    while (ic > 0 && ct[ic - 1].t >= fwd->t1)
+        add_ct(z + n, ct[--ic].g, n);
+    while (t > fwd->t0) {
+        const double tp = nde_step_grid_prev(&grid, t), h = t - tp;
+        if (ic > 0 && ct[ic - 1].t > tp)
+            return nde_error(a->ctx, NDE_EINVAL,
+                             "adjoint 'backsolve': a cotangent at t = %g "
+                             "lies inside the step [%g, %g] of an SDE solve "
+                             "(cotangents must lie on step ends: save times "
+                             "or tstops)", ct[ic - 1].t, tp, t);
+        if ((rc = nde_brownian_increment(opts->brownian, tp, t, d->dw)))
+            return nde_error(a->ctx, rc, "adjoint 'backsolve': the Brownian "
+                             "path has no increment over [%g, %g] (reset it "
+                             "to the solve's path)", tp, t);
+        /* Heun from t to tp: predictor, then the trapezoidal mean. */
+        if ((rc = sde_increment(d, t, z, theta, h, d->d1)))
+            goto failed;
+        for (size_t i = 0; i < m; i++)
+            d->zt[i] = z[i] + d->d1[i];
+        if ((rc = sde_increment(d, tp, d->zt, theta, h, d->d2)))
+            goto failed;
+        for (size_t i = 0; i < m; i++)
+            z[i] += 0.5 * (d->d1[i] + d->d2[i]);
+        *nfe += 4;
+        t = tp;
+        while (ic > 0 && ct[ic - 1].t >= t)
+            add_ct(z + n, ct[--ic].g, n);
+    }
+    while (ic > 0)
+        add_ct(z + n, ct[--ic].g, n);
+    for (size_t i = 0; i < m; i++)
+        if (!isfinite(z[i]))
+            return nde_error(a->ctx, NDE_ENONFINITE, "adjoint 'backsolve': "
+                             "the backward SDE solve became non-finite");
+    memcpy(ybar0, z + n, n * sizeof(double));
+    memcpy(thetabar, z + 2 * n, P * sizeof(double));
+    return NDE_OK;
+failed:
+    if (rc == NDE_ERETRY)
+        return nde_error(a->ctx, NDE_ENONFINITE, "adjoint 'backsolve': the "
+                         "field returned non-finite values in the backward "
+                         "SDE solve at t = %g", t);
+    nde_error_prefix(a->ctx, "adjoint 'backsolve', backward SDE solve");
+    return rc;
+}
+
 /* ---- the plugin ------------------------------------------------------ */
 
 static void backsolve_destroy(nde_adjoint *a)
@@ -91,6 +225,12 @@ static void backsolve_destroy(nde_adjoint *a)
     nde_jumps_free(&d->jumps);
     free(d->z0);
     free(d->z1);
+    free(d->zt);
+    free(d->d1);
+    free(d->d2);
+    free(d->fg);
+    free(d->v);
+    free(d->dw);
     free(d);
     a->state = NULL;
 }
@@ -102,6 +242,20 @@ static int backsolve_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
     size_t m;
     int rc;
 
+    if (s->type->ops && !nde_solver_is_sde(s))
+        return nde_error(ctx, NDE_ECAPABILITY,
+                         "adjoint 'backsolve' does not support solver '%s' "
+                         "with an ODE field (a solver with its own state); "
+                         "use 'discrete' or 'reversible'",
+                         s->type->info.name);
+    if (nde_solver_is_sde(s) &&
+        !(s->type->info.flags & NDE_CAP_SDE_STRATONOVICH))
+        return nde_error(ctx, NDE_ECAPABILITY,
+                         "adjoint 'backsolve' needs the Stratonovich form of "
+                         "the SDE (its backward equation is the Stratonovich "
+                         "one); solver '%s' integrates Ito SDEs: use a "
+                         "Stratonovich solver such as reversible_heun, or "
+                         "the adjoint 'discrete'", s->type->info.name);
     if (!(d = calloc(1, sizeof *d)))
         return nde_error(ctx, NDE_ENOMEM, "adjoint 'backsolve': out of memory");
     a->state = d;
@@ -114,6 +268,20 @@ static int backsolve_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
     if (!(d->z0 = malloc(m * sizeof(double))) ||
         !(d->z1 = malloc(m * sizeof(double))))
         return nde_error(ctx, NDE_ENOMEM, "adjoint 'backsolve': out of memory");
+    a->record = 0;
+    a->max_states = 0;
+    if (nde_solver_is_sde(s)) {
+        d->sde = 1;
+        if (!(d->zt = malloc(m * sizeof(double))) ||
+            !(d->d1 = malloc(m * sizeof(double))) ||
+            !(d->d2 = malloc(m * sizeof(double))) ||
+            !(d->fg = malloc(2 * d->n_max * sizeof(double))) ||
+            !(d->v = malloc(d->n_max * sizeof(double))) ||
+            !(d->dw = malloc(d->n_max * sizeof(double))))
+            return nde_error(ctx, NDE_ENOMEM,
+                             "adjoint 'backsolve': out of memory");
+        return NDE_OK;
+    }
     if ((rc = nde_field_create_rhs(ctx, m, aug_eval, d, &d->augf)))
         return rc;
     if ((rc = nde_solver_create_from(ctx, s->type, d->augf, &d->augs)))
@@ -142,6 +310,14 @@ static int backsolve_gradient(nde_adjoint *a, const nde_solve_opts *opts,
                          "adjoint 'backsolve': the trajectory does not hold "
                          "the final state of this batch");
     d->n = n;
+    if (d->sde) {
+        long nfe = 0;
+        rc = sde_gradient(a, opts, fwd, theta, ct, nct, ybar0, thetabar,
+                          &nfe);
+        if (stats)
+            stats->nfe_backward += nfe;
+        return rc;
+    }
     d->augf->dim = 2 * n + P;
 
     /* z(t1) = [y(t1), the cotangents at t1, 0]. */

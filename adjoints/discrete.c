@@ -16,6 +16,14 @@
  * Buffers that depend on the solve (the recomputed segment, the list of
  * dense-output cotangents of a step) grow on demand and are kept across
  * calls, so repeated gradients of similar solves stop allocating.
+ *
+ * Solvers with ops (SDE solvers, reversible ones; nde/solver.h) record the
+ * state (y, aux) at the start of every step; the steps are replayed
+ * backwards through nde_solver_advance_vjp with each step's Brownian
+ * increment queried again from the solve's path (the Brownian Interval
+ * returns the forward increments bit for bit), then through
+ * nde_solver_start_vjp. Their save times are step ends, so every cotangent
+ * must lie on a step boundary.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +33,10 @@
 typedef struct discrete_state {
     size_t n_max, nparams;
     double *ybar, *ybar_prev; /* n_max each                            */
+    /* ops solvers */
+    int aux;                  /* aux blocks of the solver               */
+    double *auxbar, *auxbar_prev; /* aux x n_max each                   */
+    double *dw;               /* n_max: a step's Brownian increment     */
     double *seg;              /* recomputed states of one segment       */
     size_t seg_cap;           /* states seg can hold                    */
     nde_dense_cotangent *dc;  /* dense cotangents of one step           */
@@ -45,6 +57,9 @@ static void discrete_destroy(nde_adjoint *a)
         return;
     free(d->ybar);
     free(d->ybar_prev);
+    free(d->auxbar);
+    free(d->auxbar_prev);
+    free(d->dw);
     free(d->seg);
     free(d->dc);
     free(d);
@@ -58,7 +73,13 @@ static int discrete_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
     long checkpoints = 0;
     int rc;
 
-    if (!(s->type->info.flags & NDE_CAP_STEP_VJP))
+    const nde_solver_ops *ops = s->type->ops;
+
+    if (ops && (!ops->step_vjp || !ops->start_vjp))
+        return nde_error(ctx, NDE_ECAPABILITY,
+                         "adjoint 'discrete' needs the solver's step VJP; "
+                         "solver '%s' has none", s->type->info.name);
+    if (!ops && !(s->type->info.flags & NDE_CAP_STEP_VJP))
         return nde_error(ctx, NDE_ECAPABILITY,
                          "adjoint 'discrete' needs the solver's step VJP "
                          "(NDE_CAP_STEP_VJP); solver '%s' has none",
@@ -67,6 +88,12 @@ static int discrete_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
         return rc;
     if (checkpoints < 0)
         return nde_section_error(sec, "checkpoints", ctx, "must be >= 0");
+    if (ops && checkpoints > 0)
+        return nde_section_error(sec, "checkpoints", ctx,
+                                 "not supported with solver '%s' (a solver "
+                                 "with its own state); the adjoint "
+                                 "'reversible' needs no stored states for a "
+                                 "reversible solver", s->type->info.name);
     if (!(d = calloc(1, sizeof *d)))
         return nde_error(ctx, NDE_ENOMEM, "adjoint 'discrete': out of memory");
     a->state = d;
@@ -75,6 +102,15 @@ static int discrete_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
     if (!(d->ybar = malloc(d->n_max * sizeof(double))) ||
         !(d->ybar_prev = malloc(d->n_max * sizeof(double))))
         return nde_error(ctx, NDE_ENOMEM, "adjoint 'discrete': out of memory");
+    if (ops) {
+        const size_t m = (size_t)ops->aux * d->n_max;
+        d->aux = ops->aux;
+        if ((m && (!(d->auxbar = malloc(m * sizeof(double))) ||
+                   !(d->auxbar_prev = malloc(m * sizeof(double))))) ||
+            !(d->dw = malloc(d->n_max * sizeof(double))))
+            return nde_error(ctx, NDE_ENOMEM,
+                             "adjoint 'discrete': out of memory");
+    }
     a->record = NDE_NEEDS_STEPS;
     a->max_states = (size_t)checkpoints;
     return NDE_OK;
@@ -138,6 +174,91 @@ static int recompute(nde_adjoint *a, const nde_solve_opts *o,
     return NDE_OK;
 }
 
+/* The end of recorded step j: the next step's start, or t1 (the times the
+ * forward solve used, so the Brownian queries are the same intervals). */
+static double step_end(const nde_trajectory *fwd, size_t j)
+{
+    return j + 1 < fwd->nsteps ? fwd->t[j + 1] : fwd->t1;
+}
+
+static int ops_gradient(nde_adjoint *a, const nde_solve_opts *opts,
+                        const nde_trajectory *fwd, const double *theta,
+                        const nde_cotangent *ct, size_t nct, double *ybar0,
+                        double *thetabar)
+{
+    discrete_state *d = a->state;
+    nde_solver *s = a->solver;
+    const size_t n = s->batch * s->field->dim, m = (size_t)d->aux * n;
+    const int sde = nde_solver_is_sde(s);
+    size_t ic = nct;
+    double *tmp;
+    int rc;
+
+    if (fwd->n != n || !(fwd->record & NDE_NEEDS_STEPS) ||
+        fwd->nstates != fwd->nsteps || fwd->stages != d->aux)
+        return nde_error(a->ctx, NDE_EINVAL,
+                         "adjoint 'discrete': the trajectory does not hold "
+                         "the step states (y and aux) of this batch (record "
+                         "NDE_NEEDS_STEPS with the solver's current batch)");
+    if (fwd->t1 < fwd->t0)
+        return nde_error(a->ctx, NDE_EINVAL, "adjoint 'discrete': solver "
+                         "'%s' steps forwards only", s->type->info.name);
+    if (sde && !opts->brownian)
+        return nde_error(a->ctx, NDE_EINVAL,
+                         "adjoint 'discrete': solver '%s' needs the solve's "
+                         "Brownian path (opts->brownian)",
+                         s->type->info.name);
+    memset(d->ybar, 0, n * sizeof(double));
+    if (m)
+        memset(d->auxbar, 0, m * sizeof(double));
+    memset(thetabar, 0, d->nparams * sizeof(double));
+    while (ic > 0 && ct[ic - 1].t >= fwd->t1)
+        add(d->ybar, ct[--ic].g, n);
+    for (size_t j = fwd->nsteps; j-- > 0;) {
+        const double tj = fwd->t[j], tend = step_end(fwd, j);
+        const double *yj = fwd->y + j * n;
+        const double *auxj = m ? fwd->k + j * m : NULL;
+        if (ic > 0 && ct[ic - 1].t > tj)
+            return nde_error(a->ctx, NDE_EINVAL,
+                             "adjoint 'discrete': a cotangent at t = %g lies "
+                             "inside the step [%g, %g] of solver '%s', which "
+                             "has no dense output (cotangents must lie on "
+                             "step ends: save times or tstops)",
+                             ct[ic - 1].t, tj, tend, s->type->info.name);
+        if (sde && (rc = nde_brownian_increment(opts->brownian, tj, tend,
+                                                d->dw)) != NDE_OK)
+            return nde_error(a->ctx, rc, "adjoint 'discrete': the Brownian "
+                             "path has no increment over [%g, %g] (reset it "
+                             "to the solve's path)", tj, tend);
+        memset(d->ybar_prev, 0, n * sizeof(double));
+        if (m)
+            memset(d->auxbar_prev, 0, m * sizeof(double));
+        rc = nde_solver_advance_vjp(s, theta, tj, tend - tj,
+                                    sde ? d->dw : NULL, yj, auxj, d->ybar,
+                                    m ? d->auxbar : NULL, d->ybar_prev,
+                                    m ? d->auxbar_prev : NULL, thetabar);
+        if (rc != NDE_OK)
+            return rc;
+        tmp = d->ybar;
+        d->ybar = d->ybar_prev;
+        d->ybar_prev = tmp;
+        tmp = d->auxbar;
+        d->auxbar = d->auxbar_prev;
+        d->auxbar_prev = tmp;
+        while (ic > 0 && ct[ic - 1].t >= tj)
+            add(d->ybar, ct[--ic].g, n);
+    }
+    while (ic > 0)
+        add(d->ybar, ct[--ic].g, n);
+    /* aux0 was computed from y0 by start. */
+    if (m && (rc = nde_solver_start_vjp(s, theta, fwd->t0,
+                                        fwd->nsteps ? fwd->y : fwd->y_final,
+                                        d->auxbar, d->ybar, thetabar)))
+        return rc;
+    memcpy(ybar0, d->ybar, n * sizeof(double));
+    return NDE_OK;
+}
+
 static int discrete_gradient(nde_adjoint *a, const nde_solve_opts *opts,
                              const nde_trajectory *fwd, const double *theta,
                              const nde_cotangent *ct, size_t nct,
@@ -153,6 +274,10 @@ static int discrete_gradient(nde_adjoint *a, const nde_solve_opts *opts,
     long iseg;
     int rc = NDE_OK;
 
+    if (s->type->ops) {
+        rc = ops_gradient(a, opts, fwd, theta, ct, nct, ybar0, thetabar);
+        goto done;
+    }
     if (fwd->n != n || !(fwd->record & NDE_NEEDS_STEPS) ||
         (fwd->nsteps > 0 && fwd->nstates == 0))
         return nde_error(a->ctx, NDE_EINVAL,

@@ -81,7 +81,9 @@ static int collect(const nde_plugin_info *info, const char *path, void *user)
 {
     adjoint_list *l = user;
     (void)path;
-    if (info->kind == NDE_KIND_ADJOINT && l->n < MAX_ADJOINTS)
+    /* Adjoints for reversible solvers only have their own SDE suite. */
+    if (info->kind == NDE_KIND_ADJOINT && l->n < MAX_ADJOINTS &&
+        !(info->flags & NDE_CAP_REVERSIBLE))
         l->type[l->n++] = (const nde_adjoint_type *)info;
     return 0;
 }
