@@ -1,0 +1,446 @@
+/*
+ * The Brownian Interval (nde/brownian.h): distribution of increments,
+ * additivity, bit-identical replays in any order, bounded memory and
+ * bad input. All with fixed seeds; tolerances are stated where used.
+ */
+#include <check.h>
+#include <float.h>
+#include <malloc.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nde/nde.h"
+#include "nde/brownian.h"
+
+#define NCH 256
+
+static nde_ctx *ctx;
+
+static void setup(void)
+{
+    ctx = nde_ctx_create();
+    ck_assert_ptr_nonnull(ctx);
+}
+
+static void teardown(void)
+{
+    nde_ctx_destroy(ctx);
+}
+
+static nde_brownian *make(size_t n_max)
+{
+    nde_brownian *bm = NULL;
+    ck_assert_int_eq(nde_brownian_create(ctx, n_max, &bm), NDE_OK);
+    ck_assert_ptr_nonnull(bm);
+    return bm;
+}
+
+static void inc(nde_brownian *bm, double ta, double tb, double *dw)
+{
+    int st = nde_brownian_increment(bm, ta, tb, dw);
+    ck_assert_msg(st == NDE_OK, "increment(%g, %g): %s", ta, tb,
+                  nde_ctx_message(ctx));
+}
+
+/* Standard normal CDF. */
+static double phi(double x)
+{
+    return 0.5 * erfc(-x / sqrt(2.0));
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/*
+ * Increments of disjoint intervals (grid cells, off-grid pieces, pieces of
+ * one cell) over NSEED seeds x 256 channels = N independent samples each:
+ * - mean within 5 standard errors of 0: |mean| < 5 sqrt(v / N);
+ * - sample variance s^2 with (N - 1) s^2 / v ~ chi^2(N - 1): within
+ *   v (1 +- 5 sqrt(2 / (N - 1))) (5 sigma of the chi-square's normal
+ *   approximation, which is accurate at N = 10240);
+ * - correlation of every pair of disjoint intervals |r| < 5 / sqrt(N);
+ * - the standardised samples pass Kolmogorov-Smirnov against N(0, 1) at
+ *   the 0.1 % level (D < 1.95 / sqrt(M), M pooled samples).
+ */
+#define NSEED 40
+#define NINT 9
+START_TEST(test_distribution)
+{
+    /* disjoint intervals on [0, 1] with dt = 0.1: whole cells, a cell
+     * split off grid, pieces crossing cells, a tiny piece */
+    static const double iv[NINT][2] = {
+        {0.0, 0.1}, {0.1, 0.2}, {0.2, 0.2371}, {0.2371, 0.3},
+        {0.3, 0.55}, {0.55, 0.55 + 1e-9}, {0.6, 0.7}, {0.7, 0.9},
+        {0.9, 1.0},
+    };
+    const size_t nsamp = (size_t)NSEED * NCH;
+    double *x = malloc(NINT * nsamp * sizeof *x), *pool;
+    double dw[NCH];
+    nde_brownian *bm = make(NCH);
+    size_t npool = 0;
+
+    ck_assert_ptr_nonnull(x);
+    for (int s = 0; s < NSEED; s++) {
+        ck_assert_int_eq(nde_brownian_reset(bm, 1000 + (uint64_t)s, 0.0, 1.0,
+                                            0.1, NCH), NDE_OK);
+        for (int q = 0; q < NINT; q++) {
+            inc(bm, iv[q][0], iv[q][1], dw);
+            for (int c = 0; c < NCH; c++)
+                x[q * nsamp + (size_t)s * NCH + c] = dw[c];
+        }
+    }
+    for (int q = 0; q < NINT; q++) {
+        double v = iv[q][1] - iv[q][0], mean = 0.0, var = 0.0;
+        const double *xq = x + q * nsamp;
+        for (size_t i = 0; i < nsamp; i++)
+            mean += xq[i];
+        mean /= (double)nsamp;
+        for (size_t i = 0; i < nsamp; i++)
+            var += (xq[i] - mean) * (xq[i] - mean);
+        var /= (double)(nsamp - 1);
+        ck_assert_msg(fabs(mean) < 5.0 * sqrt(v / (double)nsamp),
+                      "interval %d: mean %g, variance %g", q, mean, v);
+        ck_assert_msg(fabs(var / v - 1.0) < 5.0 * sqrt(2.0 / (double)(nsamp - 1)),
+                      "interval %d: variance %g, expected %g", q, var, v);
+        for (int r = q + 1; r < NINT; r++) {
+            const double *xr = x + r * nsamp;
+            double sqq = 0.0, srr = 0.0, sqr = 0.0;
+            for (size_t i = 0; i < nsamp; i++) {
+                sqq += xq[i] * xq[i];
+                srr += xr[i] * xr[i];
+                sqr += xq[i] * xr[i];
+            }
+            double corr = sqr / sqrt(sqq * srr);
+            ck_assert_msg(fabs(corr) < 5.0 / sqrt((double)nsamp),
+                          "intervals %d, %d: correlation %g", q, r, corr);
+        }
+    }
+    /* KS on all standardised samples */
+    pool = malloc(NINT * nsamp * sizeof *pool);
+    ck_assert_ptr_nonnull(pool);
+    for (int q = 0; q < NINT; q++) {
+        double sd = sqrt(iv[q][1] - iv[q][0]);
+        for (size_t i = 0; i < nsamp; i++)
+            pool[npool++] = x[q * nsamp + i] / sd;
+    }
+    qsort(pool, npool, sizeof *pool, cmp_double);
+    double d = 0.0;
+    for (size_t i = 0; i < npool; i++) {
+        double f = phi(pool[i]);
+        d = fmax(d, fmax(fabs(f - (double)i / (double)npool),
+                         fabs((double)(i + 1) / (double)npool - f)));
+    }
+    ck_assert_msg(d < 1.95 / sqrt((double)npool), "KS D = %g over %zu",
+                  d, npool);
+    free(pool);
+    free(x);
+    nde_brownian_destroy(bm);
+}
+END_TEST
+
+/* W(t) itself: increment from t0 (W(t0) = 0 exactly). */
+static void wvalue(nde_brownian *bm, double t0, double t, double *w)
+{
+    inc(bm, t0, t, w);
+}
+
+/*
+ * The cells sum to the whole interval. Each node's right child is its
+ * increment minus its left child's (one rounding), so the leaves of a
+ * tree of depth D sum (in long double, no further rounding of note) to
+ * the root within D * eps * sum |cell|; the test asserts that bound.
+ * Grids: 100 cells, 1000 cells, a short merged last cell, one cell.
+ */
+START_TEST(test_cells_sum_to_root)
+{
+    static const double grid[][3] = {
+        {0.0, 1.0, 0.01}, {-2.0, 3.0, 0.005}, {0.0, 1.0, 0.3},
+        {0.0, 0.9 + 1e-12, 0.1}, {1.0, 2.0, 5.0},
+    };
+    nde_brownian *bm = make(NCH);
+    double dw[NCH], root[NCH];
+    long double sum[NCH];
+    double sabs[NCH];
+
+    for (size_t g = 0; g < sizeof grid / sizeof *grid; g++) {
+        double t0 = grid[g][0], t1 = grid[g][1], dt = grid[g][2];
+        ck_assert_int_eq(nde_brownian_reset(bm, 7 + g, t0, t1, dt, NCH),
+                         NDE_OK);
+        size_t cells = nde_brownian_cells(bm);
+        ck_assert_uint_eq(cells, nde_grid_cells(t0, t1, dt));
+        ck_assert(nde_brownian_grid_time(bm, 0) == t0);
+        ck_assert(nde_brownian_grid_time(bm, cells) == t1);
+        int depth = 1;
+        while (((size_t)1 << (depth - 1)) < cells)
+            depth++;
+        for (int c = 0; c < NCH; c++) {
+            sum[c] = 0.0L;
+            sabs[c] = 0.0;
+        }
+        for (size_t k = 0; k < cells; k++) {
+            inc(bm, nde_brownian_grid_time(bm, k),
+                nde_brownian_grid_time(bm, k + 1), dw);
+            for (int c = 0; c < NCH; c++) {
+                sum[c] += dw[c];
+                sabs[c] += fabs(dw[c]);
+            }
+        }
+        inc(bm, t0, t1, root);
+        for (int c = 0; c < NCH; c++)
+            ck_assert_msg(fabsl(sum[c] - root[c]) <=
+                          depth * DBL_EPSILON * sabs[c],
+                          "grid %zu channel %d: sum %Lg root %g", g, c,
+                          sum[c], root[c]);
+    }
+    nde_brownian_destroy(bm);
+}
+END_TEST
+
+/*
+ * Off-grid additivity: W(a, c) = W(a, b) + W(b, c) for a < b < c with b
+ * interior to a cell, in the same cell as a or c or elsewhere. Both sides
+ * are differences of the same point values W(.), so they agree to the
+ * rounding of three subtractions: |diff| <= 4 eps max(|W(a)|, |W(b)|,
+ * |W(c)|). Also W(a, b) = -W(b, a) exactly.
+ */
+START_TEST(test_offgrid_additive)
+{
+    nde_brownian *bm = make(NCH);
+    double ab[NCH], bc[NCH], ac[NCH], ba[NCH], wa[NCH], wb[NCH], wc[NCH];
+    uint64_t r = 12345;
+
+    ck_assert_int_eq(nde_brownian_reset(bm, 99, 0.0, 1.0, 0.01, NCH), NDE_OK);
+    for (int trial = 0; trial < 300; trial++) {
+        double t[3];
+        for (int i = 0; i < 3; i++) {
+            r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+            t[i] = (double)(r >> 11) * 0x1p-53;
+        }
+        if (trial % 3 == 1)
+            t[1] = t[0] + 1e-3 * (t[1] - 0.5);  /* often the same cell */
+        if (trial % 3 == 2)
+            t[2] = floor(t[0] * 100.0) / 100.0;  /* a grid point */
+        qsort(t, 3, sizeof *t, cmp_double);
+        if (!(t[0] < t[1] && t[1] < t[2]))
+            continue;
+        inc(bm, t[0], t[1], ab);
+        inc(bm, t[1], t[2], bc);
+        inc(bm, t[0], t[2], ac);
+        inc(bm, t[1], t[0], ba);
+        wvalue(bm, 0.0, t[0], wa);
+        wvalue(bm, 0.0, t[1], wb);
+        wvalue(bm, 0.0, t[2], wc);
+        for (int c = 0; c < NCH; c++) {
+            double m = fmax(fabs(wa[c]), fmax(fabs(wb[c]), fabs(wc[c])));
+            ck_assert_msg(fabs(ab[c] + bc[c] - ac[c]) <= 4 * DBL_EPSILON * m,
+                          "a %.17g b %.17g c %.17g channel %d: %g", t[0],
+                          t[1], t[2], c, ab[c] + bc[c] - ac[c]);
+            ck_assert(ba[c] == -ab[c]);
+            ck_assert(ab[c] == wb[c] - wa[c]);
+        }
+    }
+    nde_brownian_destroy(bm);
+}
+END_TEST
+
+/* The interval list of a solve: the 100 cells of [0, 1] and 60 off-grid
+ * steps. */
+#define NQ 160
+static void queries(double *ta, double *tb)
+{
+    for (int k = 0; k < 100; k++) {
+        ta[k] = 0.01 * k;
+        tb[k] = k == 99 ? 1.0 : 0.01 * (k + 1);
+    }
+    for (int k = 0; k < 60; k++) {
+        ta[100 + k] = k / 60.0;
+        tb[100 + k] = (k + 1) / 60.0;
+    }
+}
+
+/*
+ * Forward sweep, then the reverse sweep, then after many unrelated queries,
+ * then after resets to another seed and back, then in a fresh instance with
+ * fewer channels: every increment bit for bit the same.
+ */
+START_TEST(test_replay_bitwise)
+{
+    static double ref[NQ][NCH];
+    double ta[NQ], tb[NQ], dw[NCH];
+    nde_brownian *bm = make(NCH), *small = make(3);
+    uint64_t r = 1;
+
+    queries(ta, tb);
+    ck_assert_int_eq(nde_brownian_reset(bm, 42, 0.0, 1.0, 0.01, NCH), NDE_OK);
+    for (int q = 0; q < NQ; q++)
+        inc(bm, ta[q], tb[q], ref[q]);
+    for (int q = NQ - 1; q >= 0; q--) {
+        inc(bm, ta[q], tb[q], dw);
+        ck_assert_msg(memcmp(dw, ref[q], sizeof dw) == 0, "reverse %d", q);
+        inc(bm, tb[q], ta[q], dw);      /* reversed ends: the negative */
+        for (int c = 0; c < NCH; c++)
+            ck_assert(dw[c] == -ref[q][c]);
+    }
+    for (int i = 0; i < 2000; i++) {
+        r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+        double a = (double)(r >> 11) * 0x1p-53;
+        r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+        double b = (double)(r >> 11) * 0x1p-53;
+        inc(bm, a, b, dw);
+    }
+    for (int i = 0; i < NQ; i++) {
+        int q = (int)((i * 37) % NQ);   /* a scrambled order */
+        inc(bm, ta[q], tb[q], dw);
+        ck_assert_msg(memcmp(dw, ref[q], sizeof dw) == 0, "scrambled %d", q);
+    }
+    ck_assert_int_eq(nde_brownian_reset(bm, 43, 0.0, 1.0, 0.01, NCH), NDE_OK);
+    inc(bm, ta[5], tb[5], dw);
+    ck_assert_int_eq(nde_brownian_reset(bm, 42, 0.0, 1.0, 0.01, NCH), NDE_OK);
+    for (int q = NQ - 1; q >= 0; q--) {
+        inc(bm, ta[q], tb[q], dw);
+        ck_assert_msg(memcmp(dw, ref[q], sizeof dw) == 0, "after reset %d", q);
+    }
+    /* a channel's path does not depend on how many channels there are */
+    ck_assert_int_eq(nde_brownian_reset(small, 42, 0.0, 1.0, 0.01, 3), NDE_OK);
+    for (int q = 0; q < NQ; q++) {
+        inc(small, ta[q], tb[q], dw);
+        ck_assert(memcmp(dw, ref[q], 3 * sizeof *dw) == 0);
+    }
+    nde_brownian_destroy(small);
+    nde_brownian_destroy(bm);
+}
+END_TEST
+
+/* Another seed gives another path: no channel's cell increment repeats. */
+START_TEST(test_seeds_differ)
+{
+    nde_brownian *bm = make(NCH);
+    double a[NCH], b[NCH];
+
+    for (uint64_t s = 0; s < 5; s++) {
+        ck_assert_int_eq(nde_brownian_reset(bm, s, 0.0, 1.0, 0.01, NCH), NDE_OK);
+        inc(bm, 0.37, 0.38, a);
+        ck_assert_int_eq(nde_brownian_reset(bm, s + 1, 0.0, 1.0, 0.01, NCH),
+                         NDE_OK);
+        inc(bm, 0.37, 0.38, b);
+        for (int c = 0; c < NCH; c++)
+            ck_assert(a[c] != b[c]);
+        for (int c = 1; c < NCH; c++)
+            ck_assert(a[c] != a[c - 1]);
+    }
+    nde_brownian_destroy(bm);
+}
+END_TEST
+
+/*
+ * 10^6 cells swept forwards and backwards: the instance's bytes do not
+ * change, the heap does not grow (mallinfo2, tcache off in meson.build),
+ * and the nodes sampled per query stay below 3 on average (a balanced
+ * tree over C cells has 2C - 1 nodes, each sampled once per sweep).
+ */
+START_TEST(test_memory_bounded)
+{
+    const size_t n = 4;
+    nde_brownian *bm = make(n);
+    nde_brownian_stats st0, st;
+    double dw[4];
+    size_t heap0;
+
+    nde_brownian_get_stats(bm, &st0);
+    ck_assert_int_eq(nde_brownian_reset(bm, 5, 0.0, 1.0, 1e-6, n), NDE_OK);
+    size_t cells = nde_brownian_cells(bm);
+    ck_assert_uint_eq(cells, 1000000);
+    heap0 = mallinfo2().uordblks;
+    for (size_t k = 0; k < cells; k++)
+        inc(bm, nde_brownian_grid_time(bm, k),
+            nde_brownian_grid_time(bm, k + 1), dw);
+    nde_brownian_get_stats(bm, &st);
+    ck_assert_int_eq(st.queries, (long)cells);
+    ck_assert_uint_eq(st.bytes, st0.bytes);
+    ck_assert_msg((double)st.nodes / (double)st.queries < 3.0,
+                  "forward: %ld nodes for %ld queries", st.nodes, st.queries);
+    for (size_t k = cells; k-- > 0;)
+        inc(bm, nde_brownian_grid_time(bm, k),
+            nde_brownian_grid_time(bm, k + 1), dw);
+    nde_brownian_get_stats(bm, &st);
+    ck_assert_uint_eq(st.bytes, st0.bytes);
+    ck_assert_msg((double)st.nodes / (double)st.queries < 3.0,
+                  "both sweeps: %ld nodes for %ld queries", st.nodes,
+                  st.queries);
+    ck_assert_uint_eq(mallinfo2().uordblks, heap0);
+    nde_brownian_destroy(bm);
+}
+END_TEST
+
+static void expect_einval(int st)
+{
+    ck_assert_int_eq(st, NDE_EINVAL);
+    ck_assert(strlen(nde_ctx_message(ctx)) > 0);
+    ck_assert(strstr(nde_ctx_message(ctx), "brownian") != NULL);
+    nde_ctx_clear(ctx);
+}
+
+START_TEST(test_bad_input)
+{
+    nde_brownian *bm = NULL;
+    double dw[4];
+
+    expect_einval(nde_brownian_create(ctx, 0, &bm));
+    ck_assert_ptr_null(bm);
+    bm = make(4);
+    expect_einval(nde_brownian_increment(bm, 0.0, 0.5, dw));  /* no reset */
+    expect_einval(nde_brownian_reset(bm, 1, 1.0, 1.0, 0.1, 4));
+    expect_einval(nde_brownian_reset(bm, 1, 1.0, 0.0, 0.1, 4));
+    expect_einval(nde_brownian_reset(bm, 1, 0.0, NAN, 0.1, 4));
+    expect_einval(nde_brownian_reset(bm, 1, 0.0, 1.0, 0.0, 4));
+    expect_einval(nde_brownian_reset(bm, 1, 0.0, 1.0, -0.1, 4));
+    expect_einval(nde_brownian_reset(bm, 1, 0.0, 1.0, NAN, 4));
+    expect_einval(nde_brownian_reset(bm, 1, 0.0, 1.0, 0.1, 5));
+    expect_einval(nde_brownian_reset(bm, 1, 0.0, 1.0, 0.1, 0));
+    expect_einval(nde_brownian_reset(bm, 1, 0.0, 1.0, 1e-300, 4));
+    ck_assert_int_eq(nde_brownian_reset(bm, 1, 0.0, 1.0, 0.1, 4), NDE_OK);
+    expect_einval(nde_brownian_increment(bm, -0.1, 0.5, dw));
+    expect_einval(nde_brownian_increment(bm, 0.5, 1.0 + 1e-12, dw));
+    expect_einval(nde_brownian_increment(bm, NAN, 0.5, dw));
+    inc(bm, 0.0, 1.0, dw);
+    inc(bm, 0.5, 0.5, dw);
+    for (int c = 0; c < 4; c++)
+        ck_assert(dw[c] == 0.0);
+    nde_brownian_destroy(bm);
+    nde_brownian_destroy(NULL);
+}
+END_TEST
+
+static Suite *brownian_suite(void)
+{
+    Suite *s = suite_create("brownian");
+    TCase *tc = tcase_create("brownian");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_distribution);
+    tcase_add_test(tc, test_cells_sum_to_root);
+    tcase_add_test(tc, test_offgrid_additive);
+    tcase_add_test(tc, test_replay_bitwise);
+    tcase_add_test(tc, test_seeds_differ);
+    tcase_add_test(tc, test_memory_bounded);
+    tcase_add_test(tc, test_bad_input);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(brownian_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
