@@ -456,6 +456,7 @@ END_TEST
 START_TEST(test_reversible_memory)
 {
     const double dts[] = {1.0 / 100, 1.0 / 10000};
+    size_t bytes0 = 0;
     for (size_t i = 0; i < 2; i++) {
         sde p;
         nde_trajectory *tr;
@@ -473,6 +474,16 @@ START_TEST(test_reversible_memory)
         fprintf(stderr, "reversible, %.0f steps: record flags 0, %zu steps "
                 "and %zu states allocated, backward NFE %ld\n", 1.0 / dts[i],
                 tr->cap, tr->states_cap, st.nfe_backward);
+        {
+            nde_brownian_stats bs;
+            nde_brownian_get_stats(p.bm, &bs);
+            fprintf(stderr, "  Brownian Interval holds %zu bytes\n",
+                    bs.bytes);
+            if (i == 0)
+                bytes0 = bs.bytes;
+            else
+                ck_assert_uint_eq(bs.bytes, bytes0);
+        }
         /* One evaluation and one VJP per step (plus start). */
         ck_assert_int_le(st.nfe_backward, 2 * (long)(1.0 / dts[i]) + 8);
         for (size_t j = 0; j < p.P + p.n; j++)
@@ -480,6 +491,98 @@ START_TEST(test_reversible_memory)
         nde_trajectory_destroy(tr);
         sde_free(&p);
     }
+}
+END_TEST
+
+/* Step boundaries that are not grid points: t0 != 0, a last cell cut
+ * short by t1, a tstop, a save time at t0 (its cotangent goes straight
+ * to dL/dy0) and one splitting a cell. reversible walks the boundaries
+ * from the grid alone; it must meet the forward solve's. */
+START_TEST(test_uneven_grid)
+{
+    static const double tstop[] = {0.5};
+    static const char *const adj[] = {"discrete", "reversible"};
+    for (size_t k = 0; k < 2; k++) {
+        double g[2][PMAX + NMAX], gfd[PMAX + NMAX], gb[PMAX + NMAX];
+        sde p;
+        sde_make(&p, fields[k], batches[k], "reversible_heun", 0.07, 0.07);
+        p.t0 = 0.1;
+        p.t1 = 1.23;
+        p.tsave[0] = p.ct[0].t = 0.1;
+        p.tsave[1] = p.ct[1].t = 0.45;
+        p.tsave[2] = p.ct[2].t = 1.23;
+        p.o.tstops = tstop;
+        p.o.ntstops = 1;
+        for (size_t i = 0; i < 2; i++)
+            adj_grad(&p, adj[i], g[i], NULL, NULL);
+        adj_grad(&p, "backsolve", gb, NULL, NULL);
+        fd_grad(&p, gfd);
+        fprintf(stderr, "uneven grid (%s): discrete vs FD %.2e, reversible "
+                "vs discrete %.2e, backsolve vs discrete %.2e\n",
+                fields[k]->info.name, rel_err(g[0], gfd, p.P + p.n),
+                rel_err(g[1], g[0], p.P + p.n),
+                rel_err(gb, g[0], p.P + p.n));
+        ck_assert_double_lt(rel_err(g[0], gfd, p.P), 1e-6);
+        ck_assert_double_lt(rel_err(g[0] + p.P, gfd + p.P, p.n), 1e-6);
+        ck_assert_double_lt(rel_err(g[1], g[0], p.P + p.n), 1e-10);
+        ck_assert_double_lt(rel_err(gb, g[0], p.P + p.n), 0.1);
+        sde_free(&p);
+    }
+}
+END_TEST
+
+/* Stratonovich GBM (expr, calculus = stratonovich): X_T = X0 exp(mu T +
+ * sigma W_T) pathwise, so dX_T/dmu = T X_T, dX_T/dsigma = W_T X_T and
+ * dX_T/dX0 = X_T / X0. Every SDE adjoint of reversible_heun approaches
+ * this exact gradient as dt shrinks. */
+START_TEST(test_gbm_exact)
+{
+    static const char ini[] =
+        "[field]\nplugin = expr\nstate = x\nparams = mu=0.4, sigma=0.6\n"
+        "calculus = stratonovich\ndx = mu*x\ngx = sigma*x\n";
+    static const char *const adj[] = {"discrete", "reversible", "backsolve"};
+    static const int steps[] = {64, 1024};
+    nde_config *cfg = nde_config_create();
+    double err[2][3];
+    ck_assert_int_eq(nde_config_load_string(cfg, "test", ini, ctx), NDE_OK);
+    for (size_t i = 0; i < 2; i++) {
+        sde p;
+        double W, XT, exact[3];
+        sde_make(&p, &gbm_field, 1, "reversible_heun", 1.0 / steps[i],
+                 1.0 / steps[i]);
+        /* Swap in the expr field (same solver type). */
+        nde_solver_destroy(p.s);
+        nde_field_destroy(p.f);
+        ck_assert_int_eq(nde_field_create(ctx, cfg, "field", 1, &p.f),
+                         NDE_OK);
+        ck_assert_int_eq(nde_solver_create_from(ctx, SOLVER(
+                             "reversible_heun"), p.f, &p.s), NDE_OK);
+        ck_assert_int_eq(nde_field_init_params(p.f, p.theta, 1), NDE_OK);
+        p.nsave = 1;
+        p.tsave[0] = p.ct[0].t = 1.0;
+        p.w[0] = 1.0;
+        bm_reset(&p);
+        ck_assert_int_eq(nde_brownian_increment(p.bm, 0.0, 1.0, &W), NDE_OK);
+        XT = p.y0[0] * exp(p.theta[0] + p.theta[1] * W);
+        exact[0] = XT;
+        exact[1] = W * XT;
+        exact[2] = XT / p.y0[0];
+        for (size_t a = 0; a < 3; a++) {
+            double g[PMAX + NMAX];
+            adj_grad(&p, adj[a], g, NULL, NULL);
+            err[i][a] = rel_err(g, exact, 3);
+            fprintf(stderr, "Stratonovich GBM, %d steps, W_T = %.4f: %-10s "
+                    "vs exact pathwise gradient: rel err %.2e\n", steps[i],
+                    W, adj[a], err[i][a]);
+        }
+        sde_free(&p);
+    }
+    for (size_t a = 0; a < 3; a++) {
+        ck_assert_msg(err[1][a] < 1e-2, "%s: %.3e", adj[a], err[1][a]);
+        ck_assert_msg(err[1][a] < err[0][a] / 4, "%s: %.3e vs %.3e", adj[a],
+                      err[1][a], err[0][a]);
+    }
+    nde_config_destroy(cfg);
 }
 END_TEST
 
@@ -515,6 +618,29 @@ START_TEST(test_refused)
     expect_refused("euler_maruyama", "backsolve", "Stratonovich");
     expect_refused("euler_maruyama", "interpolating", "dense output");
     expect_refused("reversible_heun", "interpolating", "dense output");
+    /* discrete's checkpoints replay steps with the RK engine only. */
+    {
+        nde_field *f;
+        nde_solver *s;
+        nde_adjoint *a;
+        nde_config *cfg = nde_config_create();
+        ck_assert_int_eq(nde_config_load_string(cfg, "test", "[adjoint]\n"
+                         "plugin = discrete\ncheckpoints = 4\n", ctx),
+                         NDE_OK);
+        ck_assert_int_eq(nde_field_create_from(ctx, &gbm_field, NULL, 1, &f),
+                         NDE_OK);
+        ck_assert_int_eq(nde_solver_create_from(ctx, SOLVER(
+                             "euler_maruyama"), f, &s), NDE_OK);
+        ck_assert_int_ne(nde_adjoint_create(ctx, cfg, "adjoint", NULL, s,
+                                            &a), NDE_OK);
+        ck_assert_ptr_null(a);
+        ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx), "checkpoints"));
+        fprintf(stderr, "refused discrete checkpoints + euler_maruyama: %s\n",
+                nde_ctx_message(ctx));
+        nde_solver_destroy(s);
+        nde_field_destroy(f);
+        nde_config_destroy(cfg);
+    }
     /* An ODE solver is not reversible either. */
     {
         nde_field *f;
@@ -583,6 +709,8 @@ static Suite *sde_adjoint_suite(void)
     tcase_add_test(tc, test_reversible_equals_discrete);
     tcase_add_test(tc, test_backsolve_converges);
     tcase_add_test(tc, test_reversible_memory);
+    tcase_add_test(tc, test_uneven_grid);
+    tcase_add_test(tc, test_gbm_exact);
     suite_add_tcase(su, tc);
     tc = tcase_create("refusals");
     tcase_add_checked_fixture(tc, setup, teardown);
