@@ -7,6 +7,14 @@
  * row-major) then b_l (out). With `time`, the first layer's input is
  * (u, t), so W_1's last column multiplies t.
  *
+ * SDE form (`diffusion = softplus` or `sigmoid`): a second network of the
+ * same kind gives the diagonal diffusion, g = s(W_L' ... + b_L') with s the
+ * softplus or the sigmoid so that g > 0 (both underflow to 0 only for
+ * pre-activations below about -745). Its input is y itself (no cube, no t),
+ * its hidden widths are `g_layers` (default: the drift's), its hidden
+ * activations `g_activation`, and its output width is the state dimension.
+ * Its parameters follow the drift's in theta, in the same layout.
+ *
  * Speed: a layer whose input or output width is at most `thin_width` runs in
  * plain loops ordered so that the innermost loop runs over the wider side
  * (contiguous, vectorised by gcc -O3); wider layers go through OpenBLAS
@@ -22,7 +30,9 @@
 
 #include <nde/field.h>
 
-enum mlp_activation { ACT_TANH, ACT_RELU, ACT_SOFTPLUS, ACT_IDENTITY };
+/* ACT_SIGMOID is only the diffusion's output activation. */
+enum mlp_activation { ACT_TANH, ACT_RELU, ACT_SOFTPLUS, ACT_IDENTITY,
+                      ACT_SIGMOID };
 
 static const char *const activation_names[] = {"tanh", "relu", "softplus",
                                                "identity", NULL};
@@ -36,14 +46,20 @@ typedef struct mlp_layer {
     double *wt;            /* W transposed (in x out), by_column only    */
 } mlp_layer;
 
-typedef struct mlp_state {
+typedef struct mlp_net {
     size_t nlayers;
     mlp_layer *layer;
+    double **h;            /* h[l]: batch x out of layer l (l < L-1)    */
+} mlp_net;
+
+typedef struct mlp_state {
+    mlp_net drift;
+    mlp_net diffusion;     /* nlayers == 0 for an ODE                   */
+    int diffusion_act;     /* ACT_SOFTPLUS or ACT_SIGMOID               */
     int time_input;
     int cube_input;
     size_t in0;            /* first layer's input width: dim (+1)        */
     double *x0;            /* batch x in0: transformed input            */
-    double **h;            /* h[l]: batch x out of layer l (l < L-1)    */
     double *g, *gx;        /* batch x max width: cotangent ping-pong    */
     double *dwt;           /* in x out scratch for by_column dW         */
 } mlp_state;
@@ -146,6 +162,15 @@ MLP_INLINE void softplus_array(double *x, size_t n)
     }
 }
 
+/* sigmoid(z) from e = exp(-|z|) <= 1, without overflow. */
+MLP_INLINE void sigmoid_array(double *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        double z = x[i], e = exp(-fabs(z));
+        x[i] = (z >= 0.0 ? 1.0 : e) / (1.0 + e);
+    }
+}
+
 MLP_INLINE void activate(int act, double *x, size_t n)
 {
     switch (act) {
@@ -159,13 +184,17 @@ MLP_INLINE void activate(int act, double *x, size_t n)
     case ACT_SOFTPLUS:
         softplus_array(x, n);
         break;
+    case ACT_SIGMOID:
+        sigmoid_array(x, n);
+        break;
     default:
         break;
     }
 }
 
 /* g *= s'(z), written in terms of the activation's output h = s(z):
- * tanh' = 1 - h^2, relu' = [h > 0], softplus' = sigmoid(z) = 1 - e^-h. */
+ * tanh' = 1 - h^2, relu' = [h > 0], softplus' = sigmoid(z) = 1 - e^-h,
+ * sigmoid' = h (1 - h). */
 MLP_INLINE void multiply_derivative(int act, const double *h, double *g, size_t n)
 {
     switch (act) {
@@ -180,6 +209,10 @@ MLP_INLINE void multiply_derivative(int act, const double *h, double *g, size_t 
     case ACT_SOFTPLUS:
         for (size_t i = 0; i < n; i++)
             g[i] *= -expm1(-h[i]);
+        break;
+    case ACT_SIGMOID:
+        for (size_t i = 0; i < n; i++)
+            g[i] *= h[i] * (1.0 - h[i]);
         break;
     default:
         break;
@@ -330,17 +363,41 @@ MLP_INLINE const double *prepare_input(mlp_state *s, size_t dim, double t,
 
 /* Forward through the hidden layers; returns the last hidden output (the
  * output layer's input). */
-MLP_INLINE const double *forward_hidden(mlp_state *s, const double *x0,
+MLP_INLINE const double *forward_hidden(const mlp_net *n, const double *x0,
                                     const double *theta, size_t batch)
 {
     const double *x = x0;
-    for (size_t l = 0; l + 1 < s->nlayers; l++) {
-        const mlp_layer *ly = &s->layer[l];
-        layer_forward(ly, theta, x, s->h[l], batch);
-        activate(ly->act, s->h[l], batch * ly->out);
-        x = s->h[l];
+    for (size_t l = 0; l + 1 < n->nlayers; l++) {
+        const mlp_layer *ly = &n->layer[l];
+        layer_forward(ly, theta, x, n->h[l], batch);
+        activate(ly->act, n->h[l], batch * ly->out);
+        x = n->h[l];
     }
     return x;
+}
+
+/* Backward through net n after its forward pass from x0, starting from
+ * g = dL/dZ of the output layer; the cotangent buffers alternate starting
+ * with buf[next] (g may be the other one). Returns dL/dx0, or NULL when
+ * want_input is 0. */
+MLP_INLINE const double *net_backward(mlp_state *s, const mlp_net *n,
+                                  const double *theta, const double *x0,
+                                  const double *g, int next, double *vtheta,
+                                  int want_input, size_t batch)
+{
+    double *buf[2] = {s->g, s->gx};
+    for (size_t l = n->nlayers; l-- > 0;) {
+        const mlp_layer *ly = &n->layer[l];
+        const double *x = l > 0 ? n->h[l - 1] : x0;
+        double *gx = (l > 0 || want_input) ? buf[next] : NULL;
+        layer_backward(s, ly, theta, x, g, gx, vtheta, batch);
+        if (l > 0)
+            multiply_derivative(n->layer[l - 1].act, n->h[l - 1], gx,
+                                batch * ly->in);
+        g = gx;
+        next ^= 1;
+    }
+    return g;
 }
 
 MLP_CLONES static int mlp_eval(nde_field *f, double t, const double *y,
@@ -348,8 +405,8 @@ MLP_CLONES static int mlp_eval(nde_field *f, double t, const double *y,
 {
     mlp_state *s = f->state;
     const double *x0 = prepare_input(s, f->dim, t, y, batch);
-    const double *x = forward_hidden(s, x0, theta, batch);
-    layer_forward(&s->layer[s->nlayers - 1], theta, x, dy, batch);
+    const double *x = forward_hidden(&s->drift, x0, theta, batch);
+    layer_forward(&s->drift.layer[s->drift.nlayers - 1], theta, x, dy, batch);
     return all_finite(dy, batch * f->dim) ? NDE_OK : NDE_ERETRY;
 }
 
@@ -361,22 +418,9 @@ MLP_CLONES static int mlp_vjp(nde_field *f, double t, const double *y,
     if (!vy && !vtheta)
         return NDE_OK;
     const double *x0 = prepare_input(s, f->dim, t, y, batch);
-    forward_hidden(s, x0, theta, batch);
-
-    const double *g = v; /* dL/dZ of the current layer */
-    double *buf[2] = {s->g, s->gx};
-    int next = 0;
-    for (size_t l = s->nlayers; l-- > 0;) {
-        const mlp_layer *ly = &s->layer[l];
-        const double *x = l > 0 ? s->h[l - 1] : x0;
-        double *gx = (l > 0 || vy) ? buf[next] : NULL;
-        layer_backward(s, ly, theta, x, g, gx, vtheta, batch);
-        if (l > 0)
-            multiply_derivative(s->layer[l - 1].act, s->h[l - 1], gx,
-                                batch * ly->in);
-        g = gx;
-        next ^= 1;
-    }
+    forward_hidden(&s->drift, x0, theta, batch);
+    const double *g = net_backward(s, &s->drift, theta, x0, v, 0, vtheta,
+                                   vy != NULL, batch);
     if (!vy)
         return NDE_OK;
     const size_t dim = f->dim, in0 = s->in0;
@@ -393,14 +437,53 @@ MLP_CLONES static int mlp_vjp(nde_field *f, double t, const double *y,
     return all_finite(vy, batch * dim) ? NDE_OK : NDE_ERETRY;
 }
 
-/* Glorot-uniform weights W ~ U(-a, a), a = sqrt(6 / (in + out)) (Glorot &
- * Bengio 2010), zero biases. Weight j of the whole vector is drawn from
- * nde_seed_derive(seed, j), so theta depends on the seed alone. */
-static int mlp_init_params(nde_field *f, double *theta, uint64_t seed)
+MLP_CLONES static int mlp_diffusion(nde_field *f, double t, const double *y,
+                                    const double *theta, double *g,
+                                    size_t batch)
 {
     mlp_state *s = f->state;
-    for (size_t l = 0; l < s->nlayers; l++) {
-        const mlp_layer *ly = &s->layer[l];
+    const mlp_net *n = &s->diffusion;
+    (void)t;
+    const double *x = forward_hidden(n, y, theta, batch);
+    layer_forward(&n->layer[n->nlayers - 1], theta, x, g, batch);
+    activate(s->diffusion_act, g, batch * f->dim);
+    return all_finite(g, batch * f->dim) ? NDE_OK : NDE_ERETRY;
+}
+
+MLP_CLONES static int mlp_diffusion_vjp(nde_field *f, double t,
+                                        const double *y, const double *theta,
+                                        const double *v, double *vy,
+                                        double *vtheta, size_t batch)
+{
+    mlp_state *s = f->state;
+    const mlp_net *n = &s->diffusion;
+    const size_t m = batch * f->dim;
+    (void)t;
+    if (!vy && !vtheta)
+        return NDE_OK;
+    /* g = s(z): dL/dz = v s'(z), from the output h = s(z) held in s->gx */
+    const double *x = forward_hidden(n, y, theta, batch);
+    layer_forward(&n->layer[n->nlayers - 1], theta, x, s->gx, batch);
+    activate(s->diffusion_act, s->gx, m);
+    memcpy(s->g, v, m * sizeof *v);
+    multiply_derivative(s->diffusion_act, s->gx, s->g, m);
+    const double *gy = net_backward(s, n, theta, y, s->g, 1, vtheta,
+                                    vy != NULL, batch);
+    if (!vy)
+        return NDE_OK;
+    for (size_t k = 0; k < m; k++)
+        vy[k] += gy[k];
+    return all_finite(vy, m) ? NDE_OK : NDE_ERETRY;
+}
+
+/* Glorot-uniform weights W ~ U(-a, a), a = sqrt(6 / (in + out)) (Glorot &
+ * Bengio 2010), zero biases. Weight j of the whole vector is drawn from
+ * nde_seed_derive(seed, j), so theta depends on the seed alone (and the
+ * drift's weights do not depend on whether there is a diffusion). */
+static void init_net(const mlp_net *n, double *theta, uint64_t seed)
+{
+    for (size_t l = 0; l < n->nlayers; l++) {
+        const mlp_layer *ly = &n->layer[l];
         double a = sqrt(6.0 / (double)(ly->in + ly->out));
         for (size_t j = 0; j < ly->in * ly->out; j++) {
             uint64_t u = nde_seed_derive(seed, ly->w_off + j);
@@ -409,26 +492,52 @@ static int mlp_init_params(nde_field *f, double *theta, uint64_t seed)
         }
         memset(theta + ly->b_off, 0, ly->out * sizeof *theta);
     }
+}
+
+static int mlp_init_params(nde_field *f, double *theta, uint64_t seed)
+{
+    mlp_state *s = f->state;
+    init_net(&s->drift, theta, seed);
+    init_net(&s->diffusion, theta, seed);
     return NDE_OK;
 }
 
+/* Drift parameters are W1[o,i], b1[o], ...; the diffusion's gW1, gb1, ... */
 static int mlp_param_name(const nde_field *f, size_t i, char *buf, size_t len)
 {
     const mlp_state *s = f->state;
-    for (size_t l = 0; l < s->nlayers; l++) {
-        const mlp_layer *ly = &s->layer[l];
-        if (i < ly->b_off) {
-            size_t j = i - ly->w_off;
-            snprintf(buf, len, "W%zu[%zu,%zu]", l + 1, j / ly->in,
-                     j % ly->in);
-            return NDE_OK;
+    const mlp_net *nets[2] = {&s->drift, &s->diffusion};
+    const char *prefix[2] = {"", "g"};
+    for (int k = 0; k < 2; k++)
+        for (size_t l = 0; l < nets[k]->nlayers; l++) {
+            const mlp_layer *ly = &nets[k]->layer[l];
+            if (i < ly->w_off)
+                continue;
+            if (i < ly->b_off) {
+                size_t j = i - ly->w_off;
+                snprintf(buf, len, "%sW%zu[%zu,%zu]", prefix[k], l + 1,
+                         j / ly->in, j % ly->in);
+                return NDE_OK;
+            }
+            if (i < ly->b_off + ly->out) {
+                snprintf(buf, len, "%sb%zu[%zu]", prefix[k], l + 1,
+                         i - ly->b_off);
+                return NDE_OK;
+            }
         }
-        if (i < ly->b_off + ly->out) {
-            snprintf(buf, len, "b%zu[%zu]", l + 1, i - ly->b_off);
-            return NDE_OK;
-        }
-    }
     return NDE_EINVAL;
+}
+
+static void destroy_net(mlp_net *n)
+{
+    if (n->layer)
+        for (size_t l = 0; l < n->nlayers; l++)
+            free(n->layer[l].wt);
+    if (n->h)
+        for (size_t l = 0; l + 1 < n->nlayers; l++)
+            free(n->h[l]);
+    free(n->h);
+    free(n->layer);
 }
 
 static void mlp_destroy(nde_field *f)
@@ -436,14 +545,8 @@ static void mlp_destroy(nde_field *f)
     mlp_state *s = f->state;
     if (!s)
         return;
-    if (s->layer)
-        for (size_t l = 0; l < s->nlayers; l++)
-            free(s->layer[l].wt);
-    if (s->h)
-        for (size_t l = 0; l + 1 < s->nlayers; l++)
-            free(s->h[l]);
-    free(s->h);
-    free(s->layer);
+    destroy_net(&s->drift);
+    destroy_net(&s->diffusion);
     free(s->x0);
     free(s->g);
     free(s->gx);
@@ -460,37 +563,148 @@ static int parse_activation(const char *word)
     return -1;
 }
 
-/* Read `activation` into layer[l].act for the hidden layers. */
-static int read_activations(mlp_state *s, nde_section *sec, nde_ctx *ctx)
+/* Read the activations of net n's hidden layers from `key`. */
+static int read_activations(mlp_net *n, const char *key, nde_section *sec,
+                            nde_ctx *ctx)
 {
     char **words = NULL;
-    size_t n = 0;
-    int status = nde_get_words(sec, "activation", &words, &n, ctx);
+    size_t count = 0;
+    int status = nde_get_words(sec, key, &words, &count, ctx);
     if (status)
         return status;
-    size_t nhidden = s->nlayers - 1;
-    if (n != 1 && n != nhidden) {
-        status = nde_section_error(sec, "activation", ctx,
+    size_t nhidden = n->nlayers - 1;
+    if (count != 1 && count != nhidden) {
+        status = nde_section_error(sec, key, ctx,
                                    "expected 1 or %zu values (one per hidden "
-                                   "layer), got %zu", nhidden, n);
+                                   "layer), got %zu", nhidden, count);
         goto done;
     }
     for (size_t l = 0; l < nhidden; l++) {
-        const char *word = words[n == 1 ? 0 : l];
+        const char *word = words[count == 1 ? 0 : l];
         int act = parse_activation(word);
         if (act < 0) {
             const char *guess = nde_suggest(word, activation_names);
             status = nde_section_error(
-                sec, "activation", ctx,
+                sec, key, ctx,
                 "unknown activation '%s'%s%s%s (expected tanh, relu, "
                 "softplus or identity)", word, guess ? " (did you mean '" : "",
                 guess ? guess : "", guess ? "'?)" : "");
             goto done;
         }
-        s->layer[l].act = act;
+        n->layer[l].act = act;
     }
 done:
     nde_strings_free(words);
+    return status;
+}
+
+/* Widths must be in 1..1000000; `first` numbers them in messages. */
+static int check_widths(const long *w, size_t n, size_t first,
+                        const char *key, nde_section *sec, nde_ctx *ctx)
+{
+    for (size_t l = 0; l < n; l++)
+        if (w[l] < 1 || w[l] > 1000000)
+            return nde_section_error(sec, key, ctx,
+                                     "width %zu is %ld; widths must be in "
+                                     "1..1000000", l + first, w[l]);
+    return NDE_OK;
+}
+
+/* Lay out net n: input width in0, hidden widths hidden[0..nhidden), output
+ * dim; parameters from *off on. Tracks the largest width and by_column
+ * weight matrix for the shared scratch. Allocates the hidden outputs for
+ * batch_max rows. */
+static int build_net(mlp_net *n, size_t in0, const long *hidden,
+                     size_t nhidden, size_t dim, long thin_width,
+                     size_t batch_max, size_t *off, size_t *maxw,
+                     size_t *max_dwt)
+{
+    n->nlayers = nhidden + 1;
+    n->layer = calloc(n->nlayers, sizeof *n->layer);
+    n->h = calloc(n->nlayers, sizeof *n->h);
+    if (!n->layer || !n->h)
+        return NDE_ENOMEM;
+    for (size_t l = 0; l < n->nlayers; l++) {
+        mlp_layer *ly = &n->layer[l];
+        ly->in = l == 0 ? in0 : (size_t)hidden[l - 1];
+        ly->out = l < nhidden ? (size_t)hidden[l] : dim;
+        ly->w_off = *off;
+        ly->b_off = *off + ly->in * ly->out;
+        *off = ly->b_off + ly->out;
+        ly->act = ACT_IDENTITY;
+        ly->blas = ly->in > (size_t)thin_width && ly->out > (size_t)thin_width;
+        ly->by_column = !ly->blas && ly->out > ly->in;
+        if (ly->by_column) {
+            if (!(ly->wt = malloc(ly->in * ly->out * sizeof *ly->wt)))
+                return NDE_ENOMEM;
+            if (ly->in * ly->out > *max_dwt)
+                *max_dwt = ly->in * ly->out;
+        }
+        if (ly->out > *maxw)
+            *maxw = ly->out;
+        if (l < nhidden &&
+            !(n->h[l] = malloc(batch_max * ly->out * sizeof *n->h[l])))
+            return NDE_ENOMEM;
+    }
+    return NDE_OK;
+}
+
+/* `diffusion`, `g_layers`, `g_activation`: the SDE form. */
+static int build_diffusion(nde_field *f, mlp_state *s, nde_section *sec,
+                           const long *drift_hidden, size_t ndrift_hidden,
+                           long thin_width, size_t *off, size_t *maxw,
+                           size_t *max_dwt, nde_ctx *ctx)
+{
+    const char *kind;
+    long *widths = NULL;
+    size_t nwidths = 0;
+    int status;
+    if ((status = nde_get_string(sec, "diffusion", &kind, ctx)))
+        return status;
+    if (strcmp(kind, "none") == 0) {
+        const char *extra = nde_section_has(sec, "g_layers")
+                                ? "g_layers"
+                                : nde_section_has(sec, "g_activation")
+                                      ? "g_activation"
+                                      : NULL;
+        if (extra)
+            return nde_section_error(sec, extra, ctx,
+                                     "set without a diffusion network (add "
+                                     "diffusion = softplus or sigmoid)");
+        return NDE_OK;
+    }
+    if (strcmp(kind, "softplus") == 0) {
+        s->diffusion_act = ACT_SOFTPLUS;
+    } else if (strcmp(kind, "sigmoid") == 0) {
+        s->diffusion_act = ACT_SIGMOID;
+    } else {
+        static const char *const kinds[] = {"none", "softplus", "sigmoid",
+                                            NULL};
+        const char *guess = nde_suggest(kind, kinds);
+        return nde_section_error(sec, "diffusion", ctx,
+                                 "unknown diffusion '%s'%s%s%s (expected "
+                                 "none, softplus or sigmoid)", kind,
+                                 guess ? " (did you mean '" : "",
+                                 guess ? guess : "", guess ? "'?)" : "");
+    }
+    if ((status = nde_get_longs(sec, "g_layers", &widths, &nwidths, ctx)))
+        return status;
+    const int own = nde_section_has(sec, "g_layers");
+    const long *hidden = own ? widths : drift_hidden;
+    const size_t nhidden = own ? nwidths : ndrift_hidden;
+    if ((status = check_widths(hidden, nhidden, 1, "g_layers", sec, ctx)))
+        goto done;
+    if (build_net(&s->diffusion, f->dim, hidden, nhidden, f->dim, thin_width,
+                  f->batch_max, off, maxw, max_dwt)) {
+        status = nde_error(ctx, NDE_ENOMEM, "mlp: out of memory");
+        goto done;
+    }
+    if ((status = read_activations(&s->diffusion, "g_activation", sec,
+                                   ctx)))
+        goto done;
+    f->noise = NDE_NOISE_DIAGONAL;
+done:
+    free(widths);
     return status;
 }
 
@@ -517,13 +731,8 @@ static int mlp_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
                                    "got %zu", nwidths);
         goto done;
     }
-    for (size_t l = 0; l < nwidths; l++)
-        if (widths[l] < 1 || widths[l] > 1000000) {
-            status = nde_section_error(sec, "layers", ctx,
-                                       "width %zu is %ld; widths must be in "
-                                       "1..1000000", l + 1, widths[l]);
-            goto done;
-        }
+    if ((status = check_widths(widths, nwidths, 1, "layers", sec, ctx)))
+        goto done;
     if (widths[nwidths - 1] != widths[0]) {
         status = nde_section_error(sec, "layers", ctx,
                                    "the output width %ld must equal the state "
@@ -552,49 +761,26 @@ static int mlp_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
     s->time_input = time_input;
 
     const size_t dim = (size_t)widths[0];
-    s->nlayers = nwidths - 1;
+    f->dim = dim;
     s->in0 = dim + (time_input ? 1 : 0);
-    s->layer = calloc(s->nlayers, sizeof *s->layer);
-    if (!s->layer)
-        goto nomem;
     size_t off = 0, maxw = s->in0, max_dwt = 0;
-    for (size_t l = 0; l < s->nlayers; l++) {
-        mlp_layer *ly = &s->layer[l];
-        ly->in = l == 0 ? s->in0 : (size_t)widths[l];
-        ly->out = (size_t)widths[l + 1];
-        ly->w_off = off;
-        ly->b_off = off + ly->in * ly->out;
-        off = ly->b_off + ly->out;
-        ly->act = ACT_IDENTITY;
-        ly->blas = ly->in > (size_t)thin_width && ly->out > (size_t)thin_width;
-        ly->by_column = !ly->blas && ly->out > ly->in;
-        if (ly->by_column) {
-            ly->wt = malloc(ly->in * ly->out * sizeof *ly->wt);
-            if (!ly->wt)
-                goto nomem;
-            if (ly->in * ly->out > max_dwt)
-                max_dwt = ly->in * ly->out;
-        }
-        if (ly->out > maxw)
-            maxw = ly->out;
-    }
-    if ((status = read_activations(s, sec, ctx)))
+    if (build_net(&s->drift, s->in0, widths + 1, nwidths - 2, dim, thin_width,
+                  f->batch_max, &off, &maxw, &max_dwt))
+        goto nomem;
+    if ((status = read_activations(&s->drift, "activation", sec, ctx)) ||
+        (status = build_diffusion(f, s, sec, widths + 1, nwidths - 2,
+                                  thin_width, &off, &maxw, &max_dwt, ctx)))
         goto done;
 
     const size_t bmax = f->batch_max;
-    s->h = calloc(s->nlayers, sizeof *s->h);
     s->x0 = malloc(bmax * s->in0 * sizeof *s->x0);
     s->g = malloc(bmax * maxw * sizeof *s->g);
     s->gx = malloc(bmax * maxw * sizeof *s->gx);
     if (max_dwt)
         s->dwt = malloc(max_dwt * sizeof *s->dwt);
-    if (!s->h || !s->x0 || !s->g || !s->gx || (max_dwt && !s->dwt))
+    if (!s->x0 || !s->g || !s->gx || (max_dwt && !s->dwt))
         goto nomem;
-    for (size_t l = 0; l + 1 < s->nlayers; l++)
-        if (!(s->h[l] = malloc(bmax * s->layer[l].out * sizeof *s->h[l])))
-            goto nomem;
 
-    f->dim = dim;
     f->nparams = off;
     status = NDE_OK;
     goto done;
@@ -623,19 +809,32 @@ static const nde_key mlp_keys[] = {
     {"thin_width", NDE_KEY_INT, "8",
      "a layer whose input or output width is at most this runs in plain "
      "loops, a wider one through BLAS dgemm (0: BLAS for every layer)"},
+    {"diffusion", NDE_KEY_WORD, "none",
+     "none (an ODE), softplus or sigmoid: an SDE with a diagonal diffusion "
+     "g(y) from a second network whose output goes through this function so "
+     "that g > 0; its parameters follow the drift's"},
+    {"g_layers", NDE_KEY_INTS, "",
+     "hidden widths of the diffusion network, e.g. 16, 16 (its input is y, "
+     "its output the state dimension; default: the drift's hidden widths)"},
+    {"g_activation", NDE_KEY_WORDS, "tanh",
+     "tanh, relu, softplus or identity: the diffusion network's hidden "
+     "layers, one per layer or one for all"},
     {NULL, 0, NULL, NULL},
 };
 
 static const nde_field_type mlp_type = {
     .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "mlp",
              "multilayer perceptron (tanh/relu/softplus), BLAS for wide "
-             "layers", mlp_keys, 0},
+             "layers; an SDE with a diffusion network", mlp_keys,
+             NDE_CAP_DIFFUSION},
     .create = mlp_create,
     .destroy = mlp_destroy,
     .init_params = mlp_init_params,
     .eval = mlp_eval,
     .vjp = mlp_vjp,
     .param_name = mlp_param_name,
+    .diffusion = mlp_diffusion,
+    .diffusion_vjp = mlp_diffusion_vjp,
 };
 
 NDE_MODULE(&mlp_type.info);

@@ -240,6 +240,18 @@ static const char *const conformance_configs[][2] = {
     {"mlp wide blas everywhere",
      "[field]\nplugin = mlp\nlayers = 3, 20, 3\nthin_width = 0\n"
      "activation = relu\n"},
+    {"mlp sde softplus",
+     "[field]\nplugin = mlp\nlayers = 2, 16, 2\ndiffusion = softplus\n"},
+    {"mlp sde sigmoid, own widths and activations, time + cube drift",
+     "[field]\nplugin = mlp\nlayers = 3, 12, 3\ntime = true\ninput = cube\n"
+     "diffusion = sigmoid\ng_layers = 4, 9\n"
+     "g_activation = softplus, tanh\n"},
+    {"mlp sde no hidden layer",
+     "[field]\nplugin = mlp\nlayers = 2, 6, 2\ndiffusion = softplus\n"
+     "g_layers = \n"},
+    {"mlp sde wide blas",
+     "[field]\nplugin = mlp\nlayers = 12, 20, 12\ndiffusion = sigmoid\n"
+     "g_layers = 24, 16\ncalculus = stratonovich\n"},
     {"linear",
      "[field]\nplugin = linear\nA = 0.5, -1, 0.25\n  1, -0.3, 2\n"
      "  0, 0.7, -1.5\nb = 1, 2, 3\n"},
@@ -387,6 +399,65 @@ START_TEST(mlp_nonfinite_is_retry)
     double theta[22], y[2] = {NAN, 0.0}, dy[2];
     nde_field_init_params(L.f, theta, 3);
     ck_assert_int_eq(nde_field_eval(L.f, 0.0, y, theta, dy, 1), NDE_ERETRY);
+    unload(&L);
+}
+END_TEST
+
+/* The SDE form: the drift is the ODE's for the same seed, the diffusion's
+ * parameters follow, g > 0 everywhere (also far out), g by hand for a
+ * one-layer diffusion network. */
+START_TEST(mlp_sde_form)
+{
+    loaded L, M;
+    load_ok(&L, "[field]\nplugin = mlp\nlayers = 2, 8, 2\n"
+                "diffusion = softplus\ng_layers = 5\n", 4);
+    load_ok(&M, "[field]\nplugin = mlp\nlayers = 2, 8, 2\n", 4);
+    ck_assert_int_eq(L.f->noise, NDE_NOISE_DIAGONAL);
+    ck_assert_int_eq(M.f->noise, NDE_NOISE_NONE);
+    const size_t pd = M.f->nparams, p = L.f->nparams;
+    ck_assert_uint_eq(p, pd + (2 * 5 + 5) + (5 * 2 + 2));
+    double *a = malloc(p * sizeof *a), *b = malloc(pd * sizeof *b);
+    ck_assert(a && b);
+    nde_field_init_params(L.f, a, 11);
+    nde_field_init_params(M.f, b, 11);
+    ck_assert(memcmp(a, b, pd * sizeof *a) == 0);
+    int nonzero = 0;
+    for (size_t k = pd; k < pd + 10; k++)
+        nonzero += a[k] != 0.0 && fabs(a[k]) < sqrt(6.0 / 7.0);
+    ck_assert_int_eq(nonzero, 10); /* gW1: Glorot, from the seed */
+    char name[32];
+    nde_field_param_name(L.f, pd, name, sizeof name);
+    ck_assert_str_eq(name, "gW1[0,0]");
+    nde_field_param_name(L.f, p - 1, name, sizeof name);
+    ck_assert_str_eq(name, "gb2[1]");
+    nde_field_param_name(L.f, pd - 1, name, sizeof name);
+    ck_assert_str_eq(name, "b2[1]");
+
+    /* positivity, including states and weights where z is far negative */
+    double y[8] = {0.1, -0.2, 3.0, 5.0, -40.0, 60.0, 1e3, -1e3}, g[8];
+    for (size_t k = pd; k < p; k++)
+        a[k] *= 25.0;
+    ck_assert_int_eq(nde_field_diffusion(L.f, 0.0, y, a, g, 4), NDE_OK);
+    for (int k = 0; k < 8; k++)
+        ck_assert_msg(g[k] > 0.0 && isfinite(g[k]), "g[%d] = %g", k, g[k]);
+    free(a);
+    free(b);
+    unload(&L);
+    unload(&M);
+
+    /* no hidden layer, sigmoid: g_i = 1 / (1 + exp(-(W y + b)_i)) */
+    load_ok(&L, "[field]\nplugin = mlp\nlayers = 1, 3, 1\n"
+                "diffusion = sigmoid\ng_layers =\n", 2);
+    ck_assert_uint_eq(L.f->nparams, 10 + 2);
+    double th[12] = {0}, y2[2] = {0.5, -2.0}, g2[2];
+    th[10] = 1.5;  /* gW1 */
+    th[11] = -0.25; /* gb1 */
+    ck_assert_int_eq(nde_field_diffusion(L.f, 0.0, y2, th, g2, 2), NDE_OK);
+    ck_assert_double_eq_tol(g2[0], 1.0 / (1.0 + exp(-0.5)), 1e-15);
+    ck_assert_double_eq_tol(g2[1], 1.0 / (1.0 + exp(3.25)), 1e-15);
+    th[10] = NAN;
+    ck_assert_int_eq(nde_field_diffusion(L.f, 0.0, y2, th, g2, 1),
+                     NDE_ERETRY);
     unload(&L);
 }
 END_TEST
@@ -632,6 +703,15 @@ static const char *const bad_configs[][3] = {
     {"[field]\nplugin = sum\nparts = a, b\n[field.a]\nplugin = linear\n"
      "A = 1\n[field.b]\nplugin = expr\nstate = x\ndx = 1\ngx = 1\n",
      "parts", "part 'b' has a diffusion"},
+    {"[field]\nplugin = mlp\nlayers = 2, 4, 2\ndiffusion = softpuls\n",
+     "diffusion", "unknown diffusion 'softpuls' (did you mean 'softplus'?)"},
+    {"[field]\nplugin = mlp\nlayers = 2, 4, 2\ng_layers = 4\n",
+     "g_layers", "set without a diffusion network"},
+    {"[field]\nplugin = mlp\nlayers = 2, 4, 2\ndiffusion = sigmoid\n"
+     "g_layers = 4, 0\n", "g_layers", "width 2 is 0"},
+    {"[field]\nplugin = mlp\nlayers = 2, 4, 2\ndiffusion = sigmoid\n"
+     "g_layers = 4, 4\ng_activation = tanh, tanh, tanh\n",
+     "g_activation", "expected 1 or 2 values"},
 };
 
 START_TEST(bad_input)
@@ -771,6 +851,7 @@ static Suite *fields_suite(void)
     tcase_add_test(tc, mlp_time_input_and_names);
     tcase_add_test(tc, mlp_glorot_init);
     tcase_add_test(tc, mlp_nonfinite_is_retry);
+    tcase_add_test(tc, mlp_sde_form);
     tcase_add_test(tc, linear_values);
     tcase_add_test(tc, expr_lotka_volterra);
     tcase_add_test(tc, expr_without_params_takes_null_theta);
