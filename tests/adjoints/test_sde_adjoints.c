@@ -189,7 +189,7 @@ static const nde_plugin_info *plugin(nde_kind kind, const char *name)
     ((const nde_adjoint_type *)plugin(NDE_KIND_ADJOINT, name))
 
 #define NMAX 8
-#define PMAX 4
+#define PMAX 128
 #define KMAX 4
 
 /* A problem on one Brownian path: field, solver, options, save times and
@@ -586,6 +586,58 @@ START_TEST(test_gbm_exact)
 }
 END_TEST
 
+/* The mlp SDE form (drift and softplus diffusion networks, time input),
+ * batch of 2: discrete (both solvers) and reversible against central
+ * finite differences on a fixed path. */
+START_TEST(test_mlp_sde)
+{
+    static const char ini[] =
+        "[field]\nplugin = mlp\nlayers = 2, 8, 2\nactivation = tanh\n"
+        "time = true\ndiffusion = softplus\ng_layers = 6\n";
+    static const char *const runs[][2] = {{"euler_maruyama", "discrete"},
+                                          {"reversible_heun", "discrete"},
+                                          {"reversible_heun", "reversible"}};
+    nde_config *cfg = nde_config_create();
+    ck_assert_int_eq(nde_config_load_string(cfg, "test", ini, ctx), NDE_OK);
+    for (size_t r = 0; r < 3; r++) {
+        sde p;
+        double g[PMAX + NMAX], gfd[PMAX + NMAX], eth, ey;
+        sde_make(&p, &gbm_field, 1, runs[r][0], 1.0 / 16, 1.0 / 16);
+        nde_solver_destroy(p.s);
+        nde_field_destroy(p.f);
+        nde_brownian_destroy(p.bm);
+        ck_assert_int_eq(nde_field_create(ctx, cfg, "field", 2, &p.f),
+                         NDE_OK);
+        ck_assert_int_eq(nde_solver_create_from(ctx, SOLVER(runs[r][0]), p.f,
+                                                &p.s), NDE_OK);
+        ck_assert_int_eq(nde_solver_set_batch(p.s, 2), NDE_OK);
+        p.n = 2 * p.f->dim;
+        p.P = p.f->nparams;
+        ck_assert_uint_le(p.P, PMAX);
+        ck_assert_int_eq(nde_field_init_params(p.f, p.theta, 3), NDE_OK);
+        for (size_t i = 0; i < p.n; i++)
+            p.y0[i] = 0.3 * (double)i - 0.4;
+        for (size_t i = 0; i < p.nsave * p.n; i++)
+            p.w[i] = 0.1 * (double)(i % 7) - 0.3;
+        for (size_t k = 0; k < p.nsave; k++)
+            p.ct[k].g = p.w + k * p.n;
+        ck_assert_int_eq(nde_brownian_create(ctx, p.n, &p.bm), NDE_OK);
+        p.o.brownian = p.bm;
+        adj_grad(&p, runs[r][1], g, NULL, NULL);
+        fd_grad(&p, gfd);
+        eth = rel_err(g, gfd, p.P);
+        ey = rel_err(g + p.P, gfd + p.P, p.n);
+        fprintf(stderr, "mlp SDE (%zu params) %-15s %-10s vs central FD: "
+                "dL/dtheta rel err %.2e, dL/dy0 %.2e\n", p.P, runs[r][0],
+                runs[r][1], eth, ey);
+        ck_assert_msg(eth < 1e-6 && ey < 1e-6, "%s %s: %.3e %.3e",
+                      runs[r][0], runs[r][1], eth, ey);
+        sde_free(&p);
+    }
+    nde_config_destroy(cfg);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Refusals                                                            */
 
@@ -711,6 +763,7 @@ static Suite *sde_adjoint_suite(void)
     tcase_add_test(tc, test_reversible_memory);
     tcase_add_test(tc, test_uneven_grid);
     tcase_add_test(tc, test_gbm_exact);
+    tcase_add_test(tc, test_mlp_sde);
     suite_add_tcase(su, tc);
     tc = tcase_create("refusals");
     tcase_add_checked_fixture(tc, setup, teardown);
