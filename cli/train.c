@@ -28,11 +28,20 @@ const char cli_train_help[] =
     "        images, labels, test_images, test_labels, limit, test_limit\n"
     "        (classification: linear encoder -> the ODE on [0, 1] -> linear\n"
     "        decoder -> softmax; the ODE state dim, i.e. the field's dim,\n"
-    "        is the encoder's width).\n"
+    "        is the encoder's width). An SDE field (e.g. expr with g<name>\n"
+    "        keys, mlp's SDE form) trains with source = field on the mean\n"
+    "        and variance of `paths` sample paths of the true system (from\n"
+    "        y0, simulated with the [solver] type on step dt, own seed):\n"
+    "        every iteration solves batch_size paths of the model from y0\n"
+    "        through a new Brownian path and matches their mean and\n"
+    "        variance at the npoints times (loss = moments); the test loss\n"
+    "        is the same over eval_paths paths of one fixed Brownian path.\n"
+    "        [solver] dt > 0 is required.\n"
     "[train] iterations, batch_size, lr, lr_decay, seed, eval_every,\n"
     "        checkpoint, checkpoint_every, metrics, beta1, beta2, eps,\n"
-    "        weight_decay, clip (see `nde plugins` for the solver and\n"
-    "        adjoint keys).\n"
+    "        weight_decay, clip, loss = auto | mse | moments (auto: mse for\n"
+    "        ODE fields, moments for SDE fields) (see `nde plugins` for\n"
+    "        the solver and adjoint keys).\n"
     "[regularizer.NAME]  (any number; NAME matches [a-z0-9_]+) plugin,\n"
     "        weight, schedule = constant | exponential, weight_final and\n"
     "        the plugin's keys (`nde plugins`). Training only: loss += weight\n"
@@ -73,7 +82,7 @@ const char cli_train_help[] =
 
 const char cli_predict_help[] =
     "Usage: nde predict CKPT [-s SECTION.KEY=VALUE]... [-o FILE]\n"
-    "                   [--summary-json FILE]\n"
+    "                   [--summary-json FILE] [--paths N [--seed S]]\n"
     "\n"
     "Run the model trained into checkpoint CKPT (with the config stored in\n"
     "it) on the held-out set, or, when an override sets a problem.* key\n"
@@ -82,13 +91,22 @@ const char cli_predict_help[] =
     "prediction as CSV (as `nde solve`) and prints the NFE, the wall time\n"
     "and, for the held-out set, the test loss on stderr. A classification\n"
     "checkpoint (source = idx) writes `index,label,predicted,p0..pC-1` for\n"
-    "the test set and prints the accuracy too.\n"
+    "the test set and prints the accuracy too. An SDE checkpoint's held-out\n"
+    "set is the model's mean and variance (`series,t,<states>` with series\n"
+    "mean and var, over eval_paths paths) against the data's; --paths N\n"
+    "samples N paths of the model instead, from the data's y0 at its\n"
+    "observation times (or from the one [problem] y0 row at its times\n"
+    "when a problem.* key is set), and writes `path,t,<states>`.\n"
     "\n"
     "Options:\n"
     "  -s, --set SECTION.KEY=VALUE  override a value of the stored config\n"
     "  -o, --output FILE            write the CSV to FILE (default: stdout)\n"
     "      --summary-json FILE      write test_loss, predict_nfe,\n"
     "                               predict_time_s, status as JSON\n"
+    "      --paths N                SDE: sample N paths (see above)\n"
+    "      --seed S                 SDE: the Brownian path of --paths\n"
+    "                               (default 1; the same seed, the same\n"
+    "                               paths)\n"
     "  -h, --help                   show this help\n";
 
 const char cli_gradcheck_help[] =
@@ -127,6 +145,8 @@ typedef struct train_args {
     int quiet;
     double tol;
     long nprobe;
+    long paths;          /* predict --paths (0 = not asked)             */
+    unsigned long long seed;
 } train_args;
 
 /* Parse the common shape: one positional argument, -s, and the options
@@ -141,6 +161,7 @@ static int parse_args(const char *cmd, int argc, char **argv,
     memset(a, 0, sizeof *a);
     a->tol = 1e-3;
     a->nprobe = 8;
+    a->seed = 1;
     if (!(a->sets = calloc((size_t)argc, sizeof *a->sets))) {
         cli_error("out of memory");
         return CLI_EXIT_FAILURE;
@@ -178,6 +199,24 @@ static int parse_args(const char *cmd, int argc, char **argv,
             if (*end || end == v || a->nprobe < 1) {
                 cli_error("%s: --nparams needs a positive integer, not '%s'",
                           cmd, v);
+                return CLI_EXIT_USAGE;
+            }
+        } else if (!missing && strstr(allowed, "paths") &&
+                   (v = cli_option_value(argc, argv, &i, NULL, "--paths",
+                                         &missing))) {
+            a->paths = strtol(v, &end, 10);
+            if (*end || end == v || a->paths < 1) {
+                cli_error("%s: --paths needs a positive integer, not '%s'",
+                          cmd, v);
+                return CLI_EXIT_USAGE;
+            }
+        } else if (!missing && strstr(allowed, "seed") &&
+                   (v = cli_option_value(argc, argv, &i, NULL, "--seed",
+                                         &missing))) {
+            a->seed = strtoull(v, &end, 10);
+            if (*end || end == v || v[0] == '-') {
+                cli_error("%s: --seed needs a non-negative integer, not "
+                          "'%s'", cmd, v);
                 return CLI_EXIT_USAGE;
             }
         } else if (missing) {
@@ -573,6 +612,96 @@ static int write_heldout_csv(const char *path, const nde_trainer *tr)
     return cli_outfile_commit(&o);
 }
 
+/* --paths N: N sample paths of an SDE model as `path,t,<states>`, from
+ * the data's y0 at its observation times or from [problem]. */
+static int predict_paths(nde_ctx *ctx, nde_config *cfg, nde_trainer *tr,
+                         const train_args *a, const nde_problem *prob,
+                         summary *sum)
+{
+    const nde_field *f = nde_trainer_field(tr);
+    const size_t N = (size_t)a->paths, D = f->dim;
+    const double *t, *pred;
+    const char *id;
+    double *y0 = NULL, *ysave = NULL, t0, t1;
+    struct timespec c0, c1;
+    size_t n, b, k, j;
+    cli_outfile o;
+    nde_stats st;
+    int rc, code = CLI_EXIT_FAILURE;
+
+    if (f->noise == NDE_NOISE_NONE) {
+        cli_error("predict: --paths samples an SDE model; %s holds an ODE "
+                  "model", a->config);
+        return CLI_EXIT_USAGE;
+    }
+    if (prob) {
+        if (prob->batch != 1) {
+            cli_error("predict --paths: give one [problem] y0 row (the start "
+                      "of every path), not %zu", prob->batch);
+            return CLI_EXIT_USAGE;
+        }
+        t = prob->tsave;
+        n = prob->nsave;
+        t0 = prob->t0;
+        t1 = prob->t1;
+    } else {
+        n = nde_trainer_test_series(tr, 0, &id, &t, &pred);
+        t0 = t[0];
+        t1 = t[n - 1];
+    }
+    if (!(y0 = malloc(N * D * sizeof *y0)) ||
+        !(ysave = malloc((n * N * D + 1) * sizeof *ysave))) {
+        cli_error("out of memory");
+        goto done;
+    }
+    if (prob)
+        memcpy(y0, prob->y0, D * sizeof *y0);
+    else if ((rc = nde_get_doubles_n(nde_config_section(cfg, "data"), "y0",
+                                     y0, D, ctx)) != NDE_OK) {
+        code = cli_fail(ctx, rc);
+        goto done;
+    }
+    for (b = 1; b < N; b++)
+        memcpy(y0 + b * D, y0, D * sizeof *y0);
+    clock_gettime(CLOCK_MONOTONIC, &c0);
+    rc = nde_trainer_sample(tr, (uint64_t)a->seed, t0, y0, N, t1, n, t,
+                            ysave, &st);
+    clock_gettime(CLOCK_MONOTONIC, &c1);
+    sum->eval.nfe = st.nfe;
+    sum->eval.time_s = (double)(c1.tv_sec - c0.tv_sec) +
+                       1e-9 * (double)(c1.tv_nsec - c0.tv_nsec);
+    sum->status = rc;
+    if (rc != NDE_OK) {
+        nde_error_prefix(ctx, "predict failed");
+        code = cli_fail(ctx, rc);
+        goto done;
+    }
+    fprintf(stderr, "nde: %zu paths, %ld nfe in %.3f ms\n", N, st.nfe,
+            1e3 * sum->eval.time_s);
+    if (cli_outfile_open(&o, a->output) != 0)
+        goto done;
+    fputs("path,t", o.fp);
+    for (j = 0; j < D; j++) {
+        if (f->state_names)
+            fprintf(o.fp, ",%s", f->state_names[j]);
+        else
+            fprintf(o.fp, ",y%zu", j);
+    }
+    fputc('\n', o.fp);
+    for (b = 0; b < N; b++)
+        for (k = 0; k < n; k++) {
+            fprintf(o.fp, "%zu,%.17g", b, t[k]);
+            for (j = 0; j < D; j++)
+                fprintf(o.fp, ",%.17g", ysave[(k * N + b) * D + j]);
+            fputc('\n', o.fp);
+        }
+    code = cli_outfile_commit(&o) ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+done:
+    free(ysave);
+    free(y0);
+    return code;
+}
+
 int cli_predict(int argc, char **argv)
 {
     train_args a;
@@ -595,7 +724,8 @@ int cli_predict(int argc, char **argv)
     sum.eval.test_accuracy = NAN;
     sum.eval.time_s = NAN;
     sum.final_loss = NAN;
-    if ((code = parse_args("predict", argc, argv, "output summary", &a)))
+    if ((code = parse_args("predict", argc, argv,
+                           "output summary paths seed", &a)))
         goto done;
     if (!(ctx = nde_ctx_create()) || !(cfg = nde_config_create())) {
         cli_error("out of memory");
@@ -614,7 +744,10 @@ int cli_predict(int argc, char **argv)
         }
     use_problem = wants_problem(&a);
     if ((use_problem && (rc = problem_rows(cfg, &rows, ctx)) != NDE_OK) ||
-        (rc = nde_trainer_create(ctx, cfg, rows, &tr)) != NDE_OK ||
+        (rc = nde_trainer_create(ctx, cfg,
+                                 rows > (size_t)a.paths ? rows
+                                                        : (size_t)a.paths,
+                                 &tr)) != NDE_OK ||
         (rc = nde_trainer_checkpoint_load(tr, a.config,
                                           NDE_CHECKPOINT_PARAMS)) != NDE_OK ||
         (use_problem &&
@@ -626,6 +759,11 @@ int cli_predict(int argc, char **argv)
         goto done;
     }
     sum.iterations = nde_trainer_iteration(tr);
+    if (a.paths) {
+        code = predict_paths(ctx, cfg, tr, &a, use_problem ? &prob : NULL,
+                             &sum);
+        goto summary;
+    }
     if (use_problem) {
         const size_t n = prob.nsave * prob.batch * nde_trainer_field(tr)->dim;
         struct timespec t0, t1;
@@ -665,6 +803,7 @@ int cli_predict(int argc, char **argv)
             code = write_heldout_csv(a.output, tr) ? CLI_EXIT_FAILURE
                                                    : CLI_EXIT_OK;
     }
+summary:
     if (a.summary && write_summary(a.summary, &sum) != 0 &&
         code == CLI_EXIT_OK)
         code = CLI_EXIT_FAILURE;

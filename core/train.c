@@ -41,6 +41,10 @@ const nde_key nde_train_keys[] = {
      "L2 penalty added to the gradient (as torch.optim.Adam)"},
     {"clip", NDE_KEY_DOUBLE, "0",
      "clip the gradient's Euclidean norm to this (0 = off)"},
+    {"loss", NDE_KEY_WORD, "auto",
+     "time series: mse | moments (mean and variance of the batch's paths "
+     "against the data's, SDE fields only); auto = mse for ODE fields, "
+     "moments for SDE fields"},
     {NULL, 0, NULL, NULL}};
 
 const nde_key nde_data_keys[] = {
@@ -78,6 +82,18 @@ const nde_key nde_data_keys[] = {
      "source = idx: training examples read (the first ones; 0 = all)"},
     {"test_limit", NDE_KEY_INT, "0",
      "source = idx: test examples read (the first ones; 0 = all)"},
+    {"paths", NDE_KEY_INT, "1000",
+     "source = field with an SDE field: sample paths of the true system "
+     "whose mean and variance are the data"},
+    {"dt", NDE_KEY_DOUBLE, "0",
+     "source = field with an SDE field: step of the data's simulation "
+     "(0 = the [solver] dt / 10)"},
+    {"seed", NDE_KEY_INT, "1",
+     "source = field with an SDE field: seed of the data's Brownian path "
+     "(independent of [train] seed)"},
+    {"eval_paths", NDE_KEY_INT, "1000",
+     "SDE fields: model paths of each evaluation (one fixed Brownian "
+     "path, so evaluations compare)"},
     {NULL, 0, NULL, NULL}};
 
 /* The spiral's true field y' = (y^3) A, A = [[-0.1, 2], [-2, -0.1]]
@@ -200,8 +216,10 @@ static int solve_truth(nde_trainer *tr, nde_field *f, const double *theta,
     return rc;
 }
 
-/* The config's own field with [data] true_params and y0. */
-static int field_truth(nde_trainer *tr, nde_section *dsec)
+/* The config's own field for `rows` rows, with [data] true_params in
+ * *theta (malloc'd) and y0 in tr->y0true. */
+static int true_system(nde_trainer *tr, nde_section *dsec, size_t rows,
+                       nde_field **fout, double **theta_out)
 {
     nde_field *f = NULL;
     double *theta = NULL, *values = NULL;
@@ -209,13 +227,16 @@ static int field_truth(nde_trainer *tr, nde_section *dsec)
     size_t n = 0, i, j;
     int rc;
 
+    *fout = NULL;
+    *theta_out = NULL;
     if (!nde_section_has(dsec, "y0"))
         return nde_section_error(dsec, "y0", tr->ctx,
                                  "source = field needs the true initial "
                                  "state");
     if ((rc = nde_get_doubles_n(dsec, "y0", tr->y0true, tr->dim, tr->ctx)) !=
             NDE_OK ||
-        (rc = nde_field_create(tr->ctx, tr->cfg, "field", 1, &f)) != NDE_OK)
+        (rc = nde_field_create(tr->ctx, tr->cfg, "field", rows, &f)) !=
+            NDE_OK)
         goto done;
     if (!(theta = calloc(f->nparams + 1, sizeof *theta))) {
         rc = nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
@@ -244,10 +265,29 @@ static int field_truth(nde_trainer *tr, nde_section *dsec)
         }
         theta[j] = values[i];
     }
-    rc = solve_truth(tr, f, theta, tr->y0true);
 done:
     nde_strings_free(names);
     free(values);
+    if (rc == NDE_OK) {
+        *fout = f;
+        *theta_out = theta;
+    } else {
+        free(theta);
+        nde_field_destroy(f);
+    }
+    return rc;
+}
+
+/* The config's own field with [data] true_params and y0. */
+static int field_truth(nde_trainer *tr, nde_section *dsec)
+{
+    nde_field *f;
+    double *theta;
+    int rc;
+
+    if ((rc = true_system(tr, dsec, 1, &f, &theta)) != NDE_OK)
+        return rc;
+    rc = solve_truth(tr, f, theta, tr->y0true);
     free(theta);
     nde_field_destroy(f);
     return rc;
@@ -356,6 +396,193 @@ static int make_generated(nde_trainer *tr, nde_section *dsec,
     tr->test_t[0] = tr->tgrid;
     tr->test_obs[0] = tr->truth;
     tr->test_pred[0] = tr->pred_buf;
+    return NDE_OK;
+}
+
+/* ---- SDE fields: moments of sample paths --------------------------------- */
+
+double nde_moments_loss(const double *y, size_t nsave, size_t B, size_t dim,
+                        const double *M, const double *V, double *g,
+                        double *mean, double *var)
+{
+    const double count = (double)(nsave * dim);
+    double sum = 0.0;
+    size_t k, b, d;
+
+    if (B < 2 || nsave == 0 || dim == 0)
+        return NAN;
+    for (k = 0; k < nsave; k++)
+        for (d = 0; d < dim; d++) {
+            const double *yk = y + k * B * dim + d;
+            double m = 0.0, v = 0.0, em, ev;
+            for (b = 0; b < B; b++)
+                m += yk[b * dim];
+            m /= (double)B;
+            for (b = 0; b < B; b++)
+                v += (yk[b * dim] - m) * (yk[b * dim] - m);
+            v /= (double)(B - 1);
+            em = m - M[k * dim + d];
+            ev = v - V[k * dim + d];
+            sum += em * em + ev * ev;
+            if (mean)
+                mean[k * dim + d] = m;
+            if (var)
+                var[k * dim + d] = v;
+            if (!g)
+                continue;
+            /* dm/dy_b = 1/B; dv/dy_b = 2 (y_b - m) / (B - 1) (the terms
+             * through m cancel: the deviations sum to zero) */
+            for (b = 0; b < B; b++)
+                g[(k * B + b) * dim + d] =
+                    (2.0 * em / (double)B +
+                     4.0 * ev * (yk[b * dim] - m) / (double)(B - 1)) /
+                    count;
+        }
+    return sum / count;
+}
+
+/* The Brownian path of a training iteration, and the evaluation's. */
+static uint64_t brownian_seed(const nde_trainer *tr, uint64_t i)
+{
+    return nde_seed_derive(nde_seed_derive(tr->set.seed, NDE_STREAM_BROWNIAN),
+                           i);
+}
+#define EVAL_PATH UINT64_MAX
+
+/* `paths` paths of the true SDE from y0, simulated with the configured
+ * solver type on [data] dt, reduced to their mean and variance at the
+ * observation times. */
+static int sde_truth(nde_trainer *tr, nde_section *dsec)
+{
+    const size_t D = tr->dim, T = tr->npoints;
+    nde_section *ssec = nde_config_section(tr->cfg, "solver");
+    nde_field *f = NULL;
+    nde_solver *s = NULL;
+    nde_brownian *bm = NULL;
+    nde_solve_opts o;
+    nde_stats st;
+    double *theta = NULL, *y0 = NULL, *y = NULL, dt;
+    long paths, seed;
+    size_t N, b;
+    int rc;
+
+    if ((rc = get_long_min(dsec, "paths", 2, &paths, tr->ctx)) ||
+        (rc = get_long_min(dsec, "seed", 0, &seed, tr->ctx)) ||
+        (rc = get_double_in(dsec, "dt", 0, 0, HUGE_VAL, 0, &dt, tr->ctx)))
+        return rc;
+    N = (size_t)paths;
+    if ((rc = true_system(tr, dsec, N, &f, &theta)) != NDE_OK ||
+        (rc = nde_solver_create(tr->ctx, tr->cfg, "solver", f, &s)) !=
+            NDE_OK ||
+        (rc = nde_solve_opts_from_section(&o, s->type, ssec, tr->ctx)) !=
+            NDE_OK ||
+        (rc = nde_brownian_create(tr->ctx, N * D, &bm)) != NDE_OK)
+        goto done;
+    if (dt == 0.0)
+        dt = o.dt / 10.0;
+    o.dt = dt;
+    o.brownian = bm;
+    o.max_steps = TRUTH_MAX_STEPS;
+    y0 = malloc(N * D * sizeof *y0);
+    y = malloc(T * N * D * sizeof *y);
+    if (!y0 || !y) {
+        rc = nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (b = 0; b < N; b++)
+        memcpy(y0 + b * D, tr->y0true, D * sizeof *y0);
+    if ((rc = nde_brownian_reset(bm, nde_seed_derive((uint64_t)seed, 0),
+                                 tr->tgrid[0], tr->tgrid[T - 1], dt,
+                                 N * D)) != NDE_OK ||
+        (rc = nde_solver_set_batch(s, N)) != NDE_OK ||
+        (rc = nde_solve(s, &o, theta, tr->tgrid[0], y0, tr->tgrid[T - 1], T,
+                        tr->tgrid, y, &st)) != NDE_OK) {
+        nde_error_prefix(tr->ctx, "[data]: simulating the true SDE");
+        goto done;
+    }
+    nde_moments_loss(y, T, N, D, tr->data_mean, tr->data_var, NULL,
+                     tr->data_mean, tr->data_var);
+done:
+    free(y);
+    free(y0);
+    nde_brownian_destroy(bm);
+    nde_solver_destroy(s);
+    free(theta);
+    nde_field_destroy(f);
+    return rc;
+}
+
+/* source = field with an SDE field: the data's moments at npoints times
+ * on [0, t1]; the held-out "series" are the mean and the variance. */
+static int make_sde_data(nde_trainer *tr, nde_section *dsec,
+                         const char *source)
+{
+    static const char *const unused[] = {"batch_time", "noise", NULL};
+    const size_t D = tr->dim;
+    long npoints;
+    double t1;
+    size_t i, n;
+    int rc;
+
+    if (strcmp(source, "field") != 0)
+        return nde_section_error(dsec, "source", tr->ctx,
+                                 "the field is an SDE: it trains on the "
+                                 "moments of paths simulated from its own "
+                                 "system (source = field), not on '%s'",
+                                 source);
+    for (i = 0; unused[i]; i++)
+        if (nde_section_has(dsec, unused[i]))
+            return nde_section_error(dsec, unused[i], tr->ctx,
+                                     "not used with an SDE field (each "
+                                     "iteration fits the whole interval's "
+                                     "moments; the paths are the noise)");
+    if ((rc = get_long_min(dsec, "npoints", 2, &npoints, tr->ctx)) ||
+        (rc = get_double_in(dsec, "t1", 0, 1, HUGE_VAL, 0, &t1, tr->ctx)))
+        return rc;
+    if (tr->B < 2)
+        return nde_error(tr->ctx, NDE_ECONFIG,
+                         "[train] batch_size (%zu) must be at least 2 for "
+                         "an SDE field (the loss needs the batch's "
+                         "variance)", tr->B);
+    tr->npoints = (size_t)npoints;
+    n = tr->npoints * D;
+    tr->tgrid = malloc(tr->npoints * sizeof *tr->tgrid);
+    tr->data_mean = calloc(n, sizeof *tr->data_mean);
+    tr->data_var = calloc(n, sizeof *tr->data_var);
+    tr->model_mean = calloc(n, sizeof *tr->model_mean);
+    tr->model_var = calloc(n, sizeof *tr->model_var);
+    tr->eval_y = malloc(n * tr->eval_paths * sizeof *tr->eval_y);
+    tr->eval_y0 = malloc(D * tr->eval_paths * sizeof *tr->eval_y0);
+    if (!tr->tgrid || !tr->data_mean || !tr->data_var || !tr->model_mean ||
+        !tr->model_var || !tr->eval_y || !tr->eval_y0)
+        return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    for (i = 0; i < tr->npoints; i++)
+        tr->tgrid[i] = t1 * (double)i / (double)(tr->npoints - 1);
+    tr->tgrid[tr->npoints - 1] = t1;
+    if ((rc = sde_truth(tr, dsec)) != NDE_OK)
+        return rc;
+    for (i = 0; i < tr->eval_paths; i++)
+        memcpy(tr->eval_y0 + i * D, tr->y0true, D * sizeof *tr->eval_y0);
+    tr->Tcap = tr->T = tr->npoints;
+    tr->tsave = tr->tgrid;
+    tr->ntest = 2;
+    tr->test_nmax = tr->npoints;
+    if (!(tr->test_id = calloc(2, sizeof *tr->test_id)) ||
+        !(tr->test_n = calloc(2, sizeof *tr->test_n)) ||
+        !(tr->test_t = calloc(2, sizeof *tr->test_t)) ||
+        !(tr->test_obs = calloc(2, sizeof *tr->test_obs)) ||
+        !(tr->test_pred = calloc(2, sizeof *tr->test_pred)))
+        return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    tr->test_id[0] = "mean";
+    tr->test_id[1] = "var";
+    for (i = 0; i < 2; i++) {
+        tr->test_n[i] = tr->npoints;
+        tr->test_t[i] = tr->tgrid;
+    }
+    tr->test_obs[0] = tr->data_mean;
+    tr->test_obs[1] = tr->data_var;
+    tr->test_pred[0] = tr->model_mean;
+    tr->test_pred[1] = tr->model_var;
     return NDE_OK;
 }
 
@@ -552,17 +779,29 @@ static int make_data(nde_trainer *tr, nde_section *dsec)
     const char *source;
     int rc;
 
+    static const char *const sde_keys[] = {"paths", "dt", "seed",
+                                           "eval_paths", NULL};
+    size_t i;
+
     if ((rc = nde_section_check(dsec, tables, tr->ctx)) != NDE_OK ||
         (rc = nde_get_string(dsec, "source", &source, tr->ctx)))
         return rc;
+    if (strcmp(source, "spiral") != 0 && strcmp(source, "field") != 0 &&
+        strcmp(source, "csv") != 0 && strcmp(source, "idx") != 0)
+        return nde_section_error(dsec, "source", tr->ctx,
+                                 "unknown source '%s' (known: spiral, "
+                                 "field, csv, idx)", source);
+    if (tr->sde)
+        return make_sde_data(tr, dsec, source);
+    for (i = 0; sde_keys[i]; i++)
+        if (nde_section_has(dsec, sde_keys[i]))
+            return nde_section_error(dsec, sde_keys[i], tr->ctx,
+                                     "only for an SDE field (this field "
+                                     "has no diffusion)");
     if (strcmp(source, "csv") == 0)
         return make_csv(tr, dsec);
     if (strcmp(source, "idx") == 0)
         return make_idx(tr, dsec);
-    if (strcmp(source, "spiral") != 0 && strcmp(source, "field") != 0)
-        return nde_section_error(dsec, "source", tr->ctx,
-                                 "unknown source '%s' (known: spiral, "
-                                 "field, csv, idx)", source);
     return make_generated(tr, dsec, source);
 }
 
@@ -917,6 +1156,48 @@ static int init_classifier(nde_trainer *tr)
     return NDE_OK;
 }
 
+/* The loss of [train] (auto, mse or moments) against the field's kind;
+ * an SDE field's evaluation paths raise the rows the field must take. */
+static int sde_setup(nde_trainer *tr, nde_section *tsec, nde_section *dsec,
+                     size_t *bmax)
+{
+    const nde_key *const tables[] = {nde_data_keys, NULL};
+    const char *loss;
+    long eval_paths;
+    int rc;
+
+    tr->sde = tr->field->noise != NDE_NOISE_NONE;
+    if ((rc = nde_get_string(tsec, "loss", &loss, tr->ctx)) != NDE_OK)
+        return rc;
+    if (strcmp(loss, "auto") != 0 && strcmp(loss, "mse") != 0 &&
+        strcmp(loss, "moments") != 0)
+        return nde_section_error(tsec, "loss", tr->ctx,
+                                 "unknown loss '%s' (known: auto, mse, "
+                                 "moments)", loss);
+    if (!tr->sde && strcmp(loss, "moments") == 0)
+        return nde_section_error(tsec, "loss", tr->ctx,
+                                 "moments fits the spread of sample paths: "
+                                 "it needs an SDE field (this one has no "
+                                 "diffusion)");
+    if (tr->sde && strcmp(loss, "mse") == 0)
+        return nde_section_error(tsec, "loss", tr->ctx,
+                                 "mse against single paths does not fit "
+                                 "an SDE field's noise: use moments");
+    if (!tr->sde)
+        return NDE_OK;
+    if ((rc = nde_section_check(dsec, tables, tr->ctx)) != NDE_OK ||
+        (rc = get_long_min(dsec, "eval_paths", 2, &eval_paths, tr->ctx)) !=
+            NDE_OK)
+        return rc;
+    tr->eval_paths = (size_t)eval_paths;
+    if (tr->eval_paths <= *bmax)
+        return NDE_OK;
+    *bmax = tr->eval_paths;
+    nde_field_destroy(tr->field);
+    tr->field = NULL;
+    return nde_field_create(tr->ctx, tr->cfg, "field", *bmax, &tr->field);
+}
+
 int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
                        nde_trainer **out)
 {
@@ -939,6 +1220,7 @@ int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
     bmax = tr->B > min_batch ? tr->B : min_batch;
     if ((rc = nde_field_create(ctx, cfg, "field", bmax, &tr->field)) !=
             NDE_OK ||
+        (rc = sde_setup(tr, tsec, dsec, &bmax)) != NDE_OK ||
         (rc = nde_solver_create(ctx, cfg, "solver", tr->field,
                                 &tr->solver)) != NDE_OK ||
         (rc = nde_solve_opts_from_section(&tr->opts, tr->solver->type, ssec,
@@ -948,6 +1230,17 @@ int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
         (rc = regs_create(tr)) != NDE_OK)
         goto fail;
     tr->dim = tr->field->dim;
+    if (tr->sde) {
+        if (!(tr->opts.dt > 0)) {
+            rc = nde_section_error(ssec, "dt", ctx,
+                                   "an SDE solve takes fixed steps: set "
+                                   "dt > 0");
+            goto fail;
+        }
+        if ((rc = nde_brownian_create(ctx, bmax * tr->dim, &tr->bm)) !=
+            NDE_OK)
+            goto fail;
+    }
     P = tr->P = tr->field->nparams;
     if (!(tr->y0true = calloc(tr->dim, sizeof *tr->y0true))) {
         rc = nde_error(ctx, NDE_ENOMEM, "out of memory");
@@ -1012,6 +1305,13 @@ void nde_trainer_destroy(nde_trainer *tr)
     free(tr->extra_t);
     free(tr->extra_y);
     free(tr->ct_all);
+    nde_brownian_destroy(tr->bm);
+    free(tr->data_mean);
+    free(tr->data_var);
+    free(tr->model_mean);
+    free(tr->model_var);
+    free(tr->eval_y);
+    free(tr->eval_y0);
     if (tr->rng)
         gsl_rng_free(tr->rng);
     nde_adjoint_destroy(tr->adj);
@@ -1175,8 +1475,16 @@ static void sample_examples(nde_trainer *tr)
 
 static void sample_batch(nde_trainer *tr)
 {
+    size_t b;
+
     if (tr->classify)
         sample_examples(tr);
+    else if (tr->sde)
+        /* every row a path from the true y0; the draws are the Brownian
+         * path's */
+        for (b = 0; b < tr->B; b++)
+            memcpy(tr->y0b + b * tr->dim, tr->y0true,
+                   tr->dim * sizeof *tr->y0b);
     else if (tr->ds_train)
         sample_series(tr);
     else
@@ -1218,6 +1526,26 @@ static double mse_cotangents(nde_trainer *tr, const double *tk,
         (*nct)++;
     }
     return sum / (double)count;
+}
+
+/* The moments loss of the batch's paths and its cotangents at the
+ * observation times after t0 (at t0 every row is y0: no gradient). */
+static double moments_cotangents(nde_trainer *tr, const double *tk,
+                                 size_t *nct)
+{
+    const size_t per = tr->B * tr->dim;
+    double loss;
+    size_t k;
+
+    loss = nde_moments_loss(tr->ysave, tr->T, tr->B, tr->dim, tr->data_mean,
+                            tr->data_var, tr->gbuf, NULL, NULL);
+    *nct = 0;
+    for (k = 1; k < tr->T; k++) {
+        tr->ct[*nct].t = tk[k];
+        tr->ct[*nct].g = tr->gbuf + k * per;
+        (*nct)++;
+    }
+    return loss;
 }
 
 /* ---- classification: encoder -> ODE on [0, 1] -> decoder -> softmax ---- */
@@ -1467,6 +1795,15 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
         ns = tr->nsolve;
         yout = tr->ysolve;
     }
+    if (tr->sde) {
+        /* the iteration's path on the solve's interval (moved by STEER) */
+        if ((rc = nde_brownian_reset(tr->bm,
+                                     brownian_seed(tr, (uint64_t)tr->iter),
+                                     t0, t1s, o.dt, tr->B * tr->dim)) !=
+            NDE_OK)
+            return rc;
+        o.brownian = tr->bm;
+    }
     rc = nde_solve(tr->solver, &o, theta, t0, tr->y0b, t1s, ns, ts, yout,
                    st);
     st->status = rc;
@@ -1477,7 +1814,11 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
     }
     if (tr->nregs)
         gather_saves(tr, tr->ysave, tr->T);
-    *loss = mse_cotangents(tr, tr->nregs ? tr->tk : tr->tsave, &nct);
+    if (tr->sde)
+        *loss = moments_cotangents(tr, tr->nregs ? tr->tk : tr->tsave,
+                                   &nct);
+    else
+        *loss = mse_cotangents(tr, tr->nregs ? tr->tk : tr->tsave, &nct);
     if (!isfinite(*loss))
         return nde_error(tr->ctx, NDE_ENONFINITE,
                          "the loss is not finite (%g)", *loss);
@@ -1576,9 +1917,9 @@ int nde_trainer_step(nde_trainer *tr, nde_train_step *m)
 
 /* ---- evaluation and prediction ------------------------------------------- */
 
-int nde_trainer_predict(nde_trainer *tr, double t0, const double *y0,
-                        size_t batch, double t1, size_t nsave,
-                        const double *tsave, double *ysave, nde_stats *st)
+static int predict(nde_trainer *tr, uint64_t seed, double t0,
+                   const double *y0, size_t batch, double t1, size_t nsave,
+                   const double *tsave, double *ysave, nde_stats *st)
 {
     nde_solve_opts o = tr->opts;
     int rc;
@@ -1591,10 +1932,64 @@ int nde_trainer_predict(nde_trainer *tr, double t0, const double *y0,
                          tr->solver->batch_max);
     if ((rc = nde_solver_set_batch(tr->solver, batch)) != NDE_OK)
         return rc;
+    if (tr->sde) {
+        if (!(t1 > t0))
+            return nde_error(tr->ctx, NDE_EINVAL,
+                             "predict: an SDE is sampled forwards (t0 %g, "
+                             "t1 %g)", t0, t1);
+        if ((rc = nde_brownian_reset(tr->bm, seed, t0, t1, o.dt,
+                                     batch * tr->dim)) != NDE_OK)
+            return rc;
+        o.brownian = tr->bm;
+    }
     rc = nde_solve(tr->solver, &o, tr->theta, t0, y0, t1, nsave, tsave,
                    ysave, st);
     st->status = rc;
     return rc;
+}
+
+int nde_trainer_predict(nde_trainer *tr, double t0, const double *y0,
+                        size_t batch, double t1, size_t nsave,
+                        const double *tsave, double *ysave, nde_stats *st)
+{
+    return predict(tr, brownian_seed(tr, EVAL_PATH), t0, y0, batch, t1,
+                   nsave, tsave, ysave, st);
+}
+
+int nde_trainer_sample(nde_trainer *tr, uint64_t seed, double t0,
+                       const double *y0, size_t batch, double t1,
+                       size_t nsave, const double *tsave, double *ysave,
+                       nde_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    if (!tr->sde)
+        return nde_error(tr->ctx, NDE_EINVAL,
+                         "sample: the field is not an SDE (no diffusion)");
+    return predict(tr, seed, t0, y0, batch, t1, nsave, tsave, ysave, st);
+}
+
+/* SDE fields: the moments loss of eval_paths model paths of the fixed
+ * evaluation path. */
+static int sde_evaluate(nde_trainer *tr, nde_eval_result *r)
+{
+    const size_t T = tr->npoints;
+    double start = now_s();
+    nde_stats st;
+    int rc;
+
+    rc = predict(tr, brownian_seed(tr, EVAL_PATH), tr->tgrid[0], tr->eval_y0,
+                 tr->eval_paths, tr->tgrid[T - 1], T, tr->tgrid, tr->eval_y,
+                 &st);
+    r->nfe = st.nfe;
+    r->time_s = now_s() - start;
+    if (rc != NDE_OK) {
+        nde_error_prefix(tr->ctx, "evaluation after iteration %ld", tr->iter);
+        return rc;
+    }
+    r->test_loss = nde_moments_loss(tr->eval_y, T, tr->eval_paths, tr->dim,
+                                    tr->data_mean, tr->data_var, NULL,
+                                    tr->model_mean, tr->model_var);
+    return NDE_OK;
 }
 
 int nde_trainer_evaluate(nde_trainer *tr, nde_eval_result *r)
@@ -1610,6 +2005,8 @@ int nde_trainer_evaluate(nde_trainer *tr, nde_eval_result *r)
     r->test_accuracy = NAN;
     if (tr->classify)
         return classify_evaluate(tr, r);
+    if (tr->sde)
+        return sde_evaluate(tr, r);
     start = now_s();
     for (i = 0; i < tr->ntest && rc == NDE_OK; i++) {
         const size_t n = tr->test_n[i];

@@ -45,6 +45,16 @@ struct nde_trainer {
     double *y0true;            /* dim                                     */
     size_t *choices;           /* 0..nchoices-1, for gsl_ran_choose      */
 
+    /* SDE fields (source = field): the data's moments at the npoints
+     * observation times, the training and evaluation Brownian path */
+    int sde;                   /* loss = moments                          */
+    size_t eval_paths;
+    double *data_mean, *data_var;   /* npoints x dim                      */
+    double *model_mean, *model_var; /* npoints x dim, the last evaluation */
+    double *eval_y;            /* npoints x eval_paths x dim              */
+    double *eval_y0;           /* eval_paths x dim: y0 in every row      */
+    nde_brownian *bm;          /* rows up to the solver's batch_max       */
+
     /* CSV data: whole series, time shifted to start at 0 */
     nde_dataset *ds_train, *ds_test;
 

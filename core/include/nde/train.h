@@ -30,6 +30,27 @@
  * nde_field_param_name gives them) and the initial state [data] y0.
  * The test set is the whole noise-free trajectory predicted from the true
  * y0: test_loss is the MSE over it.
+ * source = field with an SDE field (f->noise set; e.g. expr with g<name>
+ * keys): the data are `paths` sample paths of the true system from y0,
+ * simulated with the configured [solver] type on the step [data] dt
+ * (default: the [solver] dt / 10) through one Brownian path of seed
+ * nde_seed_derive([data] seed, 0), recorded at the npoints observation
+ * times; only their mean M_k and unbiased variance V_k per time and state
+ * are kept. Loss (`[train] loss = moments`, the default and the only loss
+ * for SDE fields): the batch_size rows all start from y0 and are solved on
+ * the whole interval (batch_time is not used) through one Brownian path
+ * per iteration, of seed nde_seed_derive(nde_seed_derive(seed,
+ * NDE_STREAM_BROWNIAN), i) in iteration i (so a resumed run draws the same
+ * paths); with m_k, v_k the batch's mean and unbiased variance,
+ *     L = 1/(npoints dim) sum_k sum_d (m_kd - M_kd)^2 + (v_kd - V_kd)^2
+ * (nde_moments_loss). Evaluation: the same loss over eval_paths model paths
+ * of the fixed seed nde_seed_derive(nde_seed_derive(seed,
+ * NDE_STREAM_BROWNIAN), UINT64_MAX), so evaluations are comparable; the
+ * held-out "series" are the model's mean and variance (ids mean, var).
+ * An SDE solve needs [solver] dt > 0. STEER's moved t1 moves the Brownian
+ * path's interval with it. `loss = moments` with an ODE field, and `mse`
+ * with an SDE field, are refused; so are the other sources with an SDE
+ * field.
  * source = csv: time series read by nde_data_read_csv from `path` and
  * split by nde_data_split (test_fraction, a seed derived from the train
  * seed). A mini-batch is batch_size whole training series; each series'
@@ -123,7 +144,8 @@ enum nde_stream {
     NDE_STREAM_NOISE = 2,   /* observation noise of the data  */
     NDE_STREAM_SPLIT = 3,   /* train/test split of a data set */
     NDE_STREAM_PROBE = 4,   /* gradcheck's parameter subset   */
-    NDE_STREAM_REGULARIZER = 5 /* regularizers' draws (STEER's t1, ...) */
+    NDE_STREAM_REGULARIZER = 5, /* regularizers' draws (STEER's t1, ...) */
+    NDE_STREAM_BROWNIAN = 6 /* SDE training: the Brownian paths     */
 };
 
 /* The keys of [train] and [data]. */
@@ -224,6 +246,29 @@ void nde_trainer_param_name(const nde_trainer *tr, size_t i, char *buf,
 int nde_trainer_predict(nde_trainer *tr, double t0, const double *y0,
                         size_t batch, double t1, size_t nsave,
                         const double *tsave, double *ysave, nde_stats *st);
+
+/* SDE fields: sample `batch` paths of the trained model from (t0, y0 of
+ * `batch` rows) to t1 through the Brownian path of `seed` (the same seed,
+ * the same paths), saving at tsave as nde_trainer_predict (which, for an
+ * SDE field, uses the evaluation's fixed seed). NDE_EINVAL for an ODE
+ * field. */
+int nde_trainer_sample(nde_trainer *tr, uint64_t seed, double t0,
+                       const double *y0, size_t batch, double t1,
+                       size_t nsave, const double *tsave, double *ysave,
+                       nde_stats *st);
+
+/*
+ * The moments loss of `nsave` saves of B rows (y: nsave x B x dim, as
+ * nde_solve saves) against data means M and variances V (nsave x dim):
+ * with m, v the rows' mean and unbiased variance (B >= 2),
+ *     L = 1/(nsave dim) sum_k sum_d (m_kd - M_kd)^2 + (v_kd - V_kd)^2,
+ * returned; g (nsave x B x dim, may be NULL) gets dL/dy. mean and var
+ * (nsave x dim, may be NULL) get m and v (they may be M and V: each entry
+ * is read before it is written). NAN when B < 2.
+ */
+double nde_moments_loss(const double *y, size_t nsave, size_t B, size_t dim,
+                        const double *M, const double *V, double *g,
+                        double *mean, double *var);
 
 /*
  * Gradient check support. nde_trainer_probe() draws a new mini-batch from
