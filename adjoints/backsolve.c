@@ -271,6 +271,14 @@ static int backsolve_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
     a->record = 0;
     a->max_states = 0;
     if (nde_solver_is_sde(s)) {
+        static const char *const adaptive_keys[] = {"rtol", "atol", "norm"};
+        for (size_t i = 0; i < 3; i++)
+            if (sec && nde_section_has(sec, adaptive_keys[i]))
+                return nde_section_error(sec, adaptive_keys[i], ctx,
+                                         "has no effect with solver '%s': "
+                                         "the backward SDE takes the "
+                                         "forward solve's fixed steps",
+                                         s->type->info.name);
         d->sde = 1;
         if (!(d->zt = malloc(m * sizeof(double))) ||
             !(d->d1 = malloc(m * sizeof(double))) ||

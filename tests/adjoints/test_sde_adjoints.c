@@ -693,6 +693,35 @@ START_TEST(test_refused)
         nde_field_destroy(f);
         nde_config_destroy(cfg);
     }
+    /* backsolve's adaptive settings mean nothing for fixed SDE steps. */
+    {
+        nde_field *f;
+        nde_solver *s;
+        nde_adjoint *a;
+        nde_config *cfg = nde_config_create();
+        ck_assert_int_eq(nde_config_load_string(cfg, "test", "[adjoint]\n"
+                         "plugin = backsolve\nrtol = 1e-6\n", ctx), NDE_OK);
+        ck_assert_int_eq(nde_field_create_from(ctx, &gbm_field, NULL, 1, &f),
+                         NDE_OK);
+        ck_assert_int_eq(nde_solver_create_from(ctx, SOLVER(
+                             "reversible_heun"), f, &s), NDE_OK);
+        ck_assert_int_eq(nde_adjoint_create(ctx, cfg, "adjoint", NULL, s,
+                                            &a), NDE_ECONFIG);
+        ck_assert_ptr_null(a);
+        ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx), "rtol"));
+        fprintf(stderr, "refused backsolve rtol + reversible_heun: %s\n",
+                nde_ctx_message(ctx));
+        nde_config_destroy(cfg);
+        cfg = nde_config_create();
+        ck_assert_int_eq(nde_config_load_string(cfg, "test", "[adjoint]\n"
+                         "plugin = backsolve\n", ctx), NDE_OK);
+        ck_assert_int_eq(nde_adjoint_create(ctx, cfg, "adjoint", NULL, s,
+                                            &a), NDE_OK);
+        nde_adjoint_destroy(a);
+        nde_solver_destroy(s);
+        nde_field_destroy(f);
+        nde_config_destroy(cfg);
+    }
     /* An ODE solver is not reversible either. */
     {
         nde_field *f;
