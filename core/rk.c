@@ -13,6 +13,16 @@
 #include "nde/nde.h"
 #include "rk.h"
 
+/* The engine's entry points refuse solvers with ops (they have no
+ * tableau and their workspace is their own). */
+static __attribute__((noinline)) int not_rk(const nde_solver *s)
+{
+    return nde_error(s->ctx, NDE_ECAPABILITY,
+                     "solver '%s' has no Runge-Kutta tableau (a solver with "
+                     "ops: use nde_solver_advance and friends, or nde_solve)",
+                     s->type->info.name);
+}
+
 int nde_rk_work_create(int stages, size_t n_max, nde_rk_work **out)
 {
     /* k, kv, gv, kbar per stage; g, gq, gbar, gqbar, ynbar, errv, ynextv,
@@ -172,6 +182,8 @@ static inline void rk_take_fsal(nde_rk_work *w)
 int nde_solver_first_stage(nde_solver *s, const double *theta, double t,
                            const double *y, const double **f0)
 {
+    if (s->type->ops)
+        return not_rk(s);
     nde_rk_work *w = s->work;
     int rc;
 
@@ -236,6 +248,8 @@ int nde_rk_step(nde_solver *s, const double *theta, double t, double h,
                 double atol, const size_t *blocks, size_t nblocks,
                 double *eest)
 {
+    if (s->type->ops)
+        return not_rk(s);
     const nde_rk_tableau *tab = s->type->tableau;
     nde_rk_work *w = s->work;
     nde_field *f = s->field;
@@ -291,6 +305,8 @@ int nde_rk_step(nde_solver *s, const double *theta, double t, double h,
 
 void nde_solver_accept(nde_solver *s)
 {
+    if (s->type->ops)
+        return;
     nde_rk_work *w = s->work;
 
     /* The swap waits for the next step so that dense output of the step
@@ -305,6 +321,8 @@ void nde_solver_accept(nde_solver *s)
 
 void nde_solver_invalidate(nde_solver *s)
 {
+    if (s->type->ops)
+        return;
     nde_rk_work *w = s->work;
 
     w->k1_valid = 0;
@@ -336,6 +354,8 @@ static int dense_weights(const nde_solver *s, double theta, double h,
 int nde_solver_dense(const nde_solver *s, const double *y, double h,
                      double theta, double *out)
 {
+    if (s->type->ops)
+        return not_rk(s);
     const nde_rk_work *w = s->work;
     double hc[NDE_RK_MAX_STAGES] = {0};
     int rc = dense_weights(s, theta, h, hc);
@@ -349,6 +369,8 @@ int nde_solver_dense(const nde_solver *s, const double *y, double h,
 int nde_solver_dense_from(const nde_solver *s, const double *y, double h,
                           const double *k, double theta, double *out)
 {
+    if (s->type->ops)
+        return not_rk(s);
     const int ns = s->type->tableau->stages;
     const size_t n = s->batch * s->field->dim;
     const double *ks[NDE_RK_MAX_STAGES];
@@ -364,11 +386,15 @@ int nde_solver_dense_from(const nde_solver *s, const double *y, double h,
 
 int nde_solver_stages(const nde_solver *s)
 {
+    if (s->type->ops)
+        return s->type->ops->aux;
     return s->type->tableau->stages;
 }
 
 void nde_solver_copy_stages(const nde_solver *s, double *k)
 {
+    if (s->type->ops)
+        return;
     const nde_rk_work *w = s->work;
     const size_t n = s->batch * s->field->dim;
 
@@ -381,6 +407,8 @@ void nde_solver_copy_stages(const nde_solver *s, double *k)
 int nde_solver_stiffness(const nde_solver *s, const double *y_next,
                          double *out)
 {
+    if (s->type->ops)
+        return not_rk(s);
     const nde_rk_tableau *tab = s->type->tableau;
     const nde_rk_work *w = s->work;
     const size_t n = s->batch * s->field->dim;
@@ -455,6 +483,8 @@ int nde_solver_step_vjp(nde_solver *s, const double *theta, double t, double h,
                         const nde_dense_cotangent *dc, size_t ndc,
                         double *ybar, double *thetabar)
 {
+    if (s->type->ops)
+        return not_rk(s);
     return step_vjp(s, theta, t, h, y, 0, rtol, atol, ybar_next, ebar, sbar,
                     dc, ndc, ybar, thetabar);
 }
@@ -464,6 +494,8 @@ int nde_solver_last_step_vjp(nde_solver *s, double rtol, double atol,
                              double sbar, const nde_dense_cotangent *dc,
                              size_t ndc, double *ybar, double *thetabar)
 {
+    if (s->type->ops)
+        return not_rk(s);
     const nde_rk_work *w = s->work;
 
     if (!w->last_valid)

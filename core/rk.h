@@ -53,6 +53,23 @@ double nde_rk_error_norm_checked(const double *err, const double *y,
                                  const double *y_next, size_t n, double rtol,
                                  double atol);
 
+/* A solver with ops as nde_solver_create_from allocates it: the public
+ * object first (nde_solver * points at it), then the fixed-step loop's
+ * buffers (core/solve.c), sized at create for batch_max x dim values. */
+typedef struct nde_ops_solver {
+    nde_solver pub;
+    double *y, *y_next;     /* n each                                     */
+    double *aux, *aux_next; /* aux x n each                               */
+    double *dw;             /* n: the step's Brownian increment            */
+    double *block;          /* the one allocation behind all the above    */
+} nde_ops_solver;
+
+/* The fixed-step loop of nde_solve for ops solvers (core/solve.c). */
+int nde_ops_solve(nde_solver *s, const nde_solve_opts *opts,
+                  const double *theta, double t0, const double *y0, double t1,
+                  size_t nsave, const double *tsave, double *ysave,
+                  nde_stats *st);
+
 /* Recording a solve into an nde_trajectory (core/trajectory.c). begin
  * resets the count and sizes the buffers for n values a state and `stages`
  * stages; push appends one accepted step (k: the step's stages, read only
@@ -63,6 +80,15 @@ int nde_trajectory_push(nde_trajectory *tr, double t, double h,
                         const double *y, double *const *k, double eest,
                         double stiff);
 void nde_trajectory_end(nde_trajectory *tr, double t1, const double *y);
+/* The same for ops solvers: aux blocks of n values per state (k[j] = aux
+ * at the start of step j, with NDE_NEEDS_STEPS), the save times copied at
+ * begin, aux_final at end. */
+int nde_trajectory_begin_ops(nde_trajectory *tr, size_t n, int aux, double t0,
+                             const double *tsave, size_t nsave);
+int nde_trajectory_push_ops(nde_trajectory *tr, double t, double h,
+                            const double *y, const double *aux);
+void nde_trajectory_end_ops(nde_trajectory *tr, double t1, const double *y,
+                            const double *aux);
 
 /* PI controller (core/controller.c), methods.md 2.2: the parameters of an
  * nde_controller and the loop's memory of the last accepted error, kept

@@ -177,6 +177,10 @@ int nde_initial_step(nde_solver *s, const nde_solve_opts *o,
     double d0, d1, d2 = 0.0, h0, h1, dmax;
     int rc, tries;
 
+    if (s->type->ops)
+        return nde_error(s->ctx, NDE_ECAPABILITY,
+                         "initial step: solver '%s' is fixed-step (ops)",
+                         s->type->info.name);
     if (!(span > 0))
         return nde_error(s->ctx, NDE_EINVAL,
                          "initial step: t1 = t0 = %g (or not finite)", t0);
@@ -511,7 +515,11 @@ int nde_solve(nde_solver *s, const nde_solve_opts *opts, const double *theta,
 
     memset(&st, 0, sizeof st);
     st.h_min = HUGE_VAL;
-    rc = solve_loop(s, opts, theta, t0, y0, t1, nsave, tsave, ysave, &st);
+    if (s->type->ops)
+        rc = nde_ops_solve(s, opts, theta, t0, y0, t1, nsave, tsave, ysave,
+                           &st);
+    else
+        rc = solve_loop(s, opts, theta, t0, y0, t1, nsave, tsave, ysave, &st);
     st.nfe = s->counts.nfe - nfe0;
     if (st.steps_accepted == 0)
         st.h_min = 0.0;
@@ -519,4 +527,271 @@ int nde_solve(nde_solver *s, const nde_solve_opts *opts, const double *theta,
     if (stats)
         *stats = st;
     return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Fixed steps of solvers with ops                                     */
+
+int nde_step_grid_init(nde_step_grid *g, double t0, double t1, double dt,
+                       const double *tsave, size_t nsave,
+                       const double *tstops, size_t ntstops, nde_ctx *ctx)
+{
+    int rc;
+
+    if (!isfinite(t0) || !isfinite(t1) || !(t1 > t0))
+        return nde_error(ctx, NDE_EINVAL, "fixed-step grid: needs t0 < t1, "
+                         "both finite (t0 = %g, t1 = %g); solvers with ops "
+                         "integrate forwards only", t0, t1);
+    if (!(dt > 0) || !isfinite(dt))
+        return nde_error(ctx, NDE_EINVAL, "fixed-step grid: needs a positive "
+                         "step dt, got %g", dt);
+    if ((rc = check_times(ctx, "save times", tsave, nsave, t0, t1, 1)) ||
+        (rc = check_times(ctx, "tstops", tstops, ntstops, t0, t1, 0)))
+        return rc;
+    g->t0 = t0;
+    g->t1 = t1;
+    g->dt = dt;
+    g->cells = nde_grid_cells(t0, t1, dt);
+    g->tsave = tsave;
+    g->nsave = nsave;
+    g->tstops = tstops;
+    g->ntstops = ntstops;
+    return NDE_OK;
+}
+
+/* First index i of the sorted ts[0..n) with ts[i] > t. */
+static size_t upper_index(const double *ts, size_t n, double t)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (ts[mid] > t)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+/* First index i of the sorted ts[0..n) with ts[i] >= t. */
+static size_t lower_index(const double *ts, size_t n, double t)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (ts[mid] >= t)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+static double grid_time(const nde_step_grid *g, size_t k)
+{
+    return nde_grid_time(g->t0, g->t1, g->dt, g->cells, k);
+}
+
+double nde_step_grid_next(const nde_step_grid *g, double t)
+{
+    double next;
+    size_t k, i;
+
+    if (t >= g->t1)
+        return g->t1;
+    if (t < g->t0)
+        return g->t0;
+    /* The grid point after t: start from the rounded cell index and fix
+     * it up, so that the times are exactly those of nde_grid_time. */
+    k = (size_t)((t - g->t0) / g->dt);
+    if (k > g->cells)
+        k = g->cells;
+    while (k > 0 && grid_time(g, k) > t)
+        k--;
+    while (grid_time(g, k) <= t)
+        k++;
+    next = grid_time(g, k);
+    i = upper_index(g->tsave, g->nsave, t);
+    if (i < g->nsave && g->tsave[i] < next)
+        next = g->tsave[i];
+    i = upper_index(g->tstops, g->ntstops, t);
+    if (i < g->ntstops && g->tstops[i] < next)
+        next = g->tstops[i];
+    return next;
+}
+
+double nde_step_grid_prev(const nde_step_grid *g, double t)
+{
+    double prev;
+    size_t k, i;
+
+    if (t <= g->t0)
+        return g->t0;
+    if (t > g->t1)
+        return g->t1;
+    /* The grid point before t (t0 at worst). */
+    k = (size_t)((t - g->t0) / g->dt) + 1;
+    if (k > g->cells)
+        k = g->cells;
+    while (k < g->cells && grid_time(g, k + 1) < t)
+        k++;
+    while (grid_time(g, k) >= t)
+        k--;
+    prev = grid_time(g, k);
+    i = lower_index(g->tsave, g->nsave, t);
+    if (i > 0 && g->tsave[i - 1] > prev)
+        prev = g->tsave[i - 1];
+    i = lower_index(g->tstops, g->ntstops, t);
+    if (i > 0 && g->tstops[i - 1] > prev)
+        prev = g->tstops[i - 1];
+    return prev;
+}
+
+/* The Brownian path must be the solve's: same interval, same grid. */
+static int check_brownian(nde_solver *s, const nde_brownian *bm, double t0,
+                          double t1, double dt)
+{
+    const size_t cells = nde_grid_cells(t0, t1, dt);
+    const char *name = s->type->info.name;
+
+    if (!bm)
+        return nde_error(s->ctx, NDE_EINVAL,
+                         "solver '%s' integrates SDEs: the solve needs a "
+                         "Brownian path (solve options: brownian, reset to "
+                         "t0, t1, dt and n = batch x dim)", name);
+    if (nde_brownian_cells(bm) != cells ||
+        nde_brownian_grid_time(bm, 0) != t0 ||
+        nde_brownian_grid_time(bm, cells) != t1 ||
+        nde_brownian_grid_time(bm, 1) != nde_grid_time(t0, t1, dt, cells, 1))
+        return nde_error(s->ctx, NDE_EINVAL,
+                         "solver '%s': the Brownian path's grid (%zu cells "
+                         "on [%g, %g]) is not the solve's (%zu cells of "
+                         "dt = %g on [%g, %g]): reset it with the solve's "
+                         "t0, t1 and dt", name, nde_brownian_cells(bm),
+                         nde_brownian_grid_time(bm, 0),
+                         nde_brownian_grid_time(bm, nde_brownian_cells(bm)),
+                         cells, dt, t0, t1);
+    return NDE_OK;
+}
+
+static __attribute__((noinline)) int
+ops_nonfinite(nde_solver *s, double t, double h, int sde)
+{
+    return nde_error(s->ctx, NDE_ENONFINITE,
+                     "solver '%s': the drift%s produced non-finite values in "
+                     "the step from t = %g to %g (fixed step: no retry)",
+                     s->type->info.name, sde ? " or diffusion" : "", t,
+                     t + h);
+}
+
+int nde_ops_solve(nde_solver *s, const nde_solve_opts *o, const double *theta,
+                  double t0, const double *y0, double t1, size_t nsave,
+                  const double *tsave, double *ysave, nde_stats *st)
+{
+    nde_ops_solver *os = (nde_ops_solver *)s;
+    const nde_solver_ops *ops = s->type->ops;
+    const int sde = nde_solver_is_sde(s);
+    const size_t n = s->batch * s->field->dim, na = (size_t)ops->aux * n;
+    nde_trajectory *rec = o->record;
+    double *y = os->y, *yn = os->y_next, *aux = os->aux, *auxn = os->aux_next;
+    double *dw = sde ? os->dw : NULL;
+    size_t isave = 0, istop = 0;
+    nde_step_grid g;
+    double t = t0;
+    int rc;
+
+    if (!isfinite(t0) || !isfinite(t1) || !(t1 > t0))
+        return nde_error(s->ctx, NDE_EINVAL,
+                         "solver '%s' integrates forwards only: needs t1 > "
+                         "t0 (t0 = %g, t1 = %g)", s->type->info.name, t0, t1);
+    if (!(o->dt > 0) || !isfinite(o->dt))
+        return nde_error(s->ctx, NDE_EINVAL,
+                         "solver '%s' is fixed-step: it needs a positive "
+                         "step dt, got %g", s->type->info.name, o->dt);
+    if (o->max_steps <= 0)
+        return nde_error(s->ctx, NDE_EINVAL,
+                         "solve options: need max_steps > 0");
+    if ((rc = nde_step_grid_init(&g, t0, t1, o->dt, tsave, nsave, o->tstops,
+                                 o->ntstops, s->ctx)) != NDE_OK)
+        return rc;
+    if (sde && (rc = check_brownian(s, o->brownian, t0, t1, o->dt)))
+        return rc;
+    if (!all_finite(y0, n))
+        return nde_error(s->ctx, NDE_ENONFINITE,
+                         "the initial state is not finite");
+    if (rec) {
+        if (rec->record & (NDE_NEEDS_DENSE | NDE_NEEDS_ERROR_EST |
+                           NDE_NEEDS_STIFFNESS))
+            return nde_error(s->ctx, NDE_ECAPABILITY,
+                             "recording dense output, error or stiffness "
+                             "estimates: solver '%s' (fixed-step, with ops) "
+                             "has none", s->type->info.name);
+        if (nde_trajectory_begin_ops(rec, n, ops->aux, t0, tsave, nsave))
+            return nde_error(s->ctx, NDE_ENOMEM,
+                             "out of memory for the trajectory record");
+    }
+
+    memcpy(y, y0, n * sizeof *y);
+    if ((rc = ops->start(s, theta, t0, y, aux)) != NDE_OK) {
+        if (rc == NDE_ERETRY)
+            return ops_nonfinite(s, t0, 0.0, sde);
+        return rc;
+    }
+    if (!all_finite(aux, na))
+        return ops_nonfinite(s, t0, 0.0, sde);
+    while (isave < nsave && tsave[isave] == t0) {
+        memcpy(ysave + isave * n, y0, n * sizeof *y);
+        isave++;
+    }
+    while (istop < o->ntstops && o->tstops[istop] <= t0)
+        istop++;
+
+    while (t < t1) {
+        const double tn = nde_step_grid_next(&g, t), h = tn - t;
+
+        if (st->steps_accepted >= o->max_steps)
+            return nde_error(s->ctx, NDE_EMAXSTEPS,
+                             "max_steps = %ld reached at t = %g before "
+                             "t1 = %g", o->max_steps, t, t1);
+        if (sde && (rc = nde_brownian_increment(o->brownian, t, tn, dw)))
+            return rc;
+        rc = ops->step(s, theta, t, h, dw, y, aux, yn, auxn);
+        if (rc == NDE_ERETRY || (rc == NDE_OK && (!all_finite(yn, n) ||
+                                                  !all_finite(auxn, na))))
+            return ops_nonfinite(s, t, h, sde);
+        if (rc != NDE_OK)
+            return rc;
+        st->steps_accepted++;
+        if (h < st->h_min)
+            st->h_min = h;
+        if (h > st->h_max)
+            st->h_max = h;
+        if (rec && nde_trajectory_push_ops(rec, t, h, y, aux) != NDE_OK)
+            return nde_error(s->ctx, NDE_ENOMEM,
+                             "out of memory recording step %zu of the solve",
+                             rec->nsteps);
+        /* Save times are step ends (the grid stops on them). */
+        while (isave < nsave && tsave[isave] <= tn) {
+            memcpy(ysave + isave * n, yn, n * sizeof *yn);
+            isave++;
+        }
+        {
+            double *tmp = y;
+            y = yn;
+            yn = tmp;
+            tmp = aux;
+            aux = auxn;
+            auxn = tmp;
+        }
+        t = tn;
+        for (; istop < o->ntstops && o->tstops[istop] <= t; istop++)
+            if (o->at_tstop &&
+                (rc = o->at_tstop(o->at_tstop_user, istop, t, y)) != 0)
+                return rc;
+    }
+    if (rec)
+        nde_trajectory_end_ops(rec, t1, y, aux);
+    return NDE_OK;
 }

@@ -35,12 +35,22 @@ void nde_trajectory_destroy(nde_trajectory *tr)
     free(tr->eest);
     free(tr->stiff);
     free(tr->y_final);
+    free(tr->aux_final);
+    free(tr->tsave);
     free(tr);
 }
 
 static int wants_states(const nde_trajectory *tr)
 {
     return (tr->record & (NDE_NEEDS_STEPS | NDE_NEEDS_DENSE)) != 0;
+}
+
+/* k per step: the stages for dense output, or an ops solver's aux state
+ * with the states (an ops record is the one with aux_final). */
+static int wants_k(const nde_trajectory *tr)
+{
+    return (tr->record & NDE_NEEDS_DENSE) ||
+           (tr->aux_final && (tr->record & NDE_NEEDS_STEPS));
 }
 
 static int grow(void **p, size_t count, size_t size)
@@ -60,8 +70,6 @@ static int grow(void **p, size_t count, size_t size)
 static int traj_realloc(nde_trajectory *tr, size_t cap, size_t states_cap,
                         size_t n, int stages)
 {
-    const int dense = (tr->record & NDE_NEEDS_DENSE) != 0;
-
     if ((tr->record &&
          (grow((void **)&tr->t, cap, sizeof(double)) ||
           grow((void **)&tr->h, cap, sizeof(double)))) ||
@@ -69,7 +77,7 @@ static int traj_realloc(nde_trajectory *tr, size_t cap, size_t states_cap,
          grow((void **)&tr->eest, cap, sizeof(double))) ||
         ((tr->record & NDE_NEEDS_STIFFNESS) &&
          grow((void **)&tr->stiff, cap, sizeof(double))) ||
-        (dense && grow((void **)&tr->k, cap * (size_t)stages * n,
+        (wants_k(tr) && grow((void **)&tr->k, cap * (size_t)stages * n,
                        sizeof(double))) ||
         (wants_states(tr) &&
          (grow((void **)&tr->y, states_cap * n, sizeof(double)) ||
@@ -82,6 +90,12 @@ static int traj_realloc(nde_trajectory *tr, size_t cap, size_t states_cap,
 
 int nde_trajectory_begin(nde_trajectory *tr, size_t n, int stages, double t0)
 {
+    if (tr->aux_final) { /* the last solve was an ops solver's */
+        free(tr->aux_final);
+        tr->aux_final = NULL;
+        tr->stages = -1;
+    }
+    tr->nsave = 0;
     if (n != tr->n || stages != tr->stages || !tr->y_final) {
         if (grow((void **)&tr->y_final, n, sizeof(double)) ||
             traj_realloc(tr, tr->cap, tr->states_cap, n, stages))
@@ -163,6 +177,64 @@ void nde_trajectory_end(nde_trajectory *tr, double t1, const double *y)
 {
     tr->t1 = t1;
     memcpy(tr->y_final, y, tr->n * sizeof(double));
+}
+
+int nde_trajectory_begin_ops(nde_trajectory *tr, size_t n, int aux, double t0,
+                             const double *tsave, size_t nsave)
+{
+    const size_t na = (size_t)aux * n;
+
+    /* aux_final marks an ops record (wants_k); it is kept across solves
+     * of the same shape, so only a change of shape reallocates. */
+    if (n != tr->n || aux != tr->stages || !tr->y_final ||
+        !tr->aux_final) {
+        if (grow((void **)&tr->y_final, n, sizeof(double)) ||
+            grow((void **)&tr->aux_final, na > 0 ? na : 1, sizeof(double)) ||
+            traj_realloc(tr, tr->cap, tr->states_cap, n, aux))
+            return NDE_ENOMEM;
+    }
+    if (nsave > tr->tsave_cap) {
+        if (grow((void **)&tr->tsave, nsave, sizeof(double)))
+            return NDE_ENOMEM;
+        tr->tsave_cap = nsave;
+    }
+    if (nsave > 0)
+        memcpy(tr->tsave, tsave, nsave * sizeof(double));
+    tr->nsave = nsave;
+    tr->n = n;
+    tr->stages = aux;
+    tr->t0 = tr->t1 = t0;
+    tr->nsteps = 0;
+    tr->nstates = 0;
+    tr->stride = 1;
+    return NDE_OK;
+}
+
+int nde_trajectory_push_ops(nde_trajectory *tr, double t, double h,
+                            const double *y, const double *aux)
+{
+    const size_t n = tr->n, j = tr->nsteps;
+    const size_t na = (size_t)tr->stages * n;
+    double *kp[1];
+    int rc;
+
+    /* The generic push stores t, h and y (thinned with max_states); the
+     * aux state goes into k[j] alongside. */
+    kp[0] = NULL;
+    if ((rc = nde_trajectory_push(tr, t, h, y, kp, 0.0, 0.0)) != NDE_OK)
+        return rc;
+    if (na > 0 && (tr->record & NDE_NEEDS_STEPS))
+        memcpy(tr->k + j * na, aux, na * sizeof(double));
+    return NDE_OK;
+}
+
+void nde_trajectory_end_ops(nde_trajectory *tr, double t1, const double *y,
+                            const double *aux)
+{
+    nde_trajectory_end(tr, t1, y);
+    if (tr->stages > 0)
+        memcpy(tr->aux_final, aux, (size_t)tr->stages * tr->n *
+               sizeof(double));
 }
 
 long nde_trajectory_find(const nde_trajectory *tr, double t)

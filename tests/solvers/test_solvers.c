@@ -259,7 +259,10 @@ static int collect_solver(const nde_plugin_info *info, const char *path,
 {
     solver_list *l = user;
     (void)path;
-    if (info->kind == NDE_KIND_SOLVER && l->n < MAX_SOLVERS)
+    /* Tableau solvers only: solvers with ops (SDE, reversible) have their
+     * own suite (test_sde.c). */
+    if (info->kind == NDE_KIND_SOLVER && l->n < MAX_SOLVERS &&
+        ((const nde_solver_type *)info)->tableau)
         l->type[l->n++] = (const nde_solver_type *)info;
     return 0;
 }

@@ -1,0 +1,121 @@
+/*
+ * Euler-Maruyama for Ito SDEs with diagonal noise (methods.md 3):
+ *     y_next = y + h f(t, y) + g(t, y) dW,   dW_i = W_i(t + h) - W_i(t).
+ * Strong order 0.5 (1 for additive noise), weak order 1 (Kloeden-Platen).
+ * No state besides y (aux = 0): one drift and one diffusion evaluation a
+ * step, one VJP of each for the step's VJP.
+ */
+#include <stdlib.h>
+
+#include "nde/nde.h"
+
+typedef struct em_work {
+    double *f, *g;          /* drift and diffusion at the step's start */
+    double *vf, *vg;        /* cotangents on them in the step VJP      */
+    double *block;
+} em_work;
+
+static void em_destroy(nde_solver *s)
+{
+    em_work *w = s->work;
+
+    if (w) {
+        free(w->block);
+        free(w);
+        s->work = NULL;
+    }
+}
+
+static int em_create(nde_solver *s)
+{
+    const size_t n = s->batch_max * s->field->dim;
+    em_work *w = calloc(1, sizeof *w);
+
+    if (!w)
+        return NDE_ENOMEM;
+    s->work = w;
+    if (!(w->block = malloc(4 * n * sizeof(double))))
+        return NDE_ENOMEM;
+    w->f = w->block;
+    w->g = w->f + n;
+    w->vf = w->g + n;
+    w->vg = w->vf + n;
+    return NDE_OK;
+}
+
+static int em_start(nde_solver *s, const double *theta, double t0,
+                    const double *y0, double *aux0)
+{
+    (void)s; (void)theta; (void)t0; (void)y0; (void)aux0;
+    return NDE_OK;
+}
+
+static int em_step(nde_solver *s, const double *theta, double t, double h,
+                   const double *dw, const double *y, const double *aux,
+                   double *y_next, double *aux_next)
+{
+    em_work *w = s->work;
+    const size_t n = s->batch * s->field->dim;
+    int rc;
+
+    (void)aux; (void)aux_next;
+    s->counts.nfe++;
+    if ((rc = nde_field_eval(s->field, t, y, theta, w->f, s->batch)) ||
+        (rc = nde_field_diffusion(s->field, t, y, theta, w->g, s->batch)))
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        y_next[i] = y[i] + h * w->f[i] + w->g[i] * dw[i];
+    return NDE_OK;
+}
+
+/* ybar += ybar_next (I + h df/dy + dW dg/dy), thetabar likewise. */
+static int em_step_vjp(nde_solver *s, const double *theta, double t, double h,
+                       const double *dw, const double *y, const double *aux,
+                       const double *ybar_next, const double *auxbar_next,
+                       double *ybar, double *auxbar, double *thetabar)
+{
+    em_work *w = s->work;
+    const size_t n = s->batch * s->field->dim;
+    int rc;
+
+    (void)aux; (void)auxbar_next; (void)auxbar;
+    if (!ybar_next)
+        return NDE_OK;
+    for (size_t i = 0; i < n; i++) {
+        w->vf[i] = h * ybar_next[i];
+        w->vg[i] = dw[i] * ybar_next[i];
+    }
+    if (ybar)
+        for (size_t i = 0; i < n; i++)
+            ybar[i] += ybar_next[i];
+    s->counts.nvjp++;
+    if ((rc = nde_field_vjp(s->field, t, y, theta, w->vf, ybar, thetabar,
+                            s->batch)) ||
+        (rc = nde_field_diffusion_vjp(s->field, t, y, theta, w->vg, ybar,
+                                      thetabar, s->batch)))
+        return rc;
+    return NDE_OK;
+}
+
+static int em_start_vjp(nde_solver *s, const double *theta, double t0,
+                        const double *y0, const double *auxbar0,
+                        double *ybar0, double *thetabar)
+{
+    (void)s; (void)theta; (void)t0; (void)y0; (void)auxbar0; (void)ybar0;
+    (void)thetabar;
+    return NDE_OK;
+}
+
+static const nde_solver_ops em_ops = {
+    .aux = 0, .create = em_create, .destroy = em_destroy, .start = em_start,
+    .step = em_step, .reverse = NULL, .step_vjp = em_step_vjp,
+    .start_vjp = em_start_vjp};
+
+static const nde_solver_type euler_maruyama = {
+    .info = {NDE_ABI_VERSION, NDE_KIND_SOLVER, "euler_maruyama",
+             "Euler-Maruyama for Ito SDEs, fixed step (dt), strong order 0.5",
+             NULL, NDE_CAP_SDE_ITO | NDE_CAP_STEP_VJP},
+    /* strong order x 2 (solver.h): 0.5 */
+    .order = 1, .error_order = 0, .dense_order = 0, .ops = &em_ops};
+
+NDE_MODULE(&euler_maruyama.info);

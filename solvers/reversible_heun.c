@@ -1,0 +1,201 @@
+/*
+ * Reversible Heun for Stratonovich SDEs with diagonal noise (Kidger, Foster,
+ * Li, Lyons 2021, arXiv 2105.13493, Algorithm 1; methods.md 8.1). State y
+ * and aux = (z, f(t, z), g(t, z)), z0 = y0:
+ *     z1 = 2 y0 - z0 + f0 h + g0 dW
+ *     f1 = f(t + h, z1),  g1 = g(t + h, z1)       (the step's one evaluation)
+ *     y1 = y0 + (f0 + f1) h / 2 + (g0 + g1) dW / 2
+ * and algebraically reversible: z0 = 2 y1 - z1 - f1 h - g1 dW, f0, g0 at z0,
+ * y0 = y1 - (f0 + f1) h / 2 - (g0 + g1) dW / 2.
+ * Strong order 0.5 for general noise, 1 for commutative (e.g. scalar) and
+ * additive noise, weak order 1 (the paper; torchsde's reversible_heun.py;
+ * diffrax's SDE solver table); 2 for ODEs. The step VJP keeps
+ * cotangents on f(z), g(z) as aux cotangents, so a backward pass costs one
+ * evaluation (reverse) and one VJP of drift and diffusion (at z1) a step.
+ */
+#include <stdlib.h>
+
+#include "nde/nde.h"
+
+typedef struct rh_work {
+    double *z1;             /* z at the step's end, recomputed in the VJP */
+    double *f1bar, *g1bar;  /* total cotangents on f(z1), g(z1)          */
+    double *z1bar;          /* total cotangent on z1                     */
+    double *block;
+} rh_work;
+
+static void rh_destroy(nde_solver *s)
+{
+    rh_work *w = s->work;
+
+    if (w) {
+        free(w->block);
+        free(w);
+        s->work = NULL;
+    }
+}
+
+static int rh_create(nde_solver *s)
+{
+    const size_t n = s->batch_max * s->field->dim;
+    rh_work *w = calloc(1, sizeof *w);
+
+    if (!w)
+        return NDE_ENOMEM;
+    s->work = w;
+    if (!(w->block = malloc(4 * n * sizeof(double))))
+        return NDE_ENOMEM;
+    w->z1 = w->block;
+    w->f1bar = w->z1 + n;
+    w->g1bar = w->f1bar + n;
+    w->z1bar = w->g1bar + n;
+    return NDE_OK;
+}
+
+/* aux = (z, f(t, z), g(t, z)) with z at `z`; one evaluation. */
+static int eval_at(nde_solver *s, const double *theta, double t,
+                   const double *z, double *aux)
+{
+    const size_t n = s->batch * s->field->dim;
+    int rc;
+
+    s->counts.nfe++;
+    if ((rc = nde_field_eval(s->field, t, z, theta, aux + n, s->batch)))
+        return rc;
+    return nde_field_diffusion(s->field, t, z, theta, aux + 2 * n, s->batch);
+}
+
+static int rh_start(nde_solver *s, const double *theta, double t0,
+                    const double *y0, double *aux0)
+{
+    const size_t n = s->batch * s->field->dim;
+
+    for (size_t i = 0; i < n; i++)
+        aux0[i] = y0[i];
+    return eval_at(s, theta, t0, aux0, aux0);
+}
+
+static int rh_step(nde_solver *s, const double *theta, double t, double h,
+                   const double *dw, const double *y, const double *aux,
+                   double *y_next, double *aux_next)
+{
+    const size_t n = s->batch * s->field->dim;
+    const double *z = aux, *f0 = aux + n, *g0 = aux + 2 * n;
+    const double *f1 = aux_next + n, *g1 = aux_next + 2 * n;
+    double *z1 = aux_next;
+    int rc;
+
+    for (size_t i = 0; i < n; i++)
+        z1[i] = 2.0 * y[i] - z[i] + f0[i] * h + g0[i] * dw[i];
+    if ((rc = eval_at(s, theta, t + h, z1, aux_next)) != NDE_OK)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        y_next[i] = y[i] + 0.5 * (f0[i] + f1[i]) * h +
+                    0.5 * (g0[i] + g1[i]) * dw[i];
+    return NDE_OK;
+}
+
+static int rh_reverse(nde_solver *s, const double *theta, double t, double h,
+                      const double *dw, const double *y_next,
+                      const double *aux_next, double *y, double *aux)
+{
+    const size_t n = s->batch * s->field->dim;
+    const double *z1 = aux_next, *f1 = aux_next + n, *g1 = aux_next + 2 * n;
+    const double *f0 = aux + n, *g0 = aux + 2 * n;
+    double *z = aux;
+    int rc;
+
+    for (size_t i = 0; i < n; i++)
+        z[i] = 2.0 * y_next[i] - z1[i] - f1[i] * h - g1[i] * dw[i];
+    if ((rc = eval_at(s, theta, t, z, aux)) != NDE_OK)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        y[i] = y_next[i] - 0.5 * (f0[i] + f1[i]) * h -
+               0.5 * (g0[i] + g1[i]) * dw[i];
+    return NDE_OK;
+}
+
+/*
+ * Reverse mode through rh_step, cotangents (yb1, zb1, fb1, gb1) on
+ * (y1, z1, f1, g1):
+ *   F1 = fb1 + h/2 yb1,  G1 = gb1 + dW/2 yb1        (totals on f1, g1)
+ *   Z1 = zb1 + F1 df/dz (z1) + G1 dg/dz (z1)        (the step's one VJP)
+ *   ybar += yb1 + 2 Z1,  zbar -= Z1,
+ *   f0bar += h/2 yb1 + h Z1,  g0bar += dW/2 yb1 + dW Z1.
+ */
+static int rh_step_vjp(nde_solver *s, const double *theta, double t, double h,
+                       const double *dw, const double *y, const double *aux,
+                       const double *ybar_next, const double *auxbar_next,
+                       double *ybar, double *auxbar, double *thetabar)
+{
+    rh_work *w = s->work;
+    const size_t n = s->batch * s->field->dim;
+    const double *z = aux, *f0 = aux + n, *g0 = aux + 2 * n;
+    const double t1 = t + h;
+    int rc;
+
+    for (size_t i = 0; i < n; i++) {
+        const double yb = ybar_next ? ybar_next[i] : 0.0;
+        w->z1[i] = 2.0 * y[i] - z[i] + f0[i] * h + g0[i] * dw[i];
+        w->f1bar[i] = (auxbar_next ? auxbar_next[n + i] : 0.0) + 0.5 * h * yb;
+        w->g1bar[i] = (auxbar_next ? auxbar_next[2 * n + i] : 0.0) +
+                      0.5 * dw[i] * yb;
+        w->z1bar[i] = auxbar_next ? auxbar_next[i] : 0.0;
+    }
+    s->counts.nvjp++;
+    if ((rc = nde_field_vjp(s->field, t1, w->z1, theta, w->f1bar, w->z1bar,
+                            thetabar, s->batch)) ||
+        (rc = nde_field_diffusion_vjp(s->field, t1, w->z1, theta, w->g1bar,
+                                      w->z1bar, thetabar, s->batch)))
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        const double yb = ybar_next ? ybar_next[i] : 0.0, zb = w->z1bar[i];
+        if (ybar)
+            ybar[i] += yb + 2.0 * zb;
+        if (auxbar) {
+            auxbar[i] -= zb;
+            auxbar[n + i] += 0.5 * h * yb + h * zb;
+            auxbar[2 * n + i] += 0.5 * dw[i] * yb + dw[i] * zb;
+        }
+    }
+    return NDE_OK;
+}
+
+/* aux0 = (y0, f(t0, y0), g(t0, y0)): ybar0 += zb0 + VJPs of f, g at y0. */
+static int rh_start_vjp(nde_solver *s, const double *theta, double t0,
+                        const double *y0, const double *auxbar0,
+                        double *ybar0, double *thetabar)
+{
+    const size_t n = s->batch * s->field->dim;
+    int rc;
+
+    if (!auxbar0)
+        return NDE_OK;
+    if (ybar0)
+        for (size_t i = 0; i < n; i++)
+            ybar0[i] += auxbar0[i];
+    s->counts.nvjp++;
+    if ((rc = nde_field_vjp(s->field, t0, y0, theta, auxbar0 + n, ybar0,
+                            thetabar, s->batch)) ||
+        (rc = nde_field_diffusion_vjp(s->field, t0, y0, theta, auxbar0 + 2 * n,
+                                      ybar0, thetabar, s->batch)))
+        return rc;
+    return NDE_OK;
+}
+
+static const nde_solver_ops rh_ops = {
+    .aux = 3, .create = rh_create, .destroy = rh_destroy, .start = rh_start,
+    .step = rh_step, .reverse = rh_reverse, .step_vjp = rh_step_vjp,
+    .start_vjp = rh_start_vjp};
+
+static const nde_solver_type reversible_heun = {
+    .info = {NDE_ABI_VERSION, NDE_KIND_SOLVER, "reversible_heun",
+             "reversible Heun for Stratonovich SDEs, fixed step (dt), exact "
+             "reverse step, one evaluation a step",
+             NULL,
+             NDE_CAP_SDE_STRATONOVICH | NDE_CAP_REVERSIBLE | NDE_CAP_STEP_VJP},
+    /* strong order x 2 (solver.h): 0.5 for general noise (1 for commutative
+     * or additive noise) */
+    .order = 1, .error_order = 0, .dense_order = 0, .ops = &rh_ops};
+
+NDE_MODULE(&reversible_heun.info);
