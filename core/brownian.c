@@ -7,8 +7,8 @@
  * a dyadic tree over positions a / 2^52 of the cell's width: the node at
  * level L starting at position a covers [a, a + 2^(52-L)) and splits at
  * its middle. A node's split draws n normals that are a function of
- * (seed, node identity, channel) alone, so any order of queries sees the
- * same tree. Only two root-to-node paths are kept (one per end of a
+ * (seed, node identity, channel) alone (a counter-based hash and the
+ * ziggurat), so any order of queries sees the same tree. Only two root-to-node paths are kept (one per end of a
  * query); a path keeps the nodes' W at their start, their increment and,
  * once split, their left child's increment, so moving between
  * neighbouring cells reuses the common ancestors and costs O(1) amortised.
@@ -64,6 +64,7 @@ struct nde_brownian {
     size_t cells;
     bm_path path[2];
     double *value[2];   /* W at the two ends of a general query */
+    double zig_x[257], zig_f[257];  /* ziggurat tables */
     double *data;       /* all the path arrays */
     size_t bytes;
     long queries, nodes;
@@ -85,60 +86,77 @@ static uint64_t bm_key(uint64_t seed_key, uint64_t a, uint64_t b)
     return bm_mix(bm_mix(seed_key ^ bm_mix(a + BM_GAMMA)) ^ b);
 }
 
-/* The standard normal quantile, Wichura's PPND16: M. J. Wichura,
- * Algorithm AS 241, Applied Statistics 37 (1988) 477-484; coefficients
- * from the paper, relative accuracy about 1e-16. p in (0, 1). */
-static inline double bm_ppnd16(double p)
-{
-    double q = p - 0.5, r, num, den;
+/* Normals by the ziggurat method of G. Marsaglia and W. W. Tsang, "The
+ * Ziggurat Method for Generating Random Variables", J. Stat. Softw. 5(8),
+ * 2000: 256 layers of equal area v under f(x) = exp(-x^2/2), the base
+ * layer's rectangle ending at r (their constant for 256 layers) plus the
+ * tail beyond r. Layer i spans [0, x[i]] at heights f(x[i])..f(x[i+1]);
+ * x[0] = v / f(r) is the base layer's virtual width. */
+#define BM_ZIG_R 3.6541528853610088
 
-    if (fabs(q) <= 0.425) {
-        r = 0.180625 - q * q;
-        num = (((((((2.5090809287301226727e+3 * r + 3.3430575583588128105e+4) * r
-                    + 6.7265770927008700853e+4) * r + 4.5921953931549871457e+4) * r
-                  + 1.3731693765509461125e+4) * r + 1.9715909503065514427e+3) * r
-                + 1.3314166789178437745e+2) * r + 3.3871328727963666080e+0);
-        den = (((((((5.2264952788528545610e+3 * r + 2.8729085735721942674e+4) * r
-                    + 3.9307895800092710610e+4) * r + 2.1213794301586595867e+4) * r
-                  + 5.3941960214247511077e+3) * r + 6.8718700749205790830e+2) * r
-                + 4.2313330701600911252e+1) * r + 1.0);
-        return q * num / den;
+static void bm_zig_tables(double *x, double *f)
+{
+    double fr = exp(-0.5 * BM_ZIG_R * BM_ZIG_R);
+    double v = BM_ZIG_R * fr + sqrt(M_PI / 2) * erfc(BM_ZIG_R / M_SQRT2);
+
+    x[0] = v / fr;
+    x[1] = BM_ZIG_R;
+    for (int i = 1; i < 255; i++)
+        x[i + 1] = sqrt(-2.0 * log(v / x[i] + exp(-0.5 * x[i] * x[i])));
+    x[256] = 0.0;
+    for (int i = 0; i <= 256; i++)
+        f[i] = exp(-0.5 * x[i] * x[i]);
+}
+
+/* A uniform in (0, 1), never 0 or 1, from the top 53 bits of h. */
+static inline double bm_open01(uint64_t h)
+{
+    return ((double)(h >> 11) + 0.5) * 0x1p-53;
+}
+
+/* The ziggurat's rare cases (about 1.2 % of draws): the wedge of a layer,
+ * the tail, and new attempts. h0 is the channel's first 64-bit draw; the
+ * further ones are mix(h0 + j gamma), j = 1, 2, ... */
+static double bm_normal_slow(const double *x, const double *f, uint64_t h0)
+{
+    uint64_t h = h0, j = 0;
+
+    for (;;) {
+        unsigned i = (unsigned)(h & 255);
+        double z = ((double)(h >> 11) * 0x1p-52 - 1.0) * x[i];
+        if (fabs(z) < x[i + 1])
+            return z;
+        if (i == 0) {
+            /* the tail beyond r (Marsaglia 1964, as in the paper) */
+            double a, b;
+            do {
+                a = -log(bm_open01(bm_mix(h0 + ++j * BM_GAMMA))) / BM_ZIG_R;
+                b = -log(bm_open01(bm_mix(h0 + ++j * BM_GAMMA)));
+            } while (b + b < a * a);
+            return z < 0.0 ? -(BM_ZIG_R + a) : BM_ZIG_R + a;
+        }
+        if (f[i] + bm_open01(bm_mix(h0 + ++j * BM_GAMMA)) * (f[i + 1] - f[i])
+            < exp(-0.5 * z * z))
+            return z;
+        h = bm_mix(h0 + ++j * BM_GAMMA);
     }
-    r = sqrt(-log(q < 0.0 ? p : 1.0 - p));
-    if (r <= 5.0) {
-        r -= 1.6;
-        num = (((((((7.74545014278341407640e-4 * r + 2.27238449892691845833e-2) * r
-                    + 2.41780725177450611770e-1) * r + 1.27045825245236838258e+0) * r
-                  + 3.64784832476320460504e+0) * r + 5.76949722146069140550e+0) * r
-                + 4.63033784615654529590e+0) * r + 1.42343711074968357734e+0);
-        den = (((((((1.05075007164441684324e-9 * r + 5.47593808499534494600e-4) * r
-                    + 1.51986665636164571966e-2) * r + 1.48103976427480074590e-1) * r
-                  + 6.89767334985100004550e-1) * r + 1.67638483018380384940e+0) * r
-                + 2.05319162663775882187e+0) * r + 1.0);
-    } else {
-        r -= 5.0;
-        num = (((((((2.01033439929228813265e-7 * r + 2.71155556874348757815e-5) * r
-                    + 1.24266094738807843860e-3) * r + 2.65321895265761230930e-2) * r
-                  + 2.96560571828504891230e-1) * r + 1.78482653991729133580e+0) * r
-                + 5.46378491116411436990e+0) * r + 6.65790464350110377720e+0);
-        den = (((((((2.04426310338993978564e-15 * r + 1.42151175831644588870e-7) * r
-                    + 1.84631831751005468180e-5) * r + 7.86869131145613259100e-4) * r
-                  + 1.48753612908506148525e-2) * r + 1.36929880922735805310e-1) * r
-                + 5.99832206555887937690e-1) * r + 1.0);
-    }
-    return q < 0.0 ? -num / den : num / den;
 }
 
 /* out[c] = a x[c] + b xi_c for channels c < n, xi_c the normal of channel
- * c of the stream `key`: the uniform (z + 1/2) 2^-53 of the top 53 bits of
- * mix(key + (c + 1) gamma), never 0 or 1. */
-static void bm_bridge(uint64_t key, size_t n, double a, const double *x,
-                      double b, double *out)
+ * c of the stream `key`, drawn from mix(key + (c + 1) gamma): its low 8
+ * bits pick the layer, its top 53 a signed uniform. */
+static void bm_bridge(const nde_brownian *bm, uint64_t key, size_t n,
+                      double a, const double *x, double b, double *out)
 {
+    const double *zx = bm->zig_x, *zf = bm->zig_f;
+
     for (size_t c = 0; c < n; c++) {
-        uint64_t z = bm_mix(key + (uint64_t)(c + 1) * BM_GAMMA);
-        double u = ((double)(z >> 11) + 0.5) * 0x1p-53;
-        out[c] = a * x[c] + b * bm_ppnd16(u);
+        uint64_t h = bm_mix(key + (uint64_t)(c + 1) * BM_GAMMA);
+        unsigned i = (unsigned)(h & 255);
+        double z = ((double)(h >> 11) * 0x1p-52 - 1.0) * zx[i];
+        if (__builtin_expect(!(fabs(z) < zx[i + 1]), 0))
+            z = bm_normal_slow(zx, zf, h);
+        out[c] = a * x[c] + b * z;
     }
 }
 
@@ -188,7 +206,7 @@ static void bm_split(nde_brownian *bm, bm_node *nd)
         a = 0.5;
         b = 0.5 * sqrt(width);
     }
-    bm_bridge(nd->key, bm->n, a, nd->inc, b, nd->left);
+    bm_bridge(bm, nd->key, bm->n, a, nd->inc, b, nd->left);
     nd->split = 1;
 }
 
@@ -247,7 +265,7 @@ static bm_node *bm_walk(nde_brownian *bm, bm_path *pa, bm_point pt)
         nd->split = 0;
         nd->key = bm_key(bm->seed_key, 0, bm->cells);
         memset(nd->w, 0, bm->n * sizeof *nd->w);
-        bm_bridge(bm_key(bm->seed_key, UINT64_MAX, 0), bm->n, 0.0, nd->w,
+        bm_bridge(bm, bm_key(bm->seed_key, UINT64_MAX, 0), bm->n, 0.0, nd->w,
                   sqrt(bm->t1 - bm->t0), nd->inc);
         pa->len = 1;
         bm->nodes++;
@@ -363,6 +381,7 @@ int nde_brownian_create(nde_ctx *ctx, size_t n_max, nde_brownian **out)
         }
     bm->value[0] = d;
     bm->value[1] = d + n_max;
+    bm_zig_tables(bm->zig_x, bm->zig_f);
     bm->bytes = sizeof *bm + total * sizeof *d;
     *out = bm;
     return NDE_OK;

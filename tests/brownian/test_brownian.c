@@ -143,6 +143,71 @@ START_TEST(test_distribution)
 }
 END_TEST
 
+/*
+ * The normals themselves: the increment over a one-cell [0, 1] is one
+ * N(0, 1) draw per channel; 4096 seeds x 256 channels = 2^20 draws.
+ * Kolmogorov-Smirnov at the 0.1 % level (D < 1.95 / sqrt(M)); chi-square
+ * over 100 equiprobable bins below 99 + 5 sqrt(2 99) (5 sigma of
+ * chi^2(99)); the counts beyond |x| > 3, beyond the ziggurat's base
+ * r = 3.6541528853610088 and beyond 4 (in its tail) within 5 binomial standard deviations of
+ * M erfc(x / sqrt 2); kurtosis within 5 standard errors (sqrt(96 / M))
+ * of 3.
+ */
+START_TEST(test_normals)
+{
+    const int nseed = 4096;
+    const size_t m = (size_t)nseed * NCH;
+    const double cut[3] = {3.0, 3.6541528853610088, 4.0};
+    double *x = malloc(m * sizeof *x), dw[NCH];
+    nde_brownian *bm = make(NCH);
+    long bins[100] = {0}, beyond[3] = {0};
+    double m2 = 0.0, m4 = 0.0, d = 0.0, chi2 = 0.0;
+
+    ck_assert_ptr_nonnull(x);
+    for (int s = 0; s < nseed; s++) {
+        ck_assert_int_eq(nde_brownian_reset(bm, 77 + 1000003 * (uint64_t)s,
+                                            0.0, 1.0, 1.0, NCH), NDE_OK);
+        ck_assert_uint_eq(nde_brownian_cells(bm), 1);
+        inc(bm, 0.0, 1.0, dw);
+        memcpy(x + (size_t)s * NCH, dw, sizeof dw);
+    }
+    for (size_t i = 0; i < m; i++) {
+        double f = phi(x[i]);
+        int b = (int)(f * 100.0);
+        bins[b > 99 ? 99 : b]++;
+        for (int k = 0; k < 3; k++)
+            beyond[k] += fabs(x[i]) > cut[k];
+        m2 += x[i] * x[i];
+        m4 += x[i] * x[i] * x[i] * x[i];
+    }
+    for (int b = 0; b < 100; b++) {
+        double e = (double)m / 100.0;
+        chi2 += ((double)bins[b] - e) * ((double)bins[b] - e) / e;
+    }
+    ck_assert_msg(chi2 < 99.0 + 5.0 * sqrt(198.0), "chi-square %g", chi2);
+    for (int k = 0; k < 3; k++) {
+        double t = cut[k], pt = erfc(t / M_SQRT2);
+        double e = (double)m * pt, sd = sqrt((double)m * pt * (1.0 - pt));
+        long got = beyond[k];
+        ck_assert_msg(fabs((double)got - e) < 5.0 * sd,
+                      "beyond %g: %ld, expected %g", t, got, e);
+    }
+    m2 /= (double)m;
+    m4 /= (double)m;
+    ck_assert_msg(fabs(m4 / (m2 * m2) - 3.0) < 5.0 * sqrt(96.0 / (double)m),
+                  "kurtosis %g", m4 / (m2 * m2));
+    qsort(x, m, sizeof *x, cmp_double);
+    for (size_t i = 0; i < m; i++) {
+        double f = phi(x[i]);
+        d = fmax(d, fmax(fabs(f - (double)i / (double)m),
+                         fabs((double)(i + 1) / (double)m - f)));
+    }
+    ck_assert_msg(d < 1.95 / sqrt((double)m), "KS D = %g", d);
+    free(x);
+    nde_brownian_destroy(bm);
+}
+END_TEST
+
 /* W(t) itself: increment from t0 (W(t0) = 0 exactly). */
 static void wvalue(nde_brownian *bm, double t0, double t, double *w)
 {
@@ -424,6 +489,7 @@ static Suite *brownian_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_distribution);
+    tcase_add_test(tc, test_normals);
     tcase_add_test(tc, test_cells_sum_to_root);
     tcase_add_test(tc, test_offgrid_additive);
     tcase_add_test(tc, test_replay_bitwise);
