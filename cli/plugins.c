@@ -48,6 +48,9 @@ static void print_flags(unsigned flags)
         {NDE_CAP_STIFFNESS, "stiffness estimate"},
         {NDE_CAP_STEP_VJP, "step VJP"}, {NDE_CAP_FSAL, "FSAL"},
         {NDE_CAP_DIFFUSION, "diffusion"},
+        {NDE_CAP_SDE_ITO, "Ito SDEs"},
+        {NDE_CAP_SDE_STRATONOVICH, "Stratonovich SDEs"},
+        {NDE_CAP_REVERSIBLE, "reversible"},
         {NDE_NEEDS_DENSE, "needs dense output"},
         {NDE_NEEDS_STEPS, "needs steps"},
         {NDE_NEEDS_STEP_VJP, "needs step VJP"},
@@ -75,7 +78,11 @@ static int visit(const nde_plugin_info *info, const char *path, void *user)
     if (info->kind == NDE_KIND_SOLVER) {
         /* info is the first member of the solver's descriptor */
         const nde_solver_type *type = (const nde_solver_type *)info;
-        printf("      order %d", type->order);
+        if (type->info.flags & (NDE_CAP_SDE_ITO | NDE_CAP_SDE_STRATONOVICH))
+            /* SDE solvers declare twice their strong order (solver.h) */
+            printf("      strong order %g", 0.5 * type->order);
+        else
+            printf("      order %d", type->order);
         if (type->error_order)
             printf(", error estimate of order %d", type->error_order);
         if (type->dense_order)

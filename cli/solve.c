@@ -17,7 +17,7 @@
 
 const char cli_solve_help[] =
     "Usage: nde solve CONFIG [-s SECTION.KEY=VALUE]... [-o FILE]\n"
-    "                 [--stats-json FILE]\n"
+    "                 [--stats-json FILE] [--seed S]\n"
     "\n"
     "Solve the initial value problem of CONFIG: the vector field [field],\n"
     "the solver [solver] and the problem [problem] (t0, t1, y0, saveat or\n"
@@ -28,6 +28,9 @@ const char cli_solve_help[] =
     "Numbers are printed with 17 significant digits (they read back exactly).\n"
     "Parameters the config does not set are drawn from the `seed` key of\n"
     "[field] when its plugin has one (mlp), else from seed 1.\n"
+    "With an SDE solver (euler_maruyama, reversible_heun) the solve follows\n"
+    "one Brownian path per batch row, drawn from --seed (default 1) on the\n"
+    "solver's step grid: the same seed gives the same paths.\n"
     "\n"
     "Options:\n"
     "  -s, --set SECTION.KEY=VALUE  override a config value (in order given;\n"
@@ -36,6 +39,7 @@ const char cli_solve_help[] =
     "  -o, --output FILE            write the CSV to FILE (default: stdout)\n"
     "      --stats-json FILE        write the solver statistics as JSON, also\n"
     "                               when the solve fails\n"
+    "      --seed S                 the Brownian path of an SDE solve\n"
     "  -h, --help                   show this help\n"
     "\n"
     "The statistics (evaluations, accepted and rejected steps, status) are\n"
@@ -50,14 +54,17 @@ typedef struct solve_args {
     size_t nsets;
     const char *output;
     const char *stats_json;
+    uint64_t seed;          /* Brownian path of an SDE solve */
 } solve_args;
 
 static int parse_args(int argc, char **argv, solve_args *args)
 {
     int i, missing;
     const char *v;
+    char *end;
 
     memset(args, 0, sizeof *args);
+    args->seed = CLI_SOLVE_SEED;
     if (!(args->sets = calloc((size_t)argc, sizeof *args->sets))) {
         cli_error("out of memory");
         return CLI_EXIT_FAILURE;
@@ -73,7 +80,15 @@ static int parse_args(int argc, char **argv, solve_args *args)
                  (v = cli_option_value(argc, argv, &i, NULL,
                                        "--stats-json", &missing)))
             args->stats_json = v;
-        else if (missing) {
+        else if (!missing && (v = cli_option_value(argc, argv, &i, NULL,
+                                                   "--seed", &missing))) {
+            args->seed = strtoull(v, &end, 10);
+            if (*end || end == v || v[0] == '-') {
+                cli_error("solve: --seed needs a non-negative integer, not "
+                          "'%s'", v);
+                return CLI_EXIT_USAGE;
+            }
+        } else if (missing) {
             cli_error("solve: option '%s' needs a value (try `nde solve "
                       "--help`)", a);
             return CLI_EXIT_USAGE;
@@ -149,6 +164,7 @@ typedef struct solve_run {
     nde_config *cfg;
     nde_field *field;
     nde_solver *solver;
+    nde_brownian *brownian;
     nde_problem problem;
     double *theta, *ysave;
 } solve_run;
@@ -158,6 +174,7 @@ static void solve_run_free(solve_run *r)
     free(r->ysave);
     free(r->theta);
     nde_problem_free(&r->problem);
+    nde_brownian_destroy(r->brownian);
     nde_solver_destroy(r->solver);
     nde_field_destroy(r->field);
     nde_config_destroy(r->cfg);
@@ -224,6 +241,16 @@ static int compose(solve_run *r, const solve_args *args, nde_solve_opts *opts)
         (rc = nde_field_init_params(r->field, r->theta, seed)) != NDE_OK ||
         (rc = nde_solver_set_batch(r->solver, r->problem.batch)) != NDE_OK)
         return rc;
+    /* An SDE solve needs its path; with t1 <= t0 the solve itself says
+     * why it cannot run. */
+    if (nde_solver_is_sde(r->solver) && r->problem.t1 > r->problem.t0) {
+        const size_t n = r->problem.batch * r->field->dim;
+        if ((rc = nde_brownian_create(r->ctx, n, &r->brownian)) != NDE_OK ||
+            (rc = nde_brownian_reset(r->brownian, args->seed, r->problem.t0,
+                                     r->problem.t1, opts->dt, n)) != NDE_OK)
+            return rc;
+        opts->brownian = r->brownian;
+    }
     return NDE_OK;
 }
 
