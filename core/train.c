@@ -57,6 +57,10 @@ const nde_key nde_data_keys[] = {
     {"noise", NDE_KEY_DOUBLE, "0",
      "standard deviation of Gaussian observation noise"},
     {"y0", NDE_KEY_DOUBLES, "", "source = field: the true initial state"},
+    {"system", NDE_KEY_WORD, "field",
+     "source = field: the section of the true system: the model's own "
+     "[field], or a [field.NAME] section (e.g. an expr SDE as the truth "
+     "of a neural SDE)"},
     {"true_params", NDE_KEY_ASSIGNS, "",
      "source = field: the true system's parameters by name (others keep "
      "the field's initial values)"},
@@ -216,14 +220,16 @@ static int solve_truth(nde_trainer *tr, nde_field *f, const double *theta,
     return rc;
 }
 
-/* The config's own field for `rows` rows, with [data] true_params in
- * *theta (malloc'd) and y0 in tr->y0true. */
+/* The true system ([data] system, default the config's own [field]) for
+ * `rows` rows, with [data] true_params in *theta (malloc'd) and y0 in
+ * tr->y0true. */
 static int true_system(nde_trainer *tr, nde_section *dsec, size_t rows,
                        nde_field **fout, double **theta_out)
 {
     nde_field *f = NULL;
     double *theta = NULL, *values = NULL;
     char **names = NULL, buf[128];
+    const char *system;
     size_t n = 0, i, j;
     int rc;
 
@@ -233,11 +239,22 @@ static int true_system(nde_trainer *tr, nde_section *dsec, size_t rows,
         return nde_section_error(dsec, "y0", tr->ctx,
                                  "source = field needs the true initial "
                                  "state");
+    if ((rc = nde_get_string(dsec, "system", &system, tr->ctx)) != NDE_OK)
+        return rc;
+    if (!nde_config_section(tr->cfg, system))
+        return nde_section_error(dsec, "system", tr->ctx,
+                                 "the config has no section [%s]", system);
     if ((rc = nde_get_doubles_n(dsec, "y0", tr->y0true, tr->dim, tr->ctx)) !=
             NDE_OK ||
-        (rc = nde_field_create(tr->ctx, tr->cfg, "field", rows, &f)) !=
+        (rc = nde_field_create(tr->ctx, tr->cfg, system, rows, &f)) !=
             NDE_OK)
         goto done;
+    if (f->dim != tr->dim) {
+        rc = nde_section_error(dsec, "system", tr->ctx,
+                               "[%s] has %zu states, the model %zu", system,
+                               f->dim, tr->dim);
+        goto done;
+    }
     if (!(theta = calloc(f->nparams + 1, sizeof *theta))) {
         rc = nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
         goto done;

@@ -25,7 +25,8 @@
  * random indices in [0, npoints - batch_time]; every window is solved on
  * the times t[0..batch_time-1] (window-relative, as torchdiffeq does: the
  * field should be autonomous) from its first observation.
- * source = field: the same with the config's own [field] as the true
+ * source = field: the same with the config's own [field] (or the field
+ * section [data] system names, e.g. [field.truth]; same dim) as the true
  * system, its parameters set by [data] true_params (name=value, names as
  * nde_field_param_name gives them) and the initial state [data] y0.
  * The test set is the whole noise-free trajectory predicted from the true
