@@ -117,7 +117,8 @@ static void row(nde_ctx *ctx, nde_brownian *bm, const char *name,
     }
     summary(fwd, reps, &fm, &fl, &fh);
     summary(rev, reps, &rm, &rl, &rh);
-    printf("| %s | %zu | %d | %.3f (%.3f-%.3f) | %.3f (%.3f-%.3f) | %.2f | %.2f | %zu |\n",
+    printf("| %s | %zu | %d | %.3f (%.3f-%.3f) | %.3f (%.3f-%.3f) "
+           "| %.2f | %.2f | %zu |\n",
            name, nq, reps, 1e6 * fm, 1e6 * fl, 1e6 * fh, 1e6 * rm, 1e6 * rl,
            1e6 * rh, (double)nodes_fwd / ((double)reps * (double)nq),
            (double)nodes_all / (double)queries, st.bytes);
@@ -130,7 +131,8 @@ static void row(nde_ctx *ctx, nde_brownian *bm, const char *name,
 static void naive_row(size_t cells, int reps)
 {
     size_t n = cells * NCH;
-    double *path = malloc(n * sizeof *path), dw[NCH], sd = 1.0 / sqrt((double)cells);
+    double *path = malloc(n * sizeof *path), dw[NCH];
+    double sd = 1.0 / sqrt((double)cells);
     double *draw = malloc((size_t)reps * sizeof *draw);
     double *fwd = malloc((size_t)reps * sizeof *fwd);
     double *rev = malloc((size_t)reps * sizeof *rev);
@@ -138,7 +140,8 @@ static void naive_row(size_t cells, int reps)
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
 
     if (!path || !draw || !fwd || !rev || !rng) {
-        printf("| naive stored path | %zu | - | out of memory for %zu bytes |\n",
+        printf("| naive stored path | %zu | - | out of memory for %zu "
+               "bytes |\n",
                cells, n * sizeof *path);
         free(path);
         free(draw);
@@ -169,7 +172,8 @@ static void naive_row(size_t cells, int reps)
     summary(draw, reps, &dm, &dl, &dh);
     summary(fwd, reps, &fm, &fl, &fh);
     summary(rev, reps, &rm, &rl, &rh);
-    printf("| naive stored path | %zu | %d | %.3f (%.3f-%.3f) | %.3f (%.3f-%.3f) | %.3f (%.3f-%.3f) | %zu |\n",
+    printf("| naive stored path | %zu | %d | %.3f (%.3f-%.3f) "
+           "| %.3f (%.3f-%.3f) | %.3f (%.3f-%.3f) | %zu |\n",
            cells, reps, 1e6 * dm, 1e6 * dl, 1e6 * dh, 1e6 * fm, 1e6 * fl,
            1e6 * fh, 1e6 * rm, 1e6 * rl, 1e6 * rh, n * sizeof *path);
     free(path);
@@ -190,12 +194,13 @@ int main(void)
     printf("Brownian Interval, %d channels (batch 64 x 4) on [0, 1], "
            "per query: median (min-max) us\n\n", NCH);
     printf("| pattern | queries per sweep | paths | forward sweep us | "
-           "reverse sweep us | nodes/query fwd | nodes/query fwd+rev | bytes |\n");
+           "reverse sweep us | nodes/query fwd | nodes/query fwd+rev | "
+           "bytes |\n");
     printf("|---|---|---|---|---|---|---|---|\n");
     row(ctx, bm, "grid cells", 100, 2000, 0);
     row(ctx, bm, "grid cells", 10000, 20, 0);
     row(ctx, bm, "grid cells", 1000000, 3, 0);
-    row(ctx, bm, "off-grid steps", 100, 500, 1);
+    row(ctx, bm, "off-grid steps", 100, 50, 1);
     printf("\nNaive stored path (GSL ziggurat normals drawn up front):\n\n");
     printf("| approach | cells | paths | draw per cell us | forward read us | "
            "reverse read us | bytes |\n");
@@ -209,7 +214,8 @@ int main(void)
            "torch.randn increment us |\n");
     printf("|---|---|---|---|\n");
     printf("| 1 | 65.7 (59.0-93.6) | 75.3 (74.0-87.3) | 7.8 (7.6-9.0) |\n");
-    printf("| 2 | 117.8 (102.9-155.8) | 137.3 (77.5-217.5) | 7.6 (7.5-9.0) |\n");
+    printf("| 2 | 117.8 (102.9-155.8) | 137.3 (77.5-217.5) | "
+           "7.6 (7.5-9.0) |\n");
     fprintf(stderr, "(checksum %g)\n", sink);
     nde_brownian_destroy(bm);
     nde_ctx_destroy(ctx);

@@ -8,10 +8,11 @@
  * level L starting at position a covers [a, a + 2^(52-L)) and splits at
  * its middle. A node's split draws n normals that are a function of
  * (seed, node identity, channel) alone (a counter-based hash and the
- * ziggurat), so any order of queries sees the same tree. Only two root-to-node paths are kept (one per end of a
- * query); a path keeps the nodes' W at their start, their increment and,
- * once split, their left child's increment, so moving between
- * neighbouring cells reuses the common ancestors and costs O(1) amortised.
+ * ziggurat), so any order of queries sees the same tree. Only two
+ * root-to-node paths are kept (one per end of a query); a path keeps the
+ * nodes' W at their start, their increment and, once split, their left
+ * child's increment, so moving between neighbouring cells reuses the
+ * common ancestors and costs O(1) amortised.
  */
 #include <math.h>
 #include <stdint.h>
@@ -497,6 +498,11 @@ size_t nde_brownian_cells(const nde_brownian *bm)
 double nde_brownian_grid_time(const nde_brownian *bm, size_t k)
 {
     return bm_time(bm, k);
+}
+
+size_t nde_brownian_channels(const nde_brownian *bm)
+{
+    return bm->n;
 }
 
 void nde_brownian_get_stats(const nde_brownian *bm, nde_brownian_stats *st)

@@ -105,7 +105,8 @@ START_TEST(test_distribution)
         var /= (double)(nsamp - 1);
         ck_assert_msg(fabs(mean) < 5.0 * sqrt(v / (double)nsamp),
                       "interval %d: mean %g, variance %g", q, mean, v);
-        ck_assert_msg(fabs(var / v - 1.0) < 5.0 * sqrt(2.0 / (double)(nsamp - 1)),
+        ck_assert_msg(fabs(var / v - 1.0) <
+                      5.0 * sqrt(2.0 / (double)(nsamp - 1)),
                       "interval %d: variance %g, expected %g", q, var, v);
         for (int r = q + 1; r < NINT; r++) {
             const double *xr = x + r * nsamp;
@@ -149,9 +150,9 @@ END_TEST
  * Kolmogorov-Smirnov at the 0.1 % level (D < 1.95 / sqrt(M)); chi-square
  * over 100 equiprobable bins below 99 + 5 sqrt(2 99) (5 sigma of
  * chi^2(99)); the counts beyond |x| > 3, beyond the ziggurat's base
- * r = 3.6541528853610088 and beyond 4 (in its tail) within 5 binomial standard deviations of
- * M erfc(x / sqrt 2); kurtosis within 5 standard errors (sqrt(96 / M))
- * of 3.
+ * r = 3.6541528853610088 and beyond 4 (in its tail) within 5 binomial
+ * standard deviations of M erfc(x / sqrt 2); kurtosis within 5
+ * standard errors (sqrt(96 / M)) of 3.
  */
 START_TEST(test_normals)
 {
@@ -388,7 +389,8 @@ START_TEST(test_seeds_differ)
     double a[NCH], b[NCH];
 
     for (uint64_t s = 0; s < 5; s++) {
-        ck_assert_int_eq(nde_brownian_reset(bm, s, 0.0, 1.0, 0.01, NCH), NDE_OK);
+        ck_assert_int_eq(nde_brownian_reset(bm, s, 0.0, 1.0, 0.01, NCH),
+                         NDE_OK);
         inc(bm, 0.37, 0.38, a);
         ck_assert_int_eq(nde_brownian_reset(bm, s + 1, 0.0, 1.0, 0.01, NCH),
                          NDE_OK);
