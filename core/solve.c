@@ -649,9 +649,10 @@ double nde_step_grid_prev(const nde_step_grid *g, double t)
     return prev;
 }
 
-/* The Brownian path must be the solve's: same interval, same grid. */
+/* The Brownian path must be the solve's: same interval, same grid, one
+ * channel per state value. */
 static int check_brownian(nde_solver *s, const nde_brownian *bm, double t0,
-                          double t1, double dt)
+                          double t1, double dt, size_t n)
 {
     const size_t cells = nde_grid_cells(t0, t1, dt);
     const char *name = s->type->info.name;
@@ -673,6 +674,12 @@ static int check_brownian(nde_solver *s, const nde_brownian *bm, double t0,
                          nde_brownian_grid_time(bm, 0),
                          nde_brownian_grid_time(bm, nde_brownian_cells(bm)),
                          cells, dt, t0, t1);
+    if (nde_brownian_channels(bm) != n)
+        return nde_error(s->ctx, NDE_EINVAL,
+                         "solver '%s': the Brownian path has %zu channels, "
+                         "the solve's state %zu values (batch x dim): reset "
+                         "it with n = %zu", name, nde_brownian_channels(bm),
+                         n, n);
     return NDE_OK;
 }
 
@@ -716,7 +723,7 @@ int nde_ops_solve(nde_solver *s, const nde_solve_opts *o, const double *theta,
     if ((rc = nde_step_grid_init(&g, t0, t1, o->dt, tsave, nsave, o->tstops,
                                  o->ntstops, s->ctx)) != NDE_OK)
         return rc;
-    if (sde && (rc = check_brownian(s, o->brownian, t0, t1, o->dt)))
+    if (sde && (rc = check_brownian(s, o->brownian, t0, t1, o->dt, n)))
         return rc;
     if (!all_finite(y0, n))
         return nde_error(s->ctx, NDE_ENONFINITE,

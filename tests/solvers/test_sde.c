@@ -1021,7 +1021,7 @@ START_TEST(test_loop_bad_input)
     const double th[2] = {1.0, 0.5}, y0[1] = {1.0}, tsave[1] = {1.0};
     nde_field *f = make_field(&gbm_field, 1);
     nde_field *fnan = make_field(&nan_field, 1);
-    nde_brownian *bm = make_brownian(1, 0.0, 1.0, 0.1, 1);
+    nde_brownian *bm = make_brownian(2, 0.0, 1.0, 0.1, 1);
 
     for (int k = 0; k < 2; k++) {
         nde_solver *s = make_solver(names[k], f);
@@ -1058,6 +1058,10 @@ START_TEST(test_loop_bad_input)
         ck_assert_int_eq(nde_brownian_reset(bm, 1, 0.0, 1.0, 0.05, 1), NDE_OK);
         ck_assert_int_eq(nde_solve(s, &o, th, 0, y0, 1, 1, tsave, ys, NULL),
                          NDE_EINVAL);
+        ck_assert_int_eq(nde_brownian_reset(bm, 1, 0.0, 1.0, 0.1, 2), NDE_OK);
+        ck_assert_int_eq(nde_solve(s, &o, th, 0, y0, 1, 1, tsave, ys, NULL),
+                         NDE_EINVAL);
+        assert_message("2 channels");
         ck_assert_int_eq(nde_brownian_reset(bm, 1, 0.0, 1.0, 0.1, 1), NDE_OK);
         o.max_steps = 5;
         ck_assert_int_eq(nde_solve(s, &o, th, 0, y0, 1, 1, tsave, ys, &st),

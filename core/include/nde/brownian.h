@@ -73,6 +73,9 @@ int nde_brownian_increment(nde_brownian *bm, double ta, double tb,
  * onto these times so that its queries are whole cells. */
 size_t nde_brownian_cells(const nde_brownian *bm);
 double nde_brownian_grid_time(const nde_brownian *bm, size_t k);
+/* Channels of the current path (the n of the last reset), so a solve can
+ * check the path fits its state. */
+size_t nde_brownian_channels(const nde_brownian *bm);
 
 typedef struct nde_brownian_stats {
     long queries;           /* increment calls since reset              */
