@@ -148,6 +148,7 @@ typedef struct train_args {
     long nprobe;
     long paths;          /* predict --paths (0 = not asked)             */
     unsigned long long seed;
+    int seed_given;
 } train_args;
 
 /* Parse the common shape: one positional argument, -s, and the options
@@ -215,6 +216,7 @@ static int parse_args(const char *cmd, int argc, char **argv,
                    (v = cli_option_value(argc, argv, &i, NULL, "--seed",
                                          &missing))) {
             a->seed = strtoull(v, &end, 10);
+            a->seed_given = 1;
             if (*end || end == v || v[0] == '-') {
                 cli_error("%s: --seed needs a non-negative integer, not "
                           "'%s'", cmd, v);
@@ -728,6 +730,12 @@ int cli_predict(int argc, char **argv)
     if ((code = parse_args("predict", argc, argv,
                            "output summary paths seed", &a)))
         goto done;
+    if (a.seed_given && !a.paths) {
+        cli_error("predict: --seed is the Brownian path of --paths; give "
+                  "--paths N too");
+        code = CLI_EXIT_USAGE;
+        goto done;
+    }
     if (!(ctx = nde_ctx_create()) || !(cfg = nde_config_create())) {
         cli_error("out of memory");
         code = CLI_EXIT_FAILURE;

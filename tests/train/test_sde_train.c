@@ -622,6 +622,10 @@ START_TEST(test_predict_paths)
     r = run("predict", "ou.ckpt", "--paths", "0");
     assert_code(r, 2);
     result_free(&r);
+    r = run("predict", "ou.ckpt", "--seed", "3");
+    assert_code(r, 2);
+    ck_assert_ptr_nonnull(strstr(r.err, "give --paths N too"));
+    result_free(&r);
 }
 END_TEST
 
