@@ -317,13 +317,15 @@ static int spiral_truth(nde_trainer *tr, nde_section *dsec)
     double no_params[1] = {0.0}; /* the field has none; never NULL */
     int rc;
 
-    if (nde_section_has(dsec, "y0") || nde_section_has(dsec, "true_params"))
-        return nde_section_error(dsec,
-                                 nde_section_has(dsec, "y0") ? "y0"
-                                                             : "true_params",
-                                 tr->ctx,
-                                 "source = spiral fixes its system and y0; "
-                                 "this key is for source = field");
+    static const char *const field_keys[] = {"y0", "true_params", "system",
+                                             NULL};
+    size_t i;
+
+    for (i = 0; field_keys[i]; i++)
+        if (nde_section_has(dsec, field_keys[i]))
+            return nde_section_error(dsec, field_keys[i], tr->ctx,
+                                     "source = spiral fixes its system and "
+                                     "y0; this key is for source = field");
     if (!(c = nde_config_create()))
         return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
     tr->y0true[0] = 2.0;
