@@ -295,7 +295,8 @@ done:
     return rc;
 }
 
-/* The config's own field with [data] true_params and y0. */
+/* The true ODE system ([data] system, true_params, y0) at the
+ * observation times. */
 static int field_truth(nde_trainer *tr, nde_section *dsec)
 {
     nde_field *f;
