@@ -157,8 +157,7 @@ static int sde_gradient(nde_adjoint *a, const nde_solve_opts *opts,
                          "adjoint 'backsolve': solver '%s' needs the solve's "
                          "Brownian path (opts->brownian)",
                          a->solver->type->info.name);
-    if (fwd->t1 > fwd->t0 &&
-        (rc = nde_step_grid_init(&grid, fwd->t0, fwd->t1, opts->dt,
+    if ((rc = nde_step_grid_init(&grid, fwd->t0, fwd->t1, opts->dt,
                                  fwd->tsave, fwd->nsave, opts->tstops,
                                  opts->ntstops, a->ctx)) != NDE_OK) {
         nde_error_prefix(a->ctx, "adjoint 'backsolve'");
@@ -166,11 +165,11 @@ static int sde_gradient(nde_adjoint *a, const nde_solve_opts *opts,
     }
     memcpy(z, fwd->y_final, n * sizeof(double));
     memset(z + n, 0, (n + P) * sizeof(double));
-    while (ic > 0 && ct[ic - 1].t >= fwd->t1)
+    while (ic > 0 && nde_step_grid_snap(&grid, ct[ic - 1].t) >= fwd->t1)
         add_ct(z + n, ct[--ic].g, n);
     while (t > fwd->t0) {
         const double tp = nde_step_grid_prev(&grid, t), h = t - tp;
-        if (ic > 0 && ct[ic - 1].t > tp)
+        if (ic > 0 && nde_step_grid_snap(&grid, ct[ic - 1].t) > tp)
             return nde_error(a->ctx, NDE_EINVAL,
                              "adjoint 'backsolve': a cotangent at t = %g "
                              "lies inside the step [%g, %g] of an SDE solve "
@@ -191,7 +190,7 @@ static int sde_gradient(nde_adjoint *a, const nde_solve_opts *opts,
             z[i] += 0.5 * (d->d1[i] + d->d2[i]);
         *nfe += 4;
         t = tp;
-        while (ic > 0 && ct[ic - 1].t >= t)
+        while (ic > 0 && nde_step_grid_snap(&grid, ct[ic - 1].t) >= t)
             add_ct(z + n, ct[--ic].g, n);
     }
     while (ic > 0)

@@ -191,6 +191,7 @@ static int ops_gradient(nde_adjoint *a, const nde_solve_opts *opts,
     const size_t n = s->batch * s->field->dim, m = (size_t)d->aux * n;
     const int sde = nde_solver_is_sde(s);
     size_t ic = nct;
+    nde_step_grid grid;
     double *tmp;
     int rc;
 
@@ -208,17 +209,24 @@ static int ops_gradient(nde_adjoint *a, const nde_solve_opts *opts,
                          "adjoint 'discrete': solver '%s' needs the solve's "
                          "Brownian path (opts->brownian)",
                          s->type->info.name);
+    /* Cotangents are served at the step ends their times snap to. */
+    if ((rc = nde_step_grid_init(&grid, fwd->t0, fwd->t1, opts->dt,
+                                 fwd->tsave, fwd->nsave, opts->tstops,
+                                 opts->ntstops, a->ctx)) != NDE_OK) {
+        nde_error_prefix(a->ctx, "adjoint 'discrete'");
+        return rc;
+    }
     memset(d->ybar, 0, n * sizeof(double));
     if (m)
         memset(d->auxbar, 0, m * sizeof(double));
     memset(thetabar, 0, d->nparams * sizeof(double));
-    while (ic > 0 && ct[ic - 1].t >= fwd->t1)
+    while (ic > 0 && nde_step_grid_snap(&grid, ct[ic - 1].t) >= fwd->t1)
         add(d->ybar, ct[--ic].g, n);
     for (size_t j = fwd->nsteps; j-- > 0;) {
         const double tj = fwd->t[j], tend = step_end(fwd, j);
         const double *yj = fwd->y + j * n;
         const double *auxj = m ? fwd->k + j * m : NULL;
-        if (ic > 0 && ct[ic - 1].t > tj)
+        if (ic > 0 && nde_step_grid_snap(&grid, ct[ic - 1].t) > tj)
             return nde_error(a->ctx, NDE_EINVAL,
                              "adjoint 'discrete': a cotangent at t = %g lies "
                              "inside the step [%g, %g] of solver '%s', which "
@@ -245,7 +253,7 @@ static int ops_gradient(nde_adjoint *a, const nde_solve_opts *opts,
         tmp = d->auxbar;
         d->auxbar = d->auxbar_prev;
         d->auxbar_prev = tmp;
-        while (ic > 0 && ct[ic - 1].t >= tj)
+        while (ic > 0 && nde_step_grid_snap(&grid, ct[ic - 1].t) >= tj)
             add(d->ybar, ct[--ic].g, n);
     }
     while (ic > 0)

@@ -131,8 +131,7 @@ static int reversible_gradient(nde_adjoint *a, const nde_solve_opts *opts,
                          "adjoint 'reversible': solver '%s' needs the "
                          "solve's Brownian path (opts->brownian)",
                          s->type->info.name);
-    if (fwd->t1 > fwd->t0 &&
-        (rc = nde_step_grid_init(&grid, fwd->t0, fwd->t1, opts->dt,
+    if ((rc = nde_step_grid_init(&grid, fwd->t0, fwd->t1, opts->dt,
                                  fwd->tsave, fwd->nsave, opts->tstops,
                                  opts->ntstops, a->ctx)) != NDE_OK) {
         nde_error_prefix(a->ctx, "adjoint 'reversible'");
@@ -145,11 +144,11 @@ static int reversible_gradient(nde_adjoint *a, const nde_solve_opts *opts,
         memset(d->auxbar, 0, m * sizeof(double));
     }
     memset(thetabar, 0, d->nparams * sizeof(double));
-    while (ic > 0 && ct[ic - 1].t >= fwd->t1)
+    while (ic > 0 && nde_step_grid_snap(&grid, ct[ic - 1].t) >= fwd->t1)
         add(d->ybar, ct[--ic].g, n);
     while (t > fwd->t0) {
         const double tp = nde_step_grid_prev(&grid, t), h = t - tp;
-        if (ic > 0 && ct[ic - 1].t > tp) {
+        if (ic > 0 && nde_step_grid_snap(&grid, ct[ic - 1].t) > tp) {
             rc = nde_error(a->ctx, NDE_EINVAL,
                            "adjoint 'reversible': a cotangent at t = %g "
                            "lies inside the step [%g, %g] (cotangents must "
@@ -184,7 +183,7 @@ static int reversible_gradient(nde_adjoint *a, const nde_solve_opts *opts,
         swap(&d->ybar, &d->ybar_prev);
         swap(&d->auxbar, &d->auxbar_prev);
         t = tp;
-        while (ic > 0 && ct[ic - 1].t >= t)
+        while (ic > 0 && nde_step_grid_snap(&grid, ct[ic - 1].t) >= t)
             add(d->ybar, ct[--ic].g, n);
     }
     while (ic > 0)

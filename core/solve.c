@@ -559,44 +559,74 @@ int nde_step_grid_init(nde_step_grid *g, double t0, double t1, double dt,
     return NDE_OK;
 }
 
-/* First index i of the sorted ts[0..n) with ts[i] > t. */
-static size_t upper_index(const double *ts, size_t n, double t)
-{
-    size_t lo = 0, hi = n;
-
-    while (lo < hi) {
-        const size_t mid = lo + (hi - lo) / 2;
-        if (ts[mid] > t)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return lo;
-}
-
-/* First index i of the sorted ts[0..n) with ts[i] >= t. */
-static size_t lower_index(const double *ts, size_t n, double t)
-{
-    size_t lo = 0, hi = n;
-
-    while (lo < hi) {
-        const size_t mid = lo + (hi - lo) / 2;
-        if (ts[mid] >= t)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return lo;
-}
-
 static double grid_time(const nde_step_grid *g, size_t k)
 {
     return nde_grid_time(g->t0, g->t1, g->dt, g->cells, k);
 }
 
+/* The grid point nearest to s (s in [t0, t1]). */
+static double nearest_grid_time(const nde_step_grid *g, double s)
+{
+    double r = (s - g->t0) / g->dt + 0.5;
+    size_t k = r > 0.0 ? (size_t)r : 0;
+
+    if (k > g->cells)
+        k = g->cells;
+    /* The last cell may be short: t1 can be nearer than k's time. */
+    if (k + 1 <= g->cells &&
+        fabs(grid_time(g, k + 1) - s) < fabs(grid_time(g, k) - s))
+        k++;
+    return grid_time(g, k);
+}
+
+double nde_step_grid_snap(const nde_step_grid *g, double s)
+{
+    double gp;
+
+    if (s <= g->t0)
+        return g->t0;
+    if (s >= g->t1)
+        return g->t1;
+    gp = nearest_grid_time(g, s);
+    return fabs(s - gp) <= NDE_STEP_GRID_SNAP * g->dt ? gp : s;
+}
+
+/* First index i of the sorted ts[0..n) whose snapped time is > t (snapping
+ * is monotone, so the snapped times are sorted too). */
+static size_t upper_snapped(const nde_step_grid *g, const double *ts,
+                            size_t n, double t)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (nde_step_grid_snap(g, ts[mid]) > t)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+/* First index i of the sorted ts[0..n) whose snapped time is >= t. */
+static size_t lower_snapped(const nde_step_grid *g, const double *ts,
+                            size_t n, double t)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (nde_step_grid_snap(g, ts[mid]) >= t)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
 double nde_step_grid_next(const nde_step_grid *g, double t)
 {
-    double next;
+    double next, c;
     size_t k, i;
 
     if (t >= g->t1)
@@ -613,18 +643,18 @@ double nde_step_grid_next(const nde_step_grid *g, double t)
     while (grid_time(g, k) <= t)
         k++;
     next = grid_time(g, k);
-    i = upper_index(g->tsave, g->nsave, t);
-    if (i < g->nsave && g->tsave[i] < next)
-        next = g->tsave[i];
-    i = upper_index(g->tstops, g->ntstops, t);
-    if (i < g->ntstops && g->tstops[i] < next)
-        next = g->tstops[i];
+    i = upper_snapped(g, g->tsave, g->nsave, t);
+    if (i < g->nsave && (c = nde_step_grid_snap(g, g->tsave[i])) < next)
+        next = c;
+    i = upper_snapped(g, g->tstops, g->ntstops, t);
+    if (i < g->ntstops && (c = nde_step_grid_snap(g, g->tstops[i])) < next)
+        next = c;
     return next;
 }
 
 double nde_step_grid_prev(const nde_step_grid *g, double t)
 {
-    double prev;
+    double prev, c;
     size_t k, i;
 
     if (t <= g->t0)
@@ -640,21 +670,21 @@ double nde_step_grid_prev(const nde_step_grid *g, double t)
     while (grid_time(g, k) >= t)
         k--;
     prev = grid_time(g, k);
-    i = lower_index(g->tsave, g->nsave, t);
-    if (i > 0 && g->tsave[i - 1] > prev)
-        prev = g->tsave[i - 1];
-    i = lower_index(g->tstops, g->ntstops, t);
-    if (i > 0 && g->tstops[i - 1] > prev)
-        prev = g->tstops[i - 1];
+    i = lower_snapped(g, g->tsave, g->nsave, t);
+    if (i > 0 && (c = nde_step_grid_snap(g, g->tsave[i - 1])) > prev)
+        prev = c;
+    i = lower_snapped(g, g->tstops, g->ntstops, t);
+    if (i > 0 && (c = nde_step_grid_snap(g, g->tstops[i - 1])) > prev)
+        prev = c;
     return prev;
 }
 
-/* The Brownian path must be the solve's: same interval, same grid, one
- * channel per state value. */
+/* The Brownian path must cover the solve's interval with one channel per
+ * state value. A path on the solve's own grid (t0, t1, dt) is queried by
+ * whole cells, the fast case; any other is exact but slower. */
 static int check_brownian(nde_solver *s, const nde_brownian *bm, double t0,
-                          double t1, double dt, size_t n)
+                          double t1, size_t n)
 {
-    const size_t cells = nde_grid_cells(t0, t1, dt);
     const char *name = s->type->info.name;
 
     if (!bm)
@@ -662,18 +692,15 @@ static int check_brownian(nde_solver *s, const nde_brownian *bm, double t0,
                          "solver '%s' integrates SDEs: the solve needs a "
                          "Brownian path (solve options: brownian, reset to "
                          "t0, t1, dt and n = batch x dim)", name);
-    if (nde_brownian_cells(bm) != cells ||
-        nde_brownian_grid_time(bm, 0) != t0 ||
-        nde_brownian_grid_time(bm, cells) != t1 ||
-        nde_brownian_grid_time(bm, 1) != nde_grid_time(t0, t1, dt, cells, 1))
+    if (nde_brownian_grid_time(bm, 0) > t0 ||
+        nde_brownian_grid_time(bm, nde_brownian_cells(bm)) < t1)
         return nde_error(s->ctx, NDE_EINVAL,
-                         "solver '%s': the Brownian path's grid (%zu cells "
-                         "on [%g, %g]) is not the solve's (%zu cells of "
-                         "dt = %g on [%g, %g]): reset it with the solve's "
-                         "t0, t1 and dt", name, nde_brownian_cells(bm),
+                         "solver '%s': the Brownian path on [%g, %g] does "
+                         "not cover the solve's interval [%g, %g]: reset it "
+                         "with the solve's t0, t1 and dt", name,
                          nde_brownian_grid_time(bm, 0),
                          nde_brownian_grid_time(bm, nde_brownian_cells(bm)),
-                         cells, dt, t0, t1);
+                         t0, t1);
     if (nde_brownian_channels(bm) != n)
         return nde_error(s->ctx, NDE_EINVAL,
                          "solver '%s': the Brownian path has %zu channels, "
@@ -723,7 +750,7 @@ int nde_ops_solve(nde_solver *s, const nde_solve_opts *o, const double *theta,
     if ((rc = nde_step_grid_init(&g, t0, t1, o->dt, tsave, nsave, o->tstops,
                                  o->ntstops, s->ctx)) != NDE_OK)
         return rc;
-    if (sde && (rc = check_brownian(s, o->brownian, t0, t1, o->dt, n)))
+    if (sde && (rc = check_brownian(s, o->brownian, t0, t1, n)))
         return rc;
     if (!all_finite(y0, n))
         return nde_error(s->ctx, NDE_ENONFINITE,
@@ -748,11 +775,11 @@ int nde_ops_solve(nde_solver *s, const nde_solve_opts *o, const double *theta,
     }
     if (!all_finite(aux, na))
         return ops_nonfinite(s, t0, 0.0, sde);
-    while (isave < nsave && tsave[isave] == t0) {
+    while (isave < nsave && nde_step_grid_snap(&g, tsave[isave]) == t0) {
         memcpy(ysave + isave * n, y0, n * sizeof *y);
         isave++;
     }
-    while (istop < o->ntstops && o->tstops[istop] <= t0)
+    while (istop < o->ntstops && nde_step_grid_snap(&g, o->tstops[istop]) <= t0)
         istop++;
 
     while (t < t1) {
@@ -779,8 +806,9 @@ int nde_ops_solve(nde_solver *s, const nde_solve_opts *o, const double *theta,
             return nde_error(s->ctx, NDE_ENOMEM,
                              "out of memory recording step %zu of the solve",
                              rec->nsteps);
-        /* Save times are step ends (the grid stops on them). */
-        while (isave < nsave && tsave[isave] <= tn) {
+        /* Save times are step ends (the grid stops on them, or on the
+         * grid point they were snapped to). */
+        while (isave < nsave && nde_step_grid_snap(&g, tsave[isave]) <= tn) {
             memcpy(ysave + isave * n, yn, n * sizeof *yn);
             isave++;
         }
@@ -793,7 +821,8 @@ int nde_ops_solve(nde_solver *s, const nde_solve_opts *o, const double *theta,
             auxn = tmp;
         }
         t = tn;
-        for (; istop < o->ntstops && o->tstops[istop] <= t; istop++)
+        for (; istop < o->ntstops && nde_step_grid_snap(&g, o->tstops[istop]) <= t;
+             istop++)
             if (o->at_tstop &&
                 (rc = o->at_tstop(o->at_tstop_user, istop, t, y)) != 0)
                 return rc;

@@ -1051,13 +1051,14 @@ START_TEST(test_loop_bad_input)
                          NDE_EINVAL);
         assert_message("needs a Brownian path");
         o.brownian = bm;
-        ck_assert_int_eq(nde_brownian_reset(bm, 1, 0.0, 2.0, 0.1, 1), NDE_OK);
+        ck_assert_int_eq(nde_brownian_reset(bm, 1, 0.5, 2.0, 0.1, 1), NDE_OK);
         ck_assert_int_eq(nde_solve(s, &o, th, 0, y0, 1, 1, tsave, ys, NULL),
                          NDE_EINVAL);
-        assert_message("is not the solve's");
-        ck_assert_int_eq(nde_brownian_reset(bm, 1, 0.0, 1.0, 0.05, 1), NDE_OK);
+        assert_message("does not cover");
+        /* A path that covers the interval on another grid is exact too. */
+        ck_assert_int_eq(nde_brownian_reset(bm, 1, 0.0, 2.0, 0.05, 1), NDE_OK);
         ck_assert_int_eq(nde_solve(s, &o, th, 0, y0, 1, 1, tsave, ys, NULL),
-                         NDE_EINVAL);
+                         NDE_OK);
         ck_assert_int_eq(nde_brownian_reset(bm, 1, 0.0, 1.0, 0.1, 2), NDE_OK);
         ck_assert_int_eq(nde_solve(s, &o, th, 0, y0, 1, 1, tsave, ys, NULL),
                          NDE_EINVAL);
@@ -1095,6 +1096,37 @@ START_TEST(test_loop_bad_input)
 }
 END_TEST
 
+/* Save times within round-off of a grid point are served there: 0.3 on a
+ * grid of 0.1 is the grid point 3 * 0.1 = 0.30000000000000004, not a
+ * separate boundary 6e-17 away; other save times split their cell. The
+ * backward walk visits the same boundaries. */
+START_TEST(test_step_grid_snaps)
+{
+    const double tsave[] = {0.3, 0.35, 0.7, 1.0};
+    double fwd[32], t = 0.0;
+    size_t nf = 0;
+    nde_step_grid g;
+
+    ck_assert_int_eq(nde_step_grid_init(&g, 0.0, 1.0, 0.1, tsave, 4, NULL, 0,
+                                        ctx), NDE_OK);
+    ck_assert(nde_step_grid_snap(&g, 0.3) == 3 * 0.1);
+    ck_assert(nde_step_grid_snap(&g, 0.35) == 0.35);
+    ck_assert(nde_step_grid_snap(&g, 1.0 - 1e-13) == 1.0);
+    while (t < 1.0 && nf < 32)
+        fwd[nf++] = t = nde_step_grid_next(&g, t);
+    ck_assert_uint_eq(nf, 11);   /* ten cells, one split at 0.35 */
+    for (size_t i = 0; i < nf; i++)
+        ck_assert(i < 3 ? fwd[i] == (double)(i + 1) * 0.1
+                        : i == 3 ? fwd[i] == 0.35
+                                 : i == 10 ? fwd[i] == 1.0
+                                           : fwd[i] == (double)i * 0.1);
+    for (size_t i = nf; i-- > 0;) {
+        t = nde_step_grid_prev(&g, fwd[i]);
+        ck_assert(t == (i ? fwd[i - 1] : 0.0));
+    }
+}
+END_TEST
+
 Suite *sde_suite(void)
 {
     Suite *su = suite_create("sde");
@@ -1105,6 +1137,7 @@ Suite *sde_suite(void)
     tcase_add_test(tc, test_ops_table_checked);
     tcase_add_test(tc, test_rk_entry_points_refuse);
     tcase_add_test(tc, test_rh_round_trip);
+    tcase_add_test(tc, test_step_grid_snaps);
     tcase_add_test(tc, test_step_and_start_vjp);
     suite_add_tcase(su, tc);
 

@@ -16,9 +16,11 @@
  * grid t0 + k dt (opts.dt > 0 required): each step ends at the next grid
  * point, save time, tstop or t1, whichever comes first, so save times and
  * tstops split a grid cell instead of shifting the grid. An SDE solver
- * takes its increments from opts.brownian, which the caller resets to the
- * solve's path (nde_brownian_reset with t0, t1, dt and n = batch x dim)
- * before the solve; an adjoint queries the same path backwards.
+ * takes its increments from opts.brownian, which the caller resets before
+ * the solve to a path covering [t0, t1] with n = batch x dim channels; on
+ * the solve's own grid (nde_brownian_reset with t0, t1 and dt) every query
+ * is a whole cell, the fast case. An adjoint queries the same path
+ * backwards.
  */
 #ifndef NDE_SOLVE_H
 #define NDE_SOLVE_H
@@ -120,11 +122,16 @@ int nde_initial_step(nde_solver *s, const nde_solve_opts *opts,
  * The step boundaries of a fixed-step solve with an ops solver (the same
  * sequence forwards and backwards, so an adjoint can walk it without a
  * record): the grid points of nde_grid_cells / nde_grid_time merged with
- * the save times and tstops strictly inside (t0, t1), and t1. tsave and
+ * the save times and tstops strictly inside (t0, t1), and t1. A save time
+ * or tstop within NDE_STEP_GRID_SNAP dt of a grid point is served at that
+ * grid point (snap): 0.3 on a grid of 0.1 is 0.30000000000000004, and
+ * without the snap a step of 6e-17 would sit between them. tsave and
  * tstops (non-decreasing) are borrowed. next returns the first boundary
  * strictly after t (t1 for t >= t1), prev the last one strictly before t
- * (t0 for t <= t0).
+ * (t0 for t <= t0), snap the boundary at which a time in [t0, t1] that is a
+ * save time, tstop or cotangent time is served.
  */
+#define NDE_STEP_GRID_SNAP 1e-9
 typedef struct nde_step_grid {
     double t0, t1, dt;
     size_t cells;
@@ -138,6 +145,7 @@ int nde_step_grid_init(nde_step_grid *g, double t0, double t1, double dt,
                        const double *tstops, size_t ntstops, nde_ctx *ctx);
 double nde_step_grid_next(const nde_step_grid *g, double t);
 double nde_step_grid_prev(const nde_step_grid *g, double t);
+double nde_step_grid_snap(const nde_step_grid *g, double s);
 
 /* The [problem] section: t0, t1, y0 (one row per line), saveat | nsave,
  * tstops. */
