@@ -1815,6 +1815,11 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
         ns = tr->nsolve;
         yout = tr->ysolve;
     }
+    /* A fixed-step solver's grid stretches with the observation times
+     * when STEER moves t1, so they stay grid points (and the solve takes
+     * as many steps as unmoved). */
+    if (tr->solver->type->ops && t1s != t1)
+        o.dt *= (t1s - t0) / (t1 - t0);
     if (tr->sde) {
         /* the iteration's path on the solve's interval (moved by STEER) */
         if ((rc = nde_brownian_reset(tr->bm,
