@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "nde/nde.h"
+#include "../tests/sde_fields.h" /* the GBM test field */
 
 #define WARMUP 3
 #define PASSES 3
@@ -338,18 +339,8 @@ static int part1(void)
 /* ------------------------------------------------------------------ */
 /* Part 2: reversible Heun vs Heun                                     */
 
-/* Stratonovich GBM dX = a X dt + b X o dW, theta = (a, b), dim 1. */
-static void gbm_destroy(nde_field *f) { (void)f; }
-
-static int gbm_create(nde_field *f, nde_section *sec, nde_ctx *c)
-{
-    (void)sec; (void)c;
-    f->dim = 1;
-    f->nparams = 2;
-    f->noise = NDE_NOISE_DIAGONAL;
-    return NDE_OK;
-}
-
+/* Stratonovich GBM dX = a X dt + b X o dW, theta = (a, b) = (1.01, 0.87),
+ * dim 1: sde_fields.h's GBM with the bench's parameters. */
 static int gbm_init(nde_field *f, double *theta, uint64_t seed)
 {
     (void)f; (void)seed;
@@ -358,58 +349,12 @@ static int gbm_init(nde_field *f, double *theta, uint64_t seed)
     return NDE_OK;
 }
 
-static int gbm_eval(nde_field *f, double t, const double *y,
-                    const double *th, double *dy, size_t batch)
-{
-    (void)f; (void)t;
-    for (size_t i = 0; i < batch; i++)
-        dy[i] = th[0] * y[i];
-    return NDE_OK;
-}
-
-static int gbm_g(nde_field *f, double t, const double *y, const double *th,
-                 double *g, size_t batch)
-{
-    (void)f; (void)t;
-    for (size_t i = 0; i < batch; i++)
-        g[i] = th[1] * y[i];
-    return NDE_OK;
-}
-
-static int gbm_vjp(nde_field *f, double t, const double *y,
-                   const double *th, const double *v, double *vy,
-                   double *vth, size_t batch)
-{
-    (void)f; (void)t;
-    for (size_t i = 0; i < batch; i++) {
-        if (vy)
-            vy[i] += v[i] * th[0];
-        if (vth)
-            vth[0] += v[i] * y[i];
-    }
-    return NDE_OK;
-}
-
-static int gbm_gvjp(nde_field *f, double t, const double *y,
-                    const double *th, const double *v, double *vy,
-                    double *vth, size_t batch)
-{
-    (void)f; (void)t;
-    for (size_t i = 0; i < batch; i++) {
-        if (vy)
-            vy[i] += v[i] * th[1];
-        if (vth)
-            vth[1] += v[i] * y[i];
-    }
-    return NDE_OK;
-}
-
-static const nde_field_type gbm_field = {
+static const nde_field_type gbm_bench_field = {
     .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "gbm",
              "Stratonovich GBM (bench)", NULL, 0},
-    .create = gbm_create, .destroy = gbm_destroy, .init_params = gbm_init,
-    .eval = gbm_eval, .vjp = gbm_vjp, .diffusion = gbm_g,
-    .diffusion_vjp = gbm_gvjp};
+    .create = create_d1p2_diag, .destroy = tf_destroy,
+    .init_params = gbm_init, .eval = gbm_eval, .vjp = gbm_vjp,
+    .diffusion = gbm_g, .diffusion_vjp = gbm_gvjp};
 
 #define GBM_BATCH 1024
 #define NMAX (GBM_BATCH > N ? GBM_BATCH : N)
@@ -437,7 +382,8 @@ static int cmp_make(cmp *c, int gbm)
     memset(c, 0, sizeof *c);
     if (gbm) {
         c->name = "Stratonovich GBM (a 1.01, b 0.87, x0 0.5, 1024 paths)";
-        rc = nde_field_create_from(ctx, &gbm_field, NULL, GBM_BATCH, &c->f);
+        rc = nde_field_create_from(ctx, &gbm_bench_field, NULL, GBM_BATCH,
+                                   &c->f);
     } else {
         c->name = "torchsde MLP (batch 64 x dim 4)";
         if (!(c->cfg = nde_config_create()))

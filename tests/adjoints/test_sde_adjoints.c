@@ -21,85 +21,16 @@
 /* ------------------------------------------------------------------ */
 /* Fields                                                              */
 
-static void sf_destroy(nde_field *f) { (void)f; }
-static int sf_init(nde_field *f, double *theta, uint64_t seed)
-{
-    (void)seed;
-    for (size_t i = 0; i < f->nparams; i++)
-        theta[i] = 0.5;
-    return NDE_OK;
-}
-
-/* GBM: dy = mu y dt + sigma y dW, theta = (mu, sigma). */
-static int gbm_create(nde_field *f, nde_section *sec, nde_ctx *c)
-{
-    (void)sec; (void)c;
-    f->dim = 1;
-    f->nparams = 2;
-    f->noise = NDE_NOISE_DIAGONAL;
-    return NDE_OK;
-}
-static int gbm_eval(nde_field *f, double t, const double *y,
-                    const double *th, double *dy, size_t batch)
-{
-    (void)f; (void)t;
-    for (size_t i = 0; i < batch; i++)
-        dy[i] = th[0] * y[i];
-    return NDE_OK;
-}
-static int gbm_vjp(nde_field *f, double t, const double *y, const double *th,
-                   const double *v, double *vy, double *vth, size_t batch)
-{
-    (void)f; (void)t;
-    for (size_t i = 0; i < batch; i++) {
-        if (vy)
-            vy[i] += v[i] * th[0];
-        if (vth)
-            vth[0] += v[i] * y[i];
-    }
-    return NDE_OK;
-}
-static int gbm_diff(nde_field *f, double t, const double *y,
-                    const double *th, double *g, size_t batch)
-{
-    (void)f; (void)t;
-    for (size_t i = 0; i < batch; i++)
-        g[i] = th[1] * y[i];
-    return NDE_OK;
-}
-static int gbm_diff_vjp(nde_field *f, double t, const double *y,
-                        const double *th, const double *v, double *vy,
-                        double *vth, size_t batch)
-{
-    (void)f; (void)t;
-    for (size_t i = 0; i < batch; i++) {
-        if (vy)
-            vy[i] += v[i] * th[1];
-        if (vth)
-            vth[1] += v[i] * y[i];
-    }
-    return NDE_OK;
-}
-static const nde_field_type gbm_field = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "gbm",
-             "dy = mu y dt + sigma y dW", NULL, NDE_CAP_DIFFUSION},
-    .create = gbm_create, .destroy = sf_destroy, .init_params = sf_init,
-    .eval = gbm_eval, .vjp = gbm_vjp, .diffusion = gbm_diff,
-    .diffusion_vjp = gbm_diff_vjp};
+/* GBM dy = mu y dt + sigma y dW, theta = (mu, sigma) (gbm_field), random
+ * numbers and field plumbing. */
+#include "../sde_fields.h"
 
 /* A nonlinear 2-state SDE, theta = (a, b, c, e), t-dependent drift:
  *   f0 = a sin(y1) - y0/2 + t/4     g0 = c tanh(y0) + y1/10
  *   f1 = -b y0 y1                   g1 = e sqrt(1 + y1^2)
- * g0 depends on y1: the adjoint's noise couples the states. */
-static int nl_create(nde_field *f, nde_section *sec, nde_ctx *c)
-{
-    (void)sec; (void)c;
-    f->dim = 2;
-    f->nparams = 4;
-    f->noise = NDE_NOISE_DIAGONAL;
-    return NDE_OK;
-}
-static int nl_eval(nde_field *f, double t, const double *y,
+ * g0 depends on y1: the adjoint's noise couples the states. Not
+ * sde_fields.h's nl_field: the tolerances here were set on this one. */
+static int cn_eval(nde_field *f, double t, const double *y,
                    const double *th, double *dy, size_t batch)
 {
     (void)f;
@@ -110,7 +41,7 @@ static int nl_eval(nde_field *f, double t, const double *y,
     }
     return NDE_OK;
 }
-static int nl_vjp(nde_field *f, double t, const double *y, const double *th,
+static int cn_vjp(nde_field *f, double t, const double *y, const double *th,
                   const double *v, double *vy, double *vth, size_t batch)
 {
     (void)f; (void)t;
@@ -127,7 +58,7 @@ static int nl_vjp(nde_field *f, double t, const double *y, const double *th,
     }
     return NDE_OK;
 }
-static int nl_diff(nde_field *f, double t, const double *y,
+static int cn_diff(nde_field *f, double t, const double *y,
                    const double *th, double *g, size_t batch)
 {
     (void)f; (void)t;
@@ -138,7 +69,7 @@ static int nl_diff(nde_field *f, double t, const double *y,
     }
     return NDE_OK;
 }
-static int nl_diff_vjp(nde_field *f, double t, const double *y,
+static int cn_diff_vjp(nde_field *f, double t, const double *y,
                        const double *th, const double *v, double *vy,
                        double *vth, size_t batch)
 {
@@ -157,12 +88,13 @@ static int nl_diff_vjp(nde_field *f, double t, const double *y,
     }
     return NDE_OK;
 }
-static const nde_field_type nl_field = {
+static const nde_field_type cn_field = {
     .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "nl", "nonlinear SDE", NULL,
              NDE_CAP_DIFFUSION},
-    .create = nl_create, .destroy = sf_destroy, .init_params = sf_init,
-    .eval = nl_eval, .vjp = nl_vjp, .diffusion = nl_diff,
-    .diffusion_vjp = nl_diff_vjp};
+    .create = create_d2p4_diag, .destroy = tf_destroy,
+    .init_params = tf_init,
+    .eval = cn_eval, .vjp = cn_vjp, .diffusion = cn_diff,
+    .diffusion_vjp = cn_diff_vjp};
 
 /* ------------------------------------------------------------------ */
 /* Fixture                                                             */
@@ -341,7 +273,7 @@ static double rel_err(const double *a, const double *b, size_t n)
 /* ------------------------------------------------------------------ */
 /* Finite differences                                                  */
 
-static const nde_field_type *const fields[] = {&gbm_field, &nl_field};
+static const nde_field_type *const fields[] = {&gbm_field, &cn_field};
 static const size_t batches[] = {2, 1};
 
 static void check_fd(const char *solver, const char *adjoint)

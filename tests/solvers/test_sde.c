@@ -19,105 +19,17 @@
 
 #include "nde/nde.h"
 
-/* ------------------------------------------------------------------ */
-/* Random numbers: SplitMix64 and Box-Muller (tests only)              */
-
-static uint64_t rng_state;
-
-static uint64_t splitmix(void)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static double uniform01(void)
-{
-    return ((double)(splitmix() >> 11) + 0.5) * 0x1.0p-53;
-}
-
-static double gauss(void)
-{
-    return sqrt(-2.0 * log(uniform01())) * cos(2.0 * M_PI * uniform01());
-}
+#include "../sde_fields.h"
 
 /* ------------------------------------------------------------------ */
-/* Test fields (theta given by the test; diffusion with noise set)     */
+/* Test fields beyond sde_fields.h (theta given by the test)           */
 
-static void tf_destroy(nde_field *f) { (void)f; }
-
-static int tf_init(nde_field *f, double *theta, uint64_t seed)
-{
-    (void)seed;
-    for (size_t i = 0; i < f->nparams; i++)
-        theta[i] = 0.0;
-    return NDE_OK;
-}
-
-#define SDE_FIELD(var, nm, D, P, NOISE, evalfn, vjpfn, gfn, gvjpfn)          \
-    static int var##_create(nde_field *f, nde_section *sec, nde_ctx *c)      \
-    {                                                                        \
-        (void)sec;                                                           \
-        (void)c;                                                             \
-        f->dim = (D);                                                        \
-        f->nparams = (P);                                                    \
-        f->noise = (NOISE);                                                  \
-        return NDE_OK;                                                       \
-    }                                                                        \
+#define SDE_FIELD(var, nm, evalfn, vjpfn, gfn, gvjpfn)                       \
     static const nde_field_type var = {                                      \
         .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, nm, "test field", NULL, 0},\
-        .create = var##_create, .destroy = tf_destroy,                       \
+        .create = create_d1p2_diag, .destroy = tf_destroy,                   \
         .init_params = tf_init, .eval = evalfn, .vjp = vjpfn,                \
         .diffusion = gfn, .diffusion_vjp = gvjpfn}
-
-/* Linear drift: f = th0 y, per value. */
-static int lin_eval(nde_field *f, double t, const double *y,
-                    const double *th, double *dy, size_t batch)
-{
-    (void)t;
-    for (size_t i = 0; i < batch * f->dim; i++)
-        dy[i] = th[0] * y[i];
-    return NDE_OK;
-}
-
-static int lin_vjp(nde_field *f, double t, const double *y,
-                   const double *th, const double *v, double *vy,
-                   double *vth, size_t batch)
-{
-    (void)t;
-    for (size_t i = 0; i < batch * f->dim; i++) {
-        if (vy)
-            vy[i] += v[i] * th[0];
-        if (vth)
-            vth[0] += v[i] * y[i];
-    }
-    return NDE_OK;
-}
-
-/* Multiplicative noise g = th1 y (GBM). */
-static int mul_g(nde_field *f, double t, const double *y, const double *th,
-                 double *g, size_t batch)
-{
-    (void)t;
-    for (size_t i = 0; i < batch * f->dim; i++)
-        g[i] = th[1] * y[i];
-    return NDE_OK;
-}
-
-static int mul_gvjp(nde_field *f, double t, const double *y,
-                    const double *th, const double *v, double *vy,
-                    double *vth, size_t batch)
-{
-    (void)t;
-    for (size_t i = 0; i < batch * f->dim; i++) {
-        if (vy)
-            vy[i] += v[i] * th[1];
-        if (vth)
-            vth[1] += v[i] * y[i];
-    }
-    return NDE_OK;
-}
 
 /* Additive noise g = th1 (Ornstein-Uhlenbeck with th0 < 0). */
 static int add_g(nde_field *f, double t, const double *y, const double *th,
@@ -149,84 +61,8 @@ static int nan_g(nde_field *f, double t, const double *y, const double *th,
     return NDE_OK;
 }
 
-/*
- * Nonlinear, coupled, time-dependent (for the VJP checks), dim 2:
- *   f0 = th0 sin(y1) + th1 y0        f1 = th1 y0 y1 - th0 t
- *   g0 = th2 cos(y0) + th3 y1        g1 = th3 sin(y0 + y1) + 0.1 th2
- */
-static int nl_eval(nde_field *f, double t, const double *y,
-                   const double *th, double *dy, size_t batch)
-{
-    (void)f;
-    for (size_t r = 0; r < batch; r++) {
-        const double *x = y + 2 * r;
-        dy[2 * r] = th[0] * sin(x[1]) + th[1] * x[0];
-        dy[2 * r + 1] = th[1] * x[0] * x[1] - th[0] * t;
-    }
-    return NDE_OK;
-}
-
-static int nl_vjp(nde_field *f, double t, const double *y,
-                  const double *th, const double *v, double *vy,
-                  double *vth, size_t batch)
-{
-    (void)f;
-    for (size_t r = 0; r < batch; r++) {
-        const double *x = y + 2 * r, *w = v + 2 * r;
-        if (vy) {
-            vy[2 * r] += w[0] * th[1] + w[1] * th[1] * x[1];
-            vy[2 * r + 1] += w[0] * th[0] * cos(x[1]) + w[1] * th[1] * x[0];
-        }
-        if (vth) {
-            vth[0] += w[0] * sin(x[1]) - w[1] * t;
-            vth[1] += w[0] * x[0] + w[1] * x[0] * x[1];
-        }
-    }
-    return NDE_OK;
-}
-
-static int nl_g(nde_field *f, double t, const double *y, const double *th,
-                double *g, size_t batch)
-{
-    (void)f; (void)t;
-    for (size_t r = 0; r < batch; r++) {
-        const double *x = y + 2 * r;
-        g[2 * r] = th[2] * cos(x[0]) + th[3] * x[1];
-        g[2 * r + 1] = th[3] * sin(x[0] + x[1]) + 0.1 * th[2];
-    }
-    return NDE_OK;
-}
-
-static int nl_gvjp(nde_field *f, double t, const double *y,
-                   const double *th, const double *v, double *vy,
-                   double *vth, size_t batch)
-{
-    (void)f; (void)t;
-    for (size_t r = 0; r < batch; r++) {
-        const double *x = y + 2 * r, *w = v + 2 * r;
-        const double c = cos(x[0] + x[1]);
-        if (vy) {
-            vy[2 * r] += -w[0] * th[2] * sin(x[0]) + w[1] * th[3] * c;
-            vy[2 * r + 1] += w[0] * th[3] + w[1] * th[3] * c;
-        }
-        if (vth) {
-            vth[2] += w[0] * cos(x[0]) + 0.1 * w[1];
-            vth[3] += w[0] * x[1] + w[1] * sin(x[0] + x[1]);
-        }
-    }
-    return NDE_OK;
-}
-
-SDE_FIELD(gbm_field, "gbm", 1, 2, NDE_NOISE_DIAGONAL, lin_eval, lin_vjp,
-          mul_g, mul_gvjp);
-SDE_FIELD(ou_field, "ou", 1, 2, NDE_NOISE_DIAGONAL, lin_eval, lin_vjp,
-          add_g, add_gvjp);
-SDE_FIELD(nan_field, "nan_diffusion", 1, 2, NDE_NOISE_DIAGONAL, lin_eval,
-          lin_vjp, nan_g, mul_gvjp);
-SDE_FIELD(nl_field, "nonlinear", 2, 4, NDE_NOISE_DIAGONAL, nl_eval, nl_vjp,
-          nl_g, nl_gvjp);
-SDE_FIELD(ode_field, "mlp", 1, 2, NDE_NOISE_NONE, lin_eval, lin_vjp, NULL,
-          NULL);
+SDE_FIELD(ou_field, "ou", gbm_eval, gbm_vjp, add_g, add_gvjp);
+SDE_FIELD(nan_field, "nan_diffusion", gbm_eval, gbm_vjp, nan_g, gbm_gvjp);
 
 /* ------------------------------------------------------------------ */
 /* Fixture                                                              */
