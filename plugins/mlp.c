@@ -9,8 +9,9 @@
  *
  * SDE form (`diffusion = softplus` or `sigmoid`): a second network of the
  * same kind gives the diagonal diffusion, g = s(W_L' ... + b_L') with s the
- * softplus or the sigmoid so that g > 0 (both underflow to 0 only for
- * pre-activations below about -745). Its input is y itself (no cube, no t),
+ * softplus or the sigmoid so that g > 0 (the softplus underflows to 0 for
+ * pre-activations below about -745; the sigmoid bottoms out at 3.3e-308
+ * below -708). Its input is y itself (no cube, no t),
  * its hidden widths are `g_layers` (default: the drift's), its hidden
  * activations `g_activation`, and its output width is the state dimension.
  * Its parameters follow the drift's in theta, in the same layout.
@@ -81,15 +82,16 @@ static inline uint64_t double_to_bits(double d)
 }
 
 /*
- * expm1(a) for a in [0, 40] (or NaN), branch-free. a = n ln2 + r with
- * |r| <= ln2/2 (Cody-Waite split of ln2, fdlibm's constants), then
- * expm1(a) = 2^n expm1(r) + (2^n - 1): for n = 0 this is expm1(r) itself, so
- * small arguments keep full relative accuracy. expm1(r) is its Taylor series
- * to r^13: the first omitted term is below 1.2e-17 relative for |r| <= 0.347.
- * Rounding to n uses the 1.5 * 2^52 shift, so no float-to-int conversion
- * happens (NaN stays NaN through p).
+ * 2^n and expm1(r) with a = n ln2 + r, |r| <= ln2/2 (Cody-Waite split of
+ * ln2, fdlibm's constants), for a in [-708, 40] (or NaN), branch-free:
+ * e^a = 2^n (expm1(r) + 1) and expm1(a) = 2^n expm1(r) + (2^n - 1); for
+ * n = 0 the latter is expm1(r) itself, so small arguments keep full
+ * relative accuracy. expm1(r) is its Taylor series to r^13: the first
+ * omitted term is below 1.2e-17 relative for |r| <= 0.347. Rounding to n
+ * uses the 1.5 * 2^52 shift, so no float-to-int conversion happens (NaN
+ * stays NaN through p); n >= -1022 keeps 2^n a normal number.
  */
-static inline double expm1_reduced(double a)
+static inline double exp_parts(double a, double *scale)
 {
     const double inv_ln2 = 1.44269504088896338700e+00;
     const double ln2_hi = 6.93147180369123816490e-01; /* low bits zero */
@@ -99,8 +101,8 @@ static inline double expm1_reduced(double a)
     double n = kd - shift;
     double r = (a - n * ln2_hi) - n * ln2_lo;
     uint64_t ni = double_to_bits(kd) - double_to_bits(shift);
-    double scale = bits_to_double((ni + 1023u) << 52);
     double p = 1.0 / 6227020800.0; /* 1/13! */
+    *scale = bits_to_double((ni + 1023u) << 52);
     p = p * r + 1.0 / 479001600.0;
     p = p * r + 1.0 / 39916800.0;
     p = p * r + 1.0 / 3628800.0;
@@ -112,8 +114,22 @@ static inline double expm1_reduced(double a)
     p = p * r + 1.0 / 24.0;
     p = p * r + 1.0 / 6.0;
     p = p * r + 0.5;
-    p = r + (r * r) * p;
+    return r + (r * r) * p;
+}
+
+/* expm1(a) for a in [0, 40]. */
+static inline double expm1_reduced(double a)
+{
+    double scale, p = exp_parts(a, &scale);
     return scale * p + (scale - 1.0);
+}
+
+/* e^-x for x >= 0: x > 708 gives e^-708 (3.3e-308) instead of the
+ * subnormal or zero value, so that a sigmoid stays positive. */
+static inline double exp_neg(double x)
+{
+    double scale, p = exp_parts(x > 708.0 ? -708.0 : -x, &scale);
+    return scale * p + scale;
 }
 
 /*
@@ -162,11 +178,12 @@ MLP_INLINE void softplus_array(double *x, size_t n)
     }
 }
 
-/* sigmoid(z) from e = exp(-|z|) <= 1, without overflow. */
+/* sigmoid(z) from e = exp(-|z|) <= 1, without overflow (and, through
+ * exp_neg, vectorised and never 0). */
 MLP_INLINE void sigmoid_array(double *x, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        double z = x[i], e = exp(-fabs(z));
+        double z = x[i], e = exp_neg(fabs(z));
         x[i] = (z >= 0.0 ? 1.0 : e) / (1.0 + e);
     }
 }
