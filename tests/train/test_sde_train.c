@@ -10,20 +10,16 @@
  * under a second even under sanitizers.
  */
 #include <check.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "nde/nde.h"
 #include "../test_util.h"
-
-#define MAX_ARGS 32
 
 /* The OU model starts from (th, mu, s) = (0.5, 0, 0.2); the data's truth
  * is (1.5, 0.5, 0.6) from x(0) = 2. */
@@ -380,10 +376,7 @@ END_TEST
 
 /* ---- the CLI --------------------------------------------------------------- */
 
-typedef struct run_result {
-    int code;
-    char *out, *err;
-} run_result;
+typedef test_run_result run_result;
 
 static const char *in_dir(const char *name)
 {
@@ -413,72 +406,21 @@ static void teardown(void)
 
 static run_result run_(const char *arg, ...)
 {
-    const char *argv[MAX_ARGS + 2], *exe = getenv("NDE_EXE");
-    char out_path[2048], err_path[2048];
-    run_result r;
     va_list ap;
-    pid_t pid;
-    int n = 0, status;
-
-    ck_assert_ptr_nonnull(exe);
-    snprintf(out_path, sizeof out_path, "%s/.stdout", workdir);
-    snprintf(err_path, sizeof err_path, "%s/.stderr", workdir);
-    argv[n++] = "nde";
+    run_result r;
     va_start(ap, arg);
-    for (; arg && n < MAX_ARGS; arg = va_arg(ap, const char *))
-        argv[n++] = arg;
+    r = test_run_nde_v(workdir, arg, ap);
     va_end(ap);
-    argv[n] = NULL;
-    pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        int fo = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0 ||
-            chdir(workdir) != 0)
-            _exit(127);
-        execv(exe, (char *const *)argv);
-        _exit(127);
-    }
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    ck_assert_ptr_nonnull(r.out = test_read_file(out_path, NULL));
-    ck_assert_ptr_nonnull(r.err = test_read_file(err_path, NULL));
-    ck_assert_msg(!strstr(r.err, "Sanitizer") &&
-                      !strstr(r.err, "runtime error"),
-                  "sanitizer report:\n%s", r.err);
     return r;
 }
 #define run(...) run_(__VA_ARGS__, (const char *)NULL)
 
-static void result_free(run_result *r)
-{
-    free(r->out);
-    free(r->err);
-}
-
-#define assert_code(r, want)                                                 \
-    ck_assert_msg((r).code == (want), "exit code %d, expected %d:\n%s",      \
-                  (r).code, (want), (r).err)
-
 /* The metrics file without the wall times. */
 static char *metrics_without_times(const char *name)
 {
-    char *text = test_read_file(in_dir(name), NULL), *src, *dst;
+    char *text = test_read_file(in_dir(name), NULL);
     ck_assert_ptr_nonnull(text);
-    for (src = dst = text; *src;) {
-        char *t = strstr(src, "time_s\":");
-        char *eol = strchr(src, '\n');
-        size_t keep;
-        if (!eol)
-            eol = src + strlen(src);
-        keep = (size_t)((t && t < eol ? t : eol) - src);
-        memmove(dst, src, keep);
-        dst += keep;
-        *dst++ = '\n';
-        src = *eol ? eol + 1 : eol;
-    }
-    *dst = '\0';
+    test_strip_times(text);
     return text;
 }
 
@@ -497,20 +439,20 @@ static void resume_bit_for_bit(const char *solver, const char *adjoint)
             "train.iterations=20", "-s", "train.eval_every=10", "-s",
             "train.metrics=full.jsonl", "-s", "train.checkpoint=full.ckpt",
             "--quiet");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     r = run("train", "ou.ini", "-s", s1, "-s", s2, "-s",
             "train.iterations=10", "-s", "train.eval_every=10", "-s",
             "train.metrics=part.jsonl", "-s", "train.checkpoint=part.ckpt",
             "--quiet");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     r = run("train", "ou.ini", "-s", s1, "-s", s2, "-s",
             "train.iterations=20", "-s", "train.eval_every=10", "-s",
             "train.metrics=part.jsonl", "-s", "train.checkpoint=part.ckpt",
             "--resume", "part.ckpt", "--quiet");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     a = metrics_without_times("full.jsonl");
     b = metrics_without_times("part.jsonl");
     ck_assert_msg(strcmp(a, b) == 0, "metrics differ after resume:\n%s\n%s",
@@ -564,13 +506,13 @@ START_TEST(test_predict_paths)
 
     r = run("train", "ou.ini", "-s", "train.iterations=5", "-s",
             "train.checkpoint=ou.ckpt", "--quiet");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     r = run("predict", "ou.ckpt", "--paths", "7", "--seed", "3", "-o",
             "p.csv");
-    assert_code(r, 0);
+    test_assert_code(r, 0);
     ck_assert_ptr_nonnull(strstr(r.err, "7 paths"));
-    result_free(&r);
+    test_run_free(&r);
     ck_assert_ptr_nonnull(p = test_read_file(in_dir("p.csv"), NULL));
     ck_assert_msg(strncmp(p, "path,t,x\n0,0,2\n", 15) == 0, "%.60s", p);
     ck_assert_uint_eq(count_lines(p), 1 + 7 * 11);
@@ -581,15 +523,15 @@ START_TEST(test_predict_paths)
     /* the same seed, the same paths; another seed, others */
     r = run("predict", "ou.ckpt", "--paths", "7", "--seed", "3", "-o",
             "q.csv");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     ck_assert_ptr_nonnull(q = test_read_file(in_dir("q.csv"), NULL));
     ck_assert_str_eq(p, q);
     free(q);
     r = run("predict", "ou.ckpt", "--paths", "7", "--seed", "4", "-o",
             "q.csv");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     ck_assert_ptr_nonnull(q = test_read_file(in_dir("q.csv"), &n));
     ck_assert_str_ne(p, q);
     free(q);
@@ -598,17 +540,17 @@ START_TEST(test_predict_paths)
     r = run("predict", "ou.ckpt", "--paths", "3", "-s", "problem.t0=0", "-s",
             "problem.t1=1", "-s", "problem.y0=-1", "-s", "problem.nsave=5",
             "-o", "r.csv");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     ck_assert_ptr_nonnull(p = test_read_file(in_dir("r.csv"), NULL));
     ck_assert_uint_eq(count_lines(p), 1 + 3 * 5);
     ck_assert_ptr_nonnull(strstr(p, "\n2,0,-1\n"));
     free(p);
     /* the held-out set: the model's mean and variance */
     r = run("predict", "ou.ckpt", "-o", "h.csv");
-    assert_code(r, 0);
+    test_assert_code(r, 0);
     ck_assert_ptr_nonnull(strstr(r.err, "test_loss"));
-    result_free(&r);
+    test_run_free(&r);
     ck_assert_ptr_nonnull(p = test_read_file(in_dir("h.csv"), NULL));
     ck_assert_msg(strncmp(p, "series,t,x\nmean,0,", 18) == 0, "%.40s", p);
     ck_assert_ptr_nonnull(strstr(p, "\nvar,0,0\n"));
@@ -620,12 +562,12 @@ START_TEST(test_predict_paths)
     ck_assert_int_ne(system(cmd), 0);
     /* bad uses */
     r = run("predict", "ou.ckpt", "--paths", "0");
-    assert_code(r, 2);
-    result_free(&r);
+    test_assert_code(r, 2);
+    test_run_free(&r);
     r = run("predict", "ou.ckpt", "--seed", "3");
-    assert_code(r, 2);
+    test_assert_code(r, 2);
     ck_assert_ptr_nonnull(strstr(r.err, "give --paths N too"));
-    result_free(&r);
+    test_run_free(&r);
 }
 END_TEST
 
@@ -643,8 +585,8 @@ START_TEST(test_example_sde_ou)
     r = run("train", path, "-s", "train.iterations=150", "-s",
             "train.eval_every=50", "-s", "train.metrics=ex.jsonl", "-s",
             "train.checkpoint=", "--quiet");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     ck_assert_ptr_nonnull(m = test_read_file(in_dir("ex.jsonl"), NULL));
     ck_assert_ptr_nonnull(p = strstr(m, "{\"iteration\": 50, \"test_loss\""));
     ck_assert_int_eq(sscanf(p, "{\"iteration\": 50, \"test_loss\": %lf",
@@ -668,12 +610,12 @@ START_TEST(test_predict_paths_ode_refused)
     fclose(fp);
     r = run("train", "ode.ini", "-s", "train.iterations=2", "-s",
             "train.checkpoint=ode.ckpt", "--quiet");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     r = run("predict", "ode.ckpt", "--paths", "3");
-    assert_code(r, 2);
+    test_assert_code(r, 2);
     ck_assert_ptr_nonnull(strstr(r.err, "ODE model"));
-    result_free(&r);
+    test_run_free(&r);
 }
 END_TEST
 

@@ -8,7 +8,6 @@
  * short (tens of iterations) so the suite stays fast under sanitizers.
  */
 #include <check.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -16,19 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include "nde/nde.h"
 #include "../test_util.h"
 
-#define MAX_ARGS 48
 
-typedef struct run_result {
-    int code;
-    char *out, *err;
-} run_result;
+typedef test_run_result run_result;
 
 static char workdir[1024];
 static char spiral[4096];
@@ -67,85 +61,26 @@ static void teardown(void)
 }
 
 /* Run nde in workdir with the NULL-terminated arguments. */
-static run_result run_v(const char *arg, va_list ap)
-{
-    const char *argv[MAX_ARGS + 2];
-    const char *exe = getenv("NDE_EXE");
-    char out_path[4096], err_path[4096];
-    run_result r;
-    pid_t pid;
-    int n = 0, status;
-
-    ck_assert_ptr_nonnull(exe);
-    snprintf(out_path, sizeof out_path, "%s/.stdout", workdir);
-    snprintf(err_path, sizeof err_path, "%s/.stderr", workdir);
-    argv[n++] = "nde";
-    for (; arg && n < MAX_ARGS; arg = va_arg(ap, const char *))
-        argv[n++] = arg;
-    argv[n] = NULL;
-    pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        int fo = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0 ||
-            chdir(workdir) != 0)
-            _exit(127);
-        execv(exe, (char *const *)argv);
-        _exit(127);
-    }
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    ck_assert_ptr_nonnull(r.out = test_read_file(out_path, NULL));
-    ck_assert_ptr_nonnull(r.err = test_read_file(err_path, NULL));
-    ck_assert_msg(!strstr(r.err, "Sanitizer") &&
-                      !strstr(r.err, "runtime error"),
-                  "sanitizer report:\n%s", r.err);
-    return r;
-}
-
 static run_result run_(const char *arg, ...)
 {
     va_list ap;
     run_result r;
     va_start(ap, arg);
-    r = run_v(arg, ap);
+    r = test_run_nde_v(workdir, arg, ap);
     va_end(ap);
     return r;
 }
 #define run(...) run_(__VA_ARGS__, (const char *)NULL)
 
-static void result_free(run_result *r)
-{
-    free(r->out);
-    free(r->err);
-}
-
 #define assert_contains(hay, needle)                                         \
     ck_assert_msg(strstr((hay), (needle)) != NULL,                           \
                   "expected \"%s\" in:\n%s", (needle), (hay))
-#define assert_code(r, want)                                                 \
-    ck_assert_msg((r).code == (want), "exit code %d, expected %d:\n%s",      \
-                  (r).code, (want), (r).err)
-
 /* The metrics file without the wall times (everything after "time_s"). */
 static char *metrics_without_times(const char *name)
 {
-    char *text = test_read_file(in_dir(name), NULL), *src, *dst;
+    char *text = test_read_file(in_dir(name), NULL);
     ck_assert_ptr_nonnull(text);
-    for (src = dst = text; *src;) {
-        char *t = strstr(src, "time_s\":");
-        char *eol = strchr(src, '\n');
-        size_t keep;
-        if (!eol)
-            eol = src + strlen(src);
-        keep = (size_t)((t && t < eol ? t : eol) - src);
-        memmove(dst, src, keep);
-        dst += keep;
-        *dst++ = '\n';
-        src = *eol ? eol + 1 : eol;
-    }
-    *dst = '\0';
+    test_strip_times(text);
     return text;
 }
 
@@ -192,8 +127,8 @@ static void loss_decreases(const char *adjoint)
             "data.t1=5", "-s", "train.batch_size=191", "-s",
             "train.iterations=40", "-s", "train.lr=0.01", "-s",
             "train.metrics=m.jsonl", "-s", "train.checkpoint=", "--quiet");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     m = test_read_file(in_dir("m.jsonl"), NULL);
     ck_assert_ptr_nonnull(m);
     ck_assert_int_eq(sscanf(m, "{\"iteration\": 1, \"loss\": %lf", &first), 1);
@@ -228,17 +163,17 @@ START_TEST(test_same_seed_same_numbers)
 
     r = run("train", spiral, SHORT, "-s", "train.iterations=20", "-s",
             "train.metrics=a.jsonl", "-s", "train.checkpoint=a.ckpt");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     r = run("train", spiral, SHORT, "-s", "train.iterations=20", "-s",
             "train.metrics=b.jsonl", "-s", "train.checkpoint=b.ckpt");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     r = run("train", spiral, SHORT, "-s", "train.iterations=20", "-s",
             "train.seed=2", "-s", "train.metrics=c.jsonl", "-s",
             "train.checkpoint=c.ckpt");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     a = metrics_without_times("a.jsonl");
     b = metrics_without_times("b.jsonl");
     c = metrics_without_times("c.jsonl");
@@ -261,20 +196,20 @@ START_TEST(test_resume_bit_for_bit)
      * also one of the uninterrupted run's */
     r = run("train", spiral, SHORT, "-s", "train.iterations=30", "-s",
             "train.eval_every=15", "-s", "train.metrics=full.jsonl", "-s", "train.checkpoint=full.ckpt");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     r = run("train", spiral, SHORT, "-s", "train.iterations=15", "-s",
             "train.eval_every=15", "-s", "train.metrics=part.jsonl", "-s", "train.checkpoint=part.ckpt");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     x = ckpt_read("part.ckpt");
     ck_assert_int_eq(x.iteration, 15);
     free(x.data);
     r = run("train", spiral, SHORT, "-s", "train.iterations=30", "-s",
             "train.eval_every=15", "-s", "train.metrics=part.jsonl", "-s",
             "train.checkpoint=part.ckpt", "--resume", "part.ckpt");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     x = ckpt_read("full.ckpt");
     y = ckpt_read("part.ckpt");
     ck_assert_int_eq(x.iteration, 30);
@@ -299,8 +234,8 @@ static void make_checkpoint(void)
     run_result r = run("train", spiral, SHORT, "-s", "train.iterations=5",
                        "-s", "train.metrics=", "-s",
                        "train.checkpoint=good.ckpt");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
 }
 
 static void resume_refused(const char *ckpt, const char *needle,
@@ -309,9 +244,9 @@ static void resume_refused(const char *ckpt, const char *needle,
     run_result r = run("train", spiral, SHORT, "-s", "train.iterations=10",
                        "-s", "train.metrics=", "-s", "train.checkpoint=",
                        "-s", set ? set : "train.lr=1e-3", "--resume", ckpt);
-    assert_code(r, 2);
+    test_assert_code(r, 2);
     assert_contains(r.err, needle);
-    result_free(&r);
+    test_run_free(&r);
 }
 
 START_TEST(test_checkpoint_truncated)
@@ -356,8 +291,8 @@ START_TEST(test_checkpoint_mismatched)
     r = run("train", spiral, SHORT, "-s", "train.iterations=7", "-s",
             "train.metrics=", "-s", "train.checkpoint=", "--resume",
             "good.ckpt");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
 }
 END_TEST
 
@@ -372,10 +307,10 @@ START_TEST(test_divergence_keeps_last_checkpoint)
             "solver.max_steps=2000", "-s", "train.iterations=50", "-s",
             "train.checkpoint_every=1", "-s", "train.metrics=", "-s",
             "train.checkpoint=div.ckpt");
-    assert_code(r, 1);
+    test_assert_code(r, 1);
     assert_contains(r.err, "nde: iteration 2: ");
     assert_contains(r.err, "last good state");
-    result_free(&r);
+    test_run_free(&r);
     c = ckpt_read("div.ckpt");
     ck_assert_int_eq(c.iteration, 1);
     free(c.data);
@@ -397,9 +332,9 @@ START_TEST(test_nonfinite_loss)
 
     write_all(in_dir("exp.ini"), cfg, sizeof cfg - 1);
     r = run("train", in_dir("exp.ini"), "--quiet");
-    assert_code(r, 1);
+    test_assert_code(r, 1);
     assert_contains(r.err, "nde: iteration 1: the loss is not finite");
-    result_free(&r);
+    test_run_free(&r);
 }
 END_TEST
 
@@ -409,9 +344,9 @@ START_TEST(test_step_limit_names_iteration)
                        "-s", "train.metrics=", "-s", "train.checkpoint=",
                        "--summary-json", "s.json");
     char *s;
-    assert_code(r, 1);
+    test_assert_code(r, 1);
     assert_contains(r.err, "nde: iteration 1: forward solve: max_steps = 2");
-    result_free(&r);
+    test_run_free(&r);
     ck_assert_ptr_nonnull(s = test_read_file(in_dir("s.json"), NULL));
     assert_contains(s, "\"status\": \"NDE_EMAXSTEPS\"");
     free(s);
@@ -442,11 +377,11 @@ START_TEST(test_bad_keys)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         run_result r = run("train", spiral, "-s", "adjoint.plugin=discrete",
                            "-s", cases[i].set, "--quiet");
-        assert_code(r, 2);
+        test_assert_code(r, 2);
         assert_contains(r.err, cases[i].needle);
         if (strncmp(cases[i].set, "field.", 6) != 0)
             assert_contains(r.err, "command line (-s ");
-        result_free(&r);
+        test_run_free(&r);
     }
 }
 END_TEST
@@ -461,13 +396,13 @@ START_TEST(test_predict)
 
     r = run("train", spiral, SHORT, "-s", "train.iterations=10", "-s",
             "train.metrics=", "-s", "train.checkpoint=p.ckpt");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     r = run("predict", "p.ckpt", "-o", "held.csv", "--summary-json",
             "p.json");
-    assert_code(r, 0);
+    test_assert_code(r, 0);
     assert_contains(r.err, "test_loss");
-    result_free(&r);
+    test_run_free(&r);
     csv = test_read_file(in_dir("held.csv"), NULL);
     ck_assert_ptr_nonnull(csv);
     ck_assert_int_eq(sscanf(csv, "t,y0,y1\n%lf,%lf,%lf", &t, &x, &y), 3);
@@ -478,8 +413,8 @@ START_TEST(test_predict)
     free(s);
     r = run("predict", "p.ckpt", "-s", "problem.y0=1,0.5", "-s",
             "problem.nsave=3", "-s", "problem.t1=1", "-o", "prob.csv");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     csv = test_read_file(in_dir("prob.csv"), NULL);
     ck_assert_ptr_nonnull(csv);
     assert_contains(csv, "t,y0,y1\n0,1,0.5\n0.5,");
@@ -501,18 +436,18 @@ START_TEST(test_gradcheck)
         r = run("gradcheck", spiral, "-s", adjoints[i], "-s",
                 "solver.rtol=1e-9", "-s", "solver.atol=1e-9", "--tol",
                 "1e-6");
-        assert_code(r, 0);
+        test_assert_code(r, 0);
         assert_contains(r.out, "relative difference discrete vs finite "
                                "differences: ");
-        result_free(&r);
+        test_run_free(&r);
     }
     /* finite differences of an adaptive solve agree to ~1e-8 here, not
      * 1e-14: the check must report it and fail */
     r = run("gradcheck", spiral, "-s", "adjoint.plugin=discrete", "--tol",
             "1e-14");
-    assert_code(r, 1);
+    test_assert_code(r, 1);
     assert_contains(r.err, "exceeds --tol");
-    result_free(&r);
+    test_run_free(&r);
 }
 END_TEST
 
@@ -526,7 +461,7 @@ START_TEST(test_lotka_volterra_recovery)
     snprintf(lv, sizeof lv, "%s/examples/lotka_volterra_fit.ini",
              getenv("NDE_SOURCE_ROOT"));
     r = run("train", lv, "-s", "adjoint.plugin=discrete", "--quiet");
-    assert_code(r, 0);
+    test_assert_code(r, 0);
     for (int i = 0; i < 4; i++) {
         const char *p = strstr(r.out, names[i]);
         double v;
@@ -535,15 +470,15 @@ START_TEST(test_lotka_volterra_recovery)
         ck_assert_msg(fabs(v - truth[i]) < 0.05 * truth[i],
                       "%s%g, truth %g", names[i], v, truth[i]);
     }
-    result_free(&r);
+    test_run_free(&r);
 }
 END_TEST
 
 START_TEST(test_solve_ignores_training_sections)
 {
     run_result r = run("solve", spiral, "-o", "sol.csv");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
 }
 END_TEST
 
@@ -579,10 +514,10 @@ START_TEST(test_csv_recovers_parameters)
     write_all(in_dir("lvsolve.ini"), solve_cfg, sizeof solve_cfg - 1);
     write_all(in_dir("lvfit.ini"), train_cfg, sizeof train_cfg - 1);
     r = run("solve", "lvsolve.ini", "-o", "lv.csv");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     r = run("train", "lvfit.ini", "--quiet", "-s", "train.checkpoint=lv.ckpt");
-    assert_code(r, 0);
+    test_assert_code(r, 0);
     for (int i = 0; i < 4; i++) {
         const char *p = strstr(r.out, names[i]);
         double v;
@@ -591,11 +526,11 @@ START_TEST(test_csv_recovers_parameters)
         ck_assert_msg(fabs(v - truth[i]) < 1e-3 * truth[i], "%s%g, truth %g",
                       names[i], v, truth[i]);
     }
-    result_free(&r);
+    test_run_free(&r);
     /* the held-out series, one block per series id */
     r = run("predict", "lv.ckpt", "-o", "held.csv");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     ck_assert_ptr_nonnull(csv = test_read_file(in_dir("held.csv"), NULL));
     ck_assert(strncmp(csv, "series,t,x,y\n", 13) == 0);
     free(csv);
@@ -617,23 +552,23 @@ START_TEST(test_csv_bad_input)
     write_all(in_dir("c.ini"), base, sizeof base - 1);
     write_all(in_dir("d.csv"), three, sizeof three - 1);
     r = run("train", "c.ini", "--quiet");
-    assert_code(r, 2);
+    test_assert_code(r, 2);
     assert_contains(r.err, "the field's dim (2) must equal the data's dim (3");
-    result_free(&r);
+    test_run_free(&r);
     write_all(in_dir("d.csv"), nan_first, sizeof nan_first - 1);
     r = run("train", "c.ini", "--quiet");
-    assert_code(r, 2);
+    test_assert_code(r, 2);
     assert_contains(r.err, "series 'a': its first observation");
-    result_free(&r);
+    test_run_free(&r);
     write_all(in_dir("d.csv"), bad_cell, sizeof bad_cell - 1);
     r = run("train", "c.ini", "--quiet");
     ck_assert_int_ne(r.code, 0);
     assert_contains(r.err, "d.csv:3");
-    result_free(&r);
+    test_run_free(&r);
     r = run("train", "c.ini", "--quiet", "-s", "data.path=none.csv");
     ck_assert_int_ne(r.code, 0);
     assert_contains(r.err, "none.csv");
-    result_free(&r);
+    test_run_free(&r);
 }
 END_TEST
 
@@ -743,7 +678,7 @@ START_TEST(test_classify_gradcheck)
         r = run("gradcheck", "tiny.ini", "-s", adjoints[i], "-s",
                 "solver.rtol=1e-10", "-s", "solver.atol=1e-10", "--nparams",
                 "1000", "--tol", "1e-6");
-        assert_code(r, 0);
+        test_assert_code(r, 0);
         /* 59 field + 3 x 16 + 3 encoder + 3 x 3 + 3 decoder parameters */
         assert_contains(r.out, "122 parameters, 122 checked");
         assert_contains(r.out, "enc.W[2,15]");
@@ -751,11 +686,11 @@ START_TEST(test_classify_gradcheck)
         assert_contains(r.out, "dec.W[2,2]");
         assert_contains(r.out, "dec.b[2]");
         assert_contains(r.out, "W1[");
-        result_free(&r);
+        test_run_free(&r);
     }
     r = run("gradcheck", "tiny.ini", "--nparams", "1000", "--tol", "1e-14");
-    assert_code(r, 1);
-    result_free(&r);
+    test_assert_code(r, 1);
+    test_run_free(&r);
 }
 END_TEST
 
@@ -772,8 +707,8 @@ START_TEST(test_classify_learns)
     r = run("train", "tiny.ini", "-s", "train.metrics=m.jsonl", "-s",
             "train.checkpoint=c.ckpt", "--summary-json", "s.json",
             "--quiet");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     ck_assert_ptr_nonnull(sum = test_read_file(in_dir("s.json"), NULL));
     ck_assert_ptr_nonnull(m = test_read_file(in_dir("m.jsonl"), NULL));
     ck_assert_int_eq(sscanf(m, "{\"iteration\": 1, \"loss\": %lf", &first), 1);
@@ -791,9 +726,9 @@ START_TEST(test_classify_learns)
 
     r = run("predict", "c.ckpt", "-o", "pred.csv", "--summary-json",
             "p.json");
-    assert_code(r, 0);
+    test_assert_code(r, 0);
     assert_contains(r.err, "test_accuracy ");
-    result_free(&r);
+    test_run_free(&r);
     ck_assert_ptr_nonnull(csv = test_read_file(in_dir("pred.csv"), NULL));
     ck_assert_msg(strncmp(csv, "index,label,predicted,p0,p1,p2\n", 31) == 0,
                   "header: %.40s", csv);
@@ -830,18 +765,18 @@ START_TEST(test_classify_resume_bit_for_bit)
     r = run("train", "tiny.ini", "-s", "train.iterations=30", "-s",
             "train.eval_every=15", "-s", "train.metrics=full.jsonl", "-s",
             "train.checkpoint=full.ckpt", "--quiet");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     r = run("train", "tiny.ini", "-s", "train.iterations=15", "-s",
             "train.eval_every=15", "-s", "train.metrics=part.jsonl", "-s",
             "train.checkpoint=part.ckpt", "--quiet");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     r = run("train", "tiny.ini", "-s", "train.iterations=30", "-s",
             "train.eval_every=15", "-s", "train.metrics=part.jsonl", "-s",
             "train.checkpoint=part.ckpt", "--resume", "part.ckpt", "--quiet");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     x = ckpt_read("full.ckpt");
     y = ckpt_read("part.ckpt");
     ck_assert_int_eq(x.iteration, 30);
@@ -860,9 +795,9 @@ START_TEST(test_classify_resume_bit_for_bit)
     /* a checkpoint of another encoder width is refused */
     r = run("train", "tiny.ini", "-s", "field.layers=4,8,4", "--resume",
             "full.ckpt", "--quiet");
-    assert_code(r, 2);
+    test_assert_code(r, 2);
     assert_contains(r.err, "full.ckpt");
-    result_free(&r);
+    test_run_free(&r);
 }
 END_TEST
 
@@ -877,19 +812,19 @@ START_TEST(test_classify_bad_files)
     write_tiny_classifier();
     r = run("train", "tiny.ini", "-s", "data.images=missing-img.gz",
             "--quiet");
-    assert_code(r, 2);
+    test_assert_code(r, 2);
     assert_contains(r.err, "missing-img.gz");
-    result_free(&r);
+    test_run_free(&r);
     r = run("train", "tiny.ini", "-s", "data.test_labels=none.gz", "--quiet");
-    assert_code(r, 2);
+    test_assert_code(r, 2);
     assert_contains(r.err, "none.gz");
-    result_free(&r);
+    test_run_free(&r);
     write_all(in_dir("magic.idx"), (const char *)wrong_magic,
               sizeof wrong_magic);
     r = run("train", "tiny.ini", "-s", "data.images=magic.idx", "--quiet");
-    assert_code(r, 2);
+    test_assert_code(r, 2);
     assert_contains(r.err, "magic.idx");
-    result_free(&r);
+    test_run_free(&r);
     /* images cut short: uncompressed, half of the file */
     write_idx_set("u-img.gz", "u-lab.gz", 120, 7u);
     {
@@ -903,9 +838,9 @@ START_TEST(test_classify_bad_files)
         free(whole);
     }
     r = run("train", "tiny.ini", "-s", "data.images=short.idx", "--quiet");
-    assert_code(r, 2);
+    test_assert_code(r, 2);
     assert_contains(r.err, "short.idx");
-    result_free(&r);
+    test_run_free(&r);
 }
 END_TEST
 
@@ -931,8 +866,8 @@ static void reg_loss_decreases(const char *plugin, const char *key,
             "data.t1=5", "-s", "train.batch_size=191", "-s",
             "train.iterations=40", "-s", "train.lr=0.01", "-s",
             "train.metrics=m.jsonl", "-s", "train.checkpoint=", "--quiet");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     m = test_read_file(in_dir("m.jsonl"), NULL);
     ck_assert_ptr_nonnull(m);
     ck_assert_int_eq(sscanf(m, "{\"iteration\": 1, \"loss\": %lf", &first), 1);
@@ -967,11 +902,11 @@ START_TEST(test_reg_capability_refused)
                        "regularizer.wd.weight=1", "-s",
                        "regularizer.wd.needs=error_est", "-s",
                        "solver.plugin=rk4", "-s", "solver.dt=0.05");
-    assert_code(r, 2);
+    test_assert_code(r, 2);
     assert_contains(r.err, "regularizer 'treg'");
     assert_contains(r.err, "solver 'rk4'");
     assert_contains(r.err, "error estimate");
-    result_free(&r);
+    test_run_free(&r);
 }
 END_TEST
 
@@ -979,19 +914,19 @@ START_TEST(test_reg_bad_keys)
 {
     run_result r = run("train", spiral, "--quiet", TREG, "-s",
                        "regularizer.wd.wieght=1");
-    assert_code(r, 2);
+    test_assert_code(r, 2);
     assert_contains(r.err, "[regularizer.wd] wieght");
     assert_contains(r.err, "did you mean 'weight'");
-    result_free(&r);
+    test_run_free(&r);
     r = run("train", spiral, "--quiet", TREG);
-    assert_code(r, 2);
+    test_assert_code(r, 2);
     assert_contains(r.err, "[regularizer.wd] weight: missing");
-    result_free(&r);
+    test_run_free(&r);
     r = run("train", spiral, "--quiet", TREG, "-s", "regularizer.wd.weight=1",
             "-s", "regularizer.wd.schedule=exponential");
-    assert_code(r, 2);
+    test_assert_code(r, 2);
     assert_contains(r.err, "weight_final");
-    result_free(&r);
+    test_run_free(&r);
 }
 END_TEST
 
@@ -1004,12 +939,12 @@ START_TEST(test_reg_zero_weight_same_numbers)
 
     r = run("train", spiral, SHORT, "-s", "train.iterations=20", "-s",
             "train.checkpoint=a.ckpt");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     r = run("train", spiral, SHORT, TREG, "-s", "regularizer.wd.weight=0",
             "-s", "train.iterations=20", "-s", "train.checkpoint=b.ckpt");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     x = ckpt_read("a.ckpt");
     y = ckpt_read("b.ckpt");
     ck_assert_uint_eq(x.nparams, y.nparams);
@@ -1032,8 +967,8 @@ START_TEST(test_reg_schedule_in_metrics)
     char *text, *line;
     int i = 0;
 
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     ck_assert_ptr_nonnull(text = test_read_file(in_dir("w.jsonl"), NULL));
     for (line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
         double want = 100.0 * pow(0.1, i / 4.0);
@@ -1068,24 +1003,24 @@ START_TEST(test_reg_resume_bit_for_bit)
     r = run("train", spiral, SHORT, REGS, "-s", "train.iterations=30", "-s",
             "train.eval_every=15", "-s", "train.metrics=full.jsonl", "-s",
             "train.checkpoint=full.ckpt");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     r = run("train", spiral, SHORT, REGS, "-s", "train.iterations=15", "-s",
             "train.eval_every=15", "-s", "train.metrics=part.jsonl", "-s",
             "train.checkpoint=part.ckpt");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     /* the regularizer sections are part of the checkpoint's config */
     r = run("train", spiral, SHORT, "-s", "train.iterations=30", "-s",
             "train.checkpoint=x.ckpt", "--resume", "part.ckpt");
-    assert_code(r, 2);
+    test_assert_code(r, 2);
     assert_contains(r.err, "regularizer");
-    result_free(&r);
+    test_run_free(&r);
     r = run("train", spiral, SHORT, REGS, "-s", "train.iterations=30", "-s",
             "train.eval_every=15", "-s", "train.metrics=part.jsonl", "-s",
             "train.checkpoint=part.ckpt", "--resume", "part.ckpt");
-    assert_code(r, 0);
-    result_free(&r);
+    test_assert_code(r, 0);
+    test_run_free(&r);
     x = ckpt_read("full.ckpt");
     y = ckpt_read("part.ckpt");
     ck_assert_int_eq(y.iteration, 30);
