@@ -232,13 +232,28 @@ int nde_initial_step(nde_solver *s, const nde_solve_opts *o,
     return NDE_OK;
 }
 
+/* 0 * v is NaN exactly when v is not finite. Eight sums, not one: the
+ * fixed-step loop checks y and aux every step, and a single sum is one
+ * add latency per value; these eight gcc -O2 pairs into SSE2 vectors. */
 static int all_finite(const double *v, size_t n)
 {
-    double poison = 0.0;
+    double p0 = 0.0, p1 = 0.0, p2 = 0.0, p3 = 0.0;
+    double p4 = 0.0, p5 = 0.0, p6 = 0.0, p7 = 0.0;
+    size_t i = 0;
 
-    for (size_t i = 0; i < n; i++)
-        poison += v[i] * 0.0;
-    return poison == 0.0;
+    for (; i + 8 <= n; i += 8) {
+        p0 += v[i] * 0.0;
+        p1 += v[i + 1] * 0.0;
+        p2 += v[i + 2] * 0.0;
+        p3 += v[i + 3] * 0.0;
+        p4 += v[i + 4] * 0.0;
+        p5 += v[i + 5] * 0.0;
+        p6 += v[i + 6] * 0.0;
+        p7 += v[i + 7] * 0.0;
+    }
+    for (; i < n; i++)
+        p0 += v[i] * 0.0;
+    return p0 + p1 + p2 + p3 + p4 + p5 + p6 + p7 == 0.0;
 }
 
 /* Times in [t0, t1] (closed) or, for tstops, any order-respecting list. */
