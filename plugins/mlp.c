@@ -16,11 +16,12 @@
  * activations `g_activation`, and its output width is the state dimension.
  * Its parameters follow the drift's in theta, in the same layout.
  *
- * Speed: a layer whose input or output width is at most `thin_width` runs in
- * plain loops ordered so that the innermost loop runs over the wider side
- * (contiguous, vectorised by gcc -O3); wider layers go through OpenBLAS
- * dgemm over the whole batch. tanh is our own branch-free version (libm's
- * scalar tanh alone costs more than the spiral MLP's arithmetic).
+ * Speed: activations are kept feature-major (width x batch), so the batch
+ * is the vectorised dimension of every loop. A layer whose input or output
+ * width is at most `thin_width` runs in register-blocked kernels of our
+ * own (4 rows x 32 batch columns of accumulators); wider layers go through
+ * OpenBLAS dgemm. tanh is our own branch-free version (libm's scalar tanh
+ * alone costs more than the spiral MLP's arithmetic).
  */
 #include <cblas.h>
 #include <math.h>
@@ -43,14 +44,12 @@ typedef struct mlp_layer {
     size_t w_off, b_off;   /* offsets of W and b in theta               */
     int act;               /* enum mlp_activation; output layer: identity */
     int blas;              /* 1: dgemm; 0: hand loops                    */
-    int by_column;         /* hand loops with inner loop over `out`      */
-    double *wt;            /* W transposed (in x out), by_column only    */
 } mlp_layer;
 
 typedef struct mlp_net {
     size_t nlayers;
     mlp_layer *layer;
-    double **h;            /* h[l]: batch x out of layer l (l < L-1)    */
+    double **h;            /* h[l]: out x batch of layer l (l < L-1)    */
 } mlp_net;
 
 typedef struct mlp_state {
@@ -60,9 +59,8 @@ typedef struct mlp_state {
     int time_input;
     int cube_input;
     size_t in0;            /* first layer's input width: dim (+1)        */
-    double *x0;            /* batch x in0: transformed input            */
-    double *g, *gx;        /* batch x max width: cotangent ping-pong    */
-    double *dwt;           /* in x out scratch for by_column dW         */
+    double *x0;            /* in0 x batch: transformed input            */
+    double *g, *gx;        /* max width x batch: output, cotangents     */
 } mlp_state;
 
 /* ---- vectorisable tanh ------------------------------------------------ */
@@ -238,26 +236,169 @@ MLP_INLINE void multiply_derivative(int act, const double *h, double *g, size_t 
 
 /* ---- small dense kernels ---------------------------------------------- */
 
-/* Four independent partial sums: a fixed summation order that gcc
- * vectorises without -ffast-math. */
-static inline double dot(const double *a, const double *b, size_t n)
+/*
+ * Every array a layer reads or writes is feature-major: row k holds
+ * feature k for the whole batch (width x batch). The batch is then the
+ * contiguous dimension of every hand loop, so the loops vectorise fully
+ * whatever the widths (a 4-wide layer included), and the same arrays are
+ * the row-major operands of dgemm for wide layers.
+ */
+
+/*
+ * Padding: the batch dimension of these arrays is ld = the batch rounded up
+ * to a multiple of 8 (one AVX-512 vector), so the hand loops have no
+ * scalar tail. The padding columns hold finite values computed from zeros
+ * (the input and the incoming cotangent are zero-padded) and are never
+ * summed over: weight and bias gradients run over the batch only.
+ *
+ * The kernels use gcc's generic vectors, eight doubles each, which every
+ * clone lowers to its own registers (one zmm, two ymm or four xmm).
+ */
+typedef double v8d __attribute__((vector_size(64)));
+
+/* Functions taking or returning v8d are always inlined, so the warning
+ * that their ABI differs with and without AVX-512 does not apply. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+MLP_INLINE size_t padded(size_t batch)
 {
-    double s[4] = {0.0, 0.0, 0.0, 0.0};
-    size_t k = 0;
-    for (; k + 4 <= n; k += 4)
-        for (size_t j = 0; j < 4; j++)
-            s[j] += a[k + j] * b[k + j];
-    double r = (s[0] + s[2]) + (s[1] + s[3]);
-    for (; k < n; k++)
-        r += a[k] * b[k];
-    return r;
+    return (batch + 7) & ~(size_t)7;
 }
 
-static inline void axpy(double *restrict y, double a, const double *restrict x,
-                        size_t n)
+MLP_INLINE v8d load8(const double *p)
 {
-    for (size_t k = 0; k < n; k++)
-        y[k] += a * x[k];
+    v8d v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+MLP_INLINE void store8(double *p, v8d v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* The lanes' sum in a fixed order. */
+MLP_INLINE double lane_sum(v8d a)
+{
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+
+/*
+ * Columns [i, i + 8 NV) of four rows z_r = b_r + sum_k w_r[k ws] x_k (x_k
+ * row k of x, nk rows): 4 NV accumulators stay in registers over the sum.
+ * Rows may repeat (the same row written twice with the same value).
+ */
+MLP_INLINE void combine_tile(const double *const *w, size_t ws,
+                             const double *b, const double *x, size_t nk,
+                             size_t ld, double *const *z, size_t i, int NV)
+{
+    v8d a[4][4];
+    for (int r = 0; r < 4; r++)
+        for (int v = 0; v < NV; v++)
+            a[r][v] = b[r] + (v8d){0};
+    for (size_t k = 0; k < nk; k++) {
+        v8d xv[4];
+        for (int v = 0; v < NV; v++)
+            xv[v] = load8(x + k * ld + i + 8 * v);
+        for (int r = 0; r < 4; r++) {
+            const double c = w[r][k * ws];
+            for (int v = 0; v < NV; v++)
+                a[r][v] += c * xv[v];
+        }
+    }
+    for (int r = 0; r < 4; r++)
+        for (int v = 0; v < NV; v++)
+            store8(z[r] + i + 8 * v, a[r][v]);
+}
+
+/* z_o = b_o + sum_k w[o wo + k ws] x_k for o < nout, all ld columns
+ * (b NULL: no bias). */
+MLP_INLINE void combine_rows(const double *w, size_t wo, size_t ws,
+                             const double *b, const double *x, size_t nk,
+                             size_t nout, size_t ld, double *z)
+{
+    for (size_t o = 0; o < nout; o += 4) {
+        const double *wr[4];
+        double br[4], *zr[4];
+        for (size_t r = 0; r < 4; r++) {
+            const size_t q = o + r < nout ? o + r : nout - 1;
+            wr[r] = w + q * wo;
+            br[r] = b ? b[q] : 0.0;
+            zr[r] = z + q * ld;
+        }
+        size_t i = 0;
+        for (; i + 32 <= ld; i += 32)
+            combine_tile(wr, ws, br, x, nk, ld, zr, i, 4);
+        for (; i < ld; i += 8)
+            combine_tile(wr, ws, br, x, nk, ld, zr, i, 1);
+    }
+}
+
+/* Lanes j < m of all ones, the others zero: an exact select (a NaN in a
+ * padding column is dropped, not multiplied by 0). */
+typedef int64_t v8i __attribute__((vector_size(64)));
+
+MLP_INLINE v8d keep_lanes(v8d a, size_t m)
+{
+    const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    return (v8d)((v8i)a & (lane < (int64_t)m));
+}
+
+/* d[r][c] = g_r . x_c over the first n columns, for four rows of g and
+ * four of x (16 accumulators); the last partial vector reads the padding
+ * and drops its lanes. */
+MLP_INLINE void gram_tile(const double *const *g, const double *const *x,
+                          size_t n, double d[4][4])
+{
+    v8d a[4][4];
+    for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 4; c++)
+            a[r][c] = (v8d){0};
+    for (size_t i = 0; i < n; i += 8) {
+        v8d gv[4], xv[4];
+        for (int r = 0; r < 4; r++) {
+            gv[r] = load8(g[r] + i);
+            xv[r] = load8(x[r] + i);
+        }
+        if (i + 8 <= n)
+            for (int r = 0; r < 4; r++)
+                for (int c = 0; c < 4; c++)
+                    a[r][c] += gv[r] * xv[c];
+        else
+            for (int r = 0; r < 4; r++)
+                for (int c = 0; c < 4; c++)
+                    a[r][c] += keep_lanes(gv[r] * xv[c], n - i);
+    }
+    for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 4; c++)
+            d[r][c] = lane_sum(a[r][c]);
+}
+
+/* dw[o in + k] += g_o . x_k over the first n columns (o < out, k < in). */
+MLP_INLINE void add_gram(const double *g, const double *x, size_t out,
+                         size_t in, size_t n, size_t ld, double *dw)
+{
+    for (size_t o = 0; o < out; o += 4)
+        for (size_t k = 0; k < in; k += 4) {
+            const double *gr[4], *xr[4];
+            double d[4][4];
+            for (size_t r = 0; r < 4; r++) {
+                gr[r] = g + (o + r < out ? o + r : out - 1) * ld;
+                xr[r] = x + (k + r < in ? k + r : in - 1) * ld;
+            }
+            gram_tile(gr, xr, n, d);
+            for (size_t r = 0; r < 4 && o + r < out; r++)
+                for (size_t c = 0; c < 4 && k + c < in; c++)
+                    dw[(o + r) * in + k + c] += d[r][c];
+        }
+}
+
+MLP_INLINE double row_sum(const double *a, size_t n)
+{
+    v8d acc = {0};
+    for (size_t i = 0; i < n; i += 8)
+        acc += i + 8 <= n ? load8(a + i) : keep_lanes(load8(a + i), n - i);
+    return lane_sum(acc);
 }
 
 MLP_INLINE int all_finite(const double *x, size_t n)
@@ -268,126 +409,102 @@ MLP_INLINE int all_finite(const double *x, size_t n)
     return !bad;
 }
 
-/* Z (batch x out) = X W^T + b. */
+/* Z = W X + b 1^T: X is in x ld, Z out x ld. */
 MLP_INLINE void layer_forward(const mlp_layer *ly, const double *theta,
-                          const double *x, double *z, size_t batch)
+                              const double *x, double *z, size_t ld)
 {
     const double *w = theta + ly->w_off, *b = theta + ly->b_off;
     const size_t in = ly->in, out = ly->out;
-    if (ly->blas) {
-        for (size_t i = 0; i < batch; i++)
-            memcpy(z + i * out, b, out * sizeof *z);
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)batch,
-                    (int)out, (int)in, 1.0, x, (int)in, w, (int)in, 1.0, z,
-                    (int)out);
-    } else if (ly->by_column) {
-        double *wt = ly->wt;
-        for (size_t o = 0; o < out; o++)
-            for (size_t k = 0; k < in; k++)
-                wt[k * out + o] = w[o * in + k];
-        for (size_t i = 0; i < batch; i++) {
-            double *restrict zi = z + i * out;
-            const double x0 = x[i * in];
-            for (size_t o = 0; o < out; o++)
-                zi[o] = b[o] + x0 * wt[o];
-            for (size_t k = 1; k < in; k++)
-                axpy(zi, x[i * in + k], wt + k * out, out);
-        }
-    } else {
-        for (size_t i = 0; i < batch; i++)
-            for (size_t o = 0; o < out; o++)
-                z[i * out + o] = b[o] + dot(w + o * in, x + i * in, in);
+    if (!ly->blas) {
+        combine_rows(w, in, 1, b, x, in, out, ld, z);
+        return;
     }
+    for (size_t o = 0; o < out; o++)
+        for (size_t i = 0; i < ld; i++)
+            z[o * ld + i] = b[o];
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)out, (int)ld,
+                (int)in, 1.0, w, (int)in, x, (int)ld, 1.0, z, (int)ld);
 }
 
 /*
- * Given G = dL/dZ (batch x out) for Z = X W^T + b: accumulate dL/dW and
- * dL/db into vtheta (if not NULL) and write GX = dL/dX = G W (if not NULL).
- * by_column layers use ly->wt from the forward pass of the same call.
+ * Given G = dL/dZ (out x ld) for Z = W X + b 1^T: accumulate dL/dW = G X^T
+ * and dL/db = G 1 over the batch's columns into vtheta (if not NULL) and
+ * write GX = dL/dX = W^T G (in x ld, if not NULL).
  */
-MLP_INLINE void layer_backward(const mlp_state *s, const mlp_layer *ly,
-                           const double *theta, const double *x,
-                           const double *g, double *gx, double *vtheta,
-                           size_t batch)
+MLP_INLINE void layer_backward(const mlp_layer *ly, const double *theta,
+                               const double *x, const double *g, double *gx,
+                               double *vtheta, size_t batch, size_t ld)
 {
     const double *w = theta + ly->w_off;
     const size_t in = ly->in, out = ly->out;
     if (vtheta) {
         double *dw = vtheta + ly->w_off, *db = vtheta + ly->b_off;
-        for (size_t i = 0; i < batch; i++)
-            axpy(db, 1.0, g + i * out, out);
-        if (ly->blas) {
-            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out,
-                        (int)in, (int)batch, 1.0, g, (int)out, x, (int)in, 1.0,
+        for (size_t o = 0; o < out; o++)
+            db[o] += row_sum(g + o * ld, batch);
+        if (ly->blas)
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)out,
+                        (int)in, (int)batch, 1.0, g, (int)ld, x, (int)ld, 1.0,
                         dw, (int)in);
-        } else if (ly->by_column) {
-            double *dwt = s->dwt;
-            memset(dwt, 0, in * out * sizeof *dwt);
-            for (size_t i = 0; i < batch; i++)
-                for (size_t k = 0; k < in; k++)
-                    axpy(dwt + k * out, x[i * in + k], g + i * out, out);
-            for (size_t o = 0; o < out; o++)
-                for (size_t k = 0; k < in; k++)
-                    dw[o * in + k] += dwt[k * out + o];
-        } else {
-            for (size_t i = 0; i < batch; i++)
-                for (size_t o = 0; o < out; o++)
-                    axpy(dw + o * in, g[i * out + o], x + i * in, in);
-        }
+        else
+            add_gram(g, x, out, in, batch, ld, dw);
     }
     if (!gx)
         return;
-    if (ly->blas) {
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)batch,
-                    (int)in, (int)out, 1.0, g, (int)out, w, (int)in, 0.0, gx,
-                    (int)in);
-    } else if (ly->by_column) {
-        for (size_t i = 0; i < batch; i++)
-            for (size_t k = 0; k < in; k++)
-                gx[i * in + k] = dot(ly->wt + k * out, g + i * out, out);
-    } else {
+    if (ly->blas)
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)in, (int)ld,
+                    (int)out, 1.0, w, (int)in, g, (int)ld, 0.0, gx, (int)ld);
+    else
+        combine_rows(w, 1, in, NULL, g, out, in, ld, gx);
+}
+
+/* z (dim x ld, zero padding) from rows (batch x dim), each value cubed
+ * when asked. */
+MLP_INLINE void from_rows(const double *rows, double *z, size_t dim,
+                          size_t batch, size_t ld, int cube)
+{
+    for (size_t j = 0; j < dim; j++) {
+        double *zj = z + j * ld;
         for (size_t i = 0; i < batch; i++) {
-            double *restrict gxi = gx + i * in;
-            const double g0 = g[i * out];
-            for (size_t k = 0; k < in; k++)
-                gxi[k] = g0 * w[k];
-            for (size_t o = 1; o < out; o++)
-                axpy(gxi, g[i * out + o], w + o * in, in);
+            const double v = rows[i * dim + j];
+            zj[i] = cube ? v * v * v : v;
         }
+        for (size_t i = batch; i < ld; i++)
+            zj[i] = 0.0;
     }
 }
 
-/* The first layer's input: y, y^3, and t as a last column when asked. */
-MLP_INLINE const double *prepare_input(mlp_state *s, size_t dim, double t,
-                                   const double *y, size_t batch)
+/* rows (batch x dim) = the batch's columns of z (dim x ld). */
+MLP_INLINE void to_rows(const double *z, double *rows, size_t dim,
+                        size_t batch, size_t ld)
 {
-    if (!s->cube_input && !s->time_input)
-        return y;
-    const size_t in0 = s->in0;
-    for (size_t i = 0; i < batch; i++) {
-        const double *yi = y + i * dim;
-        double *xi = s->x0 + i * in0;
-        if (s->cube_input)
-            for (size_t j = 0; j < dim; j++)
-                xi[j] = yi[j] * yi[j] * yi[j];
-        else
-            memcpy(xi, yi, dim * sizeof *xi);
-        if (s->time_input)
-            xi[dim] = t;
-    }
+    for (size_t i = 0; i < batch; i++)
+        for (size_t j = 0; j < dim; j++)
+            rows[i * dim + j] = z[j * ld + i];
+}
+
+/* The first layer's input x0 (in0 x ld): y or y^3, and t as a last row
+ * when asked. */
+MLP_INLINE const double *prepare_input(mlp_state *s, size_t dim, int cube,
+                                       int time, double t, const double *y,
+                                       size_t batch, size_t ld)
+{
+    from_rows(y, s->x0, dim, batch, ld, cube);
+    if (time)
+        for (size_t i = 0; i < ld; i++)
+            s->x0[dim * ld + i] = t;
     return s->x0;
 }
 
 /* Forward through the hidden layers; returns the last hidden output (the
  * output layer's input). */
 MLP_INLINE const double *forward_hidden(const mlp_net *n, const double *x0,
-                                    const double *theta, size_t batch)
+                                        const double *theta, size_t ld)
 {
     const double *x = x0;
     for (size_t l = 0; l + 1 < n->nlayers; l++) {
         const mlp_layer *ly = &n->layer[l];
-        layer_forward(ly, theta, x, n->h[l], batch);
-        activate(ly->act, n->h[l], batch * ly->out);
+        layer_forward(ly, theta, x, n->h[l], ld);
+        activate(ly->act, n->h[l], ld * ly->out);
         x = n->h[l];
     }
     return x;
@@ -398,59 +515,70 @@ MLP_INLINE const double *forward_hidden(const mlp_net *n, const double *x0,
  * with buf[next] (g may be the other one). Returns dL/dx0, or NULL when
  * want_input is 0. */
 MLP_INLINE const double *net_backward(mlp_state *s, const mlp_net *n,
-                                  const double *theta, const double *x0,
-                                  const double *g, int next, double *vtheta,
-                                  int want_input, size_t batch)
+                                      const double *theta, const double *x0,
+                                      const double *g, int next,
+                                      double *vtheta, int want_input,
+                                      size_t batch, size_t ld)
 {
     double *buf[2] = {s->g, s->gx};
     for (size_t l = n->nlayers; l-- > 0;) {
         const mlp_layer *ly = &n->layer[l];
         const double *x = l > 0 ? n->h[l - 1] : x0;
         double *gx = (l > 0 || want_input) ? buf[next] : NULL;
-        layer_backward(s, ly, theta, x, g, gx, vtheta, batch);
+        layer_backward(ly, theta, x, g, gx, vtheta, batch, ld);
         if (l > 0)
             multiply_derivative(n->layer[l - 1].act, n->h[l - 1], gx,
-                                batch * ly->in);
+                                ld * ly->in);
         g = gx;
         next ^= 1;
     }
     return g;
 }
 
+/* vy (batch x dim) += dL/dy from gx0 = dL/dx0 (in0 x ld). */
+MLP_INLINE void add_input_cotangent(int cube, const double *gx0,
+                                    const double *y, double *vy, size_t dim,
+                                    size_t batch, size_t ld)
+{
+    for (size_t i = 0; i < batch; i++)
+        for (size_t j = 0; j < dim; j++) {
+            const double gij = gx0[j * ld + i], yij = y[i * dim + j];
+            vy[i * dim + j] += cube ? 3.0 * yij * yij * gij : gij;
+        }
+}
+
 MLP_CLONES static int mlp_eval(nde_field *f, double t, const double *y,
-                    const double *theta, double *dy, size_t batch)
+                               const double *theta, double *dy, size_t batch)
 {
     mlp_state *s = f->state;
-    const double *x0 = prepare_input(s, f->dim, t, y, batch);
-    const double *x = forward_hidden(&s->drift, x0, theta, batch);
-    layer_forward(&s->drift.layer[s->drift.nlayers - 1], theta, x, dy, batch);
+    const mlp_net *n = &s->drift;
+    const size_t ld = padded(batch);
+    const double *x0 = prepare_input(s, f->dim, s->cube_input, s->time_input,
+                                     t, y, batch, ld);
+    const double *x = forward_hidden(n, x0, theta, ld);
+    layer_forward(&n->layer[n->nlayers - 1], theta, x, s->g, ld);
+    to_rows(s->g, dy, f->dim, batch, ld);
     return all_finite(dy, batch * f->dim) ? NDE_OK : NDE_ERETRY;
 }
 
 MLP_CLONES static int mlp_vjp(nde_field *f, double t, const double *y,
-                   const double *theta, const double *v, double *vy,
-                   double *vtheta, size_t batch)
+                              const double *theta, const double *v, double *vy,
+                              double *vtheta, size_t batch)
 {
     mlp_state *s = f->state;
+    const mlp_net *n = &s->drift;
+    const size_t dim = f->dim, ld = padded(batch);
     if (!vy && !vtheta)
         return NDE_OK;
-    const double *x0 = prepare_input(s, f->dim, t, y, batch);
-    forward_hidden(&s->drift, x0, theta, batch);
-    const double *g = net_backward(s, &s->drift, theta, x0, v, 0, vtheta,
-                                   vy != NULL, batch);
+    const double *x0 = prepare_input(s, dim, s->cube_input, s->time_input, t,
+                                     y, batch, ld);
+    forward_hidden(n, x0, theta, ld);
+    from_rows(v, s->g, dim, batch, ld, 0);
+    const double *g = net_backward(s, n, theta, x0, s->g, 1, vtheta,
+                                   vy != NULL, batch, ld);
     if (!vy)
         return NDE_OK;
-    const size_t dim = f->dim, in0 = s->in0;
-    for (size_t i = 0; i < batch; i++) {
-        const double *gi = g + i * in0, *yi = y + i * dim;
-        double *vyi = vy + i * dim;
-        if (s->cube_input)
-            for (size_t j = 0; j < dim; j++)
-                vyi[j] += 3.0 * yi[j] * yi[j] * gi[j];
-        else
-            for (size_t j = 0; j < dim; j++)
-                vyi[j] += gi[j];
-    }
+    add_input_cotangent(s->cube_input, g, y, vy, dim, batch, ld);
     return all_finite(vy, batch * dim) ? NDE_OK : NDE_ERETRY;
 }
 
@@ -460,10 +588,13 @@ MLP_CLONES static int mlp_diffusion(nde_field *f, double t, const double *y,
 {
     mlp_state *s = f->state;
     const mlp_net *n = &s->diffusion;
+    const size_t ld = padded(batch);
     (void)t;
-    const double *x = forward_hidden(n, y, theta, batch);
-    layer_forward(&n->layer[n->nlayers - 1], theta, x, g, batch);
-    activate(s->diffusion_act, g, batch * f->dim);
+    const double *x0 = prepare_input(s, f->dim, 0, 0, 0.0, y, batch, ld);
+    const double *x = forward_hidden(n, x0, theta, ld);
+    layer_forward(&n->layer[n->nlayers - 1], theta, x, s->g, ld);
+    activate(s->diffusion_act, s->g, f->dim * ld);
+    to_rows(s->g, g, f->dim, batch, ld);
     return all_finite(g, batch * f->dim) ? NDE_OK : NDE_ERETRY;
 }
 
@@ -474,23 +605,23 @@ MLP_CLONES static int mlp_diffusion_vjp(nde_field *f, double t,
 {
     mlp_state *s = f->state;
     const mlp_net *n = &s->diffusion;
-    const size_t m = batch * f->dim;
+    const size_t dim = f->dim, ld = padded(batch);
     (void)t;
     if (!vy && !vtheta)
         return NDE_OK;
     /* g = s(z): dL/dz = v s'(z), from the output h = s(z) held in s->gx */
-    const double *x = forward_hidden(n, y, theta, batch);
-    layer_forward(&n->layer[n->nlayers - 1], theta, x, s->gx, batch);
-    activate(s->diffusion_act, s->gx, m);
-    memcpy(s->g, v, m * sizeof *v);
-    multiply_derivative(s->diffusion_act, s->gx, s->g, m);
-    const double *gy = net_backward(s, n, theta, y, s->g, 1, vtheta,
-                                    vy != NULL, batch);
+    const double *x0 = prepare_input(s, dim, 0, 0, 0.0, y, batch, ld);
+    const double *x = forward_hidden(n, x0, theta, ld);
+    layer_forward(&n->layer[n->nlayers - 1], theta, x, s->gx, ld);
+    activate(s->diffusion_act, s->gx, dim * ld);
+    from_rows(v, s->g, dim, batch, ld, 0);
+    multiply_derivative(s->diffusion_act, s->gx, s->g, dim * ld);
+    const double *gy = net_backward(s, n, theta, x0, s->g, 1, vtheta,
+                                    vy != NULL, batch, ld);
     if (!vy)
         return NDE_OK;
-    for (size_t k = 0; k < m; k++)
-        vy[k] += gy[k];
-    return all_finite(vy, m) ? NDE_OK : NDE_ERETRY;
+    add_input_cotangent(0, gy, y, vy, dim, batch, ld);
+    return all_finite(vy, batch * dim) ? NDE_OK : NDE_ERETRY;
 }
 
 /* Glorot-uniform weights W ~ U(-a, a), a = sqrt(6 / (in + out)) (Glorot &
@@ -547,9 +678,6 @@ static int mlp_param_name(const nde_field *f, size_t i, char *buf, size_t len)
 
 static void destroy_net(mlp_net *n)
 {
-    if (n->layer)
-        for (size_t l = 0; l < n->nlayers; l++)
-            free(n->layer[l].wt);
     if (n->h)
         for (size_t l = 0; l + 1 < n->nlayers; l++)
             free(n->h[l]);
@@ -567,7 +695,6 @@ static void mlp_destroy(nde_field *f)
     free(s->x0);
     free(s->g);
     free(s->gx);
-    free(s->dwt);
     free(s);
     f->state = NULL;
 }
@@ -628,13 +755,11 @@ static int check_widths(const long *w, size_t n, size_t first,
 }
 
 /* Lay out net n: input width in0, hidden widths hidden[0..nhidden), output
- * dim; parameters from *off on. Tracks the largest width and by_column
- * weight matrix for the shared scratch. Allocates the hidden outputs for
- * batch_max rows. */
+ * dim; parameters from *off on. Tracks the largest width for the shared
+ * scratch. Allocates the hidden outputs for batch_max rows. */
 static int build_net(mlp_net *n, size_t in0, const long *hidden,
                      size_t nhidden, size_t dim, long thin_width,
-                     size_t batch_max, size_t *off, size_t *maxw,
-                     size_t *max_dwt)
+                     size_t batch_max, size_t *off, size_t *maxw)
 {
     n->nlayers = nhidden + 1;
     n->layer = calloc(n->nlayers, sizeof *n->layer);
@@ -650,17 +775,10 @@ static int build_net(mlp_net *n, size_t in0, const long *hidden,
         *off = ly->b_off + ly->out;
         ly->act = ACT_IDENTITY;
         ly->blas = ly->in > (size_t)thin_width && ly->out > (size_t)thin_width;
-        ly->by_column = !ly->blas && ly->out > ly->in;
-        if (ly->by_column) {
-            if (!(ly->wt = malloc(ly->in * ly->out * sizeof *ly->wt)))
-                return NDE_ENOMEM;
-            if (ly->in * ly->out > *max_dwt)
-                *max_dwt = ly->in * ly->out;
-        }
         if (ly->out > *maxw)
             *maxw = ly->out;
         if (l < nhidden &&
-            !(n->h[l] = malloc(batch_max * ly->out * sizeof *n->h[l])))
+            !(n->h[l] = malloc(padded(batch_max) * ly->out * sizeof *n->h[l])))
             return NDE_ENOMEM;
     }
     return NDE_OK;
@@ -670,7 +788,7 @@ static int build_net(mlp_net *n, size_t in0, const long *hidden,
 static int build_diffusion(nde_field *f, mlp_state *s, nde_section *sec,
                            const long *drift_hidden, size_t ndrift_hidden,
                            long thin_width, size_t *off, size_t *maxw,
-                           size_t *max_dwt, nde_ctx *ctx)
+                           nde_ctx *ctx)
 {
     const char *kind;
     long *widths = NULL;
@@ -712,7 +830,7 @@ static int build_diffusion(nde_field *f, mlp_state *s, nde_section *sec,
     if ((status = check_widths(hidden, nhidden, 1, "g_layers", sec, ctx)))
         goto done;
     if (build_net(&s->diffusion, f->dim, hidden, nhidden, f->dim, thin_width,
-                  f->batch_max, off, maxw, max_dwt)) {
+                  f->batch_max, off, maxw)) {
         status = nde_error(ctx, NDE_ENOMEM, "mlp: out of memory");
         goto done;
     }
@@ -780,22 +898,20 @@ static int mlp_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
     const size_t dim = (size_t)widths[0];
     f->dim = dim;
     s->in0 = dim + (time_input ? 1 : 0);
-    size_t off = 0, maxw = s->in0, max_dwt = 0;
+    size_t off = 0, maxw = s->in0;
     if (build_net(&s->drift, s->in0, widths + 1, nwidths - 2, dim, thin_width,
-                  f->batch_max, &off, &maxw, &max_dwt))
+                  f->batch_max, &off, &maxw))
         goto nomem;
     if ((status = read_activations(&s->drift, "activation", sec, ctx)) ||
         (status = build_diffusion(f, s, sec, widths + 1, nwidths - 2,
-                                  thin_width, &off, &maxw, &max_dwt, ctx)))
+                                  thin_width, &off, &maxw, ctx)))
         goto done;
 
-    const size_t bmax = f->batch_max;
+    const size_t bmax = padded(f->batch_max);
     s->x0 = malloc(bmax * s->in0 * sizeof *s->x0);
     s->g = malloc(bmax * maxw * sizeof *s->g);
     s->gx = malloc(bmax * maxw * sizeof *s->gx);
-    if (max_dwt)
-        s->dwt = malloc(max_dwt * sizeof *s->dwt);
-    if (!s->x0 || !s->g || !s->gx || (max_dwt && !s->dwt))
+    if (!s->x0 || !s->g || !s->gx)
         goto nomem;
 
     f->nparams = off;

@@ -95,7 +95,7 @@ static double contract(nde_field *f, eval_op op, double t, const double *y,
  * Checks any field, its drift (eval, vjp) and, when it has noise, its
  * diffusion (diffusion, diffusion_vjp) alike:
  *  - vy and vtheta against central differences of v . f, step
- *    h = 1e-6 (1 + |x|), at random y, theta, v (fixed seed), batch 3:
+ *    h = 1e-6 (1 + |x|), at random y, theta, v (fixed seed), batch B:
  *    |fd - vjp| <= 1e-6 max(1, |vjp|);
  *  - row i of a batch equals a batch-of-one eval of row i (to 1e-13
  *    relative: dgemm may block a 1-row product differently);
@@ -104,9 +104,8 @@ static double contract(nde_field *f, eval_op op, double t, const double *y,
  *    outputs.
  */
 static void check_ops(const char *label, nde_field *f, eval_op eval,
-                      vjp_op vjp)
+                      vjp_op vjp, size_t B)
 {
-    enum { B = 3 };
     const double t = 0.7, tol = 1e-6;
     const size_t d = f->dim, p = f->nparams, n = B * d;
     double *theta = calloc(p + 1, sizeof *theta);
@@ -211,15 +210,18 @@ static void check_ops(const char *label, nde_field *f, eval_op eval,
     free(vth2);
 }
 
-static void check_field(const char *label, const char *ini)
+/* The field of ini created for batch_max rows, checked at batch B. */
+static void check_field(const char *label, const char *ini, size_t B,
+                        size_t batch_max)
 {
     loaded L;
-    load_ok(&L, ini, 3);
-    check_ops(label, L.f, L.f->type->eval, L.f->type->vjp);
+    load_ok(&L, ini, batch_max);
+    check_ops(label, L.f, L.f->type->eval, L.f->type->vjp, B);
     if (L.f->noise != NDE_NOISE_NONE) {
         char dlabel[160];
         snprintf(dlabel, sizeof dlabel, "%s (diffusion)", label);
-        check_ops(dlabel, L.f, L.f->type->diffusion, L.f->type->diffusion_vjp);
+        check_ops(dlabel, L.f, L.f->type->diffusion, L.f->type->diffusion_vjp,
+                  B);
     }
     unload(&L);
 }
@@ -278,7 +280,32 @@ static const char *const conformance_configs[][2] = {
 
 START_TEST(conformance)
 {
-    check_field(conformance_configs[_i][0], conformance_configs[_i][1]);
+    check_field(conformance_configs[_i][0], conformance_configs[_i][1], 3, 3);
+}
+END_TEST
+
+/*
+ * The mlp's kernels work on blocks of 32 and 8 batch columns (padded to a
+ * multiple of 8) and on 4 rows at a time: batch 3 above exercises none of
+ * the full blocks. 77 = 2 x 32 + 8 + 5 takes every path of the column
+ * loops, and a field created for 85 rows called with 77 checks that
+ * nothing assumes batch == batch_max. Odd widths (1, 5, 7, 13) leave row remainders.
+ */
+static const char *const large_batch_configs[][2] = {
+    {"mlp sde, torchsde's shape", "[field]\nplugin = mlp\nlayers = 4, 64, 4\n"
+     "diffusion = sigmoid\ng_layers = 64\n"},
+    {"mlp odd widths, time + cube",
+     "[field]\nplugin = mlp\nlayers = 5, 13, 7, 5\ntime = true\n"
+     "input = cube\ndiffusion = softplus\ng_layers = 1, 6\n"},
+    {"mlp dgemm and hand layers mixed",
+     "[field]\nplugin = mlp\nlayers = 3, 12, 10, 3\nthin_width = 4\n"
+     "activation = relu, tanh\n"},
+};
+
+START_TEST(conformance_large_batch)
+{
+    check_field(large_batch_configs[_i][0], large_batch_configs[_i][1], 77,
+                85);
 }
 END_TEST
 
@@ -843,6 +870,9 @@ static Suite *fields_suite(void)
     tcase_add_loop_test(tc, conformance, 0,
                         sizeof conformance_configs /
                             sizeof conformance_configs[0]);
+    tcase_add_loop_test(tc, conformance_large_batch, 0,
+                        sizeof large_batch_configs /
+                            sizeof large_batch_configs[0]);
     tcase_add_test(tc, every_field_plugin_is_covered);
     suite_add_tcase(s, tc);
 
