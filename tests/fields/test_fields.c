@@ -238,7 +238,8 @@ static const char *const conformance_configs[][2] = {
      "activation = softplus, tanh\ntime = true\ninput = cube\n"},
     {"mlp spiral", "[field]\nplugin = mlp\nlayers = 2, 50, 2\ninput = cube\n"},
     {"mlp wide blas",
-     "[field]\nplugin = mlp\nlayers = 12, 20, 16, 12\ntime = yes\n"},
+     "[field]\nplugin = mlp\nlayers = 12, 20, 16, 12\ntime = yes\n"
+     "thin_width = 8\n"},
     {"mlp wide blas everywhere",
      "[field]\nplugin = mlp\nlayers = 3, 20, 3\nthin_width = 0\n"
      "activation = relu\n"},
@@ -253,7 +254,7 @@ static const char *const conformance_configs[][2] = {
      "g_layers = \n"},
     {"mlp sde wide blas",
      "[field]\nplugin = mlp\nlayers = 12, 20, 12\ndiffusion = sigmoid\n"
-     "g_layers = 24, 16\ncalculus = stratonovich\n"},
+     "g_layers = 24, 16\ncalculus = stratonovich\nthin_width = 8\n"},
     {"linear",
      "[field]\nplugin = linear\nA = 0.5, -1, 0.25\n  1, -0.3, 2\n"
      "  0, 0.7, -1.5\nb = 1, 2, 3\n"},
