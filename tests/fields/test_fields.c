@@ -16,8 +16,27 @@
 #include <matheval.h>
 #include <nde/nde.h>
 
-void mlp_internal_tanh(double *x, size_t n);
-void mlp_internal_tanh_baseline(double *x, size_t n);
+#include "mlp.h" /* the mlp plugin's kernel sets */
+
+/* The mlp kernel sets built for this target, and whether the CPU runs
+ * them (the others are skipped, saying so). */
+static const mlp_kernels *const kernel_sets[] = {
+#if defined(__x86_64__)
+    &mlp_kernels_v4, &mlp_kernels_v3,
+#endif
+    &mlp_kernels_base};
+enum { NSETS = sizeof kernel_sets / sizeof kernel_sets[0] };
+
+static int cpu_runs(const mlp_kernels *k)
+{
+#if defined(__x86_64__)
+    if (k == &mlp_kernels_v4)
+        return __builtin_cpu_supports("x86-64-v4");
+    if (k == &mlp_kernels_v3)
+        return __builtin_cpu_supports("x86-64-v3");
+#endif
+    return 1;
+}
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -286,11 +305,12 @@ START_TEST(conformance)
 END_TEST
 
 /*
- * The mlp's kernels work on blocks of 32 and 8 batch columns (padded to a
- * multiple of 8) and on 4 rows at a time: batch 3 above exercises none of
- * the full blocks. 77 = 2 x 32 + 8 + 5 takes every path of the column
- * loops, and a field created for 85 rows called with 77 checks that
- * nothing assumes batch == batch_max. Odd widths (1, 5, 7, 13) leave row remainders.
+ * The mlp's kernels work on blocks of up to 32 batch columns (padded to a
+ * multiple of 8) and on 2 or 4 rows at a time: batch 3 above exercises
+ * none of the full blocks. 77 = 2 x 32 + 8 + 5 takes every path of the
+ * column loops, and a field created for 85 rows called with 77 checks that
+ * nothing assumes batch == batch_max. Odd widths (1, 5, 7, 13) leave row
+ * remainders. Each config runs with every kernel set the CPU runs.
  */
 static const char *const large_batch_configs[][2] = {
     {"mlp sde, torchsde's shape", "[field]\nplugin = mlp\nlayers = 4, 64, 4\n"
@@ -305,8 +325,16 @@ static const char *const large_batch_configs[][2] = {
 
 START_TEST(conformance_large_batch)
 {
-    check_field(large_batch_configs[_i][0], large_batch_configs[_i][1], 77,
-                85);
+    const mlp_kernels *k = kernel_sets[_i % NSETS];
+    const char *const *c = large_batch_configs[_i / NSETS];
+    char label[160], ini[512];
+    if (!cpu_runs(k)) {
+        printf("skipped: this CPU does not run the %s kernels\n", k->name);
+        return;
+    }
+    snprintf(label, sizeof label, "%s, %s kernels", c[0], k->name);
+    snprintf(ini, sizeof ini, "%skernels = %s\n", c[1], k->name);
+    check_field(label, ini, 77, 85);
 }
 END_TEST
 
@@ -676,6 +704,8 @@ static const char *const bad_configs[][3] = {
      "activation", "did you mean 'tanh'"},
     {"[field]\nplugin = mlp\nlayers = 2, 5, 2\ninput = square\n", "input",
      "unknown input transform 'square'"},
+    {"[field]\nplugin = mlp\nlayers = 2, 5, 2\nkernels = neon\n", "kernels",
+     "unknown kernels 'neon' (expected auto, avx512, avx2 or generic"},
     {"[field]\nplugin = mlp\n", "layers", "missing required key"},
     {"[field]\nplugin = linear\nA = 1, 2, 3\n", "A", "square matrix"},
     {"[field]\nplugin = linear\nA = 1, 2\n  3, 4\nb = 1, 2, 3\n", "b",
@@ -812,13 +842,15 @@ static double rel_err(double got, double want)
     return fabs(got - want) / fabs(want);
 }
 
-static void (*const tanh_versions[])(double *, size_t) = {
-    mlp_internal_tanh, mlp_internal_tanh_baseline};
-
 START_TEST(tanh_accuracy)
 {
     enum { N = 600001 };
-    void (*tanh_under_test)(double *, size_t) = tanh_versions[_i];
+    const mlp_kernels *k = kernel_sets[_i];
+    if (!cpu_runs(k)) {
+        printf("skipped: this CPU does not run the %s kernels\n", k->name);
+        return;
+    }
+    void (*tanh_under_test)(double *, size_t) = k->tanh_array;
     double *x = malloc(N * sizeof *x), *r = malloc(N * sizeof *r);
     ck_assert(x && r);
     /* a uniform grid over [-30, 30] and a log grid over tiny to 30 */
@@ -839,11 +871,11 @@ START_TEST(tanh_accuracy)
         }
     }
     /* Measured worst on this grid: 5.1e-16 (2.3 DBL_EPSILON) for the
-     * AVX-512 clone, 4.4e-16 (2 DBL_EPSILON) for the baseline build;
+     * AVX-512 kernels, 4.4e-16 (2 DBL_EPSILON) for the baseline build;
      * 3 DBL_EPSILON = 6.7e-16 asserted. */
     ck_assert_msg(worst <= 3.0 * DBL_EPSILON,
-                  "version %d: max relative error %.3g at x = %.17g", _i,
-                  worst, at);
+                  "%s kernels: max relative error %.3g at x = %.17g",
+                  k->name, worst, at);
 
     double special[] = {0.0, -0.0, 5e-324, -5e-324, 1e-300, -1e-20,
                         20.0, -20.5, 1e300, INFINITY, -INFINITY, NAN};
@@ -853,7 +885,7 @@ START_TEST(tanh_accuracy)
     for (size_t i = 0; i + 1 < ns; i++) {
         ck_assert_msg(r[i] == tanh(special[i]) &&
                           signbit(r[i]) == signbit(special[i]),
-                      "version %d: tanh(%g) = %.17g, libm %.17g", _i,
+                      "%s kernels: tanh(%g) = %.17g, libm %.17g", k->name,
                       special[i], r[i],
                       tanh(special[i]));
     }
@@ -872,8 +904,8 @@ static Suite *fields_suite(void)
                         sizeof conformance_configs /
                             sizeof conformance_configs[0]);
     tcase_add_loop_test(tc, conformance_large_batch, 0,
-                        sizeof large_batch_configs /
-                            sizeof large_batch_configs[0]);
+                        NSETS * (sizeof large_batch_configs /
+                                 sizeof large_batch_configs[0]));
     tcase_add_test(tc, every_field_plugin_is_covered);
     suite_add_tcase(s, tc);
 
@@ -892,7 +924,7 @@ static Suite *fields_suite(void)
     tcase_add_loop_test(tc, bad_input, 0,
                         sizeof bad_configs / sizeof bad_configs[0]);
     tcase_add_test(tc, matheval_quirks);
-    tcase_add_loop_test(tc, tanh_accuracy, 0, 2);
+    tcase_add_loop_test(tc, tanh_accuracy, 0, NSETS);
     suite_add_tcase(s, tc);
     return s;
 }

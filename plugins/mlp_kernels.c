@@ -1,0 +1,591 @@
+/*
+ * mlp_kernels.c - the mlp plugin's numerics: activations (our own
+ * vectorisable tanh), the dense kernels and the field operations. Built
+ * once per instruction set, with MLP_ISA = 4 (x86-64-v4: AVX-512), 3
+ * (x86-64-v3: AVX2 + FMA) or 0 (the target's baseline) and the matching
+ * -march; mlp.c picks the best one the CPU runs (or the `kernels` key's).
+ * One source per set rather than gcc's target_clones because the tiles
+ * must follow the register width: generic vectors wider than the
+ * registers are lowered through memory (AVX2 ran 4x slower than the old
+ * row-major loops that way).
+ */
+#include <cblas.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "mlp.h"
+
+#if MLP_ISA == 4
+#define MLP_LANES 8
+#define MLP_KERNELS mlp_kernels_v4
+#define MLP_KERNELS_NAME "avx512"
+#elif MLP_ISA == 3
+#define MLP_LANES 4
+#define MLP_KERNELS mlp_kernels_v3
+#define MLP_KERNELS_NAME "avx2"
+#elif MLP_ISA == 0
+#define MLP_LANES 2
+#define MLP_KERNELS mlp_kernels_base
+#define MLP_KERNELS_NAME "generic"
+#else
+#error "MLP_ISA must be 4, 3 or 0"
+#endif
+
+/* ---- vectorisable tanh ------------------------------------------------ */
+
+static inline double bits_to_double(uint64_t u)
+{
+    double d;
+    memcpy(&d, &u, sizeof d);
+    return d;
+}
+
+static inline uint64_t double_to_bits(double d)
+{
+    uint64_t u;
+    memcpy(&u, &d, sizeof u);
+    return u;
+}
+
+/*
+ * 2^n and expm1(r) with a = n ln2 + r, |r| <= ln2/2 (Cody-Waite split of
+ * ln2, fdlibm's constants), for a in [-708, 40] (or NaN), branch-free:
+ * e^a = 2^n (expm1(r) + 1) and expm1(a) = 2^n expm1(r) + (2^n - 1); for
+ * n = 0 the latter is expm1(r) itself, so small arguments keep full
+ * relative accuracy. expm1(r) is its Taylor series to r^13: the first
+ * omitted term is below 1.2e-17 relative for |r| <= 0.347. Rounding to n
+ * uses the 1.5 * 2^52 shift, so no float-to-int conversion happens (NaN
+ * stays NaN through p); n >= -1022 keeps 2^n a normal number.
+ */
+static inline double exp_parts(double a, double *scale)
+{
+    const double inv_ln2 = 1.44269504088896338700e+00;
+    const double ln2_hi = 6.93147180369123816490e-01; /* low bits zero */
+    const double ln2_lo = 1.90821492927058770002e-10;
+    const double shift = 0x1.8p52;
+    double kd = a * inv_ln2 + shift;
+    double n = kd - shift;
+    double r = (a - n * ln2_hi) - n * ln2_lo;
+    uint64_t ni = double_to_bits(kd) - double_to_bits(shift);
+    double p = 1.0 / 6227020800.0; /* 1/13! */
+    *scale = bits_to_double((ni + 1023u) << 52);
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    return r + (r * r) * p;
+}
+
+/* expm1(a) for a in [0, 40]. */
+static inline double expm1_reduced(double a)
+{
+    double scale, p = exp_parts(a, &scale);
+    return scale * p + (scale - 1.0);
+}
+
+/* e^-x for x >= 0: x > 708 gives e^-708 (3.3e-308) instead of the
+ * subnormal or zero value, so that a sigmoid stays positive. */
+static inline double exp_neg(double x)
+{
+    double scale, p = exp_parts(x > 708.0 ? -708.0 : -x, &scale);
+    return scale * p + scale;
+}
+
+/*
+ * tanh(x) = sign(x) e / (e + 2), e = expm1(2|x|). Working on |x| keeps
+ * e >= 0, where the quotient does not amplify e's error. |x| > 20 gives
+ * +-1 (tanh(20) rounds to 1); NaN propagates through e.
+ */
+static inline double mlp_tanh1(double x)
+{
+    double t = fabs(x);
+    double tc = t > 20.0 ? 20.0 : t;
+    double e = expm1_reduced(tc + tc);
+    double r = e / (e + 2.0);
+    r = t > 20.0 ? 1.0 : r;
+    return copysign(r, x);
+}
+
+#define MLP_INLINE static inline __attribute__((always_inline))
+
+static void mlp_tanh_array(double *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = mlp_tanh1(x[i]);
+}
+
+/* softplus(z) = max(z, 0) + log1p(exp(-|z|)), without overflow. */
+MLP_INLINE void softplus_array(double *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        double z = x[i];
+        x[i] = (z > 0.0 ? z : 0.0) + log1p(exp(-fabs(z)));
+    }
+}
+
+/* sigmoid(z) from e = exp(-|z|) <= 1, without overflow (and, through
+ * exp_neg, vectorised and never 0). */
+MLP_INLINE void sigmoid_array(double *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        double z = x[i], e = exp_neg(fabs(z));
+        x[i] = (z >= 0.0 ? 1.0 : e) / (1.0 + e);
+    }
+}
+
+MLP_INLINE void activate(int act, double *x, size_t n)
+{
+    switch (act) {
+    case ACT_TANH:
+        mlp_tanh_array(x, n);
+        break;
+    case ACT_RELU:
+        for (size_t i = 0; i < n; i++)
+            x[i] = x[i] > 0.0 ? x[i] : 0.0;
+        break;
+    case ACT_SOFTPLUS:
+        softplus_array(x, n);
+        break;
+    case ACT_SIGMOID:
+        sigmoid_array(x, n);
+        break;
+    default:
+        break;
+    }
+}
+
+/* g *= s'(z), written in terms of the activation's output h = s(z):
+ * tanh' = 1 - h^2, relu' = [h > 0], softplus' = sigmoid(z) = 1 - e^-h,
+ * sigmoid' = h (1 - h). */
+MLP_INLINE void multiply_derivative(int act, const double *h, double *g, size_t n)
+{
+    switch (act) {
+    case ACT_TANH:
+        for (size_t i = 0; i < n; i++)
+            g[i] *= 1.0 - h[i] * h[i];
+        break;
+    case ACT_RELU:
+        for (size_t i = 0; i < n; i++)
+            g[i] = h[i] > 0.0 ? g[i] : 0.0;
+        break;
+    case ACT_SOFTPLUS:
+        for (size_t i = 0; i < n; i++)
+            g[i] *= -expm1(-h[i]);
+        break;
+    case ACT_SIGMOID:
+        for (size_t i = 0; i < n; i++)
+            g[i] *= h[i] * (1.0 - h[i]);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- small dense kernels ---------------------------------------------- */
+
+/*
+ * Every array a layer reads or writes is feature-major: row k holds
+ * feature k for the whole batch (width x batch). The batch is then the
+ * contiguous dimension of every hand loop, so the loops vectorise fully
+ * whatever the widths (a 4-wide layer included), and the same arrays are
+ * the row-major operands of dgemm for wide layers.
+ */
+
+/*
+ * Padding: the batch dimension of these arrays is ld = mlp_padded(batch),
+ * a multiple of every vector width, so the loops have no scalar tail. The
+ * padding columns hold finite values computed from zeros (the input and
+ * the incoming cotangent are zero-padded) and are never summed over:
+ * weight and bias gradients drop them.
+ *
+ * vd is gcc's generic vector of MLP_LANES doubles, the width of this
+ * build's registers (8: AVX-512, 4: AVX2, 2: SSE2); the tiles below keep
+ * 16 accumulators with 32 registers and 8 with 16.
+ */
+typedef double vd __attribute__((vector_size(8 * MLP_LANES)));
+typedef int64_t vi __attribute__((vector_size(8 * MLP_LANES)));
+
+enum {
+    LANES = MLP_LANES,
+    TILE_VECS = MLP_LANES == 8 ? 4 : 2, /* vectors per row in combine   */
+    GRAM_ROWS = MLP_LANES == 8 ? 4 : 2  /* gram tile: GRAM_ROWS x 4     */
+};
+
+/* Functions taking or returning vd are always inlined, so the warning
+ * that their ABI differs between instruction sets does not apply. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+MLP_INLINE vd load_vd(const double *p)
+{
+    vd v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+MLP_INLINE void store_vd(double *p, vd v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* The lanes' sum in a fixed order (pairwise: lane j with lane j + w). */
+MLP_INLINE double lane_sum(vd a)
+{
+    for (int w = LANES / 2; w >= 1; w /= 2)
+        for (int j = 0; j < w; j++)
+            a[j] += a[j + w];
+    return a[0];
+}
+
+/* Lanes j < m kept, the others zero: an exact select (a NaN in a padding
+ * column is dropped, not multiplied by 0). */
+MLP_INLINE vd keep_lanes(vd a, size_t m)
+{
+    static const int64_t index[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    vi lane;
+    memcpy(&lane, index, sizeof lane);
+    return (vd)((vi)a & (lane < (int64_t)m));
+}
+
+/*
+ * Columns [i, i + LANES nv) of four rows z_r = b_r + sum_k w_r[k ws] x_k
+ * (x_k row k of x, nk rows): 4 nv accumulators stay in registers over the
+ * sum. Rows may repeat (the same row written twice with the same value).
+ */
+MLP_INLINE void combine_tile(const double *const *w, size_t ws,
+                             const double *b, const double *x, size_t nk,
+                             size_t ld, double *const *z, size_t i, int nv)
+{
+    vd a[4][TILE_VECS];
+    for (int r = 0; r < 4; r++)
+        for (int v = 0; v < nv; v++)
+            a[r][v] = b[r] + (vd){0};
+    for (size_t k = 0; k < nk; k++) {
+        vd xv[TILE_VECS];
+        for (int v = 0; v < nv; v++)
+            xv[v] = load_vd(x + k * ld + i + LANES * v);
+        for (int r = 0; r < 4; r++) {
+            const double c = w[r][k * ws];
+            for (int v = 0; v < nv; v++)
+                a[r][v] += c * xv[v];
+        }
+    }
+    for (int r = 0; r < 4; r++)
+        for (int v = 0; v < nv; v++)
+            store_vd(z[r] + i + LANES * v, a[r][v]);
+}
+
+/* z_o = b_o + sum_k w[o wo + k ws] x_k for o < nout, all ld columns
+ * (b NULL: no bias). */
+MLP_INLINE void combine_rows(const double *w, size_t wo, size_t ws,
+                             const double *b, const double *x, size_t nk,
+                             size_t nout, size_t ld, double *z)
+{
+    for (size_t o = 0; o < nout; o += 4) {
+        const double *wr[4];
+        double br[4], *zr[4];
+        for (size_t r = 0; r < 4; r++) {
+            const size_t q = o + r < nout ? o + r : nout - 1;
+            wr[r] = w + q * wo;
+            br[r] = b ? b[q] : 0.0;
+            zr[r] = z + q * ld;
+        }
+        size_t i = 0;
+        for (; i + LANES * TILE_VECS <= ld; i += LANES * TILE_VECS)
+            combine_tile(wr, ws, br, x, nk, ld, zr, i, TILE_VECS);
+        for (; i < ld; i += LANES)
+            combine_tile(wr, ws, br, x, nk, ld, zr, i, 1);
+    }
+}
+
+/* d[r][c] = g_r . x_c over the first n columns, for GRAM_ROWS rows of g
+ * and four of x; the last partial vector reads the padding and drops its
+ * lanes. */
+MLP_INLINE void gram_tile(const double *const *g, const double *const *x,
+                          size_t n, double d[GRAM_ROWS][4])
+{
+    vd a[GRAM_ROWS][4];
+    for (int r = 0; r < GRAM_ROWS; r++)
+        for (int c = 0; c < 4; c++)
+            a[r][c] = (vd){0};
+    for (size_t i = 0; i < n; i += LANES) {
+        vd gv[GRAM_ROWS], xv[4];
+        for (int r = 0; r < GRAM_ROWS; r++)
+            gv[r] = load_vd(g[r] + i);
+        for (int c = 0; c < 4; c++)
+            xv[c] = load_vd(x[c] + i);
+        if (i + LANES <= n)
+            for (int r = 0; r < GRAM_ROWS; r++)
+                for (int c = 0; c < 4; c++)
+                    a[r][c] += gv[r] * xv[c];
+        else
+            for (int r = 0; r < GRAM_ROWS; r++)
+                for (int c = 0; c < 4; c++)
+                    a[r][c] += keep_lanes(gv[r] * xv[c], n - i);
+    }
+    for (int r = 0; r < GRAM_ROWS; r++)
+        for (int c = 0; c < 4; c++)
+            d[r][c] = lane_sum(a[r][c]);
+}
+
+/* dw[o in + k] += g_o . x_k over the first n columns (o < out, k < in). */
+MLP_INLINE void add_gram(const double *g, const double *x, size_t out,
+                         size_t in, size_t n, size_t ld, double *dw)
+{
+    for (size_t o = 0; o < out; o += GRAM_ROWS)
+        for (size_t k = 0; k < in; k += 4) {
+            const double *gr[GRAM_ROWS], *xr[4];
+            double d[GRAM_ROWS][4];
+            for (size_t r = 0; r < GRAM_ROWS; r++)
+                gr[r] = g + (o + r < out ? o + r : out - 1) * ld;
+            for (size_t c = 0; c < 4; c++)
+                xr[c] = x + (k + c < in ? k + c : in - 1) * ld;
+            gram_tile(gr, xr, n, d);
+            for (size_t r = 0; r < GRAM_ROWS && o + r < out; r++)
+                for (size_t c = 0; c < 4 && k + c < in; c++)
+                    dw[(o + r) * in + k + c] += d[r][c];
+        }
+}
+
+MLP_INLINE double row_sum(const double *a, size_t n)
+{
+    vd acc = {0};
+    for (size_t i = 0; i < n; i += LANES)
+        acc += i + LANES <= n ? load_vd(a + i)
+                              : keep_lanes(load_vd(a + i), n - i);
+    return lane_sum(acc);
+}
+
+MLP_INLINE int all_finite(const double *x, size_t n)
+{
+    int bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad |= !(fabs(x[i]) <= 1.79769313486231570815e+308);
+    return !bad;
+}
+
+/* Z = W X + b 1^T: X is in x ld, Z out x ld. */
+MLP_INLINE void layer_forward(const mlp_layer *ly, const double *theta,
+                              const double *x, double *z, size_t ld)
+{
+    const double *w = theta + ly->w_off, *b = theta + ly->b_off;
+    const size_t in = ly->in, out = ly->out;
+    if (!ly->blas) {
+        combine_rows(w, in, 1, b, x, in, out, ld, z);
+        return;
+    }
+    for (size_t o = 0; o < out; o++)
+        for (size_t i = 0; i < ld; i++)
+            z[o * ld + i] = b[o];
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)out, (int)ld,
+                (int)in, 1.0, w, (int)in, x, (int)ld, 1.0, z, (int)ld);
+}
+
+/*
+ * Given G = dL/dZ (out x ld) for Z = W X + b 1^T: accumulate dL/dW = G X^T
+ * and dL/db = G 1 over the batch's columns into vtheta (if not NULL) and
+ * write GX = dL/dX = W^T G (in x ld, if not NULL).
+ */
+MLP_INLINE void layer_backward(const mlp_layer *ly, const double *theta,
+                               const double *x, const double *g, double *gx,
+                               double *vtheta, size_t batch, size_t ld)
+{
+    const double *w = theta + ly->w_off;
+    const size_t in = ly->in, out = ly->out;
+    if (vtheta) {
+        double *dw = vtheta + ly->w_off, *db = vtheta + ly->b_off;
+        for (size_t o = 0; o < out; o++)
+            db[o] += row_sum(g + o * ld, batch);
+        if (ly->blas)
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)out,
+                        (int)in, (int)batch, 1.0, g, (int)ld, x, (int)ld, 1.0,
+                        dw, (int)in);
+        else
+            add_gram(g, x, out, in, batch, ld, dw);
+    }
+    if (!gx)
+        return;
+    if (ly->blas)
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)in, (int)ld,
+                    (int)out, 1.0, w, (int)in, g, (int)ld, 0.0, gx, (int)ld);
+    else
+        combine_rows(w, 1, in, NULL, g, out, in, ld, gx);
+}
+
+/* z (dim x ld, zero padding) from rows (batch x dim), each value cubed
+ * when asked. */
+MLP_INLINE void from_rows(const double *rows, double *z, size_t dim,
+                          size_t batch, size_t ld, int cube)
+{
+    for (size_t j = 0; j < dim; j++) {
+        double *zj = z + j * ld;
+        for (size_t i = 0; i < batch; i++) {
+            const double v = rows[i * dim + j];
+            zj[i] = cube ? v * v * v : v;
+        }
+        for (size_t i = batch; i < ld; i++)
+            zj[i] = 0.0;
+    }
+}
+
+/* rows (batch x dim) = the batch's columns of z (dim x ld). */
+MLP_INLINE void to_rows(const double *z, double *rows, size_t dim,
+                        size_t batch, size_t ld)
+{
+    for (size_t i = 0; i < batch; i++)
+        for (size_t j = 0; j < dim; j++)
+            rows[i * dim + j] = z[j * ld + i];
+}
+
+/* The first layer's input x0 (in0 x ld): y or y^3, and t as a last row
+ * when asked. */
+MLP_INLINE const double *prepare_input(mlp_state *s, size_t dim, int cube,
+                                       int time, double t, const double *y,
+                                       size_t batch, size_t ld)
+{
+    from_rows(y, s->x0, dim, batch, ld, cube);
+    if (time)
+        for (size_t i = 0; i < ld; i++)
+            s->x0[dim * ld + i] = t;
+    return s->x0;
+}
+
+/* Forward through the hidden layers; returns the last hidden output (the
+ * output layer's input). */
+MLP_INLINE const double *forward_hidden(const mlp_net *n, const double *x0,
+                                        const double *theta, size_t ld)
+{
+    const double *x = x0;
+    for (size_t l = 0; l + 1 < n->nlayers; l++) {
+        const mlp_layer *ly = &n->layer[l];
+        layer_forward(ly, theta, x, n->h[l], ld);
+        activate(ly->act, n->h[l], ld * ly->out);
+        x = n->h[l];
+    }
+    return x;
+}
+
+/* Backward through net n after its forward pass from x0, starting from
+ * g = dL/dZ of the output layer; the cotangent buffers alternate starting
+ * with buf[next] (g may be the other one). Returns dL/dx0, or NULL when
+ * want_input is 0. */
+MLP_INLINE const double *net_backward(mlp_state *s, const mlp_net *n,
+                                      const double *theta, const double *x0,
+                                      const double *g, int next,
+                                      double *vtheta, int want_input,
+                                      size_t batch, size_t ld)
+{
+    double *buf[2] = {s->g, s->gx};
+    for (size_t l = n->nlayers; l-- > 0;) {
+        const mlp_layer *ly = &n->layer[l];
+        const double *x = l > 0 ? n->h[l - 1] : x0;
+        double *gx = (l > 0 || want_input) ? buf[next] : NULL;
+        layer_backward(ly, theta, x, g, gx, vtheta, batch, ld);
+        if (l > 0)
+            multiply_derivative(n->layer[l - 1].act, n->h[l - 1], gx,
+                                ld * ly->in);
+        g = gx;
+        next ^= 1;
+    }
+    return g;
+}
+
+/* vy (batch x dim) += dL/dy from gx0 = dL/dx0 (in0 x ld). */
+MLP_INLINE void add_input_cotangent(int cube, const double *gx0,
+                                    const double *y, double *vy, size_t dim,
+                                    size_t batch, size_t ld)
+{
+    for (size_t i = 0; i < batch; i++)
+        for (size_t j = 0; j < dim; j++) {
+            const double gij = gx0[j * ld + i], yij = y[i * dim + j];
+            vy[i * dim + j] += cube ? 3.0 * yij * yij * gij : gij;
+        }
+}
+
+static int mlp_eval(nde_field *f, double t, const double *y,
+                               const double *theta, double *dy, size_t batch)
+{
+    mlp_state *s = f->state;
+    const mlp_net *n = &s->drift;
+    const size_t ld = mlp_padded(batch);
+    const double *x0 = prepare_input(s, f->dim, s->cube_input, s->time_input,
+                                     t, y, batch, ld);
+    const double *x = forward_hidden(n, x0, theta, ld);
+    layer_forward(&n->layer[n->nlayers - 1], theta, x, s->g, ld);
+    to_rows(s->g, dy, f->dim, batch, ld);
+    return all_finite(dy, batch * f->dim) ? NDE_OK : NDE_ERETRY;
+}
+
+static int mlp_vjp(nde_field *f, double t, const double *y,
+                              const double *theta, const double *v, double *vy,
+                              double *vtheta, size_t batch)
+{
+    mlp_state *s = f->state;
+    const mlp_net *n = &s->drift;
+    const size_t dim = f->dim, ld = mlp_padded(batch);
+    if (!vy && !vtheta)
+        return NDE_OK;
+    const double *x0 = prepare_input(s, dim, s->cube_input, s->time_input, t,
+                                     y, batch, ld);
+    forward_hidden(n, x0, theta, ld);
+    from_rows(v, s->g, dim, batch, ld, 0);
+    const double *g = net_backward(s, n, theta, x0, s->g, 1, vtheta,
+                                   vy != NULL, batch, ld);
+    if (!vy)
+        return NDE_OK;
+    add_input_cotangent(s->cube_input, g, y, vy, dim, batch, ld);
+    return all_finite(vy, batch * dim) ? NDE_OK : NDE_ERETRY;
+}
+
+static int mlp_diffusion(nde_field *f, double t, const double *y,
+                                    const double *theta, double *g,
+                                    size_t batch)
+{
+    mlp_state *s = f->state;
+    const mlp_net *n = &s->diffusion;
+    const size_t ld = mlp_padded(batch);
+    (void)t;
+    const double *x0 = prepare_input(s, f->dim, 0, 0, 0.0, y, batch, ld);
+    const double *x = forward_hidden(n, x0, theta, ld);
+    layer_forward(&n->layer[n->nlayers - 1], theta, x, s->g, ld);
+    activate(s->diffusion_act, s->g, f->dim * ld);
+    to_rows(s->g, g, f->dim, batch, ld);
+    return all_finite(g, batch * f->dim) ? NDE_OK : NDE_ERETRY;
+}
+
+static int mlp_diffusion_vjp(nde_field *f, double t,
+                                        const double *y, const double *theta,
+                                        const double *v, double *vy,
+                                        double *vtheta, size_t batch)
+{
+    mlp_state *s = f->state;
+    const mlp_net *n = &s->diffusion;
+    const size_t dim = f->dim, ld = mlp_padded(batch);
+    (void)t;
+    if (!vy && !vtheta)
+        return NDE_OK;
+    /* g = s(z): dL/dz = v s'(z), from the output h = s(z) held in s->gx */
+    const double *x0 = prepare_input(s, dim, 0, 0, 0.0, y, batch, ld);
+    const double *x = forward_hidden(n, x0, theta, ld);
+    layer_forward(&n->layer[n->nlayers - 1], theta, x, s->gx, ld);
+    activate(s->diffusion_act, s->gx, dim * ld);
+    from_rows(v, s->g, dim, batch, ld, 0);
+    multiply_derivative(s->diffusion_act, s->gx, s->g, dim * ld);
+    const double *gy = net_backward(s, n, theta, x0, s->g, 1, vtheta,
+                                    vy != NULL, batch, ld);
+    if (!vy)
+        return NDE_OK;
+    add_input_cotangent(0, gy, y, vy, dim, batch, ld);
+    return all_finite(vy, batch * dim) ? NDE_OK : NDE_ERETRY;
+}
+
+const mlp_kernels MLP_KERNELS = {MLP_KERNELS_NAME, mlp_eval, mlp_vjp,
+                                 mlp_diffusion, mlp_diffusion_vjp,
+                                 mlp_tanh_array};
