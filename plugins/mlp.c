@@ -36,25 +36,6 @@ static const char *const activation_names[] = {"tanh", "relu", "softplus",
 
 /* ---- instruction sets -------------------------------------------------- */
 
-/* The kernels built for this target, best first. */
-static const mlp_kernels *const kernel_sets[] = {
-#if defined(__x86_64__)
-    &mlp_kernels_v4, &mlp_kernels_v3,
-#endif
-    &mlp_kernels_base, NULL};
-
-static int cpu_runs(const mlp_kernels *k)
-{
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (k == &mlp_kernels_v4)
-        return __builtin_cpu_supports("x86-64-v4");
-    if (k == &mlp_kernels_v3)
-        return __builtin_cpu_supports("x86-64-v3");
-#endif
-    return k == &mlp_kernels_base;
-}
-
 /* `kernels`: auto (the best this CPU runs) or a set by name. */
 static int pick_kernels(mlp_state *s, nde_section *sec, nde_ctx *ctx)
 {
@@ -62,11 +43,11 @@ static int pick_kernels(mlp_state *s, nde_section *sec, nde_ctx *ctx)
     int status;
     if ((status = nde_get_string(sec, "kernels", &want, ctx)))
         return status;
-    for (size_t i = 0; kernel_sets[i]; i++) {
-        const mlp_kernels *k = kernel_sets[i];
+    for (size_t i = 0; mlp_kernel_sets[i]; i++) {
+        const mlp_kernels *k = mlp_kernel_sets[i];
         if (strcmp(want, "auto") != 0 && strcmp(want, k->name) != 0)
             continue;
-        if (cpu_runs(k)) {
+        if (mlp_cpu_runs(k)) {
             s->kernels = k;
             return NDE_OK;
         }

@@ -68,4 +68,24 @@ static inline size_t mlp_padded(size_t batch)
  * of the target (SSE2 on x86-64); the first two only on x86-64. */
 extern const mlp_kernels mlp_kernels_v4, mlp_kernels_v3, mlp_kernels_base;
 
+/* The sets built for this target, best first, NULL-terminated. */
+static const mlp_kernels *const mlp_kernel_sets[] = {
+#if defined(__x86_64__)
+    &mlp_kernels_v4, &mlp_kernels_v3,
+#endif
+    &mlp_kernels_base, NULL};
+
+/* Whether this CPU runs kernel set k. */
+static inline int mlp_cpu_runs(const mlp_kernels *k)
+{
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (k == &mlp_kernels_v4)
+        return __builtin_cpu_supports("x86-64-v4");
+    if (k == &mlp_kernels_v3)
+        return __builtin_cpu_supports("x86-64-v3");
+#endif
+    return k == &mlp_kernels_base;
+}
+
 #endif

@@ -18,25 +18,9 @@
 
 #include "mlp.h" /* the mlp plugin's kernel sets */
 
-/* The mlp kernel sets built for this target, and whether the CPU runs
- * them (the others are skipped, saying so). */
-static const mlp_kernels *const kernel_sets[] = {
-#if defined(__x86_64__)
-    &mlp_kernels_v4, &mlp_kernels_v3,
-#endif
-    &mlp_kernels_base};
-enum { NSETS = sizeof kernel_sets / sizeof kernel_sets[0] };
-
-static int cpu_runs(const mlp_kernels *k)
-{
-#if defined(__x86_64__)
-    if (k == &mlp_kernels_v4)
-        return __builtin_cpu_supports("x86-64-v4");
-    if (k == &mlp_kernels_v3)
-        return __builtin_cpu_supports("x86-64-v3");
-#endif
-    return 1;
-}
+/* The mlp kernel sets built for this target (those the CPU does not run
+ * are skipped, saying so). */
+enum { NSETS = sizeof mlp_kernel_sets / sizeof mlp_kernel_sets[0] - 1 };
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -325,10 +309,10 @@ static const char *const large_batch_configs[][2] = {
 
 START_TEST(conformance_large_batch)
 {
-    const mlp_kernels *k = kernel_sets[_i % NSETS];
+    const mlp_kernels *k = mlp_kernel_sets[_i % NSETS];
     const char *const *c = large_batch_configs[_i / NSETS];
     char label[160], ini[512];
-    if (!cpu_runs(k)) {
+    if (!mlp_cpu_runs(k)) {
         printf("skipped: this CPU does not run the %s kernels\n", k->name);
         return;
     }
@@ -845,8 +829,8 @@ static double rel_err(double got, double want)
 START_TEST(tanh_accuracy)
 {
     enum { N = 600001 };
-    const mlp_kernels *k = kernel_sets[_i];
-    if (!cpu_runs(k)) {
+    const mlp_kernels *k = mlp_kernel_sets[_i];
+    if (!mlp_cpu_runs(k)) {
         printf("skipped: this CPU does not run the %s kernels\n", k->name);
         return;
     }
