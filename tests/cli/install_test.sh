@@ -29,8 +29,11 @@ export PKG_CONFIG_SYSROOT_DIR=$stage
 export LD_LIBRARY_PATH=$stage$libdir
 pkg-config --exists nde || fail "pkg-config does not find the installed nde.pc"
 # The installed program must run on the installed library, not the build's.
-ldd "$nde" | grep -q "$stage$libdir/libnde" ||
-    fail "installed nde does not use the installed libnde: $(ldd "$nde" | grep nde)"
+# Outputs are captured before grep: under pipefail, `prog | grep -q` fails
+# at random when grep exits before prog's last write (SIGPIPE).
+libs=$(ldd "$nde")
+grep -q "$stage$libdir/libnde" <<<"$libs" ||
+    fail "installed nde does not use the installed libnde: $(grep nde <<<"$libs")"
 
 cp -r "$src/plugins/example" "$tmp/example"
 rm -f "$tmp/example"/*.so "$tmp/example/check_vjp"
@@ -38,7 +41,8 @@ make -s -C "$tmp/example" || fail "the example plugin does not build"
 [ -f "$tmp/example/vanderpol.so" ] || fail "make built no vanderpol.so"
 
 export NDE_PLUGIN_PATH=$tmp/example:$stage$libdir/nde/plugins
-"$nde" plugins field | grep -q "^  vanderpol - " ||
+listing=$("$nde" plugins field) || fail "nde plugins field exits non-zero"
+grep -q "^  vanderpol - " <<<"$listing" ||
     fail "nde plugins does not list vanderpol"
 make -s -C "$tmp/example" check || fail "VJP check of the example plugin"
 
