@@ -2,7 +2,8 @@
  * bench_mlp - time of the mlp field's eval and vjp (forward recomputed, both
  * vy and vtheta), per call, for the spiral MLP (batch 20, 2-50-2, tanh,
  * input cube) and a wide one (batch 64, 64-256-256-64), each through both
- * code paths: hand loops (thin_width large) and dgemm (thin_width = 0).
+ * code paths: hand loops (thin_width large) and dgemm (thin_width = 0);
+ * and the spiral MLP on one row (predicting one trajectory), hand loops.
  * The plugin is loaded through the registry, as the program loads it.
  *
  * Each figure: calls repeated for at least 30 ms per batch, median of 7
@@ -136,7 +137,8 @@ int main(void)
     nde_ctx *ctx = nde_ctx_create();
     if (!ctx)
         return 1;
-    int status = bench(ctx, "spiral", "2, 50, 2", "cube", 20, 1000000) ||
+    int status = bench(ctx, "spiral", "2, 50, 2", "cube", 1, 1000000) ||
+                 bench(ctx, "spiral", "2, 50, 2", "cube", 20, 1000000) ||
                  bench(ctx, "spiral", "2, 50, 2", "cube", 20, 0) ||
                  bench(ctx, "wide", "64, 256, 256, 64", "identity", 64,
                        1000000) ||

@@ -57,7 +57,8 @@ typedef struct mlp_state {
 
 /*
  * Arrays the kernels work on are feature-major (width x ld), ld = the
- * batch rounded up to a multiple of 8 (the widest vector's lanes).
+ * batch rounded up to a multiple of 8 (the widest vector's lanes), or the
+ * batch itself under 4 rows; mlp_padded(batch_max) bounds both.
  */
 static inline size_t mlp_padded(size_t batch)
 {

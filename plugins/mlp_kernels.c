@@ -201,7 +201,8 @@ MLP_INLINE void multiply_derivative(int act, const double *h, double *g, size_t 
 
 /*
  * Padding: the batch dimension of these arrays is ld = mlp_padded(batch),
- * a multiple of every vector width, so the loops have no scalar tail. The
+ * a multiple of every vector width, so the loops have no scalar tail
+ * (except for narrow batches, below). The
  * padding columns hold finite values computed from zeros (the input and
  * the incoming cotangent are zero-padded) and are never summed over:
  * weight and bias gradients drop them.
@@ -215,6 +216,7 @@ typedef int64_t vi __attribute__((vector_size(8 * MLP_LANES)));
 
 enum {
     LANES = MLP_LANES,
+    MLP_NARROW = 4,      /* batches below are not padded (batch_ld)     */
     TILE_VECS = MLP_LANES == 8 ? 4 : 2, /* vectors per row in combine   */
     GRAM_ROWS = MLP_LANES == 8 ? 4 : 2  /* gram tile: GRAM_ROWS x 4     */
 };
@@ -354,13 +356,116 @@ MLP_INLINE void add_gram(const double *g, const double *x, size_t out,
         }
 }
 
+/* The sum of the first n entries of a row (padded past n unless n is a
+ * narrow batch). */
 MLP_INLINE double row_sum(const double *a, size_t n)
 {
+    if (n < MLP_NARROW) {
+        double sum = 0.0;
+        for (size_t i = 0; i < n; i++)
+            sum += a[i];
+        return sum;
+    }
     vd acc = {0};
     for (size_t i = 0; i < n; i += LANES)
         acc += i + LANES <= n ? load_vd(a + i)
                               : keep_lanes(load_vd(a + i), n - i);
     return lane_sum(acc);
+}
+
+/*
+ * Narrow batches (batch < MLP_NARROW) are not padded: ld = batch. Padded
+ * to 8 columns, one row cost 8 rows' activations (the spiral net's
+ * forward + VJP took 2.8 times as long). The loops below take any ld; the
+ * callers instantiate ld = 1 separately, where every stride is 1 and the
+ * axpys vectorise.
+ */
+static inline size_t batch_ld(size_t batch)
+{
+    return batch < MLP_NARROW ? batch : mlp_padded(batch);
+}
+
+/* The dot product of the rows a and b over n entries, LANES at a time
+ * (fixed order: lane sums, then the tail). */
+MLP_INLINE double dot(const double *a, const double *b, size_t n)
+{
+    size_t k = 0;
+    double d = 0.0;
+    if (n >= LANES) {
+        vd acc = load_vd(a) * load_vd(b);
+        for (k = LANES; k + LANES <= n; k += LANES)
+            acc += load_vd(a + k) * load_vd(b + k);
+        d = lane_sum(acc);
+    }
+    for (; k < n; k++)
+        d += a[k] * b[k];
+    return d;
+}
+
+/* sum_j a[j sa] b[j sb] for j < n, in four partial sums (four short
+ * dependency chains instead of one long one). */
+MLP_INLINE double strided_dot(const double *a, size_t sa, const double *b,
+                              size_t sb, size_t n)
+{
+    double p[4] = {0.0, 0.0, 0.0, 0.0};
+    size_t j = 0;
+    for (; j + 4 <= n; j += 4)
+        for (int q = 0; q < 4; q++)
+            p[q] += a[(j + q) * sa] * b[(j + q) * sb];
+    for (; j < n; j++)
+        p[0] += a[j * sa] * b[j * sb];
+    return (p[0] + p[1]) + (p[2] + p[3]);
+}
+
+/* z_o,i = b_o + sum_k w[o in + k] x_k,i over ld = batch columns. */
+MLP_INLINE void narrow_forward(const double *w, const double *b,
+                               const double *x, size_t in, size_t out,
+                               size_t ld, double *z)
+{
+    if (ld == 1) {
+        for (size_t o = 0; o < out; o++)
+            z[o] = b[o] + dot(w + o * in, x, in);
+        return;
+    }
+    for (size_t o = 0; o < out; o++)
+        for (size_t i = 0; i < ld; i++) {
+            double a = b[o];
+            for (size_t k = 0; k < in; k++)
+                a += w[o * in + k] * x[k * ld + i];
+            z[o * ld + i] = a;
+        }
+}
+
+/* dw[o in + k] += sum_i g_o,i x_k,i; gx_k,i = sum_o w[o in + k] g_o,i
+ * (gx NULL: not wanted). */
+MLP_INLINE void narrow_backward(const double *w, const double *x,
+                                const double *g, double *gx, double *dw,
+                                size_t in, size_t out, size_t ld)
+{
+    if (dw)
+        for (size_t o = 0; o < out; o++)
+            for (size_t i = 0; i < ld; i++) {
+                const double c = g[o * ld + i];
+                for (size_t k = 0; k < in; k++)
+                    dw[o * in + k] += c * x[k * ld + i];
+            }
+    if (!gx)
+        return;
+    if (in < LANES) {
+        /* Few inputs: accumulating into gx would chain every FMA through
+         * the same few memory cells. */
+        for (size_t k = 0; k < in; k++)
+            for (size_t i = 0; i < ld; i++)
+                gx[k * ld + i] = strided_dot(w + k, in, g + i, ld, out);
+        return;
+    }
+    memset(gx, 0, in * ld * sizeof *gx);
+    for (size_t o = 0; o < out; o++)
+        for (size_t i = 0; i < ld; i++) {
+            const double c = g[o * ld + i];
+            for (size_t k = 0; k < in; k++)
+                gx[k * ld + i] += c * w[o * in + k];
+        }
 }
 
 MLP_INLINE int all_finite(const double *x, size_t n)
@@ -377,15 +482,20 @@ MLP_INLINE void layer_forward(const mlp_layer *ly, const double *theta,
 {
     const double *w = theta + ly->w_off, *b = theta + ly->b_off;
     const size_t in = ly->in, out = ly->out;
-    if (!ly->blas) {
+    if (ly->blas) {
+        for (size_t o = 0; o < out; o++)
+            for (size_t i = 0; i < ld; i++)
+                z[o * ld + i] = b[o];
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)out,
+                    (int)ld, (int)in, 1.0, w, (int)in, x, (int)ld, 1.0, z,
+                    (int)ld);
+    } else if (ld == 1) {
+        narrow_forward(w, b, x, in, out, 1, z);
+    } else if (ld < MLP_NARROW) {
+        narrow_forward(w, b, x, in, out, ld, z);
+    } else {
         combine_rows(w, in, 1, b, x, in, out, ld, z);
-        return;
     }
-    for (size_t o = 0; o < out; o++)
-        for (size_t i = 0; i < ld; i++)
-            z[o * ld + i] = b[o];
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)out, (int)ld,
-                (int)in, 1.0, w, (int)in, x, (int)ld, 1.0, z, (int)ld);
 }
 
 /*
@@ -399,24 +509,29 @@ MLP_INLINE void layer_backward(const mlp_layer *ly, const double *theta,
 {
     const double *w = theta + ly->w_off;
     const size_t in = ly->in, out = ly->out;
-    if (vtheta) {
-        double *dw = vtheta + ly->w_off, *db = vtheta + ly->b_off;
+    double *dw = vtheta ? vtheta + ly->w_off : NULL;
+    if (vtheta)
         for (size_t o = 0; o < out; o++)
-            db[o] += row_sum(g + o * ld, batch);
-        if (ly->blas)
+            vtheta[ly->b_off + o] += row_sum(g + o * ld, batch);
+    if (ly->blas) {
+        if (dw)
             cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)out,
                         (int)in, (int)batch, 1.0, g, (int)ld, x, (int)ld, 1.0,
                         dw, (int)in);
-        else
+        if (gx)
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)in,
+                        (int)ld, (int)out, 1.0, w, (int)in, g, (int)ld, 0.0,
+                        gx, (int)ld);
+    } else if (ld == 1) {
+        narrow_backward(w, x, g, gx, dw, in, out, 1);
+    } else if (ld < MLP_NARROW) {
+        narrow_backward(w, x, g, gx, dw, in, out, ld);
+    } else {
+        if (dw)
             add_gram(g, x, out, in, batch, ld, dw);
+        if (gx)
+            combine_rows(w, 1, in, NULL, g, out, in, ld, gx);
     }
-    if (!gx)
-        return;
-    if (ly->blas)
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)in, (int)ld,
-                    (int)out, 1.0, w, (int)in, g, (int)ld, 0.0, gx, (int)ld);
-    else
-        combine_rows(w, 1, in, NULL, g, out, in, ld, gx);
 }
 
 /* z (dim x ld, zero padding) from rows (batch x dim), each value cubed
@@ -514,7 +629,7 @@ static int mlp_eval(nde_field *f, double t, const double *y,
 {
     mlp_state *s = f->state;
     const mlp_net *n = &s->drift;
-    const size_t ld = mlp_padded(batch);
+    const size_t ld = batch_ld(batch);
     const double *x0 = prepare_input(s, f->dim, s->cube_input, s->time_input,
                                      t, y, batch, ld);
     const double *x = forward_hidden(n, x0, theta, ld);
@@ -529,7 +644,7 @@ static int mlp_vjp(nde_field *f, double t, const double *y,
 {
     mlp_state *s = f->state;
     const mlp_net *n = &s->drift;
-    const size_t dim = f->dim, ld = mlp_padded(batch);
+    const size_t dim = f->dim, ld = batch_ld(batch);
     if (!vy && !vtheta)
         return NDE_OK;
     const double *x0 = prepare_input(s, dim, s->cube_input, s->time_input, t,
@@ -550,7 +665,7 @@ static int mlp_diffusion(nde_field *f, double t, const double *y,
 {
     mlp_state *s = f->state;
     const mlp_net *n = &s->diffusion;
-    const size_t ld = mlp_padded(batch);
+    const size_t ld = batch_ld(batch);
     (void)t;
     const double *x0 = prepare_input(s, f->dim, 0, 0, 0.0, y, batch, ld);
     const double *x = forward_hidden(n, x0, theta, ld);
@@ -567,7 +682,7 @@ static int mlp_diffusion_vjp(nde_field *f, double t,
 {
     mlp_state *s = f->state;
     const mlp_net *n = &s->diffusion;
-    const size_t dim = f->dim, ld = mlp_padded(batch);
+    const size_t dim = f->dim, ld = batch_ld(batch);
     (void)t;
     if (!vy && !vtheta)
         return NDE_OK;
