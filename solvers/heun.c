@@ -167,7 +167,9 @@ static const nde_solver_ops heun_ops = {
 static const nde_solver_type heun = {
     .info = {NDE_ABI_VERSION, NDE_KIND_SOLVER, "heun",
              "stochastic Heun (predictor-corrector) for Stratonovich SDEs, "
-             "fixed step (dt), two evaluations a step",
+             "fixed step (dt), two evaluations a step; strong order 1 for "
+             "commutative noise (each g_i a function of y_i alone, or "
+             "additive)",
              NULL, NDE_CAP_SDE_STRATONOVICH | NDE_CAP_STEP_VJP},
     /* strong order x 2 (solver.h): 0.5 for general noise (1 for commutative
      * or additive noise) */
