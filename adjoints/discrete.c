@@ -18,10 +18,11 @@
  * calls, so repeated gradients of similar solves stop allocating.
  *
  * Solvers with ops (SDE solvers, reversible ones; nde/solver.h) record the
- * state (y, aux) at the start of every step; the steps are replayed
- * backwards through nde_solver_advance_vjp with each step's Brownian
- * increment queried again from the solve's path (the Brownian Interval
- * returns the forward increments bit for bit), then through
+ * state (y, aux) at the start of every step (or of the checkpoint steps);
+ * the steps are replayed backwards through nde_solver_advance_vjp with
+ * each step's Brownian increment queried again from the solve's path (the
+ * Brownian Interval returns the forward increments bit for bit, so a
+ * recomputed segment is the forward one, bit for bit), then through
  * nde_solver_start_vjp. Their save times are step ends, so every cotangent
  * must lie on a step boundary.
  */
@@ -88,12 +89,6 @@ static int discrete_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
         return rc;
     if (checkpoints < 0)
         return nde_section_error(sec, "checkpoints", ctx, "must be >= 0");
-    if (ops && checkpoints > 0)
-        return nde_section_error(sec, "checkpoints", ctx,
-                                 "not supported with solver '%s' (a solver "
-                                 "with its own state); the adjoint "
-                                 "'reversible' needs no stored states for a "
-                                 "reversible solver", s->type->info.name);
     if (!(d = calloc(1, sizeof *d)))
         return nde_error(ctx, NDE_ENOMEM, "adjoint 'discrete': out of memory");
     a->state = d;
@@ -181,6 +176,55 @@ static double step_end(const nde_trajectory *fwd, size_t j)
     return j + 1 < fwd->nsteps ? fwd->t[j + 1] : fwd->t1;
 }
 
+/* The Brownian increment of recorded step j into d->dw. */
+static int step_increment(nde_adjoint *a, const nde_solve_opts *opts,
+                          const nde_trajectory *fwd, size_t j)
+{
+    discrete_state *d = a->state;
+    const double tj = fwd->t[j], tend = step_end(fwd, j);
+    int rc = nde_brownian_increment(opts->brownian, tj, tend, d->dw);
+
+    if (rc != NDE_OK)
+        return nde_error(a->ctx, rc, "adjoint 'discrete': the Brownian "
+                         "path has no increment over [%g, %g] (reset it to "
+                         "the solve's path)", tj, tend);
+    return NDE_OK;
+}
+
+/* For solvers with ops: the states (y, aux) of steps j0..j1-1 into d->seg
+ * (j1 - j0 states y, then as many aux), from the checkpoint (y, aux) at
+ * step j0, taking the recorded steps on the same Brownian increments. */
+static int ops_recompute(nde_adjoint *a, const nde_solve_opts *opts,
+                         const nde_trajectory *fwd, const double *theta,
+                         size_t j0, size_t j1, const double *y,
+                         const double *aux)
+{
+    discrete_state *d = a->state;
+    nde_solver *s = a->solver;
+    const size_t n = fwd->n, m = (size_t)d->aux * n, len = j1 - j0;
+    double *ys = d->seg, *auxs = d->seg + len * n;
+    int rc;
+
+    memcpy(ys, y, n * sizeof(double));
+    if (m)
+        memcpy(auxs, aux, m * sizeof(double));
+    for (size_t j = j0; j + 1 < j1; j++) {
+        const size_t i = j - j0;
+        const double tj = fwd->t[j], h = step_end(fwd, j) - tj;
+        if (nde_solver_is_sde(s) &&
+            (rc = step_increment(a, opts, fwd, j)) != NDE_OK)
+            return rc;
+        rc = nde_solver_advance(s, theta, tj, h, d->dw, ys + i * n,
+                                m ? auxs + i * m : NULL, ys + (i + 1) * n,
+                                m ? auxs + (i + 1) * m : NULL);
+        if (rc != NDE_OK)
+            return nde_error(a->ctx, rc == NDE_ERETRY ? NDE_ENONFINITE : rc,
+                             "adjoint 'discrete': recomputing step %zu from "
+                             "its checkpoint failed", j);
+    }
+    return NDE_OK;
+}
+
 static int ops_gradient(nde_adjoint *a, const nde_solve_opts *opts,
                         const nde_trajectory *fwd, const double *theta,
                         const nde_cotangent *ct, size_t nct, double *ybar0,
@@ -193,10 +237,11 @@ static int ops_gradient(nde_adjoint *a, const nde_solve_opts *opts,
     size_t ic = nct;
     nde_step_grid grid;
     double *tmp;
+    long iseg;
     int rc;
 
     if (fwd->n != n || !(fwd->record & NDE_NEEDS_STEPS) ||
-        fwd->nstates != fwd->nsteps || fwd->stages != d->aux)
+        (fwd->nsteps > 0 && fwd->nstates == 0) || fwd->stages != d->aux)
         return nde_error(a->ctx, NDE_EINVAL,
                          "adjoint 'discrete': the trajectory does not hold "
                          "the step states (y and aux) of this batch (record "
@@ -222,39 +267,59 @@ static int ops_gradient(nde_adjoint *a, const nde_solve_opts *opts,
     memset(thetabar, 0, d->nparams * sizeof(double));
     while (ic > 0 && nde_step_grid_snap(&grid, ct[ic - 1].t) >= fwd->t1)
         add(d->ybar, ct[--ic].g, n);
-    for (size_t j = fwd->nsteps; j-- > 0;) {
-        const double tj = fwd->t[j], tend = step_end(fwd, j);
-        const double *yj = fwd->y + j * n;
-        const double *auxj = m ? fwd->k + j * m : NULL;
-        if (ic > 0 && nde_step_grid_snap(&grid, ct[ic - 1].t) > tj)
-            return nde_error(a->ctx, NDE_EINVAL,
-                             "adjoint 'discrete': a cotangent at t = %g lies "
-                             "inside the step [%g, %g] of solver '%s', which "
-                             "has no dense output (cotangents must lie on "
-                             "step ends: save times or tstops)",
-                             ct[ic - 1].t, tj, tend, s->type->info.name);
-        if (sde && (rc = nde_brownian_increment(opts->brownian, tj, tend,
-                                                d->dw)) != NDE_OK)
-            return nde_error(a->ctx, rc, "adjoint 'discrete': the Brownian "
-                             "path has no increment over [%g, %g] (reset it "
-                             "to the solve's path)", tj, tend);
-        memset(d->ybar_prev, 0, n * sizeof(double));
-        if (m)
-            memset(d->auxbar_prev, 0, m * sizeof(double));
-        rc = nde_solver_advance_vjp(s, theta, tj, tend - tj,
-                                    sde ? d->dw : NULL, yj, auxj, d->ybar,
-                                    m ? d->auxbar : NULL, d->ybar_prev,
-                                    m ? d->auxbar_prev : NULL, thetabar);
-        if (rc != NDE_OK)
-            return rc;
-        tmp = d->ybar;
-        d->ybar = d->ybar_prev;
-        d->ybar_prev = tmp;
-        tmp = d->auxbar;
-        d->auxbar = d->auxbar_prev;
-        d->auxbar_prev = tmp;
-        while (ic > 0 && nde_step_grid_snap(&grid, ct[ic - 1].t) >= tj)
-            add(d->ybar, ct[--ic].g, n);
+    /* Segments between stored states, last first (one step each without
+     * checkpoints), as in discrete_gradient. */
+    for (iseg = (long)fwd->nstates - 1; iseg >= 0; iseg--) {
+        const size_t j0 = fwd->ystep[iseg];
+        const size_t j1 = (size_t)iseg + 1 < fwd->nstates
+                              ? fwd->ystep[iseg + 1] : fwd->nsteps;
+        const double *ys = fwd->y + (size_t)iseg * n;
+        const double *auxs = m ? fwd->k + (size_t)iseg * m : NULL;
+        if (j1 - j0 > 1) {
+            if (grow((void **)&d->seg, &d->seg_cap, (j1 - j0) * (n + m),
+                     sizeof(double)))
+                return nde_error(a->ctx, NDE_ENOMEM, "adjoint 'discrete': "
+                                 "out of memory for a segment of %zu steps",
+                                 j1 - j0);
+            if ((rc = ops_recompute(a, opts, fwd, theta, j0, j1, ys,
+                                    auxs)) != NDE_OK)
+                return rc;
+            ys = d->seg;
+            auxs = m ? d->seg + (j1 - j0) * n : NULL;
+        }
+        for (size_t j = j1; j-- > j0;) {
+            const double tj = fwd->t[j], tend = step_end(fwd, j);
+            const double *yj = ys + (j - j0) * n;
+            const double *auxj = m ? auxs + (j - j0) * m : NULL;
+            if (ic > 0 && nde_step_grid_snap(&grid, ct[ic - 1].t) > tj)
+                return nde_error(a->ctx, NDE_EINVAL,
+                                 "adjoint 'discrete': a cotangent at t = %g "
+                                 "lies inside the step [%g, %g] of solver "
+                                 "'%s', which has no dense output "
+                                 "(cotangents must lie on step ends: save "
+                                 "times or tstops)", ct[ic - 1].t, tj, tend,
+                                 s->type->info.name);
+            if (sde && (rc = step_increment(a, opts, fwd, j)) != NDE_OK)
+                return rc;
+            memset(d->ybar_prev, 0, n * sizeof(double));
+            if (m)
+                memset(d->auxbar_prev, 0, m * sizeof(double));
+            rc = nde_solver_advance_vjp(s, theta, tj, tend - tj,
+                                        sde ? d->dw : NULL, yj, auxj,
+                                        d->ybar, m ? d->auxbar : NULL,
+                                        d->ybar_prev,
+                                        m ? d->auxbar_prev : NULL, thetabar);
+            if (rc != NDE_OK)
+                return rc;
+            tmp = d->ybar;
+            d->ybar = d->ybar_prev;
+            d->ybar_prev = tmp;
+            tmp = d->auxbar;
+            d->auxbar = d->auxbar_prev;
+            d->auxbar_prev = tmp;
+            while (ic > 0 && nde_step_grid_snap(&grid, ct[ic - 1].t) >= tj)
+                add(d->ybar, ct[--ic].g, n);
+        }
     }
     while (ic > 0)
         add(d->ybar, ct[--ic].g, n);

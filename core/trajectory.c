@@ -45,12 +45,19 @@ static int wants_states(const nde_trajectory *tr)
     return (tr->record & (NDE_NEEDS_STEPS | NDE_NEEDS_DENSE)) != 0;
 }
 
-/* k per step: the stages for dense output, or an ops solver's aux state
- * with the states (an ops record is the one with aux_final). */
+/* An ops solver's record (the one with aux_final) keeps its aux state in
+ * k, with each stored state rather than each step. */
+static int is_ops(const nde_trajectory *tr)
+{
+    return tr->aux_final != NULL;
+}
+
+/* k per step: the stages for dense output; or per stored state: an ops
+ * solver's aux state. */
 static int wants_k(const nde_trajectory *tr)
 {
     return (tr->record & NDE_NEEDS_DENSE) ||
-           (tr->aux_final && (tr->record & NDE_NEEDS_STEPS));
+           (is_ops(tr) && (tr->record & NDE_NEEDS_STEPS));
 }
 
 static int grow(void **p, size_t count, size_t size)
@@ -77,8 +84,9 @@ static int traj_realloc(nde_trajectory *tr, size_t cap, size_t states_cap,
          grow((void **)&tr->eest, cap, sizeof(double))) ||
         ((tr->record & NDE_NEEDS_STIFFNESS) &&
          grow((void **)&tr->stiff, cap, sizeof(double))) ||
-        (wants_k(tr) && grow((void **)&tr->k, cap * (size_t)stages * n,
-                       sizeof(double))) ||
+        (wants_k(tr) &&
+         grow((void **)&tr->k, (is_ops(tr) ? states_cap : cap) *
+                                   (size_t)stages * n, sizeof(double))) ||
         (wants_states(tr) &&
          (grow((void **)&tr->y, states_cap * n, sizeof(double)) ||
           grow((void **)&tr->ystep, states_cap, sizeof(size_t)))))
@@ -117,9 +125,13 @@ static void thin_states(nde_trajectory *tr)
     const size_t n = tr->n;
     size_t keep = 0;
 
+    const size_t na = is_ops(tr) ? (size_t)tr->stages * n : 0;
     for (size_t i = 0; i < tr->nstates; i += 2, keep++) {
         if (keep != i) {
             memcpy(tr->y + keep * n, tr->y + i * n, n * sizeof(double));
+            if (na)
+                memcpy(tr->k + keep * na, tr->k + i * na,
+                       na * sizeof(double));
             tr->ystep[keep] = tr->ystep[i];
         }
     }
@@ -213,18 +225,18 @@ int nde_trajectory_begin_ops(nde_trajectory *tr, size_t n, int aux, double t0,
 int nde_trajectory_push_ops(nde_trajectory *tr, double t, double h,
                             const double *y, const double *aux)
 {
-    const size_t n = tr->n, j = tr->nsteps;
-    const size_t na = (size_t)tr->stages * n;
+    const size_t na = (size_t)tr->stages * tr->n;
     double *kp[1];
     int rc;
 
-    /* The generic push stores t, h and y (thinned with max_states); the
-     * aux state goes into k[j] alongside. */
+    /* The generic push stores t, h and y (thinned with max_states); when
+     * it stores y, the aux state goes into k alongside. */
     kp[0] = NULL;
     if ((rc = nde_trajectory_push(tr, t, h, y, kp, 0.0, 0.0)) != NDE_OK)
         return rc;
-    if (na > 0 && (tr->record & NDE_NEEDS_STEPS))
-        memcpy(tr->k + j * na, aux, na * sizeof(double));
+    if (na > 0 && tr->nstates > 0 &&
+        tr->ystep[tr->nstates - 1] == tr->nsteps - 1)
+        memcpy(tr->k + (tr->nstates - 1) * na, aux, na * sizeof(double));
     return NDE_OK;
 }
 

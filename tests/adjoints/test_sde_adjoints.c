@@ -229,16 +229,27 @@ static void fd_grad(sde *p, double *g)
     }
 }
 
-/* The adjoint's g = [dL/dtheta, dL/dy0] after a recording solve; the
+/* The adjoint's g = [dL/dtheta, dL/dy0] after a recording solve, the
+ * adjoint configured by the [adjoint] section of ini (NULL: defaults); the
  * trajectory is returned in *keep when not NULL. */
-static void adj_grad(sde *p, const char *adjoint, double *g, nde_stats *st,
-                     nde_trajectory **keep)
+static void adj_grad_ini(sde *p, const char *adjoint, const char *ini,
+                         double *g, nde_stats *st, nde_trajectory **keep)
 {
     nde_adjoint *a;
     nde_trajectory *tr;
+    nde_config *cfg = NULL;
     double ys[KMAX * NMAX];
     nde_stats fst;
-    int rc = nde_adjoint_create_from(ctx, ADJOINT(adjoint), NULL, p->s, &a);
+    int rc;
+    if (ini) {
+        cfg = nde_config_create();
+        ck_assert_int_eq(nde_config_load_string(cfg, "test", ini, ctx),
+                         NDE_OK);
+    }
+    rc = nde_adjoint_create_from(ctx, ADJOINT(adjoint),
+                                 cfg ? nde_config_section(cfg, "adjoint")
+                                     : NULL, p->s, &a);
+    nde_config_destroy(cfg);
     ck_assert_msg(rc == NDE_OK, "%s: %s", adjoint, nde_ctx_message(ctx));
     tr = nde_trajectory_create(a->record, a->max_states);
     ck_assert_ptr_nonnull(tr);
@@ -258,6 +269,12 @@ static void adj_grad(sde *p, const char *adjoint, double *g, nde_stats *st,
         *keep = tr;
     else
         nde_trajectory_destroy(tr);
+}
+
+static void adj_grad(sde *p, const char *adjoint, double *g, nde_stats *st,
+                     nde_trajectory **keep)
+{
+    adj_grad_ini(p, adjoint, NULL, g, st, keep);
 }
 
 static double rel_err(const double *a, const double *b, size_t n)
@@ -331,6 +348,42 @@ START_TEST(test_reversible_equals_discrete)
         ck_assert_msg(e < 1e-10, "%s: %.3e", fields[k]->info.name, e);
         sde_free(&p);
     }
+}
+END_TEST
+
+/* discrete with checkpoints = 5: the segments between the 5 stored
+ * states (y and aux) are recomputed on the same Brownian increments, so
+ * the gradient is the one from every stored state, bit for bit. The save
+ * times 0.3 and 0.75 cut the grid's cells: the steps are uneven. */
+START_TEST(test_discrete_checkpoints)
+{
+    static const char *const solvers[] = {"euler_maruyama",
+                                          "reversible_heun", "heun"};
+    for (size_t i = 0; i < 3; i++)
+        for (size_t k = 0; k < 2; k++) {
+            sde p;
+            nde_trajectory *tr;
+            nde_stats st0, st1;
+            double g0[PMAX + NMAX], g1[PMAX + NMAX];
+            sde_make(&p, fields[k], batches[k], solvers[i], 1.0 / 128,
+                     1.0 / 128);
+            adj_grad(&p, "discrete", g0, &st0, NULL);
+            adj_grad_ini(&p, "discrete", "[adjoint]\ncheckpoints = 5\n", g1,
+                         &st1, &tr);
+            fprintf(stderr, "discrete checkpoints = 5, %s on %s: %zu of %zu "
+                    "step states kept, backward NFE %ld -> %ld\n",
+                    solvers[i], fields[k]->info.name, tr->nstates,
+                    tr->nsteps, st0.nfe_backward, st1.nfe_backward);
+            ck_assert_uint_le(tr->nstates, 5);
+            ck_assert_uint_le(tr->states_cap, 5);
+            ck_assert_uint_gt(tr->nsteps, 128);
+            ck_assert_int_gt(st1.nfe_backward, st0.nfe_backward);
+            ck_assert_msg(memcmp(g0, g1, (p.P + p.n) * sizeof *g0) == 0,
+                          "%s %s: the gradient with checkpoints differs",
+                          solvers[i], fields[k]->info.name);
+            nde_trajectory_destroy(tr);
+            sde_free(&p);
+        }
 }
 END_TEST
 
@@ -603,29 +656,6 @@ START_TEST(test_refused)
     expect_refused("euler_maruyama", "backsolve", "Stratonovich");
     expect_refused("euler_maruyama", "interpolating", "dense output");
     expect_refused("reversible_heun", "interpolating", "dense output");
-    /* discrete's checkpoints replay steps with the RK engine only. */
-    {
-        nde_field *f;
-        nde_solver *s;
-        nde_adjoint *a;
-        nde_config *cfg = nde_config_create();
-        ck_assert_int_eq(nde_config_load_string(cfg, "test", "[adjoint]\n"
-                         "plugin = discrete\ncheckpoints = 4\n", ctx),
-                         NDE_OK);
-        ck_assert_int_eq(nde_field_create_from(ctx, &gbm_field, NULL, 1, &f),
-                         NDE_OK);
-        ck_assert_int_eq(nde_solver_create_from(ctx, SOLVER(
-                             "euler_maruyama"), f, &s), NDE_OK);
-        ck_assert_int_ne(nde_adjoint_create(ctx, cfg, "adjoint", NULL, s,
-                                            &a), NDE_OK);
-        ck_assert_ptr_null(a);
-        ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx), "checkpoints"));
-        fprintf(stderr, "refused discrete checkpoints + euler_maruyama: %s\n",
-                nde_ctx_message(ctx));
-        nde_solver_destroy(s);
-        nde_field_destroy(f);
-        nde_config_destroy(cfg);
-    }
     /* backsolve's adaptive settings mean nothing for fixed SDE steps. */
     {
         nde_field *f;
@@ -721,6 +751,7 @@ static Suite *sde_adjoint_suite(void)
     tcase_add_test(tc, test_discrete_fd_rh);
     tcase_add_test(tc, test_reversible_fd);
     tcase_add_test(tc, test_reversible_equals_discrete);
+    tcase_add_test(tc, test_discrete_checkpoints);
     tcase_add_test(tc, test_backsolve_converges);
     tcase_add_test(tc, test_reversible_memory);
     tcase_add_test(tc, test_uneven_grid);

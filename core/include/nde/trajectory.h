@@ -15,13 +15,15 @@
  *   NDE_NEEDS_ERROR_EST  eest[j]: the step's scaled error norm
  *   NDE_NEEDS_STIFFNESS  stiff[j]: the step's stiffness estimate
  * For solvers with ops (nde_solver_ops), `stages` is the solver's aux
- * count and k[j] holds the aux state at the start of step j (with
- * NDE_NEEDS_STEPS); aux_final (aux x n values) is always kept, so a
- * reversible solver's adjoint can run the steps backwards from the end.
- * With max_states > 0, y is kept for at most that many steps, evenly spread
- * over the step index (when full, every other one is dropped and the
- * stride doubles): ystep[i] says which step y[i] belongs to. Adjoints that
- * replay steps from such checkpoints get memory O(max_states).
+ * count and k[i] holds the aux state that goes with the stored state y[i]
+ * (with NDE_NEEDS_STEPS; stages x n values); aux_final (aux x n values) is
+ * always kept, so a reversible solver's adjoint can run the steps
+ * backwards from the end.
+ * With max_states > 0, y (and an ops solver's aux) is kept for at most
+ * that many steps, evenly spread over the step index (when full, every
+ * other one is dropped and the stride doubles): ystep[i] says which step
+ * y[i] belongs to. Adjoints that replay steps from such checkpoints get
+ * memory O(max_states).
  *
  * Buffers grow geometrically and are kept across solves (nde_solve resets
  * the count), so repeated training solves stop allocating once they have
@@ -49,7 +51,7 @@ typedef struct nde_trajectory {
     size_t stride;       /* y holds every stride-th step                   */
     size_t *ystep;       /* nstates: the step index of each stored state   */
     double *y;           /* nstates x n                                    */
-    double *k;           /* nsteps x stages x n                            */
+    double *k;           /* nsteps (ops solvers: nstates) x stages x n     */
     double *eest;        /* nsteps                                         */
     double *stiff;       /* nsteps                                         */
     double *y_final;     /* n: the state at t1                             */
