@@ -152,11 +152,12 @@ int nde_trajectory_push(nde_trajectory *tr, double t, double h,
     }
     if (j == tr->cap) {
         size_t cap = tr->cap < TRAJ_MIN_CAP ? TRAJ_MIN_CAP : 2 * tr->cap;
-        size_t scap = tr->states_cap;
-        if (tr->max_states == 0)
-            scap = cap;
-        else if (scap < tr->max_states)
-            scap = tr->max_states;
+        /* States grow with the steps up to max_states, so a max_states
+         * beyond the solve's steps costs nothing. */
+        size_t scap = tr->max_states > 0 && tr->max_states < cap
+                          ? tr->max_states : cap;
+        if (scap < tr->states_cap)
+            scap = tr->states_cap;
         if (traj_realloc(tr, cap, scap, n, tr->stages))
             return NDE_ENOMEM;
     }

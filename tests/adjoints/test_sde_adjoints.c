@@ -382,6 +382,15 @@ START_TEST(test_discrete_checkpoints)
                           "%s %s: the gradient with checkpoints differs",
                           solvers[i], fields[k]->info.name);
             nde_trajectory_destroy(tr);
+            /* More checkpoints than steps: every state, allocated with
+             * the steps (not 10^12 states up front). */
+            adj_grad_ini(&p, "discrete",
+                         "[adjoint]\ncheckpoints = 1000000000000\n", g1,
+                         NULL, &tr);
+            ck_assert_uint_eq(tr->nstates, tr->nsteps);
+            ck_assert_uint_le(tr->states_cap, tr->cap);
+            ck_assert(memcmp(g0, g1, (p.P + p.n) * sizeof *g0) == 0);
+            nde_trajectory_destroy(tr);
             sde_free(&p);
         }
 }
