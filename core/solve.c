@@ -256,6 +256,22 @@ static int all_finite(const double *v, size_t n)
     return p0 + p1 + p2 + p3 + p4 + p5 + p6 + p7 == 0.0;
 }
 
+/* A fixed step dt that needs more than max_steps steps is refused before
+ * the first one (rather than after max_steps of them). */
+static int check_fixed_steps(nde_solver *s, const nde_solve_opts *o,
+                             double t0, double t1)
+{
+    const double steps = floor(fabs(t1 - t0) / o->dt);
+
+    if (steps > (double)o->max_steps)
+        return nde_error(s->ctx, NDE_EMAXSTEPS,
+                         "solver '%s': dt = %g takes at least %.0f steps on "
+                         "[%g, %g], more than max_steps = %ld",
+                         s->type->info.name, o->dt, steps, t0, t1,
+                         o->max_steps);
+    return NDE_OK;
+}
+
 /* Times in [t0, t1] (closed) or, for tstops, any order-respecting list. */
 static int check_times(nde_ctx *ctx, const char *what, const double *ts,
                        size_t n, double t0, double t1, int in_range)
@@ -374,6 +390,8 @@ static int solve_loop(nde_solver *s, const nde_solve_opts *o,
         return nde_error(s->ctx, NDE_EINVAL,
                          "solver '%s' is fixed-step (no error estimate): "
                          "dt must be > 0, got %g", s->type->info.name, o->dt);
+    if (!adaptive && (rc = check_fixed_steps(s, o, t0, t1)) != NDE_OK)
+        return rc;
     if ((rc = check_times(s->ctx, "save times", tsave, nsave, t0, t1, 1)) ||
         (rc = check_times(s->ctx, "tstops", o->tstops, o->ntstops, t0, t1, 0)) ||
         (rc = check_norm_blocks(s->ctx, o, n)))
@@ -560,6 +578,10 @@ int nde_step_grid_init(nde_step_grid *g, double t0, double t1, double dt,
     if (!(dt > 0) || !isfinite(dt))
         return nde_error(ctx, NDE_EINVAL, "fixed-step grid: needs a positive "
                          "step dt, got %g", dt);
+    /* The Brownian Interval's bound, and far below size_t's range. */
+    if ((t1 - t0) / dt >= 0x1p48)
+        return nde_error(ctx, NDE_EINVAL, "fixed-step grid: dt = %g gives "
+                         "more than 2^48 steps on [%g, %g]", dt, t0, t1);
     if ((rc = check_times(ctx, "save times", tsave, nsave, t0, t1, 1)) ||
         (rc = check_times(ctx, "tstops", tstops, ntstops, t0, t1, 0)))
         return rc;
@@ -764,6 +786,8 @@ int nde_ops_solve(nde_solver *s, const nde_solve_opts *o, const double *theta,
                          "solve options: need max_steps > 0");
     if ((rc = nde_step_grid_init(&g, t0, t1, o->dt, tsave, nsave, o->tstops,
                                  o->ntstops, s->ctx)) != NDE_OK)
+        return rc;
+    if ((rc = check_fixed_steps(s, o, t0, t1)) != NDE_OK)
         return rc;
     if (sde && (rc = check_brownian(s, o->brownian, t0, t1, n)))
         return rc;

@@ -517,7 +517,9 @@ static int sde_truth(nde_trainer *tr, nde_section *dsec)
         (rc = nde_solver_set_batch(s, N)) != NDE_OK ||
         (rc = nde_solve(s, &o, theta, tr->tgrid[0], y0, tr->tgrid[T - 1], T,
                         tr->tgrid, y, &st)) != NDE_OK) {
-        nde_error_prefix(tr->ctx, "[data]: simulating the true SDE");
+        nde_error_prefix(tr->ctx, "[data]: simulating the true SDE with "
+                         "dt = %g ([data] dt; default the [solver] dt / 10) "
+                         "and at most %ld steps", dt, TRUTH_MAX_STEPS);
         goto done;
     }
     nde_moments_loss(y, T, N, D, tr->data_mean, tr->data_var, NULL,

@@ -900,11 +900,32 @@ START_TEST(test_loop_bad_input)
                          NDE_EINVAL);
         assert_message("2 channels");
         ck_assert_int_eq(nde_brownian_reset(bm, 1, 0.0, 1.0, 0.1, 1), NDE_OK);
+        /* 10 steps of dt = 0.1 against max_steps = 5: refused before
+         * the first; with 10, a save time cutting a cell makes the 11th
+         * step the one refused. */
         o.max_steps = 5;
         ck_assert_int_eq(nde_solve(s, &o, th, 0, y0, 1, 1, tsave, ys, &st),
                          NDE_EMAXSTEPS);
-        ck_assert_int_eq(st.steps_accepted, 5);
+        ck_assert_int_eq(st.steps_accepted, 0);
+        assert_message("takes at least 10 steps on [0, 1], more than "
+                       "max_steps = 5");
+        o.max_steps = 10;
+        {
+            const double cut[2] = {0.55, 1.0};
+            double ys2[2];
+            ck_assert_int_eq(nde_solve(s, &o, th, 0, y0, 1, 2, cut, ys2,
+                                       &st), NDE_EMAXSTEPS);
+            ck_assert_int_eq(st.steps_accepted, 10);
+            assert_message("max_steps = 10 reached");
+        }
         o.max_steps = 100;
+        /* A step beyond the Brownian Interval's 2^48 cells (and beyond
+         * size_t's range as a count) is refused. */
+        o.dt = 1e-300;
+        ck_assert_int_eq(nde_solve(s, &o, th, 0, y0, 1, 1, tsave, ys, NULL),
+                         NDE_EINVAL);
+        assert_message("more than 2^48 steps");
+        o.dt = 0.1;
         o.record = tr;
         ck_assert_int_eq(nde_solve(s, &o, th, 0, y0, 1, 1, tsave, ys, NULL),
                          NDE_ECAPABILITY);

@@ -1013,6 +1013,23 @@ START_TEST(test_max_steps)
     ck_assert_int_eq(stats.steps_accepted + stats.steps_rejected, 25);
     ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx), "max_steps"));
     nde_solver_destroy(s);
+    /* A fixed step that cannot reach t1 within max_steps is refused
+     * before the first step; 25 steps exactly are allowed. */
+    st = solver_named("rk4");
+    s = make_solver(st, f);
+    o = opts_for(st, 0.0);
+    o.max_steps = 25;
+    o.dt = t1 / 26;
+    ck_assert_int_eq(nde_solve(s, &o, lv_theta, 0, y0, t1, 1, &t1, y, &stats),
+                     NDE_EMAXSTEPS);
+    ck_assert_int_eq(stats.steps_accepted, 0);
+    ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx), "takes at least 26 "
+                                 "steps"));
+    o.dt = t1 / 25;
+    ck_assert_int_eq(nde_solve(s, &o, lv_theta, 0, y0, t1, 1, &t1, y, &stats),
+                     NDE_OK);
+    ck_assert_int_eq(stats.steps_accepted, 25);
+    nde_solver_destroy(s);
     nde_field_destroy(f);
 }
 END_TEST
