@@ -198,23 +198,28 @@ static int load_module(nde_ctx *ctx, nde_registry *reg, const char *path,
                          "expects ABI version %d: rebuild the plugin",
                          path, found, nde_version(), NDE_ABI_VERSION);
     }
+    /* Every message below is formatted before lt_dlclose: entry and the
+     * components live in the module's memory, gone once it is unmapped. */
     if (entry->build_signature != NDE_BUILD_SIGNATURE || !entry->components) {
+        nde_error(ctx, NDE_EPLUGIN,
+                  "%s: plugin built for another configuration "
+                  "(build signature 0x%x, expected 0x%x%s)",
+                  path, entry->build_signature, NDE_BUILD_SIGNATURE,
+                  entry->components ? "" : "; no component list");
         lt_dlclose(handle);
-        return nde_error(ctx, NDE_EPLUGIN,
-                         "%s: plugin built for another configuration "
-                         "(build signature 0x%x, expected 0x%x)",
-                         path, entry->build_signature, NDE_BUILD_SIGNATURE);
+        return NDE_EPLUGIN;
     }
     for (i = 0; entry->components[i]; i++) {
         const nde_plugin_info *info = entry->components[i];
         if (info->abi_version != NDE_ABI_VERSION) {
-            int found = info->abi_version;
+            nde_error(ctx, NDE_EPLUGIN,
+                      "%s: component '%.64s' has ABI version %d, but this "
+                      "nde expects ABI version %d: rebuild the plugin",
+                      path,
+                      nde_plugin_name_valid(info->name) ? info->name : "?",
+                      info->abi_version, NDE_ABI_VERSION);
             lt_dlclose(handle);
-            return nde_error(ctx, NDE_EPLUGIN,
-                             "%s: component '%s' has ABI version %d, but this "
-                             "nde expects ABI version %d: rebuild the plugin",
-                             path, info->name ? info->name : "?", found,
-                             NDE_ABI_VERSION);
+            return NDE_EPLUGIN;
         }
         if (!nde_plugin_name_valid(info->name) || !info->description ||
             info->kind < NDE_KIND_FIELD || info->kind > NDE_KIND_REGULARIZER) {

@@ -697,6 +697,31 @@ START_TEST(test_abi_mismatch)
 }
 END_TEST
 
+/* Refused after the module is closed: the message must not be read from
+ * the unmapped module (it was: SIGSEGV, exit 139). */
+START_TEST(test_build_signature_mismatch)
+{
+    const char *dir = env_or_fail("NDE_BAD_PLUGIN_DIR");
+    run_result r = run_env(dir, "solve", example("lotka_volterra.ini"), "-s",
+                           "field.plugin=badsig", (const char *)NULL);
+    assert_fails(r, 2, "badsig.so", "built for another configuration");
+    result_free(&r);
+}
+END_TEST
+
+START_TEST(test_component_abi_mismatch)
+{
+    const char *dir = env_or_fail("NDE_BAD_PLUGIN_DIR");
+    char found[64];
+    run_result r = run_env(dir, "solve", example("lotka_volterra.ini"), "-s",
+                           "field.plugin=badcomp", (const char *)NULL);
+    /* badcomp.c's component declares NDE_ABI_VERSION + 100. */
+    snprintf(found, sizeof found, "ABI version %d", NDE_ABI_VERSION + 100);
+    assert_fails(r, 2, "badcomp.so", "component 'badcomp'", found);
+    result_free(&r);
+}
+END_TEST
+
 START_TEST(test_plugins_reports_broken)
 {
     const char *dir = env_or_fail("NDE_BAD_PLUGIN_DIR");
@@ -705,6 +730,8 @@ START_TEST(test_plugins_reports_broken)
     assert_contains(r.out, "\n  tsit5 - ");
     assert_contains(r.err, "noentry.so");
     assert_contains(r.err, "badabi.so");
+    assert_contains(r.err, "badsig.so");
+    assert_contains(r.err, "badcomp.so");
     result_free(&r);
 }
 END_TEST
@@ -793,6 +820,8 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_missing_plugin_lists_available);
     tcase_add_test(tc, test_module_without_entry);
     tcase_add_test(tc, test_abi_mismatch);
+    tcase_add_test(tc, test_build_signature_mismatch);
+    tcase_add_test(tc, test_component_abi_mismatch);
     tcase_add_test(tc, test_plugins_reports_broken);
     tcase_add_test(tc, test_failed_solve_leaves_no_output);
     tcase_add_test(tc, test_unwritable_output);
