@@ -3,7 +3,10 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "ab.h"
 #include "cli.h"
@@ -32,7 +35,39 @@ static const char main_help[] =
     "\n"
     "Environment:\n"
     "  NDE_PLUGIN_PATH  colon-separated directories searched for plugins\n"
-    "                   (after the build tree, before the installed ones)\n";
+    "                   (after the build tree, before the installed ones)\n"
+    "  OPENBLAS_NUM_THREADS  OpenBLAS's threads (for layers wider than an\n"
+    "                   mlp's thin_width); under an address-space limit\n"
+    "                   (ulimit -v or -d) nde sets it to 1\n";
+
+/*
+ * OpenBLAS starts its worker threads when it is loaded, before main, and a
+ * worker whose 128 MiB work buffer cannot be allocated retries forever;
+ * exit then waits for it (`ulimit -v 100000; nde --version` never
+ * returned). That allocation fails only under a limit on the address space
+ * (without one, Linux overcommits). Then nde runs again with OpenBLAS on
+ * one thread: the environment must say so before OpenBLAS is loaded, and
+ * exec ends the stuck workers without waiting for them. (Setting it from
+ * .preinit_array does not work: libc's initialiser resets environ after.)
+ * The mlp field reserves that one thread's buffer when it is created
+ * (plugins/mlp.c), so a run fails with a message instead of hanging.
+ */
+static void limit_blas_threads(char **argv)
+{
+    const char *threads = getenv("OPENBLAS_NUM_THREADS");
+    struct rlimit as, data;
+
+    if (threads && strcmp(threads, "1") == 0)
+        return;
+    if ((getrlimit(RLIMIT_AS, &as) != 0 || as.rlim_cur == RLIM_INFINITY) &&
+        (getrlimit(RLIMIT_DATA, &data) != 0 || data.rlim_cur == RLIM_INFINITY))
+        return;
+    if (setenv("OPENBLAS_NUM_THREADS", "1", 1) == 0)
+        execv("/proc/self/exe", argv);
+    cli_error("warning: cannot restart with OpenBLAS on one thread under "
+              "this address-space limit (%m); a failed OpenBLAS allocation "
+              "may hang");
+}
 
 typedef struct cli_command {
     const char *name;
@@ -78,6 +113,7 @@ int main(int argc, char **argv)
     const char *guess;
     size_t i;
 
+    limit_blas_threads(argv);
     if (argc < 2) {
         fputs(main_help, stderr);
         return CLI_EXIT_USAGE;

@@ -23,16 +23,80 @@
  * OpenBLAS dgemm. tanh is our own branch-free version (libm's scalar tanh
  * alone costs more than the spiral MLP's arithmetic).
  */
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "mlp.h"
 
 static const char *const activation_names[] = {"tanh", "relu", "softplus",
                                                "identity", NULL};
+
+/* ---- OpenBLAS under an address-space limit ---------------------------- */
+
+/*
+ * OpenBLAS (0.3.21, Debian 12) takes a work buffer of 128 MiB + one page
+ * on its first dgemm in a thread (seen in gdb: malloc(134221824) from
+ * blas_memory_alloc; BUFFER_SIZE is 32 << 22 in its common_x86_64.h) and,
+ * when that allocation fails, retries forever: under `ulimit -v` the run
+ * hangs instead of failing. Without a limit on the address space the
+ * allocation does not fail (overcommit), so only then do we check: try
+ * the allocation ourselves and, if it fits, make OpenBLAS take its buffer
+ * now with a dgemm large enough to bypass its small-matrix path (OpenBLAS
+ * keeps the buffer in its pool for later calls). The nde program runs
+ * OpenBLAS on one thread under such a limit (cli/nde.c), so this one
+ * buffer is all it needs.
+ */
+#define OPENBLAS_BUFFER_BYTES ((size_t)134221824)
+#define BLAS_WARMUP_N 160
+
+static int address_space_limited(void)
+{
+    struct rlimit as, data;
+    return (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY) ||
+           (getrlimit(RLIMIT_DATA, &data) == 0 &&
+            data.rlim_cur != RLIM_INFINITY);
+}
+
+static int blas_reserve(nde_ctx *ctx)
+{
+    static int reserved;
+    double *a;
+    void *probe;
+
+    if (reserved || !address_space_limited())
+        return NDE_OK;
+    if (!(probe = malloc(OPENBLAS_BUFFER_BYTES)))
+        return nde_error(ctx, NDE_ENOMEM,
+                         "mlp: out of memory: OpenBLAS needs a 128 MiB work "
+                         "buffer for the layers wider than thin_width, and "
+                         "the address-space limit (ulimit -v / -d) leaves no "
+                         "room for it; raise the limit, or set thin_width to "
+                         "the widest layer so that nde's own kernels run "
+                         "every layer");
+    free(probe);
+    if (!(a = calloc(3 * BLAS_WARMUP_N * BLAS_WARMUP_N, sizeof *a)))
+        return nde_error(ctx, NDE_ENOMEM, "mlp: out of memory");
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BLAS_WARMUP_N,
+                BLAS_WARMUP_N, BLAS_WARMUP_N, 1.0, a, BLAS_WARMUP_N,
+                a + BLAS_WARMUP_N * BLAS_WARMUP_N, BLAS_WARMUP_N, 0.0,
+                a + 2 * BLAS_WARMUP_N * BLAS_WARMUP_N, BLAS_WARMUP_N);
+    free(a);
+    reserved = 1;
+    return NDE_OK;
+}
+
+static int uses_blas(const mlp_net *net)
+{
+    for (size_t l = 0; l < net->nlayers; l++)
+        if (net->layer[l].blas)
+            return 1;
+    return 0;
+}
 
 /* ---- instruction sets -------------------------------------------------- */
 
@@ -388,6 +452,9 @@ static int mlp_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
     if (!s->x0 || !s->g || !s->gx)
         goto nomem;
 
+    if ((uses_blas(&s->drift) || uses_blas(&s->diffusion)) &&
+        (status = blas_reserve(ctx)))
+        goto done;
     f->nparams = off;
     status = NDE_OK;
     goto done;

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -78,6 +79,10 @@ static void result_free(run_result *r)
     free(r->err);
 }
 
+/* When not 0, run_env's child runs under this address-space limit (bytes)
+ * and is killed by SIGALRM after 30 s instead of hanging the suite. */
+static rlim_t run_address_limit;
+
 /*
  * Run nde with the NULL-terminated arguments; `plugin_path`, when not NULL,
  * becomes NDE_PLUGIN_PATH. A sanitizer report on stderr fails the test
@@ -109,6 +114,12 @@ static run_result run_env(const char *plugin_path, const char *arg, ...)
         int fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0)
             _exit(127);
+        if (run_address_limit) {
+            struct rlimit lim = {run_address_limit, run_address_limit};
+            if (setrlimit(RLIMIT_AS, &lim) != 0)
+                _exit(127);
+            alarm(30);
+        }
         if (plugin_path)
             setenv("NDE_PLUGIN_PATH", plugin_path, 1);
         else
@@ -788,6 +799,55 @@ START_TEST(test_unwritable_output)
 }
 END_TEST
 
+/* ---- under an address-space limit ---------------------------------------- */
+
+/* OpenBLAS's worker threads retried their failed 128 MiB allocation forever
+ * and exit waited for them: `ulimit -v 100000; nde --version` never ended.
+ * AddressSanitizer cannot start under such a limit (its shadow memory), so
+ * these run in the plain build only. */
+#define LIMIT_100MB ((rlim_t)100000 * 1024)
+#define WIDE_MLP                                                             \
+    "[problem]\nt0 = 0\nt1 = 1\ny0 = 1, 0\nnsave = 3\n\n"                 \
+    "[solver]\nplugin = tsit5\n\n"                                          \
+    "[field]\nplugin = mlp\nlayers = 2, 16, 16, 2\n"
+
+START_TEST(test_version_under_memory_limit)
+{
+#ifndef __SANITIZE_ADDRESS__
+    run_address_limit = LIMIT_100MB;
+    run_result r = run("--version");
+    run_address_limit = 0;
+    assert_ok(r);
+    assert_contains(r.out, "nde ");
+    result_free(&r);
+#endif
+}
+END_TEST
+
+/* Thin layers need no BLAS buffer: the solve runs. Layers that go through
+ * dgemm (thin_width = 8) fail with a message that says why and what to do,
+ * instead of hanging in OpenBLAS. */
+START_TEST(test_blas_under_memory_limit)
+{
+#ifndef __SANITIZE_ADDRESS__
+    const char *cfg = write_config("wide.ini", WIDE_MLP);
+    run_address_limit = LIMIT_100MB;
+    run_result thin = run("solve", cfg);
+    run_result wide = run("solve", cfg, "-s", "field.thin_width=8");
+    run_address_limit = 0;
+    assert_ok(thin);
+    assert_fails(wide, 1, "OpenBLAS needs a 128 MiB work buffer",
+                 "thin_width");
+    result_free(&thin);
+    result_free(&wide);
+    /* Without the limit the same config runs through dgemm. */
+    wide = run("solve", cfg, "-s", "field.thin_width=8");
+    assert_ok(wide);
+    result_free(&wide);
+#endif
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -822,6 +882,8 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_abi_mismatch);
     tcase_add_test(tc, test_build_signature_mismatch);
     tcase_add_test(tc, test_component_abi_mismatch);
+    tcase_add_test(tc, test_version_under_memory_limit);
+    tcase_add_test(tc, test_blas_under_memory_limit);
     tcase_add_test(tc, test_plugins_reports_broken);
     tcase_add_test(tc, test_failed_solve_leaves_no_output);
     tcase_add_test(tc, test_unwritable_output);
