@@ -79,12 +79,26 @@ static const mlp_kernels *const mlp_kernel_sets[] = {
 /* Whether this CPU runs kernel set k. */
 static inline int mlp_cpu_runs(const mlp_kernels *k)
 {
-#if defined(__x86_64__)
+#if defined(__x86_64__) && !defined(__clang__)
     __builtin_cpu_init();
     if (k == &mlp_kernels_v4)
         return __builtin_cpu_supports("x86-64-v4");
     if (k == &mlp_kernels_v3)
         return __builtin_cpu_supports("x86-64-v3");
+#elif defined(__x86_64__)
+    /* clang 14 (the fuzz build) knows no level names: the features of the
+     * levels that it can test, which every CPU with them has the rest of. */
+    __builtin_cpu_init();
+    int v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+             __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2");
+    if (k == &mlp_kernels_v4)
+        return v3 && __builtin_cpu_supports("avx512f") &&
+               __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512cd") &&
+               __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512vl");
+    if (k == &mlp_kernels_v3)
+        return v3;
 #endif
     return k == &mlp_kernels_base;
 }
