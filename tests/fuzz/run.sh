@@ -35,7 +35,7 @@ fuzz() {
 }
 
 status=0
-targets=(config csv idx)
+targets=(config csv idx checkpoint)
 for ((i = 0; i < ${#targets[@]}; i += 2)); do
     pids=()
     for name in "${targets[@]:i:2}"; do
