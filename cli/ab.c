@@ -46,11 +46,15 @@ const char cli_ab_help[] =
     "              as it is), e.g. regularizer.local.plugin = local\n"
     "Every arm is composed and validated with the first seed before any run\n"
     "starts. Then every arm x seed runs as `nde train BASE -s OVERRIDE...\n"
-    "-s train.seed=N` (no checkpoint) into DIR/runs/ARM/seedN/ (summary.json,\n"
-    "metrics.jsonl, stderr.txt). A run whose summary.json exists is not run\n"
-    "again: an interrupted `nde ab` continues where it stopped (runs are\n"
-    "known by arm name and seed: after changing an arm, remove its\n"
-    "directory). Ctrl-C stops the runs and removes their partial files.\n"
+    "-s train.seed=N` (no checkpoint) into DIR/runs/ARM/seedN.tmp/\n"
+    "(summary.json, metrics.jsonl, stderr.txt), renamed to seedN/ when it\n"
+    "ends. A run whose summary.json exists is not run again: an interrupted\n"
+    "`nde ab` continues where it stopped (runs are known by arm name and\n"
+    "seed: after changing an arm, remove its directory); a run without one\n"
+    "is removed and redone. One `nde ab` at a time per DIR (DIR/.lock): a\n"
+    "second one is refused, naming the first one's pid. The runs end with\n"
+    "`nde ab`: SIGINT, SIGTERM or SIGHUP stops them and removes their\n"
+    "partial files; if `nde ab` is killed, they are killed too.\n"
     "\n"
     "Report, per arm and metric over its successful runs: mean +- sd, the\n"
     "ratio of means to the baseline with a 95% Fieller interval and the\n"
@@ -68,7 +72,8 @@ const char cli_ab_help[] =
     "\n"
     "Exit status: 0 every run succeeded, 1 a run or an output failed (the\n"
     "report is still written, the failed runs with their message), 2 bad\n"
-    "usage or a bad config (nothing runs), 130 interrupted.\n";
+    "usage, a bad config or DIR in use by another `nde ab` (nothing runs),\n"
+    "128 + N stopped by signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP).\n";
 
 static const nde_key ab_keys[] = {
     {"base", NDE_KEY_TEXT, NULL, "the config every arm starts from"},
