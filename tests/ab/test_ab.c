@@ -639,9 +639,10 @@ static size_t check_jsonl(const char *path)
     return n;
 }
 
-/* SIGKILL of nde ab: no training outlives it (PR_SET_PDEATHSIG); the next
- * nde ab (the stale .lock does not stop it) keeps the finished runs, redoes
- * the unfinished one from scratch and reports every run, each metrics file
+/* SIGKILL of nde ab: no training outlives it (PR_SET_PDEATHSIG) and the
+ * unfinished runs are not under their final names; the next nde ab (the
+ * stale .lock does not stop it) keeps the finished runs, redoes the
+ * unfinished ones from scratch and reports every run, each metrics file
  * whole. */
 START_TEST(killed_ab_leaves_no_child_and_rerun_completes)
 {
@@ -650,7 +651,7 @@ START_TEST(killed_ab_leaves_no_child_and_rerun_completes)
     struct timespec t_plain[2];
     jval *root, *a;
     pid_t pid;
-    int i, k, st;
+    int i, k, st, left;
 
     write_ab("ab.ini", "plain",
              "[arm.plain]\n[arm.slow]\ntrain.iterations = 10000000\n");
@@ -663,7 +664,13 @@ START_TEST(killed_ab_leaves_no_child_and_rerun_completes)
     usleep(300000);
     ck_assert_int_eq(kill(pid, SIGKILL), 0);
     ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-    ck_assert_int_eq(strays(2), 0);
+    left = strays(2);
+    /* the unfinished runs have no directory under their final name */
+    for (k = 1; k <= 2; k++) {
+        snprintf(path, sizeof path, "%s/out/runs/slow/seed%d", tmpdir, k);
+        ck_assert_msg(access(path, F_OK) != 0, "%s is there", path);
+    }
+    ck_assert_int_eq(left, 0);
 
     for (i = 0; i < 2; i++)
         t_plain[i] = summary_mtime("plain", i + 1);
