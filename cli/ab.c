@@ -781,8 +781,7 @@ static pid_t start_run(const ab_plan *p, const ab_arm *a, ab_run *r,
         dprintf(STDERR_FILENO, "nde: cannot run /proc/self/exe: %s\n",
                 strerror(errno));
         _exit(127);
-    }
-    else
+    } else
         setpgid(pid, pid);  /* as the child does: whichever runs first */
     free(argv);
     free(seed);
