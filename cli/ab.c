@@ -6,8 +6,14 @@
  * stderr.txt: the layout the plots read, cli/ab_plot.h);
  * finished runs are kept across invocations. The report (a table on stdout,
  * DIR/ab.json, the plots) compares each arm with the baseline (nde/ab.h).
+ *
+ * Run management: DIR/.lock keeps a second nde ab out of DIR; every run is
+ * a process group of its own that dies with nde ab, trains into seedN.tmp
+ * and is renamed to seedN when it has ended, so a seedN with a summary is
+ * a whole run and anything else is redone from scratch.
  */
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -15,8 +21,11 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ab.h"
@@ -37,11 +46,15 @@ const char cli_ab_help[] =
     "              as it is), e.g. regularizer.local.plugin = local\n"
     "Every arm is composed and validated with the first seed before any run\n"
     "starts. Then every arm x seed runs as `nde train BASE -s OVERRIDE...\n"
-    "-s train.seed=N` (no checkpoint) into DIR/runs/ARM/seedN/ (summary.json,\n"
-    "metrics.jsonl, stderr.txt). A run whose summary.json exists is not run\n"
-    "again: an interrupted `nde ab` continues where it stopped (runs are\n"
-    "known by arm name and seed: after changing an arm, remove its\n"
-    "directory). Ctrl-C stops the runs and removes their partial files.\n"
+    "-s train.seed=N` (no checkpoint) into DIR/runs/ARM/seedN.tmp/\n"
+    "(summary.json, metrics.jsonl, stderr.txt), renamed to seedN/ when it\n"
+    "ends. A run whose summary.json exists is not run again: an interrupted\n"
+    "`nde ab` continues where it stopped (runs are known by arm name and\n"
+    "seed: after changing an arm, remove its directory); a run without one\n"
+    "is removed and redone. One `nde ab` at a time per DIR (DIR/.lock): a\n"
+    "second one is refused, naming the first one's pid. The runs end with\n"
+    "`nde ab`: SIGINT, SIGTERM or SIGHUP stops them and removes their\n"
+    "partial files; if `nde ab` is killed, they are killed too.\n"
     "\n"
     "Report, per arm and metric over its successful runs: mean +- sd, the\n"
     "ratio of means to the baseline with a 95% Fieller interval and the\n"
@@ -59,7 +72,8 @@ const char cli_ab_help[] =
     "\n"
     "Exit status: 0 every run succeeded, 1 a run or an output failed (the\n"
     "report is still written, the failed runs with their message), 2 bad\n"
-    "usage or a bad config (nothing runs), 130 interrupted.\n";
+    "usage, a bad config or DIR in use by another `nde ab` (nothing runs),\n"
+    "128 + N stopped by signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP).\n";
 
 static const nde_key ab_keys[] = {
     {"base", NDE_KEY_TEXT, NULL, "the config every arm starts from"},
@@ -91,8 +105,9 @@ typedef struct ab_kv {
 typedef struct ab_run {
     long seed;
     enum run_state state;
-    pid_t pid;
+    pid_t pid;     /* also its process group */
     char *dir;
+    char *tmp;     /* dir while the run is under way: DIR/.../seedN.tmp */
     ab_kv *kv;
     size_t nkv;
     char *message;
@@ -118,6 +133,7 @@ typedef struct ab_plan {
     ab_arm *arms;
     size_t narms;
     long jobs;
+    int lock_fd;   /* DIR/.lock, held while the runs go on; -1 before */
 } ab_plan;
 
 static volatile sig_atomic_t interrupted;
@@ -125,6 +141,12 @@ static volatile sig_atomic_t interrupted;
 static void on_signal(int sig)
 {
     interrupted = sig;
+}
+
+/* SIGCHLD needs a handler to end sigsuspend(); waitpid does the work. */
+static void on_child(int sig)
+{
+    (void)sig;
 }
 
 static char *xstrdup(const char *s)
@@ -595,15 +617,126 @@ static int mkdirs(const char *path)
     return 0;
 }
 
+/* Remove what an unfinished run left: the directory and its files (a run
+ * writes no subdirectories); 0 also when it is absent, else -1 (printed). */
+static int remove_run_dir(const char *path)
+{
+    DIR *d = opendir(path);
+    struct dirent *e;
+    int rc = 0;
+
+    if (!d) {
+        if (errno == ENOENT)
+            return 0;
+        cli_error("%s: cannot remove this unfinished run: %m", path);
+        return -1;
+    }
+    while (rc == 0 && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+            unlinkat(dirfd(d), e->d_name, 0) != 0) {
+            cli_error("%s/%s: cannot remove this file of an unfinished run: "
+                      "%m", path, e->d_name);
+            rc = -1;
+        }
+    closedir(d);
+    if (rc == 0 && rmdir(path) != 0) {
+        cli_error("%s: cannot remove this unfinished run: %m", path);
+        rc = -1;
+    }
+    return rc;
+}
+
+/* ---- the lock on DIR ----------------------------------------------------- */
+
+/* "pid N on HOST since TIME" into the lock file, for a refused nde ab to
+ * name the holder; 0 or -1. */
+static int write_holder(int fd)
+{
+    char host[256] = "", when[64] = "", text[400];
+    time_t now = time(NULL);
+    struct tm tm;
+    int n;
+
+    if (gethostname(host, sizeof host - 1) != 0)
+        strcpy(host, "?");
+    strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S %z",
+             localtime_r(&now, &tm));
+    n = snprintf(text, sizeof text, "pid %ld on %s since %s\n",
+                 (long)getpid(), host, when);
+    return ftruncate(fd, 0) == 0 && pwrite(fd, text, (size_t)n, 0) == n ? 0
+                                                                        : -1;
+}
+
+/* The holder's line of the lock file, waiting briefly for a holder that has
+ * taken the lock but not yet written it. */
+static void read_holder(int fd, char *buf, size_t size)
+{
+    ssize_t n = 0;
+    for (int tries = 0; tries < 50 && n <= 0; tries++) {
+        if (tries)
+            usleep(20000);
+        n = pread(fd, buf, size - 1, 0);
+    }
+    buf[n > 0 ? n : 0] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+    for (char *c = buf; *c; c++)
+        if (!isprint((unsigned char)*c))
+            *c = '?';
+    if (!*buf)
+        snprintf(buf, size, "which has not written its pid");
+}
+
+/* Lock DIR for this nde ab: flock(2) on DIR/.lock. The runs inherit the
+ * descriptor, so the kernel drops the lock when nde ab and the last of its
+ * runs have ended, however they end; the file left behind stops no later
+ * nde ab. An exit code: 2 when another nde ab holds it. */
+static int lock_dir(ab_plan *p)
+{
+    char *path = xprintf("%s/.lock", p->dir);
+    char holder[256];
+    int fd = -1, code = CLI_EXIT_FAILURE;
+
+    if (mkdirs(p->dir) != 0)
+        goto done;
+    if ((fd = open(path, O_RDWR | O_CREAT, 0666)) < 0) {
+        cli_error("%s: cannot open the lock file: %m", path);
+        goto done;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK) {
+            read_holder(fd, holder, sizeof holder);
+            cli_error("ab: %s is in use by another nde ab (%s): wait for it "
+                      "to end or stop it", p->dir, holder);
+            code = CLI_EXIT_USAGE;
+        } else
+            cli_error("%s: cannot lock: %m", path);
+    } else if (write_holder(fd) != 0)
+        cli_error("%s: cannot write the lock file: %m", path);
+    else {
+        p->lock_fd = fd;
+        fd = -1;
+        code = CLI_EXIT_OK;
+    }
+done:
+    if (fd >= 0)
+        close(fd);
+    free(path);
+    return code;
+}
+
 /* ---- running ------------------------------------------------------------- */
 
-static pid_t start_run(const ab_plan *p, const ab_arm *a, ab_run *r)
+/* Fork and exec the run's `nde train` into r->tmp; its pid or -1. mask:
+ * the signal mask the child gets back. */
+static pid_t start_run(const ab_plan *p, const ab_arm *a, ab_run *r,
+                       const sigset_t *mask)
 {
     char **argv = xrealloc(NULL, (2 * a->noverrides + 16) * sizeof *argv);
     char *seed = xprintf("train.seed=%ld", r->seed);
-    char *metrics = xprintf("train.metrics=%s/metrics.jsonl", r->dir);
-    char *summary = xprintf("%s/summary.json", r->dir);
-    char *errpath = xprintf("%s/stderr.txt", r->dir);
+    char *metrics = xprintf("train.metrics=%s/metrics.jsonl", r->tmp);
+    char *summary = xprintf("%s/summary.json", r->tmp);
+    char *errpath = xprintf("%s/stderr.txt", r->tmp);
+    const pid_t parent = getpid();
     size_t n = 0, i;
     pid_t pid;
 
@@ -626,20 +759,30 @@ static pid_t start_run(const ab_plan *p, const ab_arm *a, ab_run *r)
     argv[n] = NULL;
     fflush(stdout);
     fflush(stderr);
-    pid = fork();
-    if (pid == 0) {
-        int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-        int nul = open("/dev/null", O_WRONLY);
-        if (fd < 0 || nul < 0 || dup2(fd, STDERR_FILENO) < 0 ||
-            dup2(nul, STDOUT_FILENO) < 0)
+    if (mkdirs(r->tmp) != 0)
+        pid = -1;
+    else if ((pid = fork()) < 0)
+        cli_error("cannot start a run: %m");
+    else if (pid == 0) {
+        int fd, nul;
+        /* A group of its own: a terminal's Ctrl-C or hangup reaches nde ab
+         * only, which stops the runs. Killed when nde ab dies, even by
+         * SIGKILL; getppid() catches a parent gone before the prctl. */
+        setpgid(0, 0);
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
             _exit(127);
+        fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+        nul = open("/dev/null", O_RDWR);
+        if (fd < 0 || nul < 0 || dup2(fd, STDERR_FILENO) < 0 ||
+            dup2(nul, STDOUT_FILENO) < 0 || dup2(nul, STDIN_FILENO) < 0)
+            _exit(127);
+        sigprocmask(SIG_SETMASK, mask, NULL);
         execv("/proc/self/exe", argv);
         dprintf(STDERR_FILENO, "nde: cannot run /proc/self/exe: %s\n",
                 strerror(errno));
         _exit(127);
-    }
-    if (pid < 0)
-        cli_error("cannot start a run: %m");
+    } else
+        setpgid(pid, pid);  /* as the child does: whichever runs first */
     free(argv);
     free(seed);
     free(metrics);
@@ -648,9 +791,17 @@ static pid_t start_run(const ab_plan *p, const ab_arm *a, ab_run *r)
     return pid;
 }
 
+/* The run's process has ended on its own: its directory goes into place in
+ * one rename, whole (a summary, written last) or to be redone (none). */
 static void finish_run(ab_run *r, int wstatus)
 {
     r->pid = 0;
+    if (rename(r->tmp, r->dir) != 0) {
+        r->state = RUN_FAILED;
+        r->message = xprintf("cannot rename %s to %s: %s", r->tmp, r->dir,
+                             strerror(errno));
+        return;
+    }
     if (load_summary(r))
         return;
     r->state = RUN_FAILED;
@@ -669,38 +820,48 @@ static void progress(const ab_plan *p, size_t done, size_t total,
             done, total, running, failed);
 }
 
-/* Stop the running children and remove their partial files. */
+/* Stop the runs under way (each process group), wait for them and remove
+ * their directories; a run that ended before the signal is kept. */
 static void kill_runs(ab_plan *p)
 {
-    for (size_t i = 0; i < p->narms; i++)
-        for (size_t s = 0; s < p->nseeds; s++) {
+    size_t i, s;
+    for (i = 0; i < p->narms; i++)
+        for (s = 0; s < p->nseeds; s++)
+            if (p->arms[i].runs[s].state == RUN_RUNNING)
+                kill(-p->arms[i].runs[s].pid, SIGTERM);
+    for (i = 0; i < p->narms; i++)
+        for (s = 0; s < p->nseeds; s++) {
             ab_run *r = &p->arms[i].runs[s];
-            char *path;
+            int wstatus;
             if (r->state != RUN_RUNNING)
                 continue;
-            kill(r->pid, SIGTERM);
-            while (waitpid(r->pid, NULL, 0) < 0 && errno == EINTR)
+            while (waitpid(r->pid, &wstatus, 0) < 0 && errno == EINTR)
                 ;
-            r->state = RUN_PENDING;
-            if (load_summary(r))
-                continue;  /* it finished before the signal */
-            path = xprintf("%s/metrics.jsonl", r->dir);
-            unlink(path);
-            free(path);
-            path = xprintf("%s/stderr.txt", r->dir);
-            unlink(path);
-            free(path);
+            if (WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGTERM) {
+                r->state = RUN_PENDING;
+                remove_run_dir(r->tmp);
+            } else
+                finish_run(r, wstatus);
         }
 }
 
+/* The signals that stop nde ab, which stops its runs first. */
+static const struct {
+    int sig;
+    const char *name;
+} stop_signals[] = {{SIGINT, "SIGINT"}, {SIGTERM, "SIGTERM"},
+                    {SIGHUP, "SIGHUP"}};
+#define NSTOP (sizeof stop_signals / sizeof *stop_signals)
+
 /* Run every pending arm x seed, seed-major so that arms share the machine
- * alike; an exit code (130 when interrupted). */
+ * alike; an exit code (128 + the signal when stopped by one). */
 static int run_all(ab_plan *p)
 {
     const int tty = isatty(STDERR_FILENO);
     size_t total = p->narms * p->nseeds, done = 0, failed = 0, running = 0;
     size_t next = 0, i, s;
-    struct sigaction sa, old_int, old_term;
+    struct sigaction sa, old[NSTOP], old_chld;
+    sigset_t block, old_mask, wait_mask;
 
     for (i = 0; i < p->narms; i++)
         for (s = 0; s < p->nseeds; s++) {
@@ -708,14 +869,31 @@ static int run_all(ab_plan *p)
             if (r->state == RUN_OK || r->state == RUN_FAILED) {
                 done++;
                 failed += r->state == RUN_FAILED;
-            } else if (mkdirs(r->dir) != 0)
+            } else if (remove_run_dir(r->dir) != 0 ||
+                       remove_run_dir(r->tmp) != 0)
                 return CLI_EXIT_FAILURE;
         }
+    /* The signals stay blocked but in sigsuspend(), so none slips in
+     * between the test of `interrupted` and the wait. A signal ignored
+     * when nde ab started (nohup) stays ignored. */
+    sigemptyset(&block);
+    sigaddset(&block, SIGCHLD);
+    for (i = 0; i < NSTOP; i++)
+        sigaddset(&block, stop_signals[i].sig);
+    sigprocmask(SIG_BLOCK, &block, &old_mask);
+    wait_mask = old_mask;
+    sigdelset(&wait_mask, SIGCHLD);
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
+    sa.sa_handler = on_child;
+    sigaction(SIGCHLD, &sa, &old_chld);
+    sa.sa_handler = on_signal;
+    for (i = 0; i < NSTOP; i++) {
+        sigdelset(&wait_mask, stop_signals[i].sig);
+        sigaction(stop_signals[i].sig, NULL, &old[i]);
+        if (old[i].sa_handler != SIG_IGN)
+            sigaction(stop_signals[i].sig, &sa, NULL);
+    }
     if (tty)
         progress(p, done, total, failed, running);
     while (!interrupted) {
@@ -727,7 +905,7 @@ static int run_all(ab_plan *p)
             next++;
             if (r->state != RUN_PENDING)
                 continue;
-            if ((r->pid = start_run(p, a, r)) < 0) {
+            if ((r->pid = start_run(p, a, r, &old_mask)) < 0) {
                 r->state = RUN_FAILED;
                 r->message = xprintf("cannot start: %s", strerror(errno));
                 done++;
@@ -739,8 +917,10 @@ static int run_all(ab_plan *p)
         }
         if (running == 0)
             break;
-        if ((pid = waitpid(-1, &wstatus, 0)) < 0)
-            continue;  /* EINTR: the loop condition sees the signal */
+        if ((pid = waitpid(-1, &wstatus, WNOHANG)) <= 0) {
+            sigsuspend(&wait_mask);
+            continue;
+        }
         for (i = 0; i < total; i++) {
             ab_run *r = &p->arms[i % p->narms].runs[i / p->narms];
             if (r->state == RUN_RUNNING && r->pid == pid) {
@@ -756,14 +936,23 @@ static int run_all(ab_plan *p)
     }
     if (interrupted)
         kill_runs(p);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
+    /* Unblocked while our handlers are in place: a pending signal only
+     * sets `interrupted` again. */
+    sigprocmask(SIG_SETMASK, &old_mask, NULL);
+    for (i = 0; i < NSTOP; i++)
+        sigaction(stop_signals[i].sig, &old[i], NULL);
+    sigaction(SIGCHLD, &old_chld, NULL);
     if (tty)
         fputc('\n', stderr);
     if (interrupted) {
-        cli_error("ab: interrupted; finished runs are kept, run the same "
-                  "command again to continue");
-        return 130;
+        const char *name = "a signal";
+        for (i = 0; i < NSTOP; i++)
+            if (stop_signals[i].sig == interrupted)
+                name = stop_signals[i].name;
+        cli_error("ab: interrupted by %s; the runs under way were stopped "
+                  "and removed, finished runs are kept: run the same command "
+                  "again to continue", name);
+        return 128 + interrupted;
     }
     return CLI_EXIT_OK;
 }
@@ -996,6 +1185,7 @@ static void free_plan(ab_plan *p)
             free(a->overrides[k]);
         for (size_t s = 0; a->runs && s < p->nseeds; s++) {
             free(a->runs[s].dir);
+            free(a->runs[s].tmp);
             free(a->runs[s].message);
             free_kv(a->runs[s].kv, a->runs[s].nkv);
         }
@@ -1011,6 +1201,8 @@ static void free_plan(ab_plan *p)
     free(p->seeds);
     free(p->baseline);
     nde_strings_free(p->metrics);
+    if (p->lock_fd >= 0)
+        close(p->lock_fd);
 }
 
 int cli_ab(int argc, char **argv)
@@ -1024,6 +1216,7 @@ int cli_ab(int argc, char **argv)
     char *end;
 
     memset(&p, 0, sizeof p);
+    p.lock_fd = -1;
     for (i = 1; i < (size_t)argc; i++)
         if (cli_is_help(argv[i])) {
             fputs(cli_ab_help, stdout);
@@ -1109,6 +1302,8 @@ int cli_ab(int argc, char **argv)
                     ? strndup(config, n - 4)
                     : xprintf("%s.ab", config);
     }
+    if ((code = lock_dir(&p)) != CLI_EXIT_OK)
+        goto done;
     for (i = 0; i < p.narms; i++) {
         ab_arm *a = &p.arms[i];
         a->runs = xrealloc(NULL, p.nseeds * sizeof *a->runs);
@@ -1117,6 +1312,7 @@ int cli_ab(int argc, char **argv)
             a->runs[s].seed = p.seeds[s];
             a->runs[s].dir =
                 xprintf("%s/runs/%s/seed%ld", p.dir, a->name, p.seeds[s]);
+            a->runs[s].tmp = xprintf("%s.tmp", a->runs[s].dir);
             load_summary(&a->runs[s]);
         }
     }

@@ -1,8 +1,9 @@
 /*
  * test_ab.c - `nde ab` end to end: a tiny spiral A/B (2 arms x 2 seeds,
  * -j 2) whose ab.json is parsed back and checked against the contract,
- * resumability (finished runs are not redone), and bad input (exit 2 before
- * anything runs; a failing run recorded with its message, exit 1).
+ * resumability (finished runs are not redone), bad input (exit 2 before
+ * anything runs; a failing run recorded with its message, exit 1), and run
+ * management: signals, a second nde ab on the same directory, SIGKILL.
  */
 #define _GNU_SOURCE
 #include <check.h>
@@ -450,50 +451,254 @@ START_TEST(failed_run_recorded)
 END_TEST
 
 
-/* SIGINT while runs are under way: exit 130, the children are stopped and
- * no run directory keeps files without a summary; no ab.json. */
-START_TEST(interrupt_leaves_no_partial_files)
-{
-    char path[512], seedpath[600], args_o[600], args_c[600];
-    const char *arms[] = {"plain", "local"};
-    pid_t pid;
-    int st, i, waited;
+/* ---- concurrency and signals: long runs in the background ---------------- */
 
-    write_ab("ab.ini", "plain",
-             "[arm.plain]\ntrain.iterations = 10000000\n"
-             "[arm.local]\ntrain.iterations = 10000000\n");
-    snprintf(args_c, sizeof args_c, "%s/ab.ini", tmpdir);
-    snprintf(args_o, sizeof args_o, "%s/out", tmpdir);
+/* Start `nde ab tmpdir/name -o tmpdir/out -j 2` in the background, its
+ * stderr in tmpdir/errname; its pid. */
+static pid_t spawn_ab(const char *name, const char *errname)
+{
+    char config[512], out[512], err[512];
+    pid_t pid;
+    snprintf(config, sizeof config, "%s/%s", tmpdir, name);
+    snprintf(out, sizeof out, "%s/out", tmpdir);
+    snprintf(err, sizeof err, "%s/%s", tmpdir, errname);
     pid = fork();
     ck_assert(pid >= 0);
     if (pid == 0) {
-        execl(getenv("NDE_EXE"), "nde", "ab", args_c, "-o", args_o, "-j",
-              "2", (char *)NULL);
+        if (!freopen(err, "w", stderr) || !freopen("/dev/null", "w", stdout))
+            _exit(127);
+        execl(getenv("NDE_EXE"), "nde", "ab", config, "-o", out, "-j", "2",
+              (char *)NULL);
         _exit(127);
     }
-    snprintf(path, sizeof path, "%s/out/runs/local/seed1/metrics.jsonl",
-             tmpdir);
-    for (waited = 0; access(path, F_OK) != 0 && waited < 600; waited++)
+    return pid;
+}
+
+/* Wait up to seconds for pid; its wait status, or -1 when it was still
+ * running (it is killed then). */
+static int wait_exit(pid_t pid, double seconds)
+{
+    int st;
+    for (double t = 0; t < seconds; t += 0.05) {
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return st;
         usleep(50000);
-    ck_assert_msg(waited < 600, "the runs did not start");
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    return -1;
+}
+
+static int strays(double seconds);
+
+/* 1 when tmpdir/a or tmpdir/b exists, waiting up to 30 s for one; else the
+ * nde processes of the test are killed and 0. */
+static int wait_file(const char *a, const char *b)
+{
+    char pa[512], pb[512];
+    snprintf(pa, sizeof pa, "%s/%s", tmpdir, a);
+    snprintf(pb, sizeof pb, "%s/%s", tmpdir, b ? b : a);
+    for (int i = 0; i < 600; i++) {
+        if (access(pa, F_OK) == 0 || access(pb, F_OK) == 0)
+            return 1;
+        usleep(50000);
+    }
+    strays(0);
+    return 0;
+}
+
+/* The processes other than this one whose command line mentions tmpdir:
+ * after seconds, the number still alive (they are killed then, so that a
+ * failing test leaves no training behind). */
+static int strays(double seconds)
+{
+    int n = 0;
+    for (double t = 0;; t += 0.05) {
+        DIR *d = opendir("/proc");
+        struct dirent *e;
+        ck_assert(d != NULL);
+        n = 0;
+        while ((e = readdir(d))) {
+            char path[300], buf[8192];
+            pid_t pid = (pid_t)atol(e->d_name);
+            size_t len;
+            FILE *f;
+            if (pid <= 0 || pid == getpid())
+                continue;
+            snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+            if (!(f = fopen(path, "r")))
+                continue;
+            len = fread(buf, 1, sizeof buf, f);
+            fclose(f);
+            if (memmem(buf, len, tmpdir, strlen(tmpdir))) {
+                n++;
+                if (t >= seconds)
+                    kill(pid, SIGKILL);
+            }
+        }
+        closedir(d);
+        if (n == 0 || t >= seconds)
+            return n;
+        usleep(50000);
+    }
+}
+
+static const char slow_arms[] =
+    "[arm.plain]\ntrain.iterations = 10000000\n"
+    "[arm.local]\ntrain.iterations = 10000000\n";
+
+/* A signal to nde ab while runs are under way: exit 128 + the signal with
+ * a message, the children (in their own process groups, so only nde ab
+ * stops them) are gone, no run directory or partial file is left, no
+ * ab.json. */
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+
+START_TEST(signal_stops_runs_and_leaves_no_partial_files)
+{
+    const int sig = stop_signals[_i];
+    const char *arms[] = {"plain", "local"};
+    char path[512];
+    pid_t pid;
+    int st, i;
+
+    write_ab("ab.ini", "plain", slow_arms);
+    pid = spawn_ab("ab.ini", "err.txt");
+    ck_assert_msg(wait_file("out/runs/local/seed1.tmp/metrics.jsonl",
+                            "out/runs/local/seed1/metrics.jsonl"),
+                  "the runs did not start");
     usleep(200000);
-    ck_assert_int_eq(kill(pid, SIGINT), 0);
-    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-    ck_assert(WIFEXITED(st));
-    ck_assert_int_eq(WEXITSTATUS(st), 130);
+    ck_assert_int_eq(kill(pid, sig), 0);
+    st = wait_exit(pid, 30);
+    ck_assert_int_eq(strays(2), 0);
+    ck_assert_msg(st != -1 && WIFEXITED(st), "nde ab did not exit (%d)", st);
+    ck_assert_int_eq(WEXITSTATUS(st), 128 + sig);
+    ck_assert(stderr_has("interrupted by"));
     for (i = 0; i < 2; i++) {
         DIR *d;
         struct dirent *e;
-        snprintf(seedpath, sizeof seedpath, "%s/out/runs/%s/seed1", tmpdir,
-                 arms[i]);
-        ck_assert((d = opendir(seedpath)) != NULL);
+        snprintf(path, sizeof path, "%s/out/runs/%s", tmpdir, arms[i]);
+        ck_assert((d = opendir(path)) != NULL);
         while ((e = readdir(d)))
-            ck_assert_msg(e->d_name[0] == '.', "%s/%s left behind",
-                          seedpath, e->d_name);
+            ck_assert_msg(e->d_name[0] == '.', "%s/%s left behind", path,
+                          e->d_name);
         closedir(d);
     }
     snprintf(path, sizeof path, "%s/out/ab.json", tmpdir);
     ck_assert(access(path, F_OK) != 0);
+}
+END_TEST
+
+/* A second nde ab on a directory in use is refused at once (exit 2) and
+ * names the first one's pid; it changes nothing there. */
+START_TEST(second_ab_on_same_dir_refused)
+{
+    char text[64];
+    pid_t first, second;
+    int st;
+
+    write_ab("ab.ini", "plain", slow_arms);
+    first = spawn_ab("ab.ini", "err1.txt");
+    ck_assert_msg(wait_file("out/runs/local/seed1.tmp/metrics.jsonl",
+                            "out/runs/local/seed1/metrics.jsonl"),
+                  "the runs did not start");
+    second = spawn_ab("ab.ini", "err.txt");
+    st = wait_exit(second, 10);
+    kill(first, SIGTERM);
+    wait_exit(first, 30);
+    ck_assert_int_eq(strays(2), 0);
+    ck_assert_msg(st != -1, "the second nde ab ran");
+    ck_assert(WIFEXITED(st));
+    ck_assert_int_eq(WEXITSTATUS(st), 2);
+    snprintf(text, sizeof text, "pid %ld", (long)first);
+    ck_assert(stderr_has(text));
+    ck_assert(stderr_has("in use by another nde ab"));
+}
+END_TEST
+
+/* Every line of path is a whole JSON object; the number of lines. */
+static size_t check_jsonl(const char *path)
+{
+    char *text = slurp(path), *line, *save = NULL;
+    size_t n = 0;
+    ck_assert_msg(text != NULL, "cannot read %s", path);
+    ck_assert_msg(text[0] && text[strlen(text) - 1] == '\n',
+                  "%s does not end with a whole line", path);
+    for (line = strtok_r(text, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        const char *s = line;
+        jval *v = jparse(&s);
+        ck_assert_msg(v && v->type == J_OBJ, "%s: line %zu is torn: %s",
+                      path, n + 1, line);
+        jskip(&s);
+        ck_assert_msg(*s == '\0', "%s: line %zu is torn: %s", path, n + 1,
+                      line);
+        jfree(v);
+        n++;
+    }
+    free(text);
+    return n;
+}
+
+/* SIGKILL of nde ab: no training outlives it (PR_SET_PDEATHSIG) and the
+ * unfinished runs are not under their final names; the next nde ab (the
+ * stale .lock does not stop it) keeps the finished runs, redoes the
+ * unfinished ones from scratch and reports every run, each metrics file
+ * whole. */
+START_TEST(killed_ab_leaves_no_child_and_rerun_completes)
+{
+    const char *arms[] = {"plain", "slow"};
+    char path[512];
+    struct timespec t_plain[2];
+    jval *root, *a;
+    pid_t pid;
+    int i, k, st, left;
+
+    write_ab("ab.ini", "plain",
+             "[arm.plain]\n[arm.slow]\ntrain.iterations = 10000000\n");
+    pid = spawn_ab("ab.ini", "err.txt");
+    /* -j 2, seed-major: plain 1 and slow 1, then plain 2, then slow 2 */
+    ck_assert_msg(wait_file("out/runs/plain/seed2/summary.json", NULL) &&
+                      wait_file("out/runs/slow/seed2.tmp/metrics.jsonl",
+                                "out/runs/slow/seed2/metrics.jsonl"),
+                  "the runs did not start");
+    usleep(300000);
+    ck_assert_int_eq(kill(pid, SIGKILL), 0);
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    left = strays(2);
+    /* the unfinished runs have no directory under their final name */
+    for (k = 1; k <= 2; k++) {
+        snprintf(path, sizeof path, "%s/out/runs/slow/seed%d", tmpdir, k);
+        ck_assert_msg(access(path, F_OK) != 0, "%s is there", path);
+    }
+    ck_assert_int_eq(left, 0);
+
+    for (i = 0; i < 2; i++)
+        t_plain[i] = summary_mtime("plain", i + 1);
+    write_ab("ab.ini", "plain",
+             "[arm.plain]\n[arm.slow]\ntrain.iterations = 30\n");
+    ck_assert_int_eq(run_ab("ab.ini", "-j 2"), 0);
+    for (i = 0; i < 2; i++)
+        ck_assert(same_time(t_plain[i], summary_mtime("plain", i + 1)));
+    for (i = 0; i < 2; i++)
+        for (k = 1; k <= 2; k++) {
+            snprintf(path, sizeof path, "%s/out/runs/%s/seed%d.tmp", tmpdir,
+                     arms[i], k);
+            ck_assert_msg(access(path, F_OK) != 0, "%s left behind", path);
+            snprintf(path, sizeof path, "%s/out/runs/%s/seed%d/metrics.jsonl",
+                     tmpdir, arms[i], k);
+            ck_assert(check_jsonl(path) >= (i ? 30u : 40u));
+        }
+    snprintf(path, sizeof path, "%s/out/ab.json", tmpdir);
+    root = load_json(path);
+    a = jtyped(root, "arms", J_ARR);
+    for (i = 0; i < 2; i++)
+        for (k = 0; k < 2; k++) {
+            jval *r = jtyped(a->items[i], "runs", J_ARR)->items[k];
+            ck_assert_str_eq(jtyped(r, "status", J_STR)->str, "ok");
+            ck_assert_double_eq(jtyped(r, "iterations", J_NUM)->num,
+                                i ? 30 : 40);
+        }
+    jfree(root);
 }
 END_TEST
 
@@ -575,7 +780,10 @@ int main(void)
     tcase_add_test(tc, baseline_names_no_arm);
     tcase_add_test(tc, capability_refused);
     tcase_add_test(tc, failed_run_recorded);
-    tcase_add_test(tc, interrupt_leaves_no_partial_files);
+    tcase_add_loop_test(tc, signal_stops_runs_and_leaves_no_partial_files, 0,
+                        (int)(sizeof stop_signals / sizeof *stop_signals));
+    tcase_add_test(tc, second_ab_on_same_dir_refused);
+    tcase_add_test(tc, killed_ab_leaves_no_child_and_rerun_completes);
     if (access(FASHION_MNIST_DIR "/train-images-idx3-ubyte.gz", R_OK) == 0)
         tcase_add_test(tc, fashion_mnist_local_cuts_prediction_nfe);
     else
