@@ -270,6 +270,15 @@ int cli_solve(int argc, char **argv)
     memset(&run, 0, sizeof run);
     if ((code = parse_args(argc, argv, &args)) != CLI_EXIT_OK)
         goto done;
+    {
+        const cli_file files[] = {{"the config", args.config, 0, 0},
+                                  {"-o", args.output, 1, 0},
+                                  {"--stats-json", args.stats_json, 1, 0}};
+        if (cli_files_check(files, sizeof files / sizeof *files) != 0) {
+            code = CLI_EXIT_USAGE;
+            goto done;
+        }
+    }
     if (!(run.ctx = nde_ctx_create()) || !(run.cfg = nde_config_create())) {
         cli_error("out of memory");
         code = CLI_EXIT_FAILURE;
