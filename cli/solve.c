@@ -44,9 +44,12 @@ const char cli_solve_help[] =
     "\n"
     "The statistics (evaluations, accepted and rejected steps, status) are\n"
     "printed on stderr. Output files are written to a temporary name and\n"
-    "renamed, so a failed run leaves no partial file.\n"
-    "Exit status: 0 success, 1 the solve or an output failed, 2 bad usage\n"
-    "or a bad config.\n";
+    "renamed, so a failed run leaves no partial file; a symlink's target is\n"
+    "replaced (the link is kept), a device, FIFO or socket is written\n"
+    "through. An output that cannot be written, or that is the config or\n"
+    "the other output, is refused before the solve.\n"
+    "Exit status: 0 success, 1 the solve or an output failed, 2 bad usage,\n"
+    "a bad config or a refused output.\n";
 
 typedef struct solve_args {
     const char *config;

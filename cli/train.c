@@ -63,9 +63,15 @@ const char cli_train_help[] =
     "terminal). The checkpoint is written (atomically) every\n"
     "checkpoint_every iterations and at the end;\n"
     "a failed iteration (solver failure, non-finite loss) stops the run with\n"
-    "the iteration in the message and leaves the last good checkpoint.\n"
+    "the iteration in the message and leaves the last checkpoint it wrote\n"
+    "(the message says when it wrote none).\n"
     "Paths in [train] are relative to the working directory. Models with at\n"
     "most 16 parameters print them by name at the end.\n"
+    "Outputs (checkpoint, metrics, summary) are checked before training: a\n"
+    "missing or unwritable directory, or an output that is the config, a\n"
+    "[data] file, --resume CKPT (except as [train] checkpoint: the normal\n"
+    "resume) or another output, is refused (exit 2). A symlink's target is\n"
+    "replaced, the link kept; a device or FIFO is written through.\n"
     "\n"
     "Options:\n"
     "  -s, --set SECTION.KEY=VALUE  override a config value\n"
@@ -79,7 +85,7 @@ const char cli_train_help[] =
     "  -h, --help                   show this help\n"
     "\n"
     "Exit status: 0 success, 1 training or an output failed, 2 bad usage,\n"
-    "a bad config or an unusable checkpoint.\n";
+    "a bad config, an unusable checkpoint or a refused output.\n";
 
 const char cli_predict_help[] =
     "Usage: nde predict CKPT [-s SECTION.KEY=VALUE]... [-o FILE]\n"
@@ -108,7 +114,10 @@ const char cli_predict_help[] =
     "      --seed S                 SDE: the Brownian path of --paths\n"
     "                               (default 1; the same seed, the same\n"
     "                               paths)\n"
-    "  -h, --help                   show this help\n";
+    "  -h, --help                   show this help\n"
+    "\n"
+    "An output that is CKPT, a [data] file or the other output is refused\n"
+    "before the prediction (exit 2).\n";
 
 const char cli_gradcheck_help[] =
     "Usage: nde gradcheck CONFIG [-s SECTION.KEY=VALUE]... [--tol X]\n"
