@@ -290,7 +290,7 @@ static int load_config(nde_ctx *ctx, nde_config *cfg, const train_args *a)
 static int add_data_files(const nde_config *cfg, cli_file *files, size_t *n,
                           char **own, nde_ctx *ctx)
 {
-    static const char *const roles[][2] = {
+    static const char *const keys[][2] = {
         {"path", "[data] path"},
         {"images", "[data] images"},
         {"labels", "[data] labels"},
@@ -298,10 +298,10 @@ static int add_data_files(const nde_config *cfg, cli_file *files, size_t *n,
         {"test_labels", "[data] test_labels"}};
     const nde_section *dsec = nde_config_section(cfg, "data");
     const char *cfgpath = nde_config_path(cfg), *source, *path, *slash;
-    size_t i, k = 0, first, last, dirlen;
+    size_t i, k = 0, first, last, dirlen, len;
     int rc;
 
-    if (!dsec || (rc = nde_get_string(dsec, "source", &source, ctx)))
+    if (!dsec || nde_get_string(dsec, "source", &source, ctx) != NDE_OK)
         return NDE_OK;
     if (strcmp(source, "csv") == 0)
         first = last = 0;
@@ -311,20 +311,19 @@ static int add_data_files(const nde_config *cfg, cli_file *files, size_t *n,
         return NDE_OK;
     slash = cfgpath ? strrchr(cfgpath, '/') : NULL;
     for (i = first; i <= last; i++) {
-        if ((rc = nde_get_string(dsec, roles[i][0], &path, ctx)))
+        if ((rc = nde_get_string(dsec, keys[i][0], &path, ctx)) != NDE_OK)
             return rc;
-        if (path[0] == '/' || !slash ||
-            strncmp(nde_section_origin(dsec, roles[i][0]), "command line",
-                    12) == 0)
-            own[k] = strdup(path);
-        else if ((own[k] = malloc((dirlen = (size_t)(slash - cfgpath) + 1) +
-                                  strlen(path) + 1))) {
-            memcpy(own[k], cfgpath, dirlen);
-            strcpy(own[k] + dirlen, path);
-        }
-        if (!own[k])
+        dirlen = 0;
+        if (path[0] != '/' && slash &&
+            strncmp(nde_section_origin(dsec, keys[i][0]), "command line",
+                    12) != 0)
+            dirlen = (size_t)(slash - cfgpath) + 1;
+        len = dirlen + strlen(path) + 1;
+        if (!(own[k] = malloc(len)))
             return nde_error(ctx, NDE_ENOMEM, "out of memory");
-        files[(*n)++] = (cli_file){roles[i][1], own[k++], 0, 0};
+        snprintf(own[k], len, "%.*s%s", (int)dirlen, dirlen ? cfgpath : "",
+                 path);
+        files[(*n)++] = (cli_file){keys[i][1], own[k++], 0, 0};
     }
     return NDE_OK;
 }

@@ -1029,6 +1029,66 @@ START_TEST(test_metrics_is_data)
 }
 END_TEST
 
+/* An uncompressed IDX pair: n 2x2 images, labels alternating 0, 1. */
+static void write_idx(const char *images, const char *labels, size_t n)
+{
+    unsigned char img[16 + 4 * 8] = {0, 0, 8, 3, 0, 0, 0, 0, 0, 0, 0, 2,
+                                     0, 0, 0, 2};
+    unsigned char lab[8 + 8] = {0, 0, 8, 1, 0, 0, 0, 0};
+    FILE *fp;
+
+    ck_assert_uint_le(n, 8);
+    img[7] = lab[7] = (unsigned char)n;
+    for (size_t i = 0; i < n; i++) {
+        lab[8 + i] = (unsigned char)(i % 2);
+        img[16 + 4 * i + i % 2] = 255;
+    }
+    ck_assert_ptr_nonnull(fp = fopen(path_in(images), "wb"));
+    ck_assert_uint_eq(fwrite(img, 1, 16 + 4 * n, fp), 16 + 4 * n);
+    fclose(fp);
+    ck_assert_ptr_nonnull(fp = fopen(path_in(labels), "wb"));
+    ck_assert_uint_eq(fwrite(lab, 1, 8 + n, fp), 8 + n);
+    fclose(fp);
+}
+
+/* The same for IDX data: no output may replace an images or labels file. */
+START_TEST(test_output_is_idx_data)
+{
+    static const char ini[] =
+        "[solver]\nplugin = tsit5\n"
+        "[field]\nplugin = mlp\nlayers = 2, 4, 2\n"
+        "[data]\nsource = idx\nimages = tr-img\nlabels = tr-lab\n"
+        "test_images = te-img\ntest_labels = te-lab\n"
+        "[train]\niterations = 1\nbatch_size = 2\n";
+    const char *cfg = write_config("idx.ini", ini);
+    size_t len;
+    char *before;
+    run_result r;
+
+    write_idx("tr-img", "tr-lab", 6);
+    write_idx("te-img", "te-lab", 4);
+    before = test_read_file(path_in("te-lab"), &len);
+    r = run("train", cfg, "--quiet", "-s",
+            fmt("train.metrics=%s", path_in("te-lab")));
+    assert_fails(r, 2, "[train] metrics ", "[data] test_labels ");
+    result_free(&r);
+    r = run("train", cfg, "--quiet", "-s",
+            fmt("train.checkpoint=%s", path_in("tr-img")));
+    assert_fails(r, 2, "[train] checkpoint ", "[data] images ");
+    result_free(&r);
+    {
+        char *now = test_read_file(path_in("te-lab"), NULL);
+        ck_assert_mem_eq(now, before, len);
+        free(now);
+    }
+    free(before);
+    /* The config itself is fine: the refusals were the outputs. */
+    r = run("train", cfg, "--quiet");
+    assert_ok(r);
+    result_free(&r);
+}
+END_TEST
+
 /* An output that cannot be written stops the run before training. */
 START_TEST(test_train_unwritable_summary)
 {
@@ -1114,6 +1174,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_solve_output_is_input);
     tcase_add_test(tc, test_train_output_is_input);
     tcase_add_test(tc, test_metrics_is_data);
+    tcase_add_test(tc, test_output_is_idx_data);
     tcase_add_test(tc, test_train_unwritable_summary);
     tcase_add_test(tc, test_failure_names_no_unwritten_checkpoint);
     suite_add_tcase(s, tc);
