@@ -58,22 +58,54 @@ int cli_write_solution_csv(const char *path, const nde_field *f,
                            const double *ysave);
 
 /*
- * An output file that appears complete or not at all: data go to a
- * temporary file in the destination's directory, renamed over the
- * destination by cli_outfile_commit(). A NULL or "-" path means stdout.
+ * An output file that appears complete or not at all, and never destroys
+ * what it should not. A regular file, or a path that does not exist yet,
+ * is written to a temporary file "<dir>/.<base>.XXXXXX" in the target's
+ * directory and renamed over it by cli_outfile_commit(); a symlink is
+ * followed to its final target first, so the link stays a link. A
+ * character device, FIFO or socket is written through as it is (no
+ * temporary file, no rename). Directories and other types are refused.
+ * A NULL or "-" path means stdout.
  */
 typedef struct cli_outfile {
     FILE *fp;
-    char *path;  /* destination; NULL for stdout */
-    char *tmp;   /* temporary name while open    */
+    char *path;    /* as given, for messages; NULL for stdout      */
+    char *target;  /* what rename replaces; NULL when written through */
+    char *tmp;     /* temporary name while open; NULL when through */
 } cli_outfile;
 
 /* 0 on success; else prints why and returns -1. */
 int cli_outfile_open(cli_outfile *o, const char *path);
-/* Flush, sync, close and rename into place; 0 on success, else prints why,
- * removes the temporary file and returns -1. */
+/* Flush, sync (a device that cannot sync is fine), close and rename into
+ * place; 0 on success, else prints why, removes the temporary file and
+ * returns -1. */
 int cli_outfile_commit(cli_outfile *o);
-/* Close and remove the temporary file (no-op for stdout or when closed). */
+/* Close and remove the temporary file (no-op for stdout or when closed).
+ * What was written through to a device or FIFO stays written. */
 void cli_outfile_discard(cli_outfile *o);
+
+/*
+ * One file a command reads or writes. cli_files_check() takes all of them
+ * before the command does any work and refuses (message, -1; exit 2):
+ * - an output that cannot be written as cli_outfile_open would: a
+ *   directory or block device, a missing or unwritable directory, a
+ *   device or FIFO without write permission;
+ * - an output that is the same file as an input or as another output
+ *   (same device and inode; for a path that does not exist yet, the same
+ *   resolved path), naming both. Files of one non-zero `pair` may be the
+ *   same (the checkpoint --resume reads and [train] checkpoint replaces).
+ *   Devices, FIFOs and sockets are written through, never replaced, so
+ *   they do not clash.
+ * Entries with a NULL path or "-" (stdout) are skipped, and so are inputs
+ * that are not regular files (their reader reports them).
+ */
+typedef struct cli_file {
+    const char *role;  /* how messages name it: "-o", "the config", ... */
+    const char *path;
+    int output;        /* 1: written by the command; 0: read */
+    int pair;
+} cli_file;
+
+int cli_files_check(const cli_file *files, size_t n);
 
 #endif

@@ -44,9 +44,12 @@ const char cli_solve_help[] =
     "\n"
     "The statistics (evaluations, accepted and rejected steps, status) are\n"
     "printed on stderr. Output files are written to a temporary name and\n"
-    "renamed, so a failed run leaves no partial file.\n"
-    "Exit status: 0 success, 1 the solve or an output failed, 2 bad usage\n"
-    "or a bad config.\n";
+    "renamed, so a failed run leaves no partial file; a symlink's target is\n"
+    "replaced (the link is kept), a device, FIFO or socket is written\n"
+    "through. An output that cannot be written, or that is the config or\n"
+    "the other output, is refused before the solve.\n"
+    "Exit status: 0 success, 1 the solve or an output failed, 2 bad usage,\n"
+    "a bad config or a refused output.\n";
 
 typedef struct solve_args {
     const char *config;
@@ -270,6 +273,15 @@ int cli_solve(int argc, char **argv)
     memset(&run, 0, sizeof run);
     if ((code = parse_args(argc, argv, &args)) != CLI_EXIT_OK)
         goto done;
+    {
+        const cli_file files[] = {{"the config", args.config, 0, 0},
+                                  {"-o", args.output, 1, 0},
+                                  {"--stats-json", args.stats_json, 1, 0}};
+        if (cli_files_check(files, sizeof files / sizeof *files) != 0) {
+            code = CLI_EXIT_USAGE;
+            goto done;
+        }
+    }
     if (!(run.ctx = nde_ctx_create()) || !(run.cfg = nde_config_create())) {
         cli_error("out of memory");
         code = CLI_EXIT_FAILURE;

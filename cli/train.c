@@ -63,9 +63,15 @@ const char cli_train_help[] =
     "terminal). The checkpoint is written (atomically) every\n"
     "checkpoint_every iterations and at the end;\n"
     "a failed iteration (solver failure, non-finite loss) stops the run with\n"
-    "the iteration in the message and leaves the last good checkpoint.\n"
+    "the iteration in the message and leaves the last checkpoint it wrote\n"
+    "(the message says when it wrote none).\n"
     "Paths in [train] are relative to the working directory. Models with at\n"
     "most 16 parameters print them by name at the end.\n"
+    "Outputs (checkpoint, metrics, summary) are checked before training: a\n"
+    "missing or unwritable directory, or an output that is the config, a\n"
+    "[data] file, --resume CKPT (except as [train] checkpoint: the normal\n"
+    "resume) or another output, is refused (exit 2). A symlink's target is\n"
+    "replaced, the link kept; a device or FIFO is written through.\n"
     "\n"
     "Options:\n"
     "  -s, --set SECTION.KEY=VALUE  override a config value\n"
@@ -79,7 +85,7 @@ const char cli_train_help[] =
     "  -h, --help                   show this help\n"
     "\n"
     "Exit status: 0 success, 1 training or an output failed, 2 bad usage,\n"
-    "a bad config or an unusable checkpoint.\n";
+    "a bad config, an unusable checkpoint or a refused output.\n";
 
 const char cli_predict_help[] =
     "Usage: nde predict CKPT [-s SECTION.KEY=VALUE]... [-o FILE]\n"
@@ -108,7 +114,10 @@ const char cli_predict_help[] =
     "      --seed S                 SDE: the Brownian path of --paths\n"
     "                               (default 1; the same seed, the same\n"
     "                               paths)\n"
-    "  -h, --help                   show this help\n";
+    "  -h, --help                   show this help\n"
+    "\n"
+    "An output that is CKPT, a [data] file or the other output is refused\n"
+    "before the prediction (exit 2).\n";
 
 const char cli_gradcheck_help[] =
     "Usage: nde gradcheck CONFIG [-s SECTION.KEY=VALUE]... [--tol X]\n"
@@ -274,6 +283,68 @@ static int load_config(nde_ctx *ctx, nde_config *cfg, const train_args *a)
     return CLI_EXIT_OK;
 }
 
+/* The data files [data] names, as inputs: source = csv reads `path`,
+ * source = idx four files. Resolved as the trainer does (core/train.c):
+ * relative to the config file's directory unless set on the command
+ * line. Appended to files at *n; their paths are malloc'd into own[4]. */
+static int add_data_files(const nde_config *cfg, cli_file *files, size_t *n,
+                          char **own, nde_ctx *ctx)
+{
+    static const char *const keys[][2] = {
+        {"path", "[data] path"},
+        {"images", "[data] images"},
+        {"labels", "[data] labels"},
+        {"test_images", "[data] test_images"},
+        {"test_labels", "[data] test_labels"}};
+    const nde_section *dsec = nde_config_section(cfg, "data");
+    const char *cfgpath = nde_config_path(cfg), *source, *path, *slash;
+    size_t i, k = 0, first, last, dirlen, len;
+    int rc;
+
+    if (!dsec || nde_get_string(dsec, "source", &source, ctx) != NDE_OK)
+        return NDE_OK;
+    if (strcmp(source, "csv") == 0)
+        first = last = 0;
+    else if (strcmp(source, "idx") == 0)
+        first = 1, last = 4;
+    else
+        return NDE_OK;
+    slash = cfgpath ? strrchr(cfgpath, '/') : NULL;
+    for (i = first; i <= last; i++) {
+        if ((rc = nde_get_string(dsec, keys[i][0], &path, ctx)) != NDE_OK)
+            return rc;
+        dirlen = 0;
+        if (path[0] != '/' && slash &&
+            strncmp(nde_section_origin(dsec, keys[i][0]), "command line",
+                    12) != 0)
+            dirlen = (size_t)(slash - cfgpath) + 1;
+        len = dirlen + strlen(path) + 1;
+        if (!(own[k] = malloc(len)))
+            return nde_error(ctx, NDE_ENOMEM, "out of memory");
+        snprintf(own[k], len, "%.*s%s", (int)dirlen, dirlen ? cfgpath : "",
+                 path);
+        files[(*n)++] = (cli_file){keys[i][1], own[k++], 0, 0};
+    }
+    return NDE_OK;
+}
+
+/* cli_files_check over files[n] and the data files; an exit code. files
+ * must have room for 5 more entries. */
+static int check_files(const nde_config *cfg, cli_file *files, size_t n,
+                       nde_ctx *ctx)
+{
+    char *own[4] = {NULL};
+    int rc, code = CLI_EXIT_OK;
+
+    if ((rc = add_data_files(cfg, files, &n, own, ctx)) != NDE_OK)
+        code = cli_fail(ctx, rc);
+    else if (cli_files_check(files, n) != 0)
+        code = CLI_EXIT_USAGE;
+    for (size_t i = 0; i < 4; i++)
+        free(own[i]);
+    return code;
+}
+
 /* ---- nde train ----------------------------------------------------------- */
 
 static int write_checkpoint(const nde_trainer *tr, const char *path,
@@ -368,6 +439,21 @@ static int write_summary(const char *path, const summary *s)
     return cli_outfile_commit(&o);
 }
 
+/* After a failed run, what the checkpoint file holds: the last good state
+ * only if this run wrote it (an older file of that name is not this run's). */
+static void checkpoint_note(const char *path, long written)
+{
+    if (written >= 0)
+        cli_error("training stopped; the checkpoint %s holds the last good "
+                  "state (iteration %ld)", path, written);
+    else if (access(path, F_OK) == 0)
+        cli_error("training stopped before this run wrote a checkpoint; %s "
+                  "is from an earlier run", path);
+    else
+        cli_error("training stopped before this run wrote a checkpoint (%s "
+                  "does not exist)", path);
+}
+
 static void print_params(const nde_trainer *tr)
 {
     const double *theta = nde_trainer_params(tr);
@@ -404,7 +490,7 @@ int cli_train(int argc, char **argv)
     FILE *metrics = NULL;
     summary sum;
     nde_train_step m;
-    long last_eval = -1;
+    long last_eval = -1, written = -1;  /* checkpoint of this run */
     int code, rc = NDE_OK, progress;
 
     if (help_wanted(argc, argv, cli_train_help))
@@ -431,6 +517,16 @@ int cli_train(int argc, char **argv)
     }
     set = nde_trainer_settings(tr);
     sum.tot = nde_trainer_totals(tr);
+    {
+        /* --resume CKPT may be the checkpoint this run replaces. */
+        cli_file files[10] = {{"the config", a.config, 0, 0},
+                              {"--resume", a.resume, 0, 1},
+                              {"[train] checkpoint", set->checkpoint, 1, 1},
+                              {"[train] metrics", set->metrics, 1, 0},
+                              {"--summary-json", a.summary, 1, 0}};
+        if ((code = check_files(cfg, files, 5, ctx)) != CLI_EXIT_OK)
+            goto done;
+    }
     if (set->metrics && !(metrics = fopen(set->metrics, a.resume ? "a" : "w"))) {
         cli_error("%s: cannot open the metrics file: %m", set->metrics);
         code = CLI_EXIT_FAILURE;
@@ -459,10 +555,12 @@ int cli_train(int argc, char **argv)
                     m.iteration, set->iterations, m.loss, sum.eval.test_loss,
                     m.nfe_forward, m.nfe_backward);
         if (set->checkpoint && set->checkpoint_every > 0 &&
-            m.iteration % set->checkpoint_every == 0 &&
-            write_checkpoint(tr, set->checkpoint, ctx) != 0) {
-            code = CLI_EXIT_FAILURE;
-            break;
+            m.iteration % set->checkpoint_every == 0) {
+            if (write_checkpoint(tr, set->checkpoint, ctx) != 0) {
+                code = CLI_EXIT_FAILURE;
+                break;
+            }
+            written = m.iteration;
         }
         if (metrics)
             fflush(metrics);
@@ -489,8 +587,7 @@ int cli_train(int argc, char **argv)
     if (rc != NDE_OK) {
         code = cli_fail(ctx, rc);
         if (set->checkpoint)
-            cli_error("training stopped; the checkpoint %s holds the last "
-                      "good state written", set->checkpoint);
+            checkpoint_note(set->checkpoint, written);
     } else if (code == CLI_EXIT_OK) {
         fprintf(stderr,
                 "nde: %ld iterations in %.3f s (nfe %ld forward, %ld "
@@ -766,6 +863,13 @@ int cli_predict(int argc, char **argv)
              NDE_OK)) {
         code = cli_fail(ctx, rc);
         goto done;
+    }
+    {
+        cli_file files[7] = {{"the checkpoint", a.config, 0, 0},
+                             {"-o", a.output, 1, 0},
+                             {"--summary-json", a.summary, 1, 0}};
+        if ((code = check_files(cfg, files, 3, ctx)) != CLI_EXIT_OK)
+            goto done;
     }
     sum.iterations = nde_trainer_iteration(tr);
     if (a.paths) {

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -48,6 +49,17 @@ static const char *path_in(const char *name)
 {
     char buf[4096];
     int n = snprintf(buf, sizeof buf, "%s/%s", workdir, name);
+    ck_assert(n > 0 && (size_t)n < sizeof buf);
+    ck_assert_uint_lt(npaths, sizeof paths / sizeof paths[0]);
+    ck_assert_ptr_nonnull(paths[npaths] = strdup(buf));
+    return paths[npaths++];
+}
+
+/* A formatted string, valid until the test's teardown. */
+static const char *fmt(const char *format, const char *arg)
+{
+    char buf[4096];
+    int n = snprintf(buf, sizeof buf, format, arg);
     ck_assert(n > 0 && (size_t)n < sizeof buf);
     ck_assert_uint_lt(npaths, sizeof paths / sizeof paths[0]);
     ck_assert_ptr_nonnull(paths[npaths] = strdup(buf));
@@ -794,8 +806,368 @@ START_TEST(test_unwritable_output)
 {
     run_result r = run("solve", example("lotka_volterra.ini"), "-o",
                        path_in("no-such-dir/out.csv"));
-    assert_fails(r, 1, "no-such-dir/out.csv");
+    assert_fails(r, 2, "-o ", "no-such-dir/out.csv", "no directory");
+    ck_assert_str_eq(r.out, "");
     result_free(&r);
+
+    /* A directory is refused, not replaced. */
+    r = run("solve", example("lotka_volterra.ini"), "-o", workdir);
+    assert_fails(r, 2, "is a directory");
+    ck_assert_uint_eq(count_entries(), 0);
+    result_free(&r);
+}
+END_TEST
+
+/* A symlink stays a link and its target gets the data; a dangling link's
+ * target is created. */
+START_TEST(test_output_symlink)
+{
+    const char *link = path_in("link.csv"), *target = path_in("target.csv");
+    const char *dangling = path_in("dangling.csv"), *made = path_in("new.csv");
+    struct stat st;
+    char buf[64], *text;
+    ssize_t n;
+    run_result r;
+
+    write_config("target.csv", "old\n");
+    ck_assert_int_eq(symlink("target.csv", link), 0);
+    ck_assert_int_eq(symlink("new.csv", dangling), 0);
+    r = run("solve", example("lotka_volterra.ini"), "-o", link,
+            "--stats-json", dangling);
+    assert_ok(r);
+    result_free(&r);
+    ck_assert_int_eq(lstat(link, &st), 0);
+    ck_assert(S_ISLNK(st.st_mode));
+    n = readlink(link, buf, sizeof buf - 1);
+    ck_assert_int_gt(n, 0);
+    buf[n] = '\0';
+    ck_assert_str_eq(buf, "target.csv");
+    text = test_read_file(target, NULL);
+    ck_assert(strncmp(text, "t,x,y\n", 6) == 0);
+    free(text);
+    ck_assert_int_eq(lstat(dangling, &st), 0);
+    ck_assert(S_ISLNK(st.st_mode));
+    text = test_read_file(made, NULL);
+    ck_assert_ptr_nonnull(text);
+    assert_contains(text, "\"status\": \"NDE_OK\"");
+    free(text);
+    /* The two links and their targets; no temporary file. */
+    ck_assert_uint_eq(count_entries(), 4);
+}
+END_TEST
+
+/* A FIFO is written through: its reader gets the data. */
+START_TEST(test_output_fifo)
+{
+    const char *fifo = path_in("fifo");
+    char buf[65536];
+    struct stat st;
+    size_t got = 0;
+    ssize_t n;
+    run_result r;
+    int fd;
+
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    /* Reader first and non-blocking: nde's open for writing then returns
+     * at once, and a program that replaced the FIFO cannot hang the test
+     * (the output fits the pipe's buffer). */
+    fd = open(fifo, O_RDONLY | O_NONBLOCK);
+    ck_assert_int_ge(fd, 0);
+    r = run("solve", example("lotka_volterra.ini"), "-o", fifo);
+    assert_ok(r);
+    result_free(&r);
+    while (got < sizeof buf - 1 &&
+           (n = read(fd, buf + got, sizeof buf - 1 - got)) > 0)
+        got += (size_t)n;
+    close(fd);
+    buf[got] = '\0';
+    ck_assert_msg(strncmp(buf, "t,x,y\n0,1,1\n", 12) == 0,
+                  "the FIFO's reader got:\n%s", buf);
+    ck_assert_int_eq(lstat(fifo, &st), 0);
+    ck_assert(S_ISFIFO(st.st_mode));
+    ck_assert_uint_eq(count_entries(), 1);
+}
+END_TEST
+
+/* A character device is written through: through a symlink to /dev/null
+ * (a program that replaces outputs replaces the link, never /dev/null
+ * itself), the run succeeds although /dev/null cannot fsync. */
+START_TEST(test_output_char_device)
+{
+    const char *link = path_in("null.csv");
+    struct stat st;
+    run_result r;
+
+    ck_assert_int_eq(stat("/dev/null", &st), 0);
+    ck_assert_msg(S_ISCHR(st.st_mode), "/dev/null is not a device here");
+    ck_assert_int_eq(symlink("/dev/null", link), 0);
+    r = run("solve", example("lotka_volterra.ini"), "-o", link);
+    assert_ok(r);
+    ck_assert_str_eq(r.out, "");
+    result_free(&r);
+    ck_assert_int_eq(lstat(link, &st), 0);
+    ck_assert(S_ISLNK(st.st_mode));
+    /* Should /dev/null ever be replaced, give the machine its device back
+     * (root only, as replacing it needs root) and fail. */
+    ck_assert_int_eq(lstat("/dev/null", &st), 0);
+    if (!S_ISCHR(st.st_mode) && geteuid() == 0) {
+        unlink("/dev/null");
+        mknod("/dev/null", S_IFCHR | 0666, makedev(1, 3));
+        chmod("/dev/null", 0666);
+    }
+    ck_assert_msg(S_ISCHR(st.st_mode), "/dev/null was replaced");
+    ck_assert_uint_eq(count_entries(), 1);
+}
+END_TEST
+
+/* ---- outputs that are inputs -------------------------------------------- */
+
+/* A small training config in workdir: the LV field, data drawn from it
+ * (or, with csv, from data.csv next to the config). */
+static const char *train_config(const char *data)
+{
+    static char text[2048];
+    snprintf(text, sizeof text,
+             LV_SOLVER LV_FIELD
+             "[adjoint]\nplugin = discrete\n"
+             "[data]\n%s\n"
+             "[train]\niterations = 2\nbatch_size = 2\nlr = 0.01\n",
+             data ? data
+                  : "source = field\ny0 = 1, 1\n"
+                    "true_params = a=1.5, b=1.0, c=3.0, d=1.0\n"
+                    "npoints = 21\nt1 = 2\nbatch_time = 5");
+    return write_config("train.ini", text);
+}
+
+/* r failed with exit 2 naming both files; file still holds `want`. */
+static void assert_clash(run_result r, const char *a, const char *b,
+                         const char *file, const char *want)
+{
+    char *text;
+
+    assert_fails(r, 2, a, b, "is the same file as");
+    text = test_read_file(file, NULL);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_str_eq(text, want);
+    free(text);
+    result_free(&r);
+}
+
+START_TEST(test_solve_output_is_input)
+{
+    const char *cfg = write_config("lv.ini", LV_PROBLEM LV_SOLVER LV_FIELD);
+    const char *q = path_in("q.csv");
+    char *before = test_read_file(cfg, NULL);
+    const char *dotted;
+    run_result r;
+
+    assert_clash(run("solve", cfg, "-o", cfg), "-o ", "the config ", cfg,
+                 before);
+    assert_clash(run("solve", cfg, "--stats-json", cfg), "--stats-json ",
+                 "the config ", cfg, before);
+    free(before);
+    /* Two outputs named alike, before either exists: nothing written. */
+    dotted = fmt("%s/./q.csv", workdir);
+    r = run("solve", cfg, "-o", q, "--stats-json", dotted);
+    assert_fails(r, 2, "-o ", "is the same file as --stats-json ");
+    ck_assert_int_eq(access(q, F_OK), -1);
+    result_free(&r);
+    /* A hard link is the same file too. */
+    write_config("q.csv", "keep\n");
+    ck_assert_int_eq(link(q, path_in("hard.csv")), 0);
+    assert_clash(run("solve", cfg, "-o", path_in("hard.csv"), "--stats-json",
+                     q),
+                 "-o ", "--stats-json ", q, "keep\n");
+}
+END_TEST
+
+START_TEST(test_train_output_is_input)
+{
+    const char *cfg = train_config(NULL), *ckpt = path_in("c.ckpt");
+    const char *metrics = path_in("m.jsonl");
+    const char *set_ckpt, *set_metrics;
+    char *config_text = test_read_file(cfg, NULL);
+    char *ckpt_text;
+    run_result r;
+
+    set_ckpt = fmt("train.checkpoint=%s", ckpt);
+    set_metrics = fmt("train.metrics=%s", ckpt);
+    /* metrics = checkpoint, --summary-json = config, checkpoint = config */
+    r = run("train", cfg, "--quiet", "-s", set_ckpt, "-s", set_metrics);
+    assert_fails(r, 2, "[train] checkpoint ", "[train] metrics ",
+                 "is the same file as");
+    ck_assert_int_eq(access(ckpt, F_OK), -1);
+    result_free(&r);
+    assert_clash(run("train", cfg, "--quiet", "--summary-json", cfg),
+                 "--summary-json ", "the config ", cfg, config_text);
+    set_metrics = fmt("train.checkpoint=%s", cfg);
+    assert_clash(run("train", cfg, "--quiet", "-s", set_metrics),
+                 "[train] checkpoint ", "the config ", cfg, config_text);
+
+    /* --resume from the checkpoint the run replaces: the normal case. */
+    r = run("train", cfg, "--quiet", "-s", set_ckpt);
+    assert_ok(r);
+    result_free(&r);
+    r = run("train", cfg, "--quiet", "-s", set_ckpt, "-s",
+            "train.iterations=3", "--resume", ckpt);
+    assert_ok(r);
+    result_free(&r);
+    /* ... but not as the summary or the metrics. */
+    ckpt_text = test_read_file(ckpt, NULL);
+    r = run("train", cfg, "--quiet", "-s", "train.iterations=4",
+            "--resume", ckpt, "--summary-json", ckpt);
+    assert_fails(r, 2, "--summary-json ", "is the same file as --resume ");
+    result_free(&r);
+    set_metrics = fmt("train.metrics=%s", ckpt);
+    r = run("train", cfg, "--quiet", "-s", "train.iterations=4",
+            "--resume", ckpt, "-s", set_metrics);
+    assert_fails(r, 2, "[train] metrics ", "is the same file as --resume ");
+    result_free(&r);
+    {
+        size_t len;
+        char *now = test_read_file(ckpt, &len);
+        ck_assert_mem_eq(now, ckpt_text, len);
+        free(now);
+    }
+
+    /* predict: the checkpoint is its input. */
+    r = run("predict", ckpt, "-o", ckpt);
+    assert_fails(r, 2, "-o ", "is the same file as the checkpoint ");
+    result_free(&r);
+    r = run("predict", ckpt, "--summary-json", ckpt, "-o", metrics);
+    assert_fails(r, 2, "--summary-json ", "the checkpoint ");
+    ck_assert_int_eq(access(metrics, F_OK), -1);
+    result_free(&r);
+    {
+        size_t len;
+        char *now = test_read_file(ckpt, &len);
+        ck_assert_mem_eq(now, ckpt_text, len);
+        free(now);
+    }
+    free(ckpt_text);
+    free(config_text);
+}
+END_TEST
+
+/* [train] metrics = the training data (a path relative to the config's
+ * directory, the metrics one given as the working directory sees it). */
+START_TEST(test_metrics_is_data)
+{
+    static const char data[] =
+        "id,t,x,y\na,0,1,1\na,1,2,1\na,2,2,2\nb,0,1,1\nb,1,2,1\nb,2,2,2\n"
+        "c,0,1,1\nc,1,2,1\nc,2,2,2\nd,0,1,1\nd,1,2,1\nd,2,2,2\n";
+    const char *cfg = train_config("source = csv\npath = data.csv\n"
+                                   "batch_time = 2");
+    const char *csv = write_config("data.csv", data);
+    const char *set;
+
+    set = fmt("train.metrics=%s", csv);
+    assert_clash(run("train", cfg, "--quiet", "-s", set), "[train] metrics ",
+                 "[data] path ", csv, data);
+}
+END_TEST
+
+/* An uncompressed IDX pair: n 2x2 images, labels alternating 0, 1. */
+static void write_idx(const char *images, const char *labels, size_t n)
+{
+    unsigned char img[16 + 4 * 8] = {0, 0, 8, 3, 0, 0, 0, 0, 0, 0, 0, 2,
+                                     0, 0, 0, 2};
+    unsigned char lab[8 + 8] = {0, 0, 8, 1, 0, 0, 0, 0};
+    FILE *fp;
+
+    ck_assert_uint_le(n, 8);
+    img[7] = lab[7] = (unsigned char)n;
+    for (size_t i = 0; i < n; i++) {
+        lab[8 + i] = (unsigned char)(i % 2);
+        img[16 + 4 * i + i % 2] = 255;
+    }
+    ck_assert_ptr_nonnull(fp = fopen(path_in(images), "wb"));
+    ck_assert_uint_eq(fwrite(img, 1, 16 + 4 * n, fp), 16 + 4 * n);
+    fclose(fp);
+    ck_assert_ptr_nonnull(fp = fopen(path_in(labels), "wb"));
+    ck_assert_uint_eq(fwrite(lab, 1, 8 + n, fp), 8 + n);
+    fclose(fp);
+}
+
+/* The same for IDX data: no output may replace an images or labels file. */
+START_TEST(test_output_is_idx_data)
+{
+    static const char ini[] =
+        "[solver]\nplugin = tsit5\n"
+        "[field]\nplugin = mlp\nlayers = 2, 4, 2\n"
+        "[data]\nsource = idx\nimages = tr-img\nlabels = tr-lab\n"
+        "test_images = te-img\ntest_labels = te-lab\n"
+        "[train]\niterations = 1\nbatch_size = 2\n";
+    const char *cfg = write_config("idx.ini", ini);
+    size_t len;
+    char *before;
+    run_result r;
+
+    write_idx("tr-img", "tr-lab", 6);
+    write_idx("te-img", "te-lab", 4);
+    before = test_read_file(path_in("te-lab"), &len);
+    r = run("train", cfg, "--quiet", "-s",
+            fmt("train.metrics=%s", path_in("te-lab")));
+    assert_fails(r, 2, "[train] metrics ", "[data] test_labels ");
+    result_free(&r);
+    r = run("train", cfg, "--quiet", "-s",
+            fmt("train.checkpoint=%s", path_in("tr-img")));
+    assert_fails(r, 2, "[train] checkpoint ", "[data] images ");
+    result_free(&r);
+    {
+        char *now = test_read_file(path_in("te-lab"), NULL);
+        ck_assert_mem_eq(now, before, len);
+        free(now);
+    }
+    free(before);
+    /* The config itself is fine: the refusals were the outputs. */
+    r = run("train", cfg, "--quiet");
+    assert_ok(r);
+    result_free(&r);
+}
+END_TEST
+
+/* An output that cannot be written stops the run before training. */
+START_TEST(test_train_unwritable_summary)
+{
+    const char *cfg = train_config(NULL), *ckpt = path_in("c.ckpt");
+    const char *metrics = path_in("m.jsonl");
+    const char *set_ckpt, *set_metrics;
+    run_result r;
+
+    set_ckpt = fmt("train.checkpoint=%s", ckpt);
+    set_metrics = fmt("train.metrics=%s", metrics);
+    r = run("train", cfg, "--quiet", "-s", set_ckpt, "-s", set_metrics,
+            "--summary-json", path_in("no-such-dir/s.json"));
+    assert_fails(r, 2, "--summary-json ", "no-such-dir/s.json",
+                 "no directory");
+    ck_assert_int_eq(access(ckpt, F_OK), -1);
+    ck_assert_int_eq(access(metrics, F_OK), -1);
+    result_free(&r);
+}
+END_TEST
+
+/* A run that fails before its first checkpoint does not pass off an older
+ * file of that name as its last good state, and leaves that file alone. */
+START_TEST(test_failure_names_no_unwritten_checkpoint)
+{
+    const char *cfg = train_config(NULL), *ckpt = path_in("old.ckpt");
+    const char *set_ckpt;
+    char *text;
+    run_result r;
+
+    set_ckpt = fmt("train.checkpoint=%s", ckpt);
+    write_config("old.ckpt", "older\n");
+    r = run("train", cfg, "--quiet", "-s", set_ckpt, "-s", "train.lr=1e9",
+            "-s", "train.iterations=20", "-s", "train.checkpoint_every=10",
+            "-s", "solver.max_steps=100");
+    assert_fails(r, 1, "iteration 2", "before this run wrote a checkpoint",
+                 "from an earlier run");
+    ck_assert_ptr_null(strstr(r.err, "last good state"));
+    result_free(&r);
+    text = test_read_file(ckpt, NULL);
+    ck_assert_str_eq(text, "older\n");
+    free(text);
 }
 END_TEST
 
@@ -887,6 +1259,15 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_plugins_reports_broken);
     tcase_add_test(tc, test_failed_solve_leaves_no_output);
     tcase_add_test(tc, test_unwritable_output);
+    tcase_add_test(tc, test_output_symlink);
+    tcase_add_test(tc, test_output_fifo);
+    tcase_add_test(tc, test_output_char_device);
+    tcase_add_test(tc, test_solve_output_is_input);
+    tcase_add_test(tc, test_train_output_is_input);
+    tcase_add_test(tc, test_metrics_is_data);
+    tcase_add_test(tc, test_output_is_idx_data);
+    tcase_add_test(tc, test_train_unwritable_summary);
+    tcase_add_test(tc, test_failure_names_no_unwritten_checkpoint);
     suite_add_tcase(s, tc);
     return s;
 }
