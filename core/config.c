@@ -258,7 +258,8 @@ static int unknown_section_error(nde_ctx *ctx, const char *origin, long line,
         if (section_name_known(family) || hint)
             return nde_error(ctx, NDE_ECONFIG,
                              "%s%s: unknown section [%s] (a sub-section name "
-                             "after '.' must match [a-z0-9_]+)",
+                             "after '.' is 1 to 64 characters of [a-z0-9_], "
+                             "as a plugin name)",
                              origin, at, name);
         return nde_error(ctx, NDE_ECONFIG,
                          "%s%s: unknown section [%s] (known: problem, field, "

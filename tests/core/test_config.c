@@ -506,6 +506,11 @@ START_TEST(long_section_and_key_names)
     /* a continuation of a key longer than inih's 49-character copy */
     ck_assert_uint_eq(nde_section_nkeys(s1), 2);
     ck_assert_str_eq(nde_section_key_at(s1, 1), key);
+    /* a sub-section is named as a plugin: longer is refused, saying so */
+    snprintf(text, sizeof text, "[regularizer.%s%s]\n", key, key);
+    ck_assert_int_eq(nde_config_load_string(cfg, "r.ini", text, ctx), NDE_ECONFIG);
+    assert_message("r.ini:1: unknown section [regularizer.kkkk");
+    assert_message("is 1 to 64 characters of [a-z0-9_]");
     free(a43);
     free(key);
 }
