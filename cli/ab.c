@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -232,10 +233,17 @@ static int parse_seeds(const char *text, long **seeds, size_t *n)
     char *end;
     *n = 0;
     while (*s) {
-        long v = strtol(s, &end, 10);
-        if (end == s || v < 0 || (*end && *end != ',')) {
+        long v;
+        errno = 0;
+        v = strtol(s, &end, 10);
+        if (!isdigit((unsigned char)*s) || (*end && *end != ',')) {
             cli_error("ab: --seeds needs non-negative integers separated by "
                       "commas, not '%s'", text);
+            return -1;
+        }
+        if (errno == ERANGE) { /* strtol gave LONG_MAX: no such seed */
+            cli_error("ab: --seeds: %.*s is out of range (at most %ld)",
+                      (int)(end - s), s, LONG_MAX);
             return -1;
         }
         *seeds = xrealloc(*seeds, (*n + 1) * sizeof **seeds);
@@ -1233,8 +1241,9 @@ int cli_ab(int argc, char **argv)
         else if (!missing &&
                  (v = cli_option_value(argc, argv, &j, "-j", "--jobs",
                                        &missing))) {
+            errno = 0;
             p.jobs = strtol(v, &end, 10);
-            if (*end || end == v || p.jobs < 1) {
+            if (*end || end == v || p.jobs < 1 || errno == ERANGE) {
                 cli_error("ab: -j needs a positive integer, not '%s'", v);
                 goto done;
             }

@@ -85,8 +85,9 @@ static int parse_args(int argc, char **argv, solve_args *args)
             args->stats_json = v;
         else if (!missing && (v = cli_option_value(argc, argv, &i, NULL,
                                                    "--seed", &missing))) {
+            errno = 0;
             args->seed = strtoull(v, &end, 10);
-            if (*end || end == v || v[0] == '-') {
+            if (*end || end == v || v[0] == '-' || errno == ERANGE) {
                 cli_error("solve: --seed needs a non-negative integer, not "
                           "'%s'", v);
                 return CLI_EXIT_USAGE;

@@ -4,7 +4,11 @@
  * evaluation, summary), prediction from a checkpoint, and the gradient
  * check of the configured adjoint.
  */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -160,12 +164,28 @@ typedef struct train_args {
     int seed_given;
 } train_args;
 
+/* A decimal integer option value up to max: 0, or -1 when v is not one,
+ * or -2 when it is larger (strtol and strtoull clamp it silently). */
+static int option_integer(const char *v, unsigned long long max,
+                          unsigned long long *out)
+{
+    char *end;
+    if (!isdigit((unsigned char)*v))
+        return -1;
+    errno = 0;
+    *out = strtoull(v, &end, 10);
+    if (*end)
+        return -1;
+    return errno == ERANGE || *out > max ? -2 : 0;
+}
+
 /* Parse the common shape: one positional argument, -s, and the options
  * `allowed` names ("resume quiet summary output tol nparams"). */
 static int parse_args(const char *cmd, int argc, char **argv,
                       const char *allowed, train_args *a)
 {
-    int i, missing;
+    int i, missing, bad;
+    unsigned long long u;
     const char *v;
     char *end;
 
@@ -198,7 +218,7 @@ static int parse_args(const char *cmd, int argc, char **argv,
                  (v = cli_option_value(argc, argv, &i, NULL, "--tol",
                                        &missing))) {
             a->tol = strtod(v, &end);
-            if (*end || end == v || !(a->tol > 0)) {
+            if (*end || end == v || !(a->tol > 0) || !isfinite(a->tol)) {
                 cli_error("%s: --tol needs a positive number, not '%s'", cmd,
                           v);
                 return CLI_EXIT_USAGE;
@@ -206,8 +226,13 @@ static int parse_args(const char *cmd, int argc, char **argv,
         } else if (!missing && strstr(allowed, "nparams") &&
                    (v = cli_option_value(argc, argv, &i, NULL, "--nparams",
                                          &missing))) {
-            a->nprobe = strtol(v, &end, 10);
-            if (*end || end == v || a->nprobe < 1) {
+            bad = option_integer(v, LONG_MAX, &u);
+            if (bad == -2) {
+                cli_error("%s: --nparams %s is out of range (at most %ld)",
+                          cmd, v, LONG_MAX);
+                return CLI_EXIT_USAGE;
+            }
+            if (bad || (a->nprobe = (long)u) < 1) {
                 cli_error("%s: --nparams needs a positive integer, not '%s'",
                           cmd, v);
                 return CLI_EXIT_USAGE;
@@ -215,8 +240,13 @@ static int parse_args(const char *cmd, int argc, char **argv,
         } else if (!missing && strstr(allowed, "paths") &&
                    (v = cli_option_value(argc, argv, &i, NULL, "--paths",
                                          &missing))) {
-            a->paths = strtol(v, &end, 10);
-            if (*end || end == v || a->paths < 1) {
+            bad = option_integer(v, LONG_MAX, &u);
+            if (bad == -2) {
+                cli_error("%s: --paths %s is out of range (at most %ld)",
+                          cmd, v, LONG_MAX);
+                return CLI_EXIT_USAGE;
+            }
+            if (bad || (a->paths = (long)u) < 1) {
                 cli_error("%s: --paths needs a positive integer, not '%s'",
                           cmd, v);
                 return CLI_EXIT_USAGE;
@@ -224,9 +254,14 @@ static int parse_args(const char *cmd, int argc, char **argv,
         } else if (!missing && strstr(allowed, "seed") &&
                    (v = cli_option_value(argc, argv, &i, NULL, "--seed",
                                          &missing))) {
-            a->seed = strtoull(v, &end, 10);
+            bad = option_integer(v, UINT64_MAX, &a->seed);
             a->seed_given = 1;
-            if (*end || end == v || v[0] == '-') {
+            if (bad == -2) {
+                cli_error("%s: --seed %s is out of range (at most %llu)",
+                          cmd, v, (unsigned long long)UINT64_MAX);
+                return CLI_EXIT_USAGE;
+            }
+            if (bad) {
                 cli_error("%s: --seed needs a non-negative integer, not "
                           "'%s'", cmd, v);
                 return CLI_EXIT_USAGE;

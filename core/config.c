@@ -10,6 +10,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <ini.h>
 #include <math.h>
 #include <stdio.h>
@@ -79,16 +80,40 @@ static int grow(void **arr, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
-static const char *trim_copy(const char *s, size_t n, char *buf, size_t len)
+/* s[0..n) without its leading and trailing white space: *s advances and
+ * the new length is returned. */
+static size_t trim_span(const char **s, size_t n)
 {
-    while (n && isspace((unsigned char)*s))
-        s++, n--;
-    while (n && isspace((unsigned char)s[n - 1]))
+    while (n && isspace((unsigned char)**s))
+        (*s)++, n--;
+    while (n && isspace((unsigned char)(*s)[n - 1]))
         n--;
-    if (n >= len)
-        n = len - 1;
-    memcpy(buf, s, n);
-    buf[n] = '\0';
+    return n;
+}
+
+/* A malloc'd, trimmed copy of s[0..n), or NULL. */
+static char *trim_dup(const char *s, size_t n)
+{
+    char *d;
+    n = trim_span(&s, n);
+    if ((d = malloc(n + 1))) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+/* s[0..n) trimmed, for a message: cut to fit buf, the cut marked "...". */
+static const char *excerpt(const char *s, size_t n, char *buf, size_t len)
+{
+    n = trim_span(&s, n);
+    if (n < len) {
+        memcpy(buf, s, n);
+        buf[n] = '\0';
+    } else {
+        memcpy(buf, s, len - 4);
+        memcpy(buf + len - 4, "...", 4);
+    }
     return buf;
 }
 
@@ -208,40 +233,50 @@ static int section_name_known(const char *name)
     return 0;
 }
 
-static int unknown_section_error(nde_ctx *ctx, const char *origin,
+/* origin and line (0: none) name where the header or override was. */
+static int unknown_section_error(nde_ctx *ctx, const char *origin, long line,
                                  const char *name)
 {
     const char *dot = strchr(name, '.');
     const char *hint;
+    char at[24] = "";
+    if (line > 0)
+        snprintf(at, sizeof at, ":%ld", line);
     if (dot) {
-        char family[64];
-        trim_copy(name, (size_t)(dot - name), family, sizeof family);
-        hint = nde_suggest(family, known_families);
+        /* Families are short: a longer one is no typo of theirs. */
+        char family[32] = "";
+        const char *f = name;
+        size_t n = trim_span(&f, (size_t)(dot - name));
+        if (n < sizeof family)
+            memcpy(family, f, n), family[n] = '\0';
+        hint = *family ? nde_suggest(family, known_families) : NULL;
         if (hint && nde_plugin_name_valid(dot + 1))
             return nde_error(ctx, NDE_ECONFIG,
-                             "%s: unknown section [%s] (did you mean [%s%s]?)",
-                             origin, name, hint, dot);
+                             "%s%s: unknown section [%s] (did you mean "
+                             "[%s%s]?)",
+                             origin, at, name, hint, dot);
         if (section_name_known(family) || hint)
             return nde_error(ctx, NDE_ECONFIG,
-                             "%s: unknown section [%s] (a sub-section name "
-                             "after '.' must match [a-z0-9_]+)",
-                             origin, name);
+                             "%s%s: unknown section [%s] (a sub-section name "
+                             "after '.' is 1 to 64 characters of [a-z0-9_], "
+                             "as a plugin name)",
+                             origin, at, name);
         return nde_error(ctx, NDE_ECONFIG,
-                         "%s: unknown section [%s] (known: problem, field, "
+                         "%s%s: unknown section [%s] (known: problem, field, "
                          "solver, adjoint, train, data, ab, field.NAME, "
                          "regularizer.NAME, arm.NAME)",
-                         origin, name);
+                         origin, at, name);
     }
     hint = nde_suggest(name, known_sections);
     if (hint)
         return nde_error(ctx, NDE_ECONFIG,
-                         "%s: unknown section [%s] (did you mean [%s]?)",
-                         origin, name, hint);
+                         "%s%s: unknown section [%s] (did you mean [%s]?)",
+                         origin, at, name, hint);
     return nde_error(ctx, NDE_ECONFIG,
-                     "%s: unknown section [%s] (known: problem, field, solver, "
-                     "adjoint, train, data, ab, field.NAME, regularizer.NAME, "
-                     "arm.NAME)",
-                     origin, name);
+                     "%s%s: unknown section [%s] (known: problem, field, "
+                     "solver, adjoint, train, data, ab, field.NAME, "
+                     "regularizer.NAME, arm.NAME)",
+                     origin, at, name);
 }
 
 nde_section *nde_config_section(const nde_config *cfg, const char *name)
@@ -283,7 +318,8 @@ static value *section_value(const nde_section *sec, const char *key)
     return NULL;
 }
 
-static int value_append_row(value *v, const char *text, long line)
+/* Appends text[0..n), trimmed. */
+static int value_append_row(value *v, const char *text, size_t n, long line)
 {
     char *row;
     if (v->nrows + 1 > v->cap) {
@@ -298,7 +334,7 @@ static int value_append_row(value *v, const char *text, long line)
         v->row_lines = lines;
         v->cap = ncap;
     }
-    if (!(row = dup_str(text)))
+    if (!(row = trim_dup(text, n)))
         return -1;
     v->rows[v->nrows] = row;
     v->row_lines[v->nrows++] = line;
@@ -331,51 +367,74 @@ static value *section_set(nde_section *sec, const char *key, const char *file,
 
 /* ---- parsing ------------------------------------------------------------ */
 
+/* A config is text of human size; the cap stops a source that never ends
+ * (/dev/zero, a pipe from `yes`) from being read into memory forever. */
+#define CONFIG_MAX_BYTES (64L << 20)
+
+/* Section headers are read here, not by inih: Debian's inih keeps the
+ * name in a 50-byte buffer (a longer one is cut and lands in another
+ * section) and reports it only through the keys that follow. inih is
+ * given a placeholder header instead, which resets its continuation state
+ * as the real one would; the handler uses st->sec. */
 typedef struct parse_state {
     nde_config *cfg;
     nde_ctx *ctx;
     const char *origin;   /* interned file name */
-    FILE *file;           /* one of file / text is the source */
-    const char *text;
+    const char *text;     /* the rest of the source */
     long line;            /* real line number of the line last read */
     int line_indented;    /* it starts with white space */
     int failed;
-    char last_section[256];
-    char last_key[256];
-    long last_key_section_line;
-    char *linebuf;
-    size_t linecap;
+    nde_section *sec;     /* the current section, NULL before the first */
+    size_t key;           /* 1 + index in sec of the key that indented
+                           * lines continue; 0 right after a header */
 } parse_state;
 
-static int next_char(parse_state *st)
+/* "[name]", blanks allowed around the name, a comment allowed after. */
+static int section_line(parse_state *st, const char *s, size_t n)
 {
-    if (st->file)
-        return getc(st->file);
-    if (!*st->text)
-        return EOF;
-    return (unsigned char)*st->text++;
+    const char *close = memchr(s, ']', n), *rest;
+    char *name;
+    int rc = NDE_OK;
+
+    if (!close)
+        return nde_error(st->ctx, NDE_ECONFIG,
+                         "%s:%ld: section header without ']'", st->origin,
+                         st->line);
+    for (rest = close + 1; rest < s + n && isspace((unsigned char)*rest);)
+        rest++;
+    if (rest < s + n && *rest != ';' && *rest != '#')
+        return nde_error(st->ctx, NDE_ECONFIG,
+                         "%s:%ld: text after a section header's ']' (only a "
+                         "; comment may follow)",
+                         st->origin, st->line);
+    if (!(name = trim_dup(s + 1, (size_t)(close - s - 1))))
+        return nde_error(st->ctx, NDE_ENOMEM, "out of memory");
+    if (!section_name_known(name))
+        rc = unknown_section_error(st->ctx, st->origin, st->line, name);
+    else if (!(st->sec = section_add(st->cfg, name, st->origin, st->line)))
+        rc = nde_error(st->ctx, NDE_ENOMEM, "out of memory");
+    free(name);
+    st->key = 0;
+    return rc;
 }
 
+/* inih's reader: one real line per call, CR LF taken as LF, a UTF-8 byte
+ * order mark at the start skipped. */
 static char *read_line(char *str, int num, void *stream)
 {
     parse_state *st = stream;
-    size_t n = 0;
-    int c;
+    const char *p = st->text, *nl, *q;
+    size_t n;
 
-    if (st->failed)
+    if (st->failed || !*p)
         return NULL;
-    while ((c = next_char(st)) != EOF && c != '\n') {
-        if (grow((void **)&st->linebuf, &st->linecap, n + 2, 1)) {
-            nde_error(st->ctx, NDE_ENOMEM, "%s: out of memory", st->origin);
-            st->failed = 1;
-            return NULL;
-        }
-        st->linebuf[n++] = (char)c;
-    }
-    if (c == EOF && n == 0)
-        return NULL;
+    nl = strchr(p, '\n');
+    n = nl ? (size_t)(nl - p) : strlen(p);
+    st->text = p + n + (nl != NULL);
     st->line++;
-    if (n && st->linebuf[n - 1] == '\r')
+    if (st->line == 1 && n >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
+        p += 3, n -= 3;
+    if (n && p[n - 1] == '\r')
         n--;
     if (n > LINE_MAX_CHARS || n + 2 > (size_t)num) {
         nde_error(st->ctx, NDE_ECONFIG,
@@ -385,10 +444,20 @@ static char *read_line(char *str, int num, void *stream)
         st->failed = 1;
         return NULL;
     }
-    memcpy(str, st->linebuf, n);
+    st->line_indented = n > 0 && isspace((unsigned char)p[0]);
+    for (q = p; q < p + n && isspace((unsigned char)*q);)
+        q++;
+    if (q < p + n && *q == '[') {
+        if (section_line(st, q, (size_t)(p + n - q)) != NDE_OK) {
+            st->failed = 1;
+            return NULL;
+        }
+        p = "[s]";
+        n = 3;
+    }
+    memcpy(str, p, n);
     str[n] = '\n';
     str[n + 1] = '\0';
-    st->line_indented = n > 0 && (str[0] == ' ' || str[0] == '\t');
     return str;
 }
 
@@ -396,87 +465,58 @@ static int handle_pair(void *user, const char *section, const char *name,
                        const char *val)
 {
     parse_state *st = user;
-    nde_section *sec;
+    nde_section *sec = st->sec;
     value *v;
-    char where[320];
 
+    (void)section; /* inih's is the placeholder */
     if (st->failed)
         return 0;
-    snprintf(where, sizeof where, "%s:%ld", st->origin, st->line);
-    if (!*section) {
+    if (!sec) {
         nde_error(st->ctx, NDE_ECONFIG,
-                  "%s: key '%s' appears before any [section]", where, name);
+                  "%s:%ld: key '%s' appears before any [section]", st->origin,
+                  st->line, name);
         st->failed = 1;
         return 0;
     }
-    /* check_headers() created every section of this text already. */
-    if (!(sec = nde_config_section(st->cfg, section)))
-        goto oom;
-    v = section_value(sec, name);
-    if (st->line_indented && v && strcmp(st->last_key, name) == 0 &&
-        strcmp(st->last_section, section) == 0 && v->file == st->origin) {
+    /* inih continues a key on an indented line exactly when a key line
+     * came after the last header, as st->key records; the name inih
+     * passes then is its copy, cut at 49 characters: ours is whole. */
+    if (st->line_indented && st->key) {
         /* inih strips " ;" comments only on key lines, so a continuation
          * row is cut here, by the same rule. */
-        char row[INI_MAX_LINE];
         const char *c = val;
         while ((c = strchr(c, ';')) && c > val && !isspace((unsigned char)c[-1]))
             c++;
-        trim_copy(val, c ? (size_t)(c - val) : strlen(val), row, sizeof row);
-        if (value_append_row(v, row, st->line))
+        v = &sec->values[st->key - 1];
+        if (value_append_row(v, val, c ? (size_t)(c - val) : strlen(val),
+                             st->line))
             goto oom;
         return 1;
     }
+    if (!*name) {
+        nde_error(st->ctx, NDE_ECONFIG, "%s:%ld: [%s]: '=' without a key",
+                  st->origin, st->line, sec->name);
+        st->failed = 1;
+        return 0;
+    }
+    v = section_value(sec, name);
     if (v && v->file == st->origin && v->line > 0) {
         nde_error(st->ctx, NDE_ECONFIG,
-                  "%s: [%s] %s: key given twice (first at line %ld)", where,
-                  section, name, v->line);
+                  "%s:%ld: [%s] %s: key given twice (first at line %ld)",
+                  st->origin, st->line, sec->name, name, v->line);
         st->failed = 1;
         return 0;
     }
     if (!(v = section_set(sec, name, st->origin, st->line)) ||
-        value_append_row(v, val, st->line))
+        value_append_row(v, val, strlen(val), st->line))
         goto oom;
-    snprintf(st->last_section, sizeof st->last_section, "%s", section);
-    snprintf(st->last_key, sizeof st->last_key, "%s", name);
+    st->key = (size_t)(v - sec->values) + 1;
     return 1;
 oom:
-    nde_error(st->ctx, NDE_ENOMEM, "%s: out of memory", where);
+    nde_error(st->ctx, NDE_ENOMEM, "%s:%ld: out of memory", st->origin,
+              st->line);
     st->failed = 1;
     return 0;
-}
-
-/* inih reports a section only through its keys, so a pre-pass over the
- * text checks every header (empty sections included) with its real line
- * and creates the sections in order of appearance. */
-static int check_headers(parse_state *st, const char *text)
-{
-    long line = 0;
-    const char *p = text;
-    while (*p) {
-        const char *end = strchr(p, '\n');
-        size_t n = end ? (size_t)(end - p) : strlen(p);
-        const char *q = p;
-        line++;
-        while (q < p + n && (*q == ' ' || *q == '\t'))
-            q++;
-        if (q < p + n && *q == '[') {
-            const char *close = memchr(q, ']', (size_t)(p + n - q));
-            char name[256], where[320];
-            snprintf(where, sizeof where, "%s:%ld", st->origin, line);
-            if (!close)
-                return nde_error(st->ctx, NDE_ECONFIG,
-                                 "%s: section header without ']'", where);
-            trim_copy(q + 1, (size_t)(close - q - 1), name, sizeof name);
-            if (!section_name_known(name))
-                return unknown_section_error(st->ctx, where, name);
-            if (!section_add(st->cfg, name, st->origin, line))
-                return nde_error(st->ctx, NDE_ENOMEM, "out of memory");
-        }
-        p += n;
-        if (*p == '\n')
-            p++;
-    }
-    return NDE_OK;
 }
 
 static int parse_text(nde_config *cfg, const char *origin, const char *text,
@@ -491,10 +531,7 @@ static int parse_text(nde_config *cfg, const char *origin, const char *text,
     st.text = text;
     if (!(st.origin = intern_origin(cfg, origin)))
         return nde_error(ctx, NDE_ENOMEM, "out of memory");
-    if ((rc = check_headers(&st, text)) != NDE_OK)
-        return rc;
     rc = ini_parse_stream(read_line, &st, handle_pair, &st);
-    free(st.linebuf);
     if (st.failed)
         return nde_ctx_status(ctx);
     if (rc != 0) {
@@ -506,11 +543,11 @@ static int parse_text(nde_config *cfg, const char *origin, const char *text,
             p = strchr(p, '\n');
             p = p ? p + 1 : "";
         }
-        trim_copy(p, strcspn(p, "\n"), shown, sizeof shown);
         return nde_error(ctx, NDE_ECONFIG,
                          "%s:%d: syntax error: expected '[section]' or "
                          "'key = value', got '%s'",
-                         origin, rc, shown);
+                         origin, rc,
+                         excerpt(p, strcspn(p, "\n"), shown, sizeof shown));
     }
     return NDE_OK;
 }
@@ -523,77 +560,140 @@ int nde_config_load_string(nde_config *cfg, const char *origin,
 
 int nde_config_load_file(nde_config *cfg, const char *path, nde_ctx *ctx)
 {
+    enum { CHUNK = 1 << 16 };
     FILE *fp = fopen(path, "rb");
     char *text = NULL;
     size_t n = 0, cap = 0;
-    int rc;
+    int rc = NDE_OK;
 
     if (!fp)
         return nde_error(ctx, NDE_EIO, "%s: cannot open: %s", path,
                          strerror(errno));
     for (;;) {
         size_t got;
-        if (grow((void **)&text, &cap, n + 4097, 1)) {
-            fclose(fp);
-            free(text);
-            return nde_error(ctx, NDE_ENOMEM, "%s: out of memory", path);
-        }
-        got = fread(text + n, 1, 4096, fp);
-        n += got;
-        if (got < 4096)
+        if (grow((void **)&text, &cap, n + CHUNK + 1, 1)) {
+            rc = nde_error(ctx, NDE_ENOMEM, "%s: out of memory", path);
             break;
+        }
+        errno = 0;
+        got = fread(text + n, 1, CHUNK, fp);
+        if (memchr(text + n, '\0', got)) {
+            rc = nde_error(ctx, NDE_ECONFIG, "%s: not a text file (NUL byte)",
+                           path);
+            break;
+        }
+        n += got;
+        if (n > CONFIG_MAX_BYTES) {
+            rc = nde_error(ctx, NDE_ECONFIG,
+                           "%s: larger than a config may be (%ld MiB)", path,
+                           CONFIG_MAX_BYTES >> 20);
+            break;
+        }
+        if (got < CHUNK) {
+            if (ferror(fp))
+                rc = nde_error(ctx, NDE_EIO, "%s: read error: %s", path,
+                               strerror(errno ? errno : EIO));
+            break;
+        }
     }
-    rc = ferror(fp);
     fclose(fp);
-    if (rc) {
-        free(text);
-        return nde_error(ctx, NDE_EIO, "%s: read error", path);
+    if (rc == NDE_OK) {
+        text[n] = '\0';
+        if (!cfg->path && !(cfg->path = dup_str(path)))
+            rc = nde_error(ctx, NDE_ENOMEM, "out of memory");
+        else
+            rc = parse_text(cfg, path, text, ctx);
     }
-    text[n] = '\0';
-    if (memchr(text, '\0', n)) {
-        free(text);
-        return nde_error(ctx, NDE_ECONFIG, "%s: not a text file (NUL byte)",
-                         path);
-    }
-    if (!cfg->path && !(cfg->path = dup_str(path))) {
-        free(text);
-        return nde_error(ctx, NDE_ENOMEM, "out of memory");
-    }
-    rc = parse_text(cfg, path, text, ctx);
     free(text);
     return rc;
 }
 
+/* "command line (-s ...)", the assignment shortened past 100 characters:
+ * the origin labels messages, the value itself is kept whole. */
+static const char *override_origin(nde_config *cfg, const char *assignment)
+{
+    char shown[104], *origin, *p;
+    const char *file;
+    size_t n = strlen(assignment) + 20;
+
+    if (!(origin = malloc(n)))
+        return NULL;
+    snprintf(origin, n, "command line (-s %s)",
+             excerpt(assignment, strlen(assignment), shown, sizeof shown));
+    for (p = origin; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?'; /* messages stay on one line */
+    file = intern_origin(cfg, origin);
+    free(origin);
+    return file;
+}
+
+/* Why a -s assignment cannot be kept in the config text a checkpoint
+ * stores (a line that read back differently would give the checkpoint
+ * another model), into buf; NULL if it can. */
+static const char *override_problem(const char *assignment, const char *key,
+                                    const char *val, char *buf, size_t len)
+{
+    const char *c;
+    for (c = assignment; *c; c++)
+        if (((unsigned char)*c < 0x20 && *c != '\t') || *c == 0x7f) {
+            snprintf(buf, len, "control character 0x%02x (a -s value is "
+                     "one line of text)", (unsigned char)*c);
+            return buf;
+        }
+    if (!*key)
+        return "an empty key";
+    for (c = key; *c; c++)
+        if (!isalnum((unsigned char)*c) && !strchr("_+-", *c))
+            return "a key may only have the characters [A-Za-z0-9_+-]";
+    for (c = val; (c = strchr(c, ';')); c++)
+        if (c == val || isspace((unsigned char)c[-1]))
+            return "';' at the start of a value or after a blank starts a "
+                   "comment in a config file";
+    return NULL;
+}
+
 int nde_config_override(nde_config *cfg, const char *assignment, nde_ctx *ctx)
 {
-    const char *eq = strchr(assignment, '='), *dot;
-    char lhs[256], section[256], key[256], origin[600], valbuf[4096];
-    const char *file;
+    const char *eq = strchr(assignment, '='), *lhs = assignment, *dot = NULL;
+    const char *origin, *why, *p;
+    char *section = NULL, *key = NULL, *val = NULL, buf[80];
+    size_t nlhs;
     nde_section *sec;
     value *v;
+    int rc = NDE_OK;
 
-    snprintf(origin, sizeof origin, "command line (-s %s)", assignment);
+    if (!(origin = override_origin(cfg, assignment)))
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
     if (!eq)
         return nde_error(ctx, NDE_ECONFIG,
                          "%s: expected section.key=value", origin);
-    trim_copy(assignment, (size_t)(eq - assignment), lhs, sizeof lhs);
-    dot = strrchr(lhs, '.');
-    if (!dot || dot == lhs || !dot[1])
+    nlhs = trim_span(&lhs, (size_t)(eq - assignment));
+    for (p = lhs; p < lhs + nlhs; p++)
+        if (*p == '.')
+            dot = p;
+    if (!dot || dot == lhs || dot + 1 == lhs + nlhs)
         return nde_error(ctx, NDE_ECONFIG,
                          "%s: expected section.key=value (the section is "
                          "everything before the last dot)",
                          origin);
-    trim_copy(lhs, (size_t)(dot - lhs), section, sizeof section);
-    trim_copy(dot + 1, strlen(dot + 1), key, sizeof key);
-    trim_copy(eq + 1, strlen(eq + 1), valbuf, sizeof valbuf);
-    if (!section_name_known(section))
-        return unknown_section_error(ctx, origin, section);
-    if (!(file = intern_origin(cfg, origin)) ||
-        !(sec = section_add(cfg, section, file, 0)) ||
-        !(v = section_set(sec, key, file, 0)) ||
-        value_append_row(v, valbuf, 0))
-        return nde_error(ctx, NDE_ENOMEM, "out of memory");
-    return NDE_OK;
+    if (!(section = trim_dup(lhs, (size_t)(dot - lhs))) ||
+        !(key = trim_dup(dot + 1, (size_t)(lhs + nlhs - dot - 1))) ||
+        !(val = trim_dup(eq + 1, strlen(eq + 1))))
+        rc = nde_error(ctx, NDE_ENOMEM, "out of memory");
+    else if ((why = override_problem(assignment, key, val, buf, sizeof buf)))
+        rc = nde_error(ctx, NDE_ECONFIG, "%s: [%s] %s: refused: %s", origin,
+                       section, key, why);
+    else if (!section_name_known(section))
+        rc = unknown_section_error(ctx, origin, 0, section);
+    else if (!(sec = section_add(cfg, section, origin, 0)) ||
+             !(v = section_set(sec, key, origin, 0)) ||
+             value_append_row(v, val, strlen(val), 0))
+        rc = nde_error(ctx, NDE_ENOMEM, "out of memory");
+    free(section);
+    free(key);
+    free(val);
+    return rc;
 }
 
 int nde_config_write(const nde_config *cfg, FILE *out)
@@ -713,121 +813,78 @@ static int row_error(const nde_section *sec, const char *key, long line,
 
 /* ---- value parsing ------------------------------------------------------ */
 
-static int parse_double(const char *s, double *out)
+/* Number parsers return NULL for a number, "" for text that is not one,
+ * or why the number is out of range. They read the text in place: a long
+ * literal counts in full (no copy to cut it). */
+static const char *parse_double(const char *s, double *out)
 {
-    char buf[128], *end;
-    trim_copy(s, strlen(s), buf, sizeof buf);
-    if (!*buf)
-        return -1;
+    char *end;
+    while (isspace((unsigned char)*s))
+        s++;
     errno = 0;
-    *out = strtod(buf, &end);
-    if (*end || !isfinite(*out))
-        return -1;
-    return 0;
+    *out = strtod(s, &end);
+    if (end == s)
+        return "";
+    while (isspace((unsigned char)*end))
+        end++;
+    if (*end)
+        return "";
+    if (errno == ERANGE && fabs(*out) > 1.0)
+        return "it overflows a double (largest magnitude 1.8e308)";
+    /* glibc sets ERANGE for a subnormal result too; the test catches one
+     * it does not, as a nonzero literal must not lose its precision. */
+    if ((errno == ERANGE && *out == 0.0) ||
+        (*out != 0.0 && fabs(*out) < DBL_MIN))
+        return "it underflows (nonzero but smaller in magnitude than "
+               "2.2e-308)";
+    if (!isfinite(*out))
+        return "";
+    return NULL;
 }
 
-static int parse_long(const char *s, long *out)
+static const char *parse_long(const char *s, long *out)
 {
-    char buf[64], *end;
-    trim_copy(s, strlen(s), buf, sizeof buf);
-    if (!*buf)
-        return -1;
+    char *end;
+    while (isspace((unsigned char)*s))
+        s++;
     errno = 0;
-    *out = strtol(buf, &end, 10);
-    return (*end || errno) ? -1 : 0;
+    *out = strtol(s, &end, 10);
+    if (end == s)
+        return "";
+    while (isspace((unsigned char)*end))
+        end++;
+    if (*end)
+        return "";
+    if (errno == ERANGE)
+        return "an integer here is at most 9223372036854775807 in magnitude";
+    return NULL;
 }
 
 static int parse_bool(const char *s, int *out)
 {
     static const char *const yes[] = {"true", "yes", "on", "1"};
     static const char *const no[] = {"false", "no", "off", "0"};
-    char buf[16];
-    size_t i;
-    trim_copy(s, strlen(s), buf, sizeof buf);
+    size_t i, n = trim_span(&s, strlen(s));
     for (i = 0; i < 4; i++) {
-        if (strcasecmp(buf, yes[i]) == 0)
+        if (n == strlen(yes[i]) && strncasecmp(s, yes[i], n) == 0)
             return *out = 1, 0;
-        if (strcasecmp(buf, no[i]) == 0)
+        if (n == strlen(no[i]) && strncasecmp(s, no[i], n) == 0)
             return *out = 0, 0;
     }
     return -1;
 }
 
-static int word_valid(const char *w)
+static int word_valid_n(const char *w, size_t n)
 {
-    if (!*w)
+    if (!n)
         return 0;
-    for (; *w; w++)
+    for (; n; w++, n--)
         if (!isalnum((unsigned char)*w) && !strchr("_.+-", *w))
             return 0;
     return 1;
 }
 
-/* Iterate over the comma-separated items of a row; a trailing comma (a list
- * continued on the next line) is allowed. Returns the number of items, or
- * -1 with *bad set to the index of an empty item. */
-typedef int (*item_fn)(const char *item, void *user);
-
-static long for_items(const char *row, item_fn fn, void *user, char *bad,
-                      size_t badlen)
-{
-    long count = 0;
-    const char *p = row;
-    char item[256];
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        size_t n = comma ? (size_t)(comma - p) : strlen(p);
-        trim_copy(p, n, item, sizeof item);
-        if (!*item) {
-            if (!comma && count > 0)
-                return count; /* trailing comma */
-            if (!comma && count == 0)
-                return 0;     /* empty row */
-            snprintf(bad, badlen, "an empty item");
-            return -1;
-        }
-        if (fn && fn(item, user)) {
-            snprintf(bad, badlen, "'%s'", item);
-            return -1;
-        }
-        count++;
-        if (!comma)
-            return count;
-        p = comma + 1;
-    }
-}
-
-static int item_double(const char *item, void *user)
-{
-    double d;
-    (void)user;
-    return parse_double(item, &d);
-}
-
-static int item_long(const char *item, void *user)
-{
-    long l;
-    (void)user;
-    return parse_long(item, &l);
-}
-
-static int item_word(const char *item, void *user)
-{
-    (void)user;
-    return !word_valid(item);
-}
-
-static int item_assign(const char *item, void *user)
-{
-    const char *eq = strchr(item, '=');
-    char name[128];
-    double d;
-    (void)user;
-    if (!eq)
-        return -1;
-    trim_copy(item, (size_t)(eq - item), name, sizeof name);
-    return !word_valid(name) || parse_double(eq + 1, &d);
-}
+static int word_valid(const char *w) { return word_valid_n(w, strlen(w)); }
 
 static const char *type_expectation(nde_key_type type)
 {
@@ -845,6 +902,108 @@ static const char *type_expectation(nde_key_type type)
     return "?";
 }
 
+/* The error for a scalar that a parser refused with `why`. */
+static int bad_scalar(const nde_section *sec, const char *key, long line,
+                      nde_ctx *ctx, nde_key_type type, const char *why,
+                      const char *text)
+{
+    char shown[120];
+    excerpt(text, strlen(text), shown, sizeof shown);
+    if (why && *why)
+        return row_error(sec, key, line, ctx, "'%s' is out of range: %s",
+                         shown, why);
+    return row_error(sec, key, line, ctx, "expected %s, got '%s'",
+                     type_expectation(type), shown);
+}
+
+/* Iterate over the comma-separated items of a row; a trailing comma (a list
+ * continued on the next line) is allowed. fn returns as the parsers do.
+ * Returns the number of items; -1 with a clause for the message in bad;
+ * -2 when out of memory. */
+typedef const char *(*item_fn)(const char *item, void *user);
+
+static long for_items(const char *row, item_fn fn, void *user, char *bad,
+                      size_t badlen)
+{
+    long count = 0;
+    const char *p = row;
+    char *item = malloc(strlen(row) + 1), shown[120];
+    if (!item)
+        return -2;
+    for (;;) {
+        const char *comma = strchr(p, ','), *s = p, *why;
+        size_t n = trim_span(&s, comma ? (size_t)(comma - p) : strlen(p));
+        memcpy(item, s, n);
+        item[n] = '\0';
+        if (!n) {
+            if (!comma) /* an empty row, or a trailing comma */
+                break;
+            snprintf(bad, badlen, "an empty item is not valid");
+            count = -1;
+            break;
+        }
+        if (fn && (why = fn(item, user))) {
+            excerpt(item, n, shown, sizeof shown);
+            if (*why)
+                snprintf(bad, badlen, "'%s' is out of range: %s", shown, why);
+            else
+                snprintf(bad, badlen, "'%s' is not valid", shown);
+            count = -1;
+            break;
+        }
+        count++;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    free(item);
+    return count;
+}
+
+static const char *item_double(const char *item, void *user)
+{
+    double d;
+    (void)user;
+    return parse_double(item, &d);
+}
+
+static const char *item_long(const char *item, void *user)
+{
+    long l;
+    (void)user;
+    return parse_long(item, &l);
+}
+
+static const char *item_word(const char *item, void *user)
+{
+    (void)user;
+    return word_valid(item) ? NULL : "";
+}
+
+/* "name = number": the number into d, or why not; the name is the
+ * *nname characters at *name. */
+static const char *parse_assign(const char *item, const char **name,
+                                size_t *nname, double *d)
+{
+    const char *eq = strchr(item, '=');
+    if (!eq)
+        return "";
+    *name = item;
+    *nname = trim_span(name, (size_t)(eq - item));
+    if (!word_valid_n(*name, *nname))
+        return "";
+    return parse_double(eq + 1, d);
+}
+
+static const char *item_assign(const char *item, void *user)
+{
+    const char *name;
+    size_t n;
+    double d;
+    (void)user;
+    return parse_assign(item, &name, &n, &d);
+}
+
 static int check_value(const nde_section *sec, const value *v,
                        nde_key_type type, nde_ctx *ctx)
 {
@@ -857,46 +1016,31 @@ static int check_value(const nde_section *sec, const value *v,
                          "expected %s, got a continuation line",
                          type_expectation(type));
     for (r = 0; r < v->nrows; r++) {
-        const char *row = v->rows[r];
-        long line = v->row_lines[r];
-        char bad[300], shown[120];
+        const char *row = v->rows[r], *why = NULL;
+        long line = v->row_lines[r], got;
+        char bad[300];
         double d;
         long l;
         int b;
-        trim_copy(row, strlen(row), shown, sizeof shown);
         switch (type) {
-        case NDE_KEY_DOUBLE:
-            if (parse_double(row, &d))
-                return row_error(sec, v->key, line, ctx,
-                                 "expected a finite number, got '%s'", shown);
-            continue;
-        case NDE_KEY_INT:
-            if (parse_long(row, &l))
-                return row_error(sec, v->key, line, ctx,
-                                 "expected an integer, got '%s'", shown);
-            continue;
-        case NDE_KEY_BOOL:
-            if (parse_bool(row, &b))
-                return row_error(sec, v->key, line, ctx,
-                                 "expected true or false, got '%s'", shown);
-            continue;
-        case NDE_KEY_WORD:
-            if (!word_valid(shown))
-                return row_error(sec, v->key, line, ctx,
-                                 "expected one word ([A-Za-z0-9_.+-]), got "
-                                 "'%s'",
-                                 shown);
-            continue;
-        case NDE_KEY_TEXT:
-            continue;
+        case NDE_KEY_DOUBLE: why = parse_double(row, &d); break;
+        case NDE_KEY_INT: why = parse_long(row, &l); break;
+        case NDE_KEY_BOOL: why = parse_bool(row, &b) ? "" : NULL; break;
+        case NDE_KEY_WORD: why = word_valid(row) ? NULL : ""; break;
+        case NDE_KEY_TEXT: break;
         case NDE_KEY_DOUBLES: fn = item_double; break;
         case NDE_KEY_INTS: fn = item_long; break;
         case NDE_KEY_WORDS: fn = item_word; break;
         case NDE_KEY_ASSIGNS: fn = item_assign; break;
         }
-        if (for_items(row, fn, NULL, bad, sizeof bad) < 0)
-            return row_error(sec, v->key, line, ctx,
-                             "expected %s; %s is not valid",
+        if (why)
+            return bad_scalar(sec, v->key, line, ctx, type, why, row);
+        if (!fn)
+            continue;
+        if ((got = for_items(row, fn, NULL, bad, sizeof bad)) == -2)
+            return nde_error(ctx, NDE_ENOMEM, "out of memory");
+        if (got < 0)
+            return row_error(sec, v->key, line, ctx, "expected %s; %s",
                              type_expectation(type), bad);
     }
     return NDE_OK;
@@ -1015,13 +1159,13 @@ int nde_get_double(const nde_section *sec, const char *key, double *out,
                    nde_ctx *ctx)
 {
     lookup lk;
+    const char *why;
     int rc = scalar_row(sec, key, &lk, ctx);
     if (rc)
         return rc;
-    if (parse_double(lk.rows[0], out))
-        return nde_section_error(sec, key, ctx,
-                                 "expected a finite number, got '%s'",
-                                 lk.rows[0]);
+    if ((why = parse_double(lk.rows[0], out)))
+        return bad_scalar(sec, key, lk.lines[0], ctx, NDE_KEY_DOUBLE, why,
+                          lk.rows[0]);
     return NDE_OK;
 }
 
@@ -1029,12 +1173,13 @@ int nde_get_long(const nde_section *sec, const char *key, long *out,
                  nde_ctx *ctx)
 {
     lookup lk;
+    const char *why;
     int rc = scalar_row(sec, key, &lk, ctx);
     if (rc)
         return rc;
-    if (parse_long(lk.rows[0], out))
-        return nde_section_error(sec, key, ctx,
-                                 "expected an integer, got '%s'", lk.rows[0]);
+    if ((why = parse_long(lk.rows[0], out)))
+        return bad_scalar(sec, key, lk.lines[0], ctx, NDE_KEY_INT, why,
+                          lk.rows[0]);
     return NDE_OK;
 }
 
@@ -1046,9 +1191,8 @@ int nde_get_bool(const nde_section *sec, const char *key, int *out,
     if (rc)
         return rc;
     if (parse_bool(lk.rows[0], out))
-        return nde_section_error(sec, key, ctx,
-                                 "expected true or false, got '%s'",
-                                 lk.rows[0]);
+        return bad_scalar(sec, key, lk.lines[0], ctx, NDE_KEY_BOOL, "",
+                          lk.rows[0]);
     return NDE_OK;
 }
 
@@ -1071,14 +1215,14 @@ int nde_get_string(const nde_section *sec, const char *key, const char **out,
             len += strlen(v->rows[r]) + 1;
         if (!(v->joined = malloc(len + 1)))
             return nde_error(ctx, NDE_ENOMEM, "out of memory");
-        v->joined[0] = '\0';
-        for (r = 0; r < v->nrows; r++) {
-            char *end = v->joined + strlen(v->joined);
-            trim_copy(v->rows[r], strlen(v->rows[r]), end,
-                      strlen(v->rows[r]) + 1);
+        for (r = 0, len = 0; r < v->nrows; r++) {
+            size_t n = strlen(v->rows[r]); /* rows are kept trimmed */
+            memcpy(v->joined + len, v->rows[r], n);
+            len += n;
             if (r + 1 < v->nrows)
-                strcat(v->joined, " ");
+                v->joined[len++] = ' ';
         }
+        v->joined[len] = '\0';
     }
     *out = v->joined;
     return NDE_OK;
@@ -1094,56 +1238,53 @@ typedef struct collect {
     int oom;
 } collect;
 
-static int collect_item(const char *item, void *user)
+static const char *collect_item(const char *item, void *user)
 {
+    static const char oom[] = "out of memory";
     collect *c = user;
+    const char *why = NULL, *name;
+    size_t nname;
     if (c->n + 2 > c->cap) {
         size_t ncap = c->cap ? 2 * c->cap : 16;
         double *d = realloc(c->d, ncap * sizeof *d);
         long *l;
         char **names;
         if (!d)
-            return c->oom = 1;
+            return c->oom = 1, oom;
         c->d = d;
         if (!(l = realloc(c->l, ncap * sizeof *l)))
-            return c->oom = 1;
+            return c->oom = 1, oom;
         c->l = l;
         if (!(names = realloc(c->names, ncap * sizeof *names)))
-            return c->oom = 1;
+            return c->oom = 1, oom;
         c->names = names;
         c->cap = ncap;
     }
     c->names[c->n] = NULL;
     switch (c->type) {
     case NDE_KEY_DOUBLES:
-        if (parse_double(item, &c->d[c->n]))
-            return 1;
+        why = parse_double(item, &c->d[c->n]);
         break;
     case NDE_KEY_INTS:
-        if (parse_long(item, &c->l[c->n]))
-            return 1;
+        why = parse_long(item, &c->l[c->n]);
         break;
     case NDE_KEY_WORDS:
         if (!word_valid(item))
-            return 1;
+            return "";
         if (!(c->names[c->n] = dup_str(item)))
-            return c->oom = 1;
+            return c->oom = 1, oom;
         break;
-    default: { /* NDE_KEY_ASSIGNS */
-        const char *eq = strchr(item, '=');
-        char name[128];
-        if (!eq)
-            return 1;
-        trim_copy(item, (size_t)(eq - item), name, sizeof name);
-        if (!word_valid(name) || parse_double(eq + 1, &c->d[c->n]))
-            return 1;
-        if (!(c->names[c->n] = dup_str(name)))
-            return c->oom = 1;
+    default: /* NDE_KEY_ASSIGNS */
+        if ((why = parse_assign(item, &name, &nname, &c->d[c->n])))
+            return why;
+        if (!(c->names[c->n] = trim_dup(name, nname)))
+            return c->oom = 1, oom;
     }
-    }
+    if (why)
+        return why;
     c->n++;
     c->names[c->n] = NULL;
-    return 0;
+    return NULL;
 }
 
 static void collect_free(collect *c)
@@ -1176,8 +1317,9 @@ static int collect_rows(const nde_section *sec, const char *key,
     for (r = 0; r < lk.nrows; r++) {
         char bad[300];
         size_t before = c->n;
-        if (for_items(lk.rows[r], collect_item, c, bad, sizeof bad) < 0) {
-            int oom = c->oom;
+        long got = for_items(lk.rows[r], collect_item, c, bad, sizeof bad);
+        if (got < 0) {
+            int oom = c->oom || got == -2;
             collect_free(c);
             if (row_counts) {
                 free(*row_counts);
@@ -1185,8 +1327,7 @@ static int collect_rows(const nde_section *sec, const char *key,
             }
             if (oom)
                 return nde_error(ctx, NDE_ENOMEM, "out of memory");
-            return row_error(sec, key, lk.lines[r], ctx,
-                             "expected %s; %s is not valid",
+            return row_error(sec, key, lk.lines[r], ctx, "expected %s; %s",
                              type_expectation(type), bad);
         }
         if (row_counts)
@@ -1336,15 +1477,14 @@ int nde_section_plugin(nde_ctx *ctx, nde_section *sec, nde_kind kind,
                        const nde_plugin_info **out)
 {
     const value *v = section_value(sec, "plugin");
-    char name[128];
     int rc;
     if (!v)
         return nde_section_error(sec, "plugin", ctx,
                                  "missing required key (the %s plugin to use; "
                                  "`nde plugins` lists them)",
                                  nde_kind_name(kind));
-    trim_copy(v->rows[0], strlen(v->rows[0]), name, sizeof name);
-    if (v->nrows > 1 || (rc = nde_plugin_find(ctx, kind, name, out)) == 0) {
+    if (v->nrows > 1 ||
+        (rc = nde_plugin_find(ctx, kind, v->rows[0], out)) == 0) {
         if (v->nrows > 1)
             return nde_section_error(sec, "plugin", ctx,
                                      "expected one plugin name");

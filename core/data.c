@@ -434,12 +434,30 @@ int nde_data_read_csv(const char *path, nde_dataset **out, nde_ctx *ctx)
 /* Bytes asked of gzread at once (images are read in whole images). */
 #define IDX_CHUNK_BYTES (1u << 20)
 
+/* Compressed bytes read from the file at once. */
+#define IDX_IN_BYTES (128u << 10)
+
+/*
+ * An IDX file, plain or gzip (by its first two bytes, 1f 8b). gzip data is
+ * inflated here rather than through gzread, which ignores whatever follows
+ * the last gzip member: here the file must end where a member ends. More
+ * members may follow one another (as `gzip -d` reads them); anything else
+ * after a member is refused, as is a member cut short.
+ */
 typedef struct idx_file {
     const char *path;
-    gzFile gz;
+    int fd;              /* -1 when closed */
     uint64_t offset;     /* uncompressed bytes consumed so far */
     uint64_t file_size;  /* bytes on disk */
     int compressed;
+    /* gzip only */
+    z_stream z;
+    int z_ready;         /* z needs inflateEnd */
+    unsigned char *in;   /* IDX_IN_BYTES of compressed input */
+    uint64_t in_read;    /* compressed bytes read from the file */
+    int in_eof;
+    int member_done;     /* inflate ended a member; no other begun */
+    int cut;             /* the file ended inside a member */
     /* Set by idx_header, to name the item a read stops in. */
     const char *item;    /* "image" or "label" */
     uint64_t data_start, item_size, count;
@@ -450,55 +468,151 @@ static const char *idx_where(const idx_file *f)
     return f->compressed ? " (uncompressed)" : "";
 }
 
-static int idx_open(idx_file *f, const char *path, nde_ctx *ctx)
+static void idx_close(idx_file *f)
 {
-    struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    f->path = path;
-    if (fd < 0)
-        return nde_error(ctx, NDE_EIO, "%s: cannot open: %s", path,
+    if (f->z_ready)
+        inflateEnd(&f->z);
+    free(f->in);
+    if (f->fd >= 0)
+        close(f->fd);
+    f->fd = -1;
+}
+
+/* More compressed input after the z.avail_in bytes left; in_eof at the
+ * end of the file. */
+static int idx_fill(idx_file *f, nde_ctx *ctx)
+{
+    size_t keep = f->z.avail_in;
+    ssize_t r;
+    if (keep)
+        memmove(f->in, f->z.next_in, keep);
+    do
+        r = read(f->fd, f->in + keep, IDX_IN_BYTES - keep);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return nde_error(ctx, NDE_EIO, "%s: read error near byte offset "
+                         "%llu: %s", f->path, (unsigned long long)f->in_read,
                          strerror(errno));
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return nde_error(ctx, NDE_EIO, "%s: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return nde_error(ctx, NDE_EIO, "%s: not a regular file", path);
-    }
-    f->file_size = (uint64_t)st.st_size;
-    f->gz = gzdopen(fd, "rb");
-    if (!f->gz) {
-        close(fd);
-        return nde_error(ctx, NDE_ENOMEM, "%s: cannot open: out of memory",
-                         path);
-    }
-    gzbuffer(f->gz, 128u << 10);
-    /* Looks at the first bytes: gzip magic 1f 8b or a plain file. */
-    f->compressed = !gzdirect(f->gz);
+    f->in_read += (uint64_t)r;
+    f->in_eof = r == 0;
+    f->z.next_in = f->in;
+    f->z.avail_in = (uInt)(keep + (size_t)r);
     return NDE_OK;
 }
 
-/* zlib's message without its "<fd:N>: " prefix (we name the file). */
-static const char *gz_message(gzFile gz, int *err)
+static int idx_open(idx_file *f, const char *path, nde_ctx *ctx)
 {
-    const char *msg = gzerror(gz, err);
-    const char *colon = strncmp(msg, "<fd:", 4) == 0 ? strstr(msg, ": ") : NULL;
-    return colon ? colon + 2 : msg;
+    struct stat st;
+    int rc;
+    f->path = path;
+    f->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (f->fd < 0)
+        return nde_error(ctx, NDE_EIO, "%s: cannot open: %s", path,
+                         strerror(errno));
+    if (fstat(f->fd, &st) != 0)
+        return nde_error(ctx, NDE_EIO, "%s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return nde_error(ctx, NDE_EIO, "%s: not a regular file", path);
+    f->file_size = (uint64_t)st.st_size;
+    if (!(f->in = malloc(IDX_IN_BYTES)))
+        return nde_error(ctx, NDE_ENOMEM, "%s: cannot open: out of memory",
+                         path);
+    if ((rc = idx_fill(f, ctx)) != NDE_OK)
+        return rc;
+    f->compressed = f->z.avail_in >= 2 && f->in[0] == 0x1f && f->in[1] == 0x8b;
+    if (!f->compressed)
+        return NDE_OK;
+    /* 16 + MAX_WBITS: a gzip wrapper, its CRC and length checked. */
+    switch (inflateInit2(&f->z, 16 + MAX_WBITS)) {
+    case Z_OK: f->z_ready = 1; return NDE_OK;
+    case Z_MEM_ERROR:
+        return nde_error(ctx, NDE_ENOMEM, "%s: cannot open: out of memory",
+                         path);
+    default:
+        return nde_error(ctx, NDE_EIO, "%s: zlib: %s", path,
+                         f->z.msg ? f->z.msg : "inflateInit2 failed");
+    }
 }
 
-/* A failed gzread: out of memory, an OS read error or corrupt data. */
-static int idx_gz_failure(const idx_file *f, int err, const char *msg,
-                          uint64_t at, const char *what, nde_ctx *ctx)
+/* Up to n uncompressed bytes into buf; *got < n only where the data end
+ * (f->cut when the file ends inside a gzip member). */
+static int idx_inflate(idx_file *f, unsigned char *buf, size_t n,
+                       size_t *got, const char *what, nde_ctx *ctx)
 {
-    if (err == Z_MEM_ERROR)
-        return nde_error(ctx, NDE_ENOMEM, "%s: out of memory while reading",
-                         f->path);
-    return nde_error(ctx, NDE_EIO, "%s: %s near byte offset %llu%s (reading "
-                     "%s): %s", f->path,
-                     err == Z_ERRNO ? "read error" : "corrupt gzip data",
-                     (unsigned long long)at, idx_where(f), what, msg);
+    int rc = NDE_OK;
+    f->z.next_out = buf;
+    f->z.avail_out = (uInt)n;
+    while (f->z.avail_out) {
+        uint64_t at = f->offset + (n - f->z.avail_out);
+        int ret;
+        if (f->member_done) {
+            while (f->z.avail_in < 2 && !f->in_eof)
+                if ((rc = idx_fill(f, ctx)) != NDE_OK)
+                    break;
+            if (rc || (f->z.avail_in == 0 && f->in_eof))
+                break;
+            if (f->z.avail_in < 2 || f->z.next_in[0] != 0x1f ||
+                f->z.next_in[1] != 0x8b) {
+                rc = nde_error(ctx, NDE_ECONFIG,
+                               "%s: byte offset %llu: data after the end of "
+                               "the gzip stream (not another gzip member)",
+                               f->path, (unsigned long long)(f->in_read -
+                                                             f->z.avail_in));
+                break;
+            }
+            inflateReset(&f->z);
+            f->member_done = 0;
+        }
+        if (f->z.avail_in == 0) {
+            if ((rc = idx_fill(f, ctx)) != NDE_OK)
+                break;
+            if (f->in_eof) {
+                f->cut = 1;
+                break;
+            }
+        }
+        ret = inflate(&f->z, Z_NO_FLUSH);
+        if (ret == Z_STREAM_END)
+            f->member_done = 1;
+        else if (ret == Z_MEM_ERROR)
+            rc = nde_error(ctx, NDE_ENOMEM, "%s: out of memory while reading",
+                           f->path);
+        else if (ret != Z_OK && ret != Z_BUF_ERROR)
+            rc = nde_error(ctx, NDE_EIO, "%s: corrupt gzip data near byte "
+                           "offset %llu%s (reading %s): %s", f->path,
+                           (unsigned long long)at, idx_where(f), what,
+                           f->z.msg ? f->z.msg : "invalid data");
+        if (rc)
+            break;
+    }
+    *got = n - f->z.avail_out;
+    return rc;
+}
+
+/* Up to n bytes of a plain file; *got < n only at its end. */
+static int idx_read_plain(idx_file *f, unsigned char *buf, size_t n,
+                          size_t *got, nde_ctx *ctx)
+{
+    /* idx_open read the first bytes already. */
+    size_t take = f->z.avail_in < n ? f->z.avail_in : n;
+    memcpy(buf, f->z.next_in, take);
+    f->z.next_in += take;
+    f->z.avail_in -= (uInt)take;
+    *got = take;
+    while (*got < n) {
+        ssize_t r = read(f->fd, buf + *got, n - *got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return nde_error(ctx, NDE_EIO, "%s: read error near byte offset "
+                             "%llu: %s", f->path,
+                             (unsigned long long)(f->offset + *got),
+                             strerror(errno));
+        if (r == 0)
+            break;
+        *got += (size_t)r;
+    }
+    return NDE_OK;
 }
 
 /* What lies at uncompressed offset off: "image 3 of 60000". */
@@ -520,21 +634,27 @@ static int idx_read(idx_file *f, void *buf, size_t n, const char *what,
     char item[96];
     while (got < n) {
         size_t want = n - got < IDX_CHUNK_BYTES ? n - got : IDX_CHUNK_BYTES;
-        int r = gzread(f->gz, (char *)buf + got, (unsigned)want);
-        int err;
-        const char *msg = gz_message(f->gz, &err);
-        const uint64_t at = f->offset + got + (r > 0 ? (size_t)r : 0);
-        const char *w = what ? what : idx_item_at(f, at, item, sizeof item);
-        if (r < 0 || (err != Z_OK && err != Z_BUF_ERROR))
-            return idx_gz_failure(f, err, msg, at, w, ctx);
-        got += (size_t)r;
-        if ((size_t)r < want)
+        size_t r;
+        const char *w = what ? what
+                             : idx_item_at(f, f->offset + got, item,
+                                           sizeof item);
+        int rc = f->compressed
+                     ? idx_inflate(f, (unsigned char *)buf + got, want, &r,
+                                   w, ctx)
+                     : idx_read_plain(f, (unsigned char *)buf + got, want, &r,
+                                      ctx);
+        const uint64_t at = f->offset + got + r;
+        if (rc)
+            return rc;
+        got += r;
+        if (r < want)
             return nde_error(ctx, NDE_EIO,
                              "%s: truncated: ends at byte offset %llu%s, in "
                              "%s%s", f->path, (unsigned long long)at,
-                             idx_where(f), w,
-                             err == Z_BUF_ERROR ? "; the gzip stream ends early"
-                                                : "");
+                             idx_where(f),
+                             what ? what : idx_item_at(f, at, item,
+                                                       sizeof item),
+                             f->cut ? "; the gzip stream ends early" : "");
     }
     f->offset += n;
     return NDE_OK;
@@ -628,18 +748,18 @@ static int idx_header(idx_file *f, uint32_t magic, uint32_t *count,
     return NDE_OK;
 }
 
-/* After the declared payload: nothing but the end of the file (and, for
- * gzip, a valid trailer: this read checks the CRC). */
+/* After the declared payload: nothing but the end of the file (for gzip,
+ * the end of the last member, whose trailer this read checks). */
 static int idx_expect_end(idx_file *f, nde_ctx *ctx)
 {
-    char c;
-    int err;
-    int r = gzread(f->gz, &c, 1);
-    const char *msg = gz_message(f->gz, &err);
-    if (r < 0 || (err != Z_OK && err != Z_BUF_ERROR))
-        return idx_gz_failure(f, err, msg, f->offset, "the end of the file",
-                              ctx);
-    if (err == Z_BUF_ERROR)
+    unsigned char c;
+    size_t r;
+    int rc = f->compressed
+                 ? idx_inflate(f, &c, 1, &r, "the end of the file", ctx)
+                 : idx_read_plain(f, &c, 1, &r, ctx);
+    if (rc)
+        return rc;
+    if (f->cut)
         return nde_error(ctx, NDE_EIO,
                          "%s: truncated gzip stream: its trailer is missing "
                          "after byte offset %llu (uncompressed)", f->path,
@@ -718,7 +838,7 @@ static int idx_read_labels(idx_file *f, nde_dataset *d, size_t n,
 int nde_data_read_idx(const char *images, const char *labels, size_t limit,
                       nde_dataset **out, nde_ctx *ctx)
 {
-    idx_file fi = {0}, fl = {0};
+    idx_file fi = {.fd = -1}, fl = {.fd = -1};
     uint32_t count, rows, cols, nlabels, one;
     nde_dataset *d = NULL;
     int status;
@@ -755,10 +875,8 @@ int nde_data_read_idx(const char *images, const char *labels, size_t limit,
                        (status = idx_expect_end(&fl, ctx))))
         goto done;
 done:
-    if (fi.gz)
-        gzclose_r(fi.gz);
-    if (fl.gz)
-        gzclose_r(fl.gz);
+    idx_close(&fi);
+    idx_close(&fl);
     if (status) {
         nde_dataset_destroy(d);
         return status;

@@ -21,6 +21,9 @@
  * round-off. */
 #define LAND_STRETCH_ADAPTIVE 1.01
 #define LAND_STRETCH_FIXED (1.0 + 1e-8)
+#define RTOL_MIN (10 * DBL_EPSILON)
+
+static int all_finite(const double *v, size_t n);
 
 const nde_key nde_solve_keys[] = {
     {"rtol", NDE_KEY_DOUBLE, "1e-6",
@@ -102,6 +105,14 @@ int nde_solve_opts_from_section(nde_solve_opts *o, const nde_solver_type *type,
     if (o->rtol == 0 && o->atol == 0)
         return nde_section_error(sec, "atol", ctx,
                                  "rtol and atol cannot both be 0");
+    /* A relative error below ten units of roundoff is rounding noise in
+     * the error estimate itself; RADAU5 refuses such tolerances too. */
+    if (o->rtol > 0 && o->rtol < RTOL_MIN)
+        return nde_section_error(sec, "rtol", ctx,
+                                 "%g is below %.1e, the smallest relative "
+                                 "error double precision can resolve (use "
+                                 "0 for a purely absolute tolerance)",
+                                 o->rtol, RTOL_MIN);
     if ((type->info.flags & NDE_CAP_ADAPTIVE) == 0 && o->dt <= 0)
         return nde_section_error(sec, "dt", ctx,
                                  "solver '%s' is fixed-step (no error "
@@ -189,10 +200,17 @@ int nde_initial_step(nde_solver *s, const nde_solve_opts *o,
     /* Hairer's heuristic, methods.md 2.4, in the solve's error norm. */
     d0 = norm_scaled(o, y0, y0, n);
     d1 = norm_scaled(o, f0, y0, n);
-    if (!isfinite(d0) || !isfinite(d1))
+    if (!isfinite(d0) || !isfinite(d1)) {
+        if (all_finite(y0, n) && all_finite(f0, n))
+            return nde_error(s->ctx, NDE_EINVAL,
+                             "initial step: the error norm of the initial "
+                             "state overflows: atol = %g (rtol = %g) is too "
+                             "small for its size",
+                             o->atol, o->rtol);
         return nde_error(s->ctx, NDE_ENONFINITE,
                          "non-finite initial state or derivative at t = %g",
                          t0);
+    }
     h0 = (d0 < 1e-5 || d1 < 1e-5) ? 1e-6 : 0.01 * d0 / d1;
     if (h0 > span)
         h0 = span;

@@ -1220,6 +1220,165 @@ START_TEST(test_blas_under_memory_limit)
 }
 END_TEST
 
+/* ---- config text: nothing cut, nothing smuggled (issue 10) -------------- */
+
+/* -s values were cut at 4095 characters: 799 save times gave 512 rows. */
+START_TEST(test_set_long_value_whole)
+{
+    const char *cfg = write_config("lv.ini", "[problem]\nt0 = 0\nt1 = 10\ny0 = 1, 1\n\n"
+                                   LV_SOLVER LV_FIELD);
+    size_t cap = 16 + 799 * 12, n = 0;
+    char *set = malloc(cap);
+    csv *c = malloc(sizeof *c);
+    run_result r;
+
+    ck_assert_ptr_nonnull(set);
+    ck_assert_ptr_nonnull(c);
+    n += (size_t)snprintf(set, cap, "problem.saveat=");
+    for (int i = 1; i < 800; i++)
+        n += (size_t)snprintf(set + n, cap - n, "%s%.4f", i > 1 ? ", " : "",
+                              i * 10.0 / 800);
+    ck_assert_uint_gt(n, 4096);
+    r = run("solve", cfg, "-s", set);
+    assert_ok(r);
+    parse_csv(r.out, c);
+    ck_assert_uint_eq(c->rows, 799);
+    ck_assert_double_eq(cell(c, 798, 0), 9.9875);
+    result_free(&r);
+    free(set);
+    free(c);
+}
+END_TEST
+
+/* Numbers are read whole, and out-of-range ones are refused: 0.<200
+ * zeros>5 read as 0, a 1000-digit number as 1.11e126. */
+START_TEST(test_numbers_read_whole)
+{
+    char set[1100];
+    run_result r;
+
+    snprintf(set, sizeof set, "problem.t1=0.%0200d5", 0);
+    r = run("solve", example("lotka_volterra.ini"), "-s", set, "-s",
+            "problem.nsave=2");
+    assert_ok(r);
+    assert_contains(r.out, "\n4.9999999999999999e-201,1,1\n");
+    result_free(&r);
+    memset(set, '1', sizeof set);
+    memcpy(set, "problem.t1=", 11);
+    set[11 + 1000] = '\0';
+    r = run("solve", example("lotka_volterra.ini"), "-s", set);
+    assert_fails(r, 2, "[problem] t1: '1111", "is out of range: it overflows a double");
+    result_free(&r);
+    r = run("solve", example("lotka_volterra.ini"), "-s", "solver.max_steps=99999999999999999999");
+    assert_fails(r, 2, "[solver] max_steps: '99999999999999999999' is out of range");
+    result_free(&r);
+}
+END_TEST
+
+/* A newline in a -s value was stored raw in a checkpoint's config, whose
+ * re-reading then gave another model. */
+START_TEST(test_set_control_characters_refused)
+{
+    run_result r = run("solve", example("lotka_volterra.ini"), "-s",
+                       "problem.t1=10\n[field]\nplugin = linear");
+    assert_fails(r, 2, "[problem] t1: refused: control character 0x0a");
+    result_free(&r);
+    r = run("solve", example("lotka_volterra.ini"), "-s", "solver.rt]ol=1");
+    assert_fails(r, 2, "[solver] rt]ol: refused: a key may only have");
+    result_free(&r);
+}
+END_TEST
+
+/* A BOM, CR LF line ends, blanks inside the brackets and section names
+ * longer than inih's 49 characters gave "out of memory". */
+START_TEST(test_config_bom_crlf_long_sections)
+{
+    char long_ini[1024], name[61];
+    const char *cfg = write_config("crlf.ini",
+        "\xEF\xBB\xBF[problem]\r\nt0 = 0\r\nt1 = 10\r\ny0 = 1, 1\r\nnsave = 2\r\n"
+        "[ solver ]\r\nplugin = tsit5\r\n[field\r]\r\nplugin = expr\r\n"
+        "state = x, y\r\nparams = a=1.5, b=1.0, c=3.0, d=1.0\r\n"
+        "dx = a*x - b*x*y\r\ndy = d*x*y - c*y\r\n");
+    csv *c = malloc(sizeof *c);
+    run_result r = run("solve", cfg);
+
+    assert_ok(r);
+    parse_csv(r.out, c);
+    ck_assert_str_eq(c->header, "t,x,y");
+    ck_assert_uint_eq(c->rows, 2);
+    result_free(&r);
+
+    /* two parts whose names agree in their first 49 characters */
+    memset(name, 'p', 60);
+    name[60] = '\0';
+    snprintf(long_ini, sizeof long_ini,
+             "[problem]\nt0 = 0\nt1 = 1\ny0 = 0\nsaveat = 1\n\n"
+             "[solver]\nplugin = tsit5\n\n"
+             "[field]\nplugin = sum\nparts = %s1, %s2\n\n"
+             "[field.%s1]\nplugin = linear\nA = 0\nb = 1\n\n"
+             "[field.%s2]\nplugin = linear\nA = 0\nb = 0.5\n",
+             name, name, name, name);
+    r = run("solve", write_config("long.ini", long_ini));
+    assert_ok(r);
+    parse_csv(r.out, c);
+    ck_assert_double_eq_tol(cell(c, 0, 1), 1.5, 1e-12);
+    result_free(&r);
+    free(c);
+}
+END_TEST
+
+/* /dev/zero as a config was read forever. */
+START_TEST(test_config_endless_file)
+{
+    run_result r = run("solve", "/dev/zero");
+    assert_fails(r, 2, "/dev/zero: not a text file (NUL byte)");
+    result_free(&r);
+}
+END_TEST
+
+/* rtol = atol = 1e-300 said "non-finite initial state". */
+START_TEST(test_tiny_tolerances)
+{
+    run_result r = run("solve", example("lotka_volterra.ini"), "-s",
+                       "solver.rtol=1e-300", "-s", "solver.atol=1e-300");
+    assert_fails(r, 2, "[solver] rtol: 1e-300 is below 2.2e-15");
+    result_free(&r);
+    r = run("solve", example("lotka_volterra.ini"), "-s", "solver.rtol=0",
+            "-s", "solver.atol=1e-300");
+    assert_fails(r, 2, "the error norm of the initial state overflows",
+                 "atol = 1e-300");
+    result_free(&r);
+}
+END_TEST
+
+/* Integer options beyond their type were clamped to 2^63 - 1 silently. */
+START_TEST(test_integer_options_out_of_range)
+{
+    const char *ab = write_config("ab.ini", "[ab]\nbase = x.ini\n");
+    run_result r = run("predict", "no.ckpt", "--paths", "18446744073709551616");
+    assert_fails(r, 2, "--paths 18446744073709551616 is out of range");
+    result_free(&r);
+    r = run("predict", "no.ckpt", "--seed", "18446744073709551616");
+    assert_fails(r, 2, "--seed 18446744073709551616 is out of range");
+    result_free(&r);
+    r = run("gradcheck", "no.ini", "--nparams", "9223372036854775808");
+    assert_fails(r, 2, "--nparams 9223372036854775808 is out of range");
+    result_free(&r);
+    r = run("gradcheck", "no.ini", "--tol", "1e999");
+    assert_fails(r, 2, "--tol needs a positive number");
+    result_free(&r);
+    r = run("solve", "no.ini", "--seed", "99999999999999999999");
+    assert_fails(r, 2, "--seed needs a non-negative integer");
+    result_free(&r);
+    r = run("ab", ab, "--seeds", "1,99999999999999999999", "-o", path_in("abrun"));
+    assert_fails(r, 2, "--seeds: 99999999999999999999 is out of range");
+    result_free(&r);
+    r = run("ab", ab, "-j", "99999999999999999999", "-o", path_in("abrun"));
+    assert_fails(r, 2, "-j needs a positive integer");
+    result_free(&r);
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -1268,6 +1427,13 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_output_is_idx_data);
     tcase_add_test(tc, test_train_unwritable_summary);
     tcase_add_test(tc, test_failure_names_no_unwritten_checkpoint);
+    tcase_add_test(tc, test_set_long_value_whole);
+    tcase_add_test(tc, test_numbers_read_whole);
+    tcase_add_test(tc, test_set_control_characters_refused);
+    tcase_add_test(tc, test_config_bom_crlf_long_sections);
+    tcase_add_test(tc, test_config_endless_file);
+    tcase_add_test(tc, test_tiny_tolerances);
+    tcase_add_test(tc, test_integer_options_out_of_range);
     suite_add_tcase(s, tc);
     return s;
 }

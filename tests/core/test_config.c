@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <nde/nde.h>
 
@@ -355,6 +357,248 @@ START_TEST(status_table)
 }
 END_TEST
 
+/* A text of n copies of c, NUL-terminated; free with free(). */
+static char *repeat(char c, size_t n)
+{
+    char *s = malloc(n + 1);
+    ck_assert_ptr_nonnull(s);
+    memset(s, c, n);
+    s[n] = '\0';
+    return s;
+}
+
+static void override_raw(const char *lhs, const char *value)
+{
+    size_t n = strlen(lhs) + strlen(value) + 1;
+    char *a = malloc(n);
+    ck_assert_ptr_nonnull(a);
+    snprintf(a, n, "%s%s", lhs, value);
+    ck_assert_int_eq(nde_config_override(cfg, a, ctx), NDE_OK);
+    free(a);
+}
+
+/* Override "solver.KEY=VALUE" and check the section. */
+static nde_section *override_checked(const char *key, const char *value)
+{
+    const nde_key *const tables[] = {solver_keys, NULL};
+    size_t n = strlen(key) + strlen(value) + 16;
+    char *a = malloc(n);
+    nde_section *sec;
+    ck_assert_ptr_nonnull(a);
+    snprintf(a, n, "solver.%s=%s", key, value);
+    ck_assert_int_eq(nde_config_override(cfg, a, ctx), NDE_OK);
+    free(a);
+    sec = nde_config_section(cfg, "solver");
+    ck_assert_int_eq(nde_section_check(sec, tables, ctx), NDE_OK);
+    return sec;
+}
+
+/* Values of any length are read whole: -s was cut at 4095 characters,
+ * numbers at 127, integers at 63, list items at 255, names at 127. */
+START_TEST(long_values_read_whole)
+{
+    char *zeros = repeat('0', 300), *text, *name = repeat('p', 130);
+    size_t n = 0, cap = 800 * 8 + 1, i;
+    double d, *ds, *vals;
+    long l;
+    char **names;
+    nde_section *sec;
+
+    ck_assert_ptr_nonnull(text = malloc(cap));
+    for (i = 1; i <= 800; i++)
+        n += (size_t)snprintf(text + n, cap - n, "%s%zu", i > 1 ? "," : "", i);
+    sec = override_checked("saveat", text);
+    ck_assert_int_eq(nde_get_doubles(sec, "saveat", &ds, &n, ctx), NDE_OK);
+    ck_assert_uint_eq(n, 800);
+    ck_assert_double_eq(ds[799], 800.0);
+    free(ds);
+
+    snprintf(text, cap, "0.%s5", zeros);             /* 5e-301 */
+    sec = override_checked("rtol", text);
+    ck_assert_int_eq(nde_get_double(sec, "rtol", &d, ctx), NDE_OK);
+    ck_assert(d > 4.9e-301 && d < 5.1e-301);
+    snprintf(text, cap, "%s7", zeros);                /* 7 */
+    sec = override_checked("max_steps", text);
+    ck_assert_int_eq(nde_get_long(sec, "max_steps", &l, ctx), NDE_OK);
+    ck_assert_int_eq(l, 7);
+    snprintf(text, cap, "1, 0.%s3", zeros);
+    sec = override_checked("saveat", text);
+    ck_assert_int_eq(nde_get_doubles(sec, "saveat", &ds, &n, ctx), NDE_OK);
+    ck_assert(n == 2 && ds[1] > 2.9e-301 && ds[1] < 3.1e-301);
+    free(ds);
+    snprintf(text, cap, "%s=2", name);
+    sec = override_checked("params", text);
+    ck_assert_int_eq(nde_get_assigns(sec, "params", &names, &vals, &n, ctx), NDE_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(names[0], name);
+    nde_strings_free(names);
+    free(vals);
+    free(text);
+    free(zeros);
+    free(name);
+}
+END_TEST
+
+/* Overflow and underflow are errors naming file, line and key. */
+START_TEST(numbers_out_of_range)
+{
+    const nde_key *const tables[] = {solver_keys, NULL};
+    char *big = repeat('1', 400), *word = repeat('w', 150);
+    word[140] = '/';
+    static const struct {
+        const char *text, *needle;
+    } cases[] = {
+        {"[solver]\nrtol = 1e999\n", "r.ini:2: [solver] rtol: '1e999' is out of range: it overflows a double"},
+        {"[solver]\nrtol = -1e-400\n", "r.ini:2: [solver] rtol: '-1e-400' is out of range: it underflows"},
+        {"[solver]\nrtol = 4e-320\n", "'4e-320' is out of range: it underflows"},
+        {"[solver]\nmax_steps = 99999999999999999999\n", "r.ini:2: [solver] max_steps: '99999999999999999999' is out of range"},
+        {"[solver]\nsaveat = 1,\n  2, 1e-400\n", "r.ini:3: [solver] saveat: expected a comma-separated list of numbers; '1e-400' is out of range: it underflows"},
+        {"[solver]\nlayers = 2, -99999999999999999999\n", "'-99999999999999999999' is out of range"},
+        {"[solver]\nparams = a = 1e400\n", "'a = 1e400' is out of range: it overflows"},
+    };
+    size_t i;
+    for (i = 0; i < sizeof cases / sizeof *cases; i++) {
+        nde_config *c = nde_config_create();
+        nde_ctx_clear(ctx);
+        ck_assert_int_eq(nde_config_load_string(c, "r.ini", cases[i].text, ctx), NDE_OK);
+        ck_assert_int_eq(nde_section_check(nde_config_section(c, "solver"), tables, ctx),
+                         NDE_ECONFIG);
+        ck_assert_msg(strstr(nde_ctx_message(ctx), cases[i].needle),
+                      "case %zu: '%s' lacks '%s'", i, nde_ctx_message(ctx), cases[i].needle);
+        nde_config_destroy(c);
+    }
+    /* a 400-digit number, and a word whose bad character comes after what
+     * a message shows (both were cut before they were checked) */
+    nde_ctx_clear(ctx);
+    ck_assert_int_eq(nde_config_load_string(cfg, "r.ini", "[solver]\n", ctx), NDE_OK);
+    override_raw("solver.rtol=", big);
+    ck_assert_int_eq(nde_section_check(nde_config_section(cfg, "solver"), tables, ctx),
+                     NDE_ECONFIG);
+    assert_message("[solver] rtol: '1111111111");
+    assert_message("...' is out of range: it overflows a double");
+    nde_ctx_clear(ctx);
+    ck_assert_int_eq(nde_config_override(cfg, "solver.rtol=1", ctx), NDE_OK);
+    override_raw("solver.name=", word);
+    ck_assert_int_eq(nde_section_check(nde_config_section(cfg, "solver"), tables, ctx),
+                     NDE_ECONFIG);
+    assert_message("[solver] name: expected one word");
+    free(big);
+    free(word);
+}
+END_TEST
+
+/* Section names of any length: inih cut them at 49 characters, so the keys
+ * of a long one went to another section whose name starts the same. */
+START_TEST(long_section_and_key_names)
+{
+    char *a43 = repeat('a', 43), *key = repeat('k', 60), text[600];
+    nde_section *s1, *s2;
+    snprintf(text, sizeof text,
+             "[field.%s]\nx = 1\n[field.%sbb]\ny = 2\n[field.%s]\n%s = 1,\n  2\n",
+             a43, a43, a43, key);
+    ck_assert_int_eq(nde_config_load_string(cfg, "n.ini", text, ctx), NDE_OK);
+    snprintf(text, sizeof text, "field.%s", a43);
+    ck_assert_ptr_nonnull(s1 = nde_config_section(cfg, text));
+    snprintf(text, sizeof text, "field.%sbb", a43);
+    ck_assert_ptr_nonnull(s2 = nde_config_section(cfg, text));
+    ck_assert(!nde_section_has(s1, "y"));
+    ck_assert(nde_section_has(s2, "y"));
+    /* a continuation of a key longer than inih's 49-character copy */
+    ck_assert_uint_eq(nde_section_nkeys(s1), 2);
+    ck_assert_str_eq(nde_section_key_at(s1, 1), key);
+    /* a sub-section is named as a plugin: longer is refused, saying so */
+    snprintf(text, sizeof text, "[regularizer.%s%s]\n", key, key);
+    ck_assert_int_eq(nde_config_load_string(cfg, "r.ini", text, ctx), NDE_ECONFIG);
+    assert_message("r.ini:1: unknown section [regularizer.kkkk");
+    assert_message("is 1 to 64 characters of [a-z0-9_]");
+    free(a43);
+    free(key);
+}
+END_TEST
+
+/* A UTF-8 byte order mark, CR LF line ends and blanks inside the brackets
+ * gave "out of memory". */
+START_TEST(bom_crlf_and_blank_headers)
+{
+    nde_section *sec;
+    ck_assert_int_eq(nde_config_load_string(cfg, "b.ini",
+                                            "\xEF\xBB\xBF[solver]\r\nrtol = 1\r\n"
+                                            "[ problem ]  ; comment\r\nt1 = 2\r\n"
+                                            "[field\r]\nplugin = expr\n",
+                                            ctx),
+                     NDE_OK);
+    ck_assert_ptr_nonnull(sec = nde_config_section(cfg, "solver"));
+    ck_assert(nde_section_has(sec, "rtol"));
+    ck_assert_ptr_nonnull(sec = nde_config_section(cfg, "problem"));
+    ck_assert(nde_section_has(sec, "t1"));
+    ck_assert_ptr_nonnull(sec = nde_config_section(cfg, "field"));
+    ck_assert(nde_section_has(sec, "plugin"));
+    ck_assert_int_eq(nde_config_load_string(cfg, "j.ini", "[solver] x\n", ctx),
+                     NDE_ECONFIG);
+    assert_message("j.ini:1: text after a section header's ']'");
+}
+END_TEST
+
+/* -s text must read back the same from the config a checkpoint stores: a
+ * newline in a value smuggled a [field] section into it. */
+START_TEST(overrides_refuse_what_does_not_read_back)
+{
+    static const struct {
+        const char *assignment, *needle;
+    } cases[] = {
+        {"train.metrics=m\n[field]\nactivation = relu",
+         "command line (-s train.metrics=m?[field]?activation = relu): [train] metrics: "
+         "refused: control character 0x0a"},
+        {"train.metrics=m\rx", "control character 0x0d"},
+        {"solver.rt]ol=1", "[solver] rt]ol: refused: a key may only have"},
+        {"solver.rt ol=1", "refused: a key may only have"},
+        {"solver.rtol = ; 1", "refused: ';' at the start of a value"},
+        {"solver.rtol=1 ;x", "refused: ';' at the start of a value or after a blank"},
+        {"sol]ver.rtol=1", "unknown section [sol]ver]"},
+    };
+    size_t i;
+    for (i = 0; i < sizeof cases / sizeof *cases; i++) {
+        nde_ctx_clear(ctx);
+        ck_assert_int_eq(nde_config_override(cfg, cases[i].assignment, ctx), NDE_ECONFIG);
+        ck_assert_msg(strstr(nde_ctx_message(ctx), cases[i].needle),
+                      "case %zu: '%s' lacks '%s'", i, nde_ctx_message(ctx), cases[i].needle);
+    }
+    ck_assert_ptr_null(nde_config_section(cfg, "field"));
+    ck_assert_int_eq(nde_config_override(cfg, "train.metrics=a;b\tc", ctx), NDE_OK);
+}
+END_TEST
+
+/* A source that never ends is refused: /dev/zero was read forever. */
+START_TEST(endless_sources)
+{
+    int fd[2];
+    pid_t pid;
+    char path[64];
+
+    ck_assert_int_eq(nde_config_load_file(cfg, "/dev/zero", ctx), NDE_ECONFIG);
+    assert_message("/dev/zero: not a text file (NUL byte)");
+    ck_assert_int_eq(pipe(fd), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        static char lines[1 << 16];
+        size_t i;
+        for (i = 0; i < sizeof lines; i++)
+            lines[i] = i % 16 == 15 ? '\n' : i % 16 ? 'c' : ';';
+        close(fd[0]);
+        while (write(fd[1], lines, sizeof lines) > 0)
+            ;
+        _exit(0);
+    }
+    close(fd[1]);
+    snprintf(path, sizeof path, "/dev/fd/%d", fd[0]);
+    ck_assert_int_eq(nde_config_load_file(cfg, path, ctx), NDE_ECONFIG);
+    assert_message("larger than a config may be (64 MiB)");
+    close(fd[0]);
+    ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("config");
@@ -378,6 +622,12 @@ int main(void)
     tcase_add_test(tc, suggestions);
     tcase_add_test(tc, plugin_names);
     tcase_add_test(tc, status_table);
+    tcase_add_test(tc, long_values_read_whole);
+    tcase_add_test(tc, numbers_out_of_range);
+    tcase_add_test(tc, long_section_and_key_names);
+    tcase_add_test(tc, bom_crlf_and_blank_headers);
+    tcase_add_test(tc, overrides_refuse_what_does_not_read_back);
+    tcase_add_test(tc, endless_sources);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -500,6 +500,58 @@ START_TEST(idx_corrupt_gzip)
 }
 END_TEST
 
+/* After the last gzip member only another member may follow: junk after
+ * the stream was ignored (zlib's gzread skips it). Members concatenated
+ * as `cat a.gz b.gz` are read as one stream, as gzip -d reads them. */
+START_TEST(idx_gzip_trailing_data)
+{
+    unsigned char img[16 + NIMG * NPIX], lab[8 + NIMG], *g, *h, *buf;
+    size_t ni = make_images(img, 0x803, NIMG), nl = make_labels(lab, 0x801, NIMG);
+    const char *lp = write_file(1, "lab", lab, nl), *p;
+    size_t n, m;
+    nde_dataset *d = NULL;
+    static const char *const junk[] = {"junk", "\x1f", "\x1f\x8b", "\0\0\0\0"};
+    static const size_t njunk[] = {4, 1, 2, 4};
+
+    g = read_whole(write_gzip(2, "a.gz", img, 20), &n);
+    h = read_whole(write_gzip(2, "b.gz", img + 20, ni - 20), &m);
+    ck_assert_ptr_nonnull(buf = malloc(n + m + 8));
+    memcpy(buf, g, n);
+    memcpy(buf + n, h, m);
+    p = write_file(2, "cat.gz", buf, n + m);
+    ck_assert_int_eq(nde_data_read_idx(p, lp, 0, &d, ctx), NDE_OK);
+    check_idx_values(d, NIMG);
+    nde_dataset_destroy(d);
+    d = NULL;
+    for (size_t k = 0; k < sizeof junk / sizeof *junk; k++) {
+        memcpy(buf + n + m, junk[k], njunk[k]);
+        p = write_file(2, "junk.gz", buf, n + m + njunk[k]);
+        int status = nde_data_read_idx(p, lp, 0, &d, ctx);
+        ck_assert_msg(status == NDE_ECONFIG || status == NDE_EIO,
+                      "junk %zu: status %s: %s", k, nde_status_name(status),
+                      nde_ctx_message(ctx));
+        ck_assert_ptr_null(d);
+        ck_assert_msg(strstr(nde_ctx_message(ctx), p) &&
+                          strstr(nde_ctx_message(ctx), "byte offset"),
+                      "junk %zu: %s", k, nde_ctx_message(ctx));
+    }
+    /* "junk" is no gzip member: named as such, at its compressed offset */
+    memcpy(buf + n + m, "junk", 4);
+    p = write_file(2, "junk.gz", buf, n + m + 4);
+    check_error(nde_data_read_idx(p, lp, 0, &d, ctx), d, NDE_ECONFIG, p,
+                "data after the end of the gzip stream", NULL);
+    {
+        char at[48];
+        snprintf(at, sizeof at, "byte offset %zu:", n + m);
+        check_error(nde_data_read_idx(p, lp, 0, &d, ctx), d, NDE_ECONFIG, at,
+                    NULL);
+    }
+    free(g);
+    free(h);
+    free(buf);
+}
+END_TEST
+
 /* Every proper prefix of a valid file is refused with the file name and a
  * byte offset, plain and gzip, images and labels. */
 START_TEST(idx_truncated_everywhere)
@@ -1058,6 +1110,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, idx_bad_headers);
     tcase_add_test(tc, idx_overstated_count);
     tcase_add_test(tc, idx_corrupt_gzip);
+    tcase_add_test(tc, idx_gzip_trailing_data);
     tcase_add_test(tc, idx_truncated_everywhere);
     suite_add_tcase(s, tc);
     tc = tcase_create("split");

@@ -2,10 +2,14 @@
  * nde/config.h - INI configuration: sections, keys, overrides, typed getters.
  *
  * A config is read from INI files (through inih, with a line reader of our
- * own that counts real lines and refuses lines longer than the parser's
- * buffer) and from `section.key=value` overrides. A value may continue on
+ * own that counts real lines, refuses lines longer than the parser's
+ * buffer (198 characters) and reads section headers itself, so names of
+ * any length work; a UTF-8 BOM and CR LF are accepted; a file is at most
+ * 64 MiB) and from `section.key=value` overrides. A value may continue on
  * indented lines; each line is kept as one row (a batch of y0 rows, a
- * matrix) and list getters join the rows.
+ * matrix) and list getters join the rows. Nothing is cut: values and
+ * numbers are read whole, and a number that overflows or underflows is
+ * an error.
  *
  * Every value remembers where it came from ("file.ini:12" or
  * "command line (-s solver.rtol=...)"), and every error names that origin,
@@ -34,7 +38,8 @@ void nde_config_destroy(nde_config *cfg);
 
 /* Parse an INI file into cfg (keys repeated later replace earlier ones).
  * NDE_EIO if it cannot be read, NDE_ECONFIG on a syntax error, an over-long
- * line or an unknown section (with a "did you mean" suggestion). */
+ * line, a NUL byte, more than 64 MiB or an unknown section (with a "did
+ * you mean" suggestion). */
 int nde_config_load_file(nde_config *cfg, const char *path, nde_ctx *ctx);
 
 /* Same from text in memory; `origin` names it in messages. */
@@ -43,7 +48,10 @@ int nde_config_load_string(nde_config *cfg, const char *origin,
 
 /* Apply "section.key=value": the section is everything before the last dot
  * of the left side (so "field.expert.b=2" sets b in [field.expert]). The
- * section is created if absent. Replaces every row of an existing key. */
+ * section is created if absent. Replaces every row of an existing key.
+ * NDE_ECONFIG for what would not read back the same from the INI text
+ * nde_config_write makes: a control character (but tab), a key outside
+ * [A-Za-z0-9_+-], a ';' at the value's start or after a blank. */
 int nde_config_override(nde_config *cfg, const char *assignment, nde_ctx *ctx);
 
 /* Write the effective config (after overrides) as INI text that loads back

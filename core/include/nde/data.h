@@ -74,9 +74,11 @@ int nde_data_read_csv(const char *path, nde_dataset **out, nde_ctx *ctx);
  * 1 + the largest label. Errors: wrong magic, count mismatch, a short or
  * truncated file (with the byte offset), a label out of range.
  * Labels are bytes, so any label is in range. Reading everything (limit 0
- * or >= the count) also refuses data after the declared items and checks
- * the gzip CRC; with a smaller limit only the header and the first `limit`
- * items are read. Memory grows with the data actually read, never with
+ * or >= the count) also refuses data after the declared items, checks the
+ * gzip CRC and that the file ends where a gzip member ends (members
+ * concatenated as by `cat a.gz b.gz` are one stream; anything else after
+ * one is refused); with a smaller limit only the header and the first
+ * `limit` items are read. Memory grows with the data actually read, never with
  * the header's count alone.
  */
 int nde_data_read_idx(const char *images, const char *labels, size_t limit,
