@@ -75,5 +75,9 @@ int cli_outfile_open(cli_outfile *o, const char *path);
 int cli_outfile_commit(cli_outfile *o);
 /* Close and remove the temporary file (no-op for stdout or when closed). */
 void cli_outfile_discard(cli_outfile *o);
+/* Remove the temporary files of path that writers killed before their
+ * commit left ("<dir>/.<base>.XXXXXX" as cli_outfile_open names them;
+ * only regular files of this user); returns how many. */
+int cli_outfile_remove_stale(const char *path);
 
 #endif

@@ -41,6 +41,9 @@ const nde_key nde_train_keys[] = {
      "L2 penalty added to the gradient (as torch.optim.Adam)"},
     {"clip", NDE_KEY_DOUBLE, "0",
      "clip the gradient's Euclidean norm to this (0 = off)"},
+    {"data_changed", NDE_KEY_WORD, "warn",
+     "on --resume, data that differ from the checkpoint's (by digest): "
+     "warn | refuse"},
     {"loss", NDE_KEY_WORD, "auto",
      "time series: mse | moments (mean and variance of the batch's paths "
      "against the data's, SDE fields only); auto = mse for ODE fields, "
@@ -163,6 +166,7 @@ static int read_settings(nde_train_settings *s, nde_section *sec,
                          nde_ctx *ctx)
 {
     const nde_key *const tables[] = {nde_train_keys, NULL};
+    const char *changed;
     long seed;
     int rc;
 
@@ -183,8 +187,13 @@ static int read_settings(nde_train_settings *s, nde_section *sec,
                             &s->weight_decay, ctx)) ||
         (rc = get_double_in(sec, "clip", 0, 0, HUGE_VAL, 0, &s->clip, ctx)) ||
         (rc = optional_text(sec, "checkpoint", &s->checkpoint, ctx)) ||
-        (rc = optional_text(sec, "metrics", &s->metrics, ctx)))
+        (rc = optional_text(sec, "metrics", &s->metrics, ctx)) ||
+        (rc = nde_get_string(sec, "data_changed", &changed, ctx)))
         return rc;
+    if (strcmp(changed, "warn") != 0 && strcmp(changed, "refuse") != 0)
+        return nde_section_error(sec, "data_changed", ctx,
+                                 "'%s' is neither warn nor refuse", changed);
+    s->refuse_changed_data = strcmp(changed, "refuse") == 0;
     s->seed = (uint64_t)seed;
     return NDE_OK;
 }
@@ -795,6 +804,90 @@ static int make_idx(nde_trainer *tr, nde_section *dsec)
     return NDE_OK;
 }
 
+/* ---- data digest -------------------------------------------------------- */
+
+/* A 64-bit hash of the data for checkpoints to compare (not a
+ * cryptographic one): 8-byte words into four lanes, each step
+ * h = (h ^ w) * K, h ^= h >> 29 (invertible in h and in w, so one changed
+ * word always changes the lane), the lanes folded at the end. Four
+ * independent lanes keep a 400 MB image set to a few tens of ms. */
+typedef struct digest {
+    uint64_t h[4];
+    size_t n;                  /* words so far                            */
+} digest;
+
+#define DIGEST_K UINT64_C(0x9e3779b97f4a7c15)
+
+static void digest_word(digest *d, uint64_t w)
+{
+    uint64_t h = (d->h[d->n % 4] ^ w) * DIGEST_K;
+    d->h[d->n++ % 4] = h ^ (h >> 29);
+}
+
+static void digest_bytes(digest *d, const void *p, size_t len)
+{
+    const unsigned char *b = p;
+    uint64_t w;
+
+    digest_word(d, len);
+    for (; len >= 8; b += 8, len -= 8) {
+        memcpy(&w, b, 8);
+        digest_word(d, w);
+    }
+    if (len) {
+        w = 0;
+        memcpy(&w, b, len);
+        digest_word(d, w);
+    }
+}
+
+static void digest_dataset(digest *d, const nde_dataset *ds)
+{
+    size_t i;
+
+    if (!ds)
+        return;
+    for (i = 0; i < ds->nseries; i++) {
+        const nde_series *s = &ds->series[i];
+        digest_bytes(d, s->id, strlen(s->id));
+        digest_bytes(d, s->t, s->npoints * sizeof *s->t);
+        digest_bytes(d, s->y, s->npoints * ds->dim * sizeof *s->y);
+    }
+    if (ds->x)
+        digest_bytes(d, ds->x, ds->nexamples * ds->nfeatures * sizeof *ds->x);
+    if (ds->label)
+        digest_bytes(d, ds->label, ds->nexamples * sizeof *ds->label);
+}
+
+/* What the run trains and tests on, as loaded or generated. */
+static uint64_t data_digest(const nde_trainer *tr)
+{
+    const size_t n = tr->npoints * tr->dim;
+    digest d = {{1, 2, 3, 4}, 0};
+    uint64_t h = 0;
+    size_t i;
+
+    if (tr->tgrid)
+        digest_bytes(&d, tr->tgrid, tr->npoints * sizeof *tr->tgrid);
+    if (tr->obs)
+        digest_bytes(&d, tr->obs, n * sizeof *tr->obs);
+    if (tr->truth)
+        digest_bytes(&d, tr->truth, n * sizeof *tr->truth);
+    if (tr->data_mean)
+        digest_bytes(&d, tr->data_mean, n * sizeof *tr->data_mean);
+    if (tr->data_var)
+        digest_bytes(&d, tr->data_var, n * sizeof *tr->data_var);
+    digest_dataset(&d, tr->ds_train);
+    digest_dataset(&d, tr->ds_test);
+    digest_dataset(&d, tr->idx_train);
+    digest_dataset(&d, tr->idx_test);
+    for (i = 0; i < 4; i++) {
+        h = (h ^ d.h[i]) * DIGEST_K;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
 static int make_data(nde_trainer *tr, nde_section *dsec)
 {
     const nde_key *const tables[] = {nde_data_keys, NULL};
@@ -1270,6 +1363,7 @@ int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
     }
     if ((rc = make_data(tr, dsec)) != NDE_OK)
         goto fail;
+    tr->data_digest = data_digest(tr);
     tr->Pf = P;
     if (tr->classify)
         P = tr->P = P + tr->dim * tr->F + tr->dim + tr->C * tr->dim + tr->C;
