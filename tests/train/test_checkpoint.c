@@ -106,9 +106,11 @@ static layout layout_read(const char *name)
     uint64_t P;
 
     ck_assert_ptr_nonnull(l.data = test_read_file(in_dir(name), &l.len));
+    ck_assert_uint_eq(u64_at(l.data + 8) & 0xffffffffu, 2); /* version */
     l.cfglen = 28;
     l.cfg = l.cfglen + 8;
     l.nparams = l.cfg + u64_at(l.data + l.cfglen);
+    ck_assert_uint_lt(l.nparams + 8, l.len);
     P = u64_at(l.data + l.nparams);
     l.iter = l.nparams + 8;
     l.adam_t = l.iter + 8;
@@ -121,6 +123,8 @@ static layout layout_read(const char *name)
     l.digest = l.time + 8;
     l.rng_namelen = l.digest + 8;
     l.rng_name = l.rng_namelen + 8;
+    ck_assert_uint_le(l.rng_name, l.len);
+    ck_assert_uint_le(u64_at(l.data + l.rng_namelen), 64);
     l.rng_len = l.rng_name + u64_at(l.data + l.rng_namelen);
     l.rng = l.rng_len + 8;
     ck_assert_uint_eq(l.rng + u64_at(l.data + l.rng_len), l.len);
