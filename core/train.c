@@ -1973,24 +1973,39 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
 }
 
 /* Adam (Kingma & Ba 2015, Algorithm 1) with an L2 term added to the
- * gradient as torch.optim.Adam's weight_decay does. */
-static void adam_update(nde_trainer *tr)
+ * gradient as torch.optim.Adam's weight_decay does. Pass 0 only checks
+ * that every new theta, m and v is finite (g * g of a huge weight-decay
+ * term can overflow v), pass 1 stores them: a refused update leaves the
+ * state as it was, and no checkpoint holds what its loader refuses. */
+static int adam_update(nde_trainer *tr)
 {
     const nde_train_settings *s = &tr->set;
-    double c1, c2, g, lr;
+    const double t = (double)(tr->adam_t + 1);
+    const double lr = s->lr * pow(s->lr_decay, (double)tr->adam_t);
+    const double c1 = 1.0 - pow(s->beta1, t), c2 = 1.0 - pow(s->beta2, t);
+    double g, m, v, th;
     size_t i;
+    int pass;
 
-    lr = s->lr * pow(s->lr_decay, (double)tr->adam_t);
+    for (pass = 0; pass < 2; pass++)
+        for (i = 0; i < tr->P; i++) {
+            g = tr->grad[i] + s->weight_decay * tr->theta[i];
+            m = s->beta1 * tr->m[i] + (1.0 - s->beta1) * g;
+            v = s->beta2 * tr->v[i] + (1.0 - s->beta2) * g * g;
+            th = tr->theta[i] - lr * (m / c1) / (sqrt(v / c2) + s->eps);
+            if (pass == 0 && !(isfinite(th) && isfinite(m) && isfinite(v)))
+                return nde_error(tr->ctx, NDE_ENONFINITE,
+                                 "the Adam update of parameter %zu is not "
+                                 "finite (theta %g, m %g, v %g: lr or "
+                                 "weight_decay too large?)", i, th, m, v);
+            if (pass == 1) {
+                tr->m[i] = m;
+                tr->v[i] = v;
+                tr->theta[i] = th;
+            }
+        }
     tr->adam_t++;
-    c1 = 1.0 - pow(s->beta1, (double)tr->adam_t);
-    c2 = 1.0 - pow(s->beta2, (double)tr->adam_t);
-    for (i = 0; i < tr->P; i++) {
-        g = tr->grad[i] + s->weight_decay * tr->theta[i];
-        tr->m[i] = s->beta1 * tr->m[i] + (1.0 - s->beta1) * g;
-        tr->v[i] = s->beta2 * tr->v[i] + (1.0 - s->beta2) * g * g;
-        tr->theta[i] -= lr * (tr->m[i] / c1) /
-                        (sqrt(tr->v[i] / c2) + s->eps);
-    }
+    return NDE_OK;
 }
 
 int nde_trainer_step(nde_trainer *tr, nde_train_step *m)
@@ -2023,16 +2038,18 @@ int nde_trainer_step(nde_trainer *tr, nde_train_step *m)
             rc = nde_error(tr->ctx, NDE_ENONFINITE,
                            "the gradient is not finite");
     }
+    if (rc == NDE_OK) {
+        if (tr->set.clip > 0 && norm > tr->set.clip)
+            for (i = 0; i < tr->P; i++)
+                tr->grad[i] *= tr->set.clip / norm;
+        rc = adam_update(tr);
+    }
     if (rc != NDE_OK) {
         nde_error_prefix(tr->ctx, "iteration %ld", m->iteration);
         m->time_s = now_s() - start;
         tr->tot.time_s += m->time_s;
         return rc;
     }
-    if (tr->set.clip > 0 && norm > tr->set.clip)
-        for (i = 0; i < tr->P; i++)
-            tr->grad[i] *= tr->set.clip / norm;
-    adam_update(tr);
     tr->iter++;
     m->time_s = now_s() - start;
     tr->tot.time_s += m->time_s;

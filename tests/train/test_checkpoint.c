@@ -320,6 +320,22 @@ START_TEST(test_old_version_named)
 }
 END_TEST
 
+/* The trainer never writes what the loader refuses: a weight-decay term
+ * whose square overflows would make v infinite (it used to be stored and
+ * training went on); the update is refused instead. */
+START_TEST(test_adam_overflow_stops)
+{
+    test_run_result r;
+
+    write_text("s.ini", spiral_ini);
+    r = run("train", "s.ini", "--quiet", "-s", "train.weight_decay=1e300");
+    test_assert_code(r, 1);
+    assert_contains(r.err, "iteration 1: the Adam update of parameter");
+    assert_contains(r.err, "not finite");
+    test_run_free(&r);
+}
+END_TEST
+
 /* ---- the config's meaning ------------------------------------------------ */
 
 START_TEST(test_resume_compares_meaning)
@@ -617,6 +633,7 @@ static Suite *checkpoint_suite(void)
     tcase_add_test(tc, test_hostile_rng);
     tcase_add_test(tc, test_hostile_config);
     tcase_add_test(tc, test_old_version_named);
+    tcase_add_test(tc, test_adam_overflow_stops);
     tcase_add_test(tc, test_resume_compares_meaning);
     tcase_add_test(tc, test_resume_regularizer_order_matters);
     tcase_add_test(tc, test_data_changed);
