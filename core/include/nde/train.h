@@ -212,8 +212,10 @@ long nde_trainer_iteration(const nde_trainer *tr);
 const nde_train_totals *nde_trainer_totals(const nde_trainer *tr);
 
 /*
- * One iteration. On a failed solve or a non-finite loss or gradient the
- * parameters are left as they were and the message names the iteration:
+ * One iteration. On a failed solve, a non-finite loss or gradient, or an
+ * Adam update that would make a parameter or moment non-finite, the
+ * parameters and Adam state are left as they were and the message names
+ * the iteration:
  * NDE_EMAXSTEPS, NDE_ESTEPSIZE, NDE_ENONFINITE, ... m is filled as far as
  * the iteration got.
  */
