@@ -83,6 +83,10 @@ int cli_outfile_commit(cli_outfile *o);
 /* Close and remove the temporary file (no-op for stdout or when closed).
  * What was written through to a device or FIFO stays written. */
 void cli_outfile_discard(cli_outfile *o);
+/* Remove the temporary files of path that writers killed before their
+ * commit left ("<dir>/.<base>.XXXXXX" as cli_outfile_open names them;
+ * only regular files of this user); returns how many. */
+int cli_outfile_remove_stale(const char *path);
 
 /*
  * One file a command reads or writes. cli_files_check() takes all of them

@@ -17,6 +17,8 @@
  * before it starts, and refuses an output that is one of its inputs or
  * another of its outputs.
  */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -456,4 +458,54 @@ int cli_files_check(const cli_file *files, size_t n)
         free(ids[i].canon);
     free(ids);
     return rc;
+}
+
+/* mkstemp's replacement for XXXXXX: six of [A-Za-z0-9]. */
+static int is_mkstemp_suffix(const char *s)
+{
+    size_t i;
+
+    for (i = 0; i < 6; i++)
+        if (!isalnum((unsigned char)s[i]))
+            return 0;
+    return s[6] == '\0';
+}
+
+int cli_outfile_remove_stale(const char *path)
+{
+    const char *slash, *base;
+    char *dir, *full;
+    struct dirent *e;
+    struct stat st;
+    size_t blen;
+    DIR *d;
+    int removed = 0;
+
+    if (is_stdout(path))
+        return 0;
+    slash = strrchr(path, '/');
+    base = slash ? slash + 1 : path;
+    blen = strlen(base);
+    dir = slash ? strndup(path, (size_t)(slash - path) + 1) : strdup("./");
+    if (!dir || blen == 0 || !(d = opendir(dir))) {
+        free(dir);
+        return 0;
+    }
+    while ((e = readdir(d))) {
+        if (e->d_name[0] != '.' || strncmp(e->d_name + 1, base, blen) != 0 ||
+            e->d_name[1 + blen] != '.' ||
+            !is_mkstemp_suffix(e->d_name + 2 + blen))
+            continue;
+        if (!(full = malloc(strlen(dir) + strlen(e->d_name) + 1)))
+            break;
+        strcpy(full, dir);
+        strcat(full, e->d_name);
+        if (lstat(full, &st) == 0 && S_ISREG(st.st_mode) &&
+            st.st_uid == getuid() && unlink(full) == 0)
+            removed++;
+        free(full);
+    }
+    closedir(d);
+    free(dir);
+    return removed;
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,8 +46,10 @@ const char cli_train_help[] =
     "[train] iterations, batch_size, lr, lr_decay, seed, eval_every,\n"
     "        checkpoint, checkpoint_every, metrics, beta1, beta2, eps,\n"
     "        weight_decay, clip, loss = auto | mse | moments (auto: mse for\n"
-    "        ODE fields, moments for SDE fields) (see `nde plugins` for\n"
-    "        the solver and adjoint keys).\n"
+    "        ODE fields, moments for SDE fields), data_changed = warn |\n"
+    "        refuse (--resume on data whose digest differs from the\n"
+    "        checkpoint's; default warn) (see `nde plugins` for the solver\n"
+    "        and adjoint keys).\n"
     "[regularizer.NAME]  (any number; NAME matches [a-z0-9_]+) plugin,\n"
     "        weight, schedule = constant | exponential, weight_final and\n"
     "        the plugin's keys (`nde plugins`). Training only: loss += weight\n"
@@ -65,7 +68,9 @@ const char cli_train_help[] =
     "stderr when it is a terminal\n"
     "(with the progress line; neither with --quiet or when stderr is not a\n"
     "terminal). The checkpoint is written (atomically) every\n"
-    "checkpoint_every iterations and at the end;\n"
+    "checkpoint_every iterations and at the end, each time after the\n"
+    "metrics before it are on disk; temporary files that killed runs left\n"
+    "beside the checkpoint and the metrics file are removed at the start;\n"
     "a failed iteration (solver failure, non-finite loss) stops the run with\n"
     "the iteration in the message and leaves the last checkpoint it wrote\n"
     "(the message says when it wrote none).\n"
@@ -83,7 +88,11 @@ const char cli_train_help[] =
     "                               as if never interrupted (the config may\n"
     "                               differ only in [train] iterations,\n"
     "                               eval_every, checkpoint, checkpoint_every,\n"
-    "                               metrics; metrics are appended)\n"
+    "                               metrics, data_changed, and in form: key\n"
+    "                               order, number spelling; the metrics file\n"
+    "                               is cut after the checkpoint's iteration\n"
+    "                               and appended to, so each iteration is in\n"
+    "                               it once)\n"
     "      --quiet                  no progress or evaluation lines\n"
     "      --summary-json FILE      write a summary as one JSON object\n"
     "  -h, --help                   show this help\n"
@@ -504,6 +513,78 @@ static void print_params(const nde_trainer *tr)
     fflush(stdout);
 }
 
+/* The metrics file, opened for the run. A resumed run (resumed_at = the
+ * checkpoint's iteration, else -1) keeps the lines of the iterations the
+ * checkpoint holds and cuts the file after them: a killed run may have
+ * written lines after its last checkpoint, the last one maybe in part,
+ * and the resumed run writes those iterations again. Lines are in
+ * iteration order, so the first line that is torn, not ours or beyond
+ * resumed_at ends what is kept. */
+static FILE *open_metrics(const char *path, long resumed_at)
+{
+    static const char prefix[] = "{\"iteration\": ";
+    char *line = NULL, *end;
+    size_t cap = 0;
+    ssize_t n;
+    off_t keep = 0;
+    long it, dropped = 0;
+    struct stat st;
+    FILE *fp;
+
+    if (resumed_at < 0)
+        fp = fopen(path, "w");
+    else if (!(fp = fopen(path, "r+")) && errno == ENOENT)
+        fp = fopen(path, "w");
+    if (!fp) {
+        cli_error("%s: cannot open the metrics file: %m", path);
+        return NULL;
+    }
+    if (resumed_at < 0 || fstat(fileno(fp), &st) != 0 ||
+        !S_ISREG(st.st_mode))
+        return fp;
+    while ((n = getline(&line, &cap, fp)) > 0) {
+        if (dropped == 0 && line[n - 1] == '\n' &&
+            strncmp(line, prefix, sizeof prefix - 1) == 0) {
+            errno = 0;
+            it = strtol(line + sizeof prefix - 1, &end, 10);
+            if (errno == 0 && end != line + sizeof prefix - 1 &&
+                it <= resumed_at) {
+                keep += n;
+                continue;
+            }
+        }
+        dropped++;
+    }
+    free(line);
+    if (ferror(fp) || ftruncate(fileno(fp), keep) != 0 ||
+        fseek(fp, 0, SEEK_END) != 0) {
+        cli_error("%s: cannot cut the metrics file to iteration %ld: %m",
+                  path, resumed_at);
+        fclose(fp);
+        return NULL;
+    }
+    if (dropped)
+        cli_error("%s: dropped %ld line%s after iteration %ld (the "
+                  "checkpoint's); they are written again", path, dropped,
+                  dropped == 1 ? "" : "s", resumed_at);
+    return fp;
+}
+
+/* The metrics on disk before a checkpoint is renamed into place, so that a
+ * kill never leaves a checkpoint ahead of its metrics. */
+static int sync_metrics(FILE *fp, const char *path)
+{
+    if (!fp)
+        return 0;
+    /* pipes and character devices cannot be synced, nor need to be */
+    if (fflush(fp) != 0 ||
+        (fsync(fileno(fp)) != 0 && errno != EINVAL && errno != EROFS)) {
+        cli_error("%s: %m", path);
+        return -1;
+    }
+    return 0;
+}
+
 /* One line per evaluation (after the progress line, if any). */
 /* Over the progress line (\r), which the next iteration redraws below. */
 static void eval_line(long iteration, const nde_eval_result *e)
@@ -562,8 +643,18 @@ int cli_train(int argc, char **argv)
         if ((code = check_files(cfg, files, 5, ctx)) != CLI_EXIT_OK)
             goto done;
     }
-    if (set->metrics && !(metrics = fopen(set->metrics, a.resume ? "a" : "w"))) {
-        cli_error("%s: cannot open the metrics file: %m", set->metrics);
+    if (a.resume && nde_trainer_data_changed(tr))
+        cli_error("warning: %s was trained on other data than [data] gives "
+                  "now (their digests differ); resuming on the new data "
+                  "([train] data_changed = refuse stops instead)", a.resume);
+    /* temporary files of runs killed while writing */
+    if (set->checkpoint)
+        cli_outfile_remove_stale(set->checkpoint);
+    if (set->metrics)
+        cli_outfile_remove_stale(set->metrics);
+    if (set->metrics &&
+        !(metrics = open_metrics(set->metrics,
+                                 a.resume ? nde_trainer_iteration(tr) : -1))) {
         code = CLI_EXIT_FAILURE;
         goto done;
     }
@@ -591,7 +682,8 @@ int cli_train(int argc, char **argv)
                     m.nfe_forward, m.nfe_backward);
         if (set->checkpoint && set->checkpoint_every > 0 &&
             m.iteration % set->checkpoint_every == 0) {
-            if (write_checkpoint(tr, set->checkpoint, ctx) != 0) {
+            if (sync_metrics(metrics, set->metrics) != 0 ||
+                write_checkpoint(tr, set->checkpoint, ctx) != 0) {
                 code = CLI_EXIT_FAILURE;
                 break;
             }
@@ -610,7 +702,8 @@ int cli_train(int argc, char **argv)
                 metrics_eval(metrics, sum.iterations, &sum.eval);
         }
         if (rc == NDE_OK && set->checkpoint &&
-            write_checkpoint(tr, set->checkpoint, ctx) != 0)
+            (sync_metrics(metrics, set->metrics) != 0 ||
+             write_checkpoint(tr, set->checkpoint, ctx) != 0))
             code = CLI_EXIT_FAILURE;
     }
     if (metrics && fclose(metrics) != 0) {
@@ -906,6 +999,9 @@ int cli_predict(int argc, char **argv)
         if ((code = check_files(cfg, files, 3, ctx)) != CLI_EXIT_OK)
             goto done;
     }
+    if (nde_trainer_data_changed(tr))
+        cli_error("warning: %s was trained on other data than its [data] "
+                  "gives now (their digests differ)", a.config);
     sum.iterations = nde_trainer_iteration(tr);
     if (a.paths) {
         code = predict_paths(ctx, cfg, tr, &a, use_problem ? &prob : NULL,

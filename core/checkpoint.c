@@ -1,9 +1,16 @@
 /*
  * Checkpoints of a trainer (format in nde/train.h): parameters, Adam
- * state, iteration, totals, the sampling RNG's state and the effective
- * config, behind a magic, a version, a byte-order mark and a crc32.
+ * state, iteration, totals, the data's digest, the sampling RNG's type and
+ * state and the effective config in canonical form, behind a magic, a
+ * version, a byte-order mark and a crc32.
+ *
+ * The crc32 only catches accidents: the loader checks every field against
+ * what the trainer can have written, so a crafted file is refused with a
+ * message, never used.
  */
 #include <errno.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +28,7 @@ static const char ckpt_magic[8] = {'N', 'D', 'E', 'C', 'K', 'P', 'T', '1'};
  * set them differently (more iterations, another metrics file). */
 static const char *const resume_free_keys[] = {
     "iterations", "eval_every", "checkpoint", "checkpoint_every", "metrics",
-    NULL};
+    "data_changed", NULL};
 
 static char *config_text(const nde_config *cfg, size_t *len)
 {
@@ -30,7 +37,7 @@ static char *config_text(const nde_config *cfg, size_t *len)
 
     if (!fp)
         return NULL;
-    if (nde_config_write(cfg, fp) != NDE_OK) {
+    if (nde_config_write_canonical(cfg, fp) != NDE_OK) {
         fclose(fp);
         free(buf);
         return NULL;
@@ -75,6 +82,10 @@ int nde_trainer_checkpoint_write(const nde_trainer *tr, FILE *out)
     i64 = tr->tot.nfe_backward;
     fwrite(&i64, 8, 1, fp);
     fwrite(&tr->tot.time_s, sizeof(double), 1, fp);
+    fwrite(&tr->data_digest, 8, 1, fp);
+    u64 = strlen(gsl_rng_name(tr->rng));
+    fwrite(&u64, 8, 1, fp);
+    fwrite(gsl_rng_name(tr->rng), 1, (size_t)u64, fp);
     rngsize = gsl_rng_size(tr->rng);
     u64 = rngsize;
     fwrite(&u64, 8, 1, fp);
@@ -112,10 +123,17 @@ typedef struct ckpt {
     const char *path;
 } ckpt;
 
-static int bad(nde_ctx *ctx, const char *path, const char *what)
+static int bad(nde_ctx *ctx, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int bad(nde_ctx *ctx, const char *path, const char *fmt, ...)
 {
-    return nde_error(ctx, NDE_ECONFIG, "%s: not a usable checkpoint: %s",
-                     path, what);
+    va_list ap;
+
+    va_start(ap, fmt);
+    nde_verror(ctx, NDE_ECONFIG, fmt, ap);
+    va_end(ap);
+    nde_error_prefix(ctx, "%s: not a usable checkpoint", path);
+    return NDE_ECONFIG;
 }
 
 static int take(ckpt *c, void *dst, size_t n)
@@ -157,6 +175,12 @@ static int ckpt_open(ckpt *c, const char *path, nde_ctx *ctx)
     memcpy(&crc, hdr + 24, 4);
     if (version != NDE_CHECKPOINT_VERSION) {
         fclose(fp);
+        if (version < NDE_CHECKPOINT_VERSION)
+            return nde_error(ctx, NDE_ECONFIG,
+                             "%s: checkpoint format version %u, written by "
+                             "an older nde; this nde reads version %u only "
+                             "(train again to make one)",
+                             path, version, NDE_CHECKPOINT_VERSION);
         return nde_error(ctx, NDE_ECONFIG,
                          "%s: checkpoint format version %u, this nde reads "
                          "version %u", path, version, NDE_CHECKPOINT_VERSION);
@@ -195,16 +219,35 @@ static int ckpt_open(ckpt *c, const char *path, nde_ctx *ctx)
     return NDE_OK;
 }
 
+/* The config text: a length within the payload, no NUL byte, and text
+ * that the config reader accepts. */
 static int ckpt_config(ckpt *c, char **text, nde_ctx *ctx)
 {
-    uint64_t n;
+    nde_config *scratch;
+    uint64_t n = 0;
+    int rc;
 
-    if (take(c, &n, 8) != 0 || n > c->len - c->pos)
-        return bad(ctx, c->path, "malformed config length");
-    if (!(*text = malloc((size_t)n + 1)))
+    if (take(c, &n, 8) != 0 || n == 0 || n > c->len - c->pos)
+        return bad(ctx, c->path, "config length %llu is not within the "
+                   "payload", (unsigned long long)n);
+    if (memchr(c->data + c->pos, '\0', (size_t)n))
+        return bad(ctx, c->path, "config text holds a NUL byte");
+    if (!(*text = malloc((size_t)n + 1)) ||
+        !(scratch = nde_config_create())) {
+        free(*text);
+        *text = NULL;
         return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    }
     take(c, *text, (size_t)n);
     (*text)[n] = '\0';
+    rc = nde_config_load_string(scratch, c->path, *text, ctx);
+    nde_config_destroy(scratch);
+    if (rc != NDE_OK) {
+        nde_error_prefix(ctx, "%s: not a usable checkpoint: config", c->path);
+        free(*text);
+        *text = NULL;
+        return NDE_ECONFIG;
+    }
     return NDE_OK;
 }
 
@@ -276,79 +319,214 @@ static void first_difference(const char *a, const char *b, char *buf,
              *la ? la : "(end)", *lb ? lb : "(end)");
 }
 
+/* Largest iteration a checkpoint may hold: beyond any run (2^48
+ * iterations of a microsecond are nine years), and small enough that the
+ * classifier's example index, iteration x batch_size, stays below 2^62. */
+#define CKPT_MAX_ITER ((int64_t)1 << 48)
+
+/* The fields after the config, as read. */
+typedef struct ckpt_fields {
+    uint64_t nparams, digest;
+    int64_t iter, adam_t, nfe_f, nfe_b;
+    double time_s;
+    double *theta, *m, *v;     /* P each, one allocation at theta         */
+    char rng_name[64];
+    const unsigned char *rng;  /* into the payload                        */
+    uint64_t rng_len;
+} ckpt_fields;
+
+static int read_fields(ckpt *c, size_t P, ckpt_fields *f, nde_ctx *ctx)
+{
+    uint64_t n;
+
+    if (take(c, &f->nparams, 8) || take(c, &f->iter, 8) ||
+        take(c, &f->adam_t, 8))
+        return bad(ctx, c->path, "truncated payload");
+    if (f->nparams != P)
+        return nde_error(ctx, NDE_ECONFIG,
+                         "%s: checkpoint has %llu parameters, the model of "
+                         "this config has %zu (a different field?)",
+                         c->path, (unsigned long long)f->nparams, P);
+    if (!(f->theta = malloc((3 * P + 1) * sizeof *f->theta)))
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    f->m = f->theta + P;
+    f->v = f->theta + 2 * P;
+    if (take(c, f->theta, 3 * P * sizeof *f->theta) || take(c, &f->nfe_f, 8) ||
+        take(c, &f->nfe_b, 8) || take(c, &f->time_s, 8) ||
+        take(c, &f->digest, 8) || take(c, &n, 8))
+        return bad(ctx, c->path, "truncated payload");
+    if (n == 0 || n >= sizeof f->rng_name || n > c->len - c->pos ||
+        memchr(c->data + c->pos, '\0', (size_t)n))
+        return bad(ctx, c->path, "random-number generator name of length "
+                   "%llu is not a name", (unsigned long long)n);
+    take(c, f->rng_name, (size_t)n);
+    f->rng_name[n] = '\0';
+    if (take(c, &f->rng_len, 8) || f->rng_len != c->len - c->pos)
+        return bad(ctx, c->path, "random-number state length does not match "
+                   "the payload");
+    f->rng = c->data + c->pos;
+    return NDE_OK;
+}
+
+/* What the trainer can have written: nde_trainer_step takes one Adam step
+ * per completed iteration and keeps theta, m and v finite (a non-finite
+ * gradient stops the run), v >= 0 (a sum of squares); the totals only
+ * grow from 0. */
+static int check_numbers(const nde_trainer *tr, const char *path,
+                         const ckpt_fields *f)
+{
+    const size_t P = tr->P;
+    int64_t most = CKPT_MAX_ITER;
+    size_t i;
+
+    if ((int64_t)((UINT64_C(1) << 62) / tr->B) < most)
+        most = (int64_t)((UINT64_C(1) << 62) / tr->B);
+    if (f->iter < 0 || f->iter > most)
+        return bad(tr->ctx, path, "iteration %lld is outside [0, %lld]",
+                   (long long)f->iter, (long long)most);
+    if (f->adam_t != f->iter)
+        return bad(tr->ctx, path, "Adam step count %lld differs from the "
+                   "iteration %lld (one step per iteration)",
+                   (long long)f->adam_t, (long long)f->iter);
+    for (i = 0; i < P; i++) {
+        if (!isfinite(f->theta[i]))
+            return bad(tr->ctx, path, "parameter theta[%zu] = %g is not "
+                       "finite", i, f->theta[i]);
+        if (!isfinite(f->m[i]))
+            return bad(tr->ctx, path, "Adam first moment m[%zu] = %g is not "
+                       "finite", i, f->m[i]);
+        if (!(isfinite(f->v[i]) && f->v[i] >= 0))
+            return bad(tr->ctx, path, "Adam second moment v[%zu] = %g is not "
+                       "a finite number >= 0", i, f->v[i]);
+    }
+    if (f->nfe_f < 0 || f->nfe_b < 0)
+        return bad(tr->ctx, path, "%s count %lld is negative",
+                   f->nfe_f < 0 ? "nfe_forward" : "nfe_backward",
+                   (long long)(f->nfe_f < 0 ? f->nfe_f : f->nfe_b));
+    if (!(isfinite(f->time_s) && f->time_s >= 0))
+        return bad(tr->ctx, path, "train time %g is not a finite number >= 0",
+                   f->time_s);
+    return NDE_OK;
+}
+
+/* GSL's mt19937 state, as gsl-2.x rng/mt.c defines it (mt_state_t):
+ * mt_set masks every word to 32 bits and mt_get's recurrence keeps them
+ * so; mti is the next word to temper, N after seeding or a full draw, and
+ * mt_get reads mt[mti] without a check when mti < N. The all-zero state
+ * (mt[0]'s low 31 bits are never read) draws nothing but zeros. */
+#define MT_N 624
+typedef struct mt_state {
+    unsigned long mt[MT_N];
+    int mti;
+} mt_state;
+
+/* The sampling RNG's type and state; only types checked here are used. */
+static int check_rng(const nde_trainer *tr, const char *path,
+                     const ckpt_fields *f)
+{
+    unsigned long seen;
+    mt_state s;
+    size_t i;
+
+    if (strcmp(f->rng_name, gsl_rng_name(tr->rng)) != 0)
+        return bad(tr->ctx, path, "random-number generator '%s', the trainer "
+                   "uses '%s'", f->rng_name, gsl_rng_name(tr->rng));
+    if (tr->rng->type != gsl_rng_mt19937 || gsl_rng_size(tr->rng) != sizeof s)
+        return bad(tr->ctx, path, "random-number generator '%s' is not one "
+                   "whose state this nde can check", f->rng_name);
+    if (f->rng_len != sizeof s)
+        return bad(tr->ctx, path, "random-number state of %llu bytes, "
+                   "mt19937's has %zu", (unsigned long long)f->rng_len,
+                   sizeof s);
+    memcpy(&s, f->rng, sizeof s);
+    if (s.mti < 0 || s.mti > MT_N)
+        return bad(tr->ctx, path, "random-number state index mti = %d is "
+                   "outside [0, %d]", s.mti, MT_N);
+    seen = s.mt[0] & 0x80000000UL;
+    for (i = 0; i < MT_N; i++) {
+        if (s.mt[i] > 0xffffffffUL)
+            return bad(tr->ctx, path, "random-number state word mt[%zu] = "
+                       "%#lx is wider than 32 bits", i, s.mt[i]);
+        seen |= i ? s.mt[i] : 0;
+    }
+    if (!seen)
+        return bad(tr->ctx, path, "random-number state mt[] is all zeros "
+                   "(mt19937's degenerate state)");
+    return NDE_OK;
+}
+
+/* RESUME: the checkpoint's config against tr's, both canonical, but for
+ * the keys a resumed run may change. */
+static int same_config(const nde_trainer *tr, const char *path, char *saved)
+{
+    char *mine, diff[256];
+    size_t mylen;
+    int rc = NDE_OK;
+
+    if (!(mine = config_text(tr->cfg, &mylen)))
+        return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    strip_resume_free(saved);
+    strip_resume_free(mine);
+    if (strcmp(saved, mine) != 0) {
+        first_difference(saved, mine, diff, sizeof diff);
+        rc = nde_error(tr->ctx, NDE_ECONFIG,
+                       "%s: checkpoint was made with a different config "
+                       "(%s); only [train] iterations, eval_every, "
+                       "checkpoint, checkpoint_every, metrics and "
+                       "data_changed may change on resume", path, diff);
+    }
+    free(mine);
+    return rc;
+}
+
 int nde_trainer_checkpoint_load(nde_trainer *tr, const char *path, int mode)
 {
-    char *saved = NULL, *mine = NULL, diff[256];
-    size_t mylen, P = tr->P, rngsize;
-    uint64_t nparams, rlen;
-    int64_t iter, adam_t, nfe_f, nfe_b;
-    double *buf = NULL, time_s;
+    const size_t P = tr->P;
+    ckpt_fields f;
+    char *saved = NULL;
     ckpt c;
     int rc;
 
+    memset(&f, 0, sizeof f);
     if ((rc = ckpt_open(&c, path, tr->ctx)) != NDE_OK)
         return rc;
-    if ((rc = ckpt_config(&c, &saved, tr->ctx)) != NDE_OK)
+    if ((rc = ckpt_config(&c, &saved, tr->ctx)) != NDE_OK ||
+        (rc = read_fields(&c, P, &f, tr->ctx)) != NDE_OK ||
+        (rc = check_numbers(tr, path, &f)) != NDE_OK ||
+        (rc = check_rng(tr, path, &f)) != NDE_OK ||
+        (mode == NDE_CHECKPOINT_RESUME &&
+         (rc = same_config(tr, path, saved)) != NDE_OK))
         goto done;
-    if (take(&c, &nparams, 8) || take(&c, &iter, 8) || take(&c, &adam_t, 8)) {
-        rc = bad(tr->ctx, path, "truncated payload");
-        goto done;
-    }
-    if (nparams != P) {
+    tr->data_changed = f.digest != tr->data_digest;
+    if (tr->data_changed && mode == NDE_CHECKPOINT_RESUME &&
+        tr->set.refuse_changed_data) {
         rc = nde_error(tr->ctx, NDE_ECONFIG,
-                       "%s: checkpoint has %llu parameters, the model of "
-                       "this config has %zu (a different field?)",
-                       path, (unsigned long long)nparams, P);
+                       "%s: the data differ from those the checkpoint was "
+                       "trained on (data digest %016llx, the checkpoint's "
+                       "%016llx), and [train] data_changed = refuse", path,
+                       (unsigned long long)tr->data_digest,
+                       (unsigned long long)f.digest);
         goto done;
     }
+    memcpy(tr->theta, f.theta, P * sizeof *f.theta);
+    tr->iter = (long)f.iter;
     if (mode == NDE_CHECKPOINT_RESUME) {
-        if (!(mine = config_text(tr->cfg, &mylen))) {
-            rc = nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
-            goto done;
-        }
-        strip_resume_free(saved);
-        strip_resume_free(mine);
-        if (strcmp(saved, mine) != 0) {
-            first_difference(saved, mine, diff, sizeof diff);
-            rc = nde_error(tr->ctx, NDE_ECONFIG,
-                           "%s: checkpoint was made with a different config "
-                           "(%s); only [train] iterations, eval_every, "
-                           "checkpoint, checkpoint_every and metrics may "
-                           "change on resume", path, diff);
-            goto done;
-        }
+        memcpy(tr->m, f.m, P * sizeof *f.m);
+        memcpy(tr->v, f.v, P * sizeof *f.v);
+        memcpy(gsl_rng_state(tr->rng), f.rng, (size_t)f.rng_len);
+        tr->adam_t = (long)f.adam_t;
+        tr->tot.nfe_forward = (long)f.nfe_f;
+        tr->tot.nfe_backward = (long)f.nfe_b;
+        tr->tot.time_s = f.time_s;
     }
-    if (!(buf = malloc((3 * P + 1) * sizeof *buf))) {
-        rc = nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
-        goto done;
-    }
-    rngsize = gsl_rng_size(tr->rng);
-    if (take(&c, buf, 3 * P * sizeof *buf) || take(&c, &nfe_f, 8) ||
-        take(&c, &nfe_b, 8) || take(&c, &time_s, 8) || take(&c, &rlen, 8)) {
-        rc = bad(tr->ctx, path, "truncated payload");
-        goto done;
-    }
-    if (rlen != rngsize || c.len - c.pos != rngsize) {
-        rc = bad(tr->ctx, path, "random-number state of the wrong size");
-        goto done;
-    }
-    memcpy(tr->theta, buf, P * sizeof *buf);
-    if (mode == NDE_CHECKPOINT_RESUME) {
-        memcpy(tr->m, buf + P, P * sizeof *buf);
-        memcpy(tr->v, buf + 2 * P, P * sizeof *buf);
-        memcpy(gsl_rng_state(tr->rng), c.data + c.pos, rngsize);
-        tr->iter = (long)iter;
-        tr->adam_t = (long)adam_t;
-        tr->tot.nfe_forward = (long)nfe_f;
-        tr->tot.nfe_backward = (long)nfe_b;
-        tr->tot.time_s = time_s;
-    } else
-        tr->iter = (long)iter;
-    rc = NDE_OK;
 done:
-    free(buf);
-    free(mine);
+    free(f.theta);
     free(saved);
     free(c.data);
     return rc;
+}
+
+int nde_trainer_data_changed(const nde_trainer *tr)
+{
+    return tr->data_changed;
 }

@@ -1498,3 +1498,169 @@ int nde_section_plugin(nde_ctx *ctx, nde_section *sec, nde_kind kind,
                          nde_section_origin(sec, "plugin"), sec->name, msg);
     }
 }
+
+/* ---- canonical form ----------------------------------------------------- */
+
+/* The shortest of %.15g, %.16g and %.17g that reads back as x. */
+static void put_double(FILE *out, double x)
+{
+    char buf[40];
+    int prec;
+
+    for (prec = 15; prec < 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, x);
+        if (strtod(buf, NULL) == x)
+            break;
+    }
+    if (prec == 17)
+        snprintf(buf, sizeof buf, "%.17g", x);
+    fputs(buf, out);
+}
+
+typedef struct canon {
+    FILE *out;
+    nde_key_type type;
+    size_t n;          /* items written in this row */
+} canon;
+
+/* One item of a list, as parsed; why it does not parse as for_items
+ * expects (cannot happen in a checked section). */
+static const char *canon_item(const char *item, void *user)
+{
+    canon *c = user;
+    const char *name, *why;
+    size_t nname;
+    double d;
+    long l;
+
+    if (c->n++)
+        fputs(", ", c->out);
+    switch (c->type) {
+    case NDE_KEY_DOUBLES:
+        if ((why = parse_double(item, &d)))
+            return why;
+        put_double(c->out, d);
+        return NULL;
+    case NDE_KEY_INTS:
+        if ((why = parse_long(item, &l)))
+            return why;
+        fprintf(c->out, "%ld", l);
+        return NULL;
+    case NDE_KEY_ASSIGNS:
+        if ((why = parse_assign(item, &name, &nname, &d)))
+            return why;
+        fprintf(c->out, "%.*s=", (int)nname, name);
+        put_double(c->out, d);
+        return NULL;
+    default: /* NDE_KEY_WORDS */
+        fputs(item, c->out);
+        return NULL;
+    }
+}
+
+/* One row of a value of type `type`, as parsed; -1 if it does not parse
+ * (cannot happen in a checked section). */
+static int canon_row(const char *row, nde_key_type type, FILE *out)
+{
+    size_t n = strlen(row);
+    canon c = {out, type, 0};
+    char bad[300];
+    double d;
+    long l;
+    int b;
+
+    switch (type) {
+    case NDE_KEY_DOUBLE:
+        if (parse_double(row, &d))
+            return -1;
+        put_double(out, d);
+        return 0;
+    case NDE_KEY_INT:
+        if (parse_long(row, &l))
+            return -1;
+        fprintf(out, "%ld", l);
+        return 0;
+    case NDE_KEY_BOOL:
+        if (parse_bool(row, &b))
+            return -1;
+        fputs(b ? "true" : "false", out);
+        return 0;
+    case NDE_KEY_WORD:
+        while (n && isspace((unsigned char)*row))
+            row++, n--;
+        while (n && isspace((unsigned char)row[n - 1]))
+            n--;
+        fprintf(out, "%.*s", (int)n, row);
+        return 0;
+    case NDE_KEY_TEXT:
+        fputs(row, out);
+        return 0;
+    default:
+        return for_items(row, canon_item, &c, bad, sizeof bad) < 0 ? -1 : 0;
+    }
+}
+
+/* Sort entries: by name, then by their original position. */
+typedef struct ranked {
+    const char *name;
+    size_t idx;
+} ranked;
+
+static int ranked_cmp(const void *a, const void *b)
+{
+    const ranked *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+int nde_config_write_canonical(const nde_config *cfg, FILE *out)
+{
+    static const char reg[] = "regularizer.";
+    ranked *secs, *keys;
+    size_t i, j, r, most = 0;
+    int rc = NDE_OK;
+
+    for (i = 0; i < cfg->nsections; i++)
+        if (cfg->sections[i]->nvalues > most)
+            most = cfg->sections[i]->nvalues;
+    secs = malloc((cfg->nsections + 1) * sizeof *secs);
+    keys = malloc((most + 1) * sizeof *keys);
+    if (!secs || !keys) {
+        free(secs);
+        free(keys);
+        return NDE_ENOMEM;
+    }
+    /* The regularizers run in section order: they sort as one block. */
+    for (i = 0; i < cfg->nsections; i++) {
+        const char *name = cfg->sections[i]->name;
+        secs[i].name = strncmp(name, reg, sizeof reg - 1) ? name : reg;
+        secs[i].idx = i;
+    }
+    qsort(secs, cfg->nsections, sizeof *secs, ranked_cmp);
+    for (i = 0; i < cfg->nsections && rc == NDE_OK; i++) {
+        const nde_section *sec = cfg->sections[secs[i].idx];
+        fprintf(out, "%s[%s]\n", i ? "\n" : "", sec->name);
+        for (j = 0; j < sec->nvalues; j++) {
+            keys[j].name = sec->values[j].key;
+            keys[j].idx = j;
+        }
+        qsort(keys, sec->nvalues, sizeof *keys, ranked_cmp);
+        for (j = 0; j < sec->nvalues && rc == NDE_OK; j++) {
+            const value *v = &sec->values[keys[j].idx];
+            const nde_key *spec = find_spec(sec->tables, v->key);
+            nde_key_type type = strcmp(v->key, "plugin") == 0 ? NDE_KEY_WORD
+                                : spec                      ? spec->type
+                                                            : NDE_KEY_TEXT;
+            fprintf(out, "%s =", v->key);
+            for (r = 0; r < v->nrows && rc == NDE_OK; r++) {
+                fputs(r ? "\n    " : " ", out);
+                if (canon_row(v->rows[r], type, out) != 0)
+                    rc = NDE_EINVAL;
+            }
+            fputc('\n', out);
+        }
+    }
+    free(secs);
+    free(keys);
+    return rc != NDE_OK ? rc : ferror(out) ? NDE_EIO : NDE_OK;
+}

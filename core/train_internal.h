@@ -36,6 +36,8 @@ struct nde_trainer {
     long iter;                 /* iterations done                        */
     gsl_rng *rng;              /* mini-batch sampling stream             */
     nde_train_totals tot;
+    uint64_t data_digest;      /* of the data loaded or generated        */
+    int data_changed;          /* the last checkpoint loaded has another */
 
     /* generated data (spiral, field): observations at npoints times,
      * windows of bt points */

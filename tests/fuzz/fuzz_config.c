@@ -76,8 +76,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         nde_config_write(cfg, mem);
         fclose(mem);
         /* What the writer wrote must load back (checkpoints rely on it). */
-        if (nde_config_load_string(again, "written", text, ctx) != NDE_OK)
+        if (nde_config_load_string(again, "written", text, ctx) != NDE_OK) {
+            fprintf(stderr, "the written config does not load back: %s\n"
+                    "---\n%s---\n", nde_ctx_message(ctx), text);
             abort();
+        }
         free(text);
     }
     fuzz_file_close(&f);

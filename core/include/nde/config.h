@@ -58,6 +58,17 @@ int nde_config_override(nde_config *cfg, const char *assignment, nde_ctx *ctx);
  * to the same values. */
 int nde_config_write(const nde_config *cfg, FILE *out);
 
+/* The same in canonical form, so that two configs of the same meaning
+ * write the same text: sections sorted by name (the [regularizer.NAME]
+ * sections, whose order matters, as one block in their config order),
+ * keys sorted by name, and in the sections checked by nde_section_check
+ * every value as parsed by its key's type (numbers in the shortest form
+ * that reads back to the same double, so 0.000001 and 1e-6 agree;
+ * integers in decimal; booleans as true or false; list items joined by
+ * ", ", rows kept). Text and the values of unchecked sections are written
+ * as they are. NDE_EIO on a write error. */
+int nde_config_write_canonical(const nde_config *cfg, FILE *out);
+
 /* Path of the first file loaded, or NULL; relative paths in a config are
  * resolved against its directory. */
 const char *nde_config_path(const nde_config *cfg);

@@ -163,6 +163,7 @@ typedef struct nde_train_settings {
     uint64_t seed;
     const char *checkpoint; /* path or NULL (lives as long as the config) */
     const char *metrics;    /* path or NULL                               */
+    int refuse_changed_data; /* data_changed = refuse                     */
 } nde_train_settings;
 
 /* One iteration's numbers. */
@@ -211,8 +212,10 @@ long nde_trainer_iteration(const nde_trainer *tr);
 const nde_train_totals *nde_trainer_totals(const nde_trainer *tr);
 
 /*
- * One iteration. On a failed solve or a non-finite loss or gradient the
- * parameters are left as they were and the message names the iteration:
+ * One iteration. On a failed solve, a non-finite loss or gradient, or an
+ * Adam update that would make a parameter or moment non-finite, the
+ * parameters and Adam state are left as they were and the message names
+ * the iteration:
  * NDE_EMAXSTEPS, NDE_ESTEPSIZE, NDE_ENONFINITE, ... m is filled as far as
  * the iteration got.
  */
@@ -307,21 +310,26 @@ const nde_trajectory *nde_trainer_trajectory(const nde_trainer *tr);
 
 /*
  * Checkpoints: a binary file, host byte order (doubles as IEEE 754):
- *   "NDECKPT1"            8-byte magic (the 1 is the format version)
+ *   "NDECKPT1"            8-byte magic (fixed; the format version follows)
  *   u32 version           NDE_CHECKPOINT_VERSION
  *   u32 byte-order mark   0x01020304 as written by the host
  *   u64 payload length
  *   u32 crc32             zlib crc32 of the payload
  *   payload:
- *     u64 config length, config text (nde_config_write of the effective
- *         config, after overrides)
+ *     u64 config length, config text (nde_config_write_canonical of the
+ *         effective config, after overrides: no NUL byte)
  *     u64 nparams, i64 iteration, i64 Adam step count
  *     f64 theta[nparams], m[nparams], v[nparams]
  *     i64 nfe_forward, i64 nfe_backward, f64 train time (totals)
- *     u64 rng state length, the sampling RNG's state
+ *     u64 data digest (a 64-bit hash of the data as loaded or generated:
+ *         times, observations, series ids, images, labels)
+ *     u64 rng name length, gsl_rng_name of the sampling RNG
+ *     u64 rng state length, the sampling RNG's state (gsl_rng_state)
  * The file is written whole by the caller's atomic-file logic.
+ * Version 2 added the canonical config, the data digest and the RNG name;
+ * version 1 files are refused with a message that says so.
  */
-#define NDE_CHECKPOINT_VERSION 1u
+#define NDE_CHECKPOINT_VERSION 2u
 
 int nde_trainer_checkpoint_write(const nde_trainer *tr, FILE *out);
 
@@ -332,13 +340,30 @@ enum nde_checkpoint_mode {
 
 /*
  * Load a checkpoint into tr. Refused (NDE_ECONFIG, naming the file and
- * what is wrong, parameters untouched): a truncated file, a bad magic,
- * version or byte order, a checksum mismatch, a different parameter
- * count, and in RESUME mode a config that differs from the checkpoint's in
- * anything but [train] iterations, eval_every, checkpoint,
- * checkpoint_every and metrics (the keys that do not change the numbers).
+ * what is wrong, "not a usable checkpoint: <field>" for a field out of
+ * range; tr untouched): a truncated file, a bad magic, version or byte
+ * order, a checksum mismatch, a different parameter count; then every
+ * field is checked against what a trainer writes, whatever the crc says:
+ * a config text with a NUL byte or that does not parse, an iteration
+ * outside [0, 2^48] (lower for batches over 2^14 rows), an Adam step
+ * count other than the iteration, a non-finite theta or m, a v that is
+ * not finite and >= 0, negative nfe totals, a train time that is not
+ * finite and >= 0, an RNG of another type than the trainer's or one whose
+ * state cannot be checked (only mt19937's can: 32-bit words, index in
+ * [0, 624], not all zero). In RESUME mode also a config whose canonical
+ * form differs from the checkpoint's in anything but [train] iterations,
+ * eval_every, checkpoint, checkpoint_every, metrics and data_changed (the
+ * keys that do not change the numbers), and data that differ from the
+ * checkpoint's (by digest) when [train] data_changed = refuse; with the
+ * default `warn` the load succeeds and nde_trainer_data_changed() says so.
+ * PARAMS mode performs the same checks but for the config comparison and
+ * the refusal of changed data.
  */
 int nde_trainer_checkpoint_load(nde_trainer *tr, const char *path, int mode);
+
+/* 1 if the checkpoint last loaded into tr was trained on other data than
+ * tr's (its data digest differs), else 0. */
+int nde_trainer_data_changed(const nde_trainer *tr);
 
 /* The effective config text stored in a checkpoint (malloc'd, for
  * `nde predict`); the same checks as above except the config's. */
