@@ -343,6 +343,27 @@ static int value_append_row(value *v, const char *text, size_t n, long line)
     return 0;
 }
 
+/* A continuation line: the rest of the last row when that ends in '\\'
+ * (which goes; nothing is put in between), else a row of its own. */
+static int value_continue(value *v, const char *text, size_t n, long line)
+{
+    char *last, *row;
+    size_t len;
+
+    if (!v->nrows || !(len = strlen(last = v->rows[v->nrows - 1])) ||
+        last[len - 1] != '\\')
+        return value_append_row(v, text, n, line);
+    n = trim_span(&text, n);
+    if (!(row = realloc(last, len + n)))
+        return -1;
+    memcpy(row + len - 1, text, n);
+    row[len - 1 + n] = '\0';
+    v->rows[v->nrows - 1] = row;
+    free(v->joined);
+    v->joined = NULL;
+    return 0;
+}
+
 /* A new (or replaced) key with no rows yet. */
 static value *section_set(nde_section *sec, const char *key, const char *file,
                           long line)
@@ -488,8 +509,8 @@ static int handle_pair(void *user, const char *section, const char *name,
         while ((c = strchr(c, ';')) && c > val && !isspace((unsigned char)c[-1]))
             c++;
         v = &sec->values[st->key - 1];
-        if (value_append_row(v, val, c ? (size_t)(c - val) : strlen(val),
-                             st->line))
+        if (value_continue(v, val, c ? (size_t)(c - val) : strlen(val),
+                           st->line))
             goto oom;
         return 1;
     }
@@ -628,6 +649,9 @@ static const char *override_origin(nde_config *cfg, const char *assignment)
     return file;
 }
 
+/* A key from -s fits on a config line with room for its value. */
+#define OVERRIDE_KEY_MAX 64
+
 /* Why a -s assignment cannot be kept in the config text a checkpoint
  * stores (a line that read back differently would give the checkpoint
  * another model), into buf; NULL if it can. */
@@ -643,6 +667,8 @@ static const char *override_problem(const char *assignment, const char *key,
         }
     if (!*key)
         return "an empty key";
+    if (strlen(key) > OVERRIDE_KEY_MAX)
+        return "a key of more than 64 characters";
     for (c = key; *c; c++)
         if (!isalnum((unsigned char)*c) && !strchr("_+-", *c))
             return "a key may only have the characters [A-Za-z0-9_+-]";
@@ -650,6 +676,9 @@ static const char *override_problem(const char *assignment, const char *key,
         if (c == val || isspace((unsigned char)c[-1]))
             return "';' at the start of a value or after a blank starts a "
                    "comment in a config file";
+    if (*val && val[strlen(val) - 1] == '\\')
+        return "a value ending in '\\' continues on the next line in a "
+               "config file";
     return NULL;
 }
 
@@ -657,7 +686,7 @@ int nde_config_override(nde_config *cfg, const char *assignment, nde_ctx *ctx)
 {
     const char *eq = strchr(assignment, '='), *lhs = assignment, *dot = NULL;
     const char *origin, *why, *p;
-    char *section = NULL, *key = NULL, *val = NULL, buf[80];
+    char *section = NULL, *key = NULL, *val = NULL, buf[200];
     size_t nlhs;
     nde_section *sec;
     value *v;
@@ -696,6 +725,75 @@ int nde_config_override(nde_config *cfg, const char *assignment, nde_ctx *ctx)
     return rc;
 }
 
+/*
+ * Writing rows in lines the reader takes (LINE_MAX_CHARS, inih's buffer):
+ * a row longer than WRITE_WIDTH goes on over indented continuation lines,
+ * broken after a comma where one is in reach (the line ends in ',' and the
+ * reader joins the next one to the row with a space: the space the writer
+ * dropped) or else anywhere between two other characters, the line ending
+ * in '\' (joined with nothing in between). A break never leaves a line
+ * starting with a blank or with '[', ';' or '#' (a header or a comment).
+ */
+#define WRITE_WIDTH 100
+
+static int starts_line_ok(char c)
+{
+    return c && !isspace((unsigned char)c) && !strchr("[;#", c);
+}
+
+/* Where the piece of row starting at `from` ends when at most `room`
+ * characters fit: *next is where the next piece starts and *joint the
+ * character to end this line with ('\0' at the row's end). */
+static size_t piece_end(const char *row, size_t from, size_t room,
+                        size_t *next, char *joint)
+{
+    size_t len = strlen(row), i;
+
+    *joint = '\0';
+    *next = len;
+    if (len - from <= room || room < 2)
+        return len;
+    for (i = from + room; i > from + room / 2; i--)
+        if (row[i - 1] == ',' && row[i] == ' ' && starts_line_ok(row[i + 1])) {
+            *next = i + 1;
+            return i;
+        }
+    for (i = from + room - 1; i > from; i--)
+        if (!isspace((unsigned char)row[i - 1]) && starts_line_ok(row[i])) {
+            *joint = '\\';
+            *next = i;
+            return i;
+        }
+    return len; /* nowhere to break: one long line */
+}
+
+/* Row `r` of a value: row 0 on the key's line, the others on continuation
+ * lines, each broken as above. */
+static void write_row(FILE *out, const char *key, const char *row, size_t r)
+{
+    size_t from = 0, end, next, len = strlen(row), klen = strlen(key);
+    char joint;
+
+    /* A long key (a file's line holds "key=value" in LINE_MAX_CHARS) gets
+     * what is left of the line. */
+    int narrow = klen + 3 >= WRITE_WIDTH / 2;
+
+    if (r == 0)
+        fprintf(out, "%s%s", key, narrow ? "=" : " = ");
+    do {
+        size_t room = from > 0 || r > 0 ? WRITE_WIDTH - 4
+                      : narrow           ? LINE_MAX_CHARS - klen - 1
+                                         : WRITE_WIDTH - klen - 3;
+        if (from > 0 || r > 0)
+            fputs("\n    ", out);
+        end = piece_end(row, from, room, &next, &joint);
+        fprintf(out, "%.*s", (int)(end - from), row + from);
+        if (joint)
+            fputc(joint, out);
+        from = next;
+    } while (from < len);
+}
+
 int nde_config_write(const nde_config *cfg, FILE *out)
 {
     size_t i, j, r;
@@ -704,9 +802,11 @@ int nde_config_write(const nde_config *cfg, FILE *out)
         fprintf(out, "%s[%s]\n", i ? "\n" : "", sec->name);
         for (j = 0; j < sec->nvalues; j++) {
             const value *v = &sec->values[j];
-            fprintf(out, "%s = %s\n", v->key, v->nrows ? v->rows[0] : "");
-            for (r = 1; r < v->nrows; r++)
-                fprintf(out, "    %s\n", v->rows[r]);
+            if (!v->nrows)
+                fprintf(out, "%s =", v->key);
+            for (r = 0; r < v->nrows; r++)
+                write_row(out, v->key, v->rows[r], r);
+            fputc('\n', out);
         }
     }
     return ferror(out) ? NDE_EIO : NDE_OK;
@@ -1299,12 +1399,20 @@ static void collect_free(collect *c)
 }
 
 /* rows_out (may be NULL) receives the item count of each row. */
+static int ends_with_comma(const char *row)
+{
+    size_t n = strlen(row);
+    while (n && isspace((unsigned char)row[n - 1]))
+        n--;
+    return n && row[n - 1] == ',';
+}
+
 static int collect_rows(const nde_section *sec, const char *key,
                         nde_key_type type, collect *c, size_t **row_counts,
                         size_t *nrows, nde_ctx *ctx)
 {
     lookup lk;
-    size_t r;
+    size_t r, first;
     int rc = look_up(sec, key, &lk, ctx);
     memset(c, 0, sizeof *c);
     c->type = type;
@@ -1314,7 +1422,7 @@ static int collect_rows(const nde_section *sec, const char *key,
         return nde_error(ctx, NDE_ENOMEM, "out of memory");
     if (nrows)
         *nrows = lk.nrows;
-    for (r = 0; r < lk.nrows; r++) {
+    for (r = 0, first = 0; r < lk.nrows; r++) {
         char bad[300];
         size_t before = c->n;
         long got = for_items(lk.rows[r], collect_item, c, bad, sizeof bad);
@@ -1330,8 +1438,13 @@ static int collect_rows(const nde_section *sec, const char *key,
             return row_error(sec, key, lk.lines[r], ctx, "expected %s; %s",
                              type_expectation(type), bad);
         }
-        if (row_counts)
-            (*row_counts)[r] = c->n - before;
+        if (!row_counts)
+            continue;
+        /* A row ending in ',' goes on on the next line (the writer breaks
+         * long rows so): its items count for the row it continues. */
+        if (r == 0 || !ends_with_comma(lk.rows[r - 1]))
+            first = r;
+        (*row_counts)[first] += c->n - before;
     }
     return NDE_OK;
 }
@@ -1600,6 +1713,31 @@ static int canon_row(const char *row, nde_key_type type, FILE *out)
     }
 }
 
+/* A row as canon_row gives it, written as write_row writes rows. */
+static int write_canon_row(FILE *out, const char *key, const char *row,
+                           nde_key_type type, size_t r)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    int bad;
+
+    if (!mem)
+        return NDE_ENOMEM;
+    bad = canon_row(row, type, mem) != 0;
+    /* A list row ending in ',' goes on on the next row (a matrix row). */
+    if (type >= NDE_KEY_DOUBLES && ends_with_comma(row))
+        fputc(',', mem);
+    if (fclose(mem) != 0) {
+        free(text);
+        return NDE_ENOMEM;
+    }
+    if (!bad)
+        write_row(out, key, text, r);
+    free(text);
+    return bad ? NDE_EINVAL : NDE_OK;
+}
+
 /* Sort entries: by name, then by their original position. */
 typedef struct ranked {
     const char *name;
@@ -1651,12 +1789,10 @@ int nde_config_write_canonical(const nde_config *cfg, FILE *out)
             nde_key_type type = strcmp(v->key, "plugin") == 0 ? NDE_KEY_WORD
                                 : spec                      ? spec->type
                                                             : NDE_KEY_TEXT;
-            fprintf(out, "%s =", v->key);
-            for (r = 0; r < v->nrows && rc == NDE_OK; r++) {
-                fputs(r ? "\n    " : " ", out);
-                if (canon_row(v->rows[r], type, out) != 0)
-                    rc = NDE_EINVAL;
-            }
+            if (!v->nrows)
+                fprintf(out, "%s =", v->key);
+            for (r = 0; r < v->nrows && rc == NDE_OK; r++)
+                rc = write_canon_row(out, v->key, v->rows[r], type, r);
             fputc('\n', out);
         }
     }

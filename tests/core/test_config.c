@@ -393,6 +393,73 @@ static nde_section *override_checked(const char *key, const char *value)
     return sec;
 }
 
+/* Both writers give lines the reader takes, whatever the values' length
+ * (a row of 200 characters gave a checkpoint config that no longer
+ * loaded): a list, a matrix row, a text without blanks and a long number
+ * from -s come back the same. */
+static void write_and_reload(int canonical, nde_config *back)
+{
+    char *buf = NULL, *line;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    ck_assert_ptr_nonnull(mem);
+    ck_assert_int_eq(canonical ? nde_config_write_canonical(cfg, mem)
+                               : nde_config_write(cfg, mem),
+                     NDE_OK);
+    fclose(mem);
+    for (line = buf; *line; line += strcspn(line, "\n") + (line[strcspn(line, "\n")] != 0))
+        ck_assert_uint_le(strcspn(line, "\n"), 198);
+    ck_assert_msg(nde_config_load_string(back, "written", buf, ctx) == NDE_OK,
+                  "%s\n%s", nde_ctx_message(ctx), buf);
+    free(buf);
+}
+
+START_TEST(long_values_written_in_lines_read_back)
+{
+    const nde_key *const tables[] = {solver_keys, NULL};
+    char text[2000], *path = repeat('p', 300), *zeros = repeat('0', 300);
+    size_t n = 0, i, rows, cols;
+    double *m, d;
+    const char *got;
+
+    for (i = 0; i < 200; i++)
+        n += (size_t)snprintf(text + n, sizeof text - n, "%s%zu.5",
+                              i ? ", " : "", i);
+    override_checked("saveat", text);
+    override_checked("d_text", path);
+    snprintf(text, sizeof text, "0.%s5", zeros);
+    override_checked("rtol", text);
+    ck_assert_int_eq(nde_config_load_string(cfg, "m.ini",
+                                            "[problem]\ny0 = 1, 2,\n  3, 4\n"
+                                            "  5, 6,\n  7, 8\n", ctx),
+                     NDE_OK);
+    for (int canonical = 0; canonical < 2; canonical++) {
+        nde_config *back = nde_config_create();
+        nde_section *sec;
+        write_and_reload(canonical, back);
+        sec = nde_config_section(back, "solver");
+        ck_assert_int_eq(nde_section_check(sec, tables, ctx), NDE_OK);
+        ck_assert_int_eq(nde_get_doubles(sec, "saveat", &m, &n, ctx), NDE_OK);
+        ck_assert_uint_eq(n, 200);
+        ck_assert_double_eq(m[199], 199.5);
+        free(m);
+        ck_assert_int_eq(nde_get_string(sec, "d_text", &got, ctx), NDE_OK);
+        ck_assert_str_eq(got, path);
+        ck_assert_int_eq(nde_get_double(sec, "rtol", &d, ctx), NDE_OK);
+        ck_assert(d > 4.9e-301 && d < 5.1e-301);
+        /* a matrix row ending in ',' goes on on the next line */
+        sec = nde_config_section(back, "problem");
+        ck_assert_int_eq(nde_get_matrix(sec, "y0", &m, &rows, &cols, ctx), NDE_OK);
+        ck_assert_uint_eq(rows * 10 + cols, 24);
+        ck_assert_double_eq(m[4], 5.0);
+        free(m);
+        nde_config_destroy(back);
+    }
+    free(path);
+    free(zeros);
+}
+END_TEST
+
 /* Values of any length are read whole: -s was cut at 4095 characters,
  * numbers at 127, integers at 63, list items at 255, names at 127. */
 START_TEST(long_values_read_whole)
@@ -623,6 +690,7 @@ int main(void)
     tcase_add_test(tc, plugin_names);
     tcase_add_test(tc, status_table);
     tcase_add_test(tc, long_values_read_whole);
+    tcase_add_test(tc, long_values_written_in_lines_read_back);
     tcase_add_test(tc, numbers_out_of_range);
     tcase_add_test(tc, long_section_and_key_names);
     tcase_add_test(tc, bom_crlf_and_blank_headers);

@@ -51,11 +51,16 @@ int nde_config_load_string(nde_config *cfg, const char *origin,
  * section is created if absent. Replaces every row of an existing key.
  * NDE_ECONFIG for what would not read back the same from the INI text
  * nde_config_write makes: a control character (but tab), a key outside
- * [A-Za-z0-9_+-], a ';' at the value's start or after a blank. */
+ * [A-Za-z0-9_+-] or longer than 64 characters, a ';' at the value's start
+ * or after a blank, a '\' at the value's end. */
 int nde_config_override(nde_config *cfg, const char *assignment, nde_ctx *ctx);
 
 /* Write the effective config (after overrides) as INI text that loads back
- * to the same values. */
+ * to the same values, every line within the reader's limit: a row longer
+ * than about 100 characters goes on over indented continuation lines, cut
+ * after a comma (the line ends in ',': a matrix row goes on) or, where
+ * there is none, between two characters (the line ends in '\', which the
+ * reader removes, joining the next line without a space). */
 int nde_config_write(const nde_config *cfg, FILE *out);
 
 /* The same in canonical form, so that two configs of the same meaning
