@@ -105,7 +105,7 @@ int nde_trainer_checkpoint_write(const nde_trainer *tr, FILE *out)
     fwrite(&u32, 4, 1, out);
     u64 = plen;
     fwrite(&u64, 8, 1, out);
-    u32 = (uint32_t)crc32(0L, (const Bytef *)payload, (uInt)plen);
+    u32 = (uint32_t)crc32_z(0L, (const Bytef *)payload, plen);
     fwrite(&u32, 4, 1, out);
     fwrite(payload, 1, plen, out);
     free(payload);
@@ -143,6 +143,31 @@ static int take(ckpt *c, void *dst, size_t n)
     memcpy(dst, c->data + c->pos, n);
     c->pos += n;
     return 0;
+}
+
+/* Read up to c->len payload bytes into c->data (malloc'd, one byte more),
+ * the buffer growing with what the file holds: the header's length alone
+ * never decides an allocation (a 28-byte file claimed a terabyte). The
+ * count read, or (size_t)-1 when out of memory (c->data freed). */
+static size_t read_payload(FILE *fp, ckpt *c)
+{
+    size_t cap = 0, got = 0, want;
+    unsigned char *grown;
+
+    do {
+        want = cap ? cap : (size_t)1 << 20; /* the buffer doubles */
+        if (want > c->len - got)
+            want = c->len - got;
+        if (!(grown = realloc(c->data, got + want + 1))) {
+            free(c->data);
+            c->data = NULL;
+            return (size_t)-1;
+        }
+        c->data = grown;
+        cap = got + want;
+        got += fread(c->data + got, 1, want, fp);
+    } while (got == cap && got < c->len);
+    return got;
 }
 
 /* Read and verify the file; c->data is the payload (c->data[-header]). */
@@ -189,12 +214,16 @@ static int ckpt_open(ckpt *c, const char *path, nde_ctx *ctx)
         fclose(fp);
         return bad(ctx, path, "written on a machine of another byte order");
     }
-    if (plen > ((uint64_t)1 << 40) || !(c->data = malloc(plen + 1))) {
+    if (plen > ((uint64_t)1 << 40)) {
         fclose(fp);
         return bad(ctx, path, "implausible payload length");
     }
     c->len = (size_t)plen;
-    got = fread(c->data, 1, c->len, fp);
+    if ((got = read_payload(fp, c)) == (size_t)-1) {
+        fclose(fp);
+        return nde_error(ctx, NDE_ENOMEM, "%s: out of memory reading the "
+                         "checkpoint", path);
+    }
     if (got < c->len) {
         fclose(fp);
         free(c->data);
@@ -210,7 +239,7 @@ static int ckpt_open(ckpt *c, const char *path, nde_ctx *ctx)
         return bad(ctx, path, "trailing bytes after the payload");
     }
     fclose(fp);
-    if ((uint32_t)crc32(0L, c->data, (uInt)c->len) != crc) {
+    if ((uint32_t)crc32_z(0L, c->data, c->len) != crc) {
         free(c->data);
         c->data = NULL;
         return nde_error(ctx, NDE_ECONFIG,

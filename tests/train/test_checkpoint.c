@@ -320,6 +320,30 @@ START_TEST(test_old_version_named)
 }
 END_TEST
 
+/* A header that claims a huge payload in a short file: refused as
+ * truncated, memory growing with what is read (the loader allocated the
+ * claimed 512 GiB first: an allocator abort under ASan). */
+START_TEST(test_huge_payload_length_claimed)
+{
+    test_run_result r;
+    uint64_t claimed = (uint64_t)1 << 39;
+    FILE *fp;
+    layout l;
+
+    make_spiral_checkpoint();
+    l = layout_read("c.ckpt");
+    memcpy(l.data + 16, &claimed, 8);
+    ck_assert_ptr_nonnull(fp = fopen(in_dir("huge.ckpt"), "wb"));
+    ck_assert_uint_eq(fwrite(l.data, 1, 128, fp), 128);
+    fclose(fp);
+    r = run("predict", "huge.ckpt");
+    test_assert_code(r, 2);
+    assert_contains(r.err, "checkpoint truncated (100 of 549755813888");
+    test_run_free(&r);
+    free(l.data);
+}
+END_TEST
+
 /* The trainer never writes what the loader refuses: a weight-decay term
  * whose square overflows would make v infinite (it used to be stored and
  * training went on); the update is refused instead. */
@@ -632,6 +656,7 @@ static Suite *checkpoint_suite(void)
     tcase_add_test(tc, test_hostile_numbers);
     tcase_add_test(tc, test_hostile_rng);
     tcase_add_test(tc, test_hostile_config);
+    tcase_add_test(tc, test_huge_payload_length_claimed);
     tcase_add_test(tc, test_old_version_named);
     tcase_add_test(tc, test_adam_overflow_stops);
     tcase_add_test(tc, test_resume_compares_meaning);
