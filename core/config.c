@@ -916,6 +916,16 @@ static int row_error(const nde_section *sec, const char *key, long line,
 /* Number parsers return NULL for a number, "" for text that is not one,
  * or why the number is out of range. They read the text in place: a long
  * literal counts in full (no copy to cut it). */
+/* Whether strtod or strtol read the whole of s (blanks around allowed). */
+static int read_whole(const char *s, const char *end)
+{
+    if (end == s)
+        return 0;
+    while (isspace((unsigned char)*end))
+        end++;
+    return *end == '\0';
+}
+
 static const char *parse_double(const char *s, double *out)
 {
     char *end;
@@ -923,11 +933,7 @@ static const char *parse_double(const char *s, double *out)
         s++;
     errno = 0;
     *out = strtod(s, &end);
-    if (end == s)
-        return "";
-    while (isspace((unsigned char)*end))
-        end++;
-    if (*end)
+    if (!read_whole(s, end))
         return "";
     if (errno == ERANGE && fabs(*out) > 1.0)
         return "it overflows a double (largest magnitude 1.8e308)";
@@ -949,11 +955,7 @@ static const char *parse_long(const char *s, long *out)
         s++;
     errno = 0;
     *out = strtol(s, &end, 10);
-    if (end == s)
-        return "";
-    while (isspace((unsigned char)*end))
-        end++;
-    if (*end)
+    if (!read_whole(s, end))
         return "";
     if (errno == ERANGE)
         return "an integer here is at most 9223372036854775807 in magnitude";

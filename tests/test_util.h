@@ -84,6 +84,22 @@ static inline test_run_result test_run_nde_v(const char *dir, const char *arg,
     return r;
 }
 
+/* test_run_nde_v with the arguments in the call (NULL-terminated). */
+static inline test_run_result test_run_nde(const char *dir, const char *arg,
+                                           ...)
+{
+    test_run_result r;
+    va_list ap;
+    va_start(ap, arg);
+    r = test_run_nde_v(dir, arg, ap);
+    va_end(ap);
+    return r;
+}
+
+#define test_assert_contains(hay, needle)                                    \
+    ck_assert_msg(strstr((hay), (needle)) != NULL,                           \
+                  "expected \"%s\" in:\n%s", (needle), (hay))
+
 static inline void test_run_free(test_run_result *r)
 {
     free(r->out);

@@ -57,20 +57,9 @@ static void write_text(const char *name, const char *text)
     fclose(fp);
 }
 
-static test_run_result run_(const char *arg, ...)
-{
-    va_list ap;
-    test_run_result r;
-    va_start(ap, arg);
-    r = test_run_nde_v(workdir, arg, ap);
-    va_end(ap);
-    return r;
-}
-#define run(...) run_(__VA_ARGS__, (const char *)NULL)
+#define run(...) test_run_nde(workdir, __VA_ARGS__, (const char *)NULL)
 
-#define assert_contains(hay, needle)                                         \
-    ck_assert_msg(strstr((hay), (needle)) != NULL,                           \
-                  "expected \"%s\" in:\n%s", (needle), (hay))
+#define assert_contains test_assert_contains
 
 /* A small spiral model: 2-8-2, 200 points, a few ms per iteration. */
 static const char spiral_ini[] =
@@ -165,36 +154,35 @@ static void both_refuse(const char *name, const char *field)
     test_run_free(&r);
 }
 
-static void patch_i64(const layout *l, size_t off, int64_t value,
-                      const char *field)
+/* The checkpoint with n bytes at off replaced by value: both refuse it. */
+static void patch(const layout *l, size_t off, const void *value, size_t n,
+                  const char *field)
 {
     char *d = malloc(l->len);
     ck_assert_ptr_nonnull(d);
     memcpy(d, l->data, l->len);
-    memcpy(d + off, &value, 8);
+    memcpy(d + off, value, n);
     write_with_crc("x.ckpt", d, l->len);
     free(d);
     both_refuse("x.ckpt", field);
+}
+
+static void patch_i64(const layout *l, size_t off, int64_t value,
+                      const char *field)
+{
+    patch(l, off, &value, 8, field);
 }
 
 static void patch_f64(const layout *l, size_t off, double value,
                       const char *field)
 {
-    int64_t bits;
-    memcpy(&bits, &value, 8);
-    patch_i64(l, off, bits, field);
+    patch(l, off, &value, 8, field);
 }
 
 static void patch_i32(const layout *l, size_t off, int32_t value,
                       const char *field)
 {
-    char *d = malloc(l->len);
-    ck_assert_ptr_nonnull(d);
-    memcpy(d, l->data, l->len);
-    memcpy(d + off, &value, 4);
-    write_with_crc("x.ckpt", d, l->len);
-    free(d);
-    both_refuse("x.ckpt", field);
+    patch(l, off, &value, 4, field);
 }
 
 static void make_spiral_checkpoint(void)

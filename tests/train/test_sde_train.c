@@ -404,16 +404,7 @@ static void teardown(void)
     ck_assert_int_eq(system(cmd), 0);
 }
 
-static run_result run_(const char *arg, ...)
-{
-    va_list ap;
-    run_result r;
-    va_start(ap, arg);
-    r = test_run_nde_v(workdir, arg, ap);
-    va_end(ap);
-    return r;
-}
-#define run(...) run_(__VA_ARGS__, (const char *)NULL)
+#define run(...) test_run_nde(workdir, __VA_ARGS__, (const char *)NULL)
 
 /* The metrics file without the wall times. */
 static char *metrics_without_times(const char *name)

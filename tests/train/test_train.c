@@ -61,20 +61,9 @@ static void teardown(void)
 }
 
 /* Run nde in workdir with the NULL-terminated arguments. */
-static run_result run_(const char *arg, ...)
-{
-    va_list ap;
-    run_result r;
-    va_start(ap, arg);
-    r = test_run_nde_v(workdir, arg, ap);
-    va_end(ap);
-    return r;
-}
-#define run(...) run_(__VA_ARGS__, (const char *)NULL)
+#define run(...) test_run_nde(workdir, __VA_ARGS__, (const char *)NULL)
 
-#define assert_contains(hay, needle)                                         \
-    ck_assert_msg(strstr((hay), (needle)) != NULL,                           \
-                  "expected \"%s\" in:\n%s", (needle), (hay))
+#define assert_contains test_assert_contains
 /* The metrics file without the wall times (everything after "time_s"). */
 static char *metrics_without_times(const char *name)
 {
