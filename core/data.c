@@ -132,8 +132,11 @@ static int parse_number(const cell *c, double *out)
             return -1;
         s = heap;
     }
+    errno = 0;
     v = strtod(s, &end);
-    int bad = end != s + c->n || !isfinite(v);
+    /* A nonzero literal below the smallest subnormal reads as 0: refused
+     * like one above the largest double, not taken as a zero. */
+    int bad = end != s + c->n || !isfinite(v) || (errno == ERANGE && v == 0);
     free(heap);
     if (bad)
         return -1;
@@ -313,7 +316,8 @@ static int csv_read(csv_reader *r, nde_dataset *d, nde_ctx *ctx)
         if (parse_number(&c[1], &t)) {
             status = nde_error(ctx, NDE_ECONFIG,
                                "%s:%zu: column 2 (t): '%.*s' is not a finite "
-                               "number (times cannot be missing)", r->path,
+                               "number in double range (times cannot be "
+                               "missing)", r->path,
                                r->lineno,
                                (int)(c[1].n < QUOTE_MAX ? c[1].n : QUOTE_MAX),
                                c[1].s);
@@ -358,8 +362,8 @@ static int csv_read(csv_reader *r, nde_dataset *d, nde_ctx *ctx)
             if (parse_number(cj, &y[j])) {
                 status = nde_error(ctx, NDE_ECONFIG,
                                    "%s:%zu: column %zu (%.*s): '%.*s' is not a "
-                                   "finite number (leave the cell empty for a "
-                                   "missing value)", r->path, r->lineno, j + 3,
+                                   "finite number in double range (leave the "
+                                   "cell empty for a missing value)", r->path, r->lineno, j + 3,
                                    QUOTE_MAX, d->names[j],
                                    (int)(cj->n < QUOTE_MAX ? cj->n : QUOTE_MAX),
                                    cj->s);

@@ -197,6 +197,11 @@ static const csv_case csv_cases[] = {
      {":2:", "column 3 (x)", "missing value"}},
     {"overflow_value", "id,t,x\na,0,1e999\n", NDE_ECONFIG,
      {":2:", "column 3 (x)", "'1e999'"}},
+    /* read as 0 before */
+    {"underflow_value", "id,t,x\na,0,1e-400\n", NDE_ECONFIG,
+     {":2:", "column 3 (x)", "'1e-400' is not a finite number in double range"}},
+    {"underflow_time", "id,t,x\na,-1e-999,1\n", NDE_ECONFIG,
+     {":2:", "column 2 (t)", "'-1e-999'"}},
     {"bad_time", "id,t,x\na,zero,1\n", NDE_ECONFIG,
      {":2:", "column 2 (t)", "'zero'"}},
     {"missing_time", "id,t,x\na,,1\n", NDE_ECONFIG,

@@ -60,7 +60,8 @@ typedef struct nde_dataset {
  * tabs; CRLF line ends, a last line without newline and lines of any
  * length are accepted. Blank lines and lines whose first non-blank
  * character is '#' are skipped (so an id cannot start with '#'). Only an
- * empty cell is missing: "NaN", "inf" and numbers out of double range are
+ * empty cell is missing: "NaN", "inf" and numbers out of double range
+ * (above the largest or, nonzero, below the smallest subnormal) are
  * refused, and t is never missing. A first line whose t column is a
  * number is refused as a missing header. A series' rows that resume after
  * another series are refused (file:line of the resumption).
