@@ -988,6 +988,23 @@ static int word_valid_n(const char *w, size_t n)
 
 static int word_valid(const char *w) { return word_valid_n(w, strlen(w)); }
 
+/* The name of an assignment: a word, or a word indexed the way fields name
+ * their parameters (theta[0], W1[2,3]). */
+static int assign_name_valid(const char *w, size_t n)
+{
+    const char *open = memchr(w, '[', n), *p, *end = w + n - 1;
+    if (!open)
+        return word_valid_n(w, n);
+    if (!word_valid_n(w, (size_t)(open - w)) || *end != ']' || open + 1 == end)
+        return 0;
+    for (p = open + 1; p < end; p++)
+        if (!isdigit((unsigned char)*p) &&
+            !(*p == ',' && isdigit((unsigned char)p[-1]) &&
+              isdigit((unsigned char)p[1])))
+            return 0;
+    return 1;
+}
+
 static const char *type_expectation(nde_key_type type)
 {
     switch (type) {
@@ -999,7 +1016,9 @@ static const char *type_expectation(nde_key_type type)
     case NDE_KEY_DOUBLES: return "a comma-separated list of numbers";
     case NDE_KEY_INTS: return "a comma-separated list of integers";
     case NDE_KEY_WORDS: return "a comma-separated list of words";
-    case NDE_KEY_ASSIGNS: return "a comma-separated list of name=number";
+    case NDE_KEY_ASSIGNS:
+        return "a comma-separated list of name=number (a name is a word, "
+               "or indexed: w[0], A[0,1])";
     }
     return "?";
 }
@@ -1024,6 +1043,21 @@ static int bad_scalar(const nde_section *sec, const char *key, long line,
  * -2 when out of memory. */
 typedef const char *(*item_fn)(const char *item, void *user);
 
+/* The comma that ends the item starting at p, or NULL; a comma inside
+ * brackets belongs to an indexed name (A[0,1] = 2). */
+static const char *item_comma(const char *p)
+{
+    int depth = 0;
+    for (; *p; p++)
+        if (*p == '[')
+            depth++;
+        else if (*p == ']' && depth)
+            depth--;
+        else if (*p == ',' && !depth)
+            return p;
+    return NULL;
+}
+
 static long for_items(const char *row, item_fn fn, void *user, char *bad,
                       size_t badlen)
 {
@@ -1033,7 +1067,7 @@ static long for_items(const char *row, item_fn fn, void *user, char *bad,
     if (!item)
         return -2;
     for (;;) {
-        const char *comma = strchr(p, ','), *s = p, *why;
+        const char *comma = item_comma(p), *s = p, *why;
         size_t n = trim_span(&s, comma ? (size_t)(comma - p) : strlen(p));
         memcpy(item, s, n);
         item[n] = '\0';
@@ -1092,7 +1126,7 @@ static const char *parse_assign(const char *item, const char **name,
         return "";
     *name = item;
     *nname = trim_span(name, (size_t)(eq - item));
-    if (!word_valid_n(*name, *nname))
+    if (!assign_name_valid(*name, *nname))
         return "";
     return parse_double(eq + 1, d);
 }

@@ -1,6 +1,7 @@
 /*
- * Plugin registry: finds NAME.so modules in the search path with libltdl,
- * checks their ABI and keeps them loaded until the context is destroyed.
+ * Plugin registry: finds plugins by name in the modules (*.so) of the
+ * search path with libltdl, checks their ABI and keeps them loaded until
+ * the context is destroyed.
  */
 #define _GNU_SOURCE /* dladdr */
 #include <dirent.h>
@@ -254,87 +255,6 @@ static const nde_plugin_info *module_component(const module *m, const char *name
     return NULL;
 }
 
-typedef struct available {
-    nde_kind kind;
-    const char *names[128];
-    size_t n;
-} available;
-
-static int collect_available(const nde_plugin_info *info, const char *path,
-                             void *user)
-{
-    available *a = user;
-    (void)path;
-    if (info->kind == a->kind && a->n < 127)
-        a->names[a->n++] = info->name;
-    return 0;
-}
-
-int nde_plugin_find(nde_ctx *ctx, nde_kind kind, const char *name,
-                    const nde_plugin_info **out)
-{
-    nde_registry *reg = registry(ctx);
-    const nde_plugin_info *info;
-    available avail;
-    char list[600], hint[100];
-    size_t i;
-    int rc;
-
-    *out = NULL;
-    if (!reg)
-        return nde_ctx_status(ctx);
-    if (!nde_plugin_name_valid(name))
-        return nde_error(ctx, NDE_EPLUGIN,
-                         "invalid %s plugin name '%s': a plugin name is "
-                         "[a-z0-9_]+ (at most %d characters), never a path",
-                         nde_kind_name(kind), name, NAME_MAX_CHARS);
-    for (i = 0; i < reg->nmodules; i++)
-        if ((info = module_component(&reg->modules[i], name, kind))) {
-            *out = info;
-            return NDE_OK;
-        }
-    for (i = 0; i < reg->ndirs; i++) {
-        char path[PATH_MAX];
-        const module *m;
-        snprintf(path, sizeof path, "%s/%s.so", reg->dirs[i], name);
-        if (access(path, F_OK) != 0)
-            continue;
-        if ((rc = load_module(ctx, reg, path, &m)) != NDE_OK)
-            return rc;
-        if ((info = module_component(m, name, kind))) {
-            *out = info;
-            return NDE_OK;
-        }
-        if ((info = module_component(m, name, 0)))
-            return nde_error(ctx, NDE_EPLUGIN,
-                             "%s: '%s' is a %s plugin, not a %s plugin", path,
-                             name, nde_kind_name(info->kind),
-                             nde_kind_name(kind));
-        return nde_error(ctx, NDE_EPLUGIN,
-                         "%s: module does not provide a %s plugin named '%s'",
-                         path, nde_kind_name(kind), name);
-    }
-
-    avail.kind = kind;
-    avail.n = 0;
-    nde_plugin_foreach(ctx, collect_available, NULL, &avail);
-    avail.names[avail.n] = NULL;
-    list[0] = hint[0] = '\0';
-    for (i = 0; i < avail.n; i++) {
-        size_t len = strlen(list);
-        snprintf(list + len, sizeof list - len, "%s%s", i ? ", " : "",
-                 avail.names[i]);
-    }
-    if (avail.n && nde_suggest(name, avail.names))
-        snprintf(hint, sizeof hint, " (did you mean '%s'?)",
-                 nde_suggest(name, avail.names));
-    return nde_error(ctx, NDE_EPLUGIN,
-                     "no %s plugin named '%s'%s; available %s plugins: %s "
-                     "(search path: %s)",
-                     nde_kind_name(kind), name, hint, nde_kind_name(kind),
-                     avail.n ? list : "none", reg->search_path);
-}
-
 const char *nde_plugin_path(nde_ctx *ctx, const nde_plugin_info *info)
 {
     nde_registry *reg = nde_ctx_registry(ctx);
@@ -390,48 +310,241 @@ static char **list_modules(const char *dir, size_t *n)
     return names;
 }
 
-int nde_plugin_foreach(nde_ctx *ctx, nde_plugin_visit_fn visit,
-                       nde_plugin_broken_fn broken, void *user)
+/*
+ * Search order. A component is looked up first in the modules named after
+ * it (NAME.so, directory by directory), then in every module of the search
+ * path (directories in order, files sorted), so a module may register
+ * components of other names. The first match wins; the common case opens a
+ * single module, and a name that is no file name opens the others once per
+ * context (they stay loaded). nde_plugin_foreach lists the same winners.
+ */
+
+/* Pass 1: the component `name` of `kind` in the first NAME.so that has it,
+ * or *out = NULL. *other (when still NULL) gets a component of that name
+ * and another kind. A NAME.so that fails to load is an error. */
+static int find_by_file(nde_ctx *ctx, nde_registry *reg, const char *name,
+                        nde_kind kind, const nde_plugin_info **out,
+                        const nde_plugin_info **other)
 {
-    nde_registry *reg = registry(ctx);
-    const nde_plugin_info *seen[256];
-    size_t nseen = 0, i, j, k, n;
+    size_t i;
+    int rc;
+
+    *out = NULL;
+    for (i = 0; i < reg->ndirs; i++) {
+        char path[PATH_MAX];
+        const module *m;
+        snprintf(path, sizeof path, "%s/%s.so", reg->dirs[i], name);
+        if (access(path, F_OK) != 0)
+            continue;
+        if ((rc = load_module(ctx, reg, path, &m)) != NDE_OK)
+            return rc;
+        if ((*out = module_component(m, name, kind)))
+            return NDE_OK;
+        if (!*other)
+            *other = module_component(m, name, 0);
+    }
+    return NDE_OK;
+}
+
+/* Called for each module by scan_modules; non-zero stops the scan. */
+typedef int (*module_fn)(const module *m, void *user);
+
+/* Load every module of the search path in search order and call fn on it.
+ * A module that fails to load is passed to `broken` (may be NULL) and
+ * skipped. Returns what fn returned when non-zero, else 0. */
+static int scan_modules(nde_ctx *ctx, nde_registry *reg, module_fn fn,
+                        nde_plugin_broken_fn broken, void *user)
+{
+    size_t i, j, n;
     int rc = 0;
 
-    if (!reg)
-        return nde_ctx_status(ctx);
     for (i = 0; i < reg->ndirs && rc == 0; i++) {
         char **files = list_modules(reg->dirs[i], &n);
         for (j = 0; j < n; j++) {
             char path[PATH_MAX];
             const module *m;
-            const nde_plugin_info *const *c;
             snprintf(path, sizeof path, "%s/%s", reg->dirs[i], files[j]);
-            if (rc != 0) {
-                free(files[j]);
+            free(files[j]);
+            if (rc != 0)
                 continue;
-            }
             if (load_module(ctx, reg, path, &m) != NDE_OK) {
                 if (broken)
                     broken(path, nde_ctx_message(ctx), user);
                 nde_ctx_clear(ctx);
-                free(files[j]);
                 continue;
             }
-            for (c = m->entry->components; rc == 0 && *c; c++) {
-                for (k = 0; k < nseen; k++)
-                    if (seen[k]->kind == (*c)->kind &&
-                        strcmp(seen[k]->name, (*c)->name) == 0)
-                        break;
-                if (k < nseen)
-                    continue;
-                if (nseen < 256)
-                    seen[nseen++] = *c;
-                rc = visit(*c, path, user);
-            }
-            free(files[j]);
+            rc = fn(m, user);
         }
         free(files);
     }
     return rc;
+}
+
+/* Pass 2, through scan_modules. */
+typedef struct wanted {
+    const char *name;
+    nde_kind kind;
+    const nde_plugin_info *found, *other;
+    size_t nbroken;
+} wanted;
+
+static int match_component(const module *m, void *user)
+{
+    wanted *w = user;
+    if ((w->found = module_component(m, w->name, w->kind)))
+        return 1;
+    if (!w->other)
+        w->other = module_component(m, w->name, 0);
+    return 0;
+}
+
+static void count_broken(const char *path, const char *reason, void *user)
+{
+    (void)path;
+    (void)reason;
+    ((wanted *)user)->nbroken++;
+}
+
+typedef struct available {
+    nde_kind kind;
+    const char *names[128];
+    size_t n;
+} available;
+
+static int collect_available(const nde_plugin_info *info, const char *path,
+                             void *user)
+{
+    available *a = user;
+    (void)path;
+    if (info->kind == a->kind && a->n < 127)
+        a->names[a->n++] = info->name;
+    return 0;
+}
+
+/* The error for a name found nowhere: the available plugins of that kind
+ * and the closest name. */
+static int not_found(nde_ctx *ctx, nde_registry *reg, const wanted *w)
+{
+    available avail;
+    char list[600], hint[100], broken[100];
+    size_t i;
+
+    if (w->other)
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "%s: '%s' is a %s plugin, not a %s plugin",
+                         nde_plugin_path(ctx, w->other), w->name,
+                         nde_kind_name(w->other->kind), nde_kind_name(w->kind));
+    avail.kind = w->kind;
+    avail.n = 0;
+    nde_plugin_foreach(ctx, collect_available, NULL, &avail);
+    avail.names[avail.n] = NULL;
+    list[0] = hint[0] = broken[0] = '\0';
+    for (i = 0; i < avail.n; i++) {
+        size_t len = strlen(list);
+        snprintf(list + len, sizeof list - len, "%s%s", i ? ", " : "",
+                 avail.names[i]);
+    }
+    if (avail.n && nde_suggest(w->name, avail.names))
+        snprintf(hint, sizeof hint, " (did you mean '%s'?)",
+                 nde_suggest(w->name, avail.names));
+    if (w->nbroken)
+        snprintf(broken, sizeof broken,
+                 "; %zu module(s) could not be loaded ('nde plugins' says why)",
+                 w->nbroken);
+    return nde_error(ctx, NDE_EPLUGIN,
+                     "no %s plugin named '%s'%s; available %s plugins: %s "
+                     "(search path: %s)%s",
+                     nde_kind_name(w->kind), w->name, hint,
+                     nde_kind_name(w->kind), avail.n ? list : "none",
+                     reg->search_path, broken);
+}
+
+int nde_plugin_find(nde_ctx *ctx, nde_kind kind, const char *name,
+                    const nde_plugin_info **out)
+{
+    nde_registry *reg = registry(ctx);
+    wanted w = {name, kind, NULL, NULL, 0};
+    int rc;
+
+    *out = NULL;
+    if (!reg)
+        return nde_ctx_status(ctx);
+    if (!nde_plugin_name_valid(name))
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "invalid %s plugin name '%s': a plugin name is "
+                         "[a-z0-9_]+ (at most %d characters), never a path",
+                         nde_kind_name(kind), name, NAME_MAX_CHARS);
+    if ((rc = find_by_file(ctx, reg, name, kind, &w.found, &w.other)) !=
+        NDE_OK)
+        return rc;
+    if (!w.found)
+        scan_modules(ctx, reg, match_component, count_broken, &w);
+    if (!w.found)
+        return not_found(ctx, reg, &w);
+    *out = w.found;
+    return NDE_OK;
+}
+
+/* nde_plugin_foreach, through scan_modules. */
+typedef struct listing {
+    nde_ctx *ctx;
+    nde_registry *reg;
+    nde_plugin_visit_fn visit;
+    void *user;
+    const nde_plugin_info *seen[256];
+    size_t nseen;
+} listing;
+
+/* Whether `c` of module `m` is the one nde_plugin_find returns, given
+ * that every module before m in search order has been seen: it is unless
+ * it came before, or it is not in its NAME.so and a NAME.so has it. */
+static int wins(listing *l, const module *m, const nde_plugin_info *c)
+{
+    const nde_plugin_info *by_file, *other = NULL;
+    const char *slash = strrchr(m->path, '/');
+    size_t k, n = strlen(c->name);
+
+    for (k = 0; k < l->nseen; k++)
+        if (l->seen[k]->kind == c->kind && strcmp(l->seen[k]->name, c->name) == 0)
+            return 0;
+    if (strncmp(slash + 1, c->name, n) == 0 && strcmp(slash + 1 + n, ".so") == 0)
+        return 1;
+    if (find_by_file(l->ctx, l->reg, c->name, c->kind, &by_file, &other) !=
+        NDE_OK) {
+        nde_ctx_clear(l->ctx); /* reported when the scan reaches that file */
+        by_file = NULL;
+    }
+    return !by_file;
+}
+
+static int list_components(const module *m, void *user)
+{
+    listing *l = user;
+    const nde_plugin_info *const *c;
+    int rc = 0;
+
+    for (c = m->entry->components; rc == 0 && *c; c++) {
+        if (!wins(l, m, *c))
+            continue;
+        if (l->nseen < sizeof l->seen / sizeof *l->seen)
+            l->seen[l->nseen++] = *c;
+        rc = l->visit(*c, m->path, l->user);
+    }
+    return rc;
+}
+
+int nde_plugin_foreach(nde_ctx *ctx, nde_plugin_visit_fn visit,
+                       nde_plugin_broken_fn broken, void *user)
+{
+    nde_registry *reg = registry(ctx);
+    listing l;
+
+    if (!reg)
+        return nde_ctx_status(ctx);
+    l.ctx = ctx;
+    l.reg = reg;
+    l.visit = visit;
+    l.user = user;
+    l.nseen = 0;
+    return scan_modules(ctx, reg, list_components, broken, &l);
 }

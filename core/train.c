@@ -65,8 +65,9 @@ const nde_key nde_data_keys[] = {
      "[field], or a [field.NAME] section (e.g. an expr SDE as the truth "
      "of a neural SDE)"},
     {"true_params", NDE_KEY_ASSIGNS, "",
-     "source = field: the true system's parameters by name (others keep "
-     "the field's initial values)"},
+     "source = field: the true system's parameters by the names the "
+     "field gives them (a=1.5, b[0]=2, W1[0,1]=0, theta[3]=1); others "
+     "keep the field's initial values"},
     {"path", NDE_KEY_TEXT, "",
      "source = csv: the file (series id, t, one column per state; "
      "relative to the config's directory)"},
@@ -229,6 +230,28 @@ static int solve_truth(nde_trainer *tr, nde_field *f, const double *theta,
     return rc;
 }
 
+/* The first few parameter names of f, "a, b, ... (N in all)", for a
+ * message. */
+static void param_names_excerpt(const nde_field *f, char *out, size_t len)
+{
+    char name[128];
+    size_t j, used;
+
+    out[0] = '\0';
+    if (!f->nparams) {
+        snprintf(out, len, "none");
+        return;
+    }
+    for (j = 0; j < f->nparams && j < 6; j++) {
+        nde_field_param_name(f, j, name, sizeof name);
+        used = strlen(out);
+        snprintf(out + used, len - used, "%s%s", j ? ", " : "", name);
+    }
+    used = strlen(out);
+    if (j < f->nparams)
+        snprintf(out + used, len - used, ", ... (%zu in all)", f->nparams);
+}
+
 /* The true system ([data] system, default the config's own [field]) for
  * `rows` rows, with [data] true_params in *theta (malloc'd) and y0 in
  * tr->y0true. */
@@ -284,9 +307,12 @@ static int true_system(nde_trainer *tr, nde_section *dsec, size_t rows,
                 break;
         }
         if (j == f->nparams) {
+            char known[300];
+            param_names_excerpt(f, known, sizeof known);
             rc = nde_section_error(dsec, "true_params", tr->ctx,
-                                   "the field has no parameter '%s'",
-                                   names[i]);
+                                   "[%s] has no parameter '%s'; its "
+                                   "parameters: %s",
+                                   system, names[i], known);
             goto done;
         }
         theta[j] = values[i];

@@ -759,6 +759,100 @@ START_TEST(test_plugins_reports_broken)
 }
 END_TEST
 
+/* twofields.so registers twofield_a (y' = -k y) and twofield_b
+ * (y' = -2 k y), k = 1: each is found by its own name, not the file's
+ * (twofield_b was listed but "not found"). */
+START_TEST(test_module_components_found_by_name)
+{
+    const char *dir = env_or_fail("NDE_TEST_PLUGIN_DIR");
+    const char *cfg = write_config("decay.ini",
+        "[problem]\nt0 = 0\nt1 = 1\ny0 = 1\nsaveat = 1\n\n"
+        "[solver]\nplugin = tsit5\nrtol = 1e-10\natol = 1e-12\n\n"
+        "[field]\nplugin = twofield_b\n");
+    csv *c = malloc(sizeof *c);
+    run_result r = run_env(dir, "solve", cfg, (const char *)NULL);
+
+    assert_ok(r);
+    parse_csv(r.out, c);
+    ck_assert_double_eq_tol(cell(c, 0, 1), exp(-2.0), 1e-9);
+    result_free(&r);
+
+    r = run_env(dir, "solve", cfg, "-s", "field.plugin=twofield_a",
+                (const char *)NULL);
+    assert_ok(r);
+    parse_csv(r.out, c);
+    ck_assert_double_eq_tol(cell(c, 0, 1), exp(-1.0), 1e-9);
+    result_free(&r);
+    free(c);
+
+    r = run_env(dir, "solve", cfg, "-s", "field.plugin=twofields",
+                (const char *)NULL);
+    assert_fails(r, 2, "no field plugin named 'twofields'",
+                 "(did you mean 'twofield_");
+    result_free(&r);
+
+    r = run_env(dir, "plugins", "field", (const char *)NULL);
+    assert_ok(r);
+    assert_contains(r.out, "\n  twofield_a - ");
+    assert_contains(r.out, "\n  twofield_b - ");
+    assert_contains(r.out, "twofields.so\n");
+    result_free(&r);
+}
+END_TEST
+
+/* y(1) of y' = -c y, y(0) = 1, with the field plugin `field` found in
+ * `path`. */
+static double decay_at_1(const char *path, const char *field)
+{
+    const char *cfg = write_config("decay.ini",
+        "[problem]\nt0 = 0\nt1 = 1\ny0 = 1\nsaveat = 1\n\n"
+        "[solver]\nplugin = tsit5\nrtol = 1e-10\natol = 1e-12\n\n"
+        "[field]\nplugin = twofield_a\n");
+    char set[100];
+    csv *c = malloc(sizeof *c);
+    run_result r;
+    double y;
+
+    snprintf(set, sizeof set, "field.plugin=%s", field);
+    r = run_env(path, "solve", cfg, "-s", set, (const char *)NULL);
+    assert_ok(r);
+    parse_csv(r.out, c);
+    y = cell(c, 0, 1);
+    result_free(&r);
+    free(c);
+    return y;
+}
+
+/* Which module a name resolves to: its own NAME.so first, whichever
+ * directory holds it; else the first module in search order that
+ * registers it. `nde plugins` lists the same ones. shadow/twofield_b.so
+ * has rates 3 and 6, twofields.so 1 and 2. */
+START_TEST(test_component_search_order)
+{
+    const char *dir = env_or_fail("NDE_TEST_PLUGIN_DIR");
+    char path[2 * 4096 + 20], reversed[2 * 4096 + 20], shadow[4096 + 20];
+    run_result r;
+
+    snprintf(shadow, sizeof shadow, "%s/shadow", dir);
+    snprintf(path, sizeof path, "%s:%s", dir, shadow);
+    snprintf(reversed, sizeof reversed, "%s:%s", shadow, dir);
+    ck_assert_double_eq_tol(decay_at_1(path, "twofield_b"), exp(-6.0), 1e-9);
+    ck_assert_double_eq_tol(decay_at_1(path, "twofield_a"), exp(-1.0), 1e-9);
+    ck_assert_double_eq_tol(decay_at_1(reversed, "twofield_a"), exp(-3.0),
+                            1e-9);
+
+    r = run_env(path, "plugins", "field", (const char *)NULL);
+    assert_ok(r);
+    assert_contains(r.out, "  twofield_a - test: y' = -k y (module twofields.so)\n"
+                           "      module: ");
+    assert_contains(r.out, "/plugins/twofields.so\n");
+    assert_contains(r.out, "/shadow/twofield_b.so\n");
+    ck_assert_ptr_null(strstr(strstr(r.out, "twofield_a - ") + 1, "twofield_a - "));
+    ck_assert_ptr_null(strstr(strstr(r.out, "twofield_b - ") + 1, "twofield_b - "));
+    result_free(&r);
+}
+END_TEST
+
 /* ---- output files ------------------------------------------------------- */
 
 START_TEST(test_failed_solve_leaves_no_output)
@@ -1416,6 +1510,8 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_version_under_memory_limit);
     tcase_add_test(tc, test_blas_under_memory_limit);
     tcase_add_test(tc, test_plugins_reports_broken);
+    tcase_add_test(tc, test_module_components_found_by_name);
+    tcase_add_test(tc, test_component_search_order);
     tcase_add_test(tc, test_failed_solve_leaves_no_output);
     tcase_add_test(tc, test_unwritable_output);
     tcase_add_test(tc, test_output_symlink);

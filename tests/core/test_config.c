@@ -100,6 +100,56 @@ START_TEST(typed_values_and_defaults)
 }
 END_TEST
 
+/* Assignments take the names fields give their parameters: theta[0] (the
+ * default), b1[2], W1[0,1] (whose comma does not split the list); the
+ * canonical writer gives them back as they came. Other brackets are
+ * refused. */
+START_TEST(indexed_assign_names)
+{
+    static const char *const bad[] = {"a[=1", "a[]=1", "a[x]=1", "a[0,]=1",
+                                      "a[,0]=1", "[0]=1", "a[0]b=1",
+                                      "a[0 ,1]=1", "a[0]]=1", "a[[0]]=1"};
+    const nde_key *const tables[] = {solver_keys, NULL};
+    nde_section *sec = load_checked("[solver]\nparams = theta[0]=2, "
+                                    "W1[0,1] = -1.5, b1[12]=3, c=4\n");
+    char **names, *buf = NULL;
+    double *vals;
+    size_t n, len = 0, i;
+    FILE *mem;
+
+    ck_assert_int_eq(nde_get_assigns(sec, "params", &names, &vals, &n, ctx), NDE_OK);
+    ck_assert_uint_eq(n, 4);
+    ck_assert_str_eq(names[0], "theta[0]");
+    ck_assert_str_eq(names[1], "W1[0,1]");
+    ck_assert_str_eq(names[2], "b1[12]");
+    ck_assert_str_eq(names[3], "c");
+    ck_assert_double_eq(vals[0], 2.0);
+    ck_assert_double_eq(vals[1], -1.5);
+    ck_assert_double_eq(vals[2], 3.0);
+    nde_strings_free(names);
+    free(vals);
+    ck_assert_ptr_nonnull(mem = open_memstream(&buf, &len));
+    ck_assert_int_eq(nde_config_write_canonical(cfg, mem), NDE_OK);
+    fclose(mem);
+    ck_assert_msg(strstr(buf, "params = theta[0]=2, W1[0,1]=-1.5, b1[12]=3, c=4\n"),
+                  "%s", buf);
+    free(buf);
+
+    for (i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char text[100];
+        nde_config_destroy(cfg);
+        cfg = nde_config_create();
+        snprintf(text, sizeof text, "[solver]\nparams = %s\n", bad[i]);
+        ck_assert_int_eq(nde_config_load_string(cfg, "b.ini", text, ctx), NDE_OK);
+        sec = nde_config_section(cfg, "solver");
+        ck_assert_msg(nde_section_check(sec, tables, ctx) == NDE_ECONFIG,
+                      "'%s' accepted", bad[i]);
+        assert_message("b.ini:2: [solver] params: expected a comma-separated "
+                       "list of name=number");
+    }
+}
+END_TEST
+
 START_TEST(continuation_rows)
 {
     nde_config *c2 = cfg;
@@ -676,6 +726,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, typed_values_and_defaults);
     tcase_add_test(tc, continuation_rows);
+    tcase_add_test(tc, indexed_assign_names);
     tcase_add_test(tc, matrix_rows_must_agree);
     tcase_add_test(tc, over_long_line_names_real_line);
     tcase_add_test(tc, unknown_section_suggests);

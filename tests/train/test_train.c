@@ -1065,6 +1065,93 @@ static void trainer_free(nde_trainer *tr)
     nde_ctx_destroy(reg_ctx);
 }
 
+/* ---- [data] true_params ------------------------------------------------- */
+
+/* The config of a [field] fitted to data it generates from y0 = 1 with
+ * [data] true_params = `truth`. */
+static const char *true_params_ini(const char *field, const char *truth)
+{
+    static char text[1000];
+    snprintf(text, sizeof text,
+             "[solver]\nplugin = tsit5\nrtol = 1e-11\natol = 1e-13\n"
+             "[field]\n%s\n"
+             "[adjoint]\nplugin = discrete\n"
+             "[data]\nsource = field\ny0 = 1\nnpoints = 21\nt1 = 1\n"
+             "batch_time = 5\ntrue_params = %s\n"
+             "[train]\niterations = 1\nbatch_size = 4\nseed = 1\n",
+             field, truth);
+    return text;
+}
+
+/* The batch loss at theta: 0 when theta is the truth. */
+static double loss_at(nde_trainer *tr, const double *theta)
+{
+    double loss;
+    nde_stats st;
+    nde_trainer_probe(tr);
+    ck_assert_int_eq(nde_trainer_loss_grad(tr, NULL, theta, &loss, NULL, &st),
+                     NDE_OK);
+    return loss;
+}
+
+/* Every name a field gives its parameters is accepted, and the value
+ * reaches the true system: linear's A[0,0] and b[0] (A[0,0] was refused,
+ * not a word) and the default theta[0] of twofields.so's twofield_a
+ * (y' = -k y, k unnamed), whose module is on NDE_PLUGIN_PATH. */
+START_TEST(test_true_params_take_field_names)
+{
+    nde_trainer *tr = trainer_from(true_params_ini(
+        "plugin = linear\nA = -0.5\nb = 0", "A[0,0]=-1, b[0]=0.25"));
+    const double truth[2] = {-1.0, 0.25}, init[2] = {-0.5, 0.0};
+
+    ck_assert_double_lt(loss_at(tr, truth), 1e-14);
+    ck_assert_double_gt(loss_at(tr, init), 1e-4);
+    trainer_free(tr);
+
+    tr = trainer_from(true_params_ini("plugin = twofield_a", "theta[0]=2"));
+    ck_assert_double_lt(loss_at(tr, (const double[]){2.0}), 1e-14);
+    ck_assert_double_gt(loss_at(tr, (const double[]){1.0}), 1e-4);
+    trainer_free(tr);
+}
+END_TEST
+
+/* A name the field does not have: the key, the name and some that it has. */
+START_TEST(test_true_params_unknown_name)
+{
+    static const struct {
+        const char *field, *truth, *needle;
+    } cases[] = {
+        {"plugin = linear\nA = -0.5", "A[1,0]=2",
+         "[data] true_params: [field] has no parameter 'A[1,0]'; its "
+         "parameters: A[0,0], b[0]"},
+        {"plugin = twofield_a", "k=2",
+         "[data] true_params: [field] has no parameter 'k'; its parameters: "
+         "theta[0]"},
+        {"plugin = mlp\nlayers = 1, 8, 1", "theta[0]=2",
+         "has no parameter 'theta[0]'; its parameters: W1[0,0], W1[1,0], "
+         "W1[2,0], W1[3,0], W1[4,0], W1[5,0], ... (25 in all)"},
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof cases / sizeof *cases; i++) {
+        nde_ctx *ctx = nde_ctx_create();
+        nde_config *cfg = nde_config_create();
+        nde_trainer *tr = NULL;
+        ck_assert_int_eq(nde_config_load_string(cfg, "tp.ini",
+                                                true_params_ini(cases[i].field,
+                                                                cases[i].truth),
+                                                ctx),
+                         NDE_OK);
+        ck_assert_int_eq(nde_trainer_create(ctx, cfg, 0, &tr), NDE_ECONFIG);
+        ck_assert_ptr_null(tr);
+        ck_assert_msg(strstr(nde_ctx_message(ctx), cases[i].needle),
+                      "'%s' lacks '%s'", nde_ctx_message(ctx), cases[i].needle);
+        nde_config_destroy(cfg);
+        nde_ctx_destroy(ctx);
+    }
+}
+END_TEST
+
 static void add_reg(nde_trainer *tr, const nde_regularizer_type *type,
                     const char *name, double w0, double w1, int expo)
 {
@@ -1470,6 +1557,8 @@ static Suite *train_suite(void)
     tcase_add_test(tc, test_reg_not_in_evaluation);
     tcase_add_test(tc, test_reg_weight_schedule);
     tcase_add_test(tc, test_reg_record_flags);
+    tcase_add_test(tc, test_true_params_take_field_names);
+    tcase_add_test(tc, test_true_params_unknown_name);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -54,7 +54,8 @@ typedef enum nde_key_type {
     NDE_KEY_DOUBLES,    /* comma-separated numbers; rows on lines      */
     NDE_KEY_INTS,       /* comma-separated integers                    */
     NDE_KEY_WORDS,      /* comma-separated words                       */
-    NDE_KEY_ASSIGNS     /* comma-separated name=number pairs           */
+    NDE_KEY_ASSIGNS     /* comma-separated name=number pairs; a name is
+                           a word or indexed: w[0], A[0,1]              */
 } nde_key_type;
 
 /* "double", "int", ... as printed by `nde plugins`. */

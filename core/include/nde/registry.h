@@ -1,10 +1,14 @@
 /*
  * nde/registry.h - finding plugins by name.
  *
- * Plugins are shared objects named NAME.so, searched in order in: the build
- * tree (when the running libnde is the build tree's own), each directory of
- * $NDE_PLUGIN_PATH (colon separated), and the installed plugin directory.
- * A name must match [a-z0-9_]+ (a config never names a path). The registry
+ * Plugins live in shared objects (modules) named *.so, searched in order
+ * in: the build tree (when the running libnde is the build tree's own), each
+ * directory of $NDE_PLUGIN_PATH (colon separated), and the installed plugin
+ * directory. A module may register several plugins. The plugin NAME of a
+ * kind is the one in the first module file NAME.so that registers it; when
+ * no NAME.so does, the one in the first module that does, directories in
+ * search order and files sorted by name within each. A name must match
+ * [a-z0-9_]+ (a config never names a path). The registry
  * lives in the nde_ctx and releases everything it allocated when the
  * context is destroyed; the modules themselves stay mapped until the
  * process exits (their libraries may hold global state).
@@ -20,11 +24,12 @@ extern "C" {
 #endif
 
 /*
- * Load the plugin `name` of `kind`. Errors (NDE_EPLUGIN): a malformed name;
- * no such plugin (the message lists the available ones of that kind); a
- * module without the entry point; an ABI or build-signature mismatch (the
- * message names the file, the version found and the version expected); a
- * module whose component of that name is of another kind.
+ * Load the plugin `name` of `kind` (in search order, above). Errors
+ * (NDE_EPLUGIN): a malformed name; no such plugin (the message lists the
+ * available ones of that kind, or names the module where `name` is a plugin
+ * of another kind); a NAME.so without the entry point, or with an ABI or
+ * build-signature mismatch (the message names the file, the version found
+ * and the version expected). Other modules that fail to load are skipped.
  */
 int nde_plugin_find(nde_ctx *ctx, nde_kind kind, const char *name,
                     const nde_plugin_info **out);
@@ -32,8 +37,9 @@ int nde_plugin_find(nde_ctx *ctx, nde_kind kind, const char *name,
 /* The path of the module a loaded plugin came from, or NULL. */
 const char *nde_plugin_path(nde_ctx *ctx, const nde_plugin_info *info);
 
-/* Call visit for every plugin found in the search path, in search order,
- * skipping names already seen. Modules that fail to load are reported
+/* Call visit for every plugin found in the search path, module by module
+ * in search order, once per name and kind: with the component that
+ * nde_plugin_find returns. Modules that fail to load are reported
  * through `broken` (may be NULL) with the file and the reason. Stops early
  * and returns the callback's value when it is non-zero. */
 typedef int (*nde_plugin_visit_fn)(const nde_plugin_info *info,
