@@ -686,13 +686,16 @@ static const char *override_problem(const char *assignment, const char *key,
     return NULL;
 }
 
-/* Every key of sec goes; the section keeps its place and header. */
-static void section_clear(nde_section *sec)
+/* Every key of sec goes; the section keeps its place. Its origin becomes
+ * the override's, which messages about a missing key then name. */
+static void section_clear(nde_section *sec, const char *origin)
 {
     size_t i;
     for (i = 0; i < sec->nvalues; i++)
         value_free(&sec->values[i]);
     sec->nvalues = 0;
+    sec->file = origin;
+    sec->line = 0;
 }
 
 /* lhs[0..n) into a malloc'd section name and key, split at the last dot;
@@ -759,7 +762,7 @@ int nde_config_override(nde_config *cfg, const char *assignment, nde_ctx *ctx)
     else if (!(sec = section_add(cfg, section, origin, 0)))
         rc = nde_error(ctx, NDE_ENOMEM, "out of memory");
     else if (!key)
-        section_clear(sec);
+        section_clear(sec, origin);
     else if (!(v = section_set(sec, key, origin, 0)) ||
              value_append_row(v, val, strlen(val), 0))
         rc = nde_error(ctx, NDE_ENOMEM, "out of memory");

@@ -666,6 +666,7 @@ START_TEST(override_empties_a_section)
     ck_assert_ptr_nonnull(sec);
     ck_assert_uint_eq(nde_section_nkeys(sec), 0);
     ck_assert_ptr_eq(nde_config_section_at(cfg, 0), sec); /* keeps its place */
+    ck_assert_str_eq(nde_section_origin(sec, NULL), "command line (-s field=)");
     ck_assert_int_eq(nde_config_override(cfg, "field.plugin=linear", ctx), NDE_OK);
     ck_assert_uint_eq(nde_section_nkeys(sec), 1);
     ck_assert(!nde_section_has(sec, "layers"));
