@@ -43,19 +43,24 @@ const char cli_ab_help[] =
     "              baseline = an arm name, metrics = summary keys to report\n"
     "              (default test_loss, predict_nfe, predict_time_s,\n"
     "              train_time_s, train_nfe_forward)\n"
-    "  [arm.NAME]  overrides SECTION.KEY = VALUE of the base (none: the base\n"
-    "              as it is), e.g. regularizer.local.plugin = local\n"
+    "  [arm.NAME]  overrides SECTION.KEY = VALUE of the base, in order (none:\n"
+    "              the base as it is), e.g. regularizer.local.plugin = local;\n"
+    "              SECTION = with nothing after '=' empties a section of the\n"
+    "              base (SECTION.NAME. = a sub-section) and\n"
+    "              unset = SECTION.KEY, ... removes keys, e.g. to switch the\n"
+    "              field plugin: field = then field.plugin = linear\n"
     "Every arm is composed and validated with the first seed before any run\n"
     "starts. Then every arm x seed runs as `nde train BASE -s OVERRIDE...\n"
-    "-s train.seed=N` (no checkpoint) into DIR/runs/ARM/seedN.tmp/\n"
-    "(summary.json, metrics.jsonl, stderr.txt), renamed to seedN/ when it\n"
-    "ends. A run whose summary.json exists is not run again: an interrupted\n"
-    "`nde ab` continues where it stopped (runs are known by arm name and\n"
-    "seed: after changing an arm, remove its directory); a run without one\n"
-    "is removed and redone. One `nde ab` at a time per DIR (DIR/.lock): a\n"
-    "second one is refused, naming the first one's pid. The runs end with\n"
-    "`nde ab`: SIGINT, SIGTERM or SIGHUP stops them and removes their\n"
-    "partial files; if `nde ab` is killed, they are killed too.\n"
+    "-s train.seed=N` (an unset as -u SECTION.KEY; no checkpoint) into\n"
+    "DIR/runs/ARM/seedN.tmp/ (summary.json, metrics.jsonl, stderr.txt),\n"
+    "renamed to seedN/ when it ends. A run whose summary.json exists is\n"
+    "not run again: an interrupted `nde ab` continues where it stopped\n"
+    "(runs are known by arm name and seed: after changing an arm, remove\n"
+    "its directory); a run without one is removed and redone. One `nde ab`\n"
+    "at a time per DIR (DIR/.lock): a second one is refused, naming the\n"
+    "first one's pid. The runs end with `nde ab`: SIGINT, SIGTERM or\n"
+    "SIGHUP stops them and removes their partial files; if `nde ab` is\n"
+    "killed, they are killed too.\n"
     "\n"
     "Report, per arm and metric over its successful runs: mean +- sd, the\n"
     "ratio of means to the baseline with a 95% Fieller interval and the\n"
@@ -67,7 +72,9 @@ const char cli_ab_help[] =
     "Options:\n"
     "  -o, --output DIR      run directory (default: CONFIG without .ini)\n"
     "  -j, --jobs N          runs at a time (default: the number of cores)\n"
-    "      --arm NAME:KEY=VALUE,...  one more arm (values without commas)\n"
+    "      --arm NAME:KEY=VALUE,...  one more arm, items as the keys of\n"
+    "                        [arm.NAME] (values without commas: one\n"
+    "                        unset=SECTION.KEY per item)\n"
     "      --seeds LIST      seeds instead of [ab] seeds, e.g. 1,2,3\n"
     "  -h, --help            show this help\n"
     "\n"
@@ -114,10 +121,17 @@ typedef struct ab_run {
     char *message;
 } ab_run;
 
+/* One change of the base: -s TEXT (SECTION.KEY=VALUE, or SECTION= to
+ * empty it) or, when unset, -u TEXT (SECTION.KEY). */
+typedef struct ab_override {
+    int unset;
+    char *text;
+} ab_override;
+
 typedef struct ab_arm {
     char *name;
     char *origin;  /* where the arm was defined */
-    char **overrides;
+    ab_override *overrides;  /* in the order given */
     size_t noverrides;
     char *config_text;
     ab_run *runs;  /* one per seed */
@@ -219,11 +233,40 @@ static ab_arm *add_arm(ab_plan *p, const char *name, const char *origin)
     return a;
 }
 
-static void add_override(ab_arm *a, char *assignment)
+static void add_override(ab_arm *a, int unset, char *text)
 {
     a->overrides = xrealloc(a->overrides,
                             (a->noverrides + 1) * sizeof *a->overrides);
-    a->overrides[a->noverrides++] = assignment;
+    a->overrides[a->noverrides].unset = unset;
+    a->overrides[a->noverrides++].text = text;
+}
+
+/* KEY = VALUE of an arm into a: an override SECTION.KEY = VALUE, or
+ * SECTION = with nothing after '=' (the section is emptied), or for the
+ * key `unset`, keys to remove: SECTION.KEY, ... NULL, or why it is none
+ * of them (the names are checked when the arm is composed). */
+static const char *add_arm_item(ab_arm *a, const char *key,
+                                const char *value)
+{
+    if (strcmp(key, "unset") == 0) {
+        for (const char *s = value;; s++) {
+            size_t len = strcspn(s, ","), lead = 0, n = len;
+            while (lead < n && isspace((unsigned char)s[lead]))
+                lead++;
+            while (n > lead && isspace((unsigned char)s[n - 1]))
+                n--;
+            if (n <= lead)
+                return "unset needs SECTION.KEY, ... (the keys to remove)";
+            add_override(a, 1, xprintf("%.*s", (int)(n - lead), s + lead));
+            if (!*(s += len))
+                return NULL;
+        }
+    }
+    if (!strchr(key, '.') && *value)
+        return "an arm key is SECTION.KEY (e.g. solver.rtol), SECTION with "
+               "nothing after '=' (empties it) or unset";
+    add_override(a, 0, xprintf("%s=%s", key, value));
+    return NULL;
 }
 
 /* "1,2,3" into seeds; 0 or -1 (printed). */
@@ -272,13 +315,19 @@ static int parse_arm_option(ab_plan *p, const char *text)
             size_t len = comma ? (size_t)(comma - s) : strlen(s);
             char *item = strndup(s, len);
             char *eq = strchr(item, '=');
-            if (!eq || !memchr(item, '.', (size_t)(eq - item))) {
-                cli_error("%s: '%s' is not SECTION.KEY=VALUE", origin, item);
+            const char *why = "it is not SECTION.KEY=VALUE";
+            if (eq) {
+                *eq = '\0';
+                why = add_arm_item(a, item, eq + 1);
+                *eq = '=';
+            }
+            if (why) {
+                cli_error("%s: '%s': %s", origin, item, why);
                 free(item);
                 rc = -1;
                 break;
             }
-            add_override(a, item);
+            free(item);
             s += len + (comma ? 1 : 0);
         }
     }
@@ -369,18 +418,16 @@ static int read_ab_config(ab_plan *p, const char *path, int seeds_given,
             goto done;
         }
         for (k = 0; k < nde_section_nkeys(s); k++) {
-            const char *key = nde_section_key_at(s, k), *value;
-            if (!strchr(key, '.')) {
-                cli_error("%s: [%s] %s: an arm key is SECTION.KEY (e.g. "
-                          "solver.rtol)", nde_section_origin(s, key), name,
-                          key);
-                goto done;
-            }
+            const char *key = nde_section_key_at(s, k), *value, *why;
             if ((rc = nde_get_string(s, key, &value, ctx)) != NDE_OK) {
                 cli_fail(ctx, rc);
                 goto done;
             }
-            add_override(a, xprintf("%s=%s", key, value));
+            if ((why = add_arm_item(a, key, value))) {
+                cli_error("%s: [%s] %s: %s", nde_section_origin(s, key), name,
+                          key, why);
+                goto done;
+            }
         }
     }
     code = CLI_EXIT_OK;
@@ -403,7 +450,10 @@ static nde_config *compose(const ab_plan *p, const ab_arm *a,
     if (nde_config_load_file(cfg, p->base, ctx) != NDE_OK)
         goto fail;
     for (i = 0; i < a->noverrides; i++)
-        if (nde_config_override(cfg, a->overrides[i], ctx) != NDE_OK)
+        if ((a->overrides[i].unset
+                 ? nde_config_unset(cfg, a->overrides[i].text, ctx)
+                 : nde_config_override(cfg, a->overrides[i].text, ctx)) !=
+            NDE_OK)
             goto fail;
     for (; extra && *extra; extra++)
         if (nde_config_override(cfg, *extra, ctx) != NDE_OK)
@@ -752,8 +802,8 @@ static pid_t start_run(const ab_plan *p, const ab_arm *a, ab_run *r,
     argv[n++] = "train";
     argv[n++] = p->base;
     for (i = 0; i < a->noverrides; i++) {
-        argv[n++] = "-s";
-        argv[n++] = a->overrides[i];
+        argv[n++] = a->overrides[i].unset ? "-u" : "-s";
+        argv[n++] = a->overrides[i].text;
     }
     argv[n++] = "-s";
     argv[n++] = seed;
@@ -1129,8 +1179,11 @@ static int write_json(const ab_plan *p, const char *config_path)
         json_string(o.fp, a->name);
         fputs(", \"overrides\": [", o.fp);
         for (k = 0; k < a->noverrides; k++) {
+            char *shown = xprintf("%s%s", a->overrides[k].unset ? "-u " : "",
+                                  a->overrides[k].text);
             fputs(k ? ", " : "", o.fp);
-            json_string(o.fp, a->overrides[k]);
+            json_string(o.fp, shown);
+            free(shown);
         }
         fputs("],\n   \"config\": ", o.fp);
         json_string(o.fp, a->config_text);
@@ -1190,7 +1243,7 @@ static void free_plan(ab_plan *p)
     for (size_t i = 0; i < p->narms; i++) {
         ab_arm *a = &p->arms[i];
         for (size_t k = 0; k < a->noverrides; k++)
-            free(a->overrides[k]);
+            free(a->overrides[k].text);
         for (size_t s = 0; a->runs && s < p->nseeds; s++) {
             free(a->runs[s].dir);
             free(a->runs[s].tmp);

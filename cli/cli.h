@@ -44,6 +44,22 @@ extern const char cli_gradcheck_help[];
 const char *cli_option_value(int argc, char **argv, int *i, const char *shrt,
                              const char *lng, int *missing);
 
+/* One -s SECTION.KEY=VALUE or -u SECTION.KEY of the command line. */
+typedef struct cli_edit {
+    int unset;
+    const char *text;
+} cli_edit;
+
+/* argv[*i] as -s/--set or -u/--unset (in the forms of cli_option_value):
+ * 1 with *e filled in, 0 when it is neither (*missing set when it is one
+ * but no value follows). */
+int cli_edit_option(int argc, char **argv, int *i, cli_edit *e, int *missing);
+
+/* Apply the edits to cfg in command-line order (nde_config_override,
+ * nde_config_unset); NDE_OK or the first failure, with ctx's message. */
+int cli_apply_edits(nde_config *cfg, const cli_edit *e, size_t n,
+                    nde_ctx *ctx);
+
 /* A JSON number with 17 significant digits, or null when not finite. */
 void cli_json_double(FILE *out, double x);
 

@@ -1,6 +1,6 @@
 /*
- * common.c - helpers shared by the commands: option values, JSON numbers,
- * solution CSV files.
+ * common.c - helpers shared by the commands: option values, -s and -u,
+ * JSON numbers, solution CSV files.
  */
 #include <math.h>
 #include <string.h>
@@ -26,6 +26,30 @@ const char *cli_option_value(int argc, char **argv, int *i, const char *shrt,
     if (shrt && strncmp(a, shrt, 2) == 0 && a[2] != '\0' && a[1] != '-')
         return a + 2;
     return NULL;
+}
+
+int cli_edit_option(int argc, char **argv, int *i, cli_edit *e, int *missing)
+{
+    const char *v;
+    if ((v = cli_option_value(argc, argv, i, "-s", "--set", missing)))
+        e->unset = 0;
+    else if (!*missing &&
+             (v = cli_option_value(argc, argv, i, "-u", "--unset", missing)))
+        e->unset = 1;
+    else
+        return 0;
+    e->text = v;
+    return 1;
+}
+
+int cli_apply_edits(nde_config *cfg, const cli_edit *e, size_t n,
+                    nde_ctx *ctx)
+{
+    int rc = NDE_OK;
+    for (size_t i = 0; i < n && rc == NDE_OK; i++)
+        rc = e[i].unset ? nde_config_unset(cfg, e[i].text, ctx)
+                        : nde_config_override(cfg, e[i].text, ctx);
+    return rc;
 }
 
 void cli_json_double(FILE *out, double x)

@@ -16,8 +16,8 @@
 #define CLI_SOLVE_SEED 1
 
 const char cli_solve_help[] =
-    "Usage: nde solve CONFIG [-s SECTION.KEY=VALUE]... [-o FILE]\n"
-    "                 [--stats-json FILE] [--seed S]\n"
+    "Usage: nde solve CONFIG [-s SECTION.KEY=VALUE]... [-u SECTION.KEY]...\n"
+    "                 [-o FILE] [--stats-json FILE] [--seed S]\n"
     "\n"
     "Solve the initial value problem of CONFIG: the vector field [field],\n"
     "the solver [solver] and the problem [problem] (t0, t1, y0, saveat or\n"
@@ -33,9 +33,15 @@ const char cli_solve_help[] =
     "solver's step grid: the same seed gives the same paths.\n"
     "\n"
     "Options:\n"
-    "  -s, --set SECTION.KEY=VALUE  override a config value (in order given;\n"
-    "                               creates the section if absent;\n"
-    "                               `field.expert.b=2` sets b in [field.expert])\n"
+    "  -s, --set SECTION.KEY=VALUE  override a config value (-s and -u in the\n"
+    "                               order given; creates the section if\n"
+    "                               absent; `field.expert.b=2` sets b in\n"
+    "                               [field.expert]); `-s SECTION=` empties a\n"
+    "                               section (`-s field.expert.=` a\n"
+    "                               sub-section), e.g. -s field= -s\n"
+    "                               field.plugin=linear replaces [field]\n"
+    "  -u, --unset SECTION.KEY      remove a key, so its default applies (an\n"
+    "                               error when the key is not there)\n"
     "  -o, --output FILE            write the CSV to FILE (default: stdout)\n"
     "      --stats-json FILE        write the solver statistics as JSON, also\n"
     "                               when the solve fails\n"
@@ -53,8 +59,8 @@ const char cli_solve_help[] =
 
 typedef struct solve_args {
     const char *config;
-    const char **sets;
-    size_t nsets;
+    cli_edit *edits;        /* -s and -u, in order */
+    size_t nedits;
     const char *output;
     const char *stats_json;
     uint64_t seed;          /* Brownian path of an SDE solve */
@@ -68,14 +74,15 @@ static int parse_args(int argc, char **argv, solve_args *args)
 
     memset(args, 0, sizeof *args);
     args->seed = CLI_SOLVE_SEED;
-    if (!(args->sets = calloc((size_t)argc, sizeof *args->sets))) {
+    if (!(args->edits = calloc((size_t)argc, sizeof *args->edits))) {
         cli_error("out of memory");
         return CLI_EXIT_FAILURE;
     }
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if ((v = cli_option_value(argc, argv, &i, "-s", "--set", &missing)))
-            args->sets[args->nsets++] = v;
+        if (cli_edit_option(argc, argv, &i, &args->edits[args->nedits],
+                            &missing))
+            args->nedits++;
         else if (!missing && (v = cli_option_value(argc, argv, &i, "-o",
                                                    "--output", &missing)))
             args->output = v;
@@ -214,14 +221,13 @@ static int field_seed(const nde_config *cfg, const nde_field *f,
 static int compose(solve_run *r, const solve_args *args, nde_solve_opts *opts)
 {
     nde_section *psec, *ssec;
-    size_t i, batch = 0;
+    size_t batch = 0;
     uint64_t seed;
     int rc;
 
-    for (i = 0; i < args->nsets; i++)
-        if ((rc = nde_config_override(r->cfg, args->sets[i], r->ctx)) != NDE_OK)
-            return rc;
-    if ((rc = nde_config_require(r->cfg, "problem", &psec, r->ctx)) != NDE_OK ||
+    if ((rc = cli_apply_edits(r->cfg, args->edits, args->nedits, r->ctx)) !=
+            NDE_OK ||
+        (rc = nde_config_require(r->cfg, "problem", &psec, r->ctx)) != NDE_OK ||
         (rc = nde_config_require(r->cfg, "solver", &ssec, r->ctx)) != NDE_OK ||
         (rc = count_batch(psec, &batch, r->ctx)) != NDE_OK ||
         (rc = nde_field_create(r->ctx, r->cfg, "field", batch, &r->field)) !=
@@ -317,7 +323,7 @@ int cli_solve(int argc, char **argv)
                                       run.problem.batch, run.ysave) != 0)
         code = CLI_EXIT_FAILURE;
 done:
-    free(args.sets);
+    free(args.edits);
     solve_run_free(&run);
     return code;
 }

@@ -18,8 +18,8 @@
 #include "cli.h"
 
 const char cli_train_help[] =
-    "Usage: nde train CONFIG [-s SECTION.KEY=VALUE]... [--resume CKPT]\n"
-    "                 [--quiet] [--summary-json FILE]\n"
+    "Usage: nde train CONFIG [-s SECTION.KEY=VALUE]... [-u SECTION.KEY]...\n"
+    "                 [--resume CKPT] [--quiet] [--summary-json FILE]\n"
     "\n"
     "Train the model of CONFIG: the field [field], the solver [solver], the\n"
     "adjoint [adjoint] (default: interpolating), the data [data] and the\n"
@@ -83,7 +83,10 @@ const char cli_train_help[] =
     "replaced, the link kept; a device or FIFO is written through.\n"
     "\n"
     "Options:\n"
-    "  -s, --set SECTION.KEY=VALUE  override a config value\n"
+    "  -s, --set SECTION.KEY=VALUE  override a config value (`-s SECTION=`\n"
+    "                               empties a section: see `nde solve --help`)\n"
+    "  -u, --unset SECTION.KEY      remove a key, so its default applies\n"
+    "                               (-s and -u apply in the order given)\n"
     "      --resume CKPT            continue from a checkpoint, bit for bit\n"
     "                               as if never interrupted (the config may\n"
     "                               differ only in [train] iterations,\n"
@@ -101,8 +104,8 @@ const char cli_train_help[] =
     "a bad config, an unusable checkpoint or a refused output.\n";
 
 const char cli_predict_help[] =
-    "Usage: nde predict CKPT [-s SECTION.KEY=VALUE]... [-o FILE]\n"
-    "                   [--summary-json FILE] [--paths N [--seed S]]\n"
+    "Usage: nde predict CKPT [-s SECTION.KEY=VALUE]... [-u SECTION.KEY]...\n"
+    "                   [-o FILE] [--summary-json FILE] [--paths N [--seed S]]\n"
     "\n"
     "Run the model trained into checkpoint CKPT (with the config stored in\n"
     "it) on the held-out set, or, when an override sets a problem.* key\n"
@@ -120,6 +123,8 @@ const char cli_predict_help[] =
     "\n"
     "Options:\n"
     "  -s, --set SECTION.KEY=VALUE  override a value of the stored config\n"
+    "  -u, --unset SECTION.KEY      remove a key, so its default applies\n"
+    "                               (-s and -u apply in the order given)\n"
     "  -o, --output FILE            write the CSV to FILE (default: stdout)\n"
     "      --summary-json FILE      write test_loss, predict_nfe,\n"
     "                               predict_time_s, status as JSON\n"
@@ -133,8 +138,8 @@ const char cli_predict_help[] =
     "before the prediction (exit 2).\n";
 
 const char cli_gradcheck_help[] =
-    "Usage: nde gradcheck CONFIG [-s SECTION.KEY=VALUE]... [--tol X]\n"
-    "                     [--nparams K]\n"
+    "Usage: nde gradcheck CONFIG [-s SECTION.KEY=VALUE]... [-u SECTION.KEY]...\n"
+    "                     [--tol X] [--nparams K]\n"
     "\n"
     "On one mini-batch drawn as training would, compute dL/dtheta with the\n"
     "configured adjoint, with `discrete` (the exact gradient of the\n"
@@ -150,6 +155,8 @@ const char cli_gradcheck_help[] =
     "\n"
     "Options:\n"
     "  -s, --set SECTION.KEY=VALUE  override a config value\n"
+    "  -u, --unset SECTION.KEY      remove a key, so its default applies\n"
+    "                               (-s and -u apply in the order given)\n"
     "      --tol X                  largest accepted relative difference of\n"
     "                               the configured adjoint against discrete\n"
     "                               and against finite differences\n"
@@ -162,8 +169,8 @@ const char cli_gradcheck_help[] =
 
 typedef struct train_args {
     const char *config;  /* CONFIG or CKPT */
-    const char **sets;
-    size_t nsets;
+    cli_edit *edits;     /* -s and -u, in order */
+    size_t nedits;
     const char *resume, *summary, *output;
     int quiet;
     double tol;
@@ -202,15 +209,15 @@ static int parse_args(const char *cmd, int argc, char **argv,
     a->tol = 1e-3;
     a->nprobe = 8;
     a->seed = 1;
-    if (!(a->sets = calloc((size_t)argc, sizeof *a->sets))) {
+    if (!(a->edits = calloc((size_t)argc, sizeof *a->edits))) {
         cli_error("out of memory");
         return CLI_EXIT_FAILURE;
     }
     for (i = 1; i < argc; i++) {
         const char *arg = argv[i];
         missing = 0;
-        if ((v = cli_option_value(argc, argv, &i, "-s", "--set", &missing)))
-            a->sets[a->nsets++] = v;
+        if (cli_edit_option(argc, argv, &i, &a->edits[a->nedits], &missing))
+            a->nedits++;
         else if (!missing && strstr(allowed, "resume") &&
                  (v = cli_option_value(argc, argv, &i, NULL, "--resume",
                                        &missing)))
@@ -315,15 +322,13 @@ static int help_wanted(int argc, char **argv, const char *text)
 static int load_config(nde_ctx *ctx, nde_config *cfg, const train_args *a)
 {
     int rc;
-    size_t i;
 
     if ((rc = nde_config_load_file(cfg, a->config, ctx)) != NDE_OK) {
         cli_fail(ctx, rc);
         return CLI_EXIT_USAGE;
     }
-    for (i = 0; i < a->nsets; i++)
-        if ((rc = nde_config_override(cfg, a->sets[i], ctx)) != NDE_OK)
-            return cli_fail(ctx, rc);
+    if ((rc = cli_apply_edits(cfg, a->edits, a->nedits, ctx)) != NDE_OK)
+        return cli_fail(ctx, rc);
     return CLI_EXIT_OK;
 }
 
@@ -737,7 +742,7 @@ done:
     nde_trainer_destroy(tr);
     nde_config_destroy(cfg);
     nde_ctx_destroy(ctx);
-    free(a.sets);
+    free(a.edits);
     return code;
 }
 
@@ -745,8 +750,9 @@ done:
 
 static int wants_problem(const train_args *a)
 {
-    for (size_t i = 0; i < a->nsets; i++)
-        if (strncmp(a->sets[i], "problem.", 8) == 0)
+    for (size_t i = 0; i < a->nedits; i++)
+        if (!a->edits[i].unset &&
+            strncmp(a->edits[i].text, "problem.", 8) == 0)
             return 1;
     return 0;
 }
@@ -941,7 +947,7 @@ int cli_predict(int argc, char **argv)
     summary sum;
     char *text = NULL;
     double *ysave = NULL;
-    size_t rows = 0, i;
+    size_t rows = 0;
     int code, rc = NDE_OK, use_problem;
 
     if (help_wanted(argc, argv, cli_predict_help))
@@ -971,11 +977,10 @@ int cli_predict(int argc, char **argv)
         code = cli_fail(ctx, rc);
         goto done;
     }
-    for (i = 0; i < a.nsets; i++)
-        if ((rc = nde_config_override(cfg, a.sets[i], ctx)) != NDE_OK) {
-            code = cli_fail(ctx, rc);
-            goto done;
-        }
+    if ((rc = cli_apply_edits(cfg, a.edits, a.nedits, ctx)) != NDE_OK) {
+        code = cli_fail(ctx, rc);
+        goto done;
+    }
     use_problem = wants_problem(&a);
     if ((use_problem && (rc = problem_rows(cfg, &rows, ctx)) != NDE_OK) ||
         (rc = nde_trainer_create(ctx, cfg,
@@ -1058,7 +1063,7 @@ done:
     nde_trainer_destroy(tr);
     nde_config_destroy(cfg);
     nde_ctx_destroy(ctx);
-    free(a.sets);
+    free(a.edits);
     return code;
 }
 
@@ -1197,6 +1202,6 @@ done:
     nde_trainer_destroy(tr);
     nde_config_destroy(cfg);
     nde_ctx_destroy(ctx);
-    free(a.sets);
+    free(a.edits);
     return code;
 }

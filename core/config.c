@@ -629,18 +629,19 @@ int nde_config_load_file(nde_config *cfg, const char *path, nde_ctx *ctx)
     return rc;
 }
 
-/* "command line (-s ...)", the assignment shortened past 100 characters:
+/* "command line (OPT ...)", the argument shortened past 100 characters:
  * the origin labels messages, the value itself is kept whole. */
-static const char *override_origin(nde_config *cfg, const char *assignment)
+static const char *override_origin(nde_config *cfg, const char *opt,
+                                   const char *arg)
 {
     char shown[104], *origin, *p;
     const char *file;
-    size_t n = strlen(assignment) + 20;
+    size_t n = strlen(arg) + 20;
 
     if (!(origin = malloc(n)))
         return NULL;
-    snprintf(origin, n, "command line (-s %s)",
-             excerpt(assignment, strlen(assignment), shown, sizeof shown));
+    snprintf(origin, n, "command line (%s %s)", opt,
+             excerpt(arg, strlen(arg), shown, sizeof shown));
     for (p = origin; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
             *p = '?'; /* messages stay on one line */
@@ -654,7 +655,8 @@ static const char *override_origin(nde_config *cfg, const char *assignment)
 
 /* Why a -s assignment cannot be kept in the config text a checkpoint
  * stores (a line that read back differently would give the checkpoint
- * another model), into buf; NULL if it can. */
+ * another model), into buf; NULL if it can. key is NULL when the
+ * assignment empties a whole section (its value is empty). */
 static const char *override_problem(const char *assignment, const char *key,
                                     const char *val, char *buf, size_t len)
 {
@@ -665,6 +667,8 @@ static const char *override_problem(const char *assignment, const char *key,
                      "one line of text)", (unsigned char)*c);
             return buf;
         }
+    if (!key)
+        return NULL;
     if (!*key)
         return "an empty key";
     if (strlen(key) > OVERRIDE_KEY_MAX)
@@ -682,46 +686,151 @@ static const char *override_problem(const char *assignment, const char *key,
     return NULL;
 }
 
+/* Every key of sec goes; the section keeps its place. Its origin becomes
+ * the override's, which messages about a missing key then name. */
+static void section_clear(nde_section *sec, const char *origin)
+{
+    size_t i;
+    for (i = 0; i < sec->nvalues; i++)
+        value_free(&sec->values[i]);
+    sec->nvalues = 0;
+    sec->file = origin;
+    sec->line = 0;
+}
+
+/* lhs[0..n) into a malloc'd section name and key, split at the last dot;
+ * *key is NULL when there is no key (no dot, or nothing after the last
+ * one). NDE_ECONFIG when there is no section before it. */
+static int split_name(const char *lhs, size_t n, char **section, char **key,
+                      const char *origin, const char *expected, nde_ctx *ctx)
+{
+    const char *dot = NULL, *p;
+    size_t nsec;
+
+    *section = *key = NULL;
+    for (p = lhs; p < lhs + n; p++)
+        if (*p == '.')
+            dot = p;
+    nsec = dot ? (size_t)(dot - lhs) : n;
+    p = lhs;
+    if (!trim_span(&p, nsec))
+        return nde_error(ctx, NDE_ECONFIG,
+                         "%s: expected %s (the section is everything before "
+                         "the last dot)",
+                         origin, expected);
+    if (!(*section = trim_dup(lhs, nsec)) ||
+        (dot && dot + 1 < lhs + n &&
+         !(*key = trim_dup(dot + 1, (size_t)(lhs + n - dot - 1))))) {
+        free(*section);
+        *section = NULL;
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    }
+    return NDE_OK;
+}
+
 int nde_config_override(nde_config *cfg, const char *assignment, nde_ctx *ctx)
 {
-    const char *eq = strchr(assignment, '='), *lhs = assignment, *dot = NULL;
-    const char *origin, *why, *p;
+    const char *eq = strchr(assignment, '='), *lhs = assignment;
+    const char *origin, *why;
     char *section = NULL, *key = NULL, *val = NULL, buf[200];
-    size_t nlhs;
     nde_section *sec;
     value *v;
-    int rc = NDE_OK;
+    int rc;
 
-    if (!(origin = override_origin(cfg, assignment)))
+    if (!(origin = override_origin(cfg, "-s", assignment)))
         return nde_error(ctx, NDE_ENOMEM, "out of memory");
     if (!eq)
         return nde_error(ctx, NDE_ECONFIG,
                          "%s: expected section.key=value", origin);
-    nlhs = trim_span(&lhs, (size_t)(eq - assignment));
-    for (p = lhs; p < lhs + nlhs; p++)
-        if (*p == '.')
-            dot = p;
-    if (!dot || dot == lhs || dot + 1 == lhs + nlhs)
-        return nde_error(ctx, NDE_ECONFIG,
-                         "%s: expected section.key=value (the section is "
-                         "everything before the last dot)",
-                         origin);
-    if (!(section = trim_dup(lhs, (size_t)(dot - lhs))) ||
-        !(key = trim_dup(dot + 1, (size_t)(lhs + nlhs - dot - 1))) ||
-        !(val = trim_dup(eq + 1, strlen(eq + 1))))
+    rc = split_name(lhs, trim_span(&lhs, (size_t)(eq - assignment)), &section,
+                    &key, origin, "section.key=value or section=", ctx);
+    if (rc != NDE_OK)
+        return rc;
+    if (!(val = trim_dup(eq + 1, strlen(eq + 1))))
         rc = nde_error(ctx, NDE_ENOMEM, "out of memory");
+    else if (!key && *val)
+        rc = nde_error(ctx, NDE_ECONFIG,
+                       "%s: expected section.key=value (the section is "
+                       "everything before the last dot; 'section=' with "
+                       "nothing after '=' empties a section)",
+                       origin);
     else if ((why = override_problem(assignment, key, val, buf, sizeof buf)))
-        rc = nde_error(ctx, NDE_ECONFIG, "%s: [%s] %s: refused: %s", origin,
-                       section, key, why);
+        rc = nde_error(ctx, NDE_ECONFIG, "%s: [%s] %s%srefused: %s", origin,
+                       section, key ? key : "", key ? ": " : "", why);
     else if (!section_name_known(section))
         rc = unknown_section_error(ctx, origin, 0, section);
-    else if (!(sec = section_add(cfg, section, origin, 0)) ||
-             !(v = section_set(sec, key, origin, 0)) ||
+    else if (!(sec = section_add(cfg, section, origin, 0)))
+        rc = nde_error(ctx, NDE_ENOMEM, "out of memory");
+    else if (!key)
+        section_clear(sec, origin);
+    else if (!(v = section_set(sec, key, origin, 0)) ||
              value_append_row(v, val, strlen(val), 0))
         rc = nde_error(ctx, NDE_ENOMEM, "out of memory");
     free(section);
     free(key);
     free(val);
+    return rc;
+}
+
+/* "nothing to remove", with the closest key that sec has. */
+static int unset_absent(const nde_section *sec, const char *key,
+                        const char *origin, nde_ctx *ctx)
+{
+    const char **keys = malloc((sec->nvalues + 1) * sizeof *keys);
+    const char *hint;
+    size_t i;
+    int rc;
+
+    if (!keys)
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    for (i = 0; i < sec->nvalues; i++)
+        keys[i] = sec->values[i].key;
+    keys[i] = NULL;
+    hint = nde_suggest(key, keys);
+    rc = nde_error(ctx, NDE_ECONFIG,
+                   "%s: [%s] %s: nothing to remove (no such key)%s%s%s",
+                   origin, sec->name, key, hint ? " (did you mean '" : "",
+                   hint ? hint : "", hint ? "'?)" : "");
+    free(keys);
+    return rc;
+}
+
+int nde_config_unset(nde_config *cfg, const char *name, nde_ctx *ctx)
+{
+    const char *lhs = name, *origin;
+    char *section = NULL, *key = NULL;
+    nde_section *sec;
+    value *v;
+    int rc;
+
+    if (!(origin = override_origin(cfg, "-u", name)))
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    rc = split_name(lhs, trim_span(&lhs, strlen(name)), &section, &key,
+                    origin, "section.key", ctx);
+    if (rc != NDE_OK)
+        return rc;
+    if (!key)
+        rc = nde_error(ctx, NDE_ECONFIG,
+                       "%s: expected section.key (to empty a whole section: "
+                       "-s '%s=')",
+                       origin, section);
+    else if (!section_name_known(section))
+        rc = unknown_section_error(ctx, origin, 0, section);
+    else if (!(sec = nde_config_section(cfg, section)))
+        rc = nde_error(ctx, NDE_ECONFIG,
+                       "%s: [%s] %s: nothing to remove (the config has no "
+                       "section [%s])",
+                       origin, section, key, section);
+    else if (!(v = section_value(sec, key)))
+        rc = unset_absent(sec, key, origin, ctx);
+    else {
+        size_t after = (size_t)(sec->values + sec->nvalues - v) - 1;
+        value_free(v);
+        memmove(v, v + 1, after * sizeof *v);
+        sec->nvalues--;
+    }
+    free(section);
+    free(key);
     return rc;
 }
 

@@ -420,6 +420,69 @@ START_TEST(capability_refused)
 }
 END_TEST
 
+/* An arm switches the field plugin: `field =` empties the base's [field]
+ * (its mlp keys, which linear refuses, went with -s alone), and `unset`
+ * removes keys so that their defaults apply. */
+START_TEST(arm_switches_field_plugin)
+{
+    static const char *const want[][2] = {
+        {"linear", "field=|field.plugin=linear|field.A=-0.1, 2, -2, -0.1"},
+        {"unset", "-u field.activation|-u train.eval_every|solver.rtol=1e-5"},
+        {"cli", "-u field.input"}};
+    char path[512], joined[256];
+    jval *root, *arms;
+    size_t i, k;
+
+    write_ab("ab.ini", "plain",
+             "[arm.plain]\n"
+             "[arm.linear]\nfield =\nfield.plugin = linear\n"
+             "field.A = -0.1, 2, -2, -0.1\n"
+             "[arm.unset]\nunset = field.activation, train.eval_every\n"
+             "solver.rtol = 1e-5\n");
+    ck_assert_int_eq(run_ab("ab.ini", "--seeds 1 -j 2 --arm "
+                                      "cli:unset=field.input"),
+                     0);
+    snprintf(path, sizeof path, "%s/out/ab.json", tmpdir);
+    root = load_json(path);
+    arms = jtyped(root, "arms", J_ARR);
+    ck_assert_uint_eq(arms->n, 4);
+    for (i = 1; i < 4; i++) {
+        jval *a = arms->items[i], *ov = jtyped(a, "overrides", J_ARR);
+        const char *config = jtyped(a, "config", J_STR)->str;
+        ck_assert_str_eq(jtyped(a, "name", J_STR)->str, want[i - 1][0]);
+        joined[0] = '\0';
+        for (k = 0; k < ov->n; k++)
+            snprintf(joined + strlen(joined), sizeof joined - strlen(joined),
+                     "%s%s", k ? "|" : "", ov->items[k]->str);
+        ck_assert_str_eq(joined, want[i - 1][1]);
+        ck_assert_str_eq(jtyped(jtyped(a, "runs", J_ARR)->items[0], "status",
+                                J_STR)->str,
+                         "ok");
+        ck_assert_msg(!strstr(config, i == 1   ? "layers"
+                                      : i == 2 ? "activation"
+                                               : "input"),
+                      "arm %s: %s", want[i - 1][0], config);
+    }
+    ck_assert(strstr(jtyped(arms->items[1], "config", J_STR)->str,
+                     "plugin = linear"));
+    jfree(root);
+
+    /* what an arm cannot remove or set is refused before any run */
+    write_ab("ab2.ini", "plain",
+             "[arm.plain]\n[arm.typo]\nunset = field.activatoin\n");
+    ck_assert_int_eq(run_ab("ab2.ini", ""), 2);
+    ck_assert(stderr_has("arm 'typo'"));
+    ck_assert(stderr_has("nothing to remove (no such key) (did you mean "
+                         "'activation'?)"));
+    write_ab("ab2.ini", "plain", "[arm.plain]\n[arm.bad]\nsolver = rk4\n");
+    ck_assert_int_eq(run_ab("ab2.ini", ""), 2);
+    ck_assert(stderr_has("[arm.bad] solver: an arm key is SECTION.KEY"));
+    write_ab("ab2.ini", "plain", "[arm.plain]\n[arm.bad]\nunset = ,\n");
+    ck_assert_int_eq(run_ab("ab2.ini", ""), 2);
+    ck_assert(stderr_has("[arm.bad] unset: unset needs SECTION.KEY"));
+}
+END_TEST
+
 START_TEST(failed_run_recorded)
 {
     char path[512];
@@ -780,6 +843,7 @@ int main(void)
     tcase_add_test(tc, baseline_names_no_arm);
     tcase_add_test(tc, capability_refused);
     tcase_add_test(tc, failed_run_recorded);
+    tcase_add_test(tc, arm_switches_field_plugin);
     tcase_add_loop_test(tc, signal_stops_runs_and_leaves_no_partial_files, 0,
                         (int)(sizeof stop_signals / sizeof *stop_signals));
     tcase_add_test(tc, second_ab_on_same_dir_refused);

@@ -589,6 +589,86 @@ START_TEST(test_set_unknown_section)
 }
 END_TEST
 
+/* `-s field=` empties [field], so that the Lotka-Volterra example can
+ * switch from expr to linear (-s field.plugin=linear alone left expr's
+ * keys, which linear refuses). y' = A y with A = [0 1; -1 0], y0 = (1, 1):
+ * x = cos t + sin t, y = cos t - sin t. */
+START_TEST(test_set_empties_section)
+{
+    const char *lv = example("lotka_volterra.ini");
+    csv *c = malloc(sizeof *c);
+    run_result r = run("solve", lv, "-s", "field.plugin=linear", "-s",
+                       "field.A=0, 1, -1, 0");
+
+    assert_fails(r, 2, "[field]", "state");
+    result_free(&r);
+    r = run("solve", lv, "-s", "field=", "-s", "field.plugin=linear", "-s",
+            "field.A=0, 1, -1, 0");
+    assert_ok(r);
+    parse_csv(r.out, c);
+    ck_assert_str_eq(c->header, "t,y0,y1");
+    ck_assert_uint_eq(c->rows, 101);
+    ck_assert_double_eq_tol(cell(c, 100, 1), cos(10.0) + sin(10.0), 1e-6);
+    ck_assert_double_eq_tol(cell(c, 100, 2), cos(10.0) - sin(10.0), 1e-6);
+    result_free(&r);
+    free(c);
+
+    /* a value after a section name is no assignment of a key */
+    r = run("solve", lv, "-s", "field=linear");
+    assert_fails(r, 2, "command line (-s field=linear)",
+                 "expected section.key=value");
+    result_free(&r);
+}
+END_TEST
+
+/* -u removes a key so that its default applies; -s and -u apply in the
+ * order given; removing a key that is not there is an error. */
+START_TEST(test_unset_key)
+{
+    const char *cfg = write_config("lin.ini",
+        "[problem]\nt0 = 0\nt1 = 1\ny0 = 0\nsaveat = 1\n\n"
+        "[solver]\nplugin = tsit5\n\n"
+        "[field]\nplugin = linear\nA = 0\nb = 1\n");
+    static const struct {
+        const char *args[4];
+        double y1;
+    } cases[] = {
+        {{"-s", "field.b=2"}, 2},
+        {{"-u", "field.b"}, 0},
+        {{"--unset=field.b"}, 0},
+        {{"-s", "field.b=2", "-ufield.b"}, 0},
+        {{"--unset", "field.b", "--set", "field.b=3"}, 3},
+    };
+    csv *c = malloc(sizeof *c);
+    run_result r;
+
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const char *const *a = cases[i].args;
+        r = run("solve", cfg, a[0], a[1], a[2], a[3]);
+        ck_assert_msg(r.code == 0, "case %zu: exit %d: %s", i, r.code, r.err);
+        parse_csv(r.out, c);
+        ck_assert_double_eq_tol(cell(c, 0, 1), cases[i].y1, 1e-12);
+        result_free(&r);
+    }
+    free(c);
+
+    r = run("solve", cfg, "-u", "field.bb");
+    assert_fails(r, 2, "command line (-u field.bb): [field] bb: nothing to "
+                       "remove", "did you mean 'b'?");
+    result_free(&r);
+    r = run("solve", cfg, "-u", "field.b", "-u", "field.b");
+    assert_fails(r, 2, "[field] b: nothing to remove");
+    result_free(&r);
+    r = run("solve", cfg, "-u");
+    assert_fails(r, 2, "option '-u' needs a value");
+    result_free(&r);
+    r = run("gradcheck", cfg, "-u", "train.lr");
+    assert_fails(r, 2, "[train] lr: nothing to remove (the config has no "
+                       "section [train])");
+    result_free(&r);
+}
+END_TEST
+
 /* ---- config errors ------------------------------------------------------ */
 
 START_TEST(test_unknown_section)
@@ -1143,6 +1223,37 @@ START_TEST(test_train_output_is_input)
 }
 END_TEST
 
+/* A checkpoint stores the config without the removed key: --resume with
+ * the same -u agrees with it, without the -u it does not (lr differs). */
+START_TEST(test_unset_resume)
+{
+    const char *cfg = train_config(NULL), *ckpt = path_in("u.ckpt");
+    const char *set_ckpt = fmt("train.checkpoint=%s", ckpt);
+    run_result r = run("train", cfg, "--quiet", "-s", set_ckpt, "-u",
+                       "train.lr");
+
+    assert_ok(r);
+    result_free(&r);
+    r = run("predict", ckpt, "-u", "train.lr");
+    assert_fails(r, 2, "[train] lr: nothing to remove");
+    result_free(&r);
+    r = run("train", cfg, "--quiet", "-s", set_ckpt, "-s",
+            "train.iterations=3", "--resume", ckpt);
+    assert_fails(r, 2, "lr");
+    result_free(&r);
+    r = run("train", cfg, "--quiet", "-s", set_ckpt, "-u", "train.lr", "-s",
+            "train.iterations=3", "--resume", ckpt);
+    assert_ok(r);
+    result_free(&r);
+    /* [train] emptied and refilled without lr: the same config */
+    r = run("train", cfg, "--quiet", "-s", "train=", "-s", set_ckpt, "-s",
+            "train.iterations=4", "-s", "train.batch_size=2", "--resume",
+            ckpt);
+    assert_ok(r);
+    result_free(&r);
+}
+END_TEST
+
 /* [train] metrics = the training data (a path relative to the config's
  * directory, the metrics one given as the working directory sees it). */
 START_TEST(test_metrics_is_data)
@@ -1530,6 +1641,9 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_config_endless_file);
     tcase_add_test(tc, test_tiny_tolerances);
     tcase_add_test(tc, test_integer_options_out_of_range);
+    tcase_add_test(tc, test_set_empties_section);
+    tcase_add_test(tc, test_unset_key);
+    tcase_add_test(tc, test_unset_resume);
     suite_add_tcase(s, tc);
     return s;
 }

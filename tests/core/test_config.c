@@ -685,6 +685,134 @@ START_TEST(overrides_refuse_what_does_not_read_back)
 }
 END_TEST
 
+/* The text nde_config_write gives for cfg; free() it. */
+static char *written(void)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    ck_assert_ptr_nonnull(mem);
+    ck_assert_int_eq(nde_config_write(cfg, mem), NDE_OK);
+    fclose(mem);
+    return buf;
+}
+
+/* `-s 'field='` empties [field], so that another field plugin can be
+ * composed without the old one's keys (-s could not remove a key: an
+ * `nde ab` arm could not switch the field plugin). */
+START_TEST(override_empties_a_section)
+{
+    nde_section *sec;
+    char *text;
+
+    ck_assert_int_eq(nde_config_load_string(cfg, "e.ini",
+                                            "[field]\nplugin = mlp\nlayers = 2, 8, 2\n"
+                                            "[field.expert]\nplugin = expr\nb = 1\n"
+                                            "[solver]\nrtol = 1e-3\n",
+                                            ctx),
+                     NDE_OK);
+    ck_assert_int_eq(nde_config_override(cfg, "field=", ctx), NDE_OK);
+    sec = nde_config_section(cfg, "field");
+    ck_assert_ptr_nonnull(sec);
+    ck_assert_uint_eq(nde_section_nkeys(sec), 0);
+    ck_assert_ptr_eq(nde_config_section_at(cfg, 0), sec); /* keeps its place */
+    ck_assert_str_eq(nde_section_origin(sec, NULL), "command line (-s field=)");
+    ck_assert_int_eq(nde_config_override(cfg, "field.plugin=linear", ctx), NDE_OK);
+    ck_assert_uint_eq(nde_section_nkeys(sec), 1);
+    ck_assert(!nde_section_has(sec, "layers"));
+
+    /* a sub-section: nothing after the last dot ("field.expert=" is the key
+     * expert of [field]) */
+    ck_assert_int_eq(nde_config_override(cfg, " field.expert. = ", ctx), NDE_OK);
+    ck_assert_uint_eq(nde_section_nkeys(nde_config_section(cfg, "field.expert")), 0);
+    ck_assert_int_eq(nde_config_override(cfg, "field.expert=", ctx), NDE_OK);
+    ck_assert(nde_section_has(sec, "expert"));
+    /* an absent section is created empty */
+    ck_assert_int_eq(nde_config_override(cfg, "train=", ctx), NDE_OK);
+    ck_assert_uint_eq(nde_section_nkeys(nde_config_section(cfg, "train")), 0);
+
+    text = written();
+    ck_assert_ptr_null(strstr(text, "layers"));
+    ck_assert_ptr_null(strstr(text, "b = 1"));
+    ck_assert_ptr_nonnull(strstr(text, "[field.expert]"));
+    free(text);
+
+    ck_assert_int_eq(nde_config_override(cfg, "solver=rk4", ctx), NDE_ECONFIG);
+    assert_message("command line (-s solver=rk4): expected section.key=value");
+    ck_assert_int_eq(nde_config_override(cfg, "fild=", ctx), NDE_ECONFIG);
+    assert_message("did you mean [field]?");
+    ck_assert_int_eq(nde_config_override(cfg, ".=", ctx), NDE_ECONFIG);
+    assert_message("expected section.key=value or section=");
+    ck_assert(nde_section_has(nde_config_section(cfg, "solver"), "rtol"));
+}
+END_TEST
+
+/* -u removes one key: the default applies and the writer leaves it out. */
+START_TEST(unset_removes_a_key)
+{
+    const nde_key *const tables[] = {solver_keys, NULL};
+    nde_section *sec;
+    double d;
+    char *text;
+
+    ck_assert_int_eq(nde_config_load_string(cfg, "u.ini",
+                                            "[solver]\natol = 1e-9\nrtol = 1e-3\n"
+                                            "max_steps = 10\n",
+                                            ctx),
+                     NDE_OK);
+    ck_assert_int_eq(nde_config_unset(cfg, "solver.rtol", ctx), NDE_OK);
+    sec = nde_config_section(cfg, "solver");
+    ck_assert_uint_eq(nde_section_nkeys(sec), 2);
+    ck_assert_str_eq(nde_section_key_at(sec, 0), "atol");
+    ck_assert_str_eq(nde_section_key_at(sec, 1), "max_steps");
+    ck_assert_int_eq(nde_section_check(sec, tables, ctx), NDE_OK);
+    ck_assert_int_eq(nde_get_double(sec, "rtol", &d, ctx), NDE_OK);
+    ck_assert_double_eq(d, 1e-6);
+    ck_assert_int_eq(nde_get_double(sec, "atol", &d, ctx), NDE_OK);
+    ck_assert_double_eq(d, 1e-9);
+    text = written();
+    ck_assert_ptr_null(strstr(text, "rtol"));
+    free(text);
+    /* set again after the removal: a new key */
+    ck_assert_int_eq(nde_config_override(cfg, "solver.rtol=1e-4", ctx), NDE_OK);
+    ck_assert_int_eq(nde_get_double(sec, "rtol", &d, ctx), NDE_OK);
+    ck_assert_double_eq(d, 1e-4);
+}
+END_TEST
+
+/* Removing what is not there is an error (a typo is not ignored). */
+START_TEST(unset_absent_key_is_an_error)
+{
+    static const struct {
+        const char *name, *needle;
+    } cases[] = {
+        {"solver.rtl", "command line (-u solver.rtl): [solver] rtl: nothing to remove "
+                       "(no such key) (did you mean 'rtol'?)"},
+        {"solver.zzzzzz", "[solver] zzzzzz: nothing to remove (no such key)"},
+        {"problem.t0", "[problem] t0: nothing to remove (the config has no section [problem])"},
+        {"slover.rtol", "did you mean [solver]?"},
+        {"solver", "command line (-u solver): expected section.key (to empty a whole "
+                   "section: -s 'solver=')"},
+        {"solver.", "expected section.key"},
+        {".rtol", "expected section.key"},
+    };
+    size_t i;
+
+    ck_assert_int_eq(nde_config_load_string(cfg, "a.ini", "[solver]\nrtol = 1e-3\n", ctx),
+                     NDE_OK);
+    for (i = 0; i < sizeof cases / sizeof *cases; i++) {
+        nde_ctx_clear(ctx);
+        ck_assert_int_eq(nde_config_unset(cfg, cases[i].name, ctx), NDE_ECONFIG);
+        ck_assert_msg(strstr(nde_ctx_message(ctx), cases[i].needle),
+                      "case %zu: '%s' lacks '%s'", i, nde_ctx_message(ctx), cases[i].needle);
+    }
+    ck_assert(nde_section_has(nde_config_section(cfg, "solver"), "rtol"));
+    ck_assert_int_eq(nde_config_unset(cfg, "solver.rtol", ctx), NDE_OK);
+    ck_assert_int_eq(nde_config_unset(cfg, "solver.rtol", ctx), NDE_ECONFIG);
+    assert_message("nothing to remove");
+}
+END_TEST
+
 /* A source that never ends is refused: /dev/zero was read forever. */
 START_TEST(endless_sources)
 {
@@ -747,6 +875,9 @@ int main(void)
     tcase_add_test(tc, bom_crlf_and_blank_headers);
     tcase_add_test(tc, overrides_refuse_what_does_not_read_back);
     tcase_add_test(tc, endless_sources);
+    tcase_add_test(tc, override_empties_a_section);
+    tcase_add_test(tc, unset_removes_a_key);
+    tcase_add_test(tc, unset_absent_key_is_an_error);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

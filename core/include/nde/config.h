@@ -49,11 +49,25 @@ int nde_config_load_string(nde_config *cfg, const char *origin,
 /* Apply "section.key=value": the section is everything before the last dot
  * of the left side (so "field.expert.b=2" sets b in [field.expert]). The
  * section is created if absent. Replaces every row of an existing key.
- * NDE_ECONFIG for what would not read back the same from the INI text
- * nde_config_write makes: a control character (but tab), a key outside
- * [A-Za-z0-9_+-] or longer than 64 characters, a ';' at the value's start
- * or after a blank, a '\' at the value's end. */
+ * A left side without a key, "section=" (no dot) or "section.name.="
+ * (nothing after the last dot: "field.expert=" sets the key expert of
+ * [field]), with an empty value, empties the section: every key it had is
+ * removed, the section stays in its place (so later overrides refill it:
+ * "field=" then "field.plugin=linear" replaces the whole [field]).
+ * NDE_ECONFIG for a non-empty value there, an unknown section, and for
+ * what would not read back the same from the INI text nde_config_write
+ * makes: a control character (but tab), a key outside [A-Za-z0-9_+-] or
+ * longer than 64 characters, a ';' at the value's start or after a blank,
+ * a '\' at the value's end. */
 int nde_config_override(nde_config *cfg, const char *assignment, nde_ctx *ctx);
+
+/* Remove the key of "section.key" (split as by nde_config_override), so
+ * that it is absent: its default applies and the writers leave it out.
+ * NDE_ECONFIG "nothing to remove" when the section or the key is not in
+ * the config (with the closest key of the section: a typo is not
+ * silently ignored), or for an unknown section or no key. Messages name
+ * "command line (-u section.key)". */
+int nde_config_unset(nde_config *cfg, const char *name, nde_ctx *ctx);
 
 /* Write the effective config (after overrides) as INI text that loads back
  * to the same values, every line within the reader's limit: a row longer
