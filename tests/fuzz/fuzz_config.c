@@ -1,12 +1,11 @@
 /*
  * libFuzzer target: the config reader. The input up to its first NUL byte
  * is read as a config file and what follows it is applied as a `-s`
- * override; the result is written back as INI text, reloaded from that
- * text, and every value is
- * read as each type the plugins ask for (numbers, integers, lists,
- * matrices, words, assignments), so the line reader, inih's callbacks, the
- * writer and the typed getters all see hostile text.
- */
+ * override (or, after "-u ", as an unset); the result is written back as
+ * INI text, reloaded from that text, and every value is read as each type
+ * the plugins ask for (numbers, integers, lists, matrices, words,
+ * assignments), so the line reader, inih's callbacks, the writer and the
+ * typed getters all see hostile text. */
 #include "fuzz_util.h" /* first: it defines _GNU_SOURCE */
 
 #include <string.h>
@@ -48,6 +47,14 @@ static void read_every_value(const nde_config *cfg, nde_ctx *ctx)
     }
 }
 
+/* What follows the NUL: "-u section.key" is an unset, else an override. */
+static int apply(nde_config *cfg, const char *assignment, nde_ctx *ctx)
+{
+    if (strncmp(assignment, "-u ", 3) == 0)
+        return nde_config_unset(cfg, assignment + 3, ctx);
+    return nde_config_override(cfg, assignment, ctx);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -69,7 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     fuzz_file_open(&f, "config.ini", data, file_size);
     if (nde_config_load_file(cfg, f.path, ctx) == NDE_OK &&
-        (!assignment || nde_config_override(cfg, assignment, ctx) == NDE_OK)) {
+        (!assignment || apply(cfg, assignment, ctx) == NDE_OK)) {
         read_every_value(cfg, ctx);
         if (!(mem = open_memstream(&text, &len)))
             abort();
