@@ -5,7 +5,8 @@
  * INI text, reloaded from that text, and every value is read as each type
  * the plugins ask for (numbers, integers, lists, matrices, words,
  * assignments), so the line reader, inih's callbacks, the writer and the
- * typed getters all see hostile text. */
+ * typed getters all see hostile text.
+ */
 #include "fuzz_util.h" /* first: it defines _GNU_SOURCE */
 
 #include <string.h>
