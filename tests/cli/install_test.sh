@@ -44,6 +44,12 @@ export NDE_PLUGIN_PATH=$tmp/example:$stage$libdir/nde/plugins
 listing=$("$nde" plugins field) || fail "nde plugins field exits non-zero"
 grep -q "^  vanderpol - " <<<"$listing" ||
     fail "nde plugins does not list vanderpol"
+# The shipped fields (plugins/fields/ in the source) install flat into the
+# plugin directory.
+for f in expr linear mlp sum; do
+    grep -qx "      module: $stage$libdir/nde/plugins/$f.so" <<<"$listing" ||
+        fail "nde plugins does not list the installed $f.so"
+done
 make -s -C "$tmp/example" check || fail "VJP check of the example plugin"
 
 cd "$tmp"
