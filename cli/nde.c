@@ -8,7 +8,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "ab.h"
+#include "ab/ab.h"
 #include "cli.h"
 
 static const char main_help[] =

@@ -35,6 +35,14 @@ libs=$(ldd "$nde")
 grep -q "$stage$libdir/libnde" <<<"$libs" ||
     fail "installed nde does not use the installed libnde: $(grep nde <<<"$libs")"
 
+# nde ab's statistics and plots are the program's (cli/ab/), not libnde's.
+[ -z "$(find "$stage" -path '*/include/nde/ab.h')" ] ||
+    fail "nde/ab.h is installed"
+syms=$(nm -D --defined-only "$stage$libdir/libnde.so")
+! grep -q 'nde_ab_' <<<"$syms" || fail "libnde exports nde_ab_* symbols"
+! grep -q 'plplot' <<<"$(ldd "$stage$libdir/libnde.so")" ||
+    fail "libnde links PLplot"
+
 cp -r "$src/plugins/example" "$tmp/example"
 rm -f "$tmp/example"/*.so "$tmp/example/check_vjp"
 make -s -C "$tmp/example" || fail "the example plugin does not build"
