@@ -8,7 +8,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "ab.h"
+#include "ab/ab.h"
 #include "cli.h"
 
 static const char main_help[] =
@@ -50,7 +50,7 @@ static const char main_help[] =
  * exec ends the stuck workers without waiting for them. (Setting it from
  * .preinit_array does not work: libc's initialiser resets environ after.)
  * The mlp field reserves that one thread's buffer when it is created
- * (plugins/mlp.c), so a run fails with a message instead of hanging.
+ * (plugins/fields/mlp.c), so a run fails with a message instead of hanging.
  */
 static void limit_blas_threads(char **argv)
 {

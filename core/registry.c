@@ -83,8 +83,8 @@ static int running_from_build_tree(void)
 
 nde_registry *nde_registry_create(void)
 {
-    static const char *const build_dirs[] = {"solvers", "plugins", "adjoints",
-                                             "regularizers"};
+    static const char *const build_dirs[] = {"solvers", "plugins/fields",
+                                             "adjoints", "regularizers"};
     nde_registry *reg = calloc(1, sizeof *reg);
     const char *env = getenv("NDE_PLUGIN_PATH");
     size_t i, len = 1;

@@ -1,6 +1,6 @@
 /*
- * test_abstats.c - nde/ab.h statistics against independently computed
- * reference values.
+ * test_abstats.c - the statistics of `nde ab` (cli/ab/abstats.h) against
+ * independently computed reference values.
  *
  * References: SciPy 1.10.1 (Debian python3-scipy):
  *   scipy.stats.ttest_ind(x, y, equal_var=False) for t and the two-sided
@@ -8,13 +8,13 @@
  *   on either side of R = mean(x)/mean(y), of
  *   f(rho) = (mx - rho my)^2 - q^2 (vx + rho^2 vy),
  *   q = scipy.stats.t.ppf(0.975, df), df Welch-Satterthwaite of
- *   vx + R^2 vy (the definition in core/abstats.c).
+ *   vx + R^2 vy (the definition in cli/ab/abstats.c).
  */
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
 
-#include "nde/ab.h"
+#include "abstats.h"
 
 static const double xa[] = {10.2, 11.5, 9.8, 12.1, 10.9};
 static const double ya[] = {14.0, 15.2, 13.1, 16.3, 14.8, 15.5};

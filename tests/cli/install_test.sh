@@ -35,6 +35,14 @@ libs=$(ldd "$nde")
 grep -q "$stage$libdir/libnde" <<<"$libs" ||
     fail "installed nde does not use the installed libnde: $(grep nde <<<"$libs")"
 
+# nde ab's statistics and plots are the program's (cli/ab/), not libnde's.
+[ -z "$(find "$stage" -path '*/include/nde/ab.h')" ] ||
+    fail "nde/ab.h is installed"
+syms=$(nm -D --defined-only "$stage$libdir/libnde.so")
+! grep -q 'nde_ab_' <<<"$syms" || fail "libnde exports nde_ab_* symbols"
+! grep -q 'plplot' <<<"$(ldd "$stage$libdir/libnde.so")" ||
+    fail "libnde links PLplot"
+
 cp -r "$src/plugins/example" "$tmp/example"
 rm -f "$tmp/example"/*.so "$tmp/example/check_vjp"
 make -s -C "$tmp/example" || fail "the example plugin does not build"
@@ -44,6 +52,12 @@ export NDE_PLUGIN_PATH=$tmp/example:$stage$libdir/nde/plugins
 listing=$("$nde" plugins field) || fail "nde plugins field exits non-zero"
 grep -q "^  vanderpol - " <<<"$listing" ||
     fail "nde plugins does not list vanderpol"
+# The shipped fields (plugins/fields/ in the source) install flat into the
+# plugin directory.
+for f in expr linear mlp sum; do
+    grep -qx "      module: $stage$libdir/nde/plugins/$f.so" <<<"$listing" ||
+        fail "nde plugins does not list the installed $f.so"
+done
 make -s -C "$tmp/example" check || fail "VJP check of the example plugin"
 
 cd "$tmp"

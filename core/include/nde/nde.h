@@ -17,7 +17,6 @@
 #include "regularizer.h"
 #include "data.h"
 #include "train.h"
-#include "ab.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -3,9 +3,9 @@
  * config plus its overrides) is composed and validated before anything runs;
  * then every arm x seed is trained by a child `nde train` (this same binary),
  * -j at a time, into DIR/runs/ARM/seedN (summary.json, metrics.jsonl,
- * stderr.txt: the layout the plots read, cli/ab_plot.h);
+ * stderr.txt: the layout the plots read, cli/ab/ab_plot.h);
  * finished runs are kept across invocations. The report (a table on stdout,
- * DIR/ab.json, the plots) compares each arm with the baseline (nde/ab.h).
+ * DIR/ab.json, the plots) compares each arm with the baseline (abstats.h).
  *
  * Run management: DIR/.lock keeps a second nde ab out of DIR; every run is
  * a process group of its own that dies with nde ab, trains into seedN.tmp
@@ -31,6 +31,7 @@
 
 #include "ab.h"
 #include "ab_plot.h"
+#include "abstats.h"
 #include "cli.h"
 
 const char cli_ab_help[] =

@@ -1,5 +1,5 @@
 /*
- * ab.h - `nde ab`: A/B comparisons of config variations (cli/ab.c).
+ * ab.h - `nde ab`: A/B comparisons of config variations (cli/ab/ab.c).
  */
 #ifndef NDE_CLI_AB_H
 #define NDE_CLI_AB_H

@@ -1,14 +1,14 @@
 /*
- * nde/ab.h - statistics of A/B comparisons (`nde ab`).
+ * abstats.h - statistics of A/B comparisons (`nde ab`).
  *
  * Two independent samples: an arm's per-seed values x and the baseline's y.
  * The ratio of their means gets a 95% confidence interval by Fieller's
  * theorem and the difference a two-sided Welch t-test; both use
- * Welch-Satterthwaite degrees of freedom (formulas in core/abstats.c).
+ * Welch-Satterthwaite degrees of freedom (formulas in cli/ab/abstats.c).
  * Non-finite values are the caller's to drop; nothing here allocates.
  */
-#ifndef NDE_AB_H
-#define NDE_AB_H
+#ifndef NDE_CLI_AB_ABSTATS_H
+#define NDE_CLI_AB_ABSTATS_H
 
 #include <stddef.h>
 

@@ -1,5 +1,5 @@
 /*
- * abstats.c - statistics of A/B comparisons (nde/ab.h).
+ * abstats.c - statistics of A/B comparisons (abstats.h).
  *
  * Welch's t-test (Welch 1947, Biometrika 34:28-35): with sample variances
  * of the means vx = sx^2/nx, vy = sy^2/ny,
@@ -23,7 +23,7 @@
 #include <gsl/gsl_cdf.h>
 #include <gsl/gsl_statistics_double.h>
 
-#include "nde/ab.h"
+#include "abstats.h"
 
 void nde_ab_mean_sd(const double *x, size_t n, double *mean, double *sd)
 {
