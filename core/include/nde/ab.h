@@ -11,14 +11,19 @@
 #define NDE_AB_H
 
 #include <stddef.h>
+#include "api.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
+/* NDE_API only while `nde ab` links these from libnde; they move into the
+ * program (issue 11). */
+
 /* Mean and sample standard deviation (n - 1 denominator). mean is NAN for
  * n = 0, sd is NAN for n < 2. */
-void nde_ab_mean_sd(const double *x, size_t n, double *mean, double *sd);
+NDE_API void nde_ab_mean_sd(const double *x, size_t n, double *mean,
+                            double *sd);
 
 typedef struct nde_ab_compare {
     double mean_x, sd_x, mean_y, sd_y;
@@ -32,8 +37,8 @@ typedef struct nde_ab_compare {
 
 /* Compare x (nx values) with y (ny values). Zero variance in both: the
  * interval is the ratio itself and p is 1 for equal means, else 0. */
-void nde_ab_compare_means(const double *x, size_t nx, const double *y,
-                          size_t ny, nde_ab_compare *out);
+NDE_API void nde_ab_compare_means(const double *x, size_t nx, const double *y,
+                                  size_t ny, nde_ab_compare *out);
 
 #ifdef __cplusplus
 }
