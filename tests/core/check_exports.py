@@ -113,7 +113,7 @@ def main(argv):
     exp = exported(nm, lib)
     for name in sorted(exp - set(api)):
         errors.append('%s exports %s, which no public header declares '
-                      'NDE_API (make it static, or declare it)' % (lib, name))
+                      'NDE_API' % (lib, name))
     for name in sorted(set(api) - exp):
         errors.append('%s: %s is declared NDE_API but %s does not export it'
                       % (api[name], name, lib))
