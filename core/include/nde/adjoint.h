@@ -22,6 +22,7 @@
 #ifndef NDE_ADJOINT_H
 #define NDE_ADJOINT_H
 
+#include "api.h"
 #include "config.h"
 #include "plugin.h"
 #include "solve.h"
@@ -74,13 +75,13 @@ struct nde_adjoint {
 /* Create the adjoint named by section `section` (key `plugin`) for the
  * forward solver s; a missing section means `default_plugin` with its
  * defaults. */
-int nde_adjoint_create(nde_ctx *ctx, const nde_config *cfg,
-                       const char *section, const char *default_plugin,
-                       nde_solver *s, nde_adjoint **out);
-int nde_adjoint_create_from(nde_ctx *ctx, const nde_adjoint_type *type,
-                            nde_section *sec, nde_solver *s,
-                            nde_adjoint **out);
-void nde_adjoint_destroy(nde_adjoint *a);
+NDE_API int nde_adjoint_create(nde_ctx *ctx, const nde_config *cfg,
+                               const char *section, const char *default_plugin,
+                               nde_solver *s, nde_adjoint **out);
+NDE_API int nde_adjoint_create_from(nde_ctx *ctx, const nde_adjoint_type *type,
+                                    nde_section *sec, nde_solver *s,
+                                    nde_adjoint **out);
+NDE_API void nde_adjoint_destroy(nde_adjoint *a);
 
 static inline int nde_adjoint_gradient(nde_adjoint *a,
                                        const nde_solve_opts *opts,
@@ -105,11 +106,11 @@ typedef struct nde_backward_settings {
     int seminorm;
 } nde_backward_settings;
 
-int nde_backward_settings_read(nde_backward_settings *b,
-                               const nde_section *sec, nde_ctx *ctx);
-void nde_backward_settings_apply(const nde_backward_settings *b,
-                                 const nde_solve_opts *fwd,
-                                 nde_solve_opts *bo);
+NDE_API int nde_backward_settings_read(nde_backward_settings *b,
+                                       const nde_section *sec, nde_ctx *ctx);
+NDE_API void nde_backward_settings_apply(const nde_backward_settings *b,
+                                         const nde_solve_opts *fwd,
+                                         nde_solve_opts *bo);
 
 /*
  * The cotangent jumps of a continuous adjoint, which integrates its state z
@@ -130,12 +131,12 @@ typedef struct nde_jumps {
     size_t nstops, cap;
 } nde_jumps;
 
-int nde_jumps_plan(nde_jumps *j, const nde_trajectory *fwd,
-                   const nde_cotangent *ct, size_t nct, size_t n,
-                   size_t offset, double *z_t1, nde_ctx *ctx);
-void nde_jumps_use(nde_jumps *j, nde_solve_opts *o);
-void nde_jumps_finish(const nde_jumps *j, double *z_t0);
-void nde_jumps_free(nde_jumps *j);
+NDE_API int nde_jumps_plan(nde_jumps *j, const nde_trajectory *fwd,
+                           const nde_cotangent *ct, size_t nct, size_t n,
+                           size_t offset, double *z_t1, nde_ctx *ctx);
+NDE_API void nde_jumps_use(nde_jumps *j, nde_solve_opts *o);
+NDE_API void nde_jumps_finish(const nde_jumps *j, double *z_t0);
+NDE_API void nde_jumps_free(nde_jumps *j);
 
 #ifdef __cplusplus
 }

@@ -24,6 +24,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "api.h"
 #include "status.h"
 
 #ifdef __cplusplus
@@ -54,35 +55,37 @@ static inline double nde_grid_time(double t0, double t1, double dt,
 
 /* An instance for paths of up to n_max channels. All memory is allocated
  * here; reset and increment never allocate. */
-int nde_brownian_create(nde_ctx *ctx, size_t n_max, nde_brownian **out);
-void nde_brownian_destroy(nde_brownian *bm);
+NDE_API int nde_brownian_create(nde_ctx *ctx, size_t n_max,
+                                nde_brownian **out);
+NDE_API void nde_brownian_destroy(nde_brownian *bm);
 
 /* Start the path `seed` of n channels on [t0, t1] (t0 < t1) with grid step
  * dt (0 < dt; dt >= t1 - t0 makes one cell). The same (seed, t0, t1, dt, n)
  * gives the same path, bit for bit. NDE_EINVAL on bad arguments. */
-int nde_brownian_reset(nde_brownian *bm, uint64_t seed, double t0, double t1,
-                       double dt, size_t n);
+NDE_API int nde_brownian_reset(nde_brownian *bm, uint64_t seed, double t0,
+                               double t1, double dt, size_t n);
 
 /* dw[i] = W_i(tb) - W_i(ta) for the n channels; ta, tb in [t0, t1] in
  * either order (tb < ta gives the negative). NDE_EINVAL outside. */
-int nde_brownian_increment(nde_brownian *bm, double ta, double tb,
-                           double *dw);
+NDE_API int nde_brownian_increment(nde_brownian *bm, double ta, double tb,
+                                   double *dw);
 
 /* The path's grid: cells, and the time of grid point k (0..cells; exactly
  * t0 + k * dt for k < cells, t1 for k = cells). A fixed-step solver steps
  * onto these times so that its queries are whole cells. */
-size_t nde_brownian_cells(const nde_brownian *bm);
-double nde_brownian_grid_time(const nde_brownian *bm, size_t k);
+NDE_API size_t nde_brownian_cells(const nde_brownian *bm);
+NDE_API double nde_brownian_grid_time(const nde_brownian *bm, size_t k);
 /* Channels of the current path (the n of the last reset), so a solve can
  * check the path fits its state. */
-size_t nde_brownian_channels(const nde_brownian *bm);
+NDE_API size_t nde_brownian_channels(const nde_brownian *bm);
 
 typedef struct nde_brownian_stats {
     long queries;           /* increment calls since reset              */
     long nodes;             /* tree nodes sampled since reset           */
     size_t bytes;           /* memory held by the instance              */
 } nde_brownian_stats;
-void nde_brownian_get_stats(const nde_brownian *bm, nde_brownian_stats *st);
+NDE_API void nde_brownian_get_stats(const nde_brownian *bm,
+                                    nde_brownian_stats *st);
 
 #ifdef __cplusplus
 }

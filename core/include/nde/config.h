@@ -23,6 +23,7 @@
 #define NDE_CONFIG_H
 
 #include <stdio.h>
+#include "api.h"
 #include "plugin.h"
 #include "status.h"
 
@@ -33,18 +34,19 @@ extern "C" {
 typedef struct nde_config nde_config;
 typedef struct nde_section nde_section;
 
-nde_config *nde_config_create(void);
-void nde_config_destroy(nde_config *cfg);
+NDE_API nde_config *nde_config_create(void);
+NDE_API void nde_config_destroy(nde_config *cfg);
 
 /* Parse an INI file into cfg (keys repeated later replace earlier ones).
  * NDE_EIO if it cannot be read, NDE_ECONFIG on a syntax error, an over-long
  * line, a NUL byte, more than 64 MiB or an unknown section (with a "did
  * you mean" suggestion). */
-int nde_config_load_file(nde_config *cfg, const char *path, nde_ctx *ctx);
+NDE_API int nde_config_load_file(nde_config *cfg, const char *path,
+                                 nde_ctx *ctx);
 
 /* Same from text in memory; `origin` names it in messages. */
-int nde_config_load_string(nde_config *cfg, const char *origin,
-                           const char *text, nde_ctx *ctx);
+NDE_API int nde_config_load_string(nde_config *cfg, const char *origin,
+                                   const char *text, nde_ctx *ctx);
 
 /* Apply "section.key=value": the section is everything before the last dot
  * of the left side (so "field.expert.b=2" sets b in [field.expert]). The
@@ -59,7 +61,8 @@ int nde_config_load_string(nde_config *cfg, const char *origin,
  * makes: a control character (but tab), a key outside [A-Za-z0-9_+-] or
  * longer than 64 characters, a ';' at the value's start or after a blank,
  * a '\' at the value's end. */
-int nde_config_override(nde_config *cfg, const char *assignment, nde_ctx *ctx);
+NDE_API int nde_config_override(nde_config *cfg, const char *assignment,
+                                nde_ctx *ctx);
 
 /* Remove the key of "section.key" (split as by nde_config_override), so
  * that it is absent: its default applies and the writers leave it out.
@@ -67,7 +70,8 @@ int nde_config_override(nde_config *cfg, const char *assignment, nde_ctx *ctx);
  * the config (with the closest key of the section: a typo is not
  * silently ignored), or for an unknown section or no key. Messages name
  * "command line (-u section.key)". */
-int nde_config_unset(nde_config *cfg, const char *name, nde_ctx *ctx);
+NDE_API int nde_config_unset(nde_config *cfg, const char *name,
+                             nde_ctx *ctx);
 
 /* Write the effective config (after overrides) as INI text that loads back
  * to the same values, every line within the reader's limit: a row longer
@@ -75,7 +79,7 @@ int nde_config_unset(nde_config *cfg, const char *name, nde_ctx *ctx);
  * after a comma (the line ends in ',': a matrix row goes on) or, where
  * there is none, between two characters (the line ends in '\', which the
  * reader removes, joining the next line without a space). */
-int nde_config_write(const nde_config *cfg, FILE *out);
+NDE_API int nde_config_write(const nde_config *cfg, FILE *out);
 
 /* The same in canonical form, so that two configs of the same meaning
  * write the same text: sections sorted by name (the [regularizer.NAME]
@@ -86,29 +90,31 @@ int nde_config_write(const nde_config *cfg, FILE *out);
  * integers in decimal; booleans as true or false; list items joined by
  * ", ", rows kept). Text and the values of unchecked sections are written
  * as they are. NDE_EIO on a write error. */
-int nde_config_write_canonical(const nde_config *cfg, FILE *out);
+NDE_API int nde_config_write_canonical(const nde_config *cfg, FILE *out);
 
 /* Path of the first file loaded, or NULL; relative paths in a config are
  * resolved against its directory. */
-const char *nde_config_path(const nde_config *cfg);
+NDE_API const char *nde_config_path(const nde_config *cfg);
 
 /* NULL when the section is absent. */
-nde_section *nde_config_section(const nde_config *cfg, const char *name);
-size_t nde_config_nsections(const nde_config *cfg);
-nde_section *nde_config_section_at(const nde_config *cfg, size_t i);
+NDE_API nde_section *nde_config_section(const nde_config *cfg,
+                                        const char *name);
+NDE_API size_t nde_config_nsections(const nde_config *cfg);
+NDE_API nde_section *nde_config_section_at(const nde_config *cfg, size_t i);
 
 /* A required section: NDE_ECONFIG "missing section [name]" when absent. */
-int nde_config_require(const nde_config *cfg, const char *name,
-                       nde_section **out, nde_ctx *ctx);
+NDE_API int nde_config_require(const nde_config *cfg, const char *name,
+                               nde_section **out, nde_ctx *ctx);
 
-const char *nde_section_name(const nde_section *sec);
-nde_config *nde_section_config(const nde_section *sec);
-int nde_section_has(const nde_section *sec, const char *key);
-size_t nde_section_nkeys(const nde_section *sec);
-const char *nde_section_key_at(const nde_section *sec, size_t i);
+NDE_API const char *nde_section_name(const nde_section *sec);
+NDE_API nde_config *nde_section_config(const nde_section *sec);
+NDE_API int nde_section_has(const nde_section *sec, const char *key);
+NDE_API size_t nde_section_nkeys(const nde_section *sec);
+NDE_API const char *nde_section_key_at(const nde_section *sec, size_t i);
 /* "file.ini:12" or "command line (-s ...)"; the section header's origin
  * when key is NULL or absent. */
-const char *nde_section_origin(const nde_section *sec, const char *key);
+NDE_API const char *nde_section_origin(const nde_section *sec,
+                                       const char *key);
 
 /*
  * Check every key of sec against the union of the NULL-terminated array of
@@ -117,13 +123,13 @@ const char *nde_section_origin(const nde_section *sec, const char *key);
  * Errors: unknown key (with the closest accepted name), malformed value.
  * On success the tables are bound to the section for the getters below.
  */
-int nde_section_check(nde_section *sec, const nde_key *const *tables,
-                      nde_ctx *ctx);
+NDE_API int nde_section_check(nde_section *sec, const nde_key *const *tables,
+                              nde_ctx *ctx);
 
 /* Format an error about sec/key: "<origin>: [section] key: <message>",
  * record it with NDE_ECONFIG and return NDE_ECONFIG. key may be NULL. */
-int nde_section_error(const nde_section *sec, const char *key, nde_ctx *ctx,
-                      const char *fmt, ...)
+NDE_API int nde_section_error(const nde_section *sec, const char *key,
+                              nde_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 /*
@@ -133,38 +139,41 @@ int nde_section_error(const nde_section *sec, const char *key, nde_ctx *ctx,
  * through `double **` / `char ***` are malloc'd: free them with free() /
  * nde_strings_free().
  */
-int nde_get_double(const nde_section *sec, const char *key, double *out,
-                   nde_ctx *ctx);
-int nde_get_long(const nde_section *sec, const char *key, long *out,
-                 nde_ctx *ctx);
-int nde_get_bool(const nde_section *sec, const char *key, int *out,
-                 nde_ctx *ctx);
+NDE_API int nde_get_double(const nde_section *sec, const char *key,
+                           double *out, nde_ctx *ctx);
+NDE_API int nde_get_long(const nde_section *sec, const char *key, long *out,
+                         nde_ctx *ctx);
+NDE_API int nde_get_bool(const nde_section *sec, const char *key, int *out,
+                         nde_ctx *ctx);
 /* WORD and TEXT keys. */
-int nde_get_string(const nde_section *sec, const char *key, const char **out,
-                   nde_ctx *ctx);
+NDE_API int nde_get_string(const nde_section *sec, const char *key,
+                           const char **out, nde_ctx *ctx);
 /* All numbers of a DOUBLES key, rows joined; *n may be 0 for "". */
-int nde_get_doubles(const nde_section *sec, const char *key, double **out,
-                    size_t *n, nde_ctx *ctx);
+NDE_API int nde_get_doubles(const nde_section *sec, const char *key,
+                            double **out, size_t *n, nde_ctx *ctx);
 /* Exactly n numbers into caller storage; "expected n values, got m". */
-int nde_get_doubles_n(const nde_section *sec, const char *key, double *out,
-                      size_t n, nde_ctx *ctx);
+NDE_API int nde_get_doubles_n(const nde_section *sec, const char *key,
+                              double *out, size_t n, nde_ctx *ctx);
 /* One matrix row per line (continuation lines are further rows); all rows
  * must have the same length. */
-int nde_get_matrix(const nde_section *sec, const char *key, double **out,
-                   size_t *rows, size_t *cols, nde_ctx *ctx);
-int nde_get_longs(const nde_section *sec, const char *key, long **out,
-                  size_t *n, nde_ctx *ctx);
+NDE_API int nde_get_matrix(const nde_section *sec, const char *key,
+                           double **out, size_t *rows, size_t *cols,
+                           nde_ctx *ctx);
+NDE_API int nde_get_longs(const nde_section *sec, const char *key, long **out,
+                          size_t *n, nde_ctx *ctx);
 /* WORDS keys: a NULL-terminated array of n strings. */
-int nde_get_words(const nde_section *sec, const char *key, char ***out,
-                  size_t *n, nde_ctx *ctx);
+NDE_API int nde_get_words(const nde_section *sec, const char *key, char ***out,
+                          size_t *n, nde_ctx *ctx);
 /* ASSIGNS keys: names (NULL-terminated) and values, n pairs. */
-int nde_get_assigns(const nde_section *sec, const char *key, char ***names,
-                    double **values, size_t *n, nde_ctx *ctx);
-void nde_strings_free(char **strings);
+NDE_API int nde_get_assigns(const nde_section *sec, const char *key,
+                            char ***names, double **values, size_t *n,
+                            nde_ctx *ctx);
+NDE_API void nde_strings_free(char **strings);
 
 /* Closest of `candidates` (NULL-terminated) to `word` by edit distance, or
  * NULL if none is close enough to be a plausible typo. */
-const char *nde_suggest(const char *word, const char *const *candidates);
+NDE_API const char *nde_suggest(const char *word,
+                                const char *const *candidates);
 
 #ifdef __cplusplus
 }

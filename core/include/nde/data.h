@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "api.h"
 #include "status.h"
 
 #ifdef __cplusplus
@@ -66,7 +67,8 @@ typedef struct nde_dataset {
  * number is refused as a missing header. A series' rows that resume after
  * another series are refused (file:line of the resumption).
  */
-int nde_data_read_csv(const char *path, nde_dataset **out, nde_ctx *ctx);
+NDE_API int nde_data_read_csv(const char *path, nde_dataset **out,
+                              nde_ctx *ctx);
 
 /*
  * MNIST-format IDX image and label files (gzip-compressed or not, detected
@@ -82,8 +84,8 @@ int nde_data_read_csv(const char *path, nde_dataset **out, nde_ctx *ctx);
  * `limit` items are read. Memory grows with the data actually read, never with
  * the header's count alone.
  */
-int nde_data_read_idx(const char *images, const char *labels, size_t limit,
-                      nde_dataset **out, nde_ctx *ctx);
+NDE_API int nde_data_read_idx(const char *images, const char *labels,
+                              size_t limit, nde_dataset **out, nde_ctx *ctx);
 
 /* Split into train and test parts: whole series (SERIES) or examples
  * (CLASSES), a fraction test_fraction in [0, 1) going to the test part,
@@ -95,10 +97,11 @@ int nde_data_read_idx(const char *images, const char *labels, size_t limit,
  * seed ^ (seed >> 32) (GSL maps 0 to 4357), gsl_ran_shuffle of 0..n-1;
  * its first items go to test. Both parts keep the file order and are deep
  * copies (each destroyed on its own); a CLASSES part keeps d's nclasses. */
-int nde_data_split(const nde_dataset *d, double test_fraction, uint64_t seed,
-                   nde_dataset **train, nde_dataset **test, nde_ctx *ctx);
+NDE_API int nde_data_split(const nde_dataset *d, double test_fraction,
+                           uint64_t seed, nde_dataset **train,
+                           nde_dataset **test, nde_ctx *ctx);
 
-void nde_dataset_destroy(nde_dataset *d);
+NDE_API void nde_dataset_destroy(nde_dataset *d);
 
 #ifdef __cplusplus
 }

@@ -27,6 +27,7 @@
 #define NDE_FIELD_H
 
 #include <stdint.h>
+#include "api.h"
 #include "config.h"
 #include "plugin.h"
 #include "status.h"
@@ -99,12 +100,14 @@ struct nde_field {
 
 /* Create the field described by config section `section` (whose `plugin`
  * key names it). Used by the program and by composite fields (`sum`). */
-int nde_field_create(nde_ctx *ctx, const nde_config *cfg, const char *section,
-                     size_t batch_max, nde_field **out);
+NDE_API int nde_field_create(nde_ctx *ctx, const nde_config *cfg,
+                             const char *section, size_t batch_max,
+                             nde_field **out);
 /* Same with a descriptor already at hand (tests, built-in use). */
-int nde_field_create_from(nde_ctx *ctx, const nde_field_type *type,
-                          nde_section *sec, size_t batch_max, nde_field **out);
-void nde_field_destroy(nde_field *f);
+NDE_API int nde_field_create_from(nde_ctx *ctx, const nde_field_type *type,
+                                  nde_section *sec, size_t batch_max,
+                                  nde_field **out);
+NDE_API void nde_field_destroy(nde_field *f);
 
 /* A field from a plain function, for a system a plugin integrates itself
  * (an adjoint's augmented state): one row of `dim` values, no parameters,
@@ -112,10 +115,10 @@ void nde_field_destroy(nde_field *f);
  * between solves (the solver's workspace was sized for `dim`). */
 typedef int (*nde_rhs_fn)(void *user, double t, const double *y,
                           const double *theta, double *dy);
-int nde_field_create_rhs(nde_ctx *ctx, size_t dim, nde_rhs_fn fn, void *user,
-                         nde_field **out);
+NDE_API int nde_field_create_rhs(nde_ctx *ctx, size_t dim, nde_rhs_fn fn,
+                                 void *user, nde_field **out);
 
-int nde_field_init_params(nde_field *f, double *theta, uint64_t seed);
+NDE_API int nde_field_init_params(nde_field *f, double *theta, uint64_t seed);
 
 static inline int nde_field_eval(nde_field *f, double t, const double *y,
                                  const double *theta, double *dy, size_t batch)
@@ -147,17 +150,18 @@ static inline int nde_field_diffusion_vjp(nde_field *f, double t,
 }
 
 /* "ito", "stratonovich" or "solver". */
-const char *nde_calculus_name(int calculus);
+NDE_API const char *nde_calculus_name(int calculus);
 
 /* The keys every [field] section accepts besides its plugin's (calculus). */
-extern const nde_key nde_field_keys[];
+NDE_API extern const nde_key nde_field_keys[];
 
 /* "a", "b", or "theta[17]" when the field has no names. */
-void nde_field_param_name(const nde_field *f, size_t i, char *buf, size_t len);
+NDE_API void nde_field_param_name(const nde_field *f, size_t i, char *buf,
+                                  size_t len);
 
 /* Derive an independent 64-bit seed for sub-component `index` (SplitMix64),
  * so composite fields seed their parts reproducibly. */
-uint64_t nde_seed_derive(uint64_t seed, uint64_t index);
+NDE_API uint64_t nde_seed_derive(uint64_t seed, uint64_t index);
 
 #ifdef __cplusplus
 }

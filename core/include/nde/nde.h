@@ -4,6 +4,7 @@
 #ifndef NDE_NDE_H
 #define NDE_NDE_H
 
+#include "api.h"
 #include "status.h"
 #include "plugin.h"
 #include "config.h"
@@ -23,7 +24,7 @@ extern "C" {
 #endif
 
 /* "0.1.0" */
-const char *nde_version(void);
+NDE_API const char *nde_version(void);
 
 #ifdef __cplusplus
 }

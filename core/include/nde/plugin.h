@@ -17,6 +17,7 @@
 #define NDE_PLUGIN_H
 
 #include <stddef.h>
+#include "api.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -39,7 +40,7 @@ typedef enum nde_kind {
 #define NDE_KIND_COUNT 4
 
 /* "field", "solver", "adjoint", "regularizer"; "?" otherwise. */
-const char *nde_kind_name(nde_kind kind);
+NDE_API const char *nde_kind_name(nde_kind kind);
 
 /*
  * Config key types. Values are checked against the type when a component is
@@ -59,7 +60,7 @@ typedef enum nde_key_type {
 } nde_key_type;
 
 /* "double", "int", ... as printed by `nde plugins`. */
-const char *nde_key_type_name(nde_key_type type);
+NDE_API const char *nde_key_type_name(nde_key_type type);
 
 /*
  * One accepted key. `def` is the default as config text; NULL means the key
@@ -115,11 +116,8 @@ typedef struct nde_module {
 
 #define NDE_MODULE_SYMBOL "nde_module_entry"
 
-#if defined(__GNUC__)
-#define NDE_EXPORT __attribute__((visibility("default")))
-#else
-#define NDE_EXPORT
-#endif
+/* A module's export: kept visible in a plugin built with hidden visibility. */
+#define NDE_EXPORT NDE_API
 
 #define NDE_MODULE(...)                                                      \
     static const nde_plugin_info *const nde_module_components_[] = {         \

@@ -16,6 +16,7 @@
 #ifndef NDE_REGISTRY_H
 #define NDE_REGISTRY_H
 
+#include "api.h"
 #include "plugin.h"
 #include "status.h"
 
@@ -31,11 +32,11 @@ extern "C" {
  * build-signature mismatch (the message names the file, the version found
  * and the version expected). Other modules that fail to load are skipped.
  */
-int nde_plugin_find(nde_ctx *ctx, nde_kind kind, const char *name,
-                    const nde_plugin_info **out);
+NDE_API int nde_plugin_find(nde_ctx *ctx, nde_kind kind, const char *name,
+                            const nde_plugin_info **out);
 
 /* The path of the module a loaded plugin came from, or NULL. */
-const char *nde_plugin_path(nde_ctx *ctx, const nde_plugin_info *info);
+NDE_API const char *nde_plugin_path(nde_ctx *ctx, const nde_plugin_info *info);
 
 /* Call visit for every plugin found in the search path, module by module
  * in search order, once per name and kind: with the component that
@@ -46,14 +47,14 @@ typedef int (*nde_plugin_visit_fn)(const nde_plugin_info *info,
                                    const char *path, void *user);
 typedef void (*nde_plugin_broken_fn)(const char *path, const char *reason,
                                      void *user);
-int nde_plugin_foreach(nde_ctx *ctx, nde_plugin_visit_fn visit,
-                       nde_plugin_broken_fn broken, void *user);
+NDE_API int nde_plugin_foreach(nde_ctx *ctx, nde_plugin_visit_fn visit,
+                               nde_plugin_broken_fn broken, void *user);
 
 /* The search path as used, colon separated (for messages and --help). */
-const char *nde_plugin_search_path(nde_ctx *ctx);
+NDE_API const char *nde_plugin_search_path(nde_ctx *ctx);
 
 /* 1 if name matches [a-z0-9_]+ (and is at most 64 characters). */
-int nde_plugin_name_valid(const char *name);
+NDE_API int nde_plugin_name_valid(const char *name);
 
 #ifdef __cplusplus
 }

@@ -32,6 +32,7 @@
 #define NDE_REGULARIZER_H
 
 #include <stdint.h>
+#include "api.h"
 #include "adjoint.h"
 #include "config.h"
 #include "plugin.h"
@@ -106,7 +107,7 @@ struct nde_regularizer {
 /* The weight keys every [regularizer.NAME] section accepts: weight
  * (required), schedule = constant | exponential (default constant),
  * weight_final (the last iteration's weight for exponential). */
-extern const nde_key nde_regularizer_keys[];
+NDE_API extern const nde_key nde_regularizer_keys[];
 
 typedef struct nde_weight_schedule {
     double weight, weight_final;
@@ -115,19 +116,21 @@ typedef struct nde_weight_schedule {
 
 /* The weight at iteration i (0-based) of a run of n iterations: weight, or
  * weight (weight_final / weight)^(i / (n - 1)) for exponential decay. */
-double nde_weight_at(const nde_weight_schedule *w, long i, long n);
+NDE_API double nde_weight_at(const nde_weight_schedule *w, long i, long n);
 
 /* Create the regularizer of section `section` (e.g. "regularizer.local",
  * key `plugin`) for the forward solver s: checks the section against the
  * plugin's keys and nde_regularizer_keys, reads the schedule into *w, and
  * refuses a solver lacking a capability the instance needs. */
-int nde_regularizer_create(nde_ctx *ctx, const nde_config *cfg,
-                           const char *section, nde_solver *s,
-                           nde_weight_schedule *w, nde_regularizer **out);
-int nde_regularizer_create_from(nde_ctx *ctx, const nde_regularizer_type *type,
-                                nde_section *sec, nde_solver *s,
-                                nde_regularizer **out);
-void nde_regularizer_destroy(nde_regularizer *r);
+NDE_API int nde_regularizer_create(nde_ctx *ctx, const nde_config *cfg,
+                                   const char *section, nde_solver *s,
+                                   nde_weight_schedule *w,
+                                   nde_regularizer **out);
+NDE_API int nde_regularizer_create_from(nde_ctx *ctx,
+                                        const nde_regularizer_type *type,
+                                        nde_section *sec, nde_solver *s,
+                                        nde_regularizer **out);
+NDE_API void nde_regularizer_destroy(nde_regularizer *r);
 
 #ifdef __cplusplus
 }

@@ -25,6 +25,7 @@
 #ifndef NDE_SOLVE_H
 #define NDE_SOLVE_H
 
+#include "api.h"
 #include "brownian.h"
 #include "config.h"
 #include "field.h"
@@ -80,13 +81,15 @@ typedef struct nde_solve_opts {
 
 /* The solve loop's keys of a [solver] section (rtol, atol, dt, max_steps,
  * dtmin, dtmax, safety, qmin, qmax, beta1, beta2). */
-extern const nde_key nde_solve_keys[];
+NDE_API extern const nde_key nde_solve_keys[];
 
 /* Defaults for a solver type (beta1 = 7/(10p), beta2 = 2/(5p), p = order). */
-void nde_solve_opts_default(nde_solve_opts *o, const nde_solver_type *type);
+NDE_API void nde_solve_opts_default(nde_solve_opts *o,
+                                    const nde_solver_type *type);
 /* Defaults, then the keys of a checked [solver] section. */
-int nde_solve_opts_from_section(nde_solve_opts *o, const nde_solver_type *type,
-                                const nde_section *sec, nde_ctx *ctx);
+NDE_API int nde_solve_opts_from_section(nde_solve_opts *o,
+                                        const nde_solver_type *type,
+                                        const nde_section *sec, nde_ctx *ctx);
 
 typedef struct nde_stats {
     long nfe;               /* field evaluations in the forward solve      */
@@ -108,15 +111,16 @@ typedef struct nde_stats {
  * NDE_ENONFINITE (the field keeps returning non-finite values, or the state
  * became non-finite), NDE_EFATAL (from the field), NDE_EINVAL.
  */
-int nde_solve(nde_solver *s, const nde_solve_opts *opts, const double *theta,
-              double t0, const double *y0, double t1, size_t nsave,
-              const double *tsave, double *ysave, nde_stats *stats);
+NDE_API int nde_solve(nde_solver *s, const nde_solve_opts *opts,
+                      const double *theta, double t0, const double *y0,
+                      double t1, size_t nsave, const double *tsave,
+                      double *ysave, nde_stats *stats);
 
 /* Hairer's initial step heuristic (methods.md 2.4); costs one evaluation
  * beyond f0 = f(t0, y0), which the caller supplies. */
-int nde_initial_step(nde_solver *s, const nde_solve_opts *opts,
-                     const double *theta, double t0, const double *y0,
-                     const double *f0, double t1, double *h0);
+NDE_API int nde_initial_step(nde_solver *s, const nde_solve_opts *opts,
+                             const double *theta, double t0, const double *y0,
+                             const double *f0, double t1, double *h0);
 
 /*
  * The step boundaries of a fixed-step solve with an ops solver (the same
@@ -140,12 +144,13 @@ typedef struct nde_step_grid {
     const double *tstops;
     size_t ntstops;
 } nde_step_grid;
-int nde_step_grid_init(nde_step_grid *g, double t0, double t1, double dt,
-                       const double *tsave, size_t nsave,
-                       const double *tstops, size_t ntstops, nde_ctx *ctx);
-double nde_step_grid_next(const nde_step_grid *g, double t);
-double nde_step_grid_prev(const nde_step_grid *g, double t);
-double nde_step_grid_snap(const nde_step_grid *g, double s);
+NDE_API int nde_step_grid_init(nde_step_grid *g, double t0, double t1,
+                               double dt, const double *tsave, size_t nsave,
+                               const double *tstops, size_t ntstops,
+                               nde_ctx *ctx);
+NDE_API double nde_step_grid_next(const nde_step_grid *g, double t);
+NDE_API double nde_step_grid_prev(const nde_step_grid *g, double t);
+NDE_API double nde_step_grid_snap(const nde_step_grid *g, double s);
 
 /* The [problem] section: t0, t1, y0 (one row per line), saveat | nsave,
  * tstops. */
@@ -159,12 +164,12 @@ typedef struct nde_problem {
     double *tstops;
 } nde_problem;
 
-extern const nde_key nde_problem_keys[];
+NDE_API extern const nde_key nde_problem_keys[];
 
 /* Read and check [problem]; y0 rows must have `dim` values each. */
-int nde_problem_from_section(nde_problem *p, nde_section *sec, size_t dim,
-                             nde_ctx *ctx);
-void nde_problem_free(nde_problem *p);
+NDE_API int nde_problem_from_section(nde_problem *p, nde_section *sec,
+                                     size_t dim, nde_ctx *ctx);
+NDE_API void nde_problem_free(nde_problem *p);
 
 #ifdef __cplusplus
 }

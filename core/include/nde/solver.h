@@ -24,6 +24,7 @@
 #ifndef NDE_SOLVER_H
 #define NDE_SOLVER_H
 
+#include "api.h"
 #include "config.h"
 #include "field.h"
 #include "plugin.h"
@@ -119,15 +120,16 @@ struct nde_solver {
  * Refused (NDE_ECAPABILITY, naming solver and field): an SDE solver with a
  * field without diffusion, an ODE solver with one, and a field whose
  * `calculus` is not the one the SDE solver integrates. */
-int nde_solver_create(nde_ctx *ctx, const nde_config *cfg, const char *section,
-                      nde_field *field, nde_solver **out);
-int nde_solver_create_from(nde_ctx *ctx, const nde_solver_type *type,
-                           nde_field *field, nde_solver **out);
-void nde_solver_destroy(nde_solver *s);
+NDE_API int nde_solver_create(nde_ctx *ctx, const nde_config *cfg,
+                              const char *section, nde_field *field,
+                              nde_solver **out);
+NDE_API int nde_solver_create_from(nde_ctx *ctx, const nde_solver_type *type,
+                                   nde_field *field, nde_solver **out);
+NDE_API void nde_solver_destroy(nde_solver *s);
 
 /* Rows for the following calls; NDE_EINVAL above batch_max. Invalidates the
  * FSAL stage. */
-int nde_solver_set_batch(nde_solver *s, size_t batch);
+NDE_API int nde_solver_set_batch(nde_solver *s, size_t batch);
 
 /*
  * One step of size h (either sign) from (t, y). Writes y_next and, when err
@@ -137,45 +139,49 @@ int nde_solver_set_batch(nde_solver *s, size_t batch);
  * nde_solver_invalidate() whenever y changes otherwise. Returns the field's
  * status (NDE_ERETRY on non-finite stage values, so the caller can shrink h).
  */
-int nde_solver_step(nde_solver *s, const double *theta, double t, double h,
-                    const double *y, double *y_next, double *err);
+NDE_API int nde_solver_step(nde_solver *s, const double *theta, double t,
+                            double h, const double *y, double *y_next,
+                            double *err);
 
 /* Evaluate f(t, y) into the first stage of the next step and return it in
  * *f0 (valid until that step): what the initial-step heuristic needs, with
  * no evaluation wasted when the step from y follows. */
-int nde_solver_first_stage(nde_solver *s, const double *theta, double t,
-                           const double *y, const double **f0);
+NDE_API int nde_solver_first_stage(nde_solver *s, const double *theta,
+                                   double t, const double *y,
+                                   const double **f0);
 
 /* The last step was accepted: carry its FSAL stage into the next step. */
-void nde_solver_accept(nde_solver *s);
-void nde_solver_invalidate(nde_solver *s);
+NDE_API void nde_solver_accept(nde_solver *s);
+NDE_API void nde_solver_invalidate(nde_solver *s);
 
 /* Dense output of the last step (taken from y with size h) at fraction
  * theta in [0, 1]. NDE_ECAPABILITY if the solver has none. */
-int nde_solver_dense(const nde_solver *s, const double *y, double h,
-                     double theta, double *out);
+NDE_API int nde_solver_dense(const nde_solver *s, const double *y, double h,
+                             double theta, double *out);
 
 /* Dense output of a recorded step: k holds its stages (stages x n, as
  * nde_trajectory.k), y its start state. */
-int nde_solver_dense_from(const nde_solver *s, const double *y, double h,
-                          const double *k, double theta, double *out);
+NDE_API int nde_solver_dense_from(const nde_solver *s, const double *y,
+                                  double h, const double *k, double theta,
+                                  double *out);
 
 /* Number of stages of a step (the size of a trajectory's k per step). */
-int nde_solver_stages(const nde_solver *s);
+NDE_API int nde_solver_stages(const nde_solver *s);
 
 /* Copy the stages of the last step into k (stages x n values, the layout
  * of nde_trajectory.k), so that a caller replaying steps can keep their
  * dense output for nde_solver_dense_from. Valid until the next step. */
-void nde_solver_copy_stages(const nde_solver *s, double *k);
+NDE_API void nde_solver_copy_stages(const nde_solver *s, double *k);
 
 /* Stiffness estimate of the last step (y_next as returned by it); 0 when
  * the denominator vanishes. NDE_ECAPABILITY if the solver has none. */
-int nde_solver_stiffness(const nde_solver *s, const double *y_next,
-                         double *out);
+NDE_API int nde_solver_stiffness(const nde_solver *s, const double *y_next,
+                                 double *out);
 
 /* Scaled RMS norm of err with scale atol + rtol max(|y|, |y_next|). */
-double nde_error_norm(const double *err, const double *y, const double *y_next,
-                      size_t n, double rtol, double atol);
+NDE_API double nde_error_norm(const double *err, const double *y,
+                              const double *y_next, size_t n, double rtol,
+                              double atol);
 
 /* A cotangent on the dense output y(t + theta h) of a step (n values). */
 typedef struct nde_dense_cotangent {
@@ -192,20 +198,22 @@ typedef struct nde_dense_cotangent {
  * gradient through step-size control). Counts its field evaluations and
  * VJPs in s->counts.
  */
-int nde_solver_step_vjp(nde_solver *s, const double *theta, double t, double h,
-                        const double *y, double rtol, double atol,
-                        const double *ybar_next, double ebar, double sbar,
-                        const nde_dense_cotangent *dc, size_t ndc,
-                        double *ybar, double *thetabar);
+NDE_API int nde_solver_step_vjp(nde_solver *s, const double *theta, double t,
+                                double h, const double *y, double rtol,
+                                double atol, const double *ybar_next,
+                                double ebar, double sbar,
+                                const nde_dense_cotangent *dc, size_t ndc,
+                                double *ybar, double *thetabar);
 
 /* The same for the step the last nde_solver_step call took (its theta, t,
  * h and y, which the caller must not have changed since), reusing its
  * stages instead of evaluating the field again. NDE_EINVAL when there is
  * no such step (none taken, or accepted since). */
-int nde_solver_last_step_vjp(nde_solver *s, double rtol, double atol,
-                             const double *ybar_next, double ebar,
-                             double sbar, const nde_dense_cotangent *dc,
-                             size_t ndc, double *ybar, double *thetabar);
+NDE_API int nde_solver_last_step_vjp(nde_solver *s, double rtol, double atol,
+                                     const double *ybar_next, double ebar,
+                                     double sbar,
+                                     const nde_dense_cotangent *dc, size_t ndc,
+                                     double *ybar, double *thetabar);
 
 /*
  * Solvers with ops (s->type->ops != NULL; the RK functions above return
@@ -213,24 +221,27 @@ int nde_solver_last_step_vjp(nde_solver *s, double rtol, double atol,
  * aux arguments hold nde_solver_aux(s) x n values (may be NULL when that
  * is 0). See nde_solver_ops for the contracts.
  */
-int nde_solver_aux(const nde_solver *s);
-int nde_solver_is_sde(const nde_solver *s);   /* NDE_CAP_SDE_* set      */
-int nde_solver_start(nde_solver *s, const double *theta, double t0,
-                     const double *y0, double *aux0);
-int nde_solver_advance(nde_solver *s, const double *theta, double t, double h,
-                       const double *dw, const double *y, const double *aux,
-                       double *y_next, double *aux_next);
-int nde_solver_reverse(nde_solver *s, const double *theta, double t, double h,
-                       const double *dw, const double *y_next,
-                       const double *aux_next, double *y, double *aux);
-int nde_solver_advance_vjp(nde_solver *s, const double *theta, double t,
-                           double h, const double *dw, const double *y,
-                           const double *aux, const double *ybar_next,
-                           const double *auxbar_next, double *ybar,
-                           double *auxbar, double *thetabar);
-int nde_solver_start_vjp(nde_solver *s, const double *theta, double t0,
-                         const double *y0, const double *auxbar0,
-                         double *ybar0, double *thetabar);
+NDE_API int nde_solver_aux(const nde_solver *s);
+NDE_API int nde_solver_is_sde(const nde_solver *s); /* NDE_CAP_SDE_* set */
+NDE_API int nde_solver_start(nde_solver *s, const double *theta, double t0,
+                             const double *y0, double *aux0);
+NDE_API int nde_solver_advance(nde_solver *s, const double *theta, double t,
+                               double h, const double *dw, const double *y,
+                               const double *aux, double *y_next,
+                               double *aux_next);
+NDE_API int nde_solver_reverse(nde_solver *s, const double *theta, double t,
+                               double h, const double *dw,
+                               const double *y_next, const double *aux_next,
+                               double *y, double *aux);
+NDE_API int nde_solver_advance_vjp(nde_solver *s, const double *theta,
+                                   double t, double h, const double *dw,
+                                   const double *y, const double *aux,
+                                   const double *ybar_next,
+                                   const double *auxbar_next, double *ybar,
+                                   double *auxbar, double *thetabar);
+NDE_API int nde_solver_start_vjp(nde_solver *s, const double *theta, double t0,
+                                 const double *y0, const double *auxbar0,
+                                 double *ybar0, double *thetabar);
 
 #ifdef __cplusplus
 }

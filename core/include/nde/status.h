@@ -10,6 +10,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include "api.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -37,13 +38,13 @@ enum nde_status {
 };
 
 /* "NDE_EINVAL" and "invalid argument"; "unknown status" for other values. */
-const char *nde_status_name(int status);
-const char *nde_status_string(int status);
+NDE_API const char *nde_status_name(int status);
+NDE_API const char *nde_status_string(int status);
 
 /* True for statuses that mean the user's input (config, plugin choice,
  * pairing) is wrong rather than that a computation failed; the `nde`
  * program maps these to exit code 2 and the others to 1. */
-int nde_status_is_usage(int status);
+NDE_API int nde_status_is_usage(int status);
 
 /*
  * The context: the last error (status + message) and the plugin registry.
@@ -52,24 +53,24 @@ int nde_status_is_usage(int status);
 typedef struct nde_ctx nde_ctx;
 
 /* NULL when out of memory. */
-nde_ctx *nde_ctx_create(void);
-void nde_ctx_destroy(nde_ctx *ctx);
+NDE_API nde_ctx *nde_ctx_create(void);
+NDE_API void nde_ctx_destroy(nde_ctx *ctx);
 
 /* Record an error and return `status` (so `return nde_error(...)` reads
  * naturally). The message is formatted with printf rules and truncated to
  * the context's buffer (1 KiB). */
-int nde_error(nde_ctx *ctx, int status, const char *fmt, ...)
+NDE_API int nde_error(nde_ctx *ctx, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-int nde_verror(nde_ctx *ctx, int status, const char *fmt, va_list ap);
+NDE_API int nde_verror(nde_ctx *ctx, int status, const char *fmt, va_list ap);
 
 /* Prefix the current message with "what: " (used when an error travels up
  * through a layer that knows more context, e.g. the file name). */
-void nde_error_prefix(nde_ctx *ctx, const char *fmt, ...)
+NDE_API void nde_error_prefix(nde_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-int nde_ctx_status(const nde_ctx *ctx);
-const char *nde_ctx_message(const nde_ctx *ctx);
-void nde_ctx_clear(nde_ctx *ctx);
+NDE_API int nde_ctx_status(const nde_ctx *ctx);
+NDE_API const char *nde_ctx_message(const nde_ctx *ctx);
+NDE_API void nde_ctx_clear(nde_ctx *ctx);
 
 #ifdef __cplusplus
 }

@@ -127,6 +127,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include "api.h"
 #include "adjoint.h"
 #include "config.h"
 #include "field.h"
@@ -150,8 +151,8 @@ enum nde_stream {
 };
 
 /* The keys of [train] and [data]. */
-extern const nde_key nde_train_keys[];
-extern const nde_key nde_data_keys[];
+NDE_API extern const nde_key nde_train_keys[];
+NDE_API extern const nde_key nde_data_keys[];
 
 typedef struct nde_train_settings {
     long iterations;        /* total iterations of the run                */
@@ -199,17 +200,17 @@ typedef struct nde_trainer nde_trainer;
  * values the config gives). Errors: NDE_ECONFIG naming file, line,
  * section and key; NDE_EPLUGIN; NDE_ECAPABILITY; a failed data generation.
  */
-int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
-                       nde_trainer **out);
-void nde_trainer_destroy(nde_trainer *tr);
+NDE_API int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg,
+                               size_t min_batch, nde_trainer **out);
+NDE_API void nde_trainer_destroy(nde_trainer *tr);
 
-const nde_train_settings *nde_trainer_settings(const nde_trainer *tr);
-nde_field *nde_trainer_field(const nde_trainer *tr);
+NDE_API const nde_train_settings *nde_trainer_settings(const nde_trainer *tr);
+NDE_API nde_field *nde_trainer_field(const nde_trainer *tr);
 /* theta[nparams], updated in place by each step. */
-double *nde_trainer_params(const nde_trainer *tr);
-size_t nde_trainer_nparams(const nde_trainer *tr);
-long nde_trainer_iteration(const nde_trainer *tr);
-const nde_train_totals *nde_trainer_totals(const nde_trainer *tr);
+NDE_API double *nde_trainer_params(const nde_trainer *tr);
+NDE_API size_t nde_trainer_nparams(const nde_trainer *tr);
+NDE_API long nde_trainer_iteration(const nde_trainer *tr);
+NDE_API const nde_train_totals *nde_trainer_totals(const nde_trainer *tr);
 
 /*
  * One iteration. On a failed solve, a non-finite loss or gradient, or an
@@ -219,47 +220,49 @@ const nde_train_totals *nde_trainer_totals(const nde_trainer *tr);
  * NDE_EMAXSTEPS, NDE_ESTEPSIZE, NDE_ENONFINITE, ... m is filled as far as
  * the iteration got.
  */
-int nde_trainer_step(nde_trainer *tr, nde_train_step *m);
+NDE_API int nde_trainer_step(nde_trainer *tr, nde_train_step *m);
 
 /* Predict the held-out set with the current parameters; test loss, NFE
  * and wall time. */
-int nde_trainer_evaluate(nde_trainer *tr, nde_eval_result *r);
+NDE_API int nde_trainer_evaluate(nde_trainer *tr, nde_eval_result *r);
 
 /* The held-out set: nde_trainer_ntest() series; series i has its id, its
  * times (as observed) and the last evaluation's prediction (n x dim);
  * returns n. */
-size_t nde_trainer_ntest(const nde_trainer *tr);
-size_t nde_trainer_test_series(const nde_trainer *tr, size_t i,
-                               const char **id, const double **t,
-                               const double **pred);
+NDE_API size_t nde_trainer_ntest(const nde_trainer *tr);
+NDE_API size_t nde_trainer_test_series(const nde_trainer *tr, size_t i,
+                                       const char **id, const double **t,
+                                       const double **pred);
 
 /* Classification (source = idx): returns the number of classes C and
  * points *label at the ntest test labels and *prob at the last
  * evaluation's class probabilities (ntest x C); 0 for time series. */
-size_t nde_trainer_test_classes(const nde_trainer *tr, const int **label,
-                                const double **prob);
+NDE_API size_t nde_trainer_test_classes(const nde_trainer *tr,
+                                        const int **label,
+                                        const double **prob);
 
 /* The name of parameter i of theta: the field's (nde_field_param_name)
  * or, for classification, enc.W[d,f], enc.b[d], dec.W[c,d], dec.b[c]. */
-void nde_trainer_param_name(const nde_trainer *tr, size_t i, char *buf,
-                            size_t size);
+NDE_API void nde_trainer_param_name(const nde_trainer *tr, size_t i, char *buf,
+                                    size_t size);
 
 /* Solve the trained model from (t0, y0 of `batch` rows) to t1, saving at
  * tsave (as nde_solve); batch may be up to the training batch or
  * min_batch. */
-int nde_trainer_predict(nde_trainer *tr, double t0, const double *y0,
-                        size_t batch, double t1, size_t nsave,
-                        const double *tsave, double *ysave, nde_stats *st);
+NDE_API int nde_trainer_predict(nde_trainer *tr, double t0, const double *y0,
+                                size_t batch, double t1, size_t nsave,
+                                const double *tsave, double *ysave,
+                                nde_stats *st);
 
 /* SDE fields: sample `batch` paths of the trained model from (t0, y0 of
  * `batch` rows) to t1 through the Brownian path of `seed` (the same seed,
  * the same paths), saving at tsave as nde_trainer_predict (which, for an
  * SDE field, uses the evaluation's fixed seed). NDE_EINVAL for an ODE
  * field. */
-int nde_trainer_sample(nde_trainer *tr, uint64_t seed, double t0,
-                       const double *y0, size_t batch, double t1,
-                       size_t nsave, const double *tsave, double *ysave,
-                       nde_stats *st);
+NDE_API int nde_trainer_sample(nde_trainer *tr, uint64_t seed, double t0,
+                               const double *y0, size_t batch, double t1,
+                               size_t nsave, const double *tsave,
+                               double *ysave, nde_stats *st);
 
 /*
  * The moments loss of `nsave` saves of B rows (y: nsave x B x dim, as
@@ -270,9 +273,9 @@ int nde_trainer_sample(nde_trainer *tr, uint64_t seed, double t0,
  * (nsave x dim, may be NULL) get m and v (they may be M and V: each entry
  * is read before it is written). NAN when B < 2.
  */
-double nde_moments_loss(const double *y, size_t nsave, size_t B, size_t dim,
-                        const double *M, const double *V, double *g,
-                        double *mean, double *var);
+NDE_API double nde_moments_loss(const double *y, size_t nsave, size_t B,
+                                size_t dim, const double *M, const double *V,
+                                double *g, double *mean, double *var);
 
 /*
  * Gradient check support. nde_trainer_probe() draws a new mini-batch from
@@ -283,30 +286,30 @@ double nde_moments_loss(const double *y, size_t nsave, size_t B, size_t dim,
  * every call until a step is taken, so finite differences see one
  * function). Neither changes the trainer's parameters or optimizer.
  */
-int nde_trainer_probe(nde_trainer *tr);
-int nde_trainer_loss_grad(nde_trainer *tr, nde_adjoint *a,
-                          const double *theta, double *loss, double *grad,
-                          nde_stats *st);
-nde_solver *nde_trainer_solver(const nde_trainer *tr);
-nde_adjoint *nde_trainer_adjoint(const nde_trainer *tr);
+NDE_API int nde_trainer_probe(nde_trainer *tr);
+NDE_API int nde_trainer_loss_grad(nde_trainer *tr, nde_adjoint *a,
+                                  const double *theta, double *loss,
+                                  double *grad, nde_stats *st);
+NDE_API nde_solver *nde_trainer_solver(const nde_trainer *tr);
+NDE_API nde_adjoint *nde_trainer_adjoint(const nde_trainer *tr);
 /* The regularizers: their count; the name (NAME of [regularizer.NAME]) of
  * regularizer i (in order) and its unweighted value R in the last
  * training solve (NAN before the first) in *value (may be NULL). */
-size_t nde_trainer_nregularizers(const nde_trainer *tr);
-const char *nde_trainer_regularizer(const nde_trainer *tr, size_t i,
-                                    double *value);
+NDE_API size_t nde_trainer_nregularizers(const nde_trainer *tr);
+NDE_API const char *nde_trainer_regularizer(const nde_trainer *tr, size_t i,
+                                            double *value);
 
 /* Add a regularizer made by the caller (e.g. nde_regularizer_create_from
  * with nde_trainer_solver()) after the config's ones, named `name`
  * ([a-z0-9_]+, not yet used), with schedule *w. The trainer owns r on
  * success (the caller keeps it on failure). It is not in the config, so
  * checkpoints do not know it. */
-int nde_trainer_add_regularizer(nde_trainer *tr, const char *name,
-                                nde_regularizer *r,
-                                const nde_weight_schedule *w);
+NDE_API int nde_trainer_add_regularizer(nde_trainer *tr, const char *name,
+                                        nde_regularizer *r,
+                                        const nde_weight_schedule *w);
 
 /* The record of the last training forward solve (for memory accounting). */
-const nde_trajectory *nde_trainer_trajectory(const nde_trainer *tr);
+NDE_API const nde_trajectory *nde_trainer_trajectory(const nde_trainer *tr);
 
 /*
  * Checkpoints: a binary file, host byte order (doubles as IEEE 754):
@@ -331,7 +334,7 @@ const nde_trajectory *nde_trainer_trajectory(const nde_trainer *tr);
  */
 #define NDE_CHECKPOINT_VERSION 2u
 
-int nde_trainer_checkpoint_write(const nde_trainer *tr, FILE *out);
+NDE_API int nde_trainer_checkpoint_write(const nde_trainer *tr, FILE *out);
 
 enum nde_checkpoint_mode {
     NDE_CHECKPOINT_PARAMS = 0, /* parameters only (predict)              */
@@ -359,15 +362,17 @@ enum nde_checkpoint_mode {
  * PARAMS mode performs the same checks but for the config comparison and
  * the refusal of changed data.
  */
-int nde_trainer_checkpoint_load(nde_trainer *tr, const char *path, int mode);
+NDE_API int nde_trainer_checkpoint_load(nde_trainer *tr, const char *path,
+                                        int mode);
 
 /* 1 if the checkpoint last loaded into tr was trained on other data than
  * tr's (its data digest differs), else 0. */
-int nde_trainer_data_changed(const nde_trainer *tr);
+NDE_API int nde_trainer_data_changed(const nde_trainer *tr);
 
 /* The effective config text stored in a checkpoint (malloc'd, for
  * `nde predict`); the same checks as above except the config's. */
-int nde_checkpoint_read_config(const char *path, char **text, nde_ctx *ctx);
+NDE_API int nde_checkpoint_read_config(const char *path, char **text,
+                                       nde_ctx *ctx);
 
 #ifdef __cplusplus
 }

@@ -33,6 +33,7 @@
 #define NDE_TRAJECTORY_H
 
 #include <stddef.h>
+#include "api.h"
 #include "status.h"
 
 #ifdef __cplusplus
@@ -62,13 +63,14 @@ typedef struct nde_trajectory {
 } nde_trajectory;
 
 /* An empty record. NULL when out of memory. */
-nde_trajectory *nde_trajectory_create(unsigned record, size_t max_states);
-void nde_trajectory_destroy(nde_trajectory *tr);
+NDE_API nde_trajectory *nde_trajectory_create(unsigned record,
+                                              size_t max_states);
+NDE_API void nde_trajectory_destroy(nde_trajectory *tr);
 
 /* The step j whose interval [t[j], t[j] + h[j]] contains t (either
  * direction of integration); the last step for t1. -1 if outside or when
  * no step times were recorded (record = 0). */
-long nde_trajectory_find(const nde_trajectory *tr, double t);
+NDE_API long nde_trajectory_find(const nde_trajectory *tr, double t);
 
 #ifdef __cplusplus
 }
