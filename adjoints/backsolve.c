@@ -367,7 +367,7 @@ static const nde_adjoint_type backsolve_type = {
     .info = {NDE_ABI_VERSION, NDE_KIND_ADJOINT, "backsolve",
              "continuous adjoint: state, adjoint and parameter adjoint "
              "integrated backwards together from y(t1) (memory O(1))",
-             backsolve_keys, 0},
+             backsolve_keys, 0, "1"},
     .create = backsolve_create,
     .destroy = backsolve_destroy,
     .gradient = backsolve_gradient,

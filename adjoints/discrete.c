@@ -429,7 +429,7 @@ static const nde_adjoint_type discrete_type = {
     .info = {NDE_ABI_VERSION, NDE_KIND_ADJOINT, "discrete",
              "exact gradient of the discretised solve: replays the recorded "
              "steps through the solver's step VJP (step sizes held constant)",
-             discrete_keys, NDE_NEEDS_STEPS | NDE_NEEDS_STEP_VJP},
+             discrete_keys, NDE_NEEDS_STEPS | NDE_NEEDS_STEP_VJP, "1"},
     .create = discrete_create,
     .destroy = discrete_destroy,
     .gradient = discrete_gradient,

@@ -296,7 +296,7 @@ static const nde_adjoint_type interp_type = {
     .info = {NDE_ABI_VERSION, NDE_KIND_ADJOINT, "interpolating",
              "continuous adjoint [a, a_theta] integrated backwards with the "
              "state from the forward dense output (or checkpoints)",
-             interp_keys, NDE_NEEDS_DENSE},
+             interp_keys, NDE_NEEDS_DENSE, "1"},
     .create = interp_create,
     .destroy = interp_destroy,
     .gradient = interp_gradient,

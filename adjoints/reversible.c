@@ -205,7 +205,7 @@ static const nde_adjoint_type reversible_type = {
              "exact gradient of the discretised solve of a reversible "
              "solver: reconstructs each step's state backwards by the "
              "solver's algebraic reverse (memory constant in the steps)",
-             NULL, NDE_CAP_REVERSIBLE | NDE_NEEDS_STEP_VJP},
+             NULL, NDE_CAP_REVERSIBLE | NDE_NEEDS_STEP_VJP, "1"},
     .create = reversible_create,
     .destroy = reversible_destroy,
     .gradient = reversible_gradient,

@@ -90,7 +90,8 @@ static const problem problems[] = {
         return NDE_OK;                                                       \
     }                                                                        \
     static const nde_field_type fname##_type = {                             \
-        .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, #fname, "bench", NULL, 0}, \
+        .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, #fname, "bench", NULL, 0,  \
+                 "1"},                                                       \
         .create = fname##_create, .destroy = no_destroy,                     \
         .init_params = no_init, .eval = fname##_eval, .vjp = no_vjp}
 

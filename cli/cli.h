@@ -23,6 +23,10 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print the library's last message and return the exit code for status. */
 int cli_fail(nde_ctx *ctx, int status);
 
+/* A warning on stderr for each plugin the run found so far in ctx that
+ * shadows another in, or from, $NDE_PLUGIN_PATH (registry.h). */
+void cli_warn_shadowing(nde_ctx *ctx);
+
 /* 1 if arg is -h or --help. */
 int cli_is_help(const char *arg);
 

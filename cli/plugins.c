@@ -1,6 +1,8 @@
 /*
  * plugins.c - `nde plugins`: every plugin found in the search path,
- * grouped by kind, with its description and config keys.
+ * grouped by kind, with its description, module, version, the copies it
+ * shadows and its config keys; and the warning a run gives when one of
+ * its plugins shadows another.
  */
 #include <string.h>
 
@@ -12,11 +14,17 @@ const char cli_plugins_help[] =
     "List the plugins found in the search path (the build tree, each\n"
     "directory of $NDE_PLUGIN_PATH, then the installed plugin directory),\n"
     "grouped by kind (field, solver, adjoint, regularizer), each with its\n"
-    "description, the module it came from and its config keys: name, type,\n"
-    "default (or \"required\") and help. With KIND, list only that kind.\n"
-    "Modules that cannot be loaded are reported on stderr.\n";
+    "description, the module it came from and its version, the modules of\n"
+    "the search path that register the same name and kind (\"shadows:\",\n"
+    "never used: the first in search order wins) and its config keys: name,\n"
+    "type, default (or \"required\") and help. With KIND, list only that\n"
+    "kind. Modules that cannot be loaded are reported on stderr.\n"
+    "\n"
+    "A run (solve, train, predict) warns on stderr about each plugin it uses\n"
+    "that shadows another, or is shadowed, in a $NDE_PLUGIN_PATH directory.\n";
 
 typedef struct list_state {
+    nde_ctx *ctx;
     nde_kind kind;       /* list plugins of this kind            */
     size_t count;        /* how many were listed                 */
     int report_broken;   /* report modules that fail to load     */
@@ -66,6 +74,18 @@ static void print_flags(unsigned flags)
         }
 }
 
+static int print_shadowed(const nde_plugin_info *info, const char *path,
+                          const nde_plugin_info *shadowed,
+                          const char *shadowed_path, void *user)
+{
+    (void)info;
+    (void)path;
+    (void)user;
+    printf("      shadows: %s (version %s)\n", shadowed_path,
+           shadowed->version);
+    return 0;
+}
+
 static int visit(const nde_plugin_info *info, const char *path, void *user)
 {
     list_state *st = user;
@@ -74,7 +94,9 @@ static int visit(const nde_plugin_info *info, const char *path, void *user)
         return 0;
     st->count++;
     printf("  %s - %s\n", info->name, info->description);
-    printf("      module: %s\n", path ? path : "(built in)");
+    printf("      module: %s (version %s)\n", path ? path : "(built in)",
+           info->version);
+    nde_plugin_shadowed(st->ctx, info, print_shadowed, NULL);
     if (info->kind == NDE_KIND_SOLVER) {
         /* info is the first member of the solver's descriptor */
         const nde_solver_type *type = (const nde_solver_type *)info;
@@ -155,7 +177,7 @@ int cli_plugins(int argc, char **argv)
     /* One pass per kind keeps the listing grouped; broken modules are
      * reported in the first pass only. */
     for (i = 0; i < NDE_KIND_COUNT; i++) {
-        list_state st = {kinds[i], 0, first};
+        list_state st = {ctx, kinds[i], 0, first};
         const char *name = nde_kind_name(kinds[i]);
 
         if (only && strcmp(only, name) != 0)
@@ -188,4 +210,21 @@ int cli_plugins(int argc, char **argv)
     }
     nde_ctx_destroy(ctx);
     return code;
+}
+
+static int warn_shadowing(const nde_plugin_info *info, const char *path,
+                          const nde_plugin_info *shadowed,
+                          const char *shadowed_path, void *user)
+{
+    (void)user;
+    cli_error("warning: %s '%s' from %s (version %s) shadows the one in %s "
+              "(version %s), which is not used", nde_kind_name(info->kind),
+              info->name, path, info->version, shadowed_path,
+              shadowed->version);
+    return 0;
+}
+
+void cli_warn_shadowing(nde_ctx *ctx)
+{
+    nde_plugin_used_shadowing(ctx, warn_shadowing, NULL);
 }

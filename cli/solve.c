@@ -304,6 +304,7 @@ int cli_solve(int argc, char **argv)
         code = cli_fail(run.ctx, rc);
         goto done;
     }
+    cli_warn_shadowing(run.ctx);
 
     memset(&stats, 0, sizeof stats);
     rc = nde_solve(run.solver, &opts, run.theta, run.problem.t0,

@@ -601,6 +601,16 @@ static void eval_line(long iteration, const nde_eval_result *e)
     fprintf(stderr, ", prediction %ld nfe in %.3f s\n", e->nfe, e->time_s);
 }
 
+/* How the plugins the checkpoint was made with differ from this run's. */
+static void warn_components_changed(const nde_trainer *tr, const char *ckpt)
+{
+    const char *note;
+    size_t i;
+
+    for (i = 0; (note = nde_trainer_checkpoint_note(tr, i)); i++)
+        cli_error("warning: %s: %s", ckpt, note);
+}
+
 int cli_train(int argc, char **argv)
 {
     train_args a;
@@ -648,6 +658,9 @@ int cli_train(int argc, char **argv)
         if ((code = check_files(cfg, files, 5, ctx)) != CLI_EXIT_OK)
             goto done;
     }
+    cli_warn_shadowing(ctx);
+    if (a.resume)
+        warn_components_changed(tr, a.resume);
     if (a.resume && nde_trainer_data_changed(tr))
         cli_error("warning: %s was trained on other data than [data] gives "
                   "now (their digests differ); resuming on the new data "
@@ -1004,6 +1017,8 @@ int cli_predict(int argc, char **argv)
         if ((code = check_files(cfg, files, 3, ctx)) != CLI_EXIT_OK)
             goto done;
     }
+    cli_warn_shadowing(ctx);
+    warn_components_changed(tr, a.config);
     if (nde_trainer_data_changed(tr))
         cli_error("warning: %s was trained on other data than its [data] "
                   "gives now (their digests differ)", a.config);
@@ -1115,6 +1130,7 @@ int cli_gradcheck(int argc, char **argv)
         code = cli_fail(ctx, rc);
         goto done;
     }
+    cli_warn_shadowing(ctx);
     P = nde_trainer_nparams(tr);
     K = (size_t)a.nprobe < P ? (size_t)a.nprobe : P;
     g_adj = calloc(P + 1, sizeof *g_adj);

@@ -1,8 +1,9 @@
 /*
  * Checkpoints of a trainer (format in nde/train.h): parameters, Adam
- * state, iteration, totals, the data's digest, the sampling RNG's type and
- * state and the effective config in canonical form, behind a magic, a
- * version, a byte-order mark and a crc32.
+ * state, iteration, totals, the data's digest, the plugins used (name,
+ * version, module build signature), the sampling RNG's type and state and
+ * the effective config in canonical form, behind a magic, a version, a
+ * byte-order mark and a crc32.
  *
  * The crc32 only catches accidents: the loader checks every field against
  * what the trainer can have written, so a crafted file is refused with a
@@ -30,6 +31,32 @@ static const char *const resume_free_keys[] = {
     "iterations", "eval_every", "checkpoint", "checkpoint_every", "metrics",
     "data_changed", NULL};
 
+/* Most plugins a checkpoint records: field, solver, adjoint and up to 61
+ * regularizers. */
+#define CKPT_MAX_COMPONENTS 64
+
+/* The plugins of tr's run, in a fixed order: field, solver, adjoint, the
+ * regularizers in order. Their count (at most max). */
+static size_t run_components(const nde_trainer *tr,
+                             const nde_plugin_info **out, size_t max)
+{
+    size_t n = 0, i;
+
+    out[n++] = &tr->field->type->info;
+    out[n++] = &tr->solver->type->info;
+    out[n++] = &tr->adj->type->info;
+    for (i = 0; i < tr->nregs && n < max; i++)
+        out[n++] = &tr->regs[i].r->type->info;
+    return n;
+}
+
+/* A descriptor made in a program rather than loaded from a module may
+ * leave its version unset. */
+static const char *version_of(const nde_plugin_info *info)
+{
+    return info->version ? info->version : "0";
+}
+
 static char *config_text(const nde_config *cfg, size_t *len)
 {
     char *buf = NULL;
@@ -51,8 +78,9 @@ static char *config_text(const nde_config *cfg, size_t *len)
 
 int nde_trainer_checkpoint_write(const nde_trainer *tr, FILE *out)
 {
+    const nde_plugin_info *comp[CKPT_MAX_COMPONENTS];
     char *cfgtext, *payload = NULL;
-    size_t cfglen, plen = 0, rngsize;
+    size_t cfglen, plen = 0, rngsize, ncomp, i;
     uint64_t u64;
     int64_t i64;
     uint32_t u32;
@@ -83,6 +111,22 @@ int nde_trainer_checkpoint_write(const nde_trainer *tr, FILE *out)
     fwrite(&i64, 8, 1, fp);
     fwrite(&tr->tot.time_s, sizeof(double), 1, fp);
     fwrite(&tr->data_digest, 8, 1, fp);
+    ncomp = run_components(tr, comp, CKPT_MAX_COMPONENTS);
+    u64 = ncomp;
+    fwrite(&u64, 8, 1, fp);
+    for (i = 0; i < ncomp; i++) {
+        const char *version = version_of(comp[i]);
+        u32 = (uint32_t)comp[i]->kind;
+        fwrite(&u32, 4, 1, fp);
+        u32 = nde_plugin_build_signature(tr->ctx, comp[i]);
+        fwrite(&u32, 4, 1, fp);
+        u64 = strlen(comp[i]->name);
+        fwrite(&u64, 8, 1, fp);
+        fwrite(comp[i]->name, 1, (size_t)u64, fp);
+        u64 = strlen(version);
+        fwrite(&u64, 8, 1, fp);
+        fwrite(version, 1, (size_t)u64, fp);
+    }
     u64 = strlen(gsl_rng_name(tr->rng));
     fwrite(&u64, 8, 1, fp);
     fwrite(gsl_rng_name(tr->rng), 1, (size_t)u64, fp);
@@ -353,20 +397,83 @@ static void first_difference(const char *a, const char *b, char *buf,
  * classifier's example index, iteration x batch_size, stays below 2^62. */
 #define CKPT_MAX_ITER ((int64_t)1 << 48)
 
+/* A plugin as the checkpoint records it. */
+typedef struct ckpt_component {
+    uint32_t kind, signature;
+    char name[64 + 1], version[32 + 1];
+} ckpt_component;
+
 /* The fields after the config, as read. */
 typedef struct ckpt_fields {
     uint64_t nparams, digest;
     int64_t iter, adam_t, nfe_f, nfe_b;
     double time_s;
     double *theta, *m, *v;     /* P each, one allocation at theta         */
+    ckpt_component comp[CKPT_MAX_COMPONENTS];
+    size_t ncomp;
     char rng_name[64];
     const unsigned char *rng;  /* into the payload                        */
     uint64_t rng_len;
 } ckpt_fields;
 
+/* A string of 1 to max bytes for which valid() holds into dst (max + 1
+ * bytes); `what` and `pattern` describe it in a message. */
+static int take_string(ckpt *c, char *dst, size_t max,
+                       int (*valid)(const char *), const char *what,
+                       const char *pattern, nde_ctx *ctx)
+{
+    uint64_t n = 0;
+
+    if (take(c, &n, 8) || n == 0 || n > max || n > c->len - c->pos)
+        return bad(ctx, c->path, "%s has length %llu, not within [1, %zu]",
+                   what, (unsigned long long)n, max);
+    take(c, dst, (size_t)n);
+    dst[n] = '\0';
+    if (strlen(dst) != n || !valid(dst))
+        return bad(ctx, c->path, "%s is not %s", what, pattern);
+    return NDE_OK;
+}
+
+/* The plugins recorded: kinds and names as the registry accepts them,
+ * versions as plugin.h defines them. */
+static int read_components(ckpt *c, ckpt_fields *f, nde_ctx *ctx)
+{
+    char what[64];
+    uint64_t n;
+    size_t i;
+    int rc;
+
+    if (take(c, &n, 8))
+        return bad(ctx, c->path, "truncated payload");
+    if (n == 0 || n > CKPT_MAX_COMPONENTS)
+        return bad(ctx, c->path, "plugin count %llu is outside [1, %d]",
+                   (unsigned long long)n, CKPT_MAX_COMPONENTS);
+    f->ncomp = (size_t)n;
+    for (i = 0; i < f->ncomp; i++) {
+        ckpt_component *k = &f->comp[i];
+        if (take(c, &k->kind, 4) || take(c, &k->signature, 4))
+            return bad(ctx, c->path, "truncated payload");
+        if (k->kind < NDE_KIND_FIELD || k->kind > NDE_KIND_REGULARIZER)
+            return bad(ctx, c->path, "plugin %zu has kind %u, not one of "
+                       "1 to %d", i, k->kind, NDE_KIND_COUNT);
+        snprintf(what, sizeof what, "the name of plugin %zu", i);
+        if ((rc = take_string(c, k->name, sizeof k->name - 1,
+                              nde_plugin_name_valid, what, "[a-z0-9_]+",
+                              ctx)) != NDE_OK)
+            return rc;
+        snprintf(what, sizeof what, "the version of plugin '%s'", k->name);
+        if ((rc = take_string(c, k->version, sizeof k->version - 1,
+                              nde_plugin_version_valid, what,
+                              "[A-Za-z0-9._+-]+", ctx)) != NDE_OK)
+            return rc;
+    }
+    return NDE_OK;
+}
+
 static int read_fields(ckpt *c, size_t P, ckpt_fields *f, nde_ctx *ctx)
 {
     uint64_t n;
+    int rc;
 
     if (take(c, &f->nparams, 8) || take(c, &f->iter, 8) ||
         take(c, &f->adam_t, 8))
@@ -382,7 +489,11 @@ static int read_fields(ckpt *c, size_t P, ckpt_fields *f, nde_ctx *ctx)
     f->v = f->theta + 2 * P;
     if (take(c, f->theta, 3 * P * sizeof *f->theta) || take(c, &f->nfe_f, 8) ||
         take(c, &f->nfe_b, 8) || take(c, &f->time_s, 8) ||
-        take(c, &f->digest, 8) || take(c, &n, 8))
+        take(c, &f->digest, 8))
+        return bad(ctx, c->path, "truncated payload");
+    if ((rc = read_components(c, f, ctx)) != NDE_OK)
+        return rc;
+    if (take(c, &n, 8))
         return bad(ctx, c->path, "truncated payload");
     if (n == 0 || n >= sizeof f->rng_name || n > c->len - c->pos ||
         memchr(c->data + c->pos, '\0', (size_t)n))
@@ -484,6 +595,85 @@ static int check_rng(const nde_trainer *tr, const char *path,
     return NDE_OK;
 }
 
+/* Append a note for nde_trainer_checkpoint_note; -1 when out of memory. */
+static int add_note(char ***notes, size_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int add_note(char ***notes, size_t *n, const char *fmt, ...)
+{
+    char **grown, *text, buf[300]; /* names and versions are short */
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (!(text = strdup(buf)))
+        return -1;
+    if (!(grown = realloc(*notes, (*n + 1) * sizeof *grown))) {
+        free(text);
+        return -1;
+    }
+    *notes = grown;
+    grown[(*n)++] = text;
+    return 0;
+}
+
+static void free_notes(char **notes, size_t n)
+{
+    while (n)
+        free(notes[--n]);
+    free(notes);
+}
+
+/* How the plugins recorded differ from tr's (matched by kind and name):
+ * version, module build signature, one used by one side only. */
+static int compare_components(const nde_trainer *tr, const ckpt_fields *f,
+                              char ***notes, size_t *nnotes)
+{
+    const nde_plugin_info *mine[CKPT_MAX_COMPONENTS];
+    int used[CKPT_MAX_COMPONENTS] = {0};
+    size_t nmine = run_components(tr, mine, CKPT_MAX_COMPONENTS), i, j;
+    int fail = 0;
+
+    for (i = 0; i < f->ncomp && !fail; i++) {
+        const ckpt_component *k = &f->comp[i];
+        const char *kind = nde_kind_name((nde_kind)k->kind);
+        unsigned sig;
+
+        for (j = 0; j < nmine; j++)
+            if (!used[j] && (uint32_t)mine[j]->kind == k->kind &&
+                strcmp(mine[j]->name, k->name) == 0)
+                break;
+        if (j == nmine) {
+            fail = add_note(notes, nnotes, "made with %s '%s' version %s, "
+                            "which this run does not use", kind, k->name,
+                            k->version);
+            continue;
+        }
+        used[j] = 1;
+        sig = nde_plugin_build_signature(tr->ctx, mine[j]);
+        if (strcmp(version_of(mine[j]), k->version) != 0)
+            fail = add_note(notes, nnotes, "made with %s '%s' version %s, "
+                            "this run uses version %s", kind, k->name,
+                            k->version, version_of(mine[j]));
+        if (!fail && sig != k->signature)
+            fail = add_note(notes, nnotes, "made with %s '%s' from a module "
+                            "of build signature 0x%x, this run's has 0x%x",
+                            kind, k->name, k->signature, sig);
+    }
+    for (j = 0; j < nmine && !fail; j++)
+        if (!used[j])
+            fail = add_note(notes, nnotes, "made without %s '%s' (version "
+                            "%s), which this run uses",
+                            nde_kind_name(mine[j]->kind), mine[j]->name,
+                            version_of(mine[j]));
+    return fail ? nde_error(tr->ctx, NDE_ENOMEM, "out of memory") : NDE_OK;
+}
+
+const char *nde_trainer_checkpoint_note(const nde_trainer *tr, size_t i)
+{
+    return i < tr->nnotes ? tr->notes[i] : NULL;
+}
+
 /* RESUME: the checkpoint's config against tr's, both canonical, but for
  * the keys a resumed run may change. */
 static int same_config(const nde_trainer *tr, const char *path, char *saved)
@@ -512,7 +702,8 @@ int nde_trainer_checkpoint_load(nde_trainer *tr, const char *path, int mode)
 {
     const size_t P = tr->P;
     ckpt_fields f;
-    char *saved = NULL;
+    char *saved = NULL, **notes = NULL;
+    size_t nnotes = 0;
     ckpt c;
     int rc;
 
@@ -524,7 +715,8 @@ int nde_trainer_checkpoint_load(nde_trainer *tr, const char *path, int mode)
         (rc = check_numbers(tr, path, &f)) != NDE_OK ||
         (rc = check_rng(tr, path, &f)) != NDE_OK ||
         (mode == NDE_CHECKPOINT_RESUME &&
-         (rc = same_config(tr, path, saved)) != NDE_OK))
+         (rc = same_config(tr, path, saved)) != NDE_OK) ||
+        (rc = compare_components(tr, &f, &notes, &nnotes)) != NDE_OK)
         goto done;
     tr->data_changed = f.digest != tr->data_digest;
     if (tr->data_changed && mode == NDE_CHECKPOINT_RESUME &&
@@ -537,6 +729,11 @@ int nde_trainer_checkpoint_load(nde_trainer *tr, const char *path, int mode)
                        (unsigned long long)f.digest);
         goto done;
     }
+    free_notes(tr->notes, tr->nnotes);
+    tr->notes = notes;
+    tr->nnotes = nnotes;
+    notes = NULL;
+    nnotes = 0;
     memcpy(tr->theta, f.theta, P * sizeof *f.theta);
     tr->iter = (long)f.iter;
     if (mode == NDE_CHECKPOINT_RESUME) {
@@ -549,6 +746,7 @@ int nde_trainer_checkpoint_load(nde_trainer *tr, const char *path, int mode)
         tr->tot.time_s = f.time_s;
     }
 done:
+    free_notes(notes, nnotes);
     free(f.theta);
     free(saved);
     free(c.data);

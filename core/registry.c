@@ -18,9 +18,12 @@
 #include "nde_build_config.h"
 
 #define NAME_MAX_CHARS 64
+#define VERSION_MAX_CHARS 32
 
+/* Allocated one by one: a scan holds a module while it loads others. */
 typedef struct module {
     char *path;
+    size_t dir;           /* index into nde_registry.dirs */
     const nde_module *entry;
 } module;
 
@@ -28,9 +31,12 @@ struct nde_registry {
     int ltdl_ready;
     char **dirs;
     size_t ndirs;
+    size_t env_begin, env_end; /* dirs[env_begin..env_end): $NDE_PLUGIN_PATH */
     char *search_path;    /* dirs joined with ':' */
-    module *modules;
-    size_t nmodules, cap;
+    module **modules;
+    size_t nmodules;
+    const nde_plugin_info **used; /* what nde_plugin_find returned */
+    size_t nused;
 };
 
 int nde_plugin_name_valid(const char *name)
@@ -43,6 +49,20 @@ int nde_plugin_name_valid(const char *name)
               *name == '_'))
             return 0;
     return n <= NAME_MAX_CHARS;
+}
+
+int nde_plugin_version_valid(const char *version)
+{
+    size_t n = 0;
+    if (!version || !*version)
+        return 0;
+    for (; *version; version++, n++)
+        if (!((*version >= 'a' && *version <= 'z') ||
+              (*version >= 'A' && *version <= 'Z') ||
+              (*version >= '0' && *version <= '9') ||
+              strchr("._+-", *version)))
+            return 0;
+    return n <= VERSION_MAX_CHARS;
 }
 
 static int add_dir(nde_registry *reg, const char *dir, size_t len)
@@ -98,6 +118,7 @@ nde_registry *nde_registry_create(void)
                 goto fail;
         }
     }
+    reg->env_begin = reg->ndirs;
     while (env && *env) {
         const char *colon = strchr(env, ':');
         size_t n = colon ? (size_t)(colon - env) : strlen(env);
@@ -105,6 +126,7 @@ nde_registry *nde_registry_create(void)
             goto fail;
         env += n + (colon != NULL);
     }
+    reg->env_end = reg->ndirs;
     if (add_dir(reg, NDE_PLUGIN_DIR, strlen(NDE_PLUGIN_DIR)))
         goto fail;
     for (i = 0; i < reg->ndirs; i++)
@@ -135,12 +157,15 @@ void nde_registry_destroy(nde_registry *reg)
      * keeps its parser buffer in globals - that unmapping would orphan, and
      * descriptors handed out must never dangle. Loading the same module
      * again, from a later context, reuses the mapping. */
-    for (i = 0; i < reg->nmodules; i++)
-        free(reg->modules[i].path);
+    for (i = 0; i < reg->nmodules; i++) {
+        free(reg->modules[i]->path);
+        free(reg->modules[i]);
+    }
     for (i = 0; i < reg->ndirs; i++)
         free(reg->dirs[i]);
     free(reg->dirs);
     free(reg->modules);
+    free(reg->used);
     free(reg->search_path);
     free(reg);
 }
@@ -163,20 +188,21 @@ const char *nde_plugin_search_path(nde_ctx *ctx)
     return reg ? reg->search_path : "";
 }
 
-/* Load (or find already loaded) the module at `path`. On failure the
- * context holds a message naming the file. */
-static int load_module(nde_ctx *ctx, nde_registry *reg, const char *path,
-                       const module **out)
+/* Load (or find already loaded) the module at `path`, in directory `dir`
+ * of the search path. On failure the context holds a message naming the
+ * file. */
+static int load_module(nde_ctx *ctx, nde_registry *reg, size_t dir,
+                       const char *path, const module **out)
 {
     const nde_module *entry;
     lt_dlhandle handle;
-    module *mods;
-    char *copy;
+    module **mods, *m = NULL;
+    char *copy = NULL;
     size_t i;
 
     for (i = 0; i < reg->nmodules; i++)
-        if (strcmp(reg->modules[i].path, path) == 0) {
-            *out = &reg->modules[i];
+        if (strcmp(reg->modules[i]->path, path) == 0) {
+            *out = reg->modules[i];
             return NDE_OK;
         }
     if (!(handle = lt_dlopen(path))) {
@@ -223,25 +249,30 @@ static int load_module(nde_ctx *ctx, nde_registry *reg, const char *path,
             return NDE_EPLUGIN;
         }
         if (!nde_plugin_name_valid(info->name) || !info->description ||
-            info->kind < NDE_KIND_FIELD || info->kind > NDE_KIND_REGULARIZER) {
+            info->kind < NDE_KIND_FIELD || info->kind > NDE_KIND_REGULARIZER ||
+            !nde_plugin_version_valid(info->version)) {
             lt_dlclose(handle);
             return nde_error(ctx, NDE_EPLUGIN,
-                             "%s: component %zu has an invalid name, kind or "
-                             "description",
-                             path, i);
+                             "%s: component %zu has an invalid name, kind, "
+                             "description or version (a version is "
+                             "[A-Za-z0-9._+-]+, at most %d characters)",
+                             path, i, VERSION_MAX_CHARS);
         }
     }
     if (!(mods = realloc(reg->modules, (reg->nmodules + 1) * sizeof *mods)) ||
-        !(copy = strdup(path))) {
+        !(m = malloc(sizeof *m)) || !(copy = strdup(path))) {
         if (mods)
             reg->modules = mods;
+        free(m);
         lt_dlclose(handle);
         return nde_error(ctx, NDE_ENOMEM, "out of memory");
     }
     reg->modules = mods;
-    mods[reg->nmodules].path = copy;
-    mods[reg->nmodules].entry = entry;
-    *out = &mods[reg->nmodules++];
+    m->path = copy;
+    m->dir = dir;
+    m->entry = entry;
+    mods[reg->nmodules++] = m;
+    *out = m;
     return NDE_OK;
 }
 
@@ -255,18 +286,28 @@ static const nde_plugin_info *module_component(const module *m, const char *name
     return NULL;
 }
 
+/* The loaded module that holds info, or NULL. */
+static const module *module_of(nde_registry *reg, const nde_plugin_info *info)
+{
+    const nde_plugin_info *const *c;
+    size_t i;
+    for (i = 0; reg && i < reg->nmodules; i++)
+        for (c = reg->modules[i]->entry->components; *c; c++)
+            if (*c == info)
+                return reg->modules[i];
+    return NULL;
+}
+
 const char *nde_plugin_path(nde_ctx *ctx, const nde_plugin_info *info)
 {
-    nde_registry *reg = nde_ctx_registry(ctx);
-    size_t i;
-    const nde_plugin_info *const *c;
-    if (!reg)
-        return NULL;
-    for (i = 0; i < reg->nmodules; i++)
-        for (c = reg->modules[i].entry->components; *c; c++)
-            if (*c == info)
-                return reg->modules[i].path;
-    return NULL;
+    const module *m = module_of(nde_ctx_registry(ctx), info);
+    return m ? m->path : NULL;
+}
+
+unsigned nde_plugin_build_signature(nde_ctx *ctx, const nde_plugin_info *info)
+{
+    const module *m = module_of(nde_ctx_registry(ctx), info);
+    return m ? m->entry->build_signature : NDE_BUILD_SIGNATURE;
 }
 
 static int compare_names(const void *a, const void *b)
@@ -336,7 +377,7 @@ static int find_by_file(nde_ctx *ctx, nde_registry *reg, const char *name,
         snprintf(path, sizeof path, "%s/%s.so", reg->dirs[i], name);
         if (access(path, F_OK) != 0)
             continue;
-        if ((rc = load_module(ctx, reg, path, &m)) != NDE_OK)
+        if ((rc = load_module(ctx, reg, i, path, &m)) != NDE_OK)
             return rc;
         if ((*out = module_component(m, name, kind)))
             return NDE_OK;
@@ -367,7 +408,7 @@ static int scan_modules(nde_ctx *ctx, nde_registry *reg, module_fn fn,
             free(files[j]);
             if (rc != 0)
                 continue;
-            if (load_module(ctx, reg, path, &m) != NDE_OK) {
+            if (load_module(ctx, reg, i, path, &m) != NDE_OK) {
                 if (broken)
                     broken(path, nde_ctx_message(ctx), user);
                 nde_ctx_clear(ctx);
@@ -459,6 +500,22 @@ static int not_found(nde_ctx *ctx, nde_registry *reg, const wanted *w)
                      reg->search_path, broken);
 }
 
+/* Note info as used by the run (once), for nde_plugin_used_shadowing. */
+static int remember_used(nde_ctx *ctx, nde_registry *reg,
+                         const nde_plugin_info *info)
+{
+    const nde_plugin_info **used;
+    size_t i;
+    for (i = 0; i < reg->nused; i++)
+        if (reg->used[i] == info)
+            return NDE_OK;
+    if (!(used = realloc(reg->used, (reg->nused + 1) * sizeof *used)))
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    reg->used = used;
+    used[reg->nused++] = info;
+    return NDE_OK;
+}
+
 int nde_plugin_find(nde_ctx *ctx, nde_kind kind, const char *name,
                     const nde_plugin_info **out)
 {
@@ -482,7 +539,7 @@ int nde_plugin_find(nde_ctx *ctx, nde_kind kind, const char *name,
     if (!w.found)
         return not_found(ctx, reg, &w);
     *out = w.found;
-    return NDE_OK;
+    return remember_used(ctx, reg, w.found);
 }
 
 /* nde_plugin_foreach, through scan_modules. */
@@ -547,4 +604,73 @@ int nde_plugin_foreach(nde_ctx *ctx, nde_plugin_visit_fn visit,
     l.user = user;
     l.nseen = 0;
     return scan_modules(ctx, reg, list_components, broken, &l);
+}
+
+/* nde_plugin_shadowed, through scan_modules. */
+typedef struct shadow_scan {
+    nde_registry *reg;
+    const module *winner;
+    const nde_plugin_info *info;
+    int env_only;          /* report a pair only when one is in env dirs */
+    nde_plugin_shadow_fn fn;
+    void *user;
+} shadow_scan;
+
+static int in_env(const nde_registry *reg, const module *m)
+{
+    return m->dir >= reg->env_begin && m->dir < reg->env_end;
+}
+
+static int report_shadowed(const module *m, void *user)
+{
+    shadow_scan *s = user;
+    const nde_plugin_info *other;
+
+    if (m == s->winner ||
+        !(other = module_component(m, s->info->name, (int)s->info->kind)))
+        return 0;
+    if (s->env_only && !in_env(s->reg, m) && !in_env(s->reg, s->winner))
+        return 0;
+    return s->fn(s->info, s->winner->path, other, m->path, s->user);
+}
+
+static int scan_shadowed(nde_ctx *ctx, nde_registry *reg,
+                         const nde_plugin_info *info, int env_only,
+                         nde_plugin_shadow_fn fn, void *user)
+{
+    shadow_scan s;
+
+    s.reg = reg;
+    s.winner = module_of(reg, info);
+    s.info = info;
+    s.env_only = env_only;
+    s.fn = fn;
+    s.user = user;
+    if (!s.winner)
+        return 0; /* not from a module: nothing to shadow */
+    return scan_modules(ctx, reg, report_shadowed, NULL, &s);
+}
+
+int nde_plugin_shadowed(nde_ctx *ctx, const nde_plugin_info *info,
+                        nde_plugin_shadow_fn fn, void *user)
+{
+    nde_registry *reg = registry(ctx);
+    return reg ? scan_shadowed(ctx, reg, info, 0, fn, user)
+               : nde_ctx_status(ctx);
+}
+
+int nde_plugin_used_shadowing(nde_ctx *ctx, nde_plugin_shadow_fn fn,
+                              void *user)
+{
+    nde_registry *reg = registry(ctx);
+    size_t i;
+    int rc = 0;
+
+    if (!reg)
+        return nde_ctx_status(ctx);
+    /* Without $NDE_PLUGIN_PATH nothing is reported: no module is opened. */
+    for (i = 0; reg->env_end > reg->env_begin && i < reg->nused && rc == 0;
+         i++)
+        rc = scan_shadowed(ctx, reg, reg->used[i], 1, fn, user);
+    return rc;
 }

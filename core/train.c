@@ -1435,6 +1435,9 @@ void nde_trainer_destroy(nde_trainer *tr)
 {
     if (!tr)
         return;
+    for (size_t i = 0; i < tr->nnotes; i++)
+        free(tr->notes[i]);
+    free(tr->notes);
     nde_trajectory_destroy(tr->traj);
     nde_trajectory_destroy(tr->alt_traj);
     for (size_t i = 0; i < tr->nregs; i++) {

@@ -38,6 +38,8 @@ struct nde_trainer {
     nde_train_totals tot;
     uint64_t data_digest;      /* of the data loaded or generated        */
     int data_changed;          /* the last checkpoint loaded has another */
+    char **notes;              /* its plugins' differences from ours    */
+    size_t nnotes;
 
     /* generated data (spiral, field): observations at npoints times,
      * windows of bt points */

@@ -257,7 +257,7 @@ static const nde_regularizer_type global_type = {
     .info = {NDE_ABI_VERSION, NDE_KIND_REGULARIZER, "global",
              "Pal et al. 2021: mean/sum/max over the solve's steps of "
              "EEst*|h| or the stiffness estimate, through the steps",
-             global_keys, 0},
+             global_keys, 0, "1"},
     .create = global_create,
     .destroy = global_destroy,
     .after_solve = global_after_solve,

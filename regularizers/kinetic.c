@@ -330,7 +330,7 @@ static const nde_regularizer_type kinetic_type = {
     .info = {NDE_ABI_VERSION, NDE_KIND_REGULARIZER, "kinetic",
              "RNODE: int ||f||^2 dt and Hutchinson int ||J||_F^2 dt by "
              "Gauss-Legendre on the solve's steps",
-             kinetic_keys, 0},
+             kinetic_keys, 0, "1"},
     .create = kinetic_create,
     .destroy = kinetic_destroy,
     .before_solve = kinetic_before_solve,

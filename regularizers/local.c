@@ -266,7 +266,7 @@ static const nde_regularizer_type local_type = {
     .info = {NDE_ABI_VERSION, NDE_KIND_REGULARIZER, "local",
              "Pal et al. 2023: error or stiffness estimate of one fresh "
              "step from a sampled time t_s (y_s held constant)",
-             local_keys, 0},
+             local_keys, 0, "1"},
     .create = local_create,
     .destroy = local_destroy,
     .before_solve = local_before_solve,

@@ -90,7 +90,7 @@ static int steer_after_solve(nde_regularizer *r,
 static const nde_regularizer_type steer_type = {
     .info = {NDE_ABI_VERSION, NDE_KIND_REGULARIZER, "steer",
              "STEER: training end time drawn from U[t1 - b, t1 + b] (R = 0)",
-             steer_keys, 0},
+             steer_keys, 0, "1"},
     .create = steer_create,
     .destroy = steer_destroy,
     .before_solve = steer_before_solve,

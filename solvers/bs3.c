@@ -47,7 +47,7 @@ static const nde_solver_type bs3 = {
              "cubic dense output",
              NULL,
              NDE_CAP_ADAPTIVE | NDE_CAP_DENSE | NDE_CAP_STEP_VJP |
-                 NDE_CAP_FSAL},
+                 NDE_CAP_FSAL, "1"},
     .order = 3, .error_order = 2, .dense_order = 3, .tableau = &tableau};
 
 NDE_MODULE(&bs3.info);

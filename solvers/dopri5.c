@@ -66,7 +66,7 @@ static const nde_solver_type dopri5 = {
              "dense output",
              NULL,
              NDE_CAP_ADAPTIVE | NDE_CAP_DENSE | NDE_CAP_STIFFNESS |
-                 NDE_CAP_STEP_VJP | NDE_CAP_FSAL},
+                 NDE_CAP_STEP_VJP | NDE_CAP_FSAL, "1"},
     .order = 5, .error_order = 4, .dense_order = 4, .tableau = &tableau};
 
 NDE_MODULE(&dopri5.info);

@@ -115,7 +115,7 @@ static const nde_solver_type euler_maruyama = {
     .info = {NDE_ABI_VERSION, NDE_KIND_SOLVER, "euler_maruyama",
              "Euler-Maruyama for Ito SDEs, fixed step (dt); strong order 1 "
              "for additive noise",
-             NULL, NDE_CAP_SDE_ITO | NDE_CAP_STEP_VJP},
+             NULL, NDE_CAP_SDE_ITO | NDE_CAP_STEP_VJP, "1"},
     /* strong order x 2 (solver.h): 0.5 */
     .order = 1, .error_order = 0, .dense_order = 0, .ops = &em_ops};
 

@@ -170,7 +170,7 @@ static const nde_solver_type heun = {
              "fixed step (dt), two evaluations a step; strong order 1 for "
              "commutative noise (each g_i a function of y_i alone, or "
              "additive)",
-             NULL, NDE_CAP_SDE_STRATONOVICH | NDE_CAP_STEP_VJP},
+             NULL, NDE_CAP_SDE_STRATONOVICH | NDE_CAP_STEP_VJP, "1"},
     /* strong order x 2 (solver.h): 0.5 for general noise (1 for commutative
      * or additive noise) */
     .order = 1, .error_order = 0, .dense_order = 0, .ops = &heun_ops};

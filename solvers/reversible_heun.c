@@ -195,7 +195,8 @@ static const nde_solver_type reversible_heun = {
              "commutative noise (each g_i a function of y_i alone, or "
              "additive)",
              NULL,
-             NDE_CAP_SDE_STRATONOVICH | NDE_CAP_REVERSIBLE | NDE_CAP_STEP_VJP},
+             NDE_CAP_SDE_STRATONOVICH | NDE_CAP_REVERSIBLE | NDE_CAP_STEP_VJP,
+             "1"},
     /* strong order x 2 (solver.h): 0.5 for general noise (1 for commutative
      * or additive noise) */
     .order = 1, .error_order = 0, .dense_order = 0, .ops = &rh_ops};

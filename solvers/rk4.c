@@ -34,7 +34,7 @@ static const nde_solver_type rk4 = {
     .info = {NDE_ABI_VERSION, NDE_KIND_SOLVER, "rk4",
              "classical 4th-order Runge-Kutta, fixed step (dt), 3rd-order "
              "dense output",
-             NULL, NDE_CAP_DENSE | NDE_CAP_STEP_VJP},
+             NULL, NDE_CAP_DENSE | NDE_CAP_STEP_VJP, "1"},
     .order = 4, .error_order = 0, .dense_order = 3, .tableau = &tableau};
 
 NDE_MODULE(&rk4.info);

@@ -431,7 +431,7 @@ static const nde_field_type expr_type = {
     .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "expr",
              "field written as expressions, with symbolic derivatives "
              "(libmatheval); an SDE with g<state> keys", expr_keys,
-             NDE_CAP_DIFFUSION},
+             NDE_CAP_DIFFUSION, "1"},
     .create = expr_create,
     .destroy = expr_destroy,
     .init_params = expr_init_params,

@@ -148,7 +148,7 @@ static const nde_key linear_keys[] = {
 static const nde_field_type linear_type = {
     .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "linear",
              "affine field y' = A y + b with learnable A and b", linear_keys,
-             0},
+             0, "1"},
     .create = linear_create,
     .destroy = linear_destroy,
     .init_params = linear_init_params,

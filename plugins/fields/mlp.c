@@ -506,7 +506,7 @@ static const nde_field_type mlp_type = {
     .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "mlp",
              "multilayer perceptron (tanh/relu/softplus), BLAS for wide "
              "layers; an SDE with a diffusion network", mlp_keys,
-             NDE_CAP_DIFFUSION},
+             NDE_CAP_DIFFUSION, "1"},
     .create = mlp_create,
     .destroy = mlp_destroy,
     .init_params = mlp_init_params,

@@ -90,7 +90,7 @@ static int cn_diff_vjp(nde_field *f, double t, const double *y,
 }
 static const nde_field_type cn_field = {
     .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "nl", "nonlinear SDE", NULL,
-             NDE_CAP_DIFFUSION},
+             NDE_CAP_DIFFUSION, "1"},
     .create = create_d2p4_diag, .destroy = tf_destroy,
     .init_params = tf_init,
     .eval = cn_eval, .vjp = cn_vjp, .diffusion = cn_diff,

@@ -55,7 +55,8 @@ grep -q "^  vanderpol - " <<<"$listing" ||
 # The shipped fields (plugins/fields/ in the source) install flat into the
 # plugin directory.
 for f in expr linear mlp sum; do
-    grep -qx "      module: $stage$libdir/nde/plugins/$f.so" <<<"$listing" ||
+    grep -qx "      module: $stage$libdir/nde/plugins/$f.so (version [^)]*)" \
+        <<<"$listing" ||
         fail "nde plugins does not list the installed $f.so"
 done
 make -s -C "$tmp/example" check || fail "VJP check of the example plugin"

@@ -875,7 +875,7 @@ START_TEST(test_module_components_found_by_name)
     assert_ok(r);
     assert_contains(r.out, "\n  twofield_a - ");
     assert_contains(r.out, "\n  twofield_b - ");
-    assert_contains(r.out, "twofields.so\n");
+    assert_contains(r.out, "twofields.so (version 1)\n");
     result_free(&r);
 }
 END_TEST
@@ -925,10 +925,75 @@ START_TEST(test_component_search_order)
     assert_ok(r);
     assert_contains(r.out, "  twofield_a - test: y' = -k y (module twofields.so)\n"
                            "      module: ");
-    assert_contains(r.out, "/plugins/twofields.so\n");
-    assert_contains(r.out, "/shadow/twofield_b.so\n");
+    assert_contains(r.out, "/plugins/twofields.so (version 1)\n");
+    assert_contains(r.out, "/shadow/twofield_b.so (version 1)\n"
+                           "      shadows: ");
     ck_assert_ptr_null(strstr(strstr(r.out, "twofield_a - ") + 1, "twofield_a - "));
     ck_assert_ptr_null(strstr(strstr(r.out, "twofield_b - ") + 1, "twofield_b - "));
+    result_free(&r);
+}
+END_TEST
+
+/* shipped/linear.so registers a field `linear` (version 9-test), the
+ * name of a shipped plugin. The build tree's comes first in search order:
+ * `nde plugins` lists it with the copy it shadows, and a run using it says
+ * so (it was silent). Without $NDE_PLUGIN_PATH, or when the run does not
+ * use `linear`, nothing is said. */
+START_TEST(test_shadowed_plugin_marked)
+{
+    const char *dir = env_or_fail("NDE_TEST_PLUGIN_DIR");
+    const char *cfg = write_config("lin.ini",
+        "[problem]\nt0 = 0\nt1 = 1\ny0 = 1\nsaveat = 1\n\n"
+        "[solver]\nplugin = tsit5\n\n"
+        "[field]\nplugin = linear\nA = -2\n");
+    char shipped[4096 + 20], expect[2 * 4096 + 100], path[2 * 4096 + 20];
+    char shadow[4096 + 20];
+    run_result r;
+
+    snprintf(shipped, sizeof shipped, "%s/shipped", dir);
+    snprintf(expect, sizeof expect,
+             "/plugins/fields/linear.so (version 1)\n"
+             "      shadows: %s/linear.so (version 9-test)\n", shipped);
+    r = run_env(shipped, "plugins", "field", (const char *)NULL);
+    assert_ok(r);
+    assert_contains(r.out, "\n  linear - affine field");
+    assert_contains(r.out, expect);
+    ck_assert_ptr_null(strstr(strstr(r.out, "  linear - ") + 1, "  linear - "));
+    result_free(&r);
+
+    r = run_env(shipped, "solve", cfg, (const char *)NULL);
+    assert_ok(r);
+    snprintf(expect, sizeof expect,
+             "/plugins/fields/linear.so (version 1) shadows the one in "
+             "%s/linear.so (version 9-test), which is not used\n", shipped);
+    assert_contains(r.err, "nde: warning: field 'linear' from /");
+    assert_contains(r.err, expect);
+    result_free(&r);
+
+    /* no $NDE_PLUGIN_PATH, or a run without `linear`: silent */
+    r = run_env(NULL, "solve", cfg, (const char *)NULL);
+    assert_ok(r);
+    ck_assert_msg(!strstr(r.err, "shadows"), "%s", r.err);
+    result_free(&r);
+    r = run_env(shipped, "solve", example("lotka_volterra.ini"),
+                (const char *)NULL);
+    assert_ok(r);
+    ck_assert_msg(!strstr(r.err, "shadows"), "%s", r.err);
+    result_free(&r);
+
+    /* the winner on $NDE_PLUGIN_PATH: shadow/twofield_b.so before
+     * twofields.so's twofield_b */
+    snprintf(shadow, sizeof shadow, "%s/shadow", dir);
+    snprintf(path, sizeof path, "%s:%s", dir, shadow);
+    cfg = write_config("two.ini",
+        "[problem]\nt0 = 0\nt1 = 1\ny0 = 1\nsaveat = 1\n\n"
+        "[solver]\nplugin = tsit5\n\n[field]\nplugin = twofield_b\n");
+    r = run_env(path, "solve", cfg, (const char *)NULL);
+    assert_ok(r);
+    snprintf(expect, sizeof expect,
+             "warning: field 'twofield_b' from %s/twofield_b.so (version 1) "
+             "shadows the one in %s/twofields.so (version 1)", shadow, dir);
+    assert_contains(r.err, expect);
     result_free(&r);
 }
 END_TEST
@@ -1623,6 +1688,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_plugins_reports_broken);
     tcase_add_test(tc, test_module_components_found_by_name);
     tcase_add_test(tc, test_component_search_order);
+    tcase_add_test(tc, test_shadowed_plugin_marked);
     tcase_add_test(tc, test_failed_solve_leaves_no_output);
     tcase_add_test(tc, test_unwritable_output);
     tcase_add_test(tc, test_output_symlink);

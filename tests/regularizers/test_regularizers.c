@@ -106,7 +106,7 @@ static int lin_vjp(nde_field *f, double t, const double *y, const double *th,
 }
 static const nde_field_type lin_field = {
     .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "lin", "y' = theta y", NULL,
-             0},
+             0, "1"},
     .create = lin_create, .destroy = lin_destroy, .init_params = lin_init,
     .eval = lin_eval, .vjp = lin_vjp};
 

@@ -26,7 +26,8 @@
 
 #define SDE_FIELD(var, nm, evalfn, vjpfn, gfn, gvjpfn)                       \
     static const nde_field_type var = {                                      \
-        .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, nm, "test field", NULL, 0},\
+        .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, nm, "test field", NULL, 0, \
+                 "1"},                                                       \
         .create = create_d1p2_diag, .destroy = tf_destroy,                   \
         .init_params = tf_init, .eval = evalfn, .vjp = vjpfn,                \
         .diffusion = gfn, .diffusion_vjp = gvjpfn}

@@ -49,7 +49,8 @@ static int tf_novjp(nde_field *f, double t, const double *y,
         return NDE_OK;                                                       \
     }                                                                        \
     static const nde_field_type var = {                                      \
-        .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, nm, "test field", NULL, 0},\
+        .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, nm, "test field", NULL, 0, \
+                 "1"},                                                       \
         .create = var##_create, .destroy = tf_destroy,                       \
         .init_params = tf_init, .eval = evalfn, .vjp = vjpfn}
 

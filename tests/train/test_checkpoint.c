@@ -74,12 +74,19 @@ static const char spiral_ini[] =
 
 /* ---- hostile checkpoints ------------------------------------------------- */
 
+/* Offsets of a recorded plugin's fields. */
+typedef struct comp_layout {
+    size_t kind, signature, namelen, name, versionlen, version;
+} comp_layout;
+
 /* Offsets of a checkpoint's fields (layout in nde/train.h). */
 typedef struct layout {
     char *data;
     size_t len;
     size_t cfglen, cfg, nparams, iter, adam_t, theta, m, v, nfe_f, nfe_b,
-        time, digest, rng_namelen, rng_name, rng_len, rng;
+        time, digest, ncomp, rng_namelen, rng_name, rng_len, rng;
+    comp_layout comp[8];
+    size_t ncomps;
 } layout;
 
 static uint64_t u64_at(const char *p)
@@ -95,7 +102,7 @@ static layout layout_read(const char *name)
     uint64_t P;
 
     ck_assert_ptr_nonnull(l.data = test_read_file(in_dir(name), &l.len));
-    ck_assert_uint_eq(u64_at(l.data + 8) & 0xffffffffu, 2); /* version */
+    ck_assert_uint_eq(u64_at(l.data + 8) & 0xffffffffu, 3); /* version */
     l.cfglen = 28;
     l.cfg = l.cfglen + 8;
     l.nparams = l.cfg + u64_at(l.data + l.cfglen);
@@ -110,7 +117,23 @@ static layout layout_read(const char *name)
     l.nfe_b = l.nfe_f + 8;
     l.time = l.nfe_b + 8;
     l.digest = l.time + 8;
-    l.rng_namelen = l.digest + 8;
+    l.ncomp = l.digest + 8;
+    ck_assert_uint_le(l.ncomp + 8, l.len);
+    l.ncomps = u64_at(l.data + l.ncomp);
+    ck_assert_uint_le(l.ncomps, 8);
+    l.rng_namelen = l.ncomp + 8;
+    for (size_t i = 0; i < l.ncomps; i++) {
+        comp_layout *c = &l.comp[i];
+        c->kind = l.rng_namelen;
+        c->signature = c->kind + 4;
+        c->namelen = c->signature + 4;
+        c->name = c->namelen + 8;
+        ck_assert_uint_le(c->name, l.len);
+        c->versionlen = c->name + u64_at(l.data + c->namelen);
+        c->version = c->versionlen + 8;
+        ck_assert_uint_le(c->version, l.len);
+        l.rng_namelen = c->version + u64_at(l.data + c->versionlen);
+    }
     l.rng_name = l.rng_namelen + 8;
     ck_assert_uint_le(l.rng_name, l.len);
     ck_assert_uint_le(u64_at(l.data + l.rng_namelen), 64);
@@ -290,11 +313,114 @@ START_TEST(test_hostile_config)
 }
 END_TEST
 
+/* The plugins recorded (field, solver, adjoint): every field checked. */
+START_TEST(test_hostile_plugins)
+{
+    const comp_layout *field;
+    layout l;
+    char *d;
+
+    make_spiral_checkpoint();
+    l = layout_read("c.ckpt");
+    ck_assert_uint_eq(l.ncomps, 3);
+    field = &l.comp[0];
+    ck_assert_int_eq(memcmp(l.data + field->name, "mlp", 3), 0);
+    ck_assert_int_eq(memcmp(l.data + field->version, "1", 1), 0);
+    patch_i64(&l, l.ncomp, 0, "plugin count 0");
+    patch_i64(&l, l.ncomp, 65, "plugin count 65");
+    /* one more: the RNG name length read as a kind */
+    patch_i64(&l, l.ncomp, 4, "plugin 3 has kind 7");
+    patch_i32(&l, field->kind, 9, "kind 9");
+    patch_i64(&l, field->namelen, 0, "name of plugin 0 has length 0");
+    patch_i64(&l, field->namelen, 65, "name of plugin 0 has length 65");
+    patch(&l, field->name, "mLp", 3, "name of plugin 0 is not [a-z0-9_]+");
+    patch_i64(&l, field->versionlen, 0,
+              "version of plugin 'mlp' has length 0");
+    patch_i64(&l, field->versionlen, INT64_C(1) << 40,
+              "version of plugin 'mlp' has length 1099511627776");
+    patch(&l, field->version, "\n", 1, "version of plugin 'mlp' is not");
+    patch(&l, field->version, "", 1, "version of plugin 'mlp' is not");
+    patch(&l, field->version, " ", 1, "version of plugin 'mlp' is not");
+    /* a version of 33 characters: the file grows by 32 bytes */
+    ck_assert_ptr_nonnull(d = malloc(l.len + 32));
+    memcpy(d, l.data, field->version);
+    memset(d + field->version, '7', 33);
+    memcpy(d + field->version + 33, l.data + field->version + 1,
+           l.len - field->version - 1);
+    {
+        uint64_t n = 33;
+        memcpy(d + field->versionlen, &n, 8);
+    }
+    write_with_crc("x.ckpt", d, l.len + 32);
+    both_refuse("x.ckpt", "version of plugin 'mlp' has length 33");
+    free(d);
+    free(l.data);
+}
+END_TEST
+
+/* A checkpoint made with other plugin versions or builds loads, with one
+ * warning per difference naming the plugin and both versions. */
+START_TEST(test_plugin_version_differs)
+{
+    const comp_layout *field, *solver;
+    test_run_result r;
+    uint32_t sig;
+    layout l;
+    char *d;
+
+    make_spiral_checkpoint();
+    l = layout_read("c.ckpt");
+    field = &l.comp[0];
+    solver = &l.comp[1];
+    ck_assert_int_eq(memcmp(l.data + solver->name, "tsit5", 5), 0);
+    /* as written: no word about versions */
+    r = run("predict", "c.ckpt", "-o", "p.csv");
+    test_assert_code(r, 0);
+    ck_assert_msg(!strstr(r.err, "version"), "%s", r.err);
+    test_run_free(&r);
+    ck_assert_ptr_nonnull(d = malloc(l.len));
+    memcpy(d, l.data, l.len);
+    d[field->version] = '7';
+    memcpy(&sig, d + solver->signature, 4);
+    sig ^= 0x10000u;
+    memcpy(d + solver->signature, &sig, 4);
+    write_with_crc("v.ckpt", d, l.len);
+    r = run("predict", "v.ckpt", "-o", "p.csv");
+    test_assert_code(r, 0);
+    assert_contains(r.err, "warning: v.ckpt: made with field 'mlp' version "
+                           "7, this run uses version 1\n");
+    assert_contains(r.err, "warning: v.ckpt: made with solver 'tsit5' from a "
+                           "module of build signature");
+    test_run_free(&r);
+    r = run("train", "s.ini", "--quiet", "-s", "train.iterations=6", "-s",
+            "train.checkpoint=", "-s", "train.metrics=", "--resume",
+            "v.ckpt");
+    test_assert_code(r, 0);
+    assert_contains(r.err, "made with field 'mlp' version 7, this run uses "
+                           "version 1");
+    test_run_free(&r);
+    /* a plugin this run does not use: the adjoint renamed */
+    memcpy(d, l.data, l.len);
+    ck_assert_uint_eq(u64_at(d + l.comp[2].namelen), 8); /* "discrete" */
+    memcpy(d + l.comp[2].name, "discret2", 8);
+    write_with_crc("v.ckpt", d, l.len);
+    r = run("predict", "v.ckpt", "-o", "p.csv");
+    test_assert_code(r, 0);
+    assert_contains(r.err, "made with adjoint 'discret2' version 1, which "
+                           "this run does not use");
+    assert_contains(r.err, "made without adjoint 'discrete' (version 1), "
+                           "which this run uses");
+    test_run_free(&r);
+    free(d);
+    free(l.data);
+}
+END_TEST
+
 START_TEST(test_old_version_named)
 {
     test_run_result r;
     layout l;
-    uint32_t v = 1;
+    uint32_t v = 2;
 
     make_spiral_checkpoint();
     l = layout_read("c.ckpt");
@@ -302,7 +428,7 @@ START_TEST(test_old_version_named)
     write_with_crc("old.ckpt", l.data, l.len);
     r = run("predict", "old.ckpt");
     test_assert_code(r, 2);
-    assert_contains(r.err, "version 1, written by an older nde");
+    assert_contains(r.err, "version 2, written by an older nde");
     test_run_free(&r);
     free(l.data);
 }
@@ -645,6 +771,8 @@ static Suite *checkpoint_suite(void)
     tcase_add_test(tc, test_hostile_rng);
     tcase_add_test(tc, test_hostile_config);
     tcase_add_test(tc, test_huge_payload_length_claimed);
+    tcase_add_test(tc, test_hostile_plugins);
+    tcase_add_test(tc, test_plugin_version_differs);
     tcase_add_test(tc, test_old_version_named);
     tcase_add_test(tc, test_adam_overflow_stops);
     tcase_add_test(tc, test_resume_compares_meaning);

@@ -3,11 +3,11 @@
  *
  * A plugin is a `const`, static descriptor whose first member is an
  * nde_plugin_info: ABI version, kind, name, one-line description, accepted
- * config keys and capability flags. A shared object (module) exports one
+ * config keys, capability flags and the plugin's own version. A shared object (module) exports one
  * data symbol, `nde_module_entry`, listing its descriptors; use NDE_MODULE().
  *
  *     static const nde_field_type my_field = { .info = { NDE_ABI_VERSION,
- *         NDE_KIND_FIELD, "my_field", "what it is", my_keys, 0 }, ... };
+ *         NDE_KIND_FIELD, "my_field", "what it is", my_keys, 0, "1" }, ... };
  *     NDE_MODULE(&my_field.info);
  *
  * The registry refuses a module or descriptor whose ABI version differs from
@@ -24,7 +24,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a descriptor or instance layout in these headers changes. */
-#define NDE_ABI_VERSION 3
+#define NDE_ABI_VERSION 4
 
 /* Numeric build choices a plugin must share with the library (Lua-style
  * insurance against a plugin built for another configuration). */
@@ -105,6 +105,10 @@ typedef struct nde_plugin_info {
     const char *description; /* one line                                  */
     const nde_key *keys;     /* accepted keys besides `plugin`; may be NULL */
     unsigned flags;          /* enum nde_capability                       */
+    /* Since ABI 4. The plugin's version, [A-Za-z0-9._+-]+ (at most 32
+     * characters), changed when its numbers or its parameters' meaning
+     * change; checkpoints record it. A module's components must set it. */
+    const char *version;
 } nde_plugin_info;
 
 /* What a module exports under the name NDE_MODULE_SYMBOL. */

@@ -326,13 +326,19 @@ NDE_API const nde_trajectory *nde_trainer_trajectory(const nde_trainer *tr);
  *     i64 nfe_forward, i64 nfe_backward, f64 train time (totals)
  *     u64 data digest (a 64-bit hash of the data as loaded or generated:
  *         times, observations, series ids, images, labels)
+ *     u64 plugin count (1 to 64), then for each plugin of the run (field,
+ *         solver, adjoint, the regularizers in order): u32 kind, u32 its
+ *         module's build signature, u64 name length, name ([a-z0-9_]+, at
+ *         most 64 bytes), u64 version length, version ([A-Za-z0-9._+-]+,
+ *         at most 32 bytes; "0" for a descriptor that declares none)
  *     u64 rng name length, gsl_rng_name of the sampling RNG
  *     u64 rng state length, the sampling RNG's state (gsl_rng_state)
  * The file is written whole by the caller's atomic-file logic.
- * Version 2 added the canonical config, the data digest and the RNG name;
- * version 1 files are refused with a message that says so.
+ * Version 2 added the canonical config, the data digest and the RNG name,
+ * version 3 the plugins; older files are refused with a message that says
+ * so.
  */
-#define NDE_CHECKPOINT_VERSION 2u
+#define NDE_CHECKPOINT_VERSION 3u
 
 NDE_API int nde_trainer_checkpoint_write(const nde_trainer *tr, FILE *out);
 
@@ -351,16 +357,19 @@ enum nde_checkpoint_mode {
  * outside [0, 2^48] (lower for batches over 2^14 rows), an Adam step
  * count other than the iteration, a non-finite theta or m, a v that is
  * not finite and >= 0, negative nfe totals, a train time that is not
- * finite and >= 0, an RNG of another type than the trainer's or one whose
- * state cannot be checked (only mt19937's can: 32-bit words, index in
- * [0, 624], not all zero). In RESUME mode also a config whose canonical
- * form differs from the checkpoint's in anything but [train] iterations,
- * eval_every, checkpoint, checkpoint_every, metrics and data_changed (the
- * keys that do not change the numbers), and data that differ from the
- * checkpoint's (by digest) when [train] data_changed = refuse; with the
- * default `warn` the load succeeds and nde_trainer_data_changed() says so.
- * PARAMS mode performs the same checks but for the config comparison and
- * the refusal of changed data.
+ * finite and >= 0, a plugin count outside [1, 64], a plugin kind, name
+ * or version of the wrong form, an RNG of another type than the trainer's
+ * or one whose state cannot be checked (only mt19937's can: 32-bit words,
+ * index in [0, 624], not all zero). In RESUME mode also a config whose
+ * canonical form differs from the checkpoint's in anything but [train]
+ * iterations, eval_every, checkpoint, checkpoint_every, metrics and
+ * data_changed (the keys that do not change the numbers), and data that
+ * differ from the checkpoint's (by digest) when [train] data_changed =
+ * refuse; with the default `warn` the load succeeds and
+ * nde_trainer_data_changed() says so. Plugins of other versions are noted
+ * (nde_trainer_checkpoint_note), not refused. PARAMS mode performs the
+ * same checks but for the config comparison and the refusal of changed
+ * data.
  */
 NDE_API int nde_trainer_checkpoint_load(nde_trainer *tr, const char *path,
                                         int mode);
@@ -368,6 +377,14 @@ NDE_API int nde_trainer_checkpoint_load(nde_trainer *tr, const char *path,
 /* 1 if the checkpoint last loaded into tr was trained on other data than
  * tr's (its data digest differs), else 0. */
 NDE_API int nde_trainer_data_changed(const nde_trainer *tr);
+
+/* How the plugins of the checkpoint last loaded into tr differ from tr's,
+ * matched by kind and name: another version, a module of another build
+ * signature, a plugin only one side uses. Note i (one line, e.g. "made
+ * with solver 'tsit5' version 1, this run uses version 2"), NULL past the
+ * last. Such differences never refuse a checkpoint: the caller warns. */
+NDE_API const char *nde_trainer_checkpoint_note(const nde_trainer *tr,
+                                                size_t i);
 
 /* The effective config text stored in a checkpoint (malloc'd, for
  * `nde predict`); the same checks as above except the config's. */

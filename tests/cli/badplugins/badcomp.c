@@ -7,7 +7,7 @@ static const nde_key badcomp_keys[] = {{NULL, 0, NULL, NULL}};
 
 static const nde_plugin_info badcomp_info = {
     NDE_ABI_VERSION + 100, NDE_KIND_FIELD, "badcomp",
-    "a field component built for another ABI", badcomp_keys, 0};
+    "a field component built for another ABI", badcomp_keys, 0, "1"};
 
 static const nde_plugin_info *const badcomp_components[] = {&badcomp_info,
                                                             NULL};

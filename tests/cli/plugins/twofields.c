@@ -93,7 +93,7 @@ static const nde_key twofield_keys[] = {{NULL, 0, NULL, NULL}};
 
 static const nde_field_type twofield_a = {
     .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "twofield_a",
-             "test: y' = -k y (module twofields.so)", twofield_keys, 0},
+             "test: y' = -k y (module twofields.so)", twofield_keys, 0, "1"},
     .create = twofield_create,
     .destroy = twofield_destroy,
     .init_params = twofield_init_params,
@@ -103,7 +103,7 @@ static const nde_field_type twofield_a = {
 
 static const nde_field_type twofield_b = {
     .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "twofield_b",
-             "test: y' = -2 k y (module twofields.so)", twofield_keys, 0},
+             "test: y' = -2 k y (module twofields.so)", twofield_keys, 0, "1"},
     .create = twofield_create,
     .destroy = twofield_destroy,
     .init_params = twofield_init_params,
