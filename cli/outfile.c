@@ -474,21 +474,25 @@ static int is_mkstemp_suffix(const char *s)
 int cli_outfile_remove_stale(const char *path)
 {
     const char *slash, *base;
-    char *dir, *full;
+    char *dir, *full, *target;
     struct dirent *e;
     struct stat st;
     size_t blen;
     DIR *d;
     int removed = 0;
 
-    if (is_stdout(path))
+    /* The temporaries are next to what rename(2) replaces: a symlink's
+     * target. Special files have none. */
+    if (is_stdout(path) || out_resolve(NULL, path, &target, &st) != OUT_ATOMIC)
         return 0;
+    path = target;
     slash = strrchr(path, '/');
     base = slash ? slash + 1 : path;
     blen = strlen(base);
     dir = slash ? strndup(path, (size_t)(slash - path) + 1) : strdup("./");
     if (!dir || blen == 0 || !(d = opendir(dir))) {
         free(dir);
+        free(target);
         return 0;
     }
     while ((e = readdir(d))) {
@@ -507,5 +511,6 @@ int cli_outfile_remove_stale(const char *path)
     }
     closedir(d);
     free(dir);
+    free(target);
     return removed;
 }

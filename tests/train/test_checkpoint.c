@@ -760,6 +760,24 @@ START_TEST(test_stale_temporaries_only_ours)
 }
 END_TEST
 
+/* A checkpoint path that is a symlink: its temporaries are written next
+ * to the target, and a killed writer's are removed there. */
+START_TEST(test_stale_temporaries_at_symlink_target)
+{
+    test_run_result r;
+
+    write_text("s.ini", spiral_ini);
+    ck_assert_int_eq(mkdir(in_dir("real"), 0755), 0);
+    ck_assert_int_eq(symlink("real/t.ckpt", in_dir("c.ckpt")), 0);
+    write_text("real/.t.ckpt.Zz9Yy8", "x");
+    r = run("train", "s.ini", "--quiet", "-s", "train.iterations=1");
+    test_assert_code(r, 0);
+    test_run_free(&r);
+    ck_assert_int_ne(access(in_dir("real/.t.ckpt.Zz9Yy8"), F_OK), 0);
+    ck_assert_int_eq(access(in_dir("real/t.ckpt"), F_OK), 0);
+}
+END_TEST
+
 static Suite *checkpoint_suite(void)
 {
     Suite *s = suite_create("checkpoint");
@@ -782,6 +800,7 @@ static Suite *checkpoint_suite(void)
     tcase_add_test(tc, test_kill_checkpoint_every_1);
     tcase_add_test(tc, test_kill_checkpoint_every_10);
     tcase_add_test(tc, test_stale_temporaries_only_ours);
+    tcase_add_test(tc, test_stale_temporaries_at_symlink_target);
     suite_add_tcase(s, tc);
     return s;
 }
