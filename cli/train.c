@@ -180,19 +180,30 @@ typedef struct train_args {
     int seed_given;
 } train_args;
 
-/* A decimal integer option value up to max: 0, or -1 when v is not one,
- * or -2 when it is larger (strtol and strtoull clamp it silently). */
-static int option_integer(const char *v, unsigned long long max,
+/* The value v of integer option opt, in [min, max], into *out; else says
+ * why not and returns -1 (strtoull alone clamps an overflow silently). */
+static int option_integer(const char *cmd, const char *opt, const char *v,
+                          unsigned long long min, unsigned long long max,
                           unsigned long long *out)
 {
-    char *end;
-    if (!isdigit((unsigned char)*v))
+    char *end = NULL;
+    int digits = isdigit((unsigned char)*v);
+
+    if (digits) {
+        errno = 0;
+        *out = strtoull(v, &end, 10);
+        if (!*end && (errno == ERANGE || *out > max)) {
+            cli_error("%s: %s %s is out of range (at most %llu)", cmd, opt, v,
+                      max);
+            return -1;
+        }
+    }
+    if (!digits || *end || *out < min) {
+        cli_error("%s: %s needs a %s integer, not '%s'", cmd, opt,
+                  min ? "positive" : "non-negative", v);
         return -1;
-    errno = 0;
-    *out = strtoull(v, &end, 10);
-    if (*end)
-        return -1;
-    return errno == ERANGE || *out > max ? -2 : 0;
+    }
+    return 0;
 }
 
 /* Parse the common shape: one positional argument, -s, and the options
@@ -200,7 +211,7 @@ static int option_integer(const char *v, unsigned long long max,
 static int parse_args(const char *cmd, int argc, char **argv,
                       const char *allowed, train_args *a)
 {
-    int i, missing, bad;
+    int i, missing;
     unsigned long long u;
     const char *v;
     char *end;
@@ -242,46 +253,21 @@ static int parse_args(const char *cmd, int argc, char **argv,
         } else if (!missing && strstr(allowed, "nparams") &&
                    (v = cli_option_value(argc, argv, &i, NULL, "--nparams",
                                          &missing))) {
-            bad = option_integer(v, LONG_MAX, &u);
-            if (bad == -2) {
-                cli_error("%s: --nparams %s is out of range (at most %ld)",
-                          cmd, v, LONG_MAX);
+            if (option_integer(cmd, "--nparams", v, 1, LONG_MAX, &u))
                 return CLI_EXIT_USAGE;
-            }
-            if (bad || (a->nprobe = (long)u) < 1) {
-                cli_error("%s: --nparams needs a positive integer, not '%s'",
-                          cmd, v);
-                return CLI_EXIT_USAGE;
-            }
+            a->nprobe = (long)u;
         } else if (!missing && strstr(allowed, "paths") &&
                    (v = cli_option_value(argc, argv, &i, NULL, "--paths",
                                          &missing))) {
-            bad = option_integer(v, LONG_MAX, &u);
-            if (bad == -2) {
-                cli_error("%s: --paths %s is out of range (at most %ld)",
-                          cmd, v, LONG_MAX);
+            if (option_integer(cmd, "--paths", v, 1, LONG_MAX, &u))
                 return CLI_EXIT_USAGE;
-            }
-            if (bad || (a->paths = (long)u) < 1) {
-                cli_error("%s: --paths needs a positive integer, not '%s'",
-                          cmd, v);
-                return CLI_EXIT_USAGE;
-            }
+            a->paths = (long)u;
         } else if (!missing && strstr(allowed, "seed") &&
                    (v = cli_option_value(argc, argv, &i, NULL, "--seed",
                                          &missing))) {
-            bad = option_integer(v, UINT64_MAX, &a->seed);
             a->seed_given = 1;
-            if (bad == -2) {
-                cli_error("%s: --seed %s is out of range (at most %llu)",
-                          cmd, v, (unsigned long long)UINT64_MAX);
+            if (option_integer(cmd, "--seed", v, 0, UINT64_MAX, &a->seed))
                 return CLI_EXIT_USAGE;
-            }
-            if (bad) {
-                cli_error("%s: --seed needs a non-negative integer, not "
-                          "'%s'", cmd, v);
-                return CLI_EXIT_USAGE;
-            }
         } else if (missing) {
             cli_error("%s: option '%s' needs a value (try `nde %s --help`)",
                       cmd, arg, cmd);
@@ -333,9 +319,9 @@ static int load_config(nde_ctx *ctx, nde_config *cfg, const train_args *a)
 }
 
 /* The data files [data] names, as inputs: source = csv reads `path`,
- * source = idx four files. Resolved as the trainer does (core/train.c):
- * relative to the config file's directory unless set on the command
- * line. Appended to files at *n; their paths are malloc'd into own[4]. */
+ * source = idx four files, named as the trainer opens them
+ * (nde_section_path). Appended to files at *n; their paths are malloc'd
+ * into own[4]. */
 static int add_data_files(const nde_config *cfg, cli_file *files, size_t *n,
                           char **own, nde_ctx *ctx)
 {
@@ -346,8 +332,8 @@ static int add_data_files(const nde_config *cfg, cli_file *files, size_t *n,
         {"test_images", "[data] test_images"},
         {"test_labels", "[data] test_labels"}};
     const nde_section *dsec = nde_config_section(cfg, "data");
-    const char *cfgpath = nde_config_path(cfg), *source, *path, *slash;
-    size_t i, k = 0, first, last, dirlen, len;
+    const char *source, *path;
+    size_t i, k = 0, first, last;
     int rc;
 
     if (!dsec || nde_get_string(dsec, "source", &source, ctx) != NDE_OK)
@@ -358,20 +344,11 @@ static int add_data_files(const nde_config *cfg, cli_file *files, size_t *n,
         first = 1, last = 4;
     else
         return NDE_OK;
-    slash = cfgpath ? strrchr(cfgpath, '/') : NULL;
     for (i = first; i <= last; i++) {
         if ((rc = nde_get_string(dsec, keys[i][0], &path, ctx)) != NDE_OK)
             return rc;
-        dirlen = 0;
-        if (path[0] != '/' && slash &&
-            strncmp(nde_section_origin(dsec, keys[i][0]), "command line",
-                    12) != 0)
-            dirlen = (size_t)(slash - cfgpath) + 1;
-        len = dirlen + strlen(path) + 1;
-        if (!(own[k] = malloc(len)))
+        if (!(own[k] = nde_section_path(dsec, keys[i][0], path)))
             return nde_error(ctx, NDE_ENOMEM, "out of memory");
-        snprintf(own[k], len, "%.*s%s", (int)dirlen, dirlen ? cfgpath : "",
-                 path);
         files[(*n)++] = (cli_file){keys[i][1], own[k++], 0, 0};
     }
     return NDE_OK;
