@@ -976,6 +976,26 @@ const char *nde_section_origin(const nde_section *sec, const char *key)
     return format_origin(sec->file, sec->line, buf, sizeof buf);
 }
 
+char *nde_section_path(const nde_section *sec, const char *key,
+                       const char *path)
+{
+    const value *v = section_value(sec, key);
+    const char *cfgpath = sec->cfg->path, *slash;
+    size_t dirlen;
+    char *out;
+
+    if (path[0] == '/' || !cfgpath ||
+        (v && strncmp(v->file, "command line", 12) == 0) ||
+        !(slash = strrchr(cfgpath, '/')))
+        return strdup(path);
+    dirlen = (size_t)(slash - cfgpath) + 1;
+    if (!(out = malloc(dirlen + strlen(path) + 1)))
+        return NULL;
+    memcpy(out, cfgpath, dirlen);
+    strcpy(out + dirlen, path);
+    return out;
+}
+
 static int verror_at(const nde_section *sec, const char *key, long line,
                      nde_ctx *ctx, const char *fmt, va_list ap)
     __attribute__((format(printf, 5, 0), nonnull(5)));

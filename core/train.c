@@ -643,27 +643,6 @@ static int make_sde_data(nde_trainer *tr, nde_section *dsec,
     return NDE_OK;
 }
 
-/* A path from the config: relative to the config file's directory unless
- * it was given on the command line (then relative to the working one). */
-static char *config_relative(const nde_section *sec, const char *key,
-                             const char *path)
-{
-    const char *cfgpath = nde_config_path(nde_section_config(sec));
-    const char *origin = nde_section_origin(sec, key), *slash;
-    size_t dirlen;
-    char *out;
-
-    if (path[0] == '/' || !cfgpath || strncmp(origin, "command line", 12) == 0 ||
-        !(slash = strrchr(cfgpath, '/')))
-        return strdup(path);
-    dirlen = (size_t)(slash - cfgpath) + 1;
-    if (!(out = malloc(dirlen + strlen(path) + 1)))
-        return NULL;
-    memcpy(out, cfgpath, dirlen);
-    strcpy(out + dirlen, path);
-    return out;
-}
-
 /* CSV time series: whole series; each series' first observation is its
  * initial state (all components required) and its times are shifted to
  * start at 0. */
@@ -683,7 +662,7 @@ static int make_csv(nde_trainer *tr, nde_section *dsec)
         (rc = get_double_in(dsec, "test_fraction", 0, 0, 1, 1, &frac,
                             tr->ctx)))
         return rc;
-    if (!(full = config_relative(dsec, "path", path)))
+    if (!(full = nde_section_path(dsec, "path", path)))
         return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
     rc = nde_data_read_csv(full, &ds, tr->ctx);
     free(full);
@@ -777,8 +756,8 @@ static int read_idx_pair(nde_trainer *tr, nde_section *dsec,
         (rc = nde_get_string(dsec, lkey, &lpath, tr->ctx)) ||
         (rc = get_long_min(dsec, limkey, 0, &limit, tr->ctx)))
         return rc;
-    if (!(ifull = config_relative(dsec, ikey, ipath)) ||
-        !(lfull = config_relative(dsec, lkey, lpath)))
+    if (!(ifull = nde_section_path(dsec, ikey, ipath)) ||
+        !(lfull = nde_section_path(dsec, lkey, lpath)))
         rc = nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
     else
         rc = nde_data_read_idx(ifull, lfull, (size_t)limit, out, tr->ctx);

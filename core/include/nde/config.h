@@ -116,6 +116,13 @@ NDE_API const char *nde_section_key_at(const nde_section *sec, size_t i);
 NDE_API const char *nde_section_origin(const nde_section *sec,
                                        const char *key);
 
+/* The file that `path`, the value of key in sec, names: relative to the
+ * config file's directory unless it is absolute or was given on the
+ * command line (then as typed, relative to the working directory).
+ * malloc'd; NULL when out of memory. */
+NDE_API char *nde_section_path(const nde_section *sec, const char *key,
+                               const char *path);
+
 /*
  * Check every key of sec against the union of the NULL-terminated array of
  * key tables (e.g. the solve loop's keys and the solver plugin's keys), and
