@@ -58,6 +58,13 @@ static void out_error(const char *role, const char *path, const char *fmt,
     cli_error("%s%s%s: %s", role ? role : "", role ? " " : "", path, msg);
 }
 
+/* The last component of path (all of it when it has no '/'). */
+static const char *base_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
 /* The target of the symlink at path, a relative one taken relative to
  * path's directory; malloc'd, or NULL with errno set. */
 static char *link_target(const char *path)
@@ -157,7 +164,7 @@ static int out_resolve(const char *role, const char *path, char **target,
         free(p);
         return -1;
     }
-    base = strrchr(p, '/') ? strrchr(p, '/') + 1 : p;
+    base = base_of(p);
     if (*base == '\0') {
         out_error(role, path, "not a file name");
         free(p);
@@ -230,8 +237,7 @@ static int open_through(cli_outfile *o)
 /* The temporary file next to o->target; st is the target's status. */
 static int open_temp(cli_outfile *o, const struct stat *st)
 {
-    const char *slash = strrchr(o->target, '/');
-    const char *base = slash ? slash + 1 : o->target;
+    const char *base = base_of(o->target);
     size_t len = strlen(o->target) + sizeof "/..XXXXXX";
     mode_t mode, mask;
     int fd;
@@ -355,8 +361,7 @@ typedef struct file_id {
 /* A new output's canonical path: its directory's realpath + its name. */
 static char *canon_path(const char *target, const char *dir)
 {
-    const char *base = strrchr(target, '/') ? strrchr(target, '/') + 1
-                                            : target;
+    const char *base = base_of(target);
     char *real = realpath(dir, NULL), *out = NULL;
     size_t len;
 
@@ -473,43 +478,32 @@ static int is_mkstemp_suffix(const char *s)
 
 int cli_outfile_remove_stale(const char *path)
 {
-    const char *slash, *base;
-    char *dir, *full, *target;
+    char *target, *dir = NULL;
+    const char *base;
     struct dirent *e;
     struct stat st;
     size_t blen;
-    DIR *d;
+    DIR *d = NULL;
     int removed = 0;
 
     /* The temporaries are next to what rename(2) replaces: a symlink's
      * target. Special files have none. */
     if (is_stdout(path) || out_resolve(NULL, path, &target, &st) != OUT_ATOMIC)
         return 0;
-    path = target;
-    slash = strrchr(path, '/');
-    base = slash ? slash + 1 : path;
+    base = base_of(target);
     blen = strlen(base);
-    dir = slash ? strndup(path, (size_t)(slash - path) + 1) : strdup("./");
-    if (!dir || blen == 0 || !(d = opendir(dir))) {
-        free(dir);
-        free(target);
-        return 0;
-    }
-    while ((e = readdir(d))) {
-        if (e->d_name[0] != '.' || strncmp(e->d_name + 1, base, blen) != 0 ||
-            e->d_name[1 + blen] != '.' ||
-            !is_mkstemp_suffix(e->d_name + 2 + blen))
-            continue;
-        if (!(full = malloc(strlen(dir) + strlen(e->d_name) + 1)))
-            break;
-        strcpy(full, dir);
-        strcat(full, e->d_name);
-        if (lstat(full, &st) == 0 && S_ISREG(st.st_mode) &&
-            st.st_uid == getuid() && unlink(full) == 0)
-            removed++;
-        free(full);
-    }
-    closedir(d);
+    if ((dir = dir_of(target)) && (d = opendir(dir)))
+        while ((e = readdir(d)))
+            if (e->d_name[0] == '.' &&
+                strncmp(e->d_name + 1, base, blen) == 0 &&
+                e->d_name[1 + blen] == '.' &&
+                is_mkstemp_suffix(e->d_name + 2 + blen) &&
+                fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                S_ISREG(st.st_mode) && st.st_uid == getuid() &&
+                unlinkat(dirfd(d), e->d_name, 0) == 0)
+                removed++;
+    if (d)
+        closedir(d);
     free(dir);
     free(target);
     return removed;
