@@ -31,6 +31,11 @@ typedef struct nde_rk_work {
     double *block;          /* the one allocation behind all the above       */
 } nde_rk_work;
 
+/* The declared orders of a tableau solver against the order conditions,
+ * and c against the row sums of a (core/tableau.c); NDE_EPLUGIN naming
+ * what fails. */
+int nde_rk_tableau_check_orders(nde_ctx *ctx, const nde_solver_type *type);
+
 /* Workspace for n_max = batch_max * dim values (core/rk.c). */
 int nde_rk_work_create(int stages, size_t n_max, nde_rk_work **out);
 void nde_rk_work_destroy(nde_rk_work *w);

@@ -85,7 +85,7 @@ static int check_tableau(nde_ctx *ctx, const nde_solver_type *type)
     if (type->order < 1 || ((flags & NDE_CAP_ADAPTIVE) && type->error_order < 1))
         return nde_error(ctx, NDE_EPLUGIN,
                          "solver '%s': order / error_order not set", name);
-    return NDE_OK;
+    return nde_rk_tableau_check_orders(ctx, type);
 }
 
 /* An ops table against the declared flags: every entry point a solve or

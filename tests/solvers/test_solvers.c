@@ -370,6 +370,101 @@ static void make_embedded(const nde_solver_type *st, embedded_type *e)
     e->type.tableau = &e->tab;
 }
 
+/* A modifiable copy of a tableau solver, for the load-time checks. */
+typedef struct tableau_copy {
+    nde_solver_type type;
+    nde_rk_tableau tab;
+    double c[16], a[256], b[16], btilde[16], dense[16 * 8];
+} tableau_copy;
+
+static void copy_tableau(const nde_solver_type *st, tableau_copy *e)
+{
+    const nde_rk_tableau *t = st->tableau;
+    const int s = t->stages;
+
+    memset(e, 0, sizeof *e);
+    e->type = *st;
+    e->tab = *t;
+    memcpy(e->c, t->c, (size_t)s * sizeof(double));
+    memcpy(e->a, t->a, (size_t)s * s * sizeof(double));
+    memcpy(e->b, t->b, (size_t)s * sizeof(double));
+    if (t->btilde)
+        memcpy(e->btilde, t->btilde, (size_t)s * sizeof(double));
+    if (t->dense_degree)
+        memcpy(e->dense, t->dense,
+               (size_t)s * t->dense_degree * sizeof(double));
+    e->tab.c = e->c;
+    e->tab.a = e->a;
+    e->tab.b = e->b;
+    e->tab.btilde = t->btilde ? e->btilde : NULL;
+    e->tab.dense = t->dense_degree ? e->dense : NULL;
+    e->type.tableau = &e->tab;
+}
+
+/* create refuses it with NDE_EPLUGIN and a message containing `what`. */
+static void assert_refused(const tableau_copy *e, nde_field *f,
+                           const char *what)
+{
+    nde_solver *s = NULL;
+    const int rc = nde_solver_create_from(ctx, &e->type, f, &s);
+
+    ck_assert_ptr_null(s);
+    ck_assert_msg(rc == NDE_EPLUGIN && strstr(nde_ctx_message(ctx), what),
+                  "%s: rc %d, message '%s', expected '%s'",
+                  e->type.info.name, rc, nde_ctx_message(ctx), what);
+}
+
+/* Load-time checks: a declared order the coefficients do not have, c that
+ * is not the row sums, a dense output that misses the step's end or its
+ * order; each shipped tableau passes them unchanged (every test here
+ * creates them). */
+START_TEST(test_tableau_refused)
+{
+    nde_field *f = make_field(&cos_field, 1);
+    tableau_copy e;
+    nde_solver *s;
+
+    /* The copy itself is accepted. */
+    copy_tableau(solver_named("tsit5"), &e);
+    ck_assert_int_eq(nde_solver_create_from(ctx, &e.type, f, &s), NDE_OK);
+    nde_solver_destroy(s);
+    /* A weight off in its 7th digit (sum b kept at 1, and FSAL's last row
+     * of a with it): order 1 holds, order 2 does not. */
+    e.b[1] += 1e-7;
+    e.b[0] -= 1e-7;
+    e.a[6 * 7 + 1] = e.b[1];
+    e.a[6 * 7 + 0] = e.b[0];
+    assert_refused(&e, f, "does not have the declared order 5");
+    copy_tableau(solver_named("tsit5"), &e);
+    e.btilde[2] += 1e-7;
+    e.btilde[0] -= 1e-7;
+    assert_refused(&e, f, "embedded solution (b + btilde) does not have the "
+                          "declared order 4");
+    copy_tableau(solver_named("dopri5"), &e);
+    e.c[2] += 1e-6;
+    assert_refused(&e, f, "row 2 of a sums to");
+    /* rk4 is not 5th order. */
+    copy_tableau(solver_named("rk4"), &e);
+    e.type.order = 5;
+    assert_refused(&e, f, "declared order 5: the order condition of tree 9 "
+                          "(order 5");
+    /* A dense output that misses the step's end (b_i(1) != b_i). */
+    copy_tableau(solver_named("rk4"), &e);
+    e.dense[0] += 1e-3;
+    assert_refused(&e, f, "dense output at theta = 1 is not the step's end");
+    /* One of order 2 declared 3: moving weight between the theta^2 and
+     * theta^3 coefficients of two stages keeps b_i(1). */
+    copy_tableau(solver_named("rk4"), &e);
+    e.dense[1 * 3 + 1] += 0.1;
+    e.dense[1 * 3 + 2] -= 0.1;
+    e.dense[2 * 3 + 1] -= 0.1;
+    e.dense[2 * 3 + 2] += 0.1;
+    assert_refused(&e, f, "the dense output at theta = 0.25 does not have "
+                          "the declared order 3");
+    nde_field_destroy(f);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Conformance: every solver plugin                                    */
 
@@ -1659,6 +1754,7 @@ Suite *solver_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_found_all);
     tcase_add_test(tc, test_tableau_consistency);
+    tcase_add_test(tc, test_tableau_refused);
     tcase_add_test(tc, test_convergence_order);
     tcase_add_test(tc, test_embedded_order);
     tcase_add_test(tc, test_tsit5_golden);

@@ -1,0 +1,225 @@
+/*
+ * Load-time checks of an explicit Runge-Kutta tableau: its structure
+ * against the flags it declares, and its declared orders against the
+ * order conditions, so that a mistyped coefficient is refused when the
+ * plugin is composed instead of silently converging at a lower order.
+ *
+ * Order conditions (Butcher, Numerical Methods for ODEs, 3rd ed. 2016,
+ * Sec. 31, Table 312(I)): a method with weights w has order p when
+ * w . v_t = 1 / gamma(t) for every rooted tree t with at most p vertices,
+ * where v_t is the tree's elementary-weight vector over the stages built
+ * from A and c = A 1. The 17 trees up to order 5 are listed below; a
+ * declared order above 5 is checked up to 5. The same vectors check the
+ * embedded weights bhat = b + btilde against error_order, and a dense
+ * output b(theta) of order q by w = b(theta), 1 / gamma(t) replaced by
+ * theta^|t| / gamma(t) (Hairer, Norsett, Wanner, Solving ODEs I, 2nd ed.,
+ * Sec. II.6, Theorem 6.1).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "nde/nde.h"
+#include "rk.h"
+
+#define MAX_TREE_ORDER 5
+#define NTREES 17
+/* The conditions are sums of a few products of coefficients given to
+ * double precision: true ones hold to ~1e-16, wrong ones miss by far more
+ * (a coefficient off in its 4th digit misses by ~1e-4). */
+#define COND_TOL 1e-12
+#define ROW_SUM_TOL 1e-14
+
+typedef struct tree_vectors {
+    int order[NTREES];            /* vertices of the tree                  */
+    double gamma[NTREES];         /* its density                           */
+    double v[NTREES][NDE_RK_MAX_STAGES];
+} tree_vectors;
+
+/* out = A x (s stages, A row-major). */
+static void mat_vec(const double *a, const double *x, double *out, int s)
+{
+    for (int i = 0; i < s; i++) {
+        double sum = 0.0;
+        for (int j = 0; j < i; j++)
+            sum += a[i * s + j] * x[j];
+        out[i] = sum;
+    }
+}
+
+static void tree(tree_vectors *tv, int *k, int order, double gamma,
+                 const double *v, int s)
+{
+    tv->order[*k] = order;
+    tv->gamma[*k] = gamma;
+    memcpy(tv->v[*k], v, (size_t)s * sizeof *v);
+    (*k)++;
+}
+
+/* The elementary-weight vectors of the 17 trees of order <= 5, in the
+ * order of Butcher's Table 312(I). */
+static void tree_vectors_build(tree_vectors *tv, const double *a,
+                               const double *c, int s)
+{
+    double one[NDE_RK_MAX_STAGES], c2[NDE_RK_MAX_STAGES],
+        c3[NDE_RK_MAX_STAGES], c4[NDE_RK_MAX_STAGES], ac[NDE_RK_MAX_STAGES],
+        ac2[NDE_RK_MAX_STAGES], ac3[NDE_RK_MAX_STAGES],
+        aac[NDE_RK_MAX_STAGES], aac2[NDE_RK_MAX_STAGES],
+        aaac[NDE_RK_MAX_STAGES], cac[NDE_RK_MAX_STAGES],
+        acac[NDE_RK_MAX_STAGES], t[NDE_RK_MAX_STAGES];
+    int k = 0;
+
+    for (int i = 0; i < s; i++) {
+        one[i] = 1.0;
+        c2[i] = c[i] * c[i];
+        c3[i] = c2[i] * c[i];
+        c4[i] = c3[i] * c[i];
+    }
+    mat_vec(a, c, ac, s);
+    mat_vec(a, c2, ac2, s);
+    mat_vec(a, c3, ac3, s);
+    mat_vec(a, ac, aac, s);
+    mat_vec(a, ac2, aac2, s);
+    mat_vec(a, aac, aaac, s);
+    for (int i = 0; i < s; i++)
+        cac[i] = c[i] * ac[i];
+    mat_vec(a, cac, acac, s);
+
+    tree(tv, &k, 1, 1, one, s);
+    tree(tv, &k, 2, 2, c, s);
+    tree(tv, &k, 3, 3, c2, s);
+    tree(tv, &k, 3, 6, ac, s);
+    tree(tv, &k, 4, 4, c3, s);
+    tree(tv, &k, 4, 8, cac, s);
+    tree(tv, &k, 4, 12, ac2, s);
+    tree(tv, &k, 4, 24, aac, s);
+    tree(tv, &k, 5, 5, c4, s);
+    for (int i = 0; i < s; i++)
+        t[i] = c2[i] * ac[i];
+    tree(tv, &k, 5, 10, t, s);
+    for (int i = 0; i < s; i++)
+        t[i] = c[i] * ac2[i];
+    tree(tv, &k, 5, 15, t, s);
+    for (int i = 0; i < s; i++)
+        t[i] = c[i] * aac[i];
+    tree(tv, &k, 5, 30, t, s);
+    for (int i = 0; i < s; i++)
+        t[i] = ac[i] * ac[i];
+    tree(tv, &k, 5, 20, t, s);
+    tree(tv, &k, 5, 20, ac3, s);
+    tree(tv, &k, 5, 40, acac, s);
+    tree(tv, &k, 5, 60, aac2, s);
+    tree(tv, &k, 5, 120, aaac, s);
+}
+
+/* The first tree of order <= p whose condition w . v = theta^|t| / gamma
+ * fails, or -1. */
+static int first_failed_tree(const tree_vectors *tv, const double *w, int s,
+                             int p, double theta, double *residual)
+{
+    for (int k = 0; k < NTREES && tv->order[k] <= p; k++) {
+        double sum = 0.0;
+        for (int i = 0; i < s; i++)
+            sum += w[i] * tv->v[k][i];
+        *residual = sum - pow(theta, tv->order[k]) / tv->gamma[k];
+        if (!(fabs(*residual) <= COND_TOL))
+            return k;
+    }
+    return -1;
+}
+
+static int order_error(nde_ctx *ctx, const char *name, const char *what,
+                       int declared, const tree_vectors *tv, int k,
+                       double residual)
+{
+    return nde_error(ctx, NDE_EPLUGIN,
+                     "solver '%s': %s does not have the declared order %d: "
+                     "the order condition of tree %d (order %d, density %g) "
+                     "misses by %.3g", name, what, declared, k + 1,
+                     tv->order[k], tv->gamma[k], residual);
+}
+
+/* b_i(theta) of the dense output. */
+static void dense_weights_at(const nde_rk_tableau *tab, double theta,
+                             double *w)
+{
+    const int deg = tab->dense_degree;
+
+    for (int i = 0; i < tab->stages; i++) {
+        const double *r = tab->dense + (size_t)i * deg;
+        double p = 0.0;
+        for (int j = deg - 1; j >= 0; j--)
+            p = (p + r[j]) * theta;
+        w[i] = p;
+    }
+}
+
+/* c_i = sum_j a_ij: every tree vector above assumes it. */
+static int check_row_sums(nde_ctx *ctx, const char *name,
+                          const nde_rk_tableau *tab)
+{
+    const int s = tab->stages;
+
+    for (int i = 0; i < s; i++) {
+        double row = 0.0;
+        for (int j = 0; j < i; j++)
+            row += tab->a[i * s + j];
+        if (!(fabs(row - tab->c[i]) <= ROW_SUM_TOL))
+            return nde_error(ctx, NDE_EPLUGIN,
+                             "solver '%s': row %d of a sums to %.17g but "
+                             "c[%d] = %.17g (c must be the row sums)", name,
+                             i, row, i, tab->c[i]);
+    }
+    return NDE_OK;
+}
+
+int nde_rk_tableau_check_orders(nde_ctx *ctx, const nde_solver_type *type)
+{
+    static const double thetas[] = {0.25, 0.5, 0.75, 1.0};
+    const nde_rk_tableau *tab = type->tableau;
+    const char *name = type->info.name;
+    const int s = tab->stages;
+    double w[NDE_RK_MAX_STAGES], residual;
+    tree_vectors tv;
+    int rc, k;
+
+    if ((rc = check_row_sums(ctx, name, tab)) != NDE_OK)
+        return rc;
+    tree_vectors_build(&tv, tab->a, tab->c, s);
+    if ((k = first_failed_tree(&tv, tab->b, s, type->order, 1.0,
+                               &residual)) >= 0)
+        return order_error(ctx, name, "the propagated solution (b)",
+                           type->order, &tv, k, residual);
+    if (tab->btilde) {
+        for (int i = 0; i < s; i++)
+            w[i] = tab->b[i] + tab->btilde[i];
+        if ((k = first_failed_tree(&tv, w, s, type->error_order, 1.0,
+                                   &residual)) >= 0)
+            return order_error(ctx, name,
+                               "the embedded solution (b + btilde)",
+                               type->error_order, &tv, k, residual);
+    }
+    if (tab->dense_degree == 0)
+        return NDE_OK;
+    /* The dense output must end where the step ends ... */
+    dense_weights_at(tab, 1.0, w);
+    for (int i = 0; i < s; i++)
+        if (!(fabs(w[i] - tab->b[i]) <= COND_TOL))
+            return nde_error(ctx, NDE_EPLUGIN,
+                             "solver '%s': the dense output at theta = 1 is "
+                             "not the step's end: b_%d(1) = %.17g, b_%d = "
+                             "%.17g", name, i, w[i], i, tab->b[i]);
+    /* ... and have its declared order inside the step. */
+    for (size_t j = 0; j < sizeof thetas / sizeof *thetas; j++) {
+        dense_weights_at(tab, thetas[j], w);
+        if ((k = first_failed_tree(&tv, w, s, type->dense_order, thetas[j],
+                                   &residual)) >= 0) {
+            char what[64];
+            snprintf(what, sizeof what, "the dense output at theta = %g",
+                     thetas[j]);
+            return order_error(ctx, name, what, type->dense_order, &tv, k,
+                               residual);
+        }
+    }
+    return NDE_OK;
+}
