@@ -241,12 +241,6 @@ static int backsolve_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
     size_t m;
     int rc;
 
-    if (s->type->ops && !nde_solver_is_sde(s))
-        return nde_error(ctx, NDE_ECAPABILITY,
-                         "adjoint 'backsolve' does not support solver '%s' "
-                         "with an ODE field (a solver with its own state); "
-                         "use 'discrete' or 'reversible'",
-                         s->type->info.name);
     if (nde_solver_is_sde(s) &&
         !(s->type->info.flags & NDE_CAP_SDE_STRATONOVICH))
         return nde_error(ctx, NDE_ECAPABILITY,

@@ -74,13 +74,7 @@ static int discrete_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
     long checkpoints = 0;
     int rc;
 
-    const nde_solver_ops *ops = s->type->ops;
-
-    if (ops && (!ops->step_vjp || !ops->start_vjp))
-        return nde_error(ctx, NDE_ECAPABILITY,
-                         "adjoint 'discrete' needs the solver's step VJP; "
-                         "solver '%s' has none", s->type->info.name);
-    if (!ops && !(s->type->info.flags & NDE_CAP_STEP_VJP))
+    if (!(s->type->info.flags & NDE_CAP_STEP_VJP))
         return nde_error(ctx, NDE_ECAPABILITY,
                          "adjoint 'discrete' needs the solver's step VJP "
                          "(NDE_CAP_STEP_VJP); solver '%s' has none",
@@ -97,9 +91,9 @@ static int discrete_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
     if (!(d->ybar = malloc(d->n_max * sizeof(double))) ||
         !(d->ybar_prev = malloc(d->n_max * sizeof(double))))
         return nde_error(ctx, NDE_ENOMEM, "adjoint 'discrete': out of memory");
-    if (ops) {
-        const size_t m = (size_t)ops->aux * d->n_max;
-        d->aux = ops->aux;
+    {
+        const size_t m = (size_t)nde_solver_aux(s) * d->n_max;
+        d->aux = nde_solver_aux(s);
         if ((m && (!(d->auxbar = malloc(m * sizeof(double))) ||
                    !(d->auxbar_prev = malloc(m * sizeof(double))))) ||
             !(d->dw = malloc(d->n_max * sizeof(double))))
@@ -347,7 +341,8 @@ static int discrete_gradient(nde_adjoint *a, const nde_solve_opts *opts,
     long iseg;
     int rc = NDE_OK;
 
-    if (s->type->ops) {
+    /* A solver with its own state recorded it (aux) with each step. */
+    if (fwd->aux_final) {
         rc = ops_gradient(a, opts, fwd, theta, ct, nct, ybar0, thetabar);
         goto done;
     }

@@ -53,13 +53,12 @@ static void reversible_destroy(nde_adjoint *a)
 static int reversible_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
                              nde_ctx *ctx)
 {
-    const nde_solver_ops *ops = s->type->ops;
     reversible_state *d;
     size_t n, m;
 
     (void)sec;
-    if (!ops || !(s->type->info.flags & NDE_CAP_REVERSIBLE) ||
-        !ops->reverse || !ops->step_vjp || !ops->start_vjp)
+    if (!(s->type->info.flags & NDE_CAP_REVERSIBLE) ||
+        !(s->type->info.flags & NDE_CAP_STEP_VJP))
         return nde_error(ctx, NDE_ECAPABILITY,
                          "adjoint 'reversible' needs a reversible solver "
                          "(NDE_CAP_REVERSIBLE, with a step VJP, e.g. "
@@ -71,8 +70,8 @@ static int reversible_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
     a->state = d;
     d->n_max = n = s->batch_max * s->field->dim;
     d->nparams = s->field->nparams;
-    d->aux = ops->aux;
-    m = (size_t)ops->aux * n;
+    d->aux = nde_solver_aux(s);
+    m = (size_t)d->aux * n;
     if (!(d->y = malloc(n * sizeof(double))) ||
         !(d->y_prev = malloc(n * sizeof(double))) ||
         !(d->ybar = malloc(n * sizeof(double))) ||

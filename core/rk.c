@@ -1,5 +1,6 @@
 /*
- * The explicit Runge-Kutta engine shared by every tableau solver: one step
+ * The explicit Runge-Kutta engine shared by every tableau solver: core's
+ * implementation of the solver ops (nde/solver.h) from a tableau: one step
  * with its embedded error, FSAL reuse, dense output, the stiffness estimate
  * and the VJP of one step. Formulas are those of nde/solver.h.
  *
@@ -13,21 +14,11 @@
 #include "nde/nde.h"
 #include "rk.h"
 
-/* The engine's entry points refuse solvers with ops (they have no
- * tableau and their workspace is their own). */
-static __attribute__((noinline)) int not_rk(const nde_solver *s)
+static int rk_work_create(int stages, size_t n_max, nde_rk_work **out)
 {
-    return nde_error(s->ctx, NDE_ECAPABILITY,
-                     "solver '%s' has no Runge-Kutta tableau (a solver with "
-                     "ops: use nde_solver_advance and friends, or nde_solve)",
-                     s->type->info.name);
-}
-
-int nde_rk_work_create(int stages, size_t n_max, nde_rk_work **out)
-{
-    /* k, kv, gv, kbar per stage; g, gq, gbar, gqbar, ynbar, errv, ynextv,
-     * y, y_next, err, y1, f1 once. */
-    const size_t nbuf = 4 * (size_t)stages + 12;
+    /* k, kv, gv, kbar per stage; g, gq, gbar, gqbar, ynbar, errv, ynextv
+     * once. */
+    const size_t nbuf = 4 * (size_t)stages + 7;
     nde_rk_work *w;
     double *p;
 
@@ -52,22 +43,27 @@ int nde_rk_work_create(int stages, size_t n_max, nde_rk_work **out)
     w->gqbar = p;  p += n_max;
     w->ynbar = p;  p += n_max;
     w->errv = p;   p += n_max;
-    w->ynextv = p; p += n_max;
-    w->y = p;      p += n_max;
-    w->y_next = p; p += n_max;
-    w->err = p;    p += n_max;
-    w->y1 = p;     p += n_max;
-    w->f1 = p;
+    w->ynextv = p;
     *out = w;
     return NDE_OK;
 }
 
-void nde_rk_work_destroy(nde_rk_work *w)
+static void rk_destroy(nde_solver *s)
 {
-    if (!w)
-        return;
-    free(w->block);
-    free(w);
+    nde_rk_work *w = s->work;
+
+    if (w) {
+        free(w->block);
+        free(w);
+        s->work = NULL;
+    }
+}
+
+static int rk_create(nde_solver *s)
+{
+    return rk_work_create(s->type->tableau->stages,
+                          s->batch_max * s->field->dim,
+                          (nde_rk_work **)&s->work);
 }
 
 /* out = y + sum_{j<m} hc[j] k[j] (hc already scaled by h), for a stage
@@ -179,11 +175,9 @@ static inline void rk_take_fsal(nde_rk_work *w)
     }
 }
 
-int nde_solver_first_stage(nde_solver *s, const double *theta, double t,
-                           const double *y, const double **f0)
+static int rk_derivative(nde_solver *s, const double *theta, double t,
+                         const double *y, const double **f0)
 {
-    if (s->type->ops)
-        return not_rk(s);
     nde_rk_work *w = s->work;
     int rc;
 
@@ -197,13 +191,6 @@ int nde_solver_first_stage(nde_solver *s, const double *theta, double t,
     w->k1_valid = 1;
     *f0 = w->k[0];
     return NDE_OK;
-}
-
-int nde_solver_step(nde_solver *s, const double *theta, double t, double h,
-                    const double *y, double *y_next, double *err)
-{
-    return nde_rk_step(s, theta, t, h, y, y_next, err, 0.0, 0.0, NULL, 0,
-                       NULL);
 }
 
 /* 0 when every value is finite, NaN otherwise. */
@@ -243,13 +230,11 @@ rk_error_blocks(double *err, const double *y, const double *y_next,
     return norm + poison + nonfinite_poison(y_next + off, n - off);
 }
 
-int nde_rk_step(nde_solver *s, const double *theta, double t, double h,
-                const double *y, double *y_next, double *err, double rtol,
-                double atol, const size_t *blocks, size_t nblocks,
-                double *eest)
+static int rk_step(nde_solver *s, const double *theta, double t, double h,
+                   const double *dw, const double *y, const double *aux,
+                   double *y_next, double *aux_next, double *err,
+                   const nde_norm_spec *norm, double *eest)
 {
-    if (s->type->ops)
-        return not_rk(s);
     const nde_rk_tableau *tab = s->type->tableau;
     nde_rk_work *w = s->work;
     nde_field *f = s->field;
@@ -260,6 +245,7 @@ int nde_rk_step(nde_solver *s, const double *theta, double t, double h,
     double hc[NDE_RK_MAX_STAGES] = {0};
     int rc;
 
+    (void)dw; (void)aux; (void)aux_next;
     w->last_valid = 0;
     rk_take_fsal(w);
     if (!w->k1_valid) {
@@ -287,11 +273,13 @@ int nde_rk_step(nde_solver *s, const double *theta, double t, double h,
     }
     if (err && tab->btilde) {
         rk_scale(hc, tab->btilde, ns, h);
-        if (eest && nblocks > 0)
-            *eest = rk_error_blocks(err, y, y_next, hc, ns, w->k, n, rtol,
-                                    atol, blocks, nblocks);
+        if (eest && norm->nblocks > 0)
+            *eest = rk_error_blocks(err, y, y_next, hc, ns, w->k, n,
+                                    norm->rtol, norm->atol, norm->blocks,
+                                    norm->nblocks);
         else if (eest)
-            *eest = rk_error(err, y, y_next, hc, ns, w->k, n, rtol, atol);
+            *eest = rk_error(err, y, y_next, hc, ns, w->k, n, norm->rtol,
+                             norm->atol);
         else
             rk_combine_inline(err, NULL, hc, ns, w->k, n);
     }
@@ -303,10 +291,8 @@ int nde_rk_step(nde_solver *s, const double *theta, double t, double h,
     return NDE_OK;
 }
 
-void nde_solver_accept(nde_solver *s)
+static void rk_accept(nde_solver *s)
 {
-    if (s->type->ops)
-        return;
     nde_rk_work *w = s->work;
 
     /* The swap waits for the next step so that dense output of the step
@@ -319,10 +305,8 @@ void nde_solver_accept(nde_solver *s)
     }
 }
 
-void nde_solver_invalidate(nde_solver *s)
+static void rk_invalidate(nde_solver *s)
 {
-    if (s->type->ops)
-        return;
     nde_rk_work *w = s->work;
 
     w->k1_valid = 0;
@@ -331,16 +315,12 @@ void nde_solver_invalidate(nde_solver *s)
 }
 
 /* hc[i] = h b_i(theta): the dense-output weights of every stage. */
-static int dense_weights(const nde_solver *s, double theta, double h,
-                         double *hc)
+static void dense_weights(const nde_solver *s, double theta, double h,
+                          double *hc)
 {
     const nde_rk_tableau *tab = s->type->tableau;
     const int deg = tab->dense_degree;
 
-    if (deg <= 0)
-        return nde_error(s->ctx, NDE_ECAPABILITY,
-                         "solver '%s' has no dense output",
-                         s->type->info.name);
     for (int i = 0; i < tab->stages; i++) {
         const double *r = tab->dense + (size_t)i * deg;
         double p = 0.0;
@@ -348,77 +328,39 @@ static int dense_weights(const nde_solver *s, double theta, double h,
             p = (p + r[j]) * theta;
         hc[i] = h * p;
     }
+}
+
+static int rk_dense(const nde_solver *s, const double *y, double h,
+                    const double *const *k, double theta, double *out)
+{
+    const nde_rk_work *w = s->work;
+    double hc[NDE_RK_MAX_STAGES] = {0};
+
+    dense_weights(s, theta, h, hc);
+    /* A pending FSAL swap has not happened yet: w->k is still the last
+     * step's. */
+    rk_combine(out, y, hc, s->type->tableau->stages,
+               k ? (double *const *)k : w->k, s->batch * s->field->dim);
     return NDE_OK;
 }
 
-int nde_solver_dense(const nde_solver *s, const double *y, double h,
-                     double theta, double *out)
+static void rk_last_stages(const nde_solver *s, const double **k)
 {
-    if (s->type->ops)
-        return not_rk(s);
     const nde_rk_work *w = s->work;
-    double hc[NDE_RK_MAX_STAGES] = {0};
-    int rc = dense_weights(s, theta, h, hc);
 
-    if (rc == NDE_OK)
-        rk_combine(out, y, hc, s->type->tableau->stages, w->k,
-                   s->batch * s->field->dim);
-    return rc;
-}
-
-int nde_solver_dense_from(const nde_solver *s, const double *y, double h,
-                          const double *k, double theta, double *out)
-{
-    if (s->type->ops)
-        return not_rk(s);
-    const int ns = s->type->tableau->stages;
-    const size_t n = s->batch * s->field->dim;
-    const double *ks[NDE_RK_MAX_STAGES];
-    double hc[NDE_RK_MAX_STAGES] = {0};
-    int rc = dense_weights(s, theta, h, hc);
-
-    for (int i = 0; i < ns; i++)
-        ks[i] = k + (size_t)i * n;
-    if (rc == NDE_OK)
-        rk_combine(out, y, hc, ns, (double *const *)ks, n);
-    return rc;
-}
-
-int nde_solver_stages(const nde_solver *s)
-{
-    if (s->type->ops)
-        return s->type->ops->aux;
-    return s->type->tableau->stages;
-}
-
-void nde_solver_copy_stages(const nde_solver *s, double *k)
-{
-    if (s->type->ops)
-        return;
-    const nde_rk_work *w = s->work;
-    const size_t n = s->batch * s->field->dim;
-
-    /* A pending FSAL swap has not happened yet: k[] is still the last
-     * step's. */
     for (int i = 0; i < w->stages; i++)
-        memcpy(k + (size_t)i * n, w->k[i], n * sizeof(double));
+        k[i] = w->k[i];
 }
 
-int nde_solver_stiffness(const nde_solver *s, const double *y_next,
-                         double *out)
+static int rk_stiffness(const nde_solver *s, const double *y_next,
+                        double *out)
 {
-    if (s->type->ops)
-        return not_rk(s);
     const nde_rk_tableau *tab = s->type->tableau;
     const nde_rk_work *w = s->work;
     const size_t n = s->batch * s->field->dim;
     const double *ks, *kq;
     double num = 0.0, den = 0.0;
 
-    if (tab->stiff_stage < 0)
-        return nde_error(s->ctx, NDE_ECAPABILITY,
-                         "solver '%s' has no stiffness estimate",
-                         s->type->info.name);
     /* A pending FSAL swap has not happened yet, so k[s-1] is still this
      * step's last stage. */
     ks = w->k[tab->stages - 1];
@@ -461,6 +403,27 @@ double nde_rk_error_norm_checked(const double *err, const double *y,
     return sqrt(sum / (double)n) + poison;
 }
 
+double nde_error_norm_spec(const nde_norm_spec *norm, const double *err,
+                           const double *y, const double *y_next, size_t n)
+{
+    double max = 0.0, poison = 0.0;
+    size_t off = 0;
+
+    if (norm->nblocks == 0)
+        return nde_rk_error_norm_checked(err, y, y_next, n, norm->rtol,
+                                         norm->atol);
+    for (size_t b = 0; b < norm->nblocks; b++) {
+        const double e = nde_rk_error_norm_checked(
+            err + off, y + off, y_next + off, norm->blocks[b], norm->rtol,
+            norm->atol);
+        poison += e * 0.0;
+        if (e > max)
+            max = e;
+        off += norm->blocks[b];
+    }
+    return max + poison + nonfinite_poison(y_next + off, n - off);
+}
+
 /*
  * Reverse mode through one step. Forward (recomputed here):
  *   g_i = y + h sum_j a_ij k_j,  k_i = f(t + c_i h, g_i)
@@ -472,48 +435,42 @@ double nde_rk_error_norm_checked(const double *err, const double *y,
  * other.
  */
 static int step_vjp(nde_solver *s, const double *theta, double t, double h,
-                    const double *y, int reuse, double rtol, double atol,
-                    const double *ybar_next, double ebar, double sbar,
-                    const nde_dense_cotangent *dc, size_t ndc, double *ybar,
-                    double *thetabar);
+                    const double *y, int reuse, const nde_step_cotangent *ct,
+                    double *ybar, double *thetabar);
 
-int nde_solver_step_vjp(nde_solver *s, const double *theta, double t, double h,
-                        const double *y, double rtol, double atol,
-                        const double *ybar_next, double ebar, double sbar,
-                        const nde_dense_cotangent *dc, size_t ndc,
-                        double *ybar, double *thetabar)
+static int rk_step_vjp(nde_solver *s, const double *theta, double t, double h,
+                       const double *dw, const double *y, const double *aux,
+                       const nde_step_cotangent *ct, double *ybar,
+                       double *auxbar, double *thetabar)
 {
-    if (s->type->ops)
-        return not_rk(s);
-    return step_vjp(s, theta, t, h, y, 0, rtol, atol, ybar_next, ebar, sbar,
-                    dc, ndc, ybar, thetabar);
+    (void)dw; (void)aux; (void)auxbar;
+    return step_vjp(s, theta, t, h, y, 0, ct, ybar, thetabar);
 }
 
-int nde_solver_last_step_vjp(nde_solver *s, double rtol, double atol,
-                             const double *ybar_next, double ebar,
-                             double sbar, const nde_dense_cotangent *dc,
-                             size_t ndc, double *ybar, double *thetabar)
+static int rk_last_step_vjp(nde_solver *s, const nde_step_cotangent *ct,
+                            double *ybar, double *auxbar, double *thetabar)
 {
-    if (s->type->ops)
-        return not_rk(s);
     const nde_rk_work *w = s->work;
 
+    (void)auxbar;
     if (!w->last_valid)
         return nde_error(s->ctx, NDE_EINVAL,
                          "solver '%s': no step to differentiate (the last "
                          "one was accepted or none was taken)",
                          s->type->info.name);
-    return step_vjp(s, w->last_theta, w->last_t, w->last_h, w->last_y, 1,
-                    rtol, atol, ybar_next, ebar, sbar, dc, ndc, ybar,
-                    thetabar);
+    return step_vjp(s, w->last_theta, w->last_t, w->last_h, w->last_y, 1, ct,
+                    ybar, thetabar);
 }
 
 static int step_vjp(nde_solver *s, const double *theta, double t, double h,
-                    const double *y, int reuse, double rtol, double atol,
-                    const double *ybar_next, double ebar, double sbar,
-                    const nde_dense_cotangent *dc, size_t ndc, double *ybar,
-                    double *thetabar)
+                    const double *y, int reuse, const nde_step_cotangent *ct,
+                    double *ybar, double *thetabar)
 {
+    const double rtol = ct->rtol, atol = ct->atol;
+    const double *ybar_next = ct->y_next;
+    const double ebar = ct->eest, sbar = ct->stiffness;
+    const nde_dense_cotangent *dc = ct->dense;
+    const size_t ndc = ct->ndense;
     const nde_rk_tableau *tab = s->type->tableau;
     nde_rk_work *w = s->work;
     nde_field *f = s->field;
@@ -531,6 +488,10 @@ static int step_vjp(nde_solver *s, const double *theta, double t, double h,
         return nde_error(s->ctx, NDE_ECAPABILITY,
                          "solver '%s' has no stiffness estimate to "
                          "differentiate", s->type->info.name);
+    if (ndc > 0 && tab->dense_degree == 0)
+        return nde_error(s->ctx, NDE_ECAPABILITY,
+                         "solver '%s' has no dense output to differentiate",
+                         s->type->info.name);
 
     /* Forward: stage arguments and stages (the last step's, when reused). */
     memcpy(w->gv[0], y, n * sizeof *y);
@@ -635,8 +596,7 @@ static int step_vjp(nde_solver *s, const double *theta, double t, double h,
 
     /* Dense outputs y(theta) = y + h sum b_i(theta) k_i. */
     for (size_t d = 0; d < ndc; d++) {
-        if ((rc = dense_weights(s, dc[d].theta, h, hc)) != NDE_OK)
-            return rc;
+        dense_weights(s, dc[d].theta, h, hc);
         if (ybar)
             for (size_t i = 0; i < n; i++)
                 ybar[i] += dc[d].g[i];
@@ -673,4 +633,25 @@ static int step_vjp(nde_solver *s, const double *theta, double t, double h,
         }
     }
     return NDE_OK;
+}
+
+/* The engine's table. Operations the tableau cannot back (error estimate,
+ * dense output, stiffness) are left out per tableau by nde_rk_ops_fill. */
+void nde_rk_ops_fill(const nde_rk_tableau *tab, nde_solver_ops *ops)
+{
+    const nde_solver_ops all = {
+        .aux = 0, .stages = tab->stages,
+        .create = rk_create, .destroy = rk_destroy, .step = rk_step,
+        .derivative = rk_derivative, .accept = rk_accept,
+        .invalidate = rk_invalidate, .dense = rk_dense,
+        .last_stages = rk_last_stages, .stiffness = rk_stiffness,
+        .step_vjp = rk_step_vjp, .last_step_vjp = rk_last_step_vjp};
+
+    *ops = all;
+    if (tab->dense_degree == 0) {
+        ops->dense = NULL;
+        ops->last_stages = NULL;
+    }
+    if (tab->stiff_stage < 0)
+        ops->stiffness = NULL;
 }

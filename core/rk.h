@@ -1,5 +1,6 @@
-/* Core-private: the explicit Runge-Kutta engine's workspace, and the
- * controller and engine entry points the solve loop uses (never installed). */
+/* Core-private: the explicit Runge-Kutta engine's workspace and table, the
+ * driver's buffers, recording and the step-size controllers (never
+ * installed). */
 #ifndef NDE_RK_H
 #define NDE_RK_H
 
@@ -26,8 +27,6 @@ typedef struct nde_rk_work {
     double *gv[NDE_RK_MAX_STAGES];
     double *kbar[NDE_RK_MAX_STAGES];
     double *gbar, *gqbar, *ynbar, *errv, *ynextv;
-    /* solve loop state (nde_solve) */
-    double *y, *y_next, *err, *y1, *f1;
     double *block;          /* the one allocation behind all the above       */
 } nde_rk_work;
 
@@ -36,44 +35,34 @@ typedef struct nde_rk_work {
  * what fails. */
 int nde_rk_tableau_check_orders(nde_ctx *ctx, const nde_solver_type *type);
 
-/* Workspace for n_max = batch_max * dim values (core/rk.c). */
-int nde_rk_work_create(int stages, size_t n_max, nde_rk_work **out);
-void nde_rk_work_destroy(nde_rk_work *w);
+/* Core's ops for an explicit RK tableau (core/rk.c): every operation the
+ * tableau can back. */
+void nde_rk_ops_fill(const nde_rk_tableau *tab, nde_solver_ops *ops);
 
-/* nde_solver_step that also returns, when eest is not NULL (and err is
- * not NULL), the checked error norm computed in the same pass as err:
- * nblocks = 0, the scaled RMS over all n values; otherwise the largest
- * scaled RMS of the consecutive blocks of blocks[0..nblocks-1] values
- * (checked by the caller: each > 0, sum <= n; err is then written for the
- * blocks only, and the values after them are still checked for
- * non-finite values). */
-int nde_rk_step(nde_solver *s, const double *theta, double t, double h,
-                const double *y, double *y_next, double *err, double rtol,
-                double atol, const size_t *blocks, size_t nblocks,
-                double *eest);
-
-/* nde_error_norm, but NaN when y_next holds a non-finite value: the loop's
- * one check for a non-finite state. */
+/* The scaled RMS norm of nde_error_norm, NaN when y_next holds a
+ * non-finite value. */
 double nde_rk_error_norm_checked(const double *err, const double *y,
                                  const double *y_next, size_t n, double rtol,
                                  double atol);
 
-/* A solver with ops as nde_solver_create_from allocates it: the public
- * object first (nde_solver * points at it), then the fixed-step loop's
- * buffers (core/solve.c), sized at create for batch_max x dim values. */
-typedef struct nde_ops_solver {
-    nde_solver pub;
+/* The driver's buffers (core/solve.c), allocated with the solver for
+ * batch_max x dim values and aux blocks. */
+struct nde_solve_buffers {
     double *y, *y_next;     /* n each                                     */
     double *aux, *aux_next; /* aux x n each                               */
     double *dw;             /* n: the step's Brownian increment            */
+    double *err;            /* n: the step's error estimate                */
+    double *f0, *y1, *f1;   /* n each: the first step heuristic            */
     double *block;          /* the one allocation behind all the above    */
-} nde_ops_solver;
+};
 
-/* The fixed-step loop of nde_solve for ops solvers (core/solve.c). */
-int nde_ops_solve(nde_solver *s, const nde_solve_opts *opts,
-                  const double *theta, double t0, const double *y0, double t1,
-                  size_t nsave, const double *tsave, double *ysave,
-                  nde_stats *st);
+int nde_solve_buffers_create(size_t n_max, int aux, nde_solve_buffers **out);
+void nde_solve_buffers_destroy(nde_solve_buffers *b);
+
+/* Times in [t0, t1] (closed, in_range) and ordered in the direction of
+ * integration; NDE_EINVAL naming `what` (core/solve.c). */
+int nde_check_times(nde_ctx *ctx, const char *what, const double *ts,
+                    size_t n, double t0, double t1, int in_range);
 
 /* Recording a solve into an nde_trajectory (core/trajectory.c). begin
  * resets the count and sizes the buffers for n values a state and `stages`
@@ -82,7 +71,7 @@ int nde_ops_solve(nde_solver *s, const nde_solve_opts *opts,
  * when a buffer cannot grow. */
 int nde_trajectory_begin(nde_trajectory *tr, size_t n, int stages, double t0);
 int nde_trajectory_push(nde_trajectory *tr, double t, double h,
-                        const double *y, double *const *k, double eest,
+                        const double *y, const double *const *k, double eest,
                         double stiff);
 void nde_trajectory_end(nde_trajectory *tr, double t1, const double *y);
 /* The same for ops solvers: aux blocks of n values per state (k[j] = aux

@@ -1,11 +1,14 @@
 /*
- * The solve loop: accept/reject, save times by dense output, tstops,
- * counting and the failure modes (maximum steps, step-size underflow,
- * non-finite values). Step-size proposals come from core/controller.c,
- * steps from the RK engine (core/rk.c).
+ * The one solve driver, for every solver through its ops: adaptive or
+ * fixed steps, ODE or SDE, with or without aux state; accept/reject, save
+ * times (by dense output, or step ends), tstops, counting and the failure
+ * modes (maximum steps, step-size underflow, non-finite values).
+ * Step-size proposals come from core/controller.c, fixed-step boundaries
+ * from core/grid.c.
  */
 #include <float.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "nde/nde.h"
@@ -17,10 +20,8 @@
 #define RETRY_SHRINK 0.25
 
 /* An adaptive step that would leave less than 1% of itself before a stop is
- * stretched onto the stop (no sliver steps); fixed steps only absorb
- * round-off. */
-#define LAND_STRETCH_ADAPTIVE 1.01
-#define LAND_STRETCH_FIXED (1.0 + 1e-8)
+ * stretched onto the stop (no sliver steps). */
+#define LAND_STRETCH 1.01
 #define RTOL_MIN (10 * DBL_EPSILON)
 
 static int all_finite(const double *v, size_t n);
@@ -180,7 +181,7 @@ int nde_initial_step(nde_solver *s, const nde_solve_opts *o,
                      const double *theta, double t0, const double *y0,
                      const double *f0, double t1, double *h0_out)
 {
-    nde_rk_work *w = s->work;
+    nde_solve_buffers *w = s->buf;
     const size_t n = s->batch * s->field->dim;
     const double dir = t1 >= t0 ? 1.0 : -1.0;
     const double span = fabs(t1 - t0);
@@ -188,9 +189,9 @@ int nde_initial_step(nde_solver *s, const nde_solve_opts *o,
     double d0, d1, d2 = 0.0, h0, h1, dmax;
     int rc, tries;
 
-    if (s->type->ops)
+    if (!(s->type->info.flags & NDE_CAP_ADAPTIVE))
         return nde_error(s->ctx, NDE_ECAPABILITY,
-                         "initial step: solver '%s' is fixed-step (ops)",
+                         "initial step: solver '%s' is fixed-step",
                          s->type->info.name);
     if (!(span > 0))
         return nde_error(s->ctx, NDE_EINVAL,
@@ -291,7 +292,7 @@ static int check_fixed_steps(nde_solver *s, const nde_solve_opts *o,
 }
 
 /* Times in [t0, t1] (closed) or, for tstops, any order-respecting list. */
-static int check_times(nde_ctx *ctx, const char *what, const double *ts,
+int nde_check_times(nde_ctx *ctx, const char *what, const double *ts,
                        size_t n, double t0, double t1, int in_range)
 {
     const double dir = t1 >= t0 ? 1.0 : -1.0;
@@ -313,426 +314,61 @@ static int check_times(nde_ctx *ctx, const char *what, const double *ts,
     return NDE_OK;
 }
 
-static int record_begin(nde_solver *s, nde_trajectory *rec, size_t n,
-                        double t0)
-{
-    const unsigned flags = s->type->info.flags;
-    const char *name = s->type->info.name;
-
-    if ((rec->record & NDE_NEEDS_DENSE) && !(flags & NDE_CAP_DENSE))
-        return nde_error(s->ctx, NDE_ECAPABILITY,
-                         "recording dense output: solver '%s' has none",
-                         name);
-    if ((rec->record & NDE_NEEDS_ERROR_EST) && !(flags & NDE_CAP_ADAPTIVE))
-        return nde_error(s->ctx, NDE_ECAPABILITY,
-                         "recording error estimates: solver '%s' has none "
-                         "(not adaptive)", name);
-    if ((rec->record & NDE_NEEDS_STIFFNESS) && !(flags & NDE_CAP_STIFFNESS))
-        return nde_error(s->ctx, NDE_ECAPABILITY,
-                         "recording stiffness estimates: solver '%s' has "
-                         "none", name);
-    if (nde_trajectory_begin(rec, n, nde_solver_stages(s), t0) != NDE_OK)
-        return nde_error(s->ctx, NDE_ENOMEM,
-                         "out of memory for the trajectory record");
-    return NDE_OK;
-}
-
-/* Append the accepted step (t, h) from y to y_next; the engine's k still
- * hold this step's stages (the FSAL swap waits for the next step). */
-static int record_step(nde_solver *s, nde_trajectory *rec, double t,
-                       double h, const double *y, const double *y_next,
-                       double eest)
-{
-    const nde_rk_work *w = s->work;
-    double stiff = 0.0;
-
-    if (rec->record & NDE_NEEDS_STIFFNESS)
-        nde_solver_stiffness(s, y_next, &stiff);
-    if (nde_trajectory_push(rec, t, h, y, w->k, eest, stiff) != NDE_OK)
-        return nde_error(s->ctx, NDE_ENOMEM,
-                         "out of memory recording step %zu of the solve",
-                         rec->nsteps);
-    return NDE_OK;
-}
-
-/* Landed on tstop *istop at t: call at_tstop for every tstop at t (a
- * non-zero return goes to *rc) and drop the FSAL stage (a tstop may be a
- * discontinuity, or at_tstop has changed y). Returns the next step size:
- * the step size carries on, and a step cut short to land here says
- * nothing against the size the controller had planned (habs), so that is
- * kept rather than ramping up again from the short step. Out of line:
- * the loop's hot path never comes here. */
-static __attribute__((noinline)) double
-at_tstops(nde_solver *s, const nde_solve_opts *o, double dir, double t,
-          double *y, size_t *istop, int adaptive, double h, double habs,
-          double next, int *rc)
-{
-    for (; *istop < o->ntstops && dir * (o->tstops[*istop] - t) <= 0;
-         (*istop)++)
-        if (o->at_tstop &&
-            (*rc = o->at_tstop(o->at_tstop_user, *istop, t, y)) != 0)
-            return next;
-    nde_solver_invalidate(s);
-    return adaptive && next < habs && fabs(h) < habs ? habs : next;
-}
-
-static int solve_loop(nde_solver *s, const nde_solve_opts *o,
-                      const double *theta, double t0, const double *y0,
-                      double t1, size_t nsave, const double *tsave,
-                      double *ysave, nde_stats *st)
-{
-    const unsigned flags = s->type->info.flags;
-    const int adaptive = (flags & NDE_CAP_ADAPTIVE) != 0;
-    const int dense = (flags & NDE_CAP_DENSE) != 0;
-    const double stretch = adaptive ? LAND_STRETCH_ADAPTIVE : LAND_STRETCH_FIXED;
-    const double dir = t1 >= t0 ? 1.0 : -1.0;
-    const size_t n = s->batch * s->field->dim;
-    nde_trajectory *rec = o->record;
-    nde_rk_work *w = s->work;
-    nde_pi pi;
-    double *y = w->y, *yn = w->y_next, *err = adaptive ? w->err : NULL;
-    size_t isave = 0, istop = 0;
-    long nsteps = 0;
-    int nretry = 0, rc;
-    double t = t0, habs;
-
-    if (!isfinite(t0) || !isfinite(t1))
-        return nde_error(s->ctx, NDE_EINVAL, "t0 = %g, t1 = %g: not finite",
-                         t0, t1);
-    if (o->max_steps <= 0 || o->rtol < 0 || o->atol < 0 ||
-        (adaptive && o->rtol == 0 && o->atol == 0))
-        return nde_error(s->ctx, NDE_EINVAL,
-                         "solve options: need max_steps > 0, rtol >= 0, "
-                         "atol >= 0, not both 0");
-    if (!adaptive && !(o->dt > 0))
-        return nde_error(s->ctx, NDE_EINVAL,
-                         "solver '%s' is fixed-step (no error estimate): "
-                         "dt must be > 0, got %g", s->type->info.name, o->dt);
-    if (!adaptive && (rc = check_fixed_steps(s, o, t0, t1)) != NDE_OK)
-        return rc;
-    if ((rc = check_times(s->ctx, "save times", tsave, nsave, t0, t1, 1)) ||
-        (rc = check_times(s->ctx, "tstops", o->tstops, o->ntstops, t0, t1, 0)) ||
-        (rc = check_norm_blocks(s->ctx, o, n)))
-        return rc;
-    if (!all_finite(y0, n))
-        return nde_error(s->ctx, NDE_ENONFINITE,
-                         "the initial state is not finite");
-    if (rec && (rc = record_begin(s, rec, n, t0)) != NDE_OK)
-        return rc;
-
-    memcpy(y, y0, n * sizeof *y);
-    nde_solver_invalidate(s);
-    while (isave < nsave && tsave[isave] == t0) {
-        memcpy(ysave + isave * n, y0, n * sizeof *y);
-        isave++;
-    }
-    while (istop < o->ntstops && dir * (o->tstops[istop] - t0) <= 0)
-        istop++;
-    if (t1 == t0) {
-        if (rec)
-            nde_trajectory_end(rec, t1, y);
-        return NDE_OK;
-    }
-
-    nde_pi_init(&pi, &o->ctrl);
-    if (adaptive && o->dt == 0) {
-        const double *f0;
-        double h0;
-        rc = nde_solver_first_stage(s, theta, t0, y, &f0);
-        if (rc == NDE_ERETRY)
-            return nde_error(s->ctx, NDE_ENONFINITE,
-                             "the field is not finite at the initial state "
-                             "(t = %g)", t0);
-        if (rc != NDE_OK)
-            return rc;
-        if ((rc = nde_initial_step(s, o, theta, t0, y, f0, t1, &h0)))
-            return rc;
-        habs = fabs(h0);
-    } else {
-        habs = o->dt;
-    }
-    if (o->dtmax > 0 && habs > o->dtmax)
-        habs = o->dtmax;
-
-    while (t != t1) {
-        double stop = t1, h, t_new, eest = 0.0;
-        int land = 0, nonfinite = 0;
-
-        if (istop < o->ntstops && dir * (o->tstops[istop] - t1) < 0)
-            stop = o->tstops[istop];
-        if (!dense && isave < nsave && dir * (tsave[isave] - stop) < 0)
-            stop = tsave[isave];
-        h = dir * habs;
-        if (fabs(stop - t) <= habs * stretch) {
-            h = stop - t;
-            land = 1;
-        }
-        if (fabs(h) <= 4.0 * DBL_EPSILON * fabs(t) ||
-            (!land && fabs(h) < o->dtmin)) {
-            if (nretry > 0)
-                return nde_error(s->ctx, NDE_ENONFINITE,
-                                 "non-finite values at t = %g persist down "
-                                 "to step size %g", t, fabs(h));
-            return nde_error(s->ctx, NDE_ESTEPSIZE,
-                             "step size underflow at t = %g: |h| = %g is "
-                             "below %s", t, fabs(h),
-                             fabs(h) < o->dtmin ? "dtmin" : "round-off");
-        }
-        if (nsteps >= o->max_steps)
-            return nde_error(s->ctx, NDE_EMAXSTEPS,
-                             "max_steps = %ld reached at t = %g before "
-                             "t1 = %g", o->max_steps, t, t1);
-        nsteps++;
-
-        rc = nde_rk_step(s, theta, t, h, y, yn, err, o->rtol, o->atol,
-                         o->norm_blocks, o->nnorm_blocks, &eest);
-        if (rc == NDE_ERETRY) {
-            nonfinite = 1;
-        } else if (rc != NDE_OK) {
-            return rc;
-        } else if (adaptive) {
-            nonfinite = !isfinite(eest);
-        } else {
-            nonfinite = !all_finite(yn, n);
-        }
-        if (nonfinite) {
-            st->retries++;
-            st->steps_rejected++;
-            if (++nretry > MAX_RETRIES)
-                return nde_error(s->ctx, NDE_ENONFINITE,
-                                 "non-finite values at t = %g in %d retries "
-                                 "in a row (last |h| = %g)", t, MAX_RETRIES,
-                                 fabs(h));
-            habs = fabs(h) * RETRY_SHRINK;
-            continue;
-        }
-        nretry = 0;
-        if (eest > 1.0) {
-            st->steps_rejected++;
-            habs = fabs(nde_pi_reject(&pi, eest, h));
-            continue;
-        }
-
-        st->steps_accepted++;
-        if (rec && (rc = record_step(s, rec, t, h, y, yn, eest)) != NDE_OK)
-            return rc;
-        t_new = land ? stop : t + h;
-        while (isave < nsave && dir * (tsave[isave] - t_new) <= 0) {
-            double *out = ysave + isave * n;
-            if (tsave[isave] == t_new)
-                memcpy(out, yn, n * sizeof *out);
-            else
-                nde_solver_dense(s, y, h, (tsave[isave] - t) / h, out);
-            isave++;
-        }
-        if (fabs(h) < st->h_min)
-            st->h_min = fabs(h);
-        if (fabs(h) > st->h_max)
-            st->h_max = fabs(h);
-        {
-            double *tmp = y;
-            y = yn;
-            yn = tmp;
-        }
-        t = t_new;
-        nde_solver_accept(s);
-        {
-            double next = adaptive ? fabs(nde_pi_accept(&pi, eest, h))
-                                   : o->dt;
-            if (land && istop < o->ntstops && stop == o->tstops[istop]) {
-                int trc = NDE_OK;
-                next = at_tstops(s, o, dir, t, y, &istop, adaptive, h, habs,
-                                 next, &trc);
-                if (trc != NDE_OK)
-                    return trc;
-            }
-            habs = next;
-        }
-        if (o->dtmax > 0 && habs > o->dtmax)
-            habs = o->dtmax;
-    }
-    if (rec)
-        nde_trajectory_end(rec, t1, y);
-    return NDE_OK;
-}
-
-int nde_solve(nde_solver *s, const nde_solve_opts *opts, const double *theta,
-              double t0, const double *y0, double t1, size_t nsave,
-              const double *tsave, double *ysave, nde_stats *stats)
-{
-    const long nfe0 = s->counts.nfe;
-    nde_stats st;
-    int rc;
-
-    memset(&st, 0, sizeof st);
-    st.h_min = HUGE_VAL;
-    if (s->type->ops)
-        rc = nde_ops_solve(s, opts, theta, t0, y0, t1, nsave, tsave, ysave,
-                           &st);
-    else
-        rc = solve_loop(s, opts, theta, t0, y0, t1, nsave, tsave, ysave, &st);
-    st.nfe = s->counts.nfe - nfe0;
-    if (st.steps_accepted == 0)
-        st.h_min = 0.0;
-    st.status = rc;
-    if (stats)
-        *stats = st;
-    return rc;
-}
-
 /* ------------------------------------------------------------------ */
-/* Fixed steps of solvers with ops                                     */
+/* The driver                                                          */
 
-int nde_step_grid_init(nde_step_grid *g, double t0, double t1, double dt,
-                       const double *tsave, size_t nsave,
-                       const double *tstops, size_t ntstops, nde_ctx *ctx)
+int nde_solve_buffers_create(size_t n, int aux, nde_solve_buffers **out)
 {
-    int rc;
+    const size_t na = (size_t)aux * n;
+    nde_solve_buffers *b;
 
-    if (!isfinite(t0) || !isfinite(t1) || !(t1 > t0))
-        return nde_error(ctx, NDE_EINVAL, "fixed-step grid: needs t0 < t1, "
-                         "both finite (t0 = %g, t1 = %g); solvers with ops "
-                         "integrate forwards only", t0, t1);
-    if (!(dt > 0) || !isfinite(dt))
-        return nde_error(ctx, NDE_EINVAL, "fixed-step grid: needs a positive "
-                         "step dt, got %g", dt);
-    /* The Brownian Interval's bound, and far below size_t's range. */
-    if ((t1 - t0) / dt >= 0x1p48)
-        return nde_error(ctx, NDE_EINVAL, "fixed-step grid: dt = %g gives "
-                         "more than 2^48 steps on [%g, %g]", dt, t0, t1);
-    if ((rc = check_times(ctx, "save times", tsave, nsave, t0, t1, 1)) ||
-        (rc = check_times(ctx, "tstops", tstops, ntstops, t0, t1, 0)))
-        return rc;
-    g->t0 = t0;
-    g->t1 = t1;
-    g->dt = dt;
-    g->cells = nde_grid_cells(t0, t1, dt);
-    g->tsave = tsave;
-    g->nsave = nsave;
-    g->tstops = tstops;
-    g->ntstops = ntstops;
+    *out = NULL;
+    if (!(b = calloc(1, sizeof *b)))
+        return NDE_ENOMEM;
+    if (!(b->block = malloc((7 * n + 2 * na) * sizeof(double)))) {
+        free(b);
+        return NDE_ENOMEM;
+    }
+    b->y = b->block;
+    b->y_next = b->y + n;
+    b->dw = b->y_next + n;
+    b->err = b->dw + n;
+    b->f0 = b->err + n;
+    b->y1 = b->f0 + n;
+    b->f1 = b->y1 + n;
+    b->aux = b->f1 + n;
+    b->aux_next = b->aux + na;
+    *out = b;
     return NDE_OK;
 }
 
-static double grid_time(const nde_step_grid *g, size_t k)
+void nde_solve_buffers_destroy(nde_solve_buffers *b)
 {
-    return nde_grid_time(g->t0, g->t1, g->dt, g->cells, k);
-}
-
-/* The grid point nearest to s (s in [t0, t1]). */
-static double nearest_grid_time(const nde_step_grid *g, double s)
-{
-    double r = (s - g->t0) / g->dt + 0.5;
-    size_t k = r > 0.0 ? (size_t)r : 0;
-
-    if (k > g->cells)
-        k = g->cells;
-    /* The last cell may be short: t1 can be nearer than k's time. */
-    if (k + 1 <= g->cells &&
-        fabs(grid_time(g, k + 1) - s) < fabs(grid_time(g, k) - s))
-        k++;
-    return grid_time(g, k);
-}
-
-double nde_step_grid_snap(const nde_step_grid *g, double s)
-{
-    double gp;
-
-    if (s <= g->t0)
-        return g->t0;
-    if (s >= g->t1)
-        return g->t1;
-    gp = nearest_grid_time(g, s);
-    return fabs(s - gp) <= NDE_STEP_GRID_SNAP * g->dt ? gp : s;
-}
-
-/* First index i of the sorted ts[0..n) whose snapped time is > t (snapping
- * is monotone, so the snapped times are sorted too). */
-static size_t upper_snapped(const nde_step_grid *g, const double *ts,
-                            size_t n, double t)
-{
-    size_t lo = 0, hi = n;
-
-    while (lo < hi) {
-        const size_t mid = lo + (hi - lo) / 2;
-        if (nde_step_grid_snap(g, ts[mid]) > t)
-            hi = mid;
-        else
-            lo = mid + 1;
+    if (b) {
+        free(b->block);
+        free(b);
     }
-    return lo;
 }
 
-/* First index i of the sorted ts[0..n) whose snapped time is >= t. */
-static size_t lower_snapped(const nde_step_grid *g, const double *ts,
-                            size_t n, double t)
-{
-    size_t lo = 0, hi = n;
-
-    while (lo < hi) {
-        const size_t mid = lo + (hi - lo) / 2;
-        if (nde_step_grid_snap(g, ts[mid]) >= t)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return lo;
-}
-
-double nde_step_grid_next(const nde_step_grid *g, double t)
-{
-    double next, c;
-    size_t k, i;
-
-    if (t >= g->t1)
-        return g->t1;
-    if (t < g->t0)
-        return g->t0;
-    /* The grid point after t: start from the rounded cell index and fix
-     * it up, so that the times are exactly those of nde_grid_time. */
-    k = (size_t)((t - g->t0) / g->dt);
-    if (k > g->cells)
-        k = g->cells;
-    while (k > 0 && grid_time(g, k) > t)
-        k--;
-    while (grid_time(g, k) <= t)
-        k++;
-    next = grid_time(g, k);
-    i = upper_snapped(g, g->tsave, g->nsave, t);
-    if (i < g->nsave && (c = nde_step_grid_snap(g, g->tsave[i])) < next)
-        next = c;
-    i = upper_snapped(g, g->tstops, g->ntstops, t);
-    if (i < g->ntstops && (c = nde_step_grid_snap(g, g->tstops[i])) < next)
-        next = c;
-    return next;
-}
-
-double nde_step_grid_prev(const nde_step_grid *g, double t)
-{
-    double prev, c;
-    size_t k, i;
-
-    if (t <= g->t0)
-        return g->t0;
-    if (t > g->t1)
-        return g->t1;
-    /* The grid point before t (t0 at worst). */
-    k = (size_t)((t - g->t0) / g->dt) + 1;
-    if (k > g->cells)
-        k = g->cells;
-    while (k < g->cells && grid_time(g, k + 1) < t)
-        k++;
-    while (grid_time(g, k) >= t)
-        k--;
-    prev = grid_time(g, k);
-    i = lower_snapped(g, g->tsave, g->nsave, t);
-    if (i > 0 && (c = nde_step_grid_snap(g, g->tsave[i - 1])) > prev)
-        prev = c;
-    i = lower_snapped(g, g->tstops, g->ntstops, t);
-    if (i > 0 && (c = nde_step_grid_snap(g, g->tstops[i - 1])) > prev)
-        prev = c;
-    return prev;
-}
+/* One solve: what it was asked, and where it has got to. */
+typedef struct drive {
+    nde_solver *s;
+    const nde_solve_opts *o;
+    const double *theta;
+    double t0, t1, dir;
+    size_t n, na;           /* values of y, of aux                         */
+    int adaptive, dense, sde;
+    nde_norm_spec norm;
+    nde_trajectory *rec;
+    int rec_aux;            /* the record keeps aux states (solvers with
+                               their own ops), not stages               */
+    size_t nsave;
+    const double *tsave;
+    double *ysave;
+    size_t isave, istop;
+    nde_step_grid grid;     /* fixed-step solves                           */
+    nde_stats *st;
+} drive;
 
 /* The Brownian path must cover the solve's interval with one channel per
  * state value. A path on the solve's own grid (t0, t1, dt) is queried by
@@ -747,6 +383,10 @@ static int check_brownian(nde_solver *s, const nde_brownian *bm, double t0,
                          "solver '%s' integrates SDEs: the solve needs a "
                          "Brownian path (solve options: brownian, reset to "
                          "t0, t1, dt and n = batch x dim)", name);
+    if (!(t1 >= t0))
+        return nde_error(s->ctx, NDE_EINVAL,
+                         "solver '%s' integrates SDEs forwards only: needs "
+                         "t1 >= t0 (t0 = %g, t1 = %g)", name, t0, t1);
     if (nde_brownian_grid_time(bm, 0) > t0 ||
         nde_brownian_grid_time(bm, nde_brownian_cells(bm)) < t1)
         return nde_error(s->ctx, NDE_EINVAL,
@@ -765,110 +405,353 @@ static int check_brownian(nde_solver *s, const nde_brownian *bm, double t0,
     return NDE_OK;
 }
 
-static __attribute__((noinline)) int
-ops_nonfinite(nde_solver *s, double t, double h, int sde)
+static int check_options(const drive *d)
 {
-    return nde_error(s->ctx, NDE_ENONFINITE,
+    nde_solver *s = d->s;
+    const nde_solve_opts *o = d->o;
+
+    if (!isfinite(d->t0) || !isfinite(d->t1))
+        return nde_error(s->ctx, NDE_EINVAL, "t0 = %g, t1 = %g: not finite",
+                         d->t0, d->t1);
+    if (o->max_steps <= 0 || o->rtol < 0 || o->atol < 0 ||
+        (d->adaptive && o->rtol == 0 && o->atol == 0))
+        return nde_error(s->ctx, NDE_EINVAL,
+                         "solve options: need max_steps > 0, rtol >= 0, "
+                         "atol >= 0, not both 0");
+    if (!d->adaptive && !(o->dt > 0 && isfinite(o->dt)))
+        return nde_error(s->ctx, NDE_EINVAL,
+                         "solver '%s' is fixed-step (no error estimate): "
+                         "it needs a positive step dt, got %g",
+                         s->type->info.name, o->dt);
+    return NDE_OK;
+}
+
+/* Everything checked before the first step. */
+static int drive_check(drive *d, const double *y0)
+{
+    nde_solver *s = d->s;
+    const nde_solve_opts *o = d->o;
+    int rc;
+
+    if ((rc = check_options(d)) ||
+        (rc = nde_check_times(s->ctx, "save times", d->tsave, d->nsave, d->t0,
+                          d->t1, 1)) ||
+        (rc = nde_check_times(s->ctx, "tstops", o->tstops, o->ntstops, d->t0,
+                          d->t1, 0)) ||
+        (rc = check_norm_blocks(s->ctx, o, d->n)))
+        return rc;
+    if (d->sde && (rc = check_brownian(s, o->brownian, d->t0, d->t1, d->n)))
+        return rc;
+    if (!d->adaptive && d->t1 != d->t0 &&
+        ((rc = nde_step_grid_init(&d->grid, d->t0, d->t1, o->dt, d->tsave,
+                                  d->nsave, o->tstops, o->ntstops, s->ctx)) ||
+         (rc = check_fixed_steps(s, o, d->t0, d->t1))))
+        return rc;
+    if (!all_finite(y0, d->n))
+        return nde_error(s->ctx, NDE_ENONFINITE,
+                         "the initial state is not finite");
+    return NDE_OK;
+}
+
+static int record_begin(drive *d)
+{
+    nde_solver *s = d->s;
+    nde_trajectory *rec = d->rec;
+    const char *name = s->type->info.name;
+    int rc;
+
+    if ((rec->record & NDE_NEEDS_DENSE) && (!s->ops->dense || d->rec_aux))
+        return nde_error(s->ctx, NDE_ECAPABILITY,
+                         "recording dense output: solver '%s' has none",
+                         name);
+    if ((rec->record & NDE_NEEDS_ERROR_EST) && (!d->adaptive || d->rec_aux))
+        return nde_error(s->ctx, NDE_ECAPABILITY,
+                         "recording error estimates: solver '%s' has none "
+                         "(not adaptive)", name);
+    if ((rec->record & NDE_NEEDS_STIFFNESS) &&
+        (!s->ops->stiffness || d->rec_aux))
+        return nde_error(s->ctx, NDE_ECAPABILITY,
+                         "recording stiffness estimates: solver '%s' has "
+                         "none", name);
+    rc = d->rec_aux ? nde_trajectory_begin_ops(rec, d->n, s->aux, d->t0,
+                                               d->tsave, d->nsave)
+                    : nde_trajectory_begin(rec, d->n, nde_solver_stages(s),
+                                           d->t0);
+    if (rc != NDE_OK)
+        return nde_error(s->ctx, NDE_ENOMEM,
+                         "out of memory for the trajectory record");
+    return NDE_OK;
+}
+
+/* Append the accepted step (t, h) from (y, aux) to y_next; the solver's
+ * last stages are still this step's (an FSAL hand-over waits for the next
+ * step). */
+static int record_step(const drive *d, double t, double h, const double *y,
+                       const double *aux, const double *y_next, double eest)
+{
+    nde_solver *s = d->s;
+    nde_trajectory *rec = d->rec;
+    const double *k[NDE_RK_MAX_STAGES] = {NULL};
+    double stiff = 0.0;
+    int rc;
+
+    if (d->rec_aux) {
+        rc = nde_trajectory_push_ops(rec, t, h, y, aux);
+    } else {
+        if (rec->record & NDE_NEEDS_STIFFNESS)
+            s->ops->stiffness(s, y_next, &stiff);
+        if (rec->record & NDE_NEEDS_DENSE)
+            s->ops->last_stages(s, k);
+        rc = nde_trajectory_push(rec, t, h, y, k, eest, stiff);
+    }
+    if (rc != NDE_OK)
+        return nde_error(s->ctx, NDE_ENOMEM,
+                         "out of memory recording step %zu of the solve",
+                         rec->nsteps);
+    return NDE_OK;
+}
+
+static void record_end(const drive *d, const double *y, const double *aux)
+{
+    if (!d->rec)
+        return;
+    if (d->rec_aux)
+        nde_trajectory_end_ops(d->rec, d->t1, y, aux);
+    else
+        nde_trajectory_end(d->rec, d->t1, y);
+}
+
+/* Where a save time or tstop is served: a fixed-step solve snaps it to
+ * its grid, an adaptive one takes it as given. */
+static double served_at(const drive *d, double ts)
+{
+    return d->adaptive ? ts : nde_step_grid_snap(&d->grid, ts);
+}
+
+/* Save times at t0 are y0; tstops at t0 are behind us. */
+static void save_start(drive *d, const double *y0)
+{
+    const nde_solve_opts *o = d->o;
+
+    while (d->isave < d->nsave && served_at(d, d->tsave[d->isave]) == d->t0) {
+        memcpy(d->ysave + d->isave * d->n, y0, d->n * sizeof *y0);
+        d->isave++;
+    }
+    while (d->istop < o->ntstops &&
+           d->dir * (served_at(d, o->tstops[d->istop]) - d->t0) <= 0)
+        d->istop++;
+}
+
+/* Save times served by the accepted step from (t, y) of size h ending at
+ * t_new: its end, or its dense output inside. */
+static void save_step(drive *d, double t, double h, double t_new,
+                      const double *y, const double *y_next)
+{
+    while (d->isave < d->nsave &&
+           d->dir * (served_at(d, d->tsave[d->isave]) - t_new) <= 0) {
+        const double ts = d->tsave[d->isave];
+        double *out = d->ysave + d->isave * d->n;
+        if (!d->adaptive || ts == t_new)
+            memcpy(out, y_next, d->n * sizeof *out);
+        else
+            d->s->ops->dense(d->s, y, h, NULL, (ts - t) / h, out);
+        d->isave++;
+    }
+}
+
+/* Landed on a stop at t: call at_tstop for every tstop served at t (a
+ * non-zero return goes to *rc) and drop the FSAL stage (a tstop may be a
+ * discontinuity, or at_tstop has changed y). Returns the next step size:
+ * the step size carries on, and a step cut short to land here says
+ * nothing against the size the controller had planned (habs), so that is
+ * kept rather than ramping up again from the short step. Out of line:
+ * the loop's hot path never comes here. */
+static __attribute__((noinline)) double
+at_tstops(drive *d, double t, double *y, double h, double habs, double next,
+          int *rc)
+{
+    const nde_solve_opts *o = d->o;
+    int hit = 0;
+
+    for (; d->istop < o->ntstops &&
+           d->dir * (served_at(d, o->tstops[d->istop]) - t) <= 0;
+         d->istop++, hit = 1)
+        if (o->at_tstop &&
+            (*rc = o->at_tstop(o->at_tstop_user, d->istop, t, y)) != 0)
+            return next;
+    if (hit)
+        nde_solver_invalidate(d->s);
+    return d->adaptive && hit && next < habs && fabs(h) < habs ? habs : next;
+}
+
+/* The first step size: opts.dt, or Hairer's heuristic. */
+static int first_step(const drive *d, const double *y, double *habs)
+{
+    nde_solver *s = d->s;
+    const nde_solve_opts *o = d->o;
+    const double *f0;
+    double h0;
+    int rc;
+
+    *habs = o->dt;
+    if (d->adaptive && o->dt == 0) {
+        rc = nde_solver_first_stage(s, d->theta, d->t0, y, &f0);
+        if (rc == NDE_ERETRY)
+            return nde_error(s->ctx, NDE_ENONFINITE,
+                             "the field is not finite at the initial state "
+                             "(t = %g)", d->t0);
+        if (rc != NDE_OK)
+            return rc;
+        if ((rc = nde_initial_step(s, o, d->theta, d->t0, y, f0, d->t1, &h0)))
+            return rc;
+        *habs = fabs(h0);
+    }
+    if (o->dtmax > 0 && *habs > o->dtmax)
+        *habs = o->dtmax;
+    return NDE_OK;
+}
+
+static __attribute__((noinline)) int
+fixed_nonfinite(const drive *d, double t, double h)
+{
+    return nde_error(d->s->ctx, NDE_ENONFINITE,
                      "solver '%s': the drift%s produced non-finite values in "
                      "the step from t = %g to %g (fixed step: no retry)",
-                     s->type->info.name, sde ? " or diffusion" : "", t,
+                     d->s->type->info.name, d->sde ? " or diffusion" : "", t,
                      t + h);
 }
 
-int nde_ops_solve(nde_solver *s, const nde_solve_opts *o, const double *theta,
-                  double t0, const double *y0, double t1, size_t nsave,
-                  const double *tsave, double *ysave, nde_stats *st)
+static __attribute__((noinline)) int
+step_size_underflow(const drive *d, double t, double h, int nretry)
 {
-    nde_ops_solver *os = (nde_ops_solver *)s;
-    const nde_solver_ops *ops = s->type->ops;
-    const int sde = nde_solver_is_sde(s);
-    const size_t n = s->batch * s->field->dim, na = (size_t)ops->aux * n;
-    nde_trajectory *rec = o->record;
-    double *y = os->y, *yn = os->y_next, *aux = os->aux, *auxn = os->aux_next;
-    double *dw = sde ? os->dw : NULL;
-    size_t isave = 0, istop = 0;
-    nde_step_grid g;
-    double t = t0;
-    int rc;
+    if (nretry > 0)
+        return nde_error(d->s->ctx, NDE_ENONFINITE,
+                         "non-finite values at t = %g persist down to step "
+                         "size %g", t, fabs(h));
+    return nde_error(d->s->ctx, NDE_ESTEPSIZE,
+                     "step size underflow at t = %g: |h| = %g is below %s",
+                     t, fabs(h), fabs(h) < d->o->dtmin ? "dtmin" : "round-off");
+}
 
-    if (!isfinite(t0) || !isfinite(t1) || !(t1 > t0))
-        return nde_error(s->ctx, NDE_EINVAL,
-                         "solver '%s' integrates forwards only: needs t1 > "
-                         "t0 (t0 = %g, t1 = %g)", s->type->info.name, t0, t1);
-    if (!(o->dt > 0) || !isfinite(o->dt))
-        return nde_error(s->ctx, NDE_EINVAL,
-                         "solver '%s' is fixed-step: it needs a positive "
-                         "step dt, got %g", s->type->info.name, o->dt);
-    if (o->max_steps <= 0)
-        return nde_error(s->ctx, NDE_EINVAL,
-                         "solve options: need max_steps > 0");
-    if ((rc = nde_step_grid_init(&g, t0, t1, o->dt, tsave, nsave, o->tstops,
-                                 o->ntstops, s->ctx)) != NDE_OK)
-        return rc;
-    if ((rc = check_fixed_steps(s, o, t0, t1)) != NDE_OK)
-        return rc;
-    if (sde && (rc = check_brownian(s, o->brownian, t0, t1, n)))
-        return rc;
-    if (!all_finite(y0, n))
-        return nde_error(s->ctx, NDE_ENONFINITE,
-                         "the initial state is not finite");
-    if (rec) {
-        if (rec->record & (NDE_NEEDS_DENSE | NDE_NEEDS_ERROR_EST |
-                           NDE_NEEDS_STIFFNESS))
-            return nde_error(s->ctx, NDE_ECAPABILITY,
-                             "recording dense output, error or stiffness "
-                             "estimates: solver '%s' (fixed-step, with ops) "
-                             "has none", s->type->info.name);
-        if (nde_trajectory_begin_ops(rec, n, ops->aux, t0, tsave, nsave))
-            return nde_error(s->ctx, NDE_ENOMEM,
-                             "out of memory for the trajectory record");
-    }
+/* The aux state at t0 from y0 (solvers with aux). */
+static int start_aux(const drive *d, const double *y, double *aux)
+{
+    int rc = d->s->ops->start(d->s, d->theta, d->t0, y, aux);
+
+    if (rc == NDE_ERETRY || (rc == NDE_OK && !all_finite(aux, d->na)))
+        return fixed_nonfinite(d, d->t0, 0.0);
+    return rc;
+}
+
+/* The next stop of an adaptive solve: t1, the next tstop, or the next save
+ * time when the solver has no dense output to serve it from inside a
+ * step. */
+static double adaptive_stop(const drive *d)
+{
+    const nde_solve_opts *o = d->o;
+    double stop = d->t1;
+
+    if (d->istop < o->ntstops && d->dir * (o->tstops[d->istop] - d->t1) < 0)
+        stop = o->tstops[d->istop];
+    if (!d->dense && d->isave < d->nsave &&
+        d->dir * (d->tsave[d->isave] - stop) < 0)
+        stop = d->tsave[d->isave];
+    return stop;
+}
+
+static int drive_run(drive *d, const double *y0)
+{
+    nde_solver *s = d->s;
+    const nde_solve_opts *o = d->o;
+    const nde_solver_ops *ops = s->ops;
+    nde_solve_buffers *b = s->buf;
+    nde_stats *st = d->st;
+    const size_t n = d->n, na = d->na;
+    double *y = b->y, *yn = b->y_next, *aux = b->aux, *auxn = b->aux_next;
+    double *dw = d->sde ? b->dw : NULL, *err = d->adaptive ? b->err : NULL;
+    double t = d->t0, habs;
+    long nsteps = 0;
+    int nretry = 0, rc;
+    nde_pi pi;
 
     memcpy(y, y0, n * sizeof *y);
-    if ((rc = ops->start(s, theta, t0, y, aux)) != NDE_OK) {
-        if (rc == NDE_ERETRY)
-            return ops_nonfinite(s, t0, 0.0, sde);
+    nde_solver_invalidate(s);
+    if (na && (rc = start_aux(d, y, aux)) != NDE_OK)
         return rc;
+    save_start(d, y0);
+    if (d->t1 == d->t0) {
+        record_end(d, y, aux);
+        return NDE_OK;
     }
-    if (!all_finite(aux, na))
-        return ops_nonfinite(s, t0, 0.0, sde);
-    while (isave < nsave && nde_step_grid_snap(&g, tsave[isave]) == t0) {
-        memcpy(ysave + isave * n, y0, n * sizeof *y);
-        isave++;
-    }
-    while (istop < o->ntstops && nde_step_grid_snap(&g, o->tstops[istop]) <= t0)
-        istop++;
+    nde_pi_init(&pi, &o->ctrl);
+    if ((rc = first_step(d, y, &habs)) != NDE_OK)
+        return rc;
 
-    while (t < t1) {
-        const double tn = nde_step_grid_next(&g, t), h = tn - t;
+    while (t != d->t1) {
+        double h, t_new, eest = 0.0;
+        int land = 1, nonfinite;
 
-        if (st->steps_accepted >= o->max_steps)
+        if (d->adaptive) {
+            const double stop = adaptive_stop(d);
+            h = d->dir * habs;
+            land = fabs(stop - t) <= habs * LAND_STRETCH;
+            if (land)
+                h = stop - t;
+            if (fabs(h) <= 4.0 * DBL_EPSILON * fabs(t) ||
+                (!land && fabs(h) < o->dtmin))
+                return step_size_underflow(d, t, h, nretry);
+            t_new = land ? stop : t + h;
+        } else {
+            t_new = nde_step_grid_next(&d->grid, t);
+            h = t_new - t;
+        }
+        if (nsteps >= o->max_steps)
             return nde_error(s->ctx, NDE_EMAXSTEPS,
                              "max_steps = %ld reached at t = %g before "
-                             "t1 = %g", o->max_steps, t, t1);
-        if (sde && (rc = nde_brownian_increment(o->brownian, t, tn, dw)))
+                             "t1 = %g", o->max_steps, t, d->t1);
+        nsteps++;
+        /* A rejected step's retry asks for the shorter interval: the
+         * Brownian Interval answers any interval of its path exactly. */
+        if (dw && (rc = nde_brownian_increment(o->brownian, t, t_new, dw)))
             return rc;
-        rc = ops->step(s, theta, t, h, dw, y, aux, yn, auxn);
-        if (rc == NDE_ERETRY || (rc == NDE_OK && (!all_finite(yn, n) ||
-                                                  !all_finite(auxn, na))))
-            return ops_nonfinite(s, t, h, sde);
-        if (rc != NDE_OK)
+        rc = ops->step(s, d->theta, t, h, dw, y, aux, yn, auxn, err, &d->norm,
+                       err ? &eest : NULL);
+        if (rc == NDE_ERETRY)
+            nonfinite = 1;
+        else if (rc != NDE_OK)
             return rc;
-        st->steps_accepted++;
-        if (h < st->h_min)
-            st->h_min = h;
-        if (h > st->h_max)
-            st->h_max = h;
-        if (rec && nde_trajectory_push_ops(rec, t, h, y, aux) != NDE_OK)
-            return nde_error(s->ctx, NDE_ENOMEM,
-                             "out of memory recording step %zu of the solve",
-                             rec->nsteps);
-        /* Save times are step ends (the grid stops on them, or on the
-         * grid point they were snapped to). */
-        while (isave < nsave && nde_step_grid_snap(&g, tsave[isave]) <= tn) {
-            memcpy(ysave + isave * n, yn, n * sizeof *yn);
-            isave++;
+        else if (d->adaptive)
+            nonfinite = !isfinite(eest) || (na && !all_finite(auxn, na));
+        else
+            nonfinite = !all_finite(yn, n) || (na && !all_finite(auxn, na));
+        if (nonfinite) {
+            if (!d->adaptive)
+                return fixed_nonfinite(d, t, h);
+            st->retries++;
+            st->steps_rejected++;
+            if (++nretry > MAX_RETRIES)
+                return nde_error(s->ctx, NDE_ENONFINITE,
+                                 "non-finite values at t = %g in %d retries "
+                                 "in a row (last |h| = %g)", t, MAX_RETRIES,
+                                 fabs(h));
+            habs = fabs(h) * RETRY_SHRINK;
+            continue;
         }
+        nretry = 0;
+        if (eest > 1.0) {
+            st->steps_rejected++;
+            habs = fabs(nde_pi_reject(&pi, eest, h));
+            continue;
+        }
+
+        st->steps_accepted++;
+        if (d->rec && (rc = record_step(d, t, h, y, aux, yn, eest)) != NDE_OK)
+            return rc;
+        save_step(d, t, h, t_new, y, yn);
+        if (fabs(h) < st->h_min)
+            st->h_min = fabs(h);
+        if (fabs(h) > st->h_max)
+            st->h_max = fabs(h);
         {
             double *tmp = y;
             y = yn;
@@ -877,14 +760,70 @@ int nde_ops_solve(nde_solver *s, const nde_solve_opts *o, const double *theta,
             aux = auxn;
             auxn = tmp;
         }
-        t = tn;
-        for (; istop < o->ntstops && nde_step_grid_snap(&g, o->tstops[istop]) <= t;
-             istop++)
-            if (o->at_tstop &&
-                (rc = o->at_tstop(o->at_tstop_user, istop, t, y)) != 0)
-                return rc;
+        t = t_new;
+        nde_solver_accept(s);
+        {
+            double next = d->adaptive ? fabs(nde_pi_accept(&pi, eest, h))
+                                      : habs;
+            if (land && d->istop < o->ntstops) {
+                int trc = NDE_OK;
+                next = at_tstops(d, t, y, h, habs, next, &trc);
+                if (trc != NDE_OK)
+                    return trc;
+            }
+            habs = next;
+        }
+        if (o->dtmax > 0 && habs > o->dtmax)
+            habs = o->dtmax;
     }
-    if (rec)
-        nde_trajectory_end_ops(rec, t1, y, aux);
+    record_end(d, y, aux);
     return NDE_OK;
+}
+
+int nde_solve(nde_solver *s, const nde_solve_opts *opts, const double *theta,
+              double t0, const double *y0, double t1, size_t nsave,
+              const double *tsave, double *ysave, nde_stats *stats)
+{
+    const unsigned flags = s->type->info.flags;
+    const long nfe0 = s->counts.nfe;
+    nde_stats st;
+    drive d;
+    int rc;
+
+    memset(&st, 0, sizeof st);
+    st.h_min = HUGE_VAL;
+    memset(&d, 0, sizeof d);
+    d.s = s;
+    d.o = opts;
+    d.theta = theta;
+    d.t0 = t0;
+    d.t1 = t1;
+    d.dir = t1 >= t0 ? 1.0 : -1.0;
+    d.n = s->batch * s->field->dim;
+    d.na = (size_t)s->aux * d.n;
+    d.adaptive = (flags & NDE_CAP_ADAPTIVE) != 0;
+    d.dense = s->ops->dense != NULL;
+    d.sde = nde_solver_is_sde(s);
+    d.norm.rtol = opts->rtol;
+    d.norm.atol = opts->atol;
+    d.norm.blocks = opts->norm_blocks;
+    d.norm.nblocks = opts->nnorm_blocks;
+    d.rec = opts->record;
+    d.rec_aux = s->type->tableau == NULL;
+    d.nsave = nsave;
+    d.tsave = tsave;
+    d.ysave = ysave;
+    d.st = &st;
+    rc = drive_check(&d, y0);
+    if (rc == NDE_OK && d.rec)
+        rc = record_begin(&d);
+    if (rc == NDE_OK)
+        rc = drive_run(&d, y0);
+    st.nfe = s->counts.nfe - nfe0;
+    if (st.steps_accepted == 0)
+        st.h_min = 0.0;
+    st.status = rc;
+    if (stats)
+        *stats = st;
+    return rc;
 }

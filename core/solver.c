@@ -1,7 +1,9 @@
-/* Generic solver object: composition from a config section, lifecycle, and
- * the checks that a tableau plugin is well formed. */
+/* Generic solver object: composition from a config section, lifecycle, the
+ * checks that a plugin's tableau or ops are well formed, and the operations
+ * dispatched through the instance's table. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "nde/nde.h"
 #include "internal.h"
@@ -88,35 +90,45 @@ static int check_tableau(nde_ctx *ctx, const nde_solver_type *type)
     return nde_rk_tableau_check_orders(ctx, type);
 }
 
-/* An ops table against the declared flags: every entry point a solve or
- * an adjoint calls is there, reverse exactly when the solver says it is
- * reversible. */
+/* An ops table against the declared flags: each optional operation is
+ * there exactly when its capability is declared, and what the driver and
+ * the adjoints call together comes together. */
 static int check_ops(nde_ctx *ctx, const nde_solver_type *type)
 {
-    const nde_solver_ops *ops = type->ops;
+    const nde_solver_ops *ops = &type->ops;
     const char *name = type->info.name;
     const unsigned flags = type->info.flags;
+    static const struct {
+        unsigned cap;
+        const char *what;
+    } caps[] = {{NDE_CAP_DENSE, "dense and last_stages (NDE_CAP_DENSE)"},
+                {NDE_CAP_STIFFNESS, "stiffness (NDE_CAP_STIFFNESS)"},
+                {NDE_CAP_STEP_VJP, "step_vjp (NDE_CAP_STEP_VJP)"},
+                {NDE_CAP_REVERSIBLE, "reverse (NDE_CAP_REVERSIBLE)"},
+                {NDE_CAP_FSAL, "accept and invalidate (NDE_CAP_FSAL)"}};
+    const int has[] = {ops->dense && ops->last_stages, !!ops->stiffness,
+                       !!ops->step_vjp, !!ops->reverse,
+                       ops->accept && ops->invalidate};
 
-    if (type->tableau)
+    if (!ops->step || ops->aux < 0 || ops->stages < 0 ||
+        (ops->create && !ops->destroy) || (ops->aux > 0 && !ops->start) ||
+        (ops->aux > 0 && ops->step_vjp && !ops->start_vjp))
         return nde_error(ctx, NDE_EPLUGIN,
-                         "solver '%s' has both a tableau and ops", name);
-    if (ops->aux < 0 || !ops->create || !ops->destroy || !ops->start ||
-        !ops->step || !ops->step_vjp || !ops->start_vjp)
+                         "solver '%s': its ops need step, aux >= 0, "
+                         "stages >= 0, destroy with create, start with aux, "
+                         "start_vjp with step_vjp and aux", name);
+    for (size_t i = 0; i < sizeof caps / sizeof *caps; i++)
+        if (!!(flags & caps[i].cap) != has[i])
+            return nde_error(ctx, NDE_EPLUGIN,
+                             "solver '%s': the ops must have %s exactly when "
+                             "the flag is declared", name, caps[i].what);
+    if (!!(flags & NDE_CAP_DENSE) != (ops->stages > 0))
         return nde_error(ctx, NDE_EPLUGIN,
-                         "solver '%s': ops need aux >= 0 and create, "
-                         "destroy, start, step, step_vjp, start_vjp", name);
-    if (!!(flags & NDE_CAP_REVERSIBLE) != !!ops->reverse)
-        return nde_error(ctx, NDE_EPLUGIN,
-                         "solver '%s': a reverse step must be given exactly "
-                         "when the solver declares NDE_CAP_REVERSIBLE", name);
-    if (flags & (NDE_CAP_ADAPTIVE | NDE_CAP_DENSE | NDE_CAP_STIFFNESS |
-                 NDE_CAP_FSAL))
-        return nde_error(ctx, NDE_EPLUGIN,
-                         "solver '%s': a solver with ops is fixed-step (no "
-                         "adaptive, dense, stiffness or FSAL flags)", name);
-    if (type->order < 1)
-        return nde_error(ctx, NDE_EPLUGIN, "solver '%s': order not set",
+                         "solver '%s': stages > 0 exactly with dense output",
                          name);
+    if (type->order < 1 || ((flags & NDE_CAP_ADAPTIVE) && type->error_order < 1))
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "solver '%s': order / error_order not set", name);
     return NDE_OK;
 }
 
@@ -162,33 +174,28 @@ static int check_pairing(nde_ctx *ctx, const nde_solver_type *type,
     return NDE_OK;
 }
 
-static int ops_buffers(nde_ops_solver *os, size_t n, int aux)
-{
-    const size_t na = (size_t)aux * n;
-
-    if (!(os->block = malloc((3 * n + 2 * na) * sizeof(double))))
-        return NDE_ENOMEM;
-    os->y = os->block;
-    os->y_next = os->y + n;
-    os->dw = os->y_next + n;
-    os->aux = os->dw + n;
-    os->aux_next = os->aux + na;
-    return NDE_OK;
-}
+/* The instance, and the engine's table for a tableau solver. */
+typedef struct solver_impl {
+    nde_solver pub;
+    nde_solver_ops rk_ops;
+} solver_impl;
 
 int nde_solver_create_from(nde_ctx *ctx, const nde_solver_type *type,
                            nde_field *field, nde_solver **out)
 {
+    solver_impl *impl;
     nde_solver *s;
-    nde_ops_solver *os = NULL;
-    size_t n;
     int rc;
 
     *out = NULL;
     if (type->info.kind != NDE_KIND_SOLVER)
         return nde_error(ctx, NDE_EPLUGIN, "plugin '%s' is not a solver",
                          type->info.name);
-    rc = type->ops ? check_ops(ctx, type) : check_tableau(ctx, type);
+    if (type->tableau && type->ops.step)
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "solver '%s' has both a tableau and ops",
+                         type->info.name);
+    rc = type->tableau ? check_tableau(ctx, type) : check_ops(ctx, type);
     if (rc != NDE_OK)
         return rc;
     if (!field || field->batch_max == 0 || field->dim == 0)
@@ -196,31 +203,29 @@ int nde_solver_create_from(nde_ctx *ctx, const nde_solver_type *type,
                          "solver '%s': needs a created field", type->info.name);
     if ((rc = check_pairing(ctx, type, field)) != NDE_OK)
         return rc;
-    if (type->ops)
-        s = (os = calloc(1, sizeof *os)) ? &os->pub : NULL;
-    else
-        s = calloc(1, sizeof *s);
-    if (!s)
+    if (!(impl = calloc(1, sizeof *impl)))
         return nde_error(ctx, NDE_ENOMEM, "out of memory creating solver '%s'",
                          type->info.name);
+    s = &impl->pub;
     s->type = type;
+    if (type->tableau) {
+        nde_rk_ops_fill(type->tableau, &impl->rk_ops);
+        s->ops = &impl->rk_ops;
+    } else {
+        s->ops = &type->ops;
+    }
     s->ctx = ctx;
     s->field = field;
     s->batch_max = field->batch_max;
     s->batch = field->batch_max;
-    n = field->batch_max * field->dim;
-    if (os) {
-        rc = ops_buffers(os, n, type->ops->aux);
-        if (rc == NDE_OK && (rc = type->ops->create(s)) != NDE_OK) {
-            nde_solver_destroy(s);
-            return rc == NDE_ENOMEM
-                       ? nde_error(ctx, rc, "out of memory for the workspace "
-                                   "of solver '%s'", type->info.name)
-                       : rc;
-        }
-    } else {
-        rc = nde_rk_work_create(type->tableau->stages, n,
-                                (nde_rk_work **)&s->work);
+    s->aux = s->ops->aux;
+    s->stages = s->ops->stages;
+    rc = nde_solve_buffers_create(field->batch_max * field->dim, s->aux,
+                                  &s->buf);
+    if (rc == NDE_OK && s->ops->create && (rc = s->ops->create(s)) != NDE_OK &&
+        rc != NDE_ENOMEM) {
+        nde_solver_destroy(s);
+        return rc;
     }
     if (rc != NDE_OK) {
         nde_solver_destroy(s);
@@ -236,14 +241,9 @@ void nde_solver_destroy(nde_solver *s)
 {
     if (!s)
         return;
-    if (s->type->ops) {
-        nde_ops_solver *os = (nde_ops_solver *)s;
-        s->type->ops->destroy(s);
-        free(os->block);
-        free(os);
-        return;
-    }
-    nde_rk_work_destroy(s->work);
+    if (s->ops->destroy)
+        s->ops->destroy(s);
+    nde_solve_buffers_destroy(s->buf);
     free(s);
 }
 
@@ -259,21 +259,30 @@ int nde_solver_set_batch(nde_solver *s, size_t batch)
 }
 
 /* ------------------------------------------------------------------ */
-/* Solvers with ops                                                    */
+/* The operations, each refused when the solver does not have it        */
 
-static int need_ops(const nde_solver *s)
+static __attribute__((noinline)) int missing(const nde_solver *s,
+                                             const char *what)
 {
-    if (s->type->ops)
+    return nde_error(s->ctx, NDE_ECAPABILITY, "solver '%s' has no %s",
+                     s->type->info.name, what);
+}
+
+/* Calls through nde_solver_step and its VJPs are for ODE solvers without
+ * state besides y (a step of the others needs dw or aux). */
+static int need_plain_ode(const nde_solver *s, const char *what)
+{
+    if (s->aux == 0 && !nde_solver_is_sde(s))
         return NDE_OK;
-    return nde_error(s->ctx, NDE_ECAPABILITY,
-                     "solver '%s' is a Runge-Kutta tableau, not a solver "
-                     "with its own state (start/advance/reverse)",
-                     s->type->info.name);
+    return nde_error(s->ctx, NDE_EINVAL,
+                     "solver '%s' carries state besides y or integrates "
+                     "SDEs: use nde_solver_advance%s", s->type->info.name,
+                     what);
 }
 
 int nde_solver_aux(const nde_solver *s)
 {
-    return s->type->ops ? s->type->ops->aux : 0;
+    return s->aux;
 }
 
 int nde_solver_is_sde(const nde_solver *s)
@@ -285,32 +294,137 @@ int nde_solver_is_sde(const nde_solver *s)
 int nde_solver_start(nde_solver *s, const double *theta, double t0,
                      const double *y0, double *aux0)
 {
-    int rc = need_ops(s);
-    return rc ? rc : s->type->ops->start(s, theta, t0, y0, aux0);
+    return s->ops->start ? s->ops->start(s, theta, t0, y0, aux0) : NDE_OK;
 }
 
 int nde_solver_advance(nde_solver *s, const double *theta, double t, double h,
                        const double *dw, const double *y, const double *aux,
                        double *y_next, double *aux_next)
 {
-    int rc = need_ops(s);
-    return rc ? rc : s->type->ops->step(s, theta, t, h, dw, y, aux, y_next,
-                                        aux_next);
+    return s->ops->step(s, theta, t, h, dw, y, aux, y_next, aux_next, NULL,
+                        NULL, NULL);
 }
 
-int nde_solver_reverse(nde_solver *s, const double *theta, double t, double h,
-                       const double *dw, const double *y_next,
-                       const double *aux_next, double *y, double *aux)
+int nde_solver_step(nde_solver *s, const double *theta, double t, double h,
+                    const double *y, double *y_next, double *err)
 {
-    int rc = need_ops(s);
+    int rc = need_plain_ode(s, "");
+
+    if (!(s->type->info.flags & NDE_CAP_ADAPTIVE))
+        err = NULL;
+    return rc ? rc : s->ops->step(s, theta, t, h, NULL, y, NULL, y_next,
+                                  NULL, err, NULL, NULL);
+}
+
+int nde_solver_first_stage(nde_solver *s, const double *theta, double t,
+                           const double *y, const double **f0)
+{
+    int rc;
+
+    if (s->ops->derivative)
+        return s->ops->derivative(s, theta, t, y, f0);
+    s->counts.nfe++;
+    if ((rc = nde_field_eval(s->field, t, y, theta, s->buf->f0, s->batch)))
+        return rc;
+    *f0 = s->buf->f0;
+    return NDE_OK;
+}
+
+void nde_solver_accept(nde_solver *s)
+{
+    if (s->ops->accept)
+        s->ops->accept(s);
+}
+
+void nde_solver_invalidate(nde_solver *s)
+{
+    if (s->ops->invalidate)
+        s->ops->invalidate(s);
+}
+
+int nde_solver_dense(const nde_solver *s, const double *y, double h,
+                     double theta, double *out)
+{
+    if (!s->ops->dense)
+        return missing(s, "dense output");
+    return s->ops->dense(s, y, h, NULL, theta, out);
+}
+
+int nde_solver_dense_from(const nde_solver *s, const double *y, double h,
+                          const double *k, double theta, double *out)
+{
+    const size_t n = s->batch * s->field->dim;
+    const double *ks[NDE_RK_MAX_STAGES];
+
+    if (!s->ops->dense)
+        return missing(s, "dense output");
+    if (s->stages > NDE_RK_MAX_STAGES)
+        return nde_error(s->ctx, NDE_EINVAL, "solver '%s': %d stages, more "
+                         "than %d", s->type->info.name, s->stages,
+                         NDE_RK_MAX_STAGES);
+    for (int i = 0; i < s->stages; i++)
+        ks[i] = k + (size_t)i * n;
+    return s->ops->dense(s, y, h, ks, theta, out);
+}
+
+int nde_solver_stages(const nde_solver *s)
+{
+    return s->ops->dense ? s->stages : s->aux;
+}
+
+int nde_solver_copy_stages(const nde_solver *s, double *k)
+{
+    const size_t n = s->batch * s->field->dim;
+    const double *ks[NDE_RK_MAX_STAGES];
+
+    if (!s->ops->last_stages)
+        return missing(s, "dense output (stages to copy)");
+    s->ops->last_stages(s, ks);
+    for (int i = 0; i < s->stages; i++)
+        memcpy(k + (size_t)i * n, ks[i], n * sizeof(double));
+    return NDE_OK;
+}
+
+int nde_solver_stiffness(const nde_solver *s, const double *y_next,
+                         double *out)
+{
+    if (!s->ops->stiffness)
+        return missing(s, "stiffness estimate");
+    return s->ops->stiffness(s, y_next, out);
+}
+
+int nde_solver_step_vjp(nde_solver *s, const double *theta, double t, double h,
+                        const double *y, double rtol, double atol,
+                        const double *ybar_next, double ebar, double sbar,
+                        const nde_dense_cotangent *dc, size_t ndc,
+                        double *ybar, double *thetabar)
+{
+    const nde_step_cotangent ct = {ybar_next, NULL, ebar, rtol, atol, sbar,
+                                   dc, ndc};
+    int rc = need_plain_ode(s, "_vjp");
 
     if (rc)
         return rc;
-    if (!s->type->ops->reverse)
-        return nde_error(s->ctx, NDE_ECAPABILITY,
-                         "solver '%s' is not reversible", s->type->info.name);
-    return s->type->ops->reverse(s, theta, t, h, dw, y_next, aux_next, y,
-                                 aux);
+    if (!s->ops->step_vjp)
+        return missing(s, "step VJP");
+    return s->ops->step_vjp(s, theta, t, h, NULL, y, NULL, &ct, ybar, NULL,
+                            thetabar);
+}
+
+int nde_solver_last_step_vjp(nde_solver *s, double rtol, double atol,
+                             const double *ybar_next, double ebar,
+                             double sbar, const nde_dense_cotangent *dc,
+                             size_t ndc, double *ybar, double *thetabar)
+{
+    const nde_step_cotangent ct = {ybar_next, NULL, ebar, rtol, atol, sbar,
+                                   dc, ndc};
+    int rc = need_plain_ode(s, "_vjp");
+
+    if (rc)
+        return rc;
+    if (!s->ops->last_step_vjp)
+        return missing(s, "VJP of its last step");
+    return s->ops->last_step_vjp(s, &ct, ybar, NULL, thetabar);
 }
 
 int nde_solver_advance_vjp(nde_solver *s, const double *theta, double t,
@@ -319,17 +433,31 @@ int nde_solver_advance_vjp(nde_solver *s, const double *theta, double t,
                            const double *auxbar_next, double *ybar,
                            double *auxbar, double *thetabar)
 {
-    int rc = need_ops(s);
-    return rc ? rc : s->type->ops->step_vjp(s, theta, t, h, dw, y, aux,
-                                            ybar_next, auxbar_next, ybar,
-                                            auxbar, thetabar);
+    const nde_step_cotangent ct = {ybar_next, auxbar_next, 0.0, 0.0, 0.0, 0.0,
+                                   NULL, 0};
+
+    if (!s->ops->step_vjp)
+        return missing(s, "step VJP");
+    return s->ops->step_vjp(s, theta, t, h, dw, y, aux, &ct, ybar, auxbar,
+                            thetabar);
 }
 
 int nde_solver_start_vjp(nde_solver *s, const double *theta, double t0,
                          const double *y0, const double *auxbar0,
                          double *ybar0, double *thetabar)
 {
-    int rc = need_ops(s);
-    return rc ? rc : s->type->ops->start_vjp(s, theta, t0, y0, auxbar0,
-                                             ybar0, thetabar);
+    if (s->aux == 0)
+        return NDE_OK;
+    if (!s->ops->start_vjp)
+        return missing(s, "step VJP");
+    return s->ops->start_vjp(s, theta, t0, y0, auxbar0, ybar0, thetabar);
+}
+
+int nde_solver_reverse(nde_solver *s, const double *theta, double t, double h,
+                       const double *dw, const double *y_next,
+                       const double *aux_next, double *y, double *aux)
+{
+    if (!s->ops->reverse)
+        return missing(s, "exact reverse step (not reversible)");
+    return s->ops->reverse(s, theta, t, h, dw, y_next, aux_next, y, aux);
 }

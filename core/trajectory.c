@@ -140,7 +140,7 @@ static void thin_states(nde_trajectory *tr)
 }
 
 int nde_trajectory_push(nde_trajectory *tr, double t, double h,
-                        const double *y, double *const *k, double eest,
+                        const double *y, const double *const *k, double eest,
                         double stiff)
 {
     const size_t n = tr->n, j = tr->nsteps;
@@ -227,7 +227,7 @@ int nde_trajectory_push_ops(nde_trajectory *tr, double t, double h,
                             const double *y, const double *aux)
 {
     const size_t na = (size_t)tr->stages * tr->n;
-    double *kp[1];
+    const double *kp[1];
     int rc;
 
     /* The generic push stores t, h and y (thinned with max_states); when

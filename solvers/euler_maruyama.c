@@ -43,22 +43,16 @@ static int em_create(nde_solver *s)
     return NDE_OK;
 }
 
-static int em_start(nde_solver *s, const double *theta, double t0,
-                    const double *y0, double *aux0)
-{
-    (void)s; (void)theta; (void)t0; (void)y0; (void)aux0;
-    return NDE_OK;
-}
-
 static int em_step(nde_solver *s, const double *theta, double t, double h,
                    const double *dw, const double *y, const double *aux,
-                   double *y_next, double *aux_next)
+                   double *y_next, double *aux_next, double *err,
+                   const nde_norm_spec *norm, double *eest)
 {
     em_work *w = s->work;
     const size_t n = s->batch * s->field->dim;
     int rc;
 
-    (void)aux; (void)aux_next;
+    (void)aux; (void)aux_next; (void)err; (void)norm; (void)eest;
     s->counts.nfe++;
     if ((rc = nde_field_eval(s->field, t, y, theta, w->f, s->batch)) ||
         (rc = nde_field_diffusion(s->field, t, y, theta, w->g, s->batch)))
@@ -71,14 +65,16 @@ static int em_step(nde_solver *s, const double *theta, double t, double h,
 /* ybar += ybar_next (I + h df/dy + dW dg/dy), thetabar likewise. */
 static int em_step_vjp(nde_solver *s, const double *theta, double t, double h,
                        const double *dw, const double *y, const double *aux,
-                       const double *ybar_next, const double *auxbar_next,
+                       const nde_step_cotangent *ct,
                        double *ybar, double *auxbar, double *thetabar)
 {
     em_work *w = s->work;
     const size_t n = s->batch * s->field->dim;
     int rc;
 
-    (void)aux; (void)auxbar_next; (void)auxbar;
+    const double *ybar_next = ct->y_next;
+
+    (void)aux; (void)auxbar;
     if (!ybar_next)
         return NDE_OK;
     for (size_t i = 0; i < n; i++) {
@@ -97,26 +93,13 @@ static int em_step_vjp(nde_solver *s, const double *theta, double t, double h,
     return NDE_OK;
 }
 
-static int em_start_vjp(nde_solver *s, const double *theta, double t0,
-                        const double *y0, const double *auxbar0,
-                        double *ybar0, double *thetabar)
-{
-    (void)s; (void)theta; (void)t0; (void)y0; (void)auxbar0; (void)ybar0;
-    (void)thetabar;
-    return NDE_OK;
-}
-
-static const nde_solver_ops em_ops = {
-    .aux = 0, .create = em_create, .destroy = em_destroy, .start = em_start,
-    .step = em_step, .reverse = NULL, .step_vjp = em_step_vjp,
-    .start_vjp = em_start_vjp};
-
 static const nde_solver_type euler_maruyama = {
     .info = {NDE_ABI_VERSION, NDE_KIND_SOLVER, "euler_maruyama",
              "Euler-Maruyama for Ito SDEs, fixed step (dt); strong order 1 "
              "for additive noise",
              NULL, NDE_CAP_SDE_ITO | NDE_CAP_STEP_VJP, "1"},
     /* strong order x 2 (solver.h): 0.5 */
-    .order = 1, .error_order = 0, .dense_order = 0, .ops = &em_ops};
+    .order = 1, .error_order = 0, .dense_order = 0, .ops = {.create = em_create, .destroy = em_destroy, .step = em_step,
+            .step_vjp = em_step_vjp}};
 
 NDE_MODULE(&euler_maruyama.info);

@@ -54,13 +54,6 @@ static int heun_create(nde_solver *s)
     return NDE_OK;
 }
 
-static int heun_start(nde_solver *s, const double *theta, double t0,
-                      const double *y0, double *aux0)
-{
-    (void)s; (void)theta; (void)t0; (void)y0; (void)aux0;
-    return NDE_OK;
-}
-
 /* f0, g0 at (t, y) and the predictor yt; one evaluation. */
 static int predict(nde_solver *s, const double *theta, double t, double h,
                    const double *dw, const double *y)
@@ -80,13 +73,14 @@ static int predict(nde_solver *s, const double *theta, double t, double h,
 
 static int heun_step(nde_solver *s, const double *theta, double t, double h,
                      const double *dw, const double *y, const double *aux,
-                     double *y_next, double *aux_next)
+                     double *y_next, double *aux_next, double *err,
+                     const nde_norm_spec *norm, double *eest)
 {
     heun_work *w = s->work;
     const size_t n = s->batch * s->field->dim;
     int rc;
 
-    (void)aux; (void)aux_next;
+    (void)aux; (void)aux_next; (void)err; (void)norm; (void)eest;
     if ((rc = predict(s, theta, t, h, dw, y)))
         return rc;
     s->counts.nfe++;
@@ -110,15 +104,16 @@ static int heun_step(nde_solver *s, const double *theta, double t, double h,
  */
 static int heun_step_vjp(nde_solver *s, const double *theta, double t,
                          double h, const double *dw, const double *y,
-                         const double *aux, const double *ybar_next,
-                         const double *auxbar_next, double *ybar,
-                         double *auxbar, double *thetabar)
+                         const double *aux, const nde_step_cotangent *ct,
+                         double *ybar, double *auxbar, double *thetabar)
 {
     heun_work *w = s->work;
     const size_t n = s->batch * s->field->dim;
     int rc;
 
-    (void)aux; (void)auxbar_next; (void)auxbar;
+    const double *ybar_next = ct->y_next;
+
+    (void)aux; (void)auxbar;
     if (!ybar_next)
         return NDE_OK;
     if ((rc = predict(s, theta, t, h, dw, y)))
@@ -150,20 +145,6 @@ static int heun_step_vjp(nde_solver *s, const double *theta, double t,
     return NDE_OK;
 }
 
-static int heun_start_vjp(nde_solver *s, const double *theta, double t0,
-                          const double *y0, const double *auxbar0,
-                          double *ybar0, double *thetabar)
-{
-    (void)s; (void)theta; (void)t0; (void)y0; (void)auxbar0; (void)ybar0;
-    (void)thetabar;
-    return NDE_OK;
-}
-
-static const nde_solver_ops heun_ops = {
-    .aux = 0, .create = heun_create, .destroy = heun_destroy,
-    .start = heun_start, .step = heun_step, .reverse = NULL,
-    .step_vjp = heun_step_vjp, .start_vjp = heun_start_vjp};
-
 static const nde_solver_type heun = {
     .info = {NDE_ABI_VERSION, NDE_KIND_SOLVER, "heun",
              "stochastic Heun (predictor-corrector) for Stratonovich SDEs, "
@@ -173,6 +154,7 @@ static const nde_solver_type heun = {
              NULL, NDE_CAP_SDE_STRATONOVICH | NDE_CAP_STEP_VJP, "1"},
     /* strong order x 2 (solver.h): 0.5 for general noise (1 for commutative
      * or additive noise) */
-    .order = 1, .error_order = 0, .dense_order = 0, .ops = &heun_ops};
+    .order = 1, .error_order = 0, .dense_order = 0, .ops = {.create = heun_create, .destroy = heun_destroy,
+            .step = heun_step, .step_vjp = heun_step_vjp}};
 
 NDE_MODULE(&heun.info);

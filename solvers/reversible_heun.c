@@ -77,7 +77,8 @@ static int rh_start(nde_solver *s, const double *theta, double t0,
 
 static int rh_step(nde_solver *s, const double *theta, double t, double h,
                    const double *dw, const double *y, const double *aux,
-                   double *y_next, double *aux_next)
+                   double *y_next, double *aux_next, double *err,
+                   const nde_norm_spec *norm, double *eest)
 {
     const size_t n = s->batch * s->field->dim;
     const double *z = aux, *f0 = aux + n, *g0 = aux + 2 * n;
@@ -85,6 +86,7 @@ static int rh_step(nde_solver *s, const double *theta, double t, double h,
     double *z1 = aux_next;
     int rc;
 
+    (void)err; (void)norm; (void)eest;
     for (size_t i = 0; i < n; i++)
         z1[i] = 2.0 * y[i] - z[i] + f0[i] * h + g0[i] * dw[i];
     if ((rc = eval_at(s, theta, t + h, z1, aux_next)) != NDE_OK)
@@ -125,12 +127,13 @@ static int rh_reverse(nde_solver *s, const double *theta, double t, double h,
  */
 static int rh_step_vjp(nde_solver *s, const double *theta, double t, double h,
                        const double *dw, const double *y, const double *aux,
-                       const double *ybar_next, const double *auxbar_next,
+                       const nde_step_cotangent *ct,
                        double *ybar, double *auxbar, double *thetabar)
 {
     rh_work *w = s->work;
     const size_t n = s->batch * s->field->dim;
     const double *z = aux, *f0 = aux + n, *g0 = aux + 2 * n;
+    const double *ybar_next = ct->y_next, *auxbar_next = ct->aux_next;
     const double t1 = t + h;
     int rc;
 
@@ -183,11 +186,6 @@ static int rh_start_vjp(nde_solver *s, const double *theta, double t0,
     return NDE_OK;
 }
 
-static const nde_solver_ops rh_ops = {
-    .aux = 3, .create = rh_create, .destroy = rh_destroy, .start = rh_start,
-    .step = rh_step, .reverse = rh_reverse, .step_vjp = rh_step_vjp,
-    .start_vjp = rh_start_vjp};
-
 static const nde_solver_type reversible_heun = {
     .info = {NDE_ABI_VERSION, NDE_KIND_SOLVER, "reversible_heun",
              "reversible Heun for Stratonovich SDEs, fixed step (dt), exact "
@@ -199,6 +197,8 @@ static const nde_solver_type reversible_heun = {
              "1"},
     /* strong order x 2 (solver.h): 0.5 for general noise (1 for commutative
      * or additive noise) */
-    .order = 1, .error_order = 0, .dense_order = 0, .ops = &rh_ops};
+    .order = 1, .error_order = 0, .dense_order = 0, .ops = {.aux = 3, .create = rh_create, .destroy = rh_destroy,
+            .start = rh_start, .step = rh_step, .step_vjp = rh_step_vjp,
+            .start_vjp = rh_start_vjp, .reverse = rh_reverse}};
 
 NDE_MODULE(&reversible_heun.info);

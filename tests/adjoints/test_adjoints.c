@@ -260,14 +260,16 @@ static void run_free(run *r)
     nde_solver_destroy(r->s);
 }
 
-/* Forward solve (recording what the adjoint asked for), then the
- * gradient. Returns the backward NFE. */
+/* Forward solve (recording what the adjoint asked for) with the cotangent
+ * times as save times, as a loss would (a fixed-step solve stops on them),
+ * then the gradient. Returns the backward NFE. */
 static long run_gradient(run *r, problem *p, const cotangents *c,
                          double *ybar0, double *thetabar)
 {
+    double ys[16 * 8];
     nde_stats st;
-    int rc = nde_solve(r->s, &r->o, p->theta, p->t0, p->y0, p->t1, 0, NULL,
-                       NULL, &r->fwd);
+    int rc = nde_solve(r->s, &r->o, p->theta, p->t0, p->y0, p->t1, c->n,
+                       c->t, ys, &r->fwd);
     ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
     memset(&st, 0, sizeof st);
     rc = nde_adjoint_gradient(r->a, &r->o, r->tr, p->theta, c->ct, c->n,

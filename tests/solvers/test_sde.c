@@ -178,25 +178,31 @@ static int bad_start(nde_solver *s, const double *th, double t0,
 START_TEST(test_ops_table_checked)
 {
     const nde_solver_type *em = solver_named("euler_maruyama");
+    const nde_solver_type *rh = solver_named("reversible_heun");
     nde_field *f = make_field(&gbm_field, 1);
-    nde_solver_ops ops = *em->ops;
     nde_solver_type t = *em;
     nde_solver *s;
 
-    t.ops = &ops;
-    ops.reverse = NULL;
-    ops.step_vjp = NULL;
+    t.ops.step_vjp = NULL; /* declared by NDE_CAP_STEP_VJP */
     ck_assert_int_eq(nde_solver_create_from(ctx, &t, f, &s), NDE_EPLUGIN);
     assert_message("step_vjp");
-    ops = *em->ops;
-    ops.aux = -1;
+    t = *em;
+    t.ops.aux = -1;
     ck_assert_int_eq(nde_solver_create_from(ctx, &t, f, &s), NDE_EPLUGIN);
-    ops = *em->ops;
+    t = *em;
     t.info.flags |= NDE_CAP_REVERSIBLE; /* claims a reverse it lacks */
     ck_assert_int_eq(nde_solver_create_from(ctx, &t, f, &s), NDE_EPLUGIN);
     assert_message("reverse");
-    t.info.flags = em->info.flags;
-    ops.start = bad_start;
+    t = *em;
+    t.ops.step = NULL;
+    ck_assert_int_eq(nde_solver_create_from(ctx, &t, f, &s), NDE_EPLUGIN);
+    assert_message("step");
+    t = *rh;
+    t.ops.start = NULL; /* aux without a start */
+    ck_assert_int_eq(nde_solver_create_from(ctx, &t, f, &s), NDE_EPLUGIN);
+    assert_message("start with aux");
+    t = *em;
+    t.ops.start = bad_start; /* optional without aux: accepted */
     s = NULL;
     ck_assert_int_eq(nde_solver_create_from(ctx, &t, f, &s), NDE_OK);
     nde_solver_destroy(s);
@@ -204,40 +210,48 @@ START_TEST(test_ops_table_checked)
 }
 END_TEST
 
-START_TEST(test_rk_entry_points_refuse)
+/* Every operation works for every solver that has it and is refused,
+ * naming the solver, for one that has not: the ODE-only conveniences
+ * (nde_solver_step and its VJPs) send SDE solvers to nde_solver_advance,
+ * and a tableau solver's step is also reachable as nde_solver_advance. */
+START_TEST(test_operations_by_capability)
 {
     const char *names[] = {"euler_maruyama", "reversible_heun"};
     nde_field *f = make_field(&gbm_field, 2);
     nde_field *ode = make_field(&ode_field, 2);
     const double th[2] = {0.5, 0.3}, y[2] = {1, 2}, ybar[2] = {1, 1};
-    double yn[2], err[2], k[8], out, tb[2] = {0, 0}, yb[2] = {0, 0};
+    double yn[2], yn2[2], err[2], k[8], out, tb[2] = {0, 0}, yb[2] = {0, 0};
     const double *f0;
     nde_solve_opts o;
 
     for (int i = 0; i < 2; i++) {
         nde_solver *s = make_solver(names[i], f);
         ck_assert_int_eq(nde_solver_step(s, th, 0, 0.1, y, yn, err),
-                         NDE_ECAPABILITY);
+                         NDE_EINVAL);
+        assert_message("nde_solver_advance");
         assert_message(names[i]);
-        ck_assert_int_eq(nde_solver_first_stage(s, th, 0, y, &f0),
-                         NDE_ECAPABILITY);
+        /* f(t, y) by the field when the solver keeps no stage of it */
+        ck_assert_int_eq(nde_solver_first_stage(s, th, 0, y, &f0), NDE_OK);
+        ck_assert_int_eq(nde_field_eval(f, 0, y, th, yn, 2), NDE_OK);
+        ck_assert(f0[0] == yn[0] && f0[1] == yn[1]);
         ck_assert_int_eq(nde_solver_dense(s, y, 0.1, 0.5, yn),
                          NDE_ECAPABILITY);
+        assert_message("dense");
         ck_assert_int_eq(nde_solver_dense_from(s, y, 0.1, k, 0.5, yn),
                          NDE_ECAPABILITY);
         ck_assert_int_eq(nde_solver_stiffness(s, y, &out), NDE_ECAPABILITY);
         ck_assert_int_eq(nde_solver_step_vjp(s, th, 0, 0.1, y, 1e-6, 1e-6,
                                              ybar, 0, 0, NULL, 0, yb, tb),
-                         NDE_ECAPABILITY);
+                         NDE_EINVAL);
         ck_assert_int_eq(nde_solver_last_step_vjp(s, 1e-6, 1e-6, ybar, 0, 0,
                                                   NULL, 0, yb, tb),
-                         NDE_ECAPABILITY);
+                         NDE_EINVAL);
         nde_solve_opts_default(&o, s->type);
         ck_assert_int_eq(nde_initial_step(s, &o, th, 0, y, y, 1, &out),
                          NDE_ECAPABILITY);
         nde_solver_accept(s);
         nde_solver_invalidate(s);
-        nde_solver_copy_stages(s, k);
+        ck_assert_int_eq(nde_solver_copy_stages(s, k), NDE_ECAPABILITY);
         ck_assert_int_eq(nde_solver_stages(s), nde_solver_aux(s));
         ck_assert_int_eq(nde_solver_aux(s), i == 0 ? 0 : 3);
         ck_assert(nde_solver_is_sde(s));
@@ -245,22 +259,26 @@ START_TEST(test_rk_entry_points_refuse)
         nde_solver_destroy(s);
     }
     {
-        /* And the ops wrappers refuse tableau solvers. */
+        /* A tableau solver through the general entry points. */
         nde_solver *s = make_solver("tsit5", ode);
         double aux[2];
         ck_assert_int_eq(nde_solver_aux(s), 0);
         ck_assert(!nde_solver_is_sde(s));
-        ck_assert_int_eq(nde_solver_start(s, th, 0, y, aux), NDE_ECAPABILITY);
-        assert_message("tsit5");
+        ck_assert_int_eq(nde_solver_start(s, th, 0, y, aux), NDE_OK);
         ck_assert_int_eq(nde_solver_advance(s, th, 0, 0.1, NULL, y, NULL, yn,
-                                            NULL), NDE_ECAPABILITY);
+                                            NULL), NDE_OK);
+        nde_solver_invalidate(s);
+        ck_assert_int_eq(nde_solver_step(s, th, 0, 0.1, y, yn2, NULL),
+                         NDE_OK);
+        ck_assert(yn[0] == yn2[0] && yn[1] == yn2[1]);
         ck_assert_int_eq(nde_solver_reverse(s, th, 0, 0.1, NULL, y, NULL, yn,
                                             NULL), NDE_ECAPABILITY);
+        assert_message("tsit5");
         ck_assert_int_eq(nde_solver_advance_vjp(s, th, 0, 0.1, NULL, y, NULL,
                                                 ybar, NULL, yb, NULL, tb),
-                         NDE_ECAPABILITY);
+                         NDE_OK);
         ck_assert_int_eq(nde_solver_start_vjp(s, th, 0, y, NULL, yb, tb),
-                         NDE_ECAPABILITY);
+                         NDE_OK);
         nde_solver_destroy(s);
     }
     {
@@ -993,7 +1011,7 @@ Suite *sde_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_pairing);
     tcase_add_test(tc, test_ops_table_checked);
-    tcase_add_test(tc, test_rk_entry_points_refuse);
+    tcase_add_test(tc, test_operations_by_capability);
     tcase_add_test(tc, test_rh_round_trip);
     tcase_add_test(tc, test_step_grid_snaps);
     tcase_add_test(tc, test_step_and_start_vjp);

@@ -1,26 +1,41 @@
 /*
- * nde/solve.h - the solve loop (core, not a plugin) and the problem section.
+ * nde/solve.h - the solve driver (core, not a plugin) and the problem
+ * section.
  *
  * Layers as in GSL odeiv2: the solver takes one step and estimates its
- * error; the controller (nde_controller) proposes the next step size from
- * the scaled error; nde_solve accepts or rejects, saves, counts and stops.
+ * error (nde/solver.h); the controller (nde_controller) proposes the next
+ * step size from the scaled error; nde_solve accepts or rejects, saves,
+ * counts and stops. One driver runs every solver, through its ops, with one
+ * semantics:
  *
- * Adaptive solvers (NDE_CAP_ADAPTIVE) step with a PI controller and the
- * automatic first step unless opts.dt > 0; fixed-step solvers take steps of
- * opts.dt (the last one before t1 or a tstop is shortened to land on it).
- * Save times are served by dense output, never by shortening steps (solvers
- * without dense output stop exactly on save times). Integration may run
- * backwards (t1 < t0); save times and tstops must then decrease.
- *
- * Solvers with ops (SDE solvers, reversible ones) step forwards only, on the
- * grid t0 + k dt (opts.dt > 0 required): each step ends at the next grid
- * point, save time, tstop or t1, whichever comes first, so save times and
- * tstops split a grid cell instead of shifting the grid. An SDE solver
- * takes its increments from opts.brownian, which the caller resets before
- * the solve to a path covering [t0, t1] with n = batch x dim channels; on
- * the solve's own grid (nde_brownian_reset with t0, t1 and dt) every query
- * is a whole cell, the fast case. An adjoint queries the same path
- * backwards.
+ * - Adaptive solvers (NDE_CAP_ADAPTIVE) step with the PI controller and the
+ *   automatic first step unless opts.dt > 0. Save times are served by dense
+ *   output, never by shortening steps (solvers without dense output stop
+ *   exactly on save times); steps land exactly on tstops and t1.
+ * - Fixed-step solvers step on the grid t0 + k dt toward t1 (opts.dt > 0;
+ *   the last cell ends at t1): a save time or tstop inside a cell splits it
+ *   and is served at a step's end, and the grid does not shift; one within
+ *   NDE_STEP_GRID_SNAP dt of a grid point is served at that grid point
+ *   (nde_step_grid).
+ * - max_steps counts step attempts: accepted, rejected and retried. A
+ *   fixed step that needs more than max_steps steps is refused before the
+ *   first (NDE_EMAXSTEPS).
+ * - A step whose values are not finite (the field's NDE_ERETRY, or a
+ *   non-finite y_next, aux_next or error) is retried with a quarter of the
+ *   step when the solver is adaptive (at most 30 times in a row) and fails
+ *   the solve with NDE_ENONFINITE when it is not.
+ * - t1 == t0 is a solve of no step: every save time (all equal to t0) gets
+ *   y0, for every solver.
+ * - Integration may run backwards (t1 < t0; save times and tstops must
+ *   then decrease), except for SDE solvers, which integrate forwards.
+ * - SDE solvers take the increment of each step attempt from
+ *   opts.brownian, which the caller resets before the solve to a path
+ *   covering [t0, t1] with n = batch x dim channels; a rejected step of an
+ *   adaptive SDE solver queries the same path on the shorter interval (the
+ *   Brownian Interval answers any interval exactly), so the path, not the
+ *   step sequence, fixes the noise. On the solve's own grid (nde_brownian_
+ *   reset with t0, t1 and dt) every fixed-step query is a whole cell, the
+ *   fast case. An adjoint queries the same path backwards.
  */
 #ifndef NDE_SOLVE_H
 #define NDE_SOLVE_H
@@ -51,7 +66,7 @@ typedef struct nde_solve_opts {
     double dtmin;           /* |h| below this (or below round-off at t) is
                                a step-size underflow                      */
     double dtmax;           /* 0 = unlimited                              */
-    long max_steps;         /* accepted + rejected                        */
+    long max_steps;         /* step attempts: accepted + rejected       */
     nde_controller ctrl;
     const double *tstops;   /* times the solver must step onto exactly    */
     size_t ntstops;
@@ -123,21 +138,24 @@ NDE_API int nde_initial_step(nde_solver *s, const nde_solve_opts *opts,
                              const double *f0, double t1, double *h0);
 
 /*
- * The step boundaries of a fixed-step solve with an ops solver (the same
- * sequence forwards and backwards, so an adjoint can walk it without a
- * record): the grid points of nde_grid_cells / nde_grid_time merged with
- * the save times and tstops strictly inside (t0, t1), and t1. A save time
- * or tstop within NDE_STEP_GRID_SNAP dt of a grid point is served at that
- * grid point (snap): 0.3 on a grid of 0.1 is 0.30000000000000004, and
- * without the snap a step of 6e-17 would sit between them. tsave and
- * tstops (non-decreasing) are borrowed. next returns the first boundary
- * strictly after t (t1 for t >= t1), prev the last one strictly before t
- * (t0 for t <= t0), snap the boundary at which a time in [t0, t1] that is a
- * save time, tstop or cotangent time is served.
+ * The step boundaries of a fixed-step solve (the same sequence forwards and
+ * backwards, so an adjoint can walk it without a record): the grid points
+ * t0 + k dt (for t1 > t0 those of nde_grid_cells / nde_grid_time) merged
+ * with the save times and tstops strictly between t0 and t1, and t1. A
+ * save time or tstop within NDE_STEP_GRID_SNAP dt of a grid point is
+ * served at that grid point (snap): 0.3 on a grid of 0.1 is
+ * 0.30000000000000004, and without the snap a step of 6e-17 would sit
+ * between them. tsave and tstops (ordered in the direction of
+ * integration) are borrowed. next returns the first boundary strictly
+ * after t (t1 for t at or beyond t1), prev the last one strictly before t
+ * (t0 for t at or before t0), snap the boundary at which a time between t0
+ * and t1 that is a save time, tstop or cotangent time is served; "after"
+ * and "before" in the direction of integration (dir). t1 == t0 is
+ * refused (NDE_EINVAL).
  */
 #define NDE_STEP_GRID_SNAP 1e-9
 typedef struct nde_step_grid {
-    double t0, t1, dt;
+    double t0, t1, dir, dt; /* dir = +1 or -1: the direction of t1      */
     size_t cells;
     const double *tsave;
     size_t nsave;

@@ -1,15 +1,26 @@
 /*
- * nde/solver.h - the solver interface: one step, its error and stiffness
- * estimates, dense output inside the step, and the VJP of the step.
+ * nde/solver.h - the solver interface: one ops table for every solver.
  *
- * ABI 1 solvers are explicit Runge-Kutta methods: a plugin supplies a
- * tableau and the core engine (core/rk.c) does the rest, so every RK solver
- * shares one implementation of stepping, FSAL reuse, dense output,
- * stiffness estimation and the step VJP. Solvers with their own structure
- * (SDE solvers, reversible ones) supply ops instead (nde_solver_ops below):
- * a state (y, aux) advanced by fixed steps, optionally reversed exactly.
+ * A solver advances a state (y, aux) over a batch of B rows (n = B * dim
+ * values in y; aux is `aux` further blocks of n values the method carries
+ * from step to step, e.g. reversible Heun's z, f(z), g(z)) by one step of
+ * size h. `step` is the only required operation; everything else is
+ * optional and declared by being present (SUNDIALS' generic-object style),
+ * each with the capability flag that says so: an embedded error estimate
+ * (NDE_CAP_ADAPTIVE: then the driver in nde/solve.h steps adaptively),
+ * dense output inside the last step (NDE_CAP_DENSE), a stiffness estimate
+ * (NDE_CAP_STIFFNESS), the VJP of a step (NDE_CAP_STEP_VJP), an exact
+ * reverse step (NDE_CAP_REVERSIBLE), first-same-as-last reuse
+ * (NDE_CAP_FSAL: accept / invalidate), and the noise it integrates
+ * (NDE_CAP_SDE_ITO / NDE_CAP_SDE_STRATONOVICH: step receives the Brownian
+ * increment dw of its interval). Flags and operations must agree; that is
+ * checked when the solver is created.
  *
- * A step of size h from (t, y) over a batch of B rows (n = B * dim values):
+ * Explicit Runge-Kutta methods need no operations at all: a plugin gives a
+ * tableau and core implements the table from it (one engine shared by
+ * every RK solver: stepping, FSAL reuse, dense output, stiffness and the
+ * step VJP), after checking the tableau against its declared orders. A
+ * step of size h from (t, y):
  *     g_i = y + h sum_{j<i} a_ij k_j,   k_i = f(t + c_i h, g_i)
  *     y_next = y + h sum_i b_i k_i
  *     err    = h sum_i btilde_i k_i                 (btilde = bhat - b)
@@ -49,44 +60,110 @@ typedef struct nde_rk_tableau {
 
 typedef struct nde_solver nde_solver;
 
+/* How a step's error estimate is measured: the scaled RMS norm of err with
+ * scale atol + rtol max(|y|, |y_next|), over the whole state, or the
+ * largest over consecutive blocks of blocks[0], ..., blocks[nblocks - 1]
+ * values (values after the last block are left out of the norm; see
+ * nde_solve_opts.norm_blocks). */
+typedef struct nde_norm_spec {
+    double rtol, atol;
+    const size_t *blocks;   /* NULL when nblocks = 0                        */
+    size_t nblocks;
+} nde_norm_spec;
+
+/* A cotangent on the dense output y(t + theta h) of a step (n values). */
+typedef struct nde_dense_cotangent {
+    double theta;
+    const double *g;
+} nde_dense_cotangent;
+
+/* Cotangents on the outputs of one step; every one may be absent (NULL or
+ * 0). eest is on the error norm measured with rtol and atol over the whole
+ * state (one block); stiffness on the stiffness estimate; dense on dense
+ * outputs inside the step (save points served by dense output). */
+typedef struct nde_step_cotangent {
+    const double *y_next;   /* n values                                     */
+    const double *aux_next; /* aux x n values                               */
+    double eest, rtol, atol;
+    double stiffness;
+    const nde_dense_cotangent *dense;
+    size_t ndense;
+} nde_step_cotangent;
+
 /*
- * A solver with its own structure: fixed steps of a state (y, aux), where
- * aux is `aux` further blocks of n = batch x dim values the method carries
- * from step to step (reversible Heun: z, f(z), g(z)). dw is the Brownian
- * increment of the step (n values: one channel per state) for an SDE
- * field, NULL for an ODE field. Outputs never alias inputs. One evaluation
- * of an SDE field (drift and diffusion at one point) counts as one in
- * s->counts.nfe, one VJP of both as one in s->counts.nvjp.
+ * The operations of a solver. Conventions: theta is the field's parameter
+ * vector; arrays hold s->batch rows (n values, or aux x n for aux); outputs
+ * never alias inputs; a VJP accumulates (+=) into its outputs, any of which
+ * may be NULL when not wanted. A field's NDE_ERETRY (non-finite values) is
+ * returned as is so that the driver can shrink the step; other errors stop
+ * the solve. Counts: one evaluation of the field (drift and diffusion at
+ * one point for an SDE) adds one to s->counts.nfe, one VJP one to
+ * s->counts.nvjp. Hot operations (step, dense, step_vjp) never allocate.
  */
 typedef struct nde_solver_ops {
-    int aux;                /* blocks of n values besides y (0 = none)       */
-    /* Workspace for batch_max x dim values in s->work; destroy must
-     * accept a half-built one. */
+    int aux;                /* blocks of n values besides y (0 = none)     */
+    int stages;             /* blocks of n values a recorded step keeps for
+                               dense (0 with no dense)                     */
+    /* Optional: workspace for batch_max x dim values in s->work; destroy
+     * (required with create) must accept a half-built one. */
     int (*create)(nde_solver *s);
     void (*destroy)(nde_solver *s);
-    /* The state at the start of a solve: aux0 from (t0, y0). */
+    /* Required when aux > 0: aux0 at the start of a solve from (t0, y0). */
     int (*start)(nde_solver *s, const double *theta, double t0,
                  const double *y0, double *aux0);
-    /* One step of size h: (y, aux) at t -> (y_next, aux_next) at t + h. */
+    /* Required: one step of size h (either sign, unless the solver
+     * integrates SDEs, forwards only) from (y, aux) at t to (y_next,
+     * aux_next) at t + h. dw: the Brownian increment on [t, t + h] (n
+     * values) for SDE solvers, NULL otherwise. With NDE_CAP_ADAPTIVE, when
+     * err is not NULL it receives the error estimate (n values), and when
+     * also eest is not NULL, *eest its norm under *norm, NaN if y_next
+     * holds a non-finite value (nde_error_norm_spec computes exactly that).
+     * Without NDE_CAP_ADAPTIVE err and eest are NULL. */
     int (*step)(nde_solver *s, const double *theta, double t, double h,
                 const double *dw, const double *y, const double *aux,
-                double *y_next, double *aux_next);
-    /* NDE_CAP_REVERSIBLE only (else NULL): the exact inverse of step,
-     * (y_next, aux_next) at t + h -> (y, aux) at t, to round-off. */
-    int (*reverse)(nde_solver *s, const double *theta, double t, double h,
-                   const double *dw, const double *y_next,
-                   const double *aux_next, double *y, double *aux);
-    /* VJP of step at (t, h, dw, y, aux): given cotangents on y_next and
-     * aux_next (either may be NULL = zero), accumulate ybar +=, auxbar +=
-     * and thetabar += (any may be NULL when not wanted). */
+                double *y_next, double *aux_next, double *err,
+                const nde_norm_spec *norm, double *eest);
+    /* Optional: f(t, y) into *f (valid until the next step), kept as the
+     * first stage of a step from y when the method can use it (the first
+     * step heuristic needs it). The driver evaluates the field itself
+     * otherwise. */
+    int (*derivative)(nde_solver *s, const double *theta, double t,
+                      const double *y, const double **f);
+    /* NDE_CAP_FSAL: the last step was accepted (its last stage becomes the
+     * next step's first); invalidate: y changed otherwise. */
+    void (*accept)(nde_solver *s);
+    void (*invalidate)(nde_solver *s);
+    /* NDE_CAP_DENSE: y(t + theta h), theta in [0, 1], of the step of size h
+     * from y whose stages are k (`stages` blocks of n values; NULL: the
+     * last step taken, until the next step). last_stages points k[i] at
+     * the last step's stages (for recording). */
+    int (*dense)(const nde_solver *s, const double *y, double h,
+                 const double *const *k, double theta, double *out);
+    void (*last_stages)(const nde_solver *s, const double **k);
+    /* NDE_CAP_STIFFNESS: the stiffness estimate of the last step (y_next as
+     * it returned); 0 when its denominator vanishes. */
+    int (*stiffness)(const nde_solver *s, const double *y_next, double *out);
+    /* NDE_CAP_STEP_VJP: VJP of the step (t, h, dw, y, aux) -> its outputs,
+     * recomputing what it needs. h is a constant (no gradient through
+     * step-size control). Accumulates ybar, auxbar, thetabar. */
     int (*step_vjp)(nde_solver *s, const double *theta, double t, double h,
                     const double *dw, const double *y, const double *aux,
-                    const double *ybar_next, const double *auxbar_next,
-                    double *ybar, double *auxbar, double *thetabar);
-    /* VJP of start: given auxbar0, accumulate ybar0 += and thetabar +=. */
+                    const nde_step_cotangent *ct, double *ybar,
+                    double *auxbar, double *thetabar);
+    /* Optional: the same for the last step taken (its theta, t, h, dw, y
+     * and aux, which the caller has not changed), reusing its stages;
+     * NDE_EINVAL when there is none (none taken, or accepted since). */
+    int (*last_step_vjp)(nde_solver *s, const nde_step_cotangent *ct,
+                         double *ybar, double *auxbar, double *thetabar);
+    /* Required with step_vjp when aux > 0: VJP of start, given auxbar0. */
     int (*start_vjp)(nde_solver *s, const double *theta, double t0,
                      const double *y0, const double *auxbar0, double *ybar0,
                      double *thetabar);
+    /* NDE_CAP_REVERSIBLE: the exact inverse of step, (y_next, aux_next) at
+     * t + h -> (y, aux) at t, to round-off. */
+    int (*reverse)(nde_solver *s, const double *theta, double t, double h,
+                   const double *dw, const double *y_next,
+                   const double *aux_next, double *y, double *aux);
 } nde_solver_ops;
 
 typedef struct nde_solver_type {
@@ -95,8 +172,10 @@ typedef struct nde_solver_type {
                                solvers: strong order x 2, so 1 = 0.5)        */
     int error_order;        /* order of the embedded solution; 0 if none     */
     int dense_order;        /* order of the dense output; 0 if none          */
-    const nde_rk_tableau *tableau; /* explicit RK solvers; or else ops      */
-    const nde_solver_ops *ops;
+    /* Either a tableau (explicit RK: leave ops empty, core implements it)
+     * or ops. */
+    const nde_rk_tableau *tableau;
+    nde_solver_ops ops;
 } nde_solver_type;
 
 /* Engine counters; reset by the caller when it wants per-solve numbers. */
@@ -105,14 +184,20 @@ typedef struct nde_solver_counts {
     long nvjp;              /* field VJPs                                     */
 } nde_solver_counts;
 
+typedef struct nde_solve_buffers nde_solve_buffers;
+
 struct nde_solver {
     const nde_solver_type *type;
+    const nde_solver_ops *ops; /* type->ops, or core's RK engine           */
     nde_ctx *ctx;
     nde_field *field;       /* borrowed; must outlive the solver             */
     size_t batch_max;       /* rows the workspace was sized for              */
     size_t batch;           /* rows of the current solve (<= batch_max)      */
+    int aux;                /* blocks of n values besides y                 */
+    int stages;             /* blocks of n values of a step's dense output  */
     nde_solver_counts counts;
-    void *work;             /* engine (or ops) workspace                     */
+    void *work;             /* the solver's own workspace                    */
+    nde_solve_buffers *buf; /* the driver's (nde_solve)                      */
 };
 
 /* Create the solver named by section `section` (key `plugin`) for `field`,
@@ -132,49 +217,54 @@ NDE_API void nde_solver_destroy(nde_solver *s);
 NDE_API int nde_solver_set_batch(nde_solver *s, size_t batch);
 
 /*
- * One step of size h (either sign) from (t, y). Writes y_next and, when err
- * is not NULL and the solver has an error estimate, the error vector.
- * Reuses k_1 from the previous step when the solver is FSAL and the previous
- * step was accepted onto this y (nde_solver_accept); call
- * nde_solver_invalidate() whenever y changes otherwise. Returns the field's
- * status (NDE_ERETRY on non-finite stage values, so the caller can shrink h).
+ * The operations, for callers that step by hand (adjoints, regularizers,
+ * tests). Each returns NDE_ECAPABILITY, naming the solver, when the solver
+ * does not have the operation; aux arguments hold nde_solver_aux(s) x n
+ * values (NULL when that is 0). See nde_solver_ops for the contracts.
  */
+NDE_API int nde_solver_aux(const nde_solver *s);
+NDE_API int nde_solver_is_sde(const nde_solver *s); /* NDE_CAP_SDE_* set */
+NDE_API int nde_solver_start(nde_solver *s, const double *theta, double t0,
+                             const double *y0, double *aux0);
+/* A step with its state: (y, aux) at t -> (y_next, aux_next) at t + h. */
+NDE_API int nde_solver_advance(nde_solver *s, const double *theta, double t,
+                               double h, const double *dw, const double *y,
+                               const double *aux, double *y_next,
+                               double *aux_next);
+/* A step of an ODE solver without aux state, and its error estimate when
+ * err is not NULL and the solver has one. Reuses the first stage from the
+ * previous step when the solver is FSAL and the previous step was accepted
+ * onto this y (nde_solver_accept); call nde_solver_invalidate() whenever y
+ * changes otherwise. */
 NDE_API int nde_solver_step(nde_solver *s, const double *theta, double t,
                             double h, const double *y, double *y_next,
                             double *err);
-
-/* Evaluate f(t, y) into the first stage of the next step and return it in
- * *f0 (valid until that step): what the initial-step heuristic needs, with
- * no evaluation wasted when the step from y follows. */
+/* f(t, y) into *f0, valid until the next step; kept as that step's first
+ * stage where the solver can use it (no evaluation wasted). */
 NDE_API int nde_solver_first_stage(nde_solver *s, const double *theta,
                                    double t, const double *y,
                                    const double **f0);
-
-/* The last step was accepted: carry its FSAL stage into the next step. */
+/* The last step was accepted; or y changed otherwise. No-ops for solvers
+ * without FSAL. */
 NDE_API void nde_solver_accept(nde_solver *s);
 NDE_API void nde_solver_invalidate(nde_solver *s);
 
 /* Dense output of the last step (taken from y with size h) at fraction
- * theta in [0, 1]. NDE_ECAPABILITY if the solver has none. */
+ * theta in [0, 1]. */
 NDE_API int nde_solver_dense(const nde_solver *s, const double *y, double h,
                              double theta, double *out);
-
 /* Dense output of a recorded step: k holds its stages (stages x n, as
  * nde_trajectory.k), y its start state. */
 NDE_API int nde_solver_dense_from(const nde_solver *s, const double *y,
                                   double h, const double *k, double theta,
                                   double *out);
-
-/* Number of stages of a step (the size of a trajectory's k per step). */
+/* Blocks of n values a recorded step keeps: the stages of a solver with
+ * dense output (nde_trajectory.k per step), else the aux state. */
 NDE_API int nde_solver_stages(const nde_solver *s);
+/* Copy the last step's stages into k (stages x n values). */
+NDE_API int nde_solver_copy_stages(const nde_solver *s, double *k);
 
-/* Copy the stages of the last step into k (stages x n values, the layout
- * of nde_trajectory.k), so that a caller replaying steps can keep their
- * dense output for nde_solver_dense_from. Valid until the next step. */
-NDE_API void nde_solver_copy_stages(const nde_solver *s, double *k);
-
-/* Stiffness estimate of the last step (y_next as returned by it); 0 when
- * the denominator vanishes. NDE_ECAPABILITY if the solver has none. */
+/* Stiffness estimate of the last step (y_next as returned by it). */
 NDE_API int nde_solver_stiffness(const nde_solver *s, const double *y_next,
                                  double *out);
 
@@ -182,57 +272,29 @@ NDE_API int nde_solver_stiffness(const nde_solver *s, const double *y_next,
 NDE_API double nde_error_norm(const double *err, const double *y,
                               const double *y_next, size_t n, double rtol,
                               double atol);
+/* The same in the blocks of *norm; NaN when y_next holds a non-finite
+ * value: what a step's eest must be. */
+NDE_API double nde_error_norm_spec(const nde_norm_spec *norm,
+                                   const double *err, const double *y,
+                                   const double *y_next, size_t n);
 
-/* A cotangent on the dense output y(t + theta h) of a step (n values). */
-typedef struct nde_dense_cotangent {
-    double theta;
-    const double *g;
-} nde_dense_cotangent;
-
-/*
- * VJP of one step (t, y, h) -> (y_next, EEst, S, dense outputs), recomputing
- * the stages. Given cotangents ybar_next (n values, may be NULL), ebar on
- * EEst (computed with rtol/atol), sbar on S and ndc cotangents on dense
- * outputs inside the step (save points served by dense output), accumulate
- * ybar += and thetabar += (either may be NULL). h is a constant (no
- * gradient through step-size control). Counts its field evaluations and
- * VJPs in s->counts.
- */
+/* VJP of one ODE step (t, y, h) -> (y_next, EEst, S, dense outputs), as
+ * nde_solver_ops.step_vjp with cotangents ybar_next, ebar on EEst
+ * (computed with rtol/atol), sbar on S and ndc on dense outputs. */
 NDE_API int nde_solver_step_vjp(nde_solver *s, const double *theta, double t,
                                 double h, const double *y, double rtol,
                                 double atol, const double *ybar_next,
                                 double ebar, double sbar,
                                 const nde_dense_cotangent *dc, size_t ndc,
                                 double *ybar, double *thetabar);
-
-/* The same for the step the last nde_solver_step call took (its theta, t,
- * h and y, which the caller must not have changed since), reusing its
- * stages instead of evaluating the field again. NDE_EINVAL when there is
- * no such step (none taken, or accepted since). */
+/* The same for the step the last nde_solver_step call took, reusing its
+ * stages. NDE_EINVAL when there is no such step. */
 NDE_API int nde_solver_last_step_vjp(nde_solver *s, double rtol, double atol,
                                      const double *ybar_next, double ebar,
                                      double sbar,
                                      const nde_dense_cotangent *dc, size_t ndc,
                                      double *ybar, double *thetabar);
-
-/*
- * Solvers with ops (s->type->ops != NULL; the RK functions above return
- * NDE_ECAPABILITY for them, and these return it for tableau solvers).
- * aux arguments hold nde_solver_aux(s) x n values (may be NULL when that
- * is 0). See nde_solver_ops for the contracts.
- */
-NDE_API int nde_solver_aux(const nde_solver *s);
-NDE_API int nde_solver_is_sde(const nde_solver *s); /* NDE_CAP_SDE_* set */
-NDE_API int nde_solver_start(nde_solver *s, const double *theta, double t0,
-                             const double *y0, double *aux0);
-NDE_API int nde_solver_advance(nde_solver *s, const double *theta, double t,
-                               double h, const double *dw, const double *y,
-                               const double *aux, double *y_next,
-                               double *aux_next);
-NDE_API int nde_solver_reverse(nde_solver *s, const double *theta, double t,
-                               double h, const double *dw,
-                               const double *y_next, const double *aux_next,
-                               double *y, double *aux);
+/* VJP of a step with its state (nde_solver_advance). */
 NDE_API int nde_solver_advance_vjp(nde_solver *s, const double *theta,
                                    double t, double h, const double *dw,
                                    const double *y, const double *aux,
@@ -242,6 +304,10 @@ NDE_API int nde_solver_advance_vjp(nde_solver *s, const double *theta,
 NDE_API int nde_solver_start_vjp(nde_solver *s, const double *theta, double t0,
                                  const double *y0, const double *auxbar0,
                                  double *ybar0, double *thetabar);
+NDE_API int nde_solver_reverse(nde_solver *s, const double *theta, double t,
+                               double h, const double *dw,
+                               const double *y_next, const double *aux_next,
+                               double *y, double *aux);
 
 #ifdef __cplusplus
 }
