@@ -522,10 +522,12 @@ static void record_end(const drive *d, const double *y, const double *aux)
 }
 
 /* Where a save time or tstop is served: a fixed-step solve snaps it to
- * its grid, an adaptive one takes it as given. */
+ * its grid, an adaptive one (or one of no step) takes it as given. */
 static double served_at(const drive *d, double ts)
 {
-    return d->adaptive ? ts : nde_step_grid_snap(&d->grid, ts);
+    if (d->adaptive || d->t1 == d->t0)
+        return ts;
+    return nde_step_grid_snap(&d->grid, ts);
 }
 
 /* Save times at t0 are y0; tstops at t0 are behind us. */

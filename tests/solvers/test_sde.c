@@ -1,10 +1,11 @@
 /*
- * SDE solvers (euler_maruyama, reversible_heun) and the fixed-step loop of
- * solvers with ops: pairing checks at create, the RK entry points refusing
- * ops solvers, strong and weak orders against exact solutions driven by
- * the same Brownian path, the exact reverse of reversible Heun, step and
- * start VJPs against central differences, and the loop (grid, save times,
- * tstops, recording, stats, failure modes).
+ * SDE solvers (euler_maruyama, reversible_heun) and the driver with solvers
+ * that have their own ops: pairing checks at create, the ops table checks,
+ * operations by capability, strong and weak orders against exact solutions
+ * driven by the same Brownian path, the exact reverse of reversible Heun,
+ * step and start VJPs against central differences, the driver (grid, save
+ * times, tstops, recording, stats, failure modes) and an adaptive SDE
+ * solver written as a plugin (the driver re-queries the path on rejection).
  *
  * Orders use increments built here (a Gaussian path on the finest grid,
  * summed into coarse increments: methods.md 3), so they do not depend on
@@ -976,6 +977,162 @@ END_TEST
  * grid of 0.1 is the grid point 3 * 0.1 = 0.30000000000000004, not a
  * separate boundary 6e-17 away; other save times split their cell. The
  * backward walk visits the same boundaries. */
+/* ------------------------------------------------------------------ */
+/* An adaptive SDE solver is only a plugin                              */
+
+/* Stochastic Heun (Stratonovich, diagonal noise) with the Euler predictor
+ * as its embedded solution, err = y_next - y~: written here against the
+ * ops table alone; the driver does the stepping, rejection and the
+ * Brownian re-query. */
+typedef struct aheun_work {
+    double *f0, *g0, *yt, *f1, *g1;
+} aheun_work;
+
+static void aheun_destroy(nde_solver *s)
+{
+    aheun_work *w = s->work;
+    if (w)
+        free(w->f0);
+    free(w);
+    s->work = NULL;
+}
+
+static int aheun_create(nde_solver *s)
+{
+    const size_t n = s->batch_max * s->field->dim;
+    aheun_work *w = calloc(1, sizeof *w);
+    if (!(s->work = w) || !(w->f0 = malloc(5 * n * sizeof(double))))
+        return NDE_ENOMEM;
+    w->g0 = w->f0 + n;
+    w->yt = w->g0 + n;
+    w->f1 = w->yt + n;
+    w->g1 = w->f1 + n;
+    return NDE_OK;
+}
+
+static int aheun_step(nde_solver *s, const double *theta, double t, double h,
+                      const double *dw, const double *y, const double *aux,
+                      double *y_next, double *aux_next, double *err,
+                      const nde_norm_spec *norm, double *eest)
+{
+    aheun_work *w = s->work;
+    const size_t n = s->batch * s->field->dim;
+    int rc;
+
+    (void)aux; (void)aux_next;
+    s->counts.nfe += 2;
+    if ((rc = nde_field_eval(s->field, t, y, theta, w->f0, s->batch)) ||
+        (rc = nde_field_diffusion(s->field, t, y, theta, w->g0, s->batch)))
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        w->yt[i] = y[i] + w->f0[i] * h + w->g0[i] * dw[i];
+    if ((rc = nde_field_eval(s->field, t + h, w->yt, theta, w->f1,
+                             s->batch)) ||
+        (rc = nde_field_diffusion(s->field, t + h, w->yt, theta, w->g1,
+                                  s->batch)))
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        y_next[i] = y[i] + 0.5 * (w->f0[i] + w->f1[i]) * h +
+                    0.5 * (w->g0[i] + w->g1[i]) * dw[i];
+    if (err) {
+        for (size_t i = 0; i < n; i++)
+            err[i] = y_next[i] - w->yt[i];
+        if (eest)
+            *eest = nde_error_norm_spec(norm, err, y, y_next, n);
+    }
+    return NDE_OK;
+}
+
+static const nde_solver_type aheun_type = {
+    .info = {NDE_ABI_VERSION, NDE_KIND_SOLVER, "aheun",
+             "adaptive stochastic Heun (test)", NULL,
+             NDE_CAP_ADAPTIVE | NDE_CAP_SDE_STRATONOVICH, "1"},
+    .order = 2, .error_order = 1,
+    .ops = {.create = aheun_create, .destroy = aheun_destroy,
+            .step = aheun_step}};
+
+/* An adaptive SDE solve rejects steps; each retry must query the path on
+ * its shorter interval. Then replaying the accepted steps by hand, each
+ * with the path's increment over exactly its interval, gives the solve's
+ * result bit for bit (reusing a rejected step's longer increment would
+ * not). And over several paths the error against a fine fixed-step
+ * solution on the same path shrinks with the tolerance. */
+START_TEST(test_adaptive_sde_plugin)
+{
+    const double th[2] = {-1.0, 0.8}, y0[1] = {1.0}, t1 = 2.0;
+    const double tols[2] = {1e-2, 1e-4};
+    nde_field *f = make_field(&ou_field, 1);
+    nde_solver *ad, *fx = make_solver("heun", f);
+    nde_brownian *bm = make_brownian(1, 0.0, t1, 0.01, 1);
+    nde_trajectory *tr = nde_trajectory_create(NDE_NEEDS_STEPS, 0);
+    nde_solve_opts o;
+    nde_stats st;
+    double ref, y, e[2] = {0, 0};
+
+    ck_assert_int_eq(nde_solver_create_from(ctx, &aheun_type, f, &ad),
+                     NDE_OK);
+    nde_solve_opts_default(&o, &aheun_type);
+    o.brownian = bm;
+    o.rtol = o.atol = 1e-3;
+    o.record = tr;
+    ck_assert_int_eq(nde_solve(ad, &o, th, 0, y0, t1, 1, &t1, &y, &st),
+                     NDE_OK);
+    ck_assert_int_gt(st.steps_rejected, 0);
+    {
+        double yr = y0[0], yn, dw;
+        for (size_t j = 0; j < tr->nsteps; j++) {
+            const double t = tr->t[j];
+            const double tn = j + 1 < tr->nsteps ? tr->t[j + 1] : t1;
+            ck_assert_int_eq(nde_brownian_increment(bm, t, tn, &dw), NDE_OK);
+            ck_assert_int_eq(nde_solver_advance(ad, th, t, tr->h[j], &dw, &yr,
+                                                NULL, &yn, NULL), NDE_OK);
+            yr = yn;
+        }
+        ck_assert_msg(yr == y, "replay %.17g, solve %.17g", yr, y);
+    }
+    o.record = NULL;
+    for (uint64_t seed = 1; seed <= 10; seed++) {
+        ck_assert_int_eq(nde_brownian_reset(bm, seed, 0.0, t1, 0.01, 1),
+                         NDE_OK);
+        o.dt = 1e-4;
+        o.max_steps = 1000000;
+        ck_assert_int_eq(nde_solve(fx, &o, th, 0, y0, t1, 1, &t1, &ref, NULL),
+                         NDE_OK);
+        o.dt = 0;
+        for (int i = 0; i < 2; i++) {
+            o.rtol = o.atol = tols[i];
+            ck_assert_int_eq(nde_solve(ad, &o, th, 0, y0, t1, 1, &t1, &y,
+                                       &st), NDE_OK);
+            e[i] += (y - ref) * (y - ref) / 10;
+        }
+    }
+    fprintf(stderr, "adaptive SDE: RMS error over 10 paths %.3g at tol "
+            "%g, %.3g at tol %g\n", sqrt(e[0]), tols[0], sqrt(e[1]), tols[1]);
+    ck_assert_msg(sqrt(e[1]) < sqrt(e[0]) / 5, "RMS errors %g, %g",
+                  sqrt(e[0]), sqrt(e[1]));
+    /* Forwards only, and t1 == t0 is a solve of no step. */
+    ck_assert_int_eq(nde_solve(ad, &o, th, 1, y0, 0, 0, NULL, NULL, NULL),
+                     NDE_EINVAL);
+    assert_message("forwards only");
+    {
+        const double t = 1.0;
+        ck_assert_int_eq(nde_solve(ad, &o, th, 1, y0, 1, 1, &t, &y, &st),
+                         NDE_OK);
+        ck_assert(y == y0[0] && st.steps_accepted == 0);
+        o.dt = 0.1;
+        y = 0;
+        ck_assert_int_eq(nde_solve(fx, &o, th, 1, y0, 1, 1, &t, &y, &st),
+                         NDE_OK);
+        ck_assert(y == y0[0]);
+    }
+    nde_trajectory_destroy(tr);
+    nde_solver_destroy(ad);
+    nde_solver_destroy(fx);
+    nde_brownian_destroy(bm);
+    nde_field_destroy(f);
+}
+END_TEST
+
 START_TEST(test_step_grid_snaps)
 {
     const double tsave[] = {0.3, 0.35, 0.7, 1.0};
@@ -1030,6 +1187,7 @@ Suite *sde_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_loop_matches_manual);
     tcase_add_test(tc, test_loop_bad_input);
+    tcase_add_test(tc, test_adaptive_sde_plugin);
     suite_add_tcase(su, tc);
     return su;
 }

@@ -1093,6 +1093,59 @@ START_TEST(test_fixed_step_counts)
 }
 END_TEST
 
+/* solve.h: a fixed-step solve steps on the grid t0 + k dt; a save time
+ * inside a cell splits it and the grid does not shift, in either
+ * direction, for every fixed-step solver alike (the numbers are those of
+ * stepping by hand). A solve with t1 == t0 saves y0. */
+START_TEST(test_fixed_step_grid)
+{
+    const nde_solver_type *st = solver_named("rk4");
+    nde_field *f = make_field(&cos_field, 1);
+    nde_solver *s = make_solver(st, f);
+    nde_solve_opts o = opts_for(st, 1e-6);
+    const double th[1] = {1.0}, y0 = 1.0;
+    nde_stats stats;
+
+    o.dt = 0.1;
+    for (int dir = 1; dir >= -1; dir -= 2) {
+        const double t0 = dir > 0 ? 0.0 : 1.0, t1 = 1.0 - t0;
+        const double ts[2] = {t0 + dir * 0.25, t1};
+        /* by hand: 2 grid steps, the split cell (two halves), 7 more */
+        const double hs[11] = {0.1, 0.1, 0.05, 0.05, 0.1, 0.1, 0.1,
+                               0.1, 0.1, 0.1, 0.1};
+        double y = y0, yn, ys[2], t = t0, y_at_save = 0.0;
+        for (int j = 0; j < 11; j++) {
+            const double tn = j == 10 ? t1 : j == 2 ? ts[0]
+                              : t0 + dir * ((j < 2 ? j + 1 : j) * 0.1);
+            nde_solver_invalidate(s);
+            ck_assert_int_eq(nde_solver_step(s, th, t, tn - t, &y, &yn, NULL),
+                             NDE_OK);
+            ck_assert(fabs(fabs(tn - t) - hs[j]) < 1e-12);
+            y = yn;
+            t = tn;
+            if (j == 2)
+                y_at_save = y;
+        }
+        ck_assert_int_eq(nde_solve(s, &o, th, t0, &y0, t1, 2, ts, ys,
+                                   &stats), NDE_OK);
+        ck_assert_int_eq(stats.steps_accepted, 11);
+        ck_assert_msg(ys[0] == y_at_save && ys[1] == y,
+                      "dir %d: %.17g %.17g vs by hand %.17g %.17g", dir,
+                      ys[0], ys[1], y_at_save, y);
+    }
+    {
+        const double ts[2] = {0.5, 0.5};
+        double ys[2] = {0, 0};
+        ck_assert_int_eq(nde_solve(s, &o, th, 0.5, &y0, 0.5, 2, ts, ys,
+                                   &stats), NDE_OK);
+        ck_assert(ys[0] == y0 && ys[1] == y0);
+        ck_assert_int_eq(stats.steps_accepted + stats.steps_rejected, 0);
+    }
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+}
+END_TEST
+
 START_TEST(test_max_steps)
 {
     const nde_solver_type *st = solver_named("tsit5");
@@ -1780,6 +1833,7 @@ Suite *solver_suite(void)
     tcase_add_test(tc, test_tstops);
     tcase_add_test(tc, test_backwards);
     tcase_add_test(tc, test_fixed_step_counts);
+    tcase_add_test(tc, test_fixed_step_grid);
     tcase_add_test(tc, test_max_steps);
     tcase_add_test(tc, test_nonfinite);
     tcase_add_test(tc, test_retry_region);
