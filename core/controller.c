@@ -1,55 +1,121 @@
 /*
- * PI step-size controller, OrdinaryDiffEq's form (methods.md 2.2):
- *     h_new = h * clamp(safety * EEst^-beta1 * EEst_prev^beta2, qmin, qmax)
- * with EEst_prev the error of the last accepted step (at least 1e-4), and
- * after a rejection h_new = h * max(qmin, safety * EEst^-beta1).
- * Kept apart from the solve loop so that another controller (PID) can be
- * added without touching solvers or the loop's bookkeeping.
+ * Step-size controllers (nde/solve.h): PI in OrdinaryDiffEq's form
+ * (methods.md 2.2; OrdinaryDiffEq.jl controllers.jl), and PID in diffrax's
+ * (methods.md 2.3; diffrax _step_size_controller/pid.py), of which the I
+ * controller is the case (0, 1, 0). Kept apart from the driver so that a
+ * controller is a table the driver calls, not a name it knows.
  */
 #include <math.h>
 
 #include "nde/nde.h"
-#include "rk.h"
 
 /* OrdinaryDiffEq's qoldinit: the floor on the remembered error. */
 #define ERR_PREV_MIN 1e-4
 
-void nde_pi_init(nde_pi *pi, const nde_controller *params)
+/* memory[0]: log of the last accepted error (at least ERR_PREV_MIN), so
+ * that a step costs one log and one exp. */
+static void pi_start(const nde_controller *c, double *memory)
 {
-    pi->c = *params;
-    pi->c.err_prev = ERR_PREV_MIN;
-    pi->log_err_prev = log(ERR_PREV_MIN);
+    (void)c;
+    memory[0] = log(ERR_PREV_MIN);
 }
 
-double nde_pi_accept(nde_pi *pi, double eest, double h)
+static double pi_accept(const nde_controller *c, double *memory, double eest,
+                        double h)
 {
-    const nde_controller *c = &pi->c;
     double factor = c->qmax, log_eest = log(ERR_PREV_MIN);
 
     if (eest > 0.0) {
         log_eest = log(eest);
-        factor = c->safety * exp(c->beta2 * pi->log_err_prev -
-                                 c->beta1 * log_eest);
+        factor = c->safety * exp(c->beta2 * memory[0] - c->beta1 * log_eest);
         if (factor < c->qmin)
             factor = c->qmin;
         else if (factor > c->qmax)
             factor = c->qmax;
     }
-    if (eest > ERR_PREV_MIN) {
-        pi->c.err_prev = eest;
-        pi->log_err_prev = log_eest;
-    } else {
-        pi->c.err_prev = ERR_PREV_MIN;
-        pi->log_err_prev = log(ERR_PREV_MIN);
-    }
+    memory[0] = eest > ERR_PREV_MIN ? log_eest : log(ERR_PREV_MIN);
     return h * factor;
 }
 
-double nde_pi_reject(const nde_pi *pi, double eest, double h)
+static double pi_reject(const nde_controller *c, const double *memory,
+                        double eest, double h)
 {
-    double factor = pi->c.safety * exp(-pi->c.beta1 * log(eest));
+    double factor = c->safety * exp(-c->beta1 * log(eest));
 
-    if (!(factor > pi->c.qmin)) /* also when eest is NaN */
-        factor = pi->c.qmin;
+    (void)memory;
+    if (!(factor > c->qmin)) /* also when eest is NaN */
+        factor = c->qmin;
     return h * factor;
 }
+
+const nde_controller_ops nde_controller_pi = {"pi", pi_start, pi_accept,
+                                               pi_reject};
+
+/* memory[0], memory[1]: log eps of the last two accepted steps (0 before
+ * them: eps = 1). */
+static void pid_start(const nde_controller *c, double *memory)
+{
+    (void)c;
+    memory[0] = memory[1] = 0.0;
+}
+
+/* safety eps_n^b1 eps_{n-1}^b2 eps_{n-2}^b3 with (p, i, d) given. */
+static double pid_factor(const nde_controller *c, const double *memory,
+                         double eest, double p, double i, double d)
+{
+    const double k = c->order;
+
+    if (!(eest > 0.0))
+        return eest == 0.0 ? c->qmax : c->qmin; /* NaN: shrink */
+    return c->safety * exp(-(p + i + d) / k * log(eest) -
+                           (p + 2.0 * d) / k * memory[0] +
+                           d / k * memory[1]);
+}
+
+static double clamp(double x, double lo, double hi)
+{
+    return x < lo ? lo : x > hi ? hi : x;
+}
+
+static double pid_accept_with(const nde_controller *c, double *memory,
+                              double eest, double h, double p, double i,
+                              double d)
+{
+    const double factor = pid_factor(c, memory, eest, p, i, d);
+
+    memory[1] = memory[0];
+    memory[0] = eest > 0.0 ? -log(eest) : 0.0;
+    return h * clamp(factor, 1.0, c->qmax);
+}
+
+static double pid_accept(const nde_controller *c, double *memory, double eest,
+                         double h)
+{
+    return pid_accept_with(c, memory, eest, h, c->pcoeff, c->icoeff,
+                           c->dcoeff);
+}
+
+static double pid_reject(const nde_controller *c, const double *memory,
+                         double eest, double h)
+{
+    return h * clamp(pid_factor(c, memory, eest, c->pcoeff, c->icoeff,
+                                c->dcoeff), c->qmin, c->safety);
+}
+
+static double i_accept(const nde_controller *c, double *memory, double eest,
+                       double h)
+{
+    return pid_accept_with(c, memory, eest, h, 0.0, 1.0, 0.0);
+}
+
+static double i_reject(const nde_controller *c, const double *memory,
+                       double eest, double h)
+{
+    return h * clamp(pid_factor(c, memory, eest, 0.0, 1.0, 0.0), c->qmin,
+                     c->safety);
+}
+
+const nde_controller_ops nde_controller_pid = {"pid", pid_start, pid_accept,
+                                                pid_reject};
+const nde_controller_ops nde_controller_i = {"i", pid_start, i_accept,
+                                              i_reject};

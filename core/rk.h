@@ -84,18 +84,4 @@ int nde_trajectory_push_ops(nde_trajectory *tr, double t, double h,
 void nde_trajectory_end_ops(nde_trajectory *tr, double t1, const double *y,
                             const double *aux);
 
-/* PI controller (core/controller.c), methods.md 2.2: the parameters of an
- * nde_controller and the loop's memory of the last accepted error, kept
- * also as its logarithm so that a step costs one log and one exp. */
-typedef struct nde_pi {
-    nde_controller c;       /* parameters; c.err_prev kept up to date   */
-    double log_err_prev;
-} nde_pi;
-
-void nde_pi_init(nde_pi *pi, const nde_controller *params);
-/* Next step size after an accepted step of size h with error eest <= 1. */
-double nde_pi_accept(nde_pi *pi, double eest, double h);
-/* Retry size after a rejected step of size h with error eest > 1. */
-double nde_pi_reject(const nde_pi *pi, double eest, double h);
-
 #endif

@@ -47,6 +47,12 @@ const nde_key nde_solve_keys[] = {
      "order)"},
     {"beta2", NDE_KEY_DOUBLE, "",
      "PI exponent on the previous error (default 2/(5 p))"},
+    {"controller", NDE_KEY_WORD, "pi",
+     "step-size controller of an adaptive solver: pi (OrdinaryDiffEq's), "
+     "i or pid (diffrax's PIDController)"},
+    {"pcoeff", NDE_KEY_DOUBLE, "0", "pid: proportional coefficient"},
+    {"icoeff", NDE_KEY_DOUBLE, "1", "pid: integral coefficient"},
+    {"dcoeff", NDE_KEY_DOUBLE, "0", "pid: derivative coefficient"},
     {NULL, 0, NULL, NULL}};
 
 void nde_solve_opts_default(nde_solve_opts *o, const nde_solver_type *type)
@@ -62,7 +68,12 @@ void nde_solve_opts_default(nde_solve_opts *o, const nde_solver_type *type)
     o->ctrl.qmax = 10.0;
     o->ctrl.beta1 = 7.0 / (10.0 * p);
     o->ctrl.beta2 = 2.0 / (5.0 * p);
-    o->ctrl.err_prev = 1e-4;
+    o->ctrl.icoeff = 1.0;
+    /* diffrax's k: the order; for SDE solvers the strong order + 0.5 */
+    o->ctrl.order = type->info.flags &
+                            (NDE_CAP_SDE_ITO | NDE_CAP_SDE_STRATONOVICH)
+                        ? p / 2.0 + 0.5
+                        : p;
 }
 
 static int opt_double(const nde_section *sec, const char *key, double *out,
@@ -75,6 +86,57 @@ static int opt_double(const nde_section *sec, const char *key, double *out,
     if (*out < lo || (lo_open && *out == lo) || *out > hi)
         return nde_section_error(sec, key, ctx, "%g is outside %s%g, %g]",
                                  *out, lo_open ? "(" : "[", lo, hi);
+    return NDE_OK;
+}
+
+static const nde_controller_ops *const controllers[] = {
+    &nde_controller_pi, &nde_controller_i, &nde_controller_pid};
+
+/* Which keys belong to which controller: the others are refused, so a
+ * coefficient cannot be set for a controller that ignores it. */
+static int controller_keys(const nde_section *sec, const char *name,
+                           nde_ctx *ctx)
+{
+    static const struct {
+        const char *key, *owner;
+    } own[] = {{"beta1", "pi"}, {"beta2", "pi"}, {"pcoeff", "pid"},
+               {"icoeff", "pid"}, {"dcoeff", "pid"}};
+
+    for (size_t i = 0; i < sizeof own / sizeof *own; i++)
+        if (strcmp(name, own[i].owner) != 0 &&
+            nde_section_has(sec, own[i].key))
+            return nde_section_error(sec, own[i].key, ctx,
+                                     "belongs to controller = %s, not %s",
+                                     own[i].owner, name);
+    return NDE_OK;
+}
+
+static int controller_from_section(nde_controller *c, const nde_section *sec,
+                                   nde_ctx *ctx)
+{
+    const char *name;
+    int rc;
+
+    if ((rc = nde_get_string(sec, "controller", &name, ctx)) != NDE_OK)
+        return rc;
+    c->ops = NULL;
+    for (size_t i = 0; i < sizeof controllers / sizeof *controllers; i++)
+        if (strcmp(name, controllers[i]->name) == 0)
+            c->ops = controllers[i];
+    if (!c->ops)
+        return nde_section_error(sec, "controller", ctx,
+                                 "'%s' is not a controller (pi, i or pid)",
+                                 name);
+    if ((rc = controller_keys(sec, name, ctx)) != NDE_OK)
+        return rc;
+    if ((nde_section_has(sec, "beta1") &&
+         (rc = opt_double(sec, "beta1", &c->beta1, 0, 0, 1, ctx))) ||
+        (nde_section_has(sec, "beta2") &&
+         (rc = opt_double(sec, "beta2", &c->beta2, 0, 0, 1, ctx))) ||
+        (rc = opt_double(sec, "pcoeff", &c->pcoeff, -10, 0, 10, ctx)) ||
+        (rc = opt_double(sec, "icoeff", &c->icoeff, 0, 1, 10, ctx)) ||
+        (rc = opt_double(sec, "dcoeff", &c->dcoeff, -10, 0, 10, ctx)))
+        return rc;
     return NDE_OK;
 }
 
@@ -95,11 +157,7 @@ int nde_solve_opts_from_section(nde_solve_opts *o, const nde_solver_type *type,
         (rc = opt_double(sec, "qmax", &c->qmax, 1, 0, HUGE_VAL, ctx)) ||
         (rc = nde_get_long(sec, "max_steps", &o->max_steps, ctx)))
         return rc;
-    if (nde_section_has(sec, "beta1") &&
-        (rc = opt_double(sec, "beta1", &c->beta1, 0, 0, 1, ctx)))
-        return rc;
-    if (nde_section_has(sec, "beta2") &&
-        (rc = opt_double(sec, "beta2", &c->beta2, 0, 0, 1, ctx)))
+    if ((rc = controller_from_section(c, sec, ctx)) != NDE_OK)
         return rc;
     if (o->max_steps <= 0)
         return nde_section_error(sec, "max_steps", ctx, "must be > 0");
@@ -674,7 +732,9 @@ static int drive_run(drive *d, const double *y0)
     double t = d->t0, habs;
     long nsteps = 0;
     int nretry = 0, rc;
-    nde_pi pi;
+    const nde_controller *ctl = &o->ctrl;
+    const nde_controller_ops *cops = ctl->ops ? ctl->ops : &nde_controller_pi;
+    double mem[NDE_CONTROLLER_MEMORY];
 
     memcpy(y, y0, n * sizeof *y);
     nde_solver_invalidate(s);
@@ -685,7 +745,7 @@ static int drive_run(drive *d, const double *y0)
         record_end(d, y, aux);
         return NDE_OK;
     }
-    nde_pi_init(&pi, &o->ctrl);
+    cops->start(ctl, mem);
     if ((rc = first_step(d, y, &habs)) != NDE_OK)
         return rc;
 
@@ -742,7 +802,7 @@ static int drive_run(drive *d, const double *y0)
         nretry = 0;
         if (eest > 1.0) {
             st->steps_rejected++;
-            habs = fabs(nde_pi_reject(&pi, eest, h));
+            habs = fabs(cops->reject(ctl, mem, eest, h));
             continue;
         }
 
@@ -765,7 +825,7 @@ static int drive_run(drive *d, const double *y0)
         t = t_new;
         nde_solver_accept(s);
         {
-            double next = d->adaptive ? fabs(nde_pi_accept(&pi, eest, h))
+            double next = d->adaptive ? fabs(cops->accept(ctl, mem, eest, h))
                                       : habs;
             if (land && d->istop < o->ntstops) {
                 int trc = NDE_OK;

@@ -52,12 +52,50 @@
 extern "C" {
 #endif
 
-/* PI step-size controller (OrdinaryDiffEq defaults, methods.md 2.2):
- * h_new = h * clamp(safety * EEst^-beta1 * EEst_prev^beta2, qmin, qmax). */
-typedef struct nde_controller {
-    double safety, qmin, qmax, beta1, beta2;
-    double err_prev;        /* EEst of the last accepted step (>= 1e-4) */
-} nde_controller;
+/*
+ * Step-size controllers: the driver calls one through its table after each
+ * step of an adaptive solve with the step's scaled error norm eest
+ * (accepted iff eest <= 1) and its size h, and takes the size it returns
+ * (the sign of h) for the next attempt. memory holds NDE_CONTROLLER_MEMORY
+ * doubles of the controller's own state during one solve, set by start.
+ *
+ * pi (the default; OrdinaryDiffEq's, methods.md 2.2):
+ *     accepted: h_new = h clamp(safety EEst^-beta1 EEst_prev^beta2,
+ *                               qmin, qmax), EEst_prev = max(EEst, 1e-4)
+ *     rejected: h_new = h max(qmin, safety EEst^-beta1)
+ * pid (diffrax's PIDController, methods.md 2.3), eps = 1 / EEst, k = order:
+ *     factor = safety eps_n^((p + i + d) / k) eps_{n-1}^(-(p + 2 d) / k)
+ *              eps_{n-2}^(d / k)
+ *     accepted: clamped to [1, qmax]; rejected: to [qmin, safety]
+ *     with (p, i, d) = (pcoeff, icoeff, dcoeff); eps before the first step
+ *     is 1.
+ * i: pid with (p, i, d) = (0, 1, 0), diffrax's default.
+ */
+#define NDE_CONTROLLER_MEMORY 4
+
+typedef struct nde_controller nde_controller;
+
+typedef struct nde_controller_ops {
+    const char *name;
+    void (*start)(const nde_controller *c, double *memory);
+    double (*accept)(const nde_controller *c, double *memory, double eest,
+                     double h);
+    double (*reject)(const nde_controller *c, const double *memory,
+                     double eest, double h);
+} nde_controller_ops;
+
+NDE_API extern const nde_controller_ops nde_controller_pi;
+NDE_API extern const nde_controller_ops nde_controller_i;
+NDE_API extern const nde_controller_ops nde_controller_pid;
+
+struct nde_controller {
+    const nde_controller_ops *ops; /* NULL: nde_controller_pi             */
+    double safety, qmin, qmax;
+    double beta1, beta2;           /* pi                                  */
+    double pcoeff, icoeff, dcoeff; /* pid                                 */
+    double order;                  /* pid's k: the solver's order (SDE:
+                                      strong order + 0.5)               */
+};
 
 typedef struct nde_solve_opts {
     double rtol, atol;
