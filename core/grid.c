@@ -44,11 +44,6 @@ int nde_step_grid_init(nde_step_grid *g, double t0, double t1, double dt,
     return NDE_OK;
 }
 
-static double grid_time(const nde_step_grid *g, size_t k)
-{
-    return k >= g->cells ? g->t1 : g->t0 + g->dir * ((double)k * g->dt);
-}
-
 /* The grid point nearest to s (s between t0 and t1). */
 static double nearest_grid_time(const nde_step_grid *g, double s)
 {
@@ -59,9 +54,10 @@ static double nearest_grid_time(const nde_step_grid *g, double s)
         k = g->cells;
     /* The last cell may be short: t1 can be nearer than k's time. */
     if (k + 1 <= g->cells &&
-        fabs(grid_time(g, k + 1) - s) < fabs(grid_time(g, k) - s))
+        fabs(nde_step_grid_time(g, k + 1) - s) <
+            fabs(nde_step_grid_time(g, k) - s))
         k++;
-    return grid_time(g, k);
+    return nde_step_grid_time(g, k);
 }
 
 double nde_step_grid_snap(const nde_step_grid *g, double s)
@@ -110,11 +106,11 @@ double nde_step_grid_next(const nde_step_grid *g, double t)
     k = (size_t)(dir * (t - g->t0) / g->dt);
     if (k > g->cells)
         k = g->cells;
-    while (k > 0 && dir * (grid_time(g, k) - t) > 0)
+    while (k > 0 && dir * (nde_step_grid_time(g, k) - t) > 0)
         k--;
-    while (dir * (grid_time(g, k) - t) <= 0)
+    while (dir * (nde_step_grid_time(g, k) - t) <= 0)
         k++;
-    next = grid_time(g, k);
+    next = nde_step_grid_time(g, k);
     i = first_snapped(g, g->tsave, g->nsave, t, 1);
     if (i < g->nsave &&
         dir * ((c = nde_step_grid_snap(g, g->tsave[i])) - next) < 0)
@@ -140,11 +136,11 @@ double nde_step_grid_prev(const nde_step_grid *g, double t)
     k = (size_t)(dir * (t - g->t0) / g->dt) + 1;
     if (k > g->cells)
         k = g->cells;
-    while (k < g->cells && dir * (grid_time(g, k + 1) - t) < 0)
+    while (k < g->cells && dir * (nde_step_grid_time(g, k + 1) - t) < 0)
         k++;
-    while (dir * (grid_time(g, k) - t) >= 0)
+    while (dir * (nde_step_grid_time(g, k) - t) >= 0)
         k--;
-    prev = grid_time(g, k);
+    prev = nde_step_grid_time(g, k);
     i = first_snapped(g, g->tsave, g->nsave, t, 0);
     if (i > 0 &&
         dir * ((c = nde_step_grid_snap(g, g->tsave[i - 1])) - prev) > 0)

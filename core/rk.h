@@ -64,6 +64,12 @@ void nde_solve_buffers_destroy(nde_solve_buffers *b);
 int nde_check_times(nde_ctx *ctx, const char *what, const double *ts,
                     size_t n, double t0, double t1, int in_range);
 
+/* Grid point k of a fixed-step grid (core/grid.c). */
+static inline double nde_step_grid_time(const nde_step_grid *g, size_t k)
+{
+    return k >= g->cells ? g->t1 : g->t0 + g->dir * ((double)k * g->dt);
+}
+
 /* Recording a solve into an nde_trajectory (core/trajectory.c). begin
  * resets the count and sizes the buffers for n values a state and `stages`
  * stages; push appends one accepted step (k: the step's stages, read only

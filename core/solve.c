@@ -423,8 +423,10 @@ typedef struct drive {
     size_t nsave;
     const double *tsave;
     double *ysave;
-    size_t isave, istop;
+    size_t isave, istop;    /* the next save time and tstop to serve       */
+    double save_at, stop_at; /* where they are served (dir x inf: none)   */
     nde_step_grid grid;     /* fixed-step solves                           */
+    size_t kgrid;           /* the grid point the solve heads for          */
     nde_stats *st;
 } drive;
 
@@ -588,17 +590,29 @@ static double served_at(const drive *d, double ts)
     return nde_step_grid_snap(&d->grid, ts);
 }
 
-/* Save times at t0 are y0; tstops at t0 are behind us. */
-static void save_start(drive *d, const double *y0)
+/* After isave or istop moved on: where the next one is served. */
+static void next_save(drive *d)
+{
+    d->save_at = d->isave < d->nsave ? served_at(d, d->tsave[d->isave])
+                                     : d->dir * HUGE_VAL;
+}
+
+static void next_stop(drive *d)
 {
     const nde_solve_opts *o = d->o;
 
-    while (d->isave < d->nsave && served_at(d, d->tsave[d->isave]) == d->t0) {
+    d->stop_at = d->istop < o->ntstops ? served_at(d, o->tstops[d->istop])
+                                       : d->dir * HUGE_VAL;
+}
+
+/* Save times at t0 are y0; tstops at t0 are behind us. */
+static void save_start(drive *d, const double *y0)
+{
+    for (next_save(d); d->save_at == d->t0; next_save(d)) {
         memcpy(d->ysave + d->isave * d->n, y0, d->n * sizeof *y0);
         d->isave++;
     }
-    while (d->istop < o->ntstops &&
-           d->dir * (served_at(d, o->tstops[d->istop]) - d->t0) <= 0)
+    for (next_stop(d); d->dir * (d->stop_at - d->t0) <= 0; next_stop(d))
         d->istop++;
 }
 
@@ -607,8 +621,7 @@ static void save_start(drive *d, const double *y0)
 static void save_step(drive *d, double t, double h, double t_new,
                       const double *y, const double *y_next)
 {
-    while (d->isave < d->nsave &&
-           d->dir * (served_at(d, d->tsave[d->isave]) - t_new) <= 0) {
+    while (d->dir * (d->save_at - t_new) <= 0) {
         const double ts = d->tsave[d->isave];
         double *out = d->ysave + d->isave * d->n;
         if (!d->adaptive || ts == t_new)
@@ -616,6 +629,7 @@ static void save_step(drive *d, double t, double h, double t_new,
         else
             d->s->ops->dense(d->s, y, h, NULL, (ts - t) / h, out);
         d->isave++;
+        next_save(d);
     }
 }
 
@@ -633,9 +647,7 @@ at_tstops(drive *d, double t, double *y, double h, double habs, double next,
     const nde_solve_opts *o = d->o;
     int hit = 0;
 
-    for (; d->istop < o->ntstops &&
-           d->dir * (served_at(d, o->tstops[d->istop]) - t) <= 0;
-         d->istop++, hit = 1)
+    for (; d->dir * (d->stop_at - t) <= 0; d->istop++, next_stop(d), hit = 1)
         if (o->at_tstop &&
             (*rc = o->at_tstop(o->at_tstop_user, d->istop, t, y)) != 0)
             return next;
@@ -708,15 +720,30 @@ static int start_aux(const drive *d, const double *y, double *aux)
  * step. */
 static double adaptive_stop(const drive *d)
 {
-    const nde_solve_opts *o = d->o;
     double stop = d->t1;
 
-    if (d->istop < o->ntstops && d->dir * (o->tstops[d->istop] - d->t1) < 0)
-        stop = o->tstops[d->istop];
-    if (!d->dense && d->isave < d->nsave &&
-        d->dir * (d->tsave[d->isave] - stop) < 0)
-        stop = d->tsave[d->isave];
+    if (d->dir * (d->stop_at - d->t1) < 0)
+        stop = d->stop_at;
+    if (!d->dense && d->dir * (d->save_at - stop) < 0)
+        stop = d->save_at;
     return stop;
+}
+
+/* The end of a fixed step from t: the next grid point, or the next save
+ * time or tstop inside the cell (nde_step_grid_next, kept incrementally:
+ * every save time and tstop up to t has been served). */
+static double fixed_next(drive *d, double t)
+{
+    double next;
+
+    while (d->dir * (nde_step_grid_time(&d->grid, d->kgrid) - t) <= 0)
+        d->kgrid++;
+    next = nde_step_grid_time(&d->grid, d->kgrid);
+    if (d->dir * (d->save_at - next) < 0)
+        next = d->save_at;
+    if (d->dir * (d->stop_at - next) < 0)
+        next = d->stop_at;
+    return next;
 }
 
 static int drive_run(drive *d, const double *y0)
@@ -764,7 +791,7 @@ static int drive_run(drive *d, const double *y0)
                 return step_size_underflow(d, t, h, nretry);
             t_new = land ? stop : t + h;
         } else {
-            t_new = nde_step_grid_next(&d->grid, t);
+            t_new = fixed_next(d, t);
             h = t_new - t;
         }
         if (nsteps >= o->max_steps)
