@@ -160,7 +160,7 @@ static int check_dense(solver_check *c, check_report *r)
 static int project(solver_check *c, const double *y, double *out)
 {
     int rc;
-    if (c->sde || c->s->type->ops)
+    if (c->sde)
         rc = nde_solver_advance(c->s, c->theta, 0.3, 0.1, c->dw, y, c->aux,
                                 c->y1, c->aux + nde_solver_aux(c->s) * c->n);
     else {
@@ -191,7 +191,7 @@ static int difference(solver_check *c, double *x, size_t i, double *out)
 
 static int check_vjp(solver_check *c, uint64_t seed, check_report *r)
 {
-    const int ops = c->s->type->ops != NULL;
+    const int ops = c->sde; /* SDE solvers step through advance */
     uint64_t rng = seed;
     size_t i;
     int rc;
