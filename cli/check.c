@@ -251,7 +251,15 @@ static void header(check_report *r)
         return;
     r->printed = 1;
     printf("nde check %s %s\n", r->title, r->name);
+    if (r->module)
+        printf("# module %s, version %s\n", r->module, r->version);
     printf("%-46s %10s %10s  %s\n", "check", "error", "tolerance", "result");
+}
+
+void check_plugin(check_report *r, nde_ctx *ctx, const nde_plugin_info *info)
+{
+    r->module = nde_plugin_path(ctx, info);
+    r->version = info->version ? info->version : "?";
 }
 
 void check_line(check_report *r, const char *name, double err, double tol)

@@ -15,10 +15,13 @@
 
 typedef struct check_report {
     const char *title, *name;   /* kind and plugin, for the header       */
+    const char *module, *version; /* where it was loaded from (or NULL)  */
     int printed;                /* the header is out                     */
     int checks, failed;
 } check_report;
 
+/* Name the checked plugin's module and version in the header. */
+void check_plugin(check_report *r, nde_ctx *ctx, const nde_plugin_info *info);
 /* "NAME  ERROR  TOL  PASS|FAIL": pass when err <= tol (NaN fails). */
 void check_line(check_report *r, const char *name, double err, double tol);
 /* A check that could not run: "NAME  -  -  FAIL (why)". */

@@ -231,6 +231,7 @@ int check_field(nde_ctx *ctx, nde_config *cfg, uint64_t seed,
     memset(&c, 0, sizeof c);
     if ((rc = nde_field_create(ctx, cfg, "field", FIELD_BATCH, &f)) != NDE_OK)
         return rc;
+    check_plugin(r, ctx, &f->type->info);
     n = FIELD_BATCH * f->dim;
     P = f->nparams;
     /* 10 arrays of n values, 7 of P (+1 so none is empty). */

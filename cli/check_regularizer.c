@@ -347,6 +347,7 @@ int check_regularizer(nde_ctx *ctx, nde_config *cfg, const char *section,
         teardown(&c);
         return rc;
     }
+    check_plugin(r, ctx, &c.r->type->info);
     check_note(r, "problem: mlp 2-8-2 tanh field (%zu parameters), batch %d, "
                "t in [0, 1], tsit5 with a fixed step %g, discrete adjoint",
                c.P, REG_BATCH, REG_DT);

@@ -287,6 +287,7 @@ int check_solver(nde_ctx *ctx, nde_config *cfg, uint64_t seed,
     memset(&c, 0, sizeof c);
     c.ctx = ctx;
     if ((rc = setup(&c, cfg)) == NDE_OK) {
+        check_plugin(r, ctx, &c.s->type->info);
         if ((rc = check_order(&c, seed, r)) != NDE_OK)
             check_cannot(r, "order", ctx, rc);
         if ((rc = check_dense(&c, r)) != NDE_OK)

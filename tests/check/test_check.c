@@ -140,6 +140,12 @@ START_TEST(assigning_vjp_fails)
 }
 END_TEST
 
+START_TEST(coupled_rows_fail)
+{
+    expect_fail("field", "coupledrows", "drift rows independent");
+}
+END_TEST
+
 START_TEST(wrong_regularizer_gradient_fails)
 {
     expect_fail("regularizer", "badgrad", "gradient vs differences");
@@ -217,6 +223,7 @@ int main(void)
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, every_shipped_plugin_passes);
     tcase_add_test(tc, assigning_vjp_fails);
+    tcase_add_test(tc, coupled_rows_fail);
     tcase_add_test(tc, wrong_regularizer_gradient_fails);
     tcase_add_test(tc, overclaimed_order_fails);
     tcase_add_test(tc, same_seed_same_report);
