@@ -27,6 +27,8 @@ static const char main_help[] =
     "                    `nde train` per arm and seed, compares with a\n"
     "                    baseline)\n"
     "  plugins           list the plugins found, with their config keys\n"
+    "  check KIND NAME   run the conformance checks of a field, regularizer\n"
+    "                    or solver plugin (for plugin authors)\n"
     "\n"
     "Run `nde COMMAND --help` for the options of a command.\n"
     "\n"
@@ -81,6 +83,7 @@ static const cli_command commands[] = {
     {"gradcheck", cli_gradcheck},
     {"plugins", cli_plugins},
     {"ab", cli_ab},
+    {"check", cli_check},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Install nde into a staging directory, build the out-of-tree example
-# plugin (plugins/example) against the installed nde.pc outside the build
-# tree, check its VJP, and solve with it through the installed `nde`.
+# plugins (plugins/example) against the installed nde.pc outside the build
+# tree, run the installed `nde check` on them, and solve with the field.
 # Usage: install_test.sh BUILD_DIR SOURCE_DIR PREFIX LIBDIR_ABS SANITIZE
 set -euo pipefail
 build=$1 src=$2 prefix=$3 libdir=$4 sanitize=$5
@@ -44,14 +44,18 @@ syms=$(nm -D --defined-only "$stage$libdir/libnde.so")
     fail "libnde links PLplot"
 
 cp -r "$src/plugins/example" "$tmp/example"
-rm -f "$tmp/example"/*.so "$tmp/example/check_vjp"
-make -s -C "$tmp/example" || fail "the example plugin does not build"
-[ -f "$tmp/example/vanderpol.so" ] || fail "make built no vanderpol.so"
+rm -f "$tmp/example"/*.so
+make -s -C "$tmp/example" || fail "the example plugins do not build"
+for so in vanderpol endnorm; do
+    [ -f "$tmp/example/$so.so" ] || fail "make built no $so.so"
+done
 
 export NDE_PLUGIN_PATH=$tmp/example:$stage$libdir/nde/plugins
 listing=$("$nde" plugins field) || fail "nde plugins field exits non-zero"
 grep -q "^  vanderpol - " <<<"$listing" ||
     fail "nde plugins does not list vanderpol"
+grep -q "^  endnorm - " <<<"$("$nde" plugins regularizer)" ||
+    fail "nde plugins does not list endnorm"
 # The shipped fields (plugins/fields/ in the source) install flat into the
 # plugin directory.
 for f in expr linear mlp sum; do
@@ -59,7 +63,14 @@ for f in expr linear mlp sum; do
         <<<"$listing" ||
         fail "nde plugins does not list the installed $f.so"
 done
-make -s -C "$tmp/example" check || fail "VJP check of the example plugin"
+# The conformance suites of the installed program, on each example.
+checks=$(make -s -C "$tmp/example" NDE="$nde" check) ||
+    fail "nde check fails on an example plugin: $checks"
+for what in "check field vanderpol" "check regularizer endnorm"; do
+    grep -q "^nde $what\$" <<<"$checks" || fail "make check did not run nde $what"
+done
+[ "$(grep -c '^[0-9]* checks, 0 failed$' <<<"$checks")" -eq 2 ] ||
+    fail "nde check on the examples: $checks"
 
 cd "$tmp"
 "$nde" solve example/vanderpol.ini -o out.csv --stats-json stats.json ||

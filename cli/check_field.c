@@ -1,0 +1,277 @@
+/*
+ * check_field.c - the field suite of `nde check` (nde/field.h's contract).
+ *
+ * At FIELD_POINTS random points (t in [0, 1), y in [-1, 1)^(B x dim),
+ * theta = init_params(seed) perturbed by up to 10 %, cotangent v in
+ * [-1, 1)), over a batch of FIELD_BATCH rows, for the drift and, when the
+ * field has noise, the diffusion:
+ * - the VJP against fourth-order central differences of <v, f>, with the
+ *   outputs starting at random non-zero values: out - start must be the
+ *   product (a VJP that assigns fails by the size of the start);
+ * - a VJP with one output NULL gives the other one unchanged;
+ * - rows independent: each row of a batch equals that row evaluated alone
+ *   (eval, and the VJP's vy; vtheta is the sum of the rows');
+ * - determinism (two evaluations, the same bits), finite output, and eval
+ *   and the VJP leave y, theta and v as they were.
+ * The worst error over the points is printed per check.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+
+#define FIELD_BATCH 4
+#define FIELD_POINTS 3
+#define FD_TOL 1e-6      /* VJP against differences, relative        */
+#define ROW_TOL 1e-12    /* a row alone against the row of a batch    */
+
+typedef int (*apply_fn)(nde_field *f, double t, const double *y,
+                        const double *theta, double *out, size_t batch);
+typedef int (*vjp_fn)(nde_field *f, double t, const double *y,
+                      const double *theta, const double *v, double *vy,
+                      double *vtheta, size_t batch);
+
+/* Worst measured errors of one operator (drift or diffusion). */
+enum {
+    W_FINITE, W_DETERMINISTIC, W_INPUTS, W_ROWS, W_VJP_Y, W_VJP_THETA,
+    W_VJP_NULL, W_VJP_ROWS, W_COUNT
+};
+static const char *const worst_names[W_COUNT] = {
+    "output finite (non-finite values)",
+    "deterministic (values differing)",
+    "inputs unchanged (values changed)",
+    "rows independent",
+    "vjp y accumulated vs differences",
+    "vjp theta accumulated vs differences",
+    "vjp with a NULL output",
+    "vjp rows independent",
+};
+static const double worst_tols[W_COUNT] = {0, 0, 0, ROW_TOL, FD_TOL, FD_TOL,
+                                           ROW_TOL, ROW_TOL};
+
+typedef struct field_check {
+    nde_field *f;
+    apply_fn apply;
+    vjp_fn vjp;
+    size_t n, P;            /* batch x dim, parameters                   */
+    double t;
+    double *y, *theta, *v;  /* the point                                 */
+    double *out, *out2, *yc, *thc, *vc;
+    double *vy, *vth, *vy0, *vth0, *vy2, *vth2, *fdy, *fdth;
+    double worst[W_COUNT];
+} field_check;
+
+static void note_worst(field_check *c, int which, double err)
+{
+    if (isnan(err) || err > c->worst[which])
+        c->worst[which] = err;
+}
+
+static size_t bits_differ(const double *a, const double *b, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += memcmp(&a[i], &b[i], sizeof *a) != 0;
+    return k;
+}
+
+/* <v, F(t, y, theta)> over the batch. */
+static int project(field_check *c, const double *y, const double *theta,
+                   double *out)
+{
+    int rc = c->apply(c->f, c->t, y, theta, c->out2, FIELD_BATCH);
+    *out = 0.0;
+    for (size_t i = 0; i < c->n; i++)
+        *out += c->v[i] * c->out2[i];
+    return rc;
+}
+
+/* d<v, F>/dx_i by fourth-order central differences (x is y or theta). */
+static int difference(field_check *c, double *x, size_t i, double *out)
+{
+    static const double off[4] = {1, -1, 2, -2};
+    const double keep = x[i], e = 1e-3 * fmax(1.0, fabs(keep));
+    double p[4];
+    int rc = NDE_OK;
+
+    for (int k = 0; k < 4 && rc == NDE_OK; k++) {
+        x[i] = keep + off[k] * e;
+        rc = project(c, c->y, c->theta, &p[k]);
+    }
+    x[i] = keep;
+    *out = (8.0 * (p[0] - p[1]) - (p[2] - p[3])) / (12.0 * e);
+    return rc;
+}
+
+/* Every check at the current point; NDE_OK or the plugin's status. */
+static int check_point(field_check *c)
+{
+    const size_t n = c->n, P = c->P, dim = c->f->dim;
+    nde_field *f = c->f;
+    size_t i, b;
+    int rc;
+
+    memcpy(c->yc, c->y, n * sizeof *c->y);
+    memcpy(c->thc, c->theta, P * sizeof *c->theta);
+    memcpy(c->vc, c->v, n * sizeof *c->v);
+    if ((rc = c->apply(f, c->t, c->y, c->theta, c->out, FIELD_BATCH)) ||
+        (rc = c->apply(f, c->t, c->y, c->theta, c->out2, FIELD_BATCH)))
+        return rc;
+    for (i = 0, b = 0; i < n; i++)
+        b += !isfinite(c->out[i]);
+    note_worst(c, W_FINITE, (double)b);
+    note_worst(c, W_DETERMINISTIC, (double)bits_differ(c->out, c->out2, n));
+
+    /* The VJP into outputs that start at vy0, vth0. */
+    memcpy(c->vy, c->vy0, n * sizeof *c->vy);
+    memcpy(c->vth, c->vth0, P * sizeof *c->vth);
+    if ((rc = c->vjp(f, c->t, c->y, c->theta, c->v, c->vy, c->vth,
+                     FIELD_BATCH)))
+        return rc;
+    note_worst(c, W_INPUTS, (double)(bits_differ(c->y, c->yc, n) +
+                                     bits_differ(c->theta, c->thc, P) +
+                                     bits_differ(c->v, c->vc, n)));
+    for (i = 0; i < n; i++)
+        c->vy[i] -= c->vy0[i];
+    for (i = 0; i < P; i++)
+        c->vth[i] -= c->vth0[i];
+    for (i = 0; i < n; i++)
+        if ((rc = difference(c, c->y, i, &c->fdy[i])))
+            return rc;
+    for (i = 0; i < P; i++)
+        if ((rc = difference(c, c->theta, i, &c->fdth[i])))
+            return rc;
+    note_worst(c, W_VJP_Y, check_rel_error(c->vy, c->fdy, n));
+    note_worst(c, W_VJP_THETA, check_rel_error(c->vth, c->fdth, P));
+
+    /* One output NULL: the other as with both (both start at zero). */
+    memset(c->vy2, 0, n * sizeof *c->vy2);
+    memset(c->vth2, 0, P * sizeof *c->vth2);
+    if ((rc = c->vjp(f, c->t, c->y, c->theta, c->v, c->vy2, NULL,
+                     FIELD_BATCH)) ||
+        (rc = c->vjp(f, c->t, c->y, c->theta, c->v, NULL, c->vth2,
+                     FIELD_BATCH)))
+        return rc;
+    note_worst(c, W_VJP_NULL, fmax(check_rel_error(c->vy2, c->vy, n),
+                                   check_rel_error(c->vth2, c->vth, P)));
+
+    /* Each row alone: eval, vy, and vtheta summed over the rows. */
+    memset(c->vth2, 0, P * sizeof *c->vth2);
+    for (b = 0; b < FIELD_BATCH; b++) {
+        const double *yb = c->y + b * dim, *vb = c->v + b * dim;
+        memset(c->vy2 + b * dim, 0, dim * sizeof *c->vy2);
+        if ((rc = c->apply(f, c->t, yb, c->theta, c->out2 + b * dim, 1)) ||
+            (rc = c->vjp(f, c->t, yb, c->theta, vb, c->vy2 + b * dim,
+                         c->vth2, 1)))
+            return rc;
+    }
+    note_worst(c, W_ROWS, check_rel_error(c->out2, c->out, n));
+    note_worst(c, W_VJP_ROWS, fmax(check_rel_error(c->vy2, c->vy, n),
+                                   check_rel_error(c->vth2, c->vth, P)));
+    return NDE_OK;
+}
+
+/* Draw point k: t, y, theta (from theta0), v and the outputs' starts. */
+static void draw_point(field_check *c, const double *theta0, uint64_t *rng)
+{
+    size_t i;
+
+    c->t = check_uniform(rng, 0.0, 1.0);
+    for (i = 0; i < c->n; i++) {
+        c->y[i] = check_uniform(rng, -1.0, 1.0);
+        c->v[i] = check_uniform(rng, -1.0, 1.0);
+        c->vy0[i] = check_uniform(rng, 0.5, 1.5);
+    }
+    for (i = 0; i < c->P; i++) {
+        double u = check_uniform(rng, -0.1, 0.1);
+        c->theta[i] = theta0[i] != 0.0 ? theta0[i] * (1.0 + u) : u;
+        c->vth0[i] = check_uniform(rng, 0.5, 1.5);
+    }
+}
+
+static void report_op(check_report *r, const char *op, const field_check *c)
+{
+    char name[64];
+    for (int w = 0; w < W_COUNT; w++) {
+        snprintf(name, sizeof name, "%s %s", op, worst_names[w]);
+        check_line(r, name, c->worst[w], worst_tols[w]);
+    }
+}
+
+/* The suite for one operator; a failing call ends it with a FAIL line. */
+static void check_op(field_check *c, const char *op, const double *theta0,
+                     uint64_t seed, check_report *r, nde_ctx *ctx)
+{
+    uint64_t rng = seed;
+    char name[64];
+    int rc;
+
+    memset(c->worst, 0, sizeof c->worst);
+    for (int k = 0; k < FIELD_POINTS; k++) {
+        draw_point(c, theta0, &rng);
+        if ((rc = check_point(c)) != NDE_OK) {
+            snprintf(name, sizeof name, "%s at point %d", op, k);
+            check_cannot(r, name, ctx, rc);
+            return;
+        }
+    }
+    report_op(r, op, c);
+}
+
+int check_field(nde_ctx *ctx, nde_config *cfg, uint64_t seed,
+                check_report *r)
+{
+    field_check c;
+    nde_field *f = NULL;
+    double *mem = NULL, *theta0;
+    size_t n, P;
+    int rc;
+
+    memset(&c, 0, sizeof c);
+    if ((rc = nde_field_create(ctx, cfg, "field", FIELD_BATCH, &f)) != NDE_OK)
+        return rc;
+    check_plugin(r, ctx, &f->type->info);
+    n = FIELD_BATCH * f->dim;
+    P = f->nparams;
+    /* 10 arrays of n values, 7 of P (+1 so none is empty). */
+    if (!(mem = calloc(10 * n + 7 * (P + 1), sizeof *mem))) {
+        nde_field_destroy(f);
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    }
+    c.f = f;
+    c.n = n;
+    c.P = P;
+    c.y = mem;              c.v = c.y + n;     c.out = c.v + n;
+    c.out2 = c.out + n;     c.yc = c.out2 + n; c.vc = c.yc + n;
+    c.vy = c.vc + n;        c.vy0 = c.vy + n;  c.vy2 = c.vy0 + n;
+    c.fdy = c.vy2 + n;      c.theta = c.fdy + n;
+    c.thc = c.theta + P + 1;  c.vth = c.thc + P + 1;
+    c.vth0 = c.vth + P + 1;   c.vth2 = c.vth0 + P + 1;
+    c.fdth = c.vth2 + P + 1;  theta0 = c.fdth + P + 1;
+
+    check_note(r, "%zu states, %zu parameters, batch %d, %d random points "
+               "(seed %llu)", f->dim, P, FIELD_BATCH, FIELD_POINTS,
+               (unsigned long long)seed);
+    if ((rc = nde_field_init_params(f, theta0, seed)) != NDE_OK) {
+        check_cannot(r, "init_params", ctx, rc);
+    } else {
+        c.apply = nde_field_eval;
+        c.vjp = nde_field_vjp;
+        check_op(&c, "drift", theta0, seed, r, ctx);
+        if (f->noise == NDE_NOISE_NONE) {
+            check_note(r, "no diffusion (an ODE field)");
+        } else if (!f->type->diffusion || !f->type->diffusion_vjp) {
+            nde_error(ctx, NDE_EPLUGIN, "the field has noise but no "
+                      "diffusion or diffusion_vjp");
+            check_cannot(r, "diffusion", ctx, NDE_EPLUGIN);
+        } else {
+            c.apply = nde_field_diffusion;
+            c.vjp = nde_field_diffusion_vjp;
+            check_op(&c, "diffusion", theta0, seed, r, ctx);
+        }
+    }
+    free(mem);
+    nde_field_destroy(f);
+    return NDE_OK;
+}

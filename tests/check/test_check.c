@@ -1,0 +1,243 @@
+/*
+ * test_check.c - `nde check`: every shipped field, regularizer and solver
+ * (the modules of the build tree, found by nde_plugin_foreach) passes its
+ * conformance suite, with the keys of `keyed` below where it needs some
+ * (a new plugin runs with its defaults and fails here until it is listed
+ * or has them); the wrong plugins of plugins/ fail the check that catches
+ * them; usage errors exit 2.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nde/nde.h"
+#include "../test_util.h"
+
+static char workdir[] = "/tmp/nde-test-check-XXXXXX";
+
+/* Plugins that need keys, or have variants worth a run: one entry per run
+ * (no arguments: the defaults). */
+typedef struct keyed {
+    const char *kind, *name;
+    const char *args[12];
+} keyed;
+
+static const keyed keyed_runs[] = {
+    {"field", "mlp", {"-s", "field.layers=2,8,2"}},
+    {"field", "mlp", {"-s", "field.layers=2,8,2", "-s",
+                      "field.diffusion=softplus"}},
+    {"field", "expr", {"-s", "field.state=x,y", "-s", "field.params=a=1.5,b=1",
+                       "-s", "field.dx=a*x-b*x*y", "-s", "field.dy=x*y-y",
+                       "-s", "field.gx=b*x*x"}},
+    {"field", "linear", {"-s", "field.A=-0.5,1,-1,-0.5", "-s",
+                         "field.b=0.1,0.2"}},
+    {"field", "sum", {"-s", "field.parts=p,q", "-s", "field.p.plugin=linear",
+                      "-s", "field.p.A=-0.5,1,-1,-0.5", "-s",
+                      "field.q.plugin=mlp", "-s", "field.q.layers=2,4,2"}},
+    {"regularizer", "steer", {"-s", "regularizer.steer.b=0.25"}},
+    {"regularizer", "local", {NULL}},
+    {"regularizer", "local", {"-s", "regularizer.local.through_state=true"}},
+    {"regularizer", "local", {"-s", "regularizer.local.sampling=biased"}},
+    {"regularizer", "global", {NULL}},
+    {"regularizer", "global", {"-s", "regularizer.global.measure=stiffness"}},
+};
+
+static test_run_result run_check(const char *kind, const char *name,
+                                 const char *const *args)
+{
+    const char *argv[TEST_RUN_MAX_ARGS + 1];
+    size_t n = 0;
+
+    argv[n++] = "check";
+    argv[n++] = kind;
+    argv[n++] = name;
+    for (; args && *args && n < TEST_RUN_MAX_ARGS; args++)
+        argv[n++] = *args;
+    argv[n] = NULL;
+    /* test_run_nde takes its arguments as varargs */
+    return test_run_nde(workdir, argv[0], argv[1], argv[2], argv[3], argv[4],
+                        argv[5], argv[6], argv[7], argv[8], argv[9],
+                        argv[10], argv[11], argv[12], argv[13], argv[14],
+                        NULL);
+}
+
+static void expect_pass(const char *kind, const char *name,
+                        const char *const *args)
+{
+    test_run_result r = run_check(kind, name, args);
+    ck_assert_msg(r.code == 0 && strstr(r.out, " 0 failed\n"),
+                  "nde check %s %s: exit %d\n%s%s", kind, name, r.code, r.out,
+                  r.err);
+    ck_assert_msg(!strstr(r.out, "FAIL"), "%s", r.out);
+    test_run_free(&r);
+}
+
+typedef struct shipped {
+    const char *root;
+    size_t runs;
+} shipped;
+
+static int check_one(const nde_plugin_info *info, const char *path,
+                     void *user)
+{
+    shipped *s = user;
+    const char *kind = nde_kind_name(info->kind);
+    int listed = 0;
+
+    if (strncmp(path, s->root, strlen(s->root)) != 0 ||
+        info->kind == NDE_KIND_ADJOINT)
+        return 0;
+    for (size_t i = 0; i < sizeof keyed_runs / sizeof *keyed_runs; i++)
+        if (strcmp(keyed_runs[i].kind, kind) == 0 &&
+            strcmp(keyed_runs[i].name, info->name) == 0) {
+            expect_pass(kind, info->name, keyed_runs[i].args);
+            listed = 1;
+            s->runs++;
+        }
+    if (!listed) {
+        expect_pass(kind, info->name, NULL);
+        s->runs++;
+    }
+    return 0;
+}
+
+START_TEST(every_shipped_plugin_passes)
+{
+    nde_ctx *ctx = nde_ctx_create();
+    shipped s = {getenv("NDE_BUILD_ROOT"), 0};
+
+    ck_assert_ptr_nonnull(s.root);
+    unsetenv("NDE_PLUGIN_PATH");
+    ck_assert_int_eq(nde_plugin_foreach(ctx, check_one, NULL, &s), 0);
+    /* 4 fields, 5 regularizers, 8 solvers at least */
+    ck_assert_uint_ge(s.runs, 17);
+    nde_ctx_destroy(ctx);
+}
+END_TEST
+
+/* A wrong plugin exits 1 with a FAIL on `line`. */
+static void expect_fail(const char *kind, const char *name, const char *line)
+{
+    test_run_result r;
+    const char *l;
+
+    setenv("NDE_PLUGIN_PATH", getenv("NDE_CHECK_BAD_DIR"), 1);
+    r = run_check(kind, name, NULL);
+    unsetenv("NDE_PLUGIN_PATH");
+    test_assert_code(r, 1);
+    ck_assert_msg((l = strstr(r.out, line)) != NULL, "no '%s' in:\n%s", line,
+                  r.out);
+    ck_assert_msg(strncmp(strchr(l, '\n') - 4, "FAIL", 4) == 0,
+                  "'%s' does not fail:\n%s", line, r.out);
+    test_run_free(&r);
+}
+
+START_TEST(assigning_vjp_fails)
+{
+    expect_fail("field", "assignvjp", "drift vjp y accumulated");
+    expect_fail("field", "assignvjp", "drift vjp theta accumulated");
+}
+END_TEST
+
+START_TEST(coupled_rows_fail)
+{
+    expect_fail("field", "coupledrows", "drift rows independent");
+}
+END_TEST
+
+START_TEST(wrong_regularizer_gradient_fails)
+{
+    expect_fail("regularizer", "badgrad", "gradient vs differences");
+}
+END_TEST
+
+START_TEST(overclaimed_order_fails)
+{
+    expect_fail("solver", "badorder", "order: declared - observed");
+}
+END_TEST
+
+START_TEST(same_seed_same_report)
+{
+    const char *const args[] = {"-s", "field.layers=2,8,2", "--seed", "7",
+                                NULL};
+    test_run_result a = run_check("field", "mlp", args);
+    test_run_result b = run_check("field", "mlp", args);
+    test_assert_code(a, 0);
+    ck_assert_str_eq(a.out, b.out);
+    test_assert_contains(a.out, "(seed 7)");
+    test_run_free(&a);
+    test_run_free(&b);
+}
+END_TEST
+
+static void expect_usage(const char *kind, const char *name,
+                         const char *const *args, const char *message)
+{
+    test_run_result r = run_check(kind, name, args);
+    test_assert_code(r, 2);
+    test_assert_contains(r.err, message);
+    ck_assert_str_eq(r.out, "");
+    test_run_free(&r);
+}
+
+START_TEST(usage_errors)
+{
+    const char *const bad_key[] = {"-s", "field.layers=2,8,2", "-s",
+                                   "field.bogus=1", NULL};
+    const char *const bad_seed[] = {"--seed", "x", NULL};
+    test_run_result r;
+
+    expect_usage("fild", "mlp", NULL, "unknown kind 'fild'; did you mean "
+                                      "'field'?");
+    expect_usage("adjoint", "discrete", NULL, "no conformance suite for "
+                                              "adjoint");
+    expect_usage("field", "nosuch", NULL, "no field plugin named 'nosuch'");
+    expect_usage("field", "mlp", NULL, "[field] layers: missing required key");
+    expect_usage("field", "mlp", bad_key, "[field] bogus: unknown key");
+    expect_usage("field", "mlp", bad_seed, "--seed needs a non-negative");
+    expect_usage("regularizer", "steer", NULL, "b: missing required key");
+    r = test_run_nde(workdir, "check", "field", NULL);
+    test_assert_code(r, 2);
+    test_assert_contains(r.err, "a kind and a plugin name are needed");
+    test_run_free(&r);
+    r = test_run_nde(workdir, "check", "--help", NULL);
+    test_assert_code(r, 0);
+    test_assert_contains(r.out, "Usage: nde check KIND NAME");
+    test_run_free(&r);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("check");
+    TCase *tc = tcase_create("check");
+    SRunner *sr;
+    int failed;
+
+    if (!mkdtemp(workdir)) {
+        perror("mkdtemp");
+        return EXIT_FAILURE;
+    }
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, every_shipped_plugin_passes);
+    tcase_add_test(tc, assigning_vjp_fails);
+    tcase_add_test(tc, coupled_rows_fail);
+    tcase_add_test(tc, wrong_regularizer_gradient_fails);
+    tcase_add_test(tc, overclaimed_order_fails);
+    tcase_add_test(tc, same_seed_same_report);
+    tcase_add_test(tc, usage_errors);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", workdir);
+        if (system(cmd) != 0)
+            failed++;
+    }
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
