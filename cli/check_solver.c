@@ -4,6 +4,8 @@
  * nde_solver_step_vjp, nde_solver_advance_vjp), so it does not depend on
  * how a solver is built.
  *
+ * - The plugin loads: its tableau or ops pass the checks of
+ *   nde_solver_create (a refusal is a failed check, exit 1).
  * - Observed order against the declared one, fixed steps of 1/N on [0, 1],
  *   N = 8, 16, 32, 64, from the last two errors (ODE) or a least-squares
  *   fit of all four (SDE). ODE: the expr system x' = a cos(t) x,
@@ -47,6 +49,7 @@ typedef struct solver_check {
     nde_brownian *bm;
     nde_solve_opts o;
     int sde, ito;
+    const nde_plugin_info *refused; /* refused at create (NDE_EPLUGIN) */
     size_t batch, n, P;
     double theta[2];
     double *mem, *y0, *y1, *y2, *aux, *ybar_next, *ybar, *fdy, *dw;
@@ -254,9 +257,14 @@ static int setup(solver_check *c, nde_config *cfg)
         return nde_error(c->ctx, NDE_ENOMEM, "out of memory");
     if ((rc = nde_config_load_string(c->pcfg, "nde check's problem",
                                      c->sde ? sde_ini : ode_ini, c->ctx)) ||
-        (rc = nde_field_create(c->ctx, c->pcfg, "field", c->batch, &c->f)) ||
-        (rc = nde_solver_create(c->ctx, cfg, "solver", c->f, &c->s)) ||
-        (rc = nde_solver_set_batch(c->s, c->batch)))
+        (rc = nde_field_create(c->ctx, c->pcfg, "field", c->batch, &c->f)))
+        return rc;
+    /* A plugin whose tableau or ops fail the load-time checks is a
+     * conformance failure, not a usage error. */
+    if ((rc = nde_solver_create(c->ctx, cfg, "solver", c->f, &c->s)) ==
+        NDE_EPLUGIN)
+        c->refused = info;
+    if (rc || (rc = nde_solver_set_batch(c->s, c->batch)))
         return rc;
     c->n = c->batch * c->f->dim;
     c->P = c->f->nparams;
@@ -286,7 +294,11 @@ int check_solver(nde_ctx *ctx, nde_config *cfg, uint64_t seed,
 
     memset(&c, 0, sizeof c);
     c.ctx = ctx;
-    if ((rc = setup(&c, cfg)) == NDE_OK) {
+    if ((rc = setup(&c, cfg)) == NDE_EPLUGIN && c.refused) {
+        check_plugin(r, ctx, c.refused);
+        check_cannot(r, "loads (tableau and ops checks)", ctx, rc);
+        rc = NDE_OK;
+    } else if (rc == NDE_OK) {
         check_plugin(r, ctx, &c.s->type->info);
         if ((rc = check_order(&c, seed, r)) != NDE_OK)
             check_cannot(r, "order", ctx, rc);
