@@ -70,21 +70,11 @@ static void discrete_destroy(nde_adjoint *a)
 static int discrete_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
                            nde_ctx *ctx)
 {
+    const int aux = nde_solver_aux(s);
     discrete_state *d;
     long checkpoints = 0;
     int rc;
 
-    const nde_solver_ops *ops = s->type->ops;
-
-    if (ops && (!ops->step_vjp || !ops->start_vjp))
-        return nde_error(ctx, NDE_ECAPABILITY,
-                         "adjoint 'discrete' needs the solver's step VJP; "
-                         "solver '%s' has none", s->type->info.name);
-    if (!ops && !(s->type->info.flags & NDE_CAP_STEP_VJP))
-        return nde_error(ctx, NDE_ECAPABILITY,
-                         "adjoint 'discrete' needs the solver's step VJP "
-                         "(NDE_CAP_STEP_VJP); solver '%s' has none",
-                         s->type->info.name);
     if (sec && (rc = nde_get_long(sec, "checkpoints", &checkpoints, ctx)))
         return rc;
     if (checkpoints < 0)
@@ -97,9 +87,9 @@ static int discrete_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
     if (!(d->ybar = malloc(d->n_max * sizeof(double))) ||
         !(d->ybar_prev = malloc(d->n_max * sizeof(double))))
         return nde_error(ctx, NDE_ENOMEM, "adjoint 'discrete': out of memory");
-    if (ops) {
-        const size_t m = (size_t)ops->aux * d->n_max;
-        d->aux = ops->aux;
+    if (s->type->ops) {
+        const size_t m = (size_t)aux * d->n_max;
+        d->aux = aux;
         if ((m && (!(d->auxbar = malloc(m * sizeof(double))) ||
                    !(d->auxbar_prev = malloc(m * sizeof(double))))) ||
             !(d->dw = malloc(d->n_max * sizeof(double))))
@@ -393,7 +383,7 @@ static int discrete_gradient(nde_adjoint *a, const nde_solve_opts *opts,
                 d->dc[ndc].theta = (ct[ic].t - tj) / hj;
                 d->dc[ndc++].g = ct[ic].g;
             }
-            if (ndc > 0 && !(s->type->info.flags & NDE_CAP_DENSE)) {
+            if (ndc > 0 && !(s->type->info.provides & NDE_CAP_DENSE)) {
                 rc = nde_error(a->ctx, NDE_ECAPABILITY,
                                "adjoint 'discrete': a cotangent at t = %g "
                                "lies inside a step and solver '%s' has no "
@@ -426,10 +416,14 @@ done:
 }
 
 static const nde_adjoint_type discrete_type = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_ADJOINT, "discrete",
-             "exact gradient of the discretised solve: replays the recorded "
-             "steps through the solver's step VJP (step sizes held constant)",
-             discrete_keys, NDE_NEEDS_STEPS | NDE_NEEDS_STEP_VJP, "1"},
+    .info = NDE_ADJOINT_INFO(
+        .name = "discrete",
+        .description = "exact gradient of the discretised solve: replays the "
+                       "recorded steps through the solver's step VJP (step "
+                       "sizes held constant)",
+        .keys = discrete_keys,
+        .needs = NDE_NEEDS_STEPS | NDE_NEEDS_STEP_VJP,
+        .version = "1"),
     .create = discrete_create,
     .destroy = discrete_destroy,
     .gradient = discrete_gradient,

@@ -175,11 +175,6 @@ static int interp_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
     long checkpoints = 0;
     int rc;
 
-    if (!(s->type->info.flags & NDE_CAP_DENSE))
-        return nde_error(ctx, NDE_ECAPABILITY,
-                         "adjoint 'interpolating' needs the solver's dense "
-                         "output (NDE_CAP_DENSE); solver '%s' has none",
-                         s->type->info.name);
     if (!(d = calloc(1, sizeof *d)))
         return nde_error(ctx, NDE_ENOMEM,
                          "adjoint 'interpolating': out of memory");
@@ -293,10 +288,14 @@ done:
 }
 
 static const nde_adjoint_type interp_type = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_ADJOINT, "interpolating",
-             "continuous adjoint [a, a_theta] integrated backwards with the "
-             "state from the forward dense output (or checkpoints)",
-             interp_keys, NDE_NEEDS_DENSE, "1"},
+    .info = NDE_ADJOINT_INFO(
+        .name = "interpolating",
+        .description = "continuous adjoint [a, a_theta] integrated backwards "
+                       "with the state from the forward dense output (or "
+                       "checkpoints)",
+        .keys = interp_keys,
+        .needs = NDE_NEEDS_DENSE,
+        .version = "1"),
     .create = interp_create,
     .destroy = interp_destroy,
     .gradient = interp_gradient,

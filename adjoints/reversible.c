@@ -53,26 +53,18 @@ static void reversible_destroy(nde_adjoint *a)
 static int reversible_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
                              nde_ctx *ctx)
 {
-    const nde_solver_ops *ops = s->type->ops;
     reversible_state *d;
     size_t n, m;
 
     (void)sec;
-    if (!ops || !(s->type->info.flags & NDE_CAP_REVERSIBLE) ||
-        !ops->reverse || !ops->step_vjp || !ops->start_vjp)
-        return nde_error(ctx, NDE_ECAPABILITY,
-                         "adjoint 'reversible' needs a reversible solver "
-                         "(NDE_CAP_REVERSIBLE, with a step VJP, e.g. "
-                         "reversible_heun); solver '%s' is not one",
-                         s->type->info.name);
     if (!(d = calloc(1, sizeof *d)))
         return nde_error(ctx, NDE_ENOMEM,
                          "adjoint 'reversible': out of memory");
     a->state = d;
     d->n_max = n = s->batch_max * s->field->dim;
     d->nparams = s->field->nparams;
-    d->aux = ops->aux;
-    m = (size_t)ops->aux * n;
+    d->aux = nde_solver_aux(s);
+    m = (size_t)d->aux * n;
     if (!(d->y = malloc(n * sizeof(double))) ||
         !(d->y_prev = malloc(n * sizeof(double))) ||
         !(d->ybar = malloc(n * sizeof(double))) ||
@@ -201,11 +193,14 @@ done:
 }
 
 static const nde_adjoint_type reversible_type = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_ADJOINT, "reversible",
-             "exact gradient of the discretised solve of a reversible "
-             "solver: reconstructs each step's state backwards by the "
-             "solver's algebraic reverse (memory constant in the steps)",
-             NULL, NDE_CAP_REVERSIBLE | NDE_NEEDS_STEP_VJP, "1"},
+    .info = NDE_ADJOINT_INFO(
+        .name = "reversible",
+        .description = "exact gradient of the discretised solve of a "
+                       "reversible solver: reconstructs each step's state "
+                       "backwards by the solver's algebraic reverse (memory "
+                       "constant in the steps)",
+        .needs = NDE_NEEDS_REVERSIBLE | NDE_NEEDS_STEP_VJP,
+        .version = "1"),
     .create = reversible_create,
     .destroy = reversible_destroy,
     .gradient = reversible_gradient,

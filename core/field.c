@@ -189,8 +189,10 @@ static int rhs_vjp(nde_field *f, double t, const double *y,
 }
 
 static const nde_field_type rhs_type = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "rhs",
-             "a plain function y' = fn(t, y) (built in)", NULL, 0, "1"},
+    .info = NDE_FIELD_INFO(
+        .name = "rhs",
+        .description = "a plain function y' = fn(t, y) (built in)",
+        .version = "1"),
     .create = rhs_create, .destroy = rhs_destroy, .init_params = rhs_init,
     .eval = rhs_eval, .vjp = rhs_vjp};
 

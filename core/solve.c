@@ -113,7 +113,7 @@ int nde_solve_opts_from_section(nde_solve_opts *o, const nde_solver_type *type,
                                  "error double precision can resolve (use "
                                  "0 for a purely absolute tolerance)",
                                  o->rtol, RTOL_MIN);
-    if ((type->info.flags & NDE_CAP_ADAPTIVE) == 0 && o->dt <= 0)
+    if ((type->info.provides & NDE_CAP_ADAPTIVE) == 0 && o->dt <= 0)
         return nde_section_error(sec, "dt", ctx,
                                  "solver '%s' is fixed-step (no error "
                                  "estimate): set dt > 0", type->info.name);
@@ -316,7 +316,7 @@ static int check_times(nde_ctx *ctx, const char *what, const double *ts,
 static int record_begin(nde_solver *s, nde_trajectory *rec, size_t n,
                         double t0)
 {
-    const unsigned flags = s->type->info.flags;
+    const unsigned flags = s->type->info.provides;
     const char *name = s->type->info.name;
 
     if ((rec->record & NDE_NEEDS_DENSE) && !(flags & NDE_CAP_DENSE))
@@ -381,7 +381,7 @@ static int solve_loop(nde_solver *s, const nde_solve_opts *o,
                       double t1, size_t nsave, const double *tsave,
                       double *ysave, nde_stats *st)
 {
-    const unsigned flags = s->type->info.flags;
+    const unsigned flags = s->type->info.provides;
     const int adaptive = (flags & NDE_CAP_ADAPTIVE) != 0;
     const int dense = (flags & NDE_CAP_DENSE) != 0;
     const double stretch = adaptive ? LAND_STRETCH_ADAPTIVE : LAND_STRETCH_FIXED;

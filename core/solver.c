@@ -36,7 +36,7 @@ static int check_tableau(nde_ctx *ctx, const nde_solver_type *type)
 {
     const nde_rk_tableau *tab = type->tableau;
     const char *name = type->info.name;
-    const unsigned flags = type->info.flags;
+    const unsigned flags = type->info.provides;
     int s;
 
     if (!tab)
@@ -95,7 +95,7 @@ static int check_ops(nde_ctx *ctx, const nde_solver_type *type)
 {
     const nde_solver_ops *ops = type->ops;
     const char *name = type->info.name;
-    const unsigned flags = type->info.flags;
+    const unsigned flags = type->info.provides;
 
     if (type->tableau)
         return nde_error(ctx, NDE_EPLUGIN,
@@ -133,7 +133,7 @@ static const char *solver_calculus(unsigned flags)
 static int check_pairing(nde_ctx *ctx, const nde_solver_type *type,
                          const nde_field *field)
 {
-    const unsigned flags = type->info.flags;
+    const unsigned flags = type->info.provides;
     const unsigned sde = flags & (NDE_CAP_SDE_ITO | NDE_CAP_SDE_STRATONOVICH);
     const char *sname = type->info.name, *fname = field->type->info.name;
 
@@ -278,7 +278,7 @@ int nde_solver_aux(const nde_solver *s)
 
 int nde_solver_is_sde(const nde_solver *s)
 {
-    return (s->type->info.flags &
+    return (s->type->info.provides &
             (NDE_CAP_SDE_ITO | NDE_CAP_SDE_STRATONOVICH)) != 0;
 }
 

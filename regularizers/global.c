@@ -254,10 +254,14 @@ done:
 }
 
 static const nde_regularizer_type global_type = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_REGULARIZER, "global",
-             "Pal et al. 2021: mean/sum/max over the solve's steps of "
-             "EEst*|h| or the stiffness estimate, through the steps",
-             global_keys, 0, "1"},
+    .info = NDE_REGULARIZER_INFO(
+        .name = "global",
+        .description = "Pal et al. 2021: mean/sum/max over the solve's steps "
+                       "of EEst*|h| or the stiffness estimate, through the "
+                       "steps",
+        .keys = global_keys,
+        .needs = NDE_NEEDS_STEPS | NDE_NEEDS_STEP_VJP,
+        .version = "1"),
     .create = global_create,
     .destroy = global_destroy,
     .after_solve = global_after_solve,

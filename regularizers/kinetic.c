@@ -327,10 +327,13 @@ done:
 }
 
 static const nde_regularizer_type kinetic_type = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_REGULARIZER, "kinetic",
-             "RNODE: int ||f||^2 dt and Hutchinson int ||J||_F^2 dt by "
-             "Gauss-Legendre on the solve's steps",
-             kinetic_keys, 0, "1"},
+    .info = NDE_REGULARIZER_INFO(
+        .name = "kinetic",
+        .description = "RNODE: int ||f||^2 dt and Hutchinson int ||J||_F^2 "
+                       "dt by Gauss-Legendre on the solve's steps",
+        .keys = kinetic_keys,
+        .needs = NDE_NEEDS_DENSE,
+        .version = "1"),
     .create = kinetic_create,
     .destroy = kinetic_destroy,
     .before_solve = kinetic_before_solve,

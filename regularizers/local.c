@@ -263,10 +263,14 @@ done:
 }
 
 static const nde_regularizer_type local_type = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_REGULARIZER, "local",
-             "Pal et al. 2023: error or stiffness estimate of one fresh "
-             "step from a sampled time t_s (y_s held constant)",
-             local_keys, 0, "1"},
+    .info = NDE_REGULARIZER_INFO(
+        .name = "local",
+        .description = "Pal et al. 2023: error or stiffness estimate of one "
+                       "fresh step from a sampled time t_s (y_s held "
+                       "constant)",
+        .keys = local_keys,
+        .needs = NDE_NEEDS_STEP_VJP,
+        .version = "1"),
     .create = local_create,
     .destroy = local_destroy,
     .before_solve = local_before_solve,

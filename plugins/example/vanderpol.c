@@ -109,10 +109,13 @@ static int vdp_param_name(const nde_field *f, size_t i, char *buf, size_t len)
 }
 
 static const nde_field_type vanderpol = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "vanderpol",
-             "Van der Pol oscillator x' = v, v' = mu (1 - x^2) v - x with "
-             "learnable mu (example of an out-of-tree plugin)",
-             vdp_keys, 0, "1"},
+    .info = NDE_FIELD_INFO(
+        .name = "vanderpol",
+        .description = "Van der Pol oscillator x' = v, v' = mu (1 - x^2) v - "
+                       "x with learnable mu (example of an out-of-tree "
+                       "plugin)",
+        .keys = vdp_keys,
+        .version = "1"),
     .create = vdp_create,
     .destroy = vdp_destroy,
     .init_params = vdp_init_params,

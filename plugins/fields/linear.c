@@ -146,9 +146,11 @@ static const nde_key linear_keys[] = {
 };
 
 static const nde_field_type linear_type = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "linear",
-             "affine field y' = A y + b with learnable A and b", linear_keys,
-             0, "1"},
+    .info = NDE_FIELD_INFO(
+        .name = "linear",
+        .description = "affine field y' = A y + b with learnable A and b",
+        .keys = linear_keys,
+        .version = "1"),
     .create = linear_create,
     .destroy = linear_destroy,
     .init_params = linear_init_params,

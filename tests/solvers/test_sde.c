@@ -26,8 +26,10 @@
 
 #define SDE_FIELD(var, nm, evalfn, vjpfn, gfn, gvjpfn)                       \
     static const nde_field_type var = {                                      \
-        .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, nm, "test field", NULL, 0, \
-                 "1"},                                                       \
+        .info = NDE_FIELD_INFO(                                              \
+            .name = nm,                                                      \
+            .description = "test field",                                     \
+            .version = "1"),                                                 \
         .create = create_d1p2_diag, .destroy = tf_destroy,                   \
         .init_params = tf_init, .eval = evalfn, .vjp = vjpfn,                \
         .diffusion = gfn, .diffusion_vjp = gvjpfn}
@@ -192,10 +194,10 @@ START_TEST(test_ops_table_checked)
     ops.aux = -1;
     ck_assert_int_eq(nde_solver_create_from(ctx, &t, f, &s), NDE_EPLUGIN);
     ops = *em->ops;
-    t.info.flags |= NDE_CAP_REVERSIBLE; /* claims a reverse it lacks */
+    t.info.provides |= NDE_CAP_REVERSIBLE; /* claims a reverse it lacks */
     ck_assert_int_eq(nde_solver_create_from(ctx, &t, f, &s), NDE_EPLUGIN);
     assert_message("reverse");
-    t.info.flags = em->info.flags;
+    t.info.provides = em->info.provides;
     ops.start = bad_start;
     s = NULL;
     ck_assert_int_eq(nde_solver_create_from(ctx, &t, f, &s), NDE_OK);

@@ -38,6 +38,18 @@ extern "C" {
 
 typedef struct nde_field nde_field;
 
+/* The interface version of nde_field_type (plugin.h): members are only
+ * ever appended.
+ *   1: create, destroy, init_params, eval, vjp, param_name, diffusion,
+ *      diffusion_vjp */
+#define NDE_FIELD_VERSION 1
+
+/* The descriptor's info: NDE_FIELD_INFO(.name = ..., .description = ...,
+ * .keys, .provides, .version). */
+#define NDE_FIELD_INFO(...)                                                  \
+    NDE_PLUGIN_INFO_(NDE_KIND_FIELD, NDE_FIELD_VERSION, nde_field_type,       \
+                     __VA_ARGS__)
+
 typedef struct nde_field_type {
     nde_plugin_info info; /* kind NDE_KIND_FIELD; must be first */
 
