@@ -260,11 +260,10 @@ static int ops_gradient(nde_adjoint *a, const nde_solve_opts *opts,
     /* Segments between stored states, last first (one step each without
      * checkpoints), as in discrete_gradient. */
     for (iseg = (long)fwd->nstates - 1; iseg >= 0; iseg--) {
-        const size_t j0 = fwd->ystep[iseg];
-        const size_t j1 = (size_t)iseg + 1 < fwd->nstates
-                              ? fwd->ystep[iseg + 1] : fwd->nsteps;
-        const double *ys = fwd->y + (size_t)iseg * n;
-        const double *auxs = m ? fwd->k + (size_t)iseg * m : NULL;
+        const double *ys = nde_trajectory_state(fwd, (size_t)iseg);
+        const double *auxs = nde_trajectory_aux(fwd, (size_t)iseg);
+        size_t j0, j1;
+        nde_trajectory_segment(fwd, (size_t)iseg, &j0, &j1);
         if (j1 - j0 > 1) {
             if (grow((void **)&d->seg, &d->seg_cap, (j1 - j0) * (n + m),
                      sizeof(double)))
@@ -315,7 +314,9 @@ static int ops_gradient(nde_adjoint *a, const nde_solve_opts *opts,
         add(d->ybar, ct[--ic].g, n);
     /* aux0 was computed from y0 by start. */
     if (m && (rc = nde_solver_start_vjp(s, theta, fwd->t0,
-                                        fwd->nsteps ? fwd->y : fwd->y_final,
+                                        fwd->nsteps
+                                            ? nde_trajectory_state(fwd, 0)
+                                            : fwd->y_final,
                                         d->auxbar, d->ybar, thetabar)))
         return rc;
     memcpy(ybar0, d->ybar, n * sizeof(double));
@@ -358,10 +359,9 @@ static int discrete_gradient(nde_adjoint *a, const nde_solve_opts *opts,
     /* Segments between stored states, last first; without checkpoints
      * every segment is one step and its state is read directly. */
     for (iseg = (long)fwd->nstates - 1; iseg >= 0; iseg--) {
-        const size_t j0 = fwd->ystep[iseg];
-        const size_t j1 = (size_t)iseg + 1 < fwd->nstates
-                              ? fwd->ystep[iseg + 1] : fwd->nsteps;
-        const double *ys = fwd->y + (size_t)iseg * n;
+        const double *ys = nde_trajectory_state(fwd, (size_t)iseg);
+        size_t j0, j1;
+        nde_trajectory_segment(fwd, (size_t)iseg, &j0, &j1);
         if (j1 - j0 > 1) {
             if (grow((void **)&d->seg, &d->seg_cap, (j1 - j0) * n,
                      sizeof(double)))

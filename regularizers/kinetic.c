@@ -282,15 +282,18 @@ static int kinetic_after_solve(nde_regularizer *r,
         draw_probe(k->eps, n, k->seed);
 
     for (size_t j = 0; j < m; j++) {
-        const double *kj = fwd->k + j * (size_t)fwd->stages * n;
+        const double *kj = nde_trajectory_stages(fwd, j);
         const double h = fwd->h[j];
         /* Step start: the stored state, or the dense end of the step
          * before (checkpointed records). */
-        if (istate < fwd->nstates && fwd->ystep[istate] == j) {
-            memcpy(k->y, fwd->y + istate++ * n, n * sizeof(double));
-        } else if ((rc = nde_solver_dense_from(s, k->y, fwd->h[j - 1],
-                                               kj - (size_t)fwd->stages * n,
-                                               1.0, k->yq)) == NDE_OK) {
+        if (istate < fwd->nstates &&
+            nde_trajectory_state_step(fwd, istate) == j) {
+            memcpy(k->y, nde_trajectory_state(fwd, istate++),
+                   n * sizeof(double));
+        } else if ((rc = nde_solver_dense_from(
+                        s, k->y, fwd->h[j - 1],
+                        nde_trajectory_stages(fwd, j - 1), 1.0, k->yq)) ==
+                   NDE_OK) {
             memcpy(k->y, k->yq, n * sizeof(double));
         } else {
             goto done;
