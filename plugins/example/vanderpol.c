@@ -7,8 +7,10 @@
  *
  * It shows everything a field plugin provides: a key table (for config
  * checking and `nde plugins`), create/destroy, init_params, eval over a
- * batch, the vector-Jacobian product, parameter and state names, and the
- * module entry point. Build with the Makefile beside it.
+ * batch, the vector-Jacobian product, parameter and state names, its info
+ * (filled by NDE_FIELD_INFO, which records the versions and the size the
+ * library checks) and the module entry point. Build with the Makefile
+ * beside it.
  */
 #include <stdlib.h>
 #include <string.h>
