@@ -51,6 +51,8 @@ static const struct {
     [NDE_KIND_ADJOINT] = {NDE_ADJOINT_VERSION, adjoint_sizes},
     [NDE_KIND_REGULARIZER] = {NDE_REGULARIZER_VERSION, regularizer_sizes},
 };
+_Static_assert(NDE_KIND_COUNT == NDE_KIND_REGULARIZER,
+               "a new kind needs its row in interfaces[]");
 
 struct nde_registry {
     int ltdl_ready;
