@@ -242,7 +242,7 @@ static int backsolve_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
     int rc;
 
     if (nde_solver_is_sde(s) &&
-        !(s->type->info.flags & NDE_CAP_SDE_STRATONOVICH))
+        !(s->type->info.provides & NDE_CAP_SDE_STRATONOVICH))
         return nde_error(ctx, NDE_ECAPABILITY,
                          "adjoint 'backsolve' needs the Stratonovich form of "
                          "the SDE (its backward equation is the Stratonovich "
@@ -358,10 +358,13 @@ done:
 }
 
 static const nde_adjoint_type backsolve_type = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_ADJOINT, "backsolve",
-             "continuous adjoint: state, adjoint and parameter adjoint "
-             "integrated backwards together from y(t1) (memory O(1))",
-             backsolve_keys, 0, "1"},
+    .info = NDE_ADJOINT_INFO(
+        .name = "backsolve",
+        .description = "continuous adjoint: state, adjoint and parameter "
+                       "adjoint integrated backwards together from y(t1) "
+                       "(memory O(1))",
+        .keys = backsolve_keys,
+        .version = "1"),
     .create = backsolve_create,
     .destroy = backsolve_destroy,
     .gradient = backsolve_gradient,

@@ -70,15 +70,11 @@ static void discrete_destroy(nde_adjoint *a)
 static int discrete_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
                            nde_ctx *ctx)
 {
+    const int aux = nde_solver_aux(s);
     discrete_state *d;
     long checkpoints = 0;
     int rc;
 
-    if (!(s->type->info.flags & NDE_CAP_STEP_VJP))
-        return nde_error(ctx, NDE_ECAPABILITY,
-                         "adjoint 'discrete' needs the solver's step VJP "
-                         "(NDE_CAP_STEP_VJP); solver '%s' has none",
-                         s->type->info.name);
     if (sec && (rc = nde_get_long(sec, "checkpoints", &checkpoints, ctx)))
         return rc;
     if (checkpoints < 0)
@@ -92,8 +88,8 @@ static int discrete_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
         !(d->ybar_prev = malloc(d->n_max * sizeof(double))))
         return nde_error(ctx, NDE_ENOMEM, "adjoint 'discrete': out of memory");
     {
-        const size_t m = (size_t)nde_solver_aux(s) * d->n_max;
-        d->aux = nde_solver_aux(s);
+        const size_t m = (size_t)aux * d->n_max;
+        d->aux = aux;
         if ((m && (!(d->auxbar = malloc(m * sizeof(double))) ||
                    !(d->auxbar_prev = malloc(m * sizeof(double))))) ||
             !(d->dw = malloc(d->n_max * sizeof(double))))
@@ -264,11 +260,10 @@ static int ops_gradient(nde_adjoint *a, const nde_solve_opts *opts,
     /* Segments between stored states, last first (one step each without
      * checkpoints), as in discrete_gradient. */
     for (iseg = (long)fwd->nstates - 1; iseg >= 0; iseg--) {
-        const size_t j0 = fwd->ystep[iseg];
-        const size_t j1 = (size_t)iseg + 1 < fwd->nstates
-                              ? fwd->ystep[iseg + 1] : fwd->nsteps;
-        const double *ys = fwd->y + (size_t)iseg * n;
-        const double *auxs = m ? fwd->k + (size_t)iseg * m : NULL;
+        const double *ys = nde_trajectory_state(fwd, (size_t)iseg);
+        const double *auxs = nde_trajectory_aux(fwd, (size_t)iseg);
+        size_t j0, j1;
+        nde_trajectory_segment(fwd, (size_t)iseg, &j0, &j1);
         if (j1 - j0 > 1) {
             if (grow((void **)&d->seg, &d->seg_cap, (j1 - j0) * (n + m),
                      sizeof(double)))
@@ -319,7 +314,9 @@ static int ops_gradient(nde_adjoint *a, const nde_solve_opts *opts,
         add(d->ybar, ct[--ic].g, n);
     /* aux0 was computed from y0 by start. */
     if (m && (rc = nde_solver_start_vjp(s, theta, fwd->t0,
-                                        fwd->nsteps ? fwd->y : fwd->y_final,
+                                        fwd->nsteps
+                                            ? nde_trajectory_state(fwd, 0)
+                                            : fwd->y_final,
                                         d->auxbar, d->ybar, thetabar)))
         return rc;
     memcpy(ybar0, d->ybar, n * sizeof(double));
@@ -363,10 +360,9 @@ static int discrete_gradient(nde_adjoint *a, const nde_solve_opts *opts,
     /* Segments between stored states, last first; without checkpoints
      * every segment is one step and its state is read directly. */
     for (iseg = (long)fwd->nstates - 1; iseg >= 0; iseg--) {
-        const size_t j0 = fwd->ystep[iseg];
-        const size_t j1 = (size_t)iseg + 1 < fwd->nstates
-                              ? fwd->ystep[iseg + 1] : fwd->nsteps;
-        const double *ys = fwd->y + (size_t)iseg * n;
+        const double *ys = nde_trajectory_state(fwd, (size_t)iseg);
+        size_t j0, j1;
+        nde_trajectory_segment(fwd, (size_t)iseg, &j0, &j1);
         if (j1 - j0 > 1) {
             if (grow((void **)&d->seg, &d->seg_cap, (j1 - j0) * n,
                      sizeof(double)))
@@ -388,7 +384,7 @@ static int discrete_gradient(nde_adjoint *a, const nde_solve_opts *opts,
                 d->dc[ndc].theta = (ct[ic].t - tj) / hj;
                 d->dc[ndc++].g = ct[ic].g;
             }
-            if (ndc > 0 && !(s->type->info.flags & NDE_CAP_DENSE)) {
+            if (ndc > 0 && !(s->type->info.provides & NDE_CAP_DENSE)) {
                 rc = nde_error(a->ctx, NDE_ECAPABILITY,
                                "adjoint 'discrete': a cotangent at t = %g "
                                "lies inside a step and solver '%s' has no "
@@ -421,10 +417,14 @@ done:
 }
 
 static const nde_adjoint_type discrete_type = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_ADJOINT, "discrete",
-             "exact gradient of the discretised solve: replays the recorded "
-             "steps through the solver's step VJP (step sizes held constant)",
-             discrete_keys, NDE_NEEDS_STEPS | NDE_NEEDS_STEP_VJP, "1"},
+    .info = NDE_ADJOINT_INFO(
+        .name = "discrete",
+        .description = "exact gradient of the discretised solve: replays the "
+                       "recorded steps through the solver's step VJP (step "
+                       "sizes held constant)",
+        .keys = discrete_keys,
+        .needs = NDE_NEEDS_STEPS | NDE_NEEDS_STEP_VJP,
+        .version = "1"),
     .create = discrete_create,
     .destroy = discrete_destroy,
     .gradient = discrete_gradient,

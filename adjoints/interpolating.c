@@ -76,12 +76,13 @@ static int regenerate(interp_state *d, long iseg)
 {
     const nde_trajectory *fwd = d->fwd;
     nde_solver *s = d->fwd_solver;
-    const size_t n = d->n, j0 = fwd->ystep[iseg];
-    const size_t j1 = (size_t)iseg + 1 < fwd->nstates ? fwd->ystep[iseg + 1]
-                                                      : fwd->nsteps;
+    const size_t n = d->n;
+    size_t j0, j1;
     int rc;
 
-    memcpy(d->seg_y, fwd->y + (size_t)iseg * n, n * sizeof(double));
+    nde_trajectory_segment(fwd, (size_t)iseg, &j0, &j1);
+    memcpy(d->seg_y, nde_trajectory_state(fwd, (size_t)iseg),
+           n * sizeof(double));
     nde_solver_invalidate(s);
     for (size_t j = j0; j < j1; j++) {
         double *yj = d->seg_y + (j - j0) * n;
@@ -113,12 +114,12 @@ static int interpolate(interp_state *d, double t)
     if (j < 0) /* round-off just outside [t0, t1] */
         j = fwd->t1 >= fwd->t0 ? (t < fwd->t0 ? 0 : (long)fwd->nsteps - 1)
                                : (t > fwd->t0 ? 0 : (long)fwd->nsteps - 1);
-    if (d->checkpoints == 0) {
-        yj = fwd->y + (size_t)j * n;
-        kj = fwd->k + (size_t)j * sk;
+    if (d->checkpoints == 0) { /* every step's state and stages */
+        yj = nde_trajectory_state(fwd, (size_t)j);
+        kj = nde_trajectory_stages(fwd, (size_t)j);
     } else {
-        const long iseg = j / (long)fwd->stride;
-        const size_t j0 = fwd->ystep[iseg];
+        const long iseg = nde_trajectory_state_before(fwd, (size_t)j);
+        const size_t j0 = nde_trajectory_state_step(fwd, (size_t)iseg);
         if (d->seg != iseg && (rc = regenerate(d, iseg)) != NDE_OK)
             return rc;
         yj = d->seg_y + ((size_t)j - j0) * n;
@@ -175,11 +176,6 @@ static int interp_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
     long checkpoints = 0;
     int rc;
 
-    if (!(s->type->info.flags & NDE_CAP_DENSE))
-        return nde_error(ctx, NDE_ECAPABILITY,
-                         "adjoint 'interpolating' needs the solver's dense "
-                         "output (NDE_CAP_DENSE); solver '%s' has none",
-                         s->type->info.name);
     if (!(d = calloc(1, sizeof *d)))
         return nde_error(ctx, NDE_ENOMEM,
                          "adjoint 'interpolating': out of memory");
@@ -293,10 +289,14 @@ done:
 }
 
 static const nde_adjoint_type interp_type = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_ADJOINT, "interpolating",
-             "continuous adjoint [a, a_theta] integrated backwards with the "
-             "state from the forward dense output (or checkpoints)",
-             interp_keys, NDE_NEEDS_DENSE, "1"},
+    .info = NDE_ADJOINT_INFO(
+        .name = "interpolating",
+        .description = "continuous adjoint [a, a_theta] integrated backwards "
+                       "with the state from the forward dense output (or "
+                       "checkpoints)",
+        .keys = interp_keys,
+        .needs = NDE_NEEDS_DENSE,
+        .version = "1"),
     .create = interp_create,
     .destroy = interp_destroy,
     .gradient = interp_gradient,

@@ -57,13 +57,6 @@ static int reversible_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
     size_t n, m;
 
     (void)sec;
-    if (!(s->type->info.flags & NDE_CAP_REVERSIBLE) ||
-        !(s->type->info.flags & NDE_CAP_STEP_VJP))
-        return nde_error(ctx, NDE_ECAPABILITY,
-                         "adjoint 'reversible' needs a reversible solver "
-                         "(NDE_CAP_REVERSIBLE, with a step VJP, e.g. "
-                         "reversible_heun); solver '%s' is not one",
-                         s->type->info.name);
     if (!(d = calloc(1, sizeof *d)))
         return nde_error(ctx, NDE_ENOMEM,
                          "adjoint 'reversible': out of memory");
@@ -200,11 +193,14 @@ done:
 }
 
 static const nde_adjoint_type reversible_type = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_ADJOINT, "reversible",
-             "exact gradient of the discretised solve of a reversible "
-             "solver: reconstructs each step's state backwards by the "
-             "solver's algebraic reverse (memory constant in the steps)",
-             NULL, NDE_CAP_REVERSIBLE | NDE_NEEDS_STEP_VJP, "1"},
+    .info = NDE_ADJOINT_INFO(
+        .name = "reversible",
+        .description = "exact gradient of the discretised solve of a "
+                       "reversible solver: reconstructs each step's state "
+                       "backwards by the solver's algebraic reverse (memory "
+                       "constant in the steps)",
+        .needs = NDE_NEEDS_REVERSIBLE | NDE_NEEDS_STEP_VJP,
+        .version = "1"),
     .create = reversible_create,
     .destroy = reversible_destroy,
     .gradient = reversible_gradient,

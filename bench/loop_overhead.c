@@ -70,14 +70,18 @@ static int create_sde(nde_field *f, nde_section *sec, nde_ctx *ctx)
 }
 
 static const nde_field_type decay = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "decay", "y' = -y", NULL, 0,
-             "1"},
+    .info = NDE_FIELD_INFO(
+        .name = "decay",
+        .description = "y' = -y",
+        .version = "1"),
     .create = create_ode, .destroy = destroy0, .init_params = init0,
     .eval = decay_eval, .vjp = no_vjp};
 
 static const nde_field_type decay_sde = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "decay_sde",
-             "dY = -Y dt + 0.1 dW", NULL, 0, "1"},
+    .info = NDE_FIELD_INFO(
+        .name = "decay_sde",
+        .description = "dY = -Y dt + 0.1 dW",
+        .version = "1"),
     .create = create_sde, .destroy = destroy0, .init_params = init0,
     .eval = decay_eval, .vjp = no_vjp, .diffusion = noise_eval,
     .diffusion_vjp = no_vjp};

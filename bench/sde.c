@@ -350,8 +350,10 @@ static int gbm_init(nde_field *f, double *theta, uint64_t seed)
 }
 
 static const nde_field_type gbm_bench_field = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "gbm",
-             "Stratonovich GBM (bench)", NULL, 0, "1"},
+    .info = NDE_FIELD_INFO(
+        .name = "gbm",
+        .description = "Stratonovich GBM (bench)",
+        .version = "1"),
     .create = create_d1p2_diag, .destroy = tf_destroy,
     .init_params = gbm_init, .eval = gbm_eval, .vjp = gbm_vjp,
     .diffusion = gbm_g, .diffusion_vjp = gbm_gvjp};

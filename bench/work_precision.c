@@ -90,8 +90,10 @@ static const problem problems[] = {
         return NDE_OK;                                                       \
     }                                                                        \
     static const nde_field_type fname##_type = {                             \
-        .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, #fname, "bench", NULL, 0,  \
-                 "1"},                                                       \
+        .info = NDE_FIELD_INFO(                                              \
+            .name = #fname,                                                  \
+            .description = "bench",                                          \
+            .version = "1"),                                                 \
         .create = fname##_create, .destroy = no_destroy,                     \
         .init_params = no_init, .eval = fname##_eval, .vjp = no_vjp}
 

@@ -142,7 +142,7 @@ static int check_dense(solver_check *c, check_report *r)
     double e0, e1;
     int rc;
 
-    if (!(c->s->type->info.flags & NDE_CAP_DENSE)) {
+    if (!(c->s->type->info.provides & NDE_CAP_DENSE)) {
         check_note(r, "no dense output declared");
         return NDE_OK;
     }
@@ -199,7 +199,7 @@ static int check_vjp(solver_check *c, uint64_t seed, check_report *r)
     size_t i;
     int rc;
 
-    if (!(c->s->type->info.flags & NDE_CAP_STEP_VJP)) {
+    if (!(c->s->type->info.provides & NDE_CAP_STEP_VJP)) {
         check_note(r, "no step VJP declared");
         return NDE_OK;
     }
@@ -250,8 +250,8 @@ static int setup(solver_check *c, nde_config *cfg)
                              &name, c->ctx)) ||
         (rc = nde_plugin_find(c->ctx, NDE_KIND_SOLVER, name, &info)))
         return rc;
-    c->sde = (info->flags & (NDE_CAP_SDE_ITO | NDE_CAP_SDE_STRATONOVICH)) != 0;
-    c->ito = (info->flags & NDE_CAP_SDE_ITO) != 0;
+    c->sde = (info->provides & (NDE_CAP_SDE_ITO | NDE_CAP_SDE_STRATONOVICH)) != 0;
+    c->ito = (info->provides & NDE_CAP_SDE_ITO) != 0;
     c->batch = c->sde ? SDE_PATHS : 1;
     if (!(c->pcfg = nde_config_create()))
         return nde_error(c->ctx, NDE_ENOMEM, "out of memory");

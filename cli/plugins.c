@@ -16,9 +16,11 @@ const char cli_plugins_help[] =
     "grouped by kind (field, solver, adjoint, regularizer), each with its\n"
     "description, the module it came from and its version, the modules of\n"
     "the search path that register the same name and kind (\"shadows:\",\n"
-    "never used: the first in search order wins) and its config keys: name,\n"
-    "type, default (or \"required\") and help. With KIND, list only that\n"
-    "kind. Modules that cannot be loaded are reported on stderr.\n"
+    "never used: the first in search order wins), what it provides (solvers,\n"
+    "fields) and what it needs of the solver and the forward solve\n"
+    "(adjoints, regularizers), and its config keys: name, type, default (or\n"
+    "\"required\") and help. With KIND, list only that kind. Modules that\n"
+    "cannot be loaded are reported on stderr.\n"
     "\n"
     "A run (solve, train, predict) warns on stderr about each plugin it uses\n"
     "that shadows another, or is shadowed, in a $NDE_PLUGIN_PATH directory.\n";
@@ -45,33 +47,22 @@ static void print_keys(const nde_key *keys, const char *indent)
     }
 }
 
-/* "adaptive, dense, ..." for the capability flags set in `flags`. */
-static void print_flags(unsigned flags)
+/* "label: a, b, ..." for the bits set in `bits`, named by name(). */
+static void print_bits(const char *label, unsigned bits,
+                       const char *(*name)(unsigned))
 {
-    static const struct {
-        unsigned flag;
-        const char *name;
-    } names[] = {
-        {NDE_CAP_ADAPTIVE, "adaptive"}, {NDE_CAP_DENSE, "dense output"},
-        {NDE_CAP_STIFFNESS, "stiffness estimate"},
-        {NDE_CAP_STEP_VJP, "step VJP"}, {NDE_CAP_FSAL, "FSAL"},
-        {NDE_CAP_DIFFUSION, "diffusion"},
-        {NDE_CAP_SDE_ITO, "Ito SDEs"},
-        {NDE_CAP_SDE_STRATONOVICH, "Stratonovich SDEs"},
-        {NDE_CAP_REVERSIBLE, "reversible"},
-        {NDE_NEEDS_DENSE, "needs dense output"},
-        {NDE_NEEDS_STEPS, "needs steps"},
-        {NDE_NEEDS_STEP_VJP, "needs step VJP"},
-        {NDE_NEEDS_ERROR_EST, "needs error estimate"},
-        {NDE_NEEDS_STIFFNESS, "needs stiffness estimate"}};
     const char *sep = "";
-    size_t i;
+    unsigned b;
 
-    for (i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (flags & names[i].flag) {
-            printf("%s%s", sep, names[i].name);
+    if (!bits)
+        return;
+    printf("      %s: ", label);
+    for (b = 1; b; b <<= 1)
+        if ((bits & b) && name(b)) {
+            printf("%s%s", sep, name(b));
             sep = ", ";
         }
+    printf("\n");
 }
 
 static int print_shadowed(const nde_plugin_info *info, const char *path,
@@ -100,7 +91,7 @@ static int visit(const nde_plugin_info *info, const char *path, void *user)
     if (info->kind == NDE_KIND_SOLVER) {
         /* info is the first member of the solver's descriptor */
         const nde_solver_type *type = (const nde_solver_type *)info;
-        if (type->info.flags & (NDE_CAP_SDE_ITO | NDE_CAP_SDE_STRATONOVICH))
+        if (type->info.provides & (NDE_CAP_SDE_ITO | NDE_CAP_SDE_STRATONOVICH))
             /* SDE solvers declare twice their strong order (solver.h) */
             printf("      strong order %g", 0.5 * type->order);
         else
@@ -111,11 +102,8 @@ static int visit(const nde_plugin_info *info, const char *path, void *user)
             printf(", dense output of order %d", type->dense_order);
         printf("\n");
     }
-    if (info->flags) {
-        printf("      capabilities: ");
-        print_flags(info->flags);
-        printf("\n");
-    }
+    print_bits("provides", info->provides, nde_capability_name);
+    print_bits("needs", info->needs, nde_need_name);
     print_keys(info->keys, "      ");
     return 0;
 }

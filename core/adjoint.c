@@ -1,5 +1,6 @@
-/* Generic adjoint object: composition from a config section, lifecycle;
- * the cotangent jumps shared by the continuous adjoints. */
+/* Generic adjoint object: composition from a config section (with the
+ * check of its needs against the solver), lifecycle; the cotangent jumps
+ * shared by the continuous adjoints. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +48,8 @@ int nde_adjoint_create_from(nde_ctx *ctx, const nde_adjoint_type *type,
     if (!s)
         return nde_error(ctx, NDE_EINVAL, "adjoint '%s': needs a solver",
                          type->info.name);
-    if (sec && (rc = nde_section_check(sec, tables, ctx)) != NDE_OK)
+    if ((sec && (rc = nde_section_check(sec, tables, ctx)) != NDE_OK) ||
+        (rc = nde_check_needs(ctx, &type->info, sec, type->info.needs, s)))
         return rc;
     if (!(a = calloc(1, sizeof *a)))
         return nde_error(ctx, NDE_ENOMEM, "out of memory creating adjoint "
@@ -55,7 +57,8 @@ int nde_adjoint_create_from(nde_ctx *ctx, const nde_adjoint_type *type,
     a->type = type;
     a->ctx = ctx;
     a->solver = s;
-    if ((rc = type->create(a, sec, s, ctx)) != NDE_OK) {
+    if ((rc = type->create(a, sec, s, ctx)) != NDE_OK ||
+        (rc = nde_check_needs(ctx, &type->info, sec, a->record, s))) {
         nde_adjoint_destroy(a);
         return rc;
     }

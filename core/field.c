@@ -140,6 +140,17 @@ int nde_field_init_params(nde_field *f, double *theta, uint64_t seed)
     return f->type->init_params(f, theta, seed);
 }
 
+int nde_field_jvp(nde_field *f, double t, const double *y,
+                  const double *theta, const double *v, double *jv,
+                  size_t batch)
+{
+    if (!f->type->jvp)
+        return nde_error(f->ctx, NDE_ECAPABILITY,
+                         "field '%s' has no Jacobian-vector product (jvp)",
+                         f->type->info.name);
+    return f->type->jvp(f, t, y, theta, v, jv, batch);
+}
+
 void nde_field_param_name(const nde_field *f, size_t i, char *buf, size_t len)
 {
     if (f->type->param_name && f->type->param_name(f, i, buf, len) == NDE_OK)
@@ -189,8 +200,10 @@ static int rhs_vjp(nde_field *f, double t, const double *y,
 }
 
 static const nde_field_type rhs_type = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "rhs",
-             "a plain function y' = fn(t, y) (built in)", NULL, 0, "1"},
+    .info = NDE_FIELD_INFO(
+        .name = "rhs",
+        .description = "a plain function y' = fn(t, y) (built in)",
+        .version = "1"),
     .create = rhs_create, .destroy = rhs_destroy, .init_params = rhs_init,
     .eval = rhs_eval, .vjp = rhs_vjp};
 

@@ -25,7 +25,34 @@ typedef struct module {
     char *path;
     size_t dir;           /* index into nde_registry.dirs */
     const nde_module *entry;
+    /* NULL-terminated: entry's components, or for one of an older
+     * interface version a zero-padded copy (owned) in today's layout. */
+    const nde_plugin_info **components;
 } module;
+
+/* Each kind's interface version and its descriptor's size at every
+ * version (index version - 1): the end of its last member then. A
+ * descriptor is read up to the size of the version it declares. */
+static const size_t field_sizes[NDE_FIELD_VERSION] = {
+    offsetof(nde_field_type, jvp), sizeof(nde_field_type)};
+static const size_t solver_sizes[NDE_SOLVER_VERSION] = {
+    sizeof(nde_solver_type)};
+static const size_t adjoint_sizes[NDE_ADJOINT_VERSION] = {
+    sizeof(nde_adjoint_type)};
+static const size_t regularizer_sizes[NDE_REGULARIZER_VERSION] = {
+    sizeof(nde_regularizer_type)};
+
+static const struct {
+    int version;
+    const size_t *sizes;
+} interfaces[NDE_KIND_COUNT + 1] = {
+    [NDE_KIND_FIELD] = {NDE_FIELD_VERSION, field_sizes},
+    [NDE_KIND_SOLVER] = {NDE_SOLVER_VERSION, solver_sizes},
+    [NDE_KIND_ADJOINT] = {NDE_ADJOINT_VERSION, adjoint_sizes},
+    [NDE_KIND_REGULARIZER] = {NDE_REGULARIZER_VERSION, regularizer_sizes},
+};
+_Static_assert(NDE_KIND_COUNT == NDE_KIND_REGULARIZER,
+               "a new kind needs its row in interfaces[]");
 
 struct nde_registry {
     int ltdl_ready;
@@ -63,6 +90,71 @@ int nde_plugin_version_valid(const char *version)
               strchr("._+-", *version)))
             return 0;
     return n <= VERSION_MAX_CHARS;
+}
+
+/* Capabilities and needs in words (`nde plugins`, messages). */
+static const struct {
+    unsigned bit;
+    const char *name;
+} capability_names[] = {
+    {NDE_CAP_ADAPTIVE, "adaptive"},
+    {NDE_CAP_DENSE, "dense output"},
+    {NDE_CAP_STIFFNESS, "stiffness estimate"},
+    {NDE_CAP_STEP_VJP, "step VJP"},
+    {NDE_CAP_FSAL, "FSAL"},
+    {NDE_CAP_SDE_ITO, "Ito SDEs"},
+    {NDE_CAP_SDE_STRATONOVICH, "Stratonovich SDEs"},
+    {NDE_CAP_REVERSIBLE, "reversible"},
+    {NDE_CAP_DIFFUSION, "diffusion"},
+};
+
+/* Each need, its name, and the solver capability it asks for (0: none). */
+static const struct {
+    unsigned bit;
+    const char *name;
+    unsigned cap;
+} need_names[] = {
+    {NDE_NEEDS_STEPS, "steps", 0},
+    {NDE_NEEDS_DENSE, "dense output", NDE_CAP_DENSE},
+    {NDE_NEEDS_ERROR_EST, "error estimate", NDE_CAP_ADAPTIVE},
+    {NDE_NEEDS_STIFFNESS, "stiffness estimate", NDE_CAP_STIFFNESS},
+    {NDE_NEEDS_STEP_VJP, "step VJP", NDE_CAP_STEP_VJP},
+    {NDE_NEEDS_REVERSIBLE, "reverse step", NDE_CAP_REVERSIBLE},
+};
+
+const char *nde_capability_name(unsigned cap)
+{
+    for (size_t i = 0; i < sizeof capability_names / sizeof *capability_names;
+         i++)
+        if (capability_names[i].bit == cap)
+            return capability_names[i].name;
+    return NULL;
+}
+
+const char *nde_need_name(unsigned need)
+{
+    for (size_t i = 0; i < sizeof need_names / sizeof *need_names; i++)
+        if (need_names[i].bit == need)
+            return need_names[i].name;
+    return NULL;
+}
+
+int nde_check_needs(nde_ctx *ctx, const nde_plugin_info *who,
+                    const nde_section *sec, unsigned needs,
+                    const nde_solver *s)
+{
+    const nde_plugin_info *solver = &s->type->info;
+
+    for (size_t i = 0; i < sizeof need_names / sizeof *need_names; i++)
+        if ((needs & need_names[i].bit) &&
+            (solver->provides & need_names[i].cap) != need_names[i].cap)
+            return nde_error(ctx, NDE_ECAPABILITY,
+                             "%s%s%s '%s' needs the solver's %s, which "
+                             "solver '%s' does not provide",
+                             sec ? nde_section_origin(sec, "plugin") : "",
+                             sec ? ": " : "", nde_kind_name(who->kind),
+                             who->name, need_names[i].name, solver->name);
+    return NDE_OK;
 }
 
 static int add_dir(nde_registry *reg, const char *dir, size_t len)
@@ -147,6 +239,17 @@ fail:
     return NULL;
 }
 
+static void free_module(module *m)
+{
+    size_t i;
+    for (i = 0; m->components && m->components[i]; i++)
+        if (m->components[i] != m->entry->components[i])
+            free((void *)m->components[i]);
+    free(m->components);
+    free(m->path);
+    free(m);
+}
+
 void nde_registry_destroy(nde_registry *reg)
 {
     size_t i;
@@ -157,10 +260,8 @@ void nde_registry_destroy(nde_registry *reg)
      * keeps its parser buffer in globals - that unmapping would orphan, and
      * descriptors handed out must never dangle. Loading the same module
      * again, from a later context, reuses the mapping. */
-    for (i = 0; i < reg->nmodules; i++) {
-        free(reg->modules[i]->path);
-        free(reg->modules[i]);
-    }
+    for (i = 0; i < reg->nmodules; i++)
+        free_module(reg->modules[i]);
     for (i = 0; i < reg->ndirs; i++)
         free(reg->dirs[i]);
     free(reg->dirs);
@@ -188,6 +289,68 @@ const char *nde_plugin_search_path(nde_ctx *ctx)
     return reg ? reg->search_path : "";
 }
 
+/* Component i of the module at `path` against the ABI and its kind's
+ * interface. Messages are formatted while the module is mapped: info
+ * lives in its memory. */
+static int check_component(nde_ctx *ctx, const char *path, size_t i,
+                           const nde_plugin_info *info)
+{
+    const char *name = nde_plugin_name_valid(info->name) ? info->name : "?";
+    const char *kind;
+    size_t min;
+    int v;
+
+    if (info->abi_version != NDE_ABI_VERSION)
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "%s: component '%.64s' has ABI version %d, but this "
+                         "nde expects ABI version %d: rebuild the plugin",
+                         path, name, info->abi_version, NDE_ABI_VERSION);
+    if (!nde_plugin_name_valid(info->name) || !info->description ||
+        info->kind < NDE_KIND_FIELD || info->kind > NDE_KIND_REGULARIZER ||
+        !nde_plugin_version_valid(info->version))
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "%s: component %zu has an invalid name, kind, "
+                         "description or version (a version is "
+                         "[A-Za-z0-9._+-]+, at most %d characters)",
+                         path, i, VERSION_MAX_CHARS);
+    kind = nde_kind_name(info->kind);
+    v = interfaces[info->kind].version;
+    if (info->iface_version < 1 || info->iface_version > v)
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "%s: %s '%s' was built for %s interface version %d, "
+                         "but this nde (%s) knows versions 1 to %d: "
+                         "upgrade nde, or build the plugin against this "
+                         "nde's headers", path, kind, name, kind,
+                         info->iface_version, nde_version(), v);
+    min = interfaces[info->kind].sizes[info->iface_version - 1];
+    if (info->size < min)
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "%s: %s '%s' declares a descriptor of %zu bytes, "
+                         "less than the %zu of %s interface version %d: "
+                         "fill its info with the kind's macro "
+                         "(NDE_FIELD_INFO, ...)", path, kind, name,
+                         info->size, min, kind, info->iface_version);
+    return NDE_OK;
+}
+
+/* A checked component as core reads it: itself when it has this library's
+ * interface version; else a copy of the members its version has, the ones
+ * appended since zero (optional ops read as absent). NULL when out of
+ * memory. */
+static const nde_plugin_info *in_current_layout(const nde_plugin_info *info)
+{
+    const size_t *sizes = interfaces[info->kind].sizes;
+    const int v = interfaces[info->kind].version;
+    unsigned char *copy;
+
+    if (info->iface_version == v)
+        return info;
+    if (!(copy = calloc(1, sizes[v - 1])))
+        return NULL;
+    memcpy(copy, info, sizes[info->iface_version - 1]);
+    return (const nde_plugin_info *)copy;
+}
+
 /* Load (or find already loaded) the module at `path`, in directory `dir`
  * of the search path. On failure the context holds a message naming the
  * file. */
@@ -197,8 +360,8 @@ static int load_module(nde_ctx *ctx, nde_registry *reg, size_t dir,
     const nde_module *entry;
     lt_dlhandle handle;
     module **mods, *m = NULL;
-    char *copy = NULL;
     size_t i;
+    int rc;
 
     for (i = 0; i < reg->nmodules; i++)
         if (strcmp(reg->modules[i]->path, path) == 0) {
@@ -236,41 +399,30 @@ static int load_module(nde_ctx *ctx, nde_registry *reg, size_t dir,
         lt_dlclose(handle);
         return NDE_EPLUGIN;
     }
-    for (i = 0; entry->components[i]; i++) {
-        const nde_plugin_info *info = entry->components[i];
-        if (info->abi_version != NDE_ABI_VERSION) {
-            nde_error(ctx, NDE_EPLUGIN,
-                      "%s: component '%.64s' has ABI version %d, but this "
-                      "nde expects ABI version %d: rebuild the plugin",
-                      path,
-                      nde_plugin_name_valid(info->name) ? info->name : "?",
-                      info->abi_version, NDE_ABI_VERSION);
+    for (i = 0; entry->components[i]; i++)
+        if ((rc = check_component(ctx, path, i, entry->components[i]))) {
             lt_dlclose(handle);
-            return NDE_EPLUGIN;
+            return rc;
         }
-        if (!nde_plugin_name_valid(info->name) || !info->description ||
-            info->kind < NDE_KIND_FIELD || info->kind > NDE_KIND_REGULARIZER ||
-            !nde_plugin_version_valid(info->version)) {
-            lt_dlclose(handle);
-            return nde_error(ctx, NDE_EPLUGIN,
-                             "%s: component %zu has an invalid name, kind, "
-                             "description or version (a version is "
-                             "[A-Za-z0-9._+-]+, at most %d characters)",
-                             path, i, VERSION_MAX_CHARS);
-        }
-    }
     if (!(mods = realloc(reg->modules, (reg->nmodules + 1) * sizeof *mods)) ||
-        !(m = malloc(sizeof *m)) || !(copy = strdup(path))) {
+        !(m = calloc(1, sizeof *m)) || !(m->path = strdup(path)) ||
+        !(m->components = calloc(i + 1, sizeof *m->components))) {
         if (mods)
             reg->modules = mods;
-        free(m);
+        if (m)
+            free_module(m);
         lt_dlclose(handle);
         return nde_error(ctx, NDE_ENOMEM, "out of memory");
     }
     reg->modules = mods;
-    m->path = copy;
     m->dir = dir;
     m->entry = entry;
+    for (i = 0; entry->components[i]; i++)
+        if (!(m->components[i] = in_current_layout(entry->components[i]))) {
+            free_module(m);
+            lt_dlclose(handle);
+            return nde_error(ctx, NDE_ENOMEM, "out of memory");
+        }
     mods[reg->nmodules++] = m;
     *out = m;
     return NDE_OK;
@@ -280,7 +432,7 @@ static const nde_plugin_info *module_component(const module *m, const char *name
                                                int kind)
 {
     const nde_plugin_info *const *c;
-    for (c = m->entry->components; *c; c++)
+    for (c = m->components; *c; c++)
         if (strcmp((*c)->name, name) == 0 && (kind == 0 || (int)(*c)->kind == kind))
             return *c;
     return NULL;
@@ -292,7 +444,7 @@ static const module *module_of(nde_registry *reg, const nde_plugin_info *info)
     const nde_plugin_info *const *c;
     size_t i;
     for (i = 0; reg && i < reg->nmodules; i++)
-        for (c = reg->modules[i]->entry->components; *c; c++)
+        for (c = reg->modules[i]->components; *c; c++)
             if (*c == info)
                 return reg->modules[i];
     return NULL;
@@ -580,7 +732,7 @@ static int list_components(const module *m, void *user)
     const nde_plugin_info *const *c;
     int rc = 0;
 
-    for (c = m->entry->components; rc == 0 && *c; c++) {
+    for (c = m->components; rc == 0 && *c; c++) {
         if (!wins(l, m, *c))
             continue;
         if (l->nseen < sizeof l->seen / sizeof *l->seen)

@@ -1,5 +1,5 @@
-/* Generic regularizer object: composition from a config section, weight
- * schedule, capability checks against the forward solver. */
+/* Generic regularizer object: composition from a config section (with the
+ * check of its needs against the solver), weight schedule. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,17 +86,6 @@ int nde_regularizer_create(nde_ctx *ctx, const nde_config *cfg,
     return rc;
 }
 
-/* The capability a need asks of the solver, and its name. */
-static const struct {
-    unsigned need, cap;
-    const char *what;
-} needs_caps[] = {
-    {NDE_NEEDS_ERROR_EST, NDE_CAP_ADAPTIVE, "an error estimate"},
-    {NDE_NEEDS_STIFFNESS, NDE_CAP_STIFFNESS, "a stiffness estimate"},
-    {NDE_NEEDS_STEP_VJP, NDE_CAP_STEP_VJP, "a step VJP"},
-    {NDE_NEEDS_DENSE, NDE_CAP_DENSE, "dense output"},
-};
-
 int nde_regularizer_create_from(nde_ctx *ctx, const nde_regularizer_type *type,
                                 nde_section *sec, nde_solver *s,
                                 nde_regularizer **out)
@@ -117,7 +106,8 @@ int nde_regularizer_create_from(nde_ctx *ctx, const nde_regularizer_type *type,
     if (!s)
         return nde_error(ctx, NDE_EINVAL, "regularizer '%s': needs a solver",
                          type->info.name);
-    if (sec && (rc = nde_section_check(sec, tables, ctx)) != NDE_OK)
+    if ((sec && (rc = nde_section_check(sec, tables, ctx)) != NDE_OK) ||
+        (rc = nde_check_needs(ctx, &type->info, sec, type->info.needs, s)))
         return rc;
     if (!(r = calloc(1, sizeof *r)))
         return nde_error(ctx, NDE_ENOMEM, "out of memory creating "
@@ -125,22 +115,11 @@ int nde_regularizer_create_from(nde_ctx *ctx, const nde_regularizer_type *type,
     r->type = type;
     r->ctx = ctx;
     r->solver = s;
-    if ((rc = type->create(r, sec, s, ctx)) != NDE_OK) {
+    if ((rc = type->create(r, sec, s, ctx)) != NDE_OK ||
+        (rc = nde_check_needs(ctx, &type->info, sec, r->needs, s))) {
         nde_regularizer_destroy(r);
         return rc;
     }
-    for (size_t i = 0; i < sizeof needs_caps / sizeof *needs_caps; i++)
-        if ((r->needs & needs_caps[i].need) &&
-            !(s->type->info.flags & needs_caps[i].cap)) {
-            rc = nde_error(ctx, NDE_ECAPABILITY,
-                           "%s%sregularizer '%s' needs %s, which solver '%s' "
-                           "does not have",
-                           sec ? nde_section_origin(sec, "plugin") : "",
-                           sec ? ": " : "", type->info.name,
-                           needs_caps[i].what, s->type->info.name);
-            nde_regularizer_destroy(r);
-            return rc;
-        }
     *out = r;
     return NDE_OK;
 }

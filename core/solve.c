@@ -70,7 +70,7 @@ void nde_solve_opts_default(nde_solve_opts *o, const nde_solver_type *type)
     o->ctrl.beta2 = 2.0 / (5.0 * p);
     o->ctrl.icoeff = 1.0;
     /* diffrax's k: the order; for SDE solvers the strong order + 0.5 */
-    o->ctrl.order = type->info.flags &
+    o->ctrl.order = type->info.provides &
                             (NDE_CAP_SDE_ITO | NDE_CAP_SDE_STRATONOVICH)
                         ? p / 2.0 + 0.5
                         : p;
@@ -172,7 +172,7 @@ int nde_solve_opts_from_section(nde_solve_opts *o, const nde_solver_type *type,
                                  "error double precision can resolve (use "
                                  "0 for a purely absolute tolerance)",
                                  o->rtol, RTOL_MIN);
-    if ((type->info.flags & NDE_CAP_ADAPTIVE) == 0 && o->dt <= 0)
+    if ((type->info.provides & NDE_CAP_ADAPTIVE) == 0 && o->dt <= 0)
         return nde_section_error(sec, "dt", ctx,
                                  "solver '%s' is fixed-step (no error "
                                  "estimate): set dt > 0", type->info.name);
@@ -247,7 +247,7 @@ int nde_initial_step(nde_solver *s, const nde_solve_opts *o,
     double d0, d1, d2 = 0.0, h0, h1, dmax;
     int rc, tries;
 
-    if (!(s->type->info.flags & NDE_CAP_ADAPTIVE))
+    if (!(s->type->info.provides & NDE_CAP_ADAPTIVE))
         return nde_error(s->ctx, NDE_ECAPABILITY,
                          "initial step: solver '%s' is fixed-step",
                          s->type->info.name);
@@ -873,7 +873,7 @@ int nde_solve(nde_solver *s, const nde_solve_opts *opts, const double *theta,
               double t0, const double *y0, double t1, size_t nsave,
               const double *tsave, double *ysave, nde_stats *stats)
 {
-    const unsigned flags = s->type->info.flags;
+    const unsigned flags = s->type->info.provides;
     const long nfe0 = s->counts.nfe;
     nde_stats st;
     drive d;

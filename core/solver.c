@@ -38,11 +38,17 @@ static int check_tableau(nde_ctx *ctx, const nde_solver_type *type)
 {
     const nde_rk_tableau *tab = type->tableau;
     const char *name = type->info.name;
-    const unsigned flags = type->info.flags;
+    const unsigned flags = type->info.provides;
     int s;
 
     if (!tab)
         return nde_error(ctx, NDE_EPLUGIN, "solver '%s' has no tableau", name);
+    if (flags & (NDE_CAP_SDE_ITO | NDE_CAP_SDE_STRATONOVICH |
+                 NDE_CAP_REVERSIBLE))
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "solver '%s': an explicit RK tableau integrates "
+                         "ODEs and has no exact reverse (SDE or reversible "
+                         "solvers implement the ops table)", name);
     s = tab->stages;
     if (s < 1 || s > NDE_RK_MAX_STAGES || !tab->c || !tab->a || !tab->b)
         return nde_error(ctx, NDE_EPLUGIN,
@@ -97,7 +103,7 @@ static int check_ops(nde_ctx *ctx, const nde_solver_type *type)
 {
     const nde_solver_ops *ops = &type->ops;
     const char *name = type->info.name;
-    const unsigned flags = type->info.flags;
+    const unsigned flags = type->info.provides;
     static const struct {
         unsigned cap;
         const char *what;
@@ -145,7 +151,7 @@ static const char *solver_calculus(unsigned flags)
 static int check_pairing(nde_ctx *ctx, const nde_solver_type *type,
                          const nde_field *field)
 {
-    const unsigned flags = type->info.flags;
+    const unsigned flags = type->info.provides;
     const unsigned sde = flags & (NDE_CAP_SDE_ITO | NDE_CAP_SDE_STRATONOVICH);
     const char *sname = type->info.name, *fname = field->type->info.name;
 
@@ -287,7 +293,7 @@ int nde_solver_aux(const nde_solver *s)
 
 int nde_solver_is_sde(const nde_solver *s)
 {
-    return (s->type->info.flags &
+    return (s->type->info.provides &
             (NDE_CAP_SDE_ITO | NDE_CAP_SDE_STRATONOVICH)) != 0;
 }
 
@@ -310,7 +316,7 @@ int nde_solver_step(nde_solver *s, const double *theta, double t, double h,
 {
     int rc = need_plain_ode(s, "");
 
-    if (!(s->type->info.flags & NDE_CAP_ADAPTIVE))
+    if (!(s->type->info.provides & NDE_CAP_ADAPTIVE))
         err = NULL;
     return rc ? rc : s->ops->step(s, theta, t, h, NULL, y, NULL, y_next,
                                   NULL, err, NULL, NULL);

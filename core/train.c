@@ -1925,7 +1925,7 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
     /* A fixed-step solver's grid stretches with the observation times
      * when STEER moves t1, so they stay grid points (and the solve takes
      * as many steps as unmoved). */
-    if (!(tr->solver->type->info.flags & NDE_CAP_ADAPTIVE) && t1s != t1)
+    if (!(tr->solver->type->info.provides & NDE_CAP_ADAPTIVE) && t1s != t1)
         o.dt *= (t1s - t0) / (t1 - t0);
     if (tr->sde) {
         /* the iteration's path on the solve's interval (moved by STEER) */

@@ -3,6 +3,7 @@
  * stored states, and lookup of the step that contains a time. The solve
  * loop writes into it through the core-private calls declared in rk.h.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -270,4 +271,67 @@ long nde_trajectory_find(const nde_trajectory *tr, double t)
             hi = mid;
     }
     return (long)lo;
+}
+
+/* ---- accessors ---------------------------------------------------------- */
+
+const double *nde_trajectory_state(const nde_trajectory *tr, size_t i)
+{
+    return i < tr->nstates ? tr->y + i * tr->n : NULL;
+}
+
+size_t nde_trajectory_state_step(const nde_trajectory *tr, size_t i)
+{
+    return tr->ystep[i];
+}
+
+const double *nde_trajectory_aux(const nde_trajectory *tr, size_t i)
+{
+    if (!is_ops(tr) || tr->stages <= 0 || !wants_k(tr) || i >= tr->nstates)
+        return NULL;
+    return tr->k + i * (size_t)tr->stages * tr->n;
+}
+
+const double *nde_trajectory_stages(const nde_trajectory *tr, size_t j)
+{
+    if (is_ops(tr) || !(tr->record & NDE_NEEDS_DENSE) || j >= tr->nsteps)
+        return NULL;
+    return tr->k + j * (size_t)tr->stages * tr->n;
+}
+
+double nde_trajectory_eest(const nde_trajectory *tr, size_t j)
+{
+    return (tr->record & NDE_NEEDS_ERROR_EST) && j < tr->nsteps ? tr->eest[j]
+                                                                 : NAN;
+}
+
+double nde_trajectory_stiffness(const nde_trajectory *tr, size_t j)
+{
+    return (tr->record & NDE_NEEDS_STIFFNESS) && j < tr->nsteps
+               ? tr->stiff[j]
+               : NAN;
+}
+
+long nde_trajectory_state_before(const nde_trajectory *tr, size_t j)
+{
+    size_t lo = 0, hi = tr->nstates;
+
+    /* Largest i with ystep[i] <= j (ystep is increasing). */
+    if (hi == 0 || tr->ystep[0] > j)
+        return -1;
+    while (hi - lo > 1) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (tr->ystep[mid] <= j)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return (long)lo;
+}
+
+void nde_trajectory_segment(const nde_trajectory *tr, size_t i, size_t *j0,
+                            size_t *j1)
+{
+    *j0 = tr->ystep[i];
+    *j1 = i + 1 < tr->nstates ? tr->ystep[i + 1] : tr->nsteps;
 }

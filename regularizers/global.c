@@ -144,6 +144,13 @@ static int grow(global_state *g, size_t want)
     return NDE_OK;
 }
 
+/* Whether the record's next stored state, istate, is that of step j. */
+static int stored_at(const nde_trajectory *fwd, size_t istate, size_t j)
+{
+    return istate < fwd->nstates &&
+           nde_trajectory_state_step(fwd, istate) == j;
+}
+
 static int global_after_solve(nde_regularizer *r,
                               const nde_regularizer_input *in,
                               nde_regularizer_output *out)
@@ -176,8 +183,9 @@ static int global_after_solve(nde_regularizer *r,
     /* Values: replay each step from its state (stored, or the end of the
      * replayed step before when the record keeps checkpoints only). */
     for (size_t j = 0; j < m; j++) {
-        if (istate < fwd->nstates && fwd->ystep[istate] == j)
-            memcpy(g->y, fwd->y + istate++ * n, n * sizeof(double));
+        if (stored_at(fwd, istate, j))
+            memcpy(g->y, nde_trajectory_state(fwd, istate++),
+                   n * sizeof(double));
         else
             memcpy(g->y, g->y_next, n * sizeof(double));
         /* A fresh first stage: the engine's k_1 belongs to the last y. */
@@ -213,13 +221,14 @@ static int global_after_solve(nde_regularizer *r,
                           : (j == jmax ? 1.0 : 0.0);
         const double bar = in->weight * dv * fabs(fwd->h[j]);
         double *ybar = g->g + nct * n;
-        if (istate < fwd->nstates && fwd->ystep[istate] == j) {
-            memcpy(g->y, fwd->y + istate++ * n, n * sizeof(double));
+        if (stored_at(fwd, istate, j)) {
+            memcpy(g->y, nde_trajectory_state(fwd, istate++),
+                   n * sizeof(double));
         } else {
             memcpy(g->y, g->y_next, n * sizeof(double));
         }
         /* Without a stored state the next one comes from this step. */
-        if (!(istate < fwd->nstates && fwd->ystep[istate] == j + 1) &&
+        if (!stored_at(fwd, istate, j + 1) &&
             j + 1 < m) {
             nde_solver_invalidate(s);
             if ((rc = nde_solver_step(s, in->theta, fwd->t[j], fwd->h[j],
@@ -254,10 +263,14 @@ done:
 }
 
 static const nde_regularizer_type global_type = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_REGULARIZER, "global",
-             "Pal et al. 2021: mean/sum/max over the solve's steps of "
-             "EEst*|h| or the stiffness estimate, through the steps",
-             global_keys, 0, "1"},
+    .info = NDE_REGULARIZER_INFO(
+        .name = "global",
+        .description = "Pal et al. 2021: mean/sum/max over the solve's steps "
+                       "of EEst*|h| or the stiffness estimate, through the "
+                       "steps",
+        .keys = global_keys,
+        .needs = NDE_NEEDS_STEPS | NDE_NEEDS_STEP_VJP,
+        .version = "1"),
     .create = global_create,
     .destroy = global_destroy,
     .after_solve = global_after_solve,

@@ -282,15 +282,18 @@ static int kinetic_after_solve(nde_regularizer *r,
         draw_probe(k->eps, n, k->seed);
 
     for (size_t j = 0; j < m; j++) {
-        const double *kj = fwd->k + j * (size_t)fwd->stages * n;
+        const double *kj = nde_trajectory_stages(fwd, j);
         const double h = fwd->h[j];
         /* Step start: the stored state, or the dense end of the step
          * before (checkpointed records). */
-        if (istate < fwd->nstates && fwd->ystep[istate] == j) {
-            memcpy(k->y, fwd->y + istate++ * n, n * sizeof(double));
-        } else if ((rc = nde_solver_dense_from(s, k->y, fwd->h[j - 1],
-                                               kj - (size_t)fwd->stages * n,
-                                               1.0, k->yq)) == NDE_OK) {
+        if (istate < fwd->nstates &&
+            nde_trajectory_state_step(fwd, istate) == j) {
+            memcpy(k->y, nde_trajectory_state(fwd, istate++),
+                   n * sizeof(double));
+        } else if ((rc = nde_solver_dense_from(
+                        s, k->y, fwd->h[j - 1],
+                        nde_trajectory_stages(fwd, j - 1), 1.0, k->yq)) ==
+                   NDE_OK) {
             memcpy(k->y, k->yq, n * sizeof(double));
         } else {
             goto done;
@@ -327,10 +330,13 @@ done:
 }
 
 static const nde_regularizer_type kinetic_type = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_REGULARIZER, "kinetic",
-             "RNODE: int ||f||^2 dt and Hutchinson int ||J||_F^2 dt by "
-             "Gauss-Legendre on the solve's steps",
-             kinetic_keys, 0, "1"},
+    .info = NDE_REGULARIZER_INFO(
+        .name = "kinetic",
+        .description = "RNODE: int ||f||^2 dt and Hutchinson int ||J||_F^2 "
+                       "dt by Gauss-Legendre on the solve's steps",
+        .keys = kinetic_keys,
+        .needs = NDE_NEEDS_DENSE,
+        .version = "1"),
     .create = kinetic_create,
     .destroy = kinetic_destroy,
     .before_solve = kinetic_before_solve,

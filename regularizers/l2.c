@@ -66,9 +66,12 @@ static int l2_after_solve(nde_regularizer *r, const nde_regularizer_input *in,
 }
 
 static const nde_regularizer_type l2_type = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_REGULARIZER, "l2",
-             "weight decay: scale * sum of squared parameters (control arm)",
-             l2_keys, 0, "1"},
+    .info = NDE_REGULARIZER_INFO(
+        .name = "l2",
+        .description = "weight decay: scale * sum of squared parameters "
+                       "(control arm)",
+        .keys = l2_keys,
+        .version = "1"),
     .create = l2_create,
     .destroy = l2_destroy,
     .after_solve = l2_after_solve,

@@ -145,15 +145,13 @@ static int local_before_solve(nde_regularizer *r, nde_solve_request *req,
 static int state_at_step(local_state *l, nde_solver *s, const double *theta,
                          const nde_trajectory *fwd, size_t j, size_t n)
 {
-    size_t i = fwd->nstates;
+    const long i = nde_trajectory_state_before(fwd, j);
     int rc;
 
-    while (i > 0 && fwd->ystep[i - 1] > j)
-        i--;
-    if (i == 0)
+    if (i < 0)
         return NDE_EINVAL;
-    memcpy(l->y, fwd->y + (i - 1) * n, n * sizeof(double));
-    for (size_t k = fwd->ystep[i - 1]; k < j; k++) {
+    memcpy(l->y, nde_trajectory_state(fwd, (size_t)i), n * sizeof(double));
+    for (size_t k = nde_trajectory_state_step(fwd, (size_t)i); k < j; k++) {
         nde_solver_invalidate(s);
         if ((rc = nde_solver_step(s, theta, fwd->t[k], fwd->h[k], l->y,
                                   l->y_next, NULL)))
@@ -263,10 +261,14 @@ done:
 }
 
 static const nde_regularizer_type local_type = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_REGULARIZER, "local",
-             "Pal et al. 2023: error or stiffness estimate of one fresh "
-             "step from a sampled time t_s (y_s held constant)",
-             local_keys, 0, "1"},
+    .info = NDE_REGULARIZER_INFO(
+        .name = "local",
+        .description = "Pal et al. 2023: error or stiffness estimate of one "
+                       "fresh step from a sampled time t_s (y_s held "
+                       "constant)",
+        .keys = local_keys,
+        .needs = NDE_NEEDS_STEP_VJP,
+        .version = "1"),
     .create = local_create,
     .destroy = local_destroy,
     .before_solve = local_before_solve,

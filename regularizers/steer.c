@@ -88,9 +88,12 @@ static int steer_after_solve(nde_regularizer *r,
 }
 
 static const nde_regularizer_type steer_type = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_REGULARIZER, "steer",
-             "STEER: training end time drawn from U[t1 - b, t1 + b] (R = 0)",
-             steer_keys, 0, "1"},
+    .info = NDE_REGULARIZER_INFO(
+        .name = "steer",
+        .description = "STEER: training end time drawn from U[t1 - b, t1 + "
+                       "b] (R = 0)",
+        .keys = steer_keys,
+        .version = "1"),
     .create = steer_create,
     .destroy = steer_destroy,
     .before_solve = steer_before_solve,

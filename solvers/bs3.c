@@ -42,12 +42,13 @@ static const nde_rk_tableau tableau = {
     .dense_degree = 3, .dense = dense, .stiff_stage = -1};
 
 static const nde_solver_type bs3 = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_SOLVER, "bs3",
-             "Bogacki-Shampine 3(2) explicit Runge-Kutta, FSAL, Hermite "
-             "cubic dense output",
-             NULL,
-             NDE_CAP_ADAPTIVE | NDE_CAP_DENSE | NDE_CAP_STEP_VJP |
-                 NDE_CAP_FSAL, "1"},
+    .info = NDE_SOLVER_INFO(
+        .name = "bs3",
+        .description = "Bogacki-Shampine 3(2) explicit Runge-Kutta, FSAL, "
+                       "Hermite cubic dense output",
+        .provides = NDE_CAP_ADAPTIVE | NDE_CAP_DENSE | NDE_CAP_STEP_VJP |
+                    NDE_CAP_FSAL,
+        .version = "1"),
     .order = 3, .error_order = 2, .dense_order = 3, .tableau = &tableau};
 
 NDE_MODULE(&bs3.info);

@@ -61,12 +61,13 @@ static const nde_rk_tableau tableau = {
     .stiff_stage = 5, .stability_size = 3.25};
 
 static const nde_solver_type dopri5 = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_SOLVER, "dopri5",
-             "Dormand-Prince 5(4) explicit Runge-Kutta, FSAL, 4th-order "
-             "dense output",
-             NULL,
-             NDE_CAP_ADAPTIVE | NDE_CAP_DENSE | NDE_CAP_STIFFNESS |
-                 NDE_CAP_STEP_VJP | NDE_CAP_FSAL, "1"},
+    .info = NDE_SOLVER_INFO(
+        .name = "dopri5",
+        .description = "Dormand-Prince 5(4) explicit Runge-Kutta, FSAL, "
+                       "4th-order dense output",
+        .provides = NDE_CAP_ADAPTIVE | NDE_CAP_DENSE | NDE_CAP_STIFFNESS |
+                    NDE_CAP_STEP_VJP | NDE_CAP_FSAL,
+        .version = "1"),
     .order = 5, .error_order = 4, .dense_order = 4, .tableau = &tableau};
 
 NDE_MODULE(&dopri5.info);

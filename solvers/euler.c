@@ -11,9 +11,11 @@ static const nde_rk_tableau tableau = {
     .dense_degree = 1, .dense = dense, .stiff_stage = -1};
 
 static const nde_solver_type euler = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_SOLVER, "euler",
-             "explicit Euler, fixed step (dt), linear dense output",
-             NULL, NDE_CAP_DENSE | NDE_CAP_STEP_VJP, "1"},
+    .info = NDE_SOLVER_INFO(
+        .name = "euler",
+        .description = "explicit Euler, fixed step (dt), linear dense output",
+        .provides = NDE_CAP_DENSE | NDE_CAP_STEP_VJP,
+        .version = "1"),
     .order = 1, .error_order = 0, .dense_order = 1, .tableau = &tableau};
 
 NDE_MODULE(&euler.info);

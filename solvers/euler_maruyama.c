@@ -94,10 +94,12 @@ static int em_step_vjp(nde_solver *s, const double *theta, double t, double h,
 }
 
 static const nde_solver_type euler_maruyama = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_SOLVER, "euler_maruyama",
-             "Euler-Maruyama for Ito SDEs, fixed step (dt); strong order 1 "
-             "for additive noise",
-             NULL, NDE_CAP_SDE_ITO | NDE_CAP_STEP_VJP, "1"},
+    .info = NDE_SOLVER_INFO(
+        .name = "euler_maruyama",
+        .description = "Euler-Maruyama for Ito SDEs, fixed step (dt); strong "
+                       "order 1 for additive noise",
+        .provides = NDE_CAP_SDE_ITO | NDE_CAP_STEP_VJP,
+        .version = "1"),
     /* strong order x 2 (solver.h): 0.5 */
     .order = 1, .error_order = 0, .dense_order = 0, .ops = {.create = em_create, .destroy = em_destroy, .step = em_step,
             .step_vjp = em_step_vjp}};

@@ -146,12 +146,14 @@ static int heun_step_vjp(nde_solver *s, const double *theta, double t,
 }
 
 static const nde_solver_type heun = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_SOLVER, "heun",
-             "stochastic Heun (predictor-corrector) for Stratonovich SDEs, "
-             "fixed step (dt), two evaluations a step; strong order 1 for "
-             "commutative noise (each g_i a function of y_i alone, or "
-             "additive)",
-             NULL, NDE_CAP_SDE_STRATONOVICH | NDE_CAP_STEP_VJP, "1"},
+    .info = NDE_SOLVER_INFO(
+        .name = "heun",
+        .description = "stochastic Heun (predictor-corrector) for "
+                       "Stratonovich SDEs, fixed step (dt), two evaluations "
+                       "a step; strong order 1 for commutative noise (each "
+                       "g_i a function of y_i alone, or additive)",
+        .provides = NDE_CAP_SDE_STRATONOVICH | NDE_CAP_STEP_VJP,
+        .version = "1"),
     /* strong order x 2 (solver.h): 0.5 for general noise (1 for commutative
      * or additive noise) */
     .order = 1, .error_order = 0, .dense_order = 0, .ops = {.create = heun_create, .destroy = heun_destroy,

@@ -187,14 +187,15 @@ static int rh_start_vjp(nde_solver *s, const double *theta, double t0,
 }
 
 static const nde_solver_type reversible_heun = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_SOLVER, "reversible_heun",
-             "reversible Heun for Stratonovich SDEs, fixed step (dt), exact "
-             "reverse step, one evaluation a step; strong order 1 for "
-             "commutative noise (each g_i a function of y_i alone, or "
-             "additive)",
-             NULL,
-             NDE_CAP_SDE_STRATONOVICH | NDE_CAP_REVERSIBLE | NDE_CAP_STEP_VJP,
-             "1"},
+    .info = NDE_SOLVER_INFO(
+        .name = "reversible_heun",
+        .description = "reversible Heun for Stratonovich SDEs, fixed step "
+                       "(dt), exact reverse step, one evaluation a step; "
+                       "strong order 1 for commutative noise (each g_i a "
+                       "function of y_i alone, or additive)",
+        .provides = NDE_CAP_SDE_STRATONOVICH | NDE_CAP_REVERSIBLE |
+                    NDE_CAP_STEP_VJP,
+        .version = "1"),
     /* strong order x 2 (solver.h): 0.5 for general noise (1 for commutative
      * or additive noise) */
     .order = 1, .error_order = 0, .dense_order = 0, .ops = {.aux = 3, .create = rh_create, .destroy = rh_destroy,

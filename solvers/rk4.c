@@ -31,10 +31,12 @@ static const nde_rk_tableau tableau = {
     .dense_degree = 3, .dense = dense, .stiff_stage = -1};
 
 static const nde_solver_type rk4 = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_SOLVER, "rk4",
-             "classical 4th-order Runge-Kutta, fixed step (dt), 3rd-order "
-             "dense output",
-             NULL, NDE_CAP_DENSE | NDE_CAP_STEP_VJP, "1"},
+    .info = NDE_SOLVER_INFO(
+        .name = "rk4",
+        .description = "classical 4th-order Runge-Kutta, fixed step (dt), "
+                       "3rd-order dense output",
+        .provides = NDE_CAP_DENSE | NDE_CAP_STEP_VJP,
+        .version = "1"),
     .order = 4, .error_order = 0, .dense_order = 3, .tableau = &tableau};
 
 NDE_MODULE(&rk4.info);

@@ -86,12 +86,13 @@ static const nde_rk_tableau tableau = {
     .stiff_stage = 5, .stability_size = 3.5068};
 
 static const nde_solver_type tsit5 = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_SOLVER, "tsit5",
-             "Tsitouras 5(4) explicit Runge-Kutta, FSAL, 4th-order dense "
-             "output",
-             NULL,
-             NDE_CAP_ADAPTIVE | NDE_CAP_DENSE | NDE_CAP_STIFFNESS |
-                 NDE_CAP_STEP_VJP | NDE_CAP_FSAL, "1"},
+    .info = NDE_SOLVER_INFO(
+        .name = "tsit5",
+        .description = "Tsitouras 5(4) explicit Runge-Kutta, FSAL, 4th-order "
+                       "dense output",
+        .provides = NDE_CAP_ADAPTIVE | NDE_CAP_DENSE | NDE_CAP_STIFFNESS |
+                    NDE_CAP_STEP_VJP | NDE_CAP_FSAL,
+        .version = "1"),
     .order = 5, .error_order = 4, .dense_order = 4, .tableau = &tableau};
 
 NDE_MODULE(&tsit5.info);

@@ -142,8 +142,10 @@ static SF_UNUSED int gbm_gvjp(nde_field *f, double t, const double *y,
 }
 
 static const nde_field_type gbm_field SF_UNUSED = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "gbm", "test field", NULL, 0,
-             "1"},
+    .info = NDE_FIELD_INFO(
+        .name = "gbm",
+        .description = "test field",
+        .version = "1"),
     .create = create_d1p2_diag, .destroy = tf_destroy, .init_params = tf_init,
     .eval = gbm_eval, .vjp = gbm_vjp, .diffusion = gbm_g,
     .diffusion_vjp = gbm_gvjp};
@@ -151,8 +153,10 @@ static const nde_field_type gbm_field SF_UNUSED = {
 /* GBM's ODE twin: the drift th0 y without a diffusion. Named "mlp" (like
  * the mlp plugin without diffusion); test_sde quotes the name. */
 static const nde_field_type ode_field SF_UNUSED = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "mlp", "test field", NULL, 0,
-             "1"},
+    .info = NDE_FIELD_INFO(
+        .name = "mlp",
+        .description = "test field",
+        .version = "1"),
     .create = create_d1p2_ode, .destroy = tf_destroy, .init_params = tf_init,
     .eval = gbm_eval, .vjp = gbm_vjp};
 
@@ -225,8 +229,10 @@ static SF_UNUSED int nl_gvjp(nde_field *f, double t, const double *y,
 }
 
 static const nde_field_type nl_field SF_UNUSED = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "nonlinear", "test field", NULL,
-             0, "1"},
+    .info = NDE_FIELD_INFO(
+        .name = "nonlinear",
+        .description = "test field",
+        .version = "1"),
     .create = create_d2p4_diag, .destroy = tf_destroy, .init_params = tf_init,
     .eval = nl_eval, .vjp = nl_vjp, .diffusion = nl_g,
     .diffusion_vjp = nl_gvjp};

@@ -74,10 +74,12 @@ static int endnorm_after_solve(nde_regularizer *r,
 }
 
 static const nde_regularizer_type endnorm = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_REGULARIZER, "endnorm",
-             "mean squared norm of the final state, scale/B sum |y(t1)|^2 "
-             "(example of an out-of-tree plugin)",
-             endnorm_keys, 0, "1"},
+    .info = NDE_REGULARIZER_INFO(
+        .name = "endnorm",
+        .description = "mean squared norm of the final state, scale/B sum "
+                       "|y(t1)|^2 (example of an out-of-tree plugin)",
+        .keys = endnorm_keys,
+        .version = "1"),
     .create = endnorm_create,
     .destroy = endnorm_destroy,
     .after_solve = endnorm_after_solve,

@@ -7,8 +7,10 @@
  *
  * It shows everything a field plugin provides: a key table (for config
  * checking and `nde plugins`), create/destroy, init_params, eval over a
- * batch, the vector-Jacobian product, parameter and state names, and the
- * module entry point. Build with the Makefile beside it.
+ * batch, the vector-Jacobian product, parameter and state names, its info
+ * (filled by NDE_FIELD_INFO, which records the versions and the size the
+ * library checks) and the module entry point. Build with the Makefile
+ * beside it.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -109,10 +111,13 @@ static int vdp_param_name(const nde_field *f, size_t i, char *buf, size_t len)
 }
 
 static const nde_field_type vanderpol = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "vanderpol",
-             "Van der Pol oscillator x' = v, v' = mu (1 - x^2) v - x with "
-             "learnable mu (example of an out-of-tree plugin)",
-             vdp_keys, 0, "1"},
+    .info = NDE_FIELD_INFO(
+        .name = "vanderpol",
+        .description = "Van der Pol oscillator x' = v, v' = mu (1 - x^2) v - "
+                       "x with learnable mu (example of an out-of-tree "
+                       "plugin)",
+        .keys = vdp_keys,
+        .version = "1"),
     .create = vdp_create,
     .destroy = vdp_destroy,
     .init_params = vdp_init_params,

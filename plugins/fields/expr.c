@@ -428,10 +428,13 @@ static const nde_key expr_keys[] = {
 };
 
 static const nde_field_type expr_type = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "expr",
-             "field written as expressions, with symbolic derivatives "
-             "(libmatheval); an SDE with g<state> keys", expr_keys,
-             NDE_CAP_DIFFUSION, "1"},
+    .info = NDE_FIELD_INFO(
+        .name = "expr",
+        .description = "field written as expressions, with symbolic "
+                       "derivatives (libmatheval); an SDE with g<state> keys",
+        .keys = expr_keys,
+        .provides = NDE_CAP_DIFFUSION,
+        .version = "1"),
     .create = expr_create,
     .destroy = expr_destroy,
     .init_params = expr_init_params,

@@ -60,6 +60,25 @@ static int linear_vjp(nde_field *f, double t, const double *y,
     return NDE_OK;
 }
 
+/* jv = A v (row by row). */
+static int linear_jvp(nde_field *f, double t, const double *y,
+                      const double *theta, const double *v, double *jv,
+                      size_t batch)
+{
+    (void)t;
+    (void)y;
+    const size_t d = f->dim;
+    const double *a = theta;
+    for (size_t i = 0; i < batch; i++)
+        for (size_t r = 0; r < d; r++) {
+            double s = 0.0;
+            for (size_t c = 0; c < d; c++)
+                s += a[r * d + c] * v[i * d + c];
+            jv[i * d + r] = s;
+        }
+    return NDE_OK;
+}
+
 static int linear_init_params(nde_field *f, double *theta, uint64_t seed)
 {
     (void)seed;
@@ -146,15 +165,18 @@ static const nde_key linear_keys[] = {
 };
 
 static const nde_field_type linear_type = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "linear",
-             "affine field y' = A y + b with learnable A and b", linear_keys,
-             0, "1"},
+    .info = NDE_FIELD_INFO(
+        .name = "linear",
+        .description = "affine field y' = A y + b with learnable A and b",
+        .keys = linear_keys,
+        .version = "1"),
     .create = linear_create,
     .destroy = linear_destroy,
     .init_params = linear_init_params,
     .eval = linear_eval,
     .vjp = linear_vjp,
     .param_name = linear_param_name,
+    .jvp = linear_jvp,
 };
 
 NDE_MODULE(&linear_type.info);

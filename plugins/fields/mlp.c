@@ -503,10 +503,13 @@ static const nde_key mlp_keys[] = {
 };
 
 static const nde_field_type mlp_type = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "mlp",
-             "multilayer perceptron (tanh/relu/softplus), BLAS for wide "
-             "layers; an SDE with a diffusion network", mlp_keys,
-             NDE_CAP_DIFFUSION, "1"},
+    .info = NDE_FIELD_INFO(
+        .name = "mlp",
+        .description = "multilayer perceptron (tanh/relu/softplus), BLAS for "
+                       "wide layers; an SDE with a diffusion network",
+        .keys = mlp_keys,
+        .provides = NDE_CAP_DIFFUSION,
+        .version = "1"),
     .create = mlp_create,
     .destroy = mlp_destroy,
     .init_params = mlp_init_params,

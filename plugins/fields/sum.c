@@ -206,9 +206,11 @@ static const nde_key sum_keys[] = {
 };
 
 static const nde_field_type sum_type = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "sum",
-             "sum of two or more fields of the same dimension", sum_keys, 0,
-             "1"},
+    .info = NDE_FIELD_INFO(
+        .name = "sum",
+        .description = "sum of two or more fields of the same dimension",
+        .keys = sum_keys,
+        .version = "1"),
     .create = sum_create,
     .destroy = sum_destroy,
     .init_params = sum_init_params,

@@ -61,8 +61,10 @@ static int lin_vjp(nde_field *f, double t, const double *y, const double *th,
     return NDE_OK;
 }
 static const nde_field_type lin_field = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "lin", "y' = theta y", NULL,
-             0, "1"},
+    .info = NDE_FIELD_INFO(
+        .name = "lin",
+        .description = "y' = theta y",
+        .version = "1"),
     .create = lin_create, .destroy = tf_destroy, .init_params = tf_init,
     .eval = lin_eval, .vjp = lin_vjp};
 
@@ -83,7 +85,7 @@ static int collect(const nde_plugin_info *info, const char *path, void *user)
     (void)path;
     /* Adjoints for reversible solvers only have their own SDE suite. */
     if (info->kind == NDE_KIND_ADJOINT && l->n < MAX_ADJOINTS &&
-        !(info->flags & NDE_CAP_REVERSIBLE))
+        !(info->needs & NDE_NEEDS_REVERSIBLE))
         l->type[l->n++] = (const nde_adjoint_type *)info;
     return 0;
 }
@@ -809,12 +811,17 @@ START_TEST(test_refused)
     nde_adjoint *a;
     const double y0 = 1.0;
     problem_lin(&p, 0.5, y0, 1.0);
-    novjp.info.flags &= ~(unsigned)NDE_CAP_STEP_VJP;
+    novjp.info.provides &= ~(unsigned)NDE_CAP_STEP_VJP;
     ck_assert_int_eq(nde_solver_create_from(ctx, &novjp, p.f, &s), NDE_OK);
     ck_assert_int_eq(nde_adjoint_create_from(ctx, adjoint_named("discrete"),
                                              NULL, s, &a), NDE_ECAPABILITY);
     ck_assert_ptr_null(a);
-    ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx), "step VJP"));
+    /* The one composition check's message: component, solver and the
+     * missing capability in words. */
+    ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx),
+                                 "adjoint 'discrete' needs the solver's step "
+                                 "VJP, which solver 'tsit5' does not "
+                                 "provide"));
     nde_solver_destroy(s);
     /* A solver without dense output cannot serve interpolating. */
     {
@@ -824,13 +831,15 @@ START_TEST(test_refused)
         tab.dense = NULL;
         nodense.tableau = &tab;
         nodense.dense_order = 0;
-        nodense.info.flags &= ~(unsigned)NDE_CAP_DENSE;
+        nodense.info.provides &= ~(unsigned)NDE_CAP_DENSE;
         ck_assert_int_eq(nde_solver_create_from(ctx, &nodense, p.f, &s),
                          NDE_OK);
         ck_assert_int_eq(nde_adjoint_create_from(
                              ctx, adjoint_named("interpolating"), NULL, s, &a),
                          NDE_ECAPABILITY);
-        ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx), "dense output"));
+        ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx),
+                                     "adjoint 'interpolating' needs the "
+                                     "solver's dense output"));
         /* discrete works with it (no dense output needed without
          * cotangents inside steps). */
         ck_assert_int_eq(nde_adjoint_create_from(

@@ -89,8 +89,11 @@ static int cn_diff_vjp(nde_field *f, double t, const double *y,
     return NDE_OK;
 }
 static const nde_field_type cn_field = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "nl", "nonlinear SDE", NULL,
-             NDE_CAP_DIFFUSION, "1"},
+    .info = NDE_FIELD_INFO(
+        .name = "nl",
+        .description = "nonlinear SDE",
+        .provides = NDE_CAP_DIFFUSION,
+        .version = "1"),
     .create = create_d2p4_diag, .destroy = tf_destroy,
     .init_params = tf_init,
     .eval = cn_eval, .vjp = cn_vjp, .diffusion = cn_diff,
@@ -661,7 +664,8 @@ static void expect_refused(const char *solver, const char *adjoint,
 
 START_TEST(test_refused)
 {
-    expect_refused("euler_maruyama", "reversible", "reversible solver");
+    expect_refused("euler_maruyama", "reversible",
+                   "adjoint 'reversible' needs the solver's reverse step");
     expect_refused("euler_maruyama", "backsolve", "Stratonovich");
     expect_refused("euler_maruyama", "interpolating", "dense output");
     expect_refused("reversible_heun", "interpolating", "dense output");

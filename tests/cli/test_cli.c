@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "nde/field.h"
 #include "nde/plugin.h"
 #include "../test_util.h"
 
@@ -518,7 +519,17 @@ START_TEST(test_plugins_kind_filter)
     assert_ok(r);
     assert_contains(r.out, "\n  tsit5 - ");
     assert_contains(r.out, "order 5");
+    assert_contains(r.out, "provides: adaptive, dense output, stiffness "
+                           "estimate, step VJP, FSAL\n");
     ck_assert_ptr_null(strstr(r.out, "\n  mlp - "));
+    result_free(&r);
+
+    /* What an adjoint needs, apart from what a solver provides. */
+    r = run("plugins", "adjoint");
+    assert_ok(r);
+    assert_contains(r.out, "needs: steps, step VJP\n");
+    assert_contains(r.out, "needs: step VJP, reverse step\n");
+    ck_assert_ptr_null(strstr(r.out, "provides:"));
     result_free(&r);
 
     r = run("plugins", "solvers");
@@ -825,6 +836,38 @@ START_TEST(test_component_abi_mismatch)
 }
 END_TEST
 
+/* A component of a newer interface version than the library's: refused
+ * with the file, the component and both versions. */
+START_TEST(test_component_newer_interface)
+{
+    const char *dir = env_or_fail("NDE_BAD_PLUGIN_DIR");
+    char found[64], known[64];
+    run_result r = run_env(dir, "solve", example("lotka_volterra.ini"), "-s",
+                           "field.plugin=badminor", (const char *)NULL);
+    snprintf(found, sizeof found, "field interface version %d",
+             NDE_FIELD_VERSION + 1);
+    snprintf(known, sizeof known, "knows versions 1 to %d",
+             NDE_FIELD_VERSION);
+    assert_fails(r, 2, "badminor.so", "field 'badminor'", found, known);
+    result_free(&r);
+}
+END_TEST
+
+/* A descriptor smaller than its interface version's: refused, never read
+ * past its end. */
+START_TEST(test_component_too_small)
+{
+    const char *dir = env_or_fail("NDE_BAD_PLUGIN_DIR");
+    char size[64];
+    run_result r = run_env(dir, "solve", example("lotka_volterra.ini"), "-s",
+                           "field.plugin=badsize", (const char *)NULL);
+    snprintf(size, sizeof size, "descriptor of %zu bytes",
+             sizeof(nde_plugin_info));
+    assert_fails(r, 2, "badsize.so", "field 'badsize'", size);
+    result_free(&r);
+}
+END_TEST
+
 START_TEST(test_plugins_reports_broken)
 {
     const char *dir = env_or_fail("NDE_BAD_PLUGIN_DIR");
@@ -835,6 +878,8 @@ START_TEST(test_plugins_reports_broken)
     assert_contains(r.err, "badabi.so");
     assert_contains(r.err, "badsig.so");
     assert_contains(r.err, "badcomp.so");
+    assert_contains(r.err, "badminor.so");
+    assert_contains(r.err, "badsize.so");
     result_free(&r);
 }
 END_TEST
@@ -1683,6 +1728,8 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_abi_mismatch);
     tcase_add_test(tc, test_build_signature_mismatch);
     tcase_add_test(tc, test_component_abi_mismatch);
+    tcase_add_test(tc, test_component_newer_interface);
+    tcase_add_test(tc, test_component_too_small);
     tcase_add_test(tc, test_version_under_memory_limit);
     tcase_add_test(tc, test_blas_under_memory_limit);
     tcase_add_test(tc, test_plugins_reports_broken);

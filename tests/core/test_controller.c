@@ -139,8 +139,10 @@ static int no_vjp(nde_field *f, double t, const double *y, const double *th,
 }
 
 static const nde_field_type gauss_field = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "gauss", "test field", NULL, 0,
-             "1"},
+    .info = NDE_FIELD_INFO(
+        .name = "gauss",
+        .description = "test field",
+        .version = "1"),
     .create = create_d1, .destroy = no_destroy, .init_params = no_init,
     .eval = gauss_eval, .vjp = no_vjp};
 

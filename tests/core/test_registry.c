@@ -19,6 +19,26 @@ static int record(const nde_plugin_info *info, const char *path, void *user)
     const nde_key *k;
     ck_assert_ptr_nonnull(path);
     ck_assert_int_eq(info->abi_version, NDE_ABI_VERSION);
+    /* Shipped plugins are of today's interface version, filled by the
+     * kind's macro. */
+    switch (info->kind) {
+    case NDE_KIND_FIELD:
+        ck_assert_int_eq(info->iface_version, NDE_FIELD_VERSION);
+        ck_assert_uint_eq(info->size, sizeof(nde_field_type));
+        break;
+    case NDE_KIND_SOLVER:
+        ck_assert_int_eq(info->iface_version, NDE_SOLVER_VERSION);
+        ck_assert_uint_eq(info->size, sizeof(nde_solver_type));
+        break;
+    case NDE_KIND_ADJOINT:
+        ck_assert_int_eq(info->iface_version, NDE_ADJOINT_VERSION);
+        ck_assert_uint_eq(info->size, sizeof(nde_adjoint_type));
+        break;
+    case NDE_KIND_REGULARIZER:
+        ck_assert_int_eq(info->iface_version, NDE_REGULARIZER_VERSION);
+        ck_assert_uint_eq(info->size, sizeof(nde_regularizer_type));
+        break;
+    }
     ck_assert(nde_plugin_name_valid(info->name));
     ck_assert_msg(info->description && *info->description, "%s lacks a description",
                   info->name);

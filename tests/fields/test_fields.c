@@ -597,7 +597,7 @@ START_TEST(expr_gbm_diffusion)
     ck_assert_int_eq(L.f->noise, NDE_NOISE_DIAGONAL);
     ck_assert_int_eq(L.f->calculus, NDE_CALCULUS_STRATONOVICH);
     ck_assert_str_eq(nde_calculus_name(L.f->calculus), "stratonovich");
-    ck_assert(L.f->type->info.flags & NDE_CAP_DIFFUSION);
+    ck_assert(L.f->type->info.provides & NDE_CAP_DIFFUSION);
     double theta[2], y[2] = {2.0, -0.5}, g[2], v[2] = {1.0, 3.0};
     double vy[2] = {0, 0}, vth[2] = {0, 0};
     nde_field_init_params(L.f, theta, 0);

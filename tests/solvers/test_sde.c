@@ -27,8 +27,10 @@
 
 #define SDE_FIELD(var, nm, evalfn, vjpfn, gfn, gvjpfn)                       \
     static const nde_field_type var = {                                      \
-        .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, nm, "test field", NULL, 0, \
-                 "1"},                                                       \
+        .info = NDE_FIELD_INFO(                                              \
+            .name = nm,                                                      \
+            .description = "test field",                                     \
+            .version = "1"),                                                 \
         .create = create_d1p2_diag, .destroy = tf_destroy,                   \
         .init_params = tf_init, .eval = evalfn, .vjp = vjpfn,                \
         .diffusion = gfn, .diffusion_vjp = gvjpfn}
@@ -191,7 +193,7 @@ START_TEST(test_ops_table_checked)
     t.ops.aux = -1;
     ck_assert_int_eq(nde_solver_create_from(ctx, &t, f, &s), NDE_EPLUGIN);
     t = *em;
-    t.info.flags |= NDE_CAP_REVERSIBLE; /* claims a reverse it lacks */
+    t.info.provides |= NDE_CAP_REVERSIBLE; /* claims a reverse it lacks */
     ck_assert_int_eq(nde_solver_create_from(ctx, &t, f, &s), NDE_EPLUGIN);
     assert_message("reverse");
     t = *em;
@@ -1044,9 +1046,11 @@ static int aheun_step(nde_solver *s, const double *theta, double t, double h,
 }
 
 static const nde_solver_type aheun_type = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_SOLVER, "aheun",
-             "adaptive stochastic Heun (test)", NULL,
-             NDE_CAP_ADAPTIVE | NDE_CAP_SDE_STRATONOVICH, "1"},
+    .info = NDE_SOLVER_INFO(
+        .name = "aheun",
+        .description = "adaptive stochastic Heun (test)",
+        .provides = NDE_CAP_ADAPTIVE | NDE_CAP_SDE_STRATONOVICH,
+        .version = "1"),
     .order = 2, .error_order = 1,
     .ops = {.create = aheun_create, .destroy = aheun_destroy,
             .step = aheun_step}};

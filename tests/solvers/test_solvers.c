@@ -49,8 +49,10 @@ static int tf_novjp(nde_field *f, double t, const double *y,
         return NDE_OK;                                                       \
     }                                                                        \
     static const nde_field_type var = {                                      \
-        .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, nm, "test field", NULL, 0, \
-                 "1"},                                                       \
+        .info = NDE_FIELD_INFO(                                              \
+            .name = nm,                                                      \
+            .description = "test field",                                     \
+            .version = "1"),                                                 \
         .create = var##_create, .destroy = tf_destroy,                       \
         .init_params = tf_init, .eval = evalfn, .vjp = vjpfn}
 
@@ -365,7 +367,7 @@ static void make_embedded(const nde_solver_type *st, embedded_type *e)
     e->tab.b = e->bhat;
     e->tab.stiff_stage = -1;
     e->type.info = st->info;
-    e->type.info.flags = NDE_CAP_STEP_VJP;
+    e->type.info.provides = NDE_CAP_STEP_VJP;
     e->type.order = st->error_order;
     e->type.tableau = &e->tab;
 }
@@ -452,6 +454,10 @@ START_TEST(test_tableau_refused)
     copy_tableau(solver_named("rk4"), &e);
     e.dense[0] += 1e-3;
     assert_refused(&e, f, "dense output at theta = 1 is not the step's end");
+    /* A tableau claiming what only ops can give. */
+    copy_tableau(solver_named("rk4"), &e);
+    e.type.info.provides |= NDE_CAP_REVERSIBLE;
+    assert_refused(&e, f, "has no exact reverse");
     /* One of order 2 declared 3: moving weight between the theta^2 and
      * theta^3 coefficients of two stages keeps b_i(1). */
     copy_tableau(solver_named("rk4"), &e);
@@ -525,9 +531,9 @@ START_TEST(test_tableau_consistency)
                           "%s: b_%d(1) = %.17g, b = %.17g", st->info.name, i,
                           b1, t->b[i]);
         }
-        ck_assert_int_eq(!!(st->info.flags & NDE_CAP_DENSE),
+        ck_assert_int_eq(!!(st->info.provides & NDE_CAP_DENSE),
                          deg > 0 && st->dense_order > 0);
-        ck_assert_int_eq(!!(st->info.flags & NDE_CAP_ADAPTIVE),
+        ck_assert_int_eq(!!(st->info.provides & NDE_CAP_ADAPTIVE),
                          t->btilde != NULL && st->error_order > 0);
     }
 }
@@ -856,7 +862,7 @@ START_TEST(test_determinism)
         nde_stats sa, sb;
         nde_solve_opts_default(&o, st);
         o.rtol = o.atol = 1e-7;
-        if (!(st->info.flags & NDE_CAP_ADAPTIVE))
+        if (!(st->info.provides & NDE_CAP_ADAPTIVE))
             o.dt = 0.01;
         ck_assert_int_eq(nde_solve(a, &o, theta, 0, y0, 3, 3, ts, ya, &sa),
                          NDE_OK);
@@ -919,7 +925,7 @@ START_TEST(test_adaptive_lv)
         nde_stats stats;
         double y[2], e;
         const int stages = st->tableau->stages;
-        if (!(st->info.flags & NDE_CAP_ADAPTIVE))
+        if (!(st->info.provides & NDE_CAP_ADAPTIVE))
             continue;
         f = make_field(&lv_field, 1);
         s = make_solver(st, f);
@@ -979,8 +985,8 @@ START_TEST(test_save_times_dense)
         nde_stats many, one;
         const double t1 = 10.0;
         double yend[2];
-        if (!(st->info.flags & NDE_CAP_ADAPTIVE) ||
-            !(st->info.flags & NDE_CAP_DENSE))
+        if (!(st->info.provides & NDE_CAP_ADAPTIVE) ||
+            !(st->info.provides & NDE_CAP_DENSE))
             continue;
         f = make_field(&lv_field, 1);
         s = make_solver(st, f);
@@ -1044,7 +1050,7 @@ START_TEST(test_backwards)
         nde_stats stats;
         const double tol = st->order >= 3 ? 1e-7 : 1e-2;
         double ys[4];
-        if (!(st->info.flags & NDE_CAP_ADAPTIVE))
+        if (!(st->info.provides & NDE_CAP_ADAPTIVE))
             o.dt = st->order >= 3 ? 1e-3 : 1e-4;
         ck_assert_int_eq(nde_solve(s, &o, th, t0, &y0, 0.0, 4, ts, ys,
                                    &stats), NDE_OK);
@@ -1195,7 +1201,7 @@ START_TEST(test_nonfinite)
             const double y0 = 1.0, t1 = 2.0;
             nde_stats stats;
             double y;
-            if (!(st->info.flags & NDE_CAP_ADAPTIVE))
+            if (!(st->info.provides & NDE_CAP_ADAPTIVE))
                 o.dt = 0.01;
             ck_assert_int_eq(nde_solve(s, &o, NULL, 0, &y0, t1, 1, &t1, &y,
                                        &stats), NDE_ENONFINITE);
@@ -1203,7 +1209,7 @@ START_TEST(test_nonfinite)
             ck_assert_int_gt(stats.steps_accepted, 0);
             /* solve.h: an adaptive solver retries with smaller steps, a
              * fixed-step one stops at once. */
-            if (st->info.flags & NDE_CAP_ADAPTIVE) {
+            if (st->info.provides & NDE_CAP_ADAPTIVE) {
                 ck_assert_int_gt(stats.retries, 0);
                 ck_assert_int_ge(stats.steps_rejected, stats.retries);
             } else {

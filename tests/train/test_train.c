@@ -1217,7 +1217,10 @@ static int probe_after(nde_regularizer *r, const nde_regularizer_input *in,
 }
 
 static const nde_regularizer_type probe_reg = {
-    {NDE_ABI_VERSION, NDE_KIND_REGULARIZER, "probe", "test", NULL, 0, "1"},
+    NDE_REGULARIZER_INFO(
+        .name = "probe",
+        .description = "test",
+        .version = "1"),
     noop_create, noop_destroy, probe_before, probe_after};
 
 /* A small spiral MLP on a fixed-step solver: the discrete adjoint is the
@@ -1351,7 +1354,10 @@ static int stretch_after(nde_regularizer *r, const nde_regularizer_input *in,
 }
 
 static const nde_regularizer_type stretch_reg = {
-    {NDE_ABI_VERSION, NDE_KIND_REGULARIZER, "stretch", "test", NULL, 0, "1"},
+    NDE_REGULARIZER_INFO(
+        .name = "stretch",
+        .description = "test",
+        .version = "1"),
     stretch_create, noop_destroy, stretch_before, stretch_after};
 
 /* y' = -y observed on [0, 2] at 41 points; every window of 5 points in
@@ -1444,7 +1450,10 @@ static int weight_after(nde_regularizer *r, const nde_regularizer_input *in,
 }
 
 static const nde_regularizer_type weight_reg = {
-    {NDE_ABI_VERSION, NDE_KIND_REGULARIZER, "weights", "test", NULL, 0, "1"},
+    NDE_REGULARIZER_INFO(
+        .name = "weights",
+        .description = "test",
+        .version = "1"),
     noop_create, noop_destroy, NULL, weight_after};
 
 START_TEST(test_reg_weight_schedule)
@@ -1481,7 +1490,10 @@ static int needs_create(nde_regularizer *r, nde_section *sec, nde_solver *s,
 }
 
 static const nde_regularizer_type needs_reg = {
-    {NDE_ABI_VERSION, NDE_KIND_REGULARIZER, "needs", "test", NULL, 0, "1"},
+    NDE_REGULARIZER_INFO(
+        .name = "needs",
+        .description = "test",
+        .version = "1"),
     needs_create, noop_destroy, NULL, weight_after};
 
 START_TEST(test_reg_record_flags)

@@ -65,8 +65,11 @@ static int treg_after(nde_regularizer *r, const nde_regularizer_input *in,
 }
 
 static const nde_regularizer_type treg = {
-    {NDE_ABI_VERSION, NDE_KIND_REGULARIZER, "treg",
-     "test: ||theta||^2 with declared needs", treg_keys, 0, "1"},
+    NDE_REGULARIZER_INFO(
+        .name = "treg",
+        .description = "test: ||theta||^2 with declared needs",
+        .keys = treg_keys,
+        .version = "1"),
     treg_create, treg_destroy, NULL, treg_after};
 
 NDE_MODULE(&treg.info);

@@ -41,13 +41,24 @@ typedef struct nde_cotangent {
 
 typedef struct nde_adjoint nde_adjoint;
 
-typedef struct nde_adjoint_type {
-    nde_plugin_info info; /* kind NDE_KIND_ADJOINT; flags NDE_NEEDS_*; first */
+/* The interface version of nde_adjoint_type (plugin.h): members are only
+ * ever appended.
+ *   1: create, destroy, gradient */
+#define NDE_ADJOINT_VERSION 1
 
-    /* Read the section (sec may be NULL: defaults), check the forward
-     * solver's capabilities (NDE_ECAPABILITY naming what is missing), set
-     * a->record and a->max_states, allocate what gradient() needs for up to
-     * s->batch_max rows. */
+/* The descriptor's info: NDE_ADJOINT_INFO(.name = ..., .description = ...,
+ * .keys, .needs, .version). */
+#define NDE_ADJOINT_INFO(...)                                                \
+    NDE_PLUGIN_INFO_(NDE_KIND_ADJOINT, NDE_ADJOINT_VERSION, nde_adjoint_type, \
+                     __VA_ARGS__)
+
+typedef struct nde_adjoint_type {
+    nde_plugin_info info; /* kind NDE_KIND_ADJOINT; needs NDE_NEEDS_*; first */
+
+    /* Read the section (sec may be NULL: defaults), set a->record and
+     * a->max_states, allocate what gradient() needs for up to
+     * s->batch_max rows. Core has checked info.needs against the solver
+     * before, and checks a->record after (plugin.h). */
     int (*create)(nde_adjoint *a, nde_section *sec, nde_solver *s,
                   nde_ctx *ctx);
     void (*destroy)(nde_adjoint *a);
@@ -78,6 +89,9 @@ struct nde_adjoint {
 NDE_API int nde_adjoint_create(nde_ctx *ctx, const nde_config *cfg,
                                const char *section, const char *default_plugin,
                                nde_solver *s, nde_adjoint **out);
+/* Same with a descriptor at hand (one of this library's interface version:
+ * compiled with these headers, or returned by nde_plugin_find). Both
+ * refuse a solver lacking what the adjoint needs (NDE_ECAPABILITY). */
 NDE_API int nde_adjoint_create_from(nde_ctx *ctx, const nde_adjoint_type *type,
                                     nde_section *sec, nde_solver *s,
                                     nde_adjoint **out);

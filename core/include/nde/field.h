@@ -38,6 +38,19 @@ extern "C" {
 
 typedef struct nde_field nde_field;
 
+/* The interface version of nde_field_type (plugin.h): members are only
+ * ever appended.
+ *   1: create, destroy, init_params, eval, vjp, param_name, diffusion,
+ *      diffusion_vjp
+ *   2: jvp */
+#define NDE_FIELD_VERSION 2
+
+/* The descriptor's info: NDE_FIELD_INFO(.name = ..., .description = ...,
+ * .keys, .provides, .version). */
+#define NDE_FIELD_INFO(...)                                                  \
+    NDE_PLUGIN_INFO_(NDE_KIND_FIELD, NDE_FIELD_VERSION, nde_field_type,       \
+                     __VA_ARGS__)
+
 typedef struct nde_field_type {
     nde_plugin_info info; /* kind NDE_KIND_FIELD; must be first */
 
@@ -75,6 +88,13 @@ typedef struct nde_field_type {
     int (*diffusion_vjp)(nde_field *f, double t, const double *y,
                          const double *theta, const double *v, double *vy,
                          double *vtheta, size_t batch);
+
+    /* Version 2. Optional (may be NULL): the Jacobian-vector product
+     * jv = (df/dy) v at (t, y, theta), batch x dim, row by row
+     * (overwritten), for methods that need the Jacobian's action (implicit
+     * solvers). Same status conventions as eval. */
+    int (*jvp)(nde_field *f, double t, const double *y, const double *theta,
+               const double *v, double *jv, size_t batch);
 } nde_field_type;
 
 /* f->noise */
@@ -132,6 +152,12 @@ static inline int nde_field_vjp(nde_field *f, double t, const double *y,
 {
     return f->type->vjp(f, t, y, theta, v, vy, vtheta, batch);
 }
+
+/* The field's jvp; NDE_ECAPABILITY, naming the field, when it has none
+ * (nor a plugin built against field interface version 1). */
+NDE_API int nde_field_jvp(nde_field *f, double t, const double *y,
+                          const double *theta, const double *v, double *jv,
+                          size_t batch);
 
 /* Diffusion and its VJP (only for f->noise != NDE_NOISE_NONE). */
 static inline int nde_field_diffusion(nde_field *f, double t, const double *y,

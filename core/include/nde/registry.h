@@ -29,9 +29,13 @@ extern "C" {
  * Load the plugin `name` of `kind` (in search order, above). Errors
  * (NDE_EPLUGIN): a malformed name; no such plugin (the message lists the
  * available ones of that kind, or names the module where `name` is a plugin
- * of another kind); a NAME.so without the entry point, or with an ABI or
+ * of another kind); a NAME.so without the entry point, with an ABI or
  * build-signature mismatch (the message names the file, the version found
- * and the version expected). Other modules that fail to load are skipped.
+ * and the version expected), or with a component of a newer interface
+ * version than this library's or of too small a size (plugin.h). Other
+ * modules that fail to load are skipped. A component of an older interface
+ * version is returned as a copy in today's layout (valid until the context
+ * is destroyed) whose members added since are NULL.
  */
 NDE_API int nde_plugin_find(nde_ctx *ctx, nde_kind kind, const char *name,
                             const nde_plugin_info **out);

@@ -16,12 +16,13 @@
  *   configured. A regularizer that holds the trajectory constant (the local
  *   regularizer of Pal et al. 2023) returns no cotangents.
  *
- * An instance declares in r->needs what it requires: record flags for the
- * forward solve (NDE_NEEDS_STEPS, ...) and solver capabilities
+ * The descriptor declares in info.needs what every instance needs, and an
+ * instance in r->needs what it needs (it may add to them): record flags
+ * for the forward solve (NDE_NEEDS_STEPS, ...) and solver capabilities
  * (NDE_NEEDS_ERROR_EST: an adaptive solver; NDE_NEEDS_STIFFNESS;
  * NDE_NEEDS_STEP_VJP). nde_regularizer_create refuses a solver that lacks
  * one, naming the regularizer, the solver and what is missing, before any
- * work starts.
+ * work starts (plugin.h).
  *
  * Weights: every [regularizer.NAME] section takes, besides `plugin` and the
  * plugin's keys, the keys of nde_regularizer_keys: weight, and an optional
@@ -80,8 +81,19 @@ typedef struct nde_regularizer_output {
     long nvjp;                  /* field VJPs it spent                     */
 } nde_regularizer_output;
 
+/* The interface version of nde_regularizer_type (plugin.h): members are
+ * only ever appended.
+ *   1: create, destroy, before_solve, after_solve */
+#define NDE_REGULARIZER_VERSION 1
+
+/* The descriptor's info: NDE_REGULARIZER_INFO(.name = ...,
+ * .description = ..., .keys, .needs, .version). */
+#define NDE_REGULARIZER_INFO(...)                                            \
+    NDE_PLUGIN_INFO_(NDE_KIND_REGULARIZER, NDE_REGULARIZER_VERSION,           \
+                     nde_regularizer_type, __VA_ARGS__)
+
 typedef struct nde_regularizer_type {
-    nde_plugin_info info; /* kind NDE_KIND_REGULARIZER; first */
+    nde_plugin_info info; /* kind NDE_KIND_REGULARIZER; needs NDE_NEEDS_*; first */
 
     /* Read the section (sec may be NULL: defaults); set r->needs; allocate
      * for up to s->batch_max rows. */

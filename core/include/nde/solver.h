@@ -166,8 +166,19 @@ typedef struct nde_solver_ops {
                    const double *aux_next, double *y, double *aux);
 } nde_solver_ops;
 
+/* The interface version of nde_solver_type (plugin.h): members are only
+ * ever appended.
+ *   1: order, error_order, dense_order, tableau, ops */
+#define NDE_SOLVER_VERSION 1
+
+/* The descriptor's info: NDE_SOLVER_INFO(.name = ..., .description = ...,
+ * .keys, .provides, .version). */
+#define NDE_SOLVER_INFO(...)                                                 \
+    NDE_PLUGIN_INFO_(NDE_KIND_SOLVER, NDE_SOLVER_VERSION, nde_solver_type,    \
+                     __VA_ARGS__)
+
 typedef struct nde_solver_type {
-    nde_plugin_info info;   /* kind NDE_KIND_SOLVER, flags NDE_CAP_*; first */
+    nde_plugin_info info;   /* kind NDE_KIND_SOLVER, provides NDE_CAP_*; first */
     int order;              /* order of the propagated solution (SDE
                                solvers: strong order x 2, so 1 = 0.5)        */
     int error_order;        /* order of the embedded solution; 0 if none     */

@@ -28,6 +28,9 @@
  * Buffers grow geometrically and are kept across solves (nde_solve resets
  * the count), so repeated training solves stop allocating once they have
  * seen their longest solve.
+ *
+ * Plugins read the record's arrays of n-value blocks through the accessors
+ * below, never by computing offsets into y and k: the layout is core's.
  */
 #ifndef NDE_TRAJECTORY_H
 #define NDE_TRAJECTORY_H
@@ -66,6 +69,31 @@ typedef struct nde_trajectory {
 NDE_API nde_trajectory *nde_trajectory_create(unsigned record,
                                               size_t max_states);
 NDE_API void nde_trajectory_destroy(nde_trajectory *tr);
+
+/* Stored state i (0 <= i < nstates): the state at the start of step
+ * nde_trajectory_state_step(tr, i), n values. NULL when out of range. */
+NDE_API const double *nde_trajectory_state(const nde_trajectory *tr,
+                                           size_t i);
+/* The step index of stored state i (ystep[i]). */
+NDE_API size_t nde_trajectory_state_step(const nde_trajectory *tr, size_t i);
+/* An ops solver's aux state that goes with stored state i (stages x n
+ * values). NULL when out of range or the solver has none. */
+NDE_API const double *nde_trajectory_aux(const nde_trajectory *tr, size_t i);
+/* The stages of step j (NDE_NEEDS_DENSE; stages x n values), to evaluate
+ * its dense output from nde_trajectory_state. NULL when not recorded. */
+NDE_API const double *nde_trajectory_stages(const nde_trajectory *tr,
+                                            size_t j);
+/* The scaled error norm (NDE_NEEDS_ERROR_EST) and stiffness estimate
+ * (NDE_NEEDS_STIFFNESS) of step j; NaN when not recorded. */
+NDE_API double nde_trajectory_eest(const nde_trajectory *tr, size_t j);
+NDE_API double nde_trajectory_stiffness(const nde_trajectory *tr, size_t j);
+
+/* Checkpointed records (max_states): the last stored state at or before
+ * step j, -1 when none (nstates == 0); and the steps [*j0, *j1) that
+ * replay from stored state i to the next one (or to the last step). */
+NDE_API long nde_trajectory_state_before(const nde_trajectory *tr, size_t j);
+NDE_API void nde_trajectory_segment(const nde_trajectory *tr, size_t i,
+                                    size_t *j0, size_t *j1);
 
 /* The step j whose interval [t[j], t[j] + h[j]] contains t (either
  * direction of integration); the last step for t1. -1 if outside or when

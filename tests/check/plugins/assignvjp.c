@@ -53,9 +53,11 @@ static int av_vjp(nde_field *f, double t, const double *y,
 }
 
 static const nde_field_type assignvjp = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "assignvjp",
-             "y' = theta y with a VJP that assigns (test of nde check)", NULL,
-             0, "1"},
+    .info = NDE_FIELD_INFO(
+        .name = "assignvjp",
+        .description = "y' = theta y with a VJP that assigns (test of nde "
+                       "check)",
+        .version = "1"),
     .create = av_create,
     .destroy = av_destroy,
     .init_params = av_init_params,

@@ -30,9 +30,11 @@ static int bg_after_solve(nde_regularizer *r, const nde_regularizer_input *in,
 }
 
 static const nde_regularizer_type badgrad = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_REGULARIZER, "badgrad",
-             "sum theta^2 with half its gradient (test of nde check)", NULL,
-             0, "1"},
+    .info = NDE_REGULARIZER_INFO(
+        .name = "badgrad",
+        .description = "sum theta^2 with half its gradient (test of nde "
+                       "check)",
+        .version = "1"),
     .create = bg_create,
     .destroy = bg_destroy,
     .after_solve = bg_after_solve,

@@ -14,9 +14,11 @@ static const nde_rk_tableau tableau = {
     .stability_size = 1.0};
 
 static const nde_solver_type badorder = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_SOLVER, "badorder",
-             "explicit Euler declaring order 2 (test of nde check)", NULL,
-             NDE_CAP_DENSE | NDE_CAP_STEP_VJP, "1"},
+    .info = NDE_SOLVER_INFO(
+        .name = "badorder",
+        .description = "explicit Euler declaring order 2 (test of nde check)",
+        .provides = NDE_CAP_DENSE | NDE_CAP_STEP_VJP,
+        .version = "1"),
     .order = 2, .error_order = 0, .dense_order = 1, .tableau = &tableau};
 
 NDE_MODULE(&badorder.info);

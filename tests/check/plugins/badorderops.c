@@ -24,9 +24,11 @@ static int euler_step(nde_solver *s, const double *theta, double t, double h,
 }
 
 static const nde_solver_type badorderops = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_SOLVER, "badorderops",
-             "explicit Euler as ops declaring order 2 (test of nde check)",
-             NULL, 0, "1"},
+    .info = NDE_SOLVER_INFO(
+        .name = "badorderops",
+        .description = "explicit Euler as ops declaring order 2 (test of nde "
+                       "check)",
+        .version = "1"),
     .order = 2, .ops = {.step = euler_step}};
 
 NDE_MODULE(&badorderops.info);

@@ -62,9 +62,11 @@ static int cr_vjp(nde_field *f, double t, const double *y,
 }
 
 static const nde_field_type coupledrows = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "coupledrows",
-             "y' = theta (y - batch mean), rows coupled (test of nde check)",
-             NULL, 0, "1"},
+    .info = NDE_FIELD_INFO(
+        .name = "coupledrows",
+        .description = "y' = theta (y - batch mean), rows coupled (test of "
+                       "nde check)",
+        .version = "1"),
     .create = cr_create,
     .destroy = cr_destroy,
     .init_params = cr_init_params,

@@ -5,8 +5,10 @@
 static const nde_key badabi_keys[] = {{NULL, 0, NULL, NULL}};
 
 static const nde_plugin_info badabi_info = {
-    NDE_ABI_VERSION + 100, NDE_KIND_FIELD, "badabi",
-    "a field built for another ABI", badabi_keys, 0, "1"};
+    NDE_ABI_VERSION + 100, NDE_KIND_FIELD, NDE_FIELD_VERSION,
+    sizeof(nde_field_type), .name = "badabi",
+    .description = "a field built for another ABI",
+    .keys = badabi_keys, .version = "1"};
 
 static const nde_plugin_info *const badabi_components[] = {&badabi_info, NULL};
 

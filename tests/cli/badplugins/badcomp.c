@@ -6,8 +6,10 @@
 static const nde_key badcomp_keys[] = {{NULL, 0, NULL, NULL}};
 
 static const nde_plugin_info badcomp_info = {
-    NDE_ABI_VERSION + 100, NDE_KIND_FIELD, "badcomp",
-    "a field component built for another ABI", badcomp_keys, 0, "1"};
+    NDE_ABI_VERSION + 100, NDE_KIND_FIELD, NDE_FIELD_VERSION,
+    sizeof(nde_field_type), .name = "badcomp",
+    .description = "a field component built for another ABI",
+    .keys = badcomp_keys, .version = "1"};
 
 static const nde_plugin_info *const badcomp_components[] = {&badcomp_info,
                                                             NULL};

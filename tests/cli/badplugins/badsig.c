@@ -5,9 +5,11 @@
 
 static const nde_key badsig_keys[] = {{NULL, 0, NULL, NULL}};
 
-static const nde_plugin_info badsig_info = {
-    NDE_ABI_VERSION, NDE_KIND_FIELD, "badsig",
-    "a field built for another configuration", badsig_keys, 0, "1"};
+static const nde_plugin_info badsig_info = NDE_FIELD_INFO(
+    .name = "badsig",
+    .description = "a field built for another configuration",
+    .keys = badsig_keys,
+    .version = "1");
 
 static const nde_plugin_info *const badsig_components[] = {&badsig_info, NULL};
 

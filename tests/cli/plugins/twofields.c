@@ -92,8 +92,11 @@ static int vjp_b(nde_field *f, double t, const double *y, const double *theta,
 static const nde_key twofield_keys[] = {{NULL, 0, NULL, NULL}};
 
 static const nde_field_type twofield_a = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "twofield_a",
-             "test: y' = -k y (module twofields.so)", twofield_keys, 0, "1"},
+    .info = NDE_FIELD_INFO(
+        .name = "twofield_a",
+        .description = "test: y' = -k y (module twofields.so)",
+        .keys = twofield_keys,
+        .version = "1"),
     .create = twofield_create,
     .destroy = twofield_destroy,
     .init_params = twofield_init_params,
@@ -102,8 +105,11 @@ static const nde_field_type twofield_a = {
 };
 
 static const nde_field_type twofield_b = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "twofield_b",
-             "test: y' = -2 k y (module twofields.so)", twofield_keys, 0, "1"},
+    .info = NDE_FIELD_INFO(
+        .name = "twofield_b",
+        .description = "test: y' = -2 k y (module twofields.so)",
+        .keys = twofield_keys,
+        .version = "1"),
     .create = twofield_create,
     .destroy = twofield_destroy,
     .init_params = twofield_init_params,

@@ -55,9 +55,11 @@ static int shadow_vjp(nde_field *f, double t, const double *y,
 static const nde_key shadow_keys[] = {{NULL, 0, NULL, NULL}};
 
 static const nde_field_type shadow_linear = {
-    .info = {NDE_ABI_VERSION, NDE_KIND_FIELD, "linear",
-             "test: y' = -y, named like the shipped linear", shadow_keys, 0,
-             "9-test"},
+    .info = NDE_FIELD_INFO(
+        .name = "linear",
+        .description = "test: y' = -y, named like the shipped linear",
+        .keys = shadow_keys,
+        .version = "9-test"),
     .create = shadow_create,
     .destroy = shadow_destroy,
     .init_params = shadow_init_params,

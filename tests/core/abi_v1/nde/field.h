@@ -1,0 +1,181 @@
+/*
+ * nde/field.h - the vector-field interface: y' = f(t, y, theta).
+ *
+ * Arrays are row-major and batch-major: a state is batch x dim. The
+ * parameters are one flat vector theta of length nparams owned by the caller
+ * (solver, trainer), so optimizers, checkpoints and gradient checks are
+ * generic.
+ *
+ * Lifecycle: nde_field_create() allocates the instance, checks the section's
+ * keys against the descriptor, and calls type->create, which must allocate
+ * every buffer eval/vjp need for up to batch_max rows and set dim and
+ * nparams. eval and vjp never allocate. destroy must accept an instance whose
+ * create failed half-way (state may be NULL or partly built).
+ *
+ * SDE fields (f->noise = NDE_NOISE_DIAGONAL, set by create) also provide a
+ * diagonal diffusion: dy_i = f_i dt + g_i(t, y, theta) dW_i, one noise
+ * channel per state, with its VJP. Which calculus the equations are written
+ * in is the [field] key `calculus` (read by core, f->calculus): `ito`,
+ * `stratonovich`, or `solver` (the default: the model is whatever the
+ * chosen SDE solver integrates, the usual reading for a learned model).
+ *
+ * Status of eval/vjp: NDE_OK; NDE_ERETRY when the output is not finite (the
+ * solve loop rejects the step and shrinks it); NDE_EFATAL to stop now (set a
+ * message through f->ctx first).
+ */
+#ifndef NDE_FIELD_H
+#define NDE_FIELD_H
+
+#include <stdint.h>
+#include "api.h"
+#include "config.h"
+#include "plugin.h"
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nde_field nde_field;
+
+/* The interface version of nde_field_type (plugin.h): members are only
+ * ever appended.
+ *   1: create, destroy, init_params, eval, vjp, param_name, diffusion,
+ *      diffusion_vjp */
+#define NDE_FIELD_VERSION 1
+
+/* The descriptor's info: NDE_FIELD_INFO(.name = ..., .description = ...,
+ * .keys, .provides, .version). */
+#define NDE_FIELD_INFO(...)                                                  \
+    NDE_PLUGIN_INFO_(NDE_KIND_FIELD, NDE_FIELD_VERSION, nde_field_type,       \
+                     __VA_ARGS__)
+
+typedef struct nde_field_type {
+    nde_plugin_info info; /* kind NDE_KIND_FIELD; must be first */
+
+    /* Read the section, set f->dim, f->nparams (and f->state_names if the
+     * field names its states), allocate f->state. */
+    int (*create)(nde_field *f, nde_section *sec, nde_ctx *ctx);
+    void (*destroy)(nde_field *f);
+
+    /* Write initial parameters into theta[0..nparams): values given in the
+     * config, or random ones drawn from `seed` (same seed, same theta). */
+    int (*init_params)(nde_field *f, double *theta, uint64_t seed);
+
+    /* dy = f(t, y, theta) for `batch` rows (batch <= batch_max). */
+    int (*eval)(nde_field *f, double t, const double *y, const double *theta,
+                double *dy, size_t batch);
+
+    /* Vector-Jacobian product at (t, y, theta) with cotangent v (batch x dim):
+     * vy     += v^T df/dy      (batch x dim; row by row)
+     * vtheta += v^T df/dtheta  (nparams; summed over the batch rows)
+     * Either output may be NULL when not wanted. */
+    int (*vjp)(nde_field *f, double t, const double *y, const double *theta,
+               const double *v, double *vy, double *vtheta, size_t batch);
+
+    /* Optional (may be NULL): a name for parameter i, for reports. */
+    int (*param_name)(const nde_field *f, size_t i, char *buf, size_t len);
+
+    /* SDE fields only (called when f->noise is set; may be NULL otherwise):
+     * g = g(t, y, theta), batch x dim, the noise on state i being g_i dW_i;
+     * and its VJP with cotangent v (batch x dim):
+     * vy_j   += sum_i v_i dg_i/dy_j   (row by row)
+     * vtheta += sum_i v_i dg_i/dtheta (summed over the rows)
+     * Same status conventions as eval and vjp. */
+    int (*diffusion)(nde_field *f, double t, const double *y,
+                     const double *theta, double *g, size_t batch);
+    int (*diffusion_vjp)(nde_field *f, double t, const double *y,
+                         const double *theta, const double *v, double *vy,
+                         double *vtheta, size_t batch);
+} nde_field_type;
+
+/* f->noise */
+enum nde_noise { NDE_NOISE_NONE = 0, NDE_NOISE_DIAGONAL = 1 };
+/* f->calculus: the SDE form the equations are written in. */
+enum nde_calculus {
+    NDE_CALCULUS_SOLVER = 0,    /* whichever the SDE solver integrates     */
+    NDE_CALCULUS_ITO,
+    NDE_CALCULUS_STRATONOVICH
+};
+
+struct nde_field {
+    const nde_field_type *type;
+    nde_ctx *ctx;
+    size_t batch_max;         /* set before create                     */
+    size_t dim;               /* set by create                         */
+    size_t nparams;           /* set by create                         */
+    const char *const *state_names; /* dim names, or NULL; owned by state */
+    int noise;                /* enum nde_noise, set by create          */
+    int calculus;             /* enum nde_calculus, set by core         */
+    void *state;              /* the plugin's own                      */
+};
+
+/* Create the field described by config section `section` (whose `plugin`
+ * key names it). Used by the program and by composite fields (`sum`). */
+NDE_API int nde_field_create(nde_ctx *ctx, const nde_config *cfg,
+                             const char *section, size_t batch_max,
+                             nde_field **out);
+/* Same with a descriptor already at hand (tests, built-in use). */
+NDE_API int nde_field_create_from(nde_ctx *ctx, const nde_field_type *type,
+                                  nde_section *sec, size_t batch_max,
+                                  nde_field **out);
+NDE_API void nde_field_destroy(nde_field *f);
+
+/* A field from a plain function, for a system a plugin integrates itself
+ * (an adjoint's augmented state): one row of `dim` values, no parameters,
+ * no VJP; fn gets the theta the solve was given. f->dim may be lowered
+ * between solves (the solver's workspace was sized for `dim`). */
+typedef int (*nde_rhs_fn)(void *user, double t, const double *y,
+                          const double *theta, double *dy);
+NDE_API int nde_field_create_rhs(nde_ctx *ctx, size_t dim, nde_rhs_fn fn,
+                                 void *user, nde_field **out);
+
+NDE_API int nde_field_init_params(nde_field *f, double *theta, uint64_t seed);
+
+static inline int nde_field_eval(nde_field *f, double t, const double *y,
+                                 const double *theta, double *dy, size_t batch)
+{
+    return f->type->eval(f, t, y, theta, dy, batch);
+}
+
+static inline int nde_field_vjp(nde_field *f, double t, const double *y,
+                                const double *theta, const double *v,
+                                double *vy, double *vtheta, size_t batch)
+{
+    return f->type->vjp(f, t, y, theta, v, vy, vtheta, batch);
+}
+
+/* Diffusion and its VJP (only for f->noise != NDE_NOISE_NONE). */
+static inline int nde_field_diffusion(nde_field *f, double t, const double *y,
+                                      const double *theta, double *g,
+                                      size_t batch)
+{
+    return f->type->diffusion(f, t, y, theta, g, batch);
+}
+
+static inline int nde_field_diffusion_vjp(nde_field *f, double t,
+                                          const double *y, const double *theta,
+                                          const double *v, double *vy,
+                                          double *vtheta, size_t batch)
+{
+    return f->type->diffusion_vjp(f, t, y, theta, v, vy, vtheta, batch);
+}
+
+/* "ito", "stratonovich" or "solver". */
+NDE_API const char *nde_calculus_name(int calculus);
+
+/* The keys every [field] section accepts besides its plugin's (calculus). */
+NDE_API extern const nde_key nde_field_keys[];
+
+/* "a", "b", or "theta[17]" when the field has no names. */
+NDE_API void nde_field_param_name(const nde_field *f, size_t i, char *buf,
+                                  size_t len);
+
+/* Derive an independent 64-bit seed for sub-component `index` (SplitMix64),
+ * so composite fields seed their parts reproducibly. */
+NDE_API uint64_t nde_seed_derive(uint64_t seed, uint64_t index);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
