@@ -46,7 +46,7 @@ syms=$(nm -D --defined-only "$stage$libdir/libnde.so")
 cp -r "$src/plugins/example" "$tmp/example"
 rm -f "$tmp/example"/*.so
 make -s -C "$tmp/example" || fail "the example plugins do not build"
-for so in vanderpol endnorm; do
+for so in vanderpol endnorm midpoint; do
     [ -f "$tmp/example/$so.so" ] || fail "make built no $so.so"
 done
 
@@ -66,10 +66,11 @@ done
 # The conformance suites of the installed program, on each example.
 checks=$(make -s -C "$tmp/example" NDE="$nde" check) ||
     fail "nde check fails on an example plugin: $checks"
-for what in "check field vanderpol" "check regularizer endnorm"; do
+for what in "check field vanderpol" "check regularizer endnorm" \
+    "check solver midpoint"; do
     grep -q "^nde $what\$" <<<"$checks" || fail "make check did not run nde $what"
 done
-[ "$(grep -c '^[0-9]* checks, 0 failed$' <<<"$checks")" -eq 2 ] ||
+[ "$(grep -c '^[0-9]* checks, 0 failed$' <<<"$checks")" -eq 3 ] ||
     fail "nde check on the examples: $checks"
 
 cd "$tmp"
