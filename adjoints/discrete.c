@@ -17,14 +17,16 @@
  * dense-output cotangents of a step) grow on demand and are kept across
  * calls, so repeated gradients of similar solves stop allocating.
  *
- * Solvers with ops (SDE solvers, reversible ones; nde/solver.h) record the
- * state (y, aux) at the start of every step (or of the checkpoint steps);
- * the steps are replayed backwards through nde_solver_advance_vjp with
- * each step's Brownian increment queried again from the solve's path (the
- * Brownian Interval returns the forward increments bit for bit, so a
- * recomputed segment is the forward one, bit for bit), then through
- * nde_solver_start_vjp. Their save times are step ends, so every cotangent
- * must lie on a step boundary.
+ * Every solver goes the same way: the record holds the state (y, aux) at
+ * the start of every step (or of the checkpoint steps); the steps are
+ * replayed backwards through the solver's step VJP (nde_solver_vjp) with,
+ * for SDE solvers, each step's Brownian increment queried again from the
+ * solve's path (the Brownian Interval returns the forward increments bit
+ * for bit, so a recomputed segment is the forward one, bit for bit), then
+ * through nde_solver_start_vjp when the solver has aux state. A cotangent
+ * inside a step goes on its dense output; a fixed-step solve serves save
+ * times and tstops at step ends (on its grid), so there they lie on step
+ * boundaries.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +36,6 @@
 typedef struct discrete_state {
     size_t n_max, nparams;
     double *ybar, *ybar_prev; /* n_max each                            */
-    /* ops solvers */
     int aux;                  /* aux blocks of the solver               */
     double *auxbar, *auxbar_prev; /* aux x n_max each                   */
     double *dw;               /* n_max: a step's Brownian increment     */
@@ -130,35 +131,6 @@ static int is_tstop(const nde_solve_opts *o, double t)
     return 0;
 }
 
-/* States of steps j0..j1-1 into d->seg, from the checkpoint y at step j0,
- * replaying the recorded step sizes. */
-static int recompute(nde_adjoint *a, const nde_solve_opts *o,
-                     const nde_trajectory *fwd, const double *theta,
-                     size_t j0, size_t j1, const double *y)
-{
-    discrete_state *d = a->state;
-    nde_solver *s = a->solver;
-    const size_t n = fwd->n;
-    int rc;
-
-    memcpy(d->seg, y, n * sizeof(double));
-    nde_solver_invalidate(s);
-    for (size_t j = j0; j + 1 < j1; j++) {
-        double *yj = d->seg + (j - j0) * n;
-        if (j > j0 && is_tstop(o, fwd->t[j]))
-            nde_solver_invalidate(s);
-        rc = nde_solver_step(s, theta, fwd->t[j], fwd->h[j], yj, yj + n,
-                             NULL);
-        if (rc != NDE_OK)
-            return nde_error(a->ctx, rc == NDE_ERETRY ? NDE_ENONFINITE : rc,
-                             "adjoint 'discrete': recomputing step %zu from "
-                             "its checkpoint failed", j);
-        nde_solver_accept(s);
-    }
-    nde_solver_invalidate(s);
-    return NDE_OK;
-}
-
 /* The end of recorded step j: the next step's start, or t1 (the times the
  * forward solve used, so the Brownian queries are the same intervals). */
 static double step_end(const nde_trajectory *fwd, size_t j)
@@ -166,28 +138,37 @@ static double step_end(const nde_trajectory *fwd, size_t j)
     return j + 1 < fwd->nsteps ? fwd->t[j + 1] : fwd->t1;
 }
 
-/* The Brownian increment of recorded step j into d->dw. */
+/* The Brownian increment of recorded step j into d->dw (SDE solvers). */
 static int step_increment(nde_adjoint *a, const nde_solve_opts *opts,
                           const nde_trajectory *fwd, size_t j)
 {
     discrete_state *d = a->state;
     const double tj = fwd->t[j], tend = step_end(fwd, j);
-    int rc = nde_brownian_increment(opts->brownian, tj, tend, d->dw);
+    int rc;
 
-    if (rc != NDE_OK)
+    if (!nde_solver_is_sde(a->solver))
+        return NDE_OK;
+    if ((rc = nde_brownian_increment(opts->brownian, tj, tend, d->dw)))
         return nde_error(a->ctx, rc, "adjoint 'discrete': the Brownian "
                          "path has no increment over [%g, %g] (reset it to "
                          "the solve's path)", tj, tend);
     return NDE_OK;
 }
 
-/* For solvers with ops: the states (y, aux) of steps j0..j1-1 into d->seg
- * (j1 - j0 states y, then as many aux), from the checkpoint (y, aux) at
- * step j0, taking the recorded steps on the same Brownian increments. */
-static int ops_recompute(nde_adjoint *a, const nde_solve_opts *opts,
-                         const nde_trajectory *fwd, const double *theta,
-                         size_t j0, size_t j1, const double *y,
-                         const double *aux)
+/* A step's Brownian increment for an SDE solver, NULL for an ODE one. */
+static const double *dw_of(const nde_adjoint *a)
+{
+    const discrete_state *d = a->state;
+    return nde_solver_is_sde(a->solver) ? d->dw : NULL;
+}
+
+/* The states (y, aux) of steps j0..j1-1 into d->seg (j1 - j0 states y,
+ * then as many aux), from the stored state (y, aux) at step j0, replaying
+ * the recorded steps as the forward solve took them: the same step sizes,
+ * Brownian increments and FSAL hand-overs, so bit for bit. */
+static int recompute(nde_adjoint *a, const nde_solve_opts *opts,
+                     const nde_trajectory *fwd, const double *theta,
+                     size_t j0, size_t j1, const double *y, const double *aux)
 {
     discrete_state *d = a->state;
     nde_solver *s = a->solver;
@@ -198,68 +179,165 @@ static int ops_recompute(nde_adjoint *a, const nde_solve_opts *opts,
     memcpy(ys, y, n * sizeof(double));
     if (m)
         memcpy(auxs, aux, m * sizeof(double));
+    nde_solver_invalidate(s);
     for (size_t j = j0; j + 1 < j1; j++) {
         const size_t i = j - j0;
-        const double tj = fwd->t[j], h = step_end(fwd, j) - tj;
-        if (nde_solver_is_sde(s) &&
-            (rc = step_increment(a, opts, fwd, j)) != NDE_OK)
+        if (j > j0 && is_tstop(opts, fwd->t[j]))
+            nde_solver_invalidate(s);
+        if ((rc = step_increment(a, opts, fwd, j)) != NDE_OK)
             return rc;
-        rc = nde_solver_advance(s, theta, tj, h, d->dw, ys + i * n,
-                                m ? auxs + i * m : NULL, ys + (i + 1) * n,
+        rc = nde_solver_advance(s, theta, fwd->t[j], fwd->h[j], dw_of(a),
+                                ys + i * n, m ? auxs + i * m : NULL,
+                                ys + (i + 1) * n,
                                 m ? auxs + (i + 1) * m : NULL);
         if (rc != NDE_OK)
             return nde_error(a->ctx, rc == NDE_ERETRY ? NDE_ENONFINITE : rc,
                              "adjoint 'discrete': recomputing step %zu from "
                              "its checkpoint failed", j);
+        nde_solver_accept(s);
     }
+    nde_solver_invalidate(s);
     return NDE_OK;
 }
 
-static int ops_gradient(nde_adjoint *a, const nde_solve_opts *opts,
-                        const nde_trajectory *fwd, const double *theta,
-                        const nde_cotangent *ct, size_t nct, double *ybar0,
-                        double *thetabar)
-{
-    discrete_state *d = a->state;
-    nde_solver *s = a->solver;
-    const size_t n = s->batch * s->field->dim, m = (size_t)d->aux * n;
-    const int sde = nde_solver_is_sde(s);
-    size_t ic = nct;
+/* Where the forward solve served a cotangent's time: a fixed-step solve
+ * at the grid point the time snaps to (nde/solve.h), an adaptive one at
+ * the time itself. */
+typedef struct serving {
+    int fixed;
     nde_step_grid grid;
-    double *tmp;
-    long iseg;
+} serving;
+
+static int serving_init(nde_adjoint *a, const nde_solve_opts *opts,
+                        const nde_trajectory *fwd, serving *sv)
+{
     int rc;
 
-    if (fwd->n != n || !(fwd->record & NDE_NEEDS_STEPS) ||
-        (fwd->nsteps > 0 && fwd->nstates == 0) || fwd->stages != d->aux)
-        return nde_error(a->ctx, NDE_EINVAL,
-                         "adjoint 'discrete': the trajectory does not hold "
-                         "the step states (y and aux) of this batch (record "
-                         "NDE_NEEDS_STEPS with the solver's current batch)");
-    if (fwd->t1 < fwd->t0)
-        return nde_error(a->ctx, NDE_EINVAL, "adjoint 'discrete': solver "
-                         "'%s' steps forwards only", s->type->info.name);
-    if (sde && !opts->brownian)
-        return nde_error(a->ctx, NDE_EINVAL,
-                         "adjoint 'discrete': solver '%s' needs the solve's "
-                         "Brownian path (opts->brownian)",
-                         s->type->info.name);
-    /* Cotangents are served at the step ends their times snap to. */
-    if ((rc = nde_step_grid_init(&grid, fwd->t0, fwd->t1, opts->dt,
+    sv->fixed = !(a->solver->type->info.provides & NDE_CAP_ADAPTIVE) &&
+                fwd->t1 != fwd->t0;
+    if (sv->fixed &&
+        (rc = nde_step_grid_init(&sv->grid, fwd->t0, fwd->t1, opts->dt,
                                  fwd->tsave, fwd->nsave, opts->tstops,
                                  opts->ntstops, a->ctx)) != NDE_OK) {
         nde_error_prefix(a->ctx, "adjoint 'discrete'");
         return rc;
     }
+    return NDE_OK;
+}
+
+static double served(const serving *sv, double t)
+{
+    return sv->fixed ? nde_step_grid_snap(&sv->grid, t) : t;
+}
+
+/* Swap the cotangents on a step's end with those on its start. */
+static void swap(double **a, double **b)
+{
+    double *t = *a;
+    *a = *b;
+    *b = t;
+}
+
+static int check_record(nde_adjoint *a, const nde_trajectory *fwd,
+                        const nde_solve_opts *opts)
+{
+    discrete_state *d = a->state;
+    nde_solver *s = a->solver;
+    const size_t n = s->batch * s->field->dim;
+
+    if (fwd->n != n || !(fwd->record & NDE_NEEDS_STEPS) ||
+        (fwd->nsteps > 0 && fwd->nstates == 0) || fwd->naux != d->aux)
+        return nde_error(a->ctx, NDE_EINVAL,
+                         "adjoint 'discrete': the trajectory does not hold "
+                         "the step states (y and aux) of this batch (record "
+                         "NDE_NEEDS_STEPS with the solver's current batch)");
+    if (nde_solver_is_sde(s) && !opts->brownian)
+        return nde_error(a->ctx, NDE_EINVAL,
+                         "adjoint 'discrete': solver '%s' needs the solve's "
+                         "Brownian path (opts->brownian)",
+                         s->type->info.name);
+    return NDE_OK;
+}
+
+/* Steps j1-1 down to j0 of one segment, whose states (and aux) start at
+ * ys (auxs): cotangents inside a step go on its dense output, those at
+ * its start are added once its VJP has carried ybar there. */
+static int replay_segment(nde_adjoint *a, const nde_solve_opts *opts,
+                          const nde_trajectory *fwd, const double *theta,
+                          const serving *sv, size_t j0, size_t j1,
+                          const double *ys, const double *auxs,
+                          const nde_cotangent *ct, size_t *ic,
+                          double *thetabar)
+{
+    discrete_state *d = a->state;
+    nde_solver *s = a->solver;
+    const size_t n = fwd->n, m = (size_t)d->aux * n;
+    const double dir = fwd->t1 >= fwd->t0 ? 1.0 : -1.0;
+    int rc;
+
+    for (size_t j = j1; j-- > j0;) {
+        const double tj = fwd->t[j], hj = fwd->h[j];
+        nde_step_cotangent sc = {d->ybar, m ? d->auxbar : NULL, 0.0,
+                                 opts->rtol, opts->atol, 0.0, d->dc, 0};
+        while (*ic > 0 && dir * (served(sv, ct[*ic - 1].t) - tj) > 0) {
+            --*ic;
+            d->dc[sc.ndense].theta = (ct[*ic].t - tj) / hj;
+            d->dc[sc.ndense++].g = ct[*ic].g;
+        }
+        if (sc.ndense > 0 && !(s->type->info.provides & NDE_CAP_DENSE))
+            return nde_error(a->ctx, NDE_EINVAL,
+                             "adjoint 'discrete': a cotangent at t = %g lies "
+                             "inside the step [%g, %g] of solver '%s', which "
+                             "has no dense output (cotangents must lie on "
+                             "step ends: save times or tstops)", ct[*ic].t,
+                             tj, step_end(fwd, j), s->type->info.name);
+        if ((rc = step_increment(a, opts, fwd, j)) != NDE_OK)
+            return rc;
+        memset(d->ybar_prev, 0, n * sizeof(double));
+        if (m)
+            memset(d->auxbar_prev, 0, m * sizeof(double));
+        rc = nde_solver_vjp(s, theta, tj, hj, dw_of(a), ys + (j - j0) * n,
+                            m ? auxs + (j - j0) * m : NULL, &sc,
+                            d->ybar_prev, m ? d->auxbar_prev : NULL,
+                            thetabar);
+        if (rc != NDE_OK)
+            return rc;
+        swap(&d->ybar, &d->ybar_prev);
+        swap(&d->auxbar, &d->auxbar_prev);
+        while (*ic > 0 && dir * (served(sv, ct[*ic - 1].t) - tj) >= 0)
+            add(d->ybar, ct[--*ic].g, n);
+    }
+    return NDE_OK;
+}
+
+static int replay(nde_adjoint *a, const nde_solve_opts *opts,
+                  const nde_trajectory *fwd, const double *theta,
+                  const nde_cotangent *ct, size_t nct, double *ybar0,
+                  double *thetabar)
+{
+    discrete_state *d = a->state;
+    nde_solver *s = a->solver;
+    const size_t n = fwd->n, m = (size_t)d->aux * n;
+    const double dir = fwd->t1 >= fwd->t0 ? 1.0 : -1.0;
+    size_t ic = nct;
+    serving sv;
+    int rc;
+
+    if ((rc = check_record(a, fwd, opts)) ||
+        (rc = serving_init(a, opts, fwd, &sv)))
+        return rc;
+    if (grow((void **)&d->dc, &d->dc_cap, nct, sizeof *d->dc))
+        return nde_error(a->ctx, NDE_ENOMEM, "adjoint 'discrete': out of "
+                         "memory for %zu cotangents", nct);
     memset(d->ybar, 0, n * sizeof(double));
     if (m)
         memset(d->auxbar, 0, m * sizeof(double));
     memset(thetabar, 0, d->nparams * sizeof(double));
-    while (ic > 0 && nde_step_grid_snap(&grid, ct[ic - 1].t) >= fwd->t1)
+    while (ic > 0 && dir * (served(&sv, ct[ic - 1].t) - fwd->t1) >= 0)
         add(d->ybar, ct[--ic].g, n);
-    /* Segments between stored states, last first (one step each without
-     * checkpoints), as in discrete_gradient. */
-    for (iseg = (long)fwd->nstates - 1; iseg >= 0; iseg--) {
+    /* Segments between stored states, last first; without checkpoints
+     * every segment is one step and its state is read directly. */
+    for (long iseg = (long)fwd->nstates - 1; iseg >= 0; iseg--) {
         const double *ys = nde_trajectory_state(fwd, (size_t)iseg);
         const double *auxs = nde_trajectory_aux(fwd, (size_t)iseg);
         size_t j0, j1;
@@ -270,46 +348,16 @@ static int ops_gradient(nde_adjoint *a, const nde_solve_opts *opts,
                 return nde_error(a->ctx, NDE_ENOMEM, "adjoint 'discrete': "
                                  "out of memory for a segment of %zu steps",
                                  j1 - j0);
-            if ((rc = ops_recompute(a, opts, fwd, theta, j0, j1, ys,
-                                    auxs)) != NDE_OK)
+            if ((rc = recompute(a, opts, fwd, theta, j0, j1, ys, auxs)))
                 return rc;
             ys = d->seg;
             auxs = m ? d->seg + (j1 - j0) * n : NULL;
         }
-        for (size_t j = j1; j-- > j0;) {
-            const double tj = fwd->t[j], tend = step_end(fwd, j);
-            const double *yj = ys + (j - j0) * n;
-            const double *auxj = m ? auxs + (j - j0) * m : NULL;
-            if (ic > 0 && nde_step_grid_snap(&grid, ct[ic - 1].t) > tj)
-                return nde_error(a->ctx, NDE_EINVAL,
-                                 "adjoint 'discrete': a cotangent at t = %g "
-                                 "lies inside the step [%g, %g] of solver "
-                                 "'%s', which has no dense output "
-                                 "(cotangents must lie on step ends: save "
-                                 "times or tstops)", ct[ic - 1].t, tj, tend,
-                                 s->type->info.name);
-            if (sde && (rc = step_increment(a, opts, fwd, j)) != NDE_OK)
-                return rc;
-            memset(d->ybar_prev, 0, n * sizeof(double));
-            if (m)
-                memset(d->auxbar_prev, 0, m * sizeof(double));
-            rc = nde_solver_advance_vjp(s, theta, tj, tend - tj,
-                                        sde ? d->dw : NULL, yj, auxj,
-                                        d->ybar, m ? d->auxbar : NULL,
-                                        d->ybar_prev,
-                                        m ? d->auxbar_prev : NULL, thetabar);
-            if (rc != NDE_OK)
-                return rc;
-            tmp = d->ybar;
-            d->ybar = d->ybar_prev;
-            d->ybar_prev = tmp;
-            tmp = d->auxbar;
-            d->auxbar = d->auxbar_prev;
-            d->auxbar_prev = tmp;
-            while (ic > 0 && nde_step_grid_snap(&grid, ct[ic - 1].t) >= tj)
-                add(d->ybar, ct[--ic].g, n);
-        }
+        if ((rc = replay_segment(a, opts, fwd, theta, &sv, j0, j1, ys, auxs,
+                                 ct, &ic, thetabar)) != NDE_OK)
+            return rc;
     }
+    /* Cotangents at t0 (all of them for a solve of zero length). */
     while (ic > 0)
         add(d->ybar, ct[--ic].g, n);
     /* aux0 was computed from y0 by start. */
@@ -329,87 +377,10 @@ static int discrete_gradient(nde_adjoint *a, const nde_solve_opts *opts,
                              double *ybar0, double *thetabar,
                              nde_stats *stats)
 {
-    discrete_state *d = a->state;
     nde_solver *s = a->solver;
-    const size_t n = s->batch * s->field->dim;
-    const double dir = fwd->t1 >= fwd->t0 ? 1.0 : -1.0;
     const nde_solver_counts c0 = s->counts;
-    size_t ic = nct;
-    long iseg;
-    int rc = NDE_OK;
+    const int rc = replay(a, opts, fwd, theta, ct, nct, ybar0, thetabar);
 
-    /* A solver with its own state recorded it (aux) with each step. */
-    if (fwd->aux_final) {
-        rc = ops_gradient(a, opts, fwd, theta, ct, nct, ybar0, thetabar);
-        goto done;
-    }
-    if (fwd->n != n || !(fwd->record & NDE_NEEDS_STEPS) ||
-        (fwd->nsteps > 0 && fwd->nstates == 0))
-        return nde_error(a->ctx, NDE_EINVAL,
-                         "adjoint 'discrete': the trajectory does not hold "
-                         "the step states of this batch (record "
-                         "NDE_NEEDS_STEPS with the solver's current batch)");
-    if (grow((void **)&d->dc, &d->dc_cap, nct, sizeof *d->dc))
-        return nde_error(a->ctx, NDE_ENOMEM, "adjoint 'discrete': out of "
-                         "memory for %zu cotangents", nct);
-    memset(d->ybar, 0, n * sizeof(double));
-    memset(thetabar, 0, d->nparams * sizeof(double));
-    while (ic > 0 && dir * (ct[ic - 1].t - fwd->t1) >= 0)
-        add(d->ybar, ct[--ic].g, n);
-
-    /* Segments between stored states, last first; without checkpoints
-     * every segment is one step and its state is read directly. */
-    for (iseg = (long)fwd->nstates - 1; iseg >= 0; iseg--) {
-        const double *ys = nde_trajectory_state(fwd, (size_t)iseg);
-        size_t j0, j1;
-        nde_trajectory_segment(fwd, (size_t)iseg, &j0, &j1);
-        if (j1 - j0 > 1) {
-            if (grow((void **)&d->seg, &d->seg_cap, (j1 - j0) * n,
-                     sizeof(double)))
-                return nde_error(a->ctx, NDE_ENOMEM, "adjoint 'discrete': "
-                                 "out of memory for a segment of %zu steps",
-                                 j1 - j0);
-            if ((rc = recompute(a, opts, fwd, theta, j0, j1, ys)))
-                goto done;
-            ys = d->seg;
-        }
-        for (size_t j = j1; j-- > j0;) {
-            const double tj = fwd->t[j], hj = fwd->h[j];
-            const double *yj = ys + (j - j0) * n;
-            size_t ndc = 0;
-            double *tmp;
-            /* Strictly inside the step: cotangents on its dense output. */
-            while (ic > 0 && dir * (ct[ic - 1].t - tj) > 0) {
-                ic--;
-                d->dc[ndc].theta = (ct[ic].t - tj) / hj;
-                d->dc[ndc++].g = ct[ic].g;
-            }
-            if (ndc > 0 && !(s->type->info.provides & NDE_CAP_DENSE)) {
-                rc = nde_error(a->ctx, NDE_ECAPABILITY,
-                               "adjoint 'discrete': a cotangent at t = %g "
-                               "lies inside a step and solver '%s' has no "
-                               "dense output", ct[ic].t, s->type->info.name);
-                goto done;
-            }
-            memset(d->ybar_prev, 0, n * sizeof(double));
-            rc = nde_solver_step_vjp(s, theta, tj, hj, yj, opts->rtol,
-                                     opts->atol, d->ybar, 0.0, 0.0, d->dc,
-                                     ndc, d->ybar_prev, thetabar);
-            if (rc != NDE_OK)
-                goto done;
-            tmp = d->ybar;
-            d->ybar = d->ybar_prev;
-            d->ybar_prev = tmp;
-            /* At the step's start: the end of the step before, or t0. */
-            while (ic > 0 && dir * (ct[ic - 1].t - tj) >= 0)
-                add(d->ybar, ct[--ic].g, n);
-        }
-    }
-    /* A solve of zero length has no steps: every cotangent is at t0. */
-    while (ic > 0)
-        add(d->ybar, ct[--ic].g, n);
-    memcpy(ybar0, d->ybar, n * sizeof(double));
-done:
     if (stats)
         stats->nfe_backward += (s->counts.nfe - c0.nfe) +
                                (s->counts.nvjp - c0.nvjp);

@@ -111,7 +111,7 @@ static int reversible_gradient(nde_adjoint *a, const nde_solve_opts *opts,
     int rc;
 
     if (fwd->n != n || !fwd->y_final || (m && !fwd->aux_final) ||
-        fwd->stages != d->aux)
+        fwd->naux != d->aux)
         return nde_error(a->ctx, NDE_EINVAL,
                          "adjoint 'reversible': the trajectory does not hold "
                          "the final state (y and aux) of this batch");

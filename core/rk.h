@@ -71,23 +71,17 @@ static inline double nde_step_grid_time(const nde_step_grid *g, size_t k)
 }
 
 /* Recording a solve into an nde_trajectory (core/trajectory.c). begin
- * resets the count and sizes the buffers for n values a state and `stages`
- * stages; push appends one accepted step (k: the step's stages, read only
- * with NDE_NEEDS_DENSE); end stores t1 and the final state. NDE_ENOMEM
- * when a buffer cannot grow. */
-int nde_trajectory_begin(nde_trajectory *tr, size_t n, int stages, double t0);
+ * resets the count, sizes the buffers for n values a state, `stages`
+ * stages a step and naux aux blocks a state, and copies the save times;
+ * push appends one accepted step (aux: the aux state at its start, read
+ * when naux > 0; k: its stages, read only with NDE_NEEDS_DENSE); end
+ * stores t1 and the final state. NDE_ENOMEM when a buffer cannot grow. */
+int nde_trajectory_begin(nde_trajectory *tr, size_t n, int stages, int naux,
+                         double t0, const double *tsave, size_t nsave);
 int nde_trajectory_push(nde_trajectory *tr, double t, double h,
-                        const double *y, const double *const *k, double eest,
-                        double stiff);
-void nde_trajectory_end(nde_trajectory *tr, double t1, const double *y);
-/* The same for ops solvers: aux blocks of n values per state (k[j] = aux
- * at the start of step j, with NDE_NEEDS_STEPS), the save times copied at
- * begin, aux_final at end. */
-int nde_trajectory_begin_ops(nde_trajectory *tr, size_t n, int aux, double t0,
-                             const double *tsave, size_t nsave);
-int nde_trajectory_push_ops(nde_trajectory *tr, double t, double h,
-                            const double *y, const double *aux);
-void nde_trajectory_end_ops(nde_trajectory *tr, double t1, const double *y,
-                            const double *aux);
+                        const double *y, const double *aux,
+                        const double *const *k, double eest, double stiff);
+void nde_trajectory_end(nde_trajectory *tr, double t1, const double *y,
+                        const double *aux);
 
 #endif

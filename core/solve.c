@@ -418,8 +418,6 @@ typedef struct drive {
     int adaptive, dense, sde;
     nde_norm_spec norm;
     nde_trajectory *rec;
-    int rec_aux;            /* the record keeps aux states (solvers with
-                               their own ops), not stages               */
     size_t nsave;
     const double *tsave;
     double *ysave;
@@ -518,26 +516,21 @@ static int record_begin(drive *d)
     nde_solver *s = d->s;
     nde_trajectory *rec = d->rec;
     const char *name = s->type->info.name;
-    int rc;
 
-    if ((rec->record & NDE_NEEDS_DENSE) && (!s->ops->dense || d->rec_aux))
+    if ((rec->record & NDE_NEEDS_DENSE) && !s->ops->dense)
         return nde_error(s->ctx, NDE_ECAPABILITY,
                          "recording dense output: solver '%s' has none",
                          name);
-    if ((rec->record & NDE_NEEDS_ERROR_EST) && (!d->adaptive || d->rec_aux))
+    if ((rec->record & NDE_NEEDS_ERROR_EST) && !d->adaptive)
         return nde_error(s->ctx, NDE_ECAPABILITY,
                          "recording error estimates: solver '%s' has none "
                          "(not adaptive)", name);
-    if ((rec->record & NDE_NEEDS_STIFFNESS) &&
-        (!s->ops->stiffness || d->rec_aux))
+    if ((rec->record & NDE_NEEDS_STIFFNESS) && !s->ops->stiffness)
         return nde_error(s->ctx, NDE_ECAPABILITY,
                          "recording stiffness estimates: solver '%s' has "
                          "none", name);
-    rc = d->rec_aux ? nde_trajectory_begin_ops(rec, d->n, s->aux, d->t0,
-                                               d->tsave, d->nsave)
-                    : nde_trajectory_begin(rec, d->n, nde_solver_stages(s),
-                                           d->t0);
-    if (rc != NDE_OK)
+    if (nde_trajectory_begin(rec, d->n, s->ops->dense ? s->stages : 0,
+                             s->aux, d->t0, d->tsave, d->nsave) != NDE_OK)
         return nde_error(s->ctx, NDE_ENOMEM,
                          "out of memory for the trajectory record");
     return NDE_OK;
@@ -553,18 +546,12 @@ static int record_step(const drive *d, double t, double h, const double *y,
     nde_trajectory *rec = d->rec;
     const double *k[NDE_RK_MAX_STAGES] = {NULL};
     double stiff = 0.0;
-    int rc;
 
-    if (d->rec_aux) {
-        rc = nde_trajectory_push_ops(rec, t, h, y, aux);
-    } else {
-        if (rec->record & NDE_NEEDS_STIFFNESS)
-            s->ops->stiffness(s, y_next, &stiff);
-        if (rec->record & NDE_NEEDS_DENSE)
-            s->ops->last_stages(s, k);
-        rc = nde_trajectory_push(rec, t, h, y, k, eest, stiff);
-    }
-    if (rc != NDE_OK)
+    if (rec->record & NDE_NEEDS_STIFFNESS)
+        s->ops->stiffness(s, y_next, &stiff);
+    if (rec->record & NDE_NEEDS_DENSE)
+        s->ops->last_stages(s, k);
+    if (nde_trajectory_push(rec, t, h, y, aux, k, eest, stiff) != NDE_OK)
         return nde_error(s->ctx, NDE_ENOMEM,
                          "out of memory recording step %zu of the solve",
                          rec->nsteps);
@@ -573,12 +560,8 @@ static int record_step(const drive *d, double t, double h, const double *y,
 
 static void record_end(const drive *d, const double *y, const double *aux)
 {
-    if (!d->rec)
-        return;
-    if (d->rec_aux)
-        nde_trajectory_end_ops(d->rec, d->t1, y, aux);
-    else
-        nde_trajectory_end(d->rec, d->t1, y);
+    if (d->rec)
+        nde_trajectory_end(d->rec, d->t1, y, aux);
 }
 
 /* Where a save time or tstop is served: a fixed-step solve snaps it to
@@ -898,7 +881,6 @@ int nde_solve(nde_solver *s, const nde_solve_opts *opts, const double *theta,
     d.norm.blocks = opts->norm_blocks;
     d.norm.nblocks = opts->nnorm_blocks;
     d.rec = opts->record;
-    d.rec_aux = s->type->tableau == NULL;
     d.nsave = nsave;
     d.tsave = tsave;
     d.ysave = ysave;

@@ -433,6 +433,17 @@ int nde_solver_last_step_vjp(nde_solver *s, double rtol, double atol,
     return s->ops->last_step_vjp(s, &ct, ybar, NULL, thetabar);
 }
 
+int nde_solver_vjp(nde_solver *s, const double *theta, double t, double h,
+                   const double *dw, const double *y, const double *aux,
+                   const nde_step_cotangent *ct, double *ybar, double *auxbar,
+                   double *thetabar)
+{
+    if (!s->ops->step_vjp)
+        return missing(s, "step VJP");
+    return s->ops->step_vjp(s, theta, t, h, dw, y, aux, ct, ybar, auxbar,
+                            thetabar);
+}
+
 int nde_solver_advance_vjp(nde_solver *s, const double *theta, double t,
                            double h, const double *dw, const double *y,
                            const double *aux, const double *ybar_next,
@@ -442,10 +453,8 @@ int nde_solver_advance_vjp(nde_solver *s, const double *theta, double t,
     const nde_step_cotangent ct = {ybar_next, auxbar_next, 0.0, 0.0, 0.0, 0.0,
                                    NULL, 0};
 
-    if (!s->ops->step_vjp)
-        return missing(s, "step VJP");
-    return s->ops->step_vjp(s, theta, t, h, dw, y, aux, &ct, ybar, auxbar,
-                            thetabar);
+    return nde_solver_vjp(s, theta, t, h, dw, y, aux, &ct, ybar, auxbar,
+                          thetabar);
 }
 
 int nde_solver_start_vjp(nde_solver *s, const double *theta, double t0,

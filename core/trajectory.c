@@ -32,6 +32,7 @@ void nde_trajectory_destroy(nde_trajectory *tr)
     free(tr->h);
     free(tr->ystep);
     free(tr->y);
+    free(tr->aux);
     free(tr->k);
     free(tr->eest);
     free(tr->stiff);
@@ -44,21 +45,6 @@ void nde_trajectory_destroy(nde_trajectory *tr)
 static int wants_states(const nde_trajectory *tr)
 {
     return (tr->record & (NDE_NEEDS_STEPS | NDE_NEEDS_DENSE)) != 0;
-}
-
-/* An ops solver's record (the one with aux_final) keeps its aux state in
- * k, with each stored state rather than each step. */
-static int is_ops(const nde_trajectory *tr)
-{
-    return tr->aux_final != NULL;
-}
-
-/* k per step: the stages for dense output; or per stored state: an ops
- * solver's aux state. */
-static int wants_k(const nde_trajectory *tr)
-{
-    return (tr->record & NDE_NEEDS_DENSE) ||
-           (is_ops(tr) && (tr->record & NDE_NEEDS_STEPS));
 }
 
 static int grow(void **p, size_t count, size_t size)
@@ -76,7 +62,7 @@ static int grow(void **p, size_t count, size_t size)
 /* Reallocate every buffer for cap steps and states_cap states of n values
  * (a solve with another batch or solver may reuse the record). */
 static int traj_realloc(nde_trajectory *tr, size_t cap, size_t states_cap,
-                        size_t n, int stages)
+                        size_t n, int stages, int naux)
 {
     if ((tr->record &&
          (grow((void **)&tr->t, cap, sizeof(double)) ||
@@ -85,11 +71,12 @@ static int traj_realloc(nde_trajectory *tr, size_t cap, size_t states_cap,
          grow((void **)&tr->eest, cap, sizeof(double))) ||
         ((tr->record & NDE_NEEDS_STIFFNESS) &&
          grow((void **)&tr->stiff, cap, sizeof(double))) ||
-        (wants_k(tr) &&
-         grow((void **)&tr->k, (is_ops(tr) ? states_cap : cap) *
-                                   (size_t)stages * n, sizeof(double))) ||
+        ((tr->record & NDE_NEEDS_DENSE) &&
+         grow((void **)&tr->k, cap * (size_t)stages * n, sizeof(double))) ||
         (wants_states(tr) &&
          (grow((void **)&tr->y, states_cap * n, sizeof(double)) ||
+          grow((void **)&tr->aux, states_cap * (size_t)naux * n,
+               sizeof(double)) ||
           grow((void **)&tr->ystep, states_cap, sizeof(size_t)))))
         return NDE_ENOMEM;
     tr->cap = cap;
@@ -97,21 +84,27 @@ static int traj_realloc(nde_trajectory *tr, size_t cap, size_t states_cap,
     return NDE_OK;
 }
 
-int nde_trajectory_begin(nde_trajectory *tr, size_t n, int stages, double t0)
+int nde_trajectory_begin(nde_trajectory *tr, size_t n, int stages, int naux,
+                         double t0, const double *tsave, size_t nsave)
 {
-    if (tr->aux_final) { /* the last solve was an ops solver's */
-        free(tr->aux_final);
-        tr->aux_final = NULL;
-        tr->stages = -1;
-    }
-    tr->nsave = 0;
-    if (n != tr->n || stages != tr->stages || !tr->y_final) {
+    if (n != tr->n || stages != tr->stages || naux != tr->naux ||
+        !tr->y_final) {
         if (grow((void **)&tr->y_final, n, sizeof(double)) ||
-            traj_realloc(tr, tr->cap, tr->states_cap, n, stages))
+            grow((void **)&tr->aux_final, (size_t)naux * n, sizeof(double)) ||
+            traj_realloc(tr, tr->cap, tr->states_cap, n, stages, naux))
             return NDE_ENOMEM;
     }
+    if (nsave > tr->tsave_cap) {
+        if (grow((void **)&tr->tsave, nsave, sizeof(double)))
+            return NDE_ENOMEM;
+        tr->tsave_cap = nsave;
+    }
+    if (nsave > 0)
+        memcpy(tr->tsave, tsave, nsave * sizeof(double));
+    tr->nsave = nsave;
     tr->n = n;
     tr->stages = stages;
+    tr->naux = naux;
     tr->t0 = tr->t1 = t0;
     tr->nsteps = 0;
     tr->nstates = 0;
@@ -123,15 +116,14 @@ int nde_trajectory_begin(nde_trajectory *tr, size_t n, int stages, double t0)
  * and the states stay evenly spread over the step index. */
 static void thin_states(nde_trajectory *tr)
 {
-    const size_t n = tr->n;
+    const size_t n = tr->n, na = (size_t)tr->naux * n;
     size_t keep = 0;
 
-    const size_t na = is_ops(tr) ? (size_t)tr->stages * n : 0;
     for (size_t i = 0; i < tr->nstates; i += 2, keep++) {
         if (keep != i) {
             memcpy(tr->y + keep * n, tr->y + i * n, n * sizeof(double));
             if (na)
-                memcpy(tr->k + keep * na, tr->k + i * na,
+                memcpy(tr->aux + keep * na, tr->aux + i * na,
                        na * sizeof(double));
             tr->ystep[keep] = tr->ystep[i];
         }
@@ -141,11 +133,10 @@ static void thin_states(nde_trajectory *tr)
 }
 
 int nde_trajectory_push(nde_trajectory *tr, double t, double h,
-                        const double *y, const double *const *k, double eest,
-                        double stiff)
+                        const double *y, const double *aux,
+                        const double *const *k, double eest, double stiff)
 {
-    const size_t n = tr->n, j = tr->nsteps;
-    int store = 0;
+    const size_t n = tr->n, na = (size_t)tr->naux * n, j = tr->nsteps;
 
     if (!tr->record) { /* only the count: memory flat in the steps */
         tr->nsteps = j + 1;
@@ -159,7 +150,7 @@ int nde_trajectory_push(nde_trajectory *tr, double t, double h,
                           ? tr->max_states : cap;
         if (scap < tr->states_cap)
             scap = tr->states_cap;
-        if (traj_realloc(tr, cap, scap, n, tr->stages))
+        if (traj_realloc(tr, cap, scap, n, tr->stages, tr->naux))
             return NDE_ENOMEM;
     }
     tr->t[j] = t;
@@ -177,78 +168,24 @@ int nde_trajectory_push(nde_trajectory *tr, double t, double h,
         while (tr->max_states > 0 && j % tr->stride == 0 &&
                tr->nstates == tr->max_states)
             thin_states(tr);
-        store = j % tr->stride == 0;
-    }
-    if (store) {
-        memcpy(tr->y + tr->nstates * n, y, n * sizeof(double));
-        tr->ystep[tr->nstates++] = j;
+        if (j % tr->stride == 0) {
+            memcpy(tr->y + tr->nstates * n, y, n * sizeof(double));
+            if (na)
+                memcpy(tr->aux + tr->nstates * na, aux, na * sizeof(double));
+            tr->ystep[tr->nstates++] = j;
+        }
     }
     tr->nsteps = j + 1;
     return NDE_OK;
 }
 
-void nde_trajectory_end(nde_trajectory *tr, double t1, const double *y)
+void nde_trajectory_end(nde_trajectory *tr, double t1, const double *y,
+                        const double *aux)
 {
     tr->t1 = t1;
     memcpy(tr->y_final, y, tr->n * sizeof(double));
-}
-
-int nde_trajectory_begin_ops(nde_trajectory *tr, size_t n, int aux, double t0,
-                             const double *tsave, size_t nsave)
-{
-    const size_t na = (size_t)aux * n;
-
-    /* aux_final marks an ops record (wants_k); it is kept across solves
-     * of the same shape, so only a change of shape reallocates. */
-    if (n != tr->n || aux != tr->stages || !tr->y_final ||
-        !tr->aux_final) {
-        if (grow((void **)&tr->y_final, n, sizeof(double)) ||
-            grow((void **)&tr->aux_final, na > 0 ? na : 1, sizeof(double)) ||
-            traj_realloc(tr, tr->cap, tr->states_cap, n, aux))
-            return NDE_ENOMEM;
-    }
-    if (nsave > tr->tsave_cap) {
-        if (grow((void **)&tr->tsave, nsave, sizeof(double)))
-            return NDE_ENOMEM;
-        tr->tsave_cap = nsave;
-    }
-    if (nsave > 0)
-        memcpy(tr->tsave, tsave, nsave * sizeof(double));
-    tr->nsave = nsave;
-    tr->n = n;
-    tr->stages = aux;
-    tr->t0 = tr->t1 = t0;
-    tr->nsteps = 0;
-    tr->nstates = 0;
-    tr->stride = 1;
-    return NDE_OK;
-}
-
-int nde_trajectory_push_ops(nde_trajectory *tr, double t, double h,
-                            const double *y, const double *aux)
-{
-    const size_t na = (size_t)tr->stages * tr->n;
-    const double *kp[1];
-    int rc;
-
-    /* The generic push stores t, h and y (thinned with max_states); when
-     * it stores y, the aux state goes into k alongside. */
-    kp[0] = NULL;
-    if ((rc = nde_trajectory_push(tr, t, h, y, kp, 0.0, 0.0)) != NDE_OK)
-        return rc;
-    if (na > 0 && tr->nstates > 0 &&
-        tr->ystep[tr->nstates - 1] == tr->nsteps - 1)
-        memcpy(tr->k + (tr->nstates - 1) * na, aux, na * sizeof(double));
-    return NDE_OK;
-}
-
-void nde_trajectory_end_ops(nde_trajectory *tr, double t1, const double *y,
-                            const double *aux)
-{
-    nde_trajectory_end(tr, t1, y);
-    if (tr->stages > 0)
-        memcpy(tr->aux_final, aux, (size_t)tr->stages * tr->n *
-               sizeof(double));
+    if (tr->naux > 0)
+        memcpy(tr->aux_final, aux, (size_t)tr->naux * tr->n * sizeof(double));
 }
 
 long nde_trajectory_find(const nde_trajectory *tr, double t)
@@ -287,14 +224,14 @@ size_t nde_trajectory_state_step(const nde_trajectory *tr, size_t i)
 
 const double *nde_trajectory_aux(const nde_trajectory *tr, size_t i)
 {
-    if (!is_ops(tr) || tr->stages <= 0 || !wants_k(tr) || i >= tr->nstates)
+    if (tr->naux <= 0 || i >= tr->nstates)
         return NULL;
-    return tr->k + i * (size_t)tr->stages * tr->n;
+    return tr->aux + i * (size_t)tr->naux * tr->n;
 }
 
 const double *nde_trajectory_stages(const nde_trajectory *tr, size_t j)
 {
-    if (is_ops(tr) || !(tr->record & NDE_NEEDS_DENSE) || j >= tr->nsteps)
+    if (!(tr->record & NDE_NEEDS_DENSE) || j >= tr->nsteps)
         return NULL;
     return tr->k + j * (size_t)tr->stages * tr->n;
 }

@@ -834,7 +834,7 @@ START_TEST(test_loop_matches_manual)
 
         ck_assert_uint_eq(tr->nsteps, NB - 1);
         ck_assert_uint_eq(tr->nstates, NB - 1);
-        ck_assert_int_eq(tr->stages, na);
+        ck_assert_int_eq(tr->naux, na);
         ck_assert(tr->t0 == 0.0 && tr->t1 == 1.0);
         ck_assert_uint_eq(tr->nsave, 4);
         ck_assert_int_eq(memcmp(tr->tsave, tsave, sizeof tsave), 0);
@@ -845,7 +845,7 @@ START_TEST(test_loop_matches_manual)
             ck_assert_int_eq(memcmp(tr->y + j * N, ys_manual[j],
                                     sizeof y), 0);
             if (na)
-                ck_assert_int_eq(memcmp(tr->k + (size_t)j * na * N,
+                ck_assert_int_eq(memcmp(nde_trajectory_aux(tr, (size_t)j),
                                         aux_manual[j],
                                         (size_t)na * N * sizeof(double)), 0);
         }

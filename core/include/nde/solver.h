@@ -305,7 +305,14 @@ NDE_API int nde_solver_last_step_vjp(nde_solver *s, double rtol, double atol,
                                      double sbar,
                                      const nde_dense_cotangent *dc, size_t ndc,
                                      double *ybar, double *thetabar);
-/* VJP of a step with its state (nde_solver_advance). */
+/* VJP of one step with its state (nde_solver_advance) and every cotangent
+ * the solver can take (nde_step_cotangent): the general form of the two
+ * conveniences around it. */
+NDE_API int nde_solver_vjp(nde_solver *s, const double *theta, double t,
+                           double h, const double *dw, const double *y,
+                           const double *aux, const nde_step_cotangent *ct,
+                           double *ybar, double *auxbar, double *thetabar);
+/* VJP of a step with its state, cotangents on y_next and aux_next. */
 NDE_API int nde_solver_advance_vjp(nde_solver *s, const double *theta,
                                    double t, double h, const double *dw,
                                    const double *y, const double *aux,

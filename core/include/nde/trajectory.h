@@ -14,12 +14,13 @@
  *                        of any step can be evaluated later
  *   NDE_NEEDS_ERROR_EST  eest[j]: the step's scaled error norm
  *   NDE_NEEDS_STIFFNESS  stiff[j]: the step's stiffness estimate
- * For solvers with ops (nde_solver_ops), `stages` is the solver's aux
- * count and k[i] holds the aux state that goes with the stored state y[i]
- * (with NDE_NEEDS_STEPS; stages x n values); aux_final (aux x n values) is
- * always kept, so a reversible solver's adjoint can run the steps
- * backwards from the end.
- * With max_states > 0, y (and an ops solver's aux) is kept for at most
+ * A solver with aux state (nde_solver_aux) has it recorded with every
+ * stored state (naux x n values, with NDE_NEEDS_STEPS) and at t1
+ * (aux_final, always), so that steps can be replayed from a stored state
+ * and a reversible solver's adjoint can run them backwards from the end.
+ * The solve's save times are copied (tsave, nsave): a fixed-step solve
+ * stops on them, and an adjoint walking its grid needs them.
+ * With max_states > 0, y (and its aux) is kept for at most
  * that many steps, evenly spread over the step index (when full, every
  * other one is dropped and the stride doubles): ystep[i] says which step
  * y[i] belongs to. Adjoints that replay steps from such checkpoints get
@@ -48,6 +49,7 @@ typedef struct nde_trajectory {
     size_t max_states;   /* 0 = y at every step (with NDE_NEEDS_STEPS)     */
     size_t n;            /* values per state (batch x dim)                 */
     int stages;          /* stages per step in k                           */
+    int naux;            /* aux blocks per stored state (the solver's aux) */
     double t0, t1;       /* the solve's interval                          */
     size_t nsteps;       /* accepted steps recorded                        */
     double *t, *h;       /* nsteps each                                    */
@@ -55,12 +57,13 @@ typedef struct nde_trajectory {
     size_t stride;       /* y holds every stride-th step                   */
     size_t *ystep;       /* nstates: the step index of each stored state   */
     double *y;           /* nstates x n                                    */
-    double *k;           /* nsteps (ops solvers: nstates) x stages x n     */
+    double *aux;         /* nstates x naux x n: aux with each stored state */
+    double *k;           /* nsteps x stages x n                            */
     double *eest;        /* nsteps                                         */
     double *stiff;       /* nsteps                                         */
     double *y_final;     /* n: the state at t1                             */
-    double *aux_final;   /* stages x n: ops solvers' aux state at t1       */
-    double *tsave;       /* ops solvers: the solve's save times            */
+    double *aux_final;   /* naux x n: the aux state at t1                  */
+    double *tsave;       /* the solve's save times                        */
     size_t nsave, tsave_cap;
     size_t cap, states_cap; /* allocated steps / states                   */
 } nde_trajectory;
@@ -76,8 +79,8 @@ NDE_API const double *nde_trajectory_state(const nde_trajectory *tr,
                                            size_t i);
 /* The step index of stored state i (ystep[i]). */
 NDE_API size_t nde_trajectory_state_step(const nde_trajectory *tr, size_t i);
-/* An ops solver's aux state that goes with stored state i (stages x n
- * values). NULL when out of range or the solver has none. */
+/* The aux state that goes with stored state i (naux x n values). NULL
+ * when out of range or the solver has none. */
 NDE_API const double *nde_trajectory_aux(const nde_trajectory *tr, size_t i);
 /* The stages of step j (NDE_NEEDS_DENSE; stages x n values), to evaluate
  * its dense output from nde_trajectory_state. NULL when not recorded. */
