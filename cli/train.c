@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "nde/train.h"
 
 const char cli_train_help[] =
     "Usage: nde train CONFIG [-s SECTION.KEY=VALUE]... [-u SECTION.KEY]...\n"

@@ -19,6 +19,7 @@
 #include <zlib.h>
 
 #include "nde/nde.h"
+#include "nde/train.h"
 #include "../test_util.h"
 
 

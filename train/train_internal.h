@@ -1,10 +1,11 @@
-/* The trainer's layout, shared by core/train.c and core/checkpoint.c. */
+/* The trainer's layout, shared by train/train.c and train/checkpoint.c. */
 #ifndef NDE_TRAIN_INTERNAL_H
 #define NDE_TRAIN_INTERNAL_H
 
 #include <gsl/gsl_rng.h>
 
 #include "nde/nde.h"
+#include "nde/data.h"
 #include "nde/train.h"
 
 /* One regularizer of the run. */

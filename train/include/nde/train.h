@@ -127,13 +127,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
-#include "api.h"
-#include "adjoint.h"
-#include "config.h"
-#include "field.h"
-#include "regularizer.h"
-#include "solve.h"
-#include "status.h"
+#include <nde/nde.h>
 
 #ifdef __cplusplus
 extern "C" {
