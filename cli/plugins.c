@@ -134,9 +134,10 @@ static void broken(const char *path, const char *reason, void *user)
 
 int cli_plugins(int argc, char **argv)
 {
-    static const nde_kind kinds[NDE_KIND_COUNT] = {
-        NDE_KIND_FIELD, NDE_KIND_SOLVER, NDE_KIND_ADJOINT,
-        NDE_KIND_REGULARIZER};
+    /* the kinds modules provide (tasks are built into libnde-train) */
+    static const nde_kind kinds[] = {NDE_KIND_FIELD, NDE_KIND_SOLVER,
+                                     NDE_KIND_ADJOINT, NDE_KIND_REGULARIZER};
+    enum { NKINDS = sizeof kinds / sizeof *kinds };
     const char *only = NULL;
     nde_ctx *ctx;
     size_t i;
@@ -153,14 +154,14 @@ int cli_plugins(int argc, char **argv)
     }
     if (argc == 2) {
         only = argv[1];
-        for (i = 0; i < NDE_KIND_COUNT; i++)
+        for (i = 0; i < NKINDS; i++)
             if (strcmp(only, nde_kind_name(kinds[i])) == 0)
                 break;
-        if (i == NDE_KIND_COUNT) {
-            const char *names[NDE_KIND_COUNT + 1], *guess;
-            for (i = 0; i < NDE_KIND_COUNT; i++)
+        if (i == NKINDS) {
+            const char *names[NKINDS + 1], *guess;
+            for (i = 0; i < NKINDS; i++)
                 names[i] = nde_kind_name(kinds[i]);
-            names[NDE_KIND_COUNT] = NULL;
+            names[NKINDS] = NULL;
             guess = nde_suggest(only, names);
             cli_error("plugins: unknown kind '%s'%s%s%s (kinds: field, "
                       "solver, adjoint, regularizer)", only,
@@ -176,7 +177,7 @@ int cli_plugins(int argc, char **argv)
     printf("Plugin search path: %s\n", nde_plugin_search_path(ctx));
     /* One pass per kind keeps the listing grouped; broken modules are
      * reported in the first pass only. */
-    for (i = 0; i < NDE_KIND_COUNT; i++) {
+    for (i = 0; i < NKINDS; i++) {
         list_state st = {ctx, kinds[i], 0, first};
         const char *name = nde_kind_name(kinds[i]);
 

@@ -29,6 +29,7 @@ struct nde_trainer {
     nde_trajectory *traj;      /* recorded for adj                       */
     nde_trajectory *alt_traj;  /* for another adjoint (gradcheck)        */
     nde_solve_opts opts;
+    size_t bmax;               /* rows the field and solver take          */
     size_t dim, P;
 
     /* optimizer */
@@ -42,57 +43,21 @@ struct nde_trainer {
     char **notes;              /* its plugins' differences from ours    */
     size_t nnotes;
 
-    /* generated data (spiral, field): observations at npoints times,
-     * windows of bt points */
-    size_t npoints, bt, nchoices;
-    double *tgrid;             /* npoints                                 */
-    double *truth, *obs;       /* npoints x dim (obs = truth + noise)    */
-    double *y0true;            /* dim                                     */
-    size_t *choices;           /* 0..nchoices-1, for gsl_ran_choose      */
-
-    /* SDE fields (source = field): the data's moments at the npoints
-     * observation times, the training and evaluation Brownian path */
-    int sde;                   /* loss = moments                          */
-    size_t eval_paths;
-    double *data_mean, *data_var;   /* npoints x dim                      */
-    double *model_mean, *model_var; /* npoints x dim, the last evaluation */
-    double *eval_y;            /* npoints x eval_paths x dim              */
-    double *eval_y0;           /* eval_paths x dim: y0 in every row      */
+    /* the task: data, its parameters theta[Pf..P), loss, evaluation */
+    nde_task *task;
+    size_t Pf;                 /* the field's parameters, first in theta  */
+    int sde;                   /* an SDE field: solves take Brownian paths */
     nde_brownian *bm;          /* rows up to the solver's batch_max       */
+    long eval_nfe;             /* NFE of the evaluation's predictions     */
 
-    /* CSV data: whole series, time shifted to start at 0 */
-    nde_dataset *ds_train, *ds_test;
-
-    /* the held-out set: ntest series, each predicted from its first
-     * point (generated data: one series, the noise-free truth) */
-    size_t ntest;
-    const char **test_id;
-    size_t *test_n;
-    const double **test_t, **test_obs;
-    double **test_pred;        /* into pred_buf                           */
-    double *test_tshift;       /* shifted times of the longest series     */
-    double *pred_buf;
-    size_t test_nmax;
-
-    /* classification (source = idx): theta = [field (Pf) | encoder W
-     * (D x F), b (D) | decoder W (C x D), b (C)] */
-    int classify;
-    size_t F, C, Pf;
-    nde_dataset *idx_train, *idx_test;
-    size_t *perm;              /* this epoch's order of the examples     */
-    long perm_epoch;           /* the epoch perm is for (-1: none)       */
-    gsl_rng *perm_rng;
-    double *xb;                /* B x F                                   */
-    double *prob;              /* B x C: logits, then probabilities       */
-    int *yb;                   /* B labels                                */
-    double *test_prob;         /* ntest x C                               */
-
-    /* the current mini-batch (B rows); k-major as nde_solve saves */
-    size_t B, T, Tcap;         /* rows, save times, their capacity        */
-    double *tsave;             /* T save times                            */
-    size_t *starts;            /* B window starts / series indices        */
-    double *y0b, *ybar0;       /* B x dim                                 */
-    double *target, *ysave, *gbuf; /* Tcap x B x dim                      */
+    /* the current batch (B rows); k-major as nde_solve saves */
+    nde_task_batch batch;
+    size_t B, Tcap;            /* rows, most save times of a batch        */
+    double *y0b, *ybar0;       /* B x dim: initial states, their cotangent */
+    double *ysave;             /* Tcap x B x dim                          */
+    double *obs, *obsbar;      /* Tcap x B x obs_dim (obs = ysave without
+                                  a readout)                              */
+    double *ybar;              /* Tcap x B x dim (= obsbar without one)   */
     nde_cotangent *ct;         /* Tcap                                    */
 
     /* regularizers (training solves only) */

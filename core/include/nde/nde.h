@@ -18,6 +18,7 @@
 #include "solve.h"
 #include "adjoint.h"
 #include "regularizer.h"
+#include "task.h"
 
 #ifdef __cplusplus
 extern "C" {
