@@ -13,9 +13,9 @@ const char cli_plugins_help[] =
     "\n"
     "List the plugins found in the search path (the build tree, each\n"
     "directory of $NDE_PLUGIN_PATH, then the installed plugin directory),\n"
-    "grouped by kind (field, solver, adjoint, regularizer), each with its\n"
-    "description, the module it came from and its version, the modules of\n"
-    "the search path that register the same name and kind (\"shadows:\",\n"
+    "grouped by kind (field, solver, adjoint, regularizer, task), each with\n"
+    "its description, the module it came from and its version, the modules\n"
+    "of the search path that register the same name and kind (\"shadows:\",\n"
     "never used: the first in search order wins) and its config keys: name,\n"
     "type, default (or \"required\") and help. With KIND, list only that\n"
     "kind. Modules that cannot be loaded are reported on stderr.\n"
@@ -134,10 +134,9 @@ static void broken(const char *path, const char *reason, void *user)
 
 int cli_plugins(int argc, char **argv)
 {
-    /* the kinds modules provide (tasks are built into libnde-train) */
-    static const nde_kind kinds[] = {NDE_KIND_FIELD, NDE_KIND_SOLVER,
-                                     NDE_KIND_ADJOINT, NDE_KIND_REGULARIZER};
-    enum { NKINDS = sizeof kinds / sizeof *kinds };
+    static const nde_kind kinds[NDE_KIND_COUNT] = {
+        NDE_KIND_FIELD, NDE_KIND_SOLVER, NDE_KIND_ADJOINT,
+        NDE_KIND_REGULARIZER, NDE_KIND_TASK};
     const char *only = NULL;
     nde_ctx *ctx;
     size_t i;
@@ -154,17 +153,17 @@ int cli_plugins(int argc, char **argv)
     }
     if (argc == 2) {
         only = argv[1];
-        for (i = 0; i < NKINDS; i++)
+        for (i = 0; i < NDE_KIND_COUNT; i++)
             if (strcmp(only, nde_kind_name(kinds[i])) == 0)
                 break;
-        if (i == NKINDS) {
-            const char *names[NKINDS + 1], *guess;
-            for (i = 0; i < NKINDS; i++)
+        if (i == NDE_KIND_COUNT) {
+            const char *names[NDE_KIND_COUNT + 1], *guess;
+            for (i = 0; i < NDE_KIND_COUNT; i++)
                 names[i] = nde_kind_name(kinds[i]);
-            names[NKINDS] = NULL;
+            names[NDE_KIND_COUNT] = NULL;
             guess = nde_suggest(only, names);
             cli_error("plugins: unknown kind '%s'%s%s%s (kinds: field, "
-                      "solver, adjoint, regularizer)", only,
+                      "solver, adjoint, regularizer, task)", only,
                       guess ? "; did you mean '" : "", guess ? guess : "",
                       guess ? "'?" : "");
             return CLI_EXIT_USAGE;
@@ -177,7 +176,7 @@ int cli_plugins(int argc, char **argv)
     printf("Plugin search path: %s\n", nde_plugin_search_path(ctx));
     /* One pass per kind keeps the listing grouped; broken modules are
      * reported in the first pass only. */
-    for (i = 0; i < NKINDS; i++) {
+    for (i = 0; i < NDE_KIND_COUNT; i++) {
         list_state st = {ctx, kinds[i], 0, first};
         const char *name = nde_kind_name(kinds[i]);
 

@@ -104,7 +104,8 @@ static int running_from_build_tree(void)
 nde_registry *nde_registry_create(void)
 {
     static const char *const build_dirs[] = {"solvers", "plugins/fields",
-                                             "adjoints", "regularizers"};
+                                             "adjoints", "regularizers",
+                                             "plugins/tasks"};
     nde_registry *reg = calloc(1, sizeof *reg);
     const char *env = getenv("NDE_PLUGIN_PATH");
     size_t i, len = 1;
@@ -249,7 +250,7 @@ static int load_module(nde_ctx *ctx, nde_registry *reg, size_t dir,
             return NDE_EPLUGIN;
         }
         if (!nde_plugin_name_valid(info->name) || !info->description ||
-            info->kind < NDE_KIND_FIELD || info->kind > NDE_KIND_REGULARIZER ||
+            info->kind < NDE_KIND_FIELD || info->kind > NDE_KIND_TASK ||
             !nde_plugin_version_valid(info->version)) {
             lt_dlclose(handle);
             return nde_error(ctx, NDE_EPLUGIN,

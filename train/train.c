@@ -11,7 +11,6 @@
 
 #include <gsl/gsl_rng.h>
 
-#include "task_util.h"
 #include "train_internal.h"
 
 const nde_key nde_train_keys[] = {
@@ -47,58 +46,33 @@ const nde_key nde_train_keys[] = {
      "moments for SDE fields"},
     {NULL, 0, NULL, NULL}};
 
+/* [data]: source, and the keys of the built-in tasks' sources, accepted
+ * under any source as the first releases did; their defaults and meaning
+ * are the task's (`nde plugins task`). */
 const nde_key nde_data_keys[] = {
     {"source", NDE_KEY_WORD, NULL,
-     "where the data come from: spiral | field | csv | idx"},
-    {"npoints", NDE_KEY_INT, "1000", "observation times on [0, t1]"},
-    {"t1", NDE_KEY_DOUBLE, "25", "end of the observed interval"},
-    {"batch_time", NDE_KEY_INT, "10",
-     "consecutive observations per mini-batch window"},
-    {"noise", NDE_KEY_DOUBLE, "0",
-     "standard deviation of Gaussian observation noise"},
-    {"y0", NDE_KEY_DOUBLES, "", "source = field: the true initial state"},
-    {"system", NDE_KEY_WORD, "field",
-     "source = field: the section of the true system: the model's own "
-     "[field], or a [field.NAME] section (e.g. an expr SDE as the truth "
-     "of a neural SDE)"},
-    {"true_params", NDE_KEY_ASSIGNS, "",
-     "source = field: the true system's parameters by the names the "
-     "field gives them (a=1.5, b[0]=2, W1[0,1]=0, theta[3]=1); others "
-     "keep the field's initial values"},
-    {"path", NDE_KEY_TEXT, "",
-     "source = csv: the file (series id, t, one column per state; "
-     "relative to the config's directory)"},
-    {"test_fraction", NDE_KEY_DOUBLE, "0.2",
-     "source = csv: fraction of the series held out for testing"},
-    {"images", NDE_KEY_TEXT,
-     "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz",
-     "source = idx: training images (IDX, gzip or not; relative to the "
-     "config's directory)"},
-    {"labels", NDE_KEY_TEXT,
-     "/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz",
-     "source = idx: training labels"},
-    {"test_images", NDE_KEY_TEXT,
-     "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz",
-     "source = idx: test images"},
-    {"test_labels", NDE_KEY_TEXT,
-     "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz",
-     "source = idx: test labels"},
-    {"limit", NDE_KEY_INT, "0",
-     "source = idx: training examples read (the first ones; 0 = all)"},
-    {"test_limit", NDE_KEY_INT, "0",
-     "source = idx: test examples read (the first ones; 0 = all)"},
-    {"paths", NDE_KEY_INT, "1000",
-     "source = field with an SDE field: sample paths of the true system "
-     "whose mean and variance are the data"},
-    {"dt", NDE_KEY_DOUBLE, "0",
-     "source = field with an SDE field: step of the data's simulation "
-     "(0 = the [solver] dt / 10)"},
-    {"seed", NDE_KEY_INT, "1",
-     "source = field with an SDE field: seed of the data's Brownian path "
-     "(independent of [train] seed)"},
-    {"eval_paths", NDE_KEY_INT, "1000",
-     "SDE fields: model paths of each evaluation (one fixed Brownian "
-     "path, so evaluations compare)"},
+     "where the data come from: spiral | field | csv | idx, or a task "
+     "plugin's name"},
+    {"npoints", NDE_KEY_INT, "", "windows, moments"},
+    {"t1", NDE_KEY_DOUBLE, "", "windows, moments"},
+    {"batch_time", NDE_KEY_INT, "", "windows"},
+    {"noise", NDE_KEY_DOUBLE, "", "windows"},
+    {"y0", NDE_KEY_DOUBLES, "", "windows, moments"},
+    {"system", NDE_KEY_WORD, "", "windows, moments"},
+    {"true_params", NDE_KEY_ASSIGNS, "", "windows, moments"},
+    {"truth_solver", NDE_KEY_WORD, "", "windows"},
+    {"path", NDE_KEY_TEXT, "", "series"},
+    {"test_fraction", NDE_KEY_DOUBLE, "", "series"},
+    {"images", NDE_KEY_TEXT, "", "classify"},
+    {"labels", NDE_KEY_TEXT, "", "classify"},
+    {"test_images", NDE_KEY_TEXT, "", "classify"},
+    {"test_labels", NDE_KEY_TEXT, "", "classify"},
+    {"limit", NDE_KEY_INT, "", "classify"},
+    {"test_limit", NDE_KEY_INT, "", "classify"},
+    {"paths", NDE_KEY_INT, "", "moments"},
+    {"dt", NDE_KEY_DOUBLE, "", "moments"},
+    {"seed", NDE_KEY_INT, "", "moments"},
+    {"eval_paths", NDE_KEY_INT, "", "moments"},
     {NULL, 0, NULL, NULL}};
 
 static double now_s(void)
@@ -110,6 +84,30 @@ static double now_s(void)
 
 
 /* ---- settings ----------------------------------------------------------- */
+
+static int get_long_min(const nde_section *sec, const char *key, long lo,
+                        long *out, nde_ctx *ctx)
+{
+    int rc = nde_get_long(sec, key, out, ctx);
+    if (rc == NDE_OK && *out < lo)
+        return nde_section_error(sec, key, ctx, "%ld is below %ld", *out, lo);
+    return rc;
+}
+
+static int get_double_in(const nde_section *sec, const char *key, double lo,
+                         int lo_open, double hi, int hi_open, double *out,
+                         nde_ctx *ctx)
+{
+    int rc = nde_get_double(sec, key, out, ctx);
+    if (rc != NDE_OK)
+        return rc;
+    if (*out < lo || (lo_open && *out == lo) || *out > hi ||
+        (hi_open && *out == hi))
+        return nde_section_error(sec, key, ctx, "%g is outside %s%g, %g%s",
+                                 *out, lo_open ? "(" : "[", lo, hi,
+                                 hi_open ? ")" : "]");
+    return NDE_OK;
+}
 
 static int optional_text(const nde_section *sec, const char *key,
                          const char **out, nde_ctx *ctx)
@@ -132,21 +130,21 @@ static int read_settings(nde_train_settings *s, nde_section *sec,
     int rc;
 
     if ((rc = nde_section_check(sec, tables, ctx)) != NDE_OK ||
-        (rc = task_get_long_min(sec, "iterations", 0, &s->iterations, ctx)) ||
-        (rc = task_get_long_min(sec, "batch_size", 1, &s->batch_size, ctx)) ||
-        (rc = task_get_long_min(sec, "eval_every", 0, &s->eval_every, ctx)) ||
-        (rc = task_get_long_min(sec, "checkpoint_every", 0, &s->checkpoint_every,
+        (rc = get_long_min(sec, "iterations", 0, &s->iterations, ctx)) ||
+        (rc = get_long_min(sec, "batch_size", 1, &s->batch_size, ctx)) ||
+        (rc = get_long_min(sec, "eval_every", 0, &s->eval_every, ctx)) ||
+        (rc = get_long_min(sec, "checkpoint_every", 0, &s->checkpoint_every,
                            ctx)) ||
-        (rc = task_get_long_min(sec, "seed", 0, &seed, ctx)) ||
-        (rc = task_get_double_in(sec, "lr", 0, 1, HUGE_VAL, 0, &s->lr, ctx)) ||
-        (rc = task_get_double_in(sec, "lr_decay", 0, 1, 1, 0, &s->lr_decay,
+        (rc = get_long_min(sec, "seed", 0, &seed, ctx)) ||
+        (rc = get_double_in(sec, "lr", 0, 1, HUGE_VAL, 0, &s->lr, ctx)) ||
+        (rc = get_double_in(sec, "lr_decay", 0, 1, 1, 0, &s->lr_decay,
                             ctx)) ||
-        (rc = task_get_double_in(sec, "beta1", 0, 0, 1, 1, &s->beta1, ctx)) ||
-        (rc = task_get_double_in(sec, "beta2", 0, 0, 1, 1, &s->beta2, ctx)) ||
-        (rc = task_get_double_in(sec, "eps", 0, 1, HUGE_VAL, 0, &s->eps, ctx)) ||
-        (rc = task_get_double_in(sec, "weight_decay", 0, 0, HUGE_VAL, 0,
+        (rc = get_double_in(sec, "beta1", 0, 0, 1, 1, &s->beta1, ctx)) ||
+        (rc = get_double_in(sec, "beta2", 0, 0, 1, 1, &s->beta2, ctx)) ||
+        (rc = get_double_in(sec, "eps", 0, 1, HUGE_VAL, 0, &s->eps, ctx)) ||
+        (rc = get_double_in(sec, "weight_decay", 0, 0, HUGE_VAL, 0,
                             &s->weight_decay, ctx)) ||
-        (rc = task_get_double_in(sec, "clip", 0, 0, HUGE_VAL, 0, &s->clip, ctx)) ||
+        (rc = get_double_in(sec, "clip", 0, 0, HUGE_VAL, 0, &s->clip, ctx)) ||
         (rc = optional_text(sec, "checkpoint", &s->checkpoint, ctx)) ||
         (rc = optional_text(sec, "metrics", &s->metrics, ctx)) ||
         (rc = nde_get_string(sec, "data_changed", &changed, ctx)))
@@ -603,46 +601,78 @@ static void decompose(nde_trainer *tr)
     tr->field = NULL;
 }
 
-/* The task of [data] source: spiral and field (ODE) fit trajectory
- * windows, field with an SDE field the moments of sample paths, csv whole
- * series, idx classification. */
-static int create_task(nde_trainer *tr, nde_section *dsec)
+/* The task plugin of each [data] source of the first releases, for an
+ * ODE field and for an SDE field (NULL: none); any other source names a
+ * task plugin. */
+static const struct source_task {
+    const char *source, *ode, *sde;
+} source_tasks[] = {{"spiral", "windows", NULL},
+                    {"field", "windows", "moments"},
+                    {"csv", "series", NULL},
+                    {"idx", "classify", NULL}};
+
+/* The task plugin for `source`; the sources above keep their messages. */
+static int find_task(nde_trainer *tr, nde_section *dsec, const char *source,
+                     const nde_task_type **type)
 {
     static const char *const sde_keys[] = {"paths", "dt", "seed",
                                            "eval_paths", NULL};
-    const nde_key *const tables[] = {nde_data_keys, NULL};
-    const nde_task_type *type;
-    nde_task_env env = {tr->cfg, tr->field, tr->set.seed};
-    const char *source;
-    nde_task *t;
+    const size_t n = sizeof source_tasks / sizeof *source_tasks;
+    const nde_plugin_info *info;
+    const char *name = source;
     size_t i;
-    int rc;
 
-    if ((rc = nde_section_check(dsec, tables, tr->ctx)) != NDE_OK ||
-        (rc = nde_get_string(dsec, "source", &source, tr->ctx)))
-        return rc;
-    if (strcmp(source, "spiral") != 0 && strcmp(source, "field") != 0 &&
-        strcmp(source, "csv") != 0 && strcmp(source, "idx") != 0)
-        return nde_section_error(dsec, "source", tr->ctx,
-                                 "unknown source '%s' (known: spiral, "
-                                 "field, csv, idx)", source);
-    if (tr->sde) {
-        if (strcmp(source, "field") != 0)
+    for (i = 0; i < n && strcmp(source, source_tasks[i].source) != 0; i++)
+        ;
+    if (i < n && tr->sde) {
+        if (!source_tasks[i].sde)
             return nde_section_error(dsec, "source", tr->ctx,
                                      "the field is an SDE: it trains on the "
                                      "moments of paths simulated from its "
                                      "own system (source = field), not on "
                                      "'%s'", source);
-        type = &nde_task_moments;
-    } else {
-        for (i = 0; sde_keys[i]; i++)
-            if (nde_section_has(dsec, sde_keys[i]))
-                return nde_section_error(dsec, sde_keys[i], tr->ctx,
+        name = source_tasks[i].sde;
+    } else if (i < n) {
+        for (size_t k = 0; sde_keys[k]; k++)
+            if (nde_section_has(dsec, sde_keys[k]))
+                return nde_section_error(dsec, sde_keys[k], tr->ctx,
                                          "only for an SDE field (this field "
                                          "has no diffusion)");
-        type = strcmp(source, "csv") == 0   ? &nde_task_series
-               : strcmp(source, "idx") == 0 ? &nde_task_classify
-                                            : &nde_task_windows;
+        name = source_tasks[i].ode;
+    }
+    if (!nde_plugin_name_valid(name) ||
+        nde_plugin_find(tr->ctx, NDE_KIND_TASK, name, &info) != NDE_OK)
+        return nde_section_error(dsec, "source", tr->ctx,
+                                 "unknown source '%s' (known: spiral, "
+                                 "field, csv, idx, or the name of a task "
+                                 "plugin)", source);
+    *type = (const nde_task_type *)info;
+    return NDE_OK;
+}
+
+/* The task of [data] source, its section checked against the task's keys
+ * (whose defaults apply) and nde_data_keys. */
+static int create_task(nde_trainer *tr, nde_section *dsec)
+{
+    const nde_key *const legacy[] = {nde_data_keys, NULL};
+    const nde_task_type *type = NULL;
+    nde_task_env env = {tr->cfg, tr->field, tr->set.seed};
+    const char *source;
+    nde_task *t;
+    int rc;
+
+    if (!nde_section_has(dsec, "source") &&
+        (rc = nde_section_check(dsec, legacy, tr->ctx)) != NDE_OK)
+        return rc;
+    if ((rc = nde_get_string(dsec, "source", &source, tr->ctx)) ||
+        (rc = find_task(tr, dsec, source, &type)))
+        return rc;
+    {
+        const nde_key *const tables[] = {type->info.keys, nde_data_keys,
+                                         NULL};
+        if ((rc = nde_section_check(dsec, type->info.keys ? tables : legacy,
+                                    tr->ctx)) != NDE_OK)
+            return rc;
     }
     if (!(t = tr->task = calloc(1, sizeof *t)))
         return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");

@@ -363,6 +363,13 @@ START_TEST(test_bad_keys)
         {"field.layers=3,50,3", "the field's dim (3) must equal the data's "
                                 "dim (2)"},
         {"adjoint.plugin=nosuch", "no adjoint plugin named 'nosuch'"},
+        /* the task plugins: a key of the windows task, a task by name */
+        {"data.truth_solver=nosuch", "[data] truth_solver: no solver plugin "
+                                     "named 'nosuch'"},
+        {"data.source=moments", "[data] source: task 'moments' fits the "
+                                "moments of an SDE's sample paths, and the "
+                                "field has no diffusion"},
+        {"data.t1=x", "[data] t1"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         run_result r = run("train", spiral, "-s", "adjoint.plugin=discrete",
@@ -373,6 +380,23 @@ START_TEST(test_bad_keys)
             assert_contains(r.err, "command line (-s ");
         test_run_free(&r);
     }
+}
+END_TEST
+
+/* The [data] sources' tasks are plugins: listed with their keys, the
+ * classification defaults being the classify task's. */
+START_TEST(test_task_plugins_listed)
+{
+    static const char *const needles[] = {
+        "task plugins:", "  windows - ", "  moments - ", "  series - ",
+        "  classify - ", "truth_solver word            tsit5",
+        "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"};
+    run_result r = run("plugins", "task");
+
+    test_assert_code(r, 0);
+    for (size_t i = 0; i < sizeof needles / sizeof *needles; i++)
+        assert_contains(r.out, needles[i]);
+    test_run_free(&r);
 }
 END_TEST
 
@@ -1533,6 +1557,7 @@ static Suite *train_suite(void)
     tcase_add_test(tc, test_nonfinite_loss);
     tcase_add_test(tc, test_step_limit_names_iteration);
     tcase_add_test(tc, test_bad_keys);
+    tcase_add_test(tc, test_task_plugins_listed);
     tcase_add_test(tc, test_predict);
     tcase_add_test(tc, test_gradcheck);
     tcase_add_test(tc, test_lotka_volterra_recovery);

@@ -1,7 +1,7 @@
 /*
- * What the trainer and its built-in tasks (train/tasks/) share: bounded
- * key getters, the data digest, the true system of generated data, the
- * mean squared error. Private to libnde-train.
+ * What the shipped task plugins share (compiled into each module):
+ * bounded key getters, the data digest, the true system of generated
+ * data, the mean squared error.
  */
 #ifndef NDE_TASK_UTIL_H
 #define NDE_TASK_UTIL_H
@@ -12,11 +12,25 @@
 #include "nde/data.h"
 #include "nde/train.h"
 
-/* The task of each [data] source (train/tasks/). */
-extern const nde_task_type nde_task_windows;  /* spiral, field (ODE)  */
-extern const nde_task_type nde_task_moments;  /* field (SDE)          */
-extern const nde_task_type nde_task_series;   /* csv                  */
-extern const nde_task_type nde_task_classify; /* idx                  */
+/* The keys of generated data: observation times and the true system. */
+#define TASK_GENERATED_KEYS                                                  \
+    {"npoints", NDE_KEY_INT, "1000", "observation times on [0, t1]"},       \
+    {"t1", NDE_KEY_DOUBLE, "25", "end of the observed interval"},            \
+    {"y0", NDE_KEY_DOUBLES, "",                                              \
+     "source = field: the true initial state"},                              \
+    {"system", NDE_KEY_WORD, "field",                                        \
+     "source = field: the section of the true system: the model's own "      \
+     "[field], or a [field.NAME] section (e.g. an expr SDE as the truth "    \
+     "of a neural SDE)"},                                                    \
+    {"true_params", NDE_KEY_ASSIGNS, "",                                     \
+     "source = field: the true system's parameters by the names the "        \
+     "field gives them (a=1.5, b[0]=2, W1[0,1]=0, theta[3]=1); others "      \
+     "keep the field's initial values"}
+
+/* NDE_OK when the model's kind suits the task: an SDE field (sde = 1) or
+ * an ODE field (sde = 0); else NDE_ECONFIG naming [data] source. */
+int task_check_noise(nde_task *t, nde_section *dsec, const nde_task_env *env,
+                     int sde);
 
 /* An integer key of at least lo; a number in [lo, hi] (open ends when
  * lo_open / hi_open). Errors name the section and key. */

@@ -4,13 +4,14 @@
  * (torchdiffeq's ode_demo). The contract is nde/train.h's.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 
-#include "../task_util.h"
+#include "task_util.h"
 
 /* The spiral's true field y' = (y^3) A, A = [[-0.1, 2], [-2, -0.1]]
  * (Chen et al. 2018, torchdiffeq's ode_demo), as an `expr` model. */
@@ -21,11 +22,21 @@ static const char spiral_truth_ini[] =
     "dx = -0.1*x^3 - 2.0*y^3\n"
     "dy = 2.0*x^3 - 0.1*y^3\n";
 
-/* The solver of the data's trajectory. */
-static const char truth_solver[] = "tsit5";
+static const nde_key windows_keys[] = {
+    {"source", NDE_KEY_WORD, NULL,
+     "spiral (the demo's system and y0) or field (the true system below)"},
+    TASK_GENERATED_KEYS,
+    {"batch_time", NDE_KEY_INT, "10",
+     "consecutive observations per mini-batch window"},
+    {"noise", NDE_KEY_DOUBLE, "0",
+     "standard deviation of Gaussian observation noise"},
+    {"truth_solver", NDE_KEY_WORD, "tsit5",
+     "solver plugin of the data's trajectory (rtol 1e-10, atol 1e-12)"},
+    {NULL, 0, NULL, NULL}};
 
 typedef struct windows {
     const char *source;        /* "spiral" or "field": the test series' id */
+    const char *truth_solver;
     size_t npoints, bt, nchoices;
     double *tgrid;             /* npoints                                  */
     double *truth, *obs;       /* npoints x dim (obs = truth + noise)      */
@@ -49,7 +60,7 @@ static int field_truth(nde_task *t, windows *w, nde_section *dsec,
     if ((rc = task_true_system(t->ctx, env, dsec, t->dim, 1, w->y0true, &f,
                                &theta)) != NDE_OK)
         return rc;
-    rc = task_solve_truth(t->ctx, truth_solver, f, theta, w->y0true,
+    rc = task_solve_truth(t->ctx, w->truth_solver, f, theta, w->y0true,
                           w->npoints, w->tgrid, w->truth);
     free(theta);
     nde_field_destroy(f);
@@ -78,7 +89,7 @@ static int spiral_truth(nde_task *t, windows *w, nde_section *dsec)
     if ((rc = nde_config_load_string(c, "spiral truth", spiral_truth_ini,
                                      t->ctx)) == NDE_OK &&
         (rc = nde_field_create(t->ctx, c, "field", 1, &f)) == NDE_OK)
-        rc = task_solve_truth(t->ctx, truth_solver, f, no_params,
+        rc = task_solve_truth(t->ctx, w->truth_solver, f, no_params,
                               w->y0true, w->npoints, w->tgrid, w->truth);
     nde_field_destroy(f);
     nde_config_destroy(c);
@@ -89,6 +100,7 @@ static int windows_create(nde_task *t, nde_section *dsec,
                           const nde_task_env *env, nde_ctx *ctx)
 {
     const size_t D = t->dim;
+    const nde_plugin_info *info;
     windows *w;
     long npoints, bt;
     double t1, noise;
@@ -98,13 +110,21 @@ static int windows_create(nde_task *t, nde_section *dsec,
 
     if (!(w = t->state = calloc(1, sizeof *w)))
         return nde_error(ctx, NDE_ENOMEM, "out of memory");
-    if ((rc = nde_get_string(dsec, "source", &w->source, ctx)) ||
+    if ((rc = task_check_noise(t, dsec, env, 0)) ||
+        (rc = nde_get_string(dsec, "source", &w->source, ctx)) ||
+        (rc = nde_get_string(dsec, "truth_solver", &w->truth_solver, ctx)) ||
         (rc = task_get_long_min(dsec, "npoints", 2, &npoints, ctx)) ||
         (rc = task_get_long_min(dsec, "batch_time", 2, &bt, ctx)) ||
         (rc = task_get_double_in(dsec, "t1", 0, 1, HUGE_VAL, 0, &t1, ctx)) ||
         (rc = task_get_double_in(dsec, "noise", 0, 0, HUGE_VAL, 0, &noise,
                                  ctx)))
         return rc;
+    if (nde_plugin_find(ctx, NDE_KIND_SOLVER, w->truth_solver, &info) !=
+        NDE_OK) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", nde_ctx_message(ctx));
+        return nde_section_error(dsec, "truth_solver", ctx, "%s", why);
+    }
     if (strcmp(w->source, "spiral") == 0 && D != 2)
         return nde_section_error(dsec, "source", ctx,
                                  "the field's dim (%zu) must equal the "
@@ -255,10 +275,10 @@ static size_t windows_test_series(const nde_task *t, size_t i,
     return w->npoints;
 }
 
-const nde_task_type nde_task_windows = {
+static const nde_task_type nde_task_windows = {
     .info = {NDE_ABI_VERSION, NDE_KIND_TASK, "windows",
-             "trajectory windows of generated data (spiral, field)", NULL,
-             0, "1"},
+             "trajectory windows of generated data (spiral, field)",
+             windows_keys, 0, "1"},
     .create = windows_create,
     .destroy = windows_destroy,
     .batch = windows_batch,
@@ -267,3 +287,5 @@ const nde_task_type nde_task_windows = {
     .digest = windows_digest,
     .test_series = windows_test_series,
 };
+
+NDE_MODULE(&nde_task_windows.info);

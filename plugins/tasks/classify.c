@@ -12,8 +12,28 @@
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 
-#include "../task_util.h"
+#include "task_util.h"
 
+
+/* Debian's dataset-fashion-mnist files are the default data. */
+#define FASHION_MNIST "/usr/share/datasets/fashion-mnist/"
+
+static const nde_key classify_keys[] = {
+    {"source", NDE_KEY_WORD, NULL, "idx"},
+    {"images", NDE_KEY_TEXT, FASHION_MNIST "train-images-idx3-ubyte.gz",
+     "training images (IDX, gzip or not; relative to the config's "
+     "directory)"},
+    {"labels", NDE_KEY_TEXT, FASHION_MNIST "train-labels-idx1-ubyte.gz",
+     "training labels"},
+    {"test_images", NDE_KEY_TEXT, FASHION_MNIST "t10k-images-idx3-ubyte.gz",
+     "test images"},
+    {"test_labels", NDE_KEY_TEXT, FASHION_MNIST "t10k-labels-idx1-ubyte.gz",
+     "test labels"},
+    {"limit", NDE_KEY_INT, "0",
+     "training examples read (the first ones; 0 = all)"},
+    {"test_limit", NDE_KEY_INT, "0",
+     "test examples read (the first ones; 0 = all)"},
+    {NULL, 0, NULL, NULL}};
 
 static const double t_end = 1.0;
 
@@ -72,9 +92,10 @@ static int classify_create(nde_task *t, nde_section *dsec,
     classify *c;
     int rc;
 
-    (void)env;
     if (!(c = t->state = calloc(1, sizeof *c)))
         return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    if ((rc = task_check_noise(t, dsec, env, 0)) != NDE_OK)
+        return rc;
     if ((rc = read_idx_pair(dsec, "images", "labels", "limit", &c->train,
                             ctx)) ||
         (rc = read_idx_pair(dsec, "test_images", "test_labels", "test_limit",
@@ -405,10 +426,10 @@ static size_t classify_test_classes(const nde_task *t, const int **label,
     return c->C;
 }
 
-const nde_task_type nde_task_classify = {
+static const nde_task_type nde_task_classify = {
     .info = {NDE_ABI_VERSION, NDE_KIND_TASK, "classify",
              "image classification from IDX files (idx): encoder, ODE, "
-             "decoder, softmax", NULL, 0, "1"},
+             "decoder, softmax", classify_keys, 0, "1"},
     .create = classify_create,
     .destroy = classify_destroy,
     .init_params = classify_init_params,
@@ -423,3 +444,5 @@ const nde_task_type nde_task_classify = {
     .digest = classify_digest,
     .test_classes = classify_test_classes,
 };
+
+NDE_MODULE(&nde_task_classify.info);

@@ -8,7 +8,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../task_util.h"
+#include "task_util.h"
+
+static const nde_key moments_keys[] = {
+    {"source", NDE_KEY_WORD, NULL, "field: the true system below"},
+    TASK_GENERATED_KEYS,
+    {"paths", NDE_KEY_INT, "1000",
+     "sample paths of the true system whose mean and variance are the "
+     "data"},
+    {"dt", NDE_KEY_DOUBLE, "0",
+     "step of the data's simulation (0 = the [solver] dt / 10)"},
+    {"seed", NDE_KEY_INT, "1",
+     "seed of the data's Brownian path (independent of [train] seed)"},
+    {"eval_paths", NDE_KEY_INT, "1000",
+     "model paths of each evaluation (one fixed Brownian path, so "
+     "evaluations compare)"},
+    {NULL, 0, NULL, NULL}};
 
 typedef struct moments {
     size_t npoints, eval_paths;
@@ -102,7 +117,8 @@ static int moments_create(nde_task *t, nde_section *dsec,
 
     if (!(s = t->state = calloc(1, sizeof *s)))
         return nde_error(ctx, NDE_ENOMEM, "out of memory");
-    if ((rc = task_get_long_min(dsec, "eval_paths", 2, &eval_paths, ctx)))
+    if ((rc = task_check_noise(t, dsec, env, 1)) ||
+        (rc = task_get_long_min(dsec, "eval_paths", 2, &eval_paths, ctx)))
         return rc;
     for (i = 0; unused[i]; i++)
         if (nde_section_has(dsec, unused[i]))
@@ -239,10 +255,10 @@ static size_t moments_test_series(const nde_task *t, size_t i,
     return s->npoints;
 }
 
-const nde_task_type nde_task_moments = {
+static const nde_task_type nde_task_moments = {
     .info = {NDE_ABI_VERSION, NDE_KIND_TASK, "moments",
-             "mean and variance of SDE sample paths (field, SDE)", NULL, 0,
-             "1"},
+             "mean and variance of SDE sample paths (field, SDE)",
+             moments_keys, 0, "1"},
     .create = moments_create,
     .destroy = moments_destroy,
     .batch = moments_batch,
@@ -251,3 +267,5 @@ const nde_task_type nde_task_moments = {
     .digest = moments_digest,
     .test_series = moments_test_series,
 };
+
+NDE_MODULE(&nde_task_moments.info);

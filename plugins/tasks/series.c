@@ -10,7 +10,16 @@
 
 #include <gsl/gsl_randist.h>
 
-#include "../task_util.h"
+#include "task_util.h"
+
+static const nde_key series_keys[] = {
+    {"source", NDE_KEY_WORD, NULL, "csv"},
+    {"path", NDE_KEY_TEXT, "",
+     "the file (series id, t, one column per state; relative to the "
+     "config's directory)"},
+    {"test_fraction", NDE_KEY_DOUBLE, "0.2",
+     "fraction of the series held out for testing"},
+    {NULL, 0, NULL, NULL}};
 
 typedef struct series {
     nde_dataset *train, *test;
@@ -40,6 +49,8 @@ static int series_create(nde_task *t, nde_section *dsec,
 
     if (!(s = t->state = calloc(1, sizeof *s)))
         return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    if ((rc = task_check_noise(t, dsec, env, 0)) != NDE_OK)
+        return rc;
     if (!nde_section_has(dsec, "path"))
         return nde_section_error(dsec, "path", ctx,
                                  "source = csv needs the file's path");
@@ -266,9 +277,10 @@ static size_t series_test_series(const nde_task *t, size_t i,
     return s->held->series[i].npoints;
 }
 
-const nde_task_type nde_task_series = {
+static const nde_task_type nde_task_series = {
     .info = {NDE_ABI_VERSION, NDE_KIND_TASK, "series",
-             "whole time series from a CSV file (csv)", NULL, 0, "1"},
+             "whole time series from a CSV file (csv)", series_keys, 0,
+             "1"},
     .create = series_create,
     .destroy = series_destroy,
     .batch = series_batch,
@@ -277,3 +289,5 @@ const nde_task_type nde_task_series = {
     .digest = series_digest,
     .test_series = series_test_series,
 };
+
+NDE_MODULE(&nde_task_series.info);

@@ -271,3 +271,18 @@ uint64_t task_digest_final(const task_digest *d)
         h = digest_mix(h, d->h[i]);
     return h;
 }
+
+int task_check_noise(nde_task *t, nde_section *dsec, const nde_task_env *env,
+                     int sde)
+{
+    const int is_sde = env->field->noise != NDE_NOISE_NONE;
+
+    if (is_sde == sde)
+        return NDE_OK;
+    return nde_section_error(dsec, "source", t->ctx,
+                             "task '%s' fits %s, and the field %s",
+                             t->type->info.name,
+                             sde ? "the moments of an SDE's sample paths"
+                                 : "deterministic trajectories or outputs",
+                             is_sde ? "is an SDE" : "has no diffusion");
+}
