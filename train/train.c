@@ -674,13 +674,33 @@ static int create_task(nde_trainer *tr, nde_section *dsec)
                                     tr->ctx)) != NDE_OK)
             return rc;
     }
+    if (!type->create || !type->destroy || !type->batch || !type->loss ||
+        !type->evaluate || !type->lift != !type->lift_vjp ||
+        !type->readout != !type->readout_vjp)
+        return nde_error(tr->ctx, NDE_EPLUGIN,
+                         "task plugin '%s' lacks one of create, destroy, "
+                         "batch, loss, evaluate, or has a lift or readout "
+                         "without its VJP", type->info.name);
     if (!(t = tr->task = calloc(1, sizeof *t)))
         return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
     t->type = type;
     t->ctx = tr->ctx;
     t->dim = tr->dim;
     t->rows = tr->B;
-    return type->create(t, dsec, &env, tr->ctx);
+    if ((rc = type->create(t, dsec, &env, tr->ctx)) != NDE_OK)
+        return rc;
+    if ((t->nparams && (!type->init_params || !type->param_name)) ||
+        t->max_saves == 0 || t->max_rows < t->rows || t->input_dim == 0 ||
+        t->obs_dim == 0 || (!type->lift && t->input_dim != t->dim) ||
+        (!type->readout && t->obs_dim != t->dim))
+        return nde_error(tr->ctx, NDE_EPLUGIN,
+                         "task plugin '%s' declares sizes its ops cannot "
+                         "honour (nparams %zu, input_dim %zu, obs_dim %zu, "
+                         "max_saves %zu, max_rows %zu; dim %zu, rows %zu)",
+                         type->info.name, t->nparams, t->input_dim,
+                         t->obs_dim, t->max_saves, t->max_rows, t->dim,
+                         t->rows);
+    return NDE_OK;
 }
 
 int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
@@ -843,7 +863,19 @@ static int sample_batch(nde_trainer *tr)
     const nde_task_draw draw = {
         tr->iter, nde_seed_derive(tr->set.seed, NDE_STREAM_BATCHES), tr->rng};
 
-    return tr->task->type->batch(tr->task, &draw, &tr->batch);
+    const nde_task *t = tr->task;
+    const nde_task_batch *b = &tr->batch;
+    int rc;
+
+    if ((rc = t->type->batch(tr->task, &draw, &tr->batch)) != NDE_OK)
+        return rc;
+    if (b->nsave == 0 || b->nsave > t->max_saves || b->first_ct > b->nsave)
+        return nde_error(tr->ctx, NDE_EPLUGIN,
+                         "task plugin '%s': a batch of %zu save times, the "
+                         "first fitted %zu (it declared at most %zu)",
+                         t->type->info.name, b->nsave, b->first_ct,
+                         t->max_saves);
+    return NDE_OK;
 }
 
 /*
