@@ -86,6 +86,12 @@ for f in expr linear mlp sum; do
         <<<"$listing" ||
         fail "nde plugins does not list the installed $f.so"
 done
+# The task plugins (plugins/tasks/) load with the installed libnde-train.
+tasks=$("$nde" plugins task) || fail "nde plugins task exits non-zero"
+for f in windows moments series classify; do
+    grep -qx "      module: $stage$libdir/nde/plugins/$f.so (version [^)]*)" \
+        <<<"$tasks" || fail "nde plugins does not list the installed $f.so"
+done
 make -s -C "$tmp/example" check || fail "VJP check of the example plugin"
 
 cd "$tmp"
