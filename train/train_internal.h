@@ -5,7 +5,6 @@
 #include <gsl/gsl_rng.h>
 
 #include "nde/nde.h"
-#include "nde/data.h"
 #include "nde/train.h"
 
 /* One regularizer of the run. */
