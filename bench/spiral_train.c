@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "nde/nde.h"
+#include "nde/train.h"
 
 #define WARMUP 5
 #define PASSES 3

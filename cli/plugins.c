@@ -13,8 +13,8 @@ const char cli_plugins_help[] =
     "\n"
     "List the plugins found in the search path (the build tree, each\n"
     "directory of $NDE_PLUGIN_PATH, then the installed plugin directory),\n"
-    "grouped by kind (field, solver, adjoint, regularizer), each with its\n"
-    "description, the module it came from and its version, the modules of\n"
+    "grouped by kind (field, solver, adjoint, regularizer, task), each with\n"
+    "its description, the module it came from and its version, the modules of\n"
     "the search path that register the same name and kind (\"shadows:\",\n"
     "never used: the first in search order wins), what it provides (solvers,\n"
     "fields) and what it needs of the solver and the forward solve\n"
@@ -124,7 +124,7 @@ int cli_plugins(int argc, char **argv)
 {
     static const nde_kind kinds[NDE_KIND_COUNT] = {
         NDE_KIND_FIELD, NDE_KIND_SOLVER, NDE_KIND_ADJOINT,
-        NDE_KIND_REGULARIZER};
+        NDE_KIND_REGULARIZER, NDE_KIND_TASK};
     const char *only = NULL;
     nde_ctx *ctx;
     size_t i;
@@ -151,7 +151,7 @@ int cli_plugins(int argc, char **argv)
             names[NDE_KIND_COUNT] = NULL;
             guess = nde_suggest(only, names);
             cli_error("plugins: unknown kind '%s'%s%s%s (kinds: field, "
-                      "solver, adjoint, regularizer)", only,
+                      "solver, adjoint, regularizer, task)", only,
                       guess ? "; did you mean '" : "", guess ? guess : "",
                       guess ? "'?" : "");
             return CLI_EXIT_USAGE;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "nde/train.h"
 
 const char cli_train_help[] =
     "Usage: nde train CONFIG [-s SECTION.KEY=VALUE]... [-u SECTION.KEY]...\n"
@@ -26,9 +27,11 @@ const char cli_train_help[] =
     "training settings [train] (the contract is in nde/train.h).\n"
     "[problem] is not used by training; `nde predict` uses it when asked.\n"
     "\n"
-    "[data]  source = spiral | field | csv | idx. spiral, field: npoints,\n"
-    "        t1, batch_time, noise (field also y0, true_params, system = the\n"
-    "        true system's section: [field] or e.g. [field.truth]); csv:\n"
+    "[data]  source = spiral | field | csv | idx, each a task plugin (nde\n"
+    "        plugins task lists their keys), or a task plugin's name.\n"
+    "        spiral, field: npoints, t1, batch_time, noise, truth_solver\n"
+    "        (field also y0, true_params, system = the true system's\n"
+    "        section: [field] or e.g. [field.truth]); csv:\n"
     "        path, test_fraction (a batch is batch_size whole series, each\n"
     "        from its first observation, times shifted to start at 0); idx:\n"
     "        images, labels, test_images, test_labels, limit, test_limit\n"

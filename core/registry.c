@@ -41,6 +41,7 @@ static const size_t adjoint_sizes[NDE_ADJOINT_VERSION] = {
     sizeof(nde_adjoint_type)};
 static const size_t regularizer_sizes[NDE_REGULARIZER_VERSION] = {
     sizeof(nde_regularizer_type)};
+static const size_t task_sizes[NDE_TASK_VERSION] = {sizeof(nde_task_type)};
 
 static const struct {
     int version;
@@ -50,8 +51,9 @@ static const struct {
     [NDE_KIND_SOLVER] = {NDE_SOLVER_VERSION, solver_sizes},
     [NDE_KIND_ADJOINT] = {NDE_ADJOINT_VERSION, adjoint_sizes},
     [NDE_KIND_REGULARIZER] = {NDE_REGULARIZER_VERSION, regularizer_sizes},
+    [NDE_KIND_TASK] = {NDE_TASK_VERSION, task_sizes},
 };
-_Static_assert(NDE_KIND_COUNT == NDE_KIND_REGULARIZER,
+_Static_assert(NDE_KIND_COUNT == NDE_KIND_TASK,
                "a new kind needs its row in interfaces[]");
 
 struct nde_registry {
@@ -196,7 +198,8 @@ static int running_from_build_tree(void)
 nde_registry *nde_registry_create(void)
 {
     static const char *const build_dirs[] = {"solvers", "plugins/fields",
-                                             "adjoints", "regularizers"};
+                                             "adjoints", "regularizers",
+                                             "plugins/tasks"};
     nde_registry *reg = calloc(1, sizeof *reg);
     const char *env = getenv("NDE_PLUGIN_PATH");
     size_t i, len = 1;
@@ -306,7 +309,7 @@ static int check_component(nde_ctx *ctx, const char *path, size_t i,
                          "nde expects ABI version %d: rebuild the plugin",
                          path, name, info->abi_version, NDE_ABI_VERSION);
     if (!nde_plugin_name_valid(info->name) || !info->description ||
-        info->kind < NDE_KIND_FIELD || info->kind > NDE_KIND_REGULARIZER ||
+        info->kind < NDE_KIND_FIELD || info->kind > NDE_KIND_TASK ||
         !nde_plugin_version_valid(info->version))
         return nde_error(ctx, NDE_EPLUGIN,
                          "%s: component %zu has an invalid name, kind, "

@@ -111,6 +111,7 @@ const char *nde_kind_name(nde_kind kind)
     case NDE_KIND_SOLVER: return "solver";
     case NDE_KIND_ADJOINT: return "adjoint";
     case NDE_KIND_REGULARIZER: return "regularizer";
+    case NDE_KIND_TASK: return "task";
     }
     return "?";
 }

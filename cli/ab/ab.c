@@ -33,6 +33,7 @@
 #include "ab_plot.h"
 #include "abstats.h"
 #include "cli.h"
+#include "nde/train.h"
 
 const char cli_ab_help[] =
     "Usage: nde ab CONFIG [-o DIR] [-j N] [--arm NAME:KEY=VALUE,...]...\n"

@@ -86,7 +86,7 @@ static int check_one(const nde_plugin_info *info, const char *path,
     int listed = 0;
 
     if (strncmp(path, s->root, strlen(s->root)) != 0 ||
-        info->kind == NDE_KIND_ADJOINT)
+        info->kind == NDE_KIND_ADJOINT || info->kind == NDE_KIND_TASK)
         return 0;
     for (size_t i = 0; i < sizeof keyed_runs / sizeof *keyed_runs; i++)
         if (strcmp(keyed_runs[i].kind, kind) == 0 &&

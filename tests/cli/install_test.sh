@@ -43,6 +43,33 @@ syms=$(nm -D --defined-only "$stage$libdir/libnde.so")
 ! grep -q 'plplot' <<<"$(ldd "$stage$libdir/libnde.so")" ||
     fail "libnde links PLplot"
 
+# libnde-train (nde-train.pc) for programs that train; nde.pc, what
+# plugins use, does not link it, and <nde/nde.h> does not declare it.
+pkg-config --exists nde-train || fail "no installed nde-train.pc"
+! grep -q nde-train <<<"$(pkg-config --libs nde)" ||
+    fail "nde.pc links libnde-train"
+cat > "$tmp/trainer.c" <<'C'
+#include <nde/train.h>
+#include <nde/data.h>
+int main(void)
+{
+    const double y[] = {0, 2}, M[] = {1}, V[] = {2};
+    return nde_moments_loss(y, 1, 2, 1, M, V, 0, 0, 0) == 0 &&
+           nde_data_keys[0].name ? 0 : 1;
+}
+C
+# shellcheck disable=SC2046,SC2086 # pkg-config's flags are words
+${CC:-cc} -std=gnu11 -Wall -Werror ${CFLAGS:-} $(pkg-config --cflags nde-train) \
+    -o "$tmp/trainer" "$tmp/trainer.c" $(pkg-config --libs nde-train) ||
+    fail "a program does not build against nde-train.pc"
+"$tmp/trainer" || fail "a program linked with nde-train.pc does not run"
+cat > "$tmp/plugin.c" <<'C'
+#include <nde/nde.h>
+nde_trainer *not_declared;
+C
+! ${CC:-cc} -std=gnu11 -c $(pkg-config --cflags nde) -o "$tmp/plugin.o" \
+    "$tmp/plugin.c" 2>/dev/null || fail "<nde/nde.h> declares the trainer"
+
 cp -r "$src/plugins/example" "$tmp/example"
 rm -f "$tmp/example"/*.so
 make -s -C "$tmp/example" || fail "the example plugins do not build"
@@ -72,6 +99,12 @@ for what in "check field vanderpol" "check regularizer endnorm" \
 done
 [ "$(grep -c '^[0-9]* checks, 0 failed$' <<<"$checks")" -eq 3 ] ||
     fail "nde check on the examples: $checks"
+# The task plugins (plugins/tasks/) load with the installed libnde-train.
+tasks=$("$nde" plugins task) || fail "nde plugins task exits non-zero"
+for f in windows moments series classify; do
+    grep -qx "      module: $stage$libdir/nde/plugins/$f.so (version [^)]*)" \
+        <<<"$tasks" || fail "nde plugins does not list the installed $f.so"
+done
 
 cd "$tmp"
 "$nde" solve example/vanderpol.ini -o out.csv --stats-json stats.json ||

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""libnde exports exactly the functions and objects its public headers mark
-NDE_API: no internal symbol leaks, no public one is hidden.
+"""A library (libnde, libnde-train) exports exactly the functions and objects
+its public headers mark NDE_API: no internal symbol leaks, no public one is
+hidden.
 
-Usage: check_exports.py NM LIBNDE_SO HEADER...
+Usage: check_exports.py NM LIBRARY_SO HEADER...
 
 Every declaration at file scope of a public header (a function or an extern
 object; not a typedef, macro or static inline definition) must carry NDE_API,
 and the names so declared must equal the names `nm -D --defined-only` lists
-for libnde.so. Names starting with '_' belong to the compiler and runtime
+for the library. Names starting with '_' belong to the compiler and runtime
 (sanitizer instrumentation adds some) and are not counted.
 """
 import re

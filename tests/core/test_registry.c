@@ -38,6 +38,10 @@ static int record(const nde_plugin_info *info, const char *path, void *user)
         ck_assert_int_eq(info->iface_version, NDE_REGULARIZER_VERSION);
         ck_assert_uint_eq(info->size, sizeof(nde_regularizer_type));
         break;
+    case NDE_KIND_TASK:
+        ck_assert_int_eq(info->iface_version, NDE_TASK_VERSION);
+        ck_assert_uint_eq(info->size, sizeof(nde_task_type));
+        break;
     }
     ck_assert(nde_plugin_name_valid(info->name));
     ck_assert_msg(info->description && *info->description, "%s lacks a description",
@@ -64,7 +68,8 @@ START_TEST(every_plugin_loads_and_is_found_again)
 {
     static const char *const expected[] = {
         "field/mlp", "field/linear", "field/expr", "field/sum", "solver/tsit5",
-        "solver/dopri5", "solver/bs3", "solver/rk4", "solver/euler"};
+        "solver/dopri5", "solver/bs3", "solver/rk4", "solver/euler",
+        "task/windows", "task/moments", "task/series", "task/classify"};
     nde_ctx *ctx = nde_ctx_create();
     seen s = {.n = 0};
     size_t i;
@@ -79,6 +84,7 @@ START_TEST(every_plugin_loads_and_is_found_again)
         nde_kind kind = strncmp(s.names[i], "field", 5) == 0    ? NDE_KIND_FIELD
                         : strncmp(s.names[i], "solver", 6) == 0 ? NDE_KIND_SOLVER
                         : strncmp(s.names[i], "adjoint", 7) == 0 ? NDE_KIND_ADJOINT
+                        : strncmp(s.names[i], "task", 4) == 0    ? NDE_KIND_TASK
                                                                  : NDE_KIND_REGULARIZER;
         ck_assert_int_eq(nde_plugin_find(ctx, kind, slash + 1, &info), NDE_OK);
         ck_assert_str_eq(info->name, slash + 1);

@@ -313,7 +313,8 @@ START_TEST(test_hostile_config)
 }
 END_TEST
 
-/* The plugins recorded (field, solver, adjoint): every field checked. */
+/* The plugins recorded (field, solver, adjoint, task): every field
+ * checked. */
 START_TEST(test_hostile_plugins)
 {
     const comp_layout *field;
@@ -322,14 +323,15 @@ START_TEST(test_hostile_plugins)
 
     make_spiral_checkpoint();
     l = layout_read("c.ckpt");
-    ck_assert_uint_eq(l.ncomps, 3);
+    ck_assert_uint_eq(l.ncomps, 4);
+    ck_assert_int_eq(memcmp(l.data + l.comp[3].name, "windows", 7), 0);
     field = &l.comp[0];
     ck_assert_int_eq(memcmp(l.data + field->name, "mlp", 3), 0);
     ck_assert_int_eq(memcmp(l.data + field->version, "1", 1), 0);
     patch_i64(&l, l.ncomp, 0, "plugin count 0");
     patch_i64(&l, l.ncomp, 65, "plugin count 65");
     /* one more: the RNG name length read as a kind */
-    patch_i64(&l, l.ncomp, 4, "plugin 3 has kind 7");
+    patch_i64(&l, l.ncomp, 5, "plugin 4 has kind 7");
     patch_i32(&l, field->kind, 9, "kind 9");
     patch_i64(&l, field->namelen, 0, "name of plugin 0 has length 0");
     patch_i64(&l, field->namelen, 65, "name of plugin 0 has length 65");

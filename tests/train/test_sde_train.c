@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "nde/nde.h"
+#include "nde/train.h"
 #include "../test_util.h"
 
 /* The OU model starts from (th, mu, s) = (0.5, 0, 0.2); the data's truth

@@ -19,6 +19,7 @@
 #include <zlib.h>
 
 #include "nde/nde.h"
+#include "nde/train.h"
 #include "../test_util.h"
 
 
@@ -362,6 +363,13 @@ START_TEST(test_bad_keys)
         {"field.layers=3,50,3", "the field's dim (3) must equal the data's "
                                 "dim (2)"},
         {"adjoint.plugin=nosuch", "no adjoint plugin named 'nosuch'"},
+        /* the task plugins: a key of the windows task, a task by name */
+        {"data.truth_solver=nosuch", "[data] truth_solver: no solver plugin "
+                                     "named 'nosuch'"},
+        {"data.source=moments", "[data] source: task 'moments' fits the "
+                                "moments of an SDE's sample paths, and the "
+                                "field has no diffusion"},
+        {"data.t1=x", "[data] t1"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         run_result r = run("train", spiral, "-s", "adjoint.plugin=discrete",
@@ -372,6 +380,61 @@ START_TEST(test_bad_keys)
             assert_contains(r.err, "command line (-s ");
         test_run_free(&r);
     }
+}
+END_TEST
+
+/* The [data] sources' tasks are plugins: listed with their keys, the
+ * classification defaults being the classify task's. */
+START_TEST(test_task_plugins_listed)
+{
+    static const char *const needles[] = {
+        "task plugins:", "  windows - ", "  moments - ", "  series - ",
+        "  classify - ", "truth_solver word            tsit5",
+        "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"};
+    run_result r = run("plugins", "task");
+
+    test_assert_code(r, 0);
+    for (size_t i = 0; i < sizeof needles / sizeof *needles; i++)
+        assert_contains(r.out, needles[i]);
+    test_run_free(&r);
+}
+END_TEST
+
+/* A task plugin (test module ttask) whose field state is larger than its
+ * data: a learned lift, a readout, a task parameter; the gradient through
+ * them agrees with finite differences, training and evaluation run, and
+ * a task that breaks its declarations or lacks ops is refused. */
+START_TEST(test_task_plugin_augmented)
+{
+    static const char ini[] = "[field]\nplugin = linear\n"
+                              "A = -1, 0.3, 0.2, -0.5\n"
+                              "[solver]\nplugin = tsit5\nrtol = 1e-9\n"
+                              "atol = 1e-9\n"
+                              "[adjoint]\nplugin = discrete\n"
+                              "[data]\nsource = ttask\n"
+                              "[train]\nbatch_size = 2\niterations = 50\n"
+                              "lr = 0.05\neval_every = 0\ncheckpoint =\n";
+    const char *cfg = in_dir("aug.ini");
+    run_result r;
+
+    write_all(cfg, ini, sizeof ini - 1);
+    r = run("gradcheck", cfg, "--tol", "1e-6");
+    test_assert_code(r, 0);
+    assert_contains(r.out, "lift.a ");
+    test_run_free(&r);
+    r = run("train", cfg, "--quiet");
+    test_assert_code(r, 0);
+    assert_contains(r.out, "lift.a = ");
+    assert_contains(r.err, "test_loss ");
+    test_run_free(&r);
+    r = run("train", cfg, "-s", "data.lie=saves", "--quiet");
+    test_assert_code(r, 2);
+    assert_contains(r.err, "task plugin 'ttask': a batch of 5 save times");
+    test_run_free(&r);
+    r = run("train", cfg, "-s", "data.source=tbadtask", "--quiet");
+    test_assert_code(r, 2);
+    assert_contains(r.err, "task plugin 'tbadtask' lacks one of");
+    test_run_free(&r);
 }
 END_TEST
 
@@ -1544,6 +1607,8 @@ static Suite *train_suite(void)
     tcase_add_test(tc, test_nonfinite_loss);
     tcase_add_test(tc, test_step_limit_names_iteration);
     tcase_add_test(tc, test_bad_keys);
+    tcase_add_test(tc, test_task_plugins_listed);
+    tcase_add_test(tc, test_task_plugin_augmented);
     tcase_add_test(tc, test_predict);
     tcase_add_test(tc, test_gradcheck);
     tcase_add_test(tc, test_lotka_volterra_recovery);

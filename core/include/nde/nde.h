@@ -1,5 +1,7 @@
 /*
- * nde/nde.h - everything a program or plugin needs.
+ * nde/nde.h - everything a plugin or a program needs from libnde. The
+ * trainer and the data readers (libnde-train, nde-train.pc) are not
+ * included: a program that trains includes <nde/train.h> and <nde/data.h>.
  */
 #ifndef NDE_NDE_H
 #define NDE_NDE_H
@@ -16,8 +18,7 @@
 #include "solve.h"
 #include "adjoint.h"
 #include "regularizer.h"
-#include "data.h"
-#include "train.h"
+#include "task.h"
 
 #ifdef __cplusplus
 extern "C" {

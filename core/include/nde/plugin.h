@@ -58,11 +58,12 @@ typedef enum nde_kind {
     NDE_KIND_FIELD = 1,
     NDE_KIND_SOLVER,
     NDE_KIND_ADJOINT,
-    NDE_KIND_REGULARIZER
+    NDE_KIND_REGULARIZER,
+    NDE_KIND_TASK
 } nde_kind;
-#define NDE_KIND_COUNT 4
+#define NDE_KIND_COUNT 5
 
-/* "field", "solver", "adjoint", "regularizer"; "?" otherwise. */
+/* "field", "solver", "adjoint", "regularizer", "task"; "?" otherwise. */
 NDE_API const char *nde_kind_name(nde_kind kind);
 
 /*

@@ -26,6 +26,7 @@
 #include <gsl/gsl_rng.h>
 
 #include <nde/nde.h>
+#include <nde/data.h>
 
 static nde_ctx *ctx;
 static char tmpdir[] = "/tmp/nde_test_data_XXXXXX";

@@ -36,7 +36,7 @@ static const char *const resume_free_keys[] = {
 #define CKPT_MAX_COMPONENTS 64
 
 /* The plugins of tr's run, in a fixed order: field, solver, adjoint, the
- * regularizers in order. Their count (at most max). */
+ * regularizers in order, the task. Their count (at most max). */
 static size_t run_components(const nde_trainer *tr,
                              const nde_plugin_info **out, size_t max)
 {
@@ -47,6 +47,8 @@ static size_t run_components(const nde_trainer *tr,
     out[n++] = &tr->adj->type->info;
     for (i = 0; i < tr->nregs && n < max; i++)
         out[n++] = &tr->regs[i].r->type->info;
+    if (n < max)
+        out[n++] = &tr->task->type->info;
     return n;
 }
 
@@ -453,7 +455,7 @@ static int read_components(ckpt *c, ckpt_fields *f, nde_ctx *ctx)
         ckpt_component *k = &f->comp[i];
         if (take(c, &k->kind, 4) || take(c, &k->signature, 4))
             return bad(ctx, c->path, "truncated payload");
-        if (k->kind < NDE_KIND_FIELD || k->kind > NDE_KIND_REGULARIZER)
+        if (k->kind < NDE_KIND_FIELD || k->kind > NDE_KIND_COUNT)
             return bad(ctx, c->path, "plugin %zu has kind %u, not one of "
                        "1 to %d", i, k->kind, NDE_KIND_COUNT);
         snprintf(what, sizeof what, "the name of plugin %zu", i);

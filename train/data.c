@@ -22,6 +22,7 @@
 #include <gsl/gsl_rng.h>
 
 #include "nde/nde.h"
+#include "nde/data.h"
 
 /* Longest piece of user text (a cell, an id) quoted in a message. */
 #define QUOTE_MAX 40

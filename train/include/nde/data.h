@@ -18,8 +18,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "api.h"
-#include "status.h"
+#include <nde/api.h>
+#include <nde/status.h>
 
 #ifdef __cplusplus
 extern "C" {

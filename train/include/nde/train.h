@@ -8,6 +8,14 @@
  * compute the loss and its cotangents (t_k, dL/dy(t_k)), run the adjoint,
  * clip the gradient's norm and take an Adam step.
  *
+ * What is fitted is a task plugin (nde/task.h, plugins/tasks/) picked by
+ * [data] source: spiral and field (ODE field) -> windows, field with an
+ * SDE field -> moments, csv -> series, idx -> classify; any other source
+ * names a task plugin. [data] is checked against the task's keys (whose
+ * defaults apply) and nde_data_keys (the built-in tasks' keys, accepted
+ * under any source as before). theta is [field's | task's parameters].
+ * Checkpoints record the task with the other plugins.
+ *
  * Loss (trajectory fitting): the mean squared error over every observed
  * value of the batch (rows x times x components); a NaN target is missing
  * and skipped (neither in the sum nor in the count).
@@ -17,9 +25,10 @@
  * config give the same numbers bit for bit. The [field] section's own
  * `seed` key (mlp) is not used by the trainer.
  *
- * [data] source = spiral: torchdiffeq's ode_demo (methods.md 13.1):
+ * [data] source = spiral: torchdiffeq's ode_demo (Chen et al. 2018):
  * y' = (y^3) A, A = [[-0.1, 2], [-2, -0.1]], y0 = (2, 0), npoints points
- * on [0, t1], the truth solved by tsit5 at rtol 1e-10 / atol 1e-12 plus
+ * on [0, t1], the truth solved by [data] truth_solver (default tsit5) at
+ * rtol 1e-10 / atol 1e-12 plus
  * optional Gaussian noise of standard deviation `noise`. A mini-batch is
  * batch_size windows of batch_time consecutive points starting at distinct
  * random indices in [0, npoints - batch_time]; every window is solved on
@@ -127,13 +136,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
-#include "api.h"
-#include "adjoint.h"
-#include "config.h"
-#include "field.h"
-#include "regularizer.h"
-#include "solve.h"
-#include "status.h"
+#include <nde/nde.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -327,7 +330,8 @@ NDE_API const nde_trajectory *nde_trainer_trajectory(const nde_trainer *tr);
  *     u64 data digest (a 64-bit hash of the data as loaded or generated:
  *         times, observations, series ids, images, labels)
  *     u64 plugin count (1 to 64), then for each plugin of the run (field,
- *         solver, adjoint, the regularizers in order): u32 kind, u32 its
+ *         solver, adjoint, the regularizers in order, the task): u32 kind,
+ *         u32 its
  *         module's build signature, u64 name length, name ([a-z0-9_]+, at
  *         most 64 bytes), u64 version length, version ([A-Za-z0-9._+-]+,
  *         at most 32 bytes; "0" for a descriptor that declares none)

@@ -1,0 +1,451 @@
+/*
+ * The classify task ([data] source = idx): labelled images from IDX
+ * files, a linear encoder (the lift, F features -> dim), the ODE block on
+ * t in [0, 1], a linear decoder (the readout, dim -> C logits) and the
+ * softmax cross-entropy. The contract is nde/train.h's.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_rng.h>
+
+#include "task_util.h"
+
+
+/* Debian's dataset-fashion-mnist files are the default data. */
+#define FASHION_MNIST "/usr/share/datasets/fashion-mnist/"
+
+static const nde_key classify_keys[] = {
+    {"source", NDE_KEY_WORD, NULL, "idx"},
+    {"images", NDE_KEY_TEXT, FASHION_MNIST "train-images-idx3-ubyte.gz",
+     "training images (IDX, gzip or not; relative to the config's "
+     "directory)"},
+    {"labels", NDE_KEY_TEXT, FASHION_MNIST "train-labels-idx1-ubyte.gz",
+     "training labels"},
+    {"test_images", NDE_KEY_TEXT, FASHION_MNIST "t10k-images-idx3-ubyte.gz",
+     "test images"},
+    {"test_labels", NDE_KEY_TEXT, FASHION_MNIST "t10k-labels-idx1-ubyte.gz",
+     "test labels"},
+    {"limit", NDE_KEY_INT, "0",
+     "training examples read (the first ones; 0 = all)"},
+    {"test_limit", NDE_KEY_INT, "0",
+     "test examples read (the first ones; 0 = all)"},
+    {NULL, 0, NULL, NULL}};
+
+static const double t_end = 1.0;
+
+typedef struct classify {
+    nde_dataset *train, *test;
+    size_t F, C;
+    size_t *perm;          /* this epoch's order of the examples          */
+    long perm_epoch;       /* the epoch perm is for (-1: none)            */
+    gsl_rng *perm_rng;
+    double *xb;            /* rows x F: the batch's images                */
+    int *yb;               /* rows: their labels                          */
+    double *y0, *y1;       /* rows x dim: evaluation's chunk              */
+    double *test_prob;     /* ntest x C                                   */
+} classify;
+
+/* theta = [encoder W (D x F, row d = the weights into state d) |
+ * encoder b (D) | decoder W (C x D) | decoder b (C)] */
+#define ENC_W(c, th) (th)
+#define ENC_B(c, D, th) ((th) + (D) * (c)->F)
+#define DEC_W(c, D, th) ((th) + (D) * (c)->F + (D))
+#define DEC_B(c, D, th) (DEC_W(c, D, th) + (c)->C * (D))
+
+/* One pair of IDX files; a file that cannot be read is a bad [data]
+ * entry (NDE_ECONFIG, the reader's message naming the file). */
+static int read_idx_pair(nde_section *dsec, const char *ikey,
+                         const char *lkey, const char *limkey,
+                         nde_dataset **out, nde_ctx *ctx)
+{
+    const char *ipath, *lpath;
+    char *ifull = NULL, *lfull = NULL;
+    long limit;
+    int rc;
+
+    if ((rc = nde_get_string(dsec, ikey, &ipath, ctx)) ||
+        (rc = nde_get_string(dsec, lkey, &lpath, ctx)) ||
+        (rc = task_get_long_min(dsec, limkey, 0, &limit, ctx)))
+        return rc;
+    if (!(ifull = nde_section_path(dsec, ikey, ipath)) ||
+        !(lfull = nde_section_path(dsec, lkey, lpath)))
+        rc = nde_error(ctx, NDE_ENOMEM, "out of memory");
+    else
+        rc = nde_data_read_idx(ifull, lfull, (size_t)limit, out, ctx);
+    free(ifull);
+    free(lfull);
+    if (rc == NDE_EIO) {
+        nde_error_prefix(ctx, "[data] %s, %s", ikey, lkey);
+        rc = NDE_ECONFIG;
+    }
+    return rc;
+}
+
+static int classify_create(nde_task *t, nde_section *dsec,
+                           const nde_task_env *env, nde_ctx *ctx)
+{
+    const size_t D = t->dim;
+    classify *c;
+    int rc;
+
+    if (!(c = t->state = calloc(1, sizeof *c)))
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    if ((rc = task_check_noise(t, dsec, env, 0)) != NDE_OK)
+        return rc;
+    if ((rc = read_idx_pair(dsec, "images", "labels", "limit", &c->train,
+                            ctx)) ||
+        (rc = read_idx_pair(dsec, "test_images", "test_labels", "test_limit",
+                            &c->test, ctx)))
+        return rc;
+    if (c->test->nfeatures != c->train->nfeatures)
+        return nde_section_error(dsec, "test_images", ctx,
+                                 "%zu features per test image, %zu per "
+                                 "training image", c->test->nfeatures,
+                                 c->train->nfeatures);
+    if (c->train->nexamples == 0 || c->test->nexamples == 0)
+        return nde_section_error(dsec, "images", ctx,
+                                 "no examples to train or test on");
+    c->F = c->train->nfeatures;
+    c->C = c->train->nclasses > c->test->nclasses ? c->train->nclasses
+                                                   : c->test->nclasses;
+    if (c->C < 2)
+        return nde_section_error(dsec, "labels", ctx,
+                                 "a single class: nothing to classify");
+    t->nparams = D * c->F + D + c->C * D + c->C;
+    t->input_dim = c->F;
+    t->obs_dim = c->C;
+    t->max_saves = 1;
+    t->max_rows = t->rows;
+    t->ntest = c->test->nexamples;
+    c->perm_epoch = -1;
+    if (!(c->perm = malloc(c->train->nexamples * sizeof *c->perm)) ||
+        !(c->perm_rng = gsl_rng_alloc(gsl_rng_mt19937)) ||
+        !(c->xb = malloc(t->rows * c->F * sizeof *c->xb)) ||
+        !(c->yb = malloc(t->rows * sizeof *c->yb)) ||
+        !(c->y0 = malloc(t->rows * D * sizeof *c->y0)) ||
+        !(c->y1 = malloc(t->rows * D * sizeof *c->y1)) ||
+        !(c->test_prob = malloc(t->ntest * c->C * sizeof *c->test_prob)))
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    return NDE_OK;
+}
+
+static void classify_destroy(nde_task *t)
+{
+    classify *c = t->state;
+
+    if (!c)
+        return;
+    nde_dataset_destroy(c->train);
+    nde_dataset_destroy(c->test);
+    free(c->perm);
+    if (c->perm_rng)
+        gsl_rng_free(c->perm_rng);
+    free(c->xb);
+    free(c->yb);
+    free(c->y0);
+    free(c->y1);
+    free(c->test_prob);
+    free(c);
+}
+
+/* Glorot-uniform weights (Glorot & Bengio 2010, eq. 16) of the encoder and
+ * decoder, biases 0. */
+static int classify_init_params(nde_task *t, double *theta, uint64_t seed)
+{
+    const classify *c = t->state;
+    const size_t D = t->dim, F = c->F, C = c->C;
+    double *we = ENC_W(c, theta), *wd = DEC_W(c, D, theta), a;
+    gsl_rng *r;
+    size_t i;
+
+    if (!(r = gsl_rng_alloc(gsl_rng_mt19937)))
+        return nde_error(t->ctx, NDE_ENOMEM, "out of memory");
+    gsl_rng_set(r, seed);
+    memset(theta, 0, t->nparams * sizeof *theta);
+    a = sqrt(6.0 / (double)(F + D));
+    for (i = 0; i < D * F; i++)
+        we[i] = a * (2.0 * gsl_rng_uniform(r) - 1.0);
+    a = sqrt(6.0 / (double)(D + C));
+    for (i = 0; i < C * D; i++)
+        wd[i] = a * (2.0 * gsl_rng_uniform(r) - 1.0);
+    gsl_rng_free(r);
+    return NDE_OK;
+}
+
+static void classify_param_name(const nde_task *t, size_t i, char *buf,
+                                size_t size)
+{
+    const classify *c = t->state;
+    const size_t D = t->dim, F = c->F, C = c->C;
+
+    if (i < D * F)
+        snprintf(buf, size, "enc.W[%zu,%zu]", i / F, i % F);
+    else if ((i -= D * F) < D)
+        snprintf(buf, size, "enc.b[%zu]", i);
+    else if ((i -= D) < C * D)
+        snprintf(buf, size, "dec.W[%zu,%zu]", i / D, i % D);
+    else
+        snprintf(buf, size, "dec.b[%zu]", i - C * D);
+}
+
+/* Examples iteration * rows ... of the stream made of one random
+ * permutation of the training set per epoch: it depends on the iteration
+ * alone, so a resumed run draws the same batches. */
+static int classify_batch(nde_task *t, const nde_task_draw *draw,
+                          nde_task_batch *b)
+{
+    classify *c = t->state;
+    const nde_dataset *d = c->train;
+    const size_t N = d->nexamples, B = t->rows, F = c->F;
+    size_t r, j;
+
+    for (r = 0; r < B; r++) {
+        const uint64_t k = (uint64_t)draw->iteration * B + r;
+        const long epoch = (long)(k / N);
+        if (epoch != c->perm_epoch) {
+            for (j = 0; j < N; j++)
+                c->perm[j] = j;
+            gsl_rng_set(c->perm_rng,
+                        nde_seed_derive(draw->seed, (uint64_t)epoch));
+            gsl_ran_shuffle(c->perm_rng, c->perm, N, sizeof *c->perm);
+            c->perm_epoch = epoch;
+        }
+        j = c->perm[k % N];
+        memcpy(c->xb + r * F, d->x + j * F, F * sizeof *c->xb);
+        c->yb[r] = d->label[j];
+    }
+    b->t0 = 0.0;
+    b->nsave = 1;
+    b->tsave = &t_end;
+    b->first_ct = 0;
+    b->input = c->xb;
+    return NDE_OK;
+}
+
+/* y0 = x W^T + b for n rows. */
+static void encode(const nde_task *t, const double *theta, const double *x,
+                   size_t n, double *y0)
+{
+    const classify *c = t->state;
+    const size_t D = t->dim, F = c->F;
+    const double *W = ENC_W(c, theta), *bias = ENC_B(c, D, theta);
+    size_t r, d, f;
+
+    for (r = 0; r < n; r++)
+        for (d = 0; d < D; d++) {
+            const double *w = W + d * F, *xr = x + r * F;
+            double s = bias[d];
+            for (f = 0; f < F; f++)
+                s += w[f] * xr[f];
+            y0[r * D + d] = s;
+        }
+}
+
+static int classify_lift(nde_task *t, const double *theta,
+                         const nde_task_batch *b, double *y0)
+{
+    encode(t, theta, b->input, t->rows, y0);
+    return NDE_OK;
+}
+
+static int classify_lift_vjp(nde_task *t, const double *theta,
+                             const nde_task_batch *b, const double *ybar0,
+                             double *thetabar)
+{
+    const classify *c = t->state;
+    const size_t D = t->dim, F = c->F;
+    double *gW = ENC_W(c, thetabar), *gb = ENC_B(c, D, thetabar);
+    size_t r, d, f;
+
+    (void)theta;
+    for (r = 0; r < t->rows; r++)
+        for (d = 0; d < D; d++) {
+            const double g = ybar0[r * D + d];
+            const double *xr = b->input + r * F;
+            double *w = gW + d * F;
+            gb[d] += g;
+            for (f = 0; f < F; f++)
+                w[f] += g * xr[f];
+        }
+    return NDE_OK;
+}
+
+/* Logits y W^T + b of n rows. */
+static void decode(const nde_task *t, const double *theta, const double *y,
+                   size_t n, double *logits)
+{
+    const classify *c = t->state;
+    const size_t D = t->dim, C = c->C;
+    const double *W = DEC_W(c, D, theta), *bias = DEC_B(c, D, theta);
+    size_t r, k, d;
+
+    for (r = 0; r < n; r++)
+        for (k = 0; k < C; k++) {
+            double s = bias[k];
+            for (d = 0; d < D; d++)
+                s += W[k * D + d] * y[r * D + d];
+            logits[r * C + k] = s;
+        }
+}
+
+static int classify_readout(nde_task *t, const double *theta,
+                            const nde_task_batch *b, const double *y,
+                            double *obs)
+{
+    (void)b;
+    decode(t, theta, y, t->rows, obs);
+    return NDE_OK;
+}
+
+static int classify_readout_vjp(nde_task *t, const double *theta,
+                                const nde_task_batch *b, const double *y,
+                                const double *obsbar, double *ybar,
+                                double *thetabar)
+{
+    const classify *c = t->state;
+    const size_t D = t->dim, C = c->C;
+    const double *W = DEC_W(c, D, theta);
+    double *gW = DEC_W(c, D, thetabar), *gb = DEC_B(c, D, thetabar);
+    size_t r, k, d;
+
+    (void)b;
+    for (r = 0; r < t->rows; r++) {
+        double *gyr = ybar + r * D;
+        for (k = 0; k < C; k++) {
+            const double g = obsbar[r * C + k];
+            gb[k] += g;
+            for (d = 0; d < D; d++) {
+                gW[k * D + d] += g * y[r * D + d];
+                gyr[d] += g * W[k * D + d];
+            }
+        }
+    }
+    return NDE_OK;
+}
+
+/* The cross-entropy of n rows of logits summed (log-sum-exp shifted by
+ * the row's largest logit); p gets the softmax probabilities (p may be
+ * logits). */
+static double xent(size_t C, const double *logits, const int *label,
+                   size_t n, double *p)
+{
+    double sum = 0.0;
+    size_t r, k;
+
+    for (r = 0; r < n; r++) {
+        const double *row = logits + r * C;
+        double mx = -HUGE_VAL, z = 0.0, lse;
+        for (k = 0; k < C; k++)
+            if (row[k] > mx)
+                mx = row[k];
+        for (k = 0; k < C; k++)
+            z += exp(row[k] - mx);
+        lse = mx + log(z);
+        sum += lse - row[label[r]];
+        for (k = 0; k < C; k++)
+            p[r * C + k] = exp(row[k] - lse);
+    }
+    return sum;
+}
+
+/* The mean cross-entropy; dL/dlogits = (p - onehot) / rows. */
+static int classify_loss(nde_task *t, const nde_task_batch *b,
+                         const double *obs, double *value, double *obsbar)
+{
+    const classify *c = t->state;
+    const size_t B = t->rows, C = c->C;
+    size_t r, k;
+
+    (void)b;
+    *value = xent(C, obs, c->yb, B, obsbar) / (double)B;
+    for (r = 0; r < B; r++)
+        for (k = 0; k < C; k++)
+            obsbar[r * C + k] =
+                (obsbar[r * C + k] - (c->yb[r] == (int)k ? 1.0 : 0.0)) /
+                (double)B;
+    return NDE_OK;
+}
+
+/* The test set in chunks of batch_size rows: mean cross-entropy and
+ * accuracy. */
+static int classify_evaluate(nde_task *t, const double *theta,
+                             const nde_task_model *m, nde_task_metrics *r)
+{
+    classify *c = t->state;
+    const nde_dataset *d = c->test;
+    const size_t N = d->nexamples, C = c->C;
+    double sum = 0.0;
+    size_t i, n, k, correct = 0;
+    int rc;
+
+    for (i = 0; i < N; i += n) {
+        double *p = c->test_prob + i * C;
+        n = N - i < t->rows ? N - i : t->rows;
+        encode(t, theta, d->x + i * c->F, n, c->y0);
+        if ((rc = m->predict(m, 0.0, c->y0, n, t_end, 1, &t_end, c->y1)) !=
+            NDE_OK)
+            return rc;
+        decode(t, theta, c->y1, n, p);
+        sum += xent(C, p, d->label + i, n, p);
+    }
+    for (i = 0; i < N; i++) {
+        const double *p = c->test_prob + i * C;
+        size_t best = 0;
+        for (k = 1; k < C; k++)
+            if (p[k] > p[best])
+                best = k;
+        correct += (int)best == d->label[i];
+    }
+    r->test_loss = sum / (double)N;
+    r->test_accuracy = (double)correct / (double)N;
+    return NDE_OK;
+}
+
+static uint64_t classify_digest(const nde_task *t)
+{
+    const classify *c = t->state;
+    task_digest d;
+
+    task_digest_init(&d);
+    task_digest_dataset(&d, c->train);
+    task_digest_dataset(&d, c->test);
+    return task_digest_final(&d);
+}
+
+static size_t classify_test_classes(const nde_task *t, const int **label,
+                                    const double **prob)
+{
+    const classify *c = t->state;
+
+    *label = c->test->label;
+    *prob = c->test_prob;
+    return c->C;
+}
+
+static const nde_task_type nde_task_classify = {
+    .info = NDE_TASK_INFO(
+        .name = "classify",
+        .description = "image classification from IDX files (idx): encoder, "
+                       "ODE, decoder, softmax",
+        .keys = classify_keys,
+        .version = "1"),
+    .create = classify_create,
+    .destroy = classify_destroy,
+    .init_params = classify_init_params,
+    .param_name = classify_param_name,
+    .batch = classify_batch,
+    .lift = classify_lift,
+    .lift_vjp = classify_lift_vjp,
+    .readout = classify_readout,
+    .readout_vjp = classify_readout_vjp,
+    .loss = classify_loss,
+    .evaluate = classify_evaluate,
+    .digest = classify_digest,
+    .test_classes = classify_test_classes,
+};
+
+NDE_MODULE(&nde_task_classify.info);

@@ -1,0 +1,295 @@
+/*
+ * The series task ([data] source = csv): time series read by
+ * nde_data_read_csv and split by nde_data_split; a batch is whole series,
+ * each from its first observation, times shifted to start at 0. The
+ * contract is nde/train.h's.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gsl/gsl_randist.h>
+
+#include "task_util.h"
+
+static const nde_key series_keys[] = {
+    {"source", NDE_KEY_WORD, NULL, "csv"},
+    {"path", NDE_KEY_TEXT, "",
+     "the file (series id, t, one column per state; relative to the "
+     "config's directory)"},
+    {"test_fraction", NDE_KEY_DOUBLE, "0.2",
+     "fraction of the series held out for testing"},
+    {NULL, 0, NULL, NULL}};
+
+typedef struct series {
+    nde_dataset *train, *test;
+    const nde_dataset *held;   /* test, or train when test is empty       */
+    size_t nchoices, *choices; /* the training series, for gsl_ran_choose */
+    size_t *pick;              /* rows: the batch's series                */
+    double *tsave;             /* the batch's save times (max_saves)      */
+    double *y0;                /* rows x dim                              */
+    double *target;            /* max_saves x rows x dim                  */
+    size_t *test_n;            /* held-out series' lengths                */
+    const double **test_obs;
+    double **test_pred;        /* into pred_buf                           */
+    double *pred_buf, *tshift; /* tshift: the longest held-out series     */
+} series;
+
+static int series_create(nde_task *t, nde_section *dsec,
+                         const nde_task_env *env, nde_ctx *ctx)
+{
+    const size_t D = t->dim;
+    const char *path;
+    char *full = NULL;
+    nde_dataset *ds = NULL;
+    series *s;
+    double frac;
+    size_t i, j, nmax = 0, total = 0, tmax = 0;
+    int rc;
+
+    if (!(s = t->state = calloc(1, sizeof *s)))
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    if ((rc = task_check_noise(t, dsec, env, 0)) != NDE_OK)
+        return rc;
+    if (!nde_section_has(dsec, "path"))
+        return nde_section_error(dsec, "path", ctx,
+                                 "source = csv needs the file's path");
+    if ((rc = nde_get_string(dsec, "path", &path, ctx)) ||
+        (rc = task_get_double_in(dsec, "test_fraction", 0, 0, 1, 1, &frac,
+                                 ctx)))
+        return rc;
+    if (!(full = nde_section_path(dsec, "path", path)))
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    rc = nde_data_read_csv(full, &ds, ctx);
+    free(full);
+    if (rc != NDE_OK)
+        return rc;
+    if (ds->dim != D) {
+        rc = nde_section_error(dsec, "path", ctx,
+                               "the field's dim (%zu) must equal the data's "
+                               "dim (%zu columns after series id and t)", D,
+                               ds->dim);
+        nde_dataset_destroy(ds);
+        return rc;
+    }
+    for (i = 0; i < ds->nseries; i++)
+        for (j = 0; j < D; j++)
+            if (isnan(ds->series[i].y[j])) {
+                rc = nde_section_error(dsec, "path", ctx,
+                                       "series '%s': its first observation "
+                                       "is its initial state and must have "
+                                       "every component",
+                                       ds->series[i].id);
+                nde_dataset_destroy(ds);
+                return rc;
+            }
+    rc = nde_data_split(ds, frac, nde_seed_derive(env->seed,
+                                                  NDE_STREAM_SPLIT),
+                        &s->train, &s->test, ctx);
+    nde_dataset_destroy(ds);
+    if (rc != NDE_OK)
+        return rc;
+    if (s->train->nseries < t->rows)
+        return nde_error(ctx, NDE_ECONFIG,
+                         "[train] batch_size (%zu) is more than the %zu "
+                         "training series of %s", t->rows,
+                         s->train->nseries, path);
+    /* the test part may be empty (test_fraction 0): evaluate on the
+     * training series then */
+    s->held = s->test->nseries ? s->test : s->train;
+    t->ntest = s->held->nseries;
+    for (i = 0; i < t->ntest; i++) {
+        total += s->held->series[i].npoints;
+        if (s->held->series[i].npoints > tmax)
+            tmax = s->held->series[i].npoints;
+    }
+    s->nchoices = s->train->nseries;
+    for (i = 0; i < s->nchoices; i++)
+        if (s->train->series[i].npoints > nmax)
+            nmax = s->train->series[i].npoints;
+    t->max_saves = nmax * t->rows;
+    s->test_n = calloc(t->ntest, sizeof *s->test_n);
+    s->test_obs = calloc(t->ntest, sizeof *s->test_obs);
+    s->test_pred = calloc(t->ntest, sizeof *s->test_pred);
+    s->pred_buf = malloc(total * D * sizeof *s->pred_buf);
+    s->tshift = malloc(tmax * sizeof *s->tshift);
+    s->choices = malloc(s->nchoices * sizeof *s->choices);
+    s->pick = calloc(t->rows, sizeof *s->pick);
+    s->tsave = malloc(t->max_saves * sizeof *s->tsave);
+    s->y0 = calloc(t->rows * D, sizeof *s->y0);
+    s->target = calloc(t->max_saves * t->rows * D, sizeof *s->target);
+    if (!s->test_n || !s->test_obs || !s->test_pred || !s->pred_buf ||
+        !s->tshift || !s->choices || !s->pick || !s->tsave || !s->y0 ||
+        !s->target)
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    for (i = 0, total = 0; i < t->ntest; i++) {
+        s->test_n[i] = s->held->series[i].npoints;
+        s->test_obs[i] = s->held->series[i].y;
+        s->test_pred[i] = s->pred_buf + total * D;
+        total += s->held->series[i].npoints;
+    }
+    for (i = 0; i < s->nchoices; i++)
+        s->choices[i] = i;
+    t->input_dim = t->obs_dim = D;
+    t->max_rows = t->rows;
+    return NDE_OK;
+}
+
+static void series_destroy(nde_task *t)
+{
+    series *s = t->state;
+
+    if (!s)
+        return;
+    nde_dataset_destroy(s->train);
+    nde_dataset_destroy(s->test);
+    free(s->choices);
+    free(s->pick);
+    free(s->tsave);
+    free(s->y0);
+    free(s->target);
+    free(s->test_n);
+    free(s->test_obs);
+    free(s->test_pred);
+    free(s->pred_buf);
+    free(s->tshift);
+    free(s);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Index of t in the sorted tsave[0..n) (present by construction). */
+static size_t find_time(const double *tsave, size_t n, double t)
+{
+    size_t lo = 0, hi = n;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (tsave[mid] <= t)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* batch_size distinct series; the save times are the union of their
+ * shifted times, a target is NaN where a series has no observation. */
+static int series_batch(nde_task *t, const nde_task_draw *draw,
+                        nde_task_batch *b)
+{
+    series *s = t->state;
+    const size_t D = t->dim, B = t->rows;
+    const nde_dataset *d = s->train;
+    size_t r, j, n = 0, u;
+
+    gsl_ran_choose(draw->rng, s->pick, B, s->choices, s->nchoices,
+                   sizeof *s->pick);
+    for (r = 0; r < B; r++) {
+        const nde_series *e = &d->series[s->pick[r]];
+        for (j = 0; j < e->npoints; j++)
+            s->tsave[n++] = e->t[j] - e->t[0];
+    }
+    qsort(s->tsave, n, sizeof *s->tsave, cmp_double);
+    for (j = u = 0; j < n; j++)
+        if (u == 0 || s->tsave[j] != s->tsave[u - 1])
+            s->tsave[u++] = s->tsave[j];
+    for (j = 0; j < u * B * D; j++)
+        s->target[j] = NAN;
+    for (r = 0; r < B; r++) {
+        const nde_series *e = &d->series[s->pick[r]];
+        memcpy(s->y0 + r * D, e->y, D * sizeof *s->y0);
+        for (j = 0; j < e->npoints; j++) {
+            size_t k = find_time(s->tsave, u, e->t[j] - e->t[0]);
+            memcpy(s->target + (k * B + r) * D, e->y + j * D,
+                   D * sizeof *s->target);
+        }
+    }
+    b->t0 = s->tsave[0];
+    b->nsave = u;
+    b->tsave = s->tsave;
+    b->first_ct = 1;
+    b->input = s->y0;
+    return NDE_OK;
+}
+
+/* The MSE over every observed value (NaN cells skipped). */
+static int series_loss(nde_task *t, const nde_task_batch *b,
+                       const double *obs, double *value, double *obsbar)
+{
+    const series *s = t->state;
+
+    *value = task_mse(obs, s->target, b->nsave * t->rows * t->dim, obsbar);
+    return NDE_OK;
+}
+
+/* Every held-out series predicted from its first point. */
+static int series_evaluate(nde_task *t, const double *theta,
+                           const nde_task_model *m, nde_task_metrics *r)
+{
+    series *s = t->state;
+    const size_t D = t->dim;
+    size_t i, j;
+    int rc;
+
+    (void)theta;
+    for (i = 0; i < t->ntest; i++) {
+        const nde_series *e = &s->held->series[i];
+        const size_t n = e->npoints;
+        for (j = 0; j < n; j++)
+            s->tshift[j] = e->t[j] - e->t[0];
+        if (n < 2) {
+            memcpy(s->test_pred[i], e->y, D * sizeof(double));
+            continue;
+        }
+        if ((rc = m->predict(m, s->tshift[0], e->y, 1, s->tshift[n - 1], n,
+                             s->tshift, s->test_pred[i])) != NDE_OK)
+            return rc;
+    }
+    r->test_loss = task_test_mse(t->ntest, s->test_n, D, s->test_pred,
+                                 s->test_obs);
+    return NDE_OK;
+}
+
+static uint64_t series_digest(const nde_task *t)
+{
+    const series *s = t->state;
+    task_digest d;
+
+    task_digest_init(&d);
+    task_digest_dataset(&d, s->train);
+    task_digest_dataset(&d, s->test);
+    return task_digest_final(&d);
+}
+
+static size_t series_test_series(const nde_task *t, size_t i,
+                                 const char **id, const double **time,
+                                 const double **pred)
+{
+    const series *s = t->state;
+
+    *id = s->held->series[i].id;
+    *time = s->held->series[i].t;
+    *pred = s->test_pred[i];
+    return s->held->series[i].npoints;
+}
+
+static const nde_task_type nde_task_series = {
+    .info = NDE_TASK_INFO(
+        .name = "series",
+        .description = "whole time series from a CSV file (csv)",
+        .keys = series_keys,
+        .version = "1"),
+    .create = series_create,
+    .destroy = series_destroy,
+    .batch = series_batch,
+    .loss = series_loss,
+    .evaluate = series_evaluate,
+    .digest = series_digest,
+    .test_series = series_test_series,
+};
+
+NDE_MODULE(&nde_task_series.info);

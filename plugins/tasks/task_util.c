@@ -1,0 +1,288 @@
+/* Helpers of the trainer and the built-in tasks (task_util.h). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "task_util.h"
+
+#define TRUTH_RTOL 1e-10
+#define TRUTH_ATOL 1e-12
+
+int task_get_long_min(const nde_section *sec, const char *key, long lo,
+                      long *out, nde_ctx *ctx)
+{
+    int rc = nde_get_long(sec, key, out, ctx);
+    if (rc == NDE_OK && *out < lo)
+        return nde_section_error(sec, key, ctx, "%ld is below %ld", *out, lo);
+    return rc;
+}
+
+int task_get_double_in(const nde_section *sec, const char *key, double lo,
+                       int lo_open, double hi, int hi_open, double *out,
+                       nde_ctx *ctx)
+{
+    int rc = nde_get_double(sec, key, out, ctx);
+    if (rc != NDE_OK)
+        return rc;
+    if (*out < lo || (lo_open && *out == lo) || *out > hi ||
+        (hi_open && *out == hi))
+        return nde_section_error(sec, key, ctx, "%g is outside %s%g, %g%s",
+                                 *out, lo_open ? "(" : "[", lo, hi,
+                                 hi_open ? ")" : "]");
+    return NDE_OK;
+}
+
+void task_time_grid(double *t, size_t n, double t1)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        t[i] = t1 * (double)i / (double)(n - 1);
+    t[n - 1] = t1;
+}
+
+int task_solve_truth(nde_ctx *ctx, const char *solver, nde_field *f,
+                     const double *theta, const double *y0, size_t n,
+                     const double *t, double *y)
+{
+    const nde_plugin_info *info;
+    nde_solver *s = NULL;
+    nde_solve_opts o;
+    nde_stats st;
+    int rc;
+
+    if ((rc = nde_plugin_find(ctx, NDE_KIND_SOLVER, solver, &info)) !=
+            NDE_OK ||
+        (rc = nde_solver_create_from(ctx, (const nde_solver_type *)info, f,
+                                     &s)) != NDE_OK)
+        return rc;
+    nde_solve_opts_default(&o, s->type);
+    o.rtol = TRUTH_RTOL;
+    o.atol = TRUTH_ATOL;
+    o.max_steps = TASK_TRUTH_MAX_STEPS;
+    if ((rc = nde_solver_set_batch(s, 1)) == NDE_OK)
+        rc = nde_solve(s, &o, theta, t[0], y0, t[n - 1], n, t, y, &st);
+    if (rc != NDE_OK)
+        nde_error_prefix(ctx, "[data]: solving the true system");
+    nde_solver_destroy(s);
+    return rc;
+}
+
+/* The first few parameter names of f, "a, b, ... (N in all)", for a
+ * message. */
+static void param_names_excerpt(const nde_field *f, char *out, size_t len)
+{
+    char name[128];
+    size_t j, used;
+
+    out[0] = '\0';
+    if (!f->nparams) {
+        snprintf(out, len, "none");
+        return;
+    }
+    for (j = 0; j < f->nparams && j < 6; j++) {
+        nde_field_param_name(f, j, name, sizeof name);
+        used = strlen(out);
+        snprintf(out + used, len - used, "%s%s", j ? ", " : "", name);
+    }
+    used = strlen(out);
+    if (j < f->nparams)
+        snprintf(out + used, len - used, ", ... (%zu in all)", f->nparams);
+}
+
+int task_true_system(nde_ctx *ctx, const nde_task_env *env,
+                     nde_section *dsec, size_t dim, size_t rows,
+                     double *y0, nde_field **fout, double **theta_out)
+{
+    nde_field *f = NULL;
+    double *theta = NULL, *values = NULL;
+    char **names = NULL, buf[128];
+    const char *system;
+    size_t n = 0, i, j;
+    int rc;
+
+    *fout = NULL;
+    *theta_out = NULL;
+    if (!nde_section_has(dsec, "y0"))
+        return nde_section_error(dsec, "y0", ctx,
+                                 "source = field needs the true initial "
+                                 "state");
+    if ((rc = nde_get_string(dsec, "system", &system, ctx)) != NDE_OK)
+        return rc;
+    if (!nde_config_section(env->cfg, system))
+        return nde_section_error(dsec, "system", ctx,
+                                 "the config has no section [%s]", system);
+    if ((rc = nde_get_doubles_n(dsec, "y0", y0, dim, ctx)) != NDE_OK ||
+        (rc = nde_field_create(ctx, env->cfg, system, rows, &f)) != NDE_OK)
+        goto done;
+    if (f->dim != dim) {
+        rc = nde_section_error(dsec, "system", ctx,
+                               "[%s] has %zu states, the model %zu", system,
+                               f->dim, dim);
+        goto done;
+    }
+    if (!(theta = calloc(f->nparams + 1, sizeof *theta))) {
+        rc = nde_error(ctx, NDE_ENOMEM, "out of memory");
+        goto done;
+    }
+    if ((rc = nde_field_init_params(f, theta,
+                                    nde_seed_derive(env->seed,
+                                                    NDE_STREAM_INIT))) !=
+        NDE_OK)
+        goto done;
+    if (nde_section_has(dsec, "true_params") &&
+        (rc = nde_get_assigns(dsec, "true_params", &names, &values, &n,
+                              ctx)) != NDE_OK)
+        goto done;
+    for (i = 0; i < n; i++) {
+        for (j = 0; j < f->nparams; j++) {
+            nde_field_param_name(f, j, buf, sizeof buf);
+            if (strcmp(buf, names[i]) == 0)
+                break;
+        }
+        if (j == f->nparams) {
+            char known[300];
+            param_names_excerpt(f, known, sizeof known);
+            rc = nde_section_error(dsec, "true_params", ctx,
+                                   "[%s] has no parameter '%s'; its "
+                                   "parameters: %s",
+                                   system, names[i], known);
+            goto done;
+        }
+        theta[j] = values[i];
+    }
+done:
+    nde_strings_free(names);
+    free(values);
+    if (rc == NDE_OK) {
+        *fout = f;
+        *theta_out = theta;
+    } else {
+        free(theta);
+        nde_field_destroy(f);
+    }
+    return rc;
+}
+
+double task_mse(const double *y, const double *target, size_t n, double *g)
+{
+    double sum = 0.0, scale;
+    size_t i, count = 0;
+
+    for (i = 0; i < n; i++) {
+        double r = y[i] - target[i];
+        if (isnan(target[i])) {
+            g[i] = 0.0;
+            continue;
+        }
+        g[i] = r;
+        sum += r * r;
+        count++;
+    }
+    if (count == 0)
+        return NAN;
+    scale = 2.0 / (double)count;
+    for (i = 0; i < n; i++)
+        g[i] *= scale;
+    return sum / (double)count;
+}
+
+double task_test_mse(size_t ntest, const size_t *n, size_t dim,
+                     double *const *pred, const double *const *obs)
+{
+    double sum = 0.0;
+    size_t i, j, count = 0;
+
+    for (i = 0; i < ntest; i++)
+        for (j = 0; j < n[i] * dim; j++) {
+            double d = pred[i][j] - obs[i][j];
+            if (isnan(obs[i][j]))
+                continue;
+            sum += d * d;
+            count++;
+        }
+    return count ? sum / (double)count : NAN;
+}
+
+#define DIGEST_K UINT64_C(0x9e3779b97f4a7c15)
+
+static uint64_t digest_mix(uint64_t h, uint64_t w)
+{
+    h = (h ^ w) * DIGEST_K;
+    return h ^ (h >> 29);
+}
+
+void task_digest_init(task_digest *d)
+{
+    d->h[0] = 1;
+    d->h[1] = 2;
+    d->h[2] = 3;
+    d->h[3] = 4;
+}
+
+void task_digest_bytes(task_digest *d, const void *p, size_t len)
+{
+    const unsigned char *b = p;
+    uint64_t w[4], h0 = digest_mix(d->h[0], len), h1 = d->h[1],
+                   h2 = d->h[2], h3 = d->h[3];
+    size_t chunk;
+
+    for (; len > 0; b += chunk, len -= chunk) {
+        chunk = len < sizeof w ? len : sizeof w;
+        memset(w, 0, sizeof w);
+        memcpy(w, b, chunk);
+        h0 = digest_mix(h0, w[0]);
+        h1 = digest_mix(h1, w[1]);
+        h2 = digest_mix(h2, w[2]);
+        h3 = digest_mix(h3, w[3]);
+    }
+    d->h[0] = h0;
+    d->h[1] = h1;
+    d->h[2] = h2;
+    d->h[3] = h3;
+}
+
+void task_digest_dataset(task_digest *d, const nde_dataset *ds)
+{
+    size_t i;
+
+    if (!ds)
+        return;
+    for (i = 0; i < ds->nseries; i++) {
+        const nde_series *s = &ds->series[i];
+        task_digest_bytes(d, s->id, strlen(s->id));
+        task_digest_bytes(d, s->t, s->npoints * sizeof *s->t);
+        task_digest_bytes(d, s->y, s->npoints * ds->dim * sizeof *s->y);
+    }
+    if (ds->x)
+        task_digest_bytes(d, ds->x,
+                          ds->nexamples * ds->nfeatures * sizeof *ds->x);
+    if (ds->label)
+        task_digest_bytes(d, ds->label, ds->nexamples * sizeof *ds->label);
+}
+
+uint64_t task_digest_final(const task_digest *d)
+{
+    uint64_t h = 0;
+    size_t i;
+
+    for (i = 0; i < 4; i++)
+        h = digest_mix(h, d->h[i]);
+    return h;
+}
+
+int task_check_noise(nde_task *t, nde_section *dsec, const nde_task_env *env,
+                     int sde)
+{
+    const int is_sde = env->field->noise != NDE_NOISE_NONE;
+
+    if (is_sde == sde)
+        return NDE_OK;
+    return nde_section_error(dsec, "source", t->ctx,
+                             "task '%s' fits %s, and the field %s",
+                             t->type->info.name,
+                             sde ? "the moments of an SDE's sample paths"
+                                 : "deterministic trajectories or outputs",
+                             is_sde ? "is an SDE" : "has no diffusion");
+}

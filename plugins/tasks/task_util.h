@@ -1,0 +1,86 @@
+/*
+ * What the shipped task plugins share (compiled into each module):
+ * bounded key getters, the data digest, the true system of generated
+ * data, the mean squared error.
+ */
+#ifndef NDE_TASK_UTIL_H
+#define NDE_TASK_UTIL_H
+
+#include <stdint.h>
+
+#include "nde/nde.h"
+#include "nde/data.h"
+#include "nde/train.h"
+
+/* The keys of generated data: observation times and the true system. */
+#define TASK_GENERATED_KEYS                                                  \
+    {"npoints", NDE_KEY_INT, "1000", "observation times on [0, t1]"},       \
+    {"t1", NDE_KEY_DOUBLE, "25", "end of the observed interval"},            \
+    {"y0", NDE_KEY_DOUBLES, "",                                              \
+     "source = field: the true initial state"},                              \
+    {"system", NDE_KEY_WORD, "field",                                        \
+     "source = field: the section of the true system: the model's own "      \
+     "[field], or a [field.NAME] section (e.g. an expr SDE as the truth "    \
+     "of a neural SDE)"},                                                    \
+    {"true_params", NDE_KEY_ASSIGNS, "",                                     \
+     "source = field: the true system's parameters by the names the "        \
+     "field gives them (a=1.5, b[0]=2, W1[0,1]=0, theta[3]=1); others "      \
+     "keep the field's initial values"}
+
+/* NDE_OK when the model's kind suits the task: an SDE field (sde = 1) or
+ * an ODE field (sde = 0); else NDE_ECONFIG naming [data] source. */
+int task_check_noise(nde_task *t, nde_section *dsec, const nde_task_env *env,
+                     int sde);
+
+/* An integer key of at least lo; a number in [lo, hi] (open ends when
+ * lo_open / hi_open). Errors name the section and key. */
+int task_get_long_min(const nde_section *sec, const char *key, long lo,
+                      long *out, nde_ctx *ctx);
+int task_get_double_in(const nde_section *sec, const char *key, double lo,
+                       int lo_open, double hi, int hi_open, double *out,
+                       nde_ctx *ctx);
+
+/* The solves that make data take at most this many steps. */
+#define TASK_TRUTH_MAX_STEPS 10000000L
+
+/* linspace(0, t1, n) into t (n >= 2), its last point exactly t1. */
+void task_time_grid(double *t, size_t n, double t1);
+
+/* The true system of source = field ([data] system, default the model's
+ * [field]) for `rows` rows, with [data] true_params in *theta (malloc'd)
+ * and [data] y0 in y0 (dim). */
+int task_true_system(nde_ctx *ctx, const nde_task_env *env,
+                     nde_section *dsec, size_t dim, size_t rows,
+                     double *y0, nde_field **fout, double **theta_out);
+
+/* Solve f from y0 at the n times t, tight tolerances, with the solver
+ * named `solver` into y (n x dim). */
+int task_solve_truth(nde_ctx *ctx, const char *solver, nde_field *f,
+                     const double *theta, const double *y0, size_t n,
+                     const double *t, double *y);
+
+/* The mean squared error over every observed value of n entries (a NaN
+ * target is missing) and its gradient in g; NAN when nothing is
+ * observed. */
+double task_mse(const double *y, const double *target, size_t n, double *g);
+
+/* The test MSE of ntest predicted series (pred[i], obs[i]: n[i] x dim),
+ * NaN observations skipped; NAN when none is observed. */
+double task_test_mse(size_t ntest, const size_t *n, size_t dim,
+                     double *const *pred, const double *const *obs);
+
+/* A 64-bit hash of a task's data for checkpoints to compare (not a
+ * cryptographic one): each array's length, then its bytes as 8-byte
+ * words dealt to four lanes, each step h = (h ^ w) * K, h ^= h >> 29
+ * (invertible in h and in w, so one changed word always changes its
+ * lane). Independent lanes run at memory speed. */
+typedef struct task_digest {
+    uint64_t h[4];
+} task_digest;
+
+void task_digest_init(task_digest *d);
+void task_digest_bytes(task_digest *d, const void *p, size_t len);
+void task_digest_dataset(task_digest *d, const nde_dataset *ds);
+uint64_t task_digest_final(const task_digest *d);
+
+#endif

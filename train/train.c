@@ -1,0 +1,1276 @@
+/*
+ * The trainer: one loop over a task (nde/task.h): draw a batch, lift it to
+ * the initial states, one batched forward solve, readout, the task's loss
+ * and its cotangents, the regularizers, one adjoint pass, Adam.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <gsl/gsl_rng.h>
+
+#include "train_internal.h"
+
+const nde_key nde_train_keys[] = {
+    {"iterations", NDE_KEY_INT, "2000", "total training iterations"},
+    {"batch_size", NDE_KEY_INT, "20", "rows (windows) per mini-batch"},
+    {"lr", NDE_KEY_DOUBLE, "1e-3", "Adam learning rate"},
+    {"seed", NDE_KEY_INT, "1",
+     "seed of every random stream (batches, initialisation, noise)"},
+    {"eval_every", NDE_KEY_INT, "100",
+     "evaluate on the held-out set every this many iterations (0 = only at "
+     "the end)"},
+    {"checkpoint", NDE_KEY_TEXT, "", "checkpoint file (none if absent)"},
+    {"checkpoint_every", NDE_KEY_INT, "500",
+     "write the checkpoint every this many iterations (0 = only at the "
+     "end)"},
+    {"metrics", NDE_KEY_TEXT, "",
+     "metrics file: one JSON object per iteration (none if absent)"},
+    {"lr_decay", NDE_KEY_DOUBLE, "1",
+     "learning rate of iteration i (from 0) is lr * lr_decay^i"},
+    {"beta1", NDE_KEY_DOUBLE, "0.9", "Adam first-moment decay"},
+    {"beta2", NDE_KEY_DOUBLE, "0.999", "Adam second-moment decay"},
+    {"eps", NDE_KEY_DOUBLE, "1e-8", "Adam denominator guard"},
+    {"weight_decay", NDE_KEY_DOUBLE, "0",
+     "L2 penalty added to the gradient (as torch.optim.Adam)"},
+    {"clip", NDE_KEY_DOUBLE, "0",
+     "clip the gradient's Euclidean norm to this (0 = off)"},
+    {"data_changed", NDE_KEY_WORD, "warn",
+     "on --resume, data that differ from the checkpoint's (by digest): "
+     "warn | refuse"},
+    {"loss", NDE_KEY_WORD, "auto",
+     "time series: mse | moments (mean and variance of the batch's paths "
+     "against the data's, SDE fields only); auto = mse for ODE fields, "
+     "moments for SDE fields"},
+    {NULL, 0, NULL, NULL}};
+
+/* [data]: source, and the keys of the built-in tasks' sources, accepted
+ * under any source as the first releases did; their defaults and meaning
+ * are the task's (`nde plugins task`). */
+const nde_key nde_data_keys[] = {
+    {"source", NDE_KEY_WORD, NULL,
+     "where the data come from: spiral | field | csv | idx, or a task "
+     "plugin's name"},
+    {"npoints", NDE_KEY_INT, "", "windows, moments"},
+    {"t1", NDE_KEY_DOUBLE, "", "windows, moments"},
+    {"batch_time", NDE_KEY_INT, "", "windows"},
+    {"noise", NDE_KEY_DOUBLE, "", "windows"},
+    {"y0", NDE_KEY_DOUBLES, "", "windows, moments"},
+    {"system", NDE_KEY_WORD, "", "windows, moments"},
+    {"true_params", NDE_KEY_ASSIGNS, "", "windows, moments"},
+    {"truth_solver", NDE_KEY_WORD, "", "windows"},
+    {"path", NDE_KEY_TEXT, "", "series"},
+    {"test_fraction", NDE_KEY_DOUBLE, "", "series"},
+    {"images", NDE_KEY_TEXT, "", "classify"},
+    {"labels", NDE_KEY_TEXT, "", "classify"},
+    {"test_images", NDE_KEY_TEXT, "", "classify"},
+    {"test_labels", NDE_KEY_TEXT, "", "classify"},
+    {"limit", NDE_KEY_INT, "", "classify"},
+    {"test_limit", NDE_KEY_INT, "", "classify"},
+    {"paths", NDE_KEY_INT, "", "moments"},
+    {"dt", NDE_KEY_DOUBLE, "", "moments"},
+    {"seed", NDE_KEY_INT, "", "moments"},
+    {"eval_paths", NDE_KEY_INT, "", "moments"},
+    {NULL, 0, NULL, NULL}};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+
+/* ---- settings ----------------------------------------------------------- */
+
+static int get_long_min(const nde_section *sec, const char *key, long lo,
+                        long *out, nde_ctx *ctx)
+{
+    int rc = nde_get_long(sec, key, out, ctx);
+    if (rc == NDE_OK && *out < lo)
+        return nde_section_error(sec, key, ctx, "%ld is below %ld", *out, lo);
+    return rc;
+}
+
+static int get_double_in(const nde_section *sec, const char *key, double lo,
+                         int lo_open, double hi, int hi_open, double *out,
+                         nde_ctx *ctx)
+{
+    int rc = nde_get_double(sec, key, out, ctx);
+    if (rc != NDE_OK)
+        return rc;
+    if (*out < lo || (lo_open && *out == lo) || *out > hi ||
+        (hi_open && *out == hi))
+        return nde_section_error(sec, key, ctx, "%g is outside %s%g, %g%s",
+                                 *out, lo_open ? "(" : "[", lo, hi,
+                                 hi_open ? ")" : "]");
+    return NDE_OK;
+}
+
+static int optional_text(const nde_section *sec, const char *key,
+                         const char **out, nde_ctx *ctx)
+{
+    *out = NULL;
+    if (!nde_section_has(sec, key))
+        return NDE_OK;
+    int rc = nde_get_string(sec, key, out, ctx);
+    if (rc == NDE_OK && **out == '\0')
+        *out = NULL;
+    return rc;
+}
+
+static int read_settings(nde_train_settings *s, nde_section *sec,
+                         nde_ctx *ctx)
+{
+    const nde_key *const tables[] = {nde_train_keys, NULL};
+    const char *changed;
+    long seed;
+    int rc;
+
+    if ((rc = nde_section_check(sec, tables, ctx)) != NDE_OK ||
+        (rc = get_long_min(sec, "iterations", 0, &s->iterations, ctx)) ||
+        (rc = get_long_min(sec, "batch_size", 1, &s->batch_size, ctx)) ||
+        (rc = get_long_min(sec, "eval_every", 0, &s->eval_every, ctx)) ||
+        (rc = get_long_min(sec, "checkpoint_every", 0, &s->checkpoint_every,
+                           ctx)) ||
+        (rc = get_long_min(sec, "seed", 0, &seed, ctx)) ||
+        (rc = get_double_in(sec, "lr", 0, 1, HUGE_VAL, 0, &s->lr, ctx)) ||
+        (rc = get_double_in(sec, "lr_decay", 0, 1, 1, 0, &s->lr_decay,
+                            ctx)) ||
+        (rc = get_double_in(sec, "beta1", 0, 0, 1, 1, &s->beta1, ctx)) ||
+        (rc = get_double_in(sec, "beta2", 0, 0, 1, 1, &s->beta2, ctx)) ||
+        (rc = get_double_in(sec, "eps", 0, 1, HUGE_VAL, 0, &s->eps, ctx)) ||
+        (rc = get_double_in(sec, "weight_decay", 0, 0, HUGE_VAL, 0,
+                            &s->weight_decay, ctx)) ||
+        (rc = get_double_in(sec, "clip", 0, 0, HUGE_VAL, 0, &s->clip, ctx)) ||
+        (rc = optional_text(sec, "checkpoint", &s->checkpoint, ctx)) ||
+        (rc = optional_text(sec, "metrics", &s->metrics, ctx)) ||
+        (rc = nde_get_string(sec, "data_changed", &changed, ctx)))
+        return rc;
+    if (strcmp(changed, "warn") != 0 && strcmp(changed, "refuse") != 0)
+        return nde_section_error(sec, "data_changed", ctx,
+                                 "'%s' is neither warn nor refuse", changed);
+    s->refuse_changed_data = strcmp(changed, "refuse") == 0;
+    s->seed = (uint64_t)seed;
+    return NDE_OK;
+}
+
+
+/* ---- SDE fields: moments of sample paths --------------------------------- */
+
+double nde_moments_loss(const double *y, size_t nsave, size_t B, size_t dim,
+                        const double *M, const double *V, double *g,
+                        double *mean, double *var)
+{
+    const double count = (double)(nsave * dim);
+    double sum = 0.0;
+    size_t k, b, d;
+
+    if (B < 2 || nsave == 0 || dim == 0)
+        return NAN;
+    for (k = 0; k < nsave; k++)
+        for (d = 0; d < dim; d++) {
+            const double *yk = y + k * B * dim + d;
+            double m = 0.0, v = 0.0, em, ev;
+            for (b = 0; b < B; b++)
+                m += yk[b * dim];
+            m /= (double)B;
+            for (b = 0; b < B; b++)
+                v += (yk[b * dim] - m) * (yk[b * dim] - m);
+            v /= (double)(B - 1);
+            em = m - M[k * dim + d];
+            ev = v - V[k * dim + d];
+            sum += em * em + ev * ev;
+            if (mean)
+                mean[k * dim + d] = m;
+            if (var)
+                var[k * dim + d] = v;
+            if (!g)
+                continue;
+            /* dm/dy_b = 1/B; dv/dy_b = 2 (y_b - m) / (B - 1) (the terms
+             * through m cancel: the deviations sum to zero) */
+            for (b = 0; b < B; b++)
+                g[(k * B + b) * dim + d] =
+                    (2.0 * em / (double)B +
+                     4.0 * ev * (yk[b * dim] - m) / (double)(B - 1)) /
+                    count;
+        }
+    return sum / count;
+}
+
+/* The Brownian path of a training iteration, and the evaluation's. */
+static uint64_t brownian_seed(const nde_trainer *tr, uint64_t i)
+{
+    return nde_seed_derive(nde_seed_derive(tr->set.seed, NDE_STREAM_BROWNIAN),
+                           i);
+}
+#define EVAL_PATH UINT64_MAX
+
+/* ---- regularizers -------------------------------------------------------- */
+
+#define RECORD_NEEDS                                                         \
+    (NDE_NEEDS_STEPS | NDE_NEEDS_DENSE | NDE_NEEDS_ERROR_EST |               \
+     NDE_NEEDS_STIFFNESS)
+
+/* What a training solve with adjoint a records: the union of the
+ * adjoint's and the regularizers' needs; a regularizer that reads the
+ * states of steps gets every one of them. */
+static void record_for(const nde_trainer *tr, const nde_adjoint *a,
+                       unsigned *record, size_t *max_states)
+{
+    unsigned reg = 0;
+    size_t i;
+
+    for (i = 0; i < tr->nregs; i++)
+        reg |= tr->regs[i].r->needs & RECORD_NEEDS;
+    *record = a->record | reg;
+    *max_states = (reg & (NDE_NEEDS_STEPS | NDE_NEEDS_DENSE))
+                      ? 0
+                      : a->max_states;
+}
+
+static int push_regularizer(nde_trainer *tr, const char *name,
+                            nde_regularizer *r, const nde_weight_schedule *w)
+{
+    nde_train_reg *regs, *g;
+
+    if (!(regs = realloc(tr->regs, (tr->nregs + 1) * sizeof *regs)))
+        return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    tr->regs = regs;
+    g = &regs[tr->nregs];
+    memset(g, 0, sizeof *g);
+    if (!(g->name = strdup(name)))
+        return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    g->r = r;
+    g->w = *w;
+    g->value = NAN;
+    tr->nregs++;
+    return NDE_OK;
+}
+
+/* Every [regularizer.NAME] section, in the config's order. */
+static int regs_create(nde_trainer *tr)
+{
+    const size_t n = nde_config_nsections(tr->cfg);
+    static const char prefix[] = "regularizer.";
+    nde_weight_schedule w;
+    nde_regularizer *r;
+    size_t i;
+    int rc;
+
+    for (i = 0; i < n; i++) {
+        const char *name = nde_section_name(nde_config_section_at(tr->cfg, i));
+        if (strncmp(name, prefix, sizeof prefix - 1) != 0)
+            continue;
+        if ((rc = nde_regularizer_create(tr->ctx, tr->cfg, name, tr->solver,
+                                         &w, &r)) != NDE_OK)
+            return rc;
+        if ((rc = push_regularizer(tr, name + sizeof prefix - 1, r, &w)) !=
+            NDE_OK) {
+            nde_regularizer_destroy(r);
+            return rc;
+        }
+    }
+    return NDE_OK;
+}
+
+/* The buffers that depend on the number of regularizers, and the record
+ * of the training solve (its flags depend on them). */
+static int regs_alloc(nde_trainer *tr)
+{
+    const size_t E = NDE_REGULARIZER_MAX_EXTRA * tr->nregs;
+    const size_t per = tr->B * tr->dim, ns = tr->Tcap + E;
+    nde_trajectory *traj;
+    unsigned record;
+    size_t max_states;
+
+    record_for(tr, tr->adj, &record, &max_states);
+    if (!(traj = nde_trajectory_create(record, max_states)))
+        return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    nde_trajectory_destroy(tr->traj);
+    tr->traj = traj;
+    if (tr->nregs == 0)
+        return NDE_OK;
+    free(tr->reg_grad);
+    free(tr->tk);
+    free(tr->solve_t);
+    free(tr->slot);
+    free(tr->ysolve);
+    free(tr->extra_t);
+    free(tr->extra_y);
+    tr->reg_grad = calloc(tr->P + 1, sizeof *tr->reg_grad);
+    tr->tk = calloc(tr->Tcap, sizeof *tr->tk);
+    tr->solve_t = calloc(ns, sizeof *tr->solve_t);
+    tr->slot = calloc(ns, sizeof *tr->slot);
+    tr->ysolve = calloc(ns * per, sizeof *tr->ysolve);
+    tr->extra_t = calloc(E, sizeof *tr->extra_t);
+    tr->extra_y = calloc(E * per, sizeof *tr->extra_y);
+    tr->extra_cap = E;
+    if (!tr->reg_grad || !tr->tk || !tr->solve_t || !tr->slot ||
+        !tr->ysolve || !tr->extra_t || !tr->extra_y)
+        return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    return NDE_OK;
+}
+
+/* t between a and b (either order). */
+static int between(double t, double a, double b)
+{
+    return a <= b ? (t >= a && t <= b) : (t <= a && t >= b);
+}
+
+/* Stretch t of [t0, t1] onto [t0, t1s]. */
+static double stretch(double t, double t0, double t1, double t1s)
+{
+    double u;
+
+    if (t == t1)
+        return t1s;
+    u = t0 + (t - t0) * ((t1s - t0) / (t1 - t0));
+    return between(u, t0, t1s) ? u : (fabs(u - t0) < fabs(u - t1s) ? t0
+                                                                   : t1s);
+}
+
+/* before_solve of every regularizer, in order: the solve's end *t1 (moved
+ * by STEER) and the extra save times, stretched along when t1 moves. */
+static int regs_before(nde_trainer *tr, double t0, double *t1)
+{
+    const uint64_t base = nde_seed_derive(
+        nde_seed_derive(tr->set.seed, NDE_STREAM_REGULARIZER),
+        (uint64_t)tr->iter);
+    nde_solve_request req;
+    size_t j, e;
+    int rc;
+
+    tr->nextra = 0;
+    for (j = 0; j < tr->nregs; j++) {
+        nde_train_reg *g = &tr->regs[j];
+        g->first = tr->nextra;
+        g->nextra = 0;
+        if (!g->r->type->before_solve)
+            continue;
+        memset(&req, 0, sizeof req);
+        req.t0 = t0;
+        req.t1 = *t1;
+        if ((rc = g->r->type->before_solve(g->r, &req,
+                                           nde_seed_derive(base, j))) !=
+            NDE_OK) {
+            nde_error_prefix(tr->ctx, "regularizer '%s'", g->name);
+            return rc;
+        }
+        if (req.t1 != *t1) {
+            if (!isfinite(req.t1) || req.t1 == t0 ||
+                (req.t1 > t0) != (*t1 > t0))
+                return nde_error(tr->ctx, NDE_EINVAL,
+                                 "regularizer '%s' moved the end time to %g "
+                                 "(the solve starts at %g and ends at %g)",
+                                 g->name, req.t1, t0, *t1);
+            for (e = 0; e < tr->nextra; e++)
+                tr->extra_t[e] = stretch(tr->extra_t[e], t0, *t1, req.t1);
+            *t1 = req.t1;
+        }
+        if (req.nextra > NDE_REGULARIZER_MAX_EXTRA)
+            return nde_error(tr->ctx, NDE_EINVAL,
+                             "regularizer '%s' asked for %zu extra save "
+                             "times (at most %d)", g->name, req.nextra,
+                             NDE_REGULARIZER_MAX_EXTRA);
+        for (e = 0; e < req.nextra; e++) {
+            if (!between(req.extra_save[e], t0, *t1))
+                return nde_error(tr->ctx, NDE_EINVAL,
+                                 "regularizer '%s': extra save time %g is "
+                                 "outside the solve [%g, %g]", g->name,
+                                 req.extra_save[e], t0, *t1);
+            tr->extra_t[tr->nextra++] = req.extra_save[e];
+        }
+        g->nextra = req.nextra;
+    }
+    return NDE_OK;
+}
+
+/* The solve's save times: the n data times ts of [t0, t1] stretched onto
+ * [t0, t1s] (into tk) merged in the direction of the solve with the extra
+ * times; slot[j] = k for data time k, n + e for extra time e. */
+static void plan_saves(nde_trainer *tr, double t0, double t1, double t1s,
+                       const double *ts, size_t n)
+{
+    const double d = t1s >= t0 ? 1.0 : -1.0;
+    size_t k = 0, j, e, next, last = 0;
+    int have_last = 0;
+
+    for (k = 0; k < n; k++)
+        tr->tk[k] = t1s == t1 ? ts[k] : stretch(ts[k], t0, t1, t1s);
+    tr->nsolve = n + tr->nextra;
+    for (j = k = 0; j < tr->nsolve; j++) {
+        /* the earliest extra time after the last one taken (ties by
+         * index), so equal times keep the order asked */
+        next = tr->nextra;
+        for (e = 0; e < tr->nextra; e++) {
+            const double te = d * tr->extra_t[e];
+            if (have_last &&
+                (te < d * tr->extra_t[last] ||
+                 (te == d * tr->extra_t[last] && e <= last)))
+                continue;
+            if (next == tr->nextra || te < d * tr->extra_t[next])
+                next = e;
+        }
+        if (next < tr->nextra &&
+            (k == n || d * tr->extra_t[next] < d * tr->tk[k])) {
+            tr->solve_t[j] = tr->extra_t[next];
+            tr->slot[j] = n + next;
+            last = next;
+            have_last = 1;
+        } else {
+            tr->solve_t[j] = tr->tk[k];
+            tr->slot[j] = k++;
+        }
+    }
+}
+
+/* The saved states to the data rows (ydata, n times) and extra_y. */
+static void gather_saves(nde_trainer *tr, double *ydata, size_t n)
+{
+    const size_t per = tr->B * tr->dim;
+    size_t j;
+
+    for (j = 0; j < tr->nsolve; j++) {
+        const size_t s = tr->slot[j];
+        memcpy(s < n ? ydata + s * per : tr->extra_y + (s - n) * per,
+               tr->ysolve + j * per, per * sizeof *ydata);
+    }
+}
+
+/* after_solve of every regularizer: their weighted sum into *reg, their
+ * direct gradient into reg_grad, their NFE into st; their cotangents are
+ * kept for merge_cotangents. */
+static int regs_after(nde_trainer *tr, const nde_solve_opts *o,
+                      const nde_trajectory *traj, const double *theta,
+                      double t0, double t1s, nde_stats *st, double *reg)
+{
+    const size_t per = tr->B * tr->dim;
+    nde_regularizer_input in;
+    nde_regularizer_output out;
+    size_t j, c;
+    int rc;
+
+    *reg = 0.0;
+    memset(tr->reg_grad, 0, tr->P * sizeof *tr->reg_grad);
+    for (j = 0; j < tr->nregs; j++) {
+        nde_train_reg *g = &tr->regs[j];
+        memset(&in, 0, sizeof in);
+        memset(&out, 0, sizeof out);
+        in.solver = tr->solver;
+        in.opts = o;
+        in.fwd = traj;
+        in.theta = theta;
+        in.t0 = t0;
+        in.t1 = t1s;
+        in.extra_y = tr->extra_y + g->first * per;
+        in.nextra = g->nextra;
+        in.weight = nde_weight_at(&g->w, tr->iter, tr->set.iterations);
+        out.thetabar = tr->reg_grad;
+        g->ct = NULL;
+        g->nct = 0;
+        rc = g->r->type->after_solve(g->r, &in, &out);
+        st->nfe += out.nfe;
+        st->nfe_backward += out.nvjp;
+        if (rc != NDE_OK) {
+            nde_error_prefix(tr->ctx, "regularizer '%s'", g->name);
+            return rc;
+        }
+        if (!isfinite(out.value))
+            return nde_error(tr->ctx, NDE_ENONFINITE,
+                             "regularizer '%s': its value is not finite "
+                             "(%g)", g->name, out.value);
+        for (c = 0; c < out.nct; c++)
+            if (!out.ct || !between(out.ct[c].t, t0, t1s))
+                return nde_error(tr->ctx, NDE_EINVAL,
+                                 "regularizer '%s': cotangent %zu at %g is "
+                                 "outside the solve [%g, %g]", g->name, c,
+                                 out.ct ? out.ct[c].t : NAN, t0, t1s);
+        g->value = out.value;
+        g->ct = out.ct;
+        g->nct = out.nct;
+        *reg += in.weight * out.value;
+    }
+    /* a regularizer may have used the solver's workspace */
+    return nde_solver_set_batch(tr->solver, tr->B);
+}
+
+/* The loss's cotangents and the regularizers' in one list sorted by time
+ * in the direction of the solve (stable: equal times keep their order and
+ * add in the adjoint). */
+static int merge_cotangents(nde_trainer *tr, const nde_cotangent *ct,
+                            size_t nct, double t0, double t1s,
+                            const nde_cotangent **out, size_t *nout)
+{
+    const double d = t1s >= t0 ? 1.0 : -1.0;
+    size_t n = nct, j, i;
+
+    for (j = 0; j < tr->nregs; j++)
+        n += tr->regs[j].nct;
+    if (n > tr->ct_cap) {
+        nde_cotangent *p = realloc(tr->ct_all, n * sizeof *p);
+        if (!p)
+            return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+        tr->ct_all = p;
+        tr->ct_cap = n;
+    }
+    memcpy(tr->ct_all, ct, nct * sizeof *ct);
+    n = nct;
+    for (j = 0; j < tr->nregs; j++)
+        for (i = 0; i < tr->regs[j].nct; i++) {
+            /* insertion: the lists are short or nearly sorted */
+            const nde_cotangent c = tr->regs[j].ct[i];
+            size_t k = n++;
+            while (k > 0 && d * tr->ct_all[k - 1].t > d * c.t) {
+                tr->ct_all[k] = tr->ct_all[k - 1];
+                k--;
+            }
+            tr->ct_all[k] = c;
+        }
+    *out = tr->ct_all;
+    *nout = n;
+    return NDE_OK;
+}
+/* ---- composition --------------------------------------------------------- */
+
+/* The loss of [train] (auto, mse or moments) against the field's kind. */
+static int check_loss(nde_trainer *tr, nde_section *tsec)
+{
+    const char *loss;
+    int rc;
+
+    tr->sde = tr->field->noise != NDE_NOISE_NONE;
+    if ((rc = nde_get_string(tsec, "loss", &loss, tr->ctx)) != NDE_OK)
+        return rc;
+    if (strcmp(loss, "auto") != 0 && strcmp(loss, "mse") != 0 &&
+        strcmp(loss, "moments") != 0)
+        return nde_section_error(tsec, "loss", tr->ctx,
+                                 "unknown loss '%s' (known: auto, mse, "
+                                 "moments)", loss);
+    if (!tr->sde && strcmp(loss, "moments") == 0)
+        return nde_section_error(tsec, "loss", tr->ctx,
+                                 "moments fits the spread of sample paths: "
+                                 "it needs an SDE field (this one has no "
+                                 "diffusion)");
+    if (tr->sde && strcmp(loss, "mse") == 0)
+        return nde_section_error(tsec, "loss", tr->ctx,
+                                 "mse against single paths does not fit "
+                                 "an SDE field's noise: use moments");
+    return NDE_OK;
+}
+
+/* The field, solver, adjoint and regularizers of the config for up to
+ * bmax rows. */
+static int compose(nde_trainer *tr, nde_section *tsec, nde_section *ssec,
+                   size_t bmax)
+{
+    int rc;
+
+    tr->bmax = bmax;
+    if ((rc = nde_field_create(tr->ctx, tr->cfg, "field", bmax,
+                               &tr->field)) != NDE_OK ||
+        (rc = check_loss(tr, tsec)) != NDE_OK ||
+        (rc = nde_solver_create(tr->ctx, tr->cfg, "solver", tr->field,
+                                &tr->solver)) != NDE_OK ||
+        (rc = nde_solve_opts_from_section(&tr->opts, tr->solver->type, ssec,
+                                          tr->ctx)) != NDE_OK ||
+        (rc = nde_adjoint_create(tr->ctx, tr->cfg, "adjoint",
+                                 "interpolating", tr->solver, &tr->adj)) !=
+            NDE_OK)
+        return rc;
+    tr->dim = tr->field->dim;
+    return regs_create(tr);
+}
+
+static void decompose(nde_trainer *tr)
+{
+    for (size_t i = 0; i < tr->nregs; i++) {
+        nde_regularizer_destroy(tr->regs[i].r);
+        free(tr->regs[i].name);
+    }
+    free(tr->regs);
+    tr->regs = NULL;
+    tr->nregs = 0;
+    nde_adjoint_destroy(tr->adj);
+    nde_solver_destroy(tr->solver);
+    nde_field_destroy(tr->field);
+    tr->adj = NULL;
+    tr->solver = NULL;
+    tr->field = NULL;
+}
+
+/* The task plugin of each [data] source of the first releases, for an
+ * ODE field and for an SDE field (NULL: none); any other source names a
+ * task plugin. */
+static const struct source_task {
+    const char *source, *ode, *sde;
+} source_tasks[] = {{"spiral", "windows", NULL},
+                    {"field", "windows", "moments"},
+                    {"csv", "series", NULL},
+                    {"idx", "classify", NULL}};
+
+/* The task plugin for `source`; the sources above keep their messages. */
+static int find_task(nde_trainer *tr, nde_section *dsec, const char *source,
+                     const nde_task_type **type)
+{
+    static const char *const sde_keys[] = {"paths", "dt", "seed",
+                                           "eval_paths", NULL};
+    const size_t n = sizeof source_tasks / sizeof *source_tasks;
+    const nde_plugin_info *info;
+    const char *name = source;
+    size_t i;
+
+    for (i = 0; i < n && strcmp(source, source_tasks[i].source) != 0; i++)
+        ;
+    if (i < n && tr->sde) {
+        if (!source_tasks[i].sde)
+            return nde_section_error(dsec, "source", tr->ctx,
+                                     "the field is an SDE: it trains on the "
+                                     "moments of paths simulated from its "
+                                     "own system (source = field), not on "
+                                     "'%s'", source);
+        name = source_tasks[i].sde;
+    } else if (i < n) {
+        for (size_t k = 0; sde_keys[k]; k++)
+            if (nde_section_has(dsec, sde_keys[k]))
+                return nde_section_error(dsec, sde_keys[k], tr->ctx,
+                                         "only for an SDE field (this field "
+                                         "has no diffusion)");
+        name = source_tasks[i].ode;
+    }
+    if (!nde_plugin_name_valid(name) ||
+        nde_plugin_find(tr->ctx, NDE_KIND_TASK, name, &info) != NDE_OK)
+        return nde_section_error(dsec, "source", tr->ctx,
+                                 "unknown source '%s' (known: spiral, "
+                                 "field, csv, idx, or the name of a task "
+                                 "plugin)", source);
+    *type = (const nde_task_type *)info;
+    return NDE_OK;
+}
+
+/* The task of [data] source, its section checked against the task's keys
+ * (whose defaults apply) and nde_data_keys. */
+static int create_task(nde_trainer *tr, nde_section *dsec)
+{
+    const nde_key *const legacy[] = {nde_data_keys, NULL};
+    const nde_task_type *type = NULL;
+    nde_task_env env = {tr->cfg, tr->field, tr->set.seed};
+    const char *source;
+    nde_task *t;
+    int rc;
+
+    if (!nde_section_has(dsec, "source") &&
+        (rc = nde_section_check(dsec, legacy, tr->ctx)) != NDE_OK)
+        return rc;
+    if ((rc = nde_get_string(dsec, "source", &source, tr->ctx)) ||
+        (rc = find_task(tr, dsec, source, &type)))
+        return rc;
+    {
+        const nde_key *const tables[] = {type->info.keys, nde_data_keys,
+                                         NULL};
+        if ((rc = nde_section_check(dsec, type->info.keys ? tables : legacy,
+                                    tr->ctx)) != NDE_OK)
+            return rc;
+    }
+    if (!type->create || !type->destroy || !type->batch || !type->loss ||
+        !type->evaluate || !type->lift != !type->lift_vjp ||
+        !type->readout != !type->readout_vjp)
+        return nde_error(tr->ctx, NDE_EPLUGIN,
+                         "task plugin '%s' lacks one of create, destroy, "
+                         "batch, loss, evaluate, or has a lift or readout "
+                         "without its VJP", type->info.name);
+    if (!(t = tr->task = calloc(1, sizeof *t)))
+        return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    t->type = type;
+    t->ctx = tr->ctx;
+    t->dim = tr->dim;
+    t->rows = tr->B;
+    if ((rc = type->create(t, dsec, &env, tr->ctx)) != NDE_OK)
+        return rc;
+    if ((t->nparams && (!type->init_params || !type->param_name)) ||
+        t->max_saves == 0 || t->max_rows < t->rows || t->input_dim == 0 ||
+        t->obs_dim == 0 || (!type->lift && t->input_dim != t->dim) ||
+        (!type->readout && t->obs_dim != t->dim))
+        return nde_error(tr->ctx, NDE_EPLUGIN,
+                         "task plugin '%s' declares sizes its ops cannot "
+                         "honour (nparams %zu, input_dim %zu, obs_dim %zu, "
+                         "max_saves %zu, max_rows %zu; dim %zu, rows %zu)",
+                         type->info.name, t->nparams, t->input_dim,
+                         t->obs_dim, t->max_saves, t->max_rows, t->dim,
+                         t->rows);
+    return NDE_OK;
+}
+
+int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
+                       nde_trainer **out)
+{
+    nde_section *tsec, *dsec, *ssec;
+    nde_trainer *tr;
+    size_t bmax, per, nb, no, P;
+    int rc;
+
+    *out = NULL;
+    if (!(tr = calloc(1, sizeof *tr)))
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    tr->ctx = ctx;
+    tr->cfg = cfg;
+    if ((rc = nde_config_require(cfg, "train", &tsec, ctx)) != NDE_OK ||
+        (rc = nde_config_require(cfg, "data", &dsec, ctx)) != NDE_OK ||
+        (rc = nde_config_require(cfg, "solver", &ssec, ctx)) != NDE_OK ||
+        (rc = read_settings(&tr->set, tsec, ctx)) != NDE_OK)
+        goto fail;
+    tr->B = (size_t)tr->set.batch_size;
+    bmax = tr->B > min_batch ? tr->B : min_batch;
+    if ((rc = compose(tr, tsec, ssec, bmax)) != NDE_OK)
+        goto fail;
+    if (tr->sde && !(tr->opts.dt > 0)) {
+        rc = nde_section_error(ssec, "dt", ctx,
+                               "an SDE solve takes fixed steps: set dt > 0");
+        goto fail;
+    }
+    if ((rc = create_task(tr, dsec)) != NDE_OK)
+        goto fail;
+    /* the task's evaluation may predict more rows at once */
+    if (tr->task->max_rows > bmax) {
+        bmax = tr->task->max_rows;
+        decompose(tr);
+        if ((rc = compose(tr, tsec, ssec, bmax)) != NDE_OK)
+            goto fail;
+    }
+    if (tr->sde &&
+        (rc = nde_brownian_create(ctx, bmax * tr->dim, &tr->bm)) != NDE_OK)
+        goto fail;
+    tr->data_digest = tr->task->type->digest
+                          ? tr->task->type->digest(tr->task)
+                          : 0;
+    tr->Pf = tr->field->nparams;
+    P = tr->P = tr->Pf + tr->task->nparams;
+    tr->Tcap = tr->task->max_saves;
+    per = tr->B * tr->dim;
+    nb = tr->Tcap * per;
+    no = tr->Tcap * tr->B * tr->task->obs_dim;
+    tr->theta = calloc(P + 1, sizeof *tr->theta);
+    tr->grad = calloc(P + 1, sizeof *tr->grad);
+    tr->m = calloc(P + 1, sizeof *tr->m);
+    tr->v = calloc(P + 1, sizeof *tr->v);
+    tr->y0b = calloc(per, sizeof *tr->y0b);
+    tr->ybar0 = calloc(per, sizeof *tr->ybar0);
+    tr->ysave = calloc(nb, sizeof *tr->ysave);
+    tr->obsbar = calloc(no, sizeof *tr->obsbar);
+    tr->ct = calloc(tr->Tcap, sizeof *tr->ct);
+    tr->rng = gsl_rng_alloc(gsl_rng_mt19937);
+    if (tr->task->type->readout) {
+        tr->obs = calloc(no, sizeof *tr->obs);
+        tr->ybar = calloc(nb, sizeof *tr->ybar);
+    } else {
+        tr->obs = tr->ysave;
+        tr->ybar = tr->obsbar;
+    }
+    if (!tr->theta || !tr->grad || !tr->m || !tr->v || !tr->y0b ||
+        !tr->ybar0 || !tr->ysave || !tr->obsbar || !tr->ct || !tr->rng ||
+        !tr->obs || !tr->ybar) {
+        rc = nde_error(ctx, NDE_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if ((rc = regs_alloc(tr)) != NDE_OK)
+        goto fail;
+    gsl_rng_set(tr->rng, nde_seed_derive(tr->set.seed, NDE_STREAM_BATCHES));
+    if ((rc = nde_field_init_params(tr->field, tr->theta,
+                                    nde_seed_derive(tr->set.seed,
+                                                    NDE_STREAM_INIT))) !=
+        NDE_OK)
+        goto fail;
+    if (tr->task->nparams &&
+        (rc = tr->task->type->init_params(
+             tr->task, tr->theta + tr->Pf,
+             nde_seed_derive(nde_seed_derive(tr->set.seed, NDE_STREAM_INIT),
+                             1))) != NDE_OK)
+        goto fail;
+    *out = tr;
+    return NDE_OK;
+fail:
+    nde_trainer_destroy(tr);
+    return rc;
+}
+
+void nde_trainer_destroy(nde_trainer *tr)
+{
+    if (!tr)
+        return;
+    for (size_t i = 0; i < tr->nnotes; i++)
+        free(tr->notes[i]);
+    free(tr->notes);
+    nde_trajectory_destroy(tr->traj);
+    nde_trajectory_destroy(tr->alt_traj);
+    decompose(tr);
+    free(tr->reg_grad);
+    free(tr->tk);
+    free(tr->solve_t);
+    free(tr->slot);
+    free(tr->ysolve);
+    free(tr->extra_t);
+    free(tr->extra_y);
+    free(tr->ct_all);
+    nde_brownian_destroy(tr->bm);
+    if (tr->rng)
+        gsl_rng_free(tr->rng);
+    if (tr->task) {
+        tr->task->type->destroy(tr->task);
+        free(tr->task);
+    }
+    if (tr->obs != tr->ysave)
+        free(tr->obs);
+    if (tr->ybar != tr->obsbar)
+        free(tr->ybar);
+    free(tr->theta);
+    free(tr->grad);
+    free(tr->m);
+    free(tr->v);
+    free(tr->y0b);
+    free(tr->ybar0);
+    free(tr->ysave);
+    free(tr->obsbar);
+    free(tr->ct);
+    free(tr);
+}
+
+const nde_train_settings *nde_trainer_settings(const nde_trainer *tr)
+{
+    return &tr->set;
+}
+nde_field *nde_trainer_field(const nde_trainer *tr) { return tr->field; }
+nde_solver *nde_trainer_solver(const nde_trainer *tr) { return tr->solver; }
+nde_adjoint *nde_trainer_adjoint(const nde_trainer *tr) { return tr->adj; }
+const nde_trajectory *nde_trainer_trajectory(const nde_trainer *tr)
+{
+    return tr->traj;
+}
+double *nde_trainer_params(const nde_trainer *tr) { return tr->theta; }
+size_t nde_trainer_nparams(const nde_trainer *tr) { return tr->P; }
+long nde_trainer_iteration(const nde_trainer *tr) { return tr->iter; }
+const nde_train_totals *nde_trainer_totals(const nde_trainer *tr)
+{
+    return &tr->tot;
+}
+
+/* ---- one iteration ------------------------------------------------------- */
+
+/* The task's batch of the next iteration. */
+static int sample_batch(nde_trainer *tr)
+{
+    const nde_task_draw draw = {
+        tr->iter, nde_seed_derive(tr->set.seed, NDE_STREAM_BATCHES), tr->rng};
+
+    const nde_task *t = tr->task;
+    const nde_task_batch *b = &tr->batch;
+    int rc;
+
+    if ((rc = t->type->batch(tr->task, &draw, &tr->batch)) != NDE_OK)
+        return rc;
+    if (b->nsave == 0 || b->nsave > t->max_saves || b->first_ct > b->nsave)
+        return nde_error(tr->ctx, NDE_EPLUGIN,
+                         "task plugin '%s': a batch of %zu save times, the "
+                         "first fitted %zu (it declared at most %zu)",
+                         t->type->info.name, b->nsave, b->first_ct,
+                         t->max_saves);
+    return NDE_OK;
+}
+
+/*
+ * The loss of the current batch at theta and, when grad is not NULL, its
+ * gradient through adjoint a: lift, solve (regularizers' extra save times
+ * merged in), readout, the task's loss, the regularizers, the adjoint from
+ * the loss's and the regularizers' cotangents, and the task's VJPs.
+ */
+static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
+                     const double *theta, double *loss, double *grad,
+                     nde_stats *st)
+{
+    nde_task *task = tr->task;
+    const nde_task_type *tt = task->type;
+    const nde_task_batch *b = &tr->batch;
+    const double *th = theta + tr->Pf, *y0 = b->input;
+    const size_t per = tr->B * tr->dim, T = b->nsave;
+    nde_solve_opts o = tr->opts;
+    const nde_cotangent *ct = tr->ct;
+    const double *ts = b->tsave, *tk = b->tsave;
+    double *yout = tr->ysave, t0 = b->t0, t1, t1s, reg;
+    size_t nct = 0, ns = T, i, k;
+    int rc;
+
+    o.record = grad || tr->nregs ? traj : NULL;
+    memset(st, 0, sizeof *st);
+    tr->reg_total = 0.0;
+    if ((rc = nde_solver_set_batch(tr->solver, tr->B)) != NDE_OK)
+        return rc;
+    t1 = t1s = b->tsave[T - 1];
+    if (t1 == t0)
+        return nde_error(tr->ctx, NDE_ECONFIG,
+                         "the mini-batch has a single observation time: "
+                         "nothing to fit");
+    if (tt->lift) {
+        if ((rc = tt->lift(task, th, b, tr->y0b)) != NDE_OK)
+            return rc;
+        y0 = tr->y0b;
+    }
+    if (tr->nregs) {
+        if ((rc = regs_before(tr, t0, &t1s)) != NDE_OK)
+            return rc;
+        plan_saves(tr, t0, t1, t1s, b->tsave, T);
+        ts = tr->solve_t;
+        tk = tr->tk;
+        ns = tr->nsolve;
+        yout = tr->ysolve;
+    }
+    /* A fixed-step solver's grid stretches with the observation times
+     * when STEER moves t1, so they stay grid points (and the solve takes
+     * as many steps as unmoved). */
+    if (!(tr->solver->type->info.provides & NDE_CAP_ADAPTIVE) && t1s != t1)
+        o.dt *= (t1s - t0) / (t1 - t0);
+    if (tr->sde) {
+        /* the iteration's path on the solve's interval (moved by STEER) */
+        if ((rc = nde_brownian_reset(tr->bm,
+                                     brownian_seed(tr, (uint64_t)tr->iter),
+                                     t0, t1s, o.dt, tr->B * tr->dim)) !=
+            NDE_OK)
+            return rc;
+        o.brownian = tr->bm;
+    }
+    rc = nde_solve(tr->solver, &o, theta, t0, y0, t1s, ns, ts, yout, st);
+    st->status = rc;
+    st->nfe_backward = 0;
+    if (rc != NDE_OK) {
+        nde_error_prefix(tr->ctx, "forward solve");
+        return rc;
+    }
+    if (tr->nregs)
+        gather_saves(tr, tr->ysave, T);
+    if ((tt->readout &&
+         (rc = tt->readout(task, th, b, tr->ysave, tr->obs)) != NDE_OK) ||
+        (rc = tt->loss(task, b, tr->obs, loss, tr->obsbar)) != NDE_OK)
+        return rc;
+    if (!isfinite(*loss))
+        return nde_error(tr->ctx, NDE_ENONFINITE,
+                         "the loss is not finite (%g)", *loss);
+    if (tr->nregs) {
+        if ((rc = regs_after(tr, &o, traj, theta, t0, t1s, st, &reg)) !=
+            NDE_OK)
+            return rc;
+        tr->reg_total = reg;
+        *loss += reg;
+    }
+    if (!grad)
+        return NDE_OK;
+    memset(grad + tr->Pf, 0, task->nparams * sizeof *grad);
+    if (tt->readout) {
+        memset(tr->ybar, 0, T * per * sizeof *tr->ybar);
+        if ((rc = tt->readout_vjp(task, th, b, tr->ysave, tr->obsbar,
+                                  tr->ybar, grad + tr->Pf)) != NDE_OK)
+            return rc;
+    }
+    for (k = b->first_ct; k < T; k++) {
+        tr->ct[nct].t = tk[k];
+        tr->ct[nct].g = tr->ybar + k * per;
+        nct++;
+    }
+    if (tr->nregs &&
+        (rc = merge_cotangents(tr, tr->ct, nct, t0, t1s, &ct, &nct)) !=
+            NDE_OK)
+        return rc;
+    rc = nde_adjoint_gradient(a, &o, traj, theta, ct, nct, tr->ybar0, grad,
+                              st);
+    st->status = rc;
+    if (rc != NDE_OK) {
+        nde_error_prefix(tr->ctx, "gradient (adjoint '%s')",
+                         a->type->info.name);
+        return rc;
+    }
+    if (tt->lift_vjp &&
+        (rc = tt->lift_vjp(task, th, b, tr->ybar0, grad + tr->Pf)) != NDE_OK)
+        return rc;
+    for (i = 0; tr->nregs && i < tr->P; i++)
+        grad[i] += tr->reg_grad[i];
+    return NDE_OK;
+}
+
+/* Adam (Kingma & Ba 2015, Algorithm 1) with an L2 term added to the
+ * gradient as torch.optim.Adam's weight_decay does. Pass 0 only checks
+ * that every new theta, m and v is finite (g * g of a huge weight-decay
+ * term can overflow v), pass 1 stores them: a refused update leaves the
+ * state as it was, and no checkpoint holds what its loader refuses. */
+static int adam_update(nde_trainer *tr)
+{
+    const nde_train_settings *s = &tr->set;
+    const double t = (double)(tr->adam_t + 1);
+    const double lr = s->lr * pow(s->lr_decay, (double)tr->adam_t);
+    const double c1 = 1.0 - pow(s->beta1, t), c2 = 1.0 - pow(s->beta2, t);
+    double g, m, v, th;
+    size_t i;
+    int pass;
+
+    for (pass = 0; pass < 2; pass++)
+        for (i = 0; i < tr->P; i++) {
+            g = tr->grad[i] + s->weight_decay * tr->theta[i];
+            m = s->beta1 * tr->m[i] + (1.0 - s->beta1) * g;
+            v = s->beta2 * tr->v[i] + (1.0 - s->beta2) * g * g;
+            th = tr->theta[i] - lr * (m / c1) / (sqrt(v / c2) + s->eps);
+            if (pass == 0 && !(isfinite(th) && isfinite(m) && isfinite(v)))
+                return nde_error(tr->ctx, NDE_ENONFINITE,
+                                 "the Adam update of parameter %zu is not "
+                                 "finite (theta %g, m %g, v %g: lr or "
+                                 "weight_decay too large?)", i, th, m, v);
+            if (pass == 1) {
+                tr->m[i] = m;
+                tr->v[i] = v;
+                tr->theta[i] = th;
+            }
+        }
+    tr->adam_t++;
+    return NDE_OK;
+}
+
+int nde_trainer_step(nde_trainer *tr, nde_train_step *m)
+{
+    const double start = now_s();
+    double norm = 0.0;
+    nde_stats st;
+    size_t i;
+    int rc;
+
+    memset(m, 0, sizeof *m);
+    m->iteration = tr->iter + 1;
+    m->loss = NAN;
+    m->grad_norm = NAN;
+    memset(&st, 0, sizeof st);
+    tr->reg_total = 0.0;
+    if ((rc = sample_batch(tr)) == NDE_OK)
+        rc = loss_grad(tr, tr->adj, tr->traj, tr->theta, &m->loss, tr->grad,
+                       &st);
+    m->reg = tr->reg_total;
+    m->nfe_forward = st.nfe;
+    m->nfe_backward = st.nfe_backward;
+    m->steps_accepted = st.steps_accepted;
+    m->steps_rejected = st.steps_rejected;
+    tr->tot.nfe_forward += st.nfe;
+    tr->tot.nfe_backward += st.nfe_backward;
+    if (rc == NDE_OK) {
+        for (i = 0; i < tr->P; i++)
+            norm += tr->grad[i] * tr->grad[i];
+        norm = sqrt(norm);
+        m->grad_norm = norm;
+        if (!isfinite(norm))
+            rc = nde_error(tr->ctx, NDE_ENONFINITE,
+                           "the gradient is not finite");
+    }
+    if (rc == NDE_OK) {
+        if (tr->set.clip > 0 && norm > tr->set.clip)
+            for (i = 0; i < tr->P; i++)
+                tr->grad[i] *= tr->set.clip / norm;
+        rc = adam_update(tr);
+    }
+    if (rc != NDE_OK) {
+        nde_error_prefix(tr->ctx, "iteration %ld", m->iteration);
+        m->time_s = now_s() - start;
+        tr->tot.time_s += m->time_s;
+        return rc;
+    }
+    tr->iter++;
+    m->time_s = now_s() - start;
+    tr->tot.time_s += m->time_s;
+    return NDE_OK;
+}
+
+
+/* ---- evaluation and prediction ------------------------------------------- */
+
+static int predict(nde_trainer *tr, uint64_t seed, double t0,
+                   const double *y0, size_t batch, double t1, size_t nsave,
+                   const double *tsave, double *ysave, nde_stats *st)
+{
+    nde_solve_opts o = tr->opts;
+    int rc;
+
+    o.record = NULL;
+    memset(st, 0, sizeof *st);
+    if (batch > tr->solver->batch_max)
+        return nde_error(tr->ctx, NDE_EINVAL,
+                         "predict: %zu initial states, at most %zu", batch,
+                         tr->solver->batch_max);
+    if ((rc = nde_solver_set_batch(tr->solver, batch)) != NDE_OK)
+        return rc;
+    if (tr->sde) {
+        if (!(t1 > t0))
+            return nde_error(tr->ctx, NDE_EINVAL,
+                             "predict: an SDE is sampled forwards (t0 %g, "
+                             "t1 %g)", t0, t1);
+        if ((rc = nde_brownian_reset(tr->bm, seed, t0, t1, o.dt,
+                                     batch * tr->dim)) != NDE_OK)
+            return rc;
+        o.brownian = tr->bm;
+    }
+    rc = nde_solve(tr->solver, &o, tr->theta, t0, y0, t1, nsave, tsave,
+                   ysave, st);
+    st->status = rc;
+    return rc;
+}
+
+int nde_trainer_predict(nde_trainer *tr, double t0, const double *y0,
+                        size_t batch, double t1, size_t nsave,
+                        const double *tsave, double *ysave, nde_stats *st)
+{
+    return predict(tr, brownian_seed(tr, EVAL_PATH), t0, y0, batch, t1,
+                   nsave, tsave, ysave, st);
+}
+
+int nde_trainer_sample(nde_trainer *tr, uint64_t seed, double t0,
+                       const double *y0, size_t batch, double t1,
+                       size_t nsave, const double *tsave, double *ysave,
+                       nde_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    if (!tr->sde)
+        return nde_error(tr->ctx, NDE_EINVAL,
+                         "sample: the field is not an SDE (no diffusion)");
+    return predict(tr, seed, t0, y0, batch, t1, nsave, tsave, ysave, st);
+}
+
+/* The model as the task's evaluation solves it: nde_trainer_predict,
+ * counting NFE. */
+static int eval_predict(const nde_task_model *m, double t0, const double *y0,
+                        size_t rows, double t1, size_t nsave,
+                        const double *tsave, double *ysave)
+{
+    nde_trainer *tr = m->self;
+    nde_stats st;
+    int rc;
+
+    rc = nde_trainer_predict(tr, t0, y0, rows, t1, nsave, tsave, ysave, &st);
+    tr->eval_nfe += st.nfe;
+    return rc;
+}
+
+int nde_trainer_evaluate(nde_trainer *tr, nde_eval_result *r)
+{
+    const nde_task_model m = {eval_predict, tr};
+    nde_task_metrics met = {NAN, NAN};
+    double start = now_s();
+    int rc;
+
+    memset(r, 0, sizeof *r);
+    tr->eval_nfe = 0;
+    rc = tr->task->type->evaluate(tr->task, tr->theta + tr->Pf, &m, &met);
+    r->nfe = tr->eval_nfe;
+    r->time_s = now_s() - start;
+    r->test_loss = rc == NDE_OK ? met.test_loss : NAN;
+    r->test_accuracy = rc == NDE_OK ? met.test_accuracy : NAN;
+    if (rc != NDE_OK)
+        nde_error_prefix(tr->ctx, "evaluation after iteration %ld", tr->iter);
+    return rc;
+}
+
+size_t nde_trainer_ntest(const nde_trainer *tr) { return tr->task->ntest; }
+
+size_t nde_trainer_test_series(const nde_trainer *tr, size_t i,
+                               const char **id, const double **t,
+                               const double **pred)
+{
+    if (!tr->task->type->test_series || i >= tr->task->ntest) {
+        *id = NULL;
+        *t = *pred = NULL;
+        return 0;
+    }
+    return tr->task->type->test_series(tr->task, i, id, t, pred);
+}
+
+size_t nde_trainer_test_classes(const nde_trainer *tr, const int **label,
+                                const double **prob)
+{
+    if (!tr->task->type->test_classes) {
+        *label = NULL;
+        *prob = NULL;
+        return 0;
+    }
+    return tr->task->type->test_classes(tr->task, label, prob);
+}
+
+/* ---- gradient check ------------------------------------------------------ */
+
+int nde_trainer_probe(nde_trainer *tr) { return sample_batch(tr); }
+
+int nde_trainer_loss_grad(nde_trainer *tr, nde_adjoint *a,
+                          const double *theta, double *loss, double *grad,
+                          nde_stats *st)
+{
+    nde_trajectory *traj = tr->traj;
+    unsigned record;
+    size_t max_states;
+
+    if (a && a != tr->adj && grad) {
+        record_for(tr, a, &record, &max_states);
+        if (tr->alt_traj && (tr->alt_traj->record != record ||
+                             tr->alt_traj->max_states != max_states)) {
+            nde_trajectory_destroy(tr->alt_traj);
+            tr->alt_traj = NULL;
+        }
+        if (!tr->alt_traj &&
+            !(tr->alt_traj = nde_trajectory_create(record, max_states)))
+            return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+        traj = tr->alt_traj;
+    }
+    return loss_grad(tr, a ? a : tr->adj, traj, theta, loss, grad, st);
+}
+
+void nde_trainer_param_name(const nde_trainer *tr, size_t i, char *buf,
+                            size_t size)
+{
+    if (i < tr->Pf)
+        nde_field_param_name(tr->field, i, buf, size);
+    else
+        tr->task->type->param_name(tr->task, i - tr->Pf, buf, size);
+}
+
+size_t nde_trainer_nregularizers(const nde_trainer *tr) { return tr->nregs; }
+
+const char *nde_trainer_regularizer(const nde_trainer *tr, size_t i,
+                                    double *value)
+{
+    if (i >= tr->nregs) {
+        if (value)
+            *value = NAN;
+        return NULL;
+    }
+    if (value)
+        *value = tr->regs[i].value;
+    return tr->regs[i].name;
+}
+
+int nde_trainer_add_regularizer(nde_trainer *tr, const char *name,
+                                nde_regularizer *r,
+                                const nde_weight_schedule *w)
+{
+    int rc;
+
+    if (!r || !w || !name || !nde_plugin_name_valid(name))
+        return nde_error(tr->ctx, NDE_EINVAL,
+                         "add regularizer: a name matching [a-z0-9_]+, a "
+                         "regularizer and a schedule are needed");
+    if (r->solver != tr->solver)
+        return nde_error(tr->ctx, NDE_EINVAL,
+                         "add regularizer '%s': made for another solver",
+                         name);
+    for (size_t i = 0; i < tr->nregs; i++)
+        if (strcmp(tr->regs[i].name, name) == 0)
+            return nde_error(tr->ctx, NDE_EINVAL,
+                             "add regularizer '%s': the name is taken", name);
+    if ((rc = push_regularizer(tr, name, r, w)) != NDE_OK)
+        return rc;
+    if ((rc = regs_alloc(tr)) != NDE_OK) {
+        /* the caller keeps r */
+        tr->nregs--;
+        free(tr->regs[tr->nregs].name);
+        regs_alloc(tr);
+    }
+    return rc;
+}

@@ -1,0 +1,78 @@
+/* The trainer's layout, shared by train/train.c and train/checkpoint.c. */
+#ifndef NDE_TRAIN_INTERNAL_H
+#define NDE_TRAIN_INTERNAL_H
+
+#include <gsl/gsl_rng.h>
+
+#include "nde/nde.h"
+#include "nde/train.h"
+
+/* One regularizer of the run. */
+typedef struct nde_train_reg {
+    char *name;                /* NAME of [regularizer.NAME]              */
+    nde_regularizer *r;
+    nde_weight_schedule w;
+    size_t first, nextra;      /* its extra save times in extra_t         */
+    double value;              /* R of the last training solve            */
+    const nde_cotangent *ct;   /* its cotangents of the last solve        */
+    size_t nct;
+} nde_train_reg;
+
+struct nde_trainer {
+    nde_ctx *ctx;
+    const nde_config *cfg;
+    nde_train_settings set;
+    nde_field *field;
+    nde_solver *solver;
+    nde_adjoint *adj;
+    nde_trajectory *traj;      /* recorded for adj                       */
+    nde_trajectory *alt_traj;  /* for another adjoint (gradcheck)        */
+    nde_solve_opts opts;
+    size_t bmax;               /* rows the field and solver take          */
+    size_t dim, P;
+
+    /* optimizer */
+    double *theta, *grad, *m, *v;
+    long adam_t;               /* Adam steps taken                       */
+    long iter;                 /* iterations done                        */
+    gsl_rng *rng;              /* mini-batch sampling stream             */
+    nde_train_totals tot;
+    uint64_t data_digest;      /* of the data loaded or generated        */
+    int data_changed;          /* the last checkpoint loaded has another */
+    char **notes;              /* its plugins' differences from ours    */
+    size_t nnotes;
+
+    /* the task: data, its parameters theta[Pf..P), loss, evaluation */
+    nde_task *task;
+    size_t Pf;                 /* the field's parameters, first in theta  */
+    int sde;                   /* an SDE field: solves take Brownian paths */
+    nde_brownian *bm;          /* rows up to the solver's batch_max       */
+    long eval_nfe;             /* NFE of the evaluation's predictions     */
+
+    /* the current batch (B rows); k-major as nde_solve saves */
+    nde_task_batch batch;
+    size_t B, Tcap;            /* rows, most save times of a batch        */
+    double *y0b, *ybar0;       /* B x dim: initial states, their cotangent */
+    double *ysave;             /* Tcap x B x dim                          */
+    double *obs, *obsbar;      /* Tcap x B x obs_dim (obs = ysave without
+                                  a readout)                              */
+    double *ybar;              /* Tcap x B x dim (= obsbar without one)   */
+    nde_cotangent *ct;         /* Tcap                                    */
+
+    /* regularizers (training solves only) */
+    nde_train_reg *regs;
+    size_t nregs;
+    double *reg_grad;          /* P: their direct gradient                */
+    double *tk;                /* Tcap: the data's save times as solved   */
+    double *solve_t;           /* Tcap + extras: the solve's save times   */
+    size_t *slot;              /* solve_t[j] -> data time k, or T + extra */
+    size_t nsolve;
+    double *ysolve;            /* (Tcap + extras) x B x dim               */
+    double *extra_t, *extra_y; /* extras, extras x B x dim                */
+    size_t nextra, extra_cap;  /* extra_cap = MAX_EXTRA x nregs           */
+    nde_cotangent *ct_all;     /* the loss's and the regularizers'        */
+    size_t ct_cap;
+    double reg_total;          /* weighted sum of the last training solve */
+};
+
+#endif
