@@ -122,6 +122,7 @@ static const struct {
     {NDE_NEEDS_STIFFNESS, "stiffness estimate", NDE_CAP_STIFFNESS},
     {NDE_NEEDS_STEP_VJP, "step VJP", NDE_CAP_STEP_VJP},
     {NDE_NEEDS_REVERSIBLE, "reverse step", NDE_CAP_REVERSIBLE},
+    {NDE_NEEDS_FIELD_JVP, "field's JVP", 0}, /* checked against the field */
 };
 
 const char *nde_capability_name(unsigned cap)

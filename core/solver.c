@@ -155,6 +155,11 @@ static int check_pairing(nde_ctx *ctx, const nde_solver_type *type,
     const unsigned sde = flags & (NDE_CAP_SDE_ITO | NDE_CAP_SDE_STRATONOVICH);
     const char *sname = type->info.name, *fname = field->type->info.name;
 
+    if ((type->info.needs & NDE_NEEDS_FIELD_JVP) && !field->type->jvp)
+        return nde_error(ctx, NDE_ECAPABILITY,
+                         "solver '%s' needs the field's JVP (an implicit "
+                         "method), which field '%s' does not provide", sname,
+                         fname);
     if (sde && field->noise == NDE_NOISE_NONE)
         return nde_error(ctx, NDE_ECAPABILITY,
                          "solver '%s' integrates SDEs but field '%s' has no "

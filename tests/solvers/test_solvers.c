@@ -145,6 +145,79 @@ START_TEST(test_tableau_refused)
 }
 END_TEST
 
+/* A solver that needs the field's JVP: linearly implicit Euler for scalar
+ * fields, y_next = y + h f(y) / (1 - h J), J = df/dy by the field's jvp
+ * (the backward Euler step for a linear field). */
+static int linimp_step(nde_solver *s, const double *theta, double t, double h,
+                       const double *dw, const double *y, const double *aux,
+                       double *y_next, double *aux_next, double *err,
+                       const nde_norm_spec *norm, double *eest)
+{
+    double one[16], jac[16];
+    int rc;
+
+    (void)dw; (void)aux; (void)aux_next; (void)err; (void)norm; (void)eest;
+    ck_assert_uint_le(s->batch, 16);
+    for (size_t i = 0; i < s->batch; i++)
+        one[i] = 1.0;
+    s->counts.nfe++;
+    if ((rc = nde_field_eval(s->field, t, y, theta, y_next, s->batch)) ||
+        (rc = nde_field_jvp(s->field, t, y, theta, one, jac, s->batch)))
+        return rc;
+    for (size_t i = 0; i < s->batch; i++)
+        y_next[i] = y[i] + h * y_next[i] / (1.0 - h * jac[i]);
+    return NDE_OK;
+}
+
+static const nde_solver_type linimp_type = {
+    .info = NDE_SOLVER_INFO(
+        .name = "linimp",
+        .description = "linearly implicit Euler (test)",
+        .needs = NDE_NEEDS_FIELD_JVP,
+        .version = "1"),
+    .order = 1,
+    .ops = {.step = linimp_step}};
+
+static int lam_jvp(nde_field *f, double t, const double *y, const double *th,
+                   const double *v, double *jv, size_t batch)
+{
+    (void)f; (void)t; (void)y;
+    for (size_t i = 0; i < batch; i++)
+        jv[i] = th[0] * v[i];
+    return NDE_OK;
+}
+
+/* What an implicit method needs from the field is declared and checked
+ * at create: refused with a field without a jvp, and it steps with one. */
+START_TEST(test_needs_field_jvp)
+{
+    nde_field_type with_jvp = lam_field;
+    nde_field *plain = make_field(&lam_field, 2), *f;
+    const double th[1] = {-50.0}, y[2] = {1.0, 2.0};
+    double yn[2];
+    nde_solver *s = NULL;
+
+    ck_assert_int_eq(nde_solver_create_from(ctx, &linimp_type, plain, &s),
+                     NDE_ECAPABILITY);
+    ck_assert_ptr_null(s);
+    ck_assert_msg(strstr(nde_ctx_message(ctx), "solver 'linimp' needs the "
+                         "field's JVP (an implicit method), which field "
+                         "'lambda' does not provide"), "%s",
+                  nde_ctx_message(ctx));
+    with_jvp.jvp = lam_jvp;
+    f = make_field(&with_jvp, 2);
+    s = make_solver(&linimp_type, f);
+    /* y' = -50 y with h = 0.1: backward Euler's y / (1 + 5), stable where
+     * explicit Euler's -4 y is not */
+    ck_assert_int_eq(nde_solver_step(s, th, 0.0, 0.1, y, yn, NULL), NDE_OK);
+    ck_assert_double_eq_tol(yn[0], 1.0 / 6.0, 1e-15);
+    ck_assert_double_eq_tol(yn[1], 2.0 / 6.0, 1e-15);
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+    nde_field_destroy(plain);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Conformance: every solver plugin                                    */
 
@@ -565,6 +638,7 @@ static Suite *solver_suite(void)
     tcase_add_test(tc, test_found_all);
     tcase_add_test(tc, test_tableau_consistency);
     tcase_add_test(tc, test_tableau_refused);
+    tcase_add_test(tc, test_needs_field_jvp);
     tcase_add_test(tc, test_convergence_order);
     tcase_add_test(tc, test_embedded_order);
     tcase_add_test(tc, test_tsit5_golden);

@@ -126,14 +126,17 @@ enum nde_capability {
 };
 
 /* Needs. The first four are also what a forward solve records
- * (nde_trajectory.record); each but STEPS needs a solver capability. */
+ * (nde_trajectory.record); each but STEPS and FIELD_JVP needs a solver
+ * capability. FIELD_JVP is a solver's own need (an implicit method's
+ * Newton iteration): the field must have a jvp (nde/field.h). */
 enum nde_need {
     NDE_NEEDS_STEPS        = 1u << 0, /* every accepted step (t, h, y)    */
     NDE_NEEDS_DENSE        = 1u << 1, /* dense output of every step       */
     NDE_NEEDS_ERROR_EST    = 1u << 2, /* an adaptive solver's estimates   */
     NDE_NEEDS_STIFFNESS    = 1u << 3, /* the solver's stiffness estimate  */
     NDE_NEEDS_STEP_VJP     = 1u << 4, /* the solver's step VJP            */
-    NDE_NEEDS_REVERSIBLE   = 1u << 5  /* the solver's exact reverse step  */
+    NDE_NEEDS_REVERSIBLE   = 1u << 5, /* the solver's exact reverse step  */
+    NDE_NEEDS_FIELD_JVP    = 1u << 6  /* solvers: the field's JVP         */
 };
 
 typedef struct nde_plugin_info {

@@ -14,7 +14,9 @@
  * (NDE_CAP_FSAL: accept / invalidate), and the noise it integrates
  * (NDE_CAP_SDE_ITO / NDE_CAP_SDE_STRATONOVICH: step receives the Brownian
  * increment dw of its interval). Flags and operations must agree; that is
- * checked when the solver is created.
+ * checked when the solver is created. What an implicit method needs from
+ * the field it declares in its info's needs (NDE_NEEDS_FIELD_JVP: the
+ * field's jvp, nde/field.h), also checked at create.
  *
  * Explicit Runge-Kutta methods need no operations at all: a plugin gives a
  * tableau and core implements the table from it (one engine shared by
