@@ -1,6 +1,7 @@
 /*
  * backsolve: the continuous adjoint with the state integrated backwards
- * together with it (methods.md 4.1, 4.2). From z(t1) = [y(t1), a(t1), 0]
+ * together with it (Chen, Rubanova, Bettencourt, Duvenaud 2018, arXiv
+ * 1806.07366, Algorithm 1). From z(t1) = [y(t1), a(t1), 0]
  * the system
  *     dy/dt = f(t, y),  da/dt = -a df/dy,  da_theta/dt = -a df/dtheta
  * is solved with t decreasing from t1 to t0 by the forward solver type;
@@ -19,15 +20,16 @@
  * into the rest, so its error need not control the steps.
  *
  * Like every backsolve, the reconstructed y drifts from the forward path
- * on problems that are unstable backwards (methods.md 4.2: Lorenz).
+ * on problems that are unstable backwards (Ma et al. 2021, arXiv
+ * 1812.01892: e.g. Lorenz).
  *
  * The augmented system is a field of this plugin's own type over one row
  * of 2n + P values (n = batch x dim); its dimension is set for the current
  * batch before each backward solve (the workspace is sized for batch_max
  * at create). The tstop list grows on demand and is kept across calls.
  *
- * SDEs (a Stratonovich solver such as reversible_heun; methods.md 4.4, Li,
- * Wong, Chen, Duvenaud 2020): for dy = f dt + g o dW the augmented state
+ * SDEs (a Stratonovich solver such as reversible_heun; Li, Wong, Chen,
+ * Duvenaud 2020, arXiv 2001.01328, Sec. 3): for dy = f dt + g o dW the augmented state
  * obeys, backwards over the same Brownian path,
  *     y(s)   = y(t)   - int_s^t f du        - int_s^t g o dW
  *     a(s)   = a(t)   + int_s^t a df/dy du  + int_s^t a dg/dy o dW

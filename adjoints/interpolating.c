@@ -1,6 +1,7 @@
 /*
  * interpolating: the continuous adjoint with the state taken from the
- * forward solve's dense output (methods.md 4.2, 4.3). Only [a, a_theta]
+ * forward solve's dense output (InterpolatingAdjoint of SciMLSensitivity;
+ * Ma et al. 2021, arXiv 1812.01892). Only [a, a_theta]
  * are integrated, backwards in t from t1 to t0 with the forward solver
  * type:
  *     da/dt = -a df/dy (t, y(t)),   da_theta/dt = -a df/dtheta (t, y(t))

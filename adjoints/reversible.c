@@ -2,7 +2,7 @@
  * reversible: the exact gradient of the discretised solution of a
  * reversible solver (NDE_CAP_REVERSIBLE, e.g. reversible_heun) with memory
  * independent of the number of steps (Kidger, Foster, Li, Lyons 2021,
- * methods.md 8.1: reverse the step exactly, then take its VJP).
+ * arXiv 2105.13493, Sec. 3: reverse the step exactly, then take its VJP).
  *
  * The forward solve records nothing per step: only its final state
  * (y, aux) and save times. The backward pass walks the same step

@@ -1,6 +1,6 @@
 /*
- * The Brownian Interval of nde/brownian.h (Kidger, Foster, Li, Lyons 2021;
- * methods.md 8.2) as a history-free tree.
+ * The Brownian Interval of nde/brownian.h (Kidger, Foster, Li, Lyons 2021,
+ * arXiv 2105.13493, Sec. 4) as a history-free tree.
  *
  * Top: a balanced binary tree over the index ranges [i, j) of the grid
  * cells, split at m = (i + j) / 2. Below each cell (a top leaf, "level 0"),
@@ -195,7 +195,8 @@ static void bm_split(nde_brownian *bm, bm_node *nd)
     if (nd->split)
         return;
     if (nd->j - nd->i > 1) {
-        /* Brownian bridge over [s, u] at m (methods.md 8.2) */
+        /* Brownian bridge over [s, u] at m: N((u-m)/(u-s) W_s + (m-s)/(u-s)
+         * W_u, (m-s)(u-m)/(u-s)) */
         double s = bm_time(bm, nd->i), m = bm_time(bm, (nd->i + nd->j) / 2);
         double u = bm_time(bm, nd->j);
         a = (m - s) / (u - s);

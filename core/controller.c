@@ -1,7 +1,7 @@
 /*
  * Step-size controllers (nde/solve.h): PI in OrdinaryDiffEq's form
- * (methods.md 2.2; OrdinaryDiffEq.jl controllers.jl), and PID in diffrax's
- * (methods.md 2.3; diffrax _step_size_controller/pid.py), of which the I
+ * (OrdinaryDiffEq.jl controllers.jl, PIController), and PID in diffrax's
+ * (diffrax _step_size_controller/pid.py, PIDController), of which the I
  * controller is the case (0, 1, 0). Kept apart from the driver so that a
  * controller is a table the driver calls, not a name it knows.
  */

@@ -256,7 +256,8 @@ int nde_initial_step(nde_solver *s, const nde_solve_opts *o,
                          "initial step: t1 = t0 = %g (or not finite)", t0);
     if ((rc = check_norm_blocks(s->ctx, o, n)) != NDE_OK)
         return rc;
-    /* Hairer's heuristic, methods.md 2.4, in the solve's error norm. */
+    /* Hairer, Norsett, Wanner, Solving ODEs I, Sec. II.4 (starting step
+     * size), in the solve's error norm. */
     d0 = norm_scaled(o, y0, y0, n);
     d1 = norm_scaled(o, f0, y0, n);
     if (!isfinite(d0) || !isfinite(d1)) {

@@ -4,8 +4,8 @@
  *
  * J. R. Dormand, P. J. Prince, "A family of embedded Runge-Kutta formulae",
  * J. Comput. Appl. Math. 6(1):19-26, 1980; coefficients and error weights
- * e = b - bhat as in Hairer's DOPRI5 (dde dopri5_constants.h, methods.md
- * 2.5). btilde = bhat - b = -e.
+ * e = b - bhat as in Hairer's DOPRI5 code (dopri5.f). btilde = bhat - b
+ * = -e.
  *
  * Dense output: Hairer's contd5 form (E. Hairer, S. P. Norsett, G. Wanner,
  * Solving ODEs I, 2nd ed., Sec. II.6, with Shampine's coefficients d_i)

@@ -1,5 +1,5 @@
 /*
- * Euler-Maruyama for Ito SDEs with diagonal noise (methods.md 3):
+ * Euler-Maruyama for Ito SDEs with diagonal noise (Kloeden, Platen, Numerical Solution of SDEs, 1992, Sec. 10.2):
  *     y_next = y + h f(t, y) + g(t, y) dW,   dW_i = W_i(t + h) - W_i(t).
  * Strong order 0.5 (1 for additive noise), weak order 1 (Kloeden-Platen).
  * No state besides y (aux = 0): one drift and one diffusion evaluation a

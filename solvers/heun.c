@@ -1,7 +1,8 @@
 /*
  * Stochastic Heun (the trapezoidal predictor-corrector) for Stratonovich
  * SDEs with diagonal noise (Ruemelin 1982, SIAM J. Numer. Anal. 19(3); the
- * Heun scheme reversible Heun is measured against, methods.md 8.1):
+ * Heun scheme reversible Heun is measured against in Kidger, Foster, Li,
+ * Lyons 2021, arXiv 2105.13493, Sec. 3):
  *     y~ = y + f(t, y) h + g(t, y) dW                       (predictor)
  *     y_next = y + (f(t, y) + f(t + h, y~)) h / 2
  *                + (g(t, y) + g(t + h, y~)) dW / 2          (corrector)

@@ -1,6 +1,6 @@
 /*
  * Reversible Heun for Stratonovich SDEs with diagonal noise (Kidger, Foster,
- * Li, Lyons 2021, arXiv 2105.13493, Algorithm 1; methods.md 8.1). State y
+ * Li, Lyons 2021, arXiv 2105.13493, Algorithm 1). State y
  * and aux = (z, f(t, z), g(t, z)), z0 = y0:
  *     z1 = 2 y0 - z0 + f0 h + g0 dW
  *     f1 = f(t + h, z1),  g1 = g(t + h, z1)       (the step's one evaluation)

@@ -5,8 +5,8 @@
  * column simplifying assumption", Comput. Math. Appl. 62(2):770-775, 2011.
  * Coefficients as in OrdinaryDiffEq.jl tsit_tableaus.jl (Float64 branch,
  * equal to diffrax tsit5.py); error weights btilde = bhat - b and dense
- * output polynomials from OrdinaryDiffEq.jl interpolants.jl (Tsit5Interp);
- * see methods.md 1.1-1.3. Stability size 3.5068 for the stiffness estimate:
+ * output polynomials from OrdinaryDiffEq.jl interpolants.jl (Tsit5Interp).
+ * Stability size 3.5068 for the stiffness estimate:
  * OrdinaryDiffEq.jl alg_utils.jl, alg_stability_size(Tsit5).
  */
 #include "nde/nde.h"

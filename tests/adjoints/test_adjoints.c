@@ -728,7 +728,7 @@ START_TEST(test_seminorm)
 }
 END_TEST
 
-/* The torchdiffeq spiral (methods.md 13.1) with 10 observation times:
+/* The torchdiffeq spiral (examples/ode_demo.py) with 10 observation times:
  * backsolve keeps its step size across them. Compared with one
  * observation at t1 only, and with backward solves that restart at each
  * observation (one gradient per interval, each starting with the

@@ -1,6 +1,6 @@
 /*
  * Step-size controllers (core/controller.c): PI, I and PID against their
- * formulas (nde/solve.h; methods.md 2.2, 2.3), the [solver] keys that
+ * formulas (nde/solve.h: OrdinaryDiffEq's and diffrax's), the [solver] keys that
  * choose and tune them, and solves driven through each.
  */
 #include <check.h>

@@ -8,9 +8,9 @@
  * solver written as a plugin (the driver re-queries the path on rejection).
  *
  * Orders use increments built here (a Gaussian path on the finest grid,
- * summed into coarse increments: methods.md 3), so they do not depend on
- * the Brownian Interval; the loop tests use nde_brownian. Measured orders
- * are printed to stderr for the record.
+ * summed into coarse increments; Kloeden, Platen 1992, Sec. 9.3), so they
+ * do not depend on the Brownian Interval; the loop tests use nde_brownian.
+ * Measured orders are printed to stderr for the record.
  */
 #include <check.h>
 #include <math.h>
@@ -308,7 +308,8 @@ END_TEST
  * Strong L1 error mean_m |X_T - X_ref,m| of `solver` on `ft` (theta) for
  * h = 2^-k, k = K_LO..K_FINE. Each row's Brownian path is drawn on a grid
  * of 2^K_FINE x sub steps; the solver gets its sums over each coarse step
- * (methods.md 3) and the reference ref(th, x0, path) sees the whole path.
+ * (Kloeden, Platen 1992, Sec. 9.3) and the reference ref(th, x0, path)
+ * sees the whole path.
  * Returns the fitted order, prints the errors, *err_out = the finest one.
  */
 typedef double (*ref_fn)(const double *th, double x0, const double *dw,
@@ -392,7 +393,8 @@ static double path_sum(const double *dw, int n)
     return w;
 }
 
-/* GBM dX = a X dt + b X dW on [0, 1], th = (a, b) (methods.md 3). */
+/* GBM dX = a X dt + b X dW on [0, 1], th = (a, b); exact solution
+ * Kloeden, Platen 1992, Sec. 4.4. */
 static double gbm_ito(const double *th, double x0, const double *dw, int n)
 {
     return x0 * exp(th[0] - 0.5 * th[1] * th[1] + th[1] * path_sum(dw, n));

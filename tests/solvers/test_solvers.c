@@ -367,7 +367,8 @@ START_TEST(test_embedded_order)
 }
 END_TEST
 
-/* Golden numbers of methods.md 1.4: tsit5 on y' = y cos t, [0, 2]. */
+/* Reference errors of tsit5 on y' = y cos t, [0, 2], at N fixed steps,
+ * computed independently in double precision from Tsitouras' tableau. */
 START_TEST(test_tsit5_golden)
 {
     const double golden[5] = {1.17e-5, 1.88e-7, 3.27e-9, 6.44e-11, 1.45e-12};

@@ -1,7 +1,7 @@
 /*
  * nde/brownian.h - Brownian paths for SDE solvers: a Brownian Interval
- * (Kidger, Foster, Li, Lyons 2021, methods.md 8.2) whose increments are a
- * deterministic function of a seed and the queried times.
+ * (Kidger, Foster, Li, Lyons 2021, arXiv 2105.13493, Sec. 4) whose
+ * increments are a deterministic function of a seed and the queried times.
  *
  * One path has n independent channels (batch rows x noise channels, laid
  * out as a state: row-major, batch-major). W(ta, tb) = W(tb) - W(ta) is

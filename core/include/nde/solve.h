@@ -59,11 +59,12 @@ extern "C" {
  * (the sign of h) for the next attempt. memory holds NDE_CONTROLLER_MEMORY
  * doubles of the controller's own state during one solve, set by start.
  *
- * pi (the default; OrdinaryDiffEq's, methods.md 2.2):
+ * pi (the default; OrdinaryDiffEq.jl controllers.jl, PIController):
  *     accepted: h_new = h clamp(safety EEst^-beta1 EEst_prev^beta2,
  *                               qmin, qmax), EEst_prev = max(EEst, 1e-4)
  *     rejected: h_new = h max(qmin, safety EEst^-beta1)
- * pid (diffrax's PIDController, methods.md 2.3), eps = 1 / EEst, k = order:
+ * pid (diffrax _step_size_controller/pid.py, PIDController), eps = 1 / EEst,
+ * k = order:
  *     factor = safety eps_n^((p + i + d) / k) eps_{n-1}^(-(p + 2 d) / k)
  *              eps_{n-2}^(d / k)
  *     accepted: clamped to [1, qmax]; rejected: to [qmin, safety]
@@ -169,7 +170,8 @@ NDE_API int nde_solve(nde_solver *s, const nde_solve_opts *opts,
                       double t1, size_t nsave, const double *tsave,
                       double *ysave, nde_stats *stats);
 
-/* Hairer's initial step heuristic (methods.md 2.4); costs one evaluation
+/* Hairer's initial step heuristic (Hairer, Norsett, Wanner, Solving ODEs
+ * I, Sec. II.4); costs one evaluation
  * beyond f0 = f(t0, y0), which the caller supplies. */
 NDE_API int nde_initial_step(nde_solver *s, const nde_solve_opts *opts,
                              const double *theta, double t0, const double *y0,

@@ -30,7 +30,8 @@
  * Dense output for theta in [0, 1]:
  *     y(t + theta h) = y + h sum_i b_i(theta) k_i,
  *     b_i(theta) = sum_{j=1..dense_degree} dense[i*dense_degree + j-1] theta^j
- * Stiffness (Pal et al. 2021/2023, methods.md 2.6), with stage q = stiff_stage
+ * Stiffness (Hairer, Wanner, Solving ODEs II, Sec. IV.2; Pal et al. 2021,
+ * arXiv 2105.03918), with stage q = stiff_stage
  * evaluated at c_q = 1 and the last stage at y_next (FSAL):
  *     S = RMS(k_s - k_q) / RMS(y_next - g_q) / stability_size
  */
