@@ -314,11 +314,9 @@ static void rk_invalidate(nde_solver *s)
     w->last_valid = 0;
 }
 
-/* hc[i] = h b_i(theta): the dense-output weights of every stage. */
-static void dense_weights(const nde_solver *s, double theta, double h,
+void nde_rk_dense_weights(const nde_rk_tableau *tab, double theta, double h,
                           double *hc)
 {
-    const nde_rk_tableau *tab = s->type->tableau;
     const int deg = tab->dense_degree;
 
     for (int i = 0; i < tab->stages; i++) {
@@ -336,7 +334,7 @@ static int rk_dense(const nde_solver *s, const double *y, double h,
     const nde_rk_work *w = s->work;
     double hc[NDE_RK_MAX_STAGES] = {0};
 
-    dense_weights(s, theta, h, hc);
+    nde_rk_dense_weights(s->type->tableau, theta, h, hc);
     /* A pending FSAL swap has not happened yet: w->k is still the last
      * step's. */
     rk_combine(out, y, hc, s->type->tableau->stages,
@@ -596,7 +594,7 @@ static int step_vjp(nde_solver *s, const double *theta, double t, double h,
 
     /* Dense outputs y(theta) = y + h sum b_i(theta) k_i. */
     for (size_t d = 0; d < ndc; d++) {
-        dense_weights(s, dc[d].theta, h, hc);
+        nde_rk_dense_weights(tab, dc[d].theta, h, hc);
         if (ybar)
             for (size_t i = 0; i < n; i++)
                 ybar[i] += dc[d].g[i];

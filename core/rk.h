@@ -39,6 +39,11 @@ int nde_rk_tableau_check_orders(nde_ctx *ctx, const nde_solver_type *type);
  * tableau can back. */
 void nde_rk_ops_fill(const nde_rk_tableau *tab, nde_solver_ops *ops);
 
+/* hc[i] = h b_i(theta), the dense-output weights of every stage
+ * (core/rk.c). */
+void nde_rk_dense_weights(const nde_rk_tableau *tab, double theta, double h,
+                          double *hc);
+
 /* The scaled RMS norm of nde_error_norm, NaN when y_next holds a
  * non-finite value. */
 double nde_rk_error_norm_checked(const double *err, const double *y,

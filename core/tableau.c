@@ -139,21 +139,6 @@ static int order_error(nde_ctx *ctx, const char *name, const char *what,
                      tv->order[k], tv->gamma[k], residual);
 }
 
-/* b_i(theta) of the dense output. */
-static void dense_weights_at(const nde_rk_tableau *tab, double theta,
-                             double *w)
-{
-    const int deg = tab->dense_degree;
-
-    for (int i = 0; i < tab->stages; i++) {
-        const double *r = tab->dense + (size_t)i * deg;
-        double p = 0.0;
-        for (int j = deg - 1; j >= 0; j--)
-            p = (p + r[j]) * theta;
-        w[i] = p;
-    }
-}
-
 /* c_i = sum_j a_ij: every tree vector above assumes it. */
 static int check_row_sums(nde_ctx *ctx, const char *name,
                           const nde_rk_tableau *tab)
@@ -202,7 +187,7 @@ int nde_rk_tableau_check_orders(nde_ctx *ctx, const nde_solver_type *type)
     if (tab->dense_degree == 0)
         return NDE_OK;
     /* The dense output must end where the step ends ... */
-    dense_weights_at(tab, 1.0, w);
+    nde_rk_dense_weights(tab, 1.0, 1.0, w);
     for (int i = 0; i < s; i++)
         if (!(fabs(w[i] - tab->b[i]) <= COND_TOL))
             return nde_error(ctx, NDE_EPLUGIN,
@@ -211,7 +196,7 @@ int nde_rk_tableau_check_orders(nde_ctx *ctx, const nde_solver_type *type)
                              "%.17g", name, i, w[i], i, tab->b[i]);
     /* ... and have its declared order inside the step. */
     for (size_t j = 0; j < sizeof thetas / sizeof *thetas; j++) {
-        dense_weights_at(tab, thetas[j], w);
+        nde_rk_dense_weights(tab, thetas[j], 1.0, w);
         if ((k = first_failed_tree(&tv, w, s, type->dense_order, thetas[j],
                                    &residual)) >= 0) {
             char what[64];

@@ -408,12 +408,8 @@ static int classify_evaluate(nde_task *t, const double *theta,
 static uint64_t classify_digest(const nde_task *t)
 {
     const classify *c = t->state;
-    task_digest d;
 
-    task_digest_init(&d);
-    task_digest_dataset(&d, c->train);
-    task_digest_dataset(&d, c->test);
-    return task_digest_final(&d);
+    return task_digest_split(c->train, c->test);
 }
 
 static size_t classify_test_classes(const nde_task *t, const int **label,

@@ -257,12 +257,8 @@ static int series_evaluate(nde_task *t, const double *theta,
 static uint64_t series_digest(const nde_task *t)
 {
     const series *s = t->state;
-    task_digest d;
 
-    task_digest_init(&d);
-    task_digest_dataset(&d, s->train);
-    task_digest_dataset(&d, s->test);
-    return task_digest_final(&d);
+    return task_digest_split(s->train, s->test);
 }
 
 static size_t series_test_series(const nde_task *t, size_t i,

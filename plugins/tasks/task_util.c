@@ -286,3 +286,13 @@ int task_check_noise(nde_task *t, nde_section *dsec, const nde_task_env *env,
                                  : "deterministic trajectories or outputs",
                              is_sde ? "is an SDE" : "has no diffusion");
 }
+
+uint64_t task_digest_split(const nde_dataset *train, const nde_dataset *test)
+{
+    task_digest d;
+
+    task_digest_init(&d);
+    task_digest_dataset(&d, train);
+    task_digest_dataset(&d, test);
+    return task_digest_final(&d);
+}

@@ -82,5 +82,7 @@ void task_digest_init(task_digest *d);
 void task_digest_bytes(task_digest *d, const void *p, size_t len);
 void task_digest_dataset(task_digest *d, const nde_dataset *ds);
 uint64_t task_digest_final(const task_digest *d);
+/* The digest of a train and a test set (the data a task read). */
+uint64_t task_digest_split(const nde_dataset *train, const nde_dataset *test);
 
 #endif
