@@ -34,6 +34,8 @@
 #define MAX_REGS 16
 #define GRAD_RTOL 1e-6
 #define NMAX 16
+#define NSAVE 4
+#define NSOLVE (NSAVE + NDE_REGULARIZER_MAX_EXTRA)
 
 static nde_ctx *ctx;
 
@@ -127,7 +129,13 @@ typedef struct fixture {
     size_t P, n, batch;
     double y0[NMAX];
     double t0, t1;
-    double ysave[NDE_REGULARIZER_MAX_EXTRA * NMAX];
+    /* The solve saves at NSAVE times spread over [t0, t1] (in->saves) and
+     * at the extra ones, merged: slot[j] < NSAVE is tsave[slot[j]], else
+     * extra slot[j] - NSAVE. */
+    double tsave[NSAVE], tsolve[NSOLVE];
+    size_t slot[NSOLVE];
+    double ysolve[NSOLVE * NMAX], saved[NSAVE * NMAX];
+    double extra[NDE_REGULARIZER_MAX_EXTRA * NMAX];
     nde_solve_request req;      /* of the last evaluation */
     long nsteps, nfe, nvjp;     /* of the last evaluation */
 } fixture;
@@ -234,10 +242,37 @@ static void fx_free(fixture *fx)
 /* What to hold fixed from an earlier solve (local's y_s). */
 typedef struct frozen {
     int on;
-    double ysave[NDE_REGULARIZER_MAX_EXTRA * NMAX];
+    double saved[NSAVE * NMAX], extra[NDE_REGULARIZER_MAX_EXTRA * NMAX];
     double *y;      /* the record's step states */
     size_t ny;
 } frozen;
+
+/* The solve's save times: NSAVE spread over [t0, t1] (the last t1) and
+ * the extra ones, in the direction of the solve (stable: equal times keep
+ * their order). */
+static size_t fx_plan_saves(fixture *fx)
+{
+    const double t0 = fx->req.t0, t1 = fx->req.t1, d = t1 > t0 ? 1.0 : -1.0;
+    const size_t n = NSAVE + fx->req.nextra;
+
+    for (size_t j = 0; j < n; j++) {
+        double t;
+        size_t i;
+        if (j < NSAVE)
+            t = fx->tsave[j] = j == NSAVE - 1
+                                   ? t1
+                                   : t0 + (double)(j + 1) / NSAVE * (t1 - t0);
+        else
+            t = fx->req.extra_save[j - NSAVE];
+        for (i = j; i > 0 && d * fx->tsolve[i - 1] > d * t; i--) {
+            fx->tsolve[i] = fx->tsolve[i - 1];
+            fx->slot[i] = fx->slot[i - 1];
+        }
+        fx->tsolve[i] = t;
+        fx->slot[i] = j;
+    }
+    return n;
+}
 
 /*
  * Forward solve + regularizer at theta with seed. grad (may be NULL):
@@ -249,8 +284,10 @@ static double fx_eval(fixture *fx, const double *theta, uint64_t seed,
 {
     nde_regularizer_output out;
     nde_regularizer_input in;
+    nde_regularizer_saves sv;
     nde_stats st;
     double direct[256], ybar0[NMAX];
+    size_t ns;
     int rc;
 
     ck_assert(fx->P <= 256);
@@ -262,15 +299,23 @@ static double fx_eval(fixture *fx, const double *theta, uint64_t seed,
         ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
     }
     fx->o.record = fx->tr;
-    rc = nde_solve(fx->s, &fx->o, theta, fx->req.t0, fx->y0, fx->req.t1,
-                   fx->req.nextra, fx->req.extra_save, fx->ysave, &st);
+    ns = fx_plan_saves(fx);
+    rc = nde_solve(fx->s, &fx->o, theta, fx->req.t0, fx->y0, fx->req.t1, ns,
+                   fx->tsolve, fx->ysolve, &st);
     fx->o.record = NULL;
     ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
+    for (size_t j = 0; j < ns; j++) {
+        const size_t s = fx->slot[j];
+        memcpy(s < NSAVE ? fx->saved + s * fx->n
+                         : fx->extra + (s - NSAVE) * fx->n,
+               fx->ysolve + j * fx->n, fx->n * sizeof(double));
+    }
     if (fx->o.dt > 0)
         ck_assert_int_eq(st.steps_rejected, 0);
     fx->nsteps = st.steps_accepted;
     if (fz && fz->on) {
-        memcpy(fx->ysave, fz->ysave, sizeof fx->ysave);
+        memcpy(fx->saved, fz->saved, sizeof fx->saved);
+        memcpy(fx->extra, fz->extra, sizeof fx->extra);
         if (fz->y) {
             ck_assert_uint_eq(fz->ny, fx->tr->nstates * fx->n);
             memcpy(fx->tr->y, fz->y, fz->ny * sizeof(double));
@@ -278,6 +323,7 @@ static double fx_eval(fixture *fx, const double *theta, uint64_t seed,
     }
     memset(direct, 0, sizeof direct);
     memset(&out, 0, sizeof out);
+    memset(&in, 0, sizeof in);
     out.thetabar = direct;
     in.solver = fx->s;
     in.opts = &fx->o;
@@ -285,9 +331,13 @@ static double fx_eval(fixture *fx, const double *theta, uint64_t seed,
     in.theta = theta;
     in.t0 = fx->req.t0;
     in.t1 = fx->req.t1;
-    in.extra_y = fx->ysave;
+    in.extra_y = fx->extra;
     in.nextra = fx->req.nextra;
     in.weight = weight;
+    sv.nsave = NSAVE;
+    sv.t = fx->tsave;
+    sv.y = fx->saved;
+    in.saves = &sv;
     rc = fx->r->type->after_solve(fx->r, &in, &out);
     ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
     fx->nfe = out.nfe;
@@ -310,7 +360,8 @@ static double fx_eval(fixture *fx, const double *theta, uint64_t seed,
 static void freeze(const fixture *fx, frozen *fz)
 {
     fz->on = 1;
-    memcpy(fz->ysave, fx->ysave, sizeof fz->ysave);
+    memcpy(fz->saved, fx->saved, sizeof fz->saved);
+    memcpy(fz->extra, fx->extra, sizeof fz->extra);
     fz->ny = fx->tr->nstates * fx->n;
     fz->y = malloc((fz->ny + 1) * sizeof(double));
     memcpy(fz->y, fx->tr->y, fz->ny * sizeof(double));
