@@ -779,6 +779,42 @@ START_TEST(local_sampling)
 }
 END_TEST
 
+/* The test modules: oldreg declares interface version 1 and still loads
+ * and runs; savenorm (version 2) is given the states the solve returned at
+ * the fixture's save times: its value is theirs, recomputed from an
+ * independent solve without the record. */
+START_TEST(interface_versions)
+{
+    const double y0[4] = {1.0, 1.0, 0.8, 1.3};
+    const nde_plugin_info *info;
+    double y[NSAVE * NMAX], want = 0.0, theta2 = 0.0;
+    nde_stats st;
+    fixture fx;
+
+    info = plugin(NDE_KIND_REGULARIZER, "oldreg");
+    ck_assert_int_eq(info->iface_version, 1);
+    fx_init(&fx, lv_ini, "tsit5", 2, y0, 0.0, 1.0, 0.1, 1e-1);
+    ck_assert_int_eq(fx_reg(&fx, (const nde_regularizer_type *)info, ""),
+                     NDE_OK);
+    for (size_t i = 0; i < fx.P; i++)
+        theta2 += fx.theta[i] * fx.theta[i];
+    ck_assert_double_eq(fx_eval(&fx, fx.theta, 1, 1.0, NULL, NULL), theta2);
+
+    info = plugin(NDE_KIND_REGULARIZER, "savenorm");
+    ck_assert_int_eq(info->iface_version, NDE_REGULARIZER_VERSION);
+    ck_assert_int_eq(fx_reg(&fx, (const nde_regularizer_type *)info, ""),
+                     NDE_OK);
+    ck_assert_int_eq(nde_solve(fx.s, &fx.o, fx.theta, fx.t0, fx.y0, fx.t1,
+                               NSAVE, fx.tsave, y, &st),
+                     NDE_OK);
+    for (size_t i = 0; i < NSAVE * fx.n; i++)
+        want += y[i] * y[i];
+    want /= (double)(NSAVE * fx.batch);
+    ck_assert_double_eq(fx_eval(&fx, fx.theta, 1, 1.0, NULL, NULL), want);
+    fx_free(&fx);
+}
+END_TEST
+
 START_TEST(refused_pairings)
 {
     const double y0[2] = {1.0, 1.0};
@@ -877,6 +913,7 @@ static Suite *suite(void)
     tcase_add_test(tc, deterministic);
     tcase_add_test(tc, local_sampling);
     tcase_add_test(tc, refused_pairings);
+    tcase_add_test(tc, interface_versions);
     tcase_add_test(tc, checkpointed_record);
     suite_add_tcase(s, tc);
     return s;
