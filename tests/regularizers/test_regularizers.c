@@ -8,8 +8,9 @@
  * sequence is frozen (tsit5, qmin = qmax = 1, fixed dt = dtmax, a
  * tolerance loose enough that every step is accepted; the step count is
  * checked equal in every evaluation), and dtmax = dt also pins the local
- * regularizer's initial-step dt, which it holds constant. The differences
- * are fourth-order central (steps 1e-3 and 2e-3 relative to |theta_i|, so
+ * regularizer's initial-step dt, which it holds constant. The solve saves
+ * at four times spread over [t0, t1] (in->saves) merged with the extra
+ * times asked, as the trainer does. The differences are fourth-order central (steps 1e-3 and 2e-3 relative to |theta_i|, so
  * round-off in the small error estimates stays below the tolerance).
  * Agreement: |grad - fd| <= 1e-6 max_i |fd_i| per component (GRAD_RTOL);
  * measured 1e-13 .. 1.7e-7. REG_VERBOSE=1 prints each component. The local regularizer with through_state = false drops

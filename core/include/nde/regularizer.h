@@ -60,10 +60,11 @@ typedef struct nde_solve_request {
 } nde_solve_request;
 
 /* The training solve's save times and the states it returned there
- * (nde_solve's tsave and ysave for the task's observations). The
- * regularizers' extra save times are not among them (those states are
- * extra_y), so what one regularizer sees does not depend on which others
- * are configured. */
+ * (nde_solve's tsave and ysave at the task's observation times: the ODE
+ * state, before the task's readout). The regularizers' extra save times
+ * are not among them (those states are extra_y), so what one regularizer
+ * sees does not depend on which others are configured. The interval is
+ * the input's t0, t1. Grows append-only, as the input does. */
 typedef struct nde_regularizer_saves {
     size_t nsave;           /* >= 1                                       */
     const double *t;        /* nsave save times in the direction of the
