@@ -405,6 +405,8 @@ int check_regularizer(nde_ctx *ctx, nde_config *cfg, const char *section,
     check_note(r, "problem: mlp 2-8-2 tanh field (%zu parameters), batch %d, "
                "t in [0, 1], tsit5 with a fixed step %g, discrete adjoint",
                c.P, REG_BATCH, REG_DT);
+    check_note(r, "the solve saves (in->saves) at t = 0.25, 0.5, 0.75, 1, "
+               "moved with t1");
     check_note(r, "held constant: step sizes, accept decisions, random draws "
                "(seed %llu)", (unsigned long long)seed);
     rc = run(&c, r);
