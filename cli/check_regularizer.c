@@ -11,7 +11,9 @@
  * thetabar plus its cotangents pushed back through the adjoint - is
  * compared with fourth-order central differences of its value (forward
  * solve and regularizer re-run with the same seed, so random draws are
- * the same). A regularizer that hands the adjoint no cotangent although
+ * the same). The solve saves at t = 0.25, 0.5, 0.75, 1 (moved with t1
+ * when before_solve moves it), handed to after_solve as in->saves, and at
+ * the extra times asked, merged in as the trainer does. A regularizer that hands the adjoint no cotangent although
  * it reads the solve's states (local regularization holds its sampled
  * state constant) is compared with differences in which those states are
  * held at the unperturbed solve's: the derivative it claims.
@@ -30,12 +32,15 @@ static const char problem_ini[] =
     "[field]\nplugin = mlp\nlayers = 2, 8, 2\nactivation = tanh\n"
     "[solver]\nplugin = tsit5\n";
 static const double problem_y0[REG_BATCH * 2] = {2.0, 0.0, 0.5, -1.0};
+#define REG_NSAVE 4
+static const double problem_tsave[REG_NSAVE] = {0.25, 0.5, 0.75, 1.0};
+#define REG_NSOLVE (REG_NSAVE + NDE_REGULARIZER_MAX_EXTRA)
 
-/* What a held solve keeps: the extra save states and the record's. */
+/* What a held solve keeps: the saved and extra states and the record's. */
 typedef struct held {
     int on;
-    double *extra, *y, *k, *eest, *stiff;
-    size_t nextra, ny, nk, nsteps;
+    double *saved, *extra, *y, *k, *eest, *stiff;
+    size_t nsaved, nextra, ny, nk, nsteps;
 } held;
 
 typedef struct reg_check {
@@ -49,7 +54,14 @@ typedef struct reg_check {
     nde_solve_opts o;
     size_t P, n;
     double *theta, *th, *direct, *grad, *grad2, *grad3, *fd, *ybar0;
-    double ysave[NDE_REGULARIZER_MAX_EXTRA * REG_BATCH * 2];
+    /* the solve's save times: the problem's (tsave, saved) and the extra
+     * ones (extra) merged; slot[j] is k < REG_NSAVE for tsave[k], else
+     * REG_NSAVE + the extra's index */
+    double tsave[REG_NSAVE], tsolve[REG_NSOLVE];
+    size_t slot[REG_NSOLVE];
+    double ysolve[REG_NSOLVE * REG_BATCH * 2];
+    double saved[REG_NSAVE * REG_BATCH * 2];
+    double extra[NDE_REGULARIZER_MAX_EXTRA * REG_BATCH * 2];
     double weight;
     uint64_t seed;
     /* of the last evaluation */
@@ -70,6 +82,7 @@ static int copy_held(double **dst, const double *src, size_t n)
 
 static void held_free(held *h)
 {
+    free(h->saved);
     free(h->extra);
     free(h->y);
     free(h->k);
@@ -81,8 +94,9 @@ static void held_free(held *h)
 static void held_apply(const held *h, reg_check *c)
 {
     nde_trajectory *tr = c->tr;
+    memcpy(c->saved, h->saved, h->nsaved * sizeof *h->saved);
     if (h->extra)
-        memcpy(c->ysave, h->extra, h->nextra * sizeof *h->extra);
+        memcpy(c->extra, h->extra, h->nextra * sizeof *h->extra);
     if (h->y)
         memcpy(tr->y, h->y, h->ny * sizeof *h->y);
     if (h->k)
@@ -99,16 +113,42 @@ static int held_take(held *h, const reg_check *c)
     size_t nk = (tr->record & NDE_NEEDS_DENSE) ? tr->nsteps : 0;
 
     h->on = 1;
+    h->nsaved = REG_NSAVE * c->n;
     h->nextra = c->req.nextra * c->n;
     h->ny = tr->nstates * tr->n;
     h->nk = nk * (size_t)tr->stages * tr->n;
     h->nsteps = tr->nsteps;
-    if (copy_held(&h->extra, c->ysave, h->nextra) ||
+    if (copy_held(&h->saved, c->saved, h->nsaved) ||
+        copy_held(&h->extra, c->extra, h->nextra) ||
         copy_held(&h->y, tr->y, h->ny) || copy_held(&h->k, tr->k, h->nk) ||
         copy_held(&h->eest, tr->eest, h->nsteps) ||
         copy_held(&h->stiff, tr->stiff, h->nsteps))
         return nde_error(c->ctx, NDE_ENOMEM, "out of memory");
     return NDE_OK;
+}
+
+/* The save times of the solve: the problem's, moved with t1 (t0 = 0),
+ * and the extra ones, in increasing time (stable: equal times keep their
+ * order, the problem's first). */
+static size_t plan_saves(reg_check *c)
+{
+    const size_t n = REG_NSAVE + c->req.nextra;
+    size_t j, i;
+
+    for (j = 0; j < n; j++) {
+        double t;
+        if (j < REG_NSAVE)
+            t = c->tsave[j] = problem_tsave[j] * c->req.t1;
+        else
+            t = c->req.extra_save[j - REG_NSAVE];
+        for (i = j; i > 0 && c->tsolve[i - 1] > t; i--) {
+            c->tsolve[i] = c->tsolve[i - 1];
+            c->slot[i] = c->slot[i - 1];
+        }
+        c->tsolve[i] = t;
+        c->slot[i] = j;
+    }
+    return n;
 }
 
 /*
@@ -122,7 +162,9 @@ static int evaluate(reg_check *c, const double *theta, double *grad,
 {
     nde_regularizer_output out;
     nde_regularizer_input in;
+    nde_regularizer_saves sv;
     nde_stats st;
+    size_t ns;
     int rc;
 
     memset(&c->req, 0, sizeof c->req);
@@ -132,11 +174,18 @@ static int evaluate(reg_check *c, const double *theta, double *grad,
         (rc = c->r->type->before_solve(c->r, &c->req, c->seed)) != NDE_OK)
         return rc;
     c->o.record = c->tr;
-    rc = nde_solve(c->s, &c->o, theta, c->req.t0, problem_y0, c->req.t1,
-                   c->req.nextra, c->req.extra_save, c->ysave, &st);
+    ns = plan_saves(c);
+    rc = nde_solve(c->s, &c->o, theta, c->req.t0, problem_y0, c->req.t1, ns,
+                   c->tsolve, c->ysolve, &st);
     c->o.record = NULL;
     if (rc != NDE_OK)
         return rc;
+    for (size_t j = 0; j < ns; j++) {
+        const size_t s = c->slot[j];
+        memcpy(s < REG_NSAVE ? c->saved + s * c->n
+                             : c->extra + (s - REG_NSAVE) * c->n,
+               c->ysolve + j * c->n, c->n * sizeof *c->ysolve);
+    }
     if (st.steps_rejected != 0)
         return nde_error(c->ctx, NDE_EFATAL, "the frozen-step solve "
                          "rejected %ld steps", st.steps_rejected);
@@ -148,6 +197,7 @@ static int evaluate(reg_check *c, const double *theta, double *grad,
         held_apply(h, c);
     }
     memset(&out, 0, sizeof out);
+    memset(&in, 0, sizeof in);
     memset(c->direct, 0, c->P * sizeof *c->direct);
     out.thetabar = grad ? grad : c->direct;
     in.solver = c->s;
@@ -156,9 +206,13 @@ static int evaluate(reg_check *c, const double *theta, double *grad,
     in.theta = theta;
     in.t0 = c->req.t0;
     in.t1 = c->req.t1;
-    in.extra_y = c->ysave;
+    in.extra_y = c->extra;
     in.nextra = c->req.nextra;
     in.weight = c->weight;
+    sv.nsave = REG_NSAVE;
+    sv.t = c->tsave;
+    sv.y = c->saved;
+    in.saves = &sv;
     if ((rc = c->r->type->after_solve(c->r, &in, &out)) != NDE_OK)
         return rc;
     *value = out.value;
@@ -351,6 +405,8 @@ int check_regularizer(nde_ctx *ctx, nde_config *cfg, const char *section,
     check_note(r, "problem: mlp 2-8-2 tanh field (%zu parameters), batch %d, "
                "t in [0, 1], tsit5 with a fixed step %g, discrete adjoint",
                c.P, REG_BATCH, REG_DT);
+    check_note(r, "the solve saves (in->saves) at t = 0.25, 0.5, 0.75, 1, "
+               "moved with t1");
     check_note(r, "held constant: step sizes, accept decisions, random draws "
                "(seed %llu)", (unsigned long long)seed);
     rc = run(&c, r);

@@ -440,12 +440,14 @@ static void gather_saves(nde_trainer *tr, double *ydata, size_t n)
     }
 }
 
-/* after_solve of every regularizer: their weighted sum into *reg, their
- * direct gradient into reg_grad, their NFE into st; their cotangents are
- * kept for merge_cotangents. */
+/* after_solve of every regularizer, given the solve's save times and
+ * states (sv): their weighted sum into *reg, their direct gradient into
+ * reg_grad, their NFE into st; their cotangents are kept for
+ * merge_cotangents. */
 static int regs_after(nde_trainer *tr, const nde_solve_opts *o,
                       const nde_trajectory *traj, const double *theta,
-                      double t0, double t1s, nde_stats *st, double *reg)
+                      double t0, double t1s, const nde_regularizer_saves *sv,
+                      nde_stats *st, double *reg)
 {
     const size_t per = tr->B * tr->dim;
     nde_regularizer_input in;
@@ -468,6 +470,7 @@ static int regs_after(nde_trainer *tr, const nde_solve_opts *o,
         in.extra_y = tr->extra_y + g->first * per;
         in.nextra = g->nextra;
         in.weight = nde_weight_at(&g->w, tr->iter, tr->set.iterations);
+        in.saves = sv;
         out.thetabar = tr->reg_grad;
         g->ct = NULL;
         g->nct = 0;
@@ -955,7 +958,8 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
         return nde_error(tr->ctx, NDE_ENONFINITE,
                          "the loss is not finite (%g)", *loss);
     if (tr->nregs) {
-        if ((rc = regs_after(tr, &o, traj, theta, t0, t1s, st, &reg)) !=
+        const nde_regularizer_saves sv = {T, tk, tr->ysave};
+        if ((rc = regs_after(tr, &o, traj, theta, t0, t1s, &sv, st, &reg)) !=
             NDE_OK)
             return rc;
         tr->reg_total = reg;

@@ -8,8 +8,11 @@
  * create/destroy, after_solve, and how a penalty on the trajectory reaches
  * theta: R depends on theta only through y(t1), so after_solve hands the
  * adjoint the cotangent weight * dR/dy(t1) and adds nothing to thetabar
- * directly. Whatever adjoint the run uses carries it back. Check it with
- * `nde check regularizer endnorm` (the Makefile's `make check`).
+ * directly. Whatever adjoint the run uses carries it back. y(t1) is the
+ * last of the states the solve saved (in->saves, regularizer interface
+ * version 2): the very numbers the loss saw, whatever the run records.
+ * Check it with `nde check regularizer endnorm` (the Makefile's
+ * `make check`).
  */
 #include <stdlib.h>
 
@@ -34,7 +37,7 @@ static int endnorm_create(nde_regularizer *r, nde_section *sec, nde_solver *s,
     if (!(st = calloc(1, sizeof *st)))
         return nde_error(ctx, NDE_ENOMEM, "endnorm: out of memory");
     r->state = st;
-    r->needs = 0; /* y(t1) is always recorded */
+    r->needs = 0; /* y(t1) is always saved */
     st->scale = 1.0;
     if (sec && (rc = nde_get_double(sec, "scale", &st->scale, ctx)) != NDE_OK)
         return rc;
@@ -57,8 +60,10 @@ static int endnorm_after_solve(nde_regularizer *r,
                                nde_regularizer_output *out)
 {
     endnorm_state *st = r->state;
-    const size_t n = in->fwd->n, batch = in->solver->batch;
-    const double *y = in->fwd->y_final;
+    const nde_regularizer_saves *sv = in->saves;
+    const size_t batch = in->solver->batch;
+    const size_t n = batch * in->solver->field->dim;
+    const double *y = sv->y + (sv->nsave - 1) * n; /* at t[nsave-1] = t1 */
     double sum = 0.0;
 
     for (size_t i = 0; i < n; i++) {
@@ -66,7 +71,7 @@ static int endnorm_after_solve(nde_regularizer *r,
         st->g[i] = in->weight * st->scale * 2.0 * y[i] / (double)batch;
     }
     out->value = st->scale * sum / (double)batch;
-    st->ct.t = in->t1;
+    st->ct.t = sv->t[sv->nsave - 1];
     st->ct.g = st->g;
     out->ct = &st->ct;
     out->nct = 1;

@@ -8,8 +8,9 @@
  * sequence is frozen (tsit5, qmin = qmax = 1, fixed dt = dtmax, a
  * tolerance loose enough that every step is accepted; the step count is
  * checked equal in every evaluation), and dtmax = dt also pins the local
- * regularizer's initial-step dt, which it holds constant. The differences
- * are fourth-order central (steps 1e-3 and 2e-3 relative to |theta_i|, so
+ * regularizer's initial-step dt, which it holds constant. The solve saves
+ * at four times spread over [t0, t1] (in->saves) merged with the extra
+ * times asked, as the trainer does. The differences are fourth-order central (steps 1e-3 and 2e-3 relative to |theta_i|, so
  * round-off in the small error estimates stays below the tolerance).
  * Agreement: |grad - fd| <= 1e-6 max_i |fd_i| per component (GRAD_RTOL);
  * measured 1e-13 .. 1.7e-7. REG_VERBOSE=1 prints each component. The local regularizer with through_state = false drops
@@ -34,6 +35,8 @@
 #define MAX_REGS 16
 #define GRAD_RTOL 1e-6
 #define NMAX 16
+#define NSAVE 4
+#define NSOLVE (NSAVE + NDE_REGULARIZER_MAX_EXTRA)
 
 static nde_ctx *ctx;
 
@@ -127,7 +130,13 @@ typedef struct fixture {
     size_t P, n, batch;
     double y0[NMAX];
     double t0, t1;
-    double ysave[NDE_REGULARIZER_MAX_EXTRA * NMAX];
+    /* The solve saves at NSAVE times spread over [t0, t1] (in->saves) and
+     * at the extra ones, merged: slot[j] < NSAVE is tsave[slot[j]], else
+     * extra slot[j] - NSAVE. */
+    double tsave[NSAVE], tsolve[NSOLVE];
+    size_t slot[NSOLVE];
+    double ysolve[NSOLVE * NMAX], saved[NSAVE * NMAX];
+    double extra[NDE_REGULARIZER_MAX_EXTRA * NMAX];
     nde_solve_request req;      /* of the last evaluation */
     long nsteps, nfe, nvjp;     /* of the last evaluation */
 } fixture;
@@ -234,10 +243,37 @@ static void fx_free(fixture *fx)
 /* What to hold fixed from an earlier solve (local's y_s). */
 typedef struct frozen {
     int on;
-    double ysave[NDE_REGULARIZER_MAX_EXTRA * NMAX];
+    double saved[NSAVE * NMAX], extra[NDE_REGULARIZER_MAX_EXTRA * NMAX];
     double *y;      /* the record's step states */
     size_t ny;
 } frozen;
+
+/* The solve's save times: NSAVE spread over [t0, t1] (the last t1) and
+ * the extra ones, in the direction of the solve (stable: equal times keep
+ * their order). */
+static size_t fx_plan_saves(fixture *fx)
+{
+    const double t0 = fx->req.t0, t1 = fx->req.t1, d = t1 > t0 ? 1.0 : -1.0;
+    const size_t n = NSAVE + fx->req.nextra;
+
+    for (size_t j = 0; j < n; j++) {
+        double t;
+        size_t i;
+        if (j < NSAVE)
+            t = fx->tsave[j] = j == NSAVE - 1
+                                   ? t1
+                                   : t0 + (double)(j + 1) / NSAVE * (t1 - t0);
+        else
+            t = fx->req.extra_save[j - NSAVE];
+        for (i = j; i > 0 && d * fx->tsolve[i - 1] > d * t; i--) {
+            fx->tsolve[i] = fx->tsolve[i - 1];
+            fx->slot[i] = fx->slot[i - 1];
+        }
+        fx->tsolve[i] = t;
+        fx->slot[i] = j;
+    }
+    return n;
+}
 
 /*
  * Forward solve + regularizer at theta with seed. grad (may be NULL):
@@ -249,8 +285,10 @@ static double fx_eval(fixture *fx, const double *theta, uint64_t seed,
 {
     nde_regularizer_output out;
     nde_regularizer_input in;
+    nde_regularizer_saves sv;
     nde_stats st;
     double direct[256], ybar0[NMAX];
+    size_t ns;
     int rc;
 
     ck_assert(fx->P <= 256);
@@ -262,15 +300,23 @@ static double fx_eval(fixture *fx, const double *theta, uint64_t seed,
         ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
     }
     fx->o.record = fx->tr;
-    rc = nde_solve(fx->s, &fx->o, theta, fx->req.t0, fx->y0, fx->req.t1,
-                   fx->req.nextra, fx->req.extra_save, fx->ysave, &st);
+    ns = fx_plan_saves(fx);
+    rc = nde_solve(fx->s, &fx->o, theta, fx->req.t0, fx->y0, fx->req.t1, ns,
+                   fx->tsolve, fx->ysolve, &st);
     fx->o.record = NULL;
     ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
+    for (size_t j = 0; j < ns; j++) {
+        const size_t s = fx->slot[j];
+        memcpy(s < NSAVE ? fx->saved + s * fx->n
+                         : fx->extra + (s - NSAVE) * fx->n,
+               fx->ysolve + j * fx->n, fx->n * sizeof(double));
+    }
     if (fx->o.dt > 0)
         ck_assert_int_eq(st.steps_rejected, 0);
     fx->nsteps = st.steps_accepted;
     if (fz && fz->on) {
-        memcpy(fx->ysave, fz->ysave, sizeof fx->ysave);
+        memcpy(fx->saved, fz->saved, sizeof fx->saved);
+        memcpy(fx->extra, fz->extra, sizeof fx->extra);
         if (fz->y) {
             ck_assert_uint_eq(fz->ny, fx->tr->nstates * fx->n);
             memcpy(fx->tr->y, fz->y, fz->ny * sizeof(double));
@@ -278,6 +324,7 @@ static double fx_eval(fixture *fx, const double *theta, uint64_t seed,
     }
     memset(direct, 0, sizeof direct);
     memset(&out, 0, sizeof out);
+    memset(&in, 0, sizeof in);
     out.thetabar = direct;
     in.solver = fx->s;
     in.opts = &fx->o;
@@ -285,9 +332,13 @@ static double fx_eval(fixture *fx, const double *theta, uint64_t seed,
     in.theta = theta;
     in.t0 = fx->req.t0;
     in.t1 = fx->req.t1;
-    in.extra_y = fx->ysave;
+    in.extra_y = fx->extra;
     in.nextra = fx->req.nextra;
     in.weight = weight;
+    sv.nsave = NSAVE;
+    sv.t = fx->tsave;
+    sv.y = fx->saved;
+    in.saves = &sv;
     rc = fx->r->type->after_solve(fx->r, &in, &out);
     ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
     fx->nfe = out.nfe;
@@ -310,7 +361,8 @@ static double fx_eval(fixture *fx, const double *theta, uint64_t seed,
 static void freeze(const fixture *fx, frozen *fz)
 {
     fz->on = 1;
-    memcpy(fz->ysave, fx->ysave, sizeof fz->ysave);
+    memcpy(fz->saved, fx->saved, sizeof fz->saved);
+    memcpy(fz->extra, fx->extra, sizeof fz->extra);
     fz->ny = fx->tr->nstates * fx->n;
     fz->y = malloc((fz->ny + 1) * sizeof(double));
     memcpy(fz->y, fx->tr->y, fz->ny * sizeof(double));
@@ -728,6 +780,42 @@ START_TEST(local_sampling)
 }
 END_TEST
 
+/* The test modules: oldreg declares interface version 1 and still loads
+ * and runs; savenorm (version 2) is given the states the solve returned at
+ * the fixture's save times: its value is theirs, recomputed from an
+ * independent solve without the record. */
+START_TEST(interface_versions)
+{
+    const double y0[4] = {1.0, 1.0, 0.8, 1.3};
+    const nde_plugin_info *info;
+    double y[NSAVE * NMAX], want = 0.0, theta2 = 0.0;
+    nde_stats st;
+    fixture fx;
+
+    info = plugin(NDE_KIND_REGULARIZER, "oldreg");
+    ck_assert_int_eq(info->iface_version, 1);
+    fx_init(&fx, lv_ini, "tsit5", 2, y0, 0.0, 1.0, 0.1, 1e-1);
+    ck_assert_int_eq(fx_reg(&fx, (const nde_regularizer_type *)info, ""),
+                     NDE_OK);
+    for (size_t i = 0; i < fx.P; i++)
+        theta2 += fx.theta[i] * fx.theta[i];
+    ck_assert_double_eq(fx_eval(&fx, fx.theta, 1, 1.0, NULL, NULL), theta2);
+
+    info = plugin(NDE_KIND_REGULARIZER, "savenorm");
+    ck_assert_int_eq(info->iface_version, NDE_REGULARIZER_VERSION);
+    ck_assert_int_eq(fx_reg(&fx, (const nde_regularizer_type *)info, ""),
+                     NDE_OK);
+    ck_assert_int_eq(nde_solve(fx.s, &fx.o, fx.theta, fx.t0, fx.y0, fx.t1,
+                               NSAVE, fx.tsave, y, &st),
+                     NDE_OK);
+    for (size_t i = 0; i < NSAVE * fx.n; i++)
+        want += y[i] * y[i];
+    want /= (double)(NSAVE * fx.batch);
+    ck_assert_double_eq(fx_eval(&fx, fx.theta, 1, 1.0, NULL, NULL), want);
+    fx_free(&fx);
+}
+END_TEST
+
 START_TEST(refused_pairings)
 {
     const double y0[2] = {1.0, 1.0};
@@ -826,6 +914,7 @@ static Suite *suite(void)
     tcase_add_test(tc, deterministic);
     tcase_add_test(tc, local_sampling);
     tcase_add_test(tc, refused_pairings);
+    tcase_add_test(tc, interface_versions);
     tcase_add_test(tc, checkpointed_record);
     suite_add_tcase(s, tc);
     return s;

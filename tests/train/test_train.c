@@ -1297,9 +1297,56 @@ static const char fd_ini[] =
     "[data]\nsource = spiral\nnpoints = 100\nt1 = 5\nbatch_time = 8\n"
     "[train]\niterations = 10\nbatch_size = 3\nseed = 7\n";
 
-/* The trainer's gradient of data loss + regularizer against central
- * differences of the same (same batch, same regularizer seed). */
-static void reg_gradient_fd(const char *ini, uint64_t seed)
+/* (a) ||theta||^2 directly and (b) 0.5 / nsave sum_k ||y(t_k)||^2 over
+ * the solve's save times (in->saves), handed back as cotangents at the
+ * very times the loss hands its own (they add in the adjoint). */
+static double saves_g[16 * 64 * 4];
+static nde_cotangent saves_ct[16];
+
+static int saves_sq_after(nde_regularizer *r, const nde_regularizer_input *in,
+                          nde_regularizer_output *out)
+{
+    const nde_regularizer_saves *sv = in->saves;
+    const size_t P = r->solver->field->nparams;
+    const size_t n = r->solver->batch * r->solver->field->dim;
+    const double c = 0.5 / (double)sv->nsave;
+    double sum = 0.0, sy = 0.0;
+    size_t i, k;
+
+    ck_assert_uint_le(sv->nsave, 16);
+    ck_assert_uint_le(n, 64 * 4);
+    for (i = 0; i < P; i++) {
+        sum += in->theta[i] * in->theta[i];
+        out->thetabar[i] += 2.0 * in->weight * in->theta[i];
+    }
+    for (k = 0; k < sv->nsave; k++) {
+        for (i = 0; i < n; i++) {
+            const double y = sv->y[k * n + i];
+            sy += c * y * y;
+            saves_g[k * n + i] = in->weight * 2.0 * c * y;
+        }
+        saves_ct[k].t = sv->t[k];
+        saves_ct[k].g = saves_g + k * n;
+    }
+    out->ct = saves_ct;
+    out->nct = sv->nsave;
+    out->value = sum + sy;
+    seen.calls++;
+    return NDE_OK;
+}
+
+static const nde_regularizer_type saves_sq_reg = {
+    NDE_REGULARIZER_INFO(
+        .name = "saves_sq",
+        .description = "test",
+        .version = "1"),
+    noop_create, noop_destroy, NULL, saves_sq_after};
+
+/* The trainer's gradient of data loss + regularizer `type` (probe_reg or
+ * saves_sq_reg: ||theta||^2 plus a part through the trajectory) against
+ * central differences of the same (same batch, same regularizer seed). */
+static void reg_gradient_fd(const char *ini, uint64_t seed,
+                            const nde_regularizer_type *type)
 {
     nde_trainer *tr = trainer_from(ini), *plain;
     const size_t P = nde_trainer_nparams(tr), Pf = nde_trainer_field(tr)->nparams;
@@ -1310,15 +1357,15 @@ static void reg_gradient_fd(const char *ini, uint64_t seed)
 
     ck_assert_uint_le(P, 256);
     memset(&seen, 0, sizeof seen);
-    add_reg(tr, &probe_reg, "probe", 0.7, 0.7, 0);
+    add_reg(tr, type, "r", 0.7, 0.7, 0);
     memcpy(th, nde_trainer_params(tr), P * sizeof *th);
     nde_trainer_probe(tr);
     ck_assert_int_eq(nde_trainer_loss_grad(tr, NULL, th, &loss, g, &st),
                      NDE_OK);
-    ck_assert_uint_eq(seen.seed,
-                      nde_seed_derive(nde_seed_derive(nde_seed_derive(
-                                          seed, NDE_STREAM_REGULARIZER), 0),
-                                      0));
+    if (type->before_solve)
+        ck_assert_uint_eq(
+            seen.seed, nde_seed_derive(nde_seed_derive(nde_seed_derive(
+                           seed, NDE_STREAM_REGULARIZER), 0), 0));
     for (i = 0; i < P; i++) {
         double h = 1e-6 * fmax(1.0, fabs(th[i])), keep = th[i], fd;
         th[i] = keep + h;
@@ -1355,7 +1402,13 @@ static void reg_gradient_fd(const char *ini, uint64_t seed)
     trainer_free(tr);
 }
 
-START_TEST(test_reg_gradient_fd) { reg_gradient_fd(fd_ini, 7); }
+START_TEST(test_reg_gradient_fd) { reg_gradient_fd(fd_ini, 7, &probe_reg); }
+END_TEST
+
+START_TEST(test_reg_saves_gradient_fd)
+{
+    reg_gradient_fd(fd_ini, 7, &saves_sq_reg);
+}
 END_TEST
 
 /* The same through the classifier (encoder -> ODE -> decoder). */
@@ -1374,7 +1427,7 @@ START_TEST(test_reg_classify_gradient_fd)
              "[train]\niterations = 5\nbatch_size = 4\nseed = 3\n",
              in_dir("tr-img.gz"), in_dir("tr-lab.gz"), in_dir("te-img.gz"),
              in_dir("te-lab.gz"));
-    reg_gradient_fd(ini, 3);
+    reg_gradient_fd(ini, 3, &probe_reg);
 }
 END_TEST
 
@@ -1470,6 +1523,71 @@ START_TEST(test_reg_stretch_and_extra_saves)
     ck_assert_msg(fabs(loss - want) < 1e-9 * want, "loss %.12g, want %.12g",
                   loss, want);
     ck_assert_double_gt(want, 1e-3);
+    trainer_free(tr);
+}
+END_TEST
+
+/* Written against regularizer interface 2: keeps what in->saves holds,
+ * and the initial state and solve options to solve again. */
+static struct {
+    size_t nsave, n;
+    double t0, t1, t[16], y[16 * 64], y0[64];
+    nde_solve_opts o;
+} saw;
+
+static int saves_after(nde_regularizer *r, const nde_regularizer_input *in,
+                       nde_regularizer_output *out)
+{
+    const nde_regularizer_saves *sv = in->saves;
+    const size_t n = r->solver->batch * r->solver->field->dim;
+    (void)out;
+    ck_assert_uint_le(sv->nsave, 16);
+    ck_assert_uint_le(n, 64);
+    saw.nsave = sv->nsave;
+    saw.n = n;
+    saw.t0 = in->t0;
+    saw.t1 = in->t1;
+    memcpy(saw.t, sv->t, sv->nsave * sizeof *saw.t);
+    memcpy(saw.y, sv->y, sv->nsave * n * sizeof *saw.y);
+    memcpy(saw.y0, in->fwd->y, n * sizeof *saw.y0);
+    saw.o = *in->opts;
+    saw.o.record = NULL;
+    return NDE_OK;
+}
+
+/* stretch_reg's before_solve (t1 doubled, two extra save times) */
+static const nde_regularizer_type saves_reg = {
+    NDE_REGULARIZER_INFO(
+        .name = "saves",
+        .description = "test",
+        .version = "1"),
+    stretch_create, noop_destroy, stretch_before, saves_after};
+
+/* The regularizer gets the batch's save times, moved with t1, without the
+ * extra ones, and the states there bit for bit as a solve of its own from
+ * the same initial state returns them. */
+START_TEST(test_reg_saves_bit_for_bit)
+{
+    nde_trainer *tr = trainer_from(decay_ini);
+    const double dt = 2.0 / 40;
+    double loss, th[1] = {0}, y[16 * 64];
+    nde_stats st;
+    size_t k;
+
+    memset(&saw, 0, sizeof saw);
+    add_reg(tr, &saves_reg, "saves", 1.0, 1.0, 0);
+    nde_trainer_probe(tr);
+    ck_assert_int_eq(nde_trainer_loss_grad(tr, NULL, th, &loss, NULL, &st),
+                     NDE_OK);
+    ck_assert_uint_eq(saw.nsave, 5);
+    ck_assert_uint_eq(saw.n, 37);
+    for (k = 0; k < 5; k++)
+        ck_assert_double_eq_tol(saw.t[k], 2.0 * (double)k * dt, 1e-15);
+    ck_assert_double_eq(saw.t[4], saw.t1);
+    ck_assert_int_eq(nde_solve(nde_trainer_solver(tr), &saw.o, th, saw.t0,
+                               saw.y0, saw.t1, saw.nsave, saw.t, y, &st),
+                     NDE_OK);
+    ck_assert_int_eq(memcmp(y, saw.y, saw.nsave * saw.n * sizeof *y), 0);
     trainer_free(tr);
 }
 END_TEST
@@ -1631,6 +1749,8 @@ static Suite *train_suite(void)
     tcase_add_test(tc, test_reg_gradient_fd);
     tcase_add_test(tc, test_reg_classify_gradient_fd);
     tcase_add_test(tc, test_reg_stretch_and_extra_saves);
+    tcase_add_test(tc, test_reg_saves_bit_for_bit);
+    tcase_add_test(tc, test_reg_saves_gradient_fd);
     tcase_add_test(tc, test_reg_not_in_evaluation);
     tcase_add_test(tc, test_reg_weight_schedule);
     tcase_add_test(tc, test_reg_record_flags);

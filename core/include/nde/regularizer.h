@@ -15,6 +15,9 @@
  *   through the trajectory reach theta through whatever adjoint is
  *   configured. A regularizer that holds the trajectory constant (the local
  *   regularizer of Pal et al. 2023) returns no cotangents.
+ *   after_solve is given the solve's save times and the states the solve
+ *   returned there (in->saves, interface version 2), so a penalty at the
+ *   observed states needs no save times of its own.
  *
  * The descriptor declares in info.needs what every instance needs, and an
  * instance in r->needs what it needs (it may add to them): record flags
@@ -56,7 +59,24 @@ typedef struct nde_solve_request {
     double extra_save[NDE_REGULARIZER_MAX_EXTRA];
 } nde_solve_request;
 
-/* What after_solve sees. */
+/* The training solve's save times and the states it returned there
+ * (nde_solve's tsave and ysave at the task's observation times: the ODE
+ * state, before the task's readout). The regularizers' extra save times
+ * are not among them (those states are extra_y), so what one regularizer
+ * sees does not depend on which others are configured. The interval is
+ * the input's t0, t1. Grows append-only, as the input does. */
+typedef struct nde_regularizer_saves {
+    size_t nsave;           /* >= 1                                       */
+    const double *t;        /* nsave save times in the direction of the
+                               solve, moved with t1 (STEER); the last is
+                               the input's t1                             */
+    const double *y;        /* nsave x batch x dim: the states the solve
+                               returned at t, bit for bit                 */
+} nde_regularizer_saves;
+
+/* What after_solve sees: members are only ever appended. The caller
+ * allocates it, so a plugin built against an older version never reads
+ * past what it knows. */
 typedef struct nde_regularizer_input {
     nde_solver *solver;         /* the forward solver; its workspace may be
                                    used for extra steps (FSAL invalidated) */
@@ -68,6 +88,8 @@ typedef struct nde_regularizer_input {
                                    order asked: nextra x batch x dim        */
     size_t nextra;
     double weight;              /* this iteration's weight                  */
+    /* Version 2 and later: */
+    const nde_regularizer_saves *saves; /* never NULL                       */
 } nde_regularizer_input;
 
 /* What after_solve returns. */
@@ -81,10 +103,17 @@ typedef struct nde_regularizer_output {
     long nvjp;                  /* field VJPs it spent                     */
 } nde_regularizer_output;
 
-/* The interface version of nde_regularizer_type (plugin.h): members are
- * only ever appended.
- *   1: create, destroy, before_solve, after_solve */
-#define NDE_REGULARIZER_VERSION 1
+/* The interface version of nde_regularizer_type and of what its ops are
+ * given (plugin.h): members are only ever appended.
+ *   1: create, destroy, before_solve, after_solve
+ *   2: nde_regularizer_input.saves (the descriptor is unchanged)
+ * Version 2 appends a member to the input rather than an op to the
+ * descriptor: after_solve keeps its one signature and a plugin its one
+ * entry point (no second op to prefer or to fall back from), and a
+ * version-1 plugin reads the input as it always did. The version still
+ * rises so that a plugin reading saves is refused by a library too old to
+ * fill them. */
+#define NDE_REGULARIZER_VERSION 2
 
 /* The descriptor's info: NDE_REGULARIZER_INFO(.name = ...,
  * .description = ..., .keys, .needs, .version). */
