@@ -1,6 +1,8 @@
 /*
  * global: regularization by internal solver heuristics (Pal, Ma, Shah,
- * Rackauckas, ICML 2021, "Opening the Blackbox"; methods.md 5).
+ * Rackauckas, ICML 2021, "Opening the Blackbox: Accelerating Neural
+ * Differential Equations by Regularizing Internal Solver Heuristics",
+ * arXiv 2105.03918).
  *
  * Over every accepted step j of the training solve (t_j, h_j, y_j from
  * the record) a value v_j is computed by replaying the step from y_j with

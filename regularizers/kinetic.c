@@ -1,6 +1,6 @@
 /*
  * kinetic: the RNODE penalties (Finlay, Jacobsen, Nurbekyan, Oberman,
- * ICML 2020, "How to train your neural ODE"; methods.md 9.2):
+ * ICML 2020, "How to train your neural ODE", arXiv 2002.02798):
  *   R = kinetic  * (1/B) sum_b int ||f(t, y_b(t))||^2 dt
  *     + jacobian * (1/B) sum_b int ||J(t, y_b(t)) eps_b||^2 dt
  * over the training solve (B batch rows, norms over the state dimension).

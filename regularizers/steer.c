@@ -1,6 +1,6 @@
 /*
- * steer: STEER (Ghosh, Behl, Dupont, Torr, Namboodiri, NeurIPS 2020;
- * methods.md 9.1). Each training solve ends at t1' drawn uniformly from
+ * steer: STEER (Ghosh, Behl, Dupont, Torr, Namboodiri, NeurIPS 2020,
+ * arXiv 2006.10711). Each training solve ends at t1' drawn uniformly from
  * [t1 - b, t1 + b] (in the direction of integration), with
  * 0 < b < |t1 - t0| so the interval never collapses or reverses. Only
  * before_solve acts: R = 0 and there is no gradient. The trainer stretches
