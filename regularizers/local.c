@@ -1,8 +1,8 @@
 /*
  * local: local regularization (Pal, Edelman, Rackauckas, ICML 2023,
  * "Locally Regularized Neural Differential Equations: Some Black Boxes
- * Were Meant to Remain Closed!"; the authors' code avik-pal/LocalRegNeuralDE.jl,
- * src/perform_step.jl).
+ * Were Meant to Remain Closed!"; the authors' code,
+ * avik-pal/LocalRegNeuralDE.jl, src/perform_step.jl).
  *
  * Per training solve one time t_s is sampled:
  *   sampling = unbiased: t_s = t0 + u (t1 - t0), u ~ U[0, 1), asked for as
