@@ -1,7 +1,8 @@
 /*
  * check.c - `nde check KIND NAME`: load a plugin by name as a run does,
  * give it its keys (defaults, -c FILE, -s/-u) and run the conformance
- * suite of its kind (check_field.c, check_regularizer.c, check_solver.c).
+ * suite of its kind (check_field.c, check_regularizer.c, check_solver.c,
+ * check_task.c).
  */
 #include <errno.h>
 #include <math.h>
@@ -67,7 +68,7 @@ typedef struct check_args {
 } check_args;
 
 static const char *const check_kinds[] = {"field", "regularizer", "solver",
-                                          NULL};
+                                          "task", NULL};
 
 static int parse_args(int argc, char **argv, check_args *a)
 {
@@ -117,7 +118,8 @@ static int parse_args(int argc, char **argv, check_args *a)
     }
     if (!a->name) {
         cli_error("check: a kind and a plugin name are needed (usage: nde "
-                  "check KIND NAME; kinds: field, regularizer, solver)");
+                  "check KIND NAME; kinds: field, regularizer, solver, "
+                  "task)");
         return CLI_EXIT_USAGE;
     }
     for (i = 0; check_kinds[i]; i++)
@@ -125,12 +127,12 @@ static int parse_args(int argc, char **argv, check_args *a)
             return CLI_EXIT_OK;
     if (strcmp(a->kind, "adjoint") == 0)
         cli_error("check: no conformance suite for adjoint plugins yet "
-                  "(kinds: field, regularizer, solver)");
+                  "(kinds: field, regularizer, solver, task)");
     else if ((v = nde_suggest(a->kind, check_kinds)))
         cli_error("check: unknown kind '%s'; did you mean '%s'?", a->kind, v);
     else
         cli_error("check: unknown kind '%s' (kinds: field, regularizer, "
-                  "solver)", a->kind);
+                  "solver, task)", a->kind);
     return CLI_EXIT_USAGE;
 }
 
@@ -161,6 +163,8 @@ static int prepare_section(nde_config *cfg, const check_args *a,
         return nde_error(ctx, NDE_EPLUGIN,
                          "check: '%s' is not a plugin name ([a-z0-9_]+)",
                          a->name);
+    if (strcmp(a->kind, "task") == 0)
+        return NDE_OK; /* [data] names it by source (check_task) */
     if (sec && nde_section_has(sec, "plugin")) {
         if ((rc = nde_get_string(sec, "plugin", &plugin, ctx)) != NDE_OK)
             return rc;
@@ -201,6 +205,8 @@ static int run_check(const check_args *a, nde_ctx *ctx, check_report *r)
             rc = check_field(ctx, cfg, a->seed, r);
         else if (strcmp(a->kind, "regularizer") == 0)
             rc = check_regularizer(ctx, cfg, section, a->seed, r);
+        else if (strcmp(a->kind, "task") == 0)
+            rc = check_task(ctx, cfg, a->name, a->seed, r);
         else
             rc = check_solver(ctx, cfg, a->seed, r);
     }
