@@ -170,8 +170,9 @@ static int alloc_buffers(task_check *c)
     const size_t n0 = t->rows * t->dim;
     double *cur;
 
-    if (!(c->mem = calloc(6 * (ny + 1) + 6 * (nobs + 1) + 3 * (n0 + 1) +
-                              6 * (P + 1),
+    /* 4 arrays of ny values, 6 of nobs, 3 of n0, 5 of P */
+    if (!(c->mem = calloc(4 * (ny + 1) + 6 * (nobs + 1) + 3 * (n0 + 1) +
+                              5 * (P + 1),
                           sizeof *c->mem)))
         return nde_error(c->ctx, NDE_ENOMEM, "out of memory");
     cur = c->mem;
@@ -301,11 +302,10 @@ static int bad_batch(const nde_task *t, const nde_task_batch *b)
 static int twin_outputs(task_check *c, size_t *differ)
 {
     const nde_task_type *tt = c->t->type;
-    const size_t ny = c->b.nsave * c->t->rows * c->t->dim;
     double loss, loss2;
     int rc;
 
-    fill(c, c->y, ny, -1.0, 1.0);
+    fill(c, c->y, c->ny, -1.0, 1.0);
     if (tt->lift &&
         ((rc = tt->lift(c->t, c->theta, &c->b, c->y0)) ||
          (rc = tt->lift(c->t2, c->theta2, &c->b2, c->y02))))

@@ -205,6 +205,8 @@ START_TEST(wrong_task_fails)
         {"data.bug=loss", "loss dL/dy vs differences", "readout vjp y"},
         {"data.bug=readout", "readout vjp y accumulated", "loss dL/dy"},
         {"data.bug=lift", "lift vjp theta accumulated", "readout vjp theta"},
+        {"data.bug=saves", "batches within the declared sizes",
+         "sizes its ops can honour"},
     };
     for (size_t i = 0; i < sizeof runs / sizeof *runs; i++) {
         const char *const args[] = {"-s", runs[i].bug, NULL};

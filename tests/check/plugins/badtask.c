@@ -4,6 +4,7 @@
  *   loss     the loss's cotangent is half its gradient
  *   readout  readout_vjp assigns ybar (=) instead of adding (+=)
  *   lift     lift_vjp assigns thetabar
+ *   saves    create declares fewer save times than a batch has
  * Otherwise a small correct task: targets exp(-t) at t = 0, 1/4, ..., 1;
  * lift y0 = (a x0, 0, ...), readout obs = w y[0], parameters (a, w).
  */
@@ -18,11 +19,11 @@
 
 static const nde_key badtask_keys[] = {
     {"source", NDE_KEY_WORD, NULL, "badtask"},
-    {"bug", NDE_KEY_WORD, "loss", "loss | readout | lift"},
+    {"bug", NDE_KEY_WORD, "loss", "loss | readout | lift | saves"},
     {NULL, 0, NULL, NULL}};
 
 typedef struct badtask {
-    char bug;                 /* 'l' loss, 'r' readout, 'i' lift        */
+    char bug;                 /* 'l'oss, 'r'eadout, l'i'ft, 's'aves     */
     double t[NT], x[NT];
     double *input;            /* rows x 1                               */
 } badtask;
@@ -51,7 +52,7 @@ static int badtask_create(nde_task *t, nde_section *sec,
     t->nparams = 2;
     t->input_dim = 1;
     t->obs_dim = 1;
-    t->max_saves = NT;
+    t->max_saves = s->bug == 's' ? NT - 1 : NT;
     t->max_rows = t->rows;
     return NDE_OK;
 }
