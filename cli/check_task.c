@@ -3,7 +3,7 @@
  *
  * The task is created as the trainer creates it: its [data] section
  * checked against its keys and the built-in tasks' (nde_data_keys), the
- * model's [field] (default a 2-8-2 tanh mlp) in its env, TASK_ROWS rows,
+ * model's [field] (without a plugin, a 2-8-2 tanh mlp) in its env, TASK_ROWS rows,
  * the seed of --seed. Nothing is solved: the ops are fed random saved
  * states. Over the batches of iterations 0 .. TASK_DRAWS-1, drawn as the
  * trainer draws them:
@@ -35,9 +35,9 @@
 #define TASK_DRAWS 3
 #define FD_TOL 1e-6      /* VJPs against differences, relative      */
 
-/* The model when the config has no [field]. */
-static const char default_field[] =
-    "[field]\nplugin = mlp\nlayers = 2, 8, 2\nactivation = tanh\n";
+/* The model when [field] names no plugin (its keys may be given). */
+static const char *const default_field[][2] = {
+    {"plugin", "mlp"}, {"layers", "2, 8, 2"}, {"activation", "tanh"}};
 
 /* The [data] sources of the first releases and the task each names. */
 static const struct {
@@ -62,6 +62,27 @@ typedef struct task_check {
 } task_check;
 
 /* ---- composing the task -------------------------------------------------- */
+
+static int default_model(nde_config *cfg, nde_ctx *ctx)
+{
+    nde_section *sec = nde_config_section(cfg, "field");
+    char text[128];
+    int rc;
+
+    if (sec && nde_section_has(sec, "plugin"))
+        return NDE_OK;
+    for (size_t i = 0; i < sizeof default_field / sizeof *default_field;
+         i++) {
+        if (sec && nde_section_has(sec, default_field[i][0]))
+            continue;
+        snprintf(text, sizeof text, "[field]\n%s = %s\n",
+                 default_field[i][0], default_field[i][1]);
+        if ((rc = nde_config_load_string(cfg, "nde check's model", text,
+                                         ctx)) != NDE_OK)
+            return rc;
+    }
+    return NDE_OK;
+}
 
 /* [data] source: a config's must name the task (itself or a source of
  * the first releases that does); without one, the first such source. */
@@ -558,9 +579,7 @@ int check_task(nde_ctx *ctx, nde_config *cfg, const char *name,
     memset(&c, 0, sizeof c);
     c.ctx = ctx;
     c.rng = seed;
-    if ((!nde_config_section(cfg, "field") &&
-         (rc = nde_config_load_string(cfg, "nde check's model",
-                                      default_field, ctx))) ||
+    if ((rc = default_model(cfg, ctx)) ||
         (rc = prepare_data(cfg, name, ctx)) ||
         (rc = find_type(cfg, name, ctx, &type, &ops_ok)) ||
         (rc = nde_field_create(ctx, cfg, "field", TASK_ROWS, &f)))

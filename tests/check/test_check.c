@@ -61,6 +61,7 @@ static const keyed keyed_runs[] = {
     {"regularizer", "global", {NULL}},
     {"regularizer", "global", {"-s", "regularizer.global.measure=stiffness"}},
     {"task", "windows", {NULL}},
+    {"task", "windows", {"-s", "field.layers=2,4,2"}}, /* the mlp's keys */
     {"task", "windows", {"-s", "data.source=field", "-s", "field.plugin=linear",
                          "-s", "field.A=-0.5,1,-1,-0.5", "-s", "data.y0=1,0",
                          "-s", "data.npoints=50"}},
