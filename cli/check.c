@@ -1,7 +1,8 @@
 /*
  * check.c - `nde check KIND NAME`: load a plugin by name as a run does,
  * give it its keys (defaults, -c FILE, -s/-u) and run the conformance
- * suite of its kind (check_field.c, check_regularizer.c, check_solver.c).
+ * suite of its kind (check_field.c, check_regularizer.c, check_solver.c,
+ * check_task.c).
  */
 #include <errno.h>
 #include <math.h>
@@ -17,10 +18,10 @@ const char cli_check_help[] =
     "Usage: nde check KIND NAME [-c FILE] [-s SECTION.KEY=VALUE]...\n"
     "                 [-u SECTION.KEY]... [--seed S]\n"
     "\n"
-    "Run the conformance suite of kind KIND (field, regularizer, solver) on\n"
-    "the plugin NAME, found by name as a run finds it (the build tree,\n"
-    "$NDE_PLUGIN_PATH, the installed plugins), and print one line per check:\n"
-    "its name, the measured error, the tolerance and PASS or FAIL.\n"
+    "Run the conformance suite of kind KIND (field, regularizer, solver,\n"
+    "task) on the plugin NAME, found by name as a run finds it (the build\n"
+    "tree, $NDE_PLUGIN_PATH, the installed plugins), and print one line per\n"
+    "check: its name, the measured error, the tolerance and PASS or FAIL.\n"
     "\n"
     "  field        at random states, times and parameters over a batch:\n"
     "               the VJP (v^T df/dy, v^T df/dtheta) against central\n"
@@ -40,15 +41,27 @@ const char cli_check_help[] =
     "               SDE: strong order on geometric Brownian motion), dense\n"
     "               output at both ends of a step, the step VJP against\n"
     "               central differences\n"
+    "  task         created as `nde train` creates it (3 rows, the model's\n"
+    "               [field], by default a 2-8-2 tanh mlp; nothing is\n"
+    "               solved): the sizes it declares, its batches within\n"
+    "               them, determinism (a second instance, the same bits); at\n"
+    "               random saved states, the loss cotangents handed to the\n"
+    "               adjoint (dL/dy at the fitted saves, dL/dtheta) against\n"
+    "               central differences of loss(readout), the readout and\n"
+    "               lift VJPs into outputs that start non-zero\n"
     "\n"
     "The plugin's keys are those of the section a run reads: [field],\n"
     "[solver] or [regularizer.NAME] (weight = 1 unless given), with their\n"
-    "defaults; the section's `plugin` is NAME.\n"
+    "defaults; the section's `plugin` is NAME. A task's are [data]'s, whose\n"
+    "source is NAME (or spiral, field, csv, idx for the shipped tasks), and\n"
+    "it may read the config's other sections, e.g. [solver] or [field.NAME]:\n"
+    "  nde check task series -s data.path=series.csv\n"
+    "  nde check task moments -c examples/sde_ou.ini -s data.paths=100\n"
     "\n"
     "Options:\n"
     "  -c, --config FILE            read the plugin's section from FILE (a\n"
     "                               run's config will do; other sections are\n"
-    "                               ignored)\n"
+    "                               ignored, but a task may read them)\n"
     "  -s, --set SECTION.KEY=VALUE  set a key, e.g. -s field.layers=2,16,2\n"
     "  -u, --unset SECTION.KEY      remove a key of FILE, so its default\n"
     "                               applies\n"
@@ -67,7 +80,7 @@ typedef struct check_args {
 } check_args;
 
 static const char *const check_kinds[] = {"field", "regularizer", "solver",
-                                          NULL};
+                                          "task", NULL};
 
 static int parse_args(int argc, char **argv, check_args *a)
 {
@@ -117,7 +130,8 @@ static int parse_args(int argc, char **argv, check_args *a)
     }
     if (!a->name) {
         cli_error("check: a kind and a plugin name are needed (usage: nde "
-                  "check KIND NAME; kinds: field, regularizer, solver)");
+                  "check KIND NAME; kinds: field, regularizer, solver, "
+                  "task)");
         return CLI_EXIT_USAGE;
     }
     for (i = 0; check_kinds[i]; i++)
@@ -125,12 +139,12 @@ static int parse_args(int argc, char **argv, check_args *a)
             return CLI_EXIT_OK;
     if (strcmp(a->kind, "adjoint") == 0)
         cli_error("check: no conformance suite for adjoint plugins yet "
-                  "(kinds: field, regularizer, solver)");
+                  "(kinds: field, regularizer, solver, task)");
     else if ((v = nde_suggest(a->kind, check_kinds)))
         cli_error("check: unknown kind '%s'; did you mean '%s'?", a->kind, v);
     else
         cli_error("check: unknown kind '%s' (kinds: field, regularizer, "
-                  "solver)", a->kind);
+                  "solver, task)", a->kind);
     return CLI_EXIT_USAGE;
 }
 
@@ -161,6 +175,8 @@ static int prepare_section(nde_config *cfg, const check_args *a,
         return nde_error(ctx, NDE_EPLUGIN,
                          "check: '%s' is not a plugin name ([a-z0-9_]+)",
                          a->name);
+    if (strcmp(a->kind, "task") == 0)
+        return NDE_OK; /* [data] names it by source (check_task) */
     if (sec && nde_section_has(sec, "plugin")) {
         if ((rc = nde_get_string(sec, "plugin", &plugin, ctx)) != NDE_OK)
             return rc;
@@ -201,6 +217,8 @@ static int run_check(const check_args *a, nde_ctx *ctx, check_report *r)
             rc = check_field(ctx, cfg, a->seed, r);
         else if (strcmp(a->kind, "regularizer") == 0)
             rc = check_regularizer(ctx, cfg, section, a->seed, r);
+        else if (strcmp(a->kind, "task") == 0)
+            rc = check_task(ctx, cfg, a->name, a->seed, r);
         else
             rc = check_solver(ctx, cfg, a->seed, r);
     }

@@ -45,5 +45,8 @@ int check_regularizer(nde_ctx *ctx, nde_config *cfg, const char *section,
                       uint64_t seed, check_report *r);
 int check_solver(nde_ctx *ctx, nde_config *cfg, uint64_t seed,
                  check_report *r);
+/* The task NAME of cfg's [data] (source set unless given). */
+int check_task(nde_ctx *ctx, nde_config *cfg, const char *name,
+               uint64_t seed, check_report *r);
 
 #endif

@@ -1,6 +1,6 @@
 /*
- * test_check.c - `nde check`: every shipped field, regularizer and solver
- * (the modules of the build tree, found by nde_plugin_foreach) passes its
+ * test_check.c - `nde check`: every shipped field, regularizer, solver and
+ * task (the modules of the build tree, found by nde_plugin_foreach) passes its
  * conformance suite, with the keys of `keyed` below where it needs some
  * (a new plugin runs with its defaults and fails here until it is listed
  * or has them); the wrong plugins of plugins/ fail the check that catches
@@ -8,6 +8,7 @@
  */
 #include <check.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,24 @@
 #include "../test_util.h"
 
 static char workdir[] = "/tmp/nde-test-check-XXXXXX";
+
+/* Data for the tasks, written into workdir by main: a CSV of five short
+ * series (one missing value) and an SDE model with its true system. */
+static const char series_csv[] =
+    "id,t,x,y\n"
+    "a,0,1,0\na,0.5,0.8,0.4\na,1,0.5,0.7\n"
+    "b,0,0,1\nb,0.25,-0.3,0.9\nb,1,,0.2\n"
+    "c,0,2,0\nc,1,1,1\n"
+    "d,0,1,1\nd,0.5,0.5,0.5\n"
+    "e,0,-1,0\ne,2,0,-1\n";
+static const char moments_ini[] =
+    "[solver]\nplugin = euler_maruyama\ndt = 0.05\n"
+    "[field]\nplugin = mlp\nlayers = 1, 4, 1\ndiffusion = softplus\n"
+    "[field.truth]\nplugin = expr\nstate = x\nparams = th=1.5, s=0.6\n"
+    "dx = -th*x\ngx = s\n"
+    "[data]\nsource = field\nsystem = field.truth\ny0 = 2\nnpoints = 11\n"
+    "t1 = 1\npaths = 50\neval_paths = 10\n";
+#define FASHION_MNIST "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 
 /* Plugins that need keys, or have variants worth a run: one entry per run
  * (no arguments: the defaults). */
@@ -41,6 +60,14 @@ static const keyed keyed_runs[] = {
     {"regularizer", "local", {"-s", "regularizer.local.sampling=biased"}},
     {"regularizer", "global", {NULL}},
     {"regularizer", "global", {"-s", "regularizer.global.measure=stiffness"}},
+    {"task", "windows", {NULL}},
+    {"task", "windows", {"-s", "field.layers=2,4,2"}}, /* the mlp's keys */
+    {"task", "windows", {"-s", "data.source=field", "-s", "field.plugin=linear",
+                         "-s", "field.A=-0.5,1,-1,-0.5", "-s", "data.y0=1,0",
+                         "-s", "data.npoints=50"}},
+    {"task", "moments", {"-c", "moments.ini"}},
+    {"task", "series", {"-s", "data.path=series.csv"}},
+    {"task", "classify", {"-s", "data.limit=32", "-s", "data.test_limit=8"}},
 };
 
 static test_run_result run_check(const char *kind, const char *name,
@@ -86,8 +113,14 @@ static int check_one(const nde_plugin_info *info, const char *path,
     int listed = 0;
 
     if (strncmp(path, s->root, strlen(s->root)) != 0 ||
-        info->kind == NDE_KIND_ADJOINT || info->kind == NDE_KIND_TASK)
+        info->kind == NDE_KIND_ADJOINT)
         return 0;
+    if (info->kind == NDE_KIND_TASK && strcmp(info->name, "classify") == 0 &&
+        access(FASHION_MNIST, R_OK) != 0) {
+        printf("check: classify skipped (no %s)\n", FASHION_MNIST);
+        s->runs++;
+        return 0;
+    }
     for (size_t i = 0; i < sizeof keyed_runs / sizeof *keyed_runs; i++)
         if (strcmp(keyed_runs[i].kind, kind) == 0 &&
             strcmp(keyed_runs[i].name, info->name) == 0) {
@@ -110,20 +143,21 @@ START_TEST(every_shipped_plugin_passes)
     ck_assert_ptr_nonnull(s.root);
     unsetenv("NDE_PLUGIN_PATH");
     ck_assert_int_eq(nde_plugin_foreach(ctx, check_one, NULL, &s), 0);
-    /* 4 fields, 5 regularizers, 8 solvers at least */
-    ck_assert_uint_ge(s.runs, 17);
+    /* 4 fields, 5 regularizers, 8 solvers, 4 tasks at least */
+    ck_assert_uint_ge(s.runs, 21);
     nde_ctx_destroy(ctx);
 }
 END_TEST
 
 /* A wrong plugin exits 1 with a FAIL on `line`. */
-static void expect_fail(const char *kind, const char *name, const char *line)
+static void expect_fail_args(const char *kind, const char *name,
+                             const char *const *args, const char *line)
 {
     test_run_result r;
     const char *l;
 
     setenv("NDE_PLUGIN_PATH", getenv("NDE_CHECK_BAD_DIR"), 1);
-    r = run_check(kind, name, NULL);
+    r = run_check(kind, name, args);
     unsetenv("NDE_PLUGIN_PATH");
     test_assert_code(r, 1);
     ck_assert_msg((l = strstr(r.out, line)) != NULL, "no '%s' in:\n%s", line,
@@ -137,6 +171,11 @@ static void expect_fail(const char *kind, const char *name, const char *line)
         ck_assert_msg(f && f < eol, "'%s' does not fail:\n%s", line, r.out);
     }
     test_run_free(&r);
+}
+
+static void expect_fail(const char *kind, const char *name, const char *line)
+{
+    expect_fail_args(kind, name, NULL, line);
 }
 
 START_TEST(assigning_vjp_fails)
@@ -155,6 +194,35 @@ END_TEST
 START_TEST(wrong_regularizer_gradient_fails)
 {
     expect_fail("regularizer", "badgrad", "gradient vs differences");
+}
+END_TEST
+
+/* badtask: one bug per run, caught by its own line (and no other). */
+START_TEST(wrong_task_fails)
+{
+    static const struct {
+        const char *bug, *line, *clean;
+    } runs[] = {
+        {"data.bug=loss", "loss dL/dy vs differences", "readout vjp y"},
+        {"data.bug=readout", "readout vjp y accumulated", "loss dL/dy"},
+        {"data.bug=lift", "lift vjp theta accumulated", "readout vjp theta"},
+        {"data.bug=saves", "batches within the declared sizes",
+         "sizes its ops can honour"},
+    };
+    for (size_t i = 0; i < sizeof runs / sizeof *runs; i++) {
+        const char *const args[] = {"-s", runs[i].bug, NULL};
+        test_run_result r;
+        const char *l, *pass;
+
+        expect_fail_args("task", "badtask", args, runs[i].line);
+        setenv("NDE_PLUGIN_PATH", getenv("NDE_CHECK_BAD_DIR"), 1);
+        r = run_check("task", "badtask", args);
+        unsetenv("NDE_PLUGIN_PATH");
+        ck_assert_ptr_nonnull(l = strstr(r.out, runs[i].clean));
+        pass = strstr(l, "PASS");
+        ck_assert_msg(pass && pass < strchr(l, '\n'), "%s", r.out);
+        test_run_free(&r);
+    }
 }
 END_TEST
 
@@ -205,6 +273,18 @@ START_TEST(usage_errors)
     expect_usage("field", "mlp", bad_key, "[field] bogus: unknown key");
     expect_usage("field", "mlp", bad_seed, "--seed needs a non-negative");
     expect_usage("regularizer", "steer", NULL, "b: missing required key");
+    {
+        const char *const spiral[] = {"-s", "data.source=spiral", NULL};
+        const char *const ode[] = {"-s", "data.bogus=1", NULL};
+        expect_usage("task", "series", spiral, "[data] source: 'spiral' is "
+                                               "not a source of task "
+                                               "'series'");
+        expect_usage("task", "windows", ode, "[data] bogus: unknown key");
+        expect_usage("task", "moments", NULL, "the field has no diffusion");
+        expect_usage("task", "series", NULL, "[data] path: source = csv "
+                                             "needs the file's path");
+        expect_usage("task", "nosuch", NULL, "no task plugin named 'nosuch'");
+    }
     r = test_run_nde(workdir, "check", "field", NULL);
     test_assert_code(r, 2);
     test_assert_contains(r.err, "a kind and a plugin name are needed");
@@ -216,6 +296,20 @@ START_TEST(usage_errors)
 }
 END_TEST
 
+/* text into workdir/name; 0 or -1 */
+static int write_file(const char *name, const char *text)
+{
+    char path[256];
+    FILE *f;
+    int rc;
+
+    snprintf(path, sizeof path, "%s/%s", workdir, name);
+    if (!(f = fopen(path, "w")))
+        return -1;
+    rc = fputs(text, f) < 0;
+    return fclose(f) != 0 || rc ? -1 : 0;
+}
+
 int main(void)
 {
     Suite *s = suite_create("check");
@@ -223,8 +317,9 @@ int main(void)
     SRunner *sr;
     int failed;
 
-    if (!mkdtemp(workdir)) {
-        perror("mkdtemp");
+    if (!mkdtemp(workdir) || write_file("series.csv", series_csv) ||
+        write_file("moments.ini", moments_ini)) {
+        perror(workdir);
         return EXIT_FAILURE;
     }
     tcase_set_timeout(tc, 240);
@@ -232,6 +327,7 @@ int main(void)
     tcase_add_test(tc, assigning_vjp_fails);
     tcase_add_test(tc, coupled_rows_fail);
     tcase_add_test(tc, wrong_regularizer_gradient_fails);
+    tcase_add_test(tc, wrong_task_fails);
     tcase_add_test(tc, overclaimed_order_fails);
     tcase_add_test(tc, same_seed_same_report);
     tcase_add_test(tc, usage_errors);

@@ -73,7 +73,7 @@ C
 cp -r "$src/plugins/example" "$tmp/example"
 rm -f "$tmp/example"/*.so
 make -s -C "$tmp/example" || fail "the example plugins do not build"
-for so in vanderpol endnorm midpoint; do
+for so in vanderpol endnorm midpoint damped; do
     [ -f "$tmp/example/$so.so" ] || fail "make built no $so.so"
 done
 
@@ -83,6 +83,8 @@ grep -q "^  vanderpol - " <<<"$listing" ||
     fail "nde plugins does not list vanderpol"
 grep -q "^  endnorm - " <<<"$("$nde" plugins regularizer)" ||
     fail "nde plugins does not list endnorm"
+grep -q "^  damped - " <<<"$("$nde" plugins task)" ||
+    fail "nde plugins does not list damped"
 # The shipped fields (plugins/fields/ in the source) install flat into the
 # plugin directory.
 for f in expr linear mlp sum; do
@@ -94,10 +96,10 @@ done
 checks=$(make -s -C "$tmp/example" NDE="$nde" check) ||
     fail "nde check fails on an example plugin: $checks"
 for what in "check field vanderpol" "check regularizer endnorm" \
-    "check solver midpoint"; do
+    "check solver midpoint" "check task damped"; do
     grep -q "^nde $what\$" <<<"$checks" || fail "make check did not run nde $what"
 done
-[ "$(grep -c '^[0-9]* checks, 0 failed$' <<<"$checks")" -eq 3 ] ||
+[ "$(grep -c '^[0-9]* checks, 0 failed$' <<<"$checks")" -eq 4 ] ||
     fail "nde check on the examples: $checks"
 # The task plugins (plugins/tasks/) load with the installed libnde-train.
 tasks=$("$nde" plugins task) || fail "nde plugins task exits non-zero"
@@ -148,4 +150,8 @@ awk -v ref="$ref" -v last="$last" 'BEGIN {
 awk -F, 'NR == 3 { d = $2 - 2*cos(10); if (d < 0) d = -d
                    if (d > 1e-7) { print "x(10) = " $2; exit 1 } }' \
     harmonic.csv || fail "mu = 0 does not give 2 cos t"
+# The task trains with the installed trainer.
+trained=$("$nde" train example/damped.ini -s train.iterations=20 \
+    -s train.eval_every=20 2>&1) || fail "nde train example/damped.ini: $trained"
+grep -q "test_loss" <<<"$trained" || fail "no test_loss: $trained"
 echo "install_test: ok"
