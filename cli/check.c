@@ -318,6 +318,23 @@ double check_uniform(uint64_t *state, double lo, double hi)
     return lo + (hi - lo) * (double)(*state >> 11) * 0x1p-53;
 }
 
+int check_difference(double *x, size_t i, int (*phi)(void *user, double *v),
+                     void *user, double *out)
+{
+    static const double off[4] = {1, -1, 2, -2};
+    const double keep = x[i], e = 1e-3 * fmax(1.0, fabs(keep));
+    double p[4];
+    int rc = NDE_OK;
+
+    for (int k = 0; k < 4 && rc == NDE_OK; k++) {
+        x[i] = keep + off[k] * e;
+        rc = phi(user, &p[k]);
+    }
+    x[i] = keep;
+    *out = (8.0 * (p[0] - p[1]) - (p[2] - p[3])) / (12.0 * e);
+    return rc;
+}
+
 double check_rel_error(const double *got, const double *want, size_t n)
 {
     double scale = 1.0, err = 0.0;

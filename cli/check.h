@@ -33,6 +33,12 @@ void check_note(check_report *r, const char *fmt, ...)
 /* A reproducible uniform number in [lo, hi) from *state (SplitMix64). */
 double check_uniform(uint64_t *state, double lo, double hi);
 
+/* d phi / d x[i] by fourth-order central differences, steps of 1e-3
+ * max(1, |x[i]|): phi(user, &value) is called with x[i] moved (x is
+ * restored); its first non-OK status is returned. */
+int check_difference(double *x, size_t i, int (*phi)(void *user, double *v),
+                     void *user, double *out);
+
 /* max_i |got_i - want_i| / max(1, max_i |want_i|) */
 double check_rel_error(const double *got, const double *want, size_t n);
 

@@ -87,21 +87,11 @@ static int project(field_check *c, const double *y, const double *theta,
     return rc;
 }
 
-/* d<v, F>/dx_i by fourth-order central differences (x is y or theta). */
-static int difference(field_check *c, double *x, size_t i, double *out)
+/* <v, F> at the current y and theta, for check_difference. */
+static int projection(void *user, double *v)
 {
-    static const double off[4] = {1, -1, 2, -2};
-    const double keep = x[i], e = 1e-3 * fmax(1.0, fabs(keep));
-    double p[4];
-    int rc = NDE_OK;
-
-    for (int k = 0; k < 4 && rc == NDE_OK; k++) {
-        x[i] = keep + off[k] * e;
-        rc = project(c, c->y, c->theta, &p[k]);
-    }
-    x[i] = keep;
-    *out = (8.0 * (p[0] - p[1]) - (p[2] - p[3])) / (12.0 * e);
-    return rc;
+    field_check *c = user;
+    return project(c, c->y, c->theta, v);
 }
 
 /* Every check at the current point; NDE_OK or the plugin's status. */
@@ -137,10 +127,11 @@ static int check_point(field_check *c)
     for (i = 0; i < P; i++)
         c->vth[i] -= c->vth0[i];
     for (i = 0; i < n; i++)
-        if ((rc = difference(c, c->y, i, &c->fdy[i])))
+        if ((rc = check_difference(c->y, i, projection, c, &c->fdy[i])))
             return rc;
     for (i = 0; i < P; i++)
-        if ((rc = difference(c, c->theta, i, &c->fdth[i])))
+        if ((rc = check_difference(c->theta, i, projection, c,
+                                    &c->fdth[i])))
             return rc;
     note_worst(c, W_VJP_Y, check_rel_error(c->vy, c->fdy, n));
     note_worst(c, W_VJP_THETA, check_rel_error(c->vth, c->fdth, P));

@@ -262,24 +262,26 @@ static int scalar(task_check *c, int fn, double *out)
     }
 }
 
-/* fd[i] = d scalar / dx[i] for i in [from, to), by fourth-order central
- * differences (x is c->y or c->theta). */
+typedef struct scalar_of {
+    task_check *c;
+    int fn;
+} scalar_of;
+
+static int scalar_at(void *user, double *v)
+{
+    scalar_of *s = user;
+    return scalar(s->c, s->fn, v);
+}
+
+/* fd[i] = d scalar / dx[i] for i in [from, to) (x is c->y or c->theta). */
 static int differences(task_check *c, int fn, double *x, size_t from,
                        size_t to, double *fd)
 {
-    static const double off[4] = {1, -1, 2, -2};
-    double p[4];
+    scalar_of s = {c, fn};
     int rc = NDE_OK;
 
-    for (size_t i = from; i < to && rc == NDE_OK; i++) {
-        const double keep = x[i], e = 1e-3 * fmax(1.0, fabs(keep));
-        for (int k = 0; k < 4 && rc == NDE_OK; k++) {
-            x[i] = keep + off[k] * e;
-            rc = scalar(c, fn, &p[k]);
-        }
-        x[i] = keep;
-        fd[i] = (8.0 * (p[0] - p[1]) - (p[2] - p[3])) / (12.0 * e);
-    }
+    for (size_t i = from; i < to && rc == NDE_OK; i++)
+        rc = check_difference(x, i, scalar_at, &s, &fd[i]);
     return rc;
 }
 
