@@ -834,7 +834,8 @@ static int drive_run(drive *d, const double *y0)
             auxn = tmp;
         }
         t = t_new;
-        nde_solver_accept(s);
+        if (ops->accept) /* directly: the public wrapper is a PLT call */
+            ops->accept(s);
         {
             double next = d->adaptive ? fabs(cops->accept(ctl, mem, eest, h))
                                       : habs;
