@@ -1,15 +1,15 @@
 /*
  * brownian.c - cost of Brownian Interval queries (nde/brownian.h) in the
- * sequential pattern of a fixed-step SDE solve and its adjoint: torchsde's
- * setting (/work/shared/baselines.md section 2: [0, 1], batch 64 x 4
- * channels = 256, 100 consecutive cells, a fresh interval per solve), a
+ * sequential pattern of a fixed-step SDE solve and its adjoint ([0, 1],
+ * batch 64 x 4 channels = 256, 100 consecutive cells, a fresh interval per
+ * solve), a
  * forward sweep of the cells, then the same cells in reverse order; the
  * same for 10^4 and 10^6 cells (flat per-query cost = O(1) amortised).
  * Also off-grid steps (every query end strictly inside a cell: the cell
  * is bisected down to the time) and a naive stored path: all increments
- * drawn up front into one array (GSL's ziggurat normals), then read.
- * torchsde's figures are quoted from baselines.md (torch is not installed
- * here), not measured.
+ * drawn up front into one array (GSL's ziggurat normals), then read. No
+ * peer figure is quoted: a comparison counts only when both ran on the
+ * same machine in the same run.
  *
  * Per row: the median (min-max) over repetitions of the per-query time of
  * a whole sweep; nodes sampled per query and the instance's bytes from
@@ -208,14 +208,6 @@ int main(void)
     naive_row(100, 2000);
     naive_row(10000, 20);
     naive_row(1000000, 3);
-    printf("\ntorchsde BrownianInterval, 100 cells, batch 64 x 4 (QUOTED from "
-           "baselines.md section 2, not measured here):\n\n");
-    printf("| threads | forward sweep us | fwd then reverse sweep us | "
-           "torch.randn increment us |\n");
-    printf("|---|---|---|---|\n");
-    printf("| 1 | 65.7 (59.0-93.6) | 75.3 (74.0-87.3) | 7.8 (7.6-9.0) |\n");
-    printf("| 2 | 117.8 (102.9-155.8) | 137.3 (77.5-217.5) | "
-           "7.6 (7.5-9.0) |\n");
     fprintf(stderr, "(checksum %g)\n", sink);
     nde_brownian_destroy(bm);
     nde_ctx_destroy(ctx);

@@ -2,9 +2,8 @@
  * spiral_train.c - cost of one training iteration on torchdiffeq's spiral
  * demo (batch 20 windows of 10 points, 2-50-2 tanh MLP on y^3, dopri5) for
  * each adjoint, at rtol 1e-7/atol 1e-9 (torchdiffeq's defaults) and
- * 1e-3/1e-6, next to torchdiffeq's numbers measured on a machine of the
- * same kind (/work/shared/baselines.md section 1; torch is not installable
- * here, so they are quoted, not re-measured).
+ * 1e-3/1e-6. No peer figure is quoted: a comparison counts only when
+ * both ran on the same machine in the same run.
  *
  * Per configuration: 5 warm-up iterations, then 3 interleaved passes of
  * 40 timed iterations (forward + gradient + Adam, the time nde_trainer_step
@@ -30,22 +29,17 @@
 #define PER_PASS 40
 #define NPREDICT 7
 /* Adam's step is computed as in training but moves the parameters by
- * ~1e-12: every iteration is measured at the initial model, as the
- * torchdiffeq figures ("@init") are. */
+ * ~1e-12: every iteration is measured at the initial model (as
+ * torchdiffeq's demo is timed "@init"). */
 #define AT_INIT_LR "1e-12"
 
 typedef struct tol_case {
     const char *name, *rtol, *atol;
-    /* torchdiffeq, 1 thread: iteration ms backprop / adjoint / adjoint
-     * with seminorm, predict ms and NFE (baselines.md section 1) */
-    double tdq_backprop, tdq_adjoint, tdq_seminorm;
-    double tdq_pred_backprop, tdq_pred_adjoint;
-    int tdq_pred_nfe;
 } tol_case;
 
 static const tol_case tols[] = {
-    {"1e-7/1e-9", "1e-7", "1e-9", 9.57, 55.15, 54.60, 60.6, 42.1, 134},
-    {"1e-3/1e-6", "1e-3", "1e-6", 5.70, 43.36, 31.70, 33.8, 40.7, 38},
+    {"1e-7/1e-9", "1e-7", "1e-9"},
+    {"1e-3/1e-6", "1e-3", "1e-6"},
 };
 
 typedef struct adj_case {
@@ -196,20 +190,16 @@ int main(void)
                     goto fail;
 
     printf("Spiral training iteration (batch 20 x 10 points, 2-50-2 tanh "
-           "MLP on y^3, dopri5), %d x %d iterations after %d warm-up; "
-           "torchdiffeq columns: /work/shared/baselines.md section 1 "
-           "(1 thread; discrete vs backprop through dopri5, continuous vs "
-           "odeint_adjoint)\n\n",
+           "MLP on y^3, dopri5), %d x %d iterations after %d warm-up\n\n",
            PASSES, PER_PASS, WARMUP);
     printf("| rtol/atol | adjoint | iter ms median (min-max) | NFE fwd | "
-           "NFE bwd | record bytes | torchdiffeq iter ms | speed-up | "
-           "predict 1000 pts ms (NFE) | torchdiffeq predict ms (NFE) | "
-           "speed-up |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+           "NFE bwd | record bytes | predict 1000 pts ms (NFE) |\n"
+           "|---|---|---|---|---|---|---|\n");
     for (i = 0; i < NTOL; i++)
         for (j = 0; j < NADJ; j++) {
             run *r = &runs[i][j];
             const tol_case *tc = &tols[i];
-            double pt[NPREDICT], tdq_it, tdq_pr, med, lo, hi, pmed;
+            double pt[NPREDICT], med, lo, hi, pmed;
             nde_eval_result e;
             long pnfe = 0;
 
@@ -223,17 +213,11 @@ int main(void)
             med = median_d(r->t_ms, r->n);
             lo = r->t_ms[0];
             hi = r->t_ms[r->n - 1];
-            tdq_it = j == 0 ? tc->tdq_backprop
-                     : adjs[j].norm && strcmp(adjs[j].norm, "seminorm") == 0
-                         ? tc->tdq_seminorm
-                         : tc->tdq_adjoint;
-            tdq_pr = j == 0 ? tc->tdq_pred_backprop : tc->tdq_pred_adjoint;
-            printf("| %s | %s | %.3f (%.3f-%.3f) | %ld | %ld | %zu | %.2f | "
-                   "%.0fx | %.3f (%ld) | %.1f (%d) | %.0fx |\n",
+            printf("| %s | %s | %.3f (%.3f-%.3f) | %ld | %ld | %zu | "
+                   "%.3f (%ld) |\n",
                    tc->name, label(&adjs[j], name, sizeof name), med, lo, hi,
                    median_l(r->nfe_f, r->n), median_l(r->nfe_b, r->n),
-                   r->bytes, tdq_it, tdq_it / med, pmed, pnfe, tdq_pr,
-                   tc->tdq_pred_nfe, tdq_pr / pmed);
+                   r->bytes, pmed, pnfe);
         }
 
     /* Memory against the number of steps: batch_time 100, tolerances

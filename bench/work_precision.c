@@ -1,8 +1,9 @@
 /*
  * Work-precision benchmark: nde's tsit5, dopri5 and bs3 against GSL's
  * gsl_odeiv2 (rkf45, rkck, rk8pd through gsl_odeiv2_driver, standard
- * control, hstart 1e-6, driver allocated per solve as in baselines.md 3) on
- * Lotka-Volterra, Van der Pol (mu = 1), DETEST B5 and the demo spiral, at
+ * control, hstart 1e-6, a driver allocated per solve, as a user of
+ * gsl_odeiv2_driver_apply writes it) on Lotka-Volterra, Van der Pol
+ * (mu = 1), DETEST B5 and the demo spiral, at
  * tolerances 1e-4 ... 1e-10 in quarter decades (atol = rtol = tol; the
  * detail table shows whole decades). Error = max norm at T against rk8pd
  * at 1e-13. Time per solve: batches of repeated solves of at
