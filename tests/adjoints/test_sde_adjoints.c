@@ -1,7 +1,8 @@
 /*
  * SDE adjoints. For a fixed Brownian path (fixed seed): `discrete` (both
- * SDE solvers) and `reversible` (reversible_heun) against central finite
- * differences of the whole discretised solve on the same path, on a GBM
+ * SDE solvers; and adaptive lamba_heun with its steps frozen) and
+ * `reversible` (reversible_heun) against central finite differences of
+ * the whole discretised solve on the same path, on a GBM
  * field with theta = (mu, sigma) and a small nonlinear field whose
  * diffusion couples the states (so the adjoint's noise is not diagonal);
  * `reversible` against `discrete`; `backsolve` converging to `discrete` as
@@ -326,6 +327,74 @@ END_TEST
 START_TEST(test_discrete_fd_rh)
 {
     check_fd("reversible_heun", "discrete");
+}
+END_TEST
+
+/* The loss of the recorded steps of tr replayed from (theta, y0), each
+ * with the path's increment over exactly its interval: the solve with its
+ * step sequence frozen (an adaptive solve's steps move with theta). The
+ * solver stops on every save time, so they are step ends. */
+static double loss_frozen(sde *p, const nde_trajectory *tr,
+                          const double *theta, const double *y0)
+{
+    double y[NMAX], yn[NMAX], dw[NMAX], L = 0.0;
+    size_t k = 0;
+    memcpy(y, y0, p->n * sizeof(double));
+    bm_reset(p);
+    for (size_t j = 0; j < tr->nsteps; j++) {
+        const double t = tr->t[j];
+        const double tn = j + 1 < tr->nsteps ? tr->t[j + 1] : tr->t1;
+        ck_assert_int_eq(nde_brownian_increment(p->bm, t, tn, dw), NDE_OK);
+        ck_assert_int_eq(nde_solver_advance(p->s, theta, t, tr->h[j], dw, y,
+                                            NULL, yn, NULL), NDE_OK);
+        memcpy(y, yn, p->n * sizeof(double));
+        for (; k < p->nsave && p->tsave[k] == tn; k++)
+            for (size_t i = 0; i < p->n; i++)
+                L += p->w[k * p->n + i] * y[i];
+    }
+    ck_assert_uint_eq(k, p->nsave);
+    return L;
+}
+
+/* discrete replays any solver's recorded steps: the gradient of an
+ * adaptive lamba_heun solve against central differences with its accepted
+ * steps frozen. */
+START_TEST(test_discrete_fd_adaptive)
+{
+    for (size_t k = 0; k < 2; k++) {
+        sde p;
+        nde_trajectory *tr;
+        double g[PMAX + NMAX], gfd[PMAX + NMAX], th[PMAX], y0[NMAX];
+        double eth, ey;
+        nde_stats st;
+
+        sde_make(&p, fields[k], batches[k], "lamba_heun", 0.0, 1.0 / 32);
+        p.o.rtol = p.o.atol = 1e-3;
+        adj_grad(&p, "discrete", g, &st, &tr);
+        ck_assert_uint_gt(tr->nsteps, 8);
+        memcpy(th, p.theta, sizeof th);
+        memcpy(y0, p.y0, sizeof y0);
+        for (size_t i = 0; i < p.P + p.n; i++) {
+            double *x = i < p.P ? th + i : y0 + (i - p.P);
+            const double x0 = *x, e = 1e-5 * fmax(1.0, fabs(x0));
+            double lp, lm;
+            *x = x0 + e;
+            lp = loss_frozen(&p, tr, th, y0);
+            *x = x0 - e;
+            lm = loss_frozen(&p, tr, th, y0);
+            *x = x0;
+            gfd[i] = (lp - lm) / (2 * e);
+        }
+        eth = rel_err(g, gfd, p.P);
+        ey = rel_err(g + p.P, gfd + p.P, p.n);
+        fprintf(stderr, "lamba_heun discrete %-4s (%zu adaptive steps) vs "
+                "frozen-step central FD: dL/dtheta rel err %.2e, dL/dy0 "
+                "%.2e\n", fields[k]->info.name, tr->nsteps, eth, ey);
+        ck_assert_msg(eth < 1e-6 && ey < 1e-6, "%s: %.3e %.3e",
+                      fields[k]->info.name, eth, ey);
+        nde_trajectory_destroy(tr);
+        sde_free(&p);
+    }
 }
 END_TEST
 
@@ -762,6 +831,7 @@ static Suite *sde_adjoint_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_discrete_fd_em);
     tcase_add_test(tc, test_discrete_fd_rh);
+    tcase_add_test(tc, test_discrete_fd_adaptive);
     tcase_add_test(tc, test_reversible_fd);
     tcase_add_test(tc, test_reversible_equals_discrete);
     tcase_add_test(tc, test_discrete_checkpoints);

@@ -1,11 +1,12 @@
 /*
- * SDE solvers (euler_maruyama, reversible_heun) and the driver with solvers
- * that have their own ops: pairing checks at create, the ops table checks,
- * operations by capability, strong and weak orders against exact solutions
+ * SDE solvers (euler_maruyama, reversible_heun, heun, lamba_heun) and the
+ * driver with solvers that have their own ops: pairing checks at create,
+ * the ops table checks, operations by capability, strong and weak orders against exact solutions
  * driven by the same Brownian path, the exact reverse of reversible Heun,
  * step and start VJPs against central differences, the driver (grid, save
- * times, tstops, recording, stats, failure modes) and an adaptive SDE
- * solver written as a plugin (the driver re-queries the path on rejection).
+ * times, tstops, recording, stats, failure modes) and adaptive SDE
+ * solvers (a test-only plugin and lamba_heun: the driver re-queries the
+ * path on rejection).
  *
  * Orders use increments built here (a Gaussian path on the finest grid,
  * summed into coarse increments; Kloeden, Platen 1992, Sec. 9.3), so they
@@ -624,11 +625,13 @@ static void check_fd(const char *what, const char *solver, double analytic,
 START_TEST(test_step_and_start_vjp)
 {
     enum { B = 2, D = 2, N = B * D };
-    const char *names[] = {"euler_maruyama", "reversible_heun"};
+    const char *names[] = {"euler_maruyama", "reversible_heun",
+                           "lamba_heun"};
+    const long nvjps[] = {1, 1, 2};   /* VJPs of drift and diffusion */
     const double eps = 1e-6, h = 0.1;
     nde_field *f = make_field(&nl_field, B);
 
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         nde_solver *s = make_solver(names[k], f);
         const int na = nde_solver_aux(s);
         double th[4] = {0.8, -0.6, 0.5, 0.3}, y[N], aux[3 * N], dw[N];
@@ -648,7 +651,7 @@ START_TEST(test_step_and_start_vjp)
         }
         ck_assert_int_eq(nde_solver_advance_vjp(s, th, 0.3, h, dw, y, aux,
                                                 cy, ca, yb, ab, tb), NDE_OK);
-        ck_assert_int_eq(s->counts.nvjp - nvjp0, 1);
+        ck_assert_int_eq(s->counts.nvjp - nvjp0, nvjps[k]);
         for (int i = 0; i < N; i++) {
             const double v = y[i];
             double lp, lm;
@@ -701,6 +704,13 @@ START_TEST(test_step_and_start_vjp)
             th[i] = v;
             check_fd("start thetabar", names[k], tb0[i],
                      (lp - lm) / (2 * eps));
+        }
+        if (k == 2) {   /* lamba_heun's error estimate takes no cotangent */
+            const nde_step_cotangent ct = {.y_next = cy, .eest = 1.0,
+                                           .rtol = 1e-3, .atol = 1e-3};
+            ck_assert_int_eq(nde_solver_vjp(s, th, 0.3, h, dw, y, NULL, &ct,
+                                            yb, NULL, tb), NDE_ECAPABILITY);
+            assert_message("y_next only");
         }
         nde_solver_destroy(s);
     }
@@ -1061,13 +1071,13 @@ static const nde_solver_type aheun_type = {
  * its shorter interval. Then replaying the accepted steps by hand, each
  * with the path's increment over exactly its interval, gives the solve's
  * result bit for bit (reusing a rejected step's longer increment would
- * not). And over several paths the error against a fine fixed-step
+ * not). And over several paths the error against a fine fixed-step heun
  * solution on the same path shrinks with the tolerance. */
-START_TEST(test_adaptive_sde_plugin)
+static void check_adaptive_sde(const nde_solver_type *type, nde_field *f,
+                               const double *th)
 {
-    const double th[2] = {-1.0, 0.8}, y0[1] = {1.0}, t1 = 2.0;
+    const double y0[1] = {1.0}, t1 = 2.0;
     const double tols[2] = {1e-2, 1e-4};
-    nde_field *f = make_field(&ou_field, 1);
     nde_solver *ad, *fx = make_solver("heun", f);
     nde_brownian *bm = make_brownian(1, 0.0, t1, 0.01, 1);
     nde_trajectory *tr = nde_trajectory_create(NDE_NEEDS_STEPS, 0);
@@ -1075,9 +1085,8 @@ START_TEST(test_adaptive_sde_plugin)
     nde_stats st;
     double ref, y, e[2] = {0, 0};
 
-    ck_assert_int_eq(nde_solver_create_from(ctx, &aheun_type, f, &ad),
-                     NDE_OK);
-    nde_solve_opts_default(&o, &aheun_type);
+    ck_assert_int_eq(nde_solver_create_from(ctx, type, f, &ad), NDE_OK);
+    nde_solve_opts_default(&o, type);
     o.brownian = bm;
     o.rtol = o.atol = 1e-3;
     o.record = tr;
@@ -1094,7 +1103,8 @@ START_TEST(test_adaptive_sde_plugin)
                                                 NULL, &yn, NULL), NDE_OK);
             yr = yn;
         }
-        ck_assert_msg(yr == y, "replay %.17g, solve %.17g", yr, y);
+        ck_assert_msg(yr == y, "%s: replay %.17g, solve %.17g",
+                      type->info.name, yr, y);
     }
     o.record = NULL;
     for (uint64_t seed = 1; seed <= 10; seed++) {
@@ -1112,10 +1122,32 @@ START_TEST(test_adaptive_sde_plugin)
             e[i] += (y - ref) * (y - ref) / 10;
         }
     }
-    fprintf(stderr, "adaptive SDE: RMS error over 10 paths %.3g at tol "
-            "%g, %.3g at tol %g\n", sqrt(e[0]), tols[0], sqrt(e[1]), tols[1]);
-    ck_assert_msg(sqrt(e[1]) < sqrt(e[0]) / 5, "RMS errors %g, %g",
-                  sqrt(e[0]), sqrt(e[1]));
+    fprintf(stderr, "adaptive SDE %s: RMS error over 10 paths %.3g at tol "
+            "%g, %.3g at tol %g\n", type->info.name, sqrt(e[0]), tols[0],
+            sqrt(e[1]), tols[1]);
+    ck_assert_msg(sqrt(e[1]) < sqrt(e[0]) / 5, "%s: RMS errors %g, %g",
+                  type->info.name, sqrt(e[0]), sqrt(e[1]));
+    nde_trajectory_destroy(tr);
+    nde_solver_destroy(ad);
+    nde_solver_destroy(fx);
+    nde_brownian_destroy(bm);
+}
+
+START_TEST(test_adaptive_sde_plugin)
+{
+    const double th[2] = {-1.0, 0.8}, y0[1] = {1.0};
+    nde_field *f = make_field(&ou_field, 1);
+    nde_solver *ad, *fx = make_solver("heun", f);
+    nde_brownian *bm = make_brownian(1, 0.0, 2.0, 0.01, 1);
+    nde_solve_opts o;
+    nde_stats st;
+    double y;
+
+    check_adaptive_sde(&aheun_type, f, th);
+    ck_assert_int_eq(nde_solver_create_from(ctx, &aheun_type, f, &ad),
+                     NDE_OK);
+    nde_solve_opts_default(&o, &aheun_type);
+    o.brownian = bm;
     /* Forwards only, and t1 == t0 is a solve of no step. */
     ck_assert_int_eq(nde_solve(ad, &o, th, 1, y0, 0, 0, NULL, NULL, NULL),
                      NDE_EINVAL);
@@ -1131,10 +1163,32 @@ START_TEST(test_adaptive_sde_plugin)
                          NDE_OK);
         ck_assert(y == y0[0]);
     }
-    nde_trajectory_destroy(tr);
     nde_solver_destroy(ad);
     nde_solver_destroy(fx);
     nde_brownian_destroy(bm);
+    nde_field_destroy(f);
+}
+END_TEST
+
+/* Lamba's adaptive Euler-Heun on GBM's multiplicative (commutative)
+ * noise, where both parts of its error estimate are at work. On GBM
+ * (f = a y, g = b y) they are exact: Ed = h (a (y + h a y) - a y) / 2 =
+ * a^2 h^2 y / 2 and En = (b (y + sqrt(h) b y) - b y) / (2 sqrt(h)) dW^2 =
+ * b^2 y dW^2 / 2. */
+START_TEST(test_lamba_heun)
+{
+    const double th[2] = {-1.0, 0.8}, y = 1.5, h = 0.04, dw = -0.3;
+    nde_field *f = make_field(&gbm_field, 1);
+    nde_solver *s = make_solver("lamba_heun", f);
+    double yn, err, want;
+
+    ck_assert_int_eq(s->ops->step(s, th, 0.2, h, &dw, &y, NULL, &yn, NULL,
+                                  &err, NULL, NULL), NDE_OK);
+    want = th[0] * th[0] * h * h * y / 2 + th[1] * th[1] * y * dw * dw / 2;
+    ck_assert_msg(fabs(err - want) <= 1e-14, "err %.17g, want %.17g", err,
+                  want);
+    nde_solver_destroy(s);
+    check_adaptive_sde(solver_named("lamba_heun"), f, th);
     nde_field_destroy(f);
 }
 END_TEST
@@ -1194,6 +1248,7 @@ Suite *sde_suite(void)
     tcase_add_test(tc, test_loop_matches_manual);
     tcase_add_test(tc, test_loop_bad_input);
     tcase_add_test(tc, test_adaptive_sde_plugin);
+    tcase_add_test(tc, test_lamba_heun);
     suite_add_tcase(su, tc);
     return su;
 }
