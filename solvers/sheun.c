@@ -1,0 +1,120 @@
+/* The stochastic Heun step shared by heun.c and lamba_euler_heun.c
+ * (sheun.h). */
+#include <stdlib.h>
+
+#include "sheun.h"
+
+void sheun_destroy(nde_solver *s)
+{
+    sheun_work *w = s->work;
+
+    if (w) {
+        free(w->block);
+        free(w);
+        s->work = NULL;
+    }
+}
+
+int sheun_create(nde_solver *s)
+{
+    const size_t n = s->batch_max * s->field->dim;
+    sheun_work *w = calloc(1, sizeof *w);
+
+    if (!w)
+        return NDE_ENOMEM;
+    s->work = w;
+    if (!(w->block = malloc(8 * n * sizeof(double))))
+        return NDE_ENOMEM;
+    w->f0 = w->block;
+    w->g0 = w->f0 + n;
+    w->yt = w->g0 + n;
+    w->f1 = w->yt + n;
+    w->g1 = w->f1 + n;
+    w->ytbar = w->g1 + n;
+    w->f0bar = w->ytbar + n;
+    w->g0bar = w->f0bar + n;
+    return NDE_OK;
+}
+
+/* f0, g0 at (t, y) and the predictor yt; one evaluation. */
+static int predict(nde_solver *s, const double *theta, double t, double h,
+                   const double *dw, const double *y)
+{
+    sheun_work *w = s->work;
+    const size_t n = s->batch * s->field->dim;
+    int rc;
+
+    s->counts.nfe++;
+    if ((rc = nde_field_eval(s->field, t, y, theta, w->f0, s->batch)) ||
+        (rc = nde_field_diffusion(s->field, t, y, theta, w->g0, s->batch)))
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        w->yt[i] = y[i] + w->f0[i] * h + w->g0[i] * dw[i];
+    return NDE_OK;
+}
+
+int sheun_advance(nde_solver *s, const double *theta, double t, double h,
+                  const double *dw, const double *y, double *y_next)
+{
+    sheun_work *w = s->work;
+    const size_t n = s->batch * s->field->dim;
+    int rc;
+
+    if ((rc = predict(s, theta, t, h, dw, y)))
+        return rc;
+    s->counts.nfe++;
+    if ((rc = nde_field_eval(s->field, t + h, w->yt, theta, w->f1,
+                             s->batch)) ||
+        (rc = nde_field_diffusion(s->field, t + h, w->yt, theta, w->g1,
+                                  s->batch)))
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        y_next[i] = y[i] + 0.5 * (w->f0[i] + w->f1[i]) * h +
+                    0.5 * (w->g0[i] + w->g1[i]) * dw[i];
+    return NDE_OK;
+}
+
+/*
+ * With cotangent yb on y_next:
+ *   Yt = (h/2 yb) df/dy (y~) + (dW/2 yb) dg/dy (y~)     (cotangent on y~)
+ *   F0 = h/2 yb + h Yt,  G0 = dW/2 yb + dW Yt            (on f(y), g(y))
+ *   ybar += yb + Yt + F0 df/dy (y) + G0 dg/dy (y)
+ */
+int sheun_vjp(nde_solver *s, const double *theta, double t, double h,
+              const double *dw, const double *y, const double *yb,
+              double *ybar, double *thetabar)
+{
+    sheun_work *w = s->work;
+    const size_t n = s->batch * s->field->dim;
+    int rc;
+
+    if (!yb)
+        return NDE_OK;
+    if ((rc = predict(s, theta, t, h, dw, y)))
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        w->f0bar[i] = 0.5 * h * yb[i];
+        w->g0bar[i] = 0.5 * dw[i] * yb[i];
+        w->ytbar[i] = 0.0;
+    }
+    s->counts.nvjp++;
+    if ((rc = nde_field_vjp(s->field, t + h, w->yt, theta, w->f0bar,
+                            w->ytbar, thetabar, s->batch)) ||
+        (rc = nde_field_diffusion_vjp(s->field, t + h, w->yt, theta,
+                                      w->g0bar, w->ytbar, thetabar,
+                                      s->batch)))
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        w->f0bar[i] += h * w->ytbar[i];
+        w->g0bar[i] += dw[i] * w->ytbar[i];
+        if (ybar)
+            ybar[i] += yb[i] + w->ytbar[i];
+    }
+    s->counts.nvjp++;
+    if ((rc = nde_field_vjp(s->field, t, y, theta, w->f0bar, ybar, thetabar,
+                            s->batch)) ||
+        (rc = nde_field_diffusion_vjp(s->field, t, y, theta, w->g0bar, ybar,
+                                      thetabar, s->batch)))
+        return rc;
+    return NDE_OK;
+}
