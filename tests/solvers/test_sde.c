@@ -2,8 +2,9 @@
  * SDE solvers (euler_maruyama, reversible_heun, heun, lamba_heun) and the
  * driver with solvers that have their own ops: pairing checks at create,
  * the ops table checks, operations by capability, strong and weak orders
- * against exact solutions driven by the same Brownian path, the exact reverse of reversible Heun,
- * step and start VJPs against central differences, the driver (grid, save
+ * against exact solutions driven by the same Brownian path, the exact
+ * reverse of reversible Heun, step and start VJPs against central
+ * differences, the driver (grid, save
  * times, tstops, recording, stats, failure modes) and adaptive SDE
  * solvers (a test-only plugin and lamba_heun: the driver re-queries the
  * path on rejection).
