@@ -36,7 +36,8 @@ int nde_step_grid_init(nde_step_grid *g, double t0, double t1, double dt,
     g->t1 = t1;
     g->dir = t1 > t0 ? 1.0 : -1.0;
     g->dt = dt;
-    g->cells = t1 > t0 ? nde_grid_cells(t0, t1, dt) : nde_grid_cells(t1, t0, dt);
+    g->cells = t1 > t0 ? nde_grid_cells(t0, t1, dt)
+                       : nde_grid_cells(t1, t0, dt);
     g->tsave = tsave;
     g->nsave = nsave;
     g->tstops = tstops;

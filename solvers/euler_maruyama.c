@@ -1,5 +1,6 @@
 /*
- * Euler-Maruyama for Ito SDEs with diagonal noise (Kloeden, Platen, Numerical Solution of SDEs, 1992, Sec. 10.2):
+ * Euler-Maruyama for Ito SDEs with diagonal noise (Kloeden, Platen,
+ * Numerical Solution of SDEs, 1992, Sec. 10.2):
  *     y_next = y + h f(t, y) + g(t, y) dW,   dW_i = W_i(t + h) - W_i(t).
  * Strong order 0.5 (1 for additive noise), weak order 1 (Kloeden-Platen).
  * No state besides y (aux = 0): one drift and one diffusion evaluation a
@@ -101,7 +102,8 @@ static const nde_solver_type euler_maruyama = {
         .provides = NDE_CAP_SDE_ITO | NDE_CAP_STEP_VJP,
         .version = "1"),
     /* strong order x 2 (solver.h): 0.5 */
-    .order = 1, .error_order = 0, .dense_order = 0, .ops = {.create = em_create, .destroy = em_destroy, .step = em_step,
+    .order = 1, .error_order = 0, .dense_order = 0,
+    .ops = {.create = em_create, .destroy = em_destroy, .step = em_step,
             .step_vjp = em_step_vjp}};
 
 NDE_MODULE(&euler_maruyama.info);
