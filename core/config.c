@@ -1448,6 +1448,32 @@ int nde_get_long(const nde_section *sec, const char *key, long *out,
     return NDE_OK;
 }
 
+int nde_get_long_min(const nde_section *sec, const char *key, long lo,
+                     long *out, nde_ctx *ctx)
+{
+    int rc = nde_get_long(sec, key, out, ctx);
+
+    if (rc == NDE_OK && *out < lo)
+        return nde_section_error(sec, key, ctx, "%ld is below %ld", *out, lo);
+    return rc;
+}
+
+int nde_get_double_in(const nde_section *sec, const char *key, double lo,
+                      int lo_open, double hi, int hi_open, double *out,
+                      nde_ctx *ctx)
+{
+    int rc = nde_get_double(sec, key, out, ctx);
+
+    if (rc != NDE_OK)
+        return rc;
+    if (*out < lo || (lo_open && *out == lo) || *out > hi ||
+        (hi_open && *out == hi))
+        return nde_section_error(sec, key, ctx, "%g is outside %s%g, %g%s",
+                                 *out, lo_open ? "(" : "[", lo, hi,
+                                 hi_open ? ")" : "]");
+    return NDE_OK;
+}
+
 int nde_get_bool(const nde_section *sec, const char *key, int *out,
                  nde_ctx *ctx)
 {

@@ -76,19 +76,6 @@ void nde_solve_opts_default(nde_solve_opts *o, const nde_solver_type *type)
                         : p;
 }
 
-static int opt_double(const nde_section *sec, const char *key, double *out,
-                      double lo, int lo_open, double hi, nde_ctx *ctx)
-{
-    int rc;
-
-    if ((rc = nde_get_double(sec, key, out, ctx)) != NDE_OK)
-        return rc;
-    if (*out < lo || (lo_open && *out == lo) || *out > hi)
-        return nde_section_error(sec, key, ctx, "%g is outside %s%g, %g]",
-                                 *out, lo_open ? "(" : "[", lo, hi);
-    return NDE_OK;
-}
-
 static const nde_controller_ops *const controllers[] = {
     &nde_controller_pi, &nde_controller_i, &nde_controller_pid};
 
@@ -130,12 +117,15 @@ static int controller_from_section(nde_controller *c, const nde_section *sec,
     if ((rc = controller_keys(sec, name, ctx)) != NDE_OK)
         return rc;
     if ((nde_section_has(sec, "beta1") &&
-         (rc = opt_double(sec, "beta1", &c->beta1, 0, 0, 1, ctx))) ||
+         (rc = nde_get_double_in(sec, "beta1", 0, 0, 1, 0, &c->beta1, ctx))) ||
         (nde_section_has(sec, "beta2") &&
-         (rc = opt_double(sec, "beta2", &c->beta2, 0, 0, 1, ctx))) ||
-        (rc = opt_double(sec, "pcoeff", &c->pcoeff, -10, 0, 10, ctx)) ||
-        (rc = opt_double(sec, "icoeff", &c->icoeff, 0, 1, 10, ctx)) ||
-        (rc = opt_double(sec, "dcoeff", &c->dcoeff, -10, 0, 10, ctx)))
+         (rc = nde_get_double_in(sec, "beta2", 0, 0, 1, 0, &c->beta2, ctx))) ||
+        (rc = nde_get_double_in(sec, "pcoeff", -10, 0, 10, 0,
+                                &c->pcoeff, ctx)) ||
+        (rc = nde_get_double_in(sec, "icoeff", 0, 1, 10, 0,
+                                &c->icoeff, ctx)) ||
+        (rc = nde_get_double_in(sec, "dcoeff", -10, 0, 10, 0,
+                                &c->dcoeff, ctx)))
         return rc;
     return NDE_OK;
 }
@@ -147,14 +137,18 @@ int nde_solve_opts_from_section(nde_solve_opts *o, const nde_solver_type *type,
     int rc;
 
     nde_solve_opts_default(o, type);
-    if ((rc = opt_double(sec, "rtol", &o->rtol, 0, 0, 1, ctx)) ||
-        (rc = opt_double(sec, "atol", &o->atol, 0, 0, HUGE_VAL, ctx)) ||
-        (rc = opt_double(sec, "dt", &o->dt, 0, 0, HUGE_VAL, ctx)) ||
-        (rc = opt_double(sec, "dtmin", &o->dtmin, 0, 0, HUGE_VAL, ctx)) ||
-        (rc = opt_double(sec, "dtmax", &o->dtmax, 0, 0, HUGE_VAL, ctx)) ||
-        (rc = opt_double(sec, "safety", &c->safety, 0, 1, 1, ctx)) ||
-        (rc = opt_double(sec, "qmin", &c->qmin, 0, 1, 1, ctx)) ||
-        (rc = opt_double(sec, "qmax", &c->qmax, 1, 0, HUGE_VAL, ctx)) ||
+    if ((rc = nde_get_double_in(sec, "rtol", 0, 0, 1, 0, &o->rtol, ctx)) ||
+        (rc = nde_get_double_in(sec, "atol", 0, 0, HUGE_VAL, 0,
+                                &o->atol, ctx)) ||
+        (rc = nde_get_double_in(sec, "dt", 0, 0, HUGE_VAL, 0, &o->dt, ctx)) ||
+        (rc = nde_get_double_in(sec, "dtmin", 0, 0, HUGE_VAL, 0,
+                                &o->dtmin, ctx)) ||
+        (rc = nde_get_double_in(sec, "dtmax", 0, 0, HUGE_VAL, 0,
+                                &o->dtmax, ctx)) ||
+        (rc = nde_get_double_in(sec, "safety", 0, 1, 1, 0, &c->safety, ctx)) ||
+        (rc = nde_get_double_in(sec, "qmin", 0, 1, 1, 0, &c->qmin, ctx)) ||
+        (rc = nde_get_double_in(sec, "qmax", 1, 0, HUGE_VAL, 0,
+                                &c->qmax, ctx)) ||
         (rc = nde_get_long(sec, "max_steps", &o->max_steps, ctx)))
         return rc;
     if ((rc = controller_from_section(c, sec, ctx)) != NDE_OK)

@@ -85,30 +85,6 @@ static double now_s(void)
 
 /* ---- settings ----------------------------------------------------------- */
 
-static int get_long_min(const nde_section *sec, const char *key, long lo,
-                        long *out, nde_ctx *ctx)
-{
-    int rc = nde_get_long(sec, key, out, ctx);
-    if (rc == NDE_OK && *out < lo)
-        return nde_section_error(sec, key, ctx, "%ld is below %ld", *out, lo);
-    return rc;
-}
-
-static int get_double_in(const nde_section *sec, const char *key, double lo,
-                         int lo_open, double hi, int hi_open, double *out,
-                         nde_ctx *ctx)
-{
-    int rc = nde_get_double(sec, key, out, ctx);
-    if (rc != NDE_OK)
-        return rc;
-    if (*out < lo || (lo_open && *out == lo) || *out > hi ||
-        (hi_open && *out == hi))
-        return nde_section_error(sec, key, ctx, "%g is outside %s%g, %g%s",
-                                 *out, lo_open ? "(" : "[", lo, hi,
-                                 hi_open ? ")" : "]");
-    return NDE_OK;
-}
-
 static int optional_text(const nde_section *sec, const char *key,
                          const char **out, nde_ctx *ctx)
 {
@@ -130,21 +106,29 @@ static int read_settings(nde_train_settings *s, nde_section *sec,
     int rc;
 
     if ((rc = nde_section_check(sec, tables, ctx)) != NDE_OK ||
-        (rc = get_long_min(sec, "iterations", 0, &s->iterations, ctx)) ||
-        (rc = get_long_min(sec, "batch_size", 1, &s->batch_size, ctx)) ||
-        (rc = get_long_min(sec, "eval_every", 0, &s->eval_every, ctx)) ||
-        (rc = get_long_min(sec, "checkpoint_every", 0, &s->checkpoint_every,
-                           ctx)) ||
-        (rc = get_long_min(sec, "seed", 0, &seed, ctx)) ||
-        (rc = get_double_in(sec, "lr", 0, 1, HUGE_VAL, 0, &s->lr, ctx)) ||
-        (rc = get_double_in(sec, "lr_decay", 0, 1, 1, 0, &s->lr_decay,
-                            ctx)) ||
-        (rc = get_double_in(sec, "beta1", 0, 0, 1, 1, &s->beta1, ctx)) ||
-        (rc = get_double_in(sec, "beta2", 0, 0, 1, 1, &s->beta2, ctx)) ||
-        (rc = get_double_in(sec, "eps", 0, 1, HUGE_VAL, 0, &s->eps, ctx)) ||
-        (rc = get_double_in(sec, "weight_decay", 0, 0, HUGE_VAL, 0,
-                            &s->weight_decay, ctx)) ||
-        (rc = get_double_in(sec, "clip", 0, 0, HUGE_VAL, 0, &s->clip, ctx)) ||
+        (rc = nde_get_long_min(sec, "iterations", 0, &s->iterations,
+                               ctx)) ||
+        (rc = nde_get_long_min(sec, "batch_size", 1, &s->batch_size,
+                               ctx)) ||
+        (rc = nde_get_long_min(sec, "eval_every", 0, &s->eval_every,
+                               ctx)) ||
+        (rc = nde_get_long_min(sec, "checkpoint_every", 0,
+                               &s->checkpoint_every, ctx)) ||
+        (rc = nde_get_long_min(sec, "seed", 0, &seed, ctx)) ||
+        (rc = nde_get_double_in(sec, "lr", 0, 1, HUGE_VAL, 0, &s->lr,
+                                ctx)) ||
+        (rc = nde_get_double_in(sec, "lr_decay", 0, 1, 1, 0, &s->lr_decay,
+                                ctx)) ||
+        (rc = nde_get_double_in(sec, "beta1", 0, 0, 1, 1, &s->beta1,
+                                ctx)) ||
+        (rc = nde_get_double_in(sec, "beta2", 0, 0, 1, 1, &s->beta2,
+                                ctx)) ||
+        (rc = nde_get_double_in(sec, "eps", 0, 1, HUGE_VAL, 0, &s->eps,
+                                ctx)) ||
+        (rc = nde_get_double_in(sec, "weight_decay", 0, 0, HUGE_VAL, 0,
+                                &s->weight_decay, ctx)) ||
+        (rc = nde_get_double_in(sec, "clip", 0, 0, HUGE_VAL, 0, &s->clip,
+                                ctx)) ||
         (rc = optional_text(sec, "checkpoint", &s->checkpoint, ctx)) ||
         (rc = optional_text(sec, "metrics", &s->metrics, ctx)) ||
         (rc = nde_get_string(sec, "data_changed", &changed, ctx)))

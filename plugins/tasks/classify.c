@@ -69,7 +69,7 @@ static int read_idx_pair(nde_section *dsec, const char *ikey,
 
     if ((rc = nde_get_string(dsec, ikey, &ipath, ctx)) ||
         (rc = nde_get_string(dsec, lkey, &lpath, ctx)) ||
-        (rc = task_get_long_min(dsec, limkey, 0, &limit, ctx)))
+        (rc = nde_get_long_min(dsec, limkey, 0, &limit, ctx)))
         return rc;
     if (!(ifull = nde_section_path(dsec, ikey, ipath)) ||
         !(lfull = nde_section_path(dsec, lkey, lpath)))

@@ -54,10 +54,10 @@ static int sde_truth(nde_task *t, moments *s, nde_section *dsec,
     size_t N, b;
     int rc;
 
-    if ((rc = task_get_long_min(dsec, "paths", 2, &paths, t->ctx)) ||
-        (rc = task_get_long_min(dsec, "seed", 0, &seed, t->ctx)) ||
-        (rc = task_get_double_in(dsec, "dt", 0, 0, HUGE_VAL, 0, &dt,
-                                 t->ctx)))
+    if ((rc = nde_get_long_min(dsec, "paths", 2, &paths, t->ctx)) ||
+        (rc = nde_get_long_min(dsec, "seed", 0, &seed, t->ctx)) ||
+        (rc = nde_get_double_in(dsec, "dt", 0, 0, HUGE_VAL, 0, &dt,
+                                t->ctx)))
         return rc;
     N = (size_t)paths;
     if ((rc = task_true_system(t->ctx, env, dsec, D, N, s->y0true, &f,
@@ -118,7 +118,7 @@ static int moments_create(nde_task *t, nde_section *dsec,
     if (!(s = t->state = calloc(1, sizeof *s)))
         return nde_error(ctx, NDE_ENOMEM, "out of memory");
     if ((rc = task_check_noise(t, dsec, env, 1)) ||
-        (rc = task_get_long_min(dsec, "eval_paths", 2, &eval_paths, ctx)))
+        (rc = nde_get_long_min(dsec, "eval_paths", 2, &eval_paths, ctx)))
         return rc;
     for (i = 0; unused[i]; i++)
         if (nde_section_has(dsec, unused[i]))
@@ -126,8 +126,8 @@ static int moments_create(nde_task *t, nde_section *dsec,
                                      "not used with an SDE field (each "
                                      "iteration fits the whole interval's "
                                      "moments; the paths are the noise)");
-    if ((rc = task_get_long_min(dsec, "npoints", 2, &npoints, ctx)) ||
-        (rc = task_get_double_in(dsec, "t1", 0, 1, HUGE_VAL, 0, &t1, ctx)))
+    if ((rc = nde_get_long_min(dsec, "npoints", 2, &npoints, ctx)) ||
+        (rc = nde_get_double_in(dsec, "t1", 0, 1, HUGE_VAL, 0, &t1, ctx)))
         return rc;
     if (t->rows < 2)
         return nde_error(ctx, NDE_ECONFIG,

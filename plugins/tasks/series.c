@@ -55,8 +55,8 @@ static int series_create(nde_task *t, nde_section *dsec,
         return nde_section_error(dsec, "path", ctx,
                                  "source = csv needs the file's path");
     if ((rc = nde_get_string(dsec, "path", &path, ctx)) ||
-        (rc = task_get_double_in(dsec, "test_fraction", 0, 0, 1, 1, &frac,
-                                 ctx)))
+        (rc = nde_get_double_in(dsec, "test_fraction", 0, 0, 1, 1, &frac,
+                                ctx)))
         return rc;
     if (!(full = nde_section_path(dsec, "path", path)))
         return nde_error(ctx, NDE_ENOMEM, "out of memory");

@@ -9,30 +9,6 @@
 #define TRUTH_RTOL 1e-10
 #define TRUTH_ATOL 1e-12
 
-int task_get_long_min(const nde_section *sec, const char *key, long lo,
-                      long *out, nde_ctx *ctx)
-{
-    int rc = nde_get_long(sec, key, out, ctx);
-    if (rc == NDE_OK && *out < lo)
-        return nde_section_error(sec, key, ctx, "%ld is below %ld", *out, lo);
-    return rc;
-}
-
-int task_get_double_in(const nde_section *sec, const char *key, double lo,
-                       int lo_open, double hi, int hi_open, double *out,
-                       nde_ctx *ctx)
-{
-    int rc = nde_get_double(sec, key, out, ctx);
-    if (rc != NDE_OK)
-        return rc;
-    if (*out < lo || (lo_open && *out == lo) || *out > hi ||
-        (hi_open && *out == hi))
-        return nde_section_error(sec, key, ctx, "%g is outside %s%g, %g%s",
-                                 *out, lo_open ? "(" : "[", lo, hi,
-                                 hi_open ? ")" : "]");
-    return NDE_OK;
-}
-
 void task_time_grid(double *t, size_t n, double t1)
 {
     size_t i;

@@ -32,14 +32,6 @@
 int task_check_noise(nde_task *t, nde_section *dsec, const nde_task_env *env,
                      int sde);
 
-/* An integer key of at least lo; a number in [lo, hi] (open ends when
- * lo_open / hi_open). Errors name the section and key. */
-int task_get_long_min(const nde_section *sec, const char *key, long lo,
-                      long *out, nde_ctx *ctx);
-int task_get_double_in(const nde_section *sec, const char *key, double lo,
-                       int lo_open, double hi, int hi_open, double *out,
-                       nde_ctx *ctx);
-
 /* The solves that make data take at most this many steps. */
 #define TASK_TRUTH_MAX_STEPS 10000000L
 

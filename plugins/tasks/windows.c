@@ -113,11 +113,11 @@ static int windows_create(nde_task *t, nde_section *dsec,
     if ((rc = task_check_noise(t, dsec, env, 0)) ||
         (rc = nde_get_string(dsec, "source", &w->source, ctx)) ||
         (rc = nde_get_string(dsec, "truth_solver", &w->truth_solver, ctx)) ||
-        (rc = task_get_long_min(dsec, "npoints", 2, &npoints, ctx)) ||
-        (rc = task_get_long_min(dsec, "batch_time", 2, &bt, ctx)) ||
-        (rc = task_get_double_in(dsec, "t1", 0, 1, HUGE_VAL, 0, &t1, ctx)) ||
-        (rc = task_get_double_in(dsec, "noise", 0, 0, HUGE_VAL, 0, &noise,
-                                 ctx)))
+        (rc = nde_get_long_min(dsec, "npoints", 2, &npoints, ctx)) ||
+        (rc = nde_get_long_min(dsec, "batch_time", 2, &bt, ctx)) ||
+        (rc = nde_get_double_in(dsec, "t1", 0, 1, HUGE_VAL, 0, &t1, ctx)) ||
+        (rc = nde_get_double_in(dsec, "noise", 0, 0, HUGE_VAL, 0, &noise,
+                                ctx)))
         return rc;
     if (nde_plugin_find(ctx, NDE_KIND_SOLVER, w->truth_solver, &info) !=
         NDE_OK) {

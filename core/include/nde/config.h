@@ -150,6 +150,14 @@ NDE_API int nde_get_double(const nde_section *sec, const char *key,
                            double *out, nde_ctx *ctx);
 NDE_API int nde_get_long(const nde_section *sec, const char *key, long *out,
                          nde_ctx *ctx);
+/* The same, and out of range is an error naming the key: a long below lo
+ * ("N is below lo"); a double outside [lo, hi] with either end open on
+ * request ("x is outside (lo, hi]"). */
+NDE_API int nde_get_long_min(const nde_section *sec, const char *key,
+                             long lo, long *out, nde_ctx *ctx);
+NDE_API int nde_get_double_in(const nde_section *sec, const char *key,
+                              double lo, int lo_open, double hi, int hi_open,
+                              double *out, nde_ctx *ctx);
 NDE_API int nde_get_bool(const nde_section *sec, const char *key, int *out,
                          nde_ctx *ctx);
 /* WORD and TEXT keys. */
