@@ -260,6 +260,18 @@ static int regs_create(nde_trainer *tr)
     return NDE_OK;
 }
 
+/* The regularizer buffers (sized for the batch and save times). */
+static void reg_buffers_free(nde_trainer *tr)
+{
+    free(tr->reg_grad);
+    free(tr->tk);
+    free(tr->solve_t);
+    free(tr->slot);
+    free(tr->ysolve);
+    free(tr->extra_t);
+    free(tr->extra_y);
+}
+
 /* The buffers that depend on the number of regularizers, and the record
  * of the training solve (its flags depend on them). */
 static int regs_alloc(nde_trainer *tr)
@@ -277,13 +289,7 @@ static int regs_alloc(nde_trainer *tr)
     tr->traj = traj;
     if (tr->nregs == 0)
         return NDE_OK;
-    free(tr->reg_grad);
-    free(tr->tk);
-    free(tr->solve_t);
-    free(tr->slot);
-    free(tr->ysolve);
-    free(tr->extra_t);
-    free(tr->extra_y);
+    reg_buffers_free(tr);
     tr->reg_grad = calloc(tr->P + 1, sizeof *tr->reg_grad);
     tr->tk = calloc(tr->Tcap, sizeof *tr->tk);
     tr->solve_t = calloc(ns, sizeof *tr->solve_t);
@@ -792,13 +798,7 @@ void nde_trainer_destroy(nde_trainer *tr)
     nde_trajectory_destroy(tr->traj);
     nde_trajectory_destroy(tr->alt_traj);
     decompose(tr);
-    free(tr->reg_grad);
-    free(tr->tk);
-    free(tr->solve_t);
-    free(tr->slot);
-    free(tr->ysolve);
-    free(tr->extra_t);
-    free(tr->extra_y);
+    reg_buffers_free(tr);
     free(tr->ct_all);
     nde_brownian_destroy(tr->bm);
     if (tr->rng)
