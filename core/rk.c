@@ -119,8 +119,25 @@ static void rk_combine(double *restrict out, const double *restrict y,
     rk_combine_inline(out, y, hc, m, k, n);
 }
 
+/* The scaled RMS norm of nde_error_norm, NaN when y_next holds a
+ * non-finite value. */
+static double error_norm_checked(const double *err, const double *y,
+                                 const double *y_next, size_t n,
+                                 double rtol, double atol)
+{
+    double sum = 0.0, poison = 0.0;
+
+    for (size_t i = 0; i < n; i++) {
+        const double a = fabs(y[i]), b = fabs(y_next[i]);
+        const double q = err[i] / (atol + rtol * (a > b ? a : b));
+        sum += q * q;
+        poison += y_next[i] * 0.0; /* NaN iff y_next[i] is Inf or NaN */
+    }
+    return sqrt(sum / (double)n) + poison;
+}
+
 /* err = sum_j hc[j] k[j] and its scaled RMS norm in the same pass; NaN
- * when y_next holds a non-finite value (nde_rk_error_norm_checked). */
+ * when y_next holds a non-finite value (error_norm_checked). */
 static inline __attribute__((always_inline)) double
 rk_error_m(double *restrict err, const double *restrict y,
            const double *restrict y_next, const double *hc, double *const *k,
@@ -152,7 +169,7 @@ static double rk_error(double *restrict err, const double *restrict y,
     case 7: return rk_error_m(err, y, y_next, hc, k, n, rtol, atol, 7);
     default:
         rk_combine(err, NULL, hc, m, k, n);
-        return nde_rk_error_norm_checked(err, y, y_next, n, rtol, atol);
+        return error_norm_checked(err, y, y_next, n, rtol, atol);
     }
 }
 
@@ -386,21 +403,6 @@ double nde_error_norm(const double *err, const double *y, const double *y_next,
     return sqrt(sum / (double)n);
 }
 
-double nde_rk_error_norm_checked(const double *err, const double *y,
-                                 const double *y_next, size_t n, double rtol,
-                                 double atol)
-{
-    double sum = 0.0, poison = 0.0;
-
-    for (size_t i = 0; i < n; i++) {
-        const double a = fabs(y[i]), b = fabs(y_next[i]);
-        const double q = err[i] / (atol + rtol * (a > b ? a : b));
-        sum += q * q;
-        poison += y_next[i] * 0.0; /* NaN iff y_next[i] is Inf or NaN */
-    }
-    return sqrt(sum / (double)n) + poison;
-}
-
 double nde_error_norm_spec(const nde_norm_spec *norm, const double *err,
                            const double *y, const double *y_next, size_t n)
 {
@@ -408,10 +410,10 @@ double nde_error_norm_spec(const nde_norm_spec *norm, const double *err,
     size_t off = 0;
 
     if (norm->nblocks == 0)
-        return nde_rk_error_norm_checked(err, y, y_next, n, norm->rtol,
+        return error_norm_checked(err, y, y_next, n, norm->rtol,
                                          norm->atol);
     for (size_t b = 0; b < norm->nblocks; b++) {
-        const double e = nde_rk_error_norm_checked(
+        const double e = error_norm_checked(
             err + off, y + off, y_next + off, norm->blocks[b], norm->rtol,
             norm->atol);
         poison += e * 0.0;

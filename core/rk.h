@@ -44,12 +44,6 @@ void nde_rk_ops_fill(const nde_rk_tableau *tab, nde_solver_ops *ops);
 void nde_rk_dense_weights(const nde_rk_tableau *tab, double theta, double h,
                           double *hc);
 
-/* The scaled RMS norm of nde_error_norm, NaN when y_next holds a
- * non-finite value. */
-double nde_rk_error_norm_checked(const double *err, const double *y,
-                                 const double *y_next, size_t n, double rtol,
-                                 double atol);
-
 /* The driver's buffers (core/solve.c), allocated with the solver for
  * batch_max x dim values and aux blocks. */
 struct nde_solve_buffers {
