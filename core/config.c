@@ -653,6 +653,8 @@ static const char *override_origin(nde_config *cfg, const char *opt,
 /* A key from -s fits on a config line with room for its value. */
 #define OVERRIDE_KEY_MAX 64
 
+static int row_writable(const char *key, const char *row);
+
 /* Why a -s assignment cannot be kept in the config text a checkpoint
  * stores (a line that read back differently would give the checkpoint
  * another model), into buf; NULL if it can. key is NULL when the
@@ -683,6 +685,12 @@ static const char *override_problem(const char *assignment, const char *key,
     if (*val && val[strlen(val) - 1] == '\\')
         return "a value ending in '\\' continues on the next line in a "
                "config file";
+    if (!row_writable(key, val)) {
+        snprintf(buf, len, "a run of blanks, '[', ';' or '#' too long to "
+                 "break over config lines of at most %d characters",
+                 LINE_MAX_CHARS);
+        return buf;
+    }
     return NULL;
 }
 
@@ -850,11 +858,13 @@ static int starts_line_ok(char c)
     return c && !isspace((unsigned char)c) && !strchr("[;#", c);
 }
 
-/* Where the piece of row starting at `from` ends when at most `room`
- * characters fit: *next is where the next piece starts and *joint the
- * character to end this line with ('\0' at the row's end). */
+/* Where the piece of row starting at `from` ends: within `room`
+ * characters if it can break there, else at the first break beyond, up to
+ * `max` characters (a line the reader still takes); *next is where the
+ * next piece starts and *joint the character to end this line with ('\0'
+ * at the row's end). Returns the row's end when it cannot break. */
 static size_t piece_end(const char *row, size_t from, size_t room,
-                        size_t *next, char *joint)
+                        size_t max, size_t *next, char *joint)
 {
     size_t len = strlen(row), i;
 
@@ -868,39 +878,75 @@ static size_t piece_end(const char *row, size_t from, size_t room,
             return i;
         }
     for (i = from + room - 1; i > from; i--)
-        if (!isspace((unsigned char)row[i - 1]) && starts_line_ok(row[i])) {
-            *joint = '\\';
-            *next = i;
-            return i;
-        }
-    return len; /* nowhere to break: one long line */
+        if (!isspace((unsigned char)row[i - 1]) && starts_line_ok(row[i]))
+            break;
+    /* A run of blanks, '[', ';' or '#' longer than the room: the first
+     * break after it, on a longer line. */
+    if (i == from)
+        for (i = from + room; i < len && i < from + max; i++)
+            if (!isspace((unsigned char)row[i - 1]) && starts_line_ok(row[i]))
+                break;
+    if (i == from || i >= len || i >= from + max)
+        return len; /* nowhere to break: one long line */
+    *joint = '\\';
+    *next = i;
+    return i;
+}
+
+/* How many characters the pieces of a row may have on their line: room
+ * the writer aims for, max the reader's limit (less the joint). A long key
+ * (a file's line holds "key=value" in LINE_MAX_CHARS) gets what is left of
+ * the line. */
+static size_t piece_room(size_t klen, int first, size_t *max)
+{
+    if (!first) {
+        *max = LINE_MAX_CHARS - 4 - 1;
+        return WRITE_WIDTH - 4;
+    }
+    if (klen + 3 >= WRITE_WIDTH / 2) {
+        *max = LINE_MAX_CHARS - klen - 1 - 1;
+        return *max;
+    }
+    *max = LINE_MAX_CHARS - klen - 3 - 1;
+    return WRITE_WIDTH - klen - 3;
 }
 
 /* Row `r` of a value: row 0 on the key's line, the others on continuation
  * lines, each broken as above. */
 static void write_row(FILE *out, const char *key, const char *row, size_t r)
 {
-    size_t from = 0, end, next, len = strlen(row), klen = strlen(key);
+    size_t from = 0, end, next, max, len = strlen(row), klen = strlen(key);
     char joint;
 
-    /* A long key (a file's line holds "key=value" in LINE_MAX_CHARS) gets
-     * what is left of the line. */
-    int narrow = klen + 3 >= WRITE_WIDTH / 2;
-
     if (r == 0)
-        fprintf(out, "%s%s", key, narrow ? "=" : " = ");
+        fprintf(out, "%s%s", key, klen + 3 >= WRITE_WIDTH / 2 ? "=" : " = ");
     do {
-        size_t room = from > 0 || r > 0 ? WRITE_WIDTH - 4
-                      : narrow           ? LINE_MAX_CHARS - klen - 1
-                                         : WRITE_WIDTH - klen - 3;
+        const size_t room = piece_room(klen, from == 0 && r == 0, &max);
         if (from > 0 || r > 0)
             fputs("\n    ", out);
-        end = piece_end(row, from, room, &next, &joint);
+        end = piece_end(row, from, room, max, &next, &joint);
         fprintf(out, "%.*s", (int)(end - from), row + from);
         if (joint)
             fputc(joint, out);
         from = next;
     } while (from < len);
+}
+
+/* Whether write_row writes the first row `row` of key in lines the reader
+ * takes back. */
+static int row_writable(const char *key, const char *row)
+{
+    size_t from = 0, end, next, max, len = strlen(row), klen = strlen(key);
+    char joint;
+
+    do {
+        const size_t room = piece_room(klen, from == 0, &max);
+        end = piece_end(row, from, room, max, &next, &joint);
+        if (end - from > max + !joint) /* max leaves room for the joint */
+            return 0;
+        from = next;
+    } while (from < len);
+    return 1;
 }
 
 int nde_config_write(const nde_config *cfg, FILE *out)

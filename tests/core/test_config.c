@@ -510,6 +510,37 @@ START_TEST(long_values_written_in_lines_read_back)
 }
 END_TEST
 
+/* A run of characters a continuation line cannot start with ('[' starts a
+ * header, ';' and '#' a comment, blanks are stripped) and longer than the
+ * writer's line is written on a longer line the reader still takes (the
+ * fuzzer found a value written back as one line of 352 characters); one
+ * that no line can hold is refused up front. */
+START_TEST(long_runs_of_unbreakable_characters)
+{
+    char *run = repeat('[', 150), *huge = repeat('[', 250);
+    char value[400], assignment[400];
+    nde_config *back = nde_config_create();
+    const char *got;
+
+    /* no break before the run's end: its first line is 160 characters */
+    snprintf(value, sizeof value, "x%sy, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, "
+             "12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25", run);
+    override_checked("d_run", value);
+    write_and_reload(0, back);
+    ck_assert_int_eq(nde_get_string(nde_config_section(back, "solver"),
+                                    "d_run", &got, ctx), NDE_OK);
+    ck_assert_str_eq(got, value);
+    snprintf(assignment, sizeof assignment, "solver.d_big=a%sb", huge);
+    ck_assert_int_eq(nde_config_override(cfg, assignment, ctx), NDE_ECONFIG);
+    ck_assert_msg(strstr(nde_ctx_message(ctx), "[solver] d_big: refused: a "
+                         "run of blanks, '[', ';' or '#' too long"),
+                  "%s", nde_ctx_message(ctx));
+    nde_config_destroy(back);
+    free(run);
+    free(huge);
+}
+END_TEST
+
 /* Values of any length are read whole: -s was cut at 4095 characters,
  * numbers at 127, integers at 63, list items at 255, names at 127. */
 START_TEST(long_values_read_whole)
@@ -870,6 +901,7 @@ int main(void)
     tcase_add_test(tc, status_table);
     tcase_add_test(tc, long_values_read_whole);
     tcase_add_test(tc, long_values_written_in_lines_read_back);
+    tcase_add_test(tc, long_runs_of_unbreakable_characters);
     tcase_add_test(tc, numbers_out_of_range);
     tcase_add_test(tc, long_section_and_key_names);
     tcase_add_test(tc, bom_crlf_and_blank_headers);
