@@ -894,34 +894,56 @@ static size_t piece_end(const char *row, size_t from, size_t room,
 }
 
 /* How many characters the pieces of a row may have on their line: room
- * the writer aims for, max the reader's limit (less the joint). A long key
- * (a file's line holds "key=value" in LINE_MAX_CHARS) gets what is left of
- * the line. */
-static size_t piece_room(size_t klen, int first, size_t *max)
+ * the writer aims for, max the reader's limit (less the joint). The first
+ * line holds "key = " or, narrow, "key=". */
+static size_t piece_room(size_t klen, int first, int narrow, size_t *max)
 {
     if (!first) {
         *max = LINE_MAX_CHARS - 4 - 1;
         return WRITE_WIDTH - 4;
     }
-    if (klen + 3 >= WRITE_WIDTH / 2) {
+    if (narrow) {
         *max = LINE_MAX_CHARS - klen - 1 - 1;
-        return *max;
+        return klen + 3 >= WRITE_WIDTH / 2 ? LINE_MAX_CHARS - klen - 1
+                                           : WRITE_WIDTH - klen - 1;
     }
     *max = LINE_MAX_CHARS - klen - 3 - 1;
     return WRITE_WIDTH - klen - 3;
 }
 
+/* Whether the first row `row` of a key of klen characters breaks into
+ * lines the reader takes back, its first line "key = " or (narrow)
+ * "key=". */
+static int row_fits(size_t klen, const char *row, int narrow)
+{
+    size_t from = 0, end, next, max, len = strlen(row);
+    char joint;
+
+    do {
+        const size_t room = piece_room(klen, from == 0, narrow, &max);
+        end = piece_end(row, from, room, max, &next, &joint);
+        if (end - from > max + !joint) /* max leaves room for the joint */
+            return 0;
+        from = next;
+    } while (from < len);
+    return 1;
+}
+
 /* Row `r` of a value: row 0 on the key's line, the others on continuation
- * lines, each broken as above. */
+ * lines, each broken as above. A long key (a file's line holds "key=value"
+ * in LINE_MAX_CHARS), or a first row that fits only so, gets "key=". */
 static void write_row(FILE *out, const char *key, const char *row, size_t r)
 {
     size_t from = 0, end, next, max, len = strlen(row), klen = strlen(key);
+    const int narrow = klen + 3 >= WRITE_WIDTH / 2 ||
+                       (r == 0 && !row_fits(klen, row, 0));
     char joint;
 
     if (r == 0)
-        fprintf(out, "%s%s", key, klen + 3 >= WRITE_WIDTH / 2 ? "=" : " = ");
+        fprintf(out, "%s%s", key, narrow ? "=" : " = ");
     do {
-        const size_t room = piece_room(klen, from == 0 && r == 0, &max);
+        const size_t room = piece_room(klen, from == 0 && r == 0, narrow,
+                                       &max);
         if (from > 0 || r > 0)
             fputs("\n    ", out);
         end = piece_end(row, from, room, max, &next, &joint);
@@ -936,17 +958,7 @@ static void write_row(FILE *out, const char *key, const char *row, size_t r)
  * takes back. */
 static int row_writable(const char *key, const char *row)
 {
-    size_t from = 0, end, next, max, len = strlen(row), klen = strlen(key);
-    char joint;
-
-    do {
-        const size_t room = piece_room(klen, from == 0, &max);
-        end = piece_end(row, from, room, max, &next, &joint);
-        if (end - from > max + !joint) /* max leaves room for the joint */
-            return 0;
-        from = next;
-    } while (from < len);
-    return 1;
+    return row_fits(strlen(key), row, 0) || row_fits(strlen(key), row, 1);
 }
 
 int nde_config_write(const nde_config *cfg, FILE *out)

@@ -530,6 +530,22 @@ START_TEST(long_runs_of_unbreakable_characters)
     ck_assert_int_eq(nde_get_string(nde_config_section(back, "solver"),
                                     "d_run", &got, ctx), NDE_OK);
     ck_assert_str_eq(got, value);
+    /* a file line of 198 characters, a value that breaks nowhere: written
+     * back as "key=value", not "key = value" (200 characters) */
+    {
+        char *line = repeat('[', 194), text[300];
+        nde_config *back2 = nde_config_create();
+        snprintf(text, sizeof text, "[solver]\nplugin = tsit5\nd_x=%s\n",
+                 line);
+        ck_assert_int_eq(nde_config_load_string(cfg, "f.ini", text, ctx),
+                         NDE_OK);
+        write_and_reload(0, back2);
+        ck_assert_int_eq(nde_get_string(nde_config_section(back2, "solver"),
+                                        "d_x", &got, ctx), NDE_OK);
+        ck_assert_str_eq(got, line);
+        nde_config_destroy(back2);
+        free(line);
+    }
     snprintf(assignment, sizeof assignment, "solver.d_big=a%sb", huge);
     ck_assert_int_eq(nde_config_override(cfg, assignment, ctx), NDE_ECONFIG);
     ck_assert_msg(strstr(nde_ctx_message(ctx), "[solver] d_big: refused: a "
