@@ -881,13 +881,14 @@ static size_t piece_end(const char *row, size_t from, size_t room,
         if (!isspace((unsigned char)row[i - 1]) && starts_line_ok(row[i]))
             break;
     /* A run of blanks, '[', ';' or '#' longer than the room: the first
-     * break after it, on a longer line. */
-    if (i == from)
-        for (i = from + room; i < len && i < from + max; i++)
+     * break after it, on a longer line of at most max characters. */
+    if (i == from) {
+        for (i = from + room; i < len && i <= from + max; i++)
             if (!isspace((unsigned char)row[i - 1]) && starts_line_ok(row[i]))
                 break;
-    if (i == from || i >= len || i >= from + max)
-        return len; /* nowhere to break: one long line */
+        if (i >= len || i > from + max)
+            return len; /* nowhere to break: one long line */
+    }
     *joint = '\\';
     *next = i;
     return i;

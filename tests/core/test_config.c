@@ -546,6 +546,21 @@ START_TEST(long_runs_of_unbreakable_characters)
         nde_config_destroy(back2);
         free(line);
     }
+    /* a key of 49 characters ("key=value" lines) and a long value that
+     * breaks anywhere: broken within the line */
+    {
+        char key[64] = "d", *val = repeat('a', 200);
+        nde_config *back3 = nde_config_create();
+        memset(key + 1, 'k', 48);
+        key[49] = '\0';
+        override_checked(key, val);
+        write_and_reload(0, back3);
+        ck_assert_int_eq(nde_get_string(nde_config_section(back3, "solver"),
+                                        key, &got, ctx), NDE_OK);
+        ck_assert_str_eq(got, val);
+        nde_config_destroy(back3);
+        free(val);
+    }
     snprintf(assignment, sizeof assignment, "solver.d_big=a%sb", huge);
     ck_assert_int_eq(nde_config_override(cfg, assignment, ctx), NDE_ECONFIG);
     ck_assert_msg(strstr(nde_ctx_message(ctx), "[solver] d_big: refused: a "
