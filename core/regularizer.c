@@ -16,6 +16,11 @@ const nde_key nde_regularizer_keys[] = {
      "run (Pal et al. anneal e.g. 100 -> 10)"},
     {"weight_final", NDE_KEY_DOUBLE, "",
      "the last iteration's weight (schedule = exponential; > 0)"},
+    {"clip", NDE_KEY_DOUBLE, "0",
+     "cap the norm of weight * dR/dtheta (the direct part) at clip times "
+     "the norm of the data loss's gradient of the same iteration; 0 = off. "
+     "Tames a penalty whose one-sample gradient has rare huge spikes "
+     "(local on stiff, slow-fast systems)"},
     {NULL, 0, NULL, NULL}};
 
 double nde_weight_at(const nde_weight_schedule *w, long i, long n)
@@ -34,7 +39,9 @@ static int read_schedule(nde_section *sec, nde_weight_schedule *w,
 
     memset(w, 0, sizeof *w);
     if ((rc = nde_get_double(sec, "weight", &w->weight, ctx)) ||
-        (rc = nde_get_string(sec, "schedule", &schedule, ctx)))
+        (rc = nde_get_string(sec, "schedule", &schedule, ctx)) ||
+        (rc = nde_get_double_in(sec, "clip", 0, 0, HUGE_VAL, 1, &w->clip,
+                                ctx)))
         return rc;
     if (!(w->weight >= 0))
         return nde_section_error(sec, "weight", ctx, "must be >= 0, got %g",

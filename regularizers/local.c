@@ -9,13 +9,27 @@
  *     an extra save time so that y_s is the solve's own y(t_s);
  *   sampling = biased: t_s is the start time of an accepted step j drawn
  *     uniformly from the solve's steps, y_s its recorded state.
- * From (t_s, y_s) one fresh solver step is taken towards t1 with dt from
- * the initial-step heuristic (nde_initial_step over [t_s, t1], with f0 =
- * f(t_s, y_s) from nde_solver_first_stage, which is also the step's first
- * stage), and
+ * From (t_s, y_s) one fresh solver step is taken towards t1, its dt
+ *   step = heuristic (the paper): from the initial-step heuristic
+ *     (nde_initial_step over [t_s, t1], with f0 = f(t_s, y_s) from
+ *     nde_solver_first_stage, which is also the step's first stage);
+ *   step = solver: the size h_k of the forward solve's own accepted step
+ *     that contains t_s (step j itself when biased), at most |t1 - t_s|;
+ * and
  *   measure = error:     R = EEst |dt| (EEst: nde_error_norm with the
  *                        training rtol/atol);
  *   measure = stiffness: R = the step's stiffness estimate.
+ * Why step = solver exists: the heuristic sizes dt from f and a difference
+ * of f along f, blind to stiffness. On a slow-fast system, with y_s near
+ * the slow manifold, it picks a dt far outside the explicit method's
+ * stability region (|h lambda| of 20-60 where tsit5's boundary is 3.5 on
+ * Van der Pol with mu = 20). The step's error estimate is then a
+ * high-degree polynomial in h lambda times the small off-manifold part of
+ * the state: tiny at theta, with a gradient up to 1e9 times the value,
+ * which made training diverge at any weight. The solver's own steps are
+ * kept inside the stability region by its controller. README "Local
+ * regularization on a relaxation oscillator" has the measurements.
+ *
  * As in the paper y_s and dt are constants: the gradient flows through that
  * one step into theta only (the main solve's adjoint is untouched). With
  * through_state = true dR/dy_s is also handed to the adjoint as a
@@ -45,7 +59,7 @@
 enum { MEASURE_ERROR, MEASURE_STIFFNESS };
 
 typedef struct local_state {
-    int measure, biased, through_state;
+    int measure, biased, through_state, solver_step;
     size_t n_max;
     double u;                 /* this solve's draw                         */
     size_t iextra;            /* index of t_s among the extra save times   */
@@ -61,6 +75,10 @@ static const nde_key local_keys[] = {
     {"measure", NDE_KEY_WORD, "error",
      "error: the extra step's EEst * |dt| (time units); stiffness: its "
      "stiffness estimate |lambda| / stability size (1/time units)"},
+    {"step", NDE_KEY_WORD, "heuristic",
+     "the extra step's dt - heuristic: the initial-step heuristic over "
+     "[t_s, t1] (the paper); solver: the size of the solve's own accepted "
+     "step at t_s, which stays stable on stiff (slow-fast) systems"},
     {"through_state", NDE_KEY_BOOL, "false",
      "also hand weight * dR/dy_s to the adjoint as a cotangent at t_s "
      "(the paper holds y_s constant)"},
@@ -84,7 +102,8 @@ static int local_create(nde_regularizer *r, nde_section *sec, nde_solver *s,
                         nde_ctx *ctx)
 {
     local_state *l;
-    const char *sampling = "unbiased", *measure = "error";
+    const char *sampling = "unbiased", *measure = "error",
+               *step = "heuristic";
     int rc;
 
     if (!(l = calloc(1, sizeof *l)))
@@ -93,6 +112,7 @@ static int local_create(nde_regularizer *r, nde_section *sec, nde_solver *s,
     r->state = l;
     if (sec && ((rc = nde_get_string(sec, "sampling", &sampling, ctx)) ||
                 (rc = nde_get_string(sec, "measure", &measure, ctx)) ||
+                (rc = nde_get_string(sec, "step", &step, ctx)) ||
                 (rc = nde_get_bool(sec, "through_state", &l->through_state,
                                    ctx))))
         return rc;
@@ -110,6 +130,13 @@ static int local_create(nde_regularizer *r, nde_section *sec, nde_solver *s,
     else
         return nde_section_error(sec, "measure", ctx, "expected error or "
                                  "stiffness, got '%s'", measure);
+    if (strcmp(step, "heuristic") == 0)
+        l->solver_step = 0;
+    else if (strcmp(step, "solver") == 0)
+        l->solver_step = 1;
+    else
+        return nde_section_error(sec, "step", ctx, "expected heuristic or "
+                                 "solver, got '%s'", step);
     l->n_max = s->batch_max * s->field->dim;
     if (!(l->y = malloc(l->n_max * sizeof(double))) ||
         !(l->y_next = malloc(l->n_max * sizeof(double))) ||
@@ -120,7 +147,7 @@ static int local_create(nde_regularizer *r, nde_section *sec, nde_solver *s,
     r->needs = NDE_NEEDS_STEP_VJP |
                (l->measure == MEASURE_ERROR ? NDE_NEEDS_ERROR_EST
                                             : NDE_NEEDS_STIFFNESS) |
-               (l->biased ? NDE_NEEDS_STEPS : 0);
+               (l->biased || l->solver_step ? NDE_NEEDS_STEPS : 0);
     return NDE_OK;
 }
 
@@ -163,6 +190,23 @@ static int state_at_step(local_state *l, nde_solver *s, const double *theta,
     return NDE_OK;
 }
 
+/* The accepted step whose interval holds ts (t[k] <= ts in the direction
+ * of the solve, the last such k; ts >= t[0] = t0). */
+static size_t step_containing(const nde_trajectory *fwd, double ts)
+{
+    const double dir = fwd->h[0] < 0 ? -1.0 : 1.0;
+    size_t lo = 0, hi = fwd->nsteps - 1;
+
+    while (lo < hi) {
+        const size_t mid = lo + (hi - lo + 1) / 2;
+        if ((ts - fwd->t[mid]) * dir >= 0)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
 static int local_after_solve(nde_regularizer *r,
                              const nde_regularizer_input *in,
                              nde_regularizer_output *out)
@@ -175,6 +219,7 @@ static int local_after_solve(nde_regularizer *r,
     const nde_solver_counts c0 = s->counts;
     const double *f0;
     double ts, dt, value;
+    size_t k = 0; /* the solve's step at t_s, for step = solver */
     int rc;
 
     out->value = 0.0;
@@ -190,22 +235,22 @@ static int local_after_solve(nde_regularizer *r,
         return NDE_OK;
 
     nde_solver_invalidate(s);
+    if ((l->biased || l->solver_step) &&
+        (fwd->n != n || !(fwd->record & NDE_NEEDS_STEPS) ||
+         fwd->nsteps == 0))
+        return nde_error(r->ctx, NDE_EINVAL, "regularizer 'local': biased "
+                         "sampling and step = solver need the steps of the "
+                         "solve (record NDE_NEEDS_STEPS)");
     if (l->biased) {
-        size_t j;
-        if (fwd->n != n || !(fwd->record & NDE_NEEDS_STEPS) ||
-            fwd->nsteps == 0)
-            return nde_error(r->ctx, NDE_EINVAL, "regularizer 'local': "
-                             "biased sampling needs the step states of the "
-                             "solve (record NDE_NEEDS_STEPS)");
-        j = (size_t)(l->u * (double)fwd->nsteps);
-        if (j >= fwd->nsteps)
-            j = fwd->nsteps - 1;
-        ts = fwd->t[j];
-        if ((rc = state_at_step(l, s, in->theta, fwd, j, n))) {
+        k = (size_t)(l->u * (double)fwd->nsteps);
+        if (k >= fwd->nsteps)
+            k = fwd->nsteps - 1;
+        ts = fwd->t[k];
+        if ((rc = state_at_step(l, s, in->theta, fwd, k, n))) {
             nde_solver_invalidate(s);
             return rc == NDE_EINVAL
                        ? nde_error(r->ctx, rc, "regularizer 'local': no "
-                                   "recorded state at or before step %zu", j)
+                                   "recorded state at or before step %zu", k)
                        : rc;
         }
     } else {
@@ -217,14 +262,20 @@ static int local_after_solve(nde_regularizer *r,
         if (ts == in->t1)
             return NDE_OK;
         memcpy(l->y, in->extra_y + l->iextra * n, n * sizeof(double));
+        if (l->solver_step)
+            k = step_containing(fwd, ts);
     }
 
     /* f(t_s, y_s) serves the initial-step heuristic and is the step's
      * first stage. */
-    if ((rc = nde_solver_first_stage(s, in->theta, ts, l->y, &f0)) ||
-        (rc = nde_initial_step(s, in->opts, in->theta, ts, l->y, f0, in->t1,
-                               &dt)) ||
-        (rc = nde_solver_step(s, in->theta, ts, dt, l->y, l->y_next,
+    if ((rc = nde_solver_first_stage(s, in->theta, ts, l->y, &f0)))
+        goto done;
+    if (l->solver_step)
+        dt = fabs(fwd->h[k]) < fabs(in->t1 - ts) ? fwd->h[k] : in->t1 - ts;
+    else if ((rc = nde_initial_step(s, in->opts, in->theta, ts, l->y, f0,
+                                    in->t1, &dt)))
+        goto done;
+    if ((rc = nde_solver_step(s, in->theta, ts, dt, l->y, l->y_next,
                               l->measure == MEASURE_ERROR ? l->err : NULL)))
         goto done;
     if (l->measure == MEASURE_ERROR)

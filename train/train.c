@@ -290,7 +290,7 @@ static int regs_alloc(nde_trainer *tr)
     if (tr->nregs == 0)
         return NDE_OK;
     reg_buffers_free(tr);
-    tr->reg_grad = calloc(tr->P + 1, sizeof *tr->reg_grad);
+    tr->reg_grad = calloc(tr->nregs * tr->P + 1, sizeof *tr->reg_grad);
     tr->tk = calloc(tr->Tcap, sizeof *tr->tk);
     tr->solve_t = calloc(ns, sizeof *tr->solve_t);
     tr->slot = calloc(ns, sizeof *tr->slot);
@@ -431,9 +431,9 @@ static void gather_saves(nde_trainer *tr, double *ydata, size_t n)
 }
 
 /* after_solve of every regularizer, given the solve's save times and
- * states (sv): their weighted sum into *reg, their direct gradient into
- * reg_grad, their NFE into st; their cotangents are kept for
- * merge_cotangents. */
+ * states (sv): their weighted sum into *reg, regularizer j's direct
+ * gradient into reg_grad + j P, their NFE into st; their cotangents are
+ * kept for merge_cotangents. */
 static int regs_after(nde_trainer *tr, const nde_solve_opts *o,
                       const nde_trajectory *traj, const double *theta,
                       double t0, double t1s, const nde_regularizer_saves *sv,
@@ -446,7 +446,7 @@ static int regs_after(nde_trainer *tr, const nde_solve_opts *o,
     int rc;
 
     *reg = 0.0;
-    memset(tr->reg_grad, 0, tr->P * sizeof *tr->reg_grad);
+    memset(tr->reg_grad, 0, tr->nregs * tr->P * sizeof *tr->reg_grad);
     for (j = 0; j < tr->nregs; j++) {
         nde_train_reg *g = &tr->regs[j];
         memset(&in, 0, sizeof in);
@@ -461,7 +461,7 @@ static int regs_after(nde_trainer *tr, const nde_solve_opts *o,
         in.nextra = g->nextra;
         in.weight = nde_weight_at(&g->w, tr->iter, tr->set.iterations);
         in.saves = sv;
-        out.thetabar = tr->reg_grad;
+        out.thetabar = tr->reg_grad + j * tr->P;
         g->ct = NULL;
         g->nct = 0;
         rc = g->r->type->after_solve(g->r, &in, &out);
@@ -488,6 +488,32 @@ static int regs_after(nde_trainer *tr, const nde_solve_opts *o,
     }
     /* a regularizer may have used the solver's workspace */
     return nde_solver_set_batch(tr->solver, tr->B);
+}
+
+static double norm2(const double *x, size_t n)
+{
+    double s = 0.0;
+
+    for (size_t i = 0; i < n; i++)
+        s += x[i] * x[i];
+    return sqrt(s);
+}
+
+/* grad (the data loss's, through the adjoint) += every regularizer's
+ * direct gradient, each capped at its clip times |grad| first. */
+static void add_reg_grads(nde_trainer *tr, double *grad)
+{
+    const double data_norm = norm2(grad, tr->P);
+
+    for (size_t j = 0; j < tr->nregs; j++) {
+        const double *g = tr->reg_grad + j * tr->P;
+        const double clip = tr->regs[j].w.clip, norm = norm2(g, tr->P);
+        const double scale = clip > 0 && norm > clip * data_norm
+                                 ? clip * data_norm / norm : 1.0;
+
+        for (size_t i = 0; i < tr->P; i++)
+            grad[i] += scale * g[i];
+    }
 }
 
 /* The loss's cotangents and the regularizers' in one list sorted by time
@@ -884,7 +910,7 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
     const nde_cotangent *ct = tr->ct;
     const double *ts = b->tsave, *tk = b->tsave;
     double *yout = tr->ysave, t0 = b->t0, t1, t1s, reg;
-    size_t nct = 0, ns = T, i, k;
+    size_t nct = 0, ns = T, k;
     int rc;
 
     o.record = grad || tr->nregs ? traj : NULL;
@@ -978,8 +1004,7 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
     if (tt->lift_vjp &&
         (rc = tt->lift_vjp(task, th, b, tr->ybar0, grad + tr->Pf)) != NDE_OK)
         return rc;
-    for (i = 0; tr->nregs && i < tr->P; i++)
-        grad[i] += tr->reg_grad[i];
+    add_reg_grads(tr, grad);
     return NDE_OK;
 }
 
@@ -1044,9 +1069,7 @@ int nde_trainer_step(nde_trainer *tr, nde_train_step *m)
     tr->tot.nfe_forward += st.nfe;
     tr->tot.nfe_backward += st.nfe_backward;
     if (rc == NDE_OK) {
-        for (i = 0; i < tr->P; i++)
-            norm += tr->grad[i] * tr->grad[i];
-        norm = sqrt(norm);
+        norm = norm2(tr->grad, tr->P);
         m->grad_norm = norm;
         if (!isfinite(norm))
             rc = nde_error(tr->ctx, NDE_ENONFINITE,

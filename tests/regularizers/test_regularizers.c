@@ -431,6 +431,9 @@ static const variant variants[] = {
     {"local", "weight = 1", 1},
     {"local", "weight = 1\nsampling = biased", 1},
     {"local", "weight = 1\nmeasure = stiffness\nsampling = biased", 1},
+    {"local", "weight = 1\nstep = solver", 1},
+    {"local", "weight = 1\nsampling = biased\nstep = solver\n"
+              "through_state = true", 0},
     {"kinetic", "weight = 1", 0},
     {"kinetic", "weight = 1\nkinetic = 0", 0},
     {"kinetic", "weight = 1\njacobian = 0", 0},
@@ -780,6 +783,66 @@ START_TEST(local_sampling)
 }
 END_TEST
 
+/* EEst * |h| of a step of size h from (t, y) (y_next, err: scratch). */
+static double step_eest_h(fixture *fx, double t, double h, const double *y,
+                          double *y_next, double *err)
+{
+    nde_solver_invalidate(fx->s);
+    ck_assert_int_eq(nde_solver_step(fx->s, fx->theta, t, h, y, y_next, err),
+                     NDE_OK);
+    return nde_error_norm(err, y, y_next, fx->n, fx->o.rtol, fx->o.atol) *
+           fabs(h);
+}
+
+/* step = solver: the extra step has the size of the solve's own step at
+ * t_s. Biased, it is step j itself, so R is one of the solve's EEst_j
+ * |h_j|; unbiased, the step from (t_s, y_s) of the size of the step that
+ * holds t_s. Both skip the heuristic's probe (7 evaluations). */
+START_TEST(local_solver_step)
+{
+    const double y0[4] = {2.0, 0.0, 0.5, -1.0};
+    double y_next[NMAX], err[NMAX], want[64];
+    fixture fx;
+
+    fx_init(&fx, mlp_ini, "tsit5", 2, y0, 0.5, 2.5, 0, 1e-6);
+    ck_assert_int_eq(fx_reg(&fx, reg_named("local"),
+                            "weight = 1\nsampling = biased\nstep = solver"),
+                     NDE_OK);
+    for (uint64_t seed = 1; seed <= 20; seed++) {
+        const double v = fx_eval(&fx, fx.theta, seed, 1.0, NULL, NULL);
+        size_t j, nsteps = fx.tr->nsteps, hit = 0;
+        ck_assert_uint_le(nsteps, 64);
+        for (j = 0; j < nsteps; j++)
+            want[j] = step_eest_h(&fx, fx.tr->t[j], fx.tr->h[j],
+                                  nde_trajectory_state(fx.tr, j), y_next,
+                                  err);
+        for (j = 0; j < nsteps; j++)
+            hit += fabs(v - want[j]) <= 1e-12 * want[j];
+        ck_assert_msg(hit >= 1, "seed %llu: R = %g is no step's EEst |h|",
+                      (unsigned long long)seed, v);
+        ck_assert_int_eq(fx.nfe, 7);
+        ck_assert_int_eq(fx.nvjp, 7);
+    }
+
+    ck_assert_int_eq(fx_reg(&fx, reg_named("local"),
+                            "weight = 1\nstep = solver"), NDE_OK);
+    for (uint64_t seed = 1; seed <= 20; seed++) {
+        const double v = fx_eval(&fx, fx.theta, seed, 1.0, NULL, NULL);
+        const double ts = fx.req.extra_save[0];
+        size_t k = 0;
+        double h;
+        while (k + 1 < (size_t)fx.tr->nsteps && fx.tr->t[k + 1] <= ts)
+            k++;
+        h = fmin(fx.tr->h[k], fx.t1 - ts);
+        ck_assert(fx.tr->t[k] <= ts && ts < fx.tr->t[k] + fx.tr->h[k]);
+        ck_assert_double_eq_tol(v, step_eest_h(&fx, ts, h, fx.extra, y_next,
+                                               err),
+                                1e-12 * v);
+    }
+    fx_free(&fx);
+}
+END_TEST
+
 /* The test modules: oldreg declares interface version 1 and still loads
  * and runs; savenorm (version 2) is given the states the solve returned at
  * the fixture's save times: its value is theirs, recomputed from an
@@ -913,6 +976,7 @@ static Suite *suite(void)
     tcase_add_test(tc, kinetic_linear);
     tcase_add_test(tc, deterministic);
     tcase_add_test(tc, local_sampling);
+    tcase_add_test(tc, local_solver_step);
     tcase_add_test(tc, refused_pairings);
     tcase_add_test(tc, interface_versions);
     tcase_add_test(tc, checkpointed_record);

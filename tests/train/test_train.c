@@ -979,6 +979,11 @@ START_TEST(test_reg_bad_keys)
     test_assert_code(r, 2);
     assert_contains(r.err, "weight_final");
     test_run_free(&r);
+    r = run("train", spiral, "--quiet", TREG, "-s", "regularizer.wd.weight=1",
+            "-s", "regularizer.wd.clip=-1");
+    test_assert_code(r, 2);
+    assert_contains(r.err, "[regularizer.wd] clip");
+    test_run_free(&r);
 }
 END_TEST
 
@@ -1215,16 +1220,23 @@ START_TEST(test_true_params_unknown_name)
 }
 END_TEST
 
-static void add_reg(nde_trainer *tr, const nde_regularizer_type *type,
-                    const char *name, double w0, double w1, int expo)
+static void add_reg_clipped(nde_trainer *tr, const nde_regularizer_type *type,
+                            const char *name, double w0, double w1, int expo,
+                            double clip)
 {
     nde_regularizer *r;
-    nde_weight_schedule w = {w0, w1, expo};
+    nde_weight_schedule w = {w0, w1, expo, clip};
     ck_assert_int_eq(nde_regularizer_create_from(reg_ctx, type, NULL,
                                                  nde_trainer_solver(tr), &r),
                      NDE_OK);
     ck_assert_msg(nde_trainer_add_regularizer(tr, name, r, &w) == NDE_OK,
                   "%s", nde_ctx_message(reg_ctx));
+}
+
+static void add_reg(nde_trainer *tr, const nde_regularizer_type *type,
+                    const char *name, double w0, double w1, int expo)
+{
+    add_reg_clipped(tr, type, name, w0, w1, expo, 0.0);
 }
 
 static int noop_create(nde_regularizer *r, nde_section *sec, nde_solver *s,
@@ -1403,6 +1415,80 @@ static void reg_gradient_fd(const char *ini, uint64_t seed,
 }
 
 START_TEST(test_reg_gradient_fd) { reg_gradient_fd(fd_ini, 7, &probe_reg); }
+
+/* R = ||theta||^2, a direct gradient only. */
+static int theta_sq_after(nde_regularizer *r, const nde_regularizer_input *in,
+                          nde_regularizer_output *out)
+{
+    const size_t P = r->solver->field->nparams;
+
+    out->value = 0.0;
+    for (size_t i = 0; i < P; i++) {
+        out->value += in->theta[i] * in->theta[i];
+        out->thetabar[i] += 2.0 * in->weight * in->theta[i];
+    }
+    return NDE_OK;
+}
+
+static const nde_regularizer_type theta_sq_reg = {
+    NDE_REGULARIZER_INFO(
+        .name = "theta_sq",
+        .description = "test",
+        .version = "1"),
+    noop_create, noop_destroy, NULL, theta_sq_after};
+
+/* clip caps each regularizer's gradient at clip times the data gradient's
+ * norm, in its own direction, and leaves a smaller one as it is; the loss
+ * keeps the full weighted value. Two regularizers are capped apart. */
+START_TEST(test_reg_clip)
+{
+    nde_trainer *plain, *tr;
+    double th[256], g0[256], g[256], d, dn, gn0, dot, loss0, loss;
+    nde_stats st;
+    size_t i, P, Pf;
+
+    plain = trainer_from(fd_ini);
+    P = nde_trainer_nparams(plain);
+    ck_assert_uint_le(P, 256);
+    memcpy(th, nde_trainer_params(plain), P * sizeof *th);
+    nde_trainer_probe(plain);
+    ck_assert_int_eq(nde_trainer_loss_grad(plain, NULL, th, &loss0, g0, &st),
+                     NDE_OK);
+    Pf = nde_trainer_field(plain)->nparams;
+    trainer_free(plain);
+    for (gn0 = 0, i = 0; i < P; i++)
+        gn0 += g0[i] * g0[i];
+    gn0 = sqrt(gn0);
+
+    for (int big = 0; big <= 1; big++) {
+        const double w = big ? 1e6 : 1e-6, clip = 0.25;
+        double sq = 0.0;
+        tr = trainer_from(fd_ini);
+        add_reg_clipped(tr, &theta_sq_reg, "a", w, w, 0, clip);
+        add_reg_clipped(tr, &theta_sq_reg, "b", w, w, 0, clip);
+        nde_trainer_probe(tr);
+        ck_assert_int_eq(nde_trainer_loss_grad(tr, NULL, th, &loss, g, &st),
+                         NDE_OK);
+        for (dn = dot = 0, i = 0; i < P; i++) {
+            d = g[i] - g0[i];
+            dn += d * d;
+            if (i < Pf) {
+                dot += d * th[i];
+                sq += th[i] * th[i];
+            }
+        }
+        dn = sqrt(dn);
+        ck_assert_double_eq_tol(loss, loss0 + 2 * w * sq, 1e-9 * loss);
+        /* d = sum of the two regularizers' parts, both along theta */
+        ck_assert_double_eq_tol(dot, dn * sqrt(sq), 1e-9 * dn * sqrt(sq));
+        if (big)
+            ck_assert_double_eq_tol(dn, 2 * clip * gn0, 1e-9 * dn);
+        else
+            ck_assert_double_eq_tol(dn, 2 * 2 * w * sqrt(sq), 1e-9 * dn);
+        trainer_free(tr);
+    }
+}
+END_TEST
 END_TEST
 
 START_TEST(test_reg_saves_gradient_fd)
@@ -1747,6 +1833,7 @@ static Suite *train_suite(void)
     tcase_add_test(tc, test_reg_schedule_in_metrics);
     tcase_add_test(tc, test_reg_resume_bit_for_bit);
     tcase_add_test(tc, test_reg_gradient_fd);
+    tcase_add_test(tc, test_reg_clip);
     tcase_add_test(tc, test_reg_classify_gradient_fd);
     tcase_add_test(tc, test_reg_stretch_and_extra_saves);
     tcase_add_test(tc, test_reg_saves_bit_for_bit);

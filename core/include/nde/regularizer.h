@@ -150,9 +150,14 @@ struct nde_regularizer {
  * weight_final (the last iteration's weight for exponential). */
 NDE_API extern const nde_key nde_regularizer_keys[];
 
+/* How the trainer weighs a regularizer: its weight schedule, and clip
+ * (0: none): the norm of its direct gradient weight * dR/dtheta is capped
+ * at clip times the norm of the data loss's gradient of the iteration
+ * (the cotangents it hands the adjoint are not capped). */
 typedef struct nde_weight_schedule {
     double weight, weight_final;
     int exponential;
+    double clip;
 } nde_weight_schedule;
 
 /* The weight at iteration i (0-based) of a run of n iterations: weight, or
