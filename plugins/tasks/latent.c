@@ -52,7 +52,8 @@
  * Evaluation: every test series encoded to mu (no sampling), solved on the
  * grid and decoded; test_loss is the MSE at its observed points
  * (test_on = observed, LocalRegNeuralDE's evaluation) or at every grid point
- * (test_on = all: Rubanova et al.'s interpolation MSE).
+ * (test_on = all: Rubanova et al.'s interpolation MSE). `nde predict`
+ * writes each test series' latent trajectory on the grid (test_series).
  */
 #include <math.h>
 #include <stdio.h>
@@ -105,6 +106,7 @@ static const int block_bias[NBLOCK] = {0, 0, 1, 0, 0, 1, 0, 0, 1,
 
 #define IN 2        /* GRU input: the value and the time gap        */
 #define OBS_DIM 2   /* readout: the decoded value, the row's KL     */
+#define ID_LEN 24
 
 typedef struct latent {
     size_t H, D, np, nobs, ntrain;
@@ -127,6 +129,8 @@ typedef struct latent {
     double *zbar;          /* 2D: the cotangents of mu and lv             */
     double *hbar, *hprev, *abar, *rhbar, *gbar; /* H each: encode_vjp  */
     double *y0, *ysave;    /* evaluation: rows x D, np x rows x D         */
+    double *test_pred;     /* ntest x np x D: the last evaluation's       */
+    char *ids;             /* ntest ids "0", "1", ... of ID_LEN each      */
 } latent;
 
 static double sigmoid(double x)
@@ -302,6 +306,8 @@ static int latent_create(nde_task *t, nde_section *dsec,
         !(s->abar = malloc(H * sizeof *s->abar)) ||
         !(s->y0 = malloc(B * s->D * sizeof *s->y0)) ||
         !(s->ysave = malloc(np * B * s->D * sizeof *s->ysave)) ||
+        !(s->test_pred = calloc(t->ntest * np * s->D, sizeof *s->test_pred)) ||
+        !(s->ids = malloc(t->ntest * ID_LEN)) ||
         !(idx = malloc(np * sizeof *idx)) ||
         !(r = gsl_rng_alloc(gsl_rng_mt19937))) {
         free(idx);
@@ -315,6 +321,8 @@ static int latent_create(nde_task *t, nde_section *dsec,
     generate(s, &g, r, t->ntest, s->test_in, s->test_full, idx);
     for (i = 0; i < s->ntrain; i++)
         s->choices[i] = i;
+    for (i = 0; i < t->ntest; i++)
+        snprintf(s->ids + i * ID_LEN, ID_LEN, "%zu", i);
     gsl_rng_free(r);
     free(idx);
     return NDE_OK;
@@ -349,6 +357,8 @@ static void latent_destroy(nde_task *t)
     free(s->abar);
     free(s->y0);
     free(s->ysave);
+    free(s->test_pred);
+    free(s->ids);
     free(s);
 }
 
@@ -728,6 +738,8 @@ static int latent_evaluate(nde_task *t, const double *theta,
             for (k = 0; k < np; k++) {
                 const double *z = s->ysave + (k * n + r) * D;
                 double x = BLK(theta, BD)[0], e;
+                memcpy(s->test_pred + ((i + r) * np + k) * D, z,
+                       D * sizeof *z);
                 if (!s->test_all && in[np + k] == 0.0)
                     continue;
                 for (d = 0; d < D; d++)
@@ -757,6 +769,19 @@ static uint64_t latent_digest(const nde_task *t)
     return task_digest_final(&d);
 }
 
+/* Test series i: the grid and its latent trajectory from q(z0)'s mean. */
+static size_t latent_test_series(const nde_task *t, size_t i,
+                                 const char **id, const double **time,
+                                 const double **pred)
+{
+    const latent *s = t->state;
+
+    *id = s->ids + i * ID_LEN;
+    *time = s->grid;
+    *pred = s->test_pred + i * s->np * s->D;
+    return s->np;
+}
+
 static const nde_task_type nde_task_latent = {
     .info = NDE_TASK_INFO(
         .name = "latent",
@@ -777,6 +802,7 @@ static const nde_task_type nde_task_latent = {
     .loss = latent_loss,
     .evaluate = latent_evaluate,
     .digest = latent_digest,
+    .test_series = latent_test_series,
 };
 
 NDE_MODULE(&nde_task_latent.info);
