@@ -115,6 +115,12 @@ train sde_ou_params sde_ou_params.ini \
     -s train.iterations=20 -s train.eval_every=10
 predict sde_ou_params predict
 
+train latent_ode latent_ode.ini -s $generic \
+    -s data.ntrain=60 -s data.ntest=10 -s data.npoints=30 -s data.nobs=10 \
+    -s train.batch_size=20 \
+    -s train.iterations=6 -s train.eval_every=3
+predict latent_ode predict
+
 # fashion_mnist needs Debian's dataset-fashion-mnist (installed in CI).
 if [ -d "$fmnist" ]; then
     train fashion_mnist fashion_mnist.ini -s $generic \
