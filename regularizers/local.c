@@ -19,21 +19,21 @@
  *   measure = error:     R = EEst |dt| (EEst: nde_error_norm with the
  *                        training rtol/atol);
  *   measure = stiffness: R = the step's stiffness estimate.
- * Why step = solver exists: the heuristic sizes dt from f and a difference
- * of f along f, blind to stiffness. On a slow-fast system, with y_s near
- * the slow manifold, it picks a dt far outside the explicit method's
- * stability region (|h lambda| of 20-60 where tsit5's boundary is 3.5 on
- * Van der Pol with mu = 20). The step's error estimate is then a
- * high-degree polynomial in h lambda times the small off-manifold part of
- * the state: tiny at theta, with a gradient up to 1e9 times the value,
- * which made training diverge at any weight. The solver's own steps are
- * kept inside the stability region by its controller. README "Local
- * regularization on a relaxation oscillator" has the measurements.
+ * step = solver keeps the extra step one the solve would take (within
+ * the controller's reach of the stability region). Neither choice
+ * changes the value's nature: R is a norm of the step's error vector, so
+ * its gradient keeps the size |d err/dtheta| |dt| / tolerance however
+ * small R is (near an equilibrium the heuristic's dt grows and err
+ * vanishes); the trainer's `clip` key caps such gradients (README, "Local
+ * regularization on a relaxation oscillator").
  *
  * As in the paper y_s and dt are constants: the gradient flows through that
  * one step into theta only (the main solve's adjoint is untouched). With
  * through_state = true dR/dy_s is also handed to the adjoint as a
- * cotangent at t_s (beyond the paper).
+ * cotangent at t_s (beyond the paper). One difference from the authors'
+ * code: it creates the step's integrator outside AD, so there the first
+ * stage k1 = f(t_s, y_s) is a constant; here every stage is
+ * differentiated (the step's own gradient).
  *
  * Random draws: u = (nde_seed_derive(seed, 0) >> 11) / 2^53 (SplitMix64),
  * from the seed given to before_solve; biased sampling uses it in
