@@ -988,6 +988,40 @@ START_TEST(sde_values_are_the_solves)
 }
 END_TEST
 
+/* SDEs with a checkpointed record: the replays take the solve's own
+ * increments, so R and the gradient are those of the full record. */
+START_TEST(sde_checkpointed_record)
+{
+    const double y0[4] = {1.0, 0.5, -0.5, 1.2};
+    const char *names[] = {"global", "local"};
+    const char *bodies[] = {"weight = 1", "weight = 1\nsampling = biased\n"
+                            "through_state = true"};
+    fixture fx;
+
+    fx_init(&fx, sde_ini, "lamba_heun", 2, y0, 0.0, 1.0, 0.1, 1e4);
+    for (int i = 0; i < 2; i++) {
+        double g1[64], g2[64], v1, v2, worst = 0.0, gmax = 0.0;
+        unsigned rec;
+        ck_assert_int_eq(fx_reg(&fx, reg_named(names[i]), bodies[i]),
+                         NDE_OK);
+        v1 = fx_eval(&fx, fx.theta, 3, 1.0, g1, NULL);
+        rec = fx.tr->record;
+        nde_trajectory_destroy(fx.tr);
+        fx.tr = nde_trajectory_create(rec, 3);
+        v2 = fx_eval(&fx, fx.theta, 3, 1.0, g2, NULL);
+        ck_assert_uint_lt(fx.tr->nstates, (size_t)fx.nsteps);
+        for (size_t k = 0; k < fx.P; k++) {
+            worst = fmax(worst, fabs(g1[k] - g2[k]));
+            gmax = fmax(gmax, fabs(g1[k]));
+        }
+        ck_assert_double_eq_tol(v1, v2, 1e-12 * fabs(v1));
+        ck_assert_msg(worst <= 1e-10 * gmax, "%s: gradient %.2e of %.2e",
+                      names[i], worst, gmax);
+    }
+    fx_free(&fx);
+}
+END_TEST
+
 /* SDE pairings: fixed-step SDE solvers have no error estimate; no SDE
  * solver has a stiffness estimate. */
 START_TEST(sde_refused_pairings)
@@ -1047,6 +1081,7 @@ static Suite *suite(void)
     tcase_add_test(tc, checkpointed_record);
     tcase_add_test(tc, sde_values_are_the_solves);
     tcase_add_test(tc, sde_refused_pairings);
+    tcase_add_test(tc, sde_checkpointed_record);
     suite_add_tcase(s, tc);
     return s;
 }
