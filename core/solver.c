@@ -316,6 +316,17 @@ int nde_solver_advance(nde_solver *s, const double *theta, double t, double h,
                         NULL, NULL);
 }
 
+int nde_solver_advance_err(nde_solver *s, const double *theta, double t,
+                           double h, const double *dw, const double *y,
+                           const double *aux, double *y_next,
+                           double *aux_next, double *err)
+{
+    if (!(s->type->info.provides & NDE_CAP_ADAPTIVE))
+        return missing(s, "error estimate (fixed-step)");
+    return s->ops->step(s, theta, t, h, dw, y, aux, y_next, aux_next, err,
+                        NULL, NULL);
+}
+
 int nde_solver_step(nde_solver *s, const double *theta, double t, double h,
                     const double *y, double *y_next, double *err)
 {

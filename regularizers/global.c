@@ -29,6 +29,17 @@
  * dR/dy_j, which is handed back as a cotangent at t_j so the gradient also
  * flows back through the trajectory by the configured adjoint.
  *
+ * SDE solvers with an error estimate (lamba_heun; measure = error only,
+ * as no SDE solver has a stiffness estimate) replay step j with the
+ * training solve's own increment W(t_{j+1}) - W(t_j) from its Brownian
+ * path (in->opts->brownian, queried on the solve's own step intervals, so
+ * bit for bit the increments the solve used), and differentiate it with
+ * that increment held constant (nde_solver_vjp). The record keeps the
+ * step states and the path answers any interval, so nothing more is
+ * needed: as for ODEs, the trajectory part of the gradient is handed to
+ * the configured adjoint as cotangents at t_j. SDE solvers with aux state
+ * are refused (the record's states would not restart them here).
+ *
  * Buffers that grow with the number of steps (the cotangents) are kept
  * across calls, like the trajectory's.
  */
@@ -45,6 +56,7 @@ typedef struct global_state {
     int measure, aggregate;
     size_t n_max;
     double *y, *y_next, *err;   /* n_max each                          */
+    double *dw;                 /* n_max: SDE solvers' step increment   */
     double *v;                  /* per-step values, cap                 */
     double *g;                  /* cotangent values, cap x n_max         */
     nde_cotangent *ct;          /* cap                                  */
@@ -71,6 +83,7 @@ static void global_destroy(nde_regularizer *r)
     free(g->y);
     free(g->y_next);
     free(g->err);
+    free(g->dw);
     free(g->v);
     free(g->g);
     free(g->ct);
@@ -112,10 +125,16 @@ static int global_create(nde_regularizer *r, nde_section *sec, nde_solver *s,
             return nde_section_error(sec, "aggregate", ctx, "expected mean, "
                                      "sum or max, got '%s'", aggregate);
     }
+    if (nde_solver_is_sde(s) && nde_solver_aux(s) > 0)
+        return nde_error(ctx, NDE_ECAPABILITY, "regularizer 'global': SDE "
+                         "solver '%s' carries state besides y, which the "
+                         "replay of a step from its recorded state lacks",
+                         s->type->info.name);
     g->n_max = s->batch_max * s->field->dim;
     if (!(g->y = malloc(g->n_max * sizeof(double))) ||
         !(g->y_next = malloc(g->n_max * sizeof(double))) ||
-        !(g->err = malloc(g->n_max * sizeof(double))))
+        !(g->err = malloc(g->n_max * sizeof(double))) ||
+        !(g->dw = malloc(g->n_max * sizeof(double))))
         return nde_error(ctx, NDE_ENOMEM, "regularizer 'global': out of "
                          "memory");
     r->needs = NDE_NEEDS_STEPS | NDE_NEEDS_STEP_VJP |
@@ -146,11 +165,69 @@ static int grow(global_state *g, size_t want)
     return NDE_OK;
 }
 
+/* The solve's increment on step j's interval [t_j, t_{j+1}] (t1 after
+ * the last step: where the driver landed), into g->dw. */
+static int increment(global_state *g, const nde_regularizer_input *in,
+                     size_t j)
+{
+    const nde_trajectory *fwd = in->fwd;
+    const double te = j + 1 < fwd->nsteps ? fwd->t[j + 1] : in->t1;
+
+    if (!in->opts->brownian)
+        return nde_error(in->solver->ctx, NDE_EINVAL, "regularizer 'global': "
+                         "the SDE solve has no Brownian path (solve "
+                         "options: brownian) to replay its steps");
+    return nde_brownian_increment(in->opts->brownian, fwd->t[j], te, g->dw);
+}
+
 /* Whether the record's next stored state, istate, is that of step j. */
 static int stored_at(const nde_trajectory *fwd, size_t istate, size_t j)
 {
     return istate < fwd->nstates &&
            nde_trajectory_state_step(fwd, istate) == j;
+}
+
+/* Step j again from g->y into g->y_next (and its error estimate into err
+ * unless NULL); an SDE solver takes the solve's increment into g->dw. */
+static int replay(global_state *g, nde_solver *s,
+                  const nde_regularizer_input *in, size_t j, double *err)
+{
+    const nde_trajectory *fwd = in->fwd;
+    int rc;
+
+    /* A fresh first stage: the engine's k_1 belongs to the last y. */
+    nde_solver_invalidate(s);
+    if (!nde_solver_is_sde(s))
+        return nde_solver_step(s, in->theta, fwd->t[j], fwd->h[j], g->y,
+                               g->y_next, err);
+    if ((rc = increment(g, in, j)))
+        return rc;
+    return err ? nde_solver_advance_err(s, in->theta, fwd->t[j], fwd->h[j],
+                                        g->dw, g->y, NULL, g->y_next, NULL,
+                                        err)
+               : nde_solver_advance(s, in->theta, fwd->t[j], fwd->h[j],
+                                    g->dw, g->y, NULL, g->y_next, NULL);
+}
+
+/* VJP of step j from g->y with cotangents ebar on EEst, sbar on S. */
+static int replay_vjp(global_state *g, nde_solver *s,
+                      const nde_regularizer_input *in, size_t j, double ebar,
+                      double sbar, double *ybar, double *thetabar)
+{
+    const nde_trajectory *fwd = in->fwd;
+    const double rtol = in->opts->rtol, atol = in->opts->atol;
+    const nde_step_cotangent ct = {.eest = ebar, .rtol = rtol, .atol = atol,
+                                   .stiffness = sbar};
+    int rc;
+
+    if (!nde_solver_is_sde(s))
+        return nde_solver_step_vjp(s, in->theta, fwd->t[j], fwd->h[j], g->y,
+                                   rtol, atol, NULL, ebar, sbar, NULL, 0,
+                                   ybar, thetabar);
+    if ((rc = increment(g, in, j)))
+        return rc;
+    return nde_solver_vjp(s, in->theta, fwd->t[j], fwd->h[j], g->dw, g->y,
+                          NULL, &ct, ybar, NULL, thetabar);
 }
 
 static int global_after_solve(nde_regularizer *r,
@@ -190,11 +267,7 @@ static int global_after_solve(nde_regularizer *r,
                    n * sizeof(double));
         else
             memcpy(g->y, g->y_next, n * sizeof(double));
-        /* A fresh first stage: the engine's k_1 belongs to the last y. */
-        nde_solver_invalidate(s);
-        rc = nde_solver_step(s, in->theta, fwd->t[j], fwd->h[j], g->y,
-                             g->y_next, g->measure == MEASURE_ERROR ? g->err
-                                                                    : NULL);
+        rc = replay(g, s, in, j, g->measure == MEASURE_ERROR ? g->err : NULL);
         if (rc != NDE_OK)
             goto done;
         if (g->measure == MEASURE_ERROR)
@@ -230,21 +303,15 @@ static int global_after_solve(nde_regularizer *r,
             memcpy(g->y, g->y_next, n * sizeof(double));
         }
         /* Without a stored state the next one comes from this step. */
-        if (!stored_at(fwd, istate, j + 1) &&
-            j + 1 < m) {
-            nde_solver_invalidate(s);
-            if ((rc = nde_solver_step(s, in->theta, fwd->t[j], fwd->h[j],
-                                      g->y, g->y_next, NULL)))
-                goto done;
-        }
+        if (!stored_at(fwd, istate, j + 1) && j + 1 < m &&
+            (rc = replay(g, s, in, j, NULL)))
+            goto done;
         if (dv == 0.0 || bar == 0.0)
             continue;
         memset(ybar, 0, n * sizeof(double));
-        rc = nde_solver_step_vjp(s, in->theta, fwd->t[j], fwd->h[j], g->y,
-                                 rtol, atol, NULL,
-                                 g->measure == MEASURE_ERROR ? bar : 0.0,
-                                 g->measure == MEASURE_STIFFNESS ? bar : 0.0,
-                                 NULL, 0, ybar, out->thetabar);
+        rc = replay_vjp(g, s, in, j, g->measure == MEASURE_ERROR ? bar : 0.0,
+                        g->measure == MEASURE_STIFFNESS ? bar : 0.0, ybar,
+                        out->thetabar);
         if (rc != NDE_OK)
             goto done;
         g->ct[nct].t = fwd->t[j];

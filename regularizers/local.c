@@ -27,6 +27,10 @@
  * vanishes); the trainer's `clip` key caps such gradients (README, "Local
  * regularization on a relaxation oscillator").
  *
+ * SDE solvers (lamba_heun) take the path in sde_after_solve, below: the
+ * same sampling, the SDE initial-step heuristic and the training path's
+ * increment.
+ *
  * As in the paper y_s and dt are constants: the gradient flows through that
  * one step into theta only (the main solve's adjoint is untouched). With
  * through_state = true dR/dy_s is also handed to the adjoint as a
@@ -57,6 +61,8 @@
 #include "nde/nde.h"
 
 enum { MEASURE_ERROR, MEASURE_STIFFNESS };
+/* The blocks of the SDE scratch l->sde, n_max each. */
+enum { SDE_DW, SDE_F0, SDE_G0, SDE_Y1, SDE_F1, SDE_G1, SDE_BLOCKS };
 
 typedef struct local_state {
     int measure, biased, through_state, solver_step;
@@ -65,6 +71,8 @@ typedef struct local_state {
     size_t iextra;            /* index of t_s among the extra save times   */
     int drawn;
     double *y, *y_next, *err, *ybar;     /* n_max each                   */
+    double *sde;              /* SDE solvers: dw and the initial step's
+                                 f0, g0, y1, f1, g1 (6 x n_max)            */
     nde_cotangent ct;
 } local_state;
 
@@ -84,6 +92,12 @@ static const nde_key local_keys[] = {
      "(the paper holds y_s constant)"},
     {NULL, 0, NULL, NULL}};
 
+/* The SDE path (below the ODE path's functions). */
+static int sde_create(local_state *l, nde_solver *s, nde_ctx *ctx);
+static int sde_after_solve(nde_regularizer *r,
+                           const nde_regularizer_input *in, double ts,
+                           size_t k, nde_regularizer_output *out);
+
 static void local_destroy(nde_regularizer *r)
 {
     local_state *l = r->state;
@@ -94,6 +108,7 @@ static void local_destroy(nde_regularizer *r)
     free(l->y_next);
     free(l->err);
     free(l->ybar);
+    free(l->sde);
     free(l);
     r->state = NULL;
 }
@@ -144,6 +159,8 @@ static int local_create(nde_regularizer *r, nde_section *sec, nde_solver *s,
         !(l->ybar = malloc(l->n_max * sizeof(double))))
         return nde_error(ctx, NDE_ENOMEM, "regularizer 'local': out of "
                          "memory");
+    if (nde_solver_is_sde(s) && (rc = sde_create(l, s, ctx)))
+        return rc;
     r->needs = NDE_NEEDS_STEP_VJP |
                (l->measure == MEASURE_ERROR ? NDE_NEEDS_ERROR_EST
                                             : NDE_NEEDS_STIFFNESS) |
@@ -169,12 +186,22 @@ static int local_before_solve(nde_regularizer *r, nde_solve_request *req,
     return NDE_OK;
 }
 
-/* The state at the start of step j into l->y: the stored one, or replayed
- * from the latest stored state before it (checkpointed records). */
-static int state_at_step(local_state *l, nde_solver *s, const double *theta,
-                         const nde_trajectory *fwd, size_t j, size_t n)
+/* The end of step k of the record: the next step's start, t1 for the
+ * last (so a replay queries the path on the solve's own intervals). */
+static double step_end(const nde_trajectory *fwd, size_t k, double t1)
 {
+    return k + 1 < fwd->nsteps ? fwd->t[k + 1] : t1;
+}
+
+/* The state at the start of step j into l->y: the stored one, or replayed
+ * from the latest stored state before it (checkpointed records); an SDE
+ * replay takes the solve's increments from its path. */
+static int state_at_step(local_state *l, nde_solver *s,
+                         const nde_regularizer_input *in, size_t j, size_t n)
+{
+    const nde_trajectory *fwd = in->fwd;
     const long i = nde_trajectory_state_before(fwd, j);
+    double *dw = l->sde + SDE_DW * l->n_max;
     int rc;
 
     if (i < 0)
@@ -182,8 +209,15 @@ static int state_at_step(local_state *l, nde_solver *s, const double *theta,
     memcpy(l->y, nde_trajectory_state(fwd, (size_t)i), n * sizeof(double));
     for (size_t k = nde_trajectory_state_step(fwd, (size_t)i); k < j; k++) {
         nde_solver_invalidate(s);
-        if ((rc = nde_solver_step(s, theta, fwd->t[k], fwd->h[k], l->y,
-                                  l->y_next, NULL)))
+        if (l->sde &&
+            (rc = nde_brownian_increment(in->opts->brownian, fwd->t[k],
+                                         step_end(fwd, k, in->t1), dw)))
+            return rc;
+        rc = l->sde ? nde_solver_advance(s, in->theta, fwd->t[k], fwd->h[k],
+                                         dw, l->y, NULL, l->y_next, NULL)
+                    : nde_solver_step(s, in->theta, fwd->t[k], fwd->h[k],
+                                      l->y, l->y_next, NULL);
+        if (rc)
             return rc;
         memcpy(l->y, l->y_next, n * sizeof(double));
     }
@@ -207,19 +241,102 @@ static size_t step_containing(const nde_trajectory *fwd, double ts)
     return lo;
 }
 
+/* t_s and y_s (into l->y) of this solve, and for step = solver the
+ * solve's step k at t_s. *ts == t1: nothing to take (R = 0). */
+static int draw_state(nde_regularizer *r, const nde_regularizer_input *in,
+                      size_t n, double *ts, size_t *k)
+{
+    local_state *l = r->state;
+    const nde_trajectory *fwd = in->fwd;
+    int rc;
+
+    if ((l->biased || l->solver_step) &&
+        (fwd->n != n || !(fwd->record & NDE_NEEDS_STEPS) ||
+         fwd->nsteps == 0))
+        return nde_error(r->ctx, NDE_EINVAL, "regularizer 'local': biased "
+                         "sampling and step = solver need the steps of the "
+                         "solve (record NDE_NEEDS_STEPS)");
+    if (l->biased) {
+        *k = (size_t)(l->u * (double)fwd->nsteps);
+        if (*k >= fwd->nsteps)
+            *k = fwd->nsteps - 1;
+        *ts = fwd->t[*k];
+        rc = state_at_step(l, in->solver, in, *k, n);
+        nde_solver_invalidate(in->solver);
+        return rc == NDE_EINVAL
+                   ? nde_error(r->ctx, rc, "regularizer 'local': no "
+                               "recorded state at or before step %zu", *k)
+                   : rc;
+    }
+    if (!in->extra_y || in->nextra <= l->iextra)
+        return nde_error(r->ctx, NDE_EINVAL, "regularizer 'local': the "
+                         "state at the sampled time t_s was not saved "
+                         "(extra save time %zu)", l->iextra);
+    *ts = in->t0 + l->u * (in->t1 - in->t0);
+    memcpy(l->y, in->extra_y + l->iextra * n, n * sizeof(double));
+    if (l->solver_step)
+        *k = step_containing(fwd, *ts);
+    return NDE_OK;
+}
+
+/* step = solver: the solve's step k, to t1 at most. */
+static double solver_dt(const nde_trajectory *fwd, size_t k, double ts,
+                        double t1)
+{
+    return fabs(fwd->h[k]) < fabs(t1 - ts) ? fwd->h[k] : t1 - ts;
+}
+
+static int ode_after_solve(nde_regularizer *r,
+                           const nde_regularizer_input *in, double ts,
+                           size_t k, nde_regularizer_output *out)
+{
+    local_state *l = r->state;
+    nde_solver *s = in->solver;
+    const size_t n = s->batch * s->field->dim;
+    const double rtol = in->opts->rtol, atol = in->opts->atol;
+    const double *f0;
+    double dt, value;
+    int rc;
+
+    /* f(t_s, y_s) serves the initial-step heuristic and is the step's
+     * first stage. */
+    if ((rc = nde_solver_first_stage(s, in->theta, ts, l->y, &f0)))
+        return rc;
+    if (l->solver_step)
+        dt = solver_dt(in->fwd, k, ts, in->t1);
+    else if ((rc = nde_initial_step(s, in->opts, in->theta, ts, l->y, f0,
+                                    in->t1, &dt)))
+        return rc;
+    if ((rc = nde_solver_step(s, in->theta, ts, dt, l->y, l->y_next,
+                              l->measure == MEASURE_ERROR ? l->err : NULL)))
+        return rc;
+    if (l->measure == MEASURE_ERROR)
+        value = nde_error_norm(l->err, l->y, l->y_next, n, rtol, atol) *
+                fabs(dt);
+    else if ((rc = nde_solver_stiffness(s, l->y_next, &value)))
+        return rc;
+    out->value = value;
+    if (in->weight == 0.0)
+        return NDE_OK;
+    if (l->through_state)
+        memset(l->ybar, 0, n * sizeof(double));
+    /* The step just taken, from its own stages. */
+    return nde_solver_last_step_vjp(
+        s, rtol, atol, NULL,
+        l->measure == MEASURE_ERROR ? in->weight * fabs(dt) : 0.0,
+        l->measure == MEASURE_STIFFNESS ? in->weight : 0.0, NULL, 0,
+        l->through_state ? l->ybar : NULL, out->thetabar);
+}
+
 static int local_after_solve(nde_regularizer *r,
                              const nde_regularizer_input *in,
                              nde_regularizer_output *out)
 {
     local_state *l = r->state;
     nde_solver *s = in->solver;
-    const nde_trajectory *fwd = in->fwd;
-    const size_t n = s->batch * s->field->dim;
-    const double rtol = in->opts->rtol, atol = in->opts->atol;
     const nde_solver_counts c0 = s->counts;
-    const double *f0;
-    double ts, dt, value;
-    size_t k = 0; /* the solve's step at t_s, for step = solver */
+    double ts = in->t0;
+    size_t k = 0;
     int rc;
 
     out->value = 0.0;
@@ -233,75 +350,21 @@ static int local_after_solve(nde_regularizer *r,
     l->drawn = 0;
     if (in->t1 == in->t0)
         return NDE_OK;
-
+    if (l->sde && !in->opts->brownian)
+        return nde_error(r->ctx, NDE_EINVAL, "regularizer 'local': the SDE "
+                         "solve has no Brownian path (solve options: "
+                         "brownian) for the fresh step's increment");
     nde_solver_invalidate(s);
-    if ((l->biased || l->solver_step) &&
-        (fwd->n != n || !(fwd->record & NDE_NEEDS_STEPS) ||
-         fwd->nsteps == 0))
-        return nde_error(r->ctx, NDE_EINVAL, "regularizer 'local': biased "
-                         "sampling and step = solver need the steps of the "
-                         "solve (record NDE_NEEDS_STEPS)");
-    if (l->biased) {
-        k = (size_t)(l->u * (double)fwd->nsteps);
-        if (k >= fwd->nsteps)
-            k = fwd->nsteps - 1;
-        ts = fwd->t[k];
-        if ((rc = state_at_step(l, s, in->theta, fwd, k, n))) {
-            nde_solver_invalidate(s);
-            return rc == NDE_EINVAL
-                       ? nde_error(r->ctx, rc, "regularizer 'local': no "
-                                   "recorded state at or before step %zu", k)
-                       : rc;
-        }
-    } else {
-        if (!in->extra_y || in->nextra <= l->iextra)
-            return nde_error(r->ctx, NDE_EINVAL, "regularizer 'local': the "
-                             "state at the sampled time t_s was not saved "
-                             "(extra save time %zu)", l->iextra);
-        ts = in->t0 + l->u * (in->t1 - in->t0);
-        if (ts == in->t1)
-            return NDE_OK;
-        memcpy(l->y, in->extra_y + l->iextra * n, n * sizeof(double));
-        if (l->solver_step)
-            k = step_containing(fwd, ts);
-    }
-
-    /* f(t_s, y_s) serves the initial-step heuristic and is the step's
-     * first stage. */
-    if ((rc = nde_solver_first_stage(s, in->theta, ts, l->y, &f0)))
+    if ((rc = draw_state(r, in, s->batch * s->field->dim, &ts, &k)) ||
+        ts == in->t1)
         goto done;
-    if (l->solver_step)
-        dt = fabs(fwd->h[k]) < fabs(in->t1 - ts) ? fwd->h[k] : in->t1 - ts;
-    else if ((rc = nde_initial_step(s, in->opts, in->theta, ts, l->y, f0,
-                                    in->t1, &dt)))
-        goto done;
-    if ((rc = nde_solver_step(s, in->theta, ts, dt, l->y, l->y_next,
-                              l->measure == MEASURE_ERROR ? l->err : NULL)))
-        goto done;
-    if (l->measure == MEASURE_ERROR)
-        value = nde_error_norm(l->err, l->y, l->y_next, n, rtol, atol) *
-                fabs(dt);
-    else if ((rc = nde_solver_stiffness(s, l->y_next, &value)))
-        goto done;
-    out->value = value;
-
-    if (in->weight != 0.0) {
-        const double ebar = l->measure == MEASURE_ERROR
-                                ? in->weight * fabs(dt) : 0.0;
-        const double sbar = l->measure == MEASURE_STIFFNESS ? in->weight
-                                                            : 0.0;
-        if (l->through_state)
-            memset(l->ybar, 0, n * sizeof(double));
-        /* The step just taken, from its own stages. */
-        rc = nde_solver_last_step_vjp(s, rtol, atol, NULL, ebar, sbar, NULL,
-                                      0, l->through_state ? l->ybar : NULL,
-                                      out->thetabar);
-        if (rc == NDE_OK && l->through_state) {
-            l->ct.t = ts;
-            l->ct.g = l->ybar;
-            out->ct = &l->ct;
-            out->nct = 1;
-        }
+    rc = l->sde ? sde_after_solve(r, in, ts, k, out)
+                : ode_after_solve(r, in, ts, k, out);
+    if (rc == NDE_OK && in->weight != 0.0 && l->through_state) {
+        l->ct.t = ts;
+        l->ct.g = l->ybar;
+        out->ct = &l->ct;
+        out->nct = 1;
     }
 done:
     nde_solver_invalidate(s);
@@ -311,6 +374,155 @@ done:
         rc = nde_error(r->ctx, NDE_ENONFINITE, "regularizer 'local': "
                        "non-finite values in the step from t_s = %g", ts);
     return rc;
+}
+
+/* ---- SDE solvers ----------------------------------------------------------
+ *
+ * For an adaptive SDE solver (lamba_heun) t_s and y_s are drawn as above
+ * (the solver has no dense output, so the unbiased t_s is a step boundary
+ * of the solve and y_s its state there; biased: the recorded state of
+ * step j, or replayed from the latest stored one through the same path).
+ * The fresh step from (t_s, y_s) has
+ * - dt from StochasticDiffEq.jl's SDE initial-step heuristic
+ *   (sde_determine_initdt, src/initdt.jl), which LocalRegNeuralDE.jl's
+ *   fresh integrator (src/layers/neural_sde.jl: init without dt) uses: the
+ *   ODE heuristic with 3 g beside f and exponent 1 / (order + 1/2), order
+ *   the solver's strong order (nde: type->order / 2; StochasticDiffEq.jl
+ *   declares 1/2 for LambaEulerHeun, its order for general noise, nde 1,
+ *   its order for commutative noise). dtmax is t1 - t_s (and the solve's
+ *   dtmax when set), so the step ends by t1.
+ * - dw = W(t_s + dt) - W(t_s) of the training solve's own Brownian path
+ *   (in->opts->brownian). LocalRegNeuralDE.jl's fresh integrator draws a
+ *   fresh N(0, dt) increment instead; the path's increment after t_s has
+ *   that law and is independent of y_s (W has independent increments), so
+ *   R has the same distribution, and it needs no random stream of its own:
+ *   it is reproducible from the iteration's path, and R is exactly the
+ *   estimate the solve would compute for a step of dt from t_s. Brownian
+ *   Interval queries do not depend on their order, so the adjoint's later
+ *   queries of the path are unchanged.
+ * R = EEst dt with EEst = nde_error_norm of the step's own error estimate
+ * (nde_solver_advance_err; the training rtol/atol); the gradient is the
+ * step's VJP with a cotangent on EEst (nde_solver_vjp), y_s, dt and dw
+ * held constant. measure = stiffness is refused at create (no SDE solver
+ * has a stiffness estimate), as are SDE solvers with aux state (y_s alone
+ * does not restart them). Cost per call: the heuristic's two evaluations
+ * (drift and diffusion at two points), the step's four, and the VJP's
+ * five evaluations and four VJPs (lamba_heun).
+ */
+static int sde_create(local_state *l, nde_solver *s, nde_ctx *ctx)
+{
+    if (nde_solver_aux(s) > 0)
+        return nde_error(ctx, NDE_ECAPABILITY, "regularizer 'local': SDE "
+                         "solver '%s' carries state besides y; a fresh "
+                         "step needs a solver that restarts from y_s alone",
+                         s->type->info.name);
+    if (!(l->sde = malloc(SDE_BLOCKS * l->n_max * sizeof(double))))
+        return nde_error(ctx, NDE_ENOMEM, "regularizer 'local': out of "
+                         "memory");
+    return NDE_OK;
+}
+
+/* RMS over n of max(|a + b|, |a - b|) / sc (b NULL: |a| / sc), sc =
+ * atol + rtol |y|: the norms of sde_determine_initdt. */
+static double sde_norm(const double *a, const double *b, const double *y,
+                       size_t n, double rtol, double atol)
+{
+    double sum = 0.0;
+
+    for (size_t i = 0; i < n; i++) {
+        const double m = b ? fmax(fabs(a[i] + b[i]), fabs(a[i] - b[i]))
+                           : fabs(a[i]);
+        const double r = m / (atol + rtol * fabs(y[i]));
+        sum += r * r;
+    }
+    return sqrt(sum / (double)n);
+}
+
+/* StochasticDiffEq.jl's sde_determine_initdt from (t, y) with dtmax =
+ * span (see above); two evaluations of drift and diffusion. */
+static int sde_initial_step(local_state *l, nde_solver *s,
+                            const nde_solve_opts *o, const double *theta,
+                            double t, const double *y, double span,
+                            double *dt)
+{
+    const size_t n = s->batch * s->field->dim, nm = l->n_max;
+    double *f0 = l->sde + SDE_F0 * nm, *g0 = l->sde + SDE_G0 * nm;
+    double *y1 = l->sde + SDE_Y1 * nm, *f1 = l->sde + SDE_F1 * nm;
+    double *g1 = l->sde + SDE_G1 * nm;
+    const double order = 0.5 * s->type->order;
+    double dtmax = o->dtmax > 0 && o->dtmax < span ? o->dtmax : span;
+    double d0, d1, d2, dt0, dt1, dmax;
+    int rc;
+
+    s->counts.nfe++;
+    if ((rc = nde_field_eval(s->field, t, y, theta, f0, s->batch)) ||
+        (rc = nde_field_diffusion(s->field, t, y, theta, g0, s->batch)))
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        g0[i] *= 3.0;
+    d0 = sde_norm(y, NULL, y, n, o->rtol, o->atol);
+    d1 = sde_norm(f0, g0, y, n, o->rtol, o->atol);
+    dt0 = d0 < 1e-5 || d1 < 1e-5 ? 1e-6 : d0 / d1 / 100.0;
+    dt0 = fmin(dt0, dtmax);
+    for (size_t i = 0; i < n; i++)
+        y1[i] = y[i] + dt0 * f0[i];
+    s->counts.nfe++;
+    if ((rc = nde_field_eval(s->field, t + dt0, y1, theta, f1, s->batch)) ||
+        (rc = nde_field_diffusion(s->field, t + dt0, y1, theta, g1,
+                                  s->batch)))
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        const double gm = fmax(fabs(g0[i] - 3.0 * g1[i]),
+                               fabs(g0[i] + 3.0 * g1[i]));
+        f1[i] -= f0[i];
+        g1[i] = gm;
+    }
+    d2 = sde_norm(f1, g1, y, n, o->rtol, o->atol) / dt0;
+    dmax = fmax(d1, d2);
+    if (!isfinite(dmax))
+        return NDE_ERETRY;
+    dt1 = dmax <= 1e-15 ? fmax(1e-6, dt0 * 1e-3)
+                        : pow(0.01 / dmax, 1.0 / (order + 0.5));
+    *dt = fmax(o->dtmin, fmin(fmin(100.0 * dt0, dt1), dtmax));
+    return NDE_OK;
+}
+
+static int sde_after_solve(nde_regularizer *r,
+                           const nde_regularizer_input *in, double ts,
+                           size_t k, nde_regularizer_output *out)
+{
+    local_state *l = r->state;
+    nde_solver *s = in->solver;
+    const size_t n = s->batch * s->field->dim;
+    const double rtol = in->opts->rtol, atol = in->opts->atol;
+    double *dw = l->sde + SDE_DW * l->n_max;
+    double te, dt;
+    int rc;
+
+    if (l->solver_step)
+        dt = solver_dt(in->fwd, k, ts, in->t1);
+    else if ((rc = sde_initial_step(l, s, in->opts, in->theta, ts, l->y,
+                                    in->t1 - ts, &dt)))
+        return rc;
+    te = fmin(ts + dt, in->t1);
+    dt = te - ts;
+    if ((rc = nde_brownian_increment(in->opts->brownian, ts, te, dw)) ||
+        (rc = nde_solver_advance_err(s, in->theta, ts, dt, dw, l->y, NULL,
+                                     l->y_next, NULL, l->err)))
+        return rc;
+    out->value = nde_error_norm(l->err, l->y, l->y_next, n, rtol, atol) * dt;
+    if (!isfinite(out->value))
+        return NDE_ERETRY;
+    if (in->weight == 0.0)
+        return NDE_OK;
+    if (l->through_state)
+        memset(l->ybar, 0, n * sizeof(double));
+    return nde_solver_vjp(s, in->theta, ts, dt, dw, l->y, NULL,
+                          &(const nde_step_cotangent){.eest = in->weight * dt,
+                                                      .rtol = rtol,
+                                                      .atol = atol},
+                          l->through_state ? l->ybar : NULL, NULL,
+                          out->thetabar);
 }
 
 static const nde_regularizer_type local_type = {

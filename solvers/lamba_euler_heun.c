@@ -16,10 +16,25 @@
  *     err = Ed + En
  * En is g g' dW^2 / 2 with g' by a forward difference of step g sqrt(h).
  * Two field evaluations a step, two more (a drift and a diffusion, each
- * counted as one) for the estimate. The step VJP is Heun's: the error
- * estimate takes no cotangent.
+ * counted as one) for the estimate.
+ *
+ * The step VJP takes cotangents on y_next and on EEst, the scaled RMS norm
+ * of err with scale atol + rtol max(|y|, |y_next|) (nde_step_cotangent;
+ * through err and through the scale, as core's RK engine). With
+ * ya = y + f(t, y) h and yb = y + g(t, y) sqrt(h), and E = d(ebar EEst) /
+ * d err:
+ *     on f(t + h, ya): E h / 2      -> ya, theta; ya -> y, f(t, y) (x h)
+ *     on g(t, yb):     E dW^2 / (2 sqrt(h)) -> yb, theta; yb -> y,
+ *                                              g(t, y) (x sqrt(h))
+ *     on f(t, y): -E h / 2,  on g(t, y): -E dW^2 / (2 sqrt(h)),
+ * which join Heun's own cotangents on f(t, y), g(t, y) (sheun_vjp_with).
+ * With an EEst cotangent it recomputes the step and the estimate (four
+ * evaluations, one more to rebuild the predictor) and takes four VJPs (at
+ * ya, yb, y~ and y); without one, Heun's one evaluation and two VJPs.
  */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "sheun.h"
 
@@ -50,6 +65,22 @@ static int estimate(nde_solver *s, const double *theta, double t, double h,
     return NDE_OK;
 }
 
+/* The VJP's own blocks after Heun's (sheun_work.extra). */
+enum { X_YNEXT, X_ERR, X_YNBAR, X_FB, X_GB, X_BLOCKS };
+
+static int lamba_create(nde_solver *s)
+{
+    const size_t n = s->batch_max * s->field->dim;
+    int rc = sheun_create(s);
+    sheun_work *w = s->work;
+
+    if (rc)
+        return rc;
+    if (!(w->extra = malloc(X_BLOCKS * n * sizeof(double))))
+        return NDE_ENOMEM;
+    return NDE_OK;
+}
+
 static int lamba_step(nde_solver *s, const double *theta, double t, double h,
                       const double *dw, const double *y, const double *aux,
                       double *y_next, double *aux_next, double *err,
@@ -70,18 +101,103 @@ static int lamba_step(nde_solver *s, const double *theta, double t, double h,
     return NDE_OK;
 }
 
-/* Heun's step VJP (sheun.h): the error estimate takes no cotangent. */
+/* The cotangent ebar on EEst into E = d(ebar EEst)/d err (in place over
+ * err, n values), the scale's part added to ybar (when not NULL) and to
+ * ynbar. Nothing when EEst = 0 (its gradient is undefined there; the RK
+ * engine does the same). */
+static void eest_vjp(double ebar, double rtol, double atol, const double *y,
+                     const double *y_next, double *err, size_t n,
+                     double *ybar, double *ynbar)
+{
+    double sum = 0.0, eest, cst;
+
+    for (size_t i = 0; i < n; i++) {
+        const double a = fabs(y[i]), b = fabs(y_next[i]);
+        const double r = err[i] / (atol + rtol * (a > b ? a : b));
+        sum += r * r;
+    }
+    eest = sqrt(sum / (double)n);
+    cst = eest > 0.0 ? ebar / ((double)n * eest) : 0.0;
+    for (size_t i = 0; i < n; i++) {
+        const double a = fabs(y[i]), b = fabs(y_next[i]);
+        const double sc = atol + rtol * (a > b ? a : b);
+        const double r = err[i] / sc, scbar = -cst * r * r / sc;
+        err[i] = cst * r / sc;
+        if (a >= b) {
+            if (ybar)
+                ybar[i] += scbar * rtol *
+                           (y[i] > 0 ? 1.0 : y[i] < 0 ? -1.0 : 0.0);
+        } else {
+            ynbar[i] += scbar * rtol * (y_next[i] > 0 ? 1.0 : -1.0);
+        }
+    }
+}
+
 static int lamba_step_vjp(nde_solver *s, const double *theta, double t,
                           double h, const double *dw, const double *y,
                           const double *aux, const nde_step_cotangent *ct,
                           double *ybar, double *auxbar, double *thetabar)
 {
+    sheun_work *w = s->work;
+    const size_t n = s->batch * s->field->dim;
+    double *yn = w->extra + X_YNEXT * n, *e = w->extra + X_ERR * n;
+    double *ynbar = w->extra + X_YNBAR * n;
+    double *fb = w->extra + X_FB * n, *gb = w->extra + X_GB * n;
+    const double sqh = sqrt(h);
+    int rc;
+
     (void)aux; (void)auxbar;
-    if (ct->eest != 0.0 || ct->stiffness != 0.0 || ct->ndense > 0)
+    if (ct->stiffness != 0.0 || ct->ndense > 0)
         return nde_error(s->ctx, NDE_ECAPABILITY,
-                         "solver 'lamba_heun': the step VJP takes a "
-                         "cotangent on y_next only");
-    return sheun_vjp(s, theta, t, h, dw, y, ct->y_next, ybar, thetabar);
+                         "solver 'lamba_heun': the step VJP takes "
+                         "cotangents on y_next and the error estimate only "
+                         "(no stiffness estimate, no dense output)");
+    if (ct->eest == 0.0)
+        return sheun_vjp(s, theta, t, h, dw, y, ct->y_next, ybar, thetabar);
+
+    /* Forward again: y_next, then err (f0, g0 stay; yt, f1, g1 are
+     * scratch from here on). */
+    if ((rc = sheun_advance(s, theta, t, h, dw, y, yn)) ||
+        (rc = estimate(s, theta, t, h, dw, y, e)))
+        return rc;
+    if (ct->y_next)
+        memcpy(ynbar, ct->y_next, n * sizeof(double));
+    else
+        memset(ynbar, 0, n * sizeof(double));
+    eest_vjp(ct->eest, ct->rtol, ct->atol, y, yn, e, n, ybar, ynbar);
+
+    /* Drift part: Ed = (f(t + h, ya) - f(t, y)) h / 2. */
+    for (size_t i = 0; i < n; i++) {
+        w->yt[i] = y[i] + w->f0[i] * h;
+        fb[i] = 0.5 * h * e[i];
+        w->g1[i] = 0.0;
+    }
+    s->counts.nvjp++;
+    if ((rc = nde_field_vjp(s->field, t + h, w->yt, theta, fb, w->g1,
+                            thetabar, s->batch)))
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        if (ybar)
+            ybar[i] += w->g1[i];
+        fb[i] = h * w->g1[i] - 0.5 * h * e[i];
+    }
+    /* Noise part: En = (g(t, yb) - g(t, y)) dW^2 / (2 sqrt(h)). */
+    for (size_t i = 0; i < n; i++) {
+        w->yt[i] = y[i] + w->g0[i] * sqh;
+        gb[i] = e[i] * dw[i] * dw[i] / (2.0 * sqh);
+        w->g1[i] = 0.0;
+    }
+    s->counts.nvjp++;
+    if ((rc = nde_field_diffusion_vjp(s->field, t, w->yt, theta, gb, w->g1,
+                                      thetabar, s->batch)))
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        if (ybar)
+            ybar[i] += w->g1[i];
+        gb[i] = sqh * w->g1[i] - e[i] * dw[i] * dw[i] / (2.0 * sqh);
+    }
+    return sheun_vjp_with(s, theta, t, h, dw, y, ynbar, fb, gb, ybar,
+                          thetabar);
 }
 
 static const nde_solver_type lamba_heun = {
@@ -98,7 +214,7 @@ static const nde_solver_type lamba_heun = {
     /* strong order x 2 (solver.h): 1 for commutative or additive noise
      * (0.5 for general noise) */
     .order = 2, .error_order = 1, .dense_order = 0,
-    .ops = {.create = sheun_create, .destroy = sheun_destroy,
+    .ops = {.create = lamba_create, .destroy = sheun_destroy,
             .step = lamba_step, .step_vjp = lamba_step_vjp}};
 
 NDE_MODULE(&lamba_heun.info);

@@ -10,6 +10,7 @@ void sheun_destroy(nde_solver *s)
 
     if (w) {
         free(w->block);
+        free(w->extra);
         free(w);
         s->work = NULL;
     }
@@ -75,40 +76,48 @@ int sheun_advance(nde_solver *s, const double *theta, double t, double h,
 }
 
 /*
- * With cotangent yb on y_next:
+ * With cotangent yb on y_next (0 when NULL) and further cotangents fb, gb
+ * on f(y), g(y):
  *   Yt = (h/2 yb) df/dy (y~) + (dW/2 yb) dg/dy (y~)     (cotangent on y~)
- *   F0 = h/2 yb + h Yt,  G0 = dW/2 yb + dW Yt            (on f(y), g(y))
+ *   F0 = h/2 yb + h Yt + fb,  G0 = dW/2 yb + dW Yt + gb  (on f(y), g(y))
  *   ybar += yb + Yt + F0 df/dy (y) + G0 dg/dy (y)
  */
-int sheun_vjp(nde_solver *s, const double *theta, double t, double h,
-              const double *dw, const double *y, const double *yb,
-              double *ybar, double *thetabar)
+int sheun_vjp_with(nde_solver *s, const double *theta, double t, double h,
+                   const double *dw, const double *y, const double *yb,
+                   const double *fb, const double *gb, double *ybar,
+                   double *thetabar)
 {
     sheun_work *w = s->work;
     const size_t n = s->batch * s->field->dim;
     int rc;
 
-    if (!yb)
-        return NDE_OK;
-    if ((rc = predict(s, theta, t, h, dw, y)))
-        return rc;
     for (size_t i = 0; i < n; i++) {
-        w->f0bar[i] = 0.5 * h * yb[i];
-        w->g0bar[i] = 0.5 * dw[i] * yb[i];
-        w->ytbar[i] = 0.0;
+        w->f0bar[i] = fb ? fb[i] : 0.0;
+        w->g0bar[i] = gb ? gb[i] : 0.0;
     }
-    s->counts.nvjp++;
-    if ((rc = nde_field_vjp(s->field, t + h, w->yt, theta, w->f0bar,
-                            w->ytbar, thetabar, s->batch)) ||
-        (rc = nde_field_diffusion_vjp(s->field, t + h, w->yt, theta,
-                                      w->g0bar, w->ytbar, thetabar,
-                                      s->batch)))
-        return rc;
-    for (size_t i = 0; i < n; i++) {
-        w->f0bar[i] += h * w->ytbar[i];
-        w->g0bar[i] += dw[i] * w->ytbar[i];
-        if (ybar)
-            ybar[i] += yb[i] + w->ytbar[i];
+    if (yb) {
+        if ((rc = predict(s, theta, t, h, dw, y)))
+            return rc;
+        for (size_t i = 0; i < n; i++) {
+            w->f1[i] = 0.5 * h * yb[i];
+            w->g1[i] = 0.5 * dw[i] * yb[i];
+            w->ytbar[i] = 0.0;
+        }
+        s->counts.nvjp++;
+        if ((rc = nde_field_vjp(s->field, t + h, w->yt, theta, w->f1,
+                                w->ytbar, thetabar, s->batch)) ||
+            (rc = nde_field_diffusion_vjp(s->field, t + h, w->yt, theta,
+                                          w->g1, w->ytbar, thetabar,
+                                          s->batch)))
+            return rc;
+        for (size_t i = 0; i < n; i++) {
+            w->f0bar[i] += w->f1[i] + h * w->ytbar[i];
+            w->g0bar[i] += w->g1[i] + dw[i] * w->ytbar[i];
+            if (ybar)
+                ybar[i] += yb[i] + w->ytbar[i];
+        }
+    } else if (!fb && !gb) {
+        return NDE_OK;
     }
     s->counts.nvjp++;
     if ((rc = nde_field_vjp(s->field, t, y, theta, w->f0bar, ybar, thetabar,
@@ -117,4 +126,12 @@ int sheun_vjp(nde_solver *s, const double *theta, double t, double h,
                                       thetabar, s->batch)))
         return rc;
     return NDE_OK;
+}
+
+int sheun_vjp(nde_solver *s, const double *theta, double t, double h,
+              const double *dw, const double *y, const double *yb,
+              double *ybar, double *thetabar)
+{
+    return sheun_vjp_with(s, theta, t, h, dw, y, yb, NULL, NULL, ybar,
+                          thetabar);
 }

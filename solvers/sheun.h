@@ -18,6 +18,9 @@ typedef struct sheun_work {
     double *ytbar;          /* cotangent on the predictor in the VJP       */
     double *f0bar, *g0bar;  /* cotangents on f(t, y), g(t, y) in the VJP   */
     double *block;
+    double *extra;          /* a method built on this step may allocate its
+                               own blocks here (lamba_heun's VJP); freed by
+                               sheun_destroy                               */
 } sheun_work;
 
 /* The workspace in s->work (the solver's create and destroy ops). */
@@ -35,5 +38,14 @@ int sheun_advance(nde_solver *s, const double *theta, double t, double h,
 int sheun_vjp(nde_solver *s, const double *theta, double t, double h,
               const double *dw, const double *y, const double *yb,
               double *ybar, double *thetabar);
+
+/* The same with further cotangents fb, gb on f(t, y) and g(t, y) (NULL:
+ * none; yb may then be NULL too), from a method that uses them besides
+ * the step (lamba_heun's error estimate): they join the step's own before
+ * the one VJP of drift and diffusion at (t, y). */
+int sheun_vjp_with(nde_solver *s, const double *theta, double t, double h,
+                   const double *dw, const double *y, const double *yb,
+                   const double *fb, const double *gb, double *ybar,
+                   double *thetabar);
 
 #endif

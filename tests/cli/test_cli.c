@@ -1265,6 +1265,47 @@ START_TEST(test_solve_output_is_input)
 }
 END_TEST
 
+/* A neural SDE trained with local (and global) regularization on the
+ * adaptive lamba_heun: the regularizer's value is in the metrics; a
+ * fixed-step SDE solver is refused before any work, naming what it
+ * lacks. */
+START_TEST(test_train_sde_local)
+{
+    const char *cfg = write_config("sde.ini",
+        "[solver]\nplugin = lamba_heun\nrtol = 1e-2\natol = 1e-2\n"
+        "dt = 0.05\n"
+        "[field]\nplugin = mlp\nlayers = 1, 8, 1\nactivation = tanh\n"
+        "diffusion = softplus\n"
+        "[adjoint]\nplugin = discrete\n"
+        "[field.truth]\nplugin = expr\nstate = x\n"
+        "params = th=1.5, mu=0.5, s=0.6\ndx = th*(mu - x)\ngx = s\n"
+        "[data]\nsource = field\nsystem = field.truth\ny0 = 2\n"
+        "npoints = 11\nt1 = 1\npaths = 50\neval_paths = 20\n"
+        "[train]\niterations = 5\nbatch_size = 16\nlr = 0.01\nseed = 1\n"
+        "[regularizer.local]\nplugin = local\nweight = 1000\n");
+    const char *metrics = path_in("m.jsonl");
+    char *text;
+    run_result r;
+
+    r = run("train", cfg, "--quiet", "-s", fmt("train.metrics=%s", metrics));
+    assert_ok(r);
+    result_free(&r);
+    text = test_read_file(metrics, NULL);
+    ck_assert_ptr_nonnull(text);
+    assert_contains(text, "\"reg_local\": ");
+    ck_assert_msg(!strstr(text, "\"reg_local\": 0,") &&
+                  !strstr(text, "nan"), "%s", text);
+    free(text);
+    r = run("train", cfg, "--quiet", "-s", "regularizer.local.plugin=global");
+    assert_ok(r);
+    result_free(&r);
+    r = run("train", cfg, "--quiet", "-s", "solver.plugin=heun");
+    assert_fails(r, 2, "regularizer 'local' needs the solver's error "
+                 "estimate, which solver 'heun' does not provide");
+    result_free(&r);
+}
+END_TEST
+
 START_TEST(test_train_output_is_input)
 {
     const char *cfg = train_config(NULL), *ckpt = path_in("c.ckpt");
@@ -1743,6 +1784,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_output_char_device);
     tcase_add_test(tc, test_solve_output_is_input);
     tcase_add_test(tc, test_train_output_is_input);
+    tcase_add_test(tc, test_train_sde_local);
     tcase_add_test(tc, test_metrics_is_data);
     tcase_add_test(tc, test_output_is_idx_data);
     tcase_add_test(tc, test_train_unwritable_summary);

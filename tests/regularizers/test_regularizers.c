@@ -139,12 +139,19 @@ typedef struct fixture {
     double extra[NDE_REGULARIZER_MAX_EXTRA * NMAX];
     nde_solve_request req;      /* of the last evaluation */
     long nsteps, nfe, nvjp;     /* of the last evaluation */
+    nde_brownian *bm;           /* SDE solvers: one path, every evaluation */
 } fixture;
 
 static const char lv_ini[] =
     "[field]\nplugin = expr\nstate = x, y\n"
     "params = a=1.5, b=1.0, c=3.0, d=1.0\n"
     "dx = a*x - b*x*y\ndy = d*x*y - c*y\n";
+/* Stratonovich (lamba_heun's calculus: the field follows its solver),
+ * diagonal, multiplicative noise. */
+static const char sde_ini[] =
+    "[field]\nplugin = expr\nstate = x, y\n"
+    "params = a=-0.5, b=1.0, s=0.3, r=0.2\n"
+    "dx = a*x + b*y*y\ndy = -x + a*y\ngx = s*x\ngy = r*y + s*x*y\n";
 static const char mlp_ini[] =
     "[field]\nplugin = mlp\nlayers = 2, 8, 2\nactivation = tanh\n";
 
@@ -188,6 +195,8 @@ static void fx_init(fixture *fx, const char *field_ini, const char *solver,
     fx->batch = batch;
     fx->n = batch * fx->f->dim;
     ck_assert(fx->n <= NMAX);
+    if (nde_solver_is_sde(fx->s))
+        ck_assert_int_eq(nde_brownian_create(ctx, NMAX, &fx->bm), NDE_OK);
     memcpy(fx->y0, y0, fx->n * sizeof(double));
     fx->t0 = t0;
     fx->t1 = t1;
@@ -233,6 +242,7 @@ static void fx_free(fixture *fx)
     nde_regularizer_destroy(fx->r);
     nde_trajectory_destroy(fx->tr);
     nde_adjoint_destroy(fx->adj);
+    nde_brownian_destroy(fx->bm);
     nde_solver_destroy(fx->s);
     nde_field_destroy(fx->f);
     nde_config_destroy(fx->cfg);
@@ -301,6 +311,12 @@ static double fx_eval(fixture *fx, const double *theta, uint64_t seed,
     }
     fx->o.record = fx->tr;
     ns = fx_plan_saves(fx);
+    if (fx->bm) {   /* the same path whatever theta and seed */
+        rc = nde_brownian_reset(fx->bm, 99, fx->req.t0, fx->req.t1,
+                                fx->o.dt > 0 ? fx->o.dt : 0.1, fx->n);
+        ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
+        fx->o.brownian = fx->bm;
+    }
     rc = nde_solve(fx->s, &fx->o, theta, fx->req.t0, fx->y0, fx->req.t1, ns,
                    fx->tsolve, fx->ysolve, &st);
     fx->o.record = NULL;
@@ -955,6 +971,154 @@ START_TEST(checkpointed_record)
 }
 END_TEST
 
+/* SDEs (lamba_heun): local and global against central differences, as
+ * the ODE conformance (steps frozen: dt = dtmax = 0.1, qmin = qmax = 1,
+ * a tolerance at which every step is accepted and local's SDE initial
+ * step reaches dtmax), one Brownian path for every evaluation. */
+START_TEST(sde_gradients)
+{
+    static const variant sde_variants[] = {
+        {"local", "weight = 1\nthrough_state = true", 0},
+        {"local", "weight = 1\nsampling = biased\nthrough_state = true", 0},
+        {"local", "weight = 1", 1},
+        {"local", "weight = 1\nsampling = biased", 1},
+        {"local", "weight = 1\nstep = solver", 1},
+        {"local", "weight = 1\nsampling = biased\nstep = solver", 1},
+        {"global", "weight = 1", 0},
+        {"global", "weight = 1\naggregate = sum", 0},
+        {"global", "weight = 1\naggregate = max", 0},
+    };
+    const double y0[4] = {1.0, 0.5, -0.5, 1.2};
+
+    for (size_t v = 0; v < sizeof sde_variants / sizeof *sde_variants; v++) {
+        char what[160];
+        fixture fx;
+        fx_init(&fx, sde_ini, "lamba_heun", 2, y0, 0.0, 1.0, 0.1, 1e4);
+        ck_assert_msg(fx_reg(&fx, reg_named(sde_variants[v].plugin),
+                             sde_variants[v].body) == NDE_OK, "%s",
+                      nde_ctx_message(ctx));
+        snprintf(what, sizeof what, "sde %s [%s]%s", sde_variants[v].plugin,
+                 sde_variants[v].body,
+                 sde_variants[v].hold_ys ? " y_s held" : "");
+        for (char *c = what; *c; c++)
+            if (*c == '\n')
+                *c = ' ';
+        ck_assert_msg(gradcheck(&fx, what, sde_variants[v].hold_ys) <=
+                      GRAD_RTOL, "%s", what);
+        fx_free(&fx);
+    }
+}
+END_TEST
+
+/* local on an SDE with t_s a step start (biased) whose step has local's
+ * dt (dtmax: every full step of the solve) is the solve's own EEst * dt:
+ * the same state, step size and Brownian increment. And global's sum is
+ * the sum of the solve's EEst_j h_j. */
+START_TEST(sde_values_are_the_solves)
+{
+    const double y0[4] = {1.0, 0.5, -0.5, 1.2};
+    int matched = 0;
+    double v, sum = 0.0;
+    fixture fx;
+
+    fx_init(&fx, sde_ini, "lamba_heun", 2, y0, 0.0, 1.0, 0.1, 1e4);
+    ck_assert_int_eq(fx_reg(&fx, reg_named("local"),
+                            "weight = 0\nsampling = biased"), NDE_OK);
+    for (uint64_t seed = 1; seed <= 100; seed++) {
+        const double u =
+            (double)(nde_seed_derive(seed, 0) >> 11) * 0x1.0p-53;
+        size_t j;
+        v = fx_eval(&fx, fx.theta, seed, 0.0, NULL, NULL);
+        j = (size_t)(u * (double)fx.tr->nsteps);
+        if (j + 1 >= fx.tr->nsteps || fx.tr->h[j] != fx.o.dtmax)
+            continue;
+        ck_assert_msg(fabs(v - fx.tr->eest[j] * fx.tr->h[j]) <=
+                      1e-14 * fabs(v), "seed %d step %zu: R %.17g, solve's "
+                      "EEst h %.17g", (int)seed, j, v,
+                      fx.tr->eest[j] * fx.tr->h[j]);
+        ck_assert(v > 0.0);
+        matched++;
+    }
+    fprintf(stderr, "sde local: R = the solve's EEst h at %d sampled full "
+            "steps\n", matched);
+    ck_assert_int_ge(matched, 5);
+
+    ck_assert_int_eq(fx_reg(&fx, reg_named("global"),
+                            "weight = 1\naggregate = sum"), NDE_OK);
+    v = fx_eval(&fx, fx.theta, 1, 1.0, NULL, NULL);
+    for (size_t j = 0; j < fx.tr->nsteps; j++)
+        sum += fx.tr->eest[j] * fx.tr->h[j];
+    ck_assert_double_eq_tol(v, sum, 1e-14 * sum);
+    fx_free(&fx);
+}
+END_TEST
+
+/* SDEs with a checkpointed record: the replays take the solve's own
+ * increments, so R and the gradient are those of the full record. */
+START_TEST(sde_checkpointed_record)
+{
+    const double y0[4] = {1.0, 0.5, -0.5, 1.2};
+    const char *names[] = {"global", "local"};
+    const char *bodies[] = {"weight = 1", "weight = 1\nsampling = biased\n"
+                            "through_state = true"};
+    fixture fx;
+
+    fx_init(&fx, sde_ini, "lamba_heun", 2, y0, 0.0, 1.0, 0.1, 1e4);
+    for (int i = 0; i < 2; i++) {
+        double g1[64], g2[64], v1, v2, worst = 0.0, gmax = 0.0;
+        unsigned rec;
+        ck_assert_int_eq(fx_reg(&fx, reg_named(names[i]), bodies[i]),
+                         NDE_OK);
+        v1 = fx_eval(&fx, fx.theta, 3, 1.0, g1, NULL);
+        rec = fx.tr->record;
+        nde_trajectory_destroy(fx.tr);
+        fx.tr = nde_trajectory_create(rec, 3);
+        v2 = fx_eval(&fx, fx.theta, 3, 1.0, g2, NULL);
+        ck_assert_uint_lt(fx.tr->nstates, (size_t)fx.nsteps);
+        for (size_t k = 0; k < fx.P; k++) {
+            worst = fmax(worst, fabs(g1[k] - g2[k]));
+            gmax = fmax(gmax, fabs(g1[k]));
+        }
+        ck_assert_double_eq_tol(v1, v2, 1e-12 * fabs(v1));
+        ck_assert_msg(worst <= 1e-10 * gmax, "%s: gradient %.2e of %.2e",
+                      names[i], worst, gmax);
+    }
+    fx_free(&fx);
+}
+END_TEST
+
+/* SDE pairings: fixed-step SDE solvers have no error estimate; no SDE
+ * solver has a stiffness estimate. */
+START_TEST(sde_refused_pairings)
+{
+    const double y0[2] = {1.0, 0.5};
+    const char *msg;
+    fixture fx;
+
+    fx_init(&fx, sde_ini, "heun", 1, y0, 0.0, 1.0, 0.1, 1.0);
+    ck_assert_int_eq(fx_reg(&fx, reg_named("local"), "weight = 1"),
+                     NDE_ECAPABILITY);
+    msg = nde_ctx_message(ctx);
+    ck_assert_msg(strstr(msg, "regularizer 'local' needs the solver's error "
+                              "estimate, which solver 'heun' does not "
+                              "provide"), "%s", msg);
+    ck_assert_int_eq(fx_reg(&fx, reg_named("global"), "weight = 1"),
+                     NDE_ECAPABILITY);
+    fx_free(&fx);
+    fx_init(&fx, sde_ini, "lamba_heun", 1, y0, 0.0, 1.0, 0.1, 1.0);
+    ck_assert_int_eq(fx_reg(&fx, reg_named("local"),
+                            "weight = 1\nmeasure = stiffness"),
+                     NDE_ECAPABILITY);
+    ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx), "stiffness"));
+    ck_assert_int_eq(fx_reg(&fx, reg_named("global"),
+                            "weight = 1\nmeasure = stiffness"),
+                     NDE_ECAPABILITY);
+    ck_assert_int_eq(fx_reg(&fx, reg_named("local"), "weight = 1"), NDE_OK);
+    ck_assert_int_eq(fx_reg(&fx, reg_named("global"), "weight = 1"), NDE_OK);
+    fx_free(&fx);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("regularizers");
@@ -964,6 +1128,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, conformance_lv);
     tcase_add_test(tc, conformance_mlp);
+    tcase_add_test(tc, sde_gradients);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("plugins");
@@ -980,6 +1145,9 @@ static Suite *suite(void)
     tcase_add_test(tc, refused_pairings);
     tcase_add_test(tc, interface_versions);
     tcase_add_test(tc, checkpointed_record);
+    tcase_add_test(tc, sde_values_are_the_solves);
+    tcase_add_test(tc, sde_refused_pairings);
+    tcase_add_test(tc, sde_checkpointed_record);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -623,6 +623,64 @@ static void check_fd(const char *what, const char *solver, double analytic,
                   what, analytic, fd);
 }
 
+/* L = cy . y_next + ce EEst of one lamba_heun step (EEst: nde_error_norm
+ * of its error estimate with rtol = atol = 1e-3). */
+static double eest_loss(nde_solver *s, const double *th, double h,
+                        const double *dw, const double *y, const double *cy,
+                        double ce, size_t n)
+{
+    double yn[8], err[8], L = 0.0;
+    ck_assert_int_eq(nde_solver_advance_err(s, th, 0.3, h, dw, y, NULL, yn,
+                                            NULL, err), NDE_OK);
+    for (size_t i = 0; i < n; i++)
+        L += cy[i] * yn[i];
+    return L + ce * nde_error_norm(err, y, yn, n, 1e-3, 1e-3);
+}
+
+/* lamba_heun's step VJP with a cotangent on EEst (and on y_next) against
+ * central differences in y and theta; a stiffness or dense cotangent is
+ * refused. */
+static void check_lamba_eest_vjp(nde_solver *s, double *th, double h,
+                                 const double *dw, double *y,
+                                 const double *cy)
+{
+    enum { N = 4 };
+    const double eps = 1e-6, ce = 0.7;
+    const nde_step_cotangent ct = {.y_next = cy, .eest = ce, .rtol = 1e-3,
+                                   .atol = 1e-3};
+    const nde_step_cotangent cs = {.y_next = cy, .stiffness = 1.0};
+    double yb[N] = {0}, tb[4] = {0};
+    long nvjp0 = s->counts.nvjp;
+
+    ck_assert_int_eq(nde_solver_vjp(s, th, 0.3, h, dw, y, NULL, &ct, yb,
+                                    NULL, tb), NDE_OK);
+    ck_assert_int_eq(s->counts.nvjp - nvjp0, 4);
+    for (int i = 0; i < N; i++) {
+        const double v = y[i];
+        double lp, lm;
+        y[i] = v + eps;
+        lp = eest_loss(s, th, h, dw, y, cy, ce, N);
+        y[i] = v - eps;
+        lm = eest_loss(s, th, h, dw, y, cy, ce, N);
+        y[i] = v;
+        check_fd("eest ybar", "lamba_heun", yb[i], (lp - lm) / (2 * eps));
+    }
+    for (int i = 0; i < 4; i++) {
+        const double v = th[i];
+        double lp, lm;
+        th[i] = v + eps;
+        lp = eest_loss(s, th, h, dw, y, cy, ce, N);
+        th[i] = v - eps;
+        lm = eest_loss(s, th, h, dw, y, cy, ce, N);
+        th[i] = v;
+        check_fd("eest thetabar", "lamba_heun", tb[i],
+                 (lp - lm) / (2 * eps));
+    }
+    ck_assert_int_eq(nde_solver_vjp(s, th, 0.3, h, dw, y, NULL, &cs, yb,
+                                    NULL, tb), NDE_ECAPABILITY);
+    assert_message("no stiffness estimate");
+}
+
 START_TEST(test_step_and_start_vjp)
 {
     enum { B = 2, D = 2, N = B * D };
@@ -706,13 +764,8 @@ START_TEST(test_step_and_start_vjp)
             check_fd("start thetabar", names[k], tb0[i],
                      (lp - lm) / (2 * eps));
         }
-        if (k == 2) {   /* lamba_heun's error estimate takes no cotangent */
-            const nde_step_cotangent ct = {.y_next = cy, .eest = 1.0,
-                                           .rtol = 1e-3, .atol = 1e-3};
-            ck_assert_int_eq(nde_solver_vjp(s, th, 0.3, h, dw, y, NULL, &ct,
-                                            yb, NULL, tb), NDE_ECAPABILITY);
-            assert_message("y_next only");
-        }
+        if (k == 2)
+            check_lamba_eest_vjp(s, th, h, dw, y, cy);
         nde_solver_destroy(s);
     }
     nde_field_destroy(f);

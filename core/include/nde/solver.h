@@ -245,6 +245,15 @@ NDE_API int nde_solver_advance(nde_solver *s, const double *theta, double t,
                                double h, const double *dw, const double *y,
                                const double *aux, double *y_next,
                                double *aux_next);
+/* The same and its error estimate err (n values; its norm is
+ * nde_error_norm's), for any adaptive solver (NDE_CAP_ADAPTIVE; else
+ * NDE_ECAPABILITY): how a caller stepping an adaptive SDE solver by hand
+ * (a regularizer's fresh step) gets the estimate the driver sees. */
+NDE_API int nde_solver_advance_err(nde_solver *s, const double *theta,
+                                   double t, double h, const double *dw,
+                                   const double *y, const double *aux,
+                                   double *y_next, double *aux_next,
+                                   double *err);
 /* A step of an ODE solver without aux state, and its error estimate when
  * err is not NULL and the solver has one. Reuses the first stage from the
  * previous step when the solver is FSAL and the previous step was accepted
