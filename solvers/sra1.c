@@ -2,8 +2,9 @@
  * SRA1, Roessler's stochastic Runge-Kutta method of class SRA for SDEs with
  * additive noise (Roessler 2010, "Runge-Kutta methods for the strong
  * approximation of solutions of stochastic differential equations", SIAM
- * J. Numer. Anal. 48(3), 922-952), with the error estimate of Rackauckas and Nie 2017 (Discrete
- * Contin. Dyn. Syst. B 22(7)), as StochasticDiffEq.jl steps it
+ * J. Numer. Anal. 48(3), 922-952), with the error estimate of Rackauckas
+ * and Nie 2017 (Discrete Contin. Dyn. Syst. B 22(7)), as StochasticDiffEq.jl
+ * steps it
  * (src/perform_step/sra.jl, perform_step! for SRA1ConstantCache; tableau
  * constructSRA1 in src/tableaus.jl; delta_default = 1). A step of size
  * h > 0 from (t, y), elementwise, with chi2 = I_(1,0)/h:
