@@ -15,8 +15,9 @@
  *     err = k1 + k2 + E2
  *
  * Additive noise means g depends on t (and theta) only: g is evaluated at
- * y and nothing else. nde's fields do not declare that, so it cannot be
- * checked; with a g that depends on y this is not a consistent method.
+ * y and nothing else. The solver declares NDE_NEEDS_ADDITIVE_NOISE, but
+ * nde's fields do not declare their noise's form, so it cannot be checked;
+ * with a g that depends on y this is Euler-Maruyama's strong order 0.5.
  * Ito and Stratonovich agree for additive noise; the solver declares Ito.
  *
  * chi2 = dW / 2, E[I_(1,0) | dW] / h, as in sri.c (see there): the step
@@ -182,6 +183,7 @@ static const nde_solver_type sra1 = {
                        "three evaluations a step; strong order 1.5 when "
                        "f'g = dg/dt, 1 in general (it sees dW only)",
         .provides = NDE_CAP_ADAPTIVE | NDE_CAP_SDE_ITO | NDE_CAP_STEP_VJP,
+        .needs = NDE_NEEDS_ADDITIVE_NOISE,
         .version = "1"),
     /* strong order x 2 (solver.h), as sri.c */
     .order = 3, .error_order = 1, .dense_order = 0,
