@@ -26,10 +26,12 @@
  * general (Ornstein-Uhlenbeck with constant g: Clark, Cameron 1980).
  *
  * Three evaluations a step (f and g at (t, y) count one, g at (t + h, y)
- * and f at the stage one each), three VJPs in the step VJP.
+ * and f at the stage one each), three VJPs in the step VJP (which
+ * recomputes two evaluations, three with a cotangent on the estimate).
  */
 #include <stdlib.h>
 
+#include "eest_vjp.h"
 #include "nde/nde.h"
 
 typedef struct sra_work {
@@ -37,6 +39,8 @@ typedef struct sra_work {
     double *g0, *g1;        /* g at (t, y) and (t + h, y)                 */
     double *ys;             /* the stage point                           */
     double *sb, *k1b, *g1b; /* cotangents on the stage, f(t, y), g1      */
+    double *yn, *err;       /* the step's outputs, recomputed in the VJP */
+    double *yb, *eb;        /* cotangents on y_next (with the norm's), err */
     double *block;
 } sra_work;
 
@@ -59,7 +63,7 @@ static int sra_create(nde_solver *s)
     if (!w)
         return NDE_ENOMEM;
     s->work = w;
-    if (!(w->block = malloc(8 * n * sizeof(double))))
+    if (!(w->block = malloc(12 * n * sizeof(double))))
         return NDE_ENOMEM;
     w->k1 = w->block;
     w->k2 = w->k1 + n;
@@ -69,6 +73,10 @@ static int sra_create(nde_solver *s)
     w->sb = w->ys + n;
     w->k1b = w->sb + n;
     w->g1b = w->k1b + n;
+    w->yn = w->g1b + n;
+    w->err = w->yn + n;
+    w->yb = w->err + n;
+    w->eb = w->yb + n;
     return NDE_OK;
 }
 
@@ -95,13 +103,28 @@ static int stage(nde_solver *s, const double *theta, double t, double h,
     return NDE_OK;
 }
 
+/* y_next and (err not NULL) err from k1, g0, g1 and k2 (f at ys). */
+static void combine(const nde_solver *s, double h, const double *dw,
+                    const double *y, double *y_next, double *err)
+{
+    const sra_work *w = s->work;
+    const size_t n = s->batch * s->field->dim;
+
+    for (size_t m = 0; m < n; m++) {
+        const double k1 = h * w->k1[m], k2 = h * w->k2[m];
+        const double e2 = chi2_of(dw[m]) * (w->g0[m] - w->g1[m]);
+        y_next[m] = y[m] + k1 / 3.0 + 2.0 * k2 / 3.0 + e2 + dw[m] * w->g1[m];
+        if (err)
+            err[m] = k1 + k2 + e2;
+    }
+}
+
 static int sra_step(nde_solver *s, const double *theta, double t, double h,
                     const double *dw, const double *y, const double *aux,
                     double *y_next, double *aux_next, double *err,
                     const nde_norm_spec *norm, double *eest)
 {
     sra_work *w = s->work;
-    const size_t n = s->batch * s->field->dim;
     int rc;
 
     (void)aux; (void)aux_next;
@@ -111,23 +134,19 @@ static int sra_step(nde_solver *s, const double *theta, double t, double h,
     if ((rc = nde_field_eval(s->field, t + 0.75 * h, w->ys, theta, w->k2,
                              s->batch)))
         return rc;
-    for (size_t m = 0; m < n; m++) {
-        const double k1 = h * w->k1[m], k2 = h * w->k2[m];
-        const double e2 = chi2_of(dw[m]) * (w->g0[m] - w->g1[m]);
-        y_next[m] = y[m] + k1 / 3.0 + 2.0 * k2 / 3.0 + e2 + dw[m] * w->g1[m];
-        if (err)
-            err[m] = k1 + k2 + e2;
-    }
+    combine(s, h, dw, y, y_next, err);
     if (err && eest)
-        *eest = nde_error_norm_spec(norm, err, y, y_next, n);
+        *eest = nde_error_norm_spec(norm, err, y, y_next,
+                                    s->batch * s->field->dim);
     return NDE_OK;
 }
 
 /*
- * With cotangent yb on y_next: the stage's cotangent sb = VJP of f at ys
- * with 2 h yb / 3; then f(t, y) gets h (yb / 3 + 3 sb / 4), g(t, y) gets
- * chi2 yb, g(t + h, y) gets (dW - chi2) yb + 3 chi2 sb / 2, and
- * ybar += yb + sb + their VJPs.
+ * With cotangents yb on y_next and ebar on EEst (eest_vjp: eb on err, the
+ * scale's part added to yb and ybar): the stage's cotangent sb = VJP of f
+ * at ys with h (2 yb / 3 + eb); then f(t, y) gets h (yb / 3 + eb + 3 sb /
+ * 4), g(t, y) chi2 (yb + eb), g(t + h, y) (dW - chi2) yb - chi2 eb +
+ * 3 chi2 sb / 2, and ybar += yb + sb + their VJPs.
  */
 static int sra_step_vjp(nde_solver *s, const double *theta, double t,
                         double h, const double *dw, const double *y,
@@ -136,20 +155,32 @@ static int sra_step_vjp(nde_solver *s, const double *theta, double t,
 {
     sra_work *w = s->work;
     const size_t n = s->batch * s->field->dim;
-    const double *yb = ct->y_next;
     int rc;
 
     (void)aux; (void)auxbar;
-    if (ct->eest != 0.0 || ct->stiffness != 0.0 || ct->ndense > 0)
+    if (ct->stiffness != 0.0 || ct->ndense > 0)
         return nde_error(s->ctx, NDE_ECAPABILITY,
-                         "solver 'sra1': the step VJP takes a cotangent on "
-                         "y_next only");
-    if (!yb)
+                         "solver 'sra1': the step VJP takes cotangents on "
+                         "y_next and the error estimate only");
+    if (!ct->y_next && ct->eest == 0.0)
         return NDE_OK;
     if ((rc = stage(s, theta, t, h, dw, y)))
         return rc;
     for (size_t m = 0; m < n; m++) {
-        w->k2[m] = 2.0 * h * yb[m] / 3.0;   /* cotangent on f(ys) */
+        w->yb[m] = ct->y_next ? ct->y_next[m] : 0.0;
+        w->eb[m] = 0.0;
+    }
+    if (ct->eest != 0.0) {
+        s->counts.nfe++;
+        if ((rc = nde_field_eval(s->field, t + 0.75 * h, w->ys, theta, w->k2,
+                                 s->batch)))
+            return rc;
+        combine(s, h, dw, y, w->yn, w->err);
+        eest_vjp(n, ct->eest, ct->rtol, ct->atol, w->err, y, w->yn, w->eb,
+                 ybar, w->yb);
+    }
+    for (size_t m = 0; m < n; m++) {
+        w->k2[m] = h * (2.0 * w->yb[m] / 3.0 + w->eb[m]); /* on f(ys) */
         w->sb[m] = 0.0;
     }
     s->counts.nvjp++;
@@ -157,12 +188,12 @@ static int sra_step_vjp(nde_solver *s, const double *theta, double t,
                             w->sb, thetabar, s->batch)))
         return rc;
     for (size_t m = 0; m < n; m++) {
-        const double c2 = chi2_of(dw[m]);
-        w->k1b[m] = h * (yb[m] / 3.0 + 0.75 * w->sb[m]);
-        w->g0[m] = c2 * yb[m];              /* cotangent on g(t, y) */
-        w->g1b[m] = (dw[m] - c2) * yb[m] + 1.5 * c2 * w->sb[m];
+        const double c2 = chi2_of(dw[m]), yb = w->yb[m], eb = w->eb[m];
+        w->k1b[m] = h * (yb / 3.0 + eb + 0.75 * w->sb[m]);
+        w->g0[m] = c2 * (yb + eb);          /* cotangent on g(t, y) */
+        w->g1b[m] = (dw[m] - c2) * yb - c2 * eb + 1.5 * c2 * w->sb[m];
         if (ybar)
-            ybar[m] += yb[m] + w->sb[m];
+            ybar[m] += yb + w->sb[m];
     }
     s->counts.nvjp += 2;
     if ((rc = nde_field_vjp(s->field, t, y, theta, w->k1b, ybar, thetabar,

@@ -36,11 +36,14 @@
  * Evaluations are counted per point: stage 1 (drift and diffusion at y)
  * counts one, a later stage two (H0_i and H1_i differ), or one when its
  * drift has no weight: seven a step for SOSRI, five for SRIW1, and as
- * many VJPs in the step VJP (which first recomputes the stages).
+ * many VJPs in the step VJP (which first recomputes the stages). The step
+ * VJP takes cotangents on y_next and on the error norm (eest_vjp.h), so a
+ * local regularizer can differentiate the estimate.
  */
 #include <math.h>
 #include <stdlib.h>
 
+#include "eest_vjp.h"
 #include "nde/nde.h"
 
 enum { S = 4 };
@@ -113,6 +116,9 @@ typedef struct sri_work {
     double *h0[S], *h1[S];  /* the stage points H0_i, H1_i                */
     double *kb[S], *gb[S];  /* cotangents on k_i, g_i in the VJP          */
     double *h0b, *h1b;      /* cotangents on one stage's points           */
+    double *yn, *err;       /* the step's outputs, recomputed in the VJP  */
+    double *yb, *eb;        /* cotangents on y_next (with the norm's) and
+                               on err                                     */
     double *block;
 } sri_work;
 
@@ -138,7 +144,7 @@ static int sri_create(nde_solver *s, const sri_tableau *tb)
         return NDE_ENOMEM;
     s->work = w;
     w->tb = tb;
-    if (!(w->block = calloc((6 * S + 2) * n, sizeof(double))))
+    if (!(w->block = calloc((6 * S + 6) * n, sizeof(double))))
         return NDE_ENOMEM;
     p = w->block;
     for (int i = 0; i < S; i++) {
@@ -151,6 +157,10 @@ static int sri_create(nde_solver *s, const sri_tableau *tb)
     }
     w->h0b = p;
     w->h1b = p + n;
+    w->yn = p + 2 * n;
+    w->err = p + 3 * n;
+    w->yb = p + 4 * n;
+    w->eb = p + 5 * n;
     return NDE_OK;
 }
 
@@ -193,38 +203,34 @@ static int stages(nde_solver *s, const double *theta, double t, double h,
     return NDE_OK;
 }
 
-/* The weight of g_i in y_next at value m: beta1 dW + beta2 chi1 + the E2
- * part beta3 chi2 + beta4 chi3. */
+/* The weight of g_i in E2 (beta3 chi2 + beta4 chi3) and in y_next (with
+ * beta1 dW + beta2 chi1 besides) at one value. */
+static double eweight(const sri_tableau *tb, int i, double h, double dw)
+{
+    const double chi3 = (dw * dw * dw - 3.0 * h * dw) / (6.0 * h);
+    return tb->beta3[i] * chi2_of(dw) + tb->beta4[i] * chi3;
+}
+
 static double gweight(const sri_tableau *tb, int i, double h, double dw)
 {
     const double chi1 = (dw * dw - h) / (2.0 * sqrt(h));
-    const double chi3 = (dw * dw * dw - 3.0 * h * dw) / (6.0 * h);
-    return tb->beta1[i] * dw + tb->beta2[i] * chi1 +
-           tb->beta3[i] * chi2_of(dw) + tb->beta4[i] * chi3;
+    return tb->beta1[i] * dw + tb->beta2[i] * chi1 + eweight(tb, i, h, dw);
 }
 
-static int sri_step(nde_solver *s, const double *theta, double t, double h,
-                    const double *dw, const double *y, const double *aux,
-                    double *y_next, double *aux_next, double *err,
-                    const nde_norm_spec *norm, double *eest)
+/* y_next and (err not NULL) err from the stages. */
+static void combine(const nde_solver *s, double h, const double *dw,
+                    const double *y, double *y_next, double *err)
 {
-    sri_work *w = s->work;
+    const sri_work *w = s->work;
     const sri_tableau *tb = w->tb;
     const size_t n = s->batch * s->field->dim;
-    int rc;
 
-    (void)aux; (void)aux_next;
-    if ((rc = stages(s, theta, t, h, dw, y)))
-        return rc;
     for (size_t m = 0; m < n; m++) {
-        const double chi2 = chi2_of(dw[m]);
-        const double chi3 = (dw[m] * dw[m] * dw[m] - 3.0 * h * dw[m]) /
-                            (6.0 * h);
         double ya = 0, yg = 0, e1 = 0, e2 = 0;
         for (int i = 0; i < S; i++) {
             ya += tb->alpha[i] * w->k[i][m];
             yg += gweight(tb, i, h, dw[m]) * w->g[i][m];
-            e2 += (tb->beta3[i] * chi2 + tb->beta4[i] * chi3) * w->g[i][m];
+            e2 += eweight(tb, i, h, dw[m]) * w->g[i][m];
             if (i < tb->nerr)
                 e1 += w->k[i][m];
         }
@@ -232,16 +238,32 @@ static int sri_step(nde_solver *s, const double *theta, double t, double h,
         if (err)
             err[m] = tb->delta * h * e1 + e2;
     }
+}
+
+static int sri_step(nde_solver *s, const double *theta, double t, double h,
+                    const double *dw, const double *y, const double *aux,
+                    double *y_next, double *aux_next, double *err,
+                    const nde_norm_spec *norm, double *eest)
+{
+    int rc;
+
+    (void)aux; (void)aux_next;
+    if ((rc = stages(s, theta, t, h, dw, y)))
+        return rc;
+    combine(s, h, dw, y, y_next, err);
     if (err && eest)
-        *eest = nde_error_norm_spec(norm, err, y, y_next, n);
+        *eest = nde_error_norm_spec(norm, err, y, y_next,
+                                    s->batch * s->field->dim);
     return NDE_OK;
 }
 
 /*
- * With cotangent yb on y_next: kb_i = h alpha_i yb, gb_i = weight_i yb;
- * then stage by stage from the last, the VJPs at H0_i (with kb_i) and
- * H1_i (with gb_i) give the cotangents on H0_i, H1_i, which flow to y and
- * to the earlier stages through A0, B0 chi2, A1, B1 sqrt(h).
+ * With cotangents yb on y_next and ebar on EEst: eest_vjp gives eb on err
+ * and adds the scale's part to yb and ybar; then kb_i = h alpha_i yb +
+ * [i < nerr] delta h eb, gb_i = weight_i yb + eweight_i eb, and stage by
+ * stage from the last, the VJPs at H0_i (with kb_i) and H1_i (with gb_i)
+ * give the cotangents on H0_i, H1_i, which flow to y and to the earlier
+ * stages through A0, B0 chi2, A1, B1 sqrt(h).
  */
 static int sri_step_vjp(nde_solver *s, const double *theta, double t,
                         double h, const double *dw, const double *y,
@@ -252,26 +274,37 @@ static int sri_step_vjp(nde_solver *s, const double *theta, double t,
     const sri_tableau *tb = w->tb;
     const size_t n = s->batch * s->field->dim;
     const double sqh = sqrt(h);
-    const double *yb = ct->y_next;
     int rc;
 
     (void)aux; (void)auxbar;
-    if (ct->eest != 0.0 || ct->stiffness != 0.0 || ct->ndense > 0)
+    if (ct->stiffness != 0.0 || ct->ndense > 0)
         return nde_error(s->ctx, NDE_ECAPABILITY,
-                         "solver '%s': the step VJP takes a cotangent on "
-                         "y_next only", s->type->info.name);
-    if (!yb)
+                         "solver '%s': the step VJP takes cotangents on "
+                         "y_next and the error estimate only",
+                         s->type->info.name);
+    if (!ct->y_next && ct->eest == 0.0)
         return NDE_OK;
     if ((rc = stages(s, theta, t, h, dw, y)))
         return rc;
+    for (size_t m = 0; m < n; m++) {
+        w->yb[m] = ct->y_next ? ct->y_next[m] : 0.0;
+        w->eb[m] = 0.0;
+    }
+    if (ct->eest != 0.0) {
+        combine(s, h, dw, y, w->yn, w->err);
+        eest_vjp(n, ct->eest, ct->rtol, ct->atol, w->err, y, w->yn, w->eb,
+                 ybar, w->yb);
+    }
     for (int i = 0; i < S; i++)
         for (size_t m = 0; m < n; m++) {
-            w->kb[i][m] = h * tb->alpha[i] * yb[m];
-            w->gb[i][m] = gweight(tb, i, h, dw[m]) * yb[m];
+            w->kb[i][m] = h * tb->alpha[i] * w->yb[m] +
+                          (i < tb->nerr ? tb->delta * h * w->eb[m] : 0.0);
+            w->gb[i][m] = gweight(tb, i, h, dw[m]) * w->yb[m] +
+                          eweight(tb, i, h, dw[m]) * w->eb[m];
         }
     if (ybar)
         for (size_t m = 0; m < n; m++)
-            ybar[m] += yb[m];
+            ybar[m] += w->yb[m];
     for (int i = S - 1; i >= 0; i--) {
         for (size_t m = 0; m < n; m++)
             w->h0b[m] = w->h1b[m] = 0.0;

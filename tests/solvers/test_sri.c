@@ -6,7 +6,8 @@
  * closed form, adaptive solves (a rejected step re-queries the path: the
  * accepted steps replayed by hand give the solve bit for bit; the error
  * against the exact solution shrinks with the tolerance), and their step
- * VJPs against central differences.
+ * VJPs (cotangents on y_next and on the error estimate) against central
+ * differences.
  *
  * Measured orders and errors are printed to stderr for the record:
  *     meson test -C build sri --verbose
@@ -465,14 +466,19 @@ END_TEST
 /* ------------------------------------------------------------------ */
 /* Step VJPs                                                            */
 
-/* L = cy . y_next of one step. */
+#define RTOL 1e-2
+#define ATOL 1e-3
+
+/* L = cy . y_next + ce EEst of one step (EEst with RTOL, ATOL). */
 static double step_loss(nde_solver *s, const double *th, double h,
                         const double *dw, const double *y, const double *cy,
-                        size_t n)
+                        double ce, size_t n)
 {
-    double yn[8], L = 0.0;
-    ck_assert_int_eq(nde_solver_advance(s, th, 0.3, h, dw, y, NULL, yn,
-                                        NULL), NDE_OK);
+    const nde_norm_spec norm = {.rtol = RTOL, .atol = ATOL};
+    double yn[8], err[8], eest, L;
+    ck_assert_int_eq(s->ops->step(s, th, 0.3, h, dw, y, NULL, yn, NULL, err,
+                                  &norm, &eest), NDE_OK);
+    L = ce * eest;
     for (size_t i = 0; i < n; i++)
         L += cy[i] * yn[i];
     return L;
@@ -487,8 +493,10 @@ static void check_fd(const char *what, const char *solver, double analytic,
 }
 
 /* The nonlinear field (t-dependent drift, coupled diffusion): the VJP of
- * each solver's step against central differences in y and theta; a
- * cotangent on the error estimate is refused. */
+ * each solver's step, with cotangents on y_next and on the error
+ * estimate (0, and 0.7 with y_next's or alone), against central
+ * differences in y and theta; a cotangent on a stiffness estimate is
+ * refused. */
 START_TEST(test_step_vjp)
 {
     enum { B = 2, D = 2, N = B * D };
@@ -497,50 +505,54 @@ START_TEST(test_step_vjp)
     const double eps = 1e-6, h = 0.1;
     nde_field *f = make_field(&nl_field, B);
 
-    for (int k = 0; k < 3; k++) {
-        nde_solver *s = make_solver(names[k], f);
+    for (int k = 0; k < 3 * 3; k++) {
+        const char *name = names[k / 3];
+        nde_solver *s = make_solver(name, f);
+        const double ce = k % 3 ? 0.7 : 0.0;
         double th[4] = {0.8, -0.6, 0.5, 0.3}, y[N], dw[N], cy[N];
         double yb[N] = {0}, tb[4] = {0};
         long nvjp0 = s->counts.nvjp;
+        nde_step_cotangent ct = {.y_next = cy, .eest = ce, .rtol = RTOL,
+                                 .atol = ATOL};
 
-        rng_state = 41 + k;
+        rng_state = 41 + k / 3;
         for (int i = 0; i < N; i++) {
             y[i] = gauss();
             dw[i] = sqrt(h) * gauss();
-            cy[i] = gauss();
+            cy[i] = k % 3 == 2 ? 0.0 : gauss();
         }
-        ck_assert_int_eq(nde_solver_advance_vjp(s, th, 0.3, h, dw, y, NULL,
-                                                cy, NULL, yb, NULL, tb),
-                         NDE_OK);
-        ck_assert_int_eq(s->counts.nvjp - nvjp0, nvjps[k]);
+        if (k % 3 == 2)
+            ct.y_next = NULL;
+        ck_assert_int_eq(nde_solver_vjp(s, th, 0.3, h, dw, y, NULL, &ct, yb,
+                                        NULL, tb), NDE_OK);
+        ck_assert_int_eq(s->counts.nvjp - nvjp0, nvjps[k / 3]);
         for (int i = 0; i < N; i++) {
             const double v = y[i];
             double lp, lm;
             y[i] = v + eps;
-            lp = step_loss(s, th, h, dw, y, cy, N);
+            lp = step_loss(s, th, h, dw, y, cy, ce, N);
             y[i] = v - eps;
-            lm = step_loss(s, th, h, dw, y, cy, N);
+            lm = step_loss(s, th, h, dw, y, cy, ce, N);
             y[i] = v;
-            check_fd("ybar", names[k], yb[i], (lp - lm) / (2 * eps));
+            check_fd(ce ? "ybar with eest" : "ybar", name, yb[i],
+                     (lp - lm) / (2 * eps));
         }
         for (int i = 0; i < 4; i++) {
             const double v = th[i];
             double lp, lm;
             th[i] = v + eps;
-            lp = step_loss(s, th, h, dw, y, cy, N);
+            lp = step_loss(s, th, h, dw, y, cy, ce, N);
             th[i] = v - eps;
-            lm = step_loss(s, th, h, dw, y, cy, N);
+            lm = step_loss(s, th, h, dw, y, cy, ce, N);
             th[i] = v;
-            check_fd("thetabar", names[k], tb[i], (lp - lm) / (2 * eps));
+            check_fd(ce ? "thetabar with eest" : "thetabar", name, tb[i],
+                     (lp - lm) / (2 * eps));
         }
-        {
-            const nde_step_cotangent ct = {.y_next = cy, .eest = 1.0,
-                                           .rtol = 1e-3, .atol = 1e-3};
-            ck_assert_int_eq(nde_solver_vjp(s, th, 0.3, h, dw, y, NULL, &ct,
-                                            yb, NULL, tb), NDE_ECAPABILITY);
-            ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx),
-                                         "y_next only"));
-        }
+        ct.stiffness = 1.0;
+        ck_assert_int_eq(nde_solver_vjp(s, th, 0.3, h, dw, y, NULL, &ct, yb,
+                                        NULL, tb), NDE_ECAPABILITY);
+        ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx),
+                                     "error estimate only"));
         nde_solver_destroy(s);
     }
     nde_field_destroy(f);
