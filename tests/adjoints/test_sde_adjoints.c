@@ -1,9 +1,9 @@
 /*
  * SDE adjoints. For a fixed Brownian path (fixed seed): `discrete` (both
  * SDE solvers; and the adaptive lamba_heun, sosri, sriw1 and sra1 with
- * their steps frozen) and `reversible` (reversible_heun) against central finite differences of
- * the whole discretised solve on the same path, on a GBM
- * field with theta = (mu, sigma) and a small nonlinear field whose
+ * their steps frozen) and `reversible` (reversible_heun) against central
+ * finite differences of the whole discretised solve on the same path, on
+ * a GBM field with theta = (mu, sigma) and a small nonlinear field whose
  * diffusion couples the states (so the adjoint's noise is not diagonal);
  * `reversible` against `discrete`; `backsolve` converging to `discrete` as
  * dt shrinks (mean over fixed paths at each dt); the record of
