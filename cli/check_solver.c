@@ -14,8 +14,11 @@
  *   conditions count. SDE: geometric Brownian motion dx = a x dt + b x dW
  *   (a = 0.5, b = 0.5), exact x0 exp((a - b^2/2) t + b W) in Ito form and
  *   x0 exp(a t + b W) in Stratonovich form, the strong error averaged over
- *   SDE_PATHS paths of one Brownian path set. An observed order below the
- *   declared one by more than the tolerance fails.
+ *   SDE_PATHS paths of one Brownian path set. A solver for additive noise
+ *   (NDE_NEEDS_ADDITIVE_NOISE) gets dx = (a / sqrt(1 + t) - x / (2 (1 +
+ *   t))) dt + a b / sqrt(1 + t) dW instead, exact (x0 + a (t + b W)) /
+ *   sqrt(1 + t) in either form. An observed order below the declared one
+ *   by more than the tolerance fails.
  * - Dense output (solvers that declare it) at theta = 0 and 1 equals the
  *   step's start and end.
  * - The step VJP (solvers that declare one) against fourth-order central
@@ -38,6 +41,9 @@ static const char ode_ini[] =
 static const char sde_ini[] =
     "[field]\nplugin = expr\nstate = x\nparams = a=0.5, b=0.5\n"
     "dx = a*x\ngx = b*x\n";
+static const char additive_ini[] =
+    "[field]\nplugin = expr\nstate = x\nparams = a=0.5, b=0.5\n"
+    "dx = a/sqrt(1 + t) - x/(2*(1 + t))\ngx = a*b/sqrt(1 + t)\n";
 
 static const int steps_n[4] = {8, 16, 32, 64};
 
@@ -48,7 +54,7 @@ typedef struct solver_check {
     nde_solver *s;
     nde_brownian *bm;
     nde_solve_opts o;
-    int sde, ito;
+    int sde, ito, additive;
     const nde_plugin_info *refused; /* refused at create (NDE_EPLUGIN) */
     size_t batch, n, P;
     double theta[2];
@@ -91,7 +97,10 @@ static int order_errors(solver_check *c, uint64_t seed, double err[4],
             return nde_error(c->ctx, rc, "brownian increment failed");
         for (size_t i = 0; i < c->n; i++) {
             double drift = c->ito ? a - 0.5 * b * b : a;
-            err[k] += fabs(c->y1[i] - exp(drift + b * c->dw[i]));
+            err[k] += fabs(c->y1[i] -
+                           (c->additive ? (1.0 + a * (1.0 + b * c->dw[i])) /
+                                              sqrt(2.0)
+                                        : exp(drift + b * c->dw[i])));
         }
         err[k] /= (double)c->n;
     }
@@ -126,8 +135,9 @@ static int check_order(solver_check *c, uint64_t seed, check_report *r)
     }
     check_note(r, "%s order: errors %.3e %.3e %.3e %.3e at N = 8, 16, 32, 64 "
                "steps; observed %.2f, declared %g",
-               c->sde ? (c->ito ? "strong (Ito GBM)" : "strong "
-                         "(Stratonovich GBM)") : "ODE", err[0], err[1],
+               !c->sde ? "ODE" : c->additive ? "strong (additive noise)"
+               : c->ito ? "strong (Ito GBM)" : "strong (Stratonovich GBM)",
+               err[0], err[1],
                err[2], err[3], observed, declared);
     check_line(r, "fixed steps taken (solves that were not)", (double)unfixed,
                0.0);
@@ -245,11 +255,14 @@ static int setup(solver_check *c, nde_config *cfg)
         return rc;
     c->sde = (info->provides & (NDE_CAP_SDE_ITO | NDE_CAP_SDE_STRATONOVICH)) != 0;
     c->ito = (info->provides & NDE_CAP_SDE_ITO) != 0;
+    c->additive = (info->needs & NDE_NEEDS_ADDITIVE_NOISE) != 0;
     c->batch = c->sde ? SDE_PATHS : 1;
     if (!(c->pcfg = nde_config_create()))
         return nde_error(c->ctx, NDE_ENOMEM, "out of memory");
     if ((rc = nde_config_load_string(c->pcfg, "nde check's problem",
-                                     c->sde ? sde_ini : ode_ini, c->ctx)) ||
+                                     !c->sde ? ode_ini
+                                     : c->additive ? additive_ini : sde_ini,
+                                     c->ctx)) ||
         (rc = nde_field_create(c->ctx, c->pcfg, "field", c->batch, &c->f)))
         return rc;
     /* A plugin whose tableau or ops fail the load-time checks is a

@@ -123,6 +123,7 @@ static const struct {
     {NDE_NEEDS_STEP_VJP, "step VJP", NDE_CAP_STEP_VJP},
     {NDE_NEEDS_REVERSIBLE, "reverse step", NDE_CAP_REVERSIBLE},
     {NDE_NEEDS_FIELD_JVP, "field's JVP", 0}, /* checked against the field */
+    {NDE_NEEDS_ADDITIVE_NOISE, "additive noise", 0}, /* not checkable */
 };
 
 const char *nde_capability_name(unsigned cap)

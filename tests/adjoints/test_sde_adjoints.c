@@ -1,9 +1,9 @@
 /*
  * SDE adjoints. For a fixed Brownian path (fixed seed): `discrete` (both
- * SDE solvers; and adaptive lamba_heun with its steps frozen) and
- * `reversible` (reversible_heun) against central finite differences of
- * the whole discretised solve on the same path, on a GBM
- * field with theta = (mu, sigma) and a small nonlinear field whose
+ * SDE solvers; and the adaptive lamba_heun, sosri, sriw1 and sra1 with
+ * their steps frozen) and `reversible` (reversible_heun) against central
+ * finite differences of the whole discretised solve on the same path, on
+ * a GBM field with theta = (mu, sigma) and a small nonlinear field whose
  * diffusion couples the states (so the adjoint's noise is not diagonal);
  * `reversible` against `discrete`; `backsolve` converging to `discrete` as
  * dt shrinks (mean over fixed paths at each dt); the record of
@@ -357,18 +357,22 @@ static double loss_frozen(sde *p, const nde_trajectory *tr,
 }
 
 /* discrete replays any solver's recorded steps: the gradient of an
- * adaptive lamba_heun solve against central differences with its accepted
- * steps frozen. */
+ * adaptive solve (lamba_heun, sosri, sriw1, sra1) against central
+ * differences with its accepted steps frozen. */
 START_TEST(test_discrete_fd_adaptive)
 {
-    for (size_t k = 0; k < 2; k++) {
+    static const char *const solvers[] = {"lamba_heun", "sosri", "sriw1",
+                                          "sra1"};
+    for (size_t q = 0; q < 2 * 4; q++) {
+        const size_t k = q % 2;
+        const char *solver = solvers[q / 2];
         sde p;
         nde_trajectory *tr;
         double g[PMAX + NMAX], gfd[PMAX + NMAX], th[PMAX], y0[NMAX];
         double eth, ey;
         nde_stats st;
 
-        sde_make(&p, fields[k], batches[k], "lamba_heun", 0.0, 1.0 / 32);
+        sde_make(&p, fields[k], batches[k], solver, 0.0, 1.0 / 32);
         p.o.rtol = p.o.atol = 1e-3;
         adj_grad(&p, "discrete", g, &st, &tr);
         ck_assert_uint_gt(tr->nsteps, 8);
@@ -387,10 +391,10 @@ START_TEST(test_discrete_fd_adaptive)
         }
         eth = rel_err(g, gfd, p.P);
         ey = rel_err(g + p.P, gfd + p.P, p.n);
-        fprintf(stderr, "lamba_heun discrete %-4s (%zu adaptive steps) vs "
+        fprintf(stderr, "%s discrete %-4s (%zu adaptive steps) vs "
                 "frozen-step central FD: dL/dtheta rel err %.2e, dL/dy0 "
-                "%.2e\n", fields[k]->info.name, tr->nsteps, eth, ey);
-        ck_assert_msg(eth < 1e-6 && ey < 1e-6, "%s: %.3e %.3e",
+                "%.2e\n", solver, fields[k]->info.name, tr->nsteps, eth, ey);
+        ck_assert_msg(eth < 1e-6 && ey < 1e-6, "%s %s: %.3e %.3e", solver,
                       fields[k]->info.name, eth, ey);
         nde_trajectory_destroy(tr);
         sde_free(&p);
@@ -738,6 +742,14 @@ START_TEST(test_refused)
     expect_refused("euler_maruyama", "backsolve", "Stratonovich");
     expect_refused("euler_maruyama", "interpolating", "dense output");
     expect_refused("reversible_heun", "interpolating", "dense output");
+    /* The adaptive Ito solvers: only discrete (step VJP) works. */
+    for (size_t k = 0; k < 3; k++) {
+        static const char *const ito[] = {"sosri", "sriw1", "sra1"};
+        expect_refused(ito[k], "reversible",
+                       "adjoint 'reversible' needs the solver's reverse step");
+        expect_refused(ito[k], "backsolve", "Stratonovich");
+        expect_refused(ito[k], "interpolating", "dense output");
+    }
     /* backsolve's adaptive settings mean nothing for fixed SDE steps. */
     {
         nde_field *f;

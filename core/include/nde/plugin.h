@@ -126,9 +126,13 @@ enum nde_capability {
 };
 
 /* Needs. The first four are also what a forward solve records
- * (nde_trajectory.record); each but STEPS and FIELD_JVP needs a solver
- * capability. FIELD_JVP is a solver's own need (an implicit method's
- * Newton iteration): the field must have a jvp (nde/field.h). */
+ * (nde_trajectory.record); each but STEPS, FIELD_JVP and ADDITIVE_NOISE
+ * needs a solver capability. FIELD_JVP is a solver's own need (an
+ * implicit method's Newton iteration): the field must have a jvp
+ * (nde/field.h). ADDITIVE_NOISE is a solver's too (sra1): a diffusion
+ * g(t, theta) that does not depend on y; fields do not declare that, so
+ * it is documentation (`nde plugins`) and picks the problem `nde check`
+ * tests the solver on, not a check. */
 enum nde_need {
     NDE_NEEDS_STEPS        = 1u << 0, /* every accepted step (t, h, y)    */
     NDE_NEEDS_DENSE        = 1u << 1, /* dense output of every step       */
@@ -136,7 +140,8 @@ enum nde_need {
     NDE_NEEDS_STIFFNESS    = 1u << 3, /* the solver's stiffness estimate  */
     NDE_NEEDS_STEP_VJP     = 1u << 4, /* the solver's step VJP            */
     NDE_NEEDS_REVERSIBLE   = 1u << 5, /* the solver's exact reverse step  */
-    NDE_NEEDS_FIELD_JVP    = 1u << 6  /* solvers: the field's JVP         */
+    NDE_NEEDS_FIELD_JVP    = 1u << 6, /* solvers: the field's JVP         */
+    NDE_NEEDS_ADDITIVE_NOISE = 1u << 7 /* solvers: g independent of y     */
 };
 
 typedef struct nde_plugin_info {
