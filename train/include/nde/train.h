@@ -176,6 +176,7 @@ typedef struct nde_train_step {
     double loss;            /* before the update                          */
     double grad_norm;       /* before clipping                            */
     double reg;             /* the weighted regularization in loss        */
+    double data_loss;       /* loss - reg: the task's loss alone          */
     long nfe_forward, nfe_backward, steps_accepted, steps_rejected;
     double time_s;          /* wall time of the iteration                 */
 } nde_train_step;
@@ -301,6 +302,11 @@ NDE_API nde_adjoint *nde_trainer_adjoint(const nde_trainer *tr);
 NDE_API size_t nde_trainer_nregularizers(const nde_trainer *tr);
 NDE_API const char *nde_trainer_regularizer(const nde_trainer *tr, size_t i,
                                             double *value);
+/* The weight regularizer i had in the last training solve (its schedule's
+ * value then), so weight * value is its share of the loss; NAN before the
+ * first solve or when i is out of range. */
+NDE_API double nde_trainer_regularizer_weight(const nde_trainer *tr,
+                                              size_t i);
 
 /* Add a regularizer made by the caller (e.g. nde_regularizer_create_from
  * with nde_trainer_solver()) after the config's ones, named `name`
