@@ -548,48 +548,55 @@ static void free_arm(ab_arm *a, size_t nseeds)
     free(a->config_text);
 }
 
-/* The arm sets key (an override KEY=...). */
-static int sets_key(const ab_arm *a, const char *key)
+/* The arm sets the first n characters of key: the key itself (n =
+ * strlen(key): an override KEY=...) or its section (n up to its last '.':
+ * SECTION.anything=...). */
+static int sets_key(const ab_arm *a, const char *key, size_t n)
 {
-    const size_t n = strlen(key);
     for (size_t i = 0; i < a->noverrides; i++)
         if (!a->overrides[i].unset &&
             strncmp(a->overrides[i].text, key, n) == 0 &&
-            a->overrides[i].text[n] == '=')
+            a->overrides[i].text[n] == (key[n] ? '.' : '='))
             return 1;
     return 0;
 }
 
 /* The arm the sweep's values go on: ARM: when given, else the one arm
- * that sets the key, else the baseline; NULL (printed) when ARM names no
- * arm or several arms set the key. */
+ * that sets the key, else the one that sets keys of its section, else
+ * the baseline; NULL (printed) when ARM names no arm or several arms
+ * qualify alike. */
 static ab_arm *sweep_template(ab_plan *p)
 {
     const ab_sweep *sw = &p->sweep;
+    const size_t section = (size_t)(strrchr(sw->key, '.') - sw->key);
+    size_t i, n = section, count = 0;
     ab_arm *t = NULL;
-    char *names = NULL;
-    size_t i, nset = 0;
+    char *names = xstrdup("");
 
     if (sw->arm) {
         if (!(t = find_arm(p, sw->arm)))
             cli_error("ab: --sweep %s: '%s' names no arm", p->sweep_text,
                       sw->arm);
+        free(names);
         return t;
     }
     for (i = 0; i < p->narms; i++)
-        if (sets_key(&p->arms[i], sw->key)) {
-            char *more = xprintf("%s%s'%s'", names ? names : "",
-                                 names ? ", " : "", p->arms[i].name);
+        if (sets_key(&p->arms[i], sw->key, strlen(sw->key)))
+            n = strlen(sw->key);
+    for (i = 0; i < p->narms; i++)
+        if (sets_key(&p->arms[i], sw->key, n)) {
+            char *more = xprintf("%s%s'%s'", names, count ? ", " : "",
+                                 p->arms[i].name);
             free(names);
             names = more;
-            nset++;
-            if (!t)
+            if (count++ == 0)
                 t = &p->arms[i];
         }
-    if (nset > 1) {
-        cli_error("ab: --sweep %s: arms %s all set %s: name the one to "
+    if (count > 1) {
+        cli_error("ab: --sweep %s: arms %s all set %s%.*s: name the one to "
                   "sweep, e.g. --sweep %s:%s", p->sweep_text, names,
-                  sw->key, t->name, p->sweep_text);
+                  n == section ? "keys of " : "", (int)n, sw->key, t->name,
+                  p->sweep_text);
         t = NULL;
     } else if (!t)
         t = find_arm(p, p->baseline);
@@ -1436,14 +1443,19 @@ static void print_sweep(const ab_plan *p, const sweep_report *r)
                verdict_name(r->verdict[i]),
                (long)i == r->best ? ", recommended" : "");
     }
-    if (r->best > 0)
+    if (r->best > 0) {
+        const nde_ab_compare *q = &r->qual[r->best];
+        char ci[64] = "unbounded";
+        if (!isnan(q->ci95[0]))
+            snprintf(ci, sizeof ci, "[%.3g, %.3g]", q->ci95[0], q->ci95[1]);
+        /* with few seeds "not significantly worse" can hide a large
+         * ratio: its interval says how much */
         printf("recommended: %s = %s (arm %s): %s %.3fx the baseline's, %s "
-               "%.3fx (p %.3g)\n",
+               "%.3fx, 95%% CI %s, p %.3g\n",
                p->sweep.key, p->sweep.texts[r->best - 1],
                p->arms[r->best].name, p->cost, r->cost[r->best].ratio,
-               r->quality, r->qual[r->best].ratio,
-               r->qual[r->best].p_value);
-    else
+               r->quality, q->ratio, ci, q->p_value);
+    } else
         printf("recommended: none: no value of %s cut %s with a %s not "
                "significantly worse than '%s' (see the verdicts)\n",
                p->sweep.key, p->cost, r->quality, p->baseline);
