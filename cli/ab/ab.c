@@ -1303,13 +1303,18 @@ static void print_table(const ab_plan *p)
     double *x = xrealloc(NULL, p->nseeds * sizeof *x);
     double *y = xrealloc(NULL, p->nseeds * sizeof *y);
     size_t i, m, s, n, ok;
+    int aw = 22, mw = 18;  /* wider for long names, as a sweep's */
     nde_ab_compare c;
 
-    printf("%-22s %-18s %-27s %-28s %s\n", "arm (runs ok)", "metric",
+    for (i = 0; i < p->narms; i++)
+        aw = (int)fmax(aw, (double)strlen(p->arms[i].name) + 8);
+    for (m = 0; m < p->nmetrics; m++)
+        mw = (int)fmax(mw, (double)strlen(p->metrics[m]));
+    printf("%-*s %-*s %-27s %-28s %s\n", aw, "arm (runs ok)", mw, "metric",
            "mean +- sd", "ratio to baseline [95% CI]", "p");
     for (i = 0; i < p->narms; i++) {
         const ab_arm *a = &p->arms[i];
-        char head[64];
+        char head[160];
         for (ok = 0, s = 0; s < p->nseeds; s++)
             ok += a->runs[s].state == RUN_OK;
         snprintf(head, sizeof head, "%s (%zu/%zu)", a->name, ok, p->nseeds);
@@ -1332,7 +1337,7 @@ static void print_table(const ab_plan *p)
                 snprintf(ps, sizeof ps, "-");
             else
                 snprintf(ps, sizeof ps, "%.3g", c.p_value);
-            printf("%-22s %-18s %-27s %-28s %s\n", m ? "" : head,
+            printf("%-*s %-*s %-27s %-28s %s\n", aw, m ? "" : head, mw,
                    p->metrics[m], ms, rs, ps);
         }
     }

@@ -1034,6 +1034,14 @@ typedef struct frontier_data {
     int logx, logy;
 } frontier_data;
 
+/* Points of the sweep closer than 1% of the ranges share one label. */
+static int same_place(const ab_frontier_point *a, const ab_frontier_point *b,
+                      double xspan, double yspan)
+{
+    return !a->baseline && !b->baseline && fabs(a->x - b->x) < 0.01 * xspan &&
+           fabs(a->y - b->y) < 0.01 * yspan;
+}
+
 static void draw_frontier(const void *arg)
 {
     const frontier_data *fd = arg;
@@ -1041,7 +1049,7 @@ static void draw_frontier(const void *arg)
            ymax = -INFINITY, dx;
     PLFLT lx[fd->n ? fd->n : 1], ly[fd->n ? fd->n : 1];
     PLINT nl = 0;
-    char xlab[160], ylab[160];
+    char xlab[160], ylab[160], label[512];
 
     for (size_t i = 0; i < fd->n; i++) {
         const ab_frontier_point *q = &fd->pts[i];
@@ -1087,10 +1095,21 @@ static void draw_frontier(const void *arg)
         plcol0(COL_FG);
         /* the baseline's label on the left: the smallest values sit
          * next to it */
-        if (q->baseline)
+        if (q->baseline) {
             plptex(x - dx, y, 1.0, 0.0, 1.0, q->label);
-        else
-            plptex(x + dx, y, 1.0, 0.0, 0.0, q->label);
+            continue;
+        }
+        label[0] = '\0';
+        for (size_t k = 0; k < fd->n; k++) {
+            if (!same_place(q, &fd->pts[k], xmax - xmin, ymax - ymin))
+                continue;
+            if (k < i)
+                break;  /* labelled with an earlier point */
+            snprintf(label + strlen(label), sizeof label - strlen(label),
+                     "%s%s", label[0] ? ", " : "", fd->pts[k].label);
+        }
+        if (label[0])
+            plptex(x + dx, y, 1.0, 0.0, 0.0, label);
     }
     plcol0(COL_FG);
     plbox(fd->logx ? "bcnstl" : "bcnst", 0.0, 0,

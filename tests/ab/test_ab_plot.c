@@ -325,25 +325,28 @@ static int svg_has_text(const char *svg, const char *text)
     return strstr(svg, enc) != NULL;
 }
 
-/* A sweep's frontier: every finite point labelled, the axes named; a
- * point without a mean is left out; nothing to draw is an error. */
+/* A sweep's frontier: every finite point labelled (points at one place
+ * with one label), the axes named; a point without a mean is left out;
+ * nothing to draw is an error. */
 START_TEST(frontier)
 {
     const ab_frontier_point pts[] = {
         {"plain", 0.02, 0.015, 0.03, 1600, 1580, 1620, 1, 0},
         {"0.001", 0.021, 0.016, 0.03, 1590, 1570, 1610, 0, 0},
+        {"0.01", 0.021, 0.016, 0.03, 1591, 1570, 1610, 0, 0},
         {"0.1", 0.025, 0.02, 0.031, 900, 850, 960, 0, 1},
         {"1000", 0.6, 0.4, 0.9, 120, 100, 150, 0, 0},
         {"nan", NAN, NAN, NAN, 100, 90, 110, 0, 0},
     };
-    static const char *const labels[] = {"plain", "0.001", "0.1", "1000",
+    static const char *const labels[] = {"plain", "0.001, 0.01", "0.1",
+                                         "1000",
                                          "test_loss", "predict_nfe",
                                          "weight sweep"};
     char *dir = make_tmpdir(), path[4200], err[512] = "";
     unsigned rgb[3];
     char *svg;
 
-    ck_assert_msg(ab_plot_frontier(dir, pts, 5, "test_loss", "predict_nfe",
+    ck_assert_msg(ab_plot_frontier(dir, pts, 6, "test_loss", "predict_nfe",
                                    "weight sweep", err, sizeof err) == 0,
                   "ab_plot_frontier: %s", err);
     snprintf(path, sizeof path, "%s/frontier.png", dir);
@@ -360,7 +363,7 @@ START_TEST(frontier)
     free(svg);
     remove_tree(dir);
     /* nothing finite: an error and no file */
-    ck_assert_int_ne(ab_plot_frontier(dir, pts + 4, 1, "test_loss",
+    ck_assert_int_ne(ab_plot_frontier(dir, pts + 5, 1, "test_loss",
                                       "predict_nfe", "", err, sizeof err),
                      0);
     ck_assert_msg(strstr(err, "no swept value") != NULL, "%s", err);
