@@ -313,6 +313,18 @@ START_TEST(test_help_and_version)
     assert_contains(r.out, "Usage: nde plugins");
     result_free(&r);
 
+    /* how to pick a weight, and the scale columns it reports */
+    r = run("ab", "--help");
+    assert_ok(r);
+    assert_contains(r.out, "--sweep [ARM:]KEY=LO:HI:N");
+    assert_contains(r.out, "sweep_quality");
+    assert_contains(r.out, "reg_NAME.ratio_mean");
+    result_free(&r);
+    r = run("train", "--help");
+    assert_ok(r);
+    assert_contains(r.out, "reg_NAME.ratio");
+    result_free(&r);
+
     r = run("--version");
     assert_ok(r);
     assert_contains(r.out, "nde 0.");

@@ -127,9 +127,10 @@
  * the gradient, and its cotangents (in [t0, t1']) are merged with the
  * loss's by time (entries at equal times add, as the adjoint convention
  * says). Its nfe counts in the iteration's nfe_forward, its nvjp in
- * nfe_backward. nde_train_step.loss is the data loss plus reg (the
- * weighted sum); nde_trainer_regularizer() gives each one's name and last
- * unweighted value.
+ * nfe_backward. nde_train_step.loss is the data loss (data_loss) plus
+ * reg (the weighted sum); nde_trainer_regularizer() gives each one's name
+ * and last unweighted value, nde_trainer_regularizer_weight() its weight
+ * then.
  */
 #ifndef NDE_TRAIN_H
 #define NDE_TRAIN_H
