@@ -1445,7 +1445,7 @@ static const char *verdict_name(nde_ab_verdict v)
     case NDE_AB_QUALIFIES: return "qualifies";
     case NDE_AB_NO_CUT: return "no cut";
     case NDE_AB_WORSE: return "significantly worse";
-    default: return "untested (fewer than 2 runs)";
+    default: return "untested (too few runs)";
     }
 }
 

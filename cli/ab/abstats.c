@@ -91,10 +91,11 @@ nde_ab_verdict nde_ab_judge(const nde_ab_compare *cost,
 {
     const double d = quality->mean_x - quality->mean_y;
 
+    if (isnan(cost->mean_x) || isnan(cost->mean_y) ||
+        isnan(quality->p_value))
+        return NDE_AB_UNTESTED;
     if (!(cost->mean_x < cost->mean_y))
         return NDE_AB_NO_CUT;
-    if (isnan(quality->p_value))
-        return NDE_AB_UNTESTED;
     /* worse: on the wrong side of the baseline and significant */
     if (quality->p_value < alpha && (higher_is_better ? d < 0 : d > 0))
         return NDE_AB_WORSE;

@@ -42,7 +42,8 @@ typedef enum nde_ab_verdict {
     NDE_AB_QUALIFIES,  /* cuts the cost, quality not significantly worse */
     NDE_AB_NO_CUT,     /* mean cost not below the baseline's              */
     NDE_AB_WORSE,      /* quality worse with p < alpha                    */
-    NDE_AB_UNTESTED    /* no p-value for the quality (n < 2 somewhere)    */
+    NDE_AB_UNTESTED    /* no cost mean or no p-value for the quality
+                          (no run, or n < 2 somewhere)                   */
 } nde_ab_verdict;
 
 nde_ab_verdict nde_ab_judge(const nde_ab_compare *cost,

@@ -153,6 +153,10 @@ START_TEST(recommend_none_qualifies)
                      NDE_AB_UNTESTED);
     ck_assert_int_eq(nde_ab_recommend(cc, qc, 3, 0, 0.05), -1);
     ck_assert_int_eq(nde_ab_recommend(cc, qc, 0, 0, 0.05), -1);
+    /* no successful run: untested, not "no cut" */
+    nde_ab_compare_means(cost[0], 0, base_cost, 3, &cc[0]);
+    ck_assert_int_eq(nde_ab_judge(&cc[0], &qc[0], 0, 0.05),
+                     NDE_AB_UNTESTED);
 }
 END_TEST
 
