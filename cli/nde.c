@@ -25,7 +25,7 @@ static const char main_help[] =
     "                    finite differences on one mini-batch\n"
     "  ab CONFIG         A/B test config variations over seeds (runs\n"
     "                    `nde train` per arm and seed, compares with a\n"
-    "                    baseline)\n"
+    "                    baseline; --sweep picks a weight over a log range)\n"
     "  plugins           list the plugins found, with their config keys\n"
     "  check KIND NAME   run the conformance checks of a field, regularizer\n"
     "                    or solver plugin (for plugin authors)\n"

@@ -63,7 +63,10 @@ const char cli_train_help[] =
     "\n"
     "Every iteration appends one JSON object to the metrics file (iteration,\n"
     "loss, grad_norm, with regularizers reg (the weighted sum, included in\n"
-    "loss) and reg_NAME (each one's unweighted value), nfe_forward,\n"
+    "loss), data_loss (loss - reg) and per regularizer reg_NAME (its\n"
+    "unweighted value R), reg_NAME.weighted (weight * R) and reg_NAME.ratio\n"
+    "(weight * R / data_loss: how large the penalty is against the fit),\n"
+    "nfe_forward,\n"
     "nfe_backward (regularizers' own evaluations and VJPs included),\n"
     "steps_accepted, steps_rejected, time_s); every eval_every iterations\n"
     "and at the end one more with test_loss (classification also\n"
@@ -101,6 +104,9 @@ const char cli_train_help[] =
     "                               it once)\n"
     "      --quiet                  no progress or evaluation lines\n"
     "      --summary-json FILE      write a summary as one JSON object\n"
+    "                               (with regularizers also reg_NAME.mean,\n"
+    "                               .weighted_mean, .ratio_mean: means over\n"
+    "                               the iterations this invocation ran)\n"
     "  -h, --help                   show this help\n"
     "\n"
     "Exit status: 0 success, 1 training or an output failed, 2 bad usage,\n"
@@ -406,10 +412,19 @@ static void metrics_step(FILE *fp, const nde_trainer *tr,
         fputs(", \"reg\": ", fp);
         cli_json_double(fp, m->reg);
     }
+    if (nreg > 0) {
+        fputs(", \"data_loss\": ", fp);
+        cli_json_double(fp, m->data_loss);
+    }
     for (size_t i = 0; i < nreg; i++) {
         const char *name = nde_trainer_regularizer(tr, i, &value);
+        const double wr = nde_trainer_regularizer_weight(tr, i) * value;
         fprintf(fp, ", \"reg_%s\": ", name);
         cli_json_double(fp, value);
+        fprintf(fp, ", \"reg_%s.weighted\": ", name);
+        cli_json_double(fp, wr);
+        fprintf(fp, ", \"reg_%s.ratio\": ", name);
+        cli_json_double(fp, wr / m->data_loss);
     }
     fprintf(fp,
             ", \"nfe_forward\": %ld, \"nfe_backward\": %ld, "
@@ -433,13 +448,53 @@ static void metrics_eval(FILE *fp, long iteration, const nde_eval_result *e)
     fputs("}\n", fp);
 }
 
+/* Sums over this invocation's iterations of each regularizer's R, w * R
+ * and w * R / data loss, for their means in the summary. */
+enum { REG_VALUE, REG_WEIGHTED, REG_RATIO, REG_NSUMS };
+
 typedef struct summary {
     long iterations;
     const nde_train_totals *tot;
     nde_eval_result eval;
     double final_loss;
     int status;
+    const nde_trainer *tr;
+    double *reg_sum;      /* REG_NSUMS per regularizer */
+    long reg_count;       /* iterations summed */
 } summary;
+
+static void summary_add(summary *s, const nde_train_step *m)
+{
+    const size_t nreg = nde_trainer_nregularizers(s->tr);
+    double value, wr, *sum;
+
+    for (size_t i = 0; i < nreg; i++) {
+        nde_trainer_regularizer(s->tr, i, &value);
+        wr = nde_trainer_regularizer_weight(s->tr, i) * value;
+        sum = s->reg_sum + REG_NSUMS * i;
+        sum[REG_VALUE] += value;
+        sum[REG_WEIGHTED] += wr;
+        sum[REG_RATIO] += wr / m->data_loss;
+    }
+    s->reg_count++;
+}
+
+static void summary_regs(FILE *fp, const summary *s)
+{
+    static const char *const suffix[REG_NSUMS] = {"mean", "weighted_mean",
+                                                  "ratio_mean"};
+    const size_t nreg = s->tr ? nde_trainer_nregularizers(s->tr) : 0;
+
+    for (size_t i = 0; i < nreg; i++)
+        for (size_t k = 0; k < REG_NSUMS; k++) {
+            fprintf(fp, ", \"reg_%s.%s\": ",
+                    nde_trainer_regularizer(s->tr, i, NULL), suffix[k]);
+            cli_json_double(fp, s->reg_count
+                                    ? s->reg_sum[REG_NSUMS * i + k] /
+                                          (double)s->reg_count
+                                    : NAN);
+        }
+}
 
 static int write_summary(const char *path, const summary *s)
 {
@@ -463,6 +518,7 @@ static int write_summary(const char *path, const summary *s)
     fprintf(o.fp, ", \"predict_nfe\": %ld, \"predict_time_s\": ",
             s->eval.nfe);
     cli_json_double(o.fp, s->eval.time_s);
+    summary_regs(o.fp, s);
     fprintf(o.fp, ", \"status\": \"%s\", \"status_code\": %d}\n",
             nde_status_name(s->status), s->status);
     return cli_outfile_commit(&o);
@@ -628,6 +684,13 @@ int cli_train(int argc, char **argv)
     }
     set = nde_trainer_settings(tr);
     sum.tot = nde_trainer_totals(tr);
+    sum.tr = tr;
+    if (!(sum.reg_sum = calloc(REG_NSUMS * nde_trainer_nregularizers(tr) + 1,
+                               sizeof *sum.reg_sum))) {
+        cli_error("out of memory");
+        code = CLI_EXIT_FAILURE;
+        goto done;
+    }
     {
         /* --resume CKPT may be the checkpoint this run replaces. */
         cli_file files[10] = {{"the config", a.config, 0, 0},
@@ -665,6 +728,7 @@ int cli_train(int argc, char **argv)
         if (rc != NDE_OK)
             break;
         sum.final_loss = m.loss;
+        summary_add(&sum, &m);
         if (set->eval_every > 0 && m.iteration % set->eval_every == 0) {
             if ((rc = nde_trainer_evaluate(tr, &sum.eval)) != NDE_OK)
                 break;
@@ -732,6 +796,7 @@ int cli_train(int argc, char **argv)
 done:
     if (metrics)
         fclose(metrics);
+    free(sum.reg_sum);
     nde_trainer_destroy(tr);
     nde_config_destroy(cfg);
     nde_ctx_destroy(ctx);

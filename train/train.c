@@ -230,6 +230,7 @@ static int push_regularizer(nde_trainer *tr, const char *name,
     g->r = r;
     g->w = *w;
     g->value = NAN;
+    g->weight = NAN;
     tr->nregs++;
     return NDE_OK;
 }
@@ -482,6 +483,7 @@ static int regs_after(nde_trainer *tr, const nde_solve_opts *o,
                                  "outside the solve [%g, %g]", g->name, c,
                                  out.ct ? out.ct[c].t : NAN, t0, t1s);
         g->value = out.value;
+        g->weight = in.weight;
         g->ct = out.ct;
         g->nct = out.nct;
         *reg += in.weight * out.value;
@@ -916,6 +918,7 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
     o.record = grad || tr->nregs ? traj : NULL;
     memset(st, 0, sizeof *st);
     tr->reg_total = 0.0;
+    tr->data_loss = NAN;
     if ((rc = nde_solver_set_batch(tr->solver, tr->B)) != NDE_OK)
         return rc;
     t1 = t1s = b->tsave[T - 1];
@@ -967,6 +970,7 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
     if (!isfinite(*loss))
         return nde_error(tr->ctx, NDE_ENONFINITE,
                          "the loss is not finite (%g)", *loss);
+    tr->data_loss = *loss;
     if (tr->nregs) {
         const nde_regularizer_saves sv = {T, tk, tr->ysave};
         if ((rc = regs_after(tr, &o, traj, theta, t0, t1s, &sv, st, &reg)) !=
@@ -1058,10 +1062,12 @@ int nde_trainer_step(nde_trainer *tr, nde_train_step *m)
     m->grad_norm = NAN;
     memset(&st, 0, sizeof st);
     tr->reg_total = 0.0;
+    tr->data_loss = NAN;
     if ((rc = sample_batch(tr)) == NDE_OK)
         rc = loss_grad(tr, tr->adj, tr->traj, tr->theta, &m->loss, tr->grad,
                        &st);
     m->reg = tr->reg_total;
+    m->data_loss = tr->data_loss;
     m->nfe_forward = st.nfe;
     m->nfe_backward = st.nfe_backward;
     m->steps_accepted = st.steps_accepted;
@@ -1255,6 +1261,11 @@ const char *nde_trainer_regularizer(const nde_trainer *tr, size_t i,
     if (value)
         *value = tr->regs[i].value;
     return tr->regs[i].name;
+}
+
+double nde_trainer_regularizer_weight(const nde_trainer *tr, size_t i)
+{
+    return i < tr->nregs ? tr->regs[i].weight : NAN;
 }
 
 int nde_trainer_add_regularizer(nde_trainer *tr, const char *name,

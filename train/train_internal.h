@@ -14,6 +14,7 @@ typedef struct nde_train_reg {
     nde_weight_schedule w;
     size_t first, nextra;      /* its extra save times in extra_t         */
     double value;              /* R of the last training solve            */
+    double weight;             /* its weight in that solve                */
     const nde_cotangent *ct;   /* its cotangents of the last solve        */
     size_t nct;
 } nde_train_reg;
@@ -73,6 +74,7 @@ struct nde_trainer {
     nde_cotangent *ct_all;     /* the loss's and the regularizers'        */
     size_t ct_cap;
     double reg_total;          /* weighted sum of the last training solve */
+    double data_loss;          /* the task's loss of that solve, no reg   */
 };
 
 #endif

@@ -33,18 +33,26 @@
 #include "ab_plot.h"
 #include "abstats.h"
 #include "cli.h"
+#include "sweep.h"
 #include "nde/train.h"
 
 const char cli_ab_help[] =
     "Usage: nde ab CONFIG [-o DIR] [-j N] [--arm NAME:KEY=VALUE,...]...\n"
-    "              [--seeds 1,2,3]\n"
+    "              [--seeds 1,2,3] [--sweep [ARM:]KEY=LO:HI:N]\n"
     "\n"
     "A/B test config variations. CONFIG holds\n"
     "  [ab]        base = the config every arm starts from (relative to\n"
     "              CONFIG's directory), seeds = 1, 2, 3, 4, 5,\n"
     "              baseline = an arm name, metrics = summary keys to report\n"
     "              (default test_loss, predict_nfe, predict_time_s,\n"
-    "              train_time_s, train_nfe_forward)\n"
+    "              train_time_s, train_nfe_forward; also reg_NAME.mean,\n"
+    "              reg_NAME.weighted_mean, reg_NAME.ratio_mean: a\n"
+    "              regularizer's R, weight * R and weight * R / data loss\n"
+    "              averaged over the run), sweep_cost = the summary key\n"
+    "              --sweep cuts (default predict_nfe), sweep_quality = the\n"
+    "              one that must not get worse (default auto: test_accuracy\n"
+    "              when the runs have it, else test_loss; only\n"
+    "              test_accuracy is better higher)\n"
     "  [arm.NAME]  overrides SECTION.KEY = VALUE of the base, in order (none:\n"
     "              the base as it is), e.g. regularizer.local.plugin = local;\n"
     "              SECTION = with nothing after '=' empties a section of the\n"
@@ -71,6 +79,25 @@ const char cli_ab_help[] =
     "p-value). Written as a table on stdout, DIR/ab.json (every run's\n"
     "summary, the effective config of each arm) and the plots in DIR.\n"
     "\n"
+    "Picking a weight: --sweep KEY=LO:HI:N (e.g.\n"
+    "regularizer.local.weight=1e-3:1e3:7) runs the baseline and, instead of\n"
+    "the other arms, one arm per value: N values from LO to HI, evenly\n"
+    "spaced in log, LO and HI exact (LO > 0; N = 1 needs HI = LO). Each is\n"
+    "the overrides of ARM plus KEY=value, named ARM@value; without ARM:,\n"
+    "ARM is the arm that sets KEY, else the one that sets keys of KEY's\n"
+    "section (e.g. regularizer.local.plugin), else the baseline (several\n"
+    "such arms: name one). Where ARM's config has KEY, it must be a\n"
+    "number. The report adds per value the sweep_cost and sweep_quality\n"
+    "ratios to the baseline, the quality's p-value, for a\n"
+    "regularizer.NAME.weight its reg_NAME.ratio_mean, and a verdict; it\n"
+    "recommends the value with the lowest mean cost below the baseline's\n"
+    "whose quality is not significantly worse (p >= 0.05, or better), or\n"
+    "says that none qualifies (ab.json \"sweep\"; DIR/frontier.png and\n"
+    ".svg: mean cost against mean quality per value, min-max over seeds).\n"
+    "With 2-3 seeds a much worse quality can be not significant: read the\n"
+    "ratio and its interval, add seeds. Runs are kept by arm name: sweep\n"
+    "another key of the same arm into another DIR.\n"
+    "\n"
     "Options:\n"
     "  -o, --output DIR      run directory (default: CONFIG without .ini)\n"
     "  -j, --jobs N          runs at a time (default: the number of cores)\n"
@@ -78,6 +105,8 @@ const char cli_ab_help[] =
     "                        [arm.NAME] (values without commas: one\n"
     "                        unset=SECTION.KEY per item)\n"
     "      --seeds LIST      seeds instead of [ab] seeds, e.g. 1,2,3\n"
+    "      --sweep [ARM:]KEY=LO:HI:N  sweep KEY over N log-spaced values\n"
+    "                        (see above)\n"
     "  -h, --help            show this help\n"
     "\n"
     "Exit status: 0 every run succeeded, 1 a run or an output failed (the\n"
@@ -93,7 +122,15 @@ static const nde_key ab_keys[] = {
      "test_loss, predict_nfe, predict_time_s, train_time_s, "
      "train_nfe_forward",
      "summary keys reported"},
+    {"sweep_cost", NDE_KEY_WORD, "predict_nfe",
+     "--sweep: the summary number to cut (lower is better)"},
+    {"sweep_quality", NDE_KEY_WORD, "auto",
+     "--sweep: the summary number that must not get significantly worse "
+     "(auto: test_accuracy when the runs have it, else test_loss)"},
     {NULL, 0, NULL, NULL}};
+
+/* A sweep's value qualifies unless its quality is worse with p below. */
+#define SWEEP_ALPHA 0.05
 
 /* Arm sections: every key is an override, checked when composed. */
 static const nde_key arm_keys[] = {
@@ -151,6 +188,12 @@ typedef struct ab_plan {
     size_t narms;
     long jobs;
     int lock_fd;   /* DIR/.lock, held while the runs go on; -1 before */
+    /* --sweep: key NULL when none; arms[0] is then the baseline and
+     * arms[1 + i] the arm of value i */
+    ab_sweep sweep;
+    const char *sweep_text;  /* as given */
+    char *sweep_arm;         /* the arm the values went on */
+    char *cost, *quality;    /* [ab] sweep_cost, sweep_quality */
 } ab_plan;
 
 static volatile sig_atomic_t interrupted;
@@ -199,6 +242,49 @@ static char *xprintf(const char *fmt, ...)
     vsnprintf(s, (size_t)n + 1, fmt, ap);
     va_end(ap);
     return s;
+}
+
+/* A number of `nde train --summary-json`: one of summary_numbers or a
+ * regularizer's mean (reg_NAME.mean, .weighted_mean, .ratio_mean). */
+static int is_summary_number(const char *name)
+{
+    static const char *const reg_means[] = {".mean", ".weighted_mean",
+                                            ".ratio_mean", NULL};
+    const char *dot = strchr(name, '.'), *c;
+    size_t k;
+
+    for (k = 0; summary_numbers[k]; k++)
+        if (strcmp(name, summary_numbers[k]) == 0)
+            return 1;
+    if (strncmp(name, "reg_", 4) != 0 || !dot || dot == name + 4)
+        return 0;
+    for (c = name + 4; c < dot; c++)
+        if (!(islower((unsigned char)*c) || isdigit((unsigned char)*c) ||
+              *c == '_'))
+            return 0;
+    for (k = 0; reg_means[k]; k++)
+        if (strcmp(dot, reg_means[k]) == 0)
+            return 1;
+    return 0;
+}
+
+/* name of [ab] key is a summary number, else a message naming it; 0 or
+ * -1. */
+static int check_summary_number(nde_section *sec, const char *key,
+                                 const char *name, nde_ctx *ctx)
+{
+    const char *hint;
+
+    if (is_summary_number(name))
+        return 0;
+    hint = nde_suggest(name, summary_numbers);
+    nde_section_error(sec, key, ctx,
+                      "'%s' is not a summary number (e.g. test_loss, "
+                      "predict_nfe, reg_NAME.ratio_mean)%s%s%s",
+                      name, hint ? "; did you mean '" : "", hint ? hint : "",
+                      hint ? "'?" : "");
+    cli_fail(ctx, NDE_ECONFIG);
+    return -1;
 }
 
 static int name_valid(const char *s)
@@ -355,7 +441,7 @@ static int read_ab_config(ab_plan *p, const char *path, int seeds_given,
     const nde_key *const arm_tables[] = {arm_keys, NULL};
     nde_config *cfg = nde_config_create();
     nde_section *sec;
-    const char *base, *baseline;
+    const char *base, *baseline, *cost, *quality;
     char *dir;
     size_t i, k;
     int rc, code = CLI_EXIT_USAGE;
@@ -371,26 +457,24 @@ static int read_ab_config(ab_plan *p, const char *path, int seeds_given,
         (rc = nde_get_string(sec, "baseline", &baseline, ctx)) != NDE_OK ||
         (rc = nde_get_words(sec, "metrics", &p->metrics, &p->nmetrics,
                             ctx)) != NDE_OK ||
+        (rc = nde_get_string(sec, "sweep_cost", &cost, ctx)) != NDE_OK ||
+        (rc = nde_get_string(sec, "sweep_quality", &quality, ctx)) !=
+            NDE_OK ||
         (!seeds_given && (rc = nde_get_longs(sec, "seeds", &p->seeds,
                                              &p->nseeds, ctx)) != NDE_OK)) {
         cli_fail(ctx, rc);
         goto done;
     }
     p->baseline = xstrdup(baseline);
-    for (i = 0; i < p->nmetrics; i++) {
-        for (k = 0; summary_numbers[k]; k++)
-            if (strcmp(p->metrics[i], summary_numbers[k]) == 0)
-                break;
-        if (!summary_numbers[k]) {
-            const char *hint = nde_suggest(p->metrics[i], summary_numbers);
-            nde_section_error(sec, "metrics", ctx,
-                              "'%s' is not a summary number%s%s%s",
-                              p->metrics[i], hint ? " (did you mean '" : "",
-                              hint ? hint : "", hint ? "'?)" : "");
-            cli_fail(ctx, NDE_ECONFIG);
+    p->cost = xstrdup(cost);
+    p->quality = xstrdup(quality);
+    for (i = 0; i < p->nmetrics; i++)
+        if (check_summary_number(sec, "metrics", p->metrics[i], ctx) != 0)
             goto done;
-        }
-    }
+    if (check_summary_number(sec, "sweep_cost", cost, ctx) != 0 ||
+        (strcmp(quality, "auto") != 0 &&
+         check_summary_number(sec, "sweep_quality", quality, ctx) != 0))
+        goto done;
     for (i = 0; !seeds_given && i < p->nseeds; i++)
         if (p->seeds[i] < 0) {
             nde_section_error(sec, "seeds", ctx, "seeds must be >= 0");
@@ -464,6 +548,150 @@ static nde_config *compose(const ab_plan *p, const ab_arm *a,
 fail:
     nde_config_destroy(cfg);
     return NULL;
+}
+
+static void free_kv(ab_kv *kv, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(kv[i].key);
+        free(kv[i].raw);
+    }
+    free(kv);
+}
+
+static void free_arm(ab_arm *a, size_t nseeds)
+{
+    for (size_t k = 0; k < a->noverrides; k++)
+        free(a->overrides[k].text);
+    for (size_t s = 0; a->runs && s < nseeds; s++) {
+        free(a->runs[s].dir);
+        free(a->runs[s].tmp);
+        free(a->runs[s].message);
+        free_kv(a->runs[s].kv, a->runs[s].nkv);
+    }
+    free(a->runs);
+    free(a->overrides);
+    free(a->name);
+    free(a->origin);
+    free(a->config_text);
+}
+
+/* The arm sets the first n characters of key: the key itself (n =
+ * strlen(key): an override KEY=...) or its section (n up to its last '.':
+ * SECTION.anything=...). */
+static int sets_key(const ab_arm *a, const char *key, size_t n)
+{
+    for (size_t i = 0; i < a->noverrides; i++)
+        if (!a->overrides[i].unset &&
+            strncmp(a->overrides[i].text, key, n) == 0 &&
+            a->overrides[i].text[n] == (key[n] ? '.' : '='))
+            return 1;
+    return 0;
+}
+
+/* The arm the sweep's values go on: ARM: when given, else the one arm
+ * that sets the key, else the one that sets keys of its section, else
+ * the baseline; NULL (printed) when ARM names no arm or several arms
+ * qualify alike. */
+static ab_arm *sweep_template(ab_plan *p)
+{
+    const ab_sweep *sw = &p->sweep;
+    const size_t section = (size_t)(strrchr(sw->key, '.') - sw->key);
+    size_t i, n = section, count = 0;
+    ab_arm *t = NULL;
+    char *names = xstrdup("");
+
+    if (sw->arm) {
+        if (!(t = find_arm(p, sw->arm)))
+            cli_error("ab: --sweep %s: '%s' names no arm", p->sweep_text,
+                      sw->arm);
+        free(names);
+        return t;
+    }
+    for (i = 0; i < p->narms; i++)
+        if (sets_key(&p->arms[i], sw->key, strlen(sw->key)))
+            n = strlen(sw->key);
+    for (i = 0; i < p->narms; i++)
+        if (sets_key(&p->arms[i], sw->key, n)) {
+            char *more = xprintf("%s%s'%s'", names, count ? ", " : "",
+                                 p->arms[i].name);
+            free(names);
+            names = more;
+            if (count++ == 0)
+                t = &p->arms[i];
+        }
+    if (count > 1) {
+        cli_error("ab: --sweep %s: arms %s all set %s%.*s: name the one to "
+                  "sweep, e.g. --sweep %s:%s", p->sweep_text, names,
+                  n == section ? "keys of " : "", (int)n, sw->key, t->name,
+                  p->sweep_text);
+        t = NULL;
+    } else if (!t)
+        t = find_arm(p, p->baseline);
+    free(names);
+    return t;
+}
+
+/* The key, where arm t's config has it, must be a number; 0 or -1
+ * (printed). */
+static int sweep_key_numeric(const ab_plan *p, const ab_arm *t, nde_ctx *ctx)
+{
+    const char *key = p->sweep.key, *dot = strrchr(key, '.');
+    char *section = strndup(key, (size_t)(dot - key));
+    nde_config *cfg = compose(p, t, NULL, ctx);
+    const nde_section *sec;
+    double v;
+    int rc = 0;
+
+    if (!cfg) {
+        cli_error("arm '%s' (%s): %s", t->name, t->origin,
+                  nde_ctx_message(ctx));
+        rc = -1;
+    } else if ((sec = nde_config_section(cfg, section)) &&
+               nde_section_has(sec, dot + 1) &&
+               nde_get_double(sec, dot + 1, &v, ctx) != NDE_OK) {
+        cli_error("ab: --sweep %s: the key is not a number in arm '%s': %s",
+                  p->sweep_text, t->name, nde_ctx_message(ctx));
+        rc = -1;
+    }
+    nde_config_destroy(cfg);
+    free(section);
+    return rc;
+}
+
+/* Replace the arms by the sweep's: the baseline, then per value an arm
+ * of t's overrides plus KEY=value named T@VALUE; an exit code. */
+static int plan_sweep(ab_plan *p, nde_ctx *ctx)
+{
+    const ab_sweep *sw = &p->sweep;
+    ab_arm *t = sweep_template(p), *arms;
+    size_t i, k, b;
+
+    if (!t || sweep_key_numeric(p, t, ctx) != 0)
+        return CLI_EXIT_USAGE;
+    p->sweep_arm = xstrdup(t->name);
+    arms = xrealloc(NULL, (sw->n + 1) * sizeof *arms);
+    memset(arms, 0, (sw->n + 1) * sizeof *arms);
+    for (i = 0; i < sw->n; i++) {
+        ab_arm *a = &arms[1 + i];
+        a->name = xprintf("%s@%s", t->name, sw->texts[i]);
+        a->origin = xprintf("--sweep %s, value %s on arm '%s'",
+                            p->sweep_text, sw->texts[i], t->name);
+        for (k = 0; k < t->noverrides; k++)
+            add_override(a, t->overrides[k].unset,
+                         xstrdup(t->overrides[k].text));
+        add_override(a, 0, xprintf("%s=%s", sw->key, sw->texts[i]));
+    }
+    for (b = 0; strcmp(p->arms[b].name, p->baseline) != 0; b++)
+        ;
+    arms[0] = p->arms[b];
+    for (i = 0; i < p->narms; i++)
+        if (i != b)
+            free_arm(&p->arms[i], 0);
+    free(p->arms);
+    p->arms = arms;
+    p->narms = sw->n + 1;
+    return CLI_EXIT_OK;
 }
 
 /* Compose every arm with the first seed and create (then destroy) its
@@ -577,15 +805,6 @@ static int parse_summary(const char *text, ab_kv **kv, size_t *n)
             return -1;
     }
     return *skip_ws(s + 1) == '\0' ? 0 : -1;
-}
-
-static void free_kv(ab_kv *kv, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(kv[i].key);
-        free(kv[i].raw);
-    }
-    free(kv);
 }
 
 static const char *kv_get(const ab_run *r, const char *key)
@@ -1084,13 +1303,18 @@ static void print_table(const ab_plan *p)
     double *x = xrealloc(NULL, p->nseeds * sizeof *x);
     double *y = xrealloc(NULL, p->nseeds * sizeof *y);
     size_t i, m, s, n, ok;
+    int aw = 22, mw = 18;  /* wider for long names, as a sweep's */
     nde_ab_compare c;
 
-    printf("%-22s %-18s %-27s %-28s %s\n", "arm (runs ok)", "metric",
+    for (i = 0; i < p->narms; i++)
+        aw = (int)fmax(aw, (double)strlen(p->arms[i].name) + 8);
+    for (m = 0; m < p->nmetrics; m++)
+        mw = (int)fmax(mw, (double)strlen(p->metrics[m]));
+    printf("%-*s %-*s %-27s %-28s %s\n", aw, "arm (runs ok)", mw, "metric",
            "mean +- sd", "ratio to baseline [95% CI]", "p");
     for (i = 0; i < p->narms; i++) {
         const ab_arm *a = &p->arms[i];
-        char head[64];
+        char head[160];
         for (ok = 0, s = 0; s < p->nseeds; s++)
             ok += a->runs[s].state == RUN_OK;
         snprintf(head, sizeof head, "%s (%zu/%zu)", a->name, ok, p->nseeds);
@@ -1113,7 +1337,7 @@ static void print_table(const ab_plan *p)
                 snprintf(ps, sizeof ps, "-");
             else
                 snprintf(ps, sizeof ps, "%.3g", c.p_value);
-            printf("%-22s %-18s %-27s %-28s %s\n", m ? "" : head,
+            printf("%-*s %-*s %-27s %-28s %s\n", aw, m ? "" : head, mw,
                    p->metrics[m], ms, rs, ps);
         }
     }
@@ -1125,6 +1349,237 @@ static void print_table(const ab_plan *p)
     fflush(stdout);
     free(x);
     free(y);
+}
+
+/* ---- the sweep's report -------------------------------------------------- */
+
+/* Per arm (arms[0] the baseline, arms[1 + i] value i): its cost and
+ * quality against the baseline, their ranges over seeds, the swept
+ * regularizer's ratio_mean, and the verdict. */
+typedef struct sweep_report {
+    const char *quality;     /* the resolved metric */
+    int higher_is_better;
+    char *scale;             /* reg_NAME.ratio_mean, NULL if the key is
+                                not a regularizer's weight */
+    nde_ab_compare *cost, *qual;
+    double (*range)[4];      /* cost min, max, quality min, max */
+    double *scale_mean;
+    nde_ab_verdict *verdict; /* for arms 1.. */
+    long best;               /* arm index, or -1 */
+} sweep_report;
+
+/* The metric's min and max over the arm's successful runs. */
+static void value_range(const ab_plan *p, const ab_arm *a, const char *metric,
+                        double *lo, double *hi)
+{
+    double *x = xrealloc(NULL, p->nseeds * sizeof *x);
+    size_t n = arm_values(p, a, metric, x);
+    *lo = n ? INFINITY : NAN;
+    *hi = n ? -INFINITY : NAN;
+    for (size_t i = 0; i < n; i++) {
+        *lo = fmin(*lo, x[i]);
+        *hi = fmax(*hi, x[i]);
+    }
+    free(x);
+}
+
+static void sweep_report_make(const ab_plan *p, sweep_report *r)
+{
+    double *x = xrealloc(NULL, p->nseeds * sizeof *x);
+    double *y = xrealloc(NULL, p->nseeds * sizeof *y);
+    const char *key = p->sweep.key, *dot = strrchr(key, '.');
+    size_t i, n;
+    nde_ab_compare c;
+
+    memset(r, 0, sizeof *r);
+    r->quality = p->quality;
+    if (strcmp(p->quality, "auto") == 0)
+        r->quality = arm_values(p, &p->arms[0], "test_accuracy", x) > 0
+                         ? "test_accuracy"
+                         : "test_loss";
+    r->higher_is_better = strcmp(r->quality, "test_accuracy") == 0;
+    /* regularizer.NAME.weight: NAME's scale against the data loss */
+    if (strncmp(key, "regularizer.", 12) == 0 && strcmp(dot, ".weight") == 0)
+        r->scale = xprintf("reg_%.*s.ratio_mean", (int)(dot - key - 12),
+                           key + 12);
+    r->cost = xrealloc(NULL, p->narms * sizeof *r->cost);
+    r->qual = xrealloc(NULL, p->narms * sizeof *r->qual);
+    r->range = xrealloc(NULL, p->narms * sizeof *r->range);
+    r->scale_mean = xrealloc(NULL, p->narms * sizeof *r->scale_mean);
+    r->verdict = xrealloc(NULL, p->narms * sizeof *r->verdict);
+    for (i = 0; i < p->narms; i++) {
+        const ab_arm *a = &p->arms[i];
+        compare(p, a, p->cost, x, y, &n, &r->cost[i]);
+        compare(p, a, r->quality, x, y, &n, &r->qual[i]);
+        value_range(p, a, p->cost, &r->range[i][0], &r->range[i][1]);
+        value_range(p, a, r->quality, &r->range[i][2], &r->range[i][3]);
+        r->scale_mean[i] = NAN;
+        if (r->scale) {
+            compare(p, a, r->scale, x, y, &n, &c);
+            r->scale_mean[i] = c.mean_x;
+        }
+        r->verdict[i] = nde_ab_judge(&r->cost[i], &r->qual[i],
+                                     r->higher_is_better, SWEEP_ALPHA);
+    }
+    r->best = nde_ab_recommend(r->cost + 1, r->qual + 1, p->narms - 1,
+                               r->higher_is_better, SWEEP_ALPHA);
+    if (r->best >= 0)
+        r->best++;
+    free(x);
+    free(y);
+}
+
+static void sweep_report_free(sweep_report *r)
+{
+    free(r->scale);
+    free(r->cost);
+    free(r->qual);
+    free(r->range);
+    free(r->scale_mean);
+    free(r->verdict);
+}
+
+static const char *verdict_name(nde_ab_verdict v)
+{
+    switch (v) {
+    case NDE_AB_QUALIFIES: return "qualifies";
+    case NDE_AB_NO_CUT: return "no cut";
+    case NDE_AB_WORSE: return "significantly worse";
+    default: return "untested (too few runs)";
+    }
+}
+
+static void print_sweep(const ab_plan *p, const sweep_report *r)
+{
+    char cost_head[64], qual_head[64];
+    size_t i, s, ok;
+
+    printf("\nsweep of %s on arm '%s' against '%s': cost %s, quality %s "
+           "(%s is better), not significantly worse: p >= %g or better\n",
+           p->sweep.key, p->sweep_arm, p->baseline, p->cost, r->quality,
+           r->higher_is_better ? "higher" : "lower", SWEEP_ALPHA);
+    snprintf(cost_head, sizeof cost_head, "%s ratio", p->cost);
+    snprintf(qual_head, sizeof qual_head, "%s ratio", r->quality);
+    printf("%-14s %-6s %-20s %-20s %-9s %-24s %s\n", "value", "runs",
+           cost_head, qual_head, "p", r->scale ? r->scale : "", "verdict");
+    for (i = 1; i < p->narms; i++) {
+        char runs[32], cr[32], qr[32], pv[32], sc[32];
+        for (ok = 0, s = 0; s < p->nseeds; s++)
+            ok += p->arms[i].runs[s].state == RUN_OK;
+        snprintf(runs, sizeof runs, "%zu/%zu", ok, p->nseeds);
+        snprintf(cr, sizeof cr, "%.3f", r->cost[i].ratio);
+        snprintf(qr, sizeof qr, "%.3f", r->qual[i].ratio);
+        snprintf(pv, sizeof pv, "%.3g", r->qual[i].p_value);
+        snprintf(sc, sizeof sc, "%.3g", r->scale_mean[i]);
+        printf("%-14s %-6s %-20s %-20s %-9s %-24s %s%s\n",
+               p->sweep.texts[i - 1], runs, cr, qr, pv, r->scale ? sc : "",
+               verdict_name(r->verdict[i]),
+               (long)i == r->best ? ", recommended" : "");
+    }
+    if (r->best > 0) {
+        const nde_ab_compare *q = &r->qual[r->best];
+        char ci[64] = "unbounded";
+        if (!isnan(q->ci95[0]))
+            snprintf(ci, sizeof ci, "[%.3g, %.3g]", q->ci95[0], q->ci95[1]);
+        /* with few seeds "not significantly worse" can hide a large
+         * ratio: its interval says how much */
+        printf("recommended: %s = %s (arm %s): %s %.3fx the baseline's, %s "
+               "%.3fx, 95%% CI %s, p %.3g\n",
+               p->sweep.key, p->sweep.texts[r->best - 1],
+               p->arms[r->best].name, p->cost, r->cost[r->best].ratio,
+               r->quality, q->ratio, ci, q->p_value);
+    } else
+        printf("recommended: none: no value of %s cut %s with a %s not "
+               "significantly worse than '%s' (see the verdicts)\n",
+               p->sweep.key, p->cost, r->quality, p->baseline);
+    fflush(stdout);
+}
+
+/* The comparison c as {"mean", "sd", "min", "max", "ratio", "p_value"}. */
+static void json_compare(FILE *f, const nde_ab_compare *c, double lo,
+                         double hi)
+{
+    fputs("{\"mean\": ", f);
+    cli_json_double(f, c->mean_x);
+    fputs(", \"sd\": ", f);
+    cli_json_double(f, c->sd_x);
+    fputs(", \"min\": ", f);
+    cli_json_double(f, lo);
+    fputs(", \"max\": ", f);
+    cli_json_double(f, hi);
+    fputs(", \"ratio_to_baseline\": ", f);
+    cli_json_double(f, c->ratio);
+    fputs(", \"p_value\": ", f);
+    cli_json_double(f, c->p_value);
+    fputc('}', f);
+}
+
+static void write_sweep_json(FILE *f, const ab_plan *p, const sweep_report *r)
+{
+    fputs(",\n \"sweep\": {\"key\": ", f);
+    json_string(f, p->sweep.key);
+    fputs(", \"arm\": ", f);
+    json_string(f, p->sweep_arm);
+    fputs(", \"cost\": ", f);
+    json_string(f, p->cost);
+    fputs(", \"quality\": ", f);
+    json_string(f, r->quality);
+    fprintf(f, ", \"quality_higher_is_better\": %s, \"alpha\": %g,\n"
+               "  \"rule\": \"the value with the lowest mean cost below "
+               "the baseline's whose quality is not significantly worse "
+               "(two-sided Welch p >= alpha, or better)\",\n  \"values\": [",
+            r->higher_is_better ? "true" : "false", SWEEP_ALPHA);
+    for (size_t i = 1; i < p->narms; i++) {
+        fputs(i > 1 ? ",\n   {\"value\": " : "\n   {\"value\": ", f);
+        cli_json_double(f, p->sweep.values[i - 1]);
+        fputs(", \"arm\": ", f);
+        json_string(f, p->arms[i].name);
+        fputs(", \"cost\": ", f);
+        json_compare(f, &r->cost[i], r->range[i][0], r->range[i][1]);
+        fputs(", \"quality\": ", f);
+        json_compare(f, &r->qual[i], r->range[i][2], r->range[i][3]);
+        if (r->scale) {
+            fprintf(f, ", \"%s\": ", r->scale);
+            cli_json_double(f, r->scale_mean[i]);
+        }
+        fputs(", \"verdict\": ", f);
+        json_string(f, verdict_name(r->verdict[i]));
+        fputc('}', f);
+    }
+    fputs("],\n  \"recommended\": ", f);
+    if (r->best > 0) {
+        fputs("{\"value\": ", f);
+        cli_json_double(f, p->sweep.values[r->best - 1]);
+        fputs(", \"arm\": ", f);
+        json_string(f, p->arms[r->best].name);
+        fputc('}', f);
+    } else
+        fputs("null", f);
+    fputc('}', f);
+}
+
+static int plot_frontier(const ab_plan *p, const sweep_report *r)
+{
+    ab_frontier_point *pts = xrealloc(NULL, p->narms * sizeof *pts);
+    char *title = xprintf("%s on arm '%s'; mean over seeds, bars: min-max; "
+                          "square: baseline '%s', ring: recommended",
+                          p->sweep.key, p->sweep_arm, p->baseline);
+    char err[1024];
+    int rc;
+
+    for (size_t i = 0; i < p->narms; i++)
+        pts[i] = (ab_frontier_point){
+            i ? p->sweep.texts[i - 1] : p->baseline,
+            r->qual[i].mean_x, r->range[i][2], r->range[i][3],
+            r->cost[i].mean_x, r->range[i][0], r->range[i][1],
+            i == 0, (long)i == r->best};
+    rc = ab_plot_frontier(p->dir, pts, p->narms, r->quality, p->cost, title,
+                          err, sizeof err);
+    if (rc != 0)
+        cli_error("ab: frontier plot: %s", err);
+    free(pts);
+    free(title);
+    return rc;
 }
 
 static void write_run(FILE *f, const ab_run *r)
@@ -1144,7 +1599,8 @@ static void write_run(FILE *f, const ab_run *r)
     fputc('}', f);
 }
 
-static int write_json(const ab_plan *p, const char *config_path)
+static int write_json(const ab_plan *p, const char *config_path,
+                      const sweep_report *sr)
 {
     char *path = xprintf("%s/ab.json", p->dir);
     double *x = xrealloc(NULL, p->nseeds * sizeof *x);
@@ -1215,7 +1671,10 @@ static int write_json(const ab_plan *p, const char *config_path)
         }
         fputs("}}", o.fp);
     }
-    fputs("]}\n", o.fp);
+    fputc(']', o.fp);
+    if (sr)
+        write_sweep_json(o.fp, p, sr);
+    fputs("}\n", o.fp);
     rc = cli_outfile_commit(&o);
 done:
     free(x);
@@ -1242,27 +1701,17 @@ static int make_plots(const ab_plan *p)
 
 static void free_plan(ab_plan *p)
 {
-    for (size_t i = 0; i < p->narms; i++) {
-        ab_arm *a = &p->arms[i];
-        for (size_t k = 0; k < a->noverrides; k++)
-            free(a->overrides[k].text);
-        for (size_t s = 0; a->runs && s < p->nseeds; s++) {
-            free(a->runs[s].dir);
-            free(a->runs[s].tmp);
-            free(a->runs[s].message);
-            free_kv(a->runs[s].kv, a->runs[s].nkv);
-        }
-        free(a->runs);
-        free(a->overrides);
-        free(a->name);
-        free(a->origin);
-        free(a->config_text);
-    }
+    for (size_t i = 0; i < p->narms; i++)
+        free_arm(&p->arms[i], p->nseeds);
     free(p->arms);
     free(p->base);
     free(p->dir);
     free(p->seeds);
     free(p->baseline);
+    free(p->cost);
+    free(p->quality);
+    free(p->sweep_arm);
+    ab_sweep_free(&p->sweep);
     nde_strings_free(p->metrics);
     if (p->lock_fd >= 0)
         close(p->lock_fd);
@@ -1271,6 +1720,7 @@ static void free_plan(ab_plan *p)
 int cli_ab(int argc, char **argv)
 {
     ab_plan p;
+    sweep_report sweep;
     nde_ctx *ctx = NULL;
     const char *config = NULL, *dir = NULL, *seeds = NULL, *v;
     const char **arm_opts;
@@ -1279,6 +1729,7 @@ int cli_ab(int argc, char **argv)
     char *end;
 
     memset(&p, 0, sizeof p);
+    memset(&sweep, 0, sizeof sweep);
     p.lock_fd = -1;
     for (i = 1; i < (size_t)argc; i++)
         if (cli_is_help(argv[i])) {
@@ -1308,6 +1759,20 @@ int cli_ab(int argc, char **argv)
         else if (!missing && (v = cli_option_value(argc, argv, &j, NULL,
                                                    "--seeds", &missing)))
             seeds = v;
+        else if (!missing && (v = cli_option_value(argc, argv, &j, NULL,
+                                                   "--sweep", &missing))) {
+            char why[256];
+            if (p.sweep_text) {
+                cli_error("ab: --sweep is given twice ('%s', '%s'): one "
+                          "key at a time", p.sweep_text, v);
+                goto done;
+            }
+            p.sweep_text = v;
+            if (ab_sweep_parse(v, &p.sweep, why, sizeof why) != 0) {
+                cli_error("ab: --sweep %s", why);
+                goto done;
+            }
+        }
         else if (missing) {
             cli_error("ab: option '%s' needs a value (try `nde ab --help`)",
                       arg);
@@ -1355,6 +1820,8 @@ int cli_ab(int argc, char **argv)
                   p.baseline);
         goto done;
     }
+    if (p.sweep.key && (code = plan_sweep(&p, ctx)) != CLI_EXIT_OK)
+        goto done;
     if ((code = validate_arms(&p, ctx)) != CLI_EXIT_OK)
         goto done;
 
@@ -1389,9 +1856,16 @@ int cli_ab(int argc, char **argv)
     if (failed)
         cli_error("ab: %d of %zu runs failed (listed above and in "
                   "%s/ab.json)", failed, p.narms * p.nseeds, p.dir);
-    if (write_json(&p, config) != 0 || make_plots(&p) != 0 || failed)
+    if (p.sweep.key) {
+        sweep_report_make(&p, &sweep);
+        print_sweep(&p, &sweep);
+    }
+    if (write_json(&p, config, p.sweep.key ? &sweep : NULL) != 0 ||
+        make_plots(&p) != 0 || (p.sweep.key && plot_frontier(&p, &sweep)) ||
+        failed)
         code = CLI_EXIT_FAILURE;
 done:
+    sweep_report_free(&sweep);
     free(arm_opts);
     free_plan(&p);
     nde_ctx_destroy(ctx);

@@ -10,6 +10,10 @@
  *          style, linear scale.
  * predict: one point per finished run (summary.json): prediction NFE and
  *          prediction time against test loss, the baseline arm as squares.
+ * frontier (nde ab --sweep, from the caller's numbers): per swept value
+ *          the mean cost against the mean quality, min-max over seeds as
+ *          error bars, labelled with the value, joined in sweep order;
+ *          the baseline a square, the recommended value ringed.
  *
  * With more than CURVE_MAX_POINTS iterations, each run's values are first
  * averaged over windows of ceil(iterations / CURVE_MAX_POINTS) consecutive
@@ -56,6 +60,7 @@ enum { COL_BG = 0, COL_FG = 1, COL_GRID = 2, COL_ARM = 3 };
 /* Point markers, drawn as text (both devices render Unicode). */
 #define MARK_ARM "\u25cf"          /* black circle */
 #define MARK_BASELINE "\u25a0"     /* black square */
+#define MARK_RING "\u25ef"         /* large circle: the recommended point */
 
 /* Okabe & Ito (2008), "Color Universal Design": colours told apart also by
  * colour-blind readers (their yellow replaced by a dark grey, which reads
@@ -1017,5 +1022,169 @@ int ab_plot(const char *dir, const char *const *arms, size_t narms,
 out:
     free(scratch);
     free_arms(pd.arms, narms, nseeds);
+    return rc;
+}
+
+/* ------------------------------------------------------------ frontier */
+
+typedef struct frontier_data {
+    ab_frontier_point *pts;  /* log10 already taken on a log axis */
+    size_t n;
+    const char *xname, *yname, *title;
+    int logx, logy;
+} frontier_data;
+
+/* Points of the sweep closer than 1% of the ranges share one label. */
+static int same_place(const ab_frontier_point *a, const ab_frontier_point *b,
+                      double xspan, double yspan)
+{
+    return !a->baseline && !b->baseline && fabs(a->x - b->x) < 0.01 * xspan &&
+           fabs(a->y - b->y) < 0.01 * yspan;
+}
+
+static void draw_frontier(const void *arg)
+{
+    const frontier_data *fd = arg;
+    double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY,
+           ymax = -INFINITY, dx;
+    PLFLT lx[fd->n ? fd->n : 1], ly[fd->n ? fd->n : 1];
+    PLINT nl = 0;
+    char xlab[160], ylab[160], label[512];
+
+    for (size_t i = 0; i < fd->n; i++) {
+        const ab_frontier_point *q = &fd->pts[i];
+        xmin = fmin(xmin, fmin(q->xlo, q->x));
+        xmax = fmax(xmax, fmax(q->xhi, q->x));
+        ymin = fmin(ymin, fmin(q->ylo, q->y));
+        ymax = fmax(ymax, fmax(q->yhi, q->y));
+    }
+    pad_range(&xmin, &xmax, 0.12);
+    pad_range(&ymin, &ymax, 0.08);
+    dx = 0.012 * (xmax - xmin);
+    pladv(0);
+    plvpor(0.10, 0.95, 0.11, 0.86);
+    plwind(xmin, xmax, ymin, ymax);
+    plcol0(COL_GRID);
+    plwidth(0.5);
+    plbox(fd->logx ? "gl" : "g", 0.0, 0, fd->logy ? "gl" : "g", 0.0, 0);
+    plwidth(1.0);
+    for (size_t i = 0; i < fd->n; i++)
+        if (!fd->pts[i].baseline) {
+            lx[nl] = fd->pts[i].x;
+            ly[nl++] = fd->pts[i].y;
+        }
+    plcol0(COL_ARM);
+    if (nl > 1)
+        plline(nl, lx, ly);
+    for (size_t i = 0; i < fd->n; i++) {
+        const ab_frontier_point *q = &fd->pts[i];
+        PLFLT x = q->x, y = q->y, xlo = q->xlo, xhi = q->xhi, ylo = q->ylo,
+              yhi = q->yhi;
+
+        plcol0(q->baseline ? COL_ARM + 1 : COL_ARM);
+        plerrx(1, &xlo, &xhi, &y);
+        plerry(1, &x, &ylo, &yhi);
+        plschr(0.0, (q->baseline ? 1.3 : 1.0) * CHAR_SCALE);
+        plstring(1, &x, &y, q->baseline ? MARK_BASELINE : MARK_ARM);
+        if (q->recommended) {
+            plcol0(COL_ARM + 2);
+            plschr(0.0, 2.4 * CHAR_SCALE);
+            plstring(1, &x, &y, MARK_RING);
+        }
+        plschr(0.0, CHAR_SCALE);
+        plcol0(COL_FG);
+        /* the baseline's label on the left: the smallest values sit
+         * next to it */
+        if (q->baseline) {
+            plptex(x - dx, y, 1.0, 0.0, 1.0, q->label);
+            continue;
+        }
+        label[0] = '\0';
+        for (size_t k = 0; k < fd->n; k++) {
+            if (!same_place(q, &fd->pts[k], xmax - xmin, ymax - ymin))
+                continue;
+            if (k < i)
+                break;  /* labelled with an earlier point */
+            snprintf(label + strlen(label), sizeof label - strlen(label),
+                     "%s%s", label[0] ? ", " : "", fd->pts[k].label);
+        }
+        if (label[0])
+            plptex(x + dx, y, 1.0, 0.0, 0.0, label);
+    }
+    plcol0(COL_FG);
+    plbox(fd->logx ? "bcnstl" : "bcnst", 0.0, 0,
+          fd->logy ? "bcnstvl" : "bcnstv", 0.0, 0);
+    snprintf(xlab, sizeof xlab, "%s%s", fd->xname,
+             fd->logx ? " (log scale)" : "");
+    snprintf(ylab, sizeof ylab, "%s%s", fd->yname,
+             fd->logy ? " (log scale)" : "");
+    pllab(xlab, ylab, "Sweep frontier");
+    plschr(0.0, 0.8 * CHAR_SCALE);
+    plmtex("t", 0.8, 0.5, 0.5, fd->title);
+    plschr(0.0, CHAR_SCALE);
+}
+
+int ab_plot_frontier(const char *dir, const ab_frontier_point *pts,
+                     size_t n, const char *xname, const char *yname,
+                     const char *title, char *err, size_t errlen)
+{
+    static const char *const devices[2][2] = {
+        {"pngcairo", "png"}, {"svg", "svg"},
+    };
+    frontier_data fd = {NULL, 0, xname, yname, title, 0, 0};
+    double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
+    int rc = -1, xnonpos = 0, ynonpos = 0;
+
+    if (err && errlen)
+        err[0] = '\0';
+    if (!(fd.pts = malloc((n ? n : 1) * sizeof *fd.pts))) {
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const ab_frontier_point *q = &pts[i];
+        if (!isfinite(q->x) || !isfinite(q->y))
+            continue;
+        fd.pts[fd.n++] = *q;
+        xlo = fmin(xlo, q->xlo);
+        xhi = fmax(xhi, q->xhi);
+        ylo = fmin(ylo, q->ylo);
+        yhi = fmax(yhi, q->yhi);
+        xnonpos |= !(q->xlo > 0.0);
+        ynonpos |= !(q->ylo > 0.0);
+    }
+    if (fd.n == 0) {
+        set_err(err, errlen, "%s: no swept value has a finite %s and %s "
+                "to plot", dir, xname, yname);
+        goto out;
+    }
+    fd.logx = !xnonpos && spans_decade(xlo, xhi);
+    fd.logy = !ynonpos && spans_decade(ylo, yhi);
+    for (size_t i = 0; i < fd.n; i++) {
+        ab_frontier_point *q = &fd.pts[i];
+        if (fd.logx) {
+            q->x = log10(q->x);
+            q->xlo = log10(q->xlo);
+            q->xhi = log10(q->xhi);
+        }
+        if (fd.logy) {
+            q->y = log10(q->y);
+            q->ylo = log10(q->ylo);
+            q->yhi = log10(q->yhi);
+        }
+    }
+    for (int d = 0; d < 2; d++)
+        if (!have_device(devices[d][0])) {
+            set_err(err, errlen, "%s: PLplot has no %s device (install "
+                    "plplot-driver-cairo)", dir, devices[d][0]);
+            goto out;
+        }
+    for (int d = 0; d < 2; d++)
+        if (render(dir, "frontier", devices[d][1], devices[d][0],
+                   draw_frontier, &fd, err, errlen) != 0)
+            goto out;
+    rc = 0;
+out:
+    free(fd.pts);
     return rc;
 }

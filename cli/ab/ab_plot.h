@@ -22,4 +22,23 @@ int ab_plot(const char *dir, const char *const *arms, size_t narms,
             const long *seeds, size_t nseeds, const char *baseline,
             char *err, size_t errlen);
 
+/* One point of a sweep's frontier: an arm's cost (e.g. prediction NFE)
+ * against its quality metric (e.g. test loss) over its seeds. */
+typedef struct ab_frontier_point {
+    const char *label;       /* drawn beside the point, e.g. the weight */
+    double x, xlo, xhi;      /* quality: mean, min and max over seeds   */
+    double y, ylo, yhi;      /* cost: the same                          */
+    int baseline;            /* a square, not on the sweep's line       */
+    int recommended;         /* ringed                                  */
+} ab_frontier_point;
+
+/* Write dir/frontier.{png,svg}: the points with their min-max spread as
+ * error bars, the non-baseline ones joined in the given order, axes named
+ * xname and yname (log where the values span a decade), title the plot's
+ * subtitle. Points with a non-finite mean are left out. 0, or non-zero
+ * with a message in err. Not thread-safe. */
+int ab_plot_frontier(const char *dir, const ab_frontier_point *pts,
+                     size_t n, const char *xname, const char *yname,
+                     const char *title, char *err, size_t errlen);
+
 #endif

@@ -84,3 +84,34 @@ void nde_ab_compare_means(const double *x, size_t nx, const double *y,
     out->ci95[0] = (mx * my - q * sqrt(disc)) / den;
     out->ci95[1] = (mx * my + q * sqrt(disc)) / den;
 }
+
+nde_ab_verdict nde_ab_judge(const nde_ab_compare *cost,
+                            const nde_ab_compare *quality,
+                            int higher_is_better, double alpha)
+{
+    const double d = quality->mean_x - quality->mean_y;
+
+    if (isnan(cost->mean_x) || isnan(cost->mean_y) ||
+        isnan(quality->p_value))
+        return NDE_AB_UNTESTED;
+    if (!(cost->mean_x < cost->mean_y))
+        return NDE_AB_NO_CUT;
+    /* worse: on the wrong side of the baseline and significant */
+    if (quality->p_value < alpha && (higher_is_better ? d < 0 : d > 0))
+        return NDE_AB_WORSE;
+    return NDE_AB_QUALIFIES;
+}
+
+long nde_ab_recommend(const nde_ab_compare *cost,
+                      const nde_ab_compare *quality, size_t n,
+                      int higher_is_better, double alpha)
+{
+    long best = -1;
+
+    for (size_t i = 0; i < n; i++)
+        if (nde_ab_judge(&cost[i], &quality[i], higher_is_better, alpha) ==
+                NDE_AB_QUALIFIES &&
+            (best < 0 || cost[i].mean_x < cost[best].mean_x))
+            best = (long)i;
+    return best;
+}

@@ -35,6 +35,28 @@ typedef struct nde_ab_compare {
 void nde_ab_compare_means(const double *x, size_t nx, const double *y,
                           size_t ny, nde_ab_compare *out);
 
+/* How a candidate of a sweep stands against the baseline, given its
+ * comparisons of a cost (lower is better, e.g. predict_nfe) and of a
+ * quality metric (test_loss: lower is better; test_accuracy: higher). */
+typedef enum nde_ab_verdict {
+    NDE_AB_QUALIFIES,  /* cuts the cost, quality not significantly worse */
+    NDE_AB_NO_CUT,     /* mean cost not below the baseline's              */
+    NDE_AB_WORSE,      /* quality worse with p < alpha                    */
+    NDE_AB_UNTESTED    /* no cost mean or no p-value for the quality
+                          (no run, or n < 2 somewhere)                   */
+} nde_ab_verdict;
+
+nde_ab_verdict nde_ab_judge(const nde_ab_compare *cost,
+                            const nde_ab_compare *quality,
+                            int higher_is_better, double alpha);
+
+/* The sweep's recommendation: of the n candidates, the one that
+ * qualifies (nde_ab_judge) with the lowest mean cost, i.e. the largest
+ * cut (the first of equals); -1 when none qualifies. */
+long nde_ab_recommend(const nde_ab_compare *cost,
+                      const nde_ab_compare *quality, size_t n,
+                      int higher_is_better, double alpha);
+
 #ifdef __cplusplus
 }
 #endif

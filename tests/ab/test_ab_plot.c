@@ -314,6 +314,63 @@ START_TEST(bad_directory)
 }
 END_TEST
 
+/* PLplot's SVG device writes each character as &#xHH;. */
+static int svg_has_text(const char *svg, const char *text)
+{
+    char enc[1024] = "";
+
+    for (const char *c = text; *c; c++)
+        snprintf(enc + strlen(enc), sizeof enc - strlen(enc), "&#x%x;",
+                 (unsigned char)*c);
+    return strstr(svg, enc) != NULL;
+}
+
+/* A sweep's frontier: every finite point labelled (points at one place
+ * with one label), the axes named; a point without a mean is left out;
+ * nothing to draw is an error. */
+START_TEST(frontier)
+{
+    const ab_frontier_point pts[] = {
+        {"plain", 0.02, 0.015, 0.03, 1600, 1580, 1620, 1, 0},
+        {"0.001", 0.021, 0.016, 0.03, 1590, 1570, 1610, 0, 0},
+        {"0.01", 0.021, 0.016, 0.03, 1591, 1570, 1610, 0, 0},
+        {"0.1", 0.025, 0.02, 0.031, 900, 850, 960, 0, 1},
+        {"1000", 0.6, 0.4, 0.9, 120, 100, 150, 0, 0},
+        {"nan", NAN, NAN, NAN, 100, 90, 110, 0, 0},
+    };
+    static const char *const labels[] = {"plain", "0.001, 0.01", "0.1",
+                                         "1000",
+                                         "test_loss", "predict_nfe",
+                                         "weight sweep"};
+    char *dir = make_tmpdir(), path[4200], err[512] = "";
+    unsigned rgb[3];
+    char *svg;
+
+    ck_assert_msg(ab_plot_frontier(dir, pts, 6, "test_loss", "predict_nfe",
+                                   "weight sweep", err, sizeof err) == 0,
+                  "ab_plot_frontier: %s", err);
+    snprintf(path, sizeof path, "%s/frontier.png", dir);
+    check_png(path, rgb);
+    ck_assert(rgb[0] == 255 && rgb[1] == 255 && rgb[2] == 255);
+    snprintf(path, sizeof path, "%s/frontier.svg", dir);
+    ck_assert_ptr_nonnull(svg = test_read_file(path, NULL));
+    ck_assert_msg(strstr(svg, "</svg>") != NULL, "%s: cut", path);
+    for (size_t k = 0; k < sizeof labels / sizeof *labels; k++)
+        ck_assert_msg(svg_has_text(svg, labels[k]), "%s does not show %s",
+                      path, labels[k]);
+    ck_assert_msg(!svg_has_text(svg, "nan"), "%s draws the NAN point",
+                  path);
+    free(svg);
+    remove_tree(dir);
+    /* nothing finite: an error and no file */
+    ck_assert_int_ne(ab_plot_frontier(dir, pts + 5, 1, "test_loss",
+                                      "predict_nfe", "", err, sizeof err),
+                     0);
+    ck_assert_msg(strstr(err, "no swept value") != NULL, "%s", err);
+    free(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ab_plot");
@@ -325,6 +382,7 @@ int main(void)
     tcase_add_test(tc, two_arms_with_gaps);
     tcase_add_test(tc, single_iteration);
     tcase_add_test(tc, bad_directory);
+    tcase_add_test(tc, frontier);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

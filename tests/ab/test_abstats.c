@@ -100,6 +100,83 @@ START_TEST(degenerate)
 }
 END_TEST
 
+/* ---- the sweep's recommendation on synthetic results ---------------------- */
+
+/* Baseline: cost about 100, loss about 1; candidates i = 0..n-1 given as
+ * per-seed costs and losses (3 seeds each). */
+static const double base_cost[] = {100, 102, 98}, base_loss[] = {1.0, 1.1, 0.9};
+
+static void judge_all(const double (*cost)[3], const double (*loss)[3],
+                      size_t n, nde_ab_compare *cc, nde_ab_compare *qc)
+{
+    for (size_t i = 0; i < n; i++) {
+        nde_ab_compare_means(cost[i], 3, base_cost, 3, &cc[i]);
+        nde_ab_compare_means(loss[i], 3, base_loss, 3, &qc[i]);
+    }
+}
+
+/* The biggest cut (index 2) is significantly worse: the next one wins. */
+START_TEST(recommend_skips_significantly_worse)
+{
+    const double cost[][3] = {{99, 101, 97}, {70, 72, 68}, {30, 31, 29}};
+    const double loss[][3] = {{1.0, 1.05, 0.95}, {1.1, 1.2, 0.95},
+                              {9.0, 9.5, 8.5}};
+    nde_ab_compare cc[3], qc[3];
+
+    judge_all(cost, loss, 3, cc, qc);
+    ck_assert_int_eq(nde_ab_judge(&cc[1], &qc[1], 0, 0.05),
+                     NDE_AB_QUALIFIES);
+    ck_assert(qc[2].p_value < 0.05);
+    ck_assert_int_eq(nde_ab_judge(&cc[2], &qc[2], 0, 0.05), NDE_AB_WORSE);
+    ck_assert_int_eq(nde_ab_recommend(cc, qc, 3, 0, 0.05), 1);
+    /* the same numbers as accuracies: index 2 is significantly better */
+    ck_assert_int_eq(nde_ab_judge(&cc[2], &qc[2], 1, 0.05),
+                     NDE_AB_QUALIFIES);
+    ck_assert_int_eq(nde_ab_recommend(cc, qc, 3, 1, 0.05), 2);
+}
+END_TEST
+
+/* No cut, a worse cut and an untestable one: nothing qualifies. */
+START_TEST(recommend_none_qualifies)
+{
+    const double cost[][3] = {{100, 103, 99}, {50, 51, 49}, {60, 61, 59}};
+    const double loss[][3] = {{0.5, 0.5, 0.5}, {3.0, 3.1, 2.9},
+                              {1.0, 1.0, 1.0}};
+    nde_ab_compare cc[3], qc[3];
+
+    judge_all(cost, loss, 3, cc, qc);
+    ck_assert_int_eq(nde_ab_judge(&cc[0], &qc[0], 0, 0.05), NDE_AB_NO_CUT);
+    ck_assert_int_eq(nde_ab_judge(&cc[1], &qc[1], 0, 0.05), NDE_AB_WORSE);
+    /* one run only: no p-value, so not recommended */
+    nde_ab_compare_means(loss[2], 1, base_loss, 3, &qc[2]);
+    ck_assert_int_eq(nde_ab_judge(&cc[2], &qc[2], 0, 0.05),
+                     NDE_AB_UNTESTED);
+    ck_assert_int_eq(nde_ab_recommend(cc, qc, 3, 0, 0.05), -1);
+    ck_assert_int_eq(nde_ab_recommend(cc, qc, 0, 0, 0.05), -1);
+    /* no successful run: untested, not "no cut" */
+    nde_ab_compare_means(cost[0], 0, base_cost, 3, &cc[0]);
+    ck_assert_int_eq(nde_ab_judge(&cc[0], &qc[0], 0, 0.05),
+                     NDE_AB_UNTESTED);
+}
+END_TEST
+
+/* Worse but not significantly (p >= alpha) still qualifies; a stricter
+ * alpha does not change that, a looser one can. */
+START_TEST(recommend_alpha_boundary)
+{
+    const double cost[][3] = {{80, 81, 79}};
+    const double loss[][3] = {{1.1, 1.25, 0.95}};
+    nde_ab_compare cc[1], qc[1];
+
+    judge_all(cost, loss, 1, cc, qc);
+    ck_assert(qc[0].mean_x > qc[0].mean_y);
+    ck_assert(qc[0].p_value > 0.05);
+    ck_assert_int_eq(nde_ab_recommend(cc, qc, 1, 0, 0.05), 0);
+    ck_assert_int_eq(nde_ab_recommend(cc, qc, 1, 0, qc[0].p_value * 1.01),
+                     -1);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ab");
@@ -112,6 +189,9 @@ int main(void)
     tcase_add_test(tc, welch_fieller_no_difference);
     tcase_add_test(tc, same_sample);
     tcase_add_test(tc, degenerate);
+    tcase_add_test(tc, recommend_skips_significantly_worse);
+    tcase_add_test(tc, recommend_none_qualifies);
+    tcase_add_test(tc, recommend_alpha_boundary);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

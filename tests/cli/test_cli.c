@@ -313,6 +313,18 @@ START_TEST(test_help_and_version)
     assert_contains(r.out, "Usage: nde plugins");
     result_free(&r);
 
+    /* how to pick a weight, and the scale columns it reports */
+    r = run("ab", "--help");
+    assert_ok(r);
+    assert_contains(r.out, "--sweep [ARM:]KEY=LO:HI:N");
+    assert_contains(r.out, "sweep_quality");
+    assert_contains(r.out, "reg_NAME.ratio_mean");
+    result_free(&r);
+    r = run("train", "--help");
+    assert_ok(r);
+    assert_contains(r.out, "reg_NAME.ratio");
+    result_free(&r);
+
     r = run("--version");
     assert_ok(r);
     assert_contains(r.out, "nde 0.");
@@ -1735,6 +1747,77 @@ START_TEST(test_integer_options_out_of_range)
 }
 END_TEST
 
+/* ---- regularizer scale in the metrics ------------------------------------ */
+
+/* The number after "KEY": in a JSON line. */
+static double json_at(const char *line, const char *key)
+{
+    char pat[128];
+    const char *p;
+
+    snprintf(pat, sizeof pat, "\"%s\": ", key);
+    p = strstr(line, pat);
+    ck_assert_msg(p != NULL, "no %s in %s", key, line);
+    return strtod(p + strlen(pat), NULL);
+}
+
+/* Each regularizer's R, weight * R and weight * R / data loss per
+ * iteration, with an exponential weight (0.01 -> 0.001 over 4
+ * iterations) so the weight differs per line; the summary's means are
+ * theirs. */
+START_TEST(test_regularizer_scale_in_metrics)
+{
+    static const char *const mean_keys[3] = {
+        "reg_wd.mean", "reg_wd.weighted_mean", "reg_wd.ratio_mean"};
+    /* data from other parameters than the field's: a loss to compare */
+    const char *cfg = train_config("source = field\ny0 = 1, 1\n"
+                                   "true_params = a=1.2, b=1.0, c=3.0, "
+                                   "d=1.0\nnpoints = 21\nt1 = 2\n"
+                                   "batch_time = 5");
+    const char *metrics = path_in("m.jsonl");
+    const char *summary = path_in("s.json");
+    double sum[3] = {0, 0, 0};
+    char *text, *line, *save = NULL;
+    run_result r;
+    int n = 0;
+
+    r = run("train", cfg, "--quiet", "-s", "train.iterations=4", "-s",
+            "regularizer.wd.plugin=l2", "-s", "regularizer.wd.weight=1e-2",
+            "-s", "regularizer.wd.schedule=exponential", "-s",
+            "regularizer.wd.weight_final=1e-3", "-s",
+            fmt("train.metrics=%s", metrics), "--summary-json", summary);
+    assert_ok(r);
+    result_free(&r);
+    ck_assert_ptr_nonnull(text = test_read_file(metrics, NULL));
+    for (line = strtok_r(text, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        double w = 1e-2 * pow(0.1, n / 3.0), R, wr, data;
+        if (!strstr(line, "\"loss\""))
+            continue;
+        R = json_at(line, "reg_wd");
+        wr = json_at(line, "reg_wd.weighted");
+        data = json_at(line, "data_loss");
+        ck_assert_double_gt(R, 0);
+        ck_assert_double_eq_tol(wr, w * R, 1e-12 * w * R);
+        ck_assert_double_eq(wr, json_at(line, "reg"));
+        ck_assert_double_eq_tol(data + wr, json_at(line, "loss"),
+                                1e-12 * (data + wr));
+        ck_assert_double_eq(json_at(line, "reg_wd.ratio"), wr / data);
+        sum[0] += R;
+        sum[1] += wr;
+        sum[2] += wr / data;
+        n++;
+    }
+    ck_assert_int_eq(n, 4);
+    free(text);
+    ck_assert_ptr_nonnull(text = test_read_file(summary, NULL));
+    for (int k = 0; k < 3; k++)
+        ck_assert_double_eq_tol(json_at(text, mean_keys[k]), sum[k] / 4,
+                                1e-12 * sum[k]);
+    free(text);
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -1799,6 +1882,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_set_empties_section);
     tcase_add_test(tc, test_unset_key);
     tcase_add_test(tc, test_unset_resume);
+    tcase_add_test(tc, test_regularizer_scale_in_metrics);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -127,9 +127,10 @@
  * the gradient, and its cotangents (in [t0, t1']) are merged with the
  * loss's by time (entries at equal times add, as the adjoint convention
  * says). Its nfe counts in the iteration's nfe_forward, its nvjp in
- * nfe_backward. nde_train_step.loss is the data loss plus reg (the
- * weighted sum); nde_trainer_regularizer() gives each one's name and last
- * unweighted value.
+ * nfe_backward. nde_train_step.loss is the data loss (data_loss) plus
+ * reg (the weighted sum); nde_trainer_regularizer() gives each one's name
+ * and last unweighted value, nde_trainer_regularizer_weight() its weight
+ * then.
  */
 #ifndef NDE_TRAIN_H
 #define NDE_TRAIN_H
@@ -176,6 +177,7 @@ typedef struct nde_train_step {
     double loss;            /* before the update                          */
     double grad_norm;       /* before clipping                            */
     double reg;             /* the weighted regularization in loss        */
+    double data_loss;       /* loss - reg: the task's loss alone          */
     long nfe_forward, nfe_backward, steps_accepted, steps_rejected;
     double time_s;          /* wall time of the iteration                 */
 } nde_train_step;
@@ -301,6 +303,11 @@ NDE_API nde_adjoint *nde_trainer_adjoint(const nde_trainer *tr);
 NDE_API size_t nde_trainer_nregularizers(const nde_trainer *tr);
 NDE_API const char *nde_trainer_regularizer(const nde_trainer *tr, size_t i,
                                             double *value);
+/* The weight regularizer i had in the last training solve (its schedule's
+ * value then), so weight * value is its share of the loss; NAN before the
+ * first solve or when i is out of range. */
+NDE_API double nde_trainer_regularizer_weight(const nde_trainer *tr,
+                                              size_t i);
 
 /* Add a regularizer made by the caller (e.g. nde_regularizer_create_from
  * with nde_trainer_solver()) after the config's ones, named `name`
