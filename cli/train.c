@@ -66,7 +66,8 @@ const char cli_train_help[] =
     "loss), data_loss (loss - reg) and per regularizer reg_NAME (its\n"
     "unweighted value R), reg_NAME.weighted (weight * R) and reg_NAME.ratio\n"
     "(weight * R / data_loss: how large the penalty is against the fit),\n"
-    "nfe_forward,\n"
+    "data_grad_norm (the data loss's gradient alone) and\n"
+    "reg_NAME.grad_norm (|weight dR/dtheta|, before its clip), nfe_forward,\n"
     "nfe_backward (regularizers' own evaluations and VJPs included),\n"
     "steps_accepted, steps_rejected, time_s); every eval_every iterations\n"
     "and at the end one more with test_loss (classification also\n"
@@ -415,6 +416,8 @@ static void metrics_step(FILE *fp, const nde_trainer *tr,
     if (nreg > 0) {
         fputs(", \"data_loss\": ", fp);
         cli_json_double(fp, m->data_loss);
+        fputs(", \"data_grad_norm\": ", fp);
+        cli_json_double(fp, m->data_grad_norm);
     }
     for (size_t i = 0; i < nreg; i++) {
         const char *name = nde_trainer_regularizer(tr, i, &value);
@@ -425,6 +428,8 @@ static void metrics_step(FILE *fp, const nde_trainer *tr,
         cli_json_double(fp, wr);
         fprintf(fp, ", \"reg_%s.ratio\": ", name);
         cli_json_double(fp, wr / m->data_loss);
+        fprintf(fp, ", \"reg_%s.grad_norm\": ", name);
+        cli_json_double(fp, nde_trainer_regularizer_grad_norm(tr, i));
     }
     fprintf(fp,
             ", \"nfe_forward\": %ld, \"nfe_backward\": %ld, "

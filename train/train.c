@@ -231,6 +231,7 @@ static int push_regularizer(nde_trainer *tr, const char *name,
     g->w = *w;
     g->value = NAN;
     g->weight = NAN;
+    g->grad_norm = NAN;
     tr->nregs++;
     return NDE_OK;
 }
@@ -507,12 +508,14 @@ static void add_reg_grads(nde_trainer *tr, double *grad)
 {
     const double data_norm = norm2(grad, tr->P);
 
+    tr->data_grad_norm = data_norm;
     for (size_t j = 0; j < tr->nregs; j++) {
         const double *g = tr->reg_grad + j * tr->P;
         const double clip = tr->regs[j].w.clip, norm = norm2(g, tr->P);
         const double scale = clip > 0 && norm > clip * data_norm
                                  ? clip * data_norm / norm : 1.0;
 
+        tr->regs[j].grad_norm = norm;
         for (size_t i = 0; i < tr->P; i++)
             grad[i] += scale * g[i];
     }
@@ -1063,11 +1066,15 @@ int nde_trainer_step(nde_trainer *tr, nde_train_step *m)
     memset(&st, 0, sizeof st);
     tr->reg_total = 0.0;
     tr->data_loss = NAN;
+    tr->data_grad_norm = NAN;
+    for (size_t j = 0; j < tr->nregs; j++)
+        tr->regs[j].grad_norm = NAN;
     if ((rc = sample_batch(tr)) == NDE_OK)
         rc = loss_grad(tr, tr->adj, tr->traj, tr->theta, &m->loss, tr->grad,
                        &st);
     m->reg = tr->reg_total;
     m->data_loss = tr->data_loss;
+    m->data_grad_norm = tr->data_grad_norm;
     m->nfe_forward = st.nfe;
     m->nfe_backward = st.nfe_backward;
     m->steps_accepted = st.steps_accepted;
@@ -1266,6 +1273,11 @@ const char *nde_trainer_regularizer(const nde_trainer *tr, size_t i,
 double nde_trainer_regularizer_weight(const nde_trainer *tr, size_t i)
 {
     return i < tr->nregs ? tr->regs[i].weight : NAN;
+}
+
+double nde_trainer_regularizer_grad_norm(const nde_trainer *tr, size_t i)
+{
+    return i < tr->nregs ? tr->regs[i].grad_norm : NAN;
 }
 
 int nde_trainer_add_regularizer(nde_trainer *tr, const char *name,

@@ -15,6 +15,7 @@ typedef struct nde_train_reg {
     size_t first, nextra;      /* its extra save times in extra_t         */
     double value;              /* R of the last training solve            */
     double weight;             /* its weight in that solve                */
+    double grad_norm;          /* |weight dR/dtheta| then, before clip    */
     const nde_cotangent *ct;   /* its cotangents of the last solve        */
     size_t nct;
 } nde_train_reg;
@@ -75,6 +76,7 @@ struct nde_trainer {
     size_t ct_cap;
     double reg_total;          /* weighted sum of the last training solve */
     double data_loss;          /* the task's loss of that solve, no reg   */
+    double data_grad_norm;     /* the norm of its gradient                */
 };
 
 #endif

@@ -1803,6 +1803,10 @@ START_TEST(test_regularizer_scale_in_metrics)
         ck_assert_double_eq_tol(data + wr, json_at(line, "loss"),
                                 1e-12 * (data + wr));
         ck_assert_double_eq(json_at(line, "reg_wd.ratio"), wr / data);
+        /* l2: |w d(sum theta^2)/dtheta| = 2 w |theta| = 2 w sqrt(R) */
+        ck_assert_double_eq_tol(json_at(line, "reg_wd.grad_norm"),
+                                2 * w * sqrt(R), 1e-9 * w * sqrt(R));
+        ck_assert_double_gt(json_at(line, "data_grad_norm"), 0);
         sum[0] += R;
         sum[1] += wr;
         sum[2] += wr / data;

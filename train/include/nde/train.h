@@ -180,6 +180,9 @@ typedef struct nde_train_step {
     double data_loss;       /* loss - reg: the task's loss alone          */
     long nfe_forward, nfe_backward, steps_accepted, steps_rejected;
     double time_s;          /* wall time of the iteration                 */
+    double data_grad_norm;  /* the data loss's gradient alone, what a
+                               regularizer's clip compares with (NAN
+                               without regularizers)                      */
 } nde_train_step;
 
 /* Evaluation on the held-out set. */
@@ -308,6 +311,12 @@ NDE_API const char *nde_trainer_regularizer(const nde_trainer *tr, size_t i,
  * first solve or when i is out of range. */
 NDE_API double nde_trainer_regularizer_weight(const nde_trainer *tr,
                                               size_t i);
+/* The norm of regularizer i's direct gradient weight * dR/dtheta in the
+ * last training iteration, before its clip (with clip c it was scaled to
+ * c * nde_train_step.data_grad_norm when larger); NAN before the first or
+ * when i is out of range. */
+NDE_API double nde_trainer_regularizer_grad_norm(const nde_trainer *tr,
+                                                 size_t i);
 
 /* Add a regularizer made by the caller (e.g. nde_regularizer_create_from
  * with nde_trainer_solver()) after the config's ones, named `name`
