@@ -1864,19 +1864,23 @@ int nde_section_plugin(nde_ctx *ctx, nde_section *sec, nde_kind kind,
 
 /* ---- canonical form ----------------------------------------------------- */
 
-/* The shortest of %.15g, %.16g and %.17g that reads back as x. */
-static void put_double(FILE *out, double x)
+void nde_format_double(double x, char *buf)
 {
-    char buf[40];
     int prec;
 
     for (prec = 15; prec < 17; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, x);
+        snprintf(buf, NDE_DOUBLE_CHARS, "%.*g", prec, x);
         if (strtod(buf, NULL) == x)
-            break;
+            return;
     }
-    if (prec == 17)
-        snprintf(buf, sizeof buf, "%.17g", x);
+    snprintf(buf, NDE_DOUBLE_CHARS, "%.17g", x);
+}
+
+static void put_double(FILE *out, double x)
+{
+    char buf[NDE_DOUBLE_CHARS];
+
+    nde_format_double(x, buf);
     fputs(buf, out);
 }
 

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nde/config.h"
+
 static int fail(ab_sweep *s, char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -38,19 +40,12 @@ static int number(const char *text, size_t len, double *x)
     return *end || errno == ERANGE || !isfinite(*x) ? -1 : 0;
 }
 
-/* The shortest of %.15g, %.16g, %.17g that reads back as x (so 1e-3
- * stays "0.001"). */
+/* x as the config writer prints it, malloc'd. */
 static char *shortest(double x)
 {
-    char buf[40];
-    int prec;
+    char buf[NDE_DOUBLE_CHARS];
 
-    for (prec = 15; prec < 17; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, x);
-        if (strtod(buf, NULL) == x)
-            break;
-    }
-    snprintf(buf, sizeof buf, "%.*g", prec, x);
+    nde_format_double(x, buf);
     return strdup(buf);
 }
 

@@ -185,6 +185,12 @@ NDE_API int nde_get_assigns(const nde_section *sec, const char *key,
                             nde_ctx *ctx);
 NDE_API void nde_strings_free(char **strings);
 
+/* x as the shortest of %.15g, %.16g and %.17g that reads back as x (1e-3
+ * stays "0.001"), as the config writer prints numbers; buf of at least
+ * NDE_DOUBLE_CHARS. */
+#define NDE_DOUBLE_CHARS 32
+NDE_API void nde_format_double(double x, char *buf);
+
 /* Closest of `candidates` (NULL-terminated) to `word` by edit distance, or
  * NULL if none is close enough to be a plausible typo. */
 NDE_API const char *nde_suggest(const char *word,
