@@ -628,7 +628,7 @@ static const struct source_task {
 } source_tasks[] = {{"spiral", "windows", NULL},
                     {"field", "windows", "moments"},
                     {"csv", "series", NULL},
-                    {"idx", "classify", NULL}};
+                    {"idx", "classify", "classify"}};
 
 /* The task plugin for `source`; the sources above keep their messages. */
 static int find_task(nde_trainer *tr, nde_section *dsec, const char *source,
