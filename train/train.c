@@ -648,8 +648,9 @@ static int find_task(nde_trainer *tr, nde_section *dsec, const char *source,
             return nde_section_error(dsec, "source", tr->ctx,
                                      "the field is an SDE: it trains on the "
                                      "moments of paths simulated from its "
-                                     "own system (source = field), not on "
-                                     "'%s'", source);
+                                     "own system (source = field) or "
+                                     "classifies images (source = idx), "
+                                     "not on '%s'", source);
         name = source_tasks[i].sde;
     } else if (i < n) {
         for (size_t k = 0; sde_keys[k]; k++)

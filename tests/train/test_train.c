@@ -974,6 +974,36 @@ START_TEST(test_classify_sde_learns)
 }
 END_TEST
 
+/* examples/fashion_mnist_sde.ini and the arms of ab_sde_classifier.ini
+ * run (shortened) on Debian's Fashion-MNIST, skipped without it. */
+START_TEST(test_classify_sde_example)
+{
+    static const char *const arms[][2] = {
+        {"regularizer.local.plugin=local", "regularizer.local.weight=1000"},
+        {"regularizer.global.plugin=global",
+         "regularizer.global.weight=10"},
+        {"train.seed=2", "train.lr=0.01"}};
+    char ini[4096];
+    run_result r;
+
+    if (access("/usr/share/datasets/fashion-mnist", R_OK) != 0) {
+        fprintf(stderr, "skipped: no dataset-fashion-mnist\n");
+        return;
+    }
+    snprintf(ini, sizeof ini, "%s/examples/fashion_mnist_sde.ini",
+             getenv("NDE_SOURCE_ROOT"));
+    for (int i = 0; i < 3; i++) {
+        r = run("train", ini, "-s", "data.limit=128", "-s",
+                "data.test_limit=64", "-s", "train.batch_size=32", "-s",
+                "train.iterations=2", "-s", "train.eval_every=2", "-s",
+                arms[i][0], "-s", arms[i][1], "--quiet");
+        test_assert_code(r, 0);
+        assert_contains(r.err, "test_accuracy ");
+        test_run_free(&r);
+    }
+}
+END_TEST
+
 /* ---- regularizers through `nde train` (test module treg) ------------------ */
 
 /* The real plugins on the full-batch spiral of loss_decreases: the run
@@ -1903,6 +1933,7 @@ static Suite *train_suite(void)
     tcase_add_test(tc, test_classify_bad_files);
     tcase_add_test(tc, test_classify_sde_gradcheck);
     tcase_add_test(tc, test_classify_sde_learns);
+    tcase_add_test(tc, test_classify_sde_example);
     tcase_add_test(tc, test_reg_capability_refused);
     tcase_add_test(tc, test_reg_spiral_local);
     tcase_add_test(tc, test_reg_spiral_local_biased);
