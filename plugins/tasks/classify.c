@@ -10,9 +10,10 @@
  * image is predicted from one sample path too, that of the evaluation's
  * fixed Brownian path, so evaluations compare; no mean over paths. This
  * is the local-regularization paper's MNIST neural SDE
- * (avik-pal/LocalRegNeuralDE.jl, experiments/mnist_sde/main.jl evaluates
- * the same loss function on the test batches: one solve, one path per
- * image, a fresh path each time).
+ * (avik-pal/LocalRegNeuralDE.jl: experiments/mnist_sde/main.jl, lines
+ * 122-135, scores each test batch with the training loss in test mode,
+ * which src/layers/neural_sde.jl solves once without the regularizer:
+ * one path per image, a fresh one each time).
  */
 #include <math.h>
 #include <stdio.h>
@@ -104,7 +105,7 @@ static int classify_create(nde_task *t, nde_section *dsec,
 
     if (!(c = t->state = calloc(1, sizeof *c)))
         return nde_error(ctx, NDE_ENOMEM, "out of memory");
-    (void)env;
+    (void)env; /* ODE and SDE fields alike */
     if ((rc = read_idx_pair(dsec, "images", "labels", "limit", &c->train,
                             ctx)) ||
         (rc = read_idx_pair(dsec, "test_images", "test_labels", "test_limit",
