@@ -633,7 +633,7 @@ static const struct source_task {
 } source_tasks[] = {{"spiral", "windows", NULL},
                     {"field", "windows", "moments"},
                     {"csv", "series", NULL},
-                    {"idx", "classify", NULL}};
+                    {"idx", "classify", "classify"}};
 
 /* The task plugin for `source`; the sources above keep their messages. */
 static int find_task(nde_trainer *tr, nde_section *dsec, const char *source,
@@ -653,8 +653,9 @@ static int find_task(nde_trainer *tr, nde_section *dsec, const char *source,
             return nde_section_error(dsec, "source", tr->ctx,
                                      "the field is an SDE: it trains on the "
                                      "moments of paths simulated from its "
-                                     "own system (source = field), not on "
-                                     "'%s'", source);
+                                     "own system (source = field) or "
+                                     "classifies images (source = idx), "
+                                     "not on '%s'", source);
         name = source_tasks[i].sde;
     } else if (i < n) {
         for (size_t k = 0; sde_keys[k]; k++)

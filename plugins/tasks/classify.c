@@ -1,8 +1,19 @@
 /*
  * The classify task ([data] source = idx): labelled images from IDX
- * files, a linear encoder (the lift, F features -> dim), the ODE block on
- * t in [0, 1], a linear decoder (the readout, dim -> C logits) and the
- * softmax cross-entropy. The contract is nde/train.h's.
+ * files, a linear encoder (the lift, F features -> dim), the ODE or SDE
+ * block on t in [0, 1], a linear decoder (the readout, dim -> C logits)
+ * and the softmax cross-entropy. The contract is nde/train.h's.
+ *
+ * With an SDE field each training row is one sample path (the trainer's
+ * Brownian path of the iteration, its own components per row) and the
+ * loss is the cross-entropy of that path's decoded state at t = 1. A test
+ * image is predicted from one sample path too, that of the evaluation's
+ * fixed Brownian path, so evaluations compare; no mean over paths. This
+ * is the local-regularization paper's MNIST neural SDE
+ * (avik-pal/LocalRegNeuralDE.jl: experiments/mnist_sde/main.jl, lines
+ * 122-135, scores each test batch with the training loss in test mode,
+ * which src/layers/neural_sde.jl solves once without the regularizer:
+ * one path per image, a fresh one each time).
  */
 #include <math.h>
 #include <stdio.h>
@@ -94,8 +105,7 @@ static int classify_create(nde_task *t, nde_section *dsec,
 
     if (!(c = t->state = calloc(1, sizeof *c)))
         return nde_error(ctx, NDE_ENOMEM, "out of memory");
-    if ((rc = task_check_noise(t, dsec, env, 0)) != NDE_OK)
-        return rc;
+    (void)env; /* ODE and SDE fields alike */
     if ((rc = read_idx_pair(dsec, "images", "labels", "limit", &c->train,
                             ctx)) ||
         (rc = read_idx_pair(dsec, "test_images", "test_labels", "test_limit",
@@ -371,7 +381,8 @@ static int classify_loss(nde_task *t, const nde_task_batch *b,
 }
 
 /* The test set in chunks of batch_size rows: mean cross-entropy and
- * accuracy. */
+ * accuracy. With an SDE each chunk is solved on the evaluation's fixed
+ * Brownian path, so row r of every chunk takes the same draws. */
 static int classify_evaluate(nde_task *t, const double *theta,
                              const nde_task_model *m, nde_task_metrics *r)
 {
@@ -426,7 +437,7 @@ static const nde_task_type nde_task_classify = {
     .info = NDE_TASK_INFO(
         .name = "classify",
         .description = "image classification from IDX files (idx): encoder, "
-                       "ODE, decoder, softmax",
+                       "ODE or SDE, decoder, softmax",
         .keys = classify_keys,
         .version = "1"),
     .create = classify_create,

@@ -2,7 +2,8 @@
  * test_train.c - end-to-end tests of `nde train` / `nde predict`: loss
  * decreases for each adjoint, resume is bit-for-bit, seeds reproduce,
  * bad checkpoints and configs are refused, failures name the iteration;
- * classification (source = idx) on a tiny generated IDX data set.
+ * classification (source = idx, ODE and SDE blocks) on a tiny generated
+ * IDX data set.
  *
  * NDE_EXE is the program, NDE_SOURCE_ROOT locates examples/. Runs are
  * short (tens of iterations) so the suite stays fast under sanitizers.
@@ -893,6 +894,113 @@ START_TEST(test_classify_bad_files)
     test_assert_code(r, 2);
     assert_contains(r.err, "short.idx");
     test_run_free(&r);
+}
+END_TEST
+
+/* The tiny classifier with an SDE block: the mlp's diffusion network
+ * softplus(affine(affine(y))), lamba_heun (run with -s solver.plugin=...
+ * for fixed steps). */
+static const char *const tiny_sde[] = {
+    "-s", "field.diffusion=softplus", "-s", "field.g_layers=3", "-s",
+    "field.g_activation=identity", "-s", "solver.plugin=lamba_heun", "-s",
+    "solver.rtol=1e-2", "-s", "solver.atol=1e-2", "-s", "solver.dt=0.05"};
+#define TINY_SDE                                                             \
+    tiny_sde[0], tiny_sde[1], tiny_sde[2], tiny_sde[3], tiny_sde[4],         \
+        tiny_sde[5], tiny_sde[6], tiny_sde[7], tiny_sde[8], tiny_sde[9],     \
+        tiny_sde[10], tiny_sde[11], tiny_sde[12], tiny_sde[13]
+
+/* The gradient of the SDE classifier on one training batch's Brownian
+ * path (fixed-step solvers: finite differences of an adaptive SDE solve
+ * jump with its step grid) against central differences, every parameter;
+ * the diffusion's own parameters get a non-zero gradient, so the batch's
+ * rows are solved with noise. */
+START_TEST(test_classify_sde_gradcheck)
+{
+    static const char *const cases[][2] = {
+        {"solver.plugin=euler_maruyama", "adjoint.plugin=discrete"},
+        {"solver.plugin=reversible_heun", "adjoint.plugin=reversible"}};
+    run_result r;
+
+    write_tiny_classifier();
+    for (int i = 0; i < 2; i++) {
+        const char *g;
+        double v;
+        r = run("gradcheck", "tiny.ini", TINY_SDE, "-s", cases[i][0], "-s",
+                cases[i][1], "--nparams", "1000", "--tol", "1e-6");
+        test_assert_code(r, 0);
+        /* 59 drift + 24 diffusion + 51 encoder + 12 decoder parameters
+         * (short messages: Check's are bounded) */
+        ck_assert_msg(strstr(r.out, "146 parameters, 146 checked"),
+                      "%.200s", r.out);
+        ck_assert_ptr_nonnull(g = strstr(r.out, "\ngb2[0]"));
+        ck_assert_int_eq(sscanf(g + 1, "gb2[0] %lf", &v), 1);
+        ck_assert_msg(fabs(v) > 1e-8, "diffusion gradient %g", v);
+        test_run_free(&r);
+    }
+    r = run("gradcheck", "tiny.ini", TINY_SDE, "-s", cases[0][0],
+            "--nparams", "1000", "--tol", "1e-14");
+    test_assert_code(r, 1);
+    test_run_free(&r);
+}
+END_TEST
+
+/* lamba_heun: test accuracy far above chance (1/3) after 60 iterations;
+ * the evaluation's Brownian path is fixed, so `nde predict` of the
+ * checkpoint gives the training's last test loss bit for bit. */
+START_TEST(test_classify_sde_learns)
+{
+    run_result r;
+    char *sum;
+    double acc, loss;
+
+    write_tiny_classifier();
+    r = run("train", "tiny.ini", TINY_SDE, "-s", "train.checkpoint=c.ckpt",
+            "--summary-json", "s.json", "--quiet");
+    test_assert_code(r, 0);
+    test_run_free(&r);
+    ck_assert_ptr_nonnull(sum = test_read_file(in_dir("s.json"), NULL));
+    acc = json_number(sum, "test_accuracy");
+    loss = json_number(sum, "test_loss");
+    ck_assert_msg(acc > 0.8, "test_accuracy %g", acc);
+    free(sum);
+    r = run("predict", "c.ckpt", "-o", "pred.csv", "--summary-json",
+            "p.json");
+    test_assert_code(r, 0);
+    test_run_free(&r);
+    ck_assert_ptr_nonnull(sum = test_read_file(in_dir("p.json"), NULL));
+    ck_assert_double_eq(json_number(sum, "test_loss"), loss);
+    ck_assert_double_eq(json_number(sum, "test_accuracy"), acc);
+    free(sum);
+}
+END_TEST
+
+/* examples/fashion_mnist_sde.ini and the arms of ab_sde_classifier.ini
+ * run (shortened) on Debian's Fashion-MNIST, skipped without it. */
+START_TEST(test_classify_sde_example)
+{
+    static const char *const arms[][2] = {
+        {"regularizer.local.plugin=local", "regularizer.local.weight=1000"},
+        {"regularizer.global.plugin=global",
+         "regularizer.global.weight=10"},
+        {"train.seed=2", "train.lr=0.01"}};
+    char ini[4096];
+    run_result r;
+
+    if (access("/usr/share/datasets/fashion-mnist", R_OK) != 0) {
+        fprintf(stderr, "skipped: no dataset-fashion-mnist\n");
+        return;
+    }
+    snprintf(ini, sizeof ini, "%s/examples/fashion_mnist_sde.ini",
+             getenv("NDE_SOURCE_ROOT"));
+    for (int i = 0; i < 3; i++) {
+        r = run("train", ini, "-s", "data.limit=128", "-s",
+                "data.test_limit=64", "-s", "train.batch_size=32", "-s",
+                "train.iterations=2", "-s", "train.eval_every=2", "-s",
+                arms[i][0], "-s", arms[i][1], "--quiet");
+        test_assert_code(r, 0);
+        assert_contains(r.err, "test_accuracy ");
+        test_run_free(&r);
+    }
 }
 END_TEST
 
@@ -1823,6 +1931,9 @@ static Suite *train_suite(void)
     tcase_add_test(tc, test_classify_learns);
     tcase_add_test(tc, test_classify_resume_bit_for_bit);
     tcase_add_test(tc, test_classify_bad_files);
+    tcase_add_test(tc, test_classify_sde_gradcheck);
+    tcase_add_test(tc, test_classify_sde_learns);
+    tcase_add_test(tc, test_classify_sde_example);
     tcase_add_test(tc, test_reg_capability_refused);
     tcase_add_test(tc, test_reg_spiral_local);
     tcase_add_test(tc, test_reg_spiral_local_biased);
