@@ -1,0 +1,60 @@
+/*
+ * sde_fixture.h - what the SDE solver suites (test_sde.c, test_sri.c)
+ * share besides their fields (sde_fields.h): a context per test, solvers
+ * found by name, fields and solvers created or failing the test, and the
+ * least-squares slope the order measurements fit.
+ */
+#ifndef NDE_TESTS_SDE_FIXTURE_H
+#define NDE_TESTS_SDE_FIXTURE_H
+
+#include <check.h>
+#include <math.h>
+
+#include "nde/nde.h"
+
+static nde_ctx *ctx;
+
+static void setup(void)
+{
+    ctx = nde_ctx_create();
+    ck_assert_ptr_nonnull(ctx);
+}
+
+static void teardown(void) { nde_ctx_destroy(ctx); }
+
+static const nde_solver_type *solver_named(const char *name)
+{
+    const nde_plugin_info *info;
+    int rc = nde_plugin_find(ctx, NDE_KIND_SOLVER, name, &info);
+    ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
+    return (const nde_solver_type *)info;
+}
+
+static nde_field *make_field(const nde_field_type *ft, size_t batch_max)
+{
+    nde_field *f;
+    int rc = nde_field_create_from(ctx, ft, NULL, batch_max, &f);
+    ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
+    return f;
+}
+
+static nde_solver *make_solver(const char *name, nde_field *f)
+{
+    nde_solver *s;
+    int rc = nde_solver_create_from(ctx, solver_named(name), f, &s);
+    ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
+    return s;
+}
+
+/* Least-squares slope of log(e) against log(h). */
+static double ls_slope(const double *h, const double *e, int n)
+{
+    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (int i = 0; i < n; i++) {
+        const double x = log(h[i]), y = log(e[i]);
+        sx += x; sy += y; sxx += x * x; sxy += x * y;
+    }
+    return (n * sxy - sx * sy) / (n * sxx - sx * sx);
+}
+
+#endif
