@@ -66,7 +66,8 @@ const char cli_train_help[] =
     "loss), data_loss (loss - reg) and per regularizer reg_NAME (its\n"
     "unweighted value R), reg_NAME.weighted (weight * R) and reg_NAME.ratio\n"
     "(weight * R / data_loss: how large the penalty is against the fit),\n"
-    "data_grad_norm (the data loss's gradient alone) and\n"
+    "data_grad_norm (the gradient through the adjoint: the data loss's and\n"
+    "the cotangents regularizers hand it) and\n"
     "reg_NAME.grad_norm (|weight dR/dtheta|, before its clip), nfe_forward,\n"
     "nfe_backward (regularizers' own evaluations and VJPs included),\n"
     "steps_accepted, steps_rejected, time_s); every eval_every iterations\n"
@@ -412,8 +413,6 @@ static void metrics_step(FILE *fp, const nde_trainer *tr,
     if (nreg > 0) {
         fputs(", \"reg\": ", fp);
         cli_json_double(fp, m->reg);
-    }
-    if (nreg > 0) {
         fputs(", \"data_loss\": ", fp);
         cli_json_double(fp, m->data_loss);
         fputs(", \"data_grad_norm\": ", fp);

@@ -18,7 +18,8 @@ const nde_key nde_regularizer_keys[] = {
      "the last iteration's weight (schedule = exponential; > 0)"},
     {"clip", NDE_KEY_DOUBLE, "0",
      "cap the norm of weight * dR/dtheta (the direct part) at clip times "
-     "the norm of the data loss's gradient of the same iteration; 0 = off. "
+     "the norm of the gradient through the adjoint (the data loss's, and "
+     "the cotangents regularizers hand it) of the same iteration; 0 = off. "
      "Tames a penalty whose one-sample gradient has rare huge spikes "
      "(local on stiff, slow-fast systems)"},
     {NULL, 0, NULL, NULL}};

@@ -201,7 +201,7 @@ static int state_at_step(local_state *l, nde_solver *s,
 {
     const nde_trajectory *fwd = in->fwd;
     const long i = nde_trajectory_state_before(fwd, j);
-    double *dw = l->sde + SDE_DW * l->n_max;
+    double *dw = l->sde ? l->sde + SDE_DW * l->n_max : NULL;
     int rc;
 
     if (i < 0)

@@ -502,12 +502,16 @@ static double norm2(const double *x, size_t n)
     return sqrt(s);
 }
 
-/* grad (the data loss's, through the adjoint) += every regularizer's
- * direct gradient, each capped at its clip times |grad| first. */
+/* grad (through the adjoint: the data loss's and the regularizers'
+ * cotangents) += every regularizer's direct gradient, each capped at its
+ * clip times |grad| first. Nothing to do (or measure) without them. */
 static void add_reg_grads(nde_trainer *tr, double *grad)
 {
-    const double data_norm = norm2(grad, tr->P);
+    double data_norm;
 
+    if (tr->nregs == 0)
+        return;
+    data_norm = norm2(grad, tr->P);
     tr->data_grad_norm = data_norm;
     for (size_t j = 0; j < tr->nregs; j++) {
         const double *g = tr->reg_grad + j * tr->P;

@@ -152,8 +152,9 @@ NDE_API extern const nde_key nde_regularizer_keys[];
 
 /* How the trainer weighs a regularizer: its weight schedule, and clip
  * (0: none): the norm of its direct gradient weight * dR/dtheta is capped
- * at clip times the norm of the data loss's gradient of the iteration
- * (the cotangents it hands the adjoint are not capped). */
+ * at clip times the norm of the gradient through the adjoint of the
+ * iteration (the data loss's, plus the cotangents regularizers hand it,
+ * which are not capped). */
 typedef struct nde_weight_schedule {
     double weight, weight_final;
     int exponential;

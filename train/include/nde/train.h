@@ -180,9 +180,11 @@ typedef struct nde_train_step {
     double data_loss;       /* loss - reg: the task's loss alone          */
     long nfe_forward, nfe_backward, steps_accepted, steps_rejected;
     double time_s;          /* wall time of the iteration                 */
-    double data_grad_norm;  /* the data loss's gradient alone, what a
-                               regularizer's clip compares with (NAN
-                               without regularizers)                      */
+    double data_grad_norm;  /* the gradient through the adjoint: the data
+                               loss's, plus the cotangents regularizers
+                               hand it (global; local with through_state);
+                               what a clip compares with (NAN without
+                               regularizers)                              */
 } nde_train_step;
 
 /* Evaluation on the held-out set. */
