@@ -186,11 +186,69 @@ class Bench:
                            f"({r['queries']} per path), {sweep} sweep", "us")
             getattr(row, side).add(r[key])
 
+    # ---- fmnist: bench_train_json vs torchdiffeq_fashion_mnist.py -------
+    FMNIST_INI = os.path.join(HERE, "..", "..", "examples",
+                              "fashion_mnist.ini")
+    FMNIST_DATA = "/usr/share/datasets/fashion-mnist"
+    # nde adjoint -> (torchdiffeq gradient, iterations option)
+    FMNIST_PAIRS = {"discrete": ("odeint", "fmnist_iters"),
+                    "backsolve": ("odeint_adjoint", "fmnist_adjoint_iters")}
+
+    def fmnist_setup(self):
+        if not os.path.isdir(self.FMNIST_DATA):
+            print(f"run.py: {self.FMNIST_DATA} absent (apt-get install "
+                  "dataset-fashion-mnist): Fashion-MNIST skipped",
+                  file=sys.stderr)
+            return False
+        self.fmnist_params = os.path.join(self.tmp, "fmnist.bin")
+        run_json([self.nde("bench_train_json"), self.FMNIST_INI, "--iters",
+                  "1", "--eval-every", "0", "--params", self.fmnist_params])
+        return True
+
+    def fmnist_nde(self):
+        for adjoint, (_, iters) in self.FMNIST_PAIRS.items():
+            r = run_json([self.nde("bench_train_json"), self.FMNIST_INI,
+                          "-s", "solver.controller=i", "-s",
+                          f"adjoint.plugin={adjoint}", "--iters",
+                          str(getattr(self.a, iters)), "--eval-every",
+                          str(self.a.fmnist_eval_every)])[0]
+            self.fmnist_add(adjoint, r, "nde")
+
+    def fmnist_peer(self):
+        for adjoint, (gradient, iters) in self.FMNIST_PAIRS.items():
+            r = run_json(self.peer("torchdiffeq_fashion_mnist.py") + [
+                "--gradient", gradient, "--iters",
+                str(getattr(self.a, iters)), "--eval-every",
+                str(self.a.fmnist_eval_every), "--params",
+                self.fmnist_params], self.env)[0]
+            self.fmnist_add(adjoint, r, "peer")
+
+    def fmnist_add(self, adjoint, r, side):
+        gradient = self.FMNIST_PAIRS[adjoint][0]
+        row = self.row(("fmnist", adjoint),
+                       f"Fashion-MNIST iteration, nde {adjoint} vs "
+                       f"torchdiffeq {gradient}", "ms",
+                       bwd_comparable=adjoint != "discrete")
+        getattr(row, side).add(r["times_ms"], statistics.mean(r["nfe_fwd"]),
+                               statistics.mean(r["nfe_bwd"]))
+        if adjoint != "discrete":
+            return
+        target = self.a.fmnist_target
+        reached = [e["train_s"] for e in r["evals"]
+                   if e["test_accuracy"] >= target]
+        row = self.row(("fmnist-acc",),
+                       f"Fashion-MNIST training time to test accuracy "
+                       f"{target} (nde discrete vs torchdiffeq odeint; "
+                       f"evaluated every {self.a.fmnist_eval_every})", "s")
+        row.note = "same settings, own batches"
+        pool = getattr(row, side)
+        pool.add([reached[0]] if reached else [])
+        pool.missed = getattr(pool, "missed", 0) + (not reached)
+
     # ---- the rounds and the table ---------------------------------------
     def run(self):
-        tasks = self.a.tasks.split(",")
-        for t in tasks:
-            getattr(self, f"{t}_setup")()
+        tasks = [t for t in self.a.tasks.split(",")
+                 if getattr(self, f"{t}_setup")() is not False]
         for rnd in range(self.a.rounds):
             for t in tasks:
                 sides = ("nde", "peer") if rnd % 2 == 0 else ("peer", "nde")
@@ -207,7 +265,14 @@ class Bench:
                    "work |")
         out.append("|---|---|---|---|---|---|---|")
         for row in self.rows.values():
+            missed = [f"{side} missed it in {getattr(pool, 'missed', 0)} "
+                      "round(s)" for side, pool in (("nde", row.nde),
+                                                    ("peer", row.peer))
+                      if getattr(pool, "missed", 0)]
             if not row.nde.times or not row.peer.times:
+                if missed:
+                    out.append(f"| {row.name} | - | - | - | - | - | "
+                               f"{'; '.join(missed)} |")
                 continue
             nm, nl, nh = row.nde.summary()
             pm, pl, ph = row.peer.summary()
@@ -220,7 +285,10 @@ class Bench:
                 bad.append(f"bwd NFE differ {100 * (pb - nb) / nb:+.0f}%")
             flagged += bool(bad)
             work = "**NOT EQUAL: " + "; ".join(bad) + "**" if bad else \
+                getattr(row, "note", None) or \
                 ("equal" if nf is not None else "same queries")
+            if missed:
+                work += "; " + "; ".join(missed)
             bwd = f"{fmt_count(nb)} / {fmt_count(pb)}"
             if nb is not None and not row.bwd_comparable:
                 bwd += " (not comparable)"
@@ -257,14 +325,23 @@ def cpu_model():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("build", help="nde build directory (built)")
-    ap.add_argument("--tasks", default="spiral,sde,brownian",
-                    help="comma-separated: spiral, sde, brownian")
+    ap.add_argument("--tasks", default="spiral,sde,brownian,fmnist",
+                    help="comma-separated: spiral, sde, brownian, fmnist")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--spiral-iters", type=int, default=40,
                     help="timed iterations per configuration per pass")
     ap.add_argument("--sde-iters", type=int, default=15)
     ap.add_argument("--brownian-scale", type=float, default=0.1,
                     help="the peer's paths per row, a fraction of nde's")
+    ap.add_argument("--fmnist-iters", type=int, default=400,
+                    help="Fashion-MNIST iterations, discrete vs odeint "
+                    "(examples/fashion_mnist.ini's 400)")
+    ap.add_argument("--fmnist-adjoint-iters", type=int, default=100,
+                    help="Fashion-MNIST iterations, backsolve vs "
+                    "odeint_adjoint")
+    ap.add_argument("--fmnist-eval-every", type=int, default=50)
+    ap.add_argument("--fmnist-target", type=float, default=0.8,
+                    help="test accuracy for the time-to-accuracy row")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads")
     ap.add_argument("--nfe-tol", type=float, default=0.05,
@@ -273,9 +350,11 @@ def main():
                     help="the Python that imports torch and the peers")
     args = ap.parse_args()
     for t in args.tasks.split(","):
-        if t not in ("spiral", "sde", "brownian"):
-            ap.error(f"unknown task '{t}' (known: spiral, sde, brownian)")
-    for prog in ("bench_spiral_train", "bench_sde", "bench_brownian"):
+        if t not in ("spiral", "sde", "brownian", "fmnist"):
+            ap.error(f"unknown task '{t}' (known: spiral, sde, brownian, "
+                     "fmnist)")
+    for prog in ("bench_spiral_train", "bench_sde", "bench_brownian",
+                 "bench_train_json"):
         if not os.access(os.path.join(args.build, "bench", prog), os.X_OK):
             ap.error(f"{args.build}/bench/{prog} missing: build nde first "
                      "(ninja -C BUILD_DIR)")

@@ -4,6 +4,7 @@ JSON line per selected configuration with the fields the driver uses, the
 initial parameters written by --params, and usage errors (exit 2).
 
 Usage: check_bench_json.py BENCH_SPIRAL_TRAIN BENCH_SDE BENCH_BROWNIAN
+                           BENCH_TRAIN_JSON
 """
 import json
 import os
@@ -36,7 +37,9 @@ def usage_error(cmd):
 
 
 def main():
-    spiral, sde, brownian = sys.argv[1:4]
+    spiral, sde, brownian, trainj = sys.argv[1:5]
+    spiral_ini = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                              "..", "..", "examples", "spiral.ini")
     with tempfile.TemporaryDirectory() as tmp:
         params = os.path.join(tmp, "spiral.bin")
         out = lines([spiral, "--json", "--iters", "2", "--tol", "1e-3/1e-6",
@@ -78,9 +81,30 @@ def main():
         check(all(len(r["fwd_us"]) == r["paths"] == len(r["rev_us"])
                   for r in out), "brownian: one time per path")
 
+        params = os.path.join(tmp, "train.bin")
+        out = lines([trainj, spiral_ini, "-s", "train.lr=1e-12", "--iters",
+                     "5", "--eval-every", "2", "--params", params])
+        check(len(out) == 1, f"train_json: {len(out)} lines, expected 1")
+        r = out[0]
+        check([e["iteration"] for e in r["evals"]] == [2, 4, 5],
+              f"train_json: evaluations {r['evals']}")
+        check(all(e["test_accuracy"] is None for e in r["evals"]),
+              "train_json: no accuracy for a time series")
+        check(r["evals"][0]["train_s"] < r["evals"][2]["train_s"] and
+              abs(r["evals"][2]["train_s"] - 1e-3 * sum(r["times_ms"]))
+              < 1e-4, "train_json: training time before each evaluation")
+        check(len(r["times_ms"]) == len(r["nfe_fwd"]) == len(r["nfe_bwd"])
+              == len(r["loss"]) == 5, "train_json: one entry per iteration")
+        check(r["nparams"] == 252 and os.path.getsize(params) == 252 * 8,
+              "train_json: params size")
+
     for cmd in ([spiral, "--iters", "0"], [spiral, "--bogus"],
                 [spiral, "--tol"], [sde, "--iters", "x"], [sde, "--pair"],
-                [brownian, "--jsonx"]):
+                [brownian, "--jsonx"], [trainj], [trainj, "--iters", "1"],
+                [trainj, spiral_ini, "--iters", "0"],
+                [trainj, spiral_ini, "--eval-every", "x"],
+                [trainj, spiral_ini, "--bogus", "1"],
+                [trainj, spiral_ini, "-s"]):
         usage_error(cmd)
     print(f"{0 if failures else 1} passed, {failures} failed")
     return 1 if failures else 0
