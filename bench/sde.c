@@ -732,10 +732,17 @@ static int part2(void)
 int main(int argc, char **argv)
 {
     opts o;
+    size_t i;
     int rc;
 
     if ((rc = parse(argc, argv, &o)) != 0)
         return rc;
+    for (i = 0; i < NPAIR && !selected(&o, &pairs[i]); i++)
+        ;
+    if (i == NPAIR) {
+        fprintf(stderr, "bench_sde: no pair matches --pair %s\n", o.pair);
+        return 2;
+    }
     openblas_set_num_threads(1);
     if (!(ctx = nde_ctx_create()))
         return 1;

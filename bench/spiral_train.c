@@ -294,6 +294,15 @@ int main(int argc, char **argv)
 
     if ((rc = parse(argc, argv, &o)) != 0)
         return rc;
+    for (p = 0, i = 0; i < NTOL; i++)
+        for (j = 0; j < NADJ; j++)
+            p += (size_t)selected(&o, i, j);
+    if (p == 0) {
+        fprintf(stderr, "bench_spiral_train: no configuration matches "
+                "--tol %s --adjoint %s\n", o.tol ? o.tol : "(any)",
+                o.adjoint ? o.adjoint : "(any)");
+        return 2;
+    }
     if (!(ctx = nde_ctx_create()))
         return 1;
     for (i = 0; i < NTOL; i++)

@@ -29,10 +29,10 @@ def lines(cmd):
     return [json.loads(x) for x in p.stdout.splitlines()]
 
 
-def usage_error(cmd):
+def usage_error(cmd, word="usage"):
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        text=True)
-    check(p.returncode == 2 and "usage" in p.stderr and not p.stdout,
+    check(p.returncode == 2 and word in p.stderr and not p.stdout,
           f"{cmd}: expected a usage error, got {p.returncode}")
 
 
@@ -106,6 +106,10 @@ def main():
                 [trainj, spiral_ini, "--bogus", "1"],
                 [trainj, spiral_ini, "-s"]):
         usage_error(cmd)
+    for cmd in ([spiral, "--json", "--tol", "1e-7"],
+                [spiral, "--adjoint", "backsolve"],
+                [sde, "--json", "--pair", "euler_maruyama"]):
+        usage_error(cmd, "matches")
     print(f"{0 if failures else 1} passed, {failures} failed")
     return 1 if failures else 0
 
