@@ -16,6 +16,10 @@
  * nde_brownian_get_stats.
  *
  * Run: build/bench/bench_brownian   (prints markdown tables)
+ *
+ * For bench/peers (the driver next to torchsde's BrownianInterval):
+ * --json prints one JSON line per row of the first table without its
+ * 10^6-cell row (every path's per-query times) and no naive table.
  */
 #include <math.h>
 #include <stdio.h>
@@ -67,8 +71,22 @@ static void check(nde_ctx *ctx, int st, const char *what)
 
 /* One row: `reps` fresh paths of `cells` cells on [0, 1]; per path a
  * forward sweep and a reverse sweep of the queries [a_k, b_k]. */
+static void print_json(const char *name, size_t nq, int reps,
+                       const double *fwd, const double *rev)
+{
+    printf("{\"task\": \"brownian\", \"pattern\": \"%s\", "
+           "\"queries\": %zu, \"paths\": %d, \"fwd_us\": [", name, nq,
+           reps);
+    for (int r = 0; r < reps; r++)
+        printf("%s%.6f", r ? ", " : "", 1e6 * fwd[r]);
+    printf("], \"rev_us\": [");
+    for (int r = 0; r < reps; r++)
+        printf("%s%.6f", r ? ", " : "", 1e6 * rev[r]);
+    printf("]}\n");
+}
+
 static void row(nde_ctx *ctx, nde_brownian *bm, const char *name,
-                size_t cells, int reps, int offgrid)
+                size_t cells, int reps, int offgrid, int json)
 {
     double dt = 1.0 / (double)cells, dw[NCH];
     double *fwd = malloc((size_t)reps * sizeof *fwd);
@@ -117,11 +135,15 @@ static void row(nde_ctx *ctx, nde_brownian *bm, const char *name,
     }
     summary(fwd, reps, &fm, &fl, &fh);
     summary(rev, reps, &rm, &rl, &rh);
-    printf("| %s | %zu | %d | %.3f (%.3f-%.3f) | %.3f (%.3f-%.3f) "
-           "| %.2f | %.2f | %zu |\n",
-           name, nq, reps, 1e6 * fm, 1e6 * fl, 1e6 * fh, 1e6 * rm, 1e6 * rl,
-           1e6 * rh, (double)nodes_fwd / ((double)reps * (double)nq),
-           (double)nodes_all / (double)queries, st.bytes);
+    if (json)
+        print_json(name, nq, reps, fwd, rev);
+    else
+        printf("| %s | %zu | %d | %.3f (%.3f-%.3f) | %.3f (%.3f-%.3f) "
+               "| %.2f | %.2f | %zu |\n",
+               name, nq, reps, 1e6 * fm, 1e6 * fl, 1e6 * fh, 1e6 * rm,
+               1e6 * rl, 1e6 * rh,
+               (double)nodes_fwd / ((double)reps * (double)nq),
+               (double)nodes_all / (double)queries, st.bytes);
     free(fwd);
     free(rev);
 }
@@ -183,24 +205,35 @@ static void naive_row(size_t cells, int reps)
     gsl_rng_free(rng);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    nde_ctx *ctx = nde_ctx_create();
+    nde_ctx *ctx;
     nde_brownian *bm = NULL;
+    const int json = argc == 2 && strcmp(argv[1], "--json") == 0;
 
-    if (!ctx)
+    if (argc > 1 && !json) {
+        fprintf(stderr, "usage: bench_brownian [--json]\n");
+        return 2;
+    }
+    if (!(ctx = nde_ctx_create()))
         return 1;
     check(ctx, nde_brownian_create(ctx, NCH, &bm), "create");
+    if (json) {
+        row(ctx, bm, "grid cells", 100, 2000, 0, 1);
+        row(ctx, bm, "grid cells", 10000, 20, 0, 1);
+        row(ctx, bm, "off-grid steps", 100, 50, 1, 1);
+        goto done;
+    }
     printf("Brownian Interval, %d channels (batch 64 x 4) on [0, 1], "
            "per query: median (min-max) us\n\n", NCH);
     printf("| pattern | queries per sweep | paths | forward sweep us | "
            "reverse sweep us | nodes/query fwd | nodes/query fwd+rev | "
            "bytes |\n");
     printf("|---|---|---|---|---|---|---|---|\n");
-    row(ctx, bm, "grid cells", 100, 2000, 0);
-    row(ctx, bm, "grid cells", 10000, 20, 0);
-    row(ctx, bm, "grid cells", 1000000, 3, 0);
-    row(ctx, bm, "off-grid steps", 100, 50, 1);
+    row(ctx, bm, "grid cells", 100, 2000, 0, 0);
+    row(ctx, bm, "grid cells", 10000, 20, 0, 0);
+    row(ctx, bm, "grid cells", 1000000, 3, 0, 0);
+    row(ctx, bm, "off-grid steps", 100, 50, 1, 0);
     printf("\nNaive stored path (GSL ziggurat normals drawn up front):\n\n");
     printf("| approach | cells | paths | draw per cell us | forward read us | "
            "reverse read us | bytes |\n");
@@ -208,6 +241,7 @@ int main(void)
     naive_row(100, 2000);
     naive_row(10000, 20);
     naive_row(1000000, 3);
+done:
     fprintf(stderr, "(checksum %g)\n", sink);
     nde_brownian_destroy(bm);
     nde_ctx_destroy(ctx);

@@ -30,6 +30,14 @@
  *
  * Single thread: OpenBLAS is set to 1 thread (openblas_set_num_threads).
  * Run: build/bench/bench_sde   (prints markdown tables)
+ *
+ * For bench/peers (the driver next to torchsde): --json runs only part 1's
+ * timing and prints one JSON line per pair (all its iteration times,
+ * evaluation counts); --pair SOLVER:ADJOINT keeps one pair; --iters N
+ * timed iterations per pass; --params FILE writes the initial parameters
+ * (nparams raw host-order doubles, the mlp plugin's layout: drift, then
+ * diffusion). y0 is row-major batch x dim, y0[i] = 0.1 sin(0.37 i) +
+ * 0.05 (i mod 4).
  */
 #include <cblas.h>
 #include <math.h>
@@ -47,7 +55,8 @@
 #define WARMUP 3
 #define PASSES 3
 #define PER_PASS 15
-#define NIT (PASSES * PER_PASS)
+#define MAX_PER_PASS 1000
+#define NIT (PASSES * MAX_PER_PASS)
 #define BATCH 64
 #define DIM 4
 #define N (BATCH * DIM)
@@ -268,36 +277,133 @@ static int child_rss(const pair *p, long *built, long *peak)
     return v[1] < 0;
 }
 
-static int part1(void)
+/* Command-line options (all for bench/peers; none: the tables). */
+typedef struct opts {
+    int json;
+    const char *pair, *params;
+    size_t per_pass;
+} opts;
+
+static int parse(int argc, char **argv, opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->per_pass = PER_PASS;
+    for (int k = 1; k < argc; k++) {
+        const char *a = argv[k], *v = k + 1 < argc ? argv[k + 1] : NULL;
+        if (strcmp(a, "--json") == 0) {
+            o->json = 1;
+            continue;
+        }
+        if (!v)
+            goto usage;
+        if (strcmp(a, "--pair") == 0)
+            o->pair = v;
+        else if (strcmp(a, "--params") == 0)
+            o->params = v;
+        else if (strcmp(a, "--iters") == 0) {
+            long n = atol(v);
+            if (n < 1 || n > MAX_PER_PASS)
+                goto usage;
+            o->per_pass = (size_t)n;
+        } else
+            goto usage;
+        k++;
+    }
+    return 0;
+usage:
+    fprintf(stderr, "usage: bench_sde [--json] [--pair SOLVER:ADJOINT] "
+            "[--iters 1..%d] [--params FILE]\n", MAX_PER_PASS);
+    return 2;
+}
+
+static int selected(const opts *o, const pair *q)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s:%s", q->solver, q->adjoint);
+    return !o->pair || strcmp(o->pair, name) == 0;
+}
+
+static int write_params(const char *path, const run *r)
+{
+    FILE *fp = fopen(path, "wb");
+    const size_t n = r->f->nparams;
+    int bad;
+
+    if (!fp) {
+        perror(path);
+        return 1;
+    }
+    bad = fwrite(r->theta, sizeof(double), n, fp) != n;
+    bad |= fclose(fp) != 0;
+    if (bad)
+        perror(path);
+    return bad;
+}
+
+static void print_json(run *r, const pair *q)
+{
+    double tot = median(r->tot, r->nit);
+    printf("{\"task\": \"sde\", \"solver\": \"%s\", \"adjoint\": \"%s\", "
+           "\"median_ms\": %.6f, \"min_ms\": %.6f, \"max_ms\": %.6f, "
+           "\"fwd_ms\": %.6f, \"bwd_ms\": %.6f, \"nfe_fwd\": %ld, "
+           "\"evals_bwd\": %ld, \"vjp_bwd\": %ld, \"times_ms\": [",
+           q->solver, q->adjoint, tot, r->tot[0], r->tot[r->nit - 1],
+           median(r->fwd, r->nit), median(r->bwd, r->nit), r->ev_f, r->ev_b,
+           r->vjp_b);
+    for (size_t k = 0; k < r->nit; k++)
+        printf("%s%.6f", k ? ", " : "", r->tot[k]);
+    printf("]}\n");
+}
+
+static int part1(const opts *o)
 {
     static run runs[NPAIR];
-    size_t i, p;
+    size_t i, p, nparams = 0;
     int rc;
 
     for (i = 0; i < NPAIR; i++) {
+        if (!selected(o, &pairs[i]))
+            continue;
         if ((rc = make(&runs[i], pairs[i].solver, pairs[i].adjoint)))
             return fail(pairs[i].solver, rc);
+        if (o->params && write_params(o->params, &runs[i]))
+            return 1;
         for (p = 0; p < WARMUP; p++)
             if ((rc = iterate(&runs[i], 0)))
                 return fail(pairs[i].adjoint, rc);
     }
     for (p = 0; p < PASSES; p++)
         for (i = 0; i < NPAIR; i++)
-            for (size_t k = 0; k < PER_PASS; k++)
+            for (size_t k = 0; selected(o, &pairs[i]) && k < o->per_pass;
+                 k++)
                 if ((rc = iterate(&runs[i], 1)))
                     return fail(pairs[i].adjoint, rc);
 
-    printf("## Part 1: a small neural SDE, %d x %d iterations "
+    if (o->json) {
+        for (i = 0; i < NPAIR; i++)
+            if (selected(o, &pairs[i])) {
+                print_json(&runs[i], &pairs[i]);
+                destroy(&runs[i]);
+            }
+        return 0;
+    }
+    for (i = 0; i < NPAIR && !nparams; i++)
+        if (selected(o, &pairs[i]))
+            nparams = runs[i].f->nparams;
+    printf("## Part 1: a small neural SDE, %d x %zu iterations "
            "after %d warm-up, OpenBLAS threads %d, %zu parameters\n\n",
-           PASSES, PER_PASS, WARMUP, openblas_get_num_threads(),
-           runs[0].f->nparams);
+           PASSES, o->per_pass, WARMUP, openblas_get_num_threads(),
+           nparams);
     printf("| solver | adjoint | fwd+bwd ms median (min-max) | fwd ms | "
            "bwd ms | evals fwd | evals; VJPs bwd (nfe_backward) |\n"
            "|---|---|---|---|---|---|---|\n");
     for (i = 0; i < NPAIR; i++) {
         run *r = &runs[i];
         const pair *q = &pairs[i];
-        double tot = median(r->tot, r->nit);
+        double tot;
+        if (!selected(o, q))
+            continue;
+        tot = median(r->tot, r->nit);
         printf("| %s | %s | %.3f (%.3f-%.3f) | %.3f | %.3f | %ld | %ld; %ld "
                "(%ld) |\n", q->solver, q->adjoint, tot, r->tot[0],
                r->tot[r->nit - 1], median(r->fwd, r->nit),
@@ -311,6 +417,8 @@ static int part1(void)
     fflush(stdout);
     for (i = 0; i < NPAIR; i++) {
         long built, peak;
+        if (!selected(o, &pairs[i]))
+            continue;
         if (child_rss(&pairs[i], &built, &peak))
             return fail("child", 1);
         printf("| %s | %s | %zu | %zu | %zu | %ld | %ld | %ld |\n",
@@ -320,7 +428,8 @@ static int part1(void)
         fflush(stdout);
     }
     for (i = 0; i < NPAIR; i++)
-        destroy(&runs[i]);
+        if (selected(o, &pairs[i]))
+            destroy(&runs[i]);
     return 0;
 }
 
@@ -620,15 +729,25 @@ static int part2(void)
     return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    opts o;
+    size_t i;
     int rc;
 
+    if ((rc = parse(argc, argv, &o)) != 0)
+        return rc;
+    for (i = 0; i < NPAIR && !selected(&o, &pairs[i]); i++)
+        ;
+    if (i == NPAIR) {
+        fprintf(stderr, "bench_sde: no pair matches --pair %s\n", o.pair);
+        return 2;
+    }
     openblas_set_num_threads(1);
     if (!(ctx = nde_ctx_create()))
         return 1;
-    rc = part1();
-    if (!rc)
+    rc = part1(&o);
+    if (!rc && !o.json)
         rc = part2();
     nde_ctx_destroy(ctx);
     return rc ? 1 : 0;

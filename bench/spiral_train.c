@@ -16,6 +16,16 @@
  * the initial model (lr 1e-12), as torchdiffeq's "@init" figures.
  *
  * Run: build/bench/bench_spiral_train   (prints a markdown table)
+ *
+ * For bench/peers (the driver next to torchdiffeq): --json prints one JSON
+ * line per configuration (all its iteration times, median NFE, the
+ * prediction) instead of the tables; --tol NAME and --adjoint PLUGIN[:NORM]
+ * keep only the matching configurations; --iters N timed iterations per
+ * pass; --params FILE writes the initial parameters (nparams raw
+ * host-order doubles in the mlp plugin's layout) for the peer to load;
+ * --controller NAME sets [solver] controller (torchdiffeq's step control
+ * is nde's `i`: safety 0.9, factors in [0.2, 10], exponent 1/5, and an
+ * accepted step never shrinks).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +36,7 @@
 
 #define WARMUP 5
 #define PASSES 3
-#define PER_PASS 40
+#define MAX_PER_PASS 1000
 #define NPREDICT 7
 /* Adam's step is computed as in training but moves the parameters by
  * ~1e-12: every iteration is measured at the initial model (as
@@ -60,8 +70,8 @@ static const adj_case adjs[] = {
 typedef struct run {
     nde_config *cfg;
     nde_trainer *tr;
-    double t_ms[PASSES * PER_PASS];
-    long nfe_f[PASSES * PER_PASS], nfe_b[PASSES * PER_PASS];
+    double t_ms[PASSES * MAX_PER_PASS];
+    long nfe_f[PASSES * MAX_PER_PASS], nfe_b[PASSES * MAX_PER_PASS];
     size_t n;
     size_t bytes;
 } run;
@@ -107,6 +117,9 @@ static size_t traj_bytes(const nde_trajectory *t)
     return b;
 }
 
+/* [solver] controller; NULL: the default (pi). */
+static const char *controller;
+
 static int make(nde_ctx *ctx, run *r, const char *rtol, const char *atol,
                 const adj_case *ac, int batch_time)
 {
@@ -114,13 +127,15 @@ static int make(nde_ctx *ctx, run *r, const char *rtol, const char *atol,
     int rc;
 
     snprintf(text, sizeof text,
-             "[solver]\nplugin = dopri5\nrtol = %s\natol = %s\n"
+             "[solver]\nplugin = dopri5\nrtol = %s\natol = %s\n%s%s%s"
              "[field]\nplugin = mlp\nlayers = 2, 50, 2\nactivation = tanh\n"
              "input = cube\ntime = false\n"
              "[adjoint]\nplugin = %s\n%s%s%s"
              "[data]\nsource = spiral\nbatch_time = %d\n"
              "[train]\nbatch_size = 20\nlr = %s\nseed = 1\n",
-             rtol, atol, ac->plugin, ac->norm ? "norm = " : "",
+             rtol, atol, controller ? "controller = " : "",
+             controller ? controller : "", controller ? "\n" : "",
+             ac->plugin, ac->norm ? "norm = " : "",
              ac->norm ? ac->norm : "", ac->norm ? "\n" : "", batch_time,
              AT_INIT_LR);
     memset(r, 0, sizeof *r);
@@ -166,43 +181,169 @@ static const char *label(const adj_case *ac, char *buf, size_t len)
     return buf;
 }
 
-int main(void)
+/* Command-line options (all for bench/peers; none: the tables). */
+typedef struct opts {
+    int json;
+    const char *tol, *adjoint, *params;
+    size_t per_pass;
+} opts;
+
+static int parse(int argc, char **argv, opts *o)
 {
-    nde_ctx *ctx = nde_ctx_create();
+    memset(o, 0, sizeof *o);
+    o->per_pass = 40;
+    for (int k = 1; k < argc; k++) {
+        const char *a = argv[k], *v = k + 1 < argc ? argv[k + 1] : NULL;
+        if (strcmp(a, "--json") == 0) {
+            o->json = 1;
+            continue;
+        }
+        if (!v)
+            goto usage;
+        if (strcmp(a, "--tol") == 0)
+            o->tol = v;
+        else if (strcmp(a, "--adjoint") == 0)
+            o->adjoint = v;
+        else if (strcmp(a, "--params") == 0)
+            o->params = v;
+        else if (strcmp(a, "--controller") == 0)
+            controller = v;
+        else if (strcmp(a, "--iters") == 0) {
+            long n = atol(v);
+            if (n < 1 || n > MAX_PER_PASS)
+                goto usage;
+            o->per_pass = (size_t)n;
+        } else
+            goto usage;
+        k++;
+    }
+    return 0;
+usage:
+    fprintf(stderr, "usage: bench_spiral_train [--json] [--tol 1e-7/1e-9|"
+            "1e-3/1e-6] [--adjoint PLUGIN[:NORM]] [--iters 1..%d] "
+            "[--params FILE] [--controller pi|i|pid]\n", MAX_PER_PASS);
+    return 2;
+}
+
+/* Whether configuration (tolerance i, adjoint j) is selected. */
+static int selected(const opts *o, size_t i, size_t j)
+{
+    char name[64];
+    const adj_case *ac = &adjs[j];
+
+    snprintf(name, sizeof name, "%s%s%s", ac->plugin, ac->norm ? ":" : "",
+             ac->norm ? ac->norm : "");
+    return (!o->tol || strcmp(o->tol, tols[i].name) == 0) &&
+           (!o->adjoint || strcmp(o->adjoint, name) == 0);
+}
+
+static int write_params(const char *path, nde_trainer *tr)
+{
+    FILE *fp = fopen(path, "wb");
+    size_t n = nde_trainer_nparams(tr);
+    int bad;
+
+    if (!fp) {
+        perror(path);
+        return 1;
+    }
+    bad = fwrite(nde_trainer_params(tr), sizeof(double), n, fp) != n;
+    bad |= fclose(fp) != 0;
+    if (bad)
+        perror(path);
+    return bad;
+}
+
+static double mean_l(const long *v, size_t n)
+{
+    double s = 0.0;
+    for (size_t k = 0; k < n; k++)
+        s += (double)v[k];
+    return s / (double)n;
+}
+
+static void print_json(const run *r, const tol_case *tc, const adj_case *ac,
+                       double med, double pmed, long pnfe)
+{
+    long nf[PASSES * MAX_PER_PASS], nb[PASSES * MAX_PER_PASS];
+
+    memcpy(nf, r->nfe_f, r->n * sizeof *nf);
+    memcpy(nb, r->nfe_b, r->n * sizeof *nb);
+    printf("{\"task\": \"spiral\", \"tol\": \"%s\", \"adjoint\": \"%s%s%s\", "
+           "\"median_ms\": %.6f, \"min_ms\": %.6f, \"max_ms\": %.6f, "
+           "\"nfe_fwd\": %ld, \"nfe_bwd\": %ld, \"nfe_fwd_mean\": %.3f, "
+           "\"nfe_bwd_mean\": %.3f, \"predict_ms\": %.6f, "
+           "\"predict_nfe\": %ld, \"times_ms\": [",
+           tc->name, ac->plugin, ac->norm ? ":" : "", ac->norm ? ac->norm : "",
+           med, r->t_ms[0], r->t_ms[r->n - 1], median_l(nf, r->n),
+           median_l(nb, r->n), mean_l(r->nfe_f, r->n), mean_l(r->nfe_b, r->n),
+           pmed, pnfe);
+    for (size_t k = 0; k < r->n; k++)
+        printf("%s%.6f", k ? ", " : "", r->t_ms[k]);
+    printf("]}\n");
+}
+
+int main(int argc, char **argv)
+{
+    nde_ctx *ctx;
     static run runs[NTOL][NADJ];
     char name[64];
     size_t i, j, p;
+    opts o;
     int rc;
 
-    if (!ctx)
+    if ((rc = parse(argc, argv, &o)) != 0)
+        return rc;
+    for (p = 0, i = 0; i < NTOL; i++)
+        for (j = 0; j < NADJ; j++)
+            p += (size_t)selected(&o, i, j);
+    if (p == 0) {
+        fprintf(stderr, "bench_spiral_train: no configuration matches "
+                "--tol %s --adjoint %s\n", o.tol ? o.tol : "(any)",
+                o.adjoint ? o.adjoint : "(any)");
+        return 2;
+    }
+    if (!(ctx = nde_ctx_create()))
         return 1;
     for (i = 0; i < NTOL; i++)
-        for (j = 0; j < NADJ; j++)
+        for (j = 0; j < NADJ; j++) {
+            if (!selected(&o, i, j))
+                continue;
             if ((rc = make(ctx, &runs[i][j], tols[i].rtol, tols[i].atol,
-                           &adjs[j], 10)) !=
-                    NDE_OK ||
-                (rc = iterate(&runs[i][j], WARMUP, 0)) != NDE_OK)
+                           &adjs[j], 10)) != NDE_OK)
                 goto fail;
+            if (o.params && write_params(o.params, runs[i][j].tr)) {
+                nde_ctx_destroy(ctx);
+                return 1;
+            }
+            if ((rc = iterate(&runs[i][j], WARMUP, 0)) != NDE_OK)
+                goto fail;
+        }
     for (p = 0; p < PASSES; p++)
         for (i = 0; i < NTOL; i++)
             for (j = 0; j < NADJ; j++)
-                if ((rc = iterate(&runs[i][j], PER_PASS, 1)) != NDE_OK)
+                if (selected(&o, i, j) &&
+                    (rc = iterate(&runs[i][j], o.per_pass, 1)) != NDE_OK)
                     goto fail;
 
-    printf("Spiral training iteration (batch 20 x 10 points, 2-50-2 tanh "
-           "MLP on y^3, dopri5), %d x %d iterations after %d warm-up\n\n",
-           PASSES, PER_PASS, WARMUP);
-    printf("| rtol/atol | adjoint | iter ms median (min-max) | NFE fwd | "
-           "NFE bwd | record bytes | predict 1000 pts ms (NFE) |\n"
-           "|---|---|---|---|---|---|---|\n");
+    if (!o.json) {
+        printf("Spiral training iteration (batch 20 x 10 points, 2-50-2 "
+               "tanh MLP on y^3, dopri5), %d x %zu iterations after %d "
+               "warm-up\n\n", PASSES, o.per_pass, WARMUP);
+        printf("| rtol/atol | adjoint | iter ms median (min-max) | NFE fwd | "
+               "NFE bwd | record bytes | predict 1000 pts ms (NFE) |\n"
+               "|---|---|---|---|---|---|---|\n");
+    }
     for (i = 0; i < NTOL; i++)
         for (j = 0; j < NADJ; j++) {
             run *r = &runs[i][j];
             const tol_case *tc = &tols[i];
             double pt[NPREDICT], med, lo, hi, pmed;
             nde_eval_result e;
-            long pnfe = 0;
+            long pnfe = 0, nf, nb;
 
+            if (!selected(&o, i, j))
+                continue;
             for (p = 0; p < NPREDICT; p++) {
                 if ((rc = nde_trainer_evaluate(r->tr, &e)) != NDE_OK)
                     goto fail;
@@ -213,13 +354,19 @@ int main(void)
             med = median_d(r->t_ms, r->n);
             lo = r->t_ms[0];
             hi = r->t_ms[r->n - 1];
+            if (o.json) {
+                print_json(r, tc, &adjs[j], med, pmed, pnfe);
+                continue;
+            }
+            nf = median_l(r->nfe_f, r->n);
+            nb = median_l(r->nfe_b, r->n);
             printf("| %s | %s | %.3f (%.3f-%.3f) | %ld | %ld | %zu | "
                    "%.3f (%ld) |\n",
                    tc->name, label(&adjs[j], name, sizeof name), med, lo, hi,
-                   median_l(r->nfe_f, r->n), median_l(r->nfe_b, r->n),
-                   r->bytes, pmed, pnfe);
+                   nf, nb, r->bytes, pmed, pnfe);
         }
-
+    if (o.json)
+        goto done;
     /* Memory against the number of steps: batch_time 100, tolerances
      * 1e-3/1e-5 and 1e-11/1e-13 (about 10x the steps). */
     printf("\nTrajectory record bytes vs steps (batch_time 100, at init)\n\n"
@@ -242,9 +389,11 @@ int main(void)
         destroy(&a);
         destroy(&b);
     }
+done:
     for (i = 0; i < NTOL; i++)
         for (j = 0; j < NADJ; j++)
-            destroy(&runs[i][j]);
+            if (selected(&o, i, j))
+                destroy(&runs[i][j]);
     nde_ctx_destroy(ctx);
     return 0;
 fail:
