@@ -135,11 +135,6 @@ static int check_ops(nde_ctx *ctx, const nde_solver_type *type)
     if (type->order < 1 || ((flags & NDE_CAP_ADAPTIVE) && type->error_order < 1))
         return nde_error(ctx, NDE_EPLUGIN,
                          "solver '%s': order / error_order not set", name);
-    if ((type->info.needs & NDE_NEEDS_LEVY_AREA) &&
-        !(flags & (NDE_CAP_SDE_ITO | NDE_CAP_SDE_STRATONOVICH)))
-        return nde_error(ctx, NDE_EPLUGIN,
-                         "solver '%s': needs the Levy area but integrates no "
-                         "SDE", name);
     return NDE_OK;
 }
 
@@ -214,6 +209,11 @@ int nde_solver_create_from(nde_ctx *ctx, const nde_solver_type *type,
     rc = type->tableau ? check_tableau(ctx, type) : check_ops(ctx, type);
     if (rc != NDE_OK)
         return rc;
+    if ((type->info.needs & NDE_NEEDS_LEVY_AREA) &&
+        !(type->info.provides & (NDE_CAP_SDE_ITO | NDE_CAP_SDE_STRATONOVICH)))
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "solver '%s' needs the Levy area but integrates no "
+                         "SDE", type->info.name);
     if (!field || field->batch_max == 0 || field->dim == 0)
         return nde_error(ctx, NDE_EINVAL,
                          "solver '%s': needs a created field", type->info.name);

@@ -749,7 +749,8 @@ START_TEST(test_area_riemann)
 }
 END_TEST
 
-/* The area query without the area; its memory: allocated once. */
+/* The area query without the area; its memory: allocated once, when
+ * switched on, and queries do not allocate. */
 START_TEST(test_area_bad_input)
 {
     nde_brownian *bm = make(4);
@@ -771,6 +772,15 @@ START_TEST(test_area_bad_input)
     ck_assert_int_eq(nde_brownian_set_area(bm, 1), NDE_OK);
     nde_brownian_get_stats(bm, &st2);
     ck_assert_uint_eq(st2.bytes, st1.bytes);
+    {
+        size_t heap0 = mallinfo2().uordblks;
+        uint64_t r = 9;
+        for (int i = 0; i < 2000; i++) {
+            double a = lcg01(&r), b = lcg01(&r);
+            area(bm, a, b, dw, H);
+        }
+        ck_assert_uint_eq(mallinfo2().uordblks, heap0);
+    }
     nde_brownian_destroy(bm);
 }
 END_TEST

@@ -89,9 +89,11 @@ NDE_API int nde_brownian_increment(nde_brownian *bm, double ta, double tb,
  * the setting restarts the current path, its W included. The first switch
  * on allocates the area's memory (NDE_ENOMEM); nothing else changes.
  * nde_brownian_area is then nde_brownian_increment plus H (n values; tb <
- * ta gives -dw and the same H, which the definition leaves unchanged), at
- * about twice its cost; NDE_EINVAL without the area. An SDE solve whose
- * solver needs the area switches it on itself (nde/solver.h).
+ * ta gives -dw and the same H, which the definition leaves unchanged; dw
+ * is the increment query's, bit for bit); off the grid it also combines
+ * the nodes below the two ends' common ancestor, O(depth) per channel.
+ * NDE_EINVAL without the area. An SDE solve whose solver needs the area
+ * switches it on itself (nde/solver.h).
  */
 NDE_API int nde_brownian_set_area(nde_brownian *bm, int on);
 NDE_API int nde_brownian_has_area(const nde_brownian *bm);
