@@ -38,7 +38,7 @@ typedef struct discrete_state {
     double *ybar, *ybar_prev; /* n_max each                            */
     int aux;                  /* aux blocks of the solver               */
     double *auxbar, *auxbar_prev; /* aux x n_max each                   */
-    double *dw;               /* n_max: a step's Brownian increment     */
+    double *dw;               /* 2 n_max: a step's noise                */
     double *seg;              /* recomputed states of one segment       */
     size_t seg_cap;           /* states seg can hold                    */
     nde_dense_cotangent *dc;  /* dense cotangents of one step           */
@@ -93,7 +93,7 @@ static int discrete_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
         d->aux = aux;
         if ((m && (!(d->auxbar = malloc(m * sizeof(double))) ||
                    !(d->auxbar_prev = malloc(m * sizeof(double))))) ||
-            !(d->dw = malloc(d->n_max * sizeof(double))))
+            !(d->dw = malloc(2 * d->n_max * sizeof(double))))
             return nde_error(ctx, NDE_ENOMEM,
                              "adjoint 'discrete': out of memory");
     }
@@ -138,7 +138,7 @@ static double step_end(const nde_trajectory *fwd, size_t j)
     return j + 1 < fwd->nsteps ? fwd->t[j + 1] : fwd->t1;
 }
 
-/* The Brownian increment of recorded step j into d->dw (SDE solvers). */
+/* The noise of recorded step j into d->dw (SDE solvers). */
 static int step_increment(nde_adjoint *a, const nde_solve_opts *opts,
                           const nde_trajectory *fwd, size_t j)
 {
@@ -148,7 +148,7 @@ static int step_increment(nde_adjoint *a, const nde_solve_opts *opts,
 
     if (!nde_solver_is_sde(a->solver))
         return NDE_OK;
-    if ((rc = nde_brownian_increment(opts->brownian, tj, tend, d->dw)))
+    if ((rc = nde_solver_noise(a->solver, opts->brownian, tj, tend, d->dw)))
         return nde_error(a->ctx, rc, "adjoint 'discrete': the Brownian "
                          "path has no increment over [%g, %g] (reset it to "
                          "the solve's path)", tj, tend);

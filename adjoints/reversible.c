@@ -28,7 +28,7 @@ typedef struct reversible_state {
     double *aux_cur, *aux_prev; /* aux x n_max each                       */
     double *ybar, *ybar_prev;   /* n_max each                             */
     double *auxbar, *auxbar_prev; /* aux x n_max each                     */
-    double *dw;                 /* n_max                                  */
+    double *dw;                 /* 2 n_max: a step's noise                */
 } reversible_state;
 
 static void reversible_destroy(nde_adjoint *a)
@@ -69,7 +69,7 @@ static int reversible_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
         !(d->y_prev = malloc(n * sizeof(double))) ||
         !(d->ybar = malloc(n * sizeof(double))) ||
         !(d->ybar_prev = malloc(n * sizeof(double))) ||
-        !(d->dw = malloc(n * sizeof(double))) ||
+        !(d->dw = malloc(2 * n * sizeof(double))) ||
         (m && (!(d->aux_cur = malloc(m * sizeof(double))) ||
                !(d->aux_prev = malloc(m * sizeof(double))) ||
                !(d->auxbar = malloc(m * sizeof(double))) ||
@@ -149,7 +149,7 @@ static int reversible_gradient(nde_adjoint *a, const nde_solve_opts *opts,
             goto done;
         }
         if (sde &&
-            (rc = nde_brownian_increment(opts->brownian, tp, t, d->dw))) {
+            (rc = nde_solver_noise(s, opts->brownian, tp, t, d->dw))) {
             nde_error(a->ctx, rc, "adjoint 'reversible': the Brownian path "
                       "has no increment over [%g, %g] (reset it to the "
                       "solve's path)", tp, t);

@@ -211,6 +211,9 @@ static int check_vjp(solver_check *c, uint64_t seed, check_report *r)
         c->dw[i] = check_uniform(&rng, -0.3, 0.3);
         c->ybar[i] = 1.0;
     }
+    if (nde_solver_noise_blocks(c->s) == 2)   /* the Levy area */
+        for (i = 0; i < c->n; i++)
+            c->dw[c->n + i] = check_uniform(&rng, -0.1, 0.1);
     c->thetabar[0] = c->thetabar[1] = 1.0;
     if (ops && (rc = nde_solver_start(c->s, c->theta, 0.3, c->y0, c->aux)))
         return rc;
@@ -276,7 +279,7 @@ static int setup(solver_check *c, nde_config *cfg)
     c->P = c->f->nparams;
     if ((rc = nde_field_init_params(c->f, c->theta, 1)) != NDE_OK)
         return rc;
-    nw = (size_t)(2 * nde_solver_aux(c->s) + 8) * c->n;
+    nw = (size_t)(2 * nde_solver_aux(c->s) + 9) * c->n;
     if (!(c->mem = calloc(nw, sizeof *c->mem)))
         return nde_error(c->ctx, NDE_ENOMEM, "out of memory");
     c->y0 = c->mem;
@@ -286,7 +289,7 @@ static int setup(solver_check *c, nde_config *cfg)
     c->ybar = c->ybar_next + c->n;
     c->fdy = c->ybar + c->n;
     c->dw = c->fdy + c->n;
-    c->aux = c->dw + c->n;  /* aux, then aux_next: 2 aux x n */
+    c->aux = c->dw + 2 * c->n;  /* dw: 2 n (solver.h); aux, aux_next */
     if (c->sde && (rc = nde_brownian_create(c->ctx, c->n, &c->bm)))
         return rc;
     return NDE_OK;

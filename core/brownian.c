@@ -13,6 +13,25 @@
  * nodes' W at their start, their increment and, once split, their left
  * child's increment, so moving between neighbouring cells reuses the
  * common ancestors and costs O(1) amortised.
+ *
+ * Space-time Levy area (nde_brownian_set_area). Per channel, a node over
+ * [s, u] of length h carries W = W_u - W_s and A = h H = int_s^u (W_r -
+ * W_s - (r - s) W / h) dr, H the space-time Levy area of J. Foster,
+ * "Numerical approximation of SDEs with Levy area" (DPhil thesis, Oxford
+ * 2020), as the Brownian Interval of Kidger et al. (Sec. 4) carries it: H
+ * ~ N(0, h / 12), independent of W. Splitting at s + a (b = h - a) into
+ * (W1, A1), (W2, A2), the definition gives (integrate over each half and
+ * collect the linear terms)
+ *     W = W1 + W2,    A = A1 + A2 + (b W1 - a W2) / 2,
+ * with W1, W2, A1, A2 independent, variances a, b, a^3 / 12, b^3 / 12.
+ * (W1, A1) given (W, A) is Gaussian (the usual conditioning; the
+ * constraints' covariance is diag(h, h^3 / 12)):
+ *     mean  W1: a W / h + 6 a b A / h^3,    A1: a^3 A / h^3
+ *     cov   W1 W1: a b q / h^3,  W1 A1: -a^4 b / (2 h^3),
+ *           A1 A1: a^3 (h^3 - a^3) / (12 h^3),   q = a^2 - a b + b^2,
+ * whose Cholesky factor has l22^2 = a^3 b^3 / (12 h q). A split draws two
+ * normals per channel for it, and (W2, A2) follow from the rule above. A
+ * query's A combines, with the same rule, the nodes that tile it.
  */
 #include <math.h>
 #include <stdint.h>
@@ -47,6 +66,8 @@ typedef struct bm_node {
     double *w;          /* W at the node's start, n values */
     double *inc;        /* the node's increment */
     double *left;       /* its left child's increment, once split */
+    double *area;       /* with the area: the node's A (top comment) */
+    double *aleft;      /* its left child's A, once split */
 } bm_node;
 
 typedef struct bm_path {
@@ -65,6 +86,9 @@ struct nde_brownian {
     size_t cells;
     bm_path path[2];
     double *value[2];   /* W at the two ends of a general query */
+    int area;           /* nodes carry the space-time Levy area */
+    double *adata;      /* the area arrays, once area was switched on */
+    double *acc[4];     /* (W, A) of the two sides of a general query */
     double zig_x[257], zig_f[257];  /* ziggurat tables */
     double *data;       /* all the path arrays */
     size_t bytes;
@@ -143,22 +167,31 @@ static double bm_normal_slow(const double *x, const double *f, uint64_t h0)
     }
 }
 
+/* The normal of channel c of the stream `key`, drawn from mix(key + (c +
+ * 1) gamma): its low 8 bits pick the layer, its top 53 a signed uniform. */
+static inline double bm_normal(const nde_brownian *bm, uint64_t key,
+                               size_t c)
+{
+    const double *zx = bm->zig_x;
+    uint64_t h = bm_mix(key + (uint64_t)(c + 1) * BM_GAMMA);
+    unsigned i = (unsigned)(h & 255);
+    double z = ((double)(h >> 11) * 0x1p-52 - 1.0) * zx[i];
+
+    if (__builtin_expect(!(fabs(z) < zx[i + 1]), 0))
+        z = bm_normal_slow(zx, bm->zig_f, h);
+    return z;
+}
+
+/* The second stream of a node with the area; and the root's A. */
+#define BM_AREA_KEY UINT64_C(0x3c6ef372fe94f82b)
+
 /* out[c] = a x[c] + b xi_c for channels c < n, xi_c the normal of channel
- * c of the stream `key`, drawn from mix(key + (c + 1) gamma): its low 8
- * bits pick the layer, its top 53 a signed uniform. */
+ * c of the stream `key`. */
 static void bm_bridge(const nde_brownian *bm, uint64_t key, size_t n,
                       double a, const double *x, double b, double *out)
 {
-    const double *zx = bm->zig_x, *zf = bm->zig_f;
-
-    for (size_t c = 0; c < n; c++) {
-        uint64_t h = bm_mix(key + (uint64_t)(c + 1) * BM_GAMMA);
-        unsigned i = (unsigned)(h & 255);
-        double z = ((double)(h >> 11) * 0x1p-52 - 1.0) * zx[i];
-        if (__builtin_expect(!(fabs(z) < zx[i + 1]), 0))
-            z = bm_normal_slow(zx, zf, h);
-        out[c] = a * x[c] + b * z;
-    }
+    for (size_t c = 0; c < n; c++)
+        out[c] = a * x[c] + b * bm_normal(bm, key, c);
 }
 
 static double bm_time(const nde_brownian *bm, size_t k)
@@ -188,12 +221,55 @@ static int bm_reached(const bm_node *nd, bm_point pt)
     return pt.p == nd->a + ((uint64_t)1 << (BM_CELL_BITS - 1 - nd->level));
 }
 
+/* The lengths a, b of node nd's children. */
+static void bm_halves(const nde_brownian *bm, const bm_node *nd, double *a,
+                      double *b)
+{
+    if (nd->j - nd->i > 1) {
+        double m = bm_time(bm, (nd->i + nd->j) / 2);
+        *a = m - bm_time(bm, nd->i);
+        *b = bm_time(bm, nd->j) - m;
+    } else {
+        *a = *b = ldexp(bm_time(bm, nd->i + 1) - bm_time(bm, nd->i),
+                        -(int)nd->level - 1);
+    }
+}
+
+/* With the area: (W1, A1) of the left child from their law given the
+ * node's (W, A) (top comment), from two streams of the node. */
+static void bm_split_area(nde_brownian *bm, bm_node *nd)
+{
+    double a, b, h, h3, q, mw, ma, maa, l11, l21, l22;
+    uint64_t key2 = bm_mix(nd->key ^ BM_AREA_KEY);
+
+    bm_halves(bm, nd, &a, &b);
+    h = a + b;
+    h3 = h * h * h;
+    q = a * a - a * b + b * b;
+    mw = a / h;
+    ma = 6.0 * a * b / h3;
+    maa = a * a * a / h3;
+    l11 = sqrt(a * b * q / h3);
+    l21 = -a * a * a * a * b / (2.0 * h3 * l11);
+    l22 = sqrt(a * a * a * b * b * b / (12.0 * h * q));
+    for (size_t c = 0; c < bm->n; c++) {
+        double z1 = bm_normal(bm, nd->key, c), z2 = bm_normal(bm, key2, c);
+        nd->left[c] = mw * nd->inc[c] + ma * nd->area[c] + l11 * z1;
+        nd->aleft[c] = maa * nd->area[c] + l21 * z1 + l22 * z2;
+    }
+    nd->split = 1;
+}
+
 static void bm_split(nde_brownian *bm, bm_node *nd)
 {
     double a, b;
 
     if (nd->split)
         return;
+    if (bm->area) {
+        bm_split_area(bm, nd);
+        return;
+    }
     if (nd->j - nd->i > 1) {
         /* Brownian bridge over [s, u] at m: N((u-m)/(u-s) W_s + (m-s)/(u-s)
          * W_u, (m-s)(u-m)/(u-s)) */
@@ -245,6 +321,15 @@ static void bm_child(nde_brownian *bm, const bm_node *pa, int right,
         memcpy(ch->w, pa->w, n * sizeof *ch->w);
         memcpy(ch->inc, pa->left, n * sizeof *ch->inc);
     }
+    if (bm->area && right) {
+        double a, b;
+        bm_halves(bm, pa, &a, &b);
+        for (size_t c = 0; c < n; c++)
+            ch->area[c] = pa->area[c] - pa->aleft[c] -
+                          0.5 * (b * pa->left[c] - a * ch->inc[c]);
+    } else if (bm->area) {
+        memcpy(ch->area, pa->aleft, n * sizeof *ch->area);
+    }
     bm->nodes++;
 }
 
@@ -269,6 +354,13 @@ static bm_node *bm_walk(nde_brownian *bm, bm_path *pa, bm_point pt)
         memset(nd->w, 0, bm->n * sizeof *nd->w);
         bm_bridge(bm, bm_key(bm->seed_key, UINT64_MAX, 0), bm->n, 0.0, nd->w,
                   sqrt(bm->t1 - bm->t0), nd->inc);
+        if (bm->area) {
+            /* A ~ N(0, T^3 / 12), independent of W */
+            double T = bm->t1 - bm->t0;
+            uint64_t key = bm_key(bm->seed_key, UINT64_MAX, BM_AREA_KEY);
+            for (size_t c = 0; c < bm->n; c++)
+                nd->area[c] = sqrt(T * T * T / 12.0) * bm_normal(bm, key, c);
+        }
         pa->len = 1;
         bm->nodes++;
     }
@@ -394,6 +486,7 @@ void nde_brownian_destroy(nde_brownian *bm)
     if (!bm)
         return;
     free(bm->data);
+    free(bm->adata);
     free(bm);
 }
 
@@ -440,8 +533,131 @@ static int bm_same(bm_point a, bm_point b)
     return a.k == b.k && a.p == b.p;
 }
 
-int nde_brownian_increment(nde_brownian *bm, double ta, double tb,
-                           double *dw)
+static int bm_same_node(const bm_node *x, const bm_node *y)
+{
+    return x->i == y->i && x->j == y->j && x->level == y->level &&
+           x->a == y->a;
+}
+
+/* Whether child ch of pa is its left child. */
+static int bm_is_left(const bm_node *pa, const bm_node *ch)
+{
+    return ch->i == pa->i && ch->a == pa->a;
+}
+
+enum { BM_WHOLE, BM_LEFT, BM_RIGHT };
+
+/* Join a tile (node nd, or its left or right child) to the pair (w, A) of
+ * length *h: on its right (append) or its left, by the rule of the top
+ * comment. */
+static void bm_join(const nde_brownian *bm, const bm_node *nd, int part,
+                    int append, double *w, double *A, double *h)
+{
+    double a, b, ht;
+
+    bm_halves(bm, nd, &a, &b);
+    ht = part == BM_WHOLE ? a + b : part == BM_LEFT ? a : b;
+    for (size_t c = 0; c < bm->n; c++) {
+        double tw, ta;
+        if (part == BM_WHOLE) {
+            tw = nd->inc[c];
+            ta = nd->area[c];
+        } else if (part == BM_LEFT) {
+            tw = nd->left[c];
+            ta = nd->aleft[c];
+        } else {
+            tw = nd->inc[c] - nd->left[c];
+            ta = nd->area[c] - nd->aleft[c] -
+                 0.5 * (b * nd->left[c] - a * tw);
+        }
+        if (append)
+            A[c] += ta + 0.5 * (ht * w[c] - *h * tw);
+        else
+            A[c] += ta + 0.5 * (*h * tw - ht * w[c]);
+        w[c] += tw;
+    }
+    *h += ht;
+}
+
+/* (w, A) over [pt, end of node d] for path pa walked to pt (a query's
+ * lower end): the right siblings of the path below d, bottom up, after
+ * what the bottom node holds right of pt. Returns the length. */
+static double bm_from(const nde_brownian *bm, const bm_path *pa, int d,
+                      double *w, double *A)
+{
+    int m = pa->len - 1;
+    const bm_node *nd = &pa->node[m];
+    double h = 0.0;
+
+    memset(w, 0, bm->n * sizeof *w);
+    memset(A, 0, bm->n * sizeof *A);
+    if (nd->level == 0 && pa->target.p == 0)
+        bm_join(bm, nd, BM_WHOLE, 1, w, A, &h);
+    else if (!(nd->level == 0 && pa->target.p == BM_POS_END))
+        bm_join(bm, nd, BM_RIGHT, 1, w, A, &h);
+    for (m--; m >= d; m--)
+        if (bm_is_left(&pa->node[m], &pa->node[m + 1]))
+            bm_join(bm, &pa->node[m], BM_RIGHT, 1, w, A, &h);
+    return h;
+}
+
+/* The same over [start of node d, pt] (a query's upper end): the left
+ * siblings, bottom up, before what the bottom node holds left of pt. */
+static double bm_upto(const nde_brownian *bm, const bm_path *pa, int d,
+                      double *w, double *A)
+{
+    int m = pa->len - 1;
+    const bm_node *nd = &pa->node[m];
+    double h = 0.0;
+
+    memset(w, 0, bm->n * sizeof *w);
+    memset(A, 0, bm->n * sizeof *A);
+    if (nd->level == 0 && pa->target.p == BM_POS_END)
+        bm_join(bm, nd, BM_WHOLE, 0, w, A, &h);
+    else if (!(nd->level == 0 && pa->target.p == 0))
+        bm_join(bm, nd, BM_LEFT, 0, w, A, &h);
+    for (m--; m >= d; m--)
+        if (!bm_is_left(&pa->node[m], &pa->node[m + 1]))
+            bm_join(bm, &pa->node[m], BM_LEFT, 0, w, A, &h);
+    return h;
+}
+
+/* H over [lo, hi] (lo < hi) from path pa walked to lo and pb to hi: below
+ * their deepest common node C, lo's side up to C's middle, then hi's side.
+ * An end that stops at C is C's start, middle or end. */
+static void bm_area(nde_brownian *bm, const bm_path *pa, const bm_path *pb,
+                    double *H)
+{
+    int la = pa->len - 1, lb = pb->len - 1, d = 0, cell;
+    double *w = bm->acc[0], *A = bm->acc[1], h;
+
+    while (d < la && d < lb && bm_same_node(&pa->node[d + 1], &pb->node[d + 1]))
+        d++;
+    cell = pa->node[d].level == 0 && pa->node[d].j - pa->node[d].i == 1;
+    if (la == d && cell && pa->target.p == 0) {
+        h = bm_upto(bm, pb, d, w, A);
+    } else if (lb == d && cell && pb->target.p == BM_POS_END) {
+        h = bm_from(bm, pa, d, w, A);
+    } else if (la == d) {
+        h = bm_upto(bm, pb, d + 1, w, A);
+    } else if (lb == d) {
+        h = bm_from(bm, pa, d + 1, w, A);
+    } else {
+        double *w2 = bm->acc[2], *A2 = bm->acc[3];
+        double h2 = bm_upto(bm, pb, d + 1, w2, A2);
+        h = bm_from(bm, pa, d + 1, w, A);
+        for (size_t c = 0; c < bm->n; c++)
+            A[c] += A2[c] + 0.5 * (h2 * w[c] - h * w2[c]);
+        h += h2;
+    }
+    for (size_t c = 0; c < bm->n; c++)
+        H[c] = A[c] / h;
+}
+
+/* dw = W(tb) - W(ta) and, when H is not NULL (the area on), H over the
+ * interval. */
+static int bm_query(nde_brownian *bm, double ta, double tb, double *dw,
+                    double *H)
 {
     bm_point lo, hi;
     double sign = 1.0;
@@ -466,6 +682,8 @@ int nde_brownian_increment(nde_brownian *bm, double ta, double tb,
     hi = bm_locate(bm, tb);
     if (bm_same(lo, hi)) {
         memset(dw, 0, n * sizeof *dw);
+        if (H)
+            memset(H, 0, n * sizeof *H);
         return NDE_OK;
     }
     if (lo.p == 0 && ((hi.p == 0 && hi.k == lo.k + 1) ||
@@ -474,6 +692,11 @@ int nde_brownian_increment(nde_brownian *bm, double ta, double tb,
         bm_node *nd = bm_walk(bm, &bm->path[0], lo);
         for (size_t c = 0; c < n; c++)
             dw[c] = sign * nd->inc[c];
+        if (H) {
+            double h = bm_time(bm, lo.k + 1) - bm_time(bm, lo.k);
+            for (size_t c = 0; c < n; c++)
+                H[c] = nd->area[c] / h;
+        }
         return NDE_OK;
     }
     /* each end on the path that was last walked to it, if any */
@@ -488,7 +711,63 @@ int nde_brownian_increment(nde_brownian *bm, double ta, double tb,
     bm_value(bm, pb, hi, bm->value[1]);
     for (size_t c = 0; c < n; c++)
         dw[c] = sign * (bm->value[1][c] - bm->value[0][c]);
+    if (H)
+        bm_area(bm, pa, pb, H);
     return NDE_OK;
+}
+
+int nde_brownian_increment(nde_brownian *bm, double ta, double tb,
+                           double *dw)
+{
+    return bm_query(bm, ta, tb, dw, NULL);
+}
+
+int nde_brownian_area(nde_brownian *bm, double ta, double tb, double *dw,
+                      double *H)
+{
+    if (!bm->area)
+        return nde_error(bm->ctx, NDE_EINVAL,
+                         "brownian: the path has no space-time Levy area "
+                         "(nde_brownian_set_area)");
+    return bm_query(bm, ta, tb, dw, H);
+}
+
+int nde_brownian_set_area(nde_brownian *bm, int on)
+{
+    on = on != 0;
+    if (on && !bm->adata) {
+        /* two arrays per node on each path, the four of bm->acc */
+        size_t total = (4 * BM_DEPTH_MAX + 4) * bm->n_max;
+        double *d = malloc(total * sizeof *d);
+        if (!d)
+            return nde_error(bm->ctx, NDE_ENOMEM,
+                             "brownian: out of memory for the area of %zu "
+                             "channels", bm->n_max);
+        bm->adata = d;
+        for (int s = 0; s < 2; s++)
+            for (int l = 0; l < BM_DEPTH_MAX; l++) {
+                bm->path[s].node[l].area = d;
+                bm->path[s].node[l].aleft = d + bm->n_max;
+                d += 2 * bm->n_max;
+            }
+        for (int k = 0; k < 4; k++)
+            bm->acc[k] = d + k * bm->n_max;
+        bm->bytes += total * sizeof *d;
+    }
+    if (on != bm->area) {
+        /* the same path numbers, a different path: restart it */
+        bm->area = on;
+        for (int s = 0; s < 2; s++) {
+            bm->path[s].len = 0;
+            bm->path[s].has_target = 0;
+        }
+    }
+    return NDE_OK;
+}
+
+int nde_brownian_has_area(const nde_brownian *bm)
+{
+    return bm->area;
 }
 
 size_t nde_brownian_cells(const nde_brownian *bm)

@@ -124,6 +124,7 @@ static const struct {
     {NDE_NEEDS_REVERSIBLE, "reverse step", NDE_CAP_REVERSIBLE},
     {NDE_NEEDS_FIELD_JVP, "field's JVP", 0}, /* checked against the field */
     {NDE_NEEDS_ADDITIVE_NOISE, "additive noise", 0}, /* not checkable */
+    {NDE_NEEDS_LEVY_AREA, "space-time Levy area", 0}, /* the driver's */
 };
 
 const char *nde_capability_name(unsigned cap)

@@ -49,7 +49,7 @@ void nde_rk_dense_weights(const nde_rk_tableau *tab, double theta, double h,
 struct nde_solve_buffers {
     double *y, *y_next;     /* n each                                     */
     double *aux, *aux_next; /* aux x n each                               */
-    double *dw;             /* n: the step's Brownian increment            */
+    double *dw;             /* 2n: the step's noise (nde_solver_noise)     */
     double *err;            /* n: the step's error estimate                */
     double *f0, *y1, *f1;   /* n each: the first step heuristic            */
     double *block;          /* the one allocation behind all the above    */

@@ -378,14 +378,14 @@ int nde_solve_buffers_create(size_t n, int aux, nde_solve_buffers **out)
     *out = NULL;
     if (!(b = calloc(1, sizeof *b)))
         return NDE_ENOMEM;
-    if (!(b->block = malloc((7 * n + 2 * na) * sizeof(double)))) {
+    if (!(b->block = malloc((8 * n + 2 * na) * sizeof(double)))) {
         free(b);
         return NDE_ENOMEM;
     }
     b->y = b->block;
     b->y_next = b->y + n;
     b->dw = b->y_next + n;
-    b->err = b->dw + n;
+    b->err = b->dw + 2 * n;     /* dw: up to two blocks (solver.h) */
     b->f0 = b->err + n;
     b->y1 = b->f0 + n;
     b->f1 = b->y1 + n;
@@ -779,7 +779,7 @@ static int drive_run(drive *d, const double *y0)
         nsteps++;
         /* A rejected step's retry asks for the shorter interval: the
          * Brownian Interval answers any interval of its path exactly. */
-        if (dw && (rc = nde_brownian_increment(o->brownian, t, t_new, dw)))
+        if (dw && (rc = nde_solver_noise(s, o->brownian, t, t_new, dw)))
             return rc;
         rc = ops->step(s, d->theta, t, h, dw, y, aux, yn, auxn, err, &d->norm,
                        err ? &eest : NULL);

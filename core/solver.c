@@ -209,6 +209,11 @@ int nde_solver_create_from(nde_ctx *ctx, const nde_solver_type *type,
     rc = type->tableau ? check_tableau(ctx, type) : check_ops(ctx, type);
     if (rc != NDE_OK)
         return rc;
+    if ((type->info.needs & NDE_NEEDS_LEVY_AREA) &&
+        !(type->info.provides & (NDE_CAP_SDE_ITO | NDE_CAP_SDE_STRATONOVICH)))
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "solver '%s' needs the Levy area but integrates no "
+                         "SDE", type->info.name);
     if (!field || field->batch_max == 0 || field->dim == 0)
         return nde_error(ctx, NDE_EINVAL,
                          "solver '%s': needs a created field", type->info.name);
@@ -300,6 +305,25 @@ int nde_solver_is_sde(const nde_solver *s)
 {
     return (s->type->info.provides &
             (NDE_CAP_SDE_ITO | NDE_CAP_SDE_STRATONOVICH)) != 0;
+}
+
+int nde_solver_noise_blocks(const nde_solver *s)
+{
+    if (!nde_solver_is_sde(s))
+        return 0;
+    return (s->type->info.needs & NDE_NEEDS_LEVY_AREA) ? 2 : 1;
+}
+
+int nde_solver_noise(const nde_solver *s, nde_brownian *bm, double ta,
+                     double tb, double *dw)
+{
+    int rc;
+
+    if (nde_solver_noise_blocks(s) < 2)
+        return nde_brownian_increment(bm, ta, tb, dw);
+    if (!nde_brownian_has_area(bm) && (rc = nde_brownian_set_area(bm, 1)))
+        return rc;
+    return nde_brownian_area(bm, ta, tb, dw, dw + nde_brownian_channels(bm));
 }
 
 int nde_solver_start(nde_solver *s, const double *theta, double t0,

@@ -56,7 +56,7 @@ typedef struct global_state {
     int measure, aggregate;
     size_t n_max;
     double *y, *y_next, *err;   /* n_max each                          */
-    double *dw;                 /* n_max: SDE solvers' step increment   */
+    double *dw;                 /* 2 n_max: SDE solvers' step noise     */
     double *v;                  /* per-step values, cap                 */
     double *g;                  /* cotangent values, cap x n_max         */
     nde_cotangent *ct;          /* cap                                  */
@@ -134,7 +134,7 @@ static int global_create(nde_regularizer *r, nde_section *sec, nde_solver *s,
     if (!(g->y = malloc(g->n_max * sizeof(double))) ||
         !(g->y_next = malloc(g->n_max * sizeof(double))) ||
         !(g->err = malloc(g->n_max * sizeof(double))) ||
-        !(g->dw = malloc(g->n_max * sizeof(double))))
+        !(g->dw = malloc(2 * g->n_max * sizeof(double))))
         return nde_error(ctx, NDE_ENOMEM, "regularizer 'global': out of "
                          "memory");
     r->needs = NDE_NEEDS_STEPS | NDE_NEEDS_STEP_VJP |
@@ -177,7 +177,8 @@ static int increment(global_state *g, const nde_regularizer_input *in,
         return nde_error(in->solver->ctx, NDE_EINVAL, "regularizer 'global': "
                          "the SDE solve has no Brownian path (solve "
                          "options: brownian) to replay its steps");
-    return nde_brownian_increment(in->opts->brownian, fwd->t[j], te, g->dw);
+    return nde_solver_noise(in->solver, in->opts->brownian, fwd->t[j], te,
+                            g->dw);
 }
 
 /* Whether the record's next stored state, istate, is that of step j. */

@@ -61,8 +61,9 @@
 #include "nde/nde.h"
 
 enum { MEASURE_ERROR, MEASURE_STIFFNESS };
-/* The blocks of the SDE scratch l->sde, n_max each. */
-enum { SDE_DW, SDE_F0, SDE_G0, SDE_Y1, SDE_F1, SDE_G1, SDE_BLOCKS };
+/* The blocks of the SDE scratch l->sde, n_max each; a step's noise takes
+ * one or two (nde_solver_noise). */
+enum { SDE_DW, SDE_DW2, SDE_F0, SDE_G0, SDE_Y1, SDE_F1, SDE_G1, SDE_BLOCKS };
 
 typedef struct local_state {
     int measure, biased, through_state, solver_step;
@@ -210,8 +211,8 @@ static int state_at_step(local_state *l, nde_solver *s,
     for (size_t k = nde_trajectory_state_step(fwd, (size_t)i); k < j; k++) {
         nde_solver_invalidate(s);
         if (l->sde &&
-            (rc = nde_brownian_increment(in->opts->brownian, fwd->t[k],
-                                         step_end(fwd, k, in->t1), dw)))
+            (rc = nde_solver_noise(s, in->opts->brownian, fwd->t[k],
+                                   step_end(fwd, k, in->t1), dw)))
             return rc;
         rc = l->sde ? nde_solver_advance(s, in->theta, fwd->t[k], fwd->h[k],
                                          dw, l->y, NULL, l->y_next, NULL)
@@ -506,7 +507,7 @@ static int sde_after_solve(nde_regularizer *r,
         return rc;
     te = fmin(ts + dt, in->t1);
     dt = te - ts;
-    if ((rc = nde_brownian_increment(in->opts->brownian, ts, te, dw)) ||
+    if ((rc = nde_solver_noise(s, in->opts->brownian, ts, te, dw)) ||
         (rc = nde_solver_advance_err(s, in->theta, ts, dt, dw, l->y, NULL,
                                      l->y_next, NULL, l->err)))
         return rc;

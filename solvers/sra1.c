@@ -20,10 +20,10 @@
  * with a g that depends on y this is Euler-Maruyama's strong order 0.5.
  * Ito and Stratonovich agree for additive noise; the solver declares Ito.
  *
- * chi2 = dW / 2, E[I_(1,0) | dW] / h, as in sri.c (see there): the step
- * sees dW only, so rejection re-queries and adjoint replays are exact;
- * strong order 1.5 when f' g = dg/dt (the I_(1,0) terms cancel), 1 in
- * general (Ornstein-Uhlenbeck with constant g: Clark, Cameron 1980).
+ * chi2 = I_(1,0)/h = dW / 2 + H with H the step's space-time Levy area,
+ * as in sri.c (see there; the solver declares NDE_NEEDS_LEVY_AREA, so dw
+ * holds dW, then H): strong order 1.5 for additive noise. Rejection
+ * re-queries and adjoint replays see the same path exactly.
  *
  * Three evaluations a step (f and g at (t, y) count one, g at (t + h, y)
  * and f at the stage one each), three VJPs in the step VJP (which
@@ -80,8 +80,12 @@ static int sra_create(nde_solver *s)
     return NDE_OK;
 }
 
-/* chi2 = I_(1,0)/h from dW alone (top comment). */
-static double chi2_of(double dw) { return 0.5 * dw; }
+/* chi2 = I_(1,0)/h = dW / 2 + H of value m (top comment; dw holds n
+ * increments, then n areas). */
+static double chi2_of(const double *dw, size_t n, size_t m)
+{
+    return 0.5 * dw[m] + dw[n + m];
+}
 
 /* k1 (not yet times h), g0, g1 and the stage point ys; two evaluations. */
 static int stage(nde_solver *s, const double *theta, double t, double h,
@@ -99,7 +103,7 @@ static int stage(nde_solver *s, const double *theta, double t, double h,
         return rc;
     for (size_t m = 0; m < n; m++)
         w->ys[m] = y[m] + 0.75 * h * w->k1[m] +
-                   1.5 * chi2_of(dw[m]) * w->g1[m];
+                   1.5 * chi2_of(dw, n, m) * w->g1[m];
     return NDE_OK;
 }
 
@@ -112,7 +116,7 @@ static void combine(const nde_solver *s, double h, const double *dw,
 
     for (size_t m = 0; m < n; m++) {
         const double k1 = h * w->k1[m], k2 = h * w->k2[m];
-        const double e2 = chi2_of(dw[m]) * (w->g0[m] - w->g1[m]);
+        const double e2 = chi2_of(dw, n, m) * (w->g0[m] - w->g1[m]);
         y_next[m] = y[m] + k1 / 3.0 + 2.0 * k2 / 3.0 + e2 + dw[m] * w->g1[m];
         if (err)
             err[m] = k1 + k2 + e2;
@@ -188,7 +192,7 @@ static int sra_step_vjp(nde_solver *s, const double *theta, double t,
                             w->sb, thetabar, s->batch)))
         return rc;
     for (size_t m = 0; m < n; m++) {
-        const double c2 = chi2_of(dw[m]), yb = w->yb[m], eb = w->eb[m];
+        const double c2 = chi2_of(dw, n, m), yb = w->yb[m], eb = w->eb[m];
         w->k1b[m] = h * (yb / 3.0 + eb + 0.75 * w->sb[m]);
         w->g0[m] = c2 * (yb + eb);          /* cotangent on g(t, y) */
         w->g1b[m] = (dw[m] - c2) * yb - c2 * eb + 1.5 * c2 * w->sb[m];
@@ -211,11 +215,11 @@ static const nde_solver_type sra1 = {
         .name = "sra1",
         .description = "SRA1, Roessler's adaptive SRA for SDEs with "
                        "additive noise (g independent of y; not checked): "
-                       "three evaluations a step; strong order 1.5 when "
-                       "f'g = dg/dt, 1 in general (it sees dW only)",
+                       "three evaluations a step; strong order 1.5 (it "
+                       "takes the step's space-time Levy area)",
         .provides = NDE_CAP_ADAPTIVE | NDE_CAP_SDE_ITO | NDE_CAP_STEP_VJP,
-        .needs = NDE_NEEDS_ADDITIVE_NOISE,
-        .version = "1"),
+        .needs = NDE_NEEDS_ADDITIVE_NOISE | NDE_NEEDS_LEVY_AREA,
+        .version = "2"),
     /* strong order x 2 (solver.h), as sri.c */
     .order = 3, .error_order = 1, .dense_order = 0,
     .ops = {.create = sra_create, .destroy = sra_destroy, .step = sra_step,

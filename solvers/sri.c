@@ -22,16 +22,15 @@
  * (delta E1 + E2 of Rackauckas-Nie, Sec. 4; the driver takes its scaled
  * RMS norm, as DiffEqBase's internalnorm does).
  *
- * I_(1,0) = int (W_s - W_t) ds needs more of the path than dW. nde's
- * Brownian Interval gives a step dW only, so chi2 is E[I_(1,0) | dW] / h
- * = dW / 2 (StochasticDiffEq draws a second, independent process Z for
- * chi2 = (dW + dZ/sqrt(3)) / 2, which no Brownian source here provides).
- * A step is then a function of dW alone, so a rejected step's re-query
- * and an adjoint's replay see the same path exactly. The price: strong
- * order 1.5 where the I_(1,0) terms cancel, (f'g - dg/dt - f dg/dy -
- * g^2 g''/2) = 0 elementwise (GBM; additive noise with f' g = dg/dt), and
- * 1 in general, the best any method that sees only dW can reach (Clark,
- * Cameron 1980).
+ * I_(1,0) = int_t^{t+h} (W_s - W_t) ds = h (dW / 2 + H), H the
+ * space-time Levy area of the step, which the solvers declare they need
+ * (NDE_NEEDS_LEVY_AREA): dw holds dW, then H (nde/solver.h), both from
+ * the Brownian Interval, so chi2 = dW / 2 + H exactly and the strong order
+ * is 1.5 for diagonal noise in general. (StochasticDiffEq draws chi2 =
+ * (dW + dZ / sqrt(3)) / 2 with an independent increment dZ: the same law,
+ * since H ~ N(0, h / 12) independent of dW.) A step is a function of the
+ * path, so a rejected step's re-query and an adjoint's replay see the
+ * same noise exactly.
  *
  * Evaluations are counted per point: stage 1 (drift and diffusion at y)
  * counts one, a later stage two (H0_i and H1_i differ), or one when its
@@ -167,8 +166,12 @@ static int sri_create(nde_solver *s, const sri_tableau *tb)
 static int sosri_create(nde_solver *s) { return sri_create(s, &sosri_tab); }
 static int sriw1_create(nde_solver *s) { return sri_create(s, &sriw1_tab); }
 
-/* chi2 = I_(1,0)/h from dW alone (top comment). */
-static double chi2_of(double dw) { return 0.5 * dw; }
+/* chi2 = I_(1,0)/h = dW / 2 + H of value m (top comment; dw holds n
+ * increments, then n areas). */
+static double chi2_of(const double *dw, size_t n, size_t m)
+{
+    return 0.5 * dw[m] + dw[n + m];
+}
 
 /* The stages k_i, g_i and their points H0_i, H1_i into the workspace. */
 static int stages(nde_solver *s, const double *theta, double t, double h,
@@ -189,7 +192,7 @@ static int stages(nde_solver *s, const double *theta, double t, double h,
                 b0 += tb->b0[i][j] * w->g[j][m];
                 b1 += tb->b1[i][j] * w->g[j][m];
             }
-            w->h0[i][m] = y[m] + h * a0 + chi2_of(dw[m]) * b0;
+            w->h0[i][m] = y[m] + h * a0 + chi2_of(dw, n, m) * b0;
             w->h1[i][m] = y[m] + h * a1 + sqh * b1;
         }
         s->counts.nfe += i && i < tb->drift ? 2 : 1;
@@ -205,16 +208,19 @@ static int stages(nde_solver *s, const double *theta, double t, double h,
 
 /* The weight of g_i in E2 (beta3 chi2 + beta4 chi3) and in y_next (with
  * beta1 dW + beta2 chi1 besides) at one value. */
-static double eweight(const sri_tableau *tb, int i, double h, double dw)
+static double eweight(const sri_tableau *tb, int i, double h, double dw,
+                      double chi2)
 {
     const double chi3 = (dw * dw * dw - 3.0 * h * dw) / (6.0 * h);
-    return tb->beta3[i] * chi2_of(dw) + tb->beta4[i] * chi3;
+    return tb->beta3[i] * chi2 + tb->beta4[i] * chi3;
 }
 
-static double gweight(const sri_tableau *tb, int i, double h, double dw)
+static double gweight(const sri_tableau *tb, int i, double h, double dw,
+                      double chi2)
 {
     const double chi1 = (dw * dw - h) / (2.0 * sqrt(h));
-    return tb->beta1[i] * dw + tb->beta2[i] * chi1 + eweight(tb, i, h, dw);
+    return tb->beta1[i] * dw + tb->beta2[i] * chi1 +
+           eweight(tb, i, h, dw, chi2);
 }
 
 /* y_next and (err not NULL) err from the stages. */
@@ -226,11 +232,12 @@ static void combine(const nde_solver *s, double h, const double *dw,
     const size_t n = s->batch * s->field->dim;
 
     for (size_t m = 0; m < n; m++) {
+        const double c2 = chi2_of(dw, n, m);
         double ya = 0, yg = 0, e1 = 0, e2 = 0;
         for (int i = 0; i < S; i++) {
             ya += tb->alpha[i] * w->k[i][m];
-            yg += gweight(tb, i, h, dw[m]) * w->g[i][m];
-            e2 += eweight(tb, i, h, dw[m]) * w->g[i][m];
+            yg += gweight(tb, i, h, dw[m], c2) * w->g[i][m];
+            e2 += eweight(tb, i, h, dw[m], c2) * w->g[i][m];
             if (i < tb->nerr)
                 e1 += w->k[i][m];
         }
@@ -299,8 +306,10 @@ static int sri_step_vjp(nde_solver *s, const double *theta, double t,
         for (size_t m = 0; m < n; m++) {
             w->kb[i][m] = h * tb->alpha[i] * w->yb[m] +
                           (i < tb->nerr ? tb->delta * h * w->eb[m] : 0.0);
-            w->gb[i][m] = gweight(tb, i, h, dw[m]) * w->yb[m] +
-                          eweight(tb, i, h, dw[m]) * w->eb[m];
+            w->gb[i][m] = gweight(tb, i, h, dw[m], chi2_of(dw, n, m)) *
+                              w->yb[m] +
+                          eweight(tb, i, h, dw[m], chi2_of(dw, n, m)) *
+                              w->eb[m];
         }
     if (ybar)
         for (size_t m = 0; m < n; m++)
@@ -318,7 +327,7 @@ static int sri_step_vjp(nde_solver *s, const double *theta, double t,
                                           thetabar, s->batch)))
             return rc;
         for (size_t m = 0; m < n; m++) {
-            const double c2 = chi2_of(dw[m]);
+            const double c2 = chi2_of(dw, n, m);
             for (int j = 0; j < i; j++) {
                 w->kb[j][m] += h * (tb->a0[i][j] * w->h0b[m] +
                                     tb->a1[i][j] * w->h1b[m]);
@@ -336,18 +345,18 @@ static int sri_step_vjp(nde_solver *s, const double *theta, double t,
     {.create = createfn, .destroy = sri_destroy, .step = sri_step,           \
      .step_vjp = sri_step_vjp}
 
-/* Strong order x 2 (solver.h): 3 = 1.5 where the I_(1,0) terms cancel
- * (top comment); the drift estimate is of Euler's order. */
+/* Strong order x 2 (solver.h): 3 = 1.5 (diagonal noise, with the Levy
+ * area); the drift estimate is of Euler's order. */
 static const nde_solver_type sosri = {
     .info = NDE_SOLVER_INFO(
         .name = "sosri",
         .description = "SOSRI, stability-optimized adaptive SRI for Ito "
                        "SDEs with diagonal noise (Rackauckas, Nie 2018): "
-                       "seven evaluations a step; strong order 1.5 where "
-                       "the I_(1,0) terms cancel (GBM, additive noise with "
-                       "f'g = dg/dt), 1 in general (it sees dW only)",
+                       "seven evaluations a step; strong order 1.5 (it "
+                       "takes the step's space-time Levy area)",
         .provides = NDE_CAP_ADAPTIVE | NDE_CAP_SDE_ITO | NDE_CAP_STEP_VJP,
-        .version = "1"),
+        .needs = NDE_NEEDS_LEVY_AREA,
+        .version = "2"),
     .order = 3, .error_order = 1, .dense_order = 0,
     .ops = SRI_OPS(sosri_create)};
 
@@ -356,9 +365,10 @@ static const nde_solver_type sriw1 = {
         .name = "sriw1",
         .description = "SRIW1, Roessler's adaptive SRI for Ito SDEs with "
                        "diagonal noise (Rackauckas, Nie 2017): five "
-                       "evaluations a step; strong order as sosri",
+                       "evaluations a step; strong order 1.5 as sosri",
         .provides = NDE_CAP_ADAPTIVE | NDE_CAP_SDE_ITO | NDE_CAP_STEP_VJP,
-        .version = "1"),
+        .needs = NDE_NEEDS_LEVY_AREA,
+        .version = "2"),
     .order = 3, .error_order = 1, .dense_order = 0,
     .ops = SRI_OPS(sriw1_create)};
 

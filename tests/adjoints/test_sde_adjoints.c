@@ -331,20 +331,20 @@ START_TEST(test_discrete_fd_rh)
 END_TEST
 
 /* The loss of the recorded steps of tr replayed from (theta, y0), each
- * with the path's increment over exactly its interval: the solve with its
+ * with the path's noise over exactly its interval: the solve with its
  * step sequence frozen (an adaptive solve's steps move with theta). The
  * solver stops on every save time, so they are step ends. */
 static double loss_frozen(sde *p, const nde_trajectory *tr,
                           const double *theta, const double *y0)
 {
-    double y[NMAX], yn[NMAX], dw[NMAX], L = 0.0;
+    double y[NMAX], yn[NMAX], dw[2 * NMAX], L = 0.0;
     size_t k = 0;
     memcpy(y, y0, p->n * sizeof(double));
     bm_reset(p);
     for (size_t j = 0; j < tr->nsteps; j++) {
         const double t = tr->t[j];
         const double tn = j + 1 < tr->nsteps ? tr->t[j + 1] : tr->t1;
-        ck_assert_int_eq(nde_brownian_increment(p->bm, t, tn, dw), NDE_OK);
+        ck_assert_int_eq(nde_solver_noise(p->s, p->bm, t, tn, dw), NDE_OK);
         ck_assert_int_eq(nde_solver_advance(p->s, theta, t, tr->h[j], dw, y,
                                             NULL, yn, NULL), NDE_OK);
         memcpy(y, yn, p->n * sizeof(double));

@@ -483,6 +483,308 @@ START_TEST(test_bad_input)
 }
 END_TEST
 
+/* ---- space-time Levy area ---------------------------------------------- */
+
+static nde_brownian *make_area(size_t n_max)
+{
+    nde_brownian *bm = make(n_max);
+    ck_assert_int_eq(nde_brownian_set_area(bm, 1), NDE_OK);
+    ck_assert(nde_brownian_has_area(bm));
+    return bm;
+}
+
+static void area(nde_brownian *bm, double ta, double tb, double *dw,
+                 double *H)
+{
+    int st = nde_brownian_area(bm, ta, tb, dw, H);
+    ck_assert_msg(st == NDE_OK, "area(%g, %g): %s", ta, tb,
+                  nde_ctx_message(ctx));
+}
+
+static double lcg01(uint64_t *r)
+{
+    *r = *r * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (double)(*r >> 11) * 0x1p-53;
+}
+
+/*
+ * Additivity: for s < t < u, with a = t - s, b = u - t, h = u - s,
+ *     h H(s, u) = a H(s, t) + b H(t, u) + (b W(s, t) - a W(t, u)) / 2
+ * to round-off (the pieces are tiled from the same nodes by the same rule,
+ * so only roundings and the times' rounding to 2^-52 of a cell differ):
+ * within 256 eps of the sum of the terms' magnitudes plus 8 eps (|t| + 1)
+ * (|W(s, t)| + |W(t, u)|). The points: uniform, grid points (top-level
+ * splits), inside one cell (in-cell splits) and a whole cell split inside,
+ * on a grid whose last cell is short and on one of 3 cells. dw equals the
+ * increment query's bit for bit.
+ */
+START_TEST(test_area_additive)
+{
+    static const double grid[][3] = {
+        {-0.3, 1.7, 0.07}, {0.0, 1.0, 0.4}, {2.0, 2.5, 1.0},
+    };
+    nde_brownian *bm = make_area(NCH);
+    double w1[NCH], w2[NCH], w[NCH], h1[NCH], h2[NCH], hh[NCH], dw[NCH];
+    uint64_t r = 2024;
+
+    for (size_t g = 0; g < sizeof grid / sizeof *grid; g++) {
+        double t0 = grid[g][0], t1 = grid[g][1], dt = grid[g][2];
+        ck_assert_int_eq(nde_brownian_reset(bm, 3 + g, t0, t1, dt, NCH),
+                         NDE_OK);
+        size_t cells = nde_brownian_cells(bm);
+        for (int trial = 0; trial < 400; trial++) {
+            double t[3];
+            for (int i = 0; i < 3; i++)
+                t[i] = t0 + (t1 - t0) * lcg01(&r);
+            if (trial % 4 == 1) {           /* grid points */
+                for (int i = 0; i < 3; i++)
+                    t[i] = nde_brownian_grid_time(
+                        bm, (size_t)(lcg01(&r) * (double)(cells + 1)));
+            } else if (trial % 4 == 2) {    /* one cell */
+                size_t k = (size_t)(lcg01(&r) * (double)cells);
+                double g0 = nde_brownian_grid_time(bm, k);
+                double g1 = nde_brownian_grid_time(bm, k + 1);
+                for (int i = 0; i < 3; i++)
+                    t[i] = g0 + (g1 - g0) * lcg01(&r);
+                if (trial % 8 == 2) {       /* the whole cell, split */
+                    t[0] = g0;
+                    t[2] = g1;
+                }
+            }
+            qsort(t, 3, sizeof *t, cmp_double);
+            if (!(t[0] < t[1] && t[1] < t[2]))
+                continue;
+            area(bm, t[0], t[1], w1, h1);
+            area(bm, t[1], t[2], w2, h2);
+            area(bm, t[0], t[2], w, hh);
+            inc(bm, t[0], t[2], dw);
+            double a = t[1] - t[0], b = t[2] - t[1], h = t[2] - t[0];
+            for (int c = 0; c < NCH; c++) {
+                double rhs = a * h1[c] + b * h2[c] +
+                             0.5 * (b * w1[c] - a * w2[c]);
+                double mag = fabs(h * hh[c]) + fabs(a * h1[c]) +
+                             fabs(b * h2[c]) +
+                             0.5 * (fabs(b * w1[c]) + fabs(a * w2[c]));
+                double tol = 256 * DBL_EPSILON * mag +
+                             8 * DBL_EPSILON * (fabs(t[1]) + 1.0) *
+                             (fabs(w1[c]) + fabs(w2[c]));
+                ck_assert_msg(fabs(h * hh[c] - rhs) <= tol,
+                              "grid %zu [%.17g, %.17g, %.17g] channel %d: "
+                              "%g vs %g", g, t[0], t[1], t[2], c, h * hh[c],
+                              rhs);
+                ck_assert(dw[c] == w[c]);
+            }
+        }
+    }
+    nde_brownian_destroy(bm);
+}
+END_TEST
+
+/*
+ * The same (dw, H) whatever the order of the queries: forward, backward,
+ * scrambled after unrelated queries, reversed ends (-dw, the same H),
+ * after another seed, in another instance with 3 channels. Switching the
+ * area off gives the paths of an instance that never had it, bit for bit.
+ */
+START_TEST(test_area_replay)
+{
+    static double rw[NQ][NCH], rh[NQ][NCH];
+    double ta[NQ], tb[NQ], dw[NCH], H[NCH], ref[NCH];
+    nde_brownian *bm = make_area(NCH), *small = make_area(3), *plain = make(NCH);
+    uint64_t r = 5;
+
+    queries(ta, tb);
+    ck_assert_int_eq(nde_brownian_reset(bm, 42, 0.0, 1.0, 0.01, NCH), NDE_OK);
+    for (int q = 0; q < NQ; q++)
+        area(bm, ta[q], tb[q], rw[q], rh[q]);
+    for (int q = NQ - 1; q >= 0; q--) {
+        area(bm, ta[q], tb[q], dw, H);
+        ck_assert_msg(memcmp(dw, rw[q], sizeof dw) == 0, "reverse %d", q);
+        ck_assert_msg(memcmp(H, rh[q], sizeof H) == 0, "reverse H %d", q);
+        area(bm, tb[q], ta[q], dw, H);
+        for (int c = 0; c < NCH; c++)
+            ck_assert(dw[c] == -rw[q][c] && H[c] == rh[q][c]);
+    }
+    for (int i = 0; i < 500; i++) {
+        double a = lcg01(&r), b = lcg01(&r);
+        area(bm, a, b, dw, H);
+    }
+    for (int i = 0; i < NQ; i++) {
+        int q = (int)((i * 37) % NQ);
+        area(bm, ta[q], tb[q], dw, H);
+        ck_assert_msg(memcmp(dw, rw[q], sizeof dw) == 0, "scrambled %d", q);
+        ck_assert_msg(memcmp(H, rh[q], sizeof H) == 0, "scrambled H %d", q);
+    }
+    ck_assert_int_eq(nde_brownian_reset(bm, 43, 0.0, 1.0, 0.01, NCH), NDE_OK);
+    area(bm, ta[7], tb[7], dw, H);
+    ck_assert_int_eq(nde_brownian_reset(bm, 42, 0.0, 1.0, 0.01, NCH), NDE_OK);
+    ck_assert_int_eq(nde_brownian_reset(small, 42, 0.0, 1.0, 0.01, 3), NDE_OK);
+    for (int q = NQ - 1; q >= 0; q--) {
+        area(bm, ta[q], tb[q], dw, H);
+        ck_assert(memcmp(H, rh[q], sizeof H) == 0);
+        area(small, ta[q], tb[q], dw, H);
+        ck_assert(memcmp(dw, rw[q], 3 * sizeof *dw) == 0);
+        ck_assert(memcmp(H, rh[q], 3 * sizeof *H) == 0);
+    }
+    /* off again: the plain path; on again: the area path */
+    ck_assert_int_eq(nde_brownian_set_area(bm, 0), NDE_OK);
+    ck_assert_int_eq(nde_brownian_reset(plain, 42, 0.0, 1.0, 0.01, NCH),
+                     NDE_OK);
+    for (int q = 0; q < NQ; q++) {
+        inc(bm, ta[q], tb[q], dw);
+        inc(plain, ta[q], tb[q], ref);
+        ck_assert(memcmp(dw, ref, sizeof dw) == 0);
+    }
+    ck_assert_int_eq(nde_brownian_set_area(bm, 1), NDE_OK);
+    area(bm, ta[3], tb[3], dw, H);
+    ck_assert(memcmp(H, rh[3], sizeof H) == 0);
+    nde_brownian_destroy(plain);
+    nde_brownian_destroy(small);
+    nde_brownian_destroy(bm);
+}
+END_TEST
+
+/*
+ * The law over NSEED seeds x 256 channels (N samples) on intervals of
+ * each kind: whole cells, off grid, crossing cells, inside one cell, the
+ * whole path. H: mean within 5 standard errors of 0, variance within 5
+ * sigma of the chi-square bounds around h / 12 (about +-7 %: a factor 2
+ * fails), correlation with its dW and with the next interval's H below
+ * 5 / sqrt(N). dW keeps variance h.
+ */
+#define NAI 6
+START_TEST(test_area_law)
+{
+    static const double iv[NAI][2] = {
+        {0.1, 0.2}, {0.2, 0.2371}, {0.3, 0.55}, {0.61, 0.6137},
+        {0.7, 1.0}, {0.0, 1.0},
+    };
+    const int n = NSEED * NCH;
+    static double hs[NAI][NSEED * NCH], ws[NAI][NSEED * NCH];
+    nde_brownian *bm = make_area(NCH);
+    double dw[NCH], H[NCH];
+
+    for (int s = 0; s < NSEED; s++) {
+        ck_assert_int_eq(nde_brownian_reset(bm, 1000 + 7919 * (uint64_t)s,
+                                            0.0, 1.0, 0.1, NCH), NDE_OK);
+        for (int i = 0; i < NAI; i++) {
+            area(bm, iv[i][0], iv[i][1], dw, H);
+            memcpy(&ws[i][s * NCH], dw, sizeof dw);
+            memcpy(&hs[i][s * NCH], H, sizeof H);
+        }
+    }
+    for (int i = 0; i < NAI; i++) {
+        double h = iv[i][1] - iv[i][0], v = h / 12.0;
+        double mh = 0, sh = 0, sw = 0, shw = 0, shn = 0, sn = 0;
+        for (int k = 0; k < n; k++) {
+            mh += hs[i][k];
+            sh += hs[i][k] * hs[i][k];
+            sw += ws[i][k] * ws[i][k];
+            shw += hs[i][k] * ws[i][k];
+            if (i + 1 < NAI - 1) {
+                shn += hs[i][k] * hs[i + 1][k];
+                sn += hs[i + 1][k] * hs[i + 1][k];
+            }
+        }
+        mh /= n;
+        ck_assert_msg(fabs(mh) < 5 * sqrt(v / n), "[%g, %g] mean H %g",
+                      iv[i][0], iv[i][1], mh);
+        ck_assert_msg(fabs(sh / n / v - 1.0) < 5 * sqrt(2.0 / (n - 1)),
+                      "[%g, %g] var H %g, expected %g", iv[i][0], iv[i][1],
+                      sh / n, v);
+        ck_assert_msg(fabs(sw / n / h - 1.0) < 5 * sqrt(2.0 / (n - 1)),
+                      "[%g, %g] var dW %g, expected %g", iv[i][0], iv[i][1],
+                      sw / n, h);
+        ck_assert_msg(fabs(shw / sqrt(sh * sw)) < 5 / sqrt(n),
+                      "[%g, %g] corr(H, dW) %g", iv[i][0], iv[i][1],
+                      shw / sqrt(sh * sw));
+        if (i + 1 < NAI - 1)
+            ck_assert_msg(fabs(shn / sqrt(sh * sn)) < 5 / sqrt(n),
+                          "corr(H%d, H%d) %g", i, i + 1, shn / sqrt(sh * sn));
+    }
+    nde_brownian_destroy(bm);
+}
+END_TEST
+
+/*
+ * H against the trapezoid sum of W at m points of [s, u]: the sum's error
+ * is exactly -(1/h) sum_k (h/m) H_k over the m pieces, so its RMS over the
+ * channels is sqrt(h / 12) / m: RMS m / sqrt(h / 12) within [0.75, 1.25]
+ * (4 sigma of a 256-sample RMS) at m = 16, 128, 1024. Intervals across
+ * cells and inside one.
+ */
+START_TEST(test_area_riemann)
+{
+    static const double iv[2][2] = {{0.1234, 0.8765}, {0.3012, 0.3088}};
+    static const int ms[3] = {16, 128, 1024};
+    nde_brownian *bm = make_area(NCH);
+    double W[NCH], H[NCH], w[NCH], wp[NCH], sum[NCH];
+
+    ck_assert_int_eq(nde_brownian_reset(bm, 31, 0.0, 1.0, 0.01, NCH), NDE_OK);
+    for (int i = 0; i < 2; i++) {
+        double s = iv[i][0], u = iv[i][1], h = u - s;
+        area(bm, s, u, W, H);
+        for (int j = 0; j < 3; j++) {
+            int m = ms[j];
+            double e2 = 0.0;
+            memset(sum, 0, sizeof sum);
+            memset(wp, 0, sizeof wp);
+            for (int k = 1; k <= m; k++) {
+                inc(bm, s, k == m ? u : s + h * k / m, w);
+                for (int c = 0; c < NCH; c++)
+                    sum[c] += 0.5 * (wp[c] + w[c]) * (h / m);
+                memcpy(wp, w, sizeof w);
+            }
+            for (int c = 0; c < NCH; c++) {
+                double e = sum[c] / h - 0.5 * W[c] - H[c];
+                e2 += e * e;
+            }
+            double ratio = sqrt(e2 / NCH) * m / sqrt(h / 12.0);
+            ck_assert_msg(ratio > 0.75 && ratio < 1.25,
+                          "[%g, %g] m = %d: RMS error x m / sqrt(h/12) = %g",
+                          s, u, m, ratio);
+        }
+    }
+    nde_brownian_destroy(bm);
+}
+END_TEST
+
+/* The area query without the area; its memory: allocated once, when
+ * switched on, and queries do not allocate. */
+START_TEST(test_area_bad_input)
+{
+    nde_brownian *bm = make(4);
+    nde_brownian_stats st0, st1, st2;
+    double dw[4], H[4];
+
+    ck_assert_int_eq(nde_brownian_reset(bm, 1, 0.0, 1.0, 0.1, 4), NDE_OK);
+    ck_assert(!nde_brownian_has_area(bm));
+    expect_einval(nde_brownian_area(bm, 0.0, 0.5, dw, H));
+    nde_brownian_get_stats(bm, &st0);
+    ck_assert_int_eq(nde_brownian_set_area(bm, 1), NDE_OK);
+    nde_brownian_get_stats(bm, &st1);
+    ck_assert_uint_gt(st1.bytes, st0.bytes);
+    expect_einval(nde_brownian_area(bm, 0.0, 1.5, dw, H));
+    area(bm, 0.5, 0.5, dw, H);
+    for (int c = 0; c < 4; c++)
+        ck_assert(dw[c] == 0.0 && H[c] == 0.0);
+    ck_assert_int_eq(nde_brownian_set_area(bm, 0), NDE_OK);
+    ck_assert_int_eq(nde_brownian_set_area(bm, 1), NDE_OK);
+    nde_brownian_get_stats(bm, &st2);
+    ck_assert_uint_eq(st2.bytes, st1.bytes);
+    {
+        size_t heap0 = mallinfo2().uordblks;
+        uint64_t r = 9;
+        for (int i = 0; i < 2000; i++) {
+            double a = lcg01(&r), b = lcg01(&r);
+            area(bm, a, b, dw, H);
+        }
+        ck_assert_uint_eq(mallinfo2().uordblks, heap0);
+    }
+    nde_brownian_destroy(bm);
+}
+END_TEST
+
 static Suite *brownian_suite(void)
 {
     Suite *s = suite_create("brownian");
@@ -498,6 +800,11 @@ static Suite *brownian_suite(void)
     tcase_add_test(tc, test_seeds_differ);
     tcase_add_test(tc, test_memory_bounded);
     tcase_add_test(tc, test_bad_input);
+    tcase_add_test(tc, test_area_additive);
+    tcase_add_test(tc, test_area_replay);
+    tcase_add_test(tc, test_area_law);
+    tcase_add_test(tc, test_area_riemann);
+    tcase_add_test(tc, test_area_bad_input);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -128,6 +128,10 @@ START_TEST(test_tableau_refused)
     copy_tableau(solver_named("rk4"), &e);
     e.dense[0] += 1e-3;
     assert_refused(&e, f, "dense output at theta = 1 is not the step's end");
+    /* The Levy area is an SDE solver's need. */
+    copy_tableau(solver_named("rk4"), &e);
+    e.type.info.needs |= NDE_NEEDS_LEVY_AREA;
+    assert_refused(&e, f, "needs the Levy area but integrates no SDE");
     /* A tableau claiming what only ops can give. */
     copy_tableau(solver_named("rk4"), &e);
     e.type.info.provides |= NDE_CAP_REVERSIBLE;

@@ -70,6 +70,36 @@ NDE_API int nde_brownian_reset(nde_brownian *bm, uint64_t seed, double t0,
 NDE_API int nde_brownian_increment(nde_brownian *bm, double ta, double tb,
                                    double *dw);
 
+/*
+ * Space-time Levy area (J. Foster, "Numerical approximation of SDEs with
+ * Levy area", DPhil thesis, Oxford 2020; the Brownian Interval of Kidger
+ * et al. carries it too). Over [ta, tb] of length h, per channel,
+ *     H = (1/h) int_ta^tb (W(r) - W(ta) - (r - ta) dW / h) dr,
+ * H ~ N(0, h / 12) independent of dW; so int_ta^tb (W(r) - W(ta)) dr =
+ * h (dW / 2 + H), the iterated integral I_(1,0) of order-1.5 SDE
+ * schemes. H is exact for the tree's path (every node carries its H, and
+ * a split samples its children's (W, H) given the node's), the same in
+ * any query order, and additive to round-off by the rule for adjacent
+ * pieces of lengths a, b: h H = a H1 + b H2 + (b dW1 - a dW2) / 2.
+ *
+ * set_area switches it on or off for the paths of this instance (off after
+ * create; reset keeps the setting). Off, the paths are bit for bit those
+ * of an instance that never had it. On, a split draws two normals per
+ * channel instead of one and the path's W differs (the same law): changing
+ * the setting restarts the current path, its W included. The first switch
+ * on allocates the area's memory (NDE_ENOMEM); nothing else changes.
+ * nde_brownian_area is then nde_brownian_increment plus H (n values; tb <
+ * ta gives -dw and the same H, which the definition leaves unchanged; dw
+ * is the increment query's, bit for bit); off the grid it also combines
+ * the nodes below the two ends' common ancestor, O(depth) per channel.
+ * NDE_EINVAL without the area. An SDE solve whose solver needs the area
+ * switches it on itself (nde/solver.h).
+ */
+NDE_API int nde_brownian_set_area(nde_brownian *bm, int on);
+NDE_API int nde_brownian_has_area(const nde_brownian *bm);
+NDE_API int nde_brownian_area(nde_brownian *bm, double ta, double tb,
+                              double *dw, double *H);
+
 /* The path's grid: cells, and the time of grid point k (0..cells; exactly
  * t0 + k * dt for k < cells, t1 for k = cells). A fixed-step solver steps
  * onto these times so that its queries are whole cells. */

@@ -132,7 +132,9 @@ enum nde_capability {
  * (nde/field.h). ADDITIVE_NOISE is a solver's too (sra1): a diffusion
  * g(t, theta) that does not depend on y; fields do not declare that, so
  * it is documentation (`nde plugins`) and picks the problem `nde check`
- * tests the solver on, not a check. */
+ * tests the solver on, not a check. LEVY_AREA is an SDE solver's too: a
+ * step's dw carries the space-time Levy area after the increment
+ * (nde/solver.h, nde_solver_noise). */
 enum nde_need {
     NDE_NEEDS_STEPS        = 1u << 0, /* every accepted step (t, h, y)    */
     NDE_NEEDS_DENSE        = 1u << 1, /* dense output of every step       */
@@ -141,7 +143,8 @@ enum nde_need {
     NDE_NEEDS_STEP_VJP     = 1u << 4, /* the solver's step VJP            */
     NDE_NEEDS_REVERSIBLE   = 1u << 5, /* the solver's exact reverse step  */
     NDE_NEEDS_FIELD_JVP    = 1u << 6, /* solvers: the field's JVP         */
-    NDE_NEEDS_ADDITIVE_NOISE = 1u << 7 /* solvers: g independent of y     */
+    NDE_NEEDS_ADDITIVE_NOISE = 1u << 7, /* solvers: g independent of y    */
+    NDE_NEEDS_LEVY_AREA    = 1u << 8  /* SDE solvers: H besides dw      */
 };
 
 typedef struct nde_plugin_info {

@@ -35,7 +35,10 @@
  *   Brownian Interval answers any interval exactly), so the path, not the
  *   step sequence, fixes the noise. On the solve's own grid (nde_brownian_
  *   reset with t0, t1 and dt) every fixed-step query is a whole cell, the
- *   fast case. An adjoint queries the same path backwards.
+ *   fast case. An adjoint queries the same path backwards. A solver that
+ *   needs the space-time Levy area gets it too (nde_solver_noise), and
+ *   the solve switches the path's area on for it (nde_brownian_set_area:
+ *   the path's W changes, so query W after the solve).
  */
 #ifndef NDE_SOLVE_H
 #define NDE_SOLVE_H

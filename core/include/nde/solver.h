@@ -39,6 +39,7 @@
 #define NDE_SOLVER_H
 
 #include "api.h"
+#include "brownian.h"
 #include "config.h"
 #include "field.h"
 #include "plugin.h"
@@ -117,7 +118,11 @@ typedef struct nde_solver_ops {
     /* Required: one step of size h (either sign, unless the solver
      * integrates SDEs, forwards only) from (y, aux) at t to (y_next,
      * aux_next) at t + h. dw: the Brownian increment on [t, t + h] (n
-     * values) for SDE solvers, NULL otherwise. With NDE_CAP_ADAPTIVE, when
+     * values) for SDE solvers, NULL otherwise; for a solver that needs
+     * NDE_NEEDS_LEVY_AREA, 2n values: the increment, then the space-time
+     * Levy area H of each value's channel over the step (nde/brownian.h),
+     * so that int_t^{t+h} (W(s) - W(t)) ds = h (dw / 2 + H). Callers get
+     * it from nde_solver_noise. With NDE_CAP_ADAPTIVE, when
      * err is not NULL it receives the error estimate (n values), and when
      * also eest is not NULL, *eest its norm under *norm, NaN if y_next
      * holds a non-finite value (nde_error_norm_spec computes exactly that).
@@ -238,6 +243,16 @@ NDE_API int nde_solver_set_batch(nde_solver *s, size_t batch);
  */
 NDE_API int nde_solver_aux(const nde_solver *s);
 NDE_API int nde_solver_is_sde(const nde_solver *s); /* NDE_CAP_SDE_* set */
+/* The noise of a step: blocks of n values its dw holds (0: an ODE solver;
+ * 1: the increment; 2: the increment and the space-time Levy area, for a
+ * solver that needs it); and dw of a step over [ta, tb] from the path bm
+ * (its n channels), the one way the driver, adjoints and regularizers get
+ * it. For a solver that needs the area, a path without it is switched to
+ * one with it first (nde_brownian_set_area: the path changes, so query it
+ * after that for W that the solve saw). */
+NDE_API int nde_solver_noise_blocks(const nde_solver *s);
+NDE_API int nde_solver_noise(const nde_solver *s, nde_brownian *bm,
+                             double ta, double tb, double *dw);
 NDE_API int nde_solver_start(nde_solver *s, const double *theta, double t0,
                              const double *y0, double *aux0);
 /* A step with its state: (y, aux) at t -> (y_next, aux_next) at t + h. */
