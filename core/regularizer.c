@@ -139,3 +139,37 @@ void nde_regularizer_destroy(nde_regularizer *r)
     r->type->destroy(r);
     free(r);
 }
+
+int nde_regularizer_step_noise(const nde_regularizer_input *in, size_t j,
+                               double *dw)
+{
+    const nde_trajectory *fwd = in->fwd;
+    const double te = j + 1 < fwd->nsteps ? fwd->t[j + 1] : in->t1;
+
+    if (!in->opts->brownian)
+        return nde_error(in->solver->ctx, NDE_EINVAL, "replaying step %zu of "
+                         "an SDE solve needs its Brownian path (solve "
+                         "options: brownian)", j);
+    return nde_solver_noise(in->solver, in->opts->brownian, fwd->t[j], te,
+                            dw);
+}
+
+int nde_regularizer_replay_step(const nde_regularizer_input *in, size_t j,
+                                const double *y, double *y_next, double *err,
+                                double *dw)
+{
+    nde_solver *s = in->solver;
+    const double t = in->fwd->t[j], h = in->fwd->h[j];
+    int rc;
+
+    /* A fresh first stage: an FSAL solver's belongs to its last state. */
+    nde_solver_invalidate(s);
+    if (!nde_solver_is_sde(s))
+        return nde_solver_step(s, in->theta, t, h, y, y_next, err);
+    if ((rc = nde_regularizer_step_noise(in, j, dw)))
+        return rc;
+    return err ? nde_solver_advance_err(s, in->theta, t, h, dw, y, NULL,
+                                        y_next, NULL, err)
+               : nde_solver_advance(s, in->theta, t, h, dw, y, NULL, y_next,
+                                    NULL);
+}

@@ -165,49 +165,11 @@ static int grow(global_state *g, size_t want)
     return NDE_OK;
 }
 
-/* The solve's increment on step j's interval [t_j, t_{j+1}] (t1 after
- * the last step: where the driver landed), into g->dw. */
-static int increment(global_state *g, const nde_regularizer_input *in,
-                     size_t j)
-{
-    const nde_trajectory *fwd = in->fwd;
-    const double te = j + 1 < fwd->nsteps ? fwd->t[j + 1] : in->t1;
-
-    if (!in->opts->brownian)
-        return nde_error(in->solver->ctx, NDE_EINVAL, "regularizer 'global': "
-                         "the SDE solve has no Brownian path (solve "
-                         "options: brownian) to replay its steps");
-    return nde_solver_noise(in->solver, in->opts->brownian, fwd->t[j], te,
-                            g->dw);
-}
-
 /* Whether the record's next stored state, istate, is that of step j. */
 static int stored_at(const nde_trajectory *fwd, size_t istate, size_t j)
 {
     return istate < fwd->nstates &&
            nde_trajectory_state_step(fwd, istate) == j;
-}
-
-/* Step j again from g->y into g->y_next (and its error estimate into err
- * unless NULL); an SDE solver takes the solve's increment into g->dw. */
-static int replay(global_state *g, nde_solver *s,
-                  const nde_regularizer_input *in, size_t j, double *err)
-{
-    const nde_trajectory *fwd = in->fwd;
-    int rc;
-
-    /* A fresh first stage: the engine's k_1 belongs to the last y. */
-    nde_solver_invalidate(s);
-    if (!nde_solver_is_sde(s))
-        return nde_solver_step(s, in->theta, fwd->t[j], fwd->h[j], g->y,
-                               g->y_next, err);
-    if ((rc = increment(g, in, j)))
-        return rc;
-    return err ? nde_solver_advance_err(s, in->theta, fwd->t[j], fwd->h[j],
-                                        g->dw, g->y, NULL, g->y_next, NULL,
-                                        err)
-               : nde_solver_advance(s, in->theta, fwd->t[j], fwd->h[j],
-                                    g->dw, g->y, NULL, g->y_next, NULL);
 }
 
 /* VJP of step j from g->y with cotangents ebar on EEst, sbar on S. */
@@ -225,7 +187,7 @@ static int replay_vjp(global_state *g, nde_solver *s,
         return nde_solver_step_vjp(s, in->theta, fwd->t[j], fwd->h[j], g->y,
                                    rtol, atol, NULL, ebar, sbar, NULL, 0,
                                    ybar, thetabar);
-    if ((rc = increment(g, in, j)))
+    if ((rc = nde_regularizer_step_noise(in, j, g->dw)))
         return rc;
     return nde_solver_vjp(s, in->theta, fwd->t[j], fwd->h[j], g->dw, g->y,
                           NULL, &ct, ybar, NULL, thetabar);
@@ -268,7 +230,10 @@ static int global_after_solve(nde_regularizer *r,
                    n * sizeof(double));
         else
             memcpy(g->y, g->y_next, n * sizeof(double));
-        rc = replay(g, s, in, j, g->measure == MEASURE_ERROR ? g->err : NULL);
+        rc = nde_regularizer_replay_step(in, j, g->y, g->y_next,
+                                         g->measure == MEASURE_ERROR ? g->err
+                                                                     : NULL,
+                                         g->dw);
         if (rc != NDE_OK)
             goto done;
         if (g->measure == MEASURE_ERROR)
@@ -305,7 +270,8 @@ static int global_after_solve(nde_regularizer *r,
         }
         /* Without a stored state the next one comes from this step. */
         if (!stored_at(fwd, istate, j + 1) && j + 1 < m &&
-            (rc = replay(g, s, in, j, NULL)))
+            (rc = nde_regularizer_replay_step(in, j, g->y, g->y_next, NULL,
+                                              g->dw)))
             goto done;
         if (dv == 0.0 || bar == 0.0)
             continue;

@@ -187,18 +187,11 @@ static int local_before_solve(nde_regularizer *r, nde_solve_request *req,
     return NDE_OK;
 }
 
-/* The end of step k of the record: the next step's start, t1 for the
- * last (so a replay queries the path on the solve's own intervals). */
-static double step_end(const nde_trajectory *fwd, size_t k, double t1)
-{
-    return k + 1 < fwd->nsteps ? fwd->t[k + 1] : t1;
-}
-
 /* The state at the start of step j into l->y: the stored one, or replayed
  * from the latest stored state before it (checkpointed records); an SDE
  * replay takes the solve's increments from its path. */
-static int state_at_step(local_state *l, nde_solver *s,
-                         const nde_regularizer_input *in, size_t j, size_t n)
+static int state_at_step(local_state *l, const nde_regularizer_input *in,
+                         size_t j, size_t n)
 {
     const nde_trajectory *fwd = in->fwd;
     const long i = nde_trajectory_state_before(fwd, j);
@@ -209,16 +202,8 @@ static int state_at_step(local_state *l, nde_solver *s,
         return NDE_EINVAL;
     memcpy(l->y, nde_trajectory_state(fwd, (size_t)i), n * sizeof(double));
     for (size_t k = nde_trajectory_state_step(fwd, (size_t)i); k < j; k++) {
-        nde_solver_invalidate(s);
-        if (l->sde &&
-            (rc = nde_solver_noise(s, in->opts->brownian, fwd->t[k],
-                                   step_end(fwd, k, in->t1), dw)))
-            return rc;
-        rc = l->sde ? nde_solver_advance(s, in->theta, fwd->t[k], fwd->h[k],
-                                         dw, l->y, NULL, l->y_next, NULL)
-                    : nde_solver_step(s, in->theta, fwd->t[k], fwd->h[k],
-                                      l->y, l->y_next, NULL);
-        if (rc)
+        if ((rc = nde_regularizer_replay_step(in, k, l->y, l->y_next, NULL,
+                                              dw)))
             return rc;
         memcpy(l->y, l->y_next, n * sizeof(double));
     }
@@ -262,7 +247,7 @@ static int draw_state(nde_regularizer *r, const nde_regularizer_input *in,
         if (*k >= fwd->nsteps)
             *k = fwd->nsteps - 1;
         *ts = fwd->t[*k];
-        rc = state_at_step(l, in->solver, in, *k, n);
+        rc = state_at_step(l, in, *k, n);
         nde_solver_invalidate(in->solver);
         return rc == NDE_EINVAL
                    ? nde_error(r->ctx, rc, "regularizer 'local': no "

@@ -1053,6 +1053,71 @@ START_TEST(sde_values_are_the_solves)
 }
 END_TEST
 
+/* nde_regularizer_replay_step gives each step of the solve again, bit for
+ * bit (the last one lands on t1), with the solve's error estimate; an SDE
+ * solver steps on the solve's own noise, and without the path it says
+ * so. */
+static void check_replays(const char *field_ini, const char *solver,
+                          double dt)
+{
+    const double y0[4] = {1.0, 0.5, -0.5, 1.2};
+    double y_next[NMAX], err[NMAX], dw[2 * NMAX];
+    nde_regularizer_input in = {0};
+    nde_solve_opts no_path;
+    fixture fx;
+    size_t replayed = 0;
+
+    fx_init(&fx, field_ini, solver, 2, y0, 0.0, 1.0, dt, 1e-4);
+    ck_assert_int_eq(fx_reg(&fx, reg_named("global"), "weight = 1"), NDE_OK);
+    fx_eval(&fx, fx.theta, 1, 1.0, NULL, NULL);
+    in.solver = fx.s;
+    in.opts = &fx.o;
+    in.fwd = fx.tr;
+    in.theta = fx.theta;
+    in.t0 = fx.t0;
+    in.t1 = fx.t1;
+    for (size_t i = 0; i < fx.tr->nstates; i++) {
+        const size_t j = nde_trajectory_state_step(fx.tr, i);
+        const double *want = j + 1 == fx.tr->nsteps
+                                 ? fx.saved + (NSAVE - 1) * fx.n
+                                 : nde_trajectory_state(fx.tr, i + 1);
+        if (j + 1 < fx.tr->nsteps &&
+            (i + 1 >= fx.tr->nstates ||
+             nde_trajectory_state_step(fx.tr, i + 1) != j + 1))
+            continue;
+        ck_assert_int_eq(nde_regularizer_replay_step(
+                             &in, j, nde_trajectory_state(fx.tr, i), y_next,
+                             err, dw), NDE_OK);
+        ck_assert_mem_eq(y_next, want, fx.n * sizeof(double));
+        ck_assert_double_eq_tol(nde_error_norm(err,
+                                               nde_trajectory_state(fx.tr, i),
+                                               y_next, fx.n, fx.o.rtol,
+                                               fx.o.atol),
+                                fx.tr->eest[j], 1e-14 * fx.tr->eest[j]);
+        replayed++;
+    }
+    ck_assert_uint_eq(replayed, fx.tr->nsteps);
+    ck_assert_uint_ge(replayed, 5);
+    if (fx.bm) {
+        no_path = fx.o;
+        no_path.brownian = NULL;
+        in.opts = &no_path;
+        ck_assert_int_eq(nde_regularizer_replay_step(
+                             &in, 0, nde_trajectory_state(fx.tr, 0), y_next,
+                             NULL, dw), NDE_EINVAL);
+        ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx), "Brownian path"));
+    }
+    fx_free(&fx);
+}
+
+START_TEST(replay_step_is_the_solves)
+{
+    check_replays(lv_ini, "tsit5", 0.0);
+    check_replays(sde_ini, "lamba_heun", 0.0);
+    check_replays(sde_ini, "sosri", 0.0);
+}
+END_TEST
+
 /* SDEs with a checkpointed record: the replays take the solve's own
  * increments, so R and the gradient are those of the full record. */
 START_TEST(sde_checkpointed_record)
@@ -1148,6 +1213,7 @@ static Suite *suite(void)
     tcase_add_test(tc, sde_values_are_the_solves);
     tcase_add_test(tc, sde_refused_pairings);
     tcase_add_test(tc, sde_checkpointed_record);
+    tcase_add_test(tc, replay_step_is_the_solves);
     suite_add_tcase(s, tc);
     return s;
 }

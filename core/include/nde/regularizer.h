@@ -179,6 +179,24 @@ NDE_API int nde_regularizer_create_from(nde_ctx *ctx,
                                         nde_regularizer **out);
 NDE_API void nde_regularizer_destroy(nde_regularizer *r);
 
+/* Replaying the forward solve's steps (for after_solve). Step j of
+ * in->fwd (which recorded NDE_NEEDS_STEPS) runs on [t_j, t_{j+1}], t1
+ * for the last step: where the driver landed.
+ * nde_regularizer_step_noise: the noise the solve drew on step j, from
+ * in->opts->brownian (NDE_EINVAL without one), into dw, which holds
+ * nde_solver_noise_blocks(in->solver) x in->fwd->n values.
+ * nde_regularizer_replay_step: step j again from y into y_next, and its
+ * error estimate into err unless NULL (an adaptive solver's); with a
+ * fresh first stage (the solver's FSAL stage belongs to another state);
+ * an SDE solver steps on the solve's noise, into dw as above (an ODE
+ * solver ignores dw: it may be NULL). */
+NDE_API int nde_regularizer_step_noise(const nde_regularizer_input *in,
+                                       size_t j, double *dw);
+NDE_API int nde_regularizer_replay_step(const nde_regularizer_input *in,
+                                        size_t j, const double *y,
+                                        double *y_next, double *err,
+                                        double *dw);
+
 #ifdef __cplusplus
 }
 #endif
