@@ -49,6 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_io.h"
 #include "nde/nde.h"
 #include "../tests/sde_fields.h" /* the GBM test field */
 
@@ -323,23 +324,6 @@ static int selected(const opts *o, const pair *q)
     return !o->pair || strcmp(o->pair, name) == 0;
 }
 
-static int write_params(const char *path, const run *r)
-{
-    FILE *fp = fopen(path, "wb");
-    const size_t n = r->f->nparams;
-    int bad;
-
-    if (!fp) {
-        perror(path);
-        return 1;
-    }
-    bad = fwrite(r->theta, sizeof(double), n, fp) != n;
-    bad |= fclose(fp) != 0;
-    if (bad)
-        perror(path);
-    return bad;
-}
-
 static void print_json(run *r, const pair *q)
 {
     double tot = median(r->tot, r->nit);
@@ -366,7 +350,8 @@ static int part1(const opts *o)
             continue;
         if ((rc = make(&runs[i], pairs[i].solver, pairs[i].adjoint)))
             return fail(pairs[i].solver, rc);
-        if (o->params && write_params(o->params, &runs[i]))
+        if (o->params && bench_write_doubles(o->params, runs[i].theta,
+                                             runs[i].f->nparams))
             return 1;
         for (p = 0; p < WARMUP; p++)
             if ((rc = iterate(&runs[i], 0)))

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_io.h"
 #include "nde/nde.h"
 #include "nde/train.h"
 
@@ -237,23 +238,6 @@ static int selected(const opts *o, size_t i, size_t j)
            (!o->adjoint || strcmp(o->adjoint, name) == 0);
 }
 
-static int write_params(const char *path, nde_trainer *tr)
-{
-    FILE *fp = fopen(path, "wb");
-    size_t n = nde_trainer_nparams(tr);
-    int bad;
-
-    if (!fp) {
-        perror(path);
-        return 1;
-    }
-    bad = fwrite(nde_trainer_params(tr), sizeof(double), n, fp) != n;
-    bad |= fclose(fp) != 0;
-    if (bad)
-        perror(path);
-    return bad;
-}
-
 static double mean_l(const long *v, size_t n)
 {
     double s = 0.0;
@@ -312,7 +296,9 @@ int main(int argc, char **argv)
             if ((rc = make(ctx, &runs[i][j], tols[i].rtol, tols[i].atol,
                            &adjs[j], 10)) != NDE_OK)
                 goto fail;
-            if (o.params && write_params(o.params, runs[i][j].tr)) {
+            if (o.params && bench_write_doubles(
+                              o.params, nde_trainer_params(runs[i][j].tr),
+                              nde_trainer_nparams(runs[i][j].tr))) {
                 nde_ctx_destroy(ctx);
                 return 1;
             }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_io.h"
 #include "nde/nde.h"
 #include "nde/train.h"
 
@@ -26,23 +27,6 @@ static int usage(void)
     fprintf(stderr, "usage: bench_train_json CONFIG [-s SECTION.KEY=VALUE]"
             "... [--iters N] [--eval-every K] [--params FILE]\n");
     return 2;
-}
-
-static int write_params(const char *path, nde_trainer *tr)
-{
-    FILE *fp = fopen(path, "wb");
-    size_t n = nde_trainer_nparams(tr);
-    int bad;
-
-    if (!fp) {
-        perror(path);
-        return 1;
-    }
-    bad = fwrite(nde_trainer_params(tr), sizeof(double), n, fp) != n;
-    bad |= fclose(fp) != 0;
-    if (bad)
-        perror(path);
-    return bad;
 }
 
 /* Iterations and evaluations as JSON; steps[i] is iteration i + 1. */
@@ -136,7 +120,8 @@ int main(int argc, char **argv)
         iters = nde_trainer_settings(tr)->iterations;
     if (every < 0)
         every = nde_trainer_settings(tr)->eval_every;
-    if (params && write_params(params, tr)) {
+    if (params && bench_write_doubles(params, nde_trainer_params(tr),
+                                      nde_trainer_nparams(tr))) {
         rc = 1;
         goto done;
     }
