@@ -560,40 +560,59 @@ MLP_INLINE void to_rows(const double *z, double *rows, size_t dim,
             rows[i * dim + j] = z[j * ld + i];
 }
 
-/* The first layer's input x0 (in0 x ld): y or y^3, and t as a last row
- * when asked. */
-MLP_INLINE const double *prepare_input(mlp_state *s, size_t dim, int cube,
-                                       int time, double t, const double *y,
-                                       size_t batch, size_t ld)
+/* The hidden layers' outputs from the input in pt->x0. */
+MLP_INLINE void forward_layers(const mlp_net *n, const mlp_point *pt,
+                               const double *theta, size_t ld)
 {
-    from_rows(y, s->x0, dim, batch, ld, cube);
-    if (time)
-        for (size_t i = 0; i < ld; i++)
-            s->x0[dim * ld + i] = t;
-    return s->x0;
-}
-
-/* Forward through the hidden layers; returns the last hidden output (the
- * output layer's input). */
-MLP_INLINE const double *forward_hidden(const mlp_net *n, const double *x0,
-                                        const double *theta, size_t ld)
-{
-    const double *x = x0;
+    const double *x = pt->x0;
     for (size_t l = 0; l + 1 < n->nlayers; l++) {
         const mlp_layer *ly = &n->layer[l];
-        layer_forward(ly, theta, x, n->h[l], ld);
-        activate(ly->act, n->h[l], ld * ly->out);
-        x = n->h[l];
+        layer_forward(ly, theta, x, pt->h[l], ld);
+        activate(ly->act, pt->h[l], ld * ly->out);
+        x = pt->h[l];
     }
-    return x;
 }
 
-/* Backward through net n after its forward pass from x0, starting from
+/*
+ * The forward pass of net n through its hidden layers at (t, y, theta),
+ * kept in a point of its cache: the point that holds it already, or one
+ * it is computed into (vjp: the caller is a VJP). One function behind
+ * eval and vjp alike, not inlined into each, so that a kept pass has the
+ * bits a recomputation would have whatever the compiler contracts into
+ * FMAs; one row has a copy of its own (ld = 1 constant: unit strides).
+ */
+static __attribute__((noinline)) const mlp_point *
+forward_point(mlp_net *n, size_t dim, double t, const double *y,
+              const double *theta, size_t batch, size_t ld, int vjp)
+{
+    int hit;
+    mlp_point *pt = mlp_cache_find(n, dim, t, y, theta, batch, vjp, &hit);
+    if (hit)
+        return pt;
+    from_rows(y, pt->x0, dim, batch, ld, n->cube);
+    if (n->time)
+        for (size_t i = 0; i < ld; i++)
+            pt->x0[dim * ld + i] = t;
+    if (ld == 1)
+        forward_layers(n, pt, theta, 1);
+    else
+        forward_layers(n, pt, theta, ld);
+    return pt;
+}
+
+/* The last hidden output of a forward pass (its input if none). */
+MLP_INLINE const double *last_hidden(const mlp_net *n, const mlp_point *pt)
+{
+    return n->nlayers > 1 ? pt->h[n->nlayers - 2] : pt->x0;
+}
+
+/* Backward through net n after its forward pass pt, starting from
  * g = dL/dZ of the output layer; the cotangent buffers alternate starting
  * with buf[next] (g may be the other one). Returns dL/dx0, or NULL when
  * want_input is 0. */
 MLP_INLINE const double *net_backward(mlp_state *s, const mlp_net *n,
-                                      const double *theta, const double *x0,
+                                      const double *theta,
+                                      const mlp_point *pt,
                                       const double *g, int next,
                                       double *vtheta, int want_input,
                                       size_t batch, size_t ld)
@@ -601,11 +620,11 @@ MLP_INLINE const double *net_backward(mlp_state *s, const mlp_net *n,
     double *buf[2] = {s->g, s->gx};
     for (size_t l = n->nlayers; l-- > 0;) {
         const mlp_layer *ly = &n->layer[l];
-        const double *x = l > 0 ? n->h[l - 1] : x0;
+        const double *x = l > 0 ? pt->h[l - 1] : pt->x0;
         double *gx = (l > 0 || want_input) ? buf[next] : NULL;
         layer_backward(ly, theta, x, g, gx, vtheta, batch, ld);
         if (l > 0)
-            multiply_derivative(n->layer[l - 1].act, n->h[l - 1], gx,
+            multiply_derivative(n->layer[l - 1].act, pt->h[l - 1], gx,
                                 ld * ly->in);
         g = gx;
         next ^= 1;
@@ -626,75 +645,71 @@ MLP_INLINE void add_input_cotangent(int cube, const double *gx0,
 }
 
 static int mlp_eval(nde_field *f, double t, const double *y,
-                               const double *theta, double *dy, size_t batch)
+                    const double *theta, double *dy, size_t batch)
 {
     mlp_state *s = f->state;
-    const mlp_net *n = &s->drift;
+    mlp_net *n = &s->drift;
     const size_t ld = batch_ld(batch);
-    const double *x0 = prepare_input(s, f->dim, s->cube_input, s->time_input,
-                                     t, y, batch, ld);
-    const double *x = forward_hidden(n, x0, theta, ld);
-    layer_forward(&n->layer[n->nlayers - 1], theta, x, s->g, ld);
+    const mlp_point *pt = forward_point(n, f->dim, t, y, theta, batch, ld,
+                                        0);
+    layer_forward(&n->layer[n->nlayers - 1], theta, last_hidden(n, pt),
+                  s->g, ld);
     to_rows(s->g, dy, f->dim, batch, ld);
     return all_finite(dy, batch * f->dim) ? NDE_OK : NDE_ERETRY;
 }
 
 static int mlp_vjp(nde_field *f, double t, const double *y,
-                              const double *theta, const double *v, double *vy,
-                              double *vtheta, size_t batch)
+                   const double *theta, const double *v, double *vy,
+                   double *vtheta, size_t batch)
 {
     mlp_state *s = f->state;
-    const mlp_net *n = &s->drift;
+    mlp_net *n = &s->drift;
     const size_t dim = f->dim, ld = batch_ld(batch);
     if (!vy && !vtheta)
         return NDE_OK;
-    const double *x0 = prepare_input(s, dim, s->cube_input, s->time_input, t,
-                                     y, batch, ld);
-    forward_hidden(n, x0, theta, ld);
+    const mlp_point *pt = forward_point(n, dim, t, y, theta, batch, ld, 1);
     from_rows(v, s->g, dim, batch, ld, 0);
-    const double *g = net_backward(s, n, theta, x0, s->g, 1, vtheta,
+    const double *g = net_backward(s, n, theta, pt, s->g, 1, vtheta,
                                    vy != NULL, batch, ld);
     if (!vy)
         return NDE_OK;
-    add_input_cotangent(s->cube_input, g, y, vy, dim, batch, ld);
+    add_input_cotangent(n->cube, g, y, vy, dim, batch, ld);
     return all_finite(vy, batch * dim) ? NDE_OK : NDE_ERETRY;
 }
 
 static int mlp_diffusion(nde_field *f, double t, const double *y,
-                                    const double *theta, double *g,
-                                    size_t batch)
+                         const double *theta, double *g, size_t batch)
 {
     mlp_state *s = f->state;
-    const mlp_net *n = &s->diffusion;
+    mlp_net *n = &s->diffusion;
     const size_t ld = batch_ld(batch);
-    (void)t;
-    const double *x0 = prepare_input(s, f->dim, 0, 0, 0.0, y, batch, ld);
-    const double *x = forward_hidden(n, x0, theta, ld);
-    layer_forward(&n->layer[n->nlayers - 1], theta, x, s->g, ld);
+    const mlp_point *pt = forward_point(n, f->dim, t, y, theta, batch, ld,
+                                        0);
+    layer_forward(&n->layer[n->nlayers - 1], theta, last_hidden(n, pt),
+                  s->g, ld);
     activate(s->diffusion_act, s->g, f->dim * ld);
     to_rows(s->g, g, f->dim, batch, ld);
     return all_finite(g, batch * f->dim) ? NDE_OK : NDE_ERETRY;
 }
 
-static int mlp_diffusion_vjp(nde_field *f, double t,
-                                        const double *y, const double *theta,
-                                        const double *v, double *vy,
-                                        double *vtheta, size_t batch)
+static int mlp_diffusion_vjp(nde_field *f, double t, const double *y,
+                             const double *theta, const double *v, double *vy,
+                             double *vtheta, size_t batch)
 {
     mlp_state *s = f->state;
-    const mlp_net *n = &s->diffusion;
+    mlp_net *n = &s->diffusion;
     const size_t dim = f->dim, ld = batch_ld(batch);
-    (void)t;
     if (!vy && !vtheta)
         return NDE_OK;
-    /* g = s(z): dL/dz = v s'(z), from the output h = s(z) held in s->gx */
-    const double *x0 = prepare_input(s, dim, 0, 0, 0.0, y, batch, ld);
-    const double *x = forward_hidden(n, x0, theta, ld);
-    layer_forward(&n->layer[n->nlayers - 1], theta, x, s->gx, ld);
+    /* g = s(z): dL/dz = v s'(z), from the output h = s(z) held in s->gx
+     * (the output layer is recomputed: it is dim wide, the cheap one) */
+    const mlp_point *pt = forward_point(n, dim, t, y, theta, batch, ld, 1);
+    layer_forward(&n->layer[n->nlayers - 1], theta, last_hidden(n, pt),
+                  s->gx, ld);
     activate(s->diffusion_act, s->gx, dim * ld);
     from_rows(v, s->g, dim, batch, ld, 0);
     multiply_derivative(s->diffusion_act, s->gx, s->g, dim * ld);
-    const double *gy = net_backward(s, n, theta, x0, s->g, 1, vtheta,
+    const double *gy = net_backward(s, n, theta, pt, s->g, 1, vtheta,
                                     vy != NULL, batch, ld);
     if (!vy)
         return NDE_OK;
