@@ -275,6 +275,30 @@ done:
     return status;
 }
 
+/* `softplus`: libm or vector; the latter marks every softplus of both
+ * nets (hidden layers, the diffusion's output) ACT_SOFTPLUS_VECTOR. */
+static int pick_softplus(mlp_state *s, nde_section *sec, nde_ctx *ctx)
+{
+    const char *word;
+    int status;
+    if ((status = nde_get_string(sec, "softplus", &word, ctx)))
+        return status;
+    if (strcmp(word, "libm") == 0)
+        return NDE_OK;
+    if (strcmp(word, "vector") != 0)
+        return nde_section_error(sec, "softplus", ctx,
+                                 "unknown softplus '%s' (expected libm or "
+                                 "vector)", word);
+    mlp_net *nets[2] = {&s->drift, &s->diffusion};
+    for (int k = 0; k < 2; k++)
+        for (size_t l = 0; l < nets[k]->nlayers; l++)
+            if (nets[k]->layer[l].act == ACT_SOFTPLUS)
+                nets[k]->layer[l].act = ACT_SOFTPLUS_VECTOR;
+    if (s->diffusion_act == ACT_SOFTPLUS)
+        s->diffusion_act = ACT_SOFTPLUS_VECTOR;
+    return NDE_OK;
+}
+
 /* Widths must be in 1..1000000; `first` numbers them in messages. */
 static int check_widths(const long *w, size_t n, size_t first,
                         const char *key, nde_section *sec, nde_ctx *ctx)
@@ -448,7 +472,8 @@ static int mlp_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
     if ((status = read_activations(&s->drift, "activation", sec, ctx)) ||
         (status = build_diffusion(f, s, sec, widths + 1, nwidths - 2,
                                   thin_width, (size_t)npoints, &off, &maxw,
-                                  ctx)))
+                                  ctx)) ||
+        (status = pick_softplus(s, sec, ctx)))
         goto done;
 
     const size_t bmax = mlp_padded(f->batch_max);
@@ -495,6 +520,12 @@ static const nde_key mlp_keys[] = {
      "evaluation (same t, y and parameters, bit for bit) skips the forward "
      "pass: an RK step's VJP after its stages needs as many as the solver "
      "has stages; 0: recompute every time (the results are the same)"},
+    {"softplus", NDE_KEY_WORD, "libm",
+     "libm (glibc's log1p(exp()), scalar) or vector (nde's own exp and "
+     "log1p, vectorised: about 7x faster per element with the avx512 "
+     "kernels, within 2.6 ulps; results differ in the last bits): how "
+     "every softplus (hidden layers, the diffusion's output) and its "
+     "derivative are computed"},
     {"kernels", NDE_KEY_WORD, "auto",
      "auto (the best this CPU runs), avx512, avx2 or generic: the "
      "instruction set of the own kernels; sums are grouped by vector width, "

@@ -12,9 +12,10 @@
 
 #include <nde/field.h>
 
-/* ACT_SIGMOID is only the diffusion's output activation. */
+/* ACT_SIGMOID is only the diffusion's output activation;
+ * ACT_SOFTPLUS_VECTOR is ACT_SOFTPLUS under `softplus = vector`. */
 enum mlp_activation { ACT_TANH, ACT_RELU, ACT_SOFTPLUS, ACT_IDENTITY,
-                      ACT_SIGMOID };
+                      ACT_SIGMOID, ACT_SOFTPLUS_VECTOR };
 
 typedef struct mlp_layer {
     size_t in, out;
@@ -142,14 +143,14 @@ typedef int (*mlp_vjp_fn)(nde_field *f, double t, const double *y,
                           const double *theta, const double *v, double *vy,
                           double *vtheta, size_t batch);
 
-/* The field operations and the tanh, for one instruction set. */
+/* The field operations and the activations, for one instruction set. */
 typedef struct mlp_kernels {
     const char *name;      /* the `kernels` key's word for this set     */
     mlp_eval_fn eval;
     mlp_vjp_fn vjp;
     mlp_eval_fn diffusion;
     mlp_vjp_fn diffusion_vjp;
-    void (*tanh_array)(double *x, size_t n);
+    void (*activate)(int act, double *x, size_t n); /* x = s(x) in place */
 } mlp_kernels;
 
 typedef struct mlp_state {
