@@ -1,10 +1,16 @@
 /*
- * bench_mlp - time of the mlp field's eval and vjp (forward recomputed, both
- * vy and vtheta), per call, for the spiral MLP (batch 20, 2-50-2, tanh,
- * input cube) and a wide one (batch 64, 64-256-256-64), each through both
- * code paths: hand loops (thin_width large) and dgemm (thin_width = 0);
- * and the spiral MLP on one row (predicting one trajectory), hand loops.
- * The plugin is loaded through the registry, as the program loads it.
+ * bench_mlp - time of the mlp field's operations, per call, for the spiral
+ * MLP (batch 20, 2-50-2, tanh, input cube) and a wide one (batch 64,
+ * 64-256-256-64), each through both code paths: hand loops (thin_width
+ * large) and dgemm (thin_width = 0); and the spiral MLP on one row
+ * (predicting one trajectory), hand loops. The plugin is loaded through
+ * the registry, as the program loads it. Per workload, with the kept
+ * forward passes off (cache = 0) and on (the default):
+ *   eval      at a new point each call (16 points in turn, more than the
+ *             cache keeps: what a forward solve pays once a VJP has run);
+ *   vjp       at a new point each call (forward + VJP, vy and vtheta);
+ *   eval+vjp  an eval and a VJP at the same point, per pair (an RK step's
+ *             VJP after its stages: the VJP finds the kept pass).
  *
  * Each figure: calls repeated for at least 30 ms per batch, median of 7
  * batches, in microseconds per call.
@@ -22,7 +28,7 @@
 
 #include <nde/nde.h>
 
-enum { BATCHES = 7 };
+enum { BATCHES = 7, NPOINTS = 16 };
 
 static double now(void)
 {
@@ -37,25 +43,29 @@ static int compare_doubles(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+enum op { OP_EVAL, OP_VJP, OP_PAIR };
+
 typedef struct workload {
     nde_field *f;
-    double *y, *theta, *v, *dy, *vy, *vtheta;
+    double *y, *theta, *v, *dy, *vy, *vtheta; /* y: NPOINTS points */
     size_t batch;
 } workload;
 
-static void run(workload *w, int vjp, long calls)
+static void run(workload *w, enum op op, long calls)
 {
+    const size_t n = w->batch * w->f->dim;
     for (long c = 0; c < calls; c++) {
-        if (vjp)
-            nde_field_vjp(w->f, 0.0, w->y, w->theta, w->v, w->vy, w->vtheta,
+        const double *y = w->y + (size_t)(c % NPOINTS) * n;
+        if (op != OP_VJP)
+            nde_field_eval(w->f, 0.0, y, w->theta, w->dy, w->batch);
+        if (op != OP_EVAL)
+            nde_field_vjp(w->f, 0.0, y, w->theta, w->v, w->vy, w->vtheta,
                           w->batch);
-        else
-            nde_field_eval(w->f, 0.0, w->y, w->theta, w->dy, w->batch);
     }
 }
 
 /* Median over BATCHES of the time per call, each batch >= 30 ms. */
-static double time_per_call(workload *w, int vjp)
+static double time_per_call(workload *w, enum op vjp)
 {
     long calls = 1;
     for (;;) {
@@ -75,13 +85,16 @@ static double time_per_call(workload *w, int vjp)
     return per[BATCHES / 2];
 }
 
-static int bench(nde_ctx *ctx, const char *label, const char *layers,
-                 const char *input, size_t batch, long thin_width)
+/* The three figures for one field (cache: the `cache` key). */
+static int bench_field(nde_ctx *ctx, const char *layers, const char *input,
+                       size_t batch, long thin_width, int cache,
+                       double us[3])
 {
     char ini[256];
     snprintf(ini, sizeof ini,
              "[field]\nplugin = mlp\nlayers = %s\ninput = %s\n"
-             "thin_width = %ld\n", layers, input, thin_width);
+             "thin_width = %ld\ncache = %d\n", layers, input, thin_width,
+             cache);
     nde_config *cfg = nde_config_create();
     workload w = {.batch = batch};
     int status = cfg ? nde_config_load_string(cfg, "bench", ini, ctx)
@@ -94,7 +107,7 @@ static int bench(nde_ctx *ctx, const char *label, const char *layers,
         return status;
     }
     const size_t n = batch * w.f->dim, p = w.f->nparams;
-    w.y = malloc(n * sizeof *w.y);
+    w.y = malloc(NPOINTS * n * sizeof *w.y);
     w.v = malloc(n * sizeof *w.v);
     w.dy = malloc(n * sizeof *w.dy);
     w.vy = calloc(n, sizeof *w.vy);
@@ -105,14 +118,15 @@ static int bench(nde_ctx *ctx, const char *label, const char *layers,
         status = NDE_ENOMEM;
     } else {
         nde_field_init_params(w.f, w.theta, 1);
-        for (size_t k = 0; k < n; k++) {
+        for (size_t k = 0; k < NPOINTS * n; k++)
             w.y[k] = 0.5 * sin(0.37 * (double)k);
+        for (size_t k = 0; k < n; k++)
             w.v[k] = cos(0.11 * (double)k);
-        }
-        double te = time_per_call(&w, 0), tv = time_per_call(&w, 1);
-        printf("%-8s %-16s batch %3zu  %-10s  eval %9.3f us  "
-               "vjp (fwd+VJP) %9.3f us\n", label, layers, batch,
-               thin_width ? "hand loops" : "dgemm", 1e6 * te, 1e6 * tv);
+        /* a VJP first: the cache keeps nothing before one (as in training,
+         * the evals are timed with it on) */
+        run(&w, OP_VJP, 1);
+        for (int op = OP_EVAL; op <= OP_PAIR; op++)
+            us[op] = 1e6 * time_per_call(&w, (enum op)op);
     }
     free(w.y);
     free(w.v);
@@ -123,6 +137,21 @@ static int bench(nde_ctx *ctx, const char *label, const char *layers,
     nde_field_destroy(w.f);
     nde_config_destroy(cfg);
     return status;
+}
+
+static int bench(nde_ctx *ctx, const char *label, const char *layers,
+                 const char *input, size_t batch, long thin_width)
+{
+    double off[3], on[3];
+    int status = bench_field(ctx, layers, input, batch, thin_width, 0, off) ||
+                 bench_field(ctx, layers, input, batch, thin_width, 8, on);
+    if (status)
+        return status;
+    printf("| %s %s | %zu | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f "
+           "|\n", label, layers, batch,
+           thin_width ? "hand loops" : "dgemm", off[OP_EVAL], on[OP_EVAL],
+           off[OP_VJP], on[OP_VJP], off[OP_PAIR], on[OP_PAIR]);
+    return NDE_OK;
 }
 
 int main(void)
@@ -137,6 +166,10 @@ int main(void)
     nde_ctx *ctx = nde_ctx_create();
     if (!ctx)
         return 1;
+    printf("\nus per call; off: cache = 0, on: cache = 8\n\n"
+           "| net | batch | layers via | eval off | eval on | vjp off | "
+           "vjp on | eval+vjp off | eval+vjp on |\n"
+           "|---|---|---|---|---|---|---|---|---|\n");
     int status = bench(ctx, "spiral", "2, 50, 2", "cube", 1, 1000000) ||
                  bench(ctx, "spiral", "2, 50, 2", "cube", 20, 1000000) ||
                  bench(ctx, "spiral", "2, 50, 2", "cube", 20, 0) ||

@@ -784,6 +784,7 @@ int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
     tr->grad = calloc(P + 1, sizeof *tr->grad);
     tr->m = calloc(P + 1, sizeof *tr->m);
     tr->v = calloc(P + 1, sizeof *tr->v);
+    tr->adam_next = calloc(3 * P + 1, sizeof *tr->adam_next);
     tr->y0b = calloc(per, sizeof *tr->y0b);
     tr->ybar0 = calloc(per, sizeof *tr->ybar0);
     tr->ysave = calloc(nb, sizeof *tr->ysave);
@@ -797,7 +798,8 @@ int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
         tr->obs = tr->ysave;
         tr->ybar = tr->obsbar;
     }
-    if (!tr->theta || !tr->grad || !tr->m || !tr->v || !tr->y0b ||
+    if (!tr->theta || !tr->grad || !tr->m || !tr->v || !tr->adam_next ||
+        !tr->y0b ||
         !tr->ybar0 || !tr->ysave || !tr->obsbar || !tr->ct || !tr->rng ||
         !tr->obs || !tr->ybar) {
         rc = nde_error(ctx, NDE_ENOMEM, "out of memory");
@@ -851,6 +853,7 @@ void nde_trainer_destroy(nde_trainer *tr)
     free(tr->grad);
     free(tr->m);
     free(tr->v);
+    free(tr->adam_next);
     free(tr->y0b);
     free(tr->ybar0);
     free(tr->ysave);
@@ -1031,27 +1034,27 @@ static int adam_update(nde_trainer *tr)
     const double t = (double)(tr->adam_t + 1);
     const double lr = s->lr * pow(s->lr_decay, (double)tr->adam_t);
     const double c1 = 1.0 - pow(s->beta1, t), c2 = 1.0 - pow(s->beta2, t);
-    double g, m, v, th;
-    size_t i;
-    int pass;
+    const size_t P = tr->P;
+    double *th = tr->adam_next, *m = th + P, *v = m + P;
+    size_t i, bad = P;
 
-    for (pass = 0; pass < 2; pass++)
-        for (i = 0; i < tr->P; i++) {
-            g = tr->grad[i] + s->weight_decay * tr->theta[i];
-            m = s->beta1 * tr->m[i] + (1.0 - s->beta1) * g;
-            v = s->beta2 * tr->v[i] + (1.0 - s->beta2) * g * g;
-            th = tr->theta[i] - lr * (m / c1) / (sqrt(v / c2) + s->eps);
-            if (pass == 0 && !(isfinite(th) && isfinite(m) && isfinite(v)))
-                return nde_error(tr->ctx, NDE_ENONFINITE,
-                                 "the Adam update of parameter %zu is not "
-                                 "finite (theta %g, m %g, v %g: lr or "
-                                 "weight_decay too large?)", i, th, m, v);
-            if (pass == 1) {
-                tr->m[i] = m;
-                tr->v[i] = v;
-                tr->theta[i] = th;
-            }
-        }
+    /* into adam_next first: a step that is not finite changes nothing */
+    for (i = 0; i < P; i++) {
+        const double g = tr->grad[i] + s->weight_decay * tr->theta[i];
+        m[i] = s->beta1 * tr->m[i] + (1.0 - s->beta1) * g;
+        v[i] = s->beta2 * tr->v[i] + (1.0 - s->beta2) * g * g;
+        th[i] = tr->theta[i] - lr * (m[i] / c1) / (sqrt(v[i] / c2) + s->eps);
+        if (bad == P && !(isfinite(th[i]) && isfinite(m[i]) && isfinite(v[i])))
+            bad = i;
+    }
+    if (bad < P)
+        return nde_error(tr->ctx, NDE_ENONFINITE,
+                         "the Adam update of parameter %zu is not finite "
+                         "(theta %g, m %g, v %g: lr or weight_decay too "
+                         "large?)", bad, th[bad], m[bad], v[bad]);
+    memcpy(tr->theta, th, P * sizeof *th);
+    memcpy(tr->m, m, P * sizeof *m);
+    memcpy(tr->v, v, P * sizeof *v);
     tr->adam_t++;
     return NDE_OK;
 }

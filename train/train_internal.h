@@ -35,6 +35,7 @@ struct nde_trainer {
 
     /* optimizer */
     double *theta, *grad, *m, *v;
+    double *adam_next;         /* 3P: theta, m, v after the step, checked */
     long adam_t;               /* Adam steps taken                       */
     long iter;                 /* iterations done                        */
     gsl_rng *rng;              /* mini-batch sampling stream             */

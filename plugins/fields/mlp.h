@@ -7,12 +7,15 @@
 #define NDE_PLUGIN_MLP_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #include <nde/field.h>
 
-/* ACT_SIGMOID is only the diffusion's output activation. */
+/* ACT_SIGMOID is only the diffusion's output activation;
+ * ACT_SOFTPLUS_VECTOR is ACT_SOFTPLUS under `softplus = vector`. */
 enum mlp_activation { ACT_TANH, ACT_RELU, ACT_SOFTPLUS, ACT_IDENTITY,
-                      ACT_SIGMOID };
+                      ACT_SIGMOID, ACT_SOFTPLUS_VECTOR };
 
 typedef struct mlp_layer {
     size_t in, out;
@@ -21,11 +24,118 @@ typedef struct mlp_layer {
     int blas;              /* 1: dgemm; 0: own kernels                  */
 } mlp_layer;
 
+/*
+ * One forward pass through a net's hidden layers, kept so that a VJP at
+ * the same point (an RK step's VJP after its stages, backsolve's augmented
+ * field, a solver's step VJP) need not recompute it: the point it was
+ * computed at (t, the rows of y, the net's parameters, the batch) and its
+ * activations.
+ */
+typedef struct mlp_point {
+    size_t batch;          /* 0: holds no pass                          */
+    double t;
+    unsigned long theta_gen; /* the net's theta_gen when computed       */
+    double *y;             /* batch x dim, as given                     */
+    double *x0;            /* in0 x ld: the first layer's input         */
+    double **h;            /* h[l]: out x ld of layer l (l < L-1)       */
+} mlp_point;
+
 typedef struct mlp_net {
     size_t nlayers;
     mlp_layer *layer;
-    double **h;            /* h[l]: out x ld of layer l (l < L-1)       */
+    size_t in0;            /* first layer's input width: dim (+1)        */
+    int cube, time;        /* input y^3; t as the last input            */
+    int keep;              /* 0: never reuse a pass (the `cache` key)   */
+    int armed;             /* a VJP has run: evals keep their passes    */
+    unsigned misses;       /* VJPs in a row that found no pass          */
+    unsigned rest;         /* calls left that keep nothing              */
+    size_t npoints;        /* >= 1                                      */
+    mlp_point *point;
+    uint64_t *tag;         /* tag[p]: the bits of point p's y[0], for a
+                              first pass that reads one word a point   */
+    size_t next;           /* the point a miss takes (oldest first)     */
+    size_t p0, p1;         /* the net's parameters: theta[p0, p1)       */
+    double *theta;         /* their values when theta_gen was last bumped */
+    unsigned long theta_gen;
 } mlp_net;
+
+static inline uint64_t mlp_bits(double x)
+{
+    uint64_t u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+
+/*
+ * The point of net n that holds (or is to hold) the forward pass at
+ * (t, y, theta, batch): *hit = 1 when one holds it; otherwise the oldest
+ * point, relabelled, into which the caller must run the pass. vjp: the
+ * caller is a VJP. Keeping costs a comparison of the parameters and a
+ * copy of y per call, so nothing is kept until the net's first VJP (a
+ * program that only solves forward pays nothing), nor for a while after
+ * many VJPs in a row found nothing (a solver whose VJPs are at points it
+ * never evaluated, such as a fixed-step SDE solver under the discrete
+ * adjoint, pays little).
+ *
+ * A pass is reused only for the same bits of everything it depends on:
+ * the batch, the rows of y, t (when the net reads it) and the net's
+ * parameters. Parameters are compared by value against a copy (the copy
+ * is taken, and theta_gen bumped, whenever they differ), not trusted to a
+ * pointer or a counter the callers would have to keep: trainers update
+ * theta in place and gradient checks perturb it. Newest points are tried
+ * first: a VJP usually follows the eval at its point closely.
+ */
+static inline mlp_point *mlp_cache_find(mlp_net *n, size_t dim, double t,
+                                        const double *y, const double *theta,
+                                        size_t batch, int vjp, int *hit)
+{
+    const size_t np = n->p1 - n->p0, ny = batch * dim, m = n->npoints;
+
+    *hit = 0;
+    n->armed |= vjp;
+    if (!n->keep || !n->armed || ny == 0 || n->rest > 0) {
+        n->rest -= n->rest > 0;
+        n->point[0].batch = 0; /* holds no labelled pass */
+        return &n->point[0];
+    }
+    if (n->theta_gen == 0 ||
+        memcmp(n->theta, theta + n->p0, np * sizeof *theta) != 0) {
+        memcpy(n->theta, theta + n->p0, np * sizeof *theta);
+        n->theta_gen++;
+    }
+    const uint64_t tag = mlp_bits(y[0]);
+    for (size_t k = 1, p = n->next; k <= m; k++) {
+        p = p == 0 ? m - 1 : p - 1;
+        mlp_point *pt = &n->point[p];
+        if (n->tag[p] == tag && pt->batch == batch &&
+            pt->theta_gen == n->theta_gen &&
+            (!n->time || mlp_bits(pt->t) == mlp_bits(t)) &&
+            memcmp(pt->y, y, ny * sizeof *y) == 0) {
+            n->misses = 0;
+            *hit = 1;
+            return pt;
+        }
+    }
+    if (vjp && ++n->misses == 4 * m) {
+        n->misses = 0;
+        n->rest = 16 * m;
+    }
+    mlp_point *pt = &n->point[n->next];
+    n->tag[n->next] = tag;
+    n->next = n->next + 1 == m ? 0 : n->next + 1;
+    pt->batch = batch;
+    pt->t = t;
+    pt->theta_gen = n->theta_gen;
+    memcpy(pt->y, y, ny * sizeof *y);
+    return pt;
+}
+
+/* Allocate net n's points (npoints, 0: one never reused) for batch_max
+ * rows of dim states, once its layers and parameter range are set; free
+ * them (also after a failed allocation). */
+int mlp_cache_alloc(mlp_net *n, size_t dim, size_t batch_max,
+                    size_t npoints);
+void mlp_cache_free(mlp_net *n);
 
 typedef int (*mlp_eval_fn)(nde_field *f, double t, const double *y,
                            const double *theta, double *out, size_t batch);
@@ -33,24 +143,20 @@ typedef int (*mlp_vjp_fn)(nde_field *f, double t, const double *y,
                           const double *theta, const double *v, double *vy,
                           double *vtheta, size_t batch);
 
-/* The field operations and the tanh, for one instruction set. */
+/* The field operations and the activations, for one instruction set. */
 typedef struct mlp_kernels {
     const char *name;      /* the `kernels` key's word for this set     */
     mlp_eval_fn eval;
     mlp_vjp_fn vjp;
     mlp_eval_fn diffusion;
     mlp_vjp_fn diffusion_vjp;
-    void (*tanh_array)(double *x, size_t n);
+    void (*activate)(int act, double *x, size_t n); /* x = s(x) in place */
 } mlp_kernels;
 
 typedef struct mlp_state {
     mlp_net drift;
     mlp_net diffusion;     /* nlayers == 0 for an ODE                   */
     int diffusion_act;     /* ACT_SOFTPLUS or ACT_SIGMOID               */
-    int time_input;
-    int cube_input;
-    size_t in0;            /* first layer's input width: dim (+1)        */
-    double *x0;            /* in0 x ld: transformed input               */
     double *g, *gx;        /* max width x ld: output, cotangents        */
     const mlp_kernels *kernels;
 } mlp_state;

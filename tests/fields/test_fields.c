@@ -304,6 +304,9 @@ static const char *const large_batch_configs[][2] = {
     {"mlp odd widths, time + cube",
      "[field]\nplugin = mlp\nlayers = 5, 13, 7, 5\ntime = true\n"
      "input = cube\ndiffusion = softplus\ng_layers = 1, 6\n"},
+    {"mlp sde, softplus = vector",
+     "[field]\nplugin = mlp\nlayers = 3, 10, 3\nactivation = softplus\n"
+     "diffusion = softplus\ng_layers = 6\nsoftplus = vector\n"},
     {"mlp dgemm and hand layers mixed",
      "[field]\nplugin = mlp\nlayers = 3, 12, 10, 3\nthin_width = 4\n"
      "activation = relu, tanh\n"},
@@ -508,6 +511,153 @@ START_TEST(mlp_sde_form)
 }
 END_TEST
 
+/*
+ * The kept forward passes (`cache`): the same bits as recomputing every
+ * time. Fields with and without the cache run the same evals and VJPs
+ * (drift and diffusion): first a random sequence over a few points and
+ * their one-ulp neighbours (one entry of y, t, a parameter changed in
+ * place and sometimes put back, a smaller batch), so VJPs run right
+ * after an eval at their point and after other points displaced it;
+ * then runs of VJPs that find nothing (points never evaluated), so that
+ * the cache pauses and resumes.
+ */
+static const char *const cache_configs[] = {
+    "[field]\nplugin = mlp\nlayers = 3, 9, 7, 3\ntime = true\n"
+    "input = cube\ndiffusion = softplus\ng_layers = 5\n",
+    "[field]\nplugin = mlp\nlayers = 2, 12, 2\nthin_width = 0\n"
+    "diffusion = sigmoid\n",
+};
+
+typedef struct cache_run {
+    loaded L[2];           /* cache = 0, cache = 3 */
+    size_t d, p, n;
+    double *out[2], *vy[2], *vth[2], *v;
+} cache_run;
+
+/* The config with cache = 0 and with cache = 3. */
+static void cache_load(cache_run *c, const char *config, size_t batch_max)
+{
+    char ini[256];
+    for (int k = 0; k < 2; k++) {
+        snprintf(ini, sizeof ini, "%scache = %d\n", config, k ? 3 : 0);
+        load_ok(&c->L[k], ini, batch_max);
+    }
+}
+
+/* kind 0: eval, 1: VJP for vy and vtheta, 2: vy only, 3: vtheta only;
+ * on both fields, then their results compared bit for bit. */
+static void cache_op(cache_run *c, int kind, int drift, double t,
+                     const double *y, const double *theta, size_t rows,
+                     const char *what, int step)
+{
+    fill_uniform(c->v, c->n, 1.0);
+    for (int k = 0; k < 2; k++) {
+        nde_field *f = c->L[k].f;
+        double *vy = kind == 3 ? NULL : c->vy[k];
+        double *vth = kind == 2 ? NULL : c->vth[k];
+        int rc;
+        if (kind == 0)
+            rc = drift ? nde_field_eval(f, t, y, theta, c->out[k], rows)
+                       : nde_field_diffusion(f, t, y, theta, c->out[k], rows);
+        else
+            rc = drift ? nde_field_vjp(f, t, y, theta, c->v, vy, vth, rows)
+                       : nde_field_diffusion_vjp(f, t, y, theta, c->v, vy,
+                                                 vth, rows);
+        ck_assert_int_eq(rc, NDE_OK);
+    }
+    if (kind == 0)
+        ck_assert_msg(memcmp(c->out[0], c->out[1],
+                             rows * c->d * sizeof(double)) == 0,
+                      "%s, step %d: eval differs", what, step);
+    else
+        ck_assert_msg(memcmp(c->vy[0], c->vy[1], c->n * sizeof(double)) ==
+                              0 &&
+                          memcmp(c->vth[0], c->vth[1],
+                                 c->p * sizeof(double)) == 0,
+                      "%s, step %d: VJP differs from the recomputed one",
+                      what, step);
+}
+
+START_TEST(mlp_cache_exact)
+{
+    enum { B = 5, NPOINTS = 4, OPS = 600 };
+    cache_run c;
+    cache_load(&c, cache_configs[_i], B);
+    c.d = c.L[0].f->dim;
+    c.p = c.L[0].f->nparams;
+    c.n = B * c.d;
+    double *theta = malloc(c.p * sizeof *theta);
+    double *y = malloc((NPOINTS + 1) * c.n * sizeof *y);
+    double t[NPOINTS];
+    c.v = malloc(c.n * sizeof *c.v);
+    for (int k = 0; k < 2; k++) {
+        c.out[k] = malloc(c.n * sizeof *c.out[k]);
+        c.vy[k] = calloc(c.n, sizeof *c.vy[k]);
+        c.vth[k] = calloc(c.p, sizeof *c.vth[k]);
+        ck_assert(c.out[k] && c.vy[k] && c.vth[k]);
+    }
+    ck_assert(theta && y && c.v);
+    nde_field_init_params(c.L[0].f, theta, 5);
+    rng_state = 77;
+    fill_uniform(y, (NPOINTS + 1) * c.n, 1.5);
+    for (int k = 0; k < NPOINTS; k++)
+        t[k] = 0.25 * k;
+
+    for (int op = 0; op < OPS; op++) {
+        const uint64_t r = nde_seed_derive(op, 3);
+        const int k = (int)(r % NPOINTS), kind = (int)((r >> 8) % 4);
+        const int drift = (r >> 16) & 1, perturb = (int)((r >> 20) % 6);
+        const size_t j = (r >> 32) % c.n, q = (r >> 40) % c.p;
+        double *yk = y + (size_t)k * c.n, tk = t[k];
+        const double yj = yk[j], thq = theta[q];
+        /* a neighbour of point k one ulp away, or point k itself */
+        if (perturb == 1)
+            yk[j] = nextafter(yj, INFINITY);
+        else if (perturb == 2)
+            tk = nextafter(tk, INFINITY);
+        else if (perturb == 3)
+            theta[q] = nextafter(thq, -INFINITY);
+        else if (perturb == 4)
+            yk[j] = -yj;
+        cache_op(&c, kind, drift, tk, yk, theta, perturb == 5 ? B - 2 : B,
+                 cache_configs[_i], op);
+        if (perturb == 3 && (r >> 48) % 2)
+            theta[q] = thq; /* sometimes the parameter comes back */
+        yk[j] = yj;
+    }
+
+    /* Fresh fields: runs of VJPs at new points (which make the cache
+     * pause: 12 misses with 3 points), evals at new points during the
+     * pause, then a VJP at the point the first one displaced. */
+    for (int k = 0; k < 2; k++)
+        unload(&c.L[k]);
+    cache_load(&c, cache_configs[_i], B);
+    double *fresh = y + NPOINTS * c.n;
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 12; i++) {
+            fresh[0] += 0.001;
+            if (i == 9)
+                memcpy(y, fresh, c.n * sizeof *y);
+            cache_op(&c, 1, 1, 0.5, fresh, theta, B, "runs of misses", i);
+        }
+        for (int i = 0; i < 48; i++) {
+            fresh[0] += 0.001;
+            cache_op(&c, 0, 1, 0.5, fresh, theta, B, "pause", i);
+        }
+        cache_op(&c, 1, 1, 0.5, y, theta, B, "after the pause", round);
+    }
+    for (int k = 0; k < 2; k++) {
+        free(c.out[k]);
+        free(c.vy[k]);
+        free(c.vth[k]);
+        unload(&c.L[k]);
+    }
+    free(theta);
+    free(y);
+    free(c.v);
+}
+END_TEST
+
 /* ---- linear, expr, sum ------------------------------------------------ */
 
 START_TEST(linear_values)
@@ -696,6 +846,10 @@ static const char *const bad_configs[][3] = {
      "unknown input transform 'square'"},
     {"[field]\nplugin = mlp\nlayers = 2, 5, 2\nkernels = neon\n", "kernels",
      "unknown kernels 'neon' (expected auto, avx512, avx2 or generic"},
+    {"[field]\nplugin = mlp\nlayers = 2, 5, 2\nsoftplus = fast\n",
+     "softplus", "unknown softplus 'fast' (expected libm or vector)"},
+    {"[field]\nplugin = mlp\nlayers = 2, 5, 2\ncache = -1\n", "cache",
+     "is -1; expected 0 (off) to 64 forward passes"},
     {"[field]\nplugin = mlp\n", "layers", "missing required key"},
     {"[field]\nplugin = linear\nA = 1, 2, 3\n", "A", "square matrix"},
     {"[field]\nplugin = linear\nA = 1, 2\n  3, 4\nb = 1, 2, 3\n", "b",
@@ -840,7 +994,7 @@ START_TEST(tanh_accuracy)
         printf("skipped: this CPU does not run the %s kernels\n", k->name);
         return;
     }
-    void (*tanh_under_test)(double *, size_t) = k->tanh_array;
+    void (*activate)(int, double *, size_t) = k->activate;
     double *x = malloc(N * sizeof *x), *r = malloc(N * sizeof *r);
     ck_assert(x && r);
     /* a uniform grid over [-30, 30] and a log grid over tiny to 30 */
@@ -851,7 +1005,7 @@ START_TEST(tanh_accuracy)
         x[i] = ((i & 1) ? -1.0 : 1.0) * 30.0 * pow(10.0, e) / 100.0;
     }
     memcpy(r, x, N * sizeof *r);
-    tanh_under_test(r, N);
+    activate(ACT_TANH, r, N);
     double worst = 0.0, at = 0.0;
     for (size_t i = 0; i < N; i++) {
         double e = rel_err(r[i], tanh(x[i]));
@@ -871,7 +1025,7 @@ START_TEST(tanh_accuracy)
                         20.0, -20.5, 1e300, INFINITY, -INFINITY, NAN};
     const size_t ns = sizeof special / sizeof *special;
     memcpy(r, special, sizeof special);
-    tanh_under_test(r, ns);
+    activate(ACT_TANH, r, ns);
     for (size_t i = 0; i + 1 < ns; i++) {
         ck_assert_msg(r[i] == tanh(special[i]) &&
                           signbit(r[i]) == signbit(special[i]),
@@ -879,6 +1033,52 @@ START_TEST(tanh_accuracy)
                       special[i], r[i],
                       tanh(special[i]));
     }
+    ck_assert(isnan(r[ns - 1]));
+    free(x);
+    free(r);
+}
+END_TEST
+
+/* `softplus = vector` against libm's log1p(exp()) (itself within 1.5
+ * ulps), relative: bench_activations measured 2.52 ulps at most against
+ * long double; 4 DBL_EPSILON asserted. Underflow to subnormals and 0,
+ * the infinities, NaN as libm's. */
+START_TEST(softplus_vector_accuracy)
+{
+    enum { N = 400001 };
+    const mlp_kernels *k = mlp_kernel_sets[_i];
+    if (!mlp_cpu_runs(k)) {
+        printf("skipped: this CPU does not run the %s kernels\n", k->name);
+        return;
+    }
+    double *x = malloc(N * sizeof *x), *r = malloc(N * sizeof *r);
+    ck_assert(x && r);
+    for (size_t i = 0; i < N; i++)
+        x[i] = -800.0 + 840.0 * (double)i / (double)(N - 1);
+    memcpy(r, x, N * sizeof *r);
+    k->activate(ACT_SOFTPLUS_VECTOR, r, N);
+    double worst = 0.0, at = 0.0;
+    for (size_t i = 0; i < N; i++) {
+        double want = fmax(x[i], 0.0) + log1p(exp(-fabs(x[i])));
+        double e = want < DBL_MIN ? fabs(r[i] - want) / 0x1p-1074
+                                  : rel_err(r[i], want) / DBL_EPSILON;
+        if (e > worst) {
+            worst = e;
+            at = x[i];
+        }
+    }
+    ck_assert_msg(worst <= 4.0, "%s kernels: max error %.3g (eps or "
+                  "subnormal steps) at z = %.17g", k->name, worst, at);
+    double special[] = {-INFINITY, INFINITY, -1e300, 1e300, 0.0, NAN};
+    const size_t ns = sizeof special / sizeof *special;
+    memcpy(r, special, sizeof special);
+    k->activate(ACT_SOFTPLUS_VECTOR, r, ns);
+    for (size_t i = 0; i + 1 < ns; i++)
+        ck_assert_msg(r[i] == fmax(special[i], 0.0) +
+                                  log1p(exp(-fabs(special[i]))) ||
+                          (i == 4 && fabs(r[i] - log(2.0)) < 1e-16),
+                      "%s kernels: softplus(%g) = %.17g", k->name,
+                      special[i], r[i]);
     ck_assert(isnan(r[ns - 1]));
     free(x);
     free(r);
@@ -905,6 +1105,8 @@ static Suite *fields_suite(void)
     tcase_add_test(tc, mlp_glorot_init);
     tcase_add_test(tc, mlp_nonfinite_is_retry);
     tcase_add_test(tc, mlp_sde_form);
+    tcase_add_loop_test(tc, mlp_cache_exact, 0,
+                        sizeof cache_configs / sizeof cache_configs[0]);
     tcase_add_test(tc, linear_values);
     tcase_add_test(tc, expr_lotka_volterra);
     tcase_add_test(tc, expr_without_params_takes_null_theta);
@@ -915,6 +1117,7 @@ static Suite *fields_suite(void)
                         sizeof bad_configs / sizeof bad_configs[0]);
     tcase_add_test(tc, matheval_quirks);
     tcase_add_loop_test(tc, tanh_accuracy, 0, NSETS);
+    tcase_add_loop_test(tc, softplus_vector_accuracy, 0, NSETS);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1672,6 +1672,32 @@ static const nde_regularizer_type stretch_reg = {
 
 /* y' = -y observed on [0, 2] at 41 points; every window of 5 points in
  * one batch (gsl_ran_choose of all of them: in index order). */
+/* An Adam step that is not finite changes nothing: the parameters
+ * before the first bad one (zero here, so weight decay cannot overflow
+ * them) keep their values too. */
+START_TEST(test_adam_failed_step_changes_nothing)
+{
+    char text[1024];
+    snprintf(text, sizeof text, "%sweight_decay = 1e300\n", fd_ini);
+    nde_trainer *tr = trainer_from(text);
+    const size_t P = nde_trainer_nparams(tr);
+    double *theta = nde_trainer_params(tr), *before = malloc(P * sizeof *before);
+    nde_train_step m;
+
+    ck_assert_ptr_nonnull(before);
+    for (size_t i = 0; i < P / 2; i++)
+        theta[i] = 0.0;
+    memcpy(before, theta, P * sizeof *theta);
+    ck_assert_int_eq(nde_trainer_step(tr, &m), NDE_ENONFINITE);
+    ck_assert_msg(strstr(nde_ctx_message(reg_ctx), "Adam update of parameter"),
+                  "%s", nde_ctx_message(reg_ctx));
+    ck_assert(memcmp(before, theta, P * sizeof *theta) == 0);
+    ck_assert_int_eq(nde_trainer_iteration(tr), 0);
+    free(before);
+    trainer_free(tr);
+}
+END_TEST
+
 static const char decay_ini[] =
     "[solver]\nplugin = tsit5\nrtol = 1e-11\natol = 1e-13\n"
     "[field]\nplugin = expr\nstate = y\ndy = -y\n"
@@ -1954,6 +1980,7 @@ static Suite *train_suite(void)
     tcase_add_test(tc, test_reg_record_flags);
     tcase_add_test(tc, test_true_params_take_field_names);
     tcase_add_test(tc, test_true_params_unknown_name);
+    tcase_add_test(tc, test_adam_failed_step_changes_nothing);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,51 @@
+/*
+ * mlp_cache.c - the mlp's kept forward passes (mlp.h): their memory and
+ * the lookup. Linked with every kernel set.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "mlp.h"
+
+/* Space for npoints forward passes of net n on up to batch_max rows of
+ * dim states (at least one: the pass being computed), and for a copy of
+ * its parameters. */
+int mlp_cache_alloc(mlp_net *n, size_t dim, size_t batch_max,
+                    size_t npoints)
+{
+    const size_t bmax = mlp_padded(batch_max);
+    n->npoints = npoints > 0 ? npoints : 1;
+    n->point = calloc(n->npoints, sizeof *n->point);
+    n->tag = calloc(n->npoints, sizeof *n->tag);
+    n->theta = malloc((n->p1 - n->p0) * sizeof *n->theta);
+    if (!n->point || !n->tag || !n->theta)
+        return NDE_ENOMEM;
+    for (size_t p = 0; p < n->npoints; p++) {
+        mlp_point *pt = &n->point[p];
+        pt->y = malloc(batch_max * dim * sizeof *pt->y);
+        pt->x0 = malloc(bmax * n->in0 * sizeof *pt->x0);
+        pt->h = calloc(n->nlayers, sizeof *pt->h);
+        if (!pt->y || !pt->x0 || !pt->h)
+            return NDE_ENOMEM;
+        for (size_t l = 0; l + 1 < n->nlayers; l++)
+            if (!(pt->h[l] = malloc(bmax * n->layer[l].out *
+                                    sizeof *pt->h[l])))
+                return NDE_ENOMEM;
+    }
+    return NDE_OK;
+}
+
+void mlp_cache_free(mlp_net *n)
+{
+    for (size_t p = 0; n->point && p < n->npoints; p++) {
+        mlp_point *pt = &n->point[p];
+        for (size_t l = 0; pt->h && l + 1 < n->nlayers; l++)
+            free(pt->h[l]);
+        free(pt->h);
+        free(pt->y);
+        free(pt->x0);
+    }
+    free(n->point);
+    free(n->tag);
+    free(n->theta);
+}
