@@ -528,6 +528,12 @@ static pid_t spawn_ab(const char *name, const char *errname)
     pid = fork();
     ck_assert(pid >= 0);
     if (pid == 0) {
+        /* The stop signals as a terminal gives them: under nohup (or any
+         * runner that ignores them) nde ab would rightly keep them
+         * ignored, and the signal tests would wait for nothing. */
+        signal(SIGHUP, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
         if (!freopen(err, "w", stderr) || !freopen("/dev/null", "w", stdout))
             _exit(127);
         execl(getenv("NDE_EXE"), "nde", "ab", config, "-o", out, "-j", "2",
