@@ -1005,6 +1005,14 @@ done:
 
 /* ---- running ------------------------------------------------------------- */
 
+/* The signals that stop nde ab, which stops its runs first. */
+static const struct {
+    int sig;
+    const char *name;
+} stop_signals[] = {{SIGINT, "SIGINT"}, {SIGTERM, "SIGTERM"},
+                    {SIGHUP, "SIGHUP"}};
+#define NSTOP (sizeof stop_signals / sizeof *stop_signals)
+
 /* Fork and exec the run's `nde train` into r->tmp; its pid or -1. mask:
  * the signal mask the child gets back. */
 static pid_t start_run(const ab_plan *p, const ab_arm *a, ab_run *r,
@@ -1055,6 +1063,14 @@ static pid_t start_run(const ab_plan *p, const ab_arm *a, ab_run *r,
         if (fd < 0 || nul < 0 || dup2(fd, STDERR_FILENO) < 0 ||
             dup2(nul, STDOUT_FILENO) < 0 || dup2(nul, STDIN_FILENO) < 0)
             _exit(127);
+        /* A stop signal sent to the run before the exec must end it, not
+         * run nde ab's handler in this copy and be lost. */
+        for (size_t i = 0; i < NSTOP; i++) {
+            struct sigaction cur;
+            if (sigaction(stop_signals[i].sig, NULL, &cur) == 0 &&
+                cur.sa_handler == on_signal)
+                signal(stop_signals[i].sig, SIG_DFL);
+        }
         sigprocmask(SIG_SETMASK, mask, NULL);
         execv("/proc/self/exe", argv);
         dprintf(STDERR_FILENO, "nde: cannot run /proc/self/exe: %s\n",
@@ -1123,14 +1139,6 @@ static void kill_runs(ab_plan *p)
                 finish_run(r, wstatus);
         }
 }
-
-/* The signals that stop nde ab, which stops its runs first. */
-static const struct {
-    int sig;
-    const char *name;
-} stop_signals[] = {{SIGINT, "SIGINT"}, {SIGTERM, "SIGTERM"},
-                    {SIGHUP, "SIGHUP"}};
-#define NSTOP (sizeof stop_signals / sizeof *stop_signals)
 
 /* Run every pending arm x seed, seed-major so that arms share the machine
  * alike; an exit code (128 + the signal when stopped by one). */
