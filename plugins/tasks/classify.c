@@ -236,23 +236,56 @@ static int classify_batch(nde_task *t, const nde_task_draw *draw,
     return NDE_OK;
 }
 
-/* y0 = x W^T + b for n rows. */
+/* b + w . x, the products summed in order. */
+static double affine1(double b, const double *w, const double *x, size_t F)
+{
+    double s = b;
+    for (size_t f = 0; f < F; f++)
+        s += w[f] * x[f];
+    return s;
+}
+
+/* y0 = x W^T + b for n rows. Each entry sums its F products in order, as
+ * affine1 does (the same bits whatever the blocking); blocks of 4 rows x 2
+ * outputs keep 8 such sums going side by side, where one sum alone waits
+ * on every add (this was 42 % of a Fashion-MNIST iteration). */
 static void encode(const nde_task *t, const double *theta, const double *x,
                    size_t n, double *y0)
 {
     const classify *c = t->state;
     const size_t D = t->dim, F = c->F;
     const double *W = ENC_W(c, theta), *bias = ENC_B(c, D, theta);
-    size_t r, d, f;
+    size_t r = 0, d;
 
-    for (r = 0; r < n; r++)
-        for (d = 0; d < D; d++) {
-            const double *w = W + d * F, *xr = x + r * F;
-            double s = bias[d];
-            for (f = 0; f < F; f++)
-                s += w[f] * xr[f];
-            y0[r * D + d] = s;
+    for (; r + 4 <= n; r += 4) {
+        const double *x0 = x + r * F, *x1 = x0 + F, *x2 = x1 + F,
+                     *x3 = x2 + F;
+        double *y = y0 + r * D;
+        for (d = 0; d + 2 <= D; d += 2) {
+            const double *wa = W + d * F, *wb = wa + F;
+            double a0 = bias[d], a1 = a0, a2 = a0, a3 = a0;
+            double b0 = bias[d + 1], b1 = b0, b2 = b0, b3 = b0;
+            for (size_t f = 0; f < F; f++) {
+                a0 += wa[f] * x0[f];
+                a1 += wa[f] * x1[f];
+                a2 += wa[f] * x2[f];
+                a3 += wa[f] * x3[f];
+                b0 += wb[f] * x0[f];
+                b1 += wb[f] * x1[f];
+                b2 += wb[f] * x2[f];
+                b3 += wb[f] * x3[f];
+            }
+            y[d] = a0, y[D + d] = a1, y[2 * D + d] = a2, y[3 * D + d] = a3;
+            y[d + 1] = b0, y[D + d + 1] = b1, y[2 * D + d + 1] = b2,
+            y[3 * D + d + 1] = b3;
         }
+        for (; d < D; d++)
+            for (size_t k = 0; k < 4; k++)
+                y[k * D + d] = affine1(bias[d], W + d * F, x0 + k * F, F);
+    }
+    for (; r < n; r++)
+        for (d = 0; d < D; d++)
+            y0[r * D + d] = affine1(bias[d], W + d * F, x + r * F, F);
 }
 
 static int classify_lift(nde_task *t, const double *theta,
@@ -275,9 +308,11 @@ static int classify_lift_vjp(nde_task *t, const double *theta,
     for (r = 0; r < t->rows; r++)
         for (d = 0; d < D; d++) {
             const double g = ybar0[r * D + d];
-            const double *xr = b->input + r * F;
-            double *w = gW + d * F;
+            const double *restrict xr = b->input + r * F;
+            double *restrict w = gW + d * F;
             gb[d] += g;
+            /* restrict: the gradient is not the input, so the compiler
+             * vectorises this without a run-time overlap check. */
             for (f = 0; f < F; f++)
                 w[f] += g * xr[f];
         }
