@@ -27,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "mlp.h"
 
 #if defined(__x86_64__) && defined(__GLIBC__) && defined(HAVE_LIBMVEC)
@@ -39,19 +40,6 @@
 enum { N = 4096, BATCHES = 9 };
 
 typedef void (*array_fn)(double *x, size_t n);
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int compare_doubles(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* ---- glibc's scalar libm ---------------------------------------------- */
 
@@ -194,19 +182,19 @@ static void time_ns(array_fn fn, double out[3])
 {
     long passes = 1;
     for (;;) {
-        double t0 = now();
+        double t0 = bench_now();
         pass_copy(fn, passes);
-        if (now() - t0 >= 0.02)
+        if (bench_now() - t0 >= 0.02)
             break;
         passes *= 2;
     }
     double per[BATCHES];
     for (int b = 0; b < BATCHES; b++) {
-        double t0 = now();
+        double t0 = bench_now();
         pass_copy(fn, passes);
-        per[b] = 1e9 * (now() - t0) / ((double)passes * N);
+        per[b] = 1e9 * (bench_now() - t0) / ((double)passes * N);
     }
-    qsort(per, BATCHES, sizeof *per, compare_doubles);
+    qsort(per, BATCHES, sizeof *per, bench_cmp_double);
     out[0] = per[BATCHES / 2];
     out[1] = per[0];
     out[2] = per[BATCHES - 1];

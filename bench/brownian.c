@@ -30,28 +30,16 @@
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 
+#include "bench_util.h"
 #include "nde/nde.h"
 #include "nde/brownian.h"
 
 #define NCH 256     /* batch 64 x 4 channels */
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* median, min, max of v[0..n) in place */
 static void summary(double *v, int n, double *med, double *lo, double *hi)
 {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
     *med = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
     *lo = v[0];
     *hi = v[n - 1];
@@ -107,7 +95,7 @@ static void row(nde_ctx *ctx, nde_brownian *bm, const char *name,
         double t;
         check(ctx, nde_brownian_reset(bm, (uint64_t)r + 1, 0.0, 1.0, dt, NCH),
               "reset");
-        t = now();
+        t = bench_now();
         for (size_t k = 0; k < nq; k++) {
             double a = offgrid ? (double)k / (double)nq
                                : nde_brownian_grid_time(bm, k);
@@ -116,10 +104,10 @@ static void row(nde_ctx *ctx, nde_brownian *bm, const char *name,
             nde_brownian_increment(bm, a, b, dw);
             sink += dw[k % NCH];
         }
-        fwd[r] = (now() - t) / (double)nq;
+        fwd[r] = (bench_now() - t) / (double)nq;
         nde_brownian_get_stats(bm, &st);
         nodes_fwd += st.nodes;
-        t = now();
+        t = bench_now();
         for (size_t k = nq; k-- > 0;) {
             double a = offgrid ? (double)k / (double)nq
                                : nde_brownian_grid_time(bm, k);
@@ -128,7 +116,7 @@ static void row(nde_ctx *ctx, nde_brownian *bm, const char *name,
             nde_brownian_increment(bm, a, b, dw);
             sink += dw[k % NCH];
         }
-        rev[r] = (now() - t) / (double)nq;
+        rev[r] = (bench_now() - t) / (double)nq;
         nde_brownian_get_stats(bm, &st);
         nodes_all += st.nodes;
         queries += st.queries;
@@ -173,23 +161,23 @@ static void naive_row(size_t cells, int reps)
         return;
     }
     for (int r = 0; r < reps; r++) {
-        double t = now();
+        double t = bench_now();
         gsl_rng_set(rng, (unsigned long)r + 1);
         for (size_t i = 0; i < n; i++)
             path[i] = sd * gsl_ran_gaussian_ziggurat(rng, 1.0);
-        draw[r] = (now() - t) / (double)cells;
-        t = now();
+        draw[r] = (bench_now() - t) / (double)cells;
+        t = bench_now();
         for (size_t k = 0; k < cells; k++) {
             memcpy(dw, path + k * NCH, sizeof dw);
             sink += dw[k % NCH];
         }
-        fwd[r] = (now() - t) / (double)cells;
-        t = now();
+        fwd[r] = (bench_now() - t) / (double)cells;
+        t = bench_now();
         for (size_t k = cells; k-- > 0;) {
             memcpy(dw, path + k * NCH, sizeof dw);
             sink += dw[k % NCH];
         }
-        rev[r] = (now() - t) / (double)cells;
+        rev[r] = (bench_now() - t) / (double)cells;
     }
     summary(draw, reps, &dm, &dl, &dh);
     summary(fwd, reps, &fm, &fl, &fh);

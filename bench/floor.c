@@ -75,6 +75,7 @@
 
 #include "floor_kernels.h"
 #include "mlp.h"
+#include "bench_util.h"
 #include "nde/nde.h"
 #include "nde/train.h"
 
@@ -82,25 +83,6 @@
 #define WARMUP 5
 #define MAX_ITERS 100
 #define MAX_OPS 32
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, size_t n)
-{
-    qsort(v, n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* ---- kernels ------------------------------------------------------------ */
 
@@ -190,18 +172,18 @@ static double time_op(const op *o)
     long reps = 1;
     double t[5];
     for (;;) {
-        double t0 = now();
+        double t0 = bench_now();
         run_op(o, reps);
-        if (now() - t0 >= 2e-3)
+        if (bench_now() - t0 >= 2e-3)
             break;
         reps *= 2;
     }
     for (int b = 0; b < 5; b++) {
-        double t0 = now();
+        double t0 = bench_now();
         run_op(o, reps);
-        t[b] = (now() - t0) / (double)reps;
+        t[b] = (bench_now() - t0) / (double)reps;
     }
-    return median(t, 5);
+    return bench_median(t, 5);
 }
 
 /* Seconds to copy n doubles (what the elementwise ops time besides). */
@@ -210,24 +192,24 @@ static double time_copy(size_t n)
     long reps = 1;
     double t[5];
     for (;;) {
-        double t0 = now();
+        double t0 = bench_now();
         for (long r = 0; r < reps; r++) {
             memcpy(buf_c, buf_b, n * sizeof *buf_c);
             __asm__ volatile("" ::: "memory");
         }
-        if (now() - t0 >= 2e-3)
+        if (bench_now() - t0 >= 2e-3)
             break;
         reps *= 2;
     }
     for (int b = 0; b < 5; b++) {
-        double t0 = now();
+        double t0 = bench_now();
         for (long r = 0; r < reps; r++) {
             memcpy(buf_c, buf_b, n * sizeof *buf_c);
             __asm__ volatile("" ::: "memory");
         }
-        t[b] = (now() - t0) / (double)reps;
+        t[b] = (bench_now() - t0) / (double)reps;
     }
-    return median(t, 5);
+    return bench_median(t, 5);
 }
 
 static int is_layer(const op *o)
@@ -253,7 +235,7 @@ static double op_median(const op *o, int which)
 {
     double s[ROUNDS];
     memcpy(s, o->s[which], sizeof s);
-    return median(s, ROUNDS);
+    return bench_median(s, ROUNDS);
 }
 
 /* The op's cost in the floor: the faster way. */
@@ -454,7 +436,7 @@ static int iterate(workload *w, int timed)
         o.dt = 0.01;
         o.brownian = w->bm;
         o.record = w->traj;
-        double t0 = now();
+        double t0 = bench_now();
         if ((rc = nde_solve(w->s, &o, w->theta, 0.0, w->y0, t1, 1, &t1,
                             w->y1, &st)))
             return rc;
@@ -466,7 +448,7 @@ static int iterate(workload *w, int timed)
         if ((rc = nde_adjoint_gradient(w->a, &o, w->traj, w->theta, &ct, 1,
                                        w->ybar0, w->thetabar, &st)))
             return rc;
-        t = now() - t0;
+        t = bench_now() - t0;
     }
     if (timed) {
         w->t[w->nt] = t;
@@ -610,7 +592,7 @@ int main(int argc, char **argv)
     printf("Kernel floor per training iteration: %d rounds of kernels "
            "then iterations; mlp kernels \"%s\"; OpenBLAS 1 thread, dgemm "
            "256^3 at %.1f GFLOP/s\n\n", ROUNDS, kset->name,
-           2.0 * 256 * 256 * 256 / median(big_s, ROUNDS) * 1e-9);
+           2.0 * 256 * 256 * 256 / bench_median(big_s, ROUNDS) * 1e-9);
     printf("| workload | evals | VJPs (fresh) | floor ms (of it matmuls) | "
            "measured ms median (min-max) | measured / floor | floor ms, "
            "every VJP recomputing its pass (measured / it) |\n"
@@ -635,13 +617,13 @@ int main(int argc, char **argv)
             vf[i] = (double)w->vf[i];
             t[i] = w->t[i];
         }
-        const double tm = median(t, w->nt);
+        const double tm = bench_median(t, w->nt);
         printf("| %s | %.0f | %.0f (%.0f) | %.4f (%.4f) | %.4f "
                "(%.4f-%.4f) | %.2f | %.4f (%.2f) |\n", w->name,
-               median(ev, w->nt), median(vj, w->nt), median(vf, w->nt),
-               1e3 * median(fl, w->nt), 1e3 * median(fm, w->nt), 1e3 * tm,
-               1e3 * t[0], 1e3 * t[w->nt - 1], median(ratio, w->nt),
-               1e3 * median(fr, w->nt), median(ratio_r, w->nt));
+               bench_median(ev, w->nt), bench_median(vj, w->nt), bench_median(vf, w->nt),
+               1e3 * bench_median(fl, w->nt), 1e3 * bench_median(fm, w->nt), 1e3 * tm,
+               1e3 * t[0], 1e3 * t[w->nt - 1], bench_median(ratio, w->nt),
+               1e3 * bench_median(fr, w->nt), bench_median(ratio_r, w->nt));
     }
     printf("\nFloor: each layer's matmuls at the faster of OpenBLAS dgemm "
            "and the mlp's own kernel on its shape, the task's encoder and "

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "nde/nde.h"
 
 #define BATCHES 9
@@ -86,19 +87,6 @@ static const nde_field_type decay_sde = {
     .eval = decay_eval, .vjp = no_vjp, .diffusion = noise_eval,
     .diffusion_vjp = no_vjp};
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 typedef struct bench {
     nde_solver *s;
     nde_solve_opts o;
@@ -160,16 +148,16 @@ int main(int argc, char **argv)
             printf("| %s | %ld | | |\n", names[k], nfe);
         } else {
             for (int j = 0; j < BATCHES; j++) {
-                const double t0 = now();
+                const double t0 = bench_now();
                 long reps = 0;
                 double el;
                 do {
                     nfe = solve_once(&b);
                     reps++;
-                } while ((el = now() - t0) < 0.05);
+                } while ((el = bench_now() - t0) < 0.05);
                 tb[j] = el / (double)reps;
             }
-            qsort(tb, BATCHES, sizeof *tb, cmp_double);
+            qsort(tb, BATCHES, sizeof *tb, bench_cmp_double);
             printf("| %s | %ld | %.2f | %.1f |\n", names[k], nfe,
                    1e6 * tb[BATCHES / 2], 1e9 * tb[BATCHES / 2] / (double)nfe);
         }

@@ -26,22 +26,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include <nde/nde.h>
 
 enum { BATCHES = 7, NPOINTS = 16 };
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int compare_doubles(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 enum op { OP_EVAL, OP_VJP, OP_PAIR };
 
@@ -69,19 +57,19 @@ static double time_per_call(workload *w, enum op vjp)
 {
     long calls = 1;
     for (;;) {
-        double t0 = now();
+        double t0 = bench_now();
         run(w, vjp, calls);
-        if (now() - t0 >= 0.03)
+        if (bench_now() - t0 >= 0.03)
             break;
         calls *= 2;
     }
     double per[BATCHES];
     for (int b = 0; b < BATCHES; b++) {
-        double t0 = now();
+        double t0 = bench_now();
         run(w, vjp, calls);
-        per[b] = (now() - t0) / (double)calls;
+        per[b] = (bench_now() - t0) / (double)calls;
     }
-    qsort(per, BATCHES, sizeof *per, compare_doubles);
+    qsort(per, BATCHES, sizeof *per, bench_cmp_double);
     return per[BATCHES / 2];
 }
 

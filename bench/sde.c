@@ -49,7 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench_io.h"
+#include "bench_util.h"
 #include "nde/nde.h"
 #include "../tests/sde_fields.h" /* the GBM test field */
 
@@ -96,25 +96,6 @@ typedef struct run {
 } run;
 
 static nde_ctx *ctx;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, size_t n)
-{
-    qsort(v, n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static int fail(const char *what, int rc)
 {
@@ -206,11 +187,11 @@ static int iterate(run *r, int timed)
     if ((rc = nde_brownian_reset(r->bm, ++r->seed, 0.0, t1, DT, N)))
         return rc;
     c0 = r->s->counts;
-    ta = now();
+    ta = bench_now();
     if ((rc = nde_solve(r->s, &o, r->theta, 0.0, r->y0, t1, 1, &t1, r->y1,
                         &st)))
         return rc;
-    tb = now();
+    tb = bench_now();
     c1 = r->s->counts;
     for (size_t i = 0; i < N; i++)
         r->g[i] = 2.0 * r->y1[i] / N;
@@ -220,7 +201,7 @@ static int iterate(run *r, int timed)
     if ((rc = nde_adjoint_gradient(r->a, &o, r->tr, r->theta, &ct, 1,
                                    r->ybar0, r->thetabar, &st)))
         return rc;
-    tc = now();
+    tc = bench_now();
     c2 = r->s->counts;
     if (timed) {
         r->fwd[r->nit] = 1e3 * (tb - ta);
@@ -326,13 +307,13 @@ static int selected(const opts *o, const pair *q)
 
 static void print_json(run *r, const pair *q)
 {
-    double tot = median(r->tot, r->nit);
+    double tot = bench_median(r->tot, r->nit);
     printf("{\"task\": \"sde\", \"solver\": \"%s\", \"adjoint\": \"%s\", "
            "\"median_ms\": %.6f, \"min_ms\": %.6f, \"max_ms\": %.6f, "
            "\"fwd_ms\": %.6f, \"bwd_ms\": %.6f, \"nfe_fwd\": %ld, "
            "\"evals_bwd\": %ld, \"vjp_bwd\": %ld, \"times_ms\": [",
            q->solver, q->adjoint, tot, r->tot[0], r->tot[r->nit - 1],
-           median(r->fwd, r->nit), median(r->bwd, r->nit), r->ev_f, r->ev_b,
+           bench_median(r->fwd, r->nit), bench_median(r->bwd, r->nit), r->ev_f, r->ev_b,
            r->vjp_b);
     for (size_t k = 0; k < r->nit; k++)
         printf("%s%.6f", k ? ", " : "", r->tot[k]);
@@ -388,11 +369,11 @@ static int part1(const opts *o)
         double tot;
         if (!selected(o, q))
             continue;
-        tot = median(r->tot, r->nit);
+        tot = bench_median(r->tot, r->nit);
         printf("| %s | %s | %.3f (%.3f-%.3f) | %.3f | %.3f | %ld | %ld; %ld "
                "(%ld) |\n", q->solver, q->adjoint, tot, r->tot[0],
-               r->tot[r->nit - 1], median(r->fwd, r->nit),
-               median(r->bwd, r->nit), r->ev_f, r->ev_b, r->vjp_b, r->nfe_b);
+               r->tot[r->nit - 1], bench_median(r->fwd, r->nit),
+               bench_median(r->bwd, r->nit), r->ev_f, r->ev_b, r->vjp_b, r->nfe_b);
     }
     printf("\nMemory (own accounting: record + Brownian Interval bytes; "
            "child process peak RSS after building and after 5 iterations)\n"
@@ -556,18 +537,18 @@ static int step_cost(cmp *c, double us[3])
                 if ((rc = nde_brownian_reset(c->bm, 1000 + (uint64_t)i, 0.0,
                                              t1, DT, c->n)))
                     return rc;
-                ta = now();
+                ta = bench_now();
                 if ((rc = nde_solve(c->s[k], &o, c->theta, 0.0, c->y0, t1, 1,
                                     &t1, y1, &st)))
                     return rc;
                 if (p > 0 || i >= WARMUP)
-                    tm[k][m] = 1e6 * (now() - ta) / (double)st.steps_accepted;
+                    tm[k][m] = 1e6 * (bench_now() - ta) / (double)st.steps_accepted;
             }
             if (p > 0 || i >= WARMUP)
                 m++;
         }
-    us[0] = median(tm[0], m);
-    us[1] = median(tm[1], m);
+    us[0] = bench_median(tm[0], m);
+    us[1] = bench_median(tm[1], m);
     /* The Brownian query alone: a forward sweep of a fresh path. */
     for (int i = 0; i < PER_PASS; i++) {
         static double dw[NMAX];
@@ -576,15 +557,15 @@ static int step_cost(cmp *c, double us[3])
         if ((rc = nde_brownian_reset(c->bm, 3000 + (uint64_t)i, 0.0, t1, DT,
                                      c->n)))
             return rc;
-        ta = now();
+        ta = bench_now();
         for (size_t k = 0; k < cells; k++)
             if ((rc = nde_brownian_increment(
                      c->bm, nde_grid_time(0.0, t1, DT, cells, k),
                      nde_grid_time(0.0, t1, DT, cells, k + 1), dw)))
                 return rc;
-        tm[0][i] = 1e6 * (now() - ta) / (double)cells;
+        tm[0][i] = 1e6 * (bench_now() - ta) / (double)cells;
     }
-    us[2] = median(tm[0], PER_PASS);
+    us[2] = bench_median(tm[0], PER_PASS);
     return NDE_OK;
 }
 

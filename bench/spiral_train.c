@@ -31,7 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench_io.h"
+#include "bench_util.h"
 #include "nde/nde.h"
 #include "nde/train.h"
 
@@ -77,22 +77,10 @@ typedef struct run {
     size_t bytes;
 } run;
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static int cmp_long(const void *a, const void *b)
 {
     long x = *(const long *)a, y = *(const long *)b;
     return (x > y) - (x < y);
-}
-
-static double median_d(double *v, size_t n)
-{
-    qsort(v, n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 static long median_l(long *v, size_t n)
@@ -336,8 +324,8 @@ int main(int argc, char **argv)
                 pt[p] = 1e3 * e.time_s;
                 pnfe = e.nfe;
             }
-            pmed = median_d(pt, NPREDICT);
-            med = median_d(r->t_ms, r->n);
+            pmed = bench_median(pt, NPREDICT);
+            med = bench_median(r->t_ms, r->n);
             lo = r->t_ms[0];
             hi = r->t_ms[r->n - 1];
             if (o.json) {

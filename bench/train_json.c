@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench_io.h"
+#include "bench_util.h"
 #include "nde/nde.h"
 #include "nde/train.h"
 

@@ -22,6 +22,7 @@
 #include <gsl/gsl_errno.h>
 #include <gsl/gsl_odeiv2.h>
 
+#include "bench_util.h"
 #include "nde/nde.h"
 
 /* ------------------------------------------------------------------ */
@@ -204,32 +205,19 @@ static void solve_conf(int c, size_t ip, double tol, run *r)
         solve_nde(c, ip, tol, r);
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Seconds per solve over a batch of at least 30 ms. */
 static double time_batch(int c, size_t ip, double tol)
 {
     run r;
     long reps = 0;
-    double t0 = now(), el;
+    double t0 = bench_now(), el;
     do {
         for (int i = 0; i < 16; i++)
             solve_conf(c, ip, tol, &r);
         reps += 16;
-        el = now() - t0;
+        el = bench_now() - t0;
     } while (el < 0.03);
     return el / (double)reps;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 /* ------------------------------------------------------------------ */
@@ -275,7 +263,7 @@ static void overhead(int batches)
         run r;
         for (int b = 0; b < batches; b++) {
             long reps = 0;
-            double t0 = now(), el;
+            double t0 = bench_now(), el;
             do {
                 for (int i = 0; i < 16; i++) {
                     if (IS_GSL(c)) {
@@ -291,11 +279,11 @@ static void overhead(int batches)
                     }
                 }
                 reps += 16;
-                el = now() - t0;
+                el = bench_now() - t0;
             } while (el < 0.03);
             tb[b] = el / (double)reps;
         }
-        qsort(tb, (size_t)batches, sizeof tb[0], cmp_double);
+        qsort(tb, (size_t)batches, sizeof tb[0], bench_cmp_double);
         printf("| %s | %ld | %.2f | %.1f |\n", conf_name[c], r.nfe,
                1e6 * tb[batches / 2], 1e9 * tb[batches / 2] / (double)r.nfe);
     }
@@ -310,7 +298,7 @@ static void overhead(int batches)
         long nfe = 0;
         for (int b = 0; b < batches; b++) {
             long reps = 0;
-            double t0 = now(), el;
+            double t0 = bench_now(), el;
             do {
                 for (int i = 0; i < 16; i++) {
                     double t = 0.0, y = y0;
@@ -320,11 +308,11 @@ static void overhead(int batches)
                     nfe = par.nfe;
                 }
                 reps += 16;
-                el = now() - t0;
+                el = bench_now() - t0;
             } while (el < 0.03);
             tb[b] = el / (double)reps;
         }
-        qsort(tb, (size_t)batches, sizeof tb[0], cmp_double);
+        qsort(tb, (size_t)batches, sizeof tb[0], bench_cmp_double);
         printf("| %s (driver reused) | %ld | %.2f | %.1f |\n", conf_name[c],
                nfe, 1e6 * tb[batches / 2], 1e9 * tb[batches / 2] / (double)nfe);
         gsl_odeiv2_driver_free(d);
@@ -394,7 +382,7 @@ int main(int argc, char **argv)
                     tb[c][b] = time_batch(c, ip, tols[k]);
             for (int c = 0; c < NCONF; c++) {
                 cell *x = &results[ip][c][k];
-                qsort(tb[c], (size_t)batches, sizeof(double), cmp_double);
+                qsort(tb[c], (size_t)batches, sizeof(double), bench_cmp_double);
                 x->med = tb[c][batches / 2];
                 x->lo = tb[c][0];
                 x->hi = tb[c][batches - 1];

@@ -1,12 +1,37 @@
 /*
- * bench_io.h - what the bench programs write for bench/peers: n raw
- * host-order doubles (a model's initial parameters) into a file.
+ * bench_util.h - what every bench program needs: a monotonic clock, the
+ * median of a sample, and (for bench/peers) n raw host-order doubles (a
+ * model's initial parameters) written to a file.
  */
-#ifndef NDE_BENCH_IO_H
-#define NDE_BENCH_IO_H
+#ifndef NDE_BENCH_UTIL_H
+#define NDE_BENCH_UTIL_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
+#include <time.h>
+
+/* Seconds on the monotonic clock. */
+static inline double bench_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* qsort's comparison of doubles, ascending. */
+static inline int bench_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of v[0, n), n > 0 (v is sorted in place). */
+static inline double bench_median(double *v, size_t n)
+{
+    qsort(v, n, sizeof *v, bench_cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
 
 /* Write x[0, n) to path through path.tmp and a rename, so a failed write
  * leaves no half-written file; a path that exists and is not a regular
