@@ -65,12 +65,16 @@ static void libm_softplus(double *x, size_t n)
 
 #if LIBMVEC
 #pragma GCC diagnostic ignored "-Wpsabi"
-__m256d _ZGVdN4v_tanh(__m256d);
-__m256d _ZGVdN4v_exp(__m256d);
-__m256d _ZGVdN4v_log1p(__m256d);
-__m512d _ZGVeN8v_tanh(__m512d);
-__m512d _ZGVeN8v_exp(__m512d);
-__m512d _ZGVeN8v_log1p(__m512d);
+/* Declared with the targets their vector arguments need (clang refuses
+ * the call otherwise: the ABI of a vector argument depends on them). */
+#define MVEC4 __attribute__((target("avx2,fma"))) __m256d
+#define MVEC8 __attribute__((target("avx512f"))) __m512d
+MVEC4 _ZGVdN4v_tanh(__m256d);
+MVEC4 _ZGVdN4v_exp(__m256d);
+MVEC4 _ZGVdN4v_log1p(__m256d);
+MVEC8 _ZGVeN8v_tanh(__m512d);
+MVEC8 _ZGVeN8v_exp(__m512d);
+MVEC8 _ZGVeN8v_log1p(__m512d);
 
 /* n a multiple of 8 here */
 __attribute__((target("avx2,fma"))) static void mvec4_tanh(double *x,
