@@ -620,8 +620,9 @@ int main(int argc, char **argv)
         const double tm = bench_median(t, w->nt);
         printf("| %s | %.0f | %.0f (%.0f) | %.4f (%.4f) | %.4f "
                "(%.4f-%.4f) | %.2f | %.4f (%.2f) |\n", w->name,
-               bench_median(ev, w->nt), bench_median(vj, w->nt), bench_median(vf, w->nt),
-               1e3 * bench_median(fl, w->nt), 1e3 * bench_median(fm, w->nt), 1e3 * tm,
+               bench_median(ev, w->nt), bench_median(vj, w->nt),
+               bench_median(vf, w->nt), 1e3 * bench_median(fl, w->nt),
+               1e3 * bench_median(fm, w->nt), 1e3 * tm,
                1e3 * t[0], 1e3 * t[w->nt - 1], bench_median(ratio, w->nt),
                1e3 * bench_median(fr, w->nt), bench_median(ratio_r, w->nt));
     }

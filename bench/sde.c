@@ -313,8 +313,8 @@ static void print_json(run *r, const pair *q)
            "\"fwd_ms\": %.6f, \"bwd_ms\": %.6f, \"nfe_fwd\": %ld, "
            "\"evals_bwd\": %ld, \"vjp_bwd\": %ld, \"times_ms\": [",
            q->solver, q->adjoint, tot, r->tot[0], r->tot[r->nit - 1],
-           bench_median(r->fwd, r->nit), bench_median(r->bwd, r->nit), r->ev_f, r->ev_b,
-           r->vjp_b);
+           bench_median(r->fwd, r->nit), bench_median(r->bwd, r->nit),
+           r->ev_f, r->ev_b, r->vjp_b);
     for (size_t k = 0; k < r->nit; k++)
         printf("%s%.6f", k ? ", " : "", r->tot[k]);
     printf("]}\n");
@@ -373,7 +373,8 @@ static int part1(const opts *o)
         printf("| %s | %s | %.3f (%.3f-%.3f) | %.3f | %.3f | %ld | %ld; %ld "
                "(%ld) |\n", q->solver, q->adjoint, tot, r->tot[0],
                r->tot[r->nit - 1], bench_median(r->fwd, r->nit),
-               bench_median(r->bwd, r->nit), r->ev_f, r->ev_b, r->vjp_b, r->nfe_b);
+               bench_median(r->bwd, r->nit), r->ev_f, r->ev_b, r->vjp_b,
+               r->nfe_b);
     }
     printf("\nMemory (own accounting: record + Brownian Interval bytes; "
            "child process peak RSS after building and after 5 iterations)\n"
@@ -542,7 +543,8 @@ static int step_cost(cmp *c, double us[3])
                                     &t1, y1, &st)))
                     return rc;
                 if (p > 0 || i >= WARMUP)
-                    tm[k][m] = 1e6 * (bench_now() - ta) / (double)st.steps_accepted;
+                    tm[k][m] = 1e6 * (bench_now() - ta) /
+                               (double)st.steps_accepted;
             }
             if (p > 0 || i >= WARMUP)
                 m++;

@@ -382,7 +382,8 @@ int main(int argc, char **argv)
                     tb[c][b] = time_batch(c, ip, tols[k]);
             for (int c = 0; c < NCONF; c++) {
                 cell *x = &results[ip][c][k];
-                qsort(tb[c], (size_t)batches, sizeof(double), bench_cmp_double);
+                qsort(tb[c], (size_t)batches, sizeof(double),
+                      bench_cmp_double);
                 x->med = tb[c][batches / 2];
                 x->lo = tb[c][0];
                 x->hi = tb[c][batches - 1];
