@@ -168,20 +168,14 @@ static int classify_init_params(nde_task *t, double *theta, uint64_t seed)
 {
     const classify *c = t->state;
     const size_t D = t->dim, F = c->F, C = c->C;
-    double *we = ENC_W(c, theta), *wd = DEC_W(c, D, theta), a;
     gsl_rng *r;
-    size_t i;
 
     if (!(r = gsl_rng_alloc(gsl_rng_mt19937)))
         return nde_error(t->ctx, NDE_ENOMEM, "out of memory");
     gsl_rng_set(r, seed);
     memset(theta, 0, t->nparams * sizeof *theta);
-    a = sqrt(6.0 / (double)(F + D));
-    for (i = 0; i < D * F; i++)
-        we[i] = a * (2.0 * gsl_rng_uniform(r) - 1.0);
-    a = sqrt(6.0 / (double)(D + C));
-    for (i = 0; i < C * D; i++)
-        wd[i] = a * (2.0 * gsl_rng_uniform(r) - 1.0);
+    task_glorot(r, ENC_W(c, theta), D, F);
+    task_glorot(r, DEC_W(c, D, theta), C, D);
     gsl_rng_free(r);
     return NDE_OK;
 }

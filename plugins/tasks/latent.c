@@ -369,18 +369,14 @@ static int latent_init_params(nde_task *t, double *theta, uint64_t seed)
 {
     const latent *s = t->state;
     gsl_rng *r;
-    size_t k, i;
 
     if (!(r = gsl_rng_alloc(gsl_rng_mt19937)))
         return nde_error(t->ctx, NDE_ENOMEM, "out of memory");
     gsl_rng_set(r, seed);
     memset(theta, 0, t->nparams * sizeof *theta);
-    for (k = 0; k < NBLOCK; k++) {
-        const size_t m = s->rows_of[k], n = s->cols_of[k];
-        const double a = sqrt(6.0 / (double)(m + n));
-        for (i = 0; !block_bias[k] && i < m * n; i++)
-            theta[s->off[k] + i] = a * (2.0 * gsl_rng_uniform(r) - 1.0);
-    }
+    for (size_t k = 0; k < NBLOCK; k++)
+        if (!block_bias[k])
+            task_glorot(r, theta + s->off[k], s->rows_of[k], s->cols_of[k]);
     gsl_rng_free(r);
     return NDE_OK;
 }

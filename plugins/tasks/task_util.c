@@ -272,3 +272,11 @@ uint64_t task_digest_split(const nde_dataset *train, const nde_dataset *test)
     task_digest_dataset(&d, test);
     return task_digest_final(&d);
 }
+
+void task_glorot(gsl_rng *r, double *w, size_t m, size_t n)
+{
+    const double a = sqrt(6.0 / (double)(m + n));
+
+    for (size_t i = 0; i < m * n; i++)
+        w[i] = a * (2.0 * gsl_rng_uniform(r) - 1.0);
+}

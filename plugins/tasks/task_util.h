@@ -8,6 +8,8 @@
 
 #include <stdint.h>
 
+#include <gsl/gsl_rng.h>
+
 #include "nde/nde.h"
 #include "nde/data.h"
 #include "nde/train.h"
@@ -50,6 +52,10 @@ int task_true_system(nde_ctx *ctx, const nde_task_env *env,
 int task_solve_truth(nde_ctx *ctx, const char *solver, nde_field *f,
                      const double *theta, const double *y0, size_t n,
                      const double *t, double *y);
+
+/* Glorot-uniform weights (Glorot & Bengio 2010, eq. 16) of an m x n
+ * matrix into w: U(-a, a), a = sqrt(6 / (m + n)), drawn in order from r. */
+void task_glorot(gsl_rng *r, double *w, size_t m, size_t n);
 
 /* The mean squared error over every observed value of n entries (a NaN
  * target is missing) and its gradient in g; NAN when nothing is
