@@ -2,7 +2,8 @@
  * sde_fixture.h - what the SDE solver suites (test_sde.c, test_sri.c)
  * share besides their fields (sde_fields.h): a context per test, solvers
  * found by name, fields and solvers created or failing the test, and the
- * least-squares slope the order measurements fit.
+ * least-squares slope the order measurements fit, the VJP-against-central-
+ * difference check.
  */
 #ifndef NDE_TESTS_SDE_FIXTURE_H
 #define NDE_TESTS_SDE_FIXTURE_H
@@ -55,6 +56,15 @@ static double ls_slope(const double *h, const double *e, int n)
         sx += x; sy += y; sxx += x * x; sxy += x * y;
     }
     return (n * sxy - sx * sy) / (n * sxx - sx * sx);
+}
+
+/* A VJP entry against its central difference, to 1e-7 relative. */
+static void check_fd(const char *what, const char *solver, double analytic,
+                     double fd)
+{
+    ck_assert_msg(fabs(analytic - fd) <= 1e-7 * (1.0 + fabs(fd)),
+                  "%s %s: VJP %.12g vs central difference %.12g", solver,
+                  what, analytic, fd);
 }
 
 #endif

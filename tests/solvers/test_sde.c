@@ -571,14 +571,6 @@ static double start_loss(nde_solver *s, const double *th, const double *y0,
     return L;
 }
 
-static void check_fd(const char *what, const char *solver, double analytic,
-                     double fd)
-{
-    ck_assert_msg(fabs(analytic - fd) <= 1e-7 * (1.0 + fabs(fd)),
-                  "%s %s: VJP %.12g vs central difference %.12g", solver,
-                  what, analytic, fd);
-}
-
 /* L = cy . y_next + ce EEst of one lamba_heun step (EEst: nde_error_norm
  * of its error estimate with rtol = atol = 1e-3). */
 static double eest_loss(nde_solver *s, const double *th, double h,

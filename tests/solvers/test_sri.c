@@ -575,14 +575,6 @@ static double step_loss(nde_solver *s, const double *th, double h,
     return L;
 }
 
-static void check_fd(const char *what, const char *solver, double analytic,
-                     double fd)
-{
-    ck_assert_msg(fabs(analytic - fd) <= 1e-7 * (1.0 + fabs(fd)),
-                  "%s %s: VJP %.12g vs central difference %.12g", solver,
-                  what, analytic, fd);
-}
-
 /* The nonlinear field (t-dependent drift, coupled diffusion): the VJP of
  * each solver's step, with cotangents on y_next and on the error
  * estimate (0, and 0.7 with y_next's or alone), against central
