@@ -935,7 +935,43 @@ START_TEST(refused_pairings)
 END_TEST
 
 /* A record that keeps only a few step states (an adjoint's checkpoints):
- * the plugins replay the missing ones and give the same R and gradient. */
+ * the plugins replay the missing ones and give the same R (to vtol,
+ * relative) and gradient (to 1e-10 of its largest entry), for each
+ * regularizer names[i] with section body bodies[i]. */
+static void check_checkpointed(const char *field_ini, const char *solver,
+                               double dt, double tol, const char **names,
+                               const char **bodies, int nregs, uint64_t seed,
+                               double vtol, const double *y0)
+{
+    fixture fx;
+
+    fx_init(&fx, field_ini, solver, 2, y0, 0.0, 1.0, dt, tol);
+    for (int i = 0; i < nregs; i++) {
+        double g1[64], g2[64], v1, v2, worst = 0.0, gmax = 0.0;
+        unsigned rec;
+        ck_assert_int_eq(fx_reg(&fx, reg_named(names[i]), bodies[i]),
+                         NDE_OK);
+        v1 = fx_eval(&fx, fx.theta, seed, 1.0, g1, NULL);
+        rec = fx.tr->record;
+        nde_trajectory_destroy(fx.tr);
+        fx.tr = nde_trajectory_create(rec, 3);
+        v2 = fx_eval(&fx, fx.theta, seed, 1.0, g2, NULL);
+        ck_assert_uint_lt(fx.tr->nstates, (size_t)fx.nsteps);
+        for (size_t k = 0; k < fx.P; k++) {
+            worst = fmax(worst, fabs(g1[k] - g2[k]));
+            gmax = fmax(gmax, fabs(g1[k]));
+        }
+        fprintf(stderr, "checkpointed %s %s: R rel %.1e, grad rel %.1e "
+                "(%zu of %ld states)\n", solver, names[i],
+                fabs(v1 - v2) / fabs(v1), worst / gmax, fx.tr->nstates,
+                fx.nsteps);
+        ck_assert_double_eq_tol(v1, v2, vtol * fabs(v1));
+        ck_assert_msg(worst <= 1e-10 * gmax, "%s: gradient %.2e of %.2e",
+                      names[i], worst, gmax);
+    }
+    fx_free(&fx);
+}
+
 START_TEST(checkpointed_record)
 {
     const double y0[4] = {2.0, 0.0, 0.5, -1.0};
@@ -943,31 +979,9 @@ START_TEST(checkpointed_record)
     const char *bodies[] = {"weight = 1", "weight = 1\nmeasure = stiffness",
                             "weight = 1\nsampling = biased\n"
                             "through_state = true", "weight = 1"};
-    fixture fx;
 
-    fx_init(&fx, mlp_ini, "tsit5", 2, y0, 0.0, 1.0, 0, 1e-9);
-    for (int i = 0; i < 4; i++) {
-        double g1[64], g2[64], v1, v2, worst = 0.0, gmax = 0.0;
-        unsigned rec;
-        ck_assert_int_eq(fx_reg(&fx, reg_named(names[i]), bodies[i]),
-                         NDE_OK);
-        v1 = fx_eval(&fx, fx.theta, 4, 1.0, g1, NULL);
-        rec = fx.tr->record;
-        nde_trajectory_destroy(fx.tr);
-        fx.tr = nde_trajectory_create(rec, 3);
-        v2 = fx_eval(&fx, fx.theta, 4, 1.0, g2, NULL);
-        ck_assert_uint_lt(fx.tr->nstates, (size_t)fx.nsteps);
-        for (size_t k = 0; k < fx.P; k++) {
-            worst = fmax(worst, fabs(g1[k] - g2[k]));
-            gmax = fmax(gmax, fabs(g1[k]));
-        }
-        fprintf(stderr, "checkpointed %s: R rel %.1e, grad rel %.1e (%zu of "
-                "%ld states)\n", names[i], fabs(v1 - v2) / fabs(v1),
-                worst / gmax, fx.tr->nstates, fx.nsteps);
-        ck_assert_double_eq_tol(v1, v2, 1e-10 * fabs(v1));
-        ck_assert(worst <= 1e-10 * gmax);
-    }
-    fx_free(&fx);
+    check_checkpointed(mlp_ini, "tsit5", 0, 1e-9, names, bodies, 4, 4, 1e-10,
+                       y0);
 }
 END_TEST
 
@@ -1057,8 +1071,7 @@ END_TEST
  * bit (the last one lands on t1), with the solve's error estimate; an SDE
  * solver steps on the solve's own noise, and without the path it says
  * so. */
-static void check_replays(const char *field_ini, const char *solver,
-                          double dt)
+static void check_replays(const char *field_ini, const char *solver)
 {
     const double y0[4] = {1.0, 0.5, -0.5, 1.2};
     double y_next[NMAX], err[NMAX], dw[2 * NMAX];
@@ -1067,7 +1080,7 @@ static void check_replays(const char *field_ini, const char *solver,
     fixture fx;
     size_t replayed = 0;
 
-    fx_init(&fx, field_ini, solver, 2, y0, 0.0, 1.0, dt, 1e-4);
+    fx_init(&fx, field_ini, solver, 2, y0, 0.0, 1.0, 0.0, 1e-4);
     ck_assert_int_eq(fx_reg(&fx, reg_named("global"), "weight = 1"), NDE_OK);
     fx_eval(&fx, fx.theta, 1, 1.0, NULL, NULL);
     in.solver = fx.s;
@@ -1112,9 +1125,9 @@ static void check_replays(const char *field_ini, const char *solver,
 
 START_TEST(replay_step_is_the_solves)
 {
-    check_replays(lv_ini, "tsit5", 0.0);
-    check_replays(sde_ini, "lamba_heun", 0.0);
-    check_replays(sde_ini, "sosri", 0.0);
+    check_replays(lv_ini, "tsit5");
+    check_replays(sde_ini, "lamba_heun");
+    check_replays(sde_ini, "sosri");
 }
 END_TEST
 
@@ -1126,29 +1139,9 @@ START_TEST(sde_checkpointed_record)
     const char *names[] = {"global", "local"};
     const char *bodies[] = {"weight = 1", "weight = 1\nsampling = biased\n"
                             "through_state = true"};
-    fixture fx;
 
-    fx_init(&fx, sde_ini, "lamba_heun", 2, y0, 0.0, 1.0, 0.1, 1e4);
-    for (int i = 0; i < 2; i++) {
-        double g1[64], g2[64], v1, v2, worst = 0.0, gmax = 0.0;
-        unsigned rec;
-        ck_assert_int_eq(fx_reg(&fx, reg_named(names[i]), bodies[i]),
-                         NDE_OK);
-        v1 = fx_eval(&fx, fx.theta, 3, 1.0, g1, NULL);
-        rec = fx.tr->record;
-        nde_trajectory_destroy(fx.tr);
-        fx.tr = nde_trajectory_create(rec, 3);
-        v2 = fx_eval(&fx, fx.theta, 3, 1.0, g2, NULL);
-        ck_assert_uint_lt(fx.tr->nstates, (size_t)fx.nsteps);
-        for (size_t k = 0; k < fx.P; k++) {
-            worst = fmax(worst, fabs(g1[k] - g2[k]));
-            gmax = fmax(gmax, fabs(g1[k]));
-        }
-        ck_assert_double_eq_tol(v1, v2, 1e-12 * fabs(v1));
-        ck_assert_msg(worst <= 1e-10 * gmax, "%s: gradient %.2e of %.2e",
-                      names[i], worst, gmax);
-    }
-    fx_free(&fx);
+    check_checkpointed(sde_ini, "lamba_heun", 0.1, 1e4, names, bodies, 2, 3,
+                       1e-12, y0);
 }
 END_TEST
 
