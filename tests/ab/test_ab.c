@@ -261,18 +261,25 @@ static int run_ab(const char *name, const char *args)
     return WEXITSTATUS(st);
 }
 
-static int stderr_has(const char *text)
+/* Whether tmpdir/file (the run's captured `what`) contains text; says what
+ * it holds when not. */
+static int captured_has(const char *file, const char *what, const char *text)
 {
     char path[512];
     char *s;
     int found;
-    snprintf(path, sizeof path, "%s/err.txt", tmpdir);
+    snprintf(path, sizeof path, "%s/%s", tmpdir, file);
     s = slurp(path);
     found = s && strstr(s, text) != NULL;
     if (!found)
-        fprintf(stderr, "stderr lacks '%s': %s\n", text, s ? s : "(none)");
+        fprintf(stderr, "%s lacks '%s': %s\n", what, text, s ? s : "(none)");
     free(s);
     return found;
+}
+
+static int stderr_has(const char *text)
+{
+    return captured_has("err.txt", "stderr", text);
 }
 
 static int out_exists(void)
@@ -790,16 +797,7 @@ static double summary_mean(const jval *arm, const char *metric)
 
 static int stdout_has(const char *text)
 {
-    char path[512];
-    char *s;
-    int found;
-    snprintf(path, sizeof path, "%s/out.txt", tmpdir);
-    s = slurp(path);
-    found = s && strstr(s, text) != NULL;
-    if (!found)
-        fprintf(stderr, "stdout lacks '%s': %s\n", text, s ? s : "(none)");
-    free(s);
-    return found;
+    return captured_has("out.txt", "stdout", text);
 }
 
 /* The baseline and one arm per value on the arm that sets the key's
