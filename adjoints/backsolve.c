@@ -339,7 +339,6 @@ static int backsolve_gradient(nde_adjoint *a, const nde_solve_opts *opts,
         d->norm_blocks[2] = P;
         bo.norm_blocks = d->norm_blocks;
         bo.nnorm_blocks = d->bw.seminorm || P == 0 ? 2 : 3;
-        bo.record = NULL;
         rc = nde_solve(d->augs, &bo, theta, fwd->t1, d->z0, fwd->t0, 1,
                        &fwd->t0, d->z1, &bst);
         if (rc != NDE_OK) {

@@ -105,6 +105,8 @@ void nde_backward_settings_apply(const nde_backward_settings *b,
                                  nde_solve_opts *bo)
 {
     *bo = *fwd;
+    bo->record = NULL;
+    bo->record_rows = NULL;
     bo->rtol = isnan(b->rtol) ? fwd->rtol : b->rtol;
     bo->atol = isnan(b->atol) ? fwd->atol : b->atol;
 }

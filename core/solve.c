@@ -53,6 +53,11 @@ const nde_key nde_solve_keys[] = {
     {"pcoeff", NDE_KEY_DOUBLE, "0", "pid: proportional coefficient"},
     {"icoeff", NDE_KEY_DOUBLE, "1", "pid: integral coefficient"},
     {"dcoeff", NDE_KEY_DOUBLE, "0", "pid: derivative coefficient"},
+    {"per_row_steps", NDE_KEY_BOOL, "false",
+     "adaptive ODE solvers: every row of the batch takes its own step "
+     "sizes and accept/reject decisions (solved one row at a time), so a "
+     "hard row does not drag the whole batch; NFE then count one-row "
+     "evaluations"},
     {NULL, 0, NULL, NULL}};
 
 void nde_solve_opts_default(nde_solve_opts *o, const nde_solver_type *type)
@@ -149,10 +154,22 @@ int nde_solve_opts_from_section(nde_solve_opts *o, const nde_solver_type *type,
         (rc = nde_get_double_in(sec, "qmin", 0, 1, 1, 0, &c->qmin, ctx)) ||
         (rc = nde_get_double_in(sec, "qmax", 1, 0, HUGE_VAL, 0,
                                 &c->qmax, ctx)) ||
-        (rc = nde_get_long(sec, "max_steps", &o->max_steps, ctx)))
+        (rc = nde_get_long(sec, "max_steps", &o->max_steps, ctx)) ||
+        (rc = nde_get_bool(sec, "per_row_steps", &o->per_row, ctx)))
         return rc;
     if ((rc = controller_from_section(c, sec, ctx)) != NDE_OK)
         return rc;
+    /* A fixed-step solve has no step size of a row's own to choose, and an
+     * SDE's rows share one Brownian path over batch x dim channels. */
+    if (o->per_row &&
+        (!(type->info.provides & NDE_CAP_ADAPTIVE) ||
+         (type->info.provides & (NDE_CAP_SDE_ITO | NDE_CAP_SDE_STRATONOVICH))))
+        return nde_section_error(sec, "per_row_steps", ctx,
+                                 "needs an adaptive ODE solver, and '%s' is "
+                                 "%s", type->info.name,
+                                 type->info.provides & NDE_CAP_ADAPTIVE
+                                     ? "an SDE solver"
+                                     : "fixed-step");
     if (o->max_steps <= 0)
         return nde_section_error(sec, "max_steps", ctx, "must be > 0");
     if (o->rtol == 0 && o->atol == 0)
@@ -848,9 +865,10 @@ static int drive_run(drive *d, const double *y0)
     return NDE_OK;
 }
 
-int nde_solve(nde_solver *s, const nde_solve_opts *opts, const double *theta,
-              double t0, const double *y0, double t1, size_t nsave,
-              const double *tsave, double *ysave, nde_stats *stats)
+static int solve_batch(nde_solver *s, const nde_solve_opts *opts,
+                       const double *theta, double t0, const double *y0,
+                       double t1, size_t nsave, const double *tsave,
+                       double *ysave, nde_stats *stats)
 {
     const unsigned flags = s->type->info.provides;
     const long nfe0 = s->counts.nfe;
@@ -893,4 +911,80 @@ int nde_solve(nde_solver *s, const nde_solve_opts *opts, const double *theta,
     if (stats)
         *stats = st;
     return rc;
+}
+
+/* One row's stats into the sum over the rows. */
+static void add_row_stats(nde_stats *sum, const nde_stats *row)
+{
+    sum->nfe += row->nfe;
+    sum->nfe_backward += row->nfe_backward;
+    sum->steps_accepted += row->steps_accepted;
+    sum->steps_rejected += row->steps_rejected;
+    sum->retries += row->retries;
+    if (row->steps_accepted > 0) {
+        sum->h_min = fmin(sum->h_min, row->h_min);
+        sum->h_max = fmax(sum->h_max, row->h_max);
+    }
+    sum->status = row->status;
+}
+
+/* opts->per_row: each row solved alone (batch 1; a row of y0 is
+ * contiguous, a row of ysave is not), the stats summed over the rows. */
+static int solve_rows(nde_solver *s, const nde_solve_opts *opts,
+                      const double *theta, double t0, const double *y0,
+                      double t1, size_t nsave, const double *tsave,
+                      double *ysave, nde_stats *stats)
+{
+    const size_t rows = s->batch, dim = s->field->dim;
+    nde_stats sum, st;
+    double *yrow;
+    size_t r, k;
+    int rc;
+
+    memset(&sum, 0, sizeof sum);
+    sum.h_min = HUGE_VAL;
+    if (opts->record)
+        rc = nde_error(s->ctx, NDE_EINVAL,
+                       "a solve with per-row steps records each row's solve "
+                       "(record_rows), not %zu rows in one record", rows);
+    else if (nde_solver_is_sde(s))
+        rc = nde_error(s->ctx, NDE_EINVAL,
+                       "per-row steps need an ODE solver ('%s' is an SDE "
+                       "solver)", s->type->info.name);
+    else if (!(yrow = malloc((nsave ? nsave : 1) * dim * sizeof *yrow)))
+        rc = nde_error(s->ctx, NDE_ENOMEM, "out of memory");
+    else {
+        nde_solve_opts row = *opts;
+        rc = nde_solver_set_batch(s, 1);
+        for (r = 0; r < rows && rc == NDE_OK; r++) {
+            row.record = opts->record_rows ? opts->record_rows[r] : NULL;
+            rc = solve_batch(s, &row, theta, t0, y0 + r * dim, t1, nsave,
+                             tsave, yrow, &st);
+            add_row_stats(&sum, &st);
+            if (rc != NDE_OK)
+                nde_error_prefix(s->ctx, "row %zu", r);
+            for (k = 0; rc == NDE_OK && k < nsave; k++)
+                memcpy(ysave + (k * rows + r) * dim, yrow + k * dim,
+                       dim * sizeof *yrow);
+        }
+        free(yrow);
+        nde_solver_set_batch(s, rows);
+    }
+    if (sum.steps_accepted == 0)
+        sum.h_min = 0.0;
+    sum.status = rc;
+    if (stats)
+        *stats = sum;
+    return rc;
+}
+
+int nde_solve(nde_solver *s, const nde_solve_opts *opts, const double *theta,
+              double t0, const double *y0, double t1, size_t nsave,
+              const double *tsave, double *ysave, nde_stats *stats)
+{
+    if (opts->per_row && (s->batch > 1 || opts->record_rows))
+        return solve_rows(s, opts, theta, t0, y0, t1, nsave, tsave, ysave,
+                          stats);
+    return solve_batch(s, opts, theta, t0, y0, t1, nsave, tsave, ysave,
+                       stats);
 }

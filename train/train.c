@@ -306,6 +306,50 @@ static int regs_alloc(nde_trainer *tr)
     return NDE_OK;
 }
 
+/* The records of the rows' own solves (per-row steps), with the flags of
+ * traj, and the buffers of one row. */
+static int rows_prepare(nde_trainer *tr, const nde_trajectory *traj)
+{
+    const size_t B = tr->B;
+    size_t r;
+
+    if (!tr->row_traj && !(tr->row_traj = calloc(B, sizeof *tr->row_traj)))
+        return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    for (r = 0; r < B; r++) {
+        nde_trajectory *t = tr->row_traj[r];
+        if (t && (t->record != traj->record ||
+                  t->max_states != traj->max_states)) {
+            nde_trajectory_destroy(t);
+            tr->row_traj[r] = NULL;
+        }
+        if (!tr->row_traj[r] &&
+            !(tr->row_traj[r] = nde_trajectory_create(traj->record,
+                                                      traj->max_states)))
+            return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    }
+    if (!tr->row_y || tr->row_extra_cap < tr->extra_cap) {
+        free(tr->row_y);
+        tr->row_y = calloc((2 * tr->Tcap + tr->extra_cap) * tr->dim,
+                           sizeof *tr->row_y);
+        tr->row_extra_cap = tr->extra_cap;
+    }
+    if (!tr->row_grad)
+        tr->row_grad = calloc(tr->Pf + 1, sizeof *tr->row_grad);
+    if (!tr->row_y || !tr->row_grad)
+        return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    return NDE_OK;
+}
+
+static void rows_free(nde_trainer *tr)
+{
+    if (tr->row_traj)
+        for (size_t r = 0; r < tr->B; r++)
+            nde_trajectory_destroy(tr->row_traj[r]);
+    free(tr->row_traj);
+    free(tr->row_y);
+    free(tr->row_grad);
+}
+
 /* t between a and b (either order). */
 static int between(double t, double a, double b)
 {
@@ -432,23 +476,35 @@ static void gather_saves(nde_trainer *tr, double *ydata, size_t n)
     }
 }
 
-/* after_solve of every regularizer, given the solve's save times and
- * states (sv): their weighted sum into *reg, regularizer j's direct
- * gradient into reg_grad + j P, their NFE into st; their cotangents are
- * kept for merge_cotangents. */
+/* Before regs_after: no value, no direct gradient yet. */
+static void regs_clear(nde_trainer *tr)
+{
+    memset(tr->reg_grad, 0, tr->nregs * tr->P * sizeof *tr->reg_grad);
+    for (size_t j = 0; j < tr->nregs; j++)
+        tr->regs[j].value = 0.0;
+}
+
+/* after_solve of every regularizer on a solve of `rows` rows (the batch,
+ * or one row of it under per-row steps: then at rows/B of the weight, so
+ * that the values over the rows add up to their mean), given its save
+ * times and states (sv) and its extra states: the weighted values added
+ * to *reg and to each regularizer's value, regularizer j's direct
+ * gradient added to reg_grad + j P, their NFE to st; their cotangents
+ * are kept for merge_cotangents. */
 static int regs_after(nde_trainer *tr, const nde_solve_opts *o,
                       const nde_trajectory *traj, const double *theta,
                       double t0, double t1s, const nde_regularizer_saves *sv,
-                      nde_stats *st, double *reg)
+                      const double *extra_y, size_t rows, nde_stats *st,
+                      double *reg)
 {
-    const size_t per = tr->B * tr->dim;
+    const size_t per = rows * tr->dim;
+    const double share = (double)rows / (double)tr->B;
+    double weight;
     nde_regularizer_input in;
     nde_regularizer_output out;
     size_t j, c;
     int rc;
 
-    *reg = 0.0;
-    memset(tr->reg_grad, 0, tr->nregs * tr->P * sizeof *tr->reg_grad);
     for (j = 0; j < tr->nregs; j++) {
         nde_train_reg *g = &tr->regs[j];
         memset(&in, 0, sizeof in);
@@ -459,9 +515,10 @@ static int regs_after(nde_trainer *tr, const nde_solve_opts *o,
         in.theta = theta;
         in.t0 = t0;
         in.t1 = t1s;
-        in.extra_y = tr->extra_y + g->first * per;
+        in.extra_y = extra_y + g->first * per;
         in.nextra = g->nextra;
-        in.weight = nde_weight_at(&g->w, tr->iter, tr->set.iterations);
+        weight = nde_weight_at(&g->w, tr->iter, tr->set.iterations);
+        in.weight = share * weight;
         in.saves = sv;
         out.thetabar = tr->reg_grad + j * tr->P;
         g->ct = NULL;
@@ -483,14 +540,14 @@ static int regs_after(nde_trainer *tr, const nde_solve_opts *o,
                                  "regularizer '%s': cotangent %zu at %g is "
                                  "outside the solve [%g, %g]", g->name, c,
                                  out.ct ? out.ct[c].t : NAN, t0, t1s);
-        g->value = out.value;
-        g->weight = in.weight;
+        g->value += share * out.value;
+        g->weight = weight;
         g->ct = out.ct;
         g->nct = out.nct;
         *reg += in.weight * out.value;
     }
     /* a regularizer may have used the solver's workspace */
-    return nde_solver_set_batch(tr->solver, tr->B);
+    return nde_solver_set_batch(tr->solver, rows);
 }
 
 static double norm2(const double *x, size_t n)
@@ -835,6 +892,7 @@ void nde_trainer_destroy(nde_trainer *tr)
     free(tr->notes);
     nde_trajectory_destroy(tr->traj);
     nde_trajectory_destroy(tr->alt_traj);
+    rows_free(tr);
     decompose(tr);
     reg_buffers_free(tr);
     free(tr->ct_all);
@@ -904,6 +962,103 @@ static int sample_batch(nde_trainer *tr)
     return NDE_OK;
 }
 
+/* Row r of n blocks of B rows (src: n x B x dim) into dst (n x dim). */
+static void row_of(const nde_trainer *tr, const double *src, size_t n,
+                   size_t r, double *dst)
+{
+    for (size_t k = 0; k < n; k++)
+        memcpy(dst + k * tr->dim, src + (k * tr->B + r) * tr->dim,
+               tr->dim * sizeof *dst);
+}
+
+/* The adjoint's gradient from the cotangents ct[0..nct) (the data's; the
+ * regularizers' are merged in) of a solve recorded in traj: dL/dy0 into
+ * ybar0, the field's gradient into grad. */
+static int adjoint_grad(nde_trainer *tr, nde_adjoint *a,
+                        const nde_solve_opts *o, const nde_trajectory *traj,
+                        const double *theta, double t0, double t1s,
+                        const nde_cotangent *ct, size_t nct, double *ybar0,
+                        double *grad, nde_stats *st)
+{
+    int rc;
+
+    if (tr->nregs &&
+        (rc = merge_cotangents(tr, ct, nct, t0, t1s, &ct, &nct)) != NDE_OK)
+        return rc;
+    rc = nde_adjoint_gradient(a, o, traj, theta, ct, nct, ybar0, grad, st);
+    st->status = rc;
+    if (rc != NDE_OK)
+        nde_error_prefix(tr->ctx, "gradient (adjoint '%s')",
+                         a->type->info.name);
+    return rc;
+}
+
+/*
+ * Per-row steps: the regularizers and the adjoint on each row's own
+ * recorded solve, one row at a time (a batch of one), after the task's
+ * loss on the whole batch (t1: its end before STEER moved it to t1s).
+ * Each regularizer counts a row at 1/B of its
+ * weight (regs_after), so its value is the mean over the rows; the
+ * field's gradient is the sum of the rows'. ybar holds the data's
+ * cotangents (nsave x B x dim).
+ */
+static int rows_after(nde_trainer *tr, nde_adjoint *a,
+                      const nde_solve_opts *o, const double *theta,
+                      double t0, double t1, double t1s, double *reg,
+                      double *grad, nde_stats *st)
+{
+    const nde_task_batch *b = &tr->batch;
+    const size_t T = b->nsave, dim = tr->dim;
+    const double *tk = tr->nregs ? tr->tk : b->tsave;
+    double *ysv = tr->row_y, *ybar = ysv + tr->Tcap * dim;
+    double *extra = ybar + tr->Tcap * dim;
+    nde_solve_opts row = *o;
+    size_t r, k, nct, i;
+    int rc;
+
+    /* what the rows' solves recorded is read, never written again */
+    row.record_rows = NULL;
+
+    if (tr->nregs)
+        regs_clear(tr);
+    if (grad)
+        memset(grad, 0, tr->Pf * sizeof *grad);
+    if ((rc = nde_solver_set_batch(tr->solver, 1)) != NDE_OK)
+        return rc;
+    for (r = 0; r < tr->B; r++) {
+        if (tr->nregs) {
+            const nde_regularizer_saves sv = {T, tk, ysv};
+            double t1r = t1;
+            /* before_solve again, with the same seed (the same draws), to
+             * pair with each row's after_solve */
+            if (r > 0 && (rc = regs_before(tr, t0, &t1r)) != NDE_OK)
+                break;
+            row_of(tr, tr->ysave, T, r, ysv);
+            row_of(tr, tr->extra_y, tr->nextra, r, extra);
+            if ((rc = regs_after(tr, &row, tr->row_traj[r], theta, t0, t1s,
+                                 &sv, extra, 1, st, reg)) != NDE_OK)
+                break;
+        }
+        if (!grad)
+            continue;
+        row_of(tr, tr->ybar, T, r, ybar);
+        for (k = b->first_ct, nct = 0; k < T; k++, nct++) {
+            tr->ct[nct].t = tk[k];
+            tr->ct[nct].g = ybar + k * dim;
+        }
+        if ((rc = adjoint_grad(tr, a, &row, tr->row_traj[r], theta, t0, t1s,
+                               tr->ct, nct, tr->ybar0 + r * dim,
+                               tr->row_grad, st)) != NDE_OK)
+            break;
+        for (i = 0; i < tr->Pf; i++)
+            grad[i] += tr->row_grad[i];
+    }
+    if (rc != NDE_OK)
+        nde_error_prefix(tr->ctx, "row %zu", r);
+    nde_solver_set_batch(tr->solver, tr->B);
+    return rc;
+}
+
 /*
  * The loss of the current batch at theta and, when grad is not NULL, its
  * gradient through adjoint a: lift, solve (regularizers' extra save times
@@ -920,16 +1075,22 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
     const double *th = theta + tr->Pf, *y0 = b->input;
     const size_t per = tr->B * tr->dim, T = b->nsave;
     nde_solve_opts o = tr->opts;
-    const nde_cotangent *ct = tr->ct;
     const double *ts = b->tsave, *tk = b->tsave;
-    double *yout = tr->ysave, t0 = b->t0, t1, t1s, reg;
+    double *yout = tr->ysave, t0 = b->t0, t1, t1s, reg = 0.0;
     size_t nct = 0, ns = T, k;
     int rc;
 
-    o.record = grad || tr->nregs ? traj : NULL;
     memset(st, 0, sizeof *st);
     tr->reg_total = 0.0;
     tr->data_loss = NAN;
+    if (grad || tr->nregs) {
+        if (!o.per_row)
+            o.record = traj;
+        else if ((rc = rows_prepare(tr, traj)) != NDE_OK)
+            return rc;
+        else
+            o.record_rows = tr->row_traj;
+    }
     if ((rc = nde_solver_set_batch(tr->solver, tr->B)) != NDE_OK)
         return rc;
     t1 = t1s = b->tsave[T - 1];
@@ -982,39 +1143,42 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
         return nde_error(tr->ctx, NDE_ENONFINITE,
                          "the loss is not finite (%g)", *loss);
     tr->data_loss = *loss;
-    if (tr->nregs) {
-        const nde_regularizer_saves sv = {T, tk, tr->ysave};
-        if ((rc = regs_after(tr, &o, traj, theta, t0, t1s, &sv, st, &reg)) !=
+    if (grad) {
+        memset(grad + tr->Pf, 0, task->nparams * sizeof *grad);
+        if (tt->readout) {
+            memset(tr->ybar, 0, T * per * sizeof *tr->ybar);
+            if ((rc = tt->readout_vjp(task, th, b, tr->ysave, tr->obsbar,
+                                      tr->ybar, grad + tr->Pf)) != NDE_OK)
+                return rc;
+        }
+    }
+    if (o.per_row) {
+        if ((rc = rows_after(tr, a, &o, theta, t0, t1, t1s, &reg, grad,
+                             st)) !=
             NDE_OK)
             return rc;
+    } else if (tr->nregs) {
+        const nde_regularizer_saves sv = {T, tk, tr->ysave};
+        regs_clear(tr);
+        if ((rc = regs_after(tr, &o, traj, theta, t0, t1s, &sv, tr->extra_y,
+                             tr->B, st, &reg)) != NDE_OK)
+            return rc;
+    }
+    if (tr->nregs) {
         tr->reg_total = reg;
         *loss += reg;
     }
     if (!grad)
         return NDE_OK;
-    memset(grad + tr->Pf, 0, task->nparams * sizeof *grad);
-    if (tt->readout) {
-        memset(tr->ybar, 0, T * per * sizeof *tr->ybar);
-        if ((rc = tt->readout_vjp(task, th, b, tr->ysave, tr->obsbar,
-                                  tr->ybar, grad + tr->Pf)) != NDE_OK)
+    if (!o.per_row) {
+        for (k = b->first_ct; k < T; k++) {
+            tr->ct[nct].t = tk[k];
+            tr->ct[nct].g = tr->ybar + k * per;
+            nct++;
+        }
+        if ((rc = adjoint_grad(tr, a, &o, traj, theta, t0, t1s, tr->ct, nct,
+                               tr->ybar0, grad, st)) != NDE_OK)
             return rc;
-    }
-    for (k = b->first_ct; k < T; k++) {
-        tr->ct[nct].t = tk[k];
-        tr->ct[nct].g = tr->ybar + k * per;
-        nct++;
-    }
-    if (tr->nregs &&
-        (rc = merge_cotangents(tr, tr->ct, nct, t0, t1s, &ct, &nct)) !=
-            NDE_OK)
-        return rc;
-    rc = nde_adjoint_gradient(a, &o, traj, theta, ct, nct, tr->ybar0, grad,
-                              st);
-    st->status = rc;
-    if (rc != NDE_OK) {
-        nde_error_prefix(tr->ctx, "gradient (adjoint '%s')",
-                         a->type->info.name);
-        return rc;
     }
     if (tt->lift_vjp &&
         (rc = tt->lift_vjp(task, th, b, tr->ybar0, grad + tr->Pf)) != NDE_OK)

@@ -78,6 +78,13 @@ struct nde_trainer {
     double reg_total;          /* weighted sum of the last training solve */
     double data_loss;          /* the task's loss of that solve, no reg   */
     double data_grad_norm;     /* the norm of its gradient                */
+
+    /* per-row steps (opts.per_row): each row's solve is recorded alone */
+    nde_trajectory **row_traj; /* B records, NULL until the first         */
+    double *row_y;             /* (2 Tcap + extra_cap) x dim: one row's
+                                  saves, cotangents and extra states      */
+    double *row_grad;          /* Pf: one row's field gradient            */
+    size_t row_extra_cap;      /* extra_cap when row_y was sized          */
 };
 
 #endif

@@ -1241,6 +1241,136 @@ static void trainer_free(nde_trainer *tr)
     nde_ctx_destroy(reg_ctx);
 }
 
+/* ---- per-row steps ------------------------------------------------------- */
+
+/* Series s of the per-row test: a small Lotka-Volterra cycle (easy, 0) or
+ * a wide one (hard, 1); the observations are made-up numbers. */
+static void write_rows_csv(const char *name, int which)
+{
+    static const double y0[2][2] = {{1.1, 0.9}, {4.0, 0.3}};
+    char text[2000];
+    size_t len = (size_t)snprintf(text, sizeof text, "id,t,x,y\n");
+    for (int s = 0; s < 2; s++) {
+        if (which >= 0 && s != which)
+            continue;
+        for (int k = 0; k <= 8; k++)
+            len += (size_t)snprintf(text + len, sizeof text - len,
+                                    "s%d,%g,%.17g,%.17g\n", s, 0.25 * k,
+                                    k ? y0[s][0] + 0.1 * k : y0[s][0],
+                                    k ? y0[s][1] - 0.05 * k : y0[s][1]);
+    }
+    write_all(in_dir(name), text, len);
+}
+
+/* The loss and gradient of the trainer of (csv, batch, per_row, adjoint,
+ * with or without a local regularizer) at its initial parameters. */
+static double rows_loss_grad(const char *csv, int batch, int per_row,
+                             const char *adjoint, int reg, double *g,
+                             size_t *P, long *nfe)
+{
+    char ini[2000];
+    nde_trainer *tr;
+    nde_stats st;
+    double loss;
+
+    snprintf(ini, sizeof ini,
+             "[solver]\nplugin = dopri5\nrtol = 1e-7\natol = 1e-9\n"
+             "per_row_steps = %s\n" LV_EXPR "[adjoint]\nplugin = %s\n"
+             "[data]\nsource = csv\npath = %s\ntest_fraction = 0\n"
+             "[train]\niterations = 1\nbatch_size = %d\n%s",
+             per_row ? "true" : "false", adjoint, in_dir(csv), batch,
+             reg ? "[regularizer.local]\nplugin = local\nweight = 0.3\n"
+                 : "");
+    tr = trainer_from(ini);
+    *P = nde_trainer_nparams(tr);
+    ck_assert_int_eq(nde_trainer_probe(tr), NDE_OK);
+    ck_assert_msg(nde_trainer_loss_grad(tr, NULL, nde_trainer_params(tr),
+                                        &loss, g, &st) == NDE_OK,
+                  "%s", nde_ctx_message(reg_ctx));
+    *nfe = st.nfe;
+    trainer_free(tr);
+    return loss;
+}
+
+static double rel_diff(const double *a, const double *b, size_t n)
+{
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        num += (a[i] - b[i]) * (a[i] - b[i]);
+        den += b[i] * b[i];
+    }
+    return sqrt(num / den);
+}
+
+/* Per-row steps on a batch of an easy and a hard row: the loss and the
+ * gradient (data and regularizer) are the mean of the two rows solved
+ * alone, and the joint steps spend more one-row evaluations. The
+ * discrete adjoint is exact: to 1e-12, where the joint steps' gradient
+ * is off. A continuous adjoint's backward solve is adaptive, and a row's
+ * cotangent in the batch is half its cotangent alone (the loss is a mean
+ * over the rows), so its steps differ: to within its tolerance. */
+START_TEST(test_per_row_steps_match_rows_alone)
+{
+    static const struct {
+        const char *name;
+        double tol;
+    } adjoints[] = {{"discrete", 1e-12}, {"backsolve", 1e-6},
+                    {"interpolating", 1e-6}};
+    double g2[8], g0[8], g1[8], mean[8], gj[8], l2, l0, l1;
+    long nfe2, nfe0, nfe1, nfej;
+    size_t P, i;
+
+    write_rows_csv("rows.csv", -1);
+    write_rows_csv("row0.csv", 0);
+    write_rows_csv("row1.csv", 1);
+    for (int reg = 0; reg < 2; reg++)
+        for (size_t a = 0; a < 3; a++) {
+            const char *name = adjoints[a].name;
+            l2 = rows_loss_grad("rows.csv", 2, 1, name, reg, g2, &P, &nfe2);
+            l0 = rows_loss_grad("row0.csv", 1, 1, name, reg, g0, &P, &nfe0);
+            l1 = rows_loss_grad("row1.csv", 1, 1, name, reg, g1, &P, &nfe1);
+            rows_loss_grad("rows.csv", 2, 0, name, reg, gj, &P, &nfej);
+            ck_assert_uint_eq(P, 4);
+            for (i = 0; i < P; i++)
+                mean[i] = 0.5 * (g0[i] + g1[i]);
+            ck_assert_msg(fabs(l2 - 0.5 * (l0 + l1)) <= 1e-12 * l2,
+                          "%s reg %d: loss %.17g, rows alone %.17g", name,
+                          reg, l2, 0.5 * (l0 + l1));
+            ck_assert_msg(rel_diff(g2, mean, P) <= adjoints[a].tol,
+                          "%s reg %d: gradient off the rows' by %g", name,
+                          reg, rel_diff(g2, mean, P));
+            if (adjoints[a].tol <= 1e-12)
+                ck_assert_msg(rel_diff(gj, mean, P) > 1e-9,
+                              "%s reg %d: joint steps give the rows' "
+                              "gradient", name, reg);
+            ck_assert_int_eq(nfe2, nfe0 + nfe1);
+            ck_assert_msg(nfe2 < 2 * nfej, "per row %ld, joint 2 x %ld",
+                          nfe2, nfej);
+        }
+}
+END_TEST
+
+START_TEST(test_per_row_steps_refused)
+{
+    static const char fixed[] =
+        "[solver]\nplugin = rk4\ndt = 0.1\nper_row_steps = true\n" LV_EXPR
+        "[data]\nsource = csv\npath = rows.csv\n[train]\niterations = 1\n";
+    nde_ctx *ctx = nde_ctx_create();
+    nde_config *cfg = nde_config_create();
+    nde_trainer *tr = NULL;
+
+    ck_assert_int_eq(nde_config_load_string(cfg, "fixed.ini", fixed, ctx),
+                     NDE_OK);
+    ck_assert_int_eq(nde_trainer_create(ctx, cfg, 0, &tr), NDE_ECONFIG);
+    ck_assert_ptr_null(tr);
+    ck_assert_msg(strstr(nde_ctx_message(ctx), "per_row_steps") &&
+                      strstr(nde_ctx_message(ctx), "fixed-step"),
+                  "%s", nde_ctx_message(ctx));
+    nde_config_destroy(cfg);
+    nde_ctx_destroy(ctx);
+}
+END_TEST
+
 /* ---- [data] true_params ------------------------------------------------- */
 
 /* The config of a [field] fitted to data it generates from y0 = 1 with
@@ -1961,6 +2091,8 @@ static Suite *train_suite(void)
     tcase_add_test(tc, test_classify_sde_learns);
     tcase_add_test(tc, test_classify_sde_example);
     tcase_add_test(tc, test_reg_capability_refused);
+    tcase_add_test(tc, test_per_row_steps_match_rows_alone);
+    tcase_add_test(tc, test_per_row_steps_refused);
     tcase_add_test(tc, test_reg_spiral_local);
     tcase_add_test(tc, test_reg_spiral_local_biased);
     tcase_add_test(tc, test_reg_spiral_global);

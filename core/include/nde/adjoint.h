@@ -113,7 +113,8 @@ static inline int nde_adjoint_gradient(nde_adjoint *a,
  * The backward-solve settings of a continuous adjoint's section: rtol and
  * atol (absent: the forward solve's) and norm = full | seminorm. read
  * checks them (sec may be NULL: defaults); apply starts the backward
- * options from the forward ones with these tolerances.
+ * options from the forward ones with these tolerances, recording nothing
+ * (record and record_rows NULL).
  */
 typedef struct nde_backward_settings {
     double rtol, atol;      /* NaN: the forward solve's                   */

@@ -134,6 +134,17 @@ typedef struct nde_solve_opts {
     nde_trajectory *record;
     /* SDE solvers: the Brownian path of this solve (borrowed). */
     nde_brownian *brownian;
+    /* Per-row step sizes (adaptive ODE solvers; the key per_row_steps):
+     * each row of the batch is solved alone, with its own step sizes,
+     * accept/reject decisions and error norm, so that a hard row does not
+     * drag the others; the field then runs one row at a time. Such a solve
+     * is recorded row by row (record_rows), not into record (NDE_EINVAL
+     * for a batch of more than one row). nfe counts one-row
+     * evaluations, steps are summed over the rows. */
+    int per_row;
+    /* per_row: record row r's solve into record_rows[r] (one per row of
+     * the batch; record must then be NULL). NULL = record nothing. */
+    nde_trajectory **record_rows;
 } nde_solve_opts;
 
 /* The solve loop's keys of a [solver] section (rtol, atol, dt, max_steps,
