@@ -142,6 +142,54 @@ START_TEST(test_save_times_dense)
 }
 END_TEST
 
+/* per_row: a batch of an easy and a hard row gives, bit for bit, each
+ * row's solve alone, with the rows' NFE and steps summed; a joint batch
+ * solve gives other values; a record of more than one row is refused. */
+START_TEST(test_per_row)
+{
+    enum { NS = 9 };
+    const double y0[4] = {1.1, 0.9, 4.0, 0.3};
+    double ts[NS], ys[2 * 2 * NS], row[2 * NS], yj[2 * 2 * NS];
+    const nde_solver_type *st = solver_named("dopri5");
+    nde_field *f = make_field(&lv_field, 2);
+    nde_solver *s = make_solver(st, f);
+    nde_solve_opts o = opts_for(st, 1e-8);
+    nde_stats both, alone, joint;
+    nde_trajectory *rec = nde_trajectory_create(NDE_NEEDS_STEPS, 0);
+    long nfe = 0, steps = 0;
+
+    for (int i = 0; i < NS; i++)
+        ts[i] = 0.5 * i;
+    ck_assert_int_eq(nde_solve(s, &o, lv_theta, 0, y0, 4, NS, ts, yj, &joint),
+                     NDE_OK);
+    o.per_row = 1;
+    ck_assert_int_eq(nde_solve(s, &o, lv_theta, 0, y0, 4, NS, ts, ys, &both),
+                     NDE_OK);
+    ck_assert_uint_eq(s->batch, 2);
+    ck_assert_int_eq(nde_solver_set_batch(s, 1), NDE_OK);
+    for (int r = 0; r < 2; r++) {
+        ck_assert_int_eq(nde_solve(s, &o, lv_theta, 0, y0 + 2 * r, 4, NS, ts,
+                                   row, &alone), NDE_OK);
+        for (int k = 0; k < NS; k++)
+            ck_assert(memcmp(ys + (2 * k + r) * 2, row + 2 * k,
+                             2 * sizeof *row) == 0);
+        nfe += alone.nfe;
+        steps += alone.steps_accepted;
+    }
+    ck_assert_int_eq(both.nfe, nfe);
+    ck_assert_int_eq(both.steps_accepted, steps);
+    ck_assert(max_abs_diff(ys, yj, 4 * NS) > 0.0);
+    ck_assert_int_lt(both.nfe, 2 * joint.nfe);
+    ck_assert_int_eq(nde_solver_set_batch(s, 2), NDE_OK);
+    o.record = rec;
+    ck_assert_int_eq(nde_solve(s, &o, lv_theta, 0, y0, 4, NS, ts, ys, &both),
+                     NDE_EINVAL);
+    nde_trajectory_destroy(rec);
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+}
+END_TEST
+
 /* y' = |t - 1| has a kink at 1: stepping onto it exactly makes every RK
  * method of order >= 2 exact (f is linear in t on each side). */
 START_TEST(test_tstops)
@@ -957,6 +1005,7 @@ static Suite *solve_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_adaptive_lv);
     tcase_add_test(tc, test_save_times_dense);
+    tcase_add_test(tc, test_per_row);
     tcase_add_test(tc, test_tstops);
     tcase_add_test(tc, test_backwards);
     tcase_add_test(tc, test_fixed_step_counts);
