@@ -382,8 +382,43 @@ static bm_node *bm_walk(nde_brownian *bm, bm_path *pa, bm_point pt)
     return nd;
 }
 
-/* The point of time t in [t0, t1]: its cell, and its position rounded to
- * 2^-52 of the cell's width. */
+/* The position, in units of 2^-52 of the cell [g, g + w], of the
+ * midpoint between t and the next double: the bound between the times t
+ * stands for and those its successor does. Both sides of a bound compute
+ * it from the same double, so the doubles' ranges tile the cell. */
+static double bm_bound(double t, double g, double w)
+{
+    return ldexp(((t - g) + 0.5 * (nextafter(t, HUGE_VAL) - t)) / w,
+                 BM_CELL_BITS);
+}
+
+/* The position of time t in the cell [g, g + w], in units of 2^-52 of w
+ * (may be 2^52 or more when t rounds onto the next grid point). A double
+ * t stands for the times between the midpoints to its neighbours: when
+ * that range spans positions (t far from 0 next to a narrow cell), t is
+ * the one with the fewest bits among them (resolving t further than its
+ * own precision would only cost bisections), otherwise the position
+ * nearest to t. */
+static uint64_t bm_position(double t, double g, double w)
+{
+    const double x = ldexp((t - g) / w, BM_CELL_BITS);
+    const double lo = bm_bound(nextafter(t, -HUGE_VAL), g, w);
+    const double hi = bm_bound(t, g, w);
+    uint64_t a, b;
+
+    if (hi - lo < 1.0 || ceil(lo) >= hi)
+        return x > 0.0 ? (uint64_t)nearbyint(x) : 0;
+    a = (uint64_t)fmax(ceil(lo), 0.0);
+    b = (uint64_t)(ceil(hi) - 1.0);
+    if (a == 0 || a >= b)
+        return a;
+    /* the one in (a - 1, b] with the most trailing zeros: b with the bits
+     * below the highest one where a - 1 and b differ cleared */
+    return b & ~(((uint64_t)1 << (63 - __builtin_clzll((a - 1) ^ b))) - 1);
+}
+
+/* The point of time t in [t0, t1]: its cell, and its position in it
+ * (bm_position). */
 static bm_point bm_locate(const nde_brownian *bm, double t)
 {
     bm_point pt;
@@ -407,9 +442,7 @@ static bm_point bm_locate(const nde_brownian *bm, double t)
     pt.k = k;
     pt.p = 0;
     if (t > g) {
-        double r = nearbyint(ldexp((t - g) / (bm_time(bm, k + 1) - g),
-                                   BM_CELL_BITS));
-        pt.p = r > 0.0 ? (uint64_t)r : 0;
+        pt.p = bm_position(t, g, bm_time(bm, k + 1) - g);
         if (pt.p >= BM_POS_END) {
             if (k + 1 < bm->cells) {
                 pt.k = k + 1;
@@ -420,6 +453,45 @@ static bm_point bm_locate(const nde_brownian *bm, double t)
         }
     }
     return pt;
+}
+
+double nde_brownian_snap(const nde_brownian *bm, double t, double quantum)
+{
+    bm_point pt;
+    double g, w, cand;
+    uint64_t unit, p;
+    int m;
+
+    if (!bm->ready || !(quantum > 0.0) || !(t > bm->t0 && t < bm->t1))
+        return t;
+    pt = bm_locate(bm, t);
+    if (pt.p == 0 || pt.p == BM_POS_END)
+        return t;
+    g = bm_time(bm, pt.k);
+    w = bm_time(bm, pt.k + 1) - g;
+    /* the coarsest spacing w 2^-m within the quantum */
+    m = quantum >= w ? 0 : (int)ceil(log2(w / quantum));
+    if (m >= BM_CELL_BITS)
+        return t;
+    unit = (uint64_t)1 << (BM_CELL_BITS - m);
+    p = (pt.p + unit / 2) / unit * unit;
+    if (p == 0)
+        return g;
+    if (p >= BM_POS_END)
+        return bm_time(bm, pt.k + 1);
+    /* the double nearest the position or a neighbour: the one whose
+     * range holds it lands on it or on a coarser position */
+    cand = g + ldexp((double)p, -BM_CELL_BITS) * w;
+    for (int i = 0; i < 7; i++) {
+        double c = cand;
+        for (int j = 0; j < (i + 1) / 2; j++)
+            c = nextafter(c, i % 2 ? HUGE_VAL : -HUGE_VAL);
+        bm_point q = bm_locate(bm, c);
+        if (fabs(c - t) <= quantum && q.k == pt.k &&
+            (q.p == 0 || __builtin_ctzll(q.p) >= BM_CELL_BITS - m))
+            return c;
+    }
+    return t;
 }
 
 /* out = W at point pt, walking path pa. */

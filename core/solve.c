@@ -24,6 +24,10 @@
 #define LAND_STRETCH 1.01
 #define RTOL_MIN (10 * DBL_EPSILON)
 
+/* An adaptive SDE step may end up to this fraction of itself away from
+ * where the controller put it (nde_brownian_snap). */
+#define SDE_SNAP (1.0 / 256.0)
+
 static int all_finite(const double *v, size_t n);
 
 const nde_key nde_solve_keys[] = {
@@ -785,6 +789,13 @@ static int drive_run(drive *d, const double *y0)
                 (!land && fabs(h) < o->dtmin))
                 return step_size_underflow(d, t, h, nretry);
             t_new = land ? stop : t + h;
+            if (!land && d->sde) {
+                /* an end the Brownian path reaches in a few bisections
+                 * (an arbitrary time costs up to 52) */
+                t_new = nde_brownian_snap(o->brownian, t_new,
+                                          SDE_SNAP * fabs(h));
+                h = t_new - t;
+            }
         } else {
             t_new = fixed_next(d, t);
             h = t_new - t;

@@ -444,6 +444,98 @@ START_TEST(test_memory_bounded)
 }
 END_TEST
 
+/* Nodes sampled by the query [g, t] on a fresh path (g a grid point). */
+static long nodes_to(nde_brownian *bm, double t0, double t1, double dt,
+                     double g, double t)
+{
+    nde_brownian_stats st;
+    double dw[4];
+    ck_assert_int_eq(nde_brownian_reset(bm, 8, t0, t1, dt, 4), NDE_OK);
+    inc(bm, g, t, dw);
+    nde_brownian_get_stats(bm, &st);
+    return st.nodes;
+}
+
+/* nde_brownian_snap: a time within the quantum whose query samples at
+ * most log2(width / quantum) nodes in its cell besides the root and the
+ * top tree's (up to 13 over 100 cells), where the time it snaps costs 40
+ * or more (about one node per bit of its position); itself at the ends
+ * and for a quantum <= 0. On one cell and on 100 (where times far from 0
+ * are coarser than 2^-52 of a cell). */
+START_TEST(test_snap)
+{
+    static const double dts[] = {1.0, 0.01};
+    static const double quanta[] = {1e-2, 1e-3, 1e-6};
+    nde_brownian *bm = make(4);
+    uint64_t r = 777;
+
+    for (int d = 0; d < 2; d++)
+        for (int q = 0; q < 3; q++)
+            for (int trial = 0; trial < 100; trial++) {
+                const double dt = dts[d], quantum = quanta[q];
+                const int top = d == 0 ? 0 : 13;
+                double t, s, g, bisect;
+                r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+                t = 0.02 + 0.96 * (double)(r >> 11) * 0x1p-53;
+                g = floor(t / dt) * dt;
+                ck_assert_int_eq(nde_brownian_reset(bm, 8, 0.0, 1.0, dt, 4),
+                                 NDE_OK);
+                s = nde_brownian_snap(bm, t, quantum);
+                ck_assert_msg(fabs(s - t) <= quantum, "%.17g -> %.17g", t,
+                              s);
+                bisect = ceil(log2(fmin(dt, 1.0) / quantum));
+                if (s > g && s < g + dt)
+                    ck_assert_msg(nodes_to(bm, 0.0, 1.0, dt, g, s) <=
+                                      (long)bisect + top + 3,
+                                  "dt %g quantum %g: %.17g -> %.17g costs "
+                                  "%ld nodes", dt, quantum, t, s,
+                                  nodes_to(bm, 0.0, 1.0, dt, g, s));
+                if (t > g && t < g + dt && s != t)
+                    ck_assert_int_ge(nodes_to(bm, 0.0, 1.0, dt, g, t), 40);
+            }
+    ck_assert_int_eq(nde_brownian_reset(bm, 8, 0.0, 1.0, 0.01, 4), NDE_OK);
+    ck_assert(nde_brownian_snap(bm, 0.0, 0.1) == 0.0);
+    ck_assert(nde_brownian_snap(bm, 1.0, 0.1) == 1.0);
+    ck_assert(nde_brownian_snap(bm, 0.123456789, 0.0) == 0.123456789);
+    ck_assert(nde_brownian_snap(bm, 0.123456789, -1.0) == 0.123456789);
+    nde_brownian_destroy(bm);
+}
+END_TEST
+
+/* A time far from 0 in a narrow cell is taken to its own precision: each
+ * of 64 consecutive doubles near 0.73 (cells of 0.01: an ulp of 0.73 is
+ * about 50 units of 2^-52 of a cell) has a point of its own, so the
+ * increments between them are non-zero and add up. */
+START_TEST(test_position_precision)
+{
+    nde_brownian *bm = make(NCH);
+    double t[65], dw[NCH], sum[NCH], all[NCH], m = 0.0;
+
+    ck_assert_int_eq(nde_brownian_reset(bm, 4, 0.0, 1.0, 0.01, NCH), NDE_OK);
+    t[0] = 0.73;
+    for (int i = 1; i <= 64; i++)
+        t[i] = nextafter(t[i - 1], 1.0);
+    memset(sum, 0, sizeof sum);
+    for (int i = 0; i < 64; i++) {
+        int nonzero = 0;
+        inc(bm, t[i], t[i + 1], dw);
+        for (int c = 0; c < NCH; c++) {
+            nonzero |= dw[c] != 0.0;
+            sum[c] += dw[c];
+            m = fmax(m, fabs(dw[c]));
+        }
+        ck_assert_msg(nonzero, "[%.17g, %.17g]: no increment", t[i],
+                      t[i + 1]);
+    }
+    inc(bm, t[0], t[64], all);
+    for (int c = 0; c < NCH; c++)
+        ck_assert_msg(fabs(sum[c] - all[c]) <= 64 * 4 * DBL_EPSILON,
+                      "channel %d: %g", c, sum[c] - all[c]);
+    (void)m;
+    nde_brownian_destroy(bm);
+}
+END_TEST
+
 static void expect_einval(int st)
 {
     ck_assert_int_eq(st, NDE_EINVAL);
@@ -799,6 +891,8 @@ static Suite *brownian_suite(void)
     tcase_add_test(tc, test_replay_bitwise);
     tcase_add_test(tc, test_seeds_differ);
     tcase_add_test(tc, test_memory_bounded);
+    tcase_add_test(tc, test_snap);
+    tcase_add_test(tc, test_position_precision);
     tcase_add_test(tc, test_bad_input);
     tcase_add_test(tc, test_area_additive);
     tcase_add_test(tc, test_area_replay);

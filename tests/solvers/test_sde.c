@@ -1070,7 +1070,7 @@ static const nde_solver_type aheun_type = {
             .step = aheun_step}};
 
 /* An adaptive SDE solve rejects steps; each retry must query the path on
- * its shorter interval. Then replaying the accepted steps by hand, each
+ * its shorter interval, and its step ends are cheap to query. Then replaying the accepted steps by hand, each
  * with the path's increment over exactly its interval, gives the solve's
  * result bit for bit (reusing a rejected step's longer increment would
  * not). And over several paths the error against a fine fixed-step heun
@@ -1095,6 +1095,14 @@ static void check_adaptive_sde(const nde_solver_type *type, nde_field *f,
     ck_assert_int_eq(nde_solve(ad, &o, th, 0, y0, t1, 1, &t1, &y, &st),
                      NDE_OK);
     ck_assert_int_gt(st.steps_rejected, 0);
+    {
+        /* the steps end where the path is cheap (nde_brownian_snap): a
+         * query ending at an arbitrary time samples about 50 nodes */
+        nde_brownian_stats bs;
+        nde_brownian_get_stats(bm, &bs);
+        ck_assert_msg(bs.nodes < 20 * bs.queries, "%s: %ld nodes for %ld "
+                      "queries", type->info.name, bs.nodes, bs.queries);
+    }
     {
         double yr = y0[0], yn, dw;
         for (size_t j = 0; j < tr->nsteps; j++) {

@@ -10,8 +10,8 @@
  * tree's shape does not depend on the order of the queries: its top is a
  * balanced tree over the cells of the grid t0 + k dt (the last cell ends at
  * t1), and a time strictly inside a cell is reached by bisecting the cell
- * (the time is taken to 2^-52 of the cell's width, below the resolution of
- * a double time). So the backward pass of an adjoint, querying the same
+ * (the time is taken to 2^-52 of the cell's width, or to its own
+ * precision when that is coarser: nde_brownian_snap). So the backward pass of an adjoint, querying the same
  * intervals in reverse order, gets the forward pass's increments bit for
  * bit, and only the root-to-leaf paths of the last queries are kept: memory
  * is bounded by the tree depth, not the number of steps. Queries of
@@ -99,6 +99,22 @@ NDE_API int nde_brownian_set_area(nde_brownian *bm, int on);
 NDE_API int nde_brownian_has_area(const nde_brownian *bm);
 NDE_API int nde_brownian_area(nde_brownian *bm, double ta, double tb,
                               double *dw, double *H);
+
+/*
+ * A time within `quantum` (> 0) of t at which the path is cheap to query:
+ * a query ending strictly inside a grid cell bisects the cell until it
+ * reaches its end's position there, up to 52 times for an arbitrary time,
+ * while this time's position is a multiple of w 2^-m (w the cell's width,
+ * w 2^-m <= quantum), reached in at most m bisections, or a grid point.
+ * t itself when t is not strictly inside (t0, t1), quantum is not
+ * positive, or no such time is found. A time t stands for the times
+ * within half its ulp of it: a position finer than that is never asked
+ * for (when the cell is narrow next to |t|, the position with the fewest
+ * bits among them is taken). Adaptive SDE solves end their steps on
+ * these times (nde/solve.h).
+ */
+NDE_API double nde_brownian_snap(const nde_brownian *bm, double t,
+                                 double quantum);
 
 /* The path's grid: cells, and the time of grid point k (0..cells; exactly
  * t0 + k * dt for k < cells, t1 for k = cells). A fixed-step solver steps

@@ -38,7 +38,10 @@
  *   fast case. An adjoint queries the same path backwards. A solver that
  *   needs the space-time Levy area gets it too (nde_solver_noise), and
  *   the solve switches the path's area on for it (nde_brownian_set_area:
- *   the path's W changes, so query W after the solve).
+ *   the path's W changes, so query W after the solve). An adaptive SDE
+ *   solver's step ends where the path is cheap to query
+ *   (nde_brownian_snap), within 1/256 of the step of where the controller
+ *   put it.
  */
 #ifndef NDE_SOLVE_H
 #define NDE_SOLVE_H
