@@ -6,7 +6,8 @@
  * forward sweep of the cells, then the same cells in reverse order; the
  * same for 10^4 and 10^6 cells (flat per-query cost = O(1) amortised).
  * Also off-grid steps (every query end strictly inside a cell: the cell
- * is bisected down to the time) and a naive stored path: all increments
+ * is bisected down to the time), the same steps ended where an adaptive
+ * SDE solve ends them (nde_brownian_snap) and a naive stored path: all increments
  * drawn up front into one array (GSL's ziggurat normals), then read. No
  * peer figure is quoted: a comparison counts only when both ran on the
  * same machine in the same run.
@@ -73,47 +74,59 @@ static void print_json(const char *name, size_t nq, int reps,
     printf("]}\n");
 }
 
+/* The query patterns of a row. */
+enum pattern { GRID, OFFGRID, SNAPPED };
+
+/* End k of query k - 1 (and start of query k): a grid point; k / nq; or,
+ * SNAPPED, where an adaptive SDE solve ends a step of 1 / nq asked to end
+ * at k / nq (nde_brownian_snap, a quantum of 1/256 of the step). */
+static double query_end(nde_brownian *bm, enum pattern pat, size_t k,
+                        size_t nq)
+{
+    const double t = (double)k / (double)nq;
+    if (pat == GRID)
+        return nde_brownian_grid_time(bm, k);
+    if (pat == OFFGRID || k == 0 || k == nq)
+        return t;
+    return nde_brownian_snap(bm, t, 1.0 / (256.0 * (double)nq));
+}
+
 static void row(nde_ctx *ctx, nde_brownian *bm, const char *name,
-                size_t cells, int reps, int offgrid, int json)
+                size_t cells, int reps, enum pattern pat, int json)
 {
     double dt = 1.0 / (double)cells, dw[NCH];
     double *fwd = malloc((size_t)reps * sizeof *fwd);
     double *rev = malloc((size_t)reps * sizeof *rev);
+    /* off the grid: steps of 1/(cells + 1), every inner end inside a cell */
+    const size_t nq = pat == GRID ? cells : cells + 1;
+    double *ends = malloc((nq + 1) * sizeof *ends);
     double fm, fl, fh, rm, rl, rh;
     nde_brownian_stats st;
     long nodes_fwd = 0, nodes_all = 0, queries = 0;
-    size_t nq;
 
-    if (!fwd || !rev) {
+    if (!fwd || !rev || !ends) {
         fprintf(stderr, "bench_brownian: out of memory\n");
         exit(1);
     }
-    check(ctx, nde_brownian_reset(bm, 1, 0.0, 1.0, dt, NCH), "reset");
-    /* off-grid: steps of 1/(cells + 1), every inner end inside a cell */
-    nq = offgrid ? cells + 1 : cells;
     for (int r = 0; r < reps; r++) {
         double t;
         check(ctx, nde_brownian_reset(bm, (uint64_t)r + 1, 0.0, 1.0, dt, NCH),
               "reset");
+        /* forwards as a solve: each step's end found as it goes */
         t = bench_now();
+        ends[0] = query_end(bm, pat, 0, nq);
         for (size_t k = 0; k < nq; k++) {
-            double a = offgrid ? (double)k / (double)nq
-                               : nde_brownian_grid_time(bm, k);
-            double b = offgrid ? (double)(k + 1) / (double)nq
-                               : nde_brownian_grid_time(bm, k + 1);
-            nde_brownian_increment(bm, a, b, dw);
+            ends[k + 1] = query_end(bm, pat, k + 1, nq);
+            nde_brownian_increment(bm, ends[k], ends[k + 1], dw);
             sink += dw[k % NCH];
         }
         fwd[r] = (bench_now() - t) / (double)nq;
         nde_brownian_get_stats(bm, &st);
         nodes_fwd += st.nodes;
+        /* backwards as an adjoint: the recorded ends */
         t = bench_now();
         for (size_t k = nq; k-- > 0;) {
-            double a = offgrid ? (double)k / (double)nq
-                               : nde_brownian_grid_time(bm, k);
-            double b = offgrid ? (double)(k + 1) / (double)nq
-                               : nde_brownian_grid_time(bm, k + 1);
-            nde_brownian_increment(bm, a, b, dw);
+            nde_brownian_increment(bm, ends[k], ends[k + 1], dw);
             sink += dw[k % NCH];
         }
         rev[r] = (bench_now() - t) / (double)nq;
@@ -134,6 +147,7 @@ static void row(nde_ctx *ctx, nde_brownian *bm, const char *name,
                (double)nodes_all / (double)queries, st.bytes);
     free(fwd);
     free(rev);
+    free(ends);
 }
 
 /* The naive stored path: draw cells x 256 increments into an array, then
@@ -207,9 +221,9 @@ int main(int argc, char **argv)
         return 1;
     check(ctx, nde_brownian_create(ctx, NCH, &bm), "create");
     if (json) {
-        row(ctx, bm, "grid cells", 100, 2000, 0, 1);
-        row(ctx, bm, "grid cells", 10000, 20, 0, 1);
-        row(ctx, bm, "off-grid steps", 100, 50, 1, 1);
+        row(ctx, bm, "grid cells", 100, 2000, GRID, 1);
+        row(ctx, bm, "grid cells", 10000, 20, GRID, 1);
+        row(ctx, bm, "off-grid steps", 100, 50, OFFGRID, 1);
         goto done;
     }
     printf("Brownian Interval, %d channels (batch 64 x 4) on [0, 1], "
@@ -218,10 +232,11 @@ int main(int argc, char **argv)
            "reverse sweep us | nodes/query fwd | nodes/query fwd+rev | "
            "bytes |\n");
     printf("|---|---|---|---|---|---|---|---|\n");
-    row(ctx, bm, "grid cells", 100, 2000, 0, 0);
-    row(ctx, bm, "grid cells", 10000, 20, 0, 0);
-    row(ctx, bm, "grid cells", 1000000, 3, 0, 0);
-    row(ctx, bm, "off-grid steps", 100, 50, 1, 0);
+    row(ctx, bm, "grid cells", 100, 2000, GRID, 0);
+    row(ctx, bm, "grid cells", 10000, 20, GRID, 0);
+    row(ctx, bm, "grid cells", 1000000, 3, GRID, 0);
+    row(ctx, bm, "off-grid steps", 100, 50, OFFGRID, 0);
+    row(ctx, bm, "snapped steps", 100, 50, SNAPPED, 0);
     printf("\nNaive stored path (GSL ziggurat normals drawn up front):\n\n");
     printf("| approach | cells | paths | draw per cell us | forward read us | "
            "reverse read us | bytes |\n");
