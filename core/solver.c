@@ -9,29 +9,6 @@
 #include "internal.h"
 #include "rk.h"
 
-int nde_solver_create(nde_ctx *ctx, const nde_config *cfg, const char *section,
-                      nde_field *field, nde_solver **out)
-{
-    const nde_solver_type *type;
-    const nde_plugin_info *info;
-    nde_section *sec;
-    int rc;
-
-    *out = NULL;
-    if ((rc = nde_config_require(cfg, section, &sec, ctx)) != NDE_OK)
-        return rc;
-    if ((rc = nde_section_plugin(ctx, sec, NDE_KIND_SOLVER, &info)) != NDE_OK)
-        return rc;
-    type = (const nde_solver_type *)info;
-    {
-        const nde_key *const tables[] = {nde_solve_keys, type->info.keys,
-                                         NULL};
-        if ((rc = nde_section_check(sec, tables, ctx)) != NDE_OK)
-            return rc;
-    }
-    return nde_solver_create_from(ctx, type, field, out);
-}
-
 /* Structure of the tableau against the declared flags: a plugin that
  * claims what its tableau cannot deliver is refused at create. */
 static int check_tableau(nde_ctx *ctx, const nde_solver_type *type)
@@ -191,8 +168,10 @@ typedef struct solver_impl {
     nde_solver_ops rk_ops;
 } solver_impl;
 
-int nde_solver_create_from(nde_ctx *ctx, const nde_solver_type *type,
-                           nde_field *field, nde_solver **out)
+/* The instance of type for field; the plugin's create reads its keys from
+ * sec (NULL: defaults). */
+static int solver_create(nde_ctx *ctx, const nde_solver_type *type,
+                         nde_field *field, nde_section *sec, nde_solver **out)
 {
     solver_impl *impl;
     nde_solver *s;
@@ -238,8 +217,11 @@ int nde_solver_create_from(nde_ctx *ctx, const nde_solver_type *type,
     s->stages = s->ops->stages;
     rc = nde_solve_buffers_create(field->batch_max * field->dim, s->aux,
                                   &s->buf);
-    if (rc == NDE_OK && s->ops->create && (rc = s->ops->create(s)) != NDE_OK &&
-        rc != NDE_ENOMEM) {
+    s->section = sec;
+    if (rc == NDE_OK && s->ops->create)
+        rc = s->ops->create(s);
+    s->section = NULL;
+    if (rc != NDE_OK && rc != NDE_ENOMEM) {
         nde_solver_destroy(s);
         return rc;
     }
@@ -251,6 +233,35 @@ int nde_solver_create_from(nde_ctx *ctx, const nde_solver_type *type,
     }
     *out = s;
     return NDE_OK;
+}
+
+int nde_solver_create(nde_ctx *ctx, const nde_config *cfg, const char *section,
+                      nde_field *field, nde_solver **out)
+{
+    const nde_solver_type *type;
+    const nde_plugin_info *info;
+    nde_section *sec;
+    int rc;
+
+    *out = NULL;
+    if ((rc = nde_config_require(cfg, section, &sec, ctx)) != NDE_OK)
+        return rc;
+    if ((rc = nde_section_plugin(ctx, sec, NDE_KIND_SOLVER, &info)) != NDE_OK)
+        return rc;
+    type = (const nde_solver_type *)info;
+    {
+        const nde_key *const tables[] = {nde_solve_keys, type->info.keys,
+                                         NULL};
+        if ((rc = nde_section_check(sec, tables, ctx)) != NDE_OK)
+            return rc;
+    }
+    return solver_create(ctx, type, field, sec, out);
+}
+
+int nde_solver_create_from(nde_ctx *ctx, const nde_solver_type *type,
+                           nde_field *field, nde_solver **out)
+{
+    return solver_create(ctx, type, field, NULL, out);
 }
 
 void nde_solver_destroy(nde_solver *s)

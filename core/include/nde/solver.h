@@ -108,8 +108,10 @@ typedef struct nde_solver_ops {
     int aux;                /* blocks of n values besides y (0 = none)     */
     int stages;             /* blocks of n values a recorded step keeps for
                                dense (0 with no dense)                     */
-    /* Optional: workspace for batch_max x dim values in s->work; destroy
-     * (required with create) must accept a half-built one. */
+    /* Optional: workspace for batch_max x dim values in s->work, and the
+     * plugin's keys from s->section; destroy (required with create) must
+     * accept a half-built one. A status other than NDE_OK and NDE_ENOMEM
+     * comes with its message (nde_section_error naming the key). */
     int (*create)(nde_solver *s);
     void (*destroy)(nde_solver *s);
     /* Required when aux > 0: aux0 at the start of a solve from (t0, y0). */
@@ -217,6 +219,10 @@ struct nde_solver {
     nde_solver_counts counts;
     void *work;             /* the solver's own workspace                    */
     nde_solve_buffers *buf; /* the driver's (nde_solve)                      */
+    /* The solver's config section while ops.create runs, for the keys its
+     * descriptor declares (NULL: nde_solver_create_from, the defaults);
+     * NULL after. */
+    nde_section *section;
 };
 
 /* Create the solver named by section `section` (key `plugin`) for `field`,
