@@ -55,6 +55,7 @@ typedef struct solver_check {
     nde_brownian *bm;
     nde_solve_opts o;
     int sde, ito, additive;
+    int stateful;           /* SDE or aux: steps through advance          */
     const nde_plugin_info *refused; /* refused at create (NDE_EPLUGIN) */
     size_t batch, n, P;
     double theta[2];
@@ -173,7 +174,7 @@ static int check_dense(solver_check *c, check_report *r)
 static int project(solver_check *c, const double *y, double *out)
 {
     int rc;
-    if (c->sde)
+    if (c->stateful)
         rc = nde_solver_advance(c->s, c->theta, 0.3, 0.1, c->dw, y, c->aux,
                                 c->y1, c->aux + nde_solver_aux(c->s) * c->n);
     else {
@@ -196,7 +197,7 @@ static int projection(void *user, double *v)
 
 static int check_vjp(solver_check *c, uint64_t seed, check_report *r)
 {
-    const int ops = c->sde; /* SDE solvers step through advance */
+    const int ops = c->stateful;
     uint64_t rng = seed;
     size_t i;
     int rc;
@@ -245,6 +246,36 @@ static int check_vjp(solver_check *c, uint64_t seed, check_report *r)
     return NDE_OK;
 }
 
+/* A reversible solver's reverse of a step returns its start: (y, aux)
+ * at t from the step's end, to round-off. */
+static int check_reverse(solver_check *c, uint64_t seed, check_report *r)
+{
+    const size_t na = (size_t)nde_solver_aux(c->s) * c->n;
+    double *aux1 = c->aux + na, *aux0r = aux1 + na, *y0r = c->y2, e;
+    uint64_t rng = seed + 1;
+    int rc;
+
+    if (!(c->s->type->info.provides & NDE_CAP_REVERSIBLE)) {
+        check_note(r, "no reverse step declared");
+        return NDE_OK;
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        c->y0[i] = check_uniform(&rng, 0.5, 1.5);
+        c->dw[i] = check_uniform(&rng, -0.3, 0.3);
+    }
+    if ((na && (rc = nde_solver_start(c->s, c->theta, 0.3, c->y0, c->aux))) ||
+        (rc = nde_solver_advance(c->s, c->theta, 0.3, 0.1, c->dw, c->y0,
+                                 c->aux, c->y1, aux1)) ||
+        (rc = nde_solver_reverse(c->s, c->theta, 0.3, 0.1, c->dw, c->y1, aux1,
+                                 y0r, aux0r)))
+        return rc;
+    e = check_rel_error(y0r, c->y0, c->n);
+    if (na)
+        e = fmax(e, check_rel_error(aux0r, c->aux, na));
+    check_line(r, "reverse of a step returns its start", e, 1e-12);
+    return NDE_OK;
+}
+
 static int setup(solver_check *c, nde_config *cfg)
 {
     const nde_plugin_info *info;
@@ -277,9 +308,10 @@ static int setup(solver_check *c, nde_config *cfg)
         return rc;
     c->n = c->batch * c->f->dim;
     c->P = c->f->nparams;
+    c->stateful = c->sde || nde_solver_aux(c->s) > 0;
     if ((rc = nde_field_init_params(c->f, c->theta, 1)) != NDE_OK)
         return rc;
-    nw = (size_t)(2 * nde_solver_aux(c->s) + 9) * c->n;
+    nw = (size_t)(3 * nde_solver_aux(c->s) + 9) * c->n;
     if (!(c->mem = calloc(nw, sizeof *c->mem)))
         return nde_error(c->ctx, NDE_ENOMEM, "out of memory");
     c->y0 = c->mem;
@@ -289,7 +321,8 @@ static int setup(solver_check *c, nde_config *cfg)
     c->ybar = c->ybar_next + c->n;
     c->fdy = c->ybar + c->n;
     c->dw = c->fdy + c->n;
-    c->aux = c->dw + 2 * c->n;  /* dw: 2 n (solver.h); aux, aux_next */
+    c->aux = c->dw + 2 * c->n;  /* dw: 2 n (solver.h); aux, aux_next,
+                                   a reversed aux */
     if (c->sde && (rc = nde_brownian_create(c->ctx, c->n, &c->bm)))
         return rc;
     return NDE_OK;
@@ -315,6 +348,8 @@ int check_solver(nde_ctx *ctx, nde_config *cfg, uint64_t seed,
             check_cannot(r, "dense output", ctx, rc);
         if ((rc = check_vjp(&c, seed, r)) != NDE_OK)
             check_cannot(r, "step vjp", ctx, rc);
+        if ((rc = check_reverse(&c, seed, r)) != NDE_OK)
+            check_cannot(r, "reverse", ctx, rc);
         rc = NDE_OK;
     }
     free(c.mem);

@@ -1,0 +1,182 @@
+/*
+ * alf, the asynchronous leapfrog of MALI (solvers/alf.c): the round trip
+ * of 1000 steps through the exact reverse, second order, adaptive solves
+ * that converge with the tolerance, and the damping key. Its step VJP and
+ * one-step reverse are checked by `nde check solver alf` (tests/check).
+ */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nde/nde.h"
+
+#include "../ode_fields.h"
+
+static const nde_solver_type *alf_type(void)
+{
+    const nde_plugin_info *info;
+    ck_assert_int_eq(nde_plugin_find(ctx, NDE_KIND_SOLVER, "alf", &info),
+                     NDE_OK);
+    return (const nde_solver_type *)info;
+}
+
+/* The solver of a config whose [solver] is alf with `keys`. */
+static int alf_from(const char *keys, nde_field *f, nde_solver **out)
+{
+    char text[256];
+    nde_config *cfg = nde_config_create();
+    int rc;
+
+    snprintf(text, sizeof text, "[solver]\nplugin = alf\n%s", keys);
+    ck_assert_int_eq(nde_config_load_string(cfg, "alf.ini", text, ctx),
+                     NDE_OK);
+    rc = nde_solver_create(ctx, cfg, "solver", f, out);
+    nde_config_destroy(cfg);
+    return rc;
+}
+
+/* 1000 steps of 1e-3 on Lotka-Volterra and 1000 reverse steps return
+ * (z0, v0) to 1e-12 relative. */
+START_TEST(test_round_trip)
+{
+    nde_field *f = make_field(&lv_field, 1);
+    nde_solver *s = make_solver(alf_type(), f);
+    const double y0[2] = {1.0, 1.0}, h = 1e-3;
+    double y[2], v[2], yn[2], vn[2], v0[2];
+
+    ck_assert_int_eq(nde_solver_start(s, lv_theta, 0.0, y0, v0), NDE_OK);
+    memcpy(y, y0, sizeof y);
+    memcpy(v, v0, sizeof v);
+    for (int k = 0; k < 1000; k++) {
+        ck_assert_int_eq(nde_solver_advance(s, lv_theta, k * h, h, NULL, y,
+                                            v, yn, vn), NDE_OK);
+        memcpy(y, yn, sizeof y);
+        memcpy(v, vn, sizeof v);
+    }
+    ck_assert(fabs(y[0] - y0[0]) > 0.1);
+    for (int k = 1000; k-- > 0;) {
+        ck_assert_int_eq(nde_solver_reverse(s, lv_theta, k * h, h, NULL, y, v,
+                                            yn, vn), NDE_OK);
+        memcpy(y, yn, sizeof y);
+        memcpy(v, vn, sizeof v);
+    }
+    for (int i = 0; i < 2; i++) {
+        ck_assert_msg(fabs(y[i] - y0[i]) <= 1e-12 * fabs(y0[i]),
+                      "z[%d] %.17g, started at %.17g", i, y[i], y0[i]);
+        ck_assert_msg(fabs(v[i] - v0[i]) <= 1e-12 * fabs(v0[i]) + 1e-15,
+                      "v[%d] %.17g, started at %.17g", i, v[i], v0[i]);
+    }
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+}
+END_TEST
+
+/* Fixed steps on the rotation y' = A y (rot_exact): the error at t = 2
+ * falls as h^2. Adaptive solves: the error against the exact solution
+ * falls with the tolerance, and the step count grows. */
+START_TEST(test_order_and_adaptive)
+{
+    nde_field *f = make_field(&rot_field, 1);
+    nde_solver *s = make_solver(alf_type(), f);
+    const double th[4] = {-0.1, 1.0, -1.0, -0.1}, y0[2] = {1.0, 0.5};
+    double exact[2], y[2], e[3], tol_err[2];
+    long steps[2];
+    nde_stats st;
+    nde_solve_opts o;
+    const double t1 = 2.0;
+
+    rot_exact(th, t1, y0, exact);
+    nde_solve_opts_default(&o, alf_type());
+    for (int k = 0; k < 3; k++) {
+        o.dt = t1 / (40 << k);
+        /* a fixed grid: dtmax = dt and a tolerance nothing rejects */
+        o.dtmax = o.dt;
+        o.rtol = 0.5;
+        o.atol = 1e6;
+        ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y0, t1, 1, &t1, y, &st),
+                         NDE_OK);
+        ck_assert_int_eq(st.steps_rejected, 0);
+        e[k] = hypot(y[0] - exact[0], y[1] - exact[1]);
+    }
+    for (int k = 0; k < 2; k++)
+        ck_assert_msg(fabs(log2(e[k] / e[k + 1]) - 2.0) < 0.15,
+                      "errors %g %g %g: order %g", e[0], e[1], e[2],
+                      log2(e[k] / e[k + 1]));
+    nde_solve_opts_default(&o, alf_type());
+    for (int k = 0; k < 2; k++) {
+        o.rtol = o.atol = k ? 1e-8 : 1e-5;
+        ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y0, t1, 1, &t1, y, &st),
+                         NDE_OK);
+        tol_err[k] = hypot(y[0] - exact[0], y[1] - exact[1]);
+        steps[k] = st.steps_accepted;
+    }
+    ck_assert_msg(tol_err[1] < tol_err[0] / 10, "errors %g at 1e-5, %g at "
+                  "1e-8", tol_err[0], tol_err[1]);
+    ck_assert_int_gt(steps[1], steps[0]);
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+}
+END_TEST
+
+/* eta: in (0, 1], 0.5 refused (the inverse divides by 1 - 2 eta); 0.8
+ * damps v1 = v + 1.6 (u - v), and its reverse still inverts a step. */
+START_TEST(test_eta)
+{
+    nde_field *f = make_field(&lv_field, 1);
+    nde_solver *s = NULL;
+    const double y0[2] = {1.0, 1.0};
+    double v0[2], y1[2], v1[2], yr[2], vr[2];
+
+    ck_assert_int_eq(alf_from("eta = 0.5\n", f, &s), NDE_ECONFIG);
+    ck_assert_msg(strstr(nde_ctx_message(ctx), "eta") &&
+                      strstr(nde_ctx_message(ctx), "singular"),
+                  "%s", nde_ctx_message(ctx));
+    ck_assert_int_eq(alf_from("eta = 1.5\n", f, &s), NDE_ECONFIG);
+    ck_assert_int_eq(alf_from("eta = 0\n", f, &s), NDE_ECONFIG);
+    ck_assert_int_eq(alf_from("eta = 0.8\n", f, &s), NDE_OK);
+    ck_assert_int_eq(nde_solver_start(s, lv_theta, 0.0, y0, v0), NDE_OK);
+    ck_assert_int_eq(nde_solver_advance(s, lv_theta, 0.0, 0.1, NULL, y0, v0,
+                                        y1, v1), NDE_OK);
+    {
+        /* v1 = v0 + 2 eta (u - v0) with u = f(h/2, y0 + h/2 v0) */
+        double mid[2] = {y0[0] + 0.05 * v0[0], y0[1] + 0.05 * v0[1]}, u[2];
+        ck_assert_int_eq(nde_field_eval(f, 0.05, mid, lv_theta, u, 1),
+                         NDE_OK);
+        for (int i = 0; i < 2; i++)
+            ck_assert(fabs(v1[i] - (v0[i] + 1.6 * (u[i] - v0[i]))) <=
+                      1e-15 * fabs(v1[i]));
+    }
+    ck_assert_int_eq(nde_solver_reverse(s, lv_theta, 0.0, 0.1, NULL, y1, v1,
+                                        yr, vr), NDE_OK);
+    for (int i = 0; i < 2; i++)
+        ck_assert(fabs(yr[i] - y0[i]) <= 1e-14 && fabs(vr[i] - v0[i]) <=
+                  1e-13 * fabs(v0[i]) + 1e-15);
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+}
+END_TEST
+
+static Suite *alf_suite(void)
+{
+    Suite *su = suite_create("alf");
+    TCase *tc = tcase_create("alf");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_round_trip);
+    tcase_add_test(tc, test_order_and_adaptive);
+    tcase_add_test(tc, test_eta);
+    suite_add_tcase(su, tc);
+    return su;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(alf_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
