@@ -1,18 +1,21 @@
 /*
  * reversible: the exact gradient of the discretised solution of a
- * reversible solver (NDE_CAP_REVERSIBLE, e.g. reversible_heun) with memory
- * independent of the number of steps (Kidger, Foster, Li, Lyons 2021,
- * arXiv 2105.13493, Sec. 3: reverse the step exactly, then take its VJP).
+ * reversible solver (NDE_CAP_REVERSIBLE: reversible_heun, alf) with memory
+ * independent of the number of states (Kidger, Foster, Li, Lyons 2021,
+ * arXiv 2105.13493, Sec. 3; with alf it is MALI, Zhuang et al., ICLR 2021:
+ * reverse the step exactly, then take its VJP).
  *
- * The forward solve records nothing per step: only its final state
- * (y, aux) and save times. The backward pass walks the same step
- * boundaries from t1 to t0 (nde_step_grid: the grid t0 + k dt merged with
- * the save times and tstops), reconstructs the state at the start of each
- * step with the solver's algebraic reverse, and takes the step's VJP; the
- * Brownian increment of each step is queried again from the solve's path
- * (bit for bit the forward one). The result equals the `discrete`
- * adjoint's up to the round-off of the reconstruction. Cotangents must lie
- * on step boundaries (save times or tstops).
+ * The forward solve records no state per step: its final state (y, aux),
+ * its save times and, for an adaptive solver, each accepted step's start
+ * and size (two doubles a step). The backward pass walks the same steps
+ * from t1 to t0 (a fixed-step solve's by nde_step_grid: the grid t0 + k dt
+ * merged with the save times and tstops), reconstructs the state at the
+ * start of each step with the solver's algebraic reverse, and takes the
+ * step's VJP; the Brownian increment of each step is queried again from
+ * the solve's path (bit for bit the forward one). The result equals the
+ * `discrete` adjoint's up to the round-off of the reconstruction.
+ * Cotangents must lie on step boundaries (save times or tstops, where a
+ * solver without dense output stops).
  *
  * All buffers are allocated at create for batch_max rows.
  */
@@ -24,6 +27,7 @@
 typedef struct reversible_state {
     size_t n_max, nparams;
     int aux;
+    int adaptive;               /* steps from the record, not a grid      */
     double *y, *y_prev;         /* n_max each                             */
     double *aux_cur, *aux_prev; /* aux x n_max each                       */
     double *ybar, *ybar_prev;   /* n_max each                             */
@@ -76,8 +80,10 @@ static int reversible_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
                !(d->auxbar_prev = malloc(m * sizeof(double))))))
         return nde_error(ctx, NDE_ENOMEM,
                          "adjoint 'reversible': out of memory");
-    a->record = 0;
-    a->max_states = 0;
+    /* an adaptive solve's steps: their times, and one state */
+    d->adaptive = (s->type->info.provides & NDE_CAP_ADAPTIVE) != 0;
+    a->record = d->adaptive ? NDE_NEEDS_STEPS : 0;
+    a->max_states = d->adaptive ? 1 : 0;
     return NDE_OK;
 }
 
@@ -94,6 +100,50 @@ static void swap(double **p, double **q)
     *q = t;
 }
 
+/* The steps the backward pass walks: a fixed-step solve's grid, or the
+ * accepted steps an adaptive solve recorded (step j starts at t[j] with
+ * size h[j]; the next starts where it ends). */
+typedef struct walk {
+    const nde_trajectory *fwd;
+    nde_step_grid grid;         /* fixed steps                            */
+    size_t j;                   /* adaptive: steps left                   */
+} walk;
+
+static int walk_init(walk *w, const reversible_state *d,
+                     const nde_solve_opts *opts, const nde_trajectory *fwd,
+                     nde_ctx *ctx)
+{
+    w->fwd = fwd;
+    w->j = fwd->nsteps;
+    if (!d->adaptive)
+        return nde_step_grid_init(&w->grid, fwd->t0, fwd->t1, opts->dt,
+                                  fwd->tsave, fwd->nsave, opts->tstops,
+                                  opts->ntstops, ctx);
+    if (fwd->t1 != fwd->t0 && (fwd->nsteps == 0 || !fwd->t || !fwd->h))
+        return nde_error(ctx, NDE_EINVAL, "the record of an adaptive solve "
+                         "holds no step times (record NDE_NEEDS_STEPS)");
+    return NDE_OK;
+}
+
+/* The start tp and size h of the step that ends at t. */
+static void walk_prev(walk *w, double t, double *tp, double *h)
+{
+    if (w->grid.cells) {
+        *tp = nde_step_grid_prev(&w->grid, t);
+        *h = t - *tp;
+    } else {
+        w->j--;
+        *tp = w->fwd->t[w->j];
+        *h = w->fwd->h[w->j];
+    }
+}
+
+/* The step boundary at which a cotangent at time c is served. */
+static double walk_snap(const walk *w, double c)
+{
+    return w->grid.cells ? nde_step_grid_snap(&w->grid, c) : c;
+}
+
 static int reversible_gradient(nde_adjoint *a, const nde_solve_opts *opts,
                                const nde_trajectory *fwd,
                                const double *theta, const nde_cotangent *ct,
@@ -105,7 +155,7 @@ static int reversible_gradient(nde_adjoint *a, const nde_solve_opts *opts,
     const size_t n = s->batch * s->field->dim, m = (size_t)d->aux * n;
     const int sde = nde_solver_is_sde(s);
     const nde_solver_counts c0 = s->counts;
-    nde_step_grid grid;
+    walk w;
     size_t ic = nct;
     double t = fwd->t1;
     int rc;
@@ -123,9 +173,8 @@ static int reversible_gradient(nde_adjoint *a, const nde_solve_opts *opts,
                          "adjoint 'reversible': solver '%s' needs the "
                          "solve's Brownian path (opts->brownian)",
                          s->type->info.name);
-    if ((rc = nde_step_grid_init(&grid, fwd->t0, fwd->t1, opts->dt,
-                                 fwd->tsave, fwd->nsave, opts->tstops,
-                                 opts->ntstops, a->ctx)) != NDE_OK) {
+    memset(&w, 0, sizeof w);
+    if ((rc = walk_init(&w, d, opts, fwd, a->ctx)) != NDE_OK) {
         nde_error_prefix(a->ctx, "adjoint 'reversible'");
         return rc;
     }
@@ -136,11 +185,12 @@ static int reversible_gradient(nde_adjoint *a, const nde_solve_opts *opts,
         memset(d->auxbar, 0, m * sizeof(double));
     }
     memset(thetabar, 0, d->nparams * sizeof(double));
-    while (ic > 0 && nde_step_grid_snap(&grid, ct[ic - 1].t) >= fwd->t1)
+    while (ic > 0 && walk_snap(&w, ct[ic - 1].t) >= fwd->t1)
         add(d->ybar, ct[--ic].g, n);
     while (t > fwd->t0) {
-        const double tp = nde_step_grid_prev(&grid, t), h = t - tp;
-        if (ic > 0 && nde_step_grid_snap(&grid, ct[ic - 1].t) > tp) {
+        double tp, h;
+        walk_prev(&w, t, &tp, &h);
+        if (ic > 0 && walk_snap(&w, ct[ic - 1].t) > tp) {
             rc = nde_error(a->ctx, NDE_EINVAL,
                            "adjoint 'reversible': a cotangent at t = %g "
                            "lies inside the step [%g, %g] (cotangents must "
@@ -175,7 +225,7 @@ static int reversible_gradient(nde_adjoint *a, const nde_solve_opts *opts,
         swap(&d->ybar, &d->ybar_prev);
         swap(&d->auxbar, &d->auxbar_prev);
         t = tp;
-        while (ic > 0 && nde_step_grid_snap(&grid, ct[ic - 1].t) >= t)
+        while (ic > 0 && walk_snap(&w, ct[ic - 1].t) >= t)
             add(d->ybar, ct[--ic].g, n);
     }
     while (ic > 0)
@@ -196,9 +246,10 @@ static const nde_adjoint_type reversible_type = {
     .info = NDE_ADJOINT_INFO(
         .name = "reversible",
         .description = "exact gradient of the discretised solve of a "
-                       "reversible solver: reconstructs each step's state "
-                       "backwards by the solver's algebraic reverse (memory "
-                       "constant in the steps)",
+                       "reversible solver (reversible_heun; alf: MALI): "
+                       "reconstructs each step's state backwards by the "
+                       "solver's algebraic reverse (no state kept per "
+                       "step)",
         .needs = NDE_NEEDS_REVERSIBLE | NDE_NEEDS_STEP_VJP,
         .version = "1"),
     .create = reversible_create,
