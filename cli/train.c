@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -106,7 +107,9 @@ const char cli_train_help[] =
     "                               it once)\n"
     "      --quiet                  no progress or evaluation lines\n"
     "      --summary-json FILE      write a summary as one JSON object\n"
-    "                               (with regularizers also reg_NAME.mean,\n"
+    "                               (peak_rss_mb: the process's peak\n"
+    "                               memory; with regularizers also\n"
+    "                               reg_NAME.mean,\n"
     "                               .weighted_mean, .ratio_mean: means over\n"
     "                               the iterations this invocation ran)\n"
     "  -h, --help                   show this help\n"
@@ -500,6 +503,16 @@ static void summary_regs(FILE *fp, const summary *s)
         }
 }
 
+/* The process's peak resident memory so far, in MiB (NAN when unknown). */
+static double peak_rss_mb(void)
+{
+    struct rusage ru;
+
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return NAN;
+    return (double)ru.ru_maxrss / 1024.0; /* Linux: kilobytes */
+}
+
 static int write_summary(const char *path, const summary *s)
 {
     cli_outfile o;
@@ -522,6 +535,8 @@ static int write_summary(const char *path, const summary *s)
     fprintf(o.fp, ", \"predict_nfe\": %ld, \"predict_time_s\": ",
             s->eval.nfe);
     cli_json_double(o.fp, s->eval.time_s);
+    fputs(", \"peak_rss_mb\": ", o.fp);
+    cli_json_double(o.fp, peak_rss_mb());
     summary_regs(o.fp, s);
     fprintf(o.fp, ", \"status\": \"%s\", \"status_code\": %d}\n",
             nde_status_name(s->status), s->status);

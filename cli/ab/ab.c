@@ -45,7 +45,8 @@ const char cli_ab_help[] =
     "              CONFIG's directory), seeds = 1, 2, 3, 4, 5,\n"
     "              baseline = an arm name, metrics = summary keys to report\n"
     "              (default test_loss, predict_nfe, predict_time_s,\n"
-    "              train_time_s, train_nfe_forward; also reg_NAME.mean,\n"
+    "              train_time_s, train_nfe_forward; also peak_rss_mb\n"
+    "              (the training process's peak memory), reg_NAME.mean,\n"
     "              reg_NAME.weighted_mean, reg_NAME.ratio_mean: a\n"
     "              regularizer's R, weight * R and weight * R / data loss\n"
     "              averaged over the run), sweep_cost = the summary key\n"
@@ -141,7 +142,7 @@ static const nde_key arm_keys[] = {
 static const char *const summary_numbers[] = {
     "iterations",   "train_time_s",  "train_nfe_forward",
     "train_nfe_backward", "final_loss", "test_loss",
-    "test_accuracy", "predict_nfe",  "predict_time_s", NULL};
+    "test_accuracy", "predict_nfe",  "predict_time_s", "peak_rss_mb", NULL};
 
 enum run_state { RUN_PENDING, RUN_RUNNING, RUN_OK, RUN_FAILED };
 

@@ -226,7 +226,7 @@ static void write_ab(const char *name, const char *baseline,
     fprintf(f,
             "[ab]\nbase = base.ini\nseeds = 1, 2\nbaseline = %s\n"
             "metrics = test_loss, predict_nfe, predict_time_s, "
-            "train_time_s, train_nfe_forward\n%s",
+            "train_time_s, train_nfe_forward, peak_rss_mb\n%s",
             baseline, arms);
     fclose(f);
     snprintf(path, sizeof path, "%s/base.ini", tmpdir);
@@ -312,7 +312,7 @@ static const char two_arms[] =
 
 static const char *const metric_names[] = {
     "test_loss", "predict_nfe", "predict_time_s", "train_time_s",
-    "train_nfe_forward"};
+    "train_nfe_forward", "peak_rss_mb"};
 
 START_TEST(end_to_end_and_resume)
 {

@@ -48,10 +48,11 @@ fail() {
     exit 1
 }
 
-# JSON of FILE without its wall-clock fields (keys ending in time_s).
+# JSON of FILE without its wall-clock fields (keys ending in time_s) and
+# the machine's memory (peak_rss_mb).
 strip_times() {
-    sed -E 's/, "[a-z_]*time_s": [^,}]*//g; s/"[a-z_]*time_s": [^,}]*, //g' \
-        "$1"
+    sed -E 's/, "([a-z_]*time_s|peak_rss_mb)": [^,}]*//g;
+            s/"([a-z_]*time_s|peak_rss_mb)": [^,}]*, //g' "$1"
 }
 
 # train NAME INI [-s KEY=VALUE]...: out/NAME.{summary.json,metrics.jsonl,
