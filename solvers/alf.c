@@ -16,9 +16,15 @@
  *     v = (v1 - 2 eta u) / (1 - 2 eta),  z = s - h/2 v
  * singular at eta = 1/2 (refused); eta = 1 (the code's default) gives
  * v = 2 u - v1. Second order in z.
+ *
+ * A backward pass reverses a step and then takes its VJP at the state it
+ * reconstructed: the VJP reuses the reverse's midpoint s and u = f(s)
+ * instead of evaluating f again (the same step to round-off; a field that
+ * keeps its last forward passes then skips the VJP's forward pass too).
  */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "nde/nde.h"
 #include "eest_vjp.h"
@@ -28,6 +34,12 @@ typedef struct alf_work {
     double *s, *u;          /* the step's midpoint and its derivative     */
     double *z1, *err;       /* a recomputed step's end and error estimate */
     double *sbar, *ubar, *z1bar;
+    /* the last reverse, while s and u are its: what it returned, at which
+     * step and parameters */
+    double *rz, *rv;
+    double rt, rh;
+    const double *rtheta;
+    int rvalid;
     double *block;
 } alf_work;
 
@@ -60,7 +72,7 @@ static int alf_create(nde_solver *s)
         return nde_section_error(s->section, "eta", s->ctx,
                                  "0.5 makes the step's inverse singular "
                                  "(v = (v1 - 2 eta u) / (1 - 2 eta))");
-    if (!(w->block = malloc(7 * n * sizeof(double))))
+    if (!(w->block = malloc(9 * n * sizeof(double))))
         return NDE_ENOMEM;
     w->s = w->block;
     w->u = w->s + n;
@@ -69,6 +81,8 @@ static int alf_create(nde_solver *s)
     w->sbar = w->err + n;
     w->ubar = w->sbar + n;
     w->z1bar = w->ubar + n;
+    w->rz = w->z1bar + n;
+    w->rv = w->rz + n;
     return NDE_OK;
 }
 
@@ -79,23 +93,15 @@ static int alf_start(nde_solver *s, const double *theta, double t0,
     return nde_field_eval(s->field, t0, y0, theta, aux0, s->batch);
 }
 
-/* s, u of the step from (z, v); z1, v1 and the error estimate from them
- * (err, v1 may be NULL). */
-static int leap(nde_solver *s, const double *theta, double t, double h,
-                const double *z, const double *v, double *z1, double *v1,
-                double *err)
+/* z1, v1 and the error estimate of the step from (z, v) whose midpoint
+ * derivative u is in w->u (err, v1 may be NULL). */
+static void leap_end(nde_solver *s, double h, const double *v, double *z1,
+                     double *v1, double *err)
 {
     alf_work *w = s->work;
     const size_t n = s->batch * s->field->dim;
     const double eta = w->eta;
-    int rc;
 
-    for (size_t i = 0; i < n; i++)
-        w->s[i] = z[i] + 0.5 * h * v[i];
-    s->counts.nfe++;
-    if ((rc = nde_field_eval(s->field, t + 0.5 * h, w->s, theta, w->u,
-                             s->batch)))
-        return rc;
     for (size_t i = 0; i < n; i++) {
         const double vn = v[i] + 2.0 * eta * (w->u[i] - v[i]);
         z1[i] = w->s[i] + 0.5 * h * vn;
@@ -104,6 +110,25 @@ static int leap(nde_solver *s, const double *theta, double t, double h,
         if (err)
             err[i] = h * (w->u[i] - v[i]);
     }
+}
+
+/* The step from (z, v): s, u into w, then leap_end. */
+static int leap(nde_solver *s, const double *theta, double t, double h,
+                const double *z, const double *v, double *z1, double *v1,
+                double *err)
+{
+    alf_work *w = s->work;
+    const size_t n = s->batch * s->field->dim;
+    int rc;
+
+    w->rvalid = 0;
+    for (size_t i = 0; i < n; i++)
+        w->s[i] = z[i] + 0.5 * h * v[i];
+    s->counts.nfe++;
+    if ((rc = nde_field_eval(s->field, t + 0.5 * h, w->s, theta, w->u,
+                             s->batch)))
+        return rc;
+    leap_end(s, h, v, z1, v1, err);
     return NDE_OK;
 }
 
@@ -133,6 +158,7 @@ static int alf_reverse(nde_solver *s, const double *theta, double t, double h,
     int rc;
 
     (void)dw;
+    w->rvalid = 0;
     for (size_t i = 0; i < n; i++)
         w->s[i] = y_next[i] - 0.5 * h * aux_next[i];
     s->counts.nfe++;
@@ -143,7 +169,24 @@ static int alf_reverse(nde_solver *s, const double *theta, double t, double h,
         aux[i] = (aux_next[i] - 2.0 * eta * w->u[i]) / (1.0 - 2.0 * eta);
         y[i] = w->s[i] - 0.5 * h * aux[i];
     }
+    memcpy(w->rz, y, n * sizeof *y);
+    memcpy(w->rv, aux, n * sizeof *aux);
+    w->rt = t;
+    w->rh = h;
+    w->rtheta = theta;
+    w->rvalid = 1;
     return NDE_OK;
+}
+
+/* Whether s and u are those of the last reverse, which returned (y, aux)
+ * for the step (t, h) at theta. */
+static int reversed_here(const alf_work *w, const double *theta, double t,
+                         double h, const double *y, const double *aux,
+                         size_t n)
+{
+    return w->rvalid && w->rt == t && w->rh == h && w->rtheta == theta &&
+           memcmp(w->rz, y, n * sizeof *y) == 0 &&
+           memcmp(w->rv, aux, n * sizeof *aux) == 0;
 }
 
 /*
@@ -170,7 +213,9 @@ static int alf_step_vjp(nde_solver *s, const double *theta, double t,
         return nde_error(s->ctx, NDE_ECAPABILITY,
                          "solver 'alf': the step VJP takes cotangents on "
                          "y_next, aux_next and the error estimate only");
-    if ((rc = leap(s, theta, t, h, y, aux, w->z1, NULL, w->err)))
+    if (reversed_here(w, theta, t, h, y, aux, n))
+        leap_end(s, h, aux, w->z1, NULL, w->err);
+    else if ((rc = leap(s, theta, t, h, y, aux, w->z1, NULL, w->err)))
         return rc;
     for (size_t i = 0; i < n; i++) {
         w->z1bar[i] = ct->y_next ? ct->y_next[i] : 0.0;

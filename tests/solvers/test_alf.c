@@ -158,6 +158,48 @@ START_TEST(test_eta)
 }
 END_TEST
 
+/* A step's VJP at the state a reverse just returned reuses the reverse's
+ * evaluation: one evaluation (the reverse's) and one VJP in all, and the
+ * VJP is the one computed afresh to round-off. */
+START_TEST(test_vjp_after_reverse)
+{
+    nde_field *f = make_field(&rot_field, 1);
+    nde_solver *s = make_solver(alf_type(), f);
+    const double th[2] = {-0.1, 1.0}, y0[2] = {1.0, 0.5};
+    const double yb[2] = {0.3, -0.7}, vb[2] = {0.2, 0.1};
+    double v0[2], y1[2], v1[2], yr[2], vr[2], scratch[4];
+    double zb[2][2], wb[2][2], tb[2][2];
+    nde_solver_counts c0;
+
+    ck_assert_int_eq(nde_solver_start(s, th, 0.0, y0, v0), NDE_OK);
+    ck_assert_int_eq(nde_solver_advance(s, th, 0.0, 0.2, NULL, y0, v0, y1,
+                                        v1), NDE_OK);
+    for (int k = 0; k < 2; k++) {
+        memset(zb[k], 0, sizeof zb[k]);
+        memset(wb[k], 0, sizeof wb[k]);
+        memset(tb[k], 0, sizeof tb[k]);
+        ck_assert_int_eq(nde_solver_reverse(s, th, 0.0, 0.2, NULL, y1, v1, yr,
+                                            vr), NDE_OK);
+        if (k == 1) /* another step in between: the VJP starts afresh */
+            ck_assert_int_eq(nde_solver_advance(s, th, 0.0, 0.1, NULL, yr,
+                                                vr, scratch, scratch + 2),
+                             NDE_OK);
+        c0 = s->counts;
+        ck_assert_int_eq(nde_solver_advance_vjp(s, th, 0.0, 0.2, NULL, yr, vr,
+                                                yb, vb, zb[k], wb[k], tb[k]),
+                         NDE_OK);
+        ck_assert_int_eq(s->counts.nfe - c0.nfe, k == 0 ? 0 : 1);
+        ck_assert_int_eq(s->counts.nvjp - c0.nvjp, 1);
+    }
+    for (int i = 0; i < 2; i++)
+        ck_assert(fabs(zb[0][i] - zb[1][i]) <= 1e-14 &&
+                  fabs(wb[0][i] - wb[1][i]) <= 1e-14 &&
+                  fabs(tb[0][i] - tb[1][i]) <= 1e-14);
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+}
+END_TEST
+
 static Suite *alf_suite(void)
 {
     Suite *su = suite_create("alf");
@@ -166,6 +208,7 @@ static Suite *alf_suite(void)
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_order_and_adaptive);
     tcase_add_test(tc, test_eta);
+    tcase_add_test(tc, test_vjp_after_reverse);
     suite_add_tcase(su, tc);
     return su;
 }
