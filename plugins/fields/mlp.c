@@ -216,6 +216,9 @@ static int mlp_param_name(const nde_field *f, size_t i, char *buf, size_t len)
 static void destroy_net(mlp_net *n)
 {
     mlp_cache_free(n);
+    for (size_t l = 0; n->cot && l < n->nlayers; l++)
+        free(n->cot[l]);
+    free(n->cot);
     free(n->layer);
 }
 
@@ -226,6 +229,7 @@ static void mlp_destroy(nde_field *f)
         return;
     destroy_net(&s->drift);
     destroy_net(&s->diffusion);
+    nde_pool_destroy(s->pool);
     free(s->g);
     free(s->gx);
     free(s);
@@ -299,6 +303,62 @@ static int pick_softplus(mlp_state *s, nde_section *sec, nde_ctx *ctx)
     return NDE_OK;
 }
 
+/* A count from 1 to max, or `auto` (*out = 0); -1 for anything else. */
+static long parse_count(const char *word, long max)
+{
+    char *end;
+    if (strcmp(word, "auto") == 0)
+        return 0;
+    long n = strtol(word, &end, 10);
+    return end != word && *end == '\0' && n >= 1 && n <= max ? n : -1;
+}
+
+/* The smallest batch at which a call on net n pays for the threads
+ * (`thread_batch = auto`); see the key's help. */
+static size_t split_batch_auto(const mlp_net *n)
+{
+    (void)n;
+    return 64;
+}
+
+/* `threads` and `thread_batch`: the pool of the data-parallel kernels
+ * (none for one thread, nor when no call can be split) and the batch
+ * from which each net's calls use it; never a net with a BLAS layer
+ * (OpenBLAS runs its own threads, and its sums need not be the same on a
+ * part of the columns). */
+static int pick_threads(nde_field *f, mlp_state *s, nde_section *sec,
+                        nde_ctx *ctx)
+{
+    const char *word;
+    int status, split = 0;
+    if ((status = nde_get_string(sec, "threads", &word, ctx)))
+        return status;
+    long threads = parse_count(word, MLP_MAX_THREADS);
+    if (threads < 0)
+        return nde_section_error(sec, "threads", ctx,
+                                 "is '%s'; expected auto or a count of "
+                                 "threads from 1 to %d", word,
+                                 MLP_MAX_THREADS);
+    if (threads == 0)
+        threads = nde_cpu_count() >= 2 ? 2 : 1;
+    if ((status = nde_get_string(sec, "thread_batch", &word, ctx)))
+        return status;
+    long from = parse_count(word, 1000000000);
+    if (from < 0)
+        return nde_section_error(sec, "thread_batch", ctx,
+                                 "is '%s'; expected auto or a batch size "
+                                 "from 1", word);
+    mlp_net *nets[2] = {&s->drift, &s->diffusion};
+    for (int k = 0; k < 2; k++) {
+        mlp_net *n = nets[k];
+        if (n->nlayers == 0 || uses_blas(n) || threads == 1)
+            continue;
+        n->split_batch = from > 0 ? (size_t)from : split_batch_auto(n);
+        split |= n->split_batch <= f->batch_max;
+    }
+    return split ? nde_pool_create(ctx, (size_t)threads, &s->pool) : NDE_OK;
+}
+
 /* Widths must be in 1..1000000; `first` numbers them in messages. */
 static int check_widths(const long *w, size_t n, size_t first,
                         const char *key, nde_section *sec, nde_ctx *ctx)
@@ -339,6 +399,12 @@ static int build_net(mlp_net *n, size_t in0, const long *hidden,
             *maxw = ly->out;
     }
     n->p1 = *off;
+    if (!(n->cot = calloc(n->nlayers, sizeof *n->cot)))
+        return NDE_ENOMEM;
+    for (size_t l = 0; l < n->nlayers; l++)
+        if (!(n->cot[l] = malloc(mlp_padded(batch_max) * n->layer[l].out *
+                                 sizeof *n->cot[l])))
+            return NDE_ENOMEM;
     return mlp_cache_alloc(n, dim, batch_max, npoints);
 }
 
@@ -482,6 +548,8 @@ static int mlp_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
     if (!s->g || !s->gx)
         goto nomem;
 
+    if ((status = pick_threads(f, s, sec, ctx)))
+        goto done;
     if ((uses_blas(&s->drift) || uses_blas(&s->diffusion)) &&
         (status = blas_reserve(ctx)))
         goto done;
@@ -530,6 +598,16 @@ static const nde_key mlp_keys[] = {
      "auto (the best this CPU runs), avx512, avx2 or generic: the "
      "instruction set of the own kernels; sums are grouped by vector width, "
      "so results differ between sets in the last bits"},
+    {"threads", NDE_KEY_WORD, "auto",
+     "auto (2 on a machine with 2 CPUs or more, else 1) or a count from 1 "
+     "to 64: threads that share each evaluation and VJP of a large batch, "
+     "each computing some rows of the batch (and some of the parameter "
+     "gradient's entries, each summed over the whole batch), so the "
+     "results are the same bits for any count; not for a net with a layer "
+     "wider than thin_width (OpenBLAS has threads of its own)"},
+    {"thread_batch", NDE_KEY_WORD, "auto",
+     "auto or a batch size: calls on this many rows or more use the "
+     "threads; auto: TODO"},
     {"diffusion", NDE_KEY_WORD, "none",
      "none (an ODE), softplus or sigmoid: an SDE with a diagonal diffusion "
      "g(y) from a second network whose output goes through this function so "

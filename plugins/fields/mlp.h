@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <nde/field.h>
+#include <nde/pool.h>
 
 /* ACT_SIGMOID is only the diffusion's output activation;
  * ACT_SOFTPLUS_VECTOR is ACT_SOFTPLUS under `softplus = vector`. */
@@ -57,6 +58,9 @@ typedef struct mlp_net {
     size_t p0, p1;         /* the net's parameters: theta[p0, p1)       */
     double *theta;         /* their values when theta_gen was last bumped */
     unsigned long theta_gen;
+    double **cot;          /* cot[l]: out x ld, dL/dZ of layer l (VJPs)  */
+    size_t split_batch;    /* calls on this many rows or more are split
+                              between the pool's threads; 0: never      */
 } mlp_net;
 
 static inline uint64_t mlp_bits(double x)
@@ -153,12 +157,16 @@ typedef struct mlp_kernels {
     void (*activate)(int act, double *x, size_t n); /* x = s(x) in place */
 } mlp_kernels;
 
+/* The `threads` key's largest count. */
+#define MLP_MAX_THREADS 64
+
 typedef struct mlp_state {
     mlp_net drift;
     mlp_net diffusion;     /* nlayers == 0 for an ODE                   */
     int diffusion_act;     /* ACT_SOFTPLUS or ACT_SIGMOID               */
-    double *g, *gx;        /* max width x ld: output, cotangents        */
+    double *g, *gx;        /* max width x ld: output, input cotangent   */
     const mlp_kernels *kernels;
+    nde_pool *pool;        /* NULL: one thread                          */
 } mlp_state;
 
 /*

@@ -344,11 +344,12 @@ MLP_INLINE void combine_tile(const double *const *w, size_t ws,
             store_vd(z[r] + i + LANES * v, a[r][v]);
 }
 
-/* z_o = b_o + sum_k w[o wo + k ws] x_k for o < nout, all ld columns
- * (b NULL: no bias). */
+/* z_o = b_o + sum_k w[o wo + k ws] x_k for o < nout, the first n columns
+ * (a multiple of LANES; rows ld apart; b NULL: no bias). Each column's
+ * sums are the same whichever columns are computed with it. */
 MLP_INLINE void combine_rows(const double *w, size_t wo, size_t ws,
                              const double *b, const double *x, size_t nk,
-                             size_t nout, size_t ld, double *z)
+                             size_t nout, size_t ld, size_t n, double *z)
 {
     for (size_t o = 0; o < nout; o += 4) {
         const double *wr[4];
@@ -360,9 +361,9 @@ MLP_INLINE void combine_rows(const double *w, size_t wo, size_t ws,
             zr[r] = z + q * ld;
         }
         size_t i = 0;
-        for (; i + LANES * TILE_VECS <= ld; i += LANES * TILE_VECS)
+        for (; i + LANES * TILE_VECS <= n; i += LANES * TILE_VECS)
             combine_tile(wr, ws, br, x, nk, ld, zr, i, TILE_VECS);
-        for (; i < ld; i += LANES)
+        for (; i < n; i += LANES)
             combine_tile(wr, ws, br, x, nk, ld, zr, i, 1);
     }
 }
@@ -529,17 +530,23 @@ MLP_INLINE void narrow_backward(const double *w, const double *x,
         }
 }
 
-MLP_INLINE int all_finite(const double *x, size_t n)
-{
-    int bad = 0;
-    for (size_t i = 0; i < n; i++)
-        bad |= !(fabs(x[i]) <= 1.79769313486231570815e+308);
-    return !bad;
-}
+/* ---- layers on a range of columns --------------------------------------- */
+
+/*
+ * Every stage of the forward pass and of the cotangent pass computes each
+ * column (one row of the batch) on its own, so it can run on a range
+ * [c0, c1) of the columns with the bits it has over all of them: threads
+ * split the columns (at multiples of 8, so no range ends inside a vector
+ * of any kernel set). A BLAS layer and a narrow batch always take all the
+ * columns (c0 = 0, c1 = ld): such calls are never split. The parameter
+ * gradient sums over the columns, so threads split the parameters
+ * instead (params_part) and each sum runs over the whole batch.
+ */
 
 /* Z = W X + b 1^T: X is in x ld, Z out x ld. */
 MLP_INLINE void layer_forward(const mlp_layer *ly, const double *theta,
-                              const double *x, double *z, size_t ld)
+                              const double *x, double *z, size_t ld,
+                              size_t c0, size_t c1)
 {
     const double *w = theta + ly->w_off, *b = theta + ly->b_off;
     const size_t in = ly->in, out = ly->out;
@@ -555,109 +562,152 @@ MLP_INLINE void layer_forward(const mlp_layer *ly, const double *theta,
     } else if (ld < MLP_NARROW) {
         narrow_forward(w, b, x, in, out, ld, z);
     } else {
-        combine_rows(w, in, 1, b, x, in, out, ld, z);
+        combine_rows(w, in, 1, b, x + c0, in, out, ld, c1 - c0, z + c0);
     }
 }
 
-/*
- * Given G = dL/dZ (out x ld) for Z = W X + b 1^T: accumulate dL/dW = G X^T
- * and dL/db = G 1 over the batch's columns into vtheta (if not NULL) and
- * write GX = dL/dX = W^T G (in x ld, if not NULL).
- */
-MLP_INLINE void layer_backward(const mlp_layer *ly, const double *theta,
-                               const double *x, const double *g, double *gx,
-                               double *vtheta, size_t batch, size_t ld)
+/* GX = dL/dX = W^T G for Z = W X + b 1^T, G = dL/dZ (out x ld), GX in x
+ * ld. */
+MLP_INLINE void layer_cotangent(const mlp_layer *ly, const double *theta,
+                                const double *g, double *gx, size_t ld,
+                                size_t c0, size_t c1)
 {
     const double *w = theta + ly->w_off;
     const size_t in = ly->in, out = ly->out;
-    double *dw = vtheta ? vtheta + ly->w_off : NULL;
-    if (vtheta)
-        for (size_t o = 0; o < out; o++)
-            vtheta[ly->b_off + o] += row_sum(g + o * ld, batch);
-    if (ly->blas) {
-        if (dw)
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)out,
-                        (int)in, (int)batch, 1.0, g, (int)ld, x, (int)ld, 1.0,
-                        dw, (int)in);
-        if (gx)
-            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)in,
-                        (int)ld, (int)out, 1.0, w, (int)in, g, (int)ld, 0.0,
-                        gx, (int)ld);
-    } else if (ld == 1) {
-        narrow_backward(w, x, g, gx, dw, in, out, 1);
-    } else if (ld < MLP_NARROW) {
-        narrow_backward(w, x, g, gx, dw, in, out, ld);
-    } else {
-        if (dw)
-            add_gram(g, x, out, in, batch, ld, dw);
-        if (gx)
-            combine_rows(w, 1, in, NULL, g, out, in, ld, gx);
-    }
+    if (ly->blas)
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)in,
+                    (int)ld, (int)out, 1.0, w, (int)in, g, (int)ld, 0.0, gx,
+                    (int)ld);
+    else if (ld == 1)
+        narrow_backward(w, NULL, g, gx, NULL, in, out, 1);
+    else if (ld < MLP_NARROW)
+        narrow_backward(w, NULL, g, gx, NULL, in, out, ld);
+    else
+        combine_rows(w, 1, in, NULL, g + c0, out, in, ld, c1 - c0, gx + c0);
 }
 
-/* z (dim x ld, zero padding) from rows (batch x dim), each value cubed
- * when asked. */
-MLP_INLINE void from_rows(const double *rows, double *z, size_t dim,
-                          size_t batch, size_t ld, int cube)
+/* Rows [o0, o1) of dL/dW = G X^T and dL/db = G 1 (G = dL/dZ, out x ld;
+ * X in x ld) added into vtheta, each entry summed over the batch's
+ * columns. */
+MLP_INLINE void layer_params(const mlp_layer *ly, const double *x,
+                             const double *g, double *vtheta, size_t batch,
+                             size_t ld, size_t o0, size_t o1)
 {
+    const size_t in = ly->in, out = o1 - o0;
+    double *dw = vtheta + ly->w_off + o0 * in;
+    g += o0 * ld;
+    for (size_t o = 0; o < out; o++)
+        vtheta[ly->b_off + o0 + o] += row_sum(g + o * ld, batch);
+    if (ly->blas)
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)out,
+                    (int)in, (int)batch, 1.0, g, (int)ld, x, (int)ld, 1.0,
+                    dw, (int)in);
+    else if (ld == 1)
+        narrow_backward(NULL, x, g, NULL, dw, in, out, 1);
+    else if (ld < MLP_NARROW)
+        narrow_backward(NULL, x, g, NULL, dw, in, out, ld);
+    else
+        add_gram(g, x, out, in, batch, ld, dw);
+}
+
+/* x = s(x) on columns [c0, c1) of rows x ld. */
+MLP_INLINE void activate_columns(int act, double *x, size_t rows, size_t ld,
+                                 size_t c0, size_t c1)
+{
+    if (c1 - c0 == ld) {
+        activate(act, x, rows * ld);
+        return;
+    }
+    for (size_t o = 0; o < rows; o++)
+        activate(act, x + o * ld + c0, c1 - c0);
+}
+
+/* g *= s'(z) on columns [c0, c1) of rows x ld, from h = s(z). */
+MLP_INLINE void multiply_derivative_columns(int act, const double *h,
+                                            double *g, size_t rows,
+                                            size_t ld, size_t c0, size_t c1)
+{
+    if (c1 - c0 == ld) {
+        multiply_derivative(act, h, g, rows * ld);
+        return;
+    }
+    for (size_t o = 0; o < rows; o++)
+        multiply_derivative(act, h + o * ld + c0, g + o * ld + c0, c1 - c0);
+}
+
+/* Columns [c0, c1) of z (dim x ld, zero past the batch) from rows (batch
+ * x dim), each value cubed when asked. */
+MLP_INLINE void from_rows(const double *rows, double *z, size_t dim,
+                          size_t batch, size_t ld, size_t c0, size_t c1,
+                          int cube)
+{
+    const size_t r1 = c1 < batch ? c1 : batch;
     for (size_t j = 0; j < dim; j++) {
         double *zj = z + j * ld;
-        for (size_t i = 0; i < batch; i++) {
+        for (size_t i = c0; i < r1; i++) {
             const double v = rows[i * dim + j];
             zj[i] = cube ? v * v * v : v;
         }
-        for (size_t i = batch; i < ld; i++)
+        for (size_t i = c0 > batch ? c0 : batch; i < c1; i++)
             zj[i] = 0.0;
     }
 }
 
-/* rows (batch x dim) = the batch's columns of z (dim x ld). */
+/* Rows [r0, r1) of rows (batch x dim) from the columns of z (dim x ld). */
 MLP_INLINE void to_rows(const double *z, double *rows, size_t dim,
-                        size_t batch, size_t ld)
+                        size_t ld, size_t r0, size_t r1)
 {
-    for (size_t i = 0; i < batch; i++)
+    for (size_t i = r0; i < r1; i++)
         for (size_t j = 0; j < dim; j++)
             rows[i * dim + j] = z[j * ld + i];
 }
 
+/* vy (batch x dim) += dL/dy from gx0 = dL/dx0 (in0 x ld), rows [r0, r1). */
+MLP_INLINE void add_input_cotangent(int cube, const double *gx0,
+                                    const double *y, double *vy, size_t dim,
+                                    size_t ld, size_t r0, size_t r1)
+{
+    for (size_t i = r0; i < r1; i++)
+        for (size_t j = 0; j < dim; j++) {
+            const double gij = gx0[j * ld + i], yij = y[i * dim + j];
+            vy[i * dim + j] += cube ? 3.0 * yij * yij * gij : gij;
+        }
+}
+
 /* The hidden layers' outputs from the input in pt->x0. */
 MLP_INLINE void forward_layers(const mlp_net *n, const mlp_point *pt,
-                               const double *theta, size_t ld)
+                               const double *theta, size_t ld, size_t c0,
+                               size_t c1)
 {
     const double *x = pt->x0;
     for (size_t l = 0; l + 1 < n->nlayers; l++) {
         const mlp_layer *ly = &n->layer[l];
-        layer_forward(ly, theta, x, pt->h[l], ld);
-        activate(ly->act, pt->h[l], ld * ly->out);
+        layer_forward(ly, theta, x, pt->h[l], ld, c0, c1);
+        activate_columns(ly->act, pt->h[l], ly->out, ld, c0, c1);
         x = pt->h[l];
     }
 }
 
 /*
- * The forward pass of net n through its hidden layers at (t, y, theta),
- * kept in a point of its cache: the point that holds it already, or one
- * it is computed into (vjp: the caller is a VJP). One function behind
- * eval and vjp alike, not inlined into each, so that a kept pass has the
- * bits a recomputation would have whatever the compiler contracts into
- * FMAs; one row has a copy of its own (ld = 1 constant: unit strides).
+ * Columns [c0, c1) of net n's forward pass through its hidden layers at
+ * (t, y, theta), into point pt. One function behind eval and vjp alike,
+ * not inlined into each, so that a kept pass has the bits a recomputation
+ * would have whatever the compiler contracts into FMAs; one row has a
+ * copy of its own (ld = 1 constant: unit strides).
  */
-static __attribute__((noinline)) const mlp_point *
-forward_point(mlp_net *n, size_t dim, double t, const double *y,
-              const double *theta, size_t batch, size_t ld, int vjp)
+static __attribute__((noinline)) void
+forward_columns(const mlp_net *n, const mlp_point *pt, size_t dim, double t,
+                const double *y, const double *theta, size_t batch,
+                size_t ld, size_t c0, size_t c1)
 {
-    int hit;
-    mlp_point *pt = mlp_cache_find(n, dim, t, y, theta, batch, vjp, &hit);
-    if (hit)
-        return pt;
-    from_rows(y, pt->x0, dim, batch, ld, n->cube);
+    from_rows(y, pt->x0, dim, batch, ld, c0, c1, n->cube);
     if (n->time)
-        for (size_t i = 0; i < ld; i++)
+        for (size_t i = c0; i < c1; i++)
             pt->x0[dim * ld + i] = t;
     if (ld == 1)
-        forward_layers(n, pt, theta, 1);
+        forward_layers(n, pt, theta, 1, 0, 1);
     else
-        forward_layers(n, pt, theta, ld);
-    return pt;
+        forward_layers(n, pt, theta, ld, c0, c1);
 }
 
 /* The last hidden output of a forward pass (its input if none). */
@@ -666,56 +716,202 @@ MLP_INLINE const double *last_hidden(const mlp_net *n, const mlp_point *pt)
     return n->nlayers > 1 ? pt->h[n->nlayers - 2] : pt->x0;
 }
 
-/* Backward through net n after its forward pass pt, starting from
- * g = dL/dZ of the output layer; the cotangent buffers alternate starting
- * with buf[next] (g may be the other one). Returns dL/dx0, or NULL when
- * want_input is 0. */
-MLP_INLINE const double *net_backward(mlp_state *s, const mlp_net *n,
-                                      const double *theta,
-                                      const mlp_point *pt,
-                                      const double *g, int next,
-                                      double *vtheta, int want_input,
-                                      size_t batch, size_t ld)
+MLP_INLINE int all_finite(const double *x, size_t n)
 {
-    double *buf[2] = {s->g, s->gx};
-    for (size_t l = n->nlayers; l-- > 0;) {
-        const mlp_layer *ly = &n->layer[l];
-        const double *x = l > 0 ? pt->h[l - 1] : pt->x0;
-        double *gx = (l > 0 || want_input) ? buf[next] : NULL;
-        layer_backward(ly, theta, x, g, gx, vtheta, batch, ld);
-        if (l > 0)
-            multiply_derivative(n->layer[l - 1].act, pt->h[l - 1], gx,
-                                ld * ly->in);
-        g = gx;
-        next ^= 1;
-    }
-    return g;
+    int bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad |= !(fabs(x[i]) <= 1.79769313486231570815e+308);
+    return !bad;
 }
 
-/* vy (batch x dim) += dL/dy from gx0 = dL/dx0 (in0 x ld). */
-MLP_INLINE void add_input_cotangent(int cube, const double *gx0,
-                                    const double *y, double *vy, size_t dim,
-                                    size_t batch, size_t ld)
+/* ---- the field operations, split between threads ------------------------ */
+
+/* One call of a field operation on net n, and how it is split: part p
+ * has columns [cut[p], cut[p + 1]) (rows of the batch) and its share of
+ * the parameters. */
+typedef struct job {
+    const mlp_state *s;
+    const mlp_net *n;
+    size_t dim, batch, ld;
+    double t;
+    const double *y, *theta, *v;
+    double *out;           /* eval: dy or g; vjp: vy (NULL: not wanted) */
+    double *vtheta;
+    const mlp_point *pt;
+    int forward;           /* pt is to be computed */
+    int diffusion;         /* the output goes through s->diffusion_act */
+    size_t nparts;
+    size_t cut[MLP_MAX_THREADS + 1];
+    int bad[MLP_MAX_THREADS];    /* part p's rows of out are not all finite */
+} job;
+
+static void job_start(job *jb, mlp_state *s, mlp_net *n, size_t dim,
+                      double t, const double *y, const double *theta,
+                      size_t batch, int vjp)
 {
-    for (size_t i = 0; i < batch; i++)
-        for (size_t j = 0; j < dim; j++) {
-            const double gij = gx0[j * ld + i], yij = y[i * dim + j];
-            vy[i * dim + j] += cube ? 3.0 * yij * yij * gij : gij;
+    int hit;
+    jb->s = s;
+    jb->n = n;
+    jb->dim = dim;
+    jb->batch = batch;
+    jb->ld = batch_ld(batch);
+    jb->t = t;
+    jb->y = y;
+    jb->theta = theta;
+    jb->v = NULL;
+    jb->out = jb->vtheta = NULL;
+    jb->diffusion = n == &s->diffusion;
+    jb->pt = mlp_cache_find(n, dim, t, y, theta, batch, vjp, &hit);
+    jb->forward = !hit;
+    jb->nparts = s->pool && n->split_batch && batch >= n->split_batch &&
+                         batch >= MLP_NARROW
+                     ? nde_pool_threads(s->pool)
+                     : 1;
+    for (size_t p = 0; p < jb->nparts; p++) {
+        jb->cut[p] = mlp_padded(jb->ld * p / jb->nparts);
+        jb->bad[p] = 0;
+    }
+    jb->cut[jb->nparts] = jb->ld;
+}
+
+static void job_run(job *jb, nde_pool_fn part)
+{
+    if (jb->nparts == 1)
+        part(jb, 0);
+    else
+        nde_pool_run(jb->s->pool, part, jb, jb->nparts);
+}
+
+static int job_status(const job *jb)
+{
+    for (size_t p = 0; p < jb->nparts; p++)
+        if (jb->bad[p])
+            return NDE_ERETRY;
+    return NDE_OK;
+}
+
+/* Part p's rows of out are all finite (r0, r1: its rows of the batch). */
+static void check_rows(job *jb, size_t part, size_t r0, size_t r1)
+{
+    jb->bad[part] = !all_finite(jb->out + r0 * jb->dim, (r1 - r0) * jb->dim);
+}
+
+/* The output (dy or g) of part p's columns. */
+static void eval_part(void *arg, size_t part)
+{
+    job *jb = arg;
+    const mlp_net *n = jb->n;
+    const size_t c0 = jb->cut[part], c1 = jb->cut[part + 1], ld = jb->ld;
+    const size_t r0 = c0 < jb->batch ? c0 : jb->batch,
+                 r1 = c1 < jb->batch ? c1 : jb->batch;
+    double *z = jb->s->g;
+    if (jb->forward)
+        forward_columns(n, jb->pt, jb->dim, jb->t, jb->y, jb->theta,
+                        jb->batch, ld, c0, c1);
+    layer_forward(&n->layer[n->nlayers - 1], jb->theta,
+                  last_hidden(n, jb->pt), z, ld, c0, c1);
+    if (jb->diffusion)
+        activate_columns(jb->s->diffusion_act, z, jb->dim, ld, c0, c1);
+    to_rows(z, jb->out, jb->dim, ld, r0, r1);
+    check_rows(jb, part, r0, r1);
+}
+
+/* Part p's columns of the cotangents n->cot[l] = dL/dZ_l of every layer,
+ * and of vy when wanted. */
+static void cotangent_part(void *arg, size_t part)
+{
+    job *jb = arg;
+    const mlp_state *s = jb->s;
+    const mlp_net *n = jb->n;
+    const mlp_point *pt = jb->pt;
+    const size_t c0 = jb->cut[part], c1 = jb->cut[part + 1], ld = jb->ld;
+    const size_t dim = jb->dim, last = n->nlayers - 1;
+    const size_t r0 = c0 < jb->batch ? c0 : jb->batch,
+                 r1 = c1 < jb->batch ? c1 : jb->batch;
+    if (jb->forward)
+        forward_columns(n, pt, dim, jb->t, jb->y, jb->theta, jb->batch, ld,
+                        c0, c1);
+    from_rows(jb->v, n->cot[last], dim, jb->batch, ld, c0, c1, 0);
+    if (jb->diffusion) {
+        /* g = s(z): dL/dz = v s'(z), from the output h = s(z) held in
+         * s->gx (the output layer is recomputed: it is dim wide, the
+         * cheap one) */
+        layer_forward(&n->layer[last], jb->theta, last_hidden(n, pt), s->gx,
+                      ld, c0, c1);
+        activate_columns(s->diffusion_act, s->gx, dim, ld, c0, c1);
+        multiply_derivative_columns(s->diffusion_act, s->gx, n->cot[last],
+                                    dim, ld, c0, c1);
+    }
+    for (size_t l = last; l > 0; l--) {
+        layer_cotangent(&n->layer[l], jb->theta, n->cot[l], n->cot[l - 1],
+                        ld, c0, c1);
+        multiply_derivative_columns(n->layer[l - 1].act, pt->h[l - 1],
+                                    n->cot[l - 1], n->layer[l].in, ld, c0,
+                                    c1);
+    }
+    if (!jb->out)
+        return;
+    layer_cotangent(&n->layer[0], jb->theta, n->cot[0], s->g, ld, c0, c1);
+    add_input_cotangent(n->cube, s->g, jb->y, jb->out, dim, ld, r0, r1);
+    check_rows(jb, part, r0, r1);
+}
+
+/* Part p's share of vtheta, from the cotangents: whole layers when the
+ * call is not split, else blocks of GRAM_ROWS rows of the layers' dW and
+ * db, given out so each part has about the same multiply-adds. */
+static void params_part(void *arg, size_t part)
+{
+    job *jb = arg;
+    const mlp_net *n = jb->n;
+    size_t total = 0, sum = 0;
+    for (size_t l = 0; l < n->nlayers; l++)
+        total += n->layer[l].out * (n->layer[l].in + 1);
+    for (size_t l = 0; l < n->nlayers; l++) {
+        const mlp_layer *ly = &n->layer[l];
+        const double *x = l > 0 ? jb->pt->h[l - 1] : jb->pt->x0;
+        if (jb->nparts == 1) {
+            layer_params(ly, x, n->cot[l], jb->vtheta, jb->batch, jb->ld, 0,
+                         ly->out);
+            continue;
         }
+        for (size_t o0 = 0; o0 < ly->out; o0 += GRAM_ROWS) {
+            const size_t o1 = o0 + GRAM_ROWS < ly->out ? o0 + GRAM_ROWS
+                                                       : ly->out;
+            const size_t cost = (o1 - o0) * (ly->in + 1);
+            if ((2 * sum + cost) * jb->nparts / (2 * total) == part)
+                layer_params(ly, x, n->cot[l], jb->vtheta, jb->batch, jb->ld,
+                             o0, o1);
+            sum += cost;
+        }
+    }
 }
 
 static int mlp_eval(nde_field *f, double t, const double *y,
                     const double *theta, double *dy, size_t batch)
 {
     mlp_state *s = f->state;
-    mlp_net *n = &s->drift;
-    const size_t ld = batch_ld(batch);
-    const mlp_point *pt = forward_point(n, f->dim, t, y, theta, batch, ld,
-                                        0);
-    layer_forward(&n->layer[n->nlayers - 1], theta, last_hidden(n, pt),
-                  s->g, ld);
-    to_rows(s->g, dy, f->dim, batch, ld);
-    return all_finite(dy, batch * f->dim) ? NDE_OK : NDE_ERETRY;
+    job jb;
+    job_start(&jb, s, &s->drift, f->dim, t, y, theta, batch, 0);
+    jb.out = dy;
+    job_run(&jb, eval_part);
+    return job_status(&jb);
+}
+
+static int net_vjp(mlp_state *s, mlp_net *n, size_t dim, double t,
+                   const double *y, const double *theta, const double *v,
+                   double *vy, double *vtheta, size_t batch)
+{
+    job jb;
+    if (!vy && !vtheta)
+        return NDE_OK;
+    job_start(&jb, s, n, dim, t, y, theta, batch, 1);
+    jb.v = v;
+    jb.out = vy;
+    jb.vtheta = vtheta;
+    job_run(&jb, cotangent_part);
+    if (vtheta)
+        job_run(&jb, params_part);
+    return job_status(&jb);
 }
 
 static int mlp_vjp(nde_field *f, double t, const double *y,
@@ -723,33 +919,18 @@ static int mlp_vjp(nde_field *f, double t, const double *y,
                    double *vtheta, size_t batch)
 {
     mlp_state *s = f->state;
-    mlp_net *n = &s->drift;
-    const size_t dim = f->dim, ld = batch_ld(batch);
-    if (!vy && !vtheta)
-        return NDE_OK;
-    const mlp_point *pt = forward_point(n, dim, t, y, theta, batch, ld, 1);
-    from_rows(v, s->g, dim, batch, ld, 0);
-    const double *g = net_backward(s, n, theta, pt, s->g, 1, vtheta,
-                                   vy != NULL, batch, ld);
-    if (!vy)
-        return NDE_OK;
-    add_input_cotangent(n->cube, g, y, vy, dim, batch, ld);
-    return all_finite(vy, batch * dim) ? NDE_OK : NDE_ERETRY;
+    return net_vjp(s, &s->drift, f->dim, t, y, theta, v, vy, vtheta, batch);
 }
 
 static int mlp_diffusion(nde_field *f, double t, const double *y,
                          const double *theta, double *g, size_t batch)
 {
     mlp_state *s = f->state;
-    mlp_net *n = &s->diffusion;
-    const size_t ld = batch_ld(batch);
-    const mlp_point *pt = forward_point(n, f->dim, t, y, theta, batch, ld,
-                                        0);
-    layer_forward(&n->layer[n->nlayers - 1], theta, last_hidden(n, pt),
-                  s->g, ld);
-    activate(s->diffusion_act, s->g, f->dim * ld);
-    to_rows(s->g, g, f->dim, batch, ld);
-    return all_finite(g, batch * f->dim) ? NDE_OK : NDE_ERETRY;
+    job jb;
+    job_start(&jb, s, &s->diffusion, f->dim, t, y, theta, batch, 0);
+    jb.out = g;
+    job_run(&jb, eval_part);
+    return job_status(&jb);
 }
 
 static int mlp_diffusion_vjp(nde_field *f, double t, const double *y,
@@ -757,24 +938,8 @@ static int mlp_diffusion_vjp(nde_field *f, double t, const double *y,
                              double *vtheta, size_t batch)
 {
     mlp_state *s = f->state;
-    mlp_net *n = &s->diffusion;
-    const size_t dim = f->dim, ld = batch_ld(batch);
-    if (!vy && !vtheta)
-        return NDE_OK;
-    /* g = s(z): dL/dz = v s'(z), from the output h = s(z) held in s->gx
-     * (the output layer is recomputed: it is dim wide, the cheap one) */
-    const mlp_point *pt = forward_point(n, dim, t, y, theta, batch, ld, 1);
-    layer_forward(&n->layer[n->nlayers - 1], theta, last_hidden(n, pt),
-                  s->gx, ld);
-    activate(s->diffusion_act, s->gx, dim * ld);
-    from_rows(v, s->g, dim, batch, ld, 0);
-    multiply_derivative(s->diffusion_act, s->gx, s->g, dim * ld);
-    const double *gy = net_backward(s, n, theta, pt, s->g, 1, vtheta,
-                                    vy != NULL, batch, ld);
-    if (!vy)
-        return NDE_OK;
-    add_input_cotangent(0, gy, y, vy, dim, batch, ld);
-    return all_finite(vy, batch * dim) ? NDE_OK : NDE_ERETRY;
+    return net_vjp(s, &s->diffusion, f->dim, t, y, theta, v, vy, vtheta,
+                   batch);
 }
 
 static void mlp_activate(int act, double *x, size_t n)
