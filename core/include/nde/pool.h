@@ -1,21 +1,23 @@
 /*
  * nde/pool.h - a fork-join pool of threads for data-parallel kernels.
  *
- * nde_pool_run(pool, fn, arg, nparts) calls fn(arg, part) once for every
- * part in [0, nparts) and returns when all are done. Parts go to threads
- * statically: part p runs on thread p % nthreads, and thread 0 is the
- * caller's, so a run's work split is the same every time (a kernel that
- * gives each part a fixed share of the work is deterministic) and a pool
- * of one thread has no threads at all.
+ * nde_pool_run(pool, fn, arg, nparts) calls fn(arg, part) exactly once
+ * for every part in [0, nparts) and returns when all are done. The
+ * caller's thread is one of the pool's: it takes parts too, so a pool of
+ * one thread has no threads at all. Which thread runs a part is not
+ * fixed (a thread that is free takes the next part left), so a kernel is
+ * deterministic when each part's work is fixed by its number alone: the
+ * same split gives the same bits on any number of threads.
  *
  * The workers are made for runs of tens of microseconds: after a run
  * they spin for a short while (NDE_POOL_SPIN_US, pausing the CPU) before
  * they sleep, so a run that follows soon starts without a wake-up.
  *
- * One caller at a time: a run that starts while another is in progress
- * on the same pool (fn calling nde_pool_run, or another thread) runs all
- * its parts on its own caller, one after the other. fn must not fail
- * through the pool: a part that can fail records it in arg.
+ * One run at a time: a run that starts while another is in progress on
+ * the same pool (fn calling nde_pool_run, or another thread) runs all its
+ * parts on its own caller, one after the other, as does a run of more
+ * than NDE_POOL_MAX_PARTS parts. fn cannot fail through the pool: a part
+ * that can fail records it in arg.
  */
 #ifndef NDE_POOL_H
 #define NDE_POOL_H
@@ -34,6 +36,9 @@ typedef void (*nde_pool_fn)(void *arg, size_t part);
 
 /* How long an idle worker spins before it sleeps, in microseconds. */
 #define NDE_POOL_SPIN_US 50
+
+/* The most parts a run shares between threads. */
+#define NDE_POOL_MAX_PARTS 65535
 
 /* A pool of nthreads >= 1 threads, the caller's included (nthreads - 1
  * are started). NDE_EINVAL for nthreads 0 or above 256, NDE_ENOMEM or
