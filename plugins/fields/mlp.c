@@ -402,8 +402,8 @@ static int build_net(mlp_net *n, size_t in0, const long *hidden,
     if (!(n->cot = calloc(n->nlayers, sizeof *n->cot)))
         return NDE_ENOMEM;
     for (size_t l = 0; l < n->nlayers; l++)
-        if (!(n->cot[l] = malloc(mlp_padded(batch_max) * n->layer[l].out *
-                                 sizeof *n->cot[l])))
+        if (!(n->cot[l] = mlp_alloc(mlp_padded(batch_max) *
+                                    n->layer[l].out)))
             return NDE_ENOMEM;
     return mlp_cache_alloc(n, dim, batch_max, npoints);
 }
@@ -543,8 +543,8 @@ static int mlp_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
         goto done;
 
     const size_t bmax = mlp_padded(f->batch_max);
-    s->g = malloc(bmax * maxw * sizeof *s->g);
-    s->gx = malloc(bmax * maxw * sizeof *s->gx);
+    s->g = mlp_alloc(bmax * maxw);
+    s->gx = mlp_alloc(bmax * maxw);
     if (!s->g || !s->gx)
         goto nomem;
 

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <nde/field.h>
@@ -177,6 +178,14 @@ typedef struct mlp_state {
 static inline size_t mlp_padded(size_t batch)
 {
     return (batch + 7) & ~(size_t)7;
+}
+
+/* n doubles on a cache line's boundary, so that threads that split a
+ * feature-major array at a multiple of 8 columns share no cache line
+ * (freed with free; NULL when out of memory). */
+static inline double *mlp_alloc(size_t n)
+{
+    return aligned_alloc(64, (n * sizeof(double) + 63) & ~(size_t)63);
 }
 
 /* Built for AVX-512 (x86-64-v4), AVX2 + FMA (x86-64-v3) and the baseline
