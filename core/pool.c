@@ -13,8 +13,8 @@
  * 80 us instead of 1 us: the caller spun until the scheduler gave the
  * worker a turn).
  *
- * A worker waits for a new generation by spinning for NDE_POOL_SPIN_US,
- * then on a condition variable; it says so in `sleepers` first, so a run
+ * A worker waits for a new generation by spinning for NDE_POOL_SPIN_US
+ * (pausing, then yielding), then on a condition variable; it says so in `sleepers` first, so a run
  * locks and signals only when someone sleeps. sleepers and the ticket
  * are sequentially consistent: either the run sees the sleeper or the
  * sleeper sees the new ticket.
@@ -75,18 +75,23 @@ static double now_us(void)
 static uint64_t wait_for_run(nde_pool *pool, uint32_t seen)
 {
     uint64_t t;
-    double until = 0.0;
+    double start = 0.0, waited = 0.0;
     for (unsigned spin = 0;; spin++) {
         t = atomic_load_explicit(&pool->ticket, memory_order_acquire);
         if (ticket_gen(t) != seen)
             return t;
-        cpu_relax();
+        /* after a few microseconds, spin by yielding: a caller that
+         * shares this CPU (the others being busy) gets it back */
+        if (waited < NDE_POOL_SPIN_US / 10)
+            cpu_relax();
+        else
+            sched_yield();
         /* the clock every 64 pauses: a pause is 10-150 cycles */
-        if (spin % 64 == 0) {
+        if (spin % 64 == 0 || waited >= NDE_POOL_SPIN_US / 10) {
             double now = now_us();
             if (spin == 0)
-                until = now + NDE_POOL_SPIN_US;
-            else if (now > until)
+                start = now;
+            if ((waited = now - start) > NDE_POOL_SPIN_US)
                 break;
         }
     }

@@ -313,12 +313,24 @@ static long parse_count(const char *word, long max)
     return end != word && *end == '\0' && n >= 1 && n <= max ? n : -1;
 }
 
-/* The smallest batch at which a call on net n pays for the threads
- * (`thread_batch = auto`); see the key's help. */
+/*
+ * The smallest batch at which a call on net n pays for the threads
+ * (`thread_batch = auto`): its work per row, in multiply-adds with an
+ * activation counted as 16, reaching MLP_SPLIT_WORK, the work at which 2
+ * threads broke even on the Fashion-MNIST field (32-64-32 tanh: 5120 per
+ * row) in
+ *     build/bench/bench_threads --rounds 11
+ * (eval and eval+vjp on 1 vs 2 threads, batches 8 to 512).
+ */
+#define MLP_SPLIT_WORK (64 * 5120)
+
 static size_t split_batch_auto(const mlp_net *n)
 {
-    (void)n;
-    return 64;
+    size_t row = 0;
+    for (size_t l = 0; l < n->nlayers; l++)
+        row += n->layer[l].in * n->layer[l].out +
+               (l + 1 < n->nlayers ? 16 * n->layer[l].out : 0);
+    return (MLP_SPLIT_WORK + row - 1) / row;
 }
 
 /* `threads` and `thread_batch`: the pool of the data-parallel kernels
@@ -607,7 +619,9 @@ static const nde_key mlp_keys[] = {
      "wider than thin_width (OpenBLAS has threads of its own)"},
     {"thread_batch", NDE_KEY_WORD, "auto",
      "auto or a batch size: calls on this many rows or more use the "
-     "threads; auto: TODO"},
+     "threads (never under 4 rows); auto: where they start to pay, from "
+     "the work per row (64 rows for a 32-64-32 tanh net, 328 for "
+     "2-50-2)"},
     {"diffusion", NDE_KEY_WORD, "none",
      "none (an ODE), softplus or sigmoid: an SDE with a diagonal diffusion "
      "g(y) from a second network whose output goes through this function so "
