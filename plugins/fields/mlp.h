@@ -74,7 +74,9 @@ static inline uint64_t mlp_bits(double x)
 /*
  * The point of net n that holds (or is to hold) the forward pass at
  * (t, y, theta, batch): *hit = 1 when one holds it; otherwise the oldest
- * point, relabelled, into which the caller must run the pass. vjp: the
+ * point, relabelled, into which the caller must run the pass and copy
+ * the rows of y (when pt->batch is not 0: a labelled point; the kernels
+ * copy them with the pass, split between threads alike). vjp: the
  * caller is a VJP. Keeping costs a comparison of the parameters and a
  * copy of y per call, so nothing is kept until the net's first VJP (a
  * program that only solves forward pays nothing), nor for a while after
@@ -131,7 +133,6 @@ static inline mlp_point *mlp_cache_find(mlp_net *n, size_t dim, double t,
     pt->batch = batch;
     pt->t = t;
     pt->theta_gen = n->theta_gen;
-    memcpy(pt->y, y, ny * sizeof *y);
     return pt;
 }
 

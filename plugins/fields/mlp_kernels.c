@@ -696,10 +696,13 @@ MLP_INLINE void forward_layers(const mlp_net *n, const mlp_point *pt,
  * copy of its own (ld = 1 constant: unit strides).
  */
 static __attribute__((noinline)) void
-forward_columns(const mlp_net *n, const mlp_point *pt, size_t dim, double t,
+forward_columns(const mlp_net *n, mlp_point *pt, size_t dim, double t,
                 const double *y, const double *theta, size_t batch,
                 size_t ld, size_t c0, size_t c1)
 {
+    const size_t r0 = c0 < batch ? c0 : batch, r1 = c1 < batch ? c1 : batch;
+    if (pt->batch)
+        memcpy(pt->y + r0 * dim, y + r0 * dim, (r1 - r0) * dim * sizeof *y);
     from_rows(y, pt->x0, dim, batch, ld, c0, c1, n->cube);
     if (n->time)
         for (size_t i = c0; i < c1; i++)
@@ -737,7 +740,7 @@ typedef struct job {
     const double *y, *theta, *v;
     double *out;           /* eval: dy or g; vjp: vy (NULL: not wanted) */
     double *vtheta;
-    const mlp_point *pt;
+    mlp_point *pt;
     int forward;           /* pt is to be computed */
     int diffusion;         /* the output goes through s->diffusion_act */
     size_t nparts;
@@ -823,7 +826,7 @@ static void cotangent_part(void *arg, size_t part)
     job *jb = arg;
     const mlp_state *s = jb->s;
     const mlp_net *n = jb->n;
-    const mlp_point *pt = jb->pt;
+    mlp_point *pt = jb->pt;
     const size_t c0 = jb->cut[part], c1 = jb->cut[part + 1], ld = jb->ld;
     const size_t dim = jb->dim, last = n->nlayers - 1;
     const size_t r0 = c0 < jb->batch ? c0 : jb->batch,
