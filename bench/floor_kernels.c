@@ -16,17 +16,18 @@
 static void fwd(const mlp_layer *ly, const double *theta, const double *x,
                 double *z, size_t ld)
 {
-    layer_forward(ly, theta, x, z, ld, 0, ld);
+    layer_forward(ly, theta, x, z, ld);
 }
 
 static void bwd(const mlp_layer *ly, const double *theta, const double *x,
                 const double *g, double *gx, double *vtheta, size_t batch,
                 size_t ld)
 {
+    const mlp_block all = {0, ld, batch};
     if (vtheta)
-        layer_params(ly, x, g, vtheta, batch, ld, 0, ly->out);
+        layer_params(ly, x, g, vtheta, &all, 1, 0, ly->out);
     if (gx)
-        layer_cotangent(ly, theta, g, gx, ld, 0, ld);
+        layer_cotangent(ly, theta, g, gx, ld);
 }
 
 static void deriv(int act, const double *h, double *g, size_t n)

@@ -316,13 +316,15 @@ static long parse_count(const char *word, long max)
 /*
  * The smallest batch at which a call on net n pays for the threads
  * (`thread_batch = auto`): its work per row, in multiply-adds with an
- * activation counted as 16, reaching MLP_SPLIT_WORK, the work at which 2
- * threads broke even on the Fashion-MNIST field (32-64-32 tanh: 5120 per
- * row) in
+ * activation counted as 16, reaching MLP_SPLIT_WORK. On the Fashion-MNIST
+ * field (32-64-32 tanh: 5120 per row), 2 threads against 1 in
  *     build/bench/bench_threads --rounds 11
- * (eval and eval+vjp on 1 vs 2 threads, batches 8 to 512).
+ * ran an eval 0.97 times as fast at batch 32, 1.19 at 64, 1.30 at 128,
+ * and an eval + VJP pair 0.93 at 64, 1.01 at 128, 1.19 at 256; a training
+ * iteration at batch 128 0.975 (the VJP's parameter gradient reads both
+ * threads' columns): so from 192 rows.
  */
-#define MLP_SPLIT_WORK (64 * 5120)
+#define MLP_SPLIT_WORK (192 * 5120)
 
 static size_t split_batch_auto(const mlp_net *n)
 {
@@ -620,7 +622,7 @@ static const nde_key mlp_keys[] = {
     {"thread_batch", NDE_KEY_WORD, "auto",
      "auto or a batch size: calls on this many rows or more use the "
      "threads (never under 4 rows); auto: where they start to pay, from "
-     "the work per row (64 rows for a 32-64-32 tanh net, 328 for "
+     "the work per row (192 rows for a 32-64-32 tanh net, 984 for "
      "2-50-2)"},
     {"diffusion", NDE_KEY_WORD, "none",
      "none (an ODE), softplus or sigmoid: an SDE with a diagonal diffusion "

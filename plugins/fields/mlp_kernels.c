@@ -344,12 +344,11 @@ MLP_INLINE void combine_tile(const double *const *w, size_t ws,
             store_vd(z[r] + i + LANES * v, a[r][v]);
 }
 
-/* z_o = b_o + sum_k w[o wo + k ws] x_k for o < nout, the first n columns
- * (a multiple of LANES; rows ld apart; b NULL: no bias). Each column's
- * sums are the same whichever columns are computed with it. */
+/* z_o = b_o + sum_k w[o wo + k ws] x_k for o < nout, all ld columns
+ * (b NULL: no bias). */
 MLP_INLINE void combine_rows(const double *w, size_t wo, size_t ws,
                              const double *b, const double *x, size_t nk,
-                             size_t nout, size_t ld, size_t n, double *z)
+                             size_t nout, size_t ld, double *z)
 {
     for (size_t o = 0; o < nout; o += 4) {
         const double *wr[4];
@@ -361,76 +360,110 @@ MLP_INLINE void combine_rows(const double *w, size_t wo, size_t ws,
             zr[r] = z + q * ld;
         }
         size_t i = 0;
-        for (; i + LANES * TILE_VECS <= n; i += LANES * TILE_VECS)
+        for (; i + LANES * TILE_VECS <= ld; i += LANES * TILE_VECS)
             combine_tile(wr, ws, br, x, nk, ld, zr, i, TILE_VECS);
-        for (; i < n; i += LANES)
+        for (; i < ld; i += LANES)
             combine_tile(wr, ws, br, x, nk, ld, zr, i, 1);
     }
 }
 
-/* d[r][c] = g_r . x_c over the first n columns, for GRAM_ROWS rows of g
- * and four of x; the last partial vector reads the padding and drops its
- * lanes. */
-MLP_INLINE void gram_tile(const double *const *g, const double *const *x,
-                          size_t n, double d[GRAM_ROWS][4])
+/*
+ * The columns of a call split between threads are stored block by block:
+ * the block of columns [c0, c0 + ld) of an array `width` wide is an array
+ * of its own, width x ld, from width * c0 on, so a thread writes no part
+ * of a row that another thread writes. (With the rows shared, each
+ * thread's piece of a row next to the other's, 2 threads ran the
+ * Fashion-MNIST field slower than 1 up to batch 256: a thread's prefetches
+ * reach into the other's lines. A loop over 64 such rows ran at 0.3-0.6
+ * the speed of 1 thread on 2 threads, 1.7-1.9 times it with blocks.) An
+ * unsplit call is one block, the whole array. rows: the batch's rows
+ * among the block's columns, the rest being padding.
+ */
+typedef struct mlp_block {
+    size_t c0, ld, rows;
+} mlp_block;
+
+/* d[r][c] = g_gi[r] . x_xi[c] over the batch's columns, for GRAM_ROWS
+ * rows of g (gw wide) and four of x (xw wide), block after block in the
+ * order of the columns; the last partial vector reads the padding and
+ * drops its lanes. */
+MLP_INLINE void gram_tile(const double *g, size_t gw, const size_t *gi,
+                          const double *x, size_t xw, const size_t *xi,
+                          const mlp_block *b, size_t nb,
+                          double d[GRAM_ROWS][4])
 {
     vd a[GRAM_ROWS][4];
     for (int r = 0; r < GRAM_ROWS; r++)
         for (int c = 0; c < 4; c++)
             a[r][c] = (vd){0};
-    for (size_t i = 0; i < n; i += LANES) {
-        vd gv[GRAM_ROWS], xv[4];
+    for (size_t k = 0; k < nb; k++) {
+        const double *gr[GRAM_ROWS], *xr[4];
+        const size_t ld = b[k].ld, n = b[k].rows;
         for (int r = 0; r < GRAM_ROWS; r++)
-            gv[r] = load_vd(g[r] + i);
+            gr[r] = g + gw * b[k].c0 + gi[r] * ld;
         for (int c = 0; c < 4; c++)
-            xv[c] = load_vd(x[c] + i);
-        if (i + LANES <= n)
+            xr[c] = x + xw * b[k].c0 + xi[c] * ld;
+        for (size_t i = 0; i < n; i += LANES) {
+            vd gv[GRAM_ROWS], xv[4];
             for (int r = 0; r < GRAM_ROWS; r++)
-                for (int c = 0; c < 4; c++)
-                    a[r][c] += gv[r] * xv[c];
-        else
-            for (int r = 0; r < GRAM_ROWS; r++)
-                for (int c = 0; c < 4; c++)
-                    a[r][c] += keep_lanes(gv[r] * xv[c], n - i);
+                gv[r] = load_vd(gr[r] + i);
+            for (int c = 0; c < 4; c++)
+                xv[c] = load_vd(xr[c] + i);
+            if (i + LANES <= n)
+                for (int r = 0; r < GRAM_ROWS; r++)
+                    for (int c = 0; c < 4; c++)
+                        a[r][c] += gv[r] * xv[c];
+            else
+                for (int r = 0; r < GRAM_ROWS; r++)
+                    for (int c = 0; c < 4; c++)
+                        a[r][c] += keep_lanes(gv[r] * xv[c], n - i);
+        }
     }
     for (int r = 0; r < GRAM_ROWS; r++)
         for (int c = 0; c < 4; c++)
             d[r][c] = lane_sum(a[r][c]);
 }
 
-/* dw[o in + k] += g_o . x_k over the first n columns (o < out, k < in). */
-MLP_INLINE void add_gram(const double *g, const double *x, size_t out,
-                         size_t in, size_t n, size_t ld, double *dw)
+/* dw[o in + k] += g_o . x_k over the batch's columns, for o in [o0, o1)
+ * of g (out wide) and k < in. */
+MLP_INLINE void add_gram(const double *g, size_t out, size_t o0, size_t o1,
+                         const double *x, size_t in, const mlp_block *b,
+                         size_t nb, double *dw)
 {
-    for (size_t o = 0; o < out; o += GRAM_ROWS)
+    for (size_t o = o0; o < o1; o += GRAM_ROWS)
         for (size_t k = 0; k < in; k += 4) {
-            const double *gr[GRAM_ROWS], *xr[4];
+            size_t gi[GRAM_ROWS], xi[4];
             double d[GRAM_ROWS][4];
             for (size_t r = 0; r < GRAM_ROWS; r++)
-                gr[r] = g + (o + r < out ? o + r : out - 1) * ld;
+                gi[r] = o + r < o1 ? o + r : o1 - 1;
             for (size_t c = 0; c < 4; c++)
-                xr[c] = x + (k + c < in ? k + c : in - 1) * ld;
-            gram_tile(gr, xr, n, d);
-            for (size_t r = 0; r < GRAM_ROWS && o + r < out; r++)
+                xi[c] = k + c < in ? k + c : in - 1;
+            gram_tile(g, out, gi, x, in, xi, b, nb, d);
+            for (size_t r = 0; r < GRAM_ROWS && o + r < o1; r++)
                 for (size_t c = 0; c < 4 && k + c < in; c++)
                     dw[(o + r) * in + k + c] += d[r][c];
         }
 }
 
-/* The sum of the first n entries of a row (padded past n unless n is a
- * narrow batch). */
-MLP_INLINE double row_sum(const double *a, size_t n)
+/* The sum over the batch's columns of row o of a (width wide): padded
+ * past the batch unless the call is one narrow block. */
+MLP_INLINE double row_sum(const double *a, size_t width, size_t o,
+                          const mlp_block *b, size_t nb)
 {
-    if (n < MLP_NARROW) {
+    if (nb == 1 && b[0].rows < MLP_NARROW) {
         double sum = 0.0;
-        for (size_t i = 0; i < n; i++)
-            sum += a[i];
+        for (size_t i = 0; i < b[0].rows; i++)
+            sum += a[o * b[0].ld + i];
         return sum;
     }
     vd acc = {0};
-    for (size_t i = 0; i < n; i += LANES)
-        acc += i + LANES <= n ? load_vd(a + i)
-                              : keep_lanes(load_vd(a + i), n - i);
+    for (size_t k = 0; k < nb; k++) {
+        const double *r = a + width * b[k].c0 + o * b[k].ld;
+        const size_t n = b[k].rows;
+        for (size_t i = 0; i < n; i += LANES)
+            acc += i + LANES <= n ? load_vd(r + i)
+                                  : keep_lanes(load_vd(r + i), n - i);
+    }
     return lane_sum(acc);
 }
 
@@ -530,23 +563,21 @@ MLP_INLINE void narrow_backward(const double *w, const double *x,
         }
 }
 
-/* ---- layers on a range of columns --------------------------------------- */
+/* ---- layers ------------------------------------------------------------ */
 
 /*
  * Every stage of the forward pass and of the cotangent pass computes each
- * column (one row of the batch) on its own, so it can run on a range
- * [c0, c1) of the columns with the bits it has over all of them: threads
- * split the columns (at multiples of 8, so no range ends inside a vector
- * of any kernel set). A BLAS layer and a narrow batch always take all the
- * columns (c0 = 0, c1 = ld): such calls are never split. The parameter
- * gradient sums over the columns, so threads split the parameters
- * instead (params_part) and each sum runs over the whole batch.
+ * column (one row of the batch) on its own, so threads split the columns:
+ * each runs these on its block (mlp_block) as on a batch of its own, with
+ * the bits the whole batch would have. A BLAS layer and a narrow batch
+ * are never split. The parameter gradient sums over the columns, so
+ * threads split the parameters instead (params_part) and each sum runs
+ * over every block.
  */
 
 /* Z = W X + b 1^T: X is in x ld, Z out x ld. */
 MLP_INLINE void layer_forward(const mlp_layer *ly, const double *theta,
-                              const double *x, double *z, size_t ld,
-                              size_t c0, size_t c1)
+                              const double *x, double *z, size_t ld)
 {
     const double *w = theta + ly->w_off, *b = theta + ly->b_off;
     const size_t in = ly->in, out = ly->out;
@@ -562,15 +593,14 @@ MLP_INLINE void layer_forward(const mlp_layer *ly, const double *theta,
     } else if (ld < MLP_NARROW) {
         narrow_forward(w, b, x, in, out, ld, z);
     } else {
-        combine_rows(w, in, 1, b, x + c0, in, out, ld, c1 - c0, z + c0);
+        combine_rows(w, in, 1, b, x, in, out, ld, z);
     }
 }
 
 /* GX = dL/dX = W^T G for Z = W X + b 1^T, G = dL/dZ (out x ld), GX in x
  * ld. */
 MLP_INLINE void layer_cotangent(const mlp_layer *ly, const double *theta,
-                                const double *g, double *gx, size_t ld,
-                                size_t c0, size_t c1)
+                                const double *g, double *gx, size_t ld)
 {
     const double *w = theta + ly->w_off;
     const size_t in = ly->in, out = ly->out;
@@ -583,140 +613,129 @@ MLP_INLINE void layer_cotangent(const mlp_layer *ly, const double *theta,
     else if (ld < MLP_NARROW)
         narrow_backward(w, NULL, g, gx, NULL, in, out, ld);
     else
-        combine_rows(w, 1, in, NULL, g + c0, out, in, ld, c1 - c0, gx + c0);
+        combine_rows(w, 1, in, NULL, g, out, in, ld, gx);
 }
 
-/* Rows [o0, o1) of dL/dW = G X^T and dL/db = G 1 (G = dL/dZ, out x ld;
- * X in x ld) added into vtheta, each entry summed over the batch's
- * columns. */
+/* Rows [o0, o1) of dL/dW = G X^T and dL/db = G 1 (G = dL/dZ, out wide;
+ * X in wide; blocks b) added into vtheta, each entry summed over the
+ * batch's columns. A BLAS layer and a narrow batch are one block. */
 MLP_INLINE void layer_params(const mlp_layer *ly, const double *x,
-                             const double *g, double *vtheta, size_t batch,
-                             size_t ld, size_t o0, size_t o1)
+                             const double *g, double *vtheta,
+                             const mlp_block *b, size_t nb, size_t o0,
+                             size_t o1)
 {
-    const size_t in = ly->in, out = o1 - o0;
-    double *dw = vtheta + ly->w_off + o0 * in;
-    g += o0 * ld;
-    for (size_t o = 0; o < out; o++)
-        vtheta[ly->b_off + o0 + o] += row_sum(g + o * ld, batch);
+    const size_t in = ly->in, out = ly->out, ld = b[0].ld;
+    const int batch = (int)b[0].rows;
+    double *dw = vtheta + ly->w_off;
+    for (size_t o = o0; o < o1; o++)
+        vtheta[ly->b_off + o] += row_sum(g, out, o, b, nb);
     if (ly->blas)
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)out,
-                    (int)in, (int)batch, 1.0, g, (int)ld, x, (int)ld, 1.0,
-                    dw, (int)in);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(o1 - o0),
+                    (int)in, batch, 1.0, g + o0 * ld, (int)ld, x, (int)ld,
+                    1.0, dw + o0 * in, (int)in);
     else if (ld == 1)
-        narrow_backward(NULL, x, g, NULL, dw, in, out, 1);
+        narrow_backward(NULL, x, g + o0 * ld, NULL, dw + o0 * in, in,
+                        o1 - o0, 1);
     else if (ld < MLP_NARROW)
-        narrow_backward(NULL, x, g, NULL, dw, in, out, ld);
+        narrow_backward(NULL, x, g + o0 * ld, NULL, dw + o0 * in, in,
+                        o1 - o0, ld);
     else
-        add_gram(g, x, out, in, batch, ld, dw);
+        add_gram(g, out, o0, o1, x, in, b, nb, dw);
 }
 
-/* x = s(x) on columns [c0, c1) of rows x ld. */
-MLP_INLINE void activate_columns(int act, double *x, size_t rows, size_t ld,
-                                 size_t c0, size_t c1)
+/* z (dim x ld, zero past the batch's rows) from rows (rows x dim), each
+ * value cubed when asked. */
+MLP_INLINE void from_rows(const double *y, double *z, size_t dim,
+                          size_t rows, size_t ld, int cube)
 {
-    if (c1 - c0 == ld) {
-        activate(act, x, rows * ld);
-        return;
-    }
-    for (size_t o = 0; o < rows; o++)
-        activate(act, x + o * ld + c0, c1 - c0);
-}
-
-/* g *= s'(z) on columns [c0, c1) of rows x ld, from h = s(z). */
-MLP_INLINE void multiply_derivative_columns(int act, const double *h,
-                                            double *g, size_t rows,
-                                            size_t ld, size_t c0, size_t c1)
-{
-    if (c1 - c0 == ld) {
-        multiply_derivative(act, h, g, rows * ld);
-        return;
-    }
-    for (size_t o = 0; o < rows; o++)
-        multiply_derivative(act, h + o * ld + c0, g + o * ld + c0, c1 - c0);
-}
-
-/* Columns [c0, c1) of z (dim x ld, zero past the batch) from rows (batch
- * x dim), each value cubed when asked. */
-MLP_INLINE void from_rows(const double *rows, double *z, size_t dim,
-                          size_t batch, size_t ld, size_t c0, size_t c1,
-                          int cube)
-{
-    const size_t r1 = c1 < batch ? c1 : batch;
     for (size_t j = 0; j < dim; j++) {
         double *zj = z + j * ld;
-        for (size_t i = c0; i < r1; i++) {
-            const double v = rows[i * dim + j];
+        for (size_t i = 0; i < rows; i++) {
+            const double v = y[i * dim + j];
             zj[i] = cube ? v * v * v : v;
         }
-        for (size_t i = c0 > batch ? c0 : batch; i < c1; i++)
+        for (size_t i = rows; i < ld; i++)
             zj[i] = 0.0;
     }
 }
 
-/* Rows [r0, r1) of rows (batch x dim) from the columns of z (dim x ld). */
-MLP_INLINE void to_rows(const double *z, double *rows, size_t dim,
-                        size_t ld, size_t r0, size_t r1)
+/* rows (rows x dim) = the first columns of z (dim x ld). */
+MLP_INLINE void to_rows(const double *z, double *y, size_t dim, size_t rows,
+                        size_t ld)
 {
-    for (size_t i = r0; i < r1; i++)
+    for (size_t i = 0; i < rows; i++)
         for (size_t j = 0; j < dim; j++)
-            rows[i * dim + j] = z[j * ld + i];
+            y[i * dim + j] = z[j * ld + i];
 }
 
-/* vy (batch x dim) += dL/dy from gx0 = dL/dx0 (in0 x ld), rows [r0, r1). */
+/* vy (rows x dim) += dL/dy from gx0 = dL/dx0 (in0 x ld). */
 MLP_INLINE void add_input_cotangent(int cube, const double *gx0,
                                     const double *y, double *vy, size_t dim,
-                                    size_t ld, size_t r0, size_t r1)
+                                    size_t rows, size_t ld)
 {
-    for (size_t i = r0; i < r1; i++)
+    for (size_t i = 0; i < rows; i++)
         for (size_t j = 0; j < dim; j++) {
             const double gij = gx0[j * ld + i], yij = y[i * dim + j];
             vy[i * dim + j] += cube ? 3.0 * yij * yij * gij : gij;
         }
 }
 
-/* The hidden layers' outputs from the input in pt->x0. */
+/* Block b's part of the hidden layers' outputs from its part of x0. */
 MLP_INLINE void forward_layers(const mlp_net *n, const mlp_point *pt,
-                               const double *theta, size_t ld, size_t c0,
-                               size_t c1)
+                               const double *theta, size_t c0, size_t ld)
 {
-    const double *x = pt->x0;
+    const double *x = pt->x0 + n->in0 * c0;
     for (size_t l = 0; l + 1 < n->nlayers; l++) {
         const mlp_layer *ly = &n->layer[l];
-        layer_forward(ly, theta, x, pt->h[l], ld, c0, c1);
-        activate_columns(ly->act, pt->h[l], ly->out, ld, c0, c1);
-        x = pt->h[l];
+        double *h = pt->h[l] + ly->out * c0;
+        layer_forward(ly, theta, x, h, ld);
+        activate(ly->act, h, ld * ly->out);
+        x = h;
     }
 }
 
 /*
- * Columns [c0, c1) of net n's forward pass through its hidden layers at
- * (t, y, theta), into point pt. One function behind eval and vjp alike,
- * not inlined into each, so that a kept pass has the bits a recomputation
- * would have whatever the compiler contracts into FMAs; one row has a
- * copy of its own (ld = 1 constant: unit strides).
+ * Block b of net n's forward pass through its hidden layers at (t, y,
+ * theta), into point pt (and the block's rows of y into pt->y when the
+ * point is kept). One function behind eval and vjp alike, not inlined
+ * into each, so that a kept pass has the bits a recomputation would have
+ * whatever the compiler contracts into FMAs; one row has a copy of its
+ * own (ld = 1 constant: unit strides).
  */
 static __attribute__((noinline)) void
-forward_columns(const mlp_net *n, mlp_point *pt, size_t dim, double t,
-                const double *y, const double *theta, size_t batch,
-                size_t ld, size_t c0, size_t c1)
+forward_block(const mlp_net *n, mlp_point *pt, size_t dim, double t,
+              const double *y, const double *theta, mlp_block b)
 {
-    const size_t r0 = c0 < batch ? c0 : batch, r1 = c1 < batch ? c1 : batch;
+    double *x0 = pt->x0 + n->in0 * b.c0;
+    y += b.c0 * dim;
     if (pt->batch)
-        memcpy(pt->y + r0 * dim, y + r0 * dim, (r1 - r0) * dim * sizeof *y);
-    from_rows(y, pt->x0, dim, batch, ld, c0, c1, n->cube);
+        memcpy(pt->y + b.c0 * dim, y, b.rows * dim * sizeof *y);
+    from_rows(y, x0, dim, b.rows, b.ld, n->cube);
     if (n->time)
-        for (size_t i = c0; i < c1; i++)
-            pt->x0[dim * ld + i] = t;
-    if (ld == 1)
-        forward_layers(n, pt, theta, 1, 0, 1);
+        for (size_t i = 0; i < b.ld; i++)
+            x0[dim * b.ld + i] = t;
+    if (b.ld == 1)
+        forward_layers(n, pt, theta, b.c0, 1);
     else
-        forward_layers(n, pt, theta, ld, c0, c1);
+        forward_layers(n, pt, theta, b.c0, b.ld);
 }
 
-/* The last hidden output of a forward pass (its input if none). */
-MLP_INLINE const double *last_hidden(const mlp_net *n, const mlp_point *pt)
+/* Block b of the last hidden output of a forward pass (its input if
+ * none). */
+MLP_INLINE const double *last_hidden(const mlp_net *n, const mlp_point *pt,
+                                     size_t c0)
 {
-    return n->nlayers > 1 ? pt->h[n->nlayers - 2] : pt->x0;
+    return n->nlayers > 1
+               ? pt->h[n->nlayers - 2] + n->layer[n->nlayers - 2].out * c0
+               : pt->x0 + n->in0 * c0;
+}
+
+/* Block b of layer l's input in a forward pass. */
+MLP_INLINE const double *layer_input(const mlp_net *n, const mlp_point *pt,
+                                     size_t l, size_t c0)
+{
+    return l > 0 ? pt->h[l - 1] + n->layer[l - 1].out * c0
+                 : pt->x0 + n->in0 * c0;
 }
 
 MLP_INLINE int all_finite(const double *x, size_t n)
@@ -730,12 +749,12 @@ MLP_INLINE int all_finite(const double *x, size_t n)
 /* ---- the field operations, split between threads ------------------------ */
 
 /* One call of a field operation on net n, and how it is split: part p
- * has columns [cut[p], cut[p + 1]) (rows of the batch) and its share of
+ * has the block of columns blk[p] (rows of the batch) and its share of
  * the parameters. */
 typedef struct job {
     const mlp_state *s;
     const mlp_net *n;
-    size_t dim, batch, ld;
+    size_t dim;
     double t;
     const double *y, *theta, *v;
     double *out;           /* eval: dy or g; vjp: vy (NULL: not wanted) */
@@ -744,9 +763,26 @@ typedef struct job {
     int forward;           /* pt is to be computed */
     int diffusion;         /* the output goes through s->diffusion_act */
     size_t nparts;
-    size_t cut[MLP_MAX_THREADS + 1];
-    int bad[MLP_MAX_THREADS];    /* part p's rows of out are not all finite */
+    mlp_block blk[MLP_MAX_THREADS];
+    int bad[MLP_MAX_THREADS]; /* part p's rows of out are not all finite */
 } job;
+
+/* The blocks: ld = batch_ld(batch) columns cut at multiples of 8. */
+static void job_cut(job *jb, size_t batch, size_t nparts)
+{
+    const size_t ld = batch_ld(batch);
+    jb->nparts = nparts;
+    for (size_t p = 0; p < nparts; p++) {
+        const size_t c0 = mlp_padded(ld * p / nparts),
+                     c1 = p + 1 < nparts ? mlp_padded(ld * (p + 1) / nparts)
+                                         : ld;
+        jb->blk[p].c0 = c0;
+        jb->blk[p].ld = c1 - c0;
+        jb->blk[p].rows =
+            (c1 < batch ? c1 : batch) - (c0 < batch ? c0 : batch);
+        jb->bad[p] = 0;
+    }
+}
 
 static void job_start(job *jb, mlp_state *s, mlp_net *n, size_t dim,
                       double t, const double *y, const double *theta,
@@ -756,8 +792,6 @@ static void job_start(job *jb, mlp_state *s, mlp_net *n, size_t dim,
     jb->s = s;
     jb->n = n;
     jb->dim = dim;
-    jb->batch = batch;
-    jb->ld = batch_ld(batch);
     jb->t = t;
     jb->y = y;
     jb->theta = theta;
@@ -766,15 +800,10 @@ static void job_start(job *jb, mlp_state *s, mlp_net *n, size_t dim,
     jb->diffusion = n == &s->diffusion;
     jb->pt = mlp_cache_find(n, dim, t, y, theta, batch, vjp, &hit);
     jb->forward = !hit;
-    jb->nparts = s->pool && n->split_batch && batch >= n->split_batch &&
-                         batch >= MLP_NARROW
-                     ? nde_pool_threads(s->pool)
-                     : 1;
-    for (size_t p = 0; p < jb->nparts; p++) {
-        jb->cut[p] = mlp_padded(jb->ld * p / jb->nparts);
-        jb->bad[p] = 0;
-    }
-    jb->cut[jb->nparts] = jb->ld;
+    job_cut(jb, batch, s->pool && n->split_batch && batch >= n->split_batch &&
+                               batch >= MLP_NARROW
+                           ? nde_pool_threads(s->pool)
+                           : 1);
 }
 
 static void job_run(job *jb, nde_pool_fn part)
@@ -793,30 +822,22 @@ static int job_status(const job *jb)
     return NDE_OK;
 }
 
-/* Part p's rows of out are all finite (r0, r1: its rows of the batch). */
-static void check_rows(job *jb, size_t part, size_t r0, size_t r1)
-{
-    jb->bad[part] = !all_finite(jb->out + r0 * jb->dim, (r1 - r0) * jb->dim);
-}
-
 /* The output (dy or g) of part p's columns. */
 static void eval_part(void *arg, size_t part)
 {
     job *jb = arg;
     const mlp_net *n = jb->n;
-    const size_t c0 = jb->cut[part], c1 = jb->cut[part + 1], ld = jb->ld;
-    const size_t r0 = c0 < jb->batch ? c0 : jb->batch,
-                 r1 = c1 < jb->batch ? c1 : jb->batch;
-    double *z = jb->s->g;
+    const mlp_block b = jb->blk[part];
+    const size_t dim = jb->dim;
+    double *z = jb->s->g + dim * b.c0, *out = jb->out + b.c0 * dim;
     if (jb->forward)
-        forward_columns(n, jb->pt, jb->dim, jb->t, jb->y, jb->theta,
-                        jb->batch, ld, c0, c1);
+        forward_block(n, jb->pt, dim, jb->t, jb->y, jb->theta, b);
     layer_forward(&n->layer[n->nlayers - 1], jb->theta,
-                  last_hidden(n, jb->pt), z, ld, c0, c1);
+                  last_hidden(n, jb->pt, b.c0), z, b.ld);
     if (jb->diffusion)
-        activate_columns(jb->s->diffusion_act, z, jb->dim, ld, c0, c1);
-    to_rows(z, jb->out, jb->dim, ld, r0, r1);
-    check_rows(jb, part, r0, r1);
+        activate(jb->s->diffusion_act, z, dim * b.ld);
+    to_rows(z, out, dim, b.rows, b.ld);
+    jb->bad[part] = !all_finite(out, b.rows * dim);
 }
 
 /* Part p's columns of the cotangents n->cot[l] = dL/dZ_l of every layer,
@@ -827,36 +848,37 @@ static void cotangent_part(void *arg, size_t part)
     const mlp_state *s = jb->s;
     const mlp_net *n = jb->n;
     mlp_point *pt = jb->pt;
-    const size_t c0 = jb->cut[part], c1 = jb->cut[part + 1], ld = jb->ld;
-    const size_t dim = jb->dim, last = n->nlayers - 1;
-    const size_t r0 = c0 < jb->batch ? c0 : jb->batch,
-                 r1 = c1 < jb->batch ? c1 : jb->batch;
+    const mlp_block b = jb->blk[part];
+    const size_t dim = jb->dim, last = n->nlayers - 1, ld = b.ld;
+    double *g = n->cot[last] + dim * b.c0;
     if (jb->forward)
-        forward_columns(n, pt, dim, jb->t, jb->y, jb->theta, jb->batch, ld,
-                        c0, c1);
-    from_rows(jb->v, n->cot[last], dim, jb->batch, ld, c0, c1, 0);
+        forward_block(n, pt, dim, jb->t, jb->y, jb->theta, b);
+    from_rows(jb->v + b.c0 * dim, g, dim, b.rows, ld, 0);
     if (jb->diffusion) {
         /* g = s(z): dL/dz = v s'(z), from the output h = s(z) held in
          * s->gx (the output layer is recomputed: it is dim wide, the
          * cheap one) */
-        layer_forward(&n->layer[last], jb->theta, last_hidden(n, pt), s->gx,
-                      ld, c0, c1);
-        activate_columns(s->diffusion_act, s->gx, dim, ld, c0, c1);
-        multiply_derivative_columns(s->diffusion_act, s->gx, n->cot[last],
-                                    dim, ld, c0, c1);
+        double *h = s->gx + dim * b.c0;
+        layer_forward(&n->layer[last], jb->theta, last_hidden(n, pt, b.c0),
+                      h, ld);
+        activate(s->diffusion_act, h, dim * ld);
+        multiply_derivative(s->diffusion_act, h, g, dim * ld);
     }
     for (size_t l = last; l > 0; l--) {
-        layer_cotangent(&n->layer[l], jb->theta, n->cot[l], n->cot[l - 1],
-                        ld, c0, c1);
-        multiply_derivative_columns(n->layer[l - 1].act, pt->h[l - 1],
-                                    n->cot[l - 1], n->layer[l].in, ld, c0,
-                                    c1);
+        const mlp_layer *ly = &n->layer[l];
+        double *gx = n->cot[l - 1] + ly->in * b.c0;
+        layer_cotangent(ly, jb->theta, n->cot[l] + ly->out * b.c0, gx, ld);
+        multiply_derivative(n->layer[l - 1].act,
+                            pt->h[l - 1] + ly->in * b.c0, gx, ld * ly->in);
     }
     if (!jb->out)
         return;
-    layer_cotangent(&n->layer[0], jb->theta, n->cot[0], s->g, ld, c0, c1);
-    add_input_cotangent(n->cube, s->g, jb->y, jb->out, dim, ld, r0, r1);
-    check_rows(jb, part, r0, r1);
+    double *gx0 = s->g + n->in0 * b.c0, *vy = jb->out + b.c0 * dim;
+    layer_cotangent(&n->layer[0], jb->theta,
+                    n->cot[0] + n->layer[0].out * b.c0, gx0, ld);
+    add_input_cotangent(n->cube, gx0, jb->y + b.c0 * dim, vy, dim, b.rows,
+                        ld);
+    jb->bad[part] = !all_finite(vy, b.rows * dim);
 }
 
 /* Part p's share of vtheta, from the cotangents: whole layers when the
@@ -871,9 +893,9 @@ static void params_part(void *arg, size_t part)
         total += n->layer[l].out * (n->layer[l].in + 1);
     for (size_t l = 0; l < n->nlayers; l++) {
         const mlp_layer *ly = &n->layer[l];
-        const double *x = l > 0 ? jb->pt->h[l - 1] : jb->pt->x0;
+        const double *x = layer_input(n, jb->pt, l, 0);
         if (jb->nparts == 1) {
-            layer_params(ly, x, n->cot[l], jb->vtheta, jb->batch, jb->ld, 0,
+            layer_params(ly, x, n->cot[l], jb->vtheta, jb->blk, 1, 0,
                          ly->out);
             continue;
         }
@@ -882,8 +904,8 @@ static void params_part(void *arg, size_t part)
                                                        : ly->out;
             const size_t cost = (o1 - o0) * (ly->in + 1);
             if ((2 * sum + cost) * jb->nparts / (2 * total) == part)
-                layer_params(ly, x, n->cot[l], jb->vtheta, jb->batch, jb->ld,
-                             o0, o1);
+                layer_params(ly, x, n->cot[l], jb->vtheta, jb->blk,
+                             jb->nparts, o0, o1);
             sum += cost;
         }
     }

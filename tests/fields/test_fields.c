@@ -721,10 +721,13 @@ START_TEST(mlp_threads_exact)
                 nde_field *f = L[c].f;
                 double *wy = kind == 4 ? NULL : vy[c];
                 double *wth = kind == 3 ? NULL : vth[c];
-                int rc = kind == 0 ? (drift ? nde_field_eval : nde_field_diffusion)(
-                                         f, 0.3, y, theta, out[c], rows)
-                         : (drift ? nde_field_vjp : nde_field_diffusion_vjp)(
-                               f, 0.3, y, theta, v, wy, wth, rows);
+                int rc;
+                if (kind == 0)
+                    rc = (drift ? nde_field_eval : nde_field_diffusion)(
+                        f, 0.3, y, theta, out[c], rows);
+                else
+                    rc = (drift ? nde_field_vjp : nde_field_diffusion_vjp)(
+                        f, 0.3, y, theta, v, wy, wth, rows);
                 ck_assert_int_eq(rc, NDE_OK);
             }
             ck_assert_msg(memcmp(out[0], out[1], rows * d * sizeof(double)) ==
