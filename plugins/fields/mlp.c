@@ -23,7 +23,11 @@
  * OpenBLAS dgemm. tanh is our own branch-free version (libm's scalar tanh
  * alone costs more than the spiral MLP's arithmetic). Each net keeps its
  * last `cache` forward passes (mlp.h, mlp_cache.c), so that a VJP at the
- * point of a recent evaluation skips its forward pass.
+ * point of a recent evaluation skips its forward pass. With `threads`, a
+ * call on a large batch is shared by a pool of threads (nde/pool.h): each
+ * computes a block of the batch's rows, then of the parameter gradient's
+ * entries (each summed over the whole batch), so the bits are those of
+ * one thread.
  */
 #include <cblas.h>
 #include <math.h>

@@ -3,11 +3,13 @@
  *
  * nde_pool_run(pool, fn, arg, nparts) calls fn(arg, part) exactly once
  * for every part in [0, nparts) and returns when all are done. The
- * caller's thread is one of the pool's: it takes parts too, so a pool of
- * one thread has no threads at all. Which thread runs a part is not
- * fixed (a thread that is free takes the next part left), so a kernel is
- * deterministic when each part's work is fixed by its number alone: the
- * same split gives the same bits on any number of threads.
+ * caller's thread is thread 0 of the pool, so a pool of one thread has no
+ * threads at all. Part p goes to thread p % nthreads, so a thread works
+ * on the same data run after run; a thread done with its own parts takes
+ * those another thread has not started (one that the system has not
+ * scheduled yet), so which thread runs a part is not guaranteed: a
+ * kernel is deterministic when each part's work is fixed by its number
+ * alone, and then gives the same bits on any number of threads.
  *
  * The workers are made for runs of tens of microseconds: after a run
  * they spin for a short while (NDE_POOL_SPIN_US, pausing the CPU) before
