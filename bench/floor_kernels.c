@@ -23,7 +23,11 @@ static void bwd(const mlp_layer *ly, const double *theta, const double *x,
                 const double *g, double *gx, double *vtheta, size_t batch,
                 size_t ld)
 {
-    layer_backward(ly, theta, x, g, gx, vtheta, batch, ld);
+    const mlp_block all = {0, ld, batch};
+    if (vtheta)
+        layer_params(ly, x, g, vtheta, &all, 1, 0, ly->out);
+    if (gx)
+        layer_cotangent(ly, theta, g, gx, ld);
 }
 
 static void deriv(int act, const double *h, double *g, size_t n)

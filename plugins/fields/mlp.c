@@ -23,7 +23,11 @@
  * OpenBLAS dgemm. tanh is our own branch-free version (libm's scalar tanh
  * alone costs more than the spiral MLP's arithmetic). Each net keeps its
  * last `cache` forward passes (mlp.h, mlp_cache.c), so that a VJP at the
- * point of a recent evaluation skips its forward pass.
+ * point of a recent evaluation skips its forward pass. With `threads`, a
+ * call on a large batch is shared by a pool of threads (nde/pool.h): each
+ * computes a block of the batch's rows, then of the parameter gradient's
+ * entries (each summed over the whole batch), so the bits are those of
+ * one thread.
  */
 #include <cblas.h>
 #include <math.h>
@@ -216,6 +220,9 @@ static int mlp_param_name(const nde_field *f, size_t i, char *buf, size_t len)
 static void destroy_net(mlp_net *n)
 {
     mlp_cache_free(n);
+    for (size_t l = 0; n->cot && l < n->nlayers; l++)
+        free(n->cot[l]);
+    free(n->cot);
     free(n->layer);
 }
 
@@ -226,6 +233,7 @@ static void mlp_destroy(nde_field *f)
         return;
     destroy_net(&s->drift);
     destroy_net(&s->diffusion);
+    nde_pool_destroy(s->pool);
     free(s->g);
     free(s->gx);
     free(s);
@@ -299,6 +307,76 @@ static int pick_softplus(mlp_state *s, nde_section *sec, nde_ctx *ctx)
     return NDE_OK;
 }
 
+/* A count from 1 to max, or `auto` (*out = 0); -1 for anything else. */
+static long parse_count(const char *word, long max)
+{
+    char *end;
+    if (strcmp(word, "auto") == 0)
+        return 0;
+    long n = strtol(word, &end, 10);
+    return end != word && *end == '\0' && n >= 1 && n <= max ? n : -1;
+}
+
+/*
+ * The smallest batch at which a call on net n pays for the threads
+ * (`thread_batch = auto`): its work per row, in multiply-adds with an
+ * activation counted as 16, reaching MLP_SPLIT_WORK. On the Fashion-MNIST
+ * field (32-64-32 tanh: 5120 per row), 2 threads against 1 in
+ *     build/bench/bench_threads --rounds 11
+ * ran an eval 0.97 times as fast at batch 32, 1.19 at 64, 1.30 at 128,
+ * and an eval + VJP pair 0.93 at 64, 1.01 at 128, 1.19 at 256; a training
+ * iteration at batch 128 0.975 (the VJP's parameter gradient reads both
+ * threads' columns): so from 192 rows.
+ */
+#define MLP_SPLIT_WORK (192 * 5120)
+
+static size_t split_batch_auto(const mlp_net *n)
+{
+    size_t row = 0;
+    for (size_t l = 0; l < n->nlayers; l++)
+        row += n->layer[l].in * n->layer[l].out +
+               (l + 1 < n->nlayers ? 16 * n->layer[l].out : 0);
+    return (MLP_SPLIT_WORK + row - 1) / row;
+}
+
+/* `threads` and `thread_batch`: the pool of the data-parallel kernels
+ * (none for one thread, nor when no call can be split) and the batch
+ * from which each net's calls use it; never a net with a BLAS layer
+ * (OpenBLAS runs its own threads, and its sums need not be the same on a
+ * part of the columns). */
+static int pick_threads(nde_field *f, mlp_state *s, nde_section *sec,
+                        nde_ctx *ctx)
+{
+    const char *word;
+    int status, split = 0;
+    if ((status = nde_get_string(sec, "threads", &word, ctx)))
+        return status;
+    long threads = parse_count(word, MLP_MAX_THREADS);
+    if (threads < 0)
+        return nde_section_error(sec, "threads", ctx,
+                                 "is '%s'; expected auto or a count of "
+                                 "threads from 1 to %d", word,
+                                 MLP_MAX_THREADS);
+    if (threads == 0)
+        threads = nde_cpu_count() >= 2 ? 2 : 1;
+    if ((status = nde_get_string(sec, "thread_batch", &word, ctx)))
+        return status;
+    long from = parse_count(word, 1000000000);
+    if (from < 0)
+        return nde_section_error(sec, "thread_batch", ctx,
+                                 "is '%s'; expected auto or a batch size "
+                                 "from 1", word);
+    mlp_net *nets[2] = {&s->drift, &s->diffusion};
+    for (int k = 0; k < 2; k++) {
+        mlp_net *n = nets[k];
+        if (n->nlayers == 0 || uses_blas(n) || threads == 1)
+            continue;
+        n->split_batch = from > 0 ? (size_t)from : split_batch_auto(n);
+        split |= n->split_batch <= f->batch_max;
+    }
+    return split ? nde_pool_create(ctx, (size_t)threads, &s->pool) : NDE_OK;
+}
+
 /* Widths must be in 1..1000000; `first` numbers them in messages. */
 static int check_widths(const long *w, size_t n, size_t first,
                         const char *key, nde_section *sec, nde_ctx *ctx)
@@ -339,6 +417,12 @@ static int build_net(mlp_net *n, size_t in0, const long *hidden,
             *maxw = ly->out;
     }
     n->p1 = *off;
+    if (!(n->cot = calloc(n->nlayers, sizeof *n->cot)))
+        return NDE_ENOMEM;
+    for (size_t l = 0; l < n->nlayers; l++)
+        if (!(n->cot[l] = mlp_alloc(mlp_padded(batch_max) *
+                                    n->layer[l].out)))
+            return NDE_ENOMEM;
     return mlp_cache_alloc(n, dim, batch_max, npoints);
 }
 
@@ -477,11 +561,13 @@ static int mlp_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
         goto done;
 
     const size_t bmax = mlp_padded(f->batch_max);
-    s->g = malloc(bmax * maxw * sizeof *s->g);
-    s->gx = malloc(bmax * maxw * sizeof *s->gx);
+    s->g = mlp_alloc(bmax * maxw);
+    s->gx = mlp_alloc(bmax * maxw);
     if (!s->g || !s->gx)
         goto nomem;
 
+    if ((status = pick_threads(f, s, sec, ctx)))
+        goto done;
     if ((uses_blas(&s->drift) || uses_blas(&s->diffusion)) &&
         (status = blas_reserve(ctx)))
         goto done;
@@ -530,6 +616,18 @@ static const nde_key mlp_keys[] = {
      "auto (the best this CPU runs), avx512, avx2 or generic: the "
      "instruction set of the own kernels; sums are grouped by vector width, "
      "so results differ between sets in the last bits"},
+    {"threads", NDE_KEY_WORD, "auto",
+     "auto (2 on a machine with 2 CPUs or more, else 1) or a count from 1 "
+     "to 64: threads that share each evaluation and VJP of a large batch, "
+     "each computing some rows of the batch (and some of the parameter "
+     "gradient's entries, each summed over the whole batch), so the "
+     "results are the same bits for any count; not for a net with a layer "
+     "wider than thin_width (OpenBLAS has threads of its own)"},
+    {"thread_batch", NDE_KEY_WORD, "auto",
+     "auto or a batch size: calls on this many rows or more use the "
+     "threads (never under 4 rows); auto: where they start to pay, from "
+     "the work per row (192 rows for a 32-64-32 tanh net, 984 for "
+     "2-50-2)"},
     {"diffusion", NDE_KEY_WORD, "none",
      "none (an ODE), softplus or sigmoid: an SDE with a diagonal diffusion "
      "g(y) from a second network whose output goes through this function so "

@@ -8,9 +8,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <nde/field.h>
+#include <nde/pool.h>
 
 /* ACT_SIGMOID is only the diffusion's output activation;
  * ACT_SOFTPLUS_VECTOR is ACT_SOFTPLUS under `softplus = vector`. */
@@ -57,6 +59,9 @@ typedef struct mlp_net {
     size_t p0, p1;         /* the net's parameters: theta[p0, p1)       */
     double *theta;         /* their values when theta_gen was last bumped */
     unsigned long theta_gen;
+    double **cot;          /* cot[l]: out x ld, dL/dZ of layer l (VJPs)  */
+    size_t split_batch;    /* calls on this many rows or more are split
+                              between the pool's threads; 0: never      */
 } mlp_net;
 
 static inline uint64_t mlp_bits(double x)
@@ -69,7 +74,9 @@ static inline uint64_t mlp_bits(double x)
 /*
  * The point of net n that holds (or is to hold) the forward pass at
  * (t, y, theta, batch): *hit = 1 when one holds it; otherwise the oldest
- * point, relabelled, into which the caller must run the pass. vjp: the
+ * point, relabelled, into which the caller must run the pass and copy
+ * the rows of y (when pt->batch is not 0: a labelled point; the kernels
+ * copy them with the pass, split between threads alike). vjp: the
  * caller is a VJP. Keeping costs a comparison of the parameters and a
  * copy of y per call, so nothing is kept until the net's first VJP (a
  * program that only solves forward pays nothing), nor for a while after
@@ -126,7 +133,6 @@ static inline mlp_point *mlp_cache_find(mlp_net *n, size_t dim, double t,
     pt->batch = batch;
     pt->t = t;
     pt->theta_gen = n->theta_gen;
-    memcpy(pt->y, y, ny * sizeof *y);
     return pt;
 }
 
@@ -153,12 +159,16 @@ typedef struct mlp_kernels {
     void (*activate)(int act, double *x, size_t n); /* x = s(x) in place */
 } mlp_kernels;
 
+/* The `threads` key's largest count. */
+#define MLP_MAX_THREADS 64
+
 typedef struct mlp_state {
     mlp_net drift;
     mlp_net diffusion;     /* nlayers == 0 for an ODE                   */
     int diffusion_act;     /* ACT_SOFTPLUS or ACT_SIGMOID               */
-    double *g, *gx;        /* max width x ld: output, cotangents        */
+    double *g, *gx;        /* max width x ld: output, input cotangent   */
     const mlp_kernels *kernels;
+    nde_pool *pool;        /* NULL: one thread                          */
 } mlp_state;
 
 /*
@@ -169,6 +179,14 @@ typedef struct mlp_state {
 static inline size_t mlp_padded(size_t batch)
 {
     return (batch + 7) & ~(size_t)7;
+}
+
+/* n doubles on a cache line's boundary, so that threads that split a
+ * feature-major array at a multiple of 8 columns share no cache line
+ * (freed with free; NULL when out of memory). */
+static inline double *mlp_alloc(size_t n)
+{
+    return aligned_alloc(64, (n * sizeof(double) + 63) & ~(size_t)63);
 }
 
 /* Built for AVX-512 (x86-64-v4), AVX2 + FMA (x86-64-v3) and the baseline

@@ -23,13 +23,12 @@ int mlp_cache_alloc(mlp_net *n, size_t dim, size_t batch_max,
     for (size_t p = 0; p < n->npoints; p++) {
         mlp_point *pt = &n->point[p];
         pt->y = malloc(batch_max * dim * sizeof *pt->y);
-        pt->x0 = malloc(bmax * n->in0 * sizeof *pt->x0);
+        pt->x0 = mlp_alloc(bmax * n->in0);
         pt->h = calloc(n->nlayers, sizeof *pt->h);
         if (!pt->y || !pt->x0 || !pt->h)
             return NDE_ENOMEM;
         for (size_t l = 0; l + 1 < n->nlayers; l++)
-            if (!(pt->h[l] = malloc(bmax * n->layer[l].out *
-                                    sizeof *pt->h[l])))
+            if (!(pt->h[l] = mlp_alloc(bmax * n->layer[l].out)))
                 return NDE_ENOMEM;
     }
     return NDE_OK;

@@ -367,69 +367,103 @@ MLP_INLINE void combine_rows(const double *w, size_t wo, size_t ws,
     }
 }
 
-/* d[r][c] = g_r . x_c over the first n columns, for GRAM_ROWS rows of g
- * and four of x; the last partial vector reads the padding and drops its
- * lanes. */
-MLP_INLINE void gram_tile(const double *const *g, const double *const *x,
-                          size_t n, double d[GRAM_ROWS][4])
+/*
+ * The columns of a call split between threads are stored block by block:
+ * the block of columns [c0, c0 + ld) of an array `width` wide is an array
+ * of its own, width x ld, from width * c0 on, so a thread writes no part
+ * of a row that another thread writes. (With the rows shared, each
+ * thread's piece of a row next to the other's, 2 threads ran the
+ * Fashion-MNIST field slower than 1 up to batch 256: a thread's prefetches
+ * reach into the other's lines. A loop over 64 such rows ran at 0.3-0.6
+ * the speed of 1 thread on 2 threads, 1.7-1.9 times it with blocks.) An
+ * unsplit call is one block, the whole array. rows: the batch's rows
+ * among the block's columns, the rest being padding.
+ */
+typedef struct mlp_block {
+    size_t c0, ld, rows;
+} mlp_block;
+
+/* d[r][c] = g_gi[r] . x_xi[c] over the batch's columns, for GRAM_ROWS
+ * rows of g (gw wide) and four of x (xw wide), block after block in the
+ * order of the columns; the last partial vector reads the padding and
+ * drops its lanes. */
+MLP_INLINE void gram_tile(const double *g, size_t gw, const size_t *gi,
+                          const double *x, size_t xw, const size_t *xi,
+                          const mlp_block *b, size_t nb,
+                          double d[GRAM_ROWS][4])
 {
     vd a[GRAM_ROWS][4];
     for (int r = 0; r < GRAM_ROWS; r++)
         for (int c = 0; c < 4; c++)
             a[r][c] = (vd){0};
-    for (size_t i = 0; i < n; i += LANES) {
-        vd gv[GRAM_ROWS], xv[4];
+    for (size_t k = 0; k < nb; k++) {
+        const double *gr[GRAM_ROWS], *xr[4];
+        const size_t ld = b[k].ld, n = b[k].rows;
         for (int r = 0; r < GRAM_ROWS; r++)
-            gv[r] = load_vd(g[r] + i);
+            gr[r] = g + gw * b[k].c0 + gi[r] * ld;
         for (int c = 0; c < 4; c++)
-            xv[c] = load_vd(x[c] + i);
-        if (i + LANES <= n)
+            xr[c] = x + xw * b[k].c0 + xi[c] * ld;
+        for (size_t i = 0; i < n; i += LANES) {
+            vd gv[GRAM_ROWS], xv[4];
             for (int r = 0; r < GRAM_ROWS; r++)
-                for (int c = 0; c < 4; c++)
-                    a[r][c] += gv[r] * xv[c];
-        else
-            for (int r = 0; r < GRAM_ROWS; r++)
-                for (int c = 0; c < 4; c++)
-                    a[r][c] += keep_lanes(gv[r] * xv[c], n - i);
+                gv[r] = load_vd(gr[r] + i);
+            for (int c = 0; c < 4; c++)
+                xv[c] = load_vd(xr[c] + i);
+            if (i + LANES <= n)
+                for (int r = 0; r < GRAM_ROWS; r++)
+                    for (int c = 0; c < 4; c++)
+                        a[r][c] += gv[r] * xv[c];
+            else
+                for (int r = 0; r < GRAM_ROWS; r++)
+                    for (int c = 0; c < 4; c++)
+                        a[r][c] += keep_lanes(gv[r] * xv[c], n - i);
+        }
     }
     for (int r = 0; r < GRAM_ROWS; r++)
         for (int c = 0; c < 4; c++)
             d[r][c] = lane_sum(a[r][c]);
 }
 
-/* dw[o in + k] += g_o . x_k over the first n columns (o < out, k < in). */
-MLP_INLINE void add_gram(const double *g, const double *x, size_t out,
-                         size_t in, size_t n, size_t ld, double *dw)
+/* dw[o in + k] += g_o . x_k over the batch's columns, for o in [o0, o1)
+ * of g (out wide) and k < in. */
+MLP_INLINE void add_gram(const double *g, size_t out, size_t o0, size_t o1,
+                         const double *x, size_t in, const mlp_block *b,
+                         size_t nb, double *dw)
 {
-    for (size_t o = 0; o < out; o += GRAM_ROWS)
+    for (size_t o = o0; o < o1; o += GRAM_ROWS)
         for (size_t k = 0; k < in; k += 4) {
-            const double *gr[GRAM_ROWS], *xr[4];
+            size_t gi[GRAM_ROWS], xi[4];
             double d[GRAM_ROWS][4];
             for (size_t r = 0; r < GRAM_ROWS; r++)
-                gr[r] = g + (o + r < out ? o + r : out - 1) * ld;
+                gi[r] = o + r < o1 ? o + r : o1 - 1;
             for (size_t c = 0; c < 4; c++)
-                xr[c] = x + (k + c < in ? k + c : in - 1) * ld;
-            gram_tile(gr, xr, n, d);
-            for (size_t r = 0; r < GRAM_ROWS && o + r < out; r++)
+                xi[c] = k + c < in ? k + c : in - 1;
+            gram_tile(g, out, gi, x, in, xi, b, nb, d);
+            for (size_t r = 0; r < GRAM_ROWS && o + r < o1; r++)
                 for (size_t c = 0; c < 4 && k + c < in; c++)
                     dw[(o + r) * in + k + c] += d[r][c];
         }
 }
 
-/* The sum of the first n entries of a row (padded past n unless n is a
- * narrow batch). */
-MLP_INLINE double row_sum(const double *a, size_t n)
+/* The sum over the batch's columns of row o of a (width wide): padded
+ * past the batch unless the call is one narrow block. */
+MLP_INLINE double row_sum(const double *a, size_t width, size_t o,
+                          const mlp_block *b, size_t nb)
 {
-    if (n < MLP_NARROW) {
+    if (nb == 1 && b[0].rows < MLP_NARROW) {
         double sum = 0.0;
-        for (size_t i = 0; i < n; i++)
-            sum += a[i];
+        for (size_t i = 0; i < b[0].rows; i++)
+            sum += a[o * b[0].ld + i];
         return sum;
     }
     vd acc = {0};
-    for (size_t i = 0; i < n; i += LANES)
-        acc += i + LANES <= n ? load_vd(a + i)
-                              : keep_lanes(load_vd(a + i), n - i);
+    for (size_t k = 0; k < nb; k++) {
+        const double *r = a + width * b[k].c0 + o * b[k].ld;
+        const size_t n = b[k].rows;
+        for (size_t i = 0; i < n; i += LANES)
+            acc += i + LANES <= n ? load_vd(r + i)
+                                  : keep_lanes(load_vd(r + i), n - i);
+    }
     return lane_sum(acc);
 }
 
@@ -529,13 +563,17 @@ MLP_INLINE void narrow_backward(const double *w, const double *x,
         }
 }
 
-MLP_INLINE int all_finite(const double *x, size_t n)
-{
-    int bad = 0;
-    for (size_t i = 0; i < n; i++)
-        bad |= !(fabs(x[i]) <= 1.79769313486231570815e+308);
-    return !bad;
-}
+/* ---- layers ------------------------------------------------------------ */
+
+/*
+ * Every stage of the forward pass and of the cotangent pass computes each
+ * column (one row of the batch) on its own, so threads split the columns:
+ * each runs these on its block (mlp_block) as on a batch of its own, with
+ * the bits the whole batch would have. A BLAS layer and a narrow batch
+ * are never split. The parameter gradient sums over the columns, so
+ * threads split the parameters instead (params_part) and each sum runs
+ * over every block.
+ */
 
 /* Z = W X + b 1^T: X is in x ld, Z out x ld. */
 MLP_INLINE void layer_forward(const mlp_layer *ly, const double *theta,
@@ -559,163 +597,346 @@ MLP_INLINE void layer_forward(const mlp_layer *ly, const double *theta,
     }
 }
 
-/*
- * Given G = dL/dZ (out x ld) for Z = W X + b 1^T: accumulate dL/dW = G X^T
- * and dL/db = G 1 over the batch's columns into vtheta (if not NULL) and
- * write GX = dL/dX = W^T G (in x ld, if not NULL).
- */
-MLP_INLINE void layer_backward(const mlp_layer *ly, const double *theta,
-                               const double *x, const double *g, double *gx,
-                               double *vtheta, size_t batch, size_t ld)
+/* GX = dL/dX = W^T G for Z = W X + b 1^T, G = dL/dZ (out x ld), GX in x
+ * ld. */
+MLP_INLINE void layer_cotangent(const mlp_layer *ly, const double *theta,
+                                const double *g, double *gx, size_t ld)
 {
     const double *w = theta + ly->w_off;
     const size_t in = ly->in, out = ly->out;
-    double *dw = vtheta ? vtheta + ly->w_off : NULL;
-    if (vtheta)
-        for (size_t o = 0; o < out; o++)
-            vtheta[ly->b_off + o] += row_sum(g + o * ld, batch);
-    if (ly->blas) {
-        if (dw)
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)out,
-                        (int)in, (int)batch, 1.0, g, (int)ld, x, (int)ld, 1.0,
-                        dw, (int)in);
-        if (gx)
-            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)in,
-                        (int)ld, (int)out, 1.0, w, (int)in, g, (int)ld, 0.0,
-                        gx, (int)ld);
-    } else if (ld == 1) {
-        narrow_backward(w, x, g, gx, dw, in, out, 1);
-    } else if (ld < MLP_NARROW) {
-        narrow_backward(w, x, g, gx, dw, in, out, ld);
-    } else {
-        if (dw)
-            add_gram(g, x, out, in, batch, ld, dw);
-        if (gx)
-            combine_rows(w, 1, in, NULL, g, out, in, ld, gx);
-    }
+    if (ly->blas)
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)in,
+                    (int)ld, (int)out, 1.0, w, (int)in, g, (int)ld, 0.0, gx,
+                    (int)ld);
+    else if (ld == 1)
+        narrow_backward(w, NULL, g, gx, NULL, in, out, 1);
+    else if (ld < MLP_NARROW)
+        narrow_backward(w, NULL, g, gx, NULL, in, out, ld);
+    else
+        combine_rows(w, 1, in, NULL, g, out, in, ld, gx);
 }
 
-/* z (dim x ld, zero padding) from rows (batch x dim), each value cubed
- * when asked. */
-MLP_INLINE void from_rows(const double *rows, double *z, size_t dim,
-                          size_t batch, size_t ld, int cube)
+/* Rows [o0, o1) of dL/dW = G X^T and dL/db = G 1 (G = dL/dZ, out wide;
+ * X in wide; blocks b) added into vtheta, each entry summed over the
+ * batch's columns. A BLAS layer and a narrow batch are one block. */
+MLP_INLINE void layer_params(const mlp_layer *ly, const double *x,
+                             const double *g, double *vtheta,
+                             const mlp_block *b, size_t nb, size_t o0,
+                             size_t o1)
+{
+    const size_t in = ly->in, out = ly->out, ld = b[0].ld;
+    const int batch = (int)b[0].rows;
+    double *dw = vtheta + ly->w_off;
+    for (size_t o = o0; o < o1; o++)
+        vtheta[ly->b_off + o] += row_sum(g, out, o, b, nb);
+    if (ly->blas)
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(o1 - o0),
+                    (int)in, batch, 1.0, g + o0 * ld, (int)ld, x, (int)ld,
+                    1.0, dw + o0 * in, (int)in);
+    else if (ld == 1)
+        narrow_backward(NULL, x, g + o0 * ld, NULL, dw + o0 * in, in,
+                        o1 - o0, 1);
+    else if (ld < MLP_NARROW)
+        narrow_backward(NULL, x, g + o0 * ld, NULL, dw + o0 * in, in,
+                        o1 - o0, ld);
+    else
+        add_gram(g, out, o0, o1, x, in, b, nb, dw);
+}
+
+/* z (dim x ld, zero past the batch's rows) from rows (rows x dim), each
+ * value cubed when asked. */
+MLP_INLINE void from_rows(const double *y, double *z, size_t dim,
+                          size_t rows, size_t ld, int cube)
 {
     for (size_t j = 0; j < dim; j++) {
         double *zj = z + j * ld;
-        for (size_t i = 0; i < batch; i++) {
-            const double v = rows[i * dim + j];
+        for (size_t i = 0; i < rows; i++) {
+            const double v = y[i * dim + j];
             zj[i] = cube ? v * v * v : v;
         }
-        for (size_t i = batch; i < ld; i++)
+        for (size_t i = rows; i < ld; i++)
             zj[i] = 0.0;
     }
 }
 
-/* rows (batch x dim) = the batch's columns of z (dim x ld). */
-MLP_INLINE void to_rows(const double *z, double *rows, size_t dim,
-                        size_t batch, size_t ld)
+/* rows (rows x dim) = the first columns of z (dim x ld). */
+MLP_INLINE void to_rows(const double *z, double *y, size_t dim, size_t rows,
+                        size_t ld)
 {
-    for (size_t i = 0; i < batch; i++)
+    for (size_t i = 0; i < rows; i++)
         for (size_t j = 0; j < dim; j++)
-            rows[i * dim + j] = z[j * ld + i];
+            y[i * dim + j] = z[j * ld + i];
 }
 
-/* The hidden layers' outputs from the input in pt->x0. */
-MLP_INLINE void forward_layers(const mlp_net *n, const mlp_point *pt,
-                               const double *theta, size_t ld)
-{
-    const double *x = pt->x0;
-    for (size_t l = 0; l + 1 < n->nlayers; l++) {
-        const mlp_layer *ly = &n->layer[l];
-        layer_forward(ly, theta, x, pt->h[l], ld);
-        activate(ly->act, pt->h[l], ld * ly->out);
-        x = pt->h[l];
-    }
-}
-
-/*
- * The forward pass of net n through its hidden layers at (t, y, theta),
- * kept in a point of its cache: the point that holds it already, or one
- * it is computed into (vjp: the caller is a VJP). One function behind
- * eval and vjp alike, not inlined into each, so that a kept pass has the
- * bits a recomputation would have whatever the compiler contracts into
- * FMAs; one row has a copy of its own (ld = 1 constant: unit strides).
- */
-static __attribute__((noinline)) const mlp_point *
-forward_point(mlp_net *n, size_t dim, double t, const double *y,
-              const double *theta, size_t batch, size_t ld, int vjp)
-{
-    int hit;
-    mlp_point *pt = mlp_cache_find(n, dim, t, y, theta, batch, vjp, &hit);
-    if (hit)
-        return pt;
-    from_rows(y, pt->x0, dim, batch, ld, n->cube);
-    if (n->time)
-        for (size_t i = 0; i < ld; i++)
-            pt->x0[dim * ld + i] = t;
-    if (ld == 1)
-        forward_layers(n, pt, theta, 1);
-    else
-        forward_layers(n, pt, theta, ld);
-    return pt;
-}
-
-/* The last hidden output of a forward pass (its input if none). */
-MLP_INLINE const double *last_hidden(const mlp_net *n, const mlp_point *pt)
-{
-    return n->nlayers > 1 ? pt->h[n->nlayers - 2] : pt->x0;
-}
-
-/* Backward through net n after its forward pass pt, starting from
- * g = dL/dZ of the output layer; the cotangent buffers alternate starting
- * with buf[next] (g may be the other one). Returns dL/dx0, or NULL when
- * want_input is 0. */
-MLP_INLINE const double *net_backward(mlp_state *s, const mlp_net *n,
-                                      const double *theta,
-                                      const mlp_point *pt,
-                                      const double *g, int next,
-                                      double *vtheta, int want_input,
-                                      size_t batch, size_t ld)
-{
-    double *buf[2] = {s->g, s->gx};
-    for (size_t l = n->nlayers; l-- > 0;) {
-        const mlp_layer *ly = &n->layer[l];
-        const double *x = l > 0 ? pt->h[l - 1] : pt->x0;
-        double *gx = (l > 0 || want_input) ? buf[next] : NULL;
-        layer_backward(ly, theta, x, g, gx, vtheta, batch, ld);
-        if (l > 0)
-            multiply_derivative(n->layer[l - 1].act, pt->h[l - 1], gx,
-                                ld * ly->in);
-        g = gx;
-        next ^= 1;
-    }
-    return g;
-}
-
-/* vy (batch x dim) += dL/dy from gx0 = dL/dx0 (in0 x ld). */
+/* vy (rows x dim) += dL/dy from gx0 = dL/dx0 (in0 x ld). */
 MLP_INLINE void add_input_cotangent(int cube, const double *gx0,
                                     const double *y, double *vy, size_t dim,
-                                    size_t batch, size_t ld)
+                                    size_t rows, size_t ld)
 {
-    for (size_t i = 0; i < batch; i++)
+    for (size_t i = 0; i < rows; i++)
         for (size_t j = 0; j < dim; j++) {
             const double gij = gx0[j * ld + i], yij = y[i * dim + j];
             vy[i * dim + j] += cube ? 3.0 * yij * yij * gij : gij;
         }
 }
 
+/* Block b's part of the hidden layers' outputs from its part of x0. */
+MLP_INLINE void forward_layers(const mlp_net *n, const mlp_point *pt,
+                               const double *theta, size_t c0, size_t ld)
+{
+    const double *x = pt->x0 + n->in0 * c0;
+    for (size_t l = 0; l + 1 < n->nlayers; l++) {
+        const mlp_layer *ly = &n->layer[l];
+        double *h = pt->h[l] + ly->out * c0;
+        layer_forward(ly, theta, x, h, ld);
+        activate(ly->act, h, ld * ly->out);
+        x = h;
+    }
+}
+
+/*
+ * Block b of net n's forward pass through its hidden layers at (t, y,
+ * theta), into point pt (and the block's rows of y into pt->y when the
+ * point is kept). One function behind eval and vjp alike, not inlined
+ * into each, so that a kept pass has the bits a recomputation would have
+ * whatever the compiler contracts into FMAs; one row has a copy of its
+ * own (ld = 1 constant: unit strides).
+ */
+static __attribute__((noinline)) void
+forward_block(const mlp_net *n, mlp_point *pt, size_t dim, double t,
+              const double *y, const double *theta, mlp_block b)
+{
+    double *x0 = pt->x0 + n->in0 * b.c0;
+    y += b.c0 * dim;
+    if (pt->batch)
+        memcpy(pt->y + b.c0 * dim, y, b.rows * dim * sizeof *y);
+    from_rows(y, x0, dim, b.rows, b.ld, n->cube);
+    if (n->time)
+        for (size_t i = 0; i < b.ld; i++)
+            x0[dim * b.ld + i] = t;
+    if (b.ld == 1)
+        forward_layers(n, pt, theta, b.c0, 1);
+    else
+        forward_layers(n, pt, theta, b.c0, b.ld);
+}
+
+/* Block b of the last hidden output of a forward pass (its input if
+ * none). */
+MLP_INLINE const double *last_hidden(const mlp_net *n, const mlp_point *pt,
+                                     size_t c0)
+{
+    return n->nlayers > 1
+               ? pt->h[n->nlayers - 2] + n->layer[n->nlayers - 2].out * c0
+               : pt->x0 + n->in0 * c0;
+}
+
+/* Block b of layer l's input in a forward pass. */
+MLP_INLINE const double *layer_input(const mlp_net *n, const mlp_point *pt,
+                                     size_t l, size_t c0)
+{
+    return l > 0 ? pt->h[l - 1] + n->layer[l - 1].out * c0
+                 : pt->x0 + n->in0 * c0;
+}
+
+MLP_INLINE int all_finite(const double *x, size_t n)
+{
+    int bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad |= !(fabs(x[i]) <= 1.79769313486231570815e+308);
+    return !bad;
+}
+
+/* ---- the field operations, split between threads ------------------------ */
+
+/* One call of a field operation on net n, and how it is split: part p
+ * has the block of columns blk[p] (rows of the batch) and its share of
+ * the parameters. */
+typedef struct job {
+    const mlp_state *s;
+    const mlp_net *n;
+    size_t dim;
+    double t;
+    const double *y, *theta, *v;
+    double *out;           /* eval: dy or g; vjp: vy (NULL: not wanted) */
+    double *vtheta;
+    mlp_point *pt;
+    int forward;           /* pt is to be computed */
+    int diffusion;         /* the output goes through s->diffusion_act */
+    size_t nparts;
+    mlp_block blk[MLP_MAX_THREADS];
+    int bad[MLP_MAX_THREADS]; /* part p's rows of out are not all finite */
+} job;
+
+/* The blocks: ld = batch_ld(batch) columns cut at multiples of 8. */
+static void job_cut(job *jb, size_t batch, size_t nparts)
+{
+    const size_t ld = batch_ld(batch);
+    jb->nparts = nparts;
+    for (size_t p = 0; p < nparts; p++) {
+        const size_t c0 = mlp_padded(ld * p / nparts),
+                     c1 = p + 1 < nparts ? mlp_padded(ld * (p + 1) / nparts)
+                                         : ld;
+        jb->blk[p].c0 = c0;
+        jb->blk[p].ld = c1 - c0;
+        jb->blk[p].rows =
+            (c1 < batch ? c1 : batch) - (c0 < batch ? c0 : batch);
+        jb->bad[p] = 0;
+    }
+}
+
+static void job_start(job *jb, mlp_state *s, mlp_net *n, size_t dim,
+                      double t, const double *y, const double *theta,
+                      size_t batch, int vjp)
+{
+    int hit;
+    jb->s = s;
+    jb->n = n;
+    jb->dim = dim;
+    jb->t = t;
+    jb->y = y;
+    jb->theta = theta;
+    jb->v = NULL;
+    jb->out = jb->vtheta = NULL;
+    jb->diffusion = n == &s->diffusion;
+    jb->pt = mlp_cache_find(n, dim, t, y, theta, batch, vjp, &hit);
+    jb->forward = !hit;
+    job_cut(jb, batch, s->pool && n->split_batch && batch >= n->split_batch &&
+                               batch >= MLP_NARROW
+                           ? nde_pool_threads(s->pool)
+                           : 1);
+}
+
+static void job_run(job *jb, nde_pool_fn part)
+{
+    if (jb->nparts == 1)
+        part(jb, 0);
+    else
+        nde_pool_run(jb->s->pool, part, jb, jb->nparts);
+}
+
+static int job_status(const job *jb)
+{
+    for (size_t p = 0; p < jb->nparts; p++)
+        if (jb->bad[p])
+            return NDE_ERETRY;
+    return NDE_OK;
+}
+
+/* The output (dy or g) of part p's columns. */
+static void eval_part(void *arg, size_t part)
+{
+    job *jb = arg;
+    const mlp_net *n = jb->n;
+    const mlp_block b = jb->blk[part];
+    const size_t dim = jb->dim;
+    double *z = jb->s->g + dim * b.c0, *out = jb->out + b.c0 * dim;
+    if (jb->forward)
+        forward_block(n, jb->pt, dim, jb->t, jb->y, jb->theta, b);
+    layer_forward(&n->layer[n->nlayers - 1], jb->theta,
+                  last_hidden(n, jb->pt, b.c0), z, b.ld);
+    if (jb->diffusion)
+        activate(jb->s->diffusion_act, z, dim * b.ld);
+    to_rows(z, out, dim, b.rows, b.ld);
+    jb->bad[part] = !all_finite(out, b.rows * dim);
+}
+
+/* Part p's columns of the cotangents n->cot[l] = dL/dZ_l of every layer,
+ * and of vy when wanted. */
+static void cotangent_part(void *arg, size_t part)
+{
+    job *jb = arg;
+    const mlp_state *s = jb->s;
+    const mlp_net *n = jb->n;
+    mlp_point *pt = jb->pt;
+    const mlp_block b = jb->blk[part];
+    const size_t dim = jb->dim, last = n->nlayers - 1, ld = b.ld;
+    double *g = n->cot[last] + dim * b.c0;
+    if (jb->forward)
+        forward_block(n, pt, dim, jb->t, jb->y, jb->theta, b);
+    from_rows(jb->v + b.c0 * dim, g, dim, b.rows, ld, 0);
+    if (jb->diffusion) {
+        /* g = s(z): dL/dz = v s'(z), from the output h = s(z) held in
+         * s->gx (the output layer is recomputed: it is dim wide, the
+         * cheap one) */
+        double *h = s->gx + dim * b.c0;
+        layer_forward(&n->layer[last], jb->theta, last_hidden(n, pt, b.c0),
+                      h, ld);
+        activate(s->diffusion_act, h, dim * ld);
+        multiply_derivative(s->diffusion_act, h, g, dim * ld);
+    }
+    for (size_t l = last; l > 0; l--) {
+        const mlp_layer *ly = &n->layer[l];
+        double *gx = n->cot[l - 1] + ly->in * b.c0;
+        layer_cotangent(ly, jb->theta, n->cot[l] + ly->out * b.c0, gx, ld);
+        multiply_derivative(n->layer[l - 1].act,
+                            pt->h[l - 1] + ly->in * b.c0, gx, ld * ly->in);
+    }
+    if (!jb->out)
+        return;
+    double *gx0 = s->g + n->in0 * b.c0, *vy = jb->out + b.c0 * dim;
+    layer_cotangent(&n->layer[0], jb->theta,
+                    n->cot[0] + n->layer[0].out * b.c0, gx0, ld);
+    add_input_cotangent(n->cube, gx0, jb->y + b.c0 * dim, vy, dim, b.rows,
+                        ld);
+    jb->bad[part] = !all_finite(vy, b.rows * dim);
+}
+
+/* Part p's share of vtheta, from the cotangents: whole layers when the
+ * call is not split, else blocks of GRAM_ROWS rows of the layers' dW and
+ * db, given out so each part has about the same multiply-adds. */
+static void params_part(void *arg, size_t part)
+{
+    job *jb = arg;
+    const mlp_net *n = jb->n;
+    size_t total = 0, sum = 0;
+    for (size_t l = 0; l < n->nlayers; l++)
+        total += n->layer[l].out * (n->layer[l].in + 1);
+    for (size_t l = 0; l < n->nlayers; l++) {
+        const mlp_layer *ly = &n->layer[l];
+        const double *x = layer_input(n, jb->pt, l, 0);
+        if (jb->nparts == 1) {
+            layer_params(ly, x, n->cot[l], jb->vtheta, jb->blk, 1, 0,
+                         ly->out);
+            continue;
+        }
+        for (size_t o0 = 0; o0 < ly->out; o0 += GRAM_ROWS) {
+            const size_t o1 = o0 + GRAM_ROWS < ly->out ? o0 + GRAM_ROWS
+                                                       : ly->out;
+            const size_t cost = (o1 - o0) * (ly->in + 1);
+            if ((2 * sum + cost) * jb->nparts / (2 * total) == part)
+                layer_params(ly, x, n->cot[l], jb->vtheta, jb->blk,
+                             jb->nparts, o0, o1);
+            sum += cost;
+        }
+    }
+}
+
 static int mlp_eval(nde_field *f, double t, const double *y,
                     const double *theta, double *dy, size_t batch)
 {
     mlp_state *s = f->state;
-    mlp_net *n = &s->drift;
-    const size_t ld = batch_ld(batch);
-    const mlp_point *pt = forward_point(n, f->dim, t, y, theta, batch, ld,
-                                        0);
-    layer_forward(&n->layer[n->nlayers - 1], theta, last_hidden(n, pt),
-                  s->g, ld);
-    to_rows(s->g, dy, f->dim, batch, ld);
-    return all_finite(dy, batch * f->dim) ? NDE_OK : NDE_ERETRY;
+    job jb;
+    job_start(&jb, s, &s->drift, f->dim, t, y, theta, batch, 0);
+    jb.out = dy;
+    job_run(&jb, eval_part);
+    return job_status(&jb);
+}
+
+static int net_vjp(mlp_state *s, mlp_net *n, size_t dim, double t,
+                   const double *y, const double *theta, const double *v,
+                   double *vy, double *vtheta, size_t batch)
+{
+    job jb;
+    if (!vy && !vtheta)
+        return NDE_OK;
+    job_start(&jb, s, n, dim, t, y, theta, batch, 1);
+    jb.v = v;
+    jb.out = vy;
+    jb.vtheta = vtheta;
+    job_run(&jb, cotangent_part);
+    if (vtheta)
+        job_run(&jb, params_part);
+    return job_status(&jb);
 }
 
 static int mlp_vjp(nde_field *f, double t, const double *y,
@@ -723,33 +944,18 @@ static int mlp_vjp(nde_field *f, double t, const double *y,
                    double *vtheta, size_t batch)
 {
     mlp_state *s = f->state;
-    mlp_net *n = &s->drift;
-    const size_t dim = f->dim, ld = batch_ld(batch);
-    if (!vy && !vtheta)
-        return NDE_OK;
-    const mlp_point *pt = forward_point(n, dim, t, y, theta, batch, ld, 1);
-    from_rows(v, s->g, dim, batch, ld, 0);
-    const double *g = net_backward(s, n, theta, pt, s->g, 1, vtheta,
-                                   vy != NULL, batch, ld);
-    if (!vy)
-        return NDE_OK;
-    add_input_cotangent(n->cube, g, y, vy, dim, batch, ld);
-    return all_finite(vy, batch * dim) ? NDE_OK : NDE_ERETRY;
+    return net_vjp(s, &s->drift, f->dim, t, y, theta, v, vy, vtheta, batch);
 }
 
 static int mlp_diffusion(nde_field *f, double t, const double *y,
                          const double *theta, double *g, size_t batch)
 {
     mlp_state *s = f->state;
-    mlp_net *n = &s->diffusion;
-    const size_t ld = batch_ld(batch);
-    const mlp_point *pt = forward_point(n, f->dim, t, y, theta, batch, ld,
-                                        0);
-    layer_forward(&n->layer[n->nlayers - 1], theta, last_hidden(n, pt),
-                  s->g, ld);
-    activate(s->diffusion_act, s->g, f->dim * ld);
-    to_rows(s->g, g, f->dim, batch, ld);
-    return all_finite(g, batch * f->dim) ? NDE_OK : NDE_ERETRY;
+    job jb;
+    job_start(&jb, s, &s->diffusion, f->dim, t, y, theta, batch, 0);
+    jb.out = g;
+    job_run(&jb, eval_part);
+    return job_status(&jb);
 }
 
 static int mlp_diffusion_vjp(nde_field *f, double t, const double *y,
@@ -757,24 +963,8 @@ static int mlp_diffusion_vjp(nde_field *f, double t, const double *y,
                              double *vtheta, size_t batch)
 {
     mlp_state *s = f->state;
-    mlp_net *n = &s->diffusion;
-    const size_t dim = f->dim, ld = batch_ld(batch);
-    if (!vy && !vtheta)
-        return NDE_OK;
-    /* g = s(z): dL/dz = v s'(z), from the output h = s(z) held in s->gx
-     * (the output layer is recomputed: it is dim wide, the cheap one) */
-    const mlp_point *pt = forward_point(n, dim, t, y, theta, batch, ld, 1);
-    layer_forward(&n->layer[n->nlayers - 1], theta, last_hidden(n, pt),
-                  s->gx, ld);
-    activate(s->diffusion_act, s->gx, dim * ld);
-    from_rows(v, s->g, dim, batch, ld, 0);
-    multiply_derivative(s->diffusion_act, s->gx, s->g, dim * ld);
-    const double *gy = net_backward(s, n, theta, pt, s->g, 1, vtheta,
-                                    vy != NULL, batch, ld);
-    if (!vy)
-        return NDE_OK;
-    add_input_cotangent(0, gy, y, vy, dim, batch, ld);
-    return all_finite(vy, batch * dim) ? NDE_OK : NDE_ERETRY;
+    return net_vjp(s, &s->diffusion, f->dim, t, y, theta, v, vy, vtheta,
+                   batch);
 }
 
 static void mlp_activate(int act, double *x, size_t n)

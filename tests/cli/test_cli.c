@@ -483,6 +483,37 @@ START_TEST(test_examples_run)
 }
 END_TEST
 
+/* [field] threads: training the spiral on 1 and on 2 threads (every
+ * batch split: thread_batch = 1; the batch of 64 windows) gives the same
+ * model, bit for bit: the same predictions printed to 17 digits. */
+START_TEST(test_mlp_threads_same_model)
+{
+    char *pred[2];
+    for (int k = 0; k < 2; k++) {
+        const char *ckpt = path_in(k ? "t2.ckpt" : "t1.ckpt");
+        run_result r = run("train", example("spiral.ini"), "--quiet", "-s",
+                           "train.iterations=3", "-s", "train.batch_size=64",
+                           "-s", "train.eval_every=0", "-s",
+                           "field.thread_batch=1", "-s",
+                           k ? "field.threads=2" : "field.threads=1", "-s",
+                           fmt("train.checkpoint=%s", ckpt), "-s",
+                           fmt("train.metrics=%s", path_in("t.jsonl")));
+        assert_ok(r);
+        result_free(&r);
+        r = run("predict", ckpt, "-s", "problem.nsave=5", "-s",
+                "solver.rtol=1e-3", "-s", "solver.atol=1e-5", "-o",
+                path_in("t.csv"));
+        assert_ok(r);
+        result_free(&r);
+        ck_assert_ptr_nonnull(pred[k] = test_read_file(path_in("t.csv"),
+                                                       NULL));
+    }
+    ck_assert_str_eq(pred[0], pred[1]);
+    free(pred[0]);
+    free(pred[1]);
+}
+END_TEST
+
 START_TEST(test_mlp_seed)
 {
     /* The mlp's weights come from [field]'s seed key: same seed, same
@@ -1838,6 +1869,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_stats_json);
     tcase_add_test(tc, test_examples_run);
     tcase_add_test(tc, test_mlp_seed);
+    tcase_add_test(tc, test_mlp_threads_same_model);
     tcase_add_test(tc, test_plugins_lists_all);
     tcase_add_test(tc, test_plugins_kind_filter);
     tcase_add_test(tc, test_set_creates_section);

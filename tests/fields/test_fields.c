@@ -658,6 +658,97 @@ START_TEST(mlp_cache_exact)
 }
 END_TEST
 
+/*
+ * threads: every operation gives the same bits on 1 and on 2 threads, at
+ * batches that split at and between the vector widths (thread_batch = 1
+ * splits every batch of 4 rows or more), with the forward pass computed
+ * anew and taken from the cache. The last config has a BLAS layer, whose
+ * net is never split.
+ */
+static const char *const thread_configs[] = {
+    "[field]\nplugin = mlp\nlayers = 32, 64, 32\n",
+    "[field]\nplugin = mlp\nlayers = 3, 9, 7, 3\ntime = true\n"
+    "input = cube\ndiffusion = softplus\ng_layers = 5\n",
+    "[field]\nplugin = mlp\nlayers = 4, 16, 16, 4\nactivation = relu, "
+    "softplus\nsoftplus = vector\ndiffusion = sigmoid\n",
+    "[field]\nplugin = mlp\nlayers = 2, 12, 2\nthin_width = 0\n"
+    "diffusion = sigmoid\n",
+};
+enum { NTHREAD_CONFIGS = sizeof thread_configs / sizeof *thread_configs };
+
+START_TEST(mlp_threads_exact)
+{
+    static const size_t batches[] = {1, 7, 8, 9, 64, 129, 512, 33, 2};
+    enum { BMAX = 512, NB = sizeof batches / sizeof *batches };
+    const mlp_kernels *k = mlp_kernel_sets[_i % NSETS];
+    const char *config = thread_configs[_i / NSETS];
+    if (!mlp_cpu_runs(k)) {
+        printf("skipped: this CPU does not run the %s kernels\n", k->name);
+        return;
+    }
+    loaded L[2];
+    char ini[512];
+    for (int c = 0; c < 2; c++) {
+        snprintf(ini, sizeof ini, "%skernels = %s\nthreads = %d\n"
+                 "thread_batch = 1\n", config, k->name, c + 1);
+        load_ok(&L[c], ini, BMAX);
+    }
+    const size_t d = L[0].f->dim, p = L[0].f->nparams, n = BMAX * d;
+    const int sde = L[0].f->noise != NDE_NOISE_NONE;
+    double *theta = malloc(p * sizeof *theta), *y = malloc(n * sizeof *y);
+    double *v = malloc(n * sizeof *v), *out[2], *vy[2], *vth[2];
+    ck_assert(theta && y && v);
+    for (int c = 0; c < 2; c++) {
+        out[c] = malloc(n * sizeof *out[c]);
+        vy[c] = calloc(n, sizeof *vy[c]);
+        vth[c] = calloc(p, sizeof *vth[c]);
+        ck_assert(out[c] && vy[c] && vth[c]);
+    }
+    nde_field_init_params(L[0].f, theta, 9);
+    for (size_t j = 0; j < p; j++)
+        theta[j] += 0.1 * uniform(); /* nonzero biases */
+    rng_state = 5;
+    /* op: eval, VJP (cached), VJP at a new point, vy only, vtheta only;
+     * then the same with the diffusion */
+    for (size_t b = 0; b < NB; b++)
+        for (int op = 0; op < (sde ? 10 : 5); op++) {
+            const size_t rows = batches[b];
+            const int drift = op < 5, kind = op % 5;
+            if (kind != 1)
+                fill_uniform(y, rows * d, 2.0);
+            fill_uniform(v, rows * d, 1.0);
+            for (int c = 0; c < 2; c++) {
+                nde_field *f = L[c].f;
+                double *wy = kind == 4 ? NULL : vy[c];
+                double *wth = kind == 3 ? NULL : vth[c];
+                int rc;
+                if (kind == 0)
+                    rc = (drift ? nde_field_eval : nde_field_diffusion)(
+                        f, 0.3, y, theta, out[c], rows);
+                else
+                    rc = (drift ? nde_field_vjp : nde_field_diffusion_vjp)(
+                        f, 0.3, y, theta, v, wy, wth, rows);
+                ck_assert_int_eq(rc, NDE_OK);
+            }
+            ck_assert_msg(memcmp(out[0], out[1], rows * d * sizeof(double)) ==
+                                  0 &&
+                              memcmp(vy[0], vy[1], n * sizeof(double)) == 0 &&
+                              memcmp(vth[0], vth[1], p * sizeof(double)) == 0,
+                          "%s kernels, %s: batch %zu, op %d differs between "
+                          "1 and 2 threads", k->name, config, rows, op);
+        }
+    for (int c = 0; c < 2; c++) {
+        free(out[c]);
+        free(vy[c]);
+        free(vth[c]);
+        unload(&L[c]);
+    }
+    free(theta);
+    free(y);
+    free(v);
+}
+END_TEST
+
 /* ---- linear, expr, sum ------------------------------------------------ */
 
 START_TEST(linear_values)
@@ -850,6 +941,10 @@ static const char *const bad_configs[][3] = {
      "softplus", "unknown softplus 'fast' (expected libm or vector)"},
     {"[field]\nplugin = mlp\nlayers = 2, 5, 2\ncache = -1\n", "cache",
      "is -1; expected 0 (off) to 64 forward passes"},
+    {"[field]\nplugin = mlp\nlayers = 2, 5, 2\nthreads = 0\n", "threads",
+     "is '0'; expected auto or a count of threads from 1 to 64"},
+    {"[field]\nplugin = mlp\nlayers = 2, 5, 2\nthread_batch = big\n",
+     "thread_batch", "is 'big'; expected auto or a batch size from 1"},
     {"[field]\nplugin = mlp\n", "layers", "missing required key"},
     {"[field]\nplugin = linear\nA = 1, 2, 3\n", "A", "square matrix"},
     {"[field]\nplugin = linear\nA = 1, 2\n  3, 4\nb = 1, 2, 3\n", "b",
@@ -1107,6 +1202,7 @@ static Suite *fields_suite(void)
     tcase_add_test(tc, mlp_sde_form);
     tcase_add_loop_test(tc, mlp_cache_exact, 0,
                         sizeof cache_configs / sizeof cache_configs[0]);
+    tcase_add_loop_test(tc, mlp_threads_exact, 0, NSETS * NTHREAD_CONFIGS);
     tcase_add_test(tc, linear_values);
     tcase_add_test(tc, expr_lotka_volterra);
     tcase_add_test(tc, expr_without_params_takes_null_theta);

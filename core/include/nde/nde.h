@@ -19,6 +19,7 @@
 #include "adjoint.h"
 #include "regularizer.h"
 #include "task.h"
+#include "pool.h"
 
 #ifdef __cplusplus
 extern "C" {
