@@ -616,13 +616,16 @@ static const nde_key mlp_keys[] = {
      "auto (the best this CPU runs), avx512, avx2 or generic: the "
      "instruction set of the own kernels; sums are grouped by vector width, "
      "so results differ between sets in the last bits"},
-    {"threads", NDE_KEY_WORD, "auto",
-     "auto (2 on a machine with 2 CPUs or more, else 1) or a count from 1 "
-     "to 64: threads that share each evaluation and VJP of a large batch, "
-     "each computing some rows of the batch (and some of the parameter "
-     "gradient's entries, each summed over the whole batch), so the "
-     "results are the same bits for any count; not for a net with a layer "
-     "wider than thin_width (OpenBLAS has threads of its own)"},
+    {"threads", NDE_KEY_WORD, "1",
+     "a count from 1 to 64, or auto (2 on a machine with 2 CPUs or more, "
+     "else 1): threads that share each evaluation and VJP of a large "
+     "batch, each computing some rows of the batch (and some of the "
+     "parameter gradient's entries, each summed over the whole batch), so "
+     "the results are the same bits for any count; not for a net with a "
+     "layer wider than thin_width (OpenBLAS has threads of its own). One "
+     "by default: the gain is modest (a Fashion-MNIST iteration at batch "
+     "512 1.11x on 2 cores) and turns into a loss when the cores are busy "
+     "(nde ab -j 2, other work)"},
     {"thread_batch", NDE_KEY_WORD, "auto",
      "auto or a batch size: calls on this many rows or more use the "
      "threads (never under 4 rows); auto: where they start to pay, from "
