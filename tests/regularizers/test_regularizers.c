@@ -977,8 +977,9 @@ START_TEST(checkpointed_record)
     const double y0[4] = {2.0, 0.0, 0.5, -1.0};
     const char *names[] = {"global", "global", "local", "kinetic"};
     const char *bodies[] = {"weight = 1", "weight = 1\nmeasure = stiffness",
-                            "weight = 1\nsampling = biased\n"
-                            "through_state = true", "weight = 1"};
+                            ("weight = 1\nsampling = biased\n"
+                             "through_state = true"),
+                            "weight = 1"};
 
     check_checkpointed(mlp_ini, "tsit5", 0, 1e-9, names, bodies, 4, 4, 1e-10,
                        y0);
