@@ -65,7 +65,24 @@ static const adj_case adjs[] = {
     {"backsolve", "seminorm"},
 };
 
+/* The record-bytes table: a solver, an adjoint and the tighter of its
+ * two tolerances (the looser is 1e-3/1e-5). */
+typedef struct mem_case {
+    const char *solver;
+    adj_case adj;
+    const char *rtol, *atol;
+} mem_case;
+
+static const mem_case mems[] = {
+    {"dopri5", {"discrete", NULL}, "1e-11", "1e-13"},
+    {"dopri5", {"interpolating", "full"}, "1e-11", "1e-13"},
+    {"dopri5", {"backsolve", "full"}, "1e-11", "1e-13"},
+    {"alf", {"discrete", NULL}, "1e-7", "1e-9"},
+    {"alf", {"reversible", NULL}, "1e-7", "1e-9"},
+};
+
 #define NTOL (sizeof tols / sizeof tols[0])
+#define NMEM (sizeof mems / sizeof mems[0])
 #define NADJ (sizeof adjs / sizeof adjs[0])
 
 typedef struct run {
@@ -97,6 +114,8 @@ static size_t traj_bytes(const nde_trajectory *t)
         b += t->nsteps * 2 * sizeof(double);
     if (t->y)
         b += t->nstates * (t->n * sizeof(double) + sizeof(size_t));
+    if (t->aux) /* a solver's aux state: with each stored one, and at t1 */
+        b += (t->nstates + 1) * (size_t)t->naux * t->n * sizeof(double);
     if (t->k)
         b += t->nsteps * (size_t)t->stages * t->n * sizeof(double);
     if (t->eest)
@@ -109,20 +128,20 @@ static size_t traj_bytes(const nde_trajectory *t)
 /* [solver] controller; NULL: the default (pi). */
 static const char *controller;
 
-static int make(nde_ctx *ctx, run *r, const char *rtol, const char *atol,
-                const adj_case *ac, int batch_time)
+static int make(nde_ctx *ctx, run *r, const char *solver, const char *rtol,
+                const char *atol, const adj_case *ac, int batch_time)
 {
     char text[2048];
     int rc;
 
     snprintf(text, sizeof text,
-             "[solver]\nplugin = dopri5\nrtol = %s\natol = %s\n%s%s%s"
+             "[solver]\nplugin = %s\nrtol = %s\natol = %s\n%s%s%s"
              "[field]\nplugin = mlp\nlayers = 2, 50, 2\nactivation = tanh\n"
              "input = cube\ntime = false\n"
              "[adjoint]\nplugin = %s\n%s%s%s"
              "[data]\nsource = spiral\nbatch_time = %d\n"
              "[train]\nbatch_size = 20\nlr = %s\nseed = 1\n",
-             rtol, atol, controller ? "controller = " : "",
+             solver, rtol, atol, controller ? "controller = " : "",
              controller ? controller : "", controller ? "\n" : "",
              ac->plugin, ac->norm ? "norm = " : "",
              ac->norm ? ac->norm : "", ac->norm ? "\n" : "", batch_time,
@@ -281,7 +300,8 @@ int main(int argc, char **argv)
         for (j = 0; j < NADJ; j++) {
             if (!selected(&o, i, j))
                 continue;
-            if ((rc = make(ctx, &runs[i][j], tols[i].rtol, tols[i].atol,
+            if ((rc = make(ctx, &runs[i][j], "dopri5", tols[i].rtol,
+                           tols[i].atol,
                            &adjs[j], 10)) != NDE_OK)
                 goto fail;
             if (o.params && bench_write_doubles(
@@ -341,24 +361,30 @@ int main(int argc, char **argv)
         }
     if (o.json)
         goto done;
-    /* Memory against the number of steps: batch_time 100, tolerances
-     * 1e-3/1e-5 and 1e-11/1e-13 (about 10x the steps). */
+    /* Memory against the number of steps: batch_time 100, two tolerances
+     * about 10x the steps apart (dopri5: 1e-3/1e-5 and 1e-11/1e-13; alf,
+     * whose first-order error estimate needs more steps per digit:
+     * 1e-3/1e-5 and 1e-7/1e-9). */
     printf("\nTrajectory record bytes vs steps (batch_time 100, at init)\n\n"
-           "| adjoint | steps (1e-3/1e-5) | bytes | steps (1e-11/1e-13) | "
-           "bytes | steps ratio | bytes ratio |\n"
-           "|---|---|---|---|---|---|---|\n");
-    for (j = 0; j < NADJ; j++) {
+           "| solver | adjoint | tolerances | steps | bytes | steps | bytes | "
+           "steps ratio | bytes ratio |\n"
+           "|---|---|---|---|---|---|---|---|---|\n");
+    for (j = 0; j < NMEM; j++) {
+        const mem_case *mc = &mems[j];
         run a, b;
         size_t sa, sb;
-        if ((rc = make(ctx, &a, "1e-3", "1e-5", &adjs[j], 100)) != NDE_OK ||
+        if ((rc = make(ctx, &a, mc->solver, "1e-3", "1e-5", &mc->adj,
+                       100)) != NDE_OK ||
             (rc = iterate(&a, WARMUP, 0)) != NDE_OK ||
-            (rc = make(ctx, &b, "1e-11", "1e-13", &adjs[j], 100)) != NDE_OK ||
+            (rc = make(ctx, &b, mc->solver, mc->rtol, mc->atol, &mc->adj,
+                       100)) != NDE_OK ||
             (rc = iterate(&b, WARMUP, 0)) != NDE_OK)
             goto fail;
         sa = nde_trainer_trajectory(a.tr)->nsteps;
         sb = nde_trainer_trajectory(b.tr)->nsteps;
-        printf("| %s | %zu | %zu | %zu | %zu | %.1f | %.1f |\n",
-               label(&adjs[j], name, sizeof name), sa, a.bytes, sb, b.bytes,
+        printf("| %s | %s | 1e-3/1e-5, %s/%s | %zu | %zu | %zu | %zu | %.1f "
+               "| %.1f |\n", mc->solver, label(&mc->adj, name, sizeof name),
+               mc->rtol, mc->atol, sa, a.bytes, sb, b.bytes,
                (double)sb / (double)sa, (double)b.bytes / (double)a.bytes);
         destroy(&a);
         destroy(&b);
