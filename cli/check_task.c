@@ -39,12 +39,13 @@
 static const char *const default_field[][2] = {
     {"plugin", "mlp"}, {"layers", "2, 8, 2"}, {"activation", "tanh"}};
 
-/* The [data] sources of the first releases and the task each names. */
+/* The [data] sources of the first releases (and those a task serves
+ * under another name) and the task each names. */
 static const struct {
     const char *source, *task;
 } legacy_sources[] = {{"spiral", "windows"}, {"field", "windows"},
                       {"field", "moments"},  {"csv", "series"},
-                      {"idx", "classify"}};
+                      {"idx", "classify"},   {"annuli", "points"}};
 #define NLEGACY (sizeof legacy_sources / sizeof *legacy_sources)
 
 enum { FN_LOSS, FN_READOUT, FN_LIFT };

@@ -686,15 +686,16 @@ static void decompose(nde_trainer *tr)
     tr->field = NULL;
 }
 
-/* The task plugin of each [data] source of the first releases, for an
- * ODE field and for an SDE field (NULL: none); any other source names a
- * task plugin. */
+/* The task plugin of each [data] source of the first releases (and of
+ * the sources a task serves under another name), for an ODE field and
+ * for an SDE field (NULL: none); any other source names a task plugin. */
 static const struct source_task {
     const char *source, *ode, *sde;
 } source_tasks[] = {{"spiral", "windows", NULL},
                     {"field", "windows", "moments"},
                     {"csv", "series", NULL},
-                    {"idx", "classify", "classify"}};
+                    {"idx", "classify", "classify"},
+                    {"annuli", "points", NULL}};
 
 /* The task plugin for `source`; the sources above keep their messages. */
 static int find_task(nde_trainer *tr, nde_section *dsec, const char *source,

@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 
 #include "task_util.h"
@@ -51,9 +50,7 @@ static const double t_end = 1.0;
 typedef struct classify {
     nde_dataset *train, *test;
     size_t F, C;
-    size_t *perm;          /* this epoch's order of the examples          */
-    long perm_epoch;       /* the epoch perm is for (-1: none)            */
-    gsl_rng *perm_rng;
+    task_order order;      /* the examples' order, epoch by epoch         */
     double *xb;            /* rows x F: the batch's images                */
     int *yb;               /* rows: their labels                          */
     double *y0, *y1;       /* rows x dim: evaluation's chunk              */
@@ -131,10 +128,9 @@ static int classify_create(nde_task *t, nde_section *dsec,
     t->max_saves = 1;
     t->max_rows = t->rows;
     t->ntest = c->test->nexamples;
-    c->perm_epoch = -1;
-    if (!(c->perm = malloc(c->train->nexamples * sizeof *c->perm)) ||
-        !(c->perm_rng = gsl_rng_alloc(gsl_rng_mt19937)) ||
-        !(c->xb = malloc(t->rows * c->F * sizeof *c->xb)) ||
+    if ((rc = task_order_init(&c->order, c->train->nexamples, ctx)))
+        return rc;
+    if (!(c->xb = malloc(t->rows * c->F * sizeof *c->xb)) ||
         !(c->yb = malloc(t->rows * sizeof *c->yb)) ||
         !(c->y0 = malloc(t->rows * D * sizeof *c->y0)) ||
         !(c->y1 = malloc(t->rows * D * sizeof *c->y1)) ||
@@ -151,9 +147,7 @@ static void classify_destroy(nde_task *t)
         return;
     nde_dataset_destroy(c->train);
     nde_dataset_destroy(c->test);
-    free(c->perm);
-    if (c->perm_rng)
-        gsl_rng_free(c->perm_rng);
+    task_order_free(&c->order);
     free(c->xb);
     free(c->yb);
     free(c->y0);
@@ -204,21 +198,12 @@ static int classify_batch(nde_task *t, const nde_task_draw *draw,
 {
     classify *c = t->state;
     const nde_dataset *d = c->train;
-    const size_t N = d->nexamples, B = t->rows, F = c->F;
+    const size_t B = t->rows, F = c->F;
     size_t r, j;
 
     for (r = 0; r < B; r++) {
-        const uint64_t k = (uint64_t)draw->iteration * B + r;
-        const long epoch = (long)(k / N);
-        if (epoch != c->perm_epoch) {
-            for (j = 0; j < N; j++)
-                c->perm[j] = j;
-            gsl_rng_set(c->perm_rng,
-                        nde_seed_derive(draw->seed, (uint64_t)epoch));
-            gsl_ran_shuffle(c->perm_rng, c->perm, N, sizeof *c->perm);
-            c->perm_epoch = epoch;
-        }
-        j = c->perm[k % N];
+        j = task_order_pick(&c->order, draw->seed,
+                            (uint64_t)draw->iteration * B + r);
         memcpy(c->xb + r * F, d->x + j * F, F * sizeof *c->xb);
         c->yb[r] = d->label[j];
     }
@@ -318,17 +303,10 @@ static void decode(const nde_task *t, const double *theta, const double *y,
                    size_t n, double *logits)
 {
     const classify *c = t->state;
-    const size_t D = t->dim, C = c->C;
-    const double *W = DEC_W(c, D, theta), *bias = DEC_B(c, D, theta);
-    size_t r, k, d;
+    const size_t D = t->dim;
 
-    for (r = 0; r < n; r++)
-        for (k = 0; k < C; k++) {
-            double s = bias[k];
-            for (d = 0; d < D; d++)
-                s += W[k * D + d] * y[r * D + d];
-            logits[r * C + k] = s;
-        }
+    task_affine(DEC_W(c, D, theta), DEC_B(c, D, theta), c->C, D, y, n,
+                logits);
 }
 
 static int classify_readout(nde_task *t, const double *theta,
@@ -346,49 +324,12 @@ static int classify_readout_vjp(nde_task *t, const double *theta,
                                 double *thetabar)
 {
     const classify *c = t->state;
-    const size_t D = t->dim, C = c->C;
-    const double *W = DEC_W(c, D, theta);
-    double *gW = DEC_W(c, D, thetabar), *gb = DEC_B(c, D, thetabar);
-    size_t r, k, d;
+    const size_t D = t->dim;
 
     (void)b;
-    for (r = 0; r < t->rows; r++) {
-        double *gyr = ybar + r * D;
-        for (k = 0; k < C; k++) {
-            const double g = obsbar[r * C + k];
-            gb[k] += g;
-            for (d = 0; d < D; d++) {
-                gW[k * D + d] += g * y[r * D + d];
-                gyr[d] += g * W[k * D + d];
-            }
-        }
-    }
+    task_affine_vjp(DEC_W(c, D, theta), c->C, D, y, obsbar, t->rows, ybar,
+                    DEC_W(c, D, thetabar), DEC_B(c, D, thetabar));
     return NDE_OK;
-}
-
-/* The cross-entropy of n rows of logits summed (log-sum-exp shifted by
- * the row's largest logit); p gets the softmax probabilities (p may be
- * logits). */
-static double xent(size_t C, const double *logits, const int *label,
-                   size_t n, double *p)
-{
-    double sum = 0.0;
-    size_t r, k;
-
-    for (r = 0; r < n; r++) {
-        const double *row = logits + r * C;
-        double mx = -HUGE_VAL, z = 0.0, lse;
-        for (k = 0; k < C; k++)
-            if (row[k] > mx)
-                mx = row[k];
-        for (k = 0; k < C; k++)
-            z += exp(row[k] - mx);
-        lse = mx + log(z);
-        sum += lse - row[label[r]];
-        for (k = 0; k < C; k++)
-            p[r * C + k] = exp(row[k] - lse);
-    }
-    return sum;
 }
 
 /* The mean cross-entropy; dL/dlogits = (p - onehot) / rows. */
@@ -396,16 +337,9 @@ static int classify_loss(nde_task *t, const nde_task_batch *b,
                          const double *obs, double *value, double *obsbar)
 {
     const classify *c = t->state;
-    const size_t B = t->rows, C = c->C;
-    size_t r, k;
 
     (void)b;
-    *value = xent(C, obs, c->yb, B, obsbar) / (double)B;
-    for (r = 0; r < B; r++)
-        for (k = 0; k < C; k++)
-            obsbar[r * C + k] =
-                (obsbar[r * C + k] - (c->yb[r] == (int)k ? 1.0 : 0.0)) /
-                (double)B;
+    task_xent_loss(c->C, obs, c->yb, t->rows, value, obsbar);
     return NDE_OK;
 }
 
@@ -419,7 +353,7 @@ static int classify_evaluate(nde_task *t, const double *theta,
     const nde_dataset *d = c->test;
     const size_t N = d->nexamples, C = c->C;
     double sum = 0.0;
-    size_t i, n, k, correct = 0;
+    size_t i, n;
     int rc;
 
     for (i = 0; i < N; i += n) {
@@ -430,18 +364,11 @@ static int classify_evaluate(nde_task *t, const double *theta,
             NDE_OK)
             return rc;
         decode(t, theta, c->y1, n, p);
-        sum += xent(C, p, d->label + i, n, p);
-    }
-    for (i = 0; i < N; i++) {
-        const double *p = c->test_prob + i * C;
-        size_t best = 0;
-        for (k = 1; k < C; k++)
-            if (p[k] > p[best])
-                best = k;
-        correct += (int)best == d->label[i];
+        sum += task_xent(C, p, d->label + i, n, p);
     }
     r->test_loss = sum / (double)N;
-    r->test_accuracy = (double)correct / (double)N;
+    r->test_accuracy =
+        (double)task_correct(C, c->test_prob, d->label, N) / (double)N;
     return NDE_OK;
 }
 

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gsl/gsl_randist.h>
+
 #include "task_util.h"
 
 #define TRUTH_RTOL 1e-10
@@ -279,4 +281,119 @@ void task_glorot(gsl_rng *r, double *w, size_t m, size_t n)
 
     for (size_t i = 0; i < m * n; i++)
         w[i] = a * (2.0 * gsl_rng_uniform(r) - 1.0);
+}
+
+double task_xent(size_t C, const double *logits, const int *label, size_t n,
+                 double *p)
+{
+    double sum = 0.0;
+    size_t r, k;
+
+    for (r = 0; r < n; r++) {
+        const double *row = logits + r * C;
+        double mx = -HUGE_VAL, z = 0.0, lse;
+        for (k = 0; k < C; k++)
+            if (row[k] > mx)
+                mx = row[k];
+        for (k = 0; k < C; k++)
+            z += exp(row[k] - mx);
+        lse = mx + log(z);
+        sum += lse - row[label[r]];
+        for (k = 0; k < C; k++)
+            p[r * C + k] = exp(row[k] - lse);
+    }
+    return sum;
+}
+
+void task_xent_loss(size_t C, const double *logits, const int *label,
+                    size_t n, double *value, double *g)
+{
+    size_t r, k;
+
+    *value = task_xent(C, logits, label, n, g) / (double)n;
+    for (r = 0; r < n; r++)
+        for (k = 0; k < C; k++)
+            g[r * C + k] =
+                (g[r * C + k] - (label[r] == (int)k ? 1.0 : 0.0)) / (double)n;
+}
+
+size_t task_correct(size_t C, const double *p, const int *label, size_t n)
+{
+    size_t i, k, correct = 0;
+
+    for (i = 0; i < n; i++) {
+        const double *row = p + i * C;
+        size_t best = 0;
+        for (k = 1; k < C; k++)
+            if (row[k] > row[best])
+                best = k;
+        correct += (int)best == label[i];
+    }
+    return correct;
+}
+
+void task_affine(const double *W, const double *b, size_t m, size_t k,
+                 const double *x, size_t n, double *y)
+{
+    size_t r, j, i;
+
+    for (r = 0; r < n; r++)
+        for (j = 0; j < m; j++) {
+            double s = b[j];
+            for (i = 0; i < k; i++)
+                s += W[j * k + i] * x[r * k + i];
+            y[r * m + j] = s;
+        }
+}
+
+void task_affine_vjp(const double *W, size_t m, size_t k, const double *x,
+                     const double *ybar, size_t n, double *xbar, double *gW,
+                     double *gb)
+{
+    size_t r, j, i;
+
+    for (r = 0; r < n; r++)
+        for (j = 0; j < m; j++) {
+            const double g = ybar[r * m + j];
+            gb[j] += g;
+            for (i = 0; i < k; i++) {
+                gW[j * k + i] += g * x[r * k + i];
+                if (xbar)
+                    xbar[r * k + i] += g * W[j * k + i];
+            }
+        }
+}
+
+int task_order_init(task_order *o, size_t n, nde_ctx *ctx)
+{
+    o->n = n;
+    o->epoch = -1;
+    o->rng = NULL;
+    if (!(o->perm = malloc(n * sizeof *o->perm)) ||
+        !(o->rng = gsl_rng_alloc(gsl_rng_mt19937)))
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    return NDE_OK;
+}
+
+void task_order_free(task_order *o)
+{
+    free(o->perm);
+    if (o->rng)
+        gsl_rng_free(o->rng);
+    o->perm = NULL;
+    o->rng = NULL;
+}
+
+size_t task_order_pick(task_order *o, uint64_t seed, uint64_t k)
+{
+    const long epoch = (long)(k / o->n);
+
+    if (epoch != o->epoch) {
+        for (size_t j = 0; j < o->n; j++)
+            o->perm[j] = j;
+        gsl_rng_set(o->rng, nde_seed_derive(seed, (uint64_t)epoch));
+        gsl_ran_shuffle(o->rng, o->perm, o->n, sizeof *o->perm);
+        o->epoch = epoch;
+    }
+    return o->perm[k % o->n];
 }

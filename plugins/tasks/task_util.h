@@ -83,4 +83,48 @@ uint64_t task_digest_final(const task_digest *d);
 /* The digest of a train and a test set (the data a task read). */
 uint64_t task_digest_split(const nde_dataset *train, const nde_dataset *test);
 
+/* Softmax classification (classify, points). The softmax cross-entropy
+ * of n rows of C logits summed (log-sum-exp shifted by the row's largest
+ * logit); p gets the softmax probabilities (p may be logits). */
+double task_xent(size_t C, const double *logits, const int *label, size_t n,
+                 double *p);
+
+/* The mean cross-entropy of n rows in *value and its gradient
+ * dL/dlogits = (p - onehot) / n in g (n x C, overwritten). */
+void task_xent_loss(size_t C, const double *logits, const int *label,
+                    size_t n, double *value, double *g);
+
+/* How many of n rows of C probabilities have their largest one (the
+ * first of equals) at their label. */
+size_t task_correct(size_t C, const double *p, const int *label, size_t n);
+
+/* y = x W^T + b for n rows (x: n x k, W: m x k, y: n x m), each entry
+ * b[j] plus its k products added in order. */
+void task_affine(const double *W, const double *b, size_t m, size_t k,
+                 const double *x, size_t n, double *y);
+
+/* The VJP of task_affine at x for ybar (n x m): gb += sum of the rows
+ * of ybar, gW += ybar^T x, and xbar += ybar W unless xbar is NULL. */
+void task_affine_vjp(const double *W, size_t m, size_t k, const double *x,
+                     const double *ybar, size_t n, double *xbar, double *gW,
+                     double *gb);
+
+/* Mini-batches of n examples: the stream made of one random permutation
+ * of 0..n-1 per epoch, epoch e's drawn with gsl_ran_shuffle from an
+ * mt19937 seeded with nde_seed_derive(seed, e). It depends on the
+ * position alone, so a resumed run draws the same batches. */
+typedef struct task_order {
+    size_t n;
+    size_t *perm;     /* the permutation of epoch `epoch` (-1: none yet) */
+    long epoch;
+    gsl_rng *rng;
+} task_order;
+
+/* NDE_OK or NDE_ENOMEM (with its message); task_order_free accepts an
+ * order whose init failed. */
+int task_order_init(task_order *o, size_t n, nde_ctx *ctx);
+void task_order_free(task_order *o);
+/* The example at position k of the stream of `seed`. */
+size_t task_order_pick(task_order *o, uint64_t seed, uint64_t k);
+
 #endif

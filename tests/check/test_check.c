@@ -68,6 +68,9 @@ static const keyed keyed_runs[] = {
     {"task", "moments", {"-c", "moments.ini"}},
     {"task", "series", {"-s", "data.path=series.csv"}},
     {"task", "classify", {"-s", "data.limit=32", "-s", "data.test_limit=8"}},
+    {"task", "points", {NULL}},  /* lift = identity on the 2-8-2 model */
+    {"task", "points", {"-s", "field.layers=3,8,3", "-s", "data.lift=zeros"}},
+    {"task", "points", {"-s", "field.layers=3,8,3", "-s", "data.lift=linear"}},
 };
 
 static test_run_result run_check(const char *kind, const char *name,

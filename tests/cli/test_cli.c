@@ -1853,6 +1853,54 @@ START_TEST(test_regularizer_scale_in_metrics)
 }
 END_TEST
 
+/* ---- the points task (examples/annuli.ini) ------------------------------- */
+
+/* Augmented by zeros (ANODE: dim 3), the example's model separates the
+ * disc from the ring in its 1000 iterations (seed 1: every test point);
+ * the summary's accuracy is the task's evaluation. */
+START_TEST(test_train_annuli_augmented)
+{
+    const char *summary = path_in("annuli.json");
+    char *text;
+    run_result r;
+
+    r = run("train", example("annuli.ini"), "--quiet", "-s", "data.lift=zeros",
+            "-s", "field.layers=3,32,3", "-s", "data.n_test=200",
+            "--summary-json", summary);
+    assert_ok(r);
+    result_free(&r);
+    text = test_read_file(summary, NULL);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(json_at(text, "test_accuracy") >= 0.98, "%s", text);
+    ck_assert_msg(json_at(text, "test_loss") < 0.1, "%s", text);
+    free(text);
+}
+END_TEST
+
+/* A lift that does not fit the field's dim, or no lift at all, is a
+ * config error naming the file, line and key. */
+START_TEST(test_annuli_lift_errors)
+{
+    run_result r;
+
+    r = run("train", example("annuli.ini"), "-s", "field.layers=3,8,3");
+    assert_fails(r, 2, "annuli.ini:", "[data] lift: identity: ",
+                 "the field's dim must be 2, not 3");
+    result_free(&r);
+    r = run("train", example("annuli.ini"), "-s", "data.lift=zeros");
+    assert_fails(r, 2, "(-s data.lift=zeros): [data] lift: zeros: ",
+                 "at least 3, not 2");
+    result_free(&r);
+    r = run("train", example("annuli.ini"), "-s", "data.lift=pad");
+    assert_fails(r, 2, "[data] lift: expected identity, zeros or linear, "
+                       "not 'pad'");
+    result_free(&r);
+    r = run("train", example("annuli.ini"), "-s", "data.r_out=0.9");
+    assert_fails(r, 2, "[data] r_out: 0.9 is outside (1, inf)");
+    result_free(&r);
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -1919,6 +1967,8 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_unset_key);
     tcase_add_test(tc, test_unset_resume);
     tcase_add_test(tc, test_regularizer_scale_in_metrics);
+    tcase_add_test(tc, test_train_annuli_augmented);
+    tcase_add_test(tc, test_annuli_lift_errors);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -10,8 +10,8 @@
  *
  * What is fitted is a task plugin (nde/task.h, plugins/tasks/) picked by
  * [data] source: spiral and field (ODE field) -> windows, field with an
- * SDE field -> moments, csv -> series, idx -> classify; any other source
- * names a task plugin. [data] is checked against the task's keys (whose
+ * SDE field -> moments, csv -> series, idx -> classify, annuli -> points
+ * (plugins/tasks/points.c); any other source names a task plugin. [data] is checked against the task's keys (whose
  * defaults apply) and nde_data_keys (the built-in tasks' keys, accepted
  * under any source as before). theta is [field's | task's parameters].
  * Checkpoints record the task with the other plugins.

@@ -1,0 +1,395 @@
+/*
+ * The points task ([data] source = annuli): classify 2-D points, the
+ * showcase of "Dissecting Neural ODEs" (Massaroli et al., NeurIPS 2020,
+ * sec. 3) and of ANODE (Dupont, Doucet, Teh, NeurIPS 2019, sec. 4).
+ *
+ * Data, generated in create from the [train] seed: class 0 uniform (by
+ * area) in the disc r < r_in, class 1 uniform in the ring r_mid < r <
+ * r_out; point i has class i % 2. The radii default to ANODE's
+ * concentric spheres in 2-D (EmilienDupont/augmented-neural-odes,
+ * config.json: inner_range [0, 0.5], outer_range [1.0, 1.5]).
+ *
+ * Model: the lift (the task's `lift` key) from the point to the ODE
+ * state, the solve on t in [0, 1], a learned affine readout from y(1) to
+ * 2 logits, softmax cross-entropy. No flow of the plane maps the disc out
+ * of the ring, so with lift = identity a linear readout cannot separate
+ * them; lift = zeros (ANODE) pads the point with dim - 2 zeros, lift =
+ * linear learns an affine map 2 -> dim (Massaroli et al.'s input-layer
+ * augmentation).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gsl/gsl_rng.h>
+
+#include "task_util.h"
+
+static const nde_key points_keys[] = {
+    {"source", NDE_KEY_WORD, NULL,
+     "annuli (class 0 a disc, class 1 a ring around it)"},
+    {"lift", NDE_KEY_WORD, "identity",
+     "the ODE state from the point: identity (the point itself: the "
+     "field's dim must be 2), zeros (the point and dim - 2 zeros: ANODE), "
+     "linear (a learned affine map 2 -> dim: input-layer augmentation)"},
+    {"n_train", NDE_KEY_INT, "1000", "training points (half of each class)"},
+    {"n_test", NDE_KEY_INT, "1000", "test points"},
+    {"r_in", NDE_KEY_DOUBLE, "0.5", "class 0: the disc r < r_in"},
+    {"r_mid", NDE_KEY_DOUBLE, "1.0", "class 1: the ring r_mid < r < r_out"},
+    {"r_out", NDE_KEY_DOUBLE, "1.5", "the ring's outer radius"},
+    {NULL, 0, NULL, NULL}};
+
+#define NIN 2     /* a point's coordinates */
+#define NCLASS 2
+
+static const double t_end = 1.0;
+
+enum lift { LIFT_IDENTITY, LIFT_ZEROS, LIFT_LINEAR };
+
+typedef struct points {
+    enum lift lift;
+    size_t ntrain, ntest;
+    double *xtr, *xte;     /* n x 2                                       */
+    int *ltr, *lte;        /* n labels                                    */
+    size_t nlift;          /* the lift's parameters (0 or dim * 3)        */
+    task_order order;
+    double *xb;            /* rows x 2: the batch's points                */
+    int *lb;               /* rows: their labels                          */
+    double *y0, *y1;       /* rows x dim: evaluation's chunk              */
+    double *test_prob;     /* ntest x 2                                   */
+} points;
+
+/* theta = [lift W (D x 2) | lift b (D): linear only | readout W (2 x D) |
+ * readout b (2)] */
+#define LIFT_W(th) (th)
+#define LIFT_B(D, th) ((th) + (D) * NIN)
+#define OUT_W(p, th) ((th) + (p)->nlift)
+#define OUT_B(p, D, th) (OUT_W(p, th) + NCLASS * (D))
+
+/* n points, class i % 2, uniform by area: r = sqrt(a^2 + u (b^2 - a^2))
+ * on [a, b). */
+static void annuli(gsl_rng *r, size_t n, double r_in, double r_mid,
+                   double r_out, double *x, int *label)
+{
+    for (size_t i = 0; i < n; i++) {
+        const double a = i % 2 ? r_mid : 0.0, b = i % 2 ? r_out : r_in;
+        const double rad = sqrt(a * a + gsl_rng_uniform(r) * (b * b - a * a));
+        const double phi = 2.0 * M_PI * gsl_rng_uniform(r);
+        x[i * NIN] = rad * cos(phi);
+        x[i * NIN + 1] = rad * sin(phi);
+        label[i] = (int)(i % 2);
+    }
+}
+
+static int read_lift(nde_task *t, nde_section *dsec, points *p,
+                     nde_ctx *ctx)
+{
+    const char *w;
+    int rc;
+
+    if ((rc = nde_get_string(dsec, "lift", &w, ctx)))
+        return rc;
+    if (strcmp(w, "identity") == 0)
+        p->lift = LIFT_IDENTITY;
+    else if (strcmp(w, "zeros") == 0)
+        p->lift = LIFT_ZEROS;
+    else if (strcmp(w, "linear") == 0)
+        p->lift = LIFT_LINEAR;
+    else
+        return nde_section_error(dsec, "lift", ctx,
+                                 "expected identity, zeros or linear, not "
+                                 "'%s'", w);
+    if (p->lift == LIFT_IDENTITY && t->dim != NIN)
+        return nde_section_error(dsec, "lift", ctx,
+                                 "identity: the ODE state is the 2-D point, "
+                                 "so the field's dim must be 2, not %zu "
+                                 "(lift = zeros or linear augments it)",
+                                 t->dim);
+    if (p->lift == LIFT_ZEROS && t->dim <= NIN)
+        return nde_section_error(dsec, "lift", ctx,
+                                 "zeros: the 2-D point padded with dim - 2 "
+                                 "zeros needs a field's dim of at least 3, "
+                                 "not %zu", t->dim);
+    p->nlift = p->lift == LIFT_LINEAR ? t->dim * (NIN + 1) : 0;
+    return NDE_OK;
+}
+
+static int points_create(nde_task *t, nde_section *dsec,
+                         const nde_task_env *env, nde_ctx *ctx)
+{
+    const size_t D = t->dim;
+    double r_in, r_mid, r_out;
+    long ntrain, ntest;
+    gsl_rng *r;
+    points *p;
+    int rc;
+
+    if (!(p = t->state = calloc(1, sizeof *p)))
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    if ((rc = task_check_noise(t, dsec, env, 0)) ||
+        (rc = read_lift(t, dsec, p, ctx)) ||
+        (rc = nde_get_long_min(dsec, "n_train", 2, &ntrain, ctx)) ||
+        (rc = nde_get_long_min(dsec, "n_test", 1, &ntest, ctx)) ||
+        (rc = nde_get_double_in(dsec, "r_in", 0, 1, HUGE_VAL, 1, &r_in,
+                                ctx)) ||
+        (rc = nde_get_double_in(dsec, "r_mid", r_in, 0, HUGE_VAL, 1, &r_mid,
+                                ctx)) ||
+        (rc = nde_get_double_in(dsec, "r_out", r_mid, 1, HUGE_VAL, 1,
+                                &r_out, ctx)))
+        return rc;
+    p->ntrain = (size_t)ntrain;
+    p->ntest = (size_t)ntest;
+    t->nparams = p->nlift + NCLASS * D + NCLASS;
+    t->input_dim = NIN;
+    t->obs_dim = NCLASS;
+    t->max_saves = 1;
+    t->max_rows = t->rows;
+    t->ntest = p->ntest;
+    if ((rc = task_order_init(&p->order, p->ntrain, ctx)))
+        return rc;
+    if (!(p->xtr = malloc(p->ntrain * NIN * sizeof *p->xtr)) ||
+        !(p->ltr = malloc(p->ntrain * sizeof *p->ltr)) ||
+        !(p->xte = malloc(p->ntest * NIN * sizeof *p->xte)) ||
+        !(p->lte = malloc(p->ntest * sizeof *p->lte)) ||
+        !(p->xb = malloc(t->rows * NIN * sizeof *p->xb)) ||
+        !(p->lb = malloc(t->rows * sizeof *p->lb)) ||
+        !(p->y0 = malloc(t->rows * D * sizeof *p->y0)) ||
+        !(p->y1 = malloc(t->rows * D * sizeof *p->y1)) ||
+        !(p->test_prob = malloc(p->ntest * NCLASS * sizeof *p->test_prob)) ||
+        !(r = gsl_rng_alloc(gsl_rng_mt19937)))
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    gsl_rng_set(r, nde_seed_derive(env->seed, NDE_STREAM_NOISE));
+    annuli(r, p->ntrain, r_in, r_mid, r_out, p->xtr, p->ltr);
+    annuli(r, p->ntest, r_in, r_mid, r_out, p->xte, p->lte);
+    gsl_rng_free(r);
+    return NDE_OK;
+}
+
+static void points_destroy(nde_task *t)
+{
+    points *p = t->state;
+
+    if (!p)
+        return;
+    task_order_free(&p->order);
+    free(p->xtr);
+    free(p->ltr);
+    free(p->xte);
+    free(p->lte);
+    free(p->xb);
+    free(p->lb);
+    free(p->y0);
+    free(p->y1);
+    free(p->test_prob);
+    free(p);
+}
+
+/* Glorot-uniform weights (as classify's), biases 0. */
+static int points_init_params(nde_task *t, double *theta, uint64_t seed)
+{
+    const points *p = t->state;
+    const size_t D = t->dim;
+    gsl_rng *r;
+
+    if (!(r = gsl_rng_alloc(gsl_rng_mt19937)))
+        return nde_error(t->ctx, NDE_ENOMEM, "out of memory");
+    gsl_rng_set(r, seed);
+    memset(theta, 0, t->nparams * sizeof *theta);
+    if (p->lift == LIFT_LINEAR)
+        task_glorot(r, LIFT_W(theta), D, NIN);
+    task_glorot(r, OUT_W(p, theta), NCLASS, D);
+    gsl_rng_free(r);
+    return NDE_OK;
+}
+
+static void points_param_name(const nde_task *t, size_t i, char *buf,
+                              size_t size)
+{
+    const points *p = t->state;
+    const size_t D = t->dim;
+
+    if (i < p->nlift && i < D * NIN)
+        snprintf(buf, size, "lift.W[%zu,%zu]", i / NIN, i % NIN);
+    else if (i < p->nlift)
+        snprintf(buf, size, "lift.b[%zu]", i - D * NIN);
+    else if ((i -= p->nlift) < NCLASS * D)
+        snprintf(buf, size, "out.W[%zu,%zu]", i / D, i % D);
+    else
+        snprintf(buf, size, "out.b[%zu]", i - NCLASS * D);
+}
+
+/* batch_size points of the stream of one permutation per epoch. */
+static int points_batch(nde_task *t, const nde_task_draw *draw,
+                        nde_task_batch *b)
+{
+    points *p = t->state;
+
+    for (size_t r = 0; r < t->rows; r++) {
+        const size_t j = task_order_pick(&p->order, draw->seed,
+                                         (uint64_t)draw->iteration *
+                                             t->rows + r);
+        p->xb[r * NIN] = p->xtr[j * NIN];
+        p->xb[r * NIN + 1] = p->xtr[j * NIN + 1];
+        p->lb[r] = p->ltr[j];
+    }
+    b->t0 = 0.0;
+    b->nsave = 1;
+    b->tsave = &t_end;
+    b->first_ct = 0;
+    b->input = p->xb;
+    return NDE_OK;
+}
+
+/* y0 (n x dim) of n points. */
+static void lift(const nde_task *t, const double *theta, const double *x,
+                 size_t n, double *y0)
+{
+    const points *p = t->state;
+    const size_t D = t->dim;
+
+    if (p->lift == LIFT_LINEAR) {
+        task_affine(LIFT_W(theta), LIFT_B(D, theta), D, NIN, x, n, y0);
+        return;
+    }
+    for (size_t r = 0; r < n; r++) {
+        y0[r * D] = x[r * NIN];
+        y0[r * D + 1] = x[r * NIN + 1];
+        for (size_t d = NIN; d < D; d++)
+            y0[r * D + d] = 0.0;
+    }
+}
+
+static int points_lift(nde_task *t, const double *theta,
+                       const nde_task_batch *b, double *y0)
+{
+    lift(t, theta, b->input, t->rows, y0);
+    return NDE_OK;
+}
+
+/* identity and zeros have no parameters: nothing to add. */
+static int points_lift_vjp(nde_task *t, const double *theta,
+                           const nde_task_batch *b, const double *ybar0,
+                           double *thetabar)
+{
+    const points *p = t->state;
+    const size_t D = t->dim;
+
+    if (p->lift == LIFT_LINEAR)
+        task_affine_vjp(LIFT_W(theta), D, NIN, b->input, ybar0, t->rows,
+                        NULL, LIFT_W(thetabar), LIFT_B(D, thetabar));
+    return NDE_OK;
+}
+
+static int points_readout(nde_task *t, const double *theta,
+                          const nde_task_batch *b, const double *y,
+                          double *obs)
+{
+    const points *p = t->state;
+    const size_t D = t->dim;
+
+    (void)b;
+    task_affine(OUT_W(p, theta), OUT_B(p, D, theta), NCLASS, D, y, t->rows,
+                obs);
+    return NDE_OK;
+}
+
+static int points_readout_vjp(nde_task *t, const double *theta,
+                              const nde_task_batch *b, const double *y,
+                              const double *obsbar, double *ybar,
+                              double *thetabar)
+{
+    const points *p = t->state;
+    const size_t D = t->dim;
+
+    (void)b;
+    task_affine_vjp(OUT_W(p, theta), NCLASS, D, y, obsbar, t->rows, ybar,
+                    OUT_W(p, thetabar), OUT_B(p, D, thetabar));
+    return NDE_OK;
+}
+
+static int points_loss(nde_task *t, const nde_task_batch *b,
+                       const double *obs, double *value, double *obsbar)
+{
+    const points *p = t->state;
+
+    (void)b;
+    task_xent_loss(NCLASS, obs, p->lb, t->rows, value, obsbar);
+    return NDE_OK;
+}
+
+/* The test points in chunks of batch_size rows: mean cross-entropy and
+ * accuracy. */
+static int points_evaluate(nde_task *t, const double *theta,
+                           const nde_task_model *m, nde_task_metrics *r)
+{
+    points *p = t->state;
+    const size_t N = p->ntest, D = t->dim;
+    double sum = 0.0;
+    size_t i, n;
+    int rc;
+
+    for (i = 0; i < N; i += n) {
+        double *prob = p->test_prob + i * NCLASS;
+        n = N - i < t->rows ? N - i : t->rows;
+        lift(t, theta, p->xte + i * NIN, n, p->y0);
+        if ((rc = m->predict(m, 0.0, p->y0, n, t_end, 1, &t_end, p->y1)) !=
+            NDE_OK)
+            return rc;
+        task_affine(OUT_W(p, theta), OUT_B(p, D, theta), NCLASS, D, p->y1,
+                    n, prob);
+        sum += task_xent(NCLASS, prob, p->lte + i, n, prob);
+    }
+    r->test_loss = sum / (double)N;
+    r->test_accuracy =
+        (double)task_correct(NCLASS, p->test_prob, p->lte, N) / (double)N;
+    return NDE_OK;
+}
+
+static uint64_t points_digest(const nde_task *t)
+{
+    const points *p = t->state;
+    task_digest d;
+
+    task_digest_init(&d);
+    task_digest_bytes(&d, p->xtr, p->ntrain * NIN * sizeof *p->xtr);
+    task_digest_bytes(&d, p->ltr, p->ntrain * sizeof *p->ltr);
+    task_digest_bytes(&d, p->xte, p->ntest * NIN * sizeof *p->xte);
+    task_digest_bytes(&d, p->lte, p->ntest * sizeof *p->lte);
+    return task_digest_final(&d);
+}
+
+static size_t points_test_classes(const nde_task *t, const int **label,
+                                  const double **prob)
+{
+    const points *p = t->state;
+
+    *label = p->lte;
+    *prob = p->test_prob;
+    return NCLASS;
+}
+
+static const nde_task_type nde_task_points = {
+    .info = NDE_TASK_INFO(
+        .name = "points",
+        .description = "2-D point classification (annuli: a disc inside a "
+                       "ring), lift identity | zeros | linear, affine "
+                       "readout, softmax",
+        .keys = points_keys,
+        .version = "1"),
+    .create = points_create,
+    .destroy = points_destroy,
+    .init_params = points_init_params,
+    .param_name = points_param_name,
+    .batch = points_batch,
+    .lift = points_lift,
+    .lift_vjp = points_lift_vjp,
+    .readout = points_readout,
+    .readout_vjp = points_readout_vjp,
+    .loss = points_loss,
+    .evaluate = points_evaluate,
+    .digest = points_digest,
+    .test_classes = points_test_classes,
+};
+
+NDE_MODULE(&nde_task_points.info);
