@@ -1,0 +1,386 @@
+/*
+ * galerkin - a depth-variant multilayer perceptron: every weight and bias
+ * is a function of t, expanded in a basis of K functions of t with
+ * learned coefficients, w(t) = sum_k theta_k phi_k(t) (Massaroli, Poli,
+ * Park, Yamashita, Asama, "Dissecting Neural ODEs", NeurIPS 2020, Sec. 3,
+ * Galerkin neural ODEs; the public torchdyn models/galerkin.py expands in
+ * cos and sin of 2 pi n t, and in powers t^n). Bases (`modes` = M):
+ *     fourier: 1, cos(2 pi n t / period), sin(2 pi n t / period),
+ *              n = 1 .. M - 1  (K = 2 M - 1)
+ *     poly:    t^n, n = 0 .. M - 1  (K = M)
+ * The net is mlp's: layers d, h1, ..., d, hidden activation tanh, relu or
+ * identity, the output layer affine. With M = 1 it is an autonomous mlp.
+ *
+ * theta, per layer l in order: the coefficients of W_l (K x out x in, k
+ * slowest), then of b_l (K x out). An evaluation builds the weights at t
+ * once and runs the net row by row; a VJP backpropagates through the
+ * weights at t, then spreads their gradient over the coefficients:
+ * dL/dtheta_k = phi_k(t) dL/dw.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_rng.h>
+
+#include <nde/field.h>
+
+enum { ACT_TANH, ACT_RELU, ACT_IDENTITY };
+
+typedef struct gal_state {
+    size_t nlayers, *width;  /* widths[0..nlayers]                     */
+    size_t *off;             /* layer l's coefficients start in theta   */
+    int act, fourier;
+    size_t K;                /* basis functions                         */
+    double period;
+    size_t nweights;         /* sum over layers of out x in + out       */
+    double *phi;             /* K: the basis at the last t              */
+    double *w;               /* nweights: the weights at t              */
+    double *wbar;            /* nweights: their gradient                */
+    double **h;              /* h[l]: batch_max x width[l] activations  */
+    double *g, *gx;          /* batch_max x max width: cotangents       */
+} gal_state;
+
+static void basis_at(const gal_state *s, double t, double *phi)
+{
+    if (!s->fourier) {
+        double p = 1.0;
+        for (size_t k = 0; k < s->K; k++, p *= t)
+            phi[k] = p;
+        return;
+    }
+    phi[0] = 1.0;
+    for (size_t n = 1; 2 * n < s->K + 1; n++) {
+        const double a = 2.0 * M_PI * (double)n * t / s->period;
+        phi[2 * n - 1] = cos(a);
+        phi[2 * n] = sin(a);
+    }
+}
+
+/* The weights at t: w = sum_k phi_k theta_k, layer by layer. */
+static void weights_at(gal_state *s, double t, const double *theta)
+{
+    double *w = s->w;
+    basis_at(s, t, s->phi);
+    for (size_t l = 0; l < s->nlayers; l++) {
+        const size_t n = s->width[l] * s->width[l + 1] + s->width[l + 1];
+        const double *c = theta + s->off[l];
+        for (size_t i = 0; i < n; i++) {
+            /* W's coefficients first (K blocks), then b's (K blocks) */
+            const size_t nw = s->width[l] * s->width[l + 1];
+            const size_t block = i < nw ? nw : n - nw;
+            const double *ci = i < nw ? c + i : c + s->K * nw + (i - nw);
+            double v = 0.0;
+            for (size_t k = 0; k < s->K; k++)
+                v += s->phi[k] * ci[k * block];
+            w[i] = v;
+        }
+        w += n;
+    }
+}
+
+static double activate(int act, double z)
+{
+    return act == ACT_TANH ? tanh(z) : act == ACT_RELU ? fmax(z, 0.0) : z;
+}
+
+/* d activation / dz from its output a. */
+static double slope(int act, double a)
+{
+    return act == ACT_TANH ? 1.0 - a * a : act == ACT_RELU ? (a > 0.0) : 1.0;
+}
+
+/* The net at the weights in s->w on the rows y; the activations into
+ * s->h, the output into out. */
+static int forward(gal_state *s, const double *y, double *out, size_t batch)
+{
+    const double *w = s->w;
+    int bad = 0;
+
+    memcpy(s->h[0], y, batch * s->width[0] * sizeof *y);
+    for (size_t l = 0; l < s->nlayers; l++) {
+        const size_t in = s->width[l], o = s->width[l + 1];
+        const int last = l + 1 == s->nlayers;
+        const double *b = w + in * o;
+        double *z = last ? out : s->h[l + 1];
+        for (size_t r = 0; r < batch; r++) {
+            const double *x = s->h[l] + r * in;
+            for (size_t j = 0; j < o; j++) {
+                double a = b[j];
+                for (size_t i = 0; i < in; i++)
+                    a += w[j * in + i] * x[i];
+                a = last ? a : activate(s->act, a);
+                bad |= !isfinite(a);
+                z[r * o + j] = a;
+            }
+        }
+        w += in * o + o;
+    }
+    return bad ? NDE_ERETRY : NDE_OK;
+}
+
+static int gal_eval(nde_field *f, double t, const double *y,
+                    const double *theta, double *dy, size_t batch)
+{
+    gal_state *s = f->state;
+    weights_at(s, t, theta);
+    return forward(s, y, dy, batch);
+}
+
+static int gal_vjp(nde_field *f, double t, const double *y,
+                   const double *theta, const double *v, double *vy,
+                   double *vtheta, size_t batch)
+{
+    gal_state *s = f->state;
+    const size_t d = f->dim, nw = s->nweights;
+    double *g = s->g, *gx = s->gx;
+    size_t end = nw;
+    int rc;
+
+    weights_at(s, t, theta);
+    if ((rc = forward(s, y, s->gx, batch)) != NDE_OK)
+        return rc;
+    memset(s->wbar, 0, nw * sizeof *s->wbar);
+    memcpy(g, v, batch * d * sizeof *v);
+    for (size_t l = s->nlayers; l-- > 0;) {
+        const size_t in = s->width[l], o = s->width[l + 1];
+        const size_t start = end - (in * o + o);
+        const double *w = s->w + start;
+        double *wb = s->wbar + start, *bb = wb + in * o;
+        for (size_t r = 0; r < batch; r++) {
+            const double *x = s->h[l] + r * in, *gr = g + r * o;
+            double *gxr = gx + r * in;
+            for (size_t i = 0; i < in; i++)
+                gxr[i] = 0.0;
+            for (size_t j = 0; j < o; j++) {
+                bb[j] += gr[j];
+                for (size_t i = 0; i < in; i++) {
+                    wb[j * in + i] += gr[j] * x[i];
+                    gxr[i] += gr[j] * w[j * in + i];
+                }
+            }
+            if (l > 0)
+                for (size_t i = 0; i < in; i++)
+                    gxr[i] *= slope(s->act, x[i]);
+        }
+        end = start;
+        double *tmp = g;
+        g = gx;
+        gx = tmp;
+    }
+    if (vy)
+        for (size_t i = 0; i < batch * d; i++)
+            vy[i] += g[i];
+    if (vtheta)
+        for (size_t l = 0, at = 0; l < s->nlayers; l++) {
+            const size_t nwl = s->width[l] * s->width[l + 1];
+            const size_t n = nwl + s->width[l + 1];
+            double *c = vtheta + s->off[l];
+            for (size_t i = 0; i < n; i++) {
+                const size_t block = i < nwl ? nwl : n - nwl;
+                double *ci = i < nwl ? c + i : c + s->K * nwl + (i - nwl);
+                for (size_t k = 0; k < s->K; k++)
+                    ci[k * block] += s->phi[k] * s->wbar[at + i];
+            }
+            at += n;
+        }
+    return NDE_OK;
+}
+
+/* The constant mode's coefficients Glorot-uniform (as mlp's init), the
+ * others 0: the field starts autonomous. */
+static int gal_init_params(nde_field *f, double *theta, uint64_t seed)
+{
+    gal_state *s = f->state;
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+
+    if (!r)
+        return nde_error(f->ctx, NDE_ENOMEM, "galerkin: out of memory");
+    gsl_rng_set(r, (unsigned long)seed);
+    memset(theta, 0, f->nparams * sizeof *theta);
+    for (size_t l = 0; l < s->nlayers; l++) {
+        const size_t in = s->width[l], o = s->width[l + 1];
+        const double a = sqrt(6.0 / (double)(in + o));
+        for (size_t i = 0; i < in * o; i++)
+            theta[s->off[l] + i] = gsl_ran_flat(r, -a, a);
+    }
+    gsl_rng_free(r);
+    return NDE_OK;
+}
+
+static int gal_param_name(const nde_field *f, size_t i, char *buf,
+                          size_t len)
+{
+    const gal_state *s = f->state;
+    for (size_t l = s->nlayers; l-- > 0;)
+        if (i >= s->off[l]) {
+            const size_t nw = s->width[l] * s->width[l + 1];
+            const size_t j = i - s->off[l];
+            if (j < s->K * nw)
+                snprintf(buf, len, "W%zu[%zu,%zu,%zu]", l + 1, j / nw,
+                         j % nw / s->width[l], j % s->width[l]);
+            else
+                snprintf(buf, len, "b%zu[%zu,%zu]", l + 1,
+                         (j - s->K * nw) / s->width[l + 1],
+                         (j - s->K * nw) % s->width[l + 1]);
+            return NDE_OK;
+        }
+    return NDE_EINVAL;
+}
+
+static void gal_destroy(nde_field *f)
+{
+    gal_state *s = f->state;
+    if (!s)
+        return;
+    if (s->h)
+        for (size_t l = 0; l <= s->nlayers; l++)
+            free(s->h[l]);
+    free(s->h);
+    free(s->width);
+    free(s->off);
+    free(s->phi);
+    free(s->w);
+    free(s->wbar);
+    free(s->g);
+    free(s->gx);
+    free(s);
+    f->state = NULL;
+}
+
+static int read_shape(gal_state *s, nde_section *sec, nde_ctx *ctx)
+{
+    const char *act, *basis;
+    long *layers = NULL, modes;
+    size_t n = 0;
+    int rc;
+
+    if ((rc = nde_get_longs(sec, "layers", &layers, &n, ctx)) ||
+        (rc = nde_get_string(sec, "activation", &act, ctx)) ||
+        (rc = nde_get_string(sec, "basis", &basis, ctx)) ||
+        (rc = nde_get_long(sec, "modes", &modes, ctx)) ||
+        (rc = nde_get_double_in(sec, "period", 0.0, 1, HUGE_VAL, 0,
+                                &s->period, ctx)))
+        goto done;
+    rc = NDE_ECONFIG;
+    if (n < 2 || layers[0] != layers[n - 1]) {
+        nde_section_error(sec, "layers", ctx, "expected at least two widths, "
+                          "the first equal to the last (the state "
+                          "dimension)");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (layers[i] < 1 || layers[i] > 4096) {
+            nde_section_error(sec, "layers", ctx, "width %ld: expected 1 to "
+                              "4096", layers[i]);
+            goto done;
+        }
+    if (modes < 1 || modes > 64) {
+        nde_section_error(sec, "modes", ctx, "is %ld; expected 1 to 64",
+                          modes);
+        goto done;
+    }
+    s->act = strcmp(act, "tanh") == 0 ? ACT_TANH
+             : strcmp(act, "relu") == 0 ? ACT_RELU
+             : strcmp(act, "identity") == 0 ? ACT_IDENTITY : -1;
+    if (s->act < 0) {
+        nde_section_error(sec, "activation", ctx, "'%s': expected tanh, "
+                          "relu or identity", act);
+        goto done;
+    }
+    if (strcmp(basis, "fourier") != 0 && strcmp(basis, "poly") != 0) {
+        nde_section_error(sec, "basis", ctx, "'%s': expected fourier or "
+                          "poly", basis);
+        goto done;
+    }
+    s->fourier = basis[0] == 'f';
+    s->K = s->fourier ? 2 * (size_t)modes - 1 : (size_t)modes;
+    s->nlayers = n - 1;
+    if (!(s->width = malloc(n * sizeof *s->width))) {
+        rc = nde_error(ctx, NDE_ENOMEM, "galerkin: out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++)
+        s->width[i] = (size_t)layers[i];
+    rc = NDE_OK;
+done:
+    free(layers);
+    return rc;
+}
+
+static int gal_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
+{
+    gal_state *s = calloc(1, sizeof *s);
+    size_t maxw = 0, P = 0;
+    int rc;
+
+    if (!(f->state = s))
+        return nde_error(ctx, NDE_ENOMEM, "galerkin: out of memory");
+    if (!sec)
+        return nde_error(ctx, NDE_ECONFIG, "galerkin: needs a [field] "
+                         "section with layers");
+    if ((rc = read_shape(s, sec, ctx)) != NDE_OK)
+        return rc;
+    if (!(s->off = malloc(s->nlayers * sizeof *s->off)) ||
+        !(s->h = calloc(s->nlayers + 1, sizeof *s->h)))
+        return nde_error(ctx, NDE_ENOMEM, "galerkin: out of memory");
+    for (size_t l = 0; l <= s->nlayers; l++) {
+        maxw = s->width[l] > maxw ? s->width[l] : maxw;
+        if (!(s->h[l] = malloc(f->batch_max * s->width[l] * sizeof(double))))
+            return nde_error(ctx, NDE_ENOMEM, "galerkin: out of memory");
+        if (l < s->nlayers) {
+            const size_t n = s->width[l] * s->width[l + 1] + s->width[l + 1];
+            s->off[l] = P;
+            P += s->K * n;
+            s->nweights += n;
+        }
+    }
+    s->phi = malloc(s->K * sizeof *s->phi);
+    s->w = malloc(s->nweights * sizeof *s->w);
+    s->wbar = malloc(s->nweights * sizeof *s->wbar);
+    s->g = malloc(f->batch_max * maxw * sizeof *s->g);
+    s->gx = malloc(f->batch_max * maxw * sizeof *s->gx);
+    if (!s->phi || !s->w || !s->wbar || !s->g || !s->gx)
+        return nde_error(ctx, NDE_ENOMEM, "galerkin: out of memory");
+    f->dim = s->width[0];
+    f->nparams = P;
+    return NDE_OK;
+}
+
+static const nde_key gal_keys[] = {
+    {"layers", NDE_KEY_INTS, NULL,
+     "layer widths from input to output, e.g. 2, 32, 2; the first and the "
+     "last are the state dimension"},
+    {"activation", NDE_KEY_WORD, "tanh",
+     "tanh, relu or identity: the hidden layers' (the output is affine)"},
+    {"basis", NDE_KEY_WORD, "fourier",
+     "fourier (1, cos and sin of 2 pi n t / period) or poly (t^n): the "
+     "functions of t each weight is expanded in"},
+    {"modes", NDE_KEY_INT, "2",
+     "M: harmonics n = 0 .. M - 1 (fourier: 2 M - 1 functions) or powers "
+     "(poly: M); 1 is an autonomous mlp"},
+    {"period", NDE_KEY_DOUBLE, "1", "fourier: the period of the harmonics"},
+    {"seed", NDE_KEY_INT, "1",
+     "seed of the initial weights when the program is not given one"},
+    {NULL, 0, NULL, NULL},
+};
+
+static const nde_field_type gal_type = {
+    .info = NDE_FIELD_INFO(
+        .name = "galerkin",
+        .description = "depth-variant mlp: weights expanded in a basis of t "
+                       "(Fourier or powers), Dissecting Neural ODEs' "
+                       "Galerkin neural ODE",
+        .keys = gal_keys,
+        .version = "1"),
+    .create = gal_create,
+    .destroy = gal_destroy,
+    .init_params = gal_init_params,
+    .eval = gal_eval,
+    .vjp = gal_vjp,
+    .param_name = gal_param_name,
+};
+
+NDE_MODULE(&gal_type.info);

@@ -1,0 +1,125 @@
+/*
+ * galerkin (plugins/fields/galerkin.c), the depth-variant mlp: with one
+ * mode it is the autonomous mlp of the same weights (the layouts agree);
+ * with Fourier modes it depends on t with the basis' period, and the
+ * coefficients of the non-constant modes start at 0. Its VJPs are checked
+ * against differences by `nde check field galerkin` (tests/check).
+ */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nde/nde.h"
+
+static nde_ctx *ctx;
+static nde_config *cfg;
+
+static nde_field *field_of(const char *text, size_t batch)
+{
+    nde_field *f = NULL;
+    cfg = nde_config_create();
+    ck_assert_int_eq(nde_config_load_string(cfg, "galerkin.ini", text, ctx),
+                     NDE_OK);
+    ck_assert_msg(nde_field_create(ctx, cfg, "field", batch, &f) == NDE_OK,
+                  "%s", nde_ctx_message(ctx));
+    nde_config_destroy(cfg);
+    return f;
+}
+
+static void setup(void) { ctx = nde_ctx_create(); }
+static void teardown(void) { nde_ctx_destroy(ctx); }
+
+START_TEST(test_one_mode_is_mlp)
+{
+    nde_field *g = field_of("[field]\nplugin = galerkin\nlayers = 2, 7, 2\n"
+                            "modes = 1\n", 3);
+    nde_field *m = field_of("[field]\nplugin = mlp\nlayers = 2, 7, 2\n"
+                            "kernels = generic\n", 3);
+    const double y[6] = {0.3, -1.2, 2.0, 0.1, -0.7, 0.9};
+    double theta[64], dg[6], dm[6];
+
+    ck_assert_uint_eq(g->nparams, m->nparams);
+    ck_assert_uint_le(g->nparams, 64);
+    for (size_t i = 0; i < g->nparams; i++)
+        theta[i] = sin(1.0 + (double)i);
+    ck_assert_int_eq(nde_field_eval(g, 0.37, y, theta, dg, 3), NDE_OK);
+    ck_assert_int_eq(nde_field_eval(m, 0.37, y, theta, dm, 3), NDE_OK);
+    for (int i = 0; i < 6; i++)
+        ck_assert_msg(fabs(dg[i] - dm[i]) <= 1e-14 * (1.0 + fabs(dm[i])),
+                      "%d: galerkin %.17g, mlp %.17g", i, dg[i], dm[i]);
+    nde_field_destroy(g);
+    nde_field_destroy(m);
+}
+END_TEST
+
+START_TEST(test_fourier_in_t)
+{
+    nde_field *f = field_of("[field]\nplugin = galerkin\nlayers = 2, 5, 2\n"
+                            "modes = 3\nperiod = 2\n", 1);
+    const double y[2] = {0.4, -0.3};
+    double theta[256], a[2], b[2], c[2], init[256];
+
+    ck_assert_uint_eq(f->nparams, 5 * (2 * 5 + 5 + 5 * 2 + 2));
+    ck_assert_int_eq(nde_field_init_params(f, init, 3), NDE_OK);
+    /* the initial field is autonomous */
+    ck_assert_int_eq(nde_field_eval(f, 0.1, y, init, a, 1), NDE_OK);
+    ck_assert_int_eq(nde_field_eval(f, 0.9, y, init, b, 1), NDE_OK);
+    ck_assert(a[0] == b[0] && a[1] == b[1]);
+    for (size_t i = 0; i < f->nparams; i++)
+        theta[i] = 0.3 * cos(0.7 * (double)i);
+    ck_assert_int_eq(nde_field_eval(f, 0.1, y, theta, a, 1), NDE_OK);
+    ck_assert_int_eq(nde_field_eval(f, 0.6, y, theta, b, 1), NDE_OK);
+    ck_assert_int_eq(nde_field_eval(f, 2.1, y, theta, c, 1), NDE_OK);
+    ck_assert(fabs(a[0] - b[0]) + fabs(a[1] - b[1]) > 1e-3);
+    ck_assert(fabs(a[0] - c[0]) <= 1e-12 && fabs(a[1] - c[1]) <= 1e-12);
+    nde_field_destroy(f);
+}
+END_TEST
+
+START_TEST(test_bad_keys)
+{
+    static const char *bad[][2] = {
+        {"layers = 2, 5, 3\n", "first equal to the last"},
+        {"layers = 2, 5, 2\nmodes = 0\n", "modes"},
+        {"layers = 2, 5, 2\nbasis = legendre\n", "fourier or poly"},
+        {"layers = 2, 5, 2\nactivation = gelu\n", "tanh, relu"},
+        {"layers = 2, 5, 2\nperiod = 0\n", "period"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char text[256];
+        nde_field *f = NULL;
+        snprintf(text, sizeof text, "[field]\nplugin = galerkin\n%s",
+                 bad[i][0]);
+        cfg = nde_config_create();
+        ck_assert_int_eq(nde_config_load_string(cfg, "bad.ini", text, ctx),
+                         NDE_OK);
+        ck_assert_int_eq(nde_field_create(ctx, cfg, "field", 1, &f),
+                         NDE_ECONFIG);
+        ck_assert_msg(strstr(nde_ctx_message(ctx), bad[i][1]) &&
+                          strstr(nde_ctx_message(ctx), "bad.ini"),
+                      "%s: %s", bad[i][0], nde_ctx_message(ctx));
+        nde_config_destroy(cfg);
+    }
+}
+END_TEST
+
+int main(void)
+{
+    Suite *su = suite_create("galerkin");
+    TCase *tc = tcase_create("galerkin");
+    SRunner *sr;
+    int failed;
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_one_mode_is_mlp);
+    tcase_add_test(tc, test_fourier_in_t);
+    tcase_add_test(tc, test_bad_keys);
+    suite_add_tcase(su, tc);
+    sr = srunner_create(su);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
