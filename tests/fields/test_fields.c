@@ -275,6 +275,11 @@ static const char *const conformance_configs[][2] = {
      "[field]\nplugin = expr\nstate = x, y, z\nparams = a=0.7, s=0.4, k=1.3\n"
      "dx = -a*x + y\ndy = x - y*z\ndz = t - k*z\n"
      "gx = s*sin(y) + a*x^2\ngz = s*exp(-t)*(1 + z^2)\n"},
+    {"galerkin fourier",
+     "[field]\nplugin = galerkin\nlayers = 2, 7, 2\nmodes = 3\n"},
+    {"galerkin poly, relu, two hidden layers",
+     "[field]\nplugin = galerkin\nlayers = 3, 5, 4, 3\nbasis = poly\n"
+     "modes = 2\nactivation = relu\n"},
     {"sum expr + mlp",
      "[field]\nplugin = sum\nparts = known, net\n"
      "[field.known]\nplugin = expr\nstate = x, y\nparams = a=1.5, b=1.0\n"
