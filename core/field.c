@@ -68,6 +68,13 @@ static int check_noise(const nde_field *f, nde_section *sec, nde_ctx *ctx)
     return NDE_OK;
 }
 
+/* The sections of the fields being created on this thread, outermost
+ * first: a composite field (sum, second_order, a user's) whose parts lead
+ * back to itself is refused instead of recursing without end. */
+#define FIELD_NEST_MAX 32
+static _Thread_local const nde_section *creating[FIELD_NEST_MAX];
+static _Thread_local int ncreating;
+
 int nde_field_create(nde_ctx *ctx, const nde_config *cfg, const char *section,
                      size_t batch_max, nde_field **out)
 {
@@ -80,8 +87,20 @@ int nde_field_create(nde_ctx *ctx, const nde_config *cfg, const char *section,
         return rc;
     if ((rc = nde_section_plugin(ctx, sec, NDE_KIND_FIELD, &info)) != NDE_OK)
         return rc;
-    return nde_field_create_from(ctx, (const nde_field_type *)info, sec,
-                                 batch_max, out);
+    for (int i = 0; i < ncreating; i++)
+        if (creating[i] == sec)
+            return nde_section_error(sec, "plugin", ctx,
+                                     "this field is a part of itself (a "
+                                     "cycle of composite fields)");
+    if (ncreating == FIELD_NEST_MAX)
+        return nde_section_error(sec, "plugin", ctx,
+                                 "fields nested deeper than %d",
+                                 FIELD_NEST_MAX);
+    creating[ncreating++] = sec;
+    rc = nde_field_create_from(ctx, (const nde_field_type *)info, sec,
+                               batch_max, out);
+    ncreating--;
+    return rc;
 }
 
 int nde_field_create_from(nde_ctx *ctx, const nde_field_type *type,

@@ -280,6 +280,9 @@ static const char *const conformance_configs[][2] = {
     {"galerkin poly, relu, two hidden layers",
      "[field]\nplugin = galerkin\nlayers = 3, 5, 4, 3\nbasis = poly\n"
      "modes = 2\nactivation = relu\n"},
+    {"second_order around an mlp",
+     "[field]\nplugin = second_order\ninner = accel\n"
+     "[field.accel]\nplugin = mlp\nlayers = 4, 9, 4\ntime = true\n"},
     {"sum expr + mlp",
      "[field]\nplugin = sum\nparts = known, net\n"
      "[field.known]\nplugin = expr\nstate = x, y\nparams = a=1.5, b=1.0\n"
@@ -984,6 +987,14 @@ static const char *const bad_configs[][3] = {
     {"[field]\nplugin = sum\nparts = a, b\n[field.a]\nplugin = linear\nA = 1\n"
      "[field.b]\nplugin = sum\nparts = a, c\n[field.c]\nplugin = sum\n"
      "parts = a, b\n", "parts", "a cycle"},
+    {"[field]\nplugin = second_order\ninner = a\n", "inner",
+     "'a' has no section [field.a]"},
+    {"[field]\nplugin = second_order\ninner = a\n[field.a]\nplugin = linear\n"
+     "A = 1\n", "inner", "'a' has dimension 1; the state (x, v) needs an "
+     "even one"},
+    {"[field]\nplugin = second_order\ninner = a\n[field.a]\n"
+     "plugin = second_order\ninner = b\n[field.b]\nplugin = second_order\n"
+     "inner = a\n", "plugin", "this field is a part of itself"},
     /* SDEs: the core's calculus key and expr's diffusion keys */
     {"[field]\nplugin = expr\nstate = x\ndx = -x\ncalculus = ito\n",
      "calculus", "'ito' is set but this 'expr' field has no diffusion"},

@@ -1,9 +1,11 @@
 /*
- * galerkin (plugins/fields/galerkin.c), the depth-variant mlp: with one
- * mode it is the autonomous mlp of the same weights (the layouts agree);
- * with Fourier modes it depends on t with the basis' period, and the
- * coefficients of the non-constant modes start at 0. Its VJPs are checked
- * against differences by `nde check field galerkin` (tests/check).
+ * The fields of Dissecting Neural ODEs. galerkin (plugins/fields/
+ * galerkin.c), the depth-variant mlp: with one mode it is the autonomous
+ * mlp of the same weights (the layouts agree); with Fourier modes it
+ * depends on t with the basis' period, and the coefficients of the
+ * non-constant modes start at 0. second_order: an oscillator through it.
+ * Their VJPs are checked against differences by the conformance suite
+ * (test_fields.c) and `nde check field` (tests/check).
  */
 #include <check.h>
 #include <math.h>
@@ -105,6 +107,37 @@ START_TEST(test_bad_keys)
 }
 END_TEST
 
+/* second_order: x'' = -x through an inner linear field whose second row
+ * is the acceleration (its first row is ignored), from (1, 0): x(pi) =
+ * -1, v(pi) = 0. */
+START_TEST(test_second_order_oscillator)
+{
+    nde_field *f = field_of("[field]\nplugin = second_order\ninner = acc\n"
+                            "[field.acc]\nplugin = linear\nA = 5, 7\n"
+                            "  -1, 0\n", 1);
+    const nde_plugin_info *info;
+    nde_solver *s;
+    nde_solve_opts o;
+    double theta[8], y0[2] = {1.0, 0.0}, y[2];
+    const double t1 = M_PI;
+
+    ck_assert_uint_eq(f->dim, 2);
+    ck_assert_int_eq(nde_field_init_params(f, theta, 1), NDE_OK);
+    ck_assert_int_eq(nde_plugin_find(ctx, NDE_KIND_SOLVER, "tsit5", &info),
+                     NDE_OK);
+    ck_assert_int_eq(nde_solver_create_from(
+                         ctx, (const nde_solver_type *)info, f, &s), NDE_OK);
+    nde_solve_opts_default(&o, (const nde_solver_type *)info);
+    o.rtol = o.atol = 1e-11;
+    ck_assert_int_eq(nde_solve(s, &o, theta, 0.0, y0, t1, 1, &t1, y, NULL),
+                     NDE_OK);
+    ck_assert_msg(fabs(y[0] + 1.0) < 1e-8 && fabs(y[1]) < 1e-8,
+                  "x(pi) %.17g, v(pi) %.17g", y[0], y[1]);
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("galerkin");
@@ -116,6 +149,7 @@ int main(void)
     tcase_add_test(tc, test_one_mode_is_mlp);
     tcase_add_test(tc, test_fourier_in_t);
     tcase_add_test(tc, test_bad_keys);
+    tcase_add_test(tc, test_second_order_oscillator);
     suite_add_tcase(su, tc);
     sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);
