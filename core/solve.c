@@ -936,7 +936,6 @@ static void add_row_stats(nde_stats *sum, const nde_stats *row)
         sum->h_min = fmin(sum->h_min, row->h_min);
         sum->h_max = fmax(sum->h_max, row->h_max);
     }
-    sum->status = row->status;
 }
 
 /* opts->per_row: each row solved alone (batch 1; a row of y0 is

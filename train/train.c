@@ -972,6 +972,21 @@ static void row_of(const nde_trainer *tr, const double *src, size_t n,
                tr->dim * sizeof *dst);
 }
 
+/* The data loss's cotangents into tr->ct: save k (from first_ct on) at
+ * the solve's save time tk[k], dL/dy at ybar + k stride. Their count. */
+static size_t data_cotangents(nde_trainer *tr, const double *tk,
+                              const double *ybar, size_t stride)
+{
+    const nde_task_batch *b = &tr->batch;
+    size_t n = 0;
+
+    for (size_t k = b->first_ct; k < b->nsave; k++, n++) {
+        tr->ct[n].t = tk[k];
+        tr->ct[n].g = ybar + k * stride;
+    }
+    return n;
+}
+
 /* The adjoint's gradient from the cotangents ct[0..nct) (the data's; the
  * regularizers' are merged in) of a solve recorded in traj: dL/dy0 into
  * ybar0, the field's gradient into grad. */
@@ -998,10 +1013,9 @@ static int adjoint_grad(nde_trainer *tr, nde_adjoint *a,
  * Per-row steps: the regularizers and the adjoint on each row's own
  * recorded solve, one row at a time (a batch of one), after the task's
  * loss on the whole batch (t1: its end before STEER moved it to t1s).
- * Each regularizer counts a row at 1/B of its
- * weight (regs_after), so its value is the mean over the rows; the
- * field's gradient is the sum of the rows'. ybar holds the data's
- * cotangents (nsave x B x dim).
+ * Each regularizer counts a row at 1/B of its weight (regs_after), so its
+ * value is the mean over the rows; the field's gradient is the sum of the
+ * rows'. tr->ybar holds the data's cotangents (nsave x B x dim).
  */
 static int rows_after(nde_trainer *tr, nde_adjoint *a,
                       const nde_solve_opts *o, const double *theta,
@@ -1014,7 +1028,7 @@ static int rows_after(nde_trainer *tr, nde_adjoint *a,
     double *ysv = tr->row_y, *ybar = ysv + tr->Tcap * dim;
     double *extra = ybar + tr->Tcap * dim;
     nde_solve_opts row = *o;
-    size_t r, k, nct, i;
+    size_t r, nct, i;
     int rc;
 
     /* what the rows' solves recorded is read, never written again */
@@ -1043,10 +1057,7 @@ static int rows_after(nde_trainer *tr, nde_adjoint *a,
         if (!grad)
             continue;
         row_of(tr, tr->ybar, T, r, ybar);
-        for (k = b->first_ct, nct = 0; k < T; k++, nct++) {
-            tr->ct[nct].t = tk[k];
-            tr->ct[nct].g = ybar + k * dim;
-        }
+        nct = data_cotangents(tr, tk, ybar, dim);
         if ((rc = adjoint_grad(tr, a, &row, tr->row_traj[r], theta, t0, t1s,
                                tr->ct, nct, tr->ybar0 + r * dim,
                                tr->row_grad, st)) != NDE_OK)
@@ -1078,7 +1089,7 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
     nde_solve_opts o = tr->opts;
     const double *ts = b->tsave, *tk = b->tsave;
     double *yout = tr->ysave, t0 = b->t0, t1, t1s, reg = 0.0;
-    size_t nct = 0, ns = T, k;
+    size_t ns = T;
     int rc;
 
     memset(st, 0, sizeof *st);
@@ -1171,16 +1182,11 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
     }
     if (!grad)
         return NDE_OK;
-    if (!o.per_row) {
-        for (k = b->first_ct; k < T; k++) {
-            tr->ct[nct].t = tk[k];
-            tr->ct[nct].g = tr->ybar + k * per;
-            nct++;
-        }
-        if ((rc = adjoint_grad(tr, a, &o, traj, theta, t0, t1s, tr->ct, nct,
-                               tr->ybar0, grad, st)) != NDE_OK)
-            return rc;
-    }
+    if (!o.per_row &&
+        (rc = adjoint_grad(tr, a, &o, traj, theta, t0, t1s, tr->ct,
+                           data_cotangents(tr, tk, tr->ybar, per), tr->ybar0,
+                           grad, st)) != NDE_OK)
+        return rc;
     if (tt->lift_vjp &&
         (rc = tt->lift_vjp(task, th, b, tr->ybar0, grad + tr->Pf)) != NDE_OK)
         return rc;
