@@ -59,25 +59,40 @@ static void basis_at(const gal_state *s, double t, double *phi)
     }
 }
 
-/* The weights at t: w = sum_k phi_k theta_k, layer by layer. */
+/* w[i] = sum_k phi_k c[k len + i] for i < len: len weights from their K
+ * coefficient blocks. */
+static void expand(const double *phi, size_t K, const double *c, size_t len,
+                   double *w)
+{
+    for (size_t i = 0; i < len; i++) {
+        double v = 0.0;
+        for (size_t k = 0; k < K; k++)
+            v += phi[k] * c[k * len + i];
+        w[i] = v;
+    }
+}
+
+/* Its VJP: c[k len + i] += phi_k wbar[i]. */
+static void spread(const double *phi, size_t K, const double *wbar,
+                   size_t len, double *c)
+{
+    for (size_t i = 0; i < len; i++)
+        for (size_t k = 0; k < K; k++)
+            c[k * len + i] += phi[k] * wbar[i];
+}
+
+/* The weights at t, layer by layer: W_l (its K blocks first in theta),
+ * then b_l. */
 static void weights_at(gal_state *s, double t, const double *theta)
 {
     double *w = s->w;
     basis_at(s, t, s->phi);
     for (size_t l = 0; l < s->nlayers; l++) {
-        const size_t n = s->width[l] * s->width[l + 1] + s->width[l + 1];
+        const size_t nw = s->width[l] * s->width[l + 1], o = s->width[l + 1];
         const double *c = theta + s->off[l];
-        for (size_t i = 0; i < n; i++) {
-            /* W's coefficients first (K blocks), then b's (K blocks) */
-            const size_t nw = s->width[l] * s->width[l + 1];
-            const size_t block = i < nw ? nw : n - nw;
-            const double *ci = i < nw ? c + i : c + s->K * nw + (i - nw);
-            double v = 0.0;
-            for (size_t k = 0; k < s->K; k++)
-                v += s->phi[k] * ci[k * block];
-            w[i] = v;
-        }
-        w += n;
+        expand(s->phi, s->K, c, nw, w);
+        expand(s->phi, s->K, c + s->K * nw, o, w + nw);
+        w += nw + o;
     }
 }
 
@@ -175,16 +190,12 @@ static int gal_vjp(nde_field *f, double t, const double *y,
             vy[i] += g[i];
     if (vtheta)
         for (size_t l = 0, at = 0; l < s->nlayers; l++) {
-            const size_t nwl = s->width[l] * s->width[l + 1];
-            const size_t n = nwl + s->width[l + 1];
+            const size_t nw = s->width[l] * s->width[l + 1];
+            const size_t o = s->width[l + 1];
             double *c = vtheta + s->off[l];
-            for (size_t i = 0; i < n; i++) {
-                const size_t block = i < nwl ? nwl : n - nwl;
-                double *ci = i < nwl ? c + i : c + s->K * nwl + (i - nwl);
-                for (size_t k = 0; k < s->K; k++)
-                    ci[k * block] += s->phi[k] * s->wbar[at + i];
-            }
-            at += n;
+            spread(s->phi, s->K, s->wbar + at, nw, c);
+            spread(s->phi, s->K, s->wbar + at + nw, o, c + s->K * nw);
+            at += nw + o;
         }
     return NDE_OK;
 }
