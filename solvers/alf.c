@@ -95,6 +95,17 @@ static int alf_start(nde_solver *s, const double *theta, double t0,
     return nde_field_eval(s->field, t0, y0, theta, aux0, s->batch);
 }
 
+/* u = f(t + h/2, s) of the step's midpoint s in w: its one evaluation,
+ * forwards and in reverse. */
+static int eval_mid(nde_solver *s, const double *theta, double t, double h)
+{
+    alf_work *w = s->work;
+
+    s->counts.nfe++;
+    return nde_field_eval(s->field, t + 0.5 * h, w->s, theta, w->u,
+                          s->batch);
+}
+
 /* z1, v1 and the error estimate of the step from (z, v) whose midpoint
  * derivative u is in w->u (err, v1 may be NULL). */
 static void leap_end(nde_solver *s, double h, const double *v, double *z1,
@@ -126,9 +137,7 @@ static int leap(nde_solver *s, const double *theta, double t, double h,
     w->rvalid = 0;
     for (size_t i = 0; i < n; i++)
         w->s[i] = z[i] + 0.5 * h * v[i];
-    s->counts.nfe++;
-    if ((rc = nde_field_eval(s->field, t + 0.5 * h, w->s, theta, w->u,
-                             s->batch)))
+    if ((rc = eval_mid(s, theta, t, h)))
         return rc;
     leap_end(s, h, v, z1, v1, err);
     return NDE_OK;
@@ -163,9 +172,7 @@ static int alf_reverse(nde_solver *s, const double *theta, double t, double h,
     w->rvalid = 0;
     for (size_t i = 0; i < n; i++)
         w->s[i] = y_next[i] - 0.5 * h * aux_next[i];
-    s->counts.nfe++;
-    if ((rc = nde_field_eval(s->field, t + 0.5 * h, w->s, theta, w->u,
-                             s->batch)))
+    if ((rc = eval_mid(s, theta, t, h)))
         return rc;
     for (size_t i = 0; i < n; i++) {
         aux[i] = (aux_next[i] - 2.0 * eta * w->u[i]) / (1.0 - 2.0 * eta);
