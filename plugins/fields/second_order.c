@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <nde/field.h>
+#include "wrap.h"
 
 typedef struct so_state {
     nde_field *inner;
@@ -88,7 +88,6 @@ static void so_destroy(nde_field *f)
 static int so_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
 {
     so_state *s = calloc(1, sizeof *s);
-    char section[160];
     const char *name;
     int rc;
 
@@ -97,18 +96,9 @@ static int so_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
     if (!sec)
         return nde_error(ctx, NDE_ECONFIG, "second_order: needs a [field] "
                          "section with inner");
-    if ((rc = nde_get_string(sec, "inner", &name, ctx)) != NDE_OK)
+    if ((rc = field_wrap_inner(f, sec, "a second-order field", ctx,
+                               &name, &s->inner)) != NDE_OK)
         return rc;
-    snprintf(section, sizeof section, "field.%s", name);
-    if (!nde_config_section(nde_section_config(sec), section))
-        return nde_section_error(sec, "inner", ctx, "'%s' has no section "
-                                 "[%s]", name, section);
-    if ((rc = nde_field_create(ctx, nde_section_config(sec), section,
-                               f->batch_max, &s->inner)) != NDE_OK)
-        return rc;
-    if (s->inner->noise != NDE_NOISE_NONE)
-        return nde_section_error(sec, "inner", ctx, "'%s' has a diffusion; "
-                                 "a second-order field is an ODE", name);
     if (s->inner->dim % 2)
         return nde_section_error(sec, "inner", ctx, "'%s' has dimension "
                                  "%zu; the state (x, v) needs an even one",

@@ -39,7 +39,7 @@ static const char moments_ini[] =
  * (no arguments: the defaults). */
 typedef struct keyed {
     const char *kind, *name;
-    const char *args[12];
+    const char *args[13]; /* 12 and the NULL that ends them */
 } keyed;
 
 static const keyed keyed_runs[] = {
@@ -61,6 +61,9 @@ static const keyed keyed_runs[] = {
     {"field", "second_order", {"-s", "field.inner=a", "-s",
                                "field.a.plugin=mlp", "-s",
                                "field.a.layers=4,6,4"}},
+    {"field", "controlled", {"-s", "field.inner=g", "-s",
+                             "field.controls=2", "-s", "field.g.plugin=mlp",
+                             "-s", "field.g.layers=4,6,4"}},
     {"regularizer", "steer", {"-s", "regularizer.steer.b=0.25"}},
     {"regularizer", "local", {NULL}},
     {"regularizer", "local", {"-s", "regularizer.local.through_state=true"}},
@@ -78,6 +81,12 @@ static const keyed keyed_runs[] = {
     {"task", "points", {NULL}},  /* lift = identity on the 2-8-2 model */
     {"task", "points", {"-s", "field.layers=3,8,3", "-s", "data.lift=zeros"}},
     {"task", "points", {"-s", "field.layers=3,8,3", "-s", "data.lift=linear"}},
+    {"task", "points", {"-s", "field.layers=3,8,3", "-s", "data.lift=mlp",
+                        "-s", "data.lift_hidden=5"}},
+    {"task", "points", {"-s", "field.plugin=controlled", "-s", "field.inner=g",
+                        "-s", "field.controls=2", "-s", "field.g.plugin=mlp",
+                        "-s", "field.g.layers=4,8,4", "-s",
+                        "data.control=true"}},
 };
 
 static test_run_result run_check(const char *kind, const char *name,

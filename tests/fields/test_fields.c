@@ -283,6 +283,9 @@ static const char *const conformance_configs[][2] = {
     {"second_order around an mlp",
      "[field]\nplugin = second_order\ninner = accel\n"
      "[field.accel]\nplugin = mlp\nlayers = 4, 9, 4\ntime = true\n"},
+    {"controlled around an mlp, 2 controls",
+     "[field]\nplugin = controlled\ninner = g\ncontrols = 2\n"
+     "[field.g]\nplugin = mlp\nlayers = 5, 9, 5\ntime = true\n"},
     {"sum expr + mlp",
      "[field]\nplugin = sum\nparts = known, net\n"
      "[field.known]\nplugin = expr\nstate = x, y\nparams = a=1.5, b=1.0\n"
@@ -995,6 +998,14 @@ static const char *const bad_configs[][3] = {
     {"[field]\nplugin = second_order\ninner = a\n[field.a]\n"
      "plugin = second_order\ninner = b\n[field.b]\nplugin = second_order\n"
      "inner = a\n", "plugin", "this field is a part of itself"},
+    {"[field]\nplugin = controlled\ninner = a\ncontrols = 2\n[field.a]\n"
+     "plugin = linear\nA = 1, 0\n  0, 1\n", "controls",
+     "2 controls leave no free state of 'a' (dimension 2)"},
+    {"[field]\nplugin = controlled\ninner = a\n[field.a]\nplugin = linear\n"
+     "A = 1, 0\n  0, 1\n", "controls", "missing"},
+    {"[field]\nplugin = controlled\ninner = a\ncontrols = 1\n[field.a]\n"
+     "plugin = expr\nstate = x, y\ndx = -x\ndy = -y\ngx = 1\n", "inner",
+     "'a' has a diffusion; a data-controlled field is an ODE"},
     /* SDEs: the core's calculus key and expr's diffusion keys */
     {"[field]\nplugin = expr\nstate = x\ndx = -x\ncalculus = ito\n",
      "calculus", "'ito' is set but this 'expr' field has no diffusion"},

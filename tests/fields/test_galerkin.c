@@ -4,6 +4,7 @@
  * mlp of the same weights (the layouts agree); with Fourier modes it
  * depends on t with the basis' period, and the coefficients of the
  * non-constant modes start at 0. second_order: an oscillator through it.
+ * controlled: the inner field's first outputs, the controls held still.
  * Their VJPs are checked against differences by the conformance suite
  * (test_fields.c) and `nde check field` (tests/check).
  */
@@ -138,6 +139,35 @@ START_TEST(test_second_order_oscillator)
 }
 END_TEST
 
+/* controlled: h' = the first n rows of the inner linear field on (h, x),
+ * x' = 0, row by row; the VJP with a cotangent on x alone is 0. */
+START_TEST(test_controlled_holds_controls)
+{
+    nde_field *f = field_of("[field]\nplugin = controlled\ninner = g\n"
+                            "controls = 2\n[field.g]\nplugin = linear\n"
+                            "A = 1, 2, 3, 4\n  5, 6, 7, 8\n"
+                            "  9, 9, 9, 9\n  9, 9, 9, 9\n", 2);
+    const double y[8] = {1, -1, 0.5, 2, 0, 3, -2, 1};
+    const double want[8] = {8.5, 18.5, 0, 0, 4, 12, 0, 0};
+    const double vx[8] = {0, 0, 1, -1, 0, 0, 2, 3};
+    double theta[32], dy[8], vy[8] = {0}, vth[32] = {0};
+
+    ck_assert_uint_eq(f->dim, 4);
+    ck_assert_int_eq(nde_field_init_params(f, theta, 1), NDE_OK);
+    ck_assert_int_eq(nde_field_eval(f, 0.0, y, theta, dy, 2), NDE_OK);
+    for (int i = 0; i < 8; i++)
+        ck_assert_msg(dy[i] == want[i], "%d: %g, want %g", i, dy[i],
+                      want[i]);
+    ck_assert_int_eq(nde_field_vjp(f, 0.0, y, theta, vx, vy, vth, 2),
+                     NDE_OK);
+    for (int i = 0; i < 8; i++)
+        ck_assert_msg(vy[i] == 0.0, "vy[%d] %g", i, vy[i]);
+    for (size_t i = 0; i < f->nparams; i++)
+        ck_assert_msg(vth[i] == 0.0, "vtheta[%zu] %g", i, vth[i]);
+    nde_field_destroy(f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("galerkin");
@@ -150,6 +180,7 @@ int main(void)
     tcase_add_test(tc, test_fourier_in_t);
     tcase_add_test(tc, test_bad_keys);
     tcase_add_test(tc, test_second_order_oscillator);
+    tcase_add_test(tc, test_controlled_holds_controls);
     suite_add_tcase(su, tc);
     sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);

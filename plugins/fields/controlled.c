@@ -1,0 +1,141 @@
+/*
+ * controlled - a data-controlled field (Massaroli, Poli, Park, Yamashita,
+ * Asama, "Dissecting Neural ODEs", NeurIPS 2020, Sec. 3.2): the field
+ * reads the input x beside the state h at every evaluation, h' = g(t, h,
+ * x), so trajectories of different inputs may cross in h.
+ *
+ *     [field]
+ *     plugin   = controlled
+ *     inner    = g                ; section [field.g], dimension n + m
+ *     controls = 2                ; m: the last m states are x
+ *
+ * The input rides along as the state's last m components, constant in t
+ * (their derivative is 0): whoever builds the initial state puts x there
+ * (the points task's `control = true`), and every solver and adjoint
+ * sees it with no interface of its own. The inner field maps the whole
+ * state (h, x) to n + m outputs, of which the first n are h'; its last m
+ * outputs are not used (an mlp's last layer keeps their weights, whose
+ * gradient is 0). The parameters are the inner field's.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "wrap.h"
+
+typedef struct ctl_state {
+    nde_field *inner;
+    size_t n;               /* the free states h; the rest are controls  */
+    double *buf;            /* batch_max x dim: inner output, cotangent  */
+} ctl_state;
+
+static int ctl_eval(nde_field *f, double t, const double *y,
+                    const double *theta, double *dy, size_t batch)
+{
+    ctl_state *s = f->state;
+    const size_t d = f->dim, n = s->n;
+    int rc = nde_field_eval(s->inner, t, y, theta, s->buf, batch);
+
+    if (rc != NDE_OK && rc != NDE_ERETRY)
+        return rc;
+    for (size_t r = 0; r < batch; r++) {
+        memcpy(dy + r * d, s->buf + r * d, n * sizeof *dy);
+        memset(dy + r * d + n, 0, (d - n) * sizeof *dy);
+    }
+    return rc;
+}
+
+/* The inner VJP with cotangent (v[h], 0): the controls' own cotangent
+ * has nothing to flow through (their derivative is constant). */
+static int ctl_vjp(nde_field *f, double t, const double *y,
+                   const double *theta, const double *v, double *vy,
+                   double *vtheta, size_t batch)
+{
+    ctl_state *s = f->state;
+    const size_t d = f->dim, n = s->n;
+
+    for (size_t r = 0; r < batch; r++) {
+        memcpy(s->buf + r * d, v + r * d, n * sizeof *s->buf);
+        memset(s->buf + r * d + n, 0, (d - n) * sizeof *s->buf);
+    }
+    return nde_field_vjp(s->inner, t, y, theta, s->buf, vy, vtheta, batch);
+}
+
+static int ctl_init_params(nde_field *f, double *theta, uint64_t seed)
+{
+    ctl_state *s = f->state;
+    return nde_field_init_params(s->inner, theta, seed);
+}
+
+static int ctl_param_name(const nde_field *f, size_t i, char *buf,
+                          size_t len)
+{
+    const ctl_state *s = f->state;
+    nde_field_param_name(s->inner, i, buf, len);
+    return NDE_OK;
+}
+
+static void ctl_destroy(nde_field *f)
+{
+    ctl_state *s = f->state;
+    if (!s)
+        return;
+    nde_field_destroy(s->inner);
+    free(s->buf);
+    free(s);
+    f->state = NULL;
+}
+
+static int ctl_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
+{
+    ctl_state *s = calloc(1, sizeof *s);
+    const char *name;
+    long m;
+    int rc;
+
+    if (!(f->state = s))
+        return nde_error(ctx, NDE_ENOMEM, "controlled: out of memory");
+    if (!sec)
+        return nde_error(ctx, NDE_ECONFIG, "controlled: needs a [field] "
+                         "section with inner and controls");
+    if ((rc = field_wrap_inner(f, sec, "a data-controlled field", ctx,
+                               &name, &s->inner)) != NDE_OK ||
+        (rc = nde_get_long_min(sec, "controls", 1, &m, ctx)) != NDE_OK)
+        return rc;
+    if ((size_t)m >= s->inner->dim)
+        return nde_section_error(sec, "controls", ctx, "%ld controls leave "
+                                 "no free state of '%s' (dimension %zu)",
+                                 m, name, s->inner->dim);
+    s->n = s->inner->dim - (size_t)m;
+    if (!(s->buf = malloc(f->batch_max * s->inner->dim * sizeof *s->buf)))
+        return nde_error(ctx, NDE_ENOMEM, "controlled: out of memory");
+    f->dim = s->inner->dim;
+    f->nparams = s->inner->nparams;
+    return NDE_OK;
+}
+
+static const nde_key ctl_keys[] = {
+    {"inner", NDE_KEY_WORD, NULL,
+     "the field g(t, h, x), configured in section [field.NAME]: dimension "
+     "n + m for the free states h and the controls x; its first n outputs "
+     "are h'"},
+    {"controls", NDE_KEY_INT, NULL,
+     "m: the state's last m components are the input x, constant in t"},
+    {NULL, 0, NULL, NULL},
+};
+
+static const nde_field_type ctl_type = {
+    .info = NDE_FIELD_INFO(
+        .name = "controlled",
+        .description = "data-controlled field h' = g(t, h, x): the input x "
+                       "carried as the state's last, constant components",
+        .keys = ctl_keys,
+        .version = "1"),
+    .create = ctl_create,
+    .destroy = ctl_destroy,
+    .init_params = ctl_init_params,
+    .eval = ctl_eval,
+    .vjp = ctl_vjp,
+    .param_name = ctl_param_name,
+};
+
+NDE_MODULE(&ctl_type.info);

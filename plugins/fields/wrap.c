@@ -1,0 +1,25 @@
+/* wrap.c - see wrap.h. */
+#include <stdio.h>
+
+#include "wrap.h"
+
+int field_wrap_inner(nde_field *f, nde_section *sec, const char *what,
+                     nde_ctx *ctx, const char **name, nde_field **inner)
+{
+    char section[160];
+    int rc;
+
+    if ((rc = nde_get_string(sec, "inner", name, ctx)) != NDE_OK)
+        return rc;
+    snprintf(section, sizeof section, "field.%s", *name);
+    if (!nde_config_section(nde_section_config(sec), section))
+        return nde_section_error(sec, "inner", ctx, "'%s' has no section "
+                                 "[%s]", *name, section);
+    if ((rc = nde_field_create(ctx, nde_section_config(sec), section,
+                               f->batch_max, inner)) != NDE_OK)
+        return rc;
+    if ((*inner)->noise != NDE_NOISE_NONE)
+        return nde_section_error(sec, "inner", ctx, "'%s' has a diffusion; "
+                                 "%s is an ODE", *name, what);
+    return NDE_OK;
+}
