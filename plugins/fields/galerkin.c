@@ -13,8 +13,9 @@
  *
  * theta, per layer l in order: the coefficients of W_l (K x out x in, k
  * slowest), then of b_l (K x out). An evaluation builds the weights at t
- * once and runs the net row by row; a VJP backpropagates through the
- * weights at t, then spreads their gradient over the coefficients:
+ * once, in the parameter layout of the mlp field, and runs an autonomous
+ * mlp of those weights (its kernels, its kept forward passes); a VJP runs
+ * the mlp's, then spreads the weights' gradient over the coefficients:
  * dL/dtheta_k = phi_k(t) dL/dw.
  */
 #include <math.h>
@@ -27,20 +28,18 @@
 
 #include <nde/field.h>
 
-enum { ACT_TANH, ACT_RELU, ACT_IDENTITY };
-
 typedef struct gal_state {
     size_t nlayers, *width;  /* widths[0..nlayers]                     */
     size_t *off;             /* layer l's coefficients start in theta   */
-    int act, fourier;
+    int fourier;
     size_t K;                /* basis functions                         */
     double period;
     size_t nweights;         /* sum over layers of out x in + out       */
     double *phi;             /* K: the basis at the last t              */
     double *w;               /* nweights: the weights at t              */
     double *wbar;            /* nweights: their gradient                */
-    double **h;              /* h[l]: batch_max x width[l] activations  */
-    double *g, *gx;          /* batch_max x max width: cotangents       */
+    nde_config *net_cfg;     /* the net's own config                    */
+    nde_field *net;          /* the autonomous mlp the weights run in   */
 } gal_state;
 
 static void basis_at(const gal_state *s, double t, double *phi)
@@ -96,52 +95,12 @@ static void weights_at(gal_state *s, double t, const double *theta)
     }
 }
 
-static double activate(int act, double z)
-{
-    return act == ACT_TANH ? tanh(z) : act == ACT_RELU ? fmax(z, 0.0) : z;
-}
-
-/* d activation / dz from its output a. */
-static double slope(int act, double a)
-{
-    return act == ACT_TANH ? 1.0 - a * a : act == ACT_RELU ? (a > 0.0) : 1.0;
-}
-
-/* The net at the weights in s->w on the rows y; the activations into
- * s->h, the output into out. */
-static int forward(gal_state *s, const double *y, double *out, size_t batch)
-{
-    const double *w = s->w;
-    int bad = 0;
-
-    memcpy(s->h[0], y, batch * s->width[0] * sizeof *y);
-    for (size_t l = 0; l < s->nlayers; l++) {
-        const size_t in = s->width[l], o = s->width[l + 1];
-        const int last = l + 1 == s->nlayers;
-        const double *b = w + in * o;
-        double *z = last ? out : s->h[l + 1];
-        for (size_t r = 0; r < batch; r++) {
-            const double *x = s->h[l] + r * in;
-            for (size_t j = 0; j < o; j++) {
-                double a = b[j];
-                for (size_t i = 0; i < in; i++)
-                    a += w[j * in + i] * x[i];
-                a = last ? a : activate(s->act, a);
-                bad |= !isfinite(a);
-                z[r * o + j] = a;
-            }
-        }
-        w += in * o + o;
-    }
-    return bad ? NDE_ERETRY : NDE_OK;
-}
-
 static int gal_eval(nde_field *f, double t, const double *y,
                     const double *theta, double *dy, size_t batch)
 {
     gal_state *s = f->state;
     weights_at(s, t, theta);
-    return forward(s, y, dy, batch);
+    return nde_field_eval(s->net, t, y, s->w, dy, batch);
 }
 
 static int gal_vjp(nde_field *f, double t, const double *y,
@@ -149,45 +108,13 @@ static int gal_vjp(nde_field *f, double t, const double *y,
                    double *vtheta, size_t batch)
 {
     gal_state *s = f->state;
-    const size_t d = f->dim, nw = s->nweights;
-    double *g = s->g, *gx = s->gx;
-    size_t end = nw;
     int rc;
 
     weights_at(s, t, theta);
-    if ((rc = forward(s, y, s->gx, batch)) != NDE_OK)
+    memset(s->wbar, 0, s->nweights * sizeof *s->wbar);
+    if ((rc = nde_field_vjp(s->net, t, y, s->w, v, vy,
+                            vtheta ? s->wbar : NULL, batch)) != NDE_OK)
         return rc;
-    memset(s->wbar, 0, nw * sizeof *s->wbar);
-    memcpy(g, v, batch * d * sizeof *v);
-    for (size_t l = s->nlayers; l-- > 0;) {
-        const size_t in = s->width[l], o = s->width[l + 1];
-        const size_t start = end - (in * o + o);
-        const double *w = s->w + start;
-        double *wb = s->wbar + start, *bb = wb + in * o;
-        for (size_t r = 0; r < batch; r++) {
-            const double *x = s->h[l] + r * in, *gr = g + r * o;
-            double *gxr = gx + r * in;
-            for (size_t i = 0; i < in; i++)
-                gxr[i] = 0.0;
-            for (size_t j = 0; j < o; j++) {
-                bb[j] += gr[j];
-                for (size_t i = 0; i < in; i++) {
-                    wb[j * in + i] += gr[j] * x[i];
-                    gxr[i] += gr[j] * w[j * in + i];
-                }
-            }
-            if (l > 0)
-                for (size_t i = 0; i < in; i++)
-                    gxr[i] *= slope(s->act, x[i]);
-        }
-        end = start;
-        double *tmp = g;
-        g = gx;
-        gx = tmp;
-    }
-    if (vy)
-        for (size_t i = 0; i < batch * d; i++)
-            vy[i] += g[i];
     if (vtheta)
         for (size_t l = 0, at = 0; l < s->nlayers; l++) {
             const size_t nw = s->width[l] * s->width[l + 1];
@@ -246,17 +173,13 @@ static void gal_destroy(nde_field *f)
     gal_state *s = f->state;
     if (!s)
         return;
-    if (s->h)
-        for (size_t l = 0; l <= s->nlayers; l++)
-            free(s->h[l]);
-    free(s->h);
+    nde_field_destroy(s->net);
+    nde_config_destroy(s->net_cfg);
     free(s->width);
     free(s->off);
     free(s->phi);
     free(s->w);
     free(s->wbar);
-    free(s->g);
-    free(s->gx);
     free(s);
     f->state = NULL;
 }
@@ -293,10 +216,8 @@ static int read_shape(gal_state *s, nde_section *sec, nde_ctx *ctx)
                           modes);
         goto done;
     }
-    s->act = strcmp(act, "tanh") == 0 ? ACT_TANH
-             : strcmp(act, "relu") == 0 ? ACT_RELU
-             : strcmp(act, "identity") == 0 ? ACT_IDENTITY : -1;
-    if (s->act < 0) {
+    if (strcmp(act, "tanh") != 0 && strcmp(act, "relu") != 0 &&
+        strcmp(act, "identity") != 0) {
         nde_section_error(sec, "activation", ctx, "'%s': expected tanh, "
                           "relu or identity", act);
         goto done;
@@ -321,10 +242,37 @@ done:
     return rc;
 }
 
+/* The autonomous mlp of the same layers and activation, on a config of
+ * its own. */
+static int create_net(nde_field *f, gal_state *s, nde_section *sec,
+                      nde_ctx *ctx)
+{
+    char text[4096];
+    const char *act;
+    int n, rc;
+
+    nde_get_string(sec, "activation", &act, ctx);
+    n = snprintf(text, sizeof text, "[field]\nplugin = mlp\nactivation = "
+                 "%s\nlayers = %zu", act, s->width[0]);
+    for (size_t l = 1; l <= s->nlayers && n > 0 && (size_t)n < sizeof text;
+         l++)
+        n += snprintf(text + n, sizeof text - (size_t)n, ", %zu",
+                      s->width[l]);
+    if (n < 0 || (size_t)n + 2 > sizeof text)
+        return nde_section_error(sec, "layers", ctx, "too many layers");
+    strcat(text, "\n");
+    if (!(s->net_cfg = nde_config_create()))
+        return nde_error(ctx, NDE_ENOMEM, "galerkin: out of memory");
+    if ((rc = nde_config_load_string(s->net_cfg, "galerkin's net", text,
+                                     ctx)) != NDE_OK)
+        return rc;
+    return nde_field_create(ctx, s->net_cfg, "field", f->batch_max, &s->net);
+}
+
 static int gal_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
 {
     gal_state *s = calloc(1, sizeof *s);
-    size_t maxw = 0, P = 0;
+    size_t P = 0;
     int rc;
 
     if (!(f->state = s))
@@ -334,27 +282,24 @@ static int gal_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
                          "section with layers");
     if ((rc = read_shape(s, sec, ctx)) != NDE_OK)
         return rc;
-    if (!(s->off = malloc(s->nlayers * sizeof *s->off)) ||
-        !(s->h = calloc(s->nlayers + 1, sizeof *s->h)))
+    if (!(s->off = malloc(s->nlayers * sizeof *s->off)))
         return nde_error(ctx, NDE_ENOMEM, "galerkin: out of memory");
-    for (size_t l = 0; l <= s->nlayers; l++) {
-        maxw = s->width[l] > maxw ? s->width[l] : maxw;
-        if (!(s->h[l] = malloc(f->batch_max * s->width[l] * sizeof(double))))
-            return nde_error(ctx, NDE_ENOMEM, "galerkin: out of memory");
-        if (l < s->nlayers) {
-            const size_t n = s->width[l] * s->width[l + 1] + s->width[l + 1];
-            s->off[l] = P;
-            P += s->K * n;
-            s->nweights += n;
-        }
+    for (size_t l = 0; l < s->nlayers; l++) {
+        const size_t n = s->width[l] * s->width[l + 1] + s->width[l + 1];
+        s->off[l] = P;
+        P += s->K * n;
+        s->nweights += n;
     }
     s->phi = malloc(s->K * sizeof *s->phi);
     s->w = malloc(s->nweights * sizeof *s->w);
     s->wbar = malloc(s->nweights * sizeof *s->wbar);
-    s->g = malloc(f->batch_max * maxw * sizeof *s->g);
-    s->gx = malloc(f->batch_max * maxw * sizeof *s->gx);
-    if (!s->phi || !s->w || !s->wbar || !s->g || !s->gx)
+    if (!s->phi || !s->w || !s->wbar)
         return nde_error(ctx, NDE_ENOMEM, "galerkin: out of memory");
+    if ((rc = create_net(f, s, sec, ctx)) != NDE_OK)
+        return rc;
+    if (s->net->nparams != s->nweights)
+        return nde_error(ctx, NDE_EFATAL, "galerkin: its net has %zu "
+                         "weights, not %zu", s->net->nparams, s->nweights);
     f->dim = s->width[0];
     f->nparams = P;
     return NDE_OK;
