@@ -37,6 +37,19 @@ int cli_predict(int argc, char **argv);
 int cli_gradcheck(int argc, char **argv);
 int cli_check(int argc, char **argv);
 
+/* `nde predict CKPT --flow BASE` (flow.c): the paths of a grid x grid
+ * input grid over [-range, range]^2 (within the disc) in the plane of
+ * states sx, sy, to BASE.png and BASE.svg; an exit status. */
+typedef struct cli_flow_opts {
+    const char *base, *title;
+    long grid;
+    double range;
+    size_t sx, sy;
+} cli_flow_opts;
+struct nde_trainer;
+int cli_predict_flow(nde_ctx *ctx, struct nde_trainer *tr,
+                     const cli_flow_opts *o);
+
 extern const char cli_solve_help[];
 extern const char cli_plugins_help[];
 extern const char cli_train_help[];

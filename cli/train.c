@@ -120,6 +120,8 @@ const char cli_train_help[] =
 const char cli_predict_help[] =
     "Usage: nde predict CKPT [-s SECTION.KEY=VALUE]... [-u SECTION.KEY]...\n"
     "                   [-o FILE] [--summary-json FILE] [--paths N [--seed S]]\n"
+    "                   [--flow BASE [--flow-grid N] [--flow-range A]\n"
+    "                    [--flow-states I,J]]\n"
     "\n"
     "Run the model trained into checkpoint CKPT (with the config stored in\n"
     "it) on the held-out set, or, when an override sets a problem.* key\n"
@@ -134,6 +136,12 @@ const char cli_predict_help[] =
     "samples N paths of the model instead, from the data's y0 at its\n"
     "observation times (or from the one [problem] y0 row at its times\n"
     "when a problem.* key is set), and writes `path,t,<states>`.\n"
+    "--flow BASE draws the learned flow of a model whose task takes 2-D\n"
+    "inputs (the points task) instead: the paths of an N x N grid of\n"
+    "inputs over [-A, A]^2 (those within radius A), each lifted as the\n"
+    "task lifts its data and solved over its span, in the plane of states\n"
+    "I and J, coloured by the input's radius (blue centre, orange rim), to\n"
+    "BASE.png and BASE.svg.\n"
     "\n"
     "Options:\n"
     "  -s, --set SECTION.KEY=VALUE  override a value of the stored config\n"
@@ -146,6 +154,10 @@ const char cli_predict_help[] =
     "      --seed S                 SDE: the Brownian path of --paths\n"
     "                               (default 1; the same seed, the same\n"
     "                               paths)\n"
+    "      --flow BASE              draw the flow (see above)\n"
+    "      --flow-grid N            inputs per side (default 15)\n"
+    "      --flow-range A           the grid's half-width (default 1.5)\n"
+    "      --flow-states I,J        the states drawn (default 0,1)\n"
     "  -h, --help                   show this help\n"
     "\n"
     "An output that is CKPT, a [data] file or the other output is refused\n"
@@ -192,6 +204,7 @@ typedef struct train_args {
     long paths;          /* predict --paths (0 = not asked)             */
     unsigned long long seed;
     int seed_given;
+    cli_flow_opts flow;  /* predict --flow (base NULL = not asked)      */
 } train_args;
 
 /* The value v of integer option opt, in [min, max], into *out; else says
@@ -220,12 +233,62 @@ static int option_integer(const char *cmd, const char *opt, const char *v,
     return 0;
 }
 
+/* argv[*i] as one of predict's --flow options: 1 when it is one (*rc
+ * non-zero when its value is bad, said), 0 when not. */
+static int flow_option(const char *cmd, int argc, char **argv, int *i,
+                       cli_flow_opts *f, int *missing, int *rc)
+{
+    unsigned long long u = 0, w = 0;
+    const char *v;
+    char *end;
+
+    *rc = 0;
+    if ((v = cli_option_value(argc, argv, i, NULL, "--flow", missing))) {
+        f->base = v;
+        if (!*v || v[strlen(v) - 1] == '/') {
+            cli_error("%s: --flow needs a file name without its extension "
+                      "(BASE.png and BASE.svg are written), not '%s'", cmd,
+                      v);
+            *rc = -1;
+        }
+    } else if (!*missing && (v = cli_option_value(argc, argv, i, NULL,
+                                                  "--flow-grid", missing))) {
+        *rc = option_integer(cmd, "--flow-grid", v, 2, 1000, &u);
+        f->grid = (long)u;
+    } else if (!*missing && (v = cli_option_value(argc, argv, i, NULL,
+                                                  "--flow-range", missing))) {
+        f->range = strtod(v, &end);
+        if (*end || end == v || !(f->range > 0) || !isfinite(f->range)) {
+            cli_error("%s: --flow-range needs a positive number, not '%s'",
+                      cmd, v);
+            *rc = -1;
+        }
+    } else if (!*missing && (v = cli_option_value(argc, argv, i, NULL,
+                                                  "--flow-states", missing))) {
+        const char *comma = strchr(v, ',');
+        char first[32];
+        if (!comma || (size_t)(comma - v) >= sizeof first) {
+            cli_error("%s: --flow-states needs two state indices I,J, not "
+                      "'%s'", cmd, v);
+            *rc = -1;
+            return 1;
+        }
+        snprintf(first, sizeof first, "%.*s", (int)(comma - v), v);
+        *rc = option_integer(cmd, "--flow-states", first, 0, 1 << 20, &u) ||
+              option_integer(cmd, "--flow-states", comma + 1, 0, 1 << 20, &w);
+        f->sx = (size_t)u;
+        f->sy = (size_t)w;
+    } else
+        return 0;
+    return 1;
+}
+
 /* Parse the common shape: one positional argument, -s, and the options
  * `allowed` names ("resume quiet summary output tol nparams"). */
 static int parse_args(const char *cmd, int argc, char **argv,
                       const char *allowed, train_args *a)
 {
-    int i, missing;
+    int i, missing, rc;
     unsigned long long u;
     const char *v;
     char *end;
@@ -234,6 +297,10 @@ static int parse_args(const char *cmd, int argc, char **argv,
     a->tol = 1e-3;
     a->nprobe = 8;
     a->seed = 1;
+    a->flow.grid = 15;
+    a->flow.range = 1.5;
+    a->flow.sx = 0;
+    a->flow.sy = 1;
     if (!(a->edits = calloc((size_t)argc, sizeof *a->edits))) {
         cli_error("out of memory");
         return CLI_EXIT_FAILURE;
@@ -281,6 +348,11 @@ static int parse_args(const char *cmd, int argc, char **argv,
                                          &missing))) {
             a->seed_given = 1;
             if (option_integer(cmd, "--seed", v, 0, UINT64_MAX, &a->seed))
+                return CLI_EXIT_USAGE;
+        } else if (!missing && strstr(allowed, "flow") &&
+                   flow_option(cmd, argc, argv, &i, &a->flow, &missing,
+                               &rc)) {
+            if (rc)
                 return CLI_EXIT_USAGE;
         } else if (missing) {
             cli_error("%s: option '%s' needs a value (try `nde %s --help`)",
@@ -1036,8 +1108,14 @@ int cli_predict(int argc, char **argv)
     sum.eval.time_s = NAN;
     sum.final_loss = NAN;
     if ((code = parse_args("predict", argc, argv,
-                           "output summary paths seed", &a)))
+                           "output summary paths seed flow", &a)))
         goto done;
+    if (a.flow.base && (a.paths || a.output || a.summary)) {
+        cli_error("predict: --flow draws a picture; it takes no --paths, -o "
+                  "or --summary-json");
+        code = CLI_EXIT_USAGE;
+        goto done;
+    }
     if (a.seed_given && !a.paths) {
         cli_error("predict: --seed is the Brownian path of --paths; give "
                   "--paths N too");
@@ -1075,10 +1153,19 @@ int cli_predict(int argc, char **argv)
         goto done;
     }
     {
-        cli_file files[7] = {{"the checkpoint", a.config, 0, 0},
+        char png[4096], svg[4096];
+        cli_file files[9] = {{"the checkpoint", a.config, 0, 0},
                              {"-o", a.output, 1, 0},
-                             {"--summary-json", a.summary, 1, 0}};
-        if ((code = check_files(cfg, files, 3, ctx)) != CLI_EXIT_OK)
+                             {"--summary-json", a.summary, 1, 0},
+                             {"--flow", NULL, 1, 0},
+                             {"--flow", NULL, 1, 0}};
+        if (a.flow.base) {
+            snprintf(png, sizeof png, "%s.png", a.flow.base);
+            snprintf(svg, sizeof svg, "%s.svg", a.flow.base);
+            files[3].path = png;
+            files[4].path = svg;
+        }
+        if ((code = check_files(cfg, files, 5, ctx)) != CLI_EXIT_OK)
             goto done;
     }
     cli_warn_shadowing(ctx);
@@ -1087,6 +1174,11 @@ int cli_predict(int argc, char **argv)
         cli_error("warning: %s was trained on other data than its [data] "
                   "gives now (their digests differ)", a.config);
     sum.iterations = nde_trainer_iteration(tr);
+    if (a.flow.base) {
+        a.flow.title = a.config;
+        code = cli_predict_flow(ctx, tr, &a.flow);
+        goto done;
+    }
     if (a.paths) {
         code = predict_paths(ctx, cfg, tr, &a, use_problem ? &prob : NULL,
                              &sum);

@@ -1339,6 +1339,46 @@ int nde_trainer_sample(nde_trainer *tr, uint64_t seed, double t0,
     return predict(tr, seed, t0, y0, batch, t1, nsave, tsave, ysave, st);
 }
 
+size_t nde_trainer_input_dim(const nde_trainer *tr)
+{
+    return tr->task->input_dim;
+}
+
+/* The task lifts whole batches: the n rows go first, the last one repeats
+ * up to the batch. */
+int nde_trainer_lift(nde_trainer *tr, const double *input, size_t n,
+                     double *y0, double *t0, double *t1)
+{
+    nde_task *t = tr->task;
+    const size_t in = t->input_dim, D = tr->dim;
+    double *rows = NULL;
+    int rc;
+
+    if (n == 0 || n > t->rows)
+        return nde_error(tr->ctx, NDE_EINVAL, "lift: %zu rows (1 to %zu)",
+                         n, t->rows);
+    if ((rc = sample_batch(tr)) != NDE_OK)
+        return rc;
+    *t0 = tr->batch.t0;
+    *t1 = tr->batch.tsave[tr->batch.nsave - 1];
+    if (!t->type->lift) {
+        memcpy(y0, input, n * D * sizeof *y0);
+        return NDE_OK;
+    }
+    if (!(rows = malloc(t->rows * in * sizeof *rows)))
+        return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    for (size_t r = 0; r < t->rows; r++)
+        memcpy(rows + r * in, input + (r < n ? r : n - 1) * in,
+               in * sizeof *rows);
+    tr->batch.input = rows;
+    if ((rc = t->type->lift(t, tr->theta + tr->Pf, &tr->batch, tr->y0b)) ==
+        NDE_OK)
+        memcpy(y0, tr->y0b, n * D * sizeof *y0);
+    tr->batch.input = NULL;
+    free(rows);
+    return rc;
+}
+
 /* The model as the task's evaluation solves it: nde_trainer_predict,
  * counting NFE. */
 static int eval_predict(const nde_task_model *m, double t0, const double *y0,

@@ -823,6 +823,35 @@ static int render(const char *dir, const char *base, const char *ext,
     return 0;
 }
 
+/* Every plot is written through both: PNG for viewing, SVG for text. */
+static const char *const devices[2][2] = {
+    {"pngcairo", "png"}, {"svg", "svg"},
+};
+
+/* 0 when PLplot has both devices, else -1 with a message about dir. */
+static int check_devices(const char *dir, char *err, size_t errlen)
+{
+    for (int d = 0; d < 2; d++)
+        if (!have_device(devices[d][0])) {
+            set_err(err, errlen, "%s: PLplot has no %s device (install "
+                    "plplot-driver-cairo)", dir, devices[d][0]);
+            return -1;
+        }
+    return 0;
+}
+
+/* dir/base.png and dir/base.svg drawn by draw(arg). */
+static int render_both(const char *dir, const char *base,
+                       void (*draw)(const void *), const void *arg,
+                       char *err, size_t errlen)
+{
+    for (int d = 0; d < 2; d++)
+        if (render(dir, base, devices[d][1], devices[d][0], draw, arg, err,
+                   errlen) != 0)
+            return -1;
+    return 0;
+}
+
 /* ------------------------------------------------------------- main */
 
 static void free_arms(arm_data *arms, size_t narms, size_t nseeds)
@@ -887,9 +916,6 @@ int ab_plot(const char *dir, const char *const *arms, size_t narms,
             const long *seeds, size_t nseeds, const char *baseline,
             char *err, size_t errlen)
 {
-    static const char *const devices[2][2] = {
-        {"pngcairo", "png"}, {"svg", "svg"},
-    };
     plot_data pd = {0};
     double imin = INFINITY, imax = -INFINITY, span, *scratch = NULL;
     size_t nwin, nusable = 0;
@@ -1001,21 +1027,14 @@ int ab_plot(const char *dir, const char *const *arms, size_t narms,
         }
     }
 
-    for (int d = 0; d < 2; d++)
-        if (!have_device(devices[d][0])) {
-            set_err(err, errlen, "%s: PLplot has no %s device (install "
-                    "plplot-driver-cairo)", dir, devices[d][0]);
-            goto out;
-        }
-    for (int d = 0; d < 2; d++) {
+    {
         curve_plot loss = {&pd, 1}, nfe = {&pd, 0};
 
-        if (render(dir, "loss", devices[d][1], devices[d][0], draw_curves,
-                   &loss, err, errlen) != 0
-            || render(dir, "nfe", devices[d][1], devices[d][0], draw_curves,
-                      &nfe, err, errlen) != 0
-            || render(dir, "predict", devices[d][1], devices[d][0],
-                      draw_predict, &pd, err, errlen) != 0)
+        if (check_devices(dir, err, errlen) != 0
+            || render_both(dir, "loss", draw_curves, &loss, err, errlen) != 0
+            || render_both(dir, "nfe", draw_curves, &nfe, err, errlen) != 0
+            || render_both(dir, "predict", draw_predict, &pd, err, errlen)
+                   != 0)
             goto out;
     }
     rc = 0;
@@ -1128,9 +1147,6 @@ int ab_plot_frontier(const char *dir, const ab_frontier_point *pts,
                      size_t n, const char *xname, const char *yname,
                      const char *title, char *err, size_t errlen)
 {
-    static const char *const devices[2][2] = {
-        {"pngcairo", "png"}, {"svg", "svg"},
-    };
     frontier_data fd = {NULL, 0, xname, yname, title, 0, 0};
     double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
     int rc = -1, xnonpos = 0, ynonpos = 0;
@@ -1173,18 +1189,83 @@ int ab_plot_frontier(const char *dir, const ab_frontier_point *pts,
             q->yhi = log10(q->yhi);
         }
     }
-    for (int d = 0; d < 2; d++)
-        if (!have_device(devices[d][0])) {
-            set_err(err, errlen, "%s: PLplot has no %s device (install "
-                    "plplot-driver-cairo)", dir, devices[d][0]);
-            goto out;
-        }
-    for (int d = 0; d < 2; d++)
-        if (render(dir, "frontier", devices[d][1], devices[d][0],
-                   draw_frontier, &fd, err, errlen) != 0)
-            goto out;
+    if (check_devices(dir, err, errlen) != 0
+        || render_both(dir, "frontier", draw_frontier, &fd, err, errlen)
+               != 0)
+        goto out;
     rc = 0;
 out:
     free(fd.pts);
     return rc;
+}
+
+/* ---------------------------------------------------------------- flow */
+
+/* Each path a line coloured by its shade (cmap1: blue to orange), its
+ * start a dot, on axes of equal scale. */
+static void draw_flow(const void *arg)
+{
+    const ab_flow *fl = arg;
+    const size_t n = fl->n, T = fl->nsave, D = fl->dim;
+    double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY,
+           ymax = -INFINITY;
+    /* cmap1 from the palette's blue (shade 0) to its orange (1) */
+    static const PLFLT pos[2] = {0.0, 1.0};
+    static const PLFLT red[2] = {0 / 255.0, 213 / 255.0};
+    static const PLFLT green[2] = {114 / 255.0, 94 / 255.0};
+    static const PLFLT blue[2] = {178 / 255.0, 0 / 255.0};
+    PLFLT lx[T], ly[T];
+
+    plscmap1n(256);
+    plscmap1l(1, 2, pos, red, green, blue, NULL);
+    for (size_t k = 0; k < T * n; k++) {
+        xmin = fmin(xmin, fl->y[k * D + fl->sx]);
+        xmax = fmax(xmax, fl->y[k * D + fl->sx]);
+        ymin = fmin(ymin, fl->y[k * D + fl->sy]);
+        ymax = fmax(ymax, fl->y[k * D + fl->sy]);
+    }
+    pad_range(&xmin, &xmax, 0.04);
+    pad_range(&ymin, &ymax, 0.04);
+    pladv(0);
+    plvpor(0.08, 0.92, 0.10, 0.88);
+    plwind(xmin, xmax, ymin, ymax);
+    plvasp((ymax - ymin) / (xmax - xmin));
+    plwind(xmin, xmax, ymin, ymax);
+    plcol0(COL_GRID);
+    plwidth(0.5);
+    plbox("g", 0.0, 0, "g", 0.0, 0);
+    plwidth(0.8);
+    for (size_t r = 0; r < n; r++) {
+        for (size_t k = 0; k < T; k++) {
+            lx[k] = fl->y[(k * n + r) * D + fl->sx];
+            ly[k] = fl->y[(k * n + r) * D + fl->sy];
+        }
+        plcol1(fl->shade[r]);
+        plline((PLINT)T, lx, ly);
+        plschr(0.0, 0.45 * CHAR_SCALE);
+        plstring(1, lx, ly, MARK_ARM);
+    }
+    plwidth(1.0);
+    plschr(0.0, CHAR_SCALE);
+    plcol0(COL_FG);
+    plbox("bcnst", 0.0, 0, "bcnstv", 0.0, 0);
+    pllab(fl->xname, fl->yname, "Learned flow");
+    plschr(0.0, 0.8 * CHAR_SCALE);
+    plmtex("t", 0.8, 0.5, 0.5, fl->title);
+    plschr(0.0, CHAR_SCALE);
+}
+
+int ab_plot_flow(const char *dir, const char *base, const ab_flow *fl,
+                 char *err, size_t errlen)
+{
+    if (err && errlen)
+        err[0] = '\0';
+    if (fl->n == 0 || fl->nsave == 0 || fl->sx >= fl->dim ||
+        fl->sy >= fl->dim) {
+        set_err(err, errlen, "%s/%s: nothing to draw", dir, base);
+        return -1;
+    }
+    if (check_devices(dir, err, errlen) != 0)
+        return -1;
+    return render_both(dir, base, draw_flow, fl, err, errlen);
 }

@@ -5,7 +5,8 @@
  * DIR/runs/ARM/seedN/metrics.jsonl (per-iteration training lines and
  * evaluation lines) and DIR/runs/ARM/seedN/summary.json (the run's
  * prediction numbers), and writes DIR/loss.{png,svg}, DIR/nfe.{png,svg}
- * and DIR/predict.{png,svg}, each complete or not at all.
+ * and DIR/predict.{png,svg}, each complete or not at all; and the flow
+ * plot of `nde flow`.
  */
 #ifndef NDE_CLI_AB_PLOT_H
 #define NDE_CLI_AB_PLOT_H
@@ -40,5 +41,20 @@ typedef struct ab_frontier_point {
 int ab_plot_frontier(const char *dir, const ab_frontier_point *pts,
                      size_t n, const char *xname, const char *yname,
                      const char *title, char *err, size_t errlen);
+
+/* Paths of a flow: y holds nsave x n x dim states (save-major, as
+ * nde_solve saves them); path r is drawn in the plane of states sx, sy,
+ * coloured by shade[r] in [0, 1] (blue to orange), its start marked. */
+typedef struct ab_flow {
+    const double *y;
+    size_t nsave, n, dim, sx, sy;
+    const double *shade;
+    const char *xname, *yname, *title;
+} ab_flow;
+
+/* Write dir/base.{png,svg}: the paths of fl. 0, or non-zero with a
+ * message in err. Not thread-safe. */
+int ab_plot_flow(const char *dir, const char *base, const ab_flow *fl,
+                 char *err, size_t errlen);
 
 #endif

@@ -1903,6 +1903,64 @@ START_TEST(test_train_annuli_data_controlled)
 }
 END_TEST
 
+/* predict --flow: the paths of the grid's inputs within the disc (a 5 x 5
+ * grid over [-1.5, 1.5]^2 keeps 13), lifted as the task lifts (the
+ * controlled state has 4 components), drawn as one line and a start
+ * dot each into a PNG and an SVG; outputs that clash or make no sense are refused. */
+START_TEST(test_predict_flow)
+{
+    const char *ckpt = path_in("ctl.ckpt"), *base = path_in("flow");
+    char png[4096], svg[4096], *text;
+    size_t len, dots = 0;
+    run_result r;
+
+    r = run("train", example("annuli.ini"), "--quiet", "-s",
+            "data.control=true", "-s", "field.plugin=controlled", "-s",
+            "field.inner=g", "-s", "field.controls=2", "-u", "field.layers",
+            "-u", "field.activation", "-u", "field.time", "-s",
+            "field.g.plugin=mlp", "-s", "field.g.layers=4,8,4", "-s",
+            "train.iterations=20", "-s", fmt("train.checkpoint=%s", ckpt));
+    assert_ok(r);
+    result_free(&r);
+    r = run("predict", ckpt, "--flow", base, "--flow-grid", "5",
+            "--flow-states", "0,1");
+    assert_ok(r);
+    assert_contains(r.err, "flow of 13 inputs");
+    result_free(&r);
+    snprintf(png, sizeof png, "%s.png", base);
+    snprintf(svg, sizeof svg, "%s.svg", base);
+    ck_assert_ptr_nonnull(text = test_read_file(png, &len));
+    ck_assert_msg(len > 8 && memcmp(text, "\x89PNG\r\n\x1a\n", 8) == 0,
+                  "%s is not a PNG", png);
+    free(text);
+    ck_assert_ptr_nonnull(text = test_read_file(svg, NULL));
+    /* each path's start is a dot, the glyph U+25CF as PLplot writes it */
+    for (const char *p = text; (p = strstr(p, "&#x25cf;")); p++)
+        dots++;
+    ck_assert_msg(dots == 13, "%zu path starts in %s", dots, svg);
+    free(text);
+
+    r = run("predict", ckpt, "--flow", base, "--flow-states", "0,4");
+    assert_fails(r, 2, "--flow-states: 0,4: the state has 4 components");
+    result_free(&r);
+    r = run("predict", ckpt, "--flow", base, "-o", path_in("x.csv"));
+    assert_fails(r, 2, "--flow draws a picture");
+    result_free(&r);
+    r = run("predict", ckpt, "--flow", path_in("ctl"), "--flow-grid", "1");
+    assert_fails(r, 2, "--flow-grid");
+    result_free(&r);
+    /* BASE.png may not be the checkpoint */
+    r = run("train", example("annuli.ini"), "--quiet", "-s",
+            "train.iterations=2", "-s",
+            fmt("train.checkpoint=%s", path_in("c.png")));
+    assert_ok(r);
+    result_free(&r);
+    r = run("predict", path_in("c.png"), "--flow", path_in("c"));
+    assert_fails(r, 2, "is the same file as the checkpoint");
+    result_free(&r);
+}
+END_TEST
+
 /* A lift that does not fit the field's dim, or no lift at all, is a
  * config error naming the file, line and key. */
 START_TEST(test_annuli_lift_errors)
@@ -2003,6 +2061,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_regularizer_scale_in_metrics);
     tcase_add_test(tc, test_train_annuli_augmented);
     tcase_add_test(tc, test_train_annuli_data_controlled);
+    tcase_add_test(tc, test_predict_flow);
     tcase_add_test(tc, test_annuli_lift_errors);
     suite_add_tcase(s, tc);
     return s;

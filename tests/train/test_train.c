@@ -1241,6 +1241,36 @@ static void trainer_free(nde_trainer *tr)
     nde_ctx_destroy(reg_ctx);
 }
 
+/* ---- lifting new inputs -------------------------------------------------- */
+
+/* nde_trainer_lift: the points task with control lifts x to [x | x] (the
+ * identity lift, then the point as the controls), over the task's span
+ * t in [0, 1]; zero rows or more than the batch are refused. */
+START_TEST(test_lift_new_inputs)
+{
+    nde_trainer *tr = trainer_from(
+        "[solver]\nplugin = tsit5\n"
+        "[field]\nplugin = controlled\ninner = g\ncontrols = 2\n"
+        "[field.g]\nplugin = mlp\nlayers = 4, 5, 4\n"
+        "[adjoint]\nplugin = discrete\n"
+        "[data]\nsource = annuli\ncontrol = true\nn_train = 8\n"
+        "n_test = 4\n[train]\nbatch_size = 4\niterations = 1\n");
+    const double x[6] = {0.1, -0.2, 1.0, 0.5, -1.25, 0.75};
+    double y0[12], t0 = NAN, t1 = NAN;
+
+    ck_assert_uint_eq(nde_trainer_input_dim(tr), 2);
+    ck_assert_int_eq(nde_trainer_lift(tr, x, 3, y0, &t0, &t1), NDE_OK);
+    ck_assert(t0 == 0.0 && t1 == 1.0);
+    for (int r = 0; r < 3; r++)
+        for (int j = 0; j < 4; j++)
+            ck_assert_msg(y0[4 * r + j] == x[2 * r + j % 2],
+                          "row %d state %d: %g", r, j, y0[4 * r + j]);
+    ck_assert_int_eq(nde_trainer_lift(tr, x, 0, y0, &t0, &t1), NDE_EINVAL);
+    ck_assert_int_eq(nde_trainer_lift(tr, x, 5, y0, &t0, &t1), NDE_EINVAL);
+    trainer_free(tr);
+}
+END_TEST
+
 /* ---- per-row steps ------------------------------------------------------- */
 
 /* Series s of the per-row test: a small Lotka-Volterra cycle (easy, 0) or
@@ -2113,6 +2143,7 @@ static Suite *train_suite(void)
     tcase_add_test(tc, test_true_params_take_field_names);
     tcase_add_test(tc, test_true_params_unknown_name);
     tcase_add_test(tc, test_adam_failed_step_changes_nothing);
+    tcase_add_test(tc, test_lift_new_inputs);
     suite_add_tcase(s, tc);
     return s;
 }

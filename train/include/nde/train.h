@@ -264,6 +264,18 @@ NDE_API int nde_trainer_predict(nde_trainer *tr, double t0, const double *y0,
                                 const double *tsave, double *ysave,
                                 nde_stats *st);
 
+/* The task's initial states of n input rows (n x nde_trainer_input_dim,
+ * n <= the training batch) into y0 (n x dim) at the current parameters,
+ * and the span of its solve (the first batch's t0 and last save time) in
+ * *t0 and *t1: what the trained model integrates for a new input. A task
+ * without a lift copies the rows. It draws a batch for the span (the
+ * training's sampling stream moves on: for use on a trained model, not
+ * between steps). NDE_EINVAL for n of 0 or above the batch. */
+NDE_API int nde_trainer_lift(nde_trainer *tr, const double *input, size_t n,
+                             double *y0, double *t0, double *t1);
+/* The task's input per row (the field's dim when it has no lift). */
+NDE_API size_t nde_trainer_input_dim(const nde_trainer *tr);
+
 /* SDE fields: sample `batch` paths of the trained model from (t0, y0 of
  * `batch` rows) to t1 through the Brownian path of `seed` (the same seed,
  * the same paths), saving at tsave as nde_trainer_predict (which, for an

@@ -1,0 +1,161 @@
+/*
+ * flow.c - `nde predict CKPT --flow BASE`: the learned flow of a task with
+ * 2-D inputs (the points task), drawn as the paths of a grid of inputs.
+ *
+ * The grid: N x N inputs over [-A, A]^2, those within the disc of radius A
+ * kept, each lifted by the task (nde_trainer_lift: its learned lift, its
+ * augmentation, its controls) and solved over the task's span, saving K
+ * states; path r is drawn in the plane of two states, coloured by its
+ * input's radius |x| / A (blue at the centre, orange at the rim: the
+ * annuli's disc and ring), to BASE.png and BASE.svg.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ab/ab_plot.h"
+#include "cli.h"
+#include "nde/train.h"
+
+#define FLOW_SAVES 41
+
+/* The grid's inputs within the disc into x (room for N^2 rows), their
+ * shades into shade; returns their count. */
+static size_t grid_inputs(long N, double A, double *x, double *shade)
+{
+    size_t n = 0;
+
+    for (long i = 0; i < N; i++)
+        for (long j = 0; j < N; j++) {
+            const double u = A * (2.0 * (double)i / (double)(N - 1) - 1.0);
+            const double v = A * (2.0 * (double)j / (double)(N - 1) - 1.0);
+            const double r = hypot(u, v);
+            if (r > A * (1.0 + 1e-12))
+                continue;
+            x[2 * n] = u;
+            x[2 * n + 1] = v;
+            shade[n++] = fmin(r / A, 1.0);
+        }
+    return n;
+}
+
+/* Lift and solve rows [at, at + m) of the grid; their saves go into y
+ * (FLOW_SAVES x n x D) at their rows. */
+static int solve_chunk(nde_trainer *tr, const double *x, size_t at, size_t m,
+                       size_t n, size_t D, double *y0, double *ys,
+                       double *y, long *nfe)
+{
+    double t0, t1, ts[FLOW_SAVES];
+    nde_stats st;
+    int rc;
+
+    if ((rc = nde_trainer_lift(tr, x + 2 * at, m, y0, &t0, &t1)) != NDE_OK)
+        return rc;
+    for (size_t k = 0; k < FLOW_SAVES; k++)
+        ts[k] = t0 + (t1 - t0) * (double)k / (FLOW_SAVES - 1);
+    ts[FLOW_SAVES - 1] = t1;
+    if ((rc = nde_trainer_predict(tr, t0, y0, m, t1, FLOW_SAVES, ts, ys,
+                                  &st)) != NDE_OK)
+        return rc;
+    *nfe += st.nfe;
+    for (size_t k = 0; k < FLOW_SAVES; k++)
+        memcpy(y + (k * n + at) * D, ys + k * m * D, m * D * sizeof *y);
+    return NDE_OK;
+}
+
+/* The pictures replace their files by a rename: refuse to replace
+ * anything but a regular file (a device, a FIFO, a directory). */
+static int replaceable(const char *base)
+{
+    static const char *const ext[2] = {"png", "svg"};
+    char path[4096];
+    struct stat st;
+
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s.%s", base, ext[i]);
+        if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+            cli_error("predict --flow: %s exists and is not a regular file: "
+                      "refused, nothing written", path);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int cli_predict_flow(nde_ctx *ctx, nde_trainer *tr, const cli_flow_opts *o)
+{
+    const size_t D = nde_trainer_field(tr)->dim;
+    const size_t B = (size_t)nde_trainer_settings(tr)->batch_size;
+    const size_t cap = (size_t)(o->grid * o->grid);
+    double *x = malloc(2 * cap * sizeof *x);
+    double *shade = malloc(cap * sizeof *shade);
+    double *y = NULL, *y0 = NULL, *ys = NULL;
+    char dir[4096], err[512], xname[32], yname[32];
+    const char *slash = strrchr(o->base, '/');
+    long nfe = 0;
+    size_t n, at;
+    int rc, code = CLI_EXIT_FAILURE;
+
+    if (nde_trainer_input_dim(tr) != 2) {
+        cli_error("predict --flow: the flow is drawn from a grid of 2-D "
+                  "inputs; this model's task takes %zu per row",
+                  nde_trainer_input_dim(tr));
+        code = CLI_EXIT_USAGE;
+        goto done;
+    }
+    if (o->sx >= D || o->sy >= D) {
+        cli_error("predict --flow-states: %zu,%zu: the state has %zu "
+                  "components (0 to %zu)", o->sx, o->sy, D, D - 1);
+        code = CLI_EXIT_USAGE;
+        goto done;
+    }
+    if (!replaceable(o->base)) {
+        code = CLI_EXIT_USAGE;
+        goto done;
+    }
+    if (!x || !shade)
+        goto oom;
+    n = grid_inputs(o->grid, o->range, x, shade);
+    if (!(y = malloc(FLOW_SAVES * n * D * sizeof *y)) ||
+        !(y0 = malloc(B * D * sizeof *y0)) ||
+        !(ys = malloc(FLOW_SAVES * B * D * sizeof *ys)))
+        goto oom;
+    for (at = 0; at < n; at += B) {
+        const size_t m = n - at < B ? n - at : B;
+        if ((rc = solve_chunk(tr, x, at, m, n, D, y0, ys, y, &nfe)) !=
+            NDE_OK) {
+            nde_error_prefix(ctx, "predict --flow failed");
+            code = cli_fail(ctx, rc);
+            goto done;
+        }
+    }
+    snprintf(xname, sizeof xname, "state %zu", o->sx);
+    snprintf(yname, sizeof yname, "state %zu", o->sy);
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - o->base) : 1,
+             slash ? o->base : ".");
+    {
+        const ab_flow fl = {y, FLOW_SAVES, n, D, o->sx, o->sy, shade,
+                            xname, yname, o->title};
+        if (ab_plot_flow(slash == o->base ? "/" : dir,
+                         slash ? slash + 1 : o->base, &fl, err,
+                         sizeof err) != 0) {
+            cli_error("predict --flow: %s", err);
+            goto done;
+        }
+    }
+    fprintf(stderr, "nde: flow of %zu inputs, %ld nfe: %s.png, %s.svg\n", n,
+            nfe, o->base, o->base);
+    code = CLI_EXIT_OK;
+    goto done;
+oom:
+    cli_error("out of memory");
+done:
+    free(x);
+    free(shade);
+    free(y);
+    free(y0);
+    free(ys);
+    return code;
+}
