@@ -21,6 +21,9 @@
  * `controlled`): the state is [h | x], the lift's h (dim - 2 values) and
  * the point x itself as the last 2 components, which that field holds
  * constant while its inner field reads them; the readout reads h alone.
+ *
+ * readout = first (the paper's other readout) takes h's first 2
+ * components as the logits, with no parameters.
  */
 #include <math.h>
 #include <stdio.h>
@@ -44,6 +47,9 @@ static const nde_key points_keys[] = {
      "append the point to the state as 2 constant controls (data-"
      "controlled field `controlled`, controls = 2): the lift then makes "
      "the first dim - 2 states and the readout reads those alone"},
+    {"readout", NDE_KEY_WORD, "linear",
+     "the logits from the final state h: linear (a learned affine map) or "
+     "first (its first 2 components)"},
     {"n_train", NDE_KEY_INT, "1000", "training points (half of each class)"},
     {"n_test", NDE_KEY_INT, "1000", "test points"},
     {"r_in", NDE_KEY_DOUBLE, "0.5", "class 0: the disc r < r_in"},
@@ -61,6 +67,7 @@ enum lift { LIFT_IDENTITY, LIFT_ZEROS, LIFT_LINEAR, LIFT_MLP };
 typedef struct points {
     enum lift lift;
     int control;
+    int first;             /* readout = first: no readout parameters   */
     size_t nh;             /* the lifted states h: dim, or dim - 2 with
                               control (then x follows them)              */
     size_t hidden;         /* lift = mlp: its hidden units               */
@@ -109,11 +116,12 @@ static void annuli(gsl_rng *r, size_t n, double r_in, double r_mid,
 static int read_lift(nde_task *t, nde_section *dsec, points *p,
                      nde_ctx *ctx)
 {
-    const char *w;
+    const char *w, *ro;
     long hidden;
     int rc;
 
-    if ((rc = nde_get_string(dsec, "lift", &w, ctx)) ||
+    if ((rc = nde_get_string(dsec, "readout", &ro, ctx)) ||
+        (rc = nde_get_string(dsec, "lift", &w, ctx)) ||
         (rc = nde_get_bool(dsec, "control", &p->control, ctx)) ||
         (rc = nde_get_long_min(dsec, "lift_hidden", 1, &hidden, ctx)))
         return rc;
@@ -135,6 +143,14 @@ static int read_lift(nde_task *t, nde_section *dsec, points *p,
                                  "the state [h | x] needs a field's dim of "
                                  "at least 3, not %zu", t->dim);
     p->nh = p->control ? t->dim - NIN : t->dim;
+    if (strcmp(ro, "linear") != 0 && strcmp(ro, "first") != 0)
+        return nde_section_error(dsec, "readout", ctx,
+                                 "expected linear or first, not '%s'", ro);
+    p->first = ro[0] == 'f';
+    if (p->first && p->nh < NCLASS)
+        return nde_section_error(dsec, "readout", ctx,
+                                 "first: the 2 logits are h's first 2 "
+                                 "components, but h has %zu", p->nh);
     if (p->lift == LIFT_IDENTITY && p->nh != NIN)
         return nde_section_error(dsec, "lift", ctx,
                                  "identity: the ODE state is the 2-D point, "
@@ -179,7 +195,7 @@ static int points_create(nde_task *t, nde_section *dsec,
         return rc;
     p->ntrain = (size_t)ntrain;
     p->ntest = (size_t)ntest;
-    t->nparams = p->nlift + NCLASS * p->nh + NCLASS;
+    t->nparams = p->nlift + (p->first ? 0 : NCLASS * p->nh + NCLASS);
     t->input_dim = NIN;
     t->obs_dim = NCLASS;
     t->max_saves = 1;
@@ -248,7 +264,8 @@ static int points_init_params(nde_task *t, double *theta, uint64_t seed)
         task_glorot(r, LIFT_W1(theta), p->hidden, NIN);
         task_glorot(r, LIFT_W2(p, theta), p->nh, p->hidden);
     }
-    task_glorot(r, OUT_W(p, theta), NCLASS, p->nh);
+    if (!p->first)
+        task_glorot(r, OUT_W(p, theta), NCLASS, p->nh);
     gsl_rng_free(r);
     return NDE_OK;
 }
@@ -380,14 +397,18 @@ static int points_lift_vjp(nde_task *t, const double *theta,
     return NDE_OK;
 }
 
-/* logits (n x 2) from the states y (n x dim): the affine map of h. */
+/* logits (n x 2) from the states y (n x dim): h's first 2, or the affine
+ * map of h. */
 static void readout(points *p, const double *theta, const double *y,
                     size_t n, size_t D, double *obs)
 {
     const size_t nh = p->nh;
 
     for (size_t r = 0; r < n; r++)
-        memcpy(p->h + r * nh, y + r * D, nh * sizeof *p->h);
+        memcpy(p->first ? obs + r * NCLASS : p->h + r * nh, y + r * D,
+               (p->first ? NCLASS : nh) * sizeof *obs);
+    if (p->first)
+        return;
     task_affine(OUT_W(p, theta), OUT_B(p, theta), NCLASS, nh, p->h, n, obs);
 }
 
@@ -409,6 +430,12 @@ static int points_readout_vjp(nde_task *t, const double *theta,
     const size_t n = t->rows, D = t->dim, nh = p->nh;
 
     (void)b;
+    if (p->first) {
+        for (size_t r = 0; r < n; r++)
+            for (size_t c = 0; c < NCLASS; c++)
+                ybar[r * D + c] += obsbar[r * NCLASS + c];
+        return NDE_OK;
+    }
     for (size_t r = 0; r < n; r++)
         memcpy(p->h + r * nh, y + r * D, nh * sizeof *p->h);
     memset(p->hbar, 0, n * nh * sizeof *p->hbar);
@@ -485,7 +512,8 @@ static const nde_task_type nde_task_points = {
         .name = "points",
         .description = "2-D point classification (annuli: a disc inside a "
                        "ring), lift identity | zeros | linear | mlp, data "
-                       "control, affine readout, softmax",
+                       "control, affine or first-components readout, "
+                       "softmax",
         .keys = points_keys,
         .version = "1"),
     .create = points_create,

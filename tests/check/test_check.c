@@ -81,6 +81,8 @@ static const keyed keyed_runs[] = {
     {"task", "points", {NULL}},  /* lift = identity on the 2-8-2 model */
     {"task", "points", {"-s", "field.layers=3,8,3", "-s", "data.lift=zeros"}},
     {"task", "points", {"-s", "field.layers=3,8,3", "-s", "data.lift=linear"}},
+    {"task", "points", {"-s", "field.layers=3,8,3", "-s", "data.lift=zeros",
+                        "-s", "data.readout=first"}},
     {"task", "points", {"-s", "field.layers=3,8,3", "-s", "data.lift=mlp",
                         "-s", "data.lift_hidden=5"}},
     {"task", "points", {"-s", "field.plugin=controlled", "-s", "field.inner=g",

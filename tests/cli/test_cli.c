@@ -1987,6 +1987,14 @@ START_TEST(test_annuli_lift_errors)
             "field.layers=3,8,3");
     assert_fails(r, 2, "[data] lift: identity: ", "must be 4, not 3");
     result_free(&r);
+    r = run("train", example("annuli.ini"), "-s", "data.control=true", "-s",
+            "field.layers=3,8,3", "-s", "data.lift=zeros", "-s",
+            "data.readout=first");
+    assert_fails(r, 2, "[data] readout: first: ", "but h has 1");
+    result_free(&r);
+    r = run("train", example("annuli.ini"), "-s", "data.readout=last");
+    assert_fails(r, 2, "[data] readout: expected linear or first, not 'last'");
+    result_free(&r);
     r = run("train", example("annuli.ini"), "-s", "data.r_out=0.9");
     assert_fails(r, 2, "[data] r_out: 0.9 is outside (1, inf)");
     result_free(&r);
