@@ -121,7 +121,6 @@ static int prepare_data(nde_config *cfg, const char *name, nde_ctx *ctx)
 static int find_type(nde_config *cfg, const char *name, nde_ctx *ctx,
                      const nde_task_type **out, int *ops_ok)
 {
-    const nde_key *const legacy[] = {nde_data_keys, NULL};
     nde_section *dsec = nde_config_section(cfg, "data");
     const nde_plugin_info *info;
     const nde_task_type *type;
@@ -130,13 +129,8 @@ static int find_type(nde_config *cfg, const char *name, nde_ctx *ctx,
     if ((rc = nde_plugin_find(ctx, NDE_KIND_TASK, name, &info)) != NDE_OK)
         return rc;
     *out = type = (const nde_task_type *)info;
-    {
-        const nde_key *const tables[] = {type->info.keys, nde_data_keys,
-                                         NULL};
-        if ((rc = nde_section_check(dsec, type->info.keys ? tables : legacy,
-                                    ctx)) != NDE_OK)
-            return rc;
-    }
+    if ((rc = nde_data_section_check(dsec, type, ctx)) != NDE_OK)
+        return rc;
     *ops_ok = type->create && type->destroy && type->batch && type->loss &&
               type->evaluate && !type->lift == !type->lift_vjp &&
               !type->readout == !type->readout_vjp;

@@ -737,8 +737,58 @@ static int find_task(nde_trainer *tr, nde_section *dsec, const char *source,
     return NDE_OK;
 }
 
+static const nde_key *key_in(const nde_key *keys, const char *name)
+{
+    for (; keys && keys->name; keys++)
+        if (strcmp(keys->name, name) == 0)
+            return keys;
+    return NULL;
+}
+
+/* [data] against the task's keys (or the built-in tasks', for a task
+ * that declares none). */
+static int check_data_keys(nde_section *dsec, const nde_task_type *type,
+                           nde_ctx *ctx)
+{
+    const nde_key *const legacy[] = {nde_data_keys, NULL};
+    const nde_key *const tables[] = {type->info.keys, nde_data_keys, NULL};
+
+    return nde_section_check(dsec, type->info.keys ? tables : legacy, ctx);
+}
+
+/* A key of another built-in task that this one does not read. */
+static int refuse_foreign_keys(nde_section *dsec, const nde_task_type *type,
+                               nde_ctx *ctx)
+{
+    const char *source = "(none)";
+
+    if (!type->info.keys)
+        return NDE_OK;
+    for (size_t i = 0; i < nde_section_nkeys(dsec); i++) {
+        const char *key = nde_section_key_at(dsec, i);
+        const nde_key *other = key_in(nde_data_keys, key);
+        if (strcmp(key, "source") == 0 || key_in(type->info.keys, key) ||
+            !other)
+            continue;
+        if (nde_section_has(dsec, "source"))
+            nde_get_string(dsec, "source", &source, ctx);
+        return nde_section_error(dsec, key, ctx,
+                                 "not used by source = %s (the task '%s'; "
+                                 "it is a key of %s): remove it", source,
+                                 type->info.name, other->help);
+    }
+    return NDE_OK;
+}
+
+int nde_data_section_check(nde_section *dsec, const nde_task_type *type,
+                           nde_ctx *ctx)
+{
+    int rc = check_data_keys(dsec, type, ctx);
+    return rc != NDE_OK ? rc : refuse_foreign_keys(dsec, type, ctx);
+}
+
 /* The task of [data] source, its section checked against the task's keys
- * (whose defaults apply) and nde_data_keys. */
+ * (whose defaults apply). */
 static int create_task(nde_trainer *tr, nde_section *dsec)
 {
     const nde_key *const legacy[] = {nde_data_keys, NULL};
@@ -754,13 +804,8 @@ static int create_task(nde_trainer *tr, nde_section *dsec)
     if ((rc = nde_get_string(dsec, "source", &source, tr->ctx)) ||
         (rc = find_task(tr, dsec, source, &type)))
         return rc;
-    {
-        const nde_key *const tables[] = {type->info.keys, nde_data_keys,
-                                         NULL};
-        if ((rc = nde_section_check(dsec, type->info.keys ? tables : legacy,
-                                    tr->ctx)) != NDE_OK)
-            return rc;
-    }
+    if ((rc = check_data_keys(dsec, type, tr->ctx)) != NDE_OK)
+        return rc;
     if (!type->create || !type->destroy || !type->batch || !type->loss ||
         !type->evaluate || !type->lift != !type->lift_vjp ||
         !type->readout != !type->readout_vjp)
@@ -774,7 +819,9 @@ static int create_task(nde_trainer *tr, nde_section *dsec)
     t->ctx = tr->ctx;
     t->dim = tr->dim;
     t->rows = tr->B;
-    if ((rc = type->create(t, dsec, &env, tr->ctx)) != NDE_OK)
+    /* the task's own messages about its keys come first */
+    if ((rc = type->create(t, dsec, &env, tr->ctx)) != NDE_OK ||
+        (rc = refuse_foreign_keys(dsec, type, tr->ctx)) != NDE_OK)
         return rc;
     if ((t->nparams && (!type->init_params || !type->param_name)) ||
         t->max_saves == 0 || t->max_rows < t->rows || t->input_dim == 0 ||

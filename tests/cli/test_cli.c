@@ -1280,6 +1280,29 @@ static void assert_clash(run_result r, const char *a, const char *b,
     result_free(&r);
 }
 
+/* A [data] key of another built-in task is refused, never ignored: the
+ * series task (csv) has no windows (batch_time) and no generated data
+ * (npoints). */
+START_TEST(test_foreign_data_keys)
+{
+    const char *cfg = train_config("source = csv\npath = data.csv");
+    run_result r;
+
+    write_config("data.csv", "series,t,x,y\na,0,1,1\na,1,2,2\nb,0,1,3\n"
+                             "b,1,2,1\n");
+    r = run("train", cfg, "-s", "data.batch_time=5", "-s",
+            "data.test_fraction=0");
+    assert_fails(r, 2, "(-s data.batch_time=5): [data] batch_time: not used "
+                       "by source = csv (the task 'series'; it is a key of "
+                       "windows): remove it");
+    result_free(&r);
+    r = run("train", cfg, "-s", "data.npoints=5", "-s",
+            "data.test_fraction=0");
+    assert_fails(r, 2, "[data] npoints: not used by source = csv");
+    result_free(&r);
+}
+END_TEST
+
 START_TEST(test_solve_output_is_input)
 {
     const char *cfg = write_config("lv.ini", LV_PROBLEM LV_SOLVER LV_FIELD);
@@ -1455,8 +1478,7 @@ START_TEST(test_metrics_is_data)
     static const char data[] =
         "id,t,x,y\na,0,1,1\na,1,2,1\na,2,2,2\nb,0,1,1\nb,1,2,1\nb,2,2,2\n"
         "c,0,1,1\nc,1,2,1\nc,2,2,2\nd,0,1,1\nd,1,2,1\nd,2,2,2\n";
-    const char *cfg = train_config("source = csv\npath = data.csv\n"
-                                   "batch_time = 2");
+    const char *cfg = train_config("source = csv\npath = data.csv");
     const char *csv = write_config("data.csv", data);
     const char *set;
 
@@ -2070,6 +2092,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_train_annuli_augmented);
     tcase_add_test(tc, test_train_annuli_data_controlled);
     tcase_add_test(tc, test_predict_flow);
+    tcase_add_test(tc, test_foreign_data_keys);
     tcase_add_test(tc, test_annuli_lift_errors);
     suite_add_tcase(s, tc);
     return s;

@@ -11,9 +11,10 @@
  * What is fitted is a task plugin (nde/task.h, plugins/tasks/) picked by
  * [data] source: spiral and field (ODE field) -> windows, field with an
  * SDE field -> moments, csv -> series, idx -> classify, annuli -> points
- * (plugins/tasks/points.c); any other source names a task plugin. [data] is checked against the task's keys (whose
- * defaults apply) and nde_data_keys (the built-in tasks' keys, accepted
- * under any source as before). theta is [field's | task's parameters].
+ * (plugins/tasks/points.c); any other source names a task plugin. [data]
+ * is checked against the task's keys, whose defaults apply
+ * (nde_data_section_check: a key of another built-in task is refused,
+ * never silently ignored). theta is [field's | task's parameters].
  * Checkpoints record the task with the other plugins.
  *
  * Loss (trajectory fitting): the mean squared error over every observed
@@ -157,6 +158,14 @@ enum nde_stream {
 /* The keys of [train] and [data]. */
 NDE_API extern const nde_key nde_train_keys[];
 NDE_API extern const nde_key nde_data_keys[];
+
+/* Check [data] for the task `type`: against its keys (or nde_data_keys,
+ * the built-in tasks' keys, for a task plugin that declares none), and
+ * refuse, naming the key and the tasks that read it, a key of another
+ * built-in task that this one does not read (batch_time under source =
+ * csv). NDE_ECONFIG with the message in ctx. */
+NDE_API int nde_data_section_check(nde_section *dsec,
+                                   const nde_task_type *type, nde_ctx *ctx);
 
 typedef struct nde_train_settings {
     long iterations;        /* total iterations of the run                */
