@@ -36,6 +36,7 @@
 #include <matheval.h>
 #include <math.h>
 #include <stdio.h>
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -231,6 +232,17 @@ static int valid_variable(const char *name)
     return ok;
 }
 
+/* A letter followed by letters, digits or _. */
+static int is_identifier(const char *name)
+{
+    if (!isalpha((unsigned char)*name))
+        return 0;
+    while (*++name)
+        if (!isalnum((unsigned char)*name) && *name != '_')
+            return 0;
+    return 1;
+}
+
 static int find_var(const expr_state *s, const char *name)
 {
     for (size_t i = 0; i < s->nvars; i++)
@@ -251,11 +263,17 @@ static int add_var(expr_state *s, const nde_section *sec, const char *key,
     if (find_var(s, name) >= 0)
         return nde_section_error(sec, key, ctx, "'%s' is declared twice",
                                  name);
-    if (!valid_variable(name))
+    if (!valid_variable(name) && !is_identifier(name))
         return nde_section_error(sec, key, ctx,
                                  "'%s' is not usable as a variable name (a "
-                                 "letter followed by letters, digits or _, "
-                                 "and not a constant such as e or pi)", name);
+                                 "letter followed by letters, digits or _)",
+                                 name);
+    if (!valid_variable(name))
+        return nde_section_error(sec, key, ctx,
+                                 "'%s' is reserved by the expression library "
+                                 "(libmatheval's functions and constants, "
+                                 "such as e, pi, sin, step, delta): choose "
+                                 "another name", name);
     if (!(s->vars[s->nvars] = strdup(name)))
         return nde_error(ctx, NDE_ENOMEM, "expr: out of memory");
     s->nvars++;

@@ -64,6 +64,14 @@ static int series_create(nde_task *t, nde_section *dsec,
     free(full);
     if (rc != NDE_OK)
         return rc;
+    if (frac > 0 && ds->nseries < 2) {
+        rc = nde_section_error(dsec, "test_fraction", ctx,
+                               "%g holds out whole series, and %s has only "
+                               "%zu: set test_fraction = 0 to train and "
+                               "evaluate on it", frac, path, ds->nseries);
+        nde_dataset_destroy(ds);
+        return rc;
+    }
     if (ds->dim != D) {
         rc = nde_section_error(dsec, "path", ctx,
                                "the field's dim (%zu) must equal the data's "

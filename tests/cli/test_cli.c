@@ -1303,6 +1303,26 @@ START_TEST(test_foreign_data_keys)
 }
 END_TEST
 
+/* One series cannot be split into whole training and test series: the
+ * message names the key and says what to set. */
+START_TEST(test_one_series_split)
+{
+    const char *cfg = train_config("source = csv\npath = data.csv");
+    run_result r;
+
+    write_config("data.csv", "series,t,x,y\na,0,1,1\na,1,2,2\n");
+    r = run("train", cfg, "-s", "train.batch_size=1");
+    assert_fails(r, 2, "train.ini:", "[data] test_fraction: 0.2 holds out "
+                 "whole series, and data.csv has only 1: set test_fraction "
+                 "= 0");
+    result_free(&r);
+    r = run("train", cfg, "-s", "train.batch_size=1", "-s",
+            "data.test_fraction=0", "--quiet");
+    assert_ok(r);
+    result_free(&r);
+}
+END_TEST
+
 START_TEST(test_solve_output_is_input)
 {
     const char *cfg = write_config("lv.ini", LV_PROBLEM LV_SOLVER LV_FIELD);
@@ -2093,6 +2113,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_train_annuli_data_controlled);
     tcase_add_test(tc, test_predict_flow);
     tcase_add_test(tc, test_foreign_data_keys);
+    tcase_add_test(tc, test_one_series_split);
     tcase_add_test(tc, test_annuli_lift_errors);
     suite_add_tcase(s, tc);
     return s;
