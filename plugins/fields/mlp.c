@@ -169,11 +169,15 @@ static int mlp_diffusion_vjp(nde_field *f, double t, const double *y,
  * Bengio 2010), zero biases. Weight j of the whole vector is drawn from
  * nde_seed_derive(seed, j), so theta depends on the seed alone (and the
  * drift's weights do not depend on whether there is a diffusion). */
-static void init_net(const mlp_net *n, double *theta, uint64_t seed)
+/* Glorot-uniform weights (the last layer's scaled by last_scale), zero
+ * biases. */
+static void init_net(const mlp_net *n, double *theta, uint64_t seed,
+                     double last_scale)
 {
     for (size_t l = 0; l < n->nlayers; l++) {
         const mlp_layer *ly = &n->layer[l];
-        double a = sqrt(6.0 / (double)(ly->in + ly->out));
+        double a = sqrt(6.0 / (double)(ly->in + ly->out)) *
+                   (l + 1 == n->nlayers ? last_scale : 1.0);
         for (size_t j = 0; j < ly->in * ly->out; j++) {
             uint64_t u = nde_seed_derive(seed, ly->w_off + j);
             double unit = (double)(u >> 11) * 0x1.0p-53; /* [0, 1) */
@@ -186,8 +190,8 @@ static void init_net(const mlp_net *n, double *theta, uint64_t seed)
 static int mlp_init_params(nde_field *f, double *theta, uint64_t seed)
 {
     mlp_state *s = f->state;
-    init_net(&s->drift, theta, seed);
-    init_net(&s->diffusion, theta, seed);
+    init_net(&s->drift, theta, seed, s->last_scale);
+    init_net(&s->diffusion, theta, seed, 1.0);
     return NDE_OK;
 }
 
@@ -485,6 +489,28 @@ done:
     return status;
 }
 
+/* init and init_scale: the scale of the drift's last layer's weights. */
+static int read_init(mlp_state *s, nde_section *sec, nde_ctx *ctx)
+{
+    const char *init;
+    int status;
+
+    if ((status = nde_get_string(sec, "init", &init, ctx)) ||
+        (status = nde_get_double_in(sec, "init_scale", 0.0, 1, HUGE_VAL, 0,
+                                    &s->last_scale, ctx)))
+        return status;
+    if (strcmp(init, "zero_last") == 0) {
+        if (nde_section_has(sec, "init_scale"))
+            return nde_section_error(sec, "init_scale", ctx,
+                                     "init = zero_last already sets the last "
+                                     "layer to 0; give one of the two");
+        s->last_scale = 0.0;
+    } else if (strcmp(init, "glorot") != 0)
+        return nde_section_error(sec, "init", ctx, "'%s': expected glorot "
+                                 "or zero_last", init);
+    return NDE_OK;
+}
+
 static int mlp_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
 {
     mlp_state *s = calloc(1, sizeof *s);
@@ -542,7 +568,8 @@ static int mlp_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
                                    "identity or cube)", input);
         goto done;
     }
-    if ((status = pick_kernels(s, sec, ctx)))
+    if ((status = pick_kernels(s, sec, ctx)) ||
+        (status = read_init(s, sec, ctx)))
         goto done;
 
     const size_t dim = (size_t)widths[0], in0 = dim + (time_input ? 1 : 0);
@@ -592,6 +619,13 @@ static const nde_key mlp_keys[] = {
      "feed t to the first layer as one more input"},
     {"input", NDE_KEY_WORD, "identity",
      "identity or cube: elementwise transform of y before the first layer"},
+    {"init", NDE_KEY_WORD, "glorot",
+     "the initial weights: glorot (Glorot-uniform, biases 0) or zero_last "
+     "(the drift's last layer 0 too: the field starts as 0, e.g. a "
+     "correction beside a known model)"},
+    {"init_scale", NDE_KEY_DOUBLE, "1",
+     "a factor on the drift's last layer's initial weights (a small "
+     "correction: 0.01); >= 0"},
     {"seed", NDE_KEY_INT, "1",
      "seed of the initial weights when the program is not given one; the "
      "weights come from the seed passed to init_params, which the program "

@@ -169,6 +169,8 @@ typedef struct mlp_state {
     double *g, *gx;        /* max width x ld: output, input cotangent   */
     const mlp_kernels *kernels;
     nde_pool *pool;        /* NULL: one thread                          */
+    double last_scale;     /* the drift's last layer's initial weights
+                              are scaled by it (0: zero_last)           */
 } mlp_state;
 
 /*

@@ -452,6 +452,37 @@ START_TEST(mlp_glorot_init)
 }
 END_TEST
 
+/* init = zero_last: the drift's last layer 0, the field 0 everywhere, the
+ * layers before it as glorot's; init_scale: the last layer's glorot
+ * weights times the scale, the others untouched. */
+START_TEST(mlp_init_last_layer)
+{
+    loaded G, Z, S;
+    load_ok(&G, "[field]\nplugin = mlp\nlayers = 2, 6, 2\n", 1);
+    load_ok(&Z, "[field]\nplugin = mlp\nlayers = 2, 6, 2\n"
+                "init = zero_last\n", 1);
+    load_ok(&S, "[field]\nplugin = mlp\nlayers = 2, 6, 2\n"
+                "init_scale = 0.25\n", 1);
+    const size_t p = G.f->nparams, last = 2 * 6 + 6; /* W2 starts here */
+    double g[32], z[32], sc[32], y[2] = {0.7, -1.3}, dy[2];
+
+    ck_assert_uint_eq(p, last + 6 * 2 + 2);
+    nde_field_init_params(G.f, g, 3);
+    nde_field_init_params(Z.f, z, 3);
+    nde_field_init_params(S.f, sc, 3);
+    for (size_t k = 0; k < p; k++) {
+        ck_assert(z[k] == (k < last ? g[k] : 0.0));
+        ck_assert(sc[k] == (k < last ? g[k] : 0.25 * g[k]));
+    }
+    ck_assert(g[last] != 0.0);
+    ck_assert_int_eq(nde_field_eval(Z.f, 0.0, y, z, dy, 1), NDE_OK);
+    ck_assert(dy[0] == 0.0 && dy[1] == 0.0);
+    unload(&G);
+    unload(&Z);
+    unload(&S);
+}
+END_TEST
+
 START_TEST(mlp_nonfinite_is_retry)
 {
     loaded L;
@@ -957,6 +988,12 @@ static const char *const bad_configs[][3] = {
     {"[field]\nplugin = mlp\nlayers = 2, 5, 2\nthread_batch = big\n",
      "thread_batch", "is 'big'; expected auto or a batch size from 1"},
     {"[field]\nplugin = mlp\n", "layers", "missing required key"},
+    {"[field]\nplugin = mlp\nlayers = 2, 4, 2\ninit = he\n", "init",
+     "'he': expected glorot or zero_last"},
+    {"[field]\nplugin = mlp\nlayers = 2, 4, 2\ninit = zero_last\n"
+     "init_scale = 0.1\n", "init_scale", "give one of the two"},
+    {"[field]\nplugin = mlp\nlayers = 2, 4, 2\ninit_scale = -1\n",
+     "init_scale", "outside"},
     {"[field]\nplugin = linear\nA = 1, 2, 3\n", "A", "square matrix"},
     {"[field]\nplugin = linear\nA = 1, 2\n  3, 4\nb = 1, 2, 3\n", "b",
      "expected 2 values"},
@@ -1229,6 +1266,7 @@ static Suite *fields_suite(void)
     tcase_add_test(tc, mlp_hand_computed);
     tcase_add_test(tc, mlp_time_input_and_names);
     tcase_add_test(tc, mlp_glorot_init);
+    tcase_add_test(tc, mlp_init_last_layer);
     tcase_add_test(tc, mlp_nonfinite_is_retry);
     tcase_add_test(tc, mlp_sde_form);
     tcase_add_loop_test(tc, mlp_cache_exact, 0,
