@@ -52,8 +52,12 @@ const char cli_train_help[] =
     "        weight_decay, clip, loss = auto | mse | moments (auto: mse for\n"
     "        ODE fields, moments for SDE fields), data_changed = warn |\n"
     "        refuse (--resume on data whose digest differs from the\n"
-    "        checkpoint's; default warn) (see `nde plugins` for the solver\n"
-    "        and adjoint keys).\n"
+    "        checkpoint's; default warn), on_failure = stop | skip | backoff\n"
+    "        (a failed iteration: step size underflow, maximum steps, a\n"
+    "        non-finite value; skip drops its batch, backoff also halves the\n"
+    "        learning rate; the parameters stay the last good iteration's),\n"
+    "        max_failures (default 10: then the run stops) (see `nde\n"
+    "        plugins` for the solver and adjoint keys).\n"
     "[regularizer.NAME]  (any number; NAME matches [a-z0-9_]+) plugin,\n"
     "        weight, schedule = constant | exponential, weight_final and\n"
     "        the plugin's keys (`nde plugins`). Training only: loss += weight\n"
@@ -511,6 +515,8 @@ static void metrics_step(FILE *fp, const nde_trainer *tr,
             m->nfe_forward, m->nfe_backward, m->steps_accepted,
             m->steps_rejected);
     cli_json_double(fp, m->time_s);
+    if (m->failed)
+        fprintf(fp, ", \"failed\": \"%s\"", nde_status_name(m->failed));
     fputs("}\n", fp);
 }
 
@@ -609,6 +615,10 @@ static int write_summary(const char *path, const summary *s)
     cli_json_double(o.fp, s->eval.time_s);
     fputs(", \"peak_rss_mb\": ", o.fp);
     cli_json_double(o.fp, peak_rss_mb());
+    if (s->tot && s->tr) /* a training run's */
+        fprintf(o.fp, ", \"failures\": %ld, \"run_id\": \"%016llx\"",
+                s->tot->failures,
+                (unsigned long long)nde_trainer_run_id(s->tr));
     summary_regs(o.fp, s);
     fprintf(o.fp, ", \"status\": \"%s\", \"status_code\": %d}\n",
             nde_status_name(s->status), s->status);
@@ -616,18 +626,41 @@ static int write_summary(const char *path, const summary *s)
 }
 
 /* After a failed run, what the checkpoint file holds: the last good state
- * only if this run wrote it (an older file of that name is not this run's). */
-static void checkpoint_note(const char *path, long written)
+ * only if this run wrote it, or if it is the one the run resumed (the
+ * same run id); any other file of that name is not this run's. */
+static void checkpoint_note(const char *path, long written,
+                            const nde_trainer *tr)
 {
-    if (written >= 0)
+    uint64_t id = 0;
+    long at = 0;
+    nde_ctx *ctx;
+    int rc = NDE_EIO;
+
+    if (written >= 0) {
         cli_error("training stopped; the checkpoint %s holds the last good "
                   "state (iteration %ld)", path, written);
-    else if (access(path, F_OK) == 0)
-        cli_error("training stopped before this run wrote a checkpoint; %s "
-                  "is from an earlier run", path);
-    else
+        return;
+    }
+    if (access(path, F_OK) != 0) {
         cli_error("training stopped before this run wrote a checkpoint (%s "
                   "does not exist)", path);
+        return;
+    }
+    if ((ctx = nde_ctx_create())) {
+        rc = nde_checkpoint_read_run(path, &id, &at, ctx);
+        nde_ctx_destroy(ctx);
+    }
+    if (rc == NDE_OK && id == nde_trainer_run_id(tr))
+        cli_error("training stopped before it wrote a checkpoint; %s holds "
+                  "this run's state at iteration %ld, which it resumed",
+                  path, at);
+    else if (rc == NDE_OK && id)
+        cli_error("training stopped before this run wrote a checkpoint; %s "
+                  "is another run's (run id %016llx, iteration %ld), not "
+                  "this one's", path, (unsigned long long)id, at);
+    else
+        cli_error("training stopped before this run wrote a checkpoint; %s "
+                  "is not this run's", path);
 }
 
 static void print_params(const nde_trainer *tr)
@@ -738,6 +771,20 @@ static void warn_components_changed(const nde_trainer *tr, const char *ckpt)
         cli_error("warning: %s: %s", ckpt, note);
 }
 
+/* Evaluate into *e; a failure the on_failure policy absorbs is said and
+ * leaves the scores NAN: the run goes on. */
+static int evaluate(nde_trainer *tr, nde_ctx *ctx, nde_eval_result *e)
+{
+    int rc = nde_trainer_evaluate(tr, e);
+
+    if (rc == NDE_OK || !nde_trainer_absorbs(tr, rc))
+        return rc;
+    cli_error("%s (on_failure: the run goes on)", nde_ctx_message(ctx));
+    e->test_loss = NAN;
+    e->test_accuracy = NAN;
+    return NDE_OK;
+}
+
 int cli_train(int argc, char **argv)
 {
     train_args a;
@@ -818,10 +865,18 @@ int cli_train(int argc, char **argv)
             metrics_step(metrics, tr, &m);
         if (rc != NDE_OK)
             break;
-        sum.final_loss = m.loss;
-        summary_add(&sum, &m);
+        if (m.failed)
+            cli_error("%s: its batch dropped (on_failure = %s; %ld of at "
+                      "most %ld)", nde_ctx_message(ctx),
+                      set->on_failure == NDE_ON_FAILURE_SKIP ? "skip"
+                                                             : "backoff",
+                      sum.tot->failures, set->max_failures);
+        else {
+            sum.final_loss = m.loss;
+            summary_add(&sum, &m);
+        }
         if (set->eval_every > 0 && m.iteration % set->eval_every == 0) {
-            if ((rc = nde_trainer_evaluate(tr, &sum.eval)) != NDE_OK)
+            if ((rc = evaluate(tr, ctx, &sum.eval)) != NDE_OK)
                 break;
             last_eval = m.iteration;
             if (metrics)
@@ -850,7 +905,7 @@ int cli_train(int argc, char **argv)
     sum.iterations = nde_trainer_iteration(tr);
     if (rc == NDE_OK && code == CLI_EXIT_OK) {
         if (last_eval != sum.iterations) {
-            rc = nde_trainer_evaluate(tr, &sum.eval);
+            rc = evaluate(tr, ctx, &sum.eval);
             if (rc == NDE_OK && metrics)
                 metrics_eval(metrics, sum.iterations, &sum.eval);
         }
@@ -868,7 +923,7 @@ int cli_train(int argc, char **argv)
     if (rc != NDE_OK) {
         code = cli_fail(ctx, rc);
         if (set->checkpoint)
-            checkpoint_note(set->checkpoint, written);
+            checkpoint_note(set->checkpoint, written, tr);
     } else if (code == CLI_EXIT_OK) {
         fprintf(stderr,
                 "nde: %ld iterations in %.3f s (nfe %ld forward, %ld "
@@ -879,6 +934,10 @@ int cli_train(int argc, char **argv)
             fprintf(stderr, "test_accuracy %.4f, ", sum.eval.test_accuracy);
         fprintf(stderr, "prediction %ld nfe in %.3f ms\n", sum.eval.nfe,
                 1e3 * sum.eval.time_s);
+        if (sum.tot->failures)
+            fprintf(stderr, "nde: %ld failed iteration%s dropped (learning "
+                    "rate x %g)\n", sum.tot->failures,
+                    sum.tot->failures == 1 ? "" : "s", sum.tot->lr_scale);
         print_params(tr);
     }
     if (a.summary && write_summary(a.summary, &sum) != 0 &&

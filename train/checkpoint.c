@@ -29,7 +29,7 @@ static const char ckpt_magic[8] = {'N', 'D', 'E', 'C', 'K', 'P', 'T', '1'};
  * set them differently (more iterations, another metrics file). */
 static const char *const resume_free_keys[] = {
     "iterations", "eval_every", "checkpoint", "checkpoint_every", "metrics",
-    "data_changed", NULL};
+    "data_changed", "on_failure", "max_failures", NULL};
 
 /* Most plugins a checkpoint records: field, solver, adjoint and up to 61
  * regularizers. */
@@ -113,6 +113,10 @@ int nde_trainer_checkpoint_write(const nde_trainer *tr, FILE *out)
     fwrite(&i64, 8, 1, fp);
     fwrite(&tr->tot.time_s, sizeof(double), 1, fp);
     fwrite(&tr->data_digest, 8, 1, fp);
+    i64 = tr->tot.failures;
+    fwrite(&i64, 8, 1, fp);
+    fwrite(&tr->tot.lr_scale, sizeof(double), 1, fp);
+    fwrite(&tr->run_id, 8, 1, fp);
     ncomp = run_components(tr, comp, CKPT_MAX_COMPONENTS);
     u64 = ncomp;
     fwrite(&u64, 8, 1, fp);
@@ -167,6 +171,7 @@ typedef struct ckpt {
     unsigned char *data;
     size_t len, pos;       /* within the payload                        */
     const char *path;
+    uint32_t version;      /* 3 or NDE_CHECKPOINT_VERSION               */
 } ckpt;
 
 static int bad(nde_ctx *ctx, const char *path, const char *fmt, ...)
@@ -244,18 +249,20 @@ static int ckpt_open(ckpt *c, const char *path, nde_ctx *ctx)
     memcpy(&bom, hdr + 12, 4);
     memcpy(&plen, hdr + 16, 8);
     memcpy(&crc, hdr + 24, 4);
-    if (version != NDE_CHECKPOINT_VERSION) {
+    if (version != NDE_CHECKPOINT_VERSION && version != 3) {
         fclose(fp);
         if (version < NDE_CHECKPOINT_VERSION)
             return nde_error(ctx, NDE_ECONFIG,
                              "%s: checkpoint format version %u, written by "
-                             "an older nde; this nde reads version %u only "
-                             "(train again to make one)",
+                             "an older nde; this nde reads versions 3 and "
+                             "%u only (train again to make one)",
                              path, version, NDE_CHECKPOINT_VERSION);
         return nde_error(ctx, NDE_ECONFIG,
                          "%s: checkpoint format version %u, this nde reads "
-                         "version %u", path, version, NDE_CHECKPOINT_VERSION);
+                         "versions 3 and %u", path, version,
+                         NDE_CHECKPOINT_VERSION);
     }
+    c->version = version;
     if (bom != CKPT_BOM) {
         fclose(fp);
         return bad(ctx, path, "written on a machine of another byte order");
@@ -410,6 +417,9 @@ typedef struct ckpt_fields {
     uint64_t nparams, digest;
     int64_t iter, adam_t, nfe_f, nfe_b;
     double time_s;
+    int64_t failures;          /* version 4; 0 in version 3               */
+    double lr_scale;           /* version 4; 1 in version 3               */
+    uint64_t run_id;           /* version 4; 0 (unknown) in version 3     */
     double *theta, *m, *v;     /* P each, one allocation at theta         */
     ckpt_component comp[CKPT_MAX_COMPONENTS];
     size_t ncomp;
@@ -493,6 +503,11 @@ static int read_fields(ckpt *c, size_t P, ckpt_fields *f, nde_ctx *ctx)
         take(c, &f->nfe_b, 8) || take(c, &f->time_s, 8) ||
         take(c, &f->digest, 8))
         return bad(ctx, c->path, "truncated payload");
+    f->lr_scale = 1.0;
+    if (c->version >= 4 &&
+        (take(c, &f->failures, 8) || take(c, &f->lr_scale, 8) ||
+         take(c, &f->run_id, 8)))
+        return bad(ctx, c->path, "truncated payload");
     if ((rc = read_components(c, f, ctx)) != NDE_OK)
         return rc;
     if (take(c, &n, 8))
@@ -526,10 +541,25 @@ static int check_numbers(const nde_trainer *tr, const char *path,
     if (f->iter < 0 || f->iter > most)
         return bad(tr->ctx, path, "iteration %lld is outside [0, %lld]",
                    (long long)f->iter, (long long)most);
-    if (f->adam_t != f->iter)
-        return bad(tr->ctx, path, "Adam step count %lld differs from the "
-                   "iteration %lld (one step per iteration)",
-                   (long long)f->adam_t, (long long)f->iter);
+    if (f->failures < 0 || f->failures > f->iter)
+        return bad(tr->ctx, path, "failed iteration count %lld is outside "
+                   "[0, %lld]", (long long)f->failures, (long long)f->iter);
+    /* one step per good iteration, each failure taking back at most one
+     * (backoff) */
+    if (f->adam_t < 0 || f->adam_t + f->failures > f->iter ||
+        f->adam_t + 2 * f->failures < f->iter)
+        return bad(tr->ctx, path, "Adam step count %lld does not fit the "
+                   "iteration %lld with %lld failed iterations (one step "
+                   "per good iteration, at most one taken back by each "
+                   "failure)", (long long)f->adam_t, (long long)f->iter,
+                   (long long)f->failures);
+    /* halved by each failure under backoff, from 1 */
+    if (!(f->lr_scale > 0 && f->lr_scale <= 1) ||
+        frexp(f->lr_scale, &(int){0}) != 0.5 ||
+        f->lr_scale < ldexp(1.0, -(int)(f->failures < 1074 ? f->failures
+                                                          : 1074)))
+        return bad(tr->ctx, path, "learning-rate scale %g is not a power "
+                   "of 2 in [2^-failures, 1]", f->lr_scale);
     for (i = 0; i < P; i++) {
         if (!isfinite(f->theta[i]))
             return bad(tr->ctx, path, "parameter theta[%zu] = %g is not "
@@ -693,10 +723,43 @@ static int same_config(const nde_trainer *tr, const char *path, char *saved)
         rc = nde_error(tr->ctx, NDE_ECONFIG,
                        "%s: checkpoint was made with a different config "
                        "(%s); only [train] iterations, eval_every, "
-                       "checkpoint, checkpoint_every, metrics and "
-                       "data_changed may change on resume", path, diff);
+                       "checkpoint, checkpoint_every, metrics, "
+                       "data_changed, on_failure and max_failures may "
+                       "change on resume", path, diff);
     }
     free(mine);
+    return rc;
+}
+
+int nde_checkpoint_read_run(const char *path, uint64_t *run_id,
+                            long *iteration, nde_ctx *ctx)
+{
+    ckpt_fields f;
+    char *text = NULL;
+    uint64_t P = 0;
+    ckpt c;
+    int rc;
+
+    memset(&f, 0, sizeof f);
+    if ((rc = ckpt_open(&c, path, ctx)) != NDE_OK)
+        return rc;
+    if ((rc = ckpt_config(&c, &text, ctx)) == NDE_OK) {
+        /* the parameter count as the file gives it, if its arrays fit */
+        if (c.len - c.pos >= 8)
+            memcpy(&P, c.data + c.pos, 8);
+        if (P > (c.len - c.pos) / 24)
+            rc = bad(ctx, path, "%llu parameters do not fit the payload",
+                     (unsigned long long)P);
+        else
+            rc = read_fields(&c, (size_t)P, &f, ctx);
+    }
+    if (rc == NDE_OK) {
+        *run_id = f.run_id;
+        *iteration = (long)f.iter;
+    }
+    free(f.theta);
+    free(text);
+    free(c.data);
     return rc;
 }
 
@@ -746,6 +809,10 @@ int nde_trainer_checkpoint_load(nde_trainer *tr, const char *path, int mode)
         tr->tot.nfe_forward = (long)f.nfe_f;
         tr->tot.nfe_backward = (long)f.nfe_b;
         tr->tot.time_s = f.time_s;
+        tr->tot.failures = (long)f.failures;
+        tr->tot.lr_scale = f.lr_scale;
+        if (f.run_id)
+            tr->run_id = f.run_id;
     }
 done:
     free_notes(notes, nnotes);

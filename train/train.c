@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <gsl/gsl_rng.h>
 
@@ -37,6 +38,13 @@ const nde_key nde_train_keys[] = {
      "L2 penalty added to the gradient (as torch.optim.Adam)"},
     {"clip", NDE_KEY_DOUBLE, "0",
      "clip the gradient's Euclidean norm to this (0 = off)"},
+    {"on_failure", NDE_KEY_WORD, "stop",
+     "a failed iteration (step size underflow, maximum steps, a non-finite "
+     "value): stop (the run ends), skip (its batch is dropped, the run "
+     "goes on) or backoff (skip, and halve the learning rate); the "
+     "parameters stay those of the last good iteration"},
+    {"max_failures", NDE_KEY_INT, "10",
+     "skip, backoff: the failed iterations absorbed before the run stops"},
     {"data_changed", NDE_KEY_WORD, "warn",
      "on --resume, data that differ from the checkpoint's (by digest): "
      "warn | refuse"},
@@ -101,7 +109,7 @@ static int read_settings(nde_train_settings *s, nde_section *sec,
                          nde_ctx *ctx)
 {
     const nde_key *const tables[] = {nde_train_keys, NULL};
-    const char *changed;
+    const char *changed, *failure;
     long seed;
     int rc;
 
@@ -131,8 +139,21 @@ static int read_settings(nde_train_settings *s, nde_section *sec,
                                 ctx)) ||
         (rc = optional_text(sec, "checkpoint", &s->checkpoint, ctx)) ||
         (rc = optional_text(sec, "metrics", &s->metrics, ctx)) ||
-        (rc = nde_get_string(sec, "data_changed", &changed, ctx)))
+        (rc = nde_get_string(sec, "data_changed", &changed, ctx)) ||
+        (rc = nde_get_string(sec, "on_failure", &failure, ctx)) ||
+        (rc = nde_get_long_min(sec, "max_failures", 0, &s->max_failures,
+                               ctx)))
         return rc;
+    if (strcmp(failure, "stop") == 0)
+        s->on_failure = NDE_ON_FAILURE_STOP;
+    else if (strcmp(failure, "skip") == 0)
+        s->on_failure = NDE_ON_FAILURE_SKIP;
+    else if (strcmp(failure, "backoff") == 0)
+        s->on_failure = NDE_ON_FAILURE_BACKOFF;
+    else
+        return nde_section_error(sec, "on_failure", ctx,
+                                 "'%s': expected stop, skip or backoff",
+                                 failure);
     if (strcmp(changed, "warn") != 0 && strcmp(changed, "refuse") != 0)
         return nde_section_error(sec, "data_changed", ctx,
                                  "'%s' is neither warn nor refuse", changed);
@@ -837,6 +858,29 @@ static int create_task(nde_trainer *tr, nde_section *dsec)
     return NDE_OK;
 }
 
+/* 64 random bits from the kernel, or (without /dev/urandom) from the
+ * clock and the process; never 0, which checkpoints of version 3 read as
+ * "no id". */
+static uint64_t new_run_id(void)
+{
+    struct timespec ts;
+    uint64_t id = 0;
+    FILE *fp = fopen("/dev/urandom", "rb");
+
+    if (fp) {
+        if (fread(&id, sizeof id, 1, fp) != 1)
+            id = 0;
+        fclose(fp);
+    }
+    if (id == 0) {
+        clock_gettime(CLOCK_REALTIME, &ts);
+        id = nde_seed_derive((uint64_t)ts.tv_sec * 1000000000u +
+                                 (uint64_t)ts.tv_nsec,
+                             (uint64_t)getpid());
+    }
+    return id ? id : 1;
+}
+
 int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
                        nde_trainer **out)
 {
@@ -890,6 +934,12 @@ int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
     tr->m = calloc(P + 1, sizeof *tr->m);
     tr->v = calloc(P + 1, sizeof *tr->v);
     tr->adam_next = calloc(3 * P + 1, sizeof *tr->adam_next);
+    tr->good_t = -1;
+    if (tr->set.on_failure == NDE_ON_FAILURE_BACKOFF &&
+        !(tr->good = calloc(3 * P + 1, sizeof *tr->good))) {
+        rc = nde_error(ctx, NDE_ENOMEM, "out of memory");
+        goto fail;
+    }
     tr->y0b = calloc(per, sizeof *tr->y0b);
     tr->ybar0 = calloc(per, sizeof *tr->ybar0);
     tr->ysave = calloc(nb, sizeof *tr->ysave);
@@ -913,6 +963,8 @@ int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
     if ((rc = regs_alloc(tr)) != NDE_OK)
         goto fail;
     gsl_rng_set(tr->rng, nde_seed_derive(tr->set.seed, NDE_STREAM_BATCHES));
+    tr->tot.lr_scale = 1.0;
+    tr->run_id = new_run_id();
     if ((rc = nde_field_init_params(tr->field, tr->theta,
                                     nde_seed_derive(tr->set.seed,
                                                     NDE_STREAM_INIT))) !=
@@ -960,6 +1012,7 @@ void nde_trainer_destroy(nde_trainer *tr)
     free(tr->m);
     free(tr->v);
     free(tr->adam_next);
+    free(tr->good);
     free(tr->y0b);
     free(tr->ybar0);
     free(tr->ysave);
@@ -982,6 +1035,11 @@ const nde_trajectory *nde_trainer_trajectory(const nde_trainer *tr)
 double *nde_trainer_params(const nde_trainer *tr) { return tr->theta; }
 size_t nde_trainer_nparams(const nde_trainer *tr) { return tr->P; }
 long nde_trainer_iteration(const nde_trainer *tr) { return tr->iter; }
+uint64_t nde_trainer_run_id(const nde_trainer *tr)
+{
+    return tr->run_id;
+}
+
 const nde_train_totals *nde_trainer_totals(const nde_trainer *tr)
 {
     return &tr->tot;
@@ -1250,7 +1308,8 @@ static int adam_update(nde_trainer *tr)
 {
     const nde_train_settings *s = &tr->set;
     const double t = (double)(tr->adam_t + 1);
-    const double lr = s->lr * pow(s->lr_decay, (double)tr->adam_t);
+    const double lr =
+        s->lr * tr->tot.lr_scale * pow(s->lr_decay, (double)tr->adam_t);
     const double c1 = 1.0 - pow(s->beta1, t), c2 = 1.0 - pow(s->beta2, t);
     const size_t P = tr->P;
     double *th = tr->adam_next, *m = th + P, *v = m + P;
@@ -1270,10 +1329,58 @@ static int adam_update(nde_trainer *tr)
                          "the Adam update of parameter %zu is not finite "
                          "(theta %g, m %g, v %g: lr or weight_decay too "
                          "large?)", bad, th[bad], m[bad], v[bad]);
+    if (tr->good) {
+        memcpy(tr->good, tr->theta, P * sizeof *th);
+        memcpy(tr->good + P, tr->m, P * sizeof *m);
+        memcpy(tr->good + 2 * P, tr->v, P * sizeof *v);
+        tr->good_t = tr->adam_t;
+    }
     memcpy(tr->theta, th, P * sizeof *th);
     memcpy(tr->m, m, P * sizeof *m);
     memcpy(tr->v, v, P * sizeof *v);
     tr->adam_t++;
+    return NDE_OK;
+}
+
+/* A failure the solve can cause, which the on_failure policy may absorb
+ * (a field's NDE_EFATAL, a lack of memory, ... always stop). */
+int nde_trainer_absorbs(const nde_trainer *tr, int status)
+{
+    return tr->set.on_failure != NDE_ON_FAILURE_STOP &&
+           (status == NDE_ERETRY || status == NDE_EMAXSTEPS ||
+            status == NDE_ESTEPSIZE || status == NDE_ENONFINITE);
+}
+
+/* The failed iteration m (status rc) under the on_failure policy: counted
+ * as done with its batch dropped (NDE_OK), or rc. */
+static int absorb_failure(nde_trainer *tr, nde_train_step *m, int rc)
+{
+    static const char *const policy[] = {"stop", "skip", "backoff"};
+    const nde_train_settings *s = &tr->set;
+
+    if (!nde_trainer_absorbs(tr, rc))
+        return rc;
+    if (tr->tot.failures >= s->max_failures) {
+        nde_error_prefix(tr->ctx, "on_failure = %s: failed iteration %ld "
+                         "after %ld absorbed (max_failures = %ld)",
+                         policy[s->on_failure], tr->tot.failures + 1,
+                         tr->tot.failures, s->max_failures);
+        return rc;
+    }
+    m->failed = rc;
+    tr->tot.failures++;
+    if (s->on_failure == NDE_ON_FAILURE_BACKOFF) {
+        /* the step that led here goes too: the state before it, a
+         * smaller step from there */
+        if (tr->good_t >= 0) {
+            memcpy(tr->theta, tr->good, tr->P * sizeof *tr->theta);
+            memcpy(tr->m, tr->good + tr->P, tr->P * sizeof *tr->m);
+            memcpy(tr->v, tr->good + 2 * tr->P, tr->P * sizeof *tr->v);
+            tr->adam_t = tr->good_t;
+        }
+        tr->tot.lr_scale *= 0.5;
+    }
+    tr->iter++;
     return NDE_OK;
 }
 
@@ -1324,7 +1431,7 @@ int nde_trainer_step(nde_trainer *tr, nde_train_step *m)
         nde_error_prefix(tr->ctx, "iteration %ld", m->iteration);
         m->time_s = now_s() - start;
         tr->tot.time_s += m->time_s;
-        return rc;
+        return absorb_failure(tr, m, rc);
     }
     tr->iter++;
     m->time_s = now_s() - start;

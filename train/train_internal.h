@@ -36,10 +36,15 @@ struct nde_trainer {
     /* optimizer */
     double *theta, *grad, *m, *v;
     double *adam_next;         /* 3P: theta, m, v after the step, checked */
+    double *good;              /* on_failure = backoff: 3P, theta, m, v
+                                  before the last good step, which a
+                                  failure restores (NULL otherwise)      */
+    long good_t;               /* Adam's step count there; -1: none yet  */
     long adam_t;               /* Adam steps taken                       */
     long iter;                 /* iterations done                        */
     gsl_rng *rng;              /* mini-batch sampling stream             */
     nde_train_totals tot;
+    uint64_t run_id;           /* nde_trainer_run_id                      */
     uint64_t data_digest;      /* of the data loaded or generated        */
     int data_changed;          /* the last checkpoint loaded has another */
     char **notes;              /* its plugins' differences from ours    */

@@ -1603,12 +1603,35 @@ START_TEST(test_failure_names_no_unwritten_checkpoint)
             "-s", "train.iterations=20", "-s", "train.checkpoint_every=10",
             "-s", "solver.max_steps=100");
     assert_fails(r, 1, "iteration 2", "before this run wrote a checkpoint",
-                 "from an earlier run");
+                 "is not this run's");
     ck_assert_ptr_null(strstr(r.err, "last good state"));
     result_free(&r);
     text = test_read_file(ckpt, NULL);
     ck_assert_str_eq(text, "older\n");
     free(text);
+
+    /* at lr 10 iteration 3 fails: checkpoints of iterations 1 and 2 */
+    r = run("train", cfg, "--quiet", "-s", set_ckpt, "-s", "train.lr=10",
+            "-s", "train.iterations=20", "-s", "train.checkpoint_every=1",
+            "-s", "solver.max_steps=100", "-s", "train.eval_every=0");
+    assert_fails(r, 1, "iteration 3", "holds the last good state "
+                       "(iteration 2)");
+    result_free(&r);
+    /* resumed, it fails at once: the file is this run's state */
+    r = run("train", cfg, "--quiet", "-s", set_ckpt, "-s", "train.lr=10",
+            "-s", "train.iterations=20", "-s", "train.checkpoint_every=1",
+            "-s", "solver.max_steps=100", "-s", "train.eval_every=0",
+            "--resume", ckpt);
+    assert_fails(r, 1, "iteration 3", "holds this run's state at iteration "
+                       "2, which it resumed");
+    result_free(&r);
+    /* a new run that fails first: the file is another run's */
+    r = run("train", cfg, "--quiet", "-s", set_ckpt, "-s", "train.lr=10",
+            "-s", "train.iterations=20", "-s", "train.checkpoint_every=5",
+            "-s", "solver.max_steps=100", "-s", "train.eval_every=0");
+    assert_fails(r, 1, "iteration 3", "is another run's (run id ",
+                 "iteration 2), not this one's");
+    result_free(&r);
 }
 END_TEST
 
@@ -1833,6 +1856,52 @@ static double json_at(const char *line, const char *key)
     ck_assert_msg(p != NULL, "no %s in %s", key, line);
     return strtod(p + strlen(pat), NULL);
 }
+
+/* on_failure = backoff: the run that stops at iteration 3 under the
+ * default `stop` finishes; every failed iteration is a metrics line with
+ * "failed", a warning, and counted in the summary and the last message.
+ * The policy may change on --resume. */
+START_TEST(test_on_failure_backoff)
+{
+    const char *cfg = train_config(NULL), *metrics = path_in("f.jsonl");
+    const char *summary = path_in("f.json"), *ckpt = path_in("f.ckpt");
+    char *text, *p;
+    long failed = 0;
+    run_result r;
+
+    r = run("train", cfg, "-s", "train.lr=10", "-s", "train.iterations=40",
+            "-s", "solver.max_steps=100", "-s", "train.eval_every=0", "-s",
+            "train.on_failure=backoff", "-s", "train.max_failures=30", "-s",
+            fmt("train.metrics=%s", metrics), "-s",
+            fmt("train.checkpoint=%s", ckpt), "--summary-json", summary);
+    assert_ok(r);
+    assert_contains(r.err, "iteration 3: forward solve: max_steps = 100");
+    assert_contains(r.err, "its batch dropped (on_failure = backoff; 1 of "
+                           "at most 30)");
+    assert_contains(r.err, "failed iterations dropped (learning rate x ");
+    result_free(&r);
+    ck_assert_ptr_nonnull(text = test_read_file(metrics, NULL));
+    for (p = text; (p = strstr(p, "\"failed\": \"NDE_EMAXSTEPS\"")); p++)
+        failed++;
+    ck_assert_int_gt(failed, 0);
+    free(text);
+    ck_assert_ptr_nonnull(text = test_read_file(summary, NULL));
+    ck_assert_int_eq((long)json_at(text, "failures"), failed);
+    ck_assert_ptr_nonnull(strstr(text, "\"run_id\": \""));
+    free(text);
+    /* resumed under another policy */
+    r = run("train", cfg, "--quiet", "-s", "train.lr=10", "-s",
+            "train.iterations=41", "-s", "solver.max_steps=100", "-s",
+            "train.eval_every=0", "-s", "train.on_failure=skip", "-s",
+            "train.max_failures=40", "--resume", ckpt);
+    ck_assert_int_ne(r.code, 2);
+    result_free(&r);
+    r = run("train", cfg, "-s", "train.on_failure=retry");
+    assert_fails(r, 2, "[train] on_failure: 'retry': expected stop, skip or "
+                       "backoff");
+    result_free(&r);
+}
+END_TEST
 
 /* Each regularizer's R, weight * R and weight * R / data loss per
  * iteration, with an exponential weight (0.01 -> 0.001 over 4
@@ -2114,6 +2183,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_predict_flow);
     tcase_add_test(tc, test_foreign_data_keys);
     tcase_add_test(tc, test_one_series_split);
+    tcase_add_test(tc, test_on_failure_backoff);
     tcase_add_test(tc, test_annuli_lift_errors);
     suite_add_tcase(s, tc);
     return s;

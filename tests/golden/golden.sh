@@ -48,11 +48,11 @@ fail() {
     exit 1
 }
 
-# JSON of FILE without its wall-clock fields (keys ending in time_s) and
-# the machine's memory (peak_rss_mb).
+# JSON of FILE without its wall-clock fields (keys ending in time_s), the
+# machine's memory (peak_rss_mb) and the run's random id (run_id).
 strip_times() {
-    sed -E 's/, "([a-z_]*time_s|peak_rss_mb)": [^,}]*//g;
-            s/"([a-z_]*time_s|peak_rss_mb)": [^,}]*, //g' "$1"
+    sed -E 's/, "([a-z_]*time_s|peak_rss_mb|run_id)": [^,}]*//g;
+            s/"([a-z_]*time_s|peak_rss_mb|run_id)": [^,}]*, //g' "$1"
 }
 
 # train NAME INI [-s KEY=VALUE]...: out/NAME.{summary.json,metrics.jsonl,

@@ -84,7 +84,8 @@ typedef struct layout {
     char *data;
     size_t len;
     size_t cfglen, cfg, nparams, iter, adam_t, theta, m, v, nfe_f, nfe_b,
-        time, digest, ncomp, rng_namelen, rng_name, rng_len, rng;
+        time, digest, failures, lr_scale, run_id, ncomp, rng_namelen,
+        rng_name, rng_len, rng;
     comp_layout comp[8];
     size_t ncomps;
 } layout;
@@ -102,7 +103,7 @@ static layout layout_read(const char *name)
     uint64_t P;
 
     ck_assert_ptr_nonnull(l.data = test_read_file(in_dir(name), &l.len));
-    ck_assert_uint_eq(u64_at(l.data + 8) & 0xffffffffu, 3); /* version */
+    ck_assert_uint_eq(u64_at(l.data + 8) & 0xffffffffu, 4); /* version */
     l.cfglen = 28;
     l.cfg = l.cfglen + 8;
     l.nparams = l.cfg + u64_at(l.data + l.cfglen);
@@ -117,7 +118,10 @@ static layout layout_read(const char *name)
     l.nfe_b = l.nfe_f + 8;
     l.time = l.nfe_b + 8;
     l.digest = l.time + 8;
-    l.ncomp = l.digest + 8;
+    l.failures = l.digest + 8;
+    l.lr_scale = l.failures + 8;
+    l.run_id = l.lr_scale + 8;
+    l.ncomp = l.run_id + 8;
     ck_assert_uint_le(l.ncomp + 8, l.len);
     l.ncomps = u64_at(l.data + l.ncomp);
     ck_assert_uint_le(l.ncomps, 8);
@@ -233,6 +237,13 @@ START_TEST(test_hostile_numbers)
     patch_i64(&l, l.iter, INT64_C(1) << 62, "iteration");
     patch_i64(&l, l.adam_t, -1, "Adam step count -1");
     patch_i64(&l, l.adam_t, 4, "Adam step count 4");
+    patch_i64(&l, l.failures, -1, "failed iteration count -1");
+    patch_i64(&l, l.failures, 1, "does not fit the iteration");
+    patch_i64(&l, l.adam_t, 2, "does not fit the iteration"); /* 5: 2 + 0 */
+    patch_f64(&l, l.lr_scale, 0.3, "learning-rate scale 0.3");
+    patch_f64(&l, l.lr_scale, 2.0, "learning-rate scale 2");
+    patch_f64(&l, l.lr_scale, 0.5, "learning-rate scale 0.5"); /* 0 failed */
+    patch_f64(&l, l.lr_scale, NAN, "learning-rate scale");
     patch_f64(&l, l.theta + 8, NAN, "theta[1]");
     patch_f64(&l, l.theta, INFINITY, "theta[0]");
     patch_f64(&l, l.m + 16, NAN, "m[2]");
@@ -413,6 +424,39 @@ START_TEST(test_plugin_version_differs)
     assert_contains(r.err, "made without adjoint 'discrete' (version 1), "
                            "which this run uses");
     test_run_free(&r);
+    free(d);
+    free(l.data);
+}
+END_TEST
+
+/* A version-3 file (no failures, learning-rate scale or run id) is read
+ * as one of a run without failures: the same prediction as its version-4
+ * twin. */
+START_TEST(test_version_3_read)
+{
+    test_run_result r;
+    char *d, *p3, *p4;
+    layout l;
+    uint32_t v = 3;
+
+    make_spiral_checkpoint();
+    l = layout_read("c.ckpt");
+    ck_assert_ptr_nonnull(d = malloc(l.len));
+    memcpy(d, l.data, l.failures);
+    memcpy(d + l.failures, l.data + l.ncomp, l.len - l.ncomp);
+    memcpy(d + 8, &v, 4);
+    write_with_crc("v3.ckpt", d, l.len - (l.ncomp - l.failures));
+    r = run("predict", "v3.ckpt", "-o", "p3.csv");
+    test_assert_code(r, 0);
+    test_run_free(&r);
+    r = run("predict", "c.ckpt", "-o", "p4.csv");
+    test_assert_code(r, 0);
+    test_run_free(&r);
+    ck_assert_ptr_nonnull(p3 = test_read_file(in_dir("p3.csv"), NULL));
+    ck_assert_ptr_nonnull(p4 = test_read_file(in_dir("p4.csv"), NULL));
+    ck_assert_str_eq(p3, p4);
+    free(p3);
+    free(p4);
     free(d);
     free(l.data);
 }
@@ -794,6 +838,7 @@ static Suite *checkpoint_suite(void)
     tcase_add_test(tc, test_hostile_plugins);
     tcase_add_test(tc, test_plugin_version_differs);
     tcase_add_test(tc, test_old_version_named);
+    tcase_add_test(tc, test_version_3_read);
     tcase_add_test(tc, test_adam_overflow_stops);
     tcase_add_test(tc, test_resume_compares_meaning);
     tcase_add_test(tc, test_resume_regularizer_order_matters);

@@ -1241,6 +1241,69 @@ static void trainer_free(nde_trainer *tr)
     nde_ctx_destroy(reg_ctx);
 }
 
+/* ---- on_failure ---------------------------------------------------------- */
+
+/* Lotka-Volterra fitted at lr 10 with at most 100 steps a solve: the
+ * second step takes the parameters where iteration 3's solve fails. */
+#define FAILING_LV(policy)                                                  \
+    "[solver]\nplugin = tsit5\nrtol = 1e-8\natol = 1e-10\n"                \
+    "max_steps = 100\n"                                                     \
+    "[field]\nplugin = expr\nstate = x, y\n"                                \
+    "params = a=1.5, b=1.0, c=3.0, d=1.0\n"                                 \
+    "dx = a*x - b*x*y\ndy = d*x*y - c*y\n"                                   \
+    "[adjoint]\nplugin = discrete\n"                                        \
+    "[data]\nsource = field\ny0 = 1, 1\n"                                   \
+    "true_params = a=1.5, b=1.0, c=3.0, d=1.0\nnpoints = 21\nt1 = 2\n"      \
+    "batch_time = 5\n"                                                      \
+    "[train]\niterations = 20\nbatch_size = 2\nlr = 10\nmax_failures = 1\n" \
+    "on_failure = " policy "\n"
+
+/* skip: the failed iteration counts, its parameters are those before it,
+ * the next failure past max_failures stops the run and says so. backoff:
+ * a failure restores the parameters of before the last good step and
+ * halves the learning rate. */
+START_TEST(test_on_failure)
+{
+    nde_trainer *tr = trainer_from(FAILING_LV("skip"));
+    double before[4], after1[4];
+    nde_train_step m;
+    int rc;
+
+    ck_assert_uint_eq(nde_trainer_nparams(tr), 4);
+    ck_assert_int_eq(nde_trainer_step(tr, &m), NDE_OK);
+    ck_assert_int_eq(nde_trainer_step(tr, &m), NDE_OK);
+    memcpy(before, nde_trainer_params(tr), sizeof before);
+    ck_assert_int_eq(nde_trainer_step(tr, &m), NDE_OK);
+    ck_assert_int_eq(m.failed, NDE_EMAXSTEPS);
+    ck_assert_int_eq(nde_trainer_iteration(tr), 3);
+    ck_assert_int_eq(nde_trainer_totals(tr)->failures, 1);
+    ck_assert(memcmp(before, nde_trainer_params(tr), sizeof before) == 0);
+    ck_assert(nde_trainer_totals(tr)->lr_scale == 1.0);
+    do
+        rc = nde_trainer_step(tr, &m);
+    while (rc == NDE_OK && !m.failed);
+    ck_assert_int_eq(rc, NDE_EMAXSTEPS);
+    ck_assert_msg(strstr(nde_ctx_message(reg_ctx),
+                         "on_failure = skip: failed iteration 2 after 1 "
+                         "absorbed (max_failures = 1)"),
+                  "%s", nde_ctx_message(reg_ctx));
+    trainer_free(tr);
+
+    tr = trainer_from(FAILING_LV("backoff"));
+    ck_assert_int_eq(nde_trainer_step(tr, &m), NDE_OK);
+    memcpy(after1, nde_trainer_params(tr), sizeof after1);
+    ck_assert_int_eq(nde_trainer_step(tr, &m), NDE_OK);
+    ck_assert(memcmp(after1, nde_trainer_params(tr), sizeof after1) != 0);
+    ck_assert_int_eq(nde_trainer_step(tr, &m), NDE_OK);
+    ck_assert_int_eq(m.failed, NDE_EMAXSTEPS);
+    ck_assert(memcmp(after1, nde_trainer_params(tr), sizeof after1) == 0);
+    ck_assert(nde_trainer_totals(tr)->lr_scale == 0.5);
+    ck_assert(nde_trainer_absorbs(tr, NDE_ESTEPSIZE));
+    ck_assert(!nde_trainer_absorbs(tr, NDE_EFATAL));
+    trainer_free(tr);
+}
+END_TEST
+
 /* ---- lifting new inputs -------------------------------------------------- */
 
 /* nde_trainer_lift: the points task with control lifts x to [x | x] (the
@@ -2144,6 +2207,7 @@ static Suite *train_suite(void)
     tcase_add_test(tc, test_true_params_unknown_name);
     tcase_add_test(tc, test_adam_failed_step_changes_nothing);
     tcase_add_test(tc, test_lift_new_inputs);
+    tcase_add_test(tc, test_on_failure);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -178,7 +178,22 @@ typedef struct nde_train_settings {
     const char *checkpoint; /* path or NULL (lives as long as the config) */
     const char *metrics;    /* path or NULL                               */
     int refuse_changed_data; /* data_changed = refuse                     */
+    int on_failure;         /* enum nde_on_failure                        */
+    long max_failures;      /* failed iterations a policy absorbs          */
 } nde_train_settings;
+
+/* [train] on_failure: what a failed iteration (a solve that fails: step
+ * size underflow, maximum steps, a non-finite state, loss, gradient or
+ * Adam update) does. Itself it changes neither the parameters nor Adam's
+ * state. backoff's state before the last good step is not in
+ * checkpoints: a resumed run's first failure only halves the rate. */
+enum nde_on_failure {
+    NDE_ON_FAILURE_STOP = 0,   /* the run stops (nde_trainer_step fails)  */
+    NDE_ON_FAILURE_SKIP,       /* its batch is dropped, the run goes on   */
+    NDE_ON_FAILURE_BACKOFF     /* the same, and the parameters and Adam
+                                  state go back to before the last good
+                                  step, and the learning rate halves     */
+};
 
 /* One iteration's numbers. */
 typedef struct nde_train_step {
@@ -194,6 +209,9 @@ typedef struct nde_train_step {
                                hand it (global; local with through_state);
                                what a clip compares with (NAN without
                                regularizers)                              */
+    int failed;             /* the status of a failed iteration that the
+                               on_failure policy absorbed (its batch was
+                               dropped), else NDE_OK                     */
 } nde_train_step;
 
 /* Evaluation on the held-out set. */
@@ -208,6 +226,9 @@ typedef struct nde_eval_result {
 typedef struct nde_train_totals {
     long nfe_forward, nfe_backward;
     double time_s;          /* wall time inside nde_trainer_step          */
+    long failures;          /* failed iterations absorbed by on_failure   */
+    double lr_scale;        /* the learning rate's factor: 1, halved by
+                               each backoff                              */
 } nde_train_totals;
 
 typedef struct nde_trainer nde_trainer;
@@ -231,15 +252,31 @@ NDE_API size_t nde_trainer_nparams(const nde_trainer *tr);
 NDE_API long nde_trainer_iteration(const nde_trainer *tr);
 NDE_API const nde_train_totals *nde_trainer_totals(const nde_trainer *tr);
 
+/* The run's id: random when the trainer is made, the checkpoint's once
+ * one is resumed (so a resumed run keeps its id); never 0. */
+NDE_API uint64_t nde_trainer_run_id(const nde_trainer *tr);
+
 /*
  * One iteration. On a failed solve, a non-finite loss or gradient, or an
  * Adam update that would make a parameter or moment non-finite, the
  * parameters and Adam state are left as they were and the message names
- * the iteration:
- * NDE_EMAXSTEPS, NDE_ESTEPSIZE, NDE_ENONFINITE, ... m is filled as far as
- * the iteration got.
+ * the iteration: NDE_EMAXSTEPS, NDE_ESTEPSIZE, NDE_ENONFINITE, NDE_ERETRY.
+ * Under on_failure = skip or backoff such a failure is absorbed: the
+ * iteration counts as done, its batch dropped, m->failed holds its
+ * status (the message stays in ctx), totals' failures grows (backoff
+ * also restores the state before the last good step and halves
+ * lr_scale), and NDE_OK is returned, until max_failures are
+ * absorbed: the next one is returned, its message saying so. Other
+ * errors (NDE_EFATAL, NDE_ENOMEM, ...) always stop. m is filled as far
+ * as the iteration got.
  */
 NDE_API int nde_trainer_step(nde_trainer *tr, nde_train_step *m);
+
+/* Whether the on_failure policy (skip, backoff) absorbs a failure of this
+ * status: a failed solve (NDE_EMAXSTEPS, NDE_ESTEPSIZE, NDE_ENONFINITE,
+ * NDE_ERETRY). For callers that evaluate: a failed evaluation under such
+ * a policy is a warning, not the run's end. */
+NDE_API int nde_trainer_absorbs(const nde_trainer *tr, int status);
 
 /* Predict the held-out set with the current parameters; test loss, NFE
  * and wall time. */
@@ -368,6 +405,8 @@ NDE_API const nde_trajectory *nde_trainer_trajectory(const nde_trainer *tr);
  *     i64 nfe_forward, i64 nfe_backward, f64 train time (totals)
  *     u64 data digest (a 64-bit hash of the data as loaded or generated:
  *         times, observations, series ids, images, labels)
+ *     i64 failed iterations, f64 learning-rate scale, u64 run id
+ *         (totals of on_failure; nde_trainer_run_id)
  *     u64 plugin count (1 to 64), then for each plugin of the run (field,
  *         solver, adjoint, the regularizers in order, the task): u32 kind,
  *         u32 its
@@ -378,10 +417,11 @@ NDE_API const nde_trajectory *nde_trainer_trajectory(const nde_trainer *tr);
  *     u64 rng state length, the sampling RNG's state (gsl_rng_state)
  * The file is written whole by the caller's atomic-file logic.
  * Version 2 added the canonical config, the data digest and the RNG name,
- * version 3 the plugins; older files are refused with a message that says
- * so.
+ * version 3 the plugins, version 4 the failures, learning-rate scale and
+ * run id. Version 3 files are read (no failures, scale 1, no run id);
+ * older ones are refused with a message that says so.
  */
-#define NDE_CHECKPOINT_VERSION 3u
+#define NDE_CHECKPOINT_VERSION 4u
 
 NDE_API int nde_trainer_checkpoint_write(const nde_trainer *tr, FILE *out);
 
@@ -405,8 +445,9 @@ enum nde_checkpoint_mode {
  * or one whose state cannot be checked (only mt19937's can: 32-bit words,
  * index in [0, 624], not all zero). In RESUME mode also a config whose
  * canonical form differs from the checkpoint's in anything but [train]
- * iterations, eval_every, checkpoint, checkpoint_every, metrics and
- * data_changed (the keys that do not change the numbers), and data that
+ * iterations, eval_every, checkpoint, checkpoint_every, metrics,
+ * data_changed, on_failure and max_failures (the keys that do not change
+ * the numbers of good iterations), and data that
  * differ from the checkpoint's (by digest) when [train] data_changed =
  * refuse; with the default `warn` the load succeeds and
  * nde_trainer_data_changed() says so. Plugins of other versions are noted
@@ -433,6 +474,12 @@ NDE_API const char *nde_trainer_checkpoint_note(const nde_trainer *tr,
  * `nde predict`); the same checks as above except the config's. */
 NDE_API int nde_checkpoint_read_config(const char *path, char **text,
                                        nde_ctx *ctx);
+
+/* The run id (0 for a version-3 file, which has none) and the iteration
+ * of the checkpoint at path, read with the checks of a load that do not
+ * need a trainer: whose state a file holds. */
+NDE_API int nde_checkpoint_read_run(const char *path, uint64_t *run_id,
+                                    long *iteration, nde_ctx *ctx);
 
 #ifdef __cplusplus
 }
