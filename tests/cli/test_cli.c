@@ -1857,6 +1857,25 @@ static double json_at(const char *line, const char *key)
     return strtod(p + strlen(pat), NULL);
 }
 
+/* examples/ude_lv.ini: with a Glorot-initialised correction seed 2's first
+ * solve underflows; init = zero_last (the example's) starts from the
+ * expert alone and trains. */
+START_TEST(test_ude_zero_last)
+{
+    run_result r;
+
+    r = run("train", example("ude_lv.ini"), "--quiet", "-s", "train.seed=2",
+            "-s", "train.iterations=3", "-u", "field.correction.init", "-s",
+            "train.on_failure=stop");
+    assert_fails(r, 1, "iteration 1: forward solve: step size underflow");
+    result_free(&r);
+    r = run("train", example("ude_lv.ini"), "--quiet", "-s", "train.seed=2",
+            "-s", "train.iterations=3", "-s", "train.on_failure=stop");
+    assert_ok(r);
+    result_free(&r);
+}
+END_TEST
+
 /* on_failure = backoff: the run that stops at iteration 3 under the
  * default `stop` finishes; every failed iteration is a metrics line with
  * "failed", a warning, and counted in the summary and the last message.
@@ -2184,6 +2203,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_foreign_data_keys);
     tcase_add_test(tc, test_one_series_split);
     tcase_add_test(tc, test_on_failure_backoff);
+    tcase_add_test(tc, test_ude_zero_last);
     tcase_add_test(tc, test_annuli_lift_errors);
     suite_add_tcase(s, tc);
     return s;
