@@ -21,6 +21,7 @@ static const char main_help[] =
     "  solve CONFIG      solve the problem of CONFIG and write the solution as CSV\n"
     "  train CONFIG      train the model of CONFIG (metrics, checkpoints)\n"
     "  predict CKPT      predict with a trained checkpoint, write CSV\n"
+    "  params CKPT       print every parameter of a checkpoint by name\n"
     "  gradcheck CONFIG  compare the adjoint's gradient with discrete and\n"
     "                    finite differences on one mini-batch\n"
     "  ab CONFIG         A/B test config variations over seeds (runs\n"
@@ -80,6 +81,7 @@ static const cli_command commands[] = {
     {"solve", cli_solve},
     {"train", cli_train},
     {"predict", cli_predict},
+    {"params", cli_params},
     {"gradcheck", cli_gradcheck},
     {"plugins", cli_plugins},
     {"ab", cli_ab},

@@ -663,14 +663,20 @@ static void checkpoint_note(const char *path, long written,
                   "is not this run's", path);
 }
 
-static void print_params(const nde_trainer *tr)
+/* A model's parameters on stdout when they are few; else where to see
+ * them. */
+static void print_params(const nde_trainer *tr, const char *ckpt)
 {
     const double *theta = nde_trainer_params(tr);
     size_t i, P = nde_trainer_nparams(tr);
     char name[128];
 
-    if (P > 16)
+    if (P > 16) {
+        if (ckpt)
+            cli_error("%zu parameters: `nde params %s` prints them", P,
+                      ckpt);
         return;
+    }
     for (i = 0; i < P; i++) {
         nde_trainer_param_name(tr, i, name, sizeof name);
         printf("%s = %.10g\n", name, theta[i]);
@@ -938,7 +944,7 @@ int cli_train(int argc, char **argv)
             fprintf(stderr, "nde: %ld failed iteration%s dropped (learning "
                     "rate x %g)\n", sum.tot->failures,
                     sum.tot->failures == 1 ? "" : "s", sum.tot->lr_scale);
-        print_params(tr);
+        print_params(tr, set->checkpoint);
     }
     if (a.summary && write_summary(a.summary, &sum) != 0 &&
         code == CLI_EXIT_OK)

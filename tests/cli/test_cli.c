@@ -1857,6 +1857,42 @@ static double json_at(const char *line, const char *key)
     return strtod(p + strlen(pat), NULL);
 }
 
+/* nde params: every parameter by name, any count (the UDE's 166: its
+ * expert's rates first), as lines or JSON; the training run points at it
+ * when it prints none itself. */
+START_TEST(test_params)
+{
+    const char *ckpt = path_in("p.ckpt");
+    size_t lines = 0;
+    run_result r;
+
+    r = run("train", example("ude_lv.ini"), "--quiet", "-s",
+            "train.iterations=2", "-s", fmt("train.checkpoint=%s", ckpt));
+    assert_ok(r);
+    assert_contains(r.err, "166 parameters: `nde params ");
+    result_free(&r);
+    r = run("params", ckpt);
+    assert_ok(r);
+    ck_assert_msg(strncmp(r.out, "expert.a = ", 11) == 0, "%s", r.out);
+    assert_contains(r.out, "\ncorrection.b2[1] = ");
+    for (const char *p = r.out; (p = strchr(p, '\n')); p++)
+        lines++;
+    ck_assert_uint_eq(lines, 166);
+    result_free(&r);
+    r = run("params", ckpt, "--json");
+    assert_ok(r);
+    ck_assert_msg(strncmp(r.out, "{\"expert.a\": ", 13) == 0, "%s", r.out);
+    ck_assert(json_at(r.out, "expert.d") > 0);
+    result_free(&r);
+    r = run("params", example("ude_lv.ini"));
+    assert_fails(r, 2, "not a usable checkpoint");
+    result_free(&r);
+    r = run("params", ckpt, "--csv");
+    assert_fails(r, 2, "unknown option '--csv'");
+    result_free(&r);
+}
+END_TEST
+
 /* examples/ude_lv.ini: with a Glorot-initialised correction seed 2's first
  * solve underflows; init = zero_last (the example's) starts from the
  * expert alone and trains. */
@@ -2204,6 +2240,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_one_series_split);
     tcase_add_test(tc, test_on_failure_backoff);
     tcase_add_test(tc, test_ude_zero_last);
+    tcase_add_test(tc, test_params);
     tcase_add_test(tc, test_annuli_lift_errors);
     suite_add_tcase(s, tc);
     return s;
