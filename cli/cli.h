@@ -86,13 +86,16 @@ void cli_json_double(FILE *out, double x);
 
 /*
  * Write a solution as CSV (atomically; NULL or "-" = stdout): a header
- * `t,<state names>` (y0,y1,... when the field does not name its states),
+ * `t,<state names>` (y0,y1,... when names is NULL),
  * one row per save time; with batch > 1 a leading `batch` column, rows
  * grouped by batch row. ysave is nsave x batch x dim. 0 or -1 (printed).
  */
-int cli_write_solution_csv(const char *path, const nde_field *f,
-                           const double *tsave, size_t nsave, size_t batch,
-                           const double *ysave);
+int cli_write_solution_csv(const char *path, const char *const *names,
+                           size_t dim, const double *tsave, size_t nsave,
+                           size_t batch, const double *ysave);
+/* `,<name>` for each of the dim states (`,y0`, ... when names is NULL),
+ * then the header line's end. */
+void cli_write_state_names(FILE *fp, const char *const *names, size_t dim);
 
 /*
  * An output file that appears complete or not at all, and never destroys

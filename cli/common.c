@@ -60,9 +60,20 @@ void cli_json_double(FILE *out, double x)
         fputs("null", out);
 }
 
-int cli_write_solution_csv(const char *path, const nde_field *f,
-                           const double *tsave, size_t nsave, size_t batch,
-                           const double *ysave)
+void cli_write_state_names(FILE *fp, const char *const *names, size_t dim)
+{
+    for (size_t j = 0; j < dim; j++) {
+        if (names)
+            fprintf(fp, ",%s", names[j]);
+        else
+            fprintf(fp, ",y%zu", j);
+    }
+    fputc('\n', fp);
+}
+
+int cli_write_solution_csv(const char *path, const char *const *names,
+                           size_t dim, const double *tsave, size_t nsave,
+                           size_t batch, const double *ysave)
 {
     cli_outfile o;
     size_t b, k, j;
@@ -71,20 +82,14 @@ int cli_write_solution_csv(const char *path, const nde_field *f,
     if (cli_outfile_open(&o, path) != 0)
         return -1;
     fputs(batched ? "batch,t" : "t", o.fp);
-    for (j = 0; j < f->dim; j++) {
-        if (f->state_names)
-            fprintf(o.fp, ",%s", f->state_names[j]);
-        else
-            fprintf(o.fp, ",y%zu", j);
-    }
-    fputc('\n', o.fp);
+    cli_write_state_names(o.fp, names, dim);
     for (b = 0; b < batch; b++) {
         for (k = 0; k < nsave; k++) {
-            const double *y = ysave + (k * batch + b) * f->dim;
+            const double *y = ysave + (k * batch + b) * dim;
             if (batched)
                 fprintf(o.fp, "%zu,", b);
             fprintf(o.fp, "%.17g", tsave[k]);
-            for (j = 0; j < f->dim; j++)
+            for (j = 0; j < dim; j++)
                 fprintf(o.fp, ",%.17g", y[j]);
             fputc('\n', o.fp);
         }

@@ -319,8 +319,9 @@ int cli_solve(int argc, char **argv)
         nde_error_prefix(run.ctx, "solve failed");
         code = cli_fail(run.ctx, rc);
     } else if (code == CLI_EXIT_OK &&
-               cli_write_solution_csv(args.output, run.field,
-                                      run.problem.tsave, run.problem.nsave,
+               cli_write_solution_csv(args.output, run.field->state_names,
+                                      run.field->dim, run.problem.tsave,
+                                      run.problem.nsave,
                                       run.problem.batch, run.ysave) != 0)
         code = CLI_EXIT_FAILURE;
 done:

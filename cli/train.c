@@ -1036,18 +1036,13 @@ static int write_heldout_csv(const char *path, const nde_trainer *tr)
         return write_classes_csv(path, tr);
     if (ns == 1) {
         n = nde_trainer_test_series(tr, 0, &id, &t, &pred);
-        return cli_write_solution_csv(path, f, t, n, 1, pred);
+        return cli_write_solution_csv(path, nde_trainer_state_names(tr),
+                                      f->dim, t, n, 1, pred);
     }
     if (cli_outfile_open(&o, path) != 0)
         return -1;
     fputs("series,t", o.fp);
-    for (j = 0; j < f->dim; j++) {
-        if (f->state_names)
-            fprintf(o.fp, ",%s", f->state_names[j]);
-        else
-            fprintf(o.fp, ",y%zu", j);
-    }
-    fputc('\n', o.fp);
+    cli_write_state_names(o.fp, nde_trainer_state_names(tr), f->dim);
     for (i = 0; i < ns; i++) {
         n = nde_trainer_test_series(tr, i, &id, &t, &pred);
         for (k = 0; k < n; k++) {
@@ -1129,13 +1124,7 @@ static int predict_paths(nde_ctx *ctx, nde_config *cfg, nde_trainer *tr,
     if (cli_outfile_open(&o, a->output) != 0)
         goto done;
     fputs("path,t", o.fp);
-    for (j = 0; j < D; j++) {
-        if (f->state_names)
-            fprintf(o.fp, ",%s", f->state_names[j]);
-        else
-            fprintf(o.fp, ",y%zu", j);
-    }
-    fputc('\n', o.fp);
+    cli_write_state_names(o.fp, nde_trainer_state_names(tr), D);
     for (b = 0; b < N; b++)
         for (k = 0; k < n; k++) {
             fprintf(o.fp, "%zu,%.17g", b, t[k]);
@@ -1279,7 +1268,9 @@ int cli_predict(int argc, char **argv)
             fprintf(stderr, "; test_accuracy %.4f", sum.eval.test_accuracy);
         fputc('\n', stderr);
         if (use_problem)
-            code = cli_write_solution_csv(a.output, nde_trainer_field(tr),
+            code = cli_write_solution_csv(a.output,
+                                          nde_trainer_state_names(tr),
+                                          nde_trainer_field(tr)->dim,
                                           prob.tsave, prob.nsave, prob.batch,
                                           ysave)
                        ? CLI_EXIT_FAILURE

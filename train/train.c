@@ -1493,6 +1493,14 @@ int nde_trainer_sample(nde_trainer *tr, uint64_t seed, double t0,
     return predict(tr, seed, t0, y0, batch, t1, nsave, tsave, ysave, st);
 }
 
+const char *const *nde_trainer_state_names(const nde_trainer *tr)
+{
+    const nde_task *t = tr->task;
+    const char *const *names =
+        t->type->state_names ? t->type->state_names(t) : NULL;
+    return names ? names : tr->field->state_names;
+}
+
 size_t nde_trainer_input_dim(const nde_trainer *tr)
 {
     return tr->task->input_dim;

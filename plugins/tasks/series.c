@@ -281,6 +281,13 @@ static size_t series_test_series(const nde_task *t, size_t i,
     return s->held->series[i].npoints;
 }
 
+/* The CSV's column names: the held-out series are written under them. */
+static const char *const *series_state_names(const nde_task *t)
+{
+    const series *s = t->state;
+    return (const char *const *)s->train->names;
+}
+
 static const nde_task_type nde_task_series = {
     .info = NDE_TASK_INFO(
         .name = "series",
@@ -294,6 +301,7 @@ static const nde_task_type nde_task_series = {
     .evaluate = series_evaluate,
     .digest = series_digest,
     .test_series = series_test_series,
+    .state_names = series_state_names,
 };
 
 NDE_MODULE(&nde_task_series.info);

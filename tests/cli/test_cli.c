@@ -1303,6 +1303,32 @@ START_TEST(test_foreign_data_keys)
 }
 END_TEST
 
+/* The data's column names name the prediction's columns, before the
+ * field's own (the expr field calls its states x, y). */
+START_TEST(test_prediction_keeps_column_names)
+{
+    const char *cfg = train_config(fmt("source = csv\npath = %s\n"
+                                       "test_fraction = 0.5",
+                                       path_in("data.csv")));
+    const char *ckpt = path_in("names.ckpt"), *out = path_in("names.csv");
+    char *text;
+    run_result r;
+
+    write_config("data.csv", "series,t,prey,predator\na,0,1,1\na,1,2,2\n"
+                             "b,0,1,3\nb,1,2,1\n");
+    r = run("train", cfg, "--quiet", "-s", "train.batch_size=1", "-s",
+            fmt("train.checkpoint=%s", ckpt));
+    assert_ok(r);
+    result_free(&r);
+    r = run("predict", ckpt, "-o", out);
+    assert_ok(r);
+    result_free(&r);
+    ck_assert_ptr_nonnull(text = test_read_file(out, NULL));
+    ck_assert_msg(strncmp(text, "t,prey,predator\n", 16) == 0, "%s", text);
+    free(text);
+}
+END_TEST
+
 /* One series cannot be split into whole training and test series: the
  * message names the key and says what to set. */
 START_TEST(test_one_series_split)
@@ -2238,6 +2264,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_predict_flow);
     tcase_add_test(tc, test_foreign_data_keys);
     tcase_add_test(tc, test_one_series_split);
+    tcase_add_test(tc, test_prediction_keeps_column_names);
     tcase_add_test(tc, test_on_failure_backoff);
     tcase_add_test(tc, test_ude_zero_last);
     tcase_add_test(tc, test_params);

@@ -22,7 +22,8 @@
  * init_params and param_name (required when create sets nparams > 0);
  * lift and lift_vjp (NULL: the batch's input rows are the initial states,
  * input_dim = dim); readout and readout_vjp (NULL: the observations are
- * the saved states, obs_dim = dim); digest, test_series, test_classes.
+ * the saved states, obs_dim = dim); digest, test_series, test_classes,
+ * state_names.
  * lift and lift_vjp come as a pair, so do readout and readout_vjp.
  *
  * Lifecycle: the trainer allocates the instance, fills type, ctx, dim,
@@ -109,8 +110,9 @@ typedef struct nde_task_model {
  * ever appended.
  *   1: create, destroy, init_params, param_name, batch, lift, lift_vjp,
  *      readout, readout_vjp, loss, evaluate, digest, test_series,
- *      test_classes */
-#define NDE_TASK_VERSION 1
+ *      test_classes
+ *   2: state_names */
+#define NDE_TASK_VERSION 2
 
 /* The descriptor's info: NDE_TASK_INFO(.name = ..., .description = ...,
  * .keys, .version). */
@@ -172,6 +174,11 @@ typedef struct nde_task_type {
      * probabilities (ntest x C); returns C. */
     size_t (*test_classes)(const nde_task *t, const int **label,
                            const double **prob);
+
+    /* Version 2. The dim states' names as the data call them (a CSV's
+     * columns), owned by the task; NULL when the data name none. Outputs
+     * use them before the field's own names. */
+    const char *const *(*state_names)(const nde_task *t);
 } nde_task_type;
 
 struct nde_task {

@@ -319,6 +319,9 @@ NDE_API int nde_trainer_predict(nde_trainer *tr, double t0, const double *y0,
  * between steps). NDE_EINVAL for n of 0 or above the batch. */
 NDE_API int nde_trainer_lift(nde_trainer *tr, const double *input, size_t n,
                              double *y0, double *t0, double *t1);
+/* The names of the dim states for outputs: the data's (a CSV's columns)
+ * when the task has them, else the field's, else NULL (y0, y1, ...). */
+NDE_API const char *const *nde_trainer_state_names(const nde_trainer *tr);
 /* The task's input per row (the field's dim when it has no lift). */
 NDE_API size_t nde_trainer_input_dim(const nde_trainer *tr);
 
