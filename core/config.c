@@ -33,6 +33,8 @@ typedef struct value {
     long *row_lines;
     size_t nrows, cap;
     char *joined;      /* cache for nde_get_string on TEXT keys */
+    char *resolved;    /* the file nde_section_path found, absolute: the
+                          canonical form names it, wherever it is read */
 } value;
 
 struct nde_section {
@@ -172,6 +174,7 @@ static void value_free(value *v)
     free(v->row_lines);
     free(v->key);
     free(v->joined);
+    free(v->resolved);
 }
 
 void nde_config_destroy(nde_config *cfg)
@@ -1035,10 +1038,11 @@ const char *nde_section_origin(const nde_section *sec, const char *key)
     return format_origin(sec->file, sec->line, buf, sizeof buf);
 }
 
-char *nde_section_path(const nde_section *sec, const char *key,
-                       const char *path)
+/* path, relative to the file that gave v (or to sec's config) unless
+ * absolute or given on the command line. */
+static char *resolve_path(const nde_section *sec, const value *v,
+                          const char *path)
 {
-    const value *v = section_value(sec, key);
     const char *cfgpath = sec->cfg->path, *slash;
     size_t dirlen;
     char *out;
@@ -1052,6 +1056,21 @@ char *nde_section_path(const nde_section *sec, const char *key,
         return NULL;
     memcpy(out, cfgpath, dirlen);
     strcpy(out + dirlen, path);
+    return out;
+}
+
+char *nde_section_path(const nde_section *sec, const char *key,
+                       const char *path)
+{
+    value *v = (value *)section_value(sec, key);
+    char *out = resolve_path(sec, v, path), *abs;
+
+    /* a cache of the value, as `joined` is: the file stays named in a
+     * checkpoint's config read from anywhere */
+    if (out && v && (abs = realpath(out, NULL))) {
+        free(v->resolved);
+        v->resolved = abs;
+    }
     return out;
 }
 
@@ -2043,9 +2062,12 @@ int nde_config_write_canonical(const nde_config *cfg, FILE *out)
             nde_key_type type = strcmp(v->key, "plugin") == 0 ? NDE_KEY_WORD
                                 : spec                      ? spec->type
                                                             : NDE_KEY_TEXT;
-            if (!v->nrows)
+            if (v->resolved)
+                rc = write_canon_row(out, v->key, v->resolved, NDE_KEY_TEXT,
+                                     0);
+            else if (!v->nrows)
                 fprintf(out, "%s =", v->key);
-            for (r = 0; r < v->nrows && rc == NDE_OK; r++)
+            for (r = 0; !v->resolved && r < v->nrows && rc == NDE_OK; r++)
                 rc = write_canon_row(out, v->key, v->rows[r], type, r);
             fputc('\n', out);
         }

@@ -1304,12 +1304,13 @@ START_TEST(test_foreign_data_keys)
 END_TEST
 
 /* The data's column names name the prediction's columns, before the
- * field's own (the expr field calls its states x, y). */
+ * field's own (the expr field calls its states x, y). The data path,
+ * relative to the config, is found by predict from another directory:
+ * the checkpoint names the file absolutely. */
 START_TEST(test_prediction_keeps_column_names)
 {
-    const char *cfg = train_config(fmt("source = csv\npath = %s\n"
-                                       "test_fraction = 0.5",
-                                       path_in("data.csv")));
+    const char *cfg = train_config("source = csv\npath = data.csv\n"
+                                   "test_fraction = 0.5");
     const char *ckpt = path_in("names.ckpt"), *out = path_in("names.csv");
     char *text;
     run_result r;

@@ -119,7 +119,9 @@ NDE_API const char *nde_section_origin(const nde_section *sec,
 /* The file that `path`, the value of key in sec, names: relative to the
  * config file's directory unless it is absolute or was given on the
  * command line (then as typed, relative to the working directory).
- * malloc'd; NULL when out of memory. */
+ * malloc'd; NULL when out of memory. When the file exists, the key's
+ * value in nde_config_write_canonical becomes its absolute path (so a
+ * checkpoint's config finds the data from any directory). */
 NDE_API char *nde_section_path(const nde_section *sec, const char *key,
                                const char *path);
 
