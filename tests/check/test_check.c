@@ -80,6 +80,13 @@ static const keyed keyed_runs[] = {
     {"task", "moments", {"-c", "moments.ini"}},
     {"task", "series", {"-s", "data.path=series.csv"}},
     {"task", "classify", {"-s", "data.limit=32", "-s", "data.test_limit=8"}},
+    {"task", "density", {"-s", "field.plugin=cnf", "-s", "field.inner=a",
+                         "-s", "field.a.plugin=mlp", "-s",
+                         "field.a.layers=2,6,2", "-s", "data.n_train=64"}},
+    {"task", "density", {"-s", "field.plugin=cnf", "-s", "field.inner=a",
+                         "-s", "field.trace=hutchinson", "-s",
+                         "field.a.plugin=linear", "-s", "field.a.A=1,0,0,1",
+                         "-s", "data.density=checkerboard"}},
     {"task", "points", {NULL}},  /* lift = identity on the 2-8-2 model */
     {"task", "points", {"-s", "field.layers=3,8,3", "-s", "data.lift=zeros"}},
     {"task", "points", {"-s", "field.layers=3,8,3", "-s", "data.lift=linear"}},
