@@ -19,16 +19,15 @@
 
 #include "mlp.h"
 
-/* s'(z) and s''(z) of a hidden layer's activation. */
-static void derivatives(int act, double z, double *d1, double *d2)
+/* s'(z) and s''(z) of a hidden layer's activation from z and h = s(z)
+ * (as the kernels computed it). */
+static void derivatives(int act, double z, double h, double *d1, double *d2)
 {
     switch (act) {
-    case ACT_TANH: {
-        const double h = tanh(z);
+    case ACT_TANH:
         *d1 = 1.0 - h * h;
         *d2 = -2.0 * h * *d1;
         break;
-    }
     case ACT_RELU:
         *d1 = z > 0.0 ? 1.0 : 0.0;
         *d2 = 0.0;
@@ -47,23 +46,9 @@ static void derivatives(int act, double z, double *d1, double *d2)
     }
 }
 
-static double activation(int act, double z)
-{
-    switch (act) {
-    case ACT_TANH:
-        return tanh(z);
-    case ACT_RELU:
-        return z > 0.0 ? z : 0.0;
-    case ACT_SOFTPLUS:
-    case ACT_SOFTPLUS_VECTOR:
-        return (z > 0.0 ? z : 0.0) + log1p(exp(-fabs(z)));
-    default:
-        return z;
-    }
-}
-
-/* The scratch of one row: z, zd, a, ad of every layer (offsets of the
- * layers' outputs), then x, xd (in0), then the four cotangents (maxw). */
+/* The scratch of one row: zd, a, ad, s', s'' of every layer (offsets of
+ * the layers' outputs), then x, xd (in0), then the four cotangents
+ * (maxw). */
 int mlp_tangent_alloc(mlp_state *s)
 {
     const mlp_net *n = &s->drift;
@@ -75,7 +60,7 @@ int mlp_tangent_alloc(mlp_state *s)
             maxw = n->layer[l].out;
     }
     s->tan_maxw = maxw;
-    s->tan = malloc((4 * outs + 2 * n->in0 + 4 * maxw) * sizeof *s->tan);
+    s->tan = malloc((5 * outs + 2 * n->in0 + 4 * maxw) * sizeof *s->tan);
     return s->tan ? NDE_OK : NDE_ENOMEM;
 }
 
@@ -95,8 +80,8 @@ static int forward_row(const mlp_state *s, double t, const double *y,
 {
     const mlp_net *n = &s->drift;
     const size_t outs = layer_off(n, n->nlayers);
-    double *z = s->tan, *zd = z + outs, *a = zd + outs, *ad = a + outs;
-    double *x = ad + outs, *xd = x + n->in0;
+    double *zd = s->tan, *a = zd + outs, *ad = a + outs, *d1 = ad + outs;
+    double *d2 = d1 + outs, *x = d2 + outs, *xd = x + n->in0;
     int bad = 0;
 
     for (size_t i = 0; i < dim; i++) {
@@ -111,21 +96,25 @@ static int forward_row(const mlp_state *s, double t, const double *y,
     for (size_t l = 0, off = 0; l < n->nlayers; l++) {
         const mlp_layer *ly = &n->layer[l];
         const double *W = theta + ly->w_off, *b = theta + ly->b_off;
+        const int hidden = l + 1 < n->nlayers;
         for (size_t o = 0; o < ly->out; o++) {
             double zo = b[o], zdo = 0.0;
             for (size_t i = 0; i < ly->in; i++) {
                 zo += W[o * ly->in + i] * in[i];
                 zdo += W[o * ly->in + i] * ind[i];
             }
-            z[off + o] = zo;
             zd[off + o] = zdo;
-            if (l + 1 < n->nlayers) {
-                double d1, d2;
-                derivatives(ly->act, zo, &d1, &d2);
-                a[off + o] = activation(ly->act, zo);
-                ad[off + o] = d1 * zdo;
-            }
+            a[off + o] = zo; /* z until activated below */
             bad |= !isfinite(zdo);
+        }
+        if (hidden) {
+            /* the kernels' own activation, as eval's */
+            memcpy(d2 + off, a + off, ly->out * sizeof *a); /* keep z */
+            s->kernels->activate(ly->act, a + off, ly->out);
+            for (size_t o = off; o < off + ly->out; o++) {
+                derivatives(ly->act, d2[o], a[o], &d1[o], &d2[o]);
+                ad[o] = d1[o] * zd[o];
+            }
         }
         in = a + off;
         ind = ad + off;
@@ -140,12 +129,11 @@ int mlp_jvp(nde_field *f, double t, const double *y, const double *theta,
     const mlp_state *s = f->state;
     const mlp_net *n = &s->drift;
     const size_t d = f->dim, last = layer_off(n, n->nlayers - 1);
-    const size_t outs = layer_off(n, n->nlayers);
     int bad = 0;
 
     for (size_t r = 0; r < batch; r++) {
         bad |= forward_row(s, t, y + r * d, theta, v + r * d, d);
-        memcpy(jv + r * d, s->tan + outs + last, d * sizeof *jv);
+        memcpy(jv + r * d, s->tan + last, d * sizeof *jv);
     }
     return bad ? NDE_ERETRY : NDE_OK;
 }
@@ -158,9 +146,10 @@ int mlp_jvp_vjp(nde_field *f, double t, const double *y, const double *theta,
     const mlp_net *n = &s->drift;
     const size_t d = f->dim, outs = layer_off(n, n->nlayers);
     const size_t maxw = s->tan_maxw;
-    const double *z = s->tan, *zd = z + outs, *a = zd + outs, *ad = a + outs;
-    const double *x = ad + outs, *xd = x + n->in0;
-    double *zb = s->tan + 4 * outs + 2 * n->in0, *zdb = zb + maxw;
+    const double *zd = s->tan, *a = zd + outs, *ad = a + outs;
+    const double *d1 = ad + outs, *d2 = d1 + outs;
+    const double *x = d2 + outs, *xd = x + n->in0;
+    double *zb = s->tan + 5 * outs + 2 * n->in0, *zdb = zb + maxw;
     double *ab = zdb + maxw, *adb = ab + maxw;
     int bad = 0;
 
@@ -179,25 +168,28 @@ int mlp_jvp_vjp(nde_field *f, double t, const double *y, const double *theta,
             for (size_t i = 0; i < ly->in; i++)
                 ab[i] = adb[i] = 0.0;
             for (size_t o = 0; o < ly->out; o++) {
-                for (size_t i = 0; i < ly->in; i++) {
-                    ab[i] += W[o * ly->in + i] * zb[o];
-                    adb[i] += W[o * ly->in + i] * zdb[o];
+                const double *Wo = W + o * ly->in;
+                const double zbo = zb[o], zdbo = zdb[o];
+                if (vtheta) {
+                    double *go = vtheta + ly->w_off + o * ly->in;
+                    for (size_t i = 0; i < ly->in; i++) {
+                        ab[i] += Wo[i] * zbo;
+                        adb[i] += Wo[i] * zdbo;
+                        go[i] += zdbo * ind[i] + zbo * in[i];
+                    }
+                    vtheta[ly->b_off + o] += zbo;
+                } else {
+                    for (size_t i = 0; i < ly->in; i++) {
+                        ab[i] += Wo[i] * zbo;
+                        adb[i] += Wo[i] * zdbo;
+                    }
                 }
-                if (!vtheta)
-                    continue;
-                for (size_t i = 0; i < ly->in; i++)
-                    vtheta[ly->w_off + o * ly->in + i] +=
-                        zdb[o] * ind[i] + zb[o] * in[i];
-                vtheta[ly->b_off + o] += zb[o];
             }
             if (l == 0)
                 break;
-            const int act = n->layer[l - 1].act;
             for (size_t i = 0; i < ly->in; i++) {
-                double d1, d2;
-                derivatives(act, z[pin + i], &d1, &d2);
-                zdb[i] = d1 * adb[i];
-                zb[i] = d1 * ab[i] + d2 * zd[pin + i] * adb[i];
+                zdb[i] = d1[pin + i] * adb[i];
+                zb[i] = d1[pin + i] * ab[i] + d2[pin + i] * zd[pin + i] * adb[i];
             }
         }
         if (!vy)
