@@ -33,7 +33,7 @@ int main(int argc, char **argv)
     unsigned long long seed = 1;
     long ntr = 10000, nte = 5000;
 
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         char *end;
         if (i + 1 >= argc)
             return usage();
@@ -48,7 +48,6 @@ int main(int argc, char **argv)
             nte = (long)v;
         else
             return usage();
-        i++;
     }
     double *xtr = malloc((size_t)ntr * 2 * sizeof *xtr);
     double *xte = malloc((size_t)nte * 2 * sizeof *xte);
