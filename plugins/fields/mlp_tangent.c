@@ -13,7 +13,8 @@
  *     dW_l += zdb_l ad_{l-1}^T + zb_l a_{l-1}^T,   db_l += zb_l,
  *     adb = W_l^T zdb_l,  ab = W_l^T zb_l,
  *     zdb_{l-1} = s' adb,  zb_{l-1} = s' ab + s'' zd_{l-1} adb,
- * and at the input vy += c'(y) ab + c''(y) v adb.
+ * and at the input vy += c'(y) ab + c''(y) v adb. The activations are
+ * the kernels' own (as eval's); s' and s'' are kept from the forward pass.
  */
 #include <math.h>
 
