@@ -170,6 +170,17 @@ int nde_field_jvp(nde_field *f, double t, const double *y,
     return f->type->jvp(f, t, y, theta, v, jv, batch);
 }
 
+int nde_field_jvp_vjp(nde_field *f, double t, const double *y,
+                      const double *theta, const double *v, const double *w,
+                      double *vy, double *vtheta, size_t batch)
+{
+    if (!f->type->jvp_vjp)
+        return nde_error(f->ctx, NDE_ECAPABILITY,
+                         "field '%s' has no second derivative (jvp_vjp)",
+                         f->type->info.name);
+    return f->type->jvp_vjp(f, t, y, theta, v, w, vy, vtheta, batch);
+}
+
 void nde_field_param_name(const nde_field *f, size_t i, char *buf, size_t len)
 {
     if (f->type->param_name && f->type->param_name(f, i, buf, len) == NDE_OK)

@@ -34,7 +34,8 @@ typedef struct module {
  * version (index version - 1): the end of its last member then. A
  * descriptor is read up to the size of the version it declares. */
 static const size_t field_sizes[NDE_FIELD_VERSION] = {
-    offsetof(nde_field_type, jvp), sizeof(nde_field_type)};
+    offsetof(nde_field_type, jvp), offsetof(nde_field_type, jvp_vjp),
+    sizeof(nde_field_type)};
 static const size_t solver_sizes[NDE_SOLVER_VERSION] = {
     sizeof(nde_solver_type)};
 static const size_t adjoint_sizes[NDE_ADJOINT_VERSION] = {

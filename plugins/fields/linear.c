@@ -79,6 +79,26 @@ static int linear_jvp(nde_field *f, double t, const double *y,
     return NDE_OK;
 }
 
+/* J v = A v: no y in it; dA += w v^T (row by row). */
+static int linear_jvp_vjp(nde_field *f, double t, const double *y,
+                          const double *theta, const double *v,
+                          const double *w, double *vy, double *vtheta,
+                          size_t batch)
+{
+    (void)t;
+    (void)y;
+    (void)theta;
+    (void)vy;
+    const size_t d = f->dim;
+    if (!vtheta)
+        return NDE_OK;
+    for (size_t i = 0; i < batch; i++)
+        for (size_t r = 0; r < d; r++)
+            for (size_t c = 0; c < d; c++)
+                vtheta[r * d + c] += w[i * d + r] * v[i * d + c];
+    return NDE_OK;
+}
+
 static int linear_init_params(nde_field *f, double *theta, uint64_t seed)
 {
     (void)seed;
@@ -177,6 +197,7 @@ static const nde_field_type linear_type = {
     .vjp = linear_vjp,
     .param_name = linear_param_name,
     .jvp = linear_jvp,
+    .jvp_vjp = linear_jvp_vjp,
 };
 
 NDE_MODULE(&linear_type.info);

@@ -28,6 +28,9 @@
  * computes a block of the batch's rows, then of the parameter gradient's
  * entries (each summed over the whole batch), so the bits are those of
  * one thread.
+ *
+ * The drift's Jacobian-vector product and its VJP (jvp, jvp_vjp) run in
+ * plain scalar loops, one row at a time (mlp_tangent.c).
  */
 #include <cblas.h>
 #include <math.h>
@@ -240,6 +243,7 @@ static void mlp_destroy(nde_field *f)
     nde_pool_destroy(s->pool);
     free(s->g);
     free(s->gx);
+    free(s->tan);
     free(s);
     f->state = NULL;
 }
@@ -590,7 +594,7 @@ static int mlp_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
     const size_t bmax = mlp_padded(f->batch_max);
     s->g = mlp_alloc(bmax * maxw);
     s->gx = mlp_alloc(bmax * maxw);
-    if (!s->g || !s->gx)
+    if (!s->g || !s->gx || mlp_tangent_alloc(s))
         goto nomem;
 
     if ((status = pick_threads(f, s, sec, ctx)))
@@ -694,6 +698,8 @@ static const nde_field_type mlp_type = {
     .param_name = mlp_param_name,
     .diffusion = mlp_diffusion,
     .diffusion_vjp = mlp_diffusion_vjp,
+    .jvp = mlp_jvp,
+    .jvp_vjp = mlp_jvp_vjp,
 };
 
 NDE_MODULE(&mlp_type.info);

@@ -171,7 +171,18 @@ typedef struct mlp_state {
     nde_pool *pool;        /* NULL: one thread                          */
     double last_scale;     /* the drift's last layer's initial weights
                               are scaled by it (0: zero_last)           */
+    double *tan;           /* one row's scratch of mlp_tangent.c         */
+    size_t tan_maxw;       /* its widest layer (input included)         */
 } mlp_state;
+
+/* The drift's jvp and jvp_vjp (nde/field.h), scalar, one row at a time
+ * (mlp_tangent.c), and the scratch they need (NDE_OK or NDE_ENOMEM). */
+int mlp_tangent_alloc(mlp_state *s);
+int mlp_jvp(nde_field *f, double t, const double *y, const double *theta,
+            const double *v, double *jv, size_t batch);
+int mlp_jvp_vjp(nde_field *f, double t, const double *y, const double *theta,
+                const double *v, const double *w, double *vy, double *vtheta,
+                size_t batch);
 
 /*
  * Arrays the kernels work on are feature-major (width x ld), ld = the

@@ -1,7 +1,8 @@
 /* Per-descriptor versions: a field plugin built against the frozen headers
  * of field interface version 1 (oldfield.so, tests/core/abi_v1/) loads
  * through the registry and runs with today's library, the jvp appended in
- * version 2 reading as absent; a plugin of today's version has it. */
+ * version 2 and the jvp_vjp of version 3 reading as absent; a plugin of
+ * today's version has them. */
 #include <check.h>
 #include <string.h>
 
@@ -27,6 +28,7 @@ START_TEST(old_field_loads_and_runs)
     ck_assert_uint_lt(info->size, sizeof(nde_field_type));
     type = (const nde_field_type *)info;
     ck_assert_ptr_null(type->jvp);
+    ck_assert_ptr_null(type->jvp_vjp);
     ck_assert_int_eq(nde_field_create_from(ctx, type, NULL, 2, &f), NDE_OK);
     ck_assert_int_eq(nde_field_init_params(f, theta, 1), NDE_OK);
     ck_assert_double_eq(theta[0], 2.0);
@@ -42,6 +44,10 @@ START_TEST(old_field_loads_and_runs)
     ck_assert_int_eq(nde_field_jvp(f, 0.0, y, theta, v, jv, 2),
                      NDE_ECAPABILITY);
     ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx), "'oldfield'"));
+    ck_assert_int_eq(nde_field_jvp_vjp(f, 0.0, y, theta, v, v, vy, vtheta, 2),
+                     NDE_ECAPABILITY);
+    ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx), "'oldfield'"));
+    ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx), "jvp_vjp"));
     nde_field_destroy(f);
 }
 END_TEST
@@ -67,6 +73,12 @@ START_TEST(current_field_has_jvp)
     ck_assert_double_eq(jv[1], 3.0);
     ck_assert_double_eq(jv[2], 3.0);
     ck_assert_double_eq(jv[3], 5.0);
+    /* linear's J v does not depend on y: vy unchanged */
+    jv[0] = jv[1] = jv[2] = jv[3] = 0.0;
+    ck_assert_int_eq(nde_field_jvp_vjp(f, 0.0, y, theta, v, v, jv, NULL, 2),
+                     NDE_OK);
+    ck_assert_double_eq(jv[0], 0.0);
+    ck_assert_double_eq(jv[3], 0.0);
     nde_field_destroy(f);
     nde_config_destroy(cfg);
 }

@@ -286,6 +286,13 @@ static const char *const conformance_configs[][2] = {
     {"controlled around an mlp, 2 controls",
      "[field]\nplugin = controlled\ninner = g\ncontrols = 2\n"
      "[field.g]\nplugin = mlp\nlayers = 5, 9, 5\ntime = true\n"},
+    {"cnf exact trace around an mlp with t",
+     "[field]\nplugin = cnf\ninner = net\n"
+     "[field.net]\nplugin = mlp\nlayers = 2, 7, 2\ntime = true\n"},
+    {"cnf hutchinson around a softplus mlp",
+     "[field]\nplugin = cnf\ninner = net\ntrace = hutchinson\n"
+     "[field.net]\nplugin = mlp\nlayers = 3, 6, 5, 3\n"
+     "activation = softplus, tanh\n"},
     {"sum expr + mlp",
      "[field]\nplugin = sum\nparts = known, net\n"
      "[field.known]\nplugin = expr\nstate = x, y\nparams = a=1.5, b=1.0\n"

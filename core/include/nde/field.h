@@ -42,8 +42,9 @@ typedef struct nde_field nde_field;
  * ever appended.
  *   1: create, destroy, init_params, eval, vjp, param_name, diffusion,
  *      diffusion_vjp
- *   2: jvp */
-#define NDE_FIELD_VERSION 2
+ *   2: jvp
+ *   3: jvp_vjp */
+#define NDE_FIELD_VERSION 3
 
 /* The descriptor's info: NDE_FIELD_INFO(.name = ..., .description = ...,
  * .keys, .provides, .version). */
@@ -95,6 +96,18 @@ typedef struct nde_field_type {
      * solvers). Same status conventions as eval. */
     int (*jvp)(nde_field *f, double t, const double *y, const double *theta,
                const double *v, double *jv, size_t batch);
+
+    /* Version 3. Optional (may be NULL): the VJP of the JVP, a second
+     * derivative, for methods whose equations hold the Jacobian's action
+     * (a continuous normalizing flow's trace). With a direction v and a
+     * cotangent w (batch x dim), at (t, y, theta):
+     * vy     += w^T d((df/dy) v)/dy      (batch x dim; row by row)
+     * vtheta += w^T d((df/dy) v)/dtheta  (nparams; summed over the rows)
+     * (the derivative in v is the vjp's w^T df/dy). Either output may be
+     * NULL. Same status conventions as vjp. */
+    int (*jvp_vjp)(nde_field *f, double t, const double *y,
+                   const double *theta, const double *v, const double *w,
+                   double *vy, double *vtheta, size_t batch);
 } nde_field_type;
 
 /* f->noise */
@@ -158,6 +171,13 @@ static inline int nde_field_vjp(nde_field *f, double t, const double *y,
 NDE_API int nde_field_jvp(nde_field *f, double t, const double *y,
                           const double *theta, const double *v, double *jv,
                           size_t batch);
+
+/* The field's jvp_vjp; NDE_ECAPABILITY, naming the field, when it has
+ * none (nor a plugin built against field interface version 1 or 2). */
+NDE_API int nde_field_jvp_vjp(nde_field *f, double t, const double *y,
+                              const double *theta, const double *v,
+                              const double *w, double *vy, double *vtheta,
+                              size_t batch);
 
 /* Diffusion and its VJP (only for f->noise != NDE_NOISE_NONE). */
 static inline int nde_field_diffusion(nde_field *f, double t, const double *y,
