@@ -1199,11 +1199,17 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
  * that every new theta, m and v is finite (g * g of a huge weight-decay
  * term can overflow v), pass 1 stores them: a refused update leaves the
  * state as it was, and no checkpoint holds what its loader refuses. */
+/* The learning rate of the next Adam step. */
+static double adam_lr(const nde_trainer *tr)
+{
+    return tr->set.lr * pow(tr->set.lr_decay, (double)tr->adam_t);
+}
+
 static int adam_update(nde_trainer *tr)
 {
     const nde_train_settings *s = &tr->set;
     const double t = (double)(tr->adam_t + 1);
-    const double lr = s->lr * pow(s->lr_decay, (double)tr->adam_t);
+    const double lr = adam_lr(tr);
     const double c1 = 1.0 - pow(s->beta1, t), c2 = 1.0 - pow(s->beta2, t);
     const size_t P = tr->P;
     double *th = tr->adam_next, *m = th + P, *v = m + P;
@@ -1227,6 +1233,30 @@ static int adam_update(nde_trainer *tr)
     memcpy(tr->m, m, P * sizeof *m);
     memcpy(tr->v, v, P * sizeof *v);
     tr->adam_t++;
+    return NDE_OK;
+}
+
+/* The proximal steps of the regularizers that take one (regularizer.h),
+ * in config order, on the field's parameters after the optimizer's step
+ * of learning rate lr. */
+static int regs_prox(nde_trainer *tr, double lr)
+{
+    for (size_t j = 0; j < tr->nregs; j++) {
+        nde_train_reg *g = &tr->regs[j];
+        const double w = nde_weight_at(&g->w, tr->iter, tr->set.iterations);
+        int rc;
+        if (!g->r->proximal)
+            continue;
+        if ((rc = g->r->type->prox(g->r, tr->theta, lr, w)) != NDE_OK) {
+            nde_error_prefix(tr->ctx, "regularizer '%s'", g->name);
+            return rc;
+        }
+        for (size_t i = 0; i < tr->Pf; i++)
+            if (!isfinite(tr->theta[i]))
+                return nde_error(tr->ctx, NDE_ENONFINITE,
+                                 "regularizer '%s': its proximal step made "
+                                 "parameter %zu not finite", g->name, i);
+    }
     return NDE_OK;
 }
 
@@ -1271,7 +1301,9 @@ int nde_trainer_step(nde_trainer *tr, nde_train_step *m)
         if (tr->set.clip > 0 && norm > tr->set.clip)
             for (i = 0; i < tr->P; i++)
                 tr->grad[i] *= tr->set.clip / norm;
-        rc = adam_update(tr);
+        const double lr = adam_lr(tr);
+        if ((rc = adam_update(tr)) == NDE_OK)
+            rc = regs_prox(tr, lr);
     }
     if (rc != NDE_OK) {
         nde_error_prefix(tr->ctx, "iteration %ld", m->iteration);

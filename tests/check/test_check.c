@@ -66,6 +66,8 @@ static const keyed keyed_runs[] = {
     {"regularizer", "local", {NULL}},
     {"regularizer", "local", {"-s", "regularizer.local.through_state=true"}},
     {"regularizer", "local", {"-s", "regularizer.local.sampling=biased"}},
+    {"regularizer", "group_lasso", {NULL}},
+    {"regularizer", "group_lasso", {"-s", "regularizer.group_lasso.prox=false"}},
     {"regularizer", "global", {NULL}},
     {"regularizer", "global", {"-s", "regularizer.global.measure=stiffness"}},
     {"task", "windows", {NULL}},

@@ -1534,7 +1534,7 @@ static const nde_regularizer_type probe_reg = {
         .name = "probe",
         .description = "test",
         .version = "1"),
-    noop_create, noop_destroy, probe_before, probe_after};
+    noop_create, noop_destroy, probe_before, probe_after, NULL};
 
 /* A small spiral MLP on a fixed-step solver: the discrete adjoint is the
  * exact gradient of the discretised loss, so finite differences agree to
@@ -1590,7 +1590,7 @@ static const nde_regularizer_type saves_sq_reg = {
         .name = "saves_sq",
         .description = "test",
         .version = "1"),
-    noop_create, noop_destroy, NULL, saves_sq_after};
+    noop_create, noop_destroy, NULL, saves_sq_after, NULL};
 
 /* The trainer's gradient of data loss + regularizer `type` (probe_reg or
  * saves_sq_reg: ||theta||^2 plus a part through the trajectory) against
@@ -1673,7 +1673,7 @@ static const nde_regularizer_type theta_sq_reg = {
         .name = "theta_sq",
         .description = "test",
         .version = "1"),
-    noop_create, noop_destroy, NULL, theta_sq_after};
+    noop_create, noop_destroy, NULL, theta_sq_after, NULL};
 
 /* clip caps each regularizer's gradient at clip times the data gradient's
  * norm, in its own direction, and leaves a smaller one as it is; the loss
@@ -1798,7 +1798,7 @@ static const nde_regularizer_type stretch_reg = {
         .name = "stretch",
         .description = "test",
         .version = "1"),
-    stretch_create, noop_destroy, stretch_before, stretch_after};
+    stretch_create, noop_destroy, stretch_before, stretch_after, NULL};
 
 /* y' = -y observed on [0, 2] at 41 points; every window of 5 points in
  * one batch (gsl_ran_choose of all of them: in index order). */
@@ -1911,7 +1911,7 @@ static const nde_regularizer_type saves_reg = {
         .name = "saves",
         .description = "test",
         .version = "1"),
-    stretch_create, noop_destroy, stretch_before, saves_after};
+    stretch_create, noop_destroy, stretch_before, saves_after, NULL};
 
 /* The regularizer gets the batch's save times, moved with t1, without the
  * extra ones, and the states there bit for bit as a solve of its own from
@@ -1985,7 +1985,7 @@ static const nde_regularizer_type weight_reg = {
         .name = "weights",
         .description = "test",
         .version = "1"),
-    noop_create, noop_destroy, NULL, weight_after};
+    noop_create, noop_destroy, NULL, weight_after, NULL};
 
 START_TEST(test_reg_weight_schedule)
 {
@@ -2025,7 +2025,7 @@ static const nde_regularizer_type needs_reg = {
         .name = "needs",
         .description = "test",
         .version = "1"),
-    needs_create, noop_destroy, NULL, weight_after};
+    needs_create, noop_destroy, NULL, weight_after, NULL};
 
 START_TEST(test_reg_record_flags)
 {
