@@ -1977,6 +1977,33 @@ START_TEST(test_graph_recovers_chain)
 }
 END_TEST
 
+/* windows: y0 with several rows gives a series per row (the held-out
+ * set is all of them); a count that is not a multiple of dim is refused. */
+START_TEST(test_windows_several_series)
+{
+    const char *cfg = write_config("chain.ini", CHAIN_CONFIG);
+    const char *ckpt = path_in("two.ckpt");
+    run_result r = run("train", cfg, "--quiet", "-s", "train.iterations=2",
+                       "-s", "data.y0=2,-1,1,0.5,0.5,-0.5", "-s",
+                       fmt("train.checkpoint=%s", ckpt));
+
+    assert_ok(r);
+    result_free(&r);
+    r = run("predict", ckpt);
+    assert_ok(r);
+    assert_contains(r.out, "\nfield0,0,");
+    assert_contains(r.out, "\nfield1,0,");
+    assert_contains(r.out, "\nfield1,10,");
+    ck_assert_ptr_null(strstr(r.out, "field2"));
+    result_free(&r);
+    r = run("train", cfg, "--quiet", "-s", "train.iterations=2", "-s",
+            "data.y0=2,-1,1,0.5");
+    assert_fails(r, 2, "[data] y0", "expected a multiple of 3 values",
+                 "got 4");
+    result_free(&r);
+}
+END_TEST
+
 START_TEST(test_graph_errors)
 {
     const char *cfg = train_config(NULL), *ckpt = path_in("lv.ckpt");
@@ -2053,6 +2080,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_examples_run);
     tcase_add_test(tc, test_graph_recovers_chain);
     tcase_add_test(tc, test_graph_errors);
+    tcase_add_test(tc, test_windows_several_series);
     tcase_add_test(tc, test_mlp_seed);
     tcase_add_test(tc, test_mlp_threads_same_model);
     tcase_add_test(tc, test_plugins_lists_all);
