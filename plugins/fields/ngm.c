@@ -16,6 +16,12 @@
  * "b<i>.b<l>[r]". The first-layer column group (i, j) is every
  * "b<i>.W1[h,j]": the naming convention group_lasso and `nde graph` read.
  *
+ * Interventions: `clamp` lists states whose derivative is held at 0, so
+ * a state starting at c stays at c - the do-operator do(y_k = c) of
+ * Aliee et al. 2021, with c given as the state's initial value (e.g.
+ * `nde predict CKPT -s field.clamp=3 -s problem.y0=...`). The parameters
+ * are the same, so a trained checkpoint predicts under intervention.
+ *
  * Plain loops, one row and one block at a time: this field is for small
  * systems whose graph is wanted, not for speed.
  */
@@ -37,6 +43,7 @@ typedef struct ngm_state {
     size_t block;       /* parameters per block                       */
     size_t maxw;        /* widest layer                               */
     int act;
+    unsigned char *clamped; /* dim: 1 for a state held constant      */
     double *z, *a;      /* pre- and post-activations, L x maxw        */
     double *g, *g2;     /* cotangent or tangent of one layer, maxw    */
 } ngm_state;
@@ -101,7 +108,9 @@ static int ngm_eval(nde_field *f, double t, const double *y,
     (void)t;
     for (size_t n = 0; n < batch; n++)
         for (size_t i = 0; i < d; i++) {
-            double v = forward(s, theta + i * s->block, y + n * d);
+            double v = s->clamped[i] ? 0.0
+                                     : forward(s, theta + i * s->block,
+                                               y + n * d);
             dy[n * d + i] = v;
             bad |= !isfinite(v);
         }
@@ -159,6 +168,8 @@ static int ngm_vjp(nde_field *f, double t, const double *y,
     for (size_t n = 0; n < batch; n++)
         for (size_t i = 0; i < d; i++) {
             const double *th = theta + i * s->block;
+            if (s->clamped[i])
+                continue;
             forward(s, th, y + n * d);
             backward(s, th, y + n * d, v[n * d + i], vy ? vy + n * d : NULL,
                      vtheta ? vtheta + i * s->block : NULL);
@@ -178,6 +189,10 @@ static int ngm_jvp(nde_field *f, double t, const double *y,
         for (size_t i = 0; i < d; i++) {
             const double *th = theta + i * s->block;
             const double *tin = v + n * d;
+            if (s->clamped[i]) {
+                jv[n * d + i] = 0.0;
+                continue;
+            }
             forward(s, th, y + n * d);
             for (size_t l = 0; l < s->nlayers; l++) {
                 const size_t ni = s->width[l], no = s->width[l + 1];
@@ -248,6 +263,7 @@ static void ngm_destroy(nde_field *f)
         return;
     free(s->width);
     free(s->off);
+    free(s->clamped);
     free(s->z);
     free(s->a);
     free(s->g);
@@ -259,8 +275,8 @@ static void ngm_destroy(nde_field *f)
 static int ngm_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
 {
     ngm_state *s;
-    long dim, *hidden = NULL;
-    size_t nhidden = 0;
+    long dim, *hidden = NULL, *clamp = NULL;
+    size_t nhidden = 0, nclamp = 0;
     const char *act;
     int status;
 
@@ -271,7 +287,8 @@ static int ngm_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
     f->state = s;
     if ((status = nde_get_long(sec, "dim", &dim, ctx)) ||
         (status = nde_get_longs(sec, "hidden", &hidden, &nhidden, ctx)) ||
-        (status = nde_get_string(sec, "activation", &act, ctx)))
+        (status = nde_get_string(sec, "activation", &act, ctx)) ||
+        (status = nde_get_longs(sec, "clamp", &clamp, &nclamp, ctx)))
         goto done;
     if (dim < 1 || dim > 10000) {
         status = nde_section_error(sec, "dim", ctx,
@@ -297,6 +314,17 @@ static int ngm_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
                                    guess ? " (did you mean '" : "",
                                    guess ? guess : "", guess ? "'?)" : "");
         goto done;
+    }
+    if (!(s->clamped = calloc((size_t)dim, 1)))
+        goto nomem;
+    for (size_t k = 0; k < nclamp; k++) {
+        if (clamp[k] < 0 || clamp[k] >= dim) {
+            status = nde_section_error(sec, "clamp", ctx,
+                                       "state %ld is not one of 0..%ld",
+                                       clamp[k], dim - 1);
+            goto done;
+        }
+        s->clamped[clamp[k]] = 1;
     }
     s->nlayers = nhidden + 1;
     s->width = calloc(s->nlayers + 1, sizeof *s->width);
@@ -327,6 +355,7 @@ nomem:
     status = nde_error(ctx, NDE_ENOMEM, "ngm: out of memory");
 done:
     free(hidden);
+    free(clamp);
     return status;
 }
 
@@ -340,6 +369,9 @@ static const nde_key ngm_keys[] = {
      "layer is affine)"},
     {"seed", NDE_KEY_INT, "1",
      "seed of the initial weights when the program is not given one"},
+    {"clamp", NDE_KEY_INTS, "",
+     "states (0-based) whose derivative is held at 0: an intervention "
+     "do(y_k = its initial value), e.g. at prediction"},
     {NULL, 0, NULL, NULL},
 };
 

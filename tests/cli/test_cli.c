@@ -1959,6 +1959,22 @@ START_TEST(test_graph_recovers_chain)
     ck_assert_ptr_null(strstr(text, "\"y2\" -> \"y0\""));
     free(text);
 
+    /* do(b = 0.5): predict with b clamped keeps it at 0.5 */
+    r = run("predict", ckpt, "-s", "field.clamp=1", "-s",
+            "problem.y0=2,0.5,1", "-s", "problem.t0=0", "-s", "problem.t1=2",
+            "-s", "problem.nsave=3");
+    assert_ok(r);
+    assert_contains(r.out, "\n1,");
+    ck_assert_ptr_nonnull(text = strstr(r.out, "\n2,"));
+    {
+        double t, a, b, c;
+        ck_assert_int_eq(sscanf(text, "\n%lf,%lf,%lf,%lf", &t, &a, &b, &c),
+                         4);
+        ck_assert_double_eq(b, 0.5);
+        ck_assert(a != 2.0 && c != 1.0);
+    }
+    result_free(&r);
+
     r = run("graph", ckpt, "--truth", wrong);
     assert_ok(r);
     auc = graph_auroc(r.out);

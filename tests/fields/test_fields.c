@@ -286,6 +286,9 @@ static const char *const conformance_configs[][2] = {
     {"ngm tanh", "[field]\nplugin = ngm\ndim = 3\nhidden = 5\n"},
     {"ngm softplus, two hidden layers",
      "[field]\nplugin = ngm\ndim = 4\nhidden = 6, 3\nactivation = softplus\n"},
+    {"ngm relu, states 0 and 2 clamped",
+     "[field]\nplugin = ngm\ndim = 3\nhidden = 5\nactivation = relu\n"
+     "clamp = 0, 2\n"},
     {"sum expr + mlp",
      "[field]\nplugin = sum\nparts = known, net\n"
      "[field.known]\nplugin = expr\nstate = x, y\nparams = a=1.5, b=1.0\n"
@@ -835,6 +838,25 @@ START_TEST(ngm_layout_and_jvp)
                       "row %zu: <u, Jv> %.17g, <J^T u, v> %.17g", n, a, b);
         ck_assert(jv[3 * n + 1] != 0.0);
     }
+    unload(&L);
+
+    /* clamp = 1: dy_1 = 0 and (J v)_1 = 0, the other states as before */
+    load_ok(&L, "[field]\nplugin = ngm\ndim = 3\nhidden = 4, 2\n"
+                "clamp = 1\n", 2);
+    ck_assert_int_eq(nde_field_eval(L.f, 0.0, y2, theta, dy, 2), NDE_OK);
+    ck_assert_int_eq(nde_field_jvp(L.f, 0.0, y, theta, v, jv, 2), NDE_OK);
+    for (size_t k = 0; k < 6; k++)
+        if (k % 3 == 1) {
+            ck_assert_double_eq(dy[k], 0.0);
+            ck_assert_double_eq(jv[k], 0.0);
+        } else {
+            ck_assert_double_eq(dy[k], dy2[k]);
+        }
+    unload(&L);
+    ck_assert_int_eq(load(&L, "[field]\nplugin = ngm\ndim = 3\nclamp = 3\n",
+                          1), NDE_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(nde_ctx_message(L.ctx),
+                                 "state 3 is not one of 0..2"));
     unload(&L);
 }
 END_TEST
