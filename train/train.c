@@ -1194,17 +1194,17 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
     return NDE_OK;
 }
 
-/* Adam (Kingma & Ba 2015, Algorithm 1) with an L2 term added to the
- * gradient as torch.optim.Adam's weight_decay does. Pass 0 only checks
- * that every new theta, m and v is finite (g * g of a huge weight-decay
- * term can overflow v), pass 1 stores them: a refused update leaves the
- * state as it was, and no checkpoint holds what its loader refuses. */
 /* The learning rate of the next Adam step. */
 static double adam_lr(const nde_trainer *tr)
 {
     return tr->set.lr * pow(tr->set.lr_decay, (double)tr->adam_t);
 }
 
+/* Adam (Kingma & Ba 2015, Algorithm 1) with an L2 term added to the
+ * gradient as torch.optim.Adam's weight_decay does. Pass 0 only checks
+ * that every new theta, m and v is finite (g * g of a huge weight-decay
+ * term can overflow v), pass 1 stores them: a refused update leaves the
+ * state as it was, and no checkpoint holds what its loader refuses. */
 static int adam_update(nde_trainer *tr)
 {
     const nde_train_settings *s = &tr->set;
