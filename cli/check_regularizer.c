@@ -330,6 +330,44 @@ static double scaled_error(const double *a, const double *b, size_t n)
     return err / scale;
 }
 
+/* A proximal instance (regularizer.h): its gradient is the prox's, so
+ * instead of differences: nothing in thetabar, a prox of lr 0 is the
+ * identity, and one of lr 0.1 keeps theta finite and is deterministic. */
+static int check_prox(reg_check *c, check_report *r)
+{
+    const size_t P = c->P;
+    size_t nonzero = 0, changed = 0, bad = 0;
+    int rc;
+
+    check_note(r, "proximal: its gradient is its prox step, not checked "
+               "against differences");
+    for (size_t i = 0; i < P; i++)
+        nonzero += c->grad[i] != 0.0;
+    check_line(r, "gradient left out of thetabar (entries set)",
+               (double)nonzero, 0.0);
+    memcpy(c->th, c->theta, P * sizeof *c->th);
+    if ((rc = c->r->type->prox(c->r, c->th, 0.0, c->weight)) != NDE_OK)
+        return rc;
+    for (size_t i = 0; i < P; i++)
+        changed += memcmp(&c->th[i], &c->theta[i], sizeof *c->th) != 0;
+    check_line(r, "prox with lr 0 is the identity (values changed)",
+               (double)changed, 0.0);
+    memcpy(c->th, c->theta, P * sizeof *c->th);
+    memcpy(c->fd, c->theta, P * sizeof *c->fd);
+    if ((rc = c->r->type->prox(c->r, c->th, 0.1, c->weight)) != NDE_OK ||
+        (rc = c->r->type->prox(c->r, c->fd, 0.1, c->weight)) != NDE_OK)
+        return rc;
+    changed = 0;
+    for (size_t i = 0; i < P; i++) {
+        bad += !isfinite(c->th[i]);
+        changed += memcmp(&c->th[i], &c->fd[i], sizeof *c->th) != 0;
+    }
+    check_line(r, "prox with lr 0.1 finite (values not)", (double)bad, 0.0);
+    check_line(r, "prox deterministic (values differing)", (double)changed,
+               0.0);
+    return NDE_OK;
+}
+
 /* The checks; NDE_OK or the status of a call that failed (the caller
  * prints it as a failed check). */
 static int run(reg_check *c, check_report *r)
@@ -376,6 +414,10 @@ static int run(reg_check *c, check_report *r)
     check_line(r, "gradient accumulated into thetabar",
                check_rel_error(c->grad3, c->grad, P), 1e-12);
 
+    if (c->r->proximal) {
+        held_free(&h);
+        return check_prox(c, r);
+    }
     if ((rc = differences(c, &h, &moved)) == NDE_OK) {
         check_line(r, "step sequence frozen (solves that moved)",
                    (double)moved, 0.0);

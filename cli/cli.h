@@ -36,6 +36,7 @@ int cli_train(int argc, char **argv);
 int cli_predict(int argc, char **argv);
 int cli_gradcheck(int argc, char **argv);
 int cli_check(int argc, char **argv);
+int cli_graph(int argc, char **argv);
 int cli_params(int argc, char **argv);
 
 /* `nde predict CKPT --flow BASE` (flow.c): the paths of a grid x grid
@@ -58,6 +59,7 @@ extern const char cli_predict_help[];
 extern const char cli_gradcheck_help[];
 extern const char cli_check_help[];
 extern const char cli_params_help[];
+extern const char cli_graph_help[];
 
 /* Option value: "--opt VALUE", "--opt=VALUE" or "-oVALUE" (shrt may be
  * NULL). NULL when argv[*i] is not this option; *missing is set when it is

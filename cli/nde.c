@@ -30,6 +30,8 @@ static const char main_help[] =
     "  plugins           list the plugins found, with their config keys\n"
     "  check KIND NAME   run the conformance checks of a field, regularizer\n"
     "                    or solver plugin (for plugin authors)\n"
+    "  graph CKPT        print the causal graph a trained ngm field learned\n"
+    "                    (CSV, dot; AUROC and SHD against a true graph)\n"
     "\n"
     "Run `nde COMMAND --help` for the options of a command.\n"
     "\n"
@@ -86,6 +88,7 @@ static const cli_command commands[] = {
     {"plugins", cli_plugins},
     {"ab", cli_ab},
     {"check", cli_check},
+    {"graph", cli_graph},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

@@ -41,7 +41,8 @@ static const size_t solver_sizes[NDE_SOLVER_VERSION] = {
 static const size_t adjoint_sizes[NDE_ADJOINT_VERSION] = {
     sizeof(nde_adjoint_type)};
 static const size_t regularizer_sizes[NDE_REGULARIZER_VERSION] = {
-    sizeof(nde_regularizer_type), sizeof(nde_regularizer_type)};
+    offsetof(nde_regularizer_type, prox), offsetof(nde_regularizer_type, prox),
+    sizeof(nde_regularizer_type)};
 static const size_t task_sizes[NDE_TASK_VERSION] = {sizeof(nde_task_type)};
 
 static const struct {

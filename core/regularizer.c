@@ -128,6 +128,12 @@ int nde_regularizer_create_from(nde_ctx *ctx, const nde_regularizer_type *type,
         nde_regularizer_destroy(r);
         return rc;
     }
+    if (r->proximal && !type->prox) {
+        nde_regularizer_destroy(r);
+        return nde_error(ctx, NDE_EPLUGIN, "regularizer plugin '%s' sets "
+                         "proximal but has no prox operation",
+                         type->info.name);
+    }
     *out = r;
     return NDE_OK;
 }

@@ -1299,6 +1299,13 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
     return NDE_OK;
 }
 
+/* The learning rate of the next Adam step. */
+static double adam_lr(const nde_trainer *tr)
+{
+    return tr->set.lr * tr->tot.lr_scale *
+           pow(tr->set.lr_decay, (double)tr->adam_t);
+}
+
 /* Adam (Kingma & Ba 2015, Algorithm 1) with an L2 term added to the
  * gradient as torch.optim.Adam's weight_decay does. Pass 0 only checks
  * that every new theta, m and v is finite (g * g of a huge weight-decay
@@ -1308,8 +1315,7 @@ static int adam_update(nde_trainer *tr)
 {
     const nde_train_settings *s = &tr->set;
     const double t = (double)(tr->adam_t + 1);
-    const double lr =
-        s->lr * tr->tot.lr_scale * pow(s->lr_decay, (double)tr->adam_t);
+    const double lr = adam_lr(tr);
     const double c1 = 1.0 - pow(s->beta1, t), c2 = 1.0 - pow(s->beta2, t);
     const size_t P = tr->P;
     double *th = tr->adam_next, *m = th + P, *v = m + P;
@@ -1384,6 +1390,30 @@ static int absorb_failure(nde_trainer *tr, nde_train_step *m, int rc)
     return NDE_OK;
 }
 
+/* The proximal steps of the regularizers that take one (regularizer.h),
+ * in config order, on the field's parameters after the optimizer's step
+ * of learning rate lr. */
+static int regs_prox(nde_trainer *tr, double lr)
+{
+    for (size_t j = 0; j < tr->nregs; j++) {
+        nde_train_reg *g = &tr->regs[j];
+        const double w = nde_weight_at(&g->w, tr->iter, tr->set.iterations);
+        int rc;
+        if (!g->r->proximal)
+            continue;
+        if ((rc = g->r->type->prox(g->r, tr->theta, lr, w)) != NDE_OK) {
+            nde_error_prefix(tr->ctx, "regularizer '%s'", g->name);
+            return rc;
+        }
+        for (size_t i = 0; i < tr->Pf; i++)
+            if (!isfinite(tr->theta[i]))
+                return nde_error(tr->ctx, NDE_ENONFINITE,
+                                 "regularizer '%s': its proximal step made "
+                                 "parameter %zu not finite", g->name, i);
+    }
+    return NDE_OK;
+}
+
 int nde_trainer_step(nde_trainer *tr, nde_train_step *m)
 {
     const double start = now_s();
@@ -1425,7 +1455,9 @@ int nde_trainer_step(nde_trainer *tr, nde_train_step *m)
         if (tr->set.clip > 0 && norm > tr->set.clip)
             for (i = 0; i < tr->P; i++)
                 tr->grad[i] *= tr->set.clip / norm;
-        rc = adam_update(tr);
+        const double lr = adam_lr(tr);
+        if ((rc = adam_update(tr)) == NDE_OK)
+            rc = regs_prox(tr, lr);
     }
     if (rc != NDE_OK) {
         nde_error_prefix(tr->ctx, "iteration %ld", m->iteration);

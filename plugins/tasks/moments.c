@@ -60,7 +60,7 @@ static int sde_truth(nde_task *t, moments *s, nde_section *dsec,
                                 t->ctx)))
         return rc;
     N = (size_t)paths;
-    if ((rc = task_true_system(t->ctx, env, dsec, D, N, s->y0true, &f,
+    if ((rc = task_true_system(t->ctx, env, dsec, D, N, 1, s->y0true, &f,
                                &theta)) != NDE_OK ||
         (rc = nde_solver_create(t->ctx, env->cfg, "solver", f, &sv)) !=
             NDE_OK ||

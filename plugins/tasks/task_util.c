@@ -71,7 +71,8 @@ static void param_names_excerpt(const nde_field *f, char *out, size_t len)
 
 int task_true_system(nde_ctx *ctx, const nde_task_env *env,
                      nde_section *dsec, size_t dim, size_t rows,
-                     double *y0, nde_field **fout, double **theta_out)
+                     size_t nseries, double *y0, nde_field **fout,
+                     double **theta_out)
 {
     nde_field *f = NULL;
     double *theta = NULL, *values = NULL;
@@ -91,7 +92,7 @@ int task_true_system(nde_ctx *ctx, const nde_task_env *env,
     if (!nde_config_section(env->cfg, system))
         return nde_section_error(dsec, "system", ctx,
                                  "the config has no section [%s]", system);
-    if ((rc = nde_get_doubles_n(dsec, "y0", y0, dim, ctx)) != NDE_OK ||
+    if ((rc = nde_get_doubles_n(dsec, "y0", y0, nseries * dim, ctx)) != NDE_OK ||
         (rc = nde_field_create(ctx, env->cfg, system, rows, &f)) != NDE_OK)
         goto done;
     if (f->dim != dim) {

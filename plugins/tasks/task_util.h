@@ -19,7 +19,8 @@
     {"npoints", NDE_KEY_INT, "1000", "observation times on [0, t1]"},       \
     {"t1", NDE_KEY_DOUBLE, "25", "end of the observed interval"},            \
     {"y0", NDE_KEY_DOUBLES, "",                                              \
-     "source = field: the true initial state"},                              \
+     "source = field: the true initial state (windows: one or more, a "  \
+     "series from each)"},                              \
     {"system", NDE_KEY_WORD, "field",                                        \
      "source = field: the section of the true system: the model's own "      \
      "[field], or a [field.NAME] section (e.g. an expr SDE as the truth "    \
@@ -42,10 +43,11 @@ void task_time_grid(double *t, size_t n, double t1);
 
 /* The true system of source = field ([data] system, default the model's
  * [field]) for `rows` rows, with [data] true_params in *theta (malloc'd)
- * and [data] y0 in y0 (dim). */
+ * and [data] y0 in y0 (nseries x dim: exactly that many values). */
 int task_true_system(nde_ctx *ctx, const nde_task_env *env,
                      nde_section *dsec, size_t dim, size_t rows,
-                     double *y0, nde_field **fout, double **theta_out);
+                     size_t nseries, double *y0, nde_field **fout,
+                     double **theta_out);
 
 /* Solve f from y0 at the n times t, tight tolerances, with the solver
  * named `solver` into y (n x dim). */

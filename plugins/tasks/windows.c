@@ -38,30 +38,40 @@ typedef struct windows {
     const char *source;        /* "spiral" or "field": the test series' id */
     const char *truth_solver;
     size_t npoints, bt, nchoices;
+    size_t nseries;            /* one per y0 row (source = field)          */
+    char (*ids)[24];           /* nseries ids when more than one           */
     double *tgrid;             /* npoints                                  */
-    double *truth, *obs;       /* npoints x dim (obs = truth + noise)      */
-    double *y0true;            /* dim                                      */
-    double *pred;              /* npoints x dim: the last evaluation's     */
-    size_t *choices;           /* 0..nchoices-1, for gsl_ran_choose        */
+    double *truth, *obs;       /* nseries x npoints x dim (obs = truth +
+                                  noise)                                   */
+    double *y0true;            /* nseries x dim                            */
+    double *pred;              /* nseries x npoints x dim: the last
+                                  evaluation's                             */
+    double *ysave;             /* npoints x nseries x dim: its solve's     */
+    size_t *choices;           /* 0..nchoices-1, for gsl_ran_choose: window
+                                  start c % per-series starts of series c /
+                                  per-series starts                        */
     size_t *starts;            /* rows: the batch's window starts          */
     double *y0;                /* rows x dim: the windows' first points    */
     double *target;            /* bt x rows x dim                          */
 } windows;
 
 /* The true ODE system ([data] system, true_params, y0) at the
- * observation times. */
+ * observation times, one series per y0 row. */
 static int field_truth(nde_task *t, windows *w, nde_section *dsec,
                        const nde_task_env *env)
 {
+    const size_t D = t->dim;
     nde_field *f;
     double *theta;
     int rc;
 
-    if ((rc = task_true_system(t->ctx, env, dsec, t->dim, 1, w->y0true, &f,
-                               &theta)) != NDE_OK)
+    if ((rc = task_true_system(t->ctx, env, dsec, D, 1, w->nseries,
+                               w->y0true, &f, &theta)) != NDE_OK)
         return rc;
-    rc = task_solve_truth(t->ctx, w->truth_solver, f, theta, w->y0true,
-                          w->npoints, w->tgrid, w->truth);
+    for (size_t s = 0; s < w->nseries && rc == NDE_OK; s++)
+        rc = task_solve_truth(t->ctx, w->truth_solver, f, theta,
+                              w->y0true + s * D, w->npoints, w->tgrid,
+                              w->truth + s * w->npoints * D);
     free(theta);
     nde_field_destroy(f);
     return rc;
@@ -94,6 +104,29 @@ static int spiral_truth(nde_task *t, windows *w, nde_section *dsec)
     nde_field_destroy(f);
     nde_config_destroy(c);
     return rc;
+}
+
+/* source = field: one series per y0 row (a multiple of dim values);
+ * spiral: one. */
+static int count_series(nde_task *t, windows *w, nde_section *dsec)
+{
+    double *v = NULL;
+    size_t nv = 0;
+    int rc;
+
+    w->nseries = 1;
+    if (strcmp(w->source, "field") != 0 || !nde_section_has(dsec, "y0"))
+        return NDE_OK;
+    if ((rc = nde_get_doubles(dsec, "y0", &v, &nv, t->ctx)) != NDE_OK)
+        return rc;
+    free(v);
+    if (nv == 0 || nv % t->dim != 0)
+        return nde_section_error(dsec, "y0", t->ctx,
+                                 "expected a multiple of %zu values (one "
+                                 "initial state of the field's %zu per "
+                                 "series), got %zu", t->dim, t->dim, nv);
+    w->nseries = nv / t->dim;
+    return NDE_OK;
 }
 
 static int windows_create(nde_task *t, nde_section *dsec,
@@ -133,25 +166,30 @@ static int windows_create(nde_task *t, nde_section *dsec,
         return nde_section_error(dsec, "batch_time", ctx,
                                  "%ld is more than npoints (%ld)", bt,
                                  npoints);
+    if ((rc = count_series(t, w, dsec)) != NDE_OK)
+        return rc;
     w->npoints = (size_t)npoints;
     w->bt = (size_t)bt;
-    w->nchoices = w->npoints - w->bt + 1;
+    w->nchoices = w->nseries * (w->npoints - w->bt + 1);
     if (t->rows > w->nchoices)
         return nde_error(ctx, NDE_ECONFIG,
                          "[train] batch_size (%zu) is more than the %zu "
                          "distinct windows of [data] (npoints - batch_time "
-                         "+ 1)", t->rows, w->nchoices);
-    n = w->npoints * D;
+                         "+ 1 per series)", t->rows, w->nchoices);
+    n = w->nseries * w->npoints * D;
     w->tgrid = malloc(w->npoints * sizeof *w->tgrid);
     w->truth = malloc(n * sizeof *w->truth);
     w->obs = malloc(n * sizeof *w->obs);
     w->pred = malloc(n * sizeof *w->pred);
-    w->y0true = calloc(D, sizeof *w->y0true);
+    w->ysave = malloc(n * sizeof *w->ysave);
+    w->ids = calloc(w->nseries, sizeof *w->ids);
+    w->y0true = calloc(w->nseries * D, sizeof *w->y0true);
     w->choices = malloc(w->nchoices * sizeof *w->choices);
     w->starts = calloc(t->rows, sizeof *w->starts);
     w->y0 = calloc(t->rows * D, sizeof *w->y0);
     w->target = calloc(w->bt * t->rows * D, sizeof *w->target);
-    if (!w->tgrid || !w->truth || !w->obs || !w->pred || !w->y0true ||
+    if (!w->tgrid || !w->truth || !w->obs || !w->pred || !w->ysave ||
+        !w->ids || !w->y0true ||
         !w->choices || !w->starts || !w->y0 || !w->target)
         return nde_error(ctx, NDE_ENOMEM, "out of memory");
     task_time_grid(w->tgrid, w->npoints, t1);
@@ -172,8 +210,10 @@ static int windows_create(nde_task *t, nde_section *dsec,
     }
     t->input_dim = t->obs_dim = D;
     t->max_saves = w->bt;
-    t->max_rows = t->rows;
-    t->ntest = 1;
+    t->max_rows = t->rows > w->nseries ? t->rows : w->nseries;
+    t->ntest = w->nseries;
+    for (i = 0; w->nseries > 1 && i < w->nseries; i++)
+        snprintf(w->ids[i], sizeof w->ids[i], "%s%zu", w->source, i);
     return NDE_OK;
 }
 
@@ -187,6 +227,8 @@ static void windows_destroy(nde_task *t)
     free(w->truth);
     free(w->obs);
     free(w->pred);
+    free(w->ysave);
+    free(w->ids);
     free(w->y0true);
     free(w->choices);
     free(w->starts);
@@ -206,10 +248,14 @@ static int windows_batch(nde_task *t, const nde_task_draw *draw,
     gsl_ran_choose(draw->rng, w->starts, B, w->choices, w->nchoices,
                    sizeof *w->starts);
     for (r = 0; r < B; r++) {
-        memcpy(w->y0 + r * D, w->obs + w->starts[r] * D, D * sizeof *w->y0);
+        /* window c: series c / per, start c % per (the series' rows of
+         * obs follow one another, so that is row c + (bt - 1) s) */
+        const size_t per = w->nchoices / w->nseries;
+        const size_t row = w->starts[r] + (w->bt - 1) * (w->starts[r] / per);
+        memcpy(w->y0 + r * D, w->obs + row * D, D * sizeof *w->y0);
         for (k = 0; k < w->bt; k++)
-            memcpy(w->target + (k * B + r) * D,
-                   w->obs + (w->starts[r] + k) * D, D * sizeof *w->target);
+            memcpy(w->target + (k * B + r) * D, w->obs + (row + k) * D,
+                   D * sizeof *w->target);
     }
     /* every window on the times t[0..bt-1], as torchdiffeq does */
     b->t0 = w->tgrid[0];
@@ -231,28 +277,45 @@ static int windows_loss(nde_task *t, const nde_task_batch *b,
     return NDE_OK;
 }
 
-/* The whole noise-free trajectory predicted from the true y0. */
+/* The whole noise-free trajectories predicted from the true y0 rows. */
 static int windows_evaluate(nde_task *t, const double *theta,
                             const nde_task_model *m, nde_task_metrics *r)
 {
     windows *w = t->state;
-    const size_t n = w->npoints;
-    const double *truth = w->truth;
-    double *pred = w->pred;
+    const size_t n = w->npoints, S = w->nseries, D = t->dim;
+    const double **truth = malloc(S * sizeof *truth);
+    double **pred = malloc(S * sizeof *pred);
+    size_t *len = malloc(S * sizeof *len);
     int rc;
 
     (void)theta;
-    if ((rc = m->predict(m, w->tgrid[0], w->y0true, 1, w->tgrid[n - 1], n,
-                         w->tgrid, w->pred)) != NDE_OK)
-        return rc;
-    r->test_loss = task_test_mse(1, &n, t->dim, &pred, &truth);
-    return NDE_OK;
+    if (!truth || !pred || !len) {
+        rc = nde_error(t->ctx, NDE_ENOMEM, "out of memory");
+        goto done;
+    }
+    if ((rc = m->predict(m, w->tgrid[0], w->y0true, S, w->tgrid[n - 1], n,
+                         w->tgrid, w->ysave)) != NDE_OK)
+        goto done;
+    for (size_t s = 0; s < S; s++) {
+        truth[s] = w->truth + s * n * D;
+        pred[s] = w->pred + s * n * D;
+        len[s] = n;
+        for (size_t k = 0; k < n; k++)
+            memcpy(pred[s] + k * D, w->ysave + (k * S + s) * D,
+                   D * sizeof *w->pred);
+    }
+    r->test_loss = task_test_mse(S, len, D, pred, truth);
+done:
+    free(truth);
+    free(pred);
+    free(len);
+    return rc;
 }
 
 static uint64_t windows_digest(const nde_task *t)
 {
     const windows *w = t->state;
-    const size_t n = w->npoints * t->dim;
+    const size_t n = w->nseries * w->npoints * t->dim;
     task_digest d;
 
     task_digest_init(&d);
@@ -268,10 +331,9 @@ static size_t windows_test_series(const nde_task *t, size_t i,
 {
     const windows *w = t->state;
 
-    (void)i;
-    *id = w->source;
+    *id = w->nseries > 1 ? w->ids[i] : w->source;
     *time = w->tgrid;
-    *pred = w->pred;
+    *pred = w->pred + i * w->npoints * t->dim;
     return w->npoints;
 }
 

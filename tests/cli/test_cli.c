@@ -2222,6 +2222,184 @@ START_TEST(test_annuli_lift_errors)
 }
 END_TEST
 
+/* nde graph: a chain a -> b -> c (each state also decays) learned by an
+ * ngm field from one trajectory of 100 points. */
+#define CHAIN_CONFIG                                                         \
+    "[solver]\nplugin = tsit5\nrtol = 1e-5\natol = 1e-7\n"                   \
+    "[field]\nplugin = ngm\ndim = 3\nhidden = 4\n"                           \
+    "[field.truth]\nplugin = expr\nstate = a, b, c\n"                        \
+    "da = -0.3*a\ndb = a - 0.5*b\ndc = b - 0.5*c\n"                          \
+    "[adjoint]\nplugin = interpolating\n"                                    \
+    "[data]\nsource = field\nsystem = field.truth\ny0 = 2, -1, 1\n"          \
+    "npoints = 100\nt1 = 10\nbatch_time = 10\n"                              \
+    "[train]\niterations = 1000\nbatch_size = 20\nlr = 0.02\nseed = 1\n"
+
+/* The AUROC `nde graph` printed. */
+static double graph_auroc(const char *out)
+{
+    const char *p = strstr(out, "\nauroc ");
+    ck_assert_msg(p != NULL, "no auroc in:\n%s", out);
+    return strtod(p + 7, NULL);
+}
+
+/* Trained with group_lasso, the graph has the chain's edges (AUROC over
+ * the 9 entries >= 0.9); without it, or against a wrong (transposed)
+ * truth, it does not. */
+START_TEST(test_graph_recovers_chain)
+{
+    const char *with = write_config("chain.ini", CHAIN_CONFIG
+                                    "[regularizer.gl]\nplugin = group_lasso\n"
+                                    "weight = 0.5\n");
+    const char *without = write_config("plain.ini", CHAIN_CONFIG);
+    const char *truth = write_config("truth.csv", "# a b c\n1,0,0\n1,1,0\n"
+                                                  "0,1,1\n");
+    const char *wrong = write_config("wrong.csv", "1,1,0\n0,1,1\n0,0,1\n");
+    const char *ckpt = path_in("chain.ckpt"), *plain = path_in("plain.ckpt");
+    const char *csv = path_in("g.csv"), *dot = path_in("g.dot");
+    run_result r = run("train", with, "--quiet", "-s",
+                       fmt("train.checkpoint=%s", ckpt));
+    double auc;
+    char *text;
+
+    assert_ok(r);
+    result_free(&r);
+    r = run("graph", ckpt, "--truth", truth, "--csv", csv, "--dot", dot);
+    assert_ok(r);
+    auc = graph_auroc(r.out);
+    ck_assert_msg(auc >= 0.9, "auroc %g with group_lasso:\n%s", auc, r.out);
+    assert_contains(r.out, "y0->y1");
+    assert_contains(r.out, "y1->y2");
+    ck_assert_ptr_null(strstr(r.out, "y2->y0"));
+    result_free(&r);
+    ck_assert_ptr_nonnull(text = test_read_file(csv, NULL));
+    ck_assert_int_eq(strncmp(text, "drives,y0,y1,y2\ny0,", 19), 0);
+    free(text);
+    ck_assert_ptr_nonnull(text = test_read_file(dot, NULL));
+    assert_contains(text, "digraph ngm {");
+    assert_contains(text, "\"y0\" -> \"y1\" [label=");
+    ck_assert_ptr_null(strstr(text, "\"y2\" -> \"y0\""));
+    free(text);
+
+    /* do(b = 0.5): predict with b clamped keeps it at 0.5 */
+    r = run("predict", ckpt, "-s", "field.clamp=1", "-s",
+            "problem.y0=2,0.5,1", "-s", "problem.t0=0", "-s", "problem.t1=2",
+            "-s", "problem.nsave=3");
+    assert_ok(r);
+    assert_contains(r.out, "\n1,");
+    ck_assert_ptr_nonnull(text = strstr(r.out, "\n2,"));
+    {
+        double t, a, b, c;
+        ck_assert_int_eq(sscanf(text, "\n%lf,%lf,%lf,%lf", &t, &a, &b, &c),
+                         4);
+        ck_assert_double_eq(b, 0.5);
+        ck_assert(a != 2.0 && c != 1.0);
+    }
+    result_free(&r);
+
+    r = run("graph", ckpt, "--truth", wrong);
+    assert_ok(r);
+    auc = graph_auroc(r.out);
+    ck_assert_msg(auc < 0.9, "auroc %g against a wrong truth", auc);
+    result_free(&r);
+
+    r = run("train", without, "--quiet", "-s",
+            fmt("train.checkpoint=%s", plain));
+    assert_ok(r);
+    result_free(&r);
+    r = run("graph", plain, "--truth", truth);
+    assert_ok(r);
+    auc = graph_auroc(r.out);
+    ck_assert_msg(auc < 0.9, "auroc %g without group_lasso", auc);
+    result_free(&r);
+}
+END_TEST
+
+/* windows: y0 with several rows gives a series per row (the held-out
+ * set is all of them); a count that is not a multiple of dim is refused. */
+START_TEST(test_windows_several_series)
+{
+    const char *cfg = write_config("chain.ini", CHAIN_CONFIG);
+    const char *ckpt = path_in("two.ckpt");
+    run_result r = run("train", cfg, "--quiet", "-s", "train.iterations=2",
+                       "-s", "data.y0=2,-1,1,0.5,0.5,-0.5", "-s",
+                       fmt("train.checkpoint=%s", ckpt));
+
+    assert_ok(r);
+    result_free(&r);
+    r = run("predict", ckpt);
+    assert_ok(r);
+    assert_contains(r.out, "\nfield0,0,");
+    assert_contains(r.out, "\nfield1,0,");
+    assert_contains(r.out, "\nfield1,10,");
+    ck_assert_ptr_null(strstr(r.out, "field2"));
+    result_free(&r);
+    r = run("train", cfg, "--quiet", "-s", "train.iterations=2", "-s",
+            "data.y0=2,-1,1,0.5");
+    assert_fails(r, 2, "[data] y0", "expected a multiple of 3 values",
+                 "got 4");
+    result_free(&r);
+}
+END_TEST
+
+START_TEST(test_graph_errors)
+{
+    const char *cfg = train_config(NULL), *ckpt = path_in("lv.ckpt");
+    const char *chain = write_config("chain.ini", CHAIN_CONFIG);
+    const char *nckpt = path_in("ngm.ckpt");
+    const char *short_truth = write_config("short.csv", "1,0,0\n1,1\n");
+    const char *bad_truth = write_config("bad.csv", "1,0,0\n1,2,0\n0,1,1\n");
+    run_result r = run("train", cfg, "--quiet", "-s",
+                       fmt("train.checkpoint=%s", ckpt));
+    char *before;
+    size_t len;
+
+    assert_ok(r);
+    result_free(&r);
+    r = run("graph", ckpt);
+    assert_fails(r, 2, "lv.ckpt", "its field is 'expr', not 'ngm'");
+    result_free(&r);
+    r = run("graph");
+    assert_fails(r, 2, "missing CKPT");
+    result_free(&r);
+    r = run("graph", ckpt, "--threshold", "-1");
+    assert_fails(r, 2, "--threshold needs a finite number >= 0");
+    result_free(&r);
+    r = run("graph", ckpt, "--bogus");
+    assert_fails(r, 2, "unknown option '--bogus'");
+    result_free(&r);
+    r = run("graph", path_in("none.ckpt"));
+    assert_fails(r, 2, "none.ckpt");
+    result_free(&r);
+
+    r = run("train", chain, "--quiet", "-s", "train.iterations=2", "-s",
+            fmt("train.checkpoint=%s", nckpt));
+    assert_ok(r);
+    result_free(&r);
+    r = run("graph", nckpt, "--truth", short_truth);
+    assert_fails(r, 2, "short.csv:2: 2 values, expected 3");
+    result_free(&r);
+    r = run("graph", nckpt, "--truth", bad_truth);
+    assert_fails(r, 2, "bad.csv:2: value 2: expected 0 or 1");
+    result_free(&r);
+    /* never over the checkpoint (nor a truth file) */
+    before = test_read_file(nckpt, &len);
+    r = run("graph", nckpt, "--csv", nckpt);
+    assert_fails(r, 2, "--csv ", "is the same file as the checkpoint");
+    result_free(&r);
+    r = run("graph", nckpt, "--truth", bad_truth, "--dot", bad_truth);
+    assert_fails(r, 2, "--dot ", "is the same file as --truth");
+    result_free(&r);
+    {
+        size_t len2;
+        char *after = test_read_file(nckpt, &len2);
+        ck_assert_uint_eq(len2, len);
+        ck_assert_mem_eq(after, before, len);
+        free(after);
+    }
+    free(before);
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -2237,6 +2415,9 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_batch_column);
     tcase_add_test(tc, test_stats_json);
     tcase_add_test(tc, test_examples_run);
+    tcase_add_test(tc, test_graph_recovers_chain);
+    tcase_add_test(tc, test_graph_errors);
+    tcase_add_test(tc, test_windows_several_series);
     tcase_add_test(tc, test_mlp_seed);
     tcase_add_test(tc, test_mlp_threads_same_model);
     tcase_add_test(tc, test_plugins_lists_all);

@@ -293,6 +293,12 @@ static const char *const conformance_configs[][2] = {
      "[field]\nplugin = cnf\ninner = net\ntrace = hutchinson\n"
      "[field.net]\nplugin = mlp\nlayers = 3, 6, 5, 3\n"
      "activation = softplus, tanh\n"},
+    {"ngm tanh", "[field]\nplugin = ngm\ndim = 3\nhidden = 5\n"},
+    {"ngm softplus, two hidden layers",
+     "[field]\nplugin = ngm\ndim = 4\nhidden = 6, 3\nactivation = softplus\n"},
+    {"ngm relu, states 0 and 2 clamped",
+     "[field]\nplugin = ngm\ndim = 3\nhidden = 5\nactivation = relu\n"
+     "clamp = 0, 2\n"},
     {"sum expr + mlp",
      "[field]\nplugin = sum\nparts = known, net\n"
      "[field.known]\nplugin = expr\nstate = x, y\nparams = a=1.5, b=1.0\n"
@@ -825,6 +831,77 @@ START_TEST(linear_values)
 }
 END_TEST
 
+/* ngm: the names follow the documented layout; zeroing the column group
+ * b1.W1[*,2] makes dy_1 blind to y_2 and nothing else; the jvp is the
+ * transpose of the vjp (<u, J v> = <J^T u, v>). */
+START_TEST(ngm_layout_and_jvp)
+{
+    loaded L;
+    char name[64];
+    load_ok(&L, "[field]\nplugin = ngm\ndim = 3\nhidden = 4, 2\n", 2);
+    const size_t block = 4 * 3 + 4 + 2 * 4 + 2 + 2 + 1;
+    ck_assert_uint_eq(L.f->nparams, 3 * block);
+    nde_field_param_name(L.f, block + 4 * 3 + 1, name, sizeof name);
+    ck_assert_str_eq(name, "b1.b1[1]");
+    nde_field_param_name(L.f, block + 3 * 1 + 2, name, sizeof name);
+    ck_assert_str_eq(name, "b1.W1[1,2]");
+    nde_field_param_name(L.f, 3 * block - 1, name, sizeof name);
+    ck_assert_str_eq(name, "b2.b3[0]");
+
+    double theta[3 * 41], y[6] = {0.3, -0.7, 1.1, 0.2, 0.5, -0.4};
+    double y2[6], dy[6], dy2[6], u[6] = {0.4, -1.0, 0.6, 0.9, 0.1, -0.3};
+    double v[6] = {-0.2, 0.8, 0.5, 0.3, -0.6, 1.2}, jv[6], vy[6] = {0};
+    ck_assert_uint_le(3 * block, 3 * 41);
+    nde_field_init_params(L.f, theta, 5);
+    for (size_t h = 0; h < 4; h++)
+        theta[block + 3 * h + 2] = 0.0;
+    memcpy(y2, y, sizeof y);
+    y2[2] += 0.5;
+    y2[5] -= 0.25;
+    ck_assert_int_eq(nde_field_eval(L.f, 0.0, y, theta, dy, 2), NDE_OK);
+    ck_assert_int_eq(nde_field_eval(L.f, 0.0, y2, theta, dy2, 2), NDE_OK);
+    for (size_t k = 0; k < 6; k++)
+        if (k % 3 == 1)
+            ck_assert_double_eq(dy[k], dy2[k]);
+        else
+            ck_assert(dy[k] != dy2[k]);
+
+    ck_assert_int_eq(nde_field_jvp(L.f, 0.0, y, theta, v, jv, 2), NDE_OK);
+    ck_assert_int_eq(nde_field_vjp(L.f, 0.0, y, theta, u, vy, NULL, 2),
+                     NDE_OK);
+    for (size_t n = 0; n < 2; n++) {
+        double a = 0.0, b = 0.0;
+        for (size_t k = 3 * n; k < 3 * n + 3; k++) {
+            a += u[k] * jv[k];
+            b += vy[k] * v[k];
+        }
+        ck_assert_msg(fabs(a - b) <= 1e-14 * (fabs(a) + 1.0),
+                      "row %zu: <u, Jv> %.17g, <J^T u, v> %.17g", n, a, b);
+        ck_assert(jv[3 * n + 1] != 0.0);
+    }
+    unload(&L);
+
+    /* clamp = 1: dy_1 = 0 and (J v)_1 = 0, the other states as before */
+    load_ok(&L, "[field]\nplugin = ngm\ndim = 3\nhidden = 4, 2\n"
+                "clamp = 1\n", 2);
+    ck_assert_int_eq(nde_field_eval(L.f, 0.0, y2, theta, dy, 2), NDE_OK);
+    ck_assert_int_eq(nde_field_jvp(L.f, 0.0, y, theta, v, jv, 2), NDE_OK);
+    for (size_t k = 0; k < 6; k++)
+        if (k % 3 == 1) {
+            ck_assert_double_eq(dy[k], 0.0);
+            ck_assert_double_eq(jv[k], 0.0);
+        } else {
+            ck_assert_double_eq(dy[k], dy2[k]);
+        }
+    unload(&L);
+    ck_assert_int_eq(load(&L, "[field]\nplugin = ngm\ndim = 3\nclamp = 3\n",
+                          1), NDE_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(nde_ctx_message(L.ctx),
+                                 "state 3 is not one of 0..2"));
+    unload(&L);
+}
+END_TEST
+
 static const char *const lv_ini =
     "[field]\nplugin = expr\nstate = x, y\n"
     "params = a=1.5, b=1.0, c=3.0, d=1.0\n"
@@ -1280,6 +1357,7 @@ static Suite *fields_suite(void)
                         sizeof cache_configs / sizeof cache_configs[0]);
     tcase_add_loop_test(tc, mlp_threads_exact, 0, NSETS * NTHREAD_CONFIGS);
     tcase_add_test(tc, linear_values);
+    tcase_add_test(tc, ngm_layout_and_jvp);
     tcase_add_test(tc, expr_lotka_volterra);
     tcase_add_test(tc, expr_without_params_takes_null_theta);
     tcase_add_test(tc, expr_gbm_diffusion);

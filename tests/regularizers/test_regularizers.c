@@ -453,7 +453,16 @@ static const variant variants[] = {
     {"kinetic", "weight = 1", 0},
     {"kinetic", "weight = 1\nkinetic = 0", 0},
     {"kinetic", "weight = 1\njacobian = 0", 0},
+    /* its prox form has no gradient to check (group_lasso_prox below) */
+    {"group_lasso", "weight = 1\nprox = false", 0},
 };
+
+/* Plugins that run on one of the fields only: Lotka-Volterra's expr
+ * field has no first-layer weights for group_lasso to group. */
+static int skips_field(const char *plugin, const char *fname)
+{
+    return strcmp(plugin, "group_lasso") == 0 && strcmp(fname, "mlp") != 0;
+}
 
 static void conformance_on(const char *field_ini, const double *y0,
                            double theta_scale, const char *fname)
@@ -475,6 +484,8 @@ static void conformance_on(const char *field_ini, const double *y0,
                 if (strcmp(variants[v].plugin, name) != 0)
                     continue;
                 known = 1;
+                if (skips_field(name, fname))
+                    continue;
                 body = variants[v].body;
                 hold = variants[v].hold_ys;
             } else if (known) {
@@ -532,6 +543,70 @@ START_TEST(l2_exact)
     ck_assert_double_eq(fx_eval(&fx, fx.theta, 1, 0.7, grad, NULL), want);
     for (size_t i = 0; i < fx.P; i++)
         ck_assert_double_eq(grad[i], 2 * 0.7 * 0.3 * fx.theta[i]);
+    fx_free(&fx);
+}
+END_TEST
+
+/* group_lasso on an ngm field (3 states, 4 hidden: block of 21
+ * parameters, group (i, j) = theta[21 i + 3 h + j], h < 4): its value is
+ * the sum of the 9 group norms, it adds no gradient, and its prox zeroes
+ * a group of norm below lr weight exactly and scales the others by
+ * 1 - lr weight / norm, leaving every other parameter as it was. */
+START_TEST(group_lasso_prox)
+{
+    const double y0[6] = {1.0, -0.5, 0.3, 0.2, 0.8, -1.0};
+    const double lr = 0.1, weight = 1.0;
+    double grad[256] = {0}, before[256], norm[3][3], want = 0.0;
+    fixture fx;
+
+    fx_init(&fx, "[field]\nplugin = ngm\ndim = 3\nhidden = 4\n", "rk4", 2,
+            y0, 0.0, 1.0, 0.1, 1e-3);
+    ck_assert_uint_eq(fx.P, 63);
+    ck_assert_int_eq(fx_reg(&fx, (const nde_regularizer_type *)plugin(
+                                      NDE_KIND_REGULARIZER, "group_lasso"),
+                            "weight = 1"), NDE_OK);
+    ck_assert_int_eq(fx.r->proximal, 1);
+    for (size_t k = 0; k < fx.P; k++)
+        fx.theta[k] = 0.3 + 0.01 * (double)k * (k % 2 ? -1.0 : 1.0);
+    for (size_t h = 0; h < 4; h++) /* group (0, 1): norm 0.05 < lr weight */
+        fx.theta[3 * h + 1] = 0.025;
+    for (size_t i = 0; i < 3; i++)
+        for (size_t j = 0; j < 3; j++) {
+            double sq = 0.0;
+            for (size_t h = 0; h < 4; h++)
+                sq += fx.theta[21 * i + 3 * h + j] *
+                      fx.theta[21 * i + 3 * h + j];
+            norm[i][j] = sqrt(sq);
+            want += norm[i][j];
+        }
+    ck_assert_double_eq_tol(fx_eval(&fx, fx.theta, 1, weight, grad, NULL),
+                            want, 1e-14);
+    for (size_t k = 0; k < fx.P; k++)
+        ck_assert_double_eq(grad[k], 0.0);
+
+    memcpy(before, fx.theta, fx.P * sizeof *before);
+    ck_assert_int_eq(fx.r->type->prox(fx.r, fx.theta, lr, weight), NDE_OK);
+    for (size_t k = 0; k < fx.P; k++) {
+        const size_t i = k / 21, e = k % 21, h = e / 3, j = e % 3;
+        if (e >= 12) {
+            ck_assert_double_eq(fx.theta[k], before[k]);
+        } else if (i == 0 && j == 1) {
+            ck_assert_double_eq(fx.theta[k], 0.0);
+        } else {
+            const double w = before[k] * (1.0 - lr * weight / norm[i][j]);
+            ck_assert_msg(fabs(fx.theta[k] - w) <= 1e-15 * fabs(w),
+                          "theta[%zu] (b%zu.W1[%zu,%zu]) %.17g, want %.17g",
+                          k, i, h, j, fx.theta[k], w);
+        }
+    }
+    fx_free(&fx);
+
+    /* a field without first-layer weights is refused */
+    fx_init(&fx, lv_ini, "rk4", 2, y0, 0.0, 1.0, 0.1, 1e-3);
+    ck_assert_int_eq(fx_reg(&fx, (const nde_regularizer_type *)plugin(
+                                      NDE_KIND_REGULARIZER, "group_lasso"),
+                            "weight = 1"), NDE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(nde_ctx_message(ctx), "nothing to group"));
     fx_free(&fx);
 }
 END_TEST
@@ -1187,6 +1262,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, conformance_lv);
     tcase_add_test(tc, conformance_mlp);
+    tcase_add_test(tc, group_lasso_prox);
     tcase_add_test(tc, sde_gradients);
     suite_add_tcase(s, tc);
 

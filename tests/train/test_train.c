@@ -1627,7 +1627,7 @@ static const nde_regularizer_type probe_reg = {
         .name = "probe",
         .description = "test",
         .version = "1"),
-    noop_create, noop_destroy, probe_before, probe_after};
+    noop_create, noop_destroy, probe_before, probe_after, NULL};
 
 /* A small spiral MLP on a fixed-step solver: the discrete adjoint is the
  * exact gradient of the discretised loss, so finite differences agree to
@@ -1683,7 +1683,7 @@ static const nde_regularizer_type saves_sq_reg = {
         .name = "saves_sq",
         .description = "test",
         .version = "1"),
-    noop_create, noop_destroy, NULL, saves_sq_after};
+    noop_create, noop_destroy, NULL, saves_sq_after, NULL};
 
 /* The trainer's gradient of data loss + regularizer `type` (probe_reg or
  * saves_sq_reg: ||theta||^2 plus a part through the trajectory) against
@@ -1766,7 +1766,97 @@ static const nde_regularizer_type theta_sq_reg = {
         .name = "theta_sq",
         .description = "test",
         .version = "1"),
-    noop_create, noop_destroy, NULL, theta_sq_after};
+    noop_create, noop_destroy, NULL, theta_sq_after, NULL};
+
+/* A proximal regularizer (interface version 3): value 0, no gradient;
+ * its prox records what it is given and halves theta. */
+static double prox_lr[4], prox_w[4], prox_seen[4][256];
+static int prox_calls;
+
+static int prox_create(nde_regularizer *r, nde_section *sec, nde_solver *s,
+                       nde_ctx *ctx)
+{
+    (void)sec, (void)s, (void)ctx;
+    r->proximal = 1;
+    return NDE_OK;
+}
+
+static int prox_after(nde_regularizer *r, const nde_regularizer_input *in,
+                      nde_regularizer_output *out)
+{
+    (void)r, (void)in;
+    out->value = 0.0;
+    return NDE_OK;
+}
+
+static int prox_halve(nde_regularizer *r, double *theta, double lr,
+                      double weight)
+{
+    const size_t P = r->solver->field->nparams;
+    if (prox_calls < 4) {
+        prox_lr[prox_calls] = lr;
+        prox_w[prox_calls] = weight;
+        memcpy(prox_seen[prox_calls], theta, P * sizeof *theta);
+    }
+    prox_calls++;
+    for (size_t i = 0; i < P; i++)
+        theta[i] *= 0.5;
+    return NDE_OK;
+}
+
+static const nde_regularizer_type prox_reg = {
+    NDE_REGULARIZER_INFO(
+        .name = "halve",
+        .description = "test",
+        .version = "1"),
+    prox_create, noop_destroy, NULL, prox_after, prox_halve};
+
+static const nde_regularizer_type prox_missing_reg = {
+    NDE_REGULARIZER_INFO(
+        .name = "noprox",
+        .description = "test",
+        .version = "1"),
+    prox_create, noop_destroy, NULL, prox_after, NULL};
+
+/* The trainer calls prox after each Adam step, with that step's learning
+ * rate (lr_decay applied) and the iteration's weight (the schedule), on
+ * the field's parameters as Adam left them. A proximal instance without a
+ * prox op is refused. */
+START_TEST(test_reg_prox)
+{
+    nde_trainer *tr = trainer_from(fd_ini);
+    const size_t Pf = nde_trainer_field(tr)->nparams;
+    const size_t P = nde_trainer_nparams(tr);
+    const double lr = nde_trainer_settings(tr)->lr;
+    const double decay = nde_trainer_settings(tr)->lr_decay;
+    nde_regularizer *r;
+    nde_train_step m;
+
+    ck_assert_uint_le(P, 256);
+    prox_calls = 0;
+    add_reg_clipped(tr, &prox_reg, "halve", 2.0, 1.0, 1, 0);
+    for (int k = 0; k < 2; k++) {
+        ck_assert_int_eq(nde_trainer_step(tr, &m), NDE_OK);
+        ck_assert_int_eq(prox_calls, k + 1);
+        ck_assert_double_eq_tol(prox_lr[k], lr * pow(decay, k), 1e-15 * lr);
+        ck_assert_double_eq_tol(prox_w[k], 2.0 * pow(0.5, k / 9.0), 1e-14);
+        for (size_t i = 0; i < Pf; i++)
+            ck_assert_double_eq(nde_trainer_params(tr)[i],
+                                0.5 * prox_seen[k][i]);
+        ck_assert(prox_seen[k][0] != 0.0);
+    }
+    trainer_free(tr);
+
+    tr = trainer_from(fd_ini);
+    ck_assert_int_eq(nde_regularizer_create_from(reg_ctx, &prox_missing_reg,
+                                                 NULL, nde_trainer_solver(tr),
+                                                 &r),
+                     NDE_EPLUGIN);
+    ck_assert_ptr_nonnull(strstr(nde_ctx_message(reg_ctx),
+                                 "sets proximal but has no prox"));
+    trainer_free(tr);
+}
+END_TEST
 
 /* clip caps each regularizer's gradient at clip times the data gradient's
  * norm, in its own direction, and leaves a smaller one as it is; the loss
@@ -1891,7 +1981,7 @@ static const nde_regularizer_type stretch_reg = {
         .name = "stretch",
         .description = "test",
         .version = "1"),
-    stretch_create, noop_destroy, stretch_before, stretch_after};
+    stretch_create, noop_destroy, stretch_before, stretch_after, NULL};
 
 /* y' = -y observed on [0, 2] at 41 points; every window of 5 points in
  * one batch (gsl_ran_choose of all of them: in index order). */
@@ -2004,7 +2094,7 @@ static const nde_regularizer_type saves_reg = {
         .name = "saves",
         .description = "test",
         .version = "1"),
-    stretch_create, noop_destroy, stretch_before, saves_after};
+    stretch_create, noop_destroy, stretch_before, saves_after, NULL};
 
 /* The regularizer gets the batch's save times, moved with t1, without the
  * extra ones, and the states there bit for bit as a solve of its own from
@@ -2078,7 +2168,7 @@ static const nde_regularizer_type weight_reg = {
         .name = "weights",
         .description = "test",
         .version = "1"),
-    noop_create, noop_destroy, NULL, weight_after};
+    noop_create, noop_destroy, NULL, weight_after, NULL};
 
 START_TEST(test_reg_weight_schedule)
 {
@@ -2118,7 +2208,7 @@ static const nde_regularizer_type needs_reg = {
         .name = "needs",
         .description = "test",
         .version = "1"),
-    needs_create, noop_destroy, NULL, weight_after};
+    needs_create, noop_destroy, NULL, weight_after, NULL};
 
 START_TEST(test_reg_record_flags)
 {
@@ -2196,6 +2286,7 @@ static Suite *train_suite(void)
     tcase_add_test(tc, test_reg_resume_bit_for_bit);
     tcase_add_test(tc, test_reg_gradient_fd);
     tcase_add_test(tc, test_reg_clip);
+    tcase_add_test(tc, test_reg_prox);
     tcase_add_test(tc, test_reg_classify_gradient_fd);
     tcase_add_test(tc, test_reg_stretch_and_extra_saves);
     tcase_add_test(tc, test_reg_saves_bit_for_bit);

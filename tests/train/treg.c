@@ -70,6 +70,6 @@ static const nde_regularizer_type treg = {
         .description = "test: ||theta||^2 with declared needs",
         .keys = treg_keys,
         .version = "1"),
-    treg_create, treg_destroy, NULL, treg_after};
+    treg_create, treg_destroy, NULL, treg_after, NULL};
 
 NDE_MODULE(&treg.info);

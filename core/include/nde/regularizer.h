@@ -112,8 +112,9 @@ typedef struct nde_regularizer_output {
  * entry point (no second op to prefer or to fall back from), and a
  * version-1 plugin reads the input as it always did. The version still
  * rises so that a plugin reading saves is refused by a library too old to
- * fill them. */
-#define NDE_REGULARIZER_VERSION 2
+ * fill them.
+ *   3: prox (and nde_regularizer.proximal, which core allocates) */
+#define NDE_REGULARIZER_VERSION 3
 
 /* The descriptor's info: NDE_REGULARIZER_INFO(.name = ...,
  * .description = ..., .keys, .needs, .version). */
@@ -135,6 +136,17 @@ typedef struct nde_regularizer_type {
                         uint64_t seed);
     int (*after_solve)(nde_regularizer *r, const nde_regularizer_input *in,
                        nde_regularizer_output *out);
+
+    /* Version 3. Optional (may be NULL): a proximal step on the field's
+     * parameters theta[0..field->nparams), called by the trainer after
+     * each optimizer step, with that step's learning rate lr and this
+     * iteration's weight, on an instance that set r->proximal:
+     * theta <- argmin_x R(x) lr weight + ||x - theta||^2 / 2. Such an
+     * instance leaves dR/dtheta out of after_solve's thetabar (the prox
+     * takes its place) and still returns its value R, so a penalty that
+     * is not differentiable at zero (group lasso) sets parameters exactly
+     * to zero. */
+    int (*prox)(nde_regularizer *r, double *theta, double lr, double weight);
 } nde_regularizer_type;
 
 struct nde_regularizer {
@@ -143,6 +155,7 @@ struct nde_regularizer {
     nde_solver *solver;     /* the forward solver (borrowed)              */
     unsigned needs;         /* NDE_NEEDS_*: record flags and capabilities */
     void *state;
+    int proximal;           /* set by create: the gradient is prox's      */
 };
 
 /* The weight keys every [regularizer.NAME] section accepts: weight
