@@ -11,6 +11,8 @@
 
 #include "nde/nde.h"
 
+struct nde_trainer; /* nde/train.h, for the commands that use one */
+
 enum {
     CLI_EXIT_OK = 0,
     CLI_EXIT_FAILURE = 1,
@@ -48,7 +50,6 @@ typedef struct cli_flow_opts {
     double range;
     size_t sx, sy;
 } cli_flow_opts;
-struct nde_trainer;
 int cli_predict_flow(nde_ctx *ctx, struct nde_trainer *tr,
                      const cli_flow_opts *o);
 
@@ -82,6 +83,12 @@ int cli_edit_option(int argc, char **argv, int *i, cli_edit *e, int *missing);
  * nde_config_unset); NDE_OK or the first failure, with ctx's message. */
 int cli_apply_edits(nde_config *cfg, const cli_edit *e, size_t n,
                     nde_ctx *ctx);
+
+/* The trainer of checkpoint ckpt with its parameters (the config it
+ * stores loaded into cfg): for commands that read a trained model. An
+ * NDE_* status with the message in ctx. */
+int cli_trainer_load(nde_ctx *ctx, nde_config *cfg, const char *ckpt,
+                     size_t min_batch, struct nde_trainer **tr);
 
 /* A JSON number with 17 significant digits, or null when not finite. */
 void cli_json_double(FILE *out, double x);

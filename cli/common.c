@@ -3,9 +3,11 @@
  * JSON numbers, solution CSV files.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "nde/train.h"
 
 const char *cli_option_value(int argc, char **argv, int *i, const char *shrt,
                              const char *lng, int *missing)
@@ -95,4 +97,19 @@ int cli_write_solution_csv(const char *path, const char *const *names,
         }
     }
     return cli_outfile_commit(&o);
+}
+
+int cli_trainer_load(nde_ctx *ctx, nde_config *cfg, const char *ckpt,
+                     size_t min_batch, nde_trainer **tr)
+{
+    char *text = NULL;
+    int rc;
+
+    *tr = NULL;
+    if ((rc = nde_checkpoint_read_config(ckpt, &text, ctx)) == NDE_OK &&
+        (rc = nde_config_load_string(cfg, ckpt, text, ctx)) == NDE_OK &&
+        (rc = nde_trainer_create(ctx, cfg, min_batch, tr)) == NDE_OK)
+        rc = nde_trainer_checkpoint_load(*tr, ckpt, NDE_CHECKPOINT_PARAMS);
+    free(text);
+    return rc;
 }

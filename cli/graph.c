@@ -303,7 +303,6 @@ int cli_graph(int argc, char **argv)
     nde_config *cfg = NULL;
     nde_trainer *tr = NULL;
     const nde_field *f;
-    char *text = NULL;
     double *adj = NULL;
     int *truth = NULL, code, rc;
 
@@ -327,11 +326,7 @@ int cli_graph(int argc, char **argv)
         code = CLI_EXIT_FAILURE;
         goto done;
     }
-    if ((rc = nde_checkpoint_read_config(a.ckpt, &text, ctx)) != NDE_OK ||
-        (rc = nde_config_load_string(cfg, a.ckpt, text, ctx)) != NDE_OK ||
-        (rc = nde_trainer_create(ctx, cfg, 1, &tr)) != NDE_OK ||
-        (rc = nde_trainer_checkpoint_load(tr, a.ckpt,
-                                          NDE_CHECKPOINT_PARAMS)) != NDE_OK) {
+    if ((rc = cli_trainer_load(ctx, cfg, a.ckpt, 1, &tr)) != NDE_OK) {
         code = cli_fail(ctx, rc);
         goto done;
     }
@@ -368,7 +363,6 @@ int cli_graph(int argc, char **argv)
 done:
     free(adj);
     free(truth);
-    free(text);
     nde_trainer_destroy(tr);
     nde_config_destroy(cfg);
     nde_ctx_destroy(ctx);

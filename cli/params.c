@@ -47,7 +47,6 @@ int cli_params(int argc, char **argv)
     nde_ctx *ctx = NULL;
     nde_config *cfg = NULL;
     nde_trainer *tr = NULL;
-    char *text = NULL;
     int json = 0, rc, code = CLI_EXIT_USAGE;
 
     for (int i = 1; i < argc; i++) {
@@ -77,11 +76,7 @@ int cli_params(int argc, char **argv)
         code = CLI_EXIT_FAILURE;
         goto done;
     }
-    if ((rc = nde_checkpoint_read_config(ckpt, &text, ctx)) != NDE_OK ||
-        (rc = nde_config_load_string(cfg, ckpt, text, ctx)) != NDE_OK ||
-        (rc = nde_trainer_create(ctx, cfg, 0, &tr)) != NDE_OK ||
-        (rc = nde_trainer_checkpoint_load(tr, ckpt,
-                                          NDE_CHECKPOINT_PARAMS)) != NDE_OK) {
+    if ((rc = cli_trainer_load(ctx, cfg, ckpt, 0, &tr)) != NDE_OK) {
         code = cli_fail(ctx, rc);
         goto done;
     }
@@ -94,6 +89,5 @@ done:
     nde_trainer_destroy(tr);
     nde_config_destroy(cfg);
     nde_ctx_destroy(ctx);
-    free(text);
     return code;
 }

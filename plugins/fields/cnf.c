@@ -27,10 +27,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <nde/field.h>
+#include "wrap.h"
 
 typedef struct cnf_state {
-    nde_field *inner;
+    field_wrap base;        /* first: the inner field                 */
     size_t d;              /* the inner field's dim                      */
     int hutchinson;        /* 0: exact trace                             */
     double *z, *v, *w, *out, *acc; /* batch_max x d each                 */
@@ -71,7 +71,7 @@ static int neg_trace(cnf_state *s, double t, const double *theta,
             unit_rows(s, k, batch);
         memset(s->acc, 0, batch * d * sizeof *s->acc);
         /* acc = J^T v */
-        if ((rc = nde_field_vjp(s->inner, t, s->z, theta, s->v, s->acc, NULL,
+        if ((rc = nde_field_vjp(s->base.inner, t, s->z, theta, s->v, s->acc, NULL,
                                 batch)) != NDE_OK)
             return rc;
         for (size_t r = 0; r < batch; r++)
@@ -89,7 +89,7 @@ static int cnf_eval(nde_field *f, double t, const double *y,
     int rc, rc2;
 
     gather(s, y, D, batch);
-    rc = nde_field_eval(s->inner, t, s->z, theta, s->out, batch);
+    rc = nde_field_eval(s->base.inner, t, s->z, theta, s->out, batch);
     if (rc != NDE_OK && rc != NDE_ERETRY)
         return rc;
     for (size_t r = 0; r < batch; r++) {
@@ -131,7 +131,7 @@ static int cnf_vjp(nde_field *f, double t, const double *y,
         memset(vz, 0, batch * d * sizeof *vz);
     for (size_t r = 0; r < batch; r++)
         memcpy(s->w + r * d, c + r * D, d * sizeof *s->w);
-    if ((rc = nde_field_vjp(s->inner, t, s->z, theta, s->w, vz, vtheta,
+    if ((rc = nde_field_vjp(s->base.inner, t, s->z, theta, s->w, vz, vtheta,
                             batch)) != NDE_OK)
         return rc;
     for (size_t k = 0; k < nk; k++) {
@@ -140,7 +140,7 @@ static int cnf_vjp(nde_field *f, double t, const double *y,
         for (size_t r = 0; r < batch; r++)
             for (size_t i = 0; i < d; i++)
                 s->w[r * d + i] = -c[r * D + d] * s->v[r * d + i];
-        if ((rc = nde_field_jvp_vjp(s->inner, t, s->z, theta, s->v, s->w,
+        if ((rc = nde_field_jvp_vjp(s->base.inner, t, s->z, theta, s->v, s->w,
                                     vz, vtheta, batch)) != NDE_OK)
             return rc;
     }
@@ -150,7 +150,7 @@ static int cnf_vjp(nde_field *f, double t, const double *y,
     if (!s->hutchinson)
         return NDE_OK;
     /* e: -cl J e (jvp, scaled), then += J^T (-cl e) (vjp) */
-    if ((rc = nde_field_jvp(s->inner, t, s->z, theta, s->v, s->acc,
+    if ((rc = nde_field_jvp(s->base.inner, t, s->z, theta, s->v, s->acc,
                             batch)) != NDE_OK)
         return rc;
     for (size_t r = 0; r < batch; r++)
@@ -158,24 +158,10 @@ static int cnf_vjp(nde_field *f, double t, const double *y,
             s->acc[r * d + i] *= -c[r * D + d];
             s->w[r * d + i] = -c[r * D + d] * s->v[r * d + i];
         }
-    if ((rc = nde_field_vjp(s->inner, t, s->z, theta, s->w, s->acc, NULL,
+    if ((rc = nde_field_vjp(s->base.inner, t, s->z, theta, s->w, s->acc, NULL,
                             batch)) != NDE_OK)
         return rc;
     scatter_add(s->acc, vy, D, d, d + 1, batch);
-    return NDE_OK;
-}
-
-static int cnf_init_params(nde_field *f, double *theta, uint64_t seed)
-{
-    cnf_state *s = f->state;
-    return nde_field_init_params(s->inner, theta, seed);
-}
-
-static int cnf_param_name(const nde_field *f, size_t i, char *buf,
-                          size_t len)
-{
-    const cnf_state *s = f->state;
-    nde_field_param_name(s->inner, i, buf, len);
     return NDE_OK;
 }
 
@@ -184,7 +170,7 @@ static void cnf_destroy(nde_field *f)
     cnf_state *s = f->state;
     if (!s)
         return;
-    nde_field_destroy(s->inner);
+    nde_field_destroy(s->base.inner);
     free(s->z);
     free(s->v);
     free(s->w);
@@ -216,7 +202,6 @@ static int read_trace(cnf_state *s, nde_section *sec, nde_ctx *ctx)
 static int cnf_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
 {
     cnf_state *s = calloc(1, sizeof *s);
-    char section[160];
     const char *name;
     int rc;
 
@@ -226,26 +211,17 @@ static int cnf_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
         return nde_error(ctx, NDE_ECONFIG, "cnf: needs a [field] section "
                          "with inner");
     if ((rc = read_trace(s, sec, ctx)) != NDE_OK ||
-        (rc = nde_get_string(sec, "inner", &name, ctx)) != NDE_OK)
+        (rc = field_wrap_inner(f, sec, "a cnf", ctx, &name, &s->base.inner)) !=
+            NDE_OK)
         return rc;
-    snprintf(section, sizeof section, "field.%s", name);
-    if (!nde_config_section(nde_section_config(sec), section))
-        return nde_section_error(sec, "inner", ctx, "'%s' has no section "
-                                 "[%s]", name, section);
-    if ((rc = nde_field_create(ctx, nde_section_config(sec), section,
-                               f->batch_max, &s->inner)) != NDE_OK)
-        return rc;
-    if (s->inner->noise != NDE_NOISE_NONE)
-        return nde_section_error(sec, "inner", ctx, "'%s' has a diffusion; "
-                                 "a cnf is an ODE", name);
-    if (!s->inner->type->jvp_vjp || (s->hutchinson && !s->inner->type->jvp))
+    if (!s->base.inner->type->jvp_vjp || (s->hutchinson && !s->base.inner->type->jvp))
         return nde_section_error(sec, "inner", ctx, "field plugin '%s' has "
                                  "no %s, which the gradient of the %s "
                                  "trace needs (mlp and linear have it)",
-                                 s->inner->type->info.name,
-                                 s->inner->type->jvp_vjp ? "jvp" : "jvp_vjp",
+                                 s->base.inner->type->info.name,
+                                 s->base.inner->type->jvp_vjp ? "jvp" : "jvp_vjp",
                                  s->hutchinson ? "hutchinson" : "exact");
-    s->d = s->inner->dim;
+    s->d = s->base.inner->dim;
     const size_t n = f->batch_max * s->d;
     if (!(s->z = malloc(n * sizeof *s->z)) ||
         !(s->v = malloc(n * sizeof *s->v)) ||
@@ -254,7 +230,7 @@ static int cnf_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
         !(s->acc = malloc(n * sizeof *s->acc)))
         return nde_error(ctx, NDE_ENOMEM, "cnf: out of memory");
     f->dim = s->hutchinson ? 2 * s->d + 1 : s->d + 1;
-    f->nparams = s->inner->nparams;
+    f->nparams = s->base.inner->nparams;
     return NDE_OK;
 }
 
@@ -278,10 +254,10 @@ static const nde_field_type cnf_type = {
         .version = "1"),
     .create = cnf_create,
     .destroy = cnf_destroy,
-    .init_params = cnf_init_params,
+    .init_params = field_wrap_init_params,
     .eval = cnf_eval,
     .vjp = cnf_vjp,
-    .param_name = cnf_param_name,
+    .param_name = field_wrap_param_name,
 };
 
 NDE_MODULE(&cnf_type.info);

@@ -23,7 +23,7 @@
 #include "wrap.h"
 
 typedef struct ctl_state {
-    nde_field *inner;
+    field_wrap base;        /* first: the inner field                 */
     size_t n;               /* the free states h; the rest are controls  */
     double *buf;            /* batch_max x dim: inner output, cotangent  */
 } ctl_state;
@@ -33,7 +33,7 @@ static int ctl_eval(nde_field *f, double t, const double *y,
 {
     ctl_state *s = f->state;
     const size_t d = f->dim, n = s->n;
-    int rc = nde_field_eval(s->inner, t, y, theta, s->buf, batch);
+    int rc = nde_field_eval(s->base.inner, t, y, theta, s->buf, batch);
 
     if (rc != NDE_OK && rc != NDE_ERETRY)
         return rc;
@@ -57,21 +57,7 @@ static int ctl_vjp(nde_field *f, double t, const double *y,
         memcpy(s->buf + r * d, v + r * d, n * sizeof *s->buf);
         memset(s->buf + r * d + n, 0, (d - n) * sizeof *s->buf);
     }
-    return nde_field_vjp(s->inner, t, y, theta, s->buf, vy, vtheta, batch);
-}
-
-static int ctl_init_params(nde_field *f, double *theta, uint64_t seed)
-{
-    ctl_state *s = f->state;
-    return nde_field_init_params(s->inner, theta, seed);
-}
-
-static int ctl_param_name(const nde_field *f, size_t i, char *buf,
-                          size_t len)
-{
-    const ctl_state *s = f->state;
-    nde_field_param_name(s->inner, i, buf, len);
-    return NDE_OK;
+    return nde_field_vjp(s->base.inner, t, y, theta, s->buf, vy, vtheta, batch);
 }
 
 static void ctl_destroy(nde_field *f)
@@ -79,7 +65,7 @@ static void ctl_destroy(nde_field *f)
     ctl_state *s = f->state;
     if (!s)
         return;
-    nde_field_destroy(s->inner);
+    nde_field_destroy(s->base.inner);
     free(s->buf);
     free(s);
     f->state = NULL;
@@ -98,18 +84,18 @@ static int ctl_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
         return nde_error(ctx, NDE_ECONFIG, "controlled: needs a [field] "
                          "section with inner and controls");
     if ((rc = field_wrap_inner(f, sec, "a data-controlled field", ctx,
-                               &name, &s->inner)) != NDE_OK ||
+                               &name, &s->base.inner)) != NDE_OK ||
         (rc = nde_get_long_min(sec, "controls", 1, &m, ctx)) != NDE_OK)
         return rc;
-    if ((size_t)m >= s->inner->dim)
+    if ((size_t)m >= s->base.inner->dim)
         return nde_section_error(sec, "controls", ctx, "%ld controls leave "
                                  "no free state of '%s' (dimension %zu)",
-                                 m, name, s->inner->dim);
-    s->n = s->inner->dim - (size_t)m;
-    if (!(s->buf = malloc(f->batch_max * s->inner->dim * sizeof *s->buf)))
+                                 m, name, s->base.inner->dim);
+    s->n = s->base.inner->dim - (size_t)m;
+    if (!(s->buf = malloc(f->batch_max * s->base.inner->dim * sizeof *s->buf)))
         return nde_error(ctx, NDE_ENOMEM, "controlled: out of memory");
-    f->dim = s->inner->dim;
-    f->nparams = s->inner->nparams;
+    f->dim = s->base.inner->dim;
+    f->nparams = s->base.inner->nparams;
     return NDE_OK;
 }
 
@@ -132,10 +118,10 @@ static const nde_field_type ctl_type = {
         .version = "1"),
     .create = ctl_create,
     .destroy = ctl_destroy,
-    .init_params = ctl_init_params,
+    .init_params = field_wrap_init_params,
     .eval = ctl_eval,
     .vjp = ctl_vjp,
-    .param_name = ctl_param_name,
+    .param_name = field_wrap_param_name,
 };
 
 NDE_MODULE(&ctl_type.info);

@@ -21,7 +21,7 @@
 #include "wrap.h"
 
 typedef struct so_state {
-    nde_field *inner;
+    field_wrap base;        /* first: the inner field                 */
     size_t m;
     double *buf;            /* batch_max x 2m: the inner output, cotangent */
 } so_state;
@@ -31,7 +31,7 @@ static int so_eval(nde_field *f, double t, const double *y,
 {
     so_state *s = f->state;
     const size_t m = s->m, d = 2 * m;
-    int rc = nde_field_eval(s->inner, t, y, theta, s->buf, batch);
+    int rc = nde_field_eval(s->base.inner, t, y, theta, s->buf, batch);
 
     if (rc != NDE_OK && rc != NDE_ERETRY)
         return rc;
@@ -58,20 +58,7 @@ static int so_vjp(nde_field *f, double t, const double *y,
             for (size_t i = 0; i < m; i++)
                 vy[r * d + m + i] += v[r * d + i];
     }
-    return nde_field_vjp(s->inner, t, y, theta, s->buf, vy, vtheta, batch);
-}
-
-static int so_init_params(nde_field *f, double *theta, uint64_t seed)
-{
-    so_state *s = f->state;
-    return nde_field_init_params(s->inner, theta, seed);
-}
-
-static int so_param_name(const nde_field *f, size_t i, char *buf, size_t len)
-{
-    const so_state *s = f->state;
-    nde_field_param_name(s->inner, i, buf, len);
-    return NDE_OK;
+    return nde_field_vjp(s->base.inner, t, y, theta, s->buf, vy, vtheta, batch);
 }
 
 static void so_destroy(nde_field *f)
@@ -79,7 +66,7 @@ static void so_destroy(nde_field *f)
     so_state *s = f->state;
     if (!s)
         return;
-    nde_field_destroy(s->inner);
+    nde_field_destroy(s->base.inner);
     free(s->buf);
     free(s);
     f->state = NULL;
@@ -97,17 +84,17 @@ static int so_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
         return nde_error(ctx, NDE_ECONFIG, "second_order: needs a [field] "
                          "section with inner");
     if ((rc = field_wrap_inner(f, sec, "a second-order field", ctx,
-                               &name, &s->inner)) != NDE_OK)
+                               &name, &s->base.inner)) != NDE_OK)
         return rc;
-    if (s->inner->dim % 2)
+    if (s->base.inner->dim % 2)
         return nde_section_error(sec, "inner", ctx, "'%s' has dimension "
                                  "%zu; the state (x, v) needs an even one",
-                                 name, s->inner->dim);
-    s->m = s->inner->dim / 2;
-    if (!(s->buf = malloc(f->batch_max * s->inner->dim * sizeof *s->buf)))
+                                 name, s->base.inner->dim);
+    s->m = s->base.inner->dim / 2;
+    if (!(s->buf = malloc(f->batch_max * s->base.inner->dim * sizeof *s->buf)))
         return nde_error(ctx, NDE_ENOMEM, "second_order: out of memory");
-    f->dim = s->inner->dim;
-    f->nparams = s->inner->nparams;
+    f->dim = s->base.inner->dim;
+    f->nparams = s->base.inner->nparams;
     return NDE_OK;
 }
 
@@ -128,10 +115,10 @@ static const nde_field_type so_type = {
         .version = "1"),
     .create = so_create,
     .destroy = so_destroy,
-    .init_params = so_init_params,
+    .init_params = field_wrap_init_params,
     .eval = so_eval,
     .vjp = so_vjp,
-    .param_name = so_param_name,
+    .param_name = field_wrap_param_name,
 };
 
 NDE_MODULE(&so_type.info);

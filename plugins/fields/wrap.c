@@ -23,3 +23,17 @@ int field_wrap_inner(nde_field *f, nde_section *sec, const char *what,
                                  "%s is an ODE", *name, what);
     return NDE_OK;
 }
+
+int field_wrap_init_params(nde_field *f, double *theta, uint64_t seed)
+{
+    const field_wrap *w = f->state;
+    return nde_field_init_params(w->inner, theta, seed);
+}
+
+int field_wrap_param_name(const nde_field *f, size_t i, char *buf,
+                          size_t len)
+{
+    const field_wrap *w = f->state;
+    nde_field_param_name(w->inner, i, buf, len);
+    return NDE_OK;
+}

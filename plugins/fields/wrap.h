@@ -1,7 +1,9 @@
 /*
- * wrap.h - the inner field of a wrapper field (second_order, controlled):
- * a field that changes how another one's outputs are used, the other
- * configured in its own section [field.NAME] named by the `inner` key.
+ * wrap.h - the inner field of a wrapper field (second_order, controlled,
+ * cnf): a field that changes how another one's outputs are used, the
+ * other configured in its own section [field.NAME] named by the `inner`
+ * key. A wrapper's state starts with a field_wrap; its parameters are
+ * the inner field's.
  */
 #ifndef NDE_FIELDS_WRAP_H
 #define NDE_FIELDS_WRAP_H
@@ -14,6 +16,15 @@
  * names the wrapper in messages ("a second-order field"). NDE_ECONFIG,
  * naming the key, when the section is missing or the field has a
  * diffusion. */
+typedef struct field_wrap {
+    nde_field *inner;
+} field_wrap;
+
+/* The ops a wrapper takes from its inner field as they are. */
+int field_wrap_init_params(nde_field *f, double *theta, uint64_t seed);
+int field_wrap_param_name(const nde_field *f, size_t i, char *buf,
+                          size_t len);
+
 int field_wrap_inner(nde_field *f, nde_section *sec, const char *what,
                      nde_ctx *ctx, const char **name, nde_field **inner);
 
