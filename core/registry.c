@@ -33,17 +33,29 @@ typedef struct module {
 /* Each kind's interface version and its descriptor's size at every
  * version (index version - 1): the end of its last member then. A
  * descriptor is read up to the size of the version it declares. */
-static const size_t field_sizes[NDE_FIELD_VERSION] = {
+static const size_t field_sizes[] = {
     offsetof(nde_field_type, jvp), offsetof(nde_field_type, jvp_vjp),
     sizeof(nde_field_type)};
-static const size_t solver_sizes[NDE_SOLVER_VERSION] = {
+static const size_t solver_sizes[] = {
     sizeof(nde_solver_type)};
-static const size_t adjoint_sizes[NDE_ADJOINT_VERSION] = {
+static const size_t adjoint_sizes[] = {
     sizeof(nde_adjoint_type)};
-static const size_t regularizer_sizes[NDE_REGULARIZER_VERSION] = {
+static const size_t regularizer_sizes[] = {
     offsetof(nde_regularizer_type, prox), offsetof(nde_regularizer_type, prox),
     sizeof(nde_regularizer_type)};
-static const size_t task_sizes[NDE_TASK_VERSION] = {sizeof(nde_task_type)};
+static const size_t task_sizes[] = {
+    offsetof(nde_task_type, state_names), sizeof(nde_task_type)};
+
+/* One size per version: a version without its entry would read as 0. */
+#define NDE_SIZES_COMPLETE(kind, KIND)                                        \
+    _Static_assert(sizeof kind##_sizes / sizeof *kind##_sizes ==              \
+                       NDE_##KIND##_VERSION,                                  \
+                   #kind "_sizes needs one entry per interface version")
+NDE_SIZES_COMPLETE(field, FIELD);
+NDE_SIZES_COMPLETE(solver, SOLVER);
+NDE_SIZES_COMPLETE(adjoint, ADJOINT);
+NDE_SIZES_COMPLETE(regularizer, REGULARIZER);
+NDE_SIZES_COMPLETE(task, TASK);
 
 static const struct {
     int version;
