@@ -52,6 +52,11 @@ typedef struct cli_flow_opts {
 } cli_flow_opts;
 int cli_predict_flow(nde_ctx *ctx, struct nde_trainer *tr,
                      const cli_flow_opts *o);
+/* `nde predict CKPT --plot BASE` (flow.c), after the held-out
+ * evaluation: up to 8 held-out series, observed against predicted, one
+ * panel per state, to BASE.png and BASE.svg; an exit status. */
+int cli_predict_fit(struct nde_trainer *tr, const char *base,
+                    const char *title);
 
 extern const char cli_solve_help[];
 extern const char cli_plugins_help[];

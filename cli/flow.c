@@ -1,7 +1,10 @@
 /*
- * flow.c - `nde predict CKPT --flow BASE`: the learned flow of a task with
- * 2-D inputs (the points task), drawn as the paths of a grid of inputs.
+ * flow.c - the pictures of `nde predict`: --plot BASE, the held-out
+ * series' observations against the model's predictions, one panel per
+ * state; --flow BASE, the learned flow of a task with 2-D inputs (the
+ * points task), drawn as the paths of a grid of inputs.
  *
+ * --flow: *
  * The grid: N x N inputs over [-A, A]^2, those within the disc of radius A
  * kept, each lifted by the task (nde_trainer_lift: its learned lift, its
  * augmentation, its controls) and solved over the task's span, saving K
@@ -20,6 +23,18 @@
 #include "nde/train.h"
 
 #define FLOW_SAVES 41
+
+/* The directory of BASE into dir ("." when it has none). */
+static const char *dir_of(const char *base, char *dir, size_t size)
+{
+    const char *slash = strrchr(base, '/');
+
+    if (slash == base)
+        return "/";
+    snprintf(dir, size, "%.*s", slash ? (int)(slash - base) : 1,
+             slash ? base : ".");
+    return dir;
+}
 
 /* The grid's inputs within the disc into x (room for N^2 rows), their
  * shades into shade; returns their count. */
@@ -67,7 +82,7 @@ static int solve_chunk(nde_trainer *tr, const double *x, size_t at, size_t m,
 
 /* The pictures replace their files by a rename: refuse to replace
  * anything but a regular file (a device, a FIFO, a directory). */
-static int replaceable(const char *base)
+static int replaceable(const char *opt, const char *base)
 {
     static const char *const ext[2] = {"png", "svg"};
     char path[4096];
@@ -76,8 +91,8 @@ static int replaceable(const char *base)
     for (int i = 0; i < 2; i++) {
         snprintf(path, sizeof path, "%s.%s", base, ext[i]);
         if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-            cli_error("predict --flow: %s exists and is not a regular file: "
-                      "refused, nothing written", path);
+            cli_error("predict %s: %s exists and is not a regular file: "
+                      "refused, nothing written", opt, path);
             return 0;
         }
     }
@@ -111,7 +126,7 @@ int cli_predict_flow(nde_ctx *ctx, nde_trainer *tr, const cli_flow_opts *o)
         code = CLI_EXIT_USAGE;
         goto done;
     }
-    if (!replaceable(o->base)) {
+    if (!replaceable("--flow", o->base)) {
         code = CLI_EXIT_USAGE;
         goto done;
     }
@@ -133,12 +148,10 @@ int cli_predict_flow(nde_ctx *ctx, nde_trainer *tr, const cli_flow_opts *o)
     }
     snprintf(xname, sizeof xname, "state %zu", o->sx);
     snprintf(yname, sizeof yname, "state %zu", o->sy);
-    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - o->base) : 1,
-             slash ? o->base : ".");
     {
         const ab_flow fl = {y, FLOW_SAVES, n, D, o->sx, o->sy, shade,
                             xname, yname, o->title};
-        if (ab_plot_flow(slash == o->base ? "/" : dir,
+        if (ab_plot_flow(dir_of(o->base, dir, sizeof dir),
                          slash ? slash + 1 : o->base, &fl, err,
                          sizeof err) != 0) {
             cli_error("predict --flow: %s", err);
@@ -158,4 +171,40 @@ done:
     free(y0);
     free(ys);
     return code;
+}
+
+/* At most this many held-out series are drawn (one colour each). */
+#define FIT_SERIES 8
+
+int cli_predict_fit(nde_trainer *tr, const char *base, const char *title)
+{
+    const size_t ns = nde_trainer_ntest(tr), D = nde_trainer_field(tr)->dim;
+    ab_fit_series s[FIT_SERIES];
+    const char *slash = strrchr(base, '/');
+    char dir[4096], err[512];
+    size_t n = 0;
+
+    if (!replaceable("--plot", base))
+        return CLI_EXIT_USAGE;
+    for (size_t i = 0; i < ns && n < FIT_SERIES; i++) {
+        ab_fit_series *q = &s[n];
+        q->n = nde_trainer_test_series(tr, i, &q->id, &q->t, &q->pred);
+        if (nde_trainer_test_observed(tr, i, &q->obs) == q->n && q->n > 0)
+            n++;
+    }
+    if (n == 0) {
+        cli_error("predict --plot: this model's task has no held-out series "
+                  "with observations to draw (time series from source = "
+                  "csv have)");
+        return CLI_EXIT_USAGE;
+    }
+    if (ab_plot_fit(dir_of(base, dir, sizeof dir), slash ? slash + 1 : base,
+                    s, n, D, nde_trainer_state_names(tr), title, err,
+                    sizeof err) != 0) {
+        cli_error("predict --plot: %s", err);
+        return CLI_EXIT_FAILURE;
+    }
+    fprintf(stderr, "nde: %zu held-out series of %zu drawn: %s.png, %s.svg\n",
+            n, ns, base, base);
+    return CLI_EXIT_OK;
 }

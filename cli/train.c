@@ -124,7 +124,7 @@ const char cli_train_help[] =
 const char cli_predict_help[] =
     "Usage: nde predict CKPT [-s SECTION.KEY=VALUE]... [-u SECTION.KEY]...\n"
     "                   [-o FILE] [--summary-json FILE] [--paths N [--seed S]]\n"
-    "                   [--flow BASE [--flow-grid N] [--flow-range A]\n"
+    "                   [--plot BASE] [--flow BASE [--flow-grid N] [--flow-range A]\n"
     "                    [--flow-states I,J]]\n"
     "\n"
     "Run the model trained into checkpoint CKPT (with the config stored in\n"
@@ -158,6 +158,9 @@ const char cli_predict_help[] =
     "      --seed S                 SDE: the Brownian path of --paths\n"
     "                               (default 1; the same seed, the same\n"
     "                               paths)\n"
+    "      --plot BASE              draw the held-out series' observations\n"
+    "                               (dots) against the predictions (lines),\n"
+    "                               a panel per state, to BASE.png/.svg\n"
     "      --flow BASE              draw the flow (see above)\n"
     "      --flow-grid N            inputs per side (default 15)\n"
     "      --flow-range A           the grid's half-width (default 1.5)\n"
@@ -209,6 +212,7 @@ typedef struct train_args {
     unsigned long long seed;
     int seed_given;
     cli_flow_opts flow;  /* predict --flow (base NULL = not asked)      */
+    const char *plot;    /* predict --plot BASE                        */
 } train_args;
 
 /* The value v of integer option opt, in [min, max], into *out; else says
@@ -237,25 +241,37 @@ static int option_integer(const char *cmd, const char *opt, const char *v,
     return 0;
 }
 
-/* argv[*i] as one of predict's --flow options: 1 when it is one (*rc
+/* argv[*i] as one of predict's picture options (--plot, --flow and
+ * its settings): 1 when it is one (*rc
  * non-zero when its value is bad, said), 0 when not. */
+/* The BASE of a picture option into *base; -1 (said) when it cannot name
+ * BASE.png and BASE.svg. */
+static int picture_base(const char *cmd, const char *opt, const char *v,
+                        const char **base)
+{
+    *base = v;
+    if (*v && v[strlen(v) - 1] != '/')
+        return 0;
+    cli_error("%s: %s needs a file name without its extension (BASE.png and "
+              "BASE.svg are written), not '%s'", cmd, opt, v);
+    return -1;
+}
+
 static int flow_option(const char *cmd, int argc, char **argv, int *i,
-                       cli_flow_opts *f, int *missing, int *rc)
+                       cli_flow_opts *f, const char **plot, int *missing,
+                       int *rc)
 {
     unsigned long long u = 0, w = 0;
     const char *v;
     char *end;
 
     *rc = 0;
-    if ((v = cli_option_value(argc, argv, i, NULL, "--flow", missing))) {
-        f->base = v;
-        if (!*v || v[strlen(v) - 1] == '/') {
-            cli_error("%s: --flow needs a file name without its extension "
-                      "(BASE.png and BASE.svg are written), not '%s'", cmd,
-                      v);
-            *rc = -1;
-        }
-    } else if (!*missing && (v = cli_option_value(argc, argv, i, NULL,
+    if ((v = cli_option_value(argc, argv, i, NULL, "--flow", missing)))
+        *rc = picture_base(cmd, "--flow", v, &f->base);
+    else if (!*missing &&
+             (v = cli_option_value(argc, argv, i, NULL, "--plot", missing)))
+        *rc = picture_base(cmd, "--plot", v, plot);
+    else if (!*missing && (v = cli_option_value(argc, argv, i, NULL,
                                                   "--flow-grid", missing))) {
         *rc = option_integer(cmd, "--flow-grid", v, 2, 1000, &u);
         f->grid = (long)u;
@@ -354,8 +370,8 @@ static int parse_args(const char *cmd, int argc, char **argv,
             if (option_integer(cmd, "--seed", v, 0, UINT64_MAX, &a->seed))
                 return CLI_EXIT_USAGE;
         } else if (!missing && strstr(allowed, "flow") &&
-                   flow_option(cmd, argc, argv, &i, &a->flow, &missing,
-                               &rc)) {
+                   flow_option(cmd, argc, argv, &i, &a->flow, &a->plot,
+                               &missing, &rc)) {
             if (rc)
                 return CLI_EXIT_USAGE;
         } else if (missing) {
@@ -1164,9 +1180,15 @@ int cli_predict(int argc, char **argv)
     if ((code = parse_args("predict", argc, argv,
                            "output summary paths seed flow", &a)))
         goto done;
-    if (a.flow.base && (a.paths || a.output || a.summary)) {
-        cli_error("predict: --flow draws a picture; it takes no --paths, -o "
-                  "or --summary-json");
+    if (a.flow.base && (a.paths || a.output || a.summary || a.plot)) {
+        cli_error("predict: --flow draws a picture; it takes no --paths, -o, "
+                  "--summary-json or --plot");
+        code = CLI_EXIT_USAGE;
+        goto done;
+    }
+    if (a.plot && a.paths) {
+        cli_error("predict: --plot draws the held-out fit; --paths samples "
+                  "paths instead");
         code = CLI_EXIT_USAGE;
         goto done;
     }
@@ -1191,6 +1213,12 @@ int cli_predict(int argc, char **argv)
         goto done;
     }
     use_problem = wants_problem(&a);
+    if (use_problem && a.plot) {
+        cli_error("predict: --plot draws the held-out fit, not a [problem] "
+                  "solve");
+        code = CLI_EXIT_USAGE;
+        goto done;
+    }
     if ((use_problem && (rc = problem_rows(cfg, &rows, ctx)) != NDE_OK) ||
         (rc = nde_trainer_create(ctx, cfg,
                                  rows > (size_t)a.paths ? rows
@@ -1207,15 +1235,16 @@ int cli_predict(int argc, char **argv)
         goto done;
     }
     {
+        const char *pic = a.flow.base ? a.flow.base : a.plot;
         char png[4096], svg[4096];
         cli_file files[9] = {{"the checkpoint", a.config, 0, 0},
                              {"-o", a.output, 1, 0},
                              {"--summary-json", a.summary, 1, 0},
-                             {"--flow", NULL, 1, 0},
-                             {"--flow", NULL, 1, 0}};
-        if (a.flow.base) {
-            snprintf(png, sizeof png, "%s.png", a.flow.base);
-            snprintf(svg, sizeof svg, "%s.svg", a.flow.base);
+                             {a.flow.base ? "--flow" : "--plot", NULL, 1, 0},
+                             {a.flow.base ? "--flow" : "--plot", NULL, 1, 0}};
+        if (pic) {
+            snprintf(png, sizeof png, "%s.png", pic);
+            snprintf(svg, sizeof svg, "%s.svg", pic);
             files[3].path = png;
             files[4].path = svg;
         }
@@ -1278,6 +1307,8 @@ int cli_predict(int argc, char **argv)
         else
             code = write_heldout_csv(a.output, tr) ? CLI_EXIT_FAILURE
                                                    : CLI_EXIT_OK;
+        if (code == CLI_EXIT_OK && a.plot)
+            code = cli_predict_fit(tr, a.plot, a.config);
     }
 summary:
     if (a.summary && write_summary(a.summary, &sum) != 0 &&

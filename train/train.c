@@ -1525,6 +1525,17 @@ int nde_trainer_sample(nde_trainer *tr, uint64_t seed, double t0,
     return predict(tr, seed, t0, y0, batch, t1, nsave, tsave, ysave, st);
 }
 
+size_t nde_trainer_test_observed(const nde_trainer *tr, size_t i,
+                                 const double **obs)
+{
+    const nde_task *t = tr->task;
+
+    *obs = NULL;
+    return t->type->test_observed && i < t->ntest
+               ? t->type->test_observed(t, i, obs)
+               : 0;
+}
+
 const char *const *nde_trainer_state_names(const nde_trainer *tr)
 {
     const nde_task *t = tr->task;

@@ -1269,3 +1269,104 @@ int ab_plot_flow(const char *dir, const char *base, const ab_flow *fl,
         return -1;
     return render_both(dir, base, draw_flow, fl, err, errlen);
 }
+
+/* ----------------------------------------------------------------- fit */
+
+typedef struct fit_data {
+    const ab_fit_series *s;
+    size_t nseries, dim;
+    const char *const *names;
+    const char *title;
+} fit_data;
+
+/* Panel j: every series' state j against t. */
+static void fit_panel(const fit_data *fd, size_t j, double y0, double y1)
+{
+    double tmin = INFINITY, tmax = -INFINITY, lo = INFINITY, hi = -INFINITY;
+    char name[32];
+
+    for (size_t i = 0; i < fd->nseries; i++)
+        for (size_t k = 0; k < fd->s[i].n; k++) {
+            const double o = fd->s[i].obs[k * fd->dim + j];
+            const double p = fd->s[i].pred[k * fd->dim + j];
+            tmin = fmin(tmin, fd->s[i].t[k]);
+            tmax = fmax(tmax, fd->s[i].t[k]);
+            lo = fmin(lo, isfinite(o) ? fmin(o, p) : p);
+            hi = fmax(hi, isfinite(o) ? fmax(o, p) : p);
+        }
+    pad_range(&tmin, &tmax, 0.02);
+    pad_range(&lo, &hi, 0.08);
+    plvpor(0.10, 0.78, y0, y1);
+    plwind(tmin, tmax, lo, hi);
+    plcol0(COL_GRID);
+    plwidth(0.5);
+    plbox("g", 0.0, 0, "g", 0.0, 0);
+    plwidth(1.2);
+    for (size_t i = 0; i < fd->nseries; i++) {
+        const ab_fit_series *q = &fd->s[i];
+        PLFLT t[q->n ? q->n : 1], y[q->n ? q->n : 1];
+        plcol0(COL_ARM + (PLINT)(i % NPALETTE));
+        for (size_t k = 0; k < q->n; k++) {
+            t[k] = q->t[k];
+            y[k] = q->pred[k * fd->dim + j];
+        }
+        plline((PLINT)q->n, t, y);
+        plschr(0.0, 0.6 * CHAR_SCALE);
+        for (size_t k = 0; k < q->n; k++) {
+            PLFLT tk = q->t[k], ok = q->obs[k * fd->dim + j];
+            if (isfinite(ok))
+                plstring(1, &tk, &ok, MARK_ARM);
+        }
+        plschr(0.0, CHAR_SCALE);
+    }
+    plwidth(1.0);
+    plcol0(COL_FG);
+    plbox(y0 < 0.2 ? "bcnst" : "bcst", 0.0, 0, "bcnstv", 0.0, 0);
+    if (fd->names)
+        snprintf(name, sizeof name, "%s", fd->names[j]);
+    else
+        snprintf(name, sizeof name, "y%zu", j);
+    plmtex("l", 5.0, 0.5, 0.5, name);
+}
+
+static void draw_fit(const void *arg)
+{
+    const fit_data *fd = arg;
+    const double top = 0.88, bottom = 0.10;
+    const double h = (top - bottom) / (double)fd->dim;
+
+    pladv(0);
+    for (size_t j = 0; j < fd->dim; j++)
+        fit_panel(fd, j, top - (double)(j + 1) * h + 0.01,
+                  top - (double)j * h - 0.01);
+    plcol0(COL_FG);
+    plmtex("b", 3.0, 0.5, 0.5, "t");
+    plvpor(0.10, 0.78, bottom, top);
+    plmtex("t", 2.2, 0.5, 0.5, "Held-out fit: dots observed, lines predicted");
+    plschr(0.0, 0.8 * CHAR_SCALE);
+    plmtex("t", 0.8, 0.5, 0.5, fd->title);
+    plschr(0.0, CHAR_SCALE);
+    for (size_t i = 0; i < fd->nseries; i++) {
+        plcol0(COL_ARM + (PLINT)(i % NPALETTE));
+        plmtex("rv", 1.0, 1.0 - 0.05 * (double)(i + 1), 0.0, fd->s[i].id);
+    }
+}
+
+int ab_plot_fit(const char *dir, const char *base, const ab_fit_series *s,
+                size_t nseries, size_t dim, const char *const *names,
+                const char *title, char *err, size_t errlen)
+{
+    const fit_data fd = {s, nseries, dim, names, title};
+
+    if (err && errlen)
+        err[0] = '\0';
+    if (nseries == 0 || nseries > NPALETTE || dim == 0) {
+        set_err(err, errlen, "%s/%s: %zu series of %zu states: nothing to "
+                "draw, or more series than colours (%d)", dir, base, nseries,
+                dim, NPALETTE);
+        return -1;
+    }
+    if (check_devices(dir, err, errlen) != 0)
+        return -1;
+    return render_both(dir, base, draw_fit, &fd, err, errlen);
+}

@@ -281,6 +281,15 @@ static size_t series_test_series(const nde_task *t, size_t i,
     return s->held->series[i].npoints;
 }
 
+static size_t series_test_observed(const nde_task *t, size_t i,
+                                   const double **obs)
+{
+    const series *s = t->state;
+
+    *obs = s->held->series[i].y;
+    return s->held->series[i].npoints;
+}
+
 /* The CSV's column names: the held-out series are written under them. */
 static const char *const *series_state_names(const nde_task *t)
 {
@@ -302,6 +311,7 @@ static const nde_task_type nde_task_series = {
     .digest = series_digest,
     .test_series = series_test_series,
     .state_names = series_state_names,
+    .test_observed = series_test_observed,
 };
 
 NDE_MODULE(&nde_task_series.info);

@@ -1327,6 +1327,27 @@ START_TEST(test_prediction_keeps_column_names)
     ck_assert_ptr_nonnull(text = test_read_file(out, NULL));
     ck_assert_msg(strncmp(text, "t,prey,predator\n", 16) == 0, "%s", text);
     free(text);
+
+    /* --plot: the held-out series' 2 observations in each of the 2
+     * panels, read back from the SVG as start dots, the panels named */
+    r = run("predict", ckpt, "--plot", path_in("fit"));
+    assert_ok(r);
+    assert_contains(r.err, "1 held-out series of 1 drawn");
+    result_free(&r);
+    ck_assert_ptr_nonnull(text = test_read_file(path_in("fit.svg"), NULL));
+    {
+        size_t dots = 0;
+        for (const char *p = text; (p = strstr(p, "&#x25cf;")); p++)
+            dots++;
+        ck_assert_uint_eq(dots, 4);
+        /* PLplot's SVG device writes each character as &#xHH; */
+        ck_assert_ptr_nonnull(strstr(text, "&#x70;&#x72;&#x65;&#x79;"));
+    }
+    free(text);
+    r = run("predict", ckpt, "--plot", path_in("fit"), "-s",
+            "problem.y0=1,1");
+    assert_fails(r, 2, "--plot draws the held-out fit, not a [problem]");
+    result_free(&r);
 }
 END_TEST
 
@@ -2141,6 +2162,9 @@ START_TEST(test_predict_flow)
     result_free(&r);
     r = run("predict", ckpt, "--flow", path_in("ctl"), "--flow-grid", "1");
     assert_fails(r, 2, "--flow-grid");
+    result_free(&r);
+    r = run("predict", ckpt, "--plot", path_in("fit"));
+    assert_fails(r, 2, "--plot: this model's task has no held-out series");
     result_free(&r);
     /* BASE.png may not be the checkpoint */
     r = run("train", example("annuli.ini"), "--quiet", "-s",

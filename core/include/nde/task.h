@@ -23,7 +23,7 @@
  * lift and lift_vjp (NULL: the batch's input rows are the initial states,
  * input_dim = dim); readout and readout_vjp (NULL: the observations are
  * the saved states, obs_dim = dim); digest, test_series, test_classes,
- * state_names.
+ * state_names, test_observed.
  * lift and lift_vjp come as a pair, so do readout and readout_vjp.
  *
  * Lifecycle: the trainer allocates the instance, fills type, ctx, dim,
@@ -111,7 +111,7 @@ typedef struct nde_task_model {
  *   1: create, destroy, init_params, param_name, batch, lift, lift_vjp,
  *      readout, readout_vjp, loss, evaluate, digest, test_series,
  *      test_classes
- *   2: state_names */
+ *   2: state_names, test_observed */
 #define NDE_TASK_VERSION 2
 
 /* The descriptor's info: NDE_TASK_INFO(.name = ..., .description = ...,
@@ -179,6 +179,10 @@ typedef struct nde_task_type {
      * columns), owned by the task; NULL when the data name none. Outputs
      * use them before the field's own names. */
     const char *const *(*state_names)(const nde_task *t);
+    /* Held-out series i's observations as evaluate compares them (n x
+     * dim at test_series' times, NaN where missing); returns n, 0 when
+     * the task has none to show. */
+    size_t (*test_observed)(const nde_task *t, size_t i, const double **obs);
 } nde_task_type;
 
 struct nde_task {

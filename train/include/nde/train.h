@@ -290,6 +290,11 @@ NDE_API size_t nde_trainer_test_series(const nde_trainer *tr, size_t i,
                                        const char **id, const double **t,
                                        const double **pred);
 
+/* Held-out series i's observations (n x dim at its times, NaN where
+ * missing); returns n, or 0 when the task shows none. */
+NDE_API size_t nde_trainer_test_observed(const nde_trainer *tr, size_t i,
+                                         const double **obs);
+
 /* Classification (source = idx): returns the number of classes C and
  * points *label at the ntest test labels and *prob at the last
  * evaluation's class probabilities (ntest x C); 0 for time series. */
