@@ -1407,7 +1407,9 @@ static int regs_prox(nde_trainer *tr, double lr)
         }
         for (size_t i = 0; i < tr->Pf; i++)
             if (!isfinite(tr->theta[i]))
-                return nde_error(tr->ctx, NDE_ENONFINITE,
+                /* a plugin's fault, after Adam's step: not a failure
+                 * on_failure may absorb, which would keep that step */
+                return nde_error(tr->ctx, NDE_EPLUGIN,
                                  "regularizer '%s': its proximal step made "
                                  "parameter %zu not finite", g->name, i);
     }
@@ -1420,7 +1422,7 @@ int nde_trainer_step(nde_trainer *tr, nde_train_step *m)
     double norm = 0.0;
     nde_stats st;
     size_t i;
-    int rc;
+    int rc, prox_failed = 0;
 
     memset(m, 0, sizeof *m);
     m->iteration = tr->iter + 1;
@@ -1456,14 +1458,17 @@ int nde_trainer_step(nde_trainer *tr, nde_train_step *m)
             for (i = 0; i < tr->P; i++)
                 tr->grad[i] *= tr->set.clip / norm;
         const double lr = adam_lr(tr);
-        if ((rc = adam_update(tr)) == NDE_OK)
+        if ((rc = adam_update(tr)) == NDE_OK) {
             rc = regs_prox(tr, lr);
+            prox_failed = rc != NDE_OK;
+        }
     }
     if (rc != NDE_OK) {
         nde_error_prefix(tr->ctx, "iteration %ld", m->iteration);
         m->time_s = now_s() - start;
         tr->tot.time_s += m->time_s;
-        return absorb_failure(tr, m, rc);
+        /* after Adam's step the parameters moved: nothing to absorb */
+        return prox_failed ? rc : absorb_failure(tr, m, rc);
     }
     tr->iter++;
     m->time_s = now_s() - start;
