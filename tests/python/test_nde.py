@@ -1,0 +1,192 @@
+"""The nde Python package on the build tree's libraries: the spiral example
+trained from a short script, its numbers in numpy, and its errors.
+
+Run by meson (suite python) with PYTHONPATH at the source's python/ and
+NDE_LIBRARY_PATH at the build's libraries; NDE_SOURCE_ROOT names the source.
+"""
+
+import math
+import os
+import tempfile
+import unittest
+
+import numpy as np
+
+import nde
+
+SPIRAL = os.path.join(os.environ["NDE_SOURCE_ROOT"], "examples", "spiral.ini")
+
+
+def spiral(iterations=20, **overrides):
+    cfg = nde.Config.from_file(SPIRAL)
+    cfg.set("train.iterations", iterations)
+    for key, value in overrides.items():
+        cfg.set(key.replace("__", "."), value)
+    return cfg
+
+
+class TestTrain(unittest.TestCase):
+    def test_spiral_script(self):
+        tr = nde.Trainer(spiral(200))
+        before = tr.evaluate()["test_loss"]
+        theta0 = tr.params
+        seen = []
+        hist = tr.train(callback=seen.append)
+        self.assertEqual(tr.iteration, 200)
+        self.assertEqual(len(seen), 200)
+        self.assertEqual(seen[-1].iteration, 200)
+        self.assertIsInstance(hist["loss"], np.ndarray)
+        np.testing.assert_array_equal(hist["iteration"], np.arange(1, 201))
+        np.testing.assert_array_equal(hist["loss"], [s.loss for s in seen])
+        self.assertTrue(np.all(np.isfinite(hist["loss"])))
+        self.assertTrue(np.all(hist["nfe_forward"] > 0))
+        # Learning: the last batches fit better than the first, and the
+        # held-out trajectory too.
+        self.assertLess(hist["loss"][-50:].mean(), hist["loss"][:50].mean())
+        after = tr.evaluate()
+        self.assertLess(after["test_loss"], before)
+        self.assertTrue(math.isnan(after["test_accuracy"]))
+        # The parameters moved, and have a name each.
+        theta = tr.params
+        self.assertEqual(theta.shape, theta0.shape)
+        self.assertEqual(theta.size, 2 * 50 + 50 + 50 * 2 + 2)
+        self.assertGreater(np.abs(theta - theta0).max(), 1e-3)
+        names = tr.param_names
+        self.assertEqual(len(names), theta.size)
+        self.assertEqual(len(set(names)), theta.size)
+        # A copy: changing it does not change the model.
+        theta[:] = 0
+        self.assertGreater(np.abs(tr.params).max(), 0)
+
+    def test_predict_and_solve(self):
+        tr = nde.Trainer(spiral(5))
+        tr.train()
+        y = tr.predict(0.0, np.array([[2.0, 0.0], [1.0, -1.0], [0, 1]]),
+                       5.0, 11)
+        self.assertEqual(y.shape, (11, 3, 2))
+        np.testing.assert_array_equal(y[0], [[2, 0], [1, -1], [0, 1]])
+        self.assertTrue(np.all(np.isfinite(y)))
+        # The same row alone gives the same trajectory; one state works.
+        y1 = tr.predict(0.0, [1.0, -1.0], 5.0, np.linspace(0, 5, 11))
+        self.assertEqual(y1.shape, (11, 1, 2))
+        np.testing.assert_allclose(y1[:, 0], y[:, 1], rtol=1e-6, atol=1e-8)
+        # [problem]: y0 = 2, 0 on [0, 25], nsave = 51.
+        t, ys = tr.solve()
+        np.testing.assert_array_equal(t, np.linspace(0, 25, 51))
+        self.assertEqual(ys.shape, (51, 1, 2))
+        with self.assertRaises(ValueError):
+            tr.predict(0.0, np.zeros((1, 3)), 1.0, 3)
+
+    def test_predict_rows_beyond_the_batch(self):
+        # The trainer takes [problem]'s 3 rows though it trains on 1.
+        with open(SPIRAL) as f:
+            text = f.read().replace("y0 = 2, 0", "y0 = 2, 0\n  0, 2\n  1, 1")
+        cfg = nde.Config.from_string(text).set("train.batch_size", 1)
+        with self.assertRaises(ValueError):
+            cfg.set("problem.y0", [[2, 0], [0, 2]])
+        tr = nde.Trainer(cfg)
+        t, y = tr.solve()
+        self.assertEqual(y.shape, (51, 3, 2))
+        with self.assertRaises(nde.Error) as e:
+            tr.predict(0.0, np.ones((4, 2)), 1.0, 2)
+        self.assertEqual(e.exception.status, "NDE_EINVAL")
+        self.assertEqual(nde.Trainer(spiral(1, train__batch_size=1),
+                                     predict_rows=4)
+                         .predict(0.0, np.ones((4, 2)), 1.0, 2).shape,
+                         (2, 4, 2))
+
+    def test_from_dict_is_the_file(self):
+        d = {
+            "solver": {"plugin": "tsit5", "rtol": 1e-6, "atol": 1e-8},
+            "field": {"plugin": "mlp", "layers": [2, 50, 2],
+                      "activation": "tanh", "input": "cube", "time": False},
+            "adjoint": {"plugin": "interpolating"},
+            "data": {"source": "spiral", "npoints": 1000, "t1": 25,
+                     "batch_time": 10},
+            "train": {"iterations": 3, "batch_size": 20, "lr": 3e-3,
+                      "lr_decay": 0.999, "seed": 1},
+            "problem": {"t0": 0, "t1": 1, "y0": [[2, 0], [0, 2]],
+                        "nsave": 3},
+        }
+        a = nde.Trainer(nde.Config.from_dict(d)).train()
+        b = nde.Trainer(spiral(3)).train()
+        np.testing.assert_array_equal(a["loss"], b["loss"])
+        t, y = nde.Trainer(nde.Config.from_dict(d)).solve()
+        self.assertEqual(y.shape, (3, 2, 2))
+
+    def test_callback_stops(self):
+        tr = nde.Trainer(spiral(50))
+        hist = tr.train(callback=lambda s: s.iteration < 3)
+        self.assertEqual(tr.iteration, 3)
+        self.assertEqual(len(hist["loss"]), 3)
+        # None goes on; an explicit count runs past [train] iterations.
+        hist = tr.train(iterations=2, callback=lambda s: None)
+        self.assertEqual(tr.iteration, 5)
+
+    def test_save_and_load(self):
+        tr = nde.Trainer(spiral(10))
+        tr.train(iterations=4)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "m.ckpt")
+            tr.save(path)
+            self.assertEqual(os.listdir(tmp), ["m.ckpt"])
+            back = nde.Trainer.load(path)
+        self.assertEqual(back.iteration, 4)
+        np.testing.assert_array_equal(back.params, tr.params)
+        # Resumed: the next iteration is the same, bit for bit.
+        self.assertEqual(back.step().loss, tr.step().loss)
+        np.testing.assert_array_equal(back.params, tr.params)
+
+
+class TestErrors(unittest.TestCase):
+    def test_bad_key_in_file(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "bad.ini")
+            with open(SPIRAL) as f:
+                text = f.read()
+            with open(path, "w") as f:
+                f.write(text.replace("rtol = 1e-6", "rtoll = 1e-6"))
+            cfg = nde.Config.from_file(path)
+            with self.assertRaises(nde.Error) as e:
+                nde.Trainer(cfg)
+        self.assertEqual(e.exception.status, "NDE_ECONFIG")
+        msg = str(e.exception)
+        self.assertIn("bad.ini:", msg)
+        self.assertIn("[solver] rtoll: unknown key", msg)
+        self.assertIn("'rtol'", msg)
+
+    def test_bad_override_and_value(self):
+        with self.assertRaises(nde.Error) as e:
+            nde.Trainer(spiral(2, solver__rtoll=1))
+        self.assertIn("-s solver.rtoll=1", str(e.exception))
+        with self.assertRaises(nde.Error) as e:
+            nde.Trainer(spiral(2, train__lr="fast"))
+        self.assertIn("[train] lr", str(e.exception))
+        with self.assertRaises(nde.Error) as e:
+            nde.Config.from_file("/nonexistent/x.ini")
+        self.assertEqual(e.exception.status, "NDE_EIO")
+        self.assertIn("/nonexistent/x.ini", str(e.exception))
+        with self.assertRaises(nde.Error):
+            nde.Config.from_string("[solver\nplugin = tsit5\n")
+
+    def test_failed_solve_raises(self):
+        tr = nde.Trainer(spiral(2, solver__max_steps=1))
+        with self.assertRaises(nde.Error) as e:
+            tr.step()
+        self.assertEqual(e.exception.status, "NDE_EMAXSTEPS")
+        self.assertEqual(tr.iteration, 0)
+
+    def test_frozen_config(self):
+        cfg = spiral(2)
+        nde.Trainer(cfg)
+        with self.assertRaises(nde.Error):
+            cfg.set("train.lr", 0.1)
+
+    def test_load_missing(self):
+        with self.assertRaises(nde.Error) as e:
+            nde.Trainer.load("/nonexistent/m.ckpt")
+        self.assertIn("/nonexistent/m.ckpt", str(e.exception))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
