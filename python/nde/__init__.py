@@ -64,18 +64,19 @@ def _format(value):
     """A Python value as config text: numbers so they read back the same,
     booleans as true/false, sequences joined by ", "; a sequence of
     sequences (a matrix, several y0 rows) one row per line."""
-    if isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
     if isinstance(value, (int, float, np.integer, np.floating)):
         return repr(float(value)) if isinstance(
             value, (float, np.floating)) else str(int(value))
     if isinstance(value, str):
         return value
-    rows = np.asarray(value)
-    if rows.ndim == 1:
-        return ", ".join(_format(v.item()) for v in rows)
-    if rows.ndim == 2:
-        return "\n    ".join(_format(r) for r in rows)
+    if isinstance(value, np.ndarray) and value.ndim in (1, 2):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)) and value:
+        if all(isinstance(r, (list, tuple, np.ndarray)) for r in value):
+            return "\n    ".join(_format(r) for r in value)
+        return ", ".join(_format(v) for v in value)
     raise TypeError("nde: cannot write %r as a config value" % (value,))
 
 
@@ -183,7 +184,8 @@ class Trainer:
     The trainer writes no files by itself: [train] checkpoint and metrics
     are the `nde` program's; use save() and the arrays train() returns.
     predict_rows: the most rows predict() must take beyond the training
-    batch (default: the rows of [problem] y0, if the config has one).
+    batch (default: the rows of [problem] y0, if the config has one; a
+    [problem] section is then checked as solve() reads it).
     """
 
     def __init__(self, config, predict_rows=None):

@@ -98,7 +98,7 @@ class TestTrain(unittest.TestCase):
     def test_from_dict_is_the_file(self):
         d = {
             "solver": {"plugin": "tsit5", "rtol": 1e-6, "atol": 1e-8},
-            "field": {"plugin": "mlp", "layers": [2, 50, 2],
+            "field": {"plugin": "mlp", "layers": np.array([2, 50, 2]),
                       "activation": "tanh", "input": "cube", "time": False},
             "adjoint": {"plugin": "interpolating"},
             "data": {"source": "spiral", "npoints": 1000, "t1": 25,
