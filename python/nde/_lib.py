@@ -9,7 +9,6 @@ train/include/nde/train.h field for field: change them with the headers.
 """
 
 import ctypes
-import ctypes.util
 import os
 
 try:
@@ -113,7 +112,9 @@ def _declare(lib, name, restype, *argtypes):
 
 nde = _open("nde")
 train = _open("nde-train")
-libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+# The process's global scope, not libc.so.6's own: its free() must be the
+# one libnde's malloc() pairs with (a preloaded sanitizer's, say).
+libc = ctypes.CDLL(None, use_errno=True)
 
 P = ctypes.c_void_p
 S = ctypes.c_char_p

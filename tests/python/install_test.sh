@@ -3,9 +3,10 @@
 # Python import it from there, check it loads the installed libraries (not
 # the build tree's) and train the spiral example for a few iterations with
 # the installed plugins.
-# Usage: install_test.sh BUILD_DIR SOURCE_DIR PYTHON LIBDIR_ABS
+# Usage: install_test.sh BUILD_DIR SOURCE_DIR PYTHON LIBDIR_ABS [PRELOAD]
+# PRELOAD: the sanitizer runtime a sanitized libnde needs in Python.
 set -euo pipefail
-build=$1 src=$2 python=$3 libdir=$4
+build=$1 src=$2 python=$3 libdir=$4 preload=${5:-}
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/nde-pyinstall-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -21,7 +22,7 @@ init=$(find "$stage" -path '*/nde/__init__.py')
 cd "$tmp"
 NDE_LIBRARY_PATH=$stage$libdir NDE_PLUGIN_PATH=$stage$libdir/nde/plugins \
 PYTHONPATH=$(dirname "$(dirname "$init")") PYTHONDONTWRITEBYTECODE=1 \
-"$python" - "$src/examples/spiral.ini" "$stage" "$libdir" <<'PY' ||
+LD_PRELOAD=$preload "$python" - "$src/examples/spiral.ini" "$stage" "$libdir" <<'PY' ||
 import sys
 import nde
 from nde import _paths
