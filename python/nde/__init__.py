@@ -66,9 +66,10 @@ def _format(value):
     sequences (a matrix, several y0 rows) one row per line."""
     if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        return repr(float(value)) if isinstance(
-            value, (float, np.floating)) else str(int(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))  # the shortest text that reads back
     if isinstance(value, str):
         return value
     if isinstance(value, np.ndarray) and value.ndim in (1, 2):
@@ -90,12 +91,11 @@ class Config:
     """
 
     def __init__(self):
+        self._frozen = False
         self._ctx = _new_ctx()
         self._cfg = _lib.nde.nde_config_create()
-        self._frozen = False
         if not self._cfg:
-            _lib.nde.nde_ctx_destroy(self._ctx)
-            raise MemoryError("nde_config_create")
+            raise MemoryError("nde_config_create")  # __del__ frees _ctx
 
     def __del__(self):
         if getattr(self, "_cfg", None):

@@ -176,6 +176,22 @@ class TestErrors(unittest.TestCase):
         self.assertEqual(e.exception.status, "NDE_EMAXSTEPS")
         self.assertEqual(tr.iteration, 0)
 
+    def test_failure_absorbed(self):
+        tr = nde.Trainer(spiral(2, solver__max_steps=1,
+                                train__on_failure="skip"))
+        hist = tr.train()
+        self.assertEqual(hist["failed"], ["NDE_EMAXSTEPS"] * 2)
+        self.assertEqual(tr.totals["failures"], 2)
+
+    def test_unset(self):
+        cfg = spiral(2)
+        self.assertEqual(nde.Trainer(spiral(2)).settings["lr_decay"], 0.999)
+        cfg.unset("train.lr_decay")
+        self.assertEqual(nde.Trainer(cfg).settings["lr_decay"], 1.0)
+        with self.assertRaises(nde.Error) as e:
+            spiral(2).unset("train.lr_decayy")
+        self.assertIn("nothing to remove", str(e.exception))
+
     def test_frozen_config(self):
         cfg = spiral(2)
         nde.Trainer(cfg)
