@@ -131,6 +131,25 @@ class Config:
                 lines.append("%s = %s" % (key, _format(value)))
         return cls.from_string("\n".join(lines) + "\n", origin)
 
+    def text(self, canonical=False):
+        """The effective config (after set and unset) as INI text that
+        loads back to the same values; canonical: sorted, every checked
+        value in its parsed form (as checkpoints store it)."""
+        buf, size = ctypes.c_void_p(), _lib.c_size()
+        fp = _lib.libc.open_memstream(ctypes.byref(buf), ctypes.byref(size))
+        if not fp:
+            raise MemoryError("open_memstream")
+        write = (_lib.nde.nde_config_write_canonical if canonical
+                 else _lib.nde.nde_config_write)
+        rc = write(self._cfg, fp)
+        closed = _lib.libc.fclose(fp)
+        try:
+            if rc != _lib.OK or closed != 0:
+                raise Error("NDE_EIO", "cannot write the config text")
+            return ctypes.string_at(buf.value, size.value).decode()
+        finally:
+            _lib.libc.free(buf)
+
     def _editable(self):
         if self._frozen:
             raise Error("NDE_EINVAL", "this Config is used by a Trainer: "
@@ -377,7 +396,9 @@ class Trainer:
 
     def solve(self):
         """predict() on the config's [problem] (t0, y0, t1, saveat or
-        nsave): returns (tsave, y (nsave x rows x dim))."""
+        nsave): returns (tsave, y (nsave x rows x dim)). Untrained, the
+        parameters are the trainer's initial ones ([train] seed), not
+        those of `nde solve` ([field] seed)."""
         sec = _lib.nde.nde_config_section(self.config._cfg, b"problem")
         if not sec:
             raise Error("NDE_ECONFIG", "missing section [problem]")

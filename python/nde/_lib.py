@@ -132,6 +132,8 @@ for _name, _res, _args in [
     ("nde_config_load_string", I, (P, S, S, P)),
     ("nde_config_override", I, (P, S, P)),
     ("nde_config_unset", I, (P, S, P)),
+    ("nde_config_write", I, (P, P)),
+    ("nde_config_write_canonical", I, (P, P)),
     ("nde_config_section", P, (P, S)),
     ("nde_section_check", I, (P, ctypes.POINTER(P), P)),
     ("nde_get_matrix", I, (P, S, ctypes.POINTER(c_dbl_p),
@@ -166,6 +168,7 @@ for _name, _res, _args in [
 ]:
     _declare(train, _name, _res, *_args)
 
+_declare(libc, "open_memstream", P, ctypes.POINTER(P), ctypes.POINTER(c_size))
 _declare(libc, "fopen", P, S, S)
 _declare(libc, "fclose", I, P)
 _declare(libc, "free", None, P)

@@ -114,6 +114,16 @@ class TestTrain(unittest.TestCase):
         t, y = nde.Trainer(nde.Config.from_dict(d)).solve()
         self.assertEqual(y.shape, (3, 2, 2))
 
+    def test_text(self):
+        cfg = spiral(7).set("solver.rtol", 1e-5)
+        text = cfg.text()
+        self.assertIn("[solver]", text)
+        self.assertIn("rtol=1e-05", text.replace(" ", ""))
+        self.assertIn("iterations=7", text.replace(" ", ""))
+        canon = cfg.text(canonical=True)
+        self.assertEqual(nde.Config.from_string(canon).text(canonical=True),
+                         canon)
+
     def test_callback_stops(self):
         tr = nde.Trainer(spiral(50))
         hist = tr.train(callback=lambda s: s.iteration < 3)
