@@ -5,8 +5,12 @@ Run by meson (suite python) with PYTHONPATH at the source's python/ and
 NDE_LIBRARY_PATH at the build's libraries; NDE_SOURCE_ROOT names the source.
 """
 
+import contextlib
+import io
 import math
 import os
+import re
+import subprocess
 import tempfile
 import unittest
 
@@ -14,7 +18,8 @@ import numpy as np
 
 import nde
 
-SPIRAL = os.path.join(os.environ["NDE_SOURCE_ROOT"], "examples", "spiral.ini")
+ROOT = os.environ["NDE_SOURCE_ROOT"]
+SPIRAL = os.path.join(ROOT, "examples", "spiral.ini")
 
 
 def spiral(iterations=20, **overrides):
@@ -146,6 +151,44 @@ class TestTrain(unittest.TestCase):
         # Resumed: the next iteration is the same, bit for bit.
         self.assertEqual(back.step().loss, tr.step().loss)
         np.testing.assert_array_equal(back.params, tr.params)
+
+
+class TestReadme(unittest.TestCase):
+    def test_from_python_section(self):
+        # The README's script as a notebook user pastes it, in a fresh
+        # directory (its config path made absolute).
+        with open(os.path.join(ROOT, "README.md")) as f:
+            readme = f.read()
+        section = readme[readme.index("\n## From Python\n"):]
+        script = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+        script = script.replace('"examples/spiral.ini"', repr(SPIRAL))
+        out = io.StringIO()
+        with tempfile.TemporaryDirectory() as tmp:
+            cwd = os.getcwd()
+            os.chdir(tmp)
+            try:
+                names = {}
+                with contextlib.redirect_stdout(out):
+                    exec(compile(script, "README.md", "exec"), names)
+                ckpt = os.path.join(tmp, "spiral_py.ckpt")
+                back = nde.Trainer.load(ckpt)
+                pred = subprocess.run(
+                    [os.environ["NDE_EXE"], "predict", ckpt, "-o", "p.csv"],
+                    capture_output=True, text=True)
+                self.assertEqual(pred.returncode, 0, pred.stderr)
+                self.assertIn("test_loss", pred.stderr + pred.stdout)
+            finally:
+                os.chdir(cwd)
+        lines = out.getvalue().splitlines()
+        self.assertEqual([l.split()[0] for l in lines[:4]],
+                         ["500", "1000", "1500", "2000"])
+        hist, tr = names["hist"], names["tr"]
+        self.assertEqual(hist["loss"].shape, (2000,))
+        self.assertEqual(names["y"].shape, (251, 1, 2))
+        np.testing.assert_array_equal(back.params, tr.params)
+        # Trained: the held-out trajectory is fitted (the untrained
+        # network's test loss is above 0.5).
+        self.assertLess(tr.evaluate()["test_loss"], 0.2)
 
 
 class TestErrors(unittest.TestCase):
