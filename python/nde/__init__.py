@@ -215,6 +215,8 @@ class Trainer:
         self.config = config
         if predict_rows is None:
             predict_rows = self._problem_rows()
+        elif not 0 <= int(predict_rows) < 1 << 31:
+            raise ValueError("nde: predict_rows must be in [0, 2^31)")
         tr = ctypes.c_void_p()
         _check(_lib.train.nde_trainer_create(self._ctx, config._cfg,
                                              int(predict_rows),

@@ -99,6 +99,8 @@ class TestTrain(unittest.TestCase):
                                      predict_rows=4)
                          .predict(0.0, np.ones((4, 2)), 1.0, 2).shape,
                          (2, 4, 2))
+        with self.assertRaises(ValueError):
+            nde.Trainer(spiral(1), predict_rows=-1)
 
     def test_from_dict_is_the_file(self):
         d = {
