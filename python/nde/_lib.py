@@ -90,7 +90,9 @@ def _open(stem):
     tried = []
     for d in dirs:
         for name in names:
-            path = os.path.join(d, name) if d else name
+            # Absolute: libnde finds the build tree's plugins by the path
+            # it was loaded from, also after a chdir.
+            path = os.path.abspath(os.path.join(d, name)) if d else name
             if d and not os.path.exists(path):
                 tried.append(path)
                 continue

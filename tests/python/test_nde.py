@@ -11,6 +11,7 @@ import math
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -191,6 +192,21 @@ class TestReadme(unittest.TestCase):
         # Trained: the held-out trajectory is fitted (the untrained
         # network's test loss is above 0.5).
         self.assertLess(tr.evaluate()["test_loss"], 0.2)
+
+
+class TestLibraryPath(unittest.TestCase):
+    def test_relative_then_chdir(self):
+        # NDE_LIBRARY_PATH relative to where Python starts, then a chdir
+        # (as a notebook does): the build tree's plugins are still found.
+        dirs = os.environ["NDE_LIBRARY_PATH"].split(os.pathsep)
+        cwd = os.path.dirname(dirs[0])
+        env = dict(os.environ, NDE_LIBRARY_PATH=os.pathsep.join(
+            os.path.relpath(d, cwd) for d in dirs))
+        code = ("import os, sys, nde; os.chdir('/'); "
+                "nde.Trainer(nde.Config.from_file(sys.argv[1])).step()")
+        run = subprocess.run([sys.executable, "-c", code, SPIRAL], cwd=cwd,
+                             env=env, capture_output=True, text=True)
+        self.assertEqual(run.returncode, 0, run.stderr)
 
 
 class TestErrors(unittest.TestCase):
