@@ -6,6 +6,7 @@ NDE_LIBRARY_PATH at the build's libraries; NDE_SOURCE_ROOT names the source.
 """
 
 import contextlib
+import ctypes
 import io
 import math
 import os
@@ -192,6 +193,30 @@ class TestReadme(unittest.TestCase):
         # Trained: the held-out trajectory is fitted (the untrained
         # network's test loss is above 0.5).
         self.assertLess(tr.evaluate()["test_loss"], 0.2)
+
+
+class TestLayout(unittest.TestCase):
+    def test_mirrors_match_the_headers(self):
+        from nde import _lib
+        out = subprocess.run([os.environ["NDE_LAYOUT"]], check=True,
+                             capture_output=True, text=True).stdout
+        c = dict(line.split() for line in out.splitlines())
+        mirrors = {"nde_train_step": _lib.TrainStep,
+                   "nde_eval_result": _lib.EvalResult,
+                   "nde_train_totals": _lib.Totals,
+                   "nde_train_settings": _lib.Settings,
+                   "nde_stats": _lib.Stats, "nde_problem": _lib.Problem,
+                   "nde_field": _lib.FieldHead}
+        for name, mirror in mirrors.items():
+            members = {k.split(".")[1]: int(v) for k, v in c.items()
+                       if k.startswith(name + ".")}
+            self.assertEqual(set(members), {f for f, _ in mirror._fields_},
+                             name)
+            for member, offset in members.items():
+                self.assertEqual(getattr(mirror, member).offset, offset,
+                                 "%s.%s" % (name, member))
+            if name != "nde_field":  # a prefix only
+                self.assertEqual(ctypes.sizeof(mirror), int(c[name]), name)
 
 
 class TestLibraryPath(unittest.TestCase):
