@@ -43,7 +43,9 @@ static const size_t adjoint_sizes[NDE_ADJOINT_VERSION] = {
 static const size_t regularizer_sizes[NDE_REGULARIZER_VERSION] = {
     offsetof(nde_regularizer_type, prox), offsetof(nde_regularizer_type, prox),
     sizeof(nde_regularizer_type)};
-static const size_t task_sizes[NDE_TASK_VERSION] = {sizeof(nde_task_type)};
+static const size_t task_sizes[NDE_TASK_VERSION] = {
+    offsetof(nde_task_type, state_names), offsetof(nde_task_type, units),
+    sizeof(nde_task_type)};
 
 static const struct {
     int version;
