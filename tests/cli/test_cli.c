@@ -1479,6 +1479,31 @@ START_TEST(test_holdout_end)
     free(text);
     ck_assert_double_eq_tol(pop_mse(&p, 16), loss, 1e-9 * loss);
     ck_assert_double_ne_tol(pop_mse(&p, 0), loss, 1e-3 * loss);
+    /* the last 5 neither train nor scale the model: changed, the same
+     * model predicts the same */
+    {
+        char *again, rows[1024];
+        size_t k, used = (size_t)snprintf(rows, sizeof rows,
+                                          "series,t,hare,lynx\n");
+        for (k = 0; k < 21; k++)
+            used += (size_t)snprintf(rows + used, sizeof rows - used,
+                                     "s,%zu,%.1f,%.1f\n", k,
+                                     pop_y[k][0] + (k > 15 ? 1000 : 0),
+                                     pop_y[k][1]);
+        write_config("pop.csv", rows);
+        r = run("train", cfg, "--quiet", "-s", "train.iterations=200");
+        assert_ok(r);
+        result_free(&r);
+        r = run("predict", path_in("pop.ckpt"), "-o", path_in("again.csv"));
+        assert_ok(r);
+        result_free(&r);
+        ck_assert_ptr_nonnull(again = test_read_file(path_in("again.csv"),
+                                                     NULL));
+        ck_assert_ptr_nonnull(text = test_read_file(out, NULL));
+        ck_assert_str_eq(again, text);
+        free(again);
+        free(text);
+    }
 }
 END_TEST
 
