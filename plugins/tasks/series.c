@@ -11,6 +11,7 @@
  */
 #include <ctype.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,11 @@ static const nde_key series_keys[] = {
      "on the rest; evaluated from each series' first observation, "
      "test_loss over the last K alone); not with test_fraction"},
     TASK_NORMALIZE_KEY,
+    {"learn_y0", NDE_KEY_BOOL, "false",
+     "learn each training series' initial state (parameters y0[i,j], i the "
+     "training series in file order, in the model's units), fitted to its "
+     "first observation with the rest; series held out whole start from "
+     "their first observation"},
     {NULL, 0, NULL, NULL}};
 
 typedef struct series {
@@ -38,6 +44,7 @@ typedef struct series {
     size_t *from;              /* held series i is scored from its
                                   observation from[i] (holdout: n - K)    */
     double *shift, *scale;     /* [data] normalize (NULL: none)           */
+    int learn_y0;              /* theta: ntrain x dim initial states      */
     size_t nchoices, *choices; /* the training series, for gsl_ran_choose */
     size_t *pick;              /* rows: the batch's series                */
     double *tsave;             /* the batch's save times (max_saves)      */
@@ -181,8 +188,11 @@ static int series_create(nde_task *t, nde_section *dsec,
     if ((rc = task_check_noise(t, dsec, env, 0)) != NDE_OK ||
         (rc = load_data(s, dsec, env, D, ctx)) != NDE_OK ||
         (rc = task_units_fit(dsec, s->train, &s->shift, &s->scale, ctx)) !=
-            NDE_OK)
+            NDE_OK ||
+        (rc = nde_get_bool(dsec, "learn_y0", &s->learn_y0, ctx)) != NDE_OK)
         return rc;
+    if (s->learn_y0)
+        t->nparams = s->train->nseries * D;
     if (s->train->nseries < t->rows)
         return nde_error(ctx, NDE_ECONFIG,
                          "[train] batch_size (%zu) is more than the %zu "
@@ -320,8 +330,62 @@ static int series_batch(nde_task *t, const nde_task_draw *draw,
     b->t0 = s->tsave[0];
     b->nsave = u;
     b->tsave = s->tsave;
-    b->first_ct = 1;
+    /* a learned initial state is fitted to the first observation too */
+    b->first_ct = s->learn_y0 ? 0 : 1;
     b->input = s->y0;
+    return NDE_OK;
+}
+
+/* learn_y0: the training series' first observations. */
+static int series_init_params(nde_task *t, double *theta, uint64_t seed)
+{
+    const series *s = t->state;
+    const size_t D = t->dim;
+
+    (void)seed;
+    for (size_t i = 0; i < s->train->nseries; i++)
+        memcpy(theta + i * D, s->train->series[i].y, D * sizeof *theta);
+    if (s->shift)
+        task_units_apply(s->shift, s->scale, D, theta, t->nparams, 1);
+    return NDE_OK;
+}
+
+static void series_param_name(const nde_task *t, size_t i, char *buf,
+                              size_t size)
+{
+    snprintf(buf, size, "y0[%zu,%zu]", i / t->dim, i % t->dim);
+}
+
+/* The batch's initial states: its series' learned ones, or its input (the
+ * first observations) when none are learned. */
+static int series_lift(nde_task *t, const double *theta,
+                       const nde_task_batch *b, double *y0)
+{
+    const series *s = t->state;
+    const size_t D = t->dim;
+
+    if (!s->learn_y0) {
+        memcpy(y0, b->input, t->rows * D * sizeof *y0);
+        return NDE_OK;
+    }
+    for (size_t r = 0; r < t->rows; r++)
+        memcpy(y0 + r * D, theta + s->pick[r] * D, D * sizeof *y0);
+    return NDE_OK;
+}
+
+static int series_lift_vjp(nde_task *t, const double *theta,
+                           const nde_task_batch *b, const double *ybar0,
+                           double *thetabar)
+{
+    const series *s = t->state;
+    const size_t D = t->dim;
+
+    (void)theta;
+    (void)b;
+    if (s->learn_y0)
+        for (size_t r = 0; r < t->rows; r++)
+            for (size_t j = 0; j < D; j++)
+                thetabar[s->pick[r] * D + j] += ybar0[r * D + j];
     return NDE_OK;
 }
 
@@ -336,8 +400,9 @@ static int series_loss(nde_task *t, const nde_task_batch *b,
     return NDE_OK;
 }
 
-/* Every held-out series predicted from its first point, in the data's
- * units; the MSE over their scored parts. */
+/* Every held-out series predicted from its first point (learn_y0: a
+ * training series from its learned initial state), in the data's units;
+ * the MSE over their scored parts. */
 static int series_evaluate(nde_task *t, const double *theta,
                            const nde_task_model *m, nde_task_metrics *r)
 {
@@ -346,7 +411,6 @@ static int series_evaluate(nde_task *t, const double *theta,
     size_t i, j;
     int rc;
 
-    (void)theta;
     for (i = 0; i < t->ntest; i++) {
         const nde_series *e = &s->held->series[i];
         const size_t n = e->npoints;
@@ -359,6 +423,9 @@ static int series_evaluate(nde_task *t, const double *theta,
         memcpy(s->y0, e->y, D * sizeof *s->y0);
         if (s->shift)
             task_units_apply(s->shift, s->scale, D, s->y0, D, 1);
+        /* a training series (its own or its prefix) starts where learned */
+        if (s->learn_y0 && (s->held == s->train || s->from))
+            memcpy(s->y0, theta + i * D, D * sizeof *s->y0);
         if ((rc = m->predict(m, s->tshift[0], s->y0, 1, s->tshift[n - 1], n,
                              s->tshift, s->test_pred[i])) != NDE_OK)
             return rc;
@@ -424,7 +491,11 @@ static const nde_task_type nde_task_series = {
         .version = "1"),
     .create = series_create,
     .destroy = series_destroy,
+    .init_params = series_init_params,
+    .param_name = series_param_name,
     .batch = series_batch,
+    .lift = series_lift,
+    .lift_vjp = series_lift_vjp,
     .loss = series_loss,
     .evaluate = series_evaluate,
     .digest = series_digest,
