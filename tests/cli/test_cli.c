@@ -1507,6 +1507,47 @@ START_TEST(test_holdout_end)
 }
 END_TEST
 
+/* learn_y0: the series starts from its learned initial state, a task
+ * parameter in the model's (minmax) units that `nde params` prints; the
+ * units are those of the training prefix alone. */
+START_TEST(test_learn_y0)
+{
+    const char *cfg = pop_config("normalize = minmax\nholdout = end:5\n"
+                                 "learn_y0 = true");
+    const char *out = path_in("pop_pred.csv");
+    static csv p;
+    char *text, key[16];
+    run_result r;
+
+    r = run("train", cfg, "--quiet", "-s", "train.iterations=200");
+    assert_ok(r);
+    result_free(&r);
+    r = run("predict", path_in("pop.ckpt"), "-o", out);
+    assert_ok(r);
+    result_free(&r);
+    ck_assert_ptr_nonnull(text = test_read_file(out, NULL));
+    parse_csv(text, &p);
+    free(text);
+    r = run("params", path_in("pop.ckpt"));
+    assert_ok(r);
+    for (size_t j = 0; j < 2; j++) {
+        double lo = INFINITY, hi = -INFINITY, y0;
+        const char *at;
+        for (size_t k = 0; k < 16; k++) {
+            lo = fmin(lo, pop_y[k][j]);
+            hi = fmax(hi, pop_y[k][j]);
+        }
+        snprintf(key, sizeof key, "y0[0,%zu] = ", j);
+        ck_assert_ptr_nonnull(at = strstr(r.out, key));
+        y0 = strtod(at + strlen(key), NULL);
+        ck_assert_double_eq_tol(cell(&p, 0, j + 1), lo + (hi - lo) * y0,
+                                1e-9 * hi);
+        ck_assert_double_ne_tol(cell(&p, 0, j + 1), pop_y[0][j], 1e-6);
+    }
+    result_free(&r);
+}
+END_TEST
+
 /* Bad [data] normalize and holdout values name the file, the key and
  * what is expected. */
 START_TEST(test_normalize_holdout_errors)
@@ -2672,6 +2713,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_prediction_keeps_column_names);
     tcase_add_test(tc, test_normalize_original_units);
     tcase_add_test(tc, test_holdout_end);
+    tcase_add_test(tc, test_learn_y0);
     tcase_add_test(tc, test_normalize_holdout_errors);
     tcase_add_test(tc, test_on_failure_backoff);
     tcase_add_test(tc, test_ude_zero_last);
