@@ -193,11 +193,14 @@ static int series_create(nde_task *t, nde_section *dsec,
         return rc;
     if (s->learn_y0)
         t->nparams = s->train->nseries * D;
-    if (s->train->nseries < t->rows)
+    if (s->train->nseries < t->rows) {
+        const char *path = "";
+        nde_get_string(dsec, "path", &path, ctx);
         return nde_error(ctx, NDE_ECONFIG,
                          "[train] batch_size (%zu) is more than the %zu "
-                         "training series of [data] path", t->rows,
-                         s->train->nseries);
+                         "training series of %s", t->rows,
+                         s->train->nseries, path);
+    }
     /* the test part may be empty (test_fraction 0): evaluate on the
      * training series then */
     s->held = s->test->nseries ? s->test : s->train;
