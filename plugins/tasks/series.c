@@ -360,14 +360,15 @@ static void series_param_name(const nde_task *t, size_t i, char *buf,
 }
 
 /* The batch's initial states: its series' learned ones, or its input (the
- * first observations) when none are learned. */
+ * first observations) when none are learned. Rows other than this task's
+ * batch (nde_trainer_lift's) are new series: their first observations. */
 static int series_lift(nde_task *t, const double *theta,
                        const nde_task_batch *b, double *y0)
 {
     const series *s = t->state;
     const size_t D = t->dim;
 
-    if (!s->learn_y0) {
+    if (!s->learn_y0 || b->input != s->y0) {
         memcpy(y0, b->input, t->rows * D * sizeof *y0);
         return NDE_OK;
     }
