@@ -1522,8 +1522,14 @@ static int predict_data(nde_trainer *tr, uint64_t seed, double t0,
     size_t i, n = batch * D;
     int rc;
 
-    if (!tr->shift || batch > tr->bmax)
+    if (!tr->shift)
         return predict(tr, seed, t0, y0, batch, t1, nsave, tsave, ysave, st);
+    if (batch > tr->bmax) {
+        memset(st, 0, sizeof *st);
+        return nde_error(tr->ctx, NDE_EINVAL,
+                         "predict: %zu initial states, at most %zu", batch,
+                         tr->bmax);
+    }
     for (i = 0; i < n; i++)
         tr->y0u[i] = (y0[i] - tr->shift[i % D]) / tr->scale[i % D];
     rc = predict(tr, seed, t0, tr->y0u, batch, t1, nsave, tsave, ysave, st);
