@@ -794,6 +794,17 @@ int nde_trainer_checkpoint_load(nde_trainer *tr, const char *path, int mode)
                        (unsigned long long)f.digest);
         goto done;
     }
+    /* the task's units are fitted to its data: other data, other units */
+    if (tr->data_changed && tr->shift) {
+        rc = nde_error(tr->ctx, NDE_ECONFIG,
+                       "%s: the model works in units fitted to the data it "
+                       "was trained on ([data] normalize), and the data "
+                       "differ now (data digest %016llx, the checkpoint's "
+                       "%016llx): give it the same data", path,
+                       (unsigned long long)tr->data_digest,
+                       (unsigned long long)f.digest);
+        goto done;
+    }
     free_notes(tr->notes, tr->nnotes);
     tr->notes = notes;
     tr->nnotes = nnotes;

@@ -923,6 +923,12 @@ int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
     tr->data_digest = tr->task->type->digest
                           ? tr->task->type->digest(tr->task)
                           : 0;
+    if (tr->task->type->units)
+        tr->task->type->units(tr->task, &tr->shift, &tr->scale);
+    if (tr->shift && !(tr->y0u = calloc(bmax * tr->dim, sizeof *tr->y0u))) {
+        rc = nde_error(ctx, NDE_ENOMEM, "out of memory");
+        goto fail;
+    }
     tr->Pf = tr->field->nparams;
     P = tr->P = tr->Pf + tr->task->nparams;
     tr->Tcap = tr->task->max_saves;
@@ -1014,6 +1020,7 @@ void nde_trainer_destroy(nde_trainer *tr)
     free(tr->adam_next);
     free(tr->good);
     free(tr->y0b);
+    free(tr->y0u);
     free(tr->ybar0);
     free(tr->ysave);
     free(tr->obsbar);
@@ -1510,12 +1517,38 @@ static int predict(nde_trainer *tr, uint64_t seed, double t0,
     return rc;
 }
 
+/* predict in the data's units: y0 into the task's, the saves back. */
+static int predict_data(nde_trainer *tr, uint64_t seed, double t0,
+                        const double *y0, size_t batch, double t1,
+                        size_t nsave, const double *tsave, double *ysave,
+                        nde_stats *st)
+{
+    const size_t D = tr->dim;
+    size_t i, n = batch * D;
+    int rc;
+
+    if (!tr->shift)
+        return predict(tr, seed, t0, y0, batch, t1, nsave, tsave, ysave, st);
+    if (batch > tr->bmax) {
+        memset(st, 0, sizeof *st);
+        return nde_error(tr->ctx, NDE_EINVAL,
+                         "predict: %zu initial states, at most %zu", batch,
+                         tr->bmax);
+    }
+    for (i = 0; i < n; i++)
+        tr->y0u[i] = (y0[i] - tr->shift[i % D]) / tr->scale[i % D];
+    rc = predict(tr, seed, t0, tr->y0u, batch, t1, nsave, tsave, ysave, st);
+    for (i = 0, n *= nsave; rc == NDE_OK && i < n; i++)
+        ysave[i] = tr->shift[i % D] + tr->scale[i % D] * ysave[i];
+    return rc;
+}
+
 int nde_trainer_predict(nde_trainer *tr, double t0, const double *y0,
                         size_t batch, double t1, size_t nsave,
                         const double *tsave, double *ysave, nde_stats *st)
 {
-    return predict(tr, brownian_seed(tr, EVAL_PATH), t0, y0, batch, t1,
-                   nsave, tsave, ysave, st);
+    return predict_data(tr, brownian_seed(tr, EVAL_PATH), t0, y0, batch, t1,
+                        nsave, tsave, ysave, st);
 }
 
 int nde_trainer_sample(nde_trainer *tr, uint64_t seed, double t0,
@@ -1527,7 +1560,8 @@ int nde_trainer_sample(nde_trainer *tr, uint64_t seed, double t0,
     if (!tr->sde)
         return nde_error(tr->ctx, NDE_EINVAL,
                          "sample: the field is not an SDE (no diffusion)");
-    return predict(tr, seed, t0, y0, batch, t1, nsave, tsave, ysave, st);
+    return predict_data(tr, seed, t0, y0, batch, t1, nsave, tsave, ysave,
+                        st);
 }
 
 size_t nde_trainer_test_observed(const nde_trainer *tr, size_t i,
@@ -1580,17 +1614,24 @@ int nde_trainer_lift(nde_trainer *tr, const double *input, size_t n,
     for (size_t r = 0; r < t->rows; r++)
         memcpy(rows + r * in, input + (r < n ? r : n - 1) * in,
                in * sizeof *rows);
+    /* the task's units in, the data's out (a task with units lifts its
+     * states, in = D) */
+    for (size_t i = 0; tr->shift && in == D && i < t->rows * in; i++)
+        rows[i] = (rows[i] - tr->shift[i % D]) / tr->scale[i % D];
     tr->batch.input = rows;
     if ((rc = t->type->lift(t, tr->theta + tr->Pf, &tr->batch, tr->y0b)) ==
         NDE_OK)
-        memcpy(y0, tr->y0b, n * D * sizeof *y0);
+        for (size_t i = 0; i < n * D; i++)
+            y0[i] = tr->shift ? tr->shift[i % D] + tr->scale[i % D] *
+                                                       tr->y0b[i]
+                              : tr->y0b[i];
     tr->batch.input = NULL;
     free(rows);
     return rc;
 }
 
-/* The model as the task's evaluation solves it: nde_trainer_predict,
- * counting NFE. */
+/* The model as the task's evaluation solves it, in the task's units:
+ * nde_trainer_predict without the change of units, counting NFE. */
 static int eval_predict(const nde_task_model *m, double t0, const double *y0,
                         size_t rows, double t1, size_t nsave,
                         const double *tsave, double *ysave)
@@ -1599,7 +1640,8 @@ static int eval_predict(const nde_task_model *m, double t0, const double *y0,
     nde_stats st;
     int rc;
 
-    rc = nde_trainer_predict(tr, t0, y0, rows, t1, nsave, tsave, ysave, &st);
+    rc = predict(tr, brownian_seed(tr, EVAL_PATH), t0, y0, rows, t1, nsave,
+                 tsave, ysave, &st);
     tr->eval_nfe += st.nfe;
     return rc;
 }

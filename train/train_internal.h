@@ -56,6 +56,8 @@ struct nde_trainer {
     int sde;                   /* an SDE field: solves take Brownian paths */
     nde_brownian *bm;          /* rows up to the solver's batch_max       */
     long eval_nfe;             /* NFE of the evaluation's predictions     */
+    const double *shift, *scale; /* the task's units (NULL: the data's)   */
+    double *y0u;               /* bmax x dim: a prediction's y0 in them   */
 
     /* the current batch (B rows); k-major as nde_solve saves */
     nde_task_batch batch;

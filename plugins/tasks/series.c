@@ -1,10 +1,17 @@
 /*
  * The series task ([data] source = csv): time series read by
- * nde_data_read_csv and split by nde_data_split; a batch is whole series,
- * each from its first observation, times shifted to start at 0. The
- * contract is nde/train.h's.
+ * nde_data_read_csv, split into whole series (test_fraction, by
+ * nde_data_split) or into every series' prefix and its last K
+ * observations (holdout = end:K); a batch is whole training series, each
+ * from its first observation, times shifted to start at 0. With
+ * normalize the model works in units fitted on the training part
+ * (task_units_fit); the data stay in their own units and are scaled as
+ * batches are drawn, predictions scaled back. The contract is
+ * nde/train.h's.
  */
+#include <ctype.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,45 +25,121 @@ static const nde_key series_keys[] = {
      "the file (series id, t, one column per state; relative to the "
      "config's directory)"},
     {"test_fraction", NDE_KEY_DOUBLE, "0.2",
-     "fraction of the series held out for testing"},
+     "fraction of the series held out for testing (whole series)"},
+    {"holdout", NDE_KEY_TEXT, "",
+     "end:K: forecast every series' last K observations instead (trained "
+     "on the rest; evaluated from each series' first observation, "
+     "test_loss over the last K alone); not with test_fraction"},
+    TASK_NORMALIZE_KEY,
+    {"learn_y0", NDE_KEY_BOOL, "false",
+     "learn each training series' initial state (parameters y0[i,j], i the "
+     "training series in file order, in the model's units), fitted to its "
+     "first observation with the rest; series held out whole start from "
+     "their first observation"},
     {NULL, 0, NULL, NULL}};
 
 typedef struct series {
     nde_dataset *train, *test;
     const nde_dataset *held;   /* test, or train when test is empty       */
+    size_t *from;              /* held series i is scored from its
+                                  observation from[i] (holdout: n - K)    */
+    double *shift, *scale;     /* [data] normalize (NULL: none)           */
+    int learn_y0;              /* theta: ntrain x dim initial states      */
     size_t nchoices, *choices; /* the training series, for gsl_ran_choose */
     size_t *pick;              /* rows: the batch's series                */
     double *tsave;             /* the batch's save times (max_saves)      */
     double *y0;                /* rows x dim                              */
     double *target;            /* max_saves x rows x dim                  */
     size_t *test_n;            /* held-out series' lengths                */
-    const double **test_obs;
+    size_t *score_n;           /* their scored parts'                     */
+    const double **score_obs;
+    double **score_pred;
     double **test_pred;        /* into pred_buf                           */
     double *pred_buf, *tshift; /* tshift: the longest held-out series     */
 } series;
 
-static int series_create(nde_task *t, nde_section *dsec,
-                         const nde_task_env *env, nde_ctx *ctx)
+/* [data] holdout = end:K into *K (0 when unset); not with test_fraction. */
+static int read_holdout(nde_section *dsec, size_t *K, nde_ctx *ctx)
 {
-    const size_t D = t->dim;
+    const char *text;
+    char *end;
+    long k;
+    int rc;
+
+    *K = 0;
+    if (!nde_section_has(dsec, "holdout"))
+        return NDE_OK;
+    if ((rc = nde_get_string(dsec, "holdout", &text, ctx)) != NDE_OK)
+        return rc;
+    k = strncmp(text, "end:", 4) == 0 && isdigit((unsigned char)text[4])
+            ? strtol(text + 4, &end, 10)
+            : 0;
+    if (k <= 0 || *end != '\0')
+        return nde_section_error(dsec, "holdout", ctx,
+                                 "'%s' is not end:K (K a positive whole "
+                                 "number of observations)", text);
+    if (nde_section_has(dsec, "test_fraction"))
+        return nde_section_error(dsec, "holdout", ctx,
+                                 "holdout and test_fraction both hold out "
+                                 "data: set one (holdout forecasts every "
+                                 "series' last K observations, test_fraction "
+                                 "holds out whole series)");
+    *K = (size_t)k;
+    return NDE_OK;
+}
+
+/* The training part: every series but its last K observations (each
+ * needs two left, its initial state and one to fit); the held-out part:
+ * the whole series, scored from observation n - K. */
+static int split_holdout(series *s, nde_section *dsec, const nde_dataset *ds,
+                         size_t K, nde_ctx *ctx)
+{
+    nde_dataset *none = NULL;
+    size_t i;
+    int rc;
+
+    for (i = 0; i < ds->nseries; i++)
+        if (ds->series[i].npoints < K + 2)
+            return nde_section_error(dsec, "holdout", ctx,
+                                     "end:%zu leaves series '%s' (%zu "
+                                     "observations) fewer than 2 to train "
+                                     "on", K, ds->series[i].id,
+                                     ds->series[i].npoints);
+    if ((rc = nde_data_split(ds, 0, 0, &s->train, &none, ctx)) != NDE_OK)
+        return rc;
+    nde_dataset_destroy(none);
+    none = NULL;
+    if ((rc = nde_data_split(ds, 0, 0, &s->test, &none, ctx)) != NDE_OK)
+        return rc;
+    nde_dataset_destroy(none);
+    if (!(s->from = calloc(ds->nseries, sizeof *s->from)))
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    for (i = 0; i < ds->nseries; i++) {
+        s->train->series[i].npoints -= K;
+        s->from[i] = ds->series[i].npoints - K;
+    }
+    return NDE_OK;
+}
+
+/* Reads the file and splits it into s->train, s->test (s->from set for
+ * a holdout). */
+static int load_data(series *s, nde_section *dsec, const nde_task_env *env,
+                     size_t D, nde_ctx *ctx)
+{
     const char *path;
     char *full = NULL;
     nde_dataset *ds = NULL;
-    series *s;
     double frac;
-    size_t i, j, nmax = 0, total = 0, tmax = 0;
+    size_t i, j, K;
     int rc;
 
-    if (!(s = t->state = calloc(1, sizeof *s)))
-        return nde_error(ctx, NDE_ENOMEM, "out of memory");
-    if ((rc = task_check_noise(t, dsec, env, 0)) != NDE_OK)
-        return rc;
     if (!nde_section_has(dsec, "path"))
         return nde_section_error(dsec, "path", ctx,
                                  "source = csv needs the file's path");
     if ((rc = nde_get_string(dsec, "path", &path, ctx)) ||
         (rc = nde_get_double_in(dsec, "test_fraction", 0, 0, 1, 1, &frac,
-                                ctx)))
+                                ctx)) ||
+        (rc = read_holdout(dsec, &K, ctx)))
         return rc;
     if (!(full = nde_section_path(dsec, "path", path)))
         return nde_error(ctx, NDE_ENOMEM, "out of memory");
@@ -64,44 +147,60 @@ static int series_create(nde_task *t, nde_section *dsec,
     free(full);
     if (rc != NDE_OK)
         return rc;
-    if (frac > 0 && ds->nseries < 2) {
+    if (!K && frac > 0 && ds->nseries < 2)
         rc = nde_section_error(dsec, "test_fraction", ctx,
                                "%g holds out whole series, and %s has only "
                                "%zu: set test_fraction = 0 to train and "
-                               "evaluate on it", frac, path, ds->nseries);
-        nde_dataset_destroy(ds);
-        return rc;
-    }
-    if (ds->dim != D) {
+                               "evaluate on it, or holdout = end:K to "
+                               "forecast its end", frac, path, ds->nseries);
+    else if (ds->dim != D)
         rc = nde_section_error(dsec, "path", ctx,
                                "the field's dim (%zu) must equal the data's "
                                "dim (%zu columns after series id and t)", D,
                                ds->dim);
-        nde_dataset_destroy(ds);
-        return rc;
-    }
-    for (i = 0; i < ds->nseries; i++)
-        for (j = 0; j < D; j++)
-            if (isnan(ds->series[i].y[j])) {
+    for (i = 0; rc == NDE_OK && i < ds->nseries; i++)
+        for (j = 0; rc == NDE_OK && j < D; j++)
+            if (isnan(ds->series[i].y[j]))
                 rc = nde_section_error(dsec, "path", ctx,
                                        "series '%s': its first observation "
                                        "is its initial state and must have "
                                        "every component",
                                        ds->series[i].id);
-                nde_dataset_destroy(ds);
-                return rc;
-            }
-    rc = nde_data_split(ds, frac, nde_seed_derive(env->seed,
-                                                  NDE_STREAM_SPLIT),
-                        &s->train, &s->test, ctx);
+    if (rc == NDE_OK)
+        rc = K ? split_holdout(s, dsec, ds, K, ctx)
+               : nde_data_split(ds, frac,
+                                nde_seed_derive(env->seed, NDE_STREAM_SPLIT),
+                                &s->train, &s->test, ctx);
     nde_dataset_destroy(ds);
-    if (rc != NDE_OK)
+    return rc;
+}
+
+static int series_create(nde_task *t, nde_section *dsec,
+                         const nde_task_env *env, nde_ctx *ctx)
+{
+    const size_t D = t->dim;
+    series *s;
+    size_t i, nmax = 0, total = 0, tmax = 0;
+    int rc;
+
+    if (!(s = t->state = calloc(1, sizeof *s)))
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    if ((rc = task_check_noise(t, dsec, env, 0)) != NDE_OK ||
+        (rc = load_data(s, dsec, env, D, ctx)) != NDE_OK ||
+        (rc = task_units_fit(dsec, s->train, &s->shift, &s->scale, ctx)) !=
+            NDE_OK ||
+        (rc = nde_get_bool(dsec, "learn_y0", &s->learn_y0, ctx)) != NDE_OK)
         return rc;
-    if (s->train->nseries < t->rows)
+    if (s->learn_y0)
+        t->nparams = s->train->nseries * D;
+    if (s->train->nseries < t->rows) {
+        const char *path = "";
+        nde_get_string(dsec, "path", &path, ctx);
         return nde_error(ctx, NDE_ECONFIG,
                          "[train] batch_size (%zu) is more than the %zu "
                          "training series of %s", t->rows,
                          s->train->nseries, path);
+    }
     /* the test part may be empty (test_fraction 0): evaluate on the
      * training series then */
     s->held = s->test->nseries ? s->test : s->train;
@@ -117,7 +216,9 @@ static int series_create(nde_task *t, nde_section *dsec,
             nmax = s->train->series[i].npoints;
     t->max_saves = nmax * t->rows;
     s->test_n = calloc(t->ntest, sizeof *s->test_n);
-    s->test_obs = calloc(t->ntest, sizeof *s->test_obs);
+    s->score_n = calloc(t->ntest, sizeof *s->score_n);
+    s->score_obs = calloc(t->ntest, sizeof *s->score_obs);
+    s->score_pred = calloc(t->ntest, sizeof *s->score_pred);
     s->test_pred = calloc(t->ntest, sizeof *s->test_pred);
     s->pred_buf = malloc(total * D * sizeof *s->pred_buf);
     s->tshift = malloc(tmax * sizeof *s->tshift);
@@ -126,15 +227,19 @@ static int series_create(nde_task *t, nde_section *dsec,
     s->tsave = malloc(t->max_saves * sizeof *s->tsave);
     s->y0 = calloc(t->rows * D, sizeof *s->y0);
     s->target = calloc(t->max_saves * t->rows * D, sizeof *s->target);
-    if (!s->test_n || !s->test_obs || !s->test_pred || !s->pred_buf ||
-        !s->tshift || !s->choices || !s->pick || !s->tsave || !s->y0 ||
-        !s->target)
+    if (!s->test_n || !s->score_n || !s->score_obs || !s->score_pred ||
+        !s->test_pred || !s->pred_buf || !s->tshift || !s->choices ||
+        !s->pick || !s->tsave || !s->y0 || !s->target)
         return nde_error(ctx, NDE_ENOMEM, "out of memory");
     for (i = 0, total = 0; i < t->ntest; i++) {
-        s->test_n[i] = s->held->series[i].npoints;
-        s->test_obs[i] = s->held->series[i].y;
+        const nde_series *e = &s->held->series[i];
+        const size_t from = s->from ? s->from[i] : 0;
+        s->test_n[i] = e->npoints;
         s->test_pred[i] = s->pred_buf + total * D;
-        total += s->held->series[i].npoints;
+        s->score_n[i] = e->npoints - from;
+        s->score_obs[i] = e->y + from * D;
+        s->score_pred[i] = s->test_pred[i] + from * D;
+        total += e->npoints;
     }
     for (i = 0; i < s->nchoices; i++)
         s->choices[i] = i;
@@ -156,8 +261,13 @@ static void series_destroy(nde_task *t)
     free(s->tsave);
     free(s->y0);
     free(s->target);
+    free(s->from);
+    free(s->shift);
+    free(s->scale);
     free(s->test_n);
-    free(s->test_obs);
+    free(s->score_n);
+    free(s->score_obs);
+    free(s->score_pred);
     free(s->test_pred);
     free(s->pred_buf);
     free(s->tshift);
@@ -216,15 +326,75 @@ static int series_batch(nde_task *t, const nde_task_draw *draw,
                    D * sizeof *s->target);
         }
     }
+    if (s->shift) {
+        task_units_apply(s->shift, s->scale, D, s->y0, B * D, 1);
+        task_units_apply(s->shift, s->scale, D, s->target, u * B * D, 1);
+    }
     b->t0 = s->tsave[0];
     b->nsave = u;
     b->tsave = s->tsave;
-    b->first_ct = 1;
+    /* a learned initial state is fitted to the first observation too */
+    b->first_ct = s->learn_y0 ? 0 : 1;
     b->input = s->y0;
     return NDE_OK;
 }
 
-/* The MSE over every observed value (NaN cells skipped). */
+/* learn_y0: the training series' first observations. */
+static int series_init_params(nde_task *t, double *theta, uint64_t seed)
+{
+    const series *s = t->state;
+    const size_t D = t->dim;
+
+    (void)seed;
+    for (size_t i = 0; i < s->train->nseries; i++)
+        memcpy(theta + i * D, s->train->series[i].y, D * sizeof *theta);
+    if (s->shift)
+        task_units_apply(s->shift, s->scale, D, theta, t->nparams, 1);
+    return NDE_OK;
+}
+
+static void series_param_name(const nde_task *t, size_t i, char *buf,
+                              size_t size)
+{
+    snprintf(buf, size, "y0[%zu,%zu]", i / t->dim, i % t->dim);
+}
+
+/* The batch's initial states: its series' learned ones, or its input (the
+ * first observations) when none are learned. Rows other than this task's
+ * batch (nde_trainer_lift's) are new series: their first observations. */
+static int series_lift(nde_task *t, const double *theta,
+                       const nde_task_batch *b, double *y0)
+{
+    const series *s = t->state;
+    const size_t D = t->dim;
+
+    if (!s->learn_y0 || b->input != s->y0) {
+        memcpy(y0, b->input, t->rows * D * sizeof *y0);
+        return NDE_OK;
+    }
+    for (size_t r = 0; r < t->rows; r++)
+        memcpy(y0 + r * D, theta + s->pick[r] * D, D * sizeof *y0);
+    return NDE_OK;
+}
+
+static int series_lift_vjp(nde_task *t, const double *theta,
+                           const nde_task_batch *b, const double *ybar0,
+                           double *thetabar)
+{
+    const series *s = t->state;
+    const size_t D = t->dim;
+
+    (void)theta;
+    (void)b;
+    if (s->learn_y0)
+        for (size_t r = 0; r < t->rows; r++)
+            for (size_t j = 0; j < D; j++)
+                thetabar[s->pick[r] * D + j] += ybar0[r * D + j];
+    return NDE_OK;
+}
+
+/* The MSE over every observed value (NaN cells skipped), in the model's
+ * units. */
 static int series_loss(nde_task *t, const nde_task_batch *b,
                        const double *obs, double *value, double *obsbar)
 {
@@ -234,7 +404,9 @@ static int series_loss(nde_task *t, const nde_task_batch *b,
     return NDE_OK;
 }
 
-/* Every held-out series predicted from its first point. */
+/* Every held-out series predicted from its first point (learn_y0: a
+ * training series from its learned initial state), in the data's units;
+ * the MSE over their scored parts. */
 static int series_evaluate(nde_task *t, const double *theta,
                            const nde_task_model *m, nde_task_metrics *r)
 {
@@ -243,7 +415,6 @@ static int series_evaluate(nde_task *t, const double *theta,
     size_t i, j;
     int rc;
 
-    (void)theta;
     for (i = 0; i < t->ntest; i++) {
         const nde_series *e = &s->held->series[i];
         const size_t n = e->npoints;
@@ -253,20 +424,48 @@ static int series_evaluate(nde_task *t, const double *theta,
             memcpy(s->test_pred[i], e->y, D * sizeof(double));
             continue;
         }
-        if ((rc = m->predict(m, s->tshift[0], e->y, 1, s->tshift[n - 1], n,
+        memcpy(s->y0, e->y, D * sizeof *s->y0);
+        if (s->shift)
+            task_units_apply(s->shift, s->scale, D, s->y0, D, 1);
+        /* a training series (its own or its prefix) starts where learned */
+        if (s->learn_y0 && (s->held == s->train || s->from))
+            memcpy(s->y0, theta + i * D, D * sizeof *s->y0);
+        if ((rc = m->predict(m, s->tshift[0], s->y0, 1, s->tshift[n - 1], n,
                              s->tshift, s->test_pred[i])) != NDE_OK)
             return rc;
+        if (s->shift)
+            task_units_apply(s->shift, s->scale, D, s->test_pred[i], n * D,
+                             0);
     }
-    r->test_loss = task_test_mse(t->ntest, s->test_n, D, s->test_pred,
-                                 s->test_obs);
+    r->test_loss = task_test_mse(t->ntest, s->score_n, D, s->score_pred,
+                                 s->score_obs);
     return NDE_OK;
 }
 
+/* The data's digest, and the units' when the model has its own (so a
+ * checkpoint is refused under other units, nde/task.h). */
 static uint64_t series_digest(const nde_task *t)
 {
     const series *s = t->state;
+    task_digest d;
 
-    return task_digest_split(s->train, s->test);
+    if (!s->shift)
+        return task_digest_split(s->train, s->test);
+    task_digest_init(&d);
+    task_digest_dataset(&d, s->train);
+    task_digest_dataset(&d, s->test);
+    task_digest_bytes(&d, s->shift, t->dim * sizeof *s->shift);
+    task_digest_bytes(&d, s->scale, t->dim * sizeof *s->scale);
+    return task_digest_final(&d);
+}
+
+static void series_units(const nde_task *t, const double **shift,
+                         const double **scale)
+{
+    const series *s = t->state;
+
+    *shift = s->shift;
+    *scale = s->scale;
 }
 
 static size_t series_test_series(const nde_task *t, size_t i,
@@ -305,13 +504,18 @@ static const nde_task_type nde_task_series = {
         .version = "1"),
     .create = series_create,
     .destroy = series_destroy,
+    .init_params = series_init_params,
+    .param_name = series_param_name,
     .batch = series_batch,
+    .lift = series_lift,
+    .lift_vjp = series_lift_vjp,
     .loss = series_loss,
     .evaluate = series_evaluate,
     .digest = series_digest,
     .test_series = series_test_series,
     .state_names = series_state_names,
     .test_observed = series_test_observed,
+    .units = series_units,
 };
 
 NDE_MODULE(&nde_task_series.info);

@@ -398,3 +398,64 @@ size_t task_order_pick(task_order *o, uint64_t seed, uint64_t k)
     }
     return o->perm[k % o->n];
 }
+
+/* ---- [data] normalize -------------------------------------------------- */
+
+int task_units_fit(nde_section *dsec, const nde_dataset *train,
+                   double **shift, double **scale, nde_ctx *ctx)
+{
+    const size_t D = train->dim;
+    const char *how;
+    size_t i, j, k;
+    int rc, standard;
+
+    *shift = *scale = NULL;
+    if ((rc = nde_get_string(dsec, "normalize", &how, ctx)) != NDE_OK)
+        return rc;
+    if (strcmp(how, "none") == 0)
+        return NDE_OK;
+    standard = strcmp(how, "standard") == 0;
+    if (!standard && strcmp(how, "minmax") != 0)
+        return nde_section_error(dsec, "normalize", ctx,
+                                 "'%s' is none, standard or minmax", how);
+    if (!(*shift = calloc(D, sizeof **shift)) ||
+        !(*scale = calloc(D, sizeof **scale)))
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    for (j = 0; j < D; j++) {
+        double n = 0, mean = 0, m2 = 0, lo = INFINITY, hi = -INFINITY;
+        for (i = 0; i < train->nseries; i++) {
+            const nde_series *e = &train->series[i];
+            for (k = 0; k < e->npoints; k++) {
+                double v = e->y[k * D + j], d;
+                if (isnan(v))
+                    continue;
+                /* Welford's update: no cancellation for large means */
+                n += 1;
+                d = v - mean;
+                mean += d / n;
+                m2 += d * (v - mean);
+                lo = v < lo ? v : lo;
+                hi = v > hi ? v : hi;
+            }
+        }
+        (*shift)[j] = standard ? mean : lo;
+        (*scale)[j] = standard ? (n > 1 ? sqrt(m2 / (n - 1)) : 0) : hi - lo;
+        if (!((*scale)[j] > 0) || !isfinite((*scale)[j]))
+            return nde_section_error(dsec, "normalize", ctx,
+                                     "%s: column '%s' is constant on the "
+                                     "training part (%.0f observed values), "
+                                     "so it has no scale: use normalize = "
+                                     "none", how, train->names[j], n);
+    }
+    return NDE_OK;
+}
+
+void task_units_apply(const double *shift, const double *scale, size_t dim,
+                      double *y, size_t n, int to)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        y[i] = to ? (y[i] - shift[i % dim]) / scale[i % dim]
+                  : shift[i % dim] + scale[i % dim] * y[i];
+}

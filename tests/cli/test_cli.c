@@ -1371,6 +1371,242 @@ START_TEST(test_one_series_split)
 }
 END_TEST
 
+/* A Lotka-Volterra series of counts up to 80 (hare, lynx) at t = 0..20:
+ * a = 0.55, b = 0.0224, c = 0.84, d = 0.0208 from (42.5, 7.5) by RK4, 5 %
+ * multiplicative noise, one decimal. */
+static const double pop_y[21][2] = {
+    {42.7, 8.0},  {58.5, 9.9},  {78.7, 17.7}, {80.4, 41.3}, {39.8, 59.7},
+    {22.3, 45.2}, {16.6, 27.0}, {16.7, 16.8}, {20.2, 10.2}, {28.0, 8.0},
+    {44.1, 7.4},  {64.0, 9.3},  {80.6, 20.0}, {72.7, 42.3}, {35.8, 51.5},
+    {19.6, 38.4}, {14.9, 28.3}, {15.4, 16.9}, {22.8, 10.4}, {32.5, 8.1},
+    {48.9, 7.6}};
+
+/* pop.csv (series s) and pop.ini with `data` in its [data]. */
+static const char *pop_config(const char *data)
+{
+    static char text[1024], rows[1024];
+    size_t k, used;
+
+    used = (size_t)snprintf(rows, sizeof rows, "series,t,hare,lynx\n");
+    for (k = 0; k < 21; k++)
+        used += (size_t)snprintf(rows + used, sizeof rows - used,
+                                 "s,%zu,%.1f,%.1f\n", k, pop_y[k][0],
+                                 pop_y[k][1]);
+    write_config("pop.csv", rows);
+    snprintf(text, sizeof text,
+             "[solver]\nplugin = tsit5\nrtol = 1e-6\natol = 1e-8\n"
+             "[field]\nplugin = mlp\nlayers = 2, 32, 2\nactivation = tanh\n"
+             "seed = 1\n[adjoint]\nplugin = interpolating\n"
+             "[data]\nsource = csv\npath = pop.csv\n%s\n"
+             "[train]\niterations = 600\nbatch_size = 1\nlr = 0.01\n"
+             "seed = 1\ncheckpoint = %s\n", data, path_in("pop.ckpt"));
+    return write_config("pop.ini", text);
+}
+
+/* The MSE of the prediction CSV p (`t,hare,lynx`) against pop_y over
+ * rows [from, 21). */
+static double pop_mse(const csv *p, size_t from)
+{
+    double sum = 0;
+    size_t i, j;
+
+    ck_assert_uint_eq(p->rows, 21);
+    for (i = from; i < p->rows; i++)
+        for (j = 0; j < 2; j++) {
+            double e = cell(p, i, j + 1) - pop_y[i][j];
+            sum += e * e;
+        }
+    return sum / (double)(2 * (p->rows - from));
+}
+
+static double json_at(const char *line, const char *key);
+
+/* normalize = standard: trained in the data's standard units, the
+ * held-out prediction, test_loss and a [problem] prediction are in the
+ * data's units; other data under the checkpoint are refused (their
+ * units would be other units). */
+START_TEST(test_normalize_original_units)
+{
+    const char *cfg = pop_config("normalize = standard\ntest_fraction = 0");
+    const char *sum = path_in("pop.json"), *out = path_in("pop_pred.csv"),
+               *q = path_in("pop_q.csv"), *ckpt = path_in("pop.ckpt");
+    static csv p, pq;
+    double loss;
+    char *text;
+    run_result r;
+
+    r = run("train", cfg, "--quiet");
+    assert_ok(r);
+    result_free(&r);
+    r = run("predict", ckpt, "-o", out, "--summary-json", sum);
+    assert_ok(r);
+    result_free(&r);
+    ck_assert_ptr_nonnull(text = test_read_file(sum, NULL));
+    loss = json_at(text, "test_loss");
+    free(text);
+    /* raw counts: 301 after as many iterations (README) */
+    ck_assert_msg(loss < 60, "test_loss %g", loss);
+    ck_assert_ptr_nonnull(text = test_read_file(out, NULL));
+    parse_csv(text, &p);
+    free(text);
+    ck_assert_double_eq_tol(cell(&p, 0, 1), 42.7, 1e-12);
+    ck_assert_double_eq_tol(cell(&p, 0, 2), 8.0, 1e-12);
+    ck_assert_double_eq_tol(pop_mse(&p, 0), loss, 1e-9 * loss);
+    r = run("predict", ckpt, "-o", q, "-s", "problem.y0=42.7,8",
+            "-s", "problem.t0=0", "-s", "problem.t1=20", "-s",
+            "problem.nsave=21");
+    assert_ok(r);
+    result_free(&r);
+    ck_assert_ptr_nonnull(text = test_read_file(q, NULL));
+    parse_csv(text, &pq);
+    free(text);
+    for (size_t i = 0; i < p.rows; i++)
+        for (size_t j = 1; j < 3; j++)
+            ck_assert_double_eq_tol(cell(&pq, i, j), cell(&p, i, j),
+                                    1e-9 * fabs(cell(&p, i, j)));
+    write_config("pop.csv", "series,t,hare,lynx\ns,0,42.7,8.0\n"
+                            "s,1,58.5,9.9\ns,2,78.7,17.7\n");
+    r = run("predict", ckpt, "-o", out);
+    assert_fails(r, 2, "pop.ckpt: the model works in units fitted to the "
+                       "data it was trained on ([data] normalize), and the "
+                       "data differ now");
+    result_free(&r);
+}
+END_TEST
+
+/* holdout = end:K: trained on every series but its last K observations,
+ * test_loss the MSE of those K alone in the data's units (minmax). */
+START_TEST(test_holdout_end)
+{
+    const char *cfg = pop_config("normalize = minmax\nholdout = end:5");
+    const char *sum = path_in("pop.json"), *out = path_in("pop_pred.csv");
+    static csv p;
+    double loss;
+    char *text;
+    run_result r;
+
+    r = run("train", cfg, "--quiet", "-s", "train.iterations=200");
+    assert_ok(r);
+    result_free(&r);
+    r = run("predict", path_in("pop.ckpt"), "-o", out, "--summary-json",
+            sum);
+    assert_ok(r);
+    result_free(&r);
+    ck_assert_ptr_nonnull(text = test_read_file(sum, NULL));
+    loss = json_at(text, "test_loss");
+    free(text);
+    ck_assert_ptr_nonnull(text = test_read_file(out, NULL));
+    parse_csv(text, &p);
+    free(text);
+    ck_assert_double_eq_tol(pop_mse(&p, 16), loss, 1e-9 * loss);
+    ck_assert_double_ne_tol(pop_mse(&p, 0), loss, 1e-3 * loss);
+    /* the last 5 neither train nor scale the model: changed, the same
+     * model predicts the same */
+    {
+        char *again, rows[1024];
+        size_t k, used = (size_t)snprintf(rows, sizeof rows,
+                                          "series,t,hare,lynx\n");
+        for (k = 0; k < 21; k++)
+            used += (size_t)snprintf(rows + used, sizeof rows - used,
+                                     "s,%zu,%.1f,%.1f\n", k,
+                                     pop_y[k][0] + (k > 15 ? 1000 : 0),
+                                     pop_y[k][1]);
+        write_config("pop.csv", rows);
+        r = run("train", cfg, "--quiet", "-s", "train.iterations=200");
+        assert_ok(r);
+        result_free(&r);
+        r = run("predict", path_in("pop.ckpt"), "-o", path_in("again.csv"));
+        assert_ok(r);
+        result_free(&r);
+        ck_assert_ptr_nonnull(again = test_read_file(path_in("again.csv"),
+                                                     NULL));
+        ck_assert_ptr_nonnull(text = test_read_file(out, NULL));
+        ck_assert_str_eq(again, text);
+        free(again);
+        free(text);
+    }
+}
+END_TEST
+
+/* learn_y0: the series starts from its learned initial state, a task
+ * parameter in the model's (minmax) units that `nde params` prints; the
+ * units are those of the training prefix alone. */
+START_TEST(test_learn_y0)
+{
+    const char *cfg = pop_config("normalize = minmax\nholdout = end:5\n"
+                                 "learn_y0 = true");
+    const char *out = path_in("pop_pred.csv");
+    static csv p;
+    char *text, key[16];
+    run_result r;
+
+    r = run("train", cfg, "--quiet", "-s", "train.iterations=200");
+    assert_ok(r);
+    result_free(&r);
+    r = run("predict", path_in("pop.ckpt"), "-o", out);
+    assert_ok(r);
+    result_free(&r);
+    ck_assert_ptr_nonnull(text = test_read_file(out, NULL));
+    parse_csv(text, &p);
+    free(text);
+    r = run("params", path_in("pop.ckpt"));
+    assert_ok(r);
+    for (size_t j = 0; j < 2; j++) {
+        double lo = INFINITY, hi = -INFINITY, y0;
+        const char *at;
+        for (size_t k = 0; k < 16; k++) {
+            lo = fmin(lo, pop_y[k][j]);
+            hi = fmax(hi, pop_y[k][j]);
+        }
+        snprintf(key, sizeof key, "y0[0,%zu] = ", j);
+        ck_assert_ptr_nonnull(at = strstr(r.out, key));
+        y0 = strtod(at + strlen(key), NULL);
+        ck_assert_double_eq_tol(cell(&p, 0, j + 1), lo + (hi - lo) * y0,
+                                1e-9 * hi);
+        ck_assert_double_ne_tol(cell(&p, 0, j + 1), pop_y[0][j], 1e-6);
+    }
+    result_free(&r);
+}
+END_TEST
+
+/* Bad [data] normalize and holdout values name the file, the key and
+ * what is expected. */
+START_TEST(test_normalize_holdout_errors)
+{
+    static const struct {
+        const char *data, *want;
+    } bad[] = {
+        {"normalize = zscore\ntest_fraction = 0",
+         "[data] normalize: 'zscore' is none, standard or minmax"},
+        {"holdout = 5", "[data] holdout: '5' is not end:K (K a positive"},
+        {"holdout = end:0", "[data] holdout: 'end:0' is not end:K"},
+        {"holdout = end:-2", "[data] holdout: 'end:-2' is not end:K"},
+        {"holdout = end:3x", "[data] holdout: 'end:3x' is not end:K"},
+        {"holdout = end:20", "[data] holdout: end:20 leaves series 's' (21 "
+                             "observations) fewer than 2 to train on"},
+        {"holdout = end:5\ntest_fraction = 0.2",
+         "[data] holdout: holdout and test_fraction both hold out data: set "
+         "one"},
+    };
+    run_result r;
+
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        r = run("train", pop_config(bad[i].data), "--quiet");
+        assert_fails(r, 2, "pop.ini:", bad[i].want);
+        result_free(&r);
+    }
+    /* a constant column has no scale under either rule */
+    pop_config("normalize = minmax\ntest_fraction = 0");
+    write_config("pop.csv", "series,t,hare,lynx\ns,0,1,5\ns,1,2,5\n"
+                            "s,2,3,5\n");
+    r = run("train", path_in("pop.ini"), "--quiet");
+    assert_fails(r, 2, "pop.ini:", "[data] normalize: minmax: column 'lynx' "
+                       "is constant on the training part (3 observed "
+                       "values), so it has no scale: use normalize = none");
+    result_free(&r);
+}
+END_TEST
+
 START_TEST(test_solve_output_is_input)
 {
     const char *cfg = write_config("lv.ini", LV_PROBLEM LV_SOLVER LV_FIELD);
@@ -2499,6 +2735,10 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_foreign_data_keys);
     tcase_add_test(tc, test_one_series_split);
     tcase_add_test(tc, test_prediction_keeps_column_names);
+    tcase_add_test(tc, test_normalize_original_units);
+    tcase_add_test(tc, test_holdout_end);
+    tcase_add_test(tc, test_learn_y0);
+    tcase_add_test(tc, test_normalize_holdout_errors);
     tcase_add_test(tc, test_on_failure_backoff);
     tcase_add_test(tc, test_ude_zero_last);
     tcase_add_test(tc, test_params);

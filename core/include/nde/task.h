@@ -23,7 +23,7 @@
  * lift and lift_vjp (NULL: the batch's input rows are the initial states,
  * input_dim = dim); readout and readout_vjp (NULL: the observations are
  * the saved states, obs_dim = dim); digest, test_series, test_classes,
- * state_names, test_observed.
+ * state_names, test_observed, units.
  * lift and lift_vjp come as a pair, so do readout and readout_vjp.
  *
  * Lifecycle: the trainer allocates the instance, fills type, ctx, dim,
@@ -111,8 +111,9 @@ typedef struct nde_task_model {
  *   1: create, destroy, init_params, param_name, batch, lift, lift_vjp,
  *      readout, readout_vjp, loss, evaluate, digest, test_series,
  *      test_classes
- *   2: state_names, test_observed */
-#define NDE_TASK_VERSION 2
+ *   2: state_names, test_observed
+ *   3: units */
+#define NDE_TASK_VERSION 3
 
 /* The descriptor's info: NDE_TASK_INFO(.name = ..., .description = ...,
  * .keys, .version). */
@@ -183,6 +184,16 @@ typedef struct nde_task_type {
      * dim at test_series' times, NaN where missing); returns n, 0 when
      * the task has none to show. */
     size_t (*test_observed)(const nde_task *t, size_t i, const double **obs);
+
+    /* Version 3. When the model works in scaled units of the data: the
+     * model's state j is (value - shift[j]) / scale[j] of the data's value
+     * (dim each, owned by the task, scale > 0); NULL, NULL when the states
+     * are the data's own. batch, loss and evaluate work in the model's
+     * units (evaluate reports in the data's); the trainer's public
+     * predictions (nde_trainer_predict, _sample) take and give the data's
+     * units, and a checkpoint of such a task is refused for other data. */
+    void (*units)(const nde_task *t, const double **shift,
+                  const double **scale);
 } nde_task_type;
 
 struct nde_task {

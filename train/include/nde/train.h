@@ -309,14 +309,16 @@ NDE_API void nde_trainer_param_name(const nde_trainer *tr, size_t i, char *buf,
 
 /* Solve the trained model from (t0, y0 of `batch` rows) to t1, saving at
  * tsave (as nde_solve); batch may be up to the training batch or
- * min_batch. */
+ * min_batch. y0 and the saves are in the data's units when the task
+ * scales them ([data] normalize: nde/task.h's units). */
 NDE_API int nde_trainer_predict(nde_trainer *tr, double t0, const double *y0,
                                 size_t batch, double t1, size_t nsave,
                                 const double *tsave, double *ysave,
                                 nde_stats *st);
 
 /* The task's initial states of n input rows (n x nde_trainer_input_dim,
- * n <= the training batch) into y0 (n x dim) at the current parameters,
+ * n <= the training batch; in the data's units, as nde_trainer_predict
+ * takes them) into y0 (n x dim, the same units) at the current parameters,
  * and the span of its solve (the first batch's t0 and last save time) in
  * *t0 and *t1: what the trained model integrates for a new input. A task
  * without a lift copies the rows. It draws a batch for the span (the
@@ -461,7 +463,8 @@ enum nde_checkpoint_mode {
  * nde_trainer_data_changed() says so. Plugins of other versions are noted
  * (nde_trainer_checkpoint_note), not refused. PARAMS mode performs the
  * same checks but for the config comparison and the refusal of changed
- * data.
+ * data. In either mode changed data are refused when the task scales its
+ * units to its data (nde/task.h's units: [data] normalize).
  */
 NDE_API int nde_trainer_checkpoint_load(nde_trainer *tr, const char *path,
                                         int mode);
