@@ -71,8 +71,8 @@ static int neg_trace(cnf_state *s, double t, const double *theta,
             unit_rows(s, k, batch);
         memset(s->acc, 0, batch * d * sizeof *s->acc);
         /* acc = J^T v */
-        if ((rc = nde_field_vjp(s->base.inner, t, s->z, theta, s->v, s->acc, NULL,
-                                batch)) != NDE_OK)
+        if ((rc = nde_field_vjp(s->base.inner, t, s->z, theta, s->v, s->acc,
+                                NULL, batch)) != NDE_OK)
             return rc;
         for (size_t r = 0; r < batch; r++)
             for (size_t i = 0; i < d; i++)
@@ -214,12 +214,13 @@ static int cnf_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
         (rc = field_wrap_inner(f, sec, "a cnf", ctx, &name, &s->base.inner)) !=
             NDE_OK)
         return rc;
-    if (!s->base.inner->type->jvp_vjp || (s->hutchinson && !s->base.inner->type->jvp))
+    const nde_field_type *it = s->base.inner->type;
+    if (!it->jvp_vjp || (s->hutchinson && !it->jvp))
         return nde_section_error(sec, "inner", ctx, "field plugin '%s' has "
                                  "no %s, which the gradient of the %s "
                                  "trace needs (mlp and linear have it)",
-                                 s->base.inner->type->info.name,
-                                 s->base.inner->type->jvp_vjp ? "jvp" : "jvp_vjp",
+                                 it->info.name,
+                                 it->jvp_vjp ? "jvp" : "jvp_vjp",
                                  s->hutchinson ? "hutchinson" : "exact");
     s->d = s->base.inner->dim;
     const size_t n = f->batch_max * s->d;

@@ -25,7 +25,6 @@
 typedef struct ctl_state {
     field_wrap base;        /* first: the inner field                 */
     size_t n;               /* the free states h; the rest are controls  */
-    double *buf;            /* batch_max x dim: inner output, cotangent  */
 } ctl_state;
 
 static int ctl_eval(nde_field *f, double t, const double *y,
@@ -33,12 +32,12 @@ static int ctl_eval(nde_field *f, double t, const double *y,
 {
     ctl_state *s = f->state;
     const size_t d = f->dim, n = s->n;
-    int rc = nde_field_eval(s->base.inner, t, y, theta, s->buf, batch);
+    int rc = nde_field_eval(s->base.inner, t, y, theta, s->base.buf, batch);
 
     if (rc != NDE_OK && rc != NDE_ERETRY)
         return rc;
     for (size_t r = 0; r < batch; r++) {
-        memcpy(dy + r * d, s->buf + r * d, n * sizeof *dy);
+        memcpy(dy + r * d, s->base.buf + r * d, n * sizeof *dy);
         memset(dy + r * d + n, 0, (d - n) * sizeof *dy);
     }
     return rc;
@@ -52,23 +51,13 @@ static int ctl_vjp(nde_field *f, double t, const double *y,
 {
     ctl_state *s = f->state;
     const size_t d = f->dim, n = s->n;
+    double *ct = s->base.buf;
 
     for (size_t r = 0; r < batch; r++) {
-        memcpy(s->buf + r * d, v + r * d, n * sizeof *s->buf);
-        memset(s->buf + r * d + n, 0, (d - n) * sizeof *s->buf);
+        memcpy(ct + r * d, v + r * d, n * sizeof *ct);
+        memset(ct + r * d + n, 0, (d - n) * sizeof *ct);
     }
-    return nde_field_vjp(s->base.inner, t, y, theta, s->buf, vy, vtheta, batch);
-}
-
-static void ctl_destroy(nde_field *f)
-{
-    ctl_state *s = f->state;
-    if (!s)
-        return;
-    nde_field_destroy(s->base.inner);
-    free(s->buf);
-    free(s);
-    f->state = NULL;
+    return nde_field_vjp(s->base.inner, t, y, theta, ct, vy, vtheta, batch);
 }
 
 static int ctl_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
@@ -92,8 +81,8 @@ static int ctl_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
                                  "no free state of '%s' (dimension %zu)",
                                  m, name, s->base.inner->dim);
     s->n = s->base.inner->dim - (size_t)m;
-    if (!(s->buf = malloc(f->batch_max * s->base.inner->dim * sizeof *s->buf)))
-        return nde_error(ctx, NDE_ENOMEM, "controlled: out of memory");
+    if ((rc = field_wrap_buf(f, &s->base, ctx)) != NDE_OK)
+        return rc;
     f->dim = s->base.inner->dim;
     f->nparams = s->base.inner->nparams;
     return NDE_OK;
@@ -117,7 +106,7 @@ static const nde_field_type ctl_type = {
         .keys = ctl_keys,
         .version = "1"),
     .create = ctl_create,
-    .destroy = ctl_destroy,
+    .destroy = field_wrap_destroy,
     .init_params = field_wrap_init_params,
     .eval = ctl_eval,
     .vjp = ctl_vjp,

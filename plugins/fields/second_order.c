@@ -23,7 +23,6 @@
 typedef struct so_state {
     field_wrap base;        /* first: the inner field                 */
     size_t m;
-    double *buf;            /* batch_max x 2m: the inner output, cotangent */
 } so_state;
 
 static int so_eval(nde_field *f, double t, const double *y,
@@ -31,13 +30,13 @@ static int so_eval(nde_field *f, double t, const double *y,
 {
     so_state *s = f->state;
     const size_t m = s->m, d = 2 * m;
-    int rc = nde_field_eval(s->base.inner, t, y, theta, s->buf, batch);
+    int rc = nde_field_eval(s->base.inner, t, y, theta, s->base.buf, batch);
 
     if (rc != NDE_OK && rc != NDE_ERETRY)
         return rc;
     for (size_t r = 0; r < batch; r++) {
         memcpy(dy + r * d, y + r * d + m, m * sizeof *dy);
-        memcpy(dy + r * d + m, s->buf + r * d + m, m * sizeof *dy);
+        memcpy(dy + r * d + m, s->base.buf + r * d + m, m * sizeof *dy);
     }
     return rc;
 }
@@ -50,26 +49,16 @@ static int so_vjp(nde_field *f, double t, const double *y,
 {
     so_state *s = f->state;
     const size_t m = s->m, d = 2 * m;
+    double *ct = s->base.buf;
 
     for (size_t r = 0; r < batch; r++) {
-        memset(s->buf + r * d, 0, m * sizeof *s->buf);
-        memcpy(s->buf + r * d + m, v + r * d + m, m * sizeof *s->buf);
+        memset(ct + r * d, 0, m * sizeof *ct);
+        memcpy(ct + r * d + m, v + r * d + m, m * sizeof *ct);
         if (vy)
             for (size_t i = 0; i < m; i++)
                 vy[r * d + m + i] += v[r * d + i];
     }
-    return nde_field_vjp(s->base.inner, t, y, theta, s->buf, vy, vtheta, batch);
-}
-
-static void so_destroy(nde_field *f)
-{
-    so_state *s = f->state;
-    if (!s)
-        return;
-    nde_field_destroy(s->base.inner);
-    free(s->buf);
-    free(s);
-    f->state = NULL;
+    return nde_field_vjp(s->base.inner, t, y, theta, ct, vy, vtheta, batch);
 }
 
 static int so_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
@@ -91,8 +80,8 @@ static int so_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
                                  "%zu; the state (x, v) needs an even one",
                                  name, s->base.inner->dim);
     s->m = s->base.inner->dim / 2;
-    if (!(s->buf = malloc(f->batch_max * s->base.inner->dim * sizeof *s->buf)))
-        return nde_error(ctx, NDE_ENOMEM, "second_order: out of memory");
+    if ((rc = field_wrap_buf(f, &s->base, ctx)) != NDE_OK)
+        return rc;
     f->dim = s->base.inner->dim;
     f->nparams = s->base.inner->nparams;
     return NDE_OK;
@@ -114,7 +103,7 @@ static const nde_field_type so_type = {
         .keys = so_keys,
         .version = "1"),
     .create = so_create,
-    .destroy = so_destroy,
+    .destroy = field_wrap_destroy,
     .init_params = field_wrap_init_params,
     .eval = so_eval,
     .vjp = so_vjp,

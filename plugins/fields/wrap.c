@@ -1,5 +1,6 @@
 /* wrap.c - see wrap.h. */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "wrap.h"
 
@@ -36,4 +37,23 @@ int field_wrap_param_name(const nde_field *f, size_t i, char *buf,
     const field_wrap *w = f->state;
     nde_field_param_name(w->inner, i, buf, len);
     return NDE_OK;
+}
+
+int field_wrap_buf(nde_field *f, field_wrap *w, nde_ctx *ctx)
+{
+    if (!(w->buf = malloc(f->batch_max * w->inner->dim * sizeof *w->buf)))
+        return nde_error(ctx, NDE_ENOMEM, "%s: out of memory",
+                         f->type->info.name);
+    return NDE_OK;
+}
+
+void field_wrap_destroy(nde_field *f)
+{
+    field_wrap *w = f->state;
+    if (!w)
+        return;
+    nde_field_destroy(w->inner);
+    free(w->buf);
+    free(w);
+    f->state = NULL;
 }

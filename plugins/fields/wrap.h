@@ -18,12 +18,19 @@
  * diffusion. */
 typedef struct field_wrap {
     nde_field *inner;
+    double *buf;     /* batch_max x the inner dim, or NULL: the inner
+                        field's output or cotangent (field_wrap_buf)  */
 } field_wrap;
 
 /* The ops a wrapper takes from its inner field as they are. */
 int field_wrap_init_params(nde_field *f, double *theta, uint64_t seed);
 int field_wrap_param_name(const nde_field *f, size_t i, char *buf,
                           size_t len);
+/* Allocate w->buf once w->inner exists; NDE_ENOMEM (said) when out of
+ * memory. */
+int field_wrap_buf(nde_field *f, field_wrap *w, nde_ctx *ctx);
+/* destroy for a wrapper whose state holds nothing else to free. */
+void field_wrap_destroy(nde_field *f);
 
 int field_wrap_inner(nde_field *f, nde_section *sec, const char *what,
                      nde_ctx *ctx, const char **name, nde_field **inner);
