@@ -1517,14 +1517,28 @@ static int predict(nde_trainer *tr, uint64_t seed, double t0,
     return rc;
 }
 
+/* n values (whole rows of dim) from the data's units into the task's
+ * (in may be out), and back in place; no-ops for a task without units. */
+static void to_task_units(const nde_trainer *tr, const double *in,
+                          double *out, size_t n)
+{
+    for (size_t i = 0; tr->shift && i < n; i++)
+        out[i] = (in[i] - tr->shift[i % tr->dim]) / tr->scale[i % tr->dim];
+}
+
+static void to_data_units(const nde_trainer *tr, double *y, size_t n)
+{
+    for (size_t i = 0; tr->shift && i < n; i++)
+        y[i] = tr->shift[i % tr->dim] + tr->scale[i % tr->dim] * y[i];
+}
+
 /* predict in the data's units: y0 into the task's, the saves back. */
 static int predict_data(nde_trainer *tr, uint64_t seed, double t0,
                         const double *y0, size_t batch, double t1,
                         size_t nsave, const double *tsave, double *ysave,
                         nde_stats *st)
 {
-    const size_t D = tr->dim;
-    size_t i, n = batch * D;
+    const size_t n = batch * tr->dim;
     int rc;
 
     if (!tr->shift)
@@ -1535,11 +1549,10 @@ static int predict_data(nde_trainer *tr, uint64_t seed, double t0,
                          "predict: %zu initial states, at most %zu", batch,
                          tr->bmax);
     }
-    for (i = 0; i < n; i++)
-        tr->y0u[i] = (y0[i] - tr->shift[i % D]) / tr->scale[i % D];
+    to_task_units(tr, y0, tr->y0u, n);
     rc = predict(tr, seed, t0, tr->y0u, batch, t1, nsave, tsave, ysave, st);
-    for (i = 0, n *= nsave; rc == NDE_OK && i < n; i++)
-        ysave[i] = tr->shift[i % D] + tr->scale[i % D] * ysave[i];
+    if (rc == NDE_OK)
+        to_data_units(tr, ysave, n * nsave);
     return rc;
 }
 
@@ -1616,15 +1629,14 @@ int nde_trainer_lift(nde_trainer *tr, const double *input, size_t n,
                in * sizeof *rows);
     /* the task's units in, the data's out (a task with units lifts its
      * states, in = D) */
-    for (size_t i = 0; tr->shift && in == D && i < t->rows * in; i++)
-        rows[i] = (rows[i] - tr->shift[i % D]) / tr->scale[i % D];
+    if (in == D)
+        to_task_units(tr, rows, rows, t->rows * in);
     tr->batch.input = rows;
     if ((rc = t->type->lift(t, tr->theta + tr->Pf, &tr->batch, tr->y0b)) ==
-        NDE_OK)
-        for (size_t i = 0; i < n * D; i++)
-            y0[i] = tr->shift ? tr->shift[i % D] + tr->scale[i % D] *
-                                                       tr->y0b[i]
-                              : tr->y0b[i];
+        NDE_OK) {
+        memcpy(y0, tr->y0b, n * D * sizeof *y0);
+        to_data_units(tr, y0, n * D);
+    }
     tr->batch.input = NULL;
     free(rows);
     return rc;
