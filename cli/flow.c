@@ -24,11 +24,14 @@
 
 #define FLOW_SAVES 41
 
-/* The directory of BASE into dir ("." when it has none). */
-static const char *dir_of(const char *base, char *dir, size_t size)
+/* BASE split into its directory (into dir; "." when it has none), which
+ * is returned, and its file name, into *name. */
+static const char *split_base(const char *base, char *dir, size_t size,
+                              const char **name)
 {
     const char *slash = strrchr(base, '/');
 
+    *name = slash ? slash + 1 : base;
     if (slash == base)
         return "/";
     snprintf(dir, size, "%.*s", slash ? (int)(slash - base) : 1,
@@ -108,7 +111,7 @@ int cli_predict_flow(nde_ctx *ctx, nde_trainer *tr, const cli_flow_opts *o)
     double *shade = malloc(cap * sizeof *shade);
     double *y = NULL, *y0 = NULL, *ys = NULL;
     char dir[4096], err[512], xname[32], yname[32];
-    const char *slash = strrchr(o->base, '/');
+    const char *name;
     long nfe = 0;
     size_t n, at;
     int rc, code = CLI_EXIT_FAILURE;
@@ -151,9 +154,8 @@ int cli_predict_flow(nde_ctx *ctx, nde_trainer *tr, const cli_flow_opts *o)
     {
         const ab_flow fl = {y, FLOW_SAVES, n, D, o->sx, o->sy, shade,
                             xname, yname, o->title};
-        if (ab_plot_flow(dir_of(o->base, dir, sizeof dir),
-                         slash ? slash + 1 : o->base, &fl, err,
-                         sizeof err) != 0) {
+        const char *where = split_base(o->base, dir, sizeof dir, &name);
+        if (ab_plot_flow(where, name, &fl, err, sizeof err) != 0) {
             cli_error("predict --flow: %s", err);
             goto done;
         }
@@ -180,7 +182,7 @@ int cli_predict_fit(nde_trainer *tr, const char *base, const char *title)
 {
     const size_t ns = nde_trainer_ntest(tr), D = nde_trainer_field(tr)->dim;
     ab_fit_series s[FIT_SERIES];
-    const char *slash = strrchr(base, '/');
+    const char *name;
     char dir[4096], err[512];
     size_t n = 0;
 
@@ -198,9 +200,9 @@ int cli_predict_fit(nde_trainer *tr, const char *base, const char *title)
                   "csv have)");
         return CLI_EXIT_USAGE;
     }
-    if (ab_plot_fit(dir_of(base, dir, sizeof dir), slash ? slash + 1 : base,
-                    s, n, D, nde_trainer_state_names(tr), title, err,
-                    sizeof err) != 0) {
+    const char *where = split_base(base, dir, sizeof dir, &name);
+    if (ab_plot_fit(where, name, s, n, D, nde_trainer_state_names(tr), title,
+                    err, sizeof err) != 0) {
         cli_error("predict --plot: %s", err);
         return CLI_EXIT_FAILURE;
     }
