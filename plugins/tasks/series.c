@@ -2,7 +2,8 @@
  * The series task ([data] source = csv): time series read by
  * nde_data_read_csv, split into whole series (test_fraction, by
  * nde_data_split) or into every series' prefix and its last K
- * observations (holdout = end:K); a batch is whole training series, each
+ * observations (holdout = end:K) or those from a time on (holdout_from =
+ * T); a batch is whole training series, each
  * from its first observation, times shifted to start at 0. With
  * normalize the model works in units fitted on the training part
  * (task_units_fit); the data stay in their own units and are scaled as
@@ -30,6 +31,9 @@ static const nde_key series_keys[] = {
      "end:K: forecast every series' last K observations instead (trained "
      "on the rest; evaluated from each series' first observation, "
      "test_loss over the last K alone); not with test_fraction"},
+    {"holdout_from", NDE_KEY_DOUBLE, "",
+     "forecast every observation at t >= this time (the data's time) "
+     "instead, as holdout = end:K does"},
     TASK_NORMALIZE_KEY,
     {"learn_y0", NDE_KEY_BOOL, "false",
      "learn each training series' initial state (parameters y0[i,j], i the "
@@ -58,17 +62,38 @@ typedef struct series {
     double *pred_buf, *tshift; /* tshift: the longest held-out series     */
 } series;
 
-/* [data] holdout = end:K into *K (0 when unset); not with test_fraction. */
-static int read_holdout(nde_section *dsec, size_t *K, nde_ctx *ctx)
+/* The forecast split's rule: none, [data] holdout = end:K or
+ * holdout_from = T (one of them, and not with test_fraction). */
+typedef struct holdout_rule {
+    size_t last;            /* end:K, 0 when unset                         */
+    int from_set;
+    double from;            /* holdout_from                                */
+} holdout_rule;
+
+static int read_holdout(nde_section *dsec, holdout_rule *h, nde_ctx *ctx)
 {
-    const char *text;
+    const char *text, *key;
     char *end;
     long k;
     int rc;
 
-    *K = 0;
-    if (!nde_section_has(dsec, "holdout"))
+    memset(h, 0, sizeof *h);
+    h->from_set = nde_section_has(dsec, "holdout_from");
+    if (!h->from_set && !nde_section_has(dsec, "holdout"))
         return NDE_OK;
+    key = h->from_set ? "holdout_from" : "holdout";
+    if (h->from_set && nde_section_has(dsec, "holdout"))
+        return nde_section_error(dsec, key, ctx,
+                                 "holdout and holdout_from both hold out "
+                                 "each series' end: set one");
+    if (nde_section_has(dsec, "test_fraction"))
+        return nde_section_error(dsec, key, ctx,
+                                 "%s and test_fraction both hold out "
+                                 "data: set one (%s forecasts every "
+                                 "series' end, test_fraction "
+                                 "holds out whole series)", key, key);
+    if (h->from_set)
+        return nde_get_double(dsec, "holdout_from", &h->from, ctx);
     if ((rc = nde_get_string(dsec, "holdout", &text, ctx)) != NDE_OK)
         return rc;
     k = strncmp(text, "end:", 4) == 0 && isdigit((unsigned char)text[4])
@@ -78,33 +103,55 @@ static int read_holdout(nde_section *dsec, size_t *K, nde_ctx *ctx)
         return nde_section_error(dsec, "holdout", ctx,
                                  "'%s' is not end:K (K a positive whole "
                                  "number of observations)", text);
-    if (nde_section_has(dsec, "test_fraction"))
-        return nde_section_error(dsec, "holdout", ctx,
-                                 "holdout and test_fraction both hold out "
-                                 "data: set one (holdout forecasts every "
-                                 "series' last K observations, test_fraction "
-                                 "holds out whole series)");
-    *K = (size_t)k;
+    h->last = (size_t)k;
     return NDE_OK;
 }
 
-/* The training part: every series but its last K observations (each
- * needs two left, its initial state and one to fit); the held-out part:
- * the whole series, scored from observation n - K. */
-static int split_holdout(series *s, nde_section *dsec, const nde_dataset *ds,
-                         size_t K, nde_ctx *ctx)
+/* How many of series e's last observations the rule holds out. */
+static size_t held_count(const holdout_rule *h, const nde_series *e)
 {
+    size_t k = 0;
+
+    if (!h->from_set)
+        return h->last;
+    while (k < e->npoints && e->t[e->npoints - 1 - k] >= h->from)
+        k++;
+    return k;
+}
+
+/* The training part: every series but its held-out end (each needs two
+ * observations left, its initial state and one to fit); the held-out
+ * part: the whole series, scored from its first held-out observation. */
+static int split_holdout(series *s, nde_section *dsec, const nde_dataset *ds,
+                         const holdout_rule *h, nde_ctx *ctx)
+{
+    const char *key = h->from_set ? "holdout_from" : "holdout";
     nde_dataset *none = NULL;
-    size_t i;
+    size_t i, held = 0;
     int rc;
 
-    for (i = 0; i < ds->nseries; i++)
-        if (ds->series[i].npoints < K + 2)
-            return nde_section_error(dsec, "holdout", ctx,
+    for (i = 0; i < ds->nseries; i++) {
+        const nde_series *e = &ds->series[i];
+        const size_t K = held_count(h, e);
+        if (e->npoints < K + 2) {
+            if (h->from_set)
+                return nde_section_error(dsec, key, ctx,
+                                         "%g leaves series '%s' %zu "
+                                         "observations before it, fewer "
+                                         "than 2 to train on", h->from,
+                                         e->id, e->npoints - K);
+            return nde_section_error(dsec, key, ctx,
                                      "end:%zu leaves series '%s' (%zu "
                                      "observations) fewer than 2 to train "
-                                     "on", K, ds->series[i].id,
-                                     ds->series[i].npoints);
+                                     "on", K, e->id, e->npoints);
+        }
+        held += K;
+    }
+    if (!held)
+        return nde_section_error(dsec, key, ctx,
+                                 "%g is after every series' last "
+                                 "observation: nothing is held out",
+                                 h->from);
     if ((rc = nde_data_split(ds, 0, 0, &s->train, &none, ctx)) != NDE_OK)
         return rc;
     nde_dataset_destroy(none);
@@ -115,6 +162,7 @@ static int split_holdout(series *s, nde_section *dsec, const nde_dataset *ds,
     if (!(s->from = calloc(ds->nseries, sizeof *s->from)))
         return nde_error(ctx, NDE_ENOMEM, "out of memory");
     for (i = 0; i < ds->nseries; i++) {
+        const size_t K = held_count(h, &ds->series[i]);
         s->train->series[i].npoints -= K;
         s->from[i] = ds->series[i].npoints - K;
     }
@@ -130,7 +178,8 @@ static int load_data(series *s, nde_section *dsec, const nde_task_env *env,
     char *full = NULL;
     nde_dataset *ds = NULL;
     double frac;
-    size_t i, j, K;
+    holdout_rule h;
+    size_t i, j;
     int rc;
 
     if (!nde_section_has(dsec, "path"))
@@ -139,7 +188,7 @@ static int load_data(series *s, nde_section *dsec, const nde_task_env *env,
     if ((rc = nde_get_string(dsec, "path", &path, ctx)) ||
         (rc = nde_get_double_in(dsec, "test_fraction", 0, 0, 1, 1, &frac,
                                 ctx)) ||
-        (rc = read_holdout(dsec, &K, ctx)))
+        (rc = read_holdout(dsec, &h, ctx)))
         return rc;
     if (!(full = nde_section_path(dsec, "path", path)))
         return nde_error(ctx, NDE_ENOMEM, "out of memory");
@@ -147,7 +196,7 @@ static int load_data(series *s, nde_section *dsec, const nde_task_env *env,
     free(full);
     if (rc != NDE_OK)
         return rc;
-    if (!K && frac > 0 && ds->nseries < 2)
+    if (!h.last && !h.from_set && frac > 0 && ds->nseries < 2)
         rc = nde_section_error(dsec, "test_fraction", ctx,
                                "%g holds out whole series, and %s has only "
                                "%zu: set test_fraction = 0 to train and "
@@ -167,7 +216,7 @@ static int load_data(series *s, nde_section *dsec, const nde_task_env *env,
                                        "every component",
                                        ds->series[i].id);
     if (rc == NDE_OK)
-        rc = K ? split_holdout(s, dsec, ds, K, ctx)
+        rc = h.last || h.from_set ? split_holdout(s, dsec, ds, &h, ctx)
                : nde_data_split(ds, frac,
                                 nde_seed_derive(env->seed, NDE_STREAM_SPLIT),
                                 &s->train, &s->test, ctx);

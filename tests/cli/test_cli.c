@@ -1528,6 +1528,52 @@ START_TEST(test_holdout_end)
 }
 END_TEST
 
+/* holdout_from = 16 holds out the observations at t >= 16: the split of
+ * end:5 on these yearly times, so the same model and predictions. */
+START_TEST(test_holdout_from)
+{
+    const char *out = path_in("pop_pred.csv"), *from = path_in("from.csv");
+    char *a, *b;
+    run_result r;
+
+    pop_config("normalize = minmax\nholdout = end:5");
+    r = run("train", path_in("pop.ini"), "--quiet", "-s",
+            "train.iterations=50");
+    assert_ok(r);
+    result_free(&r);
+    r = run("predict", path_in("pop.ckpt"), "-o", out);
+    assert_ok(r);
+    result_free(&r);
+    pop_config("normalize = minmax\nholdout_from = 15.5");
+    r = run("train", path_in("pop.ini"), "--quiet", "-s",
+            "train.iterations=50");
+    assert_ok(r);
+    result_free(&r);
+    r = run("predict", path_in("pop.ckpt"), "-o", from);
+    assert_ok(r);
+    result_free(&r);
+    ck_assert_ptr_nonnull(a = test_read_file(out, NULL));
+    ck_assert_ptr_nonnull(b = test_read_file(from, NULL));
+    ck_assert_str_eq(a, b);
+    free(a);
+    free(b);
+    /* one more year held out: another model */
+    pop_config("normalize = minmax\nholdout_from = 15");
+    r = run("train", path_in("pop.ini"), "--quiet", "-s",
+            "train.iterations=50");
+    assert_ok(r);
+    result_free(&r);
+    r = run("predict", path_in("pop.ckpt"), "-o", from);
+    assert_ok(r);
+    result_free(&r);
+    ck_assert_ptr_nonnull(a = test_read_file(out, NULL));
+    ck_assert_ptr_nonnull(b = test_read_file(from, NULL));
+    ck_assert_str_ne(a, b);
+    free(a);
+    free(b);
+}
+END_TEST
+
 /* learn_y0: the series starts from its learned initial state, a task
  * parameter in the model's (minmax) units that `nde params` prints; the
  * units are those of the training prefix alone. */
@@ -1587,6 +1633,16 @@ START_TEST(test_normalize_holdout_errors)
         {"holdout = end:5\ntest_fraction = 0.2",
          "[data] holdout: holdout and test_fraction both hold out data: set "
          "one"},
+        {"holdout_from = 1",
+         "[data] holdout_from: 1 leaves series 's' 1 observations before "
+         "it, fewer than 2 to train on"},
+        {"holdout_from = 21", "[data] holdout_from: 21 is after every "
+                              "series' last observation"},
+        {"holdout_from = soon", "[data] holdout_from"},
+        {"holdout_from = 10\nholdout = end:2",
+         "[data] holdout_from: holdout and holdout_from both hold out"},
+        {"holdout_from = 10\ntest_fraction = 0",
+         "[data] holdout_from: holdout_from and test_fraction both"},
     };
     run_result r;
 
@@ -2737,6 +2793,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_prediction_keeps_column_names);
     tcase_add_test(tc, test_normalize_original_units);
     tcase_add_test(tc, test_holdout_end);
+    tcase_add_test(tc, test_holdout_from);
     tcase_add_test(tc, test_learn_y0);
     tcase_add_test(tc, test_normalize_holdout_errors);
     tcase_add_test(tc, test_on_failure_backoff);
