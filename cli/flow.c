@@ -191,6 +191,7 @@ int cli_predict_fit(nde_trainer *tr, const char *base, const char *title)
     for (size_t i = 0; i < ns && n < FIT_SERIES; i++) {
         ab_fit_series *q = &s[n];
         q->n = nde_trainer_test_series(tr, i, &q->id, &q->t, &q->pred);
+        q->held_from = nde_trainer_test_held_from(tr, i);
         if (nde_trainer_test_observed(tr, i, &q->obs) == q->n && q->n > 0)
             n++;
     }

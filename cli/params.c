@@ -18,13 +18,19 @@ const char cli_params_help[] =
     "name, in the order of theta: `name = value` per line (17 significant\n"
     "digits), or with --json one object {\"name\": value, ...}. The names\n"
     "are the field's (an expr field's own, mlp's W1[o,i] and b1[o], a sum's\n"
-    "parts prefixed) and the task's (lift.W[d,i], out.b[c], ...).\n";
+    "parts prefixed) and the task's (lift.W[d,i], out.b[c], ...). A learned\n"
+    "initial state of a model in units of its own ([data] normalize) is\n"
+    "followed by its value in the data's units: `y0[0,1] = -0.4  # lynx =\n"
+    "21.3 in the data's units` (text only).\n";
 
 static void print_params(const nde_trainer *tr, int json)
 {
     const double *theta = nde_trainer_params(tr);
     const size_t P = nde_trainer_nparams(tr);
+    const char *const *states = nde_trainer_state_names(tr);
     char name[128];
+    double value;
+    int j;
 
     if (json)
         fputc('{', stdout);
@@ -34,6 +40,13 @@ static void print_params(const nde_trainer *tr, int json)
             /* names are [A-Za-z0-9_.,\[\]]: nothing to escape */
             printf("%s\"%s\": ", i ? ", " : "", name);
             cli_json_double(stdout, theta[i]);
+        } else if ((j = nde_trainer_param_data_value(tr, i, &value)) >= 0) {
+            printf("%s = %.17g  # ", name, theta[i]);
+            if (states)
+                printf("%s", states[j]);
+            else
+                printf("y%d", j);
+            printf(" = %.17g in the data's units\n", value);
         } else
             printf("%s = %.17g\n", name, theta[i]);
     }

@@ -1588,6 +1588,33 @@ size_t nde_trainer_test_observed(const nde_trainer *tr, size_t i,
                : 0;
 }
 
+int nde_trainer_param_data_value(const nde_trainer *tr, size_t i,
+                                 double *value)
+{
+    const nde_task *t = tr->task;
+    const double *shift = NULL, *scale = NULL;
+    int j;
+
+    if (i < tr->Pf || i >= tr->P || !t->type->param_state || !t->type->units)
+        return -1;
+    if ((j = t->type->param_state(t, i - tr->Pf)) < 0)
+        return -1;
+    t->type->units(t, &shift, &scale);
+    if (!shift)
+        return -1;
+    *value = shift[j] + scale[j] * tr->theta[i];
+    return j;
+}
+
+size_t nde_trainer_test_held_from(const nde_trainer *tr, size_t i)
+{
+    const nde_task *t = tr->task;
+
+    return t->type->test_held_from && i < t->ntest
+               ? t->type->test_held_from(t, i)
+               : 0;
+}
+
 const char *const *nde_trainer_state_names(const nde_trainer *tr)
 {
     const nde_task *t = tr->task;

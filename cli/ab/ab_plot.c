@@ -1311,11 +1311,22 @@ static void fit_panel(const fit_data *fd, size_t j, double y0, double y1)
             y[k] = q->pred[k * fd->dim + j];
         }
         plline((PLINT)q->n, t, y);
+        if (q->held_from > 0 && q->held_from < q->n) {
+            /* the forecast begins between the last trained observation
+             * and the first held-out one */
+            PLFLT tb[2], yb[2] = {lo, hi};
+            tb[0] = tb[1] =
+                0.5 * (q->t[q->held_from - 1] + q->t[q->held_from]);
+            pllsty(2);
+            plline(2, tb, yb);
+            pllsty(1);
+        }
         plschr(0.0, 0.6 * CHAR_SCALE);
         for (size_t k = 0; k < q->n; k++) {
             PLFLT tk = q->t[k], ok = q->obs[k * fd->dim + j];
             if (isfinite(ok))
-                plstring(1, &tk, &ok, MARK_ARM);
+                plstring(1, &tk, &ok,
+                         k < q->held_from ? MARK_ARM : MARK_RING);
         }
         plschr(0.0, CHAR_SCALE);
     }
@@ -1342,7 +1353,7 @@ static void draw_fit(const void *arg)
     plcol0(COL_FG);
     plmtex("b", 3.0, 0.5, 0.5, "t");
     plvpor(0.10, 0.78, bottom, top);
-    plmtex("t", 2.2, 0.5, 0.5, "Held-out fit: dots observed, lines predicted");
+    plmtex("t", 2.2, 0.5, 0.5, "Fit: dots trained on, rings held out, lines predicted");
     plschr(0.0, 0.8 * CHAR_SCALE);
     plmtex("t", 0.8, 0.5, 0.5, fd->title);
     plschr(0.0, CHAR_SCALE);

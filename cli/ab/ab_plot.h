@@ -58,17 +58,19 @@ int ab_plot_flow(const char *dir, const char *base, const ab_flow *fl,
                  char *err, size_t errlen);
 
 /* One series of a fit: n times, its observations (NaN: missing) and the
- * model's prediction, dim values each. */
+ * model's prediction, dim values each; observations from held_from on
+ * were held out from training. */
 typedef struct ab_fit_series {
     const char *id;
-    size_t n;
+    size_t n, held_from;
     const double *t, *obs, *pred;
 } ab_fit_series;
 
 /* Write dir/base.{png,svg}: one panel per state (named by names, or y0,
- * y1, ...), each series' observations as dots and its prediction as a
- * line in its colour (at most 8 series). 0, or non-zero with a message
- * in err. Not thread-safe. */
+ * y1, ...), each series' observations as dots (training) and rings (held
+ * out), a dashed line where a series' held-out part begins, and its
+ * prediction as a line in its colour (at most 8 series). 0, or non-zero
+ * with a message in err. Not thread-safe. */
 int ab_plot_fit(const char *dir, const char *base, const ab_fit_series *s,
                 size_t nseries, size_t dim, const char *const *names,
                 const char *title, char *err, size_t errlen);

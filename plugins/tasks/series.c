@@ -538,6 +538,24 @@ static size_t series_test_observed(const nde_task *t, size_t i,
     return s->held->series[i].npoints;
 }
 
+/* A forecast split scores each series from its first held-out
+ * observation; without one the held-out series are whole, or (test
+ * part empty) they are the training series themselves. */
+static size_t series_test_held_from(const nde_task *t, size_t i)
+{
+    const series *s = t->state;
+
+    if (s->from)
+        return s->from[i];
+    return s->held == s->train ? s->held->series[i].npoints : 0;
+}
+
+/* learn_y0's parameter i is y0[i / dim, i % dim]. */
+static int series_param_state(const nde_task *t, size_t i)
+{
+    return (int)(i % t->dim);
+}
+
 /* The CSV's column names: the held-out series are written under them. */
 static const char *const *series_state_names(const nde_task *t)
 {
@@ -565,6 +583,8 @@ static const nde_task_type nde_task_series = {
     .state_names = series_state_names,
     .test_observed = series_test_observed,
     .units = series_units,
+    .test_held_from = series_test_held_from,
+    .param_state = series_param_state,
 };
 
 NDE_MODULE(&nde_task_series.info);

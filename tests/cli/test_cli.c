@@ -1303,6 +1303,16 @@ START_TEST(test_foreign_data_keys)
 }
 END_TEST
 
+/* How many times PLplot's SVG text holds the glyph `code` (&#xHH;). */
+static size_t count_glyphs(const char *svg, const char *code)
+{
+    size_t n = 0;
+
+    for (const char *p = svg; (p = strstr(p, code)); p++)
+        n++;
+    return n;
+}
+
 /* The data's column names name the prediction's columns, before the
  * field's own (the expr field calls its states x, y). The data path,
  * relative to the config, is found by predict from another directory:
@@ -1329,17 +1339,16 @@ START_TEST(test_prediction_keeps_column_names)
     free(text);
 
     /* --plot: the held-out series' 2 observations in each of the 2
-     * panels, read back from the SVG as start dots, the panels named */
+     * panels, read back from the SVG as rings (held out whole: no dot of
+     * a trained-on observation), the panels named */
     r = run("predict", ckpt, "--plot", path_in("fit"));
     assert_ok(r);
     assert_contains(r.err, "1 held-out series of 1 drawn");
     result_free(&r);
     ck_assert_ptr_nonnull(text = test_read_file(path_in("fit.svg"), NULL));
     {
-        size_t dots = 0;
-        for (const char *p = text; (p = strstr(p, "&#x25cf;")); p++)
-            dots++;
-        ck_assert_uint_eq(dots, 4);
+        ck_assert_uint_eq(count_glyphs(text, "&#x25ef;"), 4);
+        ck_assert_uint_eq(count_glyphs(text, "&#x25cf;"), 0);
         /* PLplot's SVG device writes each character as &#xHH; */
         ck_assert_ptr_nonnull(strstr(text, "&#x70;&#x72;&#x65;&#x79;"));
     }
@@ -1557,6 +1566,15 @@ START_TEST(test_holdout_from)
     ck_assert_str_eq(a, b);
     free(a);
     free(b);
+    /* the fit's picture: per panel 16 trained-on years as dots, 5 held
+     * out as rings */
+    r = run("predict", path_in("pop.ckpt"), "--plot", path_in("fit"));
+    assert_ok(r);
+    result_free(&r);
+    ck_assert_ptr_nonnull(a = test_read_file(path_in("fit.svg"), NULL));
+    ck_assert_uint_eq(count_glyphs(a, "&#x25cf;"), 2 * 16);
+    ck_assert_uint_eq(count_glyphs(a, "&#x25ef;"), 2 * 5);
+    free(a);
     /* one more year held out: another model */
     pop_config("normalize = minmax\nholdout_from = 15");
     r = run("train", path_in("pop.ini"), "--quiet", "-s",
@@ -1608,6 +1626,12 @@ START_TEST(test_learn_y0)
         ck_assert_ptr_nonnull(at = strstr(r.out, key));
         y0 = strtod(at + strlen(key), NULL);
         ck_assert_double_eq_tol(cell(&p, 0, j + 1), lo + (hi - lo) * y0,
+                                1e-9 * hi);
+        /* and in the data's units beside it */
+        at = strstr(at, "  # ");
+        ck_assert_ptr_nonnull(at);
+        ck_assert(strncmp(at + 4, j ? "lynx = " : "hare = ", 7) == 0);
+        ck_assert_double_eq_tol(strtod(at + 11, NULL), cell(&p, 0, j + 1),
                                 1e-9 * hi);
         ck_assert_double_ne_tol(cell(&p, 0, j + 1), pop_y[0][j], 1e-6);
     }

@@ -23,7 +23,7 @@
  * lift and lift_vjp (NULL: the batch's input rows are the initial states,
  * input_dim = dim); readout and readout_vjp (NULL: the observations are
  * the saved states, obs_dim = dim); digest, test_series, test_classes,
- * state_names, test_observed, units.
+ * state_names, test_observed, units, test_held_from, param_state.
  * lift and lift_vjp come as a pair, so do readout and readout_vjp.
  *
  * Lifecycle: the trainer allocates the instance, fills type, ctx, dim,
@@ -112,8 +112,9 @@ typedef struct nde_task_model {
  *      readout, readout_vjp, loss, evaluate, digest, test_series,
  *      test_classes
  *   2: state_names, test_observed
- *   3: units */
-#define NDE_TASK_VERSION 3
+ *   3: units
+ *   4: test_held_from, param_state */
+#define NDE_TASK_VERSION 4
 
 /* The descriptor's info: NDE_TASK_INFO(.name = ..., .description = ...,
  * .keys, .version). */
@@ -194,6 +195,16 @@ typedef struct nde_task_type {
      * units, and a checkpoint of such a task is refused for other data. */
     void (*units)(const nde_task *t, const double **shift,
                   const double **scale);
+
+    /* Version 4. Where held-out series i's held-out part begins: the index
+     * of its first observation the evaluation scores but training never
+     * saw (0: a series held out whole; n: a training series, scored
+     * because nothing is held out). NULL: every series is held out
+     * whole. */
+    size_t (*test_held_from)(const nde_task *t, size_t i);
+    /* The state j whose value task parameter i is, in the model's units
+     * (a learned initial state), or -1 when it is none. NULL: none is. */
+    int (*param_state)(const nde_task *t, size_t i);
 } nde_task_type;
 
 struct nde_task {

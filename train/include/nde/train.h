@@ -295,6 +295,18 @@ NDE_API size_t nde_trainer_test_series(const nde_trainer *tr, size_t i,
 NDE_API size_t nde_trainer_test_observed(const nde_trainer *tr, size_t i,
                                          const double **obs);
 
+/* Held-out series i's first observation that training never saw (0: the
+ * series is held out whole; n: a training series evaluated because
+ * nothing is held out; a forecast split: n - K). */
+NDE_API size_t nde_trainer_test_held_from(const nde_trainer *tr, size_t i);
+
+/* When parameter i (of nde_trainer_params) is a value of state j in
+ * units of the model other than the data's (a learned initial state
+ * under [data] normalize): that value in the data's units into *value,
+ * and j; else -1 and *value untouched. */
+NDE_API int nde_trainer_param_data_value(const nde_trainer *tr, size_t i,
+                                         double *value);
+
 /* Classification (source = idx): returns the number of classes C and
  * points *label at the ntest test labels and *prob at the last
  * evaluation's class probabilities (ntest x C); 0 for time series. */
