@@ -7,8 +7,17 @@
  * from its first observation, times shifted to start at 0. With
  * normalize the model works in units fitted on the training part
  * (task_units_fit); the data stay in their own units and are scaled as
- * batches are drawn, predictions scaled back. The contract is
- * nde/train.h's.
+ * batches are drawn, predictions scaled back.
+ *
+ * The training loss is the MSE, or with [data] likelihood the mean
+ * negative log-likelihood of every observed value under Gaussian noise
+ * (in the model's units) or log-normal noise (log value ~ N(log
+ * prediction, sigma_j^2), in the data's units), with a learned scale
+ * per state: parameters log_sigma[j] after learn_y0's. The readout
+ * carries them beside the states (obs_dim 2 dim: the state, then
+ * log_sigma of its column), so the loss sees them and readout_vjp takes
+ * their gradient. test_loss stays the MSE in the data's units. The
+ * contract is nde/train.h's.
  */
 #include <ctype.h>
 #include <math.h>
@@ -35,6 +44,11 @@ static const nde_key series_keys[] = {
      "forecast every observation at t >= this time (the data's time) "
      "instead, as holdout = end:K does"},
     TASK_NORMALIZE_KEY,
+    {"likelihood", NDE_KEY_WORD, "mse",
+     "mse | gaussian | lognormal: the training loss, the MSE or the mean "
+     "negative log-likelihood of the observations under Gaussian noise "
+     "(model's units) or log-normal noise (data's units, every value "
+     "positive), with learned scales log_sigma[j] (initially 0)"},
     {"learn_y0", NDE_KEY_BOOL, "false",
      "learn each training series' initial state (parameters y0[i,j], i the "
      "training series in file order, in the model's units), fitted to its "
@@ -49,6 +63,8 @@ typedef struct series {
                                   observation from[i] (holdout: n - K)    */
     double *shift, *scale;     /* [data] normalize (NULL: none)           */
     int learn_y0;              /* theta: ntrain x dim initial states      */
+    enum { LIK_MSE, LIK_GAUSSIAN, LIK_LOGNORMAL } lik;
+    size_t ny0;                /* learn_y0's parameters; log_sigma after  */
     size_t nchoices, *choices; /* the training series, for gsl_ran_choose */
     size_t *pick;              /* rows: the batch's series                */
     double *tsave;             /* the batch's save times (max_saves)      */
@@ -169,6 +185,39 @@ static int split_holdout(series *s, nde_section *dsec, const nde_dataset *ds,
     return NDE_OK;
 }
 
+/* [data] likelihood; lognormal needs every observed value positive. */
+static int read_likelihood(series *s, nde_section *dsec, nde_ctx *ctx)
+{
+    const nde_dataset *d[2] = {s->train, s->test};
+    const char *how;
+    int rc;
+
+    if ((rc = nde_get_string(dsec, "likelihood", &how, ctx)) != NDE_OK)
+        return rc;
+    if (strcmp(how, "mse") == 0)
+        s->lik = LIK_MSE;
+    else if (strcmp(how, "gaussian") == 0)
+        s->lik = LIK_GAUSSIAN;
+    else if (strcmp(how, "lognormal") == 0)
+        s->lik = LIK_LOGNORMAL;
+    else
+        return nde_section_error(dsec, "likelihood", ctx,
+                                 "'%s' is mse, gaussian or lognormal", how);
+    for (size_t p = 0; s->lik == LIK_LOGNORMAL && p < 2; p++)
+        for (size_t i = 0; i < d[p]->nseries; i++) {
+            const nde_series *e = &d[p]->series[i];
+            for (size_t k = 0; k < e->npoints * d[p]->dim; k++)
+                if (e->y[k] <= 0)
+                    return nde_section_error(
+                        dsec, "likelihood", ctx,
+                        "lognormal needs positive values, and series '%s' "
+                        "has %s = %g at t = %g", e->id,
+                        d[p]->names[k % d[p]->dim], e->y[k],
+                        e->t[k / d[p]->dim]);
+        }
+    return NDE_OK;
+}
+
 /* Reads the file and splits it into s->train, s->test (s->from set for
  * a holdout). */
 static int load_data(series *s, nde_section *dsec, const nde_task_env *env,
@@ -238,10 +287,11 @@ static int series_create(nde_task *t, nde_section *dsec,
         (rc = load_data(s, dsec, env, D, ctx)) != NDE_OK ||
         (rc = task_units_fit(dsec, s->train, &s->shift, &s->scale, ctx)) !=
             NDE_OK ||
-        (rc = nde_get_bool(dsec, "learn_y0", &s->learn_y0, ctx)) != NDE_OK)
+        (rc = nde_get_bool(dsec, "learn_y0", &s->learn_y0, ctx)) != NDE_OK ||
+        (rc = read_likelihood(s, dsec, ctx)) != NDE_OK)
         return rc;
-    if (s->learn_y0)
-        t->nparams = s->train->nseries * D;
+    s->ny0 = s->learn_y0 ? s->train->nseries * D : 0;
+    t->nparams = s->ny0 + (s->lik != LIK_MSE ? D : 0);
     if (s->train->nseries < t->rows) {
         const char *path = "";
         nde_get_string(dsec, "path", &path, ctx);
@@ -292,7 +342,8 @@ static int series_create(nde_task *t, nde_section *dsec,
     }
     for (i = 0; i < s->nchoices; i++)
         s->choices[i] = i;
-    t->input_dim = t->obs_dim = D;
+    t->input_dim = D;
+    t->obs_dim = s->lik != LIK_MSE ? 2 * D : D;
     t->max_rows = t->rows;
     return NDE_OK;
 }
@@ -388,24 +439,30 @@ static int series_batch(nde_task *t, const nde_task_draw *draw,
     return NDE_OK;
 }
 
-/* learn_y0: the training series' first observations. */
+/* learn_y0: the training series' first observations; log_sigma: 0. */
 static int series_init_params(nde_task *t, double *theta, uint64_t seed)
 {
     const series *s = t->state;
     const size_t D = t->dim;
 
     (void)seed;
-    for (size_t i = 0; i < s->train->nseries; i++)
+    for (size_t i = 0; s->ny0 && i < s->train->nseries; i++)
         memcpy(theta + i * D, s->train->series[i].y, D * sizeof *theta);
     if (s->shift)
-        task_units_apply(s->shift, s->scale, D, theta, t->nparams, 1);
+        task_units_apply(s->shift, s->scale, D, theta, s->ny0, 1);
+    memset(theta + s->ny0, 0, (t->nparams - s->ny0) * sizeof *theta);
     return NDE_OK;
 }
 
 static void series_param_name(const nde_task *t, size_t i, char *buf,
                               size_t size)
 {
-    snprintf(buf, size, "y0[%zu,%zu]", i / t->dim, i % t->dim);
+    const series *s = t->state;
+
+    if (i < s->ny0)
+        snprintf(buf, size, "y0[%zu,%zu]", i / t->dim, i % t->dim);
+    else
+        snprintf(buf, size, "log_sigma[%zu]", i - s->ny0);
 }
 
 /* The batch's initial states: its series' learned ones, or its input (the
@@ -442,13 +499,112 @@ static int series_lift_vjp(nde_task *t, const double *theta,
     return NDE_OK;
 }
 
+/* The states; with a likelihood each row's states and then its columns'
+ * log_sigma. */
+static int series_readout(nde_task *t, const double *theta,
+                          const nde_task_batch *b, const double *y,
+                          double *obs)
+{
+    const series *s = t->state;
+    const size_t D = t->dim, n = b->nsave * t->rows;
+
+    if (s->lik == LIK_MSE) {
+        memcpy(obs, y, n * D * sizeof *obs);
+        return NDE_OK;
+    }
+    for (size_t r = 0; r < n; r++) {
+        memcpy(obs + r * 2 * D, y + r * D, D * sizeof *obs);
+        memcpy(obs + r * 2 * D + D, theta + s->ny0, D * sizeof *obs);
+    }
+    return NDE_OK;
+}
+
+static int series_readout_vjp(nde_task *t, const double *theta,
+                              const nde_task_batch *b, const double *y,
+                              const double *obsbar, double *ybar,
+                              double *thetabar)
+{
+    const series *s = t->state;
+    const size_t D = t->dim, n = b->nsave * t->rows;
+
+    (void)theta;
+    (void)y;
+    if (s->lik == LIK_MSE) {
+        for (size_t k = 0; k < n * D; k++)
+            ybar[k] += obsbar[k];
+        return NDE_OK;
+    }
+    for (size_t r = 0; r < n; r++)
+        for (size_t j = 0; j < D; j++) {
+            ybar[r * D + j] += obsbar[r * 2 * D + j];
+            thetabar[s->ny0 + j] += obsbar[r * 2 * D + D + j];
+        }
+    return NDE_OK;
+}
+
+/* The mean over n observed values of -log p(target | prediction y) and
+ * its gradient in g (2 dim per row, as the readout gives them):
+ *   gaussian:  r = target - y                      (model's units)
+ *   lognormal: r = log(target') - log(y')          (data's units: y' =
+ *              shift + scale y; + log target', the density's Jacobian)
+ *   -log p = r^2 / (2 sigma^2) + log sigma + log(2 pi) / 2,
+ * sigma = exp(log_sigma[j]). A log-normal prediction y' <= 0 has no
+ * density: NDE_ENONFINITE, an iteration the on_failure policy may skip. */
+static int series_nll(nde_task *t, const nde_task_batch *b, const double *obs,
+                      double *value, double *g)
+{
+    const series *s = t->state;
+    const size_t D = t->dim, n = b->nsave * t->rows;
+    const double half_log_2pi = 0.91893853320467274178;
+    double sum = 0.0;
+    size_t count = 0;
+
+    for (size_t k = 0; k < n * D; k++) {
+        const size_t j = k % D, at = (k / D) * 2 * D + j;
+        const double ls = obs[at + D], inv_var = exp(-2.0 * ls);
+        double y = obs[at], target = s->target[k], dy = 1.0, r;
+        g[at] = g[at + D] = 0.0;
+        if (isnan(target))
+            continue;
+        if (s->lik == LIK_LOGNORMAL) {
+            const double a = s->shift ? s->shift[j] : 0.0;
+            const double c = s->shift ? s->scale[j] : 1.0;
+            target = a + c * target;
+            y = a + c * y;
+            if (!(y > 0))
+                return nde_error(t->ctx, NDE_ENONFINITE,
+                                 "[data] likelihood = lognormal: the model "
+                                 "predicts %g <= 0 for state %zu", y, j);
+            sum += log(target);
+            dy = c / y;
+            target = log(target);
+            y = log(y);
+        }
+        r = target - y;
+        sum += 0.5 * r * r * inv_var + ls + half_log_2pi;
+        g[at] = -r * inv_var * dy;
+        g[at + D] = 1.0 - r * r * inv_var;
+        count++;
+    }
+    if (count == 0) {
+        *value = NAN;
+        return NDE_OK;
+    }
+    for (size_t k = 0; k < n * 2 * D; k++)
+        g[k] /= (double)count;
+    *value = sum / (double)count;
+    return NDE_OK;
+}
+
 /* The MSE over every observed value (NaN cells skipped), in the model's
- * units. */
+ * units, or the negative log-likelihood. */
 static int series_loss(nde_task *t, const nde_task_batch *b,
                        const double *obs, double *value, double *obsbar)
 {
     const series *s = t->state;
 
+    if (s->lik != LIK_MSE)
+        return series_nll(t, b, obs, value, obsbar);
     *value = task_mse(obs, s->target, b->nsave * t->rows * t->dim, obsbar);
     return NDE_OK;
 }
@@ -550,10 +706,11 @@ static size_t series_test_held_from(const nde_task *t, size_t i)
     return s->held == s->train ? s->held->series[i].npoints : 0;
 }
 
-/* learn_y0's parameter i is y0[i / dim, i % dim]. */
+/* learn_y0's parameter i < ny0 is y0[i / dim, i % dim]. */
 static int series_param_state(const nde_task *t, size_t i)
 {
-    return (int)(i % t->dim);
+    const series *s = t->state;
+    return i < s->ny0 ? (int)(i % t->dim) : -1;
 }
 
 /* The CSV's column names: the held-out series are written under them. */
@@ -576,6 +733,8 @@ static const nde_task_type nde_task_series = {
     .batch = series_batch,
     .lift = series_lift,
     .lift_vjp = series_lift_vjp,
+    .readout = series_readout,
+    .readout_vjp = series_readout_vjp,
     .loss = series_loss,
     .evaluate = series_evaluate,
     .digest = series_digest,

@@ -26,6 +26,13 @@ static const char series_csv[] =
     "c,0,2,0\nc,1,1,1\n"
     "d,0,1,1\nd,0.5,0.5,0.5\n"
     "e,0,-1,0\ne,2,0,-1\n";
+/* Positive series for the log-normal likelihood (in standard units, so
+ * that the checker's states in [-1, 1) are positive values). */
+static const char positive_csv[] =
+    "id,t,x,y\n"
+    "a,0,5,4\na,0.5,5.5,4.2\na,1,6,4.1\n"
+    "b,0,4,6\nb,0.5,4.4,5.9\nb,1,,5.5\n"
+    "c,0,6,5\nc,1,6.5,4.5\n";
 static const char moments_ini[] =
     "[solver]\nplugin = euler_maruyama\ndt = 0.05\n"
     "[field]\nplugin = mlp\nlayers = 1, 4, 1\ndiffusion = softplus\n"
@@ -88,6 +95,13 @@ static const keyed keyed_runs[] = {
     {"task", "series", {"-s", "data.path=series.csv", "-s",
                         "data.learn_y0=true", "-s", "data.normalize=standard",
                         "-s", "data.test_fraction=0"}},
+    {"task", "series", {"-s", "data.path=series.csv", "-s",
+                        "data.likelihood=gaussian", "-s",
+                        "data.learn_y0=true", "-s", "data.test_fraction=0"}},
+    {"task", "series", {"-s", "data.path=positive.csv", "-s",
+                        "data.likelihood=lognormal", "-s",
+                        "data.normalize=standard", "-s",
+                        "data.test_fraction=0"}},
     {"task", "classify", {"-s", "data.limit=32", "-s", "data.test_limit=8"}},
     {"task", "density", {"-s", "field.plugin=cnf", "-s", "field.inner=a",
                          "-s", "field.a.plugin=mlp", "-s",
@@ -357,6 +371,7 @@ int main(void)
     int failed;
 
     if (!mkdtemp(workdir) || write_file("series.csv", series_csv) ||
+        write_file("positive.csv", positive_csv) ||
         write_file("moments.ini", moments_ini)) {
         perror(workdir);
         return EXIT_FAILURE;

@@ -1639,6 +1639,40 @@ START_TEST(test_learn_y0)
 }
 END_TEST
 
+/* likelihood = gaussian | lognormal: trained by the negative
+ * log-likelihood with learned scales log_sigma[j] (printed by `nde
+ * params`, moved from their initial 0 towards the residuals' scale),
+ * test_loss still the MSE in the data's units. */
+START_TEST(test_likelihoods)
+{
+    static const char *const lik[] = {"gaussian", "lognormal"};
+    run_result r;
+
+    for (size_t i = 0; i < 2; i++) {
+        const char *at;
+        double ls;
+        pop_config(fmt("normalize = standard\nholdout = end:5\n"
+                       "likelihood = %s", lik[i]));
+        r = run("train", path_in("pop.ini"), "--quiet", "-s",
+                "train.iterations=300");
+        assert_ok(r);
+        result_free(&r);
+        r = run("params", path_in("pop.ckpt"));
+        assert_ok(r);
+        for (size_t j = 0; j < 2; j++) {
+            ck_assert_ptr_nonnull(
+                at = strstr(r.out, j ? "log_sigma[1] = " : "log_sigma[0] = "));
+            ls = strtod(strchr(at, '=') + 1, NULL);
+            /* the fit's residuals are well below the data's sd (standard
+             * units) and, for log-normal, below 100 % */
+            ck_assert_msg(ls < -0.5 && ls > -6, "%s: log_sigma[%zu] = %g",
+                          lik[i], j, ls);
+        }
+        result_free(&r);
+    }
+}
+END_TEST
+
 /* Bad [data] normalize and holdout values name the file, the key and
  * what is expected. */
 START_TEST(test_normalize_holdout_errors)
@@ -1657,6 +1691,8 @@ START_TEST(test_normalize_holdout_errors)
         {"holdout = end:5\ntest_fraction = 0.2",
          "[data] holdout: holdout and test_fraction both hold out data: set "
          "one"},
+        {"likelihood = poisson\nholdout = end:5",
+         "[data] likelihood: 'poisson' is mse, gaussian or lognormal"},
         {"holdout_from = 1",
          "[data] holdout_from: 1 leaves series 's' 1 observations before "
          "it, fewer than 2 to train on"},
@@ -1683,6 +1719,15 @@ START_TEST(test_normalize_holdout_errors)
     assert_fails(r, 2, "pop.ini:", "[data] normalize: minmax: column 'lynx' "
                        "is constant on the training part (3 observed "
                        "values), so it has no scale: use normalize = none");
+    result_free(&r);
+    /* log-normal noise has no zero or negative value */
+    pop_config("likelihood = lognormal\ntest_fraction = 0");
+    write_config("pop.csv", "series,t,hare,lynx\ns,0,1,5\ns,1,2,5\n"
+                            "s,2,3,0\n");
+    r = run("train", path_in("pop.ini"), "--quiet");
+    assert_fails(r, 2, "pop.ini:", "[data] likelihood: lognormal needs "
+                       "positive values, and series 's' has lynx = 0 at t "
+                       "= 2");
     result_free(&r);
 }
 END_TEST
@@ -2818,6 +2863,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_normalize_original_units);
     tcase_add_test(tc, test_holdout_end);
     tcase_add_test(tc, test_holdout_from);
+    tcase_add_test(tc, test_likelihoods);
     tcase_add_test(tc, test_learn_y0);
     tcase_add_test(tc, test_normalize_holdout_errors);
     tcase_add_test(tc, test_on_failure_backoff);
