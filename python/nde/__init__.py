@@ -331,6 +331,38 @@ class Trainer:
             out.append(((sid.value or b"").decode(), tt, pp))
         return out
 
+    def test_classes(self):
+        """Classification tasks: (labels (ntest ints), probabilities
+        (ntest x C)) of the last evaluate(); copies. None for tasks that
+        do not classify."""
+        label = ctypes.POINTER(ctypes.c_int)()
+        prob = _lib.c_dbl_p()
+        C = _lib.train.nde_trainer_test_classes(self._tr, ctypes.byref(label),
+                                                ctypes.byref(prob))
+        if C == 0:
+            return None
+        n = _lib.train.nde_trainer_ntest(self._tr)
+        return (np.ctypeslib.as_array(label, (n,)).astype(np.int64),
+                np.ctypeslib.as_array(prob, (n, C)).copy())
+
+    @property
+    def regularizers(self):
+        """Each regularizer of the last training solve, in order, as
+        {"name", "value" (unweighted R), "weight", "grad_norm"} (NaN
+        before the first step)."""
+        out = []
+        for i in range(_lib.train.nde_trainer_nregularizers(self._tr)):
+            value = _lib.c_dbl()
+            name = _lib.train.nde_trainer_regularizer(self._tr, i,
+                                                      ctypes.byref(value))
+            out.append({
+                "name": name.decode(), "value": value.value,
+                "weight": _lib.train.nde_trainer_regularizer_weight(
+                    self._tr, i),
+                "grad_norm": _lib.train.nde_trainer_regularizer_grad_norm(
+                    self._tr, i)})
+        return out
+
     # -- the model
 
     @property
@@ -340,10 +372,24 @@ class Trainer:
 
     @property
     def params(self):
-        """theta, the trained parameters (a copy)."""
+        """theta, the trained parameters (a copy). Assigning an array of
+        as many finite values sets them (the optimizer's moments stay)."""
         n = _lib.train.nde_trainer_nparams(self._tr)
         p = _lib.train.nde_trainer_params(self._tr)
         return np.ctypeslib.as_array(p, (n,)).copy() if n else np.empty(0)
+
+    @params.setter
+    def params(self, values):
+        n = _lib.train.nde_trainer_nparams(self._tr)
+        values = np.asarray(values, dtype=float)
+        if values.shape != (n,):
+            raise ValueError("nde: params must be %d values, got shape %s"
+                             % (n, values.shape))
+        if not np.all(np.isfinite(values)):
+            raise ValueError("nde: params must be finite")
+        if n:
+            np.ctypeslib.as_array(_lib.train.nde_trainer_params(self._tr),
+                                  (n,))[:] = values
 
     @property
     def param_names(self):
@@ -371,11 +417,7 @@ class Trainer:
         t = _lib.train.nde_trainer_totals(self._tr).contents
         return {name: getattr(t, name) for name, _ in _lib.Totals._fields_}
 
-    def predict(self, t0, y0, t1, tsave):
-        """Solve the trained model from y0 (rows x dim, or one state of
-        dim values) at t0 to t1; tsave: the save times (in [t0, t1], in
-        order) or their number (evenly spaced, both ends included).
-        Returns y (len(tsave) x rows x dim)."""
+    def _rows_and_saves(self, t0, y0, t1, tsave):
         y0 = np.ascontiguousarray(y0, dtype=float)
         if y0.ndim == 1:
             y0 = y0[None, :]
@@ -387,10 +429,35 @@ class Trainer:
         tsave = np.ascontiguousarray(tsave, dtype=float)
         if tsave.ndim != 1 or tsave.size == 0:
             raise ValueError("nde: tsave must be save times or their number")
-        y = np.empty((tsave.size, y0.shape[0], self.dim))
+        return y0, tsave, np.empty((tsave.size, y0.shape[0], self.dim))
+
+    def predict(self, t0, y0, t1, tsave):
+        """Solve the trained model from y0 (rows x dim, or one state of
+        dim values) at t0 to t1; tsave: the save times (in [t0, t1], in
+        order) or their number (evenly spaced, both ends included).
+        Returns y (len(tsave) x rows x dim). An SDE model is solved
+        through the evaluation's fixed Brownian path (sample() draws
+        others)."""
+        y0, tsave, y = self._rows_and_saves(t0, y0, t1, tsave)
         st = _lib.Stats()
         _check(_lib.train.nde_trainer_predict(
             self._tr, float(t0), y0.ctypes.data_as(_lib.c_dbl_p),
+            y0.shape[0], float(t1), tsave.size,
+            tsave.ctypes.data_as(_lib.c_dbl_p),
+            y.ctypes.data_as(_lib.c_dbl_p), ctypes.byref(st)), self._ctx)
+        return y
+
+    def sample(self, t0, y0, t1, tsave, seed=1):
+        """SDE models: paths from y0 (one per row) as predict() takes
+        them, through the Brownian path of `seed` (the same seed, the same
+        paths). Returns y (len(tsave) x rows x dim); nde.Error for an ODE
+        model."""
+        if not 0 <= int(seed) < 1 << 64:
+            raise ValueError("nde: seed must be in [0, 2^64)")
+        y0, tsave, y = self._rows_and_saves(t0, y0, t1, tsave)
+        st = _lib.Stats()
+        _check(_lib.train.nde_trainer_sample(
+            self._tr, int(seed), float(t0), y0.ctypes.data_as(_lib.c_dbl_p),
             y0.shape[0], float(t1), tsave.size,
             tsave.ctypes.data_as(_lib.c_dbl_p),
             y.ctypes.data_as(_lib.c_dbl_p), ctypes.byref(st)), self._ctx)

@@ -157,6 +157,76 @@ class TestTrain(unittest.TestCase):
         np.testing.assert_array_equal(back.params, tr.params)
 
 
+class TestModel(unittest.TestCase):
+    """Parameters set from numpy, SDE paths, class probabilities and the
+    regularizers' values."""
+
+    def test_set_params(self):
+        a, b = nde.Trainer(spiral(30)), nde.Trainer(spiral(1))
+        a.train()
+        y0 = np.array([[2.0, 0.0]])
+        self.assertFalse(np.array_equal(a.predict(0, y0, 5, 6),
+                                        b.predict(0, y0, 5, 6)))
+        b.params = a.params
+        np.testing.assert_array_equal(b.params, a.params)
+        np.testing.assert_array_equal(a.predict(0, y0, 5, 6),
+                                      b.predict(0, y0, 5, 6))
+        # the model moves with its parameters: a zero field stays put
+        b.params = np.zeros(b.params.size)
+        np.testing.assert_array_equal(b.predict(0, y0, 5, 6)[-1], y0)
+        with self.assertRaises(ValueError):
+            b.params = np.zeros(3)
+        bad = a.params
+        bad[0] = math.nan
+        with self.assertRaises(ValueError):
+            b.params = bad
+
+    def test_sample_sde(self):
+        cfg = nde.Config.from_file(os.path.join(ROOT, "examples",
+                                                "sde_ou.ini"))
+        tr = nde.Trainer(cfg.set("train.iterations", 5))
+        tr.train()
+        y0 = np.full((200, 1), 2.0)
+        p1, p1b = tr.sample(0, y0, 2, 11, seed=1), tr.sample(0, y0, 2, 11,
+                                                            seed=1)
+        p2 = tr.sample(0, y0, 2, 11, seed=2)
+        self.assertEqual(p1.shape, (11, 200, 1))
+        np.testing.assert_array_equal(p1, p1b)
+        self.assertGreater(np.abs(p1[-1] - p2[-1]).max(), 1e-3)
+        # paths spread: the rows differ from each other
+        self.assertGreater(p1[-1].std(), 1e-3)
+        with self.assertRaises(nde.Error) as e:
+            nde.Trainer(spiral(1)).sample(0, [2.0, 0.0], 1, 2)
+        self.assertEqual(e.exception.status, "NDE_EINVAL")
+
+    def test_class_probabilities(self):
+        cfg = nde.Config.from_file(os.path.join(ROOT, "examples",
+                                                "annuli.ini"))
+        cfg.set("train.iterations", 20).set("data.n_test", 50)
+        tr = nde.Trainer(cfg)
+        self.assertIsNone(nde.Trainer(spiral(1)).test_classes())
+        tr.train()
+        acc = tr.evaluate()["test_accuracy"]
+        labels, prob = tr.test_classes()
+        self.assertEqual(labels.shape, (50,))
+        self.assertEqual(prob.shape, (50, 2))
+        np.testing.assert_allclose(prob.sum(axis=1), 1.0, rtol=1e-12)
+        self.assertAlmostEqual((prob.argmax(axis=1) == labels).mean(), acc)
+
+    def test_regularizer_values(self):
+        tr = nde.Trainer(spiral(3, regularizer__local__plugin="local",
+                                regularizer__local__weight=0.1))
+        (r,) = tr.regularizers
+        self.assertEqual(r["name"], "local")
+        self.assertTrue(math.isnan(r["value"]))
+        tr.train()
+        (r,) = tr.regularizers
+        self.assertGreater(r["value"], 0)
+        self.assertEqual(r["weight"], 0.1)
+        self.assertGreater(r["grad_norm"], 0)
+        self.assertEqual(nde.Trainer(spiral(1)).regularizers, [])
+
+
 class TestReadme(unittest.TestCase):
     def test_from_python_section(self):
         # The README's script as a notebook user pastes it, in a fresh
