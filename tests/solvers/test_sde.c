@@ -399,6 +399,22 @@ START_TEST(test_rh_strong_order)
 }
 END_TEST
 
+/* Milstein: strong order 1 on GBM (scalar noise, commutative), Ito and
+ * Stratonovich, against the exact solutions. */
+START_TEST(test_milstein_strong_order)
+{
+    const double th[2] = {1.01, 0.87};
+    const double pi = strong_order("milstein", &gbm_field, th, 0.5, gbm_ito,
+                                   1, 14, NULL);
+    const double ps = strong_order("milstein_strat", &gbm_field, th, 0.5,
+                                   gbm_strat, 1, 15, NULL);
+    ck_assert_msg(fabs(pi - 1.0) <= 0.1, "Ito Milstein strong order %.3f",
+                  pi);
+    ck_assert_msg(fabs(ps - 1.0) <= 0.1, "Stratonovich Milstein strong "
+                  "order %.3f", ps);
+}
+END_TEST
+
 START_TEST(test_rh_additive)
 {
     const double th[2] = {-1.0, 0.7};
@@ -633,12 +649,12 @@ START_TEST(test_step_and_start_vjp)
 {
     enum { B = 2, D = 2, N = B * D };
     const char *names[] = {"euler_maruyama", "reversible_heun",
-                           "lamba_heun"};
-    const long nvjps[] = {1, 1, 2};   /* VJPs of drift and diffusion */
+                           "lamba_heun", "milstein", "milstein_strat"};
+    const long nvjps[] = {1, 1, 2, 2, 3}; /* VJPs of drift and diffusion */
     const double eps = 1e-6, h = 0.1;
     nde_field *f = make_field(&nl_field, B);
 
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 5; k++) {
         nde_solver *s = make_solver(names[k], f);
         const int na = nde_solver_aux(s);
         double th[4] = {0.8, -0.6, 0.5, 0.3}, y[N], aux[3 * N], dw[N];
@@ -1249,6 +1265,7 @@ Suite *sde_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_em_strong_order);
     tcase_add_test(tc, test_rh_strong_order);
+    tcase_add_test(tc, test_milstein_strong_order);
     tcase_add_test(tc, test_rh_additive);
     tcase_add_test(tc, test_em_weak_order);
     suite_add_tcase(su, tc);
