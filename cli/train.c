@@ -125,7 +125,7 @@ const char cli_predict_help[] =
     "Usage: nde predict CKPT [-s SECTION.KEY=VALUE]... [-u SECTION.KEY]...\n"
     "                   [-o FILE] [--summary-json FILE] [--paths N [--seed S]]\n"
     "                   [--plot BASE] [--flow BASE [--flow-grid N] [--flow-range A]\n"
-    "                    [--flow-states I,J]]\n"
+    "                    [--flow-states I,J]] [--do STATE=VALUE[,STATE=VALUE]...]\n"
     "\n"
     "Run the model trained into checkpoint CKPT (with the config stored in\n"
     "it) on the held-out set, or, when an override sets a problem.* key\n"
@@ -146,6 +146,9 @@ const char cli_predict_help[] =
     "task lifts its data and solved over its span, in the plane of states\n"
     "I and J, coloured by the input's radius (blue centre, orange rim), to\n"
     "BASE.png and BASE.svg.\n"
+    "--do predicts under an intervention, whatever the field: each STATE\n"
+    "(a name as the outputs call it, or its index) starts at VALUE (the\n"
+    "data's units) and is held there (its derivative and diffusion 0).\n"
     "\n"
     "Options:\n"
     "  -s, --set SECTION.KEY=VALUE  override a value of the stored config\n"
@@ -165,6 +168,7 @@ const char cli_predict_help[] =
     "      --flow-grid N            inputs per side (default 15)\n"
     "      --flow-range A           the grid's half-width (default 1.5)\n"
     "      --flow-states I,J        the states drawn (default 0,1)\n"
+    "      --do STATE=VALUE,...     predict under do(STATE = VALUE)\n"
     "  -h, --help                   show this help\n"
     "\n"
     "An output that is CKPT, a [data] file or the other output is refused\n"
@@ -213,6 +217,7 @@ typedef struct train_args {
     int seed_given;
     cli_flow_opts flow;  /* predict --flow (base NULL = not asked)      */
     const char *plot;    /* predict --plot BASE                        */
+    const char *intervene; /* predict --do STATE=VALUE,...             */
 } train_args;
 
 /* The value v of integer option opt, in [min, max], into *out; else says
@@ -369,6 +374,10 @@ static int parse_args(const char *cmd, int argc, char **argv,
             a->seed_given = 1;
             if (option_integer(cmd, "--seed", v, 0, UINT64_MAX, &a->seed))
                 return CLI_EXIT_USAGE;
+        } else if (!missing && strstr(allowed, "do") &&
+                   (v = cli_option_value(argc, argv, &i, NULL, "--do",
+                                         &missing))) {
+            a->intervene = v;
         } else if (!missing && strstr(allowed, "flow") &&
                    flow_option(cmd, argc, argv, &i, &a->flow, &a->plot,
                                &missing, &rc)) {
@@ -398,6 +407,77 @@ static int parse_args(const char *cmd, int argc, char **argv,
         return CLI_EXIT_USAGE;
     }
     return CLI_EXIT_OK;
+}
+
+/* The index of state `name` (a name as nde_trainer_state_names gives
+ * it, y<j>, or j), or -1. */
+static long state_index(nde_trainer *tr, const char *name, size_t len)
+{
+    const char *const *names = nde_trainer_state_names(tr);
+    const size_t D = nde_trainer_field(tr)->dim;
+    char *end;
+    long j;
+
+    for (size_t k = 0; names && k < D; k++)
+        if (strlen(names[k]) == len && strncmp(names[k], name, len) == 0)
+            return (long)k;
+    if (len > 1 && name[0] == 'y' && isdigit((unsigned char)name[1]))
+        name++, len--;
+    if (!isdigit((unsigned char)name[0]))
+        return -1;
+    j = strtol(name, &end, 10);
+    return end == name + len && j < (long)D ? j : -1;
+}
+
+/* --do STATE=VALUE[,STATE=VALUE]...: predictions under that
+ * intervention (nde_trainer_intervene); an exit code. */
+static int intervene(nde_ctx *ctx, nde_trainer *tr, const char *spec)
+{
+    const size_t D = nde_trainer_field(tr)->dim;
+    double *values = malloc(D * sizeof *values);
+    const char *p = spec;
+    int code = CLI_EXIT_USAGE;
+
+    if (!values) {
+        cli_error("out of memory");
+        return CLI_EXIT_FAILURE;
+    }
+    for (size_t j = 0; j < D; j++)
+        values[j] = NAN;
+    for (;;) {
+        const char *eq = strchr(p, '='), *comma = strchr(p, ',');
+        char *end;
+        long j;
+        if (!comma)
+            comma = p + strlen(p);
+        if (!eq || eq > comma) {
+            cli_error("predict: --do %s: '%.*s' is not STATE=VALUE", spec,
+                      (int)(comma - p), p);
+            goto done;
+        }
+        if ((j = state_index(tr, p, (size_t)(eq - p))) < 0) {
+            cli_error("predict: --do %s: the model has no state '%.*s' (a "
+                      "name the outputs use, or an index below %zu)", spec,
+                      (int)(eq - p), p, D);
+            goto done;
+        }
+        values[j] = strtod(eq + 1, &end);
+        if (end == eq + 1 || end != comma || !isfinite(values[j])) {
+            cli_error("predict: --do %s: '%.*s' is not a number", spec,
+                      (int)(comma - eq - 1), eq + 1);
+            goto done;
+        }
+        if (!*comma)
+            break;
+        p = comma + 1;
+    }
+    {
+        int rc = nde_trainer_intervene(tr, values);
+        code = rc == NDE_OK ? CLI_EXIT_OK : cli_fail(ctx, rc);
+    }
+done:
+    free(values);
+    return code;
 }
 
 static int help_wanted(int argc, char **argv, const char *text)
@@ -1178,7 +1258,7 @@ int cli_predict(int argc, char **argv)
     sum.eval.time_s = NAN;
     sum.final_loss = NAN;
     if ((code = parse_args("predict", argc, argv,
-                           "output summary paths seed flow", &a)))
+                           "output summary paths seed flow do", &a)))
         goto done;
     if (a.flow.base && (a.paths || a.output || a.summary || a.plot)) {
         cli_error("predict: --flow draws a picture; it takes no --paths, -o, "
@@ -1257,6 +1337,8 @@ int cli_predict(int argc, char **argv)
         cli_error("warning: %s was trained on other data than its [data] "
                   "gives now (their digests differ)", a.config);
     sum.iterations = nde_trainer_iteration(tr);
+    if (a.intervene && (code = intervene(ctx, tr, a.intervene)) != CLI_EXIT_OK)
+        goto done;
     if (a.flow.base) {
         a.flow.title = a.config;
         code = cli_predict_flow(ctx, tr, &a.flow);

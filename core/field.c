@@ -254,3 +254,157 @@ int nde_field_create_rhs(nde_ctx *ctx, size_t dim, nde_rhs_fn fn, void *user,
     (*out)->dim = dim;
     return NDE_OK;
 }
+
+/* ---- an intervention: states held constant ------------------------------ */
+
+typedef struct clamp_state {
+    nde_field *inner;
+    unsigned char *held;    /* dim: 1 for a state whose derivative is 0   */
+    double *v;              /* batch_max x dim: a cotangent without them  */
+} clamp_state;
+
+static int clamp_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
+{
+    (void)sec;
+    if (!(f->state = calloc(1, sizeof(clamp_state))))
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    f->dim = 1; /* nde_field_create_clamped sets the real one */
+    return NDE_OK;
+}
+
+static void clamp_destroy(nde_field *f)
+{
+    clamp_state *c = f->state;
+
+    if (c) {
+        free(c->held);
+        free(c->v);
+        free(c);
+    }
+}
+
+static int clamp_init(nde_field *f, double *theta, uint64_t seed)
+{
+    const clamp_state *c = f->state;
+    return nde_field_init_params(c->inner, theta, seed);
+}
+
+static int clamp_param_name(const nde_field *f, size_t i, char *buf,
+                            size_t len)
+{
+    const clamp_state *c = f->state;
+    nde_field_param_name(c->inner, i, buf, len);
+    return NDE_OK;
+}
+
+/* The held states' entries of out (batch x dim) set to 0. */
+static void clamp_zero(const nde_field *f, double *out, size_t batch)
+{
+    const clamp_state *c = f->state;
+
+    for (size_t i = 0; i < batch * f->dim; i++)
+        if (c->held[i % f->dim])
+            out[i] = 0.0;
+}
+
+/* v without the held states' entries, in c->v. */
+static const double *clamp_cotangent(const nde_field *f, const double *v,
+                                     size_t batch)
+{
+    const clamp_state *c = f->state;
+
+    memcpy(c->v, v, batch * f->dim * sizeof *c->v);
+    clamp_zero(f, c->v, batch);
+    return c->v;
+}
+
+static int clamp_eval(nde_field *f, double t, const double *y,
+                      const double *theta, double *dy, size_t batch)
+{
+    const clamp_state *c = f->state;
+    int rc = nde_field_eval(c->inner, t, y, theta, dy, batch);
+
+    clamp_zero(f, dy, batch);
+    return rc;
+}
+
+static int clamp_vjp(nde_field *f, double t, const double *y,
+                     const double *theta, const double *v, double *vy,
+                     double *vtheta, size_t batch)
+{
+    const clamp_state *c = f->state;
+    return nde_field_vjp(c->inner, t, y, theta, clamp_cotangent(f, v, batch),
+                         vy, vtheta, batch);
+}
+
+static int clamp_jvp(nde_field *f, double t, const double *y,
+                     const double *theta, const double *u, double *out,
+                     size_t batch)
+{
+    const clamp_state *c = f->state;
+    int rc = nde_field_jvp(c->inner, t, y, theta, u, out, batch);
+
+    clamp_zero(f, out, batch);
+    return rc;
+}
+
+static int clamp_diffusion(nde_field *f, double t, const double *y,
+                           const double *theta, double *g, size_t batch)
+{
+    const clamp_state *c = f->state;
+    int rc = nde_field_diffusion(c->inner, t, y, theta, g, batch);
+
+    clamp_zero(f, g, batch);
+    return rc;
+}
+
+static int clamp_diffusion_vjp(nde_field *f, double t, const double *y,
+                               const double *theta, const double *v,
+                               double *vy, double *vtheta, size_t batch)
+{
+    const clamp_state *c = f->state;
+    return nde_field_diffusion_vjp(c->inner, t, y, theta,
+                                   clamp_cotangent(f, v, batch), vy, vtheta,
+                                   batch);
+}
+
+static const nde_field_type clamp_type = {
+    .info = NDE_FIELD_INFO(
+        .name = "do",
+        .description = "a field with some states held constant (built in)",
+        .version = "1"),
+    .create = clamp_create, .destroy = clamp_destroy,
+    .init_params = clamp_init, .param_name = clamp_param_name,
+    .eval = clamp_eval, .vjp = clamp_vjp, .jvp = clamp_jvp,
+    .diffusion = clamp_diffusion, .diffusion_vjp = clamp_diffusion_vjp};
+
+int nde_field_create_clamped(nde_ctx *ctx, nde_field *inner,
+                             const unsigned char *held, nde_field **out)
+{
+    clamp_state *c;
+    int rc;
+
+    *out = NULL;
+    if (!inner || !held)
+        return nde_error(ctx, NDE_EINVAL, "clamped field: need a field and "
+                         "its held states");
+    if ((rc = nde_field_create_from(ctx, &clamp_type, NULL, inner->batch_max,
+                                    out)))
+        return rc;
+    c = (*out)->state;
+    c->inner = inner;
+    c->held = malloc(inner->dim);
+    c->v = malloc(inner->batch_max * inner->dim * sizeof *c->v);
+    if (!c->held || !c->v) {
+        nde_field_destroy(*out);
+        *out = NULL;
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    }
+    memcpy(c->held, held, inner->dim);
+    (*out)->dim = inner->dim;
+    (*out)->nparams = inner->nparams;
+    (*out)->state_names = inner->state_names;
+    (*out)->noise = inner->noise;
+    (*out)->calculus = inner->calculus;
+    return NDE_OK;
+}

@@ -989,6 +989,17 @@ fail:
     return rc;
 }
 
+static void intervention_free(nde_trainer *tr)
+{
+    nde_solver_destroy(tr->do_solver);
+    nde_field_destroy(tr->do_field);
+    free(tr->do_value);
+    free(tr->y0do);
+    tr->do_solver = NULL;
+    tr->do_field = NULL;
+    tr->do_value = tr->y0do = NULL;
+}
+
 void nde_trainer_destroy(nde_trainer *tr)
 {
     if (!tr)
@@ -1021,6 +1032,7 @@ void nde_trainer_destroy(nde_trainer *tr)
     free(tr->good);
     free(tr->y0b);
     free(tr->y0u);
+    intervention_free(tr);
     free(tr->ybar0);
     free(tr->ysave);
     free(tr->obsbar);
@@ -1490,17 +1502,25 @@ static int predict(nde_trainer *tr, uint64_t seed, double t0,
                    const double *y0, size_t batch, double t1, size_t nsave,
                    const double *tsave, double *ysave, nde_stats *st)
 {
+    nde_solver *s = tr->do_solver ? tr->do_solver : tr->solver;
     nde_solve_opts o = tr->opts;
     int rc;
 
     o.record = NULL;
     memset(st, 0, sizeof *st);
-    if (batch > tr->solver->batch_max)
+    if (batch > s->batch_max)
         return nde_error(tr->ctx, NDE_EINVAL,
                          "predict: %zu initial states, at most %zu", batch,
-                         tr->solver->batch_max);
-    if ((rc = nde_solver_set_batch(tr->solver, batch)) != NDE_OK)
+                         s->batch_max);
+    if ((rc = nde_solver_set_batch(s, batch)) != NDE_OK)
         return rc;
+    if (tr->do_solver) {
+        for (size_t i = 0; i < batch * tr->dim; i++)
+            tr->y0do[i] = isnan(tr->do_value[i % tr->dim])
+                              ? y0[i]
+                              : tr->do_value[i % tr->dim];
+        y0 = tr->y0do;
+    }
     if (tr->sde) {
         if (!(t1 > t0))
             return nde_error(tr->ctx, NDE_EINVAL,
@@ -1511,8 +1531,7 @@ static int predict(nde_trainer *tr, uint64_t seed, double t0,
             return rc;
         o.brownian = tr->bm;
     }
-    rc = nde_solve(tr->solver, &o, tr->theta, t0, y0, t1, nsave, tsave,
-                   ysave, st);
+    rc = nde_solve(s, &o, tr->theta, t0, y0, t1, nsave, tsave, ysave, st);
     st->status = rc;
     return rc;
 }
@@ -1530,6 +1549,40 @@ static void to_data_units(const nde_trainer *tr, double *y, size_t n)
 {
     for (size_t i = 0; tr->shift && i < n; i++)
         y[i] = tr->shift[i % tr->dim] + tr->scale[i % tr->dim] * y[i];
+}
+
+int nde_trainer_intervene(nde_trainer *tr, const double *values)
+{
+    unsigned char *held = NULL;
+    size_t nheld = 0;
+    int rc;
+
+    intervention_free(tr);
+    if (!values)
+        return NDE_OK;
+    if (!(held = calloc(tr->dim, 1)) ||
+        !(tr->do_value = malloc(tr->dim * sizeof *tr->do_value)) ||
+        !(tr->y0do = malloc(tr->bmax * tr->dim * sizeof *tr->y0do))) {
+        free(held);
+        intervention_free(tr);
+        return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    }
+    for (size_t j = 0; j < tr->dim; j++) {
+        held[j] = !isnan(values[j]);
+        nheld += held[j];
+        tr->do_value[j] = values[j];
+    }
+    to_task_units(tr, tr->do_value, tr->do_value, tr->dim);
+    rc = nheld ? nde_field_create_clamped(tr->ctx, tr->field, held,
+                                          &tr->do_field)
+               : NDE_OK;
+    if (rc == NDE_OK && nheld)
+        rc = nde_solver_create(tr->ctx, tr->cfg, "solver", tr->do_field,
+                               &tr->do_solver);
+    free(held);
+    if (rc != NDE_OK || !nheld)
+        intervention_free(tr);
+    return rc;
 }
 
 /* predict in the data's units: y0 into the task's, the saves back. */

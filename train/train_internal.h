@@ -58,6 +58,12 @@ struct nde_trainer {
     long eval_nfe;             /* NFE of the evaluation's predictions     */
     const double *shift, *scale; /* the task's units (NULL: the data's)   */
     double *y0u;               /* bmax x dim: a prediction's y0 in them   */
+    /* nde_trainer_intervene: predictions by do_solver on do_field (field
+     * with the held states' derivatives 0) from y0 with the held states
+     * set to do_value (model units) in y0do (bmax x dim); NULL: none */
+    nde_field *do_field;
+    nde_solver *do_solver;
+    double *do_value, *y0do;
 
     /* the current batch (B rows); k-major as nde_solve saves */
     nde_task_batch batch;

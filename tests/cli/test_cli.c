@@ -1639,37 +1639,57 @@ START_TEST(test_learn_y0)
 }
 END_TEST
 
+/* The learned log_sigma[0], log_sigma[1] of checkpoint pop.ckpt, as
+ * `nde params` prints them, both within (lo, hi). */
+static void assert_log_sigmas(const char *what, double lo, double hi)
+{
+    run_result r = run("params", path_in("pop.ckpt"));
+
+    assert_ok(r);
+    for (size_t j = 0; j < 2; j++) {
+        const char *at =
+            strstr(r.out, j ? "log_sigma[1] = " : "log_sigma[0] = ");
+        double ls;
+        ck_assert_ptr_nonnull(at);
+        ls = strtod(strchr(at, '=') + 1, NULL);
+        ck_assert_msg(ls > lo && ls < hi, "%s: log_sigma[%zu] = %g", what, j,
+                      ls);
+    }
+    result_free(&r);
+}
+
 /* likelihood = gaussian | lognormal: trained by the negative
  * log-likelihood with learned scales log_sigma[j] (printed by `nde
- * params`, moved from their initial 0 towards the residuals' scale),
- * test_loss still the MSE in the data's units. */
+ * params`), moved from their initial 0 towards the residuals' scale:
+ * below the data's sd in standard units for a neural ODE (Gaussian), a
+ * few percent for the Lotka-Volterra model the counts come from (5 %
+ * noise; log-normal, whose prediction stays positive). */
 START_TEST(test_likelihoods)
 {
-    static const char *const lik[] = {"gaussian", "lognormal"};
     run_result r;
 
-    for (size_t i = 0; i < 2; i++) {
-        const char *at;
-        double ls;
-        pop_config(fmt("normalize = standard\nholdout = end:5\n"
-                       "likelihood = %s", lik[i]));
-        r = run("train", path_in("pop.ini"), "--quiet", "-s",
-                "train.iterations=300");
-        assert_ok(r);
-        result_free(&r);
-        r = run("params", path_in("pop.ckpt"));
-        assert_ok(r);
-        for (size_t j = 0; j < 2; j++) {
-            ck_assert_ptr_nonnull(
-                at = strstr(r.out, j ? "log_sigma[1] = " : "log_sigma[0] = "));
-            ls = strtod(strchr(at, '=') + 1, NULL);
-            /* the fit's residuals are well below the data's sd (standard
-             * units) and, for log-normal, below 100 % */
-            ck_assert_msg(ls < -0.5 && ls > -6, "%s: log_sigma[%zu] = %g",
-                          lik[i], j, ls);
-        }
-        result_free(&r);
-    }
+    pop_config("normalize = standard\nholdout = end:5\n"
+               "likelihood = gaussian");
+    r = run("train", path_in("pop.ini"), "--quiet", "-s",
+            "train.iterations=300");
+    assert_ok(r);
+    result_free(&r);
+    assert_log_sigmas("gaussian", -6, -0.5);
+    write_config("lv_pop.ini",
+                 fmt("[solver]\nplugin = tsit5\nrtol = 1e-8\natol = 1e-10\n"
+                     "[field]\nplugin = expr\nstate = hare, lynx\n"
+                     "params = a=0.5, b=0.02, c=0.8, d=0.02\n"
+                     "dhare = a*hare - b*hare*lynx\n"
+                     "dlynx = d*hare*lynx - c*lynx\n"
+                     "[adjoint]\nplugin = interpolating\n"
+                     "[data]\nsource = csv\npath = pop.csv\n"
+                     "holdout = end:5\nlikelihood = lognormal\n"
+                     "[train]\niterations = 300\nbatch_size = 1\n"
+                     "lr = 0.01\ncheckpoint = %s\n", path_in("pop.ckpt")));
+    r = run("train", path_in("lv_pop.ini"), "--quiet");
+    assert_ok(r);
+    result_free(&r);
+    assert_log_sigmas("lognormal", log(0.01), log(0.3));
 }
 END_TEST
 
@@ -2269,6 +2289,69 @@ static double json_at(const char *line, const char *key)
 /* nde params: every parameter by name, any count (the UDE's 166: its
  * expert's rates first), as lines or JSON; the training run points at it
  * when it prints none itself. */
+/* predict --do: do(y = 2) on a trained Lotka-Volterra expr model holds
+ * y at 2, so x' = (a - 2 b) x: x(t) = x0 e^{(a - 2 b) t} with the
+ * trained a, b; a neural ODE in standard units holds its state at the
+ * value given in the data's units. */
+START_TEST(test_predict_do)
+{
+    const char *ckpt = path_in("do.ckpt");
+    static csv c;
+    double a, b;
+    run_result r;
+
+    r = run("train", train_config(NULL), "--quiet", "-s",
+            fmt("train.checkpoint=%s", ckpt));
+    assert_ok(r);
+    result_free(&r);
+    r = run("params", ckpt, "--json");
+    assert_ok(r);
+    a = json_at(r.out, "a");
+    b = json_at(r.out, "b");
+    result_free(&r);
+    r = run("predict", ckpt, "--do", "y=2", "-s", "problem.t0=0", "-s",
+            "problem.t1=1", "-s", "problem.y0=1,5", "-s", "problem.nsave=11");
+    assert_ok(r);
+    parse_csv(r.out, &c);
+    result_free(&r);
+    ck_assert_uint_eq(c.rows, 11);
+    for (size_t k = 0; k < c.rows; k++) {
+        const double x = exp((a - 2 * b) * cell(&c, k, 0));
+        ck_assert(cell(&c, k, 2) == 2.0);
+        ck_assert_msg(fabs(cell(&c, k, 1) - x) < 1e-6 * x, "x(%g) = %.17g, "
+                      "expected %.17g", cell(&c, k, 0), cell(&c, k, 1), x);
+    }
+    /* by index, and the other state */
+    r = run("predict", ckpt, "--do", "0=3", "-s", "problem.t0=0", "-s",
+            "problem.t1=1", "-s", "problem.y0=1,5", "-s", "problem.nsave=3");
+    assert_ok(r);
+    parse_csv(r.out, &c);
+    result_free(&r);
+    ck_assert(cell(&c, 2, 1) == 3.0 && cell(&c, 2, 2) != 5.0);
+
+    r = run("train", pop_config("normalize = standard\ntest_fraction = 0"),
+            "--quiet", "-s", "train.iterations=5");
+    assert_ok(r);
+    result_free(&r);
+    r = run("predict", path_in("pop.ckpt"), "--do", "lynx=20");
+    assert_ok(r);
+    parse_csv(r.out, &c);
+    result_free(&r);
+    for (size_t k = 0; k < c.rows; k++)
+        ck_assert_double_eq_tol(cell(&c, k, 2), 20.0, 1e-12);
+
+    r = run("predict", path_in("pop.ckpt"), "--do", "wolf=3");
+    assert_fails(r, 2, "--do wolf=3: the model has no state 'wolf'");
+    result_free(&r);
+    r = run("predict", path_in("pop.ckpt"), "--do", "lynx=1,hare");
+    assert_fails(r, 2, "--do lynx=1,hare: 'hare' is not STATE=VALUE");
+    result_free(&r);
+    r = run("predict", path_in("pop.ckpt"), "--do", "lynx=many");
+    assert_fails(r, 2, "'many' is not a number");
+    result_free(&r);
+}
+END_TEST
+
 START_TEST(test_params)
 {
     const char *ckpt = path_in("p.ckpt");
@@ -2869,6 +2952,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_on_failure_backoff);
     tcase_add_test(tc, test_ude_zero_last);
     tcase_add_test(tc, test_params);
+    tcase_add_test(tc, test_predict_do);
     tcase_add_test(tc, test_annuli_lift_errors);
     tcase_add_test(tc, test_train_cnf_example);
     suite_add_tcase(s, tc);

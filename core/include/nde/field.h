@@ -151,6 +151,16 @@ typedef int (*nde_rhs_fn)(void *user, double t, const double *y,
 NDE_API int nde_field_create_rhs(nde_ctx *ctx, size_t dim, nde_rhs_fn fn,
                                  void *user, nde_field **out);
 
+/* An intervention do(y_j = const) on `inner` (borrowed: it must outlive
+ * the result): the same field with the derivatives, diffusions and
+ * cotangents of the states j with held[j] != 0 set to 0 (dim flags,
+ * copied), so a solve keeps those states at their initial values. The
+ * parameters, names, noise and calculus are inner's; jvp_vjp is not
+ * offered. */
+NDE_API int nde_field_create_clamped(nde_ctx *ctx, nde_field *inner,
+                                     const unsigned char *held,
+                                     nde_field **out);
+
 NDE_API int nde_field_init_params(nde_field *f, double *theta, uint64_t seed);
 
 static inline int nde_field_eval(nde_field *f, double t, const double *y,

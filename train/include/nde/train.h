@@ -344,6 +344,14 @@ NDE_API const char *const *nde_trainer_state_names(const nde_trainer *tr);
 /* The task's input per row (the field's dim when it has no lift). */
 NDE_API size_t nde_trainer_input_dim(const nde_trainer *tr);
 
+/* Interventions: from now on predictions (nde_trainer_predict, _sample,
+ * _evaluate) run under do(y_j = values[j]) for each j whose value is not
+ * NaN (dim values in the data's units): state j starts at values[j] and
+ * its derivative (and diffusion) is held at 0 (nde_field_create_clamped),
+ * whatever the field. NULL, or no value, ends an intervention. Training
+ * is not affected. */
+NDE_API int nde_trainer_intervene(nde_trainer *tr, const double *values);
+
 /* SDE fields: sample `batch` paths of the trained model from (t0, y0 of
  * `batch` rows) to t1 through the Brownian path of `seed` (the same seed,
  * the same paths), saving at tsave as nde_trainer_predict (which, for an
