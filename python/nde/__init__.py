@@ -447,6 +447,27 @@ class Trainer:
             y.ctypes.data_as(_lib.c_dbl_p), ctypes.byref(st)), self._ctx)
         return y
 
+    def intervene(self, values):
+        """Predict (predict, sample, evaluate, solve) under do(y_j = v)
+        from now on: values is {state index: v} (data units), or None to
+        end it. The held states start at v and their derivative and
+        diffusion are 0, whatever the field."""
+        if values is None:
+            _check(_lib.train.nde_trainer_intervene(self._tr, None),
+                   self._ctx)
+            return
+        v = np.full(self.dim, math.nan)
+        for j, value in dict(values).items():
+            if not 0 <= int(j) < self.dim:
+                raise ValueError("nde: intervene: no state %r (0..%d)"
+                                 % (j, self.dim - 1))
+            if not math.isfinite(float(value)):
+                raise ValueError("nde: intervene: state %d: %r is not a "
+                                 "finite number" % (int(j), value))
+            v[int(j)] = float(value)
+        _check(_lib.train.nde_trainer_intervene(
+            self._tr, v.ctypes.data_as(_lib.c_dbl_p)), self._ctx)
+
     def sample(self, t0, y0, t1, tsave, seed=1):
         """SDE models: paths from y0 (one per row) as predict() takes
         them, through the Brownian path of `seed` (the same seed, the same

@@ -167,6 +167,7 @@ for _name, _res, _args in [
     ("nde_trainer_sample", I, (P, ctypes.c_uint64, c_dbl, c_dbl_p, c_size,
                                c_dbl, c_size, c_dbl_p, c_dbl_p,
                                ctypes.POINTER(Stats))),
+    ("nde_trainer_intervene", I, (P, c_dbl_p)),
     ("nde_trainer_nregularizers", c_size, (P,)),
     ("nde_trainer_regularizer", S, (P, c_size, ctypes.POINTER(c_dbl))),
     ("nde_trainer_regularizer_weight", c_dbl, (P, c_size)),

@@ -181,6 +181,21 @@ class TestModel(unittest.TestCase):
         with self.assertRaises(ValueError):
             b.params = bad
 
+    def test_intervene(self):
+        tr = nde.Trainer(spiral(5))
+        tr.train()
+        free = tr.predict(0, [2.0, 0.0], 5, 6)
+        tr.intervene({1: 0.5})
+        held = tr.predict(0, [2.0, 0.0], 5, 6)
+        np.testing.assert_array_equal(held[:, 0, 1], 0.5)
+        self.assertFalse(np.array_equal(held[:, 0, 0], free[:, 0, 0]))
+        tr.intervene(None)
+        np.testing.assert_array_equal(tr.predict(0, [2.0, 0.0], 5, 6), free)
+        with self.assertRaises(ValueError):
+            tr.intervene({2: 1.0})
+        with self.assertRaises(ValueError):
+            tr.intervene({0: math.inf})
+
     def test_sample_sde(self):
         cfg = nde.Config.from_file(os.path.join(ROOT, "examples",
                                                 "sde_ou.ini"))
