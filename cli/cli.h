@@ -57,6 +57,14 @@ int cli_predict_flow(nde_ctx *ctx, struct nde_trainer *tr,
  * panel per state, to BASE.png and BASE.svg; an exit status. */
 int cli_predict_fit(struct nde_trainer *tr, const char *base,
                     const char *title);
+/* `nde predict CKPT --plot BASE` of a density model (flow.c): the density
+ * of a cnf (trace = exact) whose flow ends at t1 on a DENSITY_GRID^2 grid
+ * over [-DENSITY_HALF, DENSITY_HALF]^2 (the trainer takes DENSITY_GRID
+ * rows), to BASE.png and BASE.svg; an exit status. */
+#define DENSITY_GRID 100
+#define DENSITY_HALF 4.0
+int cli_predict_density(struct nde_trainer *tr, double t1, const char *base,
+                        const char *title);
 
 extern const char cli_solve_help[];
 extern const char cli_plugins_help[];

@@ -2,7 +2,9 @@
  * flow.c - the pictures of `nde predict`: --plot BASE, the held-out
  * series' observations against the model's predictions, one panel per
  * state; --flow BASE, the learned flow of a task with 2-D inputs (the
- * points task), drawn as the paths of a grid of inputs.
+ * points task), drawn as the paths of a grid of inputs; --plot BASE of a
+ * density model (a cnf with the exact trace), the density it assigns
+ * to a grid of points.
  *
  * --flow: *
  * The grid: N x N inputs over [-A, A]^2, those within the disc of radius A
@@ -210,4 +212,70 @@ int cli_predict_fit(nde_trainer *tr, const char *base, const char *title)
     fprintf(stderr, "nde: %zu held-out series of %zu drawn: %s.png, %s.svg\n",
             n, ns, base, base);
     return CLI_EXIT_OK;
+}
+
+/* The density's grid: DENSITY_GRID^2 points over [-DENSITY_HALF,
+ * DENSITY_HALF]^2, solved a grid row at a time. */
+int cli_predict_density(nde_trainer *tr, double t1, const char *base,
+                        const char *title)
+{
+    const size_t n = DENSITY_GRID, D = nde_trainer_field(tr)->dim;
+    const double half = DENSITY_HALF;
+    double *p = malloc(n * n * sizeof *p), *y0 = malloc(n * D * sizeof *y0);
+    double *ys = malloc(n * D * sizeof *ys);
+    ab_density d = {p, n, half, title};
+    const char *name;
+    char dir[4096], err[512];
+    nde_stats st;
+    int code = CLI_EXIT_FAILURE;
+
+    if (!replaceable("--plot", base)) {
+        code = CLI_EXIT_USAGE;
+        goto done;
+    }
+    if (D != 3) {
+        cli_error("predict --plot: the density of a flow is drawn for a cnf "
+                  "with trace = exact on 2-D points (state x0, x1, l), not a "
+                  "state of %zu", D);
+        code = CLI_EXIT_USAGE;
+        goto done;
+    }
+    if (!p || !y0 || !ys) {
+        cli_error("out of memory");
+        goto done;
+    }
+    /* p(x) = N(z(t1); 0, I) exp(-l(t1)) from x at 0 (nde/task.h's density
+     * task: -log p = |z|^2 / 2 + log(2 pi) + l(t1)) */
+    for (size_t j = 0; j < n; j++) {
+        for (size_t i = 0; i < n; i++) {
+            y0[3 * i] = -half + 2.0 * half * ((double)i + 0.5) / (double)n;
+            y0[3 * i + 1] = -half + 2.0 * half * ((double)j + 0.5) / (double)n;
+            y0[3 * i + 2] = 0.0;
+        }
+        if (nde_trainer_predict(tr, 0.0, y0, n, t1, 1, &t1, ys, &st) !=
+            NDE_OK) {
+            cli_error("predict --plot: the density's solve failed");
+            goto done;
+        }
+        for (size_t i = 0; i < n; i++) {
+            const double *z = ys + 3 * i;
+            p[j * n + i] = exp(-0.5 * (z[0] * z[0] + z[1] * z[1]) - z[2]) /
+                           (2.0 * M_PI);
+        }
+    }
+    {
+        const char *where = split_base(base, dir, sizeof dir, &name);
+        if (ab_plot_density(where, name, &d, err, sizeof err) != 0) {
+            cli_error("predict --plot: %s", err);
+            goto done;
+        }
+    }
+    fprintf(stderr, "nde: density on a %zu x %zu grid over [-%g, %g]^2: "
+            "%s.png, %s.svg\n", n, n, half, half, base, base);
+    code = CLI_EXIT_OK;
+done:
+    free(p);
+    free(y0);
+    free(ys);
+    return code;
 }

@@ -16,6 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_rng.h>
+
 #include "cli.h"
 #include "nde/train.h"
 
@@ -139,7 +142,11 @@ const char cli_predict_help[] =
     "mean and var, over eval_paths paths) against the data's; --paths N\n"
     "samples N paths of the model instead, from the data's y0 at its\n"
     "observation times (or from the one [problem] y0 row at its times\n"
-    "when a problem.* key is set), and writes `path,t,<states>`.\n"
+    "when a problem.* key is set), and writes `path,t,<states>`. A density\n"
+    "checkpoint (source = density, a cnf) samples its flow instead: --paths\n"
+    "N draws N points x (z standard normal at t1, solved back to 0) and\n"
+    "writes `sample,<point>,logp` (logp, the model's log-density of x, with\n"
+    "trace = exact only); --plot BASE draws its density on a grid.\n"
     "--flow BASE draws the learned flow of a model whose task takes 2-D\n"
     "inputs (the points task) instead: the paths of an N x N grid of\n"
     "inputs over [-A, A]^2 (those within radius A), each lifted as the\n"
@@ -1153,6 +1160,100 @@ static int write_heldout_csv(const char *path, const nde_trainer *tr)
 
 /* --paths N: N sample paths of an SDE model as `path,t,<states>`, from
  * the data's y0 at its observation times or from [problem]. */
+/* Density models ([data] source = density): 1, else 0. */
+static int density_model(const nde_config *cfg, nde_ctx *ctx)
+{
+    nde_section *d = nde_config_section(cfg, "data");
+    const char *source;
+
+    return d && nde_section_has(d, "source") &&
+           nde_get_string(d, "source", &source, ctx) == NDE_OK &&
+           strcmp(source, "density") == 0;
+}
+
+/* The rows of a density model's solve of samples at a time. */
+#define SAMPLE_CHUNK 4096
+
+/* --paths N of a density model: N points of the flow, x(0) from z ~ N(0,
+ * I) at t1 (seed --seed), with log p(x) = log N(z) + l(0) (l(t1) = 0:
+ * the backward solve of dl/dt = -tr(df/dz) gives l(0) = int_0^t1 tr,
+ * FFJORD's change of variables) when the trace is exact. */
+static int predict_samples(nde_ctx *ctx, const nde_config *cfg,
+                           nde_trainer *tr, const train_args *a, double t1,
+                           summary *sum)
+{
+    const size_t D = nde_trainer_field(tr)->dim, N = (size_t)a->paths;
+    const size_t chunk = N < SAMPLE_CHUNK ? N : SAMPLE_CHUNK;
+    const char *trace = "exact";
+    const char *const *names = nde_trainer_state_names(tr);
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    double *y0 = malloc(chunk * D * sizeof *y0);
+    double *ys = malloc(chunk * D * sizeof *ys), zero = 0.0;
+    size_t d;
+    cli_outfile o;
+    nde_stats st;
+    int rc, exact, code = CLI_EXIT_FAILURE, open = 0;
+
+    if (nde_section_has(nde_config_section(cfg, "field"), "trace"))
+        nde_get_string(nde_config_section(cfg, "field"), "trace", &trace,
+                       ctx);
+    exact = strcmp(trace, "exact") == 0;
+    d = exact ? D - 1 : (D - 1) / 2; /* [x, l] or [x, l, probe] */
+    if (!rng || !y0 || !ys) {
+        cli_error("out of memory");
+        goto done;
+    }
+    gsl_rng_set(rng, (unsigned long)a->seed);
+    if (cli_outfile_open(&o, a->output) != 0)
+        goto done;
+    open = 1;
+    fputs("sample", o.fp);
+    for (size_t j = 0; j < d; j++)
+        if (names)
+            fprintf(o.fp, ",%s", names[j]);
+        else
+            fprintf(o.fp, ",x%zu", j);
+    fputs(exact ? ",logp\n" : "\n", o.fp);
+    for (size_t at = 0; at < N; at += chunk) {
+        const size_t m = N - at < chunk ? N - at : chunk;
+        memset(y0, 0, m * D * sizeof *y0);
+        for (size_t r = 0; r < m; r++)
+            for (size_t j = 0; j < d; j++)
+                y0[r * D + j] = gsl_ran_gaussian_ziggurat(rng, 1.0);
+        if ((rc = nde_trainer_predict(tr, t1, y0, m, 0.0, 1, &zero, ys,
+                                      &st)) != NDE_OK) {
+            nde_error_prefix(ctx, "predict failed");
+            code = cli_fail(ctx, rc);
+            goto done;
+        }
+        sum->eval.nfe += st.nfe;
+        for (size_t r = 0; r < m; r++) {
+            double logn = -0.5 * (double)d * log(2.0 * M_PI);
+            fprintf(o.fp, "%zu", at + r);
+            for (size_t j = 0; j < d; j++) {
+                logn -= 0.5 * y0[r * D + j] * y0[r * D + j];
+                fprintf(o.fp, ",%.17g", ys[r * D + j]);
+            }
+            if (exact)
+                fprintf(o.fp, ",%.17g", logn + ys[r * D + d]);
+            fputc('\n', o.fp);
+        }
+    }
+    open = 0;
+    code = cli_outfile_commit(&o) ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+    if (code == CLI_EXIT_OK)
+        fprintf(stderr, "nde: %zu samples of the flow, %ld nfe\n", N,
+                sum->eval.nfe);
+done:
+    if (open)
+        cli_outfile_discard(&o);
+    if (rng)
+        gsl_rng_free(rng);
+    free(y0);
+    free(ys);
+    return code;
+}
+
 static int predict_paths(nde_ctx *ctx, nde_config *cfg, nde_trainer *tr,
                          const train_args *a, const nde_problem *prob,
                          summary *sum)
@@ -1246,8 +1347,9 @@ int cli_predict(int argc, char **argv)
     summary sum;
     char *text = NULL;
     double *ysave = NULL;
-    size_t rows = 0;
-    int code, rc = NDE_OK, use_problem;
+    size_t rows = 0, want;
+    double density_t1 = 0.0;
+    int code, rc = NDE_OK, use_problem, density;
 
     if (help_wanted(argc, argv, cli_predict_help))
         return CLI_EXIT_OK;
@@ -1299,18 +1401,29 @@ int cli_predict(int argc, char **argv)
         code = CLI_EXIT_USAGE;
         goto done;
     }
-    if ((use_problem && (rc = problem_rows(cfg, &rows, ctx)) != NDE_OK) ||
-        (rc = nde_trainer_create(ctx, cfg,
-                                 rows > (size_t)a.paths ? rows
-                                                        : (size_t)a.paths,
-                                 &tr)) != NDE_OK ||
+    density = density_model(cfg, ctx);
+    if (use_problem && (rc = problem_rows(cfg, &rows, ctx)) != NDE_OK) {
+        code = cli_fail(ctx, rc);
+        goto done;
+    }
+    /* the rows predictions take: a density model's samples go in chunks,
+     * its picture a grid row at a time */
+    want = density && a.paths > SAMPLE_CHUNK ? SAMPLE_CHUNK : (size_t)a.paths;
+    want = rows > want ? rows : want;
+    if (density && a.plot && want < DENSITY_GRID)
+        want = DENSITY_GRID;
+    if ((rc = nde_trainer_create(ctx, cfg, want, &tr)) != NDE_OK ||
         (rc = nde_trainer_checkpoint_load(tr, a.config,
                                           NDE_CHECKPOINT_PARAMS)) != NDE_OK ||
         (use_problem &&
          (rc = nde_problem_from_section(&prob,
                                         nde_config_section(cfg, "problem"),
                                         nde_trainer_field(tr)->dim, ctx)) !=
-             NDE_OK)) {
+             NDE_OK) ||
+        /* the flow's end (the section is checked: its default applies) */
+        (density && (rc = nde_get_double(nde_config_section(cfg, "data"),
+                                         "t1", &density_t1, ctx)) !=
+                        NDE_OK)) {
         code = cli_fail(ctx, rc);
         goto done;
     }
@@ -1343,6 +1456,10 @@ int cli_predict(int argc, char **argv)
         a.flow.title = a.config;
         code = cli_predict_flow(ctx, tr, &a.flow);
         goto done;
+    }
+    if (a.paths && density && !use_problem) {
+        code = predict_samples(ctx, cfg, tr, &a, density_t1, &sum);
+        goto summary;
     }
     if (a.paths) {
         code = predict_paths(ctx, cfg, tr, &a, use_problem ? &prob : NULL,
@@ -1390,7 +1507,9 @@ int cli_predict(int argc, char **argv)
             code = write_heldout_csv(a.output, tr) ? CLI_EXIT_FAILURE
                                                    : CLI_EXIT_OK;
         if (code == CLI_EXIT_OK && a.plot)
-            code = cli_predict_fit(tr, a.plot, a.config);
+            code = density ? cli_predict_density(tr, density_t1, a.plot,
+                                                 a.config)
+                           : cli_predict_fit(tr, a.plot, a.config);
     }
 summary:
     if (a.summary && write_summary(a.summary, &sum) != 0 &&

@@ -1270,6 +1270,59 @@ int ab_plot_flow(const char *dir, const char *base, const ab_flow *fl,
     return render_both(dir, base, draw_flow, fl, err, errlen);
 }
 
+/* ------------------------------------------------------------- density */
+
+static void draw_density(const void *arg)
+{
+    const ab_density *d = arg;
+    const PLFLT h = d->half;
+    /* cmap1 from white (p = 0) to dark blue (the largest p) */
+    static const PLFLT pos[2] = {0.0, 1.0}, red[2] = {1.0, 0.05},
+                       green[2] = {1.0, 0.1}, blue[2] = {1.0, 0.45};
+    PLFLT top = 0.0, **img = NULL;
+
+    plAlloc2dGrid(&img, (PLINT)d->n, (PLINT)d->n);
+    if (!img)
+        return;
+    for (size_t i = 0; i < d->n; i++)
+        for (size_t j = 0; j < d->n; j++) {
+            img[i][j] = d->p[j * d->n + i];
+            top = fmax(top, img[i][j]);
+        }
+    plscmap1n(256);
+    plscmap1l(1, 2, pos, red, green, blue, NULL);
+    pladv(0);
+    plvpor(0.10, 0.90, 0.10, 0.88);
+    plwind(-h, h, -h, h);
+    plvasp(1.0);
+    plwind(-h, h, -h, h);
+    plimage((PLFLT_MATRIX)img, (PLINT)d->n, (PLINT)d->n, -h, h, -h, h, 0.0,
+            top > 0 ? top : 1.0, -h, h, -h, h);
+    plcol0(COL_FG);
+    plbox("bcnst", 0.0, 0, "bcnstv", 0.0, 0);
+    plmtex("b", 3.0, 0.5, 0.5, "x0");
+    plmtex("l", 3.5, 0.5, 0.5, "x1");
+    plmtex("t", 2.2, 0.5, 0.5, "The learned density p(x)");
+    plschr(0.0, 0.8 * CHAR_SCALE);
+    plmtex("t", 0.8, 0.5, 0.5, d->title);
+    plschr(0.0, CHAR_SCALE);
+    plFree2dGrid(img, (PLINT)d->n, (PLINT)d->n);
+}
+
+int ab_plot_density(const char *dir, const char *base, const ab_density *d,
+                    char *err, size_t errlen)
+{
+    if (err && errlen)
+        err[0] = '\0';
+    if (d->n < 2 || !(d->half > 0)) {
+        set_err(err, errlen, "%s/%s: nothing to draw", dir, base);
+        return -1;
+    }
+    if (check_devices(dir, err, errlen) != 0)
+        return -1;
+    return render_both(dir, base, draw_density, d, err, errlen);
+}
+
 /* ----------------------------------------------------------------- fit */
 
 typedef struct fit_data {

@@ -57,6 +57,21 @@ typedef struct ab_flow {
 int ab_plot_flow(const char *dir, const char *base, const ab_flow *fl,
                  char *err, size_t errlen);
 
+/* A density on an n x n grid over [-half, half]^2: p[j * n + i] at
+ * (x_i, y_j), x_i = -half + 2 half (i + 0.5) / n (likewise y_j). */
+typedef struct ab_density {
+    const double *p;
+    size_t n;
+    double half;
+    const char *title;
+} ab_density;
+
+/* Write dir/base.{png,svg}: the density as an image, white at 0 to dark
+ * blue at its largest value. 0, or non-zero with a message in err. Not
+ * thread-safe. */
+int ab_plot_density(const char *dir, const char *base, const ab_density *d,
+                    char *err, size_t errlen);
+
 /* One series of a fit: n times, its observations (NaN: missing) and the
  * model's prediction, dim values each; observations from held_from on
  * were held out from training. */

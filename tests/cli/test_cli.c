@@ -2650,6 +2650,74 @@ START_TEST(test_train_cnf_example)
 }
 END_TEST
 
+/* A density checkpoint: --paths N samples the flow backwards, whose
+ * logp is the model's log-density of each point (checked against the
+ * forward solve from it); the same seed, the same samples; --plot draws
+ * the density. */
+START_TEST(test_cnf_samples_and_density)
+{
+    const char *ckpt = path_in("cnf.ckpt"), *s1 = path_in("s1.csv");
+    static csv c;
+    char *a, *b;
+    run_result r;
+
+    r = run("train", example("cnf.ini"), "--quiet", "-s",
+            "train.iterations=20", "-s", "train.eval_every=0", "-s",
+            "data.n_test=100", "-s", fmt("train.checkpoint=%s", ckpt));
+    assert_ok(r);
+    result_free(&r);
+    r = run("predict", ckpt, "--paths", "200", "--seed", "5", "-o", s1);
+    assert_ok(r);
+    assert_contains(r.err, "200 samples of the flow");
+    result_free(&r);
+    ck_assert_ptr_nonnull(a = test_read_file(s1, NULL));
+    parse_csv(a, &c);
+    ck_assert_str_eq(c.header, "sample,x0,x1,logp");
+    ck_assert_uint_eq(c.rows, 200);
+    for (size_t k = 0; k < 3; k++) {
+        char y0[128];
+        static csv f;
+        double z0, z1, l, logp;
+        snprintf(y0, sizeof y0, "problem.y0=%.17g,%.17g,0", cell(&c, k, 1),
+                 cell(&c, k, 2));
+        r = run("predict", ckpt, "-s", "problem.t0=0", "-s", "problem.t1=1",
+                "-s", y0, "-s", "problem.nsave=2");
+        assert_ok(r);
+        parse_csv(r.out, &f);
+        result_free(&r);
+        z0 = cell(&f, 1, 1);
+        z1 = cell(&f, 1, 2);
+        l = cell(&f, 1, 3);
+        logp = -0.5 * (z0 * z0 + z1 * z1) - log(2 * M_PI) - l;
+        ck_assert_msg(fabs(logp - cell(&c, k, 3)) < 1e-3 * (1 + fabs(logp)),
+                      "sample %zu: logp %.9g, forward %.9g", k,
+                      cell(&c, k, 3), logp);
+    }
+    r = run("predict", ckpt, "--paths", "200", "--seed", "5", "-o",
+            path_in("s2.csv"));
+    assert_ok(r);
+    result_free(&r);
+    ck_assert_ptr_nonnull(b = test_read_file(path_in("s2.csv"), NULL));
+    ck_assert_str_eq(a, b);
+    free(b);
+    r = run("predict", ckpt, "--paths", "200", "--seed", "6", "-o",
+            path_in("s2.csv"));
+    assert_ok(r);
+    result_free(&r);
+    ck_assert_ptr_nonnull(b = test_read_file(path_in("s2.csv"), NULL));
+    ck_assert_str_ne(a, b);
+    free(a);
+    free(b);
+    r = run("predict", ckpt, "--plot", path_in("dens"), "-o", "/dev/null");
+    assert_ok(r);
+    assert_contains(r.err, "density on a 100 x 100 grid");
+    result_free(&r);
+    ck_assert_ptr_nonnull(a = test_read_file(path_in("dens.svg"), NULL));
+    ck_assert_ptr_nonnull(strstr(a, "<svg"));
+    free(a);
+}
+END_TEST
+
 /* A lift that does not fit the field's dim, or no lift at all, is a
  * config error naming the file, line and key. */
 START_TEST(test_annuli_lift_errors)
@@ -2955,6 +3023,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_predict_do);
     tcase_add_test(tc, test_annuli_lift_errors);
     tcase_add_test(tc, test_train_cnf_example);
+    tcase_add_test(tc, test_cnf_samples_and_density);
     suite_add_tcase(s, tc);
     return s;
 }
