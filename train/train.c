@@ -925,6 +925,8 @@ int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
                           : 0;
     if (tr->task->type->units)
         tr->task->type->units(tr->task, &tr->shift, &tr->scale);
+    tr->log_units = tr->shift && tr->task->type->units_log &&
+                    tr->task->type->units_log(tr->task);
     if (tr->shift && !(tr->y0u = calloc(bmax * tr->dim, sizeof *tr->y0u))) {
         rc = nde_error(ctx, NDE_ENOMEM, "out of memory");
         goto fail;
@@ -1536,19 +1538,38 @@ static int predict(nde_trainer *tr, uint64_t seed, double t0,
     return rc;
 }
 
+/* Under log units every given value must be positive (NaN: not given):
+ * NDE_EINVAL naming the first that is not, in `what`. */
+static int check_log_units(const nde_trainer *tr, const double *v, size_t n,
+                           const char *what)
+{
+    for (size_t i = 0; tr->log_units && i < n; i++)
+        if (v[i] <= 0)
+            return nde_error(tr->ctx, NDE_EINVAL,
+                             "%s: the model works in the logs of the data's "
+                             "values ([data] normalize = log), and state %zu "
+                             "is given %g", what, i % tr->dim, v[i]);
+    return NDE_OK;
+}
+
 /* n values (whole rows of dim) from the data's units into the task's
  * (in may be out), and back in place; no-ops for a task without units. */
 static void to_task_units(const nde_trainer *tr, const double *in,
                           double *out, size_t n)
 {
     for (size_t i = 0; tr->shift && i < n; i++)
-        out[i] = (in[i] - tr->shift[i % tr->dim]) / tr->scale[i % tr->dim];
+        out[i] = ((tr->log_units ? log(in[i]) : in[i]) -
+                  tr->shift[i % tr->dim]) /
+                 tr->scale[i % tr->dim];
 }
 
 static void to_data_units(const nde_trainer *tr, double *y, size_t n)
 {
-    for (size_t i = 0; tr->shift && i < n; i++)
+    for (size_t i = 0; tr->shift && i < n; i++) {
         y[i] = tr->shift[i % tr->dim] + tr->scale[i % tr->dim] * y[i];
+        if (tr->log_units)
+            y[i] = exp(y[i]);
+    }
 }
 
 int nde_trainer_intervene(nde_trainer *tr, const double *values)
@@ -1560,6 +1581,8 @@ int nde_trainer_intervene(nde_trainer *tr, const double *values)
     intervention_free(tr);
     if (!values)
         return NDE_OK;
+    if ((rc = check_log_units(tr, values, tr->dim, "intervene")) != NDE_OK)
+        return rc;
     if (!(held = calloc(tr->dim, 1)) ||
         !(tr->do_value = malloc(tr->dim * sizeof *tr->do_value)) ||
         !(tr->y0do = malloc(tr->bmax * tr->dim * sizeof *tr->y0do))) {
@@ -1601,6 +1624,10 @@ static int predict_data(nde_trainer *tr, uint64_t seed, double t0,
         return nde_error(tr->ctx, NDE_EINVAL,
                          "predict: %zu initial states, at most %zu", batch,
                          tr->bmax);
+    }
+    if ((rc = check_log_units(tr, y0, n, "predict")) != NDE_OK) {
+        memset(st, 0, sizeof *st);
+        return rc;
     }
     to_task_units(tr, y0, tr->y0u, n);
     rc = predict(tr, seed, t0, tr->y0u, batch, t1, nsave, tsave, ysave, st);
@@ -1656,6 +1683,8 @@ int nde_trainer_param_data_value(const nde_trainer *tr, size_t i,
     if (!shift)
         return -1;
     *value = shift[j] + scale[j] * tr->theta[i];
+    if (tr->log_units)
+        *value = exp(*value);
     return j;
 }
 
@@ -1702,6 +1731,8 @@ int nde_trainer_lift(nde_trainer *tr, const double *input, size_t n,
         memcpy(y0, input, n * D * sizeof *y0);
         return NDE_OK;
     }
+    if (in == D && (rc = check_log_units(tr, input, n * in, "lift")) != NDE_OK)
+        return rc;
     if (!(rows = malloc(t->rows * in * sizeof *rows)))
         return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
     for (size_t r = 0; r < t->rows; r++)

@@ -57,6 +57,7 @@ struct nde_trainer {
     nde_brownian *bm;          /* rows up to the solver's batch_max       */
     long eval_nfe;             /* NFE of the evaluation's predictions     */
     const double *shift, *scale; /* the task's units (NULL: the data's)   */
+    int log_units;             /* of the values' logs (task units_log)    */
     double *y0u;               /* bmax x dim: a prediction's y0 in them   */
     /* nde_trainer_intervene: predictions by do_solver on do_field (field
      * with the held states' derivatives 0) from y0 with the held states

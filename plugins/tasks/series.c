@@ -62,6 +62,7 @@ typedef struct series {
     size_t *from;              /* held series i is scored from its
                                   observation from[i] (holdout: n - K)    */
     double *shift, *scale;     /* [data] normalize (NULL: none)           */
+    int log_units;             /* normalize = log: of the values' logs    */
     int learn_y0;              /* theta: ntrain x dim initial states      */
     enum { LIK_MSE, LIK_GAUSSIAN, LIK_LOGNORMAL } lik;
     size_t ny0;                /* learn_y0's parameters; log_sigma after  */
@@ -185,10 +186,31 @@ static int split_holdout(series *s, nde_section *dsec, const nde_dataset *ds,
     return NDE_OK;
 }
 
+/* Every observed value of the training and test parts positive, else
+ * NDE_ECONFIG naming key and `what` needs them. */
+static int check_positive(const series *s, nde_section *dsec,
+                          const char *key, const char *what, nde_ctx *ctx)
+{
+    const nde_dataset *d[2] = {s->train, s->test};
+
+    for (size_t p = 0; p < 2; p++)
+        for (size_t i = 0; i < d[p]->nseries; i++) {
+            const nde_series *e = &d[p]->series[i];
+            for (size_t k = 0; k < e->npoints * d[p]->dim; k++)
+                if (e->y[k] <= 0)
+                    return nde_section_error(
+                        dsec, key, ctx,
+                        "%s needs positive values, and series '%s' has %s "
+                        "= %g at t = %g", what, e->id,
+                        d[p]->names[k % d[p]->dim], e->y[k],
+                        e->t[k / d[p]->dim]);
+        }
+    return NDE_OK;
+}
+
 /* [data] likelihood; lognormal needs every observed value positive. */
 static int read_likelihood(series *s, nde_section *dsec, nde_ctx *ctx)
 {
-    const nde_dataset *d[2] = {s->train, s->test};
     const char *how;
     int rc;
 
@@ -203,19 +225,9 @@ static int read_likelihood(series *s, nde_section *dsec, nde_ctx *ctx)
     else
         return nde_section_error(dsec, "likelihood", ctx,
                                  "'%s' is mse, gaussian or lognormal", how);
-    for (size_t p = 0; s->lik == LIK_LOGNORMAL && p < 2; p++)
-        for (size_t i = 0; i < d[p]->nseries; i++) {
-            const nde_series *e = &d[p]->series[i];
-            for (size_t k = 0; k < e->npoints * d[p]->dim; k++)
-                if (e->y[k] <= 0)
-                    return nde_section_error(
-                        dsec, "likelihood", ctx,
-                        "lognormal needs positive values, and series '%s' "
-                        "has %s = %g at t = %g", e->id,
-                        d[p]->names[k % d[p]->dim], e->y[k],
-                        e->t[k / d[p]->dim]);
-        }
-    return NDE_OK;
+    return s->lik == LIK_LOGNORMAL
+               ? check_positive(s, dsec, "likelihood", "lognormal", ctx)
+               : NDE_OK;
 }
 
 /* Reads the file and splits it into s->train, s->test (s->from set for
@@ -285,8 +297,10 @@ static int series_create(nde_task *t, nde_section *dsec,
         return nde_error(ctx, NDE_ENOMEM, "out of memory");
     if ((rc = task_check_noise(t, dsec, env, 0)) != NDE_OK ||
         (rc = load_data(s, dsec, env, D, ctx)) != NDE_OK ||
-        (rc = task_units_fit(dsec, s->train, &s->shift, &s->scale, ctx)) !=
-            NDE_OK ||
+        (rc = task_units_fit(dsec, s->train, &s->shift, &s->scale,
+                             &s->log_units, ctx)) != NDE_OK ||
+        (s->log_units && (rc = check_positive(s, dsec, "normalize", "log",
+                                              ctx)) != NDE_OK) ||
         (rc = nde_get_bool(dsec, "learn_y0", &s->learn_y0, ctx)) != NDE_OK ||
         (rc = read_likelihood(s, dsec, ctx)) != NDE_OK)
         return rc;
@@ -427,8 +441,10 @@ static int series_batch(nde_task *t, const nde_task_draw *draw,
         }
     }
     if (s->shift) {
-        task_units_apply(s->shift, s->scale, D, s->y0, B * D, 1);
-        task_units_apply(s->shift, s->scale, D, s->target, u * B * D, 1);
+        task_units_apply(s->shift, s->scale, s->log_units, D, s->y0, B * D,
+                         1);
+        task_units_apply(s->shift, s->scale, s->log_units, D, s->target,
+                         u * B * D, 1);
     }
     b->t0 = s->tsave[0];
     b->nsave = u;
@@ -449,7 +465,8 @@ static int series_init_params(nde_task *t, double *theta, uint64_t seed)
     for (size_t i = 0; s->ny0 && i < s->train->nseries; i++)
         memcpy(theta + i * D, s->train->series[i].y, D * sizeof *theta);
     if (s->shift)
-        task_units_apply(s->shift, s->scale, D, theta, s->ny0, 1);
+        task_units_apply(s->shift, s->scale, s->log_units, D, theta, s->ny0,
+                         1);
     memset(theta + s->ny0, 0, (t->nparams - s->ny0) * sizeof *theta);
     return NDE_OK;
 }
@@ -542,11 +559,27 @@ static int series_readout_vjp(nde_task *t, const double *theta,
     return NDE_OK;
 }
 
+/* The log of model value v of state j in the data's units, and in *d its
+ * derivative in v; NaN when that value is not positive. */
+static double log_value(const series *s, size_t j, double v, double *d)
+{
+    const double a = s->shift ? s->shift[j] : 0.0;
+    const double c = s->shift ? s->scale[j] : 1.0;
+
+    *d = c;
+    if (s->log_units)
+        return a + c * v;
+    v = a + c * v;
+    *d = c / v;
+    return v > 0 ? log(v) : NAN;
+}
+
 /* The mean over n observed values of -log p(target | prediction y) and
  * its gradient in g (2 dim per row, as the readout gives them):
  *   gaussian:  r = target - y                      (model's units)
  *   lognormal: r = log(target') - log(y')          (data's units: y' =
- *              shift + scale y; + log target', the density's Jacobian)
+ *              shift + scale y, or exp of that under normalize = log;
+ *              + log target', the density's Jacobian)
  *   -log p = r^2 / (2 sigma^2) + log sigma + log(2 pi) / 2,
  * sigma = exp(log_sigma[j]). A log-normal prediction y' <= 0 has no
  * density: NDE_ENONFINITE, an iteration the on_failure policy may skip. */
@@ -567,18 +600,13 @@ static int series_nll(nde_task *t, const nde_task_batch *b, const double *obs,
         if (isnan(target))
             continue;
         if (s->lik == LIK_LOGNORMAL) {
-            const double a = s->shift ? s->shift[j] : 0.0;
-            const double c = s->shift ? s->scale[j] : 1.0;
-            target = a + c * target;
-            y = a + c * y;
-            if (!(y > 0))
+            double unused;
+            target = log_value(s, j, target, &unused);
+            sum += target;
+            if (isnan(y = log_value(s, j, y, &dy)))
                 return nde_error(t->ctx, NDE_ENONFINITE,
                                  "[data] likelihood = lognormal: the model "
-                                 "predicts %g <= 0 for state %zu", y, j);
-            sum += log(target);
-            dy = c / y;
-            target = log(target);
-            y = log(y);
+                                 "predicts a value <= 0 for state %zu", j);
         }
         r = target - y;
         sum += 0.5 * r * r * inv_var + ls + half_log_2pi;
@@ -631,7 +659,8 @@ static int series_evaluate(nde_task *t, const double *theta,
         }
         memcpy(s->y0, e->y, D * sizeof *s->y0);
         if (s->shift)
-            task_units_apply(s->shift, s->scale, D, s->y0, D, 1);
+            task_units_apply(s->shift, s->scale, s->log_units, D, s->y0, D,
+                             1);
         /* a training series (its own or its prefix) starts where learned */
         if (s->learn_y0 && (s->held == s->train || s->from))
             memcpy(s->y0, theta + i * D, D * sizeof *s->y0);
@@ -639,8 +668,8 @@ static int series_evaluate(nde_task *t, const double *theta,
                              s->tshift, s->test_pred[i])) != NDE_OK)
             return rc;
         if (s->shift)
-            task_units_apply(s->shift, s->scale, D, s->test_pred[i], n * D,
-                             0);
+            task_units_apply(s->shift, s->scale, s->log_units, D,
+                             s->test_pred[i], n * D, 0);
     }
     r->test_loss = task_test_mse(t->ntest, s->score_n, D, s->score_pred,
                                  s->score_obs);
@@ -661,6 +690,7 @@ static uint64_t series_digest(const nde_task *t)
     task_digest_dataset(&d, s->test);
     task_digest_bytes(&d, s->shift, t->dim * sizeof *s->shift);
     task_digest_bytes(&d, s->scale, t->dim * sizeof *s->scale);
+    task_digest_bytes(&d, &s->log_units, sizeof s->log_units);
     return task_digest_final(&d);
 }
 
@@ -671,6 +701,12 @@ static void series_units(const nde_task *t, const double **shift,
 
     *shift = s->shift;
     *scale = s->scale;
+}
+
+static int series_units_log(const nde_task *t)
+{
+    const series *s = t->state;
+    return s->log_units;
 }
 
 static size_t series_test_series(const nde_task *t, size_t i,
@@ -744,6 +780,7 @@ static const nde_task_type nde_task_series = {
     .units = series_units,
     .test_held_from = series_test_held_from,
     .param_state = series_param_state,
+    .units_log = series_units_log,
 };
 
 NDE_MODULE(&nde_task_series.info);

@@ -402,7 +402,8 @@ size_t task_order_pick(task_order *o, uint64_t seed, uint64_t k)
 /* ---- [data] normalize -------------------------------------------------- */
 
 int task_units_fit(nde_section *dsec, const nde_dataset *train,
-                   double **shift, double **scale, nde_ctx *ctx)
+                   double **shift, double **scale, int *log_units,
+                   nde_ctx *ctx)
 {
     const size_t D = train->dim;
     const char *how;
@@ -414,10 +415,12 @@ int task_units_fit(nde_section *dsec, const nde_dataset *train,
         return rc;
     if (strcmp(how, "none") == 0)
         return NDE_OK;
-    standard = strcmp(how, "standard") == 0;
+    *log_units = strcmp(how, "log") == 0;
+    standard = *log_units || strcmp(how, "standard") == 0;
     if (!standard && strcmp(how, "minmax") != 0)
         return nde_section_error(dsec, "normalize", ctx,
-                                 "'%s' is none, standard or minmax", how);
+                                 "'%s' is none, standard, minmax or log",
+                                 how);
     if (!(*shift = calloc(D, sizeof **shift)) ||
         !(*scale = calloc(D, sizeof **scale)))
         return nde_error(ctx, NDE_ENOMEM, "out of memory");
@@ -429,6 +432,14 @@ int task_units_fit(nde_section *dsec, const nde_dataset *train,
                 double v = e->y[k * D + j], d;
                 if (isnan(v))
                     continue;
+                if (*log_units && !(v > 0))
+                    return nde_section_error(
+                        dsec, "normalize", ctx,
+                        "log needs positive values, and series '%s' has "
+                        "%s = %g at t = %g", e->id, train->names[j], v,
+                        e->t[k]);
+                if (*log_units)
+                    v = log(v);
                 /* Welford's update: no cancellation for large means */
                 n += 1;
                 d = v - mean;
@@ -450,12 +461,17 @@ int task_units_fit(nde_section *dsec, const nde_dataset *train,
     return NDE_OK;
 }
 
-void task_units_apply(const double *shift, const double *scale, size_t dim,
-                      double *y, size_t n, int to)
+void task_units_apply(const double *shift, const double *scale,
+                      int log_units, size_t dim, double *y, size_t n, int to)
 {
     size_t i;
 
     for (i = 0; i < n; i++)
-        y[i] = to ? (y[i] - shift[i % dim]) / scale[i % dim]
-                  : shift[i % dim] + scale[i % dim] * y[i];
+        if (to)
+            y[i] = ((log_units ? log(y[i]) : y[i]) - shift[i % dim]) /
+                   scale[i % dim];
+        else if (log_units)
+            y[i] = exp(shift[i % dim] + scale[i % dim] * y[i]);
+        else
+            y[i] = shift[i % dim] + scale[i % dim] * y[i];
 }

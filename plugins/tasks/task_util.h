@@ -73,22 +73,27 @@ double task_test_mse(size_t ntest, const size_t *n, size_t dim,
  * (value - shift[j]) / scale[j] (nde/task.h's units), fitted per column on
  * every observed value of the training series: standard (the mean, the
  * standard deviation with n - 1) or minmax (the smallest value, the range,
- * so the training values span [0, 1]). "none" leaves *shift NULL. A
- * column that is constant (or has fewer than two values) on the training
- * part has no scale and is refused, naming the key and the column. */
+ * so the training values span [0, 1]); log: (log(value) - shift[j]) /
+ * scale[j], standard on the logs (*log_units = 1; every observed training
+ * value must be positive). "none" leaves *shift NULL. A column that is
+ * constant (or has fewer than two values) on the training part has no
+ * scale and is refused, naming the key and the column. */
 #define TASK_NORMALIZE_KEY                                                   \
     {"normalize", NDE_KEY_WORD, "none",                                      \
-     "none | standard | minmax: the model works in per-column units fitted " \
-     "on the training part (mean and sd, or min and range); outputs and "    \
-     "test_loss are in the data's units, the training loss in the model's"}
+     "none | standard | minmax | log: the model works in per-column units "  \
+     "fitted on the training part (mean and sd, min and range, or mean and " \
+     "sd of the logs: positive data, predictions stay positive); outputs "   \
+     "and test_loss are in the data's units, the training loss in the "      \
+     "model's"}
 
 int task_units_fit(nde_section *dsec, const nde_dataset *train,
-                   double **shift, double **scale, nde_ctx *ctx);
+                   double **shift, double **scale, int *log_units,
+                   nde_ctx *ctx);
 
 /* y (n values, n a multiple of dim) into the model's units (to = 1) or
  * back (to = 0); NaN stays NaN. */
-void task_units_apply(const double *shift, const double *scale, size_t dim,
-                      double *y, size_t n, int to);
+void task_units_apply(const double *shift, const double *scale,
+                      int log_units, size_t dim, double *y, size_t n, int to);
 
 /* A 64-bit hash of a task's data for checkpoints to compare (not a
  * cryptographic one): each array's length, then its bytes as 8-byte

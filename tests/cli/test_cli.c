@@ -1685,6 +1685,57 @@ START_TEST(test_likelihoods)
 }
 END_TEST
 
+/* normalize = log: the model works in standardized logs, so its
+ * forecasts stay positive; test_loss is the MSE of the held-out years in
+ * counts, the learned y0 is printed in counts too (where the prediction
+ * starts), and a start that has no log is refused. */
+START_TEST(test_normalize_log)
+{
+    const char *out = path_in("pop_pred.csv");
+    static csv p;
+    double loss;
+    char *text, key[16];
+    run_result r;
+
+    pop_config("normalize = log\nholdout = end:5\nlearn_y0 = true\n"
+               "likelihood = lognormal");
+    r = run("train", path_in("pop.ini"), "--quiet", "-s",
+            "train.iterations=200", "--summary-json", path_in("pop.json"));
+    assert_ok(r);
+    result_free(&r);
+    ck_assert_ptr_nonnull(text = test_read_file(path_in("pop.json"), NULL));
+    loss = json_at(text, "test_loss");
+    free(text);
+    r = run("predict", path_in("pop.ckpt"), "-o", out);
+    assert_ok(r);
+    result_free(&r);
+    ck_assert_ptr_nonnull(text = test_read_file(out, NULL));
+    parse_csv(text, &p);
+    free(text);
+    ck_assert_double_eq_tol(pop_mse(&p, 16), loss, 1e-9 * loss);
+    for (size_t k = 0; k < p.rows; k++)
+        ck_assert(cell(&p, k, 1) > 0 && cell(&p, k, 2) > 0);
+    r = run("params", path_in("pop.ckpt"));
+    assert_ok(r);
+    for (size_t j = 0; j < 2; j++) {
+        const char *at;
+        snprintf(key, sizeof key, "y0[0,%zu] = ", j);
+        ck_assert_ptr_nonnull(at = strstr(r.out, key));
+        ck_assert_ptr_nonnull(at = strstr(at, " = "));
+        ck_assert_ptr_nonnull(at = strstr(at + 3, " = "));
+        ck_assert_double_eq_tol(strtod(at + 3, NULL), cell(&p, 0, j + 1),
+                                1e-9 * cell(&p, 0, j + 1));
+    }
+    result_free(&r);
+    r = run("predict", path_in("pop.ckpt"), "-s", "problem.t0=0", "-s",
+            "problem.t1=1", "-s", "problem.y0=40,0", "-s", "problem.nsave=2");
+    assert_fails(r, 2, "predict: the model works in the logs of the data's "
+                       "values ([data] normalize = log), and state 1 is "
+                       "given 0");
+    result_free(&r);
+}
+END_TEST
+
 /* Bad [data] normalize and holdout values name the file, the key and
  * what is expected. */
 START_TEST(test_normalize_holdout_errors)
@@ -1693,7 +1744,7 @@ START_TEST(test_normalize_holdout_errors)
         const char *data, *want;
     } bad[] = {
         {"normalize = zscore\ntest_fraction = 0",
-         "[data] normalize: 'zscore' is none, standard or minmax"},
+         "[data] normalize: 'zscore' is none, standard, minmax or log"},
         {"holdout = 5", "[data] holdout: '5' is not end:K (K a positive"},
         {"holdout = end:0", "[data] holdout: 'end:0' is not end:K"},
         {"holdout = end:-2", "[data] holdout: 'end:-2' is not end:K"},
@@ -1732,7 +1783,14 @@ START_TEST(test_normalize_holdout_errors)
                        "is constant on the training part (3 observed "
                        "values), so it has no scale: use normalize = none");
     result_free(&r);
-    /* log-normal noise has no zero or negative value */
+    /* neither log units nor log-normal noise take a zero */
+    pop_config("normalize = log\ntest_fraction = 0");
+    write_config("pop.csv", "series,t,hare,lynx\ns,0,1,5\ns,1,2,5\n"
+                            "s,2,3,0\n");
+    r = run("train", path_in("pop.ini"), "--quiet");
+    assert_fails(r, 2, "pop.ini:", "[data] normalize: log needs positive "
+                       "values, and series 's' has lynx = 0 at t = 2");
+    result_free(&r);
     pop_config("likelihood = lognormal\ntest_fraction = 0");
     write_config("pop.csv", "series,t,hare,lynx\ns,0,1,5\ns,1,2,5\n"
                             "s,2,3,0\n");
@@ -3007,6 +3065,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_holdout_end);
     tcase_add_test(tc, test_holdout_from);
     tcase_add_test(tc, test_likelihoods);
+    tcase_add_test(tc, test_normalize_log);
     tcase_add_test(tc, test_learn_y0);
     tcase_add_test(tc, test_normalize_holdout_errors);
     tcase_add_test(tc, test_on_failure_backoff);

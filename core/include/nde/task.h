@@ -23,7 +23,8 @@
  * lift and lift_vjp (NULL: the batch's input rows are the initial states,
  * input_dim = dim); readout and readout_vjp (NULL: the observations are
  * the saved states, obs_dim = dim); digest, test_series, test_classes,
- * state_names, test_observed, units, test_held_from, param_state.
+ * state_names, test_observed, units, test_held_from, param_state,
+ * units_log.
  * lift and lift_vjp come as a pair, so do readout and readout_vjp.
  *
  * Lifecycle: the trainer allocates the instance, fills type, ctx, dim,
@@ -113,7 +114,7 @@ typedef struct nde_task_model {
  *      test_classes
  *   2: state_names, test_observed
  *   3: units
- *   4: test_held_from, param_state */
+ *   4: test_held_from, param_state, units_log */
 #define NDE_TASK_VERSION 4
 
 /* The descriptor's info: NDE_TASK_INFO(.name = ..., .description = ...,
@@ -205,6 +206,10 @@ typedef struct nde_task_type {
     /* The state j whose value task parameter i is, in the model's units
      * (a learned initial state), or -1 when it is none. NULL: none is. */
     int (*param_state)(const nde_task *t, size_t i);
+    /* With units: 1 when the model's state j is (log(value) - shift[j]) /
+     * scale[j] instead (positive data; predictions stay positive), else
+     * 0. NULL: 0. */
+    int (*units_log)(const nde_task *t);
 } nde_task_type;
 
 struct nde_task {
