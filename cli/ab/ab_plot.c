@@ -1406,7 +1406,8 @@ static void draw_fit(const void *arg)
     plcol0(COL_FG);
     plmtex("b", 3.0, 0.5, 0.5, "t");
     plvpor(0.10, 0.78, bottom, top);
-    plmtex("t", 2.2, 0.5, 0.5, "Fit: dots trained on, rings held out, lines predicted");
+    plmtex("t", 2.2, 0.5, 0.5,
+           "Fit: dots trained on, rings held out, lines predicted");
     plschr(0.0, 0.8 * CHAR_SCALE);
     plmtex("t", 0.8, 0.5, 0.5, fd->title);
     plschr(0.0, CHAR_SCALE);
