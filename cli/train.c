@@ -469,9 +469,14 @@ static int intervene(nde_ctx *ctx, nde_trainer *tr, const char *spec)
                       (int)(eq - p), p, D);
             goto done;
         }
+        if (!isnan(values[j])) {
+            cli_error("predict: --do %s: state '%.*s' is given twice", spec,
+                      (int)(eq - p), p);
+            goto done;
+        }
         values[j] = strtod(eq + 1, &end);
         if (end == eq + 1 || end != comma || !isfinite(values[j])) {
-            cli_error("predict: --do %s: '%.*s' is not a number", spec,
+            cli_error("predict: --do %s: '%.*s' is not a finite number", spec,
                       (int)(comma - eq - 1), eq + 1);
             goto done;
         }

@@ -690,7 +690,8 @@ static uint64_t series_digest(const nde_task *t)
     task_digest_dataset(&d, s->test);
     task_digest_bytes(&d, s->shift, t->dim * sizeof *s->shift);
     task_digest_bytes(&d, s->scale, t->dim * sizeof *s->scale);
-    task_digest_bytes(&d, &s->log_units, sizeof s->log_units);
+    if (s->log_units) /* digests of the other units stay as they were */
+        task_digest_bytes(&d, &s->log_units, sizeof s->log_units);
     return task_digest_final(&d);
 }
 

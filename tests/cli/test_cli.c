@@ -2397,7 +2397,10 @@ START_TEST(test_predict_do)
     assert_fails(r, 2, "--do lynx=1,hare: 'hare' is not STATE=VALUE");
     result_free(&r);
     r = run("predict", path_in("pop.ckpt"), "--do", "lynx=many");
-    assert_fails(r, 2, "'many' is not a number");
+    assert_fails(r, 2, "'many' is not a finite number");
+    result_free(&r);
+    r = run("predict", path_in("pop.ckpt"), "--do", "lynx=1,1=2");
+    assert_fails(r, 2, "state '1' is given twice");
     result_free(&r);
 }
 END_TEST
