@@ -389,6 +389,43 @@ END_TEST
 /* ---- mlp -------------------------------------------------------------- */
 
 /* layers 1, 2, 1: f(y) = e tanh(a u + c) + f2 tanh(b u + d) + g */
+/* An intervention around an SDE mlp (nde_field_create_clamped): its ops
+ * against differences, the held state's drift and diffusion 0, the free
+ * one's the mlp's, and its parameters, names and noise the mlp's. */
+START_TEST(clamped_field)
+{
+    static const unsigned char held[3] = {0, 1, 0};
+    const double t = 0.3, y[3] = {0.4, -0.2, 0.9};
+    double th[200], f[3], c[3];
+    loaded L;
+    nde_field *cf;
+    char a[64], b[64];
+
+    load_ok(&L, "[field]\nplugin = mlp\nlayers = 3, 8, 3\n"
+                "diffusion = softplus\n", 3);
+    ck_assert_int_eq(nde_field_create_clamped(L.ctx, L.f, held, &cf),
+                     NDE_OK);
+    check_ops("clamped", cf, cf->type->eval, cf->type->vjp, 3);
+    check_ops("clamped (diffusion)", cf, cf->type->diffusion,
+              cf->type->diffusion_vjp, 3);
+    ck_assert_uint_eq(cf->nparams, L.f->nparams);
+    ck_assert_uint_le(cf->nparams, 200);
+    ck_assert_int_eq(cf->noise, L.f->noise);
+    ck_assert_int_eq(nde_field_init_params(cf, th, 5), NDE_OK);
+    nde_field_param_name(cf, 7, a, sizeof a);
+    nde_field_param_name(L.f, 7, b, sizeof b);
+    ck_assert_str_eq(a, b);
+    ck_assert_int_eq(nde_field_eval(cf, t, y, th, c, 1), NDE_OK);
+    ck_assert_int_eq(nde_field_eval(L.f, t, y, th, f, 1), NDE_OK);
+    ck_assert(c[1] == 0.0 && c[0] == f[0] && c[2] == f[2] && f[1] != 0.0);
+    ck_assert_int_eq(nde_field_diffusion(cf, t, y, th, c, 1), NDE_OK);
+    ck_assert_int_eq(nde_field_diffusion(L.f, t, y, th, f, 1), NDE_OK);
+    ck_assert(c[1] == 0.0 && c[0] == f[0] && c[2] == f[2] && f[1] != 0.0);
+    nde_field_destroy(cf);
+    unload(&L);
+}
+END_TEST
+
 START_TEST(mlp_hand_computed)
 {
     const char *inputs[] = {"identity", "cube"};
@@ -1348,6 +1385,7 @@ static Suite *fields_suite(void)
 
     tc = tcase_create("plugins");
     tcase_add_test(tc, mlp_hand_computed);
+    tcase_add_test(tc, clamped_field);
     tcase_add_test(tc, mlp_time_input_and_names);
     tcase_add_test(tc, mlp_glorot_init);
     tcase_add_test(tc, mlp_init_last_layer);
