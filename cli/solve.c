@@ -9,12 +9,6 @@
 
 #include "cli.h"
 
-/* Parameters the config does not give are drawn from the [field] section's
- * `seed` key when its plugin declares one (the mlp documents that the
- * program takes its seed from there), else from this seed: two runs of one
- * config give the same numbers. */
-#define CLI_SOLVE_SEED 1
-
 const char cli_solve_help[] =
     "Usage: nde solve CONFIG [-s SECTION.KEY=VALUE]... [-u SECTION.KEY]...\n"
     "                 [-o FILE] [--stats-json FILE] [--seed S]\n"
@@ -73,7 +67,7 @@ static int parse_args(int argc, char **argv, solve_args *args)
     char *end;
 
     memset(args, 0, sizeof *args);
-    args->seed = CLI_SOLVE_SEED;
+    args->seed = 1;
     if (!(args->edits = calloc((size_t)argc, sizeof *args->edits))) {
         cli_error("out of memory");
         return CLI_EXIT_FAILURE;
@@ -122,25 +116,6 @@ static int parse_args(int argc, char **argv, solve_args *args)
     return CLI_EXIT_OK;
 }
 
-/* Rows of y0, so the field and solver can be sized before the problem is
- * read against the field's dimension. */
-static int count_batch(nde_section *psec, size_t *batch, nde_ctx *ctx)
-{
-    const nde_key *const tables[] = {nde_problem_keys, NULL};
-    double *y0 = NULL;
-    size_t rows = 0, cols = 0;
-    int rc;
-
-    if ((rc = nde_section_check(psec, tables, ctx)) != NDE_OK)
-        return rc;
-    rc = nde_get_matrix(psec, "y0", &y0, &rows, &cols, ctx);
-    free(y0);
-    if (rc == NDE_OK && rows == 0)
-        rc = nde_section_error(psec, "y0", ctx, "no initial state given");
-    *batch = rows;
-    return rc;
-}
-
 static void write_stats_text(const nde_stats *st, FILE *out)
 {
     fprintf(out,
@@ -169,106 +144,15 @@ static int write_stats_json(const nde_stats *st, const char *path)
     return cli_outfile_commit(&o);
 }
 
-/* Everything one solve holds, so one function can free it on any path. */
-typedef struct solve_run {
-    nde_ctx *ctx;
-    nde_config *cfg;
-    nde_field *field;
-    nde_solver *solver;
-    nde_brownian *brownian;
-    nde_problem problem;
-    double *theta, *ysave;
-} solve_run;
-
-static void solve_run_free(solve_run *r)
-{
-    free(r->ysave);
-    free(r->theta);
-    nde_problem_free(&r->problem);
-    nde_brownian_destroy(r->brownian);
-    nde_solver_destroy(r->solver);
-    nde_field_destroy(r->field);
-    nde_config_destroy(r->cfg);
-    nde_ctx_destroy(r->ctx);
-}
-
-/* The seed for init_params: [field]'s own `seed` key if its plugin has
- * one (the section is checked, so the getter applies the default), else
- * CLI_SOLVE_SEED. */
-static int field_seed(const nde_config *cfg, const nde_field *f,
-                      uint64_t *seed, nde_ctx *ctx)
-{
-    const nde_key *k;
-    long value;
-    int rc;
-
-    *seed = CLI_SOLVE_SEED;
-    for (k = f->type->info.keys; k && k->name; k++) {
-        if (strcmp(k->name, "seed") != 0 || k->type != NDE_KEY_INT)
-            continue;
-        if ((rc = nde_get_long(nde_config_section(cfg, "field"), "seed",
-                               &value, ctx)) != NDE_OK)
-            return rc;
-        *seed = (uint64_t)value;
-    }
-    return NDE_OK;
-}
-
-/* Apply the overrides to the loaded config and compose; NDE_OK or a status
- * with ctx's message. The config layer refuses unknown section names (at
- * load and in overrides); known sections that solve does not read, such as
- * [train], are left alone so one config serves every command. */
-static int compose(solve_run *r, const solve_args *args, nde_solve_opts *opts)
-{
-    nde_section *psec, *ssec;
-    size_t batch = 0;
-    uint64_t seed;
-    int rc;
-
-    if ((rc = cli_apply_edits(r->cfg, args->edits, args->nedits, r->ctx)) !=
-            NDE_OK ||
-        (rc = nde_config_require(r->cfg, "problem", &psec, r->ctx)) != NDE_OK ||
-        (rc = nde_config_require(r->cfg, "solver", &ssec, r->ctx)) != NDE_OK ||
-        (rc = count_batch(psec, &batch, r->ctx)) != NDE_OK ||
-        (rc = nde_field_create(r->ctx, r->cfg, "field", batch, &r->field)) !=
-            NDE_OK ||
-        (rc = nde_solver_create(r->ctx, r->cfg, "solver", r->field,
-                                &r->solver)) != NDE_OK ||
-        (rc = nde_solve_opts_from_section(opts, r->solver->type, ssec,
-                                          r->ctx)) != NDE_OK ||
-        (rc = nde_problem_from_section(&r->problem, psec, r->field->dim,
-                                       r->ctx)) != NDE_OK)
-        return rc;
-    opts->tstops = r->problem.tstops;
-    opts->ntstops = r->problem.ntstops;
-    r->theta = calloc(r->field->nparams ? r->field->nparams : 1,
-                      sizeof *r->theta);
-    r->ysave = calloc(r->problem.nsave * r->problem.batch * r->field->dim,
-                      sizeof *r->ysave);
-    if (!r->theta || !r->ysave)
-        return nde_error(r->ctx, NDE_ENOMEM, "out of memory");
-    if ((rc = field_seed(r->cfg, r->field, &seed, r->ctx)) != NDE_OK ||
-        (rc = nde_field_init_params(r->field, r->theta, seed)) != NDE_OK ||
-        (rc = nde_solver_set_batch(r->solver, r->problem.batch)) != NDE_OK)
-        return rc;
-    /* An SDE solve needs its path; with t1 <= t0 the solve itself says
-     * why it cannot run. */
-    if (nde_solver_is_sde(r->solver) && r->problem.t1 > r->problem.t0) {
-        const size_t n = r->problem.batch * r->field->dim;
-        if ((rc = nde_brownian_create(r->ctx, n, &r->brownian)) != NDE_OK ||
-            (rc = nde_brownian_reset(r->brownian, args->seed, r->problem.t0,
-                                     r->problem.t1, opts->dt, n)) != NDE_OK)
-            return rc;
-        opts->brownian = r->brownian;
-    }
-    return NDE_OK;
-}
-
 int cli_solve(int argc, char **argv)
 {
     solve_args args;
-    solve_run run;
-    nde_solve_opts opts;
+    nde_ctx *ctx = NULL;
+    nde_config *cfg = NULL;
+    nde_run *run = NULL;
+    const nde_problem *p;
+    const nde_field *f;
+    double *ysave = NULL;
     nde_stats stats;
     int i, rc, code;
 
@@ -277,7 +161,6 @@ int cli_solve(int argc, char **argv)
             fputs(cli_solve_help, stdout);
             return CLI_EXIT_OK;
         }
-    memset(&run, 0, sizeof run);
     if ((code = parse_args(argc, argv, &args)) != CLI_EXIT_OK)
         goto done;
     {
@@ -289,43 +172,52 @@ int cli_solve(int argc, char **argv)
             goto done;
         }
     }
-    if (!(run.ctx = nde_ctx_create()) || !(run.cfg = nde_config_create())) {
+    if (!(ctx = nde_ctx_create()) || !(cfg = nde_config_create())) {
         cli_error("out of memory");
         code = CLI_EXIT_FAILURE;
         goto done;
     }
-    if ((rc = nde_config_load_file(run.cfg, args.config, run.ctx)) != NDE_OK) {
+    if ((rc = nde_config_load_file(cfg, args.config, ctx)) != NDE_OK) {
         /* An unreadable CONFIG argument is a usage error too. */
-        cli_fail(run.ctx, rc);
+        cli_fail(ctx, rc);
         code = CLI_EXIT_USAGE;
         goto done;
     }
-    if ((rc = compose(&run, &args, &opts)) != NDE_OK) {
-        code = cli_fail(run.ctx, rc);
+    /* The config layer refuses unknown section names (at load and in
+     * overrides); known sections that solve does not read, such as
+     * [train], are left alone so one config serves every command. */
+    if ((rc = cli_apply_edits(cfg, args.edits, args.nedits, ctx)) !=
+            NDE_OK ||
+        (rc = nde_run_create(ctx, cfg, &run)) != NDE_OK) {
+        code = cli_fail(ctx, rc);
         goto done;
     }
-    cli_warn_shadowing(run.ctx);
-
-    memset(&stats, 0, sizeof stats);
-    rc = nde_solve(run.solver, &opts, run.theta, run.problem.t0,
-                   run.problem.y0, run.problem.t1, run.problem.nsave,
-                   run.problem.tsave, run.ysave, &stats);
-    stats.status = rc;
+    cli_warn_shadowing(ctx);
+    p = nde_run_problem(run);
+    f = nde_run_field(run);
+    if (!(ysave = calloc(p->nsave * p->batch * f->dim + 1, sizeof *ysave))) {
+        cli_error("out of memory");
+        code = CLI_EXIT_FAILURE;
+        goto done;
+    }
+    rc = nde_run_solve(run, args.seed, ysave, &stats);
     write_stats_text(&stats, stderr);
     code = CLI_EXIT_OK;
     if (args.stats_json && write_stats_json(&stats, args.stats_json) != 0)
         code = CLI_EXIT_FAILURE;
     if (rc != NDE_OK) {
-        nde_error_prefix(run.ctx, "solve failed");
-        code = cli_fail(run.ctx, rc);
+        nde_error_prefix(ctx, "solve failed");
+        code = cli_fail(ctx, rc);
     } else if (code == CLI_EXIT_OK &&
-               cli_write_solution_csv(args.output, run.field->state_names,
-                                      run.field->dim, run.problem.tsave,
-                                      run.problem.nsave,
-                                      run.problem.batch, run.ysave) != 0)
+               cli_write_solution_csv(args.output, f->state_names, f->dim,
+                                      p->tsave, p->nsave, p->batch,
+                                      ysave) != 0)
         code = CLI_EXIT_FAILURE;
 done:
     free(args.edits);
-    solve_run_free(&run);
+    free(ysave);
+    nde_run_destroy(run);
+    nde_config_destroy(cfg);
+    nde_ctx_destroy(ctx);
     return code;
 }

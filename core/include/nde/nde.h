@@ -20,6 +20,7 @@
 #include "regularizer.h"
 #include "task.h"
 #include "pool.h"
+#include "run.h"
 
 #ifdef __cplusplus
 extern "C" {
