@@ -453,6 +453,65 @@ START_TEST(test_van_der_pol)
 }
 END_TEST
 
+/* examples/robertson.ini as `nde solve` runs it (expr field: Jacobian by
+ * differences) to t = 1e11, against the reference solution of the IVP
+ * test set (F. Mazzia, C. Magherini, "Test Set for Initial Value Problem
+ * Solvers", release 2.4, problem ROBER: y(1e11) = (0.2083340149701255e-7,
+ * 0.8333360770334713e-13, 0.9999999791665050)), every component within
+ * 10 rtol relative (atol = 1e-12 alone would allow y1 and y2 anything);
+ * in fewer than 1000 steps. */
+START_TEST(test_robertson_example)
+{
+    static const double ref[3] = {0.2083340149701255e-7,
+                                  0.8333360770334713e-13,
+                                  0.9999999791665050};
+    const char *dir = getenv("NDE_EXAMPLES");
+    char path[512];
+    nde_config *cfg = nde_config_create();
+    nde_section *prob;
+    nde_field *f;
+    nde_solver *s;
+    nde_solve_opts o;
+    nde_stats st;
+    double theta[3], t1, *y0, *ts, *ys;
+    size_t ny, nt;
+
+    ck_assert_ptr_nonnull(dir);
+    snprintf(path, sizeof path, "%s/robertson.ini", dir);
+    ck_assert_int_eq(nde_config_load_file(cfg, path, ctx), NDE_OK);
+    ck_assert_int_eq(nde_field_create(ctx, cfg, "field", 1, &f), NDE_OK);
+    ck_assert_int_eq(nde_solver_create(ctx, cfg, "solver", f, &s), NDE_OK);
+    ck_assert_int_eq(nde_solve_opts_from_section(
+                         &o, s->type, nde_config_section(cfg, "solver"), ctx),
+                     NDE_OK);
+    prob = nde_config_section(cfg, "problem");
+    ck_assert_int_eq(nde_get_double(prob, "t1", &t1, ctx), NDE_OK);
+    ck_assert_int_eq(nde_get_doubles(prob, "y0", &y0, &ny, ctx), NDE_OK);
+    ck_assert_int_eq(nde_get_doubles(prob, "saveat", &ts, &nt, ctx), NDE_OK);
+    ck_assert_uint_eq(ny, 3);
+    ck_assert_double_eq(ts[nt - 1], 1e11);
+    ck_assert_ptr_nonnull(ys = malloc(nt * 3 * sizeof *ys));
+    ck_assert_int_eq(nde_field_init_params(f, theta, 1), NDE_OK);
+    ck_assert_int_eq(nde_solve(s, &o, theta, 0.0, y0, t1, nt, ts, ys, &st),
+                     NDE_OK);
+    for (int i = 0; i < 3; i++) {
+        const double y = ys[(nt - 1) * 3 + i];
+        const double e = fabs(y - ref[i]) / ref[i];
+        fprintf(stderr, "robertson.ini y%d(1e11) = %.10e, reference %.10e, "
+                "relative error %.2e\n", i + 1, y, ref[i], e);
+        ck_assert_msg(e <= 10.0 * o.rtol, "y%d: relative error %.3g", i + 1,
+                      e);
+    }
+    ck_assert_int_lt(st.steps_accepted + st.steps_rejected, 1000);
+    free(ys);
+    free(ts);
+    free(y0);
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+    nde_config_destroy(cfg);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Jacobian reuse, rows, keys                                          */
 
@@ -687,6 +746,7 @@ static Suite *rodas_suite(void)
     tcase_add_test(tc, test_dense_and_estimate);
     tcase_add_test(tc, test_robertson);
     tcase_add_test(tc, test_van_der_pol);
+    tcase_add_test(tc, test_robertson_example);
     tcase_add_test(tc, test_jacobian_reuse);
     tcase_add_test(tc, test_keys);
     tcase_add_test(tc, test_discrete_refused);
