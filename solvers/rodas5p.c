@@ -136,6 +136,11 @@ static int jacobian_key(nde_solver *s, int *exact)
     return NDE_OK;
 }
 
+/* The dense J and W of every row take 2 batch dim^2 doubles: refused
+ * above 1 GiB (a large augmented state of an adjoint's backward solve,
+ * whose parameter part would make J mostly zeros). */
+#define RODAS_MATRIX_MAX ((size_t)1 << 26)
+
 static int rodas_create(nde_solver *s)
 {
     const size_t dim = s->field->dim, n = s->batch_max * dim;
@@ -145,6 +150,15 @@ static int rodas_create(nde_solver *s)
     if (!w)
         return NDE_ENOMEM;
     s->work = w;
+    if (dim > RODAS_MATRIX_MAX / dim / s->batch_max)
+        return nde_error(s->ctx, NDE_EINVAL,
+                         "solver 'rodas5p': the dense Jacobians of %zu "
+                         "rows of dimension %zu would take %.0f MiB (at "
+                         "most %zu values each of J and W); use an "
+                         "explicit solver for a system this large",
+                         s->batch_max, dim,
+                         2.0 * (double)n * (double)dim * 8.0 / 1048576.0,
+                         RODAS_MATRIX_MAX);
     if ((rc = jacobian_key(s, &exact)))
         return rc;
     if ((rc = implicit_init(&w->lin, dim, s->batch_max, s->field->nparams,

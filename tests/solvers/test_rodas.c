@@ -171,6 +171,14 @@ static nde_field *field_with_jvp(const nde_field_type *plain,
     return make_field(copy, batch);
 }
 
+static const nde_solver_type *rodas_type(void)
+{
+    const nde_plugin_info *info;
+    ck_assert_int_eq(nde_plugin_find(ctx, NDE_KIND_SOLVER, "rodas5p", &info),
+                     NDE_OK);
+    return (const nde_solver_type *)info;
+}
+
 /* rodas5p for f with [solver] keys `keys`. */
 static int rodas_from(const char *keys, nde_field *f, nde_solver **out)
 {
@@ -601,6 +609,38 @@ START_TEST(test_keys)
 }
 END_TEST
 
+static int zero_rhs(void *user, double t, const double *y, const double *th,
+                    double *dy)
+{
+    (void)user; (void)t; (void)y; (void)th; (void)dy;
+    return NDE_OK;
+}
+
+/* A system whose dense Jacobian would not fit is refused at create (8193
+ * values: 2 x 8193^2 doubles > 1 GiB), one just below is not. */
+START_TEST(test_too_large)
+{
+    nde_field *f;
+    nde_solver *s = NULL;
+
+    ck_assert_int_eq(nde_field_create_rhs(ctx, 8193, zero_rhs, NULL, &f),
+                     NDE_OK);
+    ck_assert_int_eq(nde_solver_create_from(ctx, rodas_type(), f, &s),
+                     NDE_EINVAL);
+    ck_assert_ptr_null(s);
+    ck_assert_msg(strstr(nde_ctx_message(ctx), "solver 'rodas5p': the dense "
+                         "Jacobians of 1 rows of dimension 8193 would take "
+                         "1024 MiB"), "%s", nde_ctx_message(ctx));
+    nde_field_destroy(f);
+    ck_assert_int_eq(nde_field_create_rhs(ctx, 64, zero_rhs, NULL, &f),
+                     NDE_OK);
+    ck_assert_int_eq(nde_solver_create_from(ctx, rodas_type(), f, &s),
+                     NDE_OK);
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Adjoints                                                            */
 
@@ -749,6 +789,7 @@ static Suite *rodas_suite(void)
     tcase_add_test(tc, test_robertson_example);
     tcase_add_test(tc, test_jacobian_reuse);
     tcase_add_test(tc, test_keys);
+    tcase_add_test(tc, test_too_large);
     tcase_add_test(tc, test_discrete_refused);
     tcase_add_test(tc, test_adjoints);
     suite_add_tcase(su, tc);
