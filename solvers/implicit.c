@@ -17,9 +17,7 @@ void dgetrs_(const char *trans, const int *n, const int *nrhs, const double *a,
              const int *lda, const int *ipiv, double *b, const int *ldb,
              int *info, size_t trans_len);
 
-/* Below this magnitude a state's difference step stops shrinking with it:
- * a step of sqrt(eps) |y| at y ~ 0 would leave f(y + d) - f(y) all
- * round-off. */
+/* The scale of a difference step where y and f both vanish. */
 #define JAC_FLOOR 1e-5
 
 int implicit_init(implicit_lin *L, size_t dim_max, size_t batch_max,
@@ -102,7 +100,7 @@ static int jacobian_exact(implicit_lin *L, nde_solver *s, const double *theta,
 }
 
 static int jacobian_differences(implicit_lin *L, nde_solver *s,
-                                const double *theta, double t,
+                                const double *theta, double t, double h,
                                 const double *y, const double *f0)
 {
     const size_t dim = s->field->dim, n = s->batch * dim;
@@ -114,7 +112,8 @@ static int jacobian_differences(implicit_lin *L, nde_solver *s,
         for (size_t r = 0; r < s->batch; r++) {
             const size_t m = r * dim + j;
             /* the step actually taken, after rounding y + d */
-            L->yp[m] = y[m] + srur * fmax(fabs(y[m]), JAC_FLOOR);
+            const double scale = fmax(fabs(y[m]), fabs(h * f0[m]));
+            L->yp[m] = y[m] + srur * (scale > 0.0 ? scale : JAC_FLOOR);
             L->v[r] = L->yp[m] - y[m];
         }
         s->counts.nfe++;
@@ -160,7 +159,7 @@ int implicit_jacobian(implicit_lin *L, nde_solver *s, const double *theta,
         return NDE_OK;
     L->jvalid = L->wvalid = 0;
     rc = L->exact ? jacobian_exact(L, s, theta, t, y)
-                  : jacobian_differences(L, s, theta, t, y, f0);
+                  : jacobian_differences(L, s, theta, t, h, y, f0);
     if (rc || (rc = time_derivative(L, s, theta, t, h, y)))
         return rc;
     memcpy(L->y, y, n * sizeof *y);
