@@ -236,7 +236,8 @@ static int nde_side_make(nde_side *n, const problem *p)
         return 1;
     for (int k = 0; k < 2; k++) {
         nde_config *cfg = nde_config_create();
-        int rc = !cfg || nde_config_load_string(cfg, "bench", keys[k], n->ctx) ||
+        int rc = !cfg ||
+                 nde_config_load_string(cfg, "bench", keys[k], n->ctx) ||
                  nde_solver_create(n->ctx, cfg, "solver", n->f, &n->s[k]);
         nde_config_destroy(cfg);
         if (rc)

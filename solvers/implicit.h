@@ -12,10 +12,11 @@
  * d = sqrt(eps) max(|y_rj|, |h f_rj|), the larger of the value and its
  * change over the step (a floor independent of the problem's scale,
  * 1e-5, cost Robertson's y2 ~ 1e-13 a wrong J and 1.6 to 3.8 times the
- * steps), every row perturbed at once (rows are independent). df/dt is a central difference in t (two
- * evaluations): d_t = cbrt(eps) max(|t|, |h|), the scale of the step and
- * of t's own precision, its error O(d_t^2) small enough for fifth order
- * at the step sizes where that order shows.
+ * steps), every row perturbed at once (rows are independent). df/dt
+ * is a central difference in t (two evaluations) with the step
+ * d_t = cbrt(eps) max(|t|, |h|), the scale of the step and of t's own
+ * precision, its error O(d_t^2) small enough for fifth order at the
+ * step sizes where that order shows.
  *
  * J and df/dt are kept for the point (t, y, theta) they were computed
  * at and reused while the solver is asked about the same point (a step

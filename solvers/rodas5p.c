@@ -33,11 +33,11 @@
 #include "nde/nde.h"
 #include "implicit.h"
 
-#define S 8
+#define STAGES 8
 
 static const double gam = 0.21193756319429014;
 
-static const double A[S][S] = {
+static const double A[STAGES][STAGES] = {
     {0},
     {3.0},
     {2.849394379747939, 0.45842242204463923},
@@ -52,7 +52,7 @@ static const double A[S][S] = {
      -0.18268767659942256, 0.030198172008377946, 1.0, 1.0},
 };
 
-static const double C[S][S] = {
+static const double C[STAGES][STAGES] = {
     {0},
     {-14.155112264123755},
     {-17.97296035885952, -2.859693295451294},
@@ -68,16 +68,16 @@ static const double C[S][S] = {
      -9.48861652309627},
 };
 
-static const double c[S] = {0.0, 0.6358126895828704, 0.4095798393397535,
+static const double c[STAGES] = {0.0, 0.6358126895828704, 0.4095798393397535,
                             0.9769306725060716, 0.4288403609558664, 1.0, 1.0,
                             1.0};
 
-static const double d[S] = {0.21193756319429014, -0.42387512638858027,
+static const double d[STAGES] = {0.21193756319429014, -0.42387512638858027,
                             -0.3384627126235924, 1.8046452872882734,
                             2.325825639765069, 0.0, 0.0, 0.0};
 
 #define NDENSE 3
-static const double H[NDENSE][S] = {
+static const double H[NDENSE][STAGES] = {
     {25.948786856663858, -2.5579724845846235, 10.433815404888879,
      -2.3679251022685204, 0.524948541321073, 1.1241088310450404,
      0.4272876194431874, -0.17202221070155493},
@@ -91,7 +91,7 @@ static const double H[NDENSE][S] = {
 
 typedef struct rodas_work {
     implicit_lin lin;
-    double *U;              /* S blocks of n: the stage increments        */
+    double *U;              /* STAGES blocks of n: the stage increments   */
     double *g, *fg;         /* a stage's argument and its derivative      */
     double *k;              /* 1 + NDENSE blocks: y_next, K_0..K_2         */
 } rodas_work;
@@ -164,9 +164,9 @@ static int rodas_create(nde_solver *s)
     if ((rc = implicit_init(&w->lin, dim, s->batch_max, s->field->nparams,
                             exact)))
         return rc;
-    if (!(w->U = malloc((S + 2 + 1 + NDENSE) * n * sizeof(double))))
+    if (!(w->U = malloc((STAGES + 2 + 1 + NDENSE) * n * sizeof(double))))
         return NDE_ENOMEM;
-    w->g = w->U + S * n;
+    w->g = w->U + STAGES * n;
     w->fg = w->g + n;
     w->k = w->fg + n;
     return NDE_OK;
@@ -204,7 +204,7 @@ static int rodas_step(nde_solver *s, const double *theta, double t, double h,
         (rc = implicit_factor(&w->lin, h * gam)))
         return rc;
     stage_solve(w, n, 0, h);
-    for (int i = 1; i < S; i++) {
+    for (int i = 1; i < STAGES; i++) {
         for (size_t m = 0; m < n; m++) {
             double g = y[m];
             for (int j = 0; j < i; j++)
@@ -219,18 +219,18 @@ static int rodas_step(nde_solver *s, const double *theta, double t, double h,
     }
     /* the last stage's argument plus its increment (stiffly accurate) */
     for (size_t m = 0; m < n; m++) {
-        y_next[m] = w->g[m] + w->U[(S - 1) * n + m];
+        y_next[m] = w->g[m] + w->U[(STAGES - 1) * n + m];
         w->k[m] = y_next[m];
     }
     for (int k = 0; k < NDENSE; k++)
         for (size_t m = 0; m < n; m++) {
             double v = 0.0;
-            for (int i = 0; i < S; i++)
+            for (int i = 0; i < STAGES; i++)
                 v += H[k][i] * w->U[(size_t)i * n + m];
             K[(size_t)k * n + m] = v;
         }
     if (err) {
-        memcpy(err, w->U + (S - 1) * n, n * sizeof *err);
+        memcpy(err, w->U + (STAGES - 1) * n, n * sizeof *err);
         if (eest)
             *eest = nde_error_norm_spec(norm, err, y, y_next, n);
     }

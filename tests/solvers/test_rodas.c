@@ -5,8 +5,11 @@
  * finite-difference Jacobians; the stiff problems of Robertson and Van der
  * Pol (mu = 1e3) at rtol 1e-6 against references from GSL's msbdf at
  * rtol 1e-12 (an independent BDF code), in far fewer steps than tsit5
- * can; the interpolating and backsolve gradients through it against
- * central differences; `discrete` refused (no step VJP).
+ * can; examples/robertson.ini to t = 1e11 against the IVP test set's
+ * reference; the interpolating and backsolve gradients through it against
+ * central differences; `discrete` refused (no step VJP); the jacobian key
+ * and the size limit of the dense matrices. Its conformance run is `nde
+ * check solver rodas5p` (tests/check).
  */
 #include <check.h>
 #include <math.h>
@@ -764,7 +767,8 @@ START_TEST(test_adjoints)
     adj_problem q[2] = {
         {&rober_problem, 1.0, 1e-10, {0.1, 0.5, 1.0},
          {0.3, -1.2, 0.8, 0.5, 2.0, -0.7, 1.1, 0.4, 0.9}},
-        {&vdp10, 0.3, 1e-10, {0.1, 0.2, 0.3}, {0.3, -1.2, 0.8, 0.5, 2.0, -0.7}}};
+        {&vdp10, 0.3, 1e-10, {0.1, 0.2, 0.3},
+         {0.3, -1.2, 0.8, 0.5, 2.0, -0.7}}};
     const char *names[2] = {"interpolating", "backsolve"};
     vdp10.theta = mu10;
     vdp10.name = "van der pol mu = 10";
