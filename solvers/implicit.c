@@ -1,0 +1,213 @@
+/*
+ * implicit.c - Jacobians, df/dt and LU-factored W for implicit solvers
+ * (contract in implicit.h).
+ */
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "implicit.h"
+
+/* LAPACK (OpenBLAS ships it): Fortran calling convention, the trailing
+ * length of the character argument included. */
+void dgetrf_(const int *m, const int *n, double *a, const int *lda, int *ipiv,
+             int *info);
+void dgetrs_(const char *trans, const int *n, const int *nrhs, const double *a,
+             const int *lda, const int *ipiv, double *b, const int *ldb,
+             int *info, size_t trans_len);
+
+/* The scale of a difference step where y and f both vanish. */
+#define JAC_FLOOR 1e-5
+
+int implicit_init(implicit_lin *L, size_t dim_max, size_t batch_max,
+                  size_t nparams, int exact)
+{
+    const size_t n = dim_max * batch_max, nn = n * dim_max;
+
+    memset(L, 0, sizeof *L);
+    L->dim_max = dim_max;
+    L->batch_max = batch_max;
+    L->nparams = nparams;
+    L->exact = exact;
+    /* one block of doubles: J, W, dT, v, yp, fp, fm, y, theta */
+    if (!(L->J = malloc((2 * nn + 6 * n + nparams + 1) * sizeof(double))) ||
+        !(L->ipiv = malloc(n * sizeof(int))))
+        return NDE_ENOMEM;
+    L->W = L->J + nn;
+    L->dT = L->W + nn;
+    L->v = L->dT + n;
+    L->yp = L->v + n;
+    L->fp = L->yp + n;
+    L->fm = L->fp + n;
+    L->y = L->fm + n;
+    L->theta = L->y + n;
+    return NDE_OK;
+}
+
+void implicit_free(implicit_lin *L)
+{
+    free(L->J);
+    free(L->ipiv);
+    memset(L, 0, sizeof *L);
+}
+
+void implicit_forget(implicit_lin *L)
+{
+    L->jvalid = 0;
+    L->wvalid = 0;
+}
+
+static int same_point(const implicit_lin *L, const nde_solver *s,
+                      const double *theta, double t, const double *y)
+{
+    const size_t dim = s->field->dim, n = s->batch * dim;
+    const size_t np = s->field->nparams;
+
+    return L->jvalid && L->t == t && L->batch == s->batch && L->dim == dim &&
+           memcmp(L->y, y, n * sizeof *y) == 0 &&
+           (np == 0 || memcmp(L->theta, theta, np * sizeof *theta) == 0);
+}
+
+/* Column j of every row's J from fp = J e_j (batch x dim). */
+static void store_column(implicit_lin *L, size_t batch, size_t dim, size_t j,
+                         const double *col)
+{
+    for (size_t r = 0; r < batch; r++)
+        for (size_t i = 0; i < dim; i++)
+            L->J[r * dim * dim + j * dim + i] = col[r * dim + i];
+}
+
+static int jacobian_exact(implicit_lin *L, nde_solver *s, const double *theta,
+                          double t, const double *y)
+{
+    const size_t dim = s->field->dim, n = s->batch * dim;
+    int rc;
+
+    memset(L->v, 0, n * sizeof *L->v);
+    for (size_t j = 0; j < dim; j++) {
+        for (size_t r = 0; r < s->batch; r++)
+            L->v[r * dim + j] = 1.0;
+        s->counts.nvjp++;
+        if ((rc = nde_field_jvp(s->field, t, y, theta, L->v, L->fp,
+                                s->batch)))
+            return rc;
+        store_column(L, s->batch, dim, j, L->fp);
+        for (size_t r = 0; r < s->batch; r++)
+            L->v[r * dim + j] = 0.0;
+    }
+    return NDE_OK;
+}
+
+static int jacobian_differences(implicit_lin *L, nde_solver *s,
+                                const double *theta, double t, double h,
+                                const double *y, const double *f0)
+{
+    const size_t dim = s->field->dim, n = s->batch * dim;
+    const double srur = sqrt(DBL_EPSILON);
+    int rc;
+
+    memcpy(L->yp, y, n * sizeof *y);
+    for (size_t j = 0; j < dim; j++) {
+        for (size_t r = 0; r < s->batch; r++) {
+            const size_t m = r * dim + j;
+            /* the step actually taken, after rounding y + d */
+            const double scale = fmax(fabs(y[m]), fabs(h * f0[m]));
+            L->yp[m] = y[m] + srur * (scale > 0.0 ? scale : JAC_FLOOR);
+            L->v[r] = L->yp[m] - y[m];
+        }
+        s->counts.nfe++;
+        if ((rc = nde_field_eval(s->field, t, L->yp, theta, L->fp, s->batch)))
+            return rc;
+        for (size_t r = 0; r < s->batch; r++) {
+            for (size_t i = 0; i < dim; i++)
+                L->fp[r * dim + i] =
+                    (L->fp[r * dim + i] - f0[r * dim + i]) / L->v[r];
+            L->yp[r * dim + j] = y[r * dim + j];
+        }
+        store_column(L, s->batch, dim, j, L->fp);
+    }
+    return NDE_OK;
+}
+
+static int time_derivative(implicit_lin *L, nde_solver *s,
+                           const double *theta, double t, double h,
+                           const double *y)
+{
+    const size_t n = s->batch * s->field->dim;
+    const double dt = cbrt(DBL_EPSILON) * fmax(fabs(t), fabs(h));
+    const double tp = t + dt, tm = t - dt;
+    int rc;
+
+    s->counts.nfe += 2;
+    if ((rc = nde_field_eval(s->field, tp, y, theta, L->fp, s->batch)) ||
+        (rc = nde_field_eval(s->field, tm, y, theta, L->fm, s->batch)))
+        return rc;
+    for (size_t m = 0; m < n; m++)
+        L->dT[m] = (L->fp[m] - L->fm[m]) / (tp - tm);
+    return NDE_OK;
+}
+
+int implicit_jacobian(implicit_lin *L, nde_solver *s, const double *theta,
+                      double t, double h, const double *y, const double *f0)
+{
+    const size_t dim = s->field->dim, n = s->batch * dim;
+    const size_t np = s->field->nparams;
+    int rc;
+
+    if (same_point(L, s, theta, t, y))
+        return NDE_OK;
+    L->jvalid = L->wvalid = 0;
+    rc = L->exact ? jacobian_exact(L, s, theta, t, y)
+                  : jacobian_differences(L, s, theta, t, h, y, f0);
+    if (rc || (rc = time_derivative(L, s, theta, t, h, y)))
+        return rc;
+    memcpy(L->y, y, n * sizeof *y);
+    if (np)
+        memcpy(L->theta, theta, np * sizeof *theta);
+    L->t = t;
+    L->batch = s->batch;
+    L->dim = dim;
+    L->jvalid = 1;
+    L->njac++;
+    return NDE_OK;
+}
+
+int implicit_factor(implicit_lin *L, double hgamma)
+{
+    const int d = (int)L->dim;
+    const size_t dd = L->dim * L->dim;
+
+    if (L->wvalid && L->hgamma == hgamma)
+        return NDE_OK;
+    L->wvalid = 0;
+    for (size_t r = 0; r < L->batch; r++) {
+        double *W = L->W + r * dd;
+        const double *J = L->J + r * dd;
+        int info;
+
+        for (size_t k = 0; k < dd; k++)
+            W[k] = -J[k];
+        for (size_t i = 0; i < L->dim; i++)
+            W[i * L->dim + i] += 1.0 / hgamma;
+        dgetrf_(&d, &d, W, &d, L->ipiv + r * L->dim, &info);
+        L->nfact++;
+        if (info != 0)
+            return NDE_ERETRY;
+    }
+    L->hgamma = hgamma;
+    L->wvalid = 1;
+    return NDE_OK;
+}
+
+void implicit_solve(const implicit_lin *L, double *x)
+{
+    const int d = (int)L->dim, one = 1;
+    const size_t dd = L->dim * L->dim;
+
+    for (size_t r = 0; r < L->batch; r++) {
+        int info;
+        dgetrs_("N", &d, &one, L->W + r * dd, &d, L->ipiv + r * L->dim,
+                x + r * L->dim, &d, &info, 1);
+    }
+}

@@ -1,0 +1,812 @@
+/*
+ * rodas5p, the Rosenbrock solver (solvers/rodas5p.c on solvers/implicit.c):
+ * observed orders of the solution, its error estimate and its dense
+ * output; the Jacobian kept for a retried step; exact and
+ * finite-difference Jacobians; the stiff problems of Robertson and Van der
+ * Pol (mu = 1e3) at rtol 1e-6 against references from GSL's msbdf at
+ * rtol 1e-12 (an independent BDF code), in far fewer steps than tsit5
+ * can; examples/robertson.ini to t = 1e11 against the IVP test set's
+ * reference; the interpolating and backsolve gradients through it against
+ * central differences; `discrete` refused (no step VJP); the jacobian key
+ * and the size limit of the dense matrices. Its conformance run is `nde
+ * check solver rodas5p` (tests/check).
+ */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gsl/gsl_errno.h>
+#include <gsl/gsl_odeiv2.h>
+
+#include "nde/nde.h"
+
+#include "../ode_fields.h"
+
+/* ------------------------------------------------------------------ */
+/* Fields with a JVP                                                   */
+
+static int cos_jvp(nde_field *f, double t, const double *y, const double *th,
+                   const double *v, double *jv, size_t batch)
+{
+    (void)f; (void)y;
+    for (size_t i = 0; i < batch; i++)
+        jv[i] = th[0] * cos(t) * v[i];
+    return NDE_OK;
+}
+
+static int rot_jvp(nde_field *f, double t, const double *y, const double *th,
+                   const double *v, double *jv, size_t batch)
+{
+    (void)f; (void)t; (void)y;
+    for (size_t r = 0; r < batch; r++) {
+        jv[2 * r] = -th[0] * v[2 * r] + th[1] * v[2 * r + 1];
+        jv[2 * r + 1] = -th[1] * v[2 * r] - th[0] * v[2 * r + 1];
+    }
+    return NDE_OK;
+}
+
+/* y1' = th0 y2 - sin y1,  y2' = -th1 y1 y2 + th2 cos t (nl_field). */
+static int nl_jvp(nde_field *f, double t, const double *y, const double *th,
+                  const double *v, double *jv, size_t batch)
+{
+    (void)f; (void)t;
+    for (size_t r = 0; r < batch; r++) {
+        const double *x = y + 2 * r, *w = v + 2 * r;
+        jv[2 * r] = -cos(x[0]) * w[0] + th[0] * w[1];
+        jv[2 * r + 1] = -th[1] * (x[1] * w[0] + x[0] * w[1]);
+    }
+    return NDE_OK;
+}
+
+/* Van der Pol in its usual form, theta = mu: x' = v,
+ * v' = mu (1 - x^2) v - x (with mu = 1e3 on [0, 3000], MATLAB's vdp1000
+ * example of a stiff problem). */
+static int vdp_eval(nde_field *f, double t, const double *y, const double *th,
+                    double *dy, size_t batch)
+{
+    (void)f; (void)t;
+    for (size_t r = 0; r < batch; r++) {
+        const double x = y[2 * r], v = y[2 * r + 1];
+        dy[2 * r] = v;
+        dy[2 * r + 1] = th[0] * (1.0 - x * x) * v - x;
+    }
+    return NDE_OK;
+}
+static int vdp_vjp(nde_field *f, double t, const double *y, const double *th,
+                   const double *w, double *vy, double *vth, size_t batch)
+{
+    (void)f; (void)t;
+    for (size_t r = 0; r < batch; r++) {
+        const double x = y[2 * r], v = y[2 * r + 1];
+        const double w0 = w[2 * r], w1 = w[2 * r + 1];
+        if (vy) {
+            vy[2 * r] += w1 * (-2.0 * th[0] * x * v - 1.0);
+            vy[2 * r + 1] += w0 + w1 * th[0] * (1.0 - x * x);
+        }
+        if (vth)
+            vth[0] += w1 * (1.0 - x * x) * v;
+    }
+    return NDE_OK;
+}
+static int vdp_jvp(nde_field *f, double t, const double *y, const double *th,
+                   const double *u, double *jv, size_t batch)
+{
+    (void)f; (void)t;
+    for (size_t r = 0; r < batch; r++) {
+        const double x = y[2 * r], v = y[2 * r + 1];
+        jv[2 * r] = u[2 * r + 1];
+        jv[2 * r + 1] = (-2.0 * th[0] * x * v - 1.0) * u[2 * r] +
+                        th[0] * (1.0 - x * x) * u[2 * r + 1];
+    }
+    return NDE_OK;
+}
+TEST_FIELD(vdp_plain, "vdp", 2, 1, vdp_eval, vdp_vjp);
+
+/* Robertson, theta = (k1, k2, k3) = (0.04, 3e7, 1e4):
+ * y1' = -k1 y1 + k3 y2 y3, y2' = k1 y1 - k3 y2 y3 - k2 y2^2, y3' = k2 y2^2 */
+static int rober_eval(nde_field *f, double t, const double *y,
+                      const double *th, double *dy, size_t batch)
+{
+    (void)f; (void)t;
+    for (size_t r = 0; r < batch; r++) {
+        const double *x = y + 3 * r;
+        const double a = th[0] * x[0], b = th[2] * x[1] * x[2];
+        const double c = th[1] * x[1] * x[1];
+        dy[3 * r] = -a + b;
+        dy[3 * r + 1] = a - b - c;
+        dy[3 * r + 2] = c;
+    }
+    return NDE_OK;
+}
+static int rober_vjp(nde_field *f, double t, const double *y,
+                     const double *th, const double *w, double *vy,
+                     double *vth, size_t batch)
+{
+    (void)f; (void)t;
+    for (size_t r = 0; r < batch; r++) {
+        const double *x = y + 3 * r, *g = w + 3 * r;
+        /* d(a, b, c) weights: a enters (-1, 1, 0), b (1, -1, 0),
+         * c (0, -1, 1) */
+        const double ga = g[1] - g[0], gb = g[0] - g[1], gc = g[2] - g[1];
+        if (vy) {
+            vy[3 * r] += ga * th[0];
+            vy[3 * r + 1] += gb * th[2] * x[2] + gc * 2.0 * th[1] * x[1];
+            vy[3 * r + 2] += gb * th[2] * x[1];
+        }
+        if (vth) {
+            vth[0] += ga * x[0];
+            vth[1] += gc * x[1] * x[1];
+            vth[2] += gb * x[1] * x[2];
+        }
+    }
+    return NDE_OK;
+}
+static int rober_jvp(nde_field *f, double t, const double *y,
+                     const double *th, const double *u, double *jv,
+                     size_t batch)
+{
+    (void)f; (void)t;
+    for (size_t r = 0; r < batch; r++) {
+        const double *x = y + 3 * r, *d = u + 3 * r;
+        const double da = th[0] * d[0];
+        const double db = th[2] * (d[1] * x[2] + x[1] * d[2]);
+        const double dc = 2.0 * th[1] * x[1] * d[1];
+        jv[3 * r] = -da + db;
+        jv[3 * r + 1] = da - db - dc;
+        jv[3 * r + 2] = dc;
+    }
+    return NDE_OK;
+}
+TEST_FIELD(rober_plain, "rober", 3, 3, rober_eval, rober_vjp);
+static const double rober_theta[3] = {0.04, 3e7, 1e4};
+
+static nde_field *field_with_jvp(const nde_field_type *plain,
+                                 nde_field_type *copy,
+                                 int (*jvp)(nde_field *, double,
+                                            const double *, const double *,
+                                            const double *, double *, size_t),
+                                 size_t batch)
+{
+    *copy = *plain;
+    copy->jvp = jvp;
+    return make_field(copy, batch);
+}
+
+static const nde_solver_type *rodas_type(void)
+{
+    const nde_plugin_info *info;
+    ck_assert_int_eq(nde_plugin_find(ctx, NDE_KIND_SOLVER, "rodas5p", &info),
+                     NDE_OK);
+    return (const nde_solver_type *)info;
+}
+
+/* rodas5p for f with [solver] keys `keys`. */
+static int rodas_from(const char *keys, nde_field *f, nde_solver **out)
+{
+    char text[256];
+    nde_config *cfg = nde_config_create();
+    int rc;
+
+    snprintf(text, sizeof text, "[solver]\nplugin = rodas5p\n%s", keys);
+    ck_assert_int_eq(nde_config_load_string(cfg, "rodas.ini", text, ctx),
+                     NDE_OK);
+    rc = nde_solver_create(ctx, cfg, "solver", f, out);
+    nde_config_destroy(cfg);
+    return rc;
+}
+
+static nde_solver *rodas_keyed(const char *keys, nde_field *f)
+{
+    nde_solver *s = NULL;
+    const int rc = rodas_from(keys, f, &s);
+    ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
+    return s;
+}
+
+/* ------------------------------------------------------------------ */
+/* Orders                                                              */
+
+/* Slope of the error at t = 10 of fixed-step solves of y' = y cos t
+ * (exact exp(sin t)) and the damped rotation (rot_exact), N doubling
+ * from 8, over the four first errors below 1e-8 (larger ones are not
+ * yet asymptotic: 6.2 from N = 8) and above 1e-14. */
+static double order_of(const char *keys, int *npts)
+{
+    nde_field_type ct, rt;
+    nde_field *fc = field_with_jvp(&cos_field, &ct, cos_jvp, 1);
+    nde_field *fr = field_with_jvp(&rot_field, &rt, rot_jvp, 1);
+    nde_solver *sc = rodas_keyed(keys, fc), *sr = rodas_keyed(keys, fr);
+    const double thc[1] = {1.0}, thr[2] = {0.2, 1.0}, y0r[2] = {1.0, 0.5};
+    double hs[8], es[8];
+    int n = 0;
+
+    for (long N = 8; n < 4 && N <= 4096; N *= 2) {
+        double yc[1] = {1.0}, yr[2] = {1.0, 0.5}, ex[2], e;
+        fixed_steps(sc, thc, 0.0, 10.0, N, yc);
+        fixed_steps(sr, thr, 0.0, 10.0, N, yr);
+        rot_exact(thr, 10.0, y0r, ex);
+        e = fmax(fabs(yc[0] - exp(sin(10.0))), max_abs_diff(yr, ex, 2));
+        if (e > 1e-8)
+            continue;
+        if (e < 1e-14)
+            break;
+        hs[n] = 10.0 / (double)N;
+        es[n++] = e;
+    }
+    *npts = n;
+    nde_solver_destroy(sc);
+    nde_solver_destroy(sr);
+    nde_field_destroy(fc);
+    nde_field_destroy(fr);
+    return ls_slope(hs, es, n);
+}
+
+START_TEST(test_order)
+{
+    const char *keys[2] = {"jacobian = exact", "jacobian = differences"};
+    for (int k = 0; k < 2; k++) {
+        int npts;
+        const double p = order_of(keys[k], &npts);
+        fprintf(stderr, "rodas5p order (%s): %.3f over %d step sizes\n",
+                keys[k], p, npts);
+        ck_assert_msg(npts >= 3 && fabs(p - 5.0) <= 0.2,
+                      "%s: observed order %.3f (%d points), expected 5",
+                      keys[k], p, npts);
+    }
+}
+END_TEST
+
+/* One step of size h from (t, y0) of the nonlinear, non-autonomous
+ * nl_field, against references of 64 steps each: the dense output's
+ * largest error at theta = 1/4, 1/2, 3/4 and the error estimate's size,
+ * which go as h^(dense_order + 1) and h^(error_order + 1) (4 + 1 both).
+ * h = 1/16, 1/32, 1/64: larger steps are not yet asymptotic (slopes 5.5
+ * and 4.7 from h = 1/2), smaller ones reach round-off. */
+START_TEST(test_dense_and_estimate)
+{
+    const double th[3] = {1.3, 0.8, -0.6}, y0[2] = {0.7, -0.4}, t = 0.3;
+    nde_field_type nt;
+    nde_field *f = field_with_jvp(&nl_field, &nt, nl_jvp, 1);
+    nde_solver *s = rodas_keyed("", f), *ref = rodas_keyed("", f);
+    double hs[3], de[3], ee[3], pd, pe;
+
+    for (int k = 0; k < 3; k++) {
+        const double h = ldexp(1.0 / 16, -k);
+        double yn[2], err[2], yd[2];
+        hs[k] = h;
+        de[k] = 0.0;
+        nde_solver_invalidate(s);
+        ck_assert_int_eq(nde_solver_step(s, th, t, h, y0, yn, err), NDE_OK);
+        ee[k] = fmax(fabs(err[0]), fabs(err[1]));
+        for (int q = 1; q <= 3; q++) {
+            double yr[2] = {y0[0], y0[1]};
+            fixed_steps(ref, th, t, t + 0.25 * q * h, 64, yr);
+            ck_assert_int_eq(nde_solver_dense(s, y0, h, 0.25 * q, yd),
+                             NDE_OK);
+            de[k] = fmax(de[k], max_abs_diff(yd, yr, 2));
+        }
+    }
+    pd = ls_slope(hs, de, 3);
+    pe = ls_slope(hs, ee, 3);
+    fprintf(stderr, "rodas5p dense local error slope %.3f (order 4 + 1), "
+            "estimate slope %.3f (order 4 + 1)\n", pd, pe);
+    ck_assert_msg(fabs(pd - 5.0) <= 0.2, "dense slope %.3f", pd);
+    ck_assert_msg(fabs(pe - 5.0) <= 0.2, "estimate slope %.3f", pe);
+    nde_solver_destroy(s);
+    nde_solver_destroy(ref);
+    nde_field_destroy(f);
+}
+END_TEST
+
+
+/* ------------------------------------------------------------------ */
+/* Stiff problems                                                      */
+
+typedef struct stiff_problem {
+    const char *name;
+    const nde_field_type *plain;
+    int (*jvp)(nde_field *, double, const double *, const double *,
+               const double *, double *, size_t);
+    size_t dim;
+    const double *theta, *y0;
+    double t1, rtol, atol;
+    long max_steps;         /* rodas5p must need fewer                   */
+} stiff_problem;
+
+static const double vdp_theta[1] = {1e3};
+static const double vdp_y0[2] = {2.0, 0.0};
+static const double rober_y0[3] = {1.0, 0.0, 0.0};
+#define NSAVE 4
+
+/* Van der Pol over two periods (about 1614 each at mu = 1e3); Robertson
+ * to t = 1e5, atol far below y2 ~ 1e-5. */
+static const stiff_problem vdp_problem = {
+    "van der pol", &vdp_plain, vdp_jvp, 2, vdp_theta, vdp_y0, 3000.0, 1e-6,
+    1e-6, 1500};
+static const stiff_problem rober_problem = {
+    "robertson", &rober_plain, rober_jvp, 3, rober_theta, rober_y0, 1e5,
+    1e-6, 1e-10, 300};
+
+static void save_times(const stiff_problem *p, double *ts)
+{
+    for (int k = 0; k < NSAVE; k++)   /* t1 / 1000, t1 / 100, t1 / 10, t1 */
+        ts[k] = p->t1 * pow(10.0, k - (NSAVE - 1));
+}
+
+/* GSL's view of the field (batch 1) and its Jacobian from the JVP. */
+typedef struct gsl_user {
+    nde_field *f;
+    const stiff_problem *p;
+} gsl_user;
+
+static int gsl_rhs(double t, const double y[], double dydt[], void *u)
+{
+    gsl_user *g = u;
+    return nde_field_eval(g->f, t, y, g->p->theta, dydt, 1) ? GSL_EBADFUNC
+                                                           : GSL_SUCCESS;
+}
+
+static int gsl_jac(double t, const double y[], double *dfdy, double dfdt[],
+                   void *u)
+{
+    gsl_user *g = u;
+    const size_t d = g->p->dim;
+    double e[3] = {0}, col[3];
+    for (size_t j = 0; j < d; j++) {
+        e[j] = 1.0;
+        if (nde_field_jvp(g->f, t, y, g->p->theta, e, col, 1))
+            return GSL_EBADFUNC;
+        e[j] = 0.0;
+        for (size_t i = 0; i < d; i++)
+            dfdy[i * d + j] = col[i];
+        dfdt[j] = 0.0;      /* both problems are autonomous */
+    }
+    return GSL_SUCCESS;
+}
+
+/* The reference: GSL's msbdf at rtol 1e-12 (atol scaled alike). */
+static void gsl_reference(const stiff_problem *p, nde_field *f, double *ref)
+{
+    gsl_user g = {f, p};
+    gsl_odeiv2_system sys = {gsl_rhs, gsl_jac, p->dim, &g};
+    gsl_odeiv2_driver *d = gsl_odeiv2_driver_alloc_y_new(
+        &sys, gsl_odeiv2_step_msbdf, 1e-10, p->atol * 1e-6, 1e-12);
+    double y[3], t = 0.0, ts[NSAVE];
+
+    ck_assert_ptr_nonnull(d);
+    gsl_odeiv2_driver_set_nmax(d, 0);
+    memcpy(y, p->y0, p->dim * sizeof *y);
+    save_times(p, ts);
+    for (int k = 0; k < NSAVE; k++) {
+        ck_assert_int_eq(gsl_odeiv2_driver_apply(d, &t, ts[k], y),
+                         GSL_SUCCESS);
+        memcpy(ref + k * p->dim, y, p->dim * sizeof *y);
+    }
+    gsl_odeiv2_driver_free(d);
+}
+
+/* Largest error against ref in units of the tolerance,
+ * |y - ref| / (atol + rtol |ref|). */
+static double tol_error(const stiff_problem *p, const double *y,
+                        const double *ref)
+{
+    double e = 0.0;
+    for (size_t i = 0; i < NSAVE * p->dim; i++)
+        e = fmax(e, fabs(y[i] - ref[i]) / (p->atol + p->rtol * fabs(ref[i])));
+    return e;
+}
+
+static int solve_problem(const stiff_problem *p, nde_solver *s,
+                         long max_steps, double *ys, nde_stats *st)
+{
+    nde_solve_opts o;
+    double ts[NSAVE];
+    nde_solve_opts_default(&o, s->type);
+    o.rtol = p->rtol;
+    o.atol = p->atol;
+    o.max_steps = max_steps;
+    save_times(p, ts);
+    return nde_solve(s, &o, p->theta, 0.0, p->y0, p->t1, NSAVE, ts, ys, st);
+}
+
+/* rodas5p at rtol 1e-6 within 10 tolerances of the reference in fewer
+ * than p->max_steps steps, with the exact and the finite-difference
+ * Jacobian (which agree within the same); tsit5 given 20 times as many
+ * step attempts does not get there. */
+static void check_stiff(const stiff_problem *p)
+{
+    nde_field_type ft;
+    nde_field *f = field_with_jvp(p->plain, &ft, p->jvp, 1);
+    double ref[NSAVE * 3], ye[NSAVE * 3], yd[NSAVE * 3], yt[NSAVE * 3];
+    nde_solver *se = rodas_keyed("jacobian = exact", f);
+    nde_solver *sd = rodas_keyed("jacobian = differences", f);
+    nde_solver *st = make_solver(solver_named("tsit5"), f);
+    nde_stats ste, std, stt;
+    double ee, ed, edx;
+    int rc;
+
+    gsl_reference(p, f, ref);
+    ck_assert_int_eq(solve_problem(p, se, 100000, ye, &ste), NDE_OK);
+    ck_assert_int_eq(solve_problem(p, sd, 100000, yd, &std), NDE_OK);
+    rc = solve_problem(p, st, 20 * p->max_steps, yt, &stt);
+    ee = tol_error(p, ye, ref);
+    ed = tol_error(p, yd, ref);
+    edx = tol_error(p, yd, ye);
+    fprintf(stderr, "%s: rodas5p exact J %ld steps (%ld rejected), nfe %ld, "
+            "error %.2f tol; differences %ld steps, nfe %ld, error %.2f tol, "
+            "%.2f tol from exact; tsit5 %s after %ld steps\n",
+            p->name, ste.steps_accepted, ste.steps_rejected, ste.nfe, ee,
+            std.steps_accepted, std.nfe, ed, edx, nde_status_name(rc),
+            stt.steps_accepted + stt.steps_rejected);
+    ck_assert_msg(ee <= 10.0 && ed <= 10.0 && edx <= 10.0,
+                  "%s: errors %.3g, %.3g, %.3g tolerances", p->name, ee, ed,
+                  edx);
+    ck_assert_int_lt(ste.steps_accepted + ste.steps_rejected, p->max_steps);
+    ck_assert_int_lt(std.steps_accepted + std.steps_rejected, p->max_steps);
+    ck_assert_int_eq(rc, NDE_EMAXSTEPS);
+    nde_solver_destroy(se);
+    nde_solver_destroy(sd);
+    nde_solver_destroy(st);
+    nde_field_destroy(f);
+}
+
+START_TEST(test_robertson)
+{
+    check_stiff(&rober_problem);
+}
+END_TEST
+
+START_TEST(test_van_der_pol)
+{
+    check_stiff(&vdp_problem);
+}
+END_TEST
+
+/* examples/robertson.ini as `nde solve` runs it (expr field: Jacobian by
+ * differences) to t = 1e11, against the reference solution of the IVP
+ * test set (F. Mazzia, C. Magherini, "Test Set for Initial Value Problem
+ * Solvers", release 2.4, problem ROBER: y(1e11) = (0.2083340149701255e-7,
+ * 0.8333360770334713e-13, 0.9999999791665050)), every component within
+ * 10 rtol relative (atol = 1e-12 alone would allow y1 and y2 anything);
+ * in fewer than 450 steps (383; the exact Jacobian takes as many, and
+ * difference steps with a floor of 1e-5 instead of |h f| took 600). */
+START_TEST(test_robertson_example)
+{
+    static const double ref[3] = {0.2083340149701255e-7,
+                                  0.8333360770334713e-13,
+                                  0.9999999791665050};
+    const char *dir = getenv("NDE_EXAMPLES");
+    char path[512];
+    nde_config *cfg = nde_config_create();
+    nde_section *prob;
+    nde_field *f;
+    nde_solver *s;
+    nde_solve_opts o;
+    nde_stats st;
+    double theta[3], t1, *y0, *ts, *ys;
+    size_t ny, nt;
+
+    ck_assert_ptr_nonnull(dir);
+    snprintf(path, sizeof path, "%s/robertson.ini", dir);
+    ck_assert_int_eq(nde_config_load_file(cfg, path, ctx), NDE_OK);
+    ck_assert_int_eq(nde_field_create(ctx, cfg, "field", 1, &f), NDE_OK);
+    ck_assert_int_eq(nde_solver_create(ctx, cfg, "solver", f, &s), NDE_OK);
+    ck_assert_int_eq(nde_solve_opts_from_section(
+                         &o, s->type, nde_config_section(cfg, "solver"), ctx),
+                     NDE_OK);
+    prob = nde_config_section(cfg, "problem");
+    ck_assert_int_eq(nde_get_double(prob, "t1", &t1, ctx), NDE_OK);
+    ck_assert_int_eq(nde_get_doubles(prob, "y0", &y0, &ny, ctx), NDE_OK);
+    ck_assert_int_eq(nde_get_doubles(prob, "saveat", &ts, &nt, ctx), NDE_OK);
+    ck_assert_uint_eq(ny, 3);
+    ck_assert_double_eq(ts[nt - 1], 1e11);
+    ck_assert_ptr_nonnull(ys = malloc(nt * 3 * sizeof *ys));
+    ck_assert_int_eq(nde_field_init_params(f, theta, 1), NDE_OK);
+    ck_assert_int_eq(nde_solve(s, &o, theta, 0.0, y0, t1, nt, ts, ys, &st),
+                     NDE_OK);
+    for (int i = 0; i < 3; i++) {
+        const double y = ys[(nt - 1) * 3 + i];
+        const double e = fabs(y - ref[i]) / ref[i];
+        fprintf(stderr, "robertson.ini y%d(1e11) = %.10e, reference %.10e, "
+                "relative error %.2e\n", i + 1, y, ref[i], e);
+        ck_assert_msg(e <= 10.0 * o.rtol, "y%d: relative error %.3g", i + 1,
+                      e);
+    }
+    ck_assert_int_lt(st.steps_accepted + st.steps_rejected, 450);
+    free(ys);
+    free(ts);
+    free(y0);
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+    nde_config_destroy(cfg);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Jacobian reuse, rows, keys                                          */
+
+/* A step retried from the same point with a smaller h reuses J and
+ * df/dt (only the 8 stage evaluations); a new point, or new values of
+ * theta behind the same pointer, computes them again. Each row of a
+ * batch steps as it would alone. */
+START_TEST(test_jacobian_reuse)
+{
+    nde_field_type ft;
+    nde_field *f = field_with_jvp(&rober_plain, &ft, rober_jvp, 2);
+    nde_solver *se = rodas_keyed("jacobian = exact", f);
+    nde_solver *sd = rodas_keyed("jacobian = differences", f);
+    double th[3] = {0.04, 3e7, 1e4};
+    const double y[6] = {0.9, 2e-5, 0.1, 0.5, 1e-5, 0.5};
+    double yn[6], yn2[6], yr[3];
+    long nfe, nvjp;
+
+    nde_solver_set_batch(se, 2);
+    nde_solver_set_batch(sd, 2);
+    /* exact: 3 JVPs; 1 + 2 (df/dt) + 7 evaluations */
+    ck_assert_int_eq(nde_solver_step(se, th, 0.0, 1e-3, y, yn, NULL),
+                     NDE_OK);
+    ck_assert_int_eq(se->counts.nvjp, 3);
+    ck_assert_int_eq(se->counts.nfe, 10);
+    ck_assert_int_eq(nde_solver_step(se, th, 0.0, 5e-4, y, yn, NULL),
+                     NDE_OK);
+    ck_assert_int_eq(se->counts.nvjp, 3);
+    ck_assert_int_eq(se->counts.nfe, 18);
+    th[1] = 2e7;
+    ck_assert_int_eq(nde_solver_step(se, th, 0.0, 5e-4, y, yn, NULL),
+                     NDE_OK);
+    ck_assert_int_eq(se->counts.nvjp, 6);
+    ck_assert_int_eq(nde_solver_step(se, th, 0.0, 5e-4, yn, yn2, NULL),
+                     NDE_OK);
+    ck_assert_int_eq(se->counts.nvjp, 9);
+    /* differences: 3 more evaluations for J, none for the retry */
+    ck_assert_int_eq(nde_solver_step(sd, th, 0.0, 1e-3, y, yn, NULL),
+                     NDE_OK);
+    ck_assert_int_eq(sd->counts.nfe, 13);
+    ck_assert_int_eq(sd->counts.nvjp, 0);
+    nfe = sd->counts.nfe;
+    nvjp = sd->counts.nvjp;
+    ck_assert_int_eq(nde_solver_step(sd, th, 0.0, 5e-4, y, yn, NULL),
+                     NDE_OK);
+    ck_assert_int_eq(sd->counts.nfe - nfe, 8);
+    ck_assert_int_eq(sd->counts.nvjp, nvjp);
+    /* rows alone */
+    for (int r = 0; r < 2; r++) {
+        nde_solver_set_batch(se, 2);
+        ck_assert_int_eq(nde_solver_step(se, th, 0.0, 1e-3, y, yn, NULL),
+                         NDE_OK);
+        nde_solver_set_batch(se, 1);
+        ck_assert_int_eq(nde_solver_step(se, th, 0.0, 1e-3, y + 3 * r, yr,
+                                         NULL), NDE_OK);
+        ck_assert(memcmp(yr, yn + 3 * r, sizeof yr) == 0);
+    }
+    nde_solver_destroy(se);
+    nde_solver_destroy(sd);
+    nde_field_destroy(f);
+}
+END_TEST
+
+START_TEST(test_keys)
+{
+    nde_field *plain = make_field(&rober_plain, 1);
+    nde_solver *s = NULL;
+
+    ck_assert_int_eq(rodas_from("jacobian = exact", plain, &s), NDE_ECONFIG);
+    ck_assert_ptr_null(s);
+    ck_assert_msg(strstr(nde_ctx_message(ctx), "jacobian") &&
+                      strstr(nde_ctx_message(ctx),
+                             "exact needs the field's JVP, which field "
+                             "'rober' does not provide"),
+                  "%s", nde_ctx_message(ctx));
+    ck_assert_int_eq(rodas_from("jacobian = newton", plain, &s), NDE_ECONFIG);
+    ck_assert_msg(strstr(nde_ctx_message(ctx), "unknown jacobian 'newton' "
+                         "(expected auto, exact or differences)"),
+                  "%s", nde_ctx_message(ctx));
+    /* auto without a JVP: differences (3 evaluations for J) */
+    s = rodas_keyed("", plain);
+    ck_assert_int_eq(nde_solver_step(s, rober_theta, 0.0, 1e-3, rober_y0,
+                                     (double[3]){0}, NULL), NDE_OK);
+    ck_assert_int_eq(s->counts.nfe, 13);
+    nde_solver_destroy(s);
+    nde_field_destroy(plain);
+}
+END_TEST
+
+static int zero_rhs(void *user, double t, const double *y, const double *th,
+                    double *dy)
+{
+    (void)user; (void)t; (void)y; (void)th; (void)dy;
+    return NDE_OK;
+}
+
+/* A system whose dense Jacobian would not fit is refused at create (8193
+ * values: 2 x 8193^2 doubles > 1 GiB), one just below is not. */
+START_TEST(test_too_large)
+{
+    nde_field *f;
+    nde_solver *s = NULL;
+
+    ck_assert_int_eq(nde_field_create_rhs(ctx, 8193, zero_rhs, NULL, &f),
+                     NDE_OK);
+    ck_assert_int_eq(nde_solver_create_from(ctx, rodas_type(), f, &s),
+                     NDE_EINVAL);
+    ck_assert_ptr_null(s);
+    ck_assert_msg(strstr(nde_ctx_message(ctx), "solver 'rodas5p': the dense "
+                         "Jacobians of 1 rows of dimension 8193 would take "
+                         "1024 MiB"), "%s", nde_ctx_message(ctx));
+    nde_field_destroy(f);
+    ck_assert_int_eq(nde_field_create_rhs(ctx, 64, zero_rhs, NULL, &f),
+                     NDE_OK);
+    ck_assert_int_eq(nde_solver_create_from(ctx, rodas_type(), f, &s),
+                     NDE_OK);
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Adjoints                                                            */
+
+static const nde_adjoint_type *adjoint_type(const char *name)
+{
+    const nde_plugin_info *info;
+    ck_assert_int_eq(nde_plugin_find(ctx, NDE_KIND_ADJOINT, name, &info),
+                     NDE_OK);
+    return (const nde_adjoint_type *)info;
+}
+
+/* The discrete adjoint needs a step VJP, which rodas5p does not have. */
+START_TEST(test_discrete_refused)
+{
+    nde_field *f = make_field(&rober_plain, 1);
+    nde_solver *s = rodas_keyed("", f);
+    nde_adjoint *a = NULL;
+
+    ck_assert_int_eq(nde_adjoint_create_from(ctx, adjoint_type("discrete"),
+                                             NULL, s, &a), NDE_ECAPABILITY);
+    ck_assert_ptr_null(a);
+    ck_assert_msg(strstr(nde_ctx_message(ctx), "adjoint 'discrete' needs the "
+                         "solver's step VJP, which solver 'rodas5p' does not "
+                         "provide"), "%s", nde_ctx_message(ctx));
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+}
+END_TEST
+
+/* L = sum_k w_k . y(t_k) of the problem at (theta, y0). */
+#define ADJ_NT 3
+typedef struct adj_problem {
+    const stiff_problem *p;
+    double t1, tol;
+    double ts[ADJ_NT], w[ADJ_NT * 3];
+} adj_problem;
+
+static double adj_loss(nde_solver *s, const adj_problem *q,
+                       const double *theta, const double *y0)
+{
+    nde_solve_opts o;
+    double ys[ADJ_NT * 3], L = 0.0;
+    nde_solve_opts_default(&o, s->type);
+    o.rtol = o.atol = q->tol;
+    ck_assert_int_eq(nde_solve(s, &o, theta, 0.0, y0, q->t1, ADJ_NT, q->ts,
+                               ys, NULL), NDE_OK);
+    for (size_t i = 0; i < ADJ_NT * q->p->dim; i++)
+        L += q->w[i] * ys[i];
+    return L;
+}
+
+/* The gradient of adjoint `name` through rodas5p against central
+ * differences (relative steps 1e-5 in y0 and theta): the largest relative
+ * error over the components. */
+static double adjoint_error(const char *name, const adj_problem *q)
+{
+    const stiff_problem *p = q->p;
+    const size_t d = p->dim, np = 3;
+    nde_field_type ft;
+    nde_field *f = field_with_jvp(p->plain, &ft, p->jvp, 1);
+    nde_solver *s = rodas_keyed("", f);
+    nde_adjoint *a;
+    nde_trajectory *tr;
+    nde_solve_opts o;
+    nde_cotangent ct[ADJ_NT];
+    double ys[ADJ_NT * 3], ybar[3], thbar[3], th[3], y0[3], worst = 0.0;
+    nde_stats st;
+
+    ck_assert_int_eq(nde_adjoint_create_from(ctx, adjoint_type(name), NULL, s,
+                                             &a), NDE_OK);
+    tr = nde_trajectory_create(a->record, a->max_states);
+    nde_solve_opts_default(&o, s->type);
+    o.rtol = o.atol = q->tol;
+    o.record = tr;
+    ck_assert_int_eq(nde_solve(s, &o, p->theta, 0.0, p->y0, q->t1, ADJ_NT,
+                               q->ts, ys, NULL), NDE_OK);
+    for (int k = 0; k < ADJ_NT; k++) {
+        ct[k].t = q->ts[k];
+        ct[k].g = q->w + k * d;
+    }
+    memset(&st, 0, sizeof st);
+    ck_assert_msg(nde_adjoint_gradient(a, &o, tr, p->theta, ct, ADJ_NT, ybar,
+                                       thbar, &st) == NDE_OK, "%s: %s", name,
+                  nde_ctx_message(ctx));
+    for (size_t i = 0; i < d + np && i < d + f->nparams; i++) {
+        double *x = i < d ? y0 : th, an = i < d ? ybar[i] : thbar[i - d];
+        const size_t j = i < d ? i : i - d;
+        double eps, Lp, Lm, fd, e;
+        memcpy(y0, p->y0, d * sizeof *y0);
+        memcpy(th, p->theta, f->nparams * sizeof *th);
+        eps = 1e-5 * fmax(fabs(x[j]), 1.0);
+        x[j] += eps;
+        Lp = adj_loss(s, q, th, y0);
+        x[j] -= 2.0 * eps;
+        Lm = adj_loss(s, q, th, y0);
+        fd = (Lp - Lm) / (2.0 * eps);
+        e = fabs(an - fd) / fmax(fabs(fd), 1e-300);
+        fprintf(stderr, "%s %s d/d%s[%zu]: adjoint %.10g, differences "
+                "%.10g, rel %.2e\n", name, p->name, i < d ? "y0" : "theta",
+                j, an, fd, e);
+        worst = fmax(worst, e);
+    }
+    nde_trajectory_destroy(tr);
+    nde_adjoint_destroy(a);
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+    return worst;
+}
+
+/* interpolating on Robertson over [0, 1] (its transient: stiff); backsolve
+ * on Van der Pol with mu = 10 over [0, 0.3]. Backsolve integrates the
+ * state backwards, which is unstable where the forward problem is stiff:
+ * on Robertson over [0, 1] its backward solve stops with a step-size
+ * underflow, and on Van der Pol mu = 10 over [0, 1] (backward growth about
+ * e^30) it is wrong by orders of magnitude with tsit5 as well. */
+START_TEST(test_adjoints)
+{
+    static const double mu10[1] = {10.0};
+    stiff_problem vdp10 = vdp_problem;
+    adj_problem q[2] = {
+        {&rober_problem, 1.0, 1e-10, {0.1, 0.5, 1.0},
+         {0.3, -1.2, 0.8, 0.5, 2.0, -0.7, 1.1, 0.4, 0.9}},
+        {&vdp10, 0.3, 1e-10, {0.1, 0.2, 0.3},
+         {0.3, -1.2, 0.8, 0.5, 2.0, -0.7}}};
+    const char *names[2] = {"interpolating", "backsolve"};
+    vdp10.theta = mu10;
+    vdp10.name = "van der pol mu = 10";
+    for (int k = 0; k < 2; k++) {
+        const double e = adjoint_error(names[k], &q[k]);
+        fprintf(stderr, "%s through rodas5p on %s: largest relative error "
+                "%.2e\n", names[k], q[k].p->name, e);
+        ck_assert_msg(e <= 1e-5, "%s: relative error %.3g", names[k], e);
+    }
+}
+END_TEST
+
+static Suite *rodas_suite(void)
+{
+    Suite *su = suite_create("rodas");
+    TCase *tc = tcase_create("rodas5p");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_order);
+    tcase_add_test(tc, test_dense_and_estimate);
+    tcase_add_test(tc, test_robertson);
+    tcase_add_test(tc, test_van_der_pol);
+    tcase_add_test(tc, test_robertson_example);
+    tcase_add_test(tc, test_jacobian_reuse);
+    tcase_add_test(tc, test_keys);
+    tcase_add_test(tc, test_too_large);
+    tcase_add_test(tc, test_discrete_refused);
+    tcase_add_test(tc, test_adjoints);
+    suite_add_tcase(su, tc);
+    return su;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(rodas_suite());
+    int failed;
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
