@@ -176,6 +176,47 @@ class Config:
         return self
 
 
+def solve(config, params=None, seed=1):
+    """Solve a config's [problem] as `nde solve` does, without [data] or
+    training: [field] with its initial parameters (or `params`, its
+    nparams values), [solver] and [problem]; an SDE through the Brownian
+    path of `seed`. Returns (tsave, y (nsave x batch x dim), stats: nfe,
+    steps_accepted, steps_rejected, ...)."""
+    if not isinstance(config, Config):
+        raise TypeError("nde.solve needs an nde.Config")
+    if not 0 <= int(seed) < 1 << 64:
+        raise ValueError("nde: seed must be in [0, 2^64)")
+    ctx = _new_ctx()
+    run = ctypes.c_void_p()
+    try:
+        _check(_lib.nde.nde_run_create(ctx, config._cfg, ctypes.byref(run)),
+               ctx)
+        f = _lib.nde.nde_run_field(run).contents
+        p = _lib.nde.nde_run_problem(run).contents
+        if params is not None:
+            params = np.asarray(params, dtype=float)
+            if params.shape != (f.nparams,) or not np.all(
+                    np.isfinite(params)):
+                raise ValueError("nde: params must be %d finite values, got "
+                                 "shape %s" % (f.nparams, params.shape))
+            if f.nparams:
+                np.ctypeslib.as_array(_lib.nde.nde_run_params(run),
+                                      (f.nparams,))[:] = params
+        tsave = np.ctypeslib.as_array(p.tsave, (p.nsave,)).copy()
+        y = np.empty((p.nsave, p.batch, f.dim))
+        st = _lib.Stats()
+        _check(_lib.nde.nde_run_solve(run, int(seed),
+                                      y.ctypes.data_as(_lib.c_dbl_p),
+                                      ctypes.byref(st)), ctx)
+        return tsave, y, {name: getattr(st, name)
+                          for name, _ in _lib.Stats._fields_
+                          if name != "status"}
+    finally:
+        if run.value:
+            _lib.nde.nde_run_destroy(run)
+        _lib.nde.nde_ctx_destroy(ctx)
+
+
 @dataclasses.dataclass(frozen=True)
 class Step:
     """One training iteration's numbers (struct nde_train_step)."""

@@ -63,9 +63,9 @@ class Stats(ctypes.Structure):
 
 
 class FieldHead(ctypes.Structure):
-    """The leading members of struct nde_field, up to dim."""
+    """The leading members of struct nde_field, up to nparams."""
     _fields_ = [("type", ctypes.c_void_p), ("ctx", ctypes.c_void_p),
-                ("batch_max", c_size), ("dim", c_size)]
+                ("batch_max", c_size), ("dim", c_size), ("nparams", c_size)]
 
 
 class Problem(ctypes.Structure):
@@ -143,6 +143,13 @@ for _name, _res, _args in [
                            P)),
     ("nde_problem_from_section", I, (ctypes.POINTER(Problem), P, c_size, P)),
     ("nde_problem_free", None, (ctypes.POINTER(Problem),)),
+    ("nde_run_create", I, (P, P, ctypes.POINTER(P))),
+    ("nde_run_destroy", None, (P,)),
+    ("nde_run_field", ctypes.POINTER(FieldHead), (P,)),
+    ("nde_run_problem", ctypes.POINTER(Problem), (P,)),
+    ("nde_run_params", c_dbl_p, (P,)),
+    ("nde_run_solve", I, (P, ctypes.c_uint64, c_dbl_p,
+                          ctypes.POINTER(Stats))),
 ]:
     _declare(nde, _name, _res, *_args)
 

@@ -51,6 +51,6 @@ int main(void)
     M(nde_problem, tsave); M(nde_problem, ntstops); M(nde_problem, tstops);
     /* Only the leading members up to dim are mirrored. */
     M(nde_field, type); M(nde_field, ctx); M(nde_field, batch_max);
-    M(nde_field, dim);
+    M(nde_field, dim); M(nde_field, nparams);
     return 0;
 }

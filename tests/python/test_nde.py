@@ -157,6 +157,41 @@ class TestTrain(unittest.TestCase):
         np.testing.assert_array_equal(back.params, tr.params)
 
 
+class TestSolve(unittest.TestCase):
+    """nde.solve: a config without [data], as `nde solve` runs it."""
+
+    def test_lotka_volterra_as_the_program(self):
+        path = os.path.join(ROOT, "examples", "lotka_volterra.ini")
+        t, y, st = nde.solve(nde.Config.from_file(path))
+        out = subprocess.run([os.environ.get("NDE_EXE", "nde"), "solve",
+                              path], check=True, capture_output=True,
+                             text=True).stdout.splitlines()
+        rows = np.array([[float(v) for v in line.split(",")]
+                         for line in out[1:]])
+        np.testing.assert_array_equal(t, rows[:, 0])
+        np.testing.assert_array_equal(y[:, 0, :], rows[:, 1:])
+        self.assertGreater(st["nfe"], 0)
+
+    def test_params_and_sde_seed(self):
+        cfg = nde.Config.from_string(
+            "[problem]\nt0 = 0\nt1 = 1\ny0 = 1\n  2\nnsave = 3\n"
+            "[solver]\nplugin = euler_maruyama\ndt = 0.01\n"
+            "[field]\nplugin = expr\nstate = x\nparams = a=0.5, s=0.3\n"
+            "dx = a*x\ngx = s*x\n")
+        t, y1, _ = nde.solve(cfg, seed=4)
+        _, y2, _ = nde.solve(cfg, seed=4)
+        _, y3, _ = nde.solve(cfg, seed=5)
+        np.testing.assert_array_equal(y1, y2)
+        self.assertFalse(np.array_equal(y1, y3))
+        # no noise, no growth: x stays put
+        _, y0, _ = nde.solve(cfg, params=[0.0, 0.0])
+        np.testing.assert_array_equal(y0[-1, :, 0], [1.0, 2.0])
+        with self.assertRaises(ValueError):
+            nde.solve(cfg, params=[1.0])
+        with self.assertRaises(nde.Error):
+            nde.solve(nde.Config.from_string("[solver]\nplugin = tsit5\n"))
+
+
 class TestModel(unittest.TestCase):
     """Parameters set from numpy, SDE paths, class probabilities and the
     regularizers' values."""
