@@ -7,7 +7,7 @@
 #include "nde/nde.h"
 
 /* Tableaus with more stages are refused at create. */
-#define NDE_RK_MAX_STAGES 16
+#define NDE_RK_MAX_STAGES 17 /* Vern9: 16 stages + its FSAL stage */
 
 typedef struct nde_rk_work {
     int stages;
