@@ -1,15 +1,18 @@
 /*
- * Work-precision benchmark: nde's tsit5, dopri5 and bs3 against GSL's
- * gsl_odeiv2 (rkf45, rkck, rk8pd through gsl_odeiv2_driver, standard
- * control, hstart 1e-6, a driver allocated per solve, as a user of
- * gsl_odeiv2_driver_apply writes it) on Lotka-Volterra, Van der Pol
+ * Work-precision benchmark: nde's tsit5, dopri5, bs3, vern7 and vern9
+ * against GSL's gsl_odeiv2 (rkf45, rkck, rk8pd through gsl_odeiv2_driver,
+ * standard control, hstart 1e-6, a driver allocated per solve, as a user
+ * of gsl_odeiv2_driver_apply writes it) on Lotka-Volterra, Van der Pol
  * (mu = 1), DETEST B5 and the demo spiral, at
- * tolerances 1e-4 ... 1e-10 in quarter decades (atol = rtol = tol; the
+ * tolerances 1e-4 ... 1e-12 in quarter decades (atol = rtol = tol; the
  * detail table shows whole decades). Error = max norm at T against rk8pd
- * at 1e-13. Time per solve: batches of repeated solves of at
+ * at 1e-14 (its distance to vern9 at 1e-14 is printed: the reference's
+ * own error). Time per solve: batches of repeated solves of at
  * least 30 ms, median (min-max) of 7 batches, nde and GSL interleaved.
- * Then the fastest configuration per error level, the tsit5 ratios, and
- * the loop overhead per RHS evaluation on a trivial RHS.
+ * Then, per error level (1e-4 ... 1e-10), the fewest RHS evaluations and
+ * the fastest configuration of each solver that reaches it, nde's best
+ * against GSL's best, the tsit5 ratios, and the loop overhead per RHS
+ * evaluation on a trivial RHS.
  *
  * Usage: bench_work_precision [batches]   (markdown on stdout)
  */
@@ -139,12 +142,14 @@ static int gsl_rhs(double t, const double y[], double dydt[], void *params)
 /* ------------------------------------------------------------------ */
 /* Solvers under test                                                  */
 
-enum { NDE_TSIT5, NDE_DOPRI5, NDE_BS3, GSL_RKF45, GSL_RKCK, GSL_RK8PD,
-       NCONF };
+enum { NDE_TSIT5, NDE_DOPRI5, NDE_BS3, NDE_VERN7, NDE_VERN9, GSL_RKF45,
+       GSL_RKCK, GSL_RK8PD, NCONF };
+#define NNDE GSL_RKF45
 static const char *const conf_name[NCONF] = {
-    "nde_tsit5", "nde_dopri5", "nde_bs3", "gsl_rkf45", "gsl_rkck",
-    "gsl_rk8pd"};
-static const char *const nde_plugin[3] = {"tsit5", "dopri5", "bs3"};
+    "nde_tsit5", "nde_dopri5", "nde_bs3", "nde_vern7", "nde_vern9",
+    "gsl_rkf45", "gsl_rkck", "gsl_rk8pd"};
+static const char *const nde_plugin[NNDE] = {"tsit5", "dopri5", "bs3",
+                                             "vern7", "vern9"};
 #define IS_GSL(c) ((c) >= GSL_RKF45)
 
 static const gsl_odeiv2_step_type *gsl_type(int c)
@@ -161,9 +166,9 @@ typedef struct run {
 } run;
 
 static nde_ctx *ctx;
-static nde_solver *nde_solvers[NPROB][3];
+static nde_solver *nde_solvers[NPROB][NNDE];
 static nde_field *nde_fields[NPROB];
-static const nde_solver_type *nde_types[3];
+static const nde_solver_type *nde_types[NNDE];
 
 static void solve_nde(int c, size_t ip, double tol, run *r)
 {
@@ -222,7 +227,8 @@ static double time_batch(int c, size_t ip, double tol)
 
 /* ------------------------------------------------------------------ */
 
-#define NTOL 25 /* 1e-4 ... 1e-10, four per decade */
+#define NTOL 33 /* 1e-4 ... 1e-12, four per decade */
+#define NLEVEL 4
 #define MAXB 15
 
 typedef struct cell {
@@ -244,19 +250,75 @@ static void fastest(size_t ip, int c, double level, int *best)
     }
 }
 
+/* "a / b" with two digits, or a dash when either is missing. */
+static const char *ratio(double a, double b)
+{
+    static char buf[32];
+    if (!isfinite(a) || !isfinite(b))
+        return "—";
+    snprintf(buf, sizeof buf, "%.2f", a / b);
+    return buf;
+}
+
+/* The fewest RHS evaluations of each solver whose error reaches each
+ * level (at any tolerance of the grid), and nde's best over GSL's best. */
+static void rhs_table(const double *levels)
+{
+    int wins = 0, cells = 0;
+    printf("\n**Fewest RHS evaluations reaching each error level** "
+           "(evals @ tol)\n\n| problem | level |");
+    for (int c = 0; c < NCONF; c++)
+        printf(" %s |", conf_name[c]);
+    printf(" best nde / best GSL |\n|---|---|");
+    for (int c = 0; c < NCONF + 1; c++)
+        printf("---|");
+    printf("\n");
+    for (size_t ip = 0; ip < NPROB; ip++)
+        for (int l = 0; l < NLEVEL; l++) {
+            double gbest = HUGE_VAL, nbest = HUGE_VAL;
+            printf("| %s | %.0e |", problems[ip].name, levels[l]);
+            for (int c = 0; c < NCONF; c++) {
+                int best = -1;
+                for (int k = 0; k < NTOL; k++) {
+                    const cell *x = &results[ip][c][k];
+                    if (x->r.status == 0 && x->err <= levels[l] &&
+                        (best < 0 || x->r.nfe < results[ip][c][best].r.nfe))
+                        best = k;
+                }
+                if (best < 0) {
+                    printf(" — |");
+                    continue;
+                }
+                printf(" %ld @%.1e |", results[ip][c][best].r.nfe,
+                       tols[best]);
+                if (IS_GSL(c))
+                    gbest = fmin(gbest, (double)results[ip][c][best].r.nfe);
+                else
+                    nbest = fmin(nbest, (double)results[ip][c][best].r.nfe);
+            }
+            printf(" %s |\n", ratio(nbest, gbest));
+            if (isfinite(nbest) && isfinite(gbest)) {
+                cells++;
+                wins += nbest <= gbest;
+            }
+        }
+    printf("\nnde's best needs no more RHS evaluations than GSL's best in %d "
+           "of %d cells.\n", wins, cells);
+}
+
 /* Loop overhead per RHS evaluation on y' = -y over [0, 20] at tol 1e-8. */
 static void overhead(int batches)
 {
     const double y0 = 1.0, t1 = 20.0, tol = 1e-8;
     nde_field *f;
-    nde_solver *s[3];
+    nde_solver *s[NNDE];
     printf("\n**Loop overhead per RHS evaluation** (y' = -y, t in [0, 20], "
            "tol 1e-8; the RHS itself is one multiply)\n\n");
     printf("| solver | RHS evals | µs/solve median | ns per RHS eval |\n");
     printf("|---|---|---|---|\n");
     if (nde_field_create_from(ctx, &decay_type, NULL, 1, &f) != NDE_OK)
         return;
-    for (int c = 0; c < 3; c++)
+    for (int c = 0; c < NNDE; c++)
         nde_solver_create_from(ctx, nde_types[c], f, &s[c]);
     for (int c = 0; c < NCONF; c++) {
         double tb[MAXB];
@@ -317,16 +379,16 @@ static void overhead(int batches)
                nfe, 1e6 * tb[batches / 2], 1e9 * tb[batches / 2] / (double)nfe);
         gsl_odeiv2_driver_free(d);
     }
-    for (int c = 0; c < 3; c++)
+    for (int c = 0; c < NNDE; c++)
         nde_solver_destroy(s[c]);
     nde_field_destroy(f);
 }
 
 int main(int argc, char **argv)
 {
-    const double levels[3] = {1e-4, 1e-6, 1e-8};
+    const double levels[NLEVEL] = {1e-4, 1e-6, 1e-8, 1e-10};
     int batches = argc > 1 ? atoi(argv[1]) : 7;
-    double ref[NPROB][3];
+    double ref[NPROB][3], refdiff[NPROB];
 
     if (batches < 1 || batches > MAXB)
         batches = 7;
@@ -337,7 +399,7 @@ int main(int argc, char **argv)
         tols[k] = pow(10.0, -4.0 - 0.25 * k);
     gsl_set_error_handler_off();
     ctx = nde_ctx_create();
-    for (int c = 0; c < 3; c++) {
+    for (int c = 0; c < NNDE; c++) {
         const nde_plugin_info *info;
         if (nde_plugin_find(ctx, NDE_KIND_SOLVER, nde_plugin[c], &info)) {
             fprintf(stderr, "%s\n", nde_ctx_message(ctx));
@@ -352,15 +414,19 @@ int main(int argc, char **argv)
             fprintf(stderr, "%s\n", nde_ctx_message(ctx));
             return 1;
         }
-        for (int c = 0; c < 3; c++)
+        for (int c = 0; c < NNDE; c++)
             if (nde_solver_create_from(ctx, nde_types[c], nde_fields[ip],
                                        &nde_solvers[ip][c])) {
                 fprintf(stderr, "%s\n", nde_ctx_message(ctx));
                 return 1;
             }
         solve_gsl(gsl_odeiv2_step_rk8pd, problems[ip].rhs, problems[ip].dim,
-                  problems[ip].y0, problems[ip].t1, 1e-13, &r);
+                  problems[ip].y0, problems[ip].t1, 1e-14, &r);
         memcpy(ref[ip], r.y, sizeof ref[ip]);
+        solve_nde(NDE_VERN9, ip, 1e-14, &r);
+        refdiff[ip] = 0.0;
+        for (size_t i = 0; i < problems[ip].dim; i++)
+            refdiff[ip] = fmax(refdiff[ip], fabs(r.y[i] - ref[ip][i]));
     }
 
     /* Counts and errors, then interleaved timing batches. */
@@ -391,8 +457,12 @@ int main(int argc, char **argv)
         }
 
     printf("## Work-precision: nde vs GSL odeiv2\n\n");
-    printf("atol = rtol = tol; error = max norm at T against rk8pd at 1e-13; "
+    printf("atol = rtol = tol; error = max norm at T against rk8pd at 1e-14; "
            "time = median (min-max) of %d batches of >= 30 ms.\n", batches);
+    printf("Reference check, max |rk8pd - vern9| at 1e-14:");
+    for (size_t ip = 0; ip < NPROB; ip++)
+        printf(" %s %.1e%s", problems[ip].name, refdiff[ip],
+               ip + 1 < NPROB ? "," : ".\n");
     for (size_t ip = 0; ip < NPROB; ip++) {
         printf("\n**%s**\n\n", problems[ip].name);
         printf("| solver | tol | RHS evals | steps | rejected | µs/solve "
@@ -410,14 +480,18 @@ int main(int argc, char **argv)
 
     printf("\n**Fastest configuration reaching each error level** "
            "(µs/solve @ tol)\n\n");
-    printf("| problem | level | nde_tsit5 | nde_dopri5 | nde_bs3 | gsl_rkf45 "
-           "| gsl_rkck | gsl_rk8pd | tsit5 / rkf45 | tsit5 / rkck | "
-           "tsit5 / fastest GSL |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    printf("| problem | level |");
+    for (int c = 0; c < NCONF; c++)
+        printf(" %s |", conf_name[c]);
+    printf(" tsit5 / rkf45 | tsit5 / rkck | tsit5 / fastest GSL | fastest "
+           "nde / fastest GSL |\n|---|---|");
+    for (int c = 0; c < NCONF + 4; c++)
+        printf("---|");
+    printf("\n");
     for (size_t ip = 0; ip < NPROB; ip++)
-        for (int l = 0; l < 3; l++) {
+        for (int l = 0; l < NLEVEL; l++) {
             int best[NCONF];
-            double gbest = HUGE_VAL;
+            double gbest = HUGE_VAL, nbest = HUGE_VAL;
             printf("| %s | %.0e |", problems[ip].name, levels[l]);
             for (int c = 0; c < NCONF; c++) {
                 fastest(ip, c, levels[l], &best[c]);
@@ -429,9 +503,11 @@ int main(int argc, char **argv)
                        tols[best[c]]);
                 if (IS_GSL(c) && results[ip][c][best[c]].med < gbest)
                     gbest = results[ip][c][best[c]].med;
+                if (!IS_GSL(c) && results[ip][c][best[c]].med < nbest)
+                    nbest = results[ip][c][best[c]].med;
             }
             if (best[NDE_TSIT5] < 0) {
-                printf(" — | — | — |\n");
+                printf(" — | — | — | %s |\n", ratio(nbest, gbest));
                 continue;
             }
             {
@@ -444,15 +520,17 @@ int main(int argc, char **argv)
                         printf(" %.2f |",
                                t5 / results[ip][cmp[j]][best[cmp[j]]].med);
                 }
-                printf(" %.2f |\n", t5 / gbest);
+                printf(" %.2f | %s |\n", t5 / gbest, ratio(nbest, gbest));
             }
         }
-    printf("\nRatios < 1: tsit5 is faster.\n");
+    printf("\nRatios < 1: tsit5 (or nde's fastest) is faster.\n");
+
+    rhs_table(levels);
 
     overhead(batches);
 
     for (size_t ip = 0; ip < NPROB; ip++) {
-        for (int c = 0; c < 3; c++)
+        for (int c = 0; c < NNDE; c++)
             nde_solver_destroy(nde_solvers[ip][c]);
         nde_field_destroy(nde_fields[ip]);
     }
