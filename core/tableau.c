@@ -204,22 +204,59 @@ static int order_error(nde_ctx *ctx, const char *name, const char *what,
                      tv->order[k], tv->gamma[k], residual);
 }
 
-/* c_i = sum_j a_ij: every tree vector above assumes it. */
-static int check_row_sums(nde_ctx *ctx, const char *name,
-                          const nde_rk_tableau *tab)
+/* c_i = sum_j a_ij: every tree vector above assumes it (a and c of all
+ * `total` stages). */
+static int check_row_sums(nde_ctx *ctx, const char *name, const double *a,
+                          const double *c, int total)
 {
-    const int s = tab->stages;
-
-    for (int i = 0; i < s; i++) {
+    for (int i = 0; i < total; i++) {
         double row = 0.0;
         for (int j = 0; j < i; j++)
-            row += tab->a[i * s + j];
-        if (!(fabs(row - tab->c[i]) <= ROW_SUM_TOL))
+            row += a[i * total + j];
+        if (!(fabs(row - c[i]) <= ROW_SUM_TOL))
             return nde_error(ctx, NDE_EPLUGIN,
                              "solver '%s': row %d of a sums to %.17g but "
                              "c[%d] = %.17g (c must be the row sums)", name,
-                             i, row, i, tab->c[i]);
+                             i, row, i, c[i]);
     }
+    return NDE_OK;
+}
+
+/* The extra stages of dense output: within the engine's limit, explicit,
+ * with dense output to use them. Then a and c of all `total` stages into
+ * a (total x total) and c, the step's first. */
+static int augment(nde_ctx *ctx, const nde_solver_type *type, double *a,
+                   double *c, int *total)
+{
+    const nde_rk_tableau *tab = type->tableau;
+    const int s = tab->stages, extra = nde_rk_extra_stages(type);
+    const int tot = s + extra;
+
+    if (extra < 0 || tot > NDE_RK_MAX_STAGES ||
+        (extra > 0 && (!tab->c_extra || !tab->a_extra ||
+                       tab->dense_degree == 0)))
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "solver '%s': %d extra stages: they need c_extra, "
+                         "a_extra and dense output, and at most %d stages in "
+                         "all", type->info.name, extra, NDE_RK_MAX_STAGES);
+    memset(a, 0, (size_t)tot * tot * sizeof *a);
+    for (int i = 0; i < s; i++) {
+        memcpy(a + (size_t)i * tot, tab->a + (size_t)i * s,
+               (size_t)s * sizeof *a);
+        c[i] = tab->c[i];
+    }
+    for (int e = 0; e < extra; e++) {
+        const double *row = tab->a_extra + (size_t)e * tot;
+        for (int j = s + e; j < tot; j++)
+            if (row[j] != 0.0)
+                return nde_error(ctx, NDE_EPLUGIN,
+                                 "solver '%s': a_extra[%d][%d] != 0, the "
+                                 "extra stage %d is not explicit",
+                                 type->info.name, e, j, s + e);
+        memcpy(a + (size_t)(s + e) * tot, row, (size_t)tot * sizeof *a);
+        c[s + e] = tab->c_extra[e];
+    }
+    *total = tot;
     return NDE_OK;
 }
 
@@ -241,21 +278,25 @@ static int check_orders(nde_ctx *ctx, const nde_solver_type *type,
     static const double thetas[] = {0.25, 0.5, 0.75, 1.0};
     const nde_rk_tableau *tab = type->tableau;
     const char *name = type->info.name;
-    const int s = tab->stages;
     const tree_vectors *tv = tvp;
-    double w[NDE_RK_MAX_STAGES], residual;
-    int rc, k;
+    double a[NDE_RK_MAX_STAGES * NDE_RK_MAX_STAGES], c[NDE_RK_MAX_STAGES];
+    double b[NDE_RK_MAX_STAGES] = {0}, w[NDE_RK_MAX_STAGES] = {0}, residual;
+    int rc, k, s = 0;
 
-    if ((rc = check_row_sums(ctx, name, tab)) != NDE_OK)
+    /* Every stage's vectors, the extra ones of dense output too; b and
+     * bhat weigh those with 0. */
+    if ((rc = augment(ctx, type, a, c, &s)) != NDE_OK ||
+        (rc = check_row_sums(ctx, name, a, c, s)) != NDE_OK)
         return rc;
-    tree_vectors_build(tvp, tab->a, tab->c, s);
-    high_order_trees(tvp, tf, tab->a, s, checked_order(type));
-    if ((k = first_failed_tree(tv, tab->b, s, type->order, 1.0,
+    memcpy(b, tab->b, (size_t)tab->stages * sizeof *b);
+    tree_vectors_build(tvp, a, c, s);
+    high_order_trees(tvp, tf, a, s, checked_order(type));
+    if ((k = first_failed_tree(tv, b, s, type->order, 1.0,
                                &residual)) >= 0)
         return order_error(ctx, name, "the propagated solution (b)",
                            type->order, tv, k, residual);
     if (tab->btilde) {
-        for (int i = 0; i < s; i++)
+        for (int i = 0; i < tab->stages; i++)
             w[i] = tab->b[i] + tab->btilde[i];
         if ((k = first_failed_tree(tv, w, s, type->error_order, 1.0,
                                    &residual)) >= 0)
@@ -266,16 +307,16 @@ static int check_orders(nde_ctx *ctx, const nde_solver_type *type,
     if (tab->dense_degree == 0)
         return NDE_OK;
     /* The dense output must end where the step ends ... */
-    nde_rk_dense_weights(tab, 1.0, 1.0, w);
+    nde_rk_dense_weights(tab, s, 1.0, 1.0, w);
     for (int i = 0; i < s; i++)
-        if (!(fabs(w[i] - tab->b[i]) <= COND_TOL))
+        if (!(fabs(w[i] - b[i]) <= COND_TOL))
             return nde_error(ctx, NDE_EPLUGIN,
                              "solver '%s': the dense output at theta = 1 is "
                              "not the step's end: b_%d(1) = %.17g, b_%d = "
-                             "%.17g", name, i, w[i], i, tab->b[i]);
+                             "%.17g", name, i, w[i], i, b[i]);
     /* ... and have its declared order inside the step. */
     for (size_t j = 0; j < sizeof thetas / sizeof *thetas; j++) {
-        nde_rk_dense_weights(tab, thetas[j], 1.0, w);
+        nde_rk_dense_weights(tab, s, thetas[j], 1.0, w);
         if ((k = first_failed_tree(tv, w, s, type->dense_order, thetas[j],
                                    &residual)) >= 0) {
             char what[64];
