@@ -410,8 +410,12 @@ static int rk_dense(const nde_solver *s, const double *y, double h,
     double hc[NDE_RK_MAX_STAGES] = {0};
     int rc;
 
-    if (!k && (rc = rk_extras(s)) != NDE_OK)
+    if (!k && (rc = rk_extras(s)) != NDE_OK) {
+        /* NaN, for callers that serve it without looking at rc */
+        for (size_t i = 0; i < s->batch * s->field->dim; i++)
+            out[i] = NAN;
         return rc;
+    }
     nde_rk_dense_weights(s->type->tableau, w->total, theta, h, hc);
     /* A pending FSAL swap has not happened yet: w->k is still the last
      * step's. */
