@@ -80,7 +80,7 @@ rk_combine_m(double *restrict out, const double *restrict y, const double *hc,
 {
     for (size_t i = 0; i < n; i++) {
         double acc = y ? y[i] : 0.0;
-#pragma GCC unroll 16
+#pragma GCC unroll 17
         for (int j = 0; j < m; j++)
             acc += hc[j] * k[j][i];
         out[i] = acc;
@@ -102,6 +102,18 @@ rk_combine_inline(double *restrict out, const double *restrict y,
     case 5: rk_combine_m(out, y, hc, k, n, 5); break;
     case 6: rk_combine_m(out, y, hc, k, n, 6); break;
     case 7: rk_combine_m(out, y, hc, k, n, 7); break;
+    /* Vern7's and Vern9's rows and weights (10, 16 and, for dense output,
+     * up to 25 stages): unrolled too, the same sums in the same order. */
+    case 8: rk_combine_m(out, y, hc, k, n, 8); break;
+    case 9: rk_combine_m(out, y, hc, k, n, 9); break;
+    case 10: rk_combine_m(out, y, hc, k, n, 10); break;
+    case 11: rk_combine_m(out, y, hc, k, n, 11); break;
+    case 12: rk_combine_m(out, y, hc, k, n, 12); break;
+    case 13: rk_combine_m(out, y, hc, k, n, 13); break;
+    case 14: rk_combine_m(out, y, hc, k, n, 14); break;
+    case 15: rk_combine_m(out, y, hc, k, n, 15); break;
+    case 16: rk_combine_m(out, y, hc, k, n, 16); break;
+    case 17: rk_combine_m(out, y, hc, k, n, 17); break;
     default: {
         /* Longer tableaus: one pass per coefficient. */
         if (y)
@@ -153,7 +165,7 @@ rk_error_m(double *restrict err, const double *restrict y,
     for (size_t i = 0; i < n; i++) {
         const double a = fabs(y[i]), b = fabs(y_next[i]);
         double e = 0.0, q;
-#pragma GCC unroll 16
+#pragma GCC unroll 17
         for (int j = 0; j < m; j++)
             e += hc[j] * k[j][i];
         err[i] = e;
@@ -172,6 +184,8 @@ static double rk_error(double *restrict err, const double *restrict y,
     switch (m) {
     case 4: return rk_error_m(err, y, y_next, hc, k, n, rtol, atol, 4);
     case 7: return rk_error_m(err, y, y_next, hc, k, n, rtol, atol, 7);
+    case 11: return rk_error_m(err, y, y_next, hc, k, n, rtol, atol, 11);
+    case 17: return rk_error_m(err, y, y_next, hc, k, n, rtol, atol, 17);
     default:
         rk_combine(err, NULL, hc, m, k, n);
         return error_norm_checked(err, y, y_next, n, rtol, atol);
