@@ -14,7 +14,9 @@
  * against GSL's best, the tsit5 ratios, and the loop overhead per RHS
  * evaluation on a trivial RHS.
  *
- * Usage: bench_work_precision [batches]   (markdown on stdout)
+ * With `detest`, the DETEST nonstiff set instead (detest_report).
+ *
+ * Usage: bench_work_precision [detest] [batches]   (markdown on stdout)
  */
 #include <math.h>
 #include <stdio.h>
@@ -31,61 +33,143 @@
 /* ------------------------------------------------------------------ */
 /* Problems: one RHS per problem, used by both sides                   */
 
-typedef void (*rhs_fn)(const double *y, double *dy);
+typedef void (*rhs_fn)(double t, const double *y, double *dy);
 
-static void lv_rhs(const double *y, double *dy)
+static void lv_rhs(double t, const double *y, double *dy)
 {
+    (void)t;
     dy[0] = 1.5 * y[0] - y[0] * y[1];
     dy[1] = -3.0 * y[1] + y[0] * y[1];
 }
 
-static void vdp_rhs(const double *y, double *dy)
+static void vdp_rhs(double t, const double *y, double *dy)
 {
+    (void)t;
     dy[0] = y[1];
     dy[1] = (1.0 - y[0] * y[0]) * y[1] - y[0];
 }
 
-static void b5_rhs(const double *y, double *dy)
+static void b5_rhs(double t, const double *y, double *dy)
 {
+    (void)t;
     dy[0] = y[1] * y[2];
     dy[1] = -y[0] * y[2];
     dy[2] = -0.51 * y[0] * y[1];
 }
 
 /* y' = y^3 A, y a row vector, A = [[-0.1, 2], [-2, -0.1]]. */
-static void spiral_rhs(const double *y, double *dy)
+static void spiral_rhs(double t, const double *y, double *dy)
 {
     const double a = y[0] * y[0] * y[0], b = y[1] * y[1] * y[1];
+    (void)t;
     dy[0] = -0.1 * a - 2.0 * b;
     dy[1] = 2.0 * a - 0.1 * b;
 }
 
-static void decay_rhs(const double *y, double *dy) { dy[0] = -y[0]; }
+static void decay_rhs(double t, const double *y, double *dy)
+{
+    (void)t;
+    dy[0] = -y[0];
+}
+
+/* The DETEST nonstiff problems (T. E. Hull, W. H. Enright, B. M. Fellen,
+ * A. E. Sedgwick, "Comparing numerical methods for ordinary differential
+ * equations", SIAM J. Numer. Anal. 9(4):603-637, 1972, Appendix), all on
+ * [0, 20]; D1, D3, D5 are the orbit problem with eccentricity 0.1, 0.5,
+ * 0.9. */
+static void a1_rhs(double t, const double *y, double *dy)
+{
+    (void)t;
+    dy[0] = -y[0];
+}
+
+static void a2_rhs(double t, const double *y, double *dy)
+{
+    (void)t;
+    dy[0] = -0.5 * y[0] * y[0] * y[0];
+}
+
+static void a3_rhs(double t, const double *y, double *dy)
+{
+    dy[0] = y[0] * cos(t);
+}
+
+static void a4_rhs(double t, const double *y, double *dy)
+{
+    (void)t;
+    dy[0] = 0.25 * y[0] * (1.0 - y[0] / 20.0);
+}
+
+static void a5_rhs(double t, const double *y, double *dy)
+{
+    dy[0] = (y[0] - t) / (y[0] + t);
+}
+
+static void b1_rhs(double t, const double *y, double *dy)
+{
+    (void)t;
+    dy[0] = 2.0 * (y[0] - y[0] * y[1]);
+    dy[1] = -(y[1] - y[0] * y[1]);
+}
+
+static void b2_rhs(double t, const double *y, double *dy)
+{
+    (void)t;
+    dy[0] = -y[0] + y[1];
+    dy[1] = y[0] - 2.0 * y[1] + y[2];
+    dy[2] = y[1] - y[2];
+}
+
+static void b3_rhs(double t, const double *y, double *dy)
+{
+    (void)t;
+    dy[0] = -y[0];
+    dy[1] = y[0] - y[1] * y[1];
+    dy[2] = y[1] * y[1];
+}
+
+static void b4_rhs(double t, const double *y, double *dy)
+{
+    const double r = sqrt(y[0] * y[0] + y[1] * y[1]);
+    (void)t;
+    dy[0] = -y[1] - y[0] * y[2] / r;
+    dy[1] = y[0] - y[1] * y[2] / r;
+    dy[2] = y[0] / r;
+}
+
+static void d_rhs(double t, const double *y, double *dy)
+{
+    const double r2 = y[0] * y[0] + y[1] * y[1], r3 = r2 * sqrt(r2);
+    (void)t;
+    dy[0] = y[2];
+    dy[1] = y[3];
+    dy[2] = -y[0] / r3;
+    dy[3] = -y[1] / r3;
+}
+
+static void e3_rhs(double t, const double *y, double *dy)
+{
+    dy[0] = y[1];
+    dy[1] = y[0] * y[0] * y[0] / 6.0 - y[0] + 2.0 * sin(2.78535 * t);
+}
 
 typedef struct problem {
     const char *name;
     size_t dim;
     double t1;
-    double y0[3];
+    double y0[4];
     rhs_fn rhs;
+    const nde_field_type *field;
 } problem;
-
-static const problem problems[] = {
-    {"lotka_volterra", 2, 10.0, {1.0, 1.0, 0}, lv_rhs},
-    {"van_der_pol_mu1", 2, 20.0, {2.0, 0.0, 0}, vdp_rhs},
-    {"detest_b5", 3, 12.0, {0.0, 1.0, 1.0}, b5_rhs},
-    {"spiral_demo", 2, 25.0, {2.0, 0.0, 0}, spiral_rhs},
-};
-#define NPROB (sizeof problems / sizeof problems[0])
 
 /* nde side: a field type per problem, the problem in its state. */
 #define FIELD_OF(fname, rhs, D)                                              \
     static int fname##_eval(nde_field *f, double t, const double *y,         \
                             const double *th, double *dy, size_t batch)      \
     {                                                                        \
-        (void)f; (void)t; (void)th;                                          \
+        (void)f; (void)th;                                                   \
         for (size_t r = 0; r < batch; r++)                                   \
-            rhs(y + r * (D), dy + r * (D));                                  \
+            rhs(t, y + r * (D), dy + r * (D));                               \
         return NDE_OK;                                                       \
     }                                                                        \
     static int fname##_create(nde_field *f, nde_section *s, nde_ctx *c)      \
@@ -120,9 +204,51 @@ FIELD_OF(vdp, vdp_rhs, 2);
 FIELD_OF(b5, b5_rhs, 3);
 FIELD_OF(spiral, spiral_rhs, 2);
 FIELD_OF(decay, decay_rhs, 1);
+FIELD_OF(a1, a1_rhs, 1);
+FIELD_OF(a2, a2_rhs, 1);
+FIELD_OF(a3, a3_rhs, 1);
+FIELD_OF(a4, a4_rhs, 1);
+FIELD_OF(a5, a5_rhs, 1);
+FIELD_OF(b1, b1_rhs, 2);
+FIELD_OF(b2, b2_rhs, 3);
+FIELD_OF(b3, b3_rhs, 3);
+FIELD_OF(b4, b4_rhs, 3);
+FIELD_OF(d, d_rhs, 4);
+FIELD_OF(e3, e3_rhs, 2);
 
-static const nde_field_type *const field_types[NPROB] = {
-    &lv_type, &vdp_type, &b5_type, &spiral_type};
+static const problem classic[] = {
+    {"lotka_volterra", 2, 10.0, {1.0, 1.0, 0, 0}, lv_rhs, &lv_type},
+    {"van_der_pol_mu1", 2, 20.0, {2.0, 0.0, 0, 0}, vdp_rhs, &vdp_type},
+    {"detest_b5", 3, 12.0, {0.0, 1.0, 1.0, 0}, b5_rhs, &b5_type},
+    {"spiral_demo", 2, 25.0, {2.0, 0.0, 0, 0}, spiral_rhs, &spiral_type},
+};
+
+/* D: y0 = (1 - e, 0, 0, sqrt((1 + e) / (1 - e))). */
+#define ORBIT(name, e)                                                       \
+    {name, 4, 20.0, {1.0 - (e), 0, 0, 0}, d_rhs, &d_type}
+static problem detest[] = {
+    {"A1", 1, 20.0, {1.0}, a1_rhs, &a1_type},
+    {"A2", 1, 20.0, {1.0}, a2_rhs, &a2_type},
+    {"A3", 1, 20.0, {1.0}, a3_rhs, &a3_type},
+    {"A4", 1, 20.0, {1.0}, a4_rhs, &a4_type},
+    {"A5", 1, 20.0, {4.0}, a5_rhs, &a5_type},
+    {"B1", 2, 20.0, {1.0, 3.0}, b1_rhs, &b1_type},
+    {"B2", 3, 20.0, {2.0, 0.0, 1.0}, b2_rhs, &b2_type},
+    {"B3", 3, 20.0, {1.0, 0.0, 0.0}, b3_rhs, &b3_type},
+    {"B4", 3, 20.0, {3.0, 0.0, 0.0}, b4_rhs, &b4_type},
+    {"B5", 3, 20.0, {0.0, 1.0, 1.0}, b5_rhs, &b5_type},
+    ORBIT("D1", 0.1),
+    ORBIT("D3", 0.5),
+    ORBIT("D5", 0.9),
+    {"E2", 2, 20.0, {2.0, 0.0}, vdp_rhs, &vdp_type},
+    {"E3", 2, 20.0, {0.0, 0.0}, e3_rhs, &e3_type},
+    {"LV", 2, 10.0, {1.0, 1.0}, lv_rhs, &lv_type},
+};
+#define MAXPROB 16
+
+/* The problem set of this run: classic, or detest. */
+static const problem *problems = classic;
+static size_t nprob = sizeof classic / sizeof classic[0];
 
 /* GSL side. */
 typedef struct gsl_params {
@@ -133,9 +259,8 @@ typedef struct gsl_params {
 static int gsl_rhs(double t, const double y[], double dydt[], void *params)
 {
     gsl_params *p = params;
-    (void)t;
     p->nfe++;
-    p->rhs(y, dydt);
+    p->rhs(t, y, dydt);
     return GSL_SUCCESS;
 }
 
@@ -161,13 +286,13 @@ static const gsl_odeiv2_step_type *gsl_type(int c)
 
 typedef struct run {
     long nfe, steps, rejected;
-    double y[3];
+    double y[4];
     int status;
 } run;
 
 static nde_ctx *ctx;
-static nde_solver *nde_solvers[NPROB][NNDE];
-static nde_field *nde_fields[NPROB];
+static nde_solver *nde_solvers[MAXPROB][NNDE];
+static nde_field *nde_fields[MAXPROB];
 static const nde_solver_type *nde_types[NNDE];
 
 static void solve_nde(int c, size_t ip, double tol, run *r)
@@ -236,7 +361,7 @@ typedef struct cell {
     double err, med, lo, hi;
 } cell;
 
-static cell results[NPROB][NCONF][NTOL];
+static cell results[MAXPROB][NCONF][NTOL];
 static double tols[NTOL];
 
 static void fastest(size_t ip, int c, double level, int *best)
@@ -273,7 +398,7 @@ static void rhs_table(const double *levels)
     for (int c = 0; c < NCONF + 1; c++)
         printf("---|");
     printf("\n");
-    for (size_t ip = 0; ip < NPROB; ip++)
+    for (size_t ip = 0; ip < nprob; ip++)
         for (int l = 0; l < NLEVEL; l++) {
             double gbest = HUGE_VAL, nbest = HUGE_VAL;
             printf("| %s | %.0e |", problems[ip].name, levels[l]);
@@ -384,14 +509,107 @@ static void overhead(int batches)
     nde_field_destroy(f);
 }
 
+/* The DETEST set at the issue's error levels: per problem, level and
+ * solver the tolerance with the fewest RHS evaluations reaching the level,
+ * and that solve's time (median of the batches); then how often nde's best
+ * needs no more than GSL's best, and the geometric means of the ratios. */
+static void detest_report(int batches, const double *refdiff)
+{
+    static const double levels[3] = {1e-5, 1e-7, 1e-9};
+    int ewins = 0, twins = 0, cells = 0;
+    double elog = 0, tlog = 0;
+
+    printf("## DETEST nonstiff (Hull et al. 1972) and Lotka-Volterra: nde vs "
+           "GSL odeiv2\n\natol = rtol = tol in quarter decades 1e-4 ... "
+           "1e-12; per solver the tolerance with the fewest RHS evaluations "
+           "whose error (max norm at T against rk8pd at 1e-14) reaches the "
+           "level: evals / µs per solve (median of %d batches of >= 30 "
+           "ms).\n", batches);
+    printf("Reference check, max |rk8pd - vern9| at 1e-14:");
+    for (size_t ip = 0; ip < nprob; ip++)
+        printf(" %s %.1e%s", problems[ip].name, refdiff[ip],
+               ip + 1 < nprob ? "," : ".\n\n");
+    printf("| problem | level |");
+    for (int c = 0; c < NCONF; c++)
+        printf(" %s |", conf_name[c]);
+    printf(" evals nde/GSL | time nde/GSL |\n|---|---|");
+    for (int c = 0; c < NCONF + 2; c++)
+        printf("---|");
+    printf("\n");
+    for (size_t ip = 0; ip < nprob; ip++)
+        for (int l = 0; l < 3; l++) {
+            double ne = HUGE_VAL, ge = HUGE_VAL, nt = HUGE_VAL, gt = HUGE_VAL;
+            printf("| %s | %.0e |", problems[ip].name, levels[l]);
+            for (int c = 0; c < NCONF; c++) {
+                double tb[MAXB], med;
+                int best = -1;
+                for (int k = 0; k < NTOL; k++) {
+                    const cell *x = &results[ip][c][k];
+                    if (x->r.status == 0 && x->err <= levels[l] &&
+                        (best < 0 || x->r.nfe < results[ip][c][best].r.nfe))
+                        best = k;
+                }
+                if (best < 0) {
+                    printf(" — |");
+                    continue;
+                }
+                for (int b = 0; b < batches; b++)
+                    tb[b] = time_batch(c, ip, tols[best]);
+                qsort(tb, (size_t)batches, sizeof tb[0], bench_cmp_double);
+                med = tb[batches / 2];
+                printf(" %ld / %.1f |", results[ip][c][best].r.nfe,
+                       1e6 * med);
+                if (IS_GSL(c)) {
+                    ge = fmin(ge, (double)results[ip][c][best].r.nfe);
+                    gt = fmin(gt, med);
+                } else {
+                    ne = fmin(ne, (double)results[ip][c][best].r.nfe);
+                    nt = fmin(nt, med);
+                }
+            }
+            printf(" %s |", ratio(ne, ge));
+            printf(" %s |\n", ratio(nt, gt));
+            if (isfinite(ne) && isfinite(ge)) {
+                cells++;
+                ewins += ne <= ge;
+                twins += nt <= gt;
+                elog += log(ne / ge);
+                tlog += log(nt / gt);
+            }
+        }
+    printf("\nnde's best needs no more RHS evaluations than GSL's best in %d "
+           "of %d cells, no more time in %d; geometric means nde/GSL: "
+           "evaluations %.2f, time %.2f.\n", ewins, cells, twins,
+           exp(elog / cells), exp(tlog / cells));
+}
+
+static void cleanup(void)
+{
+    for (size_t ip = 0; ip < nprob; ip++) {
+        for (int c = 0; c < NNDE; c++)
+            nde_solver_destroy(nde_solvers[ip][c]);
+        nde_field_destroy(nde_fields[ip]);
+    }
+    nde_ctx_destroy(ctx);
+}
+
 int main(int argc, char **argv)
 {
     const double levels[NLEVEL] = {1e-4, 1e-6, 1e-8, 1e-10};
-    int batches = argc > 1 ? atoi(argv[1]) : 7;
-    double ref[NPROB][3], refdiff[NPROB];
+    const int use_detest = argc > 1 && strcmp(argv[1], "detest") == 0;
+    int batches = argc > 1 + use_detest ? atoi(argv[1 + use_detest]) : 7;
+    double ref[MAXPROB][4], refdiff[MAXPROB];
 
     if (batches < 1 || batches > MAXB)
         batches = 7;
+    if (use_detest) {
+        problems = detest;
+        nprob = sizeof detest / sizeof detest[0];
+        for (size_t ip = 0; ip < nprob; ip++)
+            if (detest[ip].rhs == d_rhs) /* y0[0] = 1 - e */
+                detest[ip].y0[3] = sqrt((2.0 - detest[ip].y0[0]) /
+                                        detest[ip].y0[0]);
+    }
     /* Quarter decades: equal tolerance is not equal accuracy, and a grid of
      * whole decades would make a solver whose error lands just above a
      * level pay for a tenfold tighter tolerance. */
@@ -407,9 +625,9 @@ int main(int argc, char **argv)
         }
         nde_types[c] = (const nde_solver_type *)info;
     }
-    for (size_t ip = 0; ip < NPROB; ip++) {
+    for (size_t ip = 0; ip < nprob; ip++) {
         run r;
-        if (nde_field_create_from(ctx, field_types[ip], NULL, 1,
+        if (nde_field_create_from(ctx, problems[ip].field, NULL, 1,
                                   &nde_fields[ip])) {
             fprintf(stderr, "%s\n", nde_ctx_message(ctx));
             return 1;
@@ -430,7 +648,7 @@ int main(int argc, char **argv)
     }
 
     /* Counts and errors, then interleaved timing batches. */
-    for (size_t ip = 0; ip < NPROB; ip++)
+    for (size_t ip = 0; ip < nprob; ip++)
         for (int c = 0; c < NCONF; c++)
             for (int k = 0; k < NTOL; k++) {
                 cell *x = &results[ip][c][k];
@@ -440,7 +658,12 @@ int main(int argc, char **argv)
                     e = fmax(e, fabs(x->r.y[i] - ref[ip][i]));
                 x->err = x->r.status ? NAN : e;
             }
-    for (size_t ip = 0; ip < NPROB; ip++)
+    if (use_detest) {
+        detest_report(batches, refdiff);
+        cleanup();
+        return 0;
+    }
+    for (size_t ip = 0; ip < nprob; ip++)
         for (int k = 0; k < NTOL; k++) {
             double tb[NCONF][MAXB];
             for (int b = 0; b < batches; b++)
@@ -460,10 +683,10 @@ int main(int argc, char **argv)
     printf("atol = rtol = tol; error = max norm at T against rk8pd at 1e-14; "
            "time = median (min-max) of %d batches of >= 30 ms.\n", batches);
     printf("Reference check, max |rk8pd - vern9| at 1e-14:");
-    for (size_t ip = 0; ip < NPROB; ip++)
+    for (size_t ip = 0; ip < nprob; ip++)
         printf(" %s %.1e%s", problems[ip].name, refdiff[ip],
-               ip + 1 < NPROB ? "," : ".\n");
-    for (size_t ip = 0; ip < NPROB; ip++) {
+               ip + 1 < nprob ? "," : ".\n");
+    for (size_t ip = 0; ip < nprob; ip++) {
         printf("\n**%s**\n\n", problems[ip].name);
         printf("| solver | tol | RHS evals | steps | rejected | µs/solve "
                "median (min–max) | ns/RHS eval | err_inf at T |\n");
@@ -488,7 +711,7 @@ int main(int argc, char **argv)
     for (int c = 0; c < NCONF + 4; c++)
         printf("---|");
     printf("\n");
-    for (size_t ip = 0; ip < NPROB; ip++)
+    for (size_t ip = 0; ip < nprob; ip++)
         for (int l = 0; l < NLEVEL; l++) {
             int best[NCONF];
             double gbest = HUGE_VAL, nbest = HUGE_VAL;
@@ -529,11 +752,6 @@ int main(int argc, char **argv)
 
     overhead(batches);
 
-    for (size_t ip = 0; ip < NPROB; ip++) {
-        for (int c = 0; c < NNDE; c++)
-            nde_solver_destroy(nde_solvers[ip][c]);
-        nde_field_destroy(nde_fields[ip]);
-    }
-    nde_ctx_destroy(ctx);
+    cleanup();
     return 0;
 }
