@@ -37,7 +37,7 @@ static const size_t field_sizes[] = {
     offsetof(nde_field_type, jvp), offsetof(nde_field_type, jvp_vjp),
     sizeof(nde_field_type)};
 static const size_t solver_sizes[] = {
-    sizeof(nde_solver_type)};
+    sizeof(nde_solver_type), sizeof(nde_solver_type)}; /* 2: the tableau grew */
 static const size_t adjoint_sizes[] = {
     sizeof(nde_adjoint_type)};
 static const size_t regularizer_sizes[] = {

@@ -14,11 +14,12 @@
 #include "nde/nde.h"
 #include "rk.h"
 
-static int rk_work_create(int stages, size_t n_max, nde_rk_work **out)
+static int rk_work_create(int stages, int total, size_t n_max,
+                          nde_rk_work **out)
 {
-    /* k, kv, gv, kbar per stage; g, gq, gbar, gqbar, ynbar, errv, ynextv
-     * once. */
-    const size_t nbuf = 4 * (size_t)stages + 7;
+    /* k, kv, gv, kbar per stage (the extra ones too); g, gq, gbar, gqbar,
+     * ynbar, errv, ynextv once; y0 with extra stages. */
+    const size_t nbuf = 4 * (size_t)total + 7 + (total > stages);
     nde_rk_work *w;
     double *p;
 
@@ -30,8 +31,9 @@ static int rk_work_create(int stages, size_t n_max, nde_rk_work **out)
         return NDE_ENOMEM;
     }
     w->stages = stages;
+    w->total = total;
     p = w->block;
-    for (int i = 0; i < stages; i++) {
+    for (int i = 0; i < total; i++) {
         w->k[i] = p;    p += n_max;
         w->kv[i] = p;   p += n_max;
         w->gv[i] = p;   p += n_max;
@@ -43,7 +45,8 @@ static int rk_work_create(int stages, size_t n_max, nde_rk_work **out)
     w->gqbar = p;  p += n_max;
     w->ynbar = p;  p += n_max;
     w->errv = p;   p += n_max;
-    w->ynextv = p;
+    w->ynextv = p; p += n_max;
+    w->y0 = total > stages ? p : NULL;
     *out = w;
     return NDE_OK;
 }
@@ -61,7 +64,9 @@ static void rk_destroy(nde_solver *s)
 
 static int rk_create(nde_solver *s)
 {
-    return rk_work_create(s->type->tableau->stages,
+    const int stages = s->type->tableau->stages;
+
+    return rk_work_create(stages, stages + nde_rk_extra_stages(s->type),
                           s->batch_max * s->field->dim,
                           (nde_rk_work **)&s->work);
 }
@@ -75,7 +80,7 @@ rk_combine_m(double *restrict out, const double *restrict y, const double *hc,
 {
     for (size_t i = 0; i < n; i++) {
         double acc = y ? y[i] : 0.0;
-#pragma GCC unroll 16
+#pragma GCC unroll 17
         for (int j = 0; j < m; j++)
             acc += hc[j] * k[j][i];
         out[i] = acc;
@@ -97,6 +102,18 @@ rk_combine_inline(double *restrict out, const double *restrict y,
     case 5: rk_combine_m(out, y, hc, k, n, 5); break;
     case 6: rk_combine_m(out, y, hc, k, n, 6); break;
     case 7: rk_combine_m(out, y, hc, k, n, 7); break;
+    /* Vern7's and Vern9's rows and weights (10, 16 and, for dense output,
+     * up to 25 stages): unrolled too, the same sums in the same order. */
+    case 8: rk_combine_m(out, y, hc, k, n, 8); break;
+    case 9: rk_combine_m(out, y, hc, k, n, 9); break;
+    case 10: rk_combine_m(out, y, hc, k, n, 10); break;
+    case 11: rk_combine_m(out, y, hc, k, n, 11); break;
+    case 12: rk_combine_m(out, y, hc, k, n, 12); break;
+    case 13: rk_combine_m(out, y, hc, k, n, 13); break;
+    case 14: rk_combine_m(out, y, hc, k, n, 14); break;
+    case 15: rk_combine_m(out, y, hc, k, n, 15); break;
+    case 16: rk_combine_m(out, y, hc, k, n, 16); break;
+    case 17: rk_combine_m(out, y, hc, k, n, 17); break;
     default: {
         /* Longer tableaus: one pass per coefficient. */
         if (y)
@@ -148,7 +165,7 @@ rk_error_m(double *restrict err, const double *restrict y,
     for (size_t i = 0; i < n; i++) {
         const double a = fabs(y[i]), b = fabs(y_next[i]);
         double e = 0.0, q;
-#pragma GCC unroll 16
+#pragma GCC unroll 17
         for (int j = 0; j < m; j++)
             e += hc[j] * k[j][i];
         err[i] = e;
@@ -167,6 +184,8 @@ static double rk_error(double *restrict err, const double *restrict y,
     switch (m) {
     case 4: return rk_error_m(err, y, y_next, hc, k, n, rtol, atol, 4);
     case 7: return rk_error_m(err, y, y_next, hc, k, n, rtol, atol, 7);
+    case 11: return rk_error_m(err, y, y_next, hc, k, n, rtol, atol, 11);
+    case 17: return rk_error_m(err, y, y_next, hc, k, n, rtol, atol, 17);
     default:
         rk_combine(err, NULL, hc, m, k, n);
         return error_norm_checked(err, y, y_next, n, rtol, atol);
@@ -201,6 +220,7 @@ static int rk_derivative(nde_solver *s, const double *theta, double t,
     w->fsal_pending = 0;
     w->k1_valid = 0;
     w->last_valid = 0;
+    w->extras_valid = 0;
     s->counts.nfe++;
     rc = nde_field_eval(s->field, t, y, theta, w->k[0], s->batch);
     if (rc != NDE_OK)
@@ -264,6 +284,7 @@ static int rk_step(nde_solver *s, const double *theta, double t, double h,
 
     (void)dw; (void)aux; (void)aux_next;
     w->last_valid = 0;
+    w->extras_valid = 0;
     rk_take_fsal(w);
     if (!w->k1_valid) {
         s->counts.nfe++;
@@ -305,6 +326,12 @@ static int rk_step(nde_solver *s, const double *theta, double t, double h,
     w->last_h = h;
     w->last_y = y;
     w->last_theta = theta;
+    if (w->y0) {
+        memcpy(w->y0, y, n * sizeof *y);
+        w->dense_t = t;
+        w->dense_h = h;
+        w->dense_theta = theta;
+    }
     return NDE_OK;
 }
 
@@ -331,12 +358,12 @@ static void rk_invalidate(nde_solver *s)
     w->last_valid = 0;
 }
 
-void nde_rk_dense_weights(const nde_rk_tableau *tab, double theta, double h,
-                          double *hc)
+void nde_rk_dense_weights(const nde_rk_tableau *tab, int total, double theta,
+                          double h, double *hc)
 {
     const int deg = tab->dense_degree;
 
-    for (int i = 0; i < tab->stages; i++) {
+    for (int i = 0; i < total; i++) {
         const double *r = tab->dense + (size_t)i * deg;
         double p = 0.0;
         for (int j = deg - 1; j >= 0; j--)
@@ -345,25 +372,83 @@ void nde_rk_dense_weights(const nde_rk_tableau *tab, double theta, double h,
     }
 }
 
+/* Row i of a (j < i) and node c_i of the stages after the step's own:
+ * the extra ones, row e of a_extra for stage s + e. */
+static inline const double *rk_row(const nde_rk_tableau *tab, int total,
+                                   int i)
+{
+    const int ns = tab->stages;
+    return i < ns ? tab->a + (size_t)i * ns
+                  : tab->a_extra + (size_t)(i - ns) * total;
+}
+
+static inline double rk_node(const nde_rk_tableau *tab, int i)
+{
+    return i < tab->stages ? tab->c[i] : tab->c_extra[i - tab->stages];
+}
+
+/* The extra stages of the last step, once per step. The solver is const
+ * for callers of dense output; the extra stages are its own cache of that
+ * step (OrdinaryDiffEq's lazy interpolation), and their evaluations count
+ * in its nfe. A pending FSAL swap has not happened yet: w->k is still the
+ * last step's. */
+static int rk_extras(const nde_solver *cs)
+{
+    nde_solver *s = (nde_solver *)cs;
+    const nde_rk_tableau *tab = s->type->tableau;
+    nde_rk_work *w = s->work;
+    const double h = w->dense_h;
+    const size_t n = s->batch * s->field->dim;
+    double hc[NDE_RK_MAX_STAGES] = {0};
+    int rc;
+
+    if (w->extras_valid || w->total == w->stages)
+        return NDE_OK;
+    for (int i = w->stages; i < w->total; i++) {
+        rk_scale(hc, rk_row(tab, w->total, i), i, h);
+        rk_combine(w->g, w->y0, hc, i, w->k, n);
+        s->counts.nfe++;
+        rc = nde_field_eval(s->field, w->dense_t + rk_node(tab, i) * h, w->g,
+                            w->dense_theta, w->k[i], s->batch);
+        if (rc != NDE_OK)
+            return rc;
+    }
+    w->extras_valid = 1;
+    return NDE_OK;
+}
+
 static int rk_dense(const nde_solver *s, const double *y, double h,
                     const double *const *k, double theta, double *out)
 {
     const nde_rk_work *w = s->work;
     double hc[NDE_RK_MAX_STAGES] = {0};
+    int rc;
 
-    nde_rk_dense_weights(s->type->tableau, theta, h, hc);
+    if (!k && (rc = rk_extras(s)) != NDE_OK) {
+        /* NaN, for callers that serve it without looking at rc */
+        for (size_t i = 0; i < s->batch * s->field->dim; i++)
+            out[i] = NAN;
+        return rc;
+    }
+    nde_rk_dense_weights(s->type->tableau, w->total, theta, h, hc);
     /* A pending FSAL swap has not happened yet: w->k is still the last
      * step's. */
-    rk_combine(out, y, hc, s->type->tableau->stages,
-               k ? (double *const *)k : w->k, s->batch * s->field->dim);
+    rk_combine(out, y, hc, w->total, k ? (double *const *)k : w->k,
+               s->batch * s->field->dim);
     return NDE_OK;
 }
 
+/* For recording: the extra stages are evaluated here (NaN where that
+ * fails, so that the recorded dense output shows it). */
 static void rk_last_stages(const nde_solver *s, const double **k)
 {
     const nde_rk_work *w = s->work;
 
-    for (int i = 0; i < w->stages; i++)
+    if (rk_extras(s) != NDE_OK)
+        for (int i = w->stages; i < w->total; i++)
+            for (size_t m = 0; m < s->batch * s->field->dim; m++)
+                w->k[i][m] = NAN;
+    for (int i = 0; i < w->total; i++)
         k[i] = w->k[i];
 }
 
@@ -475,6 +560,8 @@ static int step_vjp(nde_solver *s, const double *theta, double t, double h,
     nde_rk_work *w = s->work;
     nde_field *f = s->field;
     const int ns = tab->stages, q = tab->stiff_stage;
+    /* the extra stages of dense output count when it has cotangents */
+    const int nst = ndc > 0 ? w->total : ns;
     const size_t batch = s->batch;
     const size_t n = batch * f->dim;
     double hc[NDE_RK_MAX_STAGES] = {0};
@@ -493,11 +580,14 @@ static int step_vjp(nde_solver *s, const double *theta, double t, double h,
                          "solver '%s' has no dense output to differentiate",
                          s->type->info.name);
 
-    /* Forward: stage arguments and stages (the last step's, when reused). */
+    /* Forward: stage arguments and stages (the last step's, when reused,
+     * its extra stages evaluated first if they were not yet). */
+    if (reuse && nst > ns && (rc = rk_extras(s)) != NDE_OK)
+        return rc;
     memcpy(w->gv[0], y, n * sizeof *y);
-    for (int i = 0; i < ns; i++) {
+    for (int i = 0; i < nst; i++) {
         if (i > 0) {
-            rk_scale(hc, tab->a + (size_t)i * ns, i, h);
+            rk_scale(hc, rk_row(tab, w->total, i), i, h);
             rk_combine(w->gv[i], y, hc, i, w->kv, n);
         }
         if (reuse) {
@@ -505,15 +595,15 @@ static int step_vjp(nde_solver *s, const double *theta, double t, double h,
             continue;
         }
         s->counts.nfe++;
-        rc = nde_field_eval(f, t + tab->c[i] * h, w->gv[i], theta, w->kv[i],
-                            batch);
+        rc = nde_field_eval(f, t + rk_node(tab, i) * h, w->gv[i], theta,
+                            w->kv[i], batch);
         if (rc != NDE_OK)
             return rc;
     }
     rk_scale(hc, tab->b, ns, h);
     rk_combine(w->ynextv, y, hc, ns, w->kv, n);
 
-    for (int i = 0; i < ns; i++)
+    for (int i = 0; i < nst; i++)
         memset(w->kbar[i], 0, n * sizeof(double));
     if (ybar_next)
         memcpy(w->ynbar, ybar_next, n * sizeof(double));
@@ -596,11 +686,11 @@ static int step_vjp(nde_solver *s, const double *theta, double t, double h,
 
     /* Dense outputs y(theta) = y + h sum b_i(theta) k_i. */
     for (size_t d = 0; d < ndc; d++) {
-        nde_rk_dense_weights(tab, dc[d].theta, h, hc);
+        nde_rk_dense_weights(tab, nst, dc[d].theta, h, hc);
         if (ybar)
             for (size_t i = 0; i < n; i++)
                 ybar[i] += dc[d].g[i];
-        for (int j = 0; j < ns; j++) {
+        for (int j = 0; j < nst; j++) {
             if (hc[j] == 0.0)
                 continue;
             for (size_t i = 0; i < n; i++)
@@ -610,22 +700,23 @@ static int step_vjp(nde_solver *s, const double *theta, double t, double h,
 
     /* Stages in reverse: gbar_i = kbar_i^T df/dy (+ direct terms), then
      * g_i = y + h sum_j a_ij k_j. */
-    for (int i = ns - 1; i >= 0; i--) {
+    for (int i = nst - 1; i >= 0; i--) {
+        const double *row = rk_row(tab, w->total, i);
         double *gbar = w->gbar;
         if (i == q)
             memcpy(gbar, w->gqbar, n * sizeof(double));
         else
             memset(gbar, 0, n * sizeof(double));
         s->counts.nvjp++;
-        rc = nde_field_vjp(f, t + tab->c[i] * h, w->gv[i], theta, w->kbar[i],
-                           gbar, thetabar, batch);
+        rc = nde_field_vjp(f, t + rk_node(tab, i) * h, w->gv[i], theta,
+                           w->kbar[i], gbar, thetabar, batch);
         if (rc != NDE_OK)
             return rc;
         if (ybar)
             for (size_t m = 0; m < n; m++)
                 ybar[m] += gbar[m];
         for (int j = 0; j < i; j++) {
-            const double c = h * tab->a[(size_t)i * ns + j];
+            const double c = h * row[j];
             if (c == 0.0)
                 continue;
             for (size_t m = 0; m < n; m++)
@@ -637,10 +728,11 @@ static int step_vjp(nde_solver *s, const double *theta, double t, double h,
 
 /* The engine's table. Operations the tableau cannot back (error estimate,
  * dense output, stiffness) are left out per tableau by nde_rk_ops_fill. */
-void nde_rk_ops_fill(const nde_rk_tableau *tab, nde_solver_ops *ops)
+void nde_rk_ops_fill(const nde_solver_type *type, nde_solver_ops *ops)
 {
+    const nde_rk_tableau *tab = type->tableau;
     const nde_solver_ops all = {
-        .aux = 0, .stages = tab->stages,
+        .aux = 0, .stages = tab->stages + nde_rk_extra_stages(type),
         .create = rk_create, .destroy = rk_destroy, .step = rk_step,
         .derivative = rk_derivative, .accept = rk_accept,
         .invalidate = rk_invalidate, .dense = rk_dense,

@@ -7,10 +7,12 @@
 #include "nde/nde.h"
 
 /* Tableaus with more stages are refused at create. */
-#define NDE_RK_MAX_STAGES 16
+/* Vern9: 16 stages, its FSAL stage and 9 extra stages for dense output. */
+#define NDE_RK_MAX_STAGES 26
 
 typedef struct nde_rk_work {
-    int stages;
+    int stages;             /* the step's, s                                 */
+    int total;              /* s + the extra stages of dense output          */
     double *k[NDE_RK_MAX_STAGES]; /* stage derivatives; k[0], k[s-1] swap (FSAL) */
     double *g;              /* stage argument                                */
     double *gq;             /* argument of the stiffness stage q             */
@@ -21,6 +23,13 @@ typedef struct nde_rk_work {
     double last_t, last_h;
     const double *last_y, *last_theta;
     int fsal_pending;       /* last step accepted: k[s-1] becomes k[0]       */
+    /* the extra stages k[s..total-1] of the last step, evaluated when its
+     * dense output is first asked for, from its start y0 (a copy: the
+     * caller's y may be gone by then), t, h and theta */
+    int extras_valid;
+    double dense_t, dense_h;
+    const double *dense_theta;
+    double *y0;
     /* step VJP: its own stages (the step's k stay intact for dense output),
      * every stage argument, every stage cotangent */
     double *kv[NDE_RK_MAX_STAGES];
@@ -35,14 +44,21 @@ typedef struct nde_rk_work {
  * what fails. */
 int nde_rk_tableau_check_orders(nde_ctx *ctx, const nde_solver_type *type);
 
-/* Core's ops for an explicit RK tableau (core/rk.c): every operation the
- * tableau can back. */
-void nde_rk_ops_fill(const nde_rk_tableau *tab, nde_solver_ops *ops);
+/* Core's ops for an explicit RK tableau solver (core/rk.c): every
+ * operation the tableau can back. */
+void nde_rk_ops_fill(const nde_solver_type *type, nde_solver_ops *ops);
 
-/* hc[i] = h b_i(theta), the dense-output weights of every stage
- * (core/rk.c). */
-void nde_rk_dense_weights(const nde_rk_tableau *tab, double theta, double h,
-                          double *hc);
+/* The tableau's extra stages: none before interface version 2 (such a
+ * plugin's tableau ends before the member). */
+static inline int nde_rk_extra_stages(const nde_solver_type *type)
+{
+    return type->info.iface_version >= 2 ? type->tableau->extra_stages : 0;
+}
+
+/* hc[i] = h b_i(theta), the dense-output weights of the `total` stages
+ * (the step's and the extra ones; core/rk.c). */
+void nde_rk_dense_weights(const nde_rk_tableau *tab, int total, double theta,
+                          double h, double *hc);
 
 /* The driver's buffers (core/solve.c), allocated with the solver for
  * batch_max x dim values and aux blocks. */

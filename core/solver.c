@@ -204,7 +204,7 @@ static int solver_create(nde_ctx *ctx, const nde_solver_type *type,
     s = &impl->pub;
     s->type = type;
     if (type->tableau) {
-        nde_rk_ops_fill(type->tableau, &impl->rk_ops);
+        nde_rk_ops_fill(type, &impl->rk_ops);
         s->ops = &impl->rk_ops;
     } else {
         s->ops = &type->ops;

@@ -8,8 +8,11 @@
  * Sec. 31, Table 312(I)): a method with weights w has order p when
  * w . v_t = 1 / gamma(t) for every rooted tree t with at most p vertices,
  * where v_t is the tree's elementary-weight vector over the stages built
- * from A and c = A 1. The 17 trees up to order 5 are listed below; a
- * declared order above 5 is checked up to 5. The same vectors check the
+ * from A and c = A 1. The 17 trees up to order 5 are listed below; the
+ * 1188 of orders 6 to 10 are generated after them (Butcher, Sec. 30: a
+ * tree is a root with a multiset of subtrees u_k, v_t = prod_k A v_{u_k}
+ * elementwise and gamma(t) = |t| prod_k gamma(u_k)); a declared order
+ * above 10 is checked up to 10. The same vectors check the
  * embedded weights bhat = b + btilde against error_order, and a dense
  * output b(theta) of order q by w = b(theta), 1 / gamma(t) replaced by
  * theta^|t| / gamma(t) (Hairer, Norsett, Wanner, Solving ODEs I, 2nd ed.,
@@ -17,24 +20,38 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "nde/nde.h"
 #include "rk.h"
 
-#define MAX_TREE_ORDER 5
-#define NTREES 17
-/* The conditions are sums of a few products of coefficients given to
- * double precision: true ones hold to ~1e-16, wrong ones miss by far more
- * (a coefficient off in its 4th digit misses by ~1e-4). */
+#define MAX_TREE_ORDER 10
+#define MAX_TREES 1205            /* trees of order <= 10 (OEIS A000081)   */
+/* The conditions are sums of products of coefficients given to double
+ * precision: true ones hold to ~1e-16 times the size of their terms, wrong
+ * ones miss by far more (a coefficient off in its 4th digit misses by
+ * ~1e-4). High-order tableaus have terms of size 1e2 and more, hence the
+ * tolerance relative to sum |w_i v_i| (at least 1). */
 #define COND_TOL 1e-12
 #define ROW_SUM_TOL 1e-14
 
 typedef struct tree_vectors {
-    int order[NTREES];            /* vertices of the tree                  */
-    double gamma[NTREES];         /* its density                           */
-    double v[NTREES][NDE_RK_MAX_STAGES];
+    int n;                        /* trees held                            */
+    int order[MAX_TREES];         /* vertices of the tree                  */
+    double gamma[MAX_TREES];      /* its density                           */
+    double v[MAX_TREES][NDE_RK_MAX_STAGES];
 } tree_vectors;
+
+/* Every tree up to some order, each with A v_t (what a parent multiplies
+ * in), ordered by order: the building blocks of the generated trees. */
+typedef struct tree_forest {
+    int n;
+    int order[MAX_TREES];
+    double gamma[MAX_TREES];
+    double v[MAX_TREES][NDE_RK_MAX_STAGES];
+    double av[MAX_TREES][NDE_RK_MAX_STAGES];
+} tree_forest;
 
 /* out = A x (s stages, A row-major). */
 static void mat_vec(const double *a, const double *x, double *out, int s)
@@ -54,6 +71,51 @@ static void tree(tree_vectors *tv, int *k, int order, double gamma,
     tv->gamma[*k] = gamma;
     memcpy(tv->v[*k], v, (size_t)s * sizeof *v);
     (*k)++;
+}
+
+/* The trees of order `order` whose root has subtrees of total order
+ * `left` still to choose, from forest trees `from` .. `below` - 1 (a
+ * multiset: indices never decrease), given the product `prod` and the
+ * densities' product `gprod` of the subtrees chosen so far. */
+static void grow(tree_forest *tf, const double *a, int s, int order,
+                 int left, int from, int below, const double *prod,
+                 double gprod)
+{
+    double next[NDE_RK_MAX_STAGES];
+
+    if (left == 0) {
+        const int k = tf->n++;
+        tf->order[k] = order;
+        tf->gamma[k] = order * gprod;
+        memcpy(tf->v[k], prod, (size_t)s * sizeof *prod);
+        mat_vec(a, prod, tf->av[k], s);
+        return;
+    }
+    for (int u = from; u < below && tf->order[u] <= left; u++) {
+        for (int i = 0; i < s; i++)
+            next[i] = prod[i] * tf->av[u][i];
+        grow(tf, a, s, order, left - tf->order[u], u, below, next,
+             gprod * tf->gamma[u]);
+    }
+}
+
+/* Append the trees of orders 6 .. p to tv (the forest is scratch). */
+static void high_order_trees(tree_vectors *tv, tree_forest *tf,
+                             const double *a, int s, int p)
+{
+    double one[NDE_RK_MAX_STAGES];
+
+    for (int i = 0; i < s; i++)
+        one[i] = 1.0;
+    tf->n = 0;
+    for (int order = 1; order <= p; order++) {
+        const int first = tf->n;
+        grow(tf, a, s, order, order - 1, 0, first, one, 1.0);
+        if (order <= 5)
+            continue;
+        for (int k = first; k < tf->n; k++)
+            tree(tv, &tv->n, order, tf->gamma[k], tf->v[k], s);
+    }
 }
 
 /* The elementary-weight vectors of the 17 trees of order <= 5, in the
@@ -110,6 +172,7 @@ static void tree_vectors_build(tree_vectors *tv, const double *a,
     tree(tv, &k, 5, 40, acac, s);
     tree(tv, &k, 5, 60, aac2, s);
     tree(tv, &k, 5, 120, aaac, s);
+    tv->n = k;
 }
 
 /* The first tree of order <= p whose condition w . v = theta^|t| / gamma
@@ -117,12 +180,14 @@ static void tree_vectors_build(tree_vectors *tv, const double *a,
 static int first_failed_tree(const tree_vectors *tv, const double *w, int s,
                              int p, double theta, double *residual)
 {
-    for (int k = 0; k < NTREES && tv->order[k] <= p; k++) {
-        double sum = 0.0;
-        for (int i = 0; i < s; i++)
+    for (int k = 0; k < tv->n && tv->order[k] <= p; k++) {
+        double sum = 0.0, size = 1.0;
+        for (int i = 0; i < s; i++) {
             sum += w[i] * tv->v[k][i];
+            size += fabs(w[i] * tv->v[k][i]);
+        }
         *residual = sum - pow(theta, tv->order[k]) / tv->gamma[k];
-        if (!(fabs(*residual) <= COND_TOL))
+        if (!(fabs(*residual) <= COND_TOL * size))
             return k;
     }
     return -1;
@@ -139,72 +204,142 @@ static int order_error(nde_ctx *ctx, const char *name, const char *what,
                      tv->order[k], tv->gamma[k], residual);
 }
 
-/* c_i = sum_j a_ij: every tree vector above assumes it. */
-static int check_row_sums(nde_ctx *ctx, const char *name,
-                          const nde_rk_tableau *tab)
+/* c_i = sum_j a_ij: every tree vector above assumes it (a and c of all
+ * `total` stages). */
+static int check_row_sums(nde_ctx *ctx, const char *name, const double *a,
+                          const double *c, int total)
 {
-    const int s = tab->stages;
-
-    for (int i = 0; i < s; i++) {
+    for (int i = 0; i < total; i++) {
         double row = 0.0;
         for (int j = 0; j < i; j++)
-            row += tab->a[i * s + j];
-        if (!(fabs(row - tab->c[i]) <= ROW_SUM_TOL))
+            row += a[i * total + j];
+        if (!(fabs(row - c[i]) <= ROW_SUM_TOL))
             return nde_error(ctx, NDE_EPLUGIN,
                              "solver '%s': row %d of a sums to %.17g but "
                              "c[%d] = %.17g (c must be the row sums)", name,
-                             i, row, i, tab->c[i]);
+                             i, row, i, c[i]);
+    }
+    return NDE_OK;
+}
+
+/* The extra stages of dense output: within the engine's limit, explicit,
+ * with dense output to use them. Then a and c of all `total` stages into
+ * a (total x total) and c, the step's first. */
+static int augment(nde_ctx *ctx, const nde_solver_type *type, double *a,
+                   double *c, int *total)
+{
+    const nde_rk_tableau *tab = type->tableau;
+    const int s = tab->stages, extra = nde_rk_extra_stages(type);
+    const int tot = s + extra;
+
+    if (extra < 0 || tot > NDE_RK_MAX_STAGES ||
+        (extra > 0 && (!tab->c_extra || !tab->a_extra ||
+                       tab->dense_degree == 0)))
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "solver '%s': %d extra stages: they need c_extra, "
+                         "a_extra and dense output, and at most %d stages in "
+                         "all", type->info.name, extra, NDE_RK_MAX_STAGES);
+    memset(a, 0, (size_t)tot * tot * sizeof *a);
+    for (int i = 0; i < s; i++) {
+        memcpy(a + (size_t)i * tot, tab->a + (size_t)i * s,
+               (size_t)s * sizeof *a);
+        c[i] = tab->c[i];
+    }
+    for (int e = 0; e < extra; e++) {
+        const double *row = tab->a_extra + (size_t)e * tot;
+        for (int j = s + e; j < tot; j++)
+            if (row[j] != 0.0)
+                return nde_error(ctx, NDE_EPLUGIN,
+                                 "solver '%s': a_extra[%d][%d] != 0, the "
+                                 "extra stage %d is not explicit",
+                                 type->info.name, e, j, s + e);
+        memcpy(a + (size_t)(s + e) * tot, row, (size_t)tot * sizeof *a);
+        c[s + e] = tab->c_extra[e];
+    }
+    *total = tot;
+    return NDE_OK;
+}
+
+/* The highest order any of the solver's conditions is checked at. */
+static int checked_order(const nde_solver_type *type)
+{
+    int p = type->order;
+
+    if (type->tableau->btilde && type->error_order > p)
+        p = type->error_order;
+    if (type->tableau->dense_degree > 0 && type->dense_order > p)
+        p = type->dense_order;
+    return p < MAX_TREE_ORDER ? p : MAX_TREE_ORDER;
+}
+
+static int check_orders(nde_ctx *ctx, const nde_solver_type *type,
+                        tree_vectors *tvp, tree_forest *tf)
+{
+    static const double thetas[] = {0.25, 0.5, 0.75, 1.0};
+    const nde_rk_tableau *tab = type->tableau;
+    const char *name = type->info.name;
+    const tree_vectors *tv = tvp;
+    double a[NDE_RK_MAX_STAGES * NDE_RK_MAX_STAGES], c[NDE_RK_MAX_STAGES];
+    double b[NDE_RK_MAX_STAGES] = {0}, w[NDE_RK_MAX_STAGES] = {0}, residual;
+    int rc, k, s = 0;
+
+    /* Every stage's vectors, the extra ones of dense output too; b and
+     * bhat weigh those with 0. */
+    if ((rc = augment(ctx, type, a, c, &s)) != NDE_OK ||
+        (rc = check_row_sums(ctx, name, a, c, s)) != NDE_OK)
+        return rc;
+    memcpy(b, tab->b, (size_t)tab->stages * sizeof *b);
+    tree_vectors_build(tvp, a, c, s);
+    high_order_trees(tvp, tf, a, s, checked_order(type));
+    if ((k = first_failed_tree(tv, b, s, type->order, 1.0,
+                               &residual)) >= 0)
+        return order_error(ctx, name, "the propagated solution (b)",
+                           type->order, tv, k, residual);
+    if (tab->btilde) {
+        for (int i = 0; i < tab->stages; i++)
+            w[i] = tab->b[i] + tab->btilde[i];
+        if ((k = first_failed_tree(tv, w, s, type->error_order, 1.0,
+                                   &residual)) >= 0)
+            return order_error(ctx, name,
+                               "the embedded solution (b + btilde)",
+                               type->error_order, tv, k, residual);
+    }
+    if (tab->dense_degree == 0)
+        return NDE_OK;
+    /* The dense output must end where the step ends ... */
+    nde_rk_dense_weights(tab, s, 1.0, 1.0, w);
+    for (int i = 0; i < s; i++)
+        if (!(fabs(w[i] - b[i]) <= COND_TOL))
+            return nde_error(ctx, NDE_EPLUGIN,
+                             "solver '%s': the dense output at theta = 1 is "
+                             "not the step's end: b_%d(1) = %.17g, b_%d = "
+                             "%.17g", name, i, w[i], i, b[i]);
+    /* ... and have its declared order inside the step. */
+    for (size_t j = 0; j < sizeof thetas / sizeof *thetas; j++) {
+        nde_rk_dense_weights(tab, s, thetas[j], 1.0, w);
+        if ((k = first_failed_tree(tv, w, s, type->dense_order, thetas[j],
+                                   &residual)) >= 0) {
+            char what[64];
+            snprintf(what, sizeof what, "the dense output at theta = %g",
+                     thetas[j]);
+            return order_error(ctx, name, what, type->dense_order, tv, k,
+                               residual);
+        }
     }
     return NDE_OK;
 }
 
 int nde_rk_tableau_check_orders(nde_ctx *ctx, const nde_solver_type *type)
 {
-    static const double thetas[] = {0.25, 0.5, 0.75, 1.0};
-    const nde_rk_tableau *tab = type->tableau;
-    const char *name = type->info.name;
-    const int s = tab->stages;
-    double w[NDE_RK_MAX_STAGES], residual;
-    tree_vectors tv;
-    int rc, k;
+    /* Half a megabyte, of which a tableau of order p touches the trees up
+     * to p (17 for order 5): off the stack. */
+    tree_vectors *tv = malloc(sizeof *tv);
+    tree_forest *tf = malloc(sizeof *tf);
+    int rc = NDE_ENOMEM;
 
-    if ((rc = check_row_sums(ctx, name, tab)) != NDE_OK)
-        return rc;
-    tree_vectors_build(&tv, tab->a, tab->c, s);
-    if ((k = first_failed_tree(&tv, tab->b, s, type->order, 1.0,
-                               &residual)) >= 0)
-        return order_error(ctx, name, "the propagated solution (b)",
-                           type->order, &tv, k, residual);
-    if (tab->btilde) {
-        for (int i = 0; i < s; i++)
-            w[i] = tab->b[i] + tab->btilde[i];
-        if ((k = first_failed_tree(&tv, w, s, type->error_order, 1.0,
-                                   &residual)) >= 0)
-            return order_error(ctx, name,
-                               "the embedded solution (b + btilde)",
-                               type->error_order, &tv, k, residual);
-    }
-    if (tab->dense_degree == 0)
-        return NDE_OK;
-    /* The dense output must end where the step ends ... */
-    nde_rk_dense_weights(tab, 1.0, 1.0, w);
-    for (int i = 0; i < s; i++)
-        if (!(fabs(w[i] - tab->b[i]) <= COND_TOL))
-            return nde_error(ctx, NDE_EPLUGIN,
-                             "solver '%s': the dense output at theta = 1 is "
-                             "not the step's end: b_%d(1) = %.17g, b_%d = "
-                             "%.17g", name, i, w[i], i, tab->b[i]);
-    /* ... and have its declared order inside the step. */
-    for (size_t j = 0; j < sizeof thetas / sizeof *thetas; j++) {
-        nde_rk_dense_weights(tab, thetas[j], 1.0, w);
-        if ((k = first_failed_tree(&tv, w, s, type->dense_order, thetas[j],
-                                   &residual)) >= 0) {
-            char what[64];
-            snprintf(what, sizeof what, "the dense output at theta = %g",
-                     thetas[j]);
-            return order_error(ctx, name, what, type->dense_order, &tv, k,
-                               residual);
-        }
-    }
-    return NDE_OK;
+    if (tv && tf)
+        rc = check_orders(ctx, type, tv, tf);
+    free(tv);
+    free(tf);
+    return rc;
 }

@@ -128,9 +128,14 @@ START_TEST(test_save_times_dense)
                                    &many), NDE_OK);
         ck_assert_int_eq(nde_solve(s, &o, lv_theta, 0, y0, 10, 1, &t1, yend,
                                    &one), NDE_OK);
-        /* Saving does not change the steps. */
+        /* Saving does not change the steps; it evaluates the extra
+         * stages of dense output (Vern7, Vern9) of the steps it uses. */
         ck_assert_int_eq(many.steps_accepted, one.steps_accepted);
-        ck_assert_int_eq(many.nfe, one.nfe);
+        if (st->tableau->extra_stages == 0)
+            ck_assert_int_eq(many.nfe, one.nfe);
+        else
+            ck_assert(many.nfe > one.nfe &&
+                      many.nfe <= one.nfe + st->tableau->extra_stages * NS);
         ck_assert(memcmp(ys + 2 * (NS - 1), yend, sizeof yend) == 0);
         ck_assert(memcmp(ys, y0, sizeof y0) == 0);
         ck_assert_msg(max_abs_diff(ys, ref, 2 * NS) < 1e-5,

@@ -30,6 +30,14 @@
  * Dense output for theta in [0, 1]:
  *     y(t + theta h) = y + h sum_i b_i(theta) k_i,
  *     b_i(theta) = sum_{j=1..dense_degree} dense[i*dense_degree + j-1] theta^j
+ * where i also runs over the tableau's extra stages (interface version 2),
+ * e = 0 .. extra_stages - 1, stage s + e:
+ *     k_{s+e} = f(t + c_extra_e h, y + h sum_{j<s+e} a_extra[e][j] k_j),
+ * which only dense output uses (Verner's interpolants need them): the
+ * engine evaluates them once after a step, when its dense output is first
+ * asked for (or its stages recorded), as OrdinaryDiffEq's lazy
+ * interpolation does; the step VJP differentiates through them when it has
+ * dense cotangents.
  * Stiffness (Hairer, Wanner, Solving ODEs II, Sec. IV.2; Pal et al. 2021,
  * arXiv 2105.03918), with stage q = stiff_stage
  * evaluated at c_q = 1 and the last stage at y_next (FSAL):
@@ -60,6 +68,12 @@ typedef struct nde_rk_tableau {
     const double *dense;    /* s x dense_degree polynomial coefficients       */
     int stiff_stage;        /* q (0-based) with c_q = 1, or -1                */
     double stability_size;  /* normalises the stiffness estimate             */
+    /* Interface version 2: stages for dense output only (see above); dense
+     * then has (s + extra_stages) x dense_degree coefficients. */
+    int extra_stages;       /* 0 = none                                      */
+    const double *c_extra;  /* extra_stages nodes                            */
+    const double *a_extra;  /* extra_stages x (s + extra_stages), row-major,
+                               row e zero from column s + e on              */
 } nde_rk_tableau;
 
 typedef struct nde_solver nde_solver;
@@ -177,9 +191,11 @@ typedef struct nde_solver_ops {
 } nde_solver_ops;
 
 /* The interface version of nde_solver_type (plugin.h): members are only
- * ever appended.
- *   1: order, error_order, dense_order, tableau, ops */
-#define NDE_SOLVER_VERSION 1
+ * ever appended (to it and to the tableau it points to).
+ *   1: order, error_order, dense_order, tableau, ops
+ *   2: nde_rk_tableau's extra_stages, c_extra, a_extra (a version 1
+ *      plugin's tableau ends before them: read as none) */
+#define NDE_SOLVER_VERSION 2
 
 /* The descriptor's info: NDE_SOLVER_INFO(.name = ..., .description = ...,
  * .keys, .provides, .version). */
