@@ -914,6 +914,9 @@ int main(void)
     int failed;
 
     tcase_add_checked_fixture(tc, setup, teardown);
+    /* endless_sources reads 64 MiB through a pipe: seconds under a
+     * sanitizer on a loaded machine, past Check's default of 4 */
+    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, typed_values_and_defaults);
     tcase_add_test(tc, continuation_rows);
     tcase_add_test(tc, indexed_assign_names);
