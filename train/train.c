@@ -45,6 +45,10 @@ const nde_key nde_train_keys[] = {
      "parameters stay those of the last good iteration"},
     {"max_failures", NDE_KEY_INT, "10",
      "skip, backoff: the failed iterations absorbed before the run stops"},
+    {"shards", NDE_KEY_INT, "1",
+     "solve the batch as this many shards of consecutive rows, each its own "
+     "solve, their gradients summed in order: the unit `mpirun -n K nde "
+     "train` shares between K <= shards ranks (the same bits for any K)"},
     {"data_changed", NDE_KEY_WORD, "warn",
      "on --resume, data that differ from the checkpoint's (by digest): "
      "warn | refuse"},
@@ -142,8 +146,14 @@ static int read_settings(nde_train_settings *s, nde_section *sec,
         (rc = nde_get_string(sec, "data_changed", &changed, ctx)) ||
         (rc = nde_get_string(sec, "on_failure", &failure, ctx)) ||
         (rc = nde_get_long_min(sec, "max_failures", 0, &s->max_failures,
-                               ctx)))
+                               ctx)) ||
+        (rc = nde_get_long_min(sec, "shards", 1, &s->shards, ctx)))
         return rc;
+    if (s->shards > s->batch_size)
+        return nde_section_error(sec, "shards", ctx,
+                                 "%ld shards of a batch of %ld rows: at "
+                                 "most batch_size", s->shards,
+                                 s->batch_size);
     if (strcmp(failure, "stop") == 0)
         s->on_failure = NDE_ON_FAILURE_STOP;
     else if (strcmp(failure, "skip") == 0)
@@ -369,6 +379,68 @@ static void rows_free(nde_trainer *tr)
     free(tr->row_traj);
     free(tr->row_y);
     free(tr->row_grad);
+}
+
+/* ---- shards (nde_trainer_set_comm) --------------------------------------- */
+
+/* Per shard in shard_st: its status, its solve's stats, and the length
+ * of its message (the first failed shard's owner sends it). */
+enum { SHARD_STATUS, SHARD_NFE, SHARD_NFE_BACKWARD, SHARD_ACCEPTED,
+       SHARD_REJECTED, SHARD_RETRIES, SHARD_HMIN, SHARD_HMAX, SHARD_MSG,
+       SHARD_NST };
+
+#define SHARD_MSG_MAX 1024
+
+static size_t shard_first_row(const nde_trainer *tr, size_t s)
+{
+    return s * tr->B / (size_t)tr->set.shards;
+}
+
+/* The shards of rank r of K. */
+static size_t rank_first_shard(const nde_trainer *tr, size_t r, size_t K)
+{
+    return r * (size_t)tr->set.shards / K;
+}
+
+static int shards_alloc(nde_trainer *tr)
+{
+    const size_t S = (size_t)tr->set.shards, K = tr->comm ? tr->comm->size : 1;
+
+    tr->shard_traj = calloc(S, sizeof *tr->shard_traj);
+    tr->shard_y = calloc(tr->Tcap * tr->B * tr->dim, sizeof *tr->shard_y);
+    tr->shard_grad = calloc(S * tr->Pf + 1, sizeof *tr->shard_grad);
+    tr->shard_st = calloc(S * SHARD_NST, sizeof *tr->shard_st);
+    tr->shard_cnt = calloc(2 * K, sizeof *tr->shard_cnt);
+    if (!tr->shard_traj || !tr->shard_y || !tr->shard_grad ||
+        !tr->shard_st || !tr->shard_cnt)
+        return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    return NDE_OK;
+}
+
+static void shards_free(nde_trainer *tr)
+{
+    if (tr->shard_traj)
+        for (size_t s = 0; s < (size_t)tr->set.shards; s++)
+            nde_trajectory_destroy(tr->shard_traj[s]);
+    free(tr->shard_traj);
+    free(tr->shard_y);
+    free(tr->shard_grad);
+    free(tr->shard_st);
+    free(tr->shard_cnt);
+}
+
+/* Shards with what they cannot take refused, naming the key. */
+static int shards_check(nde_trainer *tr)
+{
+    const char *why = tr->nregs ? "regularizers"
+                      : tr->opts.per_row ? "[solver] per_row_steps"
+                      : tr->sde ? "an SDE field"
+                                : NULL;
+    if (tr->set.shards > 1 && why)
+        return nde_error(tr->ctx, NDE_ECONFIG,
+                         "[train] shards = %ld: a sharded batch does not "
+                         "take %s (shards = 1 does)", tr->set.shards, why);
+    return NDE_OK;
 }
 
 /* t between a and b (either order). */
@@ -966,7 +1038,11 @@ int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
         rc = nde_error(ctx, NDE_ENOMEM, "out of memory");
         goto fail;
     }
-    if ((rc = regs_alloc(tr)) != NDE_OK)
+    if ((rc = regs_alloc(tr)) != NDE_OK ||
+        (rc = shards_check(tr)) != NDE_OK)
+        goto fail;
+    tr->s1 = (size_t)tr->set.shards;
+    if (tr->s1 > 1 && (rc = shards_alloc(tr)) != NDE_OK)
         goto fail;
     gsl_rng_set(tr->rng, nde_seed_derive(tr->set.seed, NDE_STREAM_BATCHES));
     tr->tot.lr_scale = 1.0;
@@ -999,6 +1075,7 @@ void nde_trainer_destroy(nde_trainer *tr)
     nde_trajectory_destroy(tr->traj);
     nde_trajectory_destroy(tr->alt_traj);
     rows_free(tr);
+    shards_free(tr);
     decompose(tr);
     reg_buffers_free(tr);
     free(tr->ct_all);
@@ -1183,6 +1260,227 @@ static int rows_after(nde_trainer *tr, nde_adjoint *a,
     return rc;
 }
 
+/* Every rank's part of buf to every rank: rank r's part is units [u(s0),
+ * u(s1)) of `unit` bytes, s0 and s1 its first shard and the next rank's,
+ * u(s) = s (per_row 0) or shard s's first row (per_row 1). */
+static int shards_share(nde_trainer *tr, void *buf, size_t unit, int per_row)
+{
+    nde_comm *c = tr->comm;
+    const size_t K = c ? (size_t)c->size : 1;
+    size_t *cnt = tr->shard_cnt, *at = cnt + K;
+
+    if (K == 1)
+        return NDE_OK;
+    for (size_t r = 0; r < K; r++) {
+        size_t a = rank_first_shard(tr, r, K), b = rank_first_shard(tr, r + 1, K);
+        if (per_row) {
+            a = shard_first_row(tr, a);
+            b = shard_first_row(tr, b);
+        }
+        at[r] = a * unit;
+        cnt[r] = (b - a) * unit;
+    }
+    if (c->allgather(c, buf, cnt, at) != 0)
+        return nde_error(tr->ctx, NDE_EFATAL,
+                         "rank %d: the exchange between the ranks failed",
+                         c->rank);
+    return NDE_OK;
+}
+
+/* Shard s's status and stats after its solve or adjoint (stage). */
+static void shard_note(nde_trainer *tr, size_t s, int rc, const nde_stats *st)
+{
+    double *d = tr->shard_st + s * SHARD_NST;
+    const char *msg = rc != NDE_OK ? nde_ctx_message(tr->ctx) : "";
+
+    d[SHARD_STATUS] = rc;
+    d[SHARD_NFE] = (double)st->nfe;
+    d[SHARD_NFE_BACKWARD] = (double)st->nfe_backward;
+    d[SHARD_ACCEPTED] = (double)st->steps_accepted;
+    d[SHARD_REJECTED] = (double)st->steps_rejected;
+    d[SHARD_RETRIES] = (double)st->retries;
+    d[SHARD_HMIN] = st->h_min;
+    d[SHARD_HMAX] = st->h_max;
+    d[SHARD_MSG] = (double)(msg ? strnlen(msg, SHARD_MSG_MAX - 1) : 0);
+}
+
+/*
+ * After every rank's shards of a stage: their statuses and stats to every
+ * rank, the stats added into st. When a shard failed, the first one's
+ * status and message (its owner's, sent to all; "rank R: " before it
+ * with more than one rank) are every rank's: the step fails, or an
+ * on_failure policy absorbs it, alike on every rank.
+ */
+static int shards_settle(nde_trainer *tr, nde_stats *st, int backward)
+{
+    const size_t S = (size_t)tr->set.shards;
+    nde_comm *c = tr->comm;
+    char msg[SHARD_MSG_MAX];
+    size_t s, n, owner = 0;
+    int rc;
+
+    if ((rc = shards_share(tr, tr->shard_st, SHARD_NST * sizeof(double), 0)))
+        return rc;
+    for (s = 0; s < S; s++) {
+        const double *d = tr->shard_st + s * SHARD_NST;
+        if (backward)
+            st->nfe_backward += (long)d[SHARD_NFE_BACKWARD];
+        else {
+            st->nfe += (long)d[SHARD_NFE];
+            st->steps_accepted += (long)d[SHARD_ACCEPTED];
+            st->steps_rejected += (long)d[SHARD_REJECTED];
+            st->retries += (long)d[SHARD_RETRIES];
+            if (s == 0 || d[SHARD_HMIN] < st->h_min)
+                st->h_min = d[SHARD_HMIN];
+            if (s == 0 || d[SHARD_HMAX] > st->h_max)
+                st->h_max = d[SHARD_HMAX];
+        }
+    }
+    for (s = 0; s < S && tr->shard_st[s * SHARD_NST + SHARD_STATUS] == 0; s++)
+        ;
+    if (s == S)
+        return NDE_OK;
+    rc = (int)tr->shard_st[s * SHARD_NST + SHARD_STATUS];
+    st->status = rc;
+    if (!c || c->size == 1)
+        return rc; /* the message is in ctx */
+    while (rank_first_shard(tr, owner + 1, (size_t)c->size) <= s)
+        owner++;
+    n = (size_t)tr->shard_st[s * SHARD_NST + SHARD_MSG];
+    memset(msg, 0, sizeof msg);
+    if ((int)owner == c->rank)
+        memcpy(msg, nde_ctx_message(tr->ctx), n);
+    {
+        size_t *cnt = tr->shard_cnt, *at = cnt + c->size;
+        memset(cnt, 0, 2 * (size_t)c->size * sizeof *cnt);
+        cnt[owner] = n;
+        if (c->allgather(c, msg, cnt, at) != 0)
+            return nde_error(tr->ctx, NDE_EFATAL,
+                             "rank %d: the exchange between the ranks "
+                             "failed", c->rank);
+    }
+    return nde_error(tr->ctx, rc, "rank %zu: %s", owner, msg);
+}
+
+/*
+ * loss_grad with the batch in shards (nde_trainer_set_comm): this rank's
+ * shards solved forward, every rank's saves shared; the task's readout
+ * and loss on the whole batch; this rank's shards' adjoints, their
+ * gradients and initial-state cotangents shared and the gradients summed
+ * in shard order; the lift's VJP on the whole batch.
+ */
+static int shards_loss_grad(nde_trainer *tr, nde_adjoint *a,
+                            const nde_trajectory *traj, const double *theta,
+                            double *loss, double *grad, nde_stats *st)
+{
+    nde_task *task = tr->task;
+    const nde_task_type *tt = task->type;
+    const nde_task_batch *b = &tr->batch;
+    const double *th = theta + tr->Pf, *y0 = b->input;
+    const size_t T = b->nsave, dim = tr->dim, S = (size_t)tr->set.shards;
+    const double t0 = b->t0, t1 = b->tsave[T - 1];
+    nde_solve_opts o = tr->opts;
+    nde_stats sst;
+    size_t s, k;
+    int rc = NDE_OK;
+
+    memset(st, 0, sizeof *st);
+    tr->reg_total = 0.0;
+    tr->data_loss = NAN;
+    if (t1 == t0)
+        return nde_error(tr->ctx, NDE_ECONFIG,
+                         "the mini-batch has a single observation time: "
+                         "nothing to fit");
+    if (tt->lift) {
+        if ((rc = tt->lift(task, th, b, tr->y0b)) != NDE_OK)
+            return rc;
+        y0 = tr->y0b;
+    }
+    memset(tr->shard_st, 0, S * SHARD_NST * sizeof *tr->shard_st);
+    for (s = tr->s0; s < tr->s1 && rc == NDE_OK; s++) {
+        const size_t lo = shard_first_row(tr, s);
+        const size_t rows = shard_first_row(tr, s + 1) - lo;
+        nde_trajectory **rec = &tr->shard_traj[s];
+        if (grad && *rec && ((*rec)->record != traj->record ||
+                             (*rec)->max_states != traj->max_states)) {
+            nde_trajectory_destroy(*rec);
+            *rec = NULL;
+        }
+        if (grad && !*rec &&
+            !(*rec = nde_trajectory_create(traj->record, traj->max_states)))
+            rc = nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+        memset(&sst, 0, sizeof sst);
+        o.record = grad ? *rec : NULL;
+        if (rc == NDE_OK &&
+            (rc = nde_solver_set_batch(tr->solver, rows)) == NDE_OK &&
+            (rc = nde_solve(tr->solver, &o, theta, t0, y0 + lo * dim, t1, T,
+                            b->tsave, tr->shard_y + T * lo * dim, &sst)) !=
+                NDE_OK)
+            nde_error_prefix(tr->ctx, "forward solve");
+        shard_note(tr, s, rc, &sst);
+    }
+    nde_solver_set_batch(tr->solver, tr->B);
+    if ((rc = shards_settle(tr, st, 0)) != NDE_OK ||
+        (rc = shards_share(tr, tr->shard_y, T * dim * sizeof(double), 1)))
+        return rc;
+    for (s = 0; s < S; s++) {
+        const size_t lo = shard_first_row(tr, s);
+        const size_t rows = shard_first_row(tr, s + 1) - lo;
+        for (k = 0; k < T; k++)
+            memcpy(tr->ysave + (k * tr->B + lo) * dim,
+                   tr->shard_y + (T * lo + k * rows) * dim,
+                   rows * dim * sizeof *tr->ysave);
+    }
+    if ((tt->readout &&
+         (rc = tt->readout(task, th, b, tr->ysave, tr->obs)) != NDE_OK) ||
+        (rc = tt->loss(task, b, tr->obs, loss, tr->obsbar)) != NDE_OK)
+        return rc;
+    if (!isfinite(*loss))
+        return nde_error(tr->ctx, NDE_ENONFINITE,
+                         "the loss is not finite (%g)", *loss);
+    tr->data_loss = *loss;
+    if (!grad)
+        return NDE_OK;
+    memset(grad + tr->Pf, 0, task->nparams * sizeof *grad);
+    if (tt->readout) {
+        memset(tr->ybar, 0, T * tr->B * dim * sizeof *tr->ybar);
+        if ((rc = tt->readout_vjp(task, th, b, tr->ysave, tr->obsbar,
+                                  tr->ybar, grad + tr->Pf)) != NDE_OK)
+            return rc;
+    }
+    memset(tr->shard_st, 0, S * SHARD_NST * sizeof *tr->shard_st);
+    for (s = tr->s0; s < tr->s1 && rc == NDE_OK; s++) {
+        const size_t lo = shard_first_row(tr, s);
+        const size_t rows = shard_first_row(tr, s + 1) - lo;
+        double *ybar = tr->shard_y + T * lo * dim;
+        size_t nct;
+        for (k = 0; k < T; k++)
+            memcpy(ybar + k * rows * dim, tr->ybar + (k * tr->B + lo) * dim,
+                   rows * dim * sizeof *ybar);
+        nct = data_cotangents(tr, b->tsave, ybar, rows * dim);
+        memset(&sst, 0, sizeof sst);
+        if ((rc = nde_solver_set_batch(tr->solver, rows)) == NDE_OK)
+            rc = adjoint_grad(tr, a, &o, tr->shard_traj[s], theta, t0, t1,
+                              tr->ct, nct, tr->ybar0 + lo * dim,
+                              tr->shard_grad + s * tr->Pf, &sst);
+        shard_note(tr, s, rc, &sst);
+    }
+    nde_solver_set_batch(tr->solver, tr->B);
+    if ((rc = shards_settle(tr, st, 1)) != NDE_OK ||
+        (rc = shards_share(tr, tr->shard_grad, tr->Pf * sizeof(double), 0)) ||
+        (rc = shards_share(tr, tr->ybar0, dim * sizeof(double), 1)))
+        return rc;
+    /* from shard 0's own bits, not 0 + them: -0.0 stays -0.0 */
+    memcpy(grad, tr->shard_grad, tr->Pf * sizeof *grad);
+    for (s = 1; s < S; s++)
+        for (size_t i = 0; i < tr->Pf; i++)
+            grad[i] += tr->shard_grad[s * tr->Pf + i];
+    if (tt->lift_vjp &&
+        (rc = tt->lift_vjp(task, th, b, tr->ybar0, grad + tr->Pf)) != NDE_OK)
+        return rc;
+    return NDE_OK;
+}
+
 /*
  * The loss of the current batch at theta and, when grad is not NULL, its
  * gradient through adjoint a: lift, solve (regularizers' extra save times
@@ -1204,6 +1502,8 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
     size_t ns = T;
     int rc;
 
+    if (tr->set.shards > 1)
+        return shards_loss_grad(tr, a, traj, theta, loss, grad, st);
     memset(st, 0, sizeof *st);
     tr->reg_total = 0.0;
     tr->data_loss = NAN;
@@ -1781,6 +2081,11 @@ int nde_trainer_add_regularizer(nde_trainer *tr, const char *name,
         if (strcmp(tr->regs[i].name, name) == 0)
             return nde_error(tr->ctx, NDE_EINVAL,
                              "add regularizer '%s': the name is taken", name);
+    if (tr->set.shards > 1)
+        return nde_error(tr->ctx, NDE_EINVAL,
+                         "add regularizer '%s': [train] shards = %ld: a "
+                         "sharded batch does not take regularizers", name,
+                         tr->set.shards);
     if ((rc = push_regularizer(tr, name, r, w)) != NDE_OK)
         return rc;
     if ((rc = regs_alloc(tr)) != NDE_OK) {
@@ -1790,4 +2095,25 @@ int nde_trainer_add_regularizer(nde_trainer *tr, const char *name,
         regs_alloc(tr);
     }
     return rc;
+}
+
+int nde_trainer_set_comm(nde_trainer *tr, nde_comm *comm)
+{
+    const size_t K = comm ? (size_t)comm->size : 1;
+
+    if (K > (size_t)tr->set.shards)
+        return nde_error(tr->ctx, NDE_ECONFIG,
+                         "%zu ranks share a batch of [train] shards = %ld: "
+                         "set shards to a multiple of the ranks (at most "
+                         "batch_size = %ld)", K, tr->set.shards,
+                         tr->set.batch_size);
+    tr->comm = K > 1 ? comm : NULL;
+    if (tr->comm) {
+        free(tr->shard_cnt);
+        if (!(tr->shard_cnt = calloc(2 * K, sizeof *tr->shard_cnt)))
+            return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    }
+    tr->s0 = rank_first_shard(tr, comm ? (size_t)comm->rank : 0, K);
+    tr->s1 = rank_first_shard(tr, comm ? (size_t)comm->rank + 1 : 1, K);
+    return NDE_OK;
 }

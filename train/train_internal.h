@@ -92,6 +92,17 @@ struct nde_trainer {
                                   saves, cotangents and extra states      */
     double *row_grad;          /* Pf: one row's field gradient            */
     size_t row_extra_cap;      /* extra_cap when row_y was sized          */
+
+    /* shards (set.shards > 1), of which this rank computes [s0, s1) */
+    nde_comm *comm;            /* NULL: this process computes them all    */
+    size_t s0, s1;
+    nde_trajectory **shard_traj; /* S records                             */
+    double *shard_y;           /* Tcap x B x dim: shard s's saves (T x
+                                  rows x dim) from T lo_s dim on; then
+                                  their cotangents                        */
+    double *shard_grad;        /* S x Pf: their field gradients           */
+    double *shard_st;          /* S x SHARD_NST: status, stats, message   */
+    size_t *shard_cnt;         /* 2 K: an exchange's counts and displs    */
 };
 
 #endif
