@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "comm.h"
 #include "nde/train.h"
 
 const char cli_train_help[] =
@@ -818,7 +819,9 @@ int cli_train(int argc, char **argv)
     summary sum;
     nde_train_step m;
     long last_eval = -1, written = -1;  /* checkpoint of this run */
-    int code, rc = NDE_OK, progress;
+    int code, rc = NDE_OK, progress, agreed = 0;
+    /* under mpirun, rank 0 writes every output (comm.h) */
+    const int lead = cli_rank() == 0;
 
     if (help_wanted(argc, argv, cli_train_help))
         return CLI_EXIT_OK;
@@ -838,7 +841,8 @@ int cli_train(int argc, char **argv)
         goto done;
     if ((rc = nde_trainer_create(ctx, cfg, 0, &tr)) != NDE_OK ||
         (a.resume && (rc = nde_trainer_checkpoint_load(
-                          tr, a.resume, NDE_CHECKPOINT_RESUME)) != NDE_OK)) {
+                          tr, a.resume, NDE_CHECKPOINT_RESUME)) != NDE_OK) ||
+        (rc = nde_trainer_set_comm(tr, cli_comm())) != NDE_OK) {
         code = cli_fail(ctx, rc);
         goto done;
     }
@@ -869,16 +873,20 @@ int cli_train(int argc, char **argv)
                   "now (their digests differ); resuming on the new data "
                   "([train] data_changed = refuse stops instead)", a.resume);
     /* temporary files of runs killed while writing */
-    if (set->checkpoint)
+    if (lead && set->checkpoint)
         cli_outfile_remove_stale(set->checkpoint);
-    if (set->metrics)
+    if (lead && set->metrics)
         cli_outfile_remove_stale(set->metrics);
-    if (set->metrics &&
+    if (lead && set->metrics &&
         !(metrics = open_metrics(set->metrics,
                                  a.resume ? nde_trainer_iteration(tr) : -1))) {
         code = CLI_EXIT_FAILURE;
         goto done;
     }
+    /* every rank ready, or none trains */
+    agreed = 1;
+    if ((code = cli_comm_agree(CLI_EXIT_OK)) != CLI_EXIT_OK)
+        goto done;
     progress = !a.quiet && isatty(STDERR_FILENO);
     code = CLI_EXIT_OK;
     while (nde_trainer_iteration(tr) < set->iterations) {
@@ -912,11 +920,11 @@ int cli_train(int argc, char **argv)
                     m.nfe_forward, m.nfe_backward);
         if (set->checkpoint && set->checkpoint_every > 0 &&
             m.iteration % set->checkpoint_every == 0) {
-            if (sync_metrics(metrics, set->metrics) != 0 ||
-                write_checkpoint(tr, set->checkpoint, ctx) != 0) {
+            if (lead && (sync_metrics(metrics, set->metrics) != 0 ||
+                         write_checkpoint(tr, set->checkpoint, ctx) != 0))
                 code = CLI_EXIT_FAILURE;
+            if ((code = cli_comm_agree(code)) != CLI_EXIT_OK)
                 break;
-            }
             written = m.iteration;
         }
         if (metrics)
@@ -931,10 +939,12 @@ int cli_train(int argc, char **argv)
             if (rc == NDE_OK && metrics)
                 metrics_eval(metrics, sum.iterations, &sum.eval);
         }
-        if (rc == NDE_OK && set->checkpoint &&
-            (sync_metrics(metrics, set->metrics) != 0 ||
-             write_checkpoint(tr, set->checkpoint, ctx) != 0))
-            code = CLI_EXIT_FAILURE;
+        if (rc == NDE_OK && set->checkpoint) {
+            if (lead && (sync_metrics(metrics, set->metrics) != 0 ||
+                         write_checkpoint(tr, set->checkpoint, ctx) != 0))
+                code = CLI_EXIT_FAILURE;
+            code = cli_comm_agree(code);
+        }
     }
     if (metrics && fclose(metrics) != 0) {
         cli_error("%s: %m", set->metrics);
@@ -962,10 +972,12 @@ int cli_train(int argc, char **argv)
                     sum.tot->failures == 1 ? "" : "s", sum.tot->lr_scale);
         print_params(tr, set->checkpoint);
     }
-    if (a.summary && write_summary(a.summary, &sum) != 0 &&
+    if (lead && a.summary && write_summary(a.summary, &sum) != 0 &&
         code == CLI_EXIT_OK)
         code = CLI_EXIT_FAILURE;
 done:
+    if (!agreed)
+        code = cli_comm_agree(code);
     if (metrics)
         fclose(metrics);
     free(sum.reg_sum);
