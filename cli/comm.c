@@ -118,13 +118,30 @@ nde_comm *cli_comm(void) { return world; }
 int cli_rank(void) { return world ? world->rank : 0; }
 int cli_ranks(void) { return world ? world->size : 1; }
 
+/* What this rank held back, each "nde: " line as "nde: rank R: ". */
+static void print_held(void)
+{
+    const char *line = held, *end = held + held_len;
+
+    while (line < end) {
+        const char *nl = memchr(line, '\n', (size_t)(end - line));
+        size_t n = nl ? (size_t)(nl - line) + 1 : (size_t)(end - line);
+        if (n > 5 && strncmp(line, "nde: ", 5) == 0)
+            fprintf(real_stderr, "nde: rank %d: %.*s", world->rank,
+                    (int)(n - 5), line + 5);
+        else
+            fwrite(line, 1, n, real_stderr);
+        line += n;
+    }
+}
+
 /* Drop what this rank held back, printed first when told to; hold back
  * again when told to. */
 static void release(int print, int again)
 {
     fclose(stderr);
-    if (print && held_len)
-        fwrite(held, 1, held_len, real_stderr);
+    if (print)
+        print_held();
     fflush(real_stderr);
     free(held);
     held = NULL;
