@@ -5,8 +5,8 @@
 #     run's summary without its times and run id, the report's lines of the
 #     metrics that are not times) and resumes: a removed run is redone, the
 #     others are kept;
-#   - `mpirun -n 2 nde train` with [train] shards = 2 ends with the same
-#     parameters, bit for bit, as one process with shards = 2, and only
+#   - `mpirun -n 2 nde train` with [train] shards = 4 ends with the same
+#     parameters, bit for bit, as one process with shards = 4, and only
 #     rank 0 writes (the metrics file is whole, once);
 #   - a rank that fails alone ends the run: one message, a non-zero exit,
 #     no hang (each mpirun under a timeout), both before training (a bad
@@ -60,7 +60,7 @@ run2() {
 }
 
 # ---- train: the same bits as one process ---------------------------------
-cfg="$short -s train.batch_size=64 -s train.shards=2"
+cfg="$short -s train.batch_size=64 -s train.shards=4"
 "$nde" train spiral.ini $cfg -s train.checkpoint=one.ckpt \
     -s train.metrics=one.jsonl >/dev/null 2>&1 || fail "one process trains"
 run2 -n 2 "$nde" train spiral.ini $cfg -s train.checkpoint=two.ckpt \
