@@ -10,10 +10,45 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include <mpi.h>
 
 #include "nde/comm.h"
+
+/*
+ * The end of request req (started with status rc): 0, or -1 when it
+ * failed. Polled for WAIT_SPIN_US, then with short sleeps: a rank that
+ * waits for another (which is still computing its share) gives its CPU
+ * away instead of spinning in MPI's progress loop, which on a machine
+ * with fewer free cores than ranks took the CPU the other rank needed.
+ */
+#define WAIT_SPIN_US 50.0
+#define WAIT_SLEEP_NS 20000L
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return 1e6 * (double)ts.tv_sec + 1e-3 * (double)ts.tv_nsec;
+}
+
+static int wait_for(int rc, MPI_Request *req)
+{
+    const double start = now_us();
+    const struct timespec nap = {0, WAIT_SLEEP_NS};
+    int done = 0;
+
+    if (rc != MPI_SUCCESS)
+        return -1;
+    while (!done) {
+        if (MPI_Test(req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+            return -1;
+        if (!done && now_us() - start > WAIT_SPIN_US)
+            nanosleep(&nap, NULL);
+    }
+    return 0;
+}
 
 /* The MPI interface counts in int: an exchange of more than INT_MAX
  * bytes per block is refused rather than truncated. */
@@ -21,6 +56,7 @@ static int mpi_allgather(nde_comm *comm, void *buf, const size_t *counts,
                          const size_t *displs)
 {
     int *c = malloc(2 * (size_t)comm->size * sizeof *c), rc = -1;
+    MPI_Request req;
 
     if (!c)
         return -1;
@@ -30,11 +66,10 @@ static int mpi_allgather(nde_comm *comm, void *buf, const size_t *counts,
         c[r] = (int)counts[r];
         c[comm->size + r] = (int)displs[r];
     }
-    rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, c,
-                        c + comm->size, MPI_BYTE, MPI_COMM_WORLD) ==
-                 MPI_SUCCESS
-             ? 0
-             : -1;
+    rc = wait_for(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf,
+                                  c, c + comm->size, MPI_BYTE,
+                                  MPI_COMM_WORLD, &req),
+                  &req);
 out:
     free(c);
     return rc;

@@ -383,8 +383,14 @@ static void rows_free(nde_trainer *tr)
 
 /* ---- shards (nde_trainer_set_comm) --------------------------------------- */
 
-/* Per shard in shard_st: its status, its solve's stats, and the length
- * of its message (the first failed shard's owner sends it). */
+/*
+ * A stage (the forward solves, then the adjoints) leaves one record per
+ * shard in shard_buf, shard s's at s a + lo_s b doubles (lo_s its first
+ * row; a, b per stage), so that the records of a rank's shards are one
+ * block and a stage's results go between the ranks in one exchange. A
+ * record starts with the shard's status, its solve's stats and the
+ * length of its message (the first failed shard's owner sends it).
+ */
 enum { SHARD_STATUS, SHARD_NFE, SHARD_NFE_BACKWARD, SHARD_ACCEPTED,
        SHARD_REJECTED, SHARD_RETRIES, SHARD_HMIN, SHARD_HMAX, SHARD_MSG,
        SHARD_NST };
@@ -396,7 +402,7 @@ static size_t shard_first_row(const nde_trainer *tr, size_t s)
     return s * tr->B / (size_t)tr->set.shards;
 }
 
-/* The shards of rank r of K. */
+/* The first shard of rank r of K. */
 static size_t rank_first_shard(const nde_trainer *tr, size_t r, size_t K)
 {
     return r * (size_t)tr->set.shards / K;
@@ -404,15 +410,15 @@ static size_t rank_first_shard(const nde_trainer *tr, size_t r, size_t K)
 
 static int shards_alloc(nde_trainer *tr)
 {
-    const size_t S = (size_t)tr->set.shards, K = tr->comm ? tr->comm->size : 1;
+    const size_t S = (size_t)tr->set.shards;
+    const size_t most = (tr->B + S - 1) / S; /* rows of the largest shard */
 
     tr->shard_traj = calloc(S, sizeof *tr->shard_traj);
-    tr->shard_y = calloc(tr->Tcap * tr->B * tr->dim, sizeof *tr->shard_y);
-    tr->shard_grad = calloc(S * tr->Pf + 1, sizeof *tr->shard_grad);
-    tr->shard_st = calloc(S * SHARD_NST, sizeof *tr->shard_st);
-    tr->shard_cnt = calloc(2 * K, sizeof *tr->shard_cnt);
-    if (!tr->shard_traj || !tr->shard_y || !tr->shard_grad ||
-        !tr->shard_st || !tr->shard_cnt)
+    tr->shard_buf = calloc(S * (SHARD_NST + tr->Pf) + tr->Tcap * tr->B *
+                               tr->dim, sizeof *tr->shard_buf);
+    tr->shard_ct = calloc(tr->Tcap * most * tr->dim, sizeof *tr->shard_ct);
+    tr->shard_cnt = calloc(2, sizeof *tr->shard_cnt);
+    if (!tr->shard_traj || !tr->shard_buf || !tr->shard_ct || !tr->shard_cnt)
         return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
     return NDE_OK;
 }
@@ -423,9 +429,8 @@ static void shards_free(nde_trainer *tr)
         for (size_t s = 0; s < (size_t)tr->set.shards; s++)
             nde_trajectory_destroy(tr->shard_traj[s]);
     free(tr->shard_traj);
-    free(tr->shard_y);
-    free(tr->shard_grad);
-    free(tr->shard_st);
+    free(tr->shard_buf);
+    free(tr->shard_ct);
     free(tr->shard_cnt);
 }
 
@@ -1260,37 +1265,42 @@ static int rows_after(nde_trainer *tr, nde_adjoint *a,
     return rc;
 }
 
-/* Every rank's part of buf to every rank: rank r's part is units [u(s0),
- * u(s1)) of `unit` bytes, s0 and s1 its first shard and the next rank's,
- * u(s) = s (per_row 0) or shard s's first row (per_row 1). */
-static int shards_share(nde_trainer *tr, void *buf, size_t unit, int per_row)
+/* Shard s's record in a stage of records a + b rows doubles. */
+static double *shard_record(const nde_trainer *tr, size_t s, size_t a,
+                            size_t b)
+{
+    return tr->shard_buf + s * a + shard_first_row(tr, s) * b;
+}
+
+/* Every rank's records of a stage (a, b: shard_record) to every rank. */
+static int shards_share(nde_trainer *tr, size_t a, size_t b)
 {
     nde_comm *c = tr->comm;
-    const size_t K = c ? (size_t)c->size : 1;
-    size_t *cnt = tr->shard_cnt, *at = cnt + K;
+    size_t *cnt = tr->shard_cnt, *at;
 
-    if (K == 1)
+    if (!c)
         return NDE_OK;
-    for (size_t r = 0; r < K; r++) {
-        size_t a = rank_first_shard(tr, r, K), b = rank_first_shard(tr, r + 1, K);
-        if (per_row) {
-            a = shard_first_row(tr, a);
-            b = shard_first_row(tr, b);
-        }
-        at[r] = a * unit;
-        cnt[r] = (b - a) * unit;
+    at = cnt + c->size;
+    for (size_t r = 0; r < (size_t)c->size; r++) {
+        const size_t s0 = rank_first_shard(tr, r, (size_t)c->size);
+        const size_t s1 = rank_first_shard(tr, r + 1, (size_t)c->size);
+        at[r] = (size_t)(shard_record(tr, s0, a, b) - tr->shard_buf) *
+                sizeof(double);
+        cnt[r] = (size_t)(shard_record(tr, s1, a, b) -
+                          shard_record(tr, s0, a, b)) * sizeof(double);
     }
-    if (c->allgather(c, buf, cnt, at) != 0)
+    if (c->allgather(c, tr->shard_buf, cnt, at) != 0)
         return nde_error(tr->ctx, NDE_EFATAL,
                          "rank %d: the exchange between the ranks failed",
                          c->rank);
     return NDE_OK;
 }
 
-/* Shard s's status and stats after its solve or adjoint (stage). */
-static void shard_note(nde_trainer *tr, size_t s, int rc, const nde_stats *st)
+/* A shard's status and stats after its solve or adjoint into its record
+ * d. */
+static void shard_note(nde_trainer *tr, double *d, int rc,
+                       const nde_stats *st)
 {
-    double *d = tr->shard_st + s * SHARD_NST;
     const char *msg = rc != NDE_OK ? nde_ctx_message(tr->ctx) : "";
 
     d[SHARD_STATUS] = rc;
@@ -1304,62 +1314,82 @@ static void shard_note(nde_trainer *tr, size_t s, int rc, const nde_stats *st)
     d[SHARD_MSG] = (double)(msg ? strnlen(msg, SHARD_MSG_MAX - 1) : 0);
 }
 
-/*
- * After every rank's shards of a stage: their statuses and stats to every
- * rank, the stats added into st. When a shard failed, the first one's
- * status and message (its owner's, sent to all; "rank R: " before it
- * with more than one rank) are every rank's: the step fails, or an
- * on_failure policy absorbs it, alike on every rank.
- */
-static int shards_settle(nde_trainer *tr, nde_stats *st, int backward)
+/* The failed shard s's message from its owner to every rank, then the
+ * step's error (status rc) on every rank, "rank R: " before it. */
+static int shard_failure(nde_trainer *tr, size_t s, size_t n, int rc)
 {
-    const size_t S = (size_t)tr->set.shards;
     nde_comm *c = tr->comm;
+    size_t owner = 0, *cnt = tr->shard_cnt, *at = cnt + c->size;
     char msg[SHARD_MSG_MAX];
-    size_t s, n, owner = 0;
-    int rc;
 
-    if ((rc = shards_share(tr, tr->shard_st, SHARD_NST * sizeof(double), 0)))
-        return rc;
-    for (s = 0; s < S; s++) {
-        const double *d = tr->shard_st + s * SHARD_NST;
-        if (backward)
-            st->nfe_backward += (long)d[SHARD_NFE_BACKWARD];
-        else {
-            st->nfe += (long)d[SHARD_NFE];
-            st->steps_accepted += (long)d[SHARD_ACCEPTED];
-            st->steps_rejected += (long)d[SHARD_REJECTED];
-            st->retries += (long)d[SHARD_RETRIES];
-            if (s == 0 || d[SHARD_HMIN] < st->h_min)
-                st->h_min = d[SHARD_HMIN];
-            if (s == 0 || d[SHARD_HMAX] > st->h_max)
-                st->h_max = d[SHARD_HMAX];
-        }
-    }
-    for (s = 0; s < S && tr->shard_st[s * SHARD_NST + SHARD_STATUS] == 0; s++)
-        ;
-    if (s == S)
-        return NDE_OK;
-    rc = (int)tr->shard_st[s * SHARD_NST + SHARD_STATUS];
-    st->status = rc;
-    if (!c || c->size == 1)
-        return rc; /* the message is in ctx */
     while (rank_first_shard(tr, owner + 1, (size_t)c->size) <= s)
         owner++;
-    n = (size_t)tr->shard_st[s * SHARD_NST + SHARD_MSG];
     memset(msg, 0, sizeof msg);
     if ((int)owner == c->rank)
         memcpy(msg, nde_ctx_message(tr->ctx), n);
-    {
-        size_t *cnt = tr->shard_cnt, *at = cnt + c->size;
-        memset(cnt, 0, 2 * (size_t)c->size * sizeof *cnt);
-        cnt[owner] = n;
-        if (c->allgather(c, msg, cnt, at) != 0)
-            return nde_error(tr->ctx, NDE_EFATAL,
-                             "rank %d: the exchange between the ranks "
-                             "failed", c->rank);
-    }
+    memset(cnt, 0, 2 * (size_t)c->size * sizeof *cnt);
+    cnt[owner] = n;
+    if (c->allgather(c, msg, cnt, at) != 0)
+        return nde_error(tr->ctx, NDE_EFATAL,
+                         "rank %d: the exchange between the ranks failed",
+                         c->rank);
     return nde_error(tr->ctx, rc, "rank %zu: %s", owner, msg);
+}
+
+/*
+ * After every rank's shards of a stage, their records shared: the stats
+ * added into st. When a shard failed, the first one's status and message
+ * are every rank's: the step fails, or an on_failure policy absorbs it,
+ * alike on every rank.
+ */
+static int shards_settle(nde_trainer *tr, size_t a, size_t b, nde_stats *st,
+                         int backward)
+{
+    const size_t S = (size_t)tr->set.shards;
+    size_t s, failed = S;
+    int rc;
+
+    if ((rc = shards_share(tr, a, b)) != NDE_OK)
+        return rc;
+    for (s = 0; s < S; s++) {
+        const double *d = shard_record(tr, s, a, b);
+        if (failed == S && d[SHARD_STATUS] != 0)
+            failed = s;
+        if (backward) {
+            st->nfe_backward += (long)d[SHARD_NFE_BACKWARD];
+            continue;
+        }
+        st->nfe += (long)d[SHARD_NFE];
+        st->steps_accepted += (long)d[SHARD_ACCEPTED];
+        st->steps_rejected += (long)d[SHARD_REJECTED];
+        st->retries += (long)d[SHARD_RETRIES];
+        if (s == 0 || d[SHARD_HMIN] < st->h_min)
+            st->h_min = d[SHARD_HMIN];
+        if (s == 0 || d[SHARD_HMAX] > st->h_max)
+            st->h_max = d[SHARD_HMAX];
+    }
+    if (failed == S)
+        return NDE_OK;
+    {
+        const double *d = shard_record(tr, failed, a, b);
+        rc = st->status = (int)d[SHARD_STATUS];
+        /* one process: the message is in ctx */
+        return tr->comm ? shard_failure(tr, failed, (size_t)d[SHARD_MSG], rc)
+                        : rc;
+    }
+}
+
+/* This rank's shard s's record before its stage: a failure of an
+ * earlier shard leaves the later ones as they were, marked failed. */
+static double *shard_begin(nde_trainer *tr, size_t s, size_t a, size_t b,
+                           size_t *lo, size_t *rows)
+{
+    double *d = shard_record(tr, s, a, b);
+
+    *lo = shard_first_row(tr, s);
+    *rows = shard_first_row(tr, s + 1) - *lo;
+    memset(d, 0, SHARD_NST * sizeof *d);
+    return d;
 }
 
 /*
@@ -1378,10 +1408,12 @@ static int shards_loss_grad(nde_trainer *tr, nde_adjoint *a,
     const nde_task_batch *b = &tr->batch;
     const double *th = theta + tr->Pf, *y0 = b->input;
     const size_t T = b->nsave, dim = tr->dim, S = (size_t)tr->set.shards;
+    const size_t fa = SHARD_NST, fb = T * dim;           /* forward    */
+    const size_t ba = SHARD_NST + tr->Pf, bb = dim;      /* backward   */
     const double t0 = b->t0, t1 = b->tsave[T - 1];
     nde_solve_opts o = tr->opts;
     nde_stats sst;
-    size_t s, k;
+    size_t s, k, lo, rows;
     int rc = NDE_OK;
 
     memset(st, 0, sizeof *st);
@@ -1396,11 +1428,14 @@ static int shards_loss_grad(nde_trainer *tr, nde_adjoint *a,
             return rc;
         y0 = tr->y0b;
     }
-    memset(tr->shard_st, 0, S * SHARD_NST * sizeof *tr->shard_st);
-    for (s = tr->s0; s < tr->s1 && rc == NDE_OK; s++) {
-        const size_t lo = shard_first_row(tr, s);
-        const size_t rows = shard_first_row(tr, s + 1) - lo;
+    /* forward: record = stats, then the saves (T x rows x dim) */
+    for (s = tr->s0; s < tr->s1; s++) {
+        double *d = shard_begin(tr, s, fa, fb, &lo, &rows);
         nde_trajectory **rec = &tr->shard_traj[s];
+        if (rc != NDE_OK) {
+            d[SHARD_STATUS] = rc;
+            continue;
+        }
         if (grad && *rec && ((*rec)->record != traj->record ||
                              (*rec)->max_states != traj->max_states)) {
             nde_trajectory_destroy(*rec);
@@ -1414,21 +1449,19 @@ static int shards_loss_grad(nde_trainer *tr, nde_adjoint *a,
         if (rc == NDE_OK &&
             (rc = nde_solver_set_batch(tr->solver, rows)) == NDE_OK &&
             (rc = nde_solve(tr->solver, &o, theta, t0, y0 + lo * dim, t1, T,
-                            b->tsave, tr->shard_y + T * lo * dim, &sst)) !=
-                NDE_OK)
+                            b->tsave, d + SHARD_NST, &sst)) != NDE_OK)
             nde_error_prefix(tr->ctx, "forward solve");
-        shard_note(tr, s, rc, &sst);
+        shard_note(tr, d, rc, &sst);
     }
     nde_solver_set_batch(tr->solver, tr->B);
-    if ((rc = shards_settle(tr, st, 0)) != NDE_OK ||
-        (rc = shards_share(tr, tr->shard_y, T * dim * sizeof(double), 1)))
+    if ((rc = shards_settle(tr, fa, fb, st, 0)) != NDE_OK)
         return rc;
     for (s = 0; s < S; s++) {
-        const size_t lo = shard_first_row(tr, s);
-        const size_t rows = shard_first_row(tr, s + 1) - lo;
+        const double *y = shard_record(tr, s, fa, fb) + SHARD_NST;
+        lo = shard_first_row(tr, s);
+        rows = shard_first_row(tr, s + 1) - lo;
         for (k = 0; k < T; k++)
-            memcpy(tr->ysave + (k * tr->B + lo) * dim,
-                   tr->shard_y + (T * lo + k * rows) * dim,
+            memcpy(tr->ysave + (k * tr->B + lo) * dim, y + k * rows * dim,
                    rows * dim * sizeof *tr->ysave);
     }
     if ((tt->readout &&
@@ -1448,33 +1481,42 @@ static int shards_loss_grad(nde_trainer *tr, nde_adjoint *a,
                                   tr->ybar, grad + tr->Pf)) != NDE_OK)
             return rc;
     }
-    memset(tr->shard_st, 0, S * SHARD_NST * sizeof *tr->shard_st);
-    for (s = tr->s0; s < tr->s1 && rc == NDE_OK; s++) {
-        const size_t lo = shard_first_row(tr, s);
-        const size_t rows = shard_first_row(tr, s + 1) - lo;
-        double *ybar = tr->shard_y + T * lo * dim;
+    /* backward: record = stats, the field's gradient (Pf), dL/dy0 (rows
+     * x dim) */
+    for (s = tr->s0; s < tr->s1; s++) {
+        double *d = shard_begin(tr, s, ba, bb, &lo, &rows);
         size_t nct;
+        if (rc != NDE_OK) {
+            d[SHARD_STATUS] = rc;
+            continue;
+        }
         for (k = 0; k < T; k++)
-            memcpy(ybar + k * rows * dim, tr->ybar + (k * tr->B + lo) * dim,
-                   rows * dim * sizeof *ybar);
-        nct = data_cotangents(tr, b->tsave, ybar, rows * dim);
+            memcpy(tr->shard_ct + k * rows * dim,
+                   tr->ybar + (k * tr->B + lo) * dim,
+                   rows * dim * sizeof *tr->shard_ct);
+        nct = data_cotangents(tr, b->tsave, tr->shard_ct, rows * dim);
         memset(&sst, 0, sizeof sst);
         if ((rc = nde_solver_set_batch(tr->solver, rows)) == NDE_OK)
             rc = adjoint_grad(tr, a, &o, tr->shard_traj[s], theta, t0, t1,
-                              tr->ct, nct, tr->ybar0 + lo * dim,
-                              tr->shard_grad + s * tr->Pf, &sst);
-        shard_note(tr, s, rc, &sst);
+                              tr->ct, nct, d + SHARD_NST + tr->Pf,
+                              d + SHARD_NST, &sst);
+        shard_note(tr, d, rc, &sst);
     }
     nde_solver_set_batch(tr->solver, tr->B);
-    if ((rc = shards_settle(tr, st, 1)) != NDE_OK ||
-        (rc = shards_share(tr, tr->shard_grad, tr->Pf * sizeof(double), 0)) ||
-        (rc = shards_share(tr, tr->ybar0, dim * sizeof(double), 1)))
+    if ((rc = shards_settle(tr, ba, bb, st, 1)) != NDE_OK)
         return rc;
     /* from shard 0's own bits, not 0 + them: -0.0 stays -0.0 */
-    memcpy(grad, tr->shard_grad, tr->Pf * sizeof *grad);
-    for (s = 1; s < S; s++)
-        for (size_t i = 0; i < tr->Pf; i++)
-            grad[i] += tr->shard_grad[s * tr->Pf + i];
+    memcpy(grad, shard_record(tr, 0, ba, bb) + SHARD_NST,
+           tr->Pf * sizeof *grad);
+    for (s = 0; s < S; s++) {
+        const double *d = shard_record(tr, s, ba, bb) + SHARD_NST;
+        lo = shard_first_row(tr, s);
+        rows = shard_first_row(tr, s + 1) - lo;
+        for (size_t i = 0; s > 0 && i < tr->Pf; i++)
+            grad[i] += d[i];
+        memcpy(tr->ybar0 + lo * dim, d + tr->Pf,
+               rows * dim * sizeof *tr->ybar0);
+    }
     if (tt->lift_vjp &&
         (rc = tt->lift_vjp(task, th, b, tr->ybar0, grad + tr->Pf)) != NDE_OK)
         return rc;

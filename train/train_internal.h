@@ -97,11 +97,8 @@ struct nde_trainer {
     nde_comm *comm;            /* NULL: this process computes them all    */
     size_t s0, s1;
     nde_trajectory **shard_traj; /* S records                             */
-    double *shard_y;           /* Tcap x B x dim: shard s's saves (T x
-                                  rows x dim) from T lo_s dim on; then
-                                  their cotangents                        */
-    double *shard_grad;        /* S x Pf: their field gradients           */
-    double *shard_st;          /* S x SHARD_NST: status, stats, message   */
+    double *shard_buf;         /* a stage's records (shard_record)         */
+    double *shard_ct;          /* one shard's cotangents, T x rows x dim  */
     size_t *shard_cnt;         /* 2 K: an exchange's counts and displs    */
 };
 
