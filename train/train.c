@@ -146,14 +146,8 @@ static int read_settings(nde_train_settings *s, nde_section *sec,
         (rc = nde_get_string(sec, "data_changed", &changed, ctx)) ||
         (rc = nde_get_string(sec, "on_failure", &failure, ctx)) ||
         (rc = nde_get_long_min(sec, "max_failures", 0, &s->max_failures,
-                               ctx)) ||
-        (rc = nde_get_long_min(sec, "shards", 1, &s->shards, ctx)))
+                               ctx)))
         return rc;
-    if (s->shards > s->batch_size)
-        return nde_section_error(sec, "shards", ctx,
-                                 "%ld shards of a batch of %ld rows: at "
-                                 "most batch_size", s->shards,
-                                 s->batch_size);
     if (strcmp(failure, "stop") == 0)
         s->on_failure = NDE_ON_FAILURE_STOP;
     else if (strcmp(failure, "skip") == 0)
@@ -399,18 +393,18 @@ enum { SHARD_STATUS, SHARD_NFE, SHARD_NFE_BACKWARD, SHARD_ACCEPTED,
 
 static size_t shard_first_row(const nde_trainer *tr, size_t s)
 {
-    return s * tr->B / (size_t)tr->set.shards;
+    return s * tr->B / tr->nshards;
 }
 
 /* The first shard of rank r of K. */
 static size_t rank_first_shard(const nde_trainer *tr, size_t r, size_t K)
 {
-    return r * (size_t)tr->set.shards / K;
+    return r * tr->nshards / K;
 }
 
 static int shards_alloc(nde_trainer *tr)
 {
-    const size_t S = (size_t)tr->set.shards;
+    const size_t S = tr->nshards;
     const size_t most = (tr->B + S - 1) / S; /* rows of the largest shard */
 
     tr->shard_traj = calloc(S, sizeof *tr->shard_traj);
@@ -426,7 +420,7 @@ static int shards_alloc(nde_trainer *tr)
 static void shards_free(nde_trainer *tr)
 {
     if (tr->shard_traj)
-        for (size_t s = 0; s < (size_t)tr->set.shards; s++)
+        for (size_t s = 0; s < tr->nshards; s++)
             nde_trajectory_destroy(tr->shard_traj[s]);
     free(tr->shard_traj);
     free(tr->shard_buf);
@@ -434,17 +428,27 @@ static void shards_free(nde_trainer *tr)
     free(tr->shard_cnt);
 }
 
-/* Shards with what they cannot take refused, naming the key. */
-static int shards_check(nde_trainer *tr)
+/* [train] shards, with what a sharded batch cannot take refused. */
+static int shards_read(nde_trainer *tr, nde_section *tsec)
 {
+    long n;
     const char *why = tr->nregs ? "regularizers"
                       : tr->opts.per_row ? "[solver] per_row_steps"
                       : tr->sde ? "an SDE field"
                                 : NULL;
-    if (tr->set.shards > 1 && why)
-        return nde_error(tr->ctx, NDE_ECONFIG,
-                         "[train] shards = %ld: a sharded batch does not "
-                         "take %s (shards = 1 does)", tr->set.shards, why);
+    int rc;
+
+    if ((rc = nde_get_long_min(tsec, "shards", 1, &n, tr->ctx)) != NDE_OK)
+        return rc;
+    if (n > tr->set.batch_size)
+        return nde_section_error(tsec, "shards", tr->ctx,
+                                 "%ld shards of a batch of %ld rows: at "
+                                 "most batch_size", n, tr->set.batch_size);
+    if (n > 1 && why)
+        return nde_section_error(tsec, "shards", tr->ctx,
+                                 "shards = %ld: a sharded batch does not "
+                                 "take %s (shards = 1 does)", n, why);
+    tr->nshards = (size_t)n;
     return NDE_OK;
 }
 
@@ -1044,9 +1048,9 @@ int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
         goto fail;
     }
     if ((rc = regs_alloc(tr)) != NDE_OK ||
-        (rc = shards_check(tr)) != NDE_OK)
+        (rc = shards_read(tr, tsec)) != NDE_OK)
         goto fail;
-    tr->s1 = (size_t)tr->set.shards;
+    tr->s1 = tr->nshards;
     if (tr->s1 > 1 && (rc = shards_alloc(tr)) != NDE_OK)
         goto fail;
     gsl_rng_set(tr->rng, nde_seed_derive(tr->set.seed, NDE_STREAM_BATCHES));
@@ -1345,7 +1349,7 @@ static int shard_failure(nde_trainer *tr, size_t s, size_t n, int rc)
 static int shards_settle(nde_trainer *tr, size_t a, size_t b, nde_stats *st,
                          int backward)
 {
-    const size_t S = (size_t)tr->set.shards;
+    const size_t S = tr->nshards;
     size_t s, failed = S;
     int rc;
 
@@ -1407,7 +1411,7 @@ static int shards_loss_grad(nde_trainer *tr, nde_adjoint *a,
     const nde_task_type *tt = task->type;
     const nde_task_batch *b = &tr->batch;
     const double *th = theta + tr->Pf, *y0 = b->input;
-    const size_t T = b->nsave, dim = tr->dim, S = (size_t)tr->set.shards;
+    const size_t T = b->nsave, dim = tr->dim, S = tr->nshards;
     const size_t fa = SHARD_NST, fb = T * dim;           /* forward    */
     const size_t ba = SHARD_NST + tr->Pf, bb = dim;      /* backward   */
     const double t0 = b->t0, t1 = b->tsave[T - 1];
@@ -1544,7 +1548,7 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
     size_t ns = T;
     int rc;
 
-    if (tr->set.shards > 1)
+    if (tr->nshards > 1)
         return shards_loss_grad(tr, a, traj, theta, loss, grad, st);
     memset(st, 0, sizeof *st);
     tr->reg_total = 0.0;
@@ -2123,11 +2127,11 @@ int nde_trainer_add_regularizer(nde_trainer *tr, const char *name,
         if (strcmp(tr->regs[i].name, name) == 0)
             return nde_error(tr->ctx, NDE_EINVAL,
                              "add regularizer '%s': the name is taken", name);
-    if (tr->set.shards > 1)
+    if (tr->nshards > 1)
         return nde_error(tr->ctx, NDE_EINVAL,
-                         "add regularizer '%s': [train] shards = %ld: a "
+                         "add regularizer '%s': [train] shards = %zu: a "
                          "sharded batch does not take regularizers", name,
-                         tr->set.shards);
+                         tr->nshards);
     if ((rc = push_regularizer(tr, name, r, w)) != NDE_OK)
         return rc;
     if ((rc = regs_alloc(tr)) != NDE_OK) {
@@ -2143,11 +2147,11 @@ int nde_trainer_set_comm(nde_trainer *tr, nde_comm *comm)
 {
     const size_t K = comm ? (size_t)comm->size : 1;
 
-    if (K > (size_t)tr->set.shards)
+    if (K > tr->nshards)
         return nde_error(tr->ctx, NDE_ECONFIG,
-                         "%zu ranks share a batch of [train] shards = %ld: "
+                         "%zu ranks share a batch of [train] shards = %zu: "
                          "set shards to a multiple of the ranks (at most "
-                         "batch_size = %ld)", K, tr->set.shards,
+                         "batch_size = %ld)", K, tr->nshards,
                          tr->set.batch_size);
     tr->comm = K > 1 ? comm : NULL;
     if (tr->comm) {

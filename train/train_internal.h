@@ -93,7 +93,8 @@ struct nde_trainer {
     double *row_grad;          /* Pf: one row's field gradient            */
     size_t row_extra_cap;      /* extra_cap when row_y was sized          */
 
-    /* shards (set.shards > 1), of which this rank computes [s0, s1) */
+    /* [train] shards (nshards > 1), of which this rank computes [s0, s1) */
+    size_t nshards;
     nde_comm *comm;            /* NULL: this process computes them all    */
     size_t s0, s1;
     nde_trajectory **shard_traj; /* S records                             */

@@ -181,7 +181,6 @@ typedef struct nde_train_settings {
     int refuse_changed_data; /* data_changed = refuse                     */
     int on_failure;         /* enum nde_on_failure                        */
     long max_failures;      /* failed iterations a policy absorbs          */
-    long shards;            /* the batch's shards (data-parallel), >= 1   */
 } nde_train_settings;
 
 /* [train] on_failure: what a failed iteration (a solve that fails: step
