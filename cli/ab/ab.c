@@ -1180,8 +1180,9 @@ static void gather_runs(ab_plan *p)
             r->state = RUN_PENDING;
             if (!load_summary(r)) {
                 r->state = RUN_FAILED;
-                r->message = xprintf("another rank left no summary in %s",
-                                     r->dir);
+                if (!(r->message = last_stderr_line(r)))
+                    r->message = xprintf("no summary in %s (run by "
+                                         "another rank)", r->dir);
             }
         }
 }

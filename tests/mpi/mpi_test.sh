@@ -4,7 +4,7 @@
 #   - `mpirun -n 2 nde ab` reports the same numbers as `nde ab -j 2` (every
 #     run's summary without its times and run id, the report's lines of the
 #     metrics that are not times) and resumes: a removed run is redone, the
-#     others are kept;
+#     others are kept; a run that failed on rank 1 is in rank 0's report;
 #   - `mpirun -n 2 nde train` with [train] shards = 4 ends with the same
 #     parameters, bit for bit, as one process with shards = 4, and only
 #     rank 0 writes (the metrics file is whole, once);
@@ -147,4 +147,14 @@ run2 -n 2 "$nde" ab ab.ini -o two >three.txt 2>three.err ||
   "$(date -d '2001-01-01' +%s)" ] || fail "a finished run was run again"
 grep -E 'test_loss|predict_nfe|train_nfe_forward' three.txt >three.rep
 cmp -s one.rep three.rep || fail "the resumed report differs: $(diff one.rep three.rep)"
+# a failed run of rank 1 (broken seed 2: the 6th run, rank 1's 3rd) is
+# reported by rank 0 with its message
+set +e
+run2 -n 2 "$nde" ab ab.ini --arm broken:solver.max_steps=1 --seeds 1,2 \
+    -o four >four.txt 2>four.err
+code=$?
+set -e
+[ $code -eq 1 ] || fail "a failed run: exit $code: $(cat four.err)"
+[ "$(grep -c '^failed: broken seed [12]: .*max_steps = 1 reached' four.txt)" -eq 2 ] ||
+    fail "the failed runs are not reported: $(cat four.txt four.err)"
 echo "ok"
