@@ -10,6 +10,7 @@
 
 #include "ab/ab.h"
 #include "cli.h"
+#include "comm.h"
 
 static const char main_help[] =
     "Usage: nde COMMAND [ARGS]...\n"
@@ -43,7 +44,10 @@ static const char main_help[] =
     "                   (after the build tree, before the installed ones)\n"
     "  OPENBLAS_NUM_THREADS  OpenBLAS's threads (for layers wider than an\n"
     "                   mlp's thin_width); under an address-space limit\n"
-    "                   (ulimit -v or -d) nde sets it to 1\n";
+    "                   (ulimit -v or -d) nde sets it to 1\n"
+    "  NDE_MPI=off      under an MPI launcher (mpirun), do not load MPI: each\n"
+    "                   rank runs alone (train and ab share their work\n"
+    "                   between the ranks otherwise)\n";
 
 /*
  * OpenBLAS starts its worker threads when it is loaded, before main, and a
@@ -135,8 +139,15 @@ int main(int argc, char **argv)
         return CLI_EXIT_OK;
     }
     for (i = 0; i < NCOMMANDS; i++)
-        if (strcmp(argv[1], commands[i].name) == 0)
-            return commands[i].run(argc - 1, argv + 1);
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            int code;
+            /* the commands that share their work between MPI ranks */
+            if ((strcmp(argv[1], "train") == 0 ||
+                 strcmp(argv[1], "ab") == 0) &&
+                (code = cli_comm_start(&argc, &argv, argv[1])) != 0)
+                return code;
+            return cli_comm_end(commands[i].run(argc - 1, argv + 1));
+        }
 
     for (i = 0; i < NCOMMANDS; i++)
         names[i] = commands[i].name;

@@ -20,6 +20,7 @@
 #include <gsl/gsl_rng.h>
 
 #include "cli.h"
+#include "comm.h"
 #include "nde/train.h"
 
 const char cli_train_help[] =
@@ -59,8 +60,9 @@ const char cli_train_help[] =
     "        (a failed iteration: step size underflow, maximum steps, a\n"
     "        non-finite value; skip drops its batch, backoff also halves the\n"
     "        learning rate; the parameters stay the last good iteration's),\n"
-    "        max_failures (default 10: then the run stops) (see `nde\n"
-    "        plugins` for the solver and adjoint keys).\n"
+    "        max_failures (default 10: then the run stops), shards (default\n"
+    "        1; see MPI below) (see `nde plugins` for the solver and\n"
+    "        adjoint keys).\n"
     "[regularizer.NAME]  (any number; NAME matches [a-z0-9_]+) plugin,\n"
     "        weight, schedule = constant | exponential, weight_final and\n"
     "        the plugin's keys (`nde plugins`). Training only: loss += weight\n"
@@ -97,6 +99,15 @@ const char cli_train_help[] =
     "[data] file, --resume CKPT (except as [train] checkpoint: the normal\n"
     "resume) or another output, is refused (exit 2). A symlink's target is\n"
     "replaced, the link kept; a device or FIFO is written through.\n"
+    "MPI: `mpirun -n K nde train CONFIG` trains data-parallel. [train]\n"
+    "shards = S (K to batch_size; a multiple of K shares evenly) cuts each\n"
+    "batch into S fixed shards of rows, each solved forward and backward as\n"
+    "a batch of its own; the ranks share the shards and sum the gradients in\n"
+    "shard order, so the parameters are the same bits for any K <= S and for\n"
+    "one process with the same shards (not those of shards = 1: each shard\n"
+    "takes its own steps). Not with regularizers, per_row_steps or SDE\n"
+    "fields. Rank 0 writes every output and prints; a rank that fails ends\n"
+    "the run on every rank with its message.\n"
     "\n"
     "Options:\n"
     "  -s, --set SECTION.KEY=VALUE  override a config value (`-s SECTION=`\n"
@@ -911,7 +922,9 @@ int cli_train(int argc, char **argv)
     summary sum;
     nde_train_step m;
     long last_eval = -1, written = -1;  /* checkpoint of this run */
-    int code, rc = NDE_OK, progress;
+    int code, rc = NDE_OK, progress, agreed = 0;
+    /* under mpirun, rank 0 writes every output (comm.h) */
+    const int lead = cli_rank() == 0;
 
     if (help_wanted(argc, argv, cli_train_help))
         return CLI_EXIT_OK;
@@ -931,7 +944,8 @@ int cli_train(int argc, char **argv)
         goto done;
     if ((rc = nde_trainer_create(ctx, cfg, 0, &tr)) != NDE_OK ||
         (a.resume && (rc = nde_trainer_checkpoint_load(
-                          tr, a.resume, NDE_CHECKPOINT_RESUME)) != NDE_OK)) {
+                          tr, a.resume, NDE_CHECKPOINT_RESUME)) != NDE_OK) ||
+        (rc = nde_trainer_set_comm(tr, cli_comm())) != NDE_OK) {
         code = cli_fail(ctx, rc);
         goto done;
     }
@@ -962,16 +976,20 @@ int cli_train(int argc, char **argv)
                   "now (their digests differ); resuming on the new data "
                   "([train] data_changed = refuse stops instead)", a.resume);
     /* temporary files of runs killed while writing */
-    if (set->checkpoint)
+    if (lead && set->checkpoint)
         cli_outfile_remove_stale(set->checkpoint);
-    if (set->metrics)
+    if (lead && set->metrics)
         cli_outfile_remove_stale(set->metrics);
-    if (set->metrics &&
+    if (lead && set->metrics &&
         !(metrics = open_metrics(set->metrics,
                                  a.resume ? nde_trainer_iteration(tr) : -1))) {
         code = CLI_EXIT_FAILURE;
         goto done;
     }
+    /* every rank ready, or none trains */
+    agreed = 1;
+    if ((code = cli_comm_agree(CLI_EXIT_OK)) != CLI_EXIT_OK)
+        goto done;
     progress = !a.quiet && isatty(STDERR_FILENO);
     code = CLI_EXIT_OK;
     while (nde_trainer_iteration(tr) < set->iterations) {
@@ -1005,11 +1023,11 @@ int cli_train(int argc, char **argv)
                     m.nfe_forward, m.nfe_backward);
         if (set->checkpoint && set->checkpoint_every > 0 &&
             m.iteration % set->checkpoint_every == 0) {
-            if (sync_metrics(metrics, set->metrics) != 0 ||
-                write_checkpoint(tr, set->checkpoint, ctx) != 0) {
+            if (lead && (sync_metrics(metrics, set->metrics) != 0 ||
+                         write_checkpoint(tr, set->checkpoint, ctx) != 0))
                 code = CLI_EXIT_FAILURE;
+            if ((code = cli_comm_agree(code)) != CLI_EXIT_OK)
                 break;
-            }
             written = m.iteration;
         }
         if (metrics)
@@ -1024,10 +1042,12 @@ int cli_train(int argc, char **argv)
             if (rc == NDE_OK && metrics)
                 metrics_eval(metrics, sum.iterations, &sum.eval);
         }
-        if (rc == NDE_OK && set->checkpoint &&
-            (sync_metrics(metrics, set->metrics) != 0 ||
-             write_checkpoint(tr, set->checkpoint, ctx) != 0))
-            code = CLI_EXIT_FAILURE;
+        if (rc == NDE_OK && set->checkpoint) {
+            if (lead && (sync_metrics(metrics, set->metrics) != 0 ||
+                         write_checkpoint(tr, set->checkpoint, ctx) != 0))
+                code = CLI_EXIT_FAILURE;
+            code = cli_comm_agree(code);
+        }
     }
     if (metrics && fclose(metrics) != 0) {
         cli_error("%s: %m", set->metrics);
@@ -1055,10 +1075,12 @@ int cli_train(int argc, char **argv)
                     sum.tot->failures == 1 ? "" : "s", sum.tot->lr_scale);
         print_params(tr, set->checkpoint);
     }
-    if (a.summary && write_summary(a.summary, &sum) != 0 &&
+    if (lead && a.summary && write_summary(a.summary, &sum) != 0 &&
         code == CLI_EXIT_OK)
         code = CLI_EXIT_FAILURE;
 done:
+    if (!agreed)
+        code = cli_comm_agree(code);
     if (metrics)
         fclose(metrics);
     free(sum.reg_sum);

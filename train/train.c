@@ -45,6 +45,10 @@ const nde_key nde_train_keys[] = {
      "parameters stay those of the last good iteration"},
     {"max_failures", NDE_KEY_INT, "10",
      "skip, backoff: the failed iterations absorbed before the run stops"},
+    {"shards", NDE_KEY_INT, "1",
+     "solve the batch as this many shards of consecutive rows, each its own "
+     "solve, their gradients summed in order: the unit `mpirun -n K nde "
+     "train` shares between K <= shards ranks (the same bits for any K)"},
     {"data_changed", NDE_KEY_WORD, "warn",
      "on --resume, data that differ from the checkpoint's (by digest): "
      "warn | refuse"},
@@ -369,6 +373,83 @@ static void rows_free(nde_trainer *tr)
     free(tr->row_traj);
     free(tr->row_y);
     free(tr->row_grad);
+}
+
+/* ---- shards (nde_trainer_set_comm) --------------------------------------- */
+
+/*
+ * A stage (the forward solves, then the adjoints) leaves one record per
+ * shard in shard_buf, shard s's at s a + lo_s b doubles (lo_s its first
+ * row; a, b per stage), so that the records of a rank's shards are one
+ * block and a stage's results go between the ranks in one exchange. A
+ * record starts with the shard's status, its solve's stats and the
+ * length of its message (the first failed shard's owner sends it).
+ */
+enum { SHARD_STATUS, SHARD_NFE, SHARD_NFE_BACKWARD, SHARD_ACCEPTED,
+       SHARD_REJECTED, SHARD_RETRIES, SHARD_HMIN, SHARD_HMAX, SHARD_MSG,
+       SHARD_NST };
+
+#define SHARD_MSG_MAX 1024
+
+static size_t shard_first_row(const nde_trainer *tr, size_t s)
+{
+    return s * tr->B / tr->nshards;
+}
+
+/* The first shard of rank r of K. */
+static size_t rank_first_shard(const nde_trainer *tr, size_t r, size_t K)
+{
+    return r * tr->nshards / K;
+}
+
+static int shards_alloc(nde_trainer *tr)
+{
+    const size_t S = tr->nshards;
+    const size_t most = (tr->B + S - 1) / S; /* rows of the largest shard */
+
+    tr->shard_traj = calloc(S, sizeof *tr->shard_traj);
+    tr->shard_buf = calloc(S * (SHARD_NST + tr->Pf) + tr->Tcap * tr->B *
+                               tr->dim, sizeof *tr->shard_buf);
+    tr->shard_ct = calloc(tr->Tcap * most * tr->dim, sizeof *tr->shard_ct);
+    tr->shard_cnt = calloc(2, sizeof *tr->shard_cnt);
+    if (!tr->shard_traj || !tr->shard_buf || !tr->shard_ct || !tr->shard_cnt)
+        return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    return NDE_OK;
+}
+
+static void shards_free(nde_trainer *tr)
+{
+    if (tr->shard_traj)
+        for (size_t s = 0; s < tr->nshards; s++)
+            nde_trajectory_destroy(tr->shard_traj[s]);
+    free(tr->shard_traj);
+    free(tr->shard_buf);
+    free(tr->shard_ct);
+    free(tr->shard_cnt);
+}
+
+/* [train] shards, with what a sharded batch cannot take refused. */
+static int shards_read(nde_trainer *tr, nde_section *tsec)
+{
+    long n;
+    const char *why = tr->nregs ? "regularizers"
+                      : tr->opts.per_row ? "[solver] per_row_steps"
+                      : tr->sde ? "an SDE field"
+                                : NULL;
+    int rc;
+
+    if ((rc = nde_get_long_min(tsec, "shards", 1, &n, tr->ctx)) != NDE_OK)
+        return rc;
+    if (n > tr->set.batch_size)
+        return nde_section_error(tsec, "shards", tr->ctx,
+                                 "%ld shards of a batch of %ld rows: at "
+                                 "most batch_size", n, tr->set.batch_size);
+    if (n > 1 && why)
+        return nde_section_error(tsec, "shards", tr->ctx,
+                                 "shards = %ld: a sharded batch does not "
+                                 "take %s (shards = 1 does)", n, why);
+    tr->nshards = (size_t)n;
+    return NDE_OK;
 }
 
 /* t between a and b (either order). */
@@ -968,7 +1049,11 @@ int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
         rc = nde_error(ctx, NDE_ENOMEM, "out of memory");
         goto fail;
     }
-    if ((rc = regs_alloc(tr)) != NDE_OK)
+    if ((rc = regs_alloc(tr)) != NDE_OK ||
+        (rc = shards_read(tr, tsec)) != NDE_OK)
+        goto fail;
+    tr->s1 = tr->nshards;
+    if (tr->s1 > 1 && (rc = shards_alloc(tr)) != NDE_OK)
         goto fail;
     gsl_rng_set(tr->rng, nde_seed_derive(tr->set.seed, NDE_STREAM_BATCHES));
     tr->tot.lr_scale = 1.0;
@@ -1012,6 +1097,7 @@ void nde_trainer_destroy(nde_trainer *tr)
     nde_trajectory_destroy(tr->traj);
     nde_trajectory_destroy(tr->alt_traj);
     rows_free(tr);
+    shards_free(tr);
     decompose(tr);
     reg_buffers_free(tr);
     free(tr->ct_all);
@@ -1197,6 +1283,264 @@ static int rows_after(nde_trainer *tr, nde_adjoint *a,
     return rc;
 }
 
+/* Shard s's record in a stage of records a + b rows doubles. */
+static double *shard_record(const nde_trainer *tr, size_t s, size_t a,
+                            size_t b)
+{
+    return tr->shard_buf + s * a + shard_first_row(tr, s) * b;
+}
+
+/* Every rank's records of a stage (a, b: shard_record) to every rank. */
+static int shards_share(nde_trainer *tr, size_t a, size_t b)
+{
+    nde_comm *c = tr->comm;
+    size_t *cnt = tr->shard_cnt, *at;
+
+    if (!c)
+        return NDE_OK;
+    at = cnt + c->size;
+    for (size_t r = 0; r < (size_t)c->size; r++) {
+        const size_t s0 = rank_first_shard(tr, r, (size_t)c->size);
+        const size_t s1 = rank_first_shard(tr, r + 1, (size_t)c->size);
+        at[r] = (size_t)(shard_record(tr, s0, a, b) - tr->shard_buf) *
+                sizeof(double);
+        cnt[r] = (size_t)(shard_record(tr, s1, a, b) -
+                          shard_record(tr, s0, a, b)) * sizeof(double);
+    }
+    if (c->allgather(c, tr->shard_buf, cnt, at) != 0)
+        return nde_error(tr->ctx, NDE_EFATAL,
+                         "rank %d: the exchange between the ranks failed",
+                         c->rank);
+    return NDE_OK;
+}
+
+/* A shard's status and stats after its solve or adjoint into its record
+ * d. */
+static void shard_note(nde_trainer *tr, double *d, int rc,
+                       const nde_stats *st)
+{
+    const char *msg = rc != NDE_OK ? nde_ctx_message(tr->ctx) : "";
+
+    d[SHARD_STATUS] = rc;
+    d[SHARD_NFE] = (double)st->nfe;
+    d[SHARD_NFE_BACKWARD] = (double)st->nfe_backward;
+    d[SHARD_ACCEPTED] = (double)st->steps_accepted;
+    d[SHARD_REJECTED] = (double)st->steps_rejected;
+    d[SHARD_RETRIES] = (double)st->retries;
+    d[SHARD_HMIN] = st->h_min;
+    d[SHARD_HMAX] = st->h_max;
+    d[SHARD_MSG] = (double)(msg ? strnlen(msg, SHARD_MSG_MAX - 1) : 0);
+}
+
+/* The failed shard s's message from its owner to every rank, then the
+ * step's error (status rc) on every rank, "rank R: " before it. */
+static int shard_failure(nde_trainer *tr, size_t s, size_t n, int rc)
+{
+    nde_comm *c = tr->comm;
+    size_t owner = 0, *cnt = tr->shard_cnt, *at = cnt + c->size;
+    char msg[SHARD_MSG_MAX];
+
+    while (rank_first_shard(tr, owner + 1, (size_t)c->size) <= s)
+        owner++;
+    memset(msg, 0, sizeof msg);
+    if ((int)owner == c->rank)
+        memcpy(msg, nde_ctx_message(tr->ctx), n);
+    memset(cnt, 0, 2 * (size_t)c->size * sizeof *cnt);
+    cnt[owner] = n;
+    if (c->allgather(c, msg, cnt, at) != 0)
+        return nde_error(tr->ctx, NDE_EFATAL,
+                         "rank %d: the exchange between the ranks failed",
+                         c->rank);
+    return nde_error(tr->ctx, rc, "rank %zu: %s", owner, msg);
+}
+
+/*
+ * After every rank's shards of a stage, their records shared: the stats
+ * added into st. When a shard failed, the first one's status and message
+ * are every rank's: the step fails, or an on_failure policy absorbs it,
+ * alike on every rank.
+ */
+static int shards_settle(nde_trainer *tr, size_t a, size_t b, nde_stats *st,
+                         int backward)
+{
+    const size_t S = tr->nshards;
+    size_t s, failed = S;
+    int rc;
+
+    if ((rc = shards_share(tr, a, b)) != NDE_OK)
+        return rc;
+    for (s = 0; s < S; s++) {
+        const double *d = shard_record(tr, s, a, b);
+        if (failed == S && d[SHARD_STATUS] != 0)
+            failed = s;
+        if (backward) {
+            st->nfe_backward += (long)d[SHARD_NFE_BACKWARD];
+            continue;
+        }
+        st->nfe += (long)d[SHARD_NFE];
+        st->steps_accepted += (long)d[SHARD_ACCEPTED];
+        st->steps_rejected += (long)d[SHARD_REJECTED];
+        st->retries += (long)d[SHARD_RETRIES];
+        if (s == 0 || d[SHARD_HMIN] < st->h_min)
+            st->h_min = d[SHARD_HMIN];
+        if (s == 0 || d[SHARD_HMAX] > st->h_max)
+            st->h_max = d[SHARD_HMAX];
+    }
+    if (failed == S)
+        return NDE_OK;
+    {
+        const double *d = shard_record(tr, failed, a, b);
+        rc = st->status = (int)d[SHARD_STATUS];
+        /* one process: the message is in ctx */
+        return tr->comm ? shard_failure(tr, failed, (size_t)d[SHARD_MSG], rc)
+                        : rc;
+    }
+}
+
+/* This rank's shard s's record before its stage: a failure of an
+ * earlier shard leaves the later ones as they were, marked failed. */
+static double *shard_begin(nde_trainer *tr, size_t s, size_t a, size_t b,
+                           size_t *lo, size_t *rows)
+{
+    double *d = shard_record(tr, s, a, b);
+
+    *lo = shard_first_row(tr, s);
+    *rows = shard_first_row(tr, s + 1) - *lo;
+    memset(d, 0, SHARD_NST * sizeof *d);
+    return d;
+}
+
+/*
+ * loss_grad with the batch in shards (nde_trainer_set_comm): this rank's
+ * shards solved forward, every rank's saves shared; the task's readout
+ * and loss on the whole batch; this rank's shards' adjoints, their
+ * gradients and initial-state cotangents shared and the gradients summed
+ * in shard order; the lift's VJP on the whole batch.
+ */
+static int shards_loss_grad(nde_trainer *tr, nde_adjoint *a,
+                            const nde_trajectory *traj, const double *theta,
+                            double *loss, double *grad, nde_stats *st)
+{
+    nde_task *task = tr->task;
+    const nde_task_type *tt = task->type;
+    const nde_task_batch *b = &tr->batch;
+    const double *th = theta + tr->Pf, *y0 = b->input;
+    const size_t T = b->nsave, dim = tr->dim, S = tr->nshards;
+    const size_t fa = SHARD_NST, fb = T * dim;           /* forward    */
+    const size_t ba = SHARD_NST + tr->Pf, bb = dim;      /* backward   */
+    const double t0 = b->t0, t1 = b->tsave[T - 1];
+    nde_solve_opts o = tr->opts;
+    nde_stats sst;
+    size_t s, k, lo, rows;
+    int rc = NDE_OK;
+
+    memset(st, 0, sizeof *st);
+    tr->reg_total = 0.0;
+    tr->data_loss = NAN;
+    if (t1 == t0)
+        return nde_error(tr->ctx, NDE_ECONFIG,
+                         "the mini-batch has a single observation time: "
+                         "nothing to fit");
+    if (tt->lift) {
+        if ((rc = tt->lift(task, th, b, tr->y0b)) != NDE_OK)
+            return rc;
+        y0 = tr->y0b;
+    }
+    /* forward: record = stats, then the saves (T x rows x dim) */
+    for (s = tr->s0; s < tr->s1; s++) {
+        double *d = shard_begin(tr, s, fa, fb, &lo, &rows);
+        nde_trajectory **rec = &tr->shard_traj[s];
+        if (rc != NDE_OK) {
+            d[SHARD_STATUS] = rc;
+            continue;
+        }
+        if (grad && *rec && ((*rec)->record != traj->record ||
+                             (*rec)->max_states != traj->max_states)) {
+            nde_trajectory_destroy(*rec);
+            *rec = NULL;
+        }
+        if (grad && !*rec &&
+            !(*rec = nde_trajectory_create(traj->record, traj->max_states)))
+            rc = nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+        memset(&sst, 0, sizeof sst);
+        o.record = grad ? *rec : NULL;
+        if (rc == NDE_OK &&
+            (rc = nde_solver_set_batch(tr->solver, rows)) == NDE_OK &&
+            (rc = nde_solve(tr->solver, &o, theta, t0, y0 + lo * dim, t1, T,
+                            b->tsave, d + SHARD_NST, &sst)) != NDE_OK)
+            nde_error_prefix(tr->ctx, "forward solve");
+        shard_note(tr, d, rc, &sst);
+    }
+    nde_solver_set_batch(tr->solver, tr->B);
+    if ((rc = shards_settle(tr, fa, fb, st, 0)) != NDE_OK)
+        return rc;
+    for (s = 0; s < S; s++) {
+        const double *y = shard_record(tr, s, fa, fb) + SHARD_NST;
+        lo = shard_first_row(tr, s);
+        rows = shard_first_row(tr, s + 1) - lo;
+        for (k = 0; k < T; k++)
+            memcpy(tr->ysave + (k * tr->B + lo) * dim, y + k * rows * dim,
+                   rows * dim * sizeof *tr->ysave);
+    }
+    if ((tt->readout &&
+         (rc = tt->readout(task, th, b, tr->ysave, tr->obs)) != NDE_OK) ||
+        (rc = tt->loss(task, b, tr->obs, loss, tr->obsbar)) != NDE_OK)
+        return rc;
+    if (!isfinite(*loss))
+        return nde_error(tr->ctx, NDE_ENONFINITE,
+                         "the loss is not finite (%g)", *loss);
+    tr->data_loss = *loss;
+    if (!grad)
+        return NDE_OK;
+    memset(grad + tr->Pf, 0, task->nparams * sizeof *grad);
+    if (tt->readout) {
+        memset(tr->ybar, 0, T * tr->B * dim * sizeof *tr->ybar);
+        if ((rc = tt->readout_vjp(task, th, b, tr->ysave, tr->obsbar,
+                                  tr->ybar, grad + tr->Pf)) != NDE_OK)
+            return rc;
+    }
+    /* backward: record = stats, the field's gradient (Pf), dL/dy0 (rows
+     * x dim) */
+    for (s = tr->s0; s < tr->s1; s++) {
+        double *d = shard_begin(tr, s, ba, bb, &lo, &rows);
+        size_t nct;
+        if (rc != NDE_OK) {
+            d[SHARD_STATUS] = rc;
+            continue;
+        }
+        for (k = 0; k < T; k++)
+            memcpy(tr->shard_ct + k * rows * dim,
+                   tr->ybar + (k * tr->B + lo) * dim,
+                   rows * dim * sizeof *tr->shard_ct);
+        nct = data_cotangents(tr, b->tsave, tr->shard_ct, rows * dim);
+        memset(&sst, 0, sizeof sst);
+        if ((rc = nde_solver_set_batch(tr->solver, rows)) == NDE_OK)
+            rc = adjoint_grad(tr, a, &o, tr->shard_traj[s], theta, t0, t1,
+                              tr->ct, nct, d + SHARD_NST + tr->Pf,
+                              d + SHARD_NST, &sst);
+        shard_note(tr, d, rc, &sst);
+    }
+    nde_solver_set_batch(tr->solver, tr->B);
+    if ((rc = shards_settle(tr, ba, bb, st, 1)) != NDE_OK)
+        return rc;
+    /* from shard 0's own bits, not 0 + them: -0.0 stays -0.0 */
+    memcpy(grad, shard_record(tr, 0, ba, bb) + SHARD_NST,
+           tr->Pf * sizeof *grad);
+    for (s = 0; s < S; s++) {
+        const double *d = shard_record(tr, s, ba, bb) + SHARD_NST;
+        lo = shard_first_row(tr, s);
+        rows = shard_first_row(tr, s + 1) - lo;
+        for (size_t i = 0; s > 0 && i < tr->Pf; i++)
+            grad[i] += d[i];
+        memcpy(tr->ybar0 + lo * dim, d + tr->Pf,
+               rows * dim * sizeof *tr->ybar0);
+    }
+    if (tt->lift_vjp &&
+        (rc = tt->lift_vjp(task, th, b, tr->ybar0, grad + tr->Pf)) != NDE_OK)
+        return rc;
+    return NDE_OK;
+}
+
 /*
  * The loss of the current batch at theta and, when grad is not NULL, its
  * gradient through adjoint a: lift, solve (regularizers' extra save times
@@ -1218,6 +1562,8 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
     size_t ns = T;
     int rc;
 
+    if (tr->nshards > 1)
+        return shards_loss_grad(tr, a, traj, theta, loss, grad, st);
     memset(st, 0, sizeof *st);
     tr->reg_total = 0.0;
     tr->data_loss = NAN;
@@ -1892,6 +2238,11 @@ int nde_trainer_add_regularizer(nde_trainer *tr, const char *name,
         if (strcmp(tr->regs[i].name, name) == 0)
             return nde_error(tr->ctx, NDE_EINVAL,
                              "add regularizer '%s': the name is taken", name);
+    if (tr->nshards > 1)
+        return nde_error(tr->ctx, NDE_EINVAL,
+                         "add regularizer '%s': [train] shards = %zu: a "
+                         "sharded batch does not take regularizers", name,
+                         tr->nshards);
     if ((rc = push_regularizer(tr, name, r, w)) != NDE_OK)
         return rc;
     if ((rc = regs_alloc(tr)) != NDE_OK) {
@@ -1901,4 +2252,25 @@ int nde_trainer_add_regularizer(nde_trainer *tr, const char *name,
         regs_alloc(tr);
     }
     return rc;
+}
+
+int nde_trainer_set_comm(nde_trainer *tr, nde_comm *comm)
+{
+    const size_t K = comm ? (size_t)comm->size : 1;
+
+    if (K > tr->nshards)
+        return nde_error(tr->ctx, NDE_ECONFIG,
+                         "%zu ranks share a batch of [train] shards = %zu: "
+                         "set shards to a multiple of the ranks (at most "
+                         "batch_size = %ld)", K, tr->nshards,
+                         tr->set.batch_size);
+    tr->comm = K > 1 ? comm : NULL;
+    if (tr->comm) {
+        free(tr->shard_cnt);
+        if (!(tr->shard_cnt = calloc(2 * K, sizeof *tr->shard_cnt)))
+            return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    }
+    tr->s0 = rank_first_shard(tr, comm ? (size_t)comm->rank : 0, K);
+    tr->s1 = rank_first_shard(tr, comm ? (size_t)comm->rank + 1 : 1, K);
+    return NDE_OK;
 }

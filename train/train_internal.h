@@ -99,6 +99,15 @@ struct nde_trainer {
                                   saves, cotangents and extra states      */
     double *row_grad;          /* Pf: one row's field gradient            */
     size_t row_extra_cap;      /* extra_cap when row_y was sized          */
+
+    /* [train] shards (nshards > 1), of which this rank computes [s0, s1) */
+    size_t nshards;
+    nde_comm *comm;            /* NULL: this process computes them all    */
+    size_t s0, s1;
+    nde_trajectory **shard_traj; /* S records                             */
+    double *shard_buf;         /* a stage's records (shard_record)         */
+    double *shard_ct;          /* one shard's cotangents, T x rows x dim  */
+    size_t *shard_cnt;         /* 2 K: an exchange's counts and displs    */
 };
 
 #endif

@@ -33,6 +33,7 @@
 #include "ab_plot.h"
 #include "abstats.h"
 #include "cli.h"
+#include "../comm.h"
 #include "sweep.h"
 #include "nde/train.h"
 
@@ -101,7 +102,11 @@ const char cli_ab_help[] =
     "\n"
     "Options:\n"
     "  -o, --output DIR      run directory (default: CONFIG without .ini)\n"
-    "  -j, --jobs N          runs at a time (default: the number of cores)\n"
+    "  -j, --jobs N          runs at a time (default: the number of cores;\n"
+    "                        under `mpirun -n K nde ab`, per rank, default\n"
+    "                        1: the ranks share the runs, rank 0 locks DIR\n"
+    "                        and reports; DIR must be on a file system\n"
+    "                        every rank sees)\n"
     "      --arm NAME:KEY=VALUE,...  one more arm, items as the keys of\n"
     "                        [arm.NAME] (values without commas: one\n"
     "                        unset=SECTION.KEY per item)\n"
@@ -144,7 +149,9 @@ static const char *const summary_numbers[] = {
     "train_nfe_backward", "final_loss", "test_loss",
     "test_accuracy", "predict_nfe",  "predict_time_s", "peak_rss_mb", NULL};
 
-enum run_state { RUN_PENDING, RUN_RUNNING, RUN_OK, RUN_FAILED };
+/* RUN_ELSEWHERE: another MPI rank's to run (share_runs) */
+enum run_state { RUN_PENDING, RUN_RUNNING, RUN_OK, RUN_FAILED,
+                 RUN_ELSEWHERE };
 
 typedef struct ab_kv {
     char *key, *raw; /* raw: the value's JSON text */
@@ -1073,6 +1080,8 @@ static pid_t start_run(const ab_plan *p, const ab_arm *a, ab_run *r,
                 signal(stop_signals[i].sig, SIG_DFL);
         }
         sigprocmask(SIG_SETMASK, mask, NULL);
+        /* a run is one process, even when nde ab is a rank of mpirun's */
+        setenv("NDE_MPI", "off", 1);
         execv("/proc/self/exe", argv);
         dprintf(STDERR_FILENO, "nde: cannot run /proc/self/exe: %s\n",
                 strerror(errno));
@@ -1141,20 +1150,59 @@ static void kill_runs(ab_plan *p)
         }
 }
 
+/*
+ * Under mpirun (comm.h): the pending runs, in run_all's order, go to the
+ * ranks in turn; the others' are marked RUN_ELSEWHERE here. Every rank
+ * saw the same runs done (the caller agreed after loading them), so the
+ * ranks share them alike and each run is run once.
+ */
+static void share_runs(ab_plan *p)
+{
+    const size_t total = p->narms * p->nseeds;
+    const size_t K = (size_t)cli_ranks(), me = (size_t)cli_rank();
+    size_t j = 0;
+
+    for (size_t i = 0; i < total; i++) {
+        ab_run *r = &p->arms[i % p->narms].runs[i / p->narms];
+        if (r->state == RUN_PENDING && j++ % K != me)
+            r->state = RUN_ELSEWHERE;
+    }
+}
+
+/* After the ranks' runs: the others' summaries (rank 0's report). */
+static void gather_runs(ab_plan *p)
+{
+    for (size_t i = 0; i < p->narms; i++)
+        for (size_t s = 0; s < p->nseeds; s++) {
+            ab_run *r = &p->arms[i].runs[s];
+            if (r->state != RUN_ELSEWHERE)
+                continue;
+            r->state = RUN_PENDING;
+            if (!load_summary(r)) {
+                r->state = RUN_FAILED;
+                if (!(r->message = last_stderr_line(r)))
+                    r->message = xprintf("no summary in %s (run by "
+                                         "another rank)", r->dir);
+            }
+        }
+}
+
 /* Run every pending arm x seed, seed-major so that arms share the machine
  * alike; an exit code (128 + the signal when stopped by one). */
 static int run_all(ab_plan *p)
 {
     const int tty = isatty(STDERR_FILENO);
     size_t total = p->narms * p->nseeds, done = 0, failed = 0, running = 0;
-    size_t next = 0, i, s;
+    size_t next = 0, i, s, mine = total;
     struct sigaction sa, old[NSTOP], old_chld;
     sigset_t block, old_mask, wait_mask;
 
     for (i = 0; i < p->narms; i++)
         for (s = 0; s < p->nseeds; s++) {
             ab_run *r = &p->arms[i].runs[s];
-            if (r->state == RUN_OK || r->state == RUN_FAILED) {
+            if (r->state == RUN_ELSEWHERE)
+                mine--;
+            else if (r->state == RUN_OK || r->state == RUN_FAILED) {
                 done++;
                 failed += r->state == RUN_FAILED;
             } else if (remove_run_dir(r->dir) != 0 ||
@@ -1183,7 +1231,7 @@ static int run_all(ab_plan *p)
             sigaction(stop_signals[i].sig, &sa, NULL);
     }
     if (tty)
-        progress(p, done, total, failed, running);
+        progress(p, done, mine, failed, running);
     while (!interrupted) {
         int wstatus;
         pid_t pid;
@@ -1220,7 +1268,7 @@ static int run_all(ab_plan *p)
             }
         }
         if (tty)
-            progress(p, done, total, failed, running);
+            progress(p, done, mine, failed, running);
     }
     if (interrupted)
         kill_runs(p);
@@ -1734,7 +1782,7 @@ int cli_ab(int argc, char **argv)
     const char *config = NULL, *dir = NULL, *seeds = NULL, *v;
     const char **arm_opts;
     size_t narm_opts = 0, i, k, s;
-    int code = CLI_EXIT_USAGE, missing, failed = 0;
+    int code = CLI_EXIT_USAGE, missing, failed = 0, agreed = 0;
     char *end;
 
     memset(&p, 0, sizeof p);
@@ -1746,7 +1794,8 @@ int cli_ab(int argc, char **argv)
             return CLI_EXIT_OK;
         }
     arm_opts = xrealloc(NULL, (size_t)argc * sizeof *arm_opts);
-    p.jobs = sysconf(_SC_NPROCESSORS_ONLN);
+    /* under mpirun, one run at a time per rank unless -j says */
+    p.jobs = cli_ranks() > 1 ? 1 : sysconf(_SC_NPROCESSORS_ONLN);
     if (p.jobs < 1)
         p.jobs = 1;
     for (int j = 1; j < argc; j++) {
@@ -1842,7 +1891,11 @@ int cli_ab(int argc, char **argv)
                     ? strndup(config, n - 4)
                     : xprintf("%s.ab", config);
     }
-    if ((code = lock_dir(&p)) != CLI_EXIT_OK)
+    /* under mpirun: rank 0 holds the lock for all */
+    if (cli_rank() == 0 && (code = lock_dir(&p)) != CLI_EXIT_OK)
+        goto done;
+    agreed = 1;
+    if ((code = cli_comm_agree(CLI_EXIT_OK)) != CLI_EXIT_OK)
         goto done;
     for (i = 0; i < p.narms; i++) {
         ab_arm *a = &p.arms[i];
@@ -1856,8 +1909,16 @@ int cli_ab(int argc, char **argv)
             load_summary(&a->runs[s]);
         }
     }
-    if ((code = run_all(&p)) != CLI_EXIT_OK)
+    if (cli_ranks() > 1) {
+        /* every rank has seen the same runs done before any starts */
+        if ((code = cli_comm_agree(CLI_EXIT_OK)) != CLI_EXIT_OK)
+            goto done;
+        share_runs(&p);
+    }
+    code = cli_comm_agree(run_all(&p));
+    if (code != CLI_EXIT_OK || cli_rank() > 0)
         goto done;
+    gather_runs(&p);
     print_table(&p);
     for (i = 0; i < p.narms; i++)
         for (s = 0; s < p.nseeds; s++)
@@ -1874,6 +1935,8 @@ int cli_ab(int argc, char **argv)
         failed)
         code = CLI_EXIT_FAILURE;
 done:
+    if (!agreed)
+        code = cli_comm_agree(code);
     sweep_report_free(&sweep);
     free(arm_opts);
     free_plan(&p);

@@ -139,6 +139,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <nde/nde.h>
+#include <nde/comm.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -271,6 +272,23 @@ NDE_API uint64_t nde_trainer_run_id(const nde_trainer *tr);
  * as the iteration got.
  */
 NDE_API int nde_trainer_step(nde_trainer *tr, nde_train_step *m);
+
+/*
+ * Data-parallel training over the ranks of comm (nde/comm.h; NULL, the
+ * default: this process alone). [train] shards = S cuts every batch into
+ * S fixed shards of consecutive rows (shard s: rows [s B / S, (s + 1) B /
+ * S)), each solved forward and backward as a batch of its own; the
+ * shards' field gradients are summed in shard order. Rank r computes
+ * shards [r S / K, (r + 1) S / K) of K ranks and the ranks exchange their
+ * saves, initial-state cotangents and gradients, so every rank takes the
+ * same step and a run gives the same bits for any K <= S (and one process
+ * with the same S). The task's readout, loss and lift run on the whole
+ * batch on every rank. A failure on one rank fails the step on every rank
+ * with its message. shards > 1 takes neither regularizers, per_row_steps
+ * nor SDE fields. Call before the first step; comm outlives tr.
+ * NDE_ECONFIG when comm has more ranks than shards.
+ */
+NDE_API int nde_trainer_set_comm(nde_trainer *tr, nde_comm *comm);
 
 /* Whether the on_failure policy (skip, backoff) absorbs a failure of this
  * status: a failed solve (NDE_EMAXSTEPS, NDE_ESTEPSIZE, NDE_ENONFINITE,
