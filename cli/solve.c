@@ -31,6 +31,13 @@ const char cli_solve_help[] =
     "With an SDE solver (euler_maruyama, reversible_heun) the solve follows\n"
     "one Brownian path per batch row, drawn from --seed (default 1) on the\n"
     "solver's step grid: the same seed gives the same paths.\n"
+    "With `event = EXPRESSION` in [problem] (and `direction = rising |\n"
+    "falling | both`) each batch row stops at the first root of the\n"
+    "expression of t and the states, found on the dense output (adaptive\n"
+    "ODE solvers with dense output only); save times after a row's event\n"
+    "hold its state at the event. Each row's event time is printed on\n"
+    "stderr (`nde: event row R: t = T`, or `did not fire` when the row ran\n"
+    "to t1) and written to --stats-json as \"event_t\" (null: not fired).\n"
     "\n"
     "Options:\n"
     "  -s, --set SECTION.KEY=VALUE  override a config value (-s and -u in the\n"
@@ -150,7 +157,19 @@ static void write_stats_text(const nde_stats *st, FILE *out)
             nde_status_name(st->status));
 }
 
-static int write_stats_json(const nde_stats *st, const char *path)
+/* One line per row: the event time or that it did not fire. */
+static void write_events_text(const double *event_t, size_t batch, FILE *out)
+{
+    for (size_t r = 0; r < batch; r++)
+        if (isnan(event_t[r]))
+            fprintf(out, "nde: event row %zu: did not fire\n", r);
+        else
+            fprintf(out, "nde: event row %zu: t = %.17g\n", r, event_t[r]);
+}
+
+/* event_t (NULL: no event) per row, null where it did not fire. */
+static int write_stats_json(const nde_stats *st, const double *event_t,
+                            size_t batch, const char *path)
 {
     cli_outfile o;
 
@@ -164,8 +183,17 @@ static int write_stats_json(const nde_stats *st, const char *path)
     cli_json_double(o.fp, st->steps_accepted > 0 ? st->h_min : NAN);
     fputs(", \"h_max\": ", o.fp);
     cli_json_double(o.fp, st->steps_accepted > 0 ? st->h_max : NAN);
-    fprintf(o.fp, ", \"status\": \"%s\", \"status_code\": %d}\n",
+    fprintf(o.fp, ", \"status\": \"%s\", \"status_code\": %d",
             nde_status_name(st->status), st->status);
+    if (event_t) {
+        fputs(", \"event_t\": [", o.fp);
+        for (size_t r = 0; r < batch; r++) {
+            fputs(r ? ", " : "", o.fp);
+            cli_json_double(o.fp, event_t[r]);
+        }
+        fputc(']', o.fp);
+    }
+    fputs("}\n", o.fp);
     return cli_outfile_commit(&o);
 }
 
@@ -177,13 +205,17 @@ typedef struct solve_run {
     nde_solver *solver;
     nde_brownian *brownian;
     nde_problem problem;
+    nde_event *event;
     double *theta, *ysave;
+    double *event_t;        /* batch: each row's event time (NaN: none) */
 } solve_run;
 
 static void solve_run_free(solve_run *r)
 {
+    free(r->event_t);
     free(r->ysave);
     free(r->theta);
+    nde_event_destroy(r->event);
     nde_problem_free(&r->problem);
     nde_brownian_destroy(r->brownian);
     nde_solver_destroy(r->solver);
@@ -214,6 +246,34 @@ static int field_seed(const nde_config *cfg, const nde_field *f,
     return NDE_OK;
 }
 
+/* [problem] event and direction; the solver must locate it. */
+static int compose_event(solve_run *r, nde_section *psec,
+                         nde_solve_opts *opts)
+{
+    const unsigned caps = r->solver->type->info.provides;
+    int rc;
+
+    if ((rc = nde_event_from_section(&r->event, psec, r->field, r->ctx)) ||
+        !r->event)
+        return rc;
+    if (!(caps & NDE_CAP_ADAPTIVE) || !(caps & NDE_CAP_DENSE) ||
+        nde_solver_is_sde(r->solver))
+        return nde_section_error(psec, "event", r->ctx,
+                                 "needs an adaptive ODE solver with dense "
+                                 "output (e.g. tsit5, dopri5), and solver "
+                                 "'%s' %s", r->solver->type->info.name,
+                                 nde_solver_is_sde(r->solver)
+                                     ? "integrates SDEs"
+                                 : !(caps & NDE_CAP_ADAPTIVE)
+                                     ? "is fixed-step"
+                                     : "has no dense output");
+    if (!(r->event_t = calloc(r->problem.batch, sizeof *r->event_t)))
+        return nde_error(r->ctx, NDE_ENOMEM, "out of memory");
+    opts->event = r->event;
+    opts->event_t = r->event_t;
+    return NDE_OK;
+}
+
 /* Apply the overrides to the loaded config and compose; NDE_OK or a status
  * with ctx's message. The config layer refuses unknown section names (at
  * load and in overrides); known sections that solve does not read, such as
@@ -238,6 +298,8 @@ static int compose(solve_run *r, const solve_args *args, nde_solve_opts *opts)
                                           r->ctx)) != NDE_OK ||
         (rc = nde_problem_from_section(&r->problem, psec, r->field->dim,
                                        r->ctx)) != NDE_OK)
+        return rc;
+    if ((rc = compose_event(r, psec, opts)) != NDE_OK)
         return rc;
     opts->tstops = r->problem.tstops;
     opts->ntstops = r->problem.ntstops;
@@ -312,8 +374,12 @@ int cli_solve(int argc, char **argv)
                    run.problem.tsave, run.ysave, &stats);
     stats.status = rc;
     write_stats_text(&stats, stderr);
+    if (run.event_t && rc == NDE_OK)
+        write_events_text(run.event_t, run.problem.batch, stderr);
     code = CLI_EXIT_OK;
-    if (args.stats_json && write_stats_json(&stats, args.stats_json) != 0)
+    if (args.stats_json &&
+        write_stats_json(&stats, rc == NDE_OK ? run.event_t : NULL,
+                         run.problem.batch, args.stats_json) != 0)
         code = CLI_EXIT_FAILURE;
     if (rc != NDE_OK) {
         nde_error_prefix(run.ctx, "solve failed");
