@@ -415,6 +415,75 @@ START_TEST(test_cotangent_formula)
 }
 END_TEST
 
+/* Training with an event-determined end: recover (g, k) of the drag
+ * ball from the impact times of three drops (generated at g = 9.81,
+ * k = 0.3) by Gauss-Newton, each row's d(t*)/d(g, k) from its own record
+ * (a batch with an event is solved row by row) through the discrete
+ * adjoint. */
+START_TEST(test_fit_impact_times)
+{
+    const double y0[] = {10, 0, 5, 0, 20, 0}, t1 = 5.0, truth[] = {9.81, 0.3};
+    double ys[6], obs[3], et[3], J[3][2], ybar[2], ybar0[2];
+    nde_trajectory *rows[3];
+    nde_adjoint *a;
+    nde_cotangent ct;
+    nde_stats st;
+    ev_run r;
+    double loss = HUGE_VAL;
+    int it, rc;
+
+    ck_assert_int_eq(ev_make(&r, drag_ini, 3), NDE_OK);
+    rc = nde_adjoint_create(ctx, r.cfg, "adjoint", "discrete", r.s, &a);
+    ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
+    for (size_t i = 0; i < 3; i++)
+        ck_assert_ptr_nonnull(rows[i] = nde_trajectory_create(a->record, 0));
+    memcpy(r.theta, truth, sizeof truth);
+    r.o.event_t = obs;
+    ck_assert_int_eq(nde_solve(r.s, &r.o, r.theta, 0.0, y0, t1, 1, &t1, ys,
+                               NULL), NDE_OK);
+    r.theta[0] = 7.0;
+    r.theta[1] = 0.05;
+    r.o.event_t = et;
+    r.o.record_rows = rows;
+    for (it = 0; it < 20 && loss > 1e-24; it++) {
+        double A[3] = {0, 0, 0}, b[2] = {0, 0}, det;
+        rc = nde_solve(r.s, &r.o, r.theta, 0.0, y0, t1, 1, &t1, ys, NULL);
+        ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
+        loss = 0.0;
+        ck_assert_int_eq(nde_solver_set_batch(r.s, 1), NDE_OK);
+        for (size_t i = 0; i < 3; i++) {
+            loss += (et[i] - obs[i]) * (et[i] - obs[i]);
+            ybar[0] = ybar[1] = 0.0;
+            rc = nde_event_cotangent(r.ev, r.f, r.theta, et[i], ys + 2 * i,
+                                     1.0, ybar, ctx);
+            ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
+            ct.t = et[i];
+            ct.g = ybar;
+            rc = nde_adjoint_gradient(a, &r.o, rows[i], r.theta, &ct, 1,
+                                      ybar0, J[i], &st);
+            ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
+            A[0] += J[i][0] * J[i][0];
+            A[1] += J[i][0] * J[i][1];
+            A[2] += J[i][1] * J[i][1];
+            b[0] += J[i][0] * (et[i] - obs[i]);
+            b[1] += J[i][1] * (et[i] - obs[i]);
+        }
+        ck_assert_int_eq(nde_solver_set_batch(r.s, 3), NDE_OK);
+        det = A[0] * A[2] - A[1] * A[1];
+        r.theta[0] -= (A[2] * b[0] - A[1] * b[1]) / det;
+        r.theta[1] -= (A[0] * b[1] - A[1] * b[0]) / det;
+        fprintf(stderr, "fit %d: loss %.3e, g %.12g, k %.12g\n", it, loss,
+                r.theta[0], r.theta[1]);
+    }
+    ck_assert_double_eq_tol(r.theta[0], truth[0], 1e-8);
+    ck_assert_double_eq_tol(r.theta[1], truth[1], 1e-8);
+    for (size_t i = 0; i < 3; i++)
+        nde_trajectory_destroy(rows[i]);
+    nde_adjoint_destroy(a);
+    ev_free(&r);
+}
+END_TEST
+
 static Suite *event_suite(void)
 {
     Suite *s = suite_create("events");
@@ -432,6 +501,7 @@ static Suite *event_suite(void)
     tcase_add_test(tc, test_grad_discrete);
     tcase_add_test(tc, test_grad_interpolating);
     tcase_add_test(tc, test_grad_backsolve);
+    tcase_add_test(tc, test_fit_impact_times);
     suite_add_tcase(s, tc);
     return s;
 }
