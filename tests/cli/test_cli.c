@@ -532,6 +532,11 @@ START_TEST(test_event)
                            "adaptive ODE solver with dense output");
     assert_contains(r.err, "'rk4' is fixed-step");
     result_free(&r);
+    r = run("solve", example("ball.ini"), "-u", "problem.event");
+    ck_assert_int_eq(r.code, 2);
+    assert_contains(r.err, "ball.ini:17: [problem] direction: needs an "
+                           "event");
+    result_free(&r);
 }
 END_TEST
 
