@@ -48,9 +48,11 @@ typedef struct nde_event nde_event;
 #define NDE_EVENT_RISING 1
 #define NDE_EVENT_FALLING (-1)
 
-/* The keys event and direction of [problem] for the field f: *out is the
- * event, or NULL when sec has no `event` key. Bad expressions, unknown
- * names and a bad direction are NDE_ECONFIG naming the key. */
+/* The keys event and direction of [problem] (sec checked against
+ * nde_problem_keys) for the field f: *out is the event, or NULL when sec
+ * has no `event` key. Bad expressions, unknown names (the expression may
+ * use t and the states, not the field's parameters), a bad direction and
+ * a direction without an event are NDE_ECONFIG naming the key. */
 NDE_API int nde_event_from_section(nde_event **out, const nde_section *sec,
                                    const nde_field *f, nde_ctx *ctx);
 NDE_API void nde_event_destroy(nde_event *ev);
