@@ -179,6 +179,25 @@ START_TEST(test_time_event)
 }
 END_TEST
 
+/* Backwards in t: the direction is the solve's; x = 10 - g t^2 / 2 falls
+ * to 0 at t = -sqrt(20 / g). */
+START_TEST(test_backwards)
+{
+    const double y0[] = {10, 0}, t1 = -5.0;
+    double ys[2], et;
+    ev_run r;
+
+    ck_assert_int_eq(ev_make(&r, ball_ini("tsit5", "x", "falling"), 1),
+                     NDE_OK);
+    r.o.event_t = &et;
+    ck_assert_int_eq(nde_solve(r.s, &r.o, r.theta, 0.0, y0, t1, 1, &t1, ys,
+                               NULL), NDE_OK);
+    ck_assert_double_eq_tol(et, -sqrt(20 / 9.81), 1e-10);
+    ck_assert_double_eq_tol(ys[0], 0.0, 1e-9);
+    ev_free(&r);
+}
+END_TEST
+
 /* An event that does not fire: NaN, and the solve is the plain one of
  * per-row steps, bit for bit. */
 START_TEST(test_no_event)
@@ -494,6 +513,7 @@ static Suite *event_suite(void)
     tcase_add_test(tc, test_ball);
     tcase_add_test(tc, test_direction);
     tcase_add_test(tc, test_time_event);
+    tcase_add_test(tc, test_backwards);
     tcase_add_test(tc, test_no_event);
     tcase_add_test(tc, test_refused);
     tcase_add_test(tc, test_bad_config);

@@ -11,7 +11,8 @@
  *
  * The solve (nde_solve_opts.event) checks the sign of g after every
  * accepted step; a change in the requested direction (rising: from < 0 to
- * >= 0, falling: from > 0 to <= 0) brackets a root, which the Illinois
+ * >= 0, falling: from > 0 to <= 0, as the solve proceeds: backwards in
+ * t when t1 < t0) brackets a root, which the Illinois
  * method (a safeguarded regula falsi) locates on the step's dense output
  * to a few units of round-off in t. The step is then taken again from its
  * start onto the root, so that the solve, and its record, end at t*. A
