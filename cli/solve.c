@@ -25,6 +25,13 @@ const char cli_solve_help[] =
     "With an SDE solver (euler_maruyama, reversible_heun) the solve follows\n"
     "one Brownian path per batch row, drawn from --seed (default 1) on the\n"
     "solver's step grid: the same seed gives the same paths.\n"
+    "With `event = EXPRESSION` in [problem] (and `direction = rising |\n"
+    "falling | both`) each batch row stops at the first root of the\n"
+    "expression of t and the states, found on the dense output (adaptive\n"
+    "ODE solvers with dense output only); save times after a row's event\n"
+    "hold its state at the event. Each row's event time is printed on\n"
+    "stderr (`nde: event row R: t = T`, or `did not fire` when the row ran\n"
+    "to t1) and written to --stats-json as \"event_t\" (null: not fired).\n"
     "\n"
     "Options:\n"
     "  -s, --set SECTION.KEY=VALUE  override a config value (-s and -u in the\n"
@@ -125,7 +132,19 @@ static void write_stats_text(const nde_stats *st, FILE *out)
             nde_status_name(st->status));
 }
 
-static int write_stats_json(const nde_stats *st, const char *path)
+/* One line per row: the event time or that it did not fire. */
+static void write_events_text(const double *event_t, size_t batch, FILE *out)
+{
+    for (size_t r = 0; r < batch; r++)
+        if (isnan(event_t[r]))
+            fprintf(out, "nde: event row %zu: did not fire\n", r);
+        else
+            fprintf(out, "nde: event row %zu: t = %.17g\n", r, event_t[r]);
+}
+
+/* event_t (NULL: no event) per row, null where it did not fire. */
+static int write_stats_json(const nde_stats *st, const double *event_t,
+                            size_t batch, const char *path)
 {
     cli_outfile o;
 
@@ -139,8 +158,17 @@ static int write_stats_json(const nde_stats *st, const char *path)
     cli_json_double(o.fp, st->steps_accepted > 0 ? st->h_min : NAN);
     fputs(", \"h_max\": ", o.fp);
     cli_json_double(o.fp, st->steps_accepted > 0 ? st->h_max : NAN);
-    fprintf(o.fp, ", \"status\": \"%s\", \"status_code\": %d}\n",
+    fprintf(o.fp, ", \"status\": \"%s\", \"status_code\": %d",
             nde_status_name(st->status), st->status);
+    if (event_t) {
+        fputs(", \"event_t\": [", o.fp);
+        for (size_t r = 0; r < batch; r++) {
+            fputs(r ? ", " : "", o.fp);
+            cli_json_double(o.fp, event_t[r]);
+        }
+        fputc(']', o.fp);
+    }
+    fputs("}\n", o.fp);
     return cli_outfile_commit(&o);
 }
 
@@ -152,6 +180,7 @@ int cli_solve(int argc, char **argv)
     nde_run *run = NULL;
     const nde_problem *p;
     const nde_field *f;
+    const double *event_t;
     double *ysave = NULL;
     nde_stats stats;
     int i, rc, code;
@@ -202,8 +231,12 @@ int cli_solve(int argc, char **argv)
     }
     rc = nde_run_solve(run, args.seed, ysave, &stats);
     write_stats_text(&stats, stderr);
+    event_t = rc == NDE_OK ? nde_run_event_times(run) : NULL;
+    if (event_t)
+        write_events_text(event_t, p->batch, stderr);
     code = CLI_EXIT_OK;
-    if (args.stats_json && write_stats_json(&stats, args.stats_json) != 0)
+    if (args.stats_json &&
+        write_stats_json(&stats, event_t, p->batch, args.stats_json) != 0)
         code = CLI_EXIT_FAILURE;
     if (rc != NDE_OK) {
         nde_error_prefix(ctx, "solve failed");

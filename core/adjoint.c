@@ -107,6 +107,8 @@ void nde_backward_settings_apply(const nde_backward_settings *b,
     *bo = *fwd;
     bo->record = NULL;
     bo->record_rows = NULL;
+    bo->event = NULL;
+    bo->event_t = NULL;
     bo->rtol = isnan(b->rtol) ? fwd->rtol : b->rtol;
     bo->atol = isnan(b->atol) ? fwd->atol : b->atol;
 }

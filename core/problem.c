@@ -18,6 +18,12 @@ const nde_key nde_problem_keys[] = {
      "included (1 = t1 only); default without saveat: t1 only"},
     {"tstops", NDE_KEY_DOUBLES, "",
      "times in [t0, t1] the solver must step onto exactly (discontinuities)"},
+    {"event", NDE_KEY_TEXT, "",
+     "stop each row at the first root of this expression of t and the "
+     "states (e.g. x - 1), found on the solver's dense output"},
+    {"direction", NDE_KEY_WORD, "both",
+     "the event's crossings that count: rising (- to +), falling (+ to -) "
+     "or both"},
     {NULL, 0, NULL, NULL}};
 
 /* Monotone in the direction of integration and inside [t0, t1]. */

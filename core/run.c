@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "nde/nde.h"
-#include "nde/run.h"
 
 struct nde_run {
     nde_ctx *ctx;
@@ -15,6 +14,8 @@ struct nde_run {
     nde_brownian *brownian;  /* SDE solvers with t1 > t0; NULL otherwise */
     nde_problem problem;
     nde_solve_opts opts;
+    nde_event *event;        /* [problem] event, or NULL                  */
+    double *event_t;         /* batch: each row's event time (NaN: none)  */
     double *theta;
 };
 
@@ -59,6 +60,33 @@ static int field_seed(const nde_config *cfg, const nde_field *f,
     return NDE_OK;
 }
 
+/* [problem] event and direction; the solver must locate it. */
+static int compose_event(nde_run *r, nde_section *psec)
+{
+    const unsigned caps = r->solver->type->info.provides;
+    int rc;
+
+    if ((rc = nde_event_from_section(&r->event, psec, r->field, r->ctx)) ||
+        !r->event)
+        return rc;
+    if (!(caps & NDE_CAP_ADAPTIVE) || !(caps & NDE_CAP_DENSE) ||
+        nde_solver_is_sde(r->solver))
+        return nde_section_error(psec, "event", r->ctx,
+                                 "needs an adaptive ODE solver with dense "
+                                 "output (e.g. tsit5, dopri5), and solver "
+                                 "'%s' %s", r->solver->type->info.name,
+                                 nde_solver_is_sde(r->solver)
+                                     ? "integrates SDEs"
+                                 : !(caps & NDE_CAP_ADAPTIVE)
+                                     ? "is fixed-step"
+                                     : "has no dense output");
+    if (!(r->event_t = calloc(r->problem.batch, sizeof *r->event_t)))
+        return nde_error(r->ctx, NDE_ENOMEM, "out of memory");
+    r->opts.event = r->event;
+    r->opts.event_t = r->event_t;
+    return NDE_OK;
+}
+
 static int compose(nde_run *r)
 {
     nde_section *psec, *ssec;
@@ -75,7 +103,8 @@ static int compose(nde_run *r)
         (rc = nde_solve_opts_from_section(&r->opts, r->solver->type, ssec,
                                           r->ctx)) ||
         (rc = nde_problem_from_section(&r->problem, psec, r->field->dim,
-                                       r->ctx)))
+                                       r->ctx)) ||
+        (rc = compose_event(r, psec)))
         return rc;
     r->opts.tstops = r->problem.tstops;
     r->opts.ntstops = r->problem.ntstops;
@@ -117,6 +146,8 @@ void nde_run_destroy(nde_run *r)
     if (!r)
         return;
     free(r->theta);
+    free(r->event_t);
+    nde_event_destroy(r->event);
     nde_problem_free(&r->problem);
     nde_brownian_destroy(r->brownian);
     nde_solver_destroy(r->solver);
@@ -128,6 +159,7 @@ nde_field *nde_run_field(const nde_run *r) { return r->field; }
 nde_solver *nde_run_solver(const nde_run *r) { return r->solver; }
 const nde_problem *nde_run_problem(const nde_run *r) { return &r->problem; }
 double *nde_run_params(nde_run *r) { return r->theta; }
+const double *nde_run_event_times(const nde_run *r) { return r->event_t; }
 
 int nde_run_solve(nde_run *r, uint64_t seed, double *ysave, nde_stats *st)
 {

@@ -442,6 +442,10 @@ typedef struct drive {
     nde_step_grid grid;     /* fixed-step solves                           */
     size_t kgrid;           /* the grid point the solve heads for          */
     nde_stats *st;
+    nde_event *event;       /* opts.event (one row)                        */
+    double g_prev;          /* the event at the last accepted step's end   */
+    double *ev_y;           /* n: the dense output the root finder reads   */
+    int fired;              /* the event fired: t1 is now its time         */
 } drive;
 
 /* The Brownian path must cover the solve's interval with one channel per
@@ -500,6 +504,27 @@ static int check_options(const drive *d)
     return NDE_OK;
 }
 
+/* An event is located on the dense output of an adaptive ODE solve of one
+ * row (nde_solve hands a batch to the driver row by row). */
+static int check_event(const drive *d)
+{
+    nde_solver *s = d->s;
+
+    if (!d->adaptive || !d->dense || d->sde)
+        return nde_error(s->ctx, NDE_ECAPABILITY,
+                         "an event needs an adaptive ODE solver with dense "
+                         "output (e.g. tsit5, dopri5), and '%s' %s",
+                         s->type->info.name,
+                         d->sde ? "integrates SDEs"
+                                : !d->adaptive ? "is fixed-step"
+                                               : "has no dense output");
+    if (s->batch != 1)
+        return nde_error(s->ctx, NDE_EINVAL,
+                         "an event is solved one row at a time, not %zu "
+                         "rows in one record", s->batch);
+    return NDE_OK;
+}
+
 /* Everything checked before the first step. */
 static int drive_check(drive *d, const double *y0)
 {
@@ -515,6 +540,8 @@ static int drive_check(drive *d, const double *y0)
         (rc = check_norm_blocks(s->ctx, o, d->n)))
         return rc;
     if (d->sde && (rc = check_brownian(s, o->brownian, d->t0, d->t1, d->n)))
+        return rc;
+    if (d->event && (rc = check_event(d)))
         return rc;
     if (!d->adaptive && d->t1 != d->t0 &&
         ((rc = nde_step_grid_init(&d->grid, d->t0, d->t1, o->dt, d->tsave,
@@ -652,6 +679,8 @@ at_tstops(drive *d, double t, double *y, double h, double habs, double next,
             return next;
     if (hit)
         nde_solver_invalidate(d->s);
+    if (hit && d->event) /* at_tstop may have moved y */
+        d->g_prev = nde_event_value(d->event, t, y);
     return d->adaptive && hit && next < habs && fabs(h) < habs ? habs : next;
 }
 
@@ -745,6 +774,106 @@ static double fixed_next(drive *d, double t)
     return next;
 }
 
+/* Does the event's sign change from g0 to g1 count (nde/event.h)? */
+static int event_crossed(int direction, double g0, double g1)
+{
+    return (direction >= 0 && g0 < 0 && g1 >= 0) ||
+           (direction <= 0 && g0 > 0 && g1 <= 0);
+}
+
+/* The root of the event inside the accepted step (t, h) from y, where it
+ * goes from g0 to g1 != 0, on the step's dense output: Illinois (regula
+ * falsi that halves the value kept at an end chosen twice in a row;
+ * Dowell and Jarratt, BIT 11, 1971), on theta in [0, 1], until the two
+ * ends are neighbouring times. *ts is the end past the root. */
+static int event_root(drive *d, double t, double h, const double *y,
+                      double g0, double g1, double *ts)
+{
+    nde_solver *s = d->s;
+    double a = 0.0, ga = g0, b = 1.0, gb = g1;
+    int side = 0, rc;
+
+    for (int it = 0; it < 200 && t + a * h != t + b * h; it++) {
+        double c = (a * gb - b * ga) / (gb - ga), gc;
+        if (!(c > a && c < b)) /* round-off: bisect */
+            c = 0.5 * (a + b);
+        if (c == a || c == b)
+            break;
+        if ((rc = s->ops->dense(s, y, h, NULL, c, d->ev_y)) != NDE_OK)
+            return rc;
+        gc = nde_event_value(d->event, t + c * h, d->ev_y);
+        if (!isfinite(gc))
+            return nde_error(s->ctx, NDE_ENONFINITE,
+                             "event: the expression is not finite at t = "
+                             "%g", t + c * h);
+        if (gc == 0.0) {
+            b = c;
+            break;
+        }
+        if ((gc > 0) == (gb > 0)) {
+            b = c;
+            gb = gc;
+            if (side == -1)
+                ga *= 0.5;
+            side = -1;
+        } else {
+            a = c;
+            ga = gc;
+            if (side == 1)
+                gb *= 0.5;
+            side = 1;
+        }
+    }
+    *ts = b == 1.0 ? t + h : t + b * h;
+    if (*ts == t) /* a root within round-off of t: the next time */
+        *ts = nextafter(t, t + h);
+    return NDE_OK;
+}
+
+/* After the accepted step (t, *h) to (*t_new, yn): when the event fires
+ * inside it, take the step again from (t, y) onto the event time, which
+ * becomes the solve's end (d->t1). Out of line: only event solves come
+ * here. */
+static __attribute__((noinline)) int
+event_step(drive *d, double t, double *h, double *t_new, const double *y,
+           const double *aux, double *yn, double *auxn, double *err,
+           double *eest)
+{
+    nde_solver *s = d->s;
+    const double g0 = d->g_prev;
+    const double g1 = nde_event_value(d->event, *t_new, yn);
+    double ts = *t_new;
+    int rc;
+
+    d->g_prev = g1;
+    if (!event_crossed(nde_event_direction(d->event), g0, g1))
+        return NDE_OK;
+    if (g1 != 0.0 && (rc = event_root(d, t, *h, y, g0, g1, &ts)) != NDE_OK)
+        return rc;
+    d->fired = 1;
+    d->t1 = ts;
+    if (ts == *t_new)
+        return NDE_OK;
+    *h = ts - t;
+    *t_new = ts;
+    nde_solver_invalidate(s);
+    rc = s->ops->step(s, d->theta, t, *h, NULL, y, aux, yn, auxn, err,
+                      &d->norm, eest);
+    if (rc == NDE_ERETRY || (rc == NDE_OK && !(isfinite(*eest) &&
+                                               all_finite(yn, d->n))))
+        return nde_error(s->ctx, NDE_ENONFINITE,
+                         "the step from t = %g onto the event at t = %g is "
+                         "not finite", t, ts);
+    return rc;
+}
+
+/* Save times after the event hold the state at the event. */
+static void save_frozen(drive *d, const double *y)
+{
+    for (; d->isave < d->nsave; d->isave++)
+        memcpy(d->ysave + d->isave * d->n, y, d->n * sizeof *y);
+}
+
 static int drive_run(drive *d, const double *y0)
 {
     nde_solver *s = d->s;
@@ -774,6 +903,8 @@ static int drive_run(drive *d, const double *y0)
     cops->start(ctl, mem);
     if ((rc = first_step(d, y, &habs)) != NDE_OK)
         return rc;
+    if (d->event)
+        d->g_prev = nde_event_value(d->event, d->t0, y);
 
     while (t != d->t1) {
         double h, t_new, eest = 0.0;
@@ -840,6 +971,9 @@ static int drive_run(drive *d, const double *y0)
         }
 
         st->steps_accepted++;
+        if (d->event && (rc = event_step(d, t, &h, &t_new, y, aux, yn, auxn,
+                                         err, &eest)) != NDE_OK)
+            return rc;
         if (d->rec && (rc = record_step(d, t, h, y, aux, yn, eest)) != NDE_OK)
             return rc;
         save_step(d, t, h, t_new, y, yn);
@@ -872,6 +1006,8 @@ static int drive_run(drive *d, const double *y0)
         if (o->dtmax > 0 && habs > o->dtmax)
             habs = o->dtmax;
     }
+    if (d->fired)
+        save_frozen(d, y);
     record_end(d, y, aux);
     return NDE_OK;
 }
@@ -910,11 +1046,17 @@ static int solve_batch(nde_solver *s, const nde_solve_opts *opts,
     d.tsave = tsave;
     d.ysave = ysave;
     d.st = &st;
+    d.event = opts->event;
     rc = drive_check(&d, y0);
+    if (rc == NDE_OK && d.event && !(d.ev_y = malloc(d.n * sizeof *d.ev_y)))
+        rc = nde_error(s->ctx, NDE_ENOMEM, "out of memory");
     if (rc == NDE_OK && d.rec)
         rc = record_begin(&d);
     if (rc == NDE_OK)
         rc = drive_run(&d, y0);
+    free(d.ev_y);
+    if (opts->event && opts->event_t)
+        *opts->event_t = rc == NDE_OK && d.fired ? d.t1 : NAN;
     st.nfe = s->counts.nfe - nfe0;
     if (st.steps_accepted == 0)
         st.h_min = 0.0;
@@ -955,12 +1097,14 @@ static int solve_rows(nde_solver *s, const nde_solve_opts *opts,
     sum.h_min = HUGE_VAL;
     if (opts->record)
         rc = nde_error(s->ctx, NDE_EINVAL,
-                       "a solve with per-row steps records each row's solve "
-                       "(record_rows), not %zu rows in one record", rows);
+                       "a solve with %s records each row's solve "
+                       "(record_rows), not %zu rows in one record",
+                       opts->per_row ? "per-row steps" : "an event", rows);
     else if (nde_solver_is_sde(s))
         rc = nde_error(s->ctx, NDE_EINVAL,
-                       "per-row steps need an ODE solver ('%s' is an SDE "
-                       "solver)", s->type->info.name);
+                       "%s need an ODE solver ('%s' is an SDE solver)",
+                       opts->per_row ? "per-row steps" : "events",
+                       s->type->info.name);
     else if (!(yrow = malloc((nsave ? nsave : 1) * dim * sizeof *yrow)))
         rc = nde_error(s->ctx, NDE_ENOMEM, "out of memory");
     else {
@@ -968,6 +1112,7 @@ static int solve_rows(nde_solver *s, const nde_solve_opts *opts,
         rc = nde_solver_set_batch(s, 1);
         for (r = 0; r < rows && rc == NDE_OK; r++) {
             row.record = opts->record_rows ? opts->record_rows[r] : NULL;
+            row.event_t = opts->event_t ? opts->event_t + r : NULL;
             rc = solve_batch(s, &row, theta, t0, y0 + r * dim, t1, nsave,
                              tsave, yrow, &st);
             add_row_stats(&sum, &st);
@@ -992,7 +1137,7 @@ int nde_solve(nde_solver *s, const nde_solve_opts *opts, const double *theta,
               double t0, const double *y0, double t1, size_t nsave,
               const double *tsave, double *ysave, nde_stats *stats)
 {
-    if (opts->per_row && (s->batch > 1 || opts->record_rows))
+    if ((opts->per_row || opts->event) && (s->batch > 1 || opts->record_rows))
         return solve_rows(s, opts, theta, t0, y0, t1, nsave, tsave, ysave,
                           stats);
     return solve_batch(s, opts, theta, t0, y0, t1, nsave, tsave, ysave,

@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <nde/event.h>
 #include <nde/field.h>
 
 /* One expression per state with its symbolic derivatives: the drift, or
@@ -297,27 +298,11 @@ static int build_equation(expr_state *s, expr_system *sys, char prefix,
         return nde_section_error(sec, key, ctx,
                                  "missing equation for state '%s'", name);
     }
-    if ((status = nde_get_string(sec, key, &text, ctx)))
+    if ((status = nde_get_string(sec, key, &text, ctx)) ||
+        (status = nde_expr_parse(sec, key, text, s->vars, s->nvars,
+                                 "t, the names in state and params",
+                                 &sys->eq[j], ctx)))
         return status;
-    if (strspn(text, " \t") == strlen(text))
-        return nde_section_error(sec, key, ctx, "empty expression");
-    char *copy = strdup(text);
-    if (!copy)
-        return nde_error(ctx, NDE_ENOMEM, "expr: out of memory");
-    sys->eq[j] = evaluator_create(copy);
-    free(copy);
-    if (!sys->eq[j])
-        return nde_section_error(sec, key, ctx,
-                                 "cannot parse expression '%s'", text);
-    char **used;
-    int nused;
-    evaluator_get_variables(sys->eq[j], &used, &nused);
-    for (int u = 0; u < nused; u++)
-        if (find_var(s, used[u]) < 0)
-            return nde_section_error(
-                sec, key, ctx,
-                "expression '%s' uses unknown variable '%s' (known: t, the "
-                "names in state and params)", text, used[u]);
     for (size_t k = 0; k < s->nstate + s->nparam; k++) {
         void *der = evaluator_derivative(sys->eq[j], s->vars[1 + k]);
         if (!der)

@@ -181,7 +181,8 @@ def solve(config, params=None, seed=1):
     training: [field] with its initial parameters (or `params`, its
     nparams values), [solver] and [problem]; an SDE through the Brownian
     path of `seed`. Returns (tsave, y (nsave x batch x dim), stats: nfe,
-    steps_accepted, steps_rejected, ...)."""
+    steps_accepted, steps_rejected, ..., and with a [problem] event
+    "event_t", each row's event time, NaN where it did not fire)."""
     if not isinstance(config, Config):
         raise TypeError("nde.solve needs an nde.Config")
     if not 0 <= int(seed) < 1 << 64:
@@ -208,9 +209,12 @@ def solve(config, params=None, seed=1):
         _check(_lib.nde.nde_run_solve(run, int(seed),
                                       y.ctypes.data_as(_lib.c_dbl_p),
                                       ctypes.byref(st)), ctx)
-        return tsave, y, {name: getattr(st, name)
-                          for name, _ in _lib.Stats._fields_
-                          if name != "status"}
+        stats = {name: getattr(st, name) for name, _ in _lib.Stats._fields_
+                 if name != "status"}
+        et = _lib.nde.nde_run_event_times(run)
+        if et:
+            stats["event_t"] = np.ctypeslib.as_array(et, (p.batch,)).copy()
+        return tsave, y, stats
     finally:
         if run.value:
             _lib.nde.nde_run_destroy(run)

@@ -148,6 +148,7 @@ for _name, _res, _args in [
     ("nde_run_field", ctypes.POINTER(FieldHead), (P,)),
     ("nde_run_problem", ctypes.POINTER(Problem), (P,)),
     ("nde_run_params", c_dbl_p, (P,)),
+    ("nde_run_event_times", c_dbl_p, (P,)),
     ("nde_run_solve", I, (P, ctypes.c_uint64, c_dbl_p,
                           ctypes.POINTER(Stats))),
 ]:

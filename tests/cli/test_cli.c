@@ -465,6 +465,81 @@ START_TEST(test_stats_json)
 }
 END_TEST
 
+/* [problem] event: each row's event time on stderr and in --stats-json
+ * (examples/ball.ini: impacts at analytic times), null when it does not
+ * fire, and the config errors. */
+START_TEST(test_event)
+{
+    const char *json = path_in("event.json");
+    const double want[2] = {sqrt(2 * 10 / 9.81),
+                            (5 + sqrt(25 + 2 * 9.81 * 2)) / 9.81};
+    run_result r = run("solve", example("ball.ini"), "--stats-json", json);
+    const char *cfg;
+    char *text, *p, *end;
+    double t;
+
+    assert_ok(r);
+    assert_contains(r.err, "nde: event row 0: t = 1.42784312292706");
+    assert_contains(r.err, "nde: event row 1: t = 1.32670601058161");
+    /* after the impact the state stays at the ground */
+    assert_contains(r.out, "\n0,5,");
+    text = test_read_file(json, NULL);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_ptr_nonnull(p = strstr(text, "\"event_t\": ["));
+    p += strlen("\"event_t\": [");
+    for (size_t i = 0; i < 2; i++, p = end + 1) {
+        t = strtod(p, &end);
+        ck_assert_msg(fabs(t - want[i]) <= 1e-10, "row %zu: %.17g vs %.17g",
+                      i, t, want[i]);
+    }
+    free(text);
+    result_free(&r);
+
+    r = run("solve", example("ball.ini"), "-s", "problem.event=x + 1000",
+            "--stats-json", json);
+    assert_ok(r);
+    assert_contains(r.err, "nde: event row 0: did not fire");
+    assert_contains(r.err, "nde: event row 1: did not fire");
+    text = test_read_file(json, NULL);
+    assert_contains(text, "\"event_t\": [null, null]}");
+    free(text);
+    result_free(&r);
+
+    cfg = write_config("bad_event.ini",
+                       "[problem]\nt1 = 1\ny0 = 1, 0\nevent = x - h\n"
+                       "[solver]\nplugin = tsit5\n"
+                       "[field]\nplugin = expr\nstate = x, v\n"
+                       "dx = v\ndv = -1\n");
+    r = run("solve", cfg);
+    ck_assert_int_eq(r.code, 2);
+    assert_contains(r.err, "bad_event.ini:4: [problem] event: expression "
+                           "'x - h' uses unknown variable 'h' (known: t, x, "
+                           "v)");
+    result_free(&r);
+    r = run("solve", cfg, "-s", "problem.event=x", "-s",
+            "problem.direction=down");
+    ck_assert_int_eq(r.code, 2);
+    assert_contains(r.err, "[problem] direction: 'down' is not a direction");
+    result_free(&r);
+    cfg = write_config("rk4_event.ini",
+                       "[problem]\nt1 = 1\ny0 = 1, 0\nevent = x\n"
+                       "[solver]\nplugin = rk4\ndt = 0.1\n"
+                       "[field]\nplugin = expr\nstate = x, v\n"
+                       "dx = v\ndv = -1\n");
+    r = run("solve", cfg);
+    ck_assert_int_eq(r.code, 2);
+    assert_contains(r.err, "rk4_event.ini:4: [problem] event: needs an "
+                           "adaptive ODE solver with dense output");
+    assert_contains(r.err, "'rk4' is fixed-step");
+    result_free(&r);
+    r = run("solve", example("ball.ini"), "-u", "problem.event");
+    ck_assert_int_eq(r.code, 2);
+    assert_contains(r.err, "ball.ini:17: [problem] direction: needs an "
+                           "event");
+    result_free(&r);
+}
+END_TEST
+
 START_TEST(test_examples_run)
 {
     static const char *const names[] = {"spiral.ini", "ude.ini"};
@@ -3003,6 +3078,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_lotka_volterra_reference);
     tcase_add_test(tc, test_batch_column);
     tcase_add_test(tc, test_stats_json);
+    tcase_add_test(tc, test_event);
     tcase_add_test(tc, test_examples_run);
     tcase_add_test(tc, test_graph_recovers_chain);
     tcase_add_test(tc, test_graph_errors);

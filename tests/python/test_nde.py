@@ -172,6 +172,18 @@ class TestSolve(unittest.TestCase):
         np.testing.assert_array_equal(y[:, 0, :], rows[:, 1:])
         self.assertGreater(st["nfe"], 0)
 
+    def test_event_times(self):
+        # examples/ball.ini: from 10 m at rest and from 2 m at 5 m/s up,
+        # g = 9.81: the ground at the roots of x0 + v0 t - g t^2 / 2
+        _, _, st = nde.solve(nde.Config.from_file(
+            os.path.join(ROOT, "examples", "ball.ini")))
+        g = 9.81
+        want = [math.sqrt(2 * 10 / g), (5 + math.sqrt(25 + 2 * g * 2)) / g]
+        np.testing.assert_allclose(st["event_t"], want, rtol=1e-9)
+        _, _, st = nde.solve(nde.Config.from_file(
+            os.path.join(ROOT, "examples", "lotka_volterra.ini")))
+        self.assertNotIn("event_t", st)
+
     def test_params_and_sde_seed(self):
         cfg = nde.Config.from_string(
             "[problem]\nt0 = 0\nt1 = 1\ny0 = 1\n  2\nnsave = 3\n"

@@ -12,6 +12,9 @@
  * - A cotangent at time t_k is dL/dy(t_k) for the solution the forward
  *   solve returned at t_k: the dense output inside a step, or the state at a
  *   step's end. Several cotangents may share a time (they add).
+ * - A solve stopped by an event (nde/event.h) ends at the event time:
+ *   fwd->t1 is t*, the cotangents lie in [t0, t*], and one on t* itself
+ *   comes from nde_event_cotangent.
  * - The step sizes and accept/reject decisions of the forward solve are
  *   constants: no gradient flows through the step-size controller.
  * - Continuous adjoints (backsolve, interpolating) integrate backwards with

@@ -16,6 +16,7 @@
 #include "brownian.h"
 #include "trajectory.h"
 #include "solve.h"
+#include "event.h"
 #include "adjoint.h"
 #include "regularizer.h"
 #include "task.h"

@@ -3,8 +3,9 @@
  * `nde solve` does it: the field of [field] (its parameters drawn from
  * [field]'s `seed` key when its plugin has one, else NDE_RUN_SEED), the
  * solver of [solver] with its solve options, [problem]'s interval,
- * initial states (one row per batch row), save times and tstops, and for
- * an SDE solver one Brownian path per batch row from the solve's seed.
+ * initial states (one row per batch row), save times, tstops and event
+ * (nde/event.h: each row stops at its first root), and for an SDE solver
+ * one Brownian path per batch row from the solve's seed.
  *
  * Ownership: a run borrows cfg, which must outlive it, and owns the rest.
  * Errors: NDE_* with the message in ctx; a missing section or a bad key
@@ -40,6 +41,9 @@ NDE_API const nde_problem *nde_run_problem(const nde_run *r);
 /* The field's nparams parameters, owned by the run; a caller may set
  * them before a solve. */
 NDE_API double *nde_run_params(nde_run *r);
+/* With a [problem] event: each row's event time of the last solve (NaN:
+ * it did not fire), batch values owned by the run; NULL without one. */
+NDE_API const double *nde_run_event_times(const nde_run *r);
 
 /* Solve the problem into ysave (nsave x batch x dim, the caller's, as
  * nde_solve saves), through the Brownian path of `seed` for an SDE (the

@@ -49,6 +49,7 @@
 #include "api.h"
 #include "brownian.h"
 #include "config.h"
+#include "event.h"
 #include "field.h"
 #include "solver.h"
 #include "status.h"
@@ -148,6 +149,19 @@ typedef struct nde_solve_opts {
     /* per_row: record row r's solve into record_rows[r] (one per row of
      * the batch; record must then be NULL). NULL = record nothing. */
     nde_trajectory **record_rows;
+    /* A terminal event (nde/event.h; borrowed, NULL = none): each row
+     * stops at the first root of the event in its direction, found on
+     * the dense output; its last step is taken again onto the root, so
+     * its solve (and record) ends at t*. Needs an adaptive ODE solver
+     * with dense output (NDE_ECAPABILITY). A batch of more than one row
+     * is solved one row at a time as with per_row (record_rows, not
+     * record), each row stopping at its own t*; save times after a row's
+     * event hold its state at the event (frozen). */
+    nde_event *event;
+    /* With event: each row's event time (batch values, caller's; NULL =
+     * not wanted), NaN for a row whose event did not fire (it ran to
+     * t1). */
+    double *event_t;
 } nde_solve_opts;
 
 /* The solve loop's keys of a [solver] section (rtol, atol, dt, max_steps,
@@ -228,7 +242,8 @@ NDE_API double nde_step_grid_prev(const nde_step_grid *g, double t);
 NDE_API double nde_step_grid_snap(const nde_step_grid *g, double s);
 
 /* The [problem] section: t0, t1, y0 (one row per line), saveat | nsave,
- * tstops. */
+ * tstops; its keys event and direction are read by nde_event_from_section
+ * (they need the field's state names). */
 typedef struct nde_problem {
     double t0, t1;
     size_t batch, dim;
