@@ -20,7 +20,8 @@
  * njev; GSL: calls of its jac), step attempts (CVODE: steps, error test
  * and Newton convergence failures).
  *
- * Usage: bench_stiff [batches]   (markdown on stdout; default 5)
+ * Usage: bench_stiff [batches] [--y]   (markdown on stdout; default 5
+ * batches; --y: each row's y(t1) on stderr too)
  */
 #include <math.h>
 #include <stdio.h>
@@ -532,11 +533,17 @@ static double rel_error(const problem *p, const double *y)
 int main(int argc, char **argv)
 {
     const double tols[3] = {1e-4, 1e-6, 1e-8};
-    const int batches = argc > 1 ? atoi(argv[1]) : 5;
+    int batches = 5, show_y = 0;
     sides sd = {0};
 
+    for (int a = 1; a < argc; a++) {
+        if (!strcmp(argv[a], "--y"))
+            show_y = 1;
+        else
+            batches = atoi(argv[a]);
+    }
     if (batches < 1 || batches > 16) {
-        fprintf(stderr, "usage: bench_stiff [batches 1..16]\n");
+        fprintf(stderr, "usage: bench_stiff [batches 1..16] [--y]\n");
         return 2;
     }
     gsl_set_error_handler_off();
@@ -547,7 +554,7 @@ int main(int argc, char **argv)
            "\n\n");
 #endif
     printf("| problem | rtol | solver | steps | RHS evals | Jacobians | "
-           "rel. error at t1 | time per solve (ms) |\n"
+           "rel. error at t1 | CPU ms per solve |\n"
            "|---|---|---|---|---|---|---|---|\n");
     for (size_t k = 0; k < NPROB; k++) {
         problem *p = &problems[k];
@@ -576,6 +583,13 @@ int main(int argc, char **argv)
                     printf("| %s | %.0e | %s | failed | | | | |\n", p->name,
                            tols[i], conf_names[c]);
                     continue;
+                }
+                if (show_y) {
+                    fprintf(stderr, "%s %.0e %s: y(t1) =", p->name,
+                            tols[i], conf_names[c]);
+                    for (size_t j = 0; j < p->dim; j++)
+                        fprintf(stderr, " %.6e", r.y[j]);
+                    fputc('\n', stderr);
                 }
                 t = time_conf(&sd, p, c, tols[i], batches);
                 printf("| %s | %.0e | %s | %ld | %ld | %ld | %.2e | %.3f |\n",
