@@ -7,18 +7,19 @@
  * (atol = rtol x the problem's atol_scale), on Robertson to t = 1e11, Van
  * der Pol mu = 1e3 (x'' = mu (1 - x^2) x' - x) on [0, 3000], and HIRES,
  * OREGO and E5 as the IVP test set states them (Mazzia & Magherini, Test
- * Set for IVP Solvers, release 2.4, 2008, problems ROBER, HIRES, OREGO,
- * E5; their Fortran files rober.f, hires.f, orego.f, e5.f). Error: the
+ * Set for IVP Solvers, https://archimede.uniba.it/~testset/, problems
+ * ROBER, HIRES, OREGO, E5: rober.f, hires.f, orego.f, e5.f). Error: the
  * largest relative error at t1 against the reference (the test set's
- * solut, RADAU at rtol ~1e-18; Van der Pol: msbdf at rtol = atol =
- * 1e-12). Time per solve: the process's CPU time (one thread solves;
- * on a shared machine wall time measures the scheduler), batches of
- * repeated solves of at least 30 ms, median of `batches` batches. Counts: RHS evaluations (nde: stages,
- * difference Jacobians and df/dt; CVODE: its nfe and the difference
- * Jacobians' nfeLS; GSL: every call of its function), Jacobians (nde:
- * formed, JVPs / dim or evaluations beyond the stages / (dim + 2); CVODE:
- * njev; GSL: calls of its jac), step attempts (CVODE: steps, error test
- * and Newton convergence failures).
+ * solut, RADAU at rtol 1.1e-18 in extended precision; Van der Pol: msbdf
+ * at rtol = atol = 1e-12). Time per solve: the process's CPU time (one
+ * thread solves; on a shared machine wall time measures the scheduler),
+ * batches of repeated solves of at least 30 ms, median of `batches`
+ * batches. Counts: RHS evaluations (nde: stages, difference Jacobians
+ * and df/dt; CVODE: its nfe and the difference Jacobians' nfeLS; GSL:
+ * every call of its function), Jacobians (nde: formed, JVPs / dim or
+ * evaluations beyond the stages / (dim + 2); CVODE: njev; GSL: calls of
+ * its jac), step attempts (CVODE: steps, error test and Newton
+ * convergence failures).
  *
  * Usage: bench_stiff [batches] [--y]   (markdown on stdout; default 5
  * batches; --y: each row's y(t1) on stderr too)
