@@ -1811,6 +1811,23 @@ START_TEST(test_normalize_log)
 }
 END_TEST
 
+/* Training on pop.csv of series s from (t = 0, hare = ...) with rows
+ * `rows` after "s,0," under [data] `data` (test_fraction 0) is refused
+ * with exit 2 naming pop.ini and `want`. */
+static void assert_pop_refused(const char *data, const char *rows,
+                               const char *want)
+{
+    char csv_text[256];
+    run_result r;
+
+    pop_config(fmt("%s\ntest_fraction = 0", data));
+    snprintf(csv_text, sizeof csv_text, "series,t,hare,lynx\ns,0,%s\n", rows);
+    write_config("pop.csv", csv_text);
+    r = run("train", path_in("pop.ini"), "--quiet");
+    assert_fails(r, 2, "pop.ini:", want);
+    result_free(&r);
+}
+
 /* Bad [data] normalize and holdout values name the file, the key and
  * what is expected. */
 START_TEST(test_normalize_holdout_errors)
@@ -1850,30 +1867,17 @@ START_TEST(test_normalize_holdout_errors)
         result_free(&r);
     }
     /* a constant column has no scale under either rule */
-    pop_config("normalize = minmax\ntest_fraction = 0");
-    write_config("pop.csv", "series,t,hare,lynx\ns,0,1,5\ns,1,2,5\n"
-                            "s,2,3,5\n");
-    r = run("train", path_in("pop.ini"), "--quiet");
-    assert_fails(r, 2, "pop.ini:", "[data] normalize: minmax: column 'lynx' "
-                       "is constant on the training part (3 observed "
-                       "values), so it has no scale: use normalize = none");
-    result_free(&r);
+    assert_pop_refused("normalize = minmax", "1,5\ns,1,2,5\ns,2,3,5",
+                       "[data] normalize: minmax: column 'lynx' is "
+                       "constant on the training part (3 observed values), "
+                       "so it has no scale: use normalize = none");
     /* neither log units nor log-normal noise take a zero */
-    pop_config("normalize = log\ntest_fraction = 0");
-    write_config("pop.csv", "series,t,hare,lynx\ns,0,1,5\ns,1,2,5\n"
-                            "s,2,3,0\n");
-    r = run("train", path_in("pop.ini"), "--quiet");
-    assert_fails(r, 2, "pop.ini:", "[data] normalize: log needs positive "
-                       "values, and series 's' has lynx = 0 at t = 2");
-    result_free(&r);
-    pop_config("likelihood = lognormal\ntest_fraction = 0");
-    write_config("pop.csv", "series,t,hare,lynx\ns,0,1,5\ns,1,2,5\n"
-                            "s,2,3,0\n");
-    r = run("train", path_in("pop.ini"), "--quiet");
-    assert_fails(r, 2, "pop.ini:", "[data] likelihood: lognormal needs "
-                       "positive values, and series 's' has lynx = 0 at t "
-                       "= 2");
-    result_free(&r);
+    assert_pop_refused("normalize = log", "1,5\ns,1,2,5\ns,2,3,0",
+                       "[data] normalize: log needs positive values, and "
+                       "series 's' has lynx = 0 at t = 2");
+    assert_pop_refused("likelihood = lognormal", "1,5\ns,1,2,5\ns,2,3,0",
+                       "[data] likelihood: lognormal needs positive values, "
+                       "and series 's' has lynx = 0 at t = 2");
 }
 END_TEST
 
