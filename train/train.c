@@ -1417,6 +1417,57 @@ static double *shard_begin(nde_trainer *tr, size_t s, size_t a, size_t b,
  * gradients and initial-state cotangents shared and the gradients summed
  * in shard order; the lift's VJP on the whole batch.
  */
+/* The batch's initial states into *y0: its input, or the task's lift
+ * of it (into tr->y0b); a batch of one observation time has nothing to
+ * fit. */
+static int lift_batch(nde_trainer *tr, const double *th, const double **y0)
+{
+    const nde_task_batch *b = &tr->batch;
+    int rc;
+
+    if (b->tsave[b->nsave - 1] == b->t0)
+        return nde_error(tr->ctx, NDE_ECONFIG,
+                         "the mini-batch has a single observation time: "
+                         "nothing to fit");
+    *y0 = b->input;
+    if (!tr->task->type->lift)
+        return NDE_OK;
+    if ((rc = tr->task->type->lift(tr->task, th, b, tr->y0b)) != NDE_OK)
+        return rc;
+    *y0 = tr->y0b;
+    return NDE_OK;
+}
+
+/* The task's loss of the saves in tr->ysave (through its readout) into
+ * *loss and tr->data_loss; with grad, the task's part of grad zeroed and
+ * given the readout's VJP, and the saves' cotangent in tr->ybar (without
+ * a readout tr->ybar is tr->obsbar, which the loss filled). */
+static int fit_loss(nde_trainer *tr, const double *th, double *loss,
+                    double *grad)
+{
+    nde_task *task = tr->task;
+    const nde_task_type *tt = task->type;
+    const nde_task_batch *b = &tr->batch;
+    int rc;
+
+    if ((tt->readout &&
+         (rc = tt->readout(task, th, b, tr->ysave, tr->obs)) != NDE_OK) ||
+        (rc = tt->loss(task, b, tr->obs, loss, tr->obsbar)) != NDE_OK)
+        return rc;
+    if (!isfinite(*loss))
+        return nde_error(tr->ctx, NDE_ENONFINITE,
+                         "the loss is not finite (%g)", *loss);
+    tr->data_loss = *loss;
+    if (!grad)
+        return NDE_OK;
+    memset(grad + tr->Pf, 0, task->nparams * sizeof *grad);
+    if (!tt->readout)
+        return NDE_OK;
+    memset(tr->ybar, 0, b->nsave * tr->B * tr->dim * sizeof *tr->ybar);
+    return tt->readout_vjp(task, th, b, tr->ysave, tr->obsbar, tr->ybar,
+                           grad + tr->Pf);
+}
+
 static int shards_loss_grad(nde_trainer *tr, nde_adjoint *a,
                             const nde_trajectory *traj, const double *theta,
                             double *loss, double *grad, nde_stats *st)
@@ -1424,7 +1475,7 @@ static int shards_loss_grad(nde_trainer *tr, nde_adjoint *a,
     nde_task *task = tr->task;
     const nde_task_type *tt = task->type;
     const nde_task_batch *b = &tr->batch;
-    const double *th = theta + tr->Pf, *y0 = b->input;
+    const double *th = theta + tr->Pf, *y0;
     const size_t T = b->nsave, dim = tr->dim, S = tr->nshards;
     const size_t fa = SHARD_NST, fb = T * dim;           /* forward    */
     const size_t ba = SHARD_NST + tr->Pf, bb = dim;      /* backward   */
@@ -1437,15 +1488,8 @@ static int shards_loss_grad(nde_trainer *tr, nde_adjoint *a,
     memset(st, 0, sizeof *st);
     tr->reg_total = 0.0;
     tr->data_loss = NAN;
-    if (t1 == t0)
-        return nde_error(tr->ctx, NDE_ECONFIG,
-                         "the mini-batch has a single observation time: "
-                         "nothing to fit");
-    if (tt->lift) {
-        if ((rc = tt->lift(task, th, b, tr->y0b)) != NDE_OK)
-            return rc;
-        y0 = tr->y0b;
-    }
+    if ((rc = lift_batch(tr, th, &y0)) != NDE_OK)
+        return rc;
     /* forward: record = stats, then the saves (T x rows x dim) */
     for (s = tr->s0; s < tr->s1; s++) {
         double *d = shard_begin(tr, s, fa, fb, &lo, &rows);
@@ -1482,23 +1526,8 @@ static int shards_loss_grad(nde_trainer *tr, nde_adjoint *a,
             memcpy(tr->ysave + (k * tr->B + lo) * dim, y + k * rows * dim,
                    rows * dim * sizeof *tr->ysave);
     }
-    if ((tt->readout &&
-         (rc = tt->readout(task, th, b, tr->ysave, tr->obs)) != NDE_OK) ||
-        (rc = tt->loss(task, b, tr->obs, loss, tr->obsbar)) != NDE_OK)
+    if ((rc = fit_loss(tr, th, loss, grad)) != NDE_OK || !grad)
         return rc;
-    if (!isfinite(*loss))
-        return nde_error(tr->ctx, NDE_ENONFINITE,
-                         "the loss is not finite (%g)", *loss);
-    tr->data_loss = *loss;
-    if (!grad)
-        return NDE_OK;
-    memset(grad + tr->Pf, 0, task->nparams * sizeof *grad);
-    if (tt->readout) {
-        memset(tr->ybar, 0, T * tr->B * dim * sizeof *tr->ybar);
-        if ((rc = tt->readout_vjp(task, th, b, tr->ysave, tr->obsbar,
-                                  tr->ybar, grad + tr->Pf)) != NDE_OK)
-            return rc;
-    }
     /* backward: record = stats, the field's gradient (Pf), dL/dy0 (rows
      * x dim) */
     for (s = tr->s0; s < tr->s1; s++) {
@@ -1554,7 +1583,7 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
     nde_task *task = tr->task;
     const nde_task_type *tt = task->type;
     const nde_task_batch *b = &tr->batch;
-    const double *th = theta + tr->Pf, *y0 = b->input;
+    const double *th = theta + tr->Pf, *y0;
     const size_t per = tr->B * tr->dim, T = b->nsave;
     nde_solve_opts o = tr->opts;
     const double *ts = b->tsave, *tk = b->tsave;
@@ -1578,15 +1607,8 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
     if ((rc = nde_solver_set_batch(tr->solver, tr->B)) != NDE_OK)
         return rc;
     t1 = t1s = b->tsave[T - 1];
-    if (t1 == t0)
-        return nde_error(tr->ctx, NDE_ECONFIG,
-                         "the mini-batch has a single observation time: "
-                         "nothing to fit");
-    if (tt->lift) {
-        if ((rc = tt->lift(task, th, b, tr->y0b)) != NDE_OK)
-            return rc;
-        y0 = tr->y0b;
-    }
+    if ((rc = lift_batch(tr, th, &y0)) != NDE_OK)
+        return rc;
     if (tr->nregs) {
         if ((rc = regs_before(tr, t0, &t1s)) != NDE_OK)
             return rc;
@@ -1619,23 +1641,8 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
     }
     if (tr->nregs)
         gather_saves(tr, tr->ysave, T);
-    if ((tt->readout &&
-         (rc = tt->readout(task, th, b, tr->ysave, tr->obs)) != NDE_OK) ||
-        (rc = tt->loss(task, b, tr->obs, loss, tr->obsbar)) != NDE_OK)
+    if ((rc = fit_loss(tr, th, loss, grad)) != NDE_OK)
         return rc;
-    if (!isfinite(*loss))
-        return nde_error(tr->ctx, NDE_ENONFINITE,
-                         "the loss is not finite (%g)", *loss);
-    tr->data_loss = *loss;
-    if (grad) {
-        memset(grad + tr->Pf, 0, task->nparams * sizeof *grad);
-        if (tt->readout) {
-            memset(tr->ybar, 0, T * per * sizeof *tr->ybar);
-            if ((rc = tt->readout_vjp(task, th, b, tr->ysave, tr->obsbar,
-                                      tr->ybar, grad + tr->Pf)) != NDE_OK)
-                return rc;
-        }
-    }
     if (o.per_row) {
         if ((rc = rows_after(tr, a, &o, theta, t0, t1, t1s, &reg, grad,
                              st)) !=
