@@ -375,6 +375,21 @@ static void fastest(size_t ip, int c, double level, int *best)
     }
 }
 
+/* The tolerance index whose solve reached `level` in the fewest RHS
+ * evaluations, or -1 when none did. */
+static int fewest_evals(size_t ip, int c, double level)
+{
+    int best = -1;
+
+    for (int k = 0; k < NTOL; k++) {
+        const cell *x = &results[ip][c][k];
+        if (x->r.status == 0 && x->err <= level &&
+            (best < 0 || x->r.nfe < results[ip][c][best].r.nfe))
+            best = k;
+    }
+    return best;
+}
+
 /* "a / b" with two digits, or a dash when either is missing. */
 static const char *ratio(double a, double b)
 {
@@ -403,13 +418,7 @@ static void rhs_table(const double *levels)
             double gbest = HUGE_VAL, nbest = HUGE_VAL;
             printf("| %s | %.0e |", problems[ip].name, levels[l]);
             for (int c = 0; c < NCONF; c++) {
-                int best = -1;
-                for (int k = 0; k < NTOL; k++) {
-                    const cell *x = &results[ip][c][k];
-                    if (x->r.status == 0 && x->err <= levels[l] &&
-                        (best < 0 || x->r.nfe < results[ip][c][best].r.nfe))
-                        best = k;
-                }
+                const int best = fewest_evals(ip, c, levels[l]);
                 if (best < 0) {
                     printf(" — |");
                     continue;
@@ -542,13 +551,7 @@ static void detest_report(int batches, const double *refdiff)
             printf("| %s | %.0e |", problems[ip].name, levels[l]);
             for (int c = 0; c < NCONF; c++) {
                 double tb[MAXB], med;
-                int best = -1;
-                for (int k = 0; k < NTOL; k++) {
-                    const cell *x = &results[ip][c][k];
-                    if (x->r.status == 0 && x->err <= levels[l] &&
-                        (best < 0 || x->r.nfe < results[ip][c][best].r.nfe))
-                        best = k;
-                }
+                const int best = fewest_evals(ip, c, levels[l]);
                 if (best < 0) {
                     printf(" — |");
                     continue;
