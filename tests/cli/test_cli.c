@@ -2701,7 +2701,7 @@ START_TEST(test_predict_flow)
 {
     const char *ckpt = path_in("ctl.ckpt"), *base = path_in("flow");
     char png[4096], svg[4096], *text;
-    size_t len, dots = 0;
+    size_t len, dots;
     run_result r;
 
     r = run("train", example("annuli.ini"), "--quiet", "-s",
@@ -2725,8 +2725,7 @@ START_TEST(test_predict_flow)
     free(text);
     ck_assert_ptr_nonnull(text = test_read_file(svg, NULL));
     /* each path's start is a dot, the glyph U+25CF as PLplot writes it */
-    for (const char *p = text; (p = strstr(p, "&#x25cf;")); p++)
-        dots++;
+    dots = count_glyphs(text, "&#x25cf;");
     ck_assert_msg(dots == 13, "%zu path starts in %s", dots, svg);
     free(text);
 
