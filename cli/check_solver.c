@@ -162,8 +162,17 @@ static int check_dense(solver_check *c, check_report *r)
         return NDE_OK;
     }
     nde_solver_invalidate(c->s);
-    if ((rc = nde_solver_step(c->s, c->theta, 0.3, h, c->y0, c->y1, NULL)) ||
-        (rc = nde_solver_dense(c->s, c->y0, h, 0.0, c->y2)) != NDE_OK)
+    if (c->stateful) {  /* with aux state or noise: through advance */
+        rc = nde_solver_aux(c->s) > 0
+                 ? nde_solver_start(c->s, c->theta, 0.3, c->y0, c->aux)
+                 : NDE_OK;
+        if (rc == NDE_OK)
+            rc = nde_solver_advance(c->s, c->theta, 0.3, h, c->dw, c->y0,
+                                    c->aux, c->y1,
+                                    c->aux + nde_solver_aux(c->s) * c->n);
+    } else
+        rc = nde_solver_step(c->s, c->theta, 0.3, h, c->y0, c->y1, NULL);
+    if (rc || (rc = nde_solver_dense(c->s, c->y0, h, 0.0, c->y2)) != NDE_OK)
         return rc;
     e0 = check_rel_error(c->y2, c->y0, c->n);
     if ((rc = nde_solver_dense(c->s, c->y0, h, 1.0, c->y2)) != NDE_OK)
@@ -178,13 +187,13 @@ static int check_dense(solver_check *c, check_report *r)
 static int project(solver_check *c, const double *y, double *out)
 {
     int rc;
+
+    nde_solver_invalidate(c->s);   /* y moved: no FSAL stage of another y */
     if (c->stateful)
         rc = nde_solver_advance(c->s, c->theta, 0.3, 0.1, c->dw, y, c->aux,
                                 c->y1, c->aux + nde_solver_aux(c->s) * c->n);
-    else {
-        nde_solver_invalidate(c->s);
+    else
         rc = nde_solver_step(c->s, c->theta, 0.3, 0.1, y, c->y1, NULL);
-    }
     *out = 0.0;
     for (size_t i = 0; i < c->n; i++)
         *out += c->ybar_next[i] * c->y1[i];

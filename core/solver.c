@@ -231,6 +231,14 @@ static int solver_create(nde_ctx *ctx, const nde_solver_type *type,
                          "'%s' (%zu rows of %zu)", type->info.name,
                          field->batch_max, field->dim);
     }
+    /* create may set the stages of a composite; a record keeps at most
+     * this many a step */
+    if (s->stages < 0 || s->stages > NDE_RK_MAX_STAGES) {
+        nde_solver_destroy(s);
+        return nde_error(ctx, NDE_EPLUGIN, "solver '%s': %d stages a step, "
+                         "more than %d", type->info.name, s->stages,
+                         NDE_RK_MAX_STAGES);
+    }
     *out = s;
     return NDE_OK;
 }

@@ -27,6 +27,7 @@
  * (the `discrete` adjoint refuses the solver; `interpolating` and
  * `backsolve` work through the dense output and the solver itself).
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -254,6 +255,32 @@ static int rodas_dense(const nde_solver *s, const double *y, double h,
     return NDE_OK;
 }
 
+/* The stiffness estimate: the largest max-row norm of the rows' J of the
+ * last step, which bounds |lambda| (OrdinaryDiffEq's calc_J takes
+ * opnorm(J, Inf) for its composite algorithms); an L-stable method has
+ * no stability bound to divide it by. */
+static int rodas_stiffness(const nde_solver *s, const double *y_next,
+                           double *out)
+{
+    const implicit_lin *L = &((const rodas_work *)s->work)->lin;
+    const size_t dim = L->dim;
+    double most = 0.0;
+
+    (void)y_next;
+    for (size_t r = 0; r < L->batch; r++) {
+        const double *J = L->J + r * dim * dim;
+        for (size_t i = 0; i < dim; i++) {
+            double sum = 0.0;
+            for (size_t j = 0; j < dim; j++)
+                sum += fabs(J[j * dim + i]);
+            if (sum > most)
+                most = sum;
+        }
+    }
+    *out = most;
+    return NDE_OK;
+}
+
 static void rodas_last_stages(const nde_solver *s, const double **k)
 {
     const rodas_work *w = s->work;
@@ -277,7 +304,7 @@ static const nde_solver_type rodas5p = {
                        "output; one Jacobian (JVP or differences) and LU "
                        "a step",
         .keys = rodas_keys,
-        .provides = NDE_CAP_ADAPTIVE | NDE_CAP_DENSE,
+        .provides = NDE_CAP_ADAPTIVE | NDE_CAP_DENSE | NDE_CAP_STIFFNESS,
         .version = "1"),
     .order = 5,
     .error_order = 4,
@@ -287,7 +314,8 @@ static const nde_solver_type rodas5p = {
             .destroy = rodas_destroy,
             .step = rodas_step,
             .dense = rodas_dense,
-            .last_stages = rodas_last_stages},
+            .last_stages = rodas_last_stages,
+            .stiffness = rodas_stiffness},
 };
 
 NDE_MODULE(&rodas5p.info);

@@ -231,7 +231,9 @@ struct nde_solver {
     size_t batch_max;       /* rows the workspace was sized for              */
     size_t batch;           /* rows of the current solve (<= batch_max)      */
     int aux;                /* blocks of n values besides y                 */
-    int stages;             /* blocks of n values of a step's dense output  */
+    int stages;             /* blocks of n values of a step's dense output
+                               (ops.stages; a composite's create may set
+                               it from its parts, at most 26)              */
     nde_solver_counts counts;
     void *work;             /* the solver's own workspace                    */
     nde_solve_buffers *buf; /* the driver's (nde_solve)                      */
