@@ -119,7 +119,7 @@ static int auto_create(nde_solver *s)
         return rc;
     ns = w->part[NONSTIFF];
     st = w->part[STIFF];
-    if (!ns->type->tableau)
+    if (!ns->type->tableau || !ns->ops->derivative)
         return nde_section_error(s->section, "nonstiff", s->ctx,
                                  "solver '%s' is not an explicit "
                                  "Runge-Kutta tableau",
@@ -222,6 +222,21 @@ static int auto_step(nde_solver *s, const double *theta, double t, double h,
     for (size_t m = 0; m < n; m++)
         aux_next[m] = next;
     return NDE_OK;
+}
+
+/* f(t, y), kept by the explicit part as its next first stage (the
+ * driver's first-step guess asks for it). */
+static int auto_derivative(nde_solver *s, const double *theta, double t,
+                           const double *y, const double **f)
+{
+    auto_work *w = s->work;
+    nde_solver *p = part_of(s, NONSTIFF);
+    int rc;
+
+    w->last = NONSTIFF;
+    rc = p->ops->derivative(p, theta, t, y, f);
+    take_counts(s, p);
+    return rc;
 }
 
 static void auto_accept(nde_solver *s)
@@ -341,6 +356,7 @@ static const nde_solver_type autoswitch = {
             .destroy = auto_destroy,
             .start = auto_start,
             .step = auto_step,
+            .derivative = auto_derivative,
             .accept = auto_accept,
             .invalidate = auto_invalidate,
             .dense = auto_dense,

@@ -674,6 +674,22 @@ START_TEST(test_discrete_refused)
 }
 END_TEST
 
+/* autoswitch for f with [solver] keys `keys`. */
+static nde_solver *auto_keyed(const char *keys, nde_field *f)
+{
+    char text[256];
+    nde_config *cfg = nde_config_create();
+    nde_solver *s = NULL;
+
+    snprintf(text, sizeof text, "[solver]\nplugin = autoswitch\n%s", keys);
+    ck_assert_int_eq(nde_config_load_string(cfg, "auto.ini", text, ctx),
+                     NDE_OK);
+    ck_assert_msg(nde_solver_create(ctx, cfg, "solver", f, &s) == NDE_OK,
+                  "%s", nde_ctx_message(ctx));
+    nde_config_destroy(cfg);
+    return s;
+}
+
 /* L = sum_k w_k . y(t_k) of the problem at (theta, y0). */
 #define ADJ_NT 3
 typedef struct adj_problem {
@@ -699,13 +715,14 @@ static double adj_loss(nde_solver *s, const adj_problem *q,
 /* The gradient of adjoint `name` through rodas5p against central
  * differences (relative steps 1e-5 in y0 and theta): the largest relative
  * error over the components. */
-static double adjoint_error(const char *name, const adj_problem *q)
+static double adjoint_error(const char *name, const adj_problem *q,
+                            nde_solver *(*make)(const char *, nde_field *))
 {
     const stiff_problem *p = q->p;
     const size_t d = p->dim, np = 3;
     nde_field_type ft;
     nde_field *f = field_with_jvp(p->plain, &ft, p->jvp, 1);
-    nde_solver *s = rodas_keyed("", f);
+    nde_solver *s = make("", f);
     nde_adjoint *a;
     nde_trajectory *tr;
     nde_solve_opts o;
@@ -773,11 +790,220 @@ START_TEST(test_adjoints)
     vdp10.theta = mu10;
     vdp10.name = "van der pol mu = 10";
     for (int k = 0; k < 2; k++) {
-        const double e = adjoint_error(names[k], &q[k]);
+        const double e = adjoint_error(names[k], &q[k], rodas_keyed);
         fprintf(stderr, "%s through rodas5p on %s: largest relative error "
                 "%.2e\n", names[k], q[k].p->name, e);
         ck_assert_msg(e <= 1e-5, "%s: relative error %.3g", names[k], e);
     }
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* autoswitch: tsit5 handing over to rodas5p and back                  */
+
+/* Switches in a recorded solve: the part is the sign of the aux state
+ * recorded with each step's start (a < 0: the stiff part). */
+static void count_switches(const nde_trajectory *tr, int *to_stiff,
+                           int *to_nonstiff)
+{
+    *to_stiff = *to_nonstiff = 0;
+    for (size_t i = 1; i < tr->nstates; i++) {
+        const int was = tr->aux[(i - 1) * tr->naux * tr->n] < 0.0;
+        const int is = tr->aux[i * tr->naux * tr->n] < 0.0;
+        *to_stiff += !was && is;
+        *to_nonstiff += was && !is;
+    }
+}
+
+/* Where nothing is stiff autoswitch is tsit5: the same bits, steps and
+ * evaluations (its stiffness estimates cost nothing). */
+START_TEST(test_auto_nonstiff_is_tsit5)
+{
+    nde_field *f = make_field(&lv_field, 1);
+    nde_solver *sa = auto_keyed("", f);
+    nde_solver *st = make_solver(solver_named("tsit5"), f);
+    const double *th = lv_theta, y0[2] = {1.0, 1.0};
+    const double ts[3] = {1.0, 4.0, 10.0};
+    double ya[6], yt[6];
+    nde_solve_opts o;
+    nde_stats sta, stt;
+
+    nde_solve_opts_default(&o, st->type);
+    o.rtol = o.atol = 1e-8;
+    ck_assert_msg(nde_solve(sa, &o, th, 0.0, y0, 10.0, 3, ts, ya, &sta) ==
+                      NDE_OK, "%s", nde_ctx_message(ctx));
+    ck_assert_int_eq(nde_solve(st, &o, th, 0.0, y0, 10.0, 3, ts, yt, &stt),
+                     NDE_OK);
+    ck_assert_mem_eq(ya, yt, sizeof ya);
+    ck_assert_int_eq(sta.nfe, stt.nfe);
+    ck_assert_int_eq(sta.steps_accepted, stt.steps_accepted);
+    ck_assert_int_eq(sta.steps_rejected, stt.steps_rejected);
+    nde_solver_destroy(sa);
+    nde_solver_destroy(st);
+    nde_field_destroy(f);
+}
+END_TEST
+
+/* Robertson and Van der Pol (mu = 1e3) at rtol 1e-6 within 10 tolerances
+ * of GSL's msbdf at 1e-12, where tsit5 alone runs out of steps: Robertson
+ * switches to rodas5p once and stays, Van der Pol switches back for each
+ * of its fast jumps and returns. */
+static void check_auto(const stiff_problem *p, int min_to_stiff,
+                       int min_back, nde_stats *st)
+{
+    nde_field_type ft;
+    nde_field *f = field_with_jvp(p->plain, &ft, p->jvp, 1);
+    nde_solver *s = auto_keyed("", f);
+    nde_trajectory *tr = nde_trajectory_create(NDE_NEEDS_STEPS, 0);
+    double ref[NSAVE * 3], y[NSAVE * 3], ts[NSAVE], e;
+    nde_solve_opts o;
+    int up, down;
+
+    gsl_reference(p, f, ref);
+    nde_solve_opts_default(&o, s->type);
+    o.rtol = p->rtol;
+    o.atol = p->atol;
+    o.record = tr;
+    save_times(p, ts);
+    ck_assert_msg(nde_solve(s, &o, p->theta, 0.0, p->y0, p->t1, NSAVE, ts, y,
+                            st) == NDE_OK, "%s", nde_ctx_message(ctx));
+    e = tol_error(p, y, ref);
+    count_switches(tr, &up, &down);
+    fprintf(stderr, "%s: autoswitch %ld steps (%ld rejected), nfe %ld, "
+            "error %.2f tol, %d switches to rodas5p, %d back\n", p->name,
+            st->steps_accepted, st->steps_rejected, st->nfe, e, up, down);
+    ck_assert_msg(e <= 10.0, "%s: error %.3g tolerances", p->name, e);
+    ck_assert_int_ge(up, min_to_stiff);
+    ck_assert_int_ge(down, min_back);
+    nde_trajectory_destroy(tr);
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+}
+
+START_TEST(test_auto_stiff)
+{
+    nde_stats st;
+
+    check_auto(&rober_problem, 1, 0, &st);
+    ck_assert_int_lt(st.steps_accepted + st.steps_rejected, 20 * 300);
+    check_auto(&vdp_problem, 2, 2, &st);
+    ck_assert_int_lt(st.steps_accepted + st.steps_rejected, 1500);
+}
+END_TEST
+
+/* stiff_first starts every solve with rodas5p (the recorded aux state of
+ * the first step), to the same answer. */
+START_TEST(test_auto_stiff_first)
+{
+    nde_field_type ft;
+    nde_field *f = field_with_jvp(&rober_plain, &ft, rober_jvp, 1);
+    nde_solver *sa = auto_keyed("", f);
+    nde_solver *sf = auto_keyed("stiff_first = true", f);
+    nde_trajectory *ta = nde_trajectory_create(NDE_NEEDS_STEPS, 0);
+    nde_trajectory *tf = nde_trajectory_create(NDE_NEEDS_STEPS, 0);
+    double ya[3], yf[3];
+    const double t1 = 40.0;
+    nde_solve_opts o;
+
+    nde_solve_opts_default(&o, sa->type);
+    o.rtol = 1e-6;
+    o.atol = 1e-10;
+    o.record = ta;
+    ck_assert_int_eq(nde_solve(sa, &o, rober_theta, 0.0, rober_y0, t1, 1,
+                               &t1, ya, NULL), NDE_OK);
+    o.record = tf;
+    ck_assert_int_eq(nde_solve(sf, &o, rober_theta, 0.0, rober_y0, t1, 1,
+                               &t1, yf, NULL), NDE_OK);
+    ck_assert_double_eq(ta->aux[0], 0.0);
+    ck_assert_double_lt(tf->aux[0], 0.0);
+    for (int i = 0; i < 3; i++)
+        ck_assert_double_eq_tol(yf[i], ya[i], 1e-5 * fabs(ya[i]) + 1e-9);
+    nde_trajectory_destroy(ta);
+    nde_trajectory_destroy(tf);
+    nde_solver_destroy(sa);
+    nde_solver_destroy(sf);
+    nde_field_destroy(f);
+}
+END_TEST
+
+/* interpolating through autoswitch on Van der Pol (mu = 1e3) over the
+ * start where it hands over to rodas5p, and backsolve on the problem of
+ * test_adjoints, against central differences. */
+START_TEST(test_auto_adjoints)
+{
+    static const double mu10[1] = {10.0};
+    stiff_problem vdp10 = vdp_problem;
+    adj_problem q[2] = {
+        {&vdp_problem, 1.0, 1e-10, {0.3, 0.6, 1.0},
+         {0.3, -1.2, 0.8, 0.5, 2.0, -0.7}},
+        {&vdp10, 0.3, 1e-10, {0.1, 0.2, 0.3},
+         {0.3, -1.2, 0.8, 0.5, 2.0, -0.7}}};
+    const char *names[2] = {"interpolating", "backsolve"};
+    nde_field_type ft;
+    nde_field *f = field_with_jvp(&vdp_plain, &ft, vdp_jvp, 1);
+    nde_solver *s = auto_keyed("", f);
+    nde_trajectory *tr = nde_trajectory_create(NDE_NEEDS_STEPS, 0);
+    nde_solve_opts o;
+    double y[6];
+    int up, down;
+
+    nde_solve_opts_default(&o, s->type);
+    o.rtol = o.atol = q[0].tol;
+    o.record = tr;
+    ck_assert_int_eq(nde_solve(s, &o, vdp_theta, 0.0, vdp_y0, q[0].t1,
+                               ADJ_NT, q[0].ts, y, NULL), NDE_OK);
+    count_switches(tr, &up, &down);
+    ck_assert_int_ge(up, 1);
+    vdp10.theta = mu10;
+    vdp10.name = "van der pol mu = 10";
+    for (int k = 0; k < 2; k++) {
+        const double e = adjoint_error(names[k], &q[k], auto_keyed);
+        fprintf(stderr, "%s through autoswitch on %s: largest relative "
+                "error %.2e\n", names[k], q[k].p->name, e);
+        ck_assert_msg(e <= 1e-5, "%s: relative error %.3g", names[k], e);
+    }
+    nde_trajectory_destroy(tr);
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+}
+END_TEST
+
+/* Parts that cannot serve, each refused naming the key. */
+START_TEST(test_auto_keys)
+{
+    static const struct {
+        const char *keys, *want;
+    } bad[] = {
+        {"stiff = vern7", "[solver] stiff: solver 'vern7' has orders 7(6)"},
+        {"stiff = bs3", "[solver] stiff: solver 'bs3' cannot be a part"},
+        {"nonstiff = rodas5p", "[solver] nonstiff: solver 'rodas5p' is not "
+                               "an explicit Runge-Kutta tableau"},
+        {"nonstiff = rk4", "[solver] nonstiff: solver 'rk4' cannot be a part"},
+        {"stiff = autoswitch", "[solver] stiff: a part cannot be autoswitch "
+                               "itself"},
+        {"stiff = nosuch", "nosuch"},
+        {"to_stiff = -1", "to_stiff"},
+        {"threshold = 0", "threshold"},
+    };
+    nde_field *f = make_field(&nl_field, 1);
+
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        char text[128];
+        nde_config *cfg = nde_config_create();
+        nde_solver *s = NULL;
+        int rc;
+        snprintf(text, sizeof text, "[solver]\nplugin = autoswitch\n%s\n",
+                 bad[k].keys);
+        ck_assert_int_eq(nde_config_load_string(cfg, "a.ini", text, ctx),
+                         NDE_OK);
+        rc = nde_solver_create(ctx, cfg, "solver", f, &s);
+        ck_assert_msg(rc != NDE_OK && !s &&
+                          strstr(nde_ctx_message(ctx), bad[k].want),
+                      "%s: %s (%s)", bad[k].keys, nde_ctx_message(ctx),
+                      nde_status_name(rc));
+        nde_config_destroy(cfg);
+    }
+    nde_field_destroy(f);
 }
 END_TEST
 
@@ -797,6 +1023,15 @@ static Suite *rodas_suite(void)
     tcase_add_test(tc, test_too_large);
     tcase_add_test(tc, test_discrete_refused);
     tcase_add_test(tc, test_adjoints);
+    suite_add_tcase(su, tc);
+    tc = tcase_create("autoswitch");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_auto_nonstiff_is_tsit5);
+    tcase_add_test(tc, test_auto_stiff);
+    tcase_add_test(tc, test_auto_stiff_first);
+    tcase_add_test(tc, test_auto_keys);
+    tcase_add_test(tc, test_auto_adjoints);
     suite_add_tcase(su, tc);
     return su;
 }
