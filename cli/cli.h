@@ -63,6 +63,8 @@ int cli_predict_fit(struct nde_trainer *tr, const char *base,
  * rows), to BASE.png and BASE.svg; an exit status. */
 #define DENSITY_GRID 100
 #define DENSITY_HALF 4.0
+/* Whether cfg's [data] is a density task's (source = density). */
+int cli_density_model(const struct nde_config *cfg, struct nde_ctx *ctx);
 int cli_predict_density(struct nde_trainer *tr, double t1, const char *base,
                         const char *title);
 

@@ -1189,7 +1189,7 @@ static int write_heldout_csv(const char *path, const nde_trainer *tr)
 /* --paths N: N sample paths of an SDE model as `path,t,<states>`, from
  * the data's y0 at its observation times or from [problem]. */
 /* Density models ([data] source = density): 1, else 0. */
-static int density_model(const nde_config *cfg, nde_ctx *ctx)
+int cli_density_model(const nde_config *cfg, nde_ctx *ctx)
 {
     nde_section *d = nde_config_section(cfg, "data");
     const char *source;
@@ -1429,7 +1429,7 @@ int cli_predict(int argc, char **argv)
         code = CLI_EXIT_USAGE;
         goto done;
     }
-    density = density_model(cfg, ctx);
+    density = cli_density_model(cfg, ctx);
     if (use_problem && (rc = problem_rows(cfg, &rows, ctx)) != NDE_OK) {
         code = cli_fail(ctx, rc);
         goto done;

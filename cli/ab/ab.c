@@ -63,7 +63,9 @@ const char cli_ab_help[] =
     "              field plugin: field = then field.plugin = linear\n"
     "Every arm is composed and validated with the first seed before any run\n"
     "starts. Then every arm x seed runs as `nde train BASE -s OVERRIDE...\n"
-    "-s train.seed=N` (an unset as -u SECTION.KEY; no checkpoint) into\n"
+    "-s train.seed=N` (an unset as -u SECTION.KEY; no checkpoint but for\n"
+    "a 2-D density flow's first seed: model.ckpt, drawn as\n"
+    "DIR/density_ARM.png and .svg) into\n"
     "DIR/runs/ARM/seedN.tmp/ (summary.json, metrics.jsonl, stderr.txt),\n"
     "renamed to seedN/ when it ends. A run whose summary.json exists is\n"
     "not run again: an interrupted `nde ab` continues where it stopped\n"
@@ -182,6 +184,8 @@ typedef struct ab_arm {
     size_t noverrides;
     char *config_text;
     ab_run *runs;  /* one per seed */
+    int density;   /* a 2-D flow with the exact trace: the first seed's run
+                      keeps model.ckpt, drawn as DIR/density_ARM */
 } ab_arm;
 
 typedef struct ab_plan {
@@ -730,6 +734,8 @@ static int validate_arms(ab_plan *p, nde_ctx *ctx)
                 rc = nde_config_override(cfg, extra[k], ctx);
             if (rc == NDE_OK)
                 rc = nde_trainer_create(ctx, cfg, 0, &tr);
+            a->density = rc == NDE_OK && cli_density_model(cfg, ctx) &&
+                         nde_trainer_field(tr)->dim == 3;
         }
         free(seed);
         nde_trainer_destroy(tr);
@@ -1031,6 +1037,9 @@ static pid_t start_run(const ab_plan *p, const ab_arm *a, ab_run *r,
     char *metrics = xprintf("train.metrics=%s/metrics.jsonl", r->tmp);
     char *summary = xprintf("%s/summary.json", r->tmp);
     char *errpath = xprintf("%s/stderr.txt", r->tmp);
+    char *ckpt = a->density && r->seed == p->seeds[0]
+                     ? xprintf("train.checkpoint=%s/model.ckpt", r->tmp)
+                     : xstrdup("train.checkpoint=");
     const pid_t parent = getpid();
     size_t n = 0, i;
     pid_t pid;
@@ -1047,7 +1056,7 @@ static pid_t start_run(const ab_plan *p, const ab_arm *a, ab_run *r,
     argv[n++] = "-s";
     argv[n++] = metrics;
     argv[n++] = "-s";
-    argv[n++] = "train.checkpoint=";
+    argv[n++] = ckpt;
     argv[n++] = "--quiet";
     argv[n++] = "--summary-json";
     argv[n++] = summary;
@@ -1093,6 +1102,7 @@ static pid_t start_run(const ab_plan *p, const ab_arm *a, ab_run *r,
     free(metrics);
     free(summary);
     free(errpath);
+    free(ckpt);
     return pid;
 }
 
@@ -1754,6 +1764,37 @@ static int make_plots(const ab_plan *p)
     return rc;
 }
 
+/* Each density arm's flow, from its first seed's model.ckpt, drawn as
+ * DIR/density_ARM.png and .svg by `nde predict CKPT --plot` (runs from
+ * before nde ab kept the checkpoint have none: skipped). */
+static int density_plots(const ab_plan *p)
+{
+    int code = CLI_EXIT_OK;
+
+    for (size_t i = 0; i < p->narms; i++) {
+        const ab_arm *a = &p->arms[i];
+        char *ckpt, *base;
+
+        if (!a->density || a->runs[0].state != RUN_OK)
+            continue;
+        ckpt = xprintf("%s/model.ckpt", a->runs[0].dir);
+        base = xprintf("%s/density_%s", p->dir, a->name);
+        if (access(ckpt, F_OK) == 0) {
+            char *argv[] = {"predict", ckpt, "--plot", base, "-o",
+                            "/dev/null", NULL};
+            const int rc = cli_predict(6, argv);
+            if (rc != CLI_EXIT_OK) {
+                cli_error("ab: the density of arm '%s' (%s) was not drawn",
+                          a->name, ckpt);
+                code = rc;
+            }
+        }
+        free(ckpt);
+        free(base);
+    }
+    return code;
+}
+
 /* ---- the command --------------------------------------------------------- */
 
 static void free_plan(ab_plan *p)
@@ -1932,7 +1973,7 @@ int cli_ab(int argc, char **argv)
     }
     if (write_json(&p, config, p.sweep.key ? &sweep : NULL) != 0 ||
         make_plots(&p) != 0 || (p.sweep.key && plot_frontier(&p, &sweep)) ||
-        failed)
+        density_plots(&p) != CLI_EXIT_OK || failed)
         code = CLI_EXIT_FAILURE;
 done:
     if (!agreed)

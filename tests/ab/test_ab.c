@@ -490,6 +490,50 @@ START_TEST(arm_switches_field_plugin)
 }
 END_TEST
 
+/* A 2-D density flow: each arm's first seed keeps its checkpoint, from
+ * which nde ab draws the arm's density; the other seeds keep none. */
+START_TEST(density_drawn_per_arm)
+{
+    static const char *const arms[] = {"plain", "kinetic"};
+    char path[512];
+    FILE *f;
+
+    snprintf(path, sizeof path, "%s/base.ini", tmpdir);
+    ck_assert((f = fopen(path, "w")) != NULL);
+    fprintf(f, "[solver]\nplugin = tsit5\nrtol = 1e-4\natol = 1e-4\n"
+               "[field]\nplugin = cnf\ninner = net\ntrace = exact\n"
+               "[field.net]\nplugin = mlp\nlayers = 2, 8, 2\n"
+               "activation = tanh\n"
+               "[adjoint]\nplugin = interpolating\n"
+               "[data]\nsource = density\ndensity = eight_gaussians\n"
+               "n_train = 500\nn_test = 100\n"
+               "[train]\niterations = 5\nbatch_size = 50\nlr = 5e-3\n"
+               "seed = 1\neval_every = 0\n");
+    fclose(f);
+    write_ab("ab.ini", "plain",
+             "[arm.plain]\n[arm.kinetic]\n"
+             "regularizer.kinetic.plugin = kinetic\n"
+             "regularizer.kinetic.weight = 0.01\n");
+    ck_assert_int_eq(run_ab("ab.ini", "-j 2"), 0);
+    for (size_t i = 0; i < 2; i++) {
+        char *svg;
+        snprintf(path, sizeof path, "%s/out/density_%s.png", tmpdir, arms[i]);
+        ck_assert_msg(access(path, F_OK) == 0, "%s missing", path);
+        snprintf(path, sizeof path, "%s/out/density_%s.svg", tmpdir, arms[i]);
+        ck_assert_ptr_nonnull(svg = slurp(path));
+        ck_assert_ptr_nonnull(strstr(svg, "<svg"));
+        free(svg);
+        snprintf(path, sizeof path, "%s/out/runs/%s/seed1/model.ckpt", tmpdir,
+                 arms[i]);
+        ck_assert_msg(access(path, F_OK) == 0, "%s missing", path);
+        snprintf(path, sizeof path, "%s/out/runs/%s/seed2/model.ckpt", tmpdir,
+                 arms[i]);
+        ck_assert_msg(access(path, F_OK) != 0, "%s kept", path);
+    }
+    ck_assert(stderr_has("density on a 100 x 100 grid"));
+}
+END_TEST
+
 START_TEST(failed_run_recorded)
 {
     char path[512];
@@ -1020,6 +1064,7 @@ int main(void)
     tcase_add_test(tc, capability_refused);
     tcase_add_test(tc, failed_run_recorded);
     tcase_add_test(tc, arm_switches_field_plugin);
+    tcase_add_test(tc, density_drawn_per_arm);
     tcase_add_loop_test(tc, signal_stops_runs_and_leaves_no_partial_files, 0,
                         (int)(sizeof stop_signals / sizeof *stop_signals));
     tcase_add_test(tc, second_ab_on_same_dir_refused);
