@@ -1186,8 +1186,6 @@ static int write_heldout_csv(const char *path, const nde_trainer *tr)
     return cli_outfile_commit(&o);
 }
 
-/* --paths N: N sample paths of an SDE model as `path,t,<states>`, from
- * the data's y0 at its observation times or from [problem]. */
 /* Density models ([data] source = density): 1, else 0. */
 int cli_density_model(const nde_config *cfg, nde_ctx *ctx)
 {
@@ -1282,6 +1280,8 @@ done:
     return code;
 }
 
+/* --paths N: N sample paths of an SDE model as `path,t,<states>`, from
+ * the data's y0 at its observation times or from [problem]. */
 static int predict_paths(nde_ctx *ctx, nde_config *cfg, nde_trainer *tr,
                          const train_args *a, const nde_problem *prob,
                          summary *sum)
