@@ -16,6 +16,12 @@
  *
  * With `detest`, the DETEST nonstiff set instead (detest_report).
  *
+ * When built with SUNDIALS (libsundials-dev), ARKODE's explicit ERKStep
+ * too, with its Dormand-Prince 5(4), Verner 6(5) and Fehlberg 8(7)
+ * tables (one integrator per problem and table, ERKStepReInit per solve,
+ * its own first step and controller); without it their columns are
+ * dashes.
+ *
  * Usage: bench_work_precision [detest] [batches]   (markdown on stdout)
  */
 #include <math.h>
@@ -29,6 +35,11 @@
 
 #include "bench_util.h"
 #include "nde/nde.h"
+
+#ifdef HAVE_ARKODE
+#include <arkode/arkode_erkstep.h>
+#include <nvector/nvector_serial.h>
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Problems: one RHS per problem, used by both sides                   */
@@ -268,14 +279,17 @@ static int gsl_rhs(double t, const double y[], double dydt[], void *params)
 /* Solvers under test                                                  */
 
 enum { NDE_TSIT5, NDE_DOPRI5, NDE_BS3, NDE_VERN7, NDE_VERN9, GSL_RKF45,
-       GSL_RKCK, GSL_RK8PD, NCONF };
+       GSL_RKCK, GSL_RK8PD, ARK_DP5, ARK_VERNER6, ARK_FEHLBERG8, NCONF };
 #define NNDE GSL_RKF45
+#define NARK (NCONF - ARK_DP5)
 static const char *const conf_name[NCONF] = {
     "nde_tsit5", "nde_dopri5", "nde_bs3", "nde_vern7", "nde_vern9",
-    "gsl_rkf45", "gsl_rkck", "gsl_rk8pd"};
+    "gsl_rkf45", "gsl_rkck", "gsl_rk8pd", "arkode_dp5", "arkode_verner6",
+    "arkode_fehlberg8"};
 static const char *const nde_plugin[NNDE] = {"tsit5", "dopri5", "bs3",
                                              "vern7", "vern9"};
-#define IS_GSL(c) ((c) >= GSL_RKF45)
+#define IS_GSL(c) ((c) >= GSL_RKF45 && (c) < ARK_DP5)
+#define IS_ARK(c) ((c) >= ARK_DP5)
 
 static const gsl_odeiv2_step_type *gsl_type(int c)
 {
@@ -326,10 +340,96 @@ static void solve_gsl(const gsl_odeiv2_step_type *T, rhs_fn rhs, size_t dim,
     gsl_odeiv2_driver_free(d);
 }
 
+/* ARKODE side: an ERKStep integrator per problem and table, made at its
+ * first solve and reinitialised for each one. */
+#ifdef HAVE_ARKODE
+typedef struct ark_side {
+    void *mem;
+    N_Vector y;
+    rhs_fn rhs;
+} ark_side;
+
+static SUNContext ark_sun;
+static ark_side ark[MAXPROB][NARK];
+
+static int ark_rhs(realtype t, N_Vector y, N_Vector dy, void *user)
+{
+    const ark_side *a = user;
+    a->rhs(t, N_VGetArrayPointer(y), N_VGetArrayPointer(dy));
+    return 0;
+}
+
+static void solve_ark(int c, size_t ip, double tol, run *r)
+{
+    static const ARKODE_ERKTableID table[NARK] = {
+        ARKODE_DORMAND_PRINCE_7_4_5, ARKODE_VERNER_8_5_6,
+        ARKODE_FEHLBERG_13_7_8};
+    const problem *p = &problems[ip];
+    ark_side *a = &ark[ip][c - ARK_DP5];
+    long nfe = 0, nst = 0, netf = 0;
+    realtype t = 0.0;
+    int ok;
+
+    if (!ark_sun && SUNContext_Create(NULL, &ark_sun))
+        ark_sun = NULL;
+    if (!a->mem && ark_sun) {
+        a->rhs = p->rhs;
+        a->y = N_VNew_Serial((sunindextype)p->dim, ark_sun);
+        if (a->y) {
+            memcpy(N_VGetArrayPointer(a->y), p->y0, p->dim * sizeof(double));
+            a->mem = ERKStepCreate(ark_rhs, 0.0, a->y, ark_sun);
+        }
+        if (a->mem &&
+            (ERKStepSetTableNum(a->mem, table[c - ARK_DP5]) ||
+             ERKStepSetUserData(a->mem, a) ||
+             ERKStepSetMaxNumSteps(a->mem, 1000000)))
+            ERKStepFree(&a->mem);
+    }
+    r->status = -1;
+    if (!a->mem)
+        return;
+    memcpy(N_VGetArrayPointer(a->y), p->y0, p->dim * sizeof(double));
+    ok = !ERKStepReInit(a->mem, ark_rhs, 0.0, a->y) &&
+         !ERKStepSStolerances(a->mem, tol, tol) &&
+         !ERKStepSetStopTime(a->mem, p->t1) &&
+         ERKStepEvolve(a->mem, p->t1, a->y, &t, ARK_NORMAL) >= 0;
+    ERKStepGetNumRhsEvals(a->mem, &nfe);
+    ERKStepGetNumSteps(a->mem, &nst);
+    ERKStepGetNumErrTestFails(a->mem, &netf);
+    memcpy(r->y, N_VGetArrayPointer(a->y), p->dim * sizeof(double));
+    r->status = ok ? 0 : -1;
+    r->nfe = nfe;
+    r->steps = nst + netf;
+    r->rejected = netf;
+}
+
+static void ark_free(void)
+{
+    for (size_t ip = 0; ip < MAXPROB; ip++)
+        for (int k = 0; k < NARK; k++) {
+            ERKStepFree(&ark[ip][k].mem);
+            if (ark[ip][k].y)
+                N_VDestroy(ark[ip][k].y);
+        }
+    if (ark_sun)
+        SUNContext_Free(&ark_sun);
+}
+#else
+static void solve_ark(int c, size_t ip, double tol, run *r)
+{
+    (void)c; (void)ip; (void)tol;
+    r->status = -1;   /* built without SUNDIALS: a dash */
+}
+
+static void ark_free(void) {}
+#endif
+
 static void solve_conf(int c, size_t ip, double tol, run *r)
 {
     const problem *p = &problems[ip];
-    if (IS_GSL(c))
+    if (IS_ARK(c))
+        solve_ark(c, ip, tol, r);
+    else if (IS_GSL(c))
         solve_gsl(gsl_type(c), p->rhs, p->dim, p->y0, p->t1, tol, r);
     else
         solve_nde(c, ip, tol, r);
@@ -409,13 +509,13 @@ static void rhs_table(const double *levels)
            "(evals @ tol)\n\n| problem | level |");
     for (int c = 0; c < NCONF; c++)
         printf(" %s |", conf_name[c]);
-    printf(" best nde / best GSL |\n|---|---|");
-    for (int c = 0; c < NCONF + 1; c++)
+    printf(" best nde / best GSL | best nde / best ARKODE |\n|---|---|");
+    for (int c = 0; c < NCONF + 2; c++)
         printf("---|");
     printf("\n");
     for (size_t ip = 0; ip < nprob; ip++)
         for (int l = 0; l < NLEVEL; l++) {
-            double gbest = HUGE_VAL, nbest = HUGE_VAL;
+            double gbest = HUGE_VAL, nbest = HUGE_VAL, abest = HUGE_VAL;
             printf("| %s | %.0e |", problems[ip].name, levels[l]);
             for (int c = 0; c < NCONF; c++) {
                 const int best = fewest_evals(ip, c, levels[l]);
@@ -425,12 +525,15 @@ static void rhs_table(const double *levels)
                 }
                 printf(" %ld @%.1e |", results[ip][c][best].r.nfe,
                        tols[best]);
-                if (IS_GSL(c))
+                if (IS_ARK(c))
+                    abest = fmin(abest, (double)results[ip][c][best].r.nfe);
+                else if (IS_GSL(c))
                     gbest = fmin(gbest, (double)results[ip][c][best].r.nfe);
                 else
                     nbest = fmin(nbest, (double)results[ip][c][best].r.nfe);
             }
-            printf(" %s |\n", ratio(nbest, gbest));
+            printf(" %s |", ratio(nbest, gbest));
+            printf(" %s |\n", ratio(nbest, abest));
             if (isfinite(nbest) && isfinite(gbest)) {
                 cells++;
                 wins += nbest <= gbest;
@@ -454,7 +557,7 @@ static void overhead(int batches)
         return;
     for (int c = 0; c < NNDE; c++)
         nde_solver_create_from(ctx, nde_types[c], f, &s[c]);
-    for (int c = 0; c < NCONF; c++) {
+    for (int c = 0; c < ARK_DP5; c++) {   /* ARKODE's are per problem */
         double tb[MAXB];
         run r;
         for (int b = 0; b < batches; b++) {
@@ -485,7 +588,7 @@ static void overhead(int batches)
     }
     /* GSL again with one driver reused (reset per solve), to show what
      * allocating the driver per solve adds to the GSL rows. */
-    for (int c = GSL_RKF45; c < NCONF; c++) {
+    for (int c = GSL_RKF45; c < ARK_DP5; c++) {
         gsl_params par = {decay_rhs, 0};
         gsl_odeiv2_system sys = {gsl_rhs, NULL, 1, &par};
         gsl_odeiv2_driver *d = gsl_odeiv2_driver_alloc_standard_new(
@@ -525,7 +628,7 @@ static void overhead(int batches)
 static void detest_report(int batches, const double *refdiff)
 {
     static const double levels[3] = {1e-5, 1e-7, 1e-9};
-    int ewins = 0, twins = 0, cells = 0;
+    int ewins = 0, twins = 0, cells = 0, aewins = 0, atwins = 0, acells = 0;
     double elog = 0, tlog = 0;
 
     printf("## DETEST nonstiff (Hull et al. 1972) and Lotka-Volterra: nde vs "
@@ -541,13 +644,15 @@ static void detest_report(int batches, const double *refdiff)
     printf("| problem | level |");
     for (int c = 0; c < NCONF; c++)
         printf(" %s |", conf_name[c]);
-    printf(" evals nde/GSL | time nde/GSL |\n|---|---|");
-    for (int c = 0; c < NCONF + 2; c++)
+    printf(" evals nde/GSL | time nde/GSL | evals nde/ARKODE | time "
+           "nde/ARKODE |\n|---|---|");
+    for (int c = 0; c < NCONF + 4; c++)
         printf("---|");
     printf("\n");
     for (size_t ip = 0; ip < nprob; ip++)
         for (int l = 0; l < 3; l++) {
             double ne = HUGE_VAL, ge = HUGE_VAL, nt = HUGE_VAL, gt = HUGE_VAL;
+            double ae = HUGE_VAL, at = HUGE_VAL;
             printf("| %s | %.0e |", problems[ip].name, levels[l]);
             for (int c = 0; c < NCONF; c++) {
                 double tb[MAXB], med;
@@ -562,7 +667,10 @@ static void detest_report(int batches, const double *refdiff)
                 med = tb[batches / 2];
                 printf(" %ld / %.1f |", results[ip][c][best].r.nfe,
                        1e6 * med);
-                if (IS_GSL(c)) {
+                if (IS_ARK(c)) {
+                    ae = fmin(ae, (double)results[ip][c][best].r.nfe);
+                    at = fmin(at, med);
+                } else if (IS_GSL(c)) {
                     ge = fmin(ge, (double)results[ip][c][best].r.nfe);
                     gt = fmin(gt, med);
                 } else {
@@ -571,7 +679,9 @@ static void detest_report(int batches, const double *refdiff)
                 }
             }
             printf(" %s |", ratio(ne, ge));
-            printf(" %s |\n", ratio(nt, gt));
+            printf(" %s |", ratio(nt, gt));
+            printf(" %s |", ratio(ne, ae));
+            printf(" %s |\n", ratio(nt, at));
             if (isfinite(ne) && isfinite(ge)) {
                 cells++;
                 ewins += ne <= ge;
@@ -579,11 +689,18 @@ static void detest_report(int batches, const double *refdiff)
                 elog += log(ne / ge);
                 tlog += log(nt / gt);
             }
+            if (isfinite(ne) && isfinite(ae)) {
+                acells++;
+                aewins += ne <= ae;
+                atwins += nt <= at;
+            }
         }
     printf("\nnde's best needs no more RHS evaluations than GSL's best in %d "
            "of %d cells, no more time in %d; geometric means nde/GSL: "
            "evaluations %.2f, time %.2f.\n", ewins, cells, twins,
            exp(elog / cells), exp(tlog / cells));
+    printf("Against ARKODE's best: no more evaluations in %d of %d cells, no "
+           "more time in %d.\n", aewins, acells, atwins);
 }
 
 static void cleanup(void)
@@ -594,6 +711,7 @@ static void cleanup(void)
         nde_field_destroy(nde_fields[ip]);
     }
     nde_ctx_destroy(ctx);
+    ark_free();
 }
 
 int main(int argc, char **argv)
@@ -671,7 +789,9 @@ int main(int argc, char **argv)
             double tb[NCONF][MAXB];
             for (int b = 0; b < batches; b++)
                 for (int c = 0; c < NCONF; c++)
-                    tb[c][b] = time_batch(c, ip, tols[k]);
+                    tb[c][b] = results[ip][c][k].r.status
+                                   ? NAN
+                                   : time_batch(c, ip, tols[k]);
             for (int c = 0; c < NCONF; c++) {
                 cell *x = &results[ip][c][k];
                 qsort(tb[c], (size_t)batches, sizeof(double),
@@ -710,14 +830,14 @@ int main(int argc, char **argv)
     for (int c = 0; c < NCONF; c++)
         printf(" %s |", conf_name[c]);
     printf(" tsit5 / rkf45 | tsit5 / rkck | tsit5 / fastest GSL | fastest "
-           "nde / fastest GSL |\n|---|---|");
-    for (int c = 0; c < NCONF + 4; c++)
+           "nde / fastest GSL | fastest nde / fastest ARKODE |\n|---|---|");
+    for (int c = 0; c < NCONF + 5; c++)
         printf("---|");
     printf("\n");
     for (size_t ip = 0; ip < nprob; ip++)
         for (int l = 0; l < NLEVEL; l++) {
             int best[NCONF];
-            double gbest = HUGE_VAL, nbest = HUGE_VAL;
+            double gbest = HUGE_VAL, nbest = HUGE_VAL, abest = HUGE_VAL;
             printf("| %s | %.0e |", problems[ip].name, levels[l]);
             for (int c = 0; c < NCONF; c++) {
                 fastest(ip, c, levels[l], &best[c]);
@@ -727,13 +847,16 @@ int main(int argc, char **argv)
                 }
                 printf(" %.2f @%.1e |", 1e6 * results[ip][c][best[c]].med,
                        tols[best[c]]);
-                if (IS_GSL(c) && results[ip][c][best[c]].med < gbest)
-                    gbest = results[ip][c][best[c]].med;
-                if (!IS_GSL(c) && results[ip][c][best[c]].med < nbest)
-                    nbest = results[ip][c][best[c]].med;
+                if (IS_ARK(c))
+                    abest = fmin(abest, results[ip][c][best[c]].med);
+                else if (IS_GSL(c))
+                    gbest = fmin(gbest, results[ip][c][best[c]].med);
+                else
+                    nbest = fmin(nbest, results[ip][c][best[c]].med);
             }
             if (best[NDE_TSIT5] < 0) {
-                printf(" — | — | — | %s |\n", ratio(nbest, gbest));
+                printf(" — | — | — | %s |", ratio(nbest, gbest));
+                printf(" %s |\n", ratio(nbest, abest));
                 continue;
             }
             {
@@ -746,7 +869,8 @@ int main(int argc, char **argv)
                         printf(" %.2f |",
                                t5 / results[ip][cmp[j]][best[cmp[j]]].med);
                 }
-                printf(" %.2f | %s |\n", t5 / gbest, ratio(nbest, gbest));
+                printf(" %.2f | %s |", t5 / gbest, ratio(nbest, gbest));
+                printf(" %s |\n", ratio(nbest, abest));
             }
         }
     printf("\nRatios < 1: tsit5 (or nde's fastest) is faster.\n");
