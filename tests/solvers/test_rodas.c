@@ -968,6 +968,58 @@ START_TEST(test_auto_adjoints)
 }
 END_TEST
 
+/* examples/van_der_pol_stiff.ini as `nde solve` runs it (nde_run):
+ * autoswitch within 10 tolerances of rodas5p at rtol 1e-10 at every save
+ * time, in fewer evaluations than rodas5p at the example's rtol. */
+static void run_example(const char *name, const char *override,
+                        double **ys, nde_stats *st, size_t *n)
+{
+    const char *dir = getenv("NDE_EXAMPLES");
+    char path[512];
+    nde_config *cfg = nde_config_create();
+    nde_run *r;
+    const nde_problem *p;
+
+    ck_assert_ptr_nonnull(dir);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    ck_assert_int_eq(nde_config_load_file(cfg, path, ctx), NDE_OK);
+    for (const char *o = override; o && *o; o += strlen(o) + 1)
+        ck_assert_int_eq(nde_config_override(cfg, o, ctx), NDE_OK);
+    ck_assert_msg(nde_run_create(ctx, cfg, &r) == NDE_OK, "%s",
+                  nde_ctx_message(ctx));
+    p = nde_run_problem(r);
+    *n = p->nsave * p->batch * nde_run_field(r)->dim;
+    ck_assert_ptr_nonnull(*ys = malloc(*n * sizeof **ys));
+    ck_assert_int_eq(nde_run_solve(r, 0, *ys, st), NDE_OK);
+    nde_run_destroy(r);
+    nde_config_destroy(cfg);
+}
+
+START_TEST(test_auto_example)
+{
+    double *ya, *yr, *yref, e = 0.0;
+    nde_stats sa, sr, sref;
+    size_t n;
+
+    run_example("van_der_pol_stiff.ini", NULL, &ya, &sa, &n);
+    run_example("van_der_pol_stiff.ini", "solver.plugin=rodas5p\0", &yr, &sr,
+                &n);
+    run_example("van_der_pol_stiff.ini",
+                "solver.plugin=rodas5p\0solver.rtol=1e-10\0"
+                "solver.atol=1e-10\0", &yref, &sref, &n);
+    for (size_t i = 0; i < n; i++)
+        e = fmax(e, fabs(ya[i] - yref[i]) / (1e-6 + 1e-6 * fabs(yref[i])));
+    fprintf(stderr, "van_der_pol_stiff.ini: autoswitch %ld evaluations, "
+            "%.2f tolerances from the reference; rodas5p %ld\n", sa.nfe, e,
+            sr.nfe);
+    ck_assert_msg(e <= 10.0, "%.3g tolerances", e);
+    ck_assert_int_lt(sa.nfe, sr.nfe);
+    free(ya);
+    free(yr);
+    free(yref);
+}
+END_TEST
+
 /* Parts that cannot serve, each refused naming the key. */
 START_TEST(test_auto_keys)
 {
@@ -1032,6 +1084,7 @@ static Suite *rodas_suite(void)
     tcase_add_test(tc, test_auto_stiff_first);
     tcase_add_test(tc, test_auto_keys);
     tcase_add_test(tc, test_auto_adjoints);
+    tcase_add_test(tc, test_auto_example);
     suite_add_tcase(su, tc);
     return su;
 }
