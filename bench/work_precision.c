@@ -622,22 +622,52 @@ static void overhead(int batches)
     nde_field_destroy(f);
 }
 
+/* A group of solvers' best cell: fewest evaluations (of conf ce) and
+ * shortest time (of conf ct); HUGE_VAL when none reached the level. */
+typedef struct group_best {
+    double evals, time;
+    int ce, ct;
+} group_best;
+
+enum { GROUP_NDE, GROUP_GSL, GROUP_ARK, NGROUP };
+static const char *const group_name[NGROUP] = {"nde", "GSL", "ARKODE"};
+
+static int group_of(int c)
+{
+    return IS_ARK(c) ? GROUP_ARK : IS_GSL(c) ? GROUP_GSL : GROUP_NDE;
+}
+
+/* "evals (solver)" or "µs (solver)" of a group's best, a dash if none. */
+static void print_best(double v, int c, int time)
+{
+    if (!isfinite(v))
+        printf(" — |");
+    else if (time)
+        printf(" %.1f (%s) |", 1e6 * v, conf_name[c] + strcspn(conf_name[c],
+                                                               "_") + 1);
+    else
+        printf(" %.0f (%s) |", v, conf_name[c] + strcspn(conf_name[c], "_") +
+                                      1);
+}
+
 /* The DETEST set at the issue's error levels: per problem, level and
  * solver the tolerance with the fewest RHS evaluations reaching the level,
- * and that solve's time (median of the batches); then how often nde's best
- * needs no more than GSL's best, and the geometric means of the ratios. */
+ * and that solve's time (median of the batches); then per group (nde, GSL,
+ * ARKODE) the best of each, how often nde's best needs no more than the
+ * others', and the geometric means of the ratios. */
 static void detest_report(int batches, const double *refdiff)
 {
     static const double levels[3] = {1e-5, 1e-7, 1e-9};
-    int ewins = 0, twins = 0, cells = 0, aewins = 0, atwins = 0, acells = 0;
-    double elog = 0, tlog = 0;
+    static group_best best[MAXPROB][3][NGROUP];
+    int ewins[NGROUP] = {0}, twins[NGROUP] = {0}, cells[NGROUP] = {0};
+    double elog[NGROUP] = {0}, tlog[NGROUP] = {0};
 
     printf("## DETEST nonstiff (Hull et al. 1972) and Lotka-Volterra: nde vs "
-           "GSL odeiv2\n\natol = rtol = tol in quarter decades 1e-4 ... "
-           "1e-12; per solver the tolerance with the fewest RHS evaluations "
-           "whose error (max norm at T against rk8pd at 1e-14) reaches the "
-           "level: evals / µs per solve (median of %d batches of >= 30 "
-           "ms).\n", batches);
+           "GSL odeiv2 and SUNDIALS ARKODE\n\natol = rtol = tol in quarter "
+           "decades 1e-4 ... 1e-12; per solver the tolerance with the fewest "
+           "RHS evaluations whose error (max norm at T against rk8pd at "
+           "1e-14) reaches the level: evals / µs per solve (median of %d "
+           "batches of >= 30 ms).\n", batches);
     printf("Reference check, max |rk8pd - vern9| at 1e-14:");
     for (size_t ip = 0; ip < nprob; ip++)
         printf(" %s %.1e%s", problems[ip].name, refdiff[ip],
@@ -645,63 +675,73 @@ static void detest_report(int batches, const double *refdiff)
     printf("| problem | level |");
     for (int c = 0; c < NCONF; c++)
         printf(" %s |", conf_name[c]);
-    printf(" evals nde/GSL | time nde/GSL | evals nde/ARKODE | time "
-           "nde/ARKODE |\n|---|---|");
-    for (int c = 0; c < NCONF + 4; c++)
+    printf("\n|---|---|");
+    for (int c = 0; c < NCONF; c++)
         printf("---|");
     printf("\n");
     for (size_t ip = 0; ip < nprob; ip++)
         for (int l = 0; l < 3; l++) {
-            double ne = HUGE_VAL, ge = HUGE_VAL, nt = HUGE_VAL, gt = HUGE_VAL;
-            double ae = HUGE_VAL, at = HUGE_VAL;
+            group_best *g = best[ip][l];
+            for (int k = 0; k < NGROUP; k++)
+                g[k] = (group_best){HUGE_VAL, HUGE_VAL, -1, -1};
             printf("| %s | %.0e |", problems[ip].name, levels[l]);
             for (int c = 0; c < NCONF; c++) {
-                double tb[MAXB], med;
-                const int best = fewest_evals(ip, c, levels[l]);
-                if (best < 0) {
+                double tb[MAXB], med, ev;
+                const int k = fewest_evals(ip, c, levels[l]);
+                group_best *b = &g[group_of(c)];
+                if (k < 0) {
                     printf(" — |");
                     continue;
                 }
-                for (int b = 0; b < batches; b++)
-                    tb[b] = time_batch(c, ip, tols[best]);
+                for (int i = 0; i < batches; i++)
+                    tb[i] = time_batch(c, ip, tols[k]);
                 qsort(tb, (size_t)batches, sizeof tb[0], bench_cmp_double);
                 med = tb[batches / 2];
-                printf(" %ld / %.1f |", results[ip][c][best].r.nfe,
-                       1e6 * med);
-                if (IS_ARK(c)) {
-                    ae = fmin(ae, (double)results[ip][c][best].r.nfe);
-                    at = fmin(at, med);
-                } else if (IS_GSL(c)) {
-                    ge = fmin(ge, (double)results[ip][c][best].r.nfe);
-                    gt = fmin(gt, med);
-                } else {
-                    ne = fmin(ne, (double)results[ip][c][best].r.nfe);
-                    nt = fmin(nt, med);
+                ev = (double)results[ip][c][k].r.nfe;
+                printf(" %.0f / %.1f |", ev, 1e6 * med);
+                if (ev < b->evals) {
+                    b->evals = ev;
+                    b->ce = c;
+                }
+                if (med < b->time) {
+                    b->time = med;
+                    b->ct = c;
                 }
             }
-            printf(" %s |", ratio(ne, ge));
-            printf(" %s |", ratio(nt, gt));
-            printf(" %s |", ratio(ne, ae));
-            printf(" %s |\n", ratio(nt, at));
-            if (isfinite(ne) && isfinite(ge)) {
-                cells++;
-                ewins += ne <= ge;
-                twins += nt <= gt;
-                elog += log(ne / ge);
-                tlog += log(nt / gt);
-            }
-            if (isfinite(ne) && isfinite(ae)) {
-                acells++;
-                aewins += ne <= ae;
-                atwins += nt <= at;
-            }
+            printf("\n");
         }
-    printf("\nnde's best needs no more RHS evaluations than GSL's best in %d "
-           "of %d cells, no more time in %d; geometric means nde/GSL: "
-           "evaluations %.2f, time %.2f.\n", ewins, cells, twins,
-           exp(elog / cells), exp(tlog / cells));
-    printf("Against ARKODE's best: no more evaluations in %d of %d cells, no "
-           "more time in %d.\n", aewins, acells, atwins);
+
+    printf("\n**Best of each group** (evaluations and µs per solve, with the "
+           "solver)\n\n| problem | level | nde evals | GSL evals | ARKODE "
+           "evals | nde µs | GSL µs | ARKODE µs | evals nde/GSL | time "
+           "nde/GSL |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    for (size_t ip = 0; ip < nprob; ip++)
+        for (int l = 0; l < 3; l++) {
+            const group_best *g = best[ip][l], *n = &g[GROUP_NDE];
+            printf("| %s | %.0e |", problems[ip].name, levels[l]);
+            for (int k = 0; k < NGROUP; k++)
+                print_best(g[k].evals, g[k].ce, 0);
+            for (int k = 0; k < NGROUP; k++)
+                print_best(g[k].time, g[k].ct, 1);
+            printf(" %s |", ratio(n->evals, g[GROUP_GSL].evals));
+            printf(" %s |\n", ratio(n->time, g[GROUP_GSL].time));
+            for (int k = GROUP_GSL; k < NGROUP; k++)
+                if (isfinite(n->evals) && isfinite(g[k].evals)) {
+                    cells[k]++;
+                    ewins[k] += n->evals <= g[k].evals;
+                    twins[k] += n->time <= g[k].time;
+                    elog[k] += log(n->evals / g[k].evals);
+                    tlog[k] += log(n->time / g[k].time);
+                }
+        }
+    printf("\n");
+    for (int k = GROUP_GSL; k < NGROUP; k++)
+        if (cells[k])
+            printf("nde's best needs no more RHS evaluations than %s's best "
+                   "in %d of %d cells, no more time in %d; geometric means "
+                   "nde/%s: evaluations %.2f, time %.2f.\n", group_name[k],
+                   ewins[k], cells[k], twins[k], group_name[k],
+                   exp(elog[k] / cells[k]), exp(tlog[k] / cells[k]));
 }
 
 static void cleanup(void)
