@@ -130,14 +130,24 @@ static int jacobian_differences(implicit_lin *L, nde_solver *s,
     return NDE_OK;
 }
 
+/* The two times of df/dt's central difference at t for a step h. */
+static void time_points(double t, double h, double *tp, double *tm)
+{
+    const double dt = cbrt(DBL_EPSILON) * fmax(fabs(t), fabs(h));
+
+    *tp = t + dt;
+    *tm = t - dt;
+}
+
 static int time_derivative(implicit_lin *L, nde_solver *s,
                            const double *theta, double t, double h,
                            const double *y)
 {
     const size_t n = s->batch * s->field->dim;
-    const double dt = cbrt(DBL_EPSILON) * fmax(fabs(t), fabs(h));
-    const double tp = t + dt, tm = t - dt;
+    double tp, tm;
     int rc;
+
+    time_points(t, h, &tp, &tm);
 
     s->counts.nfe += 2;
     if ((rc = nde_field_eval(s->field, tp, y, theta, L->fp, s->batch)) ||
@@ -166,6 +176,7 @@ int implicit_jacobian(implicit_lin *L, nde_solver *s, const double *theta,
     if (np)
         memcpy(L->theta, theta, np * sizeof *theta);
     L->t = t;
+    L->h = h;
     L->batch = s->batch;
     L->dim = dim;
     L->jvalid = 1;
@@ -210,4 +221,70 @@ void implicit_solve(const implicit_lin *L, double *x)
         dgetrs_("N", &d, &one, L->W + r * dd, &d, L->ipiv + r * L->dim,
                 x + r * L->dim, &d, &info, 1);
     }
+}
+
+void implicit_solve_transposed(const implicit_lin *L, double *x)
+{
+    const int d = (int)L->dim, one = 1;
+    const size_t dd = L->dim * L->dim;
+
+    for (size_t r = 0; r < L->batch; r++) {
+        int info;
+        dgetrs_("T", &d, &one, L->W + r * dd, &d, L->ipiv + r * L->dim,
+                x + r * L->dim, &d, &info, 1);
+    }
+}
+
+int implicit_jacobian_vjp(implicit_lin *L, nde_solver *s, const double *theta,
+                          double t, const double *y, const double *v,
+                          const double *w, double *yb, double *thetabar)
+{
+    const size_t n = s->batch * s->field->dim;
+    double vmax = 0.0, ymax = 1.0, e;
+    int rc;
+
+    s->counts.nvjp++;
+    if (s->field->type->jvp_vjp)
+        return nde_field_jvp_vjp(s->field, t, y, theta, v, w, yb, thetabar,
+                                 s->batch);
+    for (size_t m = 0; m < n; m++) {
+        vmax = fmax(vmax, fabs(v[m]));
+        ymax = fmax(ymax, fabs(y[m]));
+    }
+    if (vmax == 0.0)
+        return NDE_OK;
+    e = cbrt(DBL_EPSILON) * ymax / vmax;
+    s->counts.nvjp++;
+    for (int sign = 1; sign >= -1; sign -= 2) {
+        for (size_t m = 0; m < n; m++) {
+            L->yp[m] = y[m] + sign * e * v[m];
+            L->v[m] = sign * w[m] / (2.0 * e);
+        }
+        if ((rc = nde_field_vjp(s->field, t, L->yp, theta, L->v, yb,
+                                thetabar, s->batch)))
+            return rc;
+    }
+    return NDE_OK;
+}
+
+int implicit_time_derivative_vjp(implicit_lin *L, nde_solver *s,
+                                 const double *theta, const double *dTb,
+                                 double *yb, double *thetabar)
+{
+    const size_t n = s->batch * s->field->dim;
+    const double *y = L->y;
+    double tp, tm;
+    int rc;
+
+    time_points(L->t, L->h, &tp, &tm);
+    s->counts.nvjp += 2;
+    for (size_t m = 0; m < n; m++)
+        L->v[m] = dTb[m] / (tp - tm);
+    if ((rc = nde_field_vjp(s->field, tp, y, theta, L->v, yb, thetabar,
+                            s->batch)))
+        return rc;
+    for (size_t m = 0; m < n; m++)
+        L->v[m] = -L->v[m];
+    return nde_field_vjp(s->field, tm, y, theta, L->v, yb, thetabar,
+                         s->batch);
 }

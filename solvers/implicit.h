@@ -39,6 +39,7 @@ typedef struct implicit_lin {
     double *v, *yp, *fp, *fm; /* scratch, batch x dim each               */
     /* the point J and dT are of, while jvalid */
     double *y, *theta, t;
+    double h;               /* the step that scaled df/dt's difference     */
     size_t batch, dim;
     int jvalid;
     double hgamma;          /* of the factors in W, while wvalid          */
@@ -66,6 +67,31 @@ int implicit_factor(implicit_lin *L, double hgamma);
 
 /* x <- W^{-1} x, row by row (batch x dim values). */
 void implicit_solve(const implicit_lin *L, double *x);
+
+/* x <- W^{-T} x with the same factors (the transposed solves of a step
+ * VJP). */
+void implicit_solve_transposed(const implicit_lin *L, double *x);
+
+/* The second-derivative term of a step VJP: yb += d/dy (w . J v) and
+ * thetabar += d/dtheta (w . J v), J = df/dy at (t, y) (summed over the
+ * rows; either may be NULL). From the field's jvp_vjp when it has one
+ * (exact); else a central difference of its VJP along v,
+ *     (vjp(y + e v, w) - vjp(y - e v, w)) / (2 e),
+ * e max|v| = cbrt(eps) max(1, max|y|): exact for fields quadratic in y,
+ * otherwise a relative error of order e^2 max|v|^2 |f'''| / |f''|
+ * (about 1e-11 at unit scales). The J of a step from differences (not
+ * exact) is differentiated as if it were the exact J: their difference is
+ * of order sqrt(eps). Uses L->v and L->yp. */
+int implicit_jacobian_vjp(implicit_lin *L, nde_solver *s, const double *theta,
+                          double t, const double *y, const double *v,
+                          const double *w, double *yb, double *thetabar);
+
+/* The VJP of the df/dt held in L (the central difference in t that
+ * implicit_jacobian took at L's point) with cotangent dTb: yb and
+ * thetabar accumulate. Uses L->v. */
+int implicit_time_derivative_vjp(implicit_lin *L, nde_solver *s,
+                                 const double *theta, const double *dTb,
+                                 double *yb, double *thetabar);
 
 /* Forget the point (the field or theta changed in a way a comparison
  * cannot see). */
