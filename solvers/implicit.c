@@ -20,8 +20,67 @@ void dgetrs_(const char *trans, const int *n, const int *nrhs, const double *a,
 /* The scale of a difference step where y and f both vanish. */
 #define JAC_FLOOR 1e-5
 
+/* The dense J and W of every row take 2 batch dim^2 doubles: refused
+ * above 1 GiB (a large augmented state of an adjoint's backward solve,
+ * whose parameter part would make J mostly zeros). */
+#define MATRIX_MAX ((size_t)1 << 26)
+
+const nde_key implicit_keys[] = {
+    {"jacobian", NDE_KEY_WORD, "auto",
+     "df/dy from the field's JVP (exact), from forward differences "
+     "(differences), or exact when the field has a JVP (auto)"},
+    {NULL, 0, NULL, NULL}};
+
+/* jacobian = auto | exact | differences */
+static int jacobian_key(nde_solver *s, int *exact)
+{
+    const int has_jvp = s->field->type->jvp != NULL;
+    const char *word = "auto";
+    int rc;
+
+    if (s->section &&
+        (rc = nde_get_string(s->section, "jacobian", &word, s->ctx)))
+        return rc;
+    if (strcmp(word, "auto") == 0)
+        *exact = has_jvp;
+    else if (strcmp(word, "differences") == 0)
+        *exact = 0;
+    else if (strcmp(word, "exact") != 0)
+        return nde_section_error(s->section, "jacobian", s->ctx,
+                                 "unknown jacobian '%s' (expected auto, "
+                                 "exact or differences)", word);
+    else if (!has_jvp)
+        return nde_section_error(s->section, "jacobian", s->ctx,
+                                 "exact needs the field's JVP, which field "
+                                 "'%s' does not provide (use auto or "
+                                 "differences)", s->field->type->info.name);
+    else
+        *exact = 1;
+    return NDE_OK;
+}
+
+int implicit_create(implicit_lin *L, nde_solver *s, int with_dT)
+{
+    const size_t dim = s->field->dim, n = s->batch_max * dim;
+    int exact = 0, rc;
+
+    if (dim > MATRIX_MAX / dim / s->batch_max)
+        return nde_error(s->ctx, NDE_EINVAL,
+                         "solver '%s': the dense Jacobians of %zu rows of "
+                         "dimension %zu would take %.0f MiB (at most %zu "
+                         "values each of J and W); use an explicit solver "
+                         "for a system this large", s->type->info.name,
+                         s->batch_max, dim,
+                         2.0 * (double)n * (double)dim * 8.0 / 1048576.0,
+                         MATRIX_MAX);
+    if ((rc = jacobian_key(s, &exact)))
+        return rc;
+    return implicit_init(L, dim, s->batch_max, s->field->nparams, exact,
+                         with_dT);
+}
+
 int implicit_init(implicit_lin *L, size_t dim_max, size_t batch_max,
-                  size_t nparams, int exact)
+                  size_t nparams, int exact, int with_dT)
 {
     const size_t n = dim_max * batch_max, nn = n * dim_max;
 
@@ -30,6 +89,7 @@ int implicit_init(implicit_lin *L, size_t dim_max, size_t batch_max,
     L->batch_max = batch_max;
     L->nparams = nparams;
     L->exact = exact;
+    L->with_dT = with_dT;
     /* one block of doubles: J, W, dT, v, yp, fp, fm, y, theta */
     if (!(L->J = malloc((2 * nn + 6 * n + nparams + 1) * sizeof(double))) ||
         !(L->ipiv = malloc(n * sizeof(int))))
@@ -170,7 +230,7 @@ int implicit_jacobian(implicit_lin *L, nde_solver *s, const double *theta,
     L->jvalid = L->wvalid = 0;
     rc = L->exact ? jacobian_exact(L, s, theta, t, y)
                   : jacobian_differences(L, s, theta, t, h, y, f0);
-    if (rc || (rc = time_derivative(L, s, theta, t, h, y)))
+    if (rc || (L->with_dT && (rc = time_derivative(L, s, theta, t, h, y))))
         return rc;
     memcpy(L->y, y, n * sizeof *y);
     if (np)
@@ -221,6 +281,36 @@ void implicit_solve(const implicit_lin *L, double *x)
         dgetrs_("N", &d, &one, L->W + r * dd, &d, L->ipiv + r * L->dim,
                 x + r * L->dim, &d, &info, 1);
     }
+}
+
+int implicit_jacobian_at(implicit_lin *L, nde_solver *s, const double *theta,
+                         double t, const double *y)
+{
+    const size_t dim = s->field->dim, n = s->batch * dim;
+    int rc;
+
+    L->jvalid = L->wvalid = 0;
+    L->batch = s->batch;
+    L->dim = dim;
+    if (s->field->type->jvp)
+        return jacobian_exact(L, s, theta, t, y);
+    /* row i of every row's J: the VJP with e_i */
+    memset(L->v, 0, n * sizeof *L->v);
+    for (size_t i = 0; i < dim; i++) {
+        for (size_t r = 0; r < s->batch; r++)
+            L->v[r * dim + i] = 1.0;
+        memset(L->fp, 0, n * sizeof *L->fp);
+        s->counts.nvjp++;
+        if ((rc = nde_field_vjp(s->field, t, y, theta, L->v, L->fp, NULL,
+                                s->batch)))
+            return rc;
+        for (size_t r = 0; r < s->batch; r++) {
+            for (size_t j = 0; j < dim; j++)
+                L->J[r * dim * dim + j * dim + i] = L->fp[r * dim + j];
+            L->v[r * dim + i] = 0.0;
+        }
+    }
+    return NDE_OK;
 }
 
 void implicit_solve_transposed(const implicit_lin *L, double *x)

@@ -1,6 +1,6 @@
 /*
- * implicit.h - the linear algebra of implicit solvers (Rosenbrock, and the
- * ESDIRK to come): per batch row the dense dim x dim Jacobian J = df/dy
+ * implicit.h - the linear algebra of implicit solvers (Rosenbrock, ESDIRK)
+ * and their shared key and checks: per batch row the dense dim x dim Jacobian J = df/dy
  * of the field and the time derivative df/dt at a point, and the LU
  * factors of W = I/(h gamma) - J by LAPACK (dgetrf, dgetrs from
  * OpenBLAS), with the solves against them.
@@ -32,6 +32,7 @@
 typedef struct implicit_lin {
     size_t dim_max, batch_max, nparams;
     int exact;              /* J from the field's jvp                     */
+    int with_dT;            /* implicit_jacobian also computes df/dt      */
     double *J;              /* batch x dim x dim, each column-major       */
     double *W;              /* LU factors of W, the same layout           */
     int *ipiv;              /* batch x dim pivots                         */
@@ -47,11 +48,21 @@ typedef struct implicit_lin {
     long njac, nfact;       /* Jacobians computed, W factorised (rows)    */
 } implicit_lin;
 
+/* The solvers' key: jacobian = auto | exact | differences. */
+extern const nde_key implicit_keys[];
+
 /* Workspace for batch_max rows of `dim_max` values and `nparams`
- * parameters; exact: J from the field's jvp. NDE_ENOMEM on failure
- * (implicit_free accepts a half-built one). */
+ * parameters; exact: J from the field's jvp; with_dT: df/dt too (a
+ * Rosenbrock method). NDE_ENOMEM on failure (implicit_free accepts a
+ * half-built one). */
 int implicit_init(implicit_lin *L, size_t dim_max, size_t batch_max,
-                  size_t nparams, int exact);
+                  size_t nparams, int exact, int with_dT);
+
+/* implicit_init for the solver being created: its field's sizes, the
+ * jacobian key of its section (errors name the key), and the size limit
+ * of the dense matrices (2^26 values each of J and W; NDE_EINVAL with a
+ * message naming the solver). */
+int implicit_create(implicit_lin *L, nde_solver *s, int with_dT);
 void implicit_free(implicit_lin *L);
 
 /* J and df/dt of s->field at (t, y, theta) for s->batch rows, f0 =
@@ -60,6 +71,13 @@ void implicit_free(implicit_lin *L);
  * they come. */
 int implicit_jacobian(implicit_lin *L, nde_solver *s, const double *theta,
                       double t, double h, const double *y, const double *f0);
+
+/* The exact J at (t, y) for s->batch rows, from the field's jvp (dim
+ * JVPs) or else its VJP row by row (dim VJPs), whatever the jacobian
+ * key: a step VJP's Jacobian at a stage. Not kept as a point's (the next
+ * implicit_jacobian recomputes); W is invalid after. */
+int implicit_jacobian_at(implicit_lin *L, nde_solver *s, const double *theta,
+                         double t, const double *y);
 
 /* Factor W = I/hgamma - J for every row; NDE_ERETRY (the driver shrinks
  * the step) when one is singular. */

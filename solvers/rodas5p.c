@@ -112,61 +112,16 @@ static void rodas_destroy(nde_solver *s)
     }
 }
 
-/* jacobian = auto | exact | differences */
-static int jacobian_key(nde_solver *s, int *exact)
-{
-    const int has_jvp = s->field->type->jvp != NULL;
-    const char *word = "auto";
-    int rc;
-
-    if (s->section &&
-        (rc = nde_get_string(s->section, "jacobian", &word, s->ctx)))
-        return rc;
-    if (strcmp(word, "auto") == 0)
-        *exact = has_jvp;
-    else if (strcmp(word, "differences") == 0)
-        *exact = 0;
-    else if (strcmp(word, "exact") != 0)
-        return nde_section_error(s->section, "jacobian", s->ctx,
-                                 "unknown jacobian '%s' (expected auto, "
-                                 "exact or differences)", word);
-    else if (!has_jvp)
-        return nde_section_error(s->section, "jacobian", s->ctx,
-                                 "exact needs the field's JVP, which field "
-                                 "'%s' does not provide (use auto or "
-                                 "differences)", s->field->type->info.name);
-    else
-        *exact = 1;
-    return NDE_OK;
-}
-
-/* The dense J and W of every row take 2 batch dim^2 doubles: refused
- * above 1 GiB (a large augmented state of an adjoint's backward solve,
- * whose parameter part would make J mostly zeros). */
-#define RODAS_MATRIX_MAX ((size_t)1 << 26)
-
 static int rodas_create(nde_solver *s)
 {
-    const size_t dim = s->field->dim, n = s->batch_max * dim;
+    const size_t n = s->batch_max * s->field->dim;
     rodas_work *w = calloc(1, sizeof *w);
-    int exact = 0, rc;
+    int rc;
 
     if (!w)
         return NDE_ENOMEM;
     s->work = w;
-    if (dim > RODAS_MATRIX_MAX / dim / s->batch_max)
-        return nde_error(s->ctx, NDE_EINVAL,
-                         "solver 'rodas5p': the dense Jacobians of %zu "
-                         "rows of dimension %zu would take %.0f MiB (at "
-                         "most %zu values each of J and W); use an "
-                         "explicit solver for a system this large",
-                         s->batch_max, dim,
-                         2.0 * (double)n * (double)dim * 8.0 / 1048576.0,
-                         RODAS_MATRIX_MAX);
-    if ((rc = jacobian_key(s, &exact)))
-        return rc;
-    if ((rc = implicit_init(&w->lin, dim, s->batch_max, s->field->nparams,
-                            exact)))
+    if ((rc = implicit_create(&w->lin, s, 1)))
         return rc;
     if (!(w->U = malloc((2 * STAGES + 9 + NDENSE) * n * sizeof(double))))
         return NDE_ENOMEM;
@@ -371,12 +326,6 @@ static int rodas_step_vjp(nde_solver *s, const double *theta, double t,
     return NDE_OK;
 }
 
-static const nde_key rodas_keys[] = {
-    {"jacobian", NDE_KEY_WORD, "auto",
-     "df/dy from the field's JVP (exact), from forward differences "
-     "(differences), or exact when the field has a JVP (auto)"},
-    {NULL, 0, NULL, NULL}};
-
 static const nde_solver_type rodas5p = {
     .info = NDE_SOLVER_INFO(
         .name = "rodas5p",
@@ -384,7 +333,7 @@ static const nde_solver_type rodas5p = {
                        "stiff problems: order 5(4), L-stable, dense "
                        "output; one Jacobian (JVP or differences) and LU "
                        "a step",
-        .keys = rodas_keys,
+        .keys = implicit_keys,
         .provides = NDE_CAP_ADAPTIVE | NDE_CAP_DENSE | NDE_CAP_STEP_VJP,
         .version = "1"),
     .order = 5,
