@@ -25,12 +25,6 @@ void dgetrs_(const char *trans, const int *n, const int *nrhs, const double *a,
  * whose parameter part would make J mostly zeros). */
 #define MATRIX_MAX ((size_t)1 << 26)
 
-const nde_key implicit_keys[] = {
-    {"jacobian", NDE_KEY_WORD, "auto",
-     "df/dy from the field's JVP (exact), from forward differences "
-     "(differences), or exact when the field has a JVP (auto)"},
-    {NULL, 0, NULL, NULL}};
-
 /* jacobian = auto | exact | differences */
 static int jacobian_key(nde_solver *s, int *exact)
 {

@@ -48,8 +48,12 @@ typedef struct implicit_lin {
     long njac, nfact;       /* Jacobians computed, W factorised (rows)    */
 } implicit_lin;
 
-/* The solvers' key: jacobian = auto | exact | differences. */
-extern const nde_key implicit_keys[];
+/* The solvers' key jacobian = auto | exact | differences, an entry of
+ * their keys tables. */
+#define IMPLICIT_JACOBIAN_KEY                                                \
+    {"jacobian", NDE_KEY_WORD, "auto",                                        \
+     "df/dy from the field's JVP (exact), from forward differences "          \
+     "(differences), or exact when the field has a JVP (auto)"}
 
 /* Workspace for batch_max rows of `dim_max` values and `nparams`
  * parameters; exact: J from the field's jvp; with_dT: df/dt too (a

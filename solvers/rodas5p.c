@@ -326,6 +326,9 @@ static int rodas_step_vjp(nde_solver *s, const double *theta, double t,
     return NDE_OK;
 }
 
+static const nde_key rodas_keys[] = {IMPLICIT_JACOBIAN_KEY,
+                                     {NULL, 0, NULL, NULL}};
+
 static const nde_solver_type rodas5p = {
     .info = NDE_SOLVER_INFO(
         .name = "rodas5p",
@@ -333,7 +336,7 @@ static const nde_solver_type rodas5p = {
                        "stiff problems: order 5(4), L-stable, dense "
                        "output; one Jacobian (JVP or differences) and LU "
                        "a step",
-        .keys = implicit_keys,
+        .keys = rodas_keys,
         .provides = NDE_CAP_ADAPTIVE | NDE_CAP_DENSE | NDE_CAP_STEP_VJP,
         .version = "1"),
     .order = 5,
