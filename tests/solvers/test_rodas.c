@@ -910,6 +910,173 @@ START_TEST(test_discrete)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* kvaerno5 alone                                                      */
+
+/* kvaerno5's one step of nl_field as test_dense_and_estimate: its
+ * Hermite dense output of order 3 and its estimate of order 4 have local
+ * errors going as h^4 and h^5 (Newton to round-off: newton_tol). */
+START_TEST(test_kv_dense_and_estimate)
+{
+    const double th[3] = {1.3, 0.8, -0.6}, y0[2] = {0.7, -0.4}, t = 0.3;
+    nde_field_type nt;
+    nde_field *f = field_with_jvp(&nl_field, &nt, nl_jvp, 1);
+    nde_solver *s = rodas_keyed("newton_tol = 1e-14", f);
+    nde_solver *ref = rodas_keyed("newton_tol = 1e-14", f);
+    double hs[3], de[3], ee[3], pd, pe;
+
+    for (int k = 0; k < 3; k++) {
+        const double h = ldexp(1.0 / 16, -k);
+        double yn[2], err[2], yd[2];
+        hs[k] = h;
+        de[k] = 0.0;
+        nde_solver_invalidate(s);
+        ck_assert_int_eq(nde_solver_step(s, th, t, h, y0, yn, err), NDE_OK);
+        ee[k] = fmax(fabs(err[0]), fabs(err[1]));
+        for (int q = 1; q <= 3; q++) {
+            double yr[2] = {y0[0], y0[1]};
+            fixed_steps(ref, th, t, t + 0.25 * q * h, 64, yr);
+            ck_assert_int_eq(nde_solver_dense(s, y0, h, 0.25 * q, yd),
+                             NDE_OK);
+            de[k] = fmax(de[k], max_abs_diff(yd, yr, 2));
+        }
+    }
+    pd = ls_slope(hs, de, 3);
+    pe = ls_slope(hs, ee, 3);
+    fprintf(stderr, "kvaerno5 dense local error slope %.3f (order 3 + 1), "
+            "estimate slope %.3f (order 4 + 1)\n", pd, pe);
+    ck_assert_msg(fabs(pd - 4.0) <= 0.2, "dense slope %.3f", pd);
+    ck_assert_msg(fabs(pe - 5.0) <= 0.2, "estimate slope %.3f", pe);
+    nde_solver_destroy(s);
+    nde_solver_destroy(ref);
+    nde_field_destroy(f);
+}
+END_TEST
+
+/* y' = th y^2: blows up at t = 1 / (th y0). */
+static int quad_eval(nde_field *f, double t, const double *y,
+                     const double *th, double *dy, size_t batch)
+{
+    (void)f; (void)t;
+    for (size_t r = 0; r < batch; r++)
+        dy[r] = th[0] * y[r] * y[r];
+    return NDE_OK;
+}
+static int quad_vjp(nde_field *f, double t, const double *y, const double *th,
+                    const double *w, double *vy, double *vth, size_t batch)
+{
+    (void)f; (void)t;
+    for (size_t r = 0; r < batch; r++) {
+        if (vy)
+            vy[r] += 2.0 * th[0] * y[r] * w[r];
+        if (vth)
+            vth[0] += y[r] * y[r] * w[r];
+    }
+    return NDE_OK;
+}
+static int quad_jvp(nde_field *f, double t, const double *y, const double *th,
+                    const double *v, double *jv, size_t batch)
+{
+    (void)f; (void)t;
+    for (size_t r = 0; r < batch; r++)
+        jv[r] = 2.0 * th[0] * y[r] * v[r];
+    return NDE_OK;
+}
+TEST_FIELD(quad_plain, "quad", 1, 1, quad_eval, quad_vjp);
+
+/* The Newton iterations: J (3 JVPs on Robertson) reused by the next step
+ * after an accept, computed again after invalidate; a stage without a
+ * solution (y' = y^2 from 1 with h = 10: z = psi + 2.6 z^2 has no real
+ * root) fails with a fresh J and the step asks for a retry (NDE_ERETRY);
+ * the adaptive solve to t = 0.9 (y = 10) ends within 100 tolerances; over Van der Pol mu = 1e3 far fewer Jacobians than steps. */
+START_TEST(test_kv_newton)
+{
+    nde_field_type ft, qt;
+    nde_field *f = field_with_jvp(&rober_plain, &ft, rober_jvp, 1);
+    nde_field *fq = field_with_jvp(&quad_plain, &qt, quad_jvp, 1);
+    nde_field *fv = field_with_jvp(&vdp_plain, &ft, vdp_jvp, 1);
+    nde_solver *s = rodas_keyed("jacobian = exact", f);
+    nde_solver *sq = rodas_keyed("", fq), *sv = rodas_keyed("", fv);
+    const double one = 1.0, y1 = 1.0, t1 = 0.9;
+    double yn[3], yn2[3], yq, ys[2];
+    nde_solve_opts o;
+    nde_stats st;
+    long njac;
+
+    ck_assert_int_eq(nde_solver_step(s, rober_theta, 0.0, 1e-3, rober_y0, yn,
+                                     NULL), NDE_OK);
+    ck_assert_int_eq(s->counts.nvjp, 3);
+    nde_solver_accept(s);
+    ck_assert_int_eq(nde_solver_step(s, rober_theta, 1e-3, 1e-3, yn, yn2,
+                                     NULL), NDE_OK);
+    ck_assert_int_eq(s->counts.nvjp, 3);
+    nde_solver_invalidate(s);
+    ck_assert_int_eq(nde_solver_step(s, rober_theta, 1e-3, 1e-3, yn, yn2,
+                                     NULL), NDE_OK);
+    ck_assert_int_eq(s->counts.nvjp, 6);
+
+    ck_assert_int_eq(nde_solver_step(sq, &one, 0.0, 10.0, &y1, &yq, NULL),
+                     NDE_ERETRY);
+    nde_solve_opts_default(&o, sq->type);
+    o.rtol = o.atol = 1e-6;
+    ck_assert_int_eq(nde_solve(sq, &o, &one, 0.0, &y1, t1, 1, &t1, &yq,
+                               &st), NDE_OK);
+    fprintf(stderr, "kvaerno5 y' = y^2 to 0.9: %.10g (exact 10), %ld steps, "
+            "%ld rejected, %ld retries\n", yq, st.steps_accepted,
+            st.steps_rejected, st.retries);
+    /* relative 5.8e-5: errors grow as y^2 = 100-fold on the way, and
+     * this pair's estimate reads low at large steps near the blow-up
+     * (one step from y = 5 with h = 0.04: error 5.5e-5, estimate 9e-6;
+     * rodas5p's reads high, and ends at 3.2e-6) */
+    ck_assert_double_le(fabs(yq - 10.0) / 10.0, 100.0 * 1e-6);
+
+    nde_solve_opts_default(&o, sv->type);
+    o.rtol = o.atol = 1e-6;
+    o.max_steps = 100000;
+    ck_assert_int_eq(nde_solve(sv, &o, vdp_theta, 0.0, vdp_y0, 3000.0, 1,
+                               (double[1]){3000.0}, ys, &st), NDE_OK);
+    njac = sv->counts.nvjp / 2;
+    fprintf(stderr, "kvaerno5 van der pol mu = 1e3: %ld Jacobians in %ld "
+            "step attempts (%ld retries)\n", njac,
+            st.steps_accepted + st.steps_rejected, st.retries);
+    ck_assert_int_gt(njac, 1);
+    ck_assert_int_lt(3 * njac, st.steps_accepted + st.steps_rejected);
+    nde_solver_destroy(s);
+    nde_solver_destroy(sq);
+    nde_solver_destroy(sv);
+    nde_field_destroy(f);
+    nde_field_destroy(fq);
+    nde_field_destroy(fv);
+}
+END_TEST
+
+START_TEST(test_kv_keys)
+{
+    nde_field *plain = make_field(&rober_plain, 1);
+    nde_solver *s = NULL;
+    static const char *const bad[3] = {"newton_tol = -1e-8",
+                                       "newton_tol = 2",
+                                       "newton_tol = small"};
+
+    for (int k = 0; k < 3; k++) {
+        ck_assert_int_eq(rodas_from(bad[k], plain, &s), NDE_ECONFIG);
+        ck_assert_ptr_null(s);
+        ck_assert_msg(strstr(nde_ctx_message(ctx), "rodas.ini:3") &&
+                          strstr(nde_ctx_message(ctx), "newton_tol"),
+                      "%s: %s", bad[k], nde_ctx_message(ctx));
+        fprintf(stderr, "%s: %s\n", bad[k], nde_ctx_message(ctx));
+    }
+    ck_assert_int_eq(rodas_from("jacobian = exact", plain, &s), NDE_ECONFIG);
+    ck_assert_msg(strstr(nde_ctx_message(ctx), "exact needs the field's "
+                         "JVP, which field 'rober' does not provide"),
+                  "%s", nde_ctx_message(ctx));
+    ck_assert_int_eq(rodas_from("newton = yes", plain, &s), NDE_ECONFIG);
+    ck_assert_msg(strstr(nde_ctx_message(ctx), "newton"), "%s",
+                  nde_ctx_message(ctx));
+    nde_field_destroy(plain);
+}
+END_TEST
+
 static Suite *rodas_suite(void)
 {
     Suite *su = suite_create("rodas");
@@ -931,8 +1098,11 @@ static Suite *rodas_suite(void)
     tcase_add_checked_fixture(tc, setup_kvaerno, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_order);
+    tcase_add_test(tc, test_kv_dense_and_estimate);
     tcase_add_test(tc, test_robertson);
     tcase_add_test(tc, test_van_der_pol);
+    tcase_add_test(tc, test_kv_newton);
+    tcase_add_test(tc, test_kv_keys);
     tcase_add_test(tc, test_too_large);
     tcase_add_test(tc, test_adjoints);
     tcase_add_test(tc, test_discrete);
