@@ -29,8 +29,9 @@
  * rtol 1e-6 ended 30 tolerances off, at 1e-3 3, for 15 % more
  * evaluations), on
  * the first iteration (no rate yet) when |dz| < NEWTON_FIRST (as
- * OrdinaryDiffEq.jl's nlsolve), or when |dz| is at round-off (4 eps in
- * the same norm); diverged when q >= 1 or after
+ * OrdinaryDiffEq.jl's nlsolve), or when |dz| is at round-off (4 eps
+ * |z| in every value: relative, since a problem's scale may be far below
+ * 1); diverged when q >= 1 or after
  * NEWTON_MAXIT iterations. J is reused across steps; it is recomputed at
  * the step's start after a step whose iterations converged slowly (q >
  * NEWTON_SLOW) and when an iteration fails with an old J (the step then
@@ -234,8 +235,7 @@ static int newton(nde_solver *s, const double *theta, double ti, double h,
         nd = scaled_rms(w->dz, w->z, n, rtol, atol);
         if (!isfinite(nd))
             return NEWTON_FAILED;
-        if (scaled_rms(w->dz, w->z, n, 4.0 * DBL_EPSILON,
-                       4.0 * DBL_EPSILON) <= 1.0)
+        if (scaled_rms(w->dz, w->z, n, 4.0 * DBL_EPSILON, DBL_MIN) <= 1.0)
             break;          /* at round-off: no rate to learn from */
         if (it == 0) {
             if (nd < NEWTON_FIRST)

@@ -285,8 +285,9 @@ START_TEST(test_order)
     for (int k = 0; k < 2; k++) {
         int npts;
         const double p = order_of(keys[kv][k], kv ? 64 : 8, &npts);
-        fprintf(stderr, "%s order (%s): %.3f over %d step sizes\n", sname,
-                keys[kv][k], p, npts);
+        fprintf(stderr, "%s order (%s%s): %.3f over %d step sizes\n",
+                sname, k ? "differences" : "exact",
+                kv ? ", newton_tol = 1e-14" : "", p, npts);
         ck_assert_msg(npts >= 3 && fabs(p - 5.0) <= 0.2,
                       "%s: observed order %.3f (%d points), expected 5",
                       keys[kv][k], p, npts);
