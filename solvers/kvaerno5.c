@@ -198,7 +198,7 @@ static double scaled_rms(const double *dz, const double *z, size_t n,
     double sum = 0.0;
 
     for (size_t m = 0; m < n; m++) {
-        const double r = dz[m] / (atol + rtol * fabs(z[m]));
+        const double r = dz[m] / fmax(atol + rtol * fabs(z[m]), DBL_MIN);
         sum += r * r;
     }
     return sqrt(sum / (double)n);
