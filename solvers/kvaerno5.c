@@ -14,31 +14,29 @@
  *     y_next = z_6,   err = h sum_i (b_i - bhat_i) k_i = z_6 - z_5
  *
  * (c_2 = 1.23: one stage evaluates the field past t + h.) k_6 = f(t + h,
- * y_next) is the next step's k_0 (FSAL). Dense output: the
- * cubic Hermite interpolant of y, y_next, h k_0 and h k_6 (order 3; the
- * method has no interpolant of its own; diffrax does the same).
+ * y_next) is the next step's k_0 (FSAL). Dense output: the cubic Hermite
+ * interpolant of y, y_next, h k_0 and h k_6 (order 3; the method has no
+ * interpolant of its own; diffrax does the same).
  *
  * Each stage is solved by a simplified Newton iteration, started from the
  * predictor y + h sum_j alpha_ij k_j, with W = I/(h' gamma) - J for a J
  * and an h' of earlier (Hairer and Wanner, Solving ODEs II, Sec. IV.8):
  *     W dz = (psi_i - z)/(h' gamma) + (h/h') f(t_i, z),   z += dz
- * in the scaled RMS norm of the step's tolerances (1e-12 both on a fixed
- * step; both newton_tol when that key is set), with the rate q =
- * |dz_k| / |dz_{k-1}|: converged when q/(1 - q) |dz| <= NEWTON_KAPPA
- * (1e-3: at 1e-2, in Hairer and Wanner's range, Van der Pol mu = 1e3 at
- * rtol 1e-6 ended 30 tolerances off, at 1e-3 3, for 15 % more
- * evaluations), on
- * the first iteration (no rate yet) when |dz| < NEWTON_FIRST (as
- * OrdinaryDiffEq.jl's nlsolve), or when |dz| is at round-off (4 eps
- * |z| in every value: relative, since a problem's scale may be far below
- * 1); diverged when q >= 1 or after
- * NEWTON_MAXIT iterations. J is reused across steps; it is recomputed at
- * the step's start after a step whose iterations converged slowly (q >
- * NEWTON_SLOW) and when an iteration fails with an old J (the step then
- * restarts). A failure with a fresh J returns NDE_ERETRY: the driver
- * retries with h / 4 (counted in the solve's retries). W is refactored
- * when h changes by more than 20 % from its h'; the driver's invalidate
- * (a new solve, an event) forgets J.
+ * |dz| in the scaled RMS norm of the step's tolerances (1e-12 both on a
+ * fixed step; newton_tol both when that key is set), rate q = |dz_k| /
+ * |dz_{k-1}|. Converged when q/(1 - q) |dz| <= NEWTON_KAPPA (1e-3: at
+ * 1e-2, in Hairer and Wanner's range, Van der Pol mu = 1e3 at rtol 1e-6
+ * ended 30 tolerances off, at 1e-3 3, for 15 % more evaluations); on the
+ * first iteration (no rate yet) when |dz| < NEWTON_FIRST (as
+ * OrdinaryDiffEq.jl's nlsolve); or when dz is at round-off (4 eps |z| in
+ * every value: relative, since a problem's scale may be far below 1).
+ * Diverged when q >= 1 or after NEWTON_MAXIT iterations. J is reused
+ * across steps; it is recomputed at a step's start after a step whose
+ * iterations converged slowly (q > NEWTON_SLOW), and when an iteration
+ * fails with an old J (the step then restarts). A failure with a fresh J
+ * returns NDE_ERETRY: the driver retries with h / 4 (counted in the
+ * solve's retries). W is refactored when h moves by more than 20 % from
+ * its h'; the driver's invalidate (a new solve, an event) forgets J.
  *
  * The step VJP takes the stages as solved exactly (implicit function
  * theorem): with cotangents zb on z_i and kb on k_i = f(t_i, z_i),

@@ -1,16 +1,18 @@
 /*
- * rodas5p, the Rosenbrock solver (solvers/rodas5p.c on solvers/implicit.c):
- * observed orders of the solution, its error estimate and its dense
- * output; the Jacobian kept for a retried step; exact and
- * finite-difference Jacobians; the stiff problems of Robertson and Van der
- * Pol (mu = 1e3) at rtol 1e-6 against references from GSL's msbdf at
- * rtol 1e-12 (an independent BDF code), in far fewer steps than tsit5
- * can; examples/robertson.ini to t = 1e11 against the IVP test set's
- * reference; the interpolating and backsolve gradients through it against
- * central differences; the discrete gradient (its step VJP) against
- * central differences; the jacobian key
- * and the size limit of the dense matrices. Its conformance run is `nde
- * check solver rodas5p` (tests/check).
+ * The implicit solvers on solvers/implicit.c: rodas5p (Rosenbrock) and
+ * kvaerno5 (ESDIRK), one test case each, sharing the tests that apply to
+ * both. Observed orders of the solution, the error estimate and the
+ * dense output; exact and finite-difference Jacobians, kept for a retried
+ * step (rodas5p) or reused across steps (kvaerno5's Newton iterations,
+ * which also fail where a stage has no solution); the stiff problems of
+ * Robertson and Van der Pol (mu = 1e3) at rtol 1e-6 against references
+ * from GSL's msbdf at rtol 1e-12 (an independent BDF code), in far fewer
+ * steps than tsit5 can; examples/robertson.ini to t = 1e11 against the
+ * IVP test set's reference (rodas5p); the interpolating, backsolve and
+ * discrete gradients (the last through the step VJPs) against central
+ * differences; the keys and the size limit of the dense matrices. Their
+ * conformance runs are `nde check solver rodas5p` and `kvaerno5`
+ * (tests/check).
  */
 #include <check.h>
 #include <math.h>
