@@ -1,7 +1,8 @@
 /*
  * Stiff benchmark: nde's rodas5p and kvaerno5 (Jacobian from the field's
- * JVP, and by finite differences) against SUNDIALS CVODE's BDF (dense direct solver,
- * the Jacobian given, and by CVODE's differences; when built with it) and
+ * JVP, and by finite differences) against SUNDIALS CVODE's BDF (dense
+ * direct solver, the Jacobian given, and by CVODE's differences; when
+ * built with it) and
  * GSL's msbdf and bsimp (gsl_odeiv2_driver, standard control, hstart
  * 1e-6, both given the analytic Jacobian), at rtol 1e-4, 1e-6, 1e-8
  * (atol = rtol x the problem's atol_scale), on Robertson to t = 1e11, Van

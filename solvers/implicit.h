@@ -1,9 +1,10 @@
 /*
  * implicit.h - the linear algebra of implicit solvers (Rosenbrock, ESDIRK)
- * and their shared key and checks: per batch row the dense dim x dim Jacobian J = df/dy
- * of the field and the time derivative df/dt at a point, and the LU
- * factors of W = I/(h gamma) - J by LAPACK (dgetrf, dgetrs from
- * OpenBLAS), with the solves against them.
+ * and their shared key and checks: per batch row the dense dim x dim
+ * Jacobian J = df/dy of the field and the time derivative df/dt at a
+ * point, and the LU factors of W = I/(h gamma) - J by LAPACK (dgetrf,
+ * dgetrs from OpenBLAS), with the solves against them (and the
+ * transposed ones of step VJPs).
  *
  * J comes from the field's jvp column by column (dim JVPs of the whole
  * batch, each counted in s->counts.nvjp) when it is exact, else from

@@ -479,7 +479,8 @@ static void check_stiff(const stiff_problem *p)
     fprintf(stderr, "%s: %s exact J %ld steps (%ld rejected), nfe %ld, "
             "error %.2f tol; differences %ld steps, nfe %ld, error %.2f tol, "
             "%.2f tol from exact; tsit5 %s after %ld steps\n",
-            p->name, sname, ste.steps_accepted, ste.steps_rejected, ste.nfe, ee,
+            p->name, sname, ste.steps_accepted, ste.steps_rejected, ste.nfe,
+            ee,
             std.steps_accepted, std.nfe, ed, edx, nde_status_name(rc),
             stt.steps_accepted + stt.steps_rejected);
     ck_assert_msg(ee <= 10.0 && ed <= 10.0 && edx <= 10.0,
@@ -764,11 +765,11 @@ static double adj_loss_frozen(nde_solver *s, const adj_problem *q,
     return L;
 }
 
-/* The gradient of adjoint `name` through rodas5p against central
+/* The gradient of adjoint `name` through the solver against central
  * differences (relative steps 1e-5 in y0 and theta, at least 1e-5, 1e-7
- * for `discrete`; of the solve with its steps frozen for `discrete`): the largest relative error over the
- * components. second: the field has its jvp_vjp (else
- * the step VJP differences its VJP). */
+ * for `discrete`), of the solve with its steps frozen for `discrete` and
+ * for kvaerno5: the largest relative error over the components. second:
+ * the field has its jvp_vjp (else the step VJP differences its VJP). */
 static double adjoint_error(const char *name, const adj_problem *q,
                             int second)
 {
@@ -874,6 +875,74 @@ START_TEST(test_adjoints)
                 "%.2e\n", names[k], sname, q[k].p->name, e);
         ck_assert_msg(e <= 1e-5, "%s: relative error %.3g", names[k], e);
     }
+}
+END_TEST
+
+/* L = w . y_next + eb EEst + g . y(t + 0.37 h) of one step of nl_field
+ * (the error norm at rtol 1e-3, atol 1e-4: of order 1), h = 0.5; 0.2 for
+ * kvaerno5, whose Newton iterations do not reach 1e-14 at 0.5. */
+#define CT_RTOL 1e-3
+#define CT_ATOL 1e-4
+static double step_h(void)
+{
+    return strcmp(sname, "kvaerno5") == 0 ? 0.2 : 0.5;
+}
+
+static double step_loss(nde_solver *s, const double *th, const double *y0)
+{
+    static const double w[2] = {0.3, -1.1}, g[2] = {0.8, 0.5}, eb = 1.3;
+    double yn[2], err[2], yd[2];
+
+    nde_solver_invalidate(s);
+    ck_assert_int_eq(nde_solver_step(s, th, 0.3, step_h(), y0, yn, err),
+                     NDE_OK);
+    ck_assert_int_eq(nde_solver_dense(s, y0, step_h(), 0.37, yd), NDE_OK);
+    return w[0] * yn[0] + w[1] * yn[1] +
+           eb * nde_error_norm(err, y0, yn, 2, CT_RTOL, CT_ATOL) +
+           g[0] * yd[0] + g[1] * yd[1];
+}
+
+/* The step VJP with every cotangent it takes (y_next, the error norm, a
+ * dense output) against central differences of step_loss, extrapolated
+ * from steps 2e-3 and 1e-3 (the error estimate is a small difference
+ * whose rounding, over steps of 1e-6, moves them by 1e-5; at h = 0.2 by
+ * 1e-7 still), into outputs that start at 1 (it must add): relative
+ * 1e-7. */
+START_TEST(test_step_vjp_cotangents)
+{
+    static const double w[2] = {0.3, -1.1}, g[2] = {0.8, 0.5};
+    const nde_dense_cotangent dc = {0.37, g};
+    nde_field_type nt;
+    nde_field *f = field_with_jvp(&nl_field, &nt, nl_jvp, 1);
+    nde_solver *s = rodas_keyed(adjoint_keys(), f);
+    double th[3] = {1.3, 0.8, -0.6}, y0[2] = {0.7, -0.4};
+    double yb[2] = {1.0, 1.0}, thb[3] = {1.0, 1.0, 1.0}, worst = 0.0;
+
+    ck_assert_int_eq(nde_solver_step_vjp(s, th, 0.3, step_h(), y0, CT_RTOL,
+                                         CT_ATOL, w, 1.3, 0.0, &dc, 1, yb,
+                                         thb), NDE_OK);
+    for (int i = 0; i < 5; i++) {
+        double *x = i < 2 ? y0 + i : th + (i - 2);
+        const double an = (i < 2 ? yb[i] : thb[i - 2]) - 1.0, x0 = *x;
+        double d[2], fd;
+        for (int r = 0; r < 2; r++) {
+            const double e = r ? 1e-3 : 2e-3;
+            double Lp, Lm;
+            *x = x0 + e;
+            Lp = step_loss(s, th, y0);
+            *x = x0 - e;
+            Lm = step_loss(s, th, y0);
+            d[r] = (Lp - Lm) / (2.0 * e);
+        }
+        *x = x0;
+        fd = (4.0 * d[1] - d[0]) / 3.0;
+        worst = fmax(worst, fabs(an - fd) / fmax(fabs(fd), 1e-3));
+        fprintf(stderr, "%s step VJP %d: %.12g, differences %.12g\n", sname,
+                i, an, fd);
+    }
+    ck_assert_msg(worst <= 1e-7, "relative error %.3g", worst);
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
 }
 END_TEST
 
@@ -987,11 +1056,12 @@ static int quad_jvp(nde_field *f, double t, const double *y, const double *th,
 }
 TEST_FIELD(quad_plain, "quad", 1, 1, quad_eval, quad_vjp);
 
-/* The Newton iterations: J (3 JVPs on Robertson) reused by the next step
- * after an accept, computed again after invalidate; a stage without a
- * solution (y' = y^2 from 1 with h = 10: z = psi + 2.6 z^2 has no real
+/* The Newton iterations: J (3 JVPs on Robertson) reused by the next
+ * step after an accept, computed again after invalidate; a stage without
+ * a solution (y' = y^2 from 1 with h = 10: z = psi + 2.6 z^2 has no real
  * root) fails with a fresh J and the step asks for a retry (NDE_ERETRY);
- * the adaptive solve to t = 0.9 (y = 10) ends within 100 tolerances; over Van der Pol mu = 1e3 far fewer Jacobians than steps. */
+ * the adaptive solve to t = 0.9 (y = 10) ends within 100 tolerances;
+ * over Van der Pol mu = 1e3 far fewer Jacobians than steps. */
 START_TEST(test_kv_newton)
 {
     nde_field_type ft, qt;
@@ -1095,6 +1165,7 @@ static Suite *rodas_suite(void)
     tcase_add_test(tc, test_keys);
     tcase_add_test(tc, test_too_large);
     tcase_add_test(tc, test_adjoints);
+    tcase_add_test(tc, test_step_vjp_cotangents);
     tcase_add_test(tc, test_discrete);
     suite_add_tcase(su, tc);
     tc = tcase_create("kvaerno5");
@@ -1108,6 +1179,7 @@ static Suite *rodas_suite(void)
     tcase_add_test(tc, test_kv_keys);
     tcase_add_test(tc, test_too_large);
     tcase_add_test(tc, test_adjoints);
+    tcase_add_test(tc, test_step_vjp_cotangents);
     tcase_add_test(tc, test_discrete);
     suite_add_tcase(su, tc);
     return su;
