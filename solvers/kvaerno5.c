@@ -473,7 +473,7 @@ static int kv_step_vjp(nde_solver *s, const double *theta, double t, double h,
 static const nde_key kv_keys[] = {
     IMPLICIT_JACOBIAN_KEY,
     {"newton_tol", NDE_KEY_DOUBLE, "0",
-     "rtol and atol of the Newton iterations' norm (they stop at 0.01 of "
+     "rtol and atol of the Newton iterations' norm (they stop at 1e-3 of "
      "it); 0: the solve's own (1e-12 on fixed steps)"},
     {NULL, 0, NULL, NULL}};
 
