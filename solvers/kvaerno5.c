@@ -36,7 +36,10 @@
  * fails with an old J (the step then restarts). A failure with a fresh J
  * returns NDE_ERETRY: the driver retries with h / 4 (counted in the
  * solve's retries). W is refactored when h moves by more than 20 % from
- * its h'; the driver's invalidate (a new solve, an event) forgets J.
+ * its h'; the driver's invalidate (a new solve, an event) forgets J. The
+ * rows of a batch share these decisions (the norm runs over the batch):
+ * a row stepped in a batch equals it stepped alone to about the Newton
+ * tolerance, not bit for bit.
  *
  * The step VJP takes the stages as solved exactly (implicit function
  * theorem): with cotangents zb on z_i and kb on k_i = f(t_i, z_i),

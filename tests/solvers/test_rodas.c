@@ -1123,6 +1123,37 @@ START_TEST(test_kv_newton)
 }
 END_TEST
 
+/* A batch's rows share the Newton iterations' decisions (the norm runs
+ * over the batch), so a row stepped in a batch equals it stepped alone
+ * to about the Newton tolerance (1e-12 on a fixed step), not bit for bit
+ * as with rodas5p. */
+START_TEST(test_kv_rows)
+{
+    nde_field_type ft;
+    nde_field *f = field_with_jvp(&rober_plain, &ft, rober_jvp, 2);
+    nde_solver *s = rodas_keyed("", f);
+    const double y[6] = {0.9, 2e-5, 0.1, 0.5, 1e-5, 0.5};
+    double yn[6], yr[3], worst = 0.0;
+
+    for (int r = 0; r < 2; r++) {
+        nde_solver_set_batch(s, 2);
+        ck_assert_int_eq(nde_solver_step(s, rober_theta, 0.0, 1e-3, y, yn,
+                                         NULL), NDE_OK);
+        nde_solver_set_batch(s, 1);
+        ck_assert_int_eq(nde_solver_step(s, rober_theta, 0.0, 1e-3, y + 3 * r,
+                                         yr, NULL), NDE_OK);
+        for (int i = 0; i < 3; i++)
+            worst = fmax(worst, fabs(yr[i] - yn[3 * r + i]) /
+                                    (1e-12 + 1e-12 * fabs(yr[i])));
+    }
+    fprintf(stderr, "kvaerno5 rows in a batch against alone: %.2g of the "
+            "fixed-step Newton tolerance\n", worst);
+    ck_assert_double_le(worst, 1.0);
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+}
+END_TEST
+
 START_TEST(test_kv_keys)
 {
     nde_field *plain = make_field(&rober_plain, 1);
@@ -1176,6 +1207,7 @@ static Suite *rodas_suite(void)
     tcase_add_test(tc, test_robertson);
     tcase_add_test(tc, test_van_der_pol);
     tcase_add_test(tc, test_kv_newton);
+    tcase_add_test(tc, test_kv_rows);
     tcase_add_test(tc, test_kv_keys);
     tcase_add_test(tc, test_too_large);
     tcase_add_test(tc, test_adjoints);
