@@ -1,7 +1,8 @@
 /*
- * Stiff benchmark: nde's rodas5p (Jacobian from the field's JVP, and by
- * finite differences) against SUNDIALS CVODE's BDF (dense direct solver,
- * the Jacobian given, and by CVODE's differences; when built with it) and
+ * Stiff benchmark: nde's rodas5p and kvaerno5 (Jacobian from the field's
+ * JVP, and by finite differences) against SUNDIALS CVODE's BDF (dense
+ * direct solver, the Jacobian given, and by CVODE's differences; when
+ * built with it) and
  * GSL's msbdf and bsimp (gsl_odeiv2_driver, standard control, hstart
  * 1e-6, both given the analytic Jacobian), at rtol 1e-4, 1e-6, 1e-8
  * (atol = rtol x the problem's atol_scale), on Robertson to t = 1e11, Van
@@ -14,11 +15,12 @@
  * at rtol = atol = 1e-12). Time per solve: the process's CPU time (one
  * thread solves; on a shared machine wall time measures the scheduler),
  * batches of repeated solves of at least 30 ms, median of `batches`
- * batches. Counts: RHS evaluations (nde: stages, difference Jacobians
- * and df/dt; CVODE: its nfe and the difference Jacobians' nfeLS; GSL:
- * every call of its function), Jacobians (nde: formed, JVPs / dim or
- * evaluations beyond the stages / (dim + 2); CVODE: njev; GSL: calls of
- * its jac), step attempts (CVODE: steps, error test and Newton
+ * batches. Counts: RHS evaluations (nde: stages and Newton iterations,
+ * difference Jacobians and df/dt; CVODE: its nfe and the difference
+ * Jacobians' nfeLS; GSL: every call of its function), Jacobians (nde:
+ * formed, JVPs / dim, or for rodas5p evaluations beyond the stages /
+ * (dim + 2), not shown for kvaerno5's differences; CVODE: njev; GSL:
+ * calls of its jac), step attempts (CVODE: steps, error test and Newton
  * convergence failures).
  *
  * Usage: bench_stiff [batches] [--y]   (markdown on stdout; default 5
@@ -311,7 +313,8 @@ static void run_gsl(const problem *p, const gsl_odeiv2_step_type *T,
 typedef struct nde_side {
     nde_ctx *ctx;
     nde_field *f;
-    nde_solver *s[2];   /* jacobian = exact, differences */
+    nde_solver *s[4];   /* rodas5p, kvaerno5 x jacobian = exact,
+                           differences */
 } nde_side;
 
 static void run_nde(nde_side *n, const problem *p, int which, double rtol,
@@ -331,23 +334,27 @@ static void run_nde(nde_side *n, const problem *p, int which, double rtol,
     r->ok = rc == NDE_OK;
     r->nfe = st.nfe;
     r->steps = st.steps_accepted + st.steps_rejected;
-    /* exact: dim JVPs a Jacobian; differences: dim + 2 evaluations a
-     * Jacobian with df/dt, besides 8 a step (the first step's guess adds
-     * one or two: rounded away) */
-    r->njac = which == 0 ? (s->counts.nvjp - nvjp0) / (long)p->dim
-                         : (st.nfe - 8 * r->steps) / (long)(p->dim + 2);
+    /* exact: dim JVPs a Jacobian; rodas5p's differences: dim + 2
+     * evaluations a Jacobian with df/dt, besides 8 a step (the first
+     * step's guess adds one or two: rounded away); kvaerno5's differences
+     * hide among its Newton iterations' evaluations (-1: not shown) */
+    r->njac = which % 2 == 0 ? (s->counts.nvjp - nvjp0) / (long)p->dim
+              : which == 1   ? (st.nfe - 8 * r->steps) / (long)(p->dim + 2)
+                             : -1;
 }
 
 static int nde_side_make(nde_side *n, const problem *p)
 {
-    static const char *const keys[2] = {
+    static const char *const keys[4] = {
         "[solver]\nplugin = rodas5p\njacobian = exact\n",
-        "[solver]\nplugin = rodas5p\njacobian = differences\n"};
+        "[solver]\nplugin = rodas5p\njacobian = differences\n",
+        "[solver]\nplugin = kvaerno5\njacobian = exact\n",
+        "[solver]\nplugin = kvaerno5\njacobian = differences\n"};
 
     current = p;
     if (nde_field_create_from(n->ctx, &bench_field, NULL, 1, &n->f))
         return 1;
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 4; k++) {
         nde_config *cfg = nde_config_create();
         int rc = !cfg ||
                  nde_config_load_string(cfg, "bench", keys[k], n->ctx) ||
@@ -361,10 +368,11 @@ static int nde_side_make(nde_side *n, const problem *p)
 
 static void nde_side_free(nde_side *n)
 {
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < 4; k++) {
         nde_solver_destroy(n->s[k]);
+        n->s[k] = NULL;
+    }
     nde_field_destroy(n->f);
-    n->s[0] = n->s[1] = NULL;
     n->f = NULL;
 }
 
@@ -463,10 +471,12 @@ typedef struct cvode_side {
 /* ------------------------------------------------------------------ */
 /* Timing and the table                                                */
 
-enum { NDE_EXACT, NDE_DIFF, CVODE_JAC, CVODE_DQ, GSL_MSBDF, GSL_BSIMP,
-       NCONF };
+/* the nde rows first, in nde_side's order */
+enum { NDE_EXACT, NDE_DIFF, KV_EXACT, KV_DIFF, CVODE_JAC, CVODE_DQ,
+       GSL_MSBDF, GSL_BSIMP, NCONF };
 static const char *const conf_names[NCONF] = {
     "nde rodas5p (J by JVP)", "nde rodas5p (J by differences)",
+    "nde kvaerno5 (J by JVP)", "nde kvaerno5 (J by differences)",
     "cvode BDF (J given)", "cvode BDF (J by differences)",
     "gsl msbdf", "gsl bsimp"};
 
@@ -485,8 +495,8 @@ static void run_conf(sides *sd, const problem *p, int c, double rtol,
                      result *r)
 {
     const double atol = rtol * p->atol_scale;
-    if (c == NDE_EXACT || c == NDE_DIFF)
-        run_nde(&sd->n, p, c == NDE_DIFF, rtol, atol, r);
+    if (c <= KV_DIFF)
+        run_nde(&sd->n, p, c, rtol, atol, r);
 #ifdef HAVE_CVODE
     else if (c == CVODE_JAC || c == CVODE_DQ)
         run_cvode(&sd->cv, p, c == CVODE_JAC, rtol, atol, r);
@@ -593,9 +603,11 @@ int main(int argc, char **argv)
                     fputc('\n', stderr);
                 }
                 t = time_conf(&sd, p, c, tols[i], batches);
-                printf("| %s | %.0e | %s | %ld | %ld | %ld | %.2e | %.3f |\n",
-                       p->name, tols[i], conf_names[c], r.steps, r.nfe,
-                       r.njac, rel_error(p, r.y), 1e3 * t);
+                printf("| %s | %.0e | %s | %ld | %ld | ", p->name, tols[i],
+                       conf_names[c], r.steps, r.nfe);
+                if (r.njac >= 0)
+                    printf("%ld ", r.njac);
+                printf("| %.2e | %.3f |\n", rel_error(p, r.y), 1e3 * t);
                 fflush(stdout);
             }
         nde_side_free(&sd.n);

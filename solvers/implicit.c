@@ -20,8 +20,61 @@ void dgetrs_(const char *trans, const int *n, const int *nrhs, const double *a,
 /* The scale of a difference step where y and f both vanish. */
 #define JAC_FLOOR 1e-5
 
+/* The dense J and W of every row take 2 batch dim^2 doubles: refused
+ * above 1 GiB (a large augmented state of an adjoint's backward solve,
+ * whose parameter part would make J mostly zeros). */
+#define MATRIX_MAX ((size_t)1 << 26)
+
+/* jacobian = auto | exact | differences */
+static int jacobian_key(nde_solver *s, int *exact)
+{
+    const int has_jvp = s->field->type->jvp != NULL;
+    const char *word = "auto";
+    int rc;
+
+    if (s->section &&
+        (rc = nde_get_string(s->section, "jacobian", &word, s->ctx)))
+        return rc;
+    if (strcmp(word, "auto") == 0)
+        *exact = has_jvp;
+    else if (strcmp(word, "differences") == 0)
+        *exact = 0;
+    else if (strcmp(word, "exact") != 0)
+        return nde_section_error(s->section, "jacobian", s->ctx,
+                                 "unknown jacobian '%s' (expected auto, "
+                                 "exact or differences)", word);
+    else if (!has_jvp)
+        return nde_section_error(s->section, "jacobian", s->ctx,
+                                 "exact needs the field's JVP, which field "
+                                 "'%s' does not provide (use auto or "
+                                 "differences)", s->field->type->info.name);
+    else
+        *exact = 1;
+    return NDE_OK;
+}
+
+int implicit_create(implicit_lin *L, nde_solver *s, int with_dT)
+{
+    const size_t dim = s->field->dim, n = s->batch_max * dim;
+    int exact = 0, rc;
+
+    if (dim > MATRIX_MAX / dim / s->batch_max)
+        return nde_error(s->ctx, NDE_EINVAL,
+                         "solver '%s': the dense Jacobians of %zu rows of "
+                         "dimension %zu would take %.0f MiB (at most %zu "
+                         "values each of J and W); use an explicit solver "
+                         "for a system this large", s->type->info.name,
+                         s->batch_max, dim,
+                         2.0 * (double)n * (double)dim * 8.0 / 1048576.0,
+                         MATRIX_MAX);
+    if ((rc = jacobian_key(s, &exact)))
+        return rc;
+    return implicit_init(L, dim, s->batch_max, s->field->nparams, exact,
+                         with_dT);
+}
+
 int implicit_init(implicit_lin *L, size_t dim_max, size_t batch_max,
-                  size_t nparams, int exact)
+                  size_t nparams, int exact, int with_dT)
 {
     const size_t n = dim_max * batch_max, nn = n * dim_max;
 
@@ -30,6 +83,7 @@ int implicit_init(implicit_lin *L, size_t dim_max, size_t batch_max,
     L->batch_max = batch_max;
     L->nparams = nparams;
     L->exact = exact;
+    L->with_dT = with_dT;
     /* one block of doubles: J, W, dT, v, yp, fp, fm, y, theta */
     if (!(L->J = malloc((2 * nn + 6 * n + nparams + 1) * sizeof(double))) ||
         !(L->ipiv = malloc(n * sizeof(int))))
@@ -130,14 +184,24 @@ static int jacobian_differences(implicit_lin *L, nde_solver *s,
     return NDE_OK;
 }
 
+/* The two times of df/dt's central difference at t for a step h. */
+static void time_points(double t, double h, double *tp, double *tm)
+{
+    const double dt = cbrt(DBL_EPSILON) * fmax(fabs(t), fabs(h));
+
+    *tp = t + dt;
+    *tm = t - dt;
+}
+
 static int time_derivative(implicit_lin *L, nde_solver *s,
                            const double *theta, double t, double h,
                            const double *y)
 {
     const size_t n = s->batch * s->field->dim;
-    const double dt = cbrt(DBL_EPSILON) * fmax(fabs(t), fabs(h));
-    const double tp = t + dt, tm = t - dt;
+    double tp, tm;
     int rc;
+
+    time_points(t, h, &tp, &tm);
 
     s->counts.nfe += 2;
     if ((rc = nde_field_eval(s->field, tp, y, theta, L->fp, s->batch)) ||
@@ -160,12 +224,13 @@ int implicit_jacobian(implicit_lin *L, nde_solver *s, const double *theta,
     L->jvalid = L->wvalid = 0;
     rc = L->exact ? jacobian_exact(L, s, theta, t, y)
                   : jacobian_differences(L, s, theta, t, h, y, f0);
-    if (rc || (rc = time_derivative(L, s, theta, t, h, y)))
+    if (rc || (L->with_dT && (rc = time_derivative(L, s, theta, t, h, y))))
         return rc;
     memcpy(L->y, y, n * sizeof *y);
     if (np)
         memcpy(L->theta, theta, np * sizeof *theta);
     L->t = t;
+    L->h = h;
     L->batch = s->batch;
     L->dim = dim;
     L->jvalid = 1;
@@ -210,4 +275,100 @@ void implicit_solve(const implicit_lin *L, double *x)
         dgetrs_("N", &d, &one, L->W + r * dd, &d, L->ipiv + r * L->dim,
                 x + r * L->dim, &d, &info, 1);
     }
+}
+
+int implicit_jacobian_at(implicit_lin *L, nde_solver *s, const double *theta,
+                         double t, const double *y)
+{
+    const size_t dim = s->field->dim, n = s->batch * dim;
+    int rc;
+
+    L->jvalid = L->wvalid = 0;
+    L->batch = s->batch;
+    L->dim = dim;
+    if (s->field->type->jvp)
+        return jacobian_exact(L, s, theta, t, y);
+    /* row i of every row's J: the VJP with e_i */
+    memset(L->v, 0, n * sizeof *L->v);
+    for (size_t i = 0; i < dim; i++) {
+        for (size_t r = 0; r < s->batch; r++)
+            L->v[r * dim + i] = 1.0;
+        memset(L->fp, 0, n * sizeof *L->fp);
+        s->counts.nvjp++;
+        if ((rc = nde_field_vjp(s->field, t, y, theta, L->v, L->fp, NULL,
+                                s->batch)))
+            return rc;
+        for (size_t r = 0; r < s->batch; r++) {
+            for (size_t j = 0; j < dim; j++)
+                L->J[r * dim * dim + j * dim + i] = L->fp[r * dim + j];
+            L->v[r * dim + i] = 0.0;
+        }
+    }
+    return NDE_OK;
+}
+
+void implicit_solve_transposed(const implicit_lin *L, double *x)
+{
+    const int d = (int)L->dim, one = 1;
+    const size_t dd = L->dim * L->dim;
+
+    for (size_t r = 0; r < L->batch; r++) {
+        int info;
+        dgetrs_("T", &d, &one, L->W + r * dd, &d, L->ipiv + r * L->dim,
+                x + r * L->dim, &d, &info, 1);
+    }
+}
+
+int implicit_jacobian_vjp(implicit_lin *L, nde_solver *s, const double *theta,
+                          double t, const double *y, const double *v,
+                          const double *w, double *yb, double *thetabar)
+{
+    const size_t n = s->batch * s->field->dim;
+    double vmax = 0.0, ymax = 1.0, e;
+    int rc;
+
+    s->counts.nvjp++;
+    if (s->field->type->jvp_vjp)
+        return nde_field_jvp_vjp(s->field, t, y, theta, v, w, yb, thetabar,
+                                 s->batch);
+    for (size_t m = 0; m < n; m++) {
+        vmax = fmax(vmax, fabs(v[m]));
+        ymax = fmax(ymax, fabs(y[m]));
+    }
+    if (vmax == 0.0)
+        return NDE_OK;
+    e = cbrt(DBL_EPSILON) * ymax / vmax;
+    s->counts.nvjp++;
+    for (int sign = 1; sign >= -1; sign -= 2) {
+        for (size_t m = 0; m < n; m++) {
+            L->yp[m] = y[m] + sign * e * v[m];
+            L->v[m] = sign * w[m] / (2.0 * e);
+        }
+        if ((rc = nde_field_vjp(s->field, t, L->yp, theta, L->v, yb,
+                                thetabar, s->batch)))
+            return rc;
+    }
+    return NDE_OK;
+}
+
+int implicit_time_derivative_vjp(implicit_lin *L, nde_solver *s,
+                                 const double *theta, const double *dTb,
+                                 double *yb, double *thetabar)
+{
+    const size_t n = s->batch * s->field->dim;
+    const double *y = L->y;
+    double tp, tm;
+    int rc;
+
+    time_points(L->t, L->h, &tp, &tm);
+    s->counts.nvjp += 2;
+    for (size_t m = 0; m < n; m++)
+        L->v[m] = dTb[m] / (tp - tm);
+    if ((rc = nde_field_vjp(s->field, tp, y, theta, L->v, yb, thetabar,
+                            s->batch)))
+        return rc;
+    for (size_t m = 0; m < n; m++)
+        L->v[m] = -L->v[m];
+    return nde_field_vjp(s->field, tm, y, theta, L->v, yb, thetabar,
+                         s->batch);
 }

@@ -1,9 +1,10 @@
 /*
- * implicit.h - the linear algebra of implicit solvers (Rosenbrock, and the
- * ESDIRK to come): per batch row the dense dim x dim Jacobian J = df/dy
- * of the field and the time derivative df/dt at a point, and the LU
- * factors of W = I/(h gamma) - J by LAPACK (dgetrf, dgetrs from
- * OpenBLAS), with the solves against them.
+ * implicit.h - the linear algebra of implicit solvers (Rosenbrock, ESDIRK)
+ * and their shared key and checks: per batch row the dense dim x dim
+ * Jacobian J = df/dy of the field and the time derivative df/dt at a
+ * point, and the LU factors of W = I/(h gamma) - J by LAPACK (dgetrf,
+ * dgetrs from OpenBLAS), with the solves against them (and the
+ * transposed ones of step VJPs).
  *
  * J comes from the field's jvp column by column (dim JVPs of the whole
  * batch, each counted in s->counts.nvjp) when it is exact, else from
@@ -32,6 +33,7 @@
 typedef struct implicit_lin {
     size_t dim_max, batch_max, nparams;
     int exact;              /* J from the field's jvp                     */
+    int with_dT;            /* implicit_jacobian also computes df/dt      */
     double *J;              /* batch x dim x dim, each column-major       */
     double *W;              /* LU factors of W, the same layout           */
     int *ipiv;              /* batch x dim pivots                         */
@@ -39,6 +41,7 @@ typedef struct implicit_lin {
     double *v, *yp, *fp, *fm; /* scratch, batch x dim each               */
     /* the point J and dT are of, while jvalid */
     double *y, *theta, t;
+    double h;               /* the step that scaled df/dt's difference     */
     size_t batch, dim;
     int jvalid;
     double hgamma;          /* of the factors in W, while wvalid          */
@@ -46,11 +49,25 @@ typedef struct implicit_lin {
     long njac, nfact;       /* Jacobians computed, W factorised (rows)    */
 } implicit_lin;
 
+/* The solvers' key jacobian = auto | exact | differences, an entry of
+ * their keys tables. */
+#define IMPLICIT_JACOBIAN_KEY                                                \
+    {"jacobian", NDE_KEY_WORD, "auto",                                        \
+     "df/dy from the field's JVP (exact), from forward differences "          \
+     "(differences), or exact when the field has a JVP (auto)"}
+
 /* Workspace for batch_max rows of `dim_max` values and `nparams`
- * parameters; exact: J from the field's jvp. NDE_ENOMEM on failure
- * (implicit_free accepts a half-built one). */
+ * parameters; exact: J from the field's jvp; with_dT: df/dt too (a
+ * Rosenbrock method). NDE_ENOMEM on failure (implicit_free accepts a
+ * half-built one). */
 int implicit_init(implicit_lin *L, size_t dim_max, size_t batch_max,
-                  size_t nparams, int exact);
+                  size_t nparams, int exact, int with_dT);
+
+/* implicit_init for the solver being created: its field's sizes, the
+ * jacobian key of its section (errors name the key), and the size limit
+ * of the dense matrices (2^26 values each of J and W; NDE_EINVAL with a
+ * message naming the solver). */
+int implicit_create(implicit_lin *L, nde_solver *s, int with_dT);
 void implicit_free(implicit_lin *L);
 
 /* J and df/dt of s->field at (t, y, theta) for s->batch rows, f0 =
@@ -60,12 +77,44 @@ void implicit_free(implicit_lin *L);
 int implicit_jacobian(implicit_lin *L, nde_solver *s, const double *theta,
                       double t, double h, const double *y, const double *f0);
 
+/* The exact J at (t, y) for s->batch rows, from the field's jvp (dim
+ * JVPs) or else its VJP row by row (dim VJPs), whatever the jacobian
+ * key: a step VJP's Jacobian at a stage. Not kept as a point's (the next
+ * implicit_jacobian recomputes); W is invalid after. */
+int implicit_jacobian_at(implicit_lin *L, nde_solver *s, const double *theta,
+                         double t, const double *y);
+
 /* Factor W = I/hgamma - J for every row; NDE_ERETRY (the driver shrinks
  * the step) when one is singular. */
 int implicit_factor(implicit_lin *L, double hgamma);
 
 /* x <- W^{-1} x, row by row (batch x dim values). */
 void implicit_solve(const implicit_lin *L, double *x);
+
+/* x <- W^{-T} x with the same factors (the transposed solves of a step
+ * VJP). */
+void implicit_solve_transposed(const implicit_lin *L, double *x);
+
+/* The second-derivative term of a step VJP: yb += d/dy (w . J v) and
+ * thetabar += d/dtheta (w . J v), J = df/dy at (t, y) (summed over the
+ * rows; either may be NULL). From the field's jvp_vjp when it has one
+ * (exact); else a central difference of its VJP along v,
+ *     (vjp(y + e v, w) - vjp(y - e v, w)) / (2 e),
+ * e max|v| = cbrt(eps) max(1, max|y|): exact for fields quadratic in y,
+ * otherwise a relative error of order e^2 max|v|^2 |f'''| / |f''|
+ * (about 1e-11 at unit scales). The J of a step from differences (not
+ * exact) is differentiated as if it were the exact J: their difference is
+ * of order sqrt(eps). Uses L->v and L->yp. */
+int implicit_jacobian_vjp(implicit_lin *L, nde_solver *s, const double *theta,
+                          double t, const double *y, const double *v,
+                          const double *w, double *yb, double *thetabar);
+
+/* The VJP of the df/dt held in L (the central difference in t that
+ * implicit_jacobian took at L's point) with cotangent dTb: yb and
+ * thetabar accumulate. Uses L->v. */
+int implicit_time_derivative_vjp(implicit_lin *L, nde_solver *s,
+                                 const double *theta, const double *dTb,
+                                 double *yb, double *thetabar);
 
 /* Forget the point (the field or theta changed in a way a comparison
  * cannot see). */

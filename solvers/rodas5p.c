@@ -22,16 +22,17 @@
  *     y(t + theta h) = (1 - theta) y + theta (y_next + (1 - theta)
  *                      (K_0 + theta (K_1 + theta K_2)))
  *
- * A recorded step keeps y_next, K_0, K_1, K_2. No step VJP: the step
- * depends on J(y), so its exact VJP needs the field's second derivatives
- * (the `discrete` adjoint refuses the solver; `interpolating` and
- * `backsolve` work through the dense output and the solver itself).
+ * A recorded step keeps y_next, K_0, K_1, K_2. The step VJP (below)
+ * runs the stages backwards with transposed solves; the step depends on
+ * J(y), so it needs the field's second derivative (jvp_vjp, or central
+ * differences of its VJP: implicit.h).
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "nde/nde.h"
+#include "eest_vjp.h"
 #include "implicit.h"
 
 #define STAGES 8
@@ -95,6 +96,9 @@ typedef struct rodas_work {
     double *U;              /* STAGES blocks of n: the stage increments   */
     double *g, *fg;         /* a stage's argument and its derivative      */
     double *k;              /* 1 + NDENSE blocks: y_next, K_0..K_2         */
+    /* the step VJP's: cotangents of the U_i (STAGES blocks), of a stage's
+     * right-hand side, argument, of y_next, y, df/dt and err */
+    double *Ub, *rb, *gb, *ynb, *yb, *dTb, *errb;
 } rodas_work;
 
 static void rodas_destroy(nde_solver *s)
@@ -109,67 +113,29 @@ static void rodas_destroy(nde_solver *s)
     }
 }
 
-/* jacobian = auto | exact | differences */
-static int jacobian_key(nde_solver *s, int *exact)
-{
-    const int has_jvp = s->field->type->jvp != NULL;
-    const char *word = "auto";
-    int rc;
-
-    if (s->section &&
-        (rc = nde_get_string(s->section, "jacobian", &word, s->ctx)))
-        return rc;
-    if (strcmp(word, "auto") == 0)
-        *exact = has_jvp;
-    else if (strcmp(word, "differences") == 0)
-        *exact = 0;
-    else if (strcmp(word, "exact") != 0)
-        return nde_section_error(s->section, "jacobian", s->ctx,
-                                 "unknown jacobian '%s' (expected auto, "
-                                 "exact or differences)", word);
-    else if (!has_jvp)
-        return nde_section_error(s->section, "jacobian", s->ctx,
-                                 "exact needs the field's JVP, which field "
-                                 "'%s' does not provide (use auto or "
-                                 "differences)", s->field->type->info.name);
-    else
-        *exact = 1;
-    return NDE_OK;
-}
-
-/* The dense J and W of every row take 2 batch dim^2 doubles: refused
- * above 1 GiB (a large augmented state of an adjoint's backward solve,
- * whose parameter part would make J mostly zeros). */
-#define RODAS_MATRIX_MAX ((size_t)1 << 26)
-
 static int rodas_create(nde_solver *s)
 {
-    const size_t dim = s->field->dim, n = s->batch_max * dim;
+    const size_t n = s->batch_max * s->field->dim;
     rodas_work *w = calloc(1, sizeof *w);
-    int exact = 0, rc;
+    int rc;
 
     if (!w)
         return NDE_ENOMEM;
     s->work = w;
-    if (dim > RODAS_MATRIX_MAX / dim / s->batch_max)
-        return nde_error(s->ctx, NDE_EINVAL,
-                         "solver 'rodas5p': the dense Jacobians of %zu "
-                         "rows of dimension %zu would take %.0f MiB (at "
-                         "most %zu values each of J and W); use an "
-                         "explicit solver for a system this large",
-                         s->batch_max, dim,
-                         2.0 * (double)n * (double)dim * 8.0 / 1048576.0,
-                         RODAS_MATRIX_MAX);
-    if ((rc = jacobian_key(s, &exact)))
+    if ((rc = implicit_create(&w->lin, s, 1)))
         return rc;
-    if ((rc = implicit_init(&w->lin, dim, s->batch_max, s->field->nparams,
-                            exact)))
-        return rc;
-    if (!(w->U = malloc((STAGES + 2 + 1 + NDENSE) * n * sizeof(double))))
+    if (!(w->U = malloc((2 * STAGES + 9 + NDENSE) * n * sizeof(double))))
         return NDE_ENOMEM;
     w->g = w->U + STAGES * n;
     w->fg = w->g + n;
     w->k = w->fg + n;
+    w->Ub = w->k + (1 + NDENSE) * n;
+    w->rb = w->Ub + STAGES * n;
+    w->gb = w->rb + n;
+    w->ynb = w->gb + n;
+    w->yb = w->ynb + n;
+    w->dTb = w->yb + n;
+    w->errb = w->dTb + n;
     return NDE_OK;
 }
 
@@ -186,6 +152,17 @@ static void stage_solve(rodas_work *w, size_t n, int i, double h)
         Ui[m] = r;
     }
     implicit_solve(&w->lin, Ui);
+}
+
+/* w->g <- y + sum_{j<i} A_ij U_j, stage i's argument. */
+static void stage_argument(rodas_work *w, size_t n, int i, const double *y)
+{
+    for (size_t m = 0; m < n; m++) {
+        double g = y[m];
+        for (int j = 0; j < i; j++)
+            g += A[i][j] * w->U[(size_t)j * n + m];
+        w->g[m] = g;
+    }
 }
 
 static int rodas_step(nde_solver *s, const double *theta, double t, double h,
@@ -206,12 +183,7 @@ static int rodas_step(nde_solver *s, const double *theta, double t, double h,
         return rc;
     stage_solve(w, n, 0, h);
     for (int i = 1; i < STAGES; i++) {
-        for (size_t m = 0; m < n; m++) {
-            double g = y[m];
-            for (int j = 0; j < i; j++)
-                g += A[i][j] * w->U[(size_t)j * n + m];
-            w->g[m] = g;
-        }
+        stage_argument(w, n, i, y);
         s->counts.nfe++;
         if ((rc = nde_field_eval(s->field, t + c[i] * h, w->g, theta, w->fg,
                                  s->batch)))
@@ -290,11 +262,103 @@ static void rodas_last_stages(const nde_solver *s, const double **k)
         k[i] = w->k + (size_t)i * n;
 }
 
-static const nde_key rodas_keys[] = {
-    {"jacobian", NDE_KEY_WORD, "auto",
-     "df/dy from the field's JVP (exact), from forward differences "
-     "(differences), or exact when the field has a JVP (auto)"},
-    {NULL, 0, NULL, NULL}};
+/*
+ * The step VJP: the step above run backwards (recomputed first). With
+ * cotangents Ub_i of the U_i, collected from the outputs (y_next, err =
+ * U_7, the dense output's K_k) and from the later stages, stage i gives
+ * rb = W^{-T} Ub_i (the transposed solve with the step's factors),
+ * which flows into f(t_i, g_i) (the field's VJP), into df/dt (h d_i rb),
+ * into the U_j, j < i (C_ij / h rb and, through g_i, A_ij), and, since W
+ * = I/(h gamma) - J(t, y), into J: Jbar = rb U_i^T, whose dependence on
+ * y and theta is the second derivative d(rb . J U_i) (implicit.h:
+ * implicit_jacobian_vjp). df/dt's dependence on y and theta is the VJP
+ * of its difference in t. h is a constant, as in every step VJP.
+ */
+static int rodas_step_vjp(nde_solver *s, const double *theta, double t,
+                          double h, const double *dw, const double *y,
+                          const double *aux, const nde_step_cotangent *ct,
+                          double *ybar, double *auxbar, double *thetabar)
+{
+    rodas_work *w = s->work;
+    const size_t n = s->batch * s->field->dim;
+    const double *yn = w->k, *U7 = w->U + (STAGES - 1) * n;
+    nde_norm_spec whole = {ct->rtol, ct->atol, NULL, 0};
+    int rc;
+
+    (void)dw; (void)aux; (void)auxbar;
+    if (ct->stiffness != 0.0)
+        return nde_error(s->ctx, NDE_ECAPABILITY,
+                         "solver 'rodas5p': no VJP of its stiffness estimate "
+                         "(the norm of J)");
+    if ((rc = rodas_step(s, theta, t, h, NULL, y, NULL, w->yb, NULL,
+                         w->errb, &whole, NULL)))
+        return rc;
+    memset(w->Ub, 0, STAGES * n * sizeof *w->Ub);
+    memset(w->yb, 0, n * sizeof *w->yb);
+    memset(w->dTb, 0, n * sizeof *w->dTb);
+    for (size_t m = 0; m < n; m++)
+        w->ynb[m] = ct->y_next ? ct->y_next[m] : 0.0;
+    for (size_t q = 0; q < ct->ndense; q++) {
+        const double th = ct->dense[q].theta, th1 = 1.0 - th;
+        const double *g = ct->dense[q].g;
+        for (int i = 0; i < STAGES; i++) {
+            const double c_i =
+                th * th1 * (H[0][i] + th * (H[1][i] + th * H[2][i]));
+            for (size_t m = 0; m < n; m++)
+                w->Ub[(size_t)i * n + m] += c_i * g[m];
+        }
+        for (size_t m = 0; m < n; m++) {
+            w->yb[m] += th1 * g[m];
+            w->ynb[m] += th * g[m];
+        }
+    }
+    if (ct->eest != 0.0) {
+        eest_vjp(n, ct->eest, ct->rtol, ct->atol, U7, y, yn, w->errb, w->yb,
+                 w->ynb);
+        for (size_t m = 0; m < n; m++)
+            w->Ub[(STAGES - 1) * n + m] += w->errb[m];
+    }
+    /* y_next = g_7 + U_7 */
+    for (size_t m = 0; m < n; m++)
+        w->Ub[(STAGES - 1) * n + m] += w->ynb[m];
+    for (int i = STAGES - 1; i >= 0; i--) {
+        const double *Ui = w->U + (size_t)i * n;
+        memcpy(w->rb, w->Ub + (size_t)i * n, n * sizeof *w->rb);
+        implicit_solve_transposed(&w->lin, w->rb);
+        for (size_t m = 0; m < n; m++) {
+            w->dTb[m] += h * d[i] * w->rb[m];
+            for (int j = 0; j < i; j++)
+                w->Ub[(size_t)j * n + m] += (C[i][j] / h) * w->rb[m];
+        }
+        if ((rc = implicit_jacobian_vjp(&w->lin, s, theta, t, y, Ui, w->rb,
+                                        w->yb, thetabar)))
+            return rc;
+        if (i == STAGES - 1)
+            memcpy(w->gb, w->ynb, n * sizeof *w->gb);
+        else
+            memset(w->gb, 0, n * sizeof *w->gb);
+        stage_argument(w, n, i, y);
+        s->counts.nvjp++;
+        if ((rc = nde_field_vjp(s->field, t + c[i] * h, w->g, theta, w->rb,
+                                w->gb, thetabar, s->batch)))
+            return rc;
+        for (size_t m = 0; m < n; m++) {
+            w->yb[m] += w->gb[m];
+            for (int j = 0; j < i; j++)
+                w->Ub[(size_t)j * n + m] += A[i][j] * w->gb[m];
+        }
+    }
+    if ((rc = implicit_time_derivative_vjp(&w->lin, s, theta, w->dTb, w->yb,
+                                           thetabar)))
+        return rc;
+    if (ybar)
+        for (size_t m = 0; m < n; m++)
+            ybar[m] += w->yb[m];
+    return NDE_OK;
+}
+
+static const nde_key rodas_keys[] = {IMPLICIT_JACOBIAN_KEY,
+                                     {NULL, 0, NULL, NULL}};
 
 static const nde_solver_type rodas5p = {
     .info = NDE_SOLVER_INFO(
@@ -304,7 +368,8 @@ static const nde_solver_type rodas5p = {
                        "output; one Jacobian (JVP or differences) and LU "
                        "a step",
         .keys = rodas_keys,
-        .provides = NDE_CAP_ADAPTIVE | NDE_CAP_DENSE | NDE_CAP_STIFFNESS,
+        .provides = NDE_CAP_ADAPTIVE | NDE_CAP_DENSE | NDE_CAP_STIFFNESS |
+                    NDE_CAP_STEP_VJP,
         .version = "1"),
     .order = 5,
     .error_order = 4,
@@ -315,7 +380,8 @@ static const nde_solver_type rodas5p = {
             .step = rodas_step,
             .dense = rodas_dense,
             .last_stages = rodas_last_stages,
-            .stiffness = rodas_stiffness},
+            .stiffness = rodas_stiffness,
+            .step_vjp = rodas_step_vjp},
 };
 
 NDE_MODULE(&rodas5p.info);

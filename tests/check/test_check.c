@@ -85,6 +85,11 @@ static const keyed keyed_runs[] = {
     {"regularizer", "group_lasso", {"-s", "regularizer.group_lasso.prox=false"}},
     {"regularizer", "global", {NULL}},
     {"regularizer", "global", {"-s", "regularizer.global.measure=stiffness"}},
+    /* its Newton iterations to round-off: the order check's fixed steps
+     * run at rtol = atol = 1, which would set their tolerance */
+    {"solver", "kvaerno5", {"-s", "solver.newton_tol=1e-14"}},
+    /* its rodas5p part (the plain run checks the tsit5 one) */
+    {"solver", "autoswitch", {"-s", "solver.stiff_first=true"}},
     {"task", "windows", {NULL}},
     {"task", "windows", {"-s", "field.layers=2,4,2"}}, /* the mlp's keys */
     {"task", "windows", {"-s", "data.source=field", "-s", "field.plugin=linear",
