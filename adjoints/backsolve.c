@@ -322,6 +322,7 @@ static int backsolve_gradient(nde_adjoint *a, const nde_solve_opts *opts,
         return rc;
     }
     d->augf->dim = 2 * n + P;
+    d->augf->input = s->field->input; /* stop and select as forwards */
 
     /* z(t1) = [y(t1), the cotangents at t1, 0]. */
     memcpy(d->z0, fwd->y_final, n * sizeof(double));
