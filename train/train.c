@@ -1296,6 +1296,8 @@ static int rows_after(nde_trainer *tr, nde_adjoint *a,
             continue;
         row_of(tr, tr->ybar, T, r, ybar);
         nct = data_cotangents(tr, tk, ybar, dim);
+        if (tr->field->input) /* the row's input, as its solve read it */
+            nde_input_set_row0(tr->field->input, r);
         if ((rc = adjoint_grad(tr, a, &row, tr->row_traj[r], theta, t0, t1s,
                                tr->ct, nct, tr->ybar0 + r * dim,
                                tr->row_grad, st)) != NDE_OK)
@@ -1305,6 +1307,8 @@ static int rows_after(nde_trainer *tr, nde_adjoint *a,
     }
     if (rc != NDE_OK)
         nde_error_prefix(tr->ctx, "row %zu", r);
+    if (tr->field->input)
+        nde_input_set_row0(tr->field->input, 0);
     nde_solver_set_batch(tr->solver, tr->B);
     return rc;
 }

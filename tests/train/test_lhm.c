@@ -3,8 +3,9 @@
  * input it gives the field (nde/task.h version 5): its generated
  * concentrations against nde's own solve of the two-compartment model
  * under the input the task hands out, the partial observation, a short
- * `nde train` of the hybrid model (examples/lhm.ini, smaller), and the
- * refusals of a field without an input or a task without one.
+ * `nde train` of the hybrid model (examples/lhm.ini, smaller), the whole
+ * gradient through `nde gradcheck`, and the refusals of a field without
+ * an input or a task without one.
  */
 #include <check.h>
 #include <math.h>
@@ -186,6 +187,32 @@ START_TEST(train_hybrid)
 }
 END_TEST
 
+/* The whole gradient (the hybrid field's rate constants and network, the
+ * encoder) against central differences, for two adjoints, and with
+ * per-row steps (each row's adjoint reads its own input row). */
+START_TEST(gradcheck)
+{
+    static const char *const runs[][2] = {
+        {"adjoint.plugin=discrete", "solver.per_row_steps=false"},
+        {"adjoint.plugin=interpolating", "solver.per_row_steps=false"},
+        {"adjoint.plugin=discrete", "solver.per_row_steps=true"}};
+    char cfg[1024];
+
+    snprintf(cfg, sizeof cfg, "%s/examples/lhm.ini",
+             getenv("NDE_SOURCE_ROOT"));
+    for (size_t i = 0; i < sizeof runs / sizeof *runs; i++) {
+        test_run_result r =
+            run("gradcheck", cfg, "-s", runs[i][0], "-s", runs[i][1], "-s",
+                "solver.rtol=1e-10", "-s", "solver.atol=1e-10", "-s",
+                "train.batch_size=3", "-s", "data.ntrain=3", "-s",
+                "data.ntest=3", "--nparams", "2000", "--tol", "1e-5");
+        test_assert_code(r, 0);
+        test_assert_contains(r.out, "k10");
+        test_run_free(&r);
+    }
+}
+END_TEST
+
 /* A field that reads no input with this task, and a hybrid field whose
  * expert reads one with a task that gives none. */
 START_TEST(input_refusals)
@@ -220,6 +247,7 @@ static Suite *lhm_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, generator_against_solve);
     tcase_add_test(tc, train_hybrid);
+    tcase_add_test(tc, gradcheck);
     tcase_add_test(tc, input_refusals);
     suite_add_tcase(s, tc);
     return s;
