@@ -205,7 +205,9 @@ START_TEST(gradcheck)
             run("gradcheck", cfg, "-s", runs[i][0], "-s", runs[i][1], "-s",
                 "solver.rtol=1e-10", "-s", "solver.atol=1e-10", "-s",
                 "train.batch_size=3", "-s", "data.ntrain=3", "-s",
-                "data.ntest=3", "--nparams", "2000", "--tol", "1e-5");
+                "data.ntest=3", "-s", "data.hidden=4", "-s",
+                "field.latent.layers=6,8,6", "--nparams", "2000", "--tol",
+                "1e-5");
         test_assert_code(r, 0);
         test_assert_contains(r.out, "k10");
         test_run_free(&r);
@@ -244,7 +246,7 @@ static Suite *lhm_suite(void)
     TCase *tc = tcase_create("lhm");
 
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 120);
+    tcase_set_timeout(tc, 300);
     tcase_add_test(tc, generator_against_solve);
     tcase_add_test(tc, train_hybrid);
     tcase_add_test(tc, gradcheck);
