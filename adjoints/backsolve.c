@@ -159,6 +159,11 @@ static int sde_gradient(nde_adjoint *a, const nde_solve_opts *opts,
                          "adjoint 'backsolve': solver '%s' needs the solve's "
                          "Brownian path (opts->brownian)",
                          a->solver->type->info.name);
+    /* its grid has no stops on the input's knots (nde/input.h) */
+    if (a->solver->field->input)
+        return nde_error(a->ctx, NDE_ECAPABILITY, "adjoint 'backsolve': an "
+                         "SDE field that reads a time-dependent input is "
+                         "not supported (the discrete adjoint is)");
     if ((rc = nde_step_grid_init(&grid, fwd->t0, fwd->t1, opts->dt,
                                  fwd->tsave, fwd->nsave, opts->tstops,
                                  opts->ntstops, a->ctx)) != NDE_OK) {
@@ -322,6 +327,7 @@ static int backsolve_gradient(nde_adjoint *a, const nde_solve_opts *opts,
         return rc;
     }
     d->augf->dim = 2 * n + P;
+    d->augf->input = s->field->input; /* stop and select as forwards */
 
     /* z(t1) = [y(t1), the cotangents at t1, 0]. */
     memcpy(d->z0, fwd->y_final, n * sizeof(double));

@@ -122,7 +122,8 @@ static void add(double *y, const double *g, size_t n)
 }
 
 /* True when the forward solve stepped onto t_j as a tstop (it then did not
- * carry its FSAL stage across; the recomputation does the same). */
+ * carry its FSAL stage across; the recomputation does the same; so on the
+ * knots of the field's input). */
 static int is_tstop(const nde_solve_opts *o, double t)
 {
     for (size_t i = 0; i < o->ntstops; i++)
@@ -182,7 +183,9 @@ static int recompute(nde_adjoint *a, const nde_solve_opts *opts,
     nde_solver_invalidate(s);
     for (size_t j = j0; j + 1 < j1; j++) {
         const size_t i = j - j0;
-        if (j > j0 && is_tstop(opts, fwd->t[j]))
+        if (j > j0 && (is_tstop(opts, fwd->t[j]) ||
+                       (s->field->input &&
+                        nde_input_has_knot(s->field->input, fwd->t[j]))))
             nde_solver_invalidate(s);
         if ((rc = step_increment(a, opts, fwd, j)) != NDE_OK)
             return rc;

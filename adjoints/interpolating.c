@@ -81,6 +81,10 @@ static int regenerate(interp_state *d, long iseg)
     size_t j0, j1;
     int rc;
 
+    double sel_t = 0.0, sel_h = 0.0; /* the backward step's input segment */
+
+    if (s->field->input)
+        nde_input_selected(s->field->input, &sel_t, &sel_h);
     nde_trajectory_segment(fwd, (size_t)iseg, &j0, &j1);
     memcpy(d->seg_y, nde_trajectory_state(fwd, (size_t)iseg),
            n * sizeof(double));
@@ -89,6 +93,10 @@ static int regenerate(interp_state *d, long iseg)
         double *yj = d->seg_y + (j - j0) * n;
         /* The last step's end state is not needed: write it to ybuf. */
         double *ynext = j + 1 < j1 ? yj + n : d->ybuf;
+        /* the forward solve dropped its FSAL stage on the input's knots */
+        if (j > j0 && s->field->input &&
+            nde_input_has_knot(s->field->input, fwd->t[j]))
+            nde_solver_invalidate(s);
         rc = nde_solver_step(s, d->theta, fwd->t[j], fwd->h[j], yj, ynext,
                              NULL);
         if (rc != NDE_OK)
@@ -99,6 +107,8 @@ static int regenerate(interp_state *d, long iseg)
         nde_solver_accept(s);
     }
     nde_solver_invalidate(s);
+    if (s->field->input)
+        nde_input_select(s->field->input, sel_t, sel_h);
     d->seg = iseg;
     return NDE_OK;
 }
@@ -253,6 +263,7 @@ static int interp_gradient(nde_adjoint *a, const nde_solve_opts *opts,
     d->n = n;
     d->seg = -1;
     d->augf->dim = n + P;
+    d->augf->input = d->field->input; /* stop and select as forwards */
 
     /* z(t1) = [the cotangents at t1, 0]. */
     memset(d->z0, 0, (n + P) * sizeof(double));

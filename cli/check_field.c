@@ -210,9 +210,34 @@ static void check_op(field_check *c, const char *op, const double *theta0,
     report_op(r, op, c);
 }
 
+/* A field that reads an input (nde/input.h) gets one: the same linear
+ * series in every row (a row alone reads what it reads in the batch),
+ * knots at 0, 1/2, 1, each channel its own values. */
+static int attach_input(nde_field *f, nde_input **in, nde_ctx *ctx)
+{
+    static const double kt[3] = {0.0, 0.5, 1.0};
+    const size_t m = f->ninputs;
+    double *u;
+    int rc;
+
+    if (!(u = malloc(3 * m * sizeof *u)))
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    for (size_t k = 0; k < 3; k++)
+        for (size_t c = 0; c < m; c++)
+            u[k * m + c] = 0.3 + 0.7 * (double)k - 0.4 * (double)c;
+    rc = nde_input_create(ctx, FIELD_BATCH, m, 3, NDE_INPUT_LINEAR, in);
+    for (size_t row = 0; rc == NDE_OK && row < FIELD_BATCH; row++)
+        rc = nde_input_set_row(*in, row, 3, kt, u);
+    if (rc == NDE_OK && (rc = nde_input_use_rows(*in, FIELD_BATCH)) == NDE_OK)
+        nde_input_select(*in, 0.5, 0.0);
+    free(u);
+    return rc != NDE_OK ? rc : nde_field_set_input(f, *in);
+}
+
 int check_field(nde_ctx *ctx, nde_config *cfg, uint64_t seed,
                 check_report *r)
 {
+    nde_input *in = NULL;
     field_check c;
     nde_field *f = NULL;
     double *mem = NULL, *theta0;
@@ -244,7 +269,12 @@ int check_field(nde_ctx *ctx, nde_config *cfg, uint64_t seed,
     check_note(r, "%zu states, %zu parameters, batch %d, %d random points "
                "(seed %llu)", f->dim, P, FIELD_BATCH, FIELD_POINTS,
                (unsigned long long)seed);
-    if ((rc = nde_field_init_params(f, theta0, seed)) != NDE_OK) {
+    if (f->ninputs)
+        check_note(r, "%zu input channel%s: a linear series, the same in "
+                   "every row", f->ninputs, f->ninputs == 1 ? "" : "s");
+    if (f->ninputs && (rc = attach_input(f, &in, ctx)) != NDE_OK) {
+        check_cannot(r, "input", ctx, rc);
+    } else if ((rc = nde_field_init_params(f, theta0, seed)) != NDE_OK) {
         check_cannot(r, "init_params", ctx, rc);
     } else {
         c.apply = nde_field_eval;
@@ -264,5 +294,6 @@ int check_field(nde_ctx *ctx, nde_config *cfg, uint64_t seed,
     }
     free(mem);
     nde_field_destroy(f);
+    nde_input_destroy(in);
     return NDE_OK;
 }

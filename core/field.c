@@ -406,5 +406,19 @@ int nde_field_create_clamped(nde_ctx *ctx, nde_field *inner,
     (*out)->state_names = inner->state_names;
     (*out)->noise = inner->noise;
     (*out)->calculus = inner->calculus;
+    (*out)->input = inner->input;
+    return NDE_OK;
+}
+
+/* ---- time-dependent inputs (nde/input.h) -------------------------------- */
+
+int nde_field_set_input(nde_field *f, nde_input *in)
+{
+    if (in && f->ninputs != nde_input_channels(in))
+        return nde_error(f->ctx, NDE_EINVAL, "field '%s' reads %zu input "
+                         "channel%s, the input has %zu",
+                         f->type->info.name, f->ninputs,
+                         f->ninputs == 1 ? "" : "s", nde_input_channels(in));
+    f->input = in;
     return NDE_OK;
 }

@@ -45,7 +45,8 @@ static const size_t regularizer_sizes[] = {
     sizeof(nde_regularizer_type)};
 static const size_t task_sizes[] = {
     offsetof(nde_task_type, state_names), offsetof(nde_task_type, units),
-    offsetof(nde_task_type, test_held_from), sizeof(nde_task_type)};
+    offsetof(nde_task_type, test_held_from), offsetof(nde_task_type, input),
+    sizeof(nde_task_type)};
 
 /* One size per version: a version without its entry would read as 0. */
 #define NDE_SIZES_COMPLETE(kind, KIND)                                        \

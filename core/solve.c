@@ -439,6 +439,11 @@ typedef struct drive {
     double *ysave;
     size_t isave, istop;    /* the next save time and tstop to serve       */
     double save_at, stop_at; /* where they are served (dir x inf: none)   */
+    nde_input *in;          /* the field's input (nde/input.h), or NULL    */
+    const double *knots;    /* its knots: stops without an at_tstop call   */
+    size_t nknots, iknot;   /* iknot counts in the direction of the solve  */
+    double tstop_at, knot_at; /* the next tstop, the next knot; stop_at is
+                                 the nearer one                          */
     nde_step_grid grid;     /* fixed-step solves                           */
     size_t kgrid;           /* the grid point the solve heads for          */
     nde_stats *st;
@@ -626,20 +631,40 @@ static void next_save(drive *d)
 static void next_stop(drive *d)
 {
     const nde_solve_opts *o = d->o;
+    const size_t k = d->dir > 0 ? d->iknot : d->nknots - 1 - d->iknot;
 
-    d->stop_at = d->istop < o->ntstops ? served_at(d, o->tstops[d->istop])
-                                       : d->dir * HUGE_VAL;
+    d->tstop_at = d->istop < o->ntstops ? served_at(d, o->tstops[d->istop])
+                                        : d->dir * HUGE_VAL;
+    d->knot_at = d->iknot < d->nknots ? served_at(d, d->knots[k])
+                                      : d->dir * HUGE_VAL;
+    d->stop_at = d->dir * (d->knot_at - d->tstop_at) < 0 ? d->knot_at
+                                                         : d->tstop_at;
 }
 
-/* Save times at t0 are y0; tstops at t0 are behind us. */
+/* Past the stop at stop_at: the tstop if it is there, else the knot. */
+static void pass_stop(drive *d)
+{
+    if (d->tstop_at == d->stop_at)
+        d->istop++;
+    else
+        d->iknot++;
+    next_stop(d);
+}
+
+/* Save times at t0 are y0; tstops and knots at t0 are behind us. The
+ * input's segment of the first step: the one toward the first stop. */
 static void save_start(drive *d, const double *y0)
 {
     for (next_save(d); d->save_at == d->t0; next_save(d)) {
         memcpy(d->ysave + d->isave * d->n, y0, d->n * sizeof *y0);
         d->isave++;
     }
-    for (next_stop(d); d->dir * (d->stop_at - d->t0) <= 0; next_stop(d))
-        d->istop++;
+    for (next_stop(d); d->dir * (d->stop_at - d->t0) <= 0;)
+        pass_stop(d);
+    if (d->in)
+        nde_input_select(d->in, d->t0,
+                         (d->dir * (d->stop_at - d->t1) < 0 ? d->stop_at
+                                                             : d->t1) - d->t0);
 }
 
 /* Save times served by the accepted step from (t, y) of size h ending at
@@ -673,8 +698,8 @@ at_tstops(drive *d, double t, double *y, double h, double habs, double next,
     const nde_solve_opts *o = d->o;
     int hit = 0;
 
-    for (; d->dir * (d->stop_at - t) <= 0; d->istop++, next_stop(d), hit = 1)
-        if (o->at_tstop &&
+    for (; d->dir * (d->stop_at - t) <= 0; pass_stop(d), hit = 1)
+        if (o->at_tstop && d->tstop_at == d->stop_at &&
             (*rc = o->at_tstop(o->at_tstop_user, d->istop, t, y)) != 0)
             return next;
     if (hit)
@@ -893,9 +918,9 @@ static int drive_run(drive *d, const double *y0)
 
     memcpy(y, y0, n * sizeof *y);
     nde_solver_invalidate(s);
+    save_start(d, y0);
     if (na && (rc = start_aux(d, y, aux)) != NDE_OK)
         return rc;
-    save_start(d, y0);
     if (d->t1 == d->t0) {
         record_end(d, y, aux);
         return NDE_OK;
@@ -940,6 +965,8 @@ static int drive_run(drive *d, const double *y0)
          * Brownian Interval answers any interval of its path exactly. */
         if (dw && (rc = nde_solver_noise(s, o->brownian, t, t_new, dw)))
             return rc;
+        if (d->in)
+            nde_input_select(d->in, t, h);
         rc = ops->step(s, d->theta, t, h, dw, y, aux, yn, auxn, err, &d->norm,
                        err ? &eest : NULL);
         if (rc == NDE_ERETRY)
@@ -995,7 +1022,7 @@ static int drive_run(drive *d, const double *y0)
         {
             double next = d->adaptive ? fabs(cops->accept(ctl, mem, eest, h))
                                       : habs;
-            if (land && d->istop < o->ntstops) {
+            if (land && (d->istop < o->ntstops || d->iknot < d->nknots)) {
                 int trc = NDE_OK;
                 next = at_tstops(d, t, y, h, habs, next, &trc);
                 if (trc != NDE_OK)
@@ -1047,6 +1074,8 @@ static int solve_batch(nde_solver *s, const nde_solve_opts *opts,
     d.ysave = ysave;
     d.st = &st;
     d.event = opts->event;
+    if ((d.in = s->field->input) != NULL)
+        d.nknots = nde_input_knots(d.in, &d.knots);
     rc = drive_check(&d, y0);
     if (rc == NDE_OK && d.event && !(d.ev_y = malloc(d.n * sizeof *d.ev_y)))
         rc = nde_error(s->ctx, NDE_ENOMEM, "out of memory");
@@ -1113,6 +1142,8 @@ static int solve_rows(nde_solver *s, const nde_solve_opts *opts,
         for (r = 0; r < rows && rc == NDE_OK; r++) {
             row.record = opts->record_rows ? opts->record_rows[r] : NULL;
             row.event_t = opts->event_t ? opts->event_t + r : NULL;
+            if (s->field->input)
+                nde_input_set_row0(s->field->input, r);
             rc = solve_batch(s, &row, theta, t0, y0 + r * dim, t1, nsave,
                              tsave, yrow, &st);
             add_row_stats(&sum, &st);
@@ -1123,6 +1154,8 @@ static int solve_rows(nde_solver *s, const nde_solve_opts *opts,
                        dim * sizeof *yrow);
         }
         free(yrow);
+        if (s->field->input)
+            nde_input_set_row0(s->field->input, 0);
         nde_solver_set_batch(s, rows);
     }
     if (sum.steps_accepted == 0)

@@ -345,6 +345,14 @@ int nde_solver_noise(const nde_solver *s, nde_brownian *bm, double ta,
     return nde_brownian_area(bm, ta, tb, dw, dw + nde_brownian_channels(bm));
 }
 
+/* Every step wrapper selects the field input's segment for its step
+ * (nde/input.h), so a replayed step reads what the forward one read. */
+static void select_input(nde_solver *s, double t, double h)
+{
+    if (s->field->input)
+        nde_input_select(s->field->input, t, h);
+}
+
 int nde_solver_start(nde_solver *s, const double *theta, double t0,
                      const double *y0, double *aux0)
 {
@@ -355,6 +363,7 @@ int nde_solver_advance(nde_solver *s, const double *theta, double t, double h,
                        const double *dw, const double *y, const double *aux,
                        double *y_next, double *aux_next)
 {
+    select_input(s, t, h);
     return s->ops->step(s, theta, t, h, dw, y, aux, y_next, aux_next, NULL,
                         NULL, NULL);
 }
@@ -364,6 +373,7 @@ int nde_solver_advance_err(nde_solver *s, const double *theta, double t,
                            const double *aux, double *y_next,
                            double *aux_next, double *err)
 {
+    select_input(s, t, h);
     if (!(s->type->info.provides & NDE_CAP_ADAPTIVE))
         return missing(s, "error estimate (fixed-step)");
     return s->ops->step(s, theta, t, h, dw, y, aux, y_next, aux_next, err,
@@ -375,6 +385,7 @@ int nde_solver_step(nde_solver *s, const double *theta, double t, double h,
 {
     int rc = need_plain_ode(s, "");
 
+    select_input(s, t, h);
     if (!(s->type->info.provides & NDE_CAP_ADAPTIVE))
         err = NULL;
     return rc ? rc : s->ops->step(s, theta, t, h, NULL, y, NULL, y_next,
@@ -468,6 +479,7 @@ int nde_solver_step_vjp(nde_solver *s, const double *theta, double t, double h,
                                    dc, ndc};
     int rc = need_plain_ode(s, "_vjp");
 
+    select_input(s, t, h);
     if (rc)
         return rc;
     if (!s->ops->step_vjp)
@@ -497,6 +509,7 @@ int nde_solver_vjp(nde_solver *s, const double *theta, double t, double h,
                    const nde_step_cotangent *ct, double *ybar, double *auxbar,
                    double *thetabar)
 {
+    select_input(s, t, h);
     if (!s->ops->step_vjp)
         return missing(s, "step VJP");
     return s->ops->step_vjp(s, theta, t, h, dw, y, aux, ct, ybar, auxbar,
@@ -531,6 +544,7 @@ int nde_solver_reverse(nde_solver *s, const double *theta, double t, double h,
                        const double *dw, const double *y_next,
                        const double *aux_next, double *y, double *aux)
 {
+    select_input(s, t, h);
     if (!s->ops->reverse)
         return missing(s, "exact reverse step (not reversible)");
     return s->ops->reverse(s, theta, t, h, dw, y_next, aux_next, y, aux);

@@ -435,6 +435,7 @@ static int shards_read(nde_trainer *tr, nde_section *tsec)
     const char *why = tr->nregs ? "regularizers"
                       : tr->opts.per_row ? "[solver] per_row_steps"
                       : tr->sde ? "an SDE field"
+                      : tr->field->input ? "a field that reads an input"
                                 : NULL;
     int rc;
 
@@ -889,6 +890,29 @@ int nde_data_section_check(nde_section *dsec, const nde_task_type *type,
     return rc != NDE_OK ? rc : refuse_foreign_keys(dsec, type, ctx);
 }
 
+/* The task's time-dependent input (nde/task.h, version 5) to the field
+ * that reads it; each refused without the other. */
+static int bind_input(nde_trainer *tr)
+{
+    nde_input *in = tr->task->type->input ? tr->task->type->input(tr->task)
+                                          : NULL;
+
+    if (!in && tr->field->ninputs)
+        return nde_error(tr->ctx, NDE_ECONFIG, "[field] '%s' reads %zu "
+                         "input channel%s, but task '%s' gives no input",
+                         tr->field->type->info.name, tr->field->ninputs,
+                         tr->field->ninputs == 1 ? "" : "s",
+                         tr->task->type->info.name);
+    if (in && !tr->field->ninputs)
+        return nde_error(tr->ctx, NDE_ECONFIG, "task '%s' gives an input of "
+                         "%zu channel%s, but [field] '%s' reads none (e.g. "
+                         "expr's inputs, or a hybrid field)",
+                         tr->task->type->info.name, nde_input_channels(in),
+                         nde_input_channels(in) == 1 ? "" : "s",
+                         tr->field->type->info.name);
+    return in ? nde_field_set_input(tr->field, in) : NDE_OK;
+}
+
 /* The task of [data] source, its section checked against the task's keys
  * (whose defaults apply). */
 static int create_task(nde_trainer *tr, nde_section *dsec)
@@ -998,6 +1022,8 @@ int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
         if ((rc = compose(tr, tsec, ssec, bmax)) != NDE_OK)
             goto fail;
     }
+    if ((rc = bind_input(tr)) != NDE_OK)
+        goto fail;
     if (tr->sde &&
         (rc = nde_brownian_create(ctx, bmax * tr->dim, &tr->bm)) != NDE_OK)
         goto fail;
@@ -1270,6 +1296,8 @@ static int rows_after(nde_trainer *tr, nde_adjoint *a,
             continue;
         row_of(tr, tr->ybar, T, r, ybar);
         nct = data_cotangents(tr, tk, ybar, dim);
+        if (tr->field->input) /* the row's input, as its solve read it */
+            nde_input_set_row0(tr->field->input, r);
         if ((rc = adjoint_grad(tr, a, &row, tr->row_traj[r], theta, t0, t1s,
                                tr->ct, nct, tr->ybar0 + r * dim,
                                tr->row_grad, st)) != NDE_OK)
@@ -1279,6 +1307,8 @@ static int rows_after(nde_trainer *tr, nde_adjoint *a,
     }
     if (rc != NDE_OK)
         nde_error_prefix(tr->ctx, "row %zu", r);
+    if (tr->field->input)
+        nde_input_set_row0(tr->field->input, 0);
     nde_solver_set_batch(tr->solver, tr->B);
     return rc;
 }

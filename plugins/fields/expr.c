@@ -32,6 +32,17 @@
  *
  * Parameters theta: the `params` values in the order given; init_params
  * writes them (the seed is unused).
+ *
+ * Time-dependent inputs (nde/input.h): `inputs = dose` names the channels
+ * of the input u(t) the expressions may use (f->ninputs), e.g. a
+ * one-compartment model dosed by an infusion rate:
+ *
+ *     state  = c
+ *     params = k=0.3
+ *     inputs = dose
+ *     dc     = -k*c + dose
+ *
+ * The input is data: no derivative is taken with respect to it.
  */
 #include <matheval.h>
 #include <math.h>
@@ -52,8 +63,9 @@ typedef struct expr_system {
 } expr_system;
 
 typedef struct expr_state {
-    size_t nstate, nparam, nvars;
-    char **vars;          /* t, states, params: names as matheval wants  */
+    size_t nstate, nparam, ninput, nvars;
+    char **vars;          /* t, states, params, inputs: names as matheval
+                             wants                                       */
     double *values;       /* nvars values of the current evaluation      */
     double *init;         /* nparam initial values                       */
     expr_system drift;
@@ -66,7 +78,7 @@ static int is_constant_zero(void *ev)
     return strcmp(evaluator_get_string(ev), "0") == 0;
 }
 
-/* Load row i of y and t into the value vector; theta once per call. */
+/* Load t and theta into the value vector once per call. */
 static void load_values(expr_state *s, double t, const double *theta)
 {
     s->values[0] = t;
@@ -74,15 +86,36 @@ static void load_values(expr_state *s, double t, const double *theta)
         memcpy(s->values + 1 + s->nstate, theta, s->nparam * sizeof *theta);
 }
 
-static int system_eval(expr_state *s, const expr_system *sys, double t,
+/* Row i's state and input into the value vector. */
+static void load_row(const nde_field *f, expr_state *s, double t,
+                     const double *y, size_t i)
+{
+    const size_t d = s->nstate;
+
+    memcpy(s->values + 1, y + i * d, d * sizeof *y);
+    if (s->ninput)
+        nde_input_value(f->input, i, t, s->values + 1 + d + s->nparam);
+}
+
+static int no_input(const nde_field *f)
+{
+    return nde_error(f->ctx, NDE_EINVAL, "expr: the field reads %zu input "
+                     "channel%s (inputs) but has no input set",
+                     f->ninputs, f->ninputs == 1 ? "" : "s");
+}
+
+static int system_eval(const nde_field *f, const expr_system *sys, double t,
                        const double *y, const double *theta, double *out,
                        size_t batch)
 {
+    expr_state *s = f->state;
     const size_t d = s->nstate;
     int bad = 0;
+    if (s->ninput && !f->input)
+        return no_input(f);
     load_values(s, t, theta);
     for (size_t i = 0; i < batch; i++) {
-        memcpy(s->values + 1, y + i * d, d * sizeof *y);
+        load_row(f, s, t, y, i);
         for (size_t j = 0; j < d; j++) {
             double v = sys->eq[j] ? evaluator_evaluate(sys->eq[j],
                                                        (int)s->nvars, s->vars,
@@ -95,15 +128,18 @@ static int system_eval(expr_state *s, const expr_system *sys, double t,
     return bad ? NDE_ERETRY : NDE_OK;
 }
 
-static int system_vjp(expr_state *s, const expr_system *sys, double t,
+static int system_vjp(const nde_field *f, const expr_system *sys, double t,
                       const double *y, const double *theta, const double *v,
                       double *vy, double *vtheta, size_t batch)
 {
+    expr_state *s = f->state;
     const size_t d = s->nstate, np = s->nparam;
     const int n = (int)s->nvars;
+    if (s->ninput && !f->input)
+        return no_input(f);
     load_values(s, t, theta);
     for (size_t i = 0; i < batch; i++) {
-        memcpy(s->values + 1, y + i * d, d * sizeof *y);
+        load_row(f, s, t, y, i);
         for (size_t j = 0; j < d; j++) {
             double vij = v[i * d + j];
             if (vij == 0.0 || !sys->eq[j])
@@ -127,7 +163,7 @@ static int expr_eval(nde_field *f, double t, const double *y,
                      const double *theta, double *dy, size_t batch)
 {
     expr_state *s = f->state;
-    return system_eval(s, &s->drift, t, y, theta, dy, batch);
+    return system_eval(f, &s->drift, t, y, theta, dy, batch);
 }
 
 static int expr_vjp(nde_field *f, double t, const double *y,
@@ -135,14 +171,14 @@ static int expr_vjp(nde_field *f, double t, const double *y,
                     double *vtheta, size_t batch)
 {
     expr_state *s = f->state;
-    return system_vjp(s, &s->drift, t, y, theta, v, vy, vtheta, batch);
+    return system_vjp(f, &s->drift, t, y, theta, v, vy, vtheta, batch);
 }
 
 static int expr_diffusion(nde_field *f, double t, const double *y,
                           const double *theta, double *g, size_t batch)
 {
     expr_state *s = f->state;
-    return system_eval(s, &s->diffusion, t, y, theta, g, batch);
+    return system_eval(f, &s->diffusion, t, y, theta, g, batch);
 }
 
 static int expr_diffusion_vjp(nde_field *f, double t, const double *y,
@@ -150,7 +186,7 @@ static int expr_diffusion_vjp(nde_field *f, double t, const double *y,
                               double *vtheta, size_t batch)
 {
     expr_state *s = f->state;
-    return system_vjp(s, &s->diffusion, t, y, theta, v, vy, vtheta, batch);
+    return system_vjp(f, &s->diffusion, t, y, theta, v, vy, vtheta, batch);
 }
 
 static int expr_init_params(nde_field *f, double *theta, uint64_t seed)
@@ -258,9 +294,10 @@ static int add_var(expr_state *s, const nde_section *sec, const char *key,
 {
     if (strcmp(name, "t") == 0)
         return nde_section_error(sec, key, ctx,
-                                 "'t' is the time and cannot name a %s",
-                                 strcmp(key, "state") == 0 ? "state"
-                                                           : "parameter");
+                                 "'t' is the time and cannot name a%s",
+                                 strcmp(key, "state") == 0    ? " state"
+                                 : strcmp(key, "params") == 0 ? " parameter"
+                                                              : "n input");
     if (find_var(s, name) >= 0)
         return nde_section_error(sec, key, ctx, "'%s' is declared twice",
                                  name);
@@ -300,7 +337,8 @@ static int build_equation(expr_state *s, expr_system *sys, char prefix,
     }
     if ((status = nde_get_string(sec, key, &text, ctx)) ||
         (status = nde_expr_parse(sec, key, text, s->vars, s->nvars,
-                                 "t, the names in state and params",
+                                 "t, the names in state, params and "
+                                 "inputs",
                                  &sys->eq[j], ctx)))
         return status;
     for (size_t k = 0; k < s->nstate + s->nparam; k++) {
@@ -350,9 +388,9 @@ static int check_equation_keys(const expr_state *s, const nde_section *sec,
 static int expr_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
 {
     expr_state *s = calloc(1, sizeof *s);
-    char **states = NULL, **pnames = NULL;
+    char **states = NULL, **pnames = NULL, **inames = NULL;
     double *pvalues = NULL;
-    size_t nstates = 0, nparams = 0;
+    size_t nstates = 0, nparams = 0, ninputs = 0;
     int status;
     if (!sec) {
         free(s);
@@ -363,15 +401,17 @@ static int expr_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
     f->state = s;
     if ((status = nde_get_words(sec, "state", &states, &nstates, ctx)) ||
         (status = nde_get_assigns(sec, "params", &pnames, &pvalues, &nparams,
-                                  ctx)))
+                                  ctx)) ||
+        (nde_section_has(sec, "inputs") &&
+         (status = nde_get_words(sec, "inputs", &inames, &ninputs, ctx))))
         goto done;
     if (nstates == 0) {
         status = nde_section_error(sec, "state", ctx,
                                    "needs at least one state name");
         goto done;
     }
-    s->vars = calloc(1 + nstates + nparams, sizeof *s->vars);
-    s->values = calloc(1 + nstates + nparams, sizeof *s->values);
+    s->vars = calloc(1 + nstates + nparams + ninputs, sizeof *s->vars);
+    s->values = calloc(1 + nstates + nparams + ninputs, sizeof *s->values);
     s->init = malloc((nparams ? nparams : 1) * sizeof *s->init);
     s->state_names = calloc(nstates, sizeof *s->state_names);
     if (!s->vars || !s->values || !s->init || !s->state_names ||
@@ -393,6 +433,10 @@ static int expr_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
         if ((status = add_var(s, sec, "params", pnames[k], ctx)))
             goto done;
     s->nparam = nparams;
+    for (size_t k = 0; k < ninputs; k++)
+        if ((status = add_var(s, sec, "inputs", inames[k], ctx)))
+            goto done;
+    s->ninput = ninputs;
     if (nparams)
         memcpy(s->init, pvalues, nparams * sizeof *pvalues);
     int has_diffusion;
@@ -408,9 +452,11 @@ static int expr_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
     f->state_names = s->state_names;
     f->dim = nstates;
     f->nparams = nparams;
+    f->ninputs = ninputs;
 done:
     nde_strings_free(states);
     nde_strings_free(pnames);
+    nde_strings_free(inames);
     free(pvalues);
     return status;
 }
@@ -420,6 +466,10 @@ static const nde_key expr_keys[] = {
      "names of the state variables, e.g. x, y (also the CSV headers)"},
     {"params", NDE_KEY_ASSIGNS, "",
      "learnable parameters with initial values, e.g. a=1.5, b=1.0"},
+    {"inputs", NDE_KEY_WORDS, "",
+     "names of the channels of a time-dependent input u(t) (a dose, a "
+     "treatment) the expressions may use, e.g. dose; the input is data "
+     "(nde/input.h)"},
     {"d*", NDE_KEY_TEXT, "",
      "d<state> = expression: the equation of that state, in t, the states "
      "and the params (libmatheval syntax; ^ is left-associative)"},

@@ -63,6 +63,7 @@
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 
+#include "gru.h"
 #include "task_util.h"
 
 static const nde_key latent_keys[] = {
@@ -92,25 +93,16 @@ static const nde_key latent_keys[] = {
      "test MSE at each test series' observed points, or at all grid points"},
     {NULL, 0, NULL, NULL}};
 
-/* The parameter blocks, in theta's order: the GRU's reset (r), update (u)
- * and candidate (n) gates, each W (H x 2 input), U (H x H), b (H); the
- * heads to q(z0)'s mean (m) and log-variance (v); the decoder. */
-enum { WR, UR, BR, WU, UU, BU, WN, UN, BN, WM, BM, WV, BV, WD, BD, NBLOCK };
-
-static const char *const block_name[NBLOCK] = {
-    "enc.wr", "enc.ur", "enc.br", "enc.wu", "enc.uu", "enc.bu", "enc.wn",
-    "enc.un", "enc.bn", "enc.wm", "enc.bm", "enc.wv", "enc.bv", "dec.w",
-    "dec.b"};
-static const int block_bias[NBLOCK] = {0, 0, 1, 0, 0, 1, 0, 0, 1,
-                                       0, 1, 0, 1, 0, 1};
-
+/* The parameters, in theta's order: the encoder's (gru.h, named enc.*),
+ * then the decoder's w (D) and b (1). */
 #define IN 2        /* GRU input: the value and the time gap        */
 #define OBS_DIM 2   /* readout: the decoded value, the row's KL     */
 #define ID_LEN 24
 
 typedef struct latent {
     size_t H, D, np, nobs, ntrain;
-    size_t off[NBLOCK + 1], rows_of[NBLOCK], cols_of[NBLOCK];
+    gru enc;               /* its xin: (x_j, t_next - t_j) of a row        */
+    size_t wd, bd;         /* the decoder's offsets in theta               */
     double t1, obs_std, kl_rate, w_kl;
     long kl_wait;
     int test_all;
@@ -120,23 +112,11 @@ typedef struct latent {
     double *test_full;     /* ntest x np: every grid value                */
     size_t *choices, *pick;
     double *input, *eps;   /* the batch: rows x 2np, rows x D             */
-    /* one row's encoder pass, kept for its backward pass */
-    double *hs;            /* (np + 1) x H: the state before each step    */
-    double *gr, *gu, *gn;  /* np x H: the gates of each step              */
-    double *xin;           /* np x IN                                     */
-    size_t steps;
-    double *mu, *lv;       /* D: the row's q(z0)                          */
     double *zbar;          /* 2D: the cotangents of mu and lv             */
-    double *hbar, *hprev, *abar, *rhbar, *gbar; /* H each: encode_vjp  */
     double *y0, *ysave;    /* evaluation: rows x D, np x rows x D         */
     double *test_pred;     /* ntest x np x D: the last evaluation's       */
     char *ids;             /* ntest ids "0", "1", ... of ID_LEN each      */
 } latent;
-
-static double sigmoid(double x)
-{
-    return 1.0 / (1.0 + exp(-x));
-}
 
 /* The KL weight of the 0-based iteration (LocalRegNeuralDE.jl,
  * experiments/src/construct.jl: w_kl(t) = max(0, 1 - 0.99^(t - 100)) at
@@ -243,22 +223,6 @@ static int read_keys(latent *s, nde_task *t, nde_section *d, gen_params *g,
     return NDE_OK;
 }
 
-static void layout(latent *s)
-{
-    const size_t H = s->H, D = s->D;
-    const size_t shape[NBLOCK][2] = {
-        {H, IN}, {H, H}, {H, 1}, {H, IN}, {H, H}, {H, 1}, {H, IN}, {H, H},
-        {H, 1},  {D, H}, {D, 1}, {D, H},  {D, 1}, {1, D}, {1, 1}};
-    size_t k;
-
-    s->off[0] = 0;
-    for (k = 0; k < NBLOCK; k++) {
-        s->rows_of[k] = shape[k][0];
-        s->cols_of[k] = shape[k][1];
-        s->off[k + 1] = s->off[k] + shape[k][0] * shape[k][1];
-    }
-}
-
 static int latent_create(nde_task *t, nde_section *dsec,
                          const nde_task_env *env, nde_ctx *ctx)
 {
@@ -277,8 +241,11 @@ static int latent_create(nde_task *t, nde_section *dsec,
     s->D = t->dim;
     np = s->np;
     H = s->H;
-    layout(s);
-    t->nparams = s->off[NBLOCK];
+    if (gru_alloc(&s->enc, IN, H, s->D, np))
+        return nde_error(ctx, NDE_ENOMEM, "out of memory");
+    s->wd = gru_nparams(&s->enc);
+    s->bd = s->wd + s->D;
+    t->nparams = s->bd + 1;
     t->input_dim = 2 * np;
     t->obs_dim = OBS_DIM;
     t->max_saves = np;
@@ -291,19 +258,7 @@ static int latent_create(nde_task *t, nde_section *dsec,
         !(s->pick = malloc(B * sizeof *s->pick)) ||
         !(s->input = malloc(B * 2 * np * sizeof *s->input)) ||
         !(s->eps = malloc(B * s->D * sizeof *s->eps)) ||
-        !(s->hs = malloc((np + 1) * H * sizeof *s->hs)) ||
-        !(s->gr = malloc(np * H * sizeof *s->gr)) ||
-        !(s->gu = malloc(np * H * sizeof *s->gu)) ||
-        !(s->gn = malloc(np * H * sizeof *s->gn)) ||
-        !(s->xin = malloc(np * IN * sizeof *s->xin)) ||
-        !(s->mu = malloc(s->D * sizeof *s->mu)) ||
-        !(s->lv = malloc(s->D * sizeof *s->lv)) ||
         !(s->zbar = malloc(2 * s->D * sizeof *s->zbar)) ||
-        !(s->hbar = malloc(H * sizeof *s->hbar)) ||
-        !(s->hprev = malloc(H * sizeof *s->hprev)) ||
-        !(s->rhbar = malloc(H * sizeof *s->rhbar)) ||
-        !(s->gbar = malloc(H * sizeof *s->gbar)) ||
-        !(s->abar = malloc(H * sizeof *s->abar)) ||
         !(s->y0 = malloc(B * s->D * sizeof *s->y0)) ||
         !(s->ysave = malloc(np * B * s->D * sizeof *s->ysave)) ||
         !(s->test_pred = calloc(t->ntest * np * s->D, sizeof *s->test_pred)) ||
@@ -342,19 +297,8 @@ static void latent_destroy(nde_task *t)
     free(s->pick);
     free(s->input);
     free(s->eps);
-    free(s->hs);
-    free(s->gr);
-    free(s->gu);
-    free(s->gn);
-    free(s->xin);
-    free(s->mu);
-    free(s->lv);
+    gru_free(&s->enc);
     free(s->zbar);
-    free(s->hbar);
-    free(s->hprev);
-    free(s->rhbar);
-    free(s->gbar);
-    free(s->abar);
     free(s->y0);
     free(s->ysave);
     free(s->test_pred);
@@ -374,9 +318,8 @@ static int latent_init_params(nde_task *t, double *theta, uint64_t seed)
         return nde_error(t->ctx, NDE_ENOMEM, "out of memory");
     gsl_rng_set(r, seed);
     memset(theta, 0, t->nparams * sizeof *theta);
-    for (size_t k = 0; k < NBLOCK; k++)
-        if (!block_bias[k])
-            task_glorot(r, theta + s->off[k], s->rows_of[k], s->cols_of[k]);
+    gru_init(&s->enc, r, theta);
+    task_glorot(r, theta + s->wd, 1, s->D);
     gsl_rng_free(r);
     return NDE_OK;
 }
@@ -385,157 +328,44 @@ static void latent_param_name(const nde_task *t, size_t i, char *buf,
                               size_t size)
 {
     const latent *s = t->state;
-    size_t k = 0;
+    int k;
 
-    while (i >= s->off[k + 1])
-        k++;
-    i -= s->off[k];
-    if (block_bias[k])
-        snprintf(buf, size, "%s[%zu]", block_name[k], i);
+    if (i >= s->wd) {
+        i -= s->wd;
+        if (i < s->D)
+            snprintf(buf, size, "dec.w[0,%zu]", i);
+        else
+            snprintf(buf, size, "dec.b[0]");
+        return;
+    }
+    k = gru_block_of(&s->enc, &i);
+    if (gru_block_bias(k))
+        snprintf(buf, size, "enc.%s[%zu]", gru_block_name(k), i);
     else
-        snprintf(buf, size, "%s[%zu,%zu]", block_name[k], i / s->cols_of[k],
-                 i % s->cols_of[k]);
+        snprintf(buf, size, "enc.%s[%zu,%zu]", gru_block_name(k),
+                 i / s->enc.cols_of[k], i % s->enc.cols_of[k]);
 }
 
 /* ---- the encoder --------------------------------------------------------- */
 
-/* out (m) += W (m x n) x */
-static void gemv_add(const double *W, const double *x, size_t m, size_t n,
-                     double *out)
-{
-    for (size_t i = 0; i < m; i++) {
-        double acc = 0.0;
-        for (size_t j = 0; j < n; j++)
-            acc += W[i * n + j] * x[j];
-        out[i] += acc;
-    }
-}
-
-/* xbar (n) += W^T (m x n) g */
-static void gemv_t_add(const double *W, const double *g, size_t m, size_t n,
-                       double *xbar)
-{
-    for (size_t i = 0; i < m; i++)
-        for (size_t j = 0; j < n; j++)
-            xbar[j] += W[i * n + j] * g[i];
-}
-
-/* Wbar (m x n) += g x^T */
-static void outer_add(const double *g, const double *x, size_t m, size_t n,
-                      double *Wbar)
-{
-    for (size_t i = 0; i < m; i++)
-        for (size_t j = 0; j < n; j++)
-            Wbar[i * n + j] += g[i] * x[j];
-}
-
-#define BLK(th, k) ((th) + s->off[k])
-
 /* The GRU backwards in time over the observed points of one input row
- * (values | mask), then s->mu and s->lv; every step is kept for
- * encode_vjp. Cho et al. 2014: r, u = sigmoid(W x + U h + b), n = tanh(Wn x
- * + Un (r . h) + bn), h' = (1 - u) n + u h. */
+ * (values | mask), input (x_j, t_next - t_j), then q(z0) in s->enc. */
 static void encode(latent *s, const double *theta, const double *row)
 {
-    const size_t H = s->H, D = s->D, np = s->np;
-    const double *mask = row + np;
-    double next = s->t1, *hn;
-    size_t j, i, st = 0;
+    const double *mask = row + s->np;
+    double next = s->t1;
+    size_t j, st = 0;
 
-    memset(s->hs, 0, H * sizeof *s->hs);
-    for (j = np; j-- > 0;) {
-        const double *h = s->hs + st * H;
-        double *x = s->xin + st * IN, *r = s->gr + st * H;
-        double *u = s->gu + st * H, *n = s->gn + st * H;
+    for (j = s->np; j-- > 0;) {
+        double *x = s->enc.xin + st * IN;
         if (mask[j] == 0.0)
             continue;
-        hn = s->hs + (st + 1) * H;
         x[0] = row[j];
         x[1] = next - s->grid[j];
         next = s->grid[j];
-        memcpy(r, BLK(theta, BR), H * sizeof *r);
-        memcpy(u, BLK(theta, BU), H * sizeof *u);
-        memcpy(n, BLK(theta, BN), H * sizeof *n);
-        gemv_add(BLK(theta, WR), x, H, IN, r);
-        gemv_add(BLK(theta, UR), h, H, H, r);
-        gemv_add(BLK(theta, WU), x, H, IN, u);
-        gemv_add(BLK(theta, UU), h, H, H, u);
-        for (i = 0; i < H; i++) {
-            r[i] = sigmoid(r[i]);
-            u[i] = sigmoid(u[i]);
-            hn[i] = r[i] * h[i]; /* r . h until h' is known */
-        }
-        gemv_add(BLK(theta, WN), x, H, IN, n);
-        gemv_add(BLK(theta, UN), hn, H, H, n);
-        for (i = 0; i < H; i++) {
-            n[i] = tanh(n[i]);
-            hn[i] = (1.0 - u[i]) * n[i] + u[i] * h[i];
-        }
         st++;
     }
-    s->steps = st;
-    hn = s->hs + st * H;
-    memcpy(s->mu, BLK(theta, BM), D * sizeof *s->mu);
-    memcpy(s->lv, BLK(theta, BV), D * sizeof *s->lv);
-    gemv_add(BLK(theta, WM), hn, D, H, s->mu);
-    gemv_add(BLK(theta, WV), hn, D, H, s->lv);
-}
-
-/* thetabar += the encoder's VJP of (mubar, lvbar) at the row encode ran
- * last (backpropagation through time). */
-static void encode_vjp(latent *s, const double *theta, const double *mubar,
-                       const double *lvbar, double *thetabar)
-{
-    const size_t H = s->H, D = s->D;
-    double *hb = s->hbar, *hp = s->hprev, *a = s->abar, *rhb = s->rhbar;
-    double *g = s->gbar;
-    size_t st, i, j;
-
-    outer_add(mubar, s->hs + s->steps * H, D, H, BLK(thetabar, WM));
-    outer_add(lvbar, s->hs + s->steps * H, D, H, BLK(thetabar, WV));
-    for (i = 0; i < D; i++) {
-        BLK(thetabar, BM)[i] += mubar[i];
-        BLK(thetabar, BV)[i] += lvbar[i];
-    }
-    memset(hb, 0, H * sizeof *hb);
-    gemv_t_add(BLK(theta, WM), mubar, D, H, hb);
-    gemv_t_add(BLK(theta, WV), lvbar, D, H, hb);
-    for (st = s->steps; st-- > 0;) {
-        const double *h = s->hs + st * H, *x = s->xin + st * IN;
-        const double *r = s->gr + st * H, *u = s->gu + st * H;
-        const double *n = s->gn + st * H;
-        memset(rhb, 0, H * sizeof *rhb);
-        for (i = 0; i < H; i++) {
-            hp[i] = hb[i] * u[i];
-            a[i] = hb[i] * (1.0 - u[i]) * (1.0 - n[i] * n[i]);
-            g[i] = hb[i] * (h[i] - n[i]) * u[i] * (1.0 - u[i]);
-        }
-        /* the candidate n */
-        outer_add(a, x, H, IN, BLK(thetabar, WN));
-        for (i = 0; i < H; i++) {
-            BLK(thetabar, BN)[i] += a[i];
-            for (j = 0; j < H; j++)
-                BLK(thetabar, UN)[i * H + j] += a[i] * r[j] * h[j];
-        }
-        gemv_t_add(BLK(theta, UN), a, H, H, rhb);
-        /* the update gate u */
-        outer_add(g, x, H, IN, BLK(thetabar, WU));
-        outer_add(g, h, H, H, BLK(thetabar, UU));
-        for (i = 0; i < H; i++)
-            BLK(thetabar, BU)[i] += g[i];
-        gemv_t_add(BLK(theta, UU), g, H, H, hp);
-        /* the reset gate r, through r . h */
-        for (i = 0; i < H; i++) {
-            hp[i] += rhb[i] * r[i];
-            g[i] = rhb[i] * h[i] * r[i] * (1.0 - r[i]);
-        }
-        outer_add(g, x, H, IN, BLK(thetabar, WR));
-        outer_add(g, h, H, H, BLK(thetabar, UR));
-        for (i = 0; i < H; i++)
-            BLK(thetabar, BR)[i] += g[i];
-        gemv_t_add(BLK(theta, UR), g, H, H, hp);
-        memcpy(hb, hp, H * sizeof *hb);
-    }
+    gru_encode(&s->enc, theta, st);
 }
 
 /* KL(N(mu, exp(lv)) || N(0, I)) averaged over the D dims, as
@@ -545,7 +375,7 @@ static double kl_row(const latent *s)
     double kl = 0.0;
 
     for (size_t d = 0; d < s->D; d++)
-        kl += exp(s->lv[d]) + s->mu[d] * s->mu[d] - 1.0 - s->lv[d];
+        kl += exp(s->enc.lv[d]) + s->enc.mu[d] * s->enc.mu[d] - 1.0 - s->enc.lv[d];
     return 0.5 * kl / (double)s->D;
 }
 
@@ -586,8 +416,8 @@ static int latent_lift(nde_task *t, const double *theta,
     for (size_t r = 0; r < t->rows; r++) {
         encode(s, theta, b->input + r * t->input_dim);
         for (size_t d = 0; d < D; d++)
-            y0[r * D + d] = s->mu[d] +
-                            exp(0.5 * s->lv[d]) * s->eps[r * D + d];
+            y0[r * D + d] = s->enc.mu[d] +
+                            exp(0.5 * s->enc.lv[d]) * s->eps[r * D + d];
     }
     return NDE_OK;
 }
@@ -604,8 +434,8 @@ static int latent_lift_vjp(nde_task *t, const double *theta,
         const double *zb = ybar0 + r * D;
         encode(s, theta, b->input + r * t->input_dim);
         for (size_t d = 0; d < D; d++)
-            lvbar[d] = zb[d] * 0.5 * exp(0.5 * s->lv[d]) * s->eps[r * D + d];
-        encode_vjp(s, theta, zb, lvbar, thetabar);
+            lvbar[d] = zb[d] * 0.5 * exp(0.5 * s->enc.lv[d]) * s->eps[r * D + d];
+        gru_encode_vjp(&s->enc, theta, zb, lvbar, thetabar);
     }
     return NDE_OK;
 }
@@ -615,7 +445,7 @@ static int latent_lift_vjp(nde_task *t, const double *theta,
 static void decode(const latent *s, const double *theta, const double *y,
                    size_t n, double *obs)
 {
-    const double *w = BLK(theta, WD), bias = BLK(theta, BD)[0];
+    const double *w = (theta + s->wd), bias = (theta + s->bd)[0];
 
     for (size_t i = 0; i < n; i++) {
         double x = bias;
@@ -649,13 +479,13 @@ static int latent_readout_vjp(nde_task *t, const double *theta,
 {
     latent *s = t->state;
     const size_t B = t->rows, D = s->D, n = b->nsave * B;
-    const double *w = BLK(theta, WD);
-    double *wbar = BLK(thetabar, WD), *mubar = s->zbar, *lvbar = s->zbar + D;
+    const double *w = (theta + s->wd);
+    double *wbar = (thetabar + s->wd), *mubar = s->zbar, *lvbar = s->zbar + D;
     size_t i, d;
 
     for (i = 0; i < n; i++) {
         const double g = obsbar[i * OBS_DIM];
-        BLK(thetabar, BD)[0] += g;
+        (thetabar + s->bd)[0] += g;
         for (d = 0; d < D; d++) {
             wbar[d] += g * y[i * D + d];
             ybar[i * D + d] += g * w[d];
@@ -665,10 +495,10 @@ static int latent_readout_vjp(nde_task *t, const double *theta,
         const double g = obsbar[r * OBS_DIM + 1] / (double)D;
         encode(s, theta, b->input + r * t->input_dim);
         for (d = 0; d < D; d++) {
-            mubar[d] = g * s->mu[d];
-            lvbar[d] = g * 0.5 * (exp(s->lv[d]) - 1.0);
+            mubar[d] = g * s->enc.mu[d];
+            lvbar[d] = g * 0.5 * (exp(s->enc.lv[d]) - 1.0);
         }
-        encode_vjp(s, theta, mubar, lvbar, thetabar);
+        gru_encode_vjp(&s->enc, theta, mubar, lvbar, thetabar);
     }
     return NDE_OK;
 }
@@ -723,7 +553,7 @@ static int latent_evaluate(nde_task *t, const double *theta,
         n = N - i < t->rows ? N - i : t->rows;
         for (r = 0; r < n; r++) {
             encode(s, theta, s->test_in + (i + r) * 2 * np);
-            memcpy(s->y0 + r * D, s->mu, D * sizeof *s->y0);
+            memcpy(s->y0 + r * D, s->enc.mu, D * sizeof *s->y0);
         }
         if ((rc = m->predict(m, 0.0, s->y0, n, s->grid[np - 1], np, s->grid,
                              s->ysave)) != NDE_OK)
@@ -733,13 +563,13 @@ static int latent_evaluate(nde_task *t, const double *theta,
             const double *full = s->test_full + (i + r) * np;
             for (k = 0; k < np; k++) {
                 const double *z = s->ysave + (k * n + r) * D;
-                double x = BLK(theta, BD)[0], e;
+                double x = (theta + s->bd)[0], e;
                 memcpy(s->test_pred + ((i + r) * np + k) * D, z,
                        D * sizeof *z);
                 if (!s->test_all && in[np + k] == 0.0)
                     continue;
                 for (d = 0; d < D; d++)
-                    x += BLK(theta, WD)[d] * z[d];
+                    x += (theta + s->wd)[d] * z[d];
                 e = x - full[k];
                 sum += e * e;
                 count += 1.0;

@@ -40,6 +40,13 @@ static const char moments_ini[] =
     "dx = -th*x\ngx = s\n"
     "[data]\nsource = field\nsystem = field.truth\ny0 = 2\nnpoints = 11\n"
     "t1 = 1\npaths = 50\neval_paths = 10\n";
+/* A hybrid field: a dosed expert (it reads an input) beside an mlp. */
+static const char hybrid_ini[] =
+    "[field]\nplugin = hybrid\nexpert = pk\nneural = net\n"
+    "neural_states = 2\n"
+    "[field.pk]\nplugin = expr\nstate = c\nparams = k=0.5\n"
+    "inputs = dose\ndc = -k*c + dose\n"
+    "[field.net]\nplugin = mlp\nlayers = 4, 6, 4\n";
 #define FASHION_MNIST "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 
 /* Plugins that need keys, or have variants worth a run: one entry per run
@@ -77,6 +84,11 @@ static const keyed keyed_runs[] = {
     {"field", "cnf", {"-s", "field.inner=a", "-s", "field.trace=hutchinson",
                       "-s", "field.a.plugin=mlp", "-s",
                       "field.a.layers=2,6,2"}},
+    {"field", "hybrid", {"-c", "hybrid.ini"}},
+    {"field", "hybrid", {"-s", "field.expert=a", "-s", "field.neural=a", "-s",
+                         "field.neural_states=1", "-s",
+                         "field.expert_reads=all", "-s", "field.a.plugin=mlp",
+                         "-s", "field.a.layers=2,4,2"}},
     {"regularizer", "steer", {"-s", "regularizer.steer.b=0.25"}},
     {"regularizer", "local", {NULL}},
     {"regularizer", "local", {"-s", "regularizer.local.through_state=true"}},
@@ -381,7 +393,8 @@ int main(void)
 
     if (!mkdtemp(workdir) || write_file("series.csv", series_csv) ||
         write_file("positive.csv", positive_csv) ||
-        write_file("moments.ini", moments_ini)) {
+        write_file("moments.ini", moments_ini) ||
+        write_file("hybrid.ini", hybrid_ini)) {
         perror(workdir);
         return EXIT_FAILURE;
     }

@@ -214,11 +214,37 @@ static void check_ops(const char *label, nde_field *f, eval_op eval,
 }
 
 /* The field of ini created for batch_max rows, checked at batch B. */
+/* An input for a field that reads one (nde/input.h): the same linear
+ * series in every row (so a row alone reads what it reads in the batch),
+ * each channel its own. */
+static nde_input *test_input(nde_field *f)
+{
+    static const double t[3] = {0.0, 0.5, 1.0};
+    double u[3 * 8];
+    nde_input *in;
+
+    ck_assert_uint_le(f->ninputs, 8);
+    for (size_t k = 0; k < 3; k++)
+        for (size_t c = 0; c < f->ninputs; c++)
+            u[k * f->ninputs + c] = 0.3 + 0.7 * (double)k - 0.4 * (double)c;
+    ck_assert_int_eq(nde_input_create(f->ctx, f->batch_max, f->ninputs, 3,
+                                      NDE_INPUT_LINEAR, &in), NDE_OK);
+    for (size_t r = 0; r < f->batch_max; r++)
+        ck_assert_int_eq(nde_input_set_row(in, r, 3, t, u), NDE_OK);
+    ck_assert_int_eq(nde_input_use_rows(in, f->batch_max), NDE_OK);
+    nde_input_select(in, 0.5, 0.0);
+    ck_assert_int_eq(nde_field_set_input(f, in), NDE_OK);
+    return in;
+}
+
 static void check_field(const char *label, const char *ini, size_t B,
                         size_t batch_max)
 {
     loaded L;
+    nde_input *in = NULL;
     load_ok(&L, ini, batch_max);
+    if (L.f->ninputs)
+        in = test_input(L.f);
     check_ops(label, L.f, L.f->type->eval, L.f->type->vjp, B);
     if (L.f->noise != NDE_NOISE_NONE) {
         char dlabel[160];
@@ -227,6 +253,7 @@ static void check_field(const char *label, const char *ini, size_t B,
                   B);
     }
     unload(&L);
+    nde_input_destroy(in);
 }
 
 static const char *const conformance_configs[][2] = {
@@ -304,6 +331,21 @@ static const char *const conformance_configs[][2] = {
      "[field.known]\nplugin = expr\nstate = x, y\nparams = a=1.5, b=1.0\n"
      "dx = a*x - b*x*y\ndy = -y + x*y\n"
      "[field.net]\nplugin = mlp\nlayers = 2, 8, 2\n"},
+    {"expr with inputs",
+     "[field]\nplugin = expr\nstate = x, y\nparams = k=0.6, b=1.3\n"
+     "inputs = dose, food\ndx = -k*x + b*dose*y\ndy = x - y*food\n"},
+    {"hybrid: dosed expert + mlp on [z_e; z_m; u]",
+     "[field]\nplugin = hybrid\nexpert = pk\nneural = net\n"
+     "neural_states = 2\n"
+     "[field.pk]\nplugin = expr\nstate = c, ef\nparams = k=0.5, ke=0.3\n"
+     "inputs = dose\ndc = -k*c + dose\ndef = ke*(c - ef)\n"
+     "[field.net]\nplugin = mlp\nlayers = 5, 9, 5\ntime = true\n"},
+    {"hybrid: expert reads all, no input",
+     "[field]\nplugin = hybrid\nexpert = lv\nneural = net\n"
+     "neural_states = 1\nexpert_reads = all\n"
+     "[field.lv]\nplugin = expr\nstate = x, y, m\nparams = a=1.5, b=0.7\n"
+     "dx = a*x - b*x*y + m\ndy = -y + x*y\ndm = 0\n"
+     "[field.net]\nplugin = mlp\nlayers = 3, 6, 3\n"},
 };
 
 START_TEST(conformance)
@@ -1066,6 +1108,82 @@ START_TEST(sum_values_and_names)
 }
 END_TEST
 
+/* hybrid: z_e' is the expert's alone (the neural states do not reach
+ * it), z_m' the neural part's outputs at z_m's places on [z_e; z_m; u],
+ * row by row with each row's input; parameters expert first. */
+START_TEST(hybrid_values)
+{
+    static const char ini[] =
+        "[field]\nplugin = hybrid\nexpert = pk\nneural = net\n"
+        "neural_states = 2\n"
+        "[field.pk]\nplugin = expr\nstate = c\nparams = k=0.5\n"
+        "inputs = dose\ndc = -k*c + dose\n"
+        "[field.net]\nplugin = mlp\nlayers = 4, 7, 4\n";
+    static const double kt[2] = {0.0, 1.0}, ku[2][2] = {{2.0, 0.0},
+                                                      {5.0, 1.0}};
+    const double y[6] = {1.0, 0.2, -0.3, 0.4, -0.6, 0.8};
+    double theta[128], dy[6], dy2[6], ye[2], dye[2], xn[4], dyn[4];
+    char name[32];
+    nde_field *pk, *net;
+    nde_input *in;
+    loaded L;
+
+    load_ok(&L, ini, 2);
+    ck_assert_uint_eq(L.f->dim, 3);
+    ck_assert_uint_eq(L.f->ninputs, 1);
+    ck_assert_int_eq(nde_field_create(L.ctx, L.cfg, "field.pk", 2, &pk),
+                     NDE_OK);
+    ck_assert_int_eq(nde_field_create(L.ctx, L.cfg, "field.net", 1, &net),
+                     NDE_OK);
+    ck_assert_uint_eq(L.f->nparams, 1 + net->nparams);
+    ck_assert_uint_le(L.f->nparams, 128);
+    ck_assert_int_eq(nde_field_init_params(L.f, theta, 3), NDE_OK);
+    ck_assert_double_eq(theta[0], 0.5);
+    nde_field_param_name(L.f, 0, name, sizeof name);
+    ck_assert_str_eq(name, "k");
+    nde_field_param_name(L.f, 1, name, sizeof name);
+    ck_assert_ptr_nonnull(strstr(name, "neural."));
+    ck_assert_int_eq(nde_input_create(L.ctx, 2, 1, 2, NDE_INPUT_CONSTANT,
+                                      &in), NDE_OK);
+    ck_assert_int_eq(nde_input_set_row(in, 0, 2, kt, ku[0]), NDE_OK);
+    ck_assert_int_eq(nde_input_set_row(in, 1, 2, kt, ku[1]), NDE_OK);
+    ck_assert_int_eq(nde_input_use_rows(in, 2), NDE_OK);
+    nde_input_select(in, 0.25, 0.5);
+    ck_assert_int_eq(nde_field_eval(L.f, 0.5, y, theta, dy, 2), NDE_EINVAL);
+    ck_assert_int_eq(nde_field_set_input(L.f, in), NDE_OK);
+    ck_assert_int_eq(nde_field_set_input(pk, in), NDE_OK);
+    ck_assert_int_eq(nde_field_eval(L.f, 0.5, y, theta, dy, 2), NDE_OK);
+    ye[0] = y[0];
+    ye[1] = y[3];
+    ck_assert_int_eq(nde_field_eval(pk, 0.5, ye, theta, dye, 2), NDE_OK);
+    for (size_t r = 0; r < 2; r++) {
+        ck_assert_double_eq(dy[3 * r], dye[r]);
+        ck_assert_double_eq(dye[r], -0.5 * y[3 * r] + ku[r][0]);
+        memcpy(xn, y + 3 * r, 3 * sizeof *xn);
+        xn[3] = ku[r][0];
+        ck_assert_int_eq(nde_field_eval(net, 0.5, xn, theta + 1, dyn, 1),
+                         NDE_OK);
+        ck_assert_double_eq(dy[3 * r + 1], dyn[1]);
+        ck_assert_double_eq(dy[3 * r + 2], dyn[2]);
+    }
+    /* the neural states do not reach z_e' */
+    {
+        double y2[6];
+        memcpy(y2, y, sizeof y2);
+        y2[1] += 1.0;
+        y2[5] -= 1.0;
+        ck_assert_int_eq(nde_field_eval(L.f, 0.5, y2, theta, dy2, 2), NDE_OK);
+        ck_assert_double_eq(dy2[0], dy[0]);
+        ck_assert_double_eq(dy2[3], dy[3]);
+        ck_assert(dy2[1] != dy[1]);
+    }
+    nde_field_destroy(pk);
+    nde_field_destroy(net);
+    unload(&L);
+    nde_input_destroy(in);
+}
+END_TEST
+
 START_TEST(sum_seeds_parts_apart)
 {
     loaded L, M;
@@ -1168,6 +1286,23 @@ static const char *const bad_configs[][3] = {
     {"[field]\nplugin = controlled\ninner = a\ncontrols = 1\n[field.a]\n"
      "plugin = expr\nstate = x, y\ndx = -x\ndy = -y\ngx = 1\n", "inner",
      "'a' has a diffusion; a data-controlled field is an ODE"},
+    {"[field]\nplugin = hybrid\nexpert = a\nneural = b\nneural_states = 1\n"
+     "[field.a]\nplugin = linear\nA = 1\n[field.b]\nplugin = linear\n"
+     "A = 1, 0, 0\n  0, 1, 0\n  0, 0, 1\n", "neural",
+     "the neural part has 3 states; it reads [z_e; z_m; u]: 1 expert + 1 "
+     "neural states + 0 input channels = 2"},
+    {"[field]\nplugin = hybrid\nexpert = a\nneural = b\nneural_states = 1\n"
+     "expert_reads = all\n[field.a]\nplugin = linear\nA = 1\n[field.b]\n"
+     "plugin = linear\nA = 1\n", "expert", "needs more than the 1 neural "
+     "states; it has 1"},
+    {"[field]\nplugin = hybrid\nexpert = a\nneural = b\nneural_states = 1\n"
+     "expert_reads = some\n", "expert_reads", "'some': expected expert or "
+     "all"},
+    {"[field]\nplugin = hybrid\nexpert = a\nneural = b\nneural_states = 1\n"
+     "[field.a]\nplugin = linear\nA = 1\n", "neural",
+     "'b' has no section [field.b]"},
+    {"[field]\nplugin = expr\nstate = x\ninputs = t\ndx = -x\n", "inputs",
+     "'t' is the time and cannot name an input"},
     /* SDEs: the core's calculus key and expr's diffusion keys */
     {"[field]\nplugin = expr\nstate = x\ndx = -x\ncalculus = ito\n",
      "calculus", "'ito' is set but this 'expr' field has no diffusion"},
@@ -1401,6 +1536,7 @@ static Suite *fields_suite(void)
     tcase_add_test(tc, expr_gbm_diffusion);
     tcase_add_test(tc, sum_values_and_names);
     tcase_add_test(tc, sum_seeds_parts_apart);
+    tcase_add_test(tc, hybrid_values);
     tcase_add_loop_test(tc, bad_input, 0,
                         sizeof bad_configs / sizeof bad_configs[0]);
     tcase_add_test(tc, matheval_quirks);

@@ -29,6 +29,7 @@
 #include <stdint.h>
 #include "api.h"
 #include "config.h"
+#include "input.h"
 #include "plugin.h"
 #include "status.h"
 
@@ -129,6 +130,22 @@ struct nde_field {
     int noise;                /* enum nde_noise, set by create          */
     int calculus;             /* enum nde_calculus, set by core         */
     void *state;              /* the plugin's own                      */
+
+    /* Inputs (nde/input.h, NDE_INPUT_VERSION 1): appended members, so a
+     * plugin built before them still loads (core allocates the struct).
+     * A field that reads a time-dependent input u(t) sets ninputs (its
+     * channels) in create and reads u through nde_input_value(f->input,
+     * row, t, u) in eval and vjp, on the segment the driver selected for
+     * the step (the contract is in nde/input.h). input is borrowed, set
+     * by nde_field_set_input before a solve; a field with ninputs > 0
+     * and no input fails with NDE_EINVAL. A field made of other fields
+     * hands its input to the parts that read one (part->input =
+     * f->input) before it calls them; a field that integrates another
+     * one's system (an adjoint's augmented field, a clamped field)
+     * carries the other's input, so its solve stops on the knots and
+     * selects segments as the other's did. */
+    size_t ninputs;           /* set by create; 0 = reads no input      */
+    nde_input *input;         /* borrowed; NULL = none                   */
 };
 
 /* Create the field described by config section `section` (whose `plugin`
@@ -204,6 +221,11 @@ static inline int nde_field_diffusion_vjp(nde_field *f, double t,
 {
     return f->type->diffusion_vjp(f, t, y, theta, v, vy, vtheta, batch);
 }
+
+/* Give f the input it reads (in may be NULL to take it away):
+ * NDE_EINVAL, naming the field, when f reads no input or in has another
+ * number of channels than f->ninputs. */
+NDE_API int nde_field_set_input(nde_field *f, nde_input *in);
 
 /* "ito", "stratonovich" or "solver". */
 NDE_API const char *nde_calculus_name(int calculus);

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "registry.h"
 #include "field.h"
+#include "input.h"
 #include "solver.h"
 #include "brownian.h"
 #include "trajectory.h"

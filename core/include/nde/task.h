@@ -114,8 +114,9 @@ typedef struct nde_task_model {
  *      test_classes
  *   2: state_names, test_observed
  *   3: units
- *   4: test_held_from, param_state, units_log */
-#define NDE_TASK_VERSION 4
+ *   4: test_held_from, param_state, units_log
+ *   5: input */
+#define NDE_TASK_VERSION 5
 
 /* The descriptor's info: NDE_TASK_INFO(.name = ..., .description = ...,
  * .keys, .version). */
@@ -210,6 +211,15 @@ typedef struct nde_task_type {
      * scale[j] instead (positive data; predictions stay positive), else
      * 0. NULL: 0. */
     int (*units_log)(const nde_task *t);
+
+    /* Version 5. The time-dependent input (nde/input.h) the model's field
+     * reads, owned by the task, or NULL. The trainer gives it to the field
+     * (nde_field_set_input) once the field exists; the task fills its rows
+     * for the rows being solved: in batch (row r is the batch's row r)
+     * and in evaluate before each predict (row r is the r-th row of y0).
+     * A field that reads an input with a task that gives none, or the
+     * reverse, is refused when the run is composed. NULL: no input. */
+    nde_input *(*input)(nde_task *t);
 } nde_task_type;
 
 struct nde_task {
