@@ -124,7 +124,9 @@ typedef struct nde_solver_ops {
                                dense (0 with no dense)                     */
     /* Optional: workspace for batch_max x dim values in s->work, and the
      * plugin's keys from s->section; destroy (required with create) must
-     * accept a half-built one. A status other than NDE_OK and NDE_ENOMEM
+     * accept a half-built one. May raise s->aux when the state it carries
+     * depends on the field (reversible Heun keeps a general-noise
+     * diffusion, dim x M a row: 2 + M blocks). A status other than NDE_OK and NDE_ENOMEM
      * comes with its message (nde_section_error naming the key). */
     int (*create)(nde_solver *s);
     void (*destroy)(nde_solver *s);
@@ -134,7 +136,8 @@ typedef struct nde_solver_ops {
     /* Required: one step of size h (either sign, unless the solver
      * integrates SDEs, forwards only) from (y, aux) at t to (y_next,
      * aux_next) at t + h. dw: the Brownian increment on [t, t + h] (n
-     * values) for SDE solvers, NULL otherwise; for a solver that needs
+     * values; batch x M with a general-noise field, see
+     * nde_solver_noise_channels) for SDE solvers, NULL otherwise; for a solver that needs
      * NDE_NEEDS_LEVY_AREA, 2n values: the increment, then the space-time
      * Levy area H of each value's channel over the step (nde/brownian.h),
      * so that int_t^{t+h} (W(s) - W(t)) ds = h (dw / 2 + H). Callers get
@@ -273,6 +276,14 @@ NDE_API int nde_solver_is_sde(const nde_solver *s); /* NDE_CAP_SDE_* set */
  * one with it first (nde_brownian_set_area: the path changes, so query it
  * after that for W that the solve saw). */
 NDE_API int nde_solver_noise_blocks(const nde_solver *s);
+/* Channels of a step's noise (values of a block of dw, and the n of the
+ * Brownian path of a solve): s->batch x the field's noise_dim, which is
+ * dim for diagonal noise and M for general noise (nde/field.h); 0 for an
+ * ODE solver. */
+NDE_API size_t nde_solver_noise_channels(const nde_solver *s);
+/* The same at batch_max rows, at least batch_max x dim: what a buffer for
+ * a block of dw is sized for. */
+NDE_API size_t nde_solver_noise_channels_max(const nde_solver *s);
 NDE_API int nde_solver_noise(const nde_solver *s, nde_brownian *bm,
                              double ta, double tb, double *dw);
 NDE_API int nde_solver_start(nde_solver *s, const double *theta, double t0,
