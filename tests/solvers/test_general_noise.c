@@ -17,8 +17,9 @@
  * - The `discrete` (euler_maruyama, heun, reversible_heun) and
  *   `reversible` (reversible_heun) adjoints against central differences
  *   of the whole solve on a fixed path; `backsolve` refused.
- * - Every other SDE solver refused with a message naming general noise;
- *   the linear field's noise keys refused with file:line: key.
+ * - Every other SDE solver refused with a message naming general noise,
+ *   and a clamped (intervened) field; the linear field's noise keys
+ *   refused with file:line: key.
  * Measured orders and errors are printed to stderr for the record.
  */
 #include <check.h>
@@ -545,6 +546,20 @@ START_TEST(test_config_errors)
 }
 END_TEST
 
+/* Holding states (an intervention) is for diagonal noise only. */
+START_TEST(test_clamped_refused)
+{
+    nde_field *f = make_field(ini_full, 1), *c = NULL;
+    const unsigned char held[D] = {1, 0};
+    ck_assert_int_eq(nde_field_create_clamped(ctx, f, held, &c),
+                     NDE_ECAPABILITY);
+    ck_assert_ptr_null(c);
+    ck_assert_msg(strstr(nde_ctx_message(ctx), "general noise"), "%s",
+                  nde_ctx_message(ctx));
+    nde_field_destroy(f);
+}
+END_TEST
+
 /* A general-noise field has noise_dim = M; core sets dim for diagonal. */
 START_TEST(test_noise_dim)
 {
@@ -556,6 +571,11 @@ START_TEST(test_noise_dim)
     f = make_field("[field]\nplugin = linear\nA = 1, 0, 0, 1\n", 1);
     ck_assert_int_eq(f->noise, NDE_NOISE_NONE);
     ck_assert_uint_eq(f->noise_dim, 0);
+    nde_field_destroy(f);
+    f = make_field("[field]\nplugin = expr\nstate = x, y\nparams = s=0.5\n"
+                   "dx = -x\ndy = -y\ngx = s\n", 1);
+    ck_assert_int_eq(f->noise, NDE_NOISE_DIAGONAL);
+    ck_assert_uint_eq(f->noise_dim, 2);
     nde_field_destroy(f);
 }
 END_TEST
@@ -575,6 +595,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_backsolve_refused);
     tcase_add_test(tc, test_other_solvers_refused);
     tcase_add_test(tc, test_config_errors);
+    tcase_add_test(tc, test_clamped_refused);
     tcase_add_test(tc, test_noise_dim);
     suite_add_tcase(s, tc);
     return s;

@@ -13,7 +13,8 @@
  * reverse step (NDE_CAP_REVERSIBLE), first-same-as-last reuse
  * (NDE_CAP_FSAL: accept / invalidate), and the noise it integrates
  * (NDE_CAP_SDE_ITO / NDE_CAP_SDE_STRATONOVICH: step receives the Brownian
- * increment dw of its interval). Flags and operations must agree; that is
+ * increment dw of its interval; NDE_CAP_GENERAL_NOISE: also for a field
+ * with general noise, dw then holding M values a row). Flags and operations must agree; that is
  * checked when the solver is created. What an implicit method needs from
  * the field it declares in its info's needs (NDE_NEEDS_FIELD_JVP: the
  * field's jvp, nde/field.h), also checked at create.
@@ -247,8 +248,10 @@ struct nde_solver {
 /* Create the solver named by section `section` (key `plugin`) for `field`,
  * checking the section against the solve loop's keys and the plugin's.
  * Refused (NDE_ECAPABILITY, naming solver and field): an SDE solver with a
- * field without diffusion, an ODE solver with one, and a field whose
- * `calculus` is not the one the SDE solver integrates. */
+ * field without diffusion, an ODE solver with one, a field whose
+ * `calculus` is not the one the SDE solver integrates, and a field with
+ * general noise (NDE_NOISE_GENERAL) and a solver without
+ * NDE_CAP_GENERAL_NOISE. */
 NDE_API int nde_solver_create(nde_ctx *ctx, const nde_config *cfg,
                               const char *section, nde_field *field,
                               nde_solver **out);
