@@ -53,6 +53,8 @@ static const keyed keyed_runs[] = {
     {"field", "mlp", {"-s", "field.layers=2,8,2"}},
     {"field", "mlp", {"-s", "field.layers=2,8,2", "-s",
                       "field.diffusion=softplus"}},
+    {"field", "mlp", {"-s", "field.layers=2,8,2", "-s",
+                      "field.diffusion=sigmoid", "-s", "field.noise_dim=3"}},
     {"field", "expr", {"-s", "field.state=x,y", "-s", "field.params=a=1.5,b=1",
                        "-s", "field.dx=a*x-b*x*y", "-s", "field.dy=x*y-y",
                        "-s", "field.gx=b*x*x"}},

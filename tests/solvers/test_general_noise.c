@@ -1,6 +1,7 @@
 /*
  * General (non-diagonal) noise (nde/field.h, NDE_NOISE_GENERAL) on the
- * `linear` field with noise_dim = M: dy = A y dt + sum_k (B_k y + c_k) dW_k.
+ * `linear` field with noise_dim = M: dy = A y dt + sum_k (B_k y + c_k) dW_k
+ * (and the adjoints on `mlp` with noise_dim, its diffusion net D x M).
  *
  * - Strong order over many paths against the exact solution on the same
  *   Brownian path, for D = 2 states driven by M = 3 channels with A and
@@ -97,6 +98,11 @@ static const char ini_full[] =
     "B = 0.3, -0.2, 0.1, 0.25,\n    -0.15, 0.2, 0.35, -0.1,\n"
     "    0.05, 0.3, -0.25, 0.2\n"
     "C = 0.1, -0.05, 0.2, 0.15, 0.1, -0.2\n";
+
+/* The mlp's diffusion network with a D x M output. */
+static const char ini_mlp[] =
+    "[field]\nplugin = mlp\nlayers = 2, 8, 2\ndiffusion = softplus\n"
+    "noise_dim = 3\n";
 
 /* ------------------------------------------------------------------ */
 /* Strong order                                                        */
@@ -212,7 +218,7 @@ END_TEST
 #define VB 2                    /* rows                                */
 #define VN (VB * D)
 #define VNA (5 * VN * M)        /* room for any aux                    */
-#define VP 64
+#define VP 160
 
 typedef struct step_case {
     nde_solver *s;
@@ -407,7 +413,8 @@ static double solve_loss(adj_case *c, const double *theta, const double *y0,
     return L;
 }
 
-static void check_adjoint(const char *solver, const char *adjoint)
+static void check_adjoint(const char *ini, const char *solver,
+                          const char *adjoint)
 {
     adj_case c;
     nde_adjoint *a;
@@ -416,9 +423,10 @@ static void check_adjoint(const char *solver, const char *adjoint)
     int rc;
 
     memset(&c, 0, sizeof c);
-    c.f = make_field(ini_full, VB);
+    c.f = make_field(ini, VB);
     c.s = make_solver(solver, c.f);
     c.P = c.f->nparams;
+    ck_assert_uint_le(c.P, VP);
     ck_assert_int_eq(nde_field_init_params(c.f, c.theta, 1), NDE_OK);
     ck_assert_int_eq(nde_brownian_create(ctx, VB * M, &c.bm), NDE_OK);
     nde_solve_opts_default(&c.o, c.s->type);
@@ -457,8 +465,9 @@ static void check_adjoint(const char *solver, const char *adjoint)
     }
     eth = worst(g, gfd, c.P);
     ey = worst(g + c.P, gfd + c.P, VN);
-    fprintf(stderr, "%-15s %-10s general noise vs central FD: dL/dtheta "
-            "%.1e, dL/dy0 %.1e\n", solver, adjoint, eth, ey);
+    fprintf(stderr, "%-15s %-10s general noise (%s) vs central FD: "
+            "dL/dtheta %.1e, dL/dy0 %.1e\n", solver, adjoint,
+            c.f->type->info.name, eth, ey);
     ck_assert_msg(eth < 1e-6 && ey < 1e-6, "%s %s: %.2e %.2e", solver,
                   adjoint, eth, ey);
     nde_trajectory_destroy(tr);
@@ -470,10 +479,12 @@ static void check_adjoint(const char *solver, const char *adjoint)
 
 START_TEST(test_adjoints)
 {
-    check_adjoint("euler_maruyama", "discrete");
-    check_adjoint("heun", "discrete");
-    check_adjoint("reversible_heun", "discrete");
-    check_adjoint("reversible_heun", "reversible");
+    check_adjoint(ini_full, "euler_maruyama", "discrete");
+    check_adjoint(ini_full, "heun", "discrete");
+    check_adjoint(ini_full, "reversible_heun", "discrete");
+    check_adjoint(ini_full, "reversible_heun", "reversible");
+    check_adjoint(ini_mlp, "euler_maruyama", "discrete");
+    check_adjoint(ini_mlp, "reversible_heun", "reversible");
 }
 END_TEST
 
