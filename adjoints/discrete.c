@@ -38,7 +38,7 @@ typedef struct discrete_state {
     double *ybar, *ybar_prev; /* n_max each                            */
     int aux;                  /* aux blocks of the solver               */
     double *auxbar, *auxbar_prev; /* aux x n_max each                   */
-    double *dw;               /* 2 noise channels: a step's noise            */
+    double *dw;               /* 2 x noise channels: a step's noise */
     double *seg;              /* recomputed states of one segment       */
     size_t seg_cap;           /* states seg can hold                    */
     nde_dense_cotangent *dc;  /* dense cotangents of one step           */

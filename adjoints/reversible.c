@@ -32,7 +32,7 @@ typedef struct reversible_state {
     double *aux_cur, *aux_prev; /* aux x n_max each                       */
     double *ybar, *ybar_prev;   /* n_max each                             */
     double *auxbar, *auxbar_prev; /* aux x n_max each                     */
-    double *dw;                 /* 2 noise channels: a step's noise            */
+    double *dw;                 /* 2 x noise channels: a step's noise */
 } reversible_state;
 
 static void reversible_destroy(nde_adjoint *a)

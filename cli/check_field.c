@@ -4,8 +4,8 @@
  * At FIELD_POINTS random points (t in [0, 1), y in [-1, 1)^(B x dim),
  * theta = init_params(seed) perturbed by up to 10 %, cotangent v in
  * [-1, 1) of the output's shape: B x dim, or B x dim x M for a diffusion
- * with general noise), over a batch of FIELD_BATCH rows, for the drift and, when the
- * field has noise, the diffusion:
+ * with general noise), over a batch of FIELD_BATCH rows, for the drift
+ * and, when the field has noise, the diffusion:
  * - the VJP against fourth-order central differences of <v, f>, with the
  *   outputs starting at random non-zero values: out - start must be the
  *   product (a VJP that assigns fails by the size of the start);

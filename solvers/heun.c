@@ -1,8 +1,8 @@
 /*
  * Stochastic Heun (the trapezoidal predictor-corrector) for Stratonovich
- * SDEs with diagonal or general noise (Ruemelin 1982, SIAM J. Numer. Anal. 19(3); the
- * Heun scheme reversible Heun is measured against in Kidger, Foster, Li,
- * Lyons 2021, arXiv 2105.13493, Sec. 3):
+ * SDEs with diagonal or general noise (Ruemelin 1982, SIAM J. Numer.
+ * Anal. 19(3); the Heun scheme reversible Heun is measured against in
+ * Kidger, Foster, Li, Lyons 2021, arXiv 2105.13493, Sec. 3):
  * the step of sheun.h. Strong order 0.5 for general noise, 1 for commutative (e.g. scalar) and
  * additive noise. No state besides y (aux = 0): two drift and diffusion
  * evaluations a step, where reversible Heun needs one. It is here as the

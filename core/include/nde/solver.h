@@ -14,10 +14,11 @@
  * (NDE_CAP_FSAL: accept / invalidate), and the noise it integrates
  * (NDE_CAP_SDE_ITO / NDE_CAP_SDE_STRATONOVICH: step receives the Brownian
  * increment dw of its interval; NDE_CAP_GENERAL_NOISE: also for a field
- * with general noise, dw then holding M values a row). Flags and operations must agree; that is
- * checked when the solver is created. What an implicit method needs from
- * the field it declares in its info's needs (NDE_NEEDS_FIELD_JVP: the
- * field's jvp, nde/field.h), also checked at create.
+ * with general noise, dw then holding M values a row). Flags and
+ * operations must agree; that is checked when the solver is created. What
+ * an implicit method needs from the field it declares in its info's needs
+ * (NDE_NEEDS_FIELD_JVP: the field's jvp, nde/field.h), also checked at
+ * create.
  *
  * Explicit Runge-Kutta methods need no operations at all: a plugin gives a
  * tableau and core implements the table from it (one engine shared by
@@ -127,8 +128,9 @@ typedef struct nde_solver_ops {
      * plugin's keys from s->section; destroy (required with create) must
      * accept a half-built one. May raise s->aux when the state it carries
      * depends on the field (reversible Heun keeps a general-noise
-     * diffusion, dim x M a row: 2 + M blocks). A status other than NDE_OK and NDE_ENOMEM
-     * comes with its message (nde_section_error naming the key). */
+     * diffusion, dim x M a row: 2 + M blocks). A status other than NDE_OK
+     * and NDE_ENOMEM comes with its message (nde_section_error naming the
+     * key). */
     int (*create)(nde_solver *s);
     void (*destroy)(nde_solver *s);
     /* Required when aux > 0: aux0 at the start of a solve from (t0, y0). */
@@ -138,9 +140,10 @@ typedef struct nde_solver_ops {
      * integrates SDEs, forwards only) from (y, aux) at t to (y_next,
      * aux_next) at t + h. dw: the Brownian increment on [t, t + h] (n
      * values; batch x M with a general-noise field, see
-     * nde_solver_noise_channels) for SDE solvers, NULL otherwise; for a solver that needs
-     * NDE_NEEDS_LEVY_AREA, 2n values: the increment, then the space-time
-     * Levy area H of each value's channel over the step (nde/brownian.h),
+     * nde_solver_noise_channels) for SDE solvers, NULL otherwise; for a
+     * solver that needs NDE_NEEDS_LEVY_AREA, 2n values: the increment,
+     * then the space-time Levy area H of each value's channel over the
+     * step (nde/brownian.h),
      * so that int_t^{t+h} (W(s) - W(t)) ds = h (dw / 2 + H). Callers get
      * it from nde_solver_noise. With NDE_CAP_ADAPTIVE, when
      * err is not NULL it receives the error estimate (n values), and when
