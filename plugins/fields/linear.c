@@ -329,7 +329,7 @@ static const nde_field_type linear_type = {
                        "with noise_dim, a linear SDE with general noise",
         .keys = linear_keys,
         .provides = NDE_CAP_DIFFUSION,
-        .version = "2"),
+        .version = "1"),
     .create = linear_create,
     .destroy = linear_destroy,
     .init_params = linear_init_params,

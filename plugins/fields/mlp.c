@@ -701,7 +701,7 @@ static const nde_field_type mlp_type = {
                        "wide layers; an SDE with a diffusion network",
         .keys = mlp_keys,
         .provides = NDE_CAP_DIFFUSION,
-        .version = "2"),
+        .version = "1"),
     .create = mlp_create,
     .destroy = mlp_destroy,
     .init_params = mlp_init_params,

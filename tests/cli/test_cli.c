@@ -1115,7 +1115,7 @@ START_TEST(test_shadowed_plugin_marked)
 
     snprintf(shipped, sizeof shipped, "%s/shipped", dir);
     snprintf(expect, sizeof expect,
-             "/plugins/fields/linear.so (version 2)\n"
+             "/plugins/fields/linear.so (version 1)\n"
              "      shadows: %s/linear.so (version 9-test)\n", shipped);
     r = run_env(shipped, "plugins", "field", (const char *)NULL);
     assert_ok(r);
@@ -1127,7 +1127,7 @@ START_TEST(test_shadowed_plugin_marked)
     r = run_env(shipped, "solve", cfg, (const char *)NULL);
     assert_ok(r);
     snprintf(expect, sizeof expect,
-             "/plugins/fields/linear.so (version 2) shadows the one in "
+             "/plugins/fields/linear.so (version 1) shadows the one in "
              "%s/linear.so (version 9-test), which is not used\n", shipped);
     assert_contains(r.err, "nde: warning: field 'linear' from /");
     assert_contains(r.err, expect);
