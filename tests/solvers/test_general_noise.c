@@ -544,6 +544,10 @@ START_TEST(test_config_errors)
          "gn.ini:5: [field] C"},
         {"[field]\nplugin = linear\nA = 1\nnoise_dim = -1\n",
          "gn.ini:4: [field] noise_dim"},
+        {"[field]\nplugin = mlp\nlayers = 2, 4, 2\nnoise_dim = 3\n",
+         "gn.ini:4: [field] noise_dim: set without a diffusion network"},
+        {"[field]\nplugin = mlp\nlayers = 2, 4, 2\ndiffusion = softplus\n"
+         "noise_dim = -2\n", "gn.ini:5: [field] noise_dim"},
     };
     for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
         int rc;
