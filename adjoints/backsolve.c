@@ -256,6 +256,13 @@ static int backsolve_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
                          "one); solver '%s' integrates Ito SDEs: use a "
                          "Stratonovich solver such as reversible_heun, or "
                          "the adjoint 'discrete'", s->type->info.name);
+    if (s->field->noise == NDE_NOISE_GENERAL)   /* its equation is diagonal */
+        return nde_error(ctx, NDE_ECAPABILITY,
+                         "adjoint 'backsolve' supports diagonal noise only, "
+                         "but field '%s' has general noise (its key "
+                         "noise_dim = %zu): use the adjoint 'discrete' or "
+                         "'reversible'", s->field->type->info.name,
+                         s->field->noise_dim);
     if (!(d = calloc(1, sizeof *d)))
         return nde_error(ctx, NDE_ENOMEM, "adjoint 'backsolve': out of memory");
     a->state = d;

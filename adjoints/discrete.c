@@ -38,7 +38,7 @@ typedef struct discrete_state {
     double *ybar, *ybar_prev; /* n_max each                            */
     int aux;                  /* aux blocks of the solver               */
     double *auxbar, *auxbar_prev; /* aux x n_max each                   */
-    double *dw;               /* 2 n_max: a step's noise                */
+    double *dw;               /* 2 x noise channels: a step's noise */
     double *seg;              /* recomputed states of one segment       */
     size_t seg_cap;           /* states seg can hold                    */
     nde_dense_cotangent *dc;  /* dense cotangents of one step           */
@@ -93,7 +93,8 @@ static int discrete_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
         d->aux = aux;
         if ((m && (!(d->auxbar = malloc(m * sizeof(double))) ||
                    !(d->auxbar_prev = malloc(m * sizeof(double))))) ||
-            !(d->dw = malloc(2 * d->n_max * sizeof(double))))
+            !(d->dw = malloc(2 * nde_solver_noise_channels_max(s) *
+                                   sizeof(double))))
             return nde_error(ctx, NDE_ENOMEM,
                              "adjoint 'discrete': out of memory");
     }

@@ -32,7 +32,7 @@ typedef struct reversible_state {
     double *aux_cur, *aux_prev; /* aux x n_max each                       */
     double *ybar, *ybar_prev;   /* n_max each                             */
     double *auxbar, *auxbar_prev; /* aux x n_max each                     */
-    double *dw;                 /* 2 n_max: a step's noise                */
+    double *dw;                 /* 2 x noise channels: a step's noise */
 } reversible_state;
 
 static void reversible_destroy(nde_adjoint *a)
@@ -73,7 +73,8 @@ static int reversible_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
         !(d->y_prev = malloc(n * sizeof(double))) ||
         !(d->ybar = malloc(n * sizeof(double))) ||
         !(d->ybar_prev = malloc(n * sizeof(double))) ||
-        !(d->dw = malloc(2 * n * sizeof(double))) ||
+        !(d->dw = malloc(2 * nde_solver_noise_channels_max(s) *
+                                   sizeof(double))) ||
         (m && (!(d->aux_cur = malloc(m * sizeof(double))) ||
                !(d->aux_prev = malloc(m * sizeof(double))) ||
                !(d->auxbar = malloc(m * sizeof(double))) ||

@@ -3,8 +3,9 @@
  *
  * At FIELD_POINTS random points (t in [0, 1), y in [-1, 1)^(B x dim),
  * theta = init_params(seed) perturbed by up to 10 %, cotangent v in
- * [-1, 1)), over a batch of FIELD_BATCH rows, for the drift and, when the
- * field has noise, the diffusion:
+ * [-1, 1) of the output's shape: B x dim, or B x dim x M for a diffusion
+ * with general noise), over a batch of FIELD_BATCH rows, for the drift
+ * and, when the field has noise, the diffusion:
  * - the VJP against fourth-order central differences of <v, f>, with the
  *   outputs starting at random non-zero values: out - start must be the
  *   product (a VJP that assigns fails by the size of the start);
@@ -55,6 +56,8 @@ typedef struct field_check {
     apply_fn apply;
     vjp_fn vjp;
     size_t n, P;            /* batch x dim, parameters                   */
+    size_t w;               /* output values a row: dim, or dim x M for a
+                               general-noise diffusion (nde/field.h)     */
     double t;
     double *y, *theta, *v;  /* the point                                 */
     double *out, *out2, *yc, *thc, *vc;
@@ -82,7 +85,7 @@ static int project(field_check *c, const double *y, const double *theta,
 {
     int rc = c->apply(c->f, c->t, y, theta, c->out2, FIELD_BATCH);
     *out = 0.0;
-    for (size_t i = 0; i < c->n; i++)
+    for (size_t i = 0; i < FIELD_BATCH * c->w; i++)
         *out += c->v[i] * c->out2[i];
     return rc;
 }
@@ -97,21 +100,22 @@ static int projection(void *user, double *v)
 /* Every check at the current point; NDE_OK or the plugin's status. */
 static int check_point(field_check *c)
 {
-    const size_t n = c->n, P = c->P, dim = c->f->dim;
+    const size_t n = c->n, P = c->P, dim = c->f->dim, w = c->w;
+    const size_t no = FIELD_BATCH * w;  /* output values */
     nde_field *f = c->f;
     size_t i, b;
     int rc;
 
     memcpy(c->yc, c->y, n * sizeof *c->y);
     memcpy(c->thc, c->theta, P * sizeof *c->theta);
-    memcpy(c->vc, c->v, n * sizeof *c->v);
+    memcpy(c->vc, c->v, no * sizeof *c->v);
     if ((rc = c->apply(f, c->t, c->y, c->theta, c->out, FIELD_BATCH)) ||
         (rc = c->apply(f, c->t, c->y, c->theta, c->out2, FIELD_BATCH)))
         return rc;
-    for (i = 0, b = 0; i < n; i++)
+    for (i = 0, b = 0; i < no; i++)
         b += !isfinite(c->out[i]);
     note_worst(c, W_FINITE, (double)b);
-    note_worst(c, W_DETERMINISTIC, (double)bits_differ(c->out, c->out2, n));
+    note_worst(c, W_DETERMINISTIC, (double)bits_differ(c->out, c->out2, no));
 
     /* The VJP into outputs that start at vy0, vth0. */
     memcpy(c->vy, c->vy0, n * sizeof *c->vy);
@@ -121,7 +125,7 @@ static int check_point(field_check *c)
         return rc;
     note_worst(c, W_INPUTS, (double)(bits_differ(c->y, c->yc, n) +
                                      bits_differ(c->theta, c->thc, P) +
-                                     bits_differ(c->v, c->vc, n)));
+                                     bits_differ(c->v, c->vc, no)));
     for (i = 0; i < n; i++)
         c->vy[i] -= c->vy0[i];
     for (i = 0; i < P; i++)
@@ -150,14 +154,14 @@ static int check_point(field_check *c)
     /* Each row alone: eval, vy, and vtheta summed over the rows. */
     memset(c->vth2, 0, P * sizeof *c->vth2);
     for (b = 0; b < FIELD_BATCH; b++) {
-        const double *yb = c->y + b * dim, *vb = c->v + b * dim;
+        const double *yb = c->y + b * dim, *vb = c->v + b * w;
         memset(c->vy2 + b * dim, 0, dim * sizeof *c->vy2);
-        if ((rc = c->apply(f, c->t, yb, c->theta, c->out2 + b * dim, 1)) ||
+        if ((rc = c->apply(f, c->t, yb, c->theta, c->out2 + b * w, 1)) ||
             (rc = c->vjp(f, c->t, yb, c->theta, vb, c->vy2 + b * dim,
                          c->vth2, 1)))
             return rc;
     }
-    note_worst(c, W_ROWS, check_rel_error(c->out2, c->out, n));
+    note_worst(c, W_ROWS, check_rel_error(c->out2, c->out, no));
     note_worst(c, W_VJP_ROWS, fmax(check_rel_error(c->vy2, c->vy, n),
                                    check_rel_error(c->vth2, c->vth, P)));
     return NDE_OK;
@@ -171,9 +175,10 @@ static void draw_point(field_check *c, const double *theta0, uint64_t *rng)
     c->t = check_uniform(rng, 0.0, 1.0);
     for (i = 0; i < c->n; i++) {
         c->y[i] = check_uniform(rng, -1.0, 1.0);
-        c->v[i] = check_uniform(rng, -1.0, 1.0);
         c->vy0[i] = check_uniform(rng, 0.5, 1.5);
     }
+    for (i = 0; i < FIELD_BATCH * c->w; i++)
+        c->v[i] = check_uniform(rng, -1.0, 1.0);
     for (i = 0; i < c->P; i++) {
         double u = check_uniform(rng, -0.1, 0.1);
         c->theta[i] = theta0[i] != 0.0 ? theta0[i] * (1.0 + u) : u;
@@ -241,7 +246,7 @@ int check_field(nde_ctx *ctx, nde_config *cfg, uint64_t seed,
     field_check c;
     nde_field *f = NULL;
     double *mem = NULL, *theta0;
-    size_t n, P;
+    size_t n, no, P;
     int rc;
 
     memset(&c, 0, sizeof c);
@@ -249,18 +254,20 @@ int check_field(nde_ctx *ctx, nde_config *cfg, uint64_t seed,
         return rc;
     check_plugin(r, ctx, &f->type->info);
     n = FIELD_BATCH * f->dim;
+    no = f->noise == NDE_NOISE_GENERAL ? n * f->noise_dim : n;
     P = f->nparams;
-    /* 10 arrays of n values, 7 of P (+1 so none is empty). */
-    if (!(mem = calloc(10 * n + 7 * (P + 1), sizeof *mem))) {
+    /* 6 arrays of n values, 4 of no (outputs and cotangents: the
+     * diffusion's may be dim x M a row), 7 of P (+1 so none is empty). */
+    if (!(mem = calloc(6 * n + 4 * no + 7 * (P + 1), sizeof *mem))) {
         nde_field_destroy(f);
         return nde_error(ctx, NDE_ENOMEM, "out of memory");
     }
     c.f = f;
     c.n = n;
     c.P = P;
-    c.y = mem;              c.v = c.y + n;     c.out = c.v + n;
-    c.out2 = c.out + n;     c.yc = c.out2 + n; c.vc = c.yc + n;
-    c.vy = c.vc + n;        c.vy0 = c.vy + n;  c.vy2 = c.vy0 + n;
+    c.y = mem;              c.v = c.y + n;      c.out = c.v + no;
+    c.out2 = c.out + no;    c.yc = c.out2 + no; c.vc = c.yc + n;
+    c.vy = c.vc + no;       c.vy0 = c.vy + n;   c.vy2 = c.vy0 + n;
     c.fdy = c.vy2 + n;      c.theta = c.fdy + n;
     c.thc = c.theta + P + 1;  c.vth = c.thc + P + 1;
     c.vth0 = c.vth + P + 1;   c.vth2 = c.vth0 + P + 1;
@@ -279,6 +286,7 @@ int check_field(nde_ctx *ctx, nde_config *cfg, uint64_t seed,
     } else {
         c.apply = nde_field_eval;
         c.vjp = nde_field_vjp;
+        c.w = f->dim;
         check_op(&c, "drift", theta0, seed, r, ctx);
         if (f->noise == NDE_NOISE_NONE) {
             check_note(r, "no diffusion (an ODE field)");
@@ -289,6 +297,10 @@ int check_field(nde_ctx *ctx, nde_config *cfg, uint64_t seed,
         } else {
             c.apply = nde_field_diffusion;
             c.vjp = nde_field_diffusion_vjp;
+            c.w = no / FIELD_BATCH;
+            if (f->noise == NDE_NOISE_GENERAL)
+                check_note(r, "general noise: the diffusion is dim x %zu a "
+                           "row", f->noise_dim);
             check_op(&c, "diffusion", theta0, seed, r, ctx);
         }
     }

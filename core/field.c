@@ -45,20 +45,28 @@ static int read_calculus(nde_section *sec, int *out, nde_ctx *ctx)
 }
 
 /* What create produced must match the section: a diffusion needs its ops,
- * and a calculus is only meaningful for a field with a diffusion. */
-static int check_noise(const nde_field *f, nde_section *sec, nde_ctx *ctx)
+ * and a calculus is only meaningful for a field with a diffusion. Sets
+ * noise_dim for the fields that do not (all but general noise). */
+static int check_noise(nde_field *f, nde_section *sec, nde_ctx *ctx)
 {
     const char *name = f->type->info.name;
 
-    if (f->noise != NDE_NOISE_NONE && f->noise != NDE_NOISE_DIAGONAL)
+    if (f->noise != NDE_NOISE_NONE && f->noise != NDE_NOISE_DIAGONAL &&
+        f->noise != NDE_NOISE_GENERAL)
         return nde_error(ctx, NDE_EPLUGIN,
                          "field plugin '%s' set an unknown noise type %d",
                          name, f->noise);
+    if (f->noise == NDE_NOISE_GENERAL && f->noise_dim == 0)
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "field plugin '%s' declares general noise but set "
+                         "no noise_dim (the number of noise channels)", name);
     if (f->noise != NDE_NOISE_NONE &&
         (!f->type->diffusion || !f->type->diffusion_vjp))
         return nde_error(ctx, NDE_EPLUGIN,
                          "field plugin '%s' declares a diffusion but lacks "
                          "the diffusion or diffusion_vjp operation", name);
+    if (f->noise != NDE_NOISE_GENERAL)    /* channels per row (field.h) */
+        f->noise_dim = f->noise == NDE_NOISE_DIAGONAL ? f->dim : 0;
     if (f->noise == NDE_NOISE_NONE && f->calculus != NDE_CALCULUS_SOLVER)
         return nde_section_error(sec, "calculus", ctx,
                                  "'%s' is set but this '%s' field has no "
@@ -388,6 +396,11 @@ int nde_field_create_clamped(nde_ctx *ctx, nde_field *inner,
     if (!inner || !held)
         return nde_error(ctx, NDE_EINVAL, "clamped field: need a field and "
                          "its held states");
+    if (inner->noise == NDE_NOISE_GENERAL)
+        return nde_error(ctx, NDE_ECAPABILITY, "clamped field: '%s' has "
+                         "general noise (noise_dim = %zu), which holding "
+                         "states does not support (diagonal noise only)",
+                         inner->type->info.name, inner->noise_dim);
     if ((rc = nde_field_create_from(ctx, &clamp_type, NULL, inner->batch_max,
                                     out)))
         return rc;
@@ -405,6 +418,7 @@ int nde_field_create_clamped(nde_ctx *ctx, nde_field *inner,
     (*out)->nparams = inner->nparams;
     (*out)->state_names = inner->state_names;
     (*out)->noise = inner->noise;
+    (*out)->noise_dim = inner->noise_dim;
     (*out)->calculus = inner->calculus;
     (*out)->input = inner->input;
     return NDE_OK;

@@ -35,7 +35,7 @@ typedef struct module {
  * descriptor is read up to the size of the version it declares. */
 static const size_t field_sizes[] = {
     offsetof(nde_field_type, jvp), offsetof(nde_field_type, jvp_vjp),
-    sizeof(nde_field_type)};
+    sizeof(nde_field_type), sizeof(nde_field_type)}; /* 4: general noise */
 static const size_t solver_sizes[] = {
     sizeof(nde_solver_type), sizeof(nde_solver_type)}; /* 2: the tableau grew */
 static const size_t adjoint_sizes[] = {
@@ -124,6 +124,7 @@ static const struct {
     {NDE_CAP_SDE_STRATONOVICH, "Stratonovich SDEs"},
     {NDE_CAP_REVERSIBLE, "reversible"},
     {NDE_CAP_DIFFUSION, "diffusion"},
+    {NDE_CAP_GENERAL_NOISE, "general noise"},
 };
 
 /* Each need, its name, and the solver capability it asks for (0: none). */

@@ -65,13 +65,16 @@ void nde_rk_dense_weights(const nde_rk_tableau *tab, int total, double theta,
 struct nde_solve_buffers {
     double *y, *y_next;     /* n each                                     */
     double *aux, *aux_next; /* aux x n each                               */
-    double *dw;             /* 2n: the step's noise (nde_solver_noise)     */
+    double *dw;             /* 2 w: the step's noise (nde_solver_noise)    */
     double *err;            /* n: the step's error estimate                */
     double *f0, *y1, *f1;   /* n each: the first step heuristic            */
     double *block;          /* the one allocation behind all the above    */
 };
 
-int nde_solve_buffers_create(size_t n_max, int aux, nde_solve_buffers **out);
+/* n_max state values, w_max >= n_max noise values a block (more with
+ * general noise: batch_max x noise_dim), aux blocks of n_max. */
+int nde_solve_buffers_create(size_t n_max, size_t w_max, int aux,
+                             nde_solve_buffers **out);
 void nde_solve_buffers_destroy(nde_solve_buffers *b);
 
 /* Times in [t0, t1] (closed, in_range) and ordered in the direction of

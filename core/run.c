@@ -118,7 +118,7 @@ static int compose(nde_run *r)
     /* with t1 <= t0 the solve itself says why an SDE cannot run */
     if (nde_solver_is_sde(r->solver) && r->problem.t1 > r->problem.t0)
         return nde_brownian_create(r->ctx,
-                                   r->problem.batch * r->field->dim,
+                                   r->problem.batch * r->field->noise_dim,
                                    &r->brownian);
     return NDE_OK;
 }
@@ -169,7 +169,7 @@ int nde_run_solve(nde_run *r, uint64_t seed, double *ysave, nde_stats *st)
 
     memset(st, 0, sizeof *st);
     if (r->brownian) {
-        const size_t n = p->batch * r->field->dim;
+        const size_t n = p->batch * r->field->noise_dim;
         if ((rc = nde_brownian_reset(r->brownian, seed, p->t0, p->t1, o.dt,
                                      n)) != NDE_OK) {
             st->status = rc;

@@ -391,7 +391,8 @@ int nde_check_times(nde_ctx *ctx, const char *what, const double *ts,
 /* ------------------------------------------------------------------ */
 /* The driver                                                          */
 
-int nde_solve_buffers_create(size_t n, int aux, nde_solve_buffers **out)
+int nde_solve_buffers_create(size_t n, size_t w, int aux,
+                             nde_solve_buffers **out)
 {
     const size_t na = (size_t)aux * n;
     nde_solve_buffers *b;
@@ -399,14 +400,14 @@ int nde_solve_buffers_create(size_t n, int aux, nde_solve_buffers **out)
     *out = NULL;
     if (!(b = calloc(1, sizeof *b)))
         return NDE_ENOMEM;
-    if (!(b->block = malloc((8 * n + 2 * na) * sizeof(double)))) {
+    if (!(b->block = malloc((6 * n + 2 * w + 2 * na) * sizeof(double)))) {
         free(b);
         return NDE_ENOMEM;
     }
     b->y = b->block;
     b->y_next = b->y + n;
     b->dw = b->y_next + n;
-    b->err = b->dw + 2 * n;     /* dw: up to two blocks (solver.h) */
+    b->err = b->dw + 2 * w;     /* dw: up to two blocks (solver.h) */
     b->f0 = b->err + n;
     b->y1 = b->f0 + n;
     b->f1 = b->y1 + n;
@@ -453,9 +454,10 @@ typedef struct drive {
     int fired;              /* the event fired: t1 is now its time         */
 } drive;
 
-/* The Brownian path must cover the solve's interval with one channel per
- * state value. A path on the solve's own grid (t0, t1, dt) is queried by
- * whole cells, the fast case; any other is exact but slower. */
+/* The Brownian path must cover the solve's interval with n = batch x
+ * noise_dim channels (one per state value for diagonal noise). A path on
+ * the solve's own grid (t0, t1, dt) is queried by whole cells, the fast
+ * case; any other is exact but slower. */
 static int check_brownian(nde_solver *s, const nde_brownian *bm, double t0,
                           double t1, size_t n)
 {
@@ -482,9 +484,10 @@ static int check_brownian(nde_solver *s, const nde_brownian *bm, double t0,
     if (nde_brownian_channels(bm) != n)
         return nde_error(s->ctx, NDE_EINVAL,
                          "solver '%s': the Brownian path has %zu channels, "
-                         "the solve's state %zu values (batch x dim): reset "
-                         "it with n = %zu", name, nde_brownian_channels(bm),
-                         n, n);
+                         "the solve's noise %zu (batch x the field's noise "
+                         "channels, %zu x %zu): reset it with n = %zu", name,
+                         nde_brownian_channels(bm), n, s->batch,
+                         s->field->noise_dim, n);
     return NDE_OK;
 }
 
@@ -544,7 +547,8 @@ static int drive_check(drive *d, const double *y0)
                           d->t1, 0)) ||
         (rc = check_norm_blocks(s->ctx, o, d->n)))
         return rc;
-    if (d->sde && (rc = check_brownian(s, o->brownian, d->t0, d->t1, d->n)))
+    if (d->sde && (rc = check_brownian(s, o->brownian, d->t0, d->t1,
+                                       nde_solver_noise_channels(s))))
         return rc;
     if (d->event && (rc = check_event(d)))
         return rc;

@@ -149,6 +149,13 @@ static int check_pairing(nde_ctx *ctx, const nde_solver_type *type,
                          "diffusion (use an SDE solver: euler_maruyama for "
                          "Ito, reversible_heun for Stratonovich)", sname,
                          fname);
+    if (sde && field->noise == NDE_NOISE_GENERAL &&
+        !(flags & NDE_CAP_GENERAL_NOISE))
+        return nde_error(ctx, NDE_ECAPABILITY,
+                         "solver '%s' integrates diagonal noise only but "
+                         "field '%s' has general noise (noise_dim = %zu): use "
+                         "euler_maruyama, heun or reversible_heun", sname,
+                         fname, field->noise_dim);
     if ((field->calculus == NDE_CALCULUS_ITO && !(flags & NDE_CAP_SDE_ITO)) ||
         (field->calculus == NDE_CALCULUS_STRATONOVICH &&
          !(flags & NDE_CAP_SDE_STRATONOVICH)))
@@ -175,7 +182,7 @@ static int solver_create(nde_ctx *ctx, const nde_solver_type *type,
 {
     solver_impl *impl;
     nde_solver *s;
-    int rc;
+    int rc = NDE_OK;
 
     *out = NULL;
     if (type->info.kind != NDE_KIND_SOLVER)
@@ -215,12 +222,15 @@ static int solver_create(nde_ctx *ctx, const nde_solver_type *type,
     s->batch = field->batch_max;
     s->aux = s->ops->aux;
     s->stages = s->ops->stages;
-    rc = nde_solve_buffers_create(field->batch_max * field->dim, s->aux,
-                                  &s->buf);
     s->section = sec;
-    if (rc == NDE_OK && s->ops->create)
+    if (s->ops->create)
         rc = s->ops->create(s);
     s->section = NULL;
+    /* After create, which may have raised s->aux (nde_solver_ops). */
+    if (rc == NDE_OK)
+        rc = nde_solve_buffers_create(field->batch_max * field->dim,
+                                      nde_solver_noise_channels_max(s),
+                                      s->aux, &s->buf);
     if (rc != NDE_OK && rc != NDE_ENOMEM) {
         nde_solver_destroy(s);
         return rc;
@@ -331,6 +341,18 @@ int nde_solver_noise_blocks(const nde_solver *s)
     if (!nde_solver_is_sde(s))
         return 0;
     return (s->type->info.needs & NDE_NEEDS_LEVY_AREA) ? 2 : 1;
+}
+
+size_t nde_solver_noise_channels(const nde_solver *s)
+{
+    return nde_solver_is_sde(s) ? s->batch * s->field->noise_dim : 0;
+}
+
+size_t nde_solver_noise_channels_max(const nde_solver *s)
+{
+    const size_t n = s->batch_max * s->field->dim,
+                 w = s->batch_max * s->field->noise_dim;
+    return w > n ? w : n;
 }
 
 int nde_solver_noise(const nde_solver *s, nde_brownian *bm, double ta,

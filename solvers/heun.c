@@ -1,8 +1,8 @@
 /*
  * Stochastic Heun (the trapezoidal predictor-corrector) for Stratonovich
- * SDEs with diagonal noise (Ruemelin 1982, SIAM J. Numer. Anal. 19(3); the
- * Heun scheme reversible Heun is measured against in Kidger, Foster, Li,
- * Lyons 2021, arXiv 2105.13493, Sec. 3):
+ * SDEs with diagonal or general noise (Ruemelin 1982, SIAM J. Numer.
+ * Anal. 19(3); the Heun scheme reversible Heun is measured against in
+ * Kidger, Foster, Li, Lyons 2021, arXiv 2105.13493, Sec. 3):
  * the step of sheun.h. Strong order 0.5 for general noise, 1 for commutative (e.g. scalar) and
  * additive noise. No state besides y (aux = 0): two drift and diffusion
  * evaluations a step, where reversible Heun needs one. It is here as the
@@ -35,7 +35,8 @@ static const nde_solver_type heun = {
                        "Stratonovich SDEs, fixed step (dt), two evaluations "
                        "a step; strong order 1 for commutative noise (each "
                        "g_i a function of y_i alone, or additive)",
-        .provides = NDE_CAP_SDE_STRATONOVICH | NDE_CAP_STEP_VJP,
+        .provides = NDE_CAP_SDE_STRATONOVICH | NDE_CAP_STEP_VJP |
+                    NDE_CAP_GENERAL_NOISE,
         .version = "1"),
     /* strong order x 2 (solver.h): 0.5 for general noise (1 for commutative
      * or additive noise) */

@@ -1,5 +1,6 @@
 /*
- * Reversible Heun for Stratonovich SDEs with diagonal noise (Kidger, Foster,
+ * Reversible Heun for Stratonovich SDEs with diagonal or general noise
+ * (Kidger, Foster,
  * Li, Lyons 2021, arXiv 2105.13493, Algorithm 1). State y
  * and aux = (z, f(t, z), g(t, z)), z0 = y0:
  *     z1 = 2 y0 - z0 + f0 h + g0 dW
@@ -12,15 +13,20 @@
  * diffrax's SDE solver table); 2 for ODEs. The step VJP keeps
  * cotangents on f(z), g(z) as aux cotangents, so a backward pass costs one
  * evaluation (reverse) and one VJP of drift and diffusion (at z1) a step.
+ * General noise (gnoise.h): g(z) in aux is the dim x M matrix G a row (aux
+ * is then 2 + M blocks; torchsde's reversible_heun.py keeps the matrix
+ * too), g dW is G dW and a cotangent v on it is v dW^T on G.
  */
 #include <stdlib.h>
+#include <string.h>
 
-#include "nde/nde.h"
+#include "gnoise.h"
 
 typedef struct rh_work {
     double *z1;             /* z at the step's end, recomputed in the VJP */
     double *f1bar, *g1bar;  /* total cotangents on f(z1), g(z1)          */
     double *z1bar;          /* total cotangent on z1                     */
+    size_t gw;              /* values of g per state value (gnoise.h)    */
     double *block;
 } rh_work;
 
@@ -38,17 +44,20 @@ static void rh_destroy(nde_solver *s)
 static int rh_create(nde_solver *s)
 {
     const size_t n = s->batch_max * s->field->dim;
+    const size_t gw = gnoise_width(s->field);
     rh_work *w = calloc(1, sizeof *w);
 
     if (!w)
         return NDE_ENOMEM;
     s->work = w;
-    if (!(w->block = malloc(4 * n * sizeof(double))))
+    w->gw = gw;
+    s->aux = 2 + (int)gw;   /* z, f(z), g(z) */
+    if (!(w->block = malloc((3 + gw) * n * sizeof(double))))
         return NDE_ENOMEM;
     w->z1 = w->block;
     w->f1bar = w->z1 + n;
     w->g1bar = w->f1bar + n;
-    w->z1bar = w->g1bar + n;
+    w->z1bar = w->g1bar + gw * n;
     return NDE_OK;
 }
 
@@ -75,6 +84,29 @@ static int rh_start(nde_solver *s, const double *theta, double t0,
     return eval_at(s, theta, t0, aux0, aux0);
 }
 
+/* rh_step with general noise. */
+static int step_general(nde_solver *s, const double *theta, double t,
+                        double h, const double *dw, const double *y,
+                        const double *aux, double *y_next, double *aux_next)
+{
+    const size_t n = s->batch * s->field->dim, b = s->batch;
+    const double *z = aux, *f0 = aux + n, *g0 = aux + 2 * n;
+    const double *f1 = aux_next + n, *g1 = aux_next + 2 * n;
+    double *z1 = aux_next;
+    int rc;
+
+    for (size_t i = 0; i < n; i++)
+        z1[i] = 2.0 * y[i] - z[i] + f0[i] * h;
+    gnoise_prod_add(s->field, b, 1.0, g0, dw, z1);
+    if ((rc = eval_at(s, theta, t + h, z1, aux_next)) != NDE_OK)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        y_next[i] = y[i] + 0.5 * (f0[i] + f1[i]) * h;
+    gnoise_prod_add(s->field, b, 0.5, g0, dw, y_next);
+    gnoise_prod_add(s->field, b, 0.5, g1, dw, y_next);
+    return NDE_OK;
+}
+
 static int rh_step(nde_solver *s, const double *theta, double t, double h,
                    const double *dw, const double *y, const double *aux,
                    double *y_next, double *aux_next, double *err,
@@ -87,6 +119,8 @@ static int rh_step(nde_solver *s, const double *theta, double t, double h,
     int rc;
 
     (void)err; (void)norm; (void)eest;
+    if (gnoise_width(s->field) > 1)
+        return step_general(s, theta, t, h, dw, y, aux, y_next, aux_next);
     for (size_t i = 0; i < n; i++)
         z1[i] = 2.0 * y[i] - z[i] + f0[i] * h + g0[i] * dw[i];
     if ((rc = eval_at(s, theta, t + h, z1, aux_next)) != NDE_OK)
@@ -105,12 +139,26 @@ static int rh_reverse(nde_solver *s, const double *theta, double t, double h,
     const double *z1 = aux_next, *f1 = aux_next + n, *g1 = aux_next + 2 * n;
     const double *f0 = aux + n, *g0 = aux + 2 * n;
     double *z = aux;
+    const int general = gnoise_width(s->field) > 1;
     int rc;
 
-    for (size_t i = 0; i < n; i++)
-        z[i] = 2.0 * y_next[i] - z1[i] - f1[i] * h - g1[i] * dw[i];
+    if (general) {
+        for (size_t i = 0; i < n; i++)
+            z[i] = 2.0 * y_next[i] - z1[i] - f1[i] * h;
+        gnoise_prod_add(s->field, s->batch, -1.0, g1, dw, z);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            z[i] = 2.0 * y_next[i] - z1[i] - f1[i] * h - g1[i] * dw[i];
+    }
     if ((rc = eval_at(s, theta, t, z, aux)) != NDE_OK)
         return rc;
+    if (general) {
+        for (size_t i = 0; i < n; i++)
+            y[i] = y_next[i] - 0.5 * (f0[i] + f1[i]) * h;
+        gnoise_prod_add(s->field, s->batch, -0.5, g0, dw, y);
+        gnoise_prod_add(s->field, s->batch, -0.5, g1, dw, y);
+        return NDE_OK;
+    }
     for (size_t i = 0; i < n; i++)
         y[i] = y_next[i] - 0.5 * (f0[i] + f1[i]) * h -
                0.5 * (g0[i] + g1[i]) * dw[i];
@@ -125,6 +173,53 @@ static int rh_reverse(nde_solver *s, const double *theta, double t, double h,
  *   ybar += yb1 + 2 Z1,  zbar -= Z1,
  *   f0bar += h/2 yb1 + h Z1,  g0bar += dW/2 yb1 + dW Z1.
  */
+/* rh_step_vjp with general noise: the cotangents on G(z1) and G(z0) are
+ * G1 = gb1 + yb1/2 dW^T and (yb1/2 + Z1) dW^T. */
+static int step_vjp_general(nde_solver *s, const double *theta, double t,
+                            double h, const double *dw, const double *y,
+                            const double *aux, const nde_step_cotangent *ct,
+                            double *ybar, double *auxbar, double *thetabar)
+{
+    rh_work *w = s->work;
+    const size_t n = s->batch * s->field->dim, ng = w->gw * n;
+    const double *z = aux, *f0 = aux + n, *g0 = aux + 2 * n;
+    const double *ybar_next = ct->y_next, *auxbar_next = ct->aux_next;
+    int rc;
+
+    for (size_t i = 0; i < n; i++) {
+        const double yb = ybar_next ? ybar_next[i] : 0.0;
+        w->z1[i] = 2.0 * y[i] - z[i] + f0[i] * h;
+        w->f1bar[i] = (auxbar_next ? auxbar_next[n + i] : 0.0) + 0.5 * h * yb;
+        w->z1bar[i] = auxbar_next ? auxbar_next[i] : 0.0;
+    }
+    gnoise_prod_add(s->field, s->batch, 1.0, g0, dw, w->z1);
+    for (size_t i = 0; i < ng; i++)
+        w->g1bar[i] = auxbar_next ? auxbar_next[2 * n + i] : 0.0;
+    if (ybar_next)
+        gnoise_outer_add(s->field, s->batch, 0.5, ybar_next, dw, w->g1bar);
+    s->counts.nvjp++;
+    if ((rc = nde_field_vjp(s->field, t + h, w->z1, theta, w->f1bar,
+                            w->z1bar, thetabar, s->batch)) ||
+        (rc = nde_field_diffusion_vjp(s->field, t + h, w->z1, theta,
+                                      w->g1bar, w->z1bar, thetabar,
+                                      s->batch)))
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        const double yb = ybar_next ? ybar_next[i] : 0.0, zb = w->z1bar[i];
+        if (ybar)
+            ybar[i] += yb + 2.0 * zb;
+        if (auxbar) {
+            auxbar[i] -= zb;
+            auxbar[n + i] += 0.5 * h * yb + h * zb;
+        }
+        w->f1bar[i] = 0.5 * yb + zb;    /* reused: the cotangent on G0 dW */
+    }
+    if (auxbar)
+        gnoise_outer_add(s->field, s->batch, 1.0, w->f1bar, dw,
+                         auxbar + 2 * n);
+    return NDE_OK;
+}
+
 static int rh_step_vjp(nde_solver *s, const double *theta, double t, double h,
                        const double *dw, const double *y, const double *aux,
                        const nde_step_cotangent *ct,
@@ -137,6 +232,9 @@ static int rh_step_vjp(nde_solver *s, const double *theta, double t, double h,
     const double t1 = t + h;
     int rc;
 
+    if (w->gw > 1)
+        return step_vjp_general(s, theta, t, h, dw, y, aux, ct, ybar, auxbar,
+                                thetabar);
     for (size_t i = 0; i < n; i++) {
         const double yb = ybar_next ? ybar_next[i] : 0.0;
         w->z1[i] = 2.0 * y[i] - z[i] + f0[i] * h + g0[i] * dw[i];
@@ -194,7 +292,7 @@ static const nde_solver_type reversible_heun = {
                        "strong order 1 for commutative noise (each g_i a "
                        "function of y_i alone, or additive)",
         .provides = NDE_CAP_SDE_STRATONOVICH | NDE_CAP_REVERSIBLE |
-                    NDE_CAP_STEP_VJP,
+                    NDE_CAP_STEP_VJP | NDE_CAP_GENERAL_NOISE,
         .version = "1"),
     /* strong order x 2 (solver.h): 0.5 for general noise (1 for commutative
      * or additive noise) */

@@ -1025,7 +1025,8 @@ int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
     if ((rc = bind_input(tr)) != NDE_OK)
         goto fail;
     if (tr->sde &&
-        (rc = nde_brownian_create(ctx, bmax * tr->dim, &tr->bm)) != NDE_OK)
+        (rc = nde_brownian_create(ctx, bmax * tr->field->noise_dim,
+                                  &tr->bm)) != NDE_OK)
         goto fail;
     tr->data_digest = tr->task->type->digest
                           ? tr->task->type->digest(tr->task)
@@ -1657,8 +1658,8 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
         /* the iteration's path on the solve's interval (moved by STEER) */
         if ((rc = nde_brownian_reset(tr->bm,
                                      brownian_seed(tr, (uint64_t)tr->iter),
-                                     t0, t1s, o.dt, tr->B * tr->dim)) !=
-            NDE_OK)
+                                     t0, t1s, o.dt,
+                                     tr->B * tr->field->noise_dim)) != NDE_OK)
             return rc;
         o.brownian = tr->bm;
     }
@@ -1912,7 +1913,7 @@ static int predict(nde_trainer *tr, uint64_t seed, double t0,
                              "predict: an SDE is sampled forwards (t0 %g, "
                              "t1 %g)", t0, t1);
         if ((rc = nde_brownian_reset(tr->bm, seed, t0, t1, o.dt,
-                                     batch * tr->dim)) != NDE_OK)
+                                     batch * tr->field->noise_dim)) != NDE_OK)
             return rc;
         o.brownian = tr->bm;
     }

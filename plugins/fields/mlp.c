@@ -13,7 +13,9 @@
  * pre-activations below about -745; the sigmoid bottoms out at 3.3e-308
  * below -708). Its input is y itself (no cube, no t),
  * its hidden widths are `g_layers` (default: the drift's), its hidden
- * activations `g_activation`, and its output width is the state dimension.
+ * activations `g_activation`, and its output width is the state dimension,
+ * or with `noise_dim = M` (general noise, nde/field.h) dim x M: the matrix
+ * G, row-major, each entry through the same s.
  * Its parameters follow the drift's in theta, in the same layout.
  *
  * Speed: activations are kept feature-major (width x batch), so the batch
@@ -434,24 +436,27 @@ static int build_net(mlp_net *n, size_t in0, const long *hidden,
     return mlp_cache_alloc(n, dim, batch_max, npoints);
 }
 
-/* `diffusion`, `g_layers`, `g_activation`: the SDE form. */
+/* `diffusion`, `g_layers`, `g_activation`, `noise_dim`: the SDE form. */
 static int build_diffusion(nde_field *f, mlp_state *s, nde_section *sec,
                            const long *drift_hidden, size_t ndrift_hidden,
                            long thin_width, size_t npoints, size_t *off,
                            size_t *maxw, nde_ctx *ctx)
 {
     const char *kind;
-    long *widths = NULL;
+    long *widths = NULL, noise_dim;
     size_t nwidths = 0;
     int status;
-    if ((status = nde_get_string(sec, "diffusion", &kind, ctx)))
+    if ((status = nde_get_string(sec, "diffusion", &kind, ctx)) ||
+        (status = nde_get_long_min(sec, "noise_dim", 0, &noise_dim, ctx)))
         return status;
     if (strcmp(kind, "none") == 0) {
         const char *extra = nde_section_has(sec, "g_layers")
                                 ? "g_layers"
                                 : nde_section_has(sec, "g_activation")
                                       ? "g_activation"
-                                      : NULL;
+                                      : nde_section_has(sec, "noise_dim")
+                                            ? "noise_dim"
+                                            : NULL;
         if (extra)
             return nde_section_error(sec, extra, ctx,
                                      "set without a diffusion network (add "
@@ -479,7 +484,9 @@ static int build_diffusion(nde_field *f, mlp_state *s, nde_section *sec,
     const size_t nhidden = own ? nwidths : ndrift_hidden;
     if ((status = check_widths(hidden, nhidden, 1, "g_layers", sec, ctx)))
         goto done;
-    if (build_net(&s->diffusion, f->dim, hidden, nhidden, f->dim, thin_width,
+    /* general noise: the output is G, dim x noise_dim (nde/field.h) */
+    const size_t out = f->dim * (noise_dim ? (size_t)noise_dim : 1);
+    if (build_net(&s->diffusion, f->dim, hidden, nhidden, out, thin_width,
                   f->batch_max, npoints, off, maxw)) {
         status = nde_error(ctx, NDE_ENOMEM, "mlp: out of memory");
         goto done;
@@ -487,7 +494,8 @@ static int build_diffusion(nde_field *f, mlp_state *s, nde_section *sec,
     if ((status = read_activations(&s->diffusion, "g_activation", sec,
                                    ctx)))
         goto done;
-    f->noise = NDE_NOISE_DIAGONAL;
+    f->noise = noise_dim ? NDE_NOISE_GENERAL : NDE_NOISE_DIAGONAL;
+    f->noise_dim = (size_t)noise_dim;
 done:
     free(widths);
     return status;
@@ -679,6 +687,10 @@ static const nde_key mlp_keys[] = {
     {"g_activation", NDE_KEY_WORDS, "tanh",
      "tanh, relu, softplus or identity: the diffusion network's hidden "
      "layers, one per layer or one for all"},
+    {"noise_dim", NDE_KEY_INT, "0",
+     "with a diffusion: M > 0 makes the noise general, M channels driving "
+     "every state (dy = f dt + G(y) dW, the network's output the D x M "
+     "matrix G, row-major); 0: diagonal, one channel per state"},
     {NULL, 0, NULL, NULL},
 };
 

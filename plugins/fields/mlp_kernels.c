@@ -822,22 +822,23 @@ static int job_status(const job *jb)
     return NDE_OK;
 }
 
-/* The output (dy or g) of part p's columns. */
+/* The output (dy or g) of part p's columns: w values a row, the state
+ * dimension but for a general-noise diffusion (dim x M). */
 static void eval_part(void *arg, size_t part)
 {
     job *jb = arg;
     const mlp_net *n = jb->n;
     const mlp_block b = jb->blk[part];
-    const size_t dim = jb->dim;
-    double *z = jb->s->g + dim * b.c0, *out = jb->out + b.c0 * dim;
+    const size_t dim = jb->dim, w = n->layer[n->nlayers - 1].out;
+    double *z = jb->s->g + w * b.c0, *out = jb->out + b.c0 * w;
     if (jb->forward)
         forward_block(n, jb->pt, dim, jb->t, jb->y, jb->theta, b);
     layer_forward(&n->layer[n->nlayers - 1], jb->theta,
                   last_hidden(n, jb->pt, b.c0), z, b.ld);
     if (jb->diffusion)
-        activate(jb->s->diffusion_act, z, dim * b.ld);
-    to_rows(z, out, dim, b.rows, b.ld);
-    jb->bad[part] = !all_finite(out, b.rows * dim);
+        activate(jb->s->diffusion_act, z, w * b.ld);
+    to_rows(z, out, w, b.rows, b.ld);
+    jb->bad[part] = !all_finite(out, b.rows * w);
 }
 
 /* Part p's columns of the cotangents n->cot[l] = dL/dZ_l of every layer,
@@ -850,19 +851,20 @@ static void cotangent_part(void *arg, size_t part)
     mlp_point *pt = jb->pt;
     const mlp_block b = jb->blk[part];
     const size_t dim = jb->dim, last = n->nlayers - 1, ld = b.ld;
-    double *g = n->cot[last] + dim * b.c0;
+    const size_t w = n->layer[last].out;    /* eval_part's w */
+    double *g = n->cot[last] + w * b.c0;
     if (jb->forward)
         forward_block(n, pt, dim, jb->t, jb->y, jb->theta, b);
-    from_rows(jb->v + b.c0 * dim, g, dim, b.rows, ld, 0);
+    from_rows(jb->v + b.c0 * w, g, w, b.rows, ld, 0);
     if (jb->diffusion) {
         /* g = s(z): dL/dz = v s'(z), from the output h = s(z) held in
-         * s->gx (the output layer is recomputed: it is dim wide, the
+         * s->gx (the output layer is recomputed: it is w wide, the
          * cheap one) */
-        double *h = s->gx + dim * b.c0;
+        double *h = s->gx + w * b.c0;
         layer_forward(&n->layer[last], jb->theta, last_hidden(n, pt, b.c0),
                       h, ld);
-        activate(s->diffusion_act, h, dim * ld);
-        multiply_derivative(s->diffusion_act, h, g, dim * ld);
+        activate(s->diffusion_act, h, w * ld);
+        multiply_derivative(s->diffusion_act, h, g, w * ld);
     }
     for (size_t l = last; l > 0; l--) {
         const mlp_layer *ly = &n->layer[l];

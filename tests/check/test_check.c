@@ -60,6 +60,8 @@ static const keyed keyed_runs[] = {
     {"field", "mlp", {"-s", "field.layers=2,8,2"}},
     {"field", "mlp", {"-s", "field.layers=2,8,2", "-s",
                       "field.diffusion=softplus"}},
+    {"field", "mlp", {"-s", "field.layers=2,8,2", "-s",
+                      "field.diffusion=sigmoid", "-s", "field.noise_dim=3"}},
     {"field", "expr", {"-s", "field.state=x,y", "-s", "field.params=a=1.5,b=1",
                        "-s", "field.dx=a*x-b*x*y", "-s", "field.dy=x*y-y",
                        "-s", "field.gx=b*x*x"}},
@@ -70,6 +72,11 @@ static const keyed keyed_runs[] = {
     {"field", "ngm", {"-s", "field.dim=3"}},
     {"field", "linear", {"-s", "field.A=-0.5,1,-1,-0.5", "-s",
                          "field.b=0.1,0.2"}},
+    {"field", "linear", {"-s", "field.A=-0.5,1,-1,-0.5", "-s",
+                         "field.noise_dim=3", "-s",
+                         "field.B=0.3,-0.2,0.1,0.25,-0.15,0.2,0.35,-0.1,"
+                         "0.05,0.3,-0.25,0.2", "-s",
+                         "field.C=0.1,-0.05,0.2,0.15,0.1,-0.2"}},
     {"field", "sum", {"-s", "field.parts=p,q", "-s", "field.p.plugin=linear",
                       "-s", "field.p.A=-0.5,1,-1,-0.5", "-s",
                       "field.q.plugin=mlp", "-s", "field.q.layers=2,4,2"}},
@@ -265,6 +272,14 @@ START_TEST(coupled_rows_fail)
 }
 END_TEST
 
+/* The cotangent of a general-noise diffusion is batch x dim x M. */
+START_TEST(general_noise_vjp_fails)
+{
+    expect_fail("field", "gnoisevjp", "diffusion vjp y accumulated");
+    expect_fail("field", "gnoisevjp", "diffusion vjp theta accumulated");
+}
+END_TEST
+
 START_TEST(wrong_regularizer_gradient_fails)
 {
     expect_fail("regularizer", "badgrad", "gradient vs differences");
@@ -402,6 +417,7 @@ int main(void)
     tcase_add_test(tc, every_shipped_plugin_passes);
     tcase_add_test(tc, assigning_vjp_fails);
     tcase_add_test(tc, coupled_rows_fail);
+    tcase_add_test(tc, general_noise_vjp_fails);
     tcase_add_test(tc, wrong_regularizer_gradient_fails);
     tcase_add_test(tc, wrong_task_fails);
     tcase_add_test(tc, overclaimed_order_fails);

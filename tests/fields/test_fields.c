@@ -660,11 +660,15 @@ static const char *const cache_configs[] = {
     "input = cube\ndiffusion = softplus\ng_layers = 5\n",
     "[field]\nplugin = mlp\nlayers = 2, 12, 2\nthin_width = 0\n"
     "diffusion = sigmoid\n",
+    "[field]\nplugin = mlp\nlayers = 3, 9, 3\ndiffusion = softplus\n"
+    "g_layers = 6\nnoise_dim = 4\n",     /* general noise: 3 x 4 out */
 };
 
 typedef struct cache_run {
     loaded L[2];           /* cache = 0, cache = 3 */
     size_t d, p, n;
+    size_t gm;             /* the diffusion's values per state (noise_dim
+                              for general noise, else 1)                 */
     double *out[2], *vy[2], *vth[2], *v;
 } cache_run;
 
@@ -684,7 +688,8 @@ static void cache_op(cache_run *c, int kind, int drift, double t,
                      const double *y, const double *theta, size_t rows,
                      const char *what, int step)
 {
-    fill_uniform(c->v, c->n, 1.0);
+    const size_t w = drift ? c->d : c->d * c->gm;   /* output a row */
+    fill_uniform(c->v, c->gm * c->n, 1.0);
     for (int k = 0; k < 2; k++) {
         nde_field *f = c->L[k].f;
         double *vy = kind == 3 ? NULL : c->vy[k];
@@ -701,7 +706,7 @@ static void cache_op(cache_run *c, int kind, int drift, double t,
     }
     if (kind == 0)
         ck_assert_msg(memcmp(c->out[0], c->out[1],
-                             rows * c->d * sizeof(double)) == 0,
+                             rows * w * sizeof(double)) == 0,
                       "%s, step %d: eval differs", what, step);
     else
         ck_assert_msg(memcmp(c->vy[0], c->vy[1], c->n * sizeof(double)) ==
@@ -720,12 +725,13 @@ START_TEST(mlp_cache_exact)
     c.d = c.L[0].f->dim;
     c.p = c.L[0].f->nparams;
     c.n = B * c.d;
+    c.gm = c.L[0].f->noise == NDE_NOISE_GENERAL ? c.L[0].f->noise_dim : 1;
     double *theta = malloc(c.p * sizeof *theta);
     double *y = malloc((NPOINTS + 1) * c.n * sizeof *y);
     double t[NPOINTS];
-    c.v = malloc(c.n * sizeof *c.v);
+    c.v = malloc(c.gm * c.n * sizeof *c.v);
     for (int k = 0; k < 2; k++) {
-        c.out[k] = malloc(c.n * sizeof *c.out[k]);
+        c.out[k] = malloc(c.gm * c.n * sizeof *c.out[k]);
         c.vy[k] = calloc(c.n, sizeof *c.vy[k]);
         c.vth[k] = calloc(c.p, sizeof *c.vth[k]);
         ck_assert(c.out[k] && c.vy[k] && c.vth[k]);
@@ -807,6 +813,8 @@ static const char *const thread_configs[] = {
     "softplus\nsoftplus = vector\ndiffusion = sigmoid\n",
     "[field]\nplugin = mlp\nlayers = 2, 12, 2\nthin_width = 0\n"
     "diffusion = sigmoid\n",
+    "[field]\nplugin = mlp\nlayers = 3, 9, 3\ndiffusion = softplus\n"
+    "g_layers = 6\nnoise_dim = 4\n",     /* general noise: 3 x 4 out */
 };
 enum { NTHREAD_CONFIGS = sizeof thread_configs / sizeof *thread_configs };
 
@@ -829,11 +837,14 @@ START_TEST(mlp_threads_exact)
     }
     const size_t d = L[0].f->dim, p = L[0].f->nparams, n = BMAX * d;
     const int sde = L[0].f->noise != NDE_NOISE_NONE;
+    /* the diffusion's output and cotangent: d x M a row, general noise */
+    const size_t gm = L[0].f->noise == NDE_NOISE_GENERAL ? L[0].f->noise_dim
+                                                         : 1;
     double *theta = malloc(p * sizeof *theta), *y = malloc(n * sizeof *y);
-    double *v = malloc(n * sizeof *v), *out[2], *vy[2], *vth[2];
+    double *v = malloc(gm * n * sizeof *v), *out[2], *vy[2], *vth[2];
     ck_assert(theta && y && v);
     for (int c = 0; c < 2; c++) {
-        out[c] = malloc(n * sizeof *out[c]);
+        out[c] = malloc(gm * n * sizeof *out[c]);
         vy[c] = calloc(n, sizeof *vy[c]);
         vth[c] = calloc(p, sizeof *vth[c]);
         ck_assert(out[c] && vy[c] && vth[c]);
@@ -848,9 +859,10 @@ START_TEST(mlp_threads_exact)
         for (int op = 0; op < (sde ? 10 : 5); op++) {
             const size_t rows = batches[b];
             const int drift = op < 5, kind = op % 5;
+            const size_t w = drift ? d : d * gm;    /* output a row */
             if (kind != 1)
                 fill_uniform(y, rows * d, 2.0);
-            fill_uniform(v, rows * d, 1.0);
+            fill_uniform(v, rows * w, 1.0);
             for (int c = 0; c < 2; c++) {
                 nde_field *f = L[c].f;
                 double *wy = kind == 4 ? NULL : vy[c];
@@ -864,7 +876,7 @@ START_TEST(mlp_threads_exact)
                         f, 0.3, y, theta, v, wy, wth, rows);
                 ck_assert_int_eq(rc, NDE_OK);
             }
-            ck_assert_msg(memcmp(out[0], out[1], rows * d * sizeof(double)) ==
+            ck_assert_msg(memcmp(out[0], out[1], rows * w * sizeof(double)) ==
                                   0 &&
                               memcmp(vy[0], vy[1], n * sizeof(double)) == 0 &&
                               memcmp(vth[0], vth[1], p * sizeof(double)) == 0,

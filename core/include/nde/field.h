@@ -19,6 +19,18 @@
  * `stratonovich`, or `solver` (the default: the model is whatever the
  * chosen SDE solver integrates, the usual reading for a learned model).
  *
+ * General noise (f->noise = NDE_NOISE_GENERAL and f->noise_dim = M >= 1,
+ * both set by create; interface version 4): M noise channels per row,
+ * dy_i = f_i dt + sum_k g_ik(t, y, theta) dW_k. The same two diffusion
+ * ops then take the matrix: g is batch x dim x M (row-major: g_ik of row
+ * r at g[(r dim + i) M + k]), and diffusion_vjp's cotangent v has that
+ * shape too. Why the matrix rather than ops on the product g dW (as
+ * torchsde's g_prod): reversible Heun reuses g(z) of one step in the
+ * next, with the next step's dW, so the product would cost it a second
+ * diffusion evaluation a step; Euler-Maruyama and Heun contract the
+ * matrix themselves (O(dim M) a row, as the product would). Only solvers
+ * that declare NDE_CAP_GENERAL_NOISE (nde/plugin.h) accept such a field.
+ *
  * Status of eval/vjp: NDE_OK; NDE_ERETRY when the output is not finite (the
  * solve loop rejects the step and shrinks it); NDE_EFATAL to stop now (set a
  * message through f->ctx first).
@@ -44,8 +56,10 @@ typedef struct nde_field nde_field;
  *   1: create, destroy, init_params, eval, vjp, param_name, diffusion,
  *      diffusion_vjp
  *   2: jvp
- *   3: jvp_vjp */
-#define NDE_FIELD_VERSION 3
+ *   3: jvp_vjp
+ *   4: no new op: f->noise may be NDE_NOISE_GENERAL, with f->noise_dim
+ *      (the diffusion ops then take the dim x M matrix, see above) */
+#define NDE_FIELD_VERSION 4
 
 /* The descriptor's info: NDE_FIELD_INFO(.name = ..., .description = ...,
  * .keys, .provides, .version). */
@@ -112,7 +126,8 @@ typedef struct nde_field_type {
 } nde_field_type;
 
 /* f->noise */
-enum nde_noise { NDE_NOISE_NONE = 0, NDE_NOISE_DIAGONAL = 1 };
+enum nde_noise { NDE_NOISE_NONE = 0, NDE_NOISE_DIAGONAL = 1,
+                 NDE_NOISE_GENERAL = 2 /* interface version 4 */ };
 /* f->calculus: the SDE form the equations are written in. */
 enum nde_calculus {
     NDE_CALCULUS_SOLVER = 0,    /* whichever the SDE solver integrates     */
@@ -146,6 +161,12 @@ struct nde_field {
      * selects segments as the other's did. */
     size_t ninputs;           /* set by create; 0 = reads no input      */
     nde_input *input;         /* borrowed; NULL = none                   */
+
+    /* Interface version 4 (general noise). Noise channels per row: M, set
+     * by create with NDE_NOISE_GENERAL; core sets it to dim for diagonal
+     * noise and leaves 0 for an ODE, so a Brownian path for a solve of
+     * `batch` rows has batch x noise_dim channels either way. */
+    size_t noise_dim;
 };
 
 /* Create the field described by config section `section` (whose `plugin`
@@ -206,7 +227,8 @@ NDE_API int nde_field_jvp_vjp(nde_field *f, double t, const double *y,
                               const double *w, double *vy, double *vtheta,
                               size_t batch);
 
-/* Diffusion and its VJP (only for f->noise != NDE_NOISE_NONE). */
+/* Diffusion and its VJP (only for f->noise != NDE_NOISE_NONE): batch x
+ * dim values, or batch x dim x noise_dim with NDE_NOISE_GENERAL. */
 static inline int nde_field_diffusion(nde_field *f, double t, const double *y,
                                       const double *theta, double *g,
                                       size_t batch)

@@ -122,7 +122,10 @@ enum nde_capability {
     NDE_CAP_SDE_STRATONOVICH = 1u << 6, /* integrates Stratonovich SDEs    */
     NDE_CAP_REVERSIBLE     = 1u << 7, /* exact algebraic reverse step      */
     /* fields */
-    NDE_CAP_DIFFUSION      = 1u << 8  /* provides a diffusion g(t, y)      */
+    NDE_CAP_DIFFUSION      = 1u << 8, /* provides a diffusion g(t, y)      */
+    /* SDE solvers: integrates general noise (NDE_NOISE_GENERAL, nde/field.h);
+     * a solver without it is refused such a field */
+    NDE_CAP_GENERAL_NOISE  = 1u << 9
 };
 
 /* Needs. The first four are also what a forward solve records

@@ -13,10 +13,12 @@
  * reverse step (NDE_CAP_REVERSIBLE), first-same-as-last reuse
  * (NDE_CAP_FSAL: accept / invalidate), and the noise it integrates
  * (NDE_CAP_SDE_ITO / NDE_CAP_SDE_STRATONOVICH: step receives the Brownian
- * increment dw of its interval). Flags and operations must agree; that is
- * checked when the solver is created. What an implicit method needs from
- * the field it declares in its info's needs (NDE_NEEDS_FIELD_JVP: the
- * field's jvp, nde/field.h), also checked at create.
+ * increment dw of its interval; NDE_CAP_GENERAL_NOISE: also for a field
+ * with general noise, dw then holding M values a row). Flags and
+ * operations must agree; that is checked when the solver is created. What
+ * an implicit method needs from the field it declares in its info's needs
+ * (NDE_NEEDS_FIELD_JVP: the field's jvp, nde/field.h), also checked at
+ * create.
  *
  * Explicit Runge-Kutta methods need no operations at all: a plugin gives a
  * tableau and core implements the table from it (one engine shared by
@@ -124,8 +126,13 @@ typedef struct nde_solver_ops {
                                dense (0 with no dense)                     */
     /* Optional: workspace for batch_max x dim values in s->work, and the
      * plugin's keys from s->section; destroy (required with create) must
-     * accept a half-built one. A status other than NDE_OK and NDE_ENOMEM
-     * comes with its message (nde_section_error naming the key). */
+     * accept a half-built one. May raise s->aux when the state it carries
+     * depends on the field (reversible Heun keeps a general-noise
+     * diffusion, dim x M a row: 2 + M blocks), and set s->stages when
+     * they depend on its parts (autoswitch: its parts' most + 1, at most
+     * 26). s->buf does not exist yet. A status other than NDE_OK
+     * and NDE_ENOMEM comes with its message (nde_section_error naming the
+     * key). */
     int (*create)(nde_solver *s);
     void (*destroy)(nde_solver *s);
     /* Required when aux > 0: aux0 at the start of a solve from (t0, y0). */
@@ -134,9 +141,11 @@ typedef struct nde_solver_ops {
     /* Required: one step of size h (either sign, unless the solver
      * integrates SDEs, forwards only) from (y, aux) at t to (y_next,
      * aux_next) at t + h. dw: the Brownian increment on [t, t + h] (n
-     * values) for SDE solvers, NULL otherwise; for a solver that needs
-     * NDE_NEEDS_LEVY_AREA, 2n values: the increment, then the space-time
-     * Levy area H of each value's channel over the step (nde/brownian.h),
+     * values; batch x M with a general-noise field, see
+     * nde_solver_noise_channels) for SDE solvers, NULL otherwise; for a
+     * solver that needs NDE_NEEDS_LEVY_AREA, 2n values: the increment,
+     * then the space-time Levy area H of each value's channel over the
+     * step (nde/brownian.h),
      * so that int_t^{t+h} (W(s) - W(t)) ds = h (dw / 2 + H). Callers get
      * it from nde_solver_noise. With NDE_CAP_ADAPTIVE, when
      * err is not NULL it receives the error estimate (n values), and when
@@ -246,8 +255,10 @@ struct nde_solver {
 /* Create the solver named by section `section` (key `plugin`) for `field`,
  * checking the section against the solve loop's keys and the plugin's.
  * Refused (NDE_ECAPABILITY, naming solver and field): an SDE solver with a
- * field without diffusion, an ODE solver with one, and a field whose
- * `calculus` is not the one the SDE solver integrates. */
+ * field without diffusion, an ODE solver with one, a field whose
+ * `calculus` is not the one the SDE solver integrates, and a field with
+ * general noise (NDE_NOISE_GENERAL) and a solver without
+ * NDE_CAP_GENERAL_NOISE. */
 NDE_API int nde_solver_create(nde_ctx *ctx, const nde_config *cfg,
                               const char *section, nde_field *field,
                               nde_solver **out);
@@ -275,6 +286,14 @@ NDE_API int nde_solver_is_sde(const nde_solver *s); /* NDE_CAP_SDE_* set */
  * one with it first (nde_brownian_set_area: the path changes, so query it
  * after that for W that the solve saw). */
 NDE_API int nde_solver_noise_blocks(const nde_solver *s);
+/* Channels of a step's noise (values of a block of dw, and the n of the
+ * Brownian path of a solve): s->batch x the field's noise_dim, which is
+ * dim for diagonal noise and M for general noise (nde/field.h); 0 for an
+ * ODE solver. */
+NDE_API size_t nde_solver_noise_channels(const nde_solver *s);
+/* The same at batch_max rows, at least batch_max x dim: what a buffer for
+ * a block of dw is sized for. */
+NDE_API size_t nde_solver_noise_channels_max(const nde_solver *s);
 NDE_API int nde_solver_noise(const nde_solver *s, nde_brownian *bm,
                              double ta, double tb, double *dw);
 NDE_API int nde_solver_start(nde_solver *s, const double *theta, double t0,
