@@ -1,6 +1,7 @@
 /*
  * Stiff benchmark: nde's rodas5p and kvaerno5 (Jacobian from the field's
- * JVP, and by finite differences) against SUNDIALS CVODE's BDF (dense
+ * JVP, and by finite differences) and autoswitch (tsit5 handing over to
+ * rodas5p) against SUNDIALS CVODE's BDF (dense
  * direct solver, the Jacobian given, and by CVODE's differences; when
  * built with it) and
  * GSL's msbdf and bsimp (gsl_odeiv2_driver, standard control, hstart
@@ -313,8 +314,8 @@ static void run_gsl(const problem *p, const gsl_odeiv2_step_type *T,
 typedef struct nde_side {
     nde_ctx *ctx;
     nde_field *f;
-    nde_solver *s[4];   /* rodas5p, kvaerno5 x jacobian = exact,
-                           differences */
+    nde_solver *s[5];   /* rodas5p, kvaerno5 x jacobian = exact,
+                           differences; autoswitch */
 } nde_side;
 
 static void run_nde(nde_side *n, const problem *p, int which, double rtol,
@@ -337,24 +338,27 @@ static void run_nde(nde_side *n, const problem *p, int which, double rtol,
     /* exact: dim JVPs a Jacobian; rodas5p's differences: dim + 2
      * evaluations a Jacobian with df/dt, besides 8 a step (the first
      * step's guess adds one or two: rounded away); kvaerno5's differences
-     * hide among its Newton iterations' evaluations (-1: not shown) */
-    r->njac = which % 2 == 0 ? (s->counts.nvjp - nvjp0) / (long)p->dim
-              : which == 1   ? (st.nfe - 8 * r->steps) / (long)(p->dim + 2)
-                             : -1;
+     * hide among its Newton iterations' evaluations, autoswitch's among
+     * its parts' (-1: not shown) */
+    r->njac = which == 4       ? -1
+              : which % 2 == 0 ? (s->counts.nvjp - nvjp0) / (long)p->dim
+              : which == 1     ? (st.nfe - 8 * r->steps) / (long)(p->dim + 2)
+                               : -1;
 }
 
 static int nde_side_make(nde_side *n, const problem *p)
 {
-    static const char *const keys[4] = {
+    static const char *const keys[5] = {
         "[solver]\nplugin = rodas5p\njacobian = exact\n",
         "[solver]\nplugin = rodas5p\njacobian = differences\n",
         "[solver]\nplugin = kvaerno5\njacobian = exact\n",
-        "[solver]\nplugin = kvaerno5\njacobian = differences\n"};
+        "[solver]\nplugin = kvaerno5\njacobian = differences\n",
+        "[solver]\nplugin = autoswitch\n"};
 
     current = p;
     if (nde_field_create_from(n->ctx, &bench_field, NULL, 1, &n->f))
         return 1;
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 5; k++) {
         nde_config *cfg = nde_config_create();
         int rc = !cfg ||
                  nde_config_load_string(cfg, "bench", keys[k], n->ctx) ||
@@ -368,7 +372,7 @@ static int nde_side_make(nde_side *n, const problem *p)
 
 static void nde_side_free(nde_side *n)
 {
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 5; k++) {
         nde_solver_destroy(n->s[k]);
         n->s[k] = NULL;
     }
@@ -472,11 +476,12 @@ typedef struct cvode_side {
 /* Timing and the table                                                */
 
 /* the nde rows first, in nde_side's order */
-enum { NDE_EXACT, NDE_DIFF, KV_EXACT, KV_DIFF, CVODE_JAC, CVODE_DQ,
+enum { NDE_EXACT, NDE_DIFF, KV_EXACT, KV_DIFF, NDE_AUTO, CVODE_JAC, CVODE_DQ,
        GSL_MSBDF, GSL_BSIMP, NCONF };
 static const char *const conf_names[NCONF] = {
     "nde rodas5p (J by JVP)", "nde rodas5p (J by differences)",
     "nde kvaerno5 (J by JVP)", "nde kvaerno5 (J by differences)",
+    "nde autoswitch (tsit5 / rodas5p, J by JVP)",
     "cvode BDF (J given)", "cvode BDF (J by differences)",
     "gsl msbdf", "gsl bsimp"};
 
@@ -495,7 +500,7 @@ static void run_conf(sides *sd, const problem *p, int c, double rtol,
                      result *r)
 {
     const double atol = rtol * p->atol_scale;
-    if (c <= KV_DIFF)
+    if (c <= NDE_AUTO)
         run_nde(&sd->n, p, c, rtol, atol, r);
 #ifdef HAVE_CVODE
     else if (c == CVODE_JAC || c == CVODE_DQ)
