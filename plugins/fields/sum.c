@@ -7,7 +7,9 @@
  *
  * Parameters are the parts' parameters concatenated in `parts` order; part i
  * is initialised with the seed nde_seed_derive(seed, i). Parts must be
- * ODE fields (no diffusion).
+ * ODE fields (no diffusion). Parts that read a time-dependent input
+ * (nde/input.h: an expert model's dose, say) read the sum's, so they must
+ * agree on its channels; the sum reads as many (0 when none does).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,12 +32,21 @@ typedef struct sum_state {
 static _Thread_local const char *building[SUM_MAX_DEPTH];
 static _Thread_local int nbuilding;
 
+/* The sum's input to the parts that read one, before they are called. */
+static void hand_input(const nde_field *f, const sum_state *s)
+{
+    for (size_t i = 0; i < s->nparts; i++)
+        if (s->part[i]->ninputs)
+            s->part[i]->input = f->input;
+}
+
 static int sum_eval(nde_field *f, double t, const double *y,
                     const double *theta, double *dy, size_t batch)
 {
     sum_state *s = f->state;
     const size_t n = batch * f->dim;
     int retry = 0;
+    hand_input(f, s);
     for (size_t i = 0; i < s->nparts; i++) {
         double *out = i == 0 ? dy : s->scratch;
         int status = nde_field_eval(s->part[i], t, y, theta + s->offset[i],
@@ -57,6 +68,7 @@ static int sum_vjp(nde_field *f, double t, const double *y,
 {
     sum_state *s = f->state;
     int retry = 0;
+    hand_input(f, s);
     for (size_t i = 0; i < s->nparts; i++) {
         int status = nde_field_vjp(s->part[i], t, y, theta + s->offset[i], v,
                                    vy, vtheta ? vtheta + s->offset[i] : NULL,
@@ -151,6 +163,14 @@ static int create_parts(nde_field *f, sum_state *s, nde_section *sec,
                                      "part '%s' has dimension %zu but part "
                                      "'%s' has %zu", s->name[i], part->dim,
                                      s->name[0], s->part[0]->dim);
+        if (part->ninputs && f->ninputs && part->ninputs != f->ninputs)
+            return nde_section_error(sec, "parts", ctx,
+                                     "part '%s' reads an input of %zu "
+                                     "channels but another part one of %zu "
+                                     "(the parts read the same input)",
+                                     s->name[i], part->ninputs, f->ninputs);
+        if (part->ninputs)
+            f->ninputs = part->ninputs;
         s->offset[i] = nparams;
         nparams += part->nparams;
         if (!f->state_names && part->state_names)

@@ -1123,6 +1123,65 @@ END_TEST
 /* hybrid: z_e' is the expert's alone (the neural states do not reach
  * it), z_m' the neural part's outputs at z_m's places on [z_e; z_m; u],
  * row by row with each row's input; parameters expert first. */
+/* A sum hands its input to the parts that read one: a dosed expert plus
+ * an mlp correction (a UDE with a treatment) is the two evaluated alone,
+ * the expert with the input; without one set the sum refuses. */
+START_TEST(sum_input_values)
+{
+    static const char ini[] =
+        "[field]\nplugin = sum\nparts = pk, net\n"
+        "[field.pk]\nplugin = expr\nstate = c\nparams = k=0.5\n"
+        "inputs = dose\ndc = -k*c + dose\n"
+        "[field.net]\nplugin = mlp\nlayers = 1, 5, 1\n";
+    static const double kt[2] = {0.0, 1.0}, ku[2][2] = {{2.0, 0.0},
+                                                      {5.0, 1.0}};
+    const double y[2] = {1.0, -0.4}, v[2] = {0.7, -1.3};
+    double theta[64], dy[2], dp[2], dn[2], vy[2] = {0}, vp[2] = {0};
+    double vn[2] = {0}, vth[64] = {0}, vthp[64] = {0};
+    nde_field *pk, *net;
+    nde_input *in;
+    loaded L;
+
+    load_ok(&L, ini, 2);
+    ck_assert_uint_eq(L.f->ninputs, 1);
+    ck_assert_int_eq(nde_field_create(L.ctx, L.cfg, "field.pk", 2, &pk),
+                     NDE_OK);
+    ck_assert_int_eq(nde_field_create(L.ctx, L.cfg, "field.net", 2, &net),
+                     NDE_OK);
+    ck_assert_uint_le(L.f->nparams, 64);
+    ck_assert_int_eq(nde_field_init_params(L.f, theta, 3), NDE_OK);
+    ck_assert_int_eq(nde_input_create(L.ctx, 2, 1, 2, NDE_INPUT_CONSTANT,
+                                      &in), NDE_OK);
+    ck_assert_int_eq(nde_input_set_row(in, 0, 2, kt, ku[0]), NDE_OK);
+    ck_assert_int_eq(nde_input_set_row(in, 1, 2, kt, ku[1]), NDE_OK);
+    ck_assert_int_eq(nde_input_use_rows(in, 2), NDE_OK);
+    nde_input_select(in, 0.25, 0.5);
+    ck_assert_int_eq(nde_field_eval(L.f, 0.5, y, theta, dy, 2), NDE_EINVAL);
+    ck_assert_int_eq(nde_field_set_input(L.f, in), NDE_OK);
+    ck_assert_int_eq(nde_field_set_input(pk, in), NDE_OK);
+    ck_assert_int_eq(nde_field_eval(L.f, 0.5, y, theta, dy, 2), NDE_OK);
+    ck_assert_int_eq(nde_field_eval(pk, 0.5, y, theta, dp, 2), NDE_OK);
+    ck_assert_int_eq(nde_field_eval(net, 0.5, y, theta + 1, dn, 2), NDE_OK);
+    ck_assert_int_eq(nde_field_vjp(L.f, 0.5, y, theta, v, vy, vth, 2),
+                     NDE_OK);
+    ck_assert_int_eq(nde_field_vjp(pk, 0.5, y, theta, v, vp, vthp, 2),
+                     NDE_OK);
+    ck_assert_int_eq(nde_field_vjp(net, 0.5, y, theta + 1, v, vn, vthp + 1,
+                                   2), NDE_OK);
+    for (size_t r = 0; r < 2; r++) {
+        ck_assert_double_eq(dp[r], -0.5 * y[r] + ku[r][0]);
+        ck_assert_double_eq_tol(dy[r], dp[r] + dn[r], 1e-15);
+        ck_assert_double_eq_tol(vy[r], vp[r] + vn[r], 1e-15);
+    }
+    for (size_t i = 0; i < L.f->nparams; i++)
+        ck_assert_double_eq_tol(vth[i], vthp[i], 1e-15);
+    nde_input_destroy(in);
+    nde_field_destroy(pk);
+    nde_field_destroy(net);
+    unload(&L);
+}
+END_TEST
+
 START_TEST(hybrid_values)
 {
     static const char ini[] =
@@ -1219,6 +1278,10 @@ END_TEST
 
 static const char *const bad_configs[][3] = {
     /* config, key, text the message must contain */
+    {"[field]\nplugin = sum\nparts = a, b\n[field.a]\nplugin = expr\n"
+     "state = c\ninputs = u\ndc = u\n[field.b]\nplugin = expr\n"
+     "state = c\ninputs = u, w\ndc = u*w\n", "parts",
+     "part 'b' reads an input of 2 channels but another part one of 1"},
     {"[field]\nplugin = mlp\nlayers = 2, 50, 3\n", "layers", "must equal"},
     {"[field]\nplugin = mlp\nlayers = 2\n", "layers", "at least 2"},
     {"[field]\nplugin = mlp\nlayers = 2, 0, 2\n", "layers", "width 2 is 0"},
@@ -1549,6 +1612,7 @@ static Suite *fields_suite(void)
     tcase_add_test(tc, sum_values_and_names);
     tcase_add_test(tc, sum_seeds_parts_apart);
     tcase_add_test(tc, hybrid_values);
+    tcase_add_test(tc, sum_input_values);
     tcase_add_loop_test(tc, bad_input, 0,
                         sizeof bad_configs / sizeof bad_configs[0]);
     tcase_add_test(tc, matheval_quirks);
