@@ -1123,6 +1123,25 @@ END_TEST
 /* hybrid: z_e' is the expert's alone (the neural states do not reach
  * it), z_m' the neural part's outputs at z_m's places on [z_e; z_m; u],
  * row by row with each row's input; parameters expert first. */
+/* Two rows of a one-channel dose, 2 then 0 and 5 then 1 (a jump at t =
+ * 1), their segment selected for a step over [0.25, 0.75]. */
+static const double dose_t[2] = {0.0, 1.0}, dose_u[2][2] = {{2.0, 0.0},
+                                                          {5.0, 1.0}};
+
+static nde_input *dose_two_rows(nde_ctx *ctx)
+{
+    nde_input *in;
+
+    ck_assert_int_eq(nde_input_create(ctx, 2, 1, 2, NDE_INPUT_CONSTANT, &in),
+                     NDE_OK);
+    for (size_t r = 0; r < 2; r++)
+        ck_assert_int_eq(nde_input_set_row(in, r, 2, dose_t, dose_u[r]),
+                         NDE_OK);
+    ck_assert_int_eq(nde_input_use_rows(in, 2), NDE_OK);
+    nde_input_select(in, 0.25, 0.5);
+    return in;
+}
+
 /* A sum hands its input to the parts that read one: a dosed expert plus
  * an mlp correction (a UDE with a treatment) is the two evaluated alone,
  * the expert with the input; without one set the sum refuses. */
@@ -1133,8 +1152,6 @@ START_TEST(sum_input_values)
         "[field.pk]\nplugin = expr\nstate = c\nparams = k=0.5\n"
         "inputs = dose\ndc = -k*c + dose\n"
         "[field.net]\nplugin = mlp\nlayers = 1, 5, 1\n";
-    static const double kt[2] = {0.0, 1.0}, ku[2][2] = {{2.0, 0.0},
-                                                      {5.0, 1.0}};
     const double y[2] = {1.0, -0.4}, v[2] = {0.7, -1.3};
     double theta[64], dy[2], dp[2], dn[2], vy[2] = {0}, vp[2] = {0};
     double vn[2] = {0}, vth[64] = {0}, vthp[64] = {0};
@@ -1150,12 +1167,7 @@ START_TEST(sum_input_values)
                      NDE_OK);
     ck_assert_uint_le(L.f->nparams, 64);
     ck_assert_int_eq(nde_field_init_params(L.f, theta, 3), NDE_OK);
-    ck_assert_int_eq(nde_input_create(L.ctx, 2, 1, 2, NDE_INPUT_CONSTANT,
-                                      &in), NDE_OK);
-    ck_assert_int_eq(nde_input_set_row(in, 0, 2, kt, ku[0]), NDE_OK);
-    ck_assert_int_eq(nde_input_set_row(in, 1, 2, kt, ku[1]), NDE_OK);
-    ck_assert_int_eq(nde_input_use_rows(in, 2), NDE_OK);
-    nde_input_select(in, 0.25, 0.5);
+    in = dose_two_rows(L.ctx);
     ck_assert_int_eq(nde_field_eval(L.f, 0.5, y, theta, dy, 2), NDE_EINVAL);
     ck_assert_int_eq(nde_field_set_input(L.f, in), NDE_OK);
     ck_assert_int_eq(nde_field_set_input(pk, in), NDE_OK);
@@ -1169,7 +1181,7 @@ START_TEST(sum_input_values)
     ck_assert_int_eq(nde_field_vjp(net, 0.5, y, theta + 1, v, vn, vthp + 1,
                                    2), NDE_OK);
     for (size_t r = 0; r < 2; r++) {
-        ck_assert_double_eq(dp[r], -0.5 * y[r] + ku[r][0]);
+        ck_assert_double_eq(dp[r], -0.5 * y[r] + dose_u[r][0]);
         ck_assert_double_eq_tol(dy[r], dp[r] + dn[r], 1e-15);
         ck_assert_double_eq_tol(vy[r], vp[r] + vn[r], 1e-15);
     }
@@ -1190,8 +1202,6 @@ START_TEST(hybrid_values)
         "[field.pk]\nplugin = expr\nstate = c\nparams = k=0.5\n"
         "inputs = dose\ndc = -k*c + dose\n"
         "[field.net]\nplugin = mlp\nlayers = 4, 7, 4\n";
-    static const double kt[2] = {0.0, 1.0}, ku[2][2] = {{2.0, 0.0},
-                                                      {5.0, 1.0}};
     const double y[6] = {1.0, 0.2, -0.3, 0.4, -0.6, 0.8};
     double theta[128], dy[6], dy2[6], ye[2], dye[2], xn[4], dyn[4];
     char name[32];
@@ -1214,12 +1224,7 @@ START_TEST(hybrid_values)
     ck_assert_str_eq(name, "k");
     nde_field_param_name(L.f, 1, name, sizeof name);
     ck_assert_ptr_nonnull(strstr(name, "neural."));
-    ck_assert_int_eq(nde_input_create(L.ctx, 2, 1, 2, NDE_INPUT_CONSTANT,
-                                      &in), NDE_OK);
-    ck_assert_int_eq(nde_input_set_row(in, 0, 2, kt, ku[0]), NDE_OK);
-    ck_assert_int_eq(nde_input_set_row(in, 1, 2, kt, ku[1]), NDE_OK);
-    ck_assert_int_eq(nde_input_use_rows(in, 2), NDE_OK);
-    nde_input_select(in, 0.25, 0.5);
+    in = dose_two_rows(L.ctx);
     ck_assert_int_eq(nde_field_eval(L.f, 0.5, y, theta, dy, 2), NDE_EINVAL);
     ck_assert_int_eq(nde_field_set_input(L.f, in), NDE_OK);
     ck_assert_int_eq(nde_field_set_input(pk, in), NDE_OK);
@@ -1229,9 +1234,9 @@ START_TEST(hybrid_values)
     ck_assert_int_eq(nde_field_eval(pk, 0.5, ye, theta, dye, 2), NDE_OK);
     for (size_t r = 0; r < 2; r++) {
         ck_assert_double_eq(dy[3 * r], dye[r]);
-        ck_assert_double_eq(dye[r], -0.5 * y[3 * r] + ku[r][0]);
+        ck_assert_double_eq(dye[r], -0.5 * y[3 * r] + dose_u[r][0]);
         memcpy(xn, y + 3 * r, 3 * sizeof *xn);
-        xn[3] = ku[r][0];
+        xn[3] = dose_u[r][0];
         ck_assert_int_eq(nde_field_eval(net, 0.5, xn, theta + 1, dyn, 1),
                          NDE_OK);
         ck_assert_double_eq(dy[3 * r + 1], dyn[1]);
