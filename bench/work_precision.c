@@ -491,6 +491,14 @@ static int fewest_evals(size_t ip, int c, double level)
     return best;
 }
 
+enum { GROUP_NDE, GROUP_GSL, GROUP_ARK, NGROUP };
+static const char *const group_name[NGROUP] = {"nde", "GSL", "ARKODE"};
+
+static int group_of(int c)
+{
+    return IS_ARK(c) ? GROUP_ARK : IS_GSL(c) ? GROUP_GSL : GROUP_NDE;
+}
+
 /* "a / b" with two digits, or a dash when either is missing. */
 static const char *ratio(double a, double b)
 {
@@ -516,7 +524,7 @@ static void rhs_table(const double *levels)
     printf("\n");
     for (size_t ip = 0; ip < nprob; ip++)
         for (int l = 0; l < NLEVEL; l++) {
-            double gbest = HUGE_VAL, nbest = HUGE_VAL, abest = HUGE_VAL;
+            double b[NGROUP] = {HUGE_VAL, HUGE_VAL, HUGE_VAL};
             printf("| %s | %.0e |", problems[ip].name, levels[l]);
             for (int c = 0; c < NCONF; c++) {
                 const int best = fewest_evals(ip, c, levels[l]);
@@ -526,18 +534,14 @@ static void rhs_table(const double *levels)
                 }
                 printf(" %ld @%.1e |", results[ip][c][best].r.nfe,
                        tols[best]);
-                if (IS_ARK(c))
-                    abest = fmin(abest, (double)results[ip][c][best].r.nfe);
-                else if (IS_GSL(c))
-                    gbest = fmin(gbest, (double)results[ip][c][best].r.nfe);
-                else
-                    nbest = fmin(nbest, (double)results[ip][c][best].r.nfe);
+                b[group_of(c)] = fmin(b[group_of(c)],
+                                      (double)results[ip][c][best].r.nfe);
             }
-            printf(" %s |", ratio(nbest, gbest));
-            printf(" %s |\n", ratio(nbest, abest));
-            if (isfinite(nbest) && isfinite(gbest)) {
+            printf(" %s |", ratio(b[GROUP_NDE], b[GROUP_GSL]));
+            printf(" %s |\n", ratio(b[GROUP_NDE], b[GROUP_ARK]));
+            if (isfinite(b[GROUP_NDE]) && isfinite(b[GROUP_GSL])) {
                 cells++;
-                wins += nbest <= gbest;
+                wins += b[GROUP_NDE] <= b[GROUP_GSL];
             }
         }
     printf("\nnde's best needs no more RHS evaluations than GSL's best in %d "
@@ -628,14 +632,6 @@ typedef struct group_best {
     double evals, time;
     int ce, ct;
 } group_best;
-
-enum { GROUP_NDE, GROUP_GSL, GROUP_ARK, NGROUP };
-static const char *const group_name[NGROUP] = {"nde", "GSL", "ARKODE"};
-
-static int group_of(int c)
-{
-    return IS_ARK(c) ? GROUP_ARK : IS_GSL(c) ? GROUP_GSL : GROUP_NDE;
-}
 
 /* "evals (solver)" or "µs (solver)" of a group's best, a dash if none. */
 static void print_best(double v, int c, int time)
@@ -878,7 +874,7 @@ int main(int argc, char **argv)
     for (size_t ip = 0; ip < nprob; ip++)
         for (int l = 0; l < NLEVEL; l++) {
             int best[NCONF];
-            double gbest = HUGE_VAL, nbest = HUGE_VAL, abest = HUGE_VAL;
+            double b[NGROUP] = {HUGE_VAL, HUGE_VAL, HUGE_VAL};
             printf("| %s | %.0e |", problems[ip].name, levels[l]);
             for (int c = 0; c < NCONF; c++) {
                 fastest(ip, c, levels[l], &best[c]);
@@ -888,16 +884,12 @@ int main(int argc, char **argv)
                 }
                 printf(" %.2f @%.1e |", 1e6 * results[ip][c][best[c]].med,
                        tols[best[c]]);
-                if (IS_ARK(c))
-                    abest = fmin(abest, results[ip][c][best[c]].med);
-                else if (IS_GSL(c))
-                    gbest = fmin(gbest, results[ip][c][best[c]].med);
-                else
-                    nbest = fmin(nbest, results[ip][c][best[c]].med);
+                b[group_of(c)] = fmin(b[group_of(c)],
+                                      results[ip][c][best[c]].med);
             }
             if (best[NDE_TSIT5] < 0) {
-                printf(" — | — | — | %s |", ratio(nbest, gbest));
-                printf(" %s |\n", ratio(nbest, abest));
+                printf(" — | — | — | %s |", ratio(b[GROUP_NDE], b[GROUP_GSL]));
+                printf(" %s |\n", ratio(b[GROUP_NDE], b[GROUP_ARK]));
                 continue;
             }
             {
@@ -910,8 +902,9 @@ int main(int argc, char **argv)
                         printf(" %.2f |",
                                t5 / results[ip][cmp[j]][best[cmp[j]]].med);
                 }
-                printf(" %.2f | %s |", t5 / gbest, ratio(nbest, gbest));
-                printf(" %s |\n", ratio(nbest, abest));
+                printf(" %.2f | %s |", t5 / b[GROUP_GSL],
+                       ratio(b[GROUP_NDE], b[GROUP_GSL]));
+                printf(" %s |\n", ratio(b[GROUP_NDE], b[GROUP_ARK]));
             }
         }
     printf("\nRatios < 1: tsit5 (or nde's fastest) is faster.\n");
