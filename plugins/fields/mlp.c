@@ -290,8 +290,9 @@ static int read_activations(mlp_net *n, const char *key, nde_section *sec,
             status = nde_section_error(
                 sec, key, ctx,
                 "unknown activation '%s'%s%s%s (expected tanh, relu, "
-                "softplus, identity or lipswish)", word, guess ? " (did you mean '" : "",
-                guess ? guess : "", guess ? "'?)" : "");
+                "softplus, identity or lipswish)", word,
+                guess ? " (did you mean '" : "", guess ? guess : "",
+                guess ? "'?)" : "");
             goto done;
         }
         n->layer[l].act = act;
