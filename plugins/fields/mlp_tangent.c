@@ -165,7 +165,7 @@ int mlp_jvp_vjp(nde_field *f, double t, const double *y, const double *theta,
     const mlp_state *s = f->state;
     const mlp_net *n = &s->drift;
     const size_t d = f->dim, outs = layer_off(n, n->nlayers);
-    const size_t maxw = s->tan_maxw;
+    const size_t maxw = s->tan_maxw, last = layer_off(n, n->nlayers - 1);
     const double *zd = s->tan, *a = zd + outs, *ad = a + outs;
     const double *d1 = ad + outs, *d2 = d1 + outs;
     const double *x = d2 + outs, *xd = x + n->in0;
@@ -176,7 +176,6 @@ int mlp_jvp_vjp(nde_field *f, double t, const double *y, const double *theta,
     for (size_t r = 0; r < batch; r++) {
         const double *yr = y + r * d, *vr = v + r * d;
         bad |= forward_row(s, t, yr, theta, vr, d);
-        const size_t last = layer_off(n, n->nlayers - 1);
         for (size_t o = 0; o < d; o++) {
             zdb[o] = w[r * d + o];
             zb[o] = 0.0;
