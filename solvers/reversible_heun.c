@@ -16,7 +16,18 @@
  * General noise (gnoise.h): g(z) in aux is the dim x M matrix G a row (aux
  * is then 2 + M blocks; torchsde's reversible_heun.py keeps the matrix
  * too), g dW is G dW and a cotangent v on it is v dW^T on G.
+ *
+ * A field that reads an input (nde/input.h): the evaluation at a step's
+ * end is carried into the next step as f0, g0, so it reads the input on
+ * the side of the step that made it, the left of the knot; the reverse
+ * step's evaluation at the step's start, which must reproduce it, and
+ * the start's at t0 read the left of their time too (at t0 the input's
+ * value before a first knot is its first value, so only a field reading
+ * a slope or a jump there sees the difference). Without this, a
+ * reconstruction across a knot where the input's slope or value jumps
+ * would not be the forward state.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +72,24 @@ static int rh_create(nde_solver *s)
     return NDE_OK;
 }
 
+/* Select the input on the left of t (the segment holding the double just
+ * below t: nde_input_select takes the segment of t + h/2), keeping the
+ * selection it replaces in sel[2] for unselect. */
+static void select_left(nde_solver *s, double t, double sel[2])
+{
+    if (!s->field->input)
+        return;
+    nde_input_selected(s->field->input, &sel[0], &sel[1]);
+    nde_input_select(s->field->input, t,
+                     2.0 * (nextafter(t, -INFINITY) - t));
+}
+
+static void unselect(nde_solver *s, const double sel[2])
+{
+    if (s->field->input)
+        nde_input_select(s->field->input, sel[0], sel[1]);
+}
+
 /* aux = (z, f(t, z), g(t, z)) with z at `z`; one evaluation. */
 static int eval_at(nde_solver *s, const double *theta, double t,
                    const double *z, double *aux)
@@ -78,10 +107,15 @@ static int rh_start(nde_solver *s, const double *theta, double t0,
                     const double *y0, double *aux0)
 {
     const size_t n = s->batch * s->field->dim;
+    double sel[2];
+    int rc;
 
     for (size_t i = 0; i < n; i++)
         aux0[i] = y0[i];
-    return eval_at(s, theta, t0, aux0, aux0);
+    select_left(s, t0, sel);
+    rc = eval_at(s, theta, t0, aux0, aux0);
+    unselect(s, sel);
+    return rc;
 }
 
 /* rh_step with general noise. */
@@ -140,6 +174,7 @@ static int rh_reverse(nde_solver *s, const double *theta, double t, double h,
     const double *f0 = aux + n, *g0 = aux + 2 * n;
     double *z = aux;
     const int general = gnoise_width(s->field) > 1;
+    double sel[2];
     int rc;
 
     if (general) {
@@ -150,7 +185,10 @@ static int rh_reverse(nde_solver *s, const double *theta, double t, double h,
         for (size_t i = 0; i < n; i++)
             z[i] = 2.0 * y_next[i] - z1[i] - f1[i] * h - g1[i] * dw[i];
     }
-    if ((rc = eval_at(s, theta, t, z, aux)) != NDE_OK)
+    select_left(s, t, sel);
+    rc = eval_at(s, theta, t, z, aux);
+    unselect(s, sel);
+    if (rc != NDE_OK)
         return rc;
     if (general) {
         for (size_t i = 0; i < n; i++)
@@ -268,6 +306,7 @@ static int rh_start_vjp(nde_solver *s, const double *theta, double t0,
                         double *ybar0, double *thetabar)
 {
     const size_t n = s->batch * s->field->dim;
+    double sel[2];
     int rc;
 
     if (!auxbar0)
@@ -276,12 +315,14 @@ static int rh_start_vjp(nde_solver *s, const double *theta, double t0,
         for (size_t i = 0; i < n; i++)
             ybar0[i] += auxbar0[i];
     s->counts.nvjp++;
-    if ((rc = nde_field_vjp(s->field, t0, y0, theta, auxbar0 + n, ybar0,
-                            thetabar, s->batch)) ||
-        (rc = nde_field_diffusion_vjp(s->field, t0, y0, theta, auxbar0 + 2 * n,
-                                      ybar0, thetabar, s->batch)))
-        return rc;
-    return NDE_OK;
+    select_left(s, t0, sel);
+    if (!(rc = nde_field_vjp(s->field, t0, y0, theta, auxbar0 + n, ybar0,
+                             thetabar, s->batch)))
+        rc = nde_field_diffusion_vjp(s->field, t0, y0, theta,
+                                     auxbar0 + 2 * n, ybar0, thetabar,
+                                     s->batch);
+    unselect(s, sel);
+    return rc;
 }
 
 static const nde_solver_type reversible_heun = {
