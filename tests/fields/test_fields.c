@@ -83,11 +83,11 @@ typedef int (*vjp_op)(nde_field *, double, const double *, const double *,
 /* sum_i v_i . op(t, y)_i over the batch */
 static double contract(nde_field *f, eval_op op, double t, const double *y,
                        const double *theta, const double *v, double *dy,
-                       size_t batch)
+                       size_t batch, size_t w)
 {
     ck_assert_int_eq(op(f, t, y, theta, dy, batch), NDE_OK);
     double s = 0.0;
-    for (size_t k = 0; k < batch * f->dim; k++)
+    for (size_t k = 0; k < batch * f->dim * w; k++)
         s += v[k] * dy[k];
     return s;
 }
@@ -107,14 +107,14 @@ static double contract(nde_field *f, eval_op op, double t, const double *y,
  *    outputs.
  */
 static void check_ops(const char *label, nde_field *f, eval_op eval,
-                      vjp_op vjp, size_t B)
+                      vjp_op vjp, size_t B, size_t w)
 {
     const double t = 0.7, tol = 1e-6;
-    const size_t d = f->dim, p = f->nparams, n = B * d;
+    const size_t d = f->dim, p = f->nparams, n = B * d, no = n * w;
     double *theta = calloc(p + 1, sizeof *theta);
     double *theta2 = calloc(p + 1, sizeof *theta2);
-    double *y = malloc(n * sizeof *y), *v = malloc(n * sizeof *v);
-    double *dy = malloc(n * sizeof *dy), *dy1 = malloc(d * sizeof *dy1);
+    double *y = malloc(n * sizeof *y), *v = malloc(no * sizeof *v);
+    double *dy = malloc(no * sizeof *dy), *dy1 = malloc(d * w * sizeof *dy1);
     double *vy = calloc(n, sizeof *vy), *vth = calloc(p + 1, sizeof *vth);
     double *vy2 = calloc(n, sizeof *vy2), *vth2 = calloc(p + 1, sizeof *vth2);
     ck_assert(theta && theta2 && y && v && dy && dy1 && vy && vth && vy2 &&
@@ -131,17 +131,17 @@ static void check_ops(const char *label, nde_field *f, eval_op eval,
     for (size_t k = 0; k < p; k++)
         theta[k] += 0.2 * uniform();
     fill_uniform(y, n, 1.0);
-    fill_uniform(v, n, 1.0);
+    fill_uniform(v, no, 1.0);
 
     /* batch position independence */
     ck_assert_int_eq(eval(f, t, y, theta, dy, B), NDE_OK);
     for (size_t i = 0; i < B; i++) {
         ck_assert_int_eq(eval(f, t, y + i * d, theta, dy1, 1), NDE_OK);
-        for (size_t j = 0; j < d; j++)
-            ck_assert_msg(fabs(dy1[j] - dy[i * d + j]) <=
-                              1e-13 * (1.0 + fabs(dy[i * d + j])),
+        for (size_t j = 0; j < d * w; j++)
+            ck_assert_msg(fabs(dy1[j] - dy[i * d * w + j]) <=
+                              1e-13 * (1.0 + fabs(dy[i * d * w + j])),
                           "%s: row %zu col %zu: batch %.17g, alone %.17g",
-                          label, i, j, dy[i * d + j], dy1[j]);
+                          label, i, j, dy[i * d * w + j], dy1[j]);
     }
 
     /* VJP against central differences */
@@ -150,9 +150,9 @@ static void check_ops(const char *label, nde_field *f, eval_op eval,
     for (size_t k = 0; k < n; k++) {
         double keep = y[k], h = 1e-6 * (1.0 + fabs(keep));
         y[k] = keep + h;
-        double lp = contract(f, eval, t, y, theta, v, dy, B);
+        double lp = contract(f, eval, t, y, theta, v, dy, B, w);
         y[k] = keep - h;
-        double lm = contract(f, eval, t, y, theta, v, dy, B);
+        double lm = contract(f, eval, t, y, theta, v, dy, B, w);
         y[k] = keep;
         double fd = (lp - lm) / (2.0 * h);
         ck_assert_msg(fabs(fd - vy[k]) <= tol * fmax(1.0, fabs(vy[k])),
@@ -163,9 +163,9 @@ static void check_ops(const char *label, nde_field *f, eval_op eval,
     for (size_t k = 0; k < p; k++) {
         double keep = theta[k], h = 1e-6 * (1.0 + fabs(keep));
         theta[k] = keep + h;
-        double lp = contract(f, eval, t, y, theta, v, dy, B);
+        double lp = contract(f, eval, t, y, theta, v, dy, B, w);
         theta[k] = keep - h;
-        double lm = contract(f, eval, t, y, theta, v, dy, B);
+        double lm = contract(f, eval, t, y, theta, v, dy, B, w);
         theta[k] = keep;
         double fd = (lp - lm) / (2.0 * h);
         char name[64];
@@ -245,12 +245,12 @@ static void check_field(const char *label, const char *ini, size_t B,
     load_ok(&L, ini, batch_max);
     if (L.f->ninputs)
         in = test_input(L.f);
-    check_ops(label, L.f, L.f->type->eval, L.f->type->vjp, B);
+    check_ops(label, L.f, L.f->type->eval, L.f->type->vjp, B, 1);
     if (L.f->noise != NDE_NOISE_NONE) {
         char dlabel[160];
         snprintf(dlabel, sizeof dlabel, "%s (diffusion)", label);
         check_ops(dlabel, L.f, L.f->type->diffusion, L.f->type->diffusion_vjp,
-                  B);
+                  B, L.f->noise == NDE_NOISE_GENERAL ? L.f->noise_dim : 1);
     }
     unload(&L);
     nde_input_destroy(in);
@@ -346,6 +346,15 @@ static const char *const conformance_configs[][2] = {
      "[field.lv]\nplugin = expr\nstate = x, y, m\nparams = a=1.5, b=0.7\n"
      "dx = a*x - b*x*y + m\ndy = -y + x*y\ndm = 0\n"
      "[field.net]\nplugin = mlp\nlayers = 3, 6, 3\n"},
+    /* the test input's third channel reads 0.48 at t = 0.7: generated
+     * rows (tests/fields/test_sde_gan.c mixes in real ones) */
+    {"sde_gan: generator SDE + discriminator CDE",
+     "[field]\nplugin = sde_gan\ngenerator = gen\ndiscriminator = disc\n"
+     "channels = 2\n"
+     "[field.gen]\nplugin = mlp\nlayers = 3, 5, 3\ntime = true\n"
+     "diffusion = sigmoid\nnoise_dim = 2\n"
+     "[field.disc]\nplugin = mlp\nlayers = 2, 5, 2\n"
+     "diffusion = sigmoid\nnoise_dim = 3\n"},
 };
 
 START_TEST(conformance)
@@ -447,9 +456,9 @@ START_TEST(clamped_field)
                 "diffusion = softplus\n", 3);
     ck_assert_int_eq(nde_field_create_clamped(L.ctx, L.f, held, &cf),
                      NDE_OK);
-    check_ops("clamped", cf, cf->type->eval, cf->type->vjp, 3);
+    check_ops("clamped", cf, cf->type->eval, cf->type->vjp, 3, 1);
     check_ops("clamped (diffusion)", cf, cf->type->diffusion,
-              cf->type->diffusion_vjp, 3);
+              cf->type->diffusion_vjp, 3, 1);
     ck_assert_uint_eq(cf->nparams, L.f->nparams);
     ck_assert_uint_le(cf->nparams, 200);
     ck_assert_int_eq(cf->noise, L.f->noise);
