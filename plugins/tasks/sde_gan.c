@@ -337,13 +337,16 @@ static int read_keys(gan_task *s, nde_section *d, nde_ctx *ctx)
         (rc = nde_get_long_min(d, "paths", 1, &paths, ctx)) ||
         (rc = nde_get_long_min(d, "test_paths", 2, &tests, ctx)) ||
         (rc = nde_get_long_min(d, "t_size", 2, &T, ctx)) ||
-        (rc = nde_get_double_in(d, "drop", 0, 1, 1, 0, &s->drop, ctx)) ||
+        (rc = nde_get_double_in(d, "drop", 0, 0, 1, 1, &s->drop, ctx)) ||
         (rc = nde_get_bool(d, "normalise", &s->normalise, ctx)) ||
         (rc = nde_get_long_min(d, "initial_noise", 1, &nz, ctx)) ||
         (rc = nde_get_long_min(d, "width", 1, &width, ctx)) ||
         (rc = nde_get_double_in(d, "init_scale", 0, 0, HUGE_VAL, 1,
                                 &s->init_scale, ctx)) ||
-        (rc = nde_get_long_min(d, "mmd_paths", 2, &nmmd, ctx)) ||
+        (rc = nde_get_long_min(d, "mmd_paths", 2, &nmmd, ctx)))
+        return rc;
+    s->report = "";
+    if (nde_section_has(d, "report") &&
         (rc = nde_get_string(d, "report", &s->report, ctx)))
         return rc;
     if (strcmp(proc, "ou") != 0 && strcmp(proc, "gbm") != 0)
