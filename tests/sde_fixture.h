@@ -1,9 +1,9 @@
 /*
  * sde_fixture.h - what the SDE solver suites (test_sde.c, test_sri.c)
- * share besides their fields (sde_fields.h): a context per test, solvers
- * found by name, fields and solvers created or failing the test, and the
- * least-squares slope the order measurements fit, the VJP-against-central-
- * difference check.
+ * share besides their fields (sde_fields.h): the context fixture
+ * (ctx_fixture.h), solvers found by name, fields and solvers created or
+ * failing the test, and the least-squares slope the order measurements
+ * fit, the VJP-against-central-difference check.
  */
 #ifndef NDE_TESTS_SDE_FIXTURE_H
 #define NDE_TESTS_SDE_FIXTURE_H
@@ -12,23 +12,11 @@
 #include <math.h>
 
 #include "nde/nde.h"
-
-static nde_ctx *ctx;
-
-static void setup(void)
-{
-    ctx = nde_ctx_create();
-    ck_assert_ptr_nonnull(ctx);
-}
-
-static void teardown(void) { nde_ctx_destroy(ctx); }
+#include "ctx_fixture.h"
 
 static const nde_solver_type *solver_named(const char *name)
 {
-    const nde_plugin_info *info;
-    int rc = nde_plugin_find(ctx, NDE_KIND_SOLVER, name, &info);
-    ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
-    return (const nde_solver_type *)info;
+    return (const nde_solver_type *)plugin(NDE_KIND_SOLVER, name);
 }
 
 static nde_field *make_field(const nde_field_type *ft, size_t batch_max)

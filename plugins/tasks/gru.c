@@ -45,6 +45,8 @@ int gru_alloc(gru *g, size_t nin, size_t H, size_t D, size_t max_steps)
         !(g->xin = malloc(max_steps * nin * sizeof *g->xin)) ||
         !(g->mu = malloc(D * sizeof *g->mu)) ||
         !(g->lv = malloc(D * sizeof *g->lv)) ||
+        !(g->mubar = malloc(D * sizeof *g->mubar)) ||
+        !(g->lvbar = malloc(D * sizeof *g->lvbar)) ||
         !(g->hbar = malloc(H * sizeof *g->hbar)) ||
         !(g->hprev = malloc(H * sizeof *g->hprev)) ||
         !(g->rhbar = malloc(H * sizeof *g->rhbar)) ||
@@ -63,6 +65,8 @@ void gru_free(gru *g)
     free(g->xin);
     free(g->mu);
     free(g->lv);
+    free(g->mubar);
+    free(g->lvbar);
     free(g->hbar);
     free(g->hprev);
     free(g->rhbar);
@@ -213,4 +217,36 @@ void gru_encode_vjp(gru *g, const double *theta, const double *mubar,
         gemv_t_add(BLK(theta, UR), gb, H, H, hp);
         memcpy(hb, hp, H * sizeof *hb);
     }
+}
+
+void gru_sample(const gru *g, const double *eps, double *z)
+{
+    for (size_t d = 0; d < g->D; d++)
+        z[d] = g->mu[d] + exp(0.5 * g->lv[d]) * eps[d];
+}
+
+void gru_sample_vjp(gru *g, const double *theta, const double *eps,
+                    const double *zbar, double *thetabar)
+{
+    for (size_t d = 0; d < g->D; d++)
+        g->lvbar[d] = zbar[d] * 0.5 * exp(0.5 * g->lv[d]) * eps[d];
+    gru_encode_vjp(g, theta, zbar, g->lvbar, thetabar);
+}
+
+double gru_kl(const gru *g)
+{
+    double kl = 0.0;
+
+    for (size_t d = 0; d < g->D; d++)
+        kl += exp(g->lv[d]) + g->mu[d] * g->mu[d] - 1.0 - g->lv[d];
+    return 0.5 * kl;
+}
+
+void gru_kl_vjp(gru *g, const double *theta, double klbar, double *thetabar)
+{
+    for (size_t d = 0; d < g->D; d++) {
+        g->mubar[d] = klbar * g->mu[d];
+        g->lvbar[d] = klbar * 0.5 * (exp(g->lv[d]) - 1.0);
+    }
+    gru_encode_vjp(g, theta, g->mubar, g->lvbar, thetabar);
 }

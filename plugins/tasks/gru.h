@@ -27,6 +27,7 @@ typedef struct gru {
     double *xin;           /* max_steps x nin: the inputs, filled by the caller */
     size_t steps;
     double *mu, *lv;       /* D: q(z0) of the last encode                 */
+    double *mubar, *lvbar; /* D each: gru_sample_vjp, gru_kl_vjp          */
     double *hbar, *hprev, *abar, *rhbar, *gbar; /* H each: encode_vjp   */
 } gru;
 
@@ -48,5 +49,15 @@ void gru_encode(gru *g, const double *theta, size_t steps);
 /* thetabar += the encoder's VJP of (mubar, lvbar) at the last encode. */
 void gru_encode_vjp(gru *g, const double *theta, const double *mubar,
                     const double *lvbar, double *thetabar);
+
+/* The reparameterised draw z = mu + exp(lv / 2) eps of q(z0) at the last
+ * encode (D values each), and thetabar += its VJP of zbar. */
+void gru_sample(const gru *g, const double *eps, double *z);
+void gru_sample_vjp(gru *g, const double *theta, const double *eps,
+                    const double *zbar, double *thetabar);
+/* KL(q(z0) || N(0, I)) at the last encode, summed over the D dims, and
+ * thetabar += klbar times its gradient. */
+double gru_kl(const gru *g);
+void gru_kl_vjp(gru *g, const double *theta, double klbar, double *thetabar);
 
 #endif

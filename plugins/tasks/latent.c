@@ -112,7 +112,6 @@ typedef struct latent {
     double *test_full;     /* ntest x np: every grid value                */
     size_t *choices, *pick;
     double *input, *eps;   /* the batch: rows x 2np, rows x D             */
-    double *zbar;          /* 2D: the cotangents of mu and lv             */
     double *y0, *ysave;    /* evaluation: rows x D, np x rows x D         */
     double *test_pred;     /* ntest x np x D: the last evaluation's       */
     char *ids;             /* ntest ids "0", "1", ... of ID_LEN each      */
@@ -258,7 +257,6 @@ static int latent_create(nde_task *t, nde_section *dsec,
         !(s->pick = malloc(B * sizeof *s->pick)) ||
         !(s->input = malloc(B * 2 * np * sizeof *s->input)) ||
         !(s->eps = malloc(B * s->D * sizeof *s->eps)) ||
-        !(s->zbar = malloc(2 * s->D * sizeof *s->zbar)) ||
         !(s->y0 = malloc(B * s->D * sizeof *s->y0)) ||
         !(s->ysave = malloc(np * B * s->D * sizeof *s->ysave)) ||
         !(s->test_pred = calloc(t->ntest * np * s->D, sizeof *s->test_pred)) ||
@@ -298,7 +296,6 @@ static void latent_destroy(nde_task *t)
     free(s->input);
     free(s->eps);
     gru_free(&s->enc);
-    free(s->zbar);
     free(s->y0);
     free(s->ysave);
     free(s->test_pred);
@@ -368,17 +365,6 @@ static void encode(latent *s, const double *theta, const double *row)
     gru_encode(&s->enc, theta, st);
 }
 
-/* KL(N(mu, exp(lv)) || N(0, I)) averaged over the D dims, as
- * LocalRegNeuralDE.jl's experiments/src/utils.jl kl_divergence. */
-static double kl_row(const latent *s)
-{
-    double kl = 0.0;
-
-    for (size_t d = 0; d < s->D; d++)
-        kl += exp(s->enc.lv[d]) + s->enc.mu[d] * s->enc.mu[d] - 1.0 - s->enc.lv[d];
-    return 0.5 * kl / (double)s->D;
-}
-
 /* ---- the ops ------------------------------------------------------------- */
 
 /* batch_size distinct training series and their eps, both from the
@@ -415,9 +401,7 @@ static int latent_lift(nde_task *t, const double *theta,
 
     for (size_t r = 0; r < t->rows; r++) {
         encode(s, theta, b->input + r * t->input_dim);
-        for (size_t d = 0; d < D; d++)
-            y0[r * D + d] = s->enc.mu[d] +
-                            exp(0.5 * s->enc.lv[d]) * s->eps[r * D + d];
+        gru_sample(&s->enc, s->eps + r * D, y0 + r * D);
     }
     return NDE_OK;
 }
@@ -428,14 +412,11 @@ static int latent_lift_vjp(nde_task *t, const double *theta,
 {
     latent *s = t->state;
     const size_t D = s->D;
-    double *lvbar = s->zbar;
 
     for (size_t r = 0; r < t->rows; r++) {
-        const double *zb = ybar0 + r * D;
         encode(s, theta, b->input + r * t->input_dim);
-        for (size_t d = 0; d < D; d++)
-            lvbar[d] = zb[d] * 0.5 * exp(0.5 * s->enc.lv[d]) * s->eps[r * D + d];
-        gru_encode_vjp(&s->enc, theta, zb, lvbar, thetabar);
+        gru_sample_vjp(&s->enc, theta, s->eps + r * D, ybar0 + r * D,
+                       thetabar);
     }
     return NDE_OK;
 }
@@ -467,7 +448,9 @@ static int latent_readout(nde_task *t, const double *theta,
         obs[i * OBS_DIM + 1] = 0.0;
     for (size_t r = 0; r < B; r++) {
         encode(s, theta, b->input + r * t->input_dim);
-        obs[r * OBS_DIM + 1] = kl_row(s);
+        /* averaged over the D dims, as LocalRegNeuralDE.jl's
+         * experiments/src/utils.jl kl_divergence */
+        obs[r * OBS_DIM + 1] = gru_kl(&s->enc) / (double)s->D;
     }
     return NDE_OK;
 }
@@ -480,7 +463,7 @@ static int latent_readout_vjp(nde_task *t, const double *theta,
     latent *s = t->state;
     const size_t B = t->rows, D = s->D, n = b->nsave * B;
     const double *w = (theta + s->wd);
-    double *wbar = (thetabar + s->wd), *mubar = s->zbar, *lvbar = s->zbar + D;
+    double *wbar = (thetabar + s->wd);
     size_t i, d;
 
     for (i = 0; i < n; i++) {
@@ -492,13 +475,9 @@ static int latent_readout_vjp(nde_task *t, const double *theta,
         }
     }
     for (size_t r = 0; r < B; r++) {
-        const double g = obsbar[r * OBS_DIM + 1] / (double)D;
         encode(s, theta, b->input + r * t->input_dim);
-        for (d = 0; d < D; d++) {
-            mubar[d] = g * s->enc.mu[d];
-            lvbar[d] = g * 0.5 * (exp(s->enc.lv[d]) - 1.0);
-        }
-        gru_encode_vjp(&s->enc, theta, mubar, lvbar, thetabar);
+        gru_kl_vjp(&s->enc, theta, obsbar[r * OBS_DIM + 1] / (double)D,
+                   thetabar);
     }
     return NDE_OK;
 }

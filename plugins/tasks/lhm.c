@@ -103,7 +103,6 @@ typedef struct lhm {
     double *train_kt, *train_ku, *test_kt, *test_ku; /* patients x nk      */
     size_t *choices, *pick;
     double *xbatch, *eps;  /* rows x np x 2NX; rows x D                    */
-    double *zbar;          /* 2D                                           */
     double *y0, *ysave;    /* evaluation: rows x D, np x rows x D          */
     double *test_pred;     /* ntest x np x D                               */
     char *ids;
@@ -294,7 +293,6 @@ static int lhm_create(nde_task *t, nde_section *dsec, const nde_task_env *env,
         !(s->pick = malloc(B * sizeof *s->pick)) ||
         !(s->xbatch = malloc(B * rowlen * sizeof *s->xbatch)) ||
         !(s->eps = malloc(B * s->D * sizeof *s->eps)) ||
-        !(s->zbar = malloc(2 * s->D * sizeof *s->zbar)) ||
         !(s->y0 = malloc(B * s->D * sizeof *s->y0)) ||
         !(s->ysave = malloc(np * B * s->D * sizeof *s->ysave)) ||
         !(s->test_pred = calloc(t->ntest * np * s->D, sizeof *s->test_pred)) ||
@@ -348,7 +346,6 @@ static void lhm_destroy(nde_task *t)
     free(s->pick);
     free(s->xbatch);
     free(s->eps);
-    free(s->zbar);
     free(s->y0);
     free(s->ysave);
     free(s->test_pred);
@@ -420,17 +417,6 @@ static void encode(lhm *s, const double *theta, const double *x,
     gru_encode(&s->enc, theta, st);
 }
 
-/* KL(N(mu, exp(lv)) || N(0, I)), summed over the dims. */
-static double kl_row(const lhm *s)
-{
-    double kl = 0.0;
-
-    for (size_t d = 0; d < s->D; d++)
-        kl += exp(s->enc.lv[d]) + s->enc.mu[d] * s->enc.mu[d] - 1.0 -
-              s->enc.lv[d];
-    return 0.5 * kl;
-}
-
 /* Rows of the input: patient p's dose series as row r. */
 static int set_doses(lhm *s, size_t r, const double *kt, const double *ku)
 {
@@ -485,9 +471,7 @@ static int lhm_lift(nde_task *t, const double *theta,
     for (size_t r = 0; r < t->rows; r++) {
         batch_doses(s, r, &kt, &ku);
         encode(s, theta, b->input + r * t->input_dim, kt, ku);
-        for (size_t d = 0; d < D; d++)
-            y0[r * D + d] = s->enc.mu[d] +
-                            exp(0.5 * s->enc.lv[d]) * s->eps[r * D + d];
+        gru_sample(&s->enc, s->eps + r * D, y0 + r * D);
     }
     return NDE_OK;
 }
@@ -498,17 +482,13 @@ static int lhm_lift_vjp(nde_task *t, const double *theta,
 {
     lhm *s = t->state;
     const size_t D = s->D;
-    double *lvbar = s->zbar;
     const double *kt, *ku;
 
     for (size_t r = 0; r < t->rows; r++) {
-        const double *zb = ybar0 + r * D;
         batch_doses(s, r, &kt, &ku);
         encode(s, theta, b->input + r * t->input_dim, kt, ku);
-        for (size_t d = 0; d < D; d++)
-            lvbar[d] = zb[d] * 0.5 * exp(0.5 * s->enc.lv[d]) *
-                       s->eps[r * D + d];
-        gru_encode_vjp(&s->enc, theta, zb, lvbar, thetabar);
+        gru_sample_vjp(&s->enc, theta, s->eps + r * D, ybar0 + r * D,
+                       thetabar);
     }
     return NDE_OK;
 }
@@ -541,7 +521,7 @@ static int lhm_readout(nde_task *t, const double *theta,
     for (size_t r = 0; r < B; r++) {
         batch_doses(s, r, &kt, &ku);
         encode(s, theta, b->input + r * t->input_dim, kt, ku);
-        obs[r * OBS_DIM + NX] = kl_row(s);
+        obs[r * OBS_DIM + NX] = gru_kl(&s->enc);
     }
     return NDE_OK;
 }
@@ -555,7 +535,6 @@ static int lhm_readout_vjp(nde_task *t, const double *theta,
     const size_t B = t->rows, D = s->D, n = b->nsave * B;
     const double *W = theta + s->wo, *kt, *ku;
     double *Wbar = thetabar + s->wo, *bbar = thetabar + s->bo;
-    double *mubar = s->zbar, *lvbar = s->zbar + D;
 
     for (size_t i = 0; i < n; i++)
         for (size_t c = 0; c < NX; c++) {
@@ -567,14 +546,9 @@ static int lhm_readout_vjp(nde_task *t, const double *theta,
             }
         }
     for (size_t r = 0; r < B; r++) {
-        const double g = obsbar[r * OBS_DIM + NX];
         batch_doses(s, r, &kt, &ku);
         encode(s, theta, b->input + r * t->input_dim, kt, ku);
-        for (size_t d = 0; d < D; d++) {
-            mubar[d] = g * s->enc.mu[d];
-            lvbar[d] = g * 0.5 * (exp(s->enc.lv[d]) - 1.0);
-        }
-        gru_encode_vjp(&s->enc, theta, mubar, lvbar, thetabar);
+        gru_kl_vjp(&s->enc, theta, obsbar[r * OBS_DIM + NX], thetabar);
     }
     return NDE_OK;
 }

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "nde/nde.h"
+#include "../ctx_fixture.h"
 
 /* ------------------------------------------------------------------ */
 /* Fields                                                              */
@@ -103,23 +104,7 @@ static const nde_field_type cn_field = {
 /* ------------------------------------------------------------------ */
 /* Fixture                                                             */
 
-static nde_ctx *ctx;
 
-static void setup(void)
-{
-    ctx = nde_ctx_create();
-    ck_assert_ptr_nonnull(ctx);
-}
-
-static void teardown(void) { nde_ctx_destroy(ctx); }
-
-static const nde_plugin_info *plugin(nde_kind kind, const char *name)
-{
-    const nde_plugin_info *info;
-    int rc = nde_plugin_find(ctx, kind, name, &info);
-    ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
-    return info;
-}
 #define SOLVER(name) ((const nde_solver_type *)plugin(NDE_KIND_SOLVER, name))
 #define ADJOINT(name) \
     ((const nde_adjoint_type *)plugin(NDE_KIND_ADJOINT, name))

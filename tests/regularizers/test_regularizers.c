@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "nde/nde.h"
+#include "../ctx_fixture.h"
 
 #define MAX_REGS 16
 #define GRAD_RTOL 1e-6
@@ -38,7 +39,6 @@
 #define NSAVE 4
 #define NSOLVE (NSAVE + NDE_REGULARIZER_MAX_EXTRA)
 
-static nde_ctx *ctx;
 
 typedef struct reg_list {
     const nde_regularizer_type *type[MAX_REGS];
@@ -52,22 +52,6 @@ static int collect(const nde_plugin_info *info, const char *path, void *user)
     if (info->kind == NDE_KIND_REGULARIZER && l->n < MAX_REGS)
         l->type[l->n++] = (const nde_regularizer_type *)info;
     return 0;
-}
-
-static void setup(void)
-{
-    ctx = nde_ctx_create();
-    ck_assert_ptr_nonnull(ctx);
-}
-
-static void teardown(void) { nde_ctx_destroy(ctx); }
-
-static const nde_plugin_info *plugin(nde_kind kind, const char *name)
-{
-    const nde_plugin_info *info;
-    int rc = nde_plugin_find(ctx, kind, name, &info);
-    ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
-    return info;
 }
 
 /* ------------------------------------------------------------------ */

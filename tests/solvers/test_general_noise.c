@@ -30,29 +30,13 @@
 #include <string.h>
 
 #include "nde/nde.h"
+#include "../ctx_fixture.h"
 
 #include "../sde_fields.h"
 
 #define D 2
 #define M 3
 
-static nde_ctx *ctx;
-
-static void setup(void)
-{
-    ctx = nde_ctx_create();
-    ck_assert_ptr_nonnull(ctx);
-}
-
-static void teardown(void) { nde_ctx_destroy(ctx); }
-
-static const nde_plugin_info *plugin(nde_kind kind, const char *name)
-{
-    const nde_plugin_info *info;
-    int rc = nde_plugin_find(ctx, kind, name, &info);
-    ck_assert_msg(rc == NDE_OK, "%s", nde_ctx_message(ctx));
-    return info;
-}
 
 /* The [field] of ini, or NULL with its status in *rc. */
 static nde_field *field_from(const char *ini, size_t batch, int *rc)
