@@ -30,9 +30,11 @@ static void bwd(const mlp_layer *ly, const double *theta, const double *x,
         layer_cotangent(ly, theta, g, gx, ld);
 }
 
+/* act is never lipswish here (bench_floor times tanh and sigmoid), so no
+ * sigmoids are passed. */
 static void deriv(int act, const double *h, double *g, size_t n)
 {
-    multiply_derivative(act, h, g, n);
+    multiply_derivative(act, h, NULL, g, n);
 }
 
 #if MLP_ISA == 4

@@ -1,17 +1,24 @@
 /*
  * mlp - a multilayer perceptron vector field: dy = W_L s(... s(W_1 u + b_1)
  * ...) + b_L, where u is y (or y^3 elementwise, and t appended as one more
- * input when `time` is on). The output layer is affine.
+ * input when `time` is on). The output layer is affine, or with
+ * `output = tanh` goes through tanh (torchsde's SDE-GAN generator ends its
+ * drift so, examples/sde_gan.py, "to constrain the rate of change of the
+ * hidden state"). The hidden activations: tanh, relu, softplus, identity
+ * or lipswish (0.909 z sigmoid(z), mlp.h).
  *
  * Parameter layout: for each layer l = 1..L in order, W_l (out x in,
  * row-major) then b_l (out). With `time`, the first layer's input is
  * (u, t), so W_1's last column multiplies t.
  *
- * SDE form (`diffusion = softplus` or `sigmoid`): a second network of the
- * same kind gives the diagonal diffusion, g = s(W_L' ... + b_L') with s the
- * softplus or the sigmoid so that g > 0 (the softplus underflows to 0 for
- * pre-activations below about -745; the sigmoid bottoms out at 3.3e-308
- * below -708). Its input is y itself (no cube, no t),
+ * SDE form (`diffusion = softplus`, `sigmoid`, `tanh` or `identity`): a
+ * second network of the same kind gives the diagonal diffusion,
+ * g = s(W_L' ... + b_L') with s the softplus or the sigmoid so that g > 0
+ * (the softplus underflows to 0 for pre-activations below about -745; the
+ * sigmoid bottoms out at 3.3e-308 below -708), or tanh or the identity for
+ * a signed g (a GAN generator's general-noise diffusion: torchsde's
+ * examples/sde_gan.py ends it with tanh). Its input is y itself (no cube,
+ * no t),
  * its hidden widths are `g_layers` (default: the drift's), its hidden
  * activations `g_activation`, and its output width is the state dimension,
  * or with `noise_dim = M` (general noise, nde/field.h) dim x M: the matrix
@@ -44,8 +51,9 @@
 
 #include "mlp.h"
 
+/* Indexed by enum mlp_activation. */
 static const char *const activation_names[] = {"tanh", "relu", "softplus",
-                                               "identity", NULL};
+                                               "identity", "lipswish", NULL};
 
 /* ---- OpenBLAS under an address-space limit ---------------------------- */
 
@@ -282,8 +290,9 @@ static int read_activations(mlp_net *n, const char *key, nde_section *sec,
             status = nde_section_error(
                 sec, key, ctx,
                 "unknown activation '%s'%s%s%s (expected tanh, relu, "
-                "softplus or identity)", word, guess ? " (did you mean '" : "",
-                guess ? guess : "", guess ? "'?)" : "");
+                "softplus, identity or lipswish)", word,
+                guess ? " (did you mean '" : "", guess ? guess : "",
+                guess ? "'?)" : "");
             goto done;
         }
         n->layer[l].act = act;
@@ -312,8 +321,8 @@ static int pick_softplus(mlp_state *s, nde_section *sec, nde_ctx *ctx)
         for (size_t l = 0; l < nets[k]->nlayers; l++)
             if (nets[k]->layer[l].act == ACT_SOFTPLUS)
                 nets[k]->layer[l].act = ACT_SOFTPLUS_VECTOR;
-    if (s->diffusion_act == ACT_SOFTPLUS)
-        s->diffusion_act = ACT_SOFTPLUS_VECTOR;
+    if (s->diffusion.out_act == ACT_SOFTPLUS)
+        s->diffusion.out_act = ACT_SOFTPLUS_VECTOR;
     return NDE_OK;
 }
 
@@ -401,15 +410,15 @@ static int check_widths(const long *w, size_t n, size_t first,
 
 /* Lay out net n: input width in0, hidden widths hidden[0..nhidden), output
  * dim; parameters from *off on. Tracks the largest width for the shared
- * scratch. Allocates npoints forward passes for batch_max rows. */
+ * scratch. (Its forward passes are allocated once its activations are
+ * read: mlp_cache_alloc.) */
 static int build_net(mlp_net *n, size_t in0, const long *hidden,
                      size_t nhidden, size_t dim, long thin_width,
-                     size_t batch_max, size_t npoints, size_t *off,
-                     size_t *maxw)
+                     size_t batch_max, size_t *off, size_t *maxw)
 {
     n->nlayers = nhidden + 1;
     n->in0 = in0;
-    n->keep = npoints > 0;
+    n->out_act = ACT_IDENTITY;
     n->layer = calloc(n->nlayers, sizeof *n->layer);
     if (!n->layer)
         return NDE_ENOMEM;
@@ -433,7 +442,22 @@ static int build_net(mlp_net *n, size_t in0, const long *hidden,
         if (!(n->cot[l] = mlp_alloc(mlp_padded(batch_max) *
                                     n->layer[l].out)))
             return NDE_ENOMEM;
-    return mlp_cache_alloc(n, dim, batch_max, npoints);
+    return NDE_OK;
+}
+
+/* Net n's activations from `key` (read_activations), then its forward
+ * passes. */
+static int finish_net(mlp_net *n, size_t dim, size_t batch_max,
+                      size_t npoints, const char *key, nde_section *sec,
+                      nde_ctx *ctx)
+{
+    int status = read_activations(n, key, sec, ctx);
+    if (status)
+        return status;
+    n->keep = npoints > 0;
+    if (mlp_cache_alloc(n, dim, batch_max, npoints))
+        return nde_error(ctx, NDE_ENOMEM, "mlp: out of memory");
+    return NDE_OK;
 }
 
 /* `diffusion`, `g_layers`, `g_activation`, `noise_dim`: the SDE form. */
@@ -460,20 +484,27 @@ static int build_diffusion(nde_field *f, mlp_state *s, nde_section *sec,
         if (extra)
             return nde_section_error(sec, extra, ctx,
                                      "set without a diffusion network (add "
-                                     "diffusion = softplus or sigmoid)");
+                                     "diffusion = softplus, sigmoid, tanh or "
+                                     "identity)");
         return NDE_OK;
     }
+    int act;
     if (strcmp(kind, "softplus") == 0) {
-        s->diffusion_act = ACT_SOFTPLUS;
+        act = ACT_SOFTPLUS;
     } else if (strcmp(kind, "sigmoid") == 0) {
-        s->diffusion_act = ACT_SIGMOID;
+        act = ACT_SIGMOID;
+    } else if (strcmp(kind, "tanh") == 0) {
+        act = ACT_TANH;
+    } else if (strcmp(kind, "identity") == 0) {
+        act = ACT_IDENTITY;
     } else {
         static const char *const kinds[] = {"none", "softplus", "sigmoid",
-                                            NULL};
+                                            "tanh", "identity", NULL};
         const char *guess = nde_suggest(kind, kinds);
         return nde_section_error(sec, "diffusion", ctx,
                                  "unknown diffusion '%s'%s%s%s (expected "
-                                 "none, softplus or sigmoid)", kind,
+                                 "none, softplus, sigmoid, tanh or "
+                                 "identity)", kind,
                                  guess ? " (did you mean '" : "",
                                  guess ? guess : "", guess ? "'?)" : "");
     }
@@ -487,18 +518,35 @@ static int build_diffusion(nde_field *f, mlp_state *s, nde_section *sec,
     /* general noise: the output is G, dim x noise_dim (nde/field.h) */
     const size_t out = f->dim * (noise_dim ? (size_t)noise_dim : 1);
     if (build_net(&s->diffusion, f->dim, hidden, nhidden, out, thin_width,
-                  f->batch_max, npoints, off, maxw)) {
+                  f->batch_max, off, maxw)) {
         status = nde_error(ctx, NDE_ENOMEM, "mlp: out of memory");
         goto done;
     }
-    if ((status = read_activations(&s->diffusion, "g_activation", sec,
-                                   ctx)))
+    s->diffusion.out_act = act;
+    if ((status = finish_net(&s->diffusion, f->dim, f->batch_max, npoints,
+                             "g_activation", sec, ctx)))
         goto done;
     f->noise = noise_dim ? NDE_NOISE_GENERAL : NDE_NOISE_DIAGONAL;
     f->noise_dim = (size_t)noise_dim;
 done:
     free(widths);
     return status;
+}
+
+/* `output`: the drift's output activation, identity or tanh. */
+static int read_output(mlp_net *n, nde_section *sec, nde_ctx *ctx)
+{
+    const char *word;
+    int status;
+    if ((status = nde_get_string(sec, "output", &word, ctx)))
+        return status;
+    if (strcmp(word, "tanh") == 0)
+        n->out_act = ACT_TANH;
+    else if (strcmp(word, "identity") != 0)
+        return nde_section_error(sec, "output", ctx,
+                                 "unknown output '%s' (expected identity or "
+                                 "tanh)", word);
+    return NDE_OK;
 }
 
 /* init and init_scale: the scale of the drift's last layer's weights. */
@@ -590,9 +638,11 @@ static int mlp_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
     s->drift.cube = cube_input;
     s->drift.time = time_input;
     if (build_net(&s->drift, in0, widths + 1, nwidths - 2, dim, thin_width,
-                  f->batch_max, (size_t)npoints, &off, &maxw))
+                  f->batch_max, &off, &maxw))
         goto nomem;
-    if ((status = read_activations(&s->drift, "activation", sec, ctx)) ||
+    if ((status = finish_net(&s->drift, dim, f->batch_max, (size_t)npoints,
+                             "activation", sec, ctx)) ||
+        (status = read_output(&s->drift, sec, ctx)) ||
         (status = build_diffusion(f, s, sec, widths + 1, nwidths - 2,
                                   thin_width, (size_t)npoints, &off, &maxw,
                                   ctx)) ||
@@ -625,8 +675,13 @@ static const nde_key mlp_keys[] = {
      "layer widths from input to output, e.g. 2, 50, 2; the first and the "
      "last are the state dimension"},
     {"activation", NDE_KEY_WORDS, "tanh",
-     "tanh, relu, softplus or identity: one per hidden layer, or one for all "
-     "(the output layer is affine)"},
+     "tanh, relu, softplus, identity or lipswish (0.909 x sigmoid(x), "
+     "1-Lipschitz: Kidger et al. 2021's SDE-GAN): one per hidden layer, or "
+     "one for all"},
+    {"output", NDE_KEY_WORD, "identity",
+     "identity or tanh: the drift's output, after its last affine layer "
+     "(tanh bounds each component of dy/dt to (-1, 1), as torchsde's "
+     "SDE-GAN generator)"},
     {"time", NDE_KEY_BOOL, "false",
      "feed t to the first layer as one more input"},
     {"input", NDE_KEY_WORD, "identity",
@@ -678,15 +733,16 @@ static const nde_key mlp_keys[] = {
      "the work per row (192 rows for a 32-64-32 tanh net, 984 for "
      "2-50-2)"},
     {"diffusion", NDE_KEY_WORD, "none",
-     "none (an ODE), softplus or sigmoid: an SDE with a diagonal diffusion "
-     "g(y) from a second network whose output goes through this function so "
-     "that g > 0; its parameters follow the drift's"},
+     "none (an ODE), softplus, sigmoid, tanh or identity: an SDE whose "
+     "diffusion g(y) comes from a second network whose output goes through "
+     "this function (softplus, sigmoid: g > 0; tanh, identity: signed, e.g. "
+     "a GAN generator's general-noise G); its parameters follow the drift's"},
     {"g_layers", NDE_KEY_INTS, "",
      "hidden widths of the diffusion network, e.g. 16, 16 (its input is y, "
      "its output the state dimension; default: the drift's hidden widths)"},
     {"g_activation", NDE_KEY_WORDS, "tanh",
-     "tanh, relu, softplus or identity: the diffusion network's hidden "
-     "layers, one per layer or one for all"},
+     "tanh, relu, softplus, identity or lipswish: the diffusion network's "
+     "hidden layers, one per layer or one for all"},
     {"noise_dim", NDE_KEY_INT, "0",
      "with a diffusion: M > 0 makes the noise general, M channels driving "
      "every state (dy = f dt + G(y) dW, the network's output the D x M "
@@ -697,8 +753,9 @@ static const nde_key mlp_keys[] = {
 static const nde_field_type mlp_type = {
     .info = NDE_FIELD_INFO(
         .name = "mlp",
-        .description = "multilayer perceptron (tanh/relu/softplus), BLAS for "
-                       "wide layers; an SDE with a diffusion network",
+        .description = "multilayer perceptron (tanh/relu/softplus/lipswish), "
+                       "BLAS for wide layers; an SDE with a diffusion "
+                       "network",
         .keys = mlp_keys,
         .provides = NDE_CAP_DIFFUSION,
         .version = "1"),

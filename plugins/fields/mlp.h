@@ -15,9 +15,16 @@
 #include <nde/pool.h>
 
 /* ACT_SIGMOID is only the diffusion's output activation;
- * ACT_SOFTPLUS_VECTOR is ACT_SOFTPLUS under `softplus = vector`. */
+ * ACT_SOFTPLUS_VECTOR is ACT_SOFTPLUS under `softplus = vector`;
+ * ACT_LIPSWISH, 0.909 z sigmoid(z), only a hidden layer's. */
 enum mlp_activation { ACT_TANH, ACT_RELU, ACT_SOFTPLUS, ACT_IDENTITY,
-                      ACT_SIGMOID, ACT_SOFTPLUS_VECTOR };
+                      ACT_LIPSWISH, ACT_SIGMOID, ACT_SOFTPLUS_VECTOR };
+
+/* LipSwish's factor, as in Kidger et al. 2021, "Efficient and Accurate
+ * Gradients for Neural SDEs" (arXiv 2105.13493) and torchsde's
+ * examples/sde_gan.py (class LipSwish): z sigmoid(z) has slopes up to
+ * 1.0998 (at z = 2.40), so 0.909 z sigmoid(z) is 1-Lipschitz. */
+#define MLP_LIPSWISH 0.909
 
 typedef struct mlp_layer {
     size_t in, out;
@@ -40,6 +47,9 @@ typedef struct mlp_point {
     double *y;             /* batch x dim, as given                     */
     double *x0;            /* in0 x ld: the first layer's input         */
     double **h;            /* h[l]: out x ld of layer l (l < L-1)       */
+    double **sg;           /* sg[l]: sigmoid(z) of a lipswish layer l,
+                              out x ld (NULL for other layers): its
+                              derivative 0.909 sg + h (1 - sg)          */
 } mlp_point;
 
 typedef struct mlp_net {
@@ -47,6 +57,9 @@ typedef struct mlp_net {
     mlp_layer *layer;
     size_t in0;            /* first layer's input width: dim (+1)        */
     int cube, time;        /* input y^3; t as the last input            */
+    int out_act;           /* the output layer's activation: identity,
+                              tanh (the drift's `output`), or the
+                              diffusion's output function               */
     int keep;              /* 0: never reuse a pass (the `cache` key)   */
     int armed;             /* a VJP has run: evals keep their passes    */
     unsigned misses;       /* VJPs in a row that found no pass          */
@@ -165,7 +178,6 @@ typedef struct mlp_kernels {
 typedef struct mlp_state {
     mlp_net drift;
     mlp_net diffusion;     /* nlayers == 0 for an ODE                   */
-    int diffusion_act;     /* ACT_SOFTPLUS or ACT_SIGMOID               */
     double *g, *gx;        /* max width x ld: output, input cotangent   */
     const mlp_kernels *kernels;
     nde_pool *pool;        /* NULL: one thread                          */

@@ -9,7 +9,8 @@
 
 /* Space for npoints forward passes of net n on up to batch_max rows of
  * dim states (at least one: the pass being computed), and for a copy of
- * its parameters. */
+ * its parameters; once its layers' activations are set (a lipswish
+ * layer keeps its sigmoids too). */
 int mlp_cache_alloc(mlp_net *n, size_t dim, size_t batch_max,
                     size_t npoints)
 {
@@ -25,11 +26,16 @@ int mlp_cache_alloc(mlp_net *n, size_t dim, size_t batch_max,
         pt->y = malloc(batch_max * dim * sizeof *pt->y);
         pt->x0 = mlp_alloc(bmax * n->in0);
         pt->h = calloc(n->nlayers, sizeof *pt->h);
-        if (!pt->y || !pt->x0 || !pt->h)
+        pt->sg = calloc(n->nlayers, sizeof *pt->sg);
+        if (!pt->y || !pt->x0 || !pt->h || !pt->sg)
             return NDE_ENOMEM;
-        for (size_t l = 0; l + 1 < n->nlayers; l++)
+        for (size_t l = 0; l + 1 < n->nlayers; l++) {
             if (!(pt->h[l] = mlp_alloc(bmax * n->layer[l].out)))
                 return NDE_ENOMEM;
+            if (n->layer[l].act == ACT_LIPSWISH &&
+                !(pt->sg[l] = mlp_alloc(bmax * n->layer[l].out)))
+                return NDE_ENOMEM;
+        }
     }
     return NDE_OK;
 }
@@ -40,7 +46,10 @@ void mlp_cache_free(mlp_net *n)
         mlp_point *pt = &n->point[p];
         for (size_t l = 0; pt->h && l + 1 < n->nlayers; l++)
             free(pt->h[l]);
+        for (size_t l = 0; pt->sg && l + 1 < n->nlayers; l++)
+            free(pt->sg[l]);
         free(pt->h);
+        free(pt->sg);
         free(pt->y);
         free(pt->x0);
     }

@@ -7,9 +7,11 @@
  * Per row, with x = c(y) (c the `input` transform, t appended under
  * `time`), xd = c'(y) v (0 for t), a_0 = x, and for each layer
  *     z_l = W_l a_{l-1} + b_l,   zd_l = W_l ad_{l-1},
- *     a_l = s(z_l),              ad_l = s'(z_l) zd_l      (hidden layers),
- * J v = zd_L. The reverse pass of Phi = w . zd_L carries the cotangents of
- * z_l (zb) and of zd_l (zdb), zdb_L = w, zb_L = 0:
+ *     a_l = s(z_l),              ad_l = s'(z_l) zd_l,
+ * s the hidden layers' activations and the output's (the identity but
+ * under `output = tanh`), J v = ad_L. The reverse pass of Phi = w . ad_L
+ * carries the cotangents of z_l (zb) and of zd_l (zdb),
+ * zdb_L = s' w, zb_L = s'' zd_L w (w and 0 for the identity):
  *     dW_l += zdb_l ad_{l-1}^T + zb_l a_{l-1}^T,   db_l += zb_l,
  *     adb = W_l^T zdb_l,  ab = W_l^T zb_l,
  *     zdb_{l-1} = s' adb,  zb_{l-1} = s' ab + s'' zd_{l-1} adb,
@@ -38,6 +40,15 @@ static void derivatives(int act, double z, double h, double *d1, double *d2)
         const double e = exp(-fabs(z)), sg = (z >= 0.0 ? 1.0 : e) / (1.0 + e);
         *d1 = sg;
         *d2 = sg * (1.0 - sg);
+        break;
+    }
+    case ACT_LIPSWISH: {
+        /* s = 0.909 z sg: s' = 0.909 (sg + z sg (1 - sg)),
+         * s'' = 0.909 sg (1 - sg) (2 + z (1 - 2 sg)) */
+        const double e = exp(-fabs(z)), sg = (z >= 0.0 ? 1.0 : e) / (1.0 + e);
+        const double q = sg * (1.0 - sg);
+        *d1 = MLP_LIPSWISH * (sg + z * q);
+        *d2 = MLP_LIPSWISH * q * (2.0 + z * (1.0 - 2.0 * sg));
         break;
     }
     default:
@@ -97,7 +108,7 @@ static int forward_row(const mlp_state *s, double t, const double *y,
     for (size_t l = 0, off = 0; l < n->nlayers; l++) {
         const mlp_layer *ly = &n->layer[l];
         const double *W = theta + ly->w_off, *b = theta + ly->b_off;
-        const int hidden = l + 1 < n->nlayers;
+        const int act = l + 1 < n->nlayers ? ly->act : n->out_act;
         for (size_t o = 0; o < ly->out; o++) {
             double zo = b[o], zdo = 0.0;
             for (size_t i = 0; i < ly->in; i++) {
@@ -108,13 +119,19 @@ static int forward_row(const mlp_state *s, double t, const double *y,
             a[off + o] = zo; /* z until activated below */
             bad |= !isfinite(zdo);
         }
-        if (hidden) {
+        if (act != ACT_IDENTITY) {
             /* the kernels' own activation, as eval's */
             memcpy(d2 + off, a + off, ly->out * sizeof *a); /* keep z */
-            s->kernels->activate(ly->act, a + off, ly->out);
+            s->kernels->activate(act, a + off, ly->out);
             for (size_t o = off; o < off + ly->out; o++) {
-                derivatives(ly->act, d2[o], a[o], &d1[o], &d2[o]);
+                derivatives(act, d2[o], a[o], &d1[o], &d2[o]);
                 ad[o] = d1[o] * zd[o];
+            }
+        } else {
+            for (size_t o = off; o < off + ly->out; o++) {
+                d1[o] = 1.0;
+                d2[o] = 0.0;
+                ad[o] = zd[o];
             }
         }
         in = a + off;
@@ -130,11 +147,13 @@ int mlp_jvp(nde_field *f, double t, const double *y, const double *theta,
     const mlp_state *s = f->state;
     const mlp_net *n = &s->drift;
     const size_t d = f->dim, last = layer_off(n, n->nlayers - 1);
+    const size_t outs = layer_off(n, n->nlayers);
+    const double *ad = s->tan + 2 * outs;
     int bad = 0;
 
     for (size_t r = 0; r < batch; r++) {
         bad |= forward_row(s, t, y + r * d, theta, v + r * d, d);
-        memcpy(jv + r * d, s->tan + last, d * sizeof *jv);
+        memcpy(jv + r * d, ad + last, d * sizeof *jv);
     }
     return bad ? NDE_ERETRY : NDE_OK;
 }
@@ -146,7 +165,7 @@ int mlp_jvp_vjp(nde_field *f, double t, const double *y, const double *theta,
     const mlp_state *s = f->state;
     const mlp_net *n = &s->drift;
     const size_t d = f->dim, outs = layer_off(n, n->nlayers);
-    const size_t maxw = s->tan_maxw;
+    const size_t maxw = s->tan_maxw, last = layer_off(n, n->nlayers - 1);
     const double *zd = s->tan, *a = zd + outs, *ad = a + outs;
     const double *d1 = ad + outs, *d2 = d1 + outs;
     const double *x = d2 + outs, *xd = x + n->in0;
@@ -160,6 +179,10 @@ int mlp_jvp_vjp(nde_field *f, double t, const double *y, const double *theta,
         for (size_t o = 0; o < d; o++) {
             zdb[o] = w[r * d + o];
             zb[o] = 0.0;
+            if (n->out_act != ACT_IDENTITY) {
+                zb[o] = d2[last + o] * zd[last + o] * zdb[o];
+                zdb[o] *= d1[last + o];
+            }
         }
         for (size_t l = n->nlayers; l-- > 0;) {
             const mlp_layer *ly = &n->layer[l];

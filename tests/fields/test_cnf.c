@@ -50,6 +50,12 @@ static const char *const second_configs[] = {
     "[field]\nplugin = mlp\nlayers = 3, 6, 5, 3\nactivation = tanh, softplus\n"
     "input = cube\nsoftplus = vector\n",
     "[field]\nplugin = mlp\nlayers = 4, 70, 4\nthin_width = 8\n",
+    "[field]\nplugin = mlp\nlayers = 3, 8, 3\nactivation = lipswish\n"
+    "time = true\n",
+    "[field]\nplugin = mlp\nlayers = 2, 7, 6, 2\nactivation = lipswish, "
+    "relu\noutput = tanh\ninput = cube\n",
+    "[field]\nplugin = mlp\nlayers = 3, 6, 3\noutput = tanh\n"
+    "activation = softplus\ndiffusion = tanh\nnoise_dim = 2\n",
     "[field]\nplugin = linear\nA = 0.5, -1, 0.25, 1\nb = 1, 2\n",
 };
 

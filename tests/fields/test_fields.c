@@ -80,14 +80,14 @@ typedef int (*eval_op)(nde_field *, double, const double *, const double *,
 typedef int (*vjp_op)(nde_field *, double, const double *, const double *,
                       const double *, double *, double *, size_t);
 
-/* sum_i v_i . op(t, y)_i over the batch */
+/* sum_i v_i . op(t, y)_i over the batch, w values a row */
 static double contract(nde_field *f, eval_op op, double t, const double *y,
                        const double *theta, const double *v, double *dy,
                        size_t batch, size_t w)
 {
     ck_assert_int_eq(op(f, t, y, theta, dy, batch), NDE_OK);
     double s = 0.0;
-    for (size_t k = 0; k < batch * f->dim * w; k++)
+    for (size_t k = 0; k < batch * w; k++)
         s += v[k] * dy[k];
     return s;
 }
@@ -96,7 +96,8 @@ static double contract(nde_field *f, eval_op op, double t, const double *y,
 
 /*
  * Checks any field, its drift (eval, vjp) and, when it has noise, its
- * diffusion (diffusion, diffusion_vjp) alike:
+ * diffusion (diffusion, diffusion_vjp) alike, w values a row (the state
+ * dimension, or dim x M for a general-noise diffusion):
  *  - vy and vtheta against central differences of v . f, step
  *    h = 1e-6 (1 + |x|), at random y, theta, v (fixed seed), batch B:
  *    |fd - vjp| <= 1e-6 max(1, |vjp|);
@@ -110,11 +111,11 @@ static void check_ops(const char *label, nde_field *f, eval_op eval,
                       vjp_op vjp, size_t B, size_t w)
 {
     const double t = 0.7, tol = 1e-6;
-    const size_t d = f->dim, p = f->nparams, n = B * d, no = n * w;
+    const size_t d = f->dim, p = f->nparams, n = B * d;
     double *theta = calloc(p + 1, sizeof *theta);
     double *theta2 = calloc(p + 1, sizeof *theta2);
-    double *y = malloc(n * sizeof *y), *v = malloc(no * sizeof *v);
-    double *dy = malloc(no * sizeof *dy), *dy1 = malloc(d * w * sizeof *dy1);
+    double *y = malloc(n * sizeof *y), *v = malloc(B * w * sizeof *v);
+    double *dy = malloc(B * w * sizeof *dy), *dy1 = malloc(w * sizeof *dy1);
     double *vy = calloc(n, sizeof *vy), *vth = calloc(p + 1, sizeof *vth);
     double *vy2 = calloc(n, sizeof *vy2), *vth2 = calloc(p + 1, sizeof *vth2);
     ck_assert(theta && theta2 && y && v && dy && dy1 && vy && vth && vy2 &&
@@ -131,17 +132,17 @@ static void check_ops(const char *label, nde_field *f, eval_op eval,
     for (size_t k = 0; k < p; k++)
         theta[k] += 0.2 * uniform();
     fill_uniform(y, n, 1.0);
-    fill_uniform(v, no, 1.0);
+    fill_uniform(v, B * w, 1.0);
 
     /* batch position independence */
     ck_assert_int_eq(eval(f, t, y, theta, dy, B), NDE_OK);
     for (size_t i = 0; i < B; i++) {
         ck_assert_int_eq(eval(f, t, y + i * d, theta, dy1, 1), NDE_OK);
-        for (size_t j = 0; j < d * w; j++)
-            ck_assert_msg(fabs(dy1[j] - dy[i * d * w + j]) <=
-                              1e-13 * (1.0 + fabs(dy[i * d * w + j])),
+        for (size_t j = 0; j < w; j++)
+            ck_assert_msg(fabs(dy1[j] - dy[i * w + j]) <=
+                              1e-13 * (1.0 + fabs(dy[i * w + j])),
                           "%s: row %zu col %zu: batch %.17g, alone %.17g",
-                          label, i, j, dy[i * d * w + j], dy1[j]);
+                          label, i, j, dy[i * w + j], dy1[j]);
     }
 
     /* VJP against central differences */
@@ -245,12 +246,13 @@ static void check_field(const char *label, const char *ini, size_t B,
     load_ok(&L, ini, batch_max);
     if (L.f->ninputs)
         in = test_input(L.f);
-    check_ops(label, L.f, L.f->type->eval, L.f->type->vjp, B, 1);
+    check_ops(label, L.f, L.f->type->eval, L.f->type->vjp, B, L.f->dim);
     if (L.f->noise != NDE_NOISE_NONE) {
         char dlabel[160];
+        const size_t m = L.f->noise == NDE_NOISE_GENERAL ? L.f->noise_dim : 1;
         snprintf(dlabel, sizeof dlabel, "%s (diffusion)", label);
         check_ops(dlabel, L.f, L.f->type->diffusion, L.f->type->diffusion_vjp,
-                  B, L.f->noise == NDE_NOISE_GENERAL ? L.f->noise_dim : 1);
+                  B, L.f->dim * m);
     }
     unload(&L);
     nde_input_destroy(in);
@@ -285,6 +287,27 @@ static const char *const conformance_configs[][2] = {
     {"mlp sde wide blas",
      "[field]\nplugin = mlp\nlayers = 12, 20, 12\ndiffusion = sigmoid\n"
      "g_layers = 24, 16\ncalculus = stratonovich\nthin_width = 8\n"},
+    {"mlp lipswish", "[field]\nplugin = mlp\nlayers = 3, 11, 3\n"
+     "activation = lipswish\n"},
+    {"mlp lipswish mixed, output tanh, time",
+     "[field]\nplugin = mlp\nlayers = 2, 9, 7, 2\ntime = true\n"
+     "activation = lipswish, tanh\noutput = tanh\n"},
+    {"mlp sde general noise, softplus",
+     "[field]\nplugin = mlp\nlayers = 3, 8, 3\ndiffusion = softplus\n"
+     "noise_dim = 2\n"},
+    {"mlp sde-gan generator: lipswish, output tanh, general tanh diffusion",
+     "[field]\nplugin = mlp\nlayers = 3, 10, 10, 3\ntime = true\n"
+     "activation = lipswish\noutput = tanh\ndiffusion = tanh\n"
+     "g_layers = 8, 6\ng_activation = lipswish\nnoise_dim = 4\n"},
+    {"mlp sde general identity diffusion, relu + lipswish",
+     "[field]\nplugin = mlp\nlayers = 2, 6, 2\ndiffusion = identity\n"
+     "g_layers = 7, 5\ng_activation = relu, lipswish\nnoise_dim = 3\n"},
+    {"mlp sde diagonal tanh diffusion",
+     "[field]\nplugin = mlp\nlayers = 2, 6, 2\ndiffusion = tanh\n"
+     "g_layers = 5\n"},
+    {"mlp sde diagonal identity diffusion, no hidden layer",
+     "[field]\nplugin = mlp\nlayers = 3, 6, 3\ndiffusion = identity\n"
+     "g_layers = \n"},
     {"linear",
      "[field]\nplugin = linear\nA = 0.5, -1, 0.25\n  1, -0.3, 2\n"
      "  0, 0.7, -1.5\nb = 1, 2, 3\n"},
@@ -352,9 +375,9 @@ static const char *const conformance_configs[][2] = {
      "[field]\nplugin = sde_gan\ngenerator = gen\ndiscriminator = disc\n"
      "channels = 2\n"
      "[field.gen]\nplugin = mlp\nlayers = 3, 5, 3\ntime = true\n"
-     "diffusion = sigmoid\nnoise_dim = 2\n"
+     "diffusion = tanh\nnoise_dim = 2\n"
      "[field.disc]\nplugin = mlp\nlayers = 2, 5, 2\n"
-     "diffusion = sigmoid\nnoise_dim = 3\n"},
+     "diffusion = tanh\nnoise_dim = 3\n"},
 };
 
 START_TEST(conformance)
@@ -385,6 +408,13 @@ static const char *const large_batch_configs[][2] = {
     {"mlp dgemm and hand layers mixed",
      "[field]\nplugin = mlp\nlayers = 3, 12, 10, 3\nthin_width = 4\n"
      "activation = relu, tanh\n"},
+    {"mlp lipswish, output tanh, general tanh diffusion",
+     "[field]\nplugin = mlp\nlayers = 4, 13, 9, 4\nactivation = lipswish\n"
+     "output = tanh\ndiffusion = tanh\ng_layers = 6\n"
+     "g_activation = lipswish\nnoise_dim = 3\n"},
+    {"mlp lipswish through dgemm, identity diffusion",
+     "[field]\nplugin = mlp\nlayers = 3, 12, 10, 3\nthin_width = 4\n"
+     "activation = lipswish\ndiffusion = identity\ng_activation = lipswish\n"},
 };
 
 START_TEST(conformance_large_batch)
@@ -456,9 +486,9 @@ START_TEST(clamped_field)
                 "diffusion = softplus\n", 3);
     ck_assert_int_eq(nde_field_create_clamped(L.ctx, L.f, held, &cf),
                      NDE_OK);
-    check_ops("clamped", cf, cf->type->eval, cf->type->vjp, 3, 1);
+    check_ops("clamped", cf, cf->type->eval, cf->type->vjp, 3, cf->dim);
     check_ops("clamped (diffusion)", cf, cf->type->diffusion,
-              cf->type->diffusion_vjp, 3, 1);
+              cf->type->diffusion_vjp, 3, cf->dim);
     ck_assert_uint_eq(cf->nparams, L.f->nparams);
     ck_assert_uint_le(cf->nparams, 200);
     ck_assert_int_eq(cf->noise, L.f->noise);
@@ -671,6 +701,9 @@ static const char *const cache_configs[] = {
     "diffusion = sigmoid\n",
     "[field]\nplugin = mlp\nlayers = 3, 9, 3\ndiffusion = softplus\n"
     "g_layers = 6\nnoise_dim = 4\n",     /* general noise: 3 x 4 out */
+    "[field]\nplugin = mlp\nlayers = 3, 9, 7, 3\nactivation = lipswish, "
+    "tanh\noutput = tanh\ndiffusion = tanh\ng_layers = 6\n"
+    "g_activation = lipswish\nnoise_dim = 2\n",
 };
 
 typedef struct cache_run {
@@ -824,6 +857,9 @@ static const char *const thread_configs[] = {
     "diffusion = sigmoid\n",
     "[field]\nplugin = mlp\nlayers = 3, 9, 3\ndiffusion = softplus\n"
     "g_layers = 6\nnoise_dim = 4\n",     /* general noise: 3 x 4 out */
+    "[field]\nplugin = mlp\nlayers = 3, 9, 7, 3\nactivation = lipswish, "
+    "tanh\noutput = tanh\ndiffusion = tanh\ng_layers = 6\n"
+    "g_activation = lipswish\nnoise_dim = 2\n",
 };
 enum { NTHREAD_CONFIGS = sizeof thread_configs / sizeof *thread_configs };
 
@@ -1303,6 +1339,11 @@ static const char *const bad_configs[][3] = {
      "tanh\n", "activation", "expected 1 or 2 values"},
     {"[field]\nplugin = mlp\nlayers = 2, 5, 2\nactivation = tahn\n",
      "activation", "did you mean 'tanh'"},
+    {"[field]\nplugin = mlp\nlayers = 2, 5, 2\nactivation = lipswich\n",
+     "activation", "unknown activation 'lipswich' (did you mean "
+     "'lipswish'?) (expected tanh, relu, softplus, identity or lipswish)"},
+    {"[field]\nplugin = mlp\nlayers = 2, 5, 2\noutput = sigmoid\n",
+     "output", "unknown output 'sigmoid' (expected identity or tanh)"},
     {"[field]\nplugin = mlp\nlayers = 2, 5, 2\ninput = square\n", "input",
      "unknown input transform 'square'"},
     {"[field]\nplugin = mlp\nlayers = 2, 5, 2\nkernels = neon\n", "kernels",
@@ -1415,6 +1456,9 @@ static const char *const bad_configs[][3] = {
      "parts", "part 'b' has a diffusion"},
     {"[field]\nplugin = mlp\nlayers = 2, 4, 2\ndiffusion = softpuls\n",
      "diffusion", "unknown diffusion 'softpuls' (did you mean 'softplus'?)"},
+    {"[field]\nplugin = mlp\nlayers = 2, 4, 2\ndiffusion = lipswish\n",
+     "diffusion", "unknown diffusion 'lipswish' (expected none, softplus, "
+     "sigmoid, tanh or identity)"},
     {"[field]\nplugin = mlp\nlayers = 2, 4, 2\ng_layers = 4\n",
      "g_layers", "set without a diffusion network"},
     {"[field]\nplugin = mlp\nlayers = 2, 4, 2\ndiffusion = sigmoid\n"
@@ -1593,6 +1637,82 @@ START_TEST(softplus_vector_accuracy)
 }
 END_TEST
 
+/* lipswish(x) = 0.909 x sigmoid(x) (mlp.h), against long double on
+ * [-800, 40] and a log grid of tiny |x|: within LIPSWISH_EPS relative
+ * down to x = -708; below, where the sigmoid may be subnormal (0 below
+ * -745), its rounding to a subnormal step is multiplied by 0.909 |x|:
+ * there within LIPSWISH_EPS units of eps |lipswish(x)| + 0.909 |x| 2^-1074.
+ * And within
+ * LIPSWISH_SETS relative of the generic kernels' value (the sets group
+ * the exp polynomial's operations differently). Large |x|, whose exp
+ * would overflow, give finite values; +inf and NaN propagate. */
+enum { LIPSWISH_EPS = 4, LIPSWISH_SETS = 4 };
+
+START_TEST(lipswish_accuracy)
+{
+    enum { N = 400001 };
+    const mlp_kernels *k = mlp_kernel_sets[_i];
+    if (!mlp_cpu_runs(k)) {
+        printf("skipped: this CPU does not run the %s kernels\n", k->name);
+        return;
+    }
+    double *x = malloc(N * sizeof *x), *r = malloc(N * sizeof *r);
+    double *g = malloc(N * sizeof *g);
+    ck_assert(x && r && g);
+    for (size_t i = 0; i < N / 2; i++)
+        x[i] = -800.0 + 840.0 * (double)i / (double)(N / 2 - 1);
+    for (size_t i = N / 2; i < N; i++) {
+        double e = -300.0 + 301.0 * (double)(i - N / 2) / (double)(N / 2);
+        x[i] = ((i & 1) ? -1.0 : 1.0) * pow(10.0, e);
+    }
+    memcpy(r, x, N * sizeof *r);
+    memcpy(g, x, N * sizeof *g);
+    k->activate(ACT_LIPSWISH, r, N);
+    mlp_kernels_base.activate(ACT_LIPSWISH, g, N);
+    double worst = 0.0, at = 0.0, apart = 0.0, apart_at = 0.0;
+    for (size_t i = 0; i < N; i++) {
+        const long double xl = x[i];
+        const double want =
+            (double)((long double)0.909 * xl / (1.0L + expl(-xl)));
+        double e = x[i] < -708.0
+                       ? fabs(r[i] - want) / (DBL_EPSILON * fabs(want) +
+                                              0.909 * fabs(x[i]) * 0x1p-1074)
+                       : rel_err(r[i], want) / DBL_EPSILON;
+        if (e > worst) {
+            worst = e;
+            at = x[i];
+        }
+        e = x[i] < -708.0
+                ? fabs(r[i] - g[i]) / (DBL_EPSILON * fabs(g[i]) +
+                                       0.909 * fabs(x[i]) * 0x1p-1074)
+                : rel_err(r[i], g[i]) / DBL_EPSILON;
+        if (e > apart) {
+            apart = e;
+            apart_at = x[i];
+        }
+    }
+    printf("lipswish, %s kernels: max error %.3g eps (x = %.17g), %.3g eps "
+           "from generic (x = %.17g)\n", k->name, worst, at, apart,
+           apart_at);
+    ck_assert_msg(worst <= LIPSWISH_EPS, "%s kernels: max error %.3g (eps "
+                  "or subnormal steps) at x = %.17g", k->name, worst, at);
+    ck_assert_msg(apart <= LIPSWISH_SETS, "%s kernels: %.3g eps from the "
+                  "generic kernels at x = %.17g", k->name, apart, apart_at);
+    const double special[] = {-1e300, 1e300, -746.0, 710.0, -0.0, 0.0,
+                              INFINITY, NAN};
+    const size_t ns = sizeof special / sizeof *special;
+    memcpy(r, special, sizeof special);
+    k->activate(ACT_LIPSWISH, r, ns);
+    ck_assert(r[0] == 0.0 && r[1] == 0.909 * 1e300 && r[2] == 0.0 &&
+              r[3] == 0.909 * 710.0);
+    ck_assert(r[4] == 0.0 && signbit(r[4]) && r[5] == 0.0 && !signbit(r[5]));
+    ck_assert(r[6] == INFINITY && isnan(r[7]));
+    free(x);
+    free(r);
+    free(g);
+}
+END_TEST
+
 static Suite *fields_suite(void)
 {
     Suite *s = suite_create("fields");
@@ -1632,6 +1752,7 @@ static Suite *fields_suite(void)
     tcase_add_test(tc, matheval_quirks);
     tcase_add_loop_test(tc, tanh_accuracy, 0, NSETS);
     tcase_add_loop_test(tc, softplus_vector_accuracy, 0, NSETS);
+    tcase_add_loop_test(tc, lipswish_accuracy, 0, NSETS);
     suite_add_tcase(s, tc);
     return s;
 }
