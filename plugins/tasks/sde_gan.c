@@ -28,10 +28,8 @@
  * A batch (rows = [train] batch_size): the first half (rounded down)
  * generated rows, the others real ones, paths drawn uniformly. The field's
  * input (c + 1 channels, linear) holds a real row's observed values
- * (knots at the observed times, plus one at t0 - 1 continuing the first
- * segment, so that reversible Heun's evaluation at t0, which reads the
- * input on the left of t0, sees the first segment's slope) with kind 1,
- * and a generated row's single knot of kind 0. Task parameters:
+ * (knots at the observed times) with kind 1, and a generated row's single
+ * knot of kind 0. Task parameters:
  *   gen.init     MLP initial_noise -> width -> G: z0 of a generated row
  *                from initial_noise standard normals (the example's
  *                _initial; LipSwish hidden layer, Chen et al. 2019, as the
@@ -97,7 +95,7 @@ typedef struct gan_task {
     double *train, *test;   /* paths x T x c, NaN where dropped           */
     double *ts;             /* T: 0..T-1                                  */
     nde_input *in;
-    double *kt, *ku;        /* T + 1, (T + 1)(c + 1): a row's series      */
+    double *kt, *ku;        /* T, T (c + 1): a row's series               */
     double *x;              /* rows x input_dim: the batch's input        */
     double *hid, *pre;      /* rows x width: hidden values, pre-activation */
     double *z0;             /* rows x dim                                 */
@@ -457,8 +455,8 @@ static int gan_create(nde_task *t, nde_section *d, const nde_task_env *env,
         if (!(s->train = malloc(s->npaths * T * sizeof *s->train)) ||
             !(s->test = malloc(s->ntest * T * sizeof *s->test)) ||
             !(s->ts = malloc(T * sizeof *s->ts)) ||
-            !(s->kt = malloc((T + 1) * sizeof *s->kt)) ||
-            !(s->ku = malloc((T + 1) * (c + 1) * sizeof *s->ku)) ||
+            !(s->kt = malloc(T * sizeof *s->kt)) ||
+            !(s->ku = malloc(T * (c + 1) * sizeof *s->ku)) ||
             !(s->x = malloc(B * t->input_dim * sizeof *s->x)) ||
             !(s->hid = malloc(B * 2 * K * sizeof *s->hid)) ||
             !(s->pre = malloc(B * 2 * K * sizeof *s->pre)) ||
@@ -473,7 +471,7 @@ static int gan_create(nde_task *t, nde_section *d, const nde_task_env *env,
         for (size_t k = 0; k < T; k++)
             s->ts[k] = (double)k;
         s->tsave1 = (double)(T - 1);
-        if ((rc = nde_input_create(ctx, B, c + 1, T + 1, NDE_INPUT_LINEAR,
+        if ((rc = nde_input_create(ctx, B, c + 1, T, NDE_INPUT_LINEAR,
                                    &s->in)))
             return rc;
     }
@@ -535,34 +533,23 @@ static void gan_param_name(const nde_task *t, size_t i, char *buf,
 static int set_real_row(gan_task *s, size_t r, const double *p, double *y0)
 {
     const size_t T = s->T;
-    size_t n = 0, first = T;
+    size_t n = 0;
     for (size_t k = 0; k < T; k++) {
         if (isnan(p[k]))
             continue;
-        if (first == T)
-            first = k;
-        s->kt[n + 1] = s->ts[k];
-        s->ku[2 * (n + 1)] = p[k];
-        s->ku[2 * (n + 1) + 1] = 1.0;
+        s->kt[n] = s->ts[k];
+        s->ku[2 * n] = p[k];
+        s->ku[2 * n + 1] = 1.0;
         n++;
     }
     if (n == 0) { /* nothing observed: a flat path at 0 */
-        s->kt[1] = s->ts[0];
-        s->ku[2] = 0.0;
-        s->ku[3] = 1.0;
-        n = 1;
-        first = 0;
-    }
-    *y0 = s->ku[2];
-    if (first == 0 && n >= 2) {
-        /* continue the first segment to t0 - 1 */
-        const double slope = (s->ku[4] - s->ku[2]) / (s->kt[2] - s->kt[1]);
-        s->kt[0] = s->kt[1] - 1.0;
-        s->ku[0] = s->ku[2] - slope;
+        s->kt[0] = s->ts[0];
+        s->ku[0] = 0.0;
         s->ku[1] = 1.0;
-        return nde_input_set_row(s->in, r, n + 1, s->kt, s->ku);
+        n = 1;
     }
-    return nde_input_set_row(s->in, r, n, s->kt + 1, s->ku + 2);
+    *y0 = s->ku[0];
+    return nde_input_set_row(s->in, r, n, s->kt, s->ku);
 }
 
 static int set_generated_row(gan_task *s, size_t r)
