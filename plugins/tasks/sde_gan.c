@@ -804,14 +804,15 @@ static void mmd(gan_task *s)
               2.0 * kxy / ((double)m * (double)m);
 }
 
-static void write_report(gan_task *s)
+static int write_report(const nde_task *t, gan_task *s)
 {
     FILE *fp;
     if (!s->report[0])
-        return;
+        return NDE_OK;
     fp = strcmp(s->report, "-") == 0 ? stderr : fopen(s->report, "a");
     if (!fp)
-        return;
+        return nde_error(t->ctx, NDE_ECONFIG, "[data] report: cannot open "
+                         "'%s' to append to", s->report);
     fprintf(fp, "{\"evaluation\": %ld, \"ks\": {", s->nevals);
     for (size_t l = 0; l < NLOC; l++)
         fprintf(fp, "%s\"%zu\": %.4f", l ? ", " : "",
@@ -820,6 +821,7 @@ static void write_report(gan_task *s)
             s->bandwidth);
     if (fp != stderr)
         fclose(fp);
+    return NDE_OK;
 }
 
 static int gan_evaluate(nde_task *t, const double *theta,
@@ -872,9 +874,8 @@ static int gan_evaluate(nde_task *t, const double *theta,
     }
     mmd(s);
     s->nevals++;
-    write_report(s);
     res->test_loss = worst;
-    return NDE_OK;
+    return write_report(t, s);
 }
 
 static uint64_t gan_digest(const nde_task *t)
