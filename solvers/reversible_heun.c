@@ -16,7 +16,20 @@
  * General noise (gnoise.h): g(z) in aux is the dim x M matrix G a row (aux
  * is then 2 + M blocks; torchsde's reversible_heun.py keeps the matrix
  * too), g dW is G dW and a cotangent v on it is v dW^T on G.
+ *
+ * A field that reads an input (nde/input.h): f(z), g(z) carried from a
+ * step's end were made on that step's segment of the input, so a step
+ * that starts on a knot of the input evaluates them afresh at z on its
+ * own segment (one more evaluation; its VJP goes through that
+ * evaluation instead of into aux). The reverse step reconstructs y0 with
+ * those, then, on a knot, the carried ones on the segment left of it, as
+ * the forward step before made them; the start evaluates on the left of
+ * t0 too. So no step mixes two segments of the input (a drift that reads
+ * the input's slope sees each segment's on its own steps), and the
+ * reconstruction is exact across knots where the input's slope or value
+ * jumps.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +39,8 @@ typedef struct rh_work {
     double *z1;             /* z at the step's end, recomputed in the VJP */
     double *f1bar, *g1bar;  /* total cotangents on f(z1), g(z1)          */
     double *z1bar;          /* total cotangent on z1                     */
+    double *fresh;          /* (z, f(z), g(z)) made afresh on a knot      */
+    double *f0bar, *g0bar;  /* cotangents on a step's f0, g0             */
     size_t gw;              /* values of g per state value (gnoise.h)    */
     double *block;
 } rh_work;
@@ -52,13 +67,34 @@ static int rh_create(nde_solver *s)
     s->work = w;
     w->gw = gw;
     s->aux = 2 + (int)gw;   /* z, f(z), g(z) */
-    if (!(w->block = malloc((3 + gw) * n * sizeof(double))))
+    if (!(w->block = malloc((7 + 3 * gw) * n * sizeof(double))))
         return NDE_ENOMEM;
     w->z1 = w->block;
     w->f1bar = w->z1 + n;
     w->g1bar = w->f1bar + n;
     w->z1bar = w->g1bar + gw * n;
+    w->fresh = w->z1bar + n;
+    w->f0bar = w->fresh + (2 + gw) * n;
+    w->g0bar = w->f0bar + n;
     return NDE_OK;
+}
+
+/* Select the input on the left of t (the segment holding the double just
+ * below t: nde_input_select takes the segment of t + h/2), keeping the
+ * selection it replaces in sel[2] for unselect. */
+static void select_left(nde_solver *s, double t, double sel[2])
+{
+    if (!s->field->input)
+        return;
+    nde_input_selected(s->field->input, &sel[0], &sel[1]);
+    nde_input_select(s->field->input, t,
+                     2.0 * (nextafter(t, -INFINITY) - t));
+}
+
+static void unselect(nde_solver *s, const double sel[2])
+{
+    if (s->field->input)
+        nde_input_select(s->field->input, sel[0], sel[1]);
 }
 
 /* aux = (z, f(t, z), g(t, z)) with z at `z`; one evaluation. */
@@ -74,14 +110,46 @@ static int eval_at(nde_solver *s, const double *theta, double t,
     return nde_field_diffusion(s->field, t, z, theta, aux + 2 * n, s->batch);
 }
 
+static int on_knot(const nde_solver *s, double t)
+{
+    return s->field->input && nde_input_has_knot(s->field->input, t);
+}
+
+/* The f0, g0 a step from (t, aux) uses: aux's, or on a knot of the
+ * input, made afresh at aux's z on the step's segment. */
+static int start_values(nde_solver *s, const double *theta, double t,
+                        const double *aux, const double **f0,
+                        const double **g0)
+{
+    rh_work *w = s->work;
+    const size_t n = s->batch * s->field->dim;
+    int rc;
+
+    if (!on_knot(s, t)) {
+        *f0 = aux + n;
+        *g0 = aux + 2 * n;
+        return NDE_OK;
+    }
+    if ((rc = eval_at(s, theta, t, aux, w->fresh)) != NDE_OK)
+        return rc;
+    *f0 = w->fresh + n;
+    *g0 = w->fresh + 2 * n;
+    return NDE_OK;
+}
+
 static int rh_start(nde_solver *s, const double *theta, double t0,
                     const double *y0, double *aux0)
 {
     const size_t n = s->batch * s->field->dim;
+    double sel[2];
+    int rc;
 
     for (size_t i = 0; i < n; i++)
         aux0[i] = y0[i];
-    return eval_at(s, theta, t0, aux0, aux0);
+    select_left(s, t0, sel);
+    rc = eval_at(s, theta, t0, aux0, aux0);
+    unselect(s, sel);
+    return rc;
 }
 
 /* rh_step with general noise. */
@@ -90,11 +158,13 @@ static int step_general(nde_solver *s, const double *theta, double t,
                         const double *aux, double *y_next, double *aux_next)
 {
     const size_t n = s->batch * s->field->dim, b = s->batch;
-    const double *z = aux, *f0 = aux + n, *g0 = aux + 2 * n;
+    const double *z = aux, *f0, *g0;
     const double *f1 = aux_next + n, *g1 = aux_next + 2 * n;
     double *z1 = aux_next;
     int rc;
 
+    if ((rc = start_values(s, theta, t, aux, &f0, &g0)) != NDE_OK)
+        return rc;
     for (size_t i = 0; i < n; i++)
         z1[i] = 2.0 * y[i] - z[i] + f0[i] * h;
     gnoise_prod_add(s->field, b, 1.0, g0, dw, z1);
@@ -113,7 +183,7 @@ static int rh_step(nde_solver *s, const double *theta, double t, double h,
                    const nde_norm_spec *norm, double *eest)
 {
     const size_t n = s->batch * s->field->dim;
-    const double *z = aux, *f0 = aux + n, *g0 = aux + 2 * n;
+    const double *z = aux, *f0, *g0;
     const double *f1 = aux_next + n, *g1 = aux_next + 2 * n;
     double *z1 = aux_next;
     int rc;
@@ -121,6 +191,8 @@ static int rh_step(nde_solver *s, const double *theta, double t, double h,
     (void)err; (void)norm; (void)eest;
     if (gnoise_width(s->field) > 1)
         return step_general(s, theta, t, h, dw, y, aux, y_next, aux_next);
+    if ((rc = start_values(s, theta, t, aux, &f0, &g0)) != NDE_OK)
+        return rc;
     for (size_t i = 0; i < n; i++)
         z1[i] = 2.0 * y[i] - z[i] + f0[i] * h + g0[i] * dw[i];
     if ((rc = eval_at(s, theta, t + h, z1, aux_next)) != NDE_OK)
@@ -140,6 +212,7 @@ static int rh_reverse(nde_solver *s, const double *theta, double t, double h,
     const double *f0 = aux + n, *g0 = aux + 2 * n;
     double *z = aux;
     const int general = gnoise_width(s->field) > 1;
+    double sel[2];
     int rc;
 
     if (general) {
@@ -150,6 +223,7 @@ static int rh_reverse(nde_solver *s, const double *theta, double t, double h,
         for (size_t i = 0; i < n; i++)
             z[i] = 2.0 * y_next[i] - z1[i] - f1[i] * h - g1[i] * dw[i];
     }
+    /* f0, g0 as the step used them (on a knot: afresh, on its segment) */
     if ((rc = eval_at(s, theta, t, z, aux)) != NDE_OK)
         return rc;
     if (general) {
@@ -157,12 +231,45 @@ static int rh_reverse(nde_solver *s, const double *theta, double t, double h,
             y[i] = y_next[i] - 0.5 * (f0[i] + f1[i]) * h;
         gnoise_prod_add(s->field, s->batch, -0.5, g0, dw, y);
         gnoise_prod_add(s->field, s->batch, -0.5, g1, dw, y);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            y[i] = y_next[i] - 0.5 * (f0[i] + f1[i]) * h -
+                   0.5 * (g0[i] + g1[i]) * dw[i];
+    }
+    if (!on_knot(s, t))
+        return NDE_OK;
+    /* aux as the step before left it: on the segment left of the knot */
+    select_left(s, t, sel);
+    rc = eval_at(s, theta, t, z, aux);
+    unselect(s, sel);
+    return rc;
+}
+
+/* The cotangents f0bar, g0bar on a step's f0, g0 into aux's, or on a knot
+ * through their fresh evaluation at aux's z (start_values). */
+static int start_values_vjp(nde_solver *s, const double *theta, double t,
+                            const double *aux, double *auxbar,
+                            double *thetabar)
+{
+    rh_work *w = s->work;
+    const size_t n = s->batch * s->field->dim, ng = w->gw * n;
+    int rc;
+
+    if (!on_knot(s, t)) {
+        if (!auxbar)
+            return NDE_OK;
+        for (size_t i = 0; i < n; i++)
+            auxbar[n + i] += w->f0bar[i];
+        for (size_t i = 0; i < ng; i++)
+            auxbar[2 * n + i] += w->g0bar[i];
         return NDE_OK;
     }
-    for (size_t i = 0; i < n; i++)
-        y[i] = y_next[i] - 0.5 * (f0[i] + f1[i]) * h -
-               0.5 * (g0[i] + g1[i]) * dw[i];
-    return NDE_OK;
+    s->counts.nvjp++;
+    if ((rc = nde_field_vjp(s->field, t, aux, theta, w->f0bar, auxbar,
+                            thetabar, s->batch)))
+        return rc;
+    return nde_field_diffusion_vjp(s->field, t, aux, theta, w->g0bar, auxbar,
+                                   thetabar, s->batch);
 }
 
 /*
@@ -182,10 +289,12 @@ static int step_vjp_general(nde_solver *s, const double *theta, double t,
 {
     rh_work *w = s->work;
     const size_t n = s->batch * s->field->dim, ng = w->gw * n;
-    const double *z = aux, *f0 = aux + n, *g0 = aux + 2 * n;
+    const double *z = aux, *f0, *g0;
     const double *ybar_next = ct->y_next, *auxbar_next = ct->aux_next;
     int rc;
 
+    if ((rc = start_values(s, theta, t, aux, &f0, &g0)) != NDE_OK)
+        return rc;
     for (size_t i = 0; i < n; i++) {
         const double yb = ybar_next ? ybar_next[i] : 0.0;
         w->z1[i] = 2.0 * y[i] - z[i] + f0[i] * h;
@@ -208,16 +317,14 @@ static int step_vjp_general(nde_solver *s, const double *theta, double t,
         const double yb = ybar_next ? ybar_next[i] : 0.0, zb = w->z1bar[i];
         if (ybar)
             ybar[i] += yb + 2.0 * zb;
-        if (auxbar) {
+        if (auxbar)
             auxbar[i] -= zb;
-            auxbar[n + i] += 0.5 * h * yb + h * zb;
-        }
+        w->f0bar[i] = 0.5 * h * yb + h * zb;
         w->f1bar[i] = 0.5 * yb + zb;    /* reused: the cotangent on G0 dW */
     }
-    if (auxbar)
-        gnoise_outer_add(s->field, s->batch, 1.0, w->f1bar, dw,
-                         auxbar + 2 * n);
-    return NDE_OK;
+    memset(w->g0bar, 0, ng * sizeof *w->g0bar);
+    gnoise_outer_add(s->field, s->batch, 1.0, w->f1bar, dw, w->g0bar);
+    return start_values_vjp(s, theta, t, aux, auxbar, thetabar);
 }
 
 static int rh_step_vjp(nde_solver *s, const double *theta, double t, double h,
@@ -227,7 +334,7 @@ static int rh_step_vjp(nde_solver *s, const double *theta, double t, double h,
 {
     rh_work *w = s->work;
     const size_t n = s->batch * s->field->dim;
-    const double *z = aux, *f0 = aux + n, *g0 = aux + 2 * n;
+    const double *z = aux, *f0, *g0;
     const double *ybar_next = ct->y_next, *auxbar_next = ct->aux_next;
     const double t1 = t + h;
     int rc;
@@ -235,6 +342,8 @@ static int rh_step_vjp(nde_solver *s, const double *theta, double t, double h,
     if (w->gw > 1)
         return step_vjp_general(s, theta, t, h, dw, y, aux, ct, ybar, auxbar,
                                 thetabar);
+    if ((rc = start_values(s, theta, t, aux, &f0, &g0)) != NDE_OK)
+        return rc;
     for (size_t i = 0; i < n; i++) {
         const double yb = ybar_next ? ybar_next[i] : 0.0;
         w->z1[i] = 2.0 * y[i] - z[i] + f0[i] * h + g0[i] * dw[i];
@@ -253,13 +362,12 @@ static int rh_step_vjp(nde_solver *s, const double *theta, double t, double h,
         const double yb = ybar_next ? ybar_next[i] : 0.0, zb = w->z1bar[i];
         if (ybar)
             ybar[i] += yb + 2.0 * zb;
-        if (auxbar) {
+        if (auxbar)
             auxbar[i] -= zb;
-            auxbar[n + i] += 0.5 * h * yb + h * zb;
-            auxbar[2 * n + i] += 0.5 * dw[i] * yb + dw[i] * zb;
-        }
+        w->f0bar[i] = 0.5 * h * yb + h * zb;
+        w->g0bar[i] = 0.5 * dw[i] * yb + dw[i] * zb;
     }
-    return NDE_OK;
+    return start_values_vjp(s, theta, t, aux, auxbar, thetabar);
 }
 
 /* aux0 = (y0, f(t0, y0), g(t0, y0)): ybar0 += zb0 + VJPs of f, g at y0. */
@@ -268,6 +376,7 @@ static int rh_start_vjp(nde_solver *s, const double *theta, double t0,
                         double *ybar0, double *thetabar)
 {
     const size_t n = s->batch * s->field->dim;
+    double sel[2];
     int rc;
 
     if (!auxbar0)
@@ -276,12 +385,14 @@ static int rh_start_vjp(nde_solver *s, const double *theta, double t0,
         for (size_t i = 0; i < n; i++)
             ybar0[i] += auxbar0[i];
     s->counts.nvjp++;
-    if ((rc = nde_field_vjp(s->field, t0, y0, theta, auxbar0 + n, ybar0,
-                            thetabar, s->batch)) ||
-        (rc = nde_field_diffusion_vjp(s->field, t0, y0, theta, auxbar0 + 2 * n,
-                                      ybar0, thetabar, s->batch)))
-        return rc;
-    return NDE_OK;
+    select_left(s, t0, sel);
+    if (!(rc = nde_field_vjp(s->field, t0, y0, theta, auxbar0 + n, ybar0,
+                             thetabar, s->batch)))
+        rc = nde_field_diffusion_vjp(s->field, t0, y0, theta,
+                                     auxbar0 + 2 * n, ybar0, thetabar,
+                                     s->batch);
+    unselect(s, sel);
+    return rc;
 }
 
 static const nde_solver_type reversible_heun = {

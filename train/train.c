@@ -52,6 +52,18 @@ const nde_key nde_train_keys[] = {
     {"data_changed", NDE_KEY_WORD, "warn",
      "on --resume, data that differ from the checkpoint's (by digest): "
      "warn | refuse"},
+    {"adversary", NDE_KEY_WORDS, "",
+     "PREFIX[, PREFIX...]: parameters whose names start with one of these "
+     "(e.g. disc. for an SDE-GAN's discriminator) are an adversary's: "
+     "their gradient is negated before the optimizer step, so they ascend "
+     "the loss the others descend"},
+    {"adversary_lr", NDE_KEY_DOUBLE, "",
+     "the adversary's learning rate (default: lr), decayed as lr is"},
+    {"adversary_clip", NDE_KEY_WORD, "none",
+     "none, layer or a value: after each step the adversary's weight "
+     "matrices (parameters named ...W<k>[i,j]) are clamped to +-1/(the "
+     "matrix's output count) with layer (the WGAN weight clipping of "
+     "torchsde's sde_gan example), or to +-value; biases are left alone"},
     {"loss", NDE_KEY_WORD, "auto",
      "time series: mse | moments (mean and variance of the batch's paths "
      "against the data's, SDE fields only); auto = mse for ODE fields, "
@@ -109,6 +121,37 @@ static int optional_text(const nde_section *sec, const char *key,
     return rc;
 }
 
+/* adversary_lr and adversary_clip (the adversary's prefixes are read
+ * with the parameters' names, adversary_flags). */
+static int read_adversary(nde_train_settings *s, nde_section *sec,
+                          nde_ctx *ctx)
+{
+    const char *clip;
+    char *end;
+    int rc;
+
+    s->adversary_lr = s->lr;
+    if (nde_section_has(sec, "adversary_lr") &&
+        (rc = nde_get_double_in(sec, "adversary_lr", 0, 1, HUGE_VAL, 0,
+                                &s->adversary_lr, ctx)))
+        return rc;
+    if ((rc = nde_get_string(sec, "adversary_clip", &clip, ctx)))
+        return rc;
+    if (strcmp(clip, "none") == 0) {
+        s->adversary_clip = 0.0;
+    } else if (strcmp(clip, "layer") == 0) {
+        s->adversary_clip = -1.0;
+    } else {
+        s->adversary_clip = strtod(clip, &end);
+        if (end == clip || *end || !(s->adversary_clip > 0) ||
+            !isfinite(s->adversary_clip))
+            return nde_section_error(sec, "adversary_clip", ctx,
+                                     "'%s': expected none, layer or a "
+                                     "positive value", clip);
+    }
+    return NDE_OK;
+}
+
 static int read_settings(nde_train_settings *s, nde_section *sec,
                          nde_ctx *ctx)
 {
@@ -147,6 +190,8 @@ static int read_settings(nde_train_settings *s, nde_section *sec,
         (rc = nde_get_string(sec, "on_failure", &failure, ctx)) ||
         (rc = nde_get_long_min(sec, "max_failures", 0, &s->max_failures,
                                ctx)))
+        return rc;
+    if ((rc = read_adversary(s, sec, ctx)))
         return rc;
     if (strcmp(failure, "stop") == 0)
         s->on_failure = NDE_ON_FAILURE_STOP;
@@ -986,6 +1031,97 @@ static uint64_t new_run_id(void)
     return id ? id : 1;
 }
 
+/* A weight matrix's entry by its name, STEM[i,j] with STEM's last
+ * component (after its last '.') [a-z]*W[0-9]* (an mlp's W1, gW2, a task's
+ * enc.W): the stem's length into *len and the output index i into *row;
+ * 0 when the name is no such entry. */
+static int weight_entry(const char *name, size_t *len, unsigned long *row)
+{
+    const char *br = strchr(name, '['), *c, *p;
+    char *end;
+
+    if (!br || !strchr(br, ','))
+        return 0;
+    for (c = br; c > name && c[-1] != '.'; c--)
+        ;
+    for (p = c; p < br && *p >= 'a' && *p <= 'z'; p++)
+        ;
+    if (p == br || *p++ != 'W')
+        return 0;
+    for (; p < br; p++)
+        if (*p < '0' || *p > '9')
+            return 0;
+    *row = strtoul(br + 1, &end, 10);
+    if (end == br + 1 || *end != ',')
+        return 0;
+    *len = (size_t)(br - name);
+    return 1;
+}
+
+/* [train] adversary: flag the parameters whose names start with one of
+ * its prefixes and, with adversary_clip, the bound of each of their
+ * weight entries: a matrix's entries are consecutive parameters of one
+ * stem, its output count the largest row index + 1. */
+static int adversary_flags(nde_trainer *tr, nde_section *tsec)
+{
+    char **pre = NULL, name[256], stem[256];
+    size_t npre = 0, count = 0, i, k;
+    int rc;
+
+    if ((rc = nde_get_words(tsec, "adversary", &pre, &npre, tr->ctx)) ||
+        npre == 0) {
+        nde_strings_free(pre);
+        return rc;
+    }
+    if (!(tr->adv = calloc(tr->P + 1, 1)) ||
+        !(tr->clamp = calloc(tr->P + 1, sizeof *tr->clamp))) {
+        nde_strings_free(pre);
+        return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    }
+    for (i = 0; i < tr->P; i++) {
+        nde_trainer_param_name(tr, i, name, sizeof name);
+        for (k = 0; k < npre; k++)
+            if (strncmp(name, pre[k], strlen(pre[k])) == 0)
+                tr->adv[i] = 1;
+        count += tr->adv[i];
+    }
+    if (count == 0) {
+        rc = nde_section_error(tsec, "adversary", tr->ctx,
+                               "no parameter's name starts with '%s'%s "
+                               "(see `nde check` or the checkpoint's "
+                               "names: e.g. disc.)", pre[0],
+                               npre > 1 ? " or the others" : "");
+        nde_strings_free(pre);
+        return rc;
+    }
+    nde_strings_free(pre);
+    for (i = 0; tr->set.adversary_clip != 0.0 && i < tr->P;) {
+        size_t len, j;
+        unsigned long row, rows = 0;
+        nde_trainer_param_name(tr, i, name, sizeof name);
+        if (!tr->adv[i] || !weight_entry(name, &len, &row)) {
+            i++;
+            continue;
+        }
+        memcpy(stem, name, len);
+        stem[len] = '\0';
+        for (j = i; j < tr->P; j++) {
+            size_t lj;
+            unsigned long rj;
+            nde_trainer_param_name(tr, j, name, sizeof name);
+            if (!tr->adv[j] || !weight_entry(name, &lj, &rj) || lj != len ||
+                strncmp(name, stem, len) != 0)
+                break;
+            rows = rj + 1 > rows ? rj + 1 : rows;
+        }
+        for (; i < j; i++)
+            tr->clamp[i] = tr->set.adversary_clip > 0
+                               ? tr->set.adversary_clip
+                               : 1.0 / (double)rows;
+    }
+    return NDE_OK;
+}
+
 int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
                        nde_trainer **out)
 {
@@ -1096,6 +1232,8 @@ int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
              nde_seed_derive(nde_seed_derive(tr->set.seed, NDE_STREAM_INIT),
                              1))) != NDE_OK)
         goto fail;
+    if ((rc = adversary_flags(tr, tsec)) != NDE_OK)
+        goto fail;
     *out = tr;
     return NDE_OK;
 fail:
@@ -1144,6 +1282,8 @@ void nde_trainer_destroy(nde_trainer *tr)
     free(tr->m);
     free(tr->v);
     free(tr->adam_next);
+    free(tr->adv);
+    free(tr->clamp);
     free(tr->good);
     free(tr->y0b);
     free(tr->y0u);
@@ -1712,7 +1852,9 @@ static double adam_lr(const nde_trainer *tr)
 }
 
 /* Adam (Kingma & Ba 2015, Algorithm 1) with an L2 term added to the
- * gradient as torch.optim.Adam's weight_decay does. Pass 0 only checks
+ * gradient as torch.optim.Adam's weight_decay does; the adversary's
+ * parameters at their own rate and clamped to their bounds after the
+ * step (the gradient given is already negated for them). Pass 0 only checks
  * that every new theta, m and v is finite (g * g of a huge weight-decay
  * term can overflow v), pass 1 stores them: a refused update leaves the
  * state as it was, and no checkpoint holds what its loader refuses. */
@@ -1720,7 +1862,7 @@ static int adam_update(nde_trainer *tr)
 {
     const nde_train_settings *s = &tr->set;
     const double t = (double)(tr->adam_t + 1);
-    const double lr = adam_lr(tr);
+    const double lr = adam_lr(tr), lr_adv = lr * s->adversary_lr / s->lr;
     const double c1 = 1.0 - pow(s->beta1, t), c2 = 1.0 - pow(s->beta2, t);
     const size_t P = tr->P;
     double *th = tr->adam_next, *m = th + P, *v = m + P;
@@ -1729,9 +1871,12 @@ static int adam_update(nde_trainer *tr)
     /* into adam_next first: a step that is not finite changes nothing */
     for (i = 0; i < P; i++) {
         const double g = tr->grad[i] + s->weight_decay * tr->theta[i];
+        const double lri = tr->adv && tr->adv[i] ? lr_adv : lr;
         m[i] = s->beta1 * tr->m[i] + (1.0 - s->beta1) * g;
         v[i] = s->beta2 * tr->v[i] + (1.0 - s->beta2) * g * g;
-        th[i] = tr->theta[i] - lr * (m[i] / c1) / (sqrt(v[i] / c2) + s->eps);
+        th[i] = tr->theta[i] - lri * (m[i] / c1) / (sqrt(v[i] / c2) + s->eps);
+        if (tr->clamp && tr->clamp[i] > 0)
+            th[i] = fmin(fmax(th[i], -tr->clamp[i]), tr->clamp[i]);
         if (bad == P && !(isfinite(th[i]) && isfinite(m[i]) && isfinite(v[i])))
             bad = i;
     }
@@ -1862,6 +2007,10 @@ int nde_trainer_step(nde_trainer *tr, nde_train_step *m)
         if (tr->set.clip > 0 && norm > tr->set.clip)
             for (i = 0; i < tr->P; i++)
                 tr->grad[i] *= tr->set.clip / norm;
+        /* the adversary ascends the loss */
+        for (i = 0; tr->adv && i < tr->P; i++)
+            if (tr->adv[i])
+                tr->grad[i] = -tr->grad[i];
         const double lr = adam_lr(tr);
         if ((rc = adam_update(tr)) == NDE_OK) {
             rc = regs_prox(tr, lr);

@@ -40,6 +40,10 @@ struct nde_trainer {
                                   before the last good step, which a
                                   failure restores (NULL otherwise)      */
     long good_t;               /* Adam's step count there; -1: none yet  */
+    /* [train] adversary: its parameters' flags (P; NULL: no adversary),
+     * and the bound each step clamps a parameter to (P; 0: none) */
+    unsigned char *adv;
+    double *clamp;
     long adam_t;               /* Adam steps taken                       */
     long iter;                 /* iterations done                        */
     gsl_rng *rng;              /* mini-batch sampling stream             */

@@ -52,7 +52,8 @@ class Settings(ctypes.Structure):
                 ("checkpoint", ctypes.c_char_p), ("metrics", ctypes.c_char_p),
                 ("refuse_changed_data", ctypes.c_int),
                 ("on_failure", ctypes.c_int),
-                ("max_failures", ctypes.c_long)]
+                ("max_failures", ctypes.c_long),
+                ("adversary_lr", c_dbl), ("adversary_clip", c_dbl)]
 
 
 class Stats(ctypes.Structure):

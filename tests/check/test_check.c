@@ -47,6 +47,15 @@ static const char hybrid_ini[] =
     "[field.pk]\nplugin = expr\nstate = c\nparams = k=0.5\n"
     "inputs = dose\ndc = -k*c + dose\n"
     "[field.net]\nplugin = mlp\nlayers = 4, 6, 4\n";
+/* A small SDE-GAN (the sde_gan field and task read each other). */
+static const char sde_gan_ini[] =
+    "[field]\nplugin = sde_gan\ngenerator = gen\ndiscriminator = disc\n"
+    "[field.gen]\nplugin = mlp\nlayers = 2, 4, 2\ntime = true\n"
+    "diffusion = tanh\nnoise_dim = 2\n"
+    "[field.disc]\nplugin = mlp\nlayers = 2, 4, 2\ntime = true\n"
+    "diffusion = tanh\nnoise_dim = 2\n"
+    "[data]\nsource = sde_gan\npaths = 32\ntest_paths = 8\nmmd_paths = 4\n"
+    "t_size = 5\nwidth = 3\n";
 #define FASHION_MNIST "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 
 /* Plugins that need keys, or have variants worth a run: one entry per run
@@ -92,6 +101,8 @@ static const keyed keyed_runs[] = {
                       "-s", "field.a.plugin=mlp", "-s",
                       "field.a.layers=2,6,2"}},
     {"field", "hybrid", {"-c", "hybrid.ini"}},
+    {"field", "sde_gan", {"-c", "sde_gan.ini"}},
+    {"task", "sde_gan", {"-c", "sde_gan.ini"}},
     {"field", "hybrid", {"-s", "field.expert=a", "-s", "field.neural=a", "-s",
                          "field.neural_states=1", "-s",
                          "field.expert_reads=all", "-s", "field.a.plugin=mlp",
@@ -409,7 +420,8 @@ int main(void)
     if (!mkdtemp(workdir) || write_file("series.csv", series_csv) ||
         write_file("positive.csv", positive_csv) ||
         write_file("moments.ini", moments_ini) ||
-        write_file("hybrid.ini", hybrid_ini)) {
+        write_file("hybrid.ini", hybrid_ini) ||
+        write_file("sde_gan.ini", sde_gan_ini)) {
         perror(workdir);
         return EXIT_FAILURE;
     }

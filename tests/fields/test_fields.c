@@ -369,6 +369,15 @@ static const char *const conformance_configs[][2] = {
      "[field.lv]\nplugin = expr\nstate = x, y, m\nparams = a=1.5, b=0.7\n"
      "dx = a*x - b*x*y + m\ndy = -y + x*y\ndm = 0\n"
      "[field.net]\nplugin = mlp\nlayers = 3, 6, 3\n"},
+    /* the test input's third channel reads 0.48 at t = 0.7: generated
+     * rows (tests/fields/test_sde_gan.c mixes in real ones) */
+    {"sde_gan: generator SDE + discriminator CDE",
+     "[field]\nplugin = sde_gan\ngenerator = gen\ndiscriminator = disc\n"
+     "channels = 2\n"
+     "[field.gen]\nplugin = mlp\nlayers = 3, 5, 3\ntime = true\n"
+     "diffusion = tanh\nnoise_dim = 2\n"
+     "[field.disc]\nplugin = mlp\nlayers = 2, 5, 2\n"
+     "diffusion = tanh\nnoise_dim = 3\n"},
 };
 
 START_TEST(conformance)

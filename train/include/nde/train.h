@@ -181,6 +181,10 @@ typedef struct nde_train_settings {
     int refuse_changed_data; /* data_changed = refuse                     */
     int on_failure;         /* enum nde_on_failure                        */
     long max_failures;      /* failed iterations a policy absorbs          */
+    /* Appended: the adversary (a GAN's discriminator), [train] adversary */
+    double adversary_lr;    /* its learning rate (the [train] lr if unset) */
+    double adversary_clip;  /* > 0: its weights clamped to +-this; 0: none;
+                               -1: layer (+-1/the layer's outputs)         */
 } nde_train_settings;
 
 /* [train] on_failure: what a failed iteration (a solve that fails: step

@@ -1,0 +1,512 @@
+/*
+ * sde_gan - the generator SDE and the discriminator CDE of an SDE-GAN
+ * (Kidger, Foster, Li, Oberhauser, Lyons 2021, "Neural SDEs as
+ * Infinite-Dimensional GANs", arXiv 2102.03657) as one SDE with general
+ * noise, so that one solve (reversible Heun and its reversible adjoint:
+ * Kidger, Foster, Li, Lyons 2021, arXiv 2105.13493) scores a batch of
+ * generated and real paths alike. A row's state is [z; h]:
+ *
+ *     [field]
+ *     plugin        = sde_gan
+ *     generator     = gen       ; [field.gen]: dz = mu dt + sigma dW
+ *     discriminator = disc      ; [field.disc]: drift f, diffusion g
+ *     channels      = 1         ; c
+ *
+ * z (G states) is the generator's SDE state and its first c components
+ * ARE the generated path y (no readout: an affine readout of full row
+ * rank is a change of coordinates that the generator's first and last
+ * layers absorb). h (H states) is the discriminator's CDE state, driven
+ * by the control X = (t, y), time a channel (as torchsde's
+ * examples/sde_gan.py): dh = f(t, h) dt + g(t, h) dX, g an H x (1 + c)
+ * matrix, g_0 its first column, g_1 the other c.
+ *
+ * Generated rows: dX = (dt, P dz), P taking z's first c components, so
+ * (Stratonovich: the chain rule holds, the discriminator reads the
+ * generator's continuous path; the appendix of torchsde's example)
+ *     dz = mu dt + sigma dW
+ *     dh = (f + g_0 + g_1 P mu) dt + g_1 P sigma dW.
+ * Real rows: z stays put (drift and diffusion 0) and dX = (1, dY/dt) dt
+ * with Y the data path's linear interpolation, the field's input.
+ *
+ * The input (nde/input.h, NDE_INPUT_LINEAR; given by the sde_gan task)
+ * has c + 1 channels: Y, then the row's kind (1 real, 0 generated; a
+ * generated row's series may be a single knot). dY/dt is the selected
+ * segment's slope, u(t + 1) - u(t) on it.
+ *
+ * The generator is an SDE field with general noise on G >= c states (M
+ * noise channels: the joint field's), the discriminator one with general
+ * noise on H states and 1 + c channels, read as a CDE: its drift is f,
+ * its diffusion matrix g. Parameters: the generator's, then the
+ * discriminator's, named gen.NAME and disc.NAME; part i is initialised
+ * from nde_seed_derive(seed, i). States are named y1..yc, then z.. for
+ * the rest of z, then h1..hH.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nde/field.h>
+
+typedef struct gan_state {
+    nde_field *gen, *disc;
+    size_t G, H, c, M;      /* states of z and h, channels, noise channels */
+    unsigned char *real;    /* batch_max: the row is a data path          */
+    double *a;              /* batch_max x c: dY/dt (real) or P mu        */
+    double *u;              /* 2 (c + 1): the input at t and t + 1         */
+    double *z, *h;          /* batch_max x G, x H: the parts' states       */
+    double *mu, *fh;        /* batch_max x G, x H: their drifts            */
+    double *sig, *gh;       /* batch_max x G x M, x H x (1 + c)            */
+    double *vz, *vh;        /* cotangents on mu (or z) and f (or h)        */
+    double *vsig, *vg;      /* cotangents on sigma and g                   */
+    double *vyz, *vyh;      /* the parts' vy                               */
+    char *names;            /* the state names' text                      */
+    const char **name;      /* dim pointers into names                    */
+} gan_state;
+
+static int merge(int rc, int *retry)
+{
+    if (rc == NDE_ERETRY) {
+        *retry = 1;
+        return NDE_OK;
+    }
+    return rc;
+}
+
+/* z and h of each row, its kind and, for a real row, dY/dt into a. */
+static int split(nde_field *f, double t, const double *y, size_t batch)
+{
+    gan_state *s = f->state;
+    const size_t d = f->dim, c = s->c;
+    double *u0 = s->u, *u1 = s->u + c + 1;
+
+    if (!f->input)
+        return nde_error(f->ctx, NDE_EINVAL, "sde_gan: no input set (the "
+                         "data paths and the rows' kinds: the sde_gan "
+                         "task gives it)");
+    for (size_t r = 0; r < batch; r++) {
+        memcpy(s->z + r * s->G, y + r * d, s->G * sizeof *y);
+        memcpy(s->h + r * s->H, y + r * d + s->G, s->H * sizeof *y);
+        nde_input_value(f->input, r, t, u0);
+        s->real[r] = u0[c] > 0.5;
+        if (!s->real[r])
+            continue;
+        nde_input_value(f->input, r, t + 1.0, u1);
+        for (size_t j = 0; j < c; j++)
+            s->a[r * c + j] = u1[j] - u0[j];
+    }
+    return NDE_OK;
+}
+
+/* a = P mu on the generated rows. */
+static void rate_of_generated(gan_state *s, size_t batch)
+{
+    for (size_t r = 0; r < batch; r++)
+        if (!s->real[r])
+            memcpy(s->a + r * s->c, s->mu + r * s->G, s->c * sizeof *s->a);
+}
+
+static int gan_eval(nde_field *f, double t, const double *y,
+                    const double *theta, double *dy, size_t batch)
+{
+    gan_state *s = f->state;
+    const size_t d = f->dim, G = s->G, H = s->H, c = s->c, w = 1 + c;
+    const double *td = theta + s->gen->nparams;
+    int retry = 0, rc;
+
+    if ((rc = split(f, t, y, batch)) ||
+        (rc = merge(nde_field_eval(s->gen, t, s->z, theta, s->mu, batch),
+                    &retry)) ||
+        (rc = merge(nde_field_eval(s->disc, t, s->h, td, s->fh, batch),
+                    &retry)) ||
+        (rc = merge(nde_field_diffusion(s->disc, t, s->h, td, s->gh, batch),
+                    &retry)))
+        return rc;
+    rate_of_generated(s, batch);
+    for (size_t r = 0; r < batch; r++) {
+        double *dz = dy + r * d, *dh = dz + G;
+        const double *a = s->a + r * c;
+        if (s->real[r])
+            memset(dz, 0, G * sizeof *dz);
+        else
+            memcpy(dz, s->mu + r * G, G * sizeof *dz);
+        for (size_t i = 0; i < H; i++) {
+            const double *g = s->gh + (r * H + i) * w;
+            double v = s->fh[r * H + i] + g[0];
+            for (size_t j = 0; j < c; j++)
+                v += g[1 + j] * a[j];
+            dh[i] = v;
+        }
+    }
+    return retry ? NDE_ERETRY : NDE_OK;
+}
+
+/* vy += the parts' vy, row by row. */
+static void gather_vy(const gan_state *s, double *vy, size_t d, size_t batch)
+{
+    for (size_t r = 0; r < batch; r++) {
+        double *o = vy + r * d;
+        for (size_t j = 0; j < s->G; j++)
+            o[j] += s->vyz[r * s->G + j];
+        for (size_t i = 0; i < s->H; i++)
+            o[s->G + i] += s->vyh[r * s->H + i];
+    }
+}
+
+/*
+ * Through dz = mu (generated rows) and dh = f + g_0 + g_1 a (a = P mu or
+ * dY/dt): the cotangent on mu is v_z + P^T g_1^T v_h, on f v_h, on g
+ * v_h (1, a)^T.
+ */
+static int gan_vjp(nde_field *f, double t, const double *y,
+                   const double *theta, const double *v, double *vy,
+                   double *vtheta, size_t batch)
+{
+    gan_state *s = f->state;
+    const size_t d = f->dim, G = s->G, H = s->H, c = s->c, w = 1 + c;
+    const size_t pg = s->gen->nparams;
+    const double *td = theta + pg;
+    double *vtd = vtheta ? vtheta + pg : NULL;
+    double *vyz = vy ? s->vyz : NULL, *vyh = vy ? s->vyh : NULL;
+    int retry = 0, rc;
+
+    if ((rc = split(f, t, y, batch)) ||
+        (rc = merge(nde_field_eval(s->gen, t, s->z, theta, s->mu, batch),
+                    &retry)) ||
+        (rc = merge(nde_field_diffusion(s->disc, t, s->h, td, s->gh, batch),
+                    &retry)))
+        return rc;
+    rate_of_generated(s, batch);
+    for (size_t r = 0; r < batch; r++) {
+        const double *vz = v + r * d, *vh = vz + G, *a = s->a + r * c;
+        double *cz = s->vz + r * G;
+        memcpy(s->vh + r * H, vh, H * sizeof *vh);
+        for (size_t i = 0; i < H; i++) {
+            double *vg = s->vg + (r * H + i) * w;
+            vg[0] = vh[i];
+            for (size_t j = 0; j < c; j++)
+                vg[1 + j] = vh[i] * a[j];
+        }
+        if (s->real[r]) {
+            memset(cz, 0, G * sizeof *cz);
+            continue;
+        }
+        memcpy(cz, vz, G * sizeof *cz);
+        for (size_t j = 0; j < c; j++)
+            for (size_t i = 0; i < H; i++)
+                cz[j] += s->gh[(r * H + i) * w + 1 + j] * vh[i];
+    }
+    if (vy) {
+        memset(s->vyz, 0, batch * G * sizeof *s->vyz);
+        memset(s->vyh, 0, batch * H * sizeof *s->vyh);
+    }
+    if ((rc = merge(nde_field_vjp(s->gen, t, s->z, theta, s->vz, vyz, vtheta,
+                                  batch), &retry)) ||
+        (rc = merge(nde_field_vjp(s->disc, t, s->h, td, s->vh, vyh, vtd,
+                                  batch), &retry)) ||
+        (rc = merge(nde_field_diffusion_vjp(s->disc, t, s->h, td, s->vg, vyh,
+                                            vtd, batch), &retry)))
+        return rc;
+    if (vy)
+        gather_vy(s, vy, d, batch);
+    return retry ? NDE_ERETRY : NDE_OK;
+}
+
+/* sigma and g of every row (the diffusion and its VJP need both). */
+static int diffusions(nde_field *f, double t, const double *theta,
+                      size_t batch, int *retry)
+{
+    gan_state *s = f->state;
+    int rc;
+
+    if ((rc = merge(nde_field_diffusion(s->gen, t, s->z, theta, s->sig,
+                                        batch), retry)))
+        return rc;
+    return merge(nde_field_diffusion(s->disc, t, s->h,
+                                     theta + s->gen->nparams, s->gh, batch),
+                 retry);
+}
+
+/* Generated rows: [sigma; g_1 P sigma]; real rows 0. */
+static int gan_diffusion(nde_field *f, double t, const double *y,
+                         const double *theta, double *g, size_t batch)
+{
+    gan_state *s = f->state;
+    const size_t d = f->dim, G = s->G, H = s->H, c = s->c, M = s->M;
+    const size_t w = 1 + c;
+    int retry = 0, rc;
+
+    if ((rc = split(f, t, y, batch)) ||
+        (rc = diffusions(f, t, theta, batch, &retry)))
+        return rc;
+    for (size_t r = 0; r < batch; r++) {
+        double *gz = g + r * d * M, *gh = gz + G * M;
+        const double *sig = s->sig + r * G * M;
+        if (s->real[r]) {
+            memset(gz, 0, d * M * sizeof *gz);
+            continue;
+        }
+        memcpy(gz, sig, G * M * sizeof *gz);
+        for (size_t i = 0; i < H; i++) {
+            const double *gi = s->gh + (r * H + i) * w + 1;
+            for (size_t k = 0; k < M; k++) {
+                double v = 0.0;
+                for (size_t j = 0; j < c; j++)
+                    v += gi[j] * sig[j * M + k];
+                gh[i * M + k] = v;
+            }
+        }
+    }
+    return retry ? NDE_ERETRY : NDE_OK;
+}
+
+/* Cotangent V = [V_z; V_h] on a generated row's [sigma; g_1 P sigma]:
+ * sigma gets V_z + P^T g_1^T V_h, g_1 gets V_h (P sigma)^T, g_0 nothing;
+ * a real row's diffusion is 0. */
+static int gan_diffusion_vjp(nde_field *f, double t, const double *y,
+                             const double *theta, const double *v,
+                             double *vy, double *vtheta, size_t batch)
+{
+    gan_state *s = f->state;
+    const size_t d = f->dim, G = s->G, H = s->H, c = s->c, M = s->M;
+    const size_t w = 1 + c, pg = s->gen->nparams;
+    double *vyz = vy ? s->vyz : NULL, *vyh = vy ? s->vyh : NULL;
+    int retry = 0, rc;
+
+    if ((rc = split(f, t, y, batch)) ||
+        (rc = diffusions(f, t, theta, batch, &retry)))
+        return rc;
+    for (size_t r = 0; r < batch; r++) {
+        const double *vz = v + r * d * M, *vh = vz + G * M;
+        const double *sig = s->sig + r * G * M;
+        double *cs = s->vsig + r * G * M, *cg = s->vg + r * H * w;
+        if (s->real[r]) {
+            memset(cs, 0, G * M * sizeof *cs);
+            memset(cg, 0, H * w * sizeof *cg);
+            continue;
+        }
+        memcpy(cs, vz, G * M * sizeof *cs);
+        for (size_t i = 0; i < H; i++) {
+            const double *gi = s->gh + (r * H + i) * w + 1;
+            const double *vhi = vh + i * M;
+            cg[i * w] = 0.0;
+            for (size_t j = 0; j < c; j++) {
+                double acc = 0.0;
+                for (size_t k = 0; k < M; k++) {
+                    cs[j * M + k] += gi[j] * vhi[k];
+                    acc += vhi[k] * sig[j * M + k];
+                }
+                cg[i * w + 1 + j] = acc;
+            }
+        }
+    }
+    if (vy) {
+        memset(s->vyz, 0, batch * G * sizeof *s->vyz);
+        memset(s->vyh, 0, batch * H * sizeof *s->vyh);
+    }
+    if ((rc = merge(nde_field_diffusion_vjp(s->gen, t, s->z, theta, s->vsig,
+                                            vyz, vtheta, batch), &retry)) ||
+        (rc = merge(nde_field_diffusion_vjp(s->disc, t, s->h, theta + pg,
+                                            s->vg, vyh,
+                                            vtheta ? vtheta + pg : NULL,
+                                            batch), &retry)))
+        return rc;
+    if (vy)
+        gather_vy(s, vy, d, batch);
+    return retry ? NDE_ERETRY : NDE_OK;
+}
+
+static int gan_init_params(nde_field *f, double *theta, uint64_t seed)
+{
+    gan_state *s = f->state;
+    int rc;
+
+    if ((rc = nde_field_init_params(s->gen, theta, nde_seed_derive(seed, 0))))
+        return rc;
+    return nde_field_init_params(s->disc, theta + s->gen->nparams,
+                                 nde_seed_derive(seed, 1));
+}
+
+static int gan_param_name(const nde_field *f, size_t i, char *buf, size_t len)
+{
+    const gan_state *s = f->state;
+    const size_t pg = s->gen->nparams;
+    char inner[128];
+
+    if (i >= f->nparams)
+        return NDE_EINVAL;
+    nde_field_param_name(i < pg ? s->gen : s->disc, i < pg ? i : i - pg,
+                         inner, sizeof inner);
+    snprintf(buf, len, "%s.%s", i < pg ? "gen" : "disc", inner);
+    return NDE_OK;
+}
+
+static void gan_destroy(nde_field *f)
+{
+    gan_state *s = f->state;
+
+    if (!s)
+        return;
+    nde_field_destroy(s->gen);
+    nde_field_destroy(s->disc);
+    free(s->real);
+    free(s->a);
+    free(s->u);
+    free(s->z);
+    free(s->h);
+    free(s->mu);
+    free(s->fh);
+    free(s->sig);
+    free(s->gh);
+    free(s->vz);
+    free(s->vh);
+    free(s->vsig);
+    free(s->vg);
+    free(s->vyz);
+    free(s->vyh);
+    free(s->names);
+    free(s->name);
+    free(s);
+    f->state = NULL;
+}
+
+/* The part named by key (section [field.NAME]): an SDE field with general
+ * noise reading no input. */
+static int make_part(nde_field *f, nde_section *sec, const char *key,
+                     nde_field **part, nde_ctx *ctx)
+{
+    const char *name;
+    char section[160];
+    int rc;
+
+    if ((rc = nde_get_string(sec, key, &name, ctx)) != NDE_OK)
+        return rc;
+    snprintf(section, sizeof section, "field.%s", name);
+    if (!nde_config_section(nde_section_config(sec), section))
+        return nde_section_error(sec, key, ctx, "'%s' has no section [%s]",
+                                 name, section);
+    if ((rc = nde_field_create(ctx, nde_section_config(sec), section,
+                               f->batch_max, part)) != NDE_OK)
+        return rc;
+    if ((*part)->noise != NDE_NOISE_GENERAL)
+        return nde_section_error(sec, key, ctx, "'%s' has no general noise "
+                                 "(an mlp needs diffusion and noise_dim)",
+                                 name);
+    if ((*part)->ninputs)
+        return nde_section_error(sec, key, ctx, "'%s' reads an input; the "
+                                 "parts of an sde_gan field read none", name);
+    return NDE_OK;
+}
+
+/* y1..yc, z(c+1)..zG, h1..hH. */
+static int name_states(nde_field *f, gan_state *s, nde_ctx *ctx)
+{
+    const size_t d = f->dim, each = 24;
+    if (!(s->names = malloc(d * each)) ||
+        !(s->name = malloc(d * sizeof *s->name)))
+        return nde_error(ctx, NDE_ENOMEM, "sde_gan: out of memory");
+    for (size_t i = 0; i < d; i++) {
+        char *p = s->names + i * each;
+        if (i < s->c)
+            snprintf(p, each, "y%zu", i + 1);
+        else if (i < s->G)
+            snprintf(p, each, "z%zu", i + 1);
+        else
+            snprintf(p, each, "h%zu", i - s->G + 1);
+        s->name[i] = p;
+    }
+    f->state_names = s->name;
+    return NDE_OK;
+}
+
+static int gan_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
+{
+    gan_state *s = calloc(1, sizeof *s);
+    long c;
+    int rc;
+
+    if (!(f->state = s))
+        return nde_error(ctx, NDE_ENOMEM, "sde_gan: out of memory");
+    if (!sec)
+        return nde_error(ctx, NDE_ECONFIG, "sde_gan: needs a [field] section "
+                         "with generator and discriminator");
+    if ((rc = nde_get_long_min(sec, "channels", 1, &c, ctx)) ||
+        (rc = make_part(f, sec, "generator", &s->gen, ctx)) ||
+        (rc = make_part(f, sec, "discriminator", &s->disc, ctx)))
+        return rc;
+    s->c = (size_t)c;
+    s->G = s->gen->dim;
+    s->H = s->disc->dim;
+    s->M = s->gen->noise_dim;
+    if (s->G < s->c)
+        return nde_section_error(sec, "generator", ctx, "has %zu states; "
+                                 "its first %zu (channels) are the path", s->G,
+                                 s->c);
+    if (s->disc->noise_dim != 1 + s->c)
+        return nde_section_error(sec, "discriminator", ctx, "has %zu noise "
+                                 "channels; as a CDE on (t, y) it needs 1 + "
+                                 "channels = %zu (its diffusion is the H x "
+                                 "(1 + c) matrix g)", s->disc->noise_dim,
+                                 1 + s->c);
+    {
+        const size_t B = f->batch_max, G = s->G, H = s->H, w = 1 + s->c;
+        if (!(s->real = malloc(B)) ||
+            !(s->a = malloc(B * s->c * sizeof *s->a)) ||
+            !(s->u = malloc(2 * w * sizeof *s->u)) ||
+            !(s->z = malloc(B * G * sizeof *s->z)) ||
+            !(s->h = malloc(B * H * sizeof *s->h)) ||
+            !(s->mu = malloc(B * G * sizeof *s->mu)) ||
+            !(s->fh = malloc(B * H * sizeof *s->fh)) ||
+            !(s->sig = malloc(B * G * s->M * sizeof *s->sig)) ||
+            !(s->gh = malloc(B * H * w * sizeof *s->gh)) ||
+            !(s->vz = malloc(B * G * sizeof *s->vz)) ||
+            !(s->vh = malloc(B * H * sizeof *s->vh)) ||
+            !(s->vsig = malloc(B * G * s->M * sizeof *s->vsig)) ||
+            !(s->vg = malloc(B * H * w * sizeof *s->vg)) ||
+            !(s->vyz = malloc(B * G * sizeof *s->vyz)) ||
+            !(s->vyh = malloc(B * H * sizeof *s->vyh)))
+            return nde_error(ctx, NDE_ENOMEM, "sde_gan: out of memory");
+    }
+    f->dim = s->G + s->H;
+    f->nparams = s->gen->nparams + s->disc->nparams;
+    f->noise = NDE_NOISE_GENERAL;
+    f->noise_dim = s->M;
+    f->ninputs = s->c + 1;
+    return name_states(f, s, ctx);
+}
+
+static const nde_key gan_keys[] = {
+    {"generator", NDE_KEY_WORD, NULL,
+     "the generator, configured in section [field.NAME]: an SDE field with "
+     "general noise on G states whose first `channels` are the generated "
+     "path (e.g. an mlp with time, diffusion and noise_dim)"},
+    {"discriminator", NDE_KEY_WORD, NULL,
+     "the discriminator, configured in section [field.NAME]: an SDE field "
+     "with general noise on H states and 1 + channels noise channels, read "
+     "as the CDE dh = f(t, h) dt + g(t, h) d(t, y) (its drift f, its "
+     "diffusion matrix g)"},
+    {"channels", NDE_KEY_INT, "1",
+     "c: the path's channels (the generator's first c states; the input's "
+     "first c channels on real rows)"},
+    {NULL, 0, NULL, NULL},
+};
+
+static const nde_field_type gan_type = {
+    .info = NDE_FIELD_INFO(
+        .name = "sde_gan",
+        .description = "SDE-GAN: a generator SDE and a discriminator CDE on "
+                       "its path (or on the input's data path) as one SDE "
+                       "with general noise",
+        .keys = gan_keys,
+        .provides = NDE_CAP_DIFFUSION,
+        .version = "1"),
+    .create = gan_create,
+    .destroy = gan_destroy,
+    .init_params = gan_init_params,
+    .eval = gan_eval,
+    .vjp = gan_vjp,
+    .param_name = gan_param_name,
+    .diffusion = gan_diffusion,
+    .diffusion_vjp = gan_diffusion_vjp,
+};
+
+NDE_MODULE(&gan_type.info);
