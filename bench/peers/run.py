@@ -245,6 +245,30 @@ class Bench:
         pool.add([reached[0]] if reached else [])
         pool.missed = getattr(pool, "missed", 0) + (not reached)
 
+    # ---- sdegan: bench_train_json vs torchsde_sde_gan.py ---------------
+    SDEGAN_INI = os.path.join(HERE, "..", "..", "examples", "sde_gan.ini")
+
+    def sdegan_setup(self):
+        pass
+
+    def sdegan_nde(self):
+        r = run_json([self.nde("bench_train_json"), self.SDEGAN_INI,
+                      "--iters", str(self.a.sdegan_iters),
+                      "--eval-every", "0"])[0]
+        self.sdegan_add(r["times_ms"], "nde")
+
+    def sdegan_peer(self):
+        r = run_json(self.peer("torchsde_sde_gan.py") + [
+            "--iters", str(self.a.sdegan_iters)], self.env)[0]
+        self.sdegan_add(r["times_ms"], "peer")
+
+    def sdegan_add(self, times, side):
+        row = self.row(("sdegan",), "SDE-GAN training step (examples/"
+                       "sde_gan.ini vs torchsde examples/sde_gan.py)", "ms")
+        row.note = ("same sizes and steps; one joint solve vs three "
+                    "solves (bench/peers/README.md)")
+        getattr(row, side).add(times)
+
     # ---- the rounds and the table ---------------------------------------
     def run(self):
         tasks = [t for t in self.a.tasks.split(",")
@@ -326,7 +350,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("build", help="nde build directory (built)")
     ap.add_argument("--tasks", default="spiral,sde,brownian,fmnist",
-                    help="comma-separated: spiral, sde, brownian, fmnist")
+                    help="comma-separated: spiral, sde, brownian, fmnist, "
+                    "sdegan")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--spiral-iters", type=int, default=40,
                     help="timed iterations per configuration per pass")
@@ -340,6 +365,8 @@ def main():
                     help="Fashion-MNIST iterations, backsolve vs "
                     "odeint_adjoint")
     ap.add_argument("--fmnist-eval-every", type=int, default=50)
+    ap.add_argument("--sdegan-iters", type=int, default=10,
+                    help="timed SDE-GAN steps per pass")
     ap.add_argument("--fmnist-target", type=float, default=0.8,
                     help="test accuracy for the time-to-accuracy row")
     ap.add_argument("--threads", type=int, default=1,
@@ -350,9 +377,9 @@ def main():
                     help="the Python that imports torch and the peers")
     args = ap.parse_args()
     for t in args.tasks.split(","):
-        if t not in ("spiral", "sde", "brownian", "fmnist"):
+        if t not in ("spiral", "sde", "brownian", "fmnist", "sdegan"):
             ap.error(f"unknown task '{t}' (known: spiral, sde, brownian, "
-                     "fmnist)")
+                     "fmnist, sdegan)")
     for prog in ("bench_spiral_train", "bench_sde", "bench_brownian",
                  "bench_train_json"):
         if not os.access(os.path.join(args.build, "bench", prog), os.X_OK):
