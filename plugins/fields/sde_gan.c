@@ -51,11 +51,14 @@ typedef struct gan_state {
     nde_field *gen, *disc;
     size_t G, H, c, M;      /* states of z and h, channels, noise channels */
     unsigned char *real;    /* batch_max: the row is a data path          */
+    size_t *gpos;           /* batch_max: a generated row's place among
+                               the generated rows (the generator's rows)  */
+    size_t ng;              /* generated rows of the last split           */
     double *a;              /* batch_max x c: dY/dt (real) or P mu        */
     double *u;              /* 2 (c + 1): the input at t and t + 1         */
-    double *z, *h;          /* batch_max x G, x H: the parts' states       */
-    double *mu, *fh;        /* batch_max x G, x H: their drifts            */
-    double *sig, *gh;       /* batch_max x G x M, x H x (1 + c)            */
+    double *z, *h;          /* ng x G, batch_max x H: the parts' states    */
+    double *mu, *fh;        /* ng x G, batch_max x H: their drifts         */
+    double *sig, *gh;       /* ng x G x M, batch_max x H x (1 + c)         */
     double *vz, *vh;        /* cotangents on mu (or z) and f (or h)        */
     double *vsig, *vg;      /* cotangents on sigma and g                   */
     double *vyz, *vyh;      /* the parts' vy                               */
@@ -72,7 +75,9 @@ static int merge(int rc, int *retry)
     return rc;
 }
 
-/* z and h of each row, its kind and, for a real row, dY/dt into a. */
+/* h of each row, its kind and, for a real row, dY/dt into a; z of the
+ * generated rows only, in order (the generator never runs on a real
+ * row, whose z stays put). */
 static int split(nde_field *f, double t, const double *y, size_t batch)
 {
     gan_state *s = f->state;
@@ -83,13 +88,16 @@ static int split(nde_field *f, double t, const double *y, size_t batch)
         return nde_error(f->ctx, NDE_EINVAL, "sde_gan: no input set (the "
                          "data paths and the rows' kinds: the sde_gan "
                          "task gives it)");
+    s->ng = 0;
     for (size_t r = 0; r < batch; r++) {
-        memcpy(s->z + r * s->G, y + r * d, s->G * sizeof *y);
         memcpy(s->h + r * s->H, y + r * d + s->G, s->H * sizeof *y);
         nde_input_value(f->input, r, t, u0);
         s->real[r] = u0[c] > 0.5;
-        if (!s->real[r])
+        if (!s->real[r]) {
+            s->gpos[r] = s->ng;
+            memcpy(s->z + s->ng++ * s->G, y + r * d, s->G * sizeof *y);
             continue;
+        }
         nde_input_value(f->input, r, t + 1.0, u1);
         for (size_t j = 0; j < c; j++)
             s->a[r * c + j] = u1[j] - u0[j];
@@ -102,7 +110,15 @@ static void rate_of_generated(gan_state *s, size_t batch)
 {
     for (size_t r = 0; r < batch; r++)
         if (!s->real[r])
-            memcpy(s->a + r * s->c, s->mu + r * s->G, s->c * sizeof *s->a);
+            memcpy(s->a + r * s->c, s->mu + s->gpos[r] * s->G,
+                   s->c * sizeof *s->a);
+}
+
+/* The generator's drift mu on the generated rows (none: nothing to do). */
+static int generator_eval(gan_state *s, double t, const double *theta)
+{
+    return s->ng ? nde_field_eval(s->gen, t, s->z, theta, s->mu, s->ng)
+                 : NDE_OK;
 }
 
 static int gan_eval(nde_field *f, double t, const double *y,
@@ -114,8 +130,7 @@ static int gan_eval(nde_field *f, double t, const double *y,
     int retry = 0, rc;
 
     if ((rc = split(f, t, y, batch)) ||
-        (rc = merge(nde_field_eval(s->gen, t, s->z, theta, s->mu, batch),
-                    &retry)) ||
+        (rc = merge(generator_eval(s, t, theta), &retry)) ||
         (rc = merge(nde_field_eval(s->disc, t, s->h, td, s->fh, batch),
                     &retry)) ||
         (rc = merge(nde_field_diffusion(s->disc, t, s->h, td, s->gh, batch),
@@ -128,7 +143,7 @@ static int gan_eval(nde_field *f, double t, const double *y,
         if (s->real[r])
             memset(dz, 0, G * sizeof *dz);
         else
-            memcpy(dz, s->mu + r * G, G * sizeof *dz);
+            memcpy(dz, s->mu + s->gpos[r] * G, G * sizeof *dz);
         for (size_t i = 0; i < H; i++) {
             const double *g = s->gh + (r * H + i) * w;
             double v = s->fh[r * H + i] + g[0];
@@ -140,13 +155,14 @@ static int gan_eval(nde_field *f, double t, const double *y,
     return retry ? NDE_ERETRY : NDE_OK;
 }
 
-/* vy += the parts' vy, row by row. */
+/* vy += the parts' vy, row by row (the generator's of generated rows). */
 static void gather_vy(const gan_state *s, double *vy, size_t d, size_t batch)
 {
     for (size_t r = 0; r < batch; r++) {
         double *o = vy + r * d;
-        for (size_t j = 0; j < s->G; j++)
-            o[j] += s->vyz[r * s->G + j];
+        if (!s->real[r])
+            for (size_t j = 0; j < s->G; j++)
+                o[j] += s->vyz[s->gpos[r] * s->G + j];
         for (size_t i = 0; i < s->H; i++)
             o[s->G + i] += s->vyh[r * s->H + i];
     }
@@ -170,15 +186,14 @@ static int gan_vjp(nde_field *f, double t, const double *y,
     int retry = 0, rc;
 
     if ((rc = split(f, t, y, batch)) ||
-        (rc = merge(nde_field_eval(s->gen, t, s->z, theta, s->mu, batch),
-                    &retry)) ||
+        (rc = merge(generator_eval(s, t, theta), &retry)) ||
         (rc = merge(nde_field_diffusion(s->disc, t, s->h, td, s->gh, batch),
                     &retry)))
         return rc;
     rate_of_generated(s, batch);
     for (size_t r = 0; r < batch; r++) {
         const double *vz = v + r * d, *vh = vz + G, *a = s->a + r * c;
-        double *cz = s->vz + r * G;
+        double *cz = s->vz + s->gpos[r] * G;
         memcpy(s->vh + r * H, vh, H * sizeof *vh);
         for (size_t i = 0; i < H; i++) {
             double *vg = s->vg + (r * H + i) * w;
@@ -186,21 +201,19 @@ static int gan_vjp(nde_field *f, double t, const double *y,
             for (size_t j = 0; j < c; j++)
                 vg[1 + j] = vh[i] * a[j];
         }
-        if (s->real[r]) {
-            memset(cz, 0, G * sizeof *cz);
+        if (s->real[r])
             continue;
-        }
         memcpy(cz, vz, G * sizeof *cz);
         for (size_t j = 0; j < c; j++)
             for (size_t i = 0; i < H; i++)
                 cz[j] += s->gh[(r * H + i) * w + 1 + j] * vh[i];
     }
     if (vy) {
-        memset(s->vyz, 0, batch * G * sizeof *s->vyz);
+        memset(s->vyz, 0, s->ng * G * sizeof *s->vyz);
         memset(s->vyh, 0, batch * H * sizeof *s->vyh);
     }
-    if ((rc = merge(nde_field_vjp(s->gen, t, s->z, theta, s->vz, vyz, vtheta,
-                                  batch), &retry)) ||
+    if ((s->ng && (rc = merge(nde_field_vjp(s->gen, t, s->z, theta, s->vz,
+                                            vyz, vtheta, s->ng), &retry))) ||
         (rc = merge(nde_field_vjp(s->disc, t, s->h, td, s->vh, vyh, vtd,
                                   batch), &retry)) ||
         (rc = merge(nde_field_diffusion_vjp(s->disc, t, s->h, td, s->vg, vyh,
@@ -211,15 +224,16 @@ static int gan_vjp(nde_field *f, double t, const double *y,
     return retry ? NDE_ERETRY : NDE_OK;
 }
 
-/* sigma and g of every row (the diffusion and its VJP need both). */
+/* sigma of the generated rows and g of every row (the diffusion and its
+ * VJP need both). */
 static int diffusions(nde_field *f, double t, const double *theta,
                       size_t batch, int *retry)
 {
     gan_state *s = f->state;
     int rc;
 
-    if ((rc = merge(nde_field_diffusion(s->gen, t, s->z, theta, s->sig,
-                                        batch), retry)))
+    if (s->ng && (rc = merge(nde_field_diffusion(s->gen, t, s->z, theta,
+                                                 s->sig, s->ng), retry)))
         return rc;
     return merge(nde_field_diffusion(s->disc, t, s->h,
                                      theta + s->gen->nparams, s->gh, batch),
@@ -240,7 +254,7 @@ static int gan_diffusion(nde_field *f, double t, const double *y,
         return rc;
     for (size_t r = 0; r < batch; r++) {
         double *gz = g + r * d * M, *gh = gz + G * M;
-        const double *sig = s->sig + r * G * M;
+        const double *sig = s->sig + s->gpos[r] * G * M;
         if (s->real[r]) {
             memset(gz, 0, d * M * sizeof *gz);
             continue;
@@ -277,10 +291,9 @@ static int gan_diffusion_vjp(nde_field *f, double t, const double *y,
         return rc;
     for (size_t r = 0; r < batch; r++) {
         const double *vz = v + r * d * M, *vh = vz + G * M;
-        const double *sig = s->sig + r * G * M;
-        double *cs = s->vsig + r * G * M, *cg = s->vg + r * H * w;
+        const double *sig = s->sig + s->gpos[r] * G * M;
+        double *cs = s->vsig + s->gpos[r] * G * M, *cg = s->vg + r * H * w;
         if (s->real[r]) {
-            memset(cs, 0, G * M * sizeof *cs);
             memset(cg, 0, H * w * sizeof *cg);
             continue;
         }
@@ -300,11 +313,12 @@ static int gan_diffusion_vjp(nde_field *f, double t, const double *y,
         }
     }
     if (vy) {
-        memset(s->vyz, 0, batch * G * sizeof *s->vyz);
+        memset(s->vyz, 0, s->ng * G * sizeof *s->vyz);
         memset(s->vyh, 0, batch * H * sizeof *s->vyh);
     }
-    if ((rc = merge(nde_field_diffusion_vjp(s->gen, t, s->z, theta, s->vsig,
-                                            vyz, vtheta, batch), &retry)) ||
+    if ((s->ng &&
+         (rc = merge(nde_field_diffusion_vjp(s->gen, t, s->z, theta, s->vsig,
+                                             vyz, vtheta, s->ng), &retry))) ||
         (rc = merge(nde_field_diffusion_vjp(s->disc, t, s->h, theta + pg,
                                             s->vg, vyh,
                                             vtheta ? vtheta + pg : NULL,
@@ -349,6 +363,7 @@ static void gan_destroy(nde_field *f)
     nde_field_destroy(s->gen);
     nde_field_destroy(s->disc);
     free(s->real);
+    free(s->gpos);
     free(s->a);
     free(s->u);
     free(s->z);
@@ -450,6 +465,7 @@ static int gan_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
     {
         const size_t B = f->batch_max, G = s->G, H = s->H, w = 1 + s->c;
         if (!(s->real = malloc(B)) ||
+            !(s->gpos = malloc(B * sizeof *s->gpos)) ||
             !(s->a = malloc(B * s->c * sizeof *s->a)) ||
             !(s->u = malloc(2 * w * sizeof *s->u)) ||
             !(s->z = malloc(B * G * sizeof *s->z)) ||
