@@ -350,8 +350,9 @@ MLP_INLINE vd keep_lanes(vd a, size_t m)
 
 /*
  * Columns [i, i + LANES nv) of four rows z_r = b_r + sum_k w_r[k ws] x_k
- * (x_k row k of x, nk rows): 4 nv accumulators stay in registers over the
- * sum. Rows may repeat (the same row written twice with the same value).
+ * (x_k row k of x, nk rows, ld apart): 4 nv accumulators stay in
+ * registers over the sum. Rows may repeat (the same row written twice
+ * with the same value).
  */
 MLP_INLINE void combine_tile(const double *const *w, size_t ws,
                              const double *b, const double *x, size_t nk,
@@ -376,11 +377,13 @@ MLP_INLINE void combine_tile(const double *const *w, size_t ws,
             store_vd(z[r] + i + LANES * v, a[r][v]);
 }
 
-/* z_o = b_o + sum_k w[o wo + k ws] x_k for o < nout, all ld columns
- * (b NULL: no bias). */
-MLP_INLINE void combine_rows(const double *w, size_t wo, size_t ws,
+/* z_o = b_o + sum_k w[o wo + k ws] x_k for o < nout, ncols columns (a
+ * multiple of LANES) of x (rows ld apart) into z (rows zld apart); b NULL:
+ * no bias. */
+MLP_INLINE void combine_cols(const double *w, size_t wo, size_t ws,
                              const double *b, const double *x, size_t nk,
-                             size_t nout, size_t ld, double *z)
+                             size_t nout, size_t ld, size_t ncols,
+                             double *z, size_t zld)
 {
     for (size_t o = 0; o < nout; o += 4) {
         const double *wr[4];
@@ -389,14 +392,22 @@ MLP_INLINE void combine_rows(const double *w, size_t wo, size_t ws,
             const size_t q = o + r < nout ? o + r : nout - 1;
             wr[r] = w + q * wo;
             br[r] = b ? b[q] : 0.0;
-            zr[r] = z + q * ld;
+            zr[r] = z + q * zld;
         }
         size_t i = 0;
-        for (; i + LANES * TILE_VECS <= ld; i += LANES * TILE_VECS)
+        for (; i + LANES * TILE_VECS <= ncols; i += LANES * TILE_VECS)
             combine_tile(wr, ws, br, x, nk, ld, zr, i, TILE_VECS);
-        for (; i < ld; i += LANES)
+        for (; i < ncols; i += LANES)
             combine_tile(wr, ws, br, x, nk, ld, zr, i, 1);
     }
+}
+
+/* combine_cols on all ld columns, z as wide as x. */
+MLP_INLINE void combine_rows(const double *w, size_t wo, size_t ws,
+                             const double *b, const double *x, size_t nk,
+                             size_t nout, size_t ld, double *z)
+{
+    combine_cols(w, wo, ws, b, x, nk, nout, ld, ld, z, ld);
 }
 
 /*
@@ -884,6 +895,30 @@ static int job_status(const job *jb)
     return NDE_OK;
 }
 
+/*
+ * The output layer's own kernels (not dgemm) on a padded block run
+ * OUT_COLS columns at a time through a scratch w x OUT_COLS (12 KB at
+ * w = 48), which stays in L1 for the activation and the rows after it:
+ * the whole w x ld output (786 KB for a 48-wide diffusion at 2048 rows)
+ * was written, then read back twice from L2 or beyond.
+ */
+enum { OUT_COLS = 32 };
+
+MLP_INLINE int out_chunked(const mlp_layer *ly, size_t ld)
+{
+    return !ly->blas && ld >= MLP_NARROW;
+}
+
+/* Columns [c, c + nc) of the output layer's z = W x + b into zc (w x nc),
+ * x its input (in x ld). */
+MLP_INLINE void out_chunk(const mlp_layer *ly, const double *theta,
+                          const double *x, size_t ld, size_t c, size_t nc,
+                          double *zc)
+{
+    combine_cols(theta + ly->w_off, ly->in, 1, theta + ly->b_off, x + c,
+                 ly->in, ly->out, ld, nc, zc, nc);
+}
+
 /* The output (dy or g) of part p's columns: w values a row, the state
  * dimension but for a general-noise diffusion (dim x M). */
 static void eval_part(void *arg, size_t part)
@@ -891,15 +926,28 @@ static void eval_part(void *arg, size_t part)
     job *jb = arg;
     const mlp_net *n = jb->n;
     const mlp_block b = jb->blk[part];
-    const size_t dim = jb->dim, w = n->layer[n->nlayers - 1].out;
+    const mlp_layer *ly = &n->layer[n->nlayers - 1];
+    const size_t dim = jb->dim, w = ly->out;
     double *z = jb->s->g + w * b.c0, *out = jb->out + b.c0 * w;
     if (jb->forward)
         forward_block(n, jb->pt, dim, jb->t, jb->y, jb->theta, b);
-    layer_forward(&n->layer[n->nlayers - 1], jb->theta,
-                  last_hidden(n, jb->pt, b.c0), z, b.ld);
-    if (n->out_act != ACT_IDENTITY)
-        activate(n->out_act, z, w * b.ld);
-    to_rows(z, out, w, b.rows, b.ld);
+    const double *x = last_hidden(n, jb->pt, b.c0);
+    if (!out_chunked(ly, b.ld)) {
+        layer_forward(ly, jb->theta, x, z, b.ld);
+        if (n->out_act != ACT_IDENTITY)
+            activate(n->out_act, z, w * b.ld);
+        to_rows(z, out, w, b.rows, b.ld);
+    } else
+        for (size_t c = 0; c < b.ld; c += OUT_COLS) {
+            const size_t nc = b.ld - c < OUT_COLS ? b.ld - c : OUT_COLS;
+            const size_t rows = b.rows <= c ? 0
+                                : b.rows - c < nc ? b.rows - c
+                                                  : nc;
+            out_chunk(ly, jb->theta, x, b.ld, c, nc, z);
+            if (n->out_act != ACT_IDENTITY)
+                activate(n->out_act, z, w * nc);
+            to_rows(z, out + c * w, w, rows, nc);
+        }
     jb->bad[part] = !all_finite(out, b.rows * w);
 }
 
@@ -923,10 +971,21 @@ static void cotangent_part(void *arg, size_t part)
          * s->gx (the output layer is recomputed: it is w wide, the
          * cheap one); s is never lipswish */
         double *h = s->gx + w * b.c0;
-        layer_forward(&n->layer[last], jb->theta, last_hidden(n, pt, b.c0),
-                      h, ld);
-        activate(n->out_act, h, w * ld);
-        multiply_derivative(n->out_act, h, NULL, g, w * ld);
+        const mlp_layer *ly = &n->layer[last];
+        const double *x = last_hidden(n, pt, b.c0);
+        if (!out_chunked(ly, ld)) {
+            layer_forward(ly, jb->theta, x, h, ld);
+            activate(n->out_act, h, w * ld);
+            multiply_derivative(n->out_act, h, NULL, g, w * ld);
+        } else
+            for (size_t c = 0; c < ld; c += OUT_COLS) {
+                const size_t nc = ld - c < OUT_COLS ? ld - c : OUT_COLS;
+                out_chunk(ly, jb->theta, x, ld, c, nc, h);
+                activate(n->out_act, h, w * nc);
+                for (size_t j = 0; j < w; j++)
+                    multiply_derivative(n->out_act, h + j * nc, NULL,
+                                        g + j * ld + c, nc);
+            }
     }
     for (size_t l = last; l > 0; l--) {
         const mlp_layer *ly = &n->layer[l];
