@@ -292,7 +292,7 @@ MLP_INLINE void multiply_derivative(int act, const double *h,
  */
 
 /*
- * Padding: the batch dimension of these arrays is ld = mlp_padded(batch),
+ * Padding: the batch dimension of these arrays is ld = mlp_ld(batch),
  * a multiple of every vector width, so the loops have no scalar tail
  * (except for narrow batches, below). The
  * padding columns hold finite values computed from zeros (the input and
@@ -520,7 +520,7 @@ MLP_INLINE double row_sum(const double *a, size_t width, size_t o,
  */
 static inline size_t batch_ld(size_t batch)
 {
-    return batch < MLP_NARROW ? batch : mlp_padded(batch);
+    return batch < MLP_NARROW ? batch : mlp_ld(batch);
 }
 
 /* The dot product of the rows a and b over n entries, LANES at a time
