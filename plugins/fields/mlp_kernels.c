@@ -688,13 +688,37 @@ MLP_INLINE void layer_params(const mlp_layer *ly, const double *x,
 
 /*
  * Between rows (rows x dim) and feature-major arrays (dim x ld), rows
- * move in tiles of TILE_ROWS: a tile's rows stay in L1 while each
- * feature's TILE_ROWS columns (one cache line) are read or written.
- * Row by row, the dim feature rows, ld apart (16 KB at 2048 rows: the
- * same L1 set), evicted each other at every row: the transpositions were
- * 40% of a 17-16-48 diffusion's eval at 2048 rows (perf, sde_gan).
+ * move in tiles of LANES rows x LANES features, transposed in registers
+ * (then features left over one at a time, and rows left over one at a
+ * time): a tile's rows stay in L1 while each feature's LANES columns are
+ * read or written. Row by row, the dim feature rows, ld apart (16 KB at
+ * 2048 rows: the same L1 set), evicted each other at every row: the
+ * transpositions were 40% of a 17-16-48 diffusion's eval at 2048 rows
+ * (perf, sde_gan).
  */
-enum { TILE_ROWS = 8 };
+
+/* r[q][k] = r[k][q]: log2(LANES) stages, each swapping the off-diagonal
+ * blocks of s x s lanes between rows a and a + s. */
+MLP_INLINE void transpose_tile(vd r[LANES])
+{
+    /* unrolled: r stays in registers and the masks are constants */
+#pragma GCC unroll 8
+    for (int s = LANES / 2; s >= 1; s /= 2)
+#pragma GCC unroll 8
+        for (int a = 0; a < LANES; a++)
+            if (!(a & s)) {
+                vi ma, mb;
+#pragma GCC unroll 8
+                for (int k = 0; k < LANES; k++) {
+                    ma[k] = (k & s) ? LANES + k - s : k;
+                    mb[k] = (k & s) ? LANES + k : k + s;
+                }
+                const vd x = __builtin_shuffle(r[a], r[a + s], ma);
+                const vd y = __builtin_shuffle(r[a], r[a + s], mb);
+                r[a] = x;
+                r[a + s] = y;
+            }
+}
 
 /* z (dim x ld, zero past the batch's rows) from rows (rows x dim), each
  * value cubed when asked. */
@@ -702,12 +726,25 @@ MLP_INLINE void from_rows(const double *y, double *z, size_t dim,
                           size_t rows, size_t ld, int cube)
 {
     size_t i0 = 0;
-    for (; i0 + TILE_ROWS <= rows; i0 += TILE_ROWS)
-        for (size_t j = 0; j < dim; j++)
-            for (size_t i = i0; i < i0 + TILE_ROWS; i++) {
+    for (; i0 + LANES <= rows; i0 += LANES) {
+        size_t j = 0;
+        for (; j + LANES <= dim; j += LANES) {
+            vd r[LANES];
+#pragma GCC unroll 8
+            for (int q = 0; q < LANES; q++)
+                r[q] = load_vd(y + (i0 + q) * dim + j);
+            transpose_tile(r);
+#pragma GCC unroll 8
+            for (int q = 0; q < LANES; q++)
+                store_vd(z + (j + q) * ld + i0,
+                         cube ? r[q] * r[q] * r[q] : r[q]);
+        }
+        for (; j < dim; j++)
+            for (size_t i = i0; i < i0 + LANES; i++) {
                 const double v = y[i * dim + j];
                 z[j * ld + i] = cube ? v * v * v : v;
             }
+    }
     for (size_t j = 0; j < dim; j++) {
         double *zj = z + j * ld;
         for (size_t i = i0; i < rows; i++) {
@@ -724,10 +761,22 @@ MLP_INLINE void to_rows(const double *z, double *y, size_t dim, size_t rows,
                         size_t ld)
 {
     size_t i0 = 0;
-    for (; i0 + TILE_ROWS <= rows; i0 += TILE_ROWS)
-        for (size_t j = 0; j < dim; j++)
-            for (size_t i = i0; i < i0 + TILE_ROWS; i++)
+    for (; i0 + LANES <= rows; i0 += LANES) {
+        size_t j = 0;
+        for (; j + LANES <= dim; j += LANES) {
+            vd r[LANES];
+#pragma GCC unroll 8
+            for (int q = 0; q < LANES; q++)
+                r[q] = load_vd(z + (j + q) * ld + i0);
+            transpose_tile(r);
+#pragma GCC unroll 8
+            for (int q = 0; q < LANES; q++)
+                store_vd(y + (i0 + q) * dim + j, r[q]);
+        }
+        for (; j < dim; j++)
+            for (size_t i = i0; i < i0 + LANES; i++)
                 y[i * dim + j] = z[j * ld + i];
+    }
     for (size_t i = i0; i < rows; i++)
         for (size_t j = 0; j < dim; j++)
             y[i * dim + j] = z[j * ld + i];
@@ -739,9 +788,9 @@ MLP_INLINE void add_input_cotangent(int cube, const double *gx0,
                                     size_t rows, size_t ld)
 {
     size_t i0 = 0;
-    for (; i0 + TILE_ROWS <= rows; i0 += TILE_ROWS)
+    for (; i0 + LANES <= rows; i0 += LANES)
         for (size_t j = 0; j < dim; j++)
-            for (size_t i = i0; i < i0 + TILE_ROWS; i++) {
+            for (size_t i = i0; i < i0 + LANES; i++) {
                 const double gij = gx0[j * ld + i], yij = y[i * dim + j];
                 vy[i * dim + j] += cube ? 3.0 * yij * yij * gij : gij;
             }
