@@ -788,12 +788,27 @@ MLP_INLINE void add_input_cotangent(int cube, const double *gx0,
                                     size_t rows, size_t ld)
 {
     size_t i0 = 0;
-    for (; i0 + LANES <= rows; i0 += LANES)
-        for (size_t j = 0; j < dim; j++)
+    for (; i0 + LANES <= rows; i0 += LANES) {
+        size_t j = 0;
+        /* without the cube a sum, the same in registers */
+        for (; !cube && j + LANES <= dim; j += LANES) {
+            vd r[LANES];
+#pragma GCC unroll 8
+            for (int q = 0; q < LANES; q++)
+                r[q] = load_vd(gx0 + (j + q) * ld + i0);
+            transpose_tile(r);
+#pragma GCC unroll 8
+            for (int q = 0; q < LANES; q++) {
+                double *vq = vy + (i0 + q) * dim + j;
+                store_vd(vq, load_vd(vq) + r[q]);
+            }
+        }
+        for (; j < dim; j++)
             for (size_t i = i0; i < i0 + LANES; i++) {
                 const double gij = gx0[j * ld + i], yij = y[i * dim + j];
                 vy[i * dim + j] += cube ? 3.0 * yij * yij * gij : gij;
             }
+    }
     for (size_t i = i0; i < rows; i++)
         for (size_t j = 0; j < dim; j++) {
             const double gij = gx0[j * ld + i], yij = y[i * dim + j];
