@@ -694,7 +694,9 @@ MLP_INLINE void layer_params(const mlp_layer *ly, const double *x,
  * read or written. Row by row, the dim feature rows, ld apart (16 KB at
  * 2048 rows: the same L1 set), evicted each other at every row: the
  * transpositions were 40% of a 17-16-48 diffusion's eval at 2048 rows
- * (perf, sde_gan).
+ * (perf, sde_gan). Fewer than LANES features (the spiral's 2) go as
+ * before, a feature or a row at a time: the tiles' scalar loops cost its
+ * forward pass 4% more instructions (callgrind, batch 20, avx2).
  */
 
 /* r[q][k] = r[k][q]: log2(LANES) stages, each swapping the off-diagonal
@@ -726,6 +728,18 @@ MLP_INLINE void from_rows(const double *y, double *z, size_t dim,
                           size_t rows, size_t ld, int cube)
 {
     size_t i0 = 0;
+    if (dim < LANES || rows < LANES) {
+        for (size_t j = 0; j < dim; j++) {
+            double *zj = z + j * ld;
+            for (size_t i = 0; i < rows; i++) {
+                const double v = y[i * dim + j];
+                zj[i] = cube ? v * v * v : v;
+            }
+            for (size_t i = rows; i < ld; i++)
+                zj[i] = 0.0;
+        }
+        return;
+    }
     for (; i0 + LANES <= rows; i0 += LANES) {
         size_t j = 0;
         for (; j + LANES <= dim; j += LANES) {
@@ -761,6 +775,12 @@ MLP_INLINE void to_rows(const double *z, double *y, size_t dim, size_t rows,
                         size_t ld)
 {
     size_t i0 = 0;
+    if (dim < LANES || rows < LANES) {
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = 0; j < dim; j++)
+                y[i * dim + j] = z[j * ld + i];
+        return;
+    }
     for (; i0 + LANES <= rows; i0 += LANES) {
         size_t j = 0;
         for (; j + LANES <= dim; j += LANES) {
@@ -788,6 +808,14 @@ MLP_INLINE void add_input_cotangent(int cube, const double *gx0,
                                     size_t rows, size_t ld)
 {
     size_t i0 = 0;
+    if (dim < LANES || rows < LANES) {
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = 0; j < dim; j++) {
+                const double gij = gx0[j * ld + i], yij = y[i * dim + j];
+                vy[i * dim + j] += cube ? 3.0 * yij * yij * gij : gij;
+            }
+        return;
+    }
     for (; i0 + LANES <= rows; i0 += LANES) {
         size_t j = 0;
         /* without the cube a sum, the same in registers */
