@@ -2,8 +2,10 @@
  * bench_mlp - time of the mlp field's operations, per call, for the spiral
  * MLP (batch 20, 2-50-2, tanh, input cube) and a wide one (batch 64,
  * 64-256-256-64), each through both code paths: hand loops (thin_width
- * large) and dgemm (thin_width = 0); and the spiral MLP on one row
- * (predicting one trajectory), hand loops. The plugin is loaded through
+ * large) and dgemm (thin_width = 0); the spiral MLP on one row
+ * (predicting one trajectory), hand loops; and examples/sde_gan.ini's
+ * drift (batch 2048, 16-16-16 and time, lipswish, tanh output), hand
+ * loops. The plugin is loaded through
  * the registry, as the program loads it. Per workload, with the kept
  * forward passes off (cache = 0) and on (the default):
  *   eval      at a new point each call (16 points in turn, more than the
@@ -75,14 +77,14 @@ static double time_per_call(workload *w, enum op vjp)
 
 /* The three figures for one field (cache: the `cache` key). */
 static int bench_field(nde_ctx *ctx, const char *layers, const char *input,
-                       size_t batch, long thin_width, int cache,
-                       double us[3])
+                       const char *extra, size_t batch, long thin_width,
+                       int cache, double us[3])
 {
-    char ini[256];
+    char ini[512];
     snprintf(ini, sizeof ini,
              "[field]\nplugin = mlp\nlayers = %s\ninput = %s\n"
-             "thin_width = %ld\ncache = %d\n", layers, input, thin_width,
-             cache);
+             "thin_width = %ld\ncache = %d\n%s", layers, input, thin_width,
+             cache, extra);
     nde_config *cfg = nde_config_create();
     workload w = {.batch = batch};
     int status = cfg ? nde_config_load_string(cfg, "bench", ini, ctx)
@@ -128,11 +130,13 @@ static int bench_field(nde_ctx *ctx, const char *layers, const char *input,
 }
 
 static int bench(nde_ctx *ctx, const char *label, const char *layers,
-                 const char *input, size_t batch, long thin_width)
+                 const char *input, const char *extra, size_t batch,
+                 long thin_width)
 {
     double off[3], on[3];
-    int status = bench_field(ctx, layers, input, batch, thin_width, 0, off) ||
-                 bench_field(ctx, layers, input, batch, thin_width, 8, on);
+    int status =
+        bench_field(ctx, layers, input, extra, batch, thin_width, 0, off) ||
+        bench_field(ctx, layers, input, extra, batch, thin_width, 8, on);
     if (status)
         return status;
     printf("| %s %s | %zu | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f "
@@ -158,12 +162,17 @@ int main(void)
            "| net | batch | layers via | eval off | eval on | vjp off | "
            "vjp on | eval+vjp off | eval+vjp on |\n"
            "|---|---|---|---|---|---|---|---|---|\n");
-    int status = bench(ctx, "spiral", "2, 50, 2", "cube", 1, 1000000) ||
-                 bench(ctx, "spiral", "2, 50, 2", "cube", 20, 1000000) ||
-                 bench(ctx, "spiral", "2, 50, 2", "cube", 20, 0) ||
-                 bench(ctx, "wide", "64, 256, 256, 64", "identity", 64,
-                       1000000) ||
-                 bench(ctx, "wide", "64, 256, 256, 64", "identity", 64, 0);
+    /* sde_gan: examples/sde_gan.ini's drift nets (time, lipswish, tanh
+     * output) on its batch of 2048 rows */
+    const char *gan = "time = true\nactivation = lipswish\noutput = tanh\n";
+    int status =
+        bench(ctx, "spiral", "2, 50, 2", "cube", "", 1, 1000000) ||
+        bench(ctx, "spiral", "2, 50, 2", "cube", "", 20, 1000000) ||
+        bench(ctx, "spiral", "2, 50, 2", "cube", "", 20, 0) ||
+        bench(ctx, "wide", "64, 256, 256, 64", "identity", "", 64,
+              1000000) ||
+        bench(ctx, "wide", "64, 256, 256, 64", "identity", "", 64, 0) ||
+        bench(ctx, "sde_gan", "16, 16, 16", "identity", gan, 2048, 1000000);
     nde_ctx_destroy(ctx);
     return status ? 1 : 0;
 }

@@ -439,7 +439,7 @@ static int build_net(mlp_net *n, size_t in0, const long *hidden,
     if (!(n->cot = calloc(n->nlayers, sizeof *n->cot)))
         return NDE_ENOMEM;
     for (size_t l = 0; l < n->nlayers; l++)
-        if (!(n->cot[l] = mlp_alloc(mlp_padded(batch_max) *
+        if (!(n->cot[l] = mlp_alloc(mlp_ld(batch_max) *
                                     n->layer[l].out)))
             return NDE_ENOMEM;
     return NDE_OK;
@@ -649,7 +649,7 @@ static int mlp_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
         (status = pick_softplus(s, sec, ctx)))
         goto done;
 
-    const size_t bmax = mlp_padded(f->batch_max);
+    const size_t bmax = mlp_ld(f->batch_max);
     s->g = mlp_alloc(bmax * maxw);
     s->gx = mlp_alloc(bmax * maxw);
     if (!s->g || !s->gx || mlp_tangent_alloc(s))

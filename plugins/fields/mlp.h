@@ -197,13 +197,25 @@ int mlp_jvp_vjp(nde_field *f, double t, const double *y, const double *theta,
                 size_t batch);
 
 /*
- * Arrays the kernels work on are feature-major (width x ld), ld = the
- * batch rounded up to a multiple of 8 (the widest vector's lanes), or the
- * batch itself under 4 rows; mlp_padded(batch_max) bounds both.
+ * Arrays the kernels work on are feature-major (width x ld), ld =
+ * mlp_ld(batch), or the batch itself under 4 rows; mlp_ld(batch_max)
+ * bounds both. mlp_padded rounds up to a multiple of 8 (the widest
+ * vector's lanes).
  */
 static inline size_t mlp_padded(size_t batch)
 {
     return (batch + 7) & ~(size_t)7;
+}
+
+/* The batch padded to a multiple of 8, and 8 more at a multiple of 512:
+ * rows 4 KB apart (or a multiple) fall into the same L1 set, and a
+ * 16-wide layer at 2048 rows, 16 rows 16 KB apart, overflowed its 8 ways
+ * (an sde_gan.ini iteration: 713 ms with 2056, 737 with 2048, min of 3
+ * alternating runs). Never less for more rows. */
+static inline size_t mlp_ld(size_t batch)
+{
+    const size_t ld = mlp_padded(batch);
+    return ld % 512 == 0 ? ld + 8 : ld;
 }
 
 /* n doubles on a cache line's boundary, so that threads that split a

@@ -14,7 +14,7 @@
 int mlp_cache_alloc(mlp_net *n, size_t dim, size_t batch_max,
                     size_t npoints)
 {
-    const size_t bmax = mlp_padded(batch_max);
+    const size_t bmax = mlp_ld(batch_max);
     n->npoints = npoints > 0 ? npoints : 1;
     n->point = calloc(n->npoints, sizeof *n->point);
     n->tag = calloc(n->npoints, sizeof *n->tag);

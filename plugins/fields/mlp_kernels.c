@@ -292,7 +292,7 @@ MLP_INLINE void multiply_derivative(int act, const double *h,
  */
 
 /*
- * Padding: the batch dimension of these arrays is ld = mlp_padded(batch),
+ * Padding: the batch dimension of these arrays is ld = mlp_ld(batch),
  * a multiple of every vector width, so the loops have no scalar tail
  * (except for narrow batches, below). The
  * padding columns hold finite values computed from zeros (the input and
@@ -350,8 +350,9 @@ MLP_INLINE vd keep_lanes(vd a, size_t m)
 
 /*
  * Columns [i, i + LANES nv) of four rows z_r = b_r + sum_k w_r[k ws] x_k
- * (x_k row k of x, nk rows): 4 nv accumulators stay in registers over the
- * sum. Rows may repeat (the same row written twice with the same value).
+ * (x_k row k of x, nk rows, ld apart): 4 nv accumulators stay in
+ * registers over the sum. Rows may repeat (the same row written twice
+ * with the same value).
  */
 MLP_INLINE void combine_tile(const double *const *w, size_t ws,
                              const double *b, const double *x, size_t nk,
@@ -376,11 +377,13 @@ MLP_INLINE void combine_tile(const double *const *w, size_t ws,
             store_vd(z[r] + i + LANES * v, a[r][v]);
 }
 
-/* z_o = b_o + sum_k w[o wo + k ws] x_k for o < nout, all ld columns
- * (b NULL: no bias). */
-MLP_INLINE void combine_rows(const double *w, size_t wo, size_t ws,
+/* z_o = b_o + sum_k w[o wo + k ws] x_k for o < nout, ncols columns (a
+ * multiple of LANES) of x (rows ld apart) into z (rows zld apart); b NULL:
+ * no bias. */
+MLP_INLINE void combine_cols(const double *w, size_t wo, size_t ws,
                              const double *b, const double *x, size_t nk,
-                             size_t nout, size_t ld, double *z)
+                             size_t nout, size_t ld, size_t ncols,
+                             double *z, size_t zld)
 {
     for (size_t o = 0; o < nout; o += 4) {
         const double *wr[4];
@@ -389,14 +392,22 @@ MLP_INLINE void combine_rows(const double *w, size_t wo, size_t ws,
             const size_t q = o + r < nout ? o + r : nout - 1;
             wr[r] = w + q * wo;
             br[r] = b ? b[q] : 0.0;
-            zr[r] = z + q * ld;
+            zr[r] = z + q * zld;
         }
         size_t i = 0;
-        for (; i + LANES * TILE_VECS <= ld; i += LANES * TILE_VECS)
+        for (; i + LANES * TILE_VECS <= ncols; i += LANES * TILE_VECS)
             combine_tile(wr, ws, br, x, nk, ld, zr, i, TILE_VECS);
-        for (; i < ld; i += LANES)
+        for (; i < ncols; i += LANES)
             combine_tile(wr, ws, br, x, nk, ld, zr, i, 1);
     }
+}
+
+/* combine_cols on all ld columns, z as wide as x. */
+MLP_INLINE void combine_rows(const double *w, size_t wo, size_t ws,
+                             const double *b, const double *x, size_t nk,
+                             size_t nout, size_t ld, double *z)
+{
+    combine_cols(w, wo, ws, b, x, nk, nout, ld, ld, z, ld);
 }
 
 /*
@@ -509,7 +520,7 @@ MLP_INLINE double row_sum(const double *a, size_t width, size_t o,
  */
 static inline size_t batch_ld(size_t batch)
 {
-    return batch < MLP_NARROW ? batch : mlp_padded(batch);
+    return batch < MLP_NARROW ? batch : mlp_ld(batch);
 }
 
 /* The dot product of the rows a and b over n entries, LANES at a time
@@ -675,14 +686,82 @@ MLP_INLINE void layer_params(const mlp_layer *ly, const double *x,
         add_gram(g, out, o0, o1, x, in, b, nb, dw);
 }
 
+/*
+ * Between rows (rows x dim) and feature-major arrays (dim x ld), rows
+ * move in tiles of LANES rows x LANES features, transposed in registers
+ * (then features left over one at a time, and rows left over one at a
+ * time): a tile's rows stay in L1 while each feature's LANES columns are
+ * read or written. Row by row, the dim feature rows, ld apart (16 KB at
+ * 2048 rows: the same L1 set), evicted each other at every row: the
+ * transpositions were 40% of a 17-16-48 diffusion's eval at 2048 rows
+ * (perf, sde_gan). Fewer than LANES features (the spiral's 2) go as
+ * before, a feature or a row at a time: the tiles' scalar loops cost its
+ * forward pass 4% more instructions (callgrind, batch 20, avx2).
+ */
+
+/* r[q][k] = r[k][q]: log2(LANES) stages, each swapping the off-diagonal
+ * blocks of s x s lanes between rows a and a + s. */
+MLP_INLINE void transpose_tile(vd r[LANES])
+{
+    /* unrolled: r stays in registers and the masks are constants */
+#pragma GCC unroll 8
+    for (int s = LANES / 2; s >= 1; s /= 2)
+#pragma GCC unroll 8
+        for (int a = 0; a < LANES; a++)
+            if (!(a & s)) {
+                vi ma, mb;
+#pragma GCC unroll 8
+                for (int k = 0; k < LANES; k++) {
+                    ma[k] = (k & s) ? LANES + k - s : k;
+                    mb[k] = (k & s) ? LANES + k : k + s;
+                }
+                const vd x = __builtin_shuffle(r[a], r[a + s], ma);
+                const vd y = __builtin_shuffle(r[a], r[a + s], mb);
+                r[a] = x;
+                r[a + s] = y;
+            }
+}
+
 /* z (dim x ld, zero past the batch's rows) from rows (rows x dim), each
  * value cubed when asked. */
 MLP_INLINE void from_rows(const double *y, double *z, size_t dim,
                           size_t rows, size_t ld, int cube)
 {
+    size_t i0 = 0;
+    if (dim < LANES || rows < LANES) {
+        for (size_t j = 0; j < dim; j++) {
+            double *zj = z + j * ld;
+            for (size_t i = 0; i < rows; i++) {
+                const double v = y[i * dim + j];
+                zj[i] = cube ? v * v * v : v;
+            }
+            for (size_t i = rows; i < ld; i++)
+                zj[i] = 0.0;
+        }
+        return;
+    }
+    for (; i0 + LANES <= rows; i0 += LANES) {
+        size_t j = 0;
+        for (; j + LANES <= dim; j += LANES) {
+            vd r[LANES];
+#pragma GCC unroll 8
+            for (int q = 0; q < LANES; q++)
+                r[q] = load_vd(y + (i0 + q) * dim + j);
+            transpose_tile(r);
+#pragma GCC unroll 8
+            for (int q = 0; q < LANES; q++)
+                store_vd(z + (j + q) * ld + i0,
+                         cube ? r[q] * r[q] * r[q] : r[q]);
+        }
+        for (; j < dim; j++)
+            for (size_t i = i0; i < i0 + LANES; i++) {
+                const double v = y[i * dim + j];
+                z[j * ld + i] = cube ? v * v * v : v;
+            }
+    }
     for (size_t j = 0; j < dim; j++) {
         double *zj = z + j * ld;
-        for (size_t i = 0; i < rows; i++) {
+        for (size_t i = i0; i < rows; i++) {
             const double v = y[i * dim + j];
             zj[i] = cube ? v * v * v : v;
         }
@@ -695,7 +774,30 @@ MLP_INLINE void from_rows(const double *y, double *z, size_t dim,
 MLP_INLINE void to_rows(const double *z, double *y, size_t dim, size_t rows,
                         size_t ld)
 {
-    for (size_t i = 0; i < rows; i++)
+    size_t i0 = 0;
+    if (dim < LANES || rows < LANES) {
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = 0; j < dim; j++)
+                y[i * dim + j] = z[j * ld + i];
+        return;
+    }
+    for (; i0 + LANES <= rows; i0 += LANES) {
+        size_t j = 0;
+        for (; j + LANES <= dim; j += LANES) {
+            vd r[LANES];
+#pragma GCC unroll 8
+            for (int q = 0; q < LANES; q++)
+                r[q] = load_vd(z + (j + q) * ld + i0);
+            transpose_tile(r);
+#pragma GCC unroll 8
+            for (int q = 0; q < LANES; q++)
+                store_vd(y + (i0 + q) * dim + j, r[q]);
+        }
+        for (; j < dim; j++)
+            for (size_t i = i0; i < i0 + LANES; i++)
+                y[i * dim + j] = z[j * ld + i];
+    }
+    for (size_t i = i0; i < rows; i++)
         for (size_t j = 0; j < dim; j++)
             y[i * dim + j] = z[j * ld + i];
 }
@@ -705,7 +807,37 @@ MLP_INLINE void add_input_cotangent(int cube, const double *gx0,
                                     const double *y, double *vy, size_t dim,
                                     size_t rows, size_t ld)
 {
-    for (size_t i = 0; i < rows; i++)
+    size_t i0 = 0;
+    if (dim < LANES || rows < LANES) {
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = 0; j < dim; j++) {
+                const double gij = gx0[j * ld + i], yij = y[i * dim + j];
+                vy[i * dim + j] += cube ? 3.0 * yij * yij * gij : gij;
+            }
+        return;
+    }
+    for (; i0 + LANES <= rows; i0 += LANES) {
+        size_t j = 0;
+        /* without the cube a sum, the same in registers */
+        for (; !cube && j + LANES <= dim; j += LANES) {
+            vd r[LANES];
+#pragma GCC unroll 8
+            for (int q = 0; q < LANES; q++)
+                r[q] = load_vd(gx0 + (j + q) * ld + i0);
+            transpose_tile(r);
+#pragma GCC unroll 8
+            for (int q = 0; q < LANES; q++) {
+                double *vq = vy + (i0 + q) * dim + j;
+                store_vd(vq, load_vd(vq) + r[q]);
+            }
+        }
+        for (; j < dim; j++)
+            for (size_t i = i0; i < i0 + LANES; i++) {
+                const double gij = gx0[j * ld + i], yij = y[i * dim + j];
+                vy[i * dim + j] += cube ? 3.0 * yij * yij * gij : gij;
+            }
+    }
+    for (size_t i = i0; i < rows; i++)
         for (size_t j = 0; j < dim; j++) {
             const double gij = gx0[j * ld + i], yij = y[i * dim + j];
             vy[i * dim + j] += cube ? 3.0 * yij * yij * gij : gij;
@@ -855,6 +987,30 @@ static int job_status(const job *jb)
     return NDE_OK;
 }
 
+/*
+ * The output layer's own kernels (not dgemm) on a padded block run
+ * OUT_COLS columns at a time through a scratch w x OUT_COLS (12 KB at
+ * w = 48), which stays in L1 for the activation and the rows after it:
+ * the whole w x ld output (786 KB for a 48-wide diffusion at 2048 rows)
+ * was written, then read back twice from L2 or beyond.
+ */
+enum { OUT_COLS = 32 };
+
+MLP_INLINE int out_chunked(const mlp_layer *ly, size_t ld)
+{
+    return !ly->blas && ld >= MLP_NARROW;
+}
+
+/* Columns [c, c + nc) of the output layer's z = W x + b into zc (w x nc),
+ * x its input (in x ld). */
+MLP_INLINE void out_chunk(const mlp_layer *ly, const double *theta,
+                          const double *x, size_t ld, size_t c, size_t nc,
+                          double *zc)
+{
+    combine_cols(theta + ly->w_off, ly->in, 1, theta + ly->b_off, x + c,
+                 ly->in, ly->out, ld, nc, zc, nc);
+}
+
 /* The output (dy or g) of part p's columns: w values a row, the state
  * dimension but for a general-noise diffusion (dim x M). */
 static void eval_part(void *arg, size_t part)
@@ -862,15 +1018,28 @@ static void eval_part(void *arg, size_t part)
     job *jb = arg;
     const mlp_net *n = jb->n;
     const mlp_block b = jb->blk[part];
-    const size_t dim = jb->dim, w = n->layer[n->nlayers - 1].out;
+    const mlp_layer *ly = &n->layer[n->nlayers - 1];
+    const size_t dim = jb->dim, w = ly->out;
     double *z = jb->s->g + w * b.c0, *out = jb->out + b.c0 * w;
     if (jb->forward)
         forward_block(n, jb->pt, dim, jb->t, jb->y, jb->theta, b);
-    layer_forward(&n->layer[n->nlayers - 1], jb->theta,
-                  last_hidden(n, jb->pt, b.c0), z, b.ld);
-    if (n->out_act != ACT_IDENTITY)
-        activate(n->out_act, z, w * b.ld);
-    to_rows(z, out, w, b.rows, b.ld);
+    const double *x = last_hidden(n, jb->pt, b.c0);
+    if (!out_chunked(ly, b.ld)) {
+        layer_forward(ly, jb->theta, x, z, b.ld);
+        if (n->out_act != ACT_IDENTITY)
+            activate(n->out_act, z, w * b.ld);
+        to_rows(z, out, w, b.rows, b.ld);
+    } else
+        for (size_t c = 0; c < b.ld; c += OUT_COLS) {
+            const size_t nc = b.ld - c < OUT_COLS ? b.ld - c : OUT_COLS;
+            const size_t rows = b.rows <= c ? 0
+                                : b.rows - c < nc ? b.rows - c
+                                                  : nc;
+            out_chunk(ly, jb->theta, x, b.ld, c, nc, z);
+            if (n->out_act != ACT_IDENTITY)
+                activate(n->out_act, z, w * nc);
+            to_rows(z, out + c * w, w, rows, nc);
+        }
     jb->bad[part] = !all_finite(out, b.rows * w);
 }
 
@@ -894,10 +1063,21 @@ static void cotangent_part(void *arg, size_t part)
          * s->gx (the output layer is recomputed: it is w wide, the
          * cheap one); s is never lipswish */
         double *h = s->gx + w * b.c0;
-        layer_forward(&n->layer[last], jb->theta, last_hidden(n, pt, b.c0),
-                      h, ld);
-        activate(n->out_act, h, w * ld);
-        multiply_derivative(n->out_act, h, NULL, g, w * ld);
+        const mlp_layer *ly = &n->layer[last];
+        const double *x = last_hidden(n, pt, b.c0);
+        if (!out_chunked(ly, ld)) {
+            layer_forward(ly, jb->theta, x, h, ld);
+            activate(n->out_act, h, w * ld);
+            multiply_derivative(n->out_act, h, NULL, g, w * ld);
+        } else
+            for (size_t c = 0; c < ld; c += OUT_COLS) {
+                const size_t nc = ld - c < OUT_COLS ? ld - c : OUT_COLS;
+                out_chunk(ly, jb->theta, x, ld, c, nc, h);
+                activate(n->out_act, h, w * nc);
+                for (size_t j = 0; j < w; j++)
+                    multiply_derivative(n->out_act, h + j * nc, NULL,
+                                        g + j * ld + c, nc);
+            }
     }
     for (size_t l = last; l > 0; l--) {
         const mlp_layer *ly = &n->layer[l];

@@ -199,6 +199,50 @@ static double dosed_error(dosed *d, int kind, const double *theta,
     return e;
 }
 
+/* A selection starts from each row's last segment (core/input.c): any
+ * order of selections, near, far, back, before the first knot and after
+ * the last, gives the segment a search from nothing gives. A constant
+ * input whose value on segment k is k reads it; row 1's knots are
+ * another grid. */
+START_TEST(test_select_any_order)
+{
+    enum { NK = 40 };
+    double t[2][NK], u[2][NK], v;
+    nde_input *in;
+    ck_assert_int_eq(nde_input_create(ctx, 2, 1, NK, NDE_INPUT_CONSTANT, &in),
+                     NDE_OK);
+    for (int k = 0; k < NK; k++) {
+        t[0][k] = 0.25 * k;
+        t[1][k] = 0.1 + 0.3 * k;
+        u[0][k] = u[1][k] = k;
+    }
+    ck_assert_int_eq(nde_input_set_row(in, 0, NK, t[0], u[0]), NDE_OK);
+    ck_assert_int_eq(nde_input_set_row(in, 1, NK, t[1], u[1]), NDE_OK);
+    ck_assert_int_eq(nde_input_use_rows(in, 2), NDE_OK);
+    unsigned long s = 12345;
+    double x = 0.0;
+    for (int i = 0; i < 2000; i++) {
+        s = s * 6364136223846793005UL + 1442695040888963407UL;
+        /* mostly small moves, sometimes a jump; x = t + h/2 on knots too */
+        const double r = (double)(s >> 11) * 0x1p-53;
+        x = (i % 7 == 0) ? -1.0 + 14.0 * r : x + 0.5 * (r - 0.4);
+        if (i % 5 == 0)
+            x = 0.25 * (double)(long)(x / 0.25);
+        nde_input_select(in, x, 0.0);
+        for (int row = 0; row < 2; row++) {
+            long k = -1;
+            while (k + 1 < NK && t[row][k + 1] <= x)
+                k++;
+            nde_input_value(in, (size_t)row, x, &v);
+            ck_assert_msg(v == (k < 0 ? 0.0 : (double)k),
+                          "row %d at %.17g: segment %g, expected %ld", row,
+                          x, v, k);
+        }
+    }
+    nde_input_destroy(in);
+}
+END_TEST
+
 START_TEST(test_dose_adaptive)
 {
     static const char *const names[] = {"bs3", "dopri5", "tsit5", "vern7",
@@ -370,6 +414,7 @@ static Suite *input_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_series);
+    tcase_add_test(tc, test_select_any_order);
     tcase_add_test(tc, test_dose_adaptive);
     tcase_add_test(tc, test_dose_order);
     tcase_add_test(tc, test_dose_gradients);
