@@ -34,6 +34,8 @@
 
 #include <nde/field.h>
 
+#include "wrap.h"
+
 typedef struct hybrid_state {
     nde_field *expert, *neural;
     size_t de, dm, m;       /* expert states, neural states, input channels */
@@ -198,17 +200,9 @@ static int make_part(nde_field *f, nde_section *sec, const char *key,
                      nde_field **part, nde_ctx *ctx)
 {
     const char *name;
-    char section[160];
     int rc;
 
-    if ((rc = nde_get_string(sec, key, &name, ctx)) != NDE_OK)
-        return rc;
-    snprintf(section, sizeof section, "field.%s", name);
-    if (!nde_config_section(nde_section_config(sec), section))
-        return nde_section_error(sec, key, ctx, "'%s' has no section [%s]",
-                                 name, section);
-    if ((rc = nde_field_create(ctx, nde_section_config(sec), section,
-                               f->batch_max, part)) != NDE_OK)
+    if ((rc = field_part_create(f, sec, key, ctx, &name, part)) != NDE_OK)
         return rc;
     if ((*part)->noise != NDE_NOISE_NONE)
         return nde_section_error(sec, key, ctx, "'%s' has a diffusion; the "

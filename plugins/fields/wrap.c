@@ -4,20 +4,28 @@
 
 #include "wrap.h"
 
-int field_wrap_inner(nde_field *f, nde_section *sec, const char *what,
-                     nde_ctx *ctx, const char **name, nde_field **inner)
+int field_part_create(nde_field *f, nde_section *sec, const char *key,
+                      nde_ctx *ctx, const char **name, nde_field **part)
 {
     char section[160];
     int rc;
 
-    if ((rc = nde_get_string(sec, "inner", name, ctx)) != NDE_OK)
+    if ((rc = nde_get_string(sec, key, name, ctx)) != NDE_OK)
         return rc;
     snprintf(section, sizeof section, "field.%s", *name);
     if (!nde_config_section(nde_section_config(sec), section))
-        return nde_section_error(sec, "inner", ctx, "'%s' has no section "
-                                 "[%s]", *name, section);
-    if ((rc = nde_field_create(ctx, nde_section_config(sec), section,
-                               f->batch_max, inner)) != NDE_OK)
+        return nde_section_error(sec, key, ctx, "'%s' has no section [%s]",
+                                 *name, section);
+    return nde_field_create(ctx, nde_section_config(sec), section,
+                            f->batch_max, part);
+}
+
+int field_wrap_inner(nde_field *f, nde_section *sec, const char *what,
+                     nde_ctx *ctx, const char **name, nde_field **inner)
+{
+    int rc;
+
+    if ((rc = field_part_create(f, sec, "inner", ctx, name, inner)))
         return rc;
     if ((*inner)->noise != NDE_NOISE_NONE)
         return nde_section_error(sec, "inner", ctx, "'%s' has a diffusion; "

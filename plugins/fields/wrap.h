@@ -35,4 +35,12 @@ void field_wrap_destroy(nde_field *f);
 int field_wrap_inner(nde_field *f, nde_section *sec, const char *what,
                      nde_ctx *ctx, const char **name, nde_field **inner);
 
+/* A part of a composed field (hybrid, sde_gan, a wrapper's inner): the
+ * field of section [field.NAME], NAME the value of sec's `key` (into
+ * *name), for f's batch_max into *part (owned by the caller, to be
+ * destroyed also on failure). NDE_ECONFIG naming the key when the
+ * section is missing. */
+int field_part_create(nde_field *f, nde_section *sec, const char *key,
+                      nde_ctx *ctx, const char **name, nde_field **part);
+
 #endif
