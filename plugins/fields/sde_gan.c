@@ -195,7 +195,7 @@ static int gan_vjp(nde_field *f, double t, const double *y,
     rate_of_generated(s, batch);
     for (size_t r = 0; r < batch; r++) {
         const double *vz = v + r * d, *vh = vz + G, *a = s->a + r * c;
-        double *cz = s->vz + s->gpos[r] * G;
+        double *cz;
         memcpy(s->vh + r * H, vh, H * sizeof *vh);
         for (size_t i = 0; i < H; i++) {
             double *vg = s->vg + (r * H + i) * w;
@@ -205,6 +205,7 @@ static int gan_vjp(nde_field *f, double t, const double *y,
         }
         if (s->real[r])
             continue;
+        cz = s->vz + s->gpos[r] * G;
         memcpy(cz, vz, G * sizeof *cz);
         for (size_t j = 0; j < c; j++)
             for (size_t i = 0; i < H; i++)
@@ -256,11 +257,12 @@ static int gan_diffusion(nde_field *f, double t, const double *y,
         return rc;
     for (size_t r = 0; r < batch; r++) {
         double *gz = g + r * d * M, *gh = gz + G * M;
-        const double *sig = s->sig + s->gpos[r] * G * M;
+        const double *sig;
         if (s->real[r]) {
             memset(gz, 0, d * M * sizeof *gz);
             continue;
         }
+        sig = s->sig + s->gpos[r] * G * M;
         memcpy(gz, sig, G * M * sizeof *gz);
         for (size_t i = 0; i < H; i++) {
             const double *gi = s->gh + (r * H + i) * w + 1;
@@ -293,12 +295,14 @@ static int gan_diffusion_vjp(nde_field *f, double t, const double *y,
         return rc;
     for (size_t r = 0; r < batch; r++) {
         const double *vz = v + r * d * M, *vh = vz + G * M;
-        const double *sig = s->sig + s->gpos[r] * G * M;
-        double *cs = s->vsig + s->gpos[r] * G * M, *cg = s->vg + r * H * w;
+        const double *sig;
+        double *cs, *cg = s->vg + r * H * w;
         if (s->real[r]) {
             memset(cg, 0, H * w * sizeof *cg);
             continue;
         }
+        sig = s->sig + s->gpos[r] * G * M;
+        cs = s->vsig + s->gpos[r] * G * M;
         memcpy(cs, vz, G * M * sizeof *cs);
         for (size_t i = 0; i < H; i++) {
             const double *gi = s->gh + (r * H + i) * w + 1;
