@@ -34,6 +34,25 @@ static inline char *test_read_file(const char *path, size_t *len)
     return buf;
 }
 
+/* ---- a scratch directory per test -------------------------------------- */
+
+/* A fresh directory /tmp/nde_STEM_XXXXXX into dir (size bytes), failing
+ * the test when it cannot be made. */
+static inline void test_workdir_make(char *dir, size_t size,
+                                     const char *stem)
+{
+    snprintf(dir, size, "/tmp/nde_%s_XXXXXX", stem);
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+/* Remove dir and everything in it. */
+static inline void test_workdir_remove(const char *dir)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
 /* ---- running the nde program ------------------------------------------ */
 
 typedef struct test_run_result {

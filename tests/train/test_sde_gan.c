@@ -29,16 +29,10 @@ static char workdir[1024];
 
 static void setup(void)
 {
-    snprintf(workdir, sizeof workdir, "/tmp/nde_sde_gan_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(workdir));
+    test_workdir_make(workdir, sizeof workdir, "sde_gan");
 }
 
-static void teardown(void)
-{
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", workdir);
-    ck_assert_int_eq(system(cmd), 0);
-}
+static void teardown(void) { test_workdir_remove(workdir); }
 
 #define run(...) test_run_nde(workdir, __VA_ARGS__, (const char *)NULL)
 
