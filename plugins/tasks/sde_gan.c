@@ -235,19 +235,10 @@ static void mlp1_eval(const mlp1 *n, const double *th, const double *x,
 {
     const double *W1 = th + n->off, *b1 = W1 + n->k * n->in;
     const double *W2 = b1 + n->k, *b2 = W2 + n->out * n->k;
-    for (size_t j = 0; j < n->k; j++) {
-        double a = b1[j];
-        for (size_t i = 0; i < n->in; i++)
-            a += W1[j * n->in + i] * x[i];
-        pre[j] = a;
-        hid[j] = lipswish(a);
-    }
-    for (size_t o = 0; o < n->out; o++) {
-        double a = b2[o];
-        for (size_t j = 0; j < n->k; j++)
-            a += W2[o * n->k + j] * hid[j];
-        out[o] = a;
-    }
+    task_affine(W1, b1, n->k, n->in, x, 1, pre);
+    for (size_t j = 0; j < n->k; j++)
+        hid[j] = lipswish(pre[j]);
+    task_affine(W2, b2, n->out, n->k, hid, 1, out);
 }
 
 /* thetabar += ob^T d out/d theta; xbar (NULL: not wanted) += ob^T d out/dx;
@@ -256,28 +247,15 @@ static void mlp1_vjp(const mlp1 *n, const double *th, const double *x,
                      const double *pre, const double *hid, const double *ob,
                      double *hb, double *xbar, double *thetabar)
 {
-    const double *W1 = th + n->off, *b1 = W1 + n->k * n->in;
-    const double *W2 = b1 + n->k;
+    const double *W1 = th + n->off, *W2 = W1 + n->k * n->in + n->k;
     double *gW1 = thetabar + n->off, *gb1 = gW1 + n->k * n->in;
     double *gW2 = gb1 + n->k, *gb2 = gW2 + n->out * n->k;
     for (size_t j = 0; j < n->k; j++)
         hb[j] = 0.0;
-    for (size_t o = 0; o < n->out; o++) {
-        gb2[o] += ob[o];
-        for (size_t j = 0; j < n->k; j++) {
-            gW2[o * n->k + j] += ob[o] * hid[j];
-            hb[j] += ob[o] * W2[o * n->k + j];
-        }
-    }
-    for (size_t j = 0; j < n->k; j++) {
-        const double a = hb[j] * lipswish_d(pre[j]);
-        gb1[j] += a;
-        for (size_t i = 0; i < n->in; i++) {
-            gW1[j * n->in + i] += a * x[i];
-            if (xbar)
-                xbar[i] += a * W1[j * n->in + i];
-        }
-    }
+    task_affine_vjp(W2, n->out, n->k, hid, ob, 1, hb, gW2, gb2);
+    for (size_t j = 0; j < n->k; j++)
+        hb[j] *= lipswish_d(pre[j]);
+    task_affine_vjp(W1, n->k, n->in, x, hb, 1, xbar, gW1, gb1);
 }
 
 /* PyTorch's default Linear initialisation, U(-1/sqrt(in), 1/sqrt(in)) for
