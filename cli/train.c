@@ -825,7 +825,7 @@ static FILE *open_metrics(const char *path, long resumed_at)
     if (resumed_at < 0)
         fp = fopen(path, "w");
     else if (!(fp = fopen(path, "r+")) && errno == ENOENT)
-        fp = fopen(path, "w");
+        fp = fopen(path, "w+"); /* read too: the scan below sees EOF */
     if (!fp) {
         cli_error("%s: cannot open the metrics file: %m", path);
         return NULL;

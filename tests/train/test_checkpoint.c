@@ -694,6 +694,33 @@ static long count_lines(const char *path)
     return n;
 }
 
+/* A resumed run may name a metrics file that does not exist yet: it is
+ * created and holds the iterations after the checkpoint's (and the final
+ * evaluation's line). */
+START_TEST(test_metrics_new_on_resume)
+{
+    static const char first[] = "{\"iteration\": 11,";
+    test_run_result r;
+    char *text;
+
+    write_text("s.ini", spiral_ini);
+    r = run("train", "s.ini", "--quiet", "-s", "train.iterations=10", "-s",
+            "train.checkpoint_every=10");
+    test_assert_code(r, 0);
+    test_run_free(&r);
+    ck_assert_int_eq(remove(in_dir("m.jsonl")), 0);
+    r = run("train", "s.ini", "--quiet", "-s", "train.iterations=12",
+            "--resume", "c.ckpt");
+    test_assert_code(r, 0);
+    test_run_free(&r);
+    text = test_read_file(in_dir("m.jsonl"), NULL);
+    ck_assert_msg(strncmp(text, first, strlen(first)) == 0,
+                  "first line: %.40s", text);
+    ck_assert_int_eq(count_lines(in_dir("m.jsonl")), 3);
+    free(text);
+}
+END_TEST
+
 /* The iteration a checkpoint holds (the same offset in every version). */
 static long ckpt_iteration(const char *name)
 {
@@ -838,6 +865,7 @@ static Suite *checkpoint_suite(void)
     tcase_add_test(tc, test_resume_regularizer_order_matters);
     tcase_add_test(tc, test_data_changed);
     tcase_add_test(tc, test_metrics_cut_on_resume);
+    tcase_add_test(tc, test_metrics_new_on_resume);
     tcase_add_test(tc, test_kill_checkpoint_every_1);
     tcase_add_test(tc, test_kill_checkpoint_every_10);
     tcase_add_test(tc, test_stale_temporaries_only_ours);
