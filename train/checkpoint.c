@@ -117,6 +117,10 @@ int nde_trainer_checkpoint_write(const nde_trainer *tr, FILE *out)
     fwrite(&i64, 8, 1, fp);
     fwrite(&tr->tot.lr_scale, sizeof(double), 1, fp);
     fwrite(&tr->run_id, 8, 1, fp);
+    i64 = tr->navg;
+    fwrite(&i64, 8, 1, fp);
+    if (tr->navg > 0)
+        fwrite(tr->avg, sizeof(double), tr->P, fp);
     ncomp = run_components(tr, comp, CKPT_MAX_COMPONENTS);
     u64 = ncomp;
     fwrite(&u64, 8, 1, fp);
@@ -171,7 +175,7 @@ typedef struct ckpt {
     unsigned char *data;
     size_t len, pos;       /* within the payload                        */
     const char *path;
-    uint32_t version;      /* 3 or NDE_CHECKPOINT_VERSION               */
+    uint32_t version;      /* 3 to NDE_CHECKPOINT_VERSION               */
 } ckpt;
 
 static int bad(nde_ctx *ctx, const char *path, const char *fmt, ...)
@@ -249,17 +253,17 @@ static int ckpt_open(ckpt *c, const char *path, nde_ctx *ctx)
     memcpy(&bom, hdr + 12, 4);
     memcpy(&plen, hdr + 16, 8);
     memcpy(&crc, hdr + 24, 4);
-    if (version != NDE_CHECKPOINT_VERSION && version != 3) {
+    if (version < 3 || version > NDE_CHECKPOINT_VERSION) {
         fclose(fp);
-        if (version < NDE_CHECKPOINT_VERSION)
+        if (version < 3)
             return nde_error(ctx, NDE_ECONFIG,
                              "%s: checkpoint format version %u, written by "
-                             "an older nde; this nde reads versions 3 and "
+                             "an older nde; this nde reads versions 3 to "
                              "%u only (train again to make one)",
                              path, version, NDE_CHECKPOINT_VERSION);
         return nde_error(ctx, NDE_ECONFIG,
                          "%s: checkpoint format version %u, this nde reads "
-                         "versions 3 and %u", path, version,
+                         "versions 3 to %u", path, version,
                          NDE_CHECKPOINT_VERSION);
     }
     c->version = version;
@@ -420,7 +424,9 @@ typedef struct ckpt_fields {
     int64_t failures;          /* version 4; 0 in version 3               */
     double lr_scale;           /* version 4; 1 in version 3               */
     uint64_t run_id;           /* version 4; 0 (unknown) in version 3     */
+    int64_t navg;              /* version 5; 0 before                     */
     double *theta, *m, *v;     /* P each, one allocation at theta         */
+    double *avg;               /* P, the same allocation; read if navg > 0 */
     ckpt_component comp[CKPT_MAX_COMPONENTS];
     size_t ncomp;
     char rng_name[64];
@@ -495,10 +501,11 @@ static int read_fields(ckpt *c, size_t P, ckpt_fields *f, nde_ctx *ctx)
                          "%s: checkpoint has %llu parameters, the model of "
                          "this config has %zu (a different field?)",
                          c->path, (unsigned long long)f->nparams, P);
-    if (!(f->theta = malloc((3 * P + 1) * sizeof *f->theta)))
+    if (!(f->theta = malloc((4 * P + 1) * sizeof *f->theta)))
         return nde_error(ctx, NDE_ENOMEM, "out of memory");
     f->m = f->theta + P;
     f->v = f->theta + 2 * P;
+    f->avg = f->theta + 3 * P;
     if (take(c, f->theta, 3 * P * sizeof *f->theta) || take(c, &f->nfe_f, 8) ||
         take(c, &f->nfe_b, 8) || take(c, &f->time_s, 8) ||
         take(c, &f->digest, 8))
@@ -507,6 +514,10 @@ static int read_fields(ckpt *c, size_t P, ckpt_fields *f, nde_ctx *ctx)
     if (c->version >= 4 &&
         (take(c, &f->failures, 8) || take(c, &f->lr_scale, 8) ||
          take(c, &f->run_id, 8)))
+        return bad(ctx, c->path, "truncated payload");
+    if (c->version >= 5 &&
+        (take(c, &f->navg, 8) ||
+         (f->navg > 0 && take(c, f->avg, P * sizeof *f->avg))))
         return bad(ctx, c->path, "truncated payload");
     if ((rc = read_components(c, f, ctx)) != NDE_OK)
         return rc;
@@ -571,6 +582,15 @@ static int check_numbers(const nde_trainer *tr, const char *path,
             return bad(tr->ctx, path, "Adam second moment v[%zu] = %g is not "
                        "a finite number >= 0", i, f->v[i]);
     }
+    /* one averaged step per good iteration at most */
+    if (f->navg < 0 || f->navg > f->iter - f->failures)
+        return bad(tr->ctx, path, "averaged step count %lld is outside [0, "
+                   "%lld] (the good iterations)", (long long)f->navg,
+                   (long long)(f->iter - f->failures));
+    for (i = 0; f->navg > 0 && i < P; i++)
+        if (!isfinite(f->avg[i]))
+            return bad(tr->ctx, path, "averaged parameter %zu = %g is not "
+                       "finite", i, f->avg[i]);
     if (f->nfe_f < 0 || f->nfe_b < 0)
         return bad(tr->ctx, path, "%s count %lld is negative",
                    f->nfe_f < 0 ? "nfe_forward" : "nfe_backward",
@@ -805,14 +825,27 @@ int nde_trainer_checkpoint_load(nde_trainer *tr, const char *path, int mode)
                        (unsigned long long)f.digest);
         goto done;
     }
+    if (mode == NDE_CHECKPOINT_RESUME && f.navg > 0 && !tr->avg) {
+        rc = bad(tr->ctx, path, "averaged step count %lld, but this config "
+                 "averages nothing ([train] average_from = 0)",
+                 (long long)f.navg);
+        goto done;
+    }
     free_notes(tr->notes, tr->nnotes);
     tr->notes = notes;
     tr->nnotes = nnotes;
     notes = NULL;
     nnotes = 0;
-    memcpy(tr->theta, f.theta, P * sizeof *f.theta);
     tr->iter = (long)f.iter;
-    if (mode == NDE_CHECKPOINT_RESUME) {
+    if (mode != NDE_CHECKPOINT_RESUME) {
+        /* the model: the running mean if the run kept one */
+        memcpy(tr->theta, f.navg > 0 ? f.avg : f.theta, P * sizeof *f.theta);
+    } else {
+        memcpy(tr->theta, f.theta, P * sizeof *f.theta);
+        if (tr->avg) {
+            memcpy(tr->avg, f.avg, P * sizeof *f.avg);
+            tr->navg = (long)f.navg;
+        }
         memcpy(tr->m, f.m, P * sizeof *f.m);
         memcpy(tr->v, f.v, P * sizeof *f.v);
         memcpy(gsl_rng_state(tr->rng), f.rng, (size_t)f.rng_len);

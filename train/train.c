@@ -64,6 +64,12 @@ const nde_key nde_train_keys[] = {
      "matrices (parameters named ...W<k>[i,j]) are clamped to +-1/(the "
      "matrix's output count) with layer (the WGAN weight clipping of "
      "torchsde's sde_gan example), or to +-value; biases are left alone"},
+    {"average_from", NDE_KEY_INT, "0",
+     "> 0: from this iteration on, the model is the running mean of the "
+     "parameters after each iteration (stochastic weight averaging, "
+     "Izmailov et al. 2018), which evaluations, predictions, nde params "
+     "and checkpoints' users see; training steps the parameters as "
+     "before; 0 = off"},
     {"loss", NDE_KEY_WORD, "auto",
      "time series: mse | moments (mean and variance of the batch's paths "
      "against the data's, SDE fields only); auto = mse for ODE fields, "
@@ -189,6 +195,8 @@ static int read_settings(nde_train_settings *s, nde_section *sec,
         (rc = nde_get_string(sec, "data_changed", &changed, ctx)) ||
         (rc = nde_get_string(sec, "on_failure", &failure, ctx)) ||
         (rc = nde_get_long_min(sec, "max_failures", 0, &s->max_failures,
+                               ctx)) ||
+        (rc = nde_get_long_min(sec, "average_from", 0, &s->average_from,
                                ctx)))
         return rc;
     if ((rc = read_adversary(s, sec, ctx)))
@@ -1187,8 +1195,10 @@ int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
     tr->v = calloc(P + 1, sizeof *tr->v);
     tr->adam_next = calloc(3 * P + 1, sizeof *tr->adam_next);
     tr->good_t = -1;
-    if (tr->set.on_failure == NDE_ON_FAILURE_BACKOFF &&
-        !(tr->good = calloc(3 * P + 1, sizeof *tr->good))) {
+    if ((tr->set.on_failure == NDE_ON_FAILURE_BACKOFF &&
+         !(tr->good = calloc(3 * P + 1, sizeof *tr->good))) ||
+        (tr->set.average_from > 0 &&
+         !(tr->avg = calloc(P + 1, sizeof *tr->avg)))) {
         rc = nde_error(ctx, NDE_ENOMEM, "out of memory");
         goto fail;
     }
@@ -1285,6 +1295,7 @@ void nde_trainer_destroy(nde_trainer *tr)
     free(tr->adv);
     free(tr->clamp);
     free(tr->good);
+    free(tr->avg);
     free(tr->y0b);
     free(tr->y0u);
     intervention_free(tr);
@@ -1307,6 +1318,13 @@ const nde_trajectory *nde_trainer_trajectory(const nde_trainer *tr)
     return tr->traj;
 }
 double *nde_trainer_params(const nde_trainer *tr) { return tr->theta; }
+
+/* The model's parameters: the running mean once one is kept, else the
+ * parameters being trained. */
+static const double *model_params(const nde_trainer *tr)
+{
+    return tr->navg > 0 ? tr->avg : tr->theta;
+}
 size_t nde_trainer_nparams(const nde_trainer *tr) { return tr->P; }
 long nde_trainer_iteration(const nde_trainer *tr) { return tr->iter; }
 uint64_t nde_trainer_run_id(const nde_trainer *tr)
@@ -2025,6 +2043,12 @@ int nde_trainer_step(nde_trainer *tr, nde_train_step *m)
         return prox_failed ? rc : absorb_failure(tr, m, rc);
     }
     tr->iter++;
+    if (tr->avg && tr->iter >= tr->set.average_from) {
+        /* the mean of the n steps so far; the first is theta exactly */
+        const double w = 1.0 / (double)++tr->navg;
+        for (i = 0; i < tr->P; i++)
+            tr->avg[i] += w * (tr->theta[i] - tr->avg[i]);
+    }
     m->time_s = now_s() - start;
     tr->tot.time_s += m->time_s;
     return NDE_OK;
@@ -2066,7 +2090,8 @@ static int predict(nde_trainer *tr, uint64_t seed, double t0,
             return rc;
         o.brownian = tr->bm;
     }
-    rc = nde_solve(s, &o, tr->theta, t0, y0, t1, nsave, tsave, ysave, st);
+    rc = nde_solve(s, &o, model_params(tr), t0, y0, t1, nsave, tsave, ysave,
+                   st);
     st->status = rc;
     return rc;
 }
@@ -2276,7 +2301,7 @@ int nde_trainer_lift(nde_trainer *tr, const double *input, size_t n,
     if (in == D)
         to_task_units(tr, rows, rows, t->rows * in);
     tr->batch.input = rows;
-    if ((rc = t->type->lift(t, tr->theta + tr->Pf, &tr->batch, tr->y0b)) ==
+    if ((rc = t->type->lift(t, model_params(tr) + tr->Pf, &tr->batch, tr->y0b)) ==
         NDE_OK) {
         memcpy(y0, tr->y0b, n * D * sizeof *y0);
         to_data_units(tr, y0, n * D);
@@ -2311,7 +2336,8 @@ int nde_trainer_evaluate(nde_trainer *tr, nde_eval_result *r)
 
     memset(r, 0, sizeof *r);
     tr->eval_nfe = 0;
-    rc = tr->task->type->evaluate(tr->task, tr->theta + tr->Pf, &m, &met);
+    rc = tr->task->type->evaluate(tr->task, model_params(tr) + tr->Pf, &m,
+                                  &met);
     r->nfe = tr->eval_nfe;
     r->time_s = now_s() - start;
     r->test_loss = rc == NDE_OK ? met.test_loss : NAN;

@@ -40,6 +40,10 @@ struct nde_trainer {
                                   before the last good step, which a
                                   failure restores (NULL otherwise)      */
     long good_t;               /* Adam's step count there; -1: none yet  */
+    double *avg;               /* average_from: P, the running mean of the
+                                  parameters after each averaged step
+                                  (NULL: no averaging)                   */
+    long navg;                 /* steps in avg; 0: the model is theta    */
     /* [train] adversary: its parameters' flags (P; NULL: no adversary),
      * and the bound each step clamps a parameter to (P; 0: none) */
     unsigned char *adv;

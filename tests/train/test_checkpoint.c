@@ -78,7 +78,8 @@ typedef struct layout {
     char *data;
     size_t len;
     size_t cfglen, cfg, nparams, iter, adam_t, theta, m, v, nfe_f, nfe_b,
-        time, digest, failures, lr_scale, run_id, ncomp, rng_namelen,
+        time, digest, failures, lr_scale, run_id, navg, avg, ncomp,
+        rng_namelen,
         rng_name, rng_len, rng;
     comp_layout comp[8];
     size_t ncomps;
@@ -97,7 +98,7 @@ static layout layout_read(const char *name)
     uint64_t P;
 
     ck_assert_ptr_nonnull(l.data = test_read_file(in_dir(name), &l.len));
-    ck_assert_uint_eq(u64_at(l.data + 8) & 0xffffffffu, 4); /* version */
+    ck_assert_uint_eq(u64_at(l.data + 8) & 0xffffffffu, 5); /* version */
     l.cfglen = 28;
     l.cfg = l.cfglen + 8;
     l.nparams = l.cfg + u64_at(l.data + l.cfglen);
@@ -115,7 +116,10 @@ static layout layout_read(const char *name)
     l.failures = l.digest + 8;
     l.lr_scale = l.failures + 8;
     l.run_id = l.lr_scale + 8;
-    l.ncomp = l.run_id + 8;
+    l.navg = l.run_id + 8;
+    l.avg = l.navg + 8;
+    ck_assert_uint_le(l.avg, l.len);
+    l.ncomp = l.avg + (u64_at(l.data + l.navg) > 0 ? 8 * P : 0);
     ck_assert_uint_le(l.ncomp + 8, l.len);
     l.ncomps = u64_at(l.data + l.ncomp);
     ck_assert_uint_le(l.ncomps, 8);
@@ -215,6 +219,16 @@ static void make_spiral_checkpoint(void)
     test_run_free(&r);
 }
 
+/* The same, its parameters averaged over iterations 3, 4, 5. */
+static void make_averaged_checkpoint(void)
+{
+    test_run_result r;
+    write_text("s.ini", spiral_ini);
+    r = run("train", "s.ini", "--quiet", "-s", "train.average_from=3");
+    test_assert_code(r, 0);
+    test_run_free(&r);
+}
+
 START_TEST(test_hostile_numbers)
 {
     layout l;
@@ -248,6 +262,14 @@ START_TEST(test_hostile_numbers)
     patch_i64(&l, l.nfe_b, -3, "nfe_backward");
     patch_f64(&l, l.time, NAN, "train time");
     patch_f64(&l, l.time, -1.0, "train time");
+    patch_i64(&l, l.navg, -1, "averaged step count -1");
+    free(l.data);
+
+    make_averaged_checkpoint();
+    l = layout_read("c.ckpt");
+    ck_assert_int_eq((int64_t)u64_at(l.data + l.navg), 3);
+    patch_i64(&l, l.navg, 6, "averaged step count 6");
+    patch_f64(&l, l.avg + 8, NAN, "averaged parameter 1");
     free(l.data);
 }
 END_TEST
@@ -423,34 +445,38 @@ START_TEST(test_plugin_version_differs)
 }
 END_TEST
 
-/* A version-3 file (no failures, learning-rate scale or run id) is read
- * as one of a run without failures: the same prediction as its version-4
- * twin. */
-START_TEST(test_version_3_read)
+/* Version-3 (no failures, learning-rate scale, run id or average) and
+ * version-4 files (no average) are read as those of a run without
+ * failures or averaging: the same prediction as their version-5 twin. */
+START_TEST(test_old_versions_read)
 {
     test_run_result r;
-    char *d, *p3, *p4;
+    char *d, *old, *now;
     layout l;
-    uint32_t v = 3;
+    uint32_t v;
 
     make_spiral_checkpoint();
     l = layout_read("c.ckpt");
+    r = run("predict", "c.ckpt", "-o", "p5.csv");
+    test_assert_code(r, 0);
+    test_run_free(&r);
+    ck_assert_ptr_nonnull(now = test_read_file(in_dir("p5.csv"), NULL));
     ck_assert_ptr_nonnull(d = malloc(l.len));
-    memcpy(d, l.data, l.failures);
-    memcpy(d + l.failures, l.data + l.ncomp, l.len - l.ncomp);
-    memcpy(d + 8, &v, 4);
-    write_with_crc("v3.ckpt", d, l.len - (l.ncomp - l.failures));
-    r = run("predict", "v3.ckpt", "-o", "p3.csv");
-    test_assert_code(r, 0);
-    test_run_free(&r);
-    r = run("predict", "c.ckpt", "-o", "p4.csv");
-    test_assert_code(r, 0);
-    test_run_free(&r);
-    ck_assert_ptr_nonnull(p3 = test_read_file(in_dir("p3.csv"), NULL));
-    ck_assert_ptr_nonnull(p4 = test_read_file(in_dir("p4.csv"), NULL));
-    ck_assert_str_eq(p3, p4);
-    free(p3);
-    free(p4);
+    for (v = 3; v <= 4; v++) {
+        /* the fields that version lacks, cut out */
+        const size_t from = v == 3 ? l.failures : l.navg;
+        memcpy(d, l.data, from);
+        memcpy(d + from, l.data + l.ncomp, l.len - l.ncomp);
+        memcpy(d + 8, &v, 4);
+        write_with_crc("old.ckpt", d, l.len - (l.ncomp - from));
+        r = run("predict", "old.ckpt", "-o", "p.csv");
+        test_assert_code(r, 0);
+        test_run_free(&r);
+        ck_assert_ptr_nonnull(old = test_read_file(in_dir("p.csv"), NULL));
+        ck_assert_str_eq(old, now);
+        free(old);
+    }
+    free(now);
     free(d);
     free(l.data);
 }
@@ -859,7 +885,7 @@ static Suite *checkpoint_suite(void)
     tcase_add_test(tc, test_hostile_plugins);
     tcase_add_test(tc, test_plugin_version_differs);
     tcase_add_test(tc, test_old_version_named);
-    tcase_add_test(tc, test_version_3_read);
+    tcase_add_test(tc, test_old_versions_read);
     tcase_add_test(tc, test_adam_overflow_stops);
     tcase_add_test(tc, test_resume_compares_meaning);
     tcase_add_test(tc, test_resume_regularizer_order_matters);

@@ -1304,6 +1304,110 @@ START_TEST(test_on_failure)
 }
 END_TEST
 
+/* ---- weight averaging ---------------------------------------------------- */
+
+#define AVERAGED_LV(from)                                                   \
+    "[solver]\nplugin = tsit5\nrtol = 1e-8\natol = 1e-10\n"                \
+    "[field]\nplugin = expr\nstate = x, y\n"                                \
+    "params = a=1.2, b=0.8, c=2.5, d=1.2\n"                                 \
+    "dx = a*x - b*x*y\ndy = d*x*y - c*y\n"                                   \
+    "[adjoint]\nplugin = discrete\n"                                        \
+    "[data]\nsource = field\ny0 = 1, 1\n"                                   \
+    "true_params = a=1.5, b=1.0, c=3.0, d=1.0\nnpoints = 21\nt1 = 2\n"      \
+    "batch_time = 5\n"                                                      \
+    "[train]\niterations = 20\nbatch_size = 2\nlr = 0.05\n"                 \
+    "average_from = " from "\n"
+
+static void write_checkpoint_of(const nde_trainer *tr, const char *name)
+{
+    FILE *fp = fopen(in_dir(name), "wb");
+    ck_assert_ptr_nonnull(fp);
+    ck_assert_int_eq(nde_trainer_checkpoint_write(tr, fp), NDE_OK);
+    ck_assert_int_eq(fclose(fp), 0);
+}
+
+/* The parameters a checkpoint gives a trainer of config text in mode. */
+static void params_of(const char *text, const char *name, int mode,
+                      double *theta, size_t P)
+{
+    nde_trainer *tr = trainer_from(text);
+    ck_assert_msg(nde_trainer_checkpoint_load(tr, in_dir(name), mode) ==
+                      NDE_OK, "%s", nde_ctx_message(reg_ctx));
+    memcpy(theta, nde_trainer_params(tr), P * sizeof *theta);
+    trainer_free(tr);
+}
+
+/* average_from = 3: training steps the parameters exactly as without it;
+ * the model (evaluation, a checkpoint loaded for use, by a config with
+ * or without averaging) is the mean of the parameters after iterations
+ * 3, 4, 5; a resumed run keeps the same mean; a checkpoint whose
+ * parameters are averaged does not resume under a config without it. */
+START_TEST(test_average)
+{
+    double th[6][4], mean[4] = {0}, got[4], whole[4];
+    nde_trainer *tr = trainer_from(AVERAGED_LV("0"));
+    nde_eval_result plain, averaged;
+    nde_train_step m;
+    int k, i;
+
+    for (k = 1; k <= 5; k++) {
+        ck_assert_int_eq(nde_trainer_step(tr, &m), NDE_OK);
+        memcpy(th[k], nde_trainer_params(tr), sizeof th[k]);
+    }
+    trainer_free(tr);
+    for (i = 0; i < 4; i++)
+        mean[i] = (th[3][i] + th[4][i] + th[5][i]) / 3.0;
+
+    tr = trainer_from(AVERAGED_LV("3"));
+    for (k = 1; k <= 5; k++) {
+        ck_assert_int_eq(nde_trainer_step(tr, &m), NDE_OK);
+        ck_assert(memcmp(th[k], nde_trainer_params(tr), sizeof th[k]) == 0);
+        if (k == 2)
+            write_checkpoint_of(tr, "avg2.ckpt");
+    }
+    write_checkpoint_of(tr, "avg5.ckpt");
+    ck_assert_int_eq(nde_trainer_evaluate(tr, &averaged), NDE_OK);
+    trainer_free(tr);
+
+    params_of(AVERAGED_LV("0"), "avg5.ckpt", NDE_CHECKPOINT_PARAMS, got, 4);
+    for (i = 0; i < 4; i++)
+        ck_assert_double_eq_tol(got[i], mean[i], 1e-15 * fabs(mean[i]));
+    ck_assert(memcmp(got, th[5], sizeof got) != 0); /* not the last */
+    params_of(AVERAGED_LV("3"), "avg5.ckpt", NDE_CHECKPOINT_PARAMS, whole, 4);
+    ck_assert(memcmp(got, whole, sizeof got) == 0);
+
+    /* the evaluation saw the mean: a trainer given the mean sees the same */
+    tr = trainer_from(AVERAGED_LV("0"));
+    ck_assert_int_eq(nde_trainer_checkpoint_load(tr, in_dir("avg5.ckpt"),
+                                                 NDE_CHECKPOINT_PARAMS),
+                     NDE_OK);
+    ck_assert_int_eq(nde_trainer_evaluate(tr, &plain), NDE_OK);
+    ck_assert(plain.test_loss == averaged.test_loss);
+    trainer_free(tr);
+
+    /* resumed after iteration 2 (nothing averaged yet): the same mean */
+    tr = trainer_from(AVERAGED_LV("3"));
+    ck_assert_int_eq(nde_trainer_checkpoint_load(tr, in_dir("avg2.ckpt"),
+                                                 NDE_CHECKPOINT_RESUME),
+                     NDE_OK);
+    for (k = 3; k <= 5; k++)
+        ck_assert_int_eq(nde_trainer_step(tr, &m), NDE_OK);
+    write_checkpoint_of(tr, "resumed5.ckpt");
+    trainer_free(tr);
+    params_of(AVERAGED_LV("3"), "resumed5.ckpt", NDE_CHECKPOINT_PARAMS, got,
+              4);
+    ck_assert(memcmp(got, whole, sizeof got) == 0);
+
+    tr = trainer_from(AVERAGED_LV("0"));
+    ck_assert_int_ne(nde_trainer_checkpoint_load(tr, in_dir("avg5.ckpt"),
+                                                 NDE_CHECKPOINT_RESUME),
+                     NDE_OK);
+    ck_assert_msg(strstr(nde_ctx_message(reg_ctx), "average_from"), "%s",
+                  nde_ctx_message(reg_ctx));
+    trainer_free(tr);
+}
+END_TEST
+
 /* ---- lifting new inputs -------------------------------------------------- */
 
 /* nde_trainer_lift: the points task with control lifts x to [x | x] (the
@@ -2299,6 +2403,7 @@ static Suite *train_suite(void)
     tcase_add_test(tc, test_adam_failed_step_changes_nothing);
     tcase_add_test(tc, test_lift_new_inputs);
     tcase_add_test(tc, test_on_failure);
+    tcase_add_test(tc, test_average);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -185,6 +185,8 @@ typedef struct nde_train_settings {
     double adversary_lr;    /* its learning rate (the [train] lr if unset) */
     double adversary_clip;  /* > 0: its weights clamped to +-this; 0: none;
                                -1: layer (+-1/the layer's outputs)         */
+    /* Appended: [train] average_from (0: off) */
+    long average_from;      /* iterations from this one on are averaged   */
 } nde_train_settings;
 
 /* [train] on_failure: what a failed iteration (a solve that fails: step
@@ -459,6 +461,8 @@ NDE_API const nde_trajectory *nde_trainer_trajectory(const nde_trainer *tr);
  *         times, observations, series ids, images, labels)
  *     i64 failed iterations, f64 learning-rate scale, u64 run id
  *         (totals of on_failure; nde_trainer_run_id)
+ *     i64 averaged steps n ([train] average_from), then if n > 0 f64
+ *         avg[nparams], the mean of the parameters after those n steps
  *     u64 plugin count (1 to 64), then for each plugin of the run (field,
  *         solver, adjoint, the regularizers in order, the task): u32 kind,
  *         u32 its
@@ -470,10 +474,11 @@ NDE_API const nde_trajectory *nde_trainer_trajectory(const nde_trainer *tr);
  * The file is written whole by the caller's atomic-file logic.
  * Version 2 added the canonical config, the data digest and the RNG name,
  * version 3 the plugins, version 4 the failures, learning-rate scale and
- * run id. Version 3 files are read (no failures, scale 1, no run id);
- * older ones are refused with a message that says so.
+ * run id, version 5 the averaged parameters. Versions 3 and 4 are read
+ * (no failures, scale 1, no run id; nothing averaged); older ones are
+ * refused with a message that says so.
  */
-#define NDE_CHECKPOINT_VERSION 4u
+#define NDE_CHECKPOINT_VERSION 5u
 
 NDE_API int nde_trainer_checkpoint_write(const nde_trainer *tr, FILE *out);
 
@@ -491,8 +496,9 @@ enum nde_checkpoint_mode {
  * a config text with a NUL byte or that does not parse, an iteration
  * outside [0, 2^48] (lower for batches over 2^14 rows), an Adam step
  * count other than the iteration, a non-finite theta or m, a v that is
- * not finite and >= 0, negative nfe totals, a train time that is not
- * finite and >= 0, a plugin count outside [1, 64], a plugin kind, name
+ * not finite and >= 0, an averaged step count outside [0, the good
+ * iterations] or a non-finite average, negative nfe totals, a train time
+ * that is not finite and >= 0, a plugin count outside [1, 64], a plugin kind, name
  * or version of the wrong form, an RNG of another type than the trainer's
  * or one whose state cannot be checked (only mt19937's can: 32-bit words,
  * index in [0, 624], not all zero). In RESUME mode also a config whose
@@ -501,11 +507,13 @@ enum nde_checkpoint_mode {
  * data_changed, on_failure and max_failures (the keys that do not change
  * the numbers of good iterations), and data that
  * differ from the checkpoint's (by digest) when [train] data_changed =
- * refuse; with the default `warn` the load succeeds and
+ * refuse, and averaged steps when the config averages nothing; with the
+ * default `warn` the load succeeds and
  * nde_trainer_data_changed() says so. Plugins of other versions are noted
  * (nde_trainer_checkpoint_note), not refused. PARAMS mode performs the
  * same checks but for the config comparison and the refusal of changed
- * data. In either mode changed data are refused when the task scales its
+ * data, and loads the model: the averaged parameters if the checkpoint
+ * has them (nde_trainer_params then returns them). In either mode changed data are refused when the task scales its
  * units to its data (nde/task.h's units: [data] normalize).
  */
 NDE_API int nde_trainer_checkpoint_load(nde_trainer *tr, const char *path,
