@@ -418,7 +418,10 @@ class Trainer:
     @property
     def params(self):
         """theta, the trained parameters (a copy). Assigning an array of
-        as many finite values sets them (the optimizer's moments stay)."""
+        as many finite values sets them (the optimizer's moments stay).
+        With [train] average_from, once averaging has begun, predictions
+        and evaluations use the running mean of theta instead (the
+        `nde params` of the checkpoint)."""
         n = _lib.train.nde_trainer_nparams(self._tr)
         p = _lib.train.nde_trainer_params(self._tr)
         return np.ctypeslib.as_array(p, (n,)).copy() if n else np.empty(0)

@@ -253,7 +253,10 @@ NDE_API void nde_trainer_destroy(nde_trainer *tr);
 
 NDE_API const nde_train_settings *nde_trainer_settings(const nde_trainer *tr);
 NDE_API nde_field *nde_trainer_field(const nde_trainer *tr);
-/* theta[nparams], updated in place by each step. */
+/* theta[nparams], updated in place by each step. With [train]
+ * average_from, once averaging has begun, evaluations and predictions use
+ * the running mean instead, which a checkpoint loaded in PARAMS mode puts
+ * here. */
 NDE_API double *nde_trainer_params(const nde_trainer *tr);
 NDE_API size_t nde_trainer_nparams(const nde_trainer *tr);
 NDE_API long nde_trainer_iteration(const nde_trainer *tr);
