@@ -842,10 +842,9 @@ int nde_trainer_checkpoint_load(nde_trainer *tr, const char *path, int mode)
         memcpy(tr->theta, f.navg > 0 ? f.avg : f.theta, P * sizeof *f.theta);
     } else {
         memcpy(tr->theta, f.theta, P * sizeof *f.theta);
-        if (tr->avg) {
+        if (tr->avg && f.navg > 0)
             memcpy(tr->avg, f.avg, P * sizeof *f.avg);
-            tr->navg = (long)f.navg;
-        }
+        tr->navg = (long)f.navg;
         memcpy(tr->m, f.m, P * sizeof *f.m);
         memcpy(tr->v, f.v, P * sizeof *f.v);
         memcpy(gsl_rng_state(tr->rng), f.rng, (size_t)f.rng_len);

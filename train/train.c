@@ -2044,9 +2044,11 @@ int nde_trainer_step(nde_trainer *tr, nde_train_step *m)
     }
     tr->iter++;
     if (tr->avg && tr->iter >= tr->set.average_from) {
-        /* the mean of the n steps so far; the first is theta exactly */
+        /* the mean of the n steps so far */
         const double w = 1.0 / (double)++tr->navg;
-        for (i = 0; i < tr->P; i++)
+        if (tr->navg == 1)
+            memcpy(tr->avg, tr->theta, tr->P * sizeof *tr->avg);
+        for (i = 0; tr->navg > 1 && i < tr->P; i++)
             tr->avg[i] += w * (tr->theta[i] - tr->avg[i]);
     }
     m->time_s = now_s() - start;
