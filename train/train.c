@@ -2303,8 +2303,8 @@ int nde_trainer_lift(nde_trainer *tr, const double *input, size_t n,
     if (in == D)
         to_task_units(tr, rows, rows, t->rows * in);
     tr->batch.input = rows;
-    if ((rc = t->type->lift(t, model_params(tr) + tr->Pf, &tr->batch, tr->y0b)) ==
-        NDE_OK) {
+    if ((rc = t->type->lift(t, model_params(tr) + tr->Pf, &tr->batch,
+                            tr->y0b)) == NDE_OK) {
         memcpy(y0, tr->y0b, n * D * sizeof *y0);
         to_data_units(tr, y0, n * D);
     }
