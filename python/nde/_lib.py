@@ -53,7 +53,8 @@ class Settings(ctypes.Structure):
                 ("refuse_changed_data", ctypes.c_int),
                 ("on_failure", ctypes.c_int),
                 ("max_failures", ctypes.c_long),
-                ("adversary_lr", c_dbl), ("adversary_clip", c_dbl)]
+                ("adversary_lr", c_dbl), ("adversary_clip", c_dbl),
+                ("average_from", ctypes.c_long)]
 
 
 class Stats(ctypes.Structure):
