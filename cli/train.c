@@ -52,6 +52,7 @@ const char cli_train_help[] =
     "        is the same over eval_paths paths of one fixed Brownian path.\n"
     "        [solver] dt > 0 is required.\n"
     "[train] iterations, batch_size, lr, lr_decay, seed, eval_every,\n"
+    "        optimizer = adam | adadelta (rho),\n"
     "        checkpoint, checkpoint_every, metrics, beta1, beta2, eps,\n"
     "        weight_decay, clip, loss = auto | mse | moments (auto: mse for\n"
     "        ODE fields, moments for SDE fields), data_changed = warn |\n"

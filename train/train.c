@@ -64,6 +64,14 @@ const nde_key nde_train_keys[] = {
      "matrices (parameters named ...W<k>[i,j]) are clamped to +-1/(the "
      "matrix's output count) with layer (the WGAN weight clipping of "
      "torchsde's sde_gan example), or to +-value; biases are left alone"},
+    {"optimizer", NDE_KEY_WORD, "adam",
+     "adam (lr, beta1, beta2, eps) or adadelta (Zeiler 2012 as "
+     "torch.optim.Adadelta: lr (torch's default 1), rho, eps (torch's "
+     "default 1e-6)), both with weight_decay, lr_decay and the adversary's "
+     "rate"},
+    {"rho", NDE_KEY_DOUBLE, "0.9",
+     "adadelta: the decay of its running means of squared gradients and "
+     "steps"},
     {"average_from", NDE_KEY_INT, "0",
      "> 0: from this iteration on, the model is the running mean of the "
      "parameters after each iteration (stochastic weight averaging, "
@@ -125,6 +133,38 @@ static int optional_text(const nde_section *sec, const char *key,
     if (rc == NDE_OK && **out == '\0')
         *out = NULL;
     return rc;
+}
+
+/* optimizer and its keys: a key of the other optimizer set explicitly is
+ * refused, so it cannot be set for nothing. */
+static int read_optimizer(nde_train_settings *s, nde_section *sec,
+                          nde_ctx *ctx)
+{
+    static const char *const adam_only[] = {"beta1", "beta2"};
+    const char *name;
+    int rc;
+
+    if ((rc = nde_get_string(sec, "optimizer", &name, ctx)) ||
+        (rc = nde_get_double_in(sec, "rho", 0, 0, 1, 1, &s->rho, ctx)))
+        return rc;
+    if (strcmp(name, "adam") == 0) {
+        s->optimizer = NDE_OPTIMIZER_ADAM;
+        if (nde_section_has(sec, "rho"))
+            return nde_section_error(sec, "rho", ctx,
+                                     "belongs to optimizer = adadelta, "
+                                     "not adam");
+    } else if (strcmp(name, "adadelta") == 0) {
+        s->optimizer = NDE_OPTIMIZER_ADADELTA;
+        for (size_t i = 0; i < 2; i++)
+            if (nde_section_has(sec, adam_only[i]))
+                return nde_section_error(sec, adam_only[i], ctx,
+                                         "belongs to optimizer = adam, "
+                                         "not adadelta");
+    } else {
+        return nde_section_error(sec, "optimizer", ctx,
+                                 "'%s': expected adam or adadelta", name);
+    }
+    return NDE_OK;
 }
 
 /* adversary_lr and adversary_clip (the adversary's prefixes are read
@@ -199,7 +239,8 @@ static int read_settings(nde_train_settings *s, nde_section *sec,
         (rc = nde_get_long_min(sec, "average_from", 0, &s->average_from,
                                ctx)))
         return rc;
-    if ((rc = read_adversary(s, sec, ctx)))
+    if ((rc = read_adversary(s, sec, ctx)) ||
+        (rc = read_optimizer(s, sec, ctx)))
         return rc;
     if (strcmp(failure, "stop") == 0)
         s->on_failure = NDE_ON_FAILURE_STOP;
@@ -1869,8 +1910,9 @@ static double adam_lr(const nde_trainer *tr)
            pow(tr->set.lr_decay, (double)tr->adam_t);
 }
 
-/* Adam (Kingma & Ba 2015, Algorithm 1) with an L2 term added to the
- * gradient as torch.optim.Adam's weight_decay does; the adversary's
+/* Adam (Kingma & Ba 2015, Algorithm 1) or Adadelta (Zeiler 2012,
+ * Algorithm 1, with torch.optim.Adadelta's lr on the step), with an L2
+ * term added to the gradient as torch's weight_decay does; the adversary's
  * parameters at their own rate and clamped to their bounds after the
  * step (the gradient given is already negated for them). Pass 0 only checks
  * that every new theta, m and v is finite (g * g of a huge weight-decay
@@ -1890,9 +1932,19 @@ static int adam_update(nde_trainer *tr)
     for (i = 0; i < P; i++) {
         const double g = tr->grad[i] + s->weight_decay * tr->theta[i];
         const double lri = tr->adv && tr->adv[i] ? lr_adv : lr;
-        m[i] = s->beta1 * tr->m[i] + (1.0 - s->beta1) * g;
-        v[i] = s->beta2 * tr->v[i] + (1.0 - s->beta2) * g * g;
-        th[i] = tr->theta[i] - lri * (m[i] / c1) / (sqrt(v[i] / c2) + s->eps);
+        if (s->optimizer == NDE_OPTIMIZER_ADADELTA) {
+            /* Zeiler 2012, Algorithm 1, with torch's lr on the step */
+            double step;
+            v[i] = s->rho * tr->v[i] + (1.0 - s->rho) * g * g;
+            step = sqrt(tr->m[i] + s->eps) / sqrt(v[i] + s->eps) * g;
+            m[i] = s->rho * tr->m[i] + (1.0 - s->rho) * step * step;
+            th[i] = tr->theta[i] - lri * step;
+        } else {
+            m[i] = s->beta1 * tr->m[i] + (1.0 - s->beta1) * g;
+            v[i] = s->beta2 * tr->v[i] + (1.0 - s->beta2) * g * g;
+            th[i] = tr->theta[i] -
+                    lri * (m[i] / c1) / (sqrt(v[i] / c2) + s->eps);
+        }
         if (tr->clamp && tr->clamp[i] > 0)
             th[i] = fmin(fmax(th[i], -tr->clamp[i]), tr->clamp[i]);
         if (bad == P && !(isfinite(th[i]) && isfinite(m[i]) && isfinite(v[i])))

@@ -54,7 +54,8 @@ class Settings(ctypes.Structure):
                 ("on_failure", ctypes.c_int),
                 ("max_failures", ctypes.c_long),
                 ("adversary_lr", c_dbl), ("adversary_clip", c_dbl),
-                ("average_from", ctypes.c_long)]
+                ("average_from", ctypes.c_long),
+                ("optimizer", ctypes.c_int), ("rho", c_dbl)]
 
 
 class Stats(ctypes.Structure):

@@ -43,6 +43,7 @@ int main(void)
     M(nde_train_settings, adversary_lr);
     M(nde_train_settings, adversary_clip);
     M(nde_train_settings, average_from);
+    M(nde_train_settings, optimizer); M(nde_train_settings, rho);
     S(nde_stats);
     M(nde_stats, nfe); M(nde_stats, nfe_backward);
     M(nde_stats, steps_accepted); M(nde_stats, steps_rejected);

@@ -1408,6 +1408,78 @@ START_TEST(test_average)
 }
 END_TEST
 
+/* ---- Adadelta ------------------------------------------------------------ */
+
+/* One window (5 of 5 points): every batch is the same, so the gradient
+ * nde_trainer_loss_grad gives is the one the next step takes. */
+#define ONE_WINDOW_LV(optimizer)                                            \
+    "[solver]\nplugin = tsit5\nrtol = 1e-8\natol = 1e-10\n"                \
+    "[field]\nplugin = expr\nstate = x, y\n"                                \
+    "params = a=1.2, b=0.8, c=2.5, d=1.2\n"                                 \
+    "dx = a*x - b*x*y\ndy = d*x*y - c*y\n"                                   \
+    "[adjoint]\nplugin = discrete\n"                                        \
+    "[data]\nsource = field\ny0 = 1, 1\n"                                   \
+    "true_params = a=1.5, b=1.0, c=3.0, d=1.0\nnpoints = 5\nt1 = 1\n"       \
+    "batch_time = 5\n"                                                      \
+    "[train]\niterations = 20\nbatch_size = 1\nlr = 0.5\n"                  \
+    "weight_decay = 0.01\nrho = 0.8\neps = 1e-6\noptimizer = " optimizer "\n"
+
+/* Two Adadelta steps against Zeiler's Algorithm 1 (torch's form: lr on
+ * the step, weight decay added to the gradient) computed here from the
+ * gradients the trainer reports; rho with adam, beta1 with adadelta and
+ * an unknown optimizer are refused by name. */
+START_TEST(test_adadelta)
+{
+    nde_trainer *tr = trainer_from(ONE_WINDOW_LV("adadelta"));
+    double th[4], g[4], u[4] = {0}, v[4] = {0}, loss;
+    nde_train_step m;
+    nde_stats st;
+    nde_ctx *ctx;
+    nde_config *cfg;
+
+    memcpy(th, nde_trainer_params(tr), sizeof th);
+    for (int k = 0; k < 2; k++) {
+        ck_assert_int_eq(nde_trainer_probe(tr), NDE_OK);
+        ck_assert_int_eq(nde_trainer_loss_grad(tr, NULL, th, &loss, g, &st),
+                         NDE_OK);
+        for (int i = 0; i < 4; i++) {
+            const double gi = g[i] + 0.01 * th[i];
+            double step;
+            v[i] = 0.8 * v[i] + 0.2 * gi * gi;
+            step = sqrt(u[i] + 1e-6) / sqrt(v[i] + 1e-6) * gi;
+            u[i] = 0.8 * u[i] + 0.2 * step * step;
+            th[i] -= 0.5 * step;
+        }
+        ck_assert_int_eq(nde_trainer_step(tr, &m), NDE_OK);
+        for (int i = 0; i < 4; i++)
+            ck_assert_double_eq_tol(nde_trainer_params(tr)[i], th[i],
+                                    1e-14 * fabs(th[i]));
+    }
+    trainer_free(tr);
+
+    ck_assert_ptr_nonnull(ctx = nde_ctx_create());
+    {
+        static const char *const bad[][2] = {
+            {ONE_WINDOW_LV("adam"), "rho: belongs to optimizer = adadelta"},
+            {ONE_WINDOW_LV("adadelta") "beta1 = 0.5\n",
+             "beta1: belongs to optimizer = adam"},
+            {ONE_WINDOW_LV("sgd"), "'sgd': expected adam or adadelta"}};
+        for (size_t j = 0; j < 3; j++) {
+            nde_trainer *t = NULL;
+            ck_assert_ptr_nonnull(cfg = nde_config_create());
+            ck_assert_int_eq(nde_config_load_string(cfg, "test", bad[j][0],
+                                                    ctx), NDE_OK);
+            ck_assert_int_eq(nde_trainer_create(ctx, cfg, 0, &t),
+                             NDE_ECONFIG);
+            ck_assert_msg(strstr(nde_ctx_message(ctx), bad[j][1]), "%s",
+                          nde_ctx_message(ctx));
+            nde_config_destroy(cfg);
+        }
+    }
+    nde_ctx_destroy(ctx);
+}
+END_TEST
+
 /* ---- lifting new inputs -------------------------------------------------- */
 
 /* nde_trainer_lift: the points task with control lifts x to [x | x] (the
@@ -2404,6 +2476,7 @@ static Suite *train_suite(void)
     tcase_add_test(tc, test_lift_new_inputs);
     tcase_add_test(tc, test_on_failure);
     tcase_add_test(tc, test_average);
+    tcase_add_test(tc, test_adadelta);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -187,7 +187,18 @@ typedef struct nde_train_settings {
                                -1: layer (+-1/the layer's outputs)         */
     /* Appended: [train] average_from (0: off) */
     long average_from;      /* iterations from this one on are averaged   */
+    /* Appended: [train] optimizer, and Adadelta's decay */
+    int optimizer;          /* enum nde_optimizer                          */
+    double rho;
 } nde_train_settings;
+
+/* [train] optimizer. Both keep two running means a parameter (Adam's m
+ * and v; Adadelta's squared steps in m, squared gradients in v), so a
+ * checkpoint holds either. */
+enum nde_optimizer {
+    NDE_OPTIMIZER_ADAM = 0,     /* Kingma & Ba 2015                        */
+    NDE_OPTIMIZER_ADADELTA      /* Zeiler 2012, as torch.optim.Adadelta    */
+};
 
 /* [train] on_failure: what a failed iteration (a solve that fails: step
  * size underflow, maximum steps, a non-finite state, loss, gradient or
