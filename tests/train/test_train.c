@@ -1306,13 +1306,18 @@ END_TEST
 
 /* ---- weight averaging ---------------------------------------------------- */
 
-#define AVERAGED_LV(from)                                                   \
+/* Lotka-Volterra fitted from the wrong rates, its data from the true ones
+ * (then the data keys, [train]). */
+#define LV_FIT                                                              \
     "[solver]\nplugin = tsit5\nrtol = 1e-8\natol = 1e-10\n"                \
     "[field]\nplugin = expr\nstate = x, y\n"                                \
     "params = a=1.2, b=0.8, c=2.5, d=1.2\n"                                 \
     "dx = a*x - b*x*y\ndy = d*x*y - c*y\n"                                   \
     "[adjoint]\nplugin = discrete\n"                                        \
-    "[data]\nsource = field\ny0 = 1, 1\n"                                   \
+    "[data]\nsource = field\ny0 = 1, 1\n"
+
+#define AVERAGED_LV(from)                                                   \
+    LV_FIT                                                                  \
     "true_params = a=1.5, b=1.0, c=3.0, d=1.0\nnpoints = 21\nt1 = 2\n"      \
     "batch_time = 5\n"                                                      \
     "[train]\niterations = 20\nbatch_size = 2\nlr = 0.05\n"                 \
@@ -1413,12 +1418,7 @@ END_TEST
 /* One window (5 of 5 points): every batch is the same, so the gradient
  * nde_trainer_loss_grad gives is the one the next step takes. */
 #define ONE_WINDOW_LV(optimizer)                                            \
-    "[solver]\nplugin = tsit5\nrtol = 1e-8\natol = 1e-10\n"                \
-    "[field]\nplugin = expr\nstate = x, y\n"                                \
-    "params = a=1.2, b=0.8, c=2.5, d=1.2\n"                                 \
-    "dx = a*x - b*x*y\ndy = d*x*y - c*y\n"                                   \
-    "[adjoint]\nplugin = discrete\n"                                        \
-    "[data]\nsource = field\ny0 = 1, 1\n"                                   \
+    LV_FIT                                                                  \
     "true_params = a=1.5, b=1.0, c=3.0, d=1.0\nnpoints = 5\nt1 = 1\n"       \
     "batch_time = 5\n"                                                      \
     "[train]\niterations = 20\nbatch_size = 1\nlr = 0.5\n"                  \
