@@ -18,6 +18,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../test_util.h"
+
 /* ---- a small JSON reader, enough to walk ab.json ------------------------- */
 
 typedef enum { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ } jtype;
@@ -203,16 +205,10 @@ static char tmpdir[256];
 
 static void setup(void)
 {
-    strcpy(tmpdir, "/tmp/nde_ab_XXXXXX");
-    ck_assert(mkdtemp(tmpdir) != NULL);
+    test_workdir_make(tmpdir, sizeof tmpdir, "ab");
 }
 
-static void teardown(void)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
-}
+static void teardown(void) { test_workdir_remove(tmpdir); }
 
 /* Write the A/B config `name` in tmpdir: a short spiral base plus arms. */
 static void write_ab(const char *name, const char *baseline,

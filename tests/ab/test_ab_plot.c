@@ -104,14 +104,6 @@ static char *make_tmpdir(void)
     return dir;
 }
 
-static void remove_tree(const char *path)
-{
-    char cmd[4200];
-
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
 static uint32_t be32(const unsigned char *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8
@@ -252,7 +244,7 @@ START_TEST(two_arms_with_gaps)
     if (getenv("AB_PLOT_KEEP"))
         printf("plots kept in %s\n", dir);
     else
-        remove_tree(dir);
+        test_workdir_remove(dir);
     free(dir);
 }
 END_TEST
@@ -276,7 +268,7 @@ START_TEST(single_iteration)
                   == 0, "ab_plot: %s", err);
     check_outputs(dir, names, 1);
     if (!getenv("AB_PLOT_KEEP"))
-        remove_tree(dir);
+        test_workdir_remove(dir);
     free(dir);
 }
 END_TEST
@@ -309,7 +301,7 @@ START_TEST(bad_directory)
                   "%s", err);
     snprintf(runs, sizeof runs, "%s/loss.png", dir);
     ck_assert_int_ne(access(runs, F_OK), 0);
-    remove_tree(dir);
+    test_workdir_remove(dir);
     free(dir);
 }
 END_TEST
@@ -361,7 +353,7 @@ START_TEST(frontier)
     ck_assert_msg(!svg_has_text(svg, "nan"), "%s draws the NAN point",
                   path);
     free(svg);
-    remove_tree(dir);
+    test_workdir_remove(dir);
     /* nothing finite: an error and no file */
     ck_assert_int_ne(ab_plot_frontier(dir, pts + 5, 1, "test_loss",
                                       "predict_nfe", "", err, sizeof err),

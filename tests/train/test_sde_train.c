@@ -391,19 +391,13 @@ static const char *in_dir(const char *name)
 static void setup(void)
 {
     FILE *fp;
-    snprintf(workdir, sizeof workdir, "/tmp/nde_sde_train_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(workdir));
+    test_workdir_make(workdir, sizeof workdir, "sde_train");
     ck_assert_ptr_nonnull(fp = fopen(in_dir("ou.ini"), "w"));
     fputs(ou_ini, fp);
     fclose(fp);
 }
 
-static void teardown(void)
-{
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", workdir);
-    ck_assert_int_eq(system(cmd), 0);
-}
+static void teardown(void) { test_workdir_remove(workdir); }
 
 #define run(...) test_run_nde(workdir, __VA_ARGS__, (const char *)NULL)
 

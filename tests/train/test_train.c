@@ -50,17 +50,11 @@ static void setup(void)
 {
     const char *src = getenv("NDE_SOURCE_ROOT");
     ck_assert_ptr_nonnull(src);
-    snprintf(workdir, sizeof workdir, "/tmp/nde_train_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(workdir));
+    test_workdir_make(workdir, sizeof workdir, "train");
     snprintf(spiral, sizeof spiral, "%s/examples/spiral.ini", src);
 }
 
-static void teardown(void)
-{
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", workdir);
-    ck_assert_int_eq(system(cmd), 0);
-}
+static void teardown(void) { test_workdir_remove(workdir); }
 
 /* Run nde in workdir with the NULL-terminated arguments. */
 #define run(...) test_run_nde(workdir, __VA_ARGS__, (const char *)NULL)
