@@ -155,7 +155,7 @@ static int read_optimizer(nde_train_settings *s, nde_section *sec,
                                      "not adam");
     } else if (strcmp(name, "adadelta") == 0) {
         s->optimizer = NDE_OPTIMIZER_ADADELTA;
-        for (size_t i = 0; i < 2; i++)
+        for (size_t i = 0; i < sizeof adam_only / sizeof *adam_only; i++)
             if (nde_section_has(sec, adam_only[i]))
                 return nde_section_error(sec, adam_only[i], ctx,
                                          "belongs to optimizer = adam, "
