@@ -218,7 +218,8 @@ static int cnf_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
     if (!it->jvp_vjp || (s->hutchinson && !it->jvp))
         return nde_section_error(sec, "inner", ctx, "field plugin '%s' has "
                                  "no %s, which the gradient of the %s "
-                                 "trace needs (mlp and linear have it)",
+                                 "trace needs (mlp, linear and galerkin "
+                                 "have it)",
                                  it->info.name,
                                  it->jvp_vjp ? "jvp" : "jvp_vjp",
                                  s->hutchinson ? "hutchinson" : "exact");
@@ -238,7 +239,7 @@ static int cnf_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
 static const nde_key cnf_keys[] = {
     {"inner", NDE_KEY_WORD, NULL,
      "the flow's field f(t, z), configured in section [field.NAME] "
-     "(dimension d; needs jvp_vjp: mlp or linear)"},
+     "(dimension d; needs jvp_vjp: mlp, linear or galerkin)"},
     {"trace", NDE_KEY_WORD, "exact",
      "exact (state [z, l]: d VJPs per evaluation, for small d) or "
      "hutchinson (state [z, l, e]: e^T J e with the probe e a constant "

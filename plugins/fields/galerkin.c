@@ -16,7 +16,8 @@
  * once, in the parameter layout of the mlp field, and runs an autonomous
  * mlp of those weights (its kernels, its kept forward passes); a VJP runs
  * the mlp's, then spreads the weights' gradient over the coefficients:
- * dL/dtheta_k = phi_k(t) dL/dw.
+ * dL/dtheta_k = phi_k(t) dL/dw. The JVP and its VJP (a cnf's trace) are
+ * the mlp's at the weights of t, the latter spread the same way.
  */
 #include <math.h>
 #include <stdio.h>
@@ -103,6 +104,19 @@ static int gal_eval(nde_field *f, double t, const double *y,
     return nde_field_eval(s->net, t, y, s->w, dy, batch);
 }
 
+/* The weights' gradient wbar spread over the coefficients, into vtheta. */
+static void spread_all(const gal_state *s, double *vtheta)
+{
+    for (size_t l = 0, at = 0; l < s->nlayers; l++) {
+        const size_t nw = s->width[l] * s->width[l + 1];
+        const size_t o = s->width[l + 1];
+        double *c = vtheta + s->off[l];
+        spread(s->phi, s->K, s->wbar + at, nw, c);
+        spread(s->phi, s->K, s->wbar + at + nw, o, c + s->K * nw);
+        at += nw + o;
+    }
+}
+
 static int gal_vjp(nde_field *f, double t, const double *y,
                    const double *theta, const double *v, double *vy,
                    double *vtheta, size_t batch)
@@ -116,14 +130,35 @@ static int gal_vjp(nde_field *f, double t, const double *y,
                             vtheta ? s->wbar : NULL, batch)) != NDE_OK)
         return rc;
     if (vtheta)
-        for (size_t l = 0, at = 0; l < s->nlayers; l++) {
-            const size_t nw = s->width[l] * s->width[l + 1];
-            const size_t o = s->width[l + 1];
-            double *c = vtheta + s->off[l];
-            spread(s->phi, s->K, s->wbar + at, nw, c);
-            spread(s->phi, s->K, s->wbar + at + nw, o, c + s->K * nw);
-            at += nw + o;
-        }
+        spread_all(s, vtheta);
+    return NDE_OK;
+}
+
+static int gal_jvp(nde_field *f, double t, const double *y,
+                   const double *theta, const double *v, double *jv,
+                   size_t batch)
+{
+    gal_state *s = f->state;
+    weights_at(s, t, theta);
+    return nde_field_jvp(s->net, t, y, s->w, v, jv, batch);
+}
+
+/* The net's second derivative at the weights of t; its weight part spread
+ * like the VJP's (the weights are linear in theta). */
+static int gal_jvp_vjp(nde_field *f, double t, const double *y,
+                       const double *theta, const double *v, const double *w,
+                       double *vy, double *vtheta, size_t batch)
+{
+    gal_state *s = f->state;
+    int rc;
+
+    weights_at(s, t, theta);
+    memset(s->wbar, 0, s->nweights * sizeof *s->wbar);
+    if ((rc = nde_field_jvp_vjp(s->net, t, y, s->w, v, w, vy,
+                                vtheta ? s->wbar : NULL, batch)) != NDE_OK)
+        return rc;
+    if (vtheta)
+        spread_all(s, vtheta);
     return NDE_OK;
 }
 
@@ -330,13 +365,15 @@ static const nde_field_type gal_type = {
                        "(Fourier or powers), Dissecting Neural ODEs' "
                        "Galerkin neural ODE",
         .keys = gal_keys,
-        .version = "1"),
+        .version = "2"),
     .create = gal_create,
     .destroy = gal_destroy,
     .init_params = gal_init_params,
     .eval = gal_eval,
     .vjp = gal_vjp,
     .param_name = gal_param_name,
+    .jvp = gal_jvp,
+    .jvp_vjp = gal_jvp_vjp,
 };
 
 NDE_MODULE(&gal_type.info);

@@ -2,7 +2,7 @@
  * Second derivatives and the cnf field. The jvp of mlp and linear against
  * central differences of eval, their jvp_vjp against central differences
  * of w . jvp in y and theta (several activations, time input on and off,
- * the cube input); cnf's Hutchinson estimate against its exact trace in
+ * the cube input; galerkin's weights of t); cnf's Hutchinson estimate against its exact trace in
  * expectation; cnf's refusals. cnf's VJP itself is checked against
  * differences by the conformance suite (test_fields.c).
  */
@@ -57,6 +57,10 @@ static const char *const second_configs[] = {
     "[field]\nplugin = mlp\nlayers = 3, 6, 3\noutput = tanh\n"
     "activation = softplus\ndiffusion = tanh\nnoise_dim = 2\n",
     "[field]\nplugin = linear\nA = 0.5, -1, 0.25, 1\nb = 1, 2\n",
+    "[field]\nplugin = galerkin\nlayers = 2, 6, 5, 2\nbasis = poly\n"
+    "modes = 3\n",
+    "[field]\nplugin = galerkin\nlayers = 3, 7, 3\nbasis = fourier\n"
+    "modes = 2\nperiod = 0.7\nactivation = relu\n",
 };
 
 /* sum over the batch of w . (J v) */
