@@ -445,6 +445,9 @@ static int build_net(mlp_net *n, size_t in0, const long *hidden,
     return NDE_OK;
 }
 
+/* The most memory the kept forward passes of one net may take. */
+#define CACHE_BYTES_MAX (1024u << 20)
+
 /* Net n's activations from `key` (read_activations), then its forward
  * passes. */
 static int finish_net(mlp_net *n, size_t dim, size_t batch_max,
@@ -455,6 +458,13 @@ static int finish_net(mlp_net *n, size_t dim, size_t batch_max,
     if (status)
         return status;
     n->keep = npoints > 0;
+    const size_t bytes = mlp_cache_bytes(n, dim, batch_max);
+    if (npoints > 1 && bytes > CACHE_BYTES_MAX / npoints)
+        return nde_section_error(sec, "cache", ctx, "%zu forward passes of "
+                                 "%zu bytes each (batch %zu) exceed %u MiB; "
+                                 "expected at most %zu", npoints, bytes,
+                                 batch_max, CACHE_BYTES_MAX >> 20,
+                                 CACHE_BYTES_MAX / bytes);
     if (mlp_cache_alloc(n, dim, batch_max, npoints))
         return nde_error(ctx, NDE_ENOMEM, "mlp: out of memory");
     return NDE_OK;
@@ -612,9 +622,9 @@ static int mlp_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
         (status = nde_get_long(sec, "thin_width", &thin_width, ctx)) ||
         (status = nde_get_long(sec, "cache", &npoints, ctx)))
         goto done;
-    if (npoints < 0 || npoints > 64) {
+    if (npoints < 0 || npoints > 4096) {
         status = nde_section_error(sec, "cache", ctx,
-                                   "is %ld; expected 0 (off) to 64 forward "
+                                   "is %ld; expected 0 (off) to 4096 forward "
                                    "passes", npoints);
         goto done;
     }
@@ -703,10 +713,12 @@ static const nde_key mlp_keys[] = {
      "layer); the own kernels beat single-threaded OpenBLAS up to about "
      "512 wide, 2-threaded OpenBLAS from about 256"},
     {"cache", NDE_KEY_INT, "8",
-     "forward passes kept (0 to 64) so that a VJP at the point of a recent "
-     "evaluation (same t, y and parameters, bit for bit) skips the forward "
-     "pass: an RK step's VJP after its stages needs as many as the solver "
-     "has stages; 0: recompute every time (the results are the same)"},
+     "forward passes kept (0 to 4096, at most 1 GiB) so that a VJP at the "
+     "point of a recent evaluation (same t, y and parameters, bit for bit) "
+     "skips the forward pass: an RK step's VJP after its stages needs as "
+     "many as the solver has stages, a fixed-step SDE solver's discrete "
+     "adjoint as many as the solve has steps (it goes back over them); 0: "
+     "recompute every time (the results are the same)"},
     {"softplus", NDE_KEY_WORD, "libm",
      "libm (glibc's log1p(exp()), scalar) or vector (nde's own exp and "
      "log1p, vectorised: about 7x faster per element with the avx512 "

@@ -149,6 +149,9 @@ static inline mlp_point *mlp_cache_find(mlp_net *n, size_t dim, double t,
     return pt;
 }
 
+/* The bytes of one of net n's points (its activations must be set). */
+size_t mlp_cache_bytes(const mlp_net *n, size_t dim, size_t batch_max);
+
 /* Allocate net n's points (npoints, 0: one never reused) for batch_max
  * rows of dim states, once its layers and parameter range are set; free
  * them (also after a failed allocation). */

@@ -7,6 +7,16 @@
 
 #include "mlp.h"
 
+size_t mlp_cache_bytes(const mlp_net *n, size_t dim, size_t batch_max)
+{
+    const size_t bmax = mlp_ld(batch_max);
+    size_t doubles = batch_max * dim + bmax * n->in0;
+    for (size_t l = 0; l + 1 < n->nlayers; l++)
+        doubles += bmax * n->layer[l].out *
+                   (n->layer[l].act == ACT_LIPSWISH ? 2 : 1);
+    return doubles * sizeof(double);
+}
+
 /* Space for npoints forward passes of net n on up to batch_max rows of
  * dim states (at least one: the pass being computed), and for a copy of
  * its parameters; once its layers' activations are set (a lipswish
