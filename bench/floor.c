@@ -23,10 +23,10 @@
  * per hidden unit and row (and per diffusion output). A VJP at a point
  * the forward pass evaluated needs no forward recomputation (the mlp's
  * `cache` key keeps its last passes): spiral's discrete adjoint replays
- * each step's stages before their VJPs, and bench_sde's 100 passes could
- * all be kept (3.3 MB), so neither pays one in the floor; the last column
- * gives the floor when every such VJP recomputes its pass instead (the
- * SDE's do: the cache keeps 8). The interpolating adjoint's VJPs are at
+ * each step's stages before their VJPs, and the SDE keeps its 100 steps'
+ * passes (cache = 128, as bench_sde), so neither pays one in the floor;
+ * the last column gives the floor when every such VJP recomputes its pass
+ * instead. The interpolating adjoint's VJPs are at
  * interpolated states no pass saw ("fresh"), so each pays a forward pass
  * in the floor too. Evaluations and VJPs are counted per iteration from
  * the solver's counters (nde_solver_counts: an SDE evaluation or VJP is
@@ -356,7 +356,7 @@ static int make_sde(workload *w)
     static const char text[] =
         "[field]\nplugin = mlp\nlayers = 4, 64, 4\nactivation = tanh\n"
         "time = false\ndiffusion = sigmoid\ng_layers = 64\n"
-        "g_activation = tanh\n[solver]\nplugin = euler_maruyama\n"
+        "g_activation = tanh\ncache = 128\n[solver]\nplugin = euler_maruyama\n"
         "[adjoint]\nplugin = discrete\n";
     int rc;
 
