@@ -1,5 +1,5 @@
 /*
- * Checkpoints of a trainer (format in nde/train.h): parameters, Adam
+ * Checkpoints of a trainer (format in nde/train.h): parameters, optimizer
  * state, iteration, totals, the data's digest, the plugins used (name,
  * version, module build signature), the sampling RNG's type and state and
  * the effective config in canonical form, behind a magic, a version, a
@@ -102,7 +102,7 @@ int nde_trainer_checkpoint_write(const nde_trainer *tr, FILE *out)
     fwrite(&u64, 8, 1, fp);
     i64 = tr->iter;
     fwrite(&i64, 8, 1, fp);
-    i64 = tr->adam_t;
+    i64 = tr->opt_steps;
     fwrite(&i64, 8, 1, fp);
     fwrite(tr->theta, sizeof(double), tr->P, fp);
     fwrite(tr->m, sizeof(double), tr->P, fp);
@@ -419,7 +419,7 @@ typedef struct ckpt_component {
 /* The fields after the config, as read. */
 typedef struct ckpt_fields {
     uint64_t nparams, digest;
-    int64_t iter, adam_t, nfe_f, nfe_b;
+    int64_t iter, opt_steps, nfe_f, nfe_b;
     double time_s;
     int64_t failures;          /* version 4; 0 in version 3               */
     double lr_scale;           /* version 4; 1 in version 3               */
@@ -494,7 +494,7 @@ static int read_fields(ckpt *c, size_t P, ckpt_fields *f, nde_ctx *ctx)
     int rc;
 
     if (take(c, &f->nparams, 8) || take(c, &f->iter, 8) ||
-        take(c, &f->adam_t, 8))
+        take(c, &f->opt_steps, 8))
         return bad(ctx, c->path, "truncated payload");
     if (f->nparams != P)
         return nde_error(ctx, NDE_ECONFIG,
@@ -536,10 +536,10 @@ static int read_fields(ckpt *c, size_t P, ckpt_fields *f, nde_ctx *ctx)
     return NDE_OK;
 }
 
-/* What the trainer can have written: nde_trainer_step takes one Adam step
- * per completed iteration and keeps theta, m and v finite (a non-finite
- * gradient stops the run), v >= 0 (a sum of squares); the totals only
- * grow from 0. */
+/* What the trainer can have written: nde_trainer_step takes one optimizer
+ * step per completed iteration and keeps theta, m and v finite (a
+ * non-finite gradient stops the run), v >= 0 (a sum of squares); the
+ * totals only grow from 0. */
 static int check_numbers(const nde_trainer *tr, const char *path,
                          const ckpt_fields *f)
 {
@@ -557,12 +557,12 @@ static int check_numbers(const nde_trainer *tr, const char *path,
                    "[0, %lld]", (long long)f->failures, (long long)f->iter);
     /* one step per good iteration, each failure taking back at most one
      * (backoff) */
-    if (f->adam_t < 0 || f->adam_t + f->failures > f->iter ||
-        f->adam_t + 2 * f->failures < f->iter)
-        return bad(tr->ctx, path, "Adam step count %lld does not fit the "
+    if (f->opt_steps < 0 || f->opt_steps + f->failures > f->iter ||
+        f->opt_steps + 2 * f->failures < f->iter)
+        return bad(tr->ctx, path, "optimizer step count %lld does not fit the "
                    "iteration %lld with %lld failed iterations (one step "
                    "per good iteration, at most one taken back by each "
-                   "failure)", (long long)f->adam_t, (long long)f->iter,
+                   "failure)", (long long)f->opt_steps, (long long)f->iter,
                    (long long)f->failures);
     /* halved by each failure under backoff, from 1 */
     if (!(f->lr_scale > 0 && f->lr_scale <= 1) ||
@@ -576,10 +576,10 @@ static int check_numbers(const nde_trainer *tr, const char *path,
             return bad(tr->ctx, path, "parameter theta[%zu] = %g is not "
                        "finite", i, f->theta[i]);
         if (!isfinite(f->m[i]))
-            return bad(tr->ctx, path, "Adam first moment m[%zu] = %g is not "
+            return bad(tr->ctx, path, "optimizer state m[%zu] = %g is not "
                        "finite", i, f->m[i]);
         if (!(isfinite(f->v[i]) && f->v[i] >= 0))
-            return bad(tr->ctx, path, "Adam second moment v[%zu] = %g is not "
+            return bad(tr->ctx, path, "optimizer state v[%zu] = %g is not "
                        "a finite number >= 0", i, f->v[i]);
     }
     /* one averaged step per good iteration at most */
@@ -848,7 +848,7 @@ int nde_trainer_checkpoint_load(nde_trainer *tr, const char *path, int mode)
         memcpy(tr->m, f.m, P * sizeof *f.m);
         memcpy(tr->v, f.v, P * sizeof *f.v);
         memcpy(gsl_rng_state(tr->rng), f.rng, (size_t)f.rng_len);
-        tr->adam_t = (long)f.adam_t;
+        tr->opt_steps = (long)f.opt_steps;
         tr->tot.nfe_forward = (long)f.nfe_f;
         tr->tot.nfe_backward = (long)f.nfe_b;
         tr->tot.time_s = f.time_s;

@@ -1,7 +1,7 @@
 /*
  * The trainer: one loop over a task (nde/task.h): draw a batch, lift it to
  * the initial states, one batched forward solve, readout, the task's loss
- * and its cotangents, the regularizers, one adjoint pass, Adam.
+ * and its cotangents, the regularizers, one adjoint pass, the optimizer.
  */
 #include <math.h>
 #include <stdio.h>
@@ -17,7 +17,7 @@
 const nde_key nde_train_keys[] = {
     {"iterations", NDE_KEY_INT, "2000", "total training iterations"},
     {"batch_size", NDE_KEY_INT, "20", "rows (windows) per mini-batch"},
-    {"lr", NDE_KEY_DOUBLE, "1e-3", "Adam learning rate"},
+    {"lr", NDE_KEY_DOUBLE, "1e-3", "learning rate (Adam or Adadelta)"},
     {"seed", NDE_KEY_INT, "1",
      "seed of every random stream (batches, initialisation, noise)"},
     {"eval_every", NDE_KEY_INT, "100",
@@ -33,7 +33,8 @@ const nde_key nde_train_keys[] = {
      "learning rate of iteration i (from 0) is lr * lr_decay^i"},
     {"beta1", NDE_KEY_DOUBLE, "0.9", "Adam first-moment decay"},
     {"beta2", NDE_KEY_DOUBLE, "0.999", "Adam second-moment decay"},
-    {"eps", NDE_KEY_DOUBLE, "1e-8", "Adam denominator guard"},
+    {"eps", NDE_KEY_DOUBLE, "1e-8",
+     "denominator guard (Adam; Adadelta: in both square roots)"},
     {"weight_decay", NDE_KEY_DOUBLE, "0",
      "L2 penalty added to the gradient (as torch.optim.Adam)"},
     {"clip", NDE_KEY_DOUBLE, "0",
@@ -1234,7 +1235,7 @@ int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
     tr->grad = calloc(P + 1, sizeof *tr->grad);
     tr->m = calloc(P + 1, sizeof *tr->m);
     tr->v = calloc(P + 1, sizeof *tr->v);
-    tr->adam_next = calloc(3 * P + 1, sizeof *tr->adam_next);
+    tr->opt_next = calloc(3 * P + 1, sizeof *tr->opt_next);
     tr->good_t = -1;
     if ((tr->set.on_failure == NDE_ON_FAILURE_BACKOFF &&
          !(tr->good = calloc(3 * P + 1, sizeof *tr->good))) ||
@@ -1256,7 +1257,7 @@ int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
         tr->obs = tr->ysave;
         tr->ybar = tr->obsbar;
     }
-    if (!tr->theta || !tr->grad || !tr->m || !tr->v || !tr->adam_next ||
+    if (!tr->theta || !tr->grad || !tr->m || !tr->v || !tr->opt_next ||
         !tr->y0b ||
         !tr->ybar0 || !tr->ysave || !tr->obsbar || !tr->ct || !tr->rng ||
         !tr->obs || !tr->ybar) {
@@ -1332,7 +1333,7 @@ void nde_trainer_destroy(nde_trainer *tr)
     free(tr->grad);
     free(tr->m);
     free(tr->v);
-    free(tr->adam_next);
+    free(tr->opt_next);
     free(tr->adv);
     free(tr->clamp);
     free(tr->good);
@@ -1903,11 +1904,11 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
     return NDE_OK;
 }
 
-/* The learning rate of the next Adam step. */
-static double adam_lr(const nde_trainer *tr)
+/* The learning rate of the next optimizer step. */
+static double step_lr(const nde_trainer *tr)
 {
     return tr->set.lr * tr->tot.lr_scale *
-           pow(tr->set.lr_decay, (double)tr->adam_t);
+           pow(tr->set.lr_decay, (double)tr->opt_steps);
 }
 
 /* Adam (Kingma & Ba 2015, Algorithm 1) or Adadelta (Zeiler 2012,
@@ -1918,17 +1919,17 @@ static double adam_lr(const nde_trainer *tr)
  * that every new theta, m and v is finite (g * g of a huge weight-decay
  * term can overflow v), pass 1 stores them: a refused update leaves the
  * state as it was, and no checkpoint holds what its loader refuses. */
-static int adam_update(nde_trainer *tr)
+static int optimizer_step(nde_trainer *tr)
 {
     const nde_train_settings *s = &tr->set;
-    const double t = (double)(tr->adam_t + 1);
-    const double lr = adam_lr(tr), lr_adv = lr * s->adversary_lr / s->lr;
+    const double t = (double)(tr->opt_steps + 1);
+    const double lr = step_lr(tr), lr_adv = lr * s->adversary_lr / s->lr;
     const double c1 = 1.0 - pow(s->beta1, t), c2 = 1.0 - pow(s->beta2, t);
     const size_t P = tr->P;
-    double *th = tr->adam_next, *m = th + P, *v = m + P;
+    double *th = tr->opt_next, *m = th + P, *v = m + P;
     size_t i, bad = P;
 
-    /* into adam_next first: a step that is not finite changes nothing */
+    /* into opt_next first: a step that is not finite changes nothing */
     for (i = 0; i < P; i++) {
         const double g = tr->grad[i] + s->weight_decay * tr->theta[i];
         const double lri = tr->adv && tr->adv[i] ? lr_adv : lr;
@@ -1952,19 +1953,22 @@ static int adam_update(nde_trainer *tr)
     }
     if (bad < P)
         return nde_error(tr->ctx, NDE_ENONFINITE,
-                         "the Adam update of parameter %zu is not finite "
+                         "the %s update of parameter %zu is not finite "
                          "(theta %g, m %g, v %g: lr or weight_decay too "
-                         "large?)", bad, th[bad], m[bad], v[bad]);
+                         "large?)",
+                         s->optimizer == NDE_OPTIMIZER_ADADELTA ? "Adadelta"
+                                                                : "Adam",
+                         bad, th[bad], m[bad], v[bad]);
     if (tr->good) {
         memcpy(tr->good, tr->theta, P * sizeof *th);
         memcpy(tr->good + P, tr->m, P * sizeof *m);
         memcpy(tr->good + 2 * P, tr->v, P * sizeof *v);
-        tr->good_t = tr->adam_t;
+        tr->good_t = tr->opt_steps;
     }
     memcpy(tr->theta, th, P * sizeof *th);
     memcpy(tr->m, m, P * sizeof *m);
     memcpy(tr->v, v, P * sizeof *v);
-    tr->adam_t++;
+    tr->opt_steps++;
     return NDE_OK;
 }
 
@@ -2002,7 +2006,7 @@ static int absorb_failure(nde_trainer *tr, nde_train_step *m, int rc)
             memcpy(tr->theta, tr->good, tr->P * sizeof *tr->theta);
             memcpy(tr->m, tr->good + tr->P, tr->P * sizeof *tr->m);
             memcpy(tr->v, tr->good + 2 * tr->P, tr->P * sizeof *tr->v);
-            tr->adam_t = tr->good_t;
+            tr->opt_steps = tr->good_t;
         }
         tr->tot.lr_scale *= 0.5;
     }
@@ -2027,7 +2031,7 @@ static int regs_prox(nde_trainer *tr, double lr)
         }
         for (size_t i = 0; i < tr->Pf; i++)
             if (!isfinite(tr->theta[i]))
-                /* a plugin's fault, after Adam's step: not a failure
+                /* a plugin's fault, after the optimizer's step: not a failure
                  * on_failure may absorb, which would keep that step */
                 return nde_error(tr->ctx, NDE_EPLUGIN,
                                  "regularizer '%s': its proximal step made "
@@ -2081,8 +2085,8 @@ int nde_trainer_step(nde_trainer *tr, nde_train_step *m)
         for (i = 0; tr->adv && i < tr->P; i++)
             if (tr->adv[i])
                 tr->grad[i] = -tr->grad[i];
-        const double lr = adam_lr(tr);
-        if ((rc = adam_update(tr)) == NDE_OK) {
+        const double lr = step_lr(tr);
+        if ((rc = optimizer_step(tr)) == NDE_OK) {
             rc = regs_prox(tr, lr);
             prox_failed = rc != NDE_OK;
         }
@@ -2091,7 +2095,7 @@ int nde_trainer_step(nde_trainer *tr, nde_train_step *m)
         nde_error_prefix(tr->ctx, "iteration %ld", m->iteration);
         m->time_s = now_s() - start;
         tr->tot.time_s += m->time_s;
-        /* after Adam's step the parameters moved: nothing to absorb */
+        /* after the optimizer's step the parameters moved: nothing to absorb */
         return prox_failed ? rc : absorb_failure(tr, m, rc);
     }
     tr->iter++;

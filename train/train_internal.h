@@ -35,11 +35,11 @@ struct nde_trainer {
 
     /* optimizer */
     double *theta, *grad, *m, *v;
-    double *adam_next;         /* 3P: theta, m, v after the step, checked */
+    double *opt_next;          /* 3P: theta, m, v after the step, checked */
     double *good;              /* on_failure = backoff: 3P, theta, m, v
                                   before the last good step, which a
                                   failure restores (NULL otherwise)      */
-    long good_t;               /* Adam's step count there; -1: none yet  */
+    long good_t;               /* opt_steps there; -1: none yet          */
     double *avg;               /* average_from: P, the running mean of the
                                   parameters after each averaged step
                                   (NULL: no averaging)                   */
@@ -48,7 +48,7 @@ struct nde_trainer {
      * and the bound each step clamps a parameter to (P; 0: none) */
     unsigned char *adv;
     double *clamp;
-    long adam_t;               /* Adam steps taken                       */
+    long opt_steps;            /* optimizer steps taken                  */
     long iter;                 /* iterations done                        */
     gsl_rng *rng;              /* mini-batch sampling stream             */
     nde_train_totals tot;

@@ -77,7 +77,7 @@ typedef struct comp_layout {
 typedef struct layout {
     char *data;
     size_t len;
-    size_t cfglen, cfg, nparams, iter, adam_t, theta, m, v, nfe_f, nfe_b,
+    size_t cfglen, cfg, nparams, iter, opt_steps, theta, m, v, nfe_f, nfe_b,
         time, digest, failures, lr_scale, run_id, navg, avg, ncomp,
         rng_namelen,
         rng_name, rng_len, rng;
@@ -105,8 +105,8 @@ static layout layout_read(const char *name)
     ck_assert_uint_lt(l.nparams + 8, l.len);
     P = u64_at(l.data + l.nparams);
     l.iter = l.nparams + 8;
-    l.adam_t = l.iter + 8;
-    l.theta = l.adam_t + 8;
+    l.opt_steps = l.iter + 8;
+    l.theta = l.opt_steps + 8;
     l.m = l.theta + 8 * P;
     l.v = l.m + 8 * P;
     l.nfe_f = l.v + 8 * P;
@@ -243,11 +243,11 @@ START_TEST(test_hostile_numbers)
     }
     patch_i64(&l, l.iter, -5, "iteration -5");
     patch_i64(&l, l.iter, INT64_C(1) << 62, "iteration");
-    patch_i64(&l, l.adam_t, -1, "Adam step count -1");
-    patch_i64(&l, l.adam_t, 4, "Adam step count 4");
+    patch_i64(&l, l.opt_steps, -1, "optimizer step count -1");
+    patch_i64(&l, l.opt_steps, 4, "optimizer step count 4");
     patch_i64(&l, l.failures, -1, "failed iteration count -1");
     patch_i64(&l, l.failures, 1, "does not fit the iteration");
-    patch_i64(&l, l.adam_t, 2, "does not fit the iteration"); /* 5: 2 + 0 */
+    patch_i64(&l, l.opt_steps, 2, "does not fit the iteration"); /* 5: 2 + 0 */
     patch_f64(&l, l.lr_scale, 0.3, "learning-rate scale 0.3");
     patch_f64(&l, l.lr_scale, 2.0, "learning-rate scale 2");
     patch_f64(&l, l.lr_scale, 0.5, "learning-rate scale 0.5"); /* 0 failed */

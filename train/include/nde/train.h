@@ -1,12 +1,12 @@
 /*
- * nde/train.h - the trainer: data task, loss, Adam, checkpoints.
+ * nde/train.h - the trainer: data task, loss, optimizer, checkpoints.
  *
  * A trainer is composed from a config: [field], [solver], [adjoint]
  * (default `interpolating`), [data] and [train]. One call of
  * nde_trainer_step() is one iteration: draw a mini-batch, solve forward
  * over the whole batch at once (recording what the adjoint declared),
  * compute the loss and its cotangents (t_k, dL/dy(t_k)), run the adjoint,
- * clip the gradient's norm and take an Adam step.
+ * clip the gradient's norm and take an optimizer step (Adam or Adadelta).
  *
  * What is fitted is a task plugin (nde/task.h, plugins/tasks/) picked by
  * [data] source: spiral and field (ODE field) -> windows, field with an
@@ -202,14 +202,14 @@ enum nde_optimizer {
 
 /* [train] on_failure: what a failed iteration (a solve that fails: step
  * size underflow, maximum steps, a non-finite state, loss, gradient or
- * Adam update) does. Itself it changes neither the parameters nor Adam's
- * state. backoff's state before the last good step is not in
+ * optimizer update) does. Itself it changes neither the parameters nor
+ * the optimizer's state. backoff's state before the last good step is not in
  * checkpoints: a resumed run's first failure only halves the rate. */
 enum nde_on_failure {
     NDE_ON_FAILURE_STOP = 0,   /* the run stops (nde_trainer_step fails)  */
     NDE_ON_FAILURE_SKIP,       /* its batch is dropped, the run goes on   */
-    NDE_ON_FAILURE_BACKOFF     /* the same, and the parameters and Adam
-                                  state go back to before the last good
+    NDE_ON_FAILURE_BACKOFF     /* the same, and the parameters and the
+                                  optimizer's state go back to before the last good
                                   step, and the learning rate halves     */
 };
 
@@ -279,8 +279,8 @@ NDE_API uint64_t nde_trainer_run_id(const nde_trainer *tr);
 
 /*
  * One iteration. On a failed solve, a non-finite loss or gradient, or an
- * Adam update that would make a parameter or moment non-finite, the
- * parameters and Adam state are left as they were and the message names
+ * optimizer update that would make a parameter or its state non-finite,
+ * the parameters and optimizer state are left as they were and the message names
  * the iteration: NDE_EMAXSTEPS, NDE_ESTEPSIZE, NDE_ENONFINITE, NDE_ERETRY.
  * Under on_failure = skip or backoff such a failure is absorbed: the
  * iteration counts as done, its batch dropped, m->failed holds its
@@ -468,7 +468,7 @@ NDE_API const nde_trajectory *nde_trainer_trajectory(const nde_trainer *tr);
  *   payload:
  *     u64 config length, config text (nde_config_write_canonical of the
  *         effective config, after overrides: no NUL byte)
- *     u64 nparams, i64 iteration, i64 Adam step count
+ *     u64 nparams, i64 iteration, i64 optimizer step count
  *     f64 theta[nparams], m[nparams], v[nparams]
  *     i64 nfe_forward, i64 nfe_backward, f64 train time (totals)
  *     u64 data digest (a 64-bit hash of the data as loaded or generated:
@@ -508,8 +508,8 @@ enum nde_checkpoint_mode {
  * order, a checksum mismatch, a different parameter count; then every
  * field is checked against what a trainer writes, whatever the crc says:
  * a config text with a NUL byte or that does not parse, an iteration
- * outside [0, 2^48] (lower for batches over 2^14 rows), an Adam step
- * count other than the iteration, a non-finite theta or m, a v that is
+ * outside [0, 2^48] (lower for batches over 2^14 rows), an optimizer
+ * step count other than the iteration, a non-finite theta or m, a v that is
  * not finite and >= 0, an averaged step count outside [0, the good
  * iterations] or a non-finite average, negative nfe totals, a train time
  * that is not finite and >= 0, a plugin count outside [1, 64], a plugin kind, name
