@@ -1,9 +1,9 @@
 /*
- * Second derivatives and the cnf field. The jvp of mlp and linear against
- * central differences of eval, their jvp_vjp against central differences
- * of w . jvp in y and theta (several activations, time input on and off,
- * the cube input; galerkin's weights of t); cnf's Hutchinson estimate against its exact trace in
- * expectation; cnf's refusals. cnf's VJP itself is checked against
+ * Second derivatives and the cnf field. The jvp of mlp, linear and
+ * galerkin against central differences of eval, their jvp_vjp against
+ * central differences of w . jvp in y and theta (several activations, time
+ * input on and off, the cube input, galerkin's weights of t); cnf's
+ * Hutchinson estimate against its exact trace in expectation; cnf's refusals. cnf's VJP itself is checked against
  * differences by the conformance suite (test_fields.c).
  */
 #include <check.h>
