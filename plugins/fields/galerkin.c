@@ -8,11 +8,18 @@
  *     fourier: 1, cos(2 pi n t / period), sin(2 pi n t / period),
  *              n = 1 .. M - 1  (K = 2 M - 1)
  *     poly:    t^n, n = 0 .. M - 1  (K = M)
+ * and, not a Galerkin expansion but built the same way, FFJORD's
+ * concatsquash layers (Grathwohl et al., ICLR 2019; the public
+ * rtqichen/ffjord lib/layers/diffeq_layers/basic.py ConcatSquashLinear):
+ *     squash:  layer l's output (W x + b) * s(t) + e t, per output unit
+ *              s = sigmoid(g t + c), i.e. W(t) = diag(s) W and
+ *              b(t) = s b + e t (`modes` and `period` unused)
  * The net is mlp's: layers d, h1, ..., d, hidden activation tanh, relu or
  * identity, the output layer affine. With M = 1 it is an autonomous mlp.
  *
  * theta, per layer l in order: the coefficients of W_l (K x out x in, k
- * slowest), then of b_l (K x out). An evaluation builds the weights at t
+ * slowest), then of b_l (K x out); for squash W_l (out x in), b_l, g_l,
+ * c_l, e_l (out each). An evaluation builds the weights at t
  * once, in the parameter layout of the mlp field, and runs an autonomous
  * mlp of those weights (its kernels, its kept forward passes); a VJP runs
  * the mlp's, then spreads the weights' gradient over the coefficients:
@@ -32,20 +39,32 @@
 typedef struct gal_state {
     size_t nlayers, *width;  /* widths[0..nlayers]                     */
     size_t *off;             /* layer l's coefficients start in theta   */
-    int fourier;
-    size_t K;                /* basis functions                         */
+    int basis;               /* enum gal_basis                          */
+    size_t K;                /* basis functions (squash: 1)             */
     double period;
     size_t nweights;         /* sum over layers of out x in + out       */
     double *phi;             /* K: the basis at the last t              */
+    double t;                /* squash: the last t                      */
+    double *gate;            /* squash: s of every layer's outputs at t */
     double *w;               /* nweights: the weights at t              */
     double *wbar;            /* nweights: their gradient                */
     nde_config *net_cfg;     /* the net's own config                    */
     nde_field *net;          /* the autonomous mlp the weights run in   */
 } gal_state;
 
+enum gal_basis { BASIS_FOURIER, BASIS_POLY, BASIS_SQUASH };
+
+/* Layer l's coefficients: K copies of its out x in + out weights, or for
+ * squash its weights and 3 out of the gate and the bias in t. */
+static size_t layer_coefs(const gal_state *s, size_t l)
+{
+    const size_t in = s->width[l], o = s->width[l + 1];
+    return s->basis == BASIS_SQUASH ? in * o + 4 * o : s->K * (in * o + o);
+}
+
 static void basis_at(const gal_state *s, double t, double *phi)
 {
-    if (!s->fourier) {
+    if (s->basis == BASIS_POLY) {
         double p = 1.0;
         for (size_t k = 0; k < s->K; k++, p *= t)
             phi[k] = p;
@@ -81,11 +100,66 @@ static void spread(const double *phi, size_t K, const double *wbar,
             c[k * len + i] += phi[k] * wbar[i];
 }
 
+static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+/* squash: W(t) = diag(s) W, b(t) = s b + e t with s = sigmoid(g t + c),
+ * layer by layer; s kept for the VJP. */
+static void squash_weights_at(gal_state *s, double t, const double *theta)
+{
+    double *w = s->w, *gate = s->gate;
+    s->t = t;
+    for (size_t l = 0; l < s->nlayers; l++) {
+        const size_t in = s->width[l], o = s->width[l + 1];
+        const double *W = theta + s->off[l], *b = W + in * o;
+        const double *g = b + o, *c = g + o, *e = c + o;
+        for (size_t i = 0; i < o; i++) {
+            gate[i] = sigmoid(g[i] * t + c[i]);
+            for (size_t j = 0; j < in; j++)
+                w[i * in + j] = gate[i] * W[i * in + j];
+            w[in * o + i] = gate[i] * b[i] + e[i] * t;
+        }
+        w += in * o + o;
+        gate += o;
+    }
+}
+
+/* Its VJP: the weights' gradient wbar into vtheta. */
+static void squash_spread(const gal_state *s, const double *theta,
+                          double *vtheta)
+{
+    const double *wbar = s->wbar, *gate = s->gate;
+    for (size_t l = 0; l < s->nlayers; l++) {
+        const size_t in = s->width[l], o = s->width[l + 1];
+        const double *W = theta + s->off[l], *b = W + in * o;
+        const double *Wbar = wbar, *bbar = wbar + in * o;
+        double *vW = vtheta + s->off[l], *vb = vW + in * o;
+        double *vg = vb + o, *vc = vg + o, *ve = vc + o;
+        for (size_t i = 0; i < o; i++) {
+            double ds = b[i] * bbar[i];
+            for (size_t j = 0; j < in; j++) {
+                vW[i * in + j] += gate[i] * Wbar[i * in + j];
+                ds += W[i * in + j] * Wbar[i * in + j];
+            }
+            vb[i] += gate[i] * bbar[i];
+            ds *= gate[i] * (1.0 - gate[i]); /* through the sigmoid */
+            vg[i] += ds * s->t;
+            vc[i] += ds;
+            ve[i] += bbar[i] * s->t;
+        }
+        wbar += in * o + o;
+        gate += o;
+    }
+}
+
 /* The weights at t, layer by layer: W_l (its K blocks first in theta),
  * then b_l. */
 static void weights_at(gal_state *s, double t, const double *theta)
 {
     double *w = s->w;
+    if (s->basis == BASIS_SQUASH) {
+        squash_weights_at(s, t, theta);
+        return;
+    }
     basis_at(s, t, s->phi);
     for (size_t l = 0; l < s->nlayers; l++) {
         const size_t nw = s->width[l] * s->width[l + 1], o = s->width[l + 1];
@@ -104,9 +178,15 @@ static int gal_eval(nde_field *f, double t, const double *y,
     return nde_field_eval(s->net, t, y, s->w, dy, batch);
 }
 
-/* The weights' gradient wbar spread over the coefficients, into vtheta. */
-static void spread_all(const gal_state *s, double *vtheta)
+/* The weights' gradient wbar spread over the coefficients, into vtheta
+ * (theta: the coefficients the weights were built from). */
+static void spread_all(const gal_state *s, const double *theta,
+                       double *vtheta)
 {
+    if (s->basis == BASIS_SQUASH) {
+        squash_spread(s, theta, vtheta);
+        return;
+    }
     for (size_t l = 0, at = 0; l < s->nlayers; l++) {
         const size_t nw = s->width[l] * s->width[l + 1];
         const size_t o = s->width[l + 1];
@@ -130,7 +210,7 @@ static int gal_vjp(nde_field *f, double t, const double *y,
                             vtheta ? s->wbar : NULL, batch)) != NDE_OK)
         return rc;
     if (vtheta)
-        spread_all(s, vtheta);
+        spread_all(s, theta, vtheta);
     return NDE_OK;
 }
 
@@ -158,12 +238,14 @@ static int gal_jvp_vjp(nde_field *f, double t, const double *y,
                                 vtheta ? s->wbar : NULL, batch)) != NDE_OK)
         return rc;
     if (vtheta)
-        spread_all(s, vtheta);
+        spread_all(s, theta, vtheta);
     return NDE_OK;
 }
 
 /* The constant mode's coefficients Glorot-uniform (as mlp's init), the
- * others 0: the field starts autonomous. */
+ * others 0: the field starts autonomous. squash: W Glorot-uniform, b 0,
+ * g, c and e uniform in [-1, 1] (torch's nn.Linear(1, out) default, which
+ * FFJORD's layers keep). */
 static int gal_init_params(nde_field *f, double *theta, uint64_t seed)
 {
     gal_state *s = f->state;
@@ -176,11 +258,27 @@ static int gal_init_params(nde_field *f, double *theta, uint64_t seed)
     for (size_t l = 0; l < s->nlayers; l++) {
         const size_t in = s->width[l], o = s->width[l + 1];
         const double a = sqrt(6.0 / (double)(in + o));
+        double *g = theta + s->off[l] + in * o + o;
         for (size_t i = 0; i < in * o; i++)
             theta[s->off[l] + i] = gsl_ran_flat(r, -a, a);
+        for (size_t i = 0; s->basis == BASIS_SQUASH && i < 3 * o; i++)
+            g[i] = gsl_ran_flat(r, -1.0, 1.0);
     }
     gsl_rng_free(r);
     return NDE_OK;
+}
+
+/* squash: W<l>[r,c] and b<l>[r] as mlp's, then gate_t, gate_b, bias_t. */
+static void squash_param_name(const gal_state *s, size_t l, size_t j,
+                              char *buf, size_t len)
+{
+    static const char *const part[] = {"b", "gate_t", "gate_b", "bias_t"};
+    const size_t in = s->width[l], o = s->width[l + 1];
+    if (j < in * o)
+        snprintf(buf, len, "W%zu[%zu,%zu]", l + 1, j / in, j % in);
+    else
+        snprintf(buf, len, "%s%zu[%zu]", part[(j - in * o) / o], l + 1,
+                 (j - in * o) % o);
 }
 
 static int gal_param_name(const nde_field *f, size_t i, char *buf,
@@ -191,7 +289,9 @@ static int gal_param_name(const nde_field *f, size_t i, char *buf,
         if (i >= s->off[l]) {
             const size_t nw = s->width[l] * s->width[l + 1];
             const size_t j = i - s->off[l];
-            if (j < s->K * nw)
+            if (s->basis == BASIS_SQUASH)
+                squash_param_name(s, l, j, buf, len);
+            else if (j < s->K * nw)
                 snprintf(buf, len, "W%zu[%zu,%zu,%zu]", l + 1, j / nw,
                          j % nw / s->width[l], j % s->width[l]);
             else
@@ -215,6 +315,7 @@ static void gal_destroy(nde_field *f)
     free(s->phi);
     free(s->w);
     free(s->wbar);
+    free(s->gate);
     free(s);
     f->state = NULL;
 }
@@ -257,13 +358,20 @@ static int read_shape(gal_state *s, nde_section *sec, nde_ctx *ctx)
                           "relu or identity", act);
         goto done;
     }
-    if (strcmp(basis, "fourier") != 0 && strcmp(basis, "poly") != 0) {
-        nde_section_error(sec, "basis", ctx, "'%s': expected fourier or "
-                          "poly", basis);
+    if (strcmp(basis, "fourier") == 0) {
+        s->basis = BASIS_FOURIER;
+        s->K = 2 * (size_t)modes - 1;
+    } else if (strcmp(basis, "poly") == 0) {
+        s->basis = BASIS_POLY;
+        s->K = (size_t)modes;
+    } else if (strcmp(basis, "squash") == 0) {
+        s->basis = BASIS_SQUASH;
+        s->K = 1;
+    } else {
+        nde_section_error(sec, "basis", ctx, "'%s': expected fourier, poly "
+                          "or squash", basis);
         goto done;
     }
-    s->fourier = basis[0] == 'f';
-    s->K = s->fourier ? 2 * (size_t)modes - 1 : (size_t)modes;
     s->nlayers = n - 1;
     if (!(s->width = malloc(n * sizeof *s->width))) {
         rc = nde_error(ctx, NDE_ENOMEM, "galerkin: out of memory");
@@ -307,7 +415,7 @@ static int create_net(nde_field *f, gal_state *s, nde_section *sec,
 static int gal_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
 {
     gal_state *s = calloc(1, sizeof *s);
-    size_t P = 0;
+    size_t P = 0, nout = 0;
     int rc;
 
     if (!(f->state = s))
@@ -320,15 +428,16 @@ static int gal_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
     if (!(s->off = malloc(s->nlayers * sizeof *s->off)))
         return nde_error(ctx, NDE_ENOMEM, "galerkin: out of memory");
     for (size_t l = 0; l < s->nlayers; l++) {
-        const size_t n = s->width[l] * s->width[l + 1] + s->width[l + 1];
         s->off[l] = P;
-        P += s->K * n;
-        s->nweights += n;
+        P += layer_coefs(s, l);
+        s->nweights += s->width[l] * s->width[l + 1] + s->width[l + 1];
+        nout += s->width[l + 1];
     }
     s->phi = malloc(s->K * sizeof *s->phi);
     s->w = malloc(s->nweights * sizeof *s->w);
     s->wbar = malloc(s->nweights * sizeof *s->wbar);
-    if (!s->phi || !s->w || !s->wbar)
+    s->gate = malloc(nout * sizeof *s->gate);
+    if (!s->phi || !s->w || !s->wbar || !s->gate)
         return nde_error(ctx, NDE_ENOMEM, "galerkin: out of memory");
     if ((rc = create_net(f, s, sec, ctx)) != NDE_OK)
         return rc;
@@ -348,7 +457,9 @@ static const nde_key gal_keys[] = {
      "tanh, relu or identity: the hidden layers' (the output is affine)"},
     {"basis", NDE_KEY_WORD, "fourier",
      "fourier (1, cos and sin of 2 pi n t / period) or poly (t^n): the "
-     "functions of t each weight is expanded in"},
+     "functions of t each weight is expanded in; or squash, FFJORD's "
+     "concatsquash layers: each layer's output (W x + b) sigmoid(g t + c) "
+     "+ e t"},
     {"modes", NDE_KEY_INT, "2",
      "M: harmonics n = 0 .. M - 1 (fourier: 2 M - 1 functions) or powers "
      "(poly: M); 1 is an autonomous mlp"},

@@ -61,6 +61,7 @@ static const char *const second_configs[] = {
     "modes = 3\n",
     "[field]\nplugin = galerkin\nlayers = 3, 7, 3\nbasis = fourier\n"
     "modes = 2\nperiod = 0.7\nactivation = relu\n",
+    "[field]\nplugin = galerkin\nlayers = 2, 6, 5, 2\nbasis = squash\n",
 };
 
 /* sum over the batch of w . (J v) */

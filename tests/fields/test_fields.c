@@ -330,6 +330,8 @@ static const char *const conformance_configs[][2] = {
     {"galerkin poly, relu, two hidden layers",
      "[field]\nplugin = galerkin\nlayers = 3, 5, 4, 3\nbasis = poly\n"
      "modes = 2\nactivation = relu\n"},
+    {"galerkin squash (FFJORD's concatsquash)",
+     "[field]\nplugin = galerkin\nlayers = 2, 7, 6, 2\nbasis = squash\n"},
     {"second_order around an mlp",
      "[field]\nplugin = second_order\ninner = accel\n"
      "[field.accel]\nplugin = mlp\nlayers = 4, 9, 4\ntime = true\n"},

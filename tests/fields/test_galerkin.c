@@ -3,7 +3,8 @@
  * galerkin.c), the depth-variant mlp: with one mode it is the autonomous
  * mlp of the same weights (the layouts agree); with Fourier modes it
  * depends on t with the basis' period, and the coefficients of the
- * non-constant modes start at 0. second_order: an oscillator through it.
+ * non-constant modes start at 0; squash is FFJORD's concatsquash layer.
+ * second_order: an oscillator through it.
  * controlled: the inner field's first outputs, the controls held still.
  * Their VJPs are checked against differences by the conformance suite
  * (test_fields.c) and `nde check field` (tests/check).
@@ -81,12 +82,46 @@ START_TEST(test_fourier_in_t)
 }
 END_TEST
 
+/* squash, one affine layer: f = (W y + b) sigmoid(g t + c) + e t per
+ * output, FFJORD's ConcatSquashLinear, by hand; its parameter names. */
+START_TEST(test_squash_by_hand)
+{
+    nde_field *f = field_of("[field]\nplugin = galerkin\nlayers = 2, 2\n"
+                            "basis = squash\n", 1);
+    const double y[2] = {0.4, -0.3}, t = 0.7;
+    /* W (2 x 2), b, g, c, e */
+    const double theta[12] = {1, 2, -3, 0.5, 0.1, -0.2, 0.9, -1.1,
+                              0.3, 0.25, -0.6, 1.5};
+    char name[32];
+    double dy[2];
+
+    ck_assert_uint_eq(f->nparams, 12);
+    ck_assert_int_eq(nde_field_eval(f, t, y, theta, dy, 1), NDE_OK);
+    for (int i = 0; i < 2; i++) {
+        const double lin = theta[2 * i] * y[0] + theta[2 * i + 1] * y[1] +
+                           theta[4 + i];
+        const double s = 1.0 / (1.0 + exp(-(theta[6 + i] * t +
+                                            theta[8 + i])));
+        const double want = lin * s + theta[10 + i] * t;
+        ck_assert_msg(fabs(dy[i] - want) <= 1e-15 * fabs(want),
+                      "%d: %.17g, want %.17g", i, dy[i], want);
+    }
+    nde_field_param_name(f, 1, name, sizeof name);
+    ck_assert_str_eq(name, "W1[0,1]");
+    nde_field_param_name(f, 7, name, sizeof name);
+    ck_assert_str_eq(name, "gate_t1[1]");
+    nde_field_param_name(f, 10, name, sizeof name);
+    ck_assert_str_eq(name, "bias_t1[0]");
+    nde_field_destroy(f);
+}
+END_TEST
+
 START_TEST(test_bad_keys)
 {
     static const char *bad[][2] = {
         {"layers = 2, 5, 3\n", "first equal to the last"},
         {"layers = 2, 5, 2\nmodes = 0\n", "modes"},
-        {"layers = 2, 5, 2\nbasis = legendre\n", "fourier or poly"},
+        {"layers = 2, 5, 2\nbasis = legendre\n", "fourier, poly or squash"},
         {"layers = 2, 5, 2\nactivation = gelu\n", "tanh, relu"},
         {"layers = 2, 5, 2\nperiod = 0\n", "period"},
     };
@@ -178,6 +213,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_one_mode_is_mlp);
     tcase_add_test(tc, test_fourier_in_t);
+    tcase_add_test(tc, test_squash_by_hand);
     tcase_add_test(tc, test_bad_keys);
     tcase_add_test(tc, test_second_order_oscillator);
     tcase_add_test(tc, test_controlled_holds_controls);
