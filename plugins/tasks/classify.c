@@ -47,6 +47,10 @@ static const nde_key classify_keys[] = {
 
 static const double t_end = 1.0;
 
+/* The encoder kernels' blocks: rows and outputs of encode_rows, columns
+ * and outputs of encoder_weight_grad. */
+enum { ENC_ROWS = 8, ENC_OUTS = 8, GRAD_COLS = 16, GRAD_OUTS = 4 };
+
 typedef struct classify {
     nde_dataset *train, *test;
     size_t F, C;
@@ -54,6 +58,7 @@ typedef struct classify {
     double *xb;            /* rows x F: the batch's images                */
     int *yb;               /* rows: their labels                          */
     double *y0, *y1;       /* rows x dim: evaluation's chunk              */
+    double *xt;            /* F x ENC_ROWS: encode's rows, transposed     */
     double *test_prob;     /* ntest x C                                   */
 } classify;
 
@@ -134,6 +139,7 @@ static int classify_create(nde_task *t, nde_section *dsec,
         !(c->yb = malloc(t->rows * sizeof *c->yb)) ||
         !(c->y0 = malloc(t->rows * D * sizeof *c->y0)) ||
         !(c->y1 = malloc(t->rows * D * sizeof *c->y1)) ||
+        !(c->xt = malloc(c->F * ENC_ROWS * sizeof *c->xt)) ||
         !(c->test_prob = malloc(t->ntest * c->C * sizeof *c->test_prob)))
         return nde_error(ctx, NDE_ENOMEM, "out of memory");
     return NDE_OK;
@@ -152,6 +158,7 @@ static void classify_destroy(nde_task *t)
     free(c->yb);
     free(c->y0);
     free(c->y1);
+    free(c->xt);
     free(c->test_prob);
     free(c);
 }
@@ -224,46 +231,109 @@ static double affine1(double b, const double *w, const double *x, size_t F)
     return s;
 }
 
-/* y0 = x W^T + b for n rows. Each entry sums its F products in order, as
- * affine1 does (the same bits whatever the blocking); blocks of 4 rows x 2
- * outputs keep 8 such sums going side by side, where one sum alone waits
- * on every add (this was 42 % of a Fashion-MNIST iteration). */
+/*
+ * The encoder's kernels are also built for x86-64-v4 and -v3, picked when
+ * the plugin loads (gcc's target_clones). classify is compiled with
+ * -ffp-contract=off and the kernels keep each entry's order of
+ * operations, so every build gives the bits of the plain loops (affine1;
+ * the update g * x added row after row).
+ */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define KERNEL_CLONES                                                        \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3",         \
+                                 "default")))
+#else
+#define KERNEL_CLONES
+#endif
+
+/* ENC_ROWS doubles: a generic vector of gcc's, which each clone lowers to
+ * its widest registers. */
+typedef double enc_vec __attribute__((vector_size(ENC_ROWS * sizeof(double))));
+
+/* y (ENC_ROWS rows, D apart) = x W^T + b for the rows whose F features
+ * xt holds transposed (F x ENC_ROWS): the rows are the vector lanes, and
+ * ENC_OUTS outputs at a time keep as many sums going, each summing its
+ * products in order of f. */
+KERNEL_CLONES
+static void encode_rows(const double *restrict W, const double *bias,
+                        const double *restrict xt, size_t F, size_t D,
+                        double *restrict y)
+{
+    for (size_t d = 0; d < D; d += ENC_OUTS) {
+        const size_t m = D - d < ENC_OUTS ? D - d : ENC_OUTS;
+        enc_vec acc[ENC_OUTS], x;
+        for (size_t j = 0; j < ENC_OUTS; j++)
+            for (size_t k = 0; k < ENC_ROWS; k++)
+                acc[j][k] = j < m ? bias[d + j] : 0.0;
+        for (size_t f = 0; f < F; f++) {
+            memcpy(&x, xt + f * ENC_ROWS, sizeof x);
+            if (m == ENC_OUTS)
+                for (size_t j = 0; j < ENC_OUTS; j++)
+                    acc[j] += x * W[(d + j) * F + f];
+            else
+                for (size_t j = 0; j < m; j++)
+                    acc[j] += x * W[(d + j) * F + f];
+        }
+        for (size_t j = 0; j < m; j++)
+            for (size_t k = 0; k < ENC_ROWS; k++)
+                y[k * D + d + j] = acc[j][k];
+    }
+}
+
+/* gW (D x F) += g^T x for n rows: GRAD_COLS columns of GRAD_OUTS rows of
+ * gW held in registers while the rows of x go by (a block of x small
+ * enough for L1; each entry takes the rows in order), the last columns
+ * one by one. */
+KERNEL_CLONES
+static void encoder_weight_grad(const double *restrict x,
+                                const double *restrict g, size_t n,
+                                size_t D, size_t F, double *restrict gW)
+{
+    enum { V = GRAD_COLS / ENC_ROWS };
+    size_t f0 = 0;
+    for (; f0 + GRAD_COLS <= F; f0 += GRAD_COLS)
+        for (size_t d = 0; d < D; d += GRAD_OUTS) {
+            const size_t m = D - d < GRAD_OUTS ? D - d : GRAD_OUTS;
+            enc_vec acc[GRAD_OUTS][V], xv;
+            for (size_t j = 0; j < m; j++)
+                memcpy(acc[j], gW + (d + j) * F + f0, sizeof acc[j]);
+            for (size_t r = 0; r < n; r++)
+                for (size_t v = 0; v < V; v++) {
+                    memcpy(&xv, x + r * F + f0 + v * ENC_ROWS, sizeof xv);
+                    if (m == GRAD_OUTS)
+                        for (size_t j = 0; j < GRAD_OUTS; j++)
+                            acc[j][v] += xv * g[r * D + d + j];
+                    else
+                        for (size_t j = 0; j < m; j++)
+                            acc[j][v] += xv * g[r * D + d + j];
+                }
+            for (size_t j = 0; j < m; j++)
+                memcpy(gW + (d + j) * F + f0, acc[j], sizeof acc[j]);
+        }
+    for (size_t d = 0; d < D; d++)
+        for (size_t r = 0; r < n; r++)
+            for (size_t f = f0; f < F; f++)
+                gW[d * F + f] += g[r * D + d] * x[r * F + f];
+}
+
+/* y0 = x W^T + b for n rows: ENC_ROWS rows at a time through encode_rows,
+ * the rest one by one. */
 static void encode(const nde_task *t, const double *theta, const double *x,
                    size_t n, double *y0)
 {
     const classify *c = t->state;
     const size_t D = t->dim, F = c->F;
     const double *W = ENC_W(c, theta), *bias = ENC_B(c, D, theta);
-    size_t r = 0, d;
+    size_t r = 0;
 
-    for (; r + 4 <= n; r += 4) {
-        const double *x0 = x + r * F, *x1 = x0 + F, *x2 = x1 + F,
-                     *x3 = x2 + F;
-        double *y = y0 + r * D;
-        for (d = 0; d + 2 <= D; d += 2) {
-            const double *wa = W + d * F, *wb = wa + F;
-            double a0 = bias[d], a1 = a0, a2 = a0, a3 = a0;
-            double b0 = bias[d + 1], b1 = b0, b2 = b0, b3 = b0;
-            for (size_t f = 0; f < F; f++) {
-                a0 += wa[f] * x0[f];
-                a1 += wa[f] * x1[f];
-                a2 += wa[f] * x2[f];
-                a3 += wa[f] * x3[f];
-                b0 += wb[f] * x0[f];
-                b1 += wb[f] * x1[f];
-                b2 += wb[f] * x2[f];
-                b3 += wb[f] * x3[f];
-            }
-            y[d] = a0, y[D + d] = a1, y[2 * D + d] = a2, y[3 * D + d] = a3;
-            y[d + 1] = b0, y[D + d + 1] = b1, y[2 * D + d + 1] = b2,
-            y[3 * D + d + 1] = b3;
-        }
-        for (; d < D; d++)
-            for (size_t k = 0; k < 4; k++)
-                y[k * D + d] = affine1(bias[d], W + d * F, x0 + k * F, F);
+    for (; r + ENC_ROWS <= n; r += ENC_ROWS) {
+        for (size_t k = 0; k < ENC_ROWS; k++)
+            for (size_t f = 0; f < F; f++)
+                c->xt[f * ENC_ROWS + k] = x[(r + k) * F + f];
+        encode_rows(W, bias, c->xt, F, D, y0 + r * D);
     }
     for (; r < n; r++)
-        for (d = 0; d < D; d++)
+        for (size_t d = 0; d < D; d++)
             y0[r * D + d] = affine1(bias[d], W + d * F, x + r * F, F);
 }
 
@@ -280,21 +350,14 @@ static int classify_lift_vjp(nde_task *t, const double *theta,
 {
     const classify *c = t->state;
     const size_t D = t->dim, F = c->F;
-    double *gW = ENC_W(c, thetabar), *gb = ENC_B(c, D, thetabar);
-    size_t r, d, f;
+    double *gb = ENC_B(c, D, thetabar);
 
     (void)theta;
-    for (r = 0; r < t->rows; r++)
-        for (d = 0; d < D; d++) {
-            const double g = ybar0[r * D + d];
-            const double *restrict xr = b->input + r * F;
-            double *restrict w = gW + d * F;
-            gb[d] += g;
-            /* restrict: the gradient is not the input, so the compiler
-             * vectorises this without a run-time overlap check. */
-            for (f = 0; f < F; f++)
-                w[f] += g * xr[f];
-        }
+    for (size_t r = 0; r < t->rows; r++)
+        for (size_t d = 0; d < D; d++)
+            gb[d] += ybar0[r * D + d];
+    encoder_weight_grad(b->input, ybar0, t->rows, D, F,
+                        ENC_W(c, thetabar));
     return NDE_OK;
 }
 
