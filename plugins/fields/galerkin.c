@@ -13,7 +13,7 @@
  * rtqichen/ffjord lib/layers/diffeq_layers/basic.py ConcatSquashLinear):
  *     squash:  layer l's output (W x + b) * s(t) + e t, per output unit
  *              s = sigmoid(g t + c), i.e. W(t) = diag(s) W and
- *              b(t) = s b + e t (`modes` and `period` unused)
+ *              b(t) = s b + e t (`modes` and `period` refused)
  * The net is mlp's: layers d, h1, ..., d, hidden activation tanh, relu or
  * identity, the output layer affine. With M = 1 it is an autonomous mlp.
  *
@@ -365,6 +365,14 @@ static int read_shape(gal_state *s, nde_section *sec, nde_ctx *ctx)
         s->basis = BASIS_POLY;
         s->K = (size_t)modes;
     } else if (strcmp(basis, "squash") == 0) {
+        const char *key = nde_section_has(sec, "modes")    ? "modes"
+                          : nde_section_has(sec, "period") ? "period"
+                                                           : NULL;
+        if (key) {
+            nde_section_error(sec, key, ctx, "is a key of the fourier and "
+                              "poly bases; basis = squash has none");
+            goto done;
+        }
         s->basis = BASIS_SQUASH;
         s->K = 1;
     } else {

@@ -122,6 +122,10 @@ START_TEST(test_bad_keys)
         {"layers = 2, 5, 3\n", "first equal to the last"},
         {"layers = 2, 5, 2\nmodes = 0\n", "modes"},
         {"layers = 2, 5, 2\nbasis = legendre\n", "fourier, poly or squash"},
+        {"layers = 2, 5, 2\nbasis = squash\nmodes = 3\n",
+         "modes: is a key of the fourier and poly bases"},
+        {"layers = 2, 5, 2\nbasis = squash\nperiod = 2\n",
+         "period: is a key of the fourier and poly bases"},
         {"layers = 2, 5, 2\nactivation = gelu\n", "tanh, relu"},
         {"layers = 2, 5, 2\nperiod = 0\n", "period"},
     };
