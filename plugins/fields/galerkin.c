@@ -224,7 +224,7 @@ static int gal_jvp(nde_field *f, double t, const double *y,
 }
 
 /* The net's second derivative at the weights of t; its weight part spread
- * like the VJP's (the weights are linear in theta). */
+ * like the VJP's (the chain rule through the weights, as there). */
 static int gal_jvp_vjp(nde_field *f, double t, const double *y,
                        const double *theta, const double *v, const double *w,
                        double *vy, double *vtheta, size_t batch)
