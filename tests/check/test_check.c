@@ -78,6 +78,8 @@ static const keyed keyed_runs[] = {
     {"field", "galerkin", {"-s", "field.layers=3,6,5,3", "-s",
                            "field.basis=poly", "-s", "field.modes=3", "-s",
                            "field.activation=relu"}},
+    {"field", "galerkin", {"-s", "field.layers=2,7,6,2", "-s",
+                           "field.basis=squash"}},
     {"field", "ngm", {"-s", "field.dim=3"}},
     {"field", "linear", {"-s", "field.A=-0.5,1,-1,-0.5", "-s",
                          "field.b=0.1,0.2"}},
