@@ -2095,7 +2095,8 @@ int nde_trainer_step(nde_trainer *tr, nde_train_step *m)
         nde_error_prefix(tr->ctx, "iteration %ld", m->iteration);
         m->time_s = now_s() - start;
         tr->tot.time_s += m->time_s;
-        /* after the optimizer's step the parameters moved: nothing to absorb */
+        /* after the optimizer's step the parameters moved: nothing to
+         * absorb */
         return prox_failed ? rc : absorb_failure(tr, m, rc);
     }
     tr->iter++;

@@ -267,6 +267,7 @@ static void encode_rows(const double *restrict W, const double *bias,
                 acc[j][k] = j < m ? bias[d + j] : 0.0;
         for (size_t f = 0; f < F; f++) {
             memcpy(&x, xt + f * ENC_ROWS, sizeof x);
+            /* a whole block: a constant count gcc unrolls into registers */
             if (m == ENC_OUTS)
                 for (size_t j = 0; j < ENC_OUTS; j++)
                     acc[j] += x * W[(d + j) * F + f];

@@ -3,8 +3,9 @@
  * galerkin against central differences of eval, their jvp_vjp against
  * central differences of w . jvp in y and theta (several activations, time
  * input on and off, the cube input, galerkin's weights of t); cnf's
- * Hutchinson estimate against its exact trace in expectation; cnf's refusals. cnf's VJP itself is checked against
- * differences by the conformance suite (test_fields.c).
+ * Hutchinson estimate against its exact trace in expectation; cnf's
+ * refusals. cnf's VJP itself is checked against differences by the
+ * conformance suite (test_fields.c).
  */
 #include <check.h>
 #include <math.h>

@@ -203,14 +203,16 @@ enum nde_optimizer {
 /* [train] on_failure: what a failed iteration (a solve that fails: step
  * size underflow, maximum steps, a non-finite state, loss, gradient or
  * optimizer update) does. Itself it changes neither the parameters nor
- * the optimizer's state. backoff's state before the last good step is not in
- * checkpoints: a resumed run's first failure only halves the rate. */
+ * the optimizer's state. backoff's state before the last good step is
+ * not in checkpoints: a resumed run's first failure only halves the
+ * rate. */
 enum nde_on_failure {
     NDE_ON_FAILURE_STOP = 0,   /* the run stops (nde_trainer_step fails)  */
     NDE_ON_FAILURE_SKIP,       /* its batch is dropped, the run goes on   */
     NDE_ON_FAILURE_BACKOFF     /* the same, and the parameters and the
-                                  optimizer's state go back to before the last good
-                                  step, and the learning rate halves     */
+                                  optimizer's state go back to before
+                                  the last good step, and the learning
+                                  rate halves                            */
 };
 
 /* One iteration's numbers. */
@@ -280,8 +282,9 @@ NDE_API uint64_t nde_trainer_run_id(const nde_trainer *tr);
 /*
  * One iteration. On a failed solve, a non-finite loss or gradient, or an
  * optimizer update that would make a parameter or its state non-finite,
- * the parameters and optimizer state are left as they were and the message names
- * the iteration: NDE_EMAXSTEPS, NDE_ESTEPSIZE, NDE_ENONFINITE, NDE_ERETRY.
+ * the parameters and optimizer state are left as they were and the
+ * message names the iteration: NDE_EMAXSTEPS, NDE_ESTEPSIZE,
+ * NDE_ENONFINITE, NDE_ERETRY.
  * Under on_failure = skip or backoff such a failure is absorbed: the
  * iteration counts as done, its batch dropped, m->failed holds its
  * status (the message stays in ctx), totals' failures grows (backoff
