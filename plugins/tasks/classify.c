@@ -301,6 +301,7 @@ static void encoder_weight_grad(const double *restrict x,
             for (size_t r = 0; r < n; r++)
                 for (size_t v = 0; v < V; v++) {
                     memcpy(&xv, x + r * F + f0 + v * ENC_ROWS, sizeof xv);
+                    /* a whole block: a constant count, as in encode_rows */
                     if (m == GRAD_OUTS)
                         for (size_t j = 0; j < GRAD_OUTS; j++)
                             acc[j][v] += xv * g[r * D + d + j];
