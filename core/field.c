@@ -67,6 +67,14 @@ static int check_noise(nde_field *f, nde_section *sec, nde_ctx *ctx)
                          "the diffusion or diffusion_vjp operation", name);
     if (f->noise != NDE_NOISE_GENERAL)    /* channels per row (field.h) */
         f->noise_dim = f->noise == NDE_NOISE_DIAGONAL ? f->dim : 0;
+    if (f->control_dim > 0 &&
+        (f->noise != NDE_NOISE_GENERAL || f->control_dim >= f->noise_dim ||
+         f->control_dim > f->ninputs))
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "field plugin '%s' set control_dim %zu: expected "
+                         "general noise with more channels (%zu) and at "
+                         "least as many inputs (%zu)", name, f->control_dim,
+                         f->noise_dim, f->ninputs);
     if (f->noise == NDE_NOISE_NONE && f->calculus != NDE_CALCULUS_SOLVER)
         return nde_section_error(sec, "calculus", ctx,
                                  "'%s' is set but this '%s' field has no "
@@ -433,6 +441,11 @@ int nde_field_set_input(nde_field *f, nde_input *in)
                          "channel%s, the input has %zu",
                          f->type->info.name, f->ninputs,
                          f->ninputs == 1 ? "" : "s", nde_input_channels(in));
+    if (in && f->control_dim > 0 && nde_input_kind(in) != NDE_INPUT_LINEAR)
+        return nde_error(f->ctx, NDE_EINVAL, "field '%s' is driven by its "
+                         "input's increments (control_dim %zu): the input "
+                         "must be linear, not constant",
+                         f->type->info.name, f->control_dim);
     f->input = in;
     return NDE_OK;
 }

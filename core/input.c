@@ -216,3 +216,49 @@ int nde_input_has_knot(const nde_input *in, double t)
     const long k = segment_of(in->knots, in->nknots_all, t);
     return k >= 0 && in->knots[k] == t;
 }
+
+/* Where t falls on a linear row of n knots ts: u(t) = (1 - w) u_k + w
+ * u_k+1 as u_k + w (u_k+1 - u_k), k1 = k0 + 1; held before the first
+ * knot and after the last (k1 = k0, w = 0). */
+static void linear_place(const double *ts, size_t n, double t, size_t *k0,
+                         size_t *k1, double *w)
+{
+    const long k = segment_of(ts, n, t);
+
+    if (k < 0 || (size_t)k + 1 >= n) {
+        *k0 = *k1 = k < 0 ? 0 : (size_t)k;
+        *w = 0.0;
+        return;
+    }
+    *k0 = (size_t)k;
+    *k1 = *k0 + 1;
+    *w = (t - ts[k]) / (ts[k + 1] - ts[k]);
+}
+
+int nde_input_increment(const nde_input *in, size_t r, double ta, double tb,
+                        size_t n, double *du)
+{
+    const size_t row = in->row0 + r, m = in->m;
+    const double *ts = in->t + row * in->knots_max;
+    const double *us = in->u + row * in->knots_max * m;
+    size_t a0, a1, b0, b1;
+    double wa, wb;
+
+    if (in->kind != NDE_INPUT_LINEAR || n > m)
+        return nde_error(in->ctx, NDE_EINVAL, "input: increments of %zu "
+                         "channel%s of a %s input of %zu (a control path "
+                         "must be linear, with at least the channels asked)",
+                         n, n == 1 ? "" : "s",
+                         in->kind == NDE_INPUT_LINEAR ? "linear" : "constant",
+                         m);
+    linear_place(ts, in->nknots[row], ta, &a0, &a1, &wa);
+    linear_place(ts, in->nknots[row], tb, &b0, &b1, &wb);
+    for (size_t i = 0; i < n; i++) {
+        const double ua = us[a0 * m + i] +
+                          wa * (us[a1 * m + i] - us[a0 * m + i]);
+        const double ub = us[b0 * m + i] +
+                          wb * (us[b1 * m + i] - us[b0 * m + i]);
+        du[i] = ub - ua;
+    }
+    return NDE_OK;
+}

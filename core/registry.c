@@ -35,7 +35,8 @@ typedef struct module {
  * descriptor is read up to the size of the version it declares. */
 static const size_t field_sizes[] = {
     offsetof(nde_field_type, jvp), offsetof(nde_field_type, jvp_vjp),
-    sizeof(nde_field_type), sizeof(nde_field_type)}; /* 4: general noise */
+    sizeof(nde_field_type), sizeof(nde_field_type), /* 4: general noise */
+    sizeof(nde_field_type)}; /* 5: controlled equations */
 static const size_t solver_sizes[] = {
     sizeof(nde_solver_type), sizeof(nde_solver_type)}; /* 2: the tableau grew */
 static const size_t adjoint_sizes[] = {

@@ -117,9 +117,9 @@ static int compose(nde_run *r)
         return rc;
     /* with t1 <= t0 the solve itself says why an SDE cannot run */
     if (nde_solver_is_sde(r->solver) && r->problem.t1 > r->problem.t0)
-        return nde_brownian_create(r->ctx,
-                                   r->problem.batch * r->field->noise_dim,
-                                   &r->brownian);
+        return nde_brownian_create(
+            r->ctx, r->problem.batch * nde_field_brownian_dim(r->field),
+            &r->brownian);
     return NDE_OK;
 }
 
@@ -169,7 +169,7 @@ int nde_run_solve(nde_run *r, uint64_t seed, double *ysave, nde_stats *st)
 
     memset(st, 0, sizeof *st);
     if (r->brownian) {
-        const size_t n = p->batch * r->field->noise_dim;
+        const size_t n = p->batch * nde_field_brownian_dim(r->field);
         if ((rc = nde_brownian_reset(r->brownian, seed, p->t0, p->t1, o.dt,
                                      n)) != NDE_OK) {
             st->status = rc;

@@ -455,9 +455,9 @@ typedef struct drive {
 } drive;
 
 /* The Brownian path must cover the solve's interval with n = batch x
- * noise_dim channels (one per state value for diagonal noise). A path on
- * the solve's own grid (t0, t1, dt) is queried by whole cells, the fast
- * case; any other is exact but slower. */
+ * nde_field_brownian_dim channels (one per state value for diagonal
+ * noise). A path on the solve's own grid (t0, t1, dt) is queried by whole
+ * cells, the fast case; any other is exact but slower. */
 static int check_brownian(nde_solver *s, const nde_brownian *bm, double t0,
                           double t1, size_t n)
 {
@@ -487,7 +487,7 @@ static int check_brownian(nde_solver *s, const nde_brownian *bm, double t0,
                          "the solve's noise %zu (batch x the field's noise "
                          "channels, %zu x %zu): reset it with n = %zu", name,
                          nde_brownian_channels(bm), n, s->batch,
-                         s->field->noise_dim, n);
+                         nde_field_brownian_dim(s->field), n);
     return NDE_OK;
 }
 

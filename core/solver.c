@@ -156,6 +156,14 @@ static int check_pairing(nde_ctx *ctx, const nde_solver_type *type,
                          "field '%s' has general noise (noise_dim = %zu): use "
                          "euler_maruyama, heun or reversible_heun", sname,
                          fname, field->noise_dim);
+    if (sde && field->control_dim > 0 && (type->info.needs &
+                                          NDE_NEEDS_LEVY_AREA))
+        return nde_error(ctx, NDE_ECAPABILITY,
+                         "solver '%s' needs the Levy area of its noise, "
+                         "which field '%s' does not have for its %zu "
+                         "channels driven by its input (control_dim): use "
+                         "euler_maruyama, heun or reversible_heun", sname,
+                         fname, field->control_dim);
     if ((field->calculus == NDE_CALCULUS_ITO && !(flags & NDE_CAP_SDE_ITO)) ||
         (field->calculus == NDE_CALCULUS_STRATONOVICH &&
          !(flags & NDE_CAP_SDE_STRATONOVICH)))
@@ -345,7 +353,8 @@ int nde_solver_noise_blocks(const nde_solver *s)
 
 size_t nde_solver_noise_channels(const nde_solver *s)
 {
-    return nde_solver_is_sde(s) ? s->batch * s->field->noise_dim : 0;
+    return nde_solver_is_sde(s) ? s->batch * nde_field_brownian_dim(s->field)
+                                : 0;
 }
 
 size_t nde_solver_noise_channels_max(const nde_solver *s)
@@ -355,11 +364,39 @@ size_t nde_solver_noise_channels_max(const nde_solver *s)
     return w > n ? w : n;
 }
 
+/* A controlled field's noise (nde/field.h, control_dim): the path's
+ * rows of M - c Brownian channels, in dw's first values, spread to rows
+ * of M from the last row down (so nothing unread is overwritten), each
+ * followed by the input's increments of its c control channels. */
+static int control_noise(const nde_solver *s, double ta, double tb,
+                         double *dw)
+{
+    const nde_field *f = s->field;
+    const size_t M = f->noise_dim, c = f->control_dim, mb = M - c;
+    int rc;
+
+    if (!f->input)
+        return nde_error(s->ctx, NDE_EINVAL, "field '%s' is driven by its "
+                         "input (control_dim %zu) but has none set",
+                         f->type->info.name, c);
+    for (size_t r = s->batch; r-- > 0;) {
+        memmove(dw + r * M, dw + r * mb, mb * sizeof *dw);
+        if ((rc = nde_input_increment(f->input, r, ta, tb, c,
+                                      dw + r * M + mb)))
+            return rc;
+    }
+    return NDE_OK;
+}
+
 int nde_solver_noise(const nde_solver *s, nde_brownian *bm, double ta,
                      double tb, double *dw)
 {
     int rc;
 
+    if (s->field->control_dim > 0)
+        return (rc = nde_brownian_increment(bm, ta, tb, dw))
+                   ? rc
+                   : control_noise(s, ta, tb, dw);
     if (nde_solver_noise_blocks(s) < 2)
         return nde_brownian_increment(bm, ta, tb, dw);
     if (!nde_brownian_has_area(bm) && (rc = nde_brownian_set_area(bm, 1)))

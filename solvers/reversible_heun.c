@@ -27,7 +27,9 @@
  * t0 too. So no step mixes two segments of the input (a drift that reads
  * the input's slope sees each segment's on its own steps), and the
  * reconstruction is exact across knots where the input's slope or value
- * jumps.
+ * jumps. A field continuous across its input's knots (f->input_continuous,
+ * e.g. a controlled one reading its path through its noise: nde/field.h)
+ * needs none of this: its carried evaluation holds on either side.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -110,9 +112,12 @@ static int eval_at(nde_solver *s, const double *theta, double t,
     return nde_field_diffusion(s->field, t, z, theta, aux + 2 * n, s->batch);
 }
 
+/* A knot where the field's values jump or kink (not for a field that
+ * declares itself continuous there: nde/field.h, input_continuous). */
 static int on_knot(const nde_solver *s, double t)
 {
-    return s->field->input && nde_input_has_knot(s->field->input, t);
+    return s->field->input && !s->field->input_continuous &&
+           nde_input_has_knot(s->field->input, t);
 }
 
 /* The f0, g0 a step from (t, aux) uses: aux's, or on a knot of the

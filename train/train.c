@@ -1211,7 +1211,8 @@ int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
     if ((rc = bind_input(tr)) != NDE_OK)
         goto fail;
     if (tr->sde &&
-        (rc = nde_brownian_create(ctx, bmax * tr->field->noise_dim,
+        (rc = nde_brownian_create(ctx,
+                                  bmax * nde_field_brownian_dim(tr->field),
                                   &tr->bm)) != NDE_OK)
         goto fail;
     tr->data_digest = tr->task->type->digest
@@ -1856,10 +1857,9 @@ static int loss_grad(nde_trainer *tr, nde_adjoint *a, nde_trajectory *traj,
         o.dt *= (t1s - t0) / (t1 - t0);
     if (tr->sde) {
         /* the iteration's path on the solve's interval (moved by STEER) */
-        if ((rc = nde_brownian_reset(tr->bm,
-                                     brownian_seed(tr, (uint64_t)tr->iter),
-                                     t0, t1s, o.dt,
-                                     tr->B * tr->field->noise_dim)) != NDE_OK)
+        if ((rc = nde_brownian_reset(
+                 tr->bm, brownian_seed(tr, (uint64_t)tr->iter), t0, t1s,
+                 o.dt, tr->B * nde_field_brownian_dim(tr->field))) != NDE_OK)
             return rc;
         o.brownian = tr->bm;
     }
@@ -2144,8 +2144,9 @@ static int predict(nde_trainer *tr, uint64_t seed, double t0,
             return nde_error(tr->ctx, NDE_EINVAL,
                              "predict: an SDE is sampled forwards (t0 %g, "
                              "t1 %g)", t0, t1);
-        if ((rc = nde_brownian_reset(tr->bm, seed, t0, t1, o.dt,
-                                     batch * tr->field->noise_dim)) != NDE_OK)
+        if ((rc = nde_brownian_reset(
+                 tr->bm, seed, t0, t1, o.dt,
+                 batch * nde_field_brownian_dim(tr->field))) != NDE_OK)
             return rc;
         o.brownian = tr->bm;
     }

@@ -25,18 +25,26 @@
  * generator's continuous path; the appendix of torchsde's example)
  *     dz = mu dt + sigma dW
  *     dh = (f + g_0 + g_1 P mu) dt + g_1 P sigma dW.
- * Real rows: z stays put (drift and diffusion 0) and dX = (1, dY/dt) dt
- * with Y the data path's linear interpolation, the field's input.
+ * Real rows: z stays put (drift and diffusion 0) and dX = (dt, dY), Y the
+ * data path's linear interpolation, the field's input:
+ *     dh = (f + g_0) dt + g_1 dY,
+ * dY a noise of the joint field driven by the input (nde/field.h,
+ * control_dim): a row's M + c noise channels are the M Brownian ones of
+ * the generator, then Y's c increments over the step (torchcde's
+ * reading of a CDE as an SDE whose noise is the control). Nothing reads
+ * the data's slope, so the field is continuous across the data's knots
+ * (input_continuous): reversible Heun carries its evaluation from one
+ * step into the next as on any step.
  *
  * The input (nde/input.h, NDE_INPUT_LINEAR; given by the sde_gan task)
  * has c + 1 channels: Y, then the row's kind (1 real, 0 generated; a
- * generated row's series may be a single knot). dY/dt is the selected
- * segment's slope, u(t + 1) - u(t) on it.
+ * generated row's series may be a single knot: its dY is 0, and its
+ * diffusion on the control channels is 0 anyway).
  *
  * The generator is an SDE field with general noise on G >= c states (M
- * noise channels: the joint field's), the discriminator one with general
- * noise on H states and 1 + c channels, read as a CDE: its drift is f,
- * its diffusion matrix g. Parameters: the generator's, then the
+ * noise channels), the discriminator one with general noise on H states
+ * and 1 + c channels, read as a CDE: its drift is f, its diffusion
+ * matrix g. Parameters: the generator's, then the
  * discriminator's, named gen.NAME and disc.NAME; part i is initialised
  * from nde_seed_derive(seed, i). States are named y1..yc, then z.. for
  * the rest of z, then h1..hH.
@@ -51,13 +59,14 @@
 
 typedef struct gan_state {
     nde_field *gen, *disc;
-    size_t G, H, c, M;      /* states of z and h, channels, noise channels */
+    size_t G, H, c, M;      /* states of z and h, channels, Brownian
+                               channels (the generator's)                 */
     unsigned char *real;    /* batch_max: the row is a data path          */
     size_t *gpos;           /* batch_max: a generated row's place among
                                the generated rows (the generator's rows)  */
     size_t ng;              /* generated rows of the last split           */
-    double *a;              /* batch_max x c: dY/dt (real) or P mu        */
-    double *u;              /* 2 (c + 1): the input at t and t + 1         */
+    double *a;              /* batch_max x c: P mu (generated rows)       */
+    double *u;              /* c + 1: the input at t                       */
     double *z, *h;          /* ng x G, batch_max x H: the parts' states    */
     double *mu, *fh;        /* ng x G, batch_max x H: their drifts         */
     double *sig, *gh;       /* ng x G x M, batch_max x H x (1 + c)         */
@@ -77,14 +86,12 @@ static int merge(int rc, int *retry)
     return rc;
 }
 
-/* h of each row, its kind and, for a real row, dY/dt into a; z of the
- * generated rows only, in order (the generator never runs on a real
- * row, whose z stays put). */
+/* h of each row and its kind; z of the generated rows only, in order
+ * (the generator never runs on a real row, whose z stays put). */
 static int split(nde_field *f, double t, const double *y, size_t batch)
 {
     gan_state *s = f->state;
     const size_t d = f->dim, c = s->c;
-    double *u0 = s->u, *u1 = s->u + c + 1;
 
     if (!f->input)
         return nde_error(f->ctx, NDE_EINVAL, "sde_gan: no input set (the "
@@ -93,16 +100,12 @@ static int split(nde_field *f, double t, const double *y, size_t batch)
     s->ng = 0;
     for (size_t r = 0; r < batch; r++) {
         memcpy(s->h + r * s->H, y + r * d + s->G, s->H * sizeof *y);
-        nde_input_value(f->input, r, t, u0);
-        s->real[r] = u0[c] > 0.5;
+        nde_input_value(f->input, r, t, s->u);
+        s->real[r] = s->u[c] > 0.5;
         if (!s->real[r]) {
             s->gpos[r] = s->ng;
             memcpy(s->z + s->ng++ * s->G, y + r * d, s->G * sizeof *y);
-            continue;
         }
-        nde_input_value(f->input, r, t + 1.0, u1);
-        for (size_t j = 0; j < c; j++)
-            s->a[r * c + j] = u1[j] - u0[j];
     }
     return NDE_OK;
 }
@@ -142,6 +145,7 @@ static int gan_eval(nde_field *f, double t, const double *y,
     for (size_t r = 0; r < batch; r++) {
         double *dz = dy + r * d, *dh = dz + G;
         const double *a = s->a + r * c;
+        const size_t ca = s->real[r] ? 0 : c; /* real rows: g_1 dY noise */
         if (s->real[r])
             memset(dz, 0, G * sizeof *dz);
         else
@@ -149,7 +153,7 @@ static int gan_eval(nde_field *f, double t, const double *y,
         for (size_t i = 0; i < H; i++) {
             const double *g = s->gh + (r * H + i) * w;
             double v = s->fh[r * H + i] + g[0];
-            for (size_t j = 0; j < c; j++)
+            for (size_t j = 0; j < ca; j++)
                 v += g[1 + j] * a[j];
             dh[i] = v;
         }
@@ -171,9 +175,9 @@ static void gather_vy(const gan_state *s, double *vy, size_t d, size_t batch)
 }
 
 /*
- * Through dz = mu (generated rows) and dh = f + g_0 + g_1 a (a = P mu or
- * dY/dt): the cotangent on mu is v_z + P^T g_1^T v_h, on f v_h, on g
- * v_h (1, a)^T.
+ * Through dz = mu and dh = f + g_0 + g_1 a (generated rows, a = P mu),
+ * dh = f + g_0 (real rows): the cotangent on mu is v_z + P^T g_1^T v_h,
+ * on f v_h, on g v_h (1, a)^T (a real row's: (v_h, 0)).
  */
 static int gan_vjp(nde_field *f, double t, const double *y,
                    const double *theta, const double *v, double *vy,
@@ -201,7 +205,7 @@ static int gan_vjp(nde_field *f, double t, const double *y,
             double *vg = s->vg + (r * H + i) * w;
             vg[0] = vh[i];
             for (size_t j = 0; j < c; j++)
-                vg[1 + j] = vh[i] * a[j];
+                vg[1 + j] = s->real[r] ? 0.0 : vh[i] * a[j];
         }
         if (s->real[r])
             continue;
@@ -243,50 +247,59 @@ static int diffusions(nde_field *f, double t, const double *theta,
                  retry);
 }
 
-/* Generated rows: [sigma; g_1 P sigma]; real rows 0. */
+/*
+ * A row's diffusion is d x (M + c): the M Brownian channels, then the c
+ * control ones (dY). Generated rows: [sigma, 0; g_1 P sigma, 0]; real
+ * rows: [0, 0; 0, g_1].
+ */
 static int gan_diffusion(nde_field *f, double t, const double *y,
                          const double *theta, double *g, size_t batch)
 {
     gan_state *s = f->state;
     const size_t d = f->dim, G = s->G, H = s->H, c = s->c, M = s->M;
-    const size_t w = 1 + c;
+    const size_t w = 1 + c, W = M + c;
     int retry = 0, rc;
 
     if ((rc = split(f, t, y, batch)) ||
         (rc = diffusions(f, t, theta, batch, &retry)))
         return rc;
+    memset(g, 0, batch * d * W * sizeof *g);
     for (size_t r = 0; r < batch; r++) {
-        double *gz = g + r * d * M, *gh = gz + G * M;
+        double *gz = g + r * d * W, *gh = gz + G * W;
         const double *sig;
         if (s->real[r]) {
-            memset(gz, 0, d * M * sizeof *gz);
+            for (size_t i = 0; i < H; i++)
+                memcpy(gh + i * W + M, s->gh + (r * H + i) * w + 1,
+                       c * sizeof *gh);
             continue;
         }
         sig = s->sig + s->gpos[r] * G * M;
-        memcpy(gz, sig, G * M * sizeof *gz);
+        for (size_t i = 0; i < G; i++)
+            memcpy(gz + i * W, sig + i * M, M * sizeof *sig);
         for (size_t i = 0; i < H; i++) {
             const double *gi = s->gh + (r * H + i) * w + 1;
             for (size_t k = 0; k < M; k++) {
                 double v = 0.0;
                 for (size_t j = 0; j < c; j++)
                     v += gi[j] * sig[j * M + k];
-                gh[i * M + k] = v;
+                gh[i * W + k] = v;
             }
         }
     }
     return retry ? NDE_ERETRY : NDE_OK;
 }
 
-/* Cotangent V = [V_z; V_h] on a generated row's [sigma; g_1 P sigma]:
- * sigma gets V_z + P^T g_1^T V_h, g_1 gets V_h (P sigma)^T, g_0 nothing;
- * a real row's diffusion is 0. */
+/* Cotangent V = [V_z; V_h] (d x (M + c) a row) on gan_diffusion's
+ * matrix: a generated row's sigma gets V_z + P^T g_1^T V_h and its g_1
+ * V_h (P sigma)^T (on the Brownian channels); a real row's g_1 gets V_h
+ * on the control channels; g_0 nothing. */
 static int gan_diffusion_vjp(nde_field *f, double t, const double *y,
                              const double *theta, const double *v,
                              double *vy, double *vtheta, size_t batch)
 {
     gan_state *s = f->state;
     const size_t d = f->dim, G = s->G, H = s->H, c = s->c, M = s->M;
-    const size_t w = 1 + c, pg = s->gen->nparams;
+    const size_t w = 1 + c, W = M + c, pg = s->gen->nparams;
     double *vyz = vy ? s->vyz : NULL, *vyh = vy ? s->vyh : NULL;
     int retry = 0, rc;
 
@@ -294,19 +307,22 @@ static int gan_diffusion_vjp(nde_field *f, double t, const double *y,
         (rc = diffusions(f, t, theta, batch, &retry)))
         return rc;
     for (size_t r = 0; r < batch; r++) {
-        const double *vz = v + r * d * M, *vh = vz + G * M;
-        const double *sig;
+        const double *vz = v + r * d * W, *vh = vz + G * W, *sig;
         double *cs, *cg = s->vg + r * H * w;
         if (s->real[r]) {
-            memset(cg, 0, H * w * sizeof *cg);
+            for (size_t i = 0; i < H; i++) {
+                cg[i * w] = 0.0;
+                memcpy(cg + i * w + 1, vh + i * W + M, c * sizeof *vh);
+            }
             continue;
         }
         sig = s->sig + s->gpos[r] * G * M;
         cs = s->vsig + s->gpos[r] * G * M;
-        memcpy(cs, vz, G * M * sizeof *cs);
+        for (size_t i = 0; i < G; i++)
+            memcpy(cs + i * M, vz + i * W, M * sizeof *vz);
         for (size_t i = 0; i < H; i++) {
             const double *gi = s->gh + (r * H + i) * w + 1;
-            const double *vhi = vh + i * M;
+            const double *vhi = vh + i * W;
             cg[i * w] = 0.0;
             for (size_t j = 0; j < c; j++) {
                 double acc = 0.0;
@@ -465,7 +481,7 @@ static int gan_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
         if (!(s->real = malloc(B)) ||
             !(s->gpos = malloc(B * sizeof *s->gpos)) ||
             !(s->a = malloc(B * s->c * sizeof *s->a)) ||
-            !(s->u = malloc(2 * w * sizeof *s->u)) ||
+            !(s->u = malloc(w * sizeof *s->u)) ||
             !(s->z = malloc(B * G * sizeof *s->z)) ||
             !(s->h = malloc(B * H * sizeof *s->h)) ||
             !(s->mu = malloc(B * G * sizeof *s->mu)) ||
@@ -483,7 +499,9 @@ static int gan_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
     f->dim = s->G + s->H;
     f->nparams = s->gen->nparams + s->disc->nparams;
     f->noise = NDE_NOISE_GENERAL;
-    f->noise_dim = s->M;
+    f->noise_dim = s->M + s->c;
+    f->control_dim = s->c;
+    f->input_continuous = 1;
     f->ninputs = s->c + 1;
     return name_states(f, s, ctx);
 }

@@ -66,7 +66,8 @@ static int sde_truth(nde_task *t, moments *s, nde_section *dsec,
             NDE_OK ||
         (rc = nde_solve_opts_from_section(&o, sv->type, ssec, t->ctx)) !=
             NDE_OK ||
-        (rc = nde_brownian_create(t->ctx, N * f->noise_dim, &bm)) != NDE_OK)
+        (rc = nde_brownian_create(t->ctx, N * nde_field_brownian_dim(f),
+                                  &bm)) != NDE_OK)
         goto done;
     if (dt == 0.0)
         dt = o.dt / 10.0;
@@ -83,7 +84,7 @@ static int sde_truth(nde_task *t, moments *s, nde_section *dsec,
         memcpy(y0 + b * D, s->y0true, D * sizeof *y0);
     if ((rc = nde_brownian_reset(bm, nde_seed_derive((uint64_t)seed, 0),
                                  s->tgrid[0], s->tgrid[T - 1], dt,
-                                 N * f->noise_dim)) != NDE_OK ||
+                                 N * nde_field_brownian_dim(f))) != NDE_OK ||
         (rc = nde_solver_set_batch(sv, N)) != NDE_OK ||
         (rc = nde_solve(sv, &o, theta, s->tgrid[0], y0, s->tgrid[T - 1], T,
                         s->tgrid, y, &st)) != NDE_OK) {

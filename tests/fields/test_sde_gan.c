@@ -3,7 +3,8 @@
  * and discriminator CDE, on a batch of generated and real rows with two
  * path channels (so P picks more than one state):
  *  - eval/vjp and diffusion/diffusion_vjp against central differences;
- *  - the diffusion's shape and its entries against the parts' own;
+ *  - the diffusion's shape and its entries against the parts' own (the
+ *    data's increments are noise channels of their own, control_dim);
  *  - a real row: z stays put and h follows the CDE of the linear
  *    interpolation, against an RK4 solve of that ODE written here;
  *  - reversible_heun with the reversible adjoint against the discrete
@@ -23,7 +24,8 @@
 #define G 3
 #define H 4
 #define D (G + H)
-#define M 2
+#define M 2           /* Brownian channels (the generator's) */
+#define W (M + C)     /* the joint field's noise channels: M, then dY */
 #define NK 3
 
 static const char ini[] =
@@ -92,7 +94,7 @@ typedef int (*vjp_fn)(nde_field *, double, const double *, const double *,
 static double dot_op(fix *x, op_fn op, double t, const double *y,
                      const double *v, size_t n)
 {
-    double out[B * D * M], s = 0.0;
+    double out[B * D * W], s = 0.0;
     ck_assert_int_eq(op(x->f, t, y, x->theta, out, B), NDE_OK);
     for (size_t i = 0; i < n; i++)
         s += v[i] * out[i];
@@ -105,7 +107,7 @@ static void check_vjp(fix *x, op_fn op, vjp_fn vjp, size_t width,
 {
     const double t = 0.6;
     const size_t n = B * D * width, P = x->f->nparams;
-    double y[B * D], v[B * D * M], vy[B * D] = {0}, vth[1024] = {0};
+    double y[B * D], v[B * D * W], vy[B * D] = {0}, vth[1024] = {0};
     double worst = 0.0, big = 0.0;
     for (size_t i = 0; i < B * D; i++)
         y[i] = 0.8 * sin(0.9 * (double)i + 0.2);
@@ -140,24 +142,28 @@ START_TEST(vjps_against_differences)
     fix_make(&x, B);
     ck_assert_uint_eq(x.f->dim, D);
     ck_assert_uint_eq(x.f->noise, NDE_NOISE_GENERAL);
-    ck_assert_uint_eq(x.f->noise_dim, M);
+    ck_assert_uint_eq(x.f->noise_dim, W);
+    ck_assert_uint_eq(x.f->control_dim, C);
+    ck_assert_uint_eq(nde_field_brownian_dim(x.f), M);
+    ck_assert_int_eq(x.f->input_continuous, 1);
     ck_assert_uint_eq(x.f->ninputs, C + 1);
     check_vjp(&x, x.f->type->eval, x.f->type->vjp, 1, "drift");
-    check_vjp(&x, x.f->type->diffusion, x.f->type->diffusion_vjp, M,
+    check_vjp(&x, x.f->type->diffusion, x.f->type->diffusion_vjp, W,
               "diffusion");
     fix_free(&x);
 }
 END_TEST
 
-/* The joint diffusion (D x M a row) against the parts evaluated alone:
- * generated rows [sigma; g_1 P sigma], real rows 0; and the drift's
- * real rows: z' = 0, h' = f + g_0 + g_1 dY/dt. */
+/* The joint diffusion (D x (M + C) a row) against the parts evaluated
+ * alone: generated rows [sigma, 0; g_1 P sigma, 0], real rows [0, 0; 0,
+ * g_1] (g_1 on the data's increments); and the drift: generated rows
+ * [mu; f + g_0 + g_1 P mu], real rows [0; f + g_0]. */
 START_TEST(diffusion_and_drift_entries)
 {
     fix x;
     nde_field *gen, *disc;
     const double t = 0.6;
-    double y[B * D], g[B * D * M], dy[B * D];
+    double y[B * D], g[B * D * W], dy[B * D];
     double z[B * G], h[B * H], sig[B * G * M], gh[B * H * (C + 1)];
     double mu[B * G], fh[B * H];
     fix_make(&x, B);
@@ -183,33 +189,30 @@ START_TEST(diffusion_and_drift_entries)
                                     B), NDE_OK);
     for (size_t r = 0; r < B; r++) {
         const int real = r % 2;
-        /* the data's slope on [0.375, 1] */
-        double s[C];
-        for (size_t j = 0; j < C; j++) {
-            const double *u = ku[r / 2 % 2];
-            s[j] = (u[2 * (C + 1) + j] - u[(C + 1) + j]) / (1.0 - 0.375);
-        }
         for (size_t i = 0; i < G; i++) {
             ck_assert_double_eq_tol(dy[r * D + i],
                                     real ? 0.0 : mu[r * G + i], 1e-14);
-            for (size_t k = 0; k < M; k++)
-                ck_assert_double_eq_tol(g[(r * D + i) * M + k],
-                                        real ? 0.0
-                                             : sig[(r * G + i) * M + k],
+            for (size_t k = 0; k < W; k++)
+                ck_assert_double_eq_tol(g[(r * D + i) * W + k],
+                                        real || k >= M
+                                            ? 0.0
+                                            : sig[(r * G + i) * M + k],
                                         1e-14);
         }
         for (size_t i = 0; i < H; i++) {
             const double *gi = gh + (r * H + i) * (C + 1);
             double want = fh[r * H + i] + gi[0];
-            for (size_t j = 0; j < C; j++)
-                want += gi[1 + j] * (real ? s[j] : mu[r * G + j]);
+            for (size_t j = 0; j < C && !real; j++)
+                want += gi[1 + j] * mu[r * G + j];
             ck_assert_double_eq_tol(dy[r * D + G + i], want, 1e-12);
-            for (size_t k = 0; k < M; k++) {
+            for (size_t k = 0; k < W; k++) {
                 double w = 0.0;
-                for (size_t j = 0; j < C; j++)
+                for (size_t j = 0; j < C && k < M; j++)
                     w += gi[1 + j] * sig[(r * G + j) * M + k];
-                ck_assert_double_eq_tol(g[(r * D + G + i) * M + k],
-                                        real ? 0.0 : w, 1e-14);
+                if (k >= M)
+                    w = gi[1 + k - M];
+                ck_assert_double_eq_tol(g[(r * D + G + i) * W + k],
+                                        real == (k >= M) ? w : 0.0, 1e-14);
             }
         }
     }
@@ -301,10 +304,9 @@ static double real_rows_error(fix *x, nde_field *disc, const char *solver,
 }
 
 /* Heun and reversible Heun are of order 2 on the real rows' ODE: the
- * difference to RK4 falls about 4x a halving of the step (reversible
- * Heun only because a step that starts on a knot evaluates afresh on its
- * own segment: with the end's evaluation carried over, the first half of
- * the step after a knot would read the slope before it). */
+ * difference to RK4 falls about 4x a halving of the step. The data enter
+ * as increments over each step (noise channels), so reversible Heun's
+ * evaluation carried across a knot holds no slope of either side. */
 START_TEST(real_rows_follow_the_cde)
 {
     static const char *const solvers[] = {"heun", "reversible_heun"};

@@ -58,8 +58,10 @@ typedef struct nde_field nde_field;
  *   2: jvp
  *   3: jvp_vjp
  *   4: no new op: f->noise may be NDE_NOISE_GENERAL, with f->noise_dim
- *      (the diffusion ops then take the dim x M matrix, see above) */
-#define NDE_FIELD_VERSION 4
+ *      (the diffusion ops then take the dim x M matrix, see above)
+ *   5: no new op: f->control_dim and f->input_continuous (controlled
+ *      equations, see struct nde_field) */
+#define NDE_FIELD_VERSION 5
 
 /* The descriptor's info: NDE_FIELD_INFO(.name = ..., .description = ...,
  * .keys, .provides, .version). */
@@ -167,7 +169,30 @@ struct nde_field {
      * noise and leaves 0 for an ODE, so a Brownian path for a solve of
      * `batch` rows has batch x noise_dim channels either way. */
     size_t noise_dim;
+
+    /* Interface version 5 (controlled equations), both set by create.
+     * control_dim: with general noise, the last control_dim of a row's M
+     * channels are not Brownian: their increment over a step [ta, tb] is
+     * that of the input's first control_dim channels, u(tb) - u(ta) (the
+     * dX of a controlled differential equation dy = f dt + g dX, the
+     * input a NDE_INPUT_LINEAR path; nde_solver_noise fills them), so the
+     * Brownian path has M - control_dim >= 1 channels a row
+     * (nde_field_brownian_dim). A field reading its data path this way
+     * needs no slope of it. input_continuous: 1 when eval and diffusion
+     * are continuous in t across the input's knots (the field reads no
+     * slope and no value that jumps there), so a solver may carry an
+     * evaluation from one step into the next across a knot (reversible
+     * Heun does; nde/input.h). */
+    size_t control_dim;
+    int input_continuous;
 };
+
+/* Brownian channels a row of f's noise: noise_dim - control_dim (the
+ * channels a solve's path needs per row, nde/brownian.h). */
+static inline size_t nde_field_brownian_dim(const nde_field *f)
+{
+    return f->noise_dim - f->control_dim;
+}
 
 /* Create the field described by config section `section` (whose `plugin`
  * key names it). Used by the program and by composite fields (`sum`). */

@@ -41,8 +41,8 @@ extern "C" {
 #endif
 
 /* The version of this interface (members and functions are only ever
- * added). 1: the functions below. */
-#define NDE_INPUT_VERSION 1
+ * added). 1: the functions below but nde_input_increment; 2: that. */
+#define NDE_INPUT_VERSION 2
 
 enum nde_input_kind { NDE_INPUT_CONSTANT = 0, NDE_INPUT_LINEAR = 1 };
 
@@ -92,6 +92,15 @@ NDE_API void nde_input_set_row0(nde_input *in, size_t row0);
  * piece (the driver never asks so). */
 NDE_API void nde_input_value(const nde_input *in, size_t r, double t,
                              double *u);
+
+/* du[i] = u_i(tb) - u_i(ta) for the first n channels of row r (after the
+ * row offset), at any ta, tb (held values outside the knots), whatever
+ * segment is selected: a controlled equation's dX over a step (nde/field.h,
+ * control_dim). For a NDE_INPUT_LINEAR input only (a constant input's
+ * jumps would fall into whichever step holds them): NDE_EINVAL, said,
+ * otherwise or when n exceeds the channels. */
+NDE_API int nde_input_increment(const nde_input *in, size_t r, double ta,
+                                double tb, size_t n, double *du);
 
 #ifdef __cplusplus
 }

@@ -286,10 +286,12 @@ NDE_API int nde_solver_is_sde(const nde_solver *s); /* NDE_CAP_SDE_* set */
  * one with it first (nde_brownian_set_area: the path changes, so query it
  * after that for W that the solve saw). */
 NDE_API int nde_solver_noise_blocks(const nde_solver *s);
-/* Channels of a step's noise (values of a block of dw, and the n of the
- * Brownian path of a solve): s->batch x the field's noise_dim, which is
+/* Channels of the Brownian path of a solve (its n): s->batch x the
+ * field's Brownian channels, noise_dim less control_dim, noise_dim being
  * dim for diagonal noise and M for general noise (nde/field.h); 0 for an
- * ODE solver. */
+ * ODE solver. A block of dw holds s->batch x noise_dim values: with
+ * control_dim > 0, nde_solver_noise puts each row's Brownian increments
+ * first and the input's increments after them (the field's layout). */
 NDE_API size_t nde_solver_noise_channels(const nde_solver *s);
 /* The same at batch_max rows, at least batch_max x dim: what a buffer for
  * a block of dw is sized for. */
