@@ -60,6 +60,13 @@ static int check_noise(nde_field *f, nde_section *sec, nde_ctx *ctx)
         return nde_error(ctx, NDE_EPLUGIN,
                          "field plugin '%s' declares general noise but set "
                          "no noise_dim (the number of noise channels)", name);
+    if (!f->type->eval_sde != !f->type->vjp_sde ||
+        (f->type->eval_sde && f->noise == NDE_NOISE_NONE))
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "field plugin '%s' offers %s without %s", name,
+                         f->type->vjp_sde ? "vjp_sde" : "eval_sde",
+                         f->noise == NDE_NOISE_NONE ? "a diffusion"
+                         : f->type->vjp_sde ? "eval_sde" : "vjp_sde");
     if (f->noise != NDE_NOISE_NONE &&
         (!f->type->diffusion || !f->type->diffusion_vjp))
         return nde_error(ctx, NDE_EPLUGIN,

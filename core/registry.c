@@ -35,8 +35,10 @@ typedef struct module {
  * descriptor is read up to the size of the version it declares. */
 static const size_t field_sizes[] = {
     offsetof(nde_field_type, jvp), offsetof(nde_field_type, jvp_vjp),
-    sizeof(nde_field_type), sizeof(nde_field_type), /* 4: general noise */
-    sizeof(nde_field_type)}; /* 5: controlled equations */
+    offsetof(nde_field_type, eval_sde),
+    offsetof(nde_field_type, eval_sde), /* 4: general noise */
+    offsetof(nde_field_type, eval_sde), /* 5: controlled equations */
+    sizeof(nde_field_type)};
 static const size_t solver_sizes[] = {
     sizeof(nde_solver_type), sizeof(nde_solver_type)}; /* 2: the tableau grew */
 static const size_t adjoint_sizes[] = {

@@ -61,8 +61,8 @@ static int em_step(nde_solver *s, const double *theta, double t, double h,
 
     (void)aux; (void)aux_next; (void)err; (void)norm; (void)eest;
     s->counts.nfe++;
-    if ((rc = nde_field_eval(s->field, t, y, theta, w->f, s->batch)) ||
-        (rc = nde_field_diffusion(s->field, t, y, theta, w->g, s->batch)))
+    if ((rc = nde_field_eval_sde(s->field, t, y, theta, w->f, w->g,
+                                 s->batch)))
         return rc;
     if (w->gw > 1) {
         for (size_t i = 0; i < n; i++)
@@ -83,8 +83,6 @@ static int em_step_vjp(nde_solver *s, const double *theta, double t, double h,
 {
     em_work *w = s->work;
     const size_t n = s->batch * s->field->dim;
-    int rc;
-
     const double *ybar_next = ct->y_next;
 
     (void)aux; (void)auxbar;
@@ -105,12 +103,8 @@ static int em_step_vjp(nde_solver *s, const double *theta, double t, double h,
         for (size_t i = 0; i < n; i++)
             ybar[i] += ybar_next[i];
     s->counts.nvjp++;
-    if ((rc = nde_field_vjp(s->field, t, y, theta, w->vf, ybar, thetabar,
-                            s->batch)) ||
-        (rc = nde_field_diffusion_vjp(s->field, t, y, theta, w->vg, ybar,
-                                      thetabar, s->batch)))
-        return rc;
-    return NDE_OK;
+    return nde_field_vjp_sde(s->field, t, y, theta, w->vf, w->vg, ybar,
+                             thetabar, s->batch);
 }
 
 static const nde_solver_type euler_maruyama = {

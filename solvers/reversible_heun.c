@@ -43,6 +43,8 @@ typedef struct rh_work {
     double *z1bar;          /* total cotangent on z1                     */
     double *fresh;          /* (z, f(z), g(z)) made afresh on a knot      */
     double *f0bar, *g0bar;  /* cotangents on a step's f0, g0             */
+    double *gdw;            /* general noise: G dW of the step's start
+                               (forwards) or end (reverse), used twice    */
     size_t gw;              /* values of g per state value (gnoise.h)    */
     double *block;
 } rh_work;
@@ -69,7 +71,7 @@ static int rh_create(nde_solver *s)
     s->work = w;
     w->gw = gw;
     s->aux = 2 + (int)gw;   /* z, f(z), g(z) */
-    if (!(w->block = malloc((7 + 3 * gw) * n * sizeof(double))))
+    if (!(w->block = malloc((8 + 3 * gw) * n * sizeof(double))))
         return NDE_ENOMEM;
     w->z1 = w->block;
     w->f1bar = w->z1 + n;
@@ -78,6 +80,7 @@ static int rh_create(nde_solver *s)
     w->fresh = w->z1bar + n;
     w->f0bar = w->fresh + (2 + gw) * n;
     w->g0bar = w->f0bar + n;
+    w->gdw = w->g0bar + gw * n;
     return NDE_OK;
 }
 
@@ -104,12 +107,10 @@ static int eval_at(nde_solver *s, const double *theta, double t,
                    const double *z, double *aux)
 {
     const size_t n = s->batch * s->field->dim;
-    int rc;
 
     s->counts.nfe++;
-    if ((rc = nde_field_eval(s->field, t, z, theta, aux + n, s->batch)))
-        return rc;
-    return nde_field_diffusion(s->field, t, z, theta, aux + 2 * n, s->batch);
+    return nde_field_eval_sde(s->field, t, z, theta, aux + n, aux + 2 * n,
+                              s->batch);
 }
 
 /* A knot where the field's values jump or kink (not for a field that
@@ -162,6 +163,7 @@ static int step_general(nde_solver *s, const double *theta, double t,
                         double h, const double *dw, const double *y,
                         const double *aux, double *y_next, double *aux_next)
 {
+    rh_work *w = s->work;
     const size_t n = s->batch * s->field->dim, b = s->batch;
     const double *z = aux, *f0, *g0;
     const double *f1 = aux_next + n, *g1 = aux_next + 2 * n;
@@ -170,14 +172,13 @@ static int step_general(nde_solver *s, const double *theta, double t,
 
     if ((rc = start_values(s, theta, t, aux, &f0, &g0)) != NDE_OK)
         return rc;
+    gnoise_prod(s->field, b, 1.0, g0, dw, NULL, w->gdw);
     for (size_t i = 0; i < n; i++)
-        z1[i] = 2.0 * y[i] - z[i] + f0[i] * h;
-    gnoise_prod_add(s->field, b, 1.0, g0, dw, z1);
+        z1[i] = 2.0 * y[i] - z[i] + f0[i] * h + w->gdw[i];
     if ((rc = eval_at(s, theta, t + h, z1, aux_next)) != NDE_OK)
         return rc;
     for (size_t i = 0; i < n; i++)
-        y_next[i] = y[i] + 0.5 * (f0[i] + f1[i]) * h;
-    gnoise_prod_add(s->field, b, 0.5, g0, dw, y_next);
+        y_next[i] = y[i] + 0.5 * (f0[i] + f1[i]) * h + 0.5 * w->gdw[i];
     gnoise_prod_add(s->field, b, 0.5, g1, dw, y_next);
     return NDE_OK;
 }
@@ -212,6 +213,7 @@ static int rh_reverse(nde_solver *s, const double *theta, double t, double h,
                       const double *dw, const double *y_next,
                       const double *aux_next, double *y, double *aux)
 {
+    rh_work *w = s->work;
     const size_t n = s->batch * s->field->dim;
     const double *z1 = aux_next, *f1 = aux_next + n, *g1 = aux_next + 2 * n;
     const double *f0 = aux + n, *g0 = aux + 2 * n;
@@ -221,9 +223,9 @@ static int rh_reverse(nde_solver *s, const double *theta, double t, double h,
     int rc;
 
     if (general) {
+        gnoise_prod(s->field, s->batch, 1.0, g1, dw, NULL, w->gdw);
         for (size_t i = 0; i < n; i++)
-            z[i] = 2.0 * y_next[i] - z1[i] - f1[i] * h;
-        gnoise_prod_add(s->field, s->batch, -1.0, g1, dw, z);
+            z[i] = 2.0 * y_next[i] - z1[i] - f1[i] * h - w->gdw[i];
     } else {
         for (size_t i = 0; i < n; i++)
             z[i] = 2.0 * y_next[i] - z1[i] - f1[i] * h - g1[i] * dw[i];
@@ -233,9 +235,8 @@ static int rh_reverse(nde_solver *s, const double *theta, double t, double h,
         return rc;
     if (general) {
         for (size_t i = 0; i < n; i++)
-            y[i] = y_next[i] - 0.5 * (f0[i] + f1[i]) * h;
+            y[i] = y_next[i] - 0.5 * (f0[i] + f1[i]) * h - 0.5 * w->gdw[i];
         gnoise_prod_add(s->field, s->batch, -0.5, g0, dw, y);
-        gnoise_prod_add(s->field, s->batch, -0.5, g1, dw, y);
     } else {
         for (size_t i = 0; i < n; i++)
             y[i] = y_next[i] - 0.5 * (f0[i] + f1[i]) * h -
@@ -258,7 +259,6 @@ static int start_values_vjp(nde_solver *s, const double *theta, double t,
 {
     rh_work *w = s->work;
     const size_t n = s->batch * s->field->dim, ng = w->gw * n;
-    int rc;
 
     if (!on_knot(s, t)) {
         if (!auxbar)
@@ -270,11 +270,8 @@ static int start_values_vjp(nde_solver *s, const double *theta, double t,
         return NDE_OK;
     }
     s->counts.nvjp++;
-    if ((rc = nde_field_vjp(s->field, t, aux, theta, w->f0bar, auxbar,
-                            thetabar, s->batch)))
-        return rc;
-    return nde_field_diffusion_vjp(s->field, t, aux, theta, w->g0bar, auxbar,
-                                   thetabar, s->batch);
+    return nde_field_vjp_sde(s->field, t, aux, theta, w->f0bar, w->g0bar,
+                             auxbar, thetabar, s->batch);
 }
 
 /*
@@ -307,16 +304,15 @@ static int step_vjp_general(nde_solver *s, const double *theta, double t,
         w->z1bar[i] = auxbar_next ? auxbar_next[i] : 0.0;
     }
     gnoise_prod_add(s->field, s->batch, 1.0, g0, dw, w->z1);
-    for (size_t i = 0; i < ng; i++)
-        w->g1bar[i] = auxbar_next ? auxbar_next[2 * n + i] : 0.0;
     if (ybar_next)
-        gnoise_outer_add(s->field, s->batch, 0.5, ybar_next, dw, w->g1bar);
+        gnoise_outer(s->field, s->batch, 0.5, ybar_next, dw,
+                     auxbar_next ? auxbar_next + 2 * n : NULL, w->g1bar);
+    else
+        for (size_t i = 0; i < ng; i++)
+            w->g1bar[i] = auxbar_next ? auxbar_next[2 * n + i] : 0.0;
     s->counts.nvjp++;
-    if ((rc = nde_field_vjp(s->field, t + h, w->z1, theta, w->f1bar,
-                            w->z1bar, thetabar, s->batch)) ||
-        (rc = nde_field_diffusion_vjp(s->field, t + h, w->z1, theta,
-                                      w->g1bar, w->z1bar, thetabar,
-                                      s->batch)))
+    if ((rc = nde_field_vjp_sde(s->field, t + h, w->z1, theta, w->f1bar,
+                                w->g1bar, w->z1bar, thetabar, s->batch)))
         return rc;
     for (size_t i = 0; i < n; i++) {
         const double yb = ybar_next ? ybar_next[i] : 0.0, zb = w->z1bar[i];
@@ -327,9 +323,19 @@ static int step_vjp_general(nde_solver *s, const double *theta, double t,
         w->f0bar[i] = 0.5 * h * yb + h * zb;
         w->f1bar[i] = 0.5 * yb + zb;    /* reused: the cotangent on G0 dW */
     }
-    memset(w->g0bar, 0, ng * sizeof *w->g0bar);
-    gnoise_outer_add(s->field, s->batch, 1.0, w->f1bar, dw, w->g0bar);
-    return start_values_vjp(s, theta, t, aux, auxbar, thetabar);
+    if (on_knot(s, t)) {
+        gnoise_outer(s->field, s->batch, 1.0, w->f1bar, dw, NULL, w->g0bar);
+        return start_values_vjp(s, theta, t, aux, auxbar, thetabar);
+    }
+    /* the carried G0's cotangent, straight into auxbar (no pass through
+     * g0bar: G is the largest array of the step) */
+    if (auxbar) {
+        for (size_t i = 0; i < n; i++)
+            auxbar[n + i] += w->f0bar[i];
+        gnoise_outer_add(s->field, s->batch, 1.0, w->f1bar, dw,
+                         auxbar + 2 * n);
+    }
+    return NDE_OK;
 }
 
 static int rh_step_vjp(nde_solver *s, const double *theta, double t, double h,
@@ -358,10 +364,8 @@ static int rh_step_vjp(nde_solver *s, const double *theta, double t, double h,
         w->z1bar[i] = auxbar_next ? auxbar_next[i] : 0.0;
     }
     s->counts.nvjp++;
-    if ((rc = nde_field_vjp(s->field, t1, w->z1, theta, w->f1bar, w->z1bar,
-                            thetabar, s->batch)) ||
-        (rc = nde_field_diffusion_vjp(s->field, t1, w->z1, theta, w->g1bar,
-                                      w->z1bar, thetabar, s->batch)))
+    if ((rc = nde_field_vjp_sde(s->field, t1, w->z1, theta, w->f1bar,
+                                w->g1bar, w->z1bar, thetabar, s->batch)))
         return rc;
     for (size_t i = 0; i < n; i++) {
         const double yb = ybar_next ? ybar_next[i] : 0.0, zb = w->z1bar[i];
@@ -391,11 +395,8 @@ static int rh_start_vjp(nde_solver *s, const double *theta, double t0,
             ybar0[i] += auxbar0[i];
     s->counts.nvjp++;
     select_left(s, t0, sel);
-    if (!(rc = nde_field_vjp(s->field, t0, y0, theta, auxbar0 + n, ybar0,
-                             thetabar, s->batch)))
-        rc = nde_field_diffusion_vjp(s->field, t0, y0, theta,
-                                     auxbar0 + 2 * n, ybar0, thetabar,
-                                     s->batch);
+    rc = nde_field_vjp_sde(s->field, t0, y0, theta, auxbar0 + n,
+                           auxbar0 + 2 * n, ybar0, thetabar, s->batch);
     unselect(s, sel);
     return rc;
 }

@@ -49,8 +49,8 @@ static int predict(nde_solver *s, const double *theta, double t, double h,
     int rc;
 
     s->counts.nfe++;
-    if ((rc = nde_field_eval(s->field, t, y, theta, w->f0, s->batch)) ||
-        (rc = nde_field_diffusion(s->field, t, y, theta, w->g0, s->batch)))
+    if ((rc = nde_field_eval_sde(s->field, t, y, theta, w->f0, w->g0,
+                                 s->batch)))
         return rc;
     if (w->gw > 1) {
         for (size_t i = 0; i < n; i++)
@@ -73,10 +73,8 @@ int sheun_advance(nde_solver *s, const double *theta, double t, double h,
     if ((rc = predict(s, theta, t, h, dw, y)))
         return rc;
     s->counts.nfe++;
-    if ((rc = nde_field_eval(s->field, t + h, w->yt, theta, w->f1,
-                             s->batch)) ||
-        (rc = nde_field_diffusion(s->field, t + h, w->yt, theta, w->g1,
-                                  s->batch)))
+    if ((rc = nde_field_eval_sde(s->field, t + h, w->yt, theta, w->f1,
+                                 w->g1, s->batch)))
         return rc;
     if (w->gw > 1) {
         for (size_t i = 0; i < n; i++)
@@ -126,11 +124,8 @@ int sheun_vjp_with(nde_solver *s, const double *theta, double t, double h,
             gnoise_outer_add(s->field, s->batch, 0.5, yb, dw, w->g1);
         }
         s->counts.nvjp++;
-        if ((rc = nde_field_vjp(s->field, t + h, w->yt, theta, w->f1,
-                                w->ytbar, thetabar, s->batch)) ||
-            (rc = nde_field_diffusion_vjp(s->field, t + h, w->yt, theta,
-                                          w->g1, w->ytbar, thetabar,
-                                          s->batch)))
+        if ((rc = nde_field_vjp_sde(s->field, t + h, w->yt, theta, w->f1,
+                                    w->g1, w->ytbar, thetabar, s->batch)))
             return rc;
         if (w->gw > 1) {    /* on G(y): (yb/2 + Yt) dW^T */
             gnoise_outer_add(s->field, s->batch, 0.5, yb, dw, w->g0bar);
@@ -148,12 +143,8 @@ int sheun_vjp_with(nde_solver *s, const double *theta, double t, double h,
         return NDE_OK;
     }
     s->counts.nvjp++;
-    if ((rc = nde_field_vjp(s->field, t, y, theta, w->f0bar, ybar, thetabar,
-                            s->batch)) ||
-        (rc = nde_field_diffusion_vjp(s->field, t, y, theta, w->g0bar, ybar,
-                                      thetabar, s->batch)))
-        return rc;
-    return NDE_OK;
+    return nde_field_vjp_sde(s->field, t, y, theta, w->f0bar, w->g0bar,
+                             ybar, thetabar, s->batch);
 }
 
 int sheun_vjp(nde_solver *s, const double *theta, double t, double h,

@@ -110,42 +110,54 @@ static int split(nde_field *f, double t, const double *y, size_t batch)
     return NDE_OK;
 }
 
-/* a = P mu on the generated rows. */
-static void rate_of_generated(gan_state *s, size_t batch)
-{
-    for (size_t r = 0; r < batch; r++)
-        if (!s->real[r])
-            memcpy(s->a + r * s->c, s->mu + s->gpos[r] * s->G,
-                   s->c * sizeof *s->a);
-}
+/* What a call computes of the parts, at the split's points. */
+enum {
+    GEN_MU = 1,     /* the generator's drift mu (generated rows)        */
+    GEN_SIG = 2,    /* its diffusion sigma                              */
+    DISC_F = 4,     /* the discriminator's drift f (every row)          */
+    DISC_G = 8      /* its diffusion g                                  */
+};
 
-/* The generator's drift mu on the generated rows (none: nothing to do). */
-static int generator_eval(gan_state *s, double t, const double *theta)
-{
-    return s->ng ? nde_field_eval(s->gen, t, s->z, theta, s->mu, s->ng)
-                 : NDE_OK;
-}
-
-static int gan_eval(nde_field *f, double t, const double *y,
-                    const double *theta, double *dy, size_t batch)
+/* The parts' values that `want` names, and a = P mu when mu is among
+ * them. NDE_ERETRY only after all ran (a part's retry is the field's). */
+static int parts_eval(nde_field *f, double t, const double *theta,
+                      size_t batch, unsigned want)
 {
     gan_state *s = f->state;
-    const size_t d = f->dim, G = s->G, H = s->H, c = s->c, w = 1 + c;
     const double *td = theta + s->gen->nparams;
     int retry = 0, rc;
 
-    if ((rc = split(f, t, y, batch)) ||
-        (rc = merge(generator_eval(s, t, theta), &retry)) ||
-        (rc = merge(nde_field_eval(s->disc, t, s->h, td, s->fh, batch),
-                    &retry)) ||
-        (rc = merge(nde_field_diffusion(s->disc, t, s->h, td, s->gh, batch),
-                    &retry)))
+    if ((s->ng && (want & GEN_MU) &&
+         (rc = merge(nde_field_eval(s->gen, t, s->z, theta, s->mu, s->ng),
+                     &retry))) ||
+        (s->ng && (want & GEN_SIG) &&
+         (rc = merge(nde_field_diffusion(s->gen, t, s->z, theta, s->sig,
+                                         s->ng), &retry))) ||
+        ((want & DISC_F) &&
+         (rc = merge(nde_field_eval(s->disc, t, s->h, td, s->fh, batch),
+                     &retry))) ||
+        ((want & DISC_G) &&
+         (rc = merge(nde_field_diffusion(s->disc, t, s->h, td, s->gh,
+                                         batch), &retry))))
         return rc;
-    rate_of_generated(s, batch);
+    for (size_t r = 0; (want & GEN_MU) && r < batch; r++)
+        if (!s->real[r])
+            memcpy(s->a + r * s->c, s->mu + s->gpos[r] * s->G,
+                   s->c * sizeof *s->a);
+    return retry ? NDE_ERETRY : NDE_OK;
+}
+
+/* dy from mu, f, g: [mu; f + g_0 + g_1 a] (generated rows), [0; f + g_0]
+ * (real rows, whose g_1 takes dY as noise). */
+static void drift_of_parts(const gan_state *s, size_t d, double *dy,
+                           size_t batch)
+{
+    const size_t G = s->G, H = s->H, c = s->c, w = 1 + c;
+
     for (size_t r = 0; r < batch; r++) {
         double *dz = dy + r * d, *dh = dz + G;
         const double *a = s->a + r * c;
-        const size_t ca = s->real[r] ? 0 : c; /* real rows: g_1 dY noise */
+        const size_t ca = s->real[r] ? 0 : c;
         if (s->real[r])
             memset(dz, 0, G * sizeof *dz);
         else
@@ -158,45 +170,51 @@ static int gan_eval(nde_field *f, double t, const double *y,
             dh[i] = v;
         }
     }
-    return retry ? NDE_ERETRY : NDE_OK;
 }
 
-/* vy += the parts' vy, row by row (the generator's of generated rows). */
-static void gather_vy(const gan_state *s, double *vy, size_t d, size_t batch)
+/*
+ * The diffusion from sigma and g, d x (M + c) a row: the M Brownian
+ * channels, then the c control ones (dY). Generated rows: [sigma, 0;
+ * g_1 P sigma, 0]; real rows: [0, 0; 0, g_1]. Written entry by entry in
+ * plain loops: memset and memcpy calls of a few values each cost more
+ * than the values (2048 rows x 17 calls an evaluation).
+ */
+static void diffusion_of_parts(const gan_state *s, size_t d, double *g,
+                               size_t batch)
 {
+    const size_t G = s->G, H = s->H, c = s->c, M = s->M;
+    const size_t w = 1 + c, W = M + c;
+
     for (size_t r = 0; r < batch; r++) {
-        double *o = vy + r * d;
-        if (!s->real[r])
-            for (size_t j = 0; j < s->G; j++)
-                o[j] += s->vyz[s->gpos[r] * s->G + j];
-        for (size_t i = 0; i < s->H; i++)
-            o[s->G + i] += s->vyh[r * s->H + i];
+        double *gz = g + r * d * W, *gh = gz + G * W;
+        const double *sig = s->real[r] ? NULL : s->sig + s->gpos[r] * G * M;
+        for (size_t i = 0; i < G; i++)
+            for (size_t k = 0; k < W; k++)
+                gz[i * W + k] = sig && k < M ? sig[i * M + k] : 0.0;
+        for (size_t i = 0; i < H; i++) {
+            const double *gi = s->gh + (r * H + i) * w + 1;
+            for (size_t k = 0; k < M; k++) {
+                double v = 0.0;
+                for (size_t j = 0; sig && j < c; j++)
+                    v += gi[j] * sig[j * M + k];
+                gh[i * W + k] = v;
+            }
+            for (size_t j = 0; j < c; j++)
+                gh[i * W + M + j] = sig ? 0.0 : gi[j];
+        }
     }
 }
 
 /*
- * Through dz = mu and dh = f + g_0 + g_1 a (generated rows, a = P mu),
- * dh = f + g_0 (real rows): the cotangent on mu is v_z + P^T g_1^T v_h,
- * on f v_h, on g v_h (1, a)^T (a real row's: (v_h, 0)).
+ * Cotangents on the parts from v on dy (drift_of_parts): mu gets v_z +
+ * P^T g_1^T v_h, f v_h, g v_h (1, a)^T (a real row's: (v_h, 0)). Sets
+ * vz, vh and vg.
  */
-static int gan_vjp(nde_field *f, double t, const double *y,
-                   const double *theta, const double *v, double *vy,
-                   double *vtheta, size_t batch)
+static void drift_cotangents(gan_state *s, size_t d, const double *v,
+                             size_t batch)
 {
-    gan_state *s = f->state;
-    const size_t d = f->dim, G = s->G, H = s->H, c = s->c, w = 1 + c;
-    const size_t pg = s->gen->nparams;
-    const double *td = theta + pg;
-    double *vtd = vtheta ? vtheta + pg : NULL;
-    double *vyz = vy ? s->vyz : NULL, *vyh = vy ? s->vyh : NULL;
-    int retry = 0, rc;
+    const size_t G = s->G, H = s->H, c = s->c, w = 1 + c;
 
-    if ((rc = split(f, t, y, batch)) ||
-        (rc = merge(generator_eval(s, t, theta), &retry)) ||
-        (rc = merge(nde_field_diffusion(s->disc, t, s->h, td, s->gh, batch),
-                    &retry)))
-        return rc;
-    rate_of_generated(s, batch);
     for (size_t r = 0; r < batch; r++) {
         const double *vz = v + r * d, *vh = vz + G, *a = s->a + r * c;
         double *cz;
@@ -215,104 +233,31 @@ static int gan_vjp(nde_field *f, double t, const double *y,
             for (size_t i = 0; i < H; i++)
                 cz[j] += s->gh[(r * H + i) * w + 1 + j] * vh[i];
     }
-    if (vy) {
-        memset(s->vyz, 0, s->ng * G * sizeof *s->vyz);
-        memset(s->vyh, 0, batch * H * sizeof *s->vyh);
-    }
-    if ((s->ng && (rc = merge(nde_field_vjp(s->gen, t, s->z, theta, s->vz,
-                                            vyz, vtheta, s->ng), &retry))) ||
-        (rc = merge(nde_field_vjp(s->disc, t, s->h, td, s->vh, vyh, vtd,
-                                  batch), &retry)) ||
-        (rc = merge(nde_field_diffusion_vjp(s->disc, t, s->h, td, s->vg, vyh,
-                                            vtd, batch), &retry)))
-        return rc;
-    if (vy)
-        gather_vy(s, vy, d, batch);
-    return retry ? NDE_ERETRY : NDE_OK;
-}
-
-/* sigma of the generated rows and g of every row (the diffusion and its
- * VJP need both). */
-static int diffusions(nde_field *f, double t, const double *theta,
-                      size_t batch, int *retry)
-{
-    gan_state *s = f->state;
-    int rc;
-
-    if (s->ng && (rc = merge(nde_field_diffusion(s->gen, t, s->z, theta,
-                                                 s->sig, s->ng), retry)))
-        return rc;
-    return merge(nde_field_diffusion(s->disc, t, s->h,
-                                     theta + s->gen->nparams, s->gh, batch),
-                 retry);
 }
 
 /*
- * A row's diffusion is d x (M + c): the M Brownian channels, then the c
- * control ones (dY). Generated rows: [sigma, 0; g_1 P sigma, 0]; real
- * rows: [0, 0; 0, g_1].
+ * Cotangents on the parts from V = [V_z; V_h] on the diffusion
+ * (diffusion_of_parts): a generated row's sigma gets V_z + P^T g_1^T V_h
+ * and its g_1 V_h (P sigma)^T on the Brownian channels; a real row's g_1
+ * gets V_h's control channels; g_0 nothing. Sets vsig; adds into vg
+ * (drift_cotangents set it) when add, else sets it.
  */
-static int gan_diffusion(nde_field *f, double t, const double *y,
-                         const double *theta, double *g, size_t batch)
+static void diffusion_cotangents(gan_state *s, size_t d, const double *v,
+                                 size_t batch, int add)
 {
-    gan_state *s = f->state;
-    const size_t d = f->dim, G = s->G, H = s->H, c = s->c, M = s->M;
+    const size_t G = s->G, H = s->H, c = s->c, M = s->M;
     const size_t w = 1 + c, W = M + c;
-    int retry = 0, rc;
 
-    if ((rc = split(f, t, y, batch)) ||
-        (rc = diffusions(f, t, theta, batch, &retry)))
-        return rc;
-    memset(g, 0, batch * d * W * sizeof *g);
-    for (size_t r = 0; r < batch; r++) {
-        double *gz = g + r * d * W, *gh = gz + G * W;
-        const double *sig;
-        if (s->real[r]) {
-            for (size_t i = 0; i < H; i++)
-                memcpy(gh + i * W + M, s->gh + (r * H + i) * w + 1,
-                       c * sizeof *gh);
-            continue;
-        }
-        sig = s->sig + s->gpos[r] * G * M;
-        for (size_t i = 0; i < G; i++)
-            memcpy(gz + i * W, sig + i * M, M * sizeof *sig);
-        for (size_t i = 0; i < H; i++) {
-            const double *gi = s->gh + (r * H + i) * w + 1;
-            for (size_t k = 0; k < M; k++) {
-                double v = 0.0;
-                for (size_t j = 0; j < c; j++)
-                    v += gi[j] * sig[j * M + k];
-                gh[i * W + k] = v;
-            }
-        }
-    }
-    return retry ? NDE_ERETRY : NDE_OK;
-}
-
-/* Cotangent V = [V_z; V_h] (d x (M + c) a row) on gan_diffusion's
- * matrix: a generated row's sigma gets V_z + P^T g_1^T V_h and its g_1
- * V_h (P sigma)^T (on the Brownian channels); a real row's g_1 gets V_h
- * on the control channels; g_0 nothing. */
-static int gan_diffusion_vjp(nde_field *f, double t, const double *y,
-                             const double *theta, const double *v,
-                             double *vy, double *vtheta, size_t batch)
-{
-    gan_state *s = f->state;
-    const size_t d = f->dim, G = s->G, H = s->H, c = s->c, M = s->M;
-    const size_t w = 1 + c, W = M + c, pg = s->gen->nparams;
-    double *vyz = vy ? s->vyz : NULL, *vyh = vy ? s->vyh : NULL;
-    int retry = 0, rc;
-
-    if ((rc = split(f, t, y, batch)) ||
-        (rc = diffusions(f, t, theta, batch, &retry)))
-        return rc;
     for (size_t r = 0; r < batch; r++) {
         const double *vz = v + r * d * W, *vh = vz + G * W, *sig;
         double *cs, *cg = s->vg + r * H * w;
         if (s->real[r]) {
             for (size_t i = 0; i < H; i++) {
-                cg[i * w] = 0.0;
-                memcpy(cg + i * w + 1, vh + i * W + M, c * sizeof *vh);
+                if (!add)
+                    cg[i * w] = 0.0;
+                for (size_t j = 0; j < c; j++)
+                    cg[i * w + 1 + j] = (add ? cg[i * w + 1 + j] : 0.0) +
+                                        vh[i * W + M + j];
             }
             continue;
         }
@@ -323,32 +268,147 @@ static int gan_diffusion_vjp(nde_field *f, double t, const double *y,
         for (size_t i = 0; i < H; i++) {
             const double *gi = s->gh + (r * H + i) * w + 1;
             const double *vhi = vh + i * W;
-            cg[i * w] = 0.0;
+            if (!add)
+                cg[i * w] = 0.0;
             for (size_t j = 0; j < c; j++) {
                 double acc = 0.0;
                 for (size_t k = 0; k < M; k++) {
                     cs[j * M + k] += gi[j] * vhi[k];
                     acc += vhi[k] * sig[j * M + k];
                 }
-                cg[i * w + 1 + j] = acc;
+                cg[i * w + 1 + j] = (add ? cg[i * w + 1 + j] : 0.0) + acc;
             }
         }
     }
+}
+
+/* The parts' VJPs with the cotangents vz, vsig, vh, vg that `want` names
+ * (the discriminator's diffusion always: both drift and diffusion feed
+ * g), and vy += the parts' vy row by row (the generator's on generated
+ * rows only). */
+static int parts_vjp(nde_field *f, double t, const double *theta,
+                     double *vy, double *vtheta, size_t batch, unsigned want)
+{
+    gan_state *s = f->state;
+    const size_t pg = s->gen->nparams, d = f->dim;
+    const double *td = theta + pg;
+    double *vtd = vtheta ? vtheta + pg : NULL;
+    double *vyz = vy ? s->vyz : NULL, *vyh = vy ? s->vyh : NULL;
+    int retry = 0, rc;
+
     if (vy) {
-        memset(s->vyz, 0, s->ng * G * sizeof *s->vyz);
-        memset(s->vyh, 0, batch * H * sizeof *s->vyh);
+        memset(s->vyz, 0, s->ng * s->G * sizeof *s->vyz);
+        memset(s->vyh, 0, batch * s->H * sizeof *s->vyh);
     }
-    if ((s->ng &&
-         (rc = merge(nde_field_diffusion_vjp(s->gen, t, s->z, theta, s->vsig,
-                                             vyz, vtheta, s->ng), &retry))) ||
-        (rc = merge(nde_field_diffusion_vjp(s->disc, t, s->h, theta + pg,
-                                            s->vg, vyh,
-                                            vtheta ? vtheta + pg : NULL,
-                                            batch), &retry)))
+    if ((s->ng && (want & GEN_MU) &&
+         (rc = merge(nde_field_vjp(s->gen, t, s->z, theta, s->vz, vyz,
+                                   vtheta, s->ng), &retry))) ||
+        (s->ng && (want & GEN_SIG) &&
+         (rc = merge(nde_field_diffusion_vjp(s->gen, t, s->z, theta,
+                                             s->vsig, vyz, vtheta, s->ng),
+                     &retry))) ||
+        ((want & DISC_F) &&
+         (rc = merge(nde_field_vjp(s->disc, t, s->h, td, s->vh, vyh, vtd,
+                                   batch), &retry))) ||
+        (rc = merge(nde_field_diffusion_vjp(s->disc, t, s->h, td, s->vg,
+                                            vyh, vtd, batch), &retry)))
         return rc;
-    if (vy)
-        gather_vy(s, vy, d, batch);
+    for (size_t r = 0; vy && r < batch; r++) {
+        double *o = vy + r * d;
+        if (!s->real[r])
+            for (size_t j = 0; j < s->G; j++)
+                o[j] += s->vyz[s->gpos[r] * s->G + j];
+        for (size_t i = 0; i < s->H; i++)
+            o[s->G + i] += s->vyh[r * s->H + i];
+    }
     return retry ? NDE_ERETRY : NDE_OK;
+}
+
+/* The split of (t, y) and the parts' values there. */
+static int evaluated(nde_field *f, double t, const double *y,
+                     const double *theta, size_t batch, unsigned want)
+{
+    int rc = split(f, t, y, batch);
+    return rc ? rc : parts_eval(f, t, theta, batch, want);
+}
+
+/* Whether the parts' values are there: also on a retry, so that the
+ * field's output is made of them (not finite: the solver retries). */
+static int have_values(int rc) { return rc == NDE_OK || rc == NDE_ERETRY; }
+
+/* The status of a call whose values gave rc and whose VJPs gave vjp_rc. */
+static int joined(int rc, int vjp_rc) { return vjp_rc ? vjp_rc : rc; }
+
+static int gan_eval(nde_field *f, double t, const double *y,
+                    const double *theta, double *dy, size_t batch)
+{
+    int rc = evaluated(f, t, y, theta, batch, GEN_MU | DISC_F | DISC_G);
+    if (have_values(rc))
+        drift_of_parts(f->state, f->dim, dy, batch);
+    return rc;
+}
+
+static int gan_diffusion(nde_field *f, double t, const double *y,
+                         const double *theta, double *g, size_t batch)
+{
+    int rc = evaluated(f, t, y, theta, batch, GEN_SIG | DISC_G);
+    if (have_values(rc))
+        diffusion_of_parts(f->state, f->dim, g, batch);
+    return rc;
+}
+
+/* Both at once: each part's net runs once (eval and diffusion alone run
+ * the discriminator's diffusion net each). */
+static int gan_eval_sde(nde_field *f, double t, const double *y,
+                        const double *theta, double *dy, double *g,
+                        size_t batch)
+{
+    int rc = evaluated(f, t, y, theta, batch,
+                       GEN_MU | GEN_SIG | DISC_F | DISC_G);
+    if (have_values(rc)) {
+        drift_of_parts(f->state, f->dim, dy, batch);
+        diffusion_of_parts(f->state, f->dim, g, batch);
+    }
+    return rc;
+}
+
+static int gan_vjp(nde_field *f, double t, const double *y,
+                   const double *theta, const double *v, double *vy,
+                   double *vtheta, size_t batch)
+{
+    int rc = evaluated(f, t, y, theta, batch, GEN_MU | DISC_G);
+    if (!have_values(rc))
+        return rc;
+    drift_cotangents(f->state, f->dim, v, batch);
+    return joined(rc, parts_vjp(f, t, theta, vy, vtheta, batch,
+                                GEN_MU | DISC_F));
+}
+
+static int gan_diffusion_vjp(nde_field *f, double t, const double *y,
+                             const double *theta, const double *v,
+                             double *vy, double *vtheta, size_t batch)
+{
+    int rc = evaluated(f, t, y, theta, batch, GEN_SIG | DISC_G);
+    if (!have_values(rc))
+        return rc;
+    diffusion_cotangents(f->state, f->dim, v, batch, 0);
+    return joined(rc, parts_vjp(f, t, theta, vy, vtheta, batch, GEN_SIG));
+}
+
+/* Both VJPs at once: the discriminator's diffusion net gets the sum of
+ * the two cotangents on g in one VJP. */
+static int gan_vjp_sde(nde_field *f, double t, const double *y,
+                       const double *theta, const double *v,
+                       const double *vg, double *vy, double *vtheta,
+                       size_t batch)
+{
+    int rc = evaluated(f, t, y, theta, batch, GEN_MU | GEN_SIG | DISC_G);
+    if (!have_values(rc))
+        return rc;
+    drift_cotangents(f->state, f->dim, v, batch);
+    diffusion_cotangents(f->state, f->dim, vg, batch, 1);
+    return joined(rc, parts_vjp(f, t, theta, vy, vtheta, batch,
+                                GEN_MU | GEN_SIG | DISC_F));
 }
 
 static int gan_init_params(nde_field *f, double *theta, uint64_t seed)
@@ -539,6 +599,8 @@ static const nde_field_type gan_type = {
     .param_name = gan_param_name,
     .diffusion = gan_diffusion,
     .diffusion_vjp = gan_diffusion_vjp,
+    .eval_sde = gan_eval_sde,
+    .vjp_sde = gan_vjp_sde,
 };
 
 NDE_MODULE(&gan_type.info);

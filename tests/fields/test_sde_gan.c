@@ -5,6 +5,8 @@
  *  - eval/vjp and diffusion/diffusion_vjp against central differences;
  *  - the diffusion's shape and its entries against the parts' own (the
  *    data's increments are noise channels of their own, control_dim);
+ *  - eval_sde and vjp_sde (both at once) against eval, diffusion and
+ *    their VJPs; a plugin offering one of the two refused;
  *  - a real row: z stays put and h follows the CDE of the linear
  *    interpolation, against an RK4 solve of that ODE written here;
  *  - reversible_heun with the reversible adjoint against the discrete
@@ -218,6 +220,61 @@ START_TEST(diffusion_and_drift_entries)
     }
     nde_field_destroy(gen);
     nde_field_destroy(disc);
+    fix_free(&x);
+}
+END_TEST
+
+/* eval_sde gives eval's and diffusion's values bit for bit; vjp_sde the
+ * sum of vjp's and diffusion_vjp's (to round-off: one VJP of the
+ * discriminator's diffusion net with the summed cotangent, not two). */
+START_TEST(joint_ops_match_separate_ones)
+{
+    fix x;
+    const double t = 0.6;
+    double y[B * D], dy[B * D], g[B * D * W], dy2[B * D], g2[B * D * W];
+    double v[B * D], vg[B * D * W], vy[B * D] = {0}, vy2[B * D] = {0};
+    double vth[1024] = {0}, vth2[1024] = {0}, worst = 0.0;
+    nde_field_type half;
+    nde_field *f = NULL;
+    fix_make(&x, B);
+    for (size_t i = 0; i < B * D; i++) {
+        y[i] = 0.8 * sin(0.9 * (double)i + 0.2);
+        v[i] = cos(0.7 * (double)i);
+    }
+    for (size_t i = 0; i < B * D * W; i++)
+        vg[i] = sin(0.3 * (double)i + 1.0);
+    nde_input_select(x.in, 0.5, 0.25);
+    ck_assert_ptr_nonnull(x.f->type->eval_sde);
+    ck_assert_int_eq(nde_field_eval_sde(x.f, t, y, x.theta, dy, g, B),
+                     NDE_OK);
+    ck_assert_int_eq(nde_field_eval(x.f, t, y, x.theta, dy2, B), NDE_OK);
+    ck_assert_int_eq(nde_field_diffusion(x.f, t, y, x.theta, g2, B), NDE_OK);
+    ck_assert(memcmp(dy, dy2, sizeof dy) == 0);
+    ck_assert(memcmp(g, g2, sizeof g) == 0);
+    ck_assert_int_eq(nde_field_vjp_sde(x.f, t, y, x.theta, v, vg, vy, vth,
+                                       B), NDE_OK);
+    ck_assert_int_eq(nde_field_vjp(x.f, t, y, x.theta, v, vy2, vth2, B),
+                     NDE_OK);
+    ck_assert_int_eq(nde_field_diffusion_vjp(x.f, t, y, x.theta, vg, vy2,
+                                             vth2, B), NDE_OK);
+    for (size_t i = 0; i < B * D + x.f->nparams; i++) {
+        const double a = i < B * D ? vy[i] : vth[i - B * D];
+        const double b = i < B * D ? vy2[i] : vth2[i - B * D];
+        worst = fmax(worst, fabs(a - b) / fmax(1.0, fabs(b)));
+    }
+    fprintf(stderr, "sde_gan vjp_sde vs vjp + diffusion_vjp: worst rel "
+            "diff %.2e\n", worst);
+    ck_assert_msg(worst < 1e-14, "%.3e", worst);
+    /* a plugin with one of the pair */
+    half = *x.f->type;
+    half.vjp_sde = NULL;
+    ck_assert_int_eq(nde_field_create_from(x.ctx, &half,
+                                           nde_config_section(x.cfg, "field"),
+                                           B, &f), NDE_EPLUGIN);
+    ck_assert_ptr_null(f);
+    ck_assert_msg(strstr(nde_ctx_message(x.ctx), "eval_sde without "
+                                                 "vjp_sde"),
+                  "%s", nde_ctx_message(x.ctx));
     fix_free(&x);
 }
 END_TEST
@@ -463,6 +520,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, vjps_against_differences);
     tcase_add_test(tc, diffusion_and_drift_entries);
+    tcase_add_test(tc, joint_ops_match_separate_ones);
     tcase_add_test(tc, real_rows_follow_the_cde);
     tcase_add_test(tc, reversible_adjoint_matches_discrete);
     suite_add_tcase(s, tc);

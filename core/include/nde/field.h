@@ -60,8 +60,9 @@ typedef struct nde_field nde_field;
  *   4: no new op: f->noise may be NDE_NOISE_GENERAL, with f->noise_dim
  *      (the diffusion ops then take the dim x M matrix, see above)
  *   5: no new op: f->control_dim and f->input_continuous (controlled
- *      equations, see struct nde_field) */
-#define NDE_FIELD_VERSION 5
+ *      equations, see struct nde_field)
+ *   6: eval_sde, vjp_sde */
+#define NDE_FIELD_VERSION 6
 
 /* The descriptor's info: NDE_FIELD_INFO(.name = ..., .description = ...,
  * .keys, .provides, .version). */
@@ -124,6 +125,21 @@ typedef struct nde_field_type {
      * NULL. Same status conventions as vjp. */
     int (*jvp_vjp)(nde_field *f, double t, const double *y,
                    const double *theta, const double *v, const double *w,
+                   double *vy, double *vtheta, size_t batch);
+
+    /* Version 6. Optional (both or neither; SDE fields only): drift and
+     * diffusion at one point in one call, dy as eval writes it and g as
+     * diffusion does (torchsde's f_and_g), for a field whose two share
+     * work; and their VJPs in one call, cotangent v on dy and vg on g,
+     * vy and vtheta getting the sum of what vjp and diffusion_vjp would
+     * add. Solvers that need both at a point call nde_field_eval_sde and
+     * nde_field_vjp_sde, which fall back to the separate ops. Same status
+     * conventions as eval and vjp. */
+    int (*eval_sde)(nde_field *f, double t, const double *y,
+                    const double *theta, double *dy, double *g,
+                    size_t batch);
+    int (*vjp_sde)(nde_field *f, double t, const double *y,
+                   const double *theta, const double *v, const double *vg,
                    double *vy, double *vtheta, size_t batch);
 } nde_field_type;
 
@@ -267,6 +283,37 @@ static inline int nde_field_diffusion_vjp(nde_field *f, double t,
                                           double *vtheta, size_t batch)
 {
     return f->type->diffusion_vjp(f, t, y, theta, v, vy, vtheta, batch);
+}
+
+/* Drift and diffusion at one point: the field's eval_sde, else eval then
+ * diffusion (which is skipped when eval fails or asks for a retry). */
+static inline int nde_field_eval_sde(nde_field *f, double t, const double *y,
+                                     const double *theta, double *dy,
+                                     double *g, size_t batch)
+{
+    int rc;
+
+    if (f->type->eval_sde)
+        return f->type->eval_sde(f, t, y, theta, dy, g, batch);
+    if ((rc = f->type->eval(f, t, y, theta, dy, batch)))
+        return rc;
+    return f->type->diffusion(f, t, y, theta, g, batch);
+}
+
+/* Both VJPs at one point (v on the drift, vg on the diffusion): the
+ * field's vjp_sde, else vjp then diffusion_vjp. */
+static inline int nde_field_vjp_sde(nde_field *f, double t, const double *y,
+                                    const double *theta, const double *v,
+                                    const double *vg, double *vy,
+                                    double *vtheta, size_t batch)
+{
+    int rc;
+
+    if (f->type->vjp_sde)
+        return f->type->vjp_sde(f, t, y, theta, v, vg, vy, vtheta, batch);
+    if ((rc = f->type->vjp(f, t, y, theta, v, vy, vtheta, batch)))
+        return rc;
+    return f->type->diffusion_vjp(f, t, y, theta, vg, vy, vtheta, batch);
 }
 
 /* Give f the input it reads (in may be NULL to take it away):
