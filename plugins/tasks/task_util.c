@@ -385,6 +385,32 @@ void task_order_free(task_order *o)
     o->rng = NULL;
 }
 
+void task_choose(gsl_rng *rng, size_t *out, size_t k, size_t n,
+                 unsigned char *mark)
+{
+    size_t m = 0;
+
+    /* Floyd: after the draw for j, out holds a uniform (k - n + j + 1)-
+     * subset of 0..j */
+    for (size_t j = n - k; j < n; j++) {
+        size_t v = (size_t)gsl_rng_uniform_int(rng, (unsigned long)j + 1);
+        if (mark[v])
+            v = j;
+        mark[v] = 1;
+        out[m++] = v;
+    }
+    /* increasing order (insertion sort: batches are small), marks
+     * cleared */
+    for (size_t i = 0; i < k; i++) {
+        const size_t v = out[i];
+        size_t p = i;
+        mark[v] = 0;
+        for (; p > 0 && out[p - 1] > v; p--)
+            out[p] = out[p - 1];
+        out[p] = v;
+    }
+}
+
 size_t task_order_pick(task_order *o, uint64_t seed, uint64_t k)
 {
     const long epoch = (long)(k / o->n);

@@ -47,7 +47,7 @@ typedef struct windows {
     double *pred;              /* nseries x npoints x dim: the last
                                   evaluation's                             */
     double *ysave;             /* npoints x nseries x dim: its solve's     */
-    size_t *choices;           /* 0..nchoices-1, for gsl_ran_choose: window
+    unsigned char *mark;       /* nchoices, for task_choose of window c:
                                   start c % per-series starts of series c /
                                   per-series starts                        */
     size_t *starts;            /* rows: the batch's window starts          */
@@ -184,17 +184,15 @@ static int windows_create(nde_task *t, nde_section *dsec,
     w->ysave = malloc(n * sizeof *w->ysave);
     w->ids = calloc(w->nseries, sizeof *w->ids);
     w->y0true = calloc(w->nseries * D, sizeof *w->y0true);
-    w->choices = malloc(w->nchoices * sizeof *w->choices);
+    w->mark = calloc(w->nchoices, 1);
     w->starts = calloc(t->rows, sizeof *w->starts);
     w->y0 = calloc(t->rows * D, sizeof *w->y0);
     w->target = calloc(w->bt * t->rows * D, sizeof *w->target);
     if (!w->tgrid || !w->truth || !w->obs || !w->pred || !w->ysave ||
         !w->ids || !w->y0true ||
-        !w->choices || !w->starts || !w->y0 || !w->target)
+        !w->mark || !w->starts || !w->y0 || !w->target)
         return nde_error(ctx, NDE_ENOMEM, "out of memory");
     task_time_grid(w->tgrid, w->npoints, t1);
-    for (i = 0; i < w->nchoices; i++)
-        w->choices[i] = i;
     rc = strcmp(w->source, "spiral") == 0 ? spiral_truth(t, w, dsec)
                                           : field_truth(t, w, dsec, env);
     if (rc != NDE_OK)
@@ -230,7 +228,7 @@ static void windows_destroy(nde_task *t)
     free(w->ysave);
     free(w->ids);
     free(w->y0true);
-    free(w->choices);
+    free(w->mark);
     free(w->starts);
     free(w->y0);
     free(w->target);
@@ -245,8 +243,7 @@ static int windows_batch(nde_task *t, const nde_task_draw *draw,
     const size_t D = t->dim, B = t->rows;
     size_t r, k;
 
-    gsl_ran_choose(draw->rng, w->starts, B, w->choices, w->nchoices,
-                   sizeof *w->starts);
+    task_choose(draw->rng, w->starts, B, w->nchoices, w->mark);
     for (r = 0; r < B; r++) {
         /* window c: series c / per, start c % per (the series' rows of
          * obs follow one another, so that is row c + (bt - 1) s) */
