@@ -13,7 +13,10 @@
  * - rows independent: each row of a batch equals that row evaluated alone
  *   (eval, and the VJP's vy; vtheta is the sum of the rows');
  * - determinism (two evaluations, the same bits), finite output, and eval
- *   and the VJP leave y, theta and v as they were.
+ *   and the VJP leave y, theta and v as they were;
+ * - with eval_sde and vjp_sde (both at once, field interface 6): their
+ *   values against eval's and diffusion's, and against the sum of vjp's
+ *   and diffusion_vjp's.
  * The worst error over the points is printed per check.
  */
 #include <math.h>
@@ -215,6 +218,50 @@ static void check_op(field_check *c, const char *op, const double *theta0,
     report_op(r, op, c);
 }
 
+/* eval_sde and vjp_sde at one point of c's suite (its last drawn)
+ * against the separate operations, relative errors to ROW_TOL. */
+static void check_both(field_check *c, size_t no, check_report *r,
+                       nde_ctx *ctx)
+{
+    nde_field *f = c->f;
+    const size_t n = c->n, P = c->P;
+    double *m = calloc(4 * n + 3 * no + 2 * (P + 1), sizeof *m);
+    double *dy = m, *dy2 = dy + n, *vy = dy2 + n, *vy2 = vy + n;
+    double *g = vy2 + n, *g2 = g + no, *vg = g2 + no;
+    double *vth = vg + no, *vth2 = vth + P + 1;
+    int rc;
+
+    if (!m) {
+        check_cannot(r, "eval_sde", ctx,
+                     nde_error(ctx, NDE_ENOMEM, "out of memory"));
+        return;
+    }
+    for (size_t i = 0; i < no; i++)
+        vg[i] = c->v[i % n] * (1.0 - 0.3 * (double)(i % 7));
+    if ((rc = f->type->eval_sde(f, c->t, c->y, c->theta, dy, g,
+                                FIELD_BATCH)) ||
+        (rc = nde_field_eval(f, c->t, c->y, c->theta, dy2, FIELD_BATCH)) ||
+        (rc = nde_field_diffusion(f, c->t, c->y, c->theta, g2,
+                                  FIELD_BATCH)))
+        check_cannot(r, "eval_sde", ctx, rc);
+    else
+        check_line(r, "eval_sde against eval and diffusion",
+                   fmax(check_rel_error(dy, dy2, n),
+                        check_rel_error(g, g2, no)), ROW_TOL);
+    if ((rc = f->type->vjp_sde(f, c->t, c->y, c->theta, c->v, vg, vy, vth,
+                               FIELD_BATCH)) ||
+        (rc = nde_field_vjp(f, c->t, c->y, c->theta, c->v, vy2, vth2,
+                            FIELD_BATCH)) ||
+        (rc = nde_field_diffusion_vjp(f, c->t, c->y, c->theta, vg, vy2,
+                                      vth2, FIELD_BATCH)))
+        check_cannot(r, "vjp_sde", ctx, rc);
+    else
+        check_line(r, "vjp_sde against vjp + diffusion_vjp",
+                   fmax(check_rel_error(vy, vy2, n),
+                        check_rel_error(vth, vth2, P)), ROW_TOL);
+    free(m);
+}
+
 /* A field that reads an input (nde/input.h) gets one: the same linear
  * series in every row (a row alone reads what it reads in the batch),
  * knots at 0, 1/2, 1, each channel its own values. */
@@ -302,6 +349,8 @@ int check_field(nde_ctx *ctx, nde_config *cfg, uint64_t seed,
                 check_note(r, "general noise: the diffusion is dim x %zu a "
                            "row", f->noise_dim);
             check_op(&c, "diffusion", theta0, seed, r, ctx);
+            if (f->type->eval_sde)
+                check_both(&c, no, r, ctx);
         }
     }
     free(mem);

@@ -293,6 +293,14 @@ START_TEST(general_noise_vjp_fails)
 }
 END_TEST
 
+/* eval_sde and vjp_sde must agree with the separate operations. */
+START_TEST(both_at_once_disagreeing_fails)
+{
+    expect_fail("field", "badsde", "eval_sde against eval and diffusion");
+    expect_fail("field", "badsde", "vjp_sde against vjp + diffusion_vjp");
+}
+END_TEST
+
 START_TEST(wrong_regularizer_gradient_fails)
 {
     expect_fail("regularizer", "badgrad", "gradient vs differences");
@@ -432,6 +440,7 @@ int main(void)
     tcase_add_test(tc, assigning_vjp_fails);
     tcase_add_test(tc, coupled_rows_fail);
     tcase_add_test(tc, general_noise_vjp_fails);
+    tcase_add_test(tc, both_at_once_disagreeing_fails);
     tcase_add_test(tc, wrong_regularizer_gradient_fails);
     tcase_add_test(tc, wrong_task_fails);
     tcase_add_test(tc, overclaimed_order_fails);
