@@ -39,7 +39,7 @@
 
 const char cli_ab_help[] =
     "Usage: nde ab CONFIG [-o DIR] [-j N] [--arm NAME:KEY=VALUE,...]...\n"
-    "              [--seeds 1,2,3] [--sweep [ARM:]KEY=LO:HI:N]\n"
+    "              [--seeds 1,2,3] [--sweep [ARM:]KEY=LO:HI:N] [--fresh]\n"
     "\n"
     "A/B test config variations. CONFIG holds\n"
     "  [ab]        base = the config every arm starts from (relative to\n"
@@ -66,11 +66,14 @@ const char cli_ab_help[] =
     "-s train.seed=N` (an unset as -u SECTION.KEY; no checkpoint but for\n"
     "a 2-D density flow's first seed: model.ckpt, drawn as\n"
     "DIR/density_ARM.png and .svg) into\n"
-    "DIR/runs/ARM/seedN.tmp/ (summary.json, metrics.jsonl, stderr.txt),\n"
-    "renamed to seedN/ when it ends. A run whose summary.json exists is\n"
-    "not run again: an interrupted `nde ab` continues where it stopped\n"
-    "(runs are known by arm name and seed: after changing an arm, remove\n"
-    "its directory); a run without one is removed and redone. One `nde ab`\n"
+    "DIR/runs/ARM/seedN.tmp/ (summary.json, metrics.jsonl, stderr.txt,\n"
+    "arm.ini: the arm's composed config in canonical form), renamed to\n"
+    "seedN/ when it ends. A run whose summary.json exists and whose\n"
+    "arm.ini is the arm's config as it is now is not run again: an\n"
+    "interrupted `nde ab` continues where it stopped; a run of another\n"
+    "config (the base or the arm changed since; not a file the config\n"
+    "names, nor another nde build) or without a summary is removed and\n"
+    "redone. --fresh redoes every run (after rebuilding nde). One `nde ab`\n"
     "at a time per DIR (DIR/.lock): a second one is refused, naming the\n"
     "first one's pid. The runs end with `nde ab`: SIGINT, SIGTERM or\n"
     "SIGHUP stops them and removes their partial files; if `nde ab` is\n"
@@ -165,6 +168,8 @@ typedef struct ab_run {
     pid_t pid;     /* also its process group */
     char *dir;
     char *tmp;     /* dir while the run is under way: DIR/.../seedN.tmp */
+    int stale;     /* finished with another config of its arm (or
+                      --fresh): dir is removed when it runs again */
     ab_kv *kv;
     size_t nkv;
     char *message;
@@ -183,6 +188,7 @@ typedef struct ab_arm {
     ab_override *overrides;  /* in the order given */
     size_t noverrides;
     char *config_text;
+    char *canonical;  /* the same in canonical form: each run's arm.ini */
     ab_run *runs;  /* one per seed */
     int density;   /* a 2-D flow with the exact trace: the first seed's run
                       keeps model.ckpt, drawn as DIR/density_ARM */
@@ -586,6 +592,7 @@ static void free_arm(ab_arm *a, size_t nseeds)
     free(a->name);
     free(a->origin);
     free(a->config_text);
+    free(a->canonical);
 }
 
 /* The arm sets the first n characters of key: the key itself (n =
@@ -706,6 +713,24 @@ static int plan_sweep(ab_plan *p, nde_ctx *ctx)
     return CLI_EXIT_OK;
 }
 
+/* cfg's text as nde_config_write writes it, or in canonical form;
+ * exits on a failure (out of memory). */
+static char *config_string(const nde_config *cfg, int canonical)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+
+    if (!mem ||
+        (canonical ? nde_config_write_canonical(cfg, mem)
+                   : nde_config_write(cfg, mem)) != NDE_OK ||
+        fclose(mem) != 0) {
+        cli_error("out of memory");
+        exit(CLI_EXIT_FAILURE);
+    }
+    return text;
+}
+
 /* Compose every arm with the first seed and create (then destroy) its
  * trainer: bad keys, values and capability mismatches stop here. */
 static int validate_arms(ab_plan *p, nde_ctx *ctx)
@@ -717,19 +742,11 @@ static int validate_arms(ab_plan *p, nde_ctx *ctx)
                                      "train.metrics=", NULL};
         nde_config *cfg = compose(p, a, NULL, ctx);
         nde_trainer *tr = NULL;
-        char *text = NULL;
-        size_t len = 0;
-        FILE *mem;
         int rc = NDE_OK;
 
         if (cfg) {
-            mem = open_memstream(&text, &len);
-            if (!mem || nde_config_write(cfg, mem) != NDE_OK ||
-                fclose(mem) != 0) {
-                cli_error("out of memory");
-                exit(CLI_EXIT_FAILURE);
-            }
-            a->config_text = text;
+            a->config_text = config_string(cfg, 0);
+            a->canonical = config_string(cfg, 1);
             for (size_t k = 0; extra[k] && rc == NDE_OK; k++)
                 rc = nde_config_override(cfg, extra[k], ctx);
             if (rc == NDE_OK)
@@ -890,6 +907,56 @@ static int load_summary(ab_run *r)
     return 1;
 }
 
+/* Whether the finished run r ran arm a as a stands now: its arm.ini,
+ * written when it started, holds a's canonical config. */
+static int run_current(const ab_arm *a, const ab_run *r)
+{
+    char *path = xprintf("%s/arm.ini", r->dir);
+    char *text = read_text(path);
+    const int same = text && strcmp(text, a->canonical) == 0;
+
+    free(path);
+    free(text);
+    return same;
+}
+
+/* Run r of arm a, loaded as finished, is to run again (its config
+ * changed, or --fresh): pending, its directory removed when it starts. */
+static void forget_run(ab_run *r)
+{
+    free_kv(r->kv, r->nkv);
+    free(r->message);
+    r->kv = NULL;
+    r->nkv = 0;
+    r->message = NULL;
+    r->state = RUN_PENDING;
+    r->stale = 1;
+}
+
+/* Load the arms' finished runs; with fresh, or for a run of another
+ * config of its arm (the base or the arm changed since: arm.ini differs
+ * or is missing), none is kept, said per arm on stderr. */
+static void load_runs(ab_plan *p, int fresh)
+{
+    for (size_t i = 0; i < p->narms; i++) {
+        ab_arm *a = &p->arms[i];
+        size_t stale = 0;
+        for (size_t k = 0; k < p->nseeds; k++) {
+            ab_run *r = &a->runs[k];
+            if (load_summary(r) && (fresh || !run_current(a, r))) {
+                forget_run(r);
+                stale++;
+            }
+        }
+        if (stale && cli_rank() == 0)
+            fprintf(stderr, "ab: arm '%s': %zu finished run%s %s: running "
+                    "%s again\n", a->name, stale, stale == 1 ? "" : "s",
+                    fresh ? "(--fresh)"
+                          : "made with another config (its arm.ini)",
+                    stale == 1 ? "it" : "them");
+    }
+}
+
 static int mkdirs(const char *path)
 {
     char *p = xstrdup(path);
@@ -1027,8 +1094,26 @@ static const struct {
                     {SIGHUP, "SIGHUP"}};
 #define NSTOP (sizeof stop_signals / sizeof *stop_signals)
 
-/* Fork and exec the run's `nde train` into r->tmp; its pid or -1. mask:
- * the signal mask the child gets back. */
+/* The arm's canonical config into the run's r->tmp/arm.ini, by which a
+ * later nde ab knows the run is still the arm's (run_current); 0 or -1
+ * (said). */
+static int write_arm_ini(const ab_arm *a, const ab_run *r)
+{
+    char *path = xprintf("%s/arm.ini", r->tmp);
+    FILE *f = fopen(path, "w");
+    int rc = 0;
+
+    if (!f || fputs(a->canonical, f) == EOF || fclose(f) != 0) {
+        cli_error("%s: cannot write: %m", path);
+        rc = -1;
+    }
+    free(path);
+    return rc;
+}
+
+/* Fork and exec the run's `nde train` into r->tmp (a stale run's old
+ * directory removed first); its pid or -1. mask: the signal mask the
+ * child gets back. */
 static pid_t start_run(const ab_plan *p, const ab_arm *a, ab_run *r,
                        const sigset_t *mask)
 {
@@ -1063,7 +1148,8 @@ static pid_t start_run(const ab_plan *p, const ab_arm *a, ab_run *r,
     argv[n] = NULL;
     fflush(stdout);
     fflush(stderr);
-    if (mkdirs(r->tmp) != 0)
+    if ((r->stale && remove_run_dir(r->dir) != 0) || mkdirs(r->tmp) != 0 ||
+        write_arm_ini(a, r) != 0)
         pid = -1;
     else if ((pid = fork()) < 0)
         cli_error("cannot start a run: %m");
@@ -1823,7 +1909,7 @@ int cli_ab(int argc, char **argv)
     const char *config = NULL, *dir = NULL, *seeds = NULL, *v;
     const char **arm_opts;
     size_t narm_opts = 0, i, k, s;
-    int code = CLI_EXIT_USAGE, missing, failed = 0, agreed = 0;
+    int code = CLI_EXIT_USAGE, missing, failed = 0, agreed = 0, fresh = 0;
     char *end;
 
     memset(&p, 0, sizeof p);
@@ -1841,6 +1927,10 @@ int cli_ab(int argc, char **argv)
         p.jobs = 1;
     for (int j = 1; j < argc; j++) {
         const char *arg = argv[j];
+        if (strcmp(arg, "--fresh") == 0) {
+            fresh = 1;
+            continue;
+        }
         if ((v = cli_option_value(argc, argv, &j, "-o", "--output", &missing)))
             dir = v;
         else if (!missing &&
@@ -1947,9 +2037,9 @@ int cli_ab(int argc, char **argv)
             a->runs[s].dir =
                 xprintf("%s/runs/%s/seed%ld", p.dir, a->name, p.seeds[s]);
             a->runs[s].tmp = xprintf("%s.tmp", a->runs[s].dir);
-            load_summary(&a->runs[s]);
         }
     }
+    load_runs(&p, fresh);
     if (cli_ranks() > 1) {
         /* every rank has seen the same runs done before any starts */
         if ((code = cli_comm_agree(CLI_EXIT_OK)) != CLI_EXIT_OK)

@@ -385,6 +385,61 @@ START_TEST(end_to_end_and_resume)
 }
 END_TEST
 
+/* Runs are kept only for the config they ran (their arm.ini): a changed
+ * arm, then a changed base, are run again; --fresh runs everything. */
+START_TEST(changed_config_reruns)
+{
+    char path[512], *text, *at;
+    struct timespec t_plain1, t_local2;
+    FILE *f;
+
+    write_ab("ab.ini", "plain", two_arms);
+    ck_assert_int_eq(run_ab("ab.ini", "-j 2"), 0);
+    t_plain1 = summary_mtime("plain", 1);
+    t_local2 = summary_mtime("local", 2);
+    snprintf(path, sizeof path, "%s/out/runs/local/seed2/arm.ini", tmpdir);
+    ck_assert_ptr_nonnull(text = slurp(path));
+    ck_assert_msg(strstr(text, "weight = 0.1"), "%s", text);
+    free(text);
+
+    write_ab("ab.ini", "plain",
+             "[arm.plain]\n[arm.local]\nregularizer.local.plugin = local\n"
+             "regularizer.local.weight = 0.2\n");
+    usleep(20000);
+    ck_assert_int_eq(run_ab("ab.ini", "-j 2"), 0);
+    ck_assert(same_time(t_plain1, summary_mtime("plain", 1)));
+    ck_assert(!same_time(t_local2, summary_mtime("local", 2)));
+    ck_assert(stderr_has("arm 'local': 2 finished runs made with another "
+                         "config"));
+    ck_assert_ptr_nonnull(text = slurp(path));
+    ck_assert_msg(strstr(text, "weight = 0.2"), "%s", text);
+    free(text);
+
+    /* the base: fewer iterations for every arm */
+    snprintf(path, sizeof path, "%s/base.ini", tmpdir);
+    ck_assert_ptr_nonnull(text = slurp(path));
+    ck_assert_ptr_nonnull(at = strstr(text, "iterations = 40"));
+    memcpy(at, "iterations = 30", 15);
+    ck_assert_ptr_nonnull(f = fopen(path, "w"));
+    fputs(text, f);
+    fclose(f);
+    free(text);
+    t_local2 = summary_mtime("local", 2);
+    usleep(20000);
+    ck_assert_int_eq(run_ab("ab.ini", "-j 2"), 0);
+    ck_assert(!same_time(t_plain1, summary_mtime("plain", 1)));
+    ck_assert(!same_time(t_local2, summary_mtime("local", 2)));
+    ck_assert(stderr_has("arm 'plain': 2 finished runs made with another "
+                         "config"));
+
+    t_plain1 = summary_mtime("plain", 1);
+    usleep(20000);
+    ck_assert_int_eq(run_ab("ab.ini", "-j 2 --fresh"), 0);
+    ck_assert(!same_time(t_plain1, summary_mtime("plain", 1)));
+    ck_assert(stderr_has("arm 'plain': 2 finished runs (--fresh)"));
+}
+END_TEST
+
 START_TEST(bad_key_refused_before_running)
 {
     write_ab("ab.ini", "plain",
@@ -1055,6 +1110,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, end_to_end_and_resume);
+    tcase_add_test(tc, changed_config_reruns);
     tcase_add_test(tc, bad_key_refused_before_running);
     tcase_add_test(tc, baseline_names_no_arm);
     tcase_add_test(tc, capability_refused);
