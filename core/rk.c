@@ -279,7 +279,7 @@ static int rk_step(nde_solver *s, const double *theta, double t, double h,
     const int last_fsal = tab->fsal ? ns - 1 : ns;
     const size_t batch = s->batch;
     const size_t n = batch * f->dim;
-    double hc[NDE_RK_MAX_STAGES] = {0};
+    double hc[NDE_RK_MAX_STAGES]; /* each use writes what it reads */
     int rc;
 
     (void)dw; (void)aux; (void)aux_next;
