@@ -11,6 +11,13 @@
 #include <sys/stat.h>
 #include <time.h>
 
+/* The neural SDE of bench_sde and bench_floor (issue 13's, the peer's
+ * torchsde net): 4 states, drift and diffusion nets of one hidden layer of
+ * 64, tanh; batch 64, 100 steps of 0.01 in both. */
+#define BENCH_SDE_FIELD_INI                                                 \
+    "[field]\nplugin = mlp\nlayers = 4, 64, 4\nactivation = tanh\n"       \
+    "time = false\ndiffusion = sigmoid\ng_layers = 64\ng_activation = tanh\n"
+
 /* Seconds on the monotonic clock. */
 static inline double bench_now(void)
 {

@@ -354,9 +354,7 @@ static int make_sde(workload *w)
 {
     static const size_t widths[] = {SDE_DIM, 64, SDE_DIM};
     static const char text[] =
-        "[field]\nplugin = mlp\nlayers = 4, 64, 4\nactivation = tanh\n"
-        "time = false\ndiffusion = sigmoid\ng_layers = 64\n"
-        "g_activation = tanh\ncache = 128\n[solver]\nplugin = euler_maruyama\n"
+        BENCH_SDE_FIELD_INI "cache = 128\n[solver]\nplugin = euler_maruyama\n"
         "[adjoint]\nplugin = discrete\n";
     int rc;
 

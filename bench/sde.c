@@ -63,9 +63,7 @@
 #define N (BATCH * DIM)
 #define DT 0.01
 
-static const char field_ini[] =
-    "[field]\nplugin = mlp\nlayers = 4, 64, 4\nactivation = tanh\n"
-    "time = false\ndiffusion = sigmoid\ng_layers = 64\ng_activation = tanh\n";
+static const char field_ini[] = BENCH_SDE_FIELD_INI;
 
 /* The discrete adjoint goes back over all 100 steps' points: keeping their
  * passes (6.6 MB for the two nets at batch 64) spares each step's VJP its
