@@ -219,11 +219,12 @@ int nde_input_has_knot(const nde_input *in, double t)
 
 /* Where t falls on a linear row of n knots ts: u(t) = (1 - w) u_k + w
  * u_k+1 as u_k + w (u_k+1 - u_k), k1 = k0 + 1; held before the first
- * knot and after the last (k1 = k0, w = 0). */
-static void linear_place(const double *ts, size_t n, double t, size_t *k0,
-                         size_t *k1, double *w)
+ * knot and after the last (k1 = k0, w = 0). near: the row's selected
+ * segment, where a step's ends mostly are (segment_near). */
+static void linear_place(const double *ts, size_t n, double t, long near,
+                         size_t *k0, size_t *k1, double *w)
 {
-    const long k = segment_of(ts, n, t);
+    const long k = segment_near(ts, n, t, near);
 
     if (k < 0 || (size_t)k + 1 >= n) {
         *k0 = *k1 = k < 0 ? 0 : (size_t)k;
@@ -251,8 +252,8 @@ int nde_input_increment(const nde_input *in, size_t r, double ta, double tb,
                          n, n == 1 ? "" : "s",
                          in->kind == NDE_INPUT_LINEAR ? "linear" : "constant",
                          m);
-    linear_place(ts, in->nknots[row], ta, &a0, &a1, &wa);
-    linear_place(ts, in->nknots[row], tb, &b0, &b1, &wb);
+    linear_place(ts, in->nknots[row], ta, in->seg[row], &a0, &a1, &wa);
+    linear_place(ts, in->nknots[row], tb, in->seg[row], &b0, &b1, &wb);
     for (size_t i = 0; i < n; i++) {
         const double ua = us[a0 * m + i] +
                           wa * (us[a1 * m + i] - us[a0 * m + i]);
