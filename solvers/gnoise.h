@@ -20,8 +20,7 @@ static inline size_t gnoise_width(const nde_field *f)
  * compile time (the k loops unroll): a G of 2048 rows x 32 states x 4
  * channels (the SDE-GAN's) is 2 MB, streamed once per product, and a
  * loop whose trip count m is only known at run time cost about a third
- * of that model's iteration. Dispatched by gnoise_prod and
- * gnoise_outer below.
+ * of that model's iteration. Dispatched by GNOISE_BY_WIDTH.
  */
 static inline __attribute__((always_inline)) void
 prod_m(size_t batch, size_t d, double scale, const double *restrict g,
@@ -56,6 +55,19 @@ outer_m(size_t batch, size_t d, double scale, const double *restrict v,
     }
 }
 
+/* kernel(batch, dim, scale, x, dw, base, out, m) for f's width m, a
+ * constant where the kernels have one. */
+#define GNOISE_BY_WIDTH(kernel, f, batch, scale, x, dw, base, out)          \
+    do {                                                                     \
+        const size_t d_ = (f)->dim, m_ = (f)->noise_dim;                     \
+        switch (m_) {                                                        \
+        case 2: kernel(batch, d_, scale, x, dw, base, out, 2); break;        \
+        case 3: kernel(batch, d_, scale, x, dw, base, out, 3); break;        \
+        case 4: kernel(batch, d_, scale, x, dw, base, out, 4); break;        \
+        default: kernel(batch, d_, scale, x, dw, base, out, m_);             \
+        }                                                                    \
+    } while (0)
+
 /* out = base + scale G dW, row by row (base may be NULL: 0; it may be
  * out itself). */
 static inline void gnoise_prod(const nde_field *f, size_t batch,
@@ -63,14 +75,7 @@ static inline void gnoise_prod(const nde_field *f, size_t batch,
                                const double *dw, const double *base,
                                double *out)
 {
-    const size_t d = f->dim, m = f->noise_dim;
-
-    switch (m) {
-    case 2: prod_m(batch, d, scale, g, dw, base, out, 2); break;
-    case 3: prod_m(batch, d, scale, g, dw, base, out, 3); break;
-    case 4: prod_m(batch, d, scale, g, dw, base, out, 4); break;
-    default: prod_m(batch, d, scale, g, dw, base, out, m);
-    }
+    GNOISE_BY_WIDTH(prod_m, f, batch, scale, g, dw, base, out);
 }
 
 /* out += scale G dW (gnoise_prod onto itself). */
@@ -89,14 +94,7 @@ static inline void gnoise_outer(const nde_field *f, size_t batch,
                                 const double *dw, const double *base,
                                 double *gbar)
 {
-    const size_t d = f->dim, m = f->noise_dim;
-
-    switch (m) {
-    case 2: outer_m(batch, d, scale, v, dw, base, gbar, 2); break;
-    case 3: outer_m(batch, d, scale, v, dw, base, gbar, 3); break;
-    case 4: outer_m(batch, d, scale, v, dw, base, gbar, 4); break;
-    default: outer_m(batch, d, scale, v, dw, base, gbar, m);
-    }
+    GNOISE_BY_WIDTH(outer_m, f, batch, scale, v, dw, base, gbar);
 }
 
 /* gbar += scale v dW^T (gnoise_outer onto itself). */

@@ -7,6 +7,8 @@
  */
 #include <nde/nde.h>
 
+#include "decay.h"
+
 static int bs_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
 {
     (void)sec;
@@ -24,30 +26,6 @@ static int bs_init_params(nde_field *f, double *theta, uint64_t seed)
     (void)f;
     (void)seed;
     theta[0] = 0.5;
-    return NDE_OK;
-}
-
-static int bs_eval(nde_field *f, double t, const double *y,
-                   const double *theta, double *dy, size_t batch)
-{
-    (void)t;
-    (void)theta;
-    for (size_t i = 0; i < batch * f->dim; i++)
-        dy[i] = -y[i];
-    return NDE_OK;
-}
-
-static int bs_vjp(nde_field *f, double t, const double *y,
-                  const double *theta, const double *v, double *vy,
-                  double *vtheta, size_t batch)
-{
-    (void)t;
-    (void)y;
-    (void)theta;
-    (void)vtheta;
-    if (vy)
-        for (size_t i = 0; i < batch * f->dim; i++)
-            vy[i] -= v[i];
     return NDE_OK;
 }
 
@@ -79,7 +57,7 @@ static int bs_eval_sde(nde_field *f, double t, const double *y,
                        const double *theta, double *dy, double *g,
                        size_t batch)
 {
-    bs_eval(f, t, y, theta, dy, batch);
+    decay_eval(f, t, y, theta, dy, batch);
     bs_diffusion(f, t, y, theta, g, batch);
     for (size_t i = 0; i < batch * f->dim; i++)
         g[i] *= 2.0;
@@ -91,7 +69,7 @@ static int bs_vjp_sde(nde_field *f, double t, const double *y,
                       double *vy, double *vtheta, size_t batch)
 {
     (void)vg;
-    return bs_vjp(f, t, y, theta, v, vy, vtheta, batch);
+    return decay_vjp(f, t, y, theta, v, vy, vtheta, batch);
 }
 
 static const nde_field_type badsde = {
@@ -104,8 +82,8 @@ static const nde_field_type badsde = {
     .create = bs_create,
     .destroy = bs_destroy,
     .init_params = bs_init_params,
-    .eval = bs_eval,
-    .vjp = bs_vjp,
+    .eval = decay_eval,
+    .vjp = decay_vjp,
     .diffusion = bs_diffusion,
     .diffusion_vjp = bs_diffusion_vjp,
     .eval_sde = bs_eval_sde,

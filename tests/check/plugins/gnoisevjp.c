@@ -7,6 +7,8 @@
  */
 #include <nde/nde.h>
 
+#include "decay.h"
+
 #define NCH 2
 
 static int gv_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
@@ -28,30 +30,6 @@ static int gv_init_params(nde_field *f, double *theta, uint64_t seed)
     (void)seed;
     theta[0] = 0.5;
     theta[1] = -0.3;
-    return NDE_OK;
-}
-
-static int gv_eval(nde_field *f, double t, const double *y,
-                   const double *theta, double *dy, size_t batch)
-{
-    (void)t;
-    (void)theta;
-    for (size_t i = 0; i < batch * f->dim; i++)
-        dy[i] = -y[i];
-    return NDE_OK;
-}
-
-static int gv_vjp(nde_field *f, double t, const double *y,
-                  const double *theta, const double *v, double *vy,
-                  double *vtheta, size_t batch)
-{
-    (void)t;
-    (void)y;
-    (void)theta;
-    (void)vtheta;
-    if (vy)
-        for (size_t i = 0; i < batch * f->dim; i++)
-            vy[i] -= v[i];
     return NDE_OK;
 }
 
@@ -91,8 +69,8 @@ static const nde_field_type gnoisevjp = {
     .create = gv_create,
     .destroy = gv_destroy,
     .init_params = gv_init_params,
-    .eval = gv_eval,
-    .vjp = gv_vjp,
+    .eval = decay_eval,
+    .vjp = decay_vjp,
     .diffusion = gv_diffusion,
     .diffusion_vjp = gv_diffusion_vjp,
 };
