@@ -138,7 +138,8 @@ void task_affine_vjp(const double *W, size_t m, size_t k, const double *x,
                      double *gb);
 
 /* k distinct values of 0..n-1 (k <= n) into out in increasing order,
- * uniform among the k-subsets, with k draws of rng (R. Floyd's algorithm:
+ * uniform among the k-subsets, with k draws of rng and O(min(k^2, n))
+ * more work (R. Floyd's algorithm:
  * J. Bentley, "Programming pearls: a sample of brilliance", CACM 30(9),
  * 1987), where gsl_ran_choose draws n times: for a batch of 20 of the
  * spiral's 991 windows that was 12 % of a training iteration. mark: n

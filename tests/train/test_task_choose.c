@@ -1,11 +1,12 @@
 /*
  * task_choose (plugins/tasks/task_util.c), the windows task's draw of a
  * batch of distinct window starts: k distinct values of 0..n-1 in
- * increasing order with the marks left clear; every value of a k = n
- * draw; and uniform over the k-subsets: 60000 draws of 2 of 5 spread
- * over the 10 subsets with a chi-square below its 0.999 quantile for 9
- * degrees of freedom (27.88), and 20000 draws of 20 of 991 put each
- * value within 4.5 standard deviations of its expected count.
+ * increasing order with the marks left clear (both orderings: k^2 <= n
+ * sorts, k^2 > n reads the marks); every value of a k = n draw; and
+ * uniform over the k-subsets: 60000 draws of 2 of 5 spread over the 10
+ * subsets with a chi-square below its 0.999 quantile for 9 degrees of
+ * freedom (27.88), and 20000 draws of 20 of 991 put each value within
+ * 4.5 standard deviations of its expected count.
  */
 #include <check.h>
 #include <math.h>
