@@ -755,10 +755,9 @@ static void mmd(gan_task *s)
             }
             s->dist[np++] = d2;
         }
-    /* the bandwidth (sorting dist), then the kernels from the distances
-     * again */
-    qsort(s->dist, np, sizeof *s->dist, cmp_double);
-    s->bandwidth = sqrt(s->dist[np / 2]);
+    /* the bandwidth (reordering dist), then the kernels from the
+     * distances again */
+    s->bandwidth = sqrt(task_kth_smallest(s->dist, np, np / 2));
     {
         const double g = 1.0 / (2.0 * s->bandwidth * s->bandwidth);
         for (size_t i = 0; i < N; i++)

@@ -420,6 +420,36 @@ void task_choose(gsl_rng *rng, size_t *out, size_t k, size_t n,
     }
 }
 
+double task_kth_smallest(double *v, size_t n, size_t k)
+{
+    long lo = 0, hi = (long)n - 1;
+    const long want = (long)k;
+
+    while (lo < hi) {
+        const double pivot = v[lo + (hi - lo) / 2];
+        long i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot)
+                i++;
+            while (v[j] > pivot)
+                j--;
+            if (i <= j) {
+                const double x = v[i];
+                v[i++] = v[j];
+                v[j--] = x;
+            }
+        }
+        /* v[lo, j] <= pivot, v[i, hi] >= pivot, v(j, i) == pivot */
+        if (want <= j)
+            hi = j;
+        else if (want >= i)
+            lo = i;
+        else
+            break;
+    }
+    return v[want];
+}
+
 size_t task_order_pick(task_order *o, uint64_t seed, uint64_t k)
 {
     const long epoch = (long)(k / o->n);

@@ -147,6 +147,12 @@ void task_affine_vjp(const double *W, size_t m, size_t k, const double *x,
 void task_choose(gsl_rng *rng, size_t *out, size_t k, size_t n,
                  unsigned char *mark);
 
+/* The k-th smallest of v[0, n) (k < n), v[k] of v sorted, in expected
+ * linear time (Hoare's selection, the middle element as pivot); v is
+ * reordered. The SDE-GAN report's bandwidth is the median of 2.1 million
+ * distances, which qsort took a third of a second to find. */
+double task_kth_smallest(double *v, size_t n, size_t k);
+
 /* Mini-batches of n examples: the stream made of one random permutation
  * of 0..n-1 per epoch, epoch e's drawn with gsl_ran_shuffle from an
  * mt19937 seeded with nde_seed_derive(seed, e). It depends on the

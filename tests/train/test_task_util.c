@@ -1,5 +1,7 @@
 /*
- * task_choose (plugins/tasks/task_util.c), the windows task's draw of a
+ * task_util.c's order statistics and draws (plugins/tasks/task_util.c):
+ * task_kth_smallest against qsort on arrays with and without repeated
+ * values, every k; and task_choose, the windows task's draw of a
  * batch of distinct window starts: k distinct values of 0..n-1 in
  * increasing order with the marks left clear (both orderings: k^2 <= n
  * sorts, k^2 > n reads the marks); every value of a k = n draw; and
@@ -12,6 +14,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <gsl/gsl_rng.h>
 
@@ -30,6 +33,34 @@ static int draw_ok(const size_t *out, size_t k, size_t n,
             return 0;
     return 1;
 }
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+START_TEST(test_kth_smallest)
+{
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    double v[200], w[200], sorted[200];
+    for (size_t rep = 0; rep < 60; rep++) {
+        const size_t n = 1 + (rep * 37) % 200;
+        /* every third array from 5 values only: runs of equal ones */
+        for (size_t i = 0; i < n; i++)
+            v[i] = rep % 3 ? gsl_rng_uniform(r) - 0.5
+                           : (double)gsl_rng_uniform_int(r, 5);
+        memcpy(sorted, v, n * sizeof *v);
+        qsort(sorted, n, sizeof *sorted, cmp_double);
+        for (size_t k = 0; k < n; k++) {
+            memcpy(w, v, n * sizeof *v);
+            ck_assert_msg(task_kth_smallest(w, n, k) == sorted[k],
+                          "n %zu k %zu", n, k);
+        }
+    }
+    gsl_rng_free(r);
+}
+END_TEST
 
 START_TEST(test_distinct_sorted_all)
 {
@@ -104,8 +135,9 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("task_choose");
+    Suite *s = suite_create("task_util");
     TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_kth_smallest);
     tcase_add_test(tc, test_distinct_sorted_all);
     tcase_add_test(tc, test_uniform_subsets);
     tcase_add_test(tc, test_spiral_sized);
