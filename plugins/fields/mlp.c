@@ -448,24 +448,56 @@ static int build_net(mlp_net *n, size_t in0, const long *hidden,
 /* The most memory the kept forward passes of one net may take. */
 #define CACHE_BYTES_MAX (1024u << 20)
 
+/*
+ * `cache = auto` (the default): as many passes as fit in an L2-sized
+ * CACHE_AUTO_BYTES, from CACHE_AUTO_MIN to CACHE_AUTO_MAX. Small batches
+ * get enough for the discrete adjoint's replays of a whole solve's stages
+ * to find theirs (the spiral's 10 KB passes: 50; `nde train
+ * examples/spiral.ini` with dopri5 at 1e-3/1e-6 and `discrete`, 6000
+ * iterations: 1.15 s with 8, 0.97 s with 64, the same bits); large ones
+ * keep 8, since passes spread over more memory than the caches hold
+ * slowed bench_sde's reversible adjoint (128 passes, 8.6 MB).
+ */
+#define CACHE_AUTO_BYTES (512u << 10)
+#define CACHE_AUTO_MIN 8
+#define CACHE_AUTO_MAX 64
+#define CACHE_AUTO (-1L)
+
+/* `cache`: auto (CACHE_AUTO) or a count from 0 (off) to 4096; -2 for
+ * anything else. */
+static long parse_cache(const char *word)
+{
+    char *end;
+    if (strcmp(word, "auto") == 0)
+        return CACHE_AUTO;
+    long n = strtol(word, &end, 10);
+    return end != word && *end == '\0' && n >= 0 && n <= 4096 ? n : -2;
+}
+
 /* Net n's activations from `key` (read_activations), then its forward
- * passes. */
+ * passes (npoints, or CACHE_AUTO). */
 static int finish_net(mlp_net *n, size_t dim, size_t batch_max,
-                      size_t npoints, const char *key, nde_section *sec,
+                      long npoints, const char *key, nde_section *sec,
                       nde_ctx *ctx)
 {
     int status = read_activations(n, key, sec, ctx);
     if (status)
         return status;
-    n->keep = npoints > 0;
     const size_t bytes = mlp_cache_bytes(n, dim, batch_max);
-    if (npoints > 1 && bytes > CACHE_BYTES_MAX / npoints)
-        return nde_section_error(sec, "cache", ctx, "%zu forward passes of "
+    if (npoints == CACHE_AUTO) {
+        const size_t fit = CACHE_AUTO_BYTES / bytes;
+        npoints = fit < CACHE_AUTO_MIN   ? CACHE_AUTO_MIN
+                  : fit > CACHE_AUTO_MAX ? CACHE_AUTO_MAX
+                                         : (long)fit;
+    }
+    n->keep = npoints > 0;
+    if (npoints > 1 && bytes > CACHE_BYTES_MAX / (size_t)npoints)
+        return nde_section_error(sec, "cache", ctx, "%ld forward passes of "
                                  "%zu bytes each (batch %zu) exceed %u MiB; "
                                  "expected at most %zu", npoints, bytes,
                                  batch_max, CACHE_BYTES_MAX >> 20,
                                  CACHE_BYTES_MAX / bytes);
-    if (mlp_cache_alloc(n, dim, batch_max, npoints))
+    if (mlp_cache_alloc(n, dim, batch_max, (size_t)npoints))
         return nde_error(ctx, NDE_ENOMEM, "mlp: out of memory");
     return NDE_OK;
 }
@@ -473,7 +505,7 @@ static int finish_net(mlp_net *n, size_t dim, size_t batch_max,
 /* `diffusion`, `g_layers`, `g_activation`, `noise_dim`: the SDE form. */
 static int build_diffusion(nde_field *f, mlp_state *s, nde_section *sec,
                            const long *drift_hidden, size_t ndrift_hidden,
-                           long thin_width, size_t npoints, size_t *off,
+                           long thin_width, long npoints, size_t *off,
                            size_t *maxw, nde_ctx *ctx)
 {
     const char *kind;
@@ -616,16 +648,16 @@ static int mlp_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
 
     int time_input = 0, cube_input = 0;
     long thin_width = 0, npoints = 0;
-    const char *input = NULL;
+    const char *input = NULL, *cache = NULL;
     if ((status = nde_get_bool(sec, "time", &time_input, ctx)) ||
         (status = nde_get_string(sec, "input", &input, ctx)) ||
         (status = nde_get_long(sec, "thin_width", &thin_width, ctx)) ||
-        (status = nde_get_long(sec, "cache", &npoints, ctx)))
+        (status = nde_get_string(sec, "cache", &cache, ctx)))
         goto done;
-    if (npoints < 0 || npoints > 4096) {
+    if ((npoints = parse_cache(cache)) < CACHE_AUTO) {
         status = nde_section_error(sec, "cache", ctx,
-                                   "is %ld; expected 0 (off) to 4096 forward "
-                                   "passes", npoints);
+                                   "is '%s'; expected auto, or 0 (off) to "
+                                   "4096 forward passes", cache);
         goto done;
     }
     if (strcmp(input, "identity") == 0) {
@@ -650,11 +682,11 @@ static int mlp_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
     if (build_net(&s->drift, in0, widths + 1, nwidths - 2, dim, thin_width,
                   f->batch_max, &off, &maxw))
         goto nomem;
-    if ((status = finish_net(&s->drift, dim, f->batch_max, (size_t)npoints,
+    if ((status = finish_net(&s->drift, dim, f->batch_max, npoints,
                              "activation", sec, ctx)) ||
         (status = read_output(&s->drift, sec, ctx)) ||
         (status = build_diffusion(f, s, sec, widths + 1, nwidths - 2,
-                                  thin_width, (size_t)npoints, &off, &maxw,
+                                  thin_width, npoints, &off, &maxw,
                                   ctx)) ||
         (status = pick_softplus(s, sec, ctx)))
         goto done;
@@ -712,13 +744,15 @@ static const nde_key mlp_keys[] = {
      "own kernels, a wider one through BLAS dgemm (0: BLAS for every "
      "layer); the own kernels beat single-threaded OpenBLAS up to about "
      "512 wide, 2-threaded OpenBLAS from about 256"},
-    {"cache", NDE_KEY_INT, "8",
+    {"cache", NDE_KEY_WORD, "auto",
      "forward passes kept (0 to 4096, at most 1 GiB) so that a VJP at the "
      "point of a recent evaluation (same t, y and parameters, bit for bit) "
      "skips the forward pass: an RK step's VJP after its stages needs as "
-     "many as the solver has stages, a fixed-step SDE solver's discrete "
-     "adjoint as many as the solve has steps (it goes back over them); 0: "
-     "recompute every time (the results are the same)"},
+     "many as the solver has stages, a discrete adjoint's replay of a whole "
+     "solve as many as the solve has evaluations (it goes back over them); "
+     "auto: as many as fit in 512 KiB, 8 to 64 (the spiral's 20 rows: 50; "
+     "a batch of 2048: 8); 0: recompute every time (the results are the "
+     "same)"},
     {"softplus", NDE_KEY_WORD, "libm",
      "libm (glibc's log1p(exp()), scalar) or vector (nde's own exp and "
      "log1p, vectorised: about 7x faster per element with the avx512 "
