@@ -7,7 +7,7 @@
  * drift (batch 2048, 16-16-16 and time, lipswish, tanh output), hand
  * loops. The plugin is loaded through
  * the registry, as the program loads it. Per workload, with the kept
- * forward passes off (cache = 0) and on (the default):
+ * forward passes off (cache = 0) and on (cache = 8):
  *   eval      at a new point each call (16 points in turn, more than the
  *             cache keeps: what a forward solve pays once a VJP has run);
  *   vjp       at a new point each call (forward + VJP, vy and vtheta);
