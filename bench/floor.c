@@ -25,8 +25,10 @@
  * `cache` key keeps its last passes): spiral's discrete adjoint replays
  * each step's stages before their VJPs, and the SDE keeps its 100 steps'
  * passes (cache = 128, as bench_sde), so neither pays one in the floor;
- * the last column gives the floor when every such VJP recomputes its pass
- * instead. The interpolating adjoint's VJPs are at
+ * the replays themselves, at points whose passes the mlp kept (cache =
+ * auto holds the spiral's whole solve), pay the output layer only; the
+ * last column gives the floor when every such VJP and replay recomputes
+ * its pass instead. The interpolating adjoint's VJPs are at
  * interpolated states no pass saw ("fresh"), so each pays a forward pass
  * in the floor too. Evaluations and VJPs are counted per iteration from
  * the solver's counters (nde_solver_counts: an SDE evaluation or VJP is
@@ -93,8 +95,11 @@
  */
 enum op_kind { OP_FWD, OP_BWD, OP_MM, OP_TANH, OP_SIGMOID, OP_DERIV };
 /* What an op is paid per: every evaluation, every VJP, every VJP at a
- * point no forward pass saw, once per iteration. */
-enum op_per { PER_EVAL, PER_VJP, PER_VJP_FRESH, PER_ITER };
+ * point no forward pass saw, once per iteration, every evaluation at a
+ * point whose pass the mlp kept (the discrete adjoint's replays: the
+ * output layer only). */
+enum op_per { PER_EVAL, PER_VJP, PER_VJP_FRESH, PER_ITER, PER_EVAL_KEPT,
+              NPER };
 
 typedef struct op {
     int kind, per;
@@ -262,10 +267,11 @@ typedef struct workload {
     nde_brownian *bm;
     double *theta, *thetabar, *y0, *y1, *ybar0, *g;
     uint64_t seed;
-    /* per timed iteration: time, evaluations, VJPs, fresh VJPs */
+    /* per timed iteration: time, evaluations (of them at kept points),
+     * VJPs, fresh VJPs */
     double t[ROUNDS * MAX_ITERS];
-    long ev[ROUNDS * MAX_ITERS], vj[ROUNDS * MAX_ITERS],
-        vf[ROUNDS * MAX_ITERS];
+    long ev[ROUNDS * MAX_ITERS], ek[ROUNDS * MAX_ITERS],
+        vj[ROUNDS * MAX_ITERS], vf[ROUNDS * MAX_ITERS];
     size_t nt;
 } workload;
 
@@ -307,6 +313,9 @@ static void add_net(workload *wl, const size_t *w, size_t nw, size_t B,
         if (sigmoid)
             add_op(wl, OP_SIGMOID, per, 0, w[nw - 1] * B, 0);
     }
+    add_op(wl, OP_FWD, PER_EVAL_KEPT, w[nw - 1], B, w[nw - 2]);
+    if (sigmoid)
+        add_op(wl, OP_SIGMOID, PER_EVAL_KEPT, 0, w[nw - 1] * B, 0);
     for (size_t l = 0; l + 1 < nw; l++) {
         add_op(wl, OP_BWD, PER_VJP, w[l + 1], B, w[l]);
         if (l + 2 < nw)
@@ -411,7 +420,7 @@ static int iterate(workload *w, int timed)
 {
     nde_solver *s = w->tr ? nde_trainer_solver(w->tr) : w->s;
     const nde_solver_counts c0 = s->counts;
-    long total = -1;
+    long total = -1, forward = -1;
     double t;
     int rc;
 
@@ -421,6 +430,7 @@ static int iterate(workload *w, int timed)
             return rc;
         t = m.time_s;
         total = m.nfe_forward + m.nfe_backward;
+        forward = m.nfe_forward;
     } else {
         /* bench_sde's iteration: solve, loss mean(y(1)^2), gradient */
         const double t1 = 1.0;
@@ -451,6 +461,10 @@ static int iterate(workload *w, int timed)
     if (timed) {
         w->t[w->nt] = t;
         w->ev[w->nt] = s->counts.nfe - c0.nfe;
+        /* the solver's evaluations beyond the forward solve's replay it
+         * (discrete adjoint), at points the mlp keeps (cache = auto: the
+         * spiral's whole solve) */
+        w->ek[w->nt] = forward < 0 ? 0 : w->ev[w->nt] - forward;
         w->vj[w->nt] = s->counts.nvjp - c0.nvjp;
         w->vf[w->nt] = total < 0 ? 0 : total - w->ev[w->nt] - w->vj[w->nt];
         w->nt++;
@@ -473,18 +487,19 @@ static void destroy(workload *w)
 }
 
 /* Seconds of w's ops by payment: per[0] matmuls, per[1] elementwise. */
-static void unit_costs(const workload *w, double per[2][4])
+static void unit_costs(const workload *w, double per[2][NPER])
 {
-    memset(per, 0, 2 * 4 * sizeof **per);
+    memset(per, 0, 2 * NPER * sizeof **per);
     for (size_t i = 0; i < w->nops; i++)
         per[w->ops[i].kind >= OP_TANH][w->ops[i].per] +=
             op_seconds(&w->ops[i]);
 }
 
 /* The floor of timed iteration i from the costs per payment. */
-static double floor_of(const workload *w, const double per[4], size_t i)
+static double floor_of(const workload *w, const double per[NPER], size_t i)
 {
-    return per[PER_EVAL] * (double)w->ev[i] +
+    return per[PER_EVAL] * (double)(w->ev[i] - w->ek[i]) +
+           per[PER_EVAL_KEPT] * (double)w->ek[i] +
            per[PER_VJP] * (double)(w->vj[i] + w->vf[i]) +
            per[PER_VJP_FRESH] * (double)w->vf[i] + per[PER_ITER];
 }
@@ -496,7 +511,7 @@ static void print_ops(const workload *wl, int nw)
         "layer forward", "layer backward", "dgemm", "tanh", "sigmoid",
         "g *= 1 - h^2"};
     static const char *const pers[] = {"eval", "VJP", "fresh VJP",
-                                       "iteration"};
+                                       "iteration", "kept eval"};
     printf("\n| workload | op | per | m n k, or elements | dgemm us "
            "(GFLOP/s) | mlp kernel us (GFLOP/s) | ns per element |\n"
            "|---|---|---|---|---|---|---|\n");
@@ -597,7 +612,7 @@ int main(int argc, char **argv)
            "|---|---|---|---|---|---|---|\n");
     for (int k = 0; k < NW; k++) {
         workload *w = &wl[k];
-        double per[2][4], fl[ROUNDS * MAX_ITERS], fm[ROUNDS * MAX_ITERS],
+        double per[2][NPER], fl[ROUNDS * MAX_ITERS], fm[ROUNDS * MAX_ITERS],
             ratio[ROUNDS * MAX_ITERS], fr[ROUNDS * MAX_ITERS],
             ratio_r[ROUNDS * MAX_ITERS], ev[ROUNDS * MAX_ITERS],
             vj[ROUNDS * MAX_ITERS], vf[ROUNDS * MAX_ITERS],
@@ -608,7 +623,10 @@ int main(int argc, char **argv)
             fl[i] = fm[i] + floor_of(w, per[1], i);
             ratio[i] = w->t[i] / fl[i];
             fr[i] = fl[i] + (per[0][PER_VJP_FRESH] + per[1][PER_VJP_FRESH]) *
-                                (double)w->vj[i];
+                                (double)w->vj[i] +
+                    (per[0][PER_EVAL] + per[1][PER_EVAL] -
+                     per[0][PER_EVAL_KEPT] - per[1][PER_EVAL_KEPT]) *
+                        (double)w->ek[i];
             ratio_r[i] = w->t[i] / fr[i];
             ev[i] = (double)w->ev[i];
             vj[i] = (double)(w->vj[i] + w->vf[i]);
