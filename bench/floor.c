@@ -606,15 +606,16 @@ int main(int argc, char **argv)
            "then iterations; mlp kernels \"%s\"; OpenBLAS 1 thread, dgemm "
            "256^3 at %.1f GFLOP/s\n\n", ROUNDS, kset->name,
            2.0 * 256 * 256 * 256 / bench_median(big_s, ROUNDS) * 1e-9);
-    printf("| workload | evals | VJPs (fresh) | floor ms (of it matmuls) | "
+    printf("| workload | evals (replays) | VJPs (fresh) | floor ms (of it matmuls) | "
            "measured ms median (min-max) | measured / floor | floor ms, "
-           "every VJP recomputing its pass (measured / it) |\n"
+           "every VJP and replay recomputing its pass (measured / it) |\n"
            "|---|---|---|---|---|---|---|\n");
     for (int k = 0; k < NW; k++) {
         workload *w = &wl[k];
         double per[2][NPER], fl[ROUNDS * MAX_ITERS], fm[ROUNDS * MAX_ITERS],
             ratio[ROUNDS * MAX_ITERS], fr[ROUNDS * MAX_ITERS],
             ratio_r[ROUNDS * MAX_ITERS], ev[ROUNDS * MAX_ITERS],
+            ek[ROUNDS * MAX_ITERS],
             vj[ROUNDS * MAX_ITERS], vf[ROUNDS * MAX_ITERS],
             t[ROUNDS * MAX_ITERS];
         unit_costs(w, per);
@@ -629,14 +630,16 @@ int main(int argc, char **argv)
                         (double)w->ek[i];
             ratio_r[i] = w->t[i] / fr[i];
             ev[i] = (double)w->ev[i];
+            ek[i] = (double)w->ek[i];
             vj[i] = (double)(w->vj[i] + w->vf[i]);
             vf[i] = (double)w->vf[i];
             t[i] = w->t[i];
         }
         const double tm = bench_median(t, w->nt);
-        printf("| %s | %.0f | %.0f (%.0f) | %.4f (%.4f) | %.4f "
+        printf("| %s | %.0f (%.0f) | %.0f (%.0f) | %.4f (%.4f) | %.4f "
                "(%.4f-%.4f) | %.2f | %.4f (%.2f) |\n", w->name,
-               bench_median(ev, w->nt), bench_median(vj, w->nt),
+               bench_median(ev, w->nt), bench_median(ek, w->nt),
+               bench_median(vj, w->nt),
                bench_median(vf, w->nt), 1e3 * bench_median(fl, w->nt),
                1e3 * bench_median(fm, w->nt), 1e3 * tm,
                1e3 * t[0], 1e3 * t[w->nt - 1], bench_median(ratio, w->nt),
