@@ -42,6 +42,7 @@
  * plain scalar loops, one row at a time (mlp_tangent.c).
  */
 #include <cblas.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -326,14 +327,17 @@ static int pick_softplus(mlp_state *s, nde_section *sec, nde_ctx *ctx)
     return NDE_OK;
 }
 
-/* A count from 1 to max, or `auto` (*out = 0); -1 for anything else. */
-static long parse_count(const char *word, long max)
+/* A count from lo to hi, or `auto` (if_auto, outside them); COUNT_BAD
+ * for anything else. */
+#define COUNT_BAD LONG_MIN
+static long parse_count(const char *word, long lo, long hi, long if_auto)
 {
     char *end;
     if (strcmp(word, "auto") == 0)
-        return 0;
+        return if_auto;
     long n = strtol(word, &end, 10);
-    return end != word && *end == '\0' && n >= 1 && n <= max ? n : -1;
+    return end != word && *end == '\0' && n >= lo && n <= hi ? n
+                                                             : COUNT_BAD;
 }
 
 /*
@@ -370,8 +374,8 @@ static int pick_threads(nde_field *f, mlp_state *s, nde_section *sec,
     int status, split = 0;
     if ((status = nde_get_string(sec, "threads", &word, ctx)))
         return status;
-    long threads = parse_count(word, MLP_MAX_THREADS);
-    if (threads < 0)
+    long threads = parse_count(word, 1, MLP_MAX_THREADS, 0);
+    if (threads == COUNT_BAD)
         return nde_section_error(sec, "threads", ctx,
                                  "is '%s'; expected auto or a count of "
                                  "threads from 1 to %d", word,
@@ -380,8 +384,8 @@ static int pick_threads(nde_field *f, mlp_state *s, nde_section *sec,
         threads = nde_cpu_count() >= 2 ? 2 : 1;
     if ((status = nde_get_string(sec, "thread_batch", &word, ctx)))
         return status;
-    long from = parse_count(word, 1000000000);
-    if (from < 0)
+    long from = parse_count(word, 1, 1000000000, 0);
+    if (from == COUNT_BAD)
         return nde_section_error(sec, "thread_batch", ctx,
                                  "is '%s'; expected auto or a batch size "
                                  "from 1", word);
@@ -462,17 +466,6 @@ static int build_net(mlp_net *n, size_t in0, const long *hidden,
 #define CACHE_AUTO_MIN 8
 #define CACHE_AUTO_MAX 64
 #define CACHE_AUTO (-1L)
-
-/* `cache`: auto (CACHE_AUTO) or a count from 0 (off) to 4096; -2 for
- * anything else. */
-static long parse_cache(const char *word)
-{
-    char *end;
-    if (strcmp(word, "auto") == 0)
-        return CACHE_AUTO;
-    long n = strtol(word, &end, 10);
-    return end != word && *end == '\0' && n >= 0 && n <= 4096 ? n : -2;
-}
 
 /* Net n's activations from `key` (read_activations), then its forward
  * passes (npoints, or CACHE_AUTO). */
@@ -654,7 +647,7 @@ static int mlp_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
         (status = nde_get_long(sec, "thin_width", &thin_width, ctx)) ||
         (status = nde_get_string(sec, "cache", &cache, ctx)))
         goto done;
-    if ((npoints = parse_cache(cache)) < CACHE_AUTO) {
+    if ((npoints = parse_count(cache, 0, 4096, CACHE_AUTO)) == COUNT_BAD) {
         status = nde_section_error(sec, "cache", ctx,
                                    "is '%s'; expected auto, or 0 (off) to "
                                    "4096 forward passes", cache);
