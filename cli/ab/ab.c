@@ -1101,12 +1101,12 @@ static int write_arm_ini(const ab_arm *a, const ab_run *r)
 {
     char *path = xprintf("%s/arm.ini", r->tmp);
     FILE *f = fopen(path, "w");
-    int rc = 0;
+    int rc = f && fputs(a->canonical, f) != EOF ? 0 : -1;
 
-    if (!f || fputs(a->canonical, f) == EOF || fclose(f) != 0) {
-        cli_error("%s: cannot write: %m", path);
+    if (f && fclose(f) != 0)
         rc = -1;
-    }
+    if (rc != 0)
+        cli_error("%s: cannot write: %m", path);
     free(path);
     return rc;
 }
