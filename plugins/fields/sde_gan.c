@@ -65,7 +65,6 @@ typedef struct gan_state {
     size_t *gpos;           /* batch_max: a generated row's place among
                                the generated rows (the generator's rows)  */
     size_t ng;              /* generated rows of the last split           */
-    double *a;              /* batch_max x c: P mu (generated rows)       */
     double *u;              /* c + 1: the input at t                       */
     double *z, *h;          /* ng x G, batch_max x H: the parts' states    */
     double *mu, *fh;        /* ng x G, batch_max x H: their drifts         */
@@ -118,8 +117,8 @@ enum {
     DISC_G = 8      /* its diffusion g                                  */
 };
 
-/* The parts' values that `want` names, and a = P mu when mu is among
- * them. NDE_ERETRY only after all ran (a part's retry is the field's). */
+/* The parts' values that `want` names. NDE_ERETRY only after all ran (a
+ * part's retry is the field's). */
 static int parts_eval(nde_field *f, double t, const double *theta,
                       size_t batch, unsigned want)
 {
@@ -140,15 +139,11 @@ static int parts_eval(nde_field *f, double t, const double *theta,
          (rc = merge(nde_field_diffusion(s->disc, t, s->h, td, s->gh,
                                          batch), &retry))))
         return rc;
-    for (size_t r = 0; (want & GEN_MU) && r < batch; r++)
-        if (!s->real[r])
-            memcpy(s->a + r * s->c, s->mu + s->gpos[r] * s->G,
-                   s->c * sizeof *s->a);
     return retry ? NDE_ERETRY : NDE_OK;
 }
 
-/* dy from mu, f, g: [mu; f + g_0 + g_1 a] (generated rows), [0; f + g_0]
- * (real rows, whose g_1 takes dY as noise). */
+/* dy from mu, f, g: [mu; f + g_0 + g_1 P mu] (generated rows), [0; f +
+ * g_0] (real rows, whose g_1 takes dY as noise). */
 static void drift_of_parts(const gan_state *s, size_t d, double *dy,
                            size_t batch)
 {
@@ -156,17 +151,17 @@ static void drift_of_parts(const gan_state *s, size_t d, double *dy,
 
     for (size_t r = 0; r < batch; r++) {
         double *dz = dy + r * d, *dh = dz + G;
-        const double *a = s->a + r * c;
-        const size_t ca = s->real[r] ? 0 : c;
-        if (s->real[r])
-            memset(dz, 0, G * sizeof *dz);
+        const double *mu = s->real[r] ? NULL : s->mu + s->gpos[r] * G;
+        const size_t ca = mu ? c : 0;
+        if (mu)
+            memcpy(dz, mu, G * sizeof *dz);
         else
-            memcpy(dz, s->mu + s->gpos[r] * G, G * sizeof *dz);
+            memset(dz, 0, G * sizeof *dz);
         for (size_t i = 0; i < H; i++) {
             const double *g = s->gh + (r * H + i) * w;
             double v = s->fh[r * H + i] + g[0];
             for (size_t j = 0; j < ca; j++)
-                v += g[1 + j] * a[j];
+                v += g[1 + j] * mu[j];
             dh[i] = v;
         }
     }
@@ -207,7 +202,7 @@ static void diffusion_of_parts(const gan_state *s, size_t d, double *g,
 
 /*
  * Cotangents on the parts from v on dy (drift_of_parts): mu gets v_z +
- * P^T g_1^T v_h, f v_h, g v_h (1, a)^T (a real row's: (v_h, 0)). Sets
+ * P^T g_1^T v_h, f v_h, g v_h (1, P mu)^T (a real row's: (v_h, 0)). Sets
  * vz, vh and vg.
  */
 static void drift_cotangents(gan_state *s, size_t d, const double *v,
@@ -216,16 +211,17 @@ static void drift_cotangents(gan_state *s, size_t d, const double *v,
     const size_t G = s->G, H = s->H, c = s->c, w = 1 + c;
 
     for (size_t r = 0; r < batch; r++) {
-        const double *vz = v + r * d, *vh = vz + G, *a = s->a + r * c;
+        const double *vz = v + r * d, *vh = vz + G;
+        const double *mu = s->real[r] ? NULL : s->mu + s->gpos[r] * G;
         double *cz;
         memcpy(s->vh + r * H, vh, H * sizeof *vh);
         for (size_t i = 0; i < H; i++) {
             double *vg = s->vg + (r * H + i) * w;
             vg[0] = vh[i];
             for (size_t j = 0; j < c; j++)
-                vg[1 + j] = s->real[r] ? 0.0 : vh[i] * a[j];
+                vg[1 + j] = mu ? vh[i] * mu[j] : 0.0;
         }
-        if (s->real[r])
+        if (!mu)
             continue;
         cz = s->vz + s->gpos[r] * G;
         memcpy(cz, vz, G * sizeof *cz);
@@ -446,7 +442,6 @@ static void gan_destroy(nde_field *f)
     nde_field_destroy(s->disc);
     free(s->real);
     free(s->gpos);
-    free(s->a);
     free(s->u);
     free(s->z);
     free(s->h);
@@ -540,7 +535,6 @@ static int gan_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
         const size_t B = f->batch_max, G = s->G, H = s->H, w = 1 + s->c;
         if (!(s->real = malloc(B)) ||
             !(s->gpos = malloc(B * sizeof *s->gpos)) ||
-            !(s->a = malloc(B * s->c * sizeof *s->a)) ||
             !(s->u = malloc(w * sizeof *s->u)) ||
             !(s->z = malloc(B * G * sizeof *s->z)) ||
             !(s->h = malloc(B * H * sizeof *s->h)) ||
