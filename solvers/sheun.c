@@ -27,7 +27,7 @@ int sheun_create(nde_solver *s)
         return NDE_ENOMEM;
     s->work = w;
     w->gw = gw;
-    if (!(w->block = malloc((5 * n + 3 * ng) * sizeof(double))))
+    if (!(w->block = malloc((6 * n + 3 * ng) * sizeof(double))))
         return NDE_ENOMEM;
     w->f0 = w->block;
     w->g0 = w->f0 + n;
@@ -37,6 +37,7 @@ int sheun_create(nde_solver *s)
     w->ytbar = w->g1 + ng;
     w->f0bar = w->ytbar + n;
     w->g0bar = w->f0bar + n;
+    w->gdw = w->g0bar + ng;
     return NDE_OK;
 }
 
@@ -53,9 +54,9 @@ static int predict(nde_solver *s, const double *theta, double t, double h,
                                  s->batch)))
         return rc;
     if (w->gw > 1) {
+        gnoise_prod(s->field, s->batch, 1.0, w->g0, dw, NULL, w->gdw);
         for (size_t i = 0; i < n; i++)
-            w->yt[i] = y[i] + w->f0[i] * h;
-        gnoise_prod_add(s->field, s->batch, 1.0, w->g0, dw, w->yt);
+            w->yt[i] = y[i] + w->f0[i] * h + w->gdw[i];
         return NDE_OK;
     }
     for (size_t i = 0; i < n; i++)
@@ -78,8 +79,8 @@ int sheun_advance(nde_solver *s, const double *theta, double t, double h,
         return rc;
     if (w->gw > 1) {
         for (size_t i = 0; i < n; i++)
-            y_next[i] = y[i] + 0.5 * (w->f0[i] + w->f1[i]) * h;
-        gnoise_prod_add(s->field, s->batch, 0.5, w->g0, dw, y_next);
+            y_next[i] = y[i] + 0.5 * (w->f0[i] + w->f1[i]) * h +
+                        0.5 * w->gdw[i];
         gnoise_prod_add(s->field, s->batch, 0.5, w->g1, dw, y_next);
         return NDE_OK;
     }

@@ -19,6 +19,7 @@ typedef struct sheun_work {
     double *yt, *f1, *g1;   /* predictor and the field there               */
     double *ytbar;          /* cotangent on the predictor in the VJP       */
     double *f0bar, *g0bar;  /* cotangents on f(t, y), g(t, y) in the VJP   */
+    double *gdw;            /* general noise: G(y) dW, used twice a step   */
     size_t gw;              /* values of g per state value (gnoise.h)    */
     double *block;
     double *extra;          /* a method built on this step may allocate its
