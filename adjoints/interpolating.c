@@ -211,6 +211,7 @@ static int interp_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
     if ((rc = nde_field_create_rhs(ctx, d->n_max + d->nparams, aug_eval, d,
                                    &d->augf)))
         return rc;
+    d->augf->quadrature = d->nparams; /* a_theta: read by no derivative */
     if ((rc = nde_solver_create_from(ctx, s->type, d->augf, &d->augs)))
         return rc;
     a->record = d->checkpoints ? NDE_NEEDS_STEPS : NDE_NEEDS_DENSE;

@@ -16,7 +16,10 @@
  *   and the VJP leave y, theta and v as they were;
  * - with eval_sde and vjp_sde (both at once, field interface 6): their
  *   values against eval's and diffusion's, and against the sum of vjp's
- *   and diffusion_vjp's.
+ *   and diffusion_vjp's;
+ * - with quadratures (nde_field.quadrature, interface 7): eval gives the
+ *   same bits with the quadrature values moved, and the VJP's vy is 0
+ *   there (no derivative reads them).
  * The worst error over the points is printed per check.
  */
 #include <math.h>
@@ -262,6 +265,37 @@ static void check_both(field_check *c, size_t no, check_report *r,
     free(m);
 }
 
+/* At the last point checked: the declared quadratures read by nothing,
+ * the largest change of eval (relative) or |vy| there. */
+static void check_quadrature(field_check *c, check_report *r, nde_ctx *ctx)
+{
+    nde_field *f = c->f;
+    const size_t dim = f->dim, n = c->n;
+    const size_t q = f->quadrature < dim ? f->quadrature : dim;
+    double worst;
+    int rc;
+
+    memcpy(c->yc, c->y, n * sizeof *c->yc);
+    for (size_t row = 0; row < FIELD_BATCH; row++)
+        for (size_t i = dim - q; i < dim; i++)
+            c->yc[row * dim + i] += 0.5 + 0.1 * (double)i;
+    memset(c->vy, 0, n * sizeof *c->vy);
+    if ((rc = nde_field_eval(f, c->t, c->y, c->theta, c->out,
+                             FIELD_BATCH)) ||
+        (rc = nde_field_eval(f, c->t, c->yc, c->theta, c->out2,
+                             FIELD_BATCH)) ||
+        (rc = nde_field_vjp(f, c->t, c->y, c->theta, c->v, c->vy, NULL,
+                            FIELD_BATCH))) {
+        check_cannot(r, "quadrature", ctx, rc);
+        return;
+    }
+    worst = check_rel_error(c->out2, c->out, n);
+    for (size_t row = 0; row < FIELD_BATCH; row++)
+        for (size_t i = dim - q; i < dim; i++)
+            worst = fmax(worst, fabs(c->vy[row * dim + i]));
+    check_line(r, "quadratures read by no derivative", worst, 0.0);
+}
+
 /* A field that reads an input (nde/input.h) gets one: the same linear
  * series in every row (a row alone reads what it reads in the batch),
  * knots at 0, 1/2, 1, each channel its own values. */
@@ -335,6 +369,12 @@ int check_field(nde_ctx *ctx, nde_config *cfg, uint64_t seed,
         c.vjp = nde_field_vjp;
         c.w = f->dim;
         check_op(&c, "drift", theta0, seed, r, ctx);
+        if (f->quadrature) {
+            check_note(r, "the last %zu value%s of a row declared "
+                       "quadratures", f->quadrature,
+                       f->quadrature == 1 ? "" : "s");
+            check_quadrature(&c, r, ctx);
+        }
         if (f->noise == NDE_NOISE_NONE) {
             check_note(r, "no diffusion (an ODE field)");
         } else if (!f->type->diffusion || !f->type->diffusion_vjp) {

@@ -25,6 +25,13 @@ void dgetrs_(const char *trans, const int *n, const int *nrhs, const double *a,
  * whose parameter part would make J mostly zeros). */
 #define MATRIX_MAX ((size_t)1 << 26)
 
+/* The columns of J a solve needs: those of the values that are not
+ * quadratures (nde_field.quadrature), whose derivatives may be read. */
+static size_t jac_cols(const nde_field *f)
+{
+    return f->quadrature < f->dim ? f->dim - f->quadrature : 0;
+}
+
 /* jacobian = auto | exact | differences */
 static int jacobian_key(nde_solver *s, int *exact)
 {
@@ -56,27 +63,28 @@ static int jacobian_key(nde_solver *s, int *exact)
 int implicit_create(implicit_lin *L, nde_solver *s, int with_dT)
 {
     const size_t dim = s->field->dim, n = s->batch_max * dim;
+    const size_t cols = jac_cols(s->field);
     int exact = 0, rc;
 
-    if (dim > MATRIX_MAX / dim / s->batch_max)
+    if (cols > 0 && dim > MATRIX_MAX / cols / s->batch_max)
         return nde_error(s->ctx, NDE_EINVAL,
                          "solver '%s': the dense Jacobians of %zu rows of "
                          "dimension %zu would take %.0f MiB (at most %zu "
                          "values each of J and W); use an explicit solver "
                          "for a system this large", s->type->info.name,
                          s->batch_max, dim,
-                         2.0 * (double)n * (double)dim * 8.0 / 1048576.0,
+                         2.0 * (double)n * (double)cols * 8.0 / 1048576.0,
                          MATRIX_MAX);
     if ((rc = jacobian_key(s, &exact)))
         return rc;
-    return implicit_init(L, dim, s->batch_max, s->field->nparams, exact,
-                         with_dT);
+    return implicit_init(L, dim, cols, s->batch_max, s->field->nparams,
+                         exact, with_dT);
 }
 
-int implicit_init(implicit_lin *L, size_t dim_max, size_t batch_max,
-                  size_t nparams, int exact, int with_dT)
+int implicit_init(implicit_lin *L, size_t dim_max, size_t cols_max,
+                  size_t batch_max, size_t nparams, int exact, int with_dT)
 {
-    const size_t n = dim_max * batch_max, nn = n * dim_max;
+    const size_t n = dim_max * batch_max, nn = n * cols_max;
 
     memset(L, 0, sizeof *L);
     L->dim_max = dim_max;
@@ -124,29 +132,30 @@ static int same_point(const implicit_lin *L, const nde_solver *s,
 }
 
 /* Column j of every row's J from fp = J e_j (batch x dim). */
-static void store_column(implicit_lin *L, size_t batch, size_t dim, size_t j,
-                         const double *col)
+static void store_column(implicit_lin *L, size_t batch, size_t dim,
+                         size_t cols, size_t j, const double *col)
 {
     for (size_t r = 0; r < batch; r++)
         for (size_t i = 0; i < dim; i++)
-            L->J[r * dim * dim + j * dim + i] = col[r * dim + i];
+            L->J[r * dim * cols + j * dim + i] = col[r * dim + i];
 }
 
 static int jacobian_exact(implicit_lin *L, nde_solver *s, const double *theta,
                           double t, const double *y)
 {
     const size_t dim = s->field->dim, n = s->batch * dim;
+    const size_t cols = jac_cols(s->field);
     int rc;
 
     memset(L->v, 0, n * sizeof *L->v);
-    for (size_t j = 0; j < dim; j++) {
+    for (size_t j = 0; j < cols; j++) {
         for (size_t r = 0; r < s->batch; r++)
             L->v[r * dim + j] = 1.0;
         s->counts.nvjp++;
         if ((rc = nde_field_jvp(s->field, t, y, theta, L->v, L->fp,
                                 s->batch)))
             return rc;
-        store_column(L, s->batch, dim, j, L->fp);
+        store_column(L, s->batch, dim, cols, j, L->fp);
         for (size_t r = 0; r < s->batch; r++)
             L->v[r * dim + j] = 0.0;
     }
@@ -158,11 +167,12 @@ static int jacobian_differences(implicit_lin *L, nde_solver *s,
                                 const double *y, const double *f0)
 {
     const size_t dim = s->field->dim, n = s->batch * dim;
+    const size_t cols = jac_cols(s->field);
     const double srur = sqrt(DBL_EPSILON);
     int rc;
 
     memcpy(L->yp, y, n * sizeof *y);
-    for (size_t j = 0; j < dim; j++) {
+    for (size_t j = 0; j < cols; j++) {
         for (size_t r = 0; r < s->batch; r++) {
             const size_t m = r * dim + j;
             /* the step actually taken, after rounding y + d */
@@ -179,7 +189,7 @@ static int jacobian_differences(implicit_lin *L, nde_solver *s,
                     (L->fp[r * dim + i] - f0[r * dim + i]) / L->v[r];
             L->yp[r * dim + j] = y[r * dim + j];
         }
-        store_column(L, s->batch, dim, j, L->fp);
+        store_column(L, s->batch, dim, cols, j, L->fp);
     }
     return NDE_OK;
 }
@@ -233,6 +243,7 @@ int implicit_jacobian(implicit_lin *L, nde_solver *s, const double *theta,
     L->h = h;
     L->batch = s->batch;
     L->dim = dim;
+    L->cols = jac_cols(s->field);
     L->jvalid = 1;
     L->njac++;
     return NDE_OK;
@@ -240,22 +251,24 @@ int implicit_jacobian(implicit_lin *L, nde_solver *s, const double *theta,
 
 int implicit_factor(implicit_lin *L, double hgamma)
 {
-    const int d = (int)L->dim;
-    const size_t dd = L->dim * L->dim;
+    const size_t m = L->cols;
+    const int d = (int)m;
 
     if (L->wvalid && L->hgamma == hgamma)
         return NDE_OK;
     L->wvalid = 0;
-    for (size_t r = 0; r < L->batch; r++) {
-        double *W = L->W + r * dd;
-        const double *J = L->J + r * dd;
+    for (size_t r = 0; r < L->batch && m > 0; r++) {
+        double *W = L->W + r * m * m;
+        const double *J = L->J + r * L->dim * m;
         int info;
 
-        for (size_t k = 0; k < dd; k++)
-            W[k] = -J[k];
-        for (size_t i = 0; i < L->dim; i++)
-            W[i * L->dim + i] += 1.0 / hgamma;
-        dgetrf_(&d, &d, W, &d, L->ipiv + r * L->dim, &info);
+        /* the block of the values that are not quadratures */
+        for (size_t j = 0; j < m; j++)
+            for (size_t i = 0; i < m; i++)
+                W[j * m + i] = -J[j * L->dim + i];
+        for (size_t i = 0; i < m; i++)
+            W[i * m + i] += 1.0 / hgamma;
+        dgetrf_(&d, &d, W, &d, L->ipiv + r * m, &info);
         L->nfact++;
         if (info != 0)
             return NDE_ERETRY;
@@ -265,15 +278,45 @@ int implicit_factor(implicit_lin *L, double hgamma)
     return NDE_OK;
 }
 
-void implicit_solve(const implicit_lin *L, double *x)
+double implicit_row_norm_max(const implicit_lin *L)
 {
-    const int d = (int)L->dim, one = 1;
-    const size_t dd = L->dim * L->dim;
+    const size_t m = L->cols, dim = L->dim;
+    double most = 0.0;
 
     for (size_t r = 0; r < L->batch; r++) {
+        const double *J = L->J + r * dim * m;
+        for (size_t i = 0; i < m; i++) {
+            double sum = 0.0;
+            for (size_t j = 0; j < m; j++)
+                sum += fabs(J[j * dim + i]);
+            if (sum > most)
+                most = sum;
+        }
+    }
+    return most;
+}
+
+/* With quadratures (W = [Wa 0; -C I/hg], C their rows of J): Wa xa = ba,
+ * then xq = hg (bq + C xa). */
+void implicit_solve(const implicit_lin *L, double *x)
+{
+    const size_t m = L->cols, dim = L->dim;
+    const int d = (int)m, one = 1;
+
+    for (size_t r = 0; r < L->batch; r++) {
+        double *xr = x + r * dim;
+        const double *J = L->J + r * dim * m;
         int info;
-        dgetrs_("N", &d, &one, L->W + r * dd, &d, L->ipiv + r * L->dim,
-                x + r * L->dim, &d, &info, 1);
+
+        if (m > 0)
+            dgetrs_("N", &d, &one, L->W + r * m * m, &d, L->ipiv + r * m, xr,
+                    &d, &info, 1);
+        for (size_t i = m; i < dim; i++) {
+            double sum = xr[i];
+            for (size_t j = 0; j < m; j++)
+                sum += J[j * dim + i] * xr[j];
+            xr[i] = L->hgamma * sum;
+        }
     }
 }
 
@@ -281,11 +324,13 @@ int implicit_jacobian_at(implicit_lin *L, nde_solver *s, const double *theta,
                          double t, const double *y)
 {
     const size_t dim = s->field->dim, n = s->batch * dim;
+    const size_t cols = jac_cols(s->field);
     int rc;
 
     L->jvalid = L->wvalid = 0;
     L->batch = s->batch;
     L->dim = dim;
+    L->cols = cols;
     if (s->field->type->jvp)
         return jacobian_exact(L, s, theta, t, y);
     /* row i of every row's J: the VJP with e_i */
@@ -299,23 +344,33 @@ int implicit_jacobian_at(implicit_lin *L, nde_solver *s, const double *theta,
                                 s->batch)))
             return rc;
         for (size_t r = 0; r < s->batch; r++) {
-            for (size_t j = 0; j < dim; j++)
-                L->J[r * dim * dim + j * dim + i] = L->fp[r * dim + j];
+            for (size_t j = 0; j < cols; j++)
+                L->J[r * dim * cols + j * dim + i] = L->fp[r * dim + j];
             L->v[r * dim + i] = 0.0;
         }
     }
     return NDE_OK;
 }
 
+/* W^T = [Wa^T -C^T; 0 I/hg]: xq = hg bq, then Wa^T xa = ba + C^T xq. */
 void implicit_solve_transposed(const implicit_lin *L, double *x)
 {
-    const int d = (int)L->dim, one = 1;
-    const size_t dd = L->dim * L->dim;
+    const size_t m = L->cols, dim = L->dim;
+    const int d = (int)m, one = 1;
 
     for (size_t r = 0; r < L->batch; r++) {
+        double *xr = x + r * dim;
+        const double *J = L->J + r * dim * m;
         int info;
-        dgetrs_("T", &d, &one, L->W + r * dd, &d, L->ipiv + r * L->dim,
-                x + r * L->dim, &d, &info, 1);
+
+        for (size_t i = m; i < dim; i++)
+            xr[i] *= L->hgamma;
+        for (size_t j = 0; j < m; j++)
+            for (size_t i = m; i < dim; i++)
+                xr[j] += J[j * dim + i] * xr[i];
+        if (m > 0)
+            dgetrs_("T", &d, &one, L->W + r * m * m, &d, L->ipiv + r * m,
+                    xr, &d, &info, 1);
     }
 }
 

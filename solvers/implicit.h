@@ -6,6 +6,13 @@
  * dgetrs from OpenBLAS), with the solves against them (and the
  * transposed ones of step VJPs).
  *
+ * Values a field declares quadratures (nde_field.quadrature: the last q
+ * of each row, read by no derivative) have zero columns in J: only the
+ * other m = dim - q columns are computed and kept (dim x m a row), W is
+ * factored over the m x m block, and a solve takes the quadratures by
+ * substitution (implicit_solve). An adjoint's parameter cotangent is
+ * such a tail: its backward solve then needs m, not dim, columns.
+ *
  * J comes from the field's jvp column by column (dim JVPs of the whole
  * batch, each counted in s->counts.nvjp) when it is exact, else from
  * forward differences (dim evaluations, counted in s->counts.nfe):
@@ -34,15 +41,16 @@ typedef struct implicit_lin {
     size_t dim_max, batch_max, nparams;
     int exact;              /* J from the field's jvp                     */
     int with_dT;            /* implicit_jacobian also computes df/dt      */
-    double *J;              /* batch x dim x dim, each column-major       */
-    double *W;              /* LU factors of W, the same layout           */
-    int *ipiv;              /* batch x dim pivots                         */
+    double *J;              /* batch x dim x cols, each column-major      */
+    double *W;              /* LU factors of W's cols x cols blocks       */
+    int *ipiv;              /* batch x cols pivots                        */
     double *dT;             /* df/dt, batch x dim                         */
     double *v, *yp, *fp, *fm; /* scratch, batch x dim each               */
     /* the point J and dT are of, while jvalid */
     double *y, *theta, t;
     double h;               /* the step that scaled df/dt's difference     */
     size_t batch, dim;
+    size_t cols;            /* dim - quadratures: J's columns, W's order  */
     int jvalid;
     double hgamma;          /* of the factors in W, while wvalid          */
     int wvalid;
@@ -56,12 +64,12 @@ typedef struct implicit_lin {
      "df/dy from the field's JVP (exact), from forward differences "          \
      "(differences), or exact when the field has a JVP (auto)"}
 
-/* Workspace for batch_max rows of `dim_max` values and `nparams`
- * parameters; exact: J from the field's jvp; with_dT: df/dt too (a
- * Rosenbrock method). NDE_ENOMEM on failure (implicit_free accepts a
- * half-built one). */
-int implicit_init(implicit_lin *L, size_t dim_max, size_t batch_max,
-                  size_t nparams, int exact, int with_dT);
+/* Workspace for batch_max rows of `dim_max` values (J of at most
+ * cols_max columns) and `nparams` parameters; exact: J from the field's
+ * jvp; with_dT: df/dt too (a Rosenbrock method). NDE_ENOMEM on failure
+ * (implicit_free accepts a half-built one). */
+int implicit_init(implicit_lin *L, size_t dim_max, size_t cols_max,
+                  size_t batch_max, size_t nparams, int exact, int with_dT);
 
 /* implicit_init for the solver being created: its field's sizes, the
  * jacobian key of its section (errors name the key), and the size limit
@@ -87,6 +95,10 @@ int implicit_jacobian_at(implicit_lin *L, nde_solver *s, const double *theta,
 /* Factor W = I/hgamma - J for every row; NDE_ERETRY (the driver shrinks
  * the step) when one is singular. */
 int implicit_factor(implicit_lin *L, double hgamma);
+
+/* The largest max-row norm of the rows' J over the values that are not
+ * quadratures (bounds |lambda|; the quadratures add only zeros). */
+double implicit_row_norm_max(const implicit_lin *L);
 
 /* x <- W^{-1} x, row by row (batch x dim values). */
 void implicit_solve(const implicit_lin *L, double *x);

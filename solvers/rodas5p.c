@@ -234,22 +234,8 @@ static int rodas_dense(const nde_solver *s, const double *y, double h,
 static int rodas_stiffness(const nde_solver *s, const double *y_next,
                            double *out)
 {
-    const implicit_lin *L = &((const rodas_work *)s->work)->lin;
-    const size_t dim = L->dim;
-    double most = 0.0;
-
     (void)y_next;
-    for (size_t r = 0; r < L->batch; r++) {
-        const double *J = L->J + r * dim * dim;
-        for (size_t i = 0; i < dim; i++) {
-            double sum = 0.0;
-            for (size_t j = 0; j < dim; j++)
-                sum += fabs(J[j * dim + i]);
-            if (sum > most)
-                most = sum;
-        }
-    }
-    *out = most;
+    *out = implicit_row_norm_max(&((const rodas_work *)s->work)->lin);
     return NDE_OK;
 }
 

@@ -301,6 +301,19 @@ START_TEST(both_at_once_disagreeing_fails)
 }
 END_TEST
 
+/* A declared quadrature must be read by no derivative; the same plugin
+ * with the declaration true passes. */
+START_TEST(quadrature_read_fails)
+{
+    static const char *const honest[] = {"-s", "field.reads=false", NULL};
+
+    expect_fail("field", "badquad", "quadratures read by no derivative");
+    setenv("NDE_PLUGIN_PATH", getenv("NDE_CHECK_BAD_DIR"), 1);
+    expect_pass("field", "badquad", honest);
+    unsetenv("NDE_PLUGIN_PATH");
+}
+END_TEST
+
 START_TEST(wrong_regularizer_gradient_fails)
 {
     expect_fail("regularizer", "badgrad", "gradient vs differences");
@@ -441,6 +454,7 @@ int main(void)
     tcase_add_test(tc, coupled_rows_fail);
     tcase_add_test(tc, general_noise_vjp_fails);
     tcase_add_test(tc, both_at_once_disagreeing_fails);
+    tcase_add_test(tc, quadrature_read_fails);
     tcase_add_test(tc, wrong_regularizer_gradient_fails);
     tcase_add_test(tc, wrong_task_fails);
     tcase_add_test(tc, overclaimed_order_fails);

@@ -953,6 +953,117 @@ START_TEST(test_step_vjp_cotangents)
 }
 END_TEST
 
+/* Van der Pol (mu = th0) with two quadratures, read by no derivative:
+ * q1' = x^2, q2' = th1 v cos t. */
+static int vdpq_eval(nde_field *f, double t, const double *y,
+                     const double *th, double *dy, size_t batch)
+{
+    (void)f;
+    for (size_t r = 0; r < batch; r++) {
+        const double x = y[4 * r], v = y[4 * r + 1];
+        dy[4 * r] = v;
+        dy[4 * r + 1] = th[0] * (1.0 - x * x) * v - x;
+        dy[4 * r + 2] = x * x;
+        dy[4 * r + 3] = th[1] * v * cos(t);
+    }
+    return NDE_OK;
+}
+static int vdpq_vjp(nde_field *f, double t, const double *y, const double *th,
+                    const double *w, double *vy, double *vth, size_t batch)
+{
+    (void)f;
+    for (size_t r = 0; r < batch; r++) {
+        const double x = y[4 * r], v = y[4 * r + 1];
+        const double *wr = w + 4 * r;
+        if (vy) {
+            vy[4 * r] += wr[1] * (-2.0 * th[0] * x * v - 1.0) +
+                         2.0 * x * wr[2];
+            vy[4 * r + 1] += wr[0] + wr[1] * th[0] * (1.0 - x * x) +
+                             wr[3] * th[1] * cos(t);
+        }
+        if (vth) {
+            vth[0] += wr[1] * (1.0 - x * x) * v;
+            vth[1] += wr[3] * v * cos(t);
+        }
+    }
+    return NDE_OK;
+}
+static int vdpq_jvp(nde_field *f, double t, const double *y,
+                    const double *th, const double *u, double *jv,
+                    size_t batch)
+{
+    (void)f;
+    for (size_t r = 0; r < batch; r++) {
+        const double x = y[4 * r], v = y[4 * r + 1];
+        const double *ur = u + 4 * r;
+        jv[4 * r] = ur[1];
+        jv[4 * r + 1] = (-2.0 * th[0] * x * v - 1.0) * ur[0] +
+                        th[0] * (1.0 - x * x) * ur[1];
+        jv[4 * r + 2] = 2.0 * x * ur[0];
+        jv[4 * r + 3] = th[1] * cos(t) * ur[1];
+    }
+    return NDE_OK;
+}
+TEST_FIELD(vdpq_plain, "vdpq", 4, 2, vdpq_eval, vdpq_vjp);
+
+/* A field's quadratures (nde_field.quadrature = 2) leave J two columns
+ * short and are solved by substitution: the same solve as with the full
+ * 4 x 4 W (Van der Pol, mu = 10, over [0, 2], 3 rows; the steps and the
+ * values to round-off), with half the JVPs (2 a Jacobian, not 4); and
+ * the same step VJP (the transposed solves). */
+START_TEST(test_quadrature)
+{
+    static const double th[2] = {10.0, 0.7};
+    static const double y0[12] = {2.0, 0.0, 0.0, 0.0, 1.5, -0.3, 0.1, 0.2,
+                                  -1.0, 0.5, 0.0, -0.1};
+    static const double w[12] = {0.3, -1.1, 0.4, 0.9, 0.2, 0.5, -0.7, 0.1,
+                                 1.0, 0.0, 0.6, -0.2};
+    double y[2][12], yb[2][12], thb[2][2];
+    long njvp[2], steps[2];
+    nde_field_type nt;
+    nde_field *f = field_with_jvp(&vdpq_plain, &nt, vdpq_jvp, 3);
+
+    for (int q = 0; q < 2; q++) {
+        nde_solver *s;
+        nde_solve_opts o;
+        nde_stats st;
+        const double t1 = 2.0;
+
+        f->quadrature = q ? 2 : 0;
+        s = rodas_keyed("jacobian = exact", f);
+        nde_solve_opts_default(&o, s->type);
+        ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y0, t1, 1, &t1, y[q], &st),
+                         NDE_OK);
+        njvp[q] = s->counts.nvjp;
+        steps[q] = st.steps_accepted + st.steps_rejected;
+        memset(yb[q], 0, sizeof yb[q]);
+        memset(thb[q], 0, sizeof thb[q]);
+        ck_assert_int_eq(nde_solver_step_vjp(s, th, 0.3, 0.05, y0, 1e-6, 1e-6,
+                                             w, 0.0, 0.0, NULL, 0, yb[q],
+                                             thb[q]), NDE_OK);
+        nde_solver_destroy(s);
+    }
+    fprintf(stderr, "%s with quadratures: %ld steps (%ld without), JVPs "
+            "%ld against %ld\n", sname, steps[1], steps[0], njvp[1],
+            njvp[0]);
+    ck_assert_int_eq(steps[1], steps[0]);
+    ck_assert_int_gt(njvp[1], 0);
+    ck_assert_int_eq(2 * njvp[1], njvp[0]);
+    for (int i = 0; i < 12; i++) {
+        ck_assert_msg(fabs(y[1][i] - y[0][i]) <= 1e-12 * (1.0 + fabs(y[0][i])),
+                      "y[%d] %.17g vs %.17g", i, y[1][i], y[0][i]);
+        ck_assert_msg(fabs(yb[1][i] - yb[0][i]) <=
+                          1e-11 * (1.0 + fabs(yb[0][i])),
+                      "yb[%d] %.17g vs %.17g", i, yb[1][i], yb[0][i]);
+    }
+    for (int i = 0; i < 2; i++)
+        ck_assert_msg(fabs(thb[1][i] - thb[0][i]) <=
+                          1e-11 * (1.0 + fabs(thb[0][i])),
+                      "thb[%d] %.17g vs %.17g", i, thb[1][i], thb[0][i]);
+    nde_field_destroy(f);
+}
+END_TEST
+
 /* The discrete adjoint (rodas5p's step VJP) against central differences
  * of the solve with its step sequence frozen, at rel 1e-6 in every
  * component: Van der Pol with mu = 10 over [0, 2] (fast and slow phases,
@@ -1482,6 +1593,7 @@ static Suite *rodas_suite(void)
     tcase_add_test(tc, test_jacobian_reuse);
     tcase_add_test(tc, test_keys);
     tcase_add_test(tc, test_too_large);
+    tcase_add_test(tc, test_quadrature);
     tcase_add_test(tc, test_adjoints);
     tcase_add_test(tc, test_step_vjp_cotangents);
     tcase_add_test(tc, test_discrete);
@@ -1497,6 +1609,7 @@ static Suite *rodas_suite(void)
     tcase_add_test(tc, test_kv_rows);
     tcase_add_test(tc, test_kv_keys);
     tcase_add_test(tc, test_too_large);
+    tcase_add_test(tc, test_quadrature);
     tcase_add_test(tc, test_adjoints);
     tcase_add_test(tc, test_step_vjp_cotangents);
     tcase_add_test(tc, test_discrete);

@@ -61,8 +61,9 @@ typedef struct nde_field nde_field;
  *      (the diffusion ops then take the dim x M matrix, see above)
  *   5: no new op: f->control_dim and f->input_continuous (controlled
  *      equations, see struct nde_field)
- *   6: eval_sde, vjp_sde */
-#define NDE_FIELD_VERSION 6
+ *   6: eval_sde, vjp_sde
+ *   7: no new op: f->quadrature (see struct nde_field) */
+#define NDE_FIELD_VERSION 7
 
 /* The descriptor's info: NDE_FIELD_INFO(.name = ..., .description = ...,
  * .keys, .provides, .version). */
@@ -201,6 +202,16 @@ struct nde_field {
      * Heun does; nde/input.h). */
     size_t control_dim;
     int input_continuous;
+
+    /* Interface version 7. quadrature: the last `quadrature` values of
+     * every row are quadratures, read by no derivative (the columns of
+     * df/dy there are zero: an adjoint's parameter cotangent, an
+     * accumulated cost), so an implicit solver needs J and W only over
+     * the others and solves for the quadratures by substitution. Set by
+     * create, or by the owner of a function field; at most dim (a larger
+     * value is read as dim). A field that declares a quadrature whose
+     * values some derivative reads gets wrong implicit steps. */
+    size_t quadrature;
 };
 
 /* Brownian channels a row of f's noise: noise_dim - control_dim (the
