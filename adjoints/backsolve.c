@@ -46,6 +46,7 @@
  * Stratonovich one.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -307,6 +308,19 @@ static int backsolve_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
     return NDE_OK;
 }
 
+/* A backward solve that failed on its steps most often met the state's
+ * own backward instability: say so, and what does not have it. */
+static void hint_unstable(nde_ctx *ctx, int rc)
+{
+    char msg[1024];
+
+    snprintf(msg, sizeof msg, "%s", nde_ctx_message(ctx));
+    nde_error(ctx, rc, "%s (backsolve solves the state backwards in time, "
+              "where a stiff or strongly damped system grows without "
+              "bound; the interpolating and discrete adjoints keep the "
+              "forward states)", msg);
+}
+
 static int backsolve_gradient(nde_adjoint *a, const nde_solve_opts *opts,
                               const nde_trajectory *fwd, const double *theta,
                               const nde_cotangent *ct, size_t nct,
@@ -357,6 +371,9 @@ static int backsolve_gradient(nde_adjoint *a, const nde_solve_opts *opts,
                        &fwd->t0, d->z1, &bst);
         if (rc != NDE_OK) {
             nde_error_prefix(a->ctx, "adjoint 'backsolve', backward solve");
+            if (rc == NDE_ESTEPSIZE || rc == NDE_EMAXSTEPS ||
+                rc == NDE_ENONFINITE)
+                hint_unstable(a->ctx, rc);
             goto done;
         }
     } else {

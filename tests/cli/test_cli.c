@@ -2605,6 +2605,31 @@ START_TEST(test_ude_zero_last)
 }
 END_TEST
 
+/* examples/ude_stiff.ini: backsolve's backward solve of the stiff UDE
+ * fails on its first iteration, and says why and what to use instead;
+ * the interpolating adjoint (its backward solve under autoswitch, the
+ * parameter cotangent a quadrature) trains. */
+START_TEST(test_ude_stiff_adjoints)
+{
+    run_result r;
+
+    r = run("train", example("ude_stiff.ini"), "--quiet", "-s",
+            "train.iterations=2", "-s", "adjoint.plugin=backsolve", "-s",
+            "train.on_failure=stop");
+    assert_fails(r, 1, "backward solve: step size underflow");
+    ck_assert_msg(strstr(r.err, "backsolve solves the state backwards in "
+                         "time") && strstr(r.err, "the interpolating and "
+                         "discrete adjoints keep the forward states"),
+                  "%s", r.err);
+    result_free(&r);
+    r = run("train", example("ude_stiff.ini"), "--quiet", "-s",
+            "train.iterations=2", "-s", "adjoint.plugin=interpolating", "-s",
+            "train.on_failure=stop");
+    assert_ok(r);
+    result_free(&r);
+}
+END_TEST
+
 /* on_failure = backoff: the run that stops at iteration 3 under the
  * default `stop` finishes; every failed iteration is a metrics line with
  * "failed", a warning, and counted in the summary and the last message.
@@ -3222,6 +3247,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_normalize_holdout_errors);
     tcase_add_test(tc, test_on_failure_backoff);
     tcase_add_test(tc, test_ude_zero_last);
+    tcase_add_test(tc, test_ude_stiff_adjoints);
     tcase_add_test(tc, test_params);
     tcase_add_test(tc, test_predict_do);
     tcase_add_test(tc, test_annuli_lift_errors);
