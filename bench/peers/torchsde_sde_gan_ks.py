@@ -23,31 +23,17 @@ Run (about 0.6 s a step on this machine; the peer setup is in README.md):
       bench/peers/torchsde_sde_gan_ks.py --steps 10000 --every 1000
 """
 import argparse
-import importlib.util
 import json
-import os
 import sys
 
 import numpy as np
 import scipy.stats
 import torch
-import torchsde
+
+from torchsde_sde_gan import load_example  # this script's directory
 
 PLOT_LOCS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
 N_GEN = 8192
-
-
-def load_example(path):
-    if path is None:
-        root = os.path.dirname(os.path.dirname(os.path.abspath(
-            torchsde.__file__)))
-        path = os.path.join(root, "examples", "sde_gan.py")
-    if not os.path.isfile(path):
-        sys.exit(f"torchsde_sde_gan_ks.py: {path} not found (give --example)")
-    spec = importlib.util.spec_from_file_location("sde_gan_example", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def main():
