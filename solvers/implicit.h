@@ -13,9 +13,9 @@
  * substitution (implicit_solve). An adjoint's parameter cotangent is
  * such a tail: its backward solve then needs m, not dim, columns.
  *
- * J comes from the field's jvp column by column (dim JVPs of the whole
+ * J comes from the field's jvp column by column (m JVPs of the whole
  * batch, each counted in s->counts.nvjp) when it is exact, else from
- * forward differences (dim evaluations, counted in s->counts.nfe):
+ * forward differences (m evaluations, counted in s->counts.nfe):
  * column j of row r is (f(y + d e_j) - f(y)) / d with
  * d = sqrt(eps) max(|y_rj|, |h f_rj|), the larger of the value and its
  * change over the step (a floor independent of the problem's scale,
@@ -85,7 +85,7 @@ void implicit_free(implicit_lin *L);
 int implicit_jacobian(implicit_lin *L, nde_solver *s, const double *theta,
                       double t, double h, const double *y, const double *f0);
 
-/* The exact J at (t, y) for s->batch rows, from the field's jvp (dim
+/* The exact J at (t, y) for s->batch rows, from the field's jvp (m
  * JVPs) or else its VJP row by row (dim VJPs), whatever the jacobian
  * key: a step VJP's Jacobian at a stage. Not kept as a point's (the next
  * implicit_jacobian recomputes); W is invalid after. */
