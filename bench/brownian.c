@@ -7,7 +7,9 @@
  * same for 10^4 and 10^6 cells (flat per-query cost = O(1) amortised).
  * Also off-grid steps (every query end strictly inside a cell: the cell
  * is bisected down to the time), the same steps ended where an adaptive
- * SDE solve ends them (nde_brownian_snap) and a naive stored path: all increments
+ * SDE solve ends them (nde_brownian_snap), the off-grid steps on a path
+ * with split refinement (the cell split at the query times,
+ * nde_brownian_set_split) and a naive stored path: all increments
  * drawn up front into one array (GSL's ziggurat normals), then read. No
  * peer figure is quoted: a comparison counts only when both ran on the
  * same machine in the same run.
@@ -20,7 +22,8 @@
  *
  * For bench/peers (the driver next to torchsde's BrownianInterval):
  * --json prints one JSON line per row of the first table without its
- * 10^6-cell row (every path's per-query times) and no naive table.
+ * 10^6-cell, snapped and 10^4-cell split rows (every path's per-query
+ * times) and no naive table.
  */
 #include <math.h>
 #include <stdio.h>
@@ -60,12 +63,12 @@ static void check(nde_ctx *ctx, int st, const char *what)
 
 /* One row: `reps` fresh paths of `cells` cells on [0, 1]; per path a
  * forward sweep and a reverse sweep of the queries [a_k, b_k]. */
-static void print_json(const char *name, size_t nq, int reps,
+static void print_json(const char *name, int split, size_t nq, int reps,
                        const double *fwd, const double *rev)
 {
     printf("{\"task\": \"brownian\", \"pattern\": \"%s\", "
-           "\"queries\": %zu, \"paths\": %d, \"fwd_us\": [", name, nq,
-           reps);
+           "\"refine\": \"%s\", \"queries\": %zu, \"paths\": %d, "
+           "\"fwd_us\": [", name, split ? "split" : "tree", nq, reps);
     for (int r = 0; r < reps; r++)
         printf("%s%.6f", r ? ", " : "", 1e6 * fwd[r]);
     printf("], \"rev_us\": [");
@@ -74,8 +77,9 @@ static void print_json(const char *name, size_t nq, int reps,
     printf("]}\n");
 }
 
-/* The query patterns of a row. */
-enum pattern { GRID, OFFGRID, SNAPPED };
+/* The query patterns of a row; SPLIT is OFFGRID on a path with split
+ * refinement (nde_brownian_set_split). */
+enum pattern { GRID, OFFGRID, SNAPPED, SPLIT };
 
 /* End k of query k - 1 (and start of query k): a grid point; k / nq; or,
  * SNAPPED, where an adaptive SDE solve ends a step of 1 / nq asked to end
@@ -86,7 +90,7 @@ static double query_end(nde_brownian *bm, enum pattern pat, size_t k,
     const double t = (double)k / (double)nq;
     if (pat == GRID)
         return nde_brownian_grid_time(bm, k);
-    if (pat == OFFGRID || k == 0 || k == nq)
+    if (pat != SNAPPED || k == 0 || k == nq)
         return t;
     return nde_brownian_snap(bm, t, 1.0 / (256.0 * (double)nq));
 }
@@ -108,6 +112,7 @@ static void row(nde_ctx *ctx, nde_brownian *bm, const char *name,
         fprintf(stderr, "bench_brownian: out of memory\n");
         exit(1);
     }
+    check(ctx, nde_brownian_set_split(bm, pat == SPLIT), "set_split");
     for (int r = 0; r < reps; r++) {
         double t;
         check(ctx, nde_brownian_reset(bm, (uint64_t)r + 1, 0.0, 1.0, dt, NCH),
@@ -137,7 +142,7 @@ static void row(nde_ctx *ctx, nde_brownian *bm, const char *name,
     summary(fwd, reps, &fm, &fl, &fh);
     summary(rev, reps, &rm, &rl, &rh);
     if (json)
-        print_json(name, nq, reps, fwd, rev);
+        print_json(name, pat == SPLIT, nq, reps, fwd, rev);
     else
         printf("| %s | %zu | %d | %.3f (%.3f-%.3f) | %.3f (%.3f-%.3f) "
                "| %.2f | %.2f | %zu |\n",
@@ -224,6 +229,7 @@ int main(int argc, char **argv)
         row(ctx, bm, "grid cells", 100, 2000, GRID, 1);
         row(ctx, bm, "grid cells", 10000, 20, GRID, 1);
         row(ctx, bm, "off-grid steps", 100, 50, OFFGRID, 1);
+        row(ctx, bm, "off-grid steps", 100, 500, SPLIT, 1);
         goto done;
     }
     printf("Brownian Interval, %d channels (batch 64 x 4) on [0, 1], "
@@ -237,6 +243,8 @@ int main(int argc, char **argv)
     row(ctx, bm, "grid cells", 1000000, 3, GRID, 0);
     row(ctx, bm, "off-grid steps", 100, 50, OFFGRID, 0);
     row(ctx, bm, "snapped steps", 100, 50, SNAPPED, 0);
+    row(ctx, bm, "off-grid steps, split", 100, 500, SPLIT, 0);
+    row(ctx, bm, "off-grid steps, split", 10000, 20, SPLIT, 0);
     printf("\nNaive stored path (GSL ziggurat normals drawn up front):\n\n");
     printf("| approach | cells | paths | draw per cell us | forward read us | "
            "reverse read us | bytes |\n");

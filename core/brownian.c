@@ -77,6 +77,33 @@ typedef struct bm_path {
     int has_target;
 } bm_path;
 
+/* Split refinement: a split of a cell, in the order of the queries. */
+typedef struct bm_record {
+    double t;
+    uint32_t next;      /* the cell's next record; BM_NO_RECORD: the last */
+    uint32_t ordinal;   /* its place among the cell's splits: 0, 1, ... */
+} bm_record;
+
+/* A cell's first and last records. k = SIZE_MAX: a free entry. */
+typedef struct bm_history {
+    size_t k;
+    uint32_t head, tail;
+} bm_history;
+
+#define BM_NO_RECORD UINT32_MAX
+
+/* The points of one cell with W there: its two ends, then its splits,
+ * each from its neighbours when it was made. */
+typedef struct bm_slot {
+    size_t k;           /* the cell held; SIZE_MAX: none */
+    size_t q, cap;      /* points held, room for */
+    double *t;          /* their times, ascending */
+    size_t *row;        /* each time's row of w */
+    double *w;          /* W, n a row; rows in the order made (0, 1: the
+                           cell's start and end) */
+    long used;          /* stamp of the last use */
+} bm_slot;
+
 struct nde_brownian {
     nde_ctx *ctx;
     size_t n_max, n;
@@ -93,8 +120,16 @@ struct nde_brownian {
     double *z[2];       /* a split's normals, n_max each */
     uint8_t *layer;     /* their ziggurat layers */
     double *data;       /* all the path arrays */
-    size_t bytes;
+    size_t bytes;       /* held by create and the area */
     long queries, nodes;
+    /* split refinement (nde_brownian_set_split; second part below) */
+    int split;
+    bm_record *rec;     /* every cell's split times, in query order */
+    size_t nrec, rec_cap;
+    bm_history *map;    /* cell -> its records; open addressing */
+    size_t map_cap, map_used;
+    bm_slot slot[2];    /* two cells' points and values */
+    long stamp;         /* slot use counter */
 };
 
 /* SplitMix64's output function (Steele, Lea, Flood 2014): a bijective
@@ -454,25 +489,33 @@ static uint64_t bm_position(double t, double g, double w)
 
 /* The point of time t in [t0, t1]: its cell, and its position in it
  * (bm_position). */
-static bm_point bm_locate(const nde_brownian *bm, double t)
+/* The cell k of a time t < t1: grid point k <= t < grid point k + 1. */
+static size_t bm_cell_of(const nde_brownian *bm, double t)
 {
-    bm_point pt;
-    size_t k;
-    double g, x;
+    double x = (t - bm->t0) / bm->dt;
+    size_t k = x > 0.0 ? (size_t)x : 0;
 
-    if (t >= bm->t1) {
-        pt.k = bm->cells - 1;
-        pt.p = BM_POS_END;
-        return pt;
-    }
-    x = (t - bm->t0) / bm->dt;
-    k = x > 0.0 ? (size_t)x : 0;
     if (k > bm->cells - 1)
         k = bm->cells - 1;
     while (k > 0 && bm_time(bm, k) > t)
         k--;
     while (k + 1 < bm->cells && bm_time(bm, k + 1) <= t)
         k++;
+    return k;
+}
+
+static bm_point bm_locate(const nde_brownian *bm, double t)
+{
+    bm_point pt;
+    size_t k;
+    double g;
+
+    if (t >= bm->t1) {
+        pt.k = bm->cells - 1;
+        pt.p = BM_POS_END;
+        return pt;
+    }
+    k = bm_cell_of(bm, t);
     g = bm_time(bm, k);
     pt.k = k;
     pt.p = 0;
@@ -497,7 +540,8 @@ double nde_brownian_snap(const nde_brownian *bm, double t, double quantum)
     uint64_t unit, p;
     int m;
 
-    if (!bm->ready || !(quantum > 0.0) || !(t > bm->t0 && t < bm->t1))
+    if (!bm->ready || bm->split || !(quantum > 0.0) ||
+        !(t > bm->t0 && t < bm->t1))
         return t;
     pt = bm_locate(bm, t);
     if (pt.p == 0 || pt.p == BM_POS_END)
@@ -547,6 +591,275 @@ static void bm_value(nde_brownian *bm, bm_path *pa, bm_point pt, double *out)
     }
 }
 
+/*
+ * Split refinement (nde_brownian_set_split). Between grid points the path
+ * is refined at the query times themselves, as in the Brownian Interval
+ * of Kidger et al. (Sec. 4: an interval splits where it is queried): a
+ * time strictly inside cell k that the cell does not hold yet becomes the
+ * cell's next split, W there drawn from the Brownian bridge between the
+ * held points on either side of it, with the normals of the stream (seed,
+ * k, the split's ordinal in the cell). The cell's ends come from the tree
+ * above. A cell's record of split times is kept; its values are rebuilt
+ * by replaying the splits in order (the same arithmetic, so the same
+ * bits) when a query returns to a cell that no slot holds.
+ */
+#define BM_SPLIT_KEY (UINT64_C(1) << 62)
+
+static bm_history *bm_history_find(const nde_brownian *bm, size_t k)
+{
+    size_t mask = bm->map_cap - 1, i;
+
+    if (!bm->map_cap)
+        return NULL;
+    for (i = bm_mix(k) & mask; bm->map[i].k != SIZE_MAX; i = (i + 1) & mask)
+        if (bm->map[i].k == k)
+            return &bm->map[i];
+    return NULL;
+}
+
+static bm_history *bm_history_slot(bm_history *map, size_t cap, size_t k)
+{
+    size_t i = bm_mix(k) & (cap - 1);
+
+    while (map[i].k != SIZE_MAX && map[i].k != k)
+        i = (i + 1) & (cap - 1);
+    return &map[i];
+}
+
+/* Room for one more record and one more cell in the map (kept at most
+ * 3/4 full). */
+static int bm_history_reserve(nde_brownian *bm)
+{
+    if (bm->nrec == BM_NO_RECORD)
+        return nde_error(bm->ctx, NDE_ENOMEM,
+                         "brownian: more than %u split times on one path",
+                         BM_NO_RECORD - 1);
+    if (bm->nrec == bm->rec_cap) {
+        size_t cap = bm->rec_cap ? 2 * bm->rec_cap : 64;
+        bm_record *r = cap < SIZE_MAX / 2 / sizeof *r
+                           ? realloc(bm->rec, cap * sizeof *r) : NULL;
+        if (!r)
+            return nde_error(bm->ctx, NDE_ENOMEM,
+                             "brownian: out of memory for %zu split times",
+                             cap);
+        bm->rec = r;
+        bm->rec_cap = cap;
+    }
+    if (4 * (bm->map_used + 1) > 3 * bm->map_cap) {
+        size_t cap = bm->map_cap ? 2 * bm->map_cap : 64;
+        bm_history *m = cap < SIZE_MAX / 2 / sizeof *m
+                            ? malloc(cap * sizeof *m) : NULL;
+        if (!m)
+            return nde_error(bm->ctx, NDE_ENOMEM,
+                             "brownian: out of memory for the splits of "
+                             "%zu cells", bm->map_used + 1);
+        for (size_t i = 0; i < cap; i++)
+            m[i].k = SIZE_MAX;
+        for (size_t i = 0; i < bm->map_cap; i++)
+            if (bm->map[i].k != SIZE_MAX)
+                *bm_history_slot(m, cap, bm->map[i].k) = bm->map[i];
+        free(bm->map);
+        bm->map = m;
+        bm->map_cap = cap;
+    }
+    return NDE_OK;
+}
+
+/* Append split time t to cell k's record (room reserved). */
+static void bm_history_append(nde_brownian *bm, size_t k, double t)
+{
+    bm_history *h = bm_history_slot(bm->map, bm->map_cap, k);
+    uint32_t r = (uint32_t)bm->nrec++;
+
+    bm->rec[r].t = t;
+    bm->rec[r].next = BM_NO_RECORD;
+    if (h->k == SIZE_MAX) {
+        h->k = k;
+        h->head = r;
+        bm->rec[r].ordinal = 0;
+        bm->map_used++;
+    } else {
+        bm->rec[r].ordinal = bm->rec[h->tail].ordinal + 1;
+        bm->rec[h->tail].next = r;
+    }
+    h->tail = r;
+}
+
+static int bm_slot_reserve(nde_brownian *bm, bm_slot *sl, size_t q)
+{
+    double *t, *w;
+    size_t *row, cap;
+
+    if (q <= sl->cap)
+        return NDE_OK;
+    cap = sl->cap ? sl->cap : 8;
+    while (cap < q)
+        cap *= 2;
+    if (cap > SIZE_MAX / sizeof(double) / bm->n_max)
+        return nde_error(bm->ctx, NDE_ENOMEM,
+                         "brownian: %zu split points in one cell", q);
+    t = realloc(sl->t, cap * sizeof *t);
+    if (t)
+        sl->t = t;
+    row = t ? realloc(sl->row, cap * sizeof *row) : NULL;
+    if (row)
+        sl->row = row;
+    w = row ? realloc(sl->w, cap * bm->n_max * sizeof *w) : NULL;
+    if (!w)
+        return nde_error(bm->ctx, NDE_ENOMEM,
+                         "brownian: out of memory for %zu split points of "
+                         "%zu channels", cap, bm->n_max);
+    sl->w = w;
+    sl->cap = cap;
+    return NDE_OK;
+}
+
+/* Insert time t, the cell's split number j, into the slot (room
+ * reserved): W(t) from the bridge between the held neighbours. Returns
+ * its row. */
+static size_t bm_slot_insert(nde_brownian *bm, bm_slot *sl, double t,
+                             size_t j)
+{
+    size_t lo = 0, hi = sl->q, r = sl->q, n = bm->n;
+    const double *wl, *wu;
+    double *out = sl->w + r * n, *z = bm->z[0], s, u, f, sd;
+
+    while (hi - lo > 1) {       /* t[lo] < t < t[hi] */
+        size_t m = (lo + hi) / 2;
+        if (sl->t[m] < t)
+            lo = m;
+        else
+            hi = m;
+    }
+    s = sl->t[lo];
+    u = sl->t[hi];
+    wl = sl->w + sl->row[lo] * n;
+    wu = sl->w + sl->row[hi] * n;
+    f = (t - s) / (u - s);
+    sd = sqrt((t - s) * (u - t) / (u - s));
+    bm_normals(bm, bm_key(bm->seed_key, (uint64_t)sl->k | BM_SPLIT_KEY, j),
+               n, z);
+    for (size_t c = 0; c < n; c++)
+        out[c] = wl[c] + f * (wu[c] - wl[c]) + sd * z[c];
+    memmove(sl->t + hi + 1, sl->t + hi, (sl->q - hi) * sizeof *sl->t);
+    memmove(sl->row + hi + 1, sl->row + hi, (sl->q - hi) * sizeof *sl->row);
+    sl->t[hi] = t;
+    sl->row[hi] = r;
+    sl->q++;
+    bm->nodes++;
+    return r;
+}
+
+/* Load cell k into slot sl: its ends from the tree (walking path pa),
+ * then its recorded splits replayed. */
+static int bm_slot_load(nde_brownian *bm, bm_slot *sl, bm_path *pa,
+                        size_t k)
+{
+    const bm_history *h = bm_history_find(bm, k);
+    bm_point start = {k, 0};
+    const bm_node *nd;
+    size_t n = bm->n;
+    int rc;
+
+    sl->k = SIZE_MAX;
+    if ((rc = bm_slot_reserve(
+             bm, sl, 3 + (h ? (size_t)bm->rec[h->tail].ordinal : 0))))
+        return rc;
+    nd = bm_walk(bm, pa, start);
+    sl->t[0] = bm_time(bm, k);
+    sl->t[1] = bm_time(bm, k + 1);
+    sl->row[0] = 0;
+    sl->row[1] = 1;
+    memcpy(sl->w, nd->w, n * sizeof *sl->w);
+    for (size_t c = 0; c < n; c++)
+        sl->w[n + c] = nd->w[c] + nd->inc[c];
+    sl->q = 2;
+    sl->k = k;
+    for (uint32_t r = h ? h->head : BM_NO_RECORD; r != BM_NO_RECORD;
+         r = bm->rec[r].next)
+        bm_slot_insert(bm, sl, bm->rec[r].t, bm->rec[r].ordinal);
+    return NDE_OK;
+}
+
+/* out = W(t) for t strictly inside cell k, from a slot holding k (else
+ * loaded, walking path pa, into the slot used least recently among those
+ * not holding cell `keep`, the query's other end), the split made if t is
+ * new. */
+static int bm_split_value(nde_brownian *bm, size_t k, double t, bm_path *pa,
+                          size_t keep, double *out)
+{
+    bm_slot *sl = NULL;
+    size_t lo = 0, hi, r;
+    int rc;
+
+    for (int i = 0; i < 2; i++)
+        if (bm->slot[i].k == k)
+            sl = &bm->slot[i];
+    if (!sl) {
+        sl = bm->slot[0].k == keep ||
+                     (bm->slot[1].k != keep &&
+                      bm->slot[1].used < bm->slot[0].used)
+                 ? &bm->slot[1]
+                 : &bm->slot[0];
+        if ((rc = bm_slot_load(bm, sl, pa, k)))
+            return rc;
+    }
+    sl->used = ++bm->stamp;
+    hi = sl->q - 1;
+    while (hi - lo > 1) {
+        size_t m = (lo + hi) / 2;
+        if (sl->t[m] <= t)
+            lo = m;
+        else
+            hi = m;
+    }
+    if (sl->t[lo] == t) {
+        r = sl->row[lo];
+    } else {
+        if ((rc = bm_slot_reserve(bm, sl, sl->q + 1)) ||
+            (rc = bm_history_reserve(bm)))
+            return rc;
+        r = bm_slot_insert(bm, sl, t, sl->q - 2);
+        bm_history_append(bm, k, t);
+    }
+    memcpy(out, sl->w + r * bm->n, bm->n * sizeof *out);
+    return NDE_OK;
+}
+
+/* The cell holding t strictly inside it, or SIZE_MAX (a grid point, t1). */
+static size_t bm_inner_cell(const nde_brownian *bm, double t)
+{
+    size_t k;
+
+    if (t >= bm->t1)
+        return SIZE_MAX;
+    k = bm_cell_of(bm, t);
+    return t > bm_time(bm, k) ? k : SIZE_MAX;
+}
+
+/* out = W(t), t in cell k (SIZE_MAX: on the grid) on a split path:
+ * inside a cell from a slot, else from the tree as without the splits. */
+static int bm_split_point(nde_brownian *bm, double t, size_t k, bm_path *pa,
+                          size_t keep, double *out)
+{
+    if (k == SIZE_MAX) {
+        bm_value(bm, pa, bm_locate(bm, t), out);
+        return NDE_OK;
+    }
+    return bm_split_value(bm, k, t, pa, keep, out);
+}
+
+/* Forget every split (a new path). */
+static void bm_split_clear(nde_brownian *bm)
+{
+    bm->nrec = 0;
+    bm->map_used = 0;
+    for (size_t i = 0; i < bm->map_cap; i++)
+        bm->map[i].k = SIZE_MAX;
+    for (int i = 0; i < 2; i++)
+        bm->slot[i].k = SIZE_MAX;
+}
+
 int nde_brownian_create(nde_ctx *ctx, size_t n_max, nde_brownian **out)
 {
     nde_brownian *bm;
@@ -586,6 +899,7 @@ int nde_brownian_create(nde_ctx *ctx, size_t n_max, nde_brownian **out)
     bm->z[0] = d + 2 * n_max;
     bm->z[1] = d + 3 * n_max;
     bm->layer = (uint8_t *)(d + 4 * n_max);
+    bm->slot[0].k = bm->slot[1].k = SIZE_MAX;
     bm_zig_tables(bm->zig_x, bm->zig_f);
     bm->bytes = sizeof *bm + total * sizeof *d + n_max;
     *out = bm;
@@ -598,6 +912,13 @@ void nde_brownian_destroy(nde_brownian *bm)
         return;
     free(bm->data);
     free(bm->adata);
+    free(bm->rec);
+    free(bm->map);
+    for (int i = 0; i < 2; i++) {
+        free(bm->slot[i].t);
+        free(bm->slot[i].row);
+        free(bm->slot[i].w);
+    }
     free(bm);
 }
 
@@ -633,6 +954,7 @@ int nde_brownian_reset(nde_brownian *bm, uint64_t seed, double t0, double t1,
         bm->path[s].len = 0;
         bm->path[s].has_target = 0;
     }
+    bm_split_clear(bm);
     bm->queries = 0;
     bm->nodes = 0;
     bm->ready = 1;
@@ -765,6 +1087,21 @@ static void bm_area(nde_brownian *bm, const bm_path *pa, const bm_path *pb,
         H[c] = A[c] / h;
 }
 
+/* dw = sign (W(tb) - W(ta)), ta <= tb, on a split path (an end inside a
+ * cell). */
+static int bm_split_query(nde_brownian *bm, double ta, size_t ka,
+                          double tb, size_t kb, double sign, double *dw)
+{
+    int rc;
+
+    if ((rc = bm_split_point(bm, ta, ka, &bm->path[0], kb, bm->value[0])) ||
+        (rc = bm_split_point(bm, tb, kb, &bm->path[1], ka, bm->value[1])))
+        return rc;
+    for (size_t c = 0; c < bm->n; c++)
+        dw[c] = sign * (bm->value[1][c] - bm->value[0][c]);
+    return NDE_OK;
+}
+
 /* dw = W(tb) - W(ta) and, when H is not NULL (the area on), H over the
  * interval. */
 static int bm_query(nde_brownian *bm, double ta, double tb, double *dw,
@@ -788,6 +1125,11 @@ static int bm_query(nde_brownian *bm, double ta, double tb, double *dw,
         ta = tb;
         tb = t;
         sign = -1.0;
+    }
+    if (bm->split && ta < tb) {
+        size_t ka = bm_inner_cell(bm, ta), kb = bm_inner_cell(bm, tb);
+        if (ka != SIZE_MAX || kb != SIZE_MAX)
+            return bm_split_query(bm, ta, ka, tb, kb, sign, dw);
     }
     lo = bm_locate(bm, ta);
     hi = bm_locate(bm, tb);
@@ -846,6 +1188,10 @@ int nde_brownian_area(nde_brownian *bm, double ta, double tb, double *dw,
 int nde_brownian_set_area(nde_brownian *bm, int on)
 {
     on = on != 0;
+    if (on && bm->split)
+        return nde_error(bm->ctx, NDE_EINVAL,
+                         "brownian: a split path carries no space-time Levy "
+                         "area (switch the split refinement off)");
     if (on && !bm->adata) {
         /* two arrays per node on each path, the four of bm->acc */
         size_t total = (4 * BM_DEPTH_MAX + 4) * bm->n_max;
@@ -881,6 +1227,29 @@ int nde_brownian_has_area(const nde_brownian *bm)
     return bm->area;
 }
 
+int nde_brownian_set_split(nde_brownian *bm, int on)
+{
+    on = on != 0;
+    if (on && bm->area)
+        return nde_error(bm->ctx, NDE_EINVAL,
+                         "brownian: a split path carries no space-time Levy "
+                         "area, and this one has it on");
+    if (on != bm->split) {
+        bm->split = on;
+        for (int s = 0; s < 2; s++) {
+            bm->path[s].len = 0;
+            bm->path[s].has_target = 0;
+        }
+        bm_split_clear(bm);
+    }
+    return NDE_OK;
+}
+
+int nde_brownian_has_split(const nde_brownian *bm)
+{
+    return bm->split;
+}
+
 size_t nde_brownian_cells(const nde_brownian *bm)
 {
     return bm->cells;
@@ -900,5 +1269,9 @@ void nde_brownian_get_stats(const nde_brownian *bm, nde_brownian_stats *st)
 {
     st->queries = bm->queries;
     st->nodes = bm->nodes;
-    st->bytes = bm->bytes;
+    st->bytes = bm->bytes + bm->rec_cap * sizeof *bm->rec +
+                bm->map_cap * sizeof *bm->map;
+    for (int i = 0; i < 2; i++)
+        st->bytes += bm->slot[i].cap * (sizeof(double) + sizeof(size_t) +
+                                        bm->n_max * sizeof(double));
 }

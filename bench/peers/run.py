@@ -180,11 +180,20 @@ class Bench:
             self.brownian_add(r, "peer")
 
     def brownian_add(self, r, side):
-        for sweep, key in (("forward", "fwd_us"), ("reverse", "rev_us")):
-            row = self.row(("brownian", r["pattern"], r["queries"], sweep),
-                           f"Brownian Interval query, {r['pattern']} "
-                           f"({r['queries']} per path), {sweep} sweep", "us")
-            getattr(row, side).add(r[key])
+        # nde's off-grid rows come with each refinement (tree bisection,
+        # split at the query times); torchsde's one row faces both
+        refines = [r["refine"]] if "refine" in r else (
+            ["tree", "split"] if r["pattern"] == "off-grid steps" else
+            ["tree"])
+        for refine in refines:
+            label = r["pattern"] + (", nde split" if refine == "split"
+                                    else "")
+            for sweep, key in (("forward", "fwd_us"), ("reverse", "rev_us")):
+                row = self.row(("brownian", label, r["queries"], sweep),
+                               f"Brownian Interval query, {label} "
+                               f"({r['queries']} per path), {sweep} sweep",
+                               "us")
+                getattr(row, side).add(r[key])
 
     # ---- fmnist: bench_train_json vs torchdiffeq_fashion_mnist.py -------
     FMNIST_INI = os.path.join(HERE, "..", "..", "examples",

@@ -37,6 +37,16 @@ static nde_brownian *make(size_t n_max)
     return bm;
 }
 
+/* An instance with split refinement on (split != 0) or off; the loop
+ * tests run with _i = 0 (off) and 1 (on). */
+static nde_brownian *make_mode(size_t n_max, int split)
+{
+    nde_brownian *bm = make(n_max);
+    ck_assert_int_eq(nde_brownian_set_split(bm, split), NDE_OK);
+    ck_assert_int_eq(nde_brownian_has_split(bm), split);
+    return bm;
+}
+
 static void inc(nde_brownian *bm, double ta, double tb, double *dw)
 {
     int st = nde_brownian_increment(bm, ta, tb, dw);
@@ -81,7 +91,7 @@ START_TEST(test_distribution)
     const size_t nsamp = (size_t)NSEED * NCH;
     double *x = malloc(NINT * nsamp * sizeof *x), *pool;
     double dw[NCH];
-    nde_brownian *bm = make(NCH);
+    nde_brownian *bm = make_mode(NCH, _i);
     size_t npool = 0;
 
     ck_assert_ptr_nonnull(x);
@@ -276,7 +286,7 @@ END_TEST
  */
 START_TEST(test_offgrid_additive)
 {
-    nde_brownian *bm = make(NCH);
+    nde_brownian *bm = make_mode(NCH, _i);
     double ab[NCH], bc[NCH], ac[NCH], ba[NCH], wa[NCH], wb[NCH], wc[NCH];
     uint64_t r = 12345;
 
@@ -332,13 +342,16 @@ static void queries(double *ta, double *tb)
 /*
  * Forward sweep, then the reverse sweep, then after many unrelated queries,
  * then after resets to another seed and back, then in a fresh instance with
- * fewer channels: every increment bit for bit the same.
+ * fewer channels: every increment bit for bit the same. Without split
+ * refinement the queries after a reset and in the small instance come in
+ * reverse order; with it in the first order (its paths depend on the
+ * order within a cell).
  */
 START_TEST(test_replay_bitwise)
 {
     static double ref[NQ][NCH];
     double ta[NQ], tb[NQ], dw[NCH];
-    nde_brownian *bm = make(NCH), *small = make(3);
+    nde_brownian *bm = make_mode(NCH, _i), *small = make_mode(3, _i);
     uint64_t r = 1;
 
     queries(ta, tb);
@@ -367,13 +380,15 @@ START_TEST(test_replay_bitwise)
     ck_assert_int_eq(nde_brownian_reset(bm, 43, 0.0, 1.0, 0.01, NCH), NDE_OK);
     inc(bm, ta[5], tb[5], dw);
     ck_assert_int_eq(nde_brownian_reset(bm, 42, 0.0, 1.0, 0.01, NCH), NDE_OK);
-    for (int q = NQ - 1; q >= 0; q--) {
+    for (int i = 0; i < NQ; i++) {
+        int q = _i ? i : NQ - 1 - i;
         inc(bm, ta[q], tb[q], dw);
         ck_assert_msg(memcmp(dw, ref[q], sizeof dw) == 0, "after reset %d", q);
     }
     /* a channel's path does not depend on how many channels there are */
     ck_assert_int_eq(nde_brownian_reset(small, 42, 0.0, 1.0, 0.01, 3), NDE_OK);
-    for (int q = 0; q < NQ; q++) {
+    for (int i = 0; i < NQ; i++) {
+        int q = _i ? i : NQ - 1 - i;
         inc(small, ta[q], tb[q], dw);
         ck_assert(memcmp(dw, ref[q], 3 * sizeof *dw) == 0);
     }
@@ -877,6 +892,194 @@ START_TEST(test_area_bad_input)
 }
 END_TEST
 
+/* ---- split refinement ------------------------------------------------- */
+
+/*
+ * Law of a split path: in one cell [0, 1], W(0, p) queried at points p in
+ * a scrambled order (so that later splits fall between earlier ones, not
+ * only next to the cell's ends); the increments between the sorted points
+ * over NSEED seeds x 256 channels: the mean, variance, pairwise
+ * correlation and KS bounds of test_distribution.
+ */
+#define NSP 7
+START_TEST(test_split_law)
+{
+    static const double pts[NSP] = {0.5, 0.2, 0.8, 0.35, 0.9, 0.36, 0.05};
+    double sorted[NSP + 2], w[NSP + 2][NCH], dw[NCH];
+    const size_t nsamp = (size_t)NSEED * NCH;
+    double *x = malloc((NSP + 1) * nsamp * sizeof *x);
+    nde_brownian *bm = make_mode(NCH, 1);
+    size_t npool = 0;
+    double d = 0.0;
+
+    ck_assert_ptr_nonnull(x);
+    sorted[0] = 0.0;
+    sorted[NSP + 1] = 1.0;
+    memcpy(sorted + 1, pts, sizeof pts);
+    qsort(sorted, NSP + 2, sizeof *sorted, cmp_double);
+    for (int s = 0; s < NSEED; s++) {
+        ck_assert_int_eq(nde_brownian_reset(bm, 500 + (uint64_t)s, 0.0, 1.0,
+                                            1.0, NCH), NDE_OK);
+        for (int i = 0; i < NSP; i++)
+            inc(bm, 0.0, pts[i], dw);
+        for (int i = 0; i < NSP + 2; i++)
+            inc(bm, 0.0, sorted[i], w[i]);
+        for (int q = 0; q <= NSP; q++)
+            for (int c = 0; c < NCH; c++)
+                x[q * nsamp + (size_t)s * NCH + c] = w[q + 1][c] - w[q][c];
+    }
+    for (int q = 0; q <= NSP; q++) {
+        const double v = sorted[q + 1] - sorted[q], *xq = x + q * nsamp;
+        double mean = 0.0, var = 0.0;
+        for (size_t i = 0; i < nsamp; i++)
+            mean += xq[i];
+        mean /= (double)nsamp;
+        for (size_t i = 0; i < nsamp; i++)
+            var += (xq[i] - mean) * (xq[i] - mean);
+        var /= (double)(nsamp - 1);
+        ck_assert_msg(fabs(mean) < 5.0 * sqrt(v / (double)nsamp),
+                      "piece %d: mean %g", q, mean);
+        ck_assert_msg(fabs(var / v - 1.0) <
+                      5.0 * sqrt(2.0 / (double)(nsamp - 1)),
+                      "piece %d: variance %g, expected %g", q, var, v);
+        for (int r = q + 1; r <= NSP; r++) {
+            const double *xr = x + r * nsamp;
+            double sqq = 0.0, srr = 0.0, sqr = 0.0;
+            for (size_t i = 0; i < nsamp; i++) {
+                sqq += xq[i] * xq[i];
+                srr += xr[i] * xr[i];
+                sqr += xq[i] * xr[i];
+            }
+            ck_assert_msg(fabs(sqr / sqrt(sqq * srr)) <
+                              5.0 / sqrt((double)nsamp),
+                          "pieces %d, %d: correlation %g", q, r,
+                          sqr / sqrt(sqq * srr));
+        }
+        for (size_t i = 0; i < nsamp; i++)
+            x[q * nsamp + i] /= sqrt(v);
+    }
+    npool = (NSP + 1) * nsamp;
+    qsort(x, npool, sizeof *x, cmp_double);
+    for (size_t i = 0; i < npool; i++) {
+        double f = phi(x[i]);
+        d = fmax(d, fmax(fabs(f - (double)i / (double)npool),
+                         fabs((double)(i + 1) / (double)npool - f)));
+    }
+    ck_assert_msg(d < 1.95 / sqrt((double)npool), "KS D = %g", d);
+    free(x);
+    nde_brownian_destroy(bm);
+}
+END_TEST
+
+/*
+ * What the split refinement leaves alone: whole grid cells and W at grid
+ * points are the tree's, bit for bit, with it on or off; and the order of
+ * the queries inside one cell changes that cell only (two instances query
+ * cell 3 in opposite orders, then cell 7 alike).
+ */
+START_TEST(test_split_grid_same)
+{
+    nde_brownian *tree = make_mode(NCH, 0), *a = make_mode(NCH, 1),
+                 *b = make_mode(NCH, 1);
+    double x[NCH], y[NCH], z[NCH];
+    static const double in3[3] = {0.031, 0.0345, 0.038};
+
+    ck_assert_int_eq(nde_brownian_reset(tree, 7, 0.0, 1.0, 0.01, NCH), NDE_OK);
+    ck_assert_int_eq(nde_brownian_reset(a, 7, 0.0, 1.0, 0.01, NCH), NDE_OK);
+    ck_assert_int_eq(nde_brownian_reset(b, 7, 0.0, 1.0, 0.01, NCH), NDE_OK);
+    inc(a, 0.0123, 0.0567, x);      /* splits in cells 1 and 5 first */
+    for (int k = 0; k < 100; k++) {
+        double g0 = nde_brownian_grid_time(tree, (size_t)k);
+        double g1 = nde_brownian_grid_time(tree, (size_t)k + 1);
+        inc(tree, g0, g1, x);
+        inc(a, g0, g1, y);
+        ck_assert_msg(memcmp(x, y, sizeof x) == 0, "cell %d", k);
+        inc(tree, 0.0, g0, x);
+        inc(a, 0.0, g0, y);
+        ck_assert_msg(memcmp(x, y, sizeof x) == 0, "grid point %d", k);
+    }
+    for (int i = 0; i < 3; i++) {
+        inc(a, 0.0, in3[i], x);
+        inc(b, 0.0, in3[2 - i], x);
+    }
+    inc(a, 0.0, in3[1], x);
+    inc(b, 0.0, in3[1], y);
+    ck_assert(memcmp(x, y, sizeof x) != 0);     /* cell 3: order matters */
+    inc(a, 0.0712, 0.0755, x);
+    inc(b, 0.0712, 0.0755, y);
+    inc(tree, 0.0712, 0.0755, z);
+    ck_assert(memcmp(x, y, sizeof x) == 0);     /* cell 7: it does not */
+    ck_assert(memcmp(x, z, sizeof x) != 0);     /* not the tree's bisection */
+    nde_brownian_destroy(tree);
+    nde_brownian_destroy(a);
+    nde_brownian_destroy(b);
+}
+END_TEST
+
+/*
+ * Memory and work of a split path swept as a solve and its adjoint: 10^4
+ * cells, 10^4 + 1 off-grid steps forwards, then backwards. The forward
+ * sweep samples about 3 nodes a query (one split, the tree's 2 a cell);
+ * the reverse adds no split and no byte (it replays each cell's split);
+ * the instance's bytes grow by at most 64 a step (a record, its share of
+ * the cell map) beyond the two slots.
+ */
+START_TEST(test_split_memory)
+{
+    const size_t cells = 10000, nq = cells + 1, n = 4;
+    nde_brownian *bm = make_mode(n, 1);
+    nde_brownian_stats st0, st1, st2;
+    double dw[4];
+
+    nde_brownian_get_stats(bm, &st0);
+    ck_assert_int_eq(nde_brownian_reset(bm, 3, 0.0, 1.0, 1.0 / (double)cells,
+                                        n), NDE_OK);
+    for (size_t k = 0; k < nq; k++)
+        inc(bm, (double)k / (double)nq, (double)(k + 1) / (double)nq, dw);
+    nde_brownian_get_stats(bm, &st1);
+    ck_assert_msg((double)st1.nodes / (double)st1.queries < 3.5,
+                  "forward: %ld nodes, %ld queries", st1.nodes, st1.queries);
+    ck_assert_msg(st1.bytes <= st0.bytes + 64 * nq + 4096,
+                  "%zu bytes after %zu steps (%zu at create)", st1.bytes, nq,
+                  st0.bytes);
+    for (size_t k = nq; k-- > 0;)
+        inc(bm, (double)k / (double)nq, (double)(k + 1) / (double)nq, dw);
+    nde_brownian_get_stats(bm, &st2);
+    ck_assert_uint_eq(st2.bytes, st1.bytes);
+    ck_assert_msg((double)(st2.nodes - st1.nodes) / (double)nq < 4.0,
+                  "reverse: %ld nodes for %zu queries", st2.nodes - st1.nodes,
+                  nq);
+    nde_brownian_destroy(bm);
+}
+END_TEST
+
+/* The split refinement and the area refuse each other; snap leaves a time
+ * alone on a split path; switching restarts the path, whose queries then
+ * give what a fresh one gives. */
+START_TEST(test_split_bad_input)
+{
+    nde_brownian *bm = make_area(4), *sp = make_mode(4, 1);
+    double dw[4], ref[4];
+
+    expect_einval(nde_brownian_set_split(bm, 1));
+    ck_assert(!nde_brownian_has_split(bm));
+    expect_einval(nde_brownian_set_area(sp, 1));
+    ck_assert(!nde_brownian_has_area(sp));
+    ck_assert_int_eq(nde_brownian_set_area(bm, 0), NDE_OK);
+    ck_assert_int_eq(nde_brownian_set_split(bm, 1), NDE_OK);
+    ck_assert_int_eq(nde_brownian_reset(sp, 2, 0.0, 1.0, 0.1, 4), NDE_OK);
+    ck_assert(nde_brownian_snap(sp, 0.1234567, 0.01) == 0.1234567);
+    inc(sp, 0.2345, 0.13, ref);
+    inc(sp, 0.0, 0.24, dw);
+    ck_assert_int_eq(nde_brownian_set_split(sp, 0), NDE_OK);
+    ck_assert_int_eq(nde_brownian_set_split(sp, 1), NDE_OK);
+    inc(sp, 0.2345, 0.13, dw);
+    ck_assert(memcmp(dw, ref, sizeof dw) == 0);
+    nde_brownian_destroy(bm);
+    nde_brownian_destroy(sp);
+}
+END_TEST
+
 static Suite *brownian_suite(void)
 {
     Suite *s = suite_create("brownian");
@@ -884,11 +1087,11 @@ static Suite *brownian_suite(void)
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_distribution);
+    tcase_add_loop_test(tc, test_distribution, 0, 2);
     tcase_add_test(tc, test_normals);
     tcase_add_test(tc, test_cells_sum_to_root);
-    tcase_add_test(tc, test_offgrid_additive);
-    tcase_add_test(tc, test_replay_bitwise);
+    tcase_add_loop_test(tc, test_offgrid_additive, 0, 2);
+    tcase_add_loop_test(tc, test_replay_bitwise, 0, 2);
     tcase_add_test(tc, test_seeds_differ);
     tcase_add_test(tc, test_memory_bounded);
     tcase_add_test(tc, test_snap);
@@ -899,6 +1102,10 @@ static Suite *brownian_suite(void)
     tcase_add_test(tc, test_area_law);
     tcase_add_test(tc, test_area_riemann);
     tcase_add_test(tc, test_area_bad_input);
+    tcase_add_test(tc, test_split_law);
+    tcase_add_test(tc, test_split_grid_same);
+    tcase_add_test(tc, test_split_memory);
+    tcase_add_test(tc, test_split_bad_input);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -15,7 +15,8 @@
  * intervals in reverse order, gets the forward pass's increments bit for
  * bit, and only the root-to-leaf paths of the last queries are kept: memory
  * is bounded by the tree depth, not the number of steps. Queries of
- * consecutive grid cells cost O(1) amortised.
+ * consecutive grid cells cost O(1) amortised. (Split refinement, below,
+ * trades the order independence inside cells for O(1) queries anywhere.)
  *
  * Not thread-safe: one instance per solve in flight.
  */
@@ -54,19 +55,22 @@ static inline double nde_grid_time(double t0, double t1, double dt,
 }
 
 /* An instance for paths of up to n_max channels. All memory is allocated
- * here; reset and increment never allocate. */
+ * here; reset and increment never allocate (split refinement aside:
+ * nde_brownian_set_split). */
 NDE_API int nde_brownian_create(nde_ctx *ctx, size_t n_max,
                                 nde_brownian **out);
 NDE_API void nde_brownian_destroy(nde_brownian *bm);
 
 /* Start the path `seed` of n channels on [t0, t1] (t0 < t1) with grid step
  * dt (0 < dt; dt >= t1 - t0 makes one cell). The same (seed, t0, t1, dt, n)
- * gives the same path, bit for bit. NDE_EINVAL on bad arguments. */
+ * gives the same path, bit for bit (with split refinement: for the same
+ * queries in the same order). NDE_EINVAL on bad arguments. */
 NDE_API int nde_brownian_reset(nde_brownian *bm, uint64_t seed, double t0,
                                double t1, double dt, size_t n);
 
 /* dw[i] = W_i(tb) - W_i(ta) for the n channels; ta, tb in [t0, t1] in
- * either order (tb < ta gives the negative). NDE_EINVAL outside. */
+ * either order (tb < ta gives the negative). NDE_EINVAL outside; with
+ * split refinement NDE_ENOMEM (dw then undefined, the path unchanged). */
 NDE_API int nde_brownian_increment(nde_brownian *bm, double ta, double tb,
                                    double *dw);
 
@@ -99,6 +103,31 @@ NDE_API int nde_brownian_set_area(nde_brownian *bm, int on);
 NDE_API int nde_brownian_has_area(const nde_brownian *bm);
 NDE_API int nde_brownian_area(nde_brownian *bm, double ta, double tb,
                               double *dw, double *H);
+
+/*
+ * Split refinement, for queries off the grid (an adaptive solve's steps
+ * that are not snapped, a backward solve's own steps). Off (after
+ * create), a time inside a cell is reached by bisecting the cell (up to
+ * 52 levels of n normals each) and the path does not depend on the order
+ * of the queries. On, a cell is refined at the query times themselves, as
+ * the Brownian Interval of Kidger et al. does: a time the cell does not
+ * hold yet becomes its next split, W there drawn from the Brownian bridge
+ * between the held times on either side (n normals). The law is exact
+ * either way; on, the values inside a cell depend on the order in which
+ * its times were first queried (not on other cells' queries), and the
+ * same queries in the same order give the same bits, so an adjoint's
+ * backward pass over recorded times sees the forward pass's increments.
+ * Grid cells' values are the same on or off. Memory grows with the
+ * distinct inner times queried since reset (8 + 16 bytes each, plus the
+ * values of the two cells in use, rebuilt when a query returns to
+ * another cell): increment may then fail with NDE_ENOMEM. No space-time
+ * Levy area (set_area and set_split refuse each other: NDE_EINVAL).
+ * Changing the setting restarts the current path; reset keeps it.
+ * nde_brownian_snap returns its t unchanged when on (every time is
+ * cheap).
+ */
+NDE_API int nde_brownian_set_split(nde_brownian *bm, int on);
+NDE_API int nde_brownian_has_split(const nde_brownian *bm);
 
 /*
  * A time within `quantum` (> 0) of t at which the path is cheap to query:
