@@ -62,6 +62,12 @@ const nde_key nde_solve_keys[] = {
      "sizes and accept/reject decisions (solved one row at a time), so a "
      "hard row does not drag the whole batch; NFE then count one-row "
      "evaluations"},
+    {"brownian", NDE_KEY_WORD, "tree",
+     "SDE solvers: how the Brownian path is refined inside its grid cells "
+     "(cells of dt): tree (bisection, the same path in any query order; "
+     "adaptive steps end where it is cheap) or split (at the query times, "
+     "as torchsde's Brownian Interval: O(1) a query anywhere, the values "
+     "inside a cell depend on the order of its queries; no Levy area)"},
     {NULL, 0, NULL, NULL}};
 
 void nde_solve_opts_default(nde_solve_opts *o, const nde_solver_type *type)
@@ -139,6 +145,37 @@ static int controller_from_section(nde_controller *c, const nde_section *sec,
     return NDE_OK;
 }
 
+/* The key brownian: tree or split, the latter for SDE solvers that need
+ * no Levy area. */
+static int brownian_from_section(nde_solve_opts *o,
+                                 const nde_solver_type *type,
+                                 const nde_section *sec, nde_ctx *ctx)
+{
+    const char *name;
+    int rc;
+
+    if ((rc = nde_get_string(sec, "brownian", &name, ctx)) != NDE_OK)
+        return rc;
+    if (strcmp(name, "tree") != 0 && strcmp(name, "split") != 0)
+        return nde_section_error(sec, "brownian", ctx,
+                                 "'%s' is not a refinement (tree or split)",
+                                 name);
+    o->brownian_split = strcmp(name, "split") == 0;
+    if (!o->brownian_split)
+        return NDE_OK;
+    if (!(type->info.provides & (NDE_CAP_SDE_ITO | NDE_CAP_SDE_STRATONOVICH)))
+        return nde_section_error(sec, "brownian", ctx,
+                                 "'%s' is not an SDE solver: it has no "
+                                 "Brownian path to refine",
+                                 type->info.name);
+    if (type->info.needs & NDE_NEEDS_LEVY_AREA)
+        return nde_section_error(sec, "brownian", ctx,
+                                 "'%s' needs the space-time Levy area, which "
+                                 "a split path does not carry: use tree",
+                                 type->info.name);
+    return NDE_OK;
+}
+
 int nde_solve_opts_from_section(nde_solve_opts *o, const nde_solver_type *type,
                                 const nde_section *sec, nde_ctx *ctx)
 {
@@ -159,7 +196,8 @@ int nde_solve_opts_from_section(nde_solve_opts *o, const nde_solver_type *type,
         (rc = nde_get_double_in(sec, "qmax", 1, 0, HUGE_VAL, 0,
                                 &c->qmax, ctx)) ||
         (rc = nde_get_long(sec, "max_steps", &o->max_steps, ctx)) ||
-        (rc = nde_get_bool(sec, "per_row_steps", &o->per_row, ctx)))
+        (rc = nde_get_bool(sec, "per_row_steps", &o->per_row, ctx)) ||
+        (rc = brownian_from_section(o, type, sec, ctx)))
         return rc;
     if ((rc = controller_from_section(c, sec, ctx)) != NDE_OK)
         return rc;
@@ -549,6 +587,9 @@ static int drive_check(drive *d, const double *y0)
         return rc;
     if (d->sde && (rc = check_brownian(s, o->brownian, d->t0, d->t1,
                                        nde_solver_noise_channels(s))))
+        return rc;
+    if (d->sde && o->brownian_split && !nde_brownian_has_split(o->brownian) &&
+        (rc = nde_brownian_set_split(o->brownian, 1)))
         return rc;
     if (d->event && (rc = check_event(d)))
         return rc;

@@ -318,14 +318,18 @@ END_TEST
 /* The loss of the recorded steps of tr replayed from (theta, y0), each
  * with the path's noise over exactly its interval: the solve with its
  * step sequence frozen (an adaptive solve's steps move with theta). The
- * solver stops on every save time, so they are step ends. */
+ * solver stops on every save time, so they are step ends. A split path
+ * is not reset: it holds the forward solve's points (its rejected
+ * steps' ends among them), which a reset would forget, and the same
+ * noise is read back from them. */
 static double loss_frozen(sde *p, const nde_trajectory *tr,
                           const double *theta, const double *y0)
 {
     double y[NMAX], yn[NMAX], dw[2 * NMAX], L = 0.0;
     size_t k = 0;
     memcpy(y, y0, p->n * sizeof(double));
-    bm_reset(p);
+    if (!p->o.brownian_split)
+        bm_reset(p);
     for (size_t j = 0; j < tr->nsteps; j++) {
         const double t = tr->t[j];
         const double tn = j + 1 < tr->nsteps ? tr->t[j + 1] : tr->t1;
@@ -342,15 +346,17 @@ static double loss_frozen(sde *p, const nde_trajectory *tr,
 }
 
 /* discrete replays any solver's recorded steps: the gradient of an
- * adaptive solve (lamba_heun, sosri, sriw1, sra1) against central
- * differences with its accepted steps frozen. */
+ * adaptive solve (lamba_heun, sosri, sriw1, sra1; lamba_heun again on a
+ * split path, brownian = split) against central differences with its
+ * accepted steps frozen. */
 START_TEST(test_discrete_fd_adaptive)
 {
     static const char *const solvers[] = {"lamba_heun", "sosri", "sriw1",
-                                          "sra1"};
-    for (size_t q = 0; q < 2 * 4; q++) {
+                                          "sra1", "lamba_heun"};
+    for (size_t q = 0; q < 2 * 5; q++) {
         const size_t k = q % 2;
         const char *solver = solvers[q / 2];
+        const int split = q / 2 == 4;
         sde p;
         nde_trajectory *tr;
         double g[PMAX + NMAX], gfd[PMAX + NMAX], th[PMAX], y0[NMAX];
@@ -359,7 +365,9 @@ START_TEST(test_discrete_fd_adaptive)
 
         sde_make(&p, fields[k], batches[k], solver, 0.0, 1.0 / 32);
         p.o.rtol = p.o.atol = 1e-3;
+        p.o.brownian_split = split;
         adj_grad(&p, "discrete", g, &st, &tr);
+        ck_assert_int_eq(nde_brownian_has_split(p.bm), split);
         ck_assert_uint_gt(tr->nsteps, 8);
         memcpy(th, p.theta, sizeof th);
         memcpy(y0, p.y0, sizeof y0);
@@ -376,9 +384,10 @@ START_TEST(test_discrete_fd_adaptive)
         }
         eth = rel_err(g, gfd, p.P);
         ey = rel_err(g + p.P, gfd + p.P, p.n);
-        fprintf(stderr, "%s discrete %-4s (%zu adaptive steps) vs "
+        fprintf(stderr, "%s%s discrete %-4s (%zu adaptive steps) vs "
                 "frozen-step central FD: dL/dtheta rel err %.2e, dL/dy0 "
-                "%.2e\n", solver, fields[k]->info.name, tr->nsteps, eth, ey);
+                "%.2e\n", solver, split ? " (split)" : "",
+                fields[k]->info.name, tr->nsteps, eth, ey);
         ck_assert_msg(eth < 1e-6 && ey < 1e-6, "%s %s: %.3e %.3e", solver,
                       fields[k]->info.name, eth, ey);
         nde_trajectory_destroy(tr);

@@ -75,9 +75,10 @@ def main():
         check(os.path.getsize(params) == 1160 * 8, "sde: params size")
 
         out = lines([brownian, "--json"])
-        check([(r["pattern"], r["queries"]) for r in out] ==
-              [("grid cells", 100), ("grid cells", 10000),
-               ("off-grid steps", 101)], "brownian: rows")
+        check([(r["pattern"], r["refine"], r["queries"]) for r in out] ==
+              [("grid cells", "tree", 100), ("grid cells", "tree", 10000),
+               ("off-grid steps", "tree", 101),
+               ("off-grid steps", "split", 101)], "brownian: rows")
         check(all(len(r["fwd_us"]) == r["paths"] == len(r["rev_us"])
                   for r in out), "brownian: one time per path")
 

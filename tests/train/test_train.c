@@ -950,7 +950,9 @@ END_TEST
 
 /* lamba_heun: test accuracy far above chance (1/3) after 60 iterations;
  * the evaluation's Brownian path is fixed, so `nde predict` of the
- * checkpoint gives the training's last test loss bit for bit. */
+ * checkpoint gives the training's last test loss bit for bit. Loop: the
+ * Brownian path refined by bisection (0) or at the query times (1; the
+ * same queries in the same order, the same bits). */
 START_TEST(test_classify_sde_learns)
 {
     run_result r;
@@ -958,8 +960,10 @@ START_TEST(test_classify_sde_learns)
     double acc, loss;
 
     write_tiny_classifier();
-    r = run("train", "tiny.ini", TINY_SDE, "-s", "train.checkpoint=c.ckpt",
-            "--summary-json", "s.json", "--quiet");
+    r = run("train", "tiny.ini", TINY_SDE, "-s",
+            _i ? "solver.brownian=split" : "solver.brownian=tree", "-s",
+            "train.checkpoint=c.ckpt", "--summary-json", "s.json",
+            "--quiet");
     test_assert_code(r, 0);
     test_run_free(&r);
     ck_assert_ptr_nonnull(sum = test_read_file(in_dir("s.json"), NULL));
@@ -975,6 +979,33 @@ START_TEST(test_classify_sde_learns)
     ck_assert_double_eq(json_number(sum, "test_loss"), loss);
     ck_assert_double_eq(json_number(sum, "test_accuracy"), acc);
     free(sum);
+}
+END_TEST
+
+/* [solver] brownian: a word of two, for SDE solvers without the Levy
+ * area. */
+START_TEST(test_brownian_key_refused)
+{
+    static const struct {
+        const char *solver, *value, *says;
+    } bad[] = {{"solver.plugin=sosri", "solver.brownian=split", "Levy area"},
+               {"solver.plugin=lamba_heun", "solver.brownian=bisect",
+                "not a refinement (tree or split)"}};
+    run_result r;
+
+    write_tiny_classifier();
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        r = run("train", "tiny.ini", TINY_SDE, "-s", bad[i].solver, "-s",
+                bad[i].value, "--quiet");
+        ck_assert_int_ne(r.code, 0);
+        assert_contains(r.err, "brownian");
+        assert_contains(r.err, bad[i].says);
+        test_run_free(&r);
+    }
+    r = run("train", "tiny.ini", "-s", "solver.brownian=split", "--quiet");
+    ck_assert_int_ne(r.code, 0);
+    assert_contains(r.err, "not an SDE solver");
+    test_run_free(&r);
 }
 END_TEST
 
@@ -2451,7 +2482,8 @@ static Suite *train_suite(void)
     tcase_add_test(tc, test_classify_resume_bit_for_bit);
     tcase_add_test(tc, test_classify_bad_files);
     tcase_add_test(tc, test_classify_sde_gradcheck);
-    tcase_add_test(tc, test_classify_sde_learns);
+    tcase_add_loop_test(tc, test_classify_sde_learns, 0, 2);
+    tcase_add_test(tc, test_brownian_key_refused);
     tcase_add_test(tc, test_classify_sde_example);
     tcase_add_test(tc, test_reg_capability_refused);
     tcase_add_test(tc, test_per_row_steps_match_rows_alone);

@@ -138,6 +138,11 @@ typedef struct nde_solve_opts {
     nde_trajectory *record;
     /* SDE solvers: the Brownian path of this solve (borrowed). */
     nde_brownian *brownian;
+    /* The key brownian = split: the solve switches the path's split
+     * refinement on (nde_brownian_set_split, which restarts a path that
+     * had it off) and the adaptive steps end where the controller puts
+     * them. 0 (tree): the solve leaves the path's setting alone. */
+    int brownian_split;
     /* Per-row step sizes (adaptive ODE solvers; the key per_row_steps):
      * each row of the batch is solved alone, with its own step sizes,
      * accept/reject decisions and error norm, so that a hard row does not
