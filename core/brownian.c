@@ -781,12 +781,12 @@ static int bm_slot_load(nde_brownian *bm, bm_slot *sl, bm_path *pa,
     return NDE_OK;
 }
 
-/* out = W(t) for t strictly inside cell k, from a slot holding k (else
- * loaded, walking path pa, into the slot used least recently among those
- * not holding cell `keep`, the query's other end), the split made if t is
- * new. */
+/* W(t) for t strictly inside cell k: row *row of slot *slot, a slot
+ * holding k (else loaded, walking path pa, into the slot used least
+ * recently among those not holding cell `keep`, the query's other end),
+ * the split made if t is new. */
 static int bm_split_value(nde_brownian *bm, size_t k, double t, bm_path *pa,
-                          size_t keep, double *out)
+                          size_t keep, bm_slot **slot, size_t *row)
 {
     bm_slot *sl = NULL;
     size_t lo = 0, hi, r;
@@ -822,7 +822,8 @@ static int bm_split_value(nde_brownian *bm, size_t k, double t, bm_path *pa,
         r = bm_slot_insert(bm, sl, t, sl->q - 2);
         bm_history_append(bm, k, t);
     }
-    memcpy(out, sl->w + r * bm->n, bm->n * sizeof *out);
+    *slot = sl;
+    *row = r;
     return NDE_OK;
 }
 
@@ -837,16 +838,19 @@ static size_t bm_inner_cell(const nde_brownian *bm, double t)
     return t > bm_time(bm, k) ? k : SIZE_MAX;
 }
 
-/* out = W(t), t in cell k (SIZE_MAX: on the grid) on a split path:
- * inside a cell from a slot, else from the tree as without the splits. */
+/* W(t), t in cell k (SIZE_MAX: on the grid) on a split path: inside a
+ * cell a slot's row (bm_split_value), else *slot = NULL and out holds it,
+ * from the tree as without the splits. */
 static int bm_split_point(nde_brownian *bm, double t, size_t k, bm_path *pa,
-                          size_t keep, double *out)
+                          size_t keep, bm_slot **slot, size_t *row,
+                          double *out)
 {
     if (k == SIZE_MAX) {
+        *slot = NULL;
         bm_value(bm, pa, bm_locate(bm, t), out);
         return NDE_OK;
     }
-    return bm_split_value(bm, k, t, pa, keep, out);
+    return bm_split_value(bm, k, t, pa, keep, slot, row);
 }
 
 /* Forget every split (a new path). */
@@ -1092,13 +1096,21 @@ static void bm_area(nde_brownian *bm, const bm_path *pa, const bm_path *pb,
 static int bm_split_query(nde_brownian *bm, double ta, size_t ka,
                           double tb, size_t kb, double sign, double *dw)
 {
+    bm_slot *sa, *sb;
+    size_t ra, rb;
+    const double *wa, *wb;
     int rc;
 
-    if ((rc = bm_split_point(bm, ta, ka, &bm->path[0], kb, bm->value[0])) ||
-        (rc = bm_split_point(bm, tb, kb, &bm->path[1], ka, bm->value[1])))
+    if ((rc = bm_split_point(bm, ta, ka, &bm->path[0], kb, &sa, &ra,
+                             bm->value[0])) ||
+        (rc = bm_split_point(bm, tb, kb, &bm->path[1], ka, &sb, &rb,
+                             bm->value[1])))
         return rc;
+    /* rows read only now: the second end's split may move the slot */
+    wa = sa ? sa->w + ra * bm->n : bm->value[0];
+    wb = sb ? sb->w + rb * bm->n : bm->value[1];
     for (size_t c = 0; c < bm->n; c++)
-        dw[c] = sign * (bm->value[1][c] - bm->value[0][c]);
+        dw[c] = sign * (wb[c] - wa[c]);
     return NDE_OK;
 }
 
