@@ -1,7 +1,7 @@
 /*
  * floor.c - the floor of one training iteration from the kernels' own
  * throughput, next to the iteration's measured time (issue 13, item 5),
- * for three workloads:
+ * for four workloads:
  *
  *   spiral   bench_spiral_train's: 2-50-2 tanh MLP on y^3, batch 20
  *            windows of 10 points, dopri5, discrete adjoint, at init
@@ -12,7 +12,9 @@
  *   fashion  examples/fashion_mnist.ini: encoder 784 -> 32 (the classify
  *            task's lift), field 32-64-tanh-32, decoder 32 -> 10, softmax
  *            cross-entropy, batch 128, tsit5 1e-3/1e-4, interpolating
- *            adjoint, Adam (lr 3e-3: the model moves, the NFE with it).
+ *            adjoint, Adam (lr 3e-3: the model moves, the NFE with it);
+ *            and again with the discrete adjoint (bench/peers' row
+ *            against torchdiffeq's odeint).
  *
  * Work of one iteration. A dense layer in -> out on B rows costs
  * 2 in out B flops forward (Z = W X + b), and 4 in out B in its VJP: the
@@ -50,6 +52,13 @@
  * this CPU runs, on arrays of the layer's size. A 256^3 dgemm gives the
  * machine's rate for reference.
  *
+ * The bound below every floor: the iteration's matmul flops (the counts
+ * above) at the core's peak rate of fused multiply-adds, measured as
+ * 12 independent FMA chains in the widest registers the CPU has (AVX-512
+ * or AVX2; no kernel can multiply faster on one core). A peer's
+ * iteration time divided by it is the largest speed-up over that peer
+ * any single-thread implementation of the same work could show here.
+ *
  * Left out of the floor: the solver's own arithmetic (stage sums, error
  * norms, step control, interpolation), the adjoint's bookkeeping, Adam,
  * batch assembly, loss and softmax, the transposes between the solver's
@@ -69,6 +78,7 @@
  * --kernels also prints every shape's time and rate.
  */
 #include <cblas.h>
+#include <immintrin.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -250,6 +260,89 @@ static double op_seconds(const op *o)
     return is_layer(o) ? fmin(b, op_median(o, 1)) : b;
 }
 
+/* ---- the peak FMA rate --------------------------------------------------- */
+
+#define FMA_CHAINS 12   /* more than latency x ports on current cores */
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f"))) static double fma_chains_512(long n)
+{
+    __m512d a[FMA_CHAINS], m = _mm512_set1_pd(1.0 - 1e-12),
+                           c = _mm512_set1_pd(1e-12);
+    double out[8], sum = 0.0;
+    for (int j = 0; j < FMA_CHAINS; j++)
+        a[j] = _mm512_set1_pd((double)j);
+    for (long i = 0; i < n; i++)
+#pragma GCC unroll 12   /* the chains in registers, not in memory */
+        for (int j = 0; j < FMA_CHAINS; j++)
+            a[j] = _mm512_fmadd_pd(a[j], m, c);
+    for (int j = 1; j < FMA_CHAINS; j++)
+        a[0] = _mm512_add_pd(a[0], a[j]);
+    _mm512_storeu_pd(out, a[0]);
+    for (int l = 0; l < 8; l++)
+        sum += out[l];
+    return sum;
+}
+
+__attribute__((target("avx2,fma"))) static double fma_chains_256(long n)
+{
+    __m256d a[FMA_CHAINS], m = _mm256_set1_pd(1.0 - 1e-12),
+                           c = _mm256_set1_pd(1e-12);
+    double out[4], sum = 0.0;
+    for (int j = 0; j < FMA_CHAINS; j++)
+        a[j] = _mm256_set1_pd((double)j);
+    for (long i = 0; i < n; i++)
+#pragma GCC unroll 12
+        for (int j = 0; j < FMA_CHAINS; j++)
+            a[j] = _mm256_fmadd_pd(a[j], m, c);
+    for (int j = 1; j < FMA_CHAINS; j++)
+        a[0] = _mm256_add_pd(a[0], a[j]);
+    _mm256_storeu_pd(out, a[0]);
+    for (int l = 0; l < 4; l++)
+        sum += out[l];
+    return sum;
+}
+#endif
+
+static double fma_sink;
+
+/* FLOP/s of n rounds of the chains of `lanes` doubles: the best of 5. */
+static double fma_rate(double (*chains)(long), int lanes)
+{
+    const long n = 2000000;
+    double best = 0.0;
+    for (int b = 0; b < 5; b++) {
+        double t0 = bench_now();
+        fma_sink += chains(n);
+        best = fmax(best, 2.0 * FMA_CHAINS * lanes * (double)n /
+                              (bench_now() - t0));
+    }
+    return best;
+}
+
+/* The core's peak FMA rate in FLOP/s (0 where neither AVX2 nor AVX-512
+ * is there to measure it) and the registers that reached it. */
+static double peak_rate(const char **regs)
+{
+    double r = 0.0;
+    *regs = "none";
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        r = fma_rate(fma_chains_256, 4);
+        *regs = "AVX2";
+    }
+    if (__builtin_cpu_supports("avx512f")) {
+        double r512 = fma_rate(fma_chains_512, 8);
+        if (r512 > r) {
+            r = r512;
+            *regs = "AVX-512";
+        }
+    }
+#endif
+    return r;
+}
+
 /* ---- workloads ---------------------------------------------------------- */
 
 typedef struct workload {
@@ -327,13 +420,18 @@ static void add_net(workload *wl, const size_t *w, size_t nw, size_t B,
 
 static nde_ctx *ctx;
 
-static int make_trainer(workload *w, const char *text, const char *path)
+/* The trainer of a config text or file, with an override (KEY=VALUE as
+ * -s takes it) when `set` is not NULL. */
+static int make_trainer(workload *w, const char *text, const char *path,
+                        const char *set)
 {
     int rc;
     if (!(w->cfg = nde_config_create()))
         return NDE_ENOMEM;
     rc = path ? nde_config_load_file(w->cfg, path, ctx)
               : nde_config_load_string(w->cfg, w->name, text, ctx);
+    if (rc == NDE_OK && set)
+        rc = nde_config_override(w->cfg, set, ctx);
     if (rc == NDE_OK)
         rc = nde_trainer_create(ctx, w->cfg, 0, &w->tr);
     return rc;
@@ -354,7 +452,7 @@ static int make_spiral(workload *w, const char *name, const char *rtol,
              "[data]\nsource = spiral\nbatch_time = 10\n"
              "[train]\nbatch_size = 20\nlr = 1e-12\nseed = 1\n",
              rtol, atol);
-    return make_trainer(w, text, NULL);
+    return make_trainer(w, text, NULL, NULL);
 }
 
 enum { SDE_B = 64, SDE_DIM = 4, SDE_N = SDE_B * SDE_DIM };
@@ -394,11 +492,14 @@ static int make_sde(workload *w)
     return nde_field_init_params(w->f, w->theta, 1);
 }
 
-static int make_fashion(workload *w, const char *path)
+/* examples/fashion_mnist.ini with its adjoint (set NULL) or another:
+ * set = "adjoint.plugin=discrete", the peers' row. */
+static int make_fashion(workload *w, const char *name, const char *path,
+                        const char *set)
 {
     static const size_t widths[] = {32, 64, 32};
     const size_t B = 128, F = 784, D = 32, C = 10;
-    w->name = "fashion (examples/fashion_mnist.ini)";
+    w->name = name;
     w->iters = 20;
     add_net(w, widths, 3, B, 0);
     add_mm(w, 0, 1, B, D, F); /* encoder X W^T */
@@ -406,7 +507,7 @@ static int make_fashion(workload *w, const char *path)
     add_mm(w, 0, 1, B, C, D); /* decoder Y W^T */
     add_mm(w, 1, 0, C, D, B); /* its dW += G^T Y */
     add_mm(w, 0, 0, B, D, C); /* its dY = G W */
-    return make_trainer(w, NULL, path);
+    return make_trainer(w, NULL, path, set);
 }
 
 /*
@@ -495,6 +596,18 @@ static void unit_costs(const workload *w, double per[2][NPER])
             op_seconds(&w->ops[i]);
 }
 
+/* Matmul flops of w's ops by payment (floor_of of them: an iteration's). */
+static void unit_flops(const workload *w, double per[NPER])
+{
+    memset(per, 0, NPER * sizeof *per);
+    for (size_t i = 0; i < w->nops; i++) {
+        const op *o = &w->ops[i];
+        if (o->kind < OP_TANH)
+            per[o->per] += (o->kind == OP_BWD ? 4.0 : 2.0) *
+                           (double)(o->m * o->n * o->k);
+    }
+}
+
 /* The floor of timed iteration i from the costs per payment. */
 static double floor_of(const workload *w, const double per[NPER], size_t i)
 {
@@ -502,6 +615,36 @@ static double floor_of(const workload *w, const double per[NPER], size_t i)
            per[PER_EVAL_KEPT] * (double)w->ek[i] +
            per[PER_VJP] * (double)(w->vj[i] + w->vf[i]) +
            per[PER_VJP_FRESH] * (double)w->vf[i] + per[PER_ITER];
+}
+
+/* The bound of the top comment: each workload's matmul flops at the
+ * core's peak FMA rate. */
+static void print_peak(const workload *wl, int nw)
+{
+    const char *regs;
+    const double peak = peak_rate(&regs);
+
+    if (!(peak > 0.0)) {
+        printf("\nPeak FMA rate: not measured (no AVX2 or AVX-512 here).\n");
+        return;
+    }
+    printf("\nPeak FMA rate: %.1f GFLOP/s (%d independent %s FMA chains, "
+           "best of 5). The matmul flops of an iteration at that rate: no "
+           "single-thread implementation of the same work is faster.\n\n"
+           "| workload | matmul MFLOP per iteration | at peak ms | measured / "
+           "at peak |\n|---|---|---|---|\n", 1e-9 * peak, FMA_CHAINS, regs);
+    for (int k = 0; k < nw; k++) {
+        const workload *w = &wl[k];
+        double per[NPER], fl[ROUNDS * MAX_ITERS], ratio[ROUNDS * MAX_ITERS];
+        unit_flops(w, per);
+        for (size_t i = 0; i < w->nt; i++) {
+            fl[i] = floor_of(w, per, i);
+            ratio[i] = w->t[i] * peak / fl[i];
+        }
+        const double f = bench_median(fl, w->nt);
+        printf("| %s | %.2f | %.4f | %.1f |\n", w->name, 1e-6 * f,
+               1e3 * f / peak, bench_median(ratio, w->nt));
+    }
 }
 
 /* --kernels: every op's time both ways and its rate. */
@@ -539,7 +682,7 @@ static void print_ops(const workload *wl, int nw)
 
 int main(int argc, char **argv)
 {
-    enum { NW = 4 };
+    enum { NW = 5 };
     static workload wl[NW];
     int kernels = argc > 1 && strcmp(argv[1], "--kernels") == 0;
     int rc;
@@ -581,7 +724,11 @@ int main(int argc, char **argv)
         (rc = make_spiral(&wl[1], "spiral 1e-3/1e-6 discrete", "1e-3",
                           "1e-6")) ||
         (rc = make_sde(&wl[2])) ||
-        (rc = make_fashion(&wl[3], "examples/fashion_mnist.ini")))
+        (rc = make_fashion(&wl[3], "fashion (examples/fashion_mnist.ini)",
+                           "examples/fashion_mnist.ini", NULL)) ||
+        (rc = make_fashion(&wl[4], "fashion, discrete adjoint",
+                           "examples/fashion_mnist.ini",
+                           "adjoint.plugin=discrete")))
         goto fail;
     for (int k = 0; k < NW; k++)
         for (int i = 0; i < WARMUP; i++)
@@ -645,6 +792,7 @@ int main(int argc, char **argv)
                1e3 * t[0], 1e3 * t[w->nt - 1], bench_median(ratio, w->nt),
                1e3 * bench_median(fr, w->nt), bench_median(ratio_r, w->nt));
     }
+    print_peak(wl, NW);
     printf("\nFloor: each layer's matmuls at the faster of OpenBLAS dgemm "
            "and the mlp's own kernel on its shape, the task's encoder and "
            "decoder at dgemm's, tanh, sigmoid and derivative multiplies at "
