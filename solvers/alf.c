@@ -9,8 +9,9 @@
  *     u  = f(t + h/2, s)                       (the step's one evaluation)
  *     v1 = v + 2 eta (u - v)
  *     z1 = s + h/2 v1
- * with the error estimate h (u - v) for adaptive stepping (the code's;
- * u - v = O(h), so the estimate is that of a first-order pair). Its exact
+ * with the error estimate h/2 (u - v) for adaptive stepping (the code's:
+ * sym12async_forward's error is vt1 dt/2 - v0 dt/2, vt1 = u; u - v =
+ * O(h), so the estimate is that of a first-order pair). Its exact
  * inverse takes one evaluation too:
  *     s = z1 - h/2 v1,  u = f(t + h/2, s),
  *     v = (v1 - 2 eta u) / (1 - 2 eta),  z = s - h/2 v
@@ -121,7 +122,7 @@ static void leap_end(nde_solver *s, double h, const double *v, double *z1,
         if (v1)
             v1[i] = vn;
         if (err)
-            err[i] = h * (w->u[i] - v[i]);
+            err[i] = 0.5 * h * (w->u[i] - v[i]);
     }
 }
 
@@ -203,9 +204,9 @@ static int reversed_here(const alf_work *w, const double *theta, double t,
  * on the error norm (eest_vjp: eb on err, the scale's part into zb1 and
  * zbar):
  *   V1 = vb1 + h/2 zb1                         (total on v1)
- *   ub = 2 eta V1 + h eb                        (on u)
+ *   ub = 2 eta V1 + h/2 eb                      (on u)
  *   sb = zb1 + ub df/ds (s)                     (the step's one VJP)
- *   zbar += sb,  vbar += (1 - 2 eta) V1 - h eb + h/2 sb.
+ *   zbar += sb,  vbar += (1 - 2 eta) V1 - h/2 eb + h/2 sb.
  */
 static int alf_step_vjp(nde_solver *s, const double *theta, double t,
                         double h, const double *dw, const double *y,
@@ -236,10 +237,10 @@ static int alf_step_vjp(nde_solver *s, const double *theta, double t,
     for (size_t i = 0; i < n; i++) {
         const double vb1 = ct->aux_next ? ct->aux_next[i] : 0.0;
         const double V1 = vb1 + 0.5 * h * w->z1bar[i], eb = w->ubar[i];
-        w->ubar[i] = 2.0 * eta * V1 + h * eb;
+        w->ubar[i] = 2.0 * eta * V1 + 0.5 * h * eb;
         w->sbar[i] = w->z1bar[i];
         if (auxbar)
-            auxbar[i] += (1.0 - 2.0 * eta) * V1 - h * eb;
+            auxbar[i] += (1.0 - 2.0 * eta) * V1 - 0.5 * h * eb;
     }
     s->counts.nvjp++;
     if ((rc = nde_field_vjp(s->field, t + 0.5 * h, w->s, theta, w->ubar,
@@ -278,7 +279,7 @@ static const nde_solver_type alf = {
         .name = "alf",
         .description = "asynchronous leapfrog (MALI): state and velocity, "
                        "one evaluation a step, exact algebraic reverse, "
-                       "adaptive with the error estimate h (u - v)",
+                       "adaptive with the error estimate h/2 (u - v)",
         .keys = alf_keys,
         .provides = NDE_CAP_ADAPTIVE | NDE_CAP_REVERSIBLE | NDE_CAP_STEP_VJP,
         .version = "1"),

@@ -1,8 +1,10 @@
 /*
  * alf, the asynchronous leapfrog of MALI (solvers/alf.c): the round trip
  * of 1000 steps through the exact reverse, second order, adaptive solves
- * that converge with the tolerance, and the damping key. Its step VJP and
- * one-step reverse are checked by `nde check solver alf` (tests/check).
+ * that converge with the tolerance, the damping key, and the error
+ * estimate (the reference code's h/2 (u - v)) with its VJP. Its step VJP
+ * and one-step reverse are checked by `nde check solver alf`
+ * (tests/check).
  */
 #include <check.h>
 #include <math.h>
@@ -200,6 +202,62 @@ START_TEST(test_vjp_after_reverse)
 }
 END_TEST
 
+/*
+ * The error estimate is TorchDiffEqPack's (sym12async_forward: vt1 dt/2
+ * - v0 dt/2): err = h/2 (u - v), u = f(t + h/2, z + h/2 v), to round-off;
+ * and the step VJP with a cotangent on its norm EEst (what the local
+ * regularizer asks for) matches central differences of EEst in z, v and
+ * theta to 1e-8 relative. Batch 2 of the nonlinear nl2 field.
+ */
+START_TEST(test_error_estimate)
+{
+    nde_field *f = make_field(&nl_field, 2);
+    nde_solver *s = make_solver(alf_type(), f);
+    const double th[3] = {0.7, -0.4, 1.3}, h = 0.3, t = 0.2;
+    const double rtol = 1e-3, atol = 1e-4;
+    double x[4 + 4 + 3], z1[4], v1[4], err[4], mid[4], u[4];
+    double gz[4] = {0}, gv[4] = {0}, gth[3] = {0};
+    const nde_step_cotangent ct = {.eest = 1.0, .rtol = rtol, .atol = atol};
+    double *z = x, *v = x + 4, *thx = x + 8;
+
+    for (int i = 0; i < 4; i++) {
+        z[i] = 0.3 + 0.2 * i;
+        v[i] = 0.5 - 0.3 * i;
+    }
+    memcpy(thx, th, sizeof th);
+    ck_assert_int_eq(nde_solver_advance_err(s, th, t, h, NULL, z, v, z1, v1,
+                                            err), NDE_OK);
+    for (int i = 0; i < 4; i++)
+        mid[i] = z[i] + 0.5 * h * v[i];
+    ck_assert_int_eq(nde_field_eval(f, t + 0.5 * h, mid, th, u, 2), NDE_OK);
+    for (int i = 0; i < 4; i++)
+        ck_assert_msg(fabs(err[i] - 0.5 * h * (u[i] - v[i])) <= 1e-15,
+                      "err[%d] %.17g, h/2 (u - v) %.17g", i, err[i],
+                      0.5 * h * (u[i] - v[i]));
+    ck_assert_int_eq(nde_solver_vjp(s, th, t, h, NULL, z, v, &ct, gz, gv,
+                                    gth), NDE_OK);
+    for (int k = 0; k < 11; k++) {
+        const double x0 = x[k], e = 1e-6;
+        double ep, em, g = k < 4 ? gz[k] : k < 8 ? gv[k - 4] : gth[k - 8];
+        x[k] = x0 + e;
+        ck_assert_int_eq(nde_solver_advance_err(s, thx, t, h, NULL, z, v, z1,
+                                                v1, err), NDE_OK);
+        ep = nde_error_norm(err, z, z1, 4, rtol, atol);
+        x[k] = x0 - e;
+        ck_assert_int_eq(nde_solver_advance_err(s, thx, t, h, NULL, z, v, z1,
+                                                v1, err), NDE_OK);
+        em = nde_error_norm(err, z, z1, 4, rtol, atol);
+        x[k] = x0;
+        ck_assert_msg(fabs(g - (ep - em) / (2 * e)) <=
+                          1e-8 * fmax(1.0, fabs(g)),
+                      "input %d: VJP %.12g, differences %.12g", k, g,
+                      (ep - em) / (2 * e));
+    }
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+}
+END_TEST
+
 static Suite *alf_suite(void)
 {
     Suite *su = suite_create("alf");
@@ -209,6 +267,7 @@ static Suite *alf_suite(void)
     tcase_add_test(tc, test_order_and_adaptive);
     tcase_add_test(tc, test_eta);
     tcase_add_test(tc, test_vjp_after_reverse);
+    tcase_add_test(tc, test_error_estimate);
     suite_add_tcase(su, tc);
     return su;
 }
