@@ -101,6 +101,11 @@ typedef struct bm_slot {
     size_t *row;        /* each time's row of w */
     double *w;          /* W, n a row; rows in the order made (0, 1: the
                            cell's start and end) */
+    double *a;          /* with the area: I(t) = int_g^t (W(r) - W(g)) dr
+                           at the row's time t (g the cell's start), n a
+                           row: every piece's A follows from its ends'
+                           W and I (bm_slot_piece), so a row, once made,
+                           never changes */
     long used;          /* stamp of the last use */
 } bm_slot;
 
@@ -115,7 +120,8 @@ struct nde_brownian {
     double *value[2];   /* W at the two ends of a general query */
     int area;           /* nodes carry the space-time Levy area */
     double *adata;      /* the area arrays, once area was switched on */
-    double *acc[4];     /* (W, A) of the two sides of a general query */
+    double *acc[6];     /* (W, A) of the two sides of a general query;
+                           a split query's middle part */
     double zig_x[257], zig_f[257];  /* ziggurat tables */
     double *z[2];       /* a split's normals, n_max each */
     uint8_t *layer;     /* their ziggurat layers */
@@ -304,28 +310,36 @@ static void bm_halves(const nde_brownian *bm, const bm_node *nd, double *a,
 
 /* With the area: (W1, A1) of the left child from their law given the
  * node's (W, A) (top comment), from two streams of the node. */
-static void bm_split_area(nde_brownian *bm, bm_node *nd)
+/* (W1, A1), the left piece of length a of an interval of length a + b
+ * with (W, A), from the normals of the stream `key` and of its second
+ * one (top comment): W1 = mw W + ma A + l11 z1, A1 = maa A + l21 z1 +
+ * l22 z2, into w1[c], a1[c] for the n channels. */
+static void bm_area_split(const nde_brownian *bm, uint64_t key, double a,
+                          double b, const double *w, const double *A,
+                          double *w1, double *a1)
 {
-    double a, b, h, h3, q, mw, ma, maa, l11, l21, l22;
-    uint64_t key2 = bm_mix(nd->key ^ BM_AREA_KEY);
+    const double h = a + b, h3 = h * h * h, q = a * a - a * b + b * b;
+    const double mw = a / h, ma = 6.0 * a * b / h3, maa = a * a * a / h3;
+    const double l11 = sqrt(a * b * q / h3);
+    const double l21 = -a * a * a * a * b / (2.0 * h3 * l11);
+    const double l22 = sqrt(a * a * a * b * b * b / (12.0 * h * q));
 
-    bm_halves(bm, nd, &a, &b);
-    h = a + b;
-    h3 = h * h * h;
-    q = a * a - a * b + b * b;
-    mw = a / h;
-    ma = 6.0 * a * b / h3;
-    maa = a * a * a / h3;
-    l11 = sqrt(a * b * q / h3);
-    l21 = -a * a * a * a * b / (2.0 * h3 * l11);
-    l22 = sqrt(a * a * a * b * b * b / (12.0 * h * q));
-    bm_normals(bm, nd->key, bm->n, bm->z[0]);
-    bm_normals(bm, key2, bm->n, bm->z[1]);
+    bm_normals(bm, key, bm->n, bm->z[0]);
+    bm_normals(bm, bm_mix(key ^ BM_AREA_KEY), bm->n, bm->z[1]);
     for (size_t c = 0; c < bm->n; c++) {
         double z1 = bm->z[0][c], z2 = bm->z[1][c];
-        nd->left[c] = mw * nd->inc[c] + ma * nd->area[c] + l11 * z1;
-        nd->aleft[c] = maa * nd->area[c] + l21 * z1 + l22 * z2;
+        w1[c] = mw * w[c] + ma * A[c] + l11 * z1;
+        a1[c] = maa * A[c] + l21 * z1 + l22 * z2;
     }
+}
+
+static void bm_split_area(nde_brownian *bm, bm_node *nd)
+{
+    double a, b;
+
+    bm_halves(bm, nd, &a, &b);
+    bm_area_split(bm, nd->key, a, b, nd->inc, nd->area, nd->left,
+                  nd->aleft);
     nd->split = 1;
 }
 
@@ -687,7 +701,7 @@ static void bm_history_append(nde_brownian *bm, size_t k, double t)
 
 static int bm_slot_reserve(nde_brownian *bm, bm_slot *sl, size_t q)
 {
-    double *t, *w;
+    double *t, *w, *a;
     size_t *row, cap;
 
     if (q <= sl->cap)
@@ -695,7 +709,7 @@ static int bm_slot_reserve(nde_brownian *bm, bm_slot *sl, size_t q)
     cap = sl->cap ? sl->cap : 8;
     while (cap < q)
         cap *= 2;
-    if (cap > SIZE_MAX / sizeof(double) / bm->n_max)
+    if (cap > SIZE_MAX / 2 / sizeof(double) / bm->n_max)
         return nde_error(bm->ctx, NDE_ENOMEM,
                          "brownian: %zu split points in one cell", q);
     t = realloc(sl->t, cap * sizeof *t);
@@ -705,22 +719,66 @@ static int bm_slot_reserve(nde_brownian *bm, bm_slot *sl, size_t q)
     if (row)
         sl->row = row;
     w = row ? realloc(sl->w, cap * bm->n_max * sizeof *w) : NULL;
-    if (!w)
+    if (w)
+        sl->w = w;
+    a = w ? realloc(sl->a, cap * bm->n_max * sizeof *a) : NULL;
+    if (!a)
         return nde_error(bm->ctx, NDE_ENOMEM,
                          "brownian: out of memory for %zu split points of "
                          "%zu channels", cap, bm->n_max);
-    sl->w = w;
+    sl->a = a;
     sl->cap = cap;
     return NDE_OK;
 }
 
+/* (w, A) of the piece between the held rows r0 < r1 (times t0 < t1) of
+ * the slot: with I (bm_slot.a), int_t0^t1 (W(r) - W(t0)) dr = I(t1) -
+ * I(t0) - (t1 - t0) (W(t0) - W(g)), and A = that - (t1 - t0) w / 2. */
+static void bm_slot_piece(const nde_brownian *bm, const bm_slot *sl,
+                          size_t r0, size_t r1, double t0, double t1,
+                          double *w, double *A)
+{
+    const size_t n = bm->n;
+    const double h = t1 - t0, *wg = sl->w;
+    const double *w0 = sl->w + r0 * n, *w1 = sl->w + r1 * n;
+    const double *i0 = sl->a + r0 * n, *i1 = sl->a + r1 * n;
+
+    for (size_t c = 0; c < n; c++) {
+        w[c] = w1[c] - w0[c];
+        A[c] = i1[c] - i0[c] - h * (w0[c] - wg[c]) - 0.5 * h * w[c];
+    }
+}
+
+/* W(t) and I(t) of a new row r at t between the held rows rl, ru (times
+ * s, u) from the law of the left piece's (W1, A1) given the piece's
+ * (W, A) (bm_area_split, stream key): W(t) = W(s) + W1, I(t) = I(s) +
+ * (t - s) (W(s) - W(g) + W1 / 2) + A1. */
+static void bm_slot_area(nde_brownian *bm, bm_slot *sl, size_t rl,
+                         size_t ru, size_t r, double s, double t, double u,
+                         uint64_t key)
+{
+    const size_t n = bm->n;
+    const double *wl = sl->w + rl * n, *il = sl->a + rl * n, *wg = sl->w;
+    double *w = bm->acc[0], *A = bm->acc[1], *w1 = bm->acc[2];
+    double *out = sl->w + r * n, *ir = sl->a + r * n;
+
+    bm_slot_piece(bm, sl, rl, ru, s, u, w, A);
+    bm_area_split(bm, key, t - s, u - t, w, A, w1, ir);
+    for (size_t c = 0; c < n; c++) {
+        out[c] = wl[c] + w1[c];
+        ir[c] = il[c] + (t - s) * (wl[c] - wg[c] + 0.5 * w1[c]) + ir[c];
+    }
+}
+
 /* Insert time t, the cell's split number j, into the slot (room
- * reserved): W(t) from the bridge between the held neighbours. Returns
- * its row. */
+ * reserved): W(t) from the bridge between the held neighbours (with the
+ * area, from their (W, A): bm_slot_area). Returns its row. */
 static size_t bm_slot_insert(nde_brownian *bm, bm_slot *sl, double t,
                              size_t j)
 {
     size_t lo = 0, hi = sl->q, r = sl->q, n = bm->n;
+    const uint64_t key =
+        bm_key(bm->seed_key, (uint64_t)sl->k | BM_SPLIT_KEY, j);
     const double *wl, *wu;
     double *out = sl->w + r * n, *z = bm->z[0], s, u, f, sd;
 
@@ -733,14 +791,17 @@ static size_t bm_slot_insert(nde_brownian *bm, bm_slot *sl, double t,
     }
     s = sl->t[lo];
     u = sl->t[hi];
-    wl = sl->w + sl->row[lo] * n;
-    wu = sl->w + sl->row[hi] * n;
-    f = (t - s) / (u - s);
-    sd = sqrt((t - s) * (u - t) / (u - s));
-    bm_normals(bm, bm_key(bm->seed_key, (uint64_t)sl->k | BM_SPLIT_KEY, j),
-               n, z);
-    for (size_t c = 0; c < n; c++)
-        out[c] = wl[c] + f * (wu[c] - wl[c]) + sd * z[c];
+    if (bm->area) {
+        bm_slot_area(bm, sl, sl->row[lo], sl->row[hi], r, s, t, u, key);
+    } else {
+        wl = sl->w + sl->row[lo] * n;
+        wu = sl->w + sl->row[hi] * n;
+        f = (t - s) / (u - s);
+        sd = sqrt((t - s) * (u - t) / (u - s));
+        bm_normals(bm, key, n, z);
+        for (size_t c = 0; c < n; c++)
+            out[c] = wl[c] + f * (wu[c] - wl[c]) + sd * z[c];
+    }
     memmove(sl->t + hi + 1, sl->t + hi, (sl->q - hi) * sizeof *sl->t);
     memmove(sl->row + hi + 1, sl->row + hi, (sl->q - hi) * sizeof *sl->row);
     sl->t[hi] = t;
@@ -773,6 +834,13 @@ static int bm_slot_load(nde_brownian *bm, bm_slot *sl, bm_path *pa,
     memcpy(sl->w, nd->w, n * sizeof *sl->w);
     for (size_t c = 0; c < n; c++)
         sl->w[n + c] = nd->w[c] + nd->inc[c];
+    if (bm->area) {
+        /* I(g) = 0; I(g + w) = w inc / 2 + A of the cell */
+        const double w = sl->t[1] - sl->t[0];
+        memset(sl->a, 0, n * sizeof *sl->a);
+        for (size_t c = 0; c < n; c++)
+            sl->a[n + c] = 0.5 * w * nd->inc[c] + nd->area[c];
+    }
     sl->q = 2;
     sl->k = k;
     for (uint32_t r = h ? h->head : BM_NO_RECORD; r != BM_NO_RECORD;
@@ -922,6 +990,7 @@ void nde_brownian_destroy(nde_brownian *bm)
         free(bm->slot[i].t);
         free(bm->slot[i].row);
         free(bm->slot[i].w);
+        free(bm->slot[i].a);
     }
     free(bm);
 }
@@ -1091,10 +1160,97 @@ static void bm_area(nde_brownian *bm, const bm_path *pa, const bm_path *pb,
         H[c] = A[c] / h;
 }
 
-/* dw = sign (W(tb) - W(ta)), ta <= tb, on a split path (an end inside a
- * cell). */
+static int bm_query(nde_brownian *bm, double ta, double tb, double *dw,
+                    double *H);
+
+/* The place of held time t among the slot's sorted times. */
+static size_t bm_slot_index(const bm_slot *sl, double t)
+{
+    size_t lo = 0, hi = sl->q - 1;
+
+    while (lo < hi) {
+        size_t m = (lo + hi) / 2;
+        if (sl->t[m] < t)
+            lo = m + 1;
+        else
+            hi = m;
+    }
+    return lo;
+}
+
+/* Append (tw, tA), a piece of length ht, to (w, A) of length *h, by the
+ * rule of the top comment. */
+static void bm_append(size_t n, const double *tw, const double *tA,
+                      double ht, double *w, double *A, double *h)
+{
+    for (size_t c = 0; c < n; c++) {
+        A[c] += tA[c] + 0.5 * (ht * w[c] - *h * tw[c]);
+        w[c] += tw[c];
+    }
+    *h += ht;
+}
+
+/* Append the slot's piece between its sorted times i0 < i1 to (w, A) of
+ * length *h. */
+static void bm_slot_append(nde_brownian *bm, const bm_slot *sl, size_t i0,
+                           size_t i1, double *w, double *A, double *h)
+{
+    double *pw = bm->acc[0], *pA = bm->acc[1];
+
+    bm_slot_piece(bm, sl, sl->row[i0], sl->row[i1], sl->t[i0], sl->t[i1], pw,
+                  pA);
+    bm_append(bm->n, pw, pA, sl->t[i1] - sl->t[i0], w, A, h);
+}
+
+/* H over [ta, tb] on a split path whose ends were queried (bm_split_point:
+ * slot sa's row at ta, NULL on the grid; the same for tb): the piece of
+ * ta's cell after ta, the tree's whole cells between, the piece of tb's
+ * cell before tb; each from its ends' W and I alone, so later splits
+ * inside it leave H's bits alone. */
+static int bm_split_area_of(nde_brownian *bm, double ta, size_t ka,
+                            const bm_slot *sa, double tb, size_t kb,
+                            const bm_slot *sb, double *H)
+{
+    const size_t n = bm->n;
+    double *w = bm->acc[2], *A = bm->acc[3], *wm = bm->acc[4],
+           *Hm = bm->acc[5], h = 0.0, ga, gb;
+    int rc;
+
+    if (ka != SIZE_MAX && ka == kb) {
+        memset(w, 0, n * sizeof *w);
+        memset(A, 0, n * sizeof *A);
+        bm_slot_append(bm, sa, bm_slot_index(sa, ta),
+                       bm_slot_index(sa, tb), w, A, &h);
+    } else {
+        /* the tree's part first: its query uses acc[0..3] */
+        ga = ka != SIZE_MAX ? bm_time(bm, ka + 1) : ta;
+        gb = kb != SIZE_MAX ? bm_time(bm, kb) : tb;
+        if (ga < gb && (rc = bm_query(bm, ga, gb, wm, Hm)))
+            return rc;
+        memset(w, 0, n * sizeof *w);
+        memset(A, 0, n * sizeof *A);
+        if (sa)
+            bm_slot_append(bm, sa, bm_slot_index(sa, ta), sa->q - 1, w, A,
+                           &h);
+        if (ga < gb) {
+            const double hm = gb - ga;
+            for (size_t c = 0; c < n; c++)
+                Hm[c] *= hm;    /* the middle's A */
+            bm_append(n, wm, Hm, hm, w, A, &h);
+        }
+        if (sb)
+            bm_slot_append(bm, sb, 0, bm_slot_index(sb, tb), w, A, &h);
+    }
+    for (size_t c = 0; c < n; c++)
+        H[c] = A[c] / h;
+    return NDE_OK;
+}
+
+/* dw = sign (W(tb) - W(ta)), ta < tb, on a split path (an end inside a
+ * cell); and H over the interval when H is not NULL (the area on). */
 static int bm_split_query(nde_brownian *bm, double ta, size_t ka,
-                          double tb, size_t kb, double sign, double *dw)
+                          double tb, size_t kb, double sign, double *dw,
+                          double *H)
 {
     bm_slot *sa, *sb;
     size_t ra, rb;
@@ -1111,7 +1267,7 @@ static int bm_split_query(nde_brownian *bm, double ta, size_t ka,
     wb = sb ? sb->w + rb * bm->n : bm->value[1];
     for (size_t c = 0; c < bm->n; c++)
         dw[c] = sign * (wb[c] - wa[c]);
-    return NDE_OK;
+    return H ? bm_split_area_of(bm, ta, ka, sa, tb, kb, sb, H) : NDE_OK;
 }
 
 /* dw = W(tb) - W(ta) and, when H is not NULL (the area on), H over the
@@ -1141,7 +1297,7 @@ static int bm_query(nde_brownian *bm, double ta, double tb, double *dw,
     if (bm->split && ta < tb) {
         size_t ka = bm_inner_cell(bm, ta), kb = bm_inner_cell(bm, tb);
         if (ka != SIZE_MAX || kb != SIZE_MAX)
-            return bm_split_query(bm, ta, ka, tb, kb, sign, dw);
+            return bm_split_query(bm, ta, ka, tb, kb, sign, dw, H);
     }
     lo = bm_locate(bm, ta);
     hi = bm_locate(bm, tb);
@@ -1197,16 +1353,23 @@ int nde_brownian_area(nde_brownian *bm, double ta, double tb, double *dw,
     return bm_query(bm, ta, tb, dw, H);
 }
 
+/* The same path numbers, another path (a setting changed): forget what
+ * was sampled. */
+static void bm_restart(nde_brownian *bm)
+{
+    for (int s = 0; s < 2; s++) {
+        bm->path[s].len = 0;
+        bm->path[s].has_target = 0;
+    }
+    bm_split_clear(bm);
+}
+
 int nde_brownian_set_area(nde_brownian *bm, int on)
 {
     on = on != 0;
-    if (on && bm->split)
-        return nde_error(bm->ctx, NDE_EINVAL,
-                         "brownian: a split path carries no space-time Levy "
-                         "area (switch the split refinement off)");
     if (on && !bm->adata) {
-        /* two arrays per node on each path, the four of bm->acc */
-        size_t total = (4 * BM_DEPTH_MAX + 4) * bm->n_max;
+        /* two arrays per node on each path, the six of bm->acc */
+        size_t total = (4 * BM_DEPTH_MAX + 6) * bm->n_max;
         double *d = malloc(total * sizeof *d);
         if (!d)
             return nde_error(bm->ctx, NDE_ENOMEM,
@@ -1219,17 +1382,14 @@ int nde_brownian_set_area(nde_brownian *bm, int on)
                 bm->path[s].node[l].aleft = d + bm->n_max;
                 d += 2 * bm->n_max;
             }
-        for (int k = 0; k < 4; k++)
+        for (int k = 0; k < 6; k++)
             bm->acc[k] = d + k * bm->n_max;
         bm->bytes += total * sizeof *d;
     }
     if (on != bm->area) {
         /* the same path numbers, a different path: restart it */
         bm->area = on;
-        for (int s = 0; s < 2; s++) {
-            bm->path[s].len = 0;
-            bm->path[s].has_target = 0;
-        }
+        bm_restart(bm);
     }
     return NDE_OK;
 }
@@ -1242,17 +1402,9 @@ int nde_brownian_has_area(const nde_brownian *bm)
 int nde_brownian_set_split(nde_brownian *bm, int on)
 {
     on = on != 0;
-    if (on && bm->area)
-        return nde_error(bm->ctx, NDE_EINVAL,
-                         "brownian: a split path carries no space-time Levy "
-                         "area, and this one has it on");
     if (on != bm->split) {
         bm->split = on;
-        for (int s = 0; s < 2; s++) {
-            bm->path[s].len = 0;
-            bm->path[s].has_target = 0;
-        }
-        bm_split_clear(bm);
+        bm_restart(bm);
     }
     return NDE_OK;
 }
@@ -1285,5 +1437,5 @@ void nde_brownian_get_stats(const nde_brownian *bm, nde_brownian_stats *st)
                 bm->map_cap * sizeof *bm->map;
     for (int i = 0; i < 2; i++)
         st->bytes += bm->slot[i].cap * (sizeof(double) + sizeof(size_t) +
-                                        bm->n_max * sizeof(double));
+                                        2 * bm->n_max * sizeof(double));
 }

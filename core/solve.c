@@ -67,7 +67,7 @@ const nde_key nde_solve_keys[] = {
      "(cells of dt): tree (bisection, the same path in any query order; "
      "adaptive steps end where it is cheap) or split (at the query times, "
      "as torchsde's Brownian Interval: O(1) a query anywhere, the values "
-     "inside a cell depend on the order of its queries; no Levy area)"},
+     "inside a cell depend on the order of its queries)"},
     {NULL, 0, NULL, NULL}};
 
 void nde_solve_opts_default(nde_solve_opts *o, const nde_solver_type *type)
@@ -145,8 +145,7 @@ static int controller_from_section(nde_controller *c, const nde_section *sec,
     return NDE_OK;
 }
 
-/* The key brownian: tree or split, the latter for SDE solvers that need
- * no Levy area. */
+/* The key brownian: tree or split, the latter for SDE solvers. */
 static int brownian_from_section(nde_solve_opts *o,
                                  const nde_solver_type *type,
                                  const nde_section *sec, nde_ctx *ctx)
@@ -167,11 +166,6 @@ static int brownian_from_section(nde_solve_opts *o,
         return nde_section_error(sec, "brownian", ctx,
                                  "'%s' is not an SDE solver: it has no "
                                  "Brownian path to refine",
-                                 type->info.name);
-    if (type->info.needs & NDE_NEEDS_LEVY_AREA)
-        return nde_section_error(sec, "brownian", ctx,
-                                 "'%s' needs the space-time Levy area, which "
-                                 "a split path does not carry: use tree",
                                  type->info.name);
     return NDE_OK;
 }

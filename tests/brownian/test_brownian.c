@@ -600,6 +600,16 @@ static nde_brownian *make_area(size_t n_max)
     return bm;
 }
 
+/* The same with split refinement on (split != 0) or off: the loop tests'
+ * _i. */
+static nde_brownian *make_area_mode(size_t n_max, int split)
+{
+    nde_brownian *bm = make_area(n_max);
+    ck_assert_int_eq(nde_brownian_set_split(bm, split), NDE_OK);
+    ck_assert(nde_brownian_has_area(bm));
+    return bm;
+}
+
 static void area(nde_brownian *bm, double ta, double tb, double *dw,
                  double *H)
 {
@@ -630,7 +640,7 @@ START_TEST(test_area_additive)
     static const double grid[][3] = {
         {-0.3, 1.7, 0.07}, {0.0, 1.0, 0.4}, {2.0, 2.5, 1.0},
     };
-    nde_brownian *bm = make_area(NCH);
+    nde_brownian *bm = make_area_mode(NCH, _i);
     double w1[NCH], w2[NCH], w[NCH], h1[NCH], h2[NCH], hh[NCH], dw[NCH];
     uint64_t r = 2024;
 
@@ -690,14 +700,16 @@ END_TEST
 /*
  * The same (dw, H) whatever the order of the queries: forward, backward,
  * scrambled after unrelated queries, reversed ends (-dw, the same H),
- * after another seed, in another instance with 3 channels. Switching the
+ * after another seed, in another instance with 3 channels (with split
+ * refinement, _i = 1: in the first order after the reset). Switching the
  * area off gives the paths of an instance that never had it, bit for bit.
  */
 START_TEST(test_area_replay)
 {
     static double rw[NQ][NCH], rh[NQ][NCH];
     double ta[NQ], tb[NQ], dw[NCH], H[NCH], ref[NCH];
-    nde_brownian *bm = make_area(NCH), *small = make_area(3), *plain = make(NCH);
+    nde_brownian *bm = make_area_mode(NCH, _i),
+                 *small = make_area_mode(3, _i), *plain = make_mode(NCH, _i);
     uint64_t r = 5;
 
     queries(ta, tb);
@@ -726,7 +738,8 @@ START_TEST(test_area_replay)
     area(bm, ta[7], tb[7], dw, H);
     ck_assert_int_eq(nde_brownian_reset(bm, 42, 0.0, 1.0, 0.01, NCH), NDE_OK);
     ck_assert_int_eq(nde_brownian_reset(small, 42, 0.0, 1.0, 0.01, 3), NDE_OK);
-    for (int q = NQ - 1; q >= 0; q--) {
+    for (int i = 0; i < NQ; i++) {
+        const int q = _i ? i : NQ - 1 - i;  /* split: the first order */
         area(bm, ta[q], tb[q], dw, H);
         ck_assert(memcmp(H, rh[q], sizeof H) == 0);
         area(small, ta[q], tb[q], dw, H);
@@ -768,7 +781,7 @@ START_TEST(test_area_law)
     };
     const int n = NSEED * NCH;
     static double hs[NAI][NSEED * NCH], ws[NAI][NSEED * NCH];
-    nde_brownian *bm = make_area(NCH);
+    nde_brownian *bm = make_area_mode(NCH, _i);
     double dw[NCH], H[NCH];
 
     for (int s = 0; s < NSEED; s++) {
@@ -824,7 +837,7 @@ START_TEST(test_area_riemann)
 {
     static const double iv[2][2] = {{0.1234, 0.8765}, {0.3012, 0.3088}};
     static const int ms[3] = {16, 128, 1024};
-    nde_brownian *bm = make_area(NCH);
+    nde_brownian *bm = make_area_mode(NCH, _i);
     double W[NCH], H[NCH], w[NCH], wp[NCH], sum[NCH];
 
     ck_assert_int_eq(nde_brownian_reset(bm, 31, 0.0, 1.0, 0.01, NCH), NDE_OK);
@@ -1053,21 +1066,16 @@ START_TEST(test_split_memory)
 }
 END_TEST
 
-/* The split refinement and the area refuse each other; snap leaves a time
- * alone on a split path; switching restarts the path, whose queries then
- * give what a fresh one gives. */
-START_TEST(test_split_bad_input)
+/* Switching the split refinement on or off restarts the path, whose
+ * queries then give what a fresh one gives (with the area too); snap
+ * leaves a time alone on a split path. */
+START_TEST(test_split_switch)
 {
-    nde_brownian *bm = make_area(4), *sp = make_mode(4, 1);
-    double dw[4], ref[4];
+    nde_brownian *sp = make_mode(4, 1), *ar = make_area_mode(4, 1);
+    double dw[4], ref[4], H[4], Href[4];
 
-    expect_einval(nde_brownian_set_split(bm, 1));
-    ck_assert(!nde_brownian_has_split(bm));
-    expect_einval(nde_brownian_set_area(sp, 1));
-    ck_assert(!nde_brownian_has_area(sp));
-    ck_assert_int_eq(nde_brownian_set_area(bm, 0), NDE_OK);
-    ck_assert_int_eq(nde_brownian_set_split(bm, 1), NDE_OK);
     ck_assert_int_eq(nde_brownian_reset(sp, 2, 0.0, 1.0, 0.1, 4), NDE_OK);
+    ck_assert_int_eq(nde_brownian_reset(ar, 2, 0.0, 1.0, 0.1, 4), NDE_OK);
     ck_assert(nde_brownian_snap(sp, 0.1234567, 0.01) == 0.1234567);
     inc(sp, 0.2345, 0.13, ref);
     inc(sp, 0.0, 0.24, dw);
@@ -1075,8 +1083,15 @@ START_TEST(test_split_bad_input)
     ck_assert_int_eq(nde_brownian_set_split(sp, 1), NDE_OK);
     inc(sp, 0.2345, 0.13, dw);
     ck_assert(memcmp(dw, ref, sizeof dw) == 0);
-    nde_brownian_destroy(bm);
+    area(ar, 0.2345, 0.13, ref, Href);
+    area(ar, 0.0, 0.24, dw, H);
+    ck_assert_int_eq(nde_brownian_set_area(ar, 0), NDE_OK);
+    ck_assert_int_eq(nde_brownian_set_area(ar, 1), NDE_OK);
+    area(ar, 0.2345, 0.13, dw, H);
+    ck_assert(memcmp(dw, ref, sizeof dw) == 0);
+    ck_assert(memcmp(H, Href, sizeof H) == 0);
     nde_brownian_destroy(sp);
+    nde_brownian_destroy(ar);
 }
 END_TEST
 
@@ -1097,15 +1112,15 @@ static Suite *brownian_suite(void)
     tcase_add_test(tc, test_snap);
     tcase_add_test(tc, test_position_precision);
     tcase_add_test(tc, test_bad_input);
-    tcase_add_test(tc, test_area_additive);
-    tcase_add_test(tc, test_area_replay);
-    tcase_add_test(tc, test_area_law);
-    tcase_add_test(tc, test_area_riemann);
+    tcase_add_loop_test(tc, test_area_additive, 0, 2);
+    tcase_add_loop_test(tc, test_area_replay, 0, 2);
+    tcase_add_loop_test(tc, test_area_law, 0, 2);
+    tcase_add_loop_test(tc, test_area_riemann, 0, 2);
     tcase_add_test(tc, test_area_bad_input);
     tcase_add_test(tc, test_split_law);
     tcase_add_test(tc, test_split_grid_same);
     tcase_add_test(tc, test_split_memory);
-    tcase_add_test(tc, test_split_bad_input);
+    tcase_add_test(tc, test_split_switch);
     suite_add_tcase(s, tc);
     return s;
 }

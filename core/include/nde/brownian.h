@@ -118,10 +118,13 @@ NDE_API int nde_brownian_area(nde_brownian *bm, double ta, double tb,
  * same queries in the same order give the same bits, so an adjoint's
  * backward pass over recorded times sees the forward pass's increments.
  * Grid cells' values are the same on or off. Memory grows with the
- * distinct inner times queried since reset (8 + 16 bytes each, plus the
- * values of the two cells in use, rebuilt when a query returns to
- * another cell): increment may then fail with NDE_ENOMEM. No space-time
- * Levy area (set_area and set_split refuse each other: NDE_EINVAL).
+ * distinct inner times queried since reset (a 16-byte record each and
+ * its cell's 16-byte map entry, in arrays that double as they grow, plus
+ * the values of the two cells in use, rebuilt when a query returns to
+ * another cell): increment may then fail with NDE_ENOMEM. With the area
+ * (nde_brownian_set_area) a split draws the new time's (W, A) from their
+ * law given the (W, A) of the piece it cuts, as the tree's splits do;
+ * nde_brownian_area then combines the pieces a query covers.
  * Changing the setting restarts the current path; reset keeps it.
  * nde_brownian_snap returns its t unchanged when on (every time is
  * cheap).
