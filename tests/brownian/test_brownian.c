@@ -66,6 +66,67 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Kolmogorov-Smirnov D of x[0..m) (sorted in place) against N(0, 1). */
+static double ks_normal(double *x, size_t m)
+{
+    double d = 0.0;
+
+    qsort(x, m, sizeof *x, cmp_double);
+    for (size_t i = 0; i < m; i++) {
+        double f = phi(x[i]);
+        d = fmax(d, fmax(fabs(f - (double)i / (double)m),
+                         fabs((double)(i + 1) / (double)m - f)));
+    }
+    return d;
+}
+
+/*
+ * Samples x[q nsamp .. (q + 1) nsamp) of the increments of np disjoint
+ * pieces of lengths len[q]: each mean within 5 standard errors of 0, its
+ * variance within 5 sigma of the chi-square bounds around len[q], every
+ * pair's correlation below 5 / sqrt(nsamp); then every piece
+ * standardised in place and all of them pooled: KS at the 0.1 % level.
+ */
+static void check_pieces(double *x, size_t nsamp, int np, const double *len)
+{
+    double d;
+
+    for (int q = 0; q < np; q++) {
+        const double v = len[q], *xq = x + q * nsamp;
+        double mean = 0.0, var = 0.0;
+        for (size_t i = 0; i < nsamp; i++)
+            mean += xq[i];
+        mean /= (double)nsamp;
+        for (size_t i = 0; i < nsamp; i++)
+            var += (xq[i] - mean) * (xq[i] - mean);
+        var /= (double)(nsamp - 1);
+        ck_assert_msg(fabs(mean) < 5.0 * sqrt(v / (double)nsamp),
+                      "piece %d: mean %g, variance %g", q, mean, v);
+        ck_assert_msg(fabs(var / v - 1.0) <
+                      5.0 * sqrt(2.0 / (double)(nsamp - 1)),
+                      "piece %d: variance %g, expected %g", q, var, v);
+        for (int r = q + 1; r < np; r++) {
+            const double *xr = x + r * nsamp;
+            double sqq = 0.0, srr = 0.0, sqr = 0.0;
+            for (size_t i = 0; i < nsamp; i++) {
+                sqq += xq[i] * xq[i];
+                srr += xr[i] * xr[i];
+                sqr += xq[i] * xr[i];
+            }
+            ck_assert_msg(fabs(sqr / sqrt(sqq * srr)) <
+                              5.0 / sqrt((double)nsamp),
+                          "pieces %d, %d: correlation %g", q, r,
+                          sqr / sqrt(sqq * srr));
+        }
+    }
+    for (int q = 0; q < np; q++)
+        for (size_t i = 0; i < nsamp; i++)
+            x[q * nsamp + i] /= sqrt(len[q]);
+    d = ks_normal(x, (size_t)np * nsamp);
+    ck_assert_msg(d < 1.95 / sqrt((double)np * (double)nsamp),
+                  "KS D = %g over %zu", d, (size_t)np * nsamp);
+}
+
 /*
  * Increments of disjoint intervals (grid cells, off-grid pieces, pieces of
  * one cell) over NSEED seeds x 256 channels = N independent samples each:
@@ -89,10 +150,9 @@ START_TEST(test_distribution)
         {0.9, 1.0},
     };
     const size_t nsamp = (size_t)NSEED * NCH;
-    double *x = malloc(NINT * nsamp * sizeof *x), *pool;
+    double *x = malloc(NINT * nsamp * sizeof *x), len[NINT];
     double dw[NCH];
     nde_brownian *bm = make_mode(NCH, _i);
-    size_t npool = 0;
 
     ck_assert_ptr_nonnull(x);
     for (int s = 0; s < NSEED; s++) {
@@ -104,51 +164,9 @@ START_TEST(test_distribution)
                 x[q * nsamp + (size_t)s * NCH + c] = dw[c];
         }
     }
-    for (int q = 0; q < NINT; q++) {
-        double v = iv[q][1] - iv[q][0], mean = 0.0, var = 0.0;
-        const double *xq = x + q * nsamp;
-        for (size_t i = 0; i < nsamp; i++)
-            mean += xq[i];
-        mean /= (double)nsamp;
-        for (size_t i = 0; i < nsamp; i++)
-            var += (xq[i] - mean) * (xq[i] - mean);
-        var /= (double)(nsamp - 1);
-        ck_assert_msg(fabs(mean) < 5.0 * sqrt(v / (double)nsamp),
-                      "interval %d: mean %g, variance %g", q, mean, v);
-        ck_assert_msg(fabs(var / v - 1.0) <
-                      5.0 * sqrt(2.0 / (double)(nsamp - 1)),
-                      "interval %d: variance %g, expected %g", q, var, v);
-        for (int r = q + 1; r < NINT; r++) {
-            const double *xr = x + r * nsamp;
-            double sqq = 0.0, srr = 0.0, sqr = 0.0;
-            for (size_t i = 0; i < nsamp; i++) {
-                sqq += xq[i] * xq[i];
-                srr += xr[i] * xr[i];
-                sqr += xq[i] * xr[i];
-            }
-            double corr = sqr / sqrt(sqq * srr);
-            ck_assert_msg(fabs(corr) < 5.0 / sqrt((double)nsamp),
-                          "intervals %d, %d: correlation %g", q, r, corr);
-        }
-    }
-    /* KS on all standardised samples */
-    pool = malloc(NINT * nsamp * sizeof *pool);
-    ck_assert_ptr_nonnull(pool);
-    for (int q = 0; q < NINT; q++) {
-        double sd = sqrt(iv[q][1] - iv[q][0]);
-        for (size_t i = 0; i < nsamp; i++)
-            pool[npool++] = x[q * nsamp + i] / sd;
-    }
-    qsort(pool, npool, sizeof *pool, cmp_double);
-    double d = 0.0;
-    for (size_t i = 0; i < npool; i++) {
-        double f = phi(pool[i]);
-        d = fmax(d, fmax(fabs(f - (double)i / (double)npool),
-                         fabs((double)(i + 1) / (double)npool - f)));
-    }
-    ck_assert_msg(d < 1.95 / sqrt((double)npool), "KS D = %g over %zu",
-                  d, npool);
-    free(pool);
+    for (int q = 0; q < NINT; q++)
+        len[q] = iv[q][1] - iv[q][0];
+    check_pieces(x, nsamp, NINT, len);
     free(x);
     nde_brownian_destroy(bm);
 }
@@ -207,12 +225,7 @@ START_TEST(test_normals)
     m4 /= (double)m;
     ck_assert_msg(fabs(m4 / (m2 * m2) - 3.0) < 5.0 * sqrt(96.0 / (double)m),
                   "kurtosis %g", m4 / (m2 * m2));
-    qsort(x, m, sizeof *x, cmp_double);
-    for (size_t i = 0; i < m; i++) {
-        double f = phi(x[i]);
-        d = fmax(d, fmax(fabs(f - (double)i / (double)m),
-                         fabs((double)(i + 1) / (double)m - f)));
-    }
+    d = ks_normal(x, m);
     ck_assert_msg(d < 1.95 / sqrt((double)m), "KS D = %g", d);
     free(x);
     nde_brownian_destroy(bm);
@@ -918,12 +931,10 @@ END_TEST
 START_TEST(test_split_law)
 {
     static const double pts[NSP] = {0.5, 0.2, 0.8, 0.35, 0.9, 0.36, 0.05};
-    double sorted[NSP + 2], w[NSP + 2][NCH], dw[NCH];
+    double sorted[NSP + 2], w[NSP + 2][NCH], dw[NCH], len[NSP + 1];
     const size_t nsamp = (size_t)NSEED * NCH;
     double *x = malloc((NSP + 1) * nsamp * sizeof *x);
     nde_brownian *bm = make_mode(NCH, 1);
-    size_t npool = 0;
-    double d = 0.0;
 
     ck_assert_ptr_nonnull(x);
     sorted[0] = 0.0;
@@ -941,44 +952,9 @@ START_TEST(test_split_law)
             for (int c = 0; c < NCH; c++)
                 x[q * nsamp + (size_t)s * NCH + c] = w[q + 1][c] - w[q][c];
     }
-    for (int q = 0; q <= NSP; q++) {
-        const double v = sorted[q + 1] - sorted[q], *xq = x + q * nsamp;
-        double mean = 0.0, var = 0.0;
-        for (size_t i = 0; i < nsamp; i++)
-            mean += xq[i];
-        mean /= (double)nsamp;
-        for (size_t i = 0; i < nsamp; i++)
-            var += (xq[i] - mean) * (xq[i] - mean);
-        var /= (double)(nsamp - 1);
-        ck_assert_msg(fabs(mean) < 5.0 * sqrt(v / (double)nsamp),
-                      "piece %d: mean %g", q, mean);
-        ck_assert_msg(fabs(var / v - 1.0) <
-                      5.0 * sqrt(2.0 / (double)(nsamp - 1)),
-                      "piece %d: variance %g, expected %g", q, var, v);
-        for (int r = q + 1; r <= NSP; r++) {
-            const double *xr = x + r * nsamp;
-            double sqq = 0.0, srr = 0.0, sqr = 0.0;
-            for (size_t i = 0; i < nsamp; i++) {
-                sqq += xq[i] * xq[i];
-                srr += xr[i] * xr[i];
-                sqr += xq[i] * xr[i];
-            }
-            ck_assert_msg(fabs(sqr / sqrt(sqq * srr)) <
-                              5.0 / sqrt((double)nsamp),
-                          "pieces %d, %d: correlation %g", q, r,
-                          sqr / sqrt(sqq * srr));
-        }
-        for (size_t i = 0; i < nsamp; i++)
-            x[q * nsamp + i] /= sqrt(v);
-    }
-    npool = (NSP + 1) * nsamp;
-    qsort(x, npool, sizeof *x, cmp_double);
-    for (size_t i = 0; i < npool; i++) {
-        double f = phi(x[i]);
-        d = fmax(d, fmax(fabs(f - (double)i / (double)npool),
-                         fabs((double)(i + 1) / (double)npool - f)));
-    }
-    ck_assert_msg(d < 1.95 / sqrt((double)npool), "KS D = %g", d);
+    for (int q = 0; q <= NSP; q++)
+        len[q] = sorted[q + 1] - sorted[q];
+    check_pieces(x, nsamp, NSP + 1, len);
     free(x);
     nde_brownian_destroy(bm);
 }
