@@ -12,7 +12,9 @@
  * root-to-node paths are kept (one per end of a query); a path keeps the
  * nodes' W at their start, their increment and, once split, their left
  * child's increment, so moving between neighbouring cells reuses the
- * common ancestors and costs O(1) amortised.
+ * common ancestors and costs O(1) amortised. (Split refinement, which
+ * replaces the dyadic trees below the cells by splits at the query
+ * times, is the file's second part.)
  *
  * Space-time Levy area (nde_brownian_set_area). Per channel, a node over
  * [s, u] of length h carries W = W_u - W_s and A = h H = int_s^u (W_r -
