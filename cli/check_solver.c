@@ -25,6 +25,13 @@
  *   step's start and end.
  * - The step VJP (solvers that declare one) against fourth-order central
  *   differences of the step, into outputs that start at 1 (it must add).
+ * - For an adaptive solver with a step VJP, the VJP of the step's error
+ *   norm EEst (a cotangent on it alone, what the local regularizer
+ *   asks for) against the same differences of EEst, to EEST_VJP_TOL: the
+ *   estimate is a difference of two solutions 1e-3 of their size, so the
+ *   approximations a VJP may make (rodas5p differences the field's VJP
+ *   for J's own derivative when the field has no jvp_vjp: 1e-11 on
+ *   y_next, 1.7e-6 on EEst here) weigh a thousand times more on it.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -36,6 +43,11 @@
 #define SDE_ORDER_TOL 0.2
 #define SDE_PATHS 256
 #define VJP_TOL 1e-6
+/* The error norm's tolerances in the estimate check: EEst of order 1 on
+ * the problems' steps of 0.1. */
+#define EEST_RTOL 1e-3
+#define EEST_ATOL 1e-4
+#define EEST_VJP_TOL 1e-5
 
 static const char ode_ini[] =
     "[field]\nplugin = expr\nstate = x, z\nparams = a=1, b=1\n"
@@ -259,6 +271,61 @@ static int check_vjp(solver_check *c, uint64_t seed, check_report *r)
     return NDE_OK;
 }
 
+/* EEst of the step from the current y0 and theta (y1 its end, y2 its
+ * error estimate), for check_difference. */
+static int eest_of(void *user, double *v)
+{
+    solver_check *c = user;
+    int rc;
+
+    nde_solver_invalidate(c->s);
+    rc = nde_solver_advance_err(c->s, c->theta, 0.3, 0.1, c->dw, c->y0,
+                                c->aux, c->y1,
+                                c->aux + nde_solver_aux(c->s) * c->n, c->y2);
+    *v = rc ? 0.0 : nde_error_norm(c->y2, c->y0, c->y1, c->n, EEST_RTOL,
+                                   EEST_ATOL);
+    return rc;
+}
+
+/* The step VJP with a cotangent on EEst alone against differences of
+ * EEst, with the inputs and noise of check_vjp. */
+static int check_eest_vjp(solver_check *c, check_report *r)
+{
+    const nde_step_cotangent ct = {.eest = 1.0, .rtol = EEST_RTOL,
+                                   .atol = EEST_ATOL};
+    size_t i;
+    int rc;
+
+    if (!(c->s->type->info.provides & NDE_CAP_STEP_VJP) ||
+        !(c->s->type->info.provides & NDE_CAP_ADAPTIVE))
+        return NDE_OK;
+    for (i = 0; i < c->n; i++)
+        c->ybar[i] = 1.0;
+    c->thetabar[0] = c->thetabar[1] = 1.0;
+    if (c->stateful &&
+        (rc = nde_solver_start(c->s, c->theta, 0.3, c->y0, c->aux)))
+        return rc;
+    nde_solver_invalidate(c->s);
+    if ((rc = nde_solver_vjp(c->s, c->theta, 0.3, 0.1, c->dw, c->y0, c->aux,
+                             &ct, c->ybar, NULL, c->thetabar)))
+        return rc;
+    for (i = 0; i < c->n; i++)
+        c->ybar[i] -= 1.0;
+    for (i = 0; i < c->P; i++)
+        c->thetabar[i] -= 1.0;
+    for (i = 0; i < c->n; i++)
+        if ((rc = check_difference(c->y0, i, eest_of, c, &c->fdy[i])))
+            return rc;
+    for (i = 0; i < c->P; i++)
+        if ((rc = check_difference(c->theta, i, eest_of, c, &c->fdth[i])))
+            return rc;
+    check_line(r, "step vjp of EEst, y, vs differences",
+               check_rel_error(c->ybar, c->fdy, c->n), EEST_VJP_TOL);
+    check_line(r, "step vjp of EEst, theta, vs differences",
+               check_rel_error(c->thetabar, c->fdth, c->P), EEST_VJP_TOL);
+    return NDE_OK;
+}
+
 /* A reversible solver's reverse of a step returns its start: (y, aux)
  * at t from the step's end, to round-off. */
 static int check_reverse(solver_check *c, uint64_t seed, check_report *r)
@@ -361,6 +428,8 @@ int check_solver(nde_ctx *ctx, nde_config *cfg, uint64_t seed,
             check_cannot(r, "dense output", ctx, rc);
         if ((rc = check_vjp(&c, seed, r)) != NDE_OK)
             check_cannot(r, "step vjp", ctx, rc);
+        else if ((rc = check_eest_vjp(&c, r)) != NDE_OK)
+            check_cannot(r, "step vjp of EEst", ctx, rc);
         if ((rc = check_reverse(&c, seed, r)) != NDE_OK)
             check_cannot(r, "reverse", ctx, rc);
         rc = NDE_OK;
