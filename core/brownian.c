@@ -14,7 +14,7 @@
  * child's increment, so moving between neighbouring cells reuses the
  * common ancestors and costs O(1) amortised. (Split refinement, which
  * replaces the dyadic trees below the cells by splits at the query
- * times, is the file's second part.)
+ * times, is brownian_split.c; the structures are brownian_impl.h's.)
  *
  * Space-time Levy area (nde_brownian_set_area). Per channel, a node over
  * [s, u] of length h carries W = W_u - W_s and A = h H = int_s^u (W_r -
@@ -40,121 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nde/brownian.h"
-
-/* Cells at most 2^BM_TOP_BITS (top depth <= BM_TOP_BITS); a cell bisected
- * BM_CELL_BITS times. One more level for the root. */
-#define BM_TOP_BITS 48
-#define BM_CELL_BITS 52
-#define BM_DEPTH_MAX (BM_TOP_BITS + BM_CELL_BITS + 1)
-#define BM_POS_END ((uint64_t)1 << BM_CELL_BITS)
-
-/* A point of the path: cell k and position p / 2^52 inside it; p = 0 is
- * the grid point k, p = BM_POS_END (only with k = cells - 1) is t1. */
-typedef struct bm_point {
-    size_t k;
-    uint64_t p;
-} bm_point;
-
-/* One node on a path. Top nodes (level 0 included: a cell) cover the
- * cells [i, j); cell nodes (level >= 1) are inside cell i (j = i + 1) at
- * positions [a, a + 2^(52 - level)). */
-typedef struct bm_node {
-    size_t i, j;
-    unsigned level;
-    uint64_t a;
-    int split;          /* left[] holds the left child's increment */
-    uint64_t key;       /* the node's stream key for its normals */
-    double *w;          /* W at the node's start, n values */
-    double *inc;        /* the node's increment */
-    double *left;       /* its left child's increment, once split */
-    double *area;       /* with the area: the node's A (top comment) */
-    double *aleft;      /* its left child's A, once split */
-} bm_node;
-
-typedef struct bm_path {
-    bm_node node[BM_DEPTH_MAX];
-    int len;            /* nodes on the path, root first */
-    bm_point target;    /* the point it was last walked to */
-    int has_target;
-} bm_path;
-
-/* Split refinement: a split of a cell, in the order of the queries. */
-typedef struct bm_record {
-    double t;
-    uint32_t next;      /* the cell's next record; BM_NO_RECORD: the last */
-    uint32_t ordinal;   /* its place among the cell's splits: 0, 1, ... */
-} bm_record;
-
-/* A cell's first and last records. k = SIZE_MAX: a free entry. */
-typedef struct bm_history {
-    size_t k;
-    uint32_t head, tail;
-} bm_history;
-
-#define BM_NO_RECORD UINT32_MAX
-
-/* The points of one cell with W there: its two ends, then its splits,
- * each from its neighbours when it was made. */
-typedef struct bm_slot {
-    size_t k;           /* the cell held; SIZE_MAX: none */
-    size_t q, cap;      /* points held, room for */
-    double *t;          /* their times, ascending */
-    size_t *row;        /* each time's row of w */
-    double *w;          /* W, n a row; rows in the order made (0, 1: the
-                           cell's start and end) */
-    double *a;          /* with the area: I(t) = int_g^t (W(r) - W(g)) dr
-                           at the row's time t (g the cell's start), n a
-                           row: every piece's A follows from its ends'
-                           W and I (bm_slot_piece), so a row, once made,
-                           never changes */
-    long used;          /* stamp of the last use */
-} bm_slot;
-
-struct nde_brownian {
-    nde_ctx *ctx;
-    size_t n_max, n;
-    int ready;          /* reset done */
-    uint64_t seed_key;
-    double t0, t1, dt;
-    size_t cells;
-    bm_path path[2];
-    double *value[2];   /* W at the two ends of a general query */
-    int area;           /* nodes carry the space-time Levy area */
-    double *adata;      /* the area arrays, once area was switched on */
-    double *acc[6];     /* (W, A) of the two sides of a general query;
-                           a split query's middle part */
-    double zig_x[257], zig_f[257];  /* ziggurat tables */
-    double *z[2];       /* a split's normals, n_max each */
-    uint8_t *layer;     /* their ziggurat layers */
-    double *data;       /* all the path arrays */
-    size_t bytes;       /* held by create and the area */
-    long queries, nodes;
-    /* split refinement (nde_brownian_set_split; second part below) */
-    int split;
-    bm_record *rec;     /* every cell's split times, in query order */
-    size_t nrec, rec_cap;
-    bm_history *map;    /* cell -> its records; open addressing */
-    size_t map_cap, map_used;
-    bm_slot slot[2];    /* two cells' points and values */
-    long stamp;         /* slot use counter */
-};
-
-/* SplitMix64's output function (Steele, Lea, Flood 2014): a bijective
- * 64-bit mix, used as a counter-based generator. */
-static inline uint64_t bm_mix(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
-
-#define BM_GAMMA UINT64_C(0x9e3779b97f4a7c15)
-
-static uint64_t bm_key(uint64_t seed_key, uint64_t a, uint64_t b)
-{
-    return bm_mix(bm_mix(seed_key ^ bm_mix(a + BM_GAMMA)) ^ b);
-}
+#include "brownian_impl.h"
 
 /* Normals by the ziggurat method of G. Marsaglia and W. W. Tsang, "The
  * Ziggurat Method for Generating Random Variables", J. Stat. Softw. 5(8),
@@ -237,7 +123,7 @@ static void bm_uniforms(uint64_t key, size_t n, double *restrict u,
 /* z[c] = the normal of channel c of the stream `key`, c < n: the layer
  * and signed uniform of bm_uniforms, accepted in the layer's rectangle
  * (about 98.8 % of draws), else bm_normal_slow from the same h_c. */
-static void bm_normals(const nde_brownian *bm, uint64_t key, size_t n,
+void bm_normals(const nde_brownian *bm, uint64_t key, size_t n,
                        double *z)
 {
     const double *zx = bm->zig_x;
@@ -254,9 +140,6 @@ static void bm_normals(const nde_brownian *bm, uint64_t key, size_t n,
     }
 }
 
-/* The second stream of a node with the area; and the root's A. */
-#define BM_AREA_KEY UINT64_C(0x3c6ef372fe94f82b)
-
 /* out[c] = a x[c] + b xi_c for channels c < n, xi_c the normal of channel
  * c of the stream `key`. */
 static void bm_bridge(const nde_brownian *bm, uint64_t key, size_t n,
@@ -269,10 +152,6 @@ static void bm_bridge(const nde_brownian *bm, uint64_t key, size_t n,
         out[c] = a * x[c] + b * z[c];
 }
 
-static double bm_time(const nde_brownian *bm, size_t k)
-{
-    return nde_grid_time(bm->t0, bm->t1, bm->dt, bm->cells, k);
-}
 
 /* Whether node nd is on the path from the root to the node of point pt. */
 static int bm_on_path(const bm_node *nd, bm_point pt)
@@ -316,7 +195,7 @@ static void bm_halves(const nde_brownian *bm, const bm_node *nd, double *a,
  * with (W, A), from the normals of the stream `key` and of its second
  * one (top comment): W1 = mw W + ma A + l11 z1, A1 = maa A + l21 z1 +
  * l22 z2, into w1[c], a1[c] for the n channels. */
-static void bm_area_split(const nde_brownian *bm, uint64_t key, double a,
+void bm_area_split(const nde_brownian *bm, uint64_t key, double a,
                           double b, const double *w, const double *A,
                           double *w1, double *a1)
 {
@@ -420,7 +299,7 @@ static void bm_child(nde_brownian *bm, const bm_node *pa, int right,
 
 /* Walk path pa to point pt: keep the nodes on the way, sample the rest.
  * Returns the node where pt is reached. */
-static bm_node *bm_walk(nde_brownian *bm, bm_path *pa, bm_point pt)
+bm_node *bm_walk(nde_brownian *bm, bm_path *pa, bm_point pt)
 {
     bm_node *nd;
 
@@ -506,7 +385,7 @@ static uint64_t bm_position(double t, double g, double w)
 /* The point of time t in [t0, t1]: its cell, and its position in it
  * (bm_position). */
 /* The cell k of a time t < t1: grid point k <= t < grid point k + 1. */
-static size_t bm_cell_of(const nde_brownian *bm, double t)
+size_t bm_cell_of(const nde_brownian *bm, double t)
 {
     double x = (t - bm->t0) / bm->dt;
     size_t k = x > 0.0 ? (size_t)x : 0;
@@ -520,7 +399,7 @@ static size_t bm_cell_of(const nde_brownian *bm, double t)
     return k;
 }
 
-static bm_point bm_locate(const nde_brownian *bm, double t)
+bm_point bm_locate(const nde_brownian *bm, double t)
 {
     bm_point pt;
     size_t k;
@@ -590,7 +469,7 @@ double nde_brownian_snap(const nde_brownian *bm, double t, double quantum)
 }
 
 /* out = W at point pt, walking path pa. */
-static void bm_value(nde_brownian *bm, bm_path *pa, bm_point pt, double *out)
+void bm_value(nde_brownian *bm, bm_path *pa, bm_point pt, double *out)
 {
     bm_node *nd = bm_walk(bm, pa, pt);
     size_t n = bm->n;
@@ -605,333 +484,6 @@ static void bm_value(nde_brownian *bm, bm_path *pa, bm_point pt, double *out)
         for (size_t c = 0; c < n; c++)
             out[c] = nd->w[c] + nd->left[c];
     }
-}
-
-/*
- * Split refinement (nde_brownian_set_split). Between grid points the path
- * is refined at the query times themselves, as in the Brownian Interval
- * of Kidger et al. (Sec. 4: an interval splits where it is queried): a
- * time strictly inside cell k that the cell does not hold yet becomes the
- * cell's next split, W there drawn from the Brownian bridge between the
- * held points on either side of it, with the normals of the stream (seed,
- * k, the split's ordinal in the cell). The cell's ends come from the tree
- * above. A cell's record of split times is kept; its values are rebuilt
- * by replaying the splits in order (the same arithmetic, so the same
- * bits) when a query returns to a cell that no slot holds.
- */
-#define BM_SPLIT_KEY (UINT64_C(1) << 62)
-
-static bm_history *bm_history_find(const nde_brownian *bm, size_t k)
-{
-    size_t mask = bm->map_cap - 1, i;
-
-    if (!bm->map_cap)
-        return NULL;
-    for (i = bm_mix(k) & mask; bm->map[i].k != SIZE_MAX; i = (i + 1) & mask)
-        if (bm->map[i].k == k)
-            return &bm->map[i];
-    return NULL;
-}
-
-static bm_history *bm_history_slot(bm_history *map, size_t cap, size_t k)
-{
-    size_t i = bm_mix(k) & (cap - 1);
-
-    while (map[i].k != SIZE_MAX && map[i].k != k)
-        i = (i + 1) & (cap - 1);
-    return &map[i];
-}
-
-/* Room for one more record and one more cell in the map (kept at most
- * 3/4 full). */
-static int bm_history_reserve(nde_brownian *bm)
-{
-    if (bm->nrec == BM_NO_RECORD)
-        return nde_error(bm->ctx, NDE_ENOMEM,
-                         "brownian: more than %u split times on one path",
-                         BM_NO_RECORD - 1);
-    if (bm->nrec == bm->rec_cap) {
-        size_t cap = bm->rec_cap ? 2 * bm->rec_cap : 64;
-        bm_record *r = cap < SIZE_MAX / 2 / sizeof *r
-                           ? realloc(bm->rec, cap * sizeof *r) : NULL;
-        if (!r)
-            return nde_error(bm->ctx, NDE_ENOMEM,
-                             "brownian: out of memory for %zu split times",
-                             cap);
-        bm->rec = r;
-        bm->rec_cap = cap;
-    }
-    if (4 * (bm->map_used + 1) > 3 * bm->map_cap) {
-        size_t cap = bm->map_cap ? 2 * bm->map_cap : 64;
-        bm_history *m = cap < SIZE_MAX / 2 / sizeof *m
-                            ? malloc(cap * sizeof *m) : NULL;
-        if (!m)
-            return nde_error(bm->ctx, NDE_ENOMEM,
-                             "brownian: out of memory for the splits of "
-                             "%zu cells", bm->map_used + 1);
-        for (size_t i = 0; i < cap; i++)
-            m[i].k = SIZE_MAX;
-        for (size_t i = 0; i < bm->map_cap; i++)
-            if (bm->map[i].k != SIZE_MAX)
-                *bm_history_slot(m, cap, bm->map[i].k) = bm->map[i];
-        free(bm->map);
-        bm->map = m;
-        bm->map_cap = cap;
-    }
-    return NDE_OK;
-}
-
-/* Append split time t to cell k's record (room reserved). */
-static void bm_history_append(nde_brownian *bm, size_t k, double t)
-{
-    bm_history *h = bm_history_slot(bm->map, bm->map_cap, k);
-    uint32_t r = (uint32_t)bm->nrec++;
-
-    bm->rec[r].t = t;
-    bm->rec[r].next = BM_NO_RECORD;
-    if (h->k == SIZE_MAX) {
-        h->k = k;
-        h->head = r;
-        bm->rec[r].ordinal = 0;
-        bm->map_used++;
-    } else {
-        bm->rec[r].ordinal = bm->rec[h->tail].ordinal + 1;
-        bm->rec[h->tail].next = r;
-    }
-    h->tail = r;
-}
-
-static int bm_slot_reserve(nde_brownian *bm, bm_slot *sl, size_t q)
-{
-    double *t, *w, *a;
-    size_t *row, cap;
-
-    if (q <= sl->cap)
-        return NDE_OK;
-    cap = sl->cap ? sl->cap : 8;
-    while (cap < q)
-        cap *= 2;
-    if (cap > SIZE_MAX / 2 / sizeof(double) / bm->n_max)
-        return nde_error(bm->ctx, NDE_ENOMEM,
-                         "brownian: %zu split points in one cell", q);
-    t = realloc(sl->t, cap * sizeof *t);
-    if (t)
-        sl->t = t;
-    row = t ? realloc(sl->row, cap * sizeof *row) : NULL;
-    if (row)
-        sl->row = row;
-    w = row ? realloc(sl->w, cap * bm->n_max * sizeof *w) : NULL;
-    if (w)
-        sl->w = w;
-    a = w ? realloc(sl->a, cap * bm->n_max * sizeof *a) : NULL;
-    if (!a)
-        return nde_error(bm->ctx, NDE_ENOMEM,
-                         "brownian: out of memory for %zu split points of "
-                         "%zu channels", cap, bm->n_max);
-    sl->a = a;
-    sl->cap = cap;
-    return NDE_OK;
-}
-
-/* (w, A) of the piece between the held rows r0 < r1 (times t0 < t1) of
- * the slot: with I (bm_slot.a), int_t0^t1 (W(r) - W(t0)) dr = I(t1) -
- * I(t0) - (t1 - t0) (W(t0) - W(g)), and A = that - (t1 - t0) w / 2. */
-static void bm_slot_piece(const nde_brownian *bm, const bm_slot *sl,
-                          size_t r0, size_t r1, double t0, double t1,
-                          double *w, double *A)
-{
-    const size_t n = bm->n;
-    const double h = t1 - t0, *wg = sl->w;
-    const double *w0 = sl->w + r0 * n, *w1 = sl->w + r1 * n;
-    const double *i0 = sl->a + r0 * n, *i1 = sl->a + r1 * n;
-
-    for (size_t c = 0; c < n; c++) {
-        w[c] = w1[c] - w0[c];
-        A[c] = i1[c] - i0[c] - h * (w0[c] - wg[c]) - 0.5 * h * w[c];
-    }
-}
-
-/* W(t) and I(t) of a new row r at t between the held rows rl, ru (times
- * s, u) from the law of the left piece's (W1, A1) given the piece's
- * (W, A) (bm_area_split, stream key): W(t) = W(s) + W1, I(t) = I(s) +
- * (t - s) (W(s) - W(g) + W1 / 2) + A1. */
-static void bm_slot_area(nde_brownian *bm, bm_slot *sl, size_t rl,
-                         size_t ru, size_t r, double s, double t, double u,
-                         uint64_t key)
-{
-    const size_t n = bm->n;
-    const double *wl = sl->w + rl * n, *il = sl->a + rl * n, *wg = sl->w;
-    double *w = bm->acc[0], *A = bm->acc[1], *w1 = bm->acc[2];
-    double *out = sl->w + r * n, *ir = sl->a + r * n;
-
-    bm_slot_piece(bm, sl, rl, ru, s, u, w, A);
-    bm_area_split(bm, key, t - s, u - t, w, A, w1, ir);
-    for (size_t c = 0; c < n; c++) {
-        out[c] = wl[c] + w1[c];
-        ir[c] = il[c] + (t - s) * (wl[c] - wg[c] + 0.5 * w1[c]) + ir[c];
-    }
-}
-
-/* Insert time t, the cell's split number j, into the slot (room
- * reserved): W(t) from the bridge between the held neighbours (with the
- * area, from their (W, A): bm_slot_area). Returns its row. */
-static size_t bm_slot_insert(nde_brownian *bm, bm_slot *sl, double t,
-                             size_t j)
-{
-    size_t lo = 0, hi = sl->q, r = sl->q, n = bm->n;
-    const uint64_t key =
-        bm_key(bm->seed_key, (uint64_t)sl->k | BM_SPLIT_KEY, j);
-    const double *wl, *wu;
-    double *out = sl->w + r * n, *z = bm->z[0], s, u, f, sd;
-
-    while (hi - lo > 1) {       /* t[lo] < t < t[hi] */
-        size_t m = (lo + hi) / 2;
-        if (sl->t[m] < t)
-            lo = m;
-        else
-            hi = m;
-    }
-    s = sl->t[lo];
-    u = sl->t[hi];
-    if (bm->area) {
-        bm_slot_area(bm, sl, sl->row[lo], sl->row[hi], r, s, t, u, key);
-    } else {
-        wl = sl->w + sl->row[lo] * n;
-        wu = sl->w + sl->row[hi] * n;
-        f = (t - s) / (u - s);
-        sd = sqrt((t - s) * (u - t) / (u - s));
-        bm_normals(bm, key, n, z);
-        for (size_t c = 0; c < n; c++)
-            out[c] = wl[c] + f * (wu[c] - wl[c]) + sd * z[c];
-    }
-    memmove(sl->t + hi + 1, sl->t + hi, (sl->q - hi) * sizeof *sl->t);
-    memmove(sl->row + hi + 1, sl->row + hi, (sl->q - hi) * sizeof *sl->row);
-    sl->t[hi] = t;
-    sl->row[hi] = r;
-    sl->q++;
-    bm->nodes++;
-    return r;
-}
-
-/* Load cell k into slot sl: its ends from the tree (walking path pa),
- * then its recorded splits replayed. */
-static int bm_slot_load(nde_brownian *bm, bm_slot *sl, bm_path *pa,
-                        size_t k)
-{
-    const bm_history *h = bm_history_find(bm, k);
-    bm_point start = {k, 0};
-    const bm_node *nd;
-    size_t n = bm->n;
-    int rc;
-
-    sl->k = SIZE_MAX;
-    if ((rc = bm_slot_reserve(
-             bm, sl, 3 + (h ? (size_t)bm->rec[h->tail].ordinal : 0))))
-        return rc;
-    nd = bm_walk(bm, pa, start);
-    sl->t[0] = bm_time(bm, k);
-    sl->t[1] = bm_time(bm, k + 1);
-    sl->row[0] = 0;
-    sl->row[1] = 1;
-    memcpy(sl->w, nd->w, n * sizeof *sl->w);
-    for (size_t c = 0; c < n; c++)
-        sl->w[n + c] = nd->w[c] + nd->inc[c];
-    if (bm->area) {
-        /* I(g) = 0; I(g + w) = w inc / 2 + A of the cell */
-        const double w = sl->t[1] - sl->t[0];
-        memset(sl->a, 0, n * sizeof *sl->a);
-        for (size_t c = 0; c < n; c++)
-            sl->a[n + c] = 0.5 * w * nd->inc[c] + nd->area[c];
-    }
-    sl->q = 2;
-    sl->k = k;
-    for (uint32_t r = h ? h->head : BM_NO_RECORD; r != BM_NO_RECORD;
-         r = bm->rec[r].next)
-        bm_slot_insert(bm, sl, bm->rec[r].t, bm->rec[r].ordinal);
-    return NDE_OK;
-}
-
-/* W(t) for t strictly inside cell k: row *row of slot *slot, a slot
- * holding k (else loaded, walking path pa, into the slot used least
- * recently among those not holding cell `keep`, the query's other end),
- * the split made if t is new. */
-static int bm_split_value(nde_brownian *bm, size_t k, double t, bm_path *pa,
-                          size_t keep, bm_slot **slot, size_t *row)
-{
-    bm_slot *sl = NULL;
-    size_t lo = 0, hi, r;
-    int rc;
-
-    for (int i = 0; i < 2; i++)
-        if (bm->slot[i].k == k)
-            sl = &bm->slot[i];
-    if (!sl) {
-        sl = bm->slot[0].k == keep ||
-                     (bm->slot[1].k != keep &&
-                      bm->slot[1].used < bm->slot[0].used)
-                 ? &bm->slot[1]
-                 : &bm->slot[0];
-        if ((rc = bm_slot_load(bm, sl, pa, k)))
-            return rc;
-    }
-    sl->used = ++bm->stamp;
-    hi = sl->q - 1;
-    while (hi - lo > 1) {
-        size_t m = (lo + hi) / 2;
-        if (sl->t[m] <= t)
-            lo = m;
-        else
-            hi = m;
-    }
-    if (sl->t[lo] == t) {
-        r = sl->row[lo];
-    } else {
-        if ((rc = bm_slot_reserve(bm, sl, sl->q + 1)) ||
-            (rc = bm_history_reserve(bm)))
-            return rc;
-        r = bm_slot_insert(bm, sl, t, sl->q - 2);
-        bm_history_append(bm, k, t);
-    }
-    *slot = sl;
-    *row = r;
-    return NDE_OK;
-}
-
-/* The cell holding t strictly inside it, or SIZE_MAX (a grid point, t1). */
-static size_t bm_inner_cell(const nde_brownian *bm, double t)
-{
-    size_t k;
-
-    if (t >= bm->t1)
-        return SIZE_MAX;
-    k = bm_cell_of(bm, t);
-    return t > bm_time(bm, k) ? k : SIZE_MAX;
-}
-
-/* W(t), t in cell k (SIZE_MAX: on the grid) on a split path: inside a
- * cell a slot's row (bm_split_value), else *slot = NULL and out holds it,
- * from the tree as without the splits. */
-static int bm_split_point(nde_brownian *bm, double t, size_t k, bm_path *pa,
-                          size_t keep, bm_slot **slot, size_t *row,
-                          double *out)
-{
-    if (k == SIZE_MAX) {
-        *slot = NULL;
-        bm_value(bm, pa, bm_locate(bm, t), out);
-        return NDE_OK;
-    }
-    return bm_split_value(bm, k, t, pa, keep, slot, row);
-}
-
-/* Forget every split (a new path). */
-static void bm_split_clear(nde_brownian *bm)
-{
-    bm->nrec = 0;
-    bm->map_used = 0;
-    for (size_t i = 0; i < bm->map_cap; i++)
-        bm->map[i].k = SIZE_MAX;
-    for (int i = 0; i < 2; i++)
-        bm->slot[i].k = SIZE_MAX;
 }
 
 int nde_brownian_create(nde_ctx *ctx, size_t n_max, nde_brownian **out)
@@ -1162,120 +714,10 @@ static void bm_area(nde_brownian *bm, const bm_path *pa, const bm_path *pb,
         H[c] = A[c] / h;
 }
 
-static int bm_query(nde_brownian *bm, double ta, double tb, double *dw,
-                    double *H);
-
-/* The place of held time t among the slot's sorted times. */
-static size_t bm_slot_index(const bm_slot *sl, double t)
-{
-    size_t lo = 0, hi = sl->q - 1;
-
-    while (lo < hi) {
-        size_t m = (lo + hi) / 2;
-        if (sl->t[m] < t)
-            lo = m + 1;
-        else
-            hi = m;
-    }
-    return lo;
-}
-
-/* Append (tw, tA), a piece of length ht, to (w, A) of length *h, by the
- * rule of the top comment. */
-static void bm_append(size_t n, const double *tw, const double *tA,
-                      double ht, double *w, double *A, double *h)
-{
-    for (size_t c = 0; c < n; c++) {
-        A[c] += tA[c] + 0.5 * (ht * w[c] - *h * tw[c]);
-        w[c] += tw[c];
-    }
-    *h += ht;
-}
-
-/* Append the slot's piece between its sorted times i0 < i1 to (w, A) of
- * length *h. */
-static void bm_slot_append(nde_brownian *bm, const bm_slot *sl, size_t i0,
-                           size_t i1, double *w, double *A, double *h)
-{
-    double *pw = bm->acc[0], *pA = bm->acc[1];
-
-    bm_slot_piece(bm, sl, sl->row[i0], sl->row[i1], sl->t[i0], sl->t[i1], pw,
-                  pA);
-    bm_append(bm->n, pw, pA, sl->t[i1] - sl->t[i0], w, A, h);
-}
-
-/* H over [ta, tb] on a split path whose ends were queried (bm_split_point:
- * slot sa's row at ta, NULL on the grid; the same for tb): the piece of
- * ta's cell after ta, the tree's whole cells between, the piece of tb's
- * cell before tb; each from its ends' W and I alone, so later splits
- * inside it leave H's bits alone. */
-static int bm_split_area_of(nde_brownian *bm, double ta, size_t ka,
-                            const bm_slot *sa, double tb, size_t kb,
-                            const bm_slot *sb, double *H)
-{
-    const size_t n = bm->n;
-    double *w = bm->acc[2], *A = bm->acc[3], *wm = bm->acc[4],
-           *Hm = bm->acc[5], h = 0.0, ga, gb;
-    int rc;
-
-    if (ka != SIZE_MAX && ka == kb) {
-        memset(w, 0, n * sizeof *w);
-        memset(A, 0, n * sizeof *A);
-        bm_slot_append(bm, sa, bm_slot_index(sa, ta),
-                       bm_slot_index(sa, tb), w, A, &h);
-    } else {
-        /* the tree's part first: its query uses acc[0..3] */
-        ga = ka != SIZE_MAX ? bm_time(bm, ka + 1) : ta;
-        gb = kb != SIZE_MAX ? bm_time(bm, kb) : tb;
-        if (ga < gb && (rc = bm_query(bm, ga, gb, wm, Hm)))
-            return rc;
-        memset(w, 0, n * sizeof *w);
-        memset(A, 0, n * sizeof *A);
-        if (sa)
-            bm_slot_append(bm, sa, bm_slot_index(sa, ta), sa->q - 1, w, A,
-                           &h);
-        if (ga < gb) {
-            const double hm = gb - ga;
-            for (size_t c = 0; c < n; c++)
-                Hm[c] *= hm;    /* the middle's A */
-            bm_append(n, wm, Hm, hm, w, A, &h);
-        }
-        if (sb)
-            bm_slot_append(bm, sb, 0, bm_slot_index(sb, tb), w, A, &h);
-    }
-    for (size_t c = 0; c < n; c++)
-        H[c] = A[c] / h;
-    return NDE_OK;
-}
-
-/* dw = sign (W(tb) - W(ta)), ta < tb, on a split path (an end inside a
- * cell); and H over the interval when H is not NULL (the area on). */
-static int bm_split_query(nde_brownian *bm, double ta, size_t ka,
-                          double tb, size_t kb, double sign, double *dw,
-                          double *H)
-{
-    bm_slot *sa, *sb;
-    size_t ra, rb;
-    const double *wa, *wb;
-    int rc;
-
-    if ((rc = bm_split_point(bm, ta, ka, &bm->path[0], kb, &sa, &ra,
-                             bm->value[0])) ||
-        (rc = bm_split_point(bm, tb, kb, &bm->path[1], ka, &sb, &rb,
-                             bm->value[1])))
-        return rc;
-    /* rows read only now: the second end's split may move the slot */
-    wa = sa ? sa->w + ra * bm->n : bm->value[0];
-    wb = sb ? sb->w + rb * bm->n : bm->value[1];
-    for (size_t c = 0; c < bm->n; c++)
-        dw[c] = sign * (wb[c] - wa[c]);
-    return H ? bm_split_area_of(bm, ta, ka, sa, tb, kb, sb, H) : NDE_OK;
-}
-
 /* dw = W(tb) - W(ta) and, when H is not NULL (the area on), H over the
  * interval. */
-static int bm_query(nde_brownian *bm, double ta, double tb, double *dw,
-                    double *H)
+int bm_query(nde_brownian *bm, double ta, double tb, double *dw,
+             double *H)
 {
     bm_point lo, hi;
     double sign = 1.0;
