@@ -260,7 +260,7 @@ static double op_seconds(const op *o)
     return is_layer(o) ? fmin(b, op_median(o, 1)) : b;
 }
 
-/* ---- the peak FMA rate --------------------------------------------------- */
+/* ---- the peak FMA rate -------------------------------------------------- */
 
 #define FMA_CHAINS 12   /* more than latency x ports on current cores */
 

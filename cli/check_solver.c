@@ -221,6 +221,33 @@ static int projection(void *user, double *v)
     return project(c, c->y0, v);
 }
 
+/* The VJP just accumulated into ybar and thetabar (each from 1) against
+ * differences of phi in y0 and in theta: the check lines `what` y and
+ * theta at tolerance tol. */
+static int vs_differences(solver_check *c, int (*phi)(void *, double *),
+                          const char *what, double tol, check_report *r)
+{
+    char line[96];
+    size_t i;
+    int rc;
+
+    for (i = 0; i < c->n; i++)
+        c->ybar[i] -= 1.0;
+    for (i = 0; i < c->P; i++)
+        c->thetabar[i] -= 1.0;
+    for (i = 0; i < c->n; i++)
+        if ((rc = check_difference(c->y0, i, phi, c, &c->fdy[i])))
+            return rc;
+    for (i = 0; i < c->P; i++)
+        if ((rc = check_difference(c->theta, i, phi, c, &c->fdth[i])))
+            return rc;
+    snprintf(line, sizeof line, what, "y");
+    check_line(r, line, check_rel_error(c->ybar, c->fdy, c->n), tol);
+    snprintf(line, sizeof line, what, "theta");
+    check_line(r, line, check_rel_error(c->thetabar, c->fdth, c->P), tol);
+    return NDE_OK;
+}
+
 static int check_vjp(solver_check *c, uint64_t seed, check_report *r)
 {
     const int ops = c->stateful;
@@ -254,22 +281,9 @@ static int check_vjp(solver_check *c, uint64_t seed, check_report *r)
                                  c->thetabar);
     if (rc != NDE_OK)
         return rc;
-    for (i = 0; i < c->n; i++)
-        c->ybar[i] -= 1.0;
-    for (i = 0; i < c->P; i++)
-        c->thetabar[i] -= 1.0;
-    for (i = 0; i < c->n; i++)
-        if ((rc = check_difference(c->y0, i, projection, c, &c->fdy[i])))
-            return rc;
-    for (i = 0; i < c->P; i++)
-        if ((rc = check_difference(c->theta, i, projection, c,
-                                    &c->fdth[i])))
-            return rc;
-    check_line(r, "step vjp y accumulated vs differences",
-               check_rel_error(c->ybar, c->fdy, c->n), VJP_TOL);
-    check_line(r, "step vjp theta accumulated vs differences",
-               check_rel_error(c->thetabar, c->fdth, c->P), VJP_TOL);
-    return NDE_OK;
+    return vs_differences(c, projection,
+                          "step vjp %s accumulated vs differences", VJP_TOL,
+                          r);
 }
 
 /* EEst of the step from the current y0 and theta (y1 its end, y2 its
@@ -318,21 +332,8 @@ static int check_eest_vjp(solver_check *c, check_report *r)
     }
     if (rc)
         return rc;
-    for (i = 0; i < c->n; i++)
-        c->ybar[i] -= 1.0;
-    for (i = 0; i < c->P; i++)
-        c->thetabar[i] -= 1.0;
-    for (i = 0; i < c->n; i++)
-        if ((rc = check_difference(c->y0, i, eest_of, c, &c->fdy[i])))
-            return rc;
-    for (i = 0; i < c->P; i++)
-        if ((rc = check_difference(c->theta, i, eest_of, c, &c->fdth[i])))
-            return rc;
-    check_line(r, "step vjp of EEst, y, vs differences",
-               check_rel_error(c->ybar, c->fdy, c->n), EEST_VJP_TOL);
-    check_line(r, "step vjp of EEst, theta, vs differences",
-               check_rel_error(c->thetabar, c->fdth, c->P), EEST_VJP_TOL);
-    return NDE_OK;
+    return vs_differences(c, eest_of, "step vjp of EEst, %s, vs differences",
+                          EEST_VJP_TOL, r);
 }
 
 /* A reversible solver's reverse of a step returns its start: (y, aux)
