@@ -178,7 +178,7 @@ static void bm_slot_area(nde_brownian *bm, bm_slot *sl, size_t rl,
 static size_t bm_slot_insert(nde_brownian *bm, bm_slot *sl, double t,
                              size_t j)
 {
-    size_t lo = 0, hi = sl->q, r = sl->q, n = bm->n;
+    size_t lo = 0, hi = sl->q - 1, r = sl->q, n = bm->n;
     const uint64_t key =
         bm_key(bm->seed_key, (uint64_t)sl->k | BM_SPLIT_KEY, j);
     const double *wl, *wu;
@@ -251,10 +251,22 @@ static int bm_slot_load(nde_brownian *bm, bm_slot *sl, bm_path *pa,
     return NDE_OK;
 }
 
+/* The slot to load a cell into: not the one holding cell `keep` (the
+ * query's other end; SIZE_MAX: none), else the one used least recently. */
+static bm_slot *bm_slot_victim(nde_brownian *bm, size_t keep)
+{
+    bm_slot *a = &bm->slot[0], *b = &bm->slot[1];
+
+    if (keep != SIZE_MAX && a->k == keep)
+        return b;
+    if (keep != SIZE_MAX && b->k == keep)
+        return a;
+    return b->used < a->used ? b : a;
+}
+
 /* W(t) for t strictly inside cell k: row *row of slot *slot, a slot
- * holding k (else loaded, walking path pa, into the slot used least
- * recently among those not holding cell `keep`, the query's other end),
- * the split made if t is new. */
+ * holding k (else loaded into bm_slot_victim's, walking path pa), the
+ * split made if t is new. */
 static int bm_split_value(nde_brownian *bm, size_t k, double t, bm_path *pa,
                           size_t keep, bm_slot **slot, size_t *row)
 {
@@ -266,11 +278,7 @@ static int bm_split_value(nde_brownian *bm, size_t k, double t, bm_path *pa,
         if (bm->slot[i].k == k)
             sl = &bm->slot[i];
     if (!sl) {
-        sl = bm->slot[0].k == keep ||
-                     (bm->slot[1].k != keep &&
-                      bm->slot[1].used < bm->slot[0].used)
-                 ? &bm->slot[1]
-                 : &bm->slot[0];
+        sl = bm_slot_victim(bm, keep);
         if ((rc = bm_slot_load(bm, sl, pa, k)))
             return rc;
     }
