@@ -123,8 +123,7 @@ static void bm_uniforms(uint64_t key, size_t n, double *restrict u,
 /* z[c] = the normal of channel c of the stream `key`, c < n: the layer
  * and signed uniform of bm_uniforms, accepted in the layer's rectangle
  * (about 98.8 % of draws), else bm_normal_slow from the same h_c. */
-void bm_normals(const nde_brownian *bm, uint64_t key, size_t n,
-                       double *z)
+void bm_normals(const nde_brownian *bm, uint64_t key, size_t n, double *z)
 {
     const double *zx = bm->zig_x;
     uint8_t *layer = bm->layer;
@@ -151,7 +150,6 @@ static void bm_bridge(const nde_brownian *bm, uint64_t key, size_t n,
     for (size_t c = 0; c < n; c++)
         out[c] = a * x[c] + b * z[c];
 }
-
 
 /* Whether node nd is on the path from the root to the node of point pt. */
 static int bm_on_path(const bm_node *nd, bm_point pt)
@@ -189,15 +187,13 @@ static void bm_halves(const nde_brownian *bm, const bm_node *nd, double *a,
     }
 }
 
-/* With the area: (W1, A1) of the left child from their law given the
- * node's (W, A) (top comment), from two streams of the node. */
 /* (W1, A1), the left piece of length a of an interval of length a + b
  * with (W, A), from the normals of the stream `key` and of its second
  * one (top comment): W1 = mw W + ma A + l11 z1, A1 = maa A + l21 z1 +
  * l22 z2, into w1[c], a1[c] for the n channels. */
 void bm_area_split(const nde_brownian *bm, uint64_t key, double a,
-                          double b, const double *w, const double *A,
-                          double *w1, double *a1)
+                   double b, const double *w, const double *A, double *w1,
+                   double *a1)
 {
     const double h = a + b, h3 = h * h * h, q = a * a - a * b + b * b;
     const double mw = a / h, ma = 6.0 * a * b / h3, maa = a * a * a / h3;
@@ -214,6 +210,8 @@ void bm_area_split(const nde_brownian *bm, uint64_t key, double a,
     }
 }
 
+/* With the area: (W1, A1) of the left child from their law given the
+ * node's (W, A) (top comment), from two streams of the node. */
 static void bm_split_area(nde_brownian *bm, bm_node *nd)
 {
     double a, b;
@@ -382,8 +380,6 @@ static uint64_t bm_position(double t, double g, double w)
     return b & ~(((uint64_t)1 << (63 - __builtin_clzll((a - 1) ^ b))) - 1);
 }
 
-/* The point of time t in [t0, t1]: its cell, and its position in it
- * (bm_position). */
 /* The cell k of a time t < t1: grid point k <= t < grid point k + 1. */
 size_t bm_cell_of(const nde_brownian *bm, double t)
 {
@@ -399,6 +395,8 @@ size_t bm_cell_of(const nde_brownian *bm, double t)
     return k;
 }
 
+/* The point of time t in [t0, t1]: its cell, and its position in it
+ * (bm_position). */
 bm_point bm_locate(const nde_brownian *bm, double t)
 {
     bm_point pt;
@@ -549,6 +547,17 @@ void nde_brownian_destroy(nde_brownian *bm)
     free(bm);
 }
 
+/* The same path numbers, another path (a reset, or a setting changed): forget what
+ * was sampled. */
+static void bm_restart(nde_brownian *bm)
+{
+    for (int s = 0; s < 2; s++) {
+        bm->path[s].len = 0;
+        bm->path[s].has_target = 0;
+    }
+    bm_split_clear(bm);
+}
+
 int nde_brownian_reset(nde_brownian *bm, uint64_t seed, double t0, double t1,
                        double dt, size_t n)
 {
@@ -577,11 +586,7 @@ int nde_brownian_reset(nde_brownian *bm, uint64_t seed, double t0, double t1,
     bm->dt = dt;
     bm->cells = cells;
     bm->n = n;
-    for (int s = 0; s < 2; s++) {
-        bm->path[s].len = 0;
-        bm->path[s].has_target = 0;
-    }
-    bm_split_clear(bm);
+    bm_restart(bm);
     bm->queries = 0;
     bm->nodes = 0;
     bm->ready = 1;
@@ -795,17 +800,6 @@ int nde_brownian_area(nde_brownian *bm, double ta, double tb, double *dw,
                          "brownian: the path has no space-time Levy area "
                          "(nde_brownian_set_area)");
     return bm_query(bm, ta, tb, dw, H);
-}
-
-/* The same path numbers, another path (a setting changed): forget what
- * was sampled. */
-static void bm_restart(nde_brownian *bm)
-{
-    for (int s = 0; s < 2; s++) {
-        bm->path[s].len = 0;
-        bm->path[s].has_target = 0;
-    }
-    bm_split_clear(bm);
 }
 
 int nde_brownian_set_area(nde_brownian *bm, int on)

@@ -21,18 +21,8 @@
 
 #define BM_SPLIT_KEY (UINT64_C(1) << 62)
 
-static bm_history *bm_history_find(const nde_brownian *bm, size_t k)
-{
-    size_t mask = bm->map_cap - 1, i;
-
-    if (!bm->map_cap)
-        return NULL;
-    for (i = bm_mix(k) & mask; bm->map[i].k != SIZE_MAX; i = (i + 1) & mask)
-        if (bm->map[i].k == k)
-            return &bm->map[i];
-    return NULL;
-}
-
+/* Cell k's entry in a map of cap entries (a power of 2, not full), or
+ * the free entry where it goes. */
 static bm_history *bm_history_slot(bm_history *map, size_t cap, size_t k)
 {
     size_t i = bm_mix(k) & (cap - 1);
@@ -40,6 +30,17 @@ static bm_history *bm_history_slot(bm_history *map, size_t cap, size_t k)
     while (map[i].k != SIZE_MAX && map[i].k != k)
         i = (i + 1) & (cap - 1);
     return &map[i];
+}
+
+/* Cell k's records, or NULL: it has none. */
+static const bm_history *bm_history_find(const nde_brownian *bm, size_t k)
+{
+    const bm_history *h;
+
+    if (!bm->map_cap)
+        return NULL;
+    h = bm_history_slot(bm->map, bm->map_cap, k);
+    return h->k == k ? h : NULL;
 }
 
 /* Room for one more record and one more cell in the map (kept at most
@@ -133,6 +134,22 @@ static int bm_slot_reserve(nde_brownian *bm, bm_slot *sl, size_t q)
     return NDE_OK;
 }
 
+/* The place among the slot's sorted times of the first at or after t
+ * (t within the cell): t's own if held, else where it goes. */
+static size_t bm_slot_index(const bm_slot *sl, double t)
+{
+    size_t lo = 0, hi = sl->q - 1;
+
+    while (lo < hi) {
+        size_t m = (lo + hi) / 2;
+        if (sl->t[m] < t)
+            lo = m + 1;
+        else
+            hi = m;
+    }
+    return lo;
+}
+
 /* (w, A) of the piece between the held rows r0 < r1 (times t0 < t1) of
  * the slot: with I (bm_slot.a), int_t0^t1 (W(r) - W(t0)) dr = I(t1) -
  * I(t0) - (t1 - t0) (W(t0) - W(g)), and A = that - (t1 - t0) w / 2. */
@@ -178,20 +195,14 @@ static void bm_slot_area(nde_brownian *bm, bm_slot *sl, size_t rl,
 static size_t bm_slot_insert(nde_brownian *bm, bm_slot *sl, double t,
                              size_t j)
 {
-    size_t lo = 0, hi = sl->q - 1, r = sl->q, n = bm->n;
+    const size_t hi = bm_slot_index(sl, t), lo = hi - 1, r = sl->q;
+    const size_t n = bm->n;
     const uint64_t key =
         bm_key(bm->seed_key, (uint64_t)sl->k | BM_SPLIT_KEY, j);
     const double *wl, *wu;
     double *out = sl->w + r * n, *z = bm->z[0], s, u, f, sd;
 
-    while (hi - lo > 1) {       /* t[lo] < t < t[hi] */
-        size_t m = (lo + hi) / 2;
-        if (sl->t[m] < t)
-            lo = m;
-        else
-            hi = m;
-    }
-    s = sl->t[lo];
+    s = sl->t[lo];      /* t[lo] < t < t[hi] */
     u = sl->t[hi];
     if (bm->area) {
         bm_slot_area(bm, sl, sl->row[lo], sl->row[hi], r, s, t, u, key);
@@ -271,7 +282,7 @@ static int bm_split_value(nde_brownian *bm, size_t k, double t, bm_path *pa,
                           size_t keep, bm_slot **slot, size_t *row)
 {
     bm_slot *sl = NULL;
-    size_t lo = 0, hi, r;
+    size_t i, r;
     int rc;
 
     for (int i = 0; i < 2; i++)
@@ -283,16 +294,9 @@ static int bm_split_value(nde_brownian *bm, size_t k, double t, bm_path *pa,
             return rc;
     }
     sl->used = ++bm->stamp;
-    hi = sl->q - 1;
-    while (hi - lo > 1) {
-        size_t m = (lo + hi) / 2;
-        if (sl->t[m] <= t)
-            lo = m;
-        else
-            hi = m;
-    }
-    if (sl->t[lo] == t) {
-        r = sl->row[lo];
+    i = bm_slot_index(sl, t);
+    if (sl->t[i] == t) {
+        r = sl->row[i];
     } else {
         if ((rc = bm_slot_reserve(bm, sl, sl->q + 1)) ||
             (rc = bm_history_reserve(bm)))
@@ -340,21 +344,6 @@ void bm_split_clear(nde_brownian *bm)
         bm->map[i].k = SIZE_MAX;
     for (int i = 0; i < 2; i++)
         bm->slot[i].k = SIZE_MAX;
-}
-
-/* The place of held time t among the slot's sorted times. */
-static size_t bm_slot_index(const bm_slot *sl, double t)
-{
-    size_t lo = 0, hi = sl->q - 1;
-
-    while (lo < hi) {
-        size_t m = (lo + hi) / 2;
-        if (sl->t[m] < t)
-            lo = m + 1;
-        else
-            hi = m;
-    }
-    return lo;
 }
 
 /* Append (tw, tA), a piece of length ht, to (w, A) of length *h, by the
