@@ -1,5 +1,5 @@
 /*
- * Work-precision benchmark: nde's tsit5, dopri5, bs3, vern7, vern9 and pd8
+ * Work-precision benchmark: nde's tsit5, dopri5, bs3, vern6, vern7, vern9 and pd8
  * against GSL's gsl_odeiv2 (rkf45, rkck, rk8pd through gsl_odeiv2_driver,
  * standard control, hstart 1e-6, a driver allocated per solve, as a user
  * of gsl_odeiv2_driver_apply writes it) on Lotka-Volterra, Van der Pol
