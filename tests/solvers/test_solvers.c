@@ -683,8 +683,9 @@ START_TEST(test_step_vjp)
                 (mode == 3 && st->tableau->dense_degree == 0))
                 continue;
             ck_assert_int_eq(nde_solver_step_vjp(s, theta, t, hm, y0, rtol,
-                                                 atol, wy, ew, sw, dw ? &dc : NULL,
-                                                 dw ? 1 : 0, ybar, thbar),
+                                                 atol, wy, ew, sw,
+                                                 dw ? &dc : NULL, dw ? 1 : 0,
+                                                 ybar, thbar),
                              NDE_OK);
             /* one VJP a stage; the extra stages of dense output too when
              * it has a cotangent */
