@@ -8,8 +8,8 @@
  * are those of OrdinaryDiffEq.jl lib/OrdinaryDiffEqVerner/src/
  * verner_tableaus.jl (the exact rationals of Vern6Tableau,
  * Vern6ExtraStages and Vern6InterpolationCoefficients), each rounded to
- * the nearest double; btilde = bhat - b from its b (the row of stage 9)
- * and bhat (there commented out as b1 ... b9).
+ * the nearest double; its btilde is bhat - b (bhat, commented out there
+ * as b1 ... b9, of order 5; b the row of stage 9), nde's sign.
  *
  * Stage 9 is f(t + h, y_next) (row of a = b), the next step's first
  * stage, so a step costs 8 evaluations as in OrdinaryDiffEq; the 5th-order
