@@ -232,6 +232,13 @@ static int is_layer(const op *o)
     return o->kind == OP_FWD || o->kind == OP_BWD;
 }
 
+/* The flops of a matmul op (not an elementwise one): 2 m n k, and 4 m n k
+ * for a layer's backward (dW and dX). */
+static double op_flops(const op *o)
+{
+    return (o->kind == OP_BWD ? 4.0 : 2.0) * (double)(o->m * o->n * o->k);
+}
+
 /* Round r's measurements of o. */
 static void measure(op *o, int r)
 {
@@ -603,8 +610,7 @@ static void unit_flops(const workload *w, double per[NPER])
     for (size_t i = 0; i < w->nops; i++) {
         const op *o = &w->ops[i];
         if (o->kind < OP_TANH)
-            per[o->per] += (o->kind == OP_BWD ? 4.0 : 2.0) *
-                           (double)(o->m * o->n * o->k);
+            per[o->per] += op_flops(o);
     }
 }
 
@@ -668,8 +674,7 @@ static void print_ops(const workload *wl, int nw)
                 printf("%zu | | | %.3f |\n", o->n, 1e9 * b / (double)o->n);
                 continue;
             }
-            const double fl = (o->kind == OP_BWD ? 4.0 : 2.0) *
-                              (double)(o->m * o->n * o->k);
+            const double fl = op_flops(o);
             printf("%zu %zu %zu | %.3f (%.2f) | ", o->m, o->n, o->k,
                    1e6 * b, 1e-9 * fl / b);
             if (is_layer(o))
