@@ -285,9 +285,9 @@ static int bm_split_value(nde_brownian *bm, size_t k, double t, bm_path *pa,
     size_t i, r;
     int rc;
 
-    for (int i = 0; i < 2; i++)
-        if (bm->slot[i].k == k)
-            sl = &bm->slot[i];
+    for (int s = 0; s < 2; s++)
+        if (bm->slot[s].k == k)
+            sl = &bm->slot[s];
     if (!sl) {
         sl = bm_slot_victim(bm, keep);
         if ((rc = bm_slot_load(bm, sl, pa, k)))
