@@ -301,6 +301,7 @@ static int backsolve_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
     if ((rc = nde_field_create_rhs(ctx, m, aug_eval, d, &d->augf)))
         return rc;
     d->augf->quadrature = d->nparams; /* a_theta: read by no derivative */
+    d->augf->pool = s->field->pool; /* the model's threads, between calls */
     if ((rc = nde_solver_create_from(ctx, s->type, d->augf, &d->augs)))
         return rc;
     a->record = 0;

@@ -212,6 +212,7 @@ static int interp_create(nde_adjoint *a, nde_section *sec, nde_solver *s,
                                    &d->augf)))
         return rc;
     d->augf->quadrature = d->nparams; /* a_theta: read by no derivative */
+    d->augf->pool = s->field->pool; /* the model's threads, between calls */
     if ((rc = nde_solver_create_from(ctx, s->type, d->augf, &d->augs)))
         return rc;
     a->record = d->checkpoints ? NDE_NEEDS_STEPS : NDE_NEEDS_DENSE;

@@ -14,19 +14,34 @@
 #include "nde/nde.h"
 #include "rk.h"
 
+/*
+ * A long state (a large batch) is combined on the field's threads, when
+ * it has some (nde_field.pool): each thread takes whole chunks of
+ * NDE_NORM_CHUNK values, so an error norm, summed chunk by chunk
+ * (nde_error_norm), has the same bits on any number of threads. A state
+ * of fewer than RK_SPLIT_MIN values stays on the caller's thread.
+ */
+enum { RK_CHUNK = NDE_NORM_CHUNK, RK_SPLIT_MIN = 2 * RK_CHUNK };
+
+static inline size_t rk_chunks(size_t n)
+{
+    return n > RK_CHUNK ? (n + RK_CHUNK - 1) / RK_CHUNK : 1;
+}
+
 static int rk_work_create(int stages, int total, size_t n_max,
                           nde_rk_work **out)
 {
     /* k, kv, gv, kbar per stage (the extra ones too); g, gq, gbar, gqbar,
      * ynbar, errv, ynextv once; y0 with extra stages. */
     const size_t nbuf = 4 * (size_t)total + 7 + (total > stages);
+    const size_t nsums = rk_chunks(n_max);
     nde_rk_work *w;
     double *p;
 
     *out = NULL;
     if (!(w = calloc(1, sizeof *w)))
         return NDE_ENOMEM;
-    if (!(w->block = calloc(nbuf * n_max, sizeof(double)))) {
+    if (!(w->block = calloc(nbuf * n_max + nsums, sizeof(double)))) {
         free(w);
         return NDE_ENOMEM;
     }
@@ -47,6 +62,8 @@ static int rk_work_create(int stages, int total, size_t n_max,
     w->errv = p;   p += n_max;
     w->ynextv = p; p += n_max;
     w->y0 = total > stages ? p : NULL;
+    p += total > stages ? n_max : 0;
+    w->sums = p;
     *out = w;
     return NDE_OK;
 }
@@ -136,11 +153,66 @@ static void rk_combine(double *restrict out, const double *restrict y,
     rk_combine_inline(out, y, hc, m, k, n);
 }
 
-/* The scaled RMS norm of nde_error_norm, NaN when y_next holds a
- * non-finite value. */
-static double error_norm_checked(const double *err, const double *y,
-                                 const double *y_next, size_t n,
-                                 double rtol, double atol)
+/* One vector operation of a step over n values, cut into nparts. */
+typedef struct rk_vec {
+    double *out;
+    const double *y, *y_next;
+    const double *hc;
+    int m;
+    double *const *k;
+    size_t n, nparts;
+    double rtol, atol;
+    double *sums;           /* error norms: a sum of squares per chunk */
+} rk_vec;
+
+/* The values [*i0, *i1) of part p: whole chunks. */
+static void rk_part(const rk_vec *v, size_t p, size_t *i0, size_t *i1)
+{
+    const size_t nc = rk_chunks(v->n);
+    const size_t c0 = nc * p / v->nparts, c1 = nc * (p + 1) / v->nparts;
+    *i0 = c0 * RK_CHUNK;
+    *i1 = c1 * RK_CHUNK < v->n ? c1 * RK_CHUNK : v->n;
+}
+
+static void rk_combine_part(void *arg, size_t p)
+{
+    const rk_vec *v = arg;
+    double *kb[NDE_RK_MAX_STAGES];
+    size_t i0, i1;
+    rk_part(v, p, &i0, &i1);
+    for (int j = 0; j < v->m; j++)
+        kb[j] = v->k[j] + i0;
+    rk_combine_inline(v->out + i0, v->y ? v->y + i0 : NULL, v->hc, v->m, kb,
+                      i1 - i0);
+}
+
+/* Parts for n values on pool: one without threads or for a short state. */
+static size_t rk_nparts(const nde_pool *pool, size_t n)
+{
+    if (!pool || n < RK_SPLIT_MIN)
+        return 1;
+    const size_t t = nde_pool_threads(pool), nc = rk_chunks(n);
+    return t < nc ? t : nc;
+}
+
+/* rk_combine on pool's threads. */
+static void rk_combine_on(nde_pool *pool, double *out, const double *y,
+                          const double *hc, int m, double *const *k,
+                          size_t n)
+{
+    rk_vec v = {.out = out, .y = y, .hc = hc, .m = m, .k = k, .n = n,
+                .nparts = rk_nparts(pool, n)};
+    if (v.nparts == 1)
+        rk_combine_inline(out, y, hc, m, k, n);
+    else
+        nde_pool_run(pool, rk_combine_part, &v, v.nparts);
+}
+
+/* The scaled squares of err summed over n values (at most a chunk); with
+ * check, NaN when y_next holds a non-finite value. */
+static inline __attribute__((always_inline)) double
+error_sum(const double *err, const double *y, const double *y_next, size_t n,
+          double rtol, double atol, const int check)
 {
     double sum = 0.0, poison = 0.0;
 
@@ -148,17 +220,18 @@ static double error_norm_checked(const double *err, const double *y,
         const double a = fabs(y[i]), b = fabs(y_next[i]);
         const double q = err[i] / (atol + rtol * (a > b ? a : b));
         sum += q * q;
-        poison += y_next[i] * 0.0; /* NaN iff y_next[i] is Inf or NaN */
+        if (check)
+            poison += y_next[i] * 0.0; /* NaN iff y_next[i] is Inf or NaN */
     }
-    return sqrt(sum / (double)n) + poison;
+    return sum + poison;
 }
 
-/* err = sum_j hc[j] k[j] and its scaled RMS norm in the same pass; NaN
- * when y_next holds a non-finite value (error_norm_checked). */
+/* err = sum_j hc[j] k[j] over n values (at most a chunk) and error_sum of
+ * it in the same pass. */
 static inline __attribute__((always_inline)) double
-rk_error_m(double *restrict err, const double *restrict y,
-           const double *restrict y_next, const double *hc, double *const *k,
-           size_t n, double rtol, double atol, const int m)
+error_sum_m(double *restrict err, const double *restrict y,
+            const double *restrict y_next, const double *hc, double *const *k,
+            size_t n, double rtol, double atol, const int m)
 {
     double sum = 0.0, poison = 0.0;
 
@@ -173,23 +246,68 @@ rk_error_m(double *restrict err, const double *restrict y,
         sum += q * q;
         poison += y_next[i] * 0.0;
     }
-    return sqrt(sum / (double)n) + poison;
+    return sum + poison;
 }
 
-static double rk_error(double *restrict err, const double *restrict y,
-                       const double *restrict y_next, const double *hc,
-                       int m, double *const *k, size_t n, double rtol,
-                       double atol)
+/* The checked error sum of the chunk of len values from i; err there is
+ * computed first from the stages when v->k is set. */
+static double chunk_sum(const rk_vec *v, size_t i, size_t len)
 {
-    switch (m) {
-    case 4: return rk_error_m(err, y, y_next, hc, k, n, rtol, atol, 4);
-    case 7: return rk_error_m(err, y, y_next, hc, k, n, rtol, atol, 7);
-    case 11: return rk_error_m(err, y, y_next, hc, k, n, rtol, atol, 11);
-    case 17: return rk_error_m(err, y, y_next, hc, k, n, rtol, atol, 17);
+    double *kb[NDE_RK_MAX_STAGES], *e = v->out + i;
+    const double *y = v->y + i, *yn = v->y_next + i;
+    const double rtol = v->rtol, atol = v->atol;
+
+    if (!v->k)
+        return error_sum(e, y, yn, len, rtol, atol, 1);
+    for (int j = 0; j < v->m; j++)
+        kb[j] = v->k[j] + i;
+    switch (v->m) {
+    case 4: return error_sum_m(e, y, yn, v->hc, kb, len, rtol, atol, 4);
+    case 7: return error_sum_m(e, y, yn, v->hc, kb, len, rtol, atol, 7);
+    case 11: return error_sum_m(e, y, yn, v->hc, kb, len, rtol, atol, 11);
+    case 17: return error_sum_m(e, y, yn, v->hc, kb, len, rtol, atol, 17);
     default:
-        rk_combine(err, NULL, hc, m, k, n);
-        return error_norm_checked(err, y, y_next, n, rtol, atol);
+        rk_combine(e, NULL, v->hc, v->m, kb, len);
+        return error_sum(e, y, yn, len, rtol, atol, 1);
     }
+}
+
+static inline size_t chunk_len(size_t i, size_t end)
+{
+    return end - i < RK_CHUNK ? end - i : RK_CHUNK;
+}
+
+static void rk_error_part(void *arg, size_t p)
+{
+    const rk_vec *v = arg;
+    size_t i0, i1;
+    rk_part(v, p, &i0, &i1);
+    for (size_t i = i0; i < i1; i += RK_CHUNK)
+        v->sums[i / RK_CHUNK] = chunk_sum(v, i, chunk_len(i, i1));
+}
+
+/* The scaled RMS norm of err = sum_j hc[j] k[j] (of err as it is when k
+ * is NULL), NaN when y_next holds a non-finite value; on pool's threads
+ * for a long state, with sums[rk_chunks(n)] (NULL without a pool). */
+static double rk_error(nde_pool *pool, double *err, const double *y,
+                       const double *y_next, const double *hc, int m,
+                       double *const *k, size_t n, double rtol, double atol,
+                       double *sums)
+{
+    rk_vec v = {.out = err, .y = y, .y_next = y_next, .hc = hc, .m = m,
+                .k = k, .n = n, .nparts = rk_nparts(pool, n), .rtol = rtol,
+                .atol = atol, .sums = sums};
+    double total = 0.0;
+
+    if (v.nparts == 1)
+        for (size_t i = 0; i < n; i += RK_CHUNK)
+            total += chunk_sum(&v, i, chunk_len(i, n));
+    else {
+        nde_pool_run(pool, rk_error_part, &v, v.nparts);
+        for (size_t c = 0; c < rk_chunks(n); c++)
+            total += sums[c];
+    }
+    return sqrt(total / (double)n);
 }
 
 static inline void rk_scale(double *hc, const double *coef, int m, double h)
@@ -240,31 +358,33 @@ static double nonfinite_poison(const double *v, size_t n)
     return poison;
 }
 
-/* The block (mixed) norm: the largest of the blocks' scaled RMS norms,
- * NaN when any value of y_next is non-finite. Out of line: the default
- * single-RMS path of the step stays as it was. */
-static __attribute__((noinline)) double
-rk_error_blocks(double *err, const double *y, const double *y_next,
-                const double *hc, int m, double *const *k, size_t n,
-                double rtol, double atol, const size_t *blocks,
-                size_t nblocks)
+/* The step's error norm under *norm (nde_error_norm_spec): rk_error of
+ * the whole state, or the largest of its blocks', NaN when any value of
+ * y_next is non-finite. */
+static double rk_norm(nde_pool *pool, const nde_norm_spec *norm, double *err,
+                      const double *y, const double *y_next, const double *hc,
+                      int m, double *const *k, size_t n, double *sums)
 {
     double *kb[NDE_RK_MAX_STAGES];
-    double norm = 0.0, poison = 0.0;
+    double max = 0.0, poison = 0.0;
     size_t off = 0;
 
-    for (size_t b = 0; b < nblocks; b++) {
+    if (norm->nblocks == 0)
+        return rk_error(pool, err, y, y_next, hc, m, k, n, norm->rtol,
+                        norm->atol, sums);
+    for (size_t b = 0; b < norm->nblocks; b++) {
         double e;
-        for (int j = 0; j < m; j++)
+        for (int j = 0; k && j < m; j++)
             kb[j] = k[j] + off;
-        e = rk_error(err + off, y + off, y_next + off, hc, m, kb, blocks[b],
-                     rtol, atol);
+        e = rk_error(pool, err + off, y + off, y_next + off, hc, m,
+                     k ? kb : NULL, norm->blocks[b], norm->rtol, norm->atol,
+                     sums);
         poison += e * 0.0;  /* a NaN block must not lose the comparison */
-        if (e > norm)
-            norm = e;
-        off += blocks[b];
+        if (e > max)
+            max = e;
+        off += norm->blocks[b];
     }
-    return norm + poison + nonfinite_poison(y_next + off, n - off);
+    return max + poison + nonfinite_poison(y_next + off, n - off);
 }
 
 static int rk_step(nde_solver *s, const double *theta, double t, double h,
@@ -295,14 +415,14 @@ static int rk_step(nde_solver *s, const double *theta, double t, double h,
     for (int i = 1; i < last_fsal; i++) {
         double *gi = i == tab->stiff_stage ? w->gq : w->g;
         rk_scale(hc, tab->a + (size_t)i * ns, i, h);
-        rk_combine_inline(gi, y, hc, i, w->k, n);
+        rk_combine_on(f->pool, gi, y, hc, i, w->k, n);
         s->counts.nfe++;
         rc = nde_field_eval(f, t + tab->c[i] * h, gi, theta, w->k[i], batch);
         if (rc != NDE_OK)
             return rc;
     }
     rk_scale(hc, tab->b, ns, h);
-    rk_combine_inline(y_next, y, hc, last_fsal, w->k, n);
+    rk_combine_on(f->pool, y_next, y, hc, last_fsal, w->k, n);
     if (tab->fsal) {
         s->counts.nfe++;
         rc = nde_field_eval(f, t + h, y_next, theta, w->k[ns - 1], batch);
@@ -311,15 +431,11 @@ static int rk_step(nde_solver *s, const double *theta, double t, double h,
     }
     if (err && tab->btilde) {
         rk_scale(hc, tab->btilde, ns, h);
-        if (eest && norm->nblocks > 0)
-            *eest = rk_error_blocks(err, y, y_next, hc, ns, w->k, n,
-                                    norm->rtol, norm->atol, norm->blocks,
-                                    norm->nblocks);
-        else if (eest)
-            *eest = rk_error(err, y, y_next, hc, ns, w->k, n, norm->rtol,
-                             norm->atol);
+        if (eest)
+            *eest = rk_norm(f->pool, norm, err, y, y_next, hc, ns, w->k, n,
+                            w->sums);
         else
-            rk_combine_inline(err, NULL, hc, ns, w->k, n);
+            rk_combine_on(f->pool, err, NULL, hc, ns, w->k, n);
     }
     w->last_valid = 1;
     w->last_t = t;
@@ -406,7 +522,7 @@ static int rk_extras(const nde_solver *cs)
         return NDE_OK;
     for (int i = w->stages; i < w->total; i++) {
         rk_scale(hc, rk_row(tab, w->total, i), i, h);
-        rk_combine(w->g, w->y0, hc, i, w->k, n);
+        rk_combine_on(s->field->pool, w->g, w->y0, hc, i, w->k, n);
         s->counts.nfe++;
         rc = nde_field_eval(s->field, w->dense_t + rk_node(tab, i) * h, w->g,
                             w->dense_theta, w->k[i], s->batch);
@@ -433,8 +549,8 @@ static int rk_dense(const nde_solver *s, const double *y, double h,
     nde_rk_dense_weights(s->type->tableau, w->total, theta, h, hc);
     /* A pending FSAL swap has not happened yet: w->k is still the last
      * step's. */
-    rk_combine(out, y, hc, w->total, k ? (double *const *)k : w->k,
-               s->batch * s->field->dim);
+    rk_combine_on(s->field->pool, out, y, hc, w->total,
+                  k ? (double *const *)k : w->k, s->batch * s->field->dim);
     return NDE_OK;
 }
 
@@ -478,35 +594,20 @@ static int rk_stiffness(const nde_solver *s, const double *y_next,
 double nde_error_norm(const double *err, const double *y, const double *y_next,
                       size_t n, double rtol, double atol)
 {
-    double sum = 0.0;
+    double total = 0.0;
 
-    for (size_t i = 0; i < n; i++) {
-        const double a = fabs(y[i]), b = fabs(y_next[i]);
-        const double q = err[i] / (atol + rtol * (a > b ? a : b));
-        sum += q * q;
-    }
-    return sqrt(sum / (double)n);
+    for (size_t i = 0; i < n; i += RK_CHUNK)
+        total += error_sum(err + i, y + i, y_next + i, chunk_len(i, n), rtol,
+                           atol, 0);
+    return sqrt(total / (double)n);
 }
 
 double nde_error_norm_spec(const nde_norm_spec *norm, const double *err,
                            const double *y, const double *y_next, size_t n)
 {
-    double max = 0.0, poison = 0.0;
-    size_t off = 0;
-
-    if (norm->nblocks == 0)
-        return error_norm_checked(err, y, y_next, n, norm->rtol,
-                                         norm->atol);
-    for (size_t b = 0; b < norm->nblocks; b++) {
-        const double e = error_norm_checked(
-            err + off, y + off, y_next + off, norm->blocks[b], norm->rtol,
-            norm->atol);
-        poison += e * 0.0;
-        if (e > max)
-            max = e;
-        off += norm->blocks[b];
-    }
-    return max + poison + nonfinite_poison(y_next + off, n - off);
+    /* k NULL: err is only read */
+    return rk_norm(NULL, norm, (double *)err, y, y_next, NULL, 0, NULL, n,
+                   NULL);
 }
 
 /*

@@ -36,6 +36,7 @@ typedef struct nde_rk_work {
     double *gv[NDE_RK_MAX_STAGES];
     double *kbar[NDE_RK_MAX_STAGES];
     double *gbar, *gqbar, *ynbar, *errv, *ynextv;
+    double *sums;           /* a step's error norm: a sum per chunk of values */
     double *block;          /* the one allocation behind all the above       */
 } nde_rk_work;
 

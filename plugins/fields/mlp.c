@@ -692,6 +692,7 @@ static int mlp_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
 
     if ((status = pick_threads(f, s, sec, ctx)))
         goto done;
+    f->pool = s->pool;
     if ((uses_blas(&s->drift) || uses_blas(&s->diffusion)) &&
         (status = blas_reserve(ctx)))
         goto done;

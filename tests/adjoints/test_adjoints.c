@@ -955,6 +955,85 @@ START_TEST(test_mali)
 }
 END_TEST
 
+/* One forward solve and gradient of an mlp on a long state (640 rows of
+ * 16: three chunks of the error norm, nde/solver.h) on `threads`
+ * threads, every call split (thread_batch = 1): the solver's vector
+ * operations and the augmented systems run on the field's threads. */
+typedef struct long_run {
+    double *y1, *ybar0, *thetabar;
+    size_t P;
+    nde_stats fwd;
+} long_run;
+
+enum { LONG_ROWS = 640, LONG_DIM = 16, LONG_N = LONG_ROWS * LONG_DIM };
+
+static void long_gradient(const char *adjoint, int threads, long_run *out)
+{
+    char ini[160];
+    snprintf(ini, sizeof ini, "[field]\nplugin = mlp\nlayers = 16, 32, 16\n"
+             "activation = tanh\nthreads = %d\nthread_batch = 1\n", threads);
+    nde_config *cfg = config_from(ini);
+    nde_field *f;
+    ck_assert_int_eq(nde_field_create(ctx, cfg, "field", LONG_ROWS, &f),
+                     NDE_OK);
+    const size_t P = out->P = f->nparams;
+    double *theta = malloc(P * sizeof *theta),
+           *y0 = malloc(LONG_N * sizeof *y0), *w = malloc(LONG_N * sizeof *w);
+    out->y1 = malloc(LONG_N * sizeof *out->y1);
+    out->ybar0 = calloc(LONG_N, sizeof *out->ybar0);
+    out->thetabar = calloc(P, sizeof *out->thetabar);
+    ck_assert(theta && y0 && w && out->y1 && out->ybar0 && out->thetabar);
+    ck_assert_int_eq(nde_field_init_params(f, theta, 7), NDE_OK);
+    for (size_t i = 0; i < LONG_N; i++) {
+        y0[i] = sin(0.37 * (double)i);
+        w[i] = cos(0.11 * (double)i);
+    }
+    problem p = {.f = f, .theta = theta, .P = P, .n = LONG_N,
+                 .batch = LONG_ROWS, .t0 = 0.0, .t1 = 1.0};
+    run r;
+    run_make(&r, &p, "tsit5", 1e-6, 0.0, adjoint_named(adjoint), NULL);
+    const nde_cotangent ct = {1.0, w};
+    ck_assert_int_eq(nde_solve(r.s, &r.o, theta, 0.0, y0, 1.0, 1, &p.t1,
+                               out->y1, &out->fwd), NDE_OK);
+    ck_assert_int_eq(nde_adjoint_gradient(r.a, &r.o, r.tr, theta, &ct, 1,
+                                          out->ybar0, out->thetabar, NULL),
+                     NDE_OK);
+    ck_assert_int_gt(out->fwd.steps_accepted, 1);
+    run_free(&r);
+    nde_field_destroy(f);
+    nde_config_destroy(cfg);
+    free(theta);
+    free(y0);
+    free(w);
+}
+
+/* The same bits on 1 and on 2 threads for every gradient method: the
+ * solution, the step sequence, the gradients. */
+START_TEST(test_long_state_threads)
+{
+    static const char *const names[] = {"discrete", "interpolating",
+                                        "backsolve"};
+    const char *name = names[_i];
+    long_run r[2];
+    for (int k = 0; k < 2; k++)
+        long_gradient(name, k + 1, &r[k]);
+    ck_assert_int_eq(r[0].fwd.steps_accepted, r[1].fwd.steps_accepted);
+    ck_assert_int_eq(r[0].fwd.steps_rejected, r[1].fwd.steps_rejected);
+    ck_assert_msg(memcmp(r[0].y1, r[1].y1, LONG_N * sizeof(double)) == 0,
+                  "%s: y(t1)", name);
+    ck_assert_msg(memcmp(r[0].ybar0, r[1].ybar0,
+                         LONG_N * sizeof(double)) == 0, "%s: ybar0", name);
+    ck_assert_msg(memcmp(r[0].thetabar, r[1].thetabar,
+                         r[0].P * sizeof(double)) == 0, "%s: thetabar",
+                  name);
+    for (int k = 0; k < 2; k++) {
+        free(r[k].y1);
+        free(r[k].ybar0);
+        free(r[k].thetabar);
+    }
+}
+END_TEST
+
 static Suite *adjoint_suite(void)
 {
     Suite *su = suite_create("adjoints");
@@ -979,6 +1058,7 @@ static Suite *adjoint_suite(void)
     tcase_add_test(tc, test_observations_no_restart);
     tcase_add_test(tc, test_refused);
     tcase_add_test(tc, test_mali);
+    tcase_add_loop_test(tc, test_long_state_threads, 0, 3);
     suite_add_tcase(su, tc);
     return su;
 }

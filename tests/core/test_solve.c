@@ -469,6 +469,77 @@ END_TEST
 /* ------------------------------------------------------------------ */
 /* Recording, seminorm, tstop callback                                 */
 
+/* q^2 summed over [i0, i1) in order, as nde/solver.h defines a chunk's. */
+static double squares(const double *err, const double *y, const double *yn,
+                      size_t i0, size_t i1, double rtol, double atol)
+{
+    double sum = 0.0;
+    for (size_t i = i0; i < i1; i++) {
+        const double sc = atol + rtol * fmax(fabs(y[i]), fabs(yn[i]));
+        sum += (err[i] / sc) * (err[i] / sc);
+    }
+    return sum;
+}
+
+/* A long state's error norm is summed NDE_NORM_CHUNK values at a time,
+ * then chunk by chunk (nde/solver.h): nde_error_norm, nde_error_norm_spec
+ * and a step's own eest follow that order bit for bit, and one chunk
+ * keeps the plain sum. */
+START_TEST(test_error_norm_chunks)
+{
+    enum { ROWS = 5000, N = 2 * ROWS }; /* two whole chunks and a part */
+    const double rtol = 1e-6, atol = 1e-8, th[2] = {0.3, 2.0}, t1 = 0.5;
+    const nde_norm_spec spec = {rtol, atol, NULL, 0};
+    double *y = malloc(N * sizeof *y), *yn = malloc(N * sizeof *yn);
+    double *err = malloc(N * sizeof *err), total = 0.0;
+    ck_assert(y && yn && err);
+    for (size_t i = 0; i < N; i++) {
+        y[i] = sin(0.37 * (double)i);
+        yn[i] = y[i] + 1e-3 * cos(0.11 * (double)i);
+        err[i] = 1e-7 * sin(1.3 * (double)i + 0.2);
+    }
+    for (size_t i = 0; i < N; i += NDE_NORM_CHUNK)
+        total += squares(err, y, yn, i, i + NDE_NORM_CHUNK < N
+                                            ? i + NDE_NORM_CHUNK : N,
+                         rtol, atol);
+    ck_assert(nde_error_norm(err, y, yn, N, rtol, atol) ==
+              sqrt(total / N));
+    ck_assert(nde_error_norm_spec(&spec, err, y, yn, N) == sqrt(total / N));
+    ck_assert(nde_error_norm(err, y, yn, NDE_NORM_CHUNK, rtol, atol) ==
+              sqrt(squares(err, y, yn, 0, NDE_NORM_CHUNK, rtol, atol) /
+                   NDE_NORM_CHUNK));
+
+    /* tsit5's steps on ROWS rows of rot2: eest from the fused pass */
+    const nde_solver_type *st = solver_named("tsit5");
+    nde_field *f = make_field(&rot_field, ROWS);
+    nde_solver *s = make_solver(st, f);
+    nde_solve_opts o = opts_for(st, 1e-7);
+    nde_trajectory *tr = nde_trajectory_create(
+        NDE_NEEDS_STEPS | NDE_NEEDS_ERROR_EST, 0);
+    double *yend = malloc(N * sizeof *yend);
+    ck_assert(tr && yend);
+    ck_assert_int_eq(nde_solver_set_batch(s, ROWS), NDE_OK);
+    o.record = tr;
+    ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y, t1, 1, &t1, yend, NULL),
+                     NDE_OK);
+    ck_assert_uint_ge(tr->nsteps, 2);
+    for (size_t j = 0; j < tr->nsteps; j++) {
+        nde_solver_invalidate(s);
+        ck_assert_int_eq(nde_solver_step(s, th, tr->t[j], tr->h[j],
+                                         tr->y + N * j, yn, err), NDE_OK);
+        ck_assert_msg(nde_error_norm(err, tr->y + N * j, yn, N, o.rtol,
+                                     o.atol) == tr->eest[j], "step %zu", j);
+    }
+    nde_trajectory_destroy(tr);
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+    free(y);
+    free(yn);
+    free(err);
+    free(yend);
+}
+END_TEST
+
 /* Every accepted step is recorded: replaying it from the recorded state
  * reproduces the next recorded state, the error norm, the stiffness and
  * the dense output bit for bit. */
@@ -1020,6 +1091,7 @@ static Suite *solve_suite(void)
     tcase_add_test(tc, test_retry_region);
     tcase_add_test(tc, test_step_underflow);
     tcase_add_test(tc, test_record_contents);
+    tcase_add_test(tc, test_error_norm_chunks);
     tcase_add_test(tc, test_record_thinning);
     tcase_add_test(tc, test_norm_blocks_prefix);
     tcase_add_test(tc, test_norm_blocks_value);

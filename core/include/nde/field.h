@@ -43,6 +43,7 @@
 #include "config.h"
 #include "input.h"
 #include "plugin.h"
+#include "pool.h"
 #include "status.h"
 
 #ifdef __cplusplus
@@ -212,6 +213,14 @@ struct nde_field {
      * value is read as dim). A field that declares a quadrature whose
      * values some derivative reads gets wrong implicit steps. */
     size_t quadrature;
+
+    /* The threads the field's kernels run on (nde/pool.h), set by create
+     * (NULL: one thread) and freed by destroy; a field that integrates
+     * another one's system may borrow the other's (an adjoint's augmented
+     * field does). A solver may run its vector operations on them between
+     * the field's calls, never during one: core's RK engine does on long
+     * states. */
+    nde_pool *pool;
 };
 
 /* Brownian channels a row of f's noise: noise_dim - control_dim (the

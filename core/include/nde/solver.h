@@ -351,7 +351,11 @@ NDE_API int nde_solver_copy_stages(const nde_solver *s, double *k);
 NDE_API int nde_solver_stiffness(const nde_solver *s, const double *y_next,
                                  double *out);
 
-/* Scaled RMS norm of err with scale atol + rtol max(|y|, |y_next|). */
+/* Scaled RMS norm of err with scale atol + rtol max(|y|, |y_next|). The
+ * squares are summed NDE_NORM_CHUNK values at a time, in order, then the
+ * chunks' sums in order: a solver may split a long state's sum between
+ * threads and get the same bits (core's RK engine does). */
+#define NDE_NORM_CHUNK 4096
 NDE_API double nde_error_norm(const double *err, const double *y,
                               const double *y_next, size_t n, double rtol,
                               double atol);
