@@ -1040,6 +1040,7 @@ static int create_task(nde_trainer *tr, nde_section *dsec)
     t->ctx = tr->ctx;
     t->dim = tr->dim;
     t->rows = tr->B;
+    t->pool = tr->field->pool;
     /* the task's own messages about its keys come first */
     if ((rc = type->create(t, dsec, &env, tr->ctx)) != NDE_OK ||
         (rc = refuse_foreign_keys(dsec, type, tr->ctx)) != NDE_OK)

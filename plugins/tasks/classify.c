@@ -51,6 +51,12 @@ static const double t_end = 1.0;
  * and outputs of encoder_weight_grad. */
 enum { ENC_ROWS = 8, ENC_OUTS = 8, GRAD_COLS = 16, GRAD_OUTS = 4 };
 
+/* On the field's threads (nde_task.pool), a call on ENC_SPLIT_ROWS rows
+ * or more is cut into at most ENC_MAX_PARTS parts: blocks of rows for the
+ * encoding, of the weights' columns for their gradient. Every entry is
+ * computed as on one thread, so the bits do not depend on the count. */
+enum { ENC_SPLIT_ROWS = 64, ENC_MAX_PARTS = 8 };
+
 typedef struct classify {
     nde_dataset *train, *test;
     size_t F, C;
@@ -58,7 +64,7 @@ typedef struct classify {
     double *xb;            /* rows x F: the batch's images                */
     int *yb;               /* rows: their labels                          */
     double *y0, *y1;       /* rows x dim: evaluation's chunk              */
-    double *xt;            /* F x ENC_ROWS: encode's rows, transposed     */
+    double *xt;            /* F x ENC_ROWS a part: its rows, transposed  */
     double *test_prob;     /* ntest x C                                   */
 } classify;
 
@@ -139,7 +145,7 @@ static int classify_create(nde_task *t, nde_section *dsec,
         !(c->yb = malloc(t->rows * sizeof *c->yb)) ||
         !(c->y0 = malloc(t->rows * D * sizeof *c->y0)) ||
         !(c->y1 = malloc(t->rows * D * sizeof *c->y1)) ||
-        !(c->xt = malloc(c->F * ENC_ROWS * sizeof *c->xt)) ||
+        !(c->xt = malloc(ENC_MAX_PARTS * c->F * ENC_ROWS * sizeof *c->xt)) ||
         !(c->test_prob = malloc(t->ntest * c->C * sizeof *c->test_prob)))
         return nde_error(ctx, NDE_ENOMEM, "out of memory");
     return NDE_OK;
@@ -281,18 +287,19 @@ static void encode_rows(const double *restrict W, const double *bias,
     }
 }
 
-/* gW (D x F) += g^T x for n rows: GRAD_COLS columns of GRAD_OUTS rows of
- * gW held in registers while the rows of x go by (a block of x small
- * enough for L1; each entry takes the rows in order), the last columns
- * one by one. */
+/* Columns [fa, fb) of gW (D x F) += g^T x for n rows, fa a multiple of
+ * GRAD_COLS: GRAD_COLS columns of GRAD_OUTS rows of gW held in registers
+ * while the rows of x go by (a block of x small enough for L1; each
+ * entry takes the rows in order), the last columns one by one. */
 KERNEL_CLONES
 static void encoder_weight_grad(const double *restrict x,
                                 const double *restrict g, size_t n,
-                                size_t D, size_t F, double *restrict gW)
+                                size_t D, size_t F, size_t fa, size_t fb,
+                                double *restrict gW)
 {
     enum { V = GRAD_COLS / ENC_ROWS };
-    size_t f0 = 0;
-    for (; f0 + GRAD_COLS <= F; f0 += GRAD_COLS)
+    size_t f0 = fa;
+    for (; f0 + GRAD_COLS <= fb; f0 += GRAD_COLS)
         for (size_t d = 0; d < D; d += GRAD_OUTS) {
             const size_t m = D - d < GRAD_OUTS ? D - d : GRAD_OUTS;
             enc_vec acc[GRAD_OUTS][V], xv;
@@ -314,29 +321,91 @@ static void encoder_weight_grad(const double *restrict x,
         }
     for (size_t d = 0; d < D; d++)
         for (size_t r = 0; r < n; r++)
-            for (size_t f = f0; f < F; f++)
+            for (size_t f = f0; f < fb; f++)
                 gW[d * F + f] += g[r * D + d] * x[r * F + f];
 }
 
-/* y0 = x W^T + b for n rows: ENC_ROWS rows at a time through encode_rows,
- * the rest one by one. */
-static void encode(const nde_task *t, const double *theta, const double *x,
-                   size_t n, double *y0)
+/* Rows [r0, r1) of y0 = x W^T + b: ENC_ROWS rows at a time through
+ * encode_rows (transposed into xt), the rest one by one. */
+static void encode_block(const nde_task *t, const double *theta,
+                         const double *x, size_t r0, size_t r1, double *xt,
+                         double *y0)
 {
     const classify *c = t->state;
     const size_t D = t->dim, F = c->F;
     const double *W = ENC_W(c, theta), *bias = ENC_B(c, D, theta);
-    size_t r = 0;
+    size_t r = r0;
 
-    for (; r + ENC_ROWS <= n; r += ENC_ROWS) {
+    for (; r + ENC_ROWS <= r1; r += ENC_ROWS) {
         for (size_t k = 0; k < ENC_ROWS; k++)
             for (size_t f = 0; f < F; f++)
-                c->xt[f * ENC_ROWS + k] = x[(r + k) * F + f];
-        encode_rows(W, bias, c->xt, F, D, y0 + r * D);
+                xt[f * ENC_ROWS + k] = x[(r + k) * F + f];
+        encode_rows(W, bias, xt, F, D, y0 + r * D);
     }
-    for (; r < n; r++)
+    for (; r < r1; r++)
         for (size_t d = 0; d < D; d++)
             y0[r * D + d] = affine1(bias[d], W + d * F, x + r * F, F);
+}
+
+/* One encoder call cut into parts (ENC_SPLIT_ROWS). */
+typedef struct enc_job {
+    const nde_task *t;
+    const double *theta, *x, *g;
+    size_t n, nparts;
+    double *out;           /* encode: y0; the weight gradient: gW         */
+} enc_job;
+
+static size_t enc_parts(const nde_task *t, size_t n)
+{
+    if (!t->pool || n < ENC_SPLIT_ROWS)
+        return 1;
+    const size_t p = nde_pool_threads(t->pool);
+    return p < ENC_MAX_PARTS ? p : ENC_MAX_PARTS;
+}
+
+/* [*a, *b) of part p: whole blocks of `block` out of `total`. */
+static void enc_range(const enc_job *j, size_t p, size_t total, size_t block,
+                      size_t *a, size_t *b)
+{
+    const size_t nb = total / block;
+    *a = block * (nb * p / j->nparts);
+    *b = p + 1 == j->nparts ? total : block * (nb * (p + 1) / j->nparts);
+}
+
+static void enc_run(enc_job *j, nde_pool_fn part)
+{
+    if (j->nparts == 1)
+        part(j, 0);
+    else
+        nde_pool_run(j->t->pool, part, j, j->nparts);
+}
+
+static void encode_part(void *arg, size_t p)
+{
+    const enc_job *j = arg;
+    const classify *c = j->t->state;
+    size_t r0, r1;
+    enc_range(j, p, j->n, ENC_ROWS, &r0, &r1);
+    encode_block(j->t, j->theta, j->x, r0, r1, c->xt + p * c->F * ENC_ROWS,
+                 j->out);
+}
+
+/* y0 = x W^T + b for n rows. */
+static void encode(const nde_task *t, const double *theta, const double *x,
+                   size_t n, double *y0)
+{
+    enc_job j = {.t = t, .theta = theta, .x = x, .n = n,
+                 .nparts = enc_parts(t, n), .out = y0};
+    enc_run(&j, encode_part);
+}
+
+static void weight_grad_part(void *arg, size_t p)
+{
+    const enc_job *j = arg;
+    const classify *c = j->t->state;
+    size_t fa, fb;
+    enc_range(j, p, c->F, GRAD_COLS, &fa, &fb);
+    encoder_weight_grad(j->x, j->g, j->n, j->t->dim, c->F, fa, fb, j->out);
 }
 
 static int classify_lift(nde_task *t, const double *theta,
@@ -351,15 +420,16 @@ static int classify_lift_vjp(nde_task *t, const double *theta,
                              double *thetabar)
 {
     const classify *c = t->state;
-    const size_t D = t->dim, F = c->F;
+    const size_t D = t->dim;
     double *gb = ENC_B(c, D, thetabar);
 
     (void)theta;
     for (size_t r = 0; r < t->rows; r++)
         for (size_t d = 0; d < D; d++)
             gb[d] += ybar0[r * D + d];
-    encoder_weight_grad(b->input, ybar0, t->rows, D, F,
-                        ENC_W(c, thetabar));
+    enc_job j = {.t = t, .x = b->input, .g = ybar0, .n = t->rows,
+                 .nparts = enc_parts(t, t->rows), .out = ENC_W(c, thetabar)};
+    enc_run(&j, weight_grad_part);
     return NDE_OK;
 }
 

@@ -128,6 +128,17 @@ if [ -d "$fmnist" ]; then
         -s data.limit=256 -s data.test_limit=100 \
         -s train.iterations=4 -s train.eval_every=2
     predict fashion_mnist predict
+    # On two threads, every call split (the mlp's, the encoder's, the
+    # backward solve's vector operations): the same bits.
+    train fashion_mnist_threads fashion_mnist.ini -s $generic \
+        -s data.limit=256 -s data.test_limit=100 \
+        -s train.iterations=4 -s train.eval_every=2 \
+        -s field.threads=2 -s field.thread_batch=1
+    for f in summary.json metrics.jsonl stdout; do
+        cmp -s "out/fashion_mnist.$f" "out/fashion_mnist_threads.$f" ||
+            fail "fashion_mnist: $f on 2 threads differs from 1 thread"
+    done
+    rm out/fashion_mnist_threads.*
 else
     echo "SKIP fashion_mnist: $fmnist absent (Debian package" \
          "dataset-fashion-mnist)" >&2

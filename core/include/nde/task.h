@@ -235,6 +235,10 @@ struct nde_task {
     size_t max_rows;    /* most rows evaluate predicts at once (>= rows)   */
     size_t ntest;       /* held-out series or examples                     */
     void *state;
+    /* The field's threads (nde_field.pool), borrowed, set by the trainer
+     * before create (NULL: one thread): a task may share its own kernels
+     * between them, never while the field runs. */
+    nde_pool *pool;
 };
 
 #ifdef __cplusplus
