@@ -734,12 +734,7 @@ END_TEST
 static double block_rms(const double *err, const double *y, const double *yn,
                         size_t lo, size_t hi, double rtol, double atol)
 {
-    double sum = 0.0;
-    for (size_t i = lo; i < hi; i++) {
-        const double sc = atol + rtol * fmax(fabs(y[i]), fabs(yn[i]));
-        sum += (err[i] / sc) * (err[i] / sc);
-    }
-    return sqrt(sum / (double)(hi - lo));
+    return sqrt(squares(err, y, yn, lo, hi, rtol, atol) / (double)(hi - lo));
 }
 
 /* Blocks {2, 3} over a batch of three rows (6 values, the last left out):
