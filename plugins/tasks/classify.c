@@ -57,6 +57,15 @@ enum { ENC_ROWS = 8, ENC_OUTS = 8, GRAD_COLS = 16, GRAD_OUTS = 4 };
  * computed as on one thread, so the bits do not depend on the count. */
 enum { ENC_SPLIT_ROWS = 64, ENC_MAX_PARTS = 8 };
 
+/* The parts of a call on n rows. */
+static size_t enc_parts(const nde_task *t, size_t n)
+{
+    if (!t->pool || n < ENC_SPLIT_ROWS)
+        return 1;
+    const size_t p = nde_pool_threads(t->pool);
+    return p < ENC_MAX_PARTS ? p : ENC_MAX_PARTS;
+}
+
 typedef struct classify {
     nde_dataset *train, *test;
     size_t F, C;
@@ -145,7 +154,8 @@ static int classify_create(nde_task *t, nde_section *dsec,
         !(c->yb = malloc(t->rows * sizeof *c->yb)) ||
         !(c->y0 = malloc(t->rows * D * sizeof *c->y0)) ||
         !(c->y1 = malloc(t->rows * D * sizeof *c->y1)) ||
-        !(c->xt = malloc(ENC_MAX_PARTS * c->F * ENC_ROWS * sizeof *c->xt)) ||
+        !(c->xt = malloc(enc_parts(t, ENC_SPLIT_ROWS) * c->F * ENC_ROWS *
+                         sizeof *c->xt)) ||
         !(c->test_prob = malloc(t->ntest * c->C * sizeof *c->test_prob)))
         return nde_error(ctx, NDE_ENOMEM, "out of memory");
     return NDE_OK;
@@ -355,13 +365,6 @@ typedef struct enc_job {
     double *out;           /* encode: y0; the weight gradient: gW         */
 } enc_job;
 
-static size_t enc_parts(const nde_task *t, size_t n)
-{
-    if (!t->pool || n < ENC_SPLIT_ROWS)
-        return 1;
-    const size_t p = nde_pool_threads(t->pool);
-    return p < ENC_MAX_PARTS ? p : ENC_MAX_PARTS;
-}
 
 /* [*a, *b) of part p: whole blocks of `block` out of `total`. */
 static void enc_range(const enc_job *j, size_t p, size_t total, size_t block,
