@@ -19,9 +19,9 @@
  * it has some (nde_field.pool): each thread takes whole chunks of
  * NDE_NORM_CHUNK values, so an error norm, summed chunk by chunk
  * (nde_error_norm), has the same bits on any number of threads. A state
- * of fewer than RK_SPLIT_MIN values stays on the caller's thread.
+ * of fewer than NDE_SPLIT_MIN values stays on the caller's thread.
  */
-enum { RK_CHUNK = NDE_NORM_CHUNK, RK_SPLIT_MIN = 2 * RK_CHUNK };
+enum { RK_CHUNK = NDE_NORM_CHUNK };
 
 static inline size_t rk_chunks(size_t n)
 {
@@ -189,7 +189,7 @@ static void rk_combine_part(void *arg, size_t p)
 /* Parts for n values on pool: one without threads or for a short state. */
 static size_t rk_nparts(const nde_pool *pool, size_t n)
 {
-    if (!pool || n < RK_SPLIT_MIN)
+    if (!pool || n < NDE_SPLIT_MIN)
         return 1;
     const size_t t = nde_pool_threads(pool), nc = rk_chunks(n);
     return t < nc ? t : nc;

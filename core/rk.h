@@ -6,6 +6,10 @@
 
 #include "nde/nde.h"
 
+/* A vector of fewer values stays on the caller's thread (core/rk.c's
+ * step, core/trajectory.c's record); two chunks of the error norm. */
+#define NDE_SPLIT_MIN (2 * NDE_NORM_CHUNK)
+
 /* Tableaus with more stages are refused at create. */
 /* Vern9: 16 stages, its FSAL stage and 9 extra stages for dense output. */
 #define NDE_RK_MAX_STAGES 26
@@ -93,12 +97,13 @@ static inline double nde_step_grid_time(const nde_step_grid *g, size_t k)
  * resets the count, sizes the buffers for n values a state, `stages`
  * stages a step and naux aux blocks a state, and copies the save times;
  * push appends one accepted step (aux: the aux state at its start, read
- * when naux > 0; k: its stages, read only with NDE_NEEDS_DENSE); end
- * stores t1 and the final state. NDE_ENOMEM when a buffer cannot grow. */
+ * when naux > 0; k: its stages, read only with NDE_NEEDS_DENSE, copied on
+ * pool's threads when pool is not NULL and a state is long); end stores
+ * t1 and the final state. NDE_ENOMEM when a buffer cannot grow. */
 int nde_trajectory_begin(nde_trajectory *tr, size_t n, int stages, int naux,
                          double t0, const double *tsave, size_t nsave);
-int nde_trajectory_push(nde_trajectory *tr, double t, double h,
-                        const double *y, const double *aux,
+int nde_trajectory_push(nde_trajectory *tr, nde_pool *pool, double t,
+                        double h, const double *y, const double *aux,
                         const double *const *k, double eest, double stiff);
 void nde_trajectory_end(nde_trajectory *tr, double t1, const double *y,
                         const double *aux);

@@ -638,7 +638,8 @@ static int record_step(const drive *d, double t, double h, const double *y,
         s->ops->stiffness(s, y_next, &stiff);
     if (rec->record & NDE_NEEDS_DENSE)
         s->ops->last_stages(s, k);
-    if (nde_trajectory_push(rec, t, h, y, aux, k, eest, stiff) != NDE_OK)
+    if (nde_trajectory_push(rec, s->field->pool, t, h, y, aux, k, eest,
+                            stiff) != NDE_OK)
         return nde_error(s->ctx, NDE_ENOMEM,
                          "out of memory recording step %zu of the solve",
                          rec->nsteps);

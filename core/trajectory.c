@@ -132,8 +132,38 @@ static void thin_states(nde_trajectory *tr)
     tr->stride *= 2;
 }
 
-int nde_trajectory_push(nde_trajectory *tr, double t, double h,
-                        const double *y, const double *aux,
+/* A step's stages into the record, on a pool's threads: part p copies
+ * its share of every stage's values. */
+typedef struct stage_copy {
+    double *kj;
+    const double *const *k;
+    int stages;
+    size_t n, nparts;
+} stage_copy;
+
+static void stage_copy_part(void *arg, size_t p)
+{
+    const stage_copy *c = arg;
+    const size_t a = c->n * p / c->nparts, b = c->n * (p + 1) / c->nparts;
+    for (int i = 0; i < c->stages; i++)
+        memcpy(c->kj + (size_t)i * c->n + a, c->k[i] + a,
+               (b - a) * sizeof(double));
+}
+
+static void copy_stages(nde_pool *pool, double *kj, const double *const *k,
+                        int stages, size_t n)
+{
+    stage_copy c = {kj, k, stages, n, 1};
+    if (pool && n >= NDE_SPLIT_MIN)
+        c.nparts = nde_pool_threads(pool);
+    if (c.nparts == 1)
+        stage_copy_part(&c, 0);
+    else
+        nde_pool_run(pool, stage_copy_part, &c, c.nparts);
+}
+
+int nde_trajectory_push(nde_trajectory *tr, nde_pool *pool, double t,
+                        double h, const double *y, const double *aux,
                         const double *const *k, double eest, double stiff)
 {
     const size_t n = tr->n, na = (size_t)tr->naux * n, j = tr->nsteps;
@@ -159,11 +189,9 @@ int nde_trajectory_push(nde_trajectory *tr, double t, double h,
         tr->eest[j] = eest;
     if (tr->record & NDE_NEEDS_STIFFNESS)
         tr->stiff[j] = stiff;
-    if (tr->record & NDE_NEEDS_DENSE) {
-        double *kj = tr->k + j * (size_t)tr->stages * n;
-        for (int i = 0; i < tr->stages; i++)
-            memcpy(kj + (size_t)i * n, k[i], n * sizeof(double));
-    }
+    if (tr->record & NDE_NEEDS_DENSE)
+        copy_stages(pool, tr->k + j * (size_t)tr->stages * n, k, tr->stages,
+                    n);
     if (wants_states(tr)) {
         while (tr->max_states > 0 && j % tr->stride == 0 &&
                tr->nstates == tr->max_states)

@@ -72,6 +72,7 @@ typedef struct classify {
     task_order order;      /* the examples' order, epoch by epoch         */
     double *xb;            /* rows x F: the batch's images                */
     int *yb;               /* rows: their labels                          */
+    size_t *pick;          /* rows: their examples                        */
     double *y0, *y1;       /* rows x dim: evaluation's chunk              */
     double *xt;            /* F x ENC_ROWS a part: its rows, transposed  */
     double *test_prob;     /* ntest x C                                   */
@@ -152,6 +153,7 @@ static int classify_create(nde_task *t, nde_section *dsec,
         return rc;
     if (!(c->xb = malloc(t->rows * c->F * sizeof *c->xb)) ||
         !(c->yb = malloc(t->rows * sizeof *c->yb)) ||
+        !(c->pick = malloc(t->rows * sizeof *c->pick)) ||
         !(c->y0 = malloc(t->rows * D * sizeof *c->y0)) ||
         !(c->y1 = malloc(t->rows * D * sizeof *c->y1)) ||
         !(c->xt = malloc(enc_parts(t, ENC_SPLIT_ROWS) * c->F * ENC_ROWS *
@@ -172,6 +174,7 @@ static void classify_destroy(nde_task *t)
     task_order_free(&c->order);
     free(c->xb);
     free(c->yb);
+    free(c->pick);
     free(c->y0);
     free(c->y1);
     free(c->xt);
@@ -213,6 +216,45 @@ static void classify_param_name(const nde_task *t, size_t i, char *buf,
         snprintf(buf, size, "dec.b[%zu]", i - C * D);
 }
 
+/* One call of the encoder or of the batch's gather, cut into parts
+ * (ENC_SPLIT_ROWS). */
+typedef struct enc_job {
+    const nde_task *t;
+    const double *theta, *x, *g;
+    size_t n, nparts;
+    double *out;           /* encode: y0; the weight gradient: gW; the
+                              gather: the batch's images                 */
+} enc_job;
+
+/* [*a, *b) of part p: whole blocks of `block` out of `total`. */
+static void enc_range(const enc_job *j, size_t p, size_t total, size_t block,
+                      size_t *a, size_t *b)
+{
+    const size_t nb = total / block;
+    *a = block * (nb * p / j->nparts);
+    *b = p + 1 == j->nparts ? total : block * (nb * (p + 1) / j->nparts);
+}
+
+static void enc_run(enc_job *j, nde_pool_fn part)
+{
+    if (j->nparts == 1)
+        part(j, 0);
+    else
+        nde_pool_run(j->t->pool, part, j, j->nparts);
+}
+
+/* The batch's images: part p's rows copied from the examples picked. */
+static void gather_part(void *arg, size_t p)
+{
+    const enc_job *j = arg;
+    const classify *c = j->t->state;
+    const size_t F = c->F;
+    size_t r0, r1;
+    enc_range(j, p, j->n, ENC_ROWS, &r0, &r1);
+    for (size_t r = r0; r < r1; r++)
+        memcpy(j->out + r * F, j->x + c->pick[r] * F, F * sizeof *j->out);
+}
+
 /* Examples iteration * rows ... of the stream made of one random
  * permutation of the training set per epoch: it depends on the iteration
  * alone, so a resumed run draws the same batches. */
@@ -221,15 +263,16 @@ static int classify_batch(nde_task *t, const nde_task_draw *draw,
 {
     classify *c = t->state;
     const nde_dataset *d = c->train;
-    const size_t B = t->rows, F = c->F;
-    size_t r, j;
+    const size_t B = t->rows;
+    enc_job j = {.t = t, .x = d->x, .n = B, .nparts = enc_parts(t, B),
+                 .out = c->xb};
 
-    for (r = 0; r < B; r++) {
-        j = task_order_pick(&c->order, draw->seed,
-                            (uint64_t)draw->iteration * B + r);
-        memcpy(c->xb + r * F, d->x + j * F, F * sizeof *c->xb);
-        c->yb[r] = d->label[j];
+    for (size_t r = 0; r < B; r++) {
+        c->pick[r] = task_order_pick(&c->order, draw->seed,
+                                     (uint64_t)draw->iteration * B + r);
+        c->yb[r] = d->label[c->pick[r]];
     }
+    enc_run(&j, gather_part);
     b->t0 = 0.0;
     b->nsave = 1;
     b->tsave = &t_end;
@@ -355,32 +398,6 @@ static void encode_block(const nde_task *t, const double *theta,
     for (; r < r1; r++)
         for (size_t d = 0; d < D; d++)
             y0[r * D + d] = affine1(bias[d], W + d * F, x + r * F, F);
-}
-
-/* One encoder call cut into parts (ENC_SPLIT_ROWS). */
-typedef struct enc_job {
-    const nde_task *t;
-    const double *theta, *x, *g;
-    size_t n, nparts;
-    double *out;           /* encode: y0; the weight gradient: gW         */
-} enc_job;
-
-
-/* [*a, *b) of part p: whole blocks of `block` out of `total`. */
-static void enc_range(const enc_job *j, size_t p, size_t total, size_t block,
-                      size_t *a, size_t *b)
-{
-    const size_t nb = total / block;
-    *a = block * (nb * p / j->nparts);
-    *b = p + 1 == j->nparts ? total : block * (nb * (p + 1) / j->nparts);
-}
-
-static void enc_run(enc_job *j, nde_pool_fn part)
-{
-    if (j->nparts == 1)
-        part(j, 0);
-    else
-        nde_pool_run(j->t->pool, part, j, j->nparts);
 }
 
 static void encode_part(void *arg, size_t p)
