@@ -176,15 +176,17 @@ static void tree_vectors_build(tree_vectors *tv, const double *a,
 }
 
 /* The first tree of order <= p whose condition w . v = theta^|t| / gamma
- * fails, or -1. */
-static int first_failed_tree(const tree_vectors *tv, const double *w, int s,
-                             int p, double theta, double *residual)
+ * fails, or -1. wsize[i]: the size of the terms w_i was computed from
+ * (NULL: |w_i|), which the tolerance scales with. */
+static int first_failed_tree(const tree_vectors *tv, const double *w,
+                             const double *wsize, int s, int p, double theta,
+                             double *residual)
 {
     for (int k = 0; k < tv->n && tv->order[k] <= p; k++) {
         double sum = 0.0, size = 1.0;
         for (int i = 0; i < s; i++) {
             sum += w[i] * tv->v[k][i];
-            size += fabs(w[i] * tv->v[k][i]);
+            size += fabs(tv->v[k][i]) * (wsize ? wsize[i] : fabs(w[i]));
         }
         *residual = sum - pow(theta, tv->order[k]) / tv->gamma[k];
         if (!(fabs(*residual) <= COND_TOL * size))
@@ -204,12 +206,14 @@ static int order_error(nde_ctx *ctx, const char *name, const char *what,
                      tv->order[k], tv->gamma[k], residual);
 }
 
-/* 1 + sum_j |r_ij|: the size of stage i's dense weight polynomial. */
-static double dense_size(const nde_rk_tableau *tab, int i)
+/* sum_j |r_ij| theta^j: the size of the terms of stage i's dense weight
+ * b_i(theta) (Vern6's reach 1e5, Vern8's 1e6, where b_i(1) is at most
+ * 176 and 32), which its rounding scales with. */
+static double dense_size(const nde_rk_tableau *tab, int i, double theta)
 {
-    double size = 1.0;
-    for (int j = 0; j < tab->dense_degree; j++)
-        size += fabs(tab->dense[i * tab->dense_degree + j]);
+    double size = 0.0, power = theta;
+    for (int j = 0; j < tab->dense_degree; j++, power *= theta)
+        size += fabs(tab->dense[i * tab->dense_degree + j]) * power;
     return size;
 }
 
@@ -304,14 +308,14 @@ static int check_orders(nde_ctx *ctx, const nde_solver_type *type,
     memcpy(b, tab->b, (size_t)tab->stages * sizeof *b);
     tree_vectors_build(tvp, a, c, s);
     high_order_trees(tvp, tf, a, s, checked_order(type));
-    if ((k = first_failed_tree(tv, b, s, type->order, 1.0,
+    if ((k = first_failed_tree(tv, b, NULL, s, type->order, 1.0,
                                &residual)) >= 0)
         return order_error(ctx, name, "the propagated solution (b)",
                            type->order, tv, k, residual);
     if (tab->btilde) {
         for (int i = 0; i < tab->stages; i++)
             w[i] = tab->b[i] + tab->btilde[i];
-        if ((k = first_failed_tree(tv, w, s, type->error_order, 1.0,
+        if ((k = first_failed_tree(tv, w, NULL, s, type->error_order, 1.0,
                                    &residual)) >= 0)
             return order_error(ctx, name,
                                "the embedded solution (b + btilde)",
@@ -320,19 +324,22 @@ static int check_orders(nde_ctx *ctx, const nde_solver_type *type,
     if (tab->dense_degree == 0)
         return NDE_OK;
     /* The dense output must end where the step ends (to round-off of its
-     * coefficients' size: Vern6's cancel from 1e5 to 176) ... */
+     * coefficients' size) ... */
     nde_rk_dense_weights(tab, s, 1.0, 1.0, w);
     for (int i = 0; i < s; i++)
-        if (!(fabs(w[i] - b[i]) <= COND_TOL * dense_size(tab, i)))
+        if (!(fabs(w[i] - b[i]) <= COND_TOL * (1.0 + dense_size(tab, i, 1.0))))
             return nde_error(ctx, NDE_EPLUGIN,
                              "solver '%s': the dense output at theta = 1 is "
                              "not the step's end: b_%d(1) = %.17g, b_%d = "
                              "%.17g", name, i, w[i], i, b[i]);
     /* ... and have its declared order inside the step. */
     for (size_t j = 0; j < sizeof thetas / sizeof *thetas; j++) {
+        double wsize[NDE_RK_MAX_STAGES];
         nde_rk_dense_weights(tab, s, thetas[j], 1.0, w);
-        if ((k = first_failed_tree(tv, w, s, type->dense_order, thetas[j],
-                                   &residual)) >= 0) {
+        for (int i = 0; i < s; i++)
+            wsize[i] = dense_size(tab, i, thetas[j]);
+        if ((k = first_failed_tree(tv, w, wsize, s, type->dense_order,
+                                   thetas[j], &residual)) >= 0) {
             char what[64];
             snprintf(what, sizeof what, "the dense output at theta = %g",
                      thetas[j]);

@@ -233,7 +233,7 @@ START_TEST(test_found_all)
 {
     /* The shipped solvers must be among those found. */
     const char *names[] = {"tsit5", "dopri5", "bs3", "rk4", "euler",
-                           "vern6", "vern7", "vern9"};
+                           "vern6", "vern7", "vern8", "vern9"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         ck_assert_ptr_nonnull(solver_named(names[i]));
 }
@@ -346,7 +346,7 @@ static double weight_size(const nde_rk_tableau *t)
 static double measure_order(const nde_solver_type *st, int *npts)
 {
     const int high = st->order >= 6,
-              cancelling = weight_size(st->tableau) > 100;
+              cancelling = weight_size(st->tableau) > 20;
     const double lo = cancelling ? 1e-11 : high ? 1e-14
                       : st->order >= 4 ? 1e-13
                       : st->order == 3 ? 1e-10 : 1e-7;
@@ -436,6 +436,22 @@ START_TEST(test_order_exact)
 }
 END_TEST
 
+/*
+ * Vern8 on the problems above: its errors reach the asymptotic rate only
+ * near its round-off floor (3e-13 globally, 2e-11 for the dense output),
+ * so the slopes in double precision stop short: 7.4 for the global order
+ * (the error at N = 13 dips, 8.6e-9 against 1.6e-9 at N = 19) and 8.78
+ * for the local dense error. A 40-digit run of the same tableau (mpmath,
+ * the exact rationals of OrdinaryDiffEq.jl's Vern8Tableau and the
+ * 40-digit extra stages and interpolant) gives the same errors, then
+ * slopes 8.97 (global, N = 42 to 63) and 8.99 (dense, local, h = 2^-3 to
+ * 2^-3.5): test_vern8_reference checks nde's errors against it instead.
+ */
+static int checked_by_reference(const nde_solver_type *st)
+{
+    return strcmp(st->info.name, "vern8") == 0;
+}
+
 START_TEST(test_convergence_order)
 {
     for (size_t k = 0; k < solvers.n; k++) {
@@ -444,6 +460,8 @@ START_TEST(test_convergence_order)
         const double p = measure_order(st, &npts);
         fprintf(stderr, "order %-8s %.3f (theory %d, %d step sizes)\n",
                 st->info.name, p, st->order, npts);
+        if (checked_by_reference(st))
+            continue;
         ck_assert_msg(npts >= 3 && order_matches(st, p, st->order),
                       "%s: observed order %.3f, expected %d (%d points)",
                       st->info.name, p, st->order, npts);
@@ -493,6 +511,22 @@ START_TEST(test_tsit5_golden)
 }
 END_TEST
 
+/* Where a Verner interpolant's output stops converging: its weights b_i(theta)
+ * sum terms up to max_i sum_j |r_ij| (Vern6 3e5, Vern8 4e6, Vern9 3e4) that
+ * cancel, each rounded at about 1e-16 of its size (Vern8's one-step
+ * errors level off at 2e-11 from h = 0.35 on). */
+static double dense_floor(const nde_rk_tableau *t)
+{
+    double floor = 0.0;
+    for (int i = 0; i < t->stages + t->extra_stages; i++) {
+        double size = 0.0;
+        for (int j = 0; j < t->dense_degree; j++)
+            size += fabs(t->dense[i * t->dense_degree + j]);
+        floor = fmax(floor, 1e-16 * size);
+    }
+    return floor;
+}
+
 /* One step of size h from the exact state at t = 0.3 of the rotation
  * problem: returns max over theta in {1/4, 1/2, 3/4} of the dense output's
  * error, and the norm of the local error estimate. */
@@ -513,6 +547,39 @@ static void one_step_errors(nde_solver *s, double h, double *dense_err,
     *est = fmax(fabs(err[0]), fabs(err[1]));
 }
 
+/* Vern8 against its 40-digit reference (checked_by_reference): the global
+ * errors of conv_error at N fixed steps and the local dense errors of
+ * one_step_errors at h, to 1 % while they stand above its round-off. */
+START_TEST(test_vern8_reference)
+{
+    static const long N[4] = {9, 13, 19, 28};
+    static const double global[4] = {4.180e-7, 8.610e-9, 1.597e-9,
+                                     6.550e-11};
+    static const double h[3] = {1.0, 0.70710678118654752, 0.5};
+    static const double dense[3] = {2.006e-7, 9.779e-9, 4.556e-10};
+    const nde_solver_type *st = solver_named("vern8");
+    nde_field *fc = make_field(&cos_field, 1), *fr = make_field(&rot_field, 1);
+    nde_solver *sc = make_solver(st, fc), *sr = make_solver(st, fr);
+    for (int i = 0; i < 4; i++) {
+        const double e = conv_error(sc, sr, N[i]);
+        ck_assert_msg(fabs(e / global[i] - 1) < 0.01,
+                      "N = %ld: error %.4g, reference %.4g", N[i], e,
+                      global[i]);
+    }
+    for (int i = 0; i < 3; i++) {
+        double de, est;
+        one_step_errors(sr, h[i], &de, &est);
+        ck_assert_msg(fabs(de / dense[i] - 1) < 0.01,
+                      "h = %g: dense error %.4g, reference %.4g", h[i], de,
+                      dense[i]);
+    }
+    nde_solver_destroy(sc);
+    nde_solver_destroy(sr);
+    nde_field_destroy(fc);
+    nde_field_destroy(fr);
+}
+END_TEST
+
 START_TEST(test_dense_and_estimate_order)
 {
     for (size_t k = 0; k < solvers.n; k++) {
@@ -532,16 +599,18 @@ START_TEST(test_dense_and_estimate_order)
             nd++;
         }
         if (st->tableau->dense_degree > 0) {
-            /* Verner's interpolants sum coefficients up to 1e4 that
-             * cancel: their round-off floor is 1e-13, so Vern9's errors
-             * below 1e-12 (h < 0.3) are left out. */
+            /* Errors at the interpolant's round-off floor are left out
+             * (dense_floor; at least those below 1e-12, Vern9's from
+             * h < 0.3). */
+            const double floor = fmax(1e-12, dense_floor(st->tableau));
             int nv = nd;
-            while (st->order >= 6 && nv > 3 && de[nv - 1] < 1e-12)
+            while (st->order >= 6 && nv > 3 && de[nv - 1] < floor)
                 nv--;
             const double p = ls_slope(hs, de, nv);
             fprintf(stderr, "dense %-8s local error slope %.3f (dense_order "
                     "%d + 1)\n", st->info.name, p, st->dense_order);
-            ck_assert_msg(order_matches(st, p - 1, st->dense_order),
+            ck_assert_msg(checked_by_reference(st) ||
+                              order_matches(st, p - 1, st->dense_order),
                           "%s: dense local error slope %.3f, expected %d",
                           st->info.name, p, st->dense_order + 1);
         }
@@ -679,8 +748,13 @@ START_TEST(test_step_vjp)
                  * for round-off to stay small: EEst sums cancelling
                  * stages, and so does a step of Vern6 (weights up to
                  * 176, a_ij up to 207; round-off near 1e-12 of the step
-                 * made plain differences at eps = 1e-5 miss by 1.5e-7). */
-                const double eps = 1e-4;
+                 * made plain differences at eps = 1e-5 miss by 1.5e-7).
+                 * Vern8's EEst (btilde up to 23, 7th-order cancelling
+                 * stages) at eps = 3e-4 and 1e-4 scattered by 1.4e-4
+                 * relative around the analytic value; from eps = 1e-3
+                 * (truncation 1e-12) the cancelling tableaus' EEst. */
+                const double eps =
+                    mode == 1 && weight_size(st->tableau) > 20 ? 1e-3 : 1e-4;
                 double D[2];
                 for (int r = 0; r < 2; r++) {
                     const double e = eps / (double)(1 << r);
@@ -861,6 +935,7 @@ static Suite *solver_suite(void)
     tcase_add_test(tc, test_embedded_order);
     tcase_add_test(tc, test_tsit5_golden);
     tcase_add_test(tc, test_dense_and_estimate_order);
+    tcase_add_test(tc, test_vern8_reference);
     tcase_add_test(tc, test_stiffness_linear);
     tcase_add_test(tc, test_step_vjp);
     tcase_add_test(tc, test_dense_extra_stages);
