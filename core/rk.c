@@ -195,17 +195,20 @@ static size_t rk_nparts(const nde_pool *pool, size_t n)
     return t < nc ? t : nc;
 }
 
-/* rk_combine on pool's threads. */
-static void rk_combine_on(nde_pool *pool, double *out, const double *y,
-                          const double *hc, int m, double *const *k,
-                          size_t n)
+/* rk_combine on pool's threads (inlined: the step's hot path, where the
+ * job is built only for a split). */
+static inline __attribute__((always_inline)) void
+rk_combine_on(nde_pool *pool, double *out, const double *y, const double *hc,
+              int m, double *const *k, size_t n)
 {
-    rk_vec v = {.out = out, .y = y, .hc = hc, .m = m, .k = k, .n = n,
-                .nparts = rk_nparts(pool, n)};
-    if (v.nparts == 1)
+    const size_t nparts = rk_nparts(pool, n);
+    if (nparts == 1) {
         rk_combine_inline(out, y, hc, m, k, n);
-    else
-        nde_pool_run(pool, rk_combine_part, &v, v.nparts);
+        return;
+    }
+    rk_vec v = {.out = out, .y = y, .hc = hc, .m = m, .k = k, .n = n,
+                .nparts = nparts};
+    nde_pool_run(pool, rk_combine_part, &v, v.nparts);
 }
 
 /* The scaled squares of err summed over n values (at most a chunk); with
@@ -249,27 +252,33 @@ error_sum_m(double *restrict err, const double *restrict y,
     return sum + poison;
 }
 
-/* The checked error sum of the chunk of len values from i; err there is
- * computed first from the stages when v->k is set. */
-static double chunk_sum(const rk_vec *v, size_t i, size_t len)
+/* The checked error sum of len values (at most a chunk); err is computed
+ * first from the stages when k is set. */
+static inline __attribute__((always_inline)) double
+chunk_sum(double *err, const double *y, const double *yn, const double *hc,
+          int m, double *const *k, size_t len, double rtol, double atol)
 {
-    double *kb[NDE_RK_MAX_STAGES], *e = v->out + i;
-    const double *y = v->y + i, *yn = v->y_next + i;
-    const double rtol = v->rtol, atol = v->atol;
-
-    if (!v->k)
-        return error_sum(e, y, yn, len, rtol, atol, 1);
-    for (int j = 0; j < v->m; j++)
-        kb[j] = v->k[j] + i;
-    switch (v->m) {
-    case 4: return error_sum_m(e, y, yn, v->hc, kb, len, rtol, atol, 4);
-    case 7: return error_sum_m(e, y, yn, v->hc, kb, len, rtol, atol, 7);
-    case 11: return error_sum_m(e, y, yn, v->hc, kb, len, rtol, atol, 11);
-    case 17: return error_sum_m(e, y, yn, v->hc, kb, len, rtol, atol, 17);
+    if (!k)
+        return error_sum(err, y, yn, len, rtol, atol, 1);
+    switch (m) {
+    case 4: return error_sum_m(err, y, yn, hc, k, len, rtol, atol, 4);
+    case 7: return error_sum_m(err, y, yn, hc, k, len, rtol, atol, 7);
+    case 11: return error_sum_m(err, y, yn, hc, k, len, rtol, atol, 11);
+    case 17: return error_sum_m(err, y, yn, hc, k, len, rtol, atol, 17);
     default:
-        rk_combine(e, NULL, v->hc, v->m, kb, len);
-        return error_sum(e, y, yn, len, rtol, atol, 1);
+        rk_combine(err, NULL, hc, m, k, len);
+        return error_sum(err, y, yn, len, rtol, atol, 1);
     }
+}
+
+/* chunk_sum of v's values [i, i + len). */
+static double chunk_sum_at(const rk_vec *v, size_t i, size_t len)
+{
+    double *kb[NDE_RK_MAX_STAGES];
+    for (int j = 0; v->k && j < v->m; j++)
+        kb[j] = v->k[j] + i;
+    return chunk_sum(v->out + i, v->y + i, v->y_next + i, v->hc, v->m,
+                     v->k ? kb : NULL, len, v->rtol, v->atol);
 }
 
 static inline size_t chunk_len(size_t i, size_t end)
@@ -283,7 +292,7 @@ static void rk_error_part(void *arg, size_t p)
     size_t i0, i1;
     rk_part(v, p, &i0, &i1);
     for (size_t i = i0; i < i1; i += RK_CHUNK)
-        v->sums[i / RK_CHUNK] = chunk_sum(v, i, chunk_len(i, i1));
+        v->sums[i / RK_CHUNK] = chunk_sum_at(v, i, chunk_len(i, i1));
 }
 
 /* The scaled RMS norm of err = sum_j hc[j] k[j] (of err as it is when k
@@ -294,14 +303,17 @@ static double rk_error(nde_pool *pool, double *err, const double *y,
                        double *const *k, size_t n, double rtol, double atol,
                        double *sums)
 {
+    double total = 0.0;
+
+    if (n <= RK_CHUNK) /* one chunk: the plain sum */
+        return sqrt(chunk_sum(err, y, y_next, hc, m, k, n, rtol, atol) /
+                    (double)n);
     rk_vec v = {.out = err, .y = y, .y_next = y_next, .hc = hc, .m = m,
                 .k = k, .n = n, .nparts = rk_nparts(pool, n), .rtol = rtol,
                 .atol = atol, .sums = sums};
-    double total = 0.0;
-
     if (v.nparts == 1)
         for (size_t i = 0; i < n; i += RK_CHUNK)
-            total += chunk_sum(&v, i, chunk_len(i, n));
+            total += chunk_sum_at(&v, i, chunk_len(i, n));
     else {
         nde_pool_run(pool, rk_error_part, &v, v.nparts);
         for (size_t c = 0; c < rk_chunks(n); c++)
@@ -361,9 +373,10 @@ static double nonfinite_poison(const double *v, size_t n)
 /* The step's error norm under *norm (nde_error_norm_spec): rk_error of
  * the whole state, or the largest of its blocks', NaN when any value of
  * y_next is non-finite. */
-static double rk_norm(nde_pool *pool, const nde_norm_spec *norm, double *err,
-                      const double *y, const double *y_next, const double *hc,
-                      int m, double *const *k, size_t n, double *sums)
+static inline __attribute__((always_inline)) double
+rk_norm(nde_pool *pool, const nde_norm_spec *norm, double *err,
+        const double *y, const double *y_next, const double *hc, int m,
+        double *const *k, size_t n, double *sums)
 {
     double *kb[NDE_RK_MAX_STAGES];
     double max = 0.0, poison = 0.0;
@@ -399,6 +412,8 @@ static int rk_step(nde_solver *s, const double *theta, double t, double h,
     const int last_fsal = tab->fsal ? ns - 1 : ns;
     const size_t batch = s->batch;
     const size_t n = batch * f->dim;
+    /* the field's threads for a long state (NULL: the caller's alone) */
+    nde_pool *pool = rk_nparts(f->pool, n) > 1 ? f->pool : NULL;
     double hc[NDE_RK_MAX_STAGES]; /* each use writes what it reads */
     int rc;
 
@@ -415,14 +430,14 @@ static int rk_step(nde_solver *s, const double *theta, double t, double h,
     for (int i = 1; i < last_fsal; i++) {
         double *gi = i == tab->stiff_stage ? w->gq : w->g;
         rk_scale(hc, tab->a + (size_t)i * ns, i, h);
-        rk_combine_on(f->pool, gi, y, hc, i, w->k, n);
+        rk_combine_on(pool, gi, y, hc, i, w->k, n);
         s->counts.nfe++;
         rc = nde_field_eval(f, t + tab->c[i] * h, gi, theta, w->k[i], batch);
         if (rc != NDE_OK)
             return rc;
     }
     rk_scale(hc, tab->b, ns, h);
-    rk_combine_on(f->pool, y_next, y, hc, last_fsal, w->k, n);
+    rk_combine_on(pool, y_next, y, hc, last_fsal, w->k, n);
     if (tab->fsal) {
         s->counts.nfe++;
         rc = nde_field_eval(f, t + h, y_next, theta, w->k[ns - 1], batch);
@@ -432,10 +447,10 @@ static int rk_step(nde_solver *s, const double *theta, double t, double h,
     if (err && tab->btilde) {
         rk_scale(hc, tab->btilde, ns, h);
         if (eest)
-            *eest = rk_norm(f->pool, norm, err, y, y_next, hc, ns, w->k, n,
+            *eest = rk_norm(pool, norm, err, y, y_next, hc, ns, w->k, n,
                             w->sums);
         else
-            rk_combine_on(f->pool, err, NULL, hc, ns, w->k, n);
+            rk_combine_on(pool, err, NULL, hc, ns, w->k, n);
     }
     w->last_valid = 1;
     w->last_t = t;
