@@ -238,7 +238,8 @@ int nde_pool_create(nde_ctx *ctx, size_t nthreads, nde_pool **out)
 
 void nde_pool_run(nde_pool *pool, nde_pool_fn fn, void *arg, size_t nparts)
 {
-    if (pool->nthreads == 1 || nparts <= 1 || nparts > NDE_POOL_MAX_PARTS ||
+    if (!pool || pool->nthreads == 1 || nparts <= 1 ||
+        nparts > NDE_POOL_MAX_PARTS ||
         atomic_flag_test_and_set(&pool->busy)) {
         for (size_t p = 0; p < nparts; p++)
             fn(arg, p);

@@ -156,10 +156,7 @@ static void copy_stages(nde_pool *pool, double *kj, const double *const *k,
     stage_copy c = {kj, k, stages, n, 1};
     if (pool && n >= NDE_SPLIT_MIN)
         c.nparts = nde_pool_threads(pool);
-    if (c.nparts == 1)
-        stage_copy_part(&c, 0);
-    else
-        nde_pool_run(pool, stage_copy_part, &c, c.nparts);
+    nde_pool_run(pool, stage_copy_part, &c, c.nparts);
 }
 
 int nde_trajectory_push(nde_trajectory *tr, nde_pool *pool, double t,

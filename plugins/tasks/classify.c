@@ -235,14 +235,6 @@ static void enc_range(const enc_job *j, size_t p, size_t total, size_t block,
     *b = p + 1 == j->nparts ? total : block * (nb * (p + 1) / j->nparts);
 }
 
-static void enc_run(enc_job *j, nde_pool_fn part)
-{
-    if (j->nparts == 1)
-        part(j, 0);
-    else
-        nde_pool_run(j->t->pool, part, j, j->nparts);
-}
-
 /* The batch's images: part p's rows copied from the examples picked. */
 static void gather_part(void *arg, size_t p)
 {
@@ -272,7 +264,7 @@ static int classify_batch(nde_task *t, const nde_task_draw *draw,
                                      (uint64_t)draw->iteration * B + r);
         c->yb[r] = d->label[c->pick[r]];
     }
-    enc_run(&j, gather_part);
+    nde_pool_run(t->pool, gather_part, &j, j.nparts);
     b->t0 = 0.0;
     b->nsave = 1;
     b->tsave = &t_end;
@@ -416,7 +408,7 @@ static void encode(const nde_task *t, const double *theta, const double *x,
 {
     enc_job j = {.t = t, .theta = theta, .x = x, .n = n,
                  .nparts = enc_parts(t, n), .out = y0};
-    enc_run(&j, encode_part);
+    nde_pool_run(t->pool, encode_part, &j, j.nparts);
 }
 
 static void weight_grad_part(void *arg, size_t p)
@@ -449,7 +441,7 @@ static int classify_lift_vjp(nde_task *t, const double *theta,
             gb[d] += ybar0[r * D + d];
     enc_job j = {.t = t, .x = b->input, .g = ybar0, .n = t->rows,
                  .nparts = enc_parts(t, t->rows), .out = ENC_W(c, thetabar)};
-    enc_run(&j, weight_grad_part);
+    nde_pool_run(t->pool, weight_grad_part, &j, j.nparts);
     return NDE_OK;
 }
 

@@ -56,6 +56,9 @@ START_TEST(every_part_once)
             }
         nde_pool_destroy(pool);
     }
+    /* no pool: every part on the caller's thread */
+    nde_pool_run(NULL, count_part, fresh(&t, NULL), 7);
+    check_once(&t, 7, 1);
     nde_ctx_destroy(ctx);
 }
 END_TEST

@@ -48,7 +48,8 @@ typedef void (*nde_pool_fn)(void *arg, size_t part);
  * then NULL. The caller owns *out. */
 NDE_API int nde_pool_create(nde_ctx *ctx, size_t nthreads, nde_pool **out);
 
-/* fn(arg, part) for every part in [0, nparts) (none for nparts 0). */
+/* fn(arg, part) for every part in [0, nparts) (none for nparts 0); a NULL
+ * pool runs them all on the caller's thread, in order. */
 NDE_API void nde_pool_run(nde_pool *pool, nde_pool_fn fn, void *arg,
                           size_t nparts);
 
