@@ -474,11 +474,13 @@ static void rows_free(nde_trainer *tr)
 
 /*
  * A stage (the forward solves, then the adjoints) leaves one record per
- * shard in shard_buf, shard s's at s a + lo_s b doubles (lo_s its first
- * row; a, b per stage), so that the records of a rank's shards are one
- * block and a stage's results go between the ranks in one exchange. A
- * record starts with the shard's status, its solve's stats and the
- * length of its message (the first failed shard's owner sends it).
+ * shard in shard_buf, in slot order: the shard in slot p at p a + r_p b
+ * doubles (r_p the rows of the slots before it; a, b per stage). Slots
+ * hold rank 0's shards, then rank 1's, ..., so that the records of a
+ * rank's shards are one block and a stage's results go between the
+ * ranks in one exchange. A record starts with the shard's status, its
+ * solve's stats and the length of its message (the first failed shard's
+ * owner sends it).
  */
 enum { SHARD_STATUS, SHARD_NFE, SHARD_NFE_BACKWARD, SHARD_ACCEPTED,
        SHARD_REJECTED, SHARD_RETRIES, SHARD_HMIN, SHARD_HMAX, SHARD_MSG,
@@ -491,10 +493,44 @@ static size_t shard_first_row(const nde_trainer *tr, size_t s)
     return s * tr->B / tr->nshards;
 }
 
-/* The first shard of rank r of K. */
-static size_t rank_first_shard(const nde_trainer *tr, size_t r, size_t K)
+/*
+ * The rank of K that computes shard s: the shards are dealt in rounds of
+ * K, every other round from the last rank back (0 .. K-1, K-1 .. 0, ...).
+ * A task may order a batch's rows by how long their solve takes (the
+ * windows task's starts are increasing, and a spiral's early windows
+ * take twice the steps of its late ones); dealt back and forth, each
+ * rank gets shards from both ends. Which rank computes a shard does not
+ * change its bits.
+ */
+static size_t shard_owner(size_t s, size_t K)
 {
-    return r * tr->nshards / K;
+    return (s / K) % 2 ? K - 1 - s % K : s % K;
+}
+
+/* The slots of the shards among K ranks (tr->shard_cnt holds 3 K + 1),
+ * and this rank's, [s0, s1). */
+static void shards_deal(nde_trainer *tr, size_t rank, size_t K)
+{
+    const size_t S = tr->nshards;
+    size_t *first = tr->shard_cnt + 2 * K, p = 0;
+
+    for (size_t r = 0; r < K; r++) {
+        first[r] = p;
+        for (size_t s = 0; s < S; s++)
+            if (shard_owner(s, K) == r) {
+                tr->slot_shard[p] = s;
+                tr->shard_slot[s] = p++;
+            }
+    }
+    first[K] = S;
+    tr->slot_row[0] = 0;
+    for (p = 0; p < S; p++) {
+        const size_t s = tr->slot_shard[p];
+        tr->slot_row[p + 1] = tr->slot_row[p] + shard_first_row(tr, s + 1) -
+                              shard_first_row(tr, s);
+    }
+    tr->s0 = first[rank];
+    tr->s1 = first[rank + 1];
 }
 
 static int shards_alloc(nde_trainer *tr)
@@ -506,9 +542,14 @@ static int shards_alloc(nde_trainer *tr)
     tr->shard_buf = calloc(S * (SHARD_NST + tr->Pf) + tr->Tcap * tr->B *
                                tr->dim, sizeof *tr->shard_buf);
     tr->shard_ct = calloc(tr->Tcap * most * tr->dim, sizeof *tr->shard_ct);
-    tr->shard_cnt = calloc(2, sizeof *tr->shard_cnt);
-    if (!tr->shard_traj || !tr->shard_buf || !tr->shard_ct || !tr->shard_cnt)
+    tr->shard_cnt = calloc(3 + 1, sizeof *tr->shard_cnt);
+    tr->slot_shard = calloc(3 * S + 1, sizeof *tr->slot_shard);
+    if (!tr->shard_traj || !tr->shard_buf || !tr->shard_ct ||
+        !tr->shard_cnt || !tr->slot_shard)
         return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
+    tr->shard_slot = tr->slot_shard + S;
+    tr->slot_row = tr->shard_slot + S;
+    shards_deal(tr, 0, 1);
     return NDE_OK;
 }
 
@@ -521,6 +562,7 @@ static void shards_free(nde_trainer *tr)
     free(tr->shard_buf);
     free(tr->shard_ct);
     free(tr->shard_cnt);
+    free(tr->slot_shard);
 }
 
 /* [train] shards, with what a sharded batch cannot take refused. */
@@ -1269,8 +1311,7 @@ int nde_trainer_create(nde_ctx *ctx, const nde_config *cfg, size_t min_batch,
     if ((rc = regs_alloc(tr)) != NDE_OK ||
         (rc = shards_read(tr, tsec)) != NDE_OK)
         goto fail;
-    tr->s1 = tr->nshards;
-    if (tr->s1 > 1 && (rc = shards_alloc(tr)) != NDE_OK)
+    if (tr->nshards > 1 && (rc = shards_alloc(tr)) != NDE_OK)
         goto fail;
     gsl_rng_set(tr->rng, nde_seed_derive(tr->set.seed, NDE_STREAM_BATCHES));
     tr->tot.lr_scale = 1.0;
@@ -1517,28 +1558,33 @@ static int rows_after(nde_trainer *tr, nde_adjoint *a,
 }
 
 /* Shard s's record in a stage of records a + b rows doubles. */
+/* Where slot p's record starts in shard_buf (p = S: the end). */
+static size_t slot_offset(const nde_trainer *tr, size_t p, size_t a,
+                          size_t b)
+{
+    return p * a + tr->slot_row[p] * b;
+}
+
 static double *shard_record(const nde_trainer *tr, size_t s, size_t a,
                             size_t b)
 {
-    return tr->shard_buf + s * a + shard_first_row(tr, s) * b;
+    return tr->shard_buf + slot_offset(tr, tr->shard_slot[s], a, b);
 }
 
 /* Every rank's records of a stage (a, b: shard_record) to every rank. */
 static int shards_share(nde_trainer *tr, size_t a, size_t b)
 {
     nde_comm *c = tr->comm;
-    size_t *cnt = tr->shard_cnt, *at;
+    size_t *cnt = tr->shard_cnt, *at, *first;
 
     if (!c)
         return NDE_OK;
     at = cnt + c->size;
+    first = at + c->size;
     for (size_t r = 0; r < (size_t)c->size; r++) {
-        const size_t s0 = rank_first_shard(tr, r, (size_t)c->size);
-        const size_t s1 = rank_first_shard(tr, r + 1, (size_t)c->size);
-        at[r] = (size_t)(shard_record(tr, s0, a, b) - tr->shard_buf) *
-                sizeof(double);
-        cnt[r] = (size_t)(shard_record(tr, s1, a, b) -
-                          shard_record(tr, s0, a, b)) * sizeof(double);
+        const size_t lo = slot_offset(tr, first[r], a, b);
+        at[r] = lo * sizeof(double);
+        cnt[r] = (slot_offset(tr, first[r + 1], a, b) - lo) * sizeof(double);
     }
     if (c->allgather(c, tr->shard_buf, cnt, at) != 0)
         return nde_error(tr->ctx, NDE_EFATAL,
@@ -1570,11 +1616,10 @@ static void shard_note(nde_trainer *tr, double *d, int rc,
 static int shard_failure(nde_trainer *tr, size_t s, size_t n, int rc)
 {
     nde_comm *c = tr->comm;
-    size_t owner = 0, *cnt = tr->shard_cnt, *at = cnt + c->size;
+    const size_t owner = shard_owner(s, (size_t)c->size);
+    size_t *cnt = tr->shard_cnt, *at = cnt + c->size;
     char msg[SHARD_MSG_MAX];
 
-    while (rank_first_shard(tr, owner + 1, (size_t)c->size) <= s)
-        owner++;
     memset(msg, 0, sizeof msg);
     if ((int)owner == c->rank)
         memcpy(msg, nde_ctx_message(tr->ctx), n);
@@ -1715,7 +1760,7 @@ static int shards_loss_grad(nde_trainer *tr, nde_adjoint *a,
     const double t0 = b->t0, t1 = b->tsave[T - 1];
     nde_solve_opts o = tr->opts;
     nde_stats sst;
-    size_t s, k, lo, rows;
+    size_t p, s, k, lo, rows; /* p: a slot of this rank's */
     int rc = NDE_OK;
 
     memset(st, 0, sizeof *st);
@@ -1724,8 +1769,8 @@ static int shards_loss_grad(nde_trainer *tr, nde_adjoint *a,
     if ((rc = lift_batch(tr, th, &y0)) != NDE_OK)
         return rc;
     /* forward: record = stats, then the saves (T x rows x dim) */
-    for (s = tr->s0; s < tr->s1; s++) {
-        double *d = shard_begin(tr, s, fa, fb, &lo, &rows);
+    for (p = tr->s0; p < tr->s1; p++) {
+        double *d = shard_begin(tr, s = tr->slot_shard[p], fa, fb, &lo, &rows);
         nde_trajectory **rec = &tr->shard_traj[s];
         if (rc != NDE_OK) {
             d[SHARD_STATUS] = rc;
@@ -1763,8 +1808,8 @@ static int shards_loss_grad(nde_trainer *tr, nde_adjoint *a,
         return rc;
     /* backward: record = stats, the field's gradient (Pf), dL/dy0 (rows
      * x dim) */
-    for (s = tr->s0; s < tr->s1; s++) {
-        double *d = shard_begin(tr, s, ba, bb, &lo, &rows);
+    for (p = tr->s0; p < tr->s1; p++) {
+        double *d = shard_begin(tr, s = tr->slot_shard[p], ba, bb, &lo, &rows);
         size_t nct;
         if (rc != NDE_OK) {
             d[SHARD_STATUS] = rc;
@@ -2541,10 +2586,10 @@ int nde_trainer_set_comm(nde_trainer *tr, nde_comm *comm)
     tr->comm = K > 1 ? comm : NULL;
     if (tr->comm) {
         free(tr->shard_cnt);
-        if (!(tr->shard_cnt = calloc(2 * K, sizeof *tr->shard_cnt)))
+        if (!(tr->shard_cnt = calloc(3 * K + 1, sizeof *tr->shard_cnt)))
             return nde_error(tr->ctx, NDE_ENOMEM, "out of memory");
     }
-    tr->s0 = rank_first_shard(tr, comm ? (size_t)comm->rank : 0, K);
-    tr->s1 = rank_first_shard(tr, comm ? (size_t)comm->rank + 1 : 1, K);
+    if (tr->nshards > 1)
+        shards_deal(tr, tr->comm ? (size_t)comm->rank : 0, K);
     return NDE_OK;
 }

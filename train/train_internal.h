@@ -108,14 +108,20 @@ struct nde_trainer {
     double *row_grad;          /* Pf: one row's field gradient            */
     size_t row_extra_cap;      /* extra_cap when row_y was sized          */
 
-    /* [train] shards (nshards > 1), of which this rank computes [s0, s1) */
+    /* [train] shards (nshards > 1), dealt to the ranks (shards_deal) into
+     * slots in rank order; this rank computes slots [s0, s1) */
     size_t nshards;
     nde_comm *comm;            /* NULL: this process computes them all    */
     size_t s0, s1;
+    size_t *slot_shard;        /* 3 S + 1: the shard in each slot, each
+                                  shard's slot, the rows before each slot
+                                  (slot_row, S + 1)                       */
+    size_t *shard_slot, *slot_row;
     nde_trajectory **shard_traj; /* S records                             */
     double *shard_buf;         /* a stage's records (shard_record)         */
     double *shard_ct;          /* one shard's cotangents, T x rows x dim  */
-    size_t *shard_cnt;         /* 2 K: an exchange's counts and displs    */
+    size_t *shard_cnt;         /* 3 K + 1: an exchange's counts and
+                                  displs, each rank's first slot (K + 1)  */
 };
 
 #endif
