@@ -39,8 +39,9 @@ static const size_t field_sizes[] = {
     offsetof(nde_field_type, eval_sde), /* 4: general noise */
     offsetof(nde_field_type, eval_sde), /* 5: controlled equations */
     sizeof(nde_field_type), sizeof(nde_field_type)}; /* 7: quadrature */
-static const size_t solver_sizes[] = {
-    sizeof(nde_solver_type), sizeof(nde_solver_type)}; /* 2: the tableau grew */
+static const size_t solver_sizes[] = { /* 2, 3: the tableau grew */
+    sizeof(nde_solver_type), sizeof(nde_solver_type),
+    sizeof(nde_solver_type)};
 static const size_t adjoint_sizes[] = {
     sizeof(nde_adjoint_type)};
 static const size_t regularizer_sizes[] = {

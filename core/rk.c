@@ -82,10 +82,13 @@ static void rk_destroy(nde_solver *s)
 static int rk_create(nde_solver *s)
 {
     const int stages = s->type->tableau->stages;
+    int rc = rk_work_create(stages, stages + nde_rk_extra_stages(s->type),
+                            s->batch_max * s->field->dim,
+                            (nde_rk_work **)&s->work);
 
-    return rk_work_create(stages, stages + nde_rk_extra_stages(s->type),
-                          s->batch_max * s->field->dim,
-                          (nde_rk_work **)&s->work);
+    if (rc == NDE_OK)
+        ((nde_rk_work *)s->work)->btilde2 = nde_rk_btilde2(s->type);
+    return rc;
 }
 
 /* out = y + sum_{j<m} hc[j] k[j] (hc already scaled by h), for a stage
@@ -400,6 +403,22 @@ rk_norm(nde_pool *pool, const nde_norm_spec *norm, double *err,
     return max + poison + nonfinite_poison(y_next + off, n - off);
 }
 
+/* The larger of eest and the second estimate's norm (its err2 in
+ * w->errv, free between step VJPs); NaN when either is. */
+static double rk_second_estimate(nde_rk_work *w, nde_pool *pool,
+                                 const nde_norm_spec *norm, const double *y,
+                                 const double *y_next, double h, size_t n,
+                                 double eest)
+{
+    const int ns = w->stages;
+    double hc[NDE_RK_MAX_STAGES];
+    double e2;
+
+    rk_scale(hc, w->btilde2, ns, h);
+    e2 = rk_norm(pool, norm, w->errv, y, y_next, hc, ns, w->k, n, w->sums);
+    return e2 > eest || isnan(e2) ? e2 : eest;
+}
+
 static int rk_step(nde_solver *s, const double *theta, double t, double h,
                    const double *dw, const double *y, const double *aux,
                    double *y_next, double *aux_next, double *err,
@@ -451,6 +470,8 @@ static int rk_step(nde_solver *s, const double *theta, double t, double h,
                             w->sums);
         else
             rk_combine_on(pool, err, NULL, hc, ns, w->k, n);
+        if (eest && w->btilde2)
+            *eest = rk_second_estimate(w, pool, norm, y, y_next, h, n, *eest);
     }
     w->last_valid = 1;
     w->last_t = t;

@@ -41,6 +41,7 @@ typedef struct nde_rk_work {
     double *kbar[NDE_RK_MAX_STAGES];
     double *gbar, *gqbar, *ynbar, *errv, *ynextv;
     double *sums;           /* a step's error norm: a sum per chunk of values */
+    const double *btilde2;  /* the tableau's second estimate, or NULL       */
     double *block;          /* the one allocation behind all the above       */
 } nde_rk_work;
 
@@ -58,6 +59,12 @@ void nde_rk_ops_fill(const nde_solver_type *type, nde_solver_ops *ops);
 static inline int nde_rk_extra_stages(const nde_solver_type *type)
 {
     return type->info.iface_version >= 2 ? type->tableau->extra_stages : 0;
+}
+
+/* The tableau's second error estimate: none before interface version 3. */
+static inline const double *nde_rk_btilde2(const nde_solver_type *type)
+{
+    return type->info.iface_version >= 3 ? type->tableau->btilde2 : NULL;
 }
 
 /* hc[i] = h b_i(theta), the dense-output weights of the `total` stages

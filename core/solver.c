@@ -58,6 +58,10 @@ static int check_tableau(nde_ctx *ctx, const nde_solver_type *type)
         return nde_error(ctx, NDE_EPLUGIN,
                          "solver '%s': dense_degree without coefficients",
                          name);
+    if (nde_rk_btilde2(type) && !tab->btilde)
+        return nde_error(ctx, NDE_EPLUGIN,
+                         "solver '%s': a second error estimate (btilde2) "
+                         "without the first (btilde)", name);
     if (!!(flags & NDE_CAP_ADAPTIVE) != !!tab->btilde ||
         !!(flags & NDE_CAP_DENSE) != (tab->dense_degree > 0) ||
         !!(flags & NDE_CAP_STIFFNESS) != (tab->stiff_stage >= 0) ||

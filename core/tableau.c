@@ -289,6 +289,25 @@ static int checked_order(const nde_solver_type *type)
     return p < MAX_TREE_ORDER ? p : MAX_TREE_ORDER;
 }
 
+/* An embedded solution b + bt (bt NULL: none) of error_order. */
+static int check_embedded(nde_ctx *ctx, const nde_solver_type *type,
+                          const tree_vectors *tv, const double *bt, int s,
+                          const char *what)
+{
+    double w[NDE_RK_MAX_STAGES] = {0}, residual;
+    int k;
+
+    if (!bt)
+        return NDE_OK;
+    for (int i = 0; i < type->tableau->stages; i++)
+        w[i] = type->tableau->b[i] + bt[i];
+    if ((k = first_failed_tree(tv, w, NULL, s, type->error_order, 1.0,
+                               &residual)) >= 0)
+        return order_error(ctx, type->info.name, what, type->error_order, tv,
+                           k, residual);
+    return NDE_OK;
+}
+
 static int check_orders(nde_ctx *ctx, const nde_solver_type *type,
                         tree_vectors *tvp, tree_forest *tf)
 {
@@ -312,15 +331,11 @@ static int check_orders(nde_ctx *ctx, const nde_solver_type *type,
                                &residual)) >= 0)
         return order_error(ctx, name, "the propagated solution (b)",
                            type->order, tv, k, residual);
-    if (tab->btilde) {
-        for (int i = 0; i < tab->stages; i++)
-            w[i] = tab->b[i] + tab->btilde[i];
-        if ((k = first_failed_tree(tv, w, NULL, s, type->error_order, 1.0,
-                                   &residual)) >= 0)
-            return order_error(ctx, name,
-                               "the embedded solution (b + btilde)",
-                               type->error_order, tv, k, residual);
-    }
+    if ((rc = check_embedded(ctx, type, tv, tab->btilde, s,
+                             "the embedded solution (b + btilde)")) ||
+        (rc = check_embedded(ctx, type, tv, nde_rk_btilde2(type), s,
+                             "the second embedded solution (b + btilde2)")))
+        return rc;
     if (tab->dense_degree == 0)
         return NDE_OK;
     /* The dense output must end where the step ends (to round-off of its

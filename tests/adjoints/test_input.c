@@ -245,8 +245,8 @@ END_TEST
 
 START_TEST(test_dose_adaptive)
 {
-    static const char *const names[] = {"bs3", "dopri5", "tsit5", "vern6",
-                                        "vern7", "vern8", "vern9"};
+    static const char *const names[] = {"bs3", "bs5", "dopri5", "tsit5",
+                                        "vern6", "vern7", "vern8", "vern9"};
     for (int kind = 0; kind < 2; kind++)
         for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
             dosed d;

@@ -54,7 +54,7 @@ typedef struct tableau_copy {
     nde_solver_type type;
     nde_rk_tableau tab;
     double c[NSTAGES], a[NSTAGES * NSTAGES], b[NSTAGES], btilde[NSTAGES];
-    double dense[NSTAGES * 8];
+    double btilde2[NSTAGES], dense[NSTAGES * 8];
 } tableau_copy;
 
 static void copy_tableau(const nde_solver_type *st, tableau_copy *e)
@@ -70,13 +70,16 @@ static void copy_tableau(const nde_solver_type *st, tableau_copy *e)
     memcpy(e->b, t->b, (size_t)s * sizeof(double));
     if (t->btilde)
         memcpy(e->btilde, t->btilde, (size_t)s * sizeof(double));
+    if (t->btilde2)
+        memcpy(e->btilde2, t->btilde2, (size_t)s * sizeof(double));
     if (t->dense_degree)
-        memcpy(e->dense, t->dense,
-               (size_t)s * t->dense_degree * sizeof(double));
+        memcpy(e->dense, t->dense, (size_t)(s + t->extra_stages) *
+                                       t->dense_degree * sizeof(double));
     e->tab.c = e->c;
     e->tab.a = e->a;
     e->tab.b = e->b;
     e->tab.btilde = t->btilde ? e->btilde : NULL;
+    e->tab.btilde2 = t->btilde2 ? e->btilde2 : NULL;
     e->tab.dense = t->dense_degree ? e->dense : NULL;
     e->type.tableau = &e->tab;
 }
@@ -120,6 +123,17 @@ START_TEST(test_tableau_refused)
     e.btilde[0] -= 1e-7;
     assert_refused(&e, f, "embedded solution (b + btilde) does not have the "
                           "declared order 4");
+    /* bs5's second estimate is checked as the first one is */
+    copy_tableau(solver_named("bs5"), &e);
+    e.btilde2[2] += 1e-7;
+    e.btilde2[0] -= 1e-7;
+    assert_refused(&e, f, "second embedded solution (b + btilde2) does not "
+                          "have the declared order 4");
+    copy_tableau(solver_named("bs5"), &e);
+    e.tab.btilde = NULL;
+    e.type.info.provides &= ~NDE_CAP_ADAPTIVE;
+    assert_refused(&e, f, "a second error estimate (btilde2) without the "
+                          "first");
     copy_tableau(solver_named("dopri5"), &e);
     e.c[2] += 1e-6;
     assert_refused(&e, f, "row 2 of a sums to");
@@ -226,13 +240,99 @@ START_TEST(test_needs_field_jvp)
 }
 END_TEST
 
+/* A controller that keeps h (never rejects at these tolerances): every
+ * solve with it takes the same steps, whatever its error estimates. */
+static void keep_start(const nde_controller *c, double *memory)
+{
+    (void)c; (void)memory;
+}
+
+static double keep_h(const nde_controller *c, double *memory, double eest,
+                     double h)
+{
+    (void)c; (void)memory; (void)eest;
+    return h;
+}
+
+static double keep_h_rejected(const nde_controller *c, const double *memory,
+                              double eest, double h)
+{
+    ck_abort_msg("a step was rejected (eest %g)", eest);
+    return keep_h(c, (double *)memory, eest, h);
+}
+
+static const nde_controller_ops keep_ops = {"keep", keep_start, keep_h,
+                                            keep_h_rejected};
+
+#define EEST_STEPS 12
+
+/* The eest of each step of a solve of the nonlinear field nl2 with h =
+ * 0.25 on [0, 3] (the driver's record). */
+static void record_eest(const nde_solver_type *st, nde_field *f,
+                        double *eest)
+{
+    const double th[3] = {1.5, 0.8, 2.0}, y0[2] = {1.0, 0.5}, ts[1] = {3.0};
+    nde_trajectory *tr = nde_trajectory_create(NDE_NEEDS_STEPS |
+                                                   NDE_NEEDS_ERROR_EST, 0);
+    nde_solver *s = NULL;
+    nde_solve_opts o;
+    double y1[2];
+
+    ck_assert_ptr_nonnull(tr);
+    ck_assert_int_eq(nde_solver_create_from(ctx, st, f, &s), NDE_OK);
+    nde_solve_opts_default(&o, st);
+    o.rtol = o.atol = 1e-3;
+    o.dt = 0.25;
+    o.ctrl.ops = &keep_ops;
+    o.record = tr;
+    ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y0, 3.0, 1, ts, y1, NULL),
+                     NDE_OK);
+    ck_assert_uint_eq(tr->nsteps, EEST_STEPS);
+    for (size_t j = 0; j < EEST_STEPS; j++)
+        eest[j] = nde_trajectory_eest(tr, j);
+    nde_solver_destroy(s);
+    nde_trajectory_destroy(tr);
+}
+
+/* A tableau with two error estimates (bs5) is controlled by the larger of
+ * their norms, step by step: against copies that carry one each. */
+START_TEST(test_second_estimate)
+{
+    const nde_solver_type *bs5 = solver_named("bs5");
+    nde_field *f = make_field(&nl_field, 1);
+    tableau_copy first, second;
+    double e[3][EEST_STEPS];
+    int larger[2] = {0, 0};
+
+    copy_tableau(bs5, &first);
+    first.tab.btilde2 = NULL;
+    copy_tableau(bs5, &second);
+    second.tab.btilde = second.btilde2;
+    second.tab.btilde2 = NULL;
+    record_eest(bs5, f, e[0]);
+    record_eest(&first.type, f, e[1]);
+    record_eest(&second.type, f, e[2]);
+    for (size_t j = 0; j < EEST_STEPS; j++) {
+        ck_assert_msg(e[0][j] == fmax(e[1][j], e[2][j]),
+                      "step %zu: eest %.17g, the estimates' %.17g, %.17g", j,
+                      e[0][j], e[1][j], e[2][j]);
+        larger[e[2][j] > e[1][j]]++;
+    }
+    /* which one is larger varies along this solve */
+    ck_assert_msg(larger[0] > 0 && larger[1] > 0,
+                  "btilde's larger in %d steps, btilde2's in %d", larger[0],
+                  larger[1]);
+    nde_field_destroy(f);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Conformance: every solver plugin                                    */
 
 START_TEST(test_found_all)
 {
     /* The shipped solvers must be among those found. */
-    const char *names[] = {"tsit5", "dopri5", "bs3", "rk4", "euler",
+    const char *names[] = {"tsit5", "dopri5", "bs3", "bs5", "rk4", "euler",
                            "vern6", "vern7", "vern8", "vern9"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         ck_assert_ptr_nonnull(solver_named(names[i]));
@@ -599,12 +699,13 @@ START_TEST(test_dense_and_estimate_order)
             nd++;
         }
         if (st->tableau->dense_degree > 0) {
-            /* Errors at the interpolant's round-off floor are left out
-             * (dense_floor; at least those below 1e-12, Vern9's from
-             * h < 0.3). */
+            /* Interpolants of order 5 and up reach round-off here: their
+             * errors at its floor are left out (dense_floor; at least
+             * those below 1e-12: Vern9's from h < 0.3, BS5's from h =
+             * 2^-5, 3.2e-15). */
             const double floor = fmax(1e-12, dense_floor(st->tableau));
             int nv = nd;
-            while (st->order >= 6 && nv > 3 && de[nv - 1] < floor)
+            while (st->dense_order >= 5 && nv > 3 && de[nv - 1] < floor)
                 nv--;
             const double p = ls_slope(hs, de, nv);
             fprintf(stderr, "dense %-8s local error slope %.3f (dense_order "
@@ -930,6 +1031,7 @@ static Suite *solver_suite(void)
     tcase_add_test(tc, test_tableau_consistency);
     tcase_add_test(tc, test_tableau_refused);
     tcase_add_test(tc, test_needs_field_jvp);
+    tcase_add_test(tc, test_second_estimate);
     tcase_add_test(tc, test_order_exact);
     tcase_add_test(tc, test_convergence_order);
     tcase_add_test(tc, test_embedded_order);

@@ -40,6 +40,12 @@
  * asked for (or its stages recorded), as OrdinaryDiffEq's lazy
  * interpolation does; the step VJP differentiates through them when it has
  * dense cotangents.
+ * A second estimate (interface version 3, btilde2; Bogacki and Shampine's
+ * 5(4) pair has two): err2 = h sum_i btilde2_i k_i, and the step size is
+ * controlled by the larger of the two norms, max(EEst(err), EEst(err2)),
+ * which the driver records as the step's eest. err itself, and with it
+ * nde_error_norm of a step's err and the EEst cotangent of step_vjp (what
+ * the regularizers measure and differentiate), stay btilde's.
  * Stiffness (Hairer, Wanner, Solving ODEs II, Sec. IV.2; Pal et al. 2021,
  * arXiv 2105.03918), with stage q = stiff_stage
  * evaluated at c_q = 1 and the last stage at y_next (FSAL):
@@ -76,6 +82,8 @@ typedef struct nde_rk_tableau {
     const double *c_extra;  /* extra_stages nodes                            */
     const double *a_extra;  /* extra_stages x (s + extra_stages), row-major,
                                row e zero from column s + e on              */
+    /* Interface version 3: a second error estimate (see above). */
+    const double *btilde2;  /* s error weights of another bhat - b, or NULL */
 } nde_rk_tableau;
 
 typedef struct nde_solver nde_solver;
@@ -203,8 +211,9 @@ typedef struct nde_solver_ops {
  * ever appended (to it and to the tableau it points to).
  *   1: order, error_order, dense_order, tableau, ops
  *   2: nde_rk_tableau's extra_stages, c_extra, a_extra (a version 1
- *      plugin's tableau ends before them: read as none) */
-#define NDE_SOLVER_VERSION 2
+ *      plugin's tableau ends before them: read as none)
+ *   3: nde_rk_tableau's btilde2 (read as NULL before) */
+#define NDE_SOLVER_VERSION 3
 
 /* The descriptor's info: NDE_SOLVER_INFO(.name = ..., .description = ...,
  * .keys, .provides, .version). */
