@@ -1,7 +1,6 @@
 /*
- * Work-precision benchmark: nde's tsit5, dopri5, bs3, vern6, vern7, vern9
- * and pd8
- * against GSL's gsl_odeiv2 (rkf45, rkck, rk8pd through gsl_odeiv2_driver,
+ * Work-precision benchmark: nde's tsit5, dopri5, bs3, bs5, vern6, vern7,
+ * vern8, vern9 and pd8 against GSL's gsl_odeiv2 (rkf45, rkck, rk8pd through gsl_odeiv2_driver,
  * standard control, hstart 1e-6, a driver allocated per solve, as a user
  * of gsl_odeiv2_driver_apply writes it) on Lotka-Volterra, Van der Pol
  * (mu = 1), DETEST B5 and the demo spiral, at
@@ -279,17 +278,17 @@ static int gsl_rhs(double t, const double y[], double dydt[], void *params)
 /* ------------------------------------------------------------------ */
 /* Solvers under test                                                  */
 
-enum { NDE_TSIT5, NDE_DOPRI5, NDE_BS3, NDE_VERN6, NDE_VERN7, NDE_VERN8,
-       NDE_VERN9, NDE_PD8, GSL_RKF45,
+enum { NDE_TSIT5, NDE_DOPRI5, NDE_BS3, NDE_BS5, NDE_VERN6, NDE_VERN7,
+       NDE_VERN8, NDE_VERN9, NDE_PD8, GSL_RKF45,
        GSL_RKCK, GSL_RK8PD, ARK_DP5, ARK_VERNER6, ARK_FEHLBERG8, NCONF };
 #define NNDE GSL_RKF45
 #define NARK (NCONF - ARK_DP5)
 static const char *const conf_name[NCONF] = {
-    "nde_tsit5", "nde_dopri5", "nde_bs3", "nde_vern6", "nde_vern7",
-    "nde_vern8", "nde_vern9", "nde_pd8", "gsl_rkf45", "gsl_rkck", "gsl_rk8pd",
+    "nde_tsit5", "nde_dopri5", "nde_bs3", "nde_bs5", "nde_vern6",
+    "nde_vern7", "nde_vern8", "nde_vern9", "nde_pd8", "gsl_rkf45", "gsl_rkck", "gsl_rk8pd",
     "arkode_dp5", "arkode_verner6", "arkode_fehlberg8"};
 static const char *const nde_plugin[NNDE] = {"tsit5", "dopri5", "bs3",
-                                             "vern6", "vern7", "vern8",
+                                             "bs5", "vern6", "vern7", "vern8",
                                              "vern9", "pd8"};
 #define IS_GSL(c) ((c) >= GSL_RKF45 && (c) < ARK_DP5)
 #define IS_ARK(c) ((c) >= ARK_DP5)
