@@ -17,6 +17,91 @@ void dgetrs_(const char *trans, const int *n, const int *nrhs, const double *a,
              const int *lda, const int *ipiv, double *b, const int *ldb,
              int *info, size_t trans_len);
 
+/*
+ * W of at most IMPLICIT_SMALL_LU columns is factored and solved here, not
+ * by LAPACK: OpenBLAS's dgetrf and dgetrs take a lock and a work buffer on
+ * every call, which cost more than the arithmetic of a few rows (perf of
+ * bench_stiff: pthread_mutex_lock and unlock 24 % of its samples, E5's and
+ * Robertson's 4 and 3 rows). Larger ones go to LAPACK's blocked code.
+ */
+int implicit_small_lu_factor(double *a, size_t m, int *ipiv)
+{
+    int info = 0;
+
+    for (size_t k = 0; k < m; k++) {
+        double *ck = a + k * m, big = fabs(ck[k]);
+        size_t p = k;
+        for (size_t i = k + 1; i < m; i++)
+            if (fabs(ck[i]) > big) {
+                big = fabs(ck[i]);
+                p = i;
+            }
+        ipiv[k] = (int)p + 1;
+        if (ck[p] == 0.0) {
+            if (!info)
+                info = (int)k + 1;
+            continue;
+        }
+        if (p != k)
+            for (size_t j = 0; j < m; j++) {
+                const double t = a[j * m + k];
+                a[j * m + k] = a[j * m + p];
+                a[j * m + p] = t;
+            }
+        for (size_t i = k + 1; i < m; i++)
+            ck[i] /= ck[k];
+        for (size_t j = k + 1; j < m; j++) {
+            double *cj = a + j * m;
+            for (size_t i = k + 1; i < m; i++)
+                cj[i] -= ck[i] * cj[k];
+        }
+    }
+    return info;
+}
+
+void implicit_small_lu_solve(const double *a, size_t m, const int *ipiv,
+                             double *x)
+{
+    for (size_t k = 0; k < m; k++) {
+        const size_t p = (size_t)ipiv[k] - 1;
+        const double t = x[k];
+        x[k] = x[p];
+        x[p] = t;
+    }
+    for (size_t j = 0; j < m; j++)      /* L y = P x, by columns */
+        for (size_t i = j + 1; i < m; i++)
+            x[i] -= a[j * m + i] * x[j];
+    for (size_t j = m; j-- > 0;) {      /* U x = y, by columns */
+        x[j] /= a[j * m + j];
+        for (size_t i = 0; i < j; i++)
+            x[i] -= a[j * m + i] * x[j];
+    }
+}
+
+/* U^T y = x, L^T z = y, then the swaps undone in reverse. */
+void implicit_small_lu_solve_transposed(const double *a, size_t m,
+                                        const int *ipiv, double *x)
+{
+    for (size_t j = 0; j < m; j++) {
+        double sum = x[j];
+        for (size_t i = 0; i < j; i++)
+            sum -= a[j * m + i] * x[i];
+        x[j] = sum / a[j * m + j];
+    }
+    for (size_t j = m; j-- > 0;) {
+        double sum = x[j];
+        for (size_t i = j + 1; i < m; i++)
+            sum -= a[j * m + i] * x[i];
+        x[j] = sum;
+    }
+    for (size_t k = m; k-- > 0;) {
+        const size_t p = (size_t)ipiv[k] - 1;
+        const double t = x[k];
+        x[k] = x[p];
+        x[p] = t;
+    }
+}
+
 /* The scale of a difference step where y and f both vanish. */
 #define JAC_FLOOR 1e-5
 
@@ -268,7 +353,10 @@ int implicit_factor(implicit_lin *L, double hgamma)
                 W[j * m + i] = -J[j * L->dim + i];
         for (size_t i = 0; i < m; i++)
             W[i * m + i] += 1.0 / hgamma;
-        dgetrf_(&d, &d, W, &d, L->ipiv + r * m, &info);
+        if (m <= IMPLICIT_SMALL_LU)
+            info = implicit_small_lu_factor(W, m, L->ipiv + r * m);
+        else
+            dgetrf_(&d, &d, W, &d, L->ipiv + r * m, &info);
         L->nfact++;
         if (info != 0)
             return NDE_ERETRY;
@@ -308,7 +396,9 @@ void implicit_solve(const implicit_lin *L, double *x)
         const double *J = L->J + r * dim * m;
         int info;
 
-        if (m > 0)
+        if (m > 0 && m <= IMPLICIT_SMALL_LU)
+            implicit_small_lu_solve(L->W + r * m * m, m, L->ipiv + r * m, xr);
+        else if (m > 0)
             dgetrs_("N", &d, &one, L->W + r * m * m, &d, L->ipiv + r * m, xr,
                     &d, &info, 1);
         for (size_t i = m; i < dim; i++) {
@@ -368,7 +458,10 @@ void implicit_solve_transposed(const implicit_lin *L, double *x)
         for (size_t j = 0; j < m; j++)
             for (size_t i = m; i < dim; i++)
                 xr[j] += J[j * dim + i] * xr[i];
-        if (m > 0)
+        if (m > 0 && m <= IMPLICIT_SMALL_LU)
+            implicit_small_lu_solve_transposed(L->W + r * m * m, m,
+                                               L->ipiv + r * m, xr);
+        else if (m > 0)
             dgetrs_("T", &d, &one, L->W + r * m * m, &d, L->ipiv + r * m,
                     xr, &d, &info, 1);
     }

@@ -2,9 +2,9 @@
  * implicit.h - the linear algebra of implicit solvers (Rosenbrock, ESDIRK)
  * and their shared key and checks: per batch row the dense dim x dim
  * Jacobian J = df/dy of the field and the time derivative df/dt at a
- * point, and the LU factors of W = I/(h gamma) - J by LAPACK (dgetrf,
- * dgetrs from OpenBLAS), with the solves against them (and the
- * transposed ones of step VJPs).
+ * point, and the LU factors of W = I/(h gamma) - J (its own for a few
+ * columns, LAPACK's dgetrf and dgetrs from OpenBLAS above), with the
+ * solves against them (and the transposed ones of step VJPs).
  *
  * Values a field declares quadratures (nde_field.quadrature: the last q
  * of each row, read by no derivative) have zero columns in J: only the
@@ -77,6 +77,20 @@ int implicit_init(implicit_lin *L, size_t dim_max, size_t cols_max,
  * message naming the solver). */
 int implicit_create(implicit_lin *L, nde_solver *s, int with_dT);
 void implicit_free(implicit_lin *L);
+
+/* W of at most this many columns is factored by the small LU below, not
+ * LAPACK's (implicit.c says why). */
+#define IMPLICIT_SMALL_LU 16
+
+/* dgetrf's factorisation of the m x m column-major a in place (a = P L U,
+ * L unit lower; row k swapped with row ipiv[k] - 1, 1-based as
+ * LAPACK's): 0, or k + 1 when U's pivot k is the first that is 0 (the
+ * factors are then not usable). Then x = A^-1 x and x = A^-T x. */
+int implicit_small_lu_factor(double *a, size_t m, int *ipiv);
+void implicit_small_lu_solve(const double *a, size_t m, const int *ipiv,
+                             double *x);
+void implicit_small_lu_solve_transposed(const double *a, size_t m,
+                                        const int *ipiv, double *x);
 
 /* J and df/dt of s->field at (t, y, theta) for s->batch rows, f0 =
  * f(t, y); h the step about to be taken (scales the t difference). Kept
