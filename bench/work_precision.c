@@ -1,9 +1,9 @@
 /*
  * Work-precision benchmark: nde's tsit5, dopri5, bs3, bs5, vern6, vern7,
- * vern8, vern9 and pd8 against GSL's gsl_odeiv2 (rkf45, rkck, rk8pd through gsl_odeiv2_driver,
- * standard control, hstart 1e-6, a driver allocated per solve, as a user
- * of gsl_odeiv2_driver_apply writes it) on Lotka-Volterra, Van der Pol
- * (mu = 1), DETEST B5 and the demo spiral, at
+ * vern8, vern9 and pd8 against GSL's gsl_odeiv2 (rkf45, rkck, rk8pd
+ * through gsl_odeiv2_driver, standard control, hstart 1e-6, a driver
+ * allocated per solve, as a user of gsl_odeiv2_driver_apply writes it) on
+ * Lotka-Volterra, Van der Pol (mu = 1), DETEST B5 and the demo spiral, at
  * tolerances 1e-4 ... 1e-12 in quarter decades (atol = rtol = tol; the
  * detail table shows whole decades). Error = max norm at T against rk8pd
  * at 1e-14 (its distance to vern9 at 1e-14 is printed: the reference's
@@ -285,8 +285,9 @@ enum { NDE_TSIT5, NDE_DOPRI5, NDE_BS3, NDE_BS5, NDE_VERN6, NDE_VERN7,
 #define NARK (NCONF - ARK_DP5)
 static const char *const conf_name[NCONF] = {
     "nde_tsit5", "nde_dopri5", "nde_bs3", "nde_bs5", "nde_vern6",
-    "nde_vern7", "nde_vern8", "nde_vern9", "nde_pd8", "gsl_rkf45", "gsl_rkck", "gsl_rk8pd",
-    "arkode_dp5", "arkode_verner6", "arkode_fehlberg8"};
+    "nde_vern7", "nde_vern8", "nde_vern9", "nde_pd8", "gsl_rkf45",
+    "gsl_rkck", "gsl_rk8pd", "arkode_dp5", "arkode_verner6",
+    "arkode_fehlberg8"};
 static const char *const nde_plugin[NNDE] = {"tsit5", "dopri5", "bs3",
                                              "bs5", "vern6", "vern7", "vern8",
                                              "vern9", "pd8"};

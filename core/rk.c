@@ -471,7 +471,8 @@ static int rk_step(nde_solver *s, const double *theta, double t, double h,
         else
             rk_combine_on(pool, err, NULL, hc, ns, w->k, n);
         if (eest && w->btilde2)
-            *eest = rk_second_estimate(w, pool, norm, y, y_next, h, n, *eest);
+            *eest = rk_second_estimate(w, pool, norm, y, y_next, h, n,
+                                       *eest);
     }
     w->last_valid = 1;
     w->last_t = t;
