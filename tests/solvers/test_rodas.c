@@ -183,6 +183,74 @@ static int rober_jvp(nde_field *f, double t, const double *y,
 TEST_FIELD(rober_plain, "rober", 3, 3, rober_eval, rober_vjp);
 static const double rober_theta[3] = {0.04, 3e7, 1e4};
 
+/* E5 (stiff DETEST, Enright et al. 1975; the IVP test set's e5.f), no
+ * parameters: y3' written as y2' - y4' as there. J is row-major. */
+#define E5_A 7.89e-10
+#define E5_B 1.1e7
+#define E5_CM 1.13e9
+#define E5_C 1.13e3
+static void e5_rhs(const double *y, double *dy)
+{
+    const double p1 = E5_A * y[0], p2 = E5_B * y[0] * y[2];
+    const double p3 = E5_CM * y[1] * y[2], p4 = E5_C * y[3];
+    dy[0] = -p1 - p2;
+    dy[1] = p1 - p3;
+    dy[3] = p2 - p4;
+    dy[2] = dy[1] - dy[3];
+}
+static void e5_jac(const double *y, double J[16])
+{
+    const double J0[16] = {
+        -E5_A - E5_B * y[2], 0.0, -E5_B * y[0], 0.0,
+        E5_A, -E5_CM * y[2], -E5_CM * y[1], 0.0,
+        0.0, 0.0, 0.0, 0.0,
+        E5_B * y[2], 0.0, E5_B * y[0], -E5_C};
+    memcpy(J, J0, sizeof J0);
+    for (int j = 0; j < 4; j++)
+        J[8 + j] = J[4 + j] - J[12 + j];
+}
+static int e5_eval(nde_field *f, double t, const double *y,
+                   const double *th, double *dy, size_t batch)
+{
+    (void)f; (void)t; (void)th;
+    for (size_t r = 0; r < batch; r++)
+        e5_rhs(y + 4 * r, dy + 4 * r);
+    return NDE_OK;
+}
+static int e5_vjp(nde_field *f, double t, const double *y,
+                  const double *th, const double *w, double *vy,
+                  double *vth, size_t batch)
+{
+    double J[16];
+
+    (void)f; (void)t; (void)th; (void)vth;
+    for (size_t r = 0; r < batch && vy; r++) {
+        e5_jac(y + 4 * r, J);
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++)
+                vy[4 * r + j] += w[4 * r + i] * J[4 * i + j];
+    }
+    return NDE_OK;
+}
+static int e5_jvp(nde_field *f, double t, const double *y, const double *th,
+                  const double *u, double *jv, size_t batch)
+{
+    double J[16];
+
+    (void)f; (void)t; (void)th;
+    for (size_t r = 0; r < batch; r++) {
+        e5_jac(y + 4 * r, J);
+        for (int i = 0; i < 4; i++) {
+            double v = 0.0;
+            for (int j = 0; j < 4; j++)
+                v += J[4 * i + j] * u[4 * r + j];
+            jv[4 * r + i] = v;
+        }
+    }
+    return NDE_OK;
+}
+TEST_FIELD(e5_plain, "e5", 4, 0, e5_eval, e5_vjp);
+
 static nde_field *field_with_jvp(const nde_field_type *plain,
                                  nde_field_type *copy,
                                  int (*jvp)(nde_field *, double,
@@ -1429,6 +1497,56 @@ START_TEST(test_auto_stiff)
 }
 END_TEST
 
+/* E5 at rtol 1e-8 (atol 1e-36): tsit5 sits at its stability limit from
+ * t ~ 1e-3, where its stiffness verdicts alternate. Counted as DOPRI5
+ * counts them it hands over before t = 1, in a few thousand steps to
+ * t1 = 1e13 (rodas5p alone 3618); counted only in a row (reset = 1, the
+ * rule before) it stayed on tsit5 for 160000 steps to t = 28. */
+static long e5_auto_steps(const char *keys, double *t_switch)
+{
+    nde_field_type ft;
+    nde_field *f = field_with_jvp(&e5_plain, &ft, e5_jvp, 1);
+    nde_solver *s = rodas_keyed(keys, f);
+    nde_trajectory *tr = nde_trajectory_create(NDE_NEEDS_STEPS, 0);
+    const double y0[4] = {1.76e-3, 0.0, 0.0, 0.0}, t1 = 1e13;
+    double y[4];
+    nde_solve_opts o;
+    nde_stats st;
+
+    nde_solve_opts_default(&o, s->type);
+    o.rtol = 1e-8;
+    o.atol = 1e-36;
+    o.max_steps = 400000;
+    o.record = tr;
+    ck_assert_msg(nde_solve(s, &o, NULL, 0.0, y0, t1, 1, &t1, y, &st) ==
+                      NDE_OK, "%s", nde_ctx_message(ctx));
+    *t_switch = t1;
+    for (size_t i = 0; i < tr->nstates; i++)
+        if (tr->aux[i * tr->naux * tr->n] < 0.0) {
+            *t_switch = tr->t[tr->ystep[i]];
+            break;
+        }
+    nde_trajectory_destroy(tr);
+    nde_solver_destroy(s);
+    nde_field_destroy(f);
+    return st.steps_accepted + st.steps_rejected;
+}
+
+START_TEST(test_auto_flickering_verdicts)
+{
+    double ts, ts_row;
+    const long n = e5_auto_steps("", &ts);
+    const long n_row = e5_auto_steps("reset = 1", &ts_row);
+
+    fprintf(stderr, "e5 at rtol 1e-8: autoswitch %ld steps, on rodas5p "
+            "from t = %.3g; with reset = 1 %ld steps, from t = %.3g\n", n,
+            ts, n_row, ts_row);
+    ck_assert_double_lt(ts, 1.0);
+    ck_assert_int_lt(n, 6000);
+    ck_assert_int_gt(n_row, 100000);
+}
+END_TEST
+
 /* stiff_first starts every solve with rodas5p (the recorded aux state of
  * the first step), to the same answer. */
 START_TEST(test_auto_stiff_first)
@@ -1651,6 +1769,7 @@ static Suite *rodas_suite(void)
     tcase_add_test(tc, test_auto_nonstiff_is_tsit5);
     tcase_add_test(tc, test_auto_stiff);
     tcase_add_test(tc, test_auto_stiff_first);
+    tcase_add_test(tc, test_auto_flickering_verdicts);
     tcase_add_test(tc, test_auto_keys);
     tcase_add_test(tc, test_auto_adjoints);
     tcase_add_test(tc, test_auto_example);
