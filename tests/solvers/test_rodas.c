@@ -1688,6 +1688,32 @@ START_TEST(test_auto_example)
 }
 END_TEST
 
+/* examples/e5.ini (kvaerno5, Jacobian by differences): at t1 = 1e13
+ * s = (y2 + y3) / 2 within 1e-5 of the test set's (RADAU in extended
+ * precision, whose y2 and y3 are themselves 1.5e-3 apart), and the
+ * invariant y2 - y3 - y4 kept to under 1 % of y2 there. */
+START_TEST(test_e5_example)
+{
+    const double ref2 = 0.8867655517642120e-22, ref3 = 0.8854814626268838e-22;
+    const double s_ref = 0.5 * (ref2 + ref3);
+    double *ys, s_t1, drift;
+    const double *y;
+    nde_stats st;
+    size_t n;
+
+    run_example("e5.ini", NULL, &ys, &st, &n);
+    y = ys + n - 4;
+    s_t1 = 0.5 * (y[1] + y[2]);
+    drift = y[1] - y[2] - y[3];
+    fprintf(stderr, "e5.ini: %ld steps, s(t1) %.10e, relative error %.2e, "
+            "y2 - y3 - y4 = %.2e\n", st.steps_accepted, s_t1,
+            fabs(s_t1 - s_ref) / s_ref, drift);
+    ck_assert_double_le(fabs(s_t1 - s_ref), 1e-5 * s_ref);
+    ck_assert_double_lt(fabs(drift), 1e-24);
+    free(ys);
+}
+END_TEST
+
 /* Parts that cannot serve, each refused naming the key. */
 START_TEST(test_auto_keys)
 {
@@ -1770,6 +1796,7 @@ static Suite *rodas_suite(void)
     tcase_add_test(tc, test_auto_stiff);
     tcase_add_test(tc, test_auto_stiff_first);
     tcase_add_test(tc, test_auto_flickering_verdicts);
+    tcase_add_test(tc, test_e5_example);
     tcase_add_test(tc, test_auto_keys);
     tcase_add_test(tc, test_auto_adjoints);
     tcase_add_test(tc, test_auto_example);
