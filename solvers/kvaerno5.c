@@ -207,15 +207,22 @@ static void combine(const kv_work *w, size_t n, const double *coef, int i,
     }
 }
 
-static double scaled_rms(const double *dz, const double *z, size_t n,
-                         double rtol, double atol)
+/* z += dz; returns the RMS of dz scaled by atol + rtol |z| (at least
+ * DBL_MIN) and sets *at_roundoff when every |dz| is within 4 eps |z|. */
+static double newton_update(double *z, const double *dz, size_t n,
+                            double rtol, double atol, int *at_roundoff)
 {
     double sum = 0.0;
+    int round = 1;
 
     for (size_t m = 0; m < n; m++) {
-        const double r = dz[m] / fmax(atol + rtol * fabs(z[m]), DBL_MIN);
+        const double zm = z[m] + dz[m], scale = atol + rtol * fabs(zm);
+        const double r = dz[m] / (scale > DBL_MIN ? scale : DBL_MIN);
+        z[m] = zm;
         sum += r * r;
+        round &= fabs(dz[m]) <= 4.0 * DBL_EPSILON * fabs(zm);
     }
+    *at_roundoff = round;
     return sqrt(sum / (double)n);
 }
 
@@ -248,7 +255,8 @@ static int newton(nde_solver *s, const double *theta, double ti, double h,
     kv_work *w = s->work;
     implicit_lin *L = &w->lin;
     const size_t n = s->batch * s->field->dim;
-    const double hg = h * gam, hw = L->hgamma;
+    const double hg = h * gam, hw = L->hgamma, rhw = 1.0 / hw;
+    const double ghw = hg / hw;
     double prev = 0.0;
     double *ki = w->k + (size_t)i * n;
     int it, rc;
@@ -257,19 +265,18 @@ static int newton(nde_solver *s, const double *theta, double ti, double h,
     predict(w, n, i, h, y);
     for (it = 0; it < NEWTON_MAXIT; it++) {
         double nd;
+        int at_roundoff;
         s->counts.nfe++;
         if ((rc = nde_field_eval(s->field, ti, w->z, theta, w->fz, s->batch)))
             return rc;
         for (size_t m = 0; m < n; m++)
-            w->dz[m] = (w->psi[m] - w->z[m]) / hw + (hg / hw) * w->fz[m];
+            w->dz[m] = (w->psi[m] - w->z[m]) * rhw + ghw * w->fz[m];
         implicit_solve(L, w->dz);
-        for (size_t m = 0; m < n; m++)
-            w->z[m] += w->dz[m];
-        nd = scaled_rms(w->dz, w->z, n, rtol, atol);
+        nd = newton_update(w->z, w->dz, n, rtol, atol, &at_roundoff);
         if (!isfinite(nd))
             return NEWTON_FAILED;
-        if (scaled_rms(w->dz, w->z, n, 4.0 * DBL_EPSILON, DBL_MIN) <= 1.0)
-            break;          /* at round-off: no rate to learn from */
+        if (at_roundoff)
+            break;          /* no rate to learn from */
         if (it == 0) {
             if (nd < NEWTON_FIRST)
                 break;
