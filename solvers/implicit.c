@@ -24,7 +24,7 @@ void dgetrs_(const char *trans, const int *n, const int *nrhs, const double *a,
  * bench_stiff: pthread_mutex_lock and unlock 24 % of its samples, E5's and
  * Robertson's 4 and 3 rows). Larger ones go to LAPACK's blocked code.
  */
-int implicit_small_lu_factor(double *a, size_t m, int *ipiv)
+int implicit_small_lu_factor(double *a, size_t m, int *ipiv, double *dinv)
 {
     int info = 0;
 
@@ -40,6 +40,7 @@ int implicit_small_lu_factor(double *a, size_t m, int *ipiv)
         if (ck[p] == 0.0) {
             if (!info)
                 info = (int)k + 1;
+            dinv[k] = 0.0;
             continue;
         }
         if (p != k)
@@ -48,6 +49,7 @@ int implicit_small_lu_factor(double *a, size_t m, int *ipiv)
                 a[j * m + k] = a[j * m + p];
                 a[j * m + p] = t;
             }
+        dinv[k] = 1.0 / ck[k];
         for (size_t i = k + 1; i < m; i++)
             ck[i] /= ck[k];
         for (size_t j = k + 1; j < m; j++) {
@@ -59,8 +61,9 @@ int implicit_small_lu_factor(double *a, size_t m, int *ipiv)
     return info;
 }
 
-void implicit_small_lu_solve(const double *a, size_t m, const int *ipiv,
-                             double *x)
+void implicit_small_lu_solve(const double *restrict a, size_t m,
+                             const int *restrict ipiv,
+                             const double *restrict dinv, double *restrict x)
 {
     for (size_t k = 0; k < m; k++) {
         const size_t p = (size_t)ipiv[k] - 1;
@@ -68,25 +71,30 @@ void implicit_small_lu_solve(const double *a, size_t m, const int *ipiv,
         x[k] = x[p];
         x[p] = t;
     }
-    for (size_t j = 0; j < m; j++)      /* L y = P x, by columns */
+    for (size_t j = 0; j < m; j++) {    /* L y = P x, by columns */
+        const double xj = x[j];
         for (size_t i = j + 1; i < m; i++)
-            x[i] -= a[j * m + i] * x[j];
+            x[i] -= a[j * m + i] * xj;
+    }
     for (size_t j = m; j-- > 0;) {      /* U x = y, by columns */
-        x[j] /= a[j * m + j];
+        const double xj = x[j] * dinv[j];
+        x[j] = xj;
         for (size_t i = 0; i < j; i++)
-            x[i] -= a[j * m + i] * x[j];
+            x[i] -= a[j * m + i] * xj;
     }
 }
 
 /* U^T y = x, L^T z = y, then the swaps undone in reverse. */
-void implicit_small_lu_solve_transposed(const double *a, size_t m,
-                                        const int *ipiv, double *x)
+void implicit_small_lu_solve_transposed(const double *restrict a, size_t m,
+                                        const int *restrict ipiv,
+                                        const double *restrict dinv,
+                                        double *restrict x)
 {
     for (size_t j = 0; j < m; j++) {
         double sum = x[j];
         for (size_t i = 0; i < j; i++)
             sum -= a[j * m + i] * x[i];
-        x[j] = sum / a[j * m + j];
+        x[j] = sum * dinv[j];
     }
     for (size_t j = m; j-- > 0;) {
         double sum = x[j];
@@ -177,12 +185,13 @@ int implicit_init(implicit_lin *L, size_t dim_max, size_t cols_max,
     L->nparams = nparams;
     L->exact = exact;
     L->with_dT = with_dT;
-    /* one block of doubles: J, W, dT, v, yp, fp, fm, y, theta */
-    if (!(L->J = malloc((2 * nn + 6 * n + nparams + 1) * sizeof(double))) ||
+    /* one block of doubles: J, W, dinv, dT, v, yp, fp, fm, y, theta */
+    if (!(L->J = malloc((2 * nn + 7 * n + nparams + 1) * sizeof(double))) ||
         !(L->ipiv = malloc(n * sizeof(int))))
         return NDE_ENOMEM;
     L->W = L->J + nn;
-    L->dT = L->W + nn;
+    L->dinv = L->W + nn;
+    L->dT = L->dinv + n;
     L->v = L->dT + n;
     L->yp = L->v + n;
     L->fp = L->yp + n;
@@ -354,7 +363,8 @@ int implicit_factor(implicit_lin *L, double hgamma)
         for (size_t i = 0; i < m; i++)
             W[i * m + i] += 1.0 / hgamma;
         if (m <= IMPLICIT_SMALL_LU)
-            info = implicit_small_lu_factor(W, m, L->ipiv + r * m);
+            info = implicit_small_lu_factor(W, m, L->ipiv + r * m,
+                                            L->dinv + r * m);
         else
             dgetrf_(&d, &d, W, &d, L->ipiv + r * m, &info);
         L->nfact++;
@@ -397,7 +407,8 @@ void implicit_solve(const implicit_lin *L, double *x)
         int info;
 
         if (m > 0 && m <= IMPLICIT_SMALL_LU)
-            implicit_small_lu_solve(L->W + r * m * m, m, L->ipiv + r * m, xr);
+            implicit_small_lu_solve(L->W + r * m * m, m, L->ipiv + r * m,
+                                    L->dinv + r * m, xr);
         else if (m > 0)
             dgetrs_("N", &d, &one, L->W + r * m * m, &d, L->ipiv + r * m, xr,
                     &d, &info, 1);
@@ -460,7 +471,8 @@ void implicit_solve_transposed(const implicit_lin *L, double *x)
                 xr[j] += J[j * dim + i] * xr[i];
         if (m > 0 && m <= IMPLICIT_SMALL_LU)
             implicit_small_lu_solve_transposed(L->W + r * m * m, m,
-                                               L->ipiv + r * m, xr);
+                                               L->ipiv + r * m,
+                                               L->dinv + r * m, xr);
         else if (m > 0)
             dgetrs_("T", &d, &one, L->W + r * m * m, &d, L->ipiv + r * m,
                     xr, &d, &info, 1);

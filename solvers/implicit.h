@@ -43,6 +43,7 @@ typedef struct implicit_lin {
     int with_dT;            /* implicit_jacobian also computes df/dt      */
     double *J;              /* batch x dim x cols, each column-major      */
     double *W;              /* LU factors of W's cols x cols blocks       */
+    double *dinv;           /* batch x cols: 1 / U's diagonal (small LU)  */
     int *ipiv;              /* batch x cols pivots                        */
     double *dT;             /* df/dt, batch x dim                         */
     double *v, *yp, *fp, *fm; /* scratch, batch x dim each               */
@@ -84,13 +85,17 @@ void implicit_free(implicit_lin *L);
 
 /* dgetrf's factorisation of the m x m column-major a in place (a = P L U,
  * L unit lower; row k swapped with row ipiv[k] - 1, 1-based as
- * LAPACK's): 0, or k + 1 when U's pivot k is the first that is 0 (the
- * factors are then not usable). Then x = A^-1 x and x = A^-T x. */
-int implicit_small_lu_factor(double *a, size_t m, int *ipiv);
+ * LAPACK's), and dinv[k] = 1 / U_kk for the solves (which multiply: a
+ * division's latency, in the chain of a back substitution, was their
+ * largest cost): 0, or k + 1 when U's pivot k is the first that is 0
+ * (the factors are then not usable). Then x = A^-1 x and x = A^-T x; x
+ * aliases none of the factors. */
+int implicit_small_lu_factor(double *a, size_t m, int *ipiv, double *dinv);
 void implicit_small_lu_solve(const double *a, size_t m, const int *ipiv,
-                             double *x);
+                             const double *dinv, double *x);
 void implicit_small_lu_solve_transposed(const double *a, size_t m,
-                                        const int *ipiv, double *x);
+                                        const int *ipiv, const double *dinv,
+                                        double *x);
 
 /* J and df/dt of s->field at (t, y, theta) for s->batch rows, f0 =
  * f(t, y); h the step about to be taken (scales the t difference). Kept

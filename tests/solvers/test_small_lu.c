@@ -51,6 +51,7 @@ START_TEST(test_against_lapack)
     for (size_t m = 1; m <= M; m++)
         for (int rep = 0; rep < 20; rep++) {
             double a[M * M], own[M * M], lap[M * M], b[M], x[M], y[M];
+            double dinv[M];
             int piv_own[M], piv_lap[M], info, d = (int)m, one = 1;
             /* small diagonal: partial pivoting must swap rows */
             for (size_t i = 0; i < m * m; i++)
@@ -59,7 +60,10 @@ START_TEST(test_against_lapack)
                 a[i * m + i] *= 1e-3;
             for (size_t i = 0; i < m * m; i++)
                 own[i] = lap[i] = a[i];
-            ck_assert_int_eq(implicit_small_lu_factor(own, m, piv_own), 0);
+            ck_assert_int_eq(implicit_small_lu_factor(own, m, piv_own, dinv),
+                             0);
+            for (size_t k = 0; k < m; k++)
+                ck_assert_double_eq(dinv[k], 1.0 / own[k * m + k]);
             dgetrf_(&d, &d, lap, &d, piv_lap, &info);
             ck_assert_int_eq(info, 0);
             for (size_t k = 0; k < m; k++) {
@@ -75,9 +79,10 @@ START_TEST(test_against_lapack)
                 for (size_t i = 0; i < m; i++)
                     b[i] = x[i] = y[i] = draw(&state);
                 if (trans)
-                    implicit_small_lu_solve_transposed(own, m, piv_own, x);
+                    implicit_small_lu_solve_transposed(own, m, piv_own, dinv,
+                                                       x);
                 else
-                    implicit_small_lu_solve(own, m, piv_own, x);
+                    implicit_small_lu_solve(own, m, piv_own, dinv, x);
                 dgetrs_(trans ? "T" : "N", &d, &one, lap, &d, piv_lap, y, &d,
                         &info, 1);
                 ck_assert_double_le(backward_error(a, m, x, b, trans), 1e-13);
@@ -95,13 +100,13 @@ END_TEST
 START_TEST(test_singular)
 {
     /* column 2 a multiple of column 0: U's third pivot (k = 2) is 0 */
-    double a[9] = {1, 2, 3, 4, 5, 6, 2, 4, 6}, lap[9];
+    double a[9] = {1, 2, 3, 4, 5, 6, 2, 4, 6}, lap[9], dinv[3];
     int piv[3], piv_lap[3], info, d = 3;
 
     for (int i = 0; i < 9; i++)
         lap[i] = a[i];
     dgetrf_(&d, &d, lap, &d, piv_lap, &info);
-    ck_assert_int_eq(implicit_small_lu_factor(a, 3, piv), info);
+    ck_assert_int_eq(implicit_small_lu_factor(a, 3, piv, dinv), info);
     ck_assert_int_eq(info, 3);
 }
 END_TEST
