@@ -38,8 +38,13 @@
  * every value: relative, since a problem's scale may be far below 1).
  * Diverged when q >= 1 or after NEWTON_MAXIT iterations. J is reused
  * across steps; it is recomputed at a step's start after a step whose
- * iterations converged slowly (q > NEWTON_SLOW), and when an iteration
- * fails with an old J (the step then restarts). A failure with a fresh J
+ * iterations converged slowly (q > the key jacobian_rate), and when an
+ * iteration fails with an old J (the step then restarts). A J of m
+ * columns costs m JVPs (or evaluations) and its LU, so the default rate
+ * grows with m: min(0.1, 0.005 m) (Hairer's RADAU5 asks for 0.001 on
+ * small systems and 0.1 where J is costly; 0.1 for all, as before, took
+ * 1.03 to 1.3 times the evaluations of this rule and 1.05 to 1.3 times
+ * its time on bench_stiff's five problems of 2 to 8 values). A failure with a fresh J
  * returns NDE_ERETRY: the driver retries with h / 4 (counted in the
  * solve's retries). W is refactored when h moves by more than 20 % from
  * its h'; the driver's invalidate (a new solve, an event) forgets J. The
@@ -68,7 +73,6 @@
 #define NEWTON_MAXIT 10
 #define NEWTON_KAPPA 1e-3
 #define NEWTON_FIRST 1e-5
-#define NEWTON_SLOW 0.1
 #define NEWTON_FIXED_TOL 1e-12
 #define W_REUSE 0.2
 
@@ -118,6 +122,7 @@ typedef struct kv_work {
     int k0;                 /* K0_* : where the next step's k_0 is        */
     int jstale;             /* recompute J at the next step's start       */
     double newton_tol;      /* the key; 0: the solve's tolerances         */
+    double jac_rate;        /* the key; 0: min(0.1, 0.005 m)              */
 } kv_work;
 
 static void kv_destroy(nde_solver *s)
@@ -144,8 +149,10 @@ static int kv_create(nde_solver *s)
     s->work = w;
     if ((rc = implicit_create(&w->lin, s, 0)) ||
         (s->section &&
-         (rc = nde_get_double_in(s->section, "newton_tol", 0.0, 0, 1.0, 0,
-                                 &w->newton_tol, s->ctx))))
+         ((rc = nde_get_double_in(s->section, "newton_tol", 0.0, 0, 1.0, 0,
+                                  &w->newton_tol, s->ctx)) ||
+          (rc = nde_get_double_in(s->section, "jacobian_rate", 0.0, 0, 1.0,
+                                  0, &w->jac_rate, s->ctx)))))
         return rc;
     if (!(w->k = malloc((3 * STAGES + 11) * n * sizeof(double))))
         return NDE_ENOMEM;
@@ -367,7 +374,8 @@ static int kv_step(nde_solver *s, const double *theta, double t, double h,
     }
     if (rc)
         return rc;
-    if (qmax > NEWTON_SLOW)
+    if (qmax > (w->jac_rate > 0.0 ? w->jac_rate
+                                  : fmin(0.1, 0.005 * (double)L->cols)))
         w->jstale = 1;
     memcpy(y_next, w->z, n * sizeof *y_next);
     memcpy(w->yn, w->z, n * sizeof *w->yn);
@@ -518,6 +526,9 @@ static const nde_key kv_keys[] = {
     {"newton_tol", NDE_KEY_DOUBLE, "0",
      "rtol and atol of the Newton iterations' norm (they stop at 1e-3 of "
      "it); 0: the solve's own (1e-12 on fixed steps)"},
+    {"jacobian_rate", NDE_KEY_DOUBLE, "0",
+     "recompute J after a step whose Newton iterations converged at a rate "
+     "above this; 0: min(0.1, 0.005 x J's columns)"},
     {NULL, 0, NULL, NULL}};
 
 static const nde_solver_type kvaerno5 = {

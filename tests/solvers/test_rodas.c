@@ -1129,7 +1129,11 @@ START_TEST(test_quadrature)
         const double t1 = 2.0;
 
         f->quadrature = q ? 2 : 0;
-        s = rodas_keyed("jacobian = exact", f);
+        /* kvaerno5's default jacobian_rate grows with J's columns: fixed
+         * here, so that both take their Jacobians at the same steps */
+        s = rodas_keyed(strcmp(sname, "kvaerno5") == 0
+                            ? "jacobian = exact\njacobian_rate = 0.1"
+                            : "jacobian = exact", f);
         nde_solve_opts_default(&o, s->type);
         ck_assert_int_eq(nde_solve(s, &o, th, 0.0, y0, t1, 1, &t1, y[q], &st),
                          NDE_OK);
@@ -1278,7 +1282,9 @@ TEST_FIELD(quad_plain, "quad", 1, 1, quad_eval, quad_vjp);
  * a solution (y' = y^2 from 1 with h = 10: z = psi + 2.6 z^2 has no real
  * root) fails with a fresh J and the step asks for a retry (NDE_ERETRY);
  * the adaptive solve to t = 0.9 (y = 10) ends within 100 tolerances;
- * over Van der Pol mu = 1e3 far fewer Jacobians than steps. */
+ * over Van der Pol mu = 1e3 with jacobian_rate = 0.1 far fewer Jacobians
+ * than steps, and with the default for 2 columns (0.01) more Jacobians
+ * for fewer evaluations. */
 START_TEST(test_kv_newton)
 {
     nde_field_type ft, qt;
@@ -1286,12 +1292,14 @@ START_TEST(test_kv_newton)
     nde_field *fq = field_with_jvp(&quad_plain, &qt, quad_jvp, 1);
     nde_field *fv = field_with_jvp(&vdp_plain, &ft, vdp_jvp, 1);
     nde_solver *s = rodas_keyed("jacobian = exact", f);
-    nde_solver *sq = rodas_keyed("", fq), *sv = rodas_keyed("", fv);
+    nde_solver *sq = rodas_keyed("", fq);
+    nde_solver *sv = rodas_keyed("jacobian_rate = 0.1", fv);
+    nde_solver *sd = rodas_keyed("", fv);
     const double one = 1.0, y1 = 1.0, t1 = 0.9;
     double yn[3], yn2[3], yq, ys[2];
     nde_solve_opts o;
     nde_stats st;
-    long njac;
+    long njac, nfe;
 
     ck_assert_int_eq(nde_solver_step(s, rober_theta, 0.0, 1e-3, rober_y0, yn,
                                      NULL), NDE_OK);
@@ -1326,11 +1334,21 @@ START_TEST(test_kv_newton)
     ck_assert_int_eq(nde_solve(sv, &o, vdp_theta, 0.0, vdp_y0, 3000.0, 1,
                                (double[1]){3000.0}, ys, &st), NDE_OK);
     njac = sv->counts.nvjp / 2;
-    fprintf(stderr, "kvaerno5 van der pol mu = 1e3: %ld Jacobians in %ld "
-            "step attempts (%ld retries)\n", njac,
-            st.steps_accepted + st.steps_rejected, st.retries);
+    nfe = st.nfe;
+    fprintf(stderr, "kvaerno5 van der pol mu = 1e3, jacobian_rate = 0.1: "
+            "%ld Jacobians in %ld step attempts (%ld retries), nfe %ld\n",
+            njac, st.steps_accepted + st.steps_rejected, st.retries, nfe);
     ck_assert_int_gt(njac, 1);
     ck_assert_int_lt(3 * njac, st.steps_accepted + st.steps_rejected);
+    ck_assert_int_eq(nde_solve(sd, &o, vdp_theta, 0.0, vdp_y0, 3000.0, 1,
+                               (double[1]){3000.0}, ys, &st), NDE_OK);
+    fprintf(stderr, "kvaerno5 van der pol mu = 1e3, default rate: %ld "
+            "Jacobians in %ld step attempts, nfe %ld\n",
+            sd->counts.nvjp / 2, st.steps_accepted + st.steps_rejected,
+            st.nfe);
+    ck_assert_int_gt(sd->counts.nvjp / 2, njac);
+    ck_assert_int_lt(st.nfe, nfe);
+    nde_solver_destroy(sd);
     nde_solver_destroy(s);
     nde_solver_destroy(sq);
     nde_solver_destroy(sv);
@@ -1375,15 +1393,16 @@ START_TEST(test_kv_keys)
 {
     nde_field *plain = make_field(&rober_plain, 1);
     nde_solver *s = NULL;
-    static const char *const bad[3] = {"newton_tol = -1e-8",
-                                       "newton_tol = 2",
-                                       "newton_tol = small"};
+    static const char *const bad[6] = {
+        "newton_tol = -1e-8", "newton_tol = 2", "newton_tol = small",
+        "jacobian_rate = -0.1", "jacobian_rate = 2", "jacobian_rate = fast"};
 
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 6; k++) {
         ck_assert_int_eq(rodas_from(bad[k], plain, &s), NDE_ECONFIG);
         ck_assert_ptr_null(s);
         ck_assert_msg(strstr(nde_ctx_message(ctx), "rodas.ini:3") &&
-                          strstr(nde_ctx_message(ctx), "newton_tol"),
+                          strstr(nde_ctx_message(ctx), k < 3 ? "newton_tol"
+                                                             : "jacobian_rate"),
                       "%s: %s", bad[k], nde_ctx_message(ctx));
         fprintf(stderr, "%s: %s\n", bad[k], nde_ctx_message(ctx));
     }
