@@ -26,9 +26,9 @@
  * a = stiff * R + calm, `stiff` verdicts counted and the last `calm` < R
  * non-stiff ones in a row (R the key `reset`); a < 0, the implicit part
  * with -a - 1 non-stiff verdicts in a row. So the switch points are part
- * of every
- * recorded state and a replayed step (the discrete adjoint) takes the part
- * the forward solve took, and the verdict is a function of the step alone.
+ * of every recorded state and a replayed step (the discrete adjoint)
+ * takes the part the forward solve took, and the verdict is a function
+ * of the step alone.
  * A recorded step's stages are its part's, followed by a block holding the
  * part (0 or 1) for its dense output.
  *

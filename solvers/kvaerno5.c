@@ -44,13 +44,13 @@
  * grows with m: min(0.1, 0.005 m) (Hairer's RADAU5 asks for 0.001 on
  * small systems and 0.1 where J is costly; 0.1 for all, as before, took
  * 1.03 to 1.3 times the evaluations of this rule and 1.05 to 1.3 times
- * its time on bench_stiff's five problems of 2 to 8 values). A failure with a fresh J
- * returns NDE_ERETRY: the driver retries with h / 4 (counted in the
- * solve's retries). W is refactored when h moves by more than 20 % from
- * its h'; the driver's invalidate (a new solve, an event) forgets J. The
- * rows of a batch share these decisions (the norm runs over the batch):
- * a row stepped in a batch equals it stepped alone to about the Newton
- * tolerance, not bit for bit.
+ * its time on bench_stiff's five problems of 2 to 8 values). A failure
+ * with a fresh J returns NDE_ERETRY: the driver retries with h / 4
+ * (counted in the solve's retries). W is refactored when h moves by more
+ * than 20 % from its h'; the driver's invalidate (a new solve, an event)
+ * forgets J. The rows of a batch share these decisions (the norm runs
+ * over the batch): a row stepped in a batch equals it stepped alone to
+ * about the Newton tolerance, not bit for bit.
  *
  * The step VJP takes the stages as solved exactly (implicit function
  * theorem): with cotangents zb on z_i and kb on k_i = f(t_i, z_i),
