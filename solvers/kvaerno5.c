@@ -291,7 +291,8 @@ static int newton(nde_solver *s, const double *theta, double ti, double h,
             const double q = nd / prev;
             if (q >= 1.0)
                 return NEWTON_FAILED;
-            *qmax = fmax(*qmax, q);
+            if (q > *qmax)
+                *qmax = q;
             if (q / (1.0 - q) * nd <= NEWTON_KAPPA)
                 break;
         }
