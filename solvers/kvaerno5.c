@@ -262,7 +262,7 @@ static int newton(nde_solver *s, const double *theta, double ti, double h,
     kv_work *w = s->work;
     implicit_lin *L = &w->lin;
     const size_t n = s->batch * s->field->dim;
-    const double hg = h * gam, hw = L->hgamma, rhw = 1.0 / hw;
+    const double hg = h * gam, hw = L->hgamma, rhw = 1.0 / hw, rhg = 1.0 / hg;
     const double ghw = hg / hw;
     double prev = 0.0;
     double *ki = w->k + (size_t)i * n;
@@ -302,7 +302,7 @@ static int newton(nde_solver *s, const double *theta, double ti, double h,
         return NEWTON_FAILED;
     memcpy(w->zs + (size_t)i * n, w->z, n * sizeof *w->z);
     for (size_t m = 0; m < n; m++)
-        ki[m] = (w->z[m] - w->psi[m]) / hg;
+        ki[m] = (w->z[m] - w->psi[m]) * rhg;
     return NDE_OK;
 }
 
