@@ -1748,6 +1748,7 @@ START_TEST(test_auto_keys)
                                "itself"},
         {"stiff = nosuch", "nosuch"},
         {"to_stiff = -1", "to_stiff"},
+        {"reset = 0", "reset"},
         {"threshold = 0", "threshold"},
     };
     nde_field *f = make_field(&nl_field, 1);
