@@ -18,7 +18,7 @@
  * an explicit solver held at its stability limit estimates lambda from
  * whatever its stages excite, and on E5 at rtol 1e-8 tsit5's verdicts
  * there alternate (one stiff in two or three steps), so a count of stiff
- * verdicts in a row reached 11 only after 160000 steps to t = 28 (rodas5p
+ * verdicts in a row reached 11 only after 165000 steps to t = 28 (rodas5p
  * alone: 3618 steps to t1 = 1e13).
  *
  * Which part runs, and the verdicts counted so far, are the solver's aux

@@ -1520,7 +1520,7 @@ END_TEST
  * t ~ 1e-3, where its stiffness verdicts alternate. Counted as DOPRI5
  * counts them it hands over before t = 1, in a few thousand steps to
  * t1 = 1e13 (rodas5p alone 3618); counted only in a row (reset = 1, the
- * rule before) it stayed on tsit5 for 160000 steps to t = 28. */
+ * rule before) it stayed on tsit5 for 165000 steps to t = 28. */
 static long e5_auto_steps(const char *keys, double *t_switch)
 {
     nde_field_type ft;
