@@ -24,10 +24,12 @@ void dgetrs_(const char *trans, const int *n, const int *nrhs, const double *a,
  * bench_stiff: pthread_mutex_lock and unlock 24 % of its samples, E5's and
  * Robertson's 4 and 3 rows). Larger ones go to LAPACK's blocked code.
  */
-int implicit_small_lu_factor(double *a, size_t m, int *ipiv, double *dinv)
+int implicit_small_lu_factor(double *a, size_t m, int *perm, double *dinv)
 {
     int info = 0;
 
+    for (size_t k = 0; k < m; k++)
+        perm[k] = (int)k;
     for (size_t k = 0; k < m; k++) {
         double *ck = a + k * m, big = fabs(ck[k]);
         size_t p = k;
@@ -36,19 +38,22 @@ int implicit_small_lu_factor(double *a, size_t m, int *ipiv, double *dinv)
                 big = fabs(ck[i]);
                 p = i;
             }
-        ipiv[k] = (int)p + 1;
         if (ck[p] == 0.0) {
             if (!info)
                 info = (int)k + 1;
             dinv[k] = 0.0;
             continue;
         }
-        if (p != k)
+        if (p != k) {
+            const int t = perm[k];
+            perm[k] = perm[p];
+            perm[p] = t;
             for (size_t j = 0; j < m; j++) {
-                const double t = a[j * m + k];
+                const double v = a[j * m + k];
                 a[j * m + k] = a[j * m + p];
-                a[j * m + p] = t;
+                a[j * m + p] = v;
             }
+        }
         dinv[k] = 1.0 / ck[k];
         for (size_t i = k + 1; i < m; i++)
             ck[i] /= ck[k];
@@ -65,84 +70,91 @@ int implicit_small_lu_factor(double *a, size_t m, int *ipiv, double *dinv)
  * The solves' bodies, inlined where m is a constant: for the orders up to
  * SOLVE_UNROLLED the compiler unrolls them whole (with m known only at
  * run time a solve of order 4 took 280 instructions, callgrind on E5, a
- * third of kvaerno5's).
+ * third of kvaerno5's) and keeps v in registers. x is read once through
+ * the permutation and each value written once, when it is final:
+ * swapping values in x, as LAPACK's pivots ask, left 16-byte loads of
+ * values just stored 8 bytes at a time, which the CPU cannot forward
+ * (perf of E5: the solve 31 % of kvaerno5's time for 10 % of its
+ * instructions), and a copy of v to x at the end became such a pair.
  */
 #define SOLVE_UNROLLED 8
 
 static inline __attribute__((always_inline)) void
-lu_solve_body(const double *restrict a, size_t m, const int *restrict ipiv,
+lu_solve_body(const double *restrict a, size_t m, const int *restrict perm,
               const double *restrict dinv, double *restrict x)
 {
-    for (size_t k = 0; k < m; k++) {
-        const size_t p = (size_t)ipiv[k] - 1;
-        const double t = x[k];
-        x[k] = x[p];
-        x[p] = t;
-    }
-    for (size_t j = 0; j < m; j++) {    /* L y = P x, by columns */
-        const double xj = x[j];
+    double v[IMPLICIT_SMALL_LU];
+
+    for (size_t i = 0; i < m; i++)
+        v[i] = x[perm[i]];
+    for (size_t j = 0; j < m; j++)      /* L y = P x, by columns */
         for (size_t i = j + 1; i < m; i++)
-            x[i] -= a[j * m + i] * xj;
-    }
+            v[i] -= a[j * m + i] * v[j];
     for (size_t j = m; j-- > 0;) {      /* U x = y, by columns */
-        const double xj = x[j] * dinv[j];
-        x[j] = xj;
+        x[j] = v[j] *= dinv[j];
         for (size_t i = 0; i < j; i++)
-            x[i] -= a[j * m + i] * xj;
+            v[i] -= a[j * m + i] * v[j];
     }
 }
 
-/* U^T y = x, L^T z = y, then the swaps undone in reverse. */
+/* U^T y = x, L^T z = y, then x = P^T z. */
 static inline __attribute__((always_inline)) void
 lu_solve_transposed_body(const double *restrict a, size_t m,
-                         const int *restrict ipiv,
+                         const int *restrict perm,
                          const double *restrict dinv, double *restrict x)
 {
+    double v[IMPLICIT_SMALL_LU];
+
     for (size_t j = 0; j < m; j++) {
         double sum = x[j];
         for (size_t i = 0; i < j; i++)
-            sum -= a[j * m + i] * x[i];
-        x[j] = sum * dinv[j];
+            sum -= a[j * m + i] * v[i];
+        v[j] = sum * dinv[j];
     }
     for (size_t j = m; j-- > 0;) {
-        double sum = x[j];
         for (size_t i = j + 1; i < m; i++)
-            sum -= a[j * m + i] * x[i];
-        x[j] = sum;
-    }
-    for (size_t k = m; k-- > 0;) {
-        const size_t p = (size_t)ipiv[k] - 1;
-        const double t = x[k];
-        x[k] = x[p];
-        x[p] = t;
+            v[j] -= a[j * m + i] * v[i];
+        x[perm[j]] = v[j];
     }
 }
+
+/* GCC's vectorizer (on at -O2 since GCC 12) pairs neighbouring values of
+ * v into 16-byte operations and moves them through the stack, where the
+ * same stalls come back (perf of E5: the solves above still 31 % of
+ * kvaerno5's time with it, 13 to 17 % without). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NO_VECTORIZE __attribute__((optimize("no-tree-vectorize")))
+#else
+#define NO_VECTORIZE
+#endif
 
 /* case M: body(..., M, ...) for M = 1 .. SOLVE_UNROLLED, else m */
-#define BY_ORDER(body, a, m, ipiv, dinv, x)                                   \
+#define BY_ORDER(body, a, m, perm, dinv, x)                                   \
     switch (m) {                                                              \
-    case 1: body(a, 1, ipiv, dinv, x); break;                                 \
-    case 2: body(a, 2, ipiv, dinv, x); break;                                 \
-    case 3: body(a, 3, ipiv, dinv, x); break;                                 \
-    case 4: body(a, 4, ipiv, dinv, x); break;                                 \
-    case 5: body(a, 5, ipiv, dinv, x); break;                                 \
-    case 6: body(a, 6, ipiv, dinv, x); break;                                 \
-    case 7: body(a, 7, ipiv, dinv, x); break;                                 \
-    case SOLVE_UNROLLED: body(a, SOLVE_UNROLLED, ipiv, dinv, x); break;       \
-    default: body(a, m, ipiv, dinv, x);                                       \
+    case 1: body(a, 1, perm, dinv, x); break;                                 \
+    case 2: body(a, 2, perm, dinv, x); break;                                 \
+    case 3: body(a, 3, perm, dinv, x); break;                                 \
+    case 4: body(a, 4, perm, dinv, x); break;                                 \
+    case 5: body(a, 5, perm, dinv, x); break;                                 \
+    case 6: body(a, 6, perm, dinv, x); break;                                 \
+    case 7: body(a, 7, perm, dinv, x); break;                                 \
+    case SOLVE_UNROLLED: body(a, SOLVE_UNROLLED, perm, dinv, x); break;       \
+    default: body(a, m, perm, dinv, x);                                       \
     }
 
-void implicit_small_lu_solve(const double *a, size_t m, const int *ipiv,
+NO_VECTORIZE
+void implicit_small_lu_solve(const double *a, size_t m, const int *perm,
                              const double *dinv, double *x)
 {
-    BY_ORDER(lu_solve_body, a, m, ipiv, dinv, x)
+    BY_ORDER(lu_solve_body, a, m, perm, dinv, x)
 }
 
+NO_VECTORIZE
 void implicit_small_lu_solve_transposed(const double *a, size_t m,
-                                        const int *ipiv, const double *dinv,
+                                        const int *perm, const double *dinv,
                                         double *x)
 {
-    BY_ORDER(lu_solve_transposed_body, a, m, ipiv, dinv, x)
+    BY_ORDER(lu_solve_transposed_body, a, m, perm, dinv, x)
 }
 
 /* The scale of a difference step where y and f both vanish. */

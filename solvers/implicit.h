@@ -44,7 +44,8 @@ typedef struct implicit_lin {
     double *J;              /* batch x dim x cols, each column-major      */
     double *W;              /* LU factors of W's cols x cols blocks       */
     double *dinv;           /* batch x cols: 1 / U's diagonal (small LU)  */
-    int *ipiv;              /* batch x cols pivots                        */
+    int *ipiv;              /* batch x cols: LAPACK's pivots, or the small
+                               LU's permutation (up to IMPLICIT_SMALL_LU)  */
     double *dT;             /* df/dt, batch x dim                         */
     double *v, *yp, *fp, *fm; /* scratch, batch x dim each               */
     /* the point J and dT are of, while jvalid */
@@ -83,18 +84,19 @@ void implicit_free(implicit_lin *L);
  * LAPACK's (implicit.c says why). */
 #define IMPLICIT_SMALL_LU 16
 
-/* dgetrf's factorisation of the m x m column-major a in place (a = P L U,
- * L unit lower; row k swapped with row ipiv[k] - 1, 1-based as
- * LAPACK's), and dinv[k] = 1 / U_kk for the solves (which multiply: a
+/* The factorisation P a = L U of the m x m column-major a in place (L
+ * unit lower, partial pivoting: dgetrf's choices of pivot), perm[i] the
+ * row of a that is row i of P a (0-based; LAPACK's ipiv are the swaps
+ * that make it), and dinv[k] = 1 / U_kk for the solves (which multiply: a
  * division's latency, in the chain of a back substitution, was their
  * largest cost): 0, or k + 1 when U's pivot k is the first that is 0
  * (the factors are then not usable). Then x = A^-1 x and x = A^-T x; x
  * aliases none of the factors. */
-int implicit_small_lu_factor(double *a, size_t m, int *ipiv, double *dinv);
-void implicit_small_lu_solve(const double *a, size_t m, const int *ipiv,
+int implicit_small_lu_factor(double *a, size_t m, int *perm, double *dinv);
+void implicit_small_lu_solve(const double *a, size_t m, const int *perm,
                              const double *dinv, double *x);
 void implicit_small_lu_solve_transposed(const double *a, size_t m,
-                                        const int *ipiv, const double *dinv,
+                                        const int *perm, const double *dinv,
                                         double *x);
 
 /* J and df/dt of s->field at (t, y, theta) for s->batch rows, f0 =
