@@ -56,7 +56,7 @@ int implicit_small_lu_factor(double *a, size_t m, int *perm, double *dinv)
         }
         dinv[k] = 1.0 / ck[k];
         for (size_t i = k + 1; i < m; i++)
-            ck[i] /= ck[k];
+            ck[i] *= dinv[k];
         for (size_t j = k + 1; j < m; j++) {
             double *cj = a + j * m;
             for (size_t i = k + 1; i < m; i++)
