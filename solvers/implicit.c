@@ -55,8 +55,14 @@ int implicit_small_lu_factor(double *a, size_t m, int *perm, double *dinv)
             }
         }
         dinv[k] = 1.0 / ck[k];
-        for (size_t i = k + 1; i < m; i++)
-            ck[i] *= dinv[k];
+        /* by the reciprocal unless that overflows (reference LAPACK
+         * dgetf2's sfmin test; OpenBLAS's dgetrf has none and gives inf) */
+        if (fabs(ck[k]) >= DBL_MIN)
+            for (size_t i = k + 1; i < m; i++)
+                ck[i] *= dinv[k];
+        else
+            for (size_t i = k + 1; i < m; i++)
+                ck[i] /= ck[k];
         for (size_t j = k + 1; j < m; j++) {
             double *cj = a + j * m;
             for (size_t i = k + 1; i < m; i++)

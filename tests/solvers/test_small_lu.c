@@ -119,6 +119,21 @@ START_TEST(test_singular)
 }
 END_TEST
 
+START_TEST(test_subnormal_pivot)
+{
+    /* column 0 subnormal: 1 / pivot overflows, so L's entry must come
+     * from a division (OpenBLAS's dgetrf gives inf here) */
+    double a[4] = {3e-310, 1e-310, 1.0, 2.0}, dinv[2];
+    const double l = 1e-310 / 3e-310;
+    int piv[2];
+
+    ck_assert_int_eq(implicit_small_lu_factor(a, 2, piv, dinv), 0);
+    ck_assert_int_eq(piv[0], 0);
+    ck_assert_double_eq(a[1], l);
+    ck_assert_double_eq(a[3], 2.0 - l);
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("small_lu");
@@ -128,6 +143,7 @@ int main(void)
 
     tcase_add_test(tc, test_against_lapack);
     tcase_add_test(tc, test_singular);
+    tcase_add_test(tc, test_subnormal_pivot);
     suite_add_tcase(su, tc);
     sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);
