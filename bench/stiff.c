@@ -42,6 +42,7 @@
 #include <sunmatrix/sunmatrix_dense.h>
 #endif
 
+#include "../tests/stiff_fields.h"
 #include "bench_util.h"
 #include "nde/nde.h"
 
@@ -137,30 +138,7 @@ static void orego_jac(const double *y, double *J)
     J[6] = 0.161; J[7] = 0.0; J[8] = -0.161;
 }
 
-/* E5 (stiff DETEST, Enright et al. 1975; e5.f): chemical pyrolysis, on
- * [0, 1e13]. */
-#define E5A 7.89e-10
-#define E5B 1.1e7
-#define E5CM 1.13e9
-#define E5C 1.13e3
-static void e5_rhs(const double *y, double *dy)
-{
-    const double p1 = E5A * y[0], p2 = E5B * y[0] * y[2];
-    const double p3 = E5CM * y[1] * y[2], p4 = E5C * y[3];
-    dy[0] = -p1 - p2;
-    dy[1] = p1 - p3;
-    dy[3] = p2 - p4;
-    dy[2] = dy[1] - dy[3];
-}
-
-static void e5_jac(const double *y, double *J)
-{
-    J[0] = -E5A - E5B * y[2]; J[1] = 0.0; J[2] = -E5B * y[0]; J[3] = 0.0;
-    J[4] = E5A; J[5] = -E5CM * y[2]; J[6] = -E5CM * y[1]; J[7] = 0.0;
-    J[8] = E5A - E5B * y[2]; J[9] = -E5CM * y[2];
-    J[10] = -E5B * y[0] - E5CM * y[1]; J[11] = E5C;
-    J[12] = E5B * y[2]; J[13] = 0.0; J[14] = E5B * y[0]; J[15] = -E5C;
-}
+/* E5 (tests/stiff_fields.h), on [0, 1e13]. */
 
 /* E5's error: the relative error of s = (y2 + y3) / 2, and its drift
  * y2 - y3 - y4. The dynamics keep y2 - y3 - y4 (0 at t0), so every error

@@ -26,6 +26,7 @@
 #include "nde/nde.h"
 
 #include "../ode_fields.h"
+#include "../stiff_fields.h"
 
 /* ------------------------------------------------------------------ */
 /* Fields with a JVP                                                   */
@@ -183,32 +184,7 @@ static int rober_jvp(nde_field *f, double t, const double *y,
 TEST_FIELD(rober_plain, "rober", 3, 3, rober_eval, rober_vjp);
 static const double rober_theta[3] = {0.04, 3e7, 1e4};
 
-/* E5 (stiff DETEST, Enright et al. 1975; the IVP test set's e5.f), no
- * parameters: y3' written as y2' - y4' as there. J is row-major. */
-#define E5_A 7.89e-10
-#define E5_B 1.1e7
-#define E5_CM 1.13e9
-#define E5_C 1.13e3
-static void e5_rhs(const double *y, double *dy)
-{
-    const double p1 = E5_A * y[0], p2 = E5_B * y[0] * y[2];
-    const double p3 = E5_CM * y[1] * y[2], p4 = E5_C * y[3];
-    dy[0] = -p1 - p2;
-    dy[1] = p1 - p3;
-    dy[3] = p2 - p4;
-    dy[2] = dy[1] - dy[3];
-}
-static void e5_jac(const double *y, double J[16])
-{
-    const double J0[16] = {
-        -E5_A - E5_B * y[2], 0.0, -E5_B * y[0], 0.0,
-        E5_A, -E5_CM * y[2], -E5_CM * y[1], 0.0,
-        0.0, 0.0, 0.0, 0.0,
-        E5_B * y[2], 0.0, E5_B * y[0], -E5_C};
-    memcpy(J, J0, sizeof J0);
-    for (int j = 0; j < 4; j++)
-        J[8 + j] = J[4 + j] - J[12 + j];
-}
+/* E5: tests/stiff_fields.h */
 static int e5_eval(nde_field *f, double t, const double *y,
                    const double *th, double *dy, size_t batch)
 {
