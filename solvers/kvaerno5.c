@@ -115,9 +115,10 @@ static int first_node(int i)
 typedef struct kv_work {
     implicit_lin lin;
     double *k;              /* STAGES blocks of n                          */
-    double *zs;             /* STAGES blocks: the converged stage values   */
+    double *zs;             /* STAGES blocks: stage i's value, iterated in
+                               place (block 0 unused: y is stage 0)    */
     double pw[STAGES][PRED_NODES];  /* the predictor's Lagrange weights   */
-    double *psi, *z, *fz, *dz, *yn; /* n each                             */
+    double *psi, *z, *fz, *dz, *yn; /* n each; z the step VJP's stage   */
     double *kb, *zb, *yb, *mu, *errb, *ynb; /* the step VJP's             */
     int k0;                 /* K0_* : where the next step's k_0 is        */
     int jstale;             /* recompute J at the next step's start       */
@@ -234,27 +235,28 @@ static double newton_update(double *z, const double *dz, size_t n, double rn,
     return sum * rn;
 }
 
-/* Stage i's starting point into w->z (see the top). */
-static void predict(kv_work *w, size_t n, int i, double h, const double *y)
+/* Stage i's starting point into z (see the top). */
+static void predict(const kv_work *w, size_t n, int i, double h,
+                    const double *y, double *z)
 {
     const int first = first_node(i);
 
     if (i == 1) {
         for (size_t m = 0; m < n; m++)
-            w->z[m] = y[m] + c[1] * h * w->k[m];
+            z[m] = y[m] + c[1] * h * w->k[m];
         return;
     }
     for (size_t m = 0; m < n; m++) {
         double v = 0.0;
         for (int j = first; j < i; j++)
             v += w->pw[i][j - first] * (j ? w->zs[(size_t)j * n + m] : y[m]);
-        w->z[m] = v;
+        z[m] = v;
     }
 }
 
 #define NEWTON_FAILED 1
 
-/* Stage i's z into w->z and k_i; *qmax: the largest rate seen. Returns
+/* Stage i's z, iterated in place in its block of w->zs, and k_i; *qmax: the largest rate seen. Returns
  * NDE_OK, NEWTON_FAILED, or a field status. */
 static int newton(nde_solver *s, const double *theta, double ti, double h,
                   int i, const double *y, double rtol, double atol,
@@ -266,21 +268,21 @@ static int newton(nde_solver *s, const double *theta, double ti, double h,
     const double hg = h * gam, hw = L->hgamma, rhw = 1.0 / hw, rhg = 1.0 / hg;
     const double ghw = hg / hw, rn = 1.0 / (double)n;
     double prev = 0.0;
-    double *ki = w->k + (size_t)i * n;
+    double *ki = w->k + (size_t)i * n, *z = w->zs + (size_t)i * n;
     int it, rc;
 
     combine(w, n, A[i], i, h, y, w->psi);
-    predict(w, n, i, h, y);
+    predict(w, n, i, h, y, z);
     for (it = 0; it < NEWTON_MAXIT; it++) {
         double nd2, nd;
         int at_roundoff;
         s->counts.nfe++;
-        if ((rc = nde_field_eval(s->field, ti, w->z, theta, w->fz, s->batch)))
+        if ((rc = nde_field_eval(s->field, ti, z, theta, w->fz, s->batch)))
             return rc;
         for (size_t m = 0; m < n; m++)
-            w->dz[m] = (w->psi[m] - w->z[m]) * rhw + ghw * w->fz[m];
+            w->dz[m] = (w->psi[m] - z[m]) * rhw + ghw * w->fz[m];
         implicit_solve(L, w->dz);
-        nd2 = newton_update(w->z, w->dz, n, rn, rtol, atol, &at_roundoff);
+        nd2 = newton_update(z, w->dz, n, rn, rtol, atol, &at_roundoff);
         if (!isfinite(nd2))
             return NEWTON_FAILED;
         if (at_roundoff)
@@ -303,9 +305,8 @@ static int newton(nde_solver *s, const double *theta, double ti, double h,
     }
     if (it == NEWTON_MAXIT)
         return NEWTON_FAILED;
-    memcpy(w->zs + (size_t)i * n, w->z, n * sizeof *w->z);
     for (size_t m = 0; m < n; m++)
-        ki[m] = (w->z[m] - w->psi[m]) * rhg;
+        ki[m] = (z[m] - w->psi[m]) * rhg;
     return NDE_OK;
 }
 
@@ -381,8 +382,8 @@ static int kv_step(nde_solver *s, const double *theta, double t, double h,
     if (qmax > (w->jac_rate > 0.0 ? w->jac_rate
                                   : fmin(0.1, 0.005 * (double)L->cols)))
         w->jstale = 1;
-    memcpy(y_next, w->z, n * sizeof *y_next);
-    memcpy(w->yn, w->z, n * sizeof *w->yn);
+    memcpy(y_next, w->zs + (STAGES - 1) * n, n * sizeof *y_next);
+    memcpy(w->yn, w->zs + (STAGES - 1) * n, n * sizeof *w->yn);
     if (err) {
         for (size_t m = 0; m < n; m++) {
             double e = 0.0;
