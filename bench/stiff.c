@@ -236,17 +236,8 @@ static int bf_jvp(nde_field *f, double t, const double *y,
                   size_t batch)
 {
     const problem *p = f->state;
-    const size_t d = p->dim;
-    double J[MAXDIM * MAXDIM];
     (void)t; (void)theta;
-    for (size_t r = 0; r < batch; r++) {
-        p->jac(y + r * d, J);
-        for (size_t i = 0; i < d; i++) {
-            jv[r * d + i] = 0.0;
-            for (size_t j = 0; j < d; j++)
-                jv[r * d + i] += J[i * d + j] * v[r * d + j];
-        }
-    }
+    stiff_jvp(p->jac, p->dim, y, v, jv, batch);
     return NDE_OK;
 }
 

@@ -5,6 +5,8 @@
 #ifndef NDE_TESTS_STIFF_FIELDS_H
 #define NDE_TESTS_STIFF_FIELDS_H
 
+#include <stddef.h>
+
 /* E5 (stiff DETEST, Enright et al. 1975; problem E5 of the IVP test set
  * of Mazzia and Magherini, e5.f): chemical pyrolysis, no parameters, y3'
  * written as y2' - y4' as there, which keeps the invariant y2 - y3 - y4
@@ -32,6 +34,25 @@ static __attribute__((unused)) void e5_jac(const double *y, double *J)
     J[12] = E5_B * y[2]; J[13] = 0.0; J[14] = E5_B * y[0]; J[15] = -E5_C;
     for (int j = 0; j < 4; j++)
         J[8 + j] = J[4 + j] - J[12 + j];
+}
+
+/* jv = J u for each of batch rows of d <= 8 values, J row-major from
+ * jac(y): the JVP of a field given by its Jacobian. */
+static __attribute__((unused)) void
+stiff_jvp(void (*jac)(const double *y, double *J), size_t d, const double *y,
+          const double *u, double *jv, size_t batch)
+{
+    double J[64];
+
+    for (size_t r = 0; r < batch; r++) {
+        jac(y + r * d, J);
+        for (size_t i = 0; i < d; i++) {
+            double v = 0.0;
+            for (size_t j = 0; j < d; j++)
+                v += J[i * d + j] * u[r * d + j];
+            jv[r * d + i] = v;
+        }
+    }
 }
 
 #endif
