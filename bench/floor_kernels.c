@@ -23,7 +23,7 @@ static void bwd(const mlp_layer *ly, const double *theta, const double *x,
                 const double *g, double *gx, double *vtheta, size_t batch,
                 size_t ld)
 {
-    const mlp_block all = {0, ld, batch};
+    const mlp_block all = {0, ld, batch, 0};
     if (vtheta)
         layer_params(ly, x, g, vtheta, &all, 1, 0, ly->out);
     if (gx)

@@ -362,16 +362,11 @@ static size_t split_batch_auto(const mlp_net *n)
     return (MLP_SPLIT_WORK + row - 1) / row;
 }
 
-/* `threads` and `thread_batch`: the pool of the data-parallel kernels
- * (none for one thread, nor when no call can be split) and the batch
- * from which each net's calls use it; never a net with a BLAS layer
- * (OpenBLAS runs its own threads, and its sums need not be the same on a
- * part of the columns). */
-static int pick_threads(nde_field *f, mlp_state *s, nde_section *sec,
-                        nde_ctx *ctx)
+/* `threads` and `thread_batch`, into s. */
+static int read_threads(mlp_state *s, nde_section *sec, nde_ctx *ctx)
 {
     const char *word;
-    int status, split = 0;
+    int status;
     if ((status = nde_get_string(sec, "threads", &word, ctx)))
         return status;
     long threads = parse_count(word, 1, MLP_MAX_THREADS, 0);
@@ -380,24 +375,43 @@ static int pick_threads(nde_field *f, mlp_state *s, nde_section *sec,
                                  "is '%s'; expected auto or a count of "
                                  "threads from 1 to %d", word,
                                  MLP_MAX_THREADS);
-    if (threads == 0)
-        threads = nde_cpu_count() >= 2 ? 2 : 1;
+    s->threads = threads > 0 ? (size_t)threads
+                 : nde_cpu_count() >= 2 ? 2 : 1;
     if ((status = nde_get_string(sec, "thread_batch", &word, ctx)))
         return status;
-    long from = parse_count(word, 1, 1000000000, 0);
-    if (from == COUNT_BAD)
+    s->thread_from = parse_count(word, 1, 1000000000, 0);
+    if (s->thread_from == COUNT_BAD)
         return nde_section_error(sec, "thread_batch", ctx,
                                  "is '%s'; expected auto or a batch size "
                                  "from 1", word);
-    mlp_net *nets[2] = {&s->drift, &s->diffusion};
-    for (int k = 0; k < 2; k++) {
-        mlp_net *n = nets[k];
-        if (n->nlayers == 0 || uses_blas(n) || threads == 1)
-            continue;
-        n->split_batch = from > 0 ? (size_t)from : split_batch_auto(n);
-        split |= n->split_batch <= f->batch_max;
-    }
-    return split ? nde_pool_create(ctx, (size_t)threads, &s->pool) : NDE_OK;
+    return NDE_OK;
+}
+
+/* Whether net n's calls are split between the threads, from which batch,
+ * and so the columns of its arrays; never a net with a BLAS layer
+ * (OpenBLAS runs its own threads, and its sums need not be the same on a
+ * part of the columns). */
+static void plan_split(const mlp_state *s, mlp_net *n, size_t batch_max)
+{
+    n->split_batch = 0;
+    if (s->threads > 1 && !uses_blas(n))
+        n->split_batch = s->thread_from > 0 ? (size_t)s->thread_from
+                                            : split_batch_auto(n);
+    n->cols = n->split_batch && n->split_batch <= batch_max
+                  ? mlp_cols(batch_max, s->threads)
+                  : mlp_ld(batch_max);
+}
+
+/* The pool of the data-parallel kernels, when a net's calls can be split
+ * (none for one thread). */
+static int start_pool(nde_field *f, mlp_state *s, nde_ctx *ctx)
+{
+    const mlp_net *nets[2] = {&s->drift, &s->diffusion};
+    for (int k = 0; k < 2; k++)
+        if (nets[k]->nlayers > 0 && nets[k]->split_batch &&
+            nets[k]->split_batch <= f->batch_max)
+            return nde_pool_create(ctx, s->threads, &s->pool);
+    return NDE_OK;
 }
 
 /* Widths must be in 1..1000000; `first` numbers them in messages. */
@@ -414,11 +428,11 @@ static int check_widths(const long *w, size_t n, size_t first,
 
 /* Lay out net n: input width in0, hidden widths hidden[0..nhidden), output
  * dim; parameters from *off on. Tracks the largest width for the shared
- * scratch. (Its forward passes are allocated once its activations are
- * read: mlp_cache_alloc.) */
+ * scratch. (Its arrays are allocated once its activations are read:
+ * finish_net.) */
 static int build_net(mlp_net *n, size_t in0, const long *hidden,
                      size_t nhidden, size_t dim, long thin_width,
-                     size_t batch_max, size_t *off, size_t *maxw)
+                     size_t *off, size_t *maxw)
 {
     n->nlayers = nhidden + 1;
     n->in0 = in0;
@@ -440,12 +454,6 @@ static int build_net(mlp_net *n, size_t in0, const long *hidden,
             *maxw = ly->out;
     }
     n->p1 = *off;
-    if (!(n->cot = calloc(n->nlayers, sizeof *n->cot)))
-        return NDE_ENOMEM;
-    for (size_t l = 0; l < n->nlayers; l++)
-        if (!(n->cot[l] = mlp_alloc(mlp_ld(batch_max) *
-                                    n->layer[l].out)))
-            return NDE_ENOMEM;
     return NDE_OK;
 }
 
@@ -467,15 +475,22 @@ static int build_net(mlp_net *n, size_t in0, const long *hidden,
 #define CACHE_AUTO_MAX 64
 #define CACHE_AUTO (-1L)
 
-/* Net n's activations from `key` (read_activations), then its forward
- * passes (npoints, or CACHE_AUTO). */
-static int finish_net(mlp_net *n, size_t dim, size_t batch_max,
-                      long npoints, const char *key, nde_section *sec,
-                      nde_ctx *ctx)
+/* Net n's activations from `key` (read_activations), how its calls are
+ * split (plan_split), then its cotangents and forward passes (npoints, or
+ * CACHE_AUTO). */
+static int finish_net(const mlp_state *s, mlp_net *n, size_t dim,
+                      size_t batch_max, long npoints, const char *key,
+                      nde_section *sec, nde_ctx *ctx)
 {
     int status = read_activations(n, key, sec, ctx);
     if (status)
         return status;
+    plan_split(s, n, batch_max);
+    if (!(n->cot = calloc(n->nlayers, sizeof *n->cot)))
+        return nde_error(ctx, NDE_ENOMEM, "mlp: out of memory");
+    for (size_t l = 0; l < n->nlayers; l++)
+        if (!(n->cot[l] = mlp_alloc(n->cols * n->layer[l].out)))
+            return nde_error(ctx, NDE_ENOMEM, "mlp: out of memory");
     const size_t bytes = mlp_cache_bytes(n, dim, batch_max);
     if (npoints == CACHE_AUTO) {
         const size_t fit = CACHE_AUTO_BYTES / bytes;
@@ -553,12 +568,12 @@ static int build_diffusion(nde_field *f, mlp_state *s, nde_section *sec,
     /* general noise: the output is G, dim x noise_dim (nde/field.h) */
     const size_t out = f->dim * (noise_dim ? (size_t)noise_dim : 1);
     if (build_net(&s->diffusion, f->dim, hidden, nhidden, out, thin_width,
-                  f->batch_max, off, maxw)) {
+                  off, maxw)) {
         status = nde_error(ctx, NDE_ENOMEM, "mlp: out of memory");
         goto done;
     }
     s->diffusion.out_act = act;
-    if ((status = finish_net(&s->diffusion, f->dim, f->batch_max, npoints,
+    if ((status = finish_net(s, &s->diffusion, f->dim, f->batch_max, npoints,
                              "g_activation", sec, ctx)))
         goto done;
     f->noise = noise_dim ? NDE_NOISE_GENERAL : NDE_NOISE_DIAGONAL;
@@ -672,10 +687,12 @@ static int mlp_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
     size_t off = 0, maxw = in0;
     s->drift.cube = cube_input;
     s->drift.time = time_input;
+    if ((status = read_threads(s, sec, ctx)))
+        goto done;
     if (build_net(&s->drift, in0, widths + 1, nwidths - 2, dim, thin_width,
-                  f->batch_max, &off, &maxw))
+                  &off, &maxw))
         goto nomem;
-    if ((status = finish_net(&s->drift, dim, f->batch_max, npoints,
+    if ((status = finish_net(s, &s->drift, dim, f->batch_max, npoints,
                              "activation", sec, ctx)) ||
         (status = read_output(&s->drift, sec, ctx)) ||
         (status = build_diffusion(f, s, sec, widths + 1, nwidths - 2,
@@ -684,13 +701,14 @@ static int mlp_create(nde_field *f, nde_section *sec, nde_ctx *ctx)
         (status = pick_softplus(s, sec, ctx)))
         goto done;
 
-    const size_t bmax = mlp_ld(f->batch_max);
-    s->g = mlp_alloc(bmax * maxw);
-    s->gx = mlp_alloc(bmax * maxw);
+    const size_t cols = s->drift.cols > s->diffusion.cols ? s->drift.cols
+                                                          : s->diffusion.cols;
+    s->g = mlp_alloc(cols * maxw);
+    s->gx = mlp_alloc(cols * maxw);
     if (!s->g || !s->gx || mlp_tangent_alloc(s))
         goto nomem;
 
-    if ((status = pick_threads(f, s, sec, ctx)))
+    if ((status = start_pool(f, s, ctx)))
         goto done;
     f->pool = s->pool;
     if ((uses_blas(&s->drift) || uses_blas(&s->diffusion)) &&

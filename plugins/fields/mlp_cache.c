@@ -9,10 +9,10 @@
 
 size_t mlp_cache_bytes(const mlp_net *n, size_t dim, size_t batch_max)
 {
-    const size_t bmax = mlp_ld(batch_max);
-    size_t doubles = batch_max * dim + bmax * n->in0;
+    const size_t cols = n->cols;
+    size_t doubles = batch_max * dim + cols * n->in0;
     for (size_t l = 0; l + 1 < n->nlayers; l++)
-        doubles += bmax * n->layer[l].out *
+        doubles += cols * n->layer[l].out *
                    (n->layer[l].act == ACT_LIPSWISH ? 2 : 1);
     return doubles * sizeof(double);
 }
@@ -24,7 +24,7 @@ size_t mlp_cache_bytes(const mlp_net *n, size_t dim, size_t batch_max)
 int mlp_cache_alloc(mlp_net *n, size_t dim, size_t batch_max,
                     size_t npoints)
 {
-    const size_t bmax = mlp_ld(batch_max);
+    const size_t cols = n->cols;
     n->npoints = npoints > 0 ? npoints : 1;
     n->point = calloc(n->npoints, sizeof *n->point);
     n->tag = calloc(n->npoints, sizeof *n->tag);
@@ -34,16 +34,16 @@ int mlp_cache_alloc(mlp_net *n, size_t dim, size_t batch_max,
     for (size_t p = 0; p < n->npoints; p++) {
         mlp_point *pt = &n->point[p];
         pt->y = malloc(batch_max * dim * sizeof *pt->y);
-        pt->x0 = mlp_alloc(bmax * n->in0);
+        pt->x0 = mlp_alloc(cols * n->in0);
         pt->h = calloc(n->nlayers, sizeof *pt->h);
         pt->sg = calloc(n->nlayers, sizeof *pt->sg);
         if (!pt->y || !pt->x0 || !pt->h || !pt->sg)
             return NDE_ENOMEM;
         for (size_t l = 0; l + 1 < n->nlayers; l++) {
-            if (!(pt->h[l] = mlp_alloc(bmax * n->layer[l].out)))
+            if (!(pt->h[l] = mlp_alloc(cols * n->layer[l].out)))
                 return NDE_ENOMEM;
             if (n->layer[l].act == ACT_LIPSWISH &&
-                !(pt->sg[l] = mlp_alloc(bmax * n->layer[l].out)))
+                !(pt->sg[l] = mlp_alloc(cols * n->layer[l].out)))
                 return NDE_ENOMEM;
         }
     }

@@ -413,7 +413,7 @@ MLP_INLINE void combine_rows(const double *w, size_t wo, size_t ws,
 /*
  * The columns of a call split between threads are stored block by block:
  * the block of columns [c0, c0 + ld) of an array `width` wide is an array
- * of its own, width x ld, from width * c0 on, so a thread writes no part
+ * of its own, width x ld, from width * s0 on, so a thread writes no part
  * of a row that another thread writes. (With the rows shared, each
  * thread's piece of a row next to the other's, 2 threads ran the
  * Fashion-MNIST field slower than 1 up to batch 256: a thread's prefetches
@@ -424,6 +424,9 @@ MLP_INLINE void combine_rows(const double *w, size_t wo, size_t ws,
  */
 typedef struct mlp_block {
     size_t c0, ld, rows;
+    size_t s0;          /* its first column in the kernels' own arrays
+                           (passes, cotangents, scratch): c0 and the
+                           gaps before it (mlp.h: MLP_BLOCK_GAP) */
 } mlp_block;
 
 /* d[r][c] = g_gi[r] . x_xi[c] over the batch's columns, for GRAM_ROWS
@@ -443,9 +446,9 @@ MLP_INLINE void gram_tile(const double *g, size_t gw, const size_t *gi,
         const double *gr[GRAM_ROWS], *xr[4];
         const size_t ld = b[k].ld, n = b[k].rows;
         for (int r = 0; r < GRAM_ROWS; r++)
-            gr[r] = g + gw * b[k].c0 + gi[r] * ld;
+            gr[r] = g + gw * b[k].s0 + gi[r] * ld;
         for (int c = 0; c < 4; c++)
-            xr[c] = x + xw * b[k].c0 + xi[c] * ld;
+            xr[c] = x + xw * b[k].s0 + xi[c] * ld;
         for (size_t i = 0; i < n; i += LANES) {
             vd gv[GRAM_ROWS], xv[4];
             for (int r = 0; r < GRAM_ROWS; r++)
@@ -501,7 +504,7 @@ MLP_INLINE double row_sum(const double *a, size_t width, size_t o,
     }
     vd acc = {0};
     for (size_t k = 0; k < nb; k++) {
-        const double *r = a + width * b[k].c0 + o * b[k].ld;
+        const double *r = a + width * b[k].s0 + o * b[k].ld;
         const size_t n = b[k].rows;
         for (size_t i = 0; i < n; i += LANES)
             acc += i + LANES <= n ? load_vd(r + i)
@@ -886,7 +889,7 @@ static __attribute__((noinline)) void
 forward_block(const mlp_net *n, mlp_point *pt, size_t dim, double t,
               const double *y, const double *theta, mlp_block b)
 {
-    double *x0 = pt->x0 + n->in0 * b.c0;
+    double *x0 = pt->x0 + n->in0 * b.s0;
     y += b.c0 * dim;
     if (pt->batch)
         memcpy(pt->y + b.c0 * dim, y, b.rows * dim * sizeof *y);
@@ -895,9 +898,9 @@ forward_block(const mlp_net *n, mlp_point *pt, size_t dim, double t,
         for (size_t i = 0; i < b.ld; i++)
             x0[dim * b.ld + i] = t;
     if (b.ld == 1)
-        forward_layers(n, pt, theta, b.c0, 1);
+        forward_layers(n, pt, theta, b.s0, 1);
     else
-        forward_layers(n, pt, theta, b.c0, b.ld);
+        forward_layers(n, pt, theta, b.s0, b.ld);
 }
 
 /* Block b of the last hidden output of a forward pass (its input if
@@ -946,7 +949,9 @@ typedef struct job {
     int bad[MLP_MAX_THREADS]; /* part p's rows of out are not all finite */
 } job;
 
-/* The blocks: ld = batch_ld(batch) columns cut at multiples of 8. */
+/* The blocks: ld = batch_ld(batch) columns cut at multiples of 8, each
+ * but the first MLP_BLOCK_GAP columns further on in the kernels' arrays
+ * than the one before it (mlp_cols). */
 static void job_cut(job *jb, size_t batch, size_t nparts)
 {
     const size_t ld = batch_ld(batch);
@@ -956,6 +961,7 @@ static void job_cut(job *jb, size_t batch, size_t nparts)
                      c1 = p + 1 < nparts ? mlp_padded(ld * (p + 1) / nparts)
                                          : ld;
         jb->blk[p].c0 = c0;
+        jb->blk[p].s0 = c0 + p * MLP_BLOCK_GAP;
         jb->blk[p].ld = c1 - c0;
         jb->blk[p].rows =
             (c1 < batch ? c1 : batch) - (c0 < batch ? c0 : batch);
@@ -1033,10 +1039,10 @@ static void eval_part(void *arg, size_t part)
     const mlp_block b = jb->blk[part];
     const mlp_layer *ly = &n->layer[n->nlayers - 1];
     const size_t dim = jb->dim, w = ly->out;
-    double *z = jb->s->g + w * b.c0, *out = jb->out + b.c0 * w;
+    double *z = jb->s->g + w * b.s0, *out = jb->out + b.c0 * w;
     if (jb->forward)
         forward_block(n, jb->pt, dim, jb->t, jb->y, jb->theta, b);
-    const double *x = last_hidden(n, jb->pt, b.c0);
+    const double *x = last_hidden(n, jb->pt, b.s0);
     if (!out_chunked(ly, b.ld)) {
         layer_forward(ly, jb->theta, x, z, b.ld);
         if (n->out_act != ACT_IDENTITY)
@@ -1067,7 +1073,7 @@ static void cotangent_part(void *arg, size_t part)
     const mlp_block b = jb->blk[part];
     const size_t dim = jb->dim, last = n->nlayers - 1, ld = b.ld;
     const size_t w = n->layer[last].out;    /* eval_part's w */
-    double *g = n->cot[last] + w * b.c0;
+    double *g = n->cot[last] + w * b.s0;
     if (jb->forward)
         forward_block(n, pt, dim, jb->t, jb->y, jb->theta, b);
     from_rows(jb->v + b.c0 * w, g, w, b.rows, ld, 0);
@@ -1075,9 +1081,9 @@ static void cotangent_part(void *arg, size_t part)
         /* out = s(z): dL/dz = v s'(z), from the output h = s(z) held in
          * s->gx (the output layer is recomputed: it is w wide, the
          * cheap one); s is never lipswish */
-        double *h = s->gx + w * b.c0;
+        double *h = s->gx + w * b.s0;
         const mlp_layer *ly = &n->layer[last];
-        const double *x = last_hidden(n, pt, b.c0);
+        const double *x = last_hidden(n, pt, b.s0);
         if (!out_chunked(ly, ld)) {
             layer_forward(ly, jb->theta, x, h, ld);
             activate(n->out_act, h, w * ld);
@@ -1094,18 +1100,18 @@ static void cotangent_part(void *arg, size_t part)
     }
     for (size_t l = last; l > 0; l--) {
         const mlp_layer *ly = &n->layer[l];
-        double *gx = n->cot[l - 1] + ly->in * b.c0;
+        double *gx = n->cot[l - 1] + ly->in * b.s0;
         const double *sg = pt->sg[l - 1];
-        layer_cotangent(ly, jb->theta, n->cot[l] + ly->out * b.c0, gx, ld);
+        layer_cotangent(ly, jb->theta, n->cot[l] + ly->out * b.s0, gx, ld);
         multiply_derivative(n->layer[l - 1].act,
-                            pt->h[l - 1] + ly->in * b.c0,
-                            sg ? sg + ly->in * b.c0 : NULL, gx, ld * ly->in);
+                            pt->h[l - 1] + ly->in * b.s0,
+                            sg ? sg + ly->in * b.s0 : NULL, gx, ld * ly->in);
     }
     if (!jb->out)
         return;
-    double *gx0 = s->g + n->in0 * b.c0, *vy = jb->out + b.c0 * dim;
+    double *gx0 = s->g + n->in0 * b.s0, *vy = jb->out + b.c0 * dim;
     layer_cotangent(&n->layer[0], jb->theta,
-                    n->cot[0] + n->layer[0].out * b.c0, gx0, ld);
+                    n->cot[0] + n->layer[0].out * b.s0, gx0, ld);
     add_input_cotangent(n->cube, gx0, jb->y + b.c0 * dim, vy, dim, b.rows,
                         ld);
     jb->bad[part] = !all_finite(vy, b.rows * dim);
