@@ -310,7 +310,8 @@ enum {
     LANES = MLP_LANES,
     MLP_NARROW = 4,      /* batches below are not padded (batch_ld)     */
     TILE_VECS = MLP_LANES == 8 ? 4 : 2, /* vectors per row in combine   */
-    GRAM_ROWS = MLP_LANES == 8 ? 4 : 2  /* gram tile: GRAM_ROWS x 4     */
+    GRAM_ROWS = MLP_LANES == 8 ? 4 : 2, /* gram tile: GRAM_ROWS x 4    */
+    GRAM_ACC = 4 * GRAM_ROWS            /* its accumulators, any shape  */
 };
 
 /* Functions taking or returning vd are always inlined, so the warning
@@ -429,66 +430,81 @@ typedef struct mlp_block {
                            gaps before it (mlp.h: MLP_BLOCK_GAP) */
 } mlp_block;
 
-/* d[r][c] = g_gi[r] . x_xi[c] over the batch's columns, for GRAM_ROWS
- * rows of g (gw wide) and four of x (xw wide), block after block in the
- * order of the columns; the last partial vector reads the padding and
- * drops its lanes. */
+/* d[r C + c] = g_gi[r] . x_xi[c] over the batch's columns, for R rows
+ * of g (gw wide) and C of x (xw wide), R C = GRAM_ACC accumulators,
+ * block after block in the order of the columns; the last partial vector
+ * reads the padding and drops its lanes. R and C are constants where it
+ * is inlined. */
 MLP_INLINE void gram_tile(const double *g, size_t gw, const size_t *gi,
-                          const double *x, size_t xw, const size_t *xi,
-                          const mlp_block *b, size_t nb,
-                          double d[GRAM_ROWS][4])
+                          int R, const double *x, size_t xw,
+                          const size_t *xi, int C, const mlp_block *b,
+                          size_t nb, double d[GRAM_ACC])
 {
-    vd a[GRAM_ROWS][4];
-    for (int r = 0; r < GRAM_ROWS; r++)
-        for (int c = 0; c < 4; c++)
-            a[r][c] = (vd){0};
+    vd a[GRAM_ACC];
+    for (int q = 0; q < R * C; q++)
+        a[q] = (vd){0};
     for (size_t k = 0; k < nb; k++) {
-        const double *gr[GRAM_ROWS], *xr[4];
+        const double *gr[GRAM_ACC], *xr[GRAM_ACC];
         const size_t ld = b[k].ld, n = b[k].rows;
-        for (int r = 0; r < GRAM_ROWS; r++)
+        for (int r = 0; r < R; r++)
             gr[r] = g + gw * b[k].s0 + gi[r] * ld;
-        for (int c = 0; c < 4; c++)
+        for (int c = 0; c < C; c++)
             xr[c] = x + xw * b[k].s0 + xi[c] * ld;
         for (size_t i = 0; i < n; i += LANES) {
-            vd gv[GRAM_ROWS], xv[4];
-            for (int r = 0; r < GRAM_ROWS; r++)
+            vd gv[GRAM_ACC], xv[GRAM_ACC];
+            for (int r = 0; r < R; r++)
                 gv[r] = load_vd(gr[r] + i);
-            for (int c = 0; c < 4; c++)
+            for (int c = 0; c < C; c++)
                 xv[c] = load_vd(xr[c] + i);
             if (i + LANES <= n)
-                for (int r = 0; r < GRAM_ROWS; r++)
-                    for (int c = 0; c < 4; c++)
-                        a[r][c] += gv[r] * xv[c];
+                for (int r = 0; r < R; r++)
+                    for (int c = 0; c < C; c++)
+                        a[r * C + c] += gv[r] * xv[c];
             else
-                for (int r = 0; r < GRAM_ROWS; r++)
-                    for (int c = 0; c < 4; c++)
-                        a[r][c] += keep_lanes(gv[r] * xv[c], n - i);
+                for (int r = 0; r < R; r++)
+                    for (int c = 0; c < C; c++)
+                        a[r * C + c] += keep_lanes(gv[r] * xv[c], n - i);
         }
     }
-    for (int r = 0; r < GRAM_ROWS; r++)
-        for (int c = 0; c < 4; c++)
-            d[r][c] = lane_sum(a[r][c]);
+    for (int q = 0; q < R * C; q++)
+        d[q] = lane_sum(a[q]);
+}
+
+/* add_gram with tiles of R rows of g by C of x. */
+MLP_INLINE void add_gram_tiles(const double *g, size_t out, size_t o0,
+                               size_t o1, const double *x, size_t in,
+                               const mlp_block *b, size_t nb, double *dw,
+                               int R, int C)
+{
+    for (size_t o = o0; o < o1; o += (size_t)R)
+        for (size_t k = 0; k < in; k += (size_t)C) {
+            size_t gi[GRAM_ACC], xi[GRAM_ACC];
+            double d[GRAM_ACC];
+            for (int r = 0; r < R; r++)
+                gi[r] = o + (size_t)r < o1 ? o + (size_t)r : o1 - 1;
+            for (int c = 0; c < C; c++)
+                xi[c] = k + (size_t)c < in ? k + (size_t)c : in - 1;
+            gram_tile(g, out, gi, R, x, in, xi, C, b, nb, d);
+            for (int r = 0; r < R && o + (size_t)r < o1; r++)
+                for (int c = 0; c < C && k + (size_t)c < in; c++)
+                    dw[(o + (size_t)r) * in + k + (size_t)c] += d[r * C + c];
+        }
 }
 
 /* dw[o in + k] += g_o . x_k over the batch's columns, for o in [o0, o1)
- * of g (out wide) and k < in. */
+ * of g (out wide) and k < in. Every entry is the same sum whatever the
+ * tile; a tile two wide on a side of at most 2 (the spiral net's 2 inputs
+ * and 2 outputs) computes no entry twice, as a square one would. */
 MLP_INLINE void add_gram(const double *g, size_t out, size_t o0, size_t o1,
                          const double *x, size_t in, const mlp_block *b,
                          size_t nb, double *dw)
 {
-    for (size_t o = o0; o < o1; o += GRAM_ROWS)
-        for (size_t k = 0; k < in; k += 4) {
-            size_t gi[GRAM_ROWS], xi[4];
-            double d[GRAM_ROWS][4];
-            for (size_t r = 0; r < GRAM_ROWS; r++)
-                gi[r] = o + r < o1 ? o + r : o1 - 1;
-            for (size_t c = 0; c < 4; c++)
-                xi[c] = k + c < in ? k + c : in - 1;
-            gram_tile(g, out, gi, x, in, xi, b, nb, d);
-            for (size_t r = 0; r < GRAM_ROWS && o + r < o1; r++)
-                for (size_t c = 0; c < 4 && k + c < in; c++)
-                    dw[(o + r) * in + k + c] += d[r][c];
-        }
+    if (in <= 2)
+        add_gram_tiles(g, out, o0, o1, x, in, b, nb, dw, GRAM_ACC / 2, 2);
+    else if (o1 - o0 <= 2)
+        add_gram_tiles(g, out, o0, o1, x, in, b, nb, dw, 2, GRAM_ACC / 2);
+    else
+        add_gram_tiles(g, out, o0, o1, x, in, b, nb, dw, GRAM_ROWS, 4);
 }
 
 /* The sum over the batch's columns of row o of a (width wide): padded
