@@ -234,15 +234,15 @@ static inline size_t mlp_ld(size_t batch)
  * 48-52 us where the same work as a field of its own, on its own thread
  * beside the other, took 34-40; the blocks shared no cache line and
  * nothing else the parts wrote. With the second block 300 columns
- * further on it took 56 us, 384: 46, 448 and more: 36-38 (the eval
- * 1.8 times as fast as on one thread, 1.26 before). Measured on this
- * 2-vCPU VM (/tmp drivers, 2026-12-08), which has no hardware counters
- * to say why.
+ * further on it took 56 us, 384: 46, 448 and more: 36-38. Measured on
+ * this 2-vCPU VM (/tmp drivers, 2026-12-08), which has no hardware
+ * counters to say why, in the state it was in most of that day; in its
+ * better state the adjacent blocks cost little (README, "Both cores").
  */
 #define MLP_BLOCK_GAP 512
 
-/* The columns of net arrays for batch_max rows split between threads
- * (threads = 1: not split). */
+/* The columns of a net's own arrays for calls of up to batch_max rows
+ * split between threads (threads = 1: not split). */
 static inline size_t mlp_cols(size_t batch_max, size_t threads)
 {
     return mlp_ld(batch_max) + (threads - 1) * MLP_BLOCK_GAP;
