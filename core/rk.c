@@ -552,7 +552,7 @@ static int rk_extras(const nde_solver *cs)
     nde_rk_work *w = s->work;
     const double h = w->dense_h;
     const size_t n = s->batch * s->field->dim;
-    double hc[NDE_RK_MAX_STAGES] = {0};
+    double hc[NDE_RK_MAX_STAGES]; /* rk_scale sets those each stage reads */
     int rc;
 
     if (w->extras_valid || w->total == w->stages)
@@ -574,7 +574,9 @@ static int rk_dense(const nde_solver *s, const double *y, double h,
                     const double *const *k, double theta, double *out)
 {
     const nde_rk_work *w = s->work;
-    double hc[NDE_RK_MAX_STAGES] = {0};
+    /* set for the w->total stages the sum reads (nde_rk_dense_weights):
+     * not zeroed, as this runs once per output point */
+    double hc[NDE_RK_MAX_STAGES];
     int rc;
 
     if (!k && (rc = rk_extras(s)) != NDE_OK) {
