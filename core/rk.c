@@ -511,17 +511,33 @@ static void rk_invalidate(nde_solver *s)
     w->last_valid = 0;
 }
 
-void nde_rk_dense_weights(const nde_rk_tableau *tab, int total, double theta,
-                          double h, double *hc)
+/* hc[i] = h b_i(theta) for i < total, b_i of degree deg, a constant
+ * where inlined (the Horner loop unrolls). */
+static inline __attribute__((always_inline)) void
+rk_dense_weights_deg(const double *dense, int total, double theta, double h,
+                     double *hc, const int deg)
 {
-    const int deg = tab->dense_degree;
-
     for (int i = 0; i < total; i++) {
-        const double *r = tab->dense + (size_t)i * deg;
+        const double *r = dense + (size_t)i * (size_t)deg;
         double p = 0.0;
+#pragma GCC unroll 16
         for (int j = deg - 1; j >= 0; j--)
             p = (p + r[j]) * theta;
         hc[i] = h * p;
+    }
+}
+
+void nde_rk_dense_weights(const nde_rk_tableau *tab, int total, double theta,
+                          double h, double *hc)
+{
+    const double *r = tab->dense;
+
+    /* the degrees of bs3 and rk4 (3), dopri5 and tsit5 (4) */
+    switch (tab->dense_degree) {
+    case 3: rk_dense_weights_deg(r, total, theta, h, hc, 3); break;
+    case 4: rk_dense_weights_deg(r, total, theta, h, hc, 4); break;
+    default:
+        rk_dense_weights_deg(r, total, theta, h, hc, tab->dense_degree);
     }
 }
 
