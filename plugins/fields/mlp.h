@@ -151,7 +151,9 @@ static inline mlp_point *mlp_cache_find(mlp_net *n, size_t dim, double t,
     return pt;
 }
 
-/* The bytes of one of net n's points (its activations must be set). */
+/* The bytes one of net n's points holds (its activations must be set);
+ * the gaps between threads' blocks (MLP_BLOCK_GAP), allocated but never
+ * written, are not counted. */
 size_t mlp_cache_bytes(const mlp_net *n, size_t dim, size_t batch_max);
 
 /* Allocate net n's points (npoints, 0: one never reused) for batch_max

@@ -9,7 +9,7 @@
 
 size_t mlp_cache_bytes(const mlp_net *n, size_t dim, size_t batch_max)
 {
-    const size_t cols = n->cols;
+    const size_t cols = mlp_ld(batch_max); /* not the gaps: never touched */
     size_t doubles = batch_max * dim + cols * n->in0;
     for (size_t l = 0; l + 1 < n->nlayers; l++)
         doubles += cols * n->layer[l].out *
