@@ -256,8 +256,9 @@ static void predict(const kv_work *w, size_t n, int i, double h,
 
 #define NEWTON_FAILED 1
 
-/* Stage i's z, iterated in place in its block of w->zs, and k_i; *qmax: the largest rate seen. Returns
- * NDE_OK, NEWTON_FAILED, or a field status. */
+/* Stage i's z, iterated in place in its block of w->zs, and k_i; *qmax:
+ * the largest rate seen. Returns NDE_OK, NEWTON_FAILED, or a field
+ * status. */
 static int newton(nde_solver *s, const double *theta, double ti, double h,
                   int i, const double *y, double rtol, double atol,
                   double *qmax)
