@@ -387,6 +387,13 @@ static int read_threads(mlp_state *s, nde_section *sec, nde_ctx *ctx)
     return NDE_OK;
 }
 
+/* Whether some call on net n is split (split_batch set by plan_split; 0
+ * for a net never built, the ODE's diffusion). */
+static int net_splits(const mlp_net *n, size_t batch_max)
+{
+    return n->split_batch && n->split_batch <= batch_max;
+}
+
 /* Whether net n's calls are split between the threads, from which batch,
  * and so the columns of its arrays; never a net with a BLAS layer
  * (OpenBLAS runs its own threads, and its sums need not be the same on a
@@ -397,20 +404,17 @@ static void plan_split(const mlp_state *s, mlp_net *n, size_t batch_max)
     if (s->threads > 1 && !uses_blas(n))
         n->split_batch = s->thread_from > 0 ? (size_t)s->thread_from
                                             : split_batch_auto(n);
-    n->cols = n->split_batch && n->split_batch <= batch_max
-                  ? mlp_cols(batch_max, s->threads)
-                  : mlp_ld(batch_max);
+    n->cols = net_splits(n, batch_max) ? mlp_cols(batch_max, s->threads)
+                                       : mlp_ld(batch_max);
 }
 
 /* The pool of the data-parallel kernels, when a net's calls can be split
  * (none for one thread). */
 static int start_pool(nde_field *f, mlp_state *s, nde_ctx *ctx)
 {
-    const mlp_net *nets[2] = {&s->drift, &s->diffusion};
-    for (int k = 0; k < 2; k++)
-        if (nets[k]->nlayers > 0 && nets[k]->split_batch &&
-            nets[k]->split_batch <= f->batch_max)
-            return nde_pool_create(ctx, s->threads, &s->pool);
+    if (net_splits(&s->drift, f->batch_max) ||
+        net_splits(&s->diffusion, f->batch_max))
+        return nde_pool_create(ctx, s->threads, &s->pool);
     return NDE_OK;
 }
 
